@@ -1,0 +1,2 @@
+//! skiff-agent: the daemon and the CLI.
+pub fn placeholder() {}

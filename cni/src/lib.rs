@@ -1,0 +1,1 @@
+//! skiff-cni: placeholder, filled in by its owner.

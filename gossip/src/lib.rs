@@ -1,0 +1,1 @@
+//! skiff-gossip: placeholder, filled in by its owner.

@@ -1,0 +1,1 @@
+//! skiff-manifests: placeholder, filled in by its owner.

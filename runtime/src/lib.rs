@@ -1,0 +1,1 @@
+//! skiff-runtime: placeholder, filled in by its owner.

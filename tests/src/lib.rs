@@ -1,0 +1,1 @@
+//! skiff-tests: multi-node scenarios and shared test helpers.
