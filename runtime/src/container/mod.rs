@@ -1,0 +1,1 @@
+//! Containers: OCI bundles, the per-container shim, logs, exit status.

@@ -1,0 +1,1 @@
+//! Images: content store, archive import, registry pull, layer unpack.
