@@ -1,0 +1,177 @@
+//! Image metadata in the node's redb database: `image_refs` (reference -> image record) and
+//! `image_layers` (diff_id -> the blob it unpacks from), both JSON values.
+
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::{ImageConfig, ImageError, ImageInfo};
+
+const REFS: TableDefinition<&str, &str> = TableDefinition::new("image_refs");
+const LAYERS: TableDefinition<&str, &str> = TableDefinition::new("image_layers");
+
+/// What the store remembers about one image reference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ImageRecord {
+    /// Digest of the image manifest (for a pulled index: the platform manifest).
+    pub digest: String,
+    pub config_digest: String,
+    pub config: ImageConfig,
+    pub layers: Vec<LayerRecord>,
+    pub size: u64,
+}
+
+/// One layer: its uncompressed digest (the unpacked directory's name) and its stored blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LayerRecord {
+    pub diff_id: String,
+    pub blob: String,
+    pub media_type: String,
+    pub size: u64,
+}
+
+impl ImageRecord {
+    pub(crate) fn info(&self, reference: &str) -> ImageInfo {
+        ImageInfo {
+            reference: reference.to_string(),
+            digest: self.digest.clone(),
+            id: self.config_digest.clone(),
+            config: self.config.clone(),
+            layers: self.layers.iter().map(|l| l.diff_id.clone()).collect(),
+            size: self.size,
+        }
+    }
+
+    /// Every blob this image needs: manifest, config, layers.
+    pub(crate) fn blobs(&self) -> impl Iterator<Item = &str> {
+        [self.digest.as_str(), self.config_digest.as_str()]
+            .into_iter()
+            .chain(self.layers.iter().map(|l| l.blob.as_str()))
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Records {
+    db: Arc<Database>,
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(key: &str, json: &str) -> Result<T, ImageError> {
+    serde_json::from_str(json).map_err(|e| ImageError::json(format!("image store record {key}"), e))
+}
+
+fn encode<T: Serialize>(key: &str, value: &T) -> Result<String, ImageError> {
+    serde_json::to_string(value)
+        .map_err(|e| ImageError::json(format!("image store record {key}"), e))
+}
+
+impl Records {
+    /// Creates the tables if this database has never held images.
+    pub(crate) fn open(db: Arc<Database>) -> Result<Self, ImageError> {
+        let txn = db
+            .begin_write()
+            .map_err(|e| ImageError::db("begin write", e))?;
+        txn.open_table(REFS)
+            .map_err(|e| ImageError::db("open image_refs", e))?;
+        txn.open_table(LAYERS)
+            .map_err(|e| ImageError::db("open image_layers", e))?;
+        txn.commit().map_err(|e| ImageError::db("commit", e))?;
+        Ok(Records { db })
+    }
+
+    /// Records `record` under every reference, and its layers, in one transaction.
+    pub(crate) fn put(
+        &self,
+        references: &[String],
+        record: &ImageRecord,
+    ) -> Result<(), ImageError> {
+        let value = encode(&record.digest, record)?;
+        let txn = self
+            .db
+            .begin_write()
+            .map_err(|e| ImageError::db("begin write", e))?;
+        {
+            let mut refs = txn
+                .open_table(REFS)
+                .map_err(|e| ImageError::db("open image_refs", e))?;
+            for reference in references {
+                refs.insert(reference.as_str(), value.as_str())
+                    .map_err(|e| ImageError::db("insert image reference", e))?;
+            }
+            let mut layers = txn
+                .open_table(LAYERS)
+                .map_err(|e| ImageError::db("open image_layers", e))?;
+            for layer in &record.layers {
+                let json = encode(&layer.diff_id, layer)?;
+                layers
+                    .insert(layer.diff_id.as_str(), json.as_str())
+                    .map_err(|e| ImageError::db("insert image layer", e))?;
+            }
+        }
+        txn.commit().map_err(|e| ImageError::db("commit", e))
+    }
+
+    pub(crate) fn get(&self, reference: &str) -> Result<Option<ImageRecord>, ImageError> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| ImageError::db("begin read", e))?;
+        let refs = txn
+            .open_table(REFS)
+            .map_err(|e| ImageError::db("open image_refs", e))?;
+        let value = refs
+            .get(reference)
+            .map_err(|e| ImageError::db("read image reference", e))?;
+        value.map(|v| decode(reference, v.value())).transpose()
+    }
+
+    /// Every (reference, record), ordered by reference.
+    pub(crate) fn all(&self) -> Result<Vec<(String, ImageRecord)>, ImageError> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| ImageError::db("begin read", e))?;
+        let refs = txn
+            .open_table(REFS)
+            .map_err(|e| ImageError::db("open image_refs", e))?;
+        let mut out = Vec::new();
+        for item in refs.iter().map_err(|e| ImageError::db("list images", e))? {
+            let (key, value) = item.map_err(|e| ImageError::db("list images", e))?;
+            out.push((key.value().to_string(), decode(key.value(), value.value())?));
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn remove(&self, reference: &str) -> Result<Option<ImageRecord>, ImageError> {
+        let txn = self
+            .db
+            .begin_write()
+            .map_err(|e| ImageError::db("begin write", e))?;
+        let removed = {
+            let mut refs = txn
+                .open_table(REFS)
+                .map_err(|e| ImageError::db("open image_refs", e))?;
+            let old = refs
+                .remove(reference)
+                .map_err(|e| ImageError::db("remove image reference", e))?;
+            old.map(|v| decode::<ImageRecord>(reference, v.value()))
+                .transpose()?
+        };
+        txn.commit().map_err(|e| ImageError::db("commit", e))?;
+        Ok(removed)
+    }
+
+    pub(crate) fn layer(&self, diff_id: &str) -> Result<Option<LayerRecord>, ImageError> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| ImageError::db("begin read", e))?;
+        let layers = txn
+            .open_table(LAYERS)
+            .map_err(|e| ImageError::db("open image_layers", e))?;
+        let value = layers
+            .get(diff_id)
+            .map_err(|e| ImageError::db("read image layer", e))?;
+        value.map(|v| decode(diff_id, v.value())).transpose()
+    }
+}
