@@ -1,1 +1,51 @@
-//! skiff-gossip: placeholder, filled in by its owner.
+//! skiff-gossip: cluster membership over chitchat carried by mutually authenticated QUIC.
+//!
+//! Code map:
+//! - `pki.rs`, `identity.rs`: the cluster CA, node certificates, files under `<data_dir>/tls/`.
+//! - `token.rs`: join tokens (`skiff1.<base64>`), their records, expiry and revocation.
+//! - `join.rs`: the join exchange (`skiff-join/1`), served by the CA holder; [`join_cluster`].
+//! - `tls.rs`: rustls/quinn configs (ring provider only), ALPNs, per-ALPN client-auth policy.
+//! - `transport/`: chitchat's `Transport` over quinn (one uni stream per message, per-peer
+//!   queues, counters).
+//! - `keyspace.rs`: key names and the single size-checked writer of this node's keys.
+//! - `view.rs`: [`NodeMetadata`] and the pure node-list rule ([`build_node_list`]).
+//! - `profile.rs`: LAN / WAN timing presets.
+//! - `node.rs`: the service: [`GossipNode::spawn`] -> [`GossipHandle`].
+//! - `observe.rs`: notes gossip exchanges per peer so `leave` knows when its marker went out.
+//!
+//! Invariants: every value this node publishes is at most [`MAX_VALUE_BYTES`]; gossip and rpc
+//! connections carry a client certificate from the cluster CA, bootstrap connections reach only
+//! the join handler; `send` never waits on the network; only the newest generation of a node
+//! name is listed.
+
+mod error;
+mod identity;
+mod join;
+mod keyspace;
+mod node;
+mod observe;
+mod pki;
+mod profile;
+mod tls;
+mod token;
+mod transport;
+mod view;
+
+pub use error::{GossipError, IdentityError, JoinError, TokenError};
+pub use identity::NodeIdentity;
+pub use join::{JoinRefusal, join_cluster};
+pub use keyspace::{MAX_KEY_BYTES, MAX_VALUE_BYTES, check_entry};
+pub use node::{GossipConfig, GossipDeps, GossipHandle, GossipNode, LeaveOutcome};
+pub use pki::{CLUSTER_SERVER_NAME, fingerprint, validate_node_name};
+pub use profile::{GossipProfile, GossipTimings};
+pub use tls::{ALPN_GOSSIP, ALPN_JOIN, ALPN_RPC, QuicTimings};
+pub use token::{
+    Token, TokenRecord, check_token, create_token, create_token_at, list_tokens, revoke_token,
+};
+pub use transport::{
+    MAX_FRAME_BYTES, QuicTransport, QuicTransportOptions, TransportCounters, TransportTimings,
+};
+pub use view::{Capacity, NodeCondition, NodeMetadata, NodeStatus, ObservedNode, build_node_list};
+
+/// chitchat, re-exported so callers use the pinned version (`ChannelTransport` for simulations).
+pub use chitchat;

@@ -1,0 +1,397 @@
+//! The gossip service: [`GossipNode::spawn`] starts chitchat on the QUIC transport (or any
+//! transport, for simulations) and returns a [`GossipHandle`] that publishes this node's keys,
+//! exposes the node list on a `watch`, leaves gracefully and shuts down.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use chitchat::transport::Transport;
+use chitchat::{Chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, spawn_chitchat};
+use tokio::sync::{Mutex, mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use crate::error::GossipError;
+use crate::identity::NodeIdentity;
+use crate::keyspace::{self, KEY_LEFT, KEY_META, KEY_STARTED};
+use crate::observe::{ExchangeLog, PreOpened};
+use crate::profile::{GossipProfile, GossipTimings};
+use crate::token::unix_ms;
+use crate::transport::{QuicTransport, QuicTransportOptions, TransportCounters};
+use crate::view::{NodeMetadata, NodeStatus, ObservedNode, build_node_list};
+
+/// Configuration of one gossip node.
+#[derive(Debug, Clone)]
+pub struct GossipConfig {
+    pub node_name: String,
+    /// Where the QUIC endpoint listens (port 0 picks a free port).
+    pub listen_addr: SocketAddr,
+    /// Address other nodes dial; defaults to the bound address (required if listening on 0.0.0.0).
+    pub advertise_addr: Option<SocketAddr>,
+    /// Peers to contact first (`ADDR:PORT` or `host:port`).
+    pub seeds: Vec<String>,
+    pub profile: GossipProfile,
+    /// Must grow on every restart; defaults to the start time in unix ms.
+    pub generation: Option<u64>,
+    pub metadata: NodeMetadata,
+}
+
+impl GossipConfig {
+    pub fn new(node_name: impl Into<String>, listen_addr: SocketAddr) -> Self {
+        Self {
+            node_name: node_name.into(),
+            listen_addr,
+            advertise_addr: None,
+            seeds: Vec::new(),
+            profile: GossipProfile::Lan,
+            generation: None,
+            metadata: NodeMetadata::default(),
+        }
+    }
+}
+
+/// What the QUIC gossip node needs from its surroundings.
+pub struct GossipDeps {
+    pub identity: NodeIdentity,
+    /// Authenticated `skiff-rpc/1` connections arrive here (refused when `None`).
+    pub rpc_sink: Option<mpsc::Sender<quinn::Connection>>,
+}
+
+/// Outcome of [`GossipHandle::leave`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaveOutcome {
+    pub live_peers: usize,
+    /// Live peers that exchanged with us after the marker was set (they were sent it).
+    pub reached: usize,
+}
+
+pub struct GossipNode;
+
+impl GossipNode {
+    /// Binds the QUIC endpoint and starts gossiping with mutual TLS.
+    pub async fn spawn(config: GossipConfig, deps: GossipDeps) -> Result<GossipHandle, GossipError> {
+        let timings = config.profile.timings();
+        let quic = QuicTransport::bind(
+            config.listen_addr,
+            &deps.identity,
+            QuicTransportOptions {
+                timings: timings.transport,
+                rpc_sink: deps.rpc_sink,
+            },
+        )?;
+        let bound = quic.local_addr();
+        let advertise = match config.advertise_addr {
+            Some(addr) => addr,
+            None if bound.ip().is_unspecified() => {
+                quic.abort();
+                return Err(GossipError::AdvertiseRequired { listen: bound });
+            }
+            None => bound,
+        };
+        let cluster_id = deps.identity.cluster_id();
+        let result = start(config, &cluster_id, &quic, bound, advertise, Some(quic.clone())).await;
+        if result.is_err() {
+            quic.abort();
+        }
+        result
+    }
+
+    /// Starts a node on any chitchat transport (e.g. `ChannelTransport` in simulations).
+    /// `config.advertise_addr` defaults to `config.listen_addr`.
+    pub async fn spawn_with_transport(
+        config: GossipConfig,
+        cluster_id: &str,
+        transport: &dyn Transport,
+    ) -> Result<GossipHandle, GossipError> {
+        let listen = config.listen_addr;
+        let advertise = config.advertise_addr.unwrap_or(listen);
+        start(config, cluster_id, transport, listen, advertise, None).await
+    }
+}
+
+async fn start(
+    config: GossipConfig,
+    cluster_id: &str,
+    transport: &dyn Transport,
+    listen: SocketAddr,
+    advertise: SocketAddr,
+    quic: Option<QuicTransport>,
+) -> Result<GossipHandle, GossipError> {
+    let timings = config.profile.timings();
+    let started_at = unix_ms(SystemTime::now());
+    let generation = config.generation.unwrap_or(started_at);
+    let self_id = ChitchatId::new(config.node_name.clone(), generation, advertise);
+    let meta_json = serde_json::to_string(&config.metadata).map_err(GossipError::Metadata)?;
+    keyspace::check_entry(KEY_META, &meta_json)?;
+    let chitchat_config = ChitchatConfig {
+        chitchat_id: self_id.clone(),
+        cluster_id: cluster_id.to_string(),
+        gossip_interval: timings.gossip_interval,
+        listen_addr: listen,
+        seed_nodes: config.seeds.clone(),
+        failure_detector_config: timings.failure_detector(),
+        marked_for_deletion_grace_period: timings.marked_for_deletion_grace_period,
+        catchup_callback: None,
+        extra_liveness_predicate: None,
+    };
+    let exchanges = ExchangeLog::new();
+    let opened = PreOpened::open(transport, listen, exchanges.clone())
+        .await
+        .map_err(|e| GossipError::Start {
+            detail: e.to_string(),
+        })?;
+    let chitchat_handle = spawn_chitchat(chitchat_config, Vec::new(), &opened)
+        .await
+        .map_err(|e| GossipError::Start {
+            detail: e.to_string(),
+        })?;
+    let chitchat = chitchat_handle.chitchat();
+    {
+        let mut guard = chitchat.lock().await;
+        let state = guard.self_node_state();
+        keyspace::set_checked(state, KEY_STARTED, &started_at.to_string())?;
+        keyspace::set_checked(state, KEY_META, &meta_json)?;
+    }
+    let (nodes_tx, nodes_rx) = watch::channel(Vec::new());
+    let cancel = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    tasks.spawn(refresh_node_list(
+        chitchat.clone(),
+        nodes_tx,
+        cancel.clone(),
+        timings.gossip_interval.max(Duration::from_millis(500)),
+    ));
+    info!(node = %config.node_name, %advertise, generation, "gossip started");
+    Ok(GossipHandle {
+        chitchat_handle: Some(chitchat_handle),
+        chitchat,
+        self_id,
+        nodes_rx,
+        quic,
+        cancel,
+        tasks,
+        timings,
+        exchanges,
+    })
+}
+
+/// Recomputes the node list when the live set or a live node's keys change (and on a slow
+/// tick as a backstop), publishing only actual changes.
+async fn refresh_node_list(
+    chitchat: Arc<Mutex<Chitchat>>,
+    nodes_tx: watch::Sender<Vec<NodeStatus>>,
+    cancel: CancellationToken,
+    tick: Duration,
+) {
+    let mut live_rx = chitchat.lock().await.live_nodes_watcher();
+    let mut ticker = tokio::time::interval(tick);
+    loop {
+        // Cancel-safe branches: watch::changed and interval ticks lose nothing on drop.
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            changed = live_rx.changed() => if changed.is_err() { break },
+            _ = ticker.tick() => {}
+        }
+        let list = build_node_list(observe(&*chitchat.lock().await));
+        nodes_tx.send_if_modified(|current| {
+            if *current == list {
+                false
+            } else {
+                *current = list;
+                true
+            }
+        });
+    }
+}
+
+fn observe(chitchat: &Chitchat) -> Vec<ObservedNode> {
+    let live: HashSet<&ChitchatId> = chitchat.live_nodes().collect();
+    let self_id = chitchat.self_chitchat_id();
+    chitchat
+        .node_states()
+        .iter()
+        .map(|(id, state)| ObservedNode {
+            name: id.node_id.to_string(),
+            generation: id.generation_id,
+            address: id.gossip_advertise_addr,
+            alive: live.contains(id),
+            is_self: id == self_id,
+            metadata: state
+                .get(KEY_META)
+                .and_then(|json| serde_json::from_str(json).ok()),
+            started_at_unix_ms: state
+                .get(KEY_STARTED)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0),
+            left: state.get(KEY_LEFT).is_some(),
+        })
+        .collect()
+}
+
+/// Handle to a running gossip node. Dropping it stops the node abruptly (no leave marker).
+pub struct GossipHandle {
+    chitchat_handle: Option<ChitchatHandle>,
+    chitchat: Arc<Mutex<Chitchat>>,
+    self_id: ChitchatId,
+    nodes_rx: watch::Receiver<Vec<NodeStatus>>,
+    quic: Option<QuicTransport>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+    timings: GossipTimings,
+    exchanges: ExchangeLog,
+}
+
+impl GossipHandle {
+    pub fn node_name(&self) -> &str {
+        &self.self_id.node_id
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.self_id.generation_id
+    }
+
+    pub fn advertise_addr(&self) -> SocketAddr {
+        self.self_id.gossip_advertise_addr
+    }
+
+    pub fn timings(&self) -> &GossipTimings {
+        &self.timings
+    }
+
+    /// Every known node (newest generation per name), kept up to date.
+    pub fn nodes(&self) -> watch::Receiver<Vec<NodeStatus>> {
+        self.nodes_rx.clone()
+    }
+
+    /// Counters of the QUIC transport (`None` on other transports).
+    pub fn transport_counters(&self) -> Option<TransportCounters> {
+        self.quic.as_ref().map(QuicTransport::counters)
+    }
+
+    /// The QUIC transport (for rpc dialling), if this node runs on QUIC.
+    pub fn quic_transport(&self) -> Option<&QuicTransport> {
+        self.quic.as_ref()
+    }
+
+    /// Publishes this node's metadata (size-checked).
+    pub async fn set_metadata(&self, metadata: &NodeMetadata) -> Result<(), GossipError> {
+        let json = serde_json::to_string(metadata).map_err(GossipError::Metadata)?;
+        let mut chitchat = self.chitchat.lock().await;
+        keyspace::set_checked(chitchat.self_node_state(), KEY_META, &json)
+    }
+
+    /// Publishes one key of this node (size-checked; keys under `node/` are reserved).
+    pub async fn set_key(&self, key: &str, value: &str) -> Result<(), GossipError> {
+        keyspace::check_user_key(key)?;
+        let mut chitchat = self.chitchat.lock().await;
+        keyspace::set_checked(chitchat.self_node_state(), key, value)
+    }
+
+    /// Deletes one key of this node (tombstoned, then garbage-collected cluster-wide).
+    pub async fn delete_key(&self, key: &str) -> Result<(), GossipError> {
+        keyspace::check_user_key(key)?;
+        self.chitchat.lock().await.self_node_state().delete(key);
+        Ok(())
+    }
+
+    /// `(node name, key, value)` for every key starting with `prefix` on the newest generation
+    /// of every known node, this one included.
+    pub async fn keys_with_prefix(&self, prefix: &str) -> Vec<(String, String, String)> {
+        let chitchat = self.chitchat.lock().await;
+        let mut newest: std::collections::BTreeMap<&str, &ChitchatId> = Default::default();
+        for id in chitchat.node_states().keys() {
+            let entry = newest.entry(&id.node_id).or_insert(id);
+            if id.generation_id > entry.generation_id {
+                *entry = id;
+            }
+        }
+        let mut out = Vec::new();
+        for id in newest.values() {
+            if let Some(state) = chitchat.node_state(id) {
+                for (key, value) in state.iter_prefix(prefix) {
+                    out.push((
+                        id.node_id.to_string(),
+                        key.to_string(),
+                        value.value.clone(),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// Publishes the leave marker and waits (at most the profile's `leave_timeout`) until every
+    /// live peer has been sent it. Call before [`GossipHandle::shutdown`] on SIGTERM.
+    pub async fn leave(&self) -> LeaveOutcome {
+        let since = Instant::now();
+        let peers: Vec<SocketAddr> = {
+            let mut chitchat = self.chitchat.lock().await;
+            // Infallible: a one-byte value under the size rule.
+            let _ = keyspace::set_checked(chitchat.self_node_state(), KEY_LEFT, "1");
+            chitchat
+                .live_nodes()
+                .filter(|id| **id != self.self_id)
+                .map(|id| id.gossip_advertise_addr)
+                .collect()
+        };
+        if let Some(handle) = &self.chitchat_handle {
+            for peer in &peers {
+                let _ = handle.gossip(*peer);
+            }
+        }
+        let deadline = since + self.timings.leave_timeout;
+        let mut changes = self.exchanges.subscribe();
+        loop {
+            if self.exchanges.missing_since(&peers, since).is_empty() {
+                break;
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => break,
+            }
+        }
+        let missing = self.exchanges.missing_since(&peers, since).len();
+        LeaveOutcome {
+            live_peers: peers.len(),
+            reached: peers.len() - missing,
+        }
+    }
+
+    /// Stops gossip, flushes queued messages (bounded) and waits for every task.
+    pub async fn shutdown(mut self) {
+        self.cancel.cancel();
+        if let Some(handle) = self.chitchat_handle.take() {
+            let _ = handle.shutdown().await;
+        }
+        if let Some(quic) = &self.quic {
+            quic.close(self.timings.leave_timeout).await;
+        }
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    /// Stops at once, like a crash (no leave marker, no flush).
+    pub fn abort(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        self.cancel.cancel();
+        if let Some(handle) = self.chitchat_handle.take() {
+            handle.abort();
+        }
+        if let Some(quic) = &self.quic {
+            quic.abort();
+        }
+    }
+}
+
+impl Drop for GossipHandle {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}

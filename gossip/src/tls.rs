@@ -1,0 +1,222 @@
+//! TLS and QUIC configuration: ALPN values, the one server config of a node's endpoint, the
+//! mutual-TLS client config for gossip/rpc, and the bootstrap client config that trusts a server
+//! only by the CA fingerprint pinned in a join token. Always the ring provider, never a default.
+//!
+//! Why one server config with optional client auth: quinn picks the server config before the
+//! TLS ClientHello (and its ALPN) is visible, so ALPN-specific client-auth policy cannot be chosen
+//! per connection at the TLS layer. The server therefore *offers* client auth and verifies any
+//! presented certificate against the cluster CA during the handshake (a certificate from another
+//! CA fails the handshake), but lets certificate-less clients finish; after the handshake the
+//! accept loop enforces per ALPN that gossip and rpc connections presented a client certificate
+//! (see [`peer_is_authenticated`]). Only the join ALPN is served to a bootstrap client.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use crate::error::IdentityError;
+use crate::identity::NodeIdentity;
+use crate::pki;
+
+pub const ALPN_JOIN: &[u8] = b"skiff-join/1";
+pub const ALPN_GOSSIP: &[u8] = b"skiff-gossip/1";
+pub const ALPN_RPC: &[u8] = b"skiff-rpc/1";
+
+/// QUIC connection timing (keep-alive and idle timeout) shared by every config of a node.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QuicTimings {
+    pub keep_alive: Duration,
+    pub idle_timeout: Duration,
+}
+
+pub(crate) fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
+}
+
+fn transport_config(timings: QuicTimings) -> Arc<quinn::TransportConfig> {
+    let mut config = quinn::TransportConfig::default();
+    config.keep_alive_interval(Some(timings.keep_alive));
+    config.max_idle_timeout(quinn::IdleTimeout::try_from(timings.idle_timeout).ok());
+    config.max_concurrent_uni_streams(quinn::VarInt::from_u32(256));
+    config.max_concurrent_bidi_streams(quinn::VarInt::from_u32(64));
+    Arc::new(config)
+}
+
+fn ca_roots(identity: &NodeIdentity) -> Result<Arc<RootCertStore>, IdentityError> {
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(identity.ca_cert().clone())
+        .map_err(IdentityError::Tls)?;
+    Ok(Arc::new(roots))
+}
+
+/// The server side of a node's endpoint: serves join, gossip and rpc ALPNs.
+pub(crate) fn server_config(
+    identity: &NodeIdentity,
+    timings: QuicTimings,
+) -> Result<quinn::ServerConfig, IdentityError> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(ca_roots(identity)?, provider())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| IdentityError::Tls(rustls::Error::General(e.to_string())))?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(IdentityError::Tls)?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(identity.node_chain(), identity.node_key())
+        .map_err(IdentityError::Tls)?;
+    tls.alpn_protocols = vec![ALPN_GOSSIP.to_vec(), ALPN_RPC.to_vec(), ALPN_JOIN.to_vec()];
+    let quic = QuicServerConfig::try_from(tls)
+        .map_err(|e| IdentityError::Tls(rustls::Error::General(e.to_string())))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    config.transport_config(transport_config(timings));
+    Ok(config)
+}
+
+/// Client config for gossip or rpc: presents this node's certificate, trusts only the CA.
+pub(crate) fn mutual_client_config(
+    identity: &NodeIdentity,
+    alpn: &[u8],
+    timings: QuicTimings,
+) -> Result<quinn::ClientConfig, IdentityError> {
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(IdentityError::Tls)?
+        .with_root_certificates(ca_roots(identity)?)
+        .with_client_auth_cert(identity.node_chain(), identity.node_key())
+        .map_err(IdentityError::Tls)?;
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    finish_client(tls, timings)
+}
+
+fn finish_client(
+    tls: rustls::ClientConfig,
+    timings: QuicTimings,
+) -> Result<quinn::ClientConfig, IdentityError> {
+    let quic = QuicClientConfig::try_from(tls)
+        .map_err(|e| IdentityError::Tls(rustls::Error::General(e.to_string())))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    config.transport_config(transport_config(timings));
+    Ok(config)
+}
+
+/// Client config for joining: no client certificate; the server must present a chain containing
+/// the CA whose fingerprint is pinned. The returned flag is set if a server failed the pin.
+pub(crate) fn bootstrap_client_config(
+    pinned_ca: [u8; 32],
+    timings: QuicTimings,
+) -> Result<(quinn::ClientConfig, Arc<AtomicBool>), IdentityError> {
+    let mismatch = Arc::new(AtomicBool::new(false));
+    let verifier = Arc::new(PinnedCaVerifier {
+        pinned_ca,
+        mismatch: mismatch.clone(),
+    });
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(IdentityError::Tls)?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN_JOIN.to_vec()];
+    Ok((finish_client(tls, timings)?, mismatch))
+}
+
+/// Trusts a server whose chain includes the pinned CA and whose leaf that CA signed.
+#[derive(Debug)]
+struct PinnedCaVerifier {
+    pinned_ca: [u8; 32],
+    mismatch: Arc<AtomicBool>,
+}
+
+impl ServerCertVerifier for PinnedCaVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(ca) = intermediates
+            .iter()
+            .find(|c| pki::fingerprint(c) == self.pinned_ca)
+        else {
+            self.mismatch.store(true, Ordering::SeqCst);
+            return Err(rustls::Error::General(
+                "server does not present the pinned cluster CA".into(),
+            ));
+        };
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.clone().into_owned())?;
+        let inner =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .map_err(|e| rustls::Error::General(e.to_string()))?;
+        let result = inner.verify_server_cert(end_entity, &[], server_name, ocsp_response, now);
+        if result.is_err() {
+            self.mismatch.store(true, Ordering::SeqCst);
+        }
+        result
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &provider().signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &provider().signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// The ALPN a connection negotiated.
+pub(crate) fn negotiated_alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    conn.handshake_data()?
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?
+        .protocol
+}
+
+/// True if the peer presented a client certificate. The server's client verifier already checked
+/// during the handshake that any presented chain leads to the cluster CA (a foreign CA fails the
+/// handshake), so presence is the remaining per-ALPN requirement.
+pub(crate) fn peer_is_authenticated(conn: &quinn::Connection) -> bool {
+    conn.peer_identity()
+        .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .is_some_and(|chain| !chain.is_empty())
+}

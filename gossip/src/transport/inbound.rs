@@ -1,0 +1,142 @@
+//! Inbound side: the accept loop, per-ALPN admission (gossip and rpc need a client certificate
+//! from the cluster CA, join needs none and reaches only the join handler), and the reader that
+//! turns each uni stream of a gossip connection into one chitchat message.
+
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use chitchat::{ChitchatMessage, Deserializable};
+use tracing::{debug, warn};
+
+use super::stats::{add, bump};
+use super::{Inner, MAX_FRAME_BYTES, count_rejected};
+use crate::tls::{ALPN_GOSSIP, ALPN_JOIN, ALPN_RPC, negotiated_alpn, peer_is_authenticated};
+
+/// QUIC application close codes used by this endpoint.
+pub(crate) const CLOSE_UNAUTHENTICATED: u32 = 0x10;
+pub(crate) const CLOSE_NOT_SERVED: u32 = 0x11;
+/// Stream stop code for a frame over the limit.
+const STOP_TOO_LARGE: u32 = 0x20;
+
+pub(crate) async fn accept_loop(inner: Arc<Inner>) {
+    loop {
+        // Cancel-safe: Endpoint::accept may be dropped before completion.
+        let incoming = tokio::select! {
+            _ = inner.cancel.cancelled() => break,
+            incoming = inner.endpoint.accept() => match incoming {
+                Some(incoming) => incoming,
+                None => break,
+            },
+        };
+        let inner2 = inner.clone();
+        inner.tasks.spawn(async move {
+            tokio::select! {
+                _ = inner2.cancel.cancelled() => {}
+                _ = handle_incoming(inner2.clone(), incoming) => {}
+            }
+        });
+    }
+}
+
+async fn handle_incoming(inner: Arc<Inner>, incoming: quinn::Incoming) {
+    let remote = incoming.remote_address();
+    let conn = match tokio::time::timeout(inner.timings.dial_timeout, incoming).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(error)) => {
+            bump(&inner.counters.failed_handshakes);
+            debug!(peer = %remote, %error, "inbound handshake failed");
+            return;
+        }
+        Err(_) => {
+            bump(&inner.counters.failed_handshakes);
+            return;
+        }
+    };
+    inner.track_connection(&conn);
+    let alpn = negotiated_alpn(&conn);
+    let authenticated = peer_is_authenticated(&conn);
+    match alpn.as_deref() {
+        Some(a) if a == ALPN_GOSSIP && authenticated => read_gossip(inner, conn).await,
+        Some(a) if a == ALPN_RPC && authenticated => match &inner.rpc_sink {
+            Some(sink) => {
+                if sink.try_send(conn.clone()).is_err() {
+                    conn.close(CLOSE_NOT_SERVED.into(), b"rpc busy");
+                }
+            }
+            None => conn.close(CLOSE_NOT_SERVED.into(), b"rpc not served"),
+        },
+        // Nodes without the CA key answer joins with a refusal naming the reason.
+        Some(a) if a == ALPN_JOIN => crate::join::serve_join(conn, &inner.identity).await,
+        _ => {
+            count_rejected(&inner);
+            warn!(peer = %remote, "refusing connection without a cluster client certificate");
+            conn.close(
+                CLOSE_UNAUTHENTICATED.into(),
+                b"client certificate from the cluster CA required",
+            );
+        }
+    }
+}
+
+async fn read_gossip(inner: Arc<Inner>, conn: quinn::Connection) {
+    let from = conn.remote_address();
+    loop {
+        let stream = match conn.accept_uni().await {
+            Ok(stream) => stream,
+            Err(error) => {
+                debug!(peer = %from, %error, "gossip connection ended");
+                return;
+            }
+        };
+        // One task per stream so a stalled stream cannot hold up the others; quinn's stream
+        // limit bounds how many exist at once.
+        let inner2 = inner.clone();
+        inner.tasks.spawn(async move {
+            tokio::select! {
+                _ = inner2.cancel.cancelled() => {}
+                _ = read_frame(&inner2, from, stream) => {}
+            }
+        });
+    }
+}
+
+async fn read_frame(inner: &Inner, from: SocketAddr, mut stream: quinn::RecvStream) {
+    let read = tokio::time::timeout(
+        inner.timings.send_timeout,
+        stream.read_to_end(MAX_FRAME_BYTES),
+    )
+    .await;
+    let bytes = match read {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(quinn::ReadToEndError::TooLong)) => {
+            bump(&inner.counters.oversized_frames);
+            let _ = stream.stop(STOP_TOO_LARGE.into());
+            return;
+        }
+        Ok(Err(_)) | Err(_) => {
+            bump(&inner.counters.malformed_frames);
+            return;
+        }
+    };
+    let Some(message) = decode(&bytes) else {
+        bump(&inner.counters.malformed_frames);
+        debug!(peer = %from, len = bytes.len(), "dropping malformed gossip frame");
+        return;
+    };
+    bump(&inner.counters.frames_received);
+    add(&inner.counters.bytes_received, bytes.len());
+    if inner.inbound_tx.try_send((from, message)).is_err() {
+        bump(&inner.counters.dropped_inbound_full);
+    }
+}
+
+/// Decodes exactly one chitchat message; trailing bytes or a decoder panic count as malformed.
+pub(crate) fn decode(bytes: &[u8]) -> Option<ChitchatMessage> {
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut cursor = bytes;
+        let message = ChitchatMessage::deserialize(&mut cursor).ok()?;
+        cursor.is_empty().then_some(message)
+    }));
+    result.ok().flatten()
+}

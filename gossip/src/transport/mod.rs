@@ -1,0 +1,273 @@
+//! chitchat's `Transport`/`Socket` over QUIC: one quinn endpoint per node serves and dials on the
+//! gossip port; every gossip message travels on its own unidirectional stream (chitchat's own
+//! `Serializable` encoding, one message per stream, `read_to_end` with a size limit).
+//!
+//! Sending never blocks the gossip loop: [`Socket::send`] encodes the message and `try_send`s it
+//! into a bounded per-peer queue drained by that peer's task (`peer.rs`), which owns and reuses
+//! one dialled connection, re-dials after failures, and exits when idle. Receiving is cancel-safe:
+//! accept tasks (`inbound.rs`) decode frames and push them into one mpsc that
+//! [`Socket::recv`] reads. Malformed, oversized or excess frames are counted and dropped.
+
+mod inbound;
+mod peer;
+mod stats;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chitchat::transport::{Socket, Transport};
+use chitchat::{ChitchatMessage, Serializable};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use stats::TransportCounters;
+
+use crate::error::GossipError;
+use crate::identity::NodeIdentity;
+use crate::tls::{self, ALPN_GOSSIP, QuicTimings};
+use stats::{Counters, bump};
+
+/// Largest gossip frame accepted (chitchat messages are at most 65,507 bytes).
+pub const MAX_FRAME_BYTES: usize = 65_536;
+
+/// Tunables of the QUIC transport; see [`crate::GossipProfile`] for the presets.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TransportTimings {
+    pub quic: QuicTimings,
+    /// Bound on one outbound dial (handshake included).
+    pub dial_timeout: Duration,
+    /// Bound on writing one message stream; on expiry the connection is dropped and re-dialled.
+    pub send_timeout: Duration,
+    /// After a failed dial, messages to that peer are dropped (counted) for this long.
+    pub redial_backoff: Duration,
+    /// A peer task with nothing to send for this long exits (it is recreated on demand).
+    pub peer_idle_exit: Duration,
+    /// Outbound queue length per peer.
+    pub peer_queue: usize,
+    /// Inbound queue length towards the gossip loop.
+    pub inbound_queue: usize,
+}
+
+pub(crate) type Frame = Vec<u8>;
+
+pub(crate) struct Inner {
+    pub endpoint: quinn::Endpoint,
+    pub local_addr: SocketAddr,
+    pub gossip_client: quinn::ClientConfig,
+    pub identity: NodeIdentity,
+    pub rpc_sink: Option<mpsc::Sender<quinn::Connection>>,
+    pub timings: TransportTimings,
+    pub peers: Mutex<HashMap<SocketAddr, mpsc::Sender<Frame>>>,
+    pub inbound_tx: mpsc::Sender<(SocketAddr, ChitchatMessage)>,
+    pub inbound_rx: Mutex<Option<mpsc::Receiver<(SocketAddr, ChitchatMessage)>>>,
+    pub connections: Mutex<Vec<quinn::Connection>>,
+    pub counters: Counters,
+    pub cancel: CancellationToken,
+    pub tasks: TaskTracker,
+    pub peer_tasks: TaskTracker,
+}
+
+impl Inner {
+    /// Remembers a connection for the UDP byte counters; forgets closed ones.
+    pub fn track_connection(&self, conn: &quinn::Connection) {
+        let mut conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        self.prune_closed(&mut conns);
+        conns.push(conn.clone());
+    }
+
+    fn prune_closed(&self, conns: &mut Vec<quinn::Connection>) {
+        conns.retain(|c| {
+            if c.close_reason().is_some() {
+                stats::add(
+                    &self.counters.closed_udp_bytes_sent,
+                    c.stats().udp_tx.bytes as usize,
+                );
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
+/// Options for [`QuicTransport::bind`].
+pub struct QuicTransportOptions {
+    pub timings: TransportTimings,
+    /// Authenticated `skiff-rpc/1` connections are handed here (closed if `None`).
+    pub rpc_sink: Option<mpsc::Sender<quinn::Connection>>,
+}
+
+/// The QUIC gossip transport of one node. Cheap to clone.
+#[derive(Clone)]
+pub struct QuicTransport {
+    inner: Arc<Inner>,
+}
+
+impl QuicTransport {
+    /// Binds the node's endpoint on `listen_addr` (port 0 picks a free port) and starts accepting.
+    pub fn bind(
+        listen_addr: SocketAddr,
+        identity: &NodeIdentity,
+        options: QuicTransportOptions,
+    ) -> Result<Self, GossipError> {
+        let timings = options.timings;
+        let server = tls::server_config(identity, timings.quic)?;
+        let gossip_client = tls::mutual_client_config(identity, ALPN_GOSSIP, timings.quic)?;
+        let endpoint = quinn::Endpoint::server(server, listen_addr).map_err(|source| {
+            GossipError::Bind {
+                addr: listen_addr,
+                source,
+            }
+        })?;
+        let local_addr = endpoint
+            .local_addr()
+            .map_err(|source| GossipError::Bind {
+                addr: listen_addr,
+                source,
+            })?;
+        let (inbound_tx, inbound_rx) = mpsc::channel(timings.inbound_queue.max(1));
+        let inner = Arc::new(Inner {
+            endpoint,
+            local_addr,
+            gossip_client,
+            identity: identity.clone(),
+            rpc_sink: options.rpc_sink,
+            timings,
+            peers: Mutex::new(HashMap::new()),
+            inbound_tx,
+            inbound_rx: Mutex::new(Some(inbound_rx)),
+            connections: Mutex::new(Vec::new()),
+            counters: Counters::default(),
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            peer_tasks: TaskTracker::new(),
+        });
+        inner.tasks.spawn(inbound::accept_loop(inner.clone()));
+        Ok(Self { inner })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    pub fn counters(&self) -> TransportCounters {
+        let mut conns = self
+            .inner
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.inner.prune_closed(&mut conns);
+        let live: u64 = conns.iter().map(|c| c.stats().udp_tx.bytes).sum();
+        self.inner.counters.snapshot(live)
+    }
+
+    /// Dials `addr` with this node's client certificate on the rpc ALPN (for the agent's rpc).
+    pub async fn connect_rpc(&self, addr: SocketAddr) -> Result<quinn::Connection, GossipError> {
+        let config = tls::mutual_client_config(
+            &self.inner.identity,
+            tls::ALPN_RPC,
+            self.inner.timings.quic,
+        )?;
+        let connecting = self
+            .inner
+            .endpoint
+            .connect_with(config, addr, crate::pki::CLUSTER_SERVER_NAME)
+            .map_err(|e| GossipError::Start {
+                detail: format!("cannot dial {addr}: {e}"),
+            })?;
+        let conn = connecting.await.map_err(|e| GossipError::Start {
+            detail: format!("cannot connect to {addr}: {e}"),
+        })?;
+        self.inner.track_connection(&conn);
+        Ok(conn)
+    }
+
+    /// Flushes queued messages (bounded by `drain`), then closes the endpoint and every task.
+    pub async fn close(&self, drain: Duration) {
+        // Dropping the senders lets every peer task drain its queue and exit.
+        self.inner
+            .peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.inner.peer_tasks.close();
+        let _ = tokio::time::timeout(drain, self.inner.peer_tasks.wait()).await;
+        self.abort();
+        self.inner.tasks.close();
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.inner.tasks.wait()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.inner.endpoint.wait_idle()).await;
+    }
+
+    /// Stops at once without flushing (what a crash looks like to peers, minus the close frames).
+    pub fn abort(&self) {
+        self.inner.cancel.cancel();
+        self.inner.endpoint.close(0u32.into(), b"shutdown");
+    }
+}
+
+#[async_trait::async_trait]
+impl Transport for QuicTransport {
+    async fn open(&self, listen_addr: SocketAddr) -> anyhow::Result<Box<dyn Socket>> {
+        if listen_addr != self.inner.local_addr && listen_addr.port() != 0 {
+            anyhow::bail!(
+                "quic transport is bound to {}, not {listen_addr}",
+                self.inner.local_addr
+            );
+        }
+        let rx = self
+            .inner
+            .inbound_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("address not available `{listen_addr}`"))?;
+        Ok(Box::new(QuicSocket {
+            inner: self.inner.clone(),
+            rx: Some(rx),
+        }))
+    }
+}
+
+struct QuicSocket {
+    inner: Arc<Inner>,
+    rx: Option<mpsc::Receiver<(SocketAddr, ChitchatMessage)>>,
+}
+
+impl Drop for QuicSocket {
+    fn drop(&mut self) {
+        if let Some(rx) = self.rx.take() {
+            *self
+                .inner
+                .inbound_rx
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(rx);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Socket for QuicSocket {
+    async fn send(&mut self, to: SocketAddr, msg: ChitchatMessage) -> anyhow::Result<()> {
+        let frame = msg.serialize_to_vec();
+        peer::enqueue(&self.inner, to, frame);
+        Ok(())
+    }
+
+    async fn recv(&mut self) -> anyhow::Result<(SocketAddr, ChitchatMessage)> {
+        let rx = self
+            .rx
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("socket closed"))?;
+        // Cancel-safe: mpsc::Receiver::recv loses nothing when dropped before completion.
+        rx.recv()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("quic transport closed"))
+    }
+}
+
+pub(crate) fn count_rejected(inner: &Inner) {
+    bump(&inner.counters.rejected_connections);
+}

@@ -1,0 +1,150 @@
+//! Outbound side: one bounded queue and one task per peer address. The task dials lazily, reuses
+//! its connection for every message (one uni stream each), drops and re-dials a broken or stalled
+//! connection, backs off after a failed dial, and exits after a quiet period.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::stats::{add, bump};
+use super::{Frame, Inner};
+use crate::pki::CLUSTER_SERVER_NAME;
+
+/// Queues `frame` for `to` without waiting; a full queue drops the frame (counted).
+pub(crate) fn enqueue(inner: &Arc<Inner>, to: SocketAddr, frame: Frame) {
+    if inner.cancel.is_cancelled() {
+        return;
+    }
+    let mut peers = inner.peers.lock().unwrap_or_else(|p| p.into_inner());
+    let frame = match peers.get(&to) {
+        Some(tx) => match tx.try_send(frame) {
+            Ok(()) => return,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                bump(&inner.counters.dropped_queue_full);
+                return;
+            }
+            Err(mpsc::error::TrySendError::Closed(frame)) => frame,
+        },
+        None => frame,
+    };
+    if inner.peer_tasks.is_closed() {
+        return; // shutting down: no new peer tasks
+    }
+    let (tx, rx) = mpsc::channel(inner.timings.peer_queue.max(1));
+    // A fresh channel always has room for one frame.
+    let _ = tx.try_send(frame);
+    peers.insert(to, tx);
+    drop(peers);
+    inner.peer_tasks.spawn(run_peer(inner.clone(), to, rx));
+}
+
+async fn run_peer(inner: Arc<Inner>, addr: SocketAddr, mut rx: mpsc::Receiver<Frame>) {
+    let timings = inner.timings;
+    let mut conn: Option<quinn::Connection> = None;
+    let mut backoff_until: Option<Instant> = None;
+    let mut last_stream: Option<quinn::SendStream> = None;
+    loop {
+        // Cancel-safe branches: recv loses nothing; the sleep is just a timer.
+        let frame = tokio::select! {
+            _ = inner.cancel.cancelled() => break,
+            frame = rx.recv() => match frame {
+                Some(frame) => frame,
+                None => break, // senders dropped: queue drained, transport closing
+            },
+            _ = tokio::time::sleep(timings.peer_idle_exit) => {
+                if retire_if_idle(&inner, addr, &mut rx) {
+                    break;
+                }
+                continue;
+            }
+        };
+        if backoff_until.is_some_and(|until| Instant::now() < until) {
+            bump(&inner.counters.dropped_unreachable);
+            continue;
+        }
+        if conn.as_ref().is_some_and(|c| c.close_reason().is_some()) {
+            conn = None;
+        }
+        let connection = match &conn {
+            Some(c) => c.clone(),
+            None => match dial(&inner, addr).await {
+                Some(c) => {
+                    backoff_until = None;
+                    conn = Some(c.clone());
+                    c
+                }
+                None => {
+                    backoff_until = Some(Instant::now() + timings.redial_backoff);
+                    bump(&inner.counters.dropped_unreachable);
+                    continue;
+                }
+            },
+        };
+        let len = frame.len();
+        match tokio::time::timeout(timings.send_timeout, write_frame(&connection, &frame)).await {
+            Ok(Ok(stream)) => {
+                bump(&inner.counters.frames_sent);
+                add(&inner.counters.bytes_sent, len);
+                last_stream = Some(stream);
+            }
+            _ => {
+                bump(&inner.counters.send_failures);
+                debug!(peer = %addr, "gossip send failed; dropping the connection");
+                connection.close(1u32.into(), b"send failed");
+                conn = None;
+            }
+        }
+    }
+    // Graceful close: give the last message a chance to be acknowledged before we go.
+    if let Some(stream) = last_stream
+        && !inner.cancel.is_cancelled()
+    {
+        let _ = tokio::time::timeout(timings.send_timeout, stream.stopped()).await;
+    }
+}
+
+/// Removes this peer's queue if it is still empty (under the map lock, so no frame is lost).
+fn retire_if_idle(inner: &Inner, addr: SocketAddr, rx: &mut mpsc::Receiver<Frame>) -> bool {
+    let mut peers = inner.peers.lock().unwrap_or_else(|p| p.into_inner());
+    if !rx.is_empty() {
+        return false;
+    }
+    peers.remove(&addr);
+    rx.close();
+    true
+}
+
+async fn dial(inner: &Inner, addr: SocketAddr) -> Option<quinn::Connection> {
+    let connecting = inner
+        .endpoint
+        .connect_with(inner.gossip_client.clone(), addr, CLUSTER_SERVER_NAME)
+        .ok()?;
+    match tokio::time::timeout(inner.timings.dial_timeout, connecting).await {
+        Ok(Ok(conn)) => {
+            bump(&inner.counters.dials);
+            inner.track_connection(&conn);
+            Some(conn)
+        }
+        Ok(Err(error)) => {
+            debug!(peer = %addr, %error, "gossip dial failed");
+            None
+        }
+        Err(_) => {
+            debug!(peer = %addr, "gossip dial timed out");
+            None
+        }
+    }
+}
+
+async fn write_frame(
+    conn: &quinn::Connection,
+    frame: &[u8],
+) -> Result<quinn::SendStream, Box<dyn std::error::Error + Send + Sync>> {
+    let mut stream = conn.open_uni().await?;
+    stream.write_all(frame).await?;
+    stream.finish()?;
+    Ok(stream)
+}
