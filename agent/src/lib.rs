@@ -1,2 +1,25 @@
-//! skiff-agent: the daemon and the CLI.
-pub fn placeholder() {}
+//! skiff-agent: the node daemon and the CLI.
+//!
+//! Code map:
+//! - `config`: defaults, TOML file, flags.
+//! - `watcher`: the manifests directory, debounced into file events.
+//! - `desired`: manifest files -> desired objects -> the pods this node should run (pure).
+//! - `pod`: pod records and container status, persisted in `store`.
+//! - `reconciler`: pure `observe`/`plan` per pod, and the executor that carries out actions
+//!   on `skiff-runtime` (containers, images) and `skiff-cni` (network namespaces).
+//! - `agent`: the service that owns the state and runs the loop; `api`: the local socket.
+//! - `cli`: the `skiff` command line; `cli::output` is the only place that prints.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod pod;
+pub mod reconciler;
+pub mod store;
+pub mod watcher;
+pub mod agent;
+pub mod desired;
+pub mod dev;
+pub mod events;
+pub mod render;
+pub mod shim;

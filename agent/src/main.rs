@@ -1,4 +1,24 @@
-//! The `skiff` binary: agent, shim and CLI entry point.
+//! The `skiff` binary: agent, hidden shim, and CLI entry point.
+
+use clap::Parser;
+use skiff_agent::cli::{self, Cli, Command};
+use std::path::PathBuf;
+
 fn main() {
-    skiff_agent::placeholder();
+    // The shim must start before anything creates a thread (libcontainer clones this process).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "shim") {
+        std::process::exit(skiff_agent::shim::main(args[2..].to_vec()));
+    }
+    let cli = Cli::parse();
+    let socket = cli
+        .socket
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(skiff_agent::config::DEFAULT_API_SOCKET));
+    let code = match cli.command {
+        Command::Agent(args) => skiff_agent::agent::run_from_args(args),
+        Command::Dev(dev) => skiff_agent::dev::run(dev),
+        command => cli::commands::run(&socket, command),
+    };
+    std::process::exit(code);
 }

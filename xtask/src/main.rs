@@ -1,1 +1,135 @@
-fn main() {}
+//! `cargo xtask`: everything a developer or CI runs (test, lint, ci, demo, bench, image).
+
+mod bench;
+mod demo;
+mod packages;
+mod util;
+
+use anyhow::{Result, bail};
+use std::path::PathBuf;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  test     install missing system packages, build the test image, run every test tier
+  lint     rustfmt --check, clippy -D warnings, rustdoc -D warnings
+  ci       lint + test, exactly what .ci/run does
+  demo     start an agent on embedded defaults with examples/, show the pods, Ctrl-C tears down
+  bench    pod start latency and memory, side by side with runc and podman
+  image    build the busybox test image archive (target/skiff-test-image/busybox.oci.tar)
+  packages install the Debian packages tests, demo and bench need (root)";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(command) = args.first() else {
+        eprintln!("{USAGE}");
+        std::process::exit(1);
+    };
+    let rest = &args[1..];
+    match command.as_str() {
+        "test" => test(rest),
+        "lint" => lint(),
+        "ci" => {
+            lint()?;
+            test(rest)
+        }
+        "demo" => demo::run(rest),
+        "bench" => bench::run(rest),
+        "image" => {
+            let path = build_test_image()?;
+            println!("{}", path.display());
+            Ok(())
+        }
+        "packages" => packages::ensure(packages::ALL),
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown xtask command {other:?}\n{USAGE}"),
+    }
+}
+
+/// The workspace root (the parent of xtask/).
+pub fn root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or(manifest_dir)
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    packages::ensure(packages::ALL)?;
+    let image = build_test_image()?;
+    let root = root();
+    // Every tier: unit tables, in-process clusters, real QUIC on loopback, and privileged tests with
+    // real containers and netlink (we run as root). The test image path is handed to the tests.
+    let mut cmd = if util::have("cargo-nextest") {
+        let mut c = util::cargo();
+        c.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+        c
+    } else {
+        let mut c = util::cargo();
+        c.args(["test", "--workspace", "--no-fail-fast"]);
+        c
+    };
+    cmd.args(extra)
+        .env("SKIFF_TEST_IMAGE", &image)
+        .current_dir(&root);
+    util::run(&mut cmd)?;
+    // Doc tests are not run by nextest.
+    if util::have("cargo-nextest") {
+        util::run(
+            util::cargo()
+                .args(["test", "--workspace", "--doc"])
+                .current_dir(&root),
+        )?;
+    }
+    Ok(())
+}
+
+fn lint() -> Result<()> {
+    let root = root();
+    util::run(
+        util::cargo()
+            .args(["fmt", "--all", "--", "--check"])
+            .current_dir(&root),
+    )?;
+    util::run(
+        util::cargo()
+            .args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--all-features",
+                "--",
+                "-D",
+                "warnings",
+            ])
+            .current_dir(&root),
+    )?;
+    util::run(
+        util::cargo()
+            .args(["doc", "--workspace", "--no-deps"])
+            .env("RUSTDOCFLAGS", "-D warnings")
+            .current_dir(&root),
+    )?;
+    Ok(())
+}
+
+/// Builds the busybox test image as an OCI archive with the `skiff` binary's hidden dev command,
+/// so the image is made by the project's own (tested) code.
+pub fn build_test_image() -> Result<PathBuf> {
+    let root = root();
+    let out_dir = root.join("target").join("skiff-test-image");
+    std::fs::create_dir_all(&out_dir)?;
+    let out = out_dir.join("busybox.oci.tar");
+    let skiff = util::build_skiff()?;
+    util::run(
+        std::process::Command::new(&skiff)
+            .args(["dev", "build-test-image", "--out"])
+            .arg(&out),
+    )?;
+    Ok(out)
+}

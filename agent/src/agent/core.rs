@@ -1,0 +1,713 @@
+//! The node loop. One task owns all state: sources, pod records, image pull state, events.
+//! Each turn it folds in what happened (file events, API commands, finished actions, runtime
+//! observations), asks the pure planner what to do, hands actions to executor tasks, persists
+//! what changed and publishes a snapshot for the API.
+
+use super::execute::{self, Job, JobResult, Outcome, PullResult};
+use super::sources::Sources;
+use crate::config::AgentConfig;
+use crate::desired::{self, Source};
+use crate::events::{Event, Events};
+use crate::pod::{
+    ContainerPlanSpec, Instance, Millis, PodPlanSpec, PodRecord, PodRuntime, PullPolicy,
+    RestartPolicy, Waiting, now_millis,
+};
+use crate::reconciler::backoff::Backoff;
+use crate::reconciler::plan::{self, Action, ImageState, Observed, StopSignal};
+use crate::store::Store;
+use crate::watcher::FileEvent;
+use rand::Rng;
+use skiff_manifests::model::workloads::Pod;
+use skiff_manifests::naming::PodSuffix;
+use skiff_manifests::{Object, ObjectKey, Valid};
+use skiff_runtime::container::{ContainerRuntime, ContainerState};
+use skiff_runtime::image::{ImageStore, normalize_reference};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// A command from the API that changes state.
+pub enum Command {
+    /// Set or remove objects applied through the API; answers with an error for objects that a
+    /// manifest file declares.
+    ApplyObjects {
+        objects: Vec<Valid<Object>>,
+        reply: oneshot::Sender<Result<Vec<String>, String>>,
+    },
+    DeleteObjects {
+        keys: Vec<ObjectKey>,
+        reply: oneshot::Sender<Result<Vec<String>, String>>,
+    },
+    /// The image store changed (import or pull through the API).
+    ImagesChanged,
+}
+
+/// Pull state of one image (by normalized reference).
+#[derive(Clone, Debug, Default)]
+struct ImageEntry {
+    present: bool,
+    pulling: bool,
+    failures: u32,
+    retry_at: Millis,
+    message: String,
+}
+
+/// What the API reads: a consistent copy of the node's state.
+pub struct Snapshot {
+    pub node_name: String,
+    pub started_at: Millis,
+    pub pods: Vec<PodRecord>,
+    pub objects: Arc<BTreeMap<ObjectKey, (Source, Valid<Object>)>>,
+    pub first_seen: BTreeMap<ObjectKey, Millis>,
+    pub events: Vec<Event>,
+    images: HashMap<String, ImageEntry>,
+}
+
+impl Snapshot {
+    /// The image state as the renderer wants it: state and failure count.
+    pub fn image_state(&self, image: &str, now: Millis) -> (ImageState, u32) {
+        let key = normalize_reference(image).unwrap_or_else(|_| image.to_string());
+        match self.images.get(&key) {
+            Some(e) => (entry_state(e, now), e.failures),
+            None => (ImageState::Missing, 0),
+        }
+    }
+}
+
+fn entry_state(e: &ImageEntry, _now: Millis) -> ImageState {
+    if e.pulling {
+        ImageState::Pulling
+    } else if e.present {
+        ImageState::Present
+    } else if e.failures > 0 {
+        ImageState::Failed {
+            message: e.message.clone(),
+            retry_at: e.retry_at,
+        }
+    } else {
+        ImageState::Missing
+    }
+}
+
+pub struct Core {
+    config: AgentConfig,
+    store: Store,
+    images: ImageStore,
+    runtime: Arc<dyn ContainerRuntime>,
+    sources: Sources,
+    objects: Arc<BTreeMap<ObjectKey, (Source, Valid<Object>)>>,
+    first_seen: BTreeMap<ObjectKey, Millis>,
+    pods: BTreeMap<String, PodRecord>,
+    image_state: HashMap<String, ImageEntry>,
+    in_flight: HashSet<String>,
+    dirty: BTreeSet<String>,
+    events: Events,
+    started_at: Millis,
+    crash: Backoff,
+    pull: Backoff,
+    desired_changed: bool,
+}
+
+fn plan_spec(pod: &Valid<Pod>) -> PodPlanSpec {
+    use skiff_manifests::model::pod::{PullPolicy as MP, RestartPolicy as MR};
+    let c = |c: &skiff_manifests::model::pod::Container| ContainerPlanSpec {
+        name: c.name.clone(),
+        image: c.image.clone(),
+        pull_policy: match c.image_pull_policy {
+            MP::Always => PullPolicy::Always,
+            MP::IfNotPresent => PullPolicy::IfNotPresent,
+            MP::Never => PullPolicy::Never,
+        },
+    };
+    PodPlanSpec {
+        init_containers: pod.spec.init_containers.iter().map(c).collect(),
+        containers: pod.spec.containers.iter().map(c).collect(),
+        restart_policy: match pod.spec.restart_policy {
+            MR::Always => RestartPolicy::Always,
+            MR::OnFailure => RestartPolicy::OnFailure,
+            MR::Never => RestartPolicy::Never,
+        },
+        grace_period: pod.spec.termination_grace_period(),
+        host_network: pod.spec.host_network,
+    }
+}
+
+fn to_millis(t: std::time::SystemTime) -> Millis {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
+}
+
+impl Core {
+    /// Loads sources and pods from the store, checks what survived (re-adoption), and removes
+    /// containers and namespaces that belong to no pod.
+    pub fn load(
+        config: AgentConfig,
+        store: Store,
+        images: ImageStore,
+        runtime: Arc<dyn ContainerRuntime>,
+    ) -> anyhow::Result<Core> {
+        let sources = Sources::load(&store)?;
+        let pods: Vec<PodRecord> = store.pods()?;
+        let now = now_millis();
+        let mut image_state = HashMap::new();
+        for info in images.list()? {
+            image_state.insert(
+                info.reference.clone(),
+                ImageEntry {
+                    present: true,
+                    ..Default::default()
+                },
+            );
+        }
+        let mut core = Core {
+            crash: Backoff {
+                base: config.crash_backoff_base,
+                max: config.crash_backoff_max,
+                reset_after: config.crash_backoff_reset,
+            },
+            pull: Backoff {
+                base: config.image_pull_backoff_base,
+                max: config.crash_backoff_max,
+                reset_after: config.crash_backoff_reset,
+            },
+            objects: Arc::new(BTreeMap::new()),
+            first_seen: BTreeMap::new(),
+            pods: pods.into_iter().map(|p| (p.uid.clone(), p)).collect(),
+            image_state,
+            in_flight: HashSet::new(),
+            dirty: BTreeSet::new(),
+            events: Events::default(),
+            started_at: now,
+            desired_changed: true,
+            config,
+            store,
+            images,
+            runtime,
+            sources,
+        };
+        core.refresh_objects(now);
+        core.adopt(now);
+        Ok(core)
+    }
+
+    fn refresh_objects(&mut self, now: Millis) {
+        let objects = self.sources.merged.objects.clone();
+        for key in objects.keys() {
+            self.first_seen.entry(key.clone()).or_insert(now);
+        }
+        self.first_seen.retain(|k, _| objects.contains_key(k));
+        self.objects = Arc::new(objects);
+        self.desired_changed = true;
+    }
+
+    /// After a restart: sandboxes whose namespace vanished (reboot) are made again; containers
+    /// and namespaces that belong to no pod are removed.
+    fn adopt(&mut self, now: Millis) {
+        let mut known: HashSet<String> = HashSet::new();
+        let mut adopted = 0;
+        for pod in self.pods.values_mut() {
+            for c in pod.status.init_containers.iter().chain(pod.status.containers.iter()) {
+                if let Some(i) = &c.current {
+                    known.insert(i.id.clone());
+                    if matches!(self.runtime.state(&i.id), Ok(ContainerState::Running { .. })) {
+                        adopted += 1;
+                    }
+                }
+            }
+            known.extend(pod.status.pending_removal.iter().cloned());
+            if pod.status.sandbox_ready && !pod.plan.host_network {
+                let ns = self.config.netns_dir.join(format!("{}{}", self.config.netns_prefix, pod.uid));
+                if !ns.exists() {
+                    pod.status.sandbox_ready = false;
+                    self.dirty.insert(pod.uid.clone());
+                }
+            }
+        }
+        if adopted > 0 {
+            tracing::info!("re-adopted {adopted} running container(s)");
+        }
+        match self.runtime.list() {
+            Ok(ids) => {
+                for id in ids.into_iter().filter(|id| !known.contains(id)) {
+                    tracing::info!("removing orphaned container {id}");
+                    if let Err(e) = self.runtime.remove(&id) {
+                        tracing::warn!("remove orphaned container {id}: {e}");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("cannot list containers: {e}"),
+        }
+        let prefix = &self.config.netns_prefix;
+        if let Ok(names) = skiff_cni::list_netns(&self.config.netns_dir, prefix) {
+            for name in names {
+                let uid = name.trim_start_matches(prefix.as_str());
+                if !self.pods.contains_key(uid) {
+                    tracing::info!("removing orphaned network namespace {name}");
+                    let _ = skiff_cni::remove_netns(&self.config.netns_dir, &name);
+                }
+            }
+        }
+        let _ = now;
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            node_name: self.config.node_name.clone(),
+            started_at: self.started_at,
+            pods: self.pods.values().cloned().collect(),
+            objects: self.objects.clone(),
+            first_seen: self.first_seen.clone(),
+            events: self.events.iter().cloned().collect(),
+            images: self.image_state.clone(),
+        }
+    }
+
+    /// The loop; returns when `cancel` fires.
+    pub async fn run(
+        mut self,
+        mut files: mpsc::Receiver<FileEvent>,
+        mut commands: mpsc::Receiver<Command>,
+        snapshot: watch::Sender<Arc<Snapshot>>,
+        cancel: CancellationToken,
+        tracker: TaskTracker,
+    ) {
+        let (results_tx, mut results) = mpsc::channel::<JobResult>(256);
+        let (pulls_tx, mut pulls) = mpsc::channel::<PullResult>(64);
+        let mut tick = tokio::time::interval(self.config.resync_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let now = now_millis();
+            self.turn(now, &results_tx, &pulls_tx, &tracker);
+            snapshot.send_replace(Arc::new(self.snapshot()));
+            // Every branch is cancel-safe (mpsc receives and an interval tick).
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                Some(ev) = files.recv() => {
+                    let now = now_millis();
+                    if self.sources.on_file_event(ev, &self.store, &mut self.events, now) {
+                        self.refresh_objects(now);
+                    }
+                }
+                Some(cmd) = commands.recv() => self.on_command(cmd),
+                Some(r) = results.recv() => self.on_job_result(r),
+                Some(p) = pulls.recv() => self.on_pull_result(p),
+                _ = tick.tick() => {}
+            }
+        }
+        self.flush();
+    }
+
+    fn record_pod_event(&mut self, uid: &str, warning: bool, reason: &str, message: &str) {
+        if let Some(p) = self.pods.get(uid) {
+            let (ns, name) = (p.namespace.clone(), p.name.clone());
+            self.events
+                .record(now_millis(), warning, reason, "Pod", &ns, &name, message);
+        }
+    }
+
+    /// One turn: desired -> pods, observe, plan, dispatch, persist.
+    fn turn(
+        &mut self,
+        now: Millis,
+        results: &mpsc::Sender<JobResult>,
+        pulls: &mpsc::Sender<PullResult>,
+        tracker: &TaskTracker,
+    ) {
+        if self.desired_changed {
+            self.desired_changed = false;
+            self.apply_desired(now);
+        }
+        // Observe.
+        let uids: Vec<String> = self
+            .pods
+            .keys()
+            .filter(|u| !self.in_flight.contains(*u))
+            .cloned()
+            .collect();
+        for uid in &uids {
+            let runtime = self.runtime.clone();
+            let observe = move |id: &str| match runtime.state(id) {
+                Ok(ContainerState::Running { .. }) => Observed::Running,
+                Ok(ContainerState::Exited {
+                    exit_code,
+                    signal,
+                    oom_killed,
+                    finished_at,
+                    ..
+                }) => Observed::Exited {
+                    exit_code,
+                    signal,
+                    oom_killed,
+                    finished_at: to_millis(finished_at),
+                },
+                Ok(ContainerState::Unknown | ContainerState::NotFound) => Observed::Gone,
+                Err(e) => {
+                    tracing::warn!("container {id}: cannot read its state: {e}");
+                    Observed::Running
+                }
+            };
+            let Some(pod) = self.pods.get_mut(uid) else { continue };
+            if !pod.status.any_running() {
+                continue;
+            }
+            let before = pod.status.clone();
+            let noted = plan::observe(pod, &observe, now, &self.crash);
+            if pod.status != before {
+                self.dirty.insert(uid.clone());
+            }
+            for n in noted {
+                self.record_pod_event(uid, n.warning, &n.reason, &n.message);
+            }
+        }
+        // Plan and dispatch.
+        for uid in uids {
+            let Some(pod) = self.pods.get(&uid) else { continue };
+            let image_state = |image: &str| {
+                let key = normalize_reference(image).unwrap_or_else(|_| image.to_string());
+                self.image_state
+                    .get(&key)
+                    .map(|e| entry_state(e, now))
+                    .unwrap_or(ImageState::Missing)
+            };
+            let actions = plan::plan(pod, &image_state, now);
+            if actions.is_empty() {
+                continue;
+            }
+            let mut pod_actions = Vec::new();
+            for action in actions {
+                match action {
+                    Action::PullImage { image } => self.start_pull(&image, pulls, tracker),
+                    Action::Forget { uid } => {
+                        if let Some(p) = self.pods.remove(&uid) {
+                            self.events.record(now, false, "Deleted", "Pod", &p.namespace, &p.name, "pod removed");
+                        }
+                        if let Err(e) = self.store.delete_pod(&uid) {
+                            tracing::warn!("pod {uid}: {e}");
+                        }
+                        self.dirty.remove(&uid);
+                        self.desired_changed = true;
+                    }
+                    other => pod_actions.push(other),
+                }
+            }
+            if pod_actions.is_empty() {
+                continue;
+            }
+            let Some(pod) = self.pods.get(&uid) else { continue };
+            let job = Job {
+                pod: pod.clone(),
+                actions: pod_actions,
+                objects: self.objects.clone(),
+                config: self.config.clone(),
+                images: self.images.clone(),
+                runtime: self.runtime.clone(),
+            };
+            self.in_flight.insert(uid.clone());
+            let tx = results.clone();
+            tracker.spawn(async move {
+                let result = execute::run_job(job).await;
+                let _ = tx.send(result).await;
+            });
+        }
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        for uid in std::mem::take(&mut self.dirty) {
+            if let Some(p) = self.pods.get(&uid)
+                && let Err(e) = self.store.put_pod(&uid, p)
+            {
+                tracing::warn!("pod {uid}: {e}");
+            }
+        }
+    }
+
+    fn apply_desired(&mut self, now: Millis) {
+        let records: Vec<&PodRecord> = self.pods.values().collect();
+        let mut rng = rand::rng();
+        let mut suffix = || PodSuffix::random(&mut rng);
+        let changes = desired::pod_changes(&self.objects, &records, &mut suffix);
+        for (key, reason) in &changes.blocked {
+            self.events.record(now, true, "Blocked", key.kind.as_str(), &key.namespace, &key.name, reason);
+        }
+        for uid in changes.delete {
+            if let Some(p) = self.pods.get_mut(&uid) {
+                p.deleting_since = Some(now);
+                self.dirty.insert(uid.clone());
+                let (ns, name) = (p.namespace.clone(), p.name.clone());
+                self.events.record(now, false, "Killing", "Pod", &ns, &name, "stopping pod: it is no longer desired or its spec changed");
+            }
+        }
+        for new in changes.create {
+            let uid = format!("{:012x}", rand::rng().random::<u64>() & 0xffff_ffff_ffff);
+            let plan = plan_spec(&new.pod);
+            let record = PodRecord {
+                uid: uid.clone(),
+                namespace: new.pod.metadata.namespace.clone(),
+                name: new.pod.metadata.name.clone(),
+                owner: new.owner,
+                spec_hash: new.spec_hash,
+                manifest: new.pod.clone().into(),
+                status: PodRuntime::for_plan(&plan),
+                plan,
+                created_at: now,
+                deleting_since: None,
+            };
+            self.events.record(now, false, "Scheduled", "Pod", &record.namespace, &record.name, &format!("assigned to {}", self.config.node_name));
+            self.pods.insert(uid.clone(), record);
+            self.dirty.insert(uid);
+        }
+    }
+
+    fn start_pull(&mut self, image: &str, pulls: &mpsc::Sender<PullResult>, tracker: &TaskTracker) {
+        let key = normalize_reference(image).unwrap_or_else(|_| image.to_string());
+        let entry = self.image_state.entry(key.clone()).or_default();
+        if entry.pulling {
+            return;
+        }
+        entry.pulling = true;
+        let images = self.images.clone();
+        let opts = execute::pull_options(&self.config);
+        let tx = pulls.clone();
+        let image = image.to_string();
+        let users: Vec<String> = self
+            .pods
+            .values()
+            .filter(|p| p.plan.containers.iter().chain(&p.plan.init_containers).any(|c| c.image == image))
+            .map(|p| p.uid.clone())
+            .collect();
+        for uid in users {
+            self.record_pod_event(&uid, false, "Pulling", &format!("pulling image {image:?}"));
+        }
+        tracker.spawn(async move {
+            let started = std::time::Instant::now();
+            let result = images.pull(&image, &opts).await.map(|_| ()).map_err(|e| e.to_string());
+            let _ = tx
+                .send(PullResult {
+                    key,
+                    image,
+                    result,
+                    took: started.elapsed(),
+                })
+                .await;
+        });
+    }
+
+    fn on_pull_result(&mut self, p: PullResult) {
+        let now = now_millis();
+        let entry = self.image_state.entry(p.key.clone()).or_default();
+        entry.pulling = false;
+        let users: Vec<String> = self
+            .pods
+            .values()
+            .filter(|pod| pod.plan.containers.iter().chain(&pod.plan.init_containers).any(|c| c.image == p.image))
+            .map(|pod| pod.uid.clone())
+            .collect();
+        match p.result {
+            Ok(()) => {
+                entry.present = true;
+                entry.failures = 0;
+                entry.message.clear();
+                for uid in &users {
+                    if let Some(pod) = self.pods.get_mut(uid) {
+                        for (spec, c) in pod
+                            .plan
+                            .init_containers
+                            .iter()
+                            .zip(pod.status.init_containers.iter_mut())
+                            .chain(pod.plan.containers.iter().zip(pod.status.containers.iter_mut()))
+                        {
+                            if spec.image == p.image && !c.running() {
+                                c.pulled = true;
+                            }
+                        }
+                        self.dirty.insert(uid.clone());
+                    }
+                }
+                for uid in users {
+                    self.record_pod_event(&uid, false, "Pulled", &format!("pulled image {:?} in {:.1}s", p.image, p.took.as_secs_f64()));
+                }
+            }
+            Err(message) => {
+                entry.failures += 1;
+                entry.retry_at = now + self.pull.delay(entry.failures).as_millis() as Millis;
+                entry.message = message.clone();
+                for uid in users {
+                    self.record_pod_event(&uid, true, "Failed", &format!("failed to pull image {:?}: {message}", p.image));
+                }
+            }
+        }
+    }
+
+    fn on_job_result(&mut self, r: JobResult) {
+        self.in_flight.remove(&r.uid);
+        let now = now_millis();
+        let mut events = Vec::new();
+        let Some(pod) = self.pods.get_mut(&r.uid) else { return };
+        for outcome in r.outcomes {
+            match outcome {
+                Outcome::SandboxReady => {
+                    pod.status.sandbox_ready = true;
+                    pod.status.sandbox_error = None;
+                    pod.status.sandbox_failures = 0;
+                    pod.status.sandbox_retry_at = None;
+                    pod.status.started_at.get_or_insert(now);
+                }
+                Outcome::SandboxFailed { reason, message } => {
+                    pod.status.sandbox_failures += 1;
+                    pod.status.sandbox_retry_at =
+                        Some(now + self.pull.delay(pod.status.sandbox_failures).as_millis() as Millis);
+                    events.push((true, reason.clone(), message.clone()));
+                    pod.status.sandbox_error = Some(Waiting { reason, message });
+                }
+                Outcome::Started { init, index, id, pid, started_at } => {
+                    let attempt = attempt_of(&id);
+                    let c = container_mut(pod, init, index);
+                    c.attempts = c.attempts.max(attempt);
+                    c.restart_count = c.attempts.saturating_sub(1);
+                    c.waiting = None;
+                    c.next_start_at = None;
+                    let name = c.name.clone();
+                    c.current = Some(Instance {
+                        id,
+                        pid,
+                        started_at: to_millis(started_at),
+                        term_sent_at: None,
+                        kill_sent: false,
+                    });
+                    events.push((false, "Started".into(), format!("started container {name}")));
+                }
+                Outcome::StartFailed { init, index, id, reason, message } => {
+                    let attempt = attempt_of(&id);
+                    let c = container_mut(pod, init, index);
+                    c.attempts = c.attempts.max(attempt);
+                    c.failures += 1;
+                    c.next_start_at = Some(now + self.crash.delay(c.failures).as_millis() as Millis);
+                    let name = c.name.clone();
+                    c.waiting = Some(Waiting { reason: reason.clone(), message: message.clone() });
+                    events.push((true, "Failed".into(), format!("container {name}: {reason}: {message}")));
+                }
+                Outcome::Signaled { id, signal } => {
+                    for c in pod.status.init_containers.iter_mut().chain(pod.status.containers.iter_mut()) {
+                        if let Some(i) = c.current.as_mut().filter(|i| i.id == id) {
+                            match signal {
+                                StopSignal::Term => i.term_sent_at = Some(now),
+                                StopSignal::Kill => i.kill_sent = true,
+                            }
+                        }
+                    }
+                }
+                Outcome::Removed { id } => pod.status.pending_removal.retain(|x| *x != id),
+                Outcome::TornDown => pod.status.sandbox_ready = false,
+                Outcome::Failed { message } => events.push((true, "FailedAction".into(), message)),
+            }
+        }
+        self.dirty.insert(r.uid.clone());
+        for (warning, reason, message) in events {
+            self.record_pod_event(&r.uid, warning, &reason, &message);
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        let now = now_millis();
+        match cmd {
+            Command::ApplyObjects { objects, reply } => {
+                let mut changes = Vec::new();
+                for object in &objects {
+                    let key = object.key();
+                    if let Some(src) = self.sources.source_of(&key)
+                        && !src.starts_with(desired::API_SOURCE_PREFIX)
+                    {
+                        let _ = reply.send(Err(format!(
+                            "{key} is declared in manifest file {src}: edit that file instead"
+                        )));
+                        return;
+                    }
+                }
+                for object in objects {
+                    let key = object.key();
+                    let existed = self.sources.source_of(&key).is_some();
+                    match self.sources.set_api_object(&key, Some(object), &self.store) {
+                        Ok(changed) => changes.push(format!(
+                            "{} {}",
+                            describe_key(&key),
+                            match (existed, changed) {
+                                (false, _) => "created",
+                                (true, true) => "configured",
+                                (true, false) => "unchanged",
+                            }
+                        )),
+                        Err(e) => {
+                            let _ = reply.send(Err(e.to_string()));
+                            return;
+                        }
+                    }
+                }
+                self.refresh_objects(now);
+                let _ = reply.send(Ok(changes));
+            }
+            Command::DeleteObjects { keys, reply } => {
+                let mut changes = Vec::new();
+                for key in &keys {
+                    match self.sources.source_of(key) {
+                        None => {
+                            let _ = reply.send(Err(format!("{key} not found")));
+                            return;
+                        }
+                        Some(src) if !src.starts_with(desired::API_SOURCE_PREFIX) => {
+                            let _ = reply.send(Err(format!(
+                                "{key} is declared in manifest file {src}: remove it from that file"
+                            )));
+                            return;
+                        }
+                        Some(_) => {}
+                    }
+                }
+                for key in keys {
+                    if let Err(e) = self.sources.set_api_object(&key, None, &self.store) {
+                        let _ = reply.send(Err(e.to_string()));
+                        return;
+                    }
+                    changes.push(format!("{} deleted", describe_key(&key)));
+                }
+                self.refresh_objects(now);
+                let _ = reply.send(Ok(changes));
+            }
+            Command::ImagesChanged => match self.images.list() {
+                Ok(list) => {
+                    for info in list {
+                        let e = self.image_state.entry(info.reference).or_default();
+                        e.present = true;
+                        e.failures = 0;
+                    }
+                }
+                Err(e) => tracing::warn!("cannot list images: {e}"),
+            },
+        }
+    }
+}
+
+/// kubectl's spelling: `deployment.apps/web`, `pod/x`.
+pub fn describe_key(key: &ObjectKey) -> String {
+    let kind = key.kind.as_str().to_ascii_lowercase();
+    let group = if key.kind.api_version().contains('/') {
+        format!("{kind}.{}", key.kind.api_version().split('/').next().unwrap_or(""))
+    } else {
+        kind
+    };
+    format!("{group}/{}", key.name)
+}
+
+fn attempt_of(id: &str) -> u32 {
+    id.rsplit('-').next().and_then(|a| a.parse().ok()).unwrap_or(1)
+}
+
+fn container_mut(pod: &mut PodRecord, init: bool, index: usize) -> &mut crate::pod::ContainerRuntime {
+    if init {
+        &mut pod.status.init_containers[index]
+    } else {
+        &mut pod.status.containers[index]
+    }
+}

@@ -1,0 +1,414 @@
+//! Answers API requests: reads come from the loop's latest snapshot, changes go to the loop as
+//! commands, image import/pull and logs are served here directly.
+
+use super::core::{Command, Snapshot, describe_key};
+use crate::api::server::{Handler, Reply};
+use crate::api::{ApplyFile, DeleteTarget, Request, ResourceKind, Response};
+use crate::config::AgentConfig;
+use crate::pod::{PodRecord, now_millis, rfc3339};
+use crate::reconciler::sandbox::PodPaths;
+use crate::render::{self, RenderContext};
+use serde_json::{Value, json};
+use skiff_manifests::{Kind, Object, ObjectKey, Valid};
+use skiff_runtime::image::{ImageInfo, ImageStore};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone)]
+pub struct Shared {
+    pub snapshot: watch::Receiver<Arc<Snapshot>>,
+    pub commands: mpsc::Sender<Command>,
+    pub images: ImageStore,
+    pub config: AgentConfig,
+    pub cancel: CancellationToken,
+}
+
+pub fn handler(shared: Shared) -> Handler {
+    Arc::new(move |request| {
+        let shared = shared.clone();
+        Box::pin(async move { handle(shared, request).await })
+    })
+}
+
+fn ok(value: Value) -> Reply {
+    Reply::One(Response::Ok { value })
+}
+
+fn err(message: impl Into<String>) -> Reply {
+    Reply::One(Response::Error {
+        message: message.into(),
+    })
+}
+
+fn list(items: Vec<Value>) -> Value {
+    json!({ "apiVersion": "v1", "kind": "List", "items": items })
+}
+
+async fn handle(shared: Shared, request: Request) -> Reply {
+    let snap = shared.snapshot.borrow().clone();
+    match request {
+        Request::Get { kind, name, namespace, all_namespaces } => {
+            get(&snap, kind, name.as_deref(), namespace.as_deref(), all_namespaces)
+        }
+        Request::Describe { kind, name, namespace } => describe(&snap, kind, &name, namespace.as_deref()),
+        Request::Logs { pod, namespace, container, follow, tail } => {
+            logs(&shared, &snap, &pod, namespace.as_deref(), container.as_deref(), follow, tail)
+        }
+        Request::Apply { files, dry_run } => apply(&shared, &snap, files, dry_run).await,
+        Request::Delete { target } => delete(&shared, target).await,
+        Request::ImageImport { path } => {
+            let images = shared.images.clone();
+            let result = tokio::task::spawn_blocking(move || images.import_archive(std::path::Path::new(&path))).await;
+            match result {
+                Ok(Ok(infos)) => {
+                    let _ = shared.commands.send(Command::ImagesChanged).await;
+                    ok(images_json(&infos))
+                }
+                Ok(Err(e)) => err(e.to_string()),
+                Err(e) => err(format!("image import failed: {e}")),
+            }
+        }
+        Request::ImagePull { reference } => {
+            let opts = super::execute::pull_options(&shared.config);
+            match shared.images.pull(&reference, &opts).await {
+                Ok(info) => {
+                    let _ = shared.commands.send(Command::ImagesChanged).await;
+                    ok(images_json(&[info]))
+                }
+                Err(e) => err(e.to_string()),
+            }
+        }
+        Request::ImageList => match shared.images.list() {
+            Ok(infos) => ok(images_json(&infos)),
+            Err(e) => err(e.to_string()),
+        },
+        Request::Status => ok(status(&snap)),
+    }
+}
+
+fn images_json(infos: &[ImageInfo]) -> Value {
+    json!({ "items": infos.iter().map(|i| json!({
+        "reference": i.reference, "digest": i.digest, "id": i.id, "size": i.size,
+    })).collect::<Vec<_>>() })
+}
+
+fn ctx_image<'a>(snap: &'a Snapshot, now: u64) -> impl Fn(&str) -> (crate::reconciler::plan::ImageState, u32) + 'a {
+    move |image| snap.image_state(image, now)
+}
+
+fn render_pod(snap: &Snapshot, p: &PodRecord) -> Value {
+    let now = now_millis();
+    let image = ctx_image(snap, now);
+    let ctx = RenderContext { node_name: &snap.node_name, now, image: &image };
+    render::pod(p, None, &ctx)
+}
+
+fn ns_matches(item_ns: &str, namespace: Option<&str>, all: bool) -> bool {
+    all || item_ns == namespace.unwrap_or(skiff_manifests::DEFAULT_NAMESPACE)
+}
+
+fn object_json(snap: &Snapshot, key: &ObjectKey, object: &Valid<Object>) -> Value {
+    let mut v = serde_json::to_value(object).unwrap_or_else(|_| json!({}));
+    if let Some(t) = snap.first_seen.get(key) {
+        v["metadata"]["creationTimestamp"] = json!(rfc3339(*t));
+    }
+    if key.kind == Kind::Secret
+        && let Some(data) = v.get_mut("data").and_then(Value::as_object_mut)
+    {
+        // `get secrets` shows keys, never values.
+        for value in data.values_mut() {
+            *value = json!("<redacted>");
+        }
+    }
+    v
+}
+
+fn get(snap: &Snapshot, kind: ResourceKind, name: Option<&str>, namespace: Option<&str>, all: bool) -> Reply {
+    let mut items: Vec<Value> = Vec::new();
+    match kind {
+        ResourceKind::Pods => {
+            for p in &snap.pods {
+                if ns_matches(&p.namespace, namespace, all) && name.is_none_or(|n| n == p.name) {
+                    items.push(render_pod(snap, p));
+                }
+            }
+        }
+        ResourceKind::Events => {
+            for (i, e) in snap.events.iter().enumerate() {
+                let ns_ok = e.namespace.is_empty() || ns_matches(&e.namespace, namespace, all);
+                if ns_ok && name.is_none_or(|n| n == e.object_name) {
+                    items.push(e.to_json(i));
+                }
+            }
+        }
+        ResourceKind::Nodes => {
+            if name.is_none_or(|n| n == snap.node_name) {
+                items.push(node_json(snap));
+            }
+        }
+        ResourceKind::Services => {}
+        other => {
+            let want = match other {
+                ResourceKind::Deployments => Kind::Deployment,
+                ResourceKind::Namespaces => Kind::Namespace,
+                ResourceKind::ConfigMaps => Kind::ConfigMap,
+                _ => Kind::Secret,
+            };
+            let pods: Vec<&PodRecord> = snap.pods.iter().collect();
+            for (key, (_, object)) in snap.objects.iter() {
+                if key.kind != want || name.is_some_and(|n| n != key.name) {
+                    continue;
+                }
+                if want != Kind::Namespace && !ns_matches(&key.namespace, namespace, all) {
+                    continue;
+                }
+                let mut v = object_json(snap, key, object);
+                if let Object::Deployment(d) = object.get() {
+                    v = render::deployment(&v, &key.name, &key.namespace, &pods, &d.pod_template_hash());
+                    if let Some(t) = snap.first_seen.get(key) {
+                        v["metadata"]["creationTimestamp"] = json!(rfc3339(*t));
+                    }
+                }
+                items.push(v);
+            }
+        }
+    }
+    if let Some(n) = name
+        && items.is_empty()
+        && kind != ResourceKind::Events
+    {
+        return err(format!("{kind:?} {n:?} not found").to_lowercase());
+    }
+    if name.is_some() && items.len() == 1 && kind != ResourceKind::Events {
+        return ok(items.remove(0));
+    }
+    ok(list(items))
+}
+
+fn node_json(snap: &Snapshot) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": { "name": snap.node_name, "creationTimestamp": rfc3339(snap.started_at) },
+        "status": {
+            "phase": "Ready",
+            "roles": "leader",
+            "nodeInfo": { "kubeletVersion": env!("CARGO_PKG_VERSION") },
+            "conditions": [{ "type": "Ready", "status": "True" }],
+        },
+    })
+}
+
+fn find_pod<'a>(snap: &'a Snapshot, name: &str, namespace: Option<&str>) -> Option<&'a PodRecord> {
+    let ns = namespace.unwrap_or(skiff_manifests::DEFAULT_NAMESPACE);
+    // Prefer the live pod over one being deleted under the same name.
+    snap.pods
+        .iter()
+        .filter(|p| p.name == name && p.namespace == ns)
+        .min_by_key(|p| p.deleting_since.is_some())
+}
+
+fn describe(snap: &Snapshot, kind: ResourceKind, name: &str, namespace: Option<&str>) -> Reply {
+    match kind {
+        ResourceKind::Pods => {
+            let Some(p) = find_pod(snap, name, namespace) else {
+                return err(format!("pod {name:?} not found"));
+            };
+            let mut v = render_pod(snap, p);
+            let events: Vec<Value> = snap
+                .events
+                .iter()
+                .filter(|e| e.object_kind == "Pod" && e.object_name == p.name && e.namespace == p.namespace)
+                .map(|e| json!(format!("{} {} {} (x{}): {}", rfc3339(e.last_seen), if e.warning { "Warning" } else { "Normal" }, e.reason, e.count, e.message)))
+                .collect();
+            v["events"] = json!(events);
+            ok(v)
+        }
+        ResourceKind::Nodes if name == snap.node_name => {
+            let mut v = node_json(snap);
+            v["status"]["pods"] = json!(snap.pods.len());
+            ok(v)
+        }
+        _ => err(format!("cannot describe {kind:?} {name:?}").to_lowercase()),
+    }
+}
+
+fn logs(
+    shared: &Shared,
+    snap: &Snapshot,
+    pod: &str,
+    namespace: Option<&str>,
+    container: Option<&str>,
+    follow: bool,
+    tail: Option<usize>,
+) -> Reply {
+    let Some(p) = find_pod(snap, pod, namespace) else {
+        return err(format!("pod {pod:?} not found"));
+    };
+    let names: Vec<&str> = p
+        .plan
+        .containers
+        .iter()
+        .chain(&p.plan.init_containers)
+        .map(|c| c.name.as_str())
+        .collect();
+    let name = match container {
+        Some(c) if names.contains(&c) => c.to_string(),
+        Some(c) => return err(format!("container {c:?} is not in pod {pod:?} (containers: {})", names.join(", "))),
+        None => names.first().map(|s| s.to_string()).unwrap_or_default(),
+    };
+    let path = PodPaths::new(&shared.config.pods_dir(), &p.uid).log_file(&name);
+    let (lines, mut follower) = match skiff_runtime::container::follow_log(&path, tail) {
+        Ok(x) => x,
+        Err(e) => return err(e.to_string()),
+    };
+    let (tx, rx) = mpsc::channel(256);
+    let cancel = shared.cancel.clone();
+    let uid = p.uid.clone();
+    let mut snapshots = shared.snapshot.clone();
+    tokio::spawn(async move {
+        for l in lines {
+            if tx.send(Response::LogLine { text: l.text }).await.is_err() {
+                return;
+            }
+        }
+        if !follow {
+            return;
+        }
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tx.closed() => return,
+                _ = tick.tick() => {}
+            }
+            match follower.poll() {
+                Ok(new) => {
+                    for l in new {
+                        if tx.send(Response::LogLine { text: l.text }).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Response::Error { message: e.to_string() }).await;
+                    return;
+                }
+            }
+            // Stop following once the pod is gone.
+            let gone = !snapshots.borrow_and_update().pods.iter().any(|p| p.uid == uid);
+            if gone {
+                return;
+            }
+        }
+    });
+    Reply::Stream(rx)
+}
+
+fn parse_all(files: &[ApplyFile]) -> Result<(Vec<Valid<Object>>, Vec<String>), String> {
+    let mut objects = Vec::new();
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    for f in files {
+        let parsed = skiff_manifests::parse_file(&f.name, f.content.as_bytes());
+        errors.extend(parsed.errors().iter().map(|e| e.to_string()));
+        warnings.extend(parsed.warnings().iter().map(|w| w.to_string()));
+        objects.extend(parsed.objects().into_iter().cloned());
+    }
+    if errors.is_empty() {
+        Ok((objects, warnings))
+    } else {
+        Err(errors.join("\n"))
+    }
+}
+
+async fn apply(shared: &Shared, snap: &Snapshot, files: Vec<ApplyFile>, dry_run: bool) -> Reply {
+    let (objects, warnings) = match parse_all(&files) {
+        Ok(x) => x,
+        Err(e) => return err(e),
+    };
+    if dry_run {
+        let changes: Vec<String> = objects
+            .iter()
+            .map(|o| {
+                let key = o.key();
+                let verb = match snap.objects.get(&key) {
+                    None => "created",
+                    Some((_, cur)) if cur.content_hash() == o.content_hash() => "unchanged",
+                    Some(_) => "configured",
+                };
+                format!("{} {verb} (dry run)", describe_key(&key))
+            })
+            .collect();
+        return ok(json!({ "changes": changes, "warnings": warnings }));
+    }
+    let (reply, rx) = oneshot::channel();
+    if shared.commands.send(Command::ApplyObjects { objects, reply }).await.is_err() {
+        return err("the agent is shutting down");
+    }
+    match rx.await {
+        Ok(Ok(changes)) => ok(json!({ "changes": changes, "warnings": warnings })),
+        Ok(Err(e)) => err(e),
+        Err(_) => err("the agent is shutting down"),
+    }
+}
+
+async fn delete(shared: &Shared, target: DeleteTarget) -> Reply {
+    let keys: Vec<ObjectKey> = match target {
+        DeleteTarget::Files { files } => match parse_all(&files) {
+            Ok((objects, _)) => objects.iter().map(|o| o.key()).collect(),
+            Err(e) => return err(e),
+        },
+        DeleteTarget::Object { kind, name, namespace } => {
+            let Some(k) = kind.manifest_kind().and_then(|k| Kind::ALL.into_iter().find(|x| x.as_str() == k)) else {
+                return err(format!("{kind:?} cannot be deleted").to_lowercase());
+            };
+            vec![ObjectKey::new(k, namespace.unwrap_or_else(|| skiff_manifests::DEFAULT_NAMESPACE.to_string()), name)]
+        }
+    };
+    let (reply, rx) = oneshot::channel();
+    if shared.commands.send(Command::DeleteObjects { keys, reply }).await.is_err() {
+        return err("the agent is shutting down");
+    }
+    match rx.await {
+        Ok(Ok(changes)) => ok(json!({ "changes": changes })),
+        Ok(Err(e)) => err(e),
+        Err(_) => err("the agent is shutting down"),
+    }
+}
+
+fn status(snap: &Snapshot) -> Value {
+    let pods: Vec<&PodRecord> = snap.pods.iter().collect();
+    let mut workloads = Vec::new();
+    for (key, (_, object)) in snap.objects.iter() {
+        let (desired, owned): (usize, Vec<&&PodRecord>) = match object.get() {
+            Object::Deployment(d) => (
+                d.spec.replicas as usize,
+                pods.iter()
+                    .filter(|p| p.namespace == key.namespace && p.deleting_since.is_none() && p.owner.as_ref().is_some_and(|o| o.name == key.name))
+                    .collect(),
+            ),
+            Object::Pod(_) => (
+                1,
+                pods.iter()
+                    .filter(|p| p.namespace == key.namespace && p.owner.is_none() && p.name == key.name && p.deleting_since.is_none())
+                    .collect(),
+            ),
+            _ => continue,
+        };
+        let running = owned.iter().filter(|p| p.status.any_running()).count();
+        let ready = owned.iter().filter(|p| render::pod_ready(p)).count();
+        workloads.push(json!({
+            "kind": key.kind.as_str(), "namespace": key.namespace, "name": key.name,
+            "desired": desired, "running": running, "ready": ready,
+        }));
+    }
+    json!({
+        "nodes": [{ "name": snap.node_name, "status": "Ready" }],
+        "leader": snap.node_name,
+        "term": 1,
+        "workloads": workloads,
+    })
+}

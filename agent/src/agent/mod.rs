@@ -1,0 +1,183 @@
+//! The agent service: opens the node's store, image store and runtime, watches the manifests
+//! directory, serves the local API, and runs the node loop (`core`). Stopping the agent leaves
+//! pods running; a new agent re-adopts them.
+
+mod core;
+mod execute;
+mod handler;
+mod sources;
+
+use crate::api;
+use crate::cli::AgentArgs;
+use crate::config::{AgentConfig, ConfigFile};
+use crate::store::Store;
+use anyhow::Context;
+use skiff_runtime::container::{ContainerRuntime, ShimRuntime, ShimRuntimeConfig};
+use skiff_runtime::image::ImageStore;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use self::core::Snapshot;
+
+/// Builds the config from the optional file and the flags (flags win).
+pub fn config_from_args(args: AgentArgs) -> anyhow::Result<AgentConfig> {
+    let mut config = AgentConfig::default();
+    if let Some(path) = &args.config {
+        ConfigFile::load(path)?.apply(&mut config);
+    }
+    macro_rules! flag {
+        ($field:ident) => {
+            if let Some(v) = args.$field {
+                config.$field = v;
+            }
+        };
+    }
+    flag!(node_name);
+    flag!(data_dir);
+    flag!(manifests_dir);
+    flag!(api_socket);
+    flag!(run_dir);
+    flag!(listen);
+    flag!(cgroup_parent);
+    flag!(netns_dir);
+    flag!(netns_prefix);
+    if args.advertise.is_some() {
+        config.advertise = args.advertise;
+    }
+    if !args.join.is_empty() {
+        config.join = args.join;
+    }
+    if args.token.is_some() {
+        config.token = args.token;
+    }
+    if let Some(ms) = args.crash_backoff_base_ms {
+        config.crash_backoff_base = Duration::from_millis(ms);
+        config.image_pull_backoff_base = Duration::from_millis(ms);
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// `skiff agent`: runs until SIGTERM or SIGINT; returns the exit code.
+pub fn run_from_args(args: AgentArgs) -> i32 {
+    let config = match config_from_args(args) {
+        Ok(c) => c,
+        Err(e) => {
+            crate::cli::output::error(&format!("{e:#}"));
+            return 1;
+        }
+    };
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(32)
+        .thread_name("skiff-agent")
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            crate::cli::output::error(&format!("cannot start the async runtime: {e}"));
+            return 1;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => 0,
+        Err(e) => {
+            crate::cli::output::error(&format!("{e:#}"));
+            1
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Runs the agent until a signal or `cancel` (for tests that run it in-process).
+pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
+    let cancel = CancellationToken::new();
+    let signals = cancel.clone();
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot watch SIGTERM: {e}");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+        tracing::info!("signal received: stopping the agent (pods keep running)");
+        signals.cancel();
+    });
+    run_until(config, cancel).await
+}
+
+/// Runs the agent until `cancel`.
+pub async fn run_until(config: AgentConfig, cancel: CancellationToken) -> anyhow::Result<()> {
+    // oci-client uses rustls; the workspace links ring only.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    for dir in [&config.data_dir, &config.run_dir, &config.manifests_dir] {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let store = Store::open(&config.db_path())?;
+    let images = ImageStore::open(&config.images_dir(), store.database())?;
+    let exe = std::env::current_exe().context("cannot find the skiff binary for the shim")?;
+    let runtime: Arc<dyn ContainerRuntime> = Arc::new(ShimRuntime::new(ShimRuntimeConfig {
+        state_root: config.containers_state_dir(),
+        shim_command: vec![exe.into_os_string(), "shim".into()],
+    }));
+    let tracker = TaskTracker::new();
+    let listener = api::server::bind(&config.api_socket)?;
+    let (file_tx, file_rx) = mpsc::channel(256);
+    crate::watcher::spawn(
+        config.manifests_dir.clone(),
+        config.manifest_debounce,
+        Duration::from_secs(30),
+        file_tx,
+        cancel.clone(),
+        &tracker,
+    )
+    .with_context(|| format!("cannot watch {}", config.manifests_dir.display()))?;
+    let (cmd_tx, cmd_rx) = mpsc::channel(64);
+    let core = core::Core::load(config.clone(), store, images.clone(), runtime)?;
+    let (snap_tx, snap_rx) = watch::channel(Arc::new(core.snapshot()));
+    let handler = handler::handler(handler::Shared {
+        snapshot: snap_rx,
+        commands: cmd_tx,
+        images,
+        config: config.clone(),
+        cancel: cancel.clone(),
+    });
+    tracker.spawn(api::server::serve(
+        listener,
+        handler,
+        cancel.clone(),
+        tracker.clone(),
+    ));
+    tracing::info!(
+        "agent {} ready: manifests {}, api {}",
+        config.node_name,
+        config.manifests_dir.display(),
+        config.api_socket.display()
+    );
+    core.run(file_rx, cmd_rx, snap_tx, cancel.clone(), tracker.clone())
+        .await;
+    cancel.cancel();
+    tracker.close();
+    tracker.wait().await;
+    let _ = std::fs::remove_file(&config.api_socket);
+    Ok(())
+}

@@ -1,0 +1,86 @@
+//! The CLI side of the local API: connect, send one request, read the answer line by line.
+
+use super::{Request, Response};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+/// Why the CLI could not talk to its agent (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "cannot reach the skiff agent at {path}: {source} (is `skiff agent` running? set --socket or SKIFF_SOCKET)"
+    )]
+    Connect {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("lost the connection to the agent at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the agent at {path} sent an answer this CLI cannot read: {detail}")]
+    Protocol { path: PathBuf, detail: String },
+}
+
+/// A connection carrying one request.
+pub struct Client {
+    path: PathBuf,
+    reader: BufReader<UnixStream>,
+}
+
+impl Client {
+    /// Connects and sends `request`.
+    pub fn send(path: &Path, request: &Request) -> Result<Client, ClientError> {
+        let mut stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut line = serde_json::to_vec(request).map_err(|e| ClientError::Protocol {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+        line.push(b'\n');
+        stream.write_all(&line).map_err(|source| ClientError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Client {
+            path: path.to_path_buf(),
+            reader: BufReader::new(stream),
+        })
+    }
+
+    /// The next answer line; `None` when the agent closed the connection.
+    pub fn next(&mut self) -> Result<Option<Response>, ClientError> {
+        let mut line = String::new();
+        let n = self
+            .reader
+            .read_line(&mut line)
+            .map_err(|source| ClientError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        if n == 0 {
+            return Ok(None);
+        }
+        serde_json::from_str(&line)
+            .map(Some)
+            .map_err(|e| ClientError::Protocol {
+                path: self.path.clone(),
+                detail: e.to_string(),
+            })
+    }
+
+    /// Sends `request` and returns the single answer.
+    pub fn call(path: &Path, request: &Request) -> Result<Response, ClientError> {
+        let mut client = Client::send(path, request)?;
+        client.next()?.ok_or_else(|| ClientError::Protocol {
+            path: path.to_path_buf(),
+            detail: "connection closed before an answer".into(),
+        })
+    }
+}

@@ -1,0 +1,149 @@
+//! The local API between the CLI and its agent: one JSON object per line over a unix socket.
+//! A request is one line; the answer is one line, or for `logs -f` a stream of lines.
+
+pub mod client;
+pub mod server;
+
+use serde::{Deserialize, Serialize};
+
+/// What the CLI can ask of the agent.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    Get {
+        kind: ResourceKind,
+        name: Option<String>,
+        namespace: Option<String>,
+        all_namespaces: bool,
+    },
+    Describe {
+        kind: ResourceKind,
+        name: String,
+        namespace: Option<String>,
+    },
+    Logs {
+        pod: String,
+        namespace: Option<String>,
+        container: Option<String>,
+        follow: bool,
+        tail: Option<usize>,
+    },
+    Apply {
+        files: Vec<ApplyFile>,
+        dry_run: bool,
+    },
+    Delete {
+        target: DeleteTarget,
+    },
+    ImageImport {
+        path: String,
+    },
+    ImagePull {
+        reference: String,
+    },
+    ImageList,
+    Status,
+}
+
+/// Kinds the CLI can name (`get pods`, `get deploy`, ...).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceKind {
+    Pods,
+    Deployments,
+    Nodes,
+    Services,
+    Events,
+    Namespaces,
+    ConfigMaps,
+    Secrets,
+}
+
+impl ResourceKind {
+    /// Accepts kubectl's spellings: plural, singular and short names.
+    pub fn parse(word: &str) -> Option<ResourceKind> {
+        Some(match word.to_ascii_lowercase().as_str() {
+            "pods" | "pod" | "po" => ResourceKind::Pods,
+            "deployments" | "deployment" | "deploy" => ResourceKind::Deployments,
+            "nodes" | "node" | "no" => ResourceKind::Nodes,
+            "services" | "service" | "svc" => ResourceKind::Services,
+            "events" | "event" | "ev" => ResourceKind::Events,
+            "namespaces" | "namespace" | "ns" => ResourceKind::Namespaces,
+            "configmaps" | "configmap" | "cm" => ResourceKind::ConfigMaps,
+            "secrets" | "secret" => ResourceKind::Secrets,
+            _ => return None,
+        })
+    }
+
+    /// The manifest kind this names, for `delete KIND NAME`.
+    pub fn manifest_kind(self) -> Option<&'static str> {
+        Some(match self {
+            ResourceKind::Pods => "Pod",
+            ResourceKind::Deployments => "Deployment",
+            ResourceKind::Namespaces => "Namespace",
+            ResourceKind::ConfigMaps => "ConfigMap",
+            ResourceKind::Secrets => "Secret",
+            ResourceKind::Services => "Service",
+            ResourceKind::Nodes | ResourceKind::Events => return None,
+        })
+    }
+}
+
+/// One file sent by `apply -f` (the CLI reads it; the agent validates it).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ApplyFile {
+    pub name: String,
+    pub content: String,
+}
+
+/// What `delete` removes.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum DeleteTarget {
+    Files { files: Vec<ApplyFile> },
+    Object {
+        kind: ResourceKind,
+        name: String,
+        namespace: Option<String>,
+    },
+}
+
+/// One line of an answer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    /// The whole answer (Kubernetes-shaped JSON for `get`).
+    Ok { value: serde_json::Value },
+    /// A user error (exit code 1) with a message for stderr.
+    Error { message: String },
+    /// One log line of a stream; the stream ends with `End`.
+    LogLine { text: String },
+    End,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_as_one_line() {
+        let r = Request::Logs {
+            pod: "web".into(),
+            namespace: None,
+            container: Some("c".into()),
+            follow: true,
+            tail: Some(5),
+        };
+        let line = serde_json::to_string(&r).unwrap();
+        assert!(!line.contains('\n'));
+        assert_eq!(serde_json::from_str::<Request>(&line).unwrap(), r);
+    }
+
+    #[test]
+    fn kinds_accept_kubectl_spellings() {
+        assert_eq!(ResourceKind::parse("po"), Some(ResourceKind::Pods));
+        assert_eq!(ResourceKind::parse("Deploy"), Some(ResourceKind::Deployments));
+        assert_eq!(ResourceKind::parse("cm"), Some(ResourceKind::ConfigMaps));
+        assert_eq!(ResourceKind::parse("widgets"), None);
+    }
+}

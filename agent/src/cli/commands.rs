@@ -1,0 +1,235 @@
+//! Client commands: turn parsed arguments into API requests and print the answers.
+
+use super::output;
+use super::{Command, DeleteArgs, ImageCommand, OutputFormat, TokenCommand};
+use crate::api::client::{Client, ClientError};
+use crate::api::{ApplyFile, DeleteTarget, Request, ResourceKind, Response};
+use std::path::{Path, PathBuf};
+
+/// Exit codes of the CLI contract.
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_USER_ERROR: i32 = 1;
+pub const EXIT_UNREACHABLE: i32 = 2;
+
+/// Runs a client command against the agent at `socket`; returns the exit code.
+pub fn run(socket: &Path, command: Command) -> i32 {
+    match run_inner(socket, command) {
+        Ok(code) => code,
+        Err(CliError::User(message)) => {
+            output::error(&message);
+            EXIT_USER_ERROR
+        }
+        Err(CliError::Client(e)) => {
+            output::error(&e.to_string());
+            EXIT_UNREACHABLE
+        }
+    }
+}
+
+enum CliError {
+    User(String),
+    Client(ClientError),
+}
+
+impl From<ClientError> for CliError {
+    fn from(e: ClientError) -> Self {
+        CliError::Client(e)
+    }
+}
+
+fn kind_of(word: &str) -> Result<ResourceKind, CliError> {
+    ResourceKind::parse(word).ok_or_else(|| {
+        CliError::User(format!(
+            "unknown resource type {word:?}: use pods, deployments, nodes, services, events, namespaces, configmaps or secrets"
+        ))
+    })
+}
+
+/// Sends one request and returns the value of an `Ok` answer.
+fn call(socket: &Path, request: &Request) -> Result<serde_json::Value, CliError> {
+    match Client::call(socket, request)? {
+        Response::Ok { value } => Ok(value),
+        Response::Error { message } => Err(CliError::User(message)),
+        other => Err(CliError::User(format!("unexpected answer {other:?}"))),
+    }
+}
+
+fn run_inner(socket: &Path, command: Command) -> Result<i32, CliError> {
+    match command {
+        Command::Get(args) => {
+            let kind = kind_of(&args.kind)?;
+            let value = call(
+                socket,
+                &Request::Get {
+                    kind,
+                    name: args.name.clone(),
+                    namespace: args.namespace.clone(),
+                    all_namespaces: args.all_namespaces,
+                },
+            )?;
+            output::print_get(kind, &value, args.output, args.all_namespaces);
+            Ok(EXIT_OK)
+        }
+        Command::Describe(args) => {
+            let kind = kind_of(&args.kind)?;
+            let value = call(
+                socket,
+                &Request::Describe {
+                    kind,
+                    name: args.name,
+                    namespace: args.namespace,
+                },
+            )?;
+            output::print_describe(&value);
+            Ok(EXIT_OK)
+        }
+        Command::Logs(args) => {
+            let mut client = Client::send(
+                socket,
+                &Request::Logs {
+                    pod: args.pod,
+                    namespace: args.namespace,
+                    container: args.container,
+                    follow: args.follow,
+                    tail: args.tail,
+                },
+            )?;
+            while let Some(response) = client.next()? {
+                match response {
+                    Response::LogLine { text } => output::log_line(&text),
+                    Response::End => break,
+                    Response::Error { message } => return Err(CliError::User(message)),
+                    Response::Ok { .. } => {}
+                }
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Apply(args) => {
+            let files = read_manifest_args(&args.files)?;
+            let request = Request::Apply {
+                files: files.clone(),
+                dry_run: args.dry_run,
+            };
+            match Client::call(socket, &request) {
+                Ok(Response::Ok { value }) => {
+                    output::print_changes(&value);
+                    Ok(EXIT_OK)
+                }
+                Ok(Response::Error { message }) => Err(CliError::User(message)),
+                Ok(other) => Err(CliError::User(format!("unexpected answer {other:?}"))),
+                // Validation needs no agent: a dry run still checks the files locally.
+                Err(ClientError::Connect { .. }) if args.dry_run => {
+                    let errors = crate::desired::validate_files(
+                        files.iter().map(|f| (f.name.as_str(), f.content.as_bytes())),
+                    );
+                    if errors.is_empty() {
+                        output::note("valid (agent not reachable: cannot show what would change)");
+                        Ok(EXIT_OK)
+                    } else {
+                        Err(CliError::User(errors.join("\n")))
+                    }
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        Command::Delete(args) => {
+            let target = delete_target(args)?;
+            let value = call(socket, &Request::Delete { target })?;
+            output::print_changes(&value);
+            Ok(EXIT_OK)
+        }
+        Command::Status => {
+            let value = call(socket, &Request::Status)?;
+            output::print_status(&value);
+            Ok(EXIT_OK)
+        }
+        Command::Image(ImageCommand::Import { file }) => {
+            let path = std::fs::canonicalize(&file)
+                .map_err(|e| CliError::User(format!("image import {}: {e}", file.display())))?;
+            let value = call(
+                socket,
+                &Request::ImageImport {
+                    path: path.display().to_string(),
+                },
+            )?;
+            output::print_images(&value);
+            Ok(EXIT_OK)
+        }
+        Command::Image(ImageCommand::Pull { reference }) => {
+            let value = call(socket, &Request::ImagePull { reference })?;
+            output::print_images(&value);
+            Ok(EXIT_OK)
+        }
+        Command::Image(ImageCommand::Ls) => {
+            let value = call(socket, &Request::ImageList)?;
+            output::print_images(&value);
+            Ok(EXIT_OK)
+        }
+        Command::Token(TokenCommand::Create)
+        | Command::Cordon { .. }
+        | Command::Uncordon { .. }
+        | Command::Drain { .. } => Err(CliError::User(
+            "this command needs cluster membership, which this build of skiff does not have yet"
+                .to_string(),
+        )),
+        Command::Agent(_) | Command::Dev(_) => Err(CliError::User("not a client command".into())),
+    }
+}
+
+fn delete_target(args: DeleteArgs) -> Result<DeleteTarget, CliError> {
+    match (args.files.is_empty(), args.target.as_slice()) {
+        (false, []) => Ok(DeleteTarget::Files {
+            files: read_manifest_args(&args.files)?,
+        }),
+        (true, [kind, name]) => {
+            let kind = kind_of(kind)?;
+            if kind.manifest_kind().is_none() {
+                return Err(CliError::User(format!(
+                    "{} cannot be deleted",
+                    args.target[0]
+                )));
+            }
+            Ok(DeleteTarget::Object {
+                kind,
+                name: name.clone(),
+                namespace: args.namespace,
+            })
+        }
+        _ => Err(CliError::User(
+            "usage: skiff delete -f FILE | skiff delete KIND NAME [-n NS]".to_string(),
+        )),
+    }
+}
+
+/// Reads `-f` arguments: files as given, directories' manifest files in name order.
+fn read_manifest_args(paths: &[PathBuf]) -> Result<Vec<ApplyFile>, CliError> {
+    let mut out = Vec::new();
+    for path in paths {
+        let files: Vec<PathBuf> = if path.is_dir() {
+            crate::watcher::scan(path)
+                .map_err(|e| CliError::User(format!("{}: {e}", path.display())))?
+                .into_keys()
+                .collect()
+        } else {
+            vec![path.clone()]
+        };
+        for file in files {
+            let content = std::fs::read_to_string(&file)
+                .map_err(|e| CliError::User(format!("{}: {e}", file.display())))?;
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| file.display().to_string());
+            out.push(ApplyFile { name, content });
+        }
+    }
+    if out.is_empty() {
+        return Err(CliError::User("no manifest files found".into()));
+    }
+    Ok(out)
+}
+
+/// `-o` as the output module wants it.
+pub fn wide(format: Option<OutputFormat>) -> bool {
+    format == Some(OutputFormat::Wide)
+}

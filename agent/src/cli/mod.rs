@@ -1,0 +1,229 @@
+//! The command line: `skiff agent` and the client commands that talk to an agent over its socket.
+
+pub mod commands;
+pub mod output;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// skiff: a daemonless, node-first container orchestrator for edge fleets.
+#[derive(Debug, Parser)]
+#[command(name = "skiff", version, about, long_about = None)]
+pub struct Cli {
+    /// The agent's API socket [default: /run/skiff/skiff.sock]
+    #[arg(long, global = true, env = "SKIFF_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the node agent (a lone agent is a working single-node cluster)
+    Agent(AgentArgs),
+    /// List objects: pods, deployments, nodes, services, events, namespaces, configmaps, secrets
+    Get(GetArgs),
+    /// Show one object in detail, with its recent events
+    Describe(DescribeArgs),
+    /// Print a container's logs
+    Logs(LogsArgs),
+    /// Validate manifests and hand them to the agent
+    Apply(ApplyArgs),
+    /// Delete what a manifest declares, or one object by kind and name
+    Delete(DeleteArgs),
+    /// Cluster summary: nodes, leader and term, workloads' health
+    Status,
+    /// Images in the node's store
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Join tokens for new nodes
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Mark a node unschedulable
+    Cordon { node: String },
+    /// Mark a node schedulable again
+    Uncordon { node: String },
+    /// Cordon a node and move its pods elsewhere
+    Drain { node: String },
+    /// Developer tools used by `cargo xtask` (not a stable interface)
+    #[command(subcommand, hide = true)]
+    Dev(DevCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// A TOML config file; flags given here override it
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// This node's name [default: the hostname]
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// Persistent state: local store, images, pod volumes and logs [default: /var/lib/skiff]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The watched manifests directory [default: /etc/skiff/manifests]
+    #[arg(long, value_name = "DIR")]
+    pub manifests_dir: Option<PathBuf>,
+    /// Where the agent serves the CLI [default: /run/skiff/skiff.sock]
+    #[arg(long, value_name = "PATH")]
+    pub api_socket: Option<PathBuf>,
+    /// Volatile state cleared by a reboot: container state [default: /run/skiff]
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: Option<PathBuf>,
+    /// Gossip listen address (QUIC) [default: 0.0.0.0:7946]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// The address other nodes reach this one on [default: the listen address]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub advertise: Option<SocketAddr>,
+    /// A peer of an existing cluster to join (repeatable)
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub join: Vec<String>,
+    /// The join token printed by `skiff token create` on a cluster node
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Parent cgroup of all pods, absolute [default: /skiff]
+    #[arg(long, value_name = "PATH")]
+    pub cgroup_parent: Option<String>,
+    /// Where pod network namespaces are bind-mounted [default: /run/netns]
+    #[arg(long, value_name = "DIR")]
+    pub netns_dir: Option<PathBuf>,
+    /// Name prefix of this agent's network namespaces [default: skiff-]
+    #[arg(long, value_name = "PREFIX")]
+    pub netns_prefix: Option<String>,
+    /// First crash-restart delay in milliseconds, doubled up to 5 minutes [default: 10000]
+    #[arg(long, value_name = "MS")]
+    pub crash_backoff_base_ms: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum OutputFormat {
+    Wide,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// pods, deployments, nodes, services, events, namespaces, configmaps, secrets
+    pub kind: String,
+    /// Only this object
+    pub name: Option<String>,
+    /// Namespace [default: default]
+    #[arg(short = 'n', long, conflicts_with = "all_namespaces")]
+    pub namespace: Option<String>,
+    /// Every namespace
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Output format
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<OutputFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    /// pod or node
+    pub kind: String,
+    pub name: String,
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    pub pod: String,
+    /// The container (default: the pod's only or first container)
+    #[arg(short = 'c', long)]
+    pub container: Option<String>,
+    /// Keep printing new lines
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Only the last N lines
+    #[arg(long, value_name = "N")]
+    pub tail: Option<usize>,
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A manifest file or a directory of them
+    #[arg(short = 'f', long = "filename", value_name = "FILE|DIR", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Parse and validate only; print what would change
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Delete what these manifest files declare
+    #[arg(short = 'f', long = "filename", value_name = "FILE|DIR")]
+    pub files: Vec<PathBuf>,
+    /// KIND NAME, e.g. `deployment web`
+    pub target: Vec<String>,
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Import an OCI or docker archive (skopeo copy, podman save)
+    Import { file: PathBuf },
+    /// Pull an image from a registry
+    Pull { reference: String },
+    /// List images
+    Ls,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a join token for a new node
+    Create,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevCommand {
+    /// Write the busybox test image as an OCI archive
+    BuildTestImage {
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn contract_spellings_parse() {
+        for line in [
+            "skiff agent --data-dir /tmp/d --manifests-dir /tmp/m --api-socket /tmp/s --cgroup-parent /x",
+            "skiff --socket /tmp/s get pods -o wide",
+            "skiff get deployments -A -o json",
+            "skiff get pods web -n prod -o yaml",
+            "skiff describe pod web",
+            "skiff logs web -c app -f --tail 10",
+            "skiff apply -f a.yaml --dry-run",
+            "skiff delete -f a.yaml",
+            "skiff delete deployment web -n prod",
+            "skiff status",
+            "skiff image import x.tar",
+            "skiff image pull 127.0.0.1:5000/a:b",
+            "skiff image ls",
+            "skiff token create",
+            "skiff cordon n1",
+            "skiff drain n1",
+        ] {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            Cli::try_parse_from(words).unwrap_or_else(|e| panic!("{line}: {e}"));
+        }
+    }
+}

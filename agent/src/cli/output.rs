@@ -1,0 +1,352 @@
+//! Everything the CLI prints: kubectl-like tables, JSON and YAML. The only place that prints.
+#![allow(clippy::print_stdout)]
+
+use super::OutputFormat;
+use crate::api::ResourceKind;
+use serde_json::Value;
+use std::time::{Duration, SystemTime};
+
+pub fn error(message: &str) {
+    eprintln!("error: {message}");
+}
+
+pub fn note(message: &str) {
+    println!("{message}");
+}
+
+pub fn log_line(text: &str) {
+    println!("{text}");
+}
+
+fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
+    v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+/// kubectl's short age: 45s, 3m, 2h, 4d.
+pub fn age(since: &str, now: SystemTime) -> String {
+    let Ok(t) = humantime::parse_rfc3339_weak(since) else {
+        return "<unknown>".to_string();
+    };
+    let d = now.duration_since(t).unwrap_or(Duration::ZERO).as_secs();
+    match d {
+        0..=119 => format!("{d}s"),
+        120..=7199 => format!("{}m", d / 60),
+        7200..=172_799 => format!("{}h", d / 3600),
+        _ => format!("{}d", d / 86400),
+    }
+}
+
+/// Prints rows as left-aligned columns separated by three spaces, like kubectl.
+fn table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.len());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}   ", w = widths[i]));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row);
+    }
+}
+
+pub fn print_get(kind: ResourceKind, value: &Value, format: Option<OutputFormat>, all_ns: bool) {
+    match format {
+        Some(OutputFormat::Json) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(value).unwrap_or_default()
+            );
+            return;
+        }
+        Some(OutputFormat::Yaml) => {
+            print!("{}", serde_yaml_ng::to_string(value).unwrap_or_default());
+            return;
+        }
+        _ => {}
+    }
+    let wide = format == Some(OutputFormat::Wide);
+    let items: Vec<Value> = value
+        .get("items")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_else(|| vec![value.clone()]);
+    if items.is_empty() {
+        eprintln!("No resources found");
+        return;
+    }
+    let now = SystemTime::now();
+    let ns_col = |item: &Value, row: &mut Vec<String>| {
+        if all_ns {
+            row.insert(0, str_at(item, "/metadata/namespace").to_string());
+        }
+    };
+    let with_ns = |mut header: Vec<&'static str>| {
+        if all_ns {
+            header.insert(0, "NAMESPACE");
+        }
+        header
+    };
+    match kind {
+        ResourceKind::Pods => {
+            let mut header = vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"];
+            if wide {
+                header.extend(["IP", "NODE"]);
+            }
+            let rows = items
+                .iter()
+                .map(|p| {
+                    let statuses = p
+                        .pointer("/status/containerStatuses")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
+                    let ready = statuses
+                        .iter()
+                        .filter(|c| c.get("ready").and_then(Value::as_bool) == Some(true))
+                        .count();
+                    let total = p
+                        .pointer("/spec/containers")
+                        .and_then(Value::as_array)
+                        .map_or(statuses.len(), Vec::len);
+                    let restarts: u64 = statuses
+                        .iter()
+                        .filter_map(|c| c.get("restartCount").and_then(Value::as_u64))
+                        .sum();
+                    let mut row = vec![
+                        str_at(p, "/metadata/name").to_string(),
+                        format!("{ready}/{total}"),
+                        pod_display_status(p),
+                        restarts.to_string(),
+                        age(str_at(p, "/metadata/creationTimestamp"), now),
+                    ];
+                    if wide {
+                        let ip = str_at(p, "/status/podIP");
+                        row.push(if ip.is_empty() { "<none>" } else { ip }.to_string());
+                        row.push(str_at(p, "/spec/nodeName").to_string());
+                    }
+                    ns_col(p, &mut row);
+                    row
+                })
+                .collect();
+            table(&with_ns(header), rows);
+        }
+        ResourceKind::Deployments => {
+            let rows = items
+                .iter()
+                .map(|d| {
+                    let n = |ptr: &str| d.pointer(ptr).and_then(Value::as_u64).unwrap_or(0);
+                    let mut row = vec![
+                        str_at(d, "/metadata/name").to_string(),
+                        format!("{}/{}", n("/status/readyReplicas"), n("/spec/replicas")),
+                        n("/status/updatedReplicas").to_string(),
+                        n("/status/availableReplicas").to_string(),
+                        age(str_at(d, "/metadata/creationTimestamp"), now),
+                    ];
+                    ns_col(d, &mut row);
+                    row
+                })
+                .collect();
+            table(
+                &with_ns(vec!["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]),
+                rows,
+            );
+        }
+        ResourceKind::Events => {
+            let rows = items
+                .iter()
+                .map(|e| {
+                    let object = format!(
+                        "{}/{}",
+                        str_at(e, "/involvedObject/kind").to_ascii_lowercase(),
+                        str_at(e, "/involvedObject/name")
+                    );
+                    let mut row = vec![
+                        age(str_at(e, "/lastTimestamp"), now),
+                        str_at(e, "/type").to_string(),
+                        str_at(e, "/reason").to_string(),
+                        object,
+                        str_at(e, "/message").to_string(),
+                    ];
+                    ns_col(e, &mut row);
+                    row
+                })
+                .collect();
+            table(
+                &with_ns(vec!["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]),
+                rows,
+            );
+        }
+        ResourceKind::Nodes => {
+            let mut header = vec!["NAME", "STATUS", "ROLES", "AGE", "VERSION"];
+            if wide {
+                header.push("INTERNAL-IP");
+            }
+            let rows = items
+                .iter()
+                .map(|n| {
+                    let mut row = vec![
+                        str_at(n, "/metadata/name").to_string(),
+                        str_at(n, "/status/phase").to_string(),
+                        str_at(n, "/status/roles").to_string(),
+                        age(str_at(n, "/metadata/creationTimestamp"), now),
+                        str_at(n, "/status/nodeInfo/kubeletVersion").to_string(),
+                    ];
+                    if wide {
+                        row.push(str_at(n, "/status/addresses/0/address").to_string());
+                    }
+                    row
+                })
+                .collect();
+            table(&header, rows);
+        }
+        _ => {
+            let rows = items
+                .iter()
+                .map(|o| {
+                    let mut row = vec![
+                        str_at(o, "/metadata/name").to_string(),
+                        age(str_at(o, "/metadata/creationTimestamp"), now),
+                    ];
+                    ns_col(o, &mut row);
+                    row
+                })
+                .collect();
+            table(&with_ns(vec!["NAME", "AGE"]), rows);
+        }
+    }
+}
+
+/// kubectl's STATUS column: a waiting or terminated reason when there is one, else the phase.
+pub fn pod_display_status(pod: &Value) -> String {
+    if pod.pointer("/metadata/deletionTimestamp").is_some() {
+        return "Terminating".to_string();
+    }
+    let init = pod
+        .pointer("/status/initContainerStatuses")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let init_done = init
+        .iter()
+        .filter(|c| c.pointer("/state/terminated/exitCode").and_then(Value::as_i64) == Some(0))
+        .count();
+    if init_done < init.len() {
+        for c in &init {
+            if let Some(r) = c.pointer("/state/waiting/reason").and_then(Value::as_str)
+                && r != "PodInitializing"
+            {
+                return format!("Init:{r}");
+            }
+        }
+        return format!("Init:{init_done}/{}", init.len());
+    }
+    let statuses = pod
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut reason = None;
+    for c in &statuses {
+        if let Some(r) = c.pointer("/state/waiting/reason").and_then(Value::as_str) {
+            reason = Some(r.to_string());
+        } else if let Some(r) = c.pointer("/state/terminated/reason").and_then(Value::as_str) {
+            reason.get_or_insert_with(|| r.to_string());
+        }
+    }
+    let phase = str_at(pod, "/status/phase");
+    match reason {
+        Some(r) if phase != "Running" || r == "CrashLoopBackOff" => r,
+        _ if phase.is_empty() => "Unknown".to_string(),
+        _ => phase.to_string(),
+    }
+}
+
+pub fn print_describe(value: &Value) {
+    print!("{}", serde_yaml_ng::to_string(value).unwrap_or_default());
+}
+
+pub fn print_changes(value: &Value) {
+    if let Some(changes) = value.get("changes").and_then(Value::as_array) {
+        for c in changes {
+            println!("{}", c.as_str().unwrap_or_default());
+        }
+    }
+    if let Some(warnings) = value.get("warnings").and_then(Value::as_array) {
+        for w in warnings {
+            eprintln!("warning: {}", w.as_str().unwrap_or_default());
+        }
+    }
+}
+
+pub fn print_status(value: &Value) {
+    print!("{}", serde_yaml_ng::to_string(value).unwrap_or_default());
+}
+
+pub fn print_images(value: &Value) {
+    let items = value
+        .get("items")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let rows = items
+        .iter()
+        .map(|i| {
+            let digest = str_at(i, "/digest");
+            vec![
+                str_at(i, "/reference").to_string(),
+                digest.chars().take(19).collect(),
+                format!(
+                    "{:.1}MB",
+                    i.get("size").and_then(Value::as_u64).unwrap_or(0) as f64 / 1e6
+                ),
+            ]
+        })
+        .collect();
+    table(&["IMAGE", "DIGEST", "SIZE"], rows);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ages_like_kubectl() {
+        let now = humantime::parse_rfc3339("2026-01-01T01:00:00Z").unwrap();
+        assert_eq!(age("2026-01-01T00:59:15Z", now), "45s");
+        assert_eq!(age("2026-01-01T00:50:00Z", now), "10m");
+        assert_eq!(age("2025-12-31T00:00:00Z", now), "25h");
+        assert_eq!(age("garbage", now), "<unknown>");
+    }
+
+    #[test]
+    fn status_column_prefers_reasons() {
+        let crash = json!({"status": {"phase": "Running", "containerStatuses": [
+            {"state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}});
+        assert_eq!(pod_display_status(&crash), "CrashLoopBackOff");
+        let pending = json!({"status": {"phase": "Pending", "containerStatuses": [
+            {"state": {"waiting": {"reason": "ImagePullBackOff"}}}]}});
+        assert_eq!(pod_display_status(&pending), "ImagePullBackOff");
+        let done = json!({"status": {"phase": "Succeeded", "containerStatuses": [
+            {"state": {"terminated": {"reason": "Completed", "exitCode": 0}}}]}});
+        assert_eq!(pod_display_status(&done), "Completed");
+        let running = json!({"status": {"phase": "Running", "containerStatuses": [
+            {"state": {"running": {}}}]}});
+        assert_eq!(pod_display_status(&running), "Running");
+        let init = json!({"status": {"phase": "Pending", "initContainerStatuses": [
+            {"state": {"running": {}}}]}});
+        assert_eq!(pod_display_status(&init), "Init:0/1");
+    }
+}

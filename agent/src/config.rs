@@ -1,0 +1,270 @@
+//! Agent configuration: embedded defaults, an optional TOML file, and command-line flags on top.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Basic auth for one registry host, from the agent config file.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryAuthConfig {
+    pub username: String,
+    pub password: String,
+}
+
+/// Everything the agent needs to run. `AgentConfig::default()` is a working single-node cluster.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentConfig {
+    pub node_name: String,
+    pub data_dir: PathBuf,
+    pub manifests_dir: PathBuf,
+    pub api_socket: PathBuf,
+    /// Volatile state (container state, shims): cleared by a reboot, like /run.
+    pub run_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub advertise: Option<SocketAddr>,
+    pub join: Vec<String>,
+    pub token: Option<String>,
+    pub cgroup_parent: String,
+    pub netns_dir: PathBuf,
+    pub netns_prefix: String,
+    pub crash_backoff_base: Duration,
+    pub crash_backoff_max: Duration,
+    pub crash_backoff_reset: Duration,
+    pub image_pull_backoff_base: Duration,
+    pub log_max_bytes: u64,
+    pub log_max_files: u32,
+    pub insecure_registries: Vec<String>,
+    pub registry_auth: BTreeMap<String, RegistryAuthConfig>,
+    pub labels: BTreeMap<String, String>,
+    /// How long the manifests directory must be quiet before a changed file is read.
+    pub manifest_debounce: Duration,
+    /// Periodic reconcile, on top of the event-driven one.
+    pub resync_interval: Duration,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            node_name: default_node_name(),
+            data_dir: PathBuf::from("/var/lib/skiff"),
+            manifests_dir: PathBuf::from("/etc/skiff/manifests"),
+            api_socket: PathBuf::from(DEFAULT_API_SOCKET),
+            run_dir: PathBuf::from("/run/skiff"),
+            listen: SocketAddr::from(([0, 0, 0, 0], 7946)),
+            advertise: None,
+            join: Vec::new(),
+            token: None,
+            cgroup_parent: "/skiff".to_string(),
+            netns_dir: PathBuf::from("/run/netns"),
+            netns_prefix: "skiff-".to_string(),
+            crash_backoff_base: Duration::from_secs(10),
+            crash_backoff_max: Duration::from_secs(300),
+            crash_backoff_reset: Duration::from_secs(600),
+            image_pull_backoff_base: Duration::from_secs(10),
+            log_max_bytes: 10 * 1024 * 1024,
+            log_max_files: 3,
+            insecure_registries: Vec::new(),
+            registry_auth: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            manifest_debounce: Duration::from_millis(30),
+            resync_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Where the CLI looks for the agent when neither `--socket` nor `SKIFF_SOCKET` says otherwise.
+pub const DEFAULT_API_SOCKET: &str = "/run/skiff/skiff.sock";
+
+fn default_node_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "skiff-node".to_string())
+}
+
+/// The TOML config file; every field optional, unknown fields are an error naming the field.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConfigFile {
+    pub node_name: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub manifests_dir: Option<PathBuf>,
+    pub api_socket: Option<PathBuf>,
+    pub run_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub advertise: Option<SocketAddr>,
+    pub join: Option<Vec<String>>,
+    pub token: Option<String>,
+    pub cgroup_parent: Option<String>,
+    pub netns_dir: Option<PathBuf>,
+    pub netns_prefix: Option<String>,
+    pub crash_backoff_base_ms: Option<u64>,
+    pub crash_backoff_max_ms: Option<u64>,
+    pub crash_backoff_reset_ms: Option<u64>,
+    pub image_pull_backoff_base_ms: Option<u64>,
+    pub log_max_bytes: Option<u64>,
+    pub log_max_files: Option<u32>,
+    pub insecure_registries: Option<Vec<String>>,
+    pub registry_auth: Option<BTreeMap<String, RegistryAuthConfig>>,
+    pub labels: Option<BTreeMap<String, String>>,
+    pub manifest_debounce_ms: Option<u64>,
+}
+
+/// A config file that cannot be used, with the file named.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+impl ConfigFile {
+    pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Applies the file's settings over `config`.
+    pub fn apply(self, config: &mut AgentConfig) {
+        macro_rules! set {
+            ($field:ident) => {
+                if let Some(v) = self.$field {
+                    config.$field = v;
+                }
+            };
+        }
+        set!(node_name);
+        set!(data_dir);
+        set!(manifests_dir);
+        set!(api_socket);
+        set!(run_dir);
+        set!(listen);
+        set!(join);
+        set!(cgroup_parent);
+        set!(netns_dir);
+        set!(netns_prefix);
+        set!(log_max_bytes);
+        set!(log_max_files);
+        set!(insecure_registries);
+        set!(registry_auth);
+        set!(labels);
+        if self.advertise.is_some() {
+            config.advertise = self.advertise;
+        }
+        if self.token.is_some() {
+            config.token = self.token;
+        }
+        let ms = Duration::from_millis;
+        if let Some(v) = self.crash_backoff_base_ms {
+            config.crash_backoff_base = ms(v);
+        }
+        if let Some(v) = self.crash_backoff_max_ms {
+            config.crash_backoff_max = ms(v);
+        }
+        if let Some(v) = self.crash_backoff_reset_ms {
+            config.crash_backoff_reset = ms(v);
+        }
+        if let Some(v) = self.image_pull_backoff_base_ms {
+            config.image_pull_backoff_base = ms(v);
+        }
+        if let Some(v) = self.manifest_debounce_ms {
+            config.manifest_debounce = ms(v);
+        }
+    }
+}
+
+impl AgentConfig {
+    /// Checks values that would only fail later and less clearly.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.cgroup_parent.starts_with('/') {
+            return Err(ConfigError::Invalid(format!(
+                "cgroup-parent: must be an absolute path like /skiff (got {:?})",
+                self.cgroup_parent
+            )));
+        }
+        if self.node_name.is_empty() {
+            return Err(ConfigError::Invalid("node-name: must not be empty".into()));
+        }
+        if self.crash_backoff_base.is_zero() || self.crash_backoff_base > self.crash_backoff_max {
+            return Err(ConfigError::Invalid(
+                "crash-backoff-base-ms: must be > 0 and <= crash-backoff-max-ms".into(),
+            ));
+        }
+        if self.log_max_files == 0 {
+            return Err(ConfigError::Invalid("log-max-files: must be >= 1".into()));
+        }
+        Ok(())
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("skiff.redb")
+    }
+    pub fn images_dir(&self) -> PathBuf {
+        self.data_dir.join("images")
+    }
+    pub fn pods_dir(&self) -> PathBuf {
+        self.data_dir.join("pods")
+    }
+    pub fn containers_state_dir(&self) -> PathBuf {
+        self.run_dir.join("c")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_design() {
+        let c = AgentConfig::default();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/skiff"));
+        assert_eq!(c.manifests_dir, PathBuf::from("/etc/skiff/manifests"));
+        assert_eq!(c.api_socket, PathBuf::from("/run/skiff/skiff.sock"));
+        assert_eq!(c.listen.port(), 7946);
+        assert_eq!(c.crash_backoff_base, Duration::from_secs(10));
+        assert_eq!(c.crash_backoff_max, Duration::from_secs(300));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn file_overrides_and_rejects_unknown_fields() {
+        let f: ConfigFile =
+            toml::from_str("data-dir = \"/tmp/x\"\ncrash-backoff-base-ms = 100\n").unwrap();
+        let mut c = AgentConfig::default();
+        f.apply(&mut c);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.crash_backoff_base, Duration::from_millis(100));
+        let err = toml::from_str::<ConfigFile>("dataa-dir = 1").unwrap_err();
+        assert!(err.to_string().contains("dataa-dir"), "{err}");
+    }
+
+    #[test]
+    fn relative_cgroup_parent_is_refused() {
+        let c = AgentConfig {
+            cgroup_parent: "skiff".into(),
+            ..AgentConfig::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("cgroup-parent"));
+    }
+}

@@ -1,0 +1,184 @@
+//! Desired state, pure: manifest files (and objects applied through the API) -> the objects the
+//! node should have -> which pods to create and which to delete. A broken file keeps its last good
+//! version; an object declared twice keeps its first declaration (by source name).
+
+use crate::pod::{Owner, PodRecord};
+use skiff_manifests::{Kind, Object, ObjectKey, Valid};
+use skiff_manifests::model::workloads::{Deployment, Pod};
+use skiff_manifests::naming::PodSuffix;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Where an object was declared: a manifest file path, or `api:<key>` for `skiff apply`.
+pub type Source = String;
+
+/// The prefix of sources applied through the API.
+pub const API_SOURCE_PREFIX: &str = "api:";
+
+/// Problems of every file, as the user sees them (for `apply --dry-run` without an agent).
+pub fn validate_files<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, bytes) in files {
+        let parsed = skiff_manifests::parse_file(name, bytes);
+        out.extend(parsed.errors().iter().map(|e| e.to_string()));
+    }
+    out
+}
+
+/// The merged desired objects, and the declarations that lost to an earlier one.
+#[derive(Debug, Default)]
+pub struct Merged {
+    pub objects: BTreeMap<ObjectKey, (Source, Valid<Object>)>,
+    pub conflicts: Vec<(Source, String)>,
+}
+
+/// Merges every source's objects; on a duplicate key the first source (by name) wins.
+pub fn merge(sources: &BTreeMap<Source, Vec<Valid<Object>>>) -> Merged {
+    let mut merged = Merged::default();
+    for (source, objects) in sources {
+        for object in objects {
+            let key = object.key();
+            if let Some((first, _)) = merged.objects.get(&key) {
+                merged.conflicts.push((
+                    source.clone(),
+                    format!("{key} is already declared in {first}; this declaration is ignored"),
+                ));
+                continue;
+            }
+            merged.objects.insert(key, (source.clone(), object.clone()));
+        }
+    }
+    merged
+}
+
+/// A pod to create.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewPod {
+    pub pod: Valid<Pod>,
+    pub owner: Option<Owner>,
+    pub spec_hash: String,
+}
+
+/// What the node should change in its pods.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PodChanges {
+    pub create: Vec<NewPod>,
+    /// Uids of pods to stop and remove.
+    pub delete: Vec<String>,
+    /// Objects that cannot run yet, with the reason (e.g. a missing namespace).
+    pub blocked: Vec<(ObjectKey, String)>,
+}
+
+fn namespace_exists(objects: &BTreeMap<ObjectKey, (Source, Valid<Object>)>, ns: &str) -> bool {
+    ns == skiff_manifests::DEFAULT_NAMESPACE
+        || objects.contains_key(&ObjectKey::new(Kind::Namespace, "", ns))
+}
+
+/// Compares the desired objects with the pod records. Pods already running the right spec are
+/// kept (restarting the agent restarts nothing); a changed spec replaces the pod; a Deployment
+/// gets exactly `replicas` pods of its current template. `suffix` makes new pod name suffixes.
+pub fn pod_changes(
+    objects: &BTreeMap<ObjectKey, (Source, Valid<Object>)>,
+    pods: &[&PodRecord],
+    suffix: &mut dyn FnMut() -> PodSuffix,
+) -> PodChanges {
+    let mut changes = PodChanges::default();
+    let live: Vec<&PodRecord> = pods
+        .iter()
+        .copied()
+        .filter(|p| p.deleting_since.is_none())
+        .collect();
+    let mut wanted: BTreeSet<String> = BTreeSet::new();
+    let mut taken_names: BTreeSet<(String, String)> = pods
+        .iter()
+        .map(|p| (p.namespace.clone(), p.name.clone()))
+        .collect();
+
+    for (key, (_, object)) in objects {
+        match object.get() {
+            Object::Pod(_) | Object::Deployment(_)
+                if !namespace_exists(objects, &key.namespace) =>
+            {
+                changes.blocked.push((
+                    key.clone(),
+                    format!("namespace {:?} not found", key.namespace),
+                ));
+            }
+            Object::Pod(_) => {
+                let Ok(pod) = Valid::<Pod>::try_from(object.clone()) else {
+                    continue;
+                };
+                let hash = object.content_hash();
+                let same_name: Vec<&&PodRecord> = pods
+                    .iter()
+                    .filter(|p| p.owner.is_none() && p.namespace == key.namespace && p.name == key.name)
+                    .collect();
+                let current = same_name
+                    .iter()
+                    .find(|p| p.deleting_since.is_none() && p.spec_hash == hash);
+                match current {
+                    Some(p) => {
+                        wanted.insert(p.uid.clone());
+                    }
+                    // Replace: the old pod is deleted below; the new one is created once the
+                    // name is free.
+                    None if same_name.is_empty() => changes.create.push(NewPod {
+                        pod,
+                        owner: None,
+                        spec_hash: hash,
+                    }),
+                    None => {}
+                }
+            }
+            Object::Deployment(_) => {
+                let Ok(deployment) = Valid::<Deployment>::try_from(object.clone()) else {
+                    continue;
+                };
+                let hash = deployment.pod_template_hash();
+                let owner = Owner {
+                    kind: "Deployment".to_string(),
+                    name: key.name.clone(),
+                };
+                let mut current: Vec<&PodRecord> = live
+                    .iter()
+                    .copied()
+                    .filter(|p| {
+                        p.owner.as_ref() == Some(&owner)
+                            && p.namespace == key.namespace
+                            && p.spec_hash == hash
+                    })
+                    .collect();
+                // Keep running pods first, then the oldest: extras are the newest not-running.
+                current.sort_by_key(|p| (!p.status.any_running(), p.created_at, p.name.clone()));
+                let replicas = deployment.spec.replicas as usize;
+                for p in current.iter().take(replicas) {
+                    wanted.insert(p.uid.clone());
+                }
+                for _ in current.len()..replicas {
+                    let pod = loop {
+                        let pod = deployment.new_pod(&suffix());
+                        let name = (pod.metadata.namespace.clone(), pod.metadata.name.clone());
+                        if taken_names.insert(name) {
+                            break pod;
+                        }
+                    };
+                    changes.create.push(NewPod {
+                        pod,
+                        owner: Some(owner.clone()),
+                        spec_hash: hash.clone(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    changes.delete = live
+        .iter()
+        .filter(|p| !wanted.contains(&p.uid))
+        .map(|p| p.uid.clone())
+        .collect();
+    changes
+}
+
+#[cfg(test)]
+#[path = "desired_tests.rs"]
+mod tests;

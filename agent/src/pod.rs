@@ -1,0 +1,320 @@
+//! What the node knows about each pod it runs: the record (identity, spec, owner) and the
+//! runtime status of every container, persisted so a restarted agent re-adopts instead of
+//! restarting. Also renders pods in Kubernetes' shape for the CLI.
+
+use serde::{Deserialize, Serialize};
+use skiff_manifests::{Object, Valid};
+use std::time::Duration;
+
+/// Wall-clock milliseconds since the UNIX epoch (persisted, so not `Instant`).
+pub type Millis = u64;
+
+/// The current wall-clock time in `Millis`.
+pub fn now_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+/// RFC 3339 (seconds) for Kubernetes-shaped output.
+pub fn rfc3339(ms: Millis) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms))
+        .to_string()
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+/// What the reconciler needs to know about one container (the rest stays in the manifest).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContainerPlanSpec {
+    pub name: String,
+    pub image: String,
+    pub pull_policy: PullPolicy,
+}
+
+/// What the reconciler needs to know about a pod.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PodPlanSpec {
+    pub init_containers: Vec<ContainerPlanSpec>,
+    pub containers: Vec<ContainerPlanSpec>,
+    pub restart_policy: RestartPolicy,
+    pub grace_period: Duration,
+    pub host_network: bool,
+}
+
+/// The object that made this pod (a Deployment), for listing and for scaling.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Owner {
+    pub kind: String,
+    pub name: String,
+}
+
+/// One pod on this node.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PodRecord {
+    /// Short random id: names the pod's netns, cgroup, directory and containers.
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    pub owner: Option<Owner>,
+    /// Hash of what the pod runs: a different hash means "replace the pod".
+    pub spec_hash: String,
+    /// The validated pod (always `Object::Pod`), as the manifest or the Deployment made it.
+    pub manifest: Valid<Object>,
+    pub plan: PodPlanSpec,
+    pub created_at: Millis,
+    /// Set when the pod is to be stopped and removed.
+    pub deleting_since: Option<Millis>,
+    pub status: PodRuntime,
+}
+
+/// The pod's sandbox (network namespace, volumes) and containers as last observed.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct PodRuntime {
+    pub sandbox_ready: bool,
+    /// Why the sandbox could not be made, and when to try again.
+    pub sandbox_error: Option<Waiting>,
+    pub sandbox_failures: u32,
+    pub sandbox_retry_at: Option<Millis>,
+    pub started_at: Option<Millis>,
+    pub init_containers: Vec<ContainerRuntime>,
+    pub containers: Vec<ContainerRuntime>,
+    /// Exited instances whose runtime state is still to be removed.
+    pub pending_removal: Vec<String>,
+}
+
+/// A container instance that was started.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Instance {
+    /// The runtime's container id: `<pod uid>-<init|c><index>-<attempt>`.
+    pub id: String,
+    pub pid: i32,
+    pub started_at: Millis,
+    /// When SIGTERM was sent (SIGKILL follows after the grace period).
+    pub term_sent_at: Option<Millis>,
+    pub kill_sent: bool,
+}
+
+/// How an instance ended.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Termination {
+    pub exit_code: i32,
+    pub signal: Option<i32>,
+    /// Completed, Error, OOMKilled, ContainerStatusUnknown.
+    pub reason: String,
+    pub started_at: Millis,
+    pub finished_at: Millis,
+}
+
+/// Why a container is not running (Kubernetes' waiting reasons).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Waiting {
+    pub reason: String,
+    pub message: String,
+}
+
+/// One container's history on this node.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContainerRuntime {
+    pub name: String,
+    /// Starts so far (the next instance id uses `attempts + 1`).
+    pub attempts: u32,
+    pub restart_count: u32,
+    /// Consecutive failed runs, for the crash backoff.
+    pub failures: u32,
+    pub current: Option<Instance>,
+    pub last: Option<Termination>,
+    pub waiting: Option<Waiting>,
+    /// Not before this time (crash or start-error backoff).
+    pub next_start_at: Option<Millis>,
+    /// Will not run again (restart policy says so, or an init container succeeded).
+    pub done: bool,
+    /// The image was pulled for this container (pull policy Always pulls once per pod).
+    pub pulled: bool,
+}
+
+impl ContainerRuntime {
+    pub fn new(name: &str) -> Self {
+        ContainerRuntime {
+            name: name.to_string(),
+            ..Default::default()
+        }
+    }
+
+    pub fn running(&self) -> bool {
+        self.current.is_some()
+    }
+}
+
+impl PodRuntime {
+    pub fn for_plan(plan: &PodPlanSpec) -> Self {
+        PodRuntime {
+            init_containers: plan
+                .init_containers
+                .iter()
+                .map(|c| ContainerRuntime::new(&c.name))
+                .collect(),
+            containers: plan
+                .containers
+                .iter()
+                .map(|c| ContainerRuntime::new(&c.name))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Every container, init first.
+    pub fn all(&self) -> impl Iterator<Item = &ContainerRuntime> {
+        self.init_containers.iter().chain(self.containers.iter())
+    }
+
+    pub fn any_running(&self) -> bool {
+        self.all().any(ContainerRuntime::running)
+    }
+}
+
+/// Pod phase as Kubernetes reports it.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Phase {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl PodRecord {
+    /// Kubernetes' phase rules: Pending until every container has started once; Succeeded or
+    /// Failed when all are done; otherwise Running.
+    pub fn phase(&self) -> Phase {
+        let s = &self.status;
+        if s.init_containers.iter().any(|c| c.done && !succeeded(c)) {
+            return Phase::Failed;
+        }
+        if !s.init_containers.iter().all(|c| c.done) {
+            return Phase::Pending;
+        }
+        if s.containers.iter().all(|c| c.done) && !s.containers.is_empty() {
+            return if s.containers.iter().all(succeeded) {
+                Phase::Succeeded
+            } else {
+                Phase::Failed
+            };
+        }
+        if s
+            .containers
+            .iter()
+            .all(|c| c.running() || c.last.is_some() || c.done)
+        {
+            Phase::Running
+        } else {
+            Phase::Pending
+        }
+    }
+}
+
+/// A minimal valid pod, for tests.
+#[cfg(test)]
+pub fn sample_manifest() -> Valid<Object> {
+    let yaml = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: a\n    image: i\n";
+    skiff_manifests::parse_file("sample.yaml", yaml.as_bytes())
+        .objects()
+        .into_iter()
+        .next()
+        .cloned()
+        .expect("sample pod is valid")
+}
+
+fn succeeded(c: &ContainerRuntime) -> bool {
+    c.last.as_ref().is_some_and(|t| t.exit_code == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(containers: &[&str]) -> PodPlanSpec {
+        PodPlanSpec {
+            init_containers: vec![],
+            containers: containers
+                .iter()
+                .map(|n| ContainerPlanSpec {
+                    name: n.to_string(),
+                    image: "i".into(),
+                    pull_policy: PullPolicy::IfNotPresent,
+                })
+                .collect(),
+            restart_policy: RestartPolicy::Always,
+            grace_period: Duration::from_secs(30),
+            host_network: false,
+        }
+    }
+
+    fn record(containers: &[&str]) -> PodRecord {
+        let plan = plan(containers);
+        PodRecord {
+            uid: "u".into(),
+            namespace: "default".into(),
+            name: "p".into(),
+            owner: None,
+            spec_hash: "h".into(),
+            manifest: sample_manifest(),
+            status: PodRuntime::for_plan(&plan),
+            plan,
+            created_at: 0,
+            deleting_since: None,
+        }
+    }
+
+    fn term(code: i32) -> Termination {
+        Termination {
+            exit_code: code,
+            signal: None,
+            reason: if code == 0 { "Completed" } else { "Error" }.into(),
+            started_at: 0,
+            finished_at: 1,
+        }
+    }
+
+    #[test]
+    fn phases() {
+        let mut p = record(&["a", "b"]);
+        assert_eq!(p.phase(), Phase::Pending);
+        p.status.containers[0].current = Some(Instance {
+            id: "x".into(),
+            pid: 1,
+            started_at: 0,
+            term_sent_at: None,
+            kill_sent: false,
+        });
+        assert_eq!(p.phase(), Phase::Pending, "b has not started yet");
+        p.status.containers[1].last = Some(term(1));
+        assert_eq!(p.phase(), Phase::Running, "b is restarting");
+        for c in &mut p.status.containers {
+            c.current = None;
+            c.done = true;
+            c.last = Some(term(0));
+        }
+        assert_eq!(p.phase(), Phase::Succeeded);
+        p.status.containers[1].last = Some(term(2));
+        assert_eq!(p.phase(), Phase::Failed);
+    }
+
+    #[test]
+    fn rfc3339_output() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_500), "1970-01-01T00:00:01Z");
+    }
+}

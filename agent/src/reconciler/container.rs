@@ -1,0 +1,237 @@
+//! Turning a manifest's container into the runtime's `ContainerSpec`: argv from image and
+//! manifest (Kubernetes' command/args rules), env from values, ConfigMaps and Secrets, volume
+//! mounts, resources, cgroup path and log file.
+
+use super::sandbox::{PodPaths, volume_source_dir};
+use skiff_manifests::model::pod::{Container, EnvFromRef, EnvValue, EnvVarSource, PodSpec, VolumeSource};
+use skiff_manifests::model::workloads::Pod;
+use skiff_manifests::{Kind, Object, ObjectKey, Valid};
+use skiff_runtime::container::{BindMount, ContainerSpec, LogConfig, ProcessSpec, Resources};
+use skiff_runtime::image::ImageConfig;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The desired objects a container may refer to (ConfigMaps and Secrets).
+pub type Objects = BTreeMap<ObjectKey, Valid<Object>>;
+
+/// A container that cannot be configured (Kubernetes' CreateContainerConfigError).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Kubernetes' rule: `command` replaces the entrypoint (and drops the image cmd), `args`
+/// replaces the cmd.
+pub fn argv(image: &ImageConfig, c: &Container) -> Vec<String> {
+    match (c.command.is_empty(), c.args.is_empty()) {
+        (false, _) => c.command.iter().chain(c.args.iter()).cloned().collect(),
+        (true, false) => image.entrypoint.iter().chain(c.args.iter()).cloned().collect(),
+        (true, true) => image.entrypoint.iter().chain(image.cmd.iter()).cloned().collect(),
+    }
+}
+
+fn lookup<'a>(objects: &'a Objects, kind: Kind, namespace: &str, name: &str) -> Option<&'a Object> {
+    objects
+        .get(&ObjectKey::new(kind, namespace, name))
+        .map(|o| o.get())
+}
+
+/// One key of a ConfigMap or Secret; `Ok(None)` for a missing optional reference.
+fn key_value(
+    objects: &Objects,
+    namespace: &str,
+    source: &EnvVarSource,
+) -> Result<Option<String>, ConfigError> {
+    let (kind, sel) = match source {
+        EnvVarSource::ConfigMapKeyRef(s) => (Kind::ConfigMap, s),
+        EnvVarSource::SecretKeyRef(s) => (Kind::Secret, s),
+    };
+    let what = kind.as_str().to_ascii_lowercase();
+    let bytes: Option<Vec<u8>> = match lookup(objects, kind, namespace, &sel.name) {
+        None if sel.optional => return Ok(None),
+        None => return Err(ConfigError(format!("{what} {:?} not found", sel.name))),
+        Some(Object::ConfigMap(cm)) => cm.get(&sel.key).map(<[u8]>::to_vec),
+        Some(Object::Secret(s)) => s.get(&sel.key).map(|b| b.expose().to_vec()),
+        Some(_) => None,
+    };
+    match bytes {
+        Some(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
+        None if sel.optional => Ok(None),
+        None => Err(ConfigError(format!(
+            "key {:?} not found in {what} {:?}",
+            sel.key, sel.name
+        ))),
+    }
+}
+
+/// Every key of a ConfigMap or Secret, for `envFrom`.
+fn all_keys(objects: &Objects, namespace: &str, r: &EnvFromRef) -> Result<Vec<(String, String)>, ConfigError> {
+    let (kind, name) = match r {
+        EnvFromRef::ConfigMapRef(n) => (Kind::ConfigMap, n),
+        EnvFromRef::SecretRef(n) => (Kind::Secret, n),
+    };
+    match lookup(objects, kind, namespace, &name.name) {
+        None if name.optional => Ok(vec![]),
+        None => Err(ConfigError(format!(
+            "{} {:?} not found",
+            kind.as_str().to_ascii_lowercase(),
+            name.name
+        ))),
+        Some(Object::ConfigMap(cm)) => Ok(cm
+            .data
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .chain(
+                cm.binary_data
+                    .iter()
+                    .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned())),
+            )
+            .collect()),
+        Some(Object::Secret(s)) => Ok(s
+            .data
+            .iter()
+            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v.expose()).into_owned()))
+            .collect()),
+        Some(_) => Ok(vec![]),
+    }
+}
+
+/// The environment: image env, then envFrom, then env (later entries win), as `NAME=value`.
+pub fn environment(
+    image: &ImageConfig,
+    c: &Container,
+    namespace: &str,
+    objects: &Objects,
+) -> Result<Vec<String>, ConfigError> {
+    let mut vars: Vec<(String, String)> = image
+        .env
+        .iter()
+        .map(|e| match e.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (e.clone(), String::new()),
+        })
+        .collect();
+    let set = |k: String, v: String, vars: &mut Vec<(String, String)>| {
+        if let Some(slot) = vars.iter_mut().find(|(name, _)| *name == k) {
+            slot.1 = v;
+        } else {
+            vars.push((k, v));
+        }
+    };
+    for from in &c.env_from {
+        for (k, v) in all_keys(objects, namespace, &from.source)? {
+            let k = format!("{}{k}", from.prefix.as_deref().unwrap_or(""));
+            set(k, v, &mut vars);
+        }
+    }
+    for e in &c.env {
+        let value = match &e.value {
+            EnvValue::Value(v) => Some(v.clone()),
+            EnvValue::ValueFrom(source) => key_value(objects, namespace, source)?,
+        };
+        if let Some(v) = value {
+            set(e.name.clone(), v, &mut vars);
+        }
+    }
+    Ok(vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
+}
+
+/// Bind mounts for the container's volumeMounts (volumes were prepared by the sandbox).
+pub fn mounts(spec: &PodSpec, c: &Container, paths: &PodPaths) -> Result<Vec<BindMount>, ConfigError> {
+    let mut out = Vec::new();
+    for m in &c.volume_mounts {
+        let volume = spec
+            .volume(&m.name)
+            .ok_or_else(|| ConfigError(format!("volume {:?} not found", m.name)))?;
+        let mut source = volume_source_dir(volume, paths);
+        if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            source = source.join(sub);
+            if !source.exists() {
+                std::fs::create_dir_all(&source)
+                    .map_err(|e| ConfigError(format!("subPath {sub:?}: {e}")))?;
+            }
+        }
+        let read_only = m.read_only
+            || matches!(volume.source, VolumeSource::ConfigMap(_) | VolumeSource::Secret(_));
+        out.push(BindMount {
+            source,
+            destination: PathBuf::from(&m.mount_path),
+            read_only,
+        });
+    }
+    Ok(out)
+}
+
+/// Cgroup limits from `resources` (a CPU request defaults to the limit, as in Kubernetes).
+pub fn resources(c: &Container) -> Resources {
+    let limits = &c.resources.limits;
+    let requests = &c.resources.requests;
+    Resources {
+        memory_limit_bytes: limits.memory_bytes(),
+        cpu_limit_millis: limits.cpu_millis(),
+        cpu_request_millis: requests.cpu_millis().or(limits.cpu_millis()),
+        pids_limit: None,
+    }
+}
+
+/// Everything the runtime needs to start one container of a pod.
+pub struct StartRequest<'a> {
+    pub id: &'a str,
+    pub pod_uid: &'a str,
+    pub pod: &'a Valid<Pod>,
+    pub container: &'a Container,
+    pub image: &'a ImageConfig,
+    pub layers: Vec<PathBuf>,
+    pub objects: &'a Objects,
+    pub paths: &'a PodPaths,
+    pub netns: Option<PathBuf>,
+    pub cgroup_parent: &'a str,
+    pub log_max_bytes: u64,
+    pub log_max_files: u32,
+}
+
+pub fn container_spec(r: StartRequest<'_>) -> Result<ContainerSpec, ConfigError> {
+    let pod = r.pod.get();
+    let c = r.container;
+    let args = argv(r.image, c);
+    if args.is_empty() {
+        return Err(ConfigError(format!(
+            "container {:?}: no command: the image has no entrypoint or cmd and the manifest sets none",
+            c.name
+        )));
+    }
+    let cwd = c
+        .working_dir
+        .clone()
+        .or_else(|| r.image.working_dir.clone())
+        .unwrap_or_else(|| "/".to_string());
+    let mut labels = pod.metadata.labels.clone();
+    labels.insert("skiff.io/pod".into(), pod.metadata.name.clone());
+    labels.insert("skiff.io/namespace".into(), pod.metadata.namespace.clone());
+    labels.insert("skiff.io/container".into(), c.name.clone());
+    Ok(ContainerSpec {
+        id: r.id.to_string(),
+        layers: r.layers,
+        process: ProcessSpec {
+            args,
+            env: environment(r.image, c, &pod.metadata.namespace, r.objects)?,
+            cwd,
+            user: r.image.user.clone().unwrap_or_default(),
+        },
+        hostname: Some(pod.metadata.name.chars().take(63).collect()),
+        mounts: mounts(&pod.spec, c, r.paths)?,
+        resources: resources(c),
+        network_namespace: r.netns,
+        cgroups_path: Path::new(r.cgroup_parent).join(r.pod_uid).join(r.id),
+        log: LogConfig {
+            path: r.paths.log_file(&c.name),
+            max_size_bytes: r.log_max_bytes,
+            max_files: r.log_max_files,
+        },
+        labels,
+        annotations: pod.metadata.annotations.clone(),
+    })
+}
+
+#[cfg(test)]
+#[path = "container_tests.rs"]
+mod tests;

@@ -1,0 +1,303 @@
+//! The node reconciler's decisions, pure: fold what the runtime reports into a pod's record
+//! (`observe`), then say what to do next (`plan`). No IO, no clock: `now` is a parameter.
+
+use super::backoff::Backoff;
+use crate::pod::{Instance, Millis, PodRecord, PullPolicy, RestartPolicy, Termination};
+
+/// What the runtime says about one container instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observed {
+    Running,
+    Exited {
+        exit_code: i32,
+        signal: Option<i32>,
+        oom_killed: bool,
+        finished_at: Millis,
+    },
+    /// No trace of it (the node rebooted, or its state was lost).
+    Gone,
+}
+
+/// What the node knows about an image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageState {
+    Present,
+    Missing,
+    Pulling,
+    Failed { message: String, retry_at: Millis },
+}
+
+/// Signals the reconciler sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopSignal {
+    Term,
+    Kill,
+}
+
+/// One step for the executor. Every action is idempotent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    EnsureSandbox {
+        uid: String,
+    },
+    PullImage {
+        image: String,
+    },
+    StartContainer {
+        uid: String,
+        init: bool,
+        index: usize,
+        id: String,
+    },
+    Signal {
+        uid: String,
+        id: String,
+        signal: StopSignal,
+    },
+    /// Remove an exited instance's runtime state (its logs stay).
+    RemoveContainer {
+        uid: String,
+        id: String,
+    },
+    TeardownSandbox {
+        uid: String,
+    },
+    /// Drop the record: the pod is gone.
+    Forget {
+        uid: String,
+    },
+}
+
+/// Something worth an event, from `observe`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Noted {
+    pub warning: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+/// Folds runtime observations into the record: exits become terminations, the restart policy
+/// decides whether the container runs again and when (crash backoff).
+pub fn observe(
+    pod: &mut PodRecord,
+    observed: &dyn Fn(&str) -> Observed,
+    now: Millis,
+    backoff: &Backoff,
+) -> Vec<Noted> {
+    let mut noted = Vec::new();
+    let policy = pod.plan.restart_policy;
+    let deleting = pod.deleting_since.is_some();
+    let n_init = pod.status.init_containers.len();
+    for (i, c) in pod
+        .status
+        .init_containers
+        .iter_mut()
+        .chain(pod.status.containers.iter_mut())
+        .enumerate()
+    {
+        let init = i < n_init;
+        let Some(instance) = c.current.clone() else {
+            continue;
+        };
+        let seen = observed(&instance.id);
+        let gone = seen == Observed::Gone;
+        let (exit_code, signal, oom, finished_at) = match seen {
+            Observed::Running => continue,
+            Observed::Exited {
+                exit_code,
+                signal,
+                oom_killed,
+                finished_at,
+            } => (exit_code, signal, oom_killed, finished_at),
+            Observed::Gone => (137, None, false, now),
+        };
+        let reason = if oom {
+            "OOMKilled"
+        } else if gone {
+            "ContainerStatusUnknown"
+        } else if exit_code == 0 {
+            "Completed"
+        } else {
+            "Error"
+        };
+        c.current = None;
+        c.last = Some(Termination {
+            exit_code,
+            signal,
+            reason: reason.to_string(),
+            started_at: instance.started_at,
+            finished_at,
+        });
+        pod.status.pending_removal.push(instance.id.clone());
+        let ran_for =
+            std::time::Duration::from_millis(finished_at.saturating_sub(instance.started_at));
+        let success = exit_code == 0;
+        let restart = !deleting
+            && match (init, policy) {
+                (true, _) if success => false,
+                (true, RestartPolicy::Never) => false,
+                (true, _) => true,
+                (false, RestartPolicy::Always) => true,
+                (false, RestartPolicy::OnFailure) => !success,
+                (false, RestartPolicy::Never) => false,
+            };
+        if restart {
+            c.failures = backoff.next_failures(c.failures, ran_for);
+            c.next_start_at = Some(finished_at.max(now) + backoff.delay(c.failures).as_millis() as Millis);
+        } else {
+            c.done = true;
+            c.next_start_at = None;
+        }
+        if !deleting {
+            let what = if init { "init container" } else { "container" };
+            if oom {
+                noted.push(Noted {
+                    warning: true,
+                    reason: "OOMKilled".into(),
+                    message: format!("{what} {} was killed: out of memory", c.name),
+                });
+            } else if !success {
+                noted.push(Noted {
+                    warning: true,
+                    reason: if restart { "BackOff" } else { "Failed" }.into(),
+                    message: format!(
+                        "{what} {} exited with code {exit_code}{}",
+                        c.name,
+                        if restart {
+                            format!(
+                                "; restarting in {}s",
+                                backoff.delay(c.failures).as_secs_f64()
+                            )
+                        } else {
+                            String::new()
+                        }
+                    ),
+                });
+            }
+        }
+    }
+    noted
+}
+
+/// What to do next for one pod (none of its actions is in flight).
+pub fn plan(pod: &PodRecord, image: &dyn Fn(&str) -> ImageState, now: Millis) -> Vec<Action> {
+    let uid = &pod.uid;
+    let mut actions: Vec<Action> = pod
+        .status
+        .pending_removal
+        .iter()
+        .map(|id| Action::RemoveContainer {
+            uid: uid.clone(),
+            id: id.clone(),
+        })
+        .collect();
+    if let Some(_since) = pod.deleting_since {
+        let grace = pod.plan.grace_period.as_millis() as Millis;
+        for c in pod.status.all() {
+            let Some(i) = &c.current else { continue };
+            match i.term_sent_at {
+                None => actions.push(signal(uid, i, StopSignal::Term)),
+                Some(t) if !i.kill_sent && now >= t + grace => {
+                    actions.push(signal(uid, i, StopSignal::Kill))
+                }
+                Some(_) => {}
+            }
+        }
+        if !pod.status.any_running() && pod.status.pending_removal.is_empty() {
+            actions.push(if pod.status.sandbox_ready {
+                Action::TeardownSandbox { uid: uid.clone() }
+            } else {
+                Action::Forget { uid: uid.clone() }
+            });
+        }
+        return actions;
+    }
+    if !pod.status.sandbox_ready {
+        if pod.status.sandbox_retry_at.is_none_or(|t| t <= now) {
+            actions.push(Action::EnsureSandbox { uid: uid.clone() });
+        }
+        return actions;
+    }
+    // Init containers run one at a time, in order, each to completion.
+    for (index, c) in pod.status.init_containers.iter().enumerate() {
+        if c.done {
+            if c.last.as_ref().is_some_and(|t| t.exit_code != 0) {
+                return actions; // the pod failed
+            }
+            continue;
+        }
+        if !c.running() {
+            actions.extend(start_or_pull(pod, true, index, image, now));
+        }
+        return actions;
+    }
+    for (index, c) in pod.status.containers.iter().enumerate() {
+        if !c.running() && !c.done {
+            actions.extend(start_or_pull(pod, false, index, image, now));
+        }
+    }
+    actions
+}
+
+fn signal(uid: &str, i: &Instance, signal: StopSignal) -> Action {
+    Action::Signal {
+        uid: uid.to_string(),
+        id: i.id.clone(),
+        signal,
+    }
+}
+
+/// Starts the container if its backoff has passed and its image is ready, or pulls the image.
+fn start_or_pull(
+    pod: &PodRecord,
+    init: bool,
+    index: usize,
+    image: &dyn Fn(&str) -> ImageState,
+    now: Millis,
+) -> Option<Action> {
+    let (spec, c) = if init {
+        (
+            &pod.plan.init_containers[index],
+            &pod.status.init_containers[index],
+        )
+    } else {
+        (&pod.plan.containers[index], &pod.status.containers[index])
+    };
+    if c.next_start_at.is_some_and(|t| t > now) {
+        return None;
+    }
+    let state = image(&spec.image);
+    let need_pull = match spec.pull_policy {
+        PullPolicy::Never => false,
+        PullPolicy::IfNotPresent => state != ImageState::Present,
+        PullPolicy::Always => !c.pulled,
+    };
+    if need_pull {
+        return match state {
+            ImageState::Pulling => None,
+            ImageState::Failed { retry_at, .. } if retry_at > now => None,
+            _ => Some(Action::PullImage {
+                image: spec.image.clone(),
+            }),
+        };
+    }
+    if state != ImageState::Present {
+        return None; // pull policy Never and no image: the status says ErrImageNeverPull
+    }
+    Some(Action::StartContainer {
+        uid: pod.uid.clone(),
+        init,
+        index,
+        id: format!(
+            "{}-{}{}-{}",
+            pod.uid,
+            if init { "i" } else { "c" },
+            index,
+            c.attempts + 1
+        ),
+    })
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -1,0 +1,250 @@
+//! Tables for the reconciler's observe/plan decisions.
+
+use super::*;
+use crate::pod::*;
+use std::time::Duration;
+
+const SEC: Millis = 1000;
+
+fn backoff() -> Backoff {
+    Backoff {
+        base: Duration::from_secs(10),
+        max: Duration::from_secs(300),
+        reset_after: Duration::from_secs(600),
+    }
+}
+
+fn spec(name: &str, policy: PullPolicy) -> ContainerPlanSpec {
+    ContainerPlanSpec {
+        name: name.into(),
+        image: format!("img-{name}"),
+        pull_policy: policy,
+    }
+}
+
+fn pod(init: &[&str], containers: &[&str], restart: RestartPolicy) -> PodRecord {
+    let plan = PodPlanSpec {
+        init_containers: init.iter().map(|n| spec(n, PullPolicy::IfNotPresent)).collect(),
+        containers: containers.iter().map(|n| spec(n, PullPolicy::IfNotPresent)).collect(),
+        restart_policy: restart,
+        grace_period: Duration::from_secs(30),
+        host_network: false,
+    };
+    let mut status = PodRuntime::for_plan(&plan);
+    status.sandbox_ready = true;
+    PodRecord {
+        uid: "u1".into(),
+        namespace: "default".into(),
+        name: "p".into(),
+        owner: None,
+        spec_hash: "h".into(),
+        manifest: sample_manifest(),
+        plan,
+        created_at: 0,
+        deleting_since: None,
+        status,
+    }
+}
+
+fn present(_: &str) -> ImageState {
+    ImageState::Present
+}
+
+fn run(c: &mut ContainerRuntime, id: &str, at: Millis) {
+    c.attempts += 1;
+    c.current = Some(Instance {
+        id: id.into(),
+        pid: 42,
+        started_at: at,
+        term_sent_at: None,
+        kill_sent: false,
+    });
+}
+
+fn exited(code: i32, at: Millis) -> impl Fn(&str) -> Observed {
+    move |_| Observed::Exited {
+        exit_code: code,
+        signal: None,
+        oom_killed: false,
+        finished_at: at,
+    }
+}
+
+#[test]
+fn new_pod_makes_its_sandbox_first() {
+    let mut p = pod(&[], &["a"], RestartPolicy::Always);
+    p.status.sandbox_ready = false;
+    assert_eq!(
+        plan(&p, &present, 0),
+        vec![Action::EnsureSandbox { uid: "u1".into() }]
+    );
+    p.status.sandbox_retry_at = Some(5 * SEC);
+    assert_eq!(plan(&p, &present, SEC), vec![], "sandbox retry is backed off");
+}
+
+#[test]
+fn starts_every_container_with_fresh_ids() {
+    let p = pod(&[], &["a", "b"], RestartPolicy::Always);
+    assert_eq!(
+        plan(&p, &present, 0),
+        vec![
+            Action::StartContainer { uid: "u1".into(), init: false, index: 0, id: "u1-c0-1".into() },
+            Action::StartContainer { uid: "u1".into(), init: false, index: 1, id: "u1-c1-1".into() },
+        ]
+    );
+}
+
+#[test]
+fn missing_image_is_pulled_and_never_policy_waits() {
+    let mut p = pod(&[], &["a"], RestartPolicy::Always);
+    let missing = |_: &str| ImageState::Missing;
+    assert_eq!(
+        plan(&p, &missing, 0),
+        vec![Action::PullImage { image: "img-a".into() }]
+    );
+    let pulling = |_: &str| ImageState::Pulling;
+    assert_eq!(plan(&p, &pulling, 0), vec![]);
+    let failed = |_: &str| ImageState::Failed { message: "x".into(), retry_at: 10 * SEC };
+    assert_eq!(plan(&p, &failed, 5 * SEC), vec![], "pull backoff");
+    assert_eq!(plan(&p, &failed, 10 * SEC).len(), 1, "retry after backoff");
+    p.plan.containers[0].pull_policy = PullPolicy::Never;
+    assert_eq!(plan(&p, &missing, 0), vec![]);
+    p.plan.containers[0].pull_policy = PullPolicy::Always;
+    assert_eq!(
+        plan(&p, &present, 0),
+        vec![Action::PullImage { image: "img-a".into() }],
+        "Always pulls even when present"
+    );
+    p.status.containers[0].pulled = true;
+    assert!(matches!(plan(&p, &present, 0)[0], Action::StartContainer { .. }));
+}
+
+#[test]
+fn init_containers_run_in_order_before_the_rest() {
+    let mut p = pod(&["i0", "i1"], &["a"], RestartPolicy::Always);
+    let first = plan(&p, &present, 0);
+    assert_eq!(
+        first,
+        vec![Action::StartContainer { uid: "u1".into(), init: true, index: 0, id: "u1-i0-1".into() }]
+    );
+    run(&mut p.status.init_containers[0], "u1-i0-1", 0);
+    assert_eq!(plan(&p, &present, 0), vec![], "wait for the running init container");
+    observe(&mut p, &exited(0, SEC), SEC, &backoff());
+    assert!(p.status.init_containers[0].done);
+    let next = plan(&p, &present, SEC);
+    assert_eq!(next[0], Action::RemoveContainer { uid: "u1".into(), id: "u1-i0-1".into() });
+    assert_eq!(
+        next[1],
+        Action::StartContainer { uid: "u1".into(), init: true, index: 1, id: "u1-i1-1".into() }
+    );
+}
+
+#[test]
+fn failed_init_with_never_fails_the_pod() {
+    let mut p = pod(&["i0"], &["a"], RestartPolicy::Never);
+    run(&mut p.status.init_containers[0], "x", 0);
+    observe(&mut p, &exited(1, SEC), SEC, &backoff());
+    p.status.pending_removal.clear();
+    assert_eq!(plan(&p, &present, SEC), vec![]);
+    assert_eq!(p.phase(), Phase::Failed);
+}
+
+#[test]
+fn restart_policies_decide_restarts() {
+    // (policy, exit code, restarts?)
+    let table = [
+        (RestartPolicy::Always, 0, true),
+        (RestartPolicy::Always, 1, true),
+        (RestartPolicy::OnFailure, 0, false),
+        (RestartPolicy::OnFailure, 1, true),
+        (RestartPolicy::Never, 0, false),
+        (RestartPolicy::Never, 1, false),
+    ];
+    for (policy, code, restarts) in table {
+        let mut p = pod(&[], &["a"], policy);
+        run(&mut p.status.containers[0], "x", 0);
+        observe(&mut p, &exited(code, SEC), SEC, &backoff());
+        let c = &p.status.containers[0];
+        assert_eq!(!c.done, restarts, "{policy:?} exit {code}");
+        assert_eq!(c.last.as_ref().unwrap().exit_code, code);
+    }
+}
+
+#[test]
+fn crash_backoff_doubles_and_resets_after_a_long_run() {
+    let mut p = pod(&[], &["a"], RestartPolicy::Always);
+    let b = backoff();
+    let mut t = 0;
+    let mut delays = vec![];
+    for attempt in 1..=4 {
+        run(&mut p.status.containers[0], &format!("x{attempt}"), t);
+        t += SEC;
+        observe(&mut p, &exited(1, t), t, &b);
+        let next = p.status.containers[0].next_start_at.unwrap();
+        delays.push((next - t) / SEC);
+        assert_eq!(plan(&p, &present, next - 1).len(), 1, "only the removal before backoff ends");
+        p.status.pending_removal.clear();
+        assert_eq!(plan(&p, &present, next - 1), vec![], "nothing before the backoff ends");
+        assert!(matches!(plan(&p, &present, next)[0], Action::StartContainer { .. }));
+        t = next;
+    }
+    assert_eq!(delays, vec![10, 20, 40, 80]);
+    // A run of ten minutes resets the backoff.
+    run(&mut p.status.containers[0], "long", t);
+    t += 600 * SEC;
+    observe(&mut p, &exited(1, t), t, &b);
+    assert_eq!(p.status.containers[0].next_start_at.unwrap() - t, 10 * SEC);
+}
+
+#[test]
+fn oom_and_lost_containers_get_their_reasons() {
+    let mut p = pod(&[], &["a"], RestartPolicy::Always);
+    run(&mut p.status.containers[0], "x", 0);
+    let oom = |_: &str| Observed::Exited { exit_code: 137, signal: Some(9), oom_killed: true, finished_at: 5 };
+    let noted = observe(&mut p, &oom, 5, &backoff());
+    assert_eq!(p.status.containers[0].last.as_ref().unwrap().reason, "OOMKilled");
+    assert_eq!(noted[0].reason, "OOMKilled");
+    run(&mut p.status.containers[0], "y", 0);
+    observe(&mut p, &|_: &str| Observed::Gone, 5, &backoff());
+    assert_eq!(
+        p.status.containers[0].last.as_ref().unwrap().reason,
+        "ContainerStatusUnknown"
+    );
+}
+
+#[test]
+fn running_containers_are_left_alone() {
+    let mut p = pod(&[], &["a"], RestartPolicy::Always);
+    run(&mut p.status.containers[0], "x", 0);
+    let before = p.clone();
+    let noted = observe(&mut p, &|_: &str| Observed::Running, SEC, &backoff());
+    assert!(noted.is_empty());
+    assert_eq!(p, before);
+    assert_eq!(plan(&p, &present, SEC), vec![]);
+}
+
+#[test]
+fn deletion_terms_then_kills_after_grace_then_tears_down() {
+    let mut p = pod(&[], &["a"], RestartPolicy::Always);
+    run(&mut p.status.containers[0], "x", 0);
+    p.deleting_since = Some(SEC);
+    let term = Action::Signal { uid: "u1".into(), id: "x".into(), signal: StopSignal::Term };
+    assert_eq!(plan(&p, &present, SEC), vec![term]);
+    p.status.containers[0].current.as_mut().unwrap().term_sent_at = Some(SEC);
+    assert_eq!(plan(&p, &present, 30 * SEC), vec![], "within the grace period");
+    let kill = Action::Signal { uid: "u1".into(), id: "x".into(), signal: StopSignal::Kill };
+    assert_eq!(plan(&p, &present, 31 * SEC), vec![kill]);
+    observe(&mut p, &exited(143, 32 * SEC), 32 * SEC, &backoff());
+    assert!(p.status.containers[0].done, "a deleted pod's container does not restart");
+    assert_eq!(
+        plan(&p, &present, 32 * SEC),
+        vec![Action::RemoveContainer { uid: "u1".into(), id: "x".into() }]
+    );
+    p.status.pending_removal.clear();
+    assert_eq!(
+        plan(&p, &present, 32 * SEC),
+        vec![Action::TeardownSandbox { uid: "u1".into() }]
+    );
+    p.status.sandbox_ready = false;
+    assert_eq!(plan(&p, &present, 32 * SEC), vec![Action::Forget { uid: "u1".into() }]);
+}

@@ -1,0 +1,258 @@
+//! A pod's sandbox on this node: its directory (volumes, logs), its network namespace, and its
+//! volumes made real (emptyDir, ConfigMap and Secret files, hostPath checks). Idempotent; the
+//! teardown removes everything it made, mounts included.
+
+use super::container::Objects;
+use skiff_manifests::model::pod::{HostPathType, KeyToPath, StorageMedium, Volume, VolumeSource};
+use skiff_manifests::model::workloads::Pod;
+use skiff_manifests::{Kind, Object, ObjectKey, Valid};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Where a pod's files live: `<data>/pods/<uid>/{volumes,logs}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodPaths {
+    pub dir: PathBuf,
+}
+
+impl PodPaths {
+    pub fn new(pods_dir: &Path, uid: &str) -> Self {
+        PodPaths {
+            dir: pods_dir.join(uid),
+        }
+    }
+    pub fn volume(&self, name: &str) -> PathBuf {
+        self.dir.join("volumes").join(name)
+    }
+    pub fn log_file(&self, container: &str) -> PathBuf {
+        self.dir.join("logs").join(format!("{container}.log"))
+    }
+}
+
+/// The host directory a volume's mounts come from.
+pub fn volume_source_dir(volume: &Volume, paths: &PodPaths) -> PathBuf {
+    match &volume.source {
+        VolumeSource::HostPath(h) => PathBuf::from(&h.path),
+        _ => paths.volume(&volume.name),
+    }
+}
+
+/// Why a sandbox could not be made (the pod waits and retries with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("volume {volume:?}: {message}")]
+    Volume { volume: String, message: String },
+    #[error("pod directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("network namespace: {0}")]
+    Network(#[from] skiff_cni::CniError),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SandboxError + '_ {
+    move |source| SandboxError::Dir {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Makes the pod's directory, volumes and (unless host network) network namespace.
+/// Returns the namespace path to join.
+pub fn prepare(
+    pod: &Valid<Pod>,
+    paths: &PodPaths,
+    objects: &Objects,
+    netns: Option<(&Path, &str)>,
+) -> Result<Option<PathBuf>, SandboxError> {
+    let logs = paths.dir.join("logs");
+    std::fs::create_dir_all(&logs).map_err(io(&logs))?;
+    let namespace = &pod.metadata.namespace;
+    for volume in &pod.spec.volumes {
+        prepare_volume(volume, paths, namespace, objects).map_err(|message| {
+            SandboxError::Volume {
+                volume: volume.name.clone(),
+                message,
+            }
+        })?;
+    }
+    match netns {
+        Some((dir, name)) => Ok(Some(skiff_cni::create_netns(dir, name)?)),
+        None => Ok(None),
+    }
+}
+
+fn prepare_volume(
+    volume: &Volume,
+    paths: &PodPaths,
+    namespace: &str,
+    objects: &Objects,
+) -> Result<(), String> {
+    let dir = paths.volume(&volume.name);
+    let mkdir = |d: &Path| std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()));
+    match &volume.source {
+        VolumeSource::EmptyDir(e) => {
+            mkdir(&dir)?;
+            if e.medium == StorageMedium::Memory {
+                let size = e.size_limit_bytes().map(|b| format!(",size={b}")).unwrap_or_default();
+                mount_tmpfs(&dir, &format!("mode=0777{size}"))?;
+            }
+            Ok(())
+        }
+        VolumeSource::ConfigMap(c) => {
+            let data = match objects
+                .get(&ObjectKey::new(Kind::ConfigMap, namespace, &c.name))
+                .map(|o| o.get())
+            {
+                Some(Object::ConfigMap(cm)) => cm
+                    .data
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
+                    .chain(cm.binary_data.iter().map(|(k, v)| (k.clone(), v.clone())))
+                    .collect(),
+                _ if c.optional => Vec::new(),
+                _ => return Err(format!("configmap {:?} not found", c.name)),
+            };
+            mkdir(&dir)?;
+            write_keys(&dir, &data, &c.items, c.default_mode, c.optional)
+        }
+        VolumeSource::Secret(s) => {
+            let data = match objects
+                .get(&ObjectKey::new(Kind::Secret, namespace, &s.secret_name))
+                .map(|o| o.get())
+            {
+                Some(Object::Secret(secret)) => secret
+                    .data
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.expose().to_vec()))
+                    .collect(),
+                _ if s.optional => Vec::new(),
+                _ => return Err(format!("secret {:?} not found", s.secret_name)),
+            };
+            mkdir(&dir)?;
+            // Secrets live in memory only, never on the node's disk.
+            mount_tmpfs(&dir, "mode=0755,size=4m")?;
+            write_keys(&dir, &data, &s.items, s.default_mode, s.optional)
+        }
+        VolumeSource::HostPath(h) => host_path(Path::new(&h.path), h.type_),
+    }
+}
+
+fn write_keys(
+    dir: &Path,
+    data: &[(String, Vec<u8>)],
+    items: &[KeyToPath],
+    default_mode: u32,
+    optional: bool,
+) -> Result<(), String> {
+    let write = |rel: &str, bytes: &[u8], mode: u32| -> Result<(), String> {
+        let path = dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        let tmp = path.with_extension("skiff-tmp");
+        std::fs::write(&tmp, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    if items.is_empty() {
+        for (k, v) in data {
+            write(k, v, default_mode)?;
+        }
+        return Ok(());
+    }
+    for item in items {
+        match data.iter().find(|(k, _)| *k == item.key) {
+            Some((_, v)) => write(&item.path, v, item.mode.unwrap_or(default_mode))?,
+            None if optional => {}
+            None => return Err(format!("key {:?} not found", item.key)),
+        }
+    }
+    Ok(())
+}
+
+fn host_path(path: &Path, kind: HostPathType) -> Result<(), String> {
+    let meta = std::fs::metadata(path);
+    let fail = |what: &str| Err(format!("hostPath {}: {what}", path.display()));
+    match kind {
+        HostPathType::Unset => Ok(()),
+        HostPathType::DirectoryOrCreate => {
+            std::fs::create_dir_all(path).map_err(|e| format!("hostPath {}: {e}", path.display()))
+        }
+        HostPathType::FileOrCreate => {
+            if meta.is_err() {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| format!("hostPath {}: {e}", path.display()))?;
+            }
+            Ok(())
+        }
+        HostPathType::Directory if meta.as_ref().is_ok_and(|m| m.is_dir()) => Ok(()),
+        HostPathType::File if meta.as_ref().is_ok_and(|m| m.is_file()) => Ok(()),
+        HostPathType::Socket if meta.as_ref().is_ok_and(|m| m.file_type().is_socket()) => Ok(()),
+        HostPathType::CharDevice if meta.as_ref().is_ok_and(|m| m.file_type().is_char_device()) => {
+            Ok(())
+        }
+        HostPathType::BlockDevice
+            if meta.as_ref().is_ok_and(|m| m.file_type().is_block_device()) =>
+        {
+            Ok(())
+        }
+        other => fail(&format!("is not a {other:?}")),
+    }
+}
+
+fn mount_tmpfs(dir: &Path, options: &str) -> Result<(), String> {
+    if mounts_under(dir).iter().any(|m| m == dir) {
+        return Ok(());
+    }
+    nix::mount::mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+        Some(options),
+    )
+    .map_err(|e| format!("mount tmpfs on {}: {e}", dir.display()))
+}
+
+/// Mount points at or below `dir`, deepest first (from /proc/self/mountinfo).
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(m.replace("\\040", " ")))
+        .filter(|m| m.starts_with(dir))
+        .collect();
+    out.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    out.dedup();
+    out
+}
+
+/// Removes the network namespace, unmounts the pod's tmpfs volumes and deletes its directory.
+pub fn teardown(paths: &PodPaths, netns: Option<(&Path, &str)>) -> Result<(), SandboxError> {
+    if let Some((dir, name)) = netns {
+        skiff_cni::remove_netns(dir, name)?;
+    }
+    for m in mounts_under(&paths.dir) {
+        if let Err(e) = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH) {
+            tracing::warn!("unmount {}: {e}", m.display());
+        }
+    }
+    match std::fs::remove_dir_all(&paths.dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(SandboxError::Dir {
+            path: paths.dir.clone(),
+            source: e,
+        }),
+    }
+}

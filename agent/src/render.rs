@@ -1,0 +1,187 @@
+//! Kubernetes-shaped JSON for what the CLI shows: pods with their status, deployments with
+//! replica counts. Container states follow kubelet's reasons (ContainerCreating,
+//! CrashLoopBackOff, ImagePullBackOff, ErrImagePull, OOMKilled, Completed, ...).
+
+use crate::pod::{ContainerPlanSpec, ContainerRuntime, Millis, Phase, PodRecord, PullPolicy, rfc3339};
+use crate::reconciler::plan::ImageState;
+use serde_json::{Map, Value, json};
+
+/// What rendering needs to know besides the pod itself.
+pub struct RenderContext<'a> {
+    pub node_name: &'a str,
+    pub now: Millis,
+    pub image: &'a dyn Fn(&str) -> (ImageState, u32),
+}
+
+fn terminated(c: &ContainerRuntime) -> Option<Value> {
+    c.last.as_ref().map(|t| {
+        let mut v = json!({
+            "exitCode": t.exit_code,
+            "reason": t.reason,
+            "startedAt": rfc3339(t.started_at),
+            "finishedAt": rfc3339(t.finished_at),
+        });
+        if let Some(s) = t.signal {
+            v["signal"] = json!(s);
+        }
+        json!({ "terminated": v })
+    })
+}
+
+fn waiting(reason: &str, message: &str) -> Value {
+    let mut w = json!({ "reason": reason });
+    if !message.is_empty() {
+        w["message"] = json!(message);
+    }
+    json!({ "waiting": w })
+}
+
+fn container_status(
+    spec: &ContainerPlanSpec,
+    c: &ContainerRuntime,
+    blocked_by_init: bool,
+    ctx: &RenderContext<'_>,
+) -> Value {
+    let state = if let Some(i) = &c.current {
+        json!({ "running": { "startedAt": rfc3339(i.started_at) } })
+    } else if c.done {
+        terminated(c).unwrap_or_else(|| waiting("ContainerCreating", ""))
+    } else if let Some(w) = &c.waiting {
+        waiting(&w.reason, &w.message)
+    } else if c.failures > 0 && c.next_start_at.is_some_and(|t| t > ctx.now) {
+        let secs = c.next_start_at.unwrap_or(ctx.now).saturating_sub(ctx.now) / 1000;
+        waiting(
+            "CrashLoopBackOff",
+            &format!("back-off {secs}s restarting failed container={}", c.name),
+        )
+    } else if blocked_by_init {
+        waiting("PodInitializing", "")
+    } else {
+        match (ctx.image)(&spec.image) {
+            (ImageState::Failed { message, .. }, failures) if failures > 1 => waiting(
+                "ImagePullBackOff",
+                &format!("back-off pulling image {:?}: {message}", spec.image),
+            ),
+            (ImageState::Failed { message, .. }, _) => waiting("ErrImagePull", &message),
+            (ImageState::Missing, _) if spec.pull_policy == PullPolicy::Never => waiting(
+                "ErrImageNeverPull",
+                &format!("image {:?} is not present and imagePullPolicy is Never", spec.image),
+            ),
+            _ => waiting("ContainerCreating", ""),
+        }
+    };
+    let mut v = json!({
+        "name": c.name,
+        "image": spec.image,
+        "ready": c.current.is_some(),
+        "started": c.current.is_some(),
+        "restartCount": c.restart_count,
+        "state": state,
+    });
+    if c.current.is_some() || !c.done {
+        if let Some(last) = terminated(c) {
+            v["lastState"] = last;
+        }
+    }
+    v
+}
+
+/// A pod as `kubectl get pod -o json` would show it.
+pub fn pod(p: &PodRecord, ip: Option<&str>, ctx: &RenderContext<'_>) -> Value {
+    let mut v = serde_json::to_value(&p.manifest).unwrap_or_else(|_| json!({}));
+    let meta = v
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .map(std::mem::take)
+        .unwrap_or_default();
+    let mut meta: Map<String, Value> = meta;
+    meta.insert("uid".into(), json!(p.uid));
+    meta.insert("creationTimestamp".into(), json!(rfc3339(p.created_at)));
+    if let Some(o) = &p.owner {
+        meta.insert(
+            "ownerReferences".into(),
+            json!([{ "apiVersion": "apps/v1", "kind": o.kind, "name": o.name, "controller": true }]),
+        );
+    }
+    if let Some(d) = p.deleting_since {
+        meta.insert("deletionTimestamp".into(), json!(rfc3339(d)));
+    }
+    v["metadata"] = Value::Object(meta);
+    v["spec"]["nodeName"] = json!(ctx.node_name);
+    let init_pending = p.status.init_containers.iter().any(|c| !c.done);
+    let init: Vec<Value> = p
+        .plan
+        .init_containers
+        .iter()
+        .zip(&p.status.init_containers)
+        .map(|(s, c)| container_status(s, c, false, ctx))
+        .collect();
+    let containers: Vec<Value> = p
+        .plan
+        .containers
+        .iter()
+        .zip(&p.status.containers)
+        .map(|(s, c)| container_status(s, c, init_pending, ctx))
+        .collect();
+    let phase = p.phase();
+    let ready = phase == Phase::Running && p.status.containers.iter().all(|c| c.current.is_some());
+    let mut status = json!({
+        "phase": format!("{phase:?}"),
+        "conditions": [
+            { "type": "PodScheduled", "status": "True" },
+            { "type": "Initialized", "status": if init_pending { "False" } else { "True" } },
+            { "type": "ContainersReady", "status": if ready { "True" } else { "False" } },
+            { "type": "Ready", "status": if ready { "True" } else { "False" } },
+        ],
+        "containerStatuses": containers,
+    });
+    if !init.is_empty() {
+        status["initContainerStatuses"] = json!(init);
+    }
+    if let Some(t) = p.status.started_at {
+        status["startTime"] = json!(rfc3339(t));
+    }
+    if let Some(ip) = ip {
+        status["podIP"] = json!(ip);
+        status["podIPs"] = json!([{ "ip": ip }]);
+    }
+    if let Some(w) = &p.status.sandbox_error {
+        status["reason"] = json!(w.reason);
+        status["message"] = json!(w.message);
+    }
+    v["status"] = status;
+    v
+}
+
+/// Whether a rendered pod counts as ready (all containers running).
+pub fn pod_ready(p: &PodRecord) -> bool {
+    p.deleting_since.is_none()
+        && p.phase() == Phase::Running
+        && p.status.containers.iter().all(|c| c.current.is_some())
+}
+
+/// A Deployment with replica counts from the pods this node runs for it.
+pub fn deployment(object: &Value, name: &str, namespace: &str, pods: &[&PodRecord], template_hash: &str) -> Value {
+    let owned: Vec<&&PodRecord> = pods
+        .iter()
+        .filter(|p| {
+            p.namespace == namespace
+                && p.deleting_since.is_none()
+                && p.owner.as_ref().is_some_and(|o| o.kind == "Deployment" && o.name == name)
+        })
+        .collect();
+    let updated = owned.iter().filter(|p| p.spec_hash == template_hash).count();
+    let ready = owned.iter().filter(|p| pod_ready(p)).count();
+    let created = owned.iter().map(|p| p.created_at).min();
+    let mut v = object.clone();
+    if let Some(t) = created {
+        v["metadata"]["creationTimestamp"] = json!(rfc3339(t));
+    }
+    v["status"] = json!({
+        "replicas": owned.len(),
+        "updatedReplicas": updated,
+        "readyReplicas": ready,
+        "availableReplicas": ready,
+    });
+    v
+}
