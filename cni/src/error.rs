@@ -94,7 +94,6 @@ pub enum CniError {
     Injected { step: String },
 }
 
-#[allow(dead_code)] // some helpers serve the pod network executor, next commit
 impl CniError {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         CniError::Io {

@@ -2,13 +2,36 @@
 //!
 //! Code map:
 //! - `netns` owns per-pod network namespaces (create without forking, remove, list).
-//! - `nsthread` runs netlink work inside a namespace on a dedicated OS thread.
+//! - `config` holds the node config, the pod request/status types and derived link names.
+//! - `plan` is the pure planner: observed pod/node state in, idempotent actions out.
+//! - `netlink_network` + `pod_ops` execute plans for real (`NetlinkNetwork`); `fake` does it in
+//!   memory (`FakeNetwork`, feature `fake`); both implement `traits::PodNetwork`.
+//! - `links` (netlink calls), `nft` (all nftables), `ipam` (redb leases), `files` (hosts,
+//!   resolv.conf), `nsthread` (work inside a namespace on a dedicated OS thread).
 //! - `error` holds `CniError`, the one error type.
+//!
+//! Invariants: the IPAM record is written before any resource of a pod exists and removed after
+//! the last one is gone, so gc can always attribute what it finds; no call depends on in-process
+//! state, so a killed agent leaves pods untouched and a new instance converges.
 
+pub mod config;
 pub mod error;
+#[cfg(feature = "fake")]
+pub mod fake;
+pub mod files;
+pub mod ipam;
+pub mod links;
+pub mod netlink_network;
 pub mod netns;
-#[allow(dead_code)] // used by the pod network executor, next commit
+pub mod nft;
 mod nsthread;
+pub mod plan;
+mod pod_ops;
+pub mod traits;
 
+pub use config::{HostPortMapping, NetworkConfig, PodNetRequest, PodNetStatus, Protocol};
 pub use error::CniError;
+pub use netlink_network::NetlinkNetwork;
 pub use netns::{NetnsConfig, create_netns, list_netns, remove_netns};
+pub use plan::Action;
+pub use traits::{GcReport, NodeInventory, PodNetwork, ReconcileReport};

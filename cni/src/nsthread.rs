@@ -15,34 +15,7 @@ use rtnetlink::Handle;
 use crate::error::CniError;
 
 /// Runs `work` with an rtnetlink handle opened inside `netns` (or the caller's namespace when
-/// `None`), on a fresh OS thread. Blocking: call from synchronous code only.
-pub(crate) fn netlink_in_netns_blocking<T, F, Fut>(
-    netns: Option<&Path>,
-    work: F,
-) -> Result<T, CniError>
-where
-    T: Send + 'static,
-    F: FnOnce(Handle) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<T, CniError>>,
-{
-    let netns = netns.map(Path::to_path_buf);
-    let what = describe(netns.as_deref());
-    let thread = std::thread::Builder::new()
-        .name("skiff-netns".into())
-        .spawn(move || {
-            if let Some(path) = &netns {
-                enter_netns(path)?;
-            }
-            with_netlink(work)
-        })
-        .map_err(|e| CniError::io("spawn netns thread for", what.clone(), e))?;
-    thread
-        .join()
-        .map_err(|_| CniError::ThreadPanicked { what })?
-}
-
-/// Async form of [`netlink_in_netns_blocking`]: the work runs on its own OS thread and the
-/// caller's task only awaits the result.
+/// `None`) on its own OS thread; the caller's task only awaits the result.
 pub(crate) async fn netlink_in_netns<T, F, Fut>(
     netns: Option<&Path>,
     work: F,

@@ -1,0 +1,244 @@
+//! `NetlinkNetwork`: the real `PodNetwork` over rtnetlink, mount(2), nftables and redb. Holds no
+//! state that matters in memory; each call observes, plans with `plan`, and applies.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use redb::Database;
+
+use crate::config::{NetworkConfig, PodNetRequest, PodNetStatus, validate_pod_id};
+use crate::error::CniError;
+use crate::ipam::Ipam;
+use crate::links;
+use crate::netns::{list_netns_files, remove_netns, validate_netns_name};
+use crate::nft;
+use crate::nsthread::{blocking_in_netns, netlink_in_netns};
+use crate::plan::{Action, GcAction, ObservedNode, plan_gc, plan_setup, plan_teardown};
+use crate::traits::{GcReport, NodeInventory, PodNetwork};
+
+/// Pod networking on this node through netlink.
+pub struct NetlinkNetwork {
+    pub(crate) cfg: Arc<NetworkConfig>,
+    pub(crate) ipam: Ipam,
+    fail_after: Mutex<Option<Action>>,
+}
+
+impl NetlinkNetwork {
+    /// Validates the config and opens the `cni_` tables in `db`.
+    pub fn new(cfg: NetworkConfig, db: Arc<Database>) -> Result<Self, CniError> {
+        cfg.validate()?;
+        let ipam = Ipam::open(db, cfg.subnet, cfg.gateway)?;
+        Ok(NetlinkNetwork {
+            cfg: Arc::new(cfg),
+            ipam,
+            fail_after: Mutex::new(None),
+        })
+    }
+
+    pub fn config(&self) -> &NetworkConfig {
+        &self.cfg
+    }
+
+    /// The address book (for status pages and tests).
+    pub fn ipam(&self) -> &Ipam {
+        &self.ipam
+    }
+
+    /// Test hook: make the next setup/teardown fail right after `action` succeeded, as a crash
+    /// there would. `None` turns it off.
+    pub fn inject_failure_after(&self, action: Option<Action>) {
+        *self.fail_after.lock().unwrap_or_else(|p| p.into_inner()) = action;
+    }
+
+    pub(crate) fn check_injected_failure(&self, done: Action) -> Result<(), CniError> {
+        let mut armed = self.fail_after.lock().unwrap_or_else(|p| p.into_inner());
+        if *armed == Some(done) {
+            *armed = None;
+            return Err(CniError::Injected {
+                step: format!("{done:?}"),
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn node_netns(&self) -> Option<&Path> {
+        self.cfg.node_netns.as_deref()
+    }
+
+    /// Removes the node side: our nftables table and the bridge. Pods should be gone first.
+    pub async fn remove_node_network(&self) -> Result<(), CniError> {
+        let table = self.cfg.nft_table.clone();
+        blocking_in_netns(self.node_netns(), move || nft::delete_table(&table)).await?;
+        let bridge = self.cfg.bridge.clone();
+        netlink_in_netns(self.node_netns(), move |h| async move {
+            links::delete_link(&h, &bridge).await
+        })
+        .await
+    }
+
+    async fn execute(
+        &self,
+        actions: &[Action],
+        names: &crate::pod_ops::PodNames,
+        req: Option<&PodNetRequest>,
+        record: &mut Option<crate::ipam::PodRecord>,
+    ) -> Result<(), CniError> {
+        for action in actions {
+            tracing::debug!(pod = %names.id, ?action, "pod network step");
+            self.apply(*action, names, req, record).await?;
+        }
+        Ok(())
+    }
+}
+
+impl PodNetwork for NetlinkNetwork {
+    async fn ensure_bridge(&self) -> Result<(), CniError> {
+        let cfg = Arc::clone(&self.cfg);
+        let (bridge, gw, prefix) = (cfg.bridge.clone(), cfg.gateway, cfg.subnet.prefix_len());
+        netlink_in_netns(self.node_netns(), move |h| async move {
+            links::ensure_bridge(&h, &bridge, gw, prefix).await
+        })
+        .await?;
+        blocking_in_netns(self.node_netns(), move || {
+            let path = "/proc/sys/net/ipv4/ip_forward";
+            std::fs::write(path, "1\n").map_err(|e| CniError::io("enable", path, e))?;
+            nft::ensure_table(&cfg)
+        })
+        .await
+    }
+
+    async fn setup_pod(&self, req: &PodNetRequest) -> Result<PodNetStatus, CniError> {
+        validate_pod_id(&req.id)?;
+        validate_netns_name(&req.netns_name)?;
+        let names = self.names(&req.id, Some(&req.netns_name));
+        let mut record = self.ipam.record(&req.id)?;
+        let observed = self.observe_for_setup(req, &names, record.as_ref()).await?;
+        let actions = plan_setup(&observed);
+        self.execute(&actions, &names, Some(req), &mut record)
+            .await?;
+        let record = match record {
+            Some(r) => r,
+            None => self.ipam.record(&req.id)?.ok_or_else(|| {
+                CniError::InvalidConfig(format!("pod {} lost its address record", req.id))
+            })?,
+        };
+        Ok(self.status_of(&record))
+    }
+
+    async fn teardown_pod(&self, id: &str) -> Result<(), CniError> {
+        validate_pod_id(id)?;
+        let mut record = self.ipam.record(id)?;
+        let names = self.names(id, record.as_ref().map(|r| r.netns_name.as_str()));
+        let observed = self.observe_for_teardown(&names, record.as_ref()).await?;
+        let actions = plan_teardown(&observed);
+        self.execute(&actions, &names, None, &mut record).await
+    }
+
+    async fn gc(&self, known_ids: &BTreeSet<String>) -> Result<GcReport, CniError> {
+        let records = self.ipam.records()?;
+        let mut node = ObservedNode::default();
+        for rec in &records {
+            node.recorded_pods.insert(rec.id.clone());
+            let names = self.names(&rec.id, Some(&rec.netns_name));
+            node.owned_links.insert(names.host);
+            node.owned_links.insert(names.temp);
+            node.owned_netns.insert(rec.netns_name.clone());
+            if known_ids.contains(&rec.id) {
+                node.leased_ips.insert(rec.ip);
+            }
+        }
+        let prefix = self.cfg.link_prefix.clone();
+        node.links = netlink_in_netns(self.node_netns(), move |h| async move {
+            links::links_with_prefix(&h, &prefix).await
+        })
+        .await?
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+        if !self.cfg.netns_prefix.is_empty() {
+            node.netns_files = list_netns_files(&self.cfg.netns_dir, &self.cfg.netns_prefix)?
+                .into_iter()
+                .collect();
+        }
+        let table = self.cfg.nft_table.clone();
+        node.published_ips =
+            blocking_in_netns(self.node_netns(), move || nft::list_published(&table))
+                .await?
+                .into_iter()
+                .map(|p| p.pod_ip)
+                .collect();
+        let mut report = GcReport::default();
+        for action in plan_gc(known_ids, &node) {
+            tracing::info!(?action, "pod network gc");
+            let result = match &action {
+                GcAction::TeardownPod(id) => self.teardown_pod(id).await,
+                GcAction::DeleteLink(name) => {
+                    let name = name.clone();
+                    netlink_in_netns(self.node_netns(), move |h| async move {
+                        links::delete_link(&h, &name).await
+                    })
+                    .await
+                }
+                GcAction::RemoveNetns(name) => remove_netns(&self.cfg.netns_dir, name),
+                GcAction::UnpublishIp(ip) => {
+                    let (table, ip) = (self.cfg.nft_table.clone(), *ip);
+                    blocking_in_netns(self.node_netns(), move || nft::unpublish_ip(&table, ip))
+                        .await
+                }
+            };
+            match result {
+                Ok(()) => report.actions.push(action),
+                Err(err) => report.errors.push((action, err)),
+            }
+        }
+        Ok(report)
+    }
+
+    fn pod_status(&self, id: &str) -> Result<Option<PodNetStatus>, CniError> {
+        Ok(self.ipam.record(id)?.map(|r| self.status_of(&r)))
+    }
+
+    async fn inventory(&self) -> Result<NodeInventory, CniError> {
+        let prefix = self.cfg.link_prefix.clone();
+        let links = netlink_in_netns(self.node_netns(), move |h| async move {
+            links::links_with_prefix(&h, &prefix).await
+        })
+        .await?
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+        let table = self.cfg.nft_table.clone();
+        let published =
+            blocking_in_netns(self.node_netns(), move || nft::list_published(&table)).await?;
+        let netns_files = if self.cfg.netns_prefix.is_empty() {
+            Vec::new()
+        } else {
+            list_netns_files(&self.cfg.netns_dir, &self.cfg.netns_prefix)?
+        };
+        Ok(NodeInventory {
+            links,
+            netns_files,
+            netns_mounts: count_mounts_under(&self.cfg.netns_dir, &self.cfg.netns_prefix),
+            leases: self.ipam.lease_count()?,
+            records: self.ipam.records()?.into_iter().map(|r| r.id).collect(),
+            published,
+        })
+    }
+}
+
+/// Namespace mounts inside `dir` whose file name starts with `prefix`.
+fn count_mounts_under(dir: &Path, prefix: &str) -> usize {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return 0;
+    };
+    let prefix = format!("{}/{prefix}", dir.display());
+    info.lines()
+        .filter(|line| {
+            line.split(' ')
+                .nth(4)
+                .is_some_and(|p| p.starts_with(&prefix))
+                && line.contains(" nsfs ")
+        })
+        .count()
+}
