@@ -107,10 +107,15 @@ impl TestRegistry {
     }
 
     /// Pushes an OCI archive to `<this registry>/<repository_tag>` with skopeo
-    /// (`repository_tag` like `skiff/busybox:latest`).
+    /// (`repository_tag` like `skiff/busybox:latest`), keeping every digest as in the archive
+    /// (skopeo would otherwise compress uncompressed layers). Returns the pushed reference.
     pub fn push_oci_archive(&self, archive: &Path, repository_tag: &str) -> io::Result<String> {
         let destination = format!("docker://{}/{repository_tag}", self.addr);
-        skopeo_copy(&format!("oci-archive:{}", archive.display()), &destination)?;
+        skopeo(&[
+            "--preserve-digests",
+            &format!("oci-archive:{}", archive.display()),
+            &destination,
+        ])?;
         Ok(format!("{}/{repository_tag}", self.addr))
     }
 
@@ -129,15 +134,20 @@ impl Drop for TestRegistry {
 
 /// Runs `skopeo copy --insecure-policy --dest-tls-verify=false SOURCE DESTINATION`.
 pub fn skopeo_copy(source: &str, destination: &str) -> io::Result<()> {
+    skopeo(&[source, destination])
+}
+
+fn skopeo(args: &[&str]) -> io::Result<()> {
     let output = Command::new("skopeo")
         .args(["copy", "--insecure-policy", "--dest-tls-verify=false", "-q"])
-        .args([source, destination])
+        .args(args)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| io::Error::new(e.kind(), format!("run skopeo: {e} (install skopeo)")))?;
     if !output.status.success() {
         return Err(io::Error::other(format!(
-            "skopeo copy {source} {destination}: {}: {}",
+            "skopeo copy {}: {}: {}",
+            args.join(" "),
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()
         )));

@@ -1,0 +1,202 @@
+//! Archive import: the busybox test image as built, and as converted by skopeo to an OCI archive
+//! and a docker archive; layer sharing, removal, lazy unpack and digest checks. Needs root
+//! (mknod, chown), busybox-static and skopeo.
+
+mod support;
+
+use std::fs;
+use std::io::{Seek, SeekFrom, Write};
+
+use skiff_runtime::image::test_image::{TEST_IMAGE_PATH, TEST_IMAGE_REFERENCE};
+use skiff_runtime::image::testing::skopeo_copy;
+use skiff_runtime::image::{ImageError, normalize_reference};
+use support::{busybox_archive, check_busybox_rootfs, new_store};
+
+#[test]
+fn test_image_is_byte_identical_across_builds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, built_first) = busybox_archive(dir.path());
+    let second = dir.path().join("again.oci.tar");
+    let built_second =
+        skiff_runtime::image::test_image::build_busybox_oci_archive(&second).unwrap();
+    assert_eq!(fs::read(&first).unwrap(), fs::read(&second).unwrap());
+    assert_eq!(built_first, built_second);
+    assert_eq!(built_first.reference, TEST_IMAGE_REFERENCE);
+}
+
+#[test]
+fn imports_the_test_image_as_built() {
+    let t = new_store();
+    let (archive, built) = busybox_archive(t.dir.path());
+    let images = t.store.import_archive(&archive).unwrap();
+    assert_eq!(images.len(), 1);
+    let image = &images[0];
+    assert_eq!(image.reference, "skiff.local/busybox:latest");
+    assert_eq!(image.digest, built.manifest_digest);
+    assert_eq!(image.id, built.config_digest);
+    assert_eq!(image.layers, built.diff_ids);
+    assert_eq!(image.config.cmd, ["sh"]);
+    assert_eq!(image.config.env, [TEST_IMAGE_PATH]);
+    assert!(image.config.entrypoint.is_empty());
+    assert!(image.size > 500_000, "size {}", image.size);
+
+    assert_eq!(
+        t.store.resolve("skiff.local/busybox").unwrap().as_ref(),
+        Some(image)
+    );
+    assert_eq!(t.store.list().unwrap(), images);
+    check_busybox_rootfs(&t.store.layer_dirs(image).unwrap());
+}
+
+#[test]
+fn imports_skopeo_oci_and_docker_archives_sharing_layers() {
+    let t = new_store();
+    let (archive, built) = busybox_archive(t.dir.path());
+    let source = format!("oci-archive:{}", archive.display());
+    let oci = t.dir.path().join("skopeo.oci.tar");
+    let docker = t.dir.path().join("skopeo.docker.tar");
+    skopeo_copy(
+        &source,
+        &format!("oci-archive:{}:skiff.local/busybox:oci", oci.display()),
+    )
+    .unwrap();
+    skopeo_copy(
+        &source,
+        &format!("docker-archive:{}:busybox:docker", docker.display()),
+    )
+    .unwrap();
+
+    let from_oci = t.store.import_archive(&oci).unwrap();
+    assert_eq!(from_oci.len(), 1);
+    assert_eq!(from_oci[0].reference, "skiff.local/busybox:oci");
+    assert_eq!(
+        from_oci[0].digest, built.manifest_digest,
+        "skopeo kept the manifest"
+    );
+    assert_eq!(from_oci[0].layers, built.diff_ids);
+
+    let from_docker = t.store.import_archive(&docker).unwrap();
+    assert_eq!(from_docker.len(), 1);
+    assert_eq!(from_docker[0].reference, "docker.io/library/busybox:docker");
+    assert_eq!(
+        from_docker[0].layers, built.diff_ids,
+        "same uncompressed layer"
+    );
+    assert_eq!(from_docker[0].config.cmd, ["sh"]);
+
+    let oci_dirs = t.store.layer_dirs(&from_oci[0]).unwrap();
+    let docker_dirs = t.store.layer_dirs(&from_docker[0]).unwrap();
+    assert_eq!(oci_dirs, docker_dirs, "one unpacked directory per layer");
+    check_busybox_rootfs(&docker_dirs);
+    let refs: Vec<String> = t
+        .store
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|i| i.reference)
+        .collect();
+    assert_eq!(
+        refs,
+        [
+            "docker.io/library/busybox:docker",
+            "skiff.local/busybox:oci"
+        ]
+    );
+}
+
+#[test]
+fn remove_keeps_shared_blobs_and_layer_dirs_unpack_lazily() {
+    let t = new_store();
+    let (archive, built) = busybox_archive(t.dir.path());
+    let copy = t.dir.path().join("copy.oci.tar");
+    skopeo_copy(
+        &format!("oci-archive:{}", archive.display()),
+        &format!("oci-archive:{}:skiff.local/other:1", copy.display()),
+    )
+    .unwrap();
+    let first = t.store.import_archive(&archive).unwrap().remove(0);
+    let second = t.store.import_archive(&copy).unwrap().remove(0);
+    let blob = |digest: &str| {
+        t.dir
+            .path()
+            .join("images/blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let layer_blob = blob(&built.layer_digests[0]);
+    assert!(layer_blob.is_file());
+
+    assert!(t.store.remove("skiff.local/busybox:latest").unwrap());
+    assert!(
+        !t.store.remove("skiff.local/busybox:latest").unwrap(),
+        "already gone"
+    );
+    assert_eq!(t.store.resolve(TEST_IMAGE_REFERENCE).unwrap(), None);
+    assert!(layer_blob.is_file(), "still used by skiff.local/other:1");
+
+    // A layer directory that vanished is unpacked again from its blob.
+    let dirs = t.store.layer_dirs(&second).unwrap();
+    fs::remove_dir_all(&dirs[0]).unwrap();
+    assert_eq!(t.store.layer_dirs(&first).unwrap(), dirs);
+    check_busybox_rootfs(&dirs);
+
+    assert!(t.store.remove("skiff.local/other:1").unwrap());
+    assert!(!layer_blob.exists(), "unreferenced blob deleted");
+    assert!(t.store.list().unwrap().is_empty());
+}
+
+#[test]
+fn corrupted_archive_is_refused() {
+    let t = new_store();
+    let (archive, built) = busybox_archive(t.dir.path());
+    // Flip one byte inside the layer blob's content.
+    let offset = {
+        let mut tar = tar::Archive::new(fs::File::open(&archive).unwrap());
+        let wanted = format!(
+            "blobs/sha256/{}",
+            built.layer_digests[0].trim_start_matches("sha256:")
+        );
+        tar.entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .find(|e| e.path().unwrap().to_str() == Some(wanted.as_str()))
+            .map(|e| e.raw_file_position())
+            .expect("layer blob in archive")
+    };
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&archive)
+        .unwrap();
+    file.seek(SeekFrom::Start(offset + 1000)).unwrap();
+    file.write_all(&[0x5a; 4]).unwrap();
+    drop(file);
+
+    let err = t.store.import_archive(&archive).unwrap_err();
+    assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("digest mismatch (expected sha256:"),
+        "{message}"
+    );
+    assert!(message.contains(&built.layer_digests[0]), "{message}");
+    assert!(t.store.list().unwrap().is_empty());
+}
+
+#[test]
+fn not_an_archive_says_so() {
+    let t = new_store();
+    let path = t.dir.path().join("empty.tar");
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_ustar();
+    header.set_path("hello.txt").unwrap();
+    header.set_size(2);
+    header.set_cksum();
+    builder.append(&header, &b"hi"[..]).unwrap();
+    fs::write(&path, builder.into_inner().unwrap()).unwrap();
+    let err = t.store.import_archive(&path).unwrap_err().to_string();
+    assert!(err.contains("neither index.json"), "{err}");
+    assert_eq!(
+        normalize_reference("busybox").unwrap(),
+        "docker.io/library/busybox:latest"
+    );
+}
