@@ -1,1 +1,164 @@
-//! skiff-manifests: placeholder, filled in by its owner.
+//! skiff-manifests: Kubernetes-style manifests (YAML or JSON, multi-document) parsed and
+//! validated into objects that downstream code can trust.
+//!
+//! Code map:
+//! - [`parse_file`] (this file): bytes -> documents -> validated objects, errors and warnings.
+//! - `documents`: splitting at `---`, YAML/JSON parsing into a generic tree (the only YAML user).
+//! - `decode` + `raw`: tree -> lenient raw types, collecting every type error and unknown field.
+//! - `validate`: raw -> [`model`] types, every problem reported with its field path.
+//! - [`Valid`]: proof of validation; deserializing one re-validates.
+//! - [`quantity`], [`names`]: Kubernetes quantities and name rules.
+//! - `hash`, [`naming`]: content hashes, pod-template-hash, Deployment pod names.
+//!
+//! Invariants: no IO and no clock; secret values never appear in Debug output or messages;
+//! a bad document never hides the good documents of the same file.
+
+mod decode;
+mod documents;
+mod error;
+mod hash;
+pub mod model;
+pub mod names;
+pub mod naming;
+pub mod quantity;
+mod raw;
+mod valid;
+mod validate;
+
+use std::collections::BTreeMap;
+
+pub use documents::{YamlError, to_yaml};
+pub use error::{ManifestError, ManifestWarning};
+pub use hash::{CONTENT_HASH_LEN, POD_TEMPLATE_HASH_LEN};
+pub use model::config::{ConfigMap, Namespace, Secret, SecretBytes};
+pub use model::object::{DEFAULT_NAMESPACE, Kind, Object, ObjectKey, ObjectMeta};
+pub use model::pod::{
+    ConfigMapVolume, Container, ContainerPort, EmptyDirVolume, EnvFromRef, EnvFromSource, EnvValue,
+    EnvVar, EnvVarSource, HostPathType, HostPathVolume, KeySelector, KeyToPath, NameRef, PodSpec,
+    Protocol, PullPolicy, ResourceList, ResourceRequirements, ResourceTotals, RestartPolicy,
+    SecretVolume, StorageMedium, Volume, VolumeMount, VolumeSource,
+};
+pub use model::workloads::{
+    Deployment, DeploymentSpec, DeploymentStrategy, IntOrPercent, LabelSelector, Pod, PodTemplate,
+    RollingUpdate, TemplateMetadata,
+};
+pub use naming::{POD_TEMPLATE_HASH_LABEL, PodSuffix, deployment_pod_name};
+pub use quantity::{Quantity, QuantityError};
+pub use valid::Valid;
+
+use error::Problems;
+
+/// Every non-empty document of one manifest file.
+#[derive(Debug)]
+pub struct ParsedFile {
+    /// In file order; `index` counts from 1.
+    pub documents: Vec<ParsedDocument>,
+}
+
+/// One document: a validated object or every error found in it, plus warnings either way.
+#[derive(Debug)]
+pub struct ParsedDocument {
+    /// 1-based index among the file's non-empty documents.
+    pub index: usize,
+    /// 1-based line in the file where the document starts.
+    pub line: usize,
+    pub result: Result<Valid<Object>, Vec<ManifestError>>,
+    pub warnings: Vec<ManifestWarning>,
+}
+
+impl ParsedFile {
+    /// Every error of every document, in order.
+    pub fn errors(&self) -> Vec<&ManifestError> {
+        self.documents
+            .iter()
+            .filter_map(|d| d.result.as_ref().err())
+            .flatten()
+            .collect()
+    }
+
+    /// Every warning of every document, in order.
+    pub fn warnings(&self) -> Vec<&ManifestWarning> {
+        self.documents.iter().flat_map(|d| &d.warnings).collect()
+    }
+
+    /// The objects of the documents that validated.
+    pub fn objects(&self) -> Vec<&Valid<Object>> {
+        self.documents
+            .iter()
+            .filter_map(|d| d.result.as_ref().ok())
+            .collect()
+    }
+
+    /// True when no document has errors (warnings do not count).
+    pub fn is_ok(&self) -> bool {
+        self.documents.iter().all(|d| d.result.is_ok())
+    }
+
+    /// All objects if every document validated, else all errors: the whole-file view the
+    /// agent uses (it keeps the last good version of a file that has any error).
+    pub fn into_result(self) -> Result<Vec<Valid<Object>>, Vec<ManifestError>> {
+        let mut objects = Vec::new();
+        let mut errors = Vec::new();
+        for document in self.documents {
+            match document.result {
+                Ok(object) => objects.push(object),
+                Err(mut found) => errors.append(&mut found),
+            }
+        }
+        if errors.is_empty() {
+            Ok(objects)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// Parses and validates every document of a manifest file. `file_name` only labels messages.
+///
+/// YAML (documents separated by `---`) or JSON (one or more concatenated objects). Empty
+/// documents are skipped. Two documents with the same kind, namespace and name make the
+/// second one an error.
+pub fn parse_file(file_name: &str, bytes: &[u8]) -> ParsedFile {
+    let mut documents = Vec::new();
+    let mut seen: BTreeMap<ObjectKey, usize> = BTreeMap::new();
+    for (position, source) in documents::split_documents(bytes).into_iter().enumerate() {
+        let index = position + 1;
+        let mut problems = Problems::default();
+        let object = match source.content {
+            Ok(value) => validate::validate_document(value, &mut problems),
+            Err(message) => {
+                problems.error(&error::FieldPath::root(), message);
+                None
+            }
+        };
+        if let Some(object) = &object {
+            let key = object.key();
+            if let Some(first) = seen.get(&key) {
+                problems.error(
+                    &error::FieldPath::root().child("metadata").child("name"),
+                    format!("{key} is already defined in document {first}"),
+                );
+            } else {
+                seen.insert(key, index);
+            }
+        }
+        let (errors, warnings) = problems.into_manifest(file_name, index);
+        let result = match object {
+            Some(object) if errors.is_empty() => Ok(Valid::new_unchecked(object)),
+            _ if errors.is_empty() => Err(vec![ManifestError {
+                file: file_name.to_string(),
+                document: index,
+                field: String::new(),
+                message: "document could not be read".to_string(),
+            }]),
+            _ => Err(errors),
+        };
+        documents.push(ParsedDocument {
+            index,
+            line: source.start_line,
+            result,
+            warnings,
+        });
+    }
+    ParsedFile { documents }
+}

@@ -1,0 +1,7 @@
+//! The validated object model, serialized in Kubernetes shape. Values of these types are only
+//! handed out inside [`crate::Valid`], built by validation.
+
+pub mod config;
+pub mod object;
+pub mod pod;
+pub mod workloads;

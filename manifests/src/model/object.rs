@@ -1,0 +1,204 @@
+//! The object envelope: supported kinds, metadata, identity keys and the `Object` enum.
+//!
+//! Adding a kind (DaemonSet, Service, Job): a variant in [`Kind`] and [`Object`], its model type,
+//! a raw type and a validator registered in `validate::validate_kind`. The compiler points at
+//! every match that must learn about it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::config::{ConfigMap, Namespace, Secret};
+use super::workloads::{Deployment, Pod};
+
+/// The kinds skiff understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Kind {
+    Namespace,
+    ConfigMap,
+    Secret,
+    Pod,
+    Deployment,
+}
+
+impl Kind {
+    /// Every kind, in the order they should be applied (namespaces and configuration first).
+    pub const ALL: [Kind; 5] = [
+        Kind::Namespace,
+        Kind::ConfigMap,
+        Kind::Secret,
+        Kind::Pod,
+        Kind::Deployment,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Namespace => "Namespace",
+            Kind::ConfigMap => "ConfigMap",
+            Kind::Secret => "Secret",
+            Kind::Pod => "Pod",
+            Kind::Deployment => "Deployment",
+        }
+    }
+
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Kind::Namespace | Kind::ConfigMap | Kind::Secret | Kind::Pod => "v1",
+            Kind::Deployment => "apps/v1",
+        }
+    }
+
+    /// False for cluster-wide kinds (Namespace), whose keys have an empty namespace.
+    pub fn is_namespaced(self) -> bool {
+        !matches!(self, Kind::Namespace)
+    }
+
+    /// The kind for an exact `apiVersion` + `kind` pair.
+    pub fn from_type(api_version: &str, kind: &str) -> Option<Kind> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.api_version() == api_version && k.as_str() == kind)
+    }
+
+    /// The kind for a command-line word, as kubectl accepts them: `pod`, `pods`, `po`,
+    /// `deployment`, `deploy`, `ns`, `cm`, `configmaps`, `secret`... (case-insensitive).
+    pub fn from_cli_name(word: &str) -> Option<Kind> {
+        let kind = match word.to_ascii_lowercase().as_str() {
+            "pod" | "pods" | "po" => Kind::Pod,
+            "deployment" | "deployments" | "deploy" => Kind::Deployment,
+            "namespace" | "namespaces" | "ns" => Kind::Namespace,
+            "configmap" | "configmaps" | "cm" => Kind::ConfigMap,
+            "secret" | "secrets" => Kind::Secret,
+            _ => return None,
+        };
+        Some(kind)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Identity of an object: kind + namespace + name. Displays as `Deployment default/web`
+/// (`Namespace prod` for cluster-wide kinds).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ObjectKey {
+    pub kind: Kind,
+    /// Empty for cluster-wide kinds.
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn new(kind: Kind, namespace: impl Into<String>, name: impl Into<String>) -> ObjectKey {
+        let namespace = if kind.is_namespaced() {
+            namespace.into()
+        } else {
+            String::new()
+        };
+        ObjectKey {
+            kind,
+            namespace,
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{} {}", self.kind, self.name)
+        } else {
+            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}
+
+/// The namespace of objects that do not name one.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct ObjectMeta {
+    pub name: String,
+    /// `default` unless set; empty for cluster-wide kinds.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// One validated object of a supported kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Object {
+    Pod(Pod),
+    Deployment(Deployment),
+    Namespace(Namespace),
+    ConfigMap(ConfigMap),
+    Secret(Secret),
+}
+
+impl Object {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::Pod(_) => Kind::Pod,
+            Object::Deployment(_) => Kind::Deployment,
+            Object::Namespace(_) => Kind::Namespace,
+            Object::ConfigMap(_) => Kind::ConfigMap,
+            Object::Secret(_) => Kind::Secret,
+        }
+    }
+
+    pub fn metadata(&self) -> &ObjectMeta {
+        match self {
+            Object::Pod(o) => &o.metadata,
+            Object::Deployment(o) => &o.metadata,
+            Object::Namespace(o) => &o.metadata,
+            Object::ConfigMap(o) => &o.metadata,
+            Object::Secret(o) => &o.metadata,
+        }
+    }
+
+    pub fn key(&self) -> ObjectKey {
+        let meta = self.metadata();
+        ObjectKey::new(self.kind(), meta.namespace.clone(), meta.name.clone())
+    }
+}
+
+/// Serializes as a Kubernetes object: `apiVersion`, `kind`, then the object's own fields.
+impl Serialize for Object {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Typed<'a, T> {
+            api_version: &'static str,
+            kind: &'static str,
+            #[serde(flatten)]
+            object: &'a T,
+        }
+        fn typed<S: Serializer, T: Serialize>(
+            kind: Kind,
+            object: &T,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            Typed {
+                api_version: kind.api_version(),
+                kind: kind.as_str(),
+                object,
+            }
+            .serialize(serializer)
+        }
+        let kind = self.kind();
+        match self {
+            Object::Pod(o) => typed(kind, o, serializer),
+            Object::Deployment(o) => typed(kind, o, serializer),
+            Object::Namespace(o) => typed(kind, o, serializer),
+            Object::ConfigMap(o) => typed(kind, o, serializer),
+            Object::Secret(o) => typed(kind, o, serializer),
+        }
+    }
+}

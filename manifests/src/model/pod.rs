@@ -1,0 +1,413 @@
+//! Validated pod specification: containers, environment, ports, resources, volumes. Serializes
+//! in Kubernetes shape (camelCase, defaults filled in).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::quantity::Quantity;
+
+pub(crate) fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// The part of a pod that runs: the same for a bare Pod and a Deployment's template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpec {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub init_containers: Vec<Container>,
+    pub containers: Vec<Container>,
+    pub restart_policy: RestartPolicy,
+    pub termination_grace_period_seconds: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+    #[serde(skip_serializing_if = "is_false")]
+    pub host_network: bool,
+    /// Stored for the scheduler; not interpreted yet.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+}
+
+impl PodSpec {
+    pub fn termination_grace_period(&self) -> Duration {
+        Duration::from_secs(self.termination_grace_period_seconds)
+    }
+
+    /// Finds a volume by name (every volume mount names an existing volume).
+    pub fn volume(&self, name: &str) -> Option<&Volume> {
+        self.volumes.iter().find(|volume| volume.name == name)
+    }
+
+    /// Sum of the containers' requests (cpu millicores, memory bytes), the figure a scheduler
+    /// places by. Init containers run one at a time, so the largest of them counts if larger.
+    pub fn total_requests(&self) -> ResourceTotals {
+        let sum = |containers: &[Container], pick: fn(&ResourceList) -> Option<u64>| {
+            containers
+                .iter()
+                .map(|c| pick(&c.resources.requests).unwrap_or(0))
+                .fold(0u64, u64::saturating_add)
+        };
+        let max = |containers: &[Container], pick: fn(&ResourceList) -> Option<u64>| {
+            containers
+                .iter()
+                .map(|c| pick(&c.resources.requests).unwrap_or(0))
+                .max()
+                .unwrap_or(0)
+        };
+        ResourceTotals {
+            cpu_millis: sum(&self.containers, ResourceList::cpu_millis)
+                .max(max(&self.init_containers, ResourceList::cpu_millis)),
+            memory_bytes: sum(&self.containers, ResourceList::memory_bytes)
+                .max(max(&self.init_containers, ResourceList::memory_bytes)),
+        }
+    }
+}
+
+/// Resource figures added up over a pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ResourceTotals {
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+impl RestartPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartPolicy::Always => "Always",
+            RestartPolicy::OnFailure => "OnFailure",
+            RestartPolicy::Never => "Never",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "Always",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Never => "Never",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Container {
+    pub name: String,
+    pub image: String,
+    /// Defaulted like Kubernetes: `Always` for `:latest` or untagged images, else `IfNotPresent`.
+    pub image_pull_policy: PullPolicy,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub env_from: Vec<EnvFromSource>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<ContainerPort>,
+    #[serde(skip_serializing_if = "ResourceRequirements::is_empty")]
+    pub resources: ResourceRequirements,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volume_mounts: Vec<VolumeMount>,
+}
+
+/// One environment variable: a literal value or a reference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnvVar {
+    pub name: String,
+    #[serde(flatten)]
+    pub value: EnvValue,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum EnvValue {
+    /// `value: "..."` (an absent value is the empty string, as in Kubernetes).
+    Value(String),
+    /// `valueFrom: {...}`.
+    ValueFrom(EnvVarSource),
+}
+
+/// Written as `{configMapKeyRef: {...}}` or `{secretKeyRef: {...}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvVarSource {
+    ConfigMapKeyRef(KeySelector),
+    SecretKeyRef(KeySelector),
+}
+
+// By hand: a derived externally tagged enum becomes a YAML tag (`!secretKeyRef`) in YAML output.
+impl Serialize for EnvVarSource {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let (field, selector) = match self {
+            EnvVarSource::ConfigMapKeyRef(selector) => ("configMapKeyRef", selector),
+            EnvVarSource::SecretKeyRef(selector) => ("secretKeyRef", selector),
+        };
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry(field, selector)?;
+        map.end()
+    }
+}
+
+/// A key of a named ConfigMap or Secret; `optional` references may be missing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeySelector {
+    pub name: String,
+    pub key: String,
+    #[serde(skip_serializing_if = "is_false")]
+    pub optional: bool,
+}
+
+/// All keys of a ConfigMap or Secret as environment variables, with an optional name prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnvFromSource {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    #[serde(flatten)]
+    pub source: EnvFromRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum EnvFromRef {
+    ConfigMapRef(NameRef),
+    SecretRef(NameRef),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NameRef {
+    pub name: String,
+    #[serde(skip_serializing_if = "is_false")]
+    pub optional: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerPort {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub container_port: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_port: Option<u16>,
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Protocol {
+    #[serde(rename = "TCP")]
+    Tcp,
+    #[serde(rename = "UDP")]
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct ResourceRequirements {
+    #[serde(skip_serializing_if = "ResourceList::is_empty")]
+    pub requests: ResourceList,
+    #[serde(skip_serializing_if = "ResourceList::is_empty")]
+    pub limits: ResourceList,
+}
+
+impl ResourceRequirements {
+    pub fn is_empty(&self) -> bool {
+        self.requests.is_empty() && self.limits.is_empty()
+    }
+}
+
+/// Resource name -> quantity. Validation guarantees that `cpu` converts to millicores and
+/// `memory` / `ephemeral-storage` to bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(transparent)]
+pub struct ResourceList(pub(crate) BTreeMap<String, Quantity>);
+
+impl ResourceList {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn get(&self, resource: &str) -> Option<&Quantity> {
+        self.0.get(resource)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Quantity)> {
+        self.0
+            .iter()
+            .map(|(name, quantity)| (name.as_str(), quantity))
+    }
+
+    /// `cpu` in millicores (`"500m"` -> 500, `"1"` -> 1000).
+    pub fn cpu_millis(&self) -> Option<u64> {
+        self.0.get("cpu").and_then(|q| q.to_millis().ok())
+    }
+
+    /// `memory` in bytes (`"64Mi"` -> 67108864).
+    pub fn memory_bytes(&self) -> Option<u64> {
+        self.0.get("memory").and_then(|q| q.to_units().ok())
+    }
+
+    /// `ephemeral-storage` in bytes.
+    pub fn ephemeral_storage_bytes(&self) -> Option<u64> {
+        self.0
+            .get("ephemeral-storage")
+            .and_then(|q| q.to_units().ok())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeMount {
+    pub name: String,
+    pub mount_path: String,
+    #[serde(skip_serializing_if = "is_false")]
+    pub read_only: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub_path: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Volume {
+    pub name: String,
+    #[serde(flatten)]
+    pub source: VolumeSource,
+}
+
+/// Exactly one source per volume, written as `emptyDir: {...}`, `hostPath: {...}`, ...
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum VolumeSource {
+    EmptyDir(EmptyDirVolume),
+    HostPath(HostPathVolume),
+    ConfigMap(ConfigMapVolume),
+    Secret(SecretVolume),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmptyDirVolume {
+    #[serde(skip_serializing_if = "StorageMedium::is_default")]
+    pub medium: StorageMedium,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_limit: Option<Quantity>,
+}
+
+impl EmptyDirVolume {
+    pub fn size_limit_bytes(&self) -> Option<u64> {
+        self.size_limit.as_ref().and_then(|q| q.to_units().ok())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum StorageMedium {
+    /// Node disk (written as `""` or left out).
+    #[serde(rename = "")]
+    Default,
+    /// tmpfs.
+    Memory,
+}
+
+impl StorageMedium {
+    fn is_default(&self) -> bool {
+        *self == StorageMedium::Default
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostPathVolume {
+    pub path: String,
+    #[serde(rename = "type", skip_serializing_if = "HostPathType::is_unset")]
+    pub type_: HostPathType,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum HostPathType {
+    /// No check before mounting (written as `""` or left out).
+    #[serde(rename = "")]
+    Unset,
+    DirectoryOrCreate,
+    Directory,
+    FileOrCreate,
+    File,
+    Socket,
+    CharDevice,
+    BlockDevice,
+}
+
+impl HostPathType {
+    pub(crate) const ALL: [(&'static str, HostPathType); 8] = [
+        ("", HostPathType::Unset),
+        ("DirectoryOrCreate", HostPathType::DirectoryOrCreate),
+        ("Directory", HostPathType::Directory),
+        ("FileOrCreate", HostPathType::FileOrCreate),
+        ("File", HostPathType::File),
+        ("Socket", HostPathType::Socket),
+        ("CharDevice", HostPathType::CharDevice),
+        ("BlockDevice", HostPathType::BlockDevice),
+    ];
+
+    fn is_unset(&self) -> bool {
+        *self == HostPathType::Unset
+    }
+}
+
+/// File mode written as a decimal integer (0644 octal = 420), default 0644.
+pub const DEFAULT_VOLUME_MODE: u32 = 0o644;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapVolume {
+    pub name: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<KeyToPath>,
+    pub default_mode: u32,
+    #[serde(skip_serializing_if = "is_false")]
+    pub optional: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretVolume {
+    pub secret_name: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<KeyToPath>,
+    pub default_mode: u32,
+    #[serde(skip_serializing_if = "is_false")]
+    pub optional: bool,
+}
+
+/// Projects one key to a relative file path inside the volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyToPath {
+    pub key: String,
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+}

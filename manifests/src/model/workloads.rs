@@ -1,0 +1,175 @@
+//! Validated workload objects: Pod and Deployment (template, selector, rollout strategy).
+
+use std::collections::BTreeMap;
+
+use serde::{Serialize, Serializer};
+
+use super::object::ObjectMeta;
+use super::pod::PodSpec;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Pod {
+    pub metadata: ObjectMeta,
+    pub spec: PodSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Deployment {
+    pub metadata: ObjectMeta,
+    pub spec: DeploymentSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeploymentSpec {
+    pub replicas: u32,
+    pub selector: LabelSelector,
+    pub template: PodTemplate,
+    pub strategy: DeploymentStrategy,
+}
+
+/// `matchLabels` only; validation guarantees it is not empty and matches the template labels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelSelector {
+    pub match_labels: BTreeMap<String, String>,
+}
+
+impl LabelSelector {
+    /// True when every selector label is present in `labels` with the same value.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.match_labels
+            .iter()
+            .all(|(key, value)| labels.get(key) == Some(value))
+    }
+}
+
+/// The pod a Deployment stamps out: labels and annotations plus the pod spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PodTemplate {
+    pub metadata: TemplateMetadata,
+    pub spec: PodSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct TemplateMetadata {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// How pods are replaced when the template changes. Stored for the rollout logic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type")]
+pub enum DeploymentStrategy {
+    RollingUpdate {
+        #[serde(rename = "rollingUpdate")]
+        rolling_update: RollingUpdate,
+    },
+    Recreate,
+}
+
+impl Default for DeploymentStrategy {
+    fn default() -> Self {
+        DeploymentStrategy::RollingUpdate {
+            rolling_update: RollingUpdate::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollingUpdate {
+    pub max_surge: IntOrPercent,
+    pub max_unavailable: IntOrPercent,
+}
+
+impl Default for RollingUpdate {
+    /// Kubernetes' defaults: 25% surge, 25% unavailable.
+    fn default() -> Self {
+        RollingUpdate {
+            max_surge: IntOrPercent::Percent(25),
+            max_unavailable: IntOrPercent::Percent(25),
+        }
+    }
+}
+
+impl RollingUpdate {
+    /// `(max surge, max unavailable)` as pod counts for `replicas`, like Kubernetes: surge
+    /// rounds up, unavailable rounds down, and if both come out 0 one pod may be unavailable.
+    pub fn resolve(&self, replicas: u32) -> (u32, u32) {
+        let surge = self.max_surge.resolve(replicas, true);
+        let unavailable = self.max_unavailable.resolve(replicas, false);
+        if surge == 0 && unavailable == 0 {
+            (0, 1)
+        } else {
+            (surge, unavailable)
+        }
+    }
+}
+
+/// A count (`1`) or a percentage of the replicas (`"25%"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntOrPercent {
+    Int(u32),
+    Percent(u32),
+}
+
+impl IntOrPercent {
+    /// The count for `total` replicas.
+    pub fn resolve(&self, total: u32, round_up: bool) -> u32 {
+        match *self {
+            IntOrPercent::Int(count) => count,
+            IntOrPercent::Percent(percent) => {
+                let product = u64::from(total) * u64::from(percent);
+                let count = if round_up {
+                    product.div_ceil(100)
+                } else {
+                    product / 100
+                };
+                u32::try_from(count).unwrap_or(u32::MAX)
+            }
+        }
+    }
+}
+
+impl Serialize for IntOrPercent {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            IntOrPercent::Int(count) => serializer.serialize_u32(*count),
+            IntOrPercent::Percent(percent) => serializer.collect_str(&format_args!("{percent}%")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rolling_update_counts() {
+        let default = RollingUpdate::default();
+        assert_eq!(default.resolve(4), (1, 1));
+        assert_eq!(default.resolve(10), (3, 2));
+        assert_eq!(default.resolve(1), (1, 0));
+        let zero = RollingUpdate {
+            max_surge: IntOrPercent::Int(0),
+            max_unavailable: IntOrPercent::Percent(10),
+        };
+        assert_eq!(zero.resolve(3), (0, 1));
+    }
+
+    #[test]
+    fn strategy_serializes_in_kubernetes_shape() {
+        let json = serde_json::to_value(DeploymentStrategy::default()).ok();
+        assert_eq!(
+            json,
+            Some(serde_json::json!({
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}
+            }))
+        );
+        let recreate = serde_json::to_value(DeploymentStrategy::Recreate).ok();
+        assert_eq!(recreate, Some(serde_json::json!({"type": "Recreate"})));
+    }
+}

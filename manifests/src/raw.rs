@@ -1,0 +1,345 @@
+//! Lenient mirror of the Kubernetes manifest shape, as decoded before validation: every field is
+//! optional, list elements are `Option` and enums are plain strings, so that validation can
+//! report every problem with its path. Nothing outside this crate sees these types.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+use serde_json::Value;
+
+use crate::quantity::QuantityText;
+
+/// A list whose bad elements were replaced by null during decoding.
+pub(crate) type List<T> = Vec<Option<T>>;
+pub(crate) type StringMap = BTreeMap<String, String>;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawMeta {
+    pub(crate) name: Option<String>,
+    pub(crate) namespace: Option<String>,
+    pub(crate) labels: Option<StringMap>,
+    pub(crate) annotations: Option<StringMap>,
+    // Set by Kubernetes on stored objects: accepted and dropped without a warning so that
+    // `kubectl get -o yaml` output can be applied.
+    #[serde(rename = "uid")]
+    pub(crate) _uid: Option<Value>,
+    #[serde(rename = "resourceVersion")]
+    pub(crate) _resource_version: Option<Value>,
+    #[serde(rename = "generation")]
+    pub(crate) _generation: Option<Value>,
+    #[serde(rename = "creationTimestamp")]
+    pub(crate) _creation_timestamp: Option<Value>,
+    #[serde(rename = "managedFields")]
+    pub(crate) _managed_fields: Option<Value>,
+    #[serde(rename = "selfLink")]
+    pub(crate) _self_link: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawPod {
+    // apiVersion and kind are read before decoding; status is ignored.
+    #[serde(rename = "apiVersion")]
+    pub(crate) _api_version: Option<Value>,
+    #[serde(rename = "kind")]
+    pub(crate) _kind: Option<Value>,
+    #[serde(rename = "status")]
+    pub(crate) _status: Option<Value>,
+    pub(crate) metadata: Option<RawMeta>,
+    pub(crate) spec: Option<RawPodSpec>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawPodSpec {
+    pub(crate) containers: Option<List<RawContainer>>,
+    pub(crate) init_containers: Option<List<RawContainer>>,
+    pub(crate) restart_policy: Option<String>,
+    pub(crate) termination_grace_period_seconds: Option<i64>,
+    pub(crate) volumes: Option<List<RawVolume>>,
+    pub(crate) host_network: Option<bool>,
+    pub(crate) node_selector: Option<StringMap>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawContainer {
+    pub(crate) name: Option<String>,
+    pub(crate) image: Option<String>,
+    pub(crate) image_pull_policy: Option<String>,
+    pub(crate) command: Option<List<String>>,
+    pub(crate) args: Option<List<String>>,
+    pub(crate) env: Option<List<RawEnvVar>>,
+    pub(crate) env_from: Option<List<RawEnvFrom>>,
+    pub(crate) working_dir: Option<String>,
+    pub(crate) ports: Option<List<RawPort>>,
+    pub(crate) resources: Option<RawResources>,
+    pub(crate) volume_mounts: Option<List<RawVolumeMount>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawEnvVar {
+    pub(crate) name: Option<String>,
+    pub(crate) value: Option<String>,
+    pub(crate) value_from: Option<RawEnvVarSource>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawEnvVarSource {
+    pub(crate) config_map_key_ref: Option<RawKeyRef>,
+    pub(crate) secret_key_ref: Option<RawKeyRef>,
+    pub(crate) field_ref: Option<Value>,
+    pub(crate) resource_field_ref: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawKeyRef {
+    pub(crate) name: Option<String>,
+    pub(crate) key: Option<String>,
+    pub(crate) optional: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawEnvFrom {
+    pub(crate) prefix: Option<String>,
+    pub(crate) config_map_ref: Option<RawNameRef>,
+    pub(crate) secret_ref: Option<RawNameRef>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawNameRef {
+    pub(crate) name: Option<String>,
+    pub(crate) optional: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawPort {
+    pub(crate) name: Option<String>,
+    pub(crate) container_port: Option<i64>,
+    pub(crate) host_port: Option<i64>,
+    pub(crate) protocol: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawResources {
+    pub(crate) requests: Option<BTreeMap<String, QuantityText>>,
+    pub(crate) limits: Option<BTreeMap<String, QuantityText>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawVolumeMount {
+    pub(crate) name: Option<String>,
+    pub(crate) mount_path: Option<String>,
+    pub(crate) read_only: Option<bool>,
+    pub(crate) sub_path: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawVolume {
+    pub(crate) name: Option<String>,
+    pub(crate) empty_dir: Option<RawEmptyDir>,
+    pub(crate) host_path: Option<RawHostPath>,
+    pub(crate) config_map: Option<RawConfigMapVolume>,
+    pub(crate) secret: Option<RawSecretVolume>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawEmptyDir {
+    pub(crate) medium: Option<String>,
+    pub(crate) size_limit: Option<QuantityText>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawHostPath {
+    pub(crate) path: Option<String>,
+    #[serde(rename = "type")]
+    pub(crate) type_: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawConfigMapVolume {
+    pub(crate) name: Option<String>,
+    pub(crate) items: Option<List<RawKeyToPath>>,
+    pub(crate) default_mode: Option<i64>,
+    pub(crate) optional: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawSecretVolume {
+    pub(crate) secret_name: Option<String>,
+    pub(crate) items: Option<List<RawKeyToPath>>,
+    pub(crate) default_mode: Option<i64>,
+    pub(crate) optional: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawKeyToPath {
+    pub(crate) key: Option<String>,
+    pub(crate) path: Option<String>,
+    pub(crate) mode: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawDeployment {
+    // apiVersion and kind are read before decoding; status is ignored.
+    #[serde(rename = "apiVersion")]
+    pub(crate) _api_version: Option<Value>,
+    #[serde(rename = "kind")]
+    pub(crate) _kind: Option<Value>,
+    #[serde(rename = "status")]
+    pub(crate) _status: Option<Value>,
+    pub(crate) metadata: Option<RawMeta>,
+    pub(crate) spec: Option<RawDeploymentSpec>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawDeploymentSpec {
+    pub(crate) replicas: Option<i64>,
+    pub(crate) selector: Option<RawSelector>,
+    pub(crate) template: Option<RawPodTemplate>,
+    pub(crate) strategy: Option<RawStrategy>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawSelector {
+    pub(crate) match_labels: Option<StringMap>,
+    pub(crate) match_expressions: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawPodTemplate {
+    pub(crate) metadata: Option<RawMeta>,
+    pub(crate) spec: Option<RawPodSpec>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawStrategy {
+    #[serde(rename = "type")]
+    pub(crate) type_: Option<String>,
+    pub(crate) rolling_update: Option<RawRollingUpdate>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawRollingUpdate {
+    pub(crate) max_surge: Option<RawIntOrString>,
+    pub(crate) max_unavailable: Option<RawIntOrString>,
+}
+
+/// `maxSurge: 1` or `maxSurge: "25%"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged, expecting = "an integer or a percentage such as \"25%\"")]
+pub(crate) enum RawIntOrString {
+    Int(i64),
+    String(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawNamespace {
+    // apiVersion and kind are read before decoding; status is ignored.
+    #[serde(rename = "apiVersion")]
+    pub(crate) _api_version: Option<Value>,
+    #[serde(rename = "kind")]
+    pub(crate) _kind: Option<Value>,
+    #[serde(rename = "status")]
+    pub(crate) _status: Option<Value>,
+    pub(crate) metadata: Option<RawMeta>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawConfigMap {
+    // apiVersion and kind are read before decoding; status is ignored.
+    #[serde(rename = "apiVersion")]
+    pub(crate) _api_version: Option<Value>,
+    #[serde(rename = "kind")]
+    pub(crate) _kind: Option<Value>,
+    #[serde(rename = "status")]
+    pub(crate) _status: Option<Value>,
+    pub(crate) metadata: Option<RawMeta>,
+    pub(crate) data: Option<StringMap>,
+    pub(crate) binary_data: Option<StringMap>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawSecret {
+    // apiVersion and kind are read before decoding; status is ignored.
+    #[serde(rename = "apiVersion")]
+    pub(crate) _api_version: Option<Value>,
+    #[serde(rename = "kind")]
+    pub(crate) _kind: Option<Value>,
+    #[serde(rename = "status")]
+    pub(crate) _status: Option<Value>,
+    pub(crate) metadata: Option<RawMeta>,
+    #[serde(rename = "type")]
+    pub(crate) type_: Option<String>,
+    pub(crate) data: Option<BTreeMap<String, SecretText>>,
+    pub(crate) string_data: Option<BTreeMap<String, SecretText>>,
+}
+
+/// A secret value as written; type errors never echo the value.
+pub(crate) struct SecretText(pub(crate) String);
+
+impl<'de> Deserialize<'de> for SecretText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SecretVisitor;
+        fn not_a_string<E: de::Error>() -> E {
+            E::custom("must be a string (quote the value; it is not shown here)")
+        }
+        impl<'de> Visitor<'de> for SecretVisitor {
+            type Value = SecretText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SecretText, E> {
+                Ok(SecretText(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<SecretText, E> {
+                Err(not_a_string())
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<SecretText, E> {
+                Err(not_a_string())
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<SecretText, E> {
+                Err(not_a_string())
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<SecretText, E> {
+                Err(not_a_string())
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<SecretText, E> {
+                Err(not_a_string())
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<SecretText, A::Error> {
+                Err(not_a_string())
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<SecretText, A::Error> {
+                Err(not_a_string())
+            }
+        }
+        deserializer.deserialize_any(SecretVisitor)
+    }
+}

@@ -1,0 +1,409 @@
+//! Validation of one container: name, image and pull policy, command, environment, ports,
+//! resources (quantities, requests <= limits) and volume mounts.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::error::{FieldPath, Problems};
+use crate::model::pod::{
+    Container, ContainerPort, EnvFromRef, EnvFromSource, EnvValue, EnvVar, EnvVarSource,
+    KeySelector, NameRef, Protocol, PullPolicy, ResourceList, ResourceRequirements, VolumeMount,
+};
+use crate::names;
+use crate::quantity::{Quantity, QuantityText};
+use crate::raw::{
+    List, RawContainer, RawEnvFrom, RawEnvVar, RawKeyRef, RawPort, RawResources, RawVolumeMount,
+};
+
+use super::pod::referenced_name;
+use super::{check, elements, one_of, required_string};
+
+pub(crate) fn container(
+    raw: RawContainer,
+    path: &FieldPath,
+    volume_names: &BTreeSet<String>,
+    host_network: bool,
+    problems: &mut Problems,
+) -> Option<Container> {
+    let name_path = path.child("name");
+    let name = required_string(raw.name, &name_path, problems)
+        .filter(|name| check(names::check_dns1123_label(name), &name_path, problems));
+
+    let image_path = path.child("image");
+    let image = required_string(raw.image, &image_path, problems).filter(|image| {
+        let ok = !image.chars().any(char::is_whitespace);
+        if !ok {
+            problems.error(
+                &image_path,
+                format!("must not contain whitespace (got {image:?})"),
+            );
+        }
+        ok
+    });
+    let pull_policy = match (raw.image_pull_policy, &image) {
+        (Some(text), _) => one_of(
+            &text,
+            &[
+                ("Always", PullPolicy::Always),
+                ("IfNotPresent", PullPolicy::IfNotPresent),
+                ("Never", PullPolicy::Never),
+            ],
+            &path.child("imagePullPolicy"),
+            problems,
+        ),
+        (None, Some(image)) => Some(default_pull_policy(image)),
+        (None, None) => None,
+    };
+
+    let command = strings(raw.command, &path.child("command"), problems);
+    let args = strings(raw.args, &path.child("args"), problems);
+    let env = env(raw.env, &path.child("env"), problems);
+    let env_from = env_from(raw.env_from, &path.child("envFrom"), problems);
+    let ports = ports(raw.ports, &path.child("ports"), host_network, problems);
+    let resources = resources(
+        raw.resources.unwrap_or_default(),
+        &path.child("resources"),
+        problems,
+    );
+    let volume_mounts = volume_mounts(
+        raw.volume_mounts,
+        &path.child("volumeMounts"),
+        volume_names,
+        problems,
+    );
+    Some(Container {
+        name: name?,
+        image: image?,
+        image_pull_policy: pull_policy?,
+        command,
+        args,
+        env,
+        env_from,
+        working_dir: raw.working_dir.filter(|dir| !dir.is_empty()),
+        ports,
+        resources,
+        volume_mounts,
+    })
+}
+
+/// Kubernetes' default: `Always` for `:latest` or untagged images, `IfNotPresent` otherwise.
+pub(crate) fn default_pull_policy(image: &str) -> PullPolicy {
+    if image.contains('@') {
+        return PullPolicy::IfNotPresent;
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.split_once(':') {
+        Some((_, tag)) if tag != "latest" => PullPolicy::IfNotPresent,
+        _ => PullPolicy::Always,
+    }
+}
+
+fn strings(list: Option<List<String>>, path: &FieldPath, problems: &mut Problems) -> Vec<String> {
+    elements(list, path, problems)
+        .into_iter()
+        .map(|(_, _, text)| text)
+        .collect()
+}
+
+fn key_ref(raw: RawKeyRef, path: &FieldPath, problems: &mut Problems) -> Option<KeySelector> {
+    let name = referenced_name(raw.name, &path.child("name"), problems);
+    let key_path = path.child("key");
+    let key = required_string(raw.key, &key_path, problems)
+        .filter(|key| check(names::check_config_key(key), &key_path, problems));
+    Some(KeySelector {
+        name: name?,
+        key: key?,
+        optional: raw.optional.unwrap_or(false),
+    })
+}
+
+fn env(list: Option<List<RawEnvVar>>, path: &FieldPath, problems: &mut Problems) -> Vec<EnvVar> {
+    let mut out = Vec::new();
+    for (_, item_path, raw) in elements(list, path, problems) {
+        let name_path = item_path.child("name");
+        let name = required_string(raw.name, &name_path, problems)
+            .filter(|name| check(names::check_env_var_name(name), &name_path, problems));
+        let value = match (raw.value, raw.value_from) {
+            (Some(_), Some(_)) => {
+                problems.error(&item_path, "must set either value or valueFrom, not both");
+                None
+            }
+            (value, None) => Some(EnvValue::Value(value.unwrap_or_default())),
+            (None, Some(from)) => {
+                let from_path = item_path.child("valueFrom");
+                if from.field_ref.is_some() || from.resource_field_ref.is_some() {
+                    problems.error(
+                        &from_path,
+                        "fieldRef and resourceFieldRef are not supported yet; use configMapKeyRef or secretKeyRef",
+                    );
+                }
+                match (from.config_map_key_ref, from.secret_key_ref) {
+                    (Some(r), None) => key_ref(r, &from_path.child("configMapKeyRef"), problems)
+                        .map(|k| EnvValue::ValueFrom(EnvVarSource::ConfigMapKeyRef(k))),
+                    (None, Some(r)) => key_ref(r, &from_path.child("secretKeyRef"), problems)
+                        .map(|k| EnvValue::ValueFrom(EnvVarSource::SecretKeyRef(k))),
+                    (Some(_), Some(_)) => {
+                        problems.error(
+                            &from_path,
+                            "must set only one of configMapKeyRef and secretKeyRef",
+                        );
+                        None
+                    }
+                    (None, None) => {
+                        problems.error(&from_path, "must set configMapKeyRef or secretKeyRef");
+                        None
+                    }
+                }
+            }
+        };
+        if let (Some(name), Some(value)) = (name, value) {
+            out.push(EnvVar { name, value });
+        }
+    }
+    out
+}
+
+fn env_from(
+    list: Option<List<RawEnvFrom>>,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Vec<EnvFromSource> {
+    let mut out = Vec::new();
+    for (_, item_path, raw) in elements(list, path, problems) {
+        let prefix = raw.prefix.filter(|prefix| !prefix.is_empty());
+        if let Some(prefix) = &prefix {
+            check(
+                names::check_env_var_name(prefix),
+                &item_path.child("prefix"),
+                problems,
+            );
+        }
+        let name_ref = |raw: crate::raw::RawNameRef, path: &FieldPath, problems: &mut Problems| {
+            referenced_name(raw.name, &path.child("name"), problems).map(|name| NameRef {
+                name,
+                optional: raw.optional.unwrap_or(false),
+            })
+        };
+        let source = match (raw.config_map_ref, raw.secret_ref) {
+            (Some(r), None) => name_ref(r, &item_path.child("configMapRef"), problems)
+                .map(EnvFromRef::ConfigMapRef),
+            (None, Some(r)) => {
+                name_ref(r, &item_path.child("secretRef"), problems).map(EnvFromRef::SecretRef)
+            }
+            (Some(_), Some(_)) => {
+                problems.error(
+                    &item_path,
+                    "must set only one of configMapRef and secretRef",
+                );
+                None
+            }
+            (None, None) => {
+                problems.error(&item_path, "must set configMapRef or secretRef");
+                None
+            }
+        };
+        if let Some(source) = source {
+            out.push(EnvFromSource { prefix, source });
+        }
+    }
+    out
+}
+
+fn port_number(value: i64, path: &FieldPath, problems: &mut Problems) -> Option<u16> {
+    match u16::try_from(value) {
+        Ok(port) if port >= 1 => Some(port),
+        _ => {
+            problems.error(path, format!("must be between 1 and 65535 (got {value})"));
+            None
+        }
+    }
+}
+
+fn ports(
+    list: Option<List<RawPort>>,
+    path: &FieldPath,
+    host_network: bool,
+    problems: &mut Problems,
+) -> Vec<ContainerPort> {
+    let mut out: Vec<ContainerPort> = Vec::new();
+    for (_, item_path, raw) in elements(list, path, problems) {
+        let name_path = item_path.child("name");
+        let name = raw.name.filter(|name| !name.is_empty());
+        if let Some(name) = &name
+            && check(names::check_port_name(name), &name_path, problems)
+            && out.iter().any(|p| p.name.as_ref() == Some(name))
+        {
+            problems.error(&name_path, format!("duplicate port name {name:?}"));
+        }
+        let container_path = item_path.child("containerPort");
+        let container_port = match raw.container_port {
+            None => {
+                problems.error(&container_path, "required");
+                None
+            }
+            Some(port) => port_number(port, &container_path, problems),
+        };
+        let host_path = item_path.child("hostPort");
+        let host_port = match raw.host_port {
+            None | Some(0) => Some(None),
+            Some(port) => port_number(port, &host_path, problems).map(Some),
+        };
+        let protocol = match raw.protocol.as_deref() {
+            None => Some(Protocol::Tcp),
+            Some(text) => one_of(
+                text,
+                &[("TCP", Protocol::Tcp), ("UDP", Protocol::Udp)],
+                &item_path.child("protocol"),
+                problems,
+            ),
+        };
+        let (Some(container_port), Some(mut host_port), Some(protocol)) =
+            (container_port, host_port, protocol)
+        else {
+            continue;
+        };
+        if host_network {
+            match host_port {
+                None => host_port = Some(container_port),
+                Some(host) if host != container_port => {
+                    problems.error(
+                        &host_path,
+                        format!("must equal containerPort ({container_port}) when hostNetwork is true (got {host})"),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+        out.push(ContainerPort {
+            name,
+            container_port,
+            host_port,
+            protocol,
+        });
+    }
+    out
+}
+
+/// Names a resource list may use.
+fn check_resource_name(name: &str, path: &FieldPath, problems: &mut Problems) -> bool {
+    let ok = matches!(name, "cpu" | "memory" | "ephemeral-storage")
+        || name.starts_with("hugepages-")
+        || (name.contains('/') && names::check_label_key(name).is_ok());
+    if !ok {
+        problems.error(
+            path,
+            format!(
+                "unknown resource {name:?} (use cpu, memory, ephemeral-storage or a domain-qualified \
+                 extended resource such as example.com/gpu)"
+            ),
+        );
+    }
+    ok
+}
+
+fn resource_list(
+    raw: Option<BTreeMap<String, QuantityText>>,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> ResourceList {
+    let mut out = BTreeMap::new();
+    for (name, QuantityText(text)) in raw.unwrap_or_default() {
+        let entry_path = path.child(&name);
+        if !check_resource_name(&name, &entry_path, problems) {
+            continue;
+        }
+        let quantity = match Quantity::parse(&text) {
+            Ok(quantity) => quantity,
+            Err(error) => {
+                problems.error(&entry_path, error.to_string());
+                continue;
+            }
+        };
+        let converted = if name == "cpu" {
+            quantity.to_millis()
+        } else {
+            quantity.to_units()
+        };
+        if let Err(error) = converted {
+            problems.error(&entry_path, error.to_string());
+            continue;
+        }
+        out.insert(name, quantity);
+    }
+    ResourceList(out)
+}
+
+fn resources(raw: RawResources, path: &FieldPath, problems: &mut Problems) -> ResourceRequirements {
+    let requests_path = path.child("requests");
+    let requests = resource_list(raw.requests, &requests_path, problems);
+    let limits = resource_list(raw.limits, &path.child("limits"), problems);
+    for (name, request) in requests.iter() {
+        let Some(limit) = limits.get(name) else {
+            continue;
+        };
+        if request.millis_cmp(limit) == Some(std::cmp::Ordering::Greater) {
+            problems.error(
+                &requests_path.child(name),
+                format!("must be less than or equal to the {name} limit ({request} > {limit})"),
+            );
+        }
+    }
+    ResourceRequirements { requests, limits }
+}
+
+fn volume_mounts(
+    list: Option<List<RawVolumeMount>>,
+    path: &FieldPath,
+    volume_names: &BTreeSet<String>,
+    problems: &mut Problems,
+) -> Vec<VolumeMount> {
+    let mut out: Vec<VolumeMount> = Vec::new();
+    for (_, item_path, raw) in elements(list, path, problems) {
+        let name_path = item_path.child("name");
+        let name = required_string(raw.name, &name_path, problems).filter(|name| {
+            let known = volume_names.contains(name);
+            if !known {
+                let listed: Vec<&str> = volume_names.iter().map(String::as_str).collect();
+                let listed = if listed.is_empty() {
+                    "none".to_string()
+                } else {
+                    listed.join(", ")
+                };
+                problems.error(
+                    &name_path,
+                    format!("unknown volume {name:?} (volumes: {listed})"),
+                );
+            }
+            known
+        });
+        let mount_path_path = item_path.child("mountPath");
+        let mount_path =
+            required_string(raw.mount_path, &mount_path_path, problems).filter(|mount| {
+                if !mount.starts_with('/') {
+                    problems.error(
+                        &mount_path_path,
+                        format!("must be an absolute path (got {mount:?})"),
+                    );
+                    return false;
+                }
+                if out.iter().any(|m| &m.mount_path == mount) {
+                    problems.error(&mount_path_path, format!("duplicate mount path {mount:?}"));
+                    return false;
+                }
+                true
+            });
+        let sub_path_path = item_path.child("subPath");
+        let sub_path = raw.sub_path.filter(|sub| !sub.is_empty());
+        if let Some(sub) = &sub_path {
+            check(names::check_relative_path(sub), &sub_path_path, problems);
+        }
+        if let (Some(name), Some(mount_path)) = (name, mount_path) {
+            out.push(VolumeMount {
+                name,
+                mount_path,
+                read_only: raw.read_only.unwrap_or(false),
+                sub_path,
+            });
+        }
+    }
+    out
+}

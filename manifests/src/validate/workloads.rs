@@ -1,0 +1,237 @@
+//! Validation of Pod and Deployment objects: replicas, selector against template labels,
+//! rollout strategy; the pod spec itself is checked in `validate::pod`.
+
+use crate::error::{FieldPath, Problems};
+use crate::model::object::Kind;
+use crate::model::pod::RestartPolicy;
+use crate::model::workloads::{
+    Deployment, DeploymentSpec, DeploymentStrategy, IntOrPercent, LabelSelector, Pod, PodTemplate,
+    RollingUpdate, TemplateMetadata,
+};
+use crate::raw::{RawDeployment, RawIntOrString, RawPod, RawRollingUpdate, RawStrategy};
+
+use super::pod::{PodContext, pod_spec};
+use super::{annotations, labels, object_meta, one_of, required};
+
+pub(crate) fn validate_pod(raw: RawPod, problems: &mut Problems) -> Option<Pod> {
+    let metadata = object_meta(raw.metadata, Kind::Pod, problems);
+    let spec_path = FieldPath::root().child("spec");
+    let spec = pod_spec(
+        required(raw.spec, &spec_path, problems)?,
+        &spec_path,
+        PodContext::Pod,
+        problems,
+    )?;
+    Some(Pod { metadata, spec })
+}
+
+pub(crate) fn validate_deployment(
+    raw: RawDeployment,
+    problems: &mut Problems,
+) -> Option<Deployment> {
+    let metadata = object_meta(raw.metadata, Kind::Deployment, problems);
+    let spec_path = FieldPath::root().child("spec");
+    let spec = required(raw.spec, &spec_path, problems)?;
+
+    let replicas_path = spec_path.child("replicas");
+    let replicas = match spec.replicas {
+        None => Some(1),
+        Some(count) if count < 0 => {
+            problems.error(&replicas_path, format!("must be >= 0 (got {count})"));
+            None
+        }
+        Some(count) => match u32::try_from(count).ok().filter(|c| *c <= i32::MAX as u32) {
+            Some(count) => Some(count),
+            None => {
+                problems.error(
+                    &replicas_path,
+                    format!("must be <= {} (got {count})", i32::MAX),
+                );
+                None
+            }
+        },
+    };
+
+    let selector_path = spec_path.child("selector");
+    let selector = required(spec.selector, &selector_path, problems).map(|selector| {
+        let expressions_path = selector_path.child("matchExpressions");
+        if selector.match_expressions.is_some() {
+            problems.error(&expressions_path, "not supported yet; use matchLabels");
+        }
+        let labels_path = selector_path.child("matchLabels");
+        let raw_labels = required(selector.match_labels, &labels_path, problems);
+        let present = raw_labels.is_some();
+        let match_labels = labels(raw_labels, &labels_path, problems);
+        if present && match_labels.is_empty() {
+            problems.error(
+                &labels_path,
+                "must not be empty: a Deployment needs labels to find its pods",
+            );
+        }
+        LabelSelector { match_labels }
+    });
+
+    let template_path = spec_path.child("template");
+    let template = required(spec.template, &template_path, problems).and_then(|template| {
+        let meta_path = template_path.child("metadata");
+        let meta = template.metadata.unwrap_or_default();
+        let metadata = TemplateMetadata {
+            labels: labels(meta.labels, &meta_path.child("labels"), problems),
+            annotations: annotations(meta.annotations, &meta_path.child("annotations"), problems),
+        };
+        let pod_path = template_path.child("spec");
+        let spec = pod_spec(
+            required(template.spec, &pod_path, problems)?,
+            &pod_path,
+            PodContext::Template,
+            problems,
+        )?;
+        Some(PodTemplate { metadata, spec })
+    });
+
+    if let (Some(selector), Some(template)) = (&selector, &template) {
+        let mismatched: Vec<String> = selector
+            .match_labels
+            .iter()
+            .filter(|(key, value)| template.metadata.labels.get(*key) != Some(value))
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        if !mismatched.is_empty() {
+            problems.error(
+                &template_path.child("metadata").child("labels"),
+                format!(
+                    "must match spec.selector.matchLabels (missing or different: {})",
+                    mismatched.join(", ")
+                ),
+            );
+        }
+    }
+
+    let strategy = strategy(spec.strategy, &spec_path.child("strategy"), problems);
+    Some(Deployment {
+        metadata,
+        spec: DeploymentSpec {
+            replicas: replicas?,
+            selector: selector?,
+            template: template?,
+            strategy: strategy?,
+        },
+    })
+}
+
+fn strategy(
+    raw: Option<RawStrategy>,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Option<DeploymentStrategy> {
+    let Some(raw) = raw else {
+        return Some(DeploymentStrategy::default());
+    };
+    #[derive(Clone, Copy)]
+    enum Type {
+        RollingUpdate,
+        Recreate,
+    }
+    let type_name = raw.type_.unwrap_or_else(|| "RollingUpdate".to_string());
+    let table = [
+        ("RollingUpdate", Type::RollingUpdate),
+        ("Recreate", Type::Recreate),
+    ];
+    let rolling_path = path.child("rollingUpdate");
+    match one_of(&type_name, &table, &path.child("type"), problems)? {
+        Type::Recreate => {
+            if raw.rolling_update.is_some() {
+                problems.error(&rolling_path, "must not be set when type is Recreate");
+            }
+            Some(DeploymentStrategy::Recreate)
+        }
+        Type::RollingUpdate => {
+            let rolling_update = rolling_update(
+                raw.rolling_update.unwrap_or_default(),
+                &rolling_path,
+                problems,
+            )?;
+            Some(DeploymentStrategy::RollingUpdate { rolling_update })
+        }
+    }
+}
+
+fn rolling_update(
+    raw: RawRollingUpdate,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Option<RollingUpdate> {
+    let defaults = RollingUpdate::default();
+    let surge_path = path.child("maxSurge");
+    let unavailable_path = path.child("maxUnavailable");
+    let max_surge = match raw.max_surge {
+        Some(value) => int_or_percent(value, &surge_path, problems),
+        None => Some(defaults.max_surge),
+    };
+    let max_unavailable = match raw.max_unavailable {
+        Some(value) => int_or_percent(value, &unavailable_path, problems),
+        None => Some(defaults.max_unavailable),
+    };
+    let (max_surge, max_unavailable) = (max_surge?, max_unavailable?);
+    if let IntOrPercent::Percent(percent) = max_unavailable
+        && percent > 100
+    {
+        problems.error(
+            &unavailable_path,
+            format!("must be at most 100% (got {percent}%)"),
+        );
+        return None;
+    }
+    let is_zero = |v: IntOrPercent| matches!(v, IntOrPercent::Int(0) | IntOrPercent::Percent(0));
+    if is_zero(max_surge) && is_zero(max_unavailable) {
+        problems.error(&unavailable_path, "must not be 0 when maxSurge is 0");
+        return None;
+    }
+    Some(RollingUpdate {
+        max_surge,
+        max_unavailable,
+    })
+}
+
+fn int_or_percent(
+    raw: RawIntOrString,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Option<IntOrPercent> {
+    let parsed = match &raw {
+        RawIntOrString::Int(count) => u32::try_from(*count).ok().map(IntOrPercent::Int),
+        RawIntOrString::String(text) => text
+            .strip_suffix('%')
+            .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|digits| digits.parse().ok())
+            .map(IntOrPercent::Percent),
+    };
+    if parsed.is_none() {
+        let got = match raw {
+            RawIntOrString::Int(count) => count.to_string(),
+            RawIntOrString::String(text) => format!("{text:?}"),
+        };
+        problems.error(
+            path,
+            format!("must be a non-negative integer or a percentage such as \"25%\" (got {got})"),
+        );
+    }
+    parsed
+}
+
+/// Only `Always` is allowed in a Deployment's template (pods must keep running).
+pub(crate) fn check_template_restart_policy(
+    policy: RestartPolicy,
+    path: &FieldPath,
+    problems: &mut Problems,
+) {
+    if policy != RestartPolicy::Always {
+        problems.error(
+            path,
+            format!(
+                "must be \"Always\" in a Deployment (got {:?})",
+                policy.as_str()
+            ),
+        );
+    }
+}

@@ -1,0 +1,312 @@
+//! Validation reports every problem with file, document and field path; bad documents do not
+//! hide good ones; unknown fields are warnings; secrets never leak into messages.
+
+use std::path::PathBuf;
+
+use skiff_manifests::{Kind, ManifestError, parse_file};
+
+fn invalid_fixture(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/invalid")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// `(field, message)` of every error of a one-document file.
+fn problems(yaml: &str) -> Vec<(String, String)> {
+    let parsed = parse_file("test.yaml", yaml.as_bytes());
+    assert_eq!(parsed.documents.len(), 1, "{yaml}");
+    parsed
+        .errors()
+        .into_iter()
+        .map(|e| (e.field.clone(), e.message.clone()))
+        .collect()
+}
+
+/// A Pod around a container body (indented for `containers:`), plus extra spec lines.
+fn pod(container: &str, spec_extra: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n{spec_extra}  containers:\n    - name: c\n      image: skiff.local/busybox:latest\n{container}"
+    )
+}
+
+fn deployment(spec_extra: &str, template_labels: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n{spec_extra}  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {template_labels}\n    spec:\n      containers:\n        - name: c\n          image: skiff.local/busybox:latest\n"
+    )
+}
+
+#[test]
+fn multi_document_file_with_bad_documents_keeps_the_good_one() {
+    let parsed = parse_file("web.yaml", &invalid_fixture("web.yaml"));
+    assert_eq!(parsed.documents.len(), 3);
+    assert!(!parsed.is_ok());
+    let messages: Vec<String> = parsed.errors().iter().map(ToString::to_string).collect();
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    assert!(
+        messages[0].starts_with(
+            "manifest web.yaml: document 1: spec.template.spec.containers[0].resources.limits.memory: invalid quantity \"12Q\""
+        ),
+        "{}",
+        messages[0]
+    );
+    assert_eq!(
+        messages[1],
+        "manifest web.yaml: document 2: spec.replicas: must be >= 0 (got -1)"
+    );
+    let good = parsed.objects();
+    assert_eq!(good.len(), 1);
+    assert_eq!(good[0].key().to_string(), "ConfigMap default/still-good");
+    assert_eq!(parsed.documents[2].index, 3);
+    assert!(
+        parsed.into_result().is_err(),
+        "the whole-file view must fail"
+    );
+}
+
+#[test]
+fn every_problem_of_a_document_is_reported() {
+    let yaml = String::from_utf8_lossy(&invalid_fixture("everything-wrong.yaml")).into_owned();
+    let found = problems(&yaml);
+    let fields: Vec<&str> = found.iter().map(|(field, _)| field.as_str()).collect();
+    let expected = [
+        "metadata.name",
+        "metadata.namespace",
+        r#"metadata.labels["-bad"]"#,
+        "spec.volumes[0]",
+        "spec.containers[0].image",
+        "spec.containers[0].imagePullPolicy",
+        "spec.containers[0].ports[0].containerPort",
+        "spec.containers[0].ports[0].protocol",
+        "spec.containers[0].volumeMounts[0].name",
+        "spec.containers[0].volumeMounts[0].mountPath",
+        "spec.containers[1].name",
+        "spec.containers[1].resources.limits.memory",
+        "spec.containers[1].resources.requests.cpu",
+        "spec.restartPolicy",
+        "spec.terminationGracePeriodSeconds",
+    ];
+    for field in expected {
+        assert!(fields.contains(&field), "missing {field} in {found:#?}");
+    }
+    assert_eq!(found.len(), expected.len(), "{found:#?}");
+    let message = |field: &str| {
+        found
+            .iter()
+            .find(|(f, _)| f == field)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        message("spec.restartPolicy"),
+        r#"must be one of "Always", "OnFailure", "Never" (got "Sometimes")"#
+    );
+    assert_eq!(
+        message("spec.containers[1].name"),
+        r#"duplicate container name "web" (also used by spec.containers[0])"#
+    );
+    assert_eq!(
+        message("spec.containers[0].volumeMounts[0].name"),
+        r#"unknown volume "missing" (volumes: data)"#
+    );
+    assert_eq!(
+        message("spec.containers[1].resources.requests.cpu"),
+        "must be less than or equal to the cpu limit (2 > 1)"
+    );
+}
+
+#[test]
+fn single_problems_table() {
+    let cases: Vec<(String, &str, &str)> = vec![
+        (pod("      image: \"\"\n", ""), "spec.containers[0].image", "must not be empty"),
+        (pod("", "  restartPolicy: Sometimes\n"), "spec.restartPolicy", "must be one of"),
+        (pod("      imagePullPolicy: Often\n", ""), "spec.containers[0].imagePullPolicy", "must be one of"),
+        (pod("      ports: [{containerPort: 0}]\n", ""), "spec.containers[0].ports[0].containerPort", "between 1 and 65535 (got 0)"),
+        (pod("      ports: [{containerPort: 80, hostPort: 65536}]\n", ""), "spec.containers[0].ports[0].hostPort", "(got 65536)"),
+        (pod("      ports: [{containerPort: 80, hostPort: 81}]\n", "  hostNetwork: true\n"), "spec.containers[0].ports[0].hostPort", "must equal containerPort"),
+        (pod("      ports: [{name: HTTP, containerPort: 80}]\n", ""), "spec.containers[0].ports[0].name", "at most 15 lowercase"),
+        (pod("      resources: {limits: {memory: 12Q}}\n", ""), "spec.containers[0].resources.limits.memory", "invalid quantity \"12Q\""),
+        (pod("      resources: {requests: {cpu: -1}}\n", ""), "spec.containers[0].resources.requests.cpu", "must not be negative"),
+        (pod("      resources: {requests: {cpus: 1}}\n", ""), "spec.containers[0].resources.requests.cpus", "unknown resource"),
+        (pod("      volumeMounts: [{name: v, mountPath: /v}]\n", ""), "spec.containers[0].volumeMounts[0].name", "unknown volume \"v\" (volumes: none)"),
+        (pod("      env: [{name: A, value: x, valueFrom: {secretKeyRef: {name: s, key: k}}}]\n", ""), "spec.containers[0].env[0]", "not both"),
+        (pod("      env: [{name: A, valueFrom: {secretKeyRef: {name: s}}}]\n", ""), "spec.containers[0].env[0].valueFrom.secretKeyRef.key", "required"),
+        (pod("      env: [{name: A, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]\n", ""), "spec.containers[0].env[0].valueFrom", "not supported yet"),
+        (pod("      env: [{name: 1A, value: x}]\n", ""), "spec.containers[0].env[0].name", "not start with a digit"),
+        (pod("      envFrom: [{prefix: X_}]\n", ""), "spec.containers[0].envFrom[0]", "configMapRef or secretRef"),
+        (pod("", "  volumes: [{name: v, emptyDir: {}, hostPath: {path: /x}}]\n"), "spec.volumes[0]", "only one volume source (got emptyDir, hostPath)"),
+        (pod("", "  volumes: [{name: v, hostPath: {path: x}}]\n"), "spec.volumes[0].hostPath.path", "absolute"),
+        (pod("", "  volumes: [{name: v, hostPath: {path: /x, type: Dir}}]\n"), "spec.volumes[0].hostPath.type", "must be one of"),
+        (pod("", "  volumes: [{name: v, configMap: {name: c, defaultMode: 1000}}]\n"), "spec.volumes[0].configMap.defaultMode", "file mode"),
+        (pod("", "  volumes: [{name: v, secret: {secretName: s, items: [{key: k, path: ../x}]}}]\n"), "spec.volumes[0].secret.items[0].path", "'..'"),
+        (pod("", "  volumes: [{name: v, emptyDir: {medium: Disk}}]\n"), "spec.volumes[0].emptyDir.medium", "must be one of"),
+        (pod("", "  volumes: [{name: v, emptyDir: {}}, {name: v, emptyDir: {}}]\n"), "spec.volumes[1].name", "duplicate volume name"),
+        (pod("", "  nodeSelector: {\"a b\": x}\n"), r#"spec.nodeSelector["a b"]"#, "key must be"),
+        ("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers: []\n".into(), "spec.containers", "at least one container"),
+        ("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n".into(), "spec", "required"),
+        ("apiVersion: v1\nkind: Pod\nspec: {containers: [{name: c, image: i}]}\n".into(), "metadata", "required"),
+        ("apiVersion: v1\nkind: Foo\nmetadata: {name: x}\n".into(), "kind", "unknown kind \"Foo\" (apiVersion \"v1\")"),
+        ("apiVersion: v1\nkind: Deployment\nmetadata: {name: x}\n".into(), "kind", "Deployment uses apiVersion \"apps/v1\""),
+        ("kind: Pod\nmetadata: {name: x}\n".into(), "apiVersion", "required"),
+        ("apiVersion: v1\nmetadata: {name: x}\n".into(), "kind", "required"),
+        ("- a\n- b\n".into(), "", "must be a mapping"),
+        ("apiVersion: v1\nkind: Namespace\nmetadata: {name: my.ns}\n".into(), "metadata.name", "RFC 1123 label"),
+        (deployment("  replicas: -1\n", "{app: web}"), "spec.replicas", "must be >= 0 (got -1)"),
+        (deployment("", "{app: api}"), "spec.template.metadata.labels", "must match spec.selector.matchLabels (missing or different: app=web)"),
+        (deployment("  strategy: {type: Recreate, rollingUpdate: {maxSurge: 1}}\n", "{app: web}"), "spec.strategy.rollingUpdate", "Recreate"),
+        (deployment("  strategy: {rollingUpdate: {maxSurge: 0, maxUnavailable: 0}}\n", "{app: web}"), "spec.strategy.rollingUpdate.maxUnavailable", "must not be 0"),
+        (deployment("  strategy: {rollingUpdate: {maxSurge: lots}}\n", "{app: web}"), "spec.strategy.rollingUpdate.maxSurge", "percentage"),
+        (deployment("  strategy: {type: BlueGreen}\n", "{app: web}"), "spec.strategy.type", "must be one of"),
+        (
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: w}\nspec:\n  selector: {matchLabels: {app: w}}\n  template:\n    metadata: {labels: {app: w}}\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: i}]\n".into(),
+            "spec.template.spec.restartPolicy",
+            "must be \"Always\" in a Deployment",
+        ),
+        ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: w}\nspec:\n  selector: {matchExpressions: []}\n  template: {metadata: {labels: {a: b}}, spec: {containers: [{name: c, image: i}]}}\n".into(), "spec.selector.matchExpressions", "not supported"),
+        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\nbinaryData: {k: \"%%%\"}\n".into(), "binaryData.k", "base64"),
+        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {k: a}\nbinaryData: {k: YQ==}\n".into(), "binaryData.k", "also in data"),
+        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {\"a/b\": x}\n".into(), r#"data["a/b"]"#, "key must be"),
+    ];
+    for (yaml, field, fragment) in &cases {
+        let found = problems(yaml);
+        assert!(
+            found
+                .iter()
+                .any(|(f, m)| f == field && m.contains(fragment)),
+            "expected {field}: ...{fragment}... in {found:#?}\nfor:\n{yaml}"
+        );
+    }
+}
+
+#[test]
+fn type_errors_are_all_reported_with_paths_and_not_repeated_as_missing() {
+    let yaml = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  labels: {version: 2}\nspec:\n  replicas: two\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      hostNetwork: yes\n      containers:\n        - name: c\n          image: 42\n          command: [sleep, 10]\n";
+    let found = problems(yaml);
+    let fields: Vec<&str> = found.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "metadata.labels.version",
+            "spec.replicas",
+            "spec.template.spec.containers[0].command[1]",
+            "spec.template.spec.containers[0].image",
+            "spec.template.spec.hostNetwork",
+        ],
+        "{found:#?}"
+    );
+    assert!(
+        found
+            .iter()
+            .all(|(_, message)| message.contains("invalid type")),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn unknown_fields_are_warnings_with_paths() {
+    let yaml = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  creationTimestamp: null\n  colour: blue\nspec:\n  minReadySeconds: 5\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      dnsPolicy: ClusterFirst\n      containers:\n        - name: c\n          image: skiff.local/busybox:latest\n          livenessProbe: {exec: {command: [true]}}\n          ports: [{containerPort: 80, hostIP: 0.0.0.0}]\nstatus: {replicas: 3}\n";
+    let parsed = parse_file("web.yaml", yaml.as_bytes());
+    assert!(parsed.is_ok(), "{:?}", parsed.errors());
+    let warnings: Vec<String> = parsed.warnings().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "manifest web.yaml: document 1: metadata.colour: unknown field, ignored",
+            "manifest web.yaml: document 1: spec.minReadySeconds: unknown field, ignored",
+            "manifest web.yaml: document 1: spec.template.spec.containers[0].livenessProbe: unknown field, ignored",
+            "manifest web.yaml: document 1: spec.template.spec.containers[0].ports[0].hostIP: unknown field, ignored",
+            "manifest web.yaml: document 1: spec.template.spec.dnsPolicy: unknown field, ignored",
+        ]
+    );
+}
+
+#[test]
+fn bad_yaml_reports_line_and_column_and_other_documents_survive() {
+    let yaml = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: [unclosed\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n";
+    let parsed = parse_file("mixed.yaml", yaml.as_bytes());
+    assert_eq!(parsed.documents.len(), 3);
+    let errors = parsed.errors();
+    assert_eq!(errors.len(), 1);
+    let error: &ManifestError = errors[0];
+    assert_eq!(error.document, 2);
+    assert!(error.message.starts_with("invalid YAML: "), "{error}");
+    assert!(
+        error.message.contains("line 9") || error.message.contains("line 8"),
+        "{error}"
+    );
+    let names: Vec<String> = parsed.objects().iter().map(|o| o.key().name).collect();
+    assert_eq!(names, ["a", "b"]);
+}
+
+#[test]
+fn duplicate_objects_in_one_file_are_errors() {
+    let yaml = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n";
+    let parsed = parse_file("dup.yaml", yaml.as_bytes());
+    let messages: Vec<String> = parsed.errors().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        messages,
+        [
+            "manifest dup.yaml: document 2: metadata.name: Namespace a is already defined in document 1"
+        ]
+    );
+}
+
+#[test]
+fn json_input_is_validated_the_same_way() {
+    let json = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "edge"},
+        "spec": {"containers": [{"name": "c", "image": "skiff.local/busybox:latest",
+        "resources": {"limits": {"cpu": 1, "memory": 129e6}}}]}}"#;
+    let parsed = parse_file("pod.json", json.as_bytes());
+    let objects = parsed.into_result().unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(objects[0].key().to_string(), "Pod edge/p");
+    assert_eq!(objects[0].kind(), Kind::Pod);
+    let skiff_manifests::Object::Pod(pod) = objects[0].get() else {
+        panic!("pod")
+    };
+    let limits = &pod.spec.containers[0].resources.limits;
+    assert_eq!(
+        (limits.cpu_millis(), limits.memory_bytes()),
+        (Some(1000), Some(129_000_000))
+    );
+
+    let broken = parse_file(
+        "pod.json",
+        br#"{"apiVersion": "v1", "kind": "Pod", "spec": {"replicas": -1}}"#,
+    );
+    assert!(!broken.is_ok());
+    let bad_json = parse_file("x.json", b"{\"a\": }");
+    assert!(
+        bad_json.errors()[0].message.contains("invalid JSON"),
+        "{:?}",
+        bad_json.errors()
+    );
+}
+
+#[test]
+fn secret_values_never_appear_in_errors_or_debug() {
+    let yaml = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata:\n  good: aHVudGVyMg==\n  broken: hunter2-not-base64!\nstringData:\n  pin: 987654\n  flag: true\n";
+    let parsed = parse_file("s.yaml", yaml.as_bytes());
+    let everything = format!(
+        "{parsed:?} {:?}",
+        parsed
+            .errors()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    );
+    for secret in ["hunter2", "987654", "aHVudGVyMg"] {
+        assert!(
+            !everything.contains(secret),
+            "{secret} leaked: {everything}"
+        );
+    }
+    let fields: Vec<&str> = parsed.errors().iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(fields, ["stringData.flag", "stringData.pin", "data.broken"]);
+}
+
+#[test]
+fn kubectl_output_with_server_fields_applies_cleanly() {
+    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: default\n  uid: 1234\n  resourceVersion: \"77\"\n  creationTimestamp: \"2024-01-01T00:00:00Z\"\n  managedFields: []\ndata: {a: b}\n";
+    let parsed = parse_file("c.yaml", yaml.as_bytes());
+    assert!(parsed.is_ok() && parsed.warnings().is_empty(), "{parsed:?}");
+}
