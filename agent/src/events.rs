@@ -41,10 +41,15 @@ impl Events {
         object_name: &str,
         message: &str,
     ) {
-        if warning {
-            tracing::warn!("{object_kind} {namespace}/{object_name}: {reason}: {message}");
+        let object = if namespace.is_empty() {
+            format!("{object_kind} {object_name}")
         } else {
-            tracing::info!("{object_kind} {namespace}/{object_name}: {reason}: {message}");
+            format!("{object_kind} {namespace}/{object_name}")
+        };
+        if warning {
+            tracing::warn!("{object}: {reason}: {message}");
+        } else {
+            tracing::info!("{object}: {reason}: {message}");
         }
         if let Some(e) = self.items.iter_mut().rev().take(50).find(|e| {
             e.reason == reason
