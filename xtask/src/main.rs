@@ -61,8 +61,15 @@ pub fn root() -> PathBuf {
 
 fn test(extra: &[String]) -> Result<()> {
     packages::ensure(packages::ALL)?;
-    let image = build_test_image()?;
     let root = root();
+    // Build every target once with the workspace's unified features, so the test run below and
+    // the test image build reuse the same artifacts.
+    util::run(
+        util::cargo()
+            .args(["build", "--workspace", "--all-targets"])
+            .current_dir(&root),
+    )?;
+    let image = build_test_image_with(&root.join("target").join("debug").join("skiff"))?;
     // Every tier: unit tables, in-process clusters, real QUIC on loopback, and privileged tests with
     // real containers and netlink (we run as root). The test image path is handed to the tests.
     let mut cmd = if util::have("cargo-nextest") {
@@ -121,13 +128,17 @@ fn lint() -> Result<()> {
 /// Builds the busybox test image as an OCI archive with the `skiff` binary's hidden dev command,
 /// so the image is made by the project's own (tested) code.
 pub fn build_test_image() -> Result<PathBuf> {
+    build_test_image_with(&util::build_skiff()?)
+}
+
+/// Builds the test image with an already built `skiff`.
+pub fn build_test_image_with(skiff: &std::path::Path) -> Result<PathBuf> {
     let root = root();
     let out_dir = root.join("target").join("skiff-test-image");
     std::fs::create_dir_all(&out_dir)?;
     let out = out_dir.join("busybox.oci.tar");
-    let skiff = util::build_skiff()?;
     util::run(
-        std::process::Command::new(&skiff)
+        std::process::Command::new(skiff)
             .args(["dev", "build-test-image", "--out"])
             .arg(&out),
     )?;
