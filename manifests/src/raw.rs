@@ -175,7 +175,7 @@ pub(crate) struct RawHostPath {
 pub(crate) struct RawConfigMapVolume {
     pub(crate) name: Option<String>,
     pub(crate) items: Option<List<RawKeyToPath>>,
-    pub(crate) default_mode: Option<i64>,
+    pub(crate) default_mode: Option<FileMode>,
     pub(crate) optional: Option<bool>,
 }
 
@@ -184,7 +184,7 @@ pub(crate) struct RawConfigMapVolume {
 pub(crate) struct RawSecretVolume {
     pub(crate) secret_name: Option<String>,
     pub(crate) items: Option<List<RawKeyToPath>>,
-    pub(crate) default_mode: Option<i64>,
+    pub(crate) default_mode: Option<FileMode>,
     pub(crate) optional: Option<bool>,
 }
 
@@ -193,7 +193,7 @@ pub(crate) struct RawSecretVolume {
 pub(crate) struct RawKeyToPath {
     pub(crate) key: Option<String>,
     pub(crate) path: Option<String>,
-    pub(crate) mode: Option<i64>,
+    pub(crate) mode: Option<FileMode>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -341,5 +341,36 @@ impl<'de> Deserialize<'de> for SecretText {
             }
         }
         deserializer.deserialize_any(SecretVisitor)
+    }
+}
+
+/// A file mode as written: a number (`420`, YAML 1.2 `0o644`) or the YAML 1.1 octal spelling
+/// `0644`, which YAML 1.2 parsers return as a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileMode(pub(crate) i64);
+
+impl<'de> Deserialize<'de> for FileMode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ModeVisitor;
+        impl<'de> Visitor<'de> for ModeVisitor {
+            type Value = FileMode;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a file mode such as 0644, 0o644 or 420")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<FileMode, E> {
+                Ok(FileMode(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<FileMode, E> {
+                Ok(FileMode(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<FileMode, E> {
+                let digits = v.strip_prefix("0o").or_else(|| v.strip_prefix('0'));
+                match digits.map(|d| i64::from_str_radix(d, 8)) {
+                    Some(Ok(mode)) if v.len() > 1 => Ok(FileMode(mode)),
+                    _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_any(ModeVisitor)
     }
 }

@@ -310,3 +310,27 @@ fn kubectl_output_with_server_fields_applies_cleanly() {
     let parsed = parse_file("c.yaml", yaml.as_bytes());
     assert!(parsed.is_ok() && parsed.warnings().is_empty(), "{parsed:?}");
 }
+
+#[test]
+fn file_modes_accept_yaml_1_1_octal_decimal_and_0o() {
+    let yaml = pod(
+        "",
+        "  volumes:\n    - {name: a, configMap: {name: c, defaultMode: 0644, items: [{key: k, path: k, mode: 0400}]}}\n    - {name: b, secret: {secretName: s, defaultMode: 0o600}}\n    - {name: d, secret: {secretName: s, defaultMode: 256}}\n",
+    );
+    let parsed = parse_file("modes.yaml", yaml.as_bytes());
+    let objects = parsed.into_result().unwrap_or_else(|e| panic!("{e:?}"));
+    let json = serde_json::to_value(&objects[0]).unwrap_or_default();
+    let volumes = &json["spec"]["volumes"];
+    assert_eq!(volumes[0]["configMap"]["defaultMode"], 0o644);
+    assert_eq!(volumes[0]["configMap"]["items"][0]["mode"], 0o400);
+    assert_eq!(volumes[1]["secret"]["defaultMode"], 0o600);
+    assert_eq!(volumes[2]["secret"]["defaultMode"], 256);
+
+    let bad = pod(
+        "",
+        "  volumes: [{name: a, configMap: {name: c, defaultMode: 0999}}]\n",
+    );
+    let found = problems(&bad);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].0, "spec.volumes[0].configMap.defaultMode");
+}

@@ -291,10 +291,14 @@ pub(crate) fn referenced_name(
     check(names::check_dns1123_subdomain(&name), path, problems).then_some(name)
 }
 
-fn default_mode(mode: Option<i64>, path: &FieldPath, problems: &mut Problems) -> Option<u32> {
+fn default_mode(
+    mode: Option<crate::raw::FileMode>,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Option<u32> {
     match mode {
         None => Some(DEFAULT_VOLUME_MODE),
-        Some(mode) => file_mode(mode, path, problems),
+        Some(mode) => file_mode(mode.0, path, problems),
     }
 }
 
@@ -313,7 +317,7 @@ fn key_to_paths(
             .filter(|file| check(names::check_relative_path(file), &file_path, problems));
         let mode = match raw.mode {
             None => Some(None),
-            Some(mode) => file_mode(mode, &item_path.child("mode"), problems).map(Some),
+            Some(mode) => file_mode(mode.0, &item_path.child("mode"), problems).map(Some),
         };
         if let (Some(key), Some(path), Some(mode)) = (key, file, mode) {
             out.push(KeyToPath { key, path, mode });
