@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use skiff_runtime::image::testing::TestRegistry;
-use skiff_runtime::image::{ImageError, PullOptions};
+use skiff_runtime::image::{ImageError, PullOptions, RegistryAuth};
 use support::{busybox_archive, check_busybox_rootfs, new_store, random_layer_archive};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -246,4 +246,143 @@ async fn interrupted_pull_resumes_from_the_partial_blob() {
         .unwrap()
         .unwrap();
     assert_eq!(std::fs::read(dirs[0].join("data/blob")).unwrap(), data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulls_this_platform_from_an_image_index() {
+    use oci_client::client::{ClientConfig, ClientProtocol};
+    use oci_client::manifest::{ImageIndexEntry, OciImageIndex, Platform};
+    use oci_spec::image::{Arch, Os};
+
+    let registry = TestRegistry::start().expect("start docker-registry");
+    let t = new_store();
+    let (busybox, busybox_built) = busybox_archive(t.dir.path());
+    let (big, big_built, _) = random_layer_archive(t.dir.path(), 64 * 1024, 7);
+    registry
+        .push_oci_archive(&busybox, "skiff/multi:busybox")
+        .unwrap();
+    registry.push_oci_archive(&big, "skiff/multi:big").unwrap();
+
+    // This node's platform is the busybox image; the other entry is the random one.
+    let (here, elsewhere) = match std::env::consts::ARCH {
+        "aarch64" => (Arch::ARM64, Arch::Amd64),
+        _ => (Arch::Amd64, Arch::ARM64),
+    };
+    let entry = |digest: &str, size: u64, architecture: Arch| ImageIndexEntry {
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        digest: digest.into(),
+        size: size as i64,
+        platform: Some(Platform {
+            architecture,
+            os: Os::Linux,
+            os_version: None,
+            os_features: None,
+            variant: None,
+            features: None,
+        }),
+        annotations: None,
+        artifact_type: None,
+    };
+    let index = OciImageIndex {
+        schema_version: 2,
+        media_type: Some("application/vnd.oci.image.index.v1+json".into()),
+        manifests: vec![
+            entry(
+                &big_built.manifest_digest,
+                big_built.manifest_size,
+                elsewhere,
+            ),
+            entry(
+                &busybox_built.manifest_digest,
+                busybox_built.manifest_size,
+                here,
+            ),
+        ],
+        artifact_type: None,
+        annotations: None,
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = oci_client::Client::new(ClientConfig {
+        protocol: ClientProtocol::Http,
+        ..ClientConfig::default()
+    });
+    let reference = format!("{}/skiff/multi:index", registry.host());
+    client
+        .push_manifest_list(
+            &reference.parse().unwrap(),
+            &oci_client::secrets::RegistryAuth::Anonymous,
+            index,
+        )
+        .await
+        .expect("push index");
+
+    let image = t
+        .store
+        .pull(&reference, &PullOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(image.reference, reference);
+    assert_eq!(image.digest, busybox_built.manifest_digest);
+    assert_eq!(image.layers, busybox_built.diff_ids);
+    let big_blob = t
+        .dir
+        .path()
+        .join("images/blobs/sha256")
+        .join(big_built.layer_digests[0].trim_start_matches("sha256:"));
+    assert!(
+        !big_blob.exists(),
+        "the other platform's layer was not downloaded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_comes_from_pull_options() {
+    let registry = TestRegistry::start_with_basic_auth("skiff", "s3cret").expect("start registry");
+    let t = new_store();
+    let (archive, built) = busybox_archive(t.dir.path());
+    let reference = registry
+        .push_oci_archive(&archive, "private/busybox:1")
+        .expect("push with credentials");
+
+    let err = t
+        .store
+        .pull(&reference, &PullOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ImageError::Unauthorized { .. }), "{err:?}");
+    let err = err.to_string();
+    assert!(err.starts_with(&format!("pull {reference}: ")), "{err}");
+    assert!(err.contains("credentials"), "{err}");
+
+    let wrong = PullOptions {
+        auth: [(
+            registry.host(),
+            RegistryAuth {
+                username: "skiff".into(),
+                password: "wrong".into(),
+            },
+        )]
+        .into(),
+        ..PullOptions::default()
+    };
+    let err = t.store.pull(&reference, &wrong).await.unwrap_err();
+    assert!(matches!(err, ImageError::Unauthorized { .. }), "{err:?}");
+
+    let right = PullOptions {
+        auth: [(
+            registry.host(),
+            RegistryAuth {
+                username: "skiff".into(),
+                password: "s3cret".into(),
+            },
+        )]
+        .into(),
+        ..PullOptions::default()
+    };
+    let image = t.store.pull(&reference, &right).await.unwrap();
+    assert_eq!(image.digest, built.manifest_digest);
+    assert!(
+        !format!("{right:?}").contains("s3cret"),
+        "credentials must not reach logs"
+    );
 }

@@ -53,6 +53,16 @@ pub enum ImageError {
     },
     #[error("pull {reference}: {reason}")]
     Pull { reference: String, reason: String },
+    #[error(
+        "pull {reference}: registry {registry} refused access ({source}): give it credentials \
+         for {registry} in the pull options, or check the ones given"
+    )]
+    Unauthorized {
+        reference: String,
+        registry: String,
+        #[source]
+        source: oci_client::errors::OciDistributionError,
+    },
     #[error("image store database ({context}): {source}")]
     Database {
         context: &'static str,

@@ -6,6 +6,7 @@ use std::sync::{Arc, Once};
 
 use futures::StreamExt;
 use oci_client::client::{BlobResponse, ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth as OciAuth;
 use oci_client::{Client, Reference};
 use tokio::io::AsyncWriteExt;
@@ -52,16 +53,28 @@ fn auth_for(reference: &Reference, opts: &PullOptions) -> OciAuth {
         .unwrap_or(OciAuth::Anonymous)
 }
 
+fn registry_error(reference: &str, registry: &str, source: OciDistributionError) -> ImageError {
+    match source {
+        OciDistributionError::UnauthorizedError { .. }
+        | OciDistributionError::AuthenticationFailure(_) => ImageError::Unauthorized {
+            reference: reference.to_string(),
+            registry: registry.to_string(),
+            source,
+        },
+        source => ImageError::Registry {
+            reference: reference.to_string(),
+            source,
+        },
+    }
+}
+
 impl ImageStore {
     /// Pulls `reference` from its registry, unpacks its layers and records it. Blobs already in
     /// the store are not downloaded again; interrupted downloads continue where they stopped.
     pub async fn pull(&self, reference: &str, opts: &PullOptions) -> Result<ImageInfo, ImageError> {
         let parsed = parse_reference(reference)?;
         let normalized = parsed.whole();
-        let registry_error = |source| ImageError::Registry {
-            reference: normalized.clone(),
-            source,
-        };
+        let registry_error = |source| registry_error(&normalized, parsed.registry(), source);
         let client = client_for(parsed.registry(), opts);
         let auth = auth_for(&parsed, opts);
         client
@@ -187,10 +200,7 @@ impl ImageStore {
         let response = client
             .pull_blob_stream_partial(image, digest, offset, None)
             .await
-            .map_err(|source| ImageError::Registry {
-                reference: reference.to_string(),
-                source,
-            })?;
+            .map_err(|source| registry_error(reference, image.registry(), source))?;
         let (mut stream, mut written, append) = match response {
             BlobResponse::Partial(stream) => (stream, offset, true),
             BlobResponse::Full(stream) => (stream, 0, false),

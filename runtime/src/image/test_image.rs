@@ -46,6 +46,7 @@ const GROUP: &str = "root:x:0:\nnogroup:x:65534:\n";
 pub struct BuiltImage {
     pub reference: String,
     pub manifest_digest: String,
+    pub manifest_size: u64,
     pub config_digest: String,
     pub layer_digests: Vec<String>,
     pub diff_ids: Vec<String>,
@@ -188,6 +189,7 @@ pub fn write_oci_archive(
     });
     let manifest_bytes = to_json(&manifest)?;
     let manifest_digest = sha256_digest(&manifest_bytes);
+    let manifest_size = manifest_bytes.len() as u64;
     let index = json!({
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
@@ -231,6 +233,7 @@ pub fn write_oci_archive(
     Ok(BuiltImage {
         reference: reference.to_string(),
         manifest_digest,
+        manifest_size,
         config_digest,
         layer_digests,
         diff_ids,

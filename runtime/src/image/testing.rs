@@ -17,12 +17,23 @@ pub struct TestRegistry {
     child: Child,
     dir: PathBuf,
     addr: SocketAddr,
+    credentials: Option<(String, String)>,
 }
 
 impl TestRegistry {
     /// Starts a registry on a free loopback port and waits (up to 20 s) until `GET /v2/`
     /// answers 200.
     pub fn start() -> io::Result<Self> {
+        Self::start_inner(None)
+    }
+
+    /// Like [`TestRegistry::start`], but every request needs HTTP basic auth with these
+    /// credentials (htpasswd, bcrypt via python3's `crypt`). Pushes use them too.
+    pub fn start_with_basic_auth(username: &str, password: &str) -> io::Result<Self> {
+        Self::start_inner(Some((username.to_string(), password.to_string())))
+    }
+
+    fn start_inner(credentials: Option<(String, String)>) -> io::Result<Self> {
         let binary =
             std::env::var("SKIFF_DOCKER_REGISTRY").unwrap_or_else(|_| DOCKER_REGISTRY.into());
         let dir = std::env::temp_dir().join(format!(
@@ -31,13 +42,24 @@ impl TestRegistry {
             crate::image::blobs::unique_suffix()
         ));
         std::fs::create_dir_all(dir.join("data"))?;
+        let htpasswd = match &credentials {
+            Some((username, password)) => {
+                let path = dir.join("htpasswd");
+                std::fs::write(&path, format!("{username}:{}\n", bcrypt(password)?))?;
+                Some(path)
+            }
+            None => None,
+        };
         // The port is free now; the registry binds it a moment later. A clash shows up as an
         // early exit, and we try another port.
         let mut last_error = None;
         for _ in 0..3 {
             let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
             let config = dir.join("config.yml");
-            std::fs::write(&config, registry_config(&dir.join("data"), addr))?;
+            std::fs::write(
+                &config,
+                registry_config(&dir.join("data"), addr, htpasswd.as_deref()),
+            )?;
             let log = std::fs::File::create(dir.join("registry.log"))?;
             let child = Command::new(&binary)
                 .arg("serve")
@@ -56,6 +78,7 @@ impl TestRegistry {
                 child,
                 dir: dir.clone(),
                 addr,
+                credentials: credentials.clone(),
             };
             match registry.wait_ready(Duration::from_secs(20)) {
                 Ok(()) => return Ok(registry),
@@ -93,7 +116,8 @@ impl TestRegistry {
                     self.log()
                 )));
             }
-            if http_status(self.addr, "/v2/").ok() == Some(200) {
+            // 401 is the answer of a registry that wants credentials: it is up.
+            if matches!(http_status(self.addr, "/v2/"), Ok(200 | 401)) {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -111,11 +135,13 @@ impl TestRegistry {
     /// (skopeo would otherwise compress uncompressed layers). Returns the pushed reference.
     pub fn push_oci_archive(&self, archive: &Path, repository_tag: &str) -> io::Result<String> {
         let destination = format!("docker://{}/{repository_tag}", self.addr);
-        skopeo(&[
-            "--preserve-digests",
-            &format!("oci-archive:{}", archive.display()),
-            &destination,
-        ])?;
+        let source = format!("oci-archive:{}", archive.display());
+        let mut args = vec!["--preserve-digests".to_string()];
+        if let Some((username, password)) = &self.credentials {
+            args.push(format!("--dest-creds={username}:{password}"));
+        }
+        args.extend([source, destination]);
+        skopeo(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
         Ok(format!("{}/{repository_tag}", self.addr))
     }
 
@@ -155,14 +181,44 @@ fn skopeo(args: &[&str]) -> io::Result<()> {
     Ok(())
 }
 
-fn registry_config(data: &Path, addr: SocketAddr) -> String {
-    format!(
+fn registry_config(data: &Path, addr: SocketAddr, htpasswd: Option<&Path>) -> String {
+    let mut config = format!(
         "version: 0.1\n\
          log:\n  level: warn\n  accesslog:\n    disabled: true\n\
          storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
          http:\n  addr: {addr}\n",
         data.display()
-    )
+    );
+    if let Some(path) = htpasswd {
+        config.push_str(&format!(
+            "auth:\n  htpasswd:\n    realm: skiff-test\n    path: {}\n",
+            path.display()
+        ));
+    }
+    config
+}
+
+/// A bcrypt hash for htpasswd (the registry accepts only bcrypt), made by python3's `crypt`.
+fn bcrypt(password: &str) -> io::Result<String> {
+    let output = Command::new("python3")
+        .args([
+            "-W",
+            "ignore",
+            "-c",
+            "import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))",
+            password,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("run python3 for bcrypt: {e}")))?;
+    let hash = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    if !output.status.success() || !hash.starts_with("$2") {
+        return Err(io::Error::other(format!(
+            "python3 could not make a bcrypt hash: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(hash)
 }
 
 /// Status code of a plain `GET` over HTTP/1.0.
