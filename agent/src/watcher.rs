@@ -34,6 +34,17 @@ pub fn is_manifest_name(path: &Path) -> bool {
     matches!(ext.to_ascii_lowercase().as_str(), "yaml" | "yml" | "json")
 }
 
+/// Whether an event means the file's content is complete: closed after writing, or renamed
+/// into place (how editors and `mv` deliver files).
+fn is_complete(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+    matches!(
+        kind,
+        notify::EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | notify::EventKind::Modify(ModifyKind::Name(RenameMode::To))
+    )
+}
+
 /// Every manifest file under `dir` (recursively, skipping hidden directories) with its bytes.
 pub fn scan(dir: &Path) -> std::io::Result<BTreeMap<PathBuf, Vec<u8>>> {
     let mut out = BTreeMap::new();
@@ -72,12 +83,15 @@ pub fn spawn(
     tracker: &tokio_util::task::TaskTracker,
 ) -> notify::Result<()> {
     std::fs::create_dir_all(&dir).map_err(notify::Error::io)?;
-    let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<PathBuf>();
+    // (path, complete): a closed-after-write or renamed-into-place file is complete and is read
+    // at once; any other change waits for the debounce.
+    let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<(PathBuf, bool)>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         match res {
             Ok(event) => {
+                let complete = is_complete(&event.kind);
                 for path in event.paths {
-                    let _ = raw_tx.send(path);
+                    let _ = raw_tx.send((path, complete));
                 }
             }
             Err(e) => tracing::warn!("manifest watcher: {e}"),
@@ -100,6 +114,7 @@ pub fn spawn(
             return;
         }
         let mut dirty: BTreeSet<PathBuf> = BTreeSet::new();
+        let mut ready: BTreeSet<PathBuf> = BTreeSet::new();
         let mut resync_timer = tokio::time::interval(resync);
         resync_timer.tick().await;
         loop {
@@ -107,14 +122,29 @@ pub fn spawn(
             tokio::select! {
                 // All branches are cancel-safe: mpsc recv, timers.
                 _ = cancel.cancelled() => return,
-                Some(path) = raw_rx.recv() => { dirty.insert(path); continue; }
+                Some((path, complete)) = raw_rx.recv() => {
+                    if complete {
+                        dirty.remove(&path);
+                        ready.insert(path);
+                        // Take whatever else is already queued, then act without waiting.
+                        while let Ok((p, c)) = raw_rx.try_recv() {
+                            if c { dirty.remove(&p); ready.insert(p); } else if !ready.contains(&p) { dirty.insert(p); }
+                        }
+                    } else {
+                        ready.remove(&path);
+                        dirty.insert(path);
+                        continue;
+                    }
+                }
                 _ = resync_timer.tick() => {
                     if let Some(s) = send_snapshot(&dir) && events.send(s).await.is_err() { return; }
                     continue;
                 }
-                _ = quiet, if !dirty.is_empty() => {}
+                _ = quiet, if !dirty.is_empty() => {
+                    ready.extend(std::mem::take(&mut dirty));
+                }
             }
-            for path in std::mem::take(&mut dirty) {
+            for path in std::mem::take(&mut ready) {
                 if path.is_dir() {
                     // A directory appeared (or moved in): read what it holds.
                     if let Ok(files) = scan(&path) {
@@ -201,8 +231,14 @@ mod tests {
         };
         // An editor's swap file is ignored; the real file is reported once with its final bytes.
         std::fs::write(dir.path().join(".web.yaml.swp"), "junk").unwrap();
-        std::fs::write(dir.path().join("web.yaml"), "partial").unwrap();
-        std::fs::write(dir.path().join("web.yaml"), "complete").unwrap();
+        {
+            // A writer that has not closed the file yet: its first bytes are not acted on.
+            use std::io::Write;
+            let mut f = std::fs::File::create(dir.path().join("web.yaml")).unwrap();
+            f.write_all(b"comp").unwrap();
+            f.flush().unwrap();
+            f.write_all(b"lete").unwrap();
+        }
         let ev = next().await;
         assert_eq!(
             ev,
@@ -212,7 +248,7 @@ mod tests {
             }
         );
         std::fs::remove_file(dir.path().join("web.yaml")).unwrap();
-        // Late inotify events for the same write may repeat the final content; never "partial".
+        // Late inotify events for the same write may repeat the final content; never a part.
         let mut ev = next().await;
         while let FileEvent::Present { content, .. } = &ev {
             assert_eq!(content, b"complete");
