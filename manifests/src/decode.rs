@@ -15,9 +15,20 @@ use crate::error::{FieldPath, Problems};
 /// Upper bound on decoding passes (one per type error) for one document.
 const MAX_PASSES: usize = 64;
 
+/// Whether type-error messages may quote the offending value (not in Secrets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Values {
+    Shown,
+    Hidden,
+}
+
 /// Decodes `tree` into `T`, writing type errors and unknown-field warnings into `problems`.
 /// Returns `None` only when the document as a whole has the wrong shape.
-pub(crate) fn decode<T: DeserializeOwned>(mut tree: Value, problems: &mut Problems) -> Option<T> {
+pub(crate) fn decode<T: DeserializeOwned>(
+    mut tree: Value,
+    values: Values,
+    problems: &mut Problems,
+) -> Option<T> {
     let mut last_failed: Option<String> = None;
     for _ in 0..MAX_PASSES {
         let mut unknown_fields = Vec::new();
@@ -36,7 +47,7 @@ pub(crate) fn decode<T: DeserializeOwned>(mut tree: Value, problems: &mut Proble
             }
             Err(error) => {
                 let segments: Vec<_> = error.path().iter().cloned().collect();
-                let message = error.inner().to_string();
+                let message = friendly_message(&error.inner().to_string(), values);
                 let field = render_segments(&segments);
                 if last_failed.as_ref() == Some(&field) {
                     return None;
@@ -110,5 +121,63 @@ fn ignored_path(path: &serde_ignored::Path<'_>) -> FieldPath {
         Path::Some { parent }
         | Path::NewtypeStruct { parent }
         | Path::NewtypeVariant { parent } => ignored_path(parent),
+    }
+}
+
+/// Rewrites serde's wording for manifest authors ("expected i64" -> "expected an integer") and,
+/// for Secrets, drops the quoted value.
+fn friendly_message(message: &str, values: Values) -> String {
+    let mut text = message.to_string();
+    for (from, to) in [
+        ("expected i64", "expected an integer"),
+        ("expected u64", "expected an integer"),
+        ("expected a sequence", "expected a list"),
+        ("expected a map", "expected a mapping"),
+        ("invalid type: sequence", "invalid type: list"),
+        ("invalid type: map", "invalid type: mapping"),
+    ] {
+        text = text.replace(from, to);
+    }
+    if let Some(start) = text.find("expected struct ") {
+        text.replace_range(start.., "expected a mapping");
+    }
+    match values {
+        Values::Shown => text,
+        Values::Hidden => match text.split_once(", expected ") {
+            Some((_, expected)) => {
+                format!("has the wrong type (value not shown), expected {expected}")
+            }
+            None if text.contains('"') || text.contains('`') => {
+                "has the wrong type (value not shown)".to_string()
+            }
+            None => text,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_speak_manifest_and_hide_secret_values() {
+        assert_eq!(
+            friendly_message("invalid type: string \"two\", expected i64", Values::Shown),
+            "invalid type: string \"two\", expected an integer"
+        );
+        assert_eq!(
+            friendly_message(
+                "invalid type: sequence, expected struct RawContainer",
+                Values::Shown
+            ),
+            "invalid type: list, expected a mapping"
+        );
+        assert_eq!(
+            friendly_message(
+                "invalid type: string \"hunter2\", expected a map",
+                Values::Hidden
+            ),
+            "has the wrong type (value not shown), expected a mapping"
+        );
     }
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::decode::decode;
+use crate::decode::{Values, decode};
 use crate::error::{FieldPath, ManifestError, Problems};
 use crate::model::object::{DEFAULT_NAMESPACE, Kind, Object, ObjectMeta};
 use crate::names;
@@ -61,18 +61,22 @@ pub(crate) fn validate_document(value: Value, problems: &mut Problems) -> Option
         return None;
     };
     let object = match kind {
-        Kind::Pod => workloads::validate_pod(decode(value, problems)?, problems).map(Object::Pod),
-        Kind::Deployment => workloads::validate_deployment(decode(value, problems)?, problems)
-            .map(Object::Deployment),
+        Kind::Pod => workloads::validate_pod(decode(value, Values::Shown, problems)?, problems)
+            .map(Object::Pod),
+        Kind::Deployment => {
+            workloads::validate_deployment(decode(value, Values::Shown, problems)?, problems)
+                .map(Object::Deployment)
+        }
         Kind::Namespace => {
-            config::validate_namespace(decode(value, problems)?, problems).map(Object::Namespace)
+            config::validate_namespace(decode(value, Values::Shown, problems)?, problems)
+                .map(Object::Namespace)
         }
         Kind::ConfigMap => {
-            config::validate_config_map(decode(value, problems)?, problems).map(Object::ConfigMap)
+            config::validate_config_map(decode(value, Values::Shown, problems)?, problems)
+                .map(Object::ConfigMap)
         }
-        Kind::Secret => {
-            config::validate_secret(decode(value, problems)?, problems).map(Object::Secret)
-        }
+        Kind::Secret => config::validate_secret(decode(value, Values::Hidden, problems)?, problems)
+            .map(Object::Secret),
     };
     if problems.has_errors() { None } else { object }
 }
