@@ -1,0 +1,180 @@
+//! Deployments from the watched directory: replicas become running pods with kubectl-shaped
+//! output; editing the file scales or replaces pods; deleting it removes every trace.
+
+mod support;
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use support::{TEST_IMAGE, TestAgent, WAIT, container_status, name_of, uid_of};
+
+fn deployment(replicas: u32, greeting: &str) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+    spec:
+      volumes:
+      - name: cache
+        emptyDir: {{medium: Memory}}
+      containers:
+      - name: app
+        image: {TEST_IMAGE}
+        imagePullPolicy: IfNotPresent
+        env:
+        - {{name: GREETING, value: "{greeting}"}}
+        command: ["sh", "-c", "trap 'exit 0' TERM; echo $GREETING; sleep 100000 & wait"]
+        volumeMounts:
+        - {{name: cache, mountPath: /cache}}
+"#
+    )
+}
+
+fn is_pod_name(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('-').collect();
+    parts.len() == 3
+        && parts[0] == "web"
+        && parts[1].len() == 10
+        && parts[1].chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        && parts[2].len() == 5
+        && parts[2].chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+}
+
+#[test]
+fn deployment_runs_replicas_with_kubectl_shaped_output() {
+    let agent = TestAgent::start();
+    agent.write_manifest("web.yaml", &deployment(2, "hello"));
+    let pods = agent.wait_running(2);
+    let list = agent.pods_json();
+    assert_eq!(list["kind"], "List", "{list}");
+    for p in &pods {
+        let name = name_of(p);
+        assert!(is_pod_name(&name), "pod name {name:?} is not web-<10 hex>-<5 chars>");
+        assert_eq!(p["kind"], "Pod");
+        assert_eq!(p["spec"]["nodeName"], agent.node_name.as_str(), "{p}");
+        assert_eq!(p["status"]["phase"], "Running");
+        let c = container_status(p, "app");
+        assert_eq!(c["restartCount"], 0, "{c}");
+        assert!(c["state"]["running"]["startedAt"].is_string(), "{c}");
+        assert_eq!(p["metadata"]["ownerReferences"][0]["kind"], "Deployment");
+        assert!(agent.container_process(p, "app").is_some(), "no live process for {name}");
+    }
+    let names: Vec<String> = pods.iter().map(name_of).collect();
+    assert_ne!(names[0], names[1]);
+    // The same template hash in both names.
+    assert_eq!(names[0].split('-').nth(1), names[1].split('-').nth(1));
+
+    let table = agent.skiff_ok(&["get", "deployments"]);
+    let row = table.lines().find(|l| l.starts_with("web ")).unwrap_or_else(|| panic!("{table}"));
+    assert_eq!(row.split_whitespace().nth(1), Some("2/2"), "{table}");
+    let d = agent.get_json(&["deployments"]);
+    assert_eq!(d["items"][0]["status"]["readyReplicas"], 2, "{d}");
+
+    let table = agent.skiff_ok(&["get", "pods"]);
+    for name in &names {
+        let row = table.lines().find(|l| l.starts_with(name.as_str())).unwrap_or_else(|| panic!("{table}"));
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(&cols[1..4], &["1/1", "Running", "0"], "{table}");
+    }
+}
+
+/// (uid -> pid) of the live pods.
+fn processes(agent: &TestAgent) -> BTreeMap<String, support::proc::ProcessId> {
+    agent
+        .live_pods()
+        .iter()
+        .map(|p| {
+            let id = agent
+                .container_process(p, "app")
+                .unwrap_or_else(|| panic!("no process for {}", name_of(p)));
+            (uid_of(p), id)
+        })
+        .collect()
+}
+
+#[test]
+fn editing_the_file_scales_replaces_and_deletes() {
+    let agent = TestAgent::start();
+    agent.write_manifest("web.yaml", &deployment(2, "hello"));
+    agent.wait_running(2);
+    let old = processes(&agent);
+
+    // Scale 2 -> 3: the two pods stay (same uid, same process), one is added.
+    agent.write_manifest("web.yaml", &deployment(3, "hello"));
+    let pods = agent.wait_running(3);
+    let now = processes(&agent);
+    for (uid, id) in &old {
+        assert_eq!(now.get(uid), Some(id), "pod {uid} was touched by a replica change");
+        assert!(id.alive());
+    }
+    assert_eq!(pods.iter().filter(|p| !old.contains_key(&uid_of(p))).count(), 1);
+    let three = now;
+
+    // A template change replaces every pod.
+    agent.write_manifest("web.yaml", &deployment(3, "bonjour"));
+    let pods = agent.wait_until(WAIT, "3 new running pods", || {
+        let pods = agent.pods();
+        let fresh = pods.len() == 3
+            && pods.iter().all(|p| !three.contains_key(&uid_of(p)) && support::all_running(p));
+        fresh.then_some(pods)
+    });
+    for id in three.values() {
+        agent.wait_until(WAIT, "old container processes to exit", || (!id.alive()).then_some(()));
+    }
+    for p in &pods {
+        let env = &p["spec"]["containers"][0]["env"][0]["value"];
+        assert_eq!(env, "bonjour", "{p}");
+        let logs = agent.wait_until(WAIT, "greeting in the log", || {
+            let out = agent.skiff_ok(&["logs", &name_of(p)]);
+            out.contains("bonjour").then_some(out)
+        });
+        assert!(!logs.contains("hello"), "{logs}");
+    }
+    let last = processes(&agent);
+
+    // Deleting the file removes everything.
+    agent.remove_manifest("web.yaml");
+    agent.wait_until(WAIT, "no pods", || agent.pods().is_empty().then_some(()));
+    for id in last.values() {
+        assert!(!id.alive(), "container process {id:?} still alive");
+    }
+    agent.wait_until(WAIT, "nothing left of the pods", || {
+        let left = support::cleanup::leftovers(&agent.dir, &agent.cgroup_parent, &agent.netns_prefix);
+        let pod_cgroups: Vec<_> = left
+            .cgroups
+            .iter()
+            .filter(|d| d.file_name().is_some_and(|n| n.to_string_lossy() != agent.cgroup_parent.trim_start_matches('/')))
+            .collect();
+        let state: Vec<String> = ["containers", "lc"]
+            .iter()
+            .flat_map(|d| std::fs::read_dir(agent.run.join("c").join(d)).into_iter().flatten())
+            .filter_map(Result::ok)
+            .map(|e| e.path().display().to_string())
+            .collect();
+        let pod_dirs: Vec<String> = std::fs::read_dir(agent.data.join("pods"))
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .map(|e| e.path().display().to_string())
+            .collect();
+        let clean = left.processes.is_empty()
+            && left.netns.is_empty()
+            && left.mounts.is_empty()
+            && pod_cgroups.is_empty()
+            && state.is_empty()
+            && pod_dirs.is_empty();
+        if !clean {
+            eprintln!("left: {left:?} state {state:?} pod dirs {pod_dirs:?}");
+        }
+        clean.then_some(())
+    });
+    let d: Value = agent.get_json(&["deployments"]);
+    assert!(d["items"].as_array().is_some_and(|a| a.is_empty()), "{d}");
+}

@@ -1,0 +1,416 @@
+//! Harness for the privileged end-to-end tests: a real `skiff agent` process with its own short
+//! temp dirs, cgroup parent and netns prefix, the busybox test image imported, CLI helpers,
+//! polling with deadlines, and a drop guard that removes everything the agent made.
+#![allow(dead_code)]
+
+pub mod cleanup;
+pub mod image;
+pub mod proc;
+
+use serde_json::Value;
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub use image::{TEST_IMAGE, test_image_archive};
+
+/// The skiff binary under test.
+pub const SKIFF: &str = env!("CARGO_BIN_EXE_skiff");
+
+/// Generous deadline for things that should happen within a second or two.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Options of one test agent.
+#[derive(Clone, Debug)]
+pub struct AgentOptions {
+    pub crash_backoff_base_ms: u64,
+    /// Import the busybox test image once the agent is up.
+    pub import_test_image: bool,
+    /// Extra lines for the agent's TOML config file.
+    pub config: String,
+}
+
+impl Default for AgentOptions {
+    fn default() -> Self {
+        AgentOptions {
+            crash_backoff_base_ms: 200,
+            import_test_image: true,
+            config: String::new(),
+        }
+    }
+}
+
+/// A running agent and everything it owns. Dropping it cleans up, even during a panic.
+pub struct TestAgent {
+    /// `/tmp/sk-XXXXXX`: holds `data`, `m` (manifests), `run`, the socket and the agent log.
+    pub dir: PathBuf,
+    pub data: PathBuf,
+    pub manifests: PathBuf,
+    pub run: PathBuf,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+    /// `/skiff-t-<rand>`.
+    pub cgroup_parent: String,
+    /// `t<rand>-`.
+    pub netns_prefix: String,
+    pub node_name: String,
+    pub options: AgentOptions,
+    child: Option<Child>,
+    cleaned: bool,
+}
+
+fn random_hex(n: usize) -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..n)
+        .map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0'))
+        .collect()
+}
+
+impl TestAgent {
+    /// Starts an agent with default options and the test image imported.
+    pub fn start() -> TestAgent {
+        TestAgent::start_with(AgentOptions::default())
+    }
+
+    pub fn start_with(options: AgentOptions) -> TestAgent {
+        let (dir, tag) = loop {
+            let tag = random_hex(6);
+            let dir = PathBuf::from(format!("/tmp/sk-{tag}"));
+            match std::fs::create_dir(&dir) {
+                Ok(()) => break (dir, tag),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => panic!("create {}: {e}", dir.display()),
+            }
+        };
+        let mut agent = TestAgent {
+            data: dir.join("data"),
+            manifests: dir.join("m"),
+            run: dir.join("run"),
+            socket: dir.join("s.sock"),
+            log: dir.join("agent.log"),
+            cgroup_parent: format!("/skiff-t-{tag}"),
+            netns_prefix: format!("t{tag}-"),
+            node_name: format!("node-{tag}"),
+            dir,
+            options,
+            child: None,
+            cleaned: false,
+        };
+        for d in [&agent.data, &agent.manifests, &agent.run] {
+            std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("create {}: {e}", d.display()));
+        }
+        agent.spawn();
+        if agent.options.import_test_image {
+            let archive = test_image_archive();
+            agent.skiff_ok(&["image", "import", &archive.display().to_string()]);
+        }
+        agent
+    }
+
+    fn spawn(&mut self) {
+        assert!(self.child.is_none(), "agent already running");
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap_or_else(|e| panic!("open {}: {e}", self.log.display()));
+        let mut cmd = Command::new(SKIFF);
+        cmd.arg("agent")
+            .args(["--node-name", &self.node_name])
+            .arg("--data-dir")
+            .arg(&self.data)
+            .arg("--manifests-dir")
+            .arg(&self.manifests)
+            .arg("--api-socket")
+            .arg(&self.socket)
+            .arg("--run-dir")
+            .arg(&self.run)
+            .args(["--cgroup-parent", &self.cgroup_parent])
+            .args(["--netns-prefix", &self.netns_prefix])
+            .args([
+                "--crash-backoff-base-ms",
+                &self.options.crash_backoff_base_ms.to_string(),
+            ])
+            // Gossip is not part of these tests; keep the port away from anything real.
+            .args(["--listen", "127.0.0.1:0"]);
+        if !self.options.config.is_empty() {
+            let path = self.dir.join("agent.toml");
+            std::fs::write(&path, &self.options.config).expect("write agent config");
+            cmd.arg("--config").arg(path);
+        }
+        let child = cmd
+            .env("SKIFF_LOG", std::env::var("SKIFF_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log fd"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {SKIFF} agent: {e}"));
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Waits until the agent answers on its socket.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                panic!("agent exited during start with {status}\n{}", self.log_text());
+            }
+            if self.socket.exists() {
+                let out = self.skiff(&["get", "nodes", "-o", "json"]);
+                if out.status.success() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "agent not ready within {WAIT:?}\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The agent's pid, while it runs.
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.id() as i32)
+    }
+
+    /// The agent's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILLs the agent (its containers and shims keep running).
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, and waits for a clean exit (status 0).
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        proc::signal(child.id() as i32, libc::SIGTERM);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    assert!(status.success(), "agent exited with {status} after SIGTERM\n{}", self.log_text());
+                    return;
+                }
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("agent did not stop within {WAIT:?} of SIGTERM\n{}", self.log_text());
+                }
+            }
+        }
+    }
+
+    /// Starts the agent again with the same dirs (after `stop` or `kill9`).
+    pub fn restart(&mut self) {
+        self.spawn();
+    }
+
+    /// Writes (atomically: temp file outside the watched dir, then rename) a manifest file.
+    pub fn write_manifest(&self, name: &str, yaml: &str) {
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, yaml).expect("write manifest");
+        std::fs::rename(&tmp, self.manifests.join(name)).expect("rename manifest");
+    }
+
+    pub fn remove_manifest(&self, name: &str) {
+        std::fs::remove_file(self.manifests.join(name)).expect("remove manifest");
+    }
+
+    /// Runs `skiff --socket <ours> ARGS` (at most 60 s).
+    pub fn skiff(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(SKIFF);
+        cmd.arg("--socket").arg(&self.socket).args(args);
+        run_with_timeout(cmd, Duration::from_secs(60))
+    }
+
+    /// Like `skiff`, but the command must succeed; returns stdout.
+    pub fn skiff_ok(&self, args: &[&str]) -> String {
+        let out = self.skiff(args);
+        assert!(
+            out.status.success(),
+            "skiff {args:?} failed with {}: {}\n--- agent log ---\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.log_text()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `get <kind> -o json`, parsed.
+    pub fn get_json(&self, args: &[&str]) -> Value {
+        let mut full = vec!["get"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["-o", "json"]);
+        let text = self.skiff_ok(&full);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("get {args:?}: not JSON ({e}): {text}"))
+    }
+
+    /// `get pods -o json` (the whole List).
+    pub fn pods_json(&self) -> Value {
+        self.get_json(&["pods"])
+    }
+
+    /// The pods' items.
+    pub fn pods(&self) -> Vec<Value> {
+        items(&self.pods_json())
+    }
+
+    /// One pod by name, if listed.
+    pub fn pod(&self, name: &str) -> Option<Value> {
+        self.pods().into_iter().find(|p| p["metadata"]["name"] == name)
+    }
+
+    /// Pods that are not being deleted.
+    pub fn live_pods(&self) -> Vec<Value> {
+        self.pods()
+            .into_iter()
+            .filter(|p| p["metadata"].get("deletionTimestamp").is_none())
+            .collect()
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        items(&self.get_json(&["events"]))
+    }
+
+    /// Polls `f` every 50 ms until it returns `Some`, or panics after `timeout` saying `what`
+    /// and showing the pods and the agent's log.
+    pub fn wait_until<T>(&self, timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            if Instant::now() >= deadline {
+                let pods = self.skiff(&["get", "pods", "-o", "json"]);
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}\n--- pods ---\n{}\n--- agent log ---\n{}",
+                    String::from_utf8_lossy(&pods.stdout),
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until the pod named `name` has phase `phase`; returns the pod.
+    pub fn wait_phase(&self, name: &str, phase: &str) -> Value {
+        self.wait_until(WAIT, &format!("pod {name} {phase}"), || {
+            self.pod(name).filter(|p| p["status"]["phase"] == phase)
+        })
+    }
+
+    /// Waits until exactly `n` live pods exist and all are Running with every container running.
+    pub fn wait_running(&self, n: usize) -> Vec<Value> {
+        self.wait_until(WAIT, &format!("{n} running pods"), || {
+            let pods = self.live_pods();
+            (pods.len() == n && pods.iter().all(all_running)).then_some(pods)
+        })
+    }
+
+    /// The host pid and start time of a pod's running container (from the runtime's record in
+    /// the run dir, checked against /proc).
+    pub fn container_process(&self, pod: &Value, container: &str) -> Option<proc::ProcessId> {
+        let uid = pod["metadata"]["uid"].as_str()?;
+        let index = pod["spec"]["containers"]
+            .as_array()?
+            .iter()
+            .position(|c| c["name"] == container)?;
+        proc::running_container(&self.run.join("c"), &format!("{uid}-c{index}-"))
+    }
+
+    /// Runs the full cleanup now (the drop guard does the same; this one reports leftovers).
+    pub fn cleanup(&mut self) -> cleanup::Leftovers {
+        self.kill9();
+        self.cleaned = true;
+        cleanup::clean(&self.dir, &self.cgroup_parent, &self.netns_prefix)
+    }
+}
+
+impl Drop for TestAgent {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- agent log ({}) ---\n{}", self.log.display(), self.log_text());
+        }
+        if !self.cleaned {
+            self.kill9();
+            let left = cleanup::clean(&self.dir, &self.cgroup_parent, &self.netns_prefix);
+            if !left.is_empty() {
+                eprintln!("test agent cleanup left: {left:?}");
+            }
+        }
+    }
+}
+
+/// A List's `items`.
+pub fn items(list: &Value) -> Vec<Value> {
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// Every container of the pod is in state `running` and the phase is Running.
+pub fn all_running(pod: &Value) -> bool {
+    pod["status"]["phase"] == "Running"
+        && pod["status"]["containerStatuses"]
+            .as_array()
+            .is_some_and(|cs| !cs.is_empty() && cs.iter().all(|c| c["state"].get("running").is_some()))
+}
+
+/// The status of the named container.
+pub fn container_status(pod: &Value, name: &str) -> Value {
+    pod["status"]["containerStatuses"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == name).cloned())
+        .unwrap_or(Value::Null)
+}
+
+pub fn name_of(pod: &Value) -> String {
+    pod["metadata"]["name"].as_str().unwrap_or_default().to_string()
+}
+
+pub fn uid_of(pod: &Value) -> String {
+    pod["metadata"]["uid"].as_str().unwrap_or_default().to_string()
+}
+
+/// Runs a command, killing it after `timeout`.
+pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(out) => out.unwrap_or_else(|e| panic!("wait {cmd:?}: {e}")),
+        Err(_) => {
+            proc::signal(pid, libc::SIGKILL);
+            panic!("{cmd:?} did not finish within {timeout:?}");
+        }
+    }
+}
+
+/// A pod manifest with one busybox container running `script` under `sh -c`.
+pub fn pod_yaml(name: &str, script: &str, extra_spec: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n{extra_spec}  containers:\n  - name: main\n    image: {TEST_IMAGE}\n    imagePullPolicy: IfNotPresent\n    command: [\"sh\", \"-c\", {script:?}]\n"
+    )
+}
+
+/// Whether `path` exists (for readability in assertions).
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}
