@@ -121,9 +121,7 @@ pub enum GossipError {
         #[source]
         source: io::Error,
     },
-    #[error(
-        "listening on {listen} needs an explicit advertise address that other nodes can reach"
-    )]
+    #[error("listening on {listen} needs an explicit advertise address that other nodes can reach")]
     AdvertiseRequired { listen: SocketAddr },
     #[error("cannot start gossip: {detail}")]
     Start { detail: String },

@@ -276,6 +276,9 @@ mod tests {
         let again = NodeIdentity::load_or_create_cluster(dir.path(), "n1").expect("reload");
         assert_eq!(again.cluster_id(), created.cluster_id());
         let err = NodeIdentity::load_or_create_cluster(dir.path(), "other").unwrap_err();
-        assert!(err.to_string().contains("already holds the identity"), "{err}");
+        assert!(
+            err.to_string().contains("already holds the identity"),
+            "{err}"
+        );
     }
 }

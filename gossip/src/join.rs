@@ -178,10 +178,8 @@ async fn exchange(
     token: &Token,
     node_name: &str,
 ) -> Result<(String, Vec<u8>, Vec<u8>), JoinError> {
-    let connect_err = |e: Box<dyn std::error::Error + Send + Sync>| JoinError::Connect {
-        addr,
-        source: e,
-    };
+    let connect_err =
+        |e: Box<dyn std::error::Error + Send + Sync>| JoinError::Connect { addr, source: e };
     let protocol = |detail: String| JoinError::Protocol { addr, detail };
     let (key, csr_der) = pki::new_key_and_csr(node_name)?;
     let request = JoinRequest {
@@ -197,10 +195,7 @@ async fn exchange(
             .map_err(|e| connect_err(Box::new(e)))?
             .await
             .map_err(|e| connect_err(Box::new(e)))?;
-        let (mut send, mut recv) = conn
-            .open_bi()
-            .await
-            .map_err(|e| connect_err(Box::new(e)))?;
+        let (mut send, mut recv) = conn.open_bi().await.map_err(|e| connect_err(Box::new(e)))?;
         send.write_all(&encoded)
             .await
             .map_err(|e| protocol(e.to_string()))?;

@@ -52,7 +52,11 @@ pub(crate) fn check_user_key(key: &str) -> Result<(), GossipError> {
 }
 
 /// The only writer of this node's keys: checks the size rule, then sets the value.
-pub(crate) fn set_checked(state: &mut NodeState, key: &str, value: &str) -> Result<(), GossipError> {
+pub(crate) fn set_checked(
+    state: &mut NodeState,
+    key: &str,
+    value: &str,
+) -> Result<(), GossipError> {
     check_entry(key, value)?;
     if state.get(key) != Some(value) {
         state.set(key, value);

@@ -73,7 +73,10 @@ pub struct GossipNode;
 
 impl GossipNode {
     /// Binds the QUIC endpoint and starts gossiping with mutual TLS.
-    pub async fn spawn(config: GossipConfig, deps: GossipDeps) -> Result<GossipHandle, GossipError> {
+    pub async fn spawn(
+        config: GossipConfig,
+        deps: GossipDeps,
+    ) -> Result<GossipHandle, GossipError> {
         let timings = config.profile.timings();
         let quic = QuicTransport::bind(
             config.listen_addr,
@@ -93,7 +96,15 @@ impl GossipNode {
             None => bound,
         };
         let cluster_id = deps.identity.cluster_id();
-        let result = start(config, &cluster_id, &quic, bound, advertise, Some(quic.clone())).await;
+        let result = start(
+            config,
+            &cluster_id,
+            &quic,
+            bound,
+            advertise,
+            Some(quic.clone()),
+        )
+        .await;
         if result.is_err() {
             quic.abort();
         }
@@ -313,11 +324,7 @@ impl GossipHandle {
         for id in newest.values() {
             if let Some(state) = chitchat.node_state(id) {
                 for (key, value) in state.iter_prefix(prefix) {
-                    out.push((
-                        id.node_id.to_string(),
-                        key.to_string(),
-                        value.value.clone(),
-                    ));
+                    out.push((id.node_id.to_string(), key.to_string(), value.value.clone()));
                 }
             }
         }

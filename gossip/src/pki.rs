@@ -52,7 +52,11 @@ pub(crate) fn new_ca() -> Result<NewCa, IdentityError> {
     let key = KeyPair::generate().map_err(IdentityError::Certificate)?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "skiff cluster CA");
+    let suffix: [u8; 6] = rand::random();
+    dn.push(
+        DnType::CommonName,
+        format!("skiff cluster CA {}", hex::encode(suffix)),
+    );
     dn.push(DnType::OrganizationName, "skiff");
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -64,7 +68,9 @@ pub(crate) fn new_ca() -> Result<NewCa, IdentityError> {
     params.not_before = rcgen::date_time_ymd(2024, 1, 1);
     params.not_after = rcgen::date_time_ymd(2124, 1, 1);
     params.serial_number = Some(random_serial());
-    let cert = params.self_signed(&key).map_err(IdentityError::Certificate)?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(IdentityError::Certificate)?;
     Ok(NewCa {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),

@@ -32,7 +32,7 @@ pub struct GossipTimings {
 /// A named preset or explicit timings.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GossipProfile {
-    /// Same L2 / low latency: ~250 ms rounds, dead after ~2-3 s.
+    /// Same L2 / low latency: 500 ms rounds, dead after ~2-3 s.
     Lan,
     /// Lossy or slow links: 1 s rounds, dead after ~10-15 s.
     Wan,
@@ -43,10 +43,10 @@ impl GossipProfile {
     pub fn timings(&self) -> GossipTimings {
         match self {
             GossipProfile::Lan => GossipTimings {
-                gossip_interval: Duration::from_millis(250),
+                gossip_interval: Duration::from_millis(500),
                 phi_threshold: 8.0,
-                max_heartbeat_interval: Duration::from_secs(2),
-                initial_heartbeat_interval: Duration::from_millis(250),
+                max_heartbeat_interval: Duration::from_secs(3),
+                initial_heartbeat_interval: Duration::from_millis(500),
                 dead_node_grace_period: Duration::from_secs(3600),
                 marked_for_deletion_grace_period: Duration::from_secs(3600),
                 leave_timeout: Duration::from_secs(2),

@@ -162,11 +162,17 @@ mod tests {
         ];
         for ((alive, ready, left), expected) in cases {
             let list = build_node_list([observed("a", 1, alive, ready, left)]);
-            assert_eq!(list[0].condition, expected, "alive={alive} ready={ready} left={left}");
+            assert_eq!(
+                list[0].condition, expected,
+                "alive={alive} ready={ready} left={left}"
+            );
         }
         let mut no_meta = observed("b", 1, true, true, false);
         no_meta.metadata = None;
-        assert_eq!(build_node_list([no_meta])[0].condition, NodeCondition::NotReady);
+        assert_eq!(
+            build_node_list([no_meta])[0].condition,
+            NodeCondition::NotReady
+        );
     }
 
     #[test]

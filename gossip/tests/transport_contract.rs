@@ -120,12 +120,20 @@ async fn recv_waits_then_delivers(h: &mut impl Harness) {
         "recv returned with nothing sent"
     );
     a.send(b_addr, syn("c1")).await.expect("send");
-    let (from, msg) = timeout(WAIT, b.recv()).await.expect("delivered").expect("recv");
+    let (from, msg) = timeout(WAIT, b.recv())
+        .await
+        .expect("delivered")
+        .expect("recv");
     assert_eq!(from, a_addr);
     assert_eq!(msg, syn("c1"));
     // The reply goes to the address the message came from.
-    b.send(from, ChitchatMessage::BadCluster).await.expect("reply");
-    let (from, msg) = timeout(WAIT, a.recv()).await.expect("reply delivered").expect("recv");
+    b.send(from, ChitchatMessage::BadCluster)
+        .await
+        .expect("reply");
+    let (from, msg) = timeout(WAIT, a.recv())
+        .await
+        .expect("reply delivered")
+        .expect("recv");
     assert_eq!(from, b_addr);
     assert_eq!(msg, ChitchatMessage::BadCluster);
 }
@@ -165,18 +173,27 @@ async fn large_message_round_trips(h: &mut impl Harness) {
     let (b_addr, mut b) = h.open_new().await;
     let big = "x".repeat(60_000);
     a.send(b_addr, syn(&big)).await.expect("send");
-    let (_, msg) = timeout(WAIT, b.recv()).await.expect("delivered").expect("recv");
+    let (_, msg) = timeout(WAIT, b.recv())
+        .await
+        .expect("delivered")
+        .expect("recv");
     assert_eq!(msg, syn(&big));
 }
 
 async fn socket_can_be_reopened_after_drop(h: &mut impl Harness) {
     let (addr, socket) = h.open_new().await;
-    assert!(h.reopen(addr).await.is_err(), "opened the same address twice");
+    assert!(
+        h.reopen(addr).await.is_err(),
+        "opened the same address twice"
+    );
     drop(socket);
     let mut again = h.reopen(addr).await.expect("reopen after drop");
     let (_, mut other) = h.open_new().await;
     other.send(addr, syn("again")).await.expect("send");
-    let (_, msg) = timeout(WAIT, again.recv()).await.expect("delivered").expect("recv");
+    let (_, msg) = timeout(WAIT, again.recv())
+        .await
+        .expect("delivered")
+        .expect("recv");
     assert_eq!(msg, syn("again"));
 }
 

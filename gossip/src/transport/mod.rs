@@ -116,18 +116,15 @@ impl QuicTransport {
         let timings = options.timings;
         let server = tls::server_config(identity, timings.quic)?;
         let gossip_client = tls::mutual_client_config(identity, ALPN_GOSSIP, timings.quic)?;
-        let endpoint = quinn::Endpoint::server(server, listen_addr).map_err(|source| {
-            GossipError::Bind {
-                addr: listen_addr,
-                source,
-            }
-        })?;
-        let local_addr = endpoint
-            .local_addr()
-            .map_err(|source| GossipError::Bind {
+        let endpoint =
+            quinn::Endpoint::server(server, listen_addr).map_err(|source| GossipError::Bind {
                 addr: listen_addr,
                 source,
             })?;
+        let local_addr = endpoint.local_addr().map_err(|source| GossipError::Bind {
+            addr: listen_addr,
+            source,
+        })?;
         let (inbound_tx, inbound_rx) = mpsc::channel(timings.inbound_queue.max(1));
         let inner = Arc::new(Inner {
             endpoint,

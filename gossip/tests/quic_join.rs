@@ -1,0 +1,148 @@
+//! Joining over real QUIC on 127.0.0.1: valid tokens work; wrong, expired, revoked or foreign
+//! tokens are refused with a printable reason, the joiner learns nothing, the issuer keeps working.
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use skiff_gossip::{
+    JoinError, NodeCondition, NodeIdentity, Token, create_token, create_token_at, join_cluster,
+    revoke_token,
+};
+
+use common::{new_cluster, sees_all, spawn_quic, wait_until};
+
+#[tokio::test]
+async fn join_with_valid_token_then_gossip_with_mutual_tls() {
+    common::init_tracing();
+    let dir_a = tempfile::tempdir().expect("tempdir");
+    let dir_b = tempfile::tempdir().expect("tempdir");
+    let a_id = new_cluster(dir_a.path(), "alpha");
+    let a = spawn_quic(&a_id, vec![]).await;
+    let token = create_token(dir_a.path(), Duration::from_secs(600)).expect("token");
+    let printed = token.to_string();
+    let parsed: Token = printed.parse().expect("printed token parses");
+
+    let b_id = join_cluster(a.advertise_addr(), &parsed, "bravo", dir_b.path())
+        .await
+        .expect("join");
+    assert_eq!(b_id.cluster_id(), a_id.cluster_id());
+    assert!(!b_id.can_issue(), "a joined node must not hold the CA key");
+    assert!(
+        NodeIdentity::load(dir_b.path()).expect("load").is_some(),
+        "identity persisted"
+    );
+
+    let b = spawn_quic(&b_id, vec![a.advertise_addr()]).await;
+    let names = vec!["alpha".to_string(), "bravo".to_string()];
+    wait_until("both nodes Ready on both", Duration::from_secs(15), || {
+        std::future::ready(
+            sees_all(&a, &names, NodeCondition::Ready)
+                && sees_all(&b, &names, NodeCondition::Ready),
+        )
+    })
+    .await;
+    let row = b
+        .nodes()
+        .borrow()
+        .iter()
+        .find(|n| n.name == "alpha")
+        .cloned()
+        .expect("alpha row");
+    assert_eq!(row.address, a.advertise_addr());
+    assert_eq!(row.version(), "test-0.1.0");
+    assert!(row.started_at_unix_ms > 0);
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+async fn refused(addr: std::net::SocketAddr, token: &Token) -> (String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = join_cluster(addr, token, "intruder", dir.path())
+        .await
+        .expect_err("join must be refused");
+    assert!(
+        NodeIdentity::load(dir.path()).expect("load").is_none(),
+        "a refused joiner must not store an identity"
+    );
+    (err.to_string(), dir)
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_with_the_reason_and_the_issuer_keeps_working() {
+    common::init_tracing();
+    let dir_a = tempfile::tempdir().expect("tempdir");
+    let a_id = new_cluster(dir_a.path(), "alpha");
+    let a = spawn_quic(&a_id, vec![]).await;
+    let addr = a.advertise_addr();
+
+    // Wrong secret: a valid token with its secret bytes changed.
+    let good = create_token(dir_a.path(), Duration::from_secs(600)).expect("token");
+    let mut text = good.to_string();
+    let flip = text.len() - 50; // inside the secret part of the base64
+    let replacement = if &text[flip..=flip] == "A" { "B" } else { "A" };
+    text.replace_range(flip..=flip, replacement);
+    let wrong: Token = text.parse().expect("still well-formed");
+    assert_eq!(refused(addr, &wrong).await.0, "join refused: invalid token");
+
+    let hour = Duration::from_secs(3600);
+    let expired = create_token_at(dir_a.path(), hour, SystemTime::now() - 2 * hour).expect("token");
+    assert_eq!(
+        refused(addr, &expired).await.0,
+        "join refused: token expired"
+    );
+
+    let revoked = create_token(dir_a.path(), hour).expect("token");
+    revoke_token(dir_a.path(), &revoked.id()).expect("revoke");
+    assert_eq!(
+        refused(addr, &revoked).await.0,
+        "join refused: token revoked"
+    );
+
+    // A token of another cluster pins another CA: the joiner refuses to talk to this node.
+    let dir_x = tempfile::tempdir().expect("tempdir");
+    new_cluster(dir_x.path(), "xray");
+    let foreign = create_token(dir_x.path(), hour).expect("token");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = join_cluster(addr, &foreign, "intruder", dir.path())
+        .await
+        .expect_err("pin mismatch");
+    assert!(matches!(err, JoinError::ServerNotTrusted { .. }), "{err}");
+
+    // The issuer still works: the good token still joins.
+    let dir_b = tempfile::tempdir().expect("tempdir");
+    let b_id = join_cluster(addr, &good, "bravo", dir_b.path())
+        .await
+        .expect("join after refusals");
+    assert_eq!(b_id.cluster_id(), a_id.cluster_id());
+    let me = vec!["alpha".to_string()];
+    assert!(sees_all(&a, &me, NodeCondition::Ready));
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_joined_node_refuses_joins_because_it_holds_no_ca_key() {
+    common::init_tracing();
+    let dir_a = tempfile::tempdir().expect("tempdir");
+    let dir_b = tempfile::tempdir().expect("tempdir");
+    let a_id = new_cluster(dir_a.path(), "alpha");
+    let a = spawn_quic(&a_id, vec![]).await;
+    let hour = Duration::from_secs(3600);
+    let token = create_token(dir_a.path(), hour).expect("token");
+    let b_id = join_cluster(a.advertise_addr(), &token, "bravo", dir_b.path())
+        .await
+        .expect("join");
+    assert!(
+        create_token(dir_b.path(), hour).is_err(),
+        "no CA key, no tokens"
+    );
+    let b = spawn_quic(&b_id, vec![a.advertise_addr()]).await;
+    let token2 = create_token(dir_a.path(), hour).expect("token");
+    let (msg, _dir) = refused(b.advertise_addr(), &token2).await;
+    assert!(
+        msg.starts_with("join refused: this node cannot sign"),
+        "{msg}"
+    );
+    b.shutdown().await;
+    a.shutdown().await;
+}

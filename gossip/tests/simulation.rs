@@ -1,0 +1,239 @@
+//! Deterministic in-process cluster simulations: chitchat's `ChannelTransport`, tokio paused time.
+//!
+//! Our random choices (which nodes die, how the cluster splits) come from a seed printed at the
+//! start of each test; replay with `SKIFF_SIM_SEED=<seed> cargo test -p skiff-gossip --test
+//! simulation`. chitchat's own gossip-peer choice uses its internal thread RNG, so message
+//! interleavings may differ between replays while the scenario stays the same.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use skiff_gossip::chitchat::transport::ChannelTransport;
+use skiff_gossip::{GossipConfig, GossipHandle, GossipNode, GossipProfile, NodeCondition};
+
+use common::{condition_of, ready_metadata, wait_until};
+
+const CLUSTER: &str = "skiff-sim";
+
+fn seed() -> u64 {
+    let seed = std::env::var("SKIFF_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("simulation seed: {seed} (replay with SKIFF_SIM_SEED={seed})");
+    seed
+}
+
+fn addr(i: usize) -> SocketAddr {
+    ([198, 18, (i / 200) as u8, (i % 200 + 1) as u8], 7946).into()
+}
+
+fn name(i: usize) -> String {
+    format!("node-{i:03}")
+}
+
+async fn spawn_sim(transport: &ChannelTransport, i: usize, generation: u64) -> GossipHandle {
+    let mut config = GossipConfig::new(name(i), addr(i));
+    config.seeds = (0..3)
+        .filter(|s| *s != i)
+        .map(|s| addr(s).to_string())
+        .collect();
+    config.profile = GossipProfile::Lan;
+    config.generation = Some(generation);
+    config.metadata = ready_metadata();
+    GossipNode::spawn_with_transport(config, CLUSTER, transport)
+        .await
+        .expect("spawn simulated node")
+}
+
+async fn spawn_cluster(transport: &ChannelTransport, n: usize) -> Vec<Option<GossipHandle>> {
+    let mut nodes = Vec::with_capacity(n);
+    for i in 0..n {
+        nodes.push(Some(spawn_sim(transport, i, 1_000).await));
+    }
+    nodes
+}
+
+/// Every running node in `observers` sees every node in `targets` with `condition`.
+fn all_see(
+    nodes: &[Option<GossipHandle>],
+    observers: &[usize],
+    targets: &[usize],
+    condition: NodeCondition,
+) -> bool {
+    observers.iter().all(|o| {
+        let Some(handle) = &nodes[*o] else {
+            return true;
+        };
+        let list = handle.nodes().borrow().clone();
+        targets
+            .iter()
+            .all(|t| condition_of(&list, &name(*t)) == Some(condition))
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn hundred_nodes_converge_then_ten_killed_are_seen_not_ready() {
+    let mut rng = StdRng::seed_from_u64(seed());
+    let transport = ChannelTransport::with_mtu(65_507);
+    let n = 100;
+    let mut nodes = spawn_cluster(&transport, n).await;
+    let everyone: Vec<usize> = (0..n).collect();
+    let took = wait_until(
+        "100 nodes all Ready everywhere",
+        Duration::from_secs(120),
+        || std::future::ready(all_see(&nodes, &everyone, &everyone, NodeCondition::Ready)),
+    )
+    .await;
+    eprintln!("converged in {took:?} of simulated time");
+
+    let mut order = everyone.clone();
+    order.shuffle(&mut rng);
+    let (killed, alive) = order.split_at(10);
+    let (killed, alive) = (killed.to_vec(), alive.to_vec());
+    eprintln!("killing {killed:?}");
+    for k in &killed {
+        if let Some(handle) = nodes[*k].take() {
+            handle.abort();
+        }
+    }
+    let took = wait_until(
+        "killed nodes NotReady everywhere",
+        Duration::from_secs(60),
+        || {
+            std::future::ready(
+                all_see(&nodes, &alive, &killed, NodeCondition::NotReady)
+                    && all_see(&nodes, &alive, &alive, NodeCondition::Ready),
+            )
+        },
+    )
+    .await;
+    eprintln!("10 killed nodes NotReady on all 90 others after {took:?} of simulated time");
+    assert!(
+        took < Duration::from_secs(15),
+        "failure detection took {took:?}"
+    );
+    for handle in nodes.into_iter().flatten() {
+        handle.shutdown().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn partition_and_heal() {
+    let mut rng = StdRng::seed_from_u64(seed());
+    let transport = ChannelTransport::with_mtu(65_507);
+    let n = 30;
+    let nodes = spawn_cluster(&transport, n).await;
+    let everyone: Vec<usize> = (0..n).collect();
+    wait_until("30 nodes Ready", Duration::from_secs(60), || {
+        std::future::ready(all_see(&nodes, &everyone, &everyone, NodeCondition::Ready))
+    })
+    .await;
+
+    let mut order = everyone.clone();
+    order.shuffle(&mut rng);
+    let cut = rng.random_range(5..n - 5);
+    let (left, right) = order.split_at(cut);
+    let (left, right) = (left.to_vec(), right.to_vec());
+    eprintln!("partition: {} | {} nodes", left.len(), right.len());
+    for a in &left {
+        for b in &right {
+            transport.remove_link(addr(*a), addr(*b)).await;
+        }
+    }
+    let took = wait_until(
+        "each side sees the other NotReady",
+        Duration::from_secs(60),
+        || {
+            std::future::ready(
+                all_see(&nodes, &left, &right, NodeCondition::NotReady)
+                    && all_see(&nodes, &right, &left, NodeCondition::NotReady)
+                    && all_see(&nodes, &left, &left, NodeCondition::Ready)
+                    && all_see(&nodes, &right, &right, NodeCondition::Ready),
+            )
+        },
+    )
+    .await;
+    eprintln!("partition detected after {took:?}");
+
+    for a in &left {
+        for b in &right {
+            transport.add_link(addr(*a), addr(*b)).await;
+        }
+    }
+    let took = wait_until("healed cluster all Ready", Duration::from_secs(120), || {
+        std::future::ready(all_see(&nodes, &everyone, &everyone, NodeCondition::Ready))
+    })
+    .await;
+    eprintln!("healed after {took:?}");
+    for handle in nodes.into_iter().flatten() {
+        handle.shutdown().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn restarted_node_is_listed_once_with_its_new_generation_and_leave_shows_left() {
+    let transport = ChannelTransport::with_mtu(65_507);
+    let n = 8;
+    let mut nodes = spawn_cluster(&transport, n).await;
+    let everyone: Vec<usize> = (0..n).collect();
+    let others: Vec<usize> = (0..n - 1).collect();
+    wait_until("8 nodes Ready", Duration::from_secs(60), || {
+        std::future::ready(all_see(&nodes, &everyone, &everyone, NodeCondition::Ready))
+    })
+    .await;
+
+    let last = n - 1;
+    if let Some(handle) = nodes[last].take() {
+        handle.abort();
+    }
+    wait_until("killed node NotReady", Duration::from_secs(30), || {
+        std::future::ready(all_see(&nodes, &others, &[last], NodeCondition::NotReady))
+    })
+    .await;
+    nodes[last] = Some(spawn_sim(&transport, last, 2_000).await);
+    wait_until(
+        "restarted node Ready with generation 2000, listed once",
+        Duration::from_secs(30),
+        || {
+            std::future::ready(everyone.iter().all(|o| {
+                let Some(handle) = &nodes[*o] else {
+                    return false;
+                };
+                let list = handle.nodes().borrow().clone();
+                let rows: Vec<_> = list.iter().filter(|s| s.name == name(last)).collect();
+                list.len() == n
+                    && rows.len() == 1
+                    && rows[0].generation == 2_000
+                    && rows[0].condition == NodeCondition::Ready
+            }))
+        },
+    )
+    .await;
+
+    let leaver = 3;
+    let outcome = nodes[leaver].as_ref().expect("running").leave().await;
+    assert_eq!(outcome.reached, outcome.live_peers, "{outcome:?}");
+    assert_eq!(outcome.live_peers, n - 1);
+    if let Some(handle) = nodes[leaver].take() {
+        handle.shutdown().await;
+    }
+    let rest: Vec<usize> = everyone.iter().copied().filter(|i| *i != leaver).collect();
+    wait_until(
+        "left node shows Left everywhere",
+        Duration::from_secs(30),
+        || std::future::ready(all_see(&nodes, &rest, &[leaver], NodeCondition::Left)),
+    )
+    .await;
+    // It stays Left (not NotReady) after the failure detector declares it dead.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(all_see(&nodes, &rest, &[leaver], NodeCondition::Left));
+    for handle in nodes.into_iter().flatten() {
+        handle.shutdown().await;
+    }
+}
