@@ -386,3 +386,36 @@ async fn basic_auth_comes_from_pull_options() {
         "credentials must not reach logs"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pulls_of_one_image_both_succeed() {
+    let registry = TestRegistry::start().expect("start docker-registry");
+    let t = new_store();
+    let (archive, built) = busybox_archive(t.dir.path());
+    let reference = registry
+        .push_oci_archive(&archive, "skiff/busybox:latest")
+        .unwrap();
+    let opts = PullOptions::default();
+    let (a, b) = tokio::join!(
+        t.store.pull(&reference, &opts),
+        t.store.pull(&reference, &opts)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a, b);
+    assert_eq!(a.layers, built.diff_ids);
+    let leftovers: Vec<_> = std::fs::read_dir(t.dir.path().join("images/layers"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "one layer directory, no temporaries: {leftovers:?}"
+    );
+    assert_eq!(
+        std::fs::read_dir(t.dir.path().join("images/blobs/partial"))
+            .unwrap()
+            .count(),
+        0
+    );
+}

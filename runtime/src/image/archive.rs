@@ -148,8 +148,10 @@ impl ImageStore {
         files: &ArchiveFiles,
         fail: &dyn Fn(String) -> ImageError,
     ) -> Result<Vec<(Vec<String>, ImageRecord)>, ImageError> {
-        let index =
-            ManifestDoc::parse(&self.inner.blobs.read(&files["index.json"])?, "index.json")?;
+        let index_blob = files
+            .get("index.json")
+            .ok_or_else(|| fail("index.json is missing".into()))?;
+        let index = ManifestDoc::parse(&self.inner.blobs.read(index_blob)?, "index.json")?;
         let mut by_manifest: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for descriptor in &index.manifests {
             let name = descriptor
@@ -187,8 +189,11 @@ impl ImageStore {
         files: &ArchiveFiles,
         fail: &dyn Fn(String) -> ImageError,
     ) -> Result<Vec<(Vec<String>, ImageRecord)>, ImageError> {
+        let manifest_blob = files
+            .get("manifest.json")
+            .ok_or_else(|| fail("manifest.json is missing".into()))?;
         let entries: Vec<DockerArchiveEntry> =
-            serde_json::from_slice(&self.inner.blobs.read(&files["manifest.json"])?)
+            serde_json::from_slice(&self.inner.blobs.read(manifest_blob)?)
                 .map_err(|e| ImageError::json("manifest.json", e))?;
         let lookup = |name: &str| {
             files
