@@ -118,6 +118,16 @@ impl ParsedFile {
 /// YAML (documents separated by `---`) or JSON (one or more concatenated objects). Empty
 /// documents are skipped. Two documents with the same kind, namespace and name make the
 /// second one an error.
+///
+/// ```
+/// let yaml = b"apiVersion: v1\nkind: Namespace\nmetadata: {name: edge}\n---\n\
+///              apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {replicas: -1}\n";
+/// let parsed = skiff_manifests::parse_file("web.yaml", yaml);
+/// assert_eq!(parsed.objects()[0].key().to_string(), "Namespace edge");
+/// let errors: Vec<String> = parsed.errors().iter().map(|e| e.to_string()).collect();
+/// assert!(errors.contains(&"manifest web.yaml: document 2: spec.replicas: must be >= 0 (got -1)".to_string()));
+/// assert!(!parsed.is_ok());
+/// ```
 pub fn parse_file(file_name: &str, bytes: &[u8]) -> ParsedFile {
     let mut documents = Vec::new();
     let mut seen: BTreeMap<ObjectKey, usize> = BTreeMap::new();

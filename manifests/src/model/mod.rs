@@ -4,4 +4,5 @@
 pub mod config;
 pub mod object;
 pub mod pod;
+pub mod volume;
 pub mod workloads;

@@ -4,6 +4,7 @@
 
 mod config;
 mod container;
+mod env;
 mod pod;
 mod workloads;
 

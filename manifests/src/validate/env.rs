@@ -1,0 +1,120 @@
+//! Validation of a container's environment: `env` (literal values and references to ConfigMap
+//! and Secret keys) and `envFrom` (whole ConfigMaps and Secrets with an optional prefix).
+
+use crate::error::{FieldPath, Problems};
+use crate::model::pod::{
+    EnvFromRef, EnvFromSource, EnvValue, EnvVar, EnvVarSource, KeySelector, NameRef,
+};
+use crate::names;
+use crate::raw::{List, RawEnvFrom, RawEnvVar, RawKeyRef};
+
+use super::pod::referenced_name;
+use super::{check, elements, required_string};
+
+fn key_ref(raw: RawKeyRef, path: &FieldPath, problems: &mut Problems) -> Option<KeySelector> {
+    let name = referenced_name(raw.name, &path.child("name"), problems);
+    let key_path = path.child("key");
+    let key = required_string(raw.key, &key_path, problems)
+        .filter(|key| check(names::check_config_key(key), &key_path, problems));
+    Some(KeySelector {
+        name: name?,
+        key: key?,
+        optional: raw.optional.unwrap_or(false),
+    })
+}
+
+pub(crate) fn env(
+    list: Option<List<RawEnvVar>>,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Vec<EnvVar> {
+    let mut out = Vec::new();
+    for (_, item_path, raw) in elements(list, path, problems) {
+        let name_path = item_path.child("name");
+        let name = required_string(raw.name, &name_path, problems)
+            .filter(|name| check(names::check_env_var_name(name), &name_path, problems));
+        let value = match (raw.value, raw.value_from) {
+            (Some(_), Some(_)) => {
+                problems.error(&item_path, "must set either value or valueFrom, not both");
+                None
+            }
+            (value, None) => Some(EnvValue::Value(value.unwrap_or_default())),
+            (None, Some(from)) => {
+                let from_path = item_path.child("valueFrom");
+                if from.field_ref.is_some() || from.resource_field_ref.is_some() {
+                    problems.error(
+                        &from_path,
+                        "fieldRef and resourceFieldRef are not supported yet; use configMapKeyRef or secretKeyRef",
+                    );
+                }
+                match (from.config_map_key_ref, from.secret_key_ref) {
+                    (Some(r), None) => key_ref(r, &from_path.child("configMapKeyRef"), problems)
+                        .map(|k| EnvValue::ValueFrom(EnvVarSource::ConfigMapKeyRef(k))),
+                    (None, Some(r)) => key_ref(r, &from_path.child("secretKeyRef"), problems)
+                        .map(|k| EnvValue::ValueFrom(EnvVarSource::SecretKeyRef(k))),
+                    (Some(_), Some(_)) => {
+                        problems.error(
+                            &from_path,
+                            "must set only one of configMapKeyRef and secretKeyRef",
+                        );
+                        None
+                    }
+                    (None, None) => {
+                        problems.error(&from_path, "must set configMapKeyRef or secretKeyRef");
+                        None
+                    }
+                }
+            }
+        };
+        if let (Some(name), Some(value)) = (name, value) {
+            out.push(EnvVar { name, value });
+        }
+    }
+    out
+}
+
+pub(crate) fn env_from(
+    list: Option<List<RawEnvFrom>>,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Vec<EnvFromSource> {
+    let mut out = Vec::new();
+    for (_, item_path, raw) in elements(list, path, problems) {
+        let prefix = raw.prefix.filter(|prefix| !prefix.is_empty());
+        if let Some(prefix) = &prefix {
+            check(
+                names::check_env_var_name(prefix),
+                &item_path.child("prefix"),
+                problems,
+            );
+        }
+        let name_ref = |raw: crate::raw::RawNameRef, path: &FieldPath, problems: &mut Problems| {
+            referenced_name(raw.name, &path.child("name"), problems).map(|name| NameRef {
+                name,
+                optional: raw.optional.unwrap_or(false),
+            })
+        };
+        let source = match (raw.config_map_ref, raw.secret_ref) {
+            (Some(r), None) => name_ref(r, &item_path.child("configMapRef"), problems)
+                .map(EnvFromRef::ConfigMapRef),
+            (None, Some(r)) => {
+                name_ref(r, &item_path.child("secretRef"), problems).map(EnvFromRef::SecretRef)
+            }
+            (Some(_), Some(_)) => {
+                problems.error(
+                    &item_path,
+                    "must set only one of configMapRef and secretRef",
+                );
+                None
+            }
+            (None, None) => {
+                problems.error(&item_path, "must set configMapRef or secretRef");
+                None
+            }
+        };
+        if let Some(source) = source {
+            out.push(EnvFromSource { prefix, source });
+        }
+    }
+    out
+}
