@@ -100,3 +100,30 @@ impl GossipTimings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rough failure-detection time: phi threshold times the heartbeat interval.
+    fn detection_estimate(t: &GossipTimings) -> Duration {
+        t.gossip_interval.mul_f64(t.phi_threshold)
+    }
+
+    #[test]
+    fn lan_detects_within_seconds_and_wan_is_slower_and_gentler() {
+        let lan = GossipProfile::Lan.timings();
+        let wan = GossipProfile::Wan.timings();
+        assert!(detection_estimate(&lan) <= Duration::from_secs(5));
+        assert!(detection_estimate(&wan) > detection_estimate(&lan));
+        assert!(wan.transport.quic.idle_timeout > lan.transport.quic.idle_timeout);
+        // A connection must outlive a few missed keep-alives, and dials must give up before
+        // the idle timeout would have closed them anyway.
+        for t in [lan, wan] {
+            assert!(t.transport.quic.idle_timeout >= 3 * t.transport.quic.keep_alive);
+            assert!(t.transport.dial_timeout <= t.transport.quic.idle_timeout);
+        }
+        let custom = GossipProfile::Custom(Box::new(lan));
+        assert_eq!(custom.timings(), lan);
+    }
+}

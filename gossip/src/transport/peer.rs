@@ -104,6 +104,10 @@ async fn run_peer(inner: Arc<Inner>, addr: SocketAddr, mut rx: mpsc::Receiver<Fr
     {
         let _ = tokio::time::timeout(timings.send_timeout, stream.stopped()).await;
     }
+    // The transport's connection registry holds a handle too, so close explicitly.
+    if let Some(conn) = conn {
+        conn.close(0u32.into(), b"peer idle");
+    }
 }
 
 /// Removes this peer's queue if it is still empty (under the map lock, so no frame is lost).
