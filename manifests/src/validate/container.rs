@@ -300,3 +300,24 @@ fn volume_mounts(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_policy_defaults_like_kubernetes() {
+        let table = [
+            ("busybox", PullPolicy::Always),
+            ("busybox:latest", PullPolicy::Always),
+            ("skiff.local/busybox:latest", PullPolicy::Always),
+            ("busybox:1.36", PullPolicy::IfNotPresent),
+            ("localhost:5000/busybox", PullPolicy::Always),
+            ("localhost:5000/busybox:1.0", PullPolicy::IfNotPresent),
+            ("busybox@sha256:0123abcd", PullPolicy::IfNotPresent),
+        ];
+        for (image, policy) in table {
+            assert_eq!(default_pull_policy(image), policy, "{image}");
+        }
+    }
+}
