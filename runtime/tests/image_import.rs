@@ -200,3 +200,47 @@ fn not_an_archive_says_so() {
         "docker.io/library/busybox:latest"
     );
 }
+
+/// `podman save` (docker-archive, its default) of the test image, with podman's storage in a temp
+/// dir so the host's images are untouched. Needs podman.
+#[test]
+fn imports_a_podman_save_archive() {
+    let t = new_store();
+    let (archive, built) = busybox_archive(t.dir.path());
+    let podman_dir = t.dir.path().join("podman");
+    let podman = |args: &[&str]| {
+        let output = std::process::Command::new("podman")
+            .arg("--root")
+            .arg(podman_dir.join("root"))
+            .arg("--runroot")
+            .arg(podman_dir.join("run"))
+            .arg("--tmpdir")
+            .arg(podman_dir.join("tmp"))
+            .args(["--storage-driver", "vfs", "--events-backend", "none"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run podman (install podman)");
+        assert!(
+            output.status.success(),
+            "podman {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let saved = t.dir.path().join("podman-save.tar");
+    podman(&["load", "-q", "-i", archive.to_str().unwrap()]);
+    podman(&[
+        "save",
+        "-q",
+        "-o",
+        saved.to_str().unwrap(),
+        "skiff.local/busybox:latest",
+    ]);
+
+    let images = t.store.import_archive(&saved).unwrap();
+    assert_eq!(images.len(), 1);
+    assert_eq!(images[0].reference, "skiff.local/busybox:latest");
+    assert_eq!(images[0].layers, built.diff_ids);
+    assert_eq!(images[0].config.cmd, ["sh"]);
+    check_busybox_rootfs(&t.store.layer_dirs(&images[0]).unwrap());
+}
