@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::digest::sha256_digest;
 use super::manifest::{ACCEPTED_MANIFESTS, ManifestDoc};
-use super::reference::{is_loopback_registry, parse_reference};
+use super::reference::{parse_reference, uses_plain_http};
 use super::{ImageError, ImageInfo, ImageStore, PullOptions};
 
 /// reqwest is built without a default crypto provider: install ring once, before any client.
@@ -27,11 +27,7 @@ fn install_crypto_provider() {
 
 fn client_for(registry: &str, opts: &PullOptions) -> Client {
     install_crypto_provider();
-    let insecure = is_loopback_registry(registry)
-        || opts
-            .insecure_registries
-            .iter()
-            .any(|r| r == registry || registry.split(':').next() == Some(r.as_str()));
+    let insecure = uses_plain_http(registry, &opts.insecure_registries);
     Client::new(ClientConfig {
         protocol: if insecure {
             ClientProtocol::Http

@@ -25,6 +25,15 @@ pub(crate) fn parse_reference(reference: &str) -> Result<Reference, ImageError> 
     Ok(parsed)
 }
 
+/// Whether to talk plain HTTP to `registry` (`host` or `host:port`): loopback hosts always, and
+/// registries listed as insecure, either exactly or by host alone.
+pub(crate) fn uses_plain_http(registry: &str, insecure: &[String]) -> bool {
+    is_loopback_registry(registry)
+        || insecure
+            .iter()
+            .any(|r| r == registry || registry.split(':').next() == Some(r.as_str()))
+}
+
 /// True for registries reached over plain HTTP without being listed: the loopback host.
 pub(crate) fn is_loopback_registry(registry: &str) -> bool {
     let host = match registry.strip_prefix('[') {
@@ -73,6 +82,22 @@ mod tests {
                 matches!(err, ImageError::InvalidReference { .. }),
                 "{input:?}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn insecure_list_matches_host_or_host_and_port() {
+        let insecure = vec!["edge.lan".to_string(), "10.0.0.9:5000".to_string()];
+        for (registry, want) in [
+            ("edge.lan", true),
+            ("edge.lan:5000", true),
+            ("10.0.0.9:5000", true),
+            ("10.0.0.9:6000", false),
+            ("10.0.0.9", false),
+            ("docker.io", false),
+            ("localhost:5000", true),
+        ] {
+            assert_eq!(uses_plain_http(registry, &insecure), want, "{registry}");
         }
     }
 

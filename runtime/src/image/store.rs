@@ -38,7 +38,9 @@ impl std::fmt::Debug for ImageStore {
 }
 
 impl ImageStore {
-    /// Opens (creating if needed) the store under `root`, with metadata in `db`.
+    /// Opens (creating if needed) the store under `root`, with metadata in `db`. Leftovers of
+    /// interrupted writes and unpacks are removed, so open each root once per node (the agent);
+    /// partial downloads are kept for resuming.
     pub fn open(root: &Path, db: Arc<redb::Database>) -> Result<Self, ImageError> {
         let layers_root = root.join("layers");
         fs::create_dir_all(&layers_root).map_err(|e| {
