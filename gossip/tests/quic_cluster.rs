@@ -111,13 +111,15 @@ async fn five_nodes_failure_detection_and_traffic_at_rest() {
         "failure detection took {worst:?}"
     );
     let survivors: Vec<String> = names[..victim].to_vec();
-    assert!(
-        nodes
-            .iter()
-            .flatten()
-            .all(|h| sees_all(h, &survivors, NodeCondition::Ready)),
-        "survivors stay Ready"
-    );
+    wait_until("survivors Ready", Duration::from_secs(10), || {
+        std::future::ready(
+            nodes
+                .iter()
+                .flatten()
+                .all(|h| sees_all(h, &survivors, NodeCondition::Ready)),
+        )
+    })
+    .await;
 
     // Restart on the same address with a newer generation: listed once, Ready.
     let restarted_at = Instant::now();
