@@ -109,12 +109,17 @@ pub fn pod(p: &PodRecord, ip: Option<&str>, ctx: &RenderContext<'_>) -> Value {
     v["metadata"] = Value::Object(meta);
     v["spec"]["nodeName"] = json!(ctx.node_name);
     let init_pending = p.status.init_containers.iter().any(|c| !c.done);
+    // An init container waits for every earlier one to finish (kubelet: PodInitializing).
     let init: Vec<Value> = p
         .plan
         .init_containers
         .iter()
         .zip(&p.status.init_containers)
-        .map(|(s, c)| container_status(s, c, false, ctx))
+        .enumerate()
+        .map(|(i, (s, c))| {
+            let blocked = p.status.init_containers[..i].iter().any(|e| !e.done);
+            container_status(s, c, blocked, ctx)
+        })
         .collect();
     let containers: Vec<Value> = p
         .plan

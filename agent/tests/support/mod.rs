@@ -129,6 +129,9 @@ impl TestAgent {
             .arg(&self.run)
             .args(["--cgroup-parent", &self.cgroup_parent])
             .args(["--netns-prefix", &self.netns_prefix])
+            // Pod networking (bridge, nftables) is tested with its own node namespace; these
+            // tests give pods loopback-only namespaces so nothing touches the host's network.
+            .arg("--no-pod-network")
             .args([
                 "--crash-backoff-base-ms",
                 &self.options.crash_backoff_base_ms.to_string(),

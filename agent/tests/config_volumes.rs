@@ -1,0 +1,261 @@
+//! ConfigMaps, Secrets and volumes in real containers: env from keys and envFrom with a prefix,
+//! configMap/secret files (with items/path mapping), an emptyDir shared by two containers, a
+//! hostPath created on the host, a missing ConfigMap reported and recovered from; init
+//! containers run to completion, in order, before the main container.
+
+mod support;
+
+use support::{TEST_IMAGE, TestAgent, WAIT, container_status, uid_of};
+
+const CONFIG: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+data:
+  color: blue
+  size: large
+  app_conf: "listen=8080"
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: creds
+data:
+  password: aHVudGVyMg==
+stringData:
+  user: admin
+"#;
+
+fn app_pod(host_dir: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: app
+spec:
+  volumes:
+  - name: conf
+    configMap:
+      name: settings
+      items:
+      - {{key: app_conf, path: nested/app.conf}}
+  - name: allconf
+    configMap: {{name: settings}}
+  - name: sec
+    secret: {{secretName: creds}}
+  - name: shared
+    emptyDir: {{}}
+  - name: host
+    hostPath: {{path: {host_dir}, type: DirectoryOrCreate}}
+  containers:
+  - name: main
+    image: {TEST_IMAGE}
+    imagePullPolicy: IfNotPresent
+    env:
+    - name: COLOR
+      valueFrom: {{configMapKeyRef: {{name: settings, key: color}}}}
+    - name: PASSWORD
+      valueFrom: {{secretKeyRef: {{name: creds, key: password}}}}
+    - name: PLAIN
+      value: plain-value
+    envFrom:
+    - prefix: CM_
+      configMapRef: {{name: settings}}
+    - prefix: S_
+      secretRef: {{name: creds}}
+    volumeMounts:
+    - {{name: conf, mountPath: /etc/conf}}
+    - {{name: allconf, mountPath: /etc/all}}
+    - {{name: sec, mountPath: /etc/sec}}
+    - {{name: shared, mountPath: /shared}}
+    - {{name: host, mountPath: /host}}
+    command:
+    - sh
+    - -c
+    - |
+      trap 'exit 0' TERM
+      env | sort | sed 's/^/env: /'
+      echo "file nested: $(cat /etc/conf/nested/app.conf)"
+      echo "file count conf: $(find /etc/conf -type f | wc -l)"
+      echo "file color: $(cat /etc/all/color)"
+      echo "file password: $(cat /etc/sec/password)"
+      echo "file user: $(cat /etc/sec/user)"
+      echo written-by-main > /host/from-container
+      while [ ! -f /shared/sidecar.txt ]; do sleep 0.1; done
+      echo "shared: $(cat /shared/sidecar.txt)"
+      echo done
+      sleep 100000 & wait
+  - name: sidecar
+    image: {TEST_IMAGE}
+    imagePullPolicy: IfNotPresent
+    volumeMounts:
+    - {{name: shared, mountPath: /data}}
+    command: ["sh", "-c", "trap 'exit 0' TERM; echo from-sidecar > /data/sidecar.txt; sleep 100000 & wait"]
+"#
+    )
+}
+
+#[test]
+fn configmaps_secrets_and_volumes_reach_the_containers() {
+    let agent = TestAgent::start();
+    let host_dir = agent.dir.join("host").join("sub");
+    agent.write_manifest("config.yaml", CONFIG);
+    agent.write_manifest("app.yaml", &app_pod(&host_dir.display().to_string()));
+    agent.wait_phase("app", "Running");
+    let log = agent.wait_until(WAIT, "the main container's report", || {
+        let out = agent.skiff_ok(&["logs", "app", "-c", "main"]);
+        out.lines().any(|l| l == "done").then_some(out)
+    });
+    let lines: Vec<&str> = log.lines().collect();
+    for expected in [
+        "env: COLOR=blue",
+        "env: PASSWORD=hunter2",
+        "env: PLAIN=plain-value",
+        "env: CM_color=blue",
+        "env: CM_size=large",
+        "env: CM_app_conf=listen=8080",
+        "env: S_password=hunter2",
+        "env: S_user=admin",
+        "file nested: listen=8080",
+        "file count conf: 1",
+        "file color: blue",
+        "file password: hunter2",
+        "file user: admin",
+        "shared: from-sidecar",
+    ] {
+        assert!(lines.contains(&expected), "missing {expected:?} in:\n{log}");
+    }
+    assert!(!log.contains("env: color="), "envFrom without its prefix:\n{log}");
+    // hostPath: created on the host, and the container's file is there.
+    assert!(host_dir.is_dir());
+    let from = std::fs::read_to_string(host_dir.join("from-container")).expect("file written through hostPath");
+    assert_eq!(from.trim(), "written-by-main");
+    // Secret values never show in `get secrets`.
+    let secrets = agent.get_json(&["secrets"]);
+    assert!(!secrets.to_string().contains("aHVudGVyMg=="), "{secrets}");
+}
+
+#[test]
+fn missing_configmap_leaves_the_pod_waiting_with_a_reason() {
+    let agent = TestAgent::start();
+    let env_pod = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: envpod
+spec:
+  containers:
+  - name: main
+    image: {TEST_IMAGE}
+    imagePullPolicy: IfNotPresent
+    env:
+    - name: X
+      valueFrom: {{configMapKeyRef: {{name: late, key: x}}}}
+    command: ["sh", "-c", "trap 'exit 0' TERM; echo X=$X; sleep 100000 & wait"]
+"#
+    );
+    let vol_pod = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: volpod
+spec:
+  volumes:
+  - name: c
+    configMap: {{name: late}}
+  containers:
+  - name: main
+    image: {TEST_IMAGE}
+    imagePullPolicy: IfNotPresent
+    volumeMounts: [{{name: c, mountPath: /c}}]
+    command: ["sh", "-c", "trap 'exit 0' TERM; echo x=$(cat /c/x); sleep 100000 & wait"]
+"#
+    );
+    agent.write_manifest("envpod.yaml", &env_pod);
+    agent.write_manifest("volpod.yaml", &vol_pod);
+    let waiting = agent.wait_until(WAIT, "envpod waiting on the configmap", || {
+        let p = agent.pod("envpod")?;
+        let w = container_status(&p, "main")["state"]["waiting"].clone();
+        (w["reason"] == "CreateContainerConfigError").then_some(w)
+    });
+    let message = waiting["message"].as_str().unwrap_or_default();
+    assert!(message.contains("late") && message.contains("not found"), "{waiting}");
+    let vol = agent.wait_until(WAIT, "volpod waiting on the configmap", || {
+        let p = agent.pod("volpod")?;
+        (p["status"]["reason"] == "FailedMount").then_some(p)
+    });
+    assert_eq!(vol["status"]["phase"], "Pending");
+    let message = vol["status"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("late") && message.contains("not found"), "{vol}");
+    assert_eq!(agent.pod("envpod").map(|p| p["status"]["phase"].clone()), Some("Pending".into()));
+
+    // Once the ConfigMap exists both pods start.
+    agent.write_manifest("late.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: late\ndata:\n  x: ex\n");
+    agent.wait_phase("envpod", "Running");
+    agent.wait_phase("volpod", "Running");
+    agent.wait_until(WAIT, "the env value in the log", || {
+        agent.skiff_ok(&["logs", "envpod"]).contains("X=ex").then_some(())
+    });
+    agent.wait_until(WAIT, "the file value in the log", || {
+        agent.skiff_ok(&["logs", "volpod"]).contains("x=ex").then_some(())
+    });
+}
+
+#[test]
+fn init_containers_run_to_completion_in_order_first() {
+    let agent = TestAgent::start();
+    agent.write_manifest(
+        "init.yaml",
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: init
+spec:
+  volumes:
+  - name: work
+    emptyDir: {{}}
+  initContainers:
+  - name: first
+    image: {TEST_IMAGE}
+    imagePullPolicy: IfNotPresent
+    volumeMounts: [{{name: work, mountPath: /work}}]
+    command: ["sh", "-c", "sleep 1; echo one >> /work/order"]
+  - name: second
+    image: {TEST_IMAGE}
+    imagePullPolicy: IfNotPresent
+    volumeMounts: [{{name: work, mountPath: /work}}]
+    command: ["sh", "-c", "grep -q one /work/order && echo two >> /work/order"]
+  containers:
+  - name: main
+    image: {TEST_IMAGE}
+    imagePullPolicy: IfNotPresent
+    volumeMounts: [{{name: work, mountPath: /work}}]
+    command: ["sh", "-c", "trap 'exit 0' TERM; echo order: $(cat /work/order); sleep 100000 & wait"]
+"#
+        ),
+    );
+    // While the first init container runs, the pod is Pending and nothing else has started.
+    let during = agent.wait_until(WAIT, "the first init container running", || {
+        let p = agent.pod("init")?;
+        p["status"]["initContainerStatuses"][0]["state"].get("running").is_some().then_some(p)
+    });
+    assert_eq!(during["status"]["phase"], "Pending", "{during}");
+    assert!(during["status"]["initContainerStatuses"][1]["state"].get("running").is_none());
+    assert!(container_status(&during, "main")["state"].get("running").is_none());
+    let table = agent.skiff_ok(&["get", "pods"]);
+    assert!(table.contains("Init:0/2") || table.contains("Init:1/2"), "{table}\n{during}");
+
+    let pod = agent.wait_phase("init", "Running");
+    for i in 0..2 {
+        let t = &pod["status"]["initContainerStatuses"][i]["state"]["terminated"];
+        assert_eq!(t["exitCode"], 0, "{pod}");
+        assert_eq!(t["reason"], "Completed", "{pod}");
+    }
+    agent.wait_until(WAIT, "main's report", || {
+        agent.skiff_ok(&["logs", "init", "-c", "main"]).contains("order: one two").then_some(())
+    });
+    // The init containers' logs are kept.
+    assert!(agent.skiff(&["logs", "init", "-c", "first"]).status.success());
+    let _ = uid_of(&pod);
+}

@@ -1,0 +1,125 @@
+//! Agent restarts: graceful (SIGTERM) and `kill -9`. Containers outlive the agent; the new agent
+//! re-adopts them (same processes, same restart counts, no new starts) and their logs go on.
+
+mod support;
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use support::proc::ProcessId;
+use support::{TEST_IMAGE, TestAgent, WAIT, container_status, name_of, pod_yaml};
+
+const COUNTER: &str = "trap 'exit 0' TERM; i=0; while true; do echo line $i; i=$((i+1)); sleep 0.1; done";
+
+fn deployment() -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+    spec:
+      containers:
+      - name: app
+        image: {TEST_IMAGE}
+        imagePullPolicy: IfNotPresent
+        command: ["sh", "-c", "{COUNTER}"]
+"#
+    )
+}
+
+/// name -> (process, restartCount)
+fn state(agent: &TestAgent) -> BTreeMap<String, (ProcessId, Value)> {
+    agent
+        .live_pods()
+        .iter()
+        .filter(|p| name_of(p).starts_with("web-"))
+        .map(|p| {
+            let id = agent.container_process(p, "app").unwrap_or_else(|| panic!("no process for {p}"));
+            (name_of(p), (id, container_status(p, "app")["restartCount"].clone()))
+        })
+        .collect()
+}
+
+/// Starts a marker pod and waits for it: by then the agent has re-adopted and reconciled.
+fn sync_with_marker(agent: &TestAgent, name: &str) {
+    agent.write_manifest(&format!("{name}.yaml"), &pod_yaml(name, "trap 'exit 0' TERM; sleep 100000 & wait", ""));
+    agent.wait_phase(name, "Running");
+}
+
+fn started_events(agent: &TestAgent) -> Vec<String> {
+    agent
+        .events()
+        .iter()
+        .filter(|e| e["reason"] == "Started")
+        .map(|e| e["involvedObject"]["name"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn line_numbers(text: &str) -> Vec<u64> {
+    text.lines().filter_map(|l| l.strip_prefix("line ")?.trim().parse().ok()).collect()
+}
+
+#[test]
+fn graceful_restart_readopts_running_pods() {
+    let mut agent = TestAgent::start();
+    agent.write_manifest("web.yaml", &deployment());
+    agent.wait_running(2);
+    let before = state(&agent);
+    assert_eq!(before.len(), 2);
+
+    agent.stop();
+    for (name, (id, _)) in &before {
+        assert!(id.alive(), "{name}'s container died with the agent");
+    }
+    agent.restart();
+    sync_with_marker(&agent, "marker");
+    let after = state(&agent);
+    let after_web: BTreeMap<_, _> = after.into_iter().filter(|(n, _)| n != "marker").collect();
+    assert_eq!(after_web, before, "pods, processes or restart counts changed");
+    let started = started_events(&agent);
+    assert_eq!(started, vec!["marker".to_string()], "only the marker was started");
+}
+
+#[test]
+fn kill9_restart_readopts_and_logs_continue() {
+    let mut agent = TestAgent::start();
+    agent.write_manifest("web.yaml", &deployment());
+    let pods = agent.wait_running(2);
+    let pod = name_of(&pods[0]);
+    agent.wait_until(WAIT, "some log lines", || {
+        (line_numbers(&agent.skiff_ok(&["logs", &pod])).len() > 3).then_some(())
+    });
+    let before = state(&agent);
+
+    agent.kill9();
+    // Containers run on without their agent, and keep logging.
+    let log_file = agent.data.join("pods").join(support::uid_of(&pods[0])).join("logs").join("app.log");
+    let size = std::fs::metadata(&log_file).map(|m| m.len()).unwrap_or(0);
+    agent.wait_until(WAIT, "log growth while the agent is down", || {
+        (std::fs::metadata(&log_file).map(|m| m.len()).unwrap_or(0) > size).then_some(())
+    });
+    for (name, (id, _)) in &before {
+        assert!(id.alive(), "{name}'s container died with the agent");
+    }
+
+    agent.restart();
+    sync_with_marker(&agent, "marker");
+    let after: BTreeMap<_, _> = state(&agent).into_iter().filter(|(n, _)| n != "marker").collect();
+    assert_eq!(after, before, "pods, processes or restart counts changed");
+    assert_eq!(started_events(&agent), vec!["marker".to_string()]);
+
+    // Lines written after the restart appear, with none missing.
+    let last = *line_numbers(&agent.skiff_ok(&["logs", &pod])).last().expect("log lines");
+    let numbers = agent.wait_until(WAIT, "new log lines after the restart", || {
+        let n = line_numbers(&agent.skiff_ok(&["logs", &pod]));
+        (n.last().is_some_and(|l| *l >= last + 5)).then_some(n)
+    });
+    let expected: Vec<u64> = (0..=*numbers.last().unwrap_or(&0)).collect();
+    assert_eq!(numbers, expected, "log lines lost or repeated across the restart");
+}
