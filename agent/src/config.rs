@@ -43,6 +43,18 @@ pub struct AgentConfig {
     pub manifest_debounce: Duration,
     /// Periodic reconcile, on top of the event-driven one.
     pub resync_interval: Duration,
+    /// This node's pod subnet (a lone node's default; later handed out by the leader).
+    pub pod_subnet: ipnet::Ipv4Net,
+    /// The whole cluster's pod range (not masqueraded between nodes).
+    pub cluster_cidr: ipnet::Ipv4Net,
+    /// The node bridge pods attach to.
+    pub bridge: String,
+    /// Masquerade pod traffic leaving the cluster range.
+    pub masquerade: bool,
+    /// Run the node side of pod networking inside this network namespace (test beds).
+    pub node_netns: Option<PathBuf>,
+    /// Pod networking (bridge, veth, IPAM); off gives pods a loopback-only namespace.
+    pub pod_network: bool,
 }
 
 impl Default for AgentConfig {
@@ -71,6 +83,12 @@ impl Default for AgentConfig {
             labels: BTreeMap::new(),
             manifest_debounce: Duration::from_millis(30),
             resync_interval: Duration::from_millis(500),
+            pod_subnet: "10.42.0.0/24".parse().unwrap_or_default(),
+            cluster_cidr: "10.42.0.0/16".parse().unwrap_or_default(),
+            bridge: "skiff0".to_string(),
+            masquerade: true,
+            node_netns: None,
+            pod_network: true,
         }
     }
 }
@@ -112,6 +130,12 @@ pub struct ConfigFile {
     pub registry_auth: Option<BTreeMap<String, RegistryAuthConfig>>,
     pub labels: Option<BTreeMap<String, String>>,
     pub manifest_debounce_ms: Option<u64>,
+    pub pod_subnet: Option<ipnet::Ipv4Net>,
+    pub cluster_cidr: Option<ipnet::Ipv4Net>,
+    pub bridge: Option<String>,
+    pub masquerade: Option<bool>,
+    pub node_netns: Option<PathBuf>,
+    pub pod_network: Option<bool>,
 }
 
 /// A config file that cannot be used, with the file named.
@@ -169,6 +193,14 @@ impl ConfigFile {
         set!(insecure_registries);
         set!(registry_auth);
         set!(labels);
+        set!(pod_subnet);
+        set!(cluster_cidr);
+        set!(bridge);
+        set!(masquerade);
+        set!(pod_network);
+        if self.node_netns.is_some() {
+            config.node_netns = self.node_netns;
+        }
         if self.advertise.is_some() {
             config.advertise = self.advertise;
         }
@@ -211,6 +243,18 @@ impl AgentConfig {
                 "crash-backoff-base-ms: must be > 0 and <= crash-backoff-max-ms".into(),
             ));
         }
+        if self.bridge.is_empty() || self.bridge.len() > 15 {
+            return Err(ConfigError::Invalid(format!(
+                "bridge: must be 1 to 15 characters (got {:?})",
+                self.bridge
+            )));
+        }
+        if self.pod_subnet.prefix_len() > 30 {
+            return Err(ConfigError::Invalid(format!(
+                "pod-subnet: {} has no room for pods (use /30 or larger)",
+                self.pod_subnet
+            )));
+        }
         if self.log_max_files == 0 {
             return Err(ConfigError::Invalid("log-max-files: must be >= 1".into()));
         }
@@ -244,6 +288,8 @@ mod tests {
         assert_eq!(c.listen.port(), 7946);
         assert_eq!(c.crash_backoff_base, Duration::from_secs(10));
         assert_eq!(c.crash_backoff_max, Duration::from_secs(300));
+        assert_eq!(c.pod_subnet.to_string(), "10.42.0.0/24");
+        assert_eq!(c.bridge, "skiff0");
         c.validate().unwrap();
     }
 

@@ -94,6 +94,18 @@ pub struct PodRuntime {
     pub containers: Vec<ContainerRuntime>,
     /// Exited instances whose runtime state is still to be removed.
     pub pending_removal: Vec<String>,
+    /// The pod's network once its sandbox is ready (none for host-network pods).
+    #[serde(default)]
+    pub network: Option<PodNet>,
+}
+
+/// What pod networking gave a pod.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PodNet {
+    pub ip: String,
+    /// Files bind-mounted as the containers' /etc/hosts and /etc/resolv.conf.
+    pub hosts_file: std::path::PathBuf,
+    pub resolv_file: std::path::PathBuf,
 }
 
 /// A container instance that was started.

@@ -97,6 +97,7 @@ pub struct Core {
     store: Store,
     images: ImageStore,
     runtime: Arc<dyn ContainerRuntime>,
+    network: Option<Arc<skiff_cni::NetlinkNetwork>>,
     sources: Sources,
     objects: Arc<BTreeMap<ObjectKey, (Source, Valid<Object>)>>,
     first_seen: BTreeMap<ObjectKey, Millis>,
@@ -147,6 +148,7 @@ impl Core {
         store: Store,
         images: ImageStore,
         runtime: Arc<dyn ContainerRuntime>,
+        network: Option<Arc<skiff_cni::NetlinkNetwork>>,
     ) -> anyhow::Result<Core> {
         let sources = Sources::load(&store)?;
         let pods: Vec<PodRecord> = store.pods()?;
@@ -185,6 +187,7 @@ impl Core {
             store,
             images,
             runtime,
+            network,
             sources,
         };
         core.refresh_objects(now);
@@ -240,7 +243,9 @@ impl Core {
             Err(e) => tracing::warn!("cannot list containers: {e}"),
         }
         let prefix = &self.config.netns_prefix;
-        if let Ok(names) = skiff_cni::list_netns(&self.config.netns_dir, prefix) {
+        if self.network.is_some() {
+            // Pod networking's gc (run at start-up) owns namespaces, links and leases.
+        } else if let Ok(names) = skiff_cni::list_netns(&self.config.netns_dir, prefix) {
             for name in names {
                 let uid = name.trim_start_matches(prefix.as_str());
                 if !self.pods.contains_key(uid) {
@@ -250,6 +255,11 @@ impl Core {
             }
         }
         let _ = now;
+    }
+
+    /// Uids of every pod on the node (for pod networking's gc).
+    pub fn pod_uids(&self) -> std::collections::BTreeSet<String> {
+        self.pods.keys().cloned().collect()
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -403,6 +413,7 @@ impl Core {
                 config: self.config.clone(),
                 images: self.images.clone(),
                 runtime: self.runtime.clone(),
+                network: self.network.clone(),
             };
             self.in_flight.insert(uid.clone());
             let tx = results.clone();
@@ -548,7 +559,8 @@ impl Core {
         let Some(pod) = self.pods.get_mut(&r.uid) else { return };
         for outcome in r.outcomes {
             match outcome {
-                Outcome::SandboxReady => {
+                Outcome::SandboxReady { network } => {
+                    pod.status.network = network;
                     pod.status.sandbox_ready = true;
                     pod.status.sandbox_error = None;
                     pod.status.sandbox_failures = 0;
@@ -600,7 +612,10 @@ impl Core {
                     }
                 }
                 Outcome::Removed { id } => pod.status.pending_removal.retain(|x| *x != id),
-                Outcome::TornDown => pod.status.sandbox_ready = false,
+                Outcome::TornDown => {
+                    pod.status.sandbox_ready = false;
+                    pod.status.network = None;
+                }
                 Outcome::Failed { message } => events.push((true, "FailedAction".into(), message)),
             }
         }

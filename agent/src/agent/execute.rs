@@ -4,13 +4,14 @@
 
 use crate::config::AgentConfig;
 use crate::desired::Source;
-use crate::pod::PodRecord;
+use crate::pod::{PodNet, PodRecord};
 use crate::reconciler::container::{self, StartRequest};
 use crate::reconciler::plan::{Action, StopSignal};
 use crate::reconciler::sandbox::{self, PodPaths};
 use skiff_manifests::model::workloads::Pod;
 use skiff_manifests::{Object, ObjectKey, Valid};
 use skiff_runtime::container::{ContainerError, ContainerRuntime};
+use skiff_cni::{HostPortMapping, NetlinkNetwork, PodNetRequest, PodNetwork, Protocol};
 use skiff_runtime::image::{ImageStore, PullOptions, RegistryAuth};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +25,8 @@ pub struct Job {
     pub config: AgentConfig,
     pub images: ImageStore,
     pub runtime: Arc<dyn ContainerRuntime>,
+    /// Pod networking; `None` when it is turned off (loopback-only namespaces).
+    pub network: Option<Arc<NetlinkNetwork>>,
 }
 
 pub struct JobResult {
@@ -32,7 +35,9 @@ pub struct JobResult {
 }
 
 pub enum Outcome {
-    SandboxReady,
+    SandboxReady {
+        network: Option<PodNet>,
+    },
     SandboxFailed {
         reason: String,
         message: String,
@@ -94,23 +99,125 @@ fn netns_name(config: &AgentConfig, uid: &str) -> String {
     format!("{}{uid}", config.netns_prefix)
 }
 
-/// Runs the job's actions in order on the blocking pool.
+/// Runs the job's actions in order: pod networking on the async runtime, everything else
+/// (filesystem, runtime calls) on the blocking pool.
 pub async fn run_job(job: Job) -> JobResult {
     let uid = job.pod.uid.clone();
-    let outcomes = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        for action in &job.actions {
-            out.push(run_action(&job, action));
-        }
-        out
-    })
-    .await
-    .unwrap_or_else(|e| {
-        vec![Outcome::Failed {
-            message: format!("executor task failed: {e}"),
-        }]
-    });
+    let job = Arc::new(job);
+    let mut outcomes = Vec::new();
+    for index in 0..job.actions.len() {
+        let outcome = match (&job.actions[index], job.network.clone()) {
+            (Action::EnsureSandbox { .. }, Some(net)) if !job.pod.plan.host_network => {
+                ensure_networked_sandbox(job.clone(), &net).await
+            }
+            (Action::TeardownSandbox { .. }, Some(net)) if !job.pod.plan.host_network => {
+                match net.teardown_pod(&job.pod.uid).await {
+                    Ok(()) => blocking(job.clone(), index).await,
+                    Err(e) => Outcome::Failed {
+                        message: format!("tear down pod network: {e}"),
+                    },
+                }
+            }
+            _ => blocking(job.clone(), index).await,
+        };
+        outcomes.push(outcome);
+    }
     JobResult { uid, outcomes }
+}
+
+async fn blocking(job: Arc<Job>, index: usize) -> Outcome {
+    tokio::task::spawn_blocking(move || run_action(&job, &job.actions[index]))
+        .await
+        .unwrap_or_else(|e| Outcome::Failed {
+            message: format!("executor task failed: {e}"),
+        })
+}
+
+/// Volumes first (a missing ConfigMap should not leave a wired pod behind), then the network.
+async fn ensure_networked_sandbox(job: Arc<Job>, net: &NetlinkNetwork) -> Outcome {
+    let volumes = {
+        let job = job.clone();
+        tokio::task::spawn_blocking(move || prepare_volumes(&job, None))
+            .await
+            .unwrap_or_else(|e| Outcome::Failed {
+                message: format!("executor task failed: {e}"),
+            })
+    };
+    if !matches!(volumes, Outcome::SandboxReady { .. }) {
+        return volumes;
+    }
+    let pod = &job.pod;
+    let paths = PodPaths::new(&job.config.pods_dir(), &pod.uid);
+    let request = PodNetRequest {
+        id: pod.uid.clone(),
+        netns_name: netns_name(&job.config, &pod.uid),
+        hostname: pod.name.chars().take(63).collect(),
+        files_dir: paths.dir.join("net"),
+        ports: host_ports(pod),
+    };
+    let setup = async {
+        net.ensure_bridge().await?;
+        net.setup_pod(&request).await
+    };
+    match setup.await {
+        Ok(status) => Outcome::SandboxReady {
+            network: Some(PodNet {
+                ip: status.ip.to_string(),
+                hosts_file: status.hosts_file,
+                resolv_file: status.resolv_file,
+            }),
+        },
+        Err(e) => Outcome::SandboxFailed {
+            reason: "FailedCreatePodSandBox".into(),
+            message: e.to_string(),
+        },
+    }
+}
+
+/// The pod's hostPort mappings.
+fn host_ports(pod: &PodRecord) -> Vec<HostPortMapping> {
+    let Ok(manifest) = Valid::<Pod>::try_from(pod.manifest.clone()) else {
+        return Vec::new();
+    };
+    manifest
+        .spec
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter())
+        .filter_map(|p| {
+            Some(HostPortMapping {
+                protocol: match p.protocol {
+                    skiff_manifests::model::pod::Protocol::Udp => Protocol::Udp,
+                    _ => Protocol::Tcp,
+                },
+                host_port: p.host_port?,
+                container_port: p.container_port,
+            })
+        })
+        .collect()
+}
+
+/// Pod directory and volumes, and (when given) a loopback-only network namespace.
+fn prepare_volumes(job: &Job, netns: Option<(&std::path::Path, &str)>) -> Outcome {
+    let pod = &job.pod;
+    let paths = PodPaths::new(&job.config.pods_dir(), &pod.uid);
+    let Ok(manifest) = Valid::<Pod>::try_from(pod.manifest.clone()) else {
+        return Outcome::SandboxFailed {
+            reason: "InvalidPod".into(),
+            message: "stored pod record is not a pod".into(),
+        };
+    };
+    match sandbox::prepare(&manifest, &paths, &objects_of(job), netns) {
+        Ok(_) => Outcome::SandboxReady { network: None },
+        Err(e @ sandbox::SandboxError::Volume { .. }) => Outcome::SandboxFailed {
+            reason: "FailedMount".into(),
+            message: e.to_string(),
+        },
+        Err(e) => Outcome::SandboxFailed {
+            reason: "FailedCreatePodSandBox".into(),
+            message: e.to_string(),
+        },
+    }
 }
 
 fn objects_of(job: &Job) -> container::Objects {
@@ -125,28 +232,15 @@ fn run_action(job: &Job, action: &Action) -> Outcome {
     let config = &job.config;
     let paths = PodPaths::new(&config.pods_dir(), &pod.uid);
     let netns = netns_name(config, &pod.uid);
-    let netns_arg = (!pod.plan.host_network).then_some((config.netns_dir.as_path(), netns.as_str()));
+    let in_netns =
+        (!pod.plan.host_network).then_some((config.netns_dir.as_path(), netns.as_str()));
+    // With pod networking the cni crate owns the namespace; without, the sandbox makes it.
+    let owned_netns = in_netns.filter(|_| job.network.is_none());
     match action {
-        Action::EnsureSandbox { .. } => {
-            let Ok(manifest) = Valid::<Pod>::try_from(pod.manifest.clone()) else {
-                return Outcome::SandboxFailed {
-                    reason: "InvalidPod".into(),
-                    message: "stored pod record is not a pod".into(),
-                };
-            };
-            match sandbox::prepare(&manifest, &paths, &objects_of(job), netns_arg) {
-                Ok(_) => Outcome::SandboxReady,
-                Err(e @ sandbox::SandboxError::Volume { .. }) => Outcome::SandboxFailed {
-                    reason: "FailedMount".into(),
-                    message: e.to_string(),
-                },
-                Err(e) => Outcome::SandboxFailed {
-                    reason: "FailedCreatePodSandBox".into(),
-                    message: e.to_string(),
-                },
-            }
+        Action::EnsureSandbox { .. } => prepare_volumes(job, owned_netns),
+        Action::StartContainer { init, index, id, .. } => {
+            start(job, &paths, in_netns, *init, *index, id)
         }
-        Action::StartContainer { init, index, id, .. } => start(job, &paths, netns_arg, *init, *index, id),
         Action::Signal { id, signal, .. } => {
             let sig = match signal {
                 StopSignal::Term => libc::SIGTERM,
@@ -168,7 +262,7 @@ fn run_action(job: &Job, action: &Action) -> Outcome {
                 message: format!("remove container {id}: {e}"),
             },
         },
-        Action::TeardownSandbox { .. } => match sandbox::teardown(&paths, netns_arg) {
+        Action::TeardownSandbox { .. } => match sandbox::teardown(&paths, owned_netns) {
             Ok(()) => Outcome::TornDown,
             Err(e) => Outcome::Failed {
                 message: format!("tear down pod sandbox: {e}"),
@@ -234,6 +328,16 @@ fn start(
         Ok(s) => s,
         Err(e) => return fail("CreateContainerConfigError", e.0),
     };
+    let mut spec = spec;
+    if let Some(net) = &pod.status.network {
+        for (file, target) in [(&net.hosts_file, "/etc/hosts"), (&net.resolv_file, "/etc/resolv.conf")] {
+            spec.mounts.push(skiff_runtime::container::BindMount {
+                source: file.clone(),
+                destination: target.into(),
+                read_only: false,
+            });
+        }
+    }
     match job.runtime.start(&spec) {
         Ok(started) => Outcome::Started {
             init,

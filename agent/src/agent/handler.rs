@@ -102,7 +102,7 @@ fn render_pod(snap: &Snapshot, p: &PodRecord) -> Value {
     let now = now_millis();
     let image = ctx_image(snap, now);
     let ctx = RenderContext { node_name: &snap.node_name, now, image: &image };
-    render::pod(p, None, &ctx)
+    render::pod(p, p.status.network.as_ref().map(|n| n.ip.as_str()), &ctx)
 }
 
 fn ns_matches(item_ns: &str, namespace: Option<&str>, all: bool) -> bool {

@@ -8,6 +8,7 @@ mod handler;
 mod sources;
 
 use crate::api;
+use skiff_cni::PodNetwork;
 use crate::cli::AgentArgs;
 use crate::config::{AgentConfig, ConfigFile};
 use crate::store::Store;
@@ -44,6 +45,18 @@ pub fn config_from_args(args: AgentArgs) -> anyhow::Result<AgentConfig> {
     flag!(cgroup_parent);
     flag!(netns_dir);
     flag!(netns_prefix);
+    flag!(pod_subnet);
+    flag!(cluster_cidr);
+    flag!(bridge);
+    if args.no_masquerade {
+        config.masquerade = false;
+    }
+    if args.no_pod_network {
+        config.pod_network = false;
+    }
+    if args.node_netns.is_some() {
+        config.node_netns = args.node_netns;
+    }
     if args.advertise.is_some() {
         config.advertise = args.advertise;
     }
@@ -59,6 +72,21 @@ pub fn config_from_args(args: AgentArgs) -> anyhow::Result<AgentConfig> {
     }
     config.validate()?;
     Ok(config)
+}
+
+/// Pod networking settings from the agent config.
+pub fn network_config(config: &AgentConfig) -> skiff_cni::NetworkConfig {
+    skiff_cni::NetworkConfig {
+        bridge: config.bridge.clone(),
+        subnet: config.pod_subnet.trunc(),
+        gateway: skiff_cni::config::first_host(config.pod_subnet),
+        netns_dir: config.netns_dir.clone(),
+        netns_prefix: config.netns_prefix.clone(),
+        masquerade: config.masquerade,
+        cluster_cidr: Some(config.cluster_cidr),
+        node_netns: config.node_netns.clone(),
+        ..skiff_cni::NetworkConfig::default()
+    }
 }
 
 /// `skiff agent`: runs until SIGTERM or SIGINT; returns the exit code.
@@ -152,8 +180,27 @@ pub async fn run_until(config: AgentConfig, cancel: CancellationToken) -> anyhow
         &tracker,
     )
     .with_context(|| format!("cannot watch {}", config.manifests_dir.display()))?;
+    let network = if config.pod_network {
+        let net = skiff_cni::NetlinkNetwork::new(network_config(&config), store.database())?;
+        if let Err(e) = net.ensure_bridge().await {
+            tracing::error!("pod network: {e} (pods wait until it works)");
+        }
+        Some(Arc::new(net))
+    } else {
+        None
+    };
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
-    let core = core::Core::load(config.clone(), store, images.clone(), runtime)?;
+    let core = core::Core::load(config.clone(), store, images.clone(), runtime, network.clone())?;
+    if let Some(net) = &network {
+        // Leftovers of pods that no longer exist (a crash between steps, a lost record).
+        match net.gc(&core.pod_uids()).await {
+            Ok(report) if !report.actions.is_empty() => {
+                tracing::info!("pod network: removed {} leftover(s)", report.actions.len())
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("pod network gc: {e}"),
+        }
+    }
     let (snap_tx, snap_rx) = watch::channel(Arc::new(core.snapshot()));
     let handler = handler::handler(handler::Shared {
         snapshot: snap_rx,

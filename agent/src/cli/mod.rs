@@ -95,6 +95,24 @@ pub struct AgentArgs {
     /// First crash-restart delay in milliseconds, doubled up to 5 minutes [default: 10000]
     #[arg(long, value_name = "MS")]
     pub crash_backoff_base_ms: Option<u64>,
+    /// This node's pod subnet [default: 10.42.0.0/24]
+    #[arg(long, value_name = "CIDR")]
+    pub pod_subnet: Option<ipnet::Ipv4Net>,
+    /// The cluster's pod range, not masqueraded between nodes [default: 10.42.0.0/16]
+    #[arg(long, value_name = "CIDR")]
+    pub cluster_cidr: Option<ipnet::Ipv4Net>,
+    /// The node bridge pods attach to [default: skiff0]
+    #[arg(long, value_name = "NAME")]
+    pub bridge: Option<String>,
+    /// Do not masquerade pod traffic leaving the cluster range
+    #[arg(long)]
+    pub no_masquerade: bool,
+    /// Run the node side of pod networking inside this network namespace (for test beds)
+    #[arg(long, value_name = "PATH")]
+    pub node_netns: Option<PathBuf>,
+    /// No pod networking: each pod gets a network namespace with loopback only
+    #[arg(long)]
+    pub no_pod_network: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]

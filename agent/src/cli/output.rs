@@ -71,7 +71,7 @@ pub fn print_get(kind: ResourceKind, value: &Value, format: Option<OutputFormat>
             return;
         }
         Some(OutputFormat::Yaml) => {
-            print!("{}", serde_yaml_ng::to_string(value).unwrap_or_default());
+            print!("{}", skiff_manifests::to_yaml(value).unwrap_or_default());
             return;
         }
         _ => {}
@@ -274,7 +274,7 @@ pub fn pod_display_status(pod: &Value) -> String {
 }
 
 pub fn print_describe(value: &Value) {
-    print!("{}", serde_yaml_ng::to_string(value).unwrap_or_default());
+    print!("{}", skiff_manifests::to_yaml(value).unwrap_or_default());
 }
 
 pub fn print_changes(value: &Value) {
@@ -291,7 +291,7 @@ pub fn print_changes(value: &Value) {
 }
 
 pub fn print_status(value: &Value) {
-    print!("{}", serde_yaml_ng::to_string(value).unwrap_or_default());
+    print!("{}", skiff_manifests::to_yaml(value).unwrap_or_default());
 }
 
 pub fn print_images(value: &Value) {
