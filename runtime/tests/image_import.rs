@@ -244,3 +244,33 @@ fn imports_a_podman_save_archive() {
     assert_eq!(images[0].config.cmd, ["sh"]);
     check_busybox_rootfs(&t.store.layer_dirs(&images[0]).unwrap());
 }
+
+#[test]
+fn reopening_clears_leftovers_but_keeps_partial_downloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = std::sync::Arc::new(redb::Database::create(dir.path().join("skiff.redb")).unwrap());
+    let root = dir.path().join("images");
+    let store = skiff_runtime::image::ImageStore::open(&root, db.clone()).unwrap();
+    let (archive, built) = busybox_archive(dir.path());
+    store.import_archive(&archive).unwrap();
+    drop(store);
+
+    // What a crash leaves behind: a half-unpacked layer, a half-written blob, a partial download.
+    let stale_layer = root.join("layers/.tmp-0123456789ab-1-0");
+    fs::create_dir_all(stale_layer.join("bin")).unwrap();
+    let stale_blob = root.join("blobs/tmp/1-0");
+    fs::write(&stale_blob, b"half").unwrap();
+    let partial = root.join("blobs/partial").join("ab".repeat(32));
+    fs::write(&partial, b"first bytes").unwrap();
+
+    let store = skiff_runtime::image::ImageStore::open(&root, db).unwrap();
+    assert!(!stale_layer.exists());
+    assert!(!stale_blob.exists());
+    assert_eq!(fs::read(&partial).unwrap(), b"first bytes");
+    let image = store
+        .resolve(TEST_IMAGE_REFERENCE)
+        .unwrap()
+        .expect("still recorded");
+    assert_eq!(image.digest, built.manifest_digest);
+    check_busybox_rootfs(&store.layer_dirs(&image).unwrap());
+}

@@ -246,6 +246,18 @@ async fn interrupted_pull_resumes_from_the_partial_blob() {
         .unwrap()
         .unwrap();
     assert_eq!(std::fs::read(dirs[0].join("data/blob")).unwrap(), data);
+
+    // A third pull finds every blob stored: only manifests cross the wire.
+    proxy.downstream_bytes.store(0, Ordering::SeqCst);
+    t.store
+        .pull(&reference, &PullOptions::default())
+        .await
+        .unwrap();
+    let third_pass_bytes = proxy.downstream_bytes.load(Ordering::SeqCst);
+    assert!(
+        third_pass_bytes < 16 * 1024,
+        "third pass moved {third_pass_bytes} bytes"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,11 +2,12 @@
 //! import (OCI and docker archives), registry pull with resume, and layer unpack into overlayfs
 //! lowerdirs shared by every image and container on the node.
 //!
-//! Code map: [`store`] (the `ImageStore` facade), [`archive`] (import), [`pull`] (registry),
-//! [`unpack`] (tar -> directory with overlayfs whiteouts), [`blobs`] (content-addressed files),
-//! [`records`] (redb tables `image_refs`, `image_layers`), [`manifest`] (JSON documents),
-//! [`test_image`] (the project's deterministic busybox test image), and, behind the `testing`
-//! feature, [`testing`] (a real `docker-registry` on 127.0.0.1 for tests).
+//! Code map: `store.rs` (the [`ImageStore`] facade), `archive.rs` (import), `pull.rs`
+//! (registry), `unpack/` (tar -> directory with overlayfs whiteouts), `blobs.rs`
+//! (content-addressed files), `records.rs` (redb tables `image_refs`, `image_layers`),
+//! `manifest.rs` (JSON documents), [`test_image`] (the project's deterministic busybox test
+//! image), and, behind the `testing` feature, `testing.rs` (a real `docker-registry` on
+//! 127.0.0.1 for tests).
 //!
 //! On-disk layout under the store root: `blobs/sha256/<hex>`, `blobs/partial/<hex>` (resumable
 //! downloads), `blobs/tmp/`, `layers/<diff_id hex>/` (one unpacked layer each).
