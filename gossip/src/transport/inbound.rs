@@ -45,7 +45,11 @@ async fn handle_incoming(inner: Arc<Inner>, incoming: quinn::Incoming) {
         Ok(Ok(conn)) => conn,
         Ok(Err(error)) => {
             bump(&inner.counters.failed_handshakes);
-            debug!(peer = %remote, %error, "inbound handshake failed");
+            if is_tls_failure(&error) {
+                warn!(peer = %remote, %error, "refused a peer whose certificate is not from this cluster's CA");
+            } else {
+                debug!(peer = %remote, %error, "inbound handshake failed");
+            }
             return;
         }
         Err(_) => {
@@ -139,4 +143,14 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<ChitchatMessage> {
         cursor.is_empty().then_some(message)
     }));
     result.ok().flatten()
+}
+
+/// True if a connection failed on TLS (a QUIC crypto error: certificate or handshake refused).
+pub(crate) fn is_tls_failure(error: &quinn::ConnectionError) -> bool {
+    let code = match error {
+        quinn::ConnectionError::TransportError(e) => u64::from(e.code),
+        quinn::ConnectionError::ConnectionClosed(close) => u64::from(close.error_code),
+        _ => return false,
+    };
+    (0x100..0x200).contains(&code)
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::stats::{add, bump};
 use super::{Frame, Inner};
@@ -71,13 +71,19 @@ async fn run_peer(inner: Arc<Inner>, addr: SocketAddr, mut rx: mpsc::Receiver<Fr
         let connection = match &conn {
             Some(c) => c.clone(),
             None => match dial(&inner, addr).await {
-                Some(c) => {
+                Dial::Connected(c) => {
                     backoff_until = None;
                     conn = Some(c.clone());
                     c
                 }
-                None => {
-                    backoff_until = Some(Instant::now() + timings.redial_backoff);
+                failure => {
+                    // A peer refusing our certificate will keep refusing: back off longer.
+                    let factor = if matches!(failure, Dial::TlsRefused) {
+                        20
+                    } else {
+                        1
+                    };
+                    backoff_until = Some(Instant::now() + timings.redial_backoff * factor);
                     bump(&inner.counters.dropped_unreachable);
                     continue;
                 }
@@ -121,24 +127,37 @@ fn retire_if_idle(inner: &Inner, addr: SocketAddr, rx: &mut mpsc::Receiver<Frame
     true
 }
 
-async fn dial(inner: &Inner, addr: SocketAddr) -> Option<quinn::Connection> {
-    let connecting = inner
-        .endpoint
-        .connect_with(inner.gossip_client.clone(), addr, CLUSTER_SERVER_NAME)
-        .ok()?;
+enum Dial {
+    Connected(quinn::Connection),
+    Unreachable,
+    TlsRefused,
+}
+
+async fn dial(inner: &Inner, addr: SocketAddr) -> Dial {
+    let Ok(connecting) =
+        inner
+            .endpoint
+            .connect_with(inner.gossip_client.clone(), addr, CLUSTER_SERVER_NAME)
+    else {
+        return Dial::Unreachable;
+    };
     match tokio::time::timeout(inner.timings.dial_timeout, connecting).await {
         Ok(Ok(conn)) => {
             bump(&inner.counters.dials);
             inner.track_connection(&conn);
-            Some(conn)
+            Dial::Connected(conn)
+        }
+        Ok(Err(error)) if super::inbound::is_tls_failure(&error) => {
+            warn!(peer = %addr, %error, "gossip peer refused: certificate not from this cluster's CA");
+            Dial::TlsRefused
         }
         Ok(Err(error)) => {
             debug!(peer = %addr, %error, "gossip dial failed");
-            None
+            Dial::Unreachable
         }
         Err(_) => {
             debug!(peer = %addr, "gossip dial timed out");
-            None
+            Dial::Unreachable
         }
     }
 }
