@@ -1,0 +1,203 @@
+//! Container lifecycle in real containers: restart policies and exit reasons, crash-loop
+//! backoff that doubles, OOM kills, and stopping with a grace period.
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::{TEST_IMAGE, TestAgent, WAIT, container_status, pod_yaml};
+
+fn terminated(pod: &serde_json::Value) -> serde_json::Value {
+    container_status(pod, "main")["state"]["terminated"].clone()
+}
+
+#[test]
+fn never_and_on_failure_end_in_failed_and_succeeded() {
+    let agent = TestAgent::start();
+    agent.write_manifest("fail.yaml", &pod_yaml("fail", "echo bye; exit 1", "  restartPolicy: Never\n"));
+    agent.write_manifest("ok.yaml", &pod_yaml("ok", "exit 0", "  restartPolicy: OnFailure\n"));
+    let fail = agent.wait_phase("fail", "Failed");
+    let t = terminated(&fail);
+    assert_eq!(t["exitCode"], 1, "{fail}");
+    assert_eq!(t["reason"], "Error", "{fail}");
+    assert_eq!(container_status(&fail, "main")["restartCount"], 0);
+    let ok = agent.wait_phase("ok", "Succeeded");
+    let t = terminated(&ok);
+    assert_eq!(t["exitCode"], 0, "{ok}");
+    assert_eq!(t["reason"], "Completed", "{ok}");
+    let table = agent.skiff_ok(&["get", "pods"]);
+    let status = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
+    };
+    assert_eq!(status("fail").as_deref(), Some("Error"), "{table}");
+    assert_eq!(status("ok").as_deref(), Some("Completed"), "{table}");
+    // Nothing restarts afterwards: the phases stay.
+    assert!(agent.skiff_ok(&["logs", "fail"]).contains("bye"));
+    let events = agent.events();
+    assert!(!events.iter().any(|e| e["reason"] == "BackOff"), "{events:#?}");
+}
+
+#[test]
+fn always_restarts_with_doubling_backoff() {
+    let agent = TestAgent::start();
+    // Each run records its start (seconds since boot, from the host-wide /proc/uptime) in an
+    // emptyDir that outlives the container, then fails.
+    agent.write_manifest(
+        "crash.yaml",
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: crash
+spec:
+  volumes: [{{name: d, emptyDir: {{}}}}]
+  containers:
+  - name: main
+    image: {TEST_IMAGE}
+    imagePullPolicy: IfNotPresent
+    volumeMounts: [{{name: d, mountPath: /d}}]
+    command: ["sh", "-c", "cut -d' ' -f1 /proc/uptime >> /d/starts; exit 1"]
+"#
+        ),
+    );
+    let mut seen_backoff = false;
+    let mut counts = Vec::new();
+    let pod = agent.wait_until(Duration::from_secs(60), "5 restarts", || {
+        let p = agent.pod("crash")?;
+        let c = container_status(&p, "main");
+        if c["state"]["waiting"]["reason"] == "CrashLoopBackOff" {
+            seen_backoff = true;
+        }
+        let n = c["restartCount"].as_u64()?;
+        if counts.last() != Some(&n) {
+            counts.push(n);
+        }
+        (n >= 5).then_some(p)
+    });
+    assert!(seen_backoff, "CrashLoopBackOff never shown between attempts");
+    assert!(counts.windows(2).all(|w| w[0] < w[1]), "restart counts went back: {counts:?}");
+    let last = &container_status(&pod, "main")["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 1, "{pod}");
+    assert_eq!(last["reason"], "Error", "{pod}");
+    assert_eq!(pod["status"]["phase"], "Running");
+
+    let starts_file = agent
+        .data
+        .join("pods")
+        .join(support::uid_of(&pod))
+        .join("volumes/d/starts");
+    let text = std::fs::read_to_string(&starts_file).expect("starts file");
+    let starts: Vec<f64> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    assert!(starts.len() >= 5, "{text}");
+    let gaps: Vec<f64> = starts.windows(2).map(|w| w[1] - w[0]).take(4).collect();
+    // Base 200 ms: 0.2, 0.4, 0.8, 1.6 s, plus the time to notice the exit and start again.
+    for (i, gap) in gaps.iter().enumerate() {
+        let delay = 0.2 * f64::from(1u32 << i);
+        assert!(*gap >= delay * 0.9, "gap {i} = {gap:.2}s, shorter than the backoff {delay}s: {gaps:?}");
+        assert!(*gap <= delay + 1.5, "gap {i} = {gap:.2}s, far longer than the backoff {delay}s: {gaps:?}");
+    }
+    assert!(gaps[3] > gaps[1] && gaps[2] > gaps[0], "gaps do not grow: {gaps:?}");
+    assert!(gaps[3] > 2.0 * gaps[0], "gaps do not double: {gaps:?}");
+}
+
+#[test]
+fn memory_limit_oom_kill_is_reported() {
+    let agent = TestAgent::start();
+    // `tail` keeps its input in memory until it sees the end: 64 MiB with no newline.
+    agent.write_manifest(
+        "oom.yaml",
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: oom
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: {TEST_IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "head -c 67108864 /dev/zero | tail >/dev/null"]
+    resources:
+      limits: {{memory: 16Mi}}
+"#
+        ),
+    );
+    let pod = agent.wait_until(WAIT, "the oom pod to end", || {
+        agent.pod("oom").filter(|p| p["status"]["phase"] == "Failed" || p["status"]["phase"] == "Succeeded")
+    });
+    let t = terminated(&pod);
+    assert_eq!(t["reason"], "OOMKilled", "{pod}\n{}", agent.skiff_ok(&["logs", "oom"]));
+    assert_eq!(t["exitCode"], 137, "{pod}");
+    assert_eq!(pod["status"]["phase"], "Failed");
+    let events = agent.events();
+    assert!(events.iter().any(|e| e["reason"] == "OOMKilled" && e["involvedObject"]["name"] == "oom"), "{events:#?}");
+
+    // Restarted after an OOM kill: the reason moves to lastState.
+    agent.write_manifest(
+        "oom2.yaml",
+        &agent.dir.join("m/oom.yaml").to_str().map(|p| {
+            std::fs::read_to_string(p)
+                .expect("oom.yaml")
+                .replace("name: oom", "name: oom2")
+                .replace("restartPolicy: Never", "restartPolicy: Always")
+        })
+        .expect("path"),
+    );
+    let pod = agent.wait_until(WAIT, "oom2 restarted", || {
+        agent.pod("oom2").filter(|p| container_status(p, "main")["restartCount"].as_u64() >= Some(1))
+    });
+    let last = &container_status(&pod, "main")["lastState"]["terminated"];
+    assert_eq!(last["reason"], "OOMKilled", "{pod}");
+}
+
+#[test]
+fn the_same_command_without_a_limit_completes() {
+    // The control for the OOM test: the command really allocates and works when memory allows.
+    let agent = TestAgent::start();
+    agent.write_manifest(
+        "big.yaml",
+        &pod_yaml("big", "head -c 67108864 /dev/zero | tail | wc -c", "  restartPolicy: Never\n"),
+    );
+    let pod = agent.wait_phase("big", "Succeeded");
+    assert_eq!(terminated(&pod)["reason"], "Completed");
+    assert_eq!(agent.skiff_ok(&["logs", "big"]).trim(), "67108864");
+}
+
+/// Deletes the pod's file and returns how long its container process took to die.
+fn time_to_stop(agent: &TestAgent, name: &str) -> Duration {
+    let pod = agent.wait_phase(name, "Running");
+    let id = agent.container_process(&pod, "main").expect("container process");
+    let started = Instant::now();
+    agent.remove_manifest(&format!("{name}.yaml"));
+    agent.wait_until(WAIT, "the container to stop", || (!id.alive()).then_some(()));
+    let took = started.elapsed();
+    agent.wait_until(WAIT, "the pod to go", || agent.pod(name).is_none().then_some(()));
+    took
+}
+
+#[test]
+fn stop_kills_after_the_grace_period_or_at_once_when_the_process_exits() {
+    let agent = TestAgent::start();
+    agent.write_manifest(
+        "stubborn.yaml",
+        &pod_yaml(
+            "stubborn",
+            "trap '' TERM; while true; do sleep 1; done",
+            "  terminationGracePeriodSeconds: 2\n",
+        ),
+    );
+    agent.write_manifest(
+        "polite.yaml",
+        &pod_yaml("polite", "trap \"exit 0\" TERM; sleep 100000 & wait", ""),
+    );
+    let took = time_to_stop(&agent, "stubborn");
+    assert!(
+        took >= Duration::from_millis(1500) && took <= Duration::from_secs(10),
+        "a TERM-ignoring container stopped after {took:?} with a 2 s grace period"
+    );
+    let took = time_to_stop(&agent, "polite");
+    assert!(took < Duration::from_millis(1500), "a TERM-handling container took {took:?} to stop");
+}

@@ -1,0 +1,106 @@
+//! `skiff logs`: the default container, `-c`, `--tail N`, `-f` following new lines, and clear
+//! errors for unknown pods and containers.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use support::{SKIFF, TEST_IMAGE, TestAgent, WAIT};
+
+fn pod() -> String {
+    let c = |name: &str, script: &str| {
+        format!(
+            "  - name: {name}\n    image: {TEST_IMAGE}\n    imagePullPolicy: IfNotPresent\n    command: [\"sh\", \"-c\", {script:?}]\n"
+        )
+    };
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: talk\nspec:\n  containers:\n{}{}{}",
+        c("first", "trap 'exit 0' TERM; for i in $(seq 1 10); do echo first $i; done; sleep 100000 & wait"),
+        c("second", "trap 'exit 0' TERM; echo second-only; echo oops >&2; sleep 100000 & wait"),
+        c("ticker", "trap 'exit 0' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"),
+    )
+}
+
+fn ticks(text: &str) -> Vec<u64> {
+    text.lines().filter_map(|l| l.strip_prefix("tick ")?.trim().parse().ok()).collect()
+}
+
+#[test]
+fn logs_tail_container_and_follow() {
+    let agent = TestAgent::start();
+    agent.write_manifest("talk.yaml", &pod());
+    agent.wait_phase("talk", "Running");
+    let first = agent.wait_until(WAIT, "ten lines from the first container", || {
+        let out = agent.skiff_ok(&["logs", "talk"]);
+        out.contains("first 10").then_some(out)
+    });
+    // No -c: the first container.
+    let expected: Vec<String> = (1..=10).map(|i| format!("first {i}")).collect();
+    assert_eq!(first.lines().collect::<Vec<_>>(), expected, "{first}");
+    assert_eq!(agent.skiff_ok(&["logs", "talk", "-c", "first"]), first);
+
+    let tail = agent.skiff_ok(&["logs", "talk", "--tail", "3"]);
+    assert_eq!(tail.lines().collect::<Vec<_>>(), ["first 8", "first 9", "first 10"], "{tail}");
+    let tail = agent.skiff_ok(&["logs", "talk", "--tail", "0"]);
+    assert_eq!(tail, "", "--tail 0");
+
+    let second = agent.wait_until(WAIT, "the second container's lines", || {
+        let out = agent.skiff_ok(&["logs", "talk", "-c", "second"]);
+        (out.contains("second-only") && out.contains("oops")).then_some(out)
+    });
+    assert!(!second.contains("first"), "{second}");
+
+    // Errors name what is wrong.
+    let out = agent.skiff(&["logs", "talk", "-c", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nope") && err.contains("ticker"), "{err}");
+    let out = agent.skiff(&["logs", "ghost"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ghost"));
+
+    // -f: lines written after the command started arrive while it runs.
+    let before = agent.wait_until(WAIT, "some ticks", || {
+        let t = ticks(&agent.skiff_ok(&["logs", "talk", "-c", "ticker"]));
+        (t.len() >= 2).then_some(t)
+    });
+    let newest = *before.last().unwrap_or(&0);
+    let mut child = Command::new(SKIFF)
+        .arg("--socket")
+        .arg(&agent.socket)
+        .args(["logs", "talk", "-c", "ticker", "-f", "--tail", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn skiff logs -f");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + WAIT;
+    let mut got: Vec<u64> = Vec::new();
+    while got.iter().filter(|n| **n > newest).count() < 5 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left.max(Duration::from_millis(1))) {
+            Ok(line) => got.extend(ticks(&line)),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("logs -f gave only {got:?} (newest before: {newest})");
+            }
+        }
+    }
+    assert!(child.try_wait().expect("try_wait").is_none(), "logs -f exited while following");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(got.windows(2).all(|w| w[1] == w[0] + 1), "lines out of order or missing: {got:?}");
+    assert!(got[0] <= newest + 1, "--tail 1 should start at the newest line: {got:?} vs {newest}");
+}
