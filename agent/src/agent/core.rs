@@ -545,6 +545,30 @@ impl Core {
                 entry.failures += 1;
                 entry.retry_at = now + self.pull.delay(entry.failures).as_millis() as Millis;
                 entry.message = message.clone();
+                // A present image still counts as present, so pull policy Always would pull again
+                // at once: hold those containers back until the retry time, as kubelet does.
+                let (failures, retry_at) = (entry.failures, entry.retry_at);
+                let reason = if failures > 1 { "ImagePullBackOff" } else { "ErrImagePull" };
+                for uid in &users {
+                    if let Some(pod) = self.pods.get_mut(uid) {
+                        for (spec, c) in pod
+                            .plan
+                            .init_containers
+                            .iter()
+                            .zip(pod.status.init_containers.iter_mut())
+                            .chain(pod.plan.containers.iter().zip(pod.status.containers.iter_mut()))
+                        {
+                            if spec.image == p.image && spec.pull_policy == PullPolicy::Always && !c.running() && !c.pulled {
+                                c.next_start_at = Some(retry_at);
+                                c.waiting = Some(Waiting {
+                                    reason: reason.to_string(),
+                                    message: format!("failed to pull image {:?}: {message}", p.image),
+                                });
+                            }
+                        }
+                        self.dirty.insert(uid.clone());
+                    }
+                }
                 for uid in users {
                     self.record_pod_event(&uid, true, "Failed", &format!("failed to pull image {:?}: {message}", p.image));
                 }
