@@ -64,14 +64,35 @@ enum JoinResponse {
     Refused(JoinRefusal),
 }
 
-/// Serves one join connection on the issuing node. Never fails the caller: errors are logged.
-pub(crate) async fn serve_join(conn: quinn::Connection, identity: &NodeIdentity) {
+/// Where a node without the CA key relays join requests: the issuer's address and a
+/// mutual-TLS client config on the join ALPN.
+pub(crate) struct JoinForwarder<'a> {
+    pub endpoint: &'a quinn::Endpoint,
+    pub client: quinn::ClientConfig,
+    pub issuer: Option<SocketAddr>,
+}
+
+/// Serves one join connection: the issuer decides; any other node relays the request to the
+/// issuer it knows from gossip (or refuses with `NotIssuer`). Errors are logged, never returned.
+pub(crate) async fn serve_join(
+    conn: quinn::Connection,
+    identity: &NodeIdentity,
+    forwarder: JoinForwarder<'_>,
+) {
     let peer = conn.remote_address();
     let result = tokio::time::timeout(JOIN_TIMEOUT, async {
         let (mut send, mut recv) = conn.accept_bi().await.ok()?;
         let bytes = recv.read_to_end(MAX_REQUEST_BYTES).await.ok()?;
-        let response = decide(identity, &bytes, SystemTime::now());
-        let encoded = postcard::to_allocvec(&response).ok()?;
+        let encoded = if identity.can_issue() {
+            postcard::to_allocvec(&decide(identity, &bytes, SystemTime::now())).ok()?
+        } else {
+            match forward(&forwarder, &bytes).await {
+                Some(answer) => answer,
+                None => {
+                    postcard::to_allocvec(&JoinResponse::Refused(JoinRefusal::NotIssuer)).ok()?
+                }
+            }
+        };
         send.write_all(&encoded).await.ok()?;
         send.finish().ok()?;
         // Wait until the joiner has read the answer (it closes the connection).
@@ -83,6 +104,24 @@ pub(crate) async fn serve_join(conn: quinn::Connection, identity: &NodeIdentity)
         warn!(%peer, "join connection ended without a complete exchange");
     }
     conn.close(0u32.into(), b"done");
+}
+
+/// Relays a raw join request to the issuer and returns its raw answer.
+async fn forward(forwarder: &JoinForwarder<'_>, request: &[u8]) -> Option<Vec<u8>> {
+    let issuer = forwarder.issuer?;
+    let conn = forwarder
+        .endpoint
+        .connect_with(forwarder.client.clone(), issuer, CLUSTER_SERVER_NAME)
+        .ok()?
+        .await
+        .ok()?;
+    let (mut send, mut recv) = conn.open_bi().await.ok()?;
+    send.write_all(request).await.ok()?;
+    send.finish().ok()?;
+    let answer = recv.read_to_end(MAX_RESPONSE_BYTES).await.ok();
+    conn.close(0u32.into(), b"relayed");
+    info!(%issuer, "relayed a join request to the issuing node");
+    answer
 }
 
 fn decide(identity: &NodeIdentity, request: &[u8], now: SystemTime) -> JoinResponse {

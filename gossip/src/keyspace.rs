@@ -21,6 +21,8 @@ pub(crate) const KEY_META: &str = "node/meta";
 pub(crate) const KEY_STARTED: &str = "node/started";
 /// Present once the node has left gracefully.
 pub(crate) const KEY_LEFT: &str = "node/left";
+/// Present on the node holding the CA key (others relay join requests to it).
+pub(crate) const KEY_ISSUER: &str = "node/issuer";
 
 /// The size rule, as a pure check.
 pub fn check_entry(key: &str, value: &str) -> Result<(), GossipError> {

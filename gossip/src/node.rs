@@ -17,7 +17,7 @@ use tracing::info;
 
 use crate::error::GossipError;
 use crate::identity::NodeIdentity;
-use crate::keyspace::{self, KEY_LEFT, KEY_META, KEY_STARTED};
+use crate::keyspace::{self, KEY_ISSUER, KEY_LEFT, KEY_META, KEY_STARTED};
 use crate::observe::{ExchangeLog, PreOpened};
 use crate::profile::{GossipProfile, GossipTimings};
 use crate::token::unix_ms;
@@ -105,10 +105,19 @@ impl GossipNode {
             Some(quic.clone()),
         )
         .await;
-        if result.is_err() {
-            quic.abort();
+        match result {
+            Ok(handle) => {
+                if deps.identity.can_issue() {
+                    let mut chitchat = handle.chitchat.lock().await;
+                    keyspace::set_checked(chitchat.self_node_state(), KEY_ISSUER, "1")?;
+                }
+                Ok(handle)
+            }
+            Err(e) => {
+                quic.abort();
+                Err(e)
+            }
         }
-        result
     }
 
     /// Starts a node on any chitchat transport (e.g. `ChannelTransport` in simulations).
@@ -173,6 +182,7 @@ async fn start(
     tasks.spawn(refresh_node_list(
         chitchat.clone(),
         nodes_tx,
+        quic.clone(),
         cancel.clone(),
         timings.gossip_interval.max(Duration::from_millis(500)),
     ));
@@ -195,6 +205,7 @@ async fn start(
 async fn refresh_node_list(
     chitchat: Arc<Mutex<Chitchat>>,
     nodes_tx: watch::Sender<Vec<NodeStatus>>,
+    quic: Option<QuicTransport>,
     cancel: CancellationToken,
     tick: Duration,
 ) {
@@ -207,7 +218,13 @@ async fn refresh_node_list(
             changed = live_rx.changed() => if changed.is_err() { break },
             _ = ticker.tick() => {}
         }
-        let list = build_node_list(observe(&*chitchat.lock().await));
+        let (list, issuer) = {
+            let guard = chitchat.lock().await;
+            (build_node_list(observe(&guard)), live_issuer(&guard))
+        };
+        if let Some(quic) = &quic {
+            quic.set_join_issuer(issuer);
+        }
         nodes_tx.send_if_modified(|current| {
             if *current == list {
                 false
@@ -217,6 +234,21 @@ async fn refresh_node_list(
             }
         });
     }
+}
+
+/// Address of a live node (not this one) that holds the CA key, if any.
+fn live_issuer(chitchat: &Chitchat) -> Option<SocketAddr> {
+    let self_id = chitchat.self_chitchat_id();
+    chitchat
+        .live_nodes()
+        .filter(|id| *id != self_id)
+        .filter(|id| {
+            chitchat
+                .node_state(id)
+                .is_some_and(|state| state.get(KEY_ISSUER).is_some())
+        })
+        .map(|id| id.gossip_advertise_addr)
+        .next()
 }
 
 fn observe(chitchat: &Chitchat) -> Vec<ObservedNode> {

@@ -121,7 +121,7 @@ async fn bad_tokens_are_refused_with_the_reason_and_the_issuer_keeps_working() {
 }
 
 #[tokio::test]
-async fn a_joined_node_refuses_joins_because_it_holds_no_ca_key() {
+async fn a_joined_node_relays_joins_to_the_issuer_and_refuses_when_it_is_gone() {
     common::init_tracing();
     let dir_a = tempfile::tempdir().expect("tempdir");
     let dir_b = tempfile::tempdir().expect("tempdir");
@@ -137,6 +137,31 @@ async fn a_joined_node_refuses_joins_because_it_holds_no_ca_key() {
         "no CA key, no tokens"
     );
     let b = spawn_quic(&b_id, vec![a.advertise_addr()]).await;
+    let names = vec!["alpha".to_string(), "bravo".to_string()];
+    wait_until("both Ready", Duration::from_secs(15), || {
+        std::future::ready(sees_all(&b, &names, NodeCondition::Ready))
+    })
+    .await;
+
+    // Joining through bravo: relayed to alpha, which checks the token and signs.
+    let dir_c = tempfile::tempdir().expect("tempdir");
+    let token_c = create_token(dir_a.path(), hour).expect("token");
+    let c_id = wait_for_join(b.advertise_addr(), &token_c, "charlie", dir_c.path()).await;
+    assert_eq!(c_id.cluster_id(), a_id.cluster_id());
+    // Refusals are relayed too.
+    let expired = create_token_at(dir_a.path(), hour, SystemTime::now() - 2 * hour).expect("token");
+    assert_eq!(
+        refused(b.advertise_addr(), &expired).await.0,
+        "join refused: token expired"
+    );
+
+    // With the issuer gone, bravo refuses and says why.
+    a.abort();
+    let alpha = vec!["alpha".to_string()];
+    wait_until("alpha NotReady on bravo", Duration::from_secs(15), || {
+        std::future::ready(sees_all(&b, &alpha, NodeCondition::NotReady))
+    })
+    .await;
     let token2 = create_token(dir_a.path(), hour).expect("token");
     let (msg, _dir) = refused(b.advertise_addr(), &token2).await;
     assert!(
@@ -144,5 +169,25 @@ async fn a_joined_node_refuses_joins_because_it_holds_no_ca_key() {
         "{msg}"
     );
     b.shutdown().await;
-    a.shutdown().await;
+}
+
+/// Joins, retrying only while the relay does not know the issuer yet (learned from gossip).
+async fn wait_for_join(
+    addr: std::net::SocketAddr,
+    token: &Token,
+    name: &str,
+    dir: &std::path::Path,
+) -> NodeIdentity {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match join_cluster(addr, token, name, dir).await {
+            Ok(id) => return id,
+            Err(JoinError::Refused {
+                reason: skiff_gossip::JoinRefusal::NotIssuer,
+            }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(other) => panic!("join through relay failed: {other}"),
+        }
+    }
 }

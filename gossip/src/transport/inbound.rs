@@ -70,8 +70,15 @@ async fn handle_incoming(inner: Arc<Inner>, incoming: quinn::Incoming) {
             }
             None => conn.close(CLOSE_NOT_SERVED.into(), b"rpc not served"),
         },
-        // Nodes without the CA key answer joins with a refusal naming the reason.
-        Some(a) if a == ALPN_JOIN => crate::join::serve_join(conn, &inner.identity).await,
+        // The issuer decides; other nodes relay to the issuer they know from gossip.
+        Some(a) if a == ALPN_JOIN => {
+            let forwarder = crate::join::JoinForwarder {
+                endpoint: &inner.endpoint,
+                client: inner.join_client.clone(),
+                issuer: *inner.join_issuer.lock().unwrap_or_else(|p| p.into_inner()),
+            };
+            crate::join::serve_join(conn, &inner.identity, forwarder).await
+        }
         _ => {
             count_rejected(&inner);
             warn!(peer = %remote, "refusing connection without a cluster client certificate");

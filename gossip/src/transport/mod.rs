@@ -57,6 +57,10 @@ pub(crate) struct Inner {
     pub endpoint: quinn::Endpoint,
     pub local_addr: SocketAddr,
     pub gossip_client: quinn::ClientConfig,
+    /// Mutual-TLS client on the join ALPN, for relaying joins to the issuer.
+    pub join_client: quinn::ClientConfig,
+    /// The issuing node's address as last seen in gossip (None on the issuer itself).
+    pub join_issuer: Mutex<Option<SocketAddr>>,
     pub identity: NodeIdentity,
     pub rpc_sink: Option<mpsc::Sender<quinn::Connection>>,
     pub timings: TransportTimings,
@@ -116,6 +120,7 @@ impl QuicTransport {
         let timings = options.timings;
         let server = tls::server_config(identity, timings.quic)?;
         let gossip_client = tls::mutual_client_config(identity, ALPN_GOSSIP, timings.quic)?;
+        let join_client = tls::mutual_client_config(identity, tls::ALPN_JOIN, timings.quic)?;
         let endpoint =
             quinn::Endpoint::server(server, listen_addr).map_err(|source| GossipError::Bind {
                 addr: listen_addr,
@@ -130,6 +135,8 @@ impl QuicTransport {
             endpoint,
             local_addr,
             gossip_client,
+            join_client,
+            join_issuer: Mutex::new(None),
             identity: identity.clone(),
             rpc_sink: options.rpc_sink,
             timings,
@@ -148,6 +155,15 @@ impl QuicTransport {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.inner.local_addr
+    }
+
+    /// Tells a node without the CA key where to relay join requests (kept fresh by the node).
+    pub fn set_join_issuer(&self, issuer: Option<SocketAddr>) {
+        *self
+            .inner
+            .join_issuer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = issuer;
     }
 
     pub fn counters(&self) -> TransportCounters {
