@@ -12,8 +12,19 @@
 //! `started <pid>` or `error <message>`, then points stdout at /dev/null. Its stderr should be
 //! a file (the runtime uses `<container dir>/shim.log`). It calls `setsid` itself, so the caller
 //! must not make it a process group leader.
+//!
+//! Once the container runs, the shim re-executes itself (`/proc/self/exe`, same argv prefix) as
+//!
+//! ```text
+//! monitor --state-root <dir> --id <id> --pid <init pid> --stdout-fd <n> --stderr-fd <n>
+//! ```
+//!
+//! keeping its pid, session and child: the fresh image never touches libcontainer's pages until
+//! cleanup, which keeps the long-lived shim small. Callers never invoke `monitor` themselves.
 
+mod handoff;
 mod logwriter;
+mod monitor;
 mod run;
 mod signals;
 
@@ -33,20 +44,13 @@ pub struct ShimArgs {
 impl ShimArgs {
     /// Parses `run --state-root <dir> --id <id>`.
     pub fn parse(args: &[OsString]) -> Result<Self, String> {
-        let mut it = args.iter();
-        match it.next().and_then(|a| a.to_str()) {
-            Some("run") => {}
-            other => return Err(format!("expected subcommand 'run', got {other:?}")),
-        }
+        let flags = parse_flags(args, "run")?;
         let (mut state_root, mut id) = (None, None);
-        while let Some(flag) = it.next() {
-            let value = it.next().ok_or_else(|| format!("{flag:?} needs a value"))?;
-            match flag.to_str() {
-                Some("--state-root") => state_root = Some(PathBuf::from(value)),
-                Some("--id") => {
-                    id = Some(value.to_str().ok_or("--id must be utf-8")?.to_string());
-                }
-                _ => return Err(format!("unknown flag {flag:?}")),
+        for (name, value) in flags {
+            match name.as_str() {
+                "--state-root" => state_root = Some(PathBuf::from(value)),
+                "--id" => id = Some(value.into_string().map_err(|_| "--id must be utf-8".to_string())?),
+                _ => return Err(format!("unknown flag {name}")),
             }
         }
         Ok(ShimArgs {
@@ -67,11 +71,82 @@ impl ShimArgs {
     }
 }
 
+/// Arguments of the internal `monitor` step (the re-executed shim).
+#[derive(Debug, PartialEq, Eq)]
+pub struct MonitorArgs {
+    pub state_root: PathBuf,
+    pub id: String,
+    pub pid: i32,
+    pub stdout_fd: i32,
+    pub stderr_fd: i32,
+}
+
+impl MonitorArgs {
+    pub fn parse(args: &[OsString]) -> Result<Self, String> {
+        let flags = parse_flags(args, "monitor")?;
+        let get = |name: &str| flags.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).ok_or(format!("missing {name}"));
+        let number = |name: &str| -> Result<i32, String> {
+            get(name)?.to_str().and_then(|v| v.parse().ok()).ok_or(format!("{name} must be a number"))
+        };
+        Ok(MonitorArgs {
+            state_root: PathBuf::from(get("--state-root")?),
+            id: get("--id")?.into_string().map_err(|_| "--id must be utf-8".to_string())?,
+            pid: number("--pid")?,
+            stdout_fd: number("--stdout-fd")?,
+            stderr_fd: number("--stderr-fd")?,
+        })
+    }
+
+    pub fn to_args(&self) -> Vec<OsString> {
+        vec![
+            "monitor".into(),
+            "--state-root".into(),
+            self.state_root.clone().into_os_string(),
+            "--id".into(),
+            self.id.clone().into(),
+            "--pid".into(),
+            self.pid.to_string().into(),
+            "--stdout-fd".into(),
+            self.stdout_fd.to_string().into(),
+            "--stderr-fd".into(),
+            self.stderr_fd.to_string().into(),
+        ]
+    }
+}
+
+/// Splits `<subcommand> --flag value ...` into flag/value pairs, checking the subcommand.
+fn parse_flags(args: &[OsString], subcommand: &str) -> Result<Vec<(String, OsString)>, String> {
+    let mut it = args.iter();
+    match it.next().and_then(|a| a.to_str()) {
+        Some(s) if s == subcommand => {}
+        other => return Err(format!("expected subcommand {subcommand:?}, got {other:?}")),
+    }
+    let mut flags = Vec::new();
+    while let Some(flag) = it.next() {
+        let name = flag.to_str().filter(|f| f.starts_with("--")).ok_or(format!("unexpected argument {flag:?}"))?;
+        let value = it.next().ok_or_else(|| format!("{name} needs a value"))?;
+        flags.push((name.to_string(), value.clone()));
+    }
+    Ok(flags)
+}
+
 /// Entry point of the shim: `args` are the words after the shim command (`run --state-root ...`).
 /// Must be called before any thread or async runtime exists. Returns the process exit code.
 pub fn shim_main(args: Vec<OsString>) -> i32 {
+    if args.first().is_some_and(|a| a == "monitor") {
+        return match MonitorArgs::parse(&args) {
+            Ok(parsed) => monitor::monitor_main(&parsed),
+            Err(message) => {
+                eprintln!("shim monitor: {message}");
+                2
+            }
+        };
+    }
+    // The argv before our own arguments, to re-exec the same way we were started.
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let prefix = argv.len().checked_sub(args.len()).filter(|n| *n > 0 && argv[*n..] == args[..]).map(|n| &argv[..n]);
     match ShimArgs::parse(&args) {
-        Ok(parsed) => run::run(&parsed),
+        Ok(parsed) => run::run(&parsed, prefix),
         Err(message) => {
             report(&format!("error {message}"));
             2
@@ -101,5 +176,7 @@ mod tests {
         assert!(ShimArgs::parse(&["run".into(), "--id".into()]).is_err());
         assert!(ShimArgs::parse(&["start".into()]).is_err());
         assert!(ShimArgs::parse(&["run".into(), "--id".into(), "x".into()]).is_err());
+        let m = MonitorArgs { state_root: "/s".into(), id: "c".into(), pid: 42, stdout_fd: 3, stderr_fd: 4 };
+        assert_eq!(MonitorArgs::parse(&m.to_args()), Ok(m));
     }
 }

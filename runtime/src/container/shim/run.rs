@@ -1,42 +1,32 @@
 //! The shim's lifecycle: mount, create, start, report, pump logs until the init exits, record
 //! the exit, clean up.
 
+use std::ffi::OsString;
 use std::fs::File;
-use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::time::{Duration, Instant, SystemTime};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::SystemTime;
 
 use libcontainer::container::Container;
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
 use nix::fcntl::OFlag;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::Pid;
 
-use super::logwriter::{LineSplitter, LogWriter};
-use super::{ShimArgs, report, signals};
+use super::monitor::{Running, monitor};
+use super::{MonitorArgs, ShimArgs, handoff, report, signals};
 use crate::container::cgroup;
 use crate::container::layout::{
     ContainerDir, ExitRecord, RunningRecord, read_record, write_record,
 };
-use crate::container::log::Stream;
 use crate::container::oci::build_oci_spec;
-use crate::container::process::{pidfd_open, read_stat};
+use crate::container::process::read_stat;
 use crate::container::rootfs;
 use crate::container::spec::ContainerSpec;
 use crate::container::user::resolve_user;
 
-/// How long to keep draining stdout/stderr after the init exited.
-const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
-struct Running {
-    pid: i32,
-    stdout: File,
-    stderr: File,
-}
-
-pub(super) fn run(args: &ShimArgs) -> i32 {
+/// `run`: set up, create and start the container, report, then hand over to the monitor.
+/// `argv_prefix` is this process's argv up to the shim's own arguments (for the re-exec).
+pub(super) fn run(args: &ShimArgs, argv_prefix: Option<&[OsString]>) -> i32 {
     // Own session and process group: signals to the agent's group never reach us.
     if let Err(e) = nix::unistd::setsid() {
         eprintln!("shim: setsid failed: {e}");
@@ -78,7 +68,34 @@ pub(super) fn run(args: &ShimArgs) -> i32 {
             return 1;
         }
     };
-    monitor(&dir, &spec, running)
+    let started_at = SystemTime::now();
+    let me = std::process::id() as i32;
+    let record = RunningRecord {
+        init_pid: running.pid,
+        init_start_ticks: read_stat(running.pid).map_or(0, |s| s.start_ticks),
+        shim_pid: me,
+        shim_start_ticks: read_stat(me).map_or(0, |s| s.start_ticks),
+        started_at,
+    };
+    if let Err(e) = write_record(&spec.id, &dir.running(), &record) {
+        eprintln!("shim: {e}");
+    }
+    report(&format!("started {}", running.pid));
+    detach_stdout();
+    // Shed the pages libcontainer touched: exec a fresh image of ourselves that only monitors.
+    // On success this does not return; if it fails, monitor from this process.
+    if let Some(prefix) = argv_prefix {
+        let monitor_args = MonitorArgs {
+            state_root: args.state_root.clone(),
+            id: args.id.clone(),
+            pid: running.pid,
+            stdout_fd: running.stdout.as_raw_fd(),
+            stderr_fd: running.stderr.as_raw_fd(),
+        };
+        let error = handoff::exec_monitor(prefix, &monitor_args, &running);
+        eprintln!("shim: re-exec as monitor failed ({error}); monitoring in place");
+    }
+    monitor(&dir, &spec, running, started_at)
 }
 
 /// Mounts the rootfs, writes config.json, creates and starts the container.
@@ -123,207 +140,8 @@ fn create_and_start(dir: &ContainerDir, spec: &ContainerSpec) -> Result<Running,
     })
 }
 
-/// Records the start, reports it, pumps logs until the init exits, then finishes up.
-fn monitor(dir: &ContainerDir, spec: &ContainerSpec, mut running: Running) -> i32 {
-    let started_at = SystemTime::now();
-    let pidfd = pidfd_open(running.pid);
-    let me = std::process::id() as i32;
-    let record = RunningRecord {
-        init_pid: running.pid,
-        init_start_ticks: read_stat(running.pid).map_or(0, |s| s.start_ticks),
-        shim_pid: me,
-        shim_start_ticks: read_stat(me).map_or(0, |s| s.start_ticks),
-        started_at,
-    };
-    if let Err(e) = write_record(&spec.id, &dir.running(), &record) {
-        eprintln!("shim: {e}");
-    }
-    report(&format!("started {}", running.pid));
-    detach_stdout();
-
-    let mut log = match LogWriter::open(&spec.log) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            eprintln!(
-                "shim: opening log {:?}: {e}; output is discarded",
-                spec.log.path
-            );
-            None
-        }
-    };
-    let mut pump = Pump::new(&mut log);
-    match &pidfd {
-        Ok(pidfd) => pump.run(&mut running, Some(pidfd.as_fd()), None),
-        Err(e) => {
-            eprintln!("shim: pidfd_open failed ({e}); waiting on the child instead");
-            pump.run(&mut running, None, None)
-        }
-    }
-    let status = waitpid(Pid::from_raw(running.pid), None);
-    let finished_at = SystemTime::now();
-    pump.run(&mut running, None, Some(Instant::now() + DRAIN_AFTER_EXIT));
-    pump.finish();
-
-    let (exit_code, signal) = match status {
-        Ok(WaitStatus::Exited(_, code)) => (code, None),
-        Ok(WaitStatus::Signaled(_, sig, _)) => (128 + sig as i32, Some(sig as i32)),
-        other => {
-            eprintln!("shim: unexpected wait status {other:?}");
-            (255, None)
-        }
-    };
-    let oom_killed = cgroup::oom_killed(
-        std::path::Path::new(cgroup::CGROUP_ROOT),
-        &spec.cgroups_path,
-    );
-    cleanup(dir, spec);
-    let reason = match (oom_killed, exit_code) {
-        (true, _) => "OOMKilled",
-        (false, 0) => "Completed",
-        _ => "Error",
-    };
-    let record = ExitRecord {
-        exit_code,
-        signal,
-        oom_killed,
-        started_at: Some(started_at),
-        finished_at,
-        reason: reason.into(),
-        message: None,
-    };
-    if let Err(e) = write_record(&spec.id, &dir.exit(), &record) {
-        eprintln!("shim: {e}");
-        return 1;
-    }
-    0
-}
-
-/// Moves log bytes from the container's pipes into the log file.
-struct Pump<'a> {
-    log: &'a mut Option<LogWriter>,
-    splitters: [LineSplitter; 2],
-    open: [bool; 2],
-}
-
-impl<'a> Pump<'a> {
-    fn new(log: &'a mut Option<LogWriter>) -> Self {
-        Pump {
-            log,
-            splitters: Default::default(),
-            open: [true, true],
-        }
-    }
-
-    /// Polls the pipes (and the pidfd) until the pidfd fires, both pipes close, or `deadline`.
-    fn run(
-        &mut self,
-        running: &mut Running,
-        pidfd: Option<std::os::fd::BorrowedFd<'_>>,
-        deadline: Option<Instant>,
-    ) {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            if !self.open.iter().any(|o| *o) && pidfd.is_none() {
-                return;
-            }
-            let timeout = match deadline {
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return;
-                    }
-                    PollTimeout::try_from(left.as_millis().min(60_000) as i32)
-                        .unwrap_or(PollTimeout::MAX)
-                }
-                // Without a pidfd, wake up now and then to check on the child.
-                None if pidfd.is_none() => PollTimeout::from(200u16),
-                None => PollTimeout::NONE,
-            };
-            // Closed pipes stay out of the set: they would report POLLHUP forever.
-            let mut slots: Vec<usize> = Vec::with_capacity(3);
-            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(3);
-            for (i, file) in [&running.stdout, &running.stderr].into_iter().enumerate() {
-                if self.open[i] {
-                    slots.push(i);
-                    fds.push(PollFd::new(file.as_fd(), PollFlags::POLLIN));
-                }
-            }
-            if let Some(p) = pidfd {
-                slots.push(2);
-                fds.push(PollFd::new(p, PollFlags::POLLIN));
-            }
-            match poll(&mut fds, timeout) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => {
-                    eprintln!("shim: poll failed: {e}");
-                    return;
-                }
-                Ok(_) => {}
-            }
-            let mut ready = [false; 3];
-            for (slot, fd) in slots.iter().zip(&fds) {
-                ready[*slot] = fd.any().unwrap_or(false);
-            }
-            drop(fds);
-            for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
-                if ready[i] && self.open[i] {
-                    let file = if i == 0 {
-                        &mut running.stdout
-                    } else {
-                        &mut running.stderr
-                    };
-                    match file.read(&mut buf) {
-                        Ok(0) => self.open[i] = false,
-                        Ok(n) => self.write(i, stream, &buf[..n]),
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(_) => self.open[i] = false,
-                    }
-                }
-            }
-            if pidfd.is_some() && ready[2] {
-                return;
-            }
-            if pidfd.is_none() && deadline.is_none() && child_exited(running.pid) {
-                return;
-            }
-        }
-    }
-
-    fn write(&mut self, index: usize, stream: Stream, data: &[u8]) {
-        let log = &mut *self.log;
-        let mut emit = |text: &[u8], partial: bool| -> std::io::Result<()> {
-            if let Some(w) = log.as_mut() {
-                w.write(SystemTime::now(), stream, partial, text)?;
-            }
-            Ok(())
-        };
-        if let Err(e) = self.splitters[index].push(data, &mut emit) {
-            eprintln!("shim: writing log: {e}");
-        }
-    }
-
-    fn finish(&mut self) {
-        let log = &mut *self.log;
-        for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
-            let mut emit = |text: &[u8], partial: bool| -> std::io::Result<()> {
-                if let Some(w) = log.as_mut() {
-                    w.write(SystemTime::now(), stream, partial, text)?;
-                }
-                Ok(())
-            };
-            if let Err(e) = self.splitters[i].finish(&mut emit) {
-                eprintln!("shim: writing log: {e}");
-            }
-        }
-    }
-}
-
-fn child_exited(pid: i32) -> bool {
-    read_stat(pid).is_none_or(|s| s.state == 'Z')
-}
-
 /// Deletes the libcontainer container, its cgroups (and empty pod dir) and unmounts the rootfs.
-fn cleanup(dir: &ContainerDir, spec: &ContainerSpec) {
+pub(super) fn cleanup(dir: &ContainerDir, spec: &ContainerSpec) {
     let state = dir.libcontainer_state();
     if state.exists() {
         match Container::load(state.clone()) {
