@@ -3,7 +3,8 @@
 //! Code map:
 //! - `pki.rs`, `identity.rs`: the cluster CA, node certificates, files under `<data_dir>/tls/`.
 //! - `token.rs`: join tokens (`skiff1.<base64>`), their records, expiry and revocation.
-//! - `join.rs`: the join exchange (`skiff-join/1`), served by the CA holder; [`join_cluster`].
+//! - `join.rs`: the join exchange (`skiff-join/1`): the CA holder decides, other nodes relay to
+//!   the live CA holder they know from gossip; [`join_cluster`] for the joiner.
 //! - `tls.rs`: rustls/quinn configs (ring provider only), ALPNs, per-ALPN client-auth policy.
 //! - `transport/`: chitchat's `Transport` over quinn (one uni stream per message, per-peer
 //!   queues, counters).
@@ -11,6 +12,7 @@
 //! - `view.rs`: [`NodeMetadata`] and the pure node-list rule ([`build_node_list`]).
 //! - `profile.rs`: LAN / WAN timing presets.
 //! - `node.rs`: the service: [`GossipNode::spawn`] -> [`GossipHandle`].
+//! - `node_list.rs`: keeps the node-list `watch` fresh and the transport's issuer address.
 //! - `observe.rs`: notes gossip exchanges per peer so `leave` knows when its marker went out.
 //!
 //! Invariants: every value this node publishes is at most [`MAX_VALUE_BYTES`]; gossip and rpc
@@ -23,6 +25,7 @@ mod identity;
 mod join;
 mod keyspace;
 mod node;
+mod node_list;
 mod observe;
 mod pki;
 mod profile;
