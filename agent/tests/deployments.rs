@@ -178,3 +178,68 @@ fn editing_the_file_scales_replaces_and_deletes() {
     let d: Value = agent.get_json(&["deployments"]);
     assert!(d["items"].as_array().is_some_and(|a| a.is_empty()), "{d}");
 }
+
+fn solo(env: &str) -> String {
+    support::pod_yaml(
+        "solo",
+        &format!("trap 'exit 0' TERM; echo value={env}; sleep 100000 & wait"),
+        "",
+    )
+}
+
+#[test]
+fn bare_pods_are_replaced_on_change_and_documents_removed_one_by_one() {
+    let agent = TestAgent::start();
+    agent.write_manifest("solo.yaml", &solo("one"));
+    let first = agent.wait_phase("solo", "Running");
+    agent.write_manifest("solo.yaml", &solo("two"));
+    let second = agent.wait_until(WAIT, "a new solo pod", || {
+        agent
+            .pod("solo")
+            .filter(|p| uid_of(p) != uid_of(&first) && support::all_running(p))
+    });
+    assert_eq!(agent.pods().len(), 1);
+    agent.wait_until(WAIT, "the new value in the log", || {
+        agent.skiff_ok(&["logs", "solo"]).contains("value=two").then_some(())
+    });
+
+    // Two documents in one file; removing one deletes only what it declared.
+    let both = format!("{}---\n{}", deployment(1, "x"), solo("two"));
+    agent.remove_manifest("solo.yaml");
+    agent.write_manifest("both.yaml", &both);
+    agent.wait_until(WAIT, "web and solo running", || {
+        let pods = agent.live_pods();
+        (pods.len() == 2 && pods.iter().all(support::all_running)).then_some(())
+    });
+    agent.write_manifest("both.yaml", &deployment(1, "x"));
+    agent.wait_until(WAIT, "solo deleted, web kept", || {
+        let pods = agent.pods();
+        (pods.len() == 1 && name_of(&pods[0]).starts_with("web-")).then_some(())
+    });
+    let _ = second;
+}
+
+#[test]
+fn pods_in_a_missing_namespace_wait_for_it() {
+    let agent = TestAgent::start();
+    let pod = support::pod_yaml("nsd", "trap 'exit 0' TERM; sleep 100000 & wait", "")
+        .replace("  name: nsd\n", "  name: nsd\n  namespace: prod\n");
+    agent.write_manifest("nsd.yaml", &pod);
+    let events = agent.wait_until(WAIT, "a Blocked event", || {
+        let events = items_of(&agent.get_json(&["events", "-n", "prod"]));
+        events.iter().any(|e| e["reason"] == "Blocked").then_some(events)
+    });
+    let blocked = events.iter().find(|e| e["reason"] == "Blocked").cloned().unwrap_or_default();
+    assert!(blocked["message"].as_str().is_some_and(|m| m.contains("prod")), "{blocked}");
+    assert!(items_of(&agent.get_json(&["pods", "-A"])).is_empty());
+    agent.write_manifest("ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: prod\n");
+    agent.wait_until(WAIT, "the pod in prod", || {
+        let pods = items_of(&agent.get_json(&["pods", "-n", "prod"]));
+        pods.iter().any(|p| name_of(p) == "nsd" && support::all_running(p)).then_some(())
+    });
+    assert!(agent.pods().is_empty(), "the default namespace lists pods of prod");
+}
+
+fn items_of(v: &Value) -> Vec<Value> {
+    support::items(v)
+}

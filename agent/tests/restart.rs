@@ -123,3 +123,43 @@ fn kill9_restart_readopts_and_logs_continue() {
     let expected: Vec<u64> = (0..=*numbers.last().unwrap_or(&0)).collect();
     assert_eq!(numbers, expected, "log lines lost or repeated across the restart");
 }
+
+#[test]
+fn changes_made_while_the_agent_was_down_are_applied_on_start() {
+    let mut agent = TestAgent::start();
+    agent.write_manifest("web.yaml", &deployment());
+    agent.write_manifest("solo.yaml", &pod_yaml("solo", "trap 'exit 0' TERM; sleep 100000 & wait", ""));
+    agent.write_manifest("crashy.yaml", &pod_yaml("crashy", "trap 'exit 0' TERM; sleep 100000 & wait", ""));
+    agent.wait_running(4);
+    let web = state(&agent);
+    let solo = agent.pod("solo").expect("solo");
+    let solo_proc = agent.container_process(&solo, "main").expect("solo process");
+    let crashy = agent.pod("crashy").expect("crashy");
+    let crashy_proc = agent.container_process(&crashy, "main").expect("crashy process");
+
+    agent.kill9();
+    // While the agent is down: a file goes, another is scaled, a container dies.
+    agent.remove_manifest("solo.yaml");
+    agent.write_manifest("web.yaml", &deployment().replace("replicas: 2", "replicas: 3"));
+    support::proc::signal(crashy_proc.pid, libc::SIGKILL);
+    agent.wait_until(WAIT, "crashy's container to die", || (!crashy_proc.alive()).then_some(()));
+
+    agent.restart();
+    agent.wait_until(WAIT, "solo to be deleted", || agent.pod("solo").is_none().then_some(()));
+    assert!(!solo_proc.alive(), "solo's container outlived its pod");
+    let pods = agent.wait_until(WAIT, "3 web pods and crashy running again", || {
+        let pods = agent.live_pods();
+        let webs = pods.iter().filter(|p| name_of(p).starts_with("web-") && support::all_running(p)).count();
+        let crashy = pods.iter().find(|p| name_of(p) == "crashy").filter(|p| support::all_running(p))?;
+        (webs == 3).then_some(crashy.clone())
+    });
+    for (name, (id, restarts)) in &web {
+        let p = agent.pod(name).unwrap_or_else(|| panic!("{name} was replaced"));
+        assert_eq!(agent.container_process(&p, "app").as_ref(), Some(id));
+        assert_eq!(&container_status(&p, "app")["restartCount"], restarts);
+    }
+    let c = container_status(&pods, "main");
+    assert_eq!(c["restartCount"], 1, "{c}");
+    assert_eq!(c["lastState"]["terminated"]["exitCode"], 137, "{c}");
+    assert_eq!(support::uid_of(&pods), support::uid_of(&crashy), "crashy was replaced, not restarted");
+}
