@@ -141,7 +141,7 @@ impl NodeIdentity {
         })
     }
 
-    fn expect_name(self, requested: &str) -> Result<Self, IdentityError> {
+    pub(crate) fn expect_name(self, requested: &str) -> Result<Self, IdentityError> {
         if self.node_name == requested {
             Ok(self)
         } else {

@@ -166,7 +166,8 @@ fn decide(identity: &NodeIdentity, request: &[u8], now: SystemTime) -> JoinRespo
 }
 
 /// Joins the cluster reachable at `addr` with `token`: obtains a node certificate and stores the
-/// identity in `data_dir`. An identity already in `data_dir` is returned as is.
+/// identity in `data_dir`. An identity already in `data_dir` (a restart) is returned without
+/// contacting anyone, provided it belongs to `node_name`.
 pub async fn join_cluster(
     addr: SocketAddr,
     token: &Token,
@@ -175,7 +176,7 @@ pub async fn join_cluster(
 ) -> Result<NodeIdentity, JoinError> {
     pki::validate_node_name(node_name)?;
     if let Some(existing) = NodeIdentity::load(data_dir)? {
-        return Ok(existing);
+        return Ok(existing.expect_name(node_name)?);
     }
     let timings = QuicTimings {
         keep_alive: Duration::from_secs(2),

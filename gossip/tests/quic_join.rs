@@ -33,6 +33,20 @@ async fn join_with_valid_token_then_gossip_with_mutual_tls() {
         "identity persisted"
     );
 
+    // A restart with the same flags reuses the stored identity without contacting anyone.
+    let nowhere: std::net::SocketAddr = "127.0.0.1:9".parse().expect("addr");
+    let again = join_cluster(nowhere, &parsed, "bravo", dir_b.path())
+        .await
+        .expect("restart reuses the identity");
+    assert_eq!(again.ca_fingerprint(), b_id.ca_fingerprint());
+    let err = join_cluster(nowhere, &parsed, "other", dir_b.path())
+        .await
+        .expect_err("another name on the same data dir");
+    assert!(
+        err.to_string().contains("already holds the identity"),
+        "{err}"
+    );
+
     let b = spawn_quic(&b_id, vec![a.advertise_addr()]).await;
     let names = vec!["alpha".to_string(), "bravo".to_string()];
     wait_until("both nodes Ready on both", Duration::from_secs(15), || {
