@@ -16,8 +16,18 @@ fn exit_code_and_both_streams_are_logged() {
     let started = env.runtime.start(&spec).unwrap();
     assert!(started.pid > 0);
     match env.wait_exited("exit3", EXIT_TIMEOUT) {
-        ContainerState::Exited { exit_code, signal, oom_killed, reason, started_at, finished_at } => {
-            assert_eq!((exit_code, signal, oom_killed, reason.as_str()), (3, None, false, "Error"));
+        ContainerState::Exited {
+            exit_code,
+            signal,
+            oom_killed,
+            reason,
+            started_at,
+            finished_at,
+        } => {
+            assert_eq!(
+                (exit_code, signal, oom_killed, reason.as_str()),
+                (3, None, false, "Error")
+            );
             assert!(started_at.unwrap() <= finished_at);
         }
         other => panic!("unexpected {other:?}"),
@@ -32,7 +42,11 @@ fn env_cwd_user_hostname_and_limits_are_applied() {
     let env = TestEnv::new();
     let mut spec = env.spec(
         "envuser",
-        &["sh", "-c", "echo foo=$FOO; pwd; id -u; id -g; id -G; hostname; ulimit -n; sleep 1000"],
+        &[
+            "sh",
+            "-c",
+            "echo foo=$FOO; pwd; id -u; id -g; id -G; hostname; ulimit -n; sleep 1000",
+        ],
     );
     spec.process.env = vec!["FOO=bar".into()];
     spec.process.cwd = "/tmp".into();
@@ -43,10 +57,24 @@ fn env_cwd_user_hostname_and_limits_are_applied() {
     spec.resources.cpu_request_millis = Some(250);
     spec.resources.pids_limit = Some(64);
     env.runtime.start(&spec).unwrap();
-    let nofile = container_common::nofile_hard_limit().min(1_048_576).to_string();
-    let want = ["foo=bar", "/tmp", "1000", "1001", "1001 50", "box1", nofile.as_str()];
+    let nofile = container_common::nofile_hard_limit()
+        .min(1_048_576)
+        .to_string();
+    let want = [
+        "foo=bar",
+        "/tmp",
+        "1000",
+        "1001",
+        "1001 50",
+        "box1",
+        nofile.as_str(),
+    ];
     let logs = wait_for("all output lines", EXIT_TIMEOUT, || {
-        let logs: Vec<String> = env.log_texts("envuser").into_iter().map(|(_, t)| t).collect();
+        let logs: Vec<String> = env
+            .log_texts("envuser")
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect();
         (logs.len() >= want.len()).then_some(logs)
     });
     assert_eq!(logs, want);
@@ -54,12 +82,20 @@ fn env_cwd_user_hostname_and_limits_are_applied() {
     let cg = env.cgroups_path("envuser");
     let rel = cg.strip_prefix("/").unwrap();
     let read = |ctrl: &str, file: &str| {
-        std::fs::read_to_string(std::path::Path::new("/sys/fs/cgroup").join(ctrl).join(rel).join(file))
-            .unwrap()
-            .trim()
-            .to_string()
+        std::fs::read_to_string(
+            std::path::Path::new("/sys/fs/cgroup")
+                .join(ctrl)
+                .join(rel)
+                .join(file),
+        )
+        .unwrap()
+        .trim()
+        .to_string()
     };
-    assert_eq!(read("memory", "memory.limit_in_bytes"), (64u64 << 20).to_string());
+    assert_eq!(
+        read("memory", "memory.limit_in_bytes"),
+        (64u64 << 20).to_string()
+    );
     assert_eq!(read("cpu", "cpu.cfs_quota_us"), "50000");
     assert_eq!(read("cpu", "cpu.cfs_period_us"), "100000");
     assert_eq!(read("cpu", "cpu.shares"), "256");
@@ -70,7 +106,11 @@ fn env_cwd_user_hostname_and_limits_are_applied() {
     spec2.process.user = "4242:4343".into();
     env.runtime.start(&spec2).unwrap();
     env.wait_exited("numeric", EXIT_TIMEOUT);
-    let texts: Vec<String> = env.log_texts("numeric").into_iter().map(|(_, t)| t).collect();
+    let texts: Vec<String> = env
+        .log_texts("numeric")
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
     assert_eq!(texts, ["4242", "4343"]);
 }
 
@@ -82,7 +122,11 @@ fn read_only_bind_mount_is_visible_but_not_writable() {
     std::fs::write(host.join("f"), "from-host\n").unwrap();
     let mut spec = env.spec(
         "bind",
-        &["sh", "-c", "cat /data/f; if touch /data/g 2>/dev/null; then echo writable; else echo readonly; fi"],
+        &[
+            "sh",
+            "-c",
+            "cat /data/f; if touch /data/g 2>/dev/null; then echo writable; else echo readonly; fi",
+        ],
     );
     spec.mounts.push(skiff_runtime::container::BindMount {
         source: host.clone(),
@@ -103,23 +147,46 @@ fn read_only_bind_mount_is_visible_but_not_writable() {
 fn exceeding_the_memory_limit_is_reported_as_oom_killed() {
     let env = TestEnv::new();
     // dd allocates its block and fills it from /dev/zero: 128 MiB of resident memory.
-    let mut spec = env.spec("oom", &["dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1"]);
+    let mut spec = env.spec(
+        "oom",
+        &["dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1"],
+    );
     spec.resources.memory_limit_bytes = Some(32 << 20);
     env.runtime.start(&spec).unwrap();
     match env.wait_exited("oom", EXIT_TIMEOUT) {
-        ContainerState::Exited { exit_code, signal, oom_killed, reason, .. } => {
+        ContainerState::Exited {
+            exit_code,
+            signal,
+            oom_killed,
+            reason,
+            ..
+        } => {
             assert!(oom_killed, "exit {exit_code} signal {signal:?}");
-            assert_eq!((exit_code, signal, reason.as_str()), (137, Some(9), "OOMKilled"));
+            assert_eq!(
+                (exit_code, signal, reason.as_str()),
+                (137, Some(9), "OOMKilled")
+            );
         }
         other => panic!("{other:?}"),
     }
     // The same command under a roomy limit completes.
-    let mut ok = env.spec("nooom", &["dd", "if=/dev/zero", "of=/dev/null", "bs=8M", "count=1"]);
+    let mut ok = env.spec(
+        "nooom",
+        &["dd", "if=/dev/zero", "of=/dev/null", "bs=8M", "count=1"],
+    );
     ok.resources.memory_limit_bytes = Some(64 << 20);
     env.runtime.start(&ok).unwrap();
     match env.wait_exited("nooom", EXIT_TIMEOUT) {
-        ContainerState::Exited { exit_code, oom_killed, reason, .. } => {
-            assert_eq!((exit_code, oom_killed, reason.as_str()), (0, false, "Completed"));
+        ContainerState::Exited {
+            exit_code,
+            oom_killed,
+            reason,
+            ..
+        } => {
+            assert_eq!(
+                (exit_code, oom_killed, reason.as_str()),
+                (0, false, "Completed")
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -128,16 +195,33 @@ fn exceeding_the_memory_limit_is_reported_as_oom_killed() {
 #[test]
 fn sigterm_stops_a_process_that_handles_it() {
     let env = TestEnv::new();
-    let spec = env.spec("term", &["sh", "-c", "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 0.1; done"]);
+    let spec = env.spec(
+        "term",
+        &[
+            "sh",
+            "-c",
+            "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 0.1; done",
+        ],
+    );
     env.runtime.start(&spec).unwrap();
-    wait_for("ready", EXIT_TIMEOUT, || env.log_texts("term").iter().any(|(_, t)| t == "ready").then_some(()));
+    wait_for("ready", EXIT_TIMEOUT, || {
+        env.log_texts("term")
+            .iter()
+            .any(|(_, t)| t == "ready")
+            .then_some(())
+    });
     env.runtime.kill("term", libc::SIGTERM).unwrap();
     match env.wait_exited("term", EXIT_TIMEOUT) {
-        ContainerState::Exited { exit_code, signal, .. } => assert_eq!((exit_code, signal), (0, None)),
+        ContainerState::Exited {
+            exit_code, signal, ..
+        } => assert_eq!((exit_code, signal), (0, None)),
         other => panic!("{other:?}"),
     }
     assert!(env.log_texts("term").iter().any(|(_, t)| t == "bye"));
-    assert!(matches!(env.runtime.kill("term", libc::SIGTERM), Err(ContainerError::NotRunning { .. })));
+    assert!(matches!(
+        env.runtime.kill("term", libc::SIGTERM),
+        Err(ContainerError::NotRunning { .. })
+    ));
 }
 
 #[test]
@@ -151,11 +235,22 @@ fn a_process_ignoring_sigterm_needs_sigkill() {
     // process is still there right after kill() returned.
     let stat = std::fs::read_to_string(format!("/proc/{}/stat", started.pid)).unwrap();
     assert!(!stat.contains(") Z "), "{stat}");
-    assert!(matches!(env.runtime.state("stubborn").unwrap(), ContainerState::Running { pid, .. } if pid == started.pid));
+    assert!(
+        matches!(env.runtime.state("stubborn").unwrap(), ContainerState::Running { pid, .. } if pid == started.pid)
+    );
     env.runtime.kill("stubborn", libc::SIGKILL).unwrap();
     match env.wait_exited("stubborn", EXIT_TIMEOUT) {
-        ContainerState::Exited { exit_code, signal, oom_killed, reason, .. } => {
-            assert_eq!((exit_code, signal, oom_killed, reason.as_str()), (137, Some(9), false, "Error"));
+        ContainerState::Exited {
+            exit_code,
+            signal,
+            oom_killed,
+            reason,
+            ..
+        } => {
+            assert_eq!(
+                (exit_code, signal, oom_killed, reason.as_str()),
+                (137, Some(9), false, "Error")
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -172,15 +267,31 @@ fn start_failure_is_reported_and_removable() {
         other => panic!("expected a start failure, got {other:?}"),
     }
     match env.runtime.state("bad").unwrap() {
-        ContainerState::Exited { exit_code, reason, started_at, .. } => {
-            assert_eq!((exit_code, reason.as_str(), started_at), (128, "StartError", None));
+        ContainerState::Exited {
+            exit_code,
+            reason,
+            started_at,
+            ..
+        } => {
+            assert_eq!(
+                (exit_code, reason.as_str(), started_at),
+                (128, "StartError", None)
+            );
         }
         other => panic!("{other:?}"),
     }
     let dir = env.state_root.join("containers/bad");
-    assert!(!skiff_runtime::container::rootfs::is_mounted(&dir.join("bundle/rootfs")));
+    assert!(!skiff_runtime::container::rootfs::is_mounted(
+        &dir.join("bundle/rootfs")
+    ));
     env.runtime.remove("bad").unwrap();
     assert_eq!(env.runtime.state("bad").unwrap(), ContainerState::NotFound);
-    assert!(matches!(env.runtime.start(&spec), Err(ContainerError::StartFailed { .. })));
-    assert!(matches!(env.runtime.start(&spec), Err(ContainerError::AlreadyExists { .. })));
+    assert!(matches!(
+        env.runtime.start(&spec),
+        Err(ContainerError::StartFailed { .. })
+    ));
+    assert!(matches!(
+        env.runtime.start(&spec),
+        Err(ContainerError::AlreadyExists { .. })
+    ));
 }

@@ -190,12 +190,19 @@ impl ContainerRuntime for ShimRuntime {
                 log: dir.shim_log(),
             });
         };
+        // The record names the shim itself even when the shim command wraps it.
         let record: Option<RunningRecord> = read_record(id, &dir.running())?;
-        let started_at = record.map_or_else(std::time::SystemTime::now, |r| r.started_at);
-        Ok(StartedContainer {
-            pid,
-            shim_pid,
-            started_at,
+        Ok(match record {
+            Some(r) => StartedContainer {
+                pid,
+                shim_pid: r.shim_pid,
+                started_at: r.started_at,
+            },
+            None => StartedContainer {
+                pid,
+                shim_pid,
+                started_at: std::time::SystemTime::now(),
+            },
         })
     }
 

@@ -163,12 +163,12 @@ impl ContainerSpec {
                 )));
             }
         }
-        if let Some(ns) = &self.network_namespace {
-            if !ns.is_absolute() {
-                return Err(bad(format!(
-                    "network namespace path {ns:?} must be absolute"
-                )));
-            }
+        if let Some(ns) = &self.network_namespace
+            && !ns.is_absolute()
+        {
+            return Err(bad(format!(
+                "network namespace path {ns:?} must be absolute"
+            )));
         }
         Ok(())
     }

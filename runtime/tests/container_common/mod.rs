@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use skiff_runtime::container::{
-    ContainerRuntime, ContainerSpec, ContainerState, LogConfig, ProcessSpec, ShimRuntime, ShimRuntimeConfig, cgroup,
+    ContainerRuntime, ContainerSpec, ContainerState, LogConfig, ProcessSpec, ShimRuntime,
+    ShimRuntimeConfig, cgroup,
 };
 
 pub const APPLETS: &[&str] = &[
-    "sh", "echo", "sleep", "cat", "id", "hostname", "ls", "env", "dd", "seq", "tr", "head", "pwd", "touch", "test",
-    "true", "mkdir",
+    "sh", "echo", "sleep", "cat", "id", "hostname", "ls", "env", "dd", "seq", "tr", "head", "pwd",
+    "touch", "test", "true", "mkdir",
 ];
 
 /// Waits until `f` returns `Some`, panicking with `what` at the deadline.
@@ -22,13 +23,19 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 pub fn random_suffix() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
     format!("{:x}{:x}", std::process::id(), nanos)
 }
 
@@ -38,7 +45,8 @@ pub fn busybox_rootfs(dir: &Path) -> PathBuf {
     for sub in ["bin", "etc", "tmp", "proc", "sys", "dev", "data"] {
         std::fs::create_dir_all(root.join(sub)).unwrap();
     }
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox-static must be installed");
+    std::fs::copy("/bin/busybox", root.join("bin/busybox"))
+        .expect("busybox-static must be installed");
     for applet in APPLETS {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
@@ -47,8 +55,16 @@ pub fn busybox_rootfs(dir: &Path) -> PathBuf {
         "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\napp:x:1000:1001::/tmp:/bin/sh\n",
     )
     .unwrap();
-    std::fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\napp:x:1001:\nstaff:x:50:app\n").unwrap();
-    std::fs::set_permissions(root.join("tmp"), std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
+    std::fs::write(
+        root.join("etc/group"),
+        "root:x:0:\nnogroup:x:65534:\napp:x:1001:\nstaff:x:50:app\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        root.join("tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
     root
 }
 
@@ -75,7 +91,13 @@ impl TestEnv {
         let rootfs = busybox_rootfs(dir.path());
         let state_root = dir.path().join("st");
         let runtime = ShimRuntime::new(shim_config(&state_root));
-        TestEnv { rootfs, state_root, cgroup_parent: format!("skiff-test-{}", random_suffix()), runtime, dir }
+        TestEnv {
+            rootfs,
+            state_root,
+            cgroup_parent: format!("skiff-test-{}", random_suffix()),
+            runtime,
+            dir,
+        }
     }
 
     pub fn log_path(&self, id: &str) -> PathBuf {
@@ -90,13 +112,20 @@ impl TestEnv {
         ContainerSpec {
             id: id.to_string(),
             layers: vec![self.rootfs.clone()],
-            process: ProcessSpec { args: args.iter().map(|s| s.to_string()).collect(), ..Default::default() },
+            process: ProcessSpec {
+                args: args.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            },
             hostname: None,
             mounts: Vec::new(),
             resources: Default::default(),
             network_namespace: None,
             cgroups_path: self.cgroups_path(id),
-            log: LogConfig { path: self.log_path(id), max_size_bytes: 1 << 20, max_files: 3 },
+            log: LogConfig {
+                path: self.log_path(id),
+                max_size_bytes: 1 << 20,
+                max_files: 3,
+            },
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
         }
@@ -104,9 +133,11 @@ impl TestEnv {
 
     /// Waits for the container to exit and returns its state.
     pub fn wait_exited(&self, id: &str, timeout: Duration) -> ContainerState {
-        wait_for(&format!("{id} to exit"), timeout, || match self.runtime.state(id).unwrap() {
-            s @ ContainerState::Exited { .. } => Some(s),
-            _ => None,
+        wait_for(&format!("{id} to exit"), timeout, || {
+            match self.runtime.state(id).unwrap() {
+                s @ ContainerState::Exited { .. } => Some(s),
+                _ => None,
+            }
         })
     }
 
@@ -156,7 +187,10 @@ pub struct NetnsGuard {
 impl NetnsGuard {
     pub fn new() -> Self {
         let name = format!("skiff-t-{}", random_suffix());
-        let status = std::process::Command::new("ip").args(["netns", "add", &name]).status().unwrap();
+        let status = std::process::Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap();
         assert!(status.success(), "ip netns add {name} failed");
         NetnsGuard { name }
     }
@@ -167,7 +201,9 @@ impl NetnsGuard {
 
 impl Drop for NetnsGuard {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -180,6 +216,9 @@ pub fn vm_rss_kib(pid: i32) -> Option<u64> {
 /// This process's hard RLIMIT_NOFILE (containers get the same, capped at 1048576).
 pub fn nofile_hard_limit() -> u64 {
     let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
-    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
     line.split_whitespace().nth(4).unwrap().parse().unwrap()
 }

@@ -16,7 +16,11 @@ use super::monitor::Running;
 use super::signals;
 
 /// Replaces this process with `<argv prefix> monitor ...`. Only returns on failure.
-pub(super) fn exec_monitor(prefix: &[OsString], args: &MonitorArgs, running: &Running) -> std::io::Error {
+pub(super) fn exec_monitor(
+    prefix: &[OsString],
+    args: &MonitorArgs,
+    running: &Running,
+) -> std::io::Error {
     let Some((arg0, rest)) = prefix.split_first() else {
         return std::io::Error::other("empty argv");
     };
@@ -29,7 +33,11 @@ pub(super) fn exec_monitor(prefix: &[OsString], args: &MonitorArgs, running: &Ru
     if let Err(e) = signals::ignore_all() {
         return std::io::Error::from(e);
     }
-    let error = Command::new("/proc/self/exe").arg0(arg0).args(rest).args(args.to_args()).exec();
+    let error = Command::new("/proc/self/exe")
+        .arg0(arg0)
+        .args(rest)
+        .args(args.to_args())
+        .exec();
     for fd in [running.stdout.as_raw_fd(), running.stderr.as_raw_fd()] {
         let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
     }
@@ -39,7 +47,9 @@ pub(super) fn exec_monitor(prefix: &[OsString], args: &MonitorArgs, running: &Ru
 /// Takes ownership of an fd inherited through exec, after checking that it is open.
 pub(super) fn adopt_fd(fd: RawFd) -> std::io::Result<File> {
     if fd <= 2 {
-        return Err(std::io::Error::other(format!("fd {fd} is a standard stream")));
+        return Err(std::io::Error::other(format!(
+            "fd {fd} is a standard stream"
+        )));
     }
     fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(std::io::Error::from)?;
     // SAFETY: the fd is open (fcntl succeeded), was handed to us by our pre-exec self for

@@ -27,6 +27,7 @@ mod logwriter;
 mod monitor;
 mod run;
 mod signals;
+mod trim;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -49,7 +50,13 @@ impl ShimArgs {
         for (name, value) in flags {
             match name.as_str() {
                 "--state-root" => state_root = Some(PathBuf::from(value)),
-                "--id" => id = Some(value.into_string().map_err(|_| "--id must be utf-8".to_string())?),
+                "--id" => {
+                    id = Some(
+                        value
+                            .into_string()
+                            .map_err(|_| "--id must be utf-8".to_string())?,
+                    )
+                }
                 _ => return Err(format!("unknown flag {name}")),
             }
         }
@@ -84,13 +91,24 @@ pub struct MonitorArgs {
 impl MonitorArgs {
     pub fn parse(args: &[OsString]) -> Result<Self, String> {
         let flags = parse_flags(args, "monitor")?;
-        let get = |name: &str| flags.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).ok_or(format!("missing {name}"));
+        let get = |name: &str| {
+            flags
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .ok_or(format!("missing {name}"))
+        };
         let number = |name: &str| -> Result<i32, String> {
-            get(name)?.to_str().and_then(|v| v.parse().ok()).ok_or(format!("{name} must be a number"))
+            get(name)?
+                .to_str()
+                .and_then(|v| v.parse().ok())
+                .ok_or(format!("{name} must be a number"))
         };
         Ok(MonitorArgs {
             state_root: PathBuf::from(get("--state-root")?),
-            id: get("--id")?.into_string().map_err(|_| "--id must be utf-8".to_string())?,
+            id: get("--id")?
+                .into_string()
+                .map_err(|_| "--id must be utf-8".to_string())?,
             pid: number("--pid")?,
             stdout_fd: number("--stdout-fd")?,
             stderr_fd: number("--stderr-fd")?,
@@ -123,7 +141,10 @@ fn parse_flags(args: &[OsString], subcommand: &str) -> Result<Vec<(String, OsStr
     }
     let mut flags = Vec::new();
     while let Some(flag) = it.next() {
-        let name = flag.to_str().filter(|f| f.starts_with("--")).ok_or(format!("unexpected argument {flag:?}"))?;
+        let name = flag
+            .to_str()
+            .filter(|f| f.starts_with("--"))
+            .ok_or(format!("unexpected argument {flag:?}"))?;
         let value = it.next().ok_or_else(|| format!("{name} needs a value"))?;
         flags.push((name.to_string(), value.clone()));
     }
@@ -144,7 +165,11 @@ pub fn shim_main(args: Vec<OsString>) -> i32 {
     }
     // The argv before our own arguments, to re-exec the same way we were started.
     let argv: Vec<OsString> = std::env::args_os().collect();
-    let prefix = argv.len().checked_sub(args.len()).filter(|n| *n > 0 && argv[*n..] == args[..]).map(|n| &argv[..n]);
+    let prefix = argv
+        .len()
+        .checked_sub(args.len())
+        .filter(|n| *n > 0 && argv[*n..] == args[..])
+        .map(|n| &argv[..n]);
     match ShimArgs::parse(&args) {
         Ok(parsed) => run::run(&parsed, prefix),
         Err(message) => {
@@ -176,7 +201,13 @@ mod tests {
         assert!(ShimArgs::parse(&["run".into(), "--id".into()]).is_err());
         assert!(ShimArgs::parse(&["start".into()]).is_err());
         assert!(ShimArgs::parse(&["run".into(), "--id".into(), "x".into()]).is_err());
-        let m = MonitorArgs { state_root: "/s".into(), id: "c".into(), pid: 42, stdout_fd: 3, stderr_fd: 4 };
+        let m = MonitorArgs {
+            state_root: "/s".into(),
+            id: "c".into(),
+            pid: 42,
+            stdout_fd: 3,
+            stderr_fd: 4,
+        };
         assert_eq!(MonitorArgs::parse(&m.to_args()), Ok(m));
     }
 }

@@ -29,7 +29,12 @@ pub(super) struct Running {
 
 /// Pumps logs until the init exits, then records the exit and cleans up. Returns the shim's
 /// exit code.
-pub(super) fn monitor(dir: &ContainerDir, spec: &ContainerSpec, mut running: Running, started_at: SystemTime) -> i32 {
+pub(super) fn monitor(
+    dir: &ContainerDir,
+    spec: &ContainerSpec,
+    mut running: Running,
+    started_at: SystemTime,
+) -> i32 {
     // The init is our child and not yet reaped, so its pid cannot have been reused.
     let pidfd = pidfd_open(running.pid);
 
@@ -214,7 +219,6 @@ fn child_exited(pid: i32) -> bool {
     read_stat(pid).is_none_or(|s| s.state == 'Z')
 }
 
-
 /// `monitor`: the re-executed shim. Picks up the inherited pipes and monitors.
 pub(super) fn monitor_main(args: &super::MonitorArgs) -> i32 {
     if let Err(e) = super::signals::ignore_all() {
@@ -228,16 +232,37 @@ pub(super) fn monitor_main(args: &super::MonitorArgs) -> i32 {
             return 1;
         }
     };
-    let started_at = crate::container::layout::read_record::<crate::container::layout::RunningRecord>(&args.id, &dir.running())
+    let started_at =
+        crate::container::layout::read_record::<crate::container::layout::RunningRecord>(
+            &args.id,
+            &dir.running(),
+        )
         .ok()
         .flatten()
         .map_or_else(SystemTime::now, |r| r.started_at);
-    let (stdout, stderr) = match (super::handoff::adopt_fd(args.stdout_fd), super::handoff::adopt_fd(args.stderr_fd)) {
+    let (stdout, stderr) = match (
+        super::handoff::adopt_fd(args.stdout_fd),
+        super::handoff::adopt_fd(args.stderr_fd),
+    ) {
         (Ok(o), Ok(e)) => (o, e),
         (o, e) => {
-            eprintln!("shim monitor: inherited pipes unusable: {:?} {:?}", o.err(), e.err());
+            eprintln!(
+                "shim monitor: inherited pipes unusable: {:?} {:?}",
+                o.err(),
+                e.err()
+            );
             return 1;
         }
     };
-    monitor(&dir, &spec, Running { pid: args.pid, stdout, stderr }, started_at)
+    super::trim::drop_clean_file_pages();
+    monitor(
+        &dir,
+        &spec,
+        Running {
+            pid: args.pid,
+            stdout,
+            stderr,
+        },
+        started_at,
+    )
 }

@@ -23,7 +23,6 @@ use crate::container::rootfs;
 use crate::container::spec::ContainerSpec;
 use crate::container::user::resolve_user;
 
-
 /// `run`: set up, create and start the container, report, then hand over to the monitor.
 /// `argv_prefix` is this process's argv up to the shim's own arguments (for the re-exec).
 pub(super) fn run(args: &ShimArgs, argv_prefix: Option<&[OsString]>) -> i32 {

@@ -34,7 +34,12 @@ pub fn install() -> nix::Result<()> {
 /// Sets SIGTERM, SIGINT, SIGHUP and SIGQUIT to ignored. Ignored dispositions survive exec, so
 /// use this only once no container will be forked from this process any more.
 pub fn ignore_all() -> nix::Result<()> {
-    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT] {
+    for signal in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
         // SAFETY: SIG_IGN installs no code; the shim is single-threaded.
         unsafe { nix::sys::signal::signal(signal, SigHandler::SigIgn) }?;
     }
