@@ -193,7 +193,7 @@ impl FakeNetwork {
                 }
                 Action::CreateVeth => {
                     st.host_links.insert(host.clone(), false);
-                    st.temp_in_node.insert(temp.clone());
+                    st.pod_ifaces.insert(netns.clone(), PodIface::TempName);
                 }
                 Action::MovePeerToNetns => {
                     st.temp_in_node.remove(&temp);

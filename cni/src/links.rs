@@ -7,7 +7,7 @@ use std::path::Path;
 
 use futures::TryStreamExt;
 use netlink_packet_route::address::AddressAttribute;
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
@@ -135,11 +135,26 @@ async fn set_up(handle: &Handle, index: u32, name: &str) -> Result<(), CniError>
         .map_err(|e| CniError::netlink(format!("set {name} up"), e))
 }
 
-/// Creates the veth pair `host` <-> `peer` in the handle's namespace.
-pub async fn create_veth(handle: &Handle, host: &str, peer: &str) -> Result<(), CniError> {
+/// Creates the veth pair `host` <-> `peer`: the host end in the handle's namespace, the peer
+/// (under its temporary name) created straight inside the namespace bound at `netns`. Creating
+/// it there instead of moving it afterwards saves a namespace change in the kernel (about 20 ms
+/// of synchronize_net on this class of machine).
+pub async fn create_veth(
+    handle: &Handle,
+    host: &str,
+    peer: &str,
+    netns: &Path,
+) -> Result<(), CniError> {
+    let file = std::fs::File::open(netns).map_err(|e| CniError::io("open netns", netns, e))?;
+    let peer_msg = LinkUnspec::new_with_name(peer)
+        .setns_by_fd(file.as_raw_fd())
+        .build();
+    let msg = LinkVeth::new(host, peer)
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
+        .build();
     handle
         .link()
-        .add(LinkVeth::new(host, peer).build())
+        .add(msg)
         .execute()
         .await
         .map_err(|e| CniError::netlink(format!("create veth {host}/{peer}"), e))

@@ -85,8 +85,10 @@ impl NetlinkNetwork {
         record: &mut Option<crate::ipam::PodRecord>,
     ) -> Result<(), CniError> {
         for action in actions {
-            tracing::debug!(pod = %names.id, ?action, "pod network step");
+            let started = std::time::Instant::now();
             self.apply(*action, names, req, record).await?;
+            let micros = started.elapsed().as_micros();
+            tracing::debug!(pod = %names.id, ?action, micros, "pod network step done");
         }
         Ok(())
     }

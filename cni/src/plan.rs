@@ -56,7 +56,9 @@ pub enum Action {
     CreateNetns,
     /// Delete the host end (the pod end goes with it).
     DeleteHostLink,
+    /// Create the pair with the pod end (temporary name) already inside the pod namespace.
     CreateVeth,
+    /// Move a pod end found in the node namespace (left by older versions) into the pod.
     MovePeerToNetns,
     AttachHostLink,
     ConfigurePodIface,
@@ -76,12 +78,7 @@ pub fn plan_setup(observed: &ObservedPod) -> Vec<Action> {
     if !observed.record_current {
         actions.push(Allocate);
     }
-    let fresh_veth = [
-        CreateVeth,
-        MovePeerToNetns,
-        AttachHostLink,
-        ConfigurePodIface,
-    ];
+    let fresh_veth = [CreateVeth, AttachHostLink, ConfigurePodIface];
     if !observed.netns {
         // Without its namespace the pod end is gone; a host end left over is stale.
         if observed.host_link.is_some() || observed.temp_peer_in_node {
@@ -245,7 +242,6 @@ mod tests {
                     Allocate,
                     CreateNetns,
                     CreateVeth,
-                    MovePeerToNetns,
                     AttachHostLink,
                     ConfigurePodIface,
                     WriteFiles,
@@ -261,7 +257,6 @@ mod tests {
                 vec![
                     CreateNetns,
                     CreateVeth,
-                    MovePeerToNetns,
                     AttachHostLink,
                     ConfigurePodIface,
                     WriteFiles,
@@ -306,7 +301,6 @@ mod tests {
                     DeleteHostLink,
                     CreateNetns,
                     CreateVeth,
-                    MovePeerToNetns,
                     AttachHostLink,
                     ConfigurePodIface,
                 ],
@@ -320,7 +314,6 @@ mod tests {
                 vec![
                     DeleteHostLink,
                     CreateVeth,
-                    MovePeerToNetns,
                     AttachHostLink,
                     ConfigurePodIface,
                 ],

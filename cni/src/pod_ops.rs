@@ -196,7 +196,7 @@ impl NetlinkNetwork {
             Action::CreateVeth => {
                 let (host, temp) = (names.host.clone(), names.temp.clone());
                 netlink_in_netns(node.as_deref(), move |h| async move {
-                    links::create_veth(&h, &host, &temp).await
+                    links::create_veth(&h, &host, &temp, &netns_path).await
                 })
                 .await?;
             }

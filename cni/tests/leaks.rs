@@ -24,7 +24,11 @@ async fn many_create_delete_cycles_leak_nothing() {
         // Two pods at a time in a /29 (5 addresses): addresses must come back or this fails.
         let mut a = node.request(&format!("a{done}"));
         if done % 10 == 0 {
-            a.ports = vec![HostPortMapping { protocol: Protocol::Tcp, host_port: 18000, container_port: 80 }];
+            a.ports = vec![HostPortMapping {
+                protocol: Protocol::Tcp,
+                host_port: 18000,
+                container_port: 80,
+            }];
         }
         let b = node.request(&format!("b{done}"));
         let sa = net.setup_pod(&a).await.expect("setup a");
@@ -43,10 +47,17 @@ async fn many_create_delete_cycles_leak_nothing() {
     assert!(done >= 100, "only {done} cycles fit in {BUDGET:?}");
     let inv = net.inventory().await.expect("inventory");
     assert!(inv.is_empty(), "leaked: {inv:?}");
-    assert_eq!(link_names(&node.node_ns).len(), baseline_links, "links leaked in the node namespace");
+    assert_eq!(
+        link_names(&node.node_ns).len(),
+        baseline_links,
+        "links leaked in the node namespace"
+    );
     let pods_dir = node.tmp.path().join("pods");
     let leftover_files = walk_files(&pods_dir);
-    assert!(leftover_files.is_empty(), "files leaked: {leftover_files:?}");
+    assert!(
+        leftover_files.is_empty(),
+        "files leaked: {leftover_files:?}"
+    );
 }
 
 fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

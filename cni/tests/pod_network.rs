@@ -197,7 +197,6 @@ async fn crash_between_steps_is_repaired() {
         Action::Allocate,
         Action::CreateNetns,
         Action::CreateVeth,
-        Action::MovePeerToNetns,
         Action::AttachHostLink,
         Action::ConfigurePodIface,
         Action::WriteFiles,
