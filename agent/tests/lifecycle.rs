@@ -201,3 +201,73 @@ fn stop_kills_after_the_grace_period_or_at_once_when_the_process_exits() {
     let took = time_to_stop(&agent, "polite");
     assert!(took < Duration::from_millis(1500), "a TERM-handling container took {took:?} to stop");
 }
+
+#[test]
+fn a_missing_executable_is_reported_and_retried_with_backoff() {
+    let agent = TestAgent::start();
+    agent.write_manifest(
+        "nope.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: nope\nspec:\n  containers:\n  - name: main\n    image: {TEST_IMAGE}\n    imagePullPolicy: IfNotPresent\n    command: [\"/no/such/binary\"]\n"
+        ),
+    );
+    let started = Instant::now();
+    let pod = agent.wait_until(WAIT, "a start error", || {
+        let p = agent.pod("nope")?;
+        let c = container_status(&p, "main");
+        let reason = c["state"]["waiting"]["reason"].as_str().unwrap_or_default().to_string();
+        let failed = reason.contains("Error") || reason == "CrashLoopBackOff";
+        let last = c["lastState"]["terminated"]["reason"].as_str().unwrap_or_default().to_string();
+        (failed || last.contains("Error")).then_some(p)
+    });
+    let text = pod["status"].to_string();
+    assert!(text.contains("/no/such/binary"), "the error does not name the binary: {pod}");
+    assert_ne!(pod["status"]["phase"], "Running", "{pod}");
+    // Retries back off: not more than a handful of attempts in the first ~2 s.
+    agent.wait_until(WAIT, "two seconds", || (started.elapsed() > Duration::from_secs(2)).then_some(()));
+    let events = agent.events();
+    let attempts: u64 = events
+        .iter()
+        .filter(|e| e["involvedObject"]["name"] == "nope" && e["type"] == "Warning")
+        .filter_map(|e| e["count"].as_u64())
+        .sum();
+    assert!(attempts >= 2, "no retries: {events:#?}");
+    assert!(attempts <= 8, "{attempts} failures in 2 s: {events:#?}");
+}
+
+#[test]
+fn cpu_and_memory_limits_reach_the_cgroup() {
+    let agent = TestAgent::start();
+    agent.write_manifest(
+        "limited.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: limited\nspec:\n  containers:\n  - name: main\n    image: {TEST_IMAGE}\n    imagePullPolicy: IfNotPresent\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 100000 & wait\"]\n    resources:\n      limits: {{cpu: 500m, memory: 48Mi}}\n"
+        ),
+    );
+    let pod = agent.wait_phase("limited", "Running");
+    let id = agent.container_process(&pod, "main").expect("process");
+    let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", id.pid)).expect("cgroup");
+    let path_of = |controller: &str| {
+        cgroups
+            .lines()
+            .find(|l| l.split(':').nth(1).is_some_and(|c| c.split(',').any(|x| x == controller)))
+            .and_then(|l| l.split(':').nth(2))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no {controller} cgroup in {cgroups}"))
+    };
+    let memory = path_of("memory");
+    assert!(memory.starts_with(&format!("{}/{}/", agent.cgroup_parent, support::uid_of(&pod))), "{memory}");
+    let limit = std::fs::read_to_string(format!("/sys/fs/cgroup/memory{memory}/memory.limit_in_bytes")).expect("memory limit");
+    assert_eq!(limit.trim(), (48 * 1024 * 1024).to_string());
+    let cpu = path_of("cpu");
+    let dir = std::fs::read_dir("/sys/fs/cgroup")
+        .expect("cgroup root")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().split(',').any(|c| c == "cpu")) && p.join(cpu.trim_start_matches('/')).is_dir())
+        .expect("cpu hierarchy");
+    let base = dir.join(cpu.trim_start_matches('/'));
+    let quota: i64 = std::fs::read_to_string(base.join("cpu.cfs_quota_us")).expect("quota").trim().parse().expect("number");
+    let period: i64 = std::fs::read_to_string(base.join("cpu.cfs_period_us")).expect("period").trim().parse().expect("number");
+    assert_eq!(quota * 1000 / period, 500, "quota {quota} period {period}");
+}

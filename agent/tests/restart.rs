@@ -163,3 +163,27 @@ fn changes_made_while_the_agent_was_down_are_applied_on_start() {
     assert_eq!(c["lastState"]["terminated"]["exitCode"], 137, "{c}");
     assert_eq!(support::uid_of(&pods), support::uid_of(&crashy), "crashy was replaced, not restarted");
 }
+
+#[test]
+fn a_deletion_in_progress_finishes_after_a_restart() {
+    let mut agent = TestAgent::start();
+    agent.write_manifest(
+        "stubborn.yaml",
+        &pod_yaml("stubborn", "trap '' TERM; while true; do sleep 1; done", "  terminationGracePeriodSeconds: 3\n"),
+    );
+    let pod = agent.wait_phase("stubborn", "Running");
+    let id = agent.container_process(&pod, "main").expect("process");
+    let started = std::time::Instant::now();
+    agent.remove_manifest("stubborn.yaml");
+    agent.wait_until(WAIT, "the pod to be terminating", || {
+        agent.pod("stubborn").filter(|p| p["metadata"].get("deletionTimestamp").is_some())
+    });
+    agent.stop();
+    assert!(id.alive(), "killed before the grace period");
+    agent.restart();
+    agent.wait_until(WAIT, "the pod to go", || agent.pod("stubborn").is_none().then_some(()));
+    assert!(!id.alive());
+    let took = started.elapsed();
+    assert!(took >= std::time::Duration::from_millis(2500), "killed after {took:?}, grace is 3 s");
+    assert!(support::cleanup::netns_with_prefix(&agent.netns_prefix).is_empty());
+}
