@@ -16,17 +16,31 @@ fn unreachable_agent_exits_2_and_dry_run_still_validates() {
         run_with_timeout(cmd, std::time::Duration::from_secs(30))
     };
     let out = run(&["get", "pods"]);
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!out.stderr.is_empty());
     let bad = dir.join("bad.yaml");
-    std::fs::write(&bad, "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: w\nspec:\n  replicas: -1\n").expect("write");
+    std::fs::write(
+        &bad,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: w\nspec:\n  replicas: -1\n",
+    )
+    .expect("write");
     let out = run(&["apply", "--dry-run", "-f", &bad.display().to_string()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("spec.replicas"));
     let good = dir.join("good.yaml");
     std::fs::write(&good, pod_yaml("p", "true", "")).expect("write");
     let out = run(&["apply", "--dry-run", "-f", &good.display().to_string()]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -34,7 +48,11 @@ fn unreachable_agent_exits_2_and_dry_run_still_validates() {
 fn apply_and_delete_through_the_api() {
     let agent = TestAgent::start();
     let file = agent.dir.join("api.yaml");
-    std::fs::write(&file, pod_yaml("api", "trap 'exit 0' TERM; sleep 100000 & wait", "")).expect("write");
+    std::fs::write(
+        &file,
+        pod_yaml("api", "trap 'exit 0' TERM; sleep 100000 & wait", ""),
+    )
+    .expect("write");
     let f = file.display().to_string();
     let dry = agent.skiff_ok(&["apply", "--dry-run", "-f", &f]);
     assert!(dry.contains("pod/api created (dry run)"), "{dry}");
@@ -46,16 +64,25 @@ fn apply_and_delete_through_the_api() {
     assert!(again.contains("pod/api unchanged"), "{again}");
     let out = agent.skiff_ok(&["delete", "pod", "api"]);
     assert!(out.contains("pod/api deleted"), "{out}");
-    agent.wait_until(WAIT, "the api pod to go", || agent.pod("api").is_none().then_some(()));
+    agent.wait_until(WAIT, "the api pod to go", || {
+        agent.pod("api").is_none().then_some(())
+    });
     let out = agent.skiff(&["delete", "pod", "api"]);
     assert_eq!(out.status.code(), Some(1));
 
     // An object declared by a manifest file cannot be changed or deleted through the API.
-    agent.write_manifest("owned.yaml", &pod_yaml("owned", "trap 'exit 0' TERM; sleep 100000 & wait", ""));
+    agent.write_manifest(
+        "owned.yaml",
+        &pod_yaml("owned", "trap 'exit 0' TERM; sleep 100000 & wait", ""),
+    );
     agent.wait_phase("owned", "Running");
     let out = agent.skiff(&["delete", "pod", "owned"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("owned.yaml"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("owned.yaml"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let owned = agent.dir.join("owned-api.yaml");
     std::fs::write(&owned, pod_yaml("owned", "sleep 5", "")).expect("write");
     let out = agent.skiff(&["apply", "-f", &owned.display().to_string()]);

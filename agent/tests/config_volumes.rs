@@ -125,10 +125,14 @@ fn configmaps_secrets_and_volumes_reach_the_containers() {
     ] {
         assert!(lines.contains(&expected), "missing {expected:?} in:\n{log}");
     }
-    assert!(!log.contains("env: color="), "envFrom without its prefix:\n{log}");
+    assert!(
+        !log.contains("env: color="),
+        "envFrom without its prefix:\n{log}"
+    );
     // hostPath: created on the host, and the container's file is there.
     assert!(host_dir.is_dir());
-    let from = std::fs::read_to_string(host_dir.join("from-container")).expect("file written through hostPath");
+    let from = std::fs::read_to_string(host_dir.join("from-container"))
+        .expect("file written through hostPath");
     assert_eq!(from.trim(), "written-by-main");
     // Secret values never show in `get secrets`.
     let secrets = agent.get_json(&["secrets"]);
@@ -179,25 +183,43 @@ spec:
         (w["reason"] == "CreateContainerConfigError").then_some(w)
     });
     let message = waiting["message"].as_str().unwrap_or_default();
-    assert!(message.contains("late") && message.contains("not found"), "{waiting}");
+    assert!(
+        message.contains("late") && message.contains("not found"),
+        "{waiting}"
+    );
     let vol = agent.wait_until(WAIT, "volpod waiting on the configmap", || {
         let p = agent.pod("volpod")?;
         (p["status"]["reason"] == "FailedMount").then_some(p)
     });
     assert_eq!(vol["status"]["phase"], "Pending");
     let message = vol["status"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("late") && message.contains("not found"), "{vol}");
-    assert_eq!(agent.pod("envpod").map(|p| p["status"]["phase"].clone()), Some("Pending".into()));
+    assert!(
+        message.contains("late") && message.contains("not found"),
+        "{vol}"
+    );
+    assert_eq!(
+        agent.pod("envpod").map(|p| p["status"]["phase"].clone()),
+        Some("Pending".into())
+    );
 
     // Once the ConfigMap exists both pods start.
-    agent.write_manifest("late.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: late\ndata:\n  x: ex\n");
+    agent.write_manifest(
+        "late.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: late\ndata:\n  x: ex\n",
+    );
     agent.wait_phase("envpod", "Running");
     agent.wait_phase("volpod", "Running");
     agent.wait_until(WAIT, "the env value in the log", || {
-        agent.skiff_ok(&["logs", "envpod"]).contains("X=ex").then_some(())
+        agent
+            .skiff_ok(&["logs", "envpod"])
+            .contains("X=ex")
+            .then_some(())
     });
     agent.wait_until(WAIT, "the file value in the log", || {
-        agent.skiff_ok(&["logs", "volpod"]).contains("x=ex").then_some(())
+        agent
+            .skiff_ok(&["logs", "volpod"])
+            .contains("x=ex")
+            .then_some(())
     });
 }
 
@@ -238,13 +260,27 @@ spec:
     // While the first init container runs, the pod is Pending and nothing else has started.
     let during = agent.wait_until(WAIT, "the first init container running", || {
         let p = agent.pod("init")?;
-        p["status"]["initContainerStatuses"][0]["state"].get("running").is_some().then_some(p)
+        p["status"]["initContainerStatuses"][0]["state"]
+            .get("running")
+            .is_some()
+            .then_some(p)
     });
     assert_eq!(during["status"]["phase"], "Pending", "{during}");
-    assert!(during["status"]["initContainerStatuses"][1]["state"].get("running").is_none());
-    assert!(container_status(&during, "main")["state"].get("running").is_none());
+    assert!(
+        during["status"]["initContainerStatuses"][1]["state"]
+            .get("running")
+            .is_none()
+    );
+    assert!(
+        container_status(&during, "main")["state"]
+            .get("running")
+            .is_none()
+    );
     let table = agent.skiff_ok(&["get", "pods"]);
-    assert!(table.contains("Init:0/2") || table.contains("Init:1/2"), "{table}\n{during}");
+    assert!(
+        table.contains("Init:0/2") || table.contains("Init:1/2"),
+        "{table}\n{during}"
+    );
 
     let pod = agent.wait_phase("init", "Running");
     for i in 0..2 {
@@ -253,9 +289,17 @@ spec:
         assert_eq!(t["reason"], "Completed", "{pod}");
     }
     agent.wait_until(WAIT, "main's report", || {
-        agent.skiff_ok(&["logs", "init", "-c", "main"]).contains("order: one two").then_some(())
+        agent
+            .skiff_ok(&["logs", "init", "-c", "main"])
+            .contains("order: one two")
+            .then_some(())
     });
     // The init containers' logs are kept.
-    assert!(agent.skiff(&["logs", "init", "-c", "first"]).status.success());
+    assert!(
+        agent
+            .skiff(&["logs", "init", "-c", "first"])
+            .status
+            .success()
+    );
     let _ = uid_of(&pod);
 }

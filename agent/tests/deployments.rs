@@ -42,9 +42,13 @@ fn is_pod_name(name: &str) -> bool {
     parts.len() == 3
         && parts[0] == "web"
         && parts[1].len() == 10
-        && parts[1].chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        && parts[1]
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
         && parts[2].len() == 5
-        && parts[2].chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && parts[2]
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
 }
 
 #[test]
@@ -56,7 +60,10 @@ fn deployment_runs_replicas_with_kubectl_shaped_output() {
     assert_eq!(list["kind"], "List", "{list}");
     for p in &pods {
         let name = name_of(p);
-        assert!(is_pod_name(&name), "pod name {name:?} is not web-<10 hex>-<5 chars>");
+        assert!(
+            is_pod_name(&name),
+            "pod name {name:?} is not web-<10 hex>-<5 chars>"
+        );
         assert_eq!(p["kind"], "Pod");
         assert_eq!(p["spec"]["nodeName"], agent.node_name.as_str(), "{p}");
         assert_eq!(p["status"]["phase"], "Running");
@@ -64,7 +71,10 @@ fn deployment_runs_replicas_with_kubectl_shaped_output() {
         assert_eq!(c["restartCount"], 0, "{c}");
         assert!(c["state"]["running"]["startedAt"].is_string(), "{c}");
         assert_eq!(p["metadata"]["ownerReferences"][0]["kind"], "Deployment");
-        assert!(agent.container_process(p, "app").is_some(), "no live process for {name}");
+        assert!(
+            agent.container_process(p, "app").is_some(),
+            "no live process for {name}"
+        );
     }
     let names: Vec<String> = pods.iter().map(name_of).collect();
     assert_ne!(names[0], names[1]);
@@ -72,14 +82,20 @@ fn deployment_runs_replicas_with_kubectl_shaped_output() {
     assert_eq!(names[0].split('-').nth(1), names[1].split('-').nth(1));
 
     let table = agent.skiff_ok(&["get", "deployments"]);
-    let row = table.lines().find(|l| l.starts_with("web ")).unwrap_or_else(|| panic!("{table}"));
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("web "))
+        .unwrap_or_else(|| panic!("{table}"));
     assert_eq!(row.split_whitespace().nth(1), Some("2/2"), "{table}");
     let d = agent.get_json(&["deployments"]);
     assert_eq!(d["items"][0]["status"]["readyReplicas"], 2, "{d}");
 
     let table = agent.skiff_ok(&["get", "pods"]);
     for name in &names {
-        let row = table.lines().find(|l| l.starts_with(name.as_str())).unwrap_or_else(|| panic!("{table}"));
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(name.as_str()))
+            .unwrap_or_else(|| panic!("{table}"));
         let cols: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(&cols[1..4], &["1/1", "Running", "0"], "{table}");
     }
@@ -111,10 +127,19 @@ fn editing_the_file_scales_replaces_and_deletes() {
     let pods = agent.wait_running(3);
     let now = processes(&agent);
     for (uid, id) in &old {
-        assert_eq!(now.get(uid), Some(id), "pod {uid} was touched by a replica change");
+        assert_eq!(
+            now.get(uid),
+            Some(id),
+            "pod {uid} was touched by a replica change"
+        );
         assert!(id.alive());
     }
-    assert_eq!(pods.iter().filter(|p| !old.contains_key(&uid_of(p))).count(), 1);
+    assert_eq!(
+        pods.iter()
+            .filter(|p| !old.contains_key(&uid_of(p)))
+            .count(),
+        1
+    );
     let three = now;
 
     // A template change replaces every pod.
@@ -122,11 +147,15 @@ fn editing_the_file_scales_replaces_and_deletes() {
     let pods = agent.wait_until(WAIT, "3 new running pods", || {
         let pods = agent.pods();
         let fresh = pods.len() == 3
-            && pods.iter().all(|p| !three.contains_key(&uid_of(p)) && support::all_running(p));
+            && pods
+                .iter()
+                .all(|p| !three.contains_key(&uid_of(p)) && support::all_running(p));
         fresh.then_some(pods)
     });
     for id in three.values() {
-        agent.wait_until(WAIT, "old container processes to exit", || (!id.alive()).then_some(()));
+        agent.wait_until(WAIT, "old container processes to exit", || {
+            (!id.alive()).then_some(())
+        });
     }
     for p in &pods {
         let env = &p["spec"]["containers"][0]["env"][0]["value"];
@@ -146,15 +175,24 @@ fn editing_the_file_scales_replaces_and_deletes() {
         assert!(!id.alive(), "container process {id:?} still alive");
     }
     agent.wait_until(WAIT, "nothing left of the pods", || {
-        let left = support::cleanup::leftovers(&agent.dir, &agent.cgroup_parent, &agent.netns_prefix);
+        let left =
+            support::cleanup::leftovers(&agent.dir, &agent.cgroup_parent, &agent.netns_prefix);
         let pod_cgroups: Vec<_> = left
             .cgroups
             .iter()
-            .filter(|d| d.file_name().is_some_and(|n| n.to_string_lossy() != agent.cgroup_parent.trim_start_matches('/')))
+            .filter(|d| {
+                d.file_name().is_some_and(|n| {
+                    n.to_string_lossy() != agent.cgroup_parent.trim_start_matches('/')
+                })
+            })
             .collect();
         let state: Vec<String> = ["containers", "lc"]
             .iter()
-            .flat_map(|d| std::fs::read_dir(agent.run.join("c").join(d)).into_iter().flatten())
+            .flat_map(|d| {
+                std::fs::read_dir(agent.run.join("c").join(d))
+                    .into_iter()
+                    .flatten()
+            })
             .filter_map(Result::ok)
             .map(|e| e.path().display().to_string())
             .collect();
@@ -200,7 +238,10 @@ fn bare_pods_are_replaced_on_change_and_documents_removed_one_by_one() {
     });
     assert_eq!(agent.pods().len(), 1);
     agent.wait_until(WAIT, "the new value in the log", || {
-        agent.skiff_ok(&["logs", "solo"]).contains("value=two").then_some(())
+        agent
+            .skiff_ok(&["logs", "solo"])
+            .contains("value=two")
+            .then_some(())
     });
 
     // Two documents in one file; removing one deletes only what it declared.
@@ -227,17 +268,37 @@ fn pods_in_a_missing_namespace_wait_for_it() {
     agent.write_manifest("nsd.yaml", &pod);
     let events = agent.wait_until(WAIT, "a Blocked event", || {
         let events = items_of(&agent.get_json(&["events", "-n", "prod"]));
-        events.iter().any(|e| e["reason"] == "Blocked").then_some(events)
+        events
+            .iter()
+            .any(|e| e["reason"] == "Blocked")
+            .then_some(events)
     });
-    let blocked = events.iter().find(|e| e["reason"] == "Blocked").cloned().unwrap_or_default();
-    assert!(blocked["message"].as_str().is_some_and(|m| m.contains("prod")), "{blocked}");
+    let blocked = events
+        .iter()
+        .find(|e| e["reason"] == "Blocked")
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        blocked["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("prod")),
+        "{blocked}"
+    );
     assert!(items_of(&agent.get_json(&["pods", "-A"])).is_empty());
-    agent.write_manifest("ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: prod\n");
+    agent.write_manifest(
+        "ns.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: prod\n",
+    );
     agent.wait_until(WAIT, "the pod in prod", || {
         let pods = items_of(&agent.get_json(&["pods", "-n", "prod"]));
-        pods.iter().any(|p| name_of(p) == "nsd" && support::all_running(p)).then_some(())
+        pods.iter()
+            .any(|p| name_of(p) == "nsd" && support::all_running(p))
+            .then_some(())
     });
-    assert!(agent.pods().is_empty(), "the default namespace lists pods of prod");
+    assert!(
+        agent.pods().is_empty(),
+        "the default namespace lists pods of prod"
+    );
 }
 
 fn items_of(v: &Value) -> Vec<Value> {

@@ -39,13 +39,22 @@ spec:
     let pods = agent.wait_running(2);
     let before = support::cleanup::leftovers(&agent.dir, &agent.cgroup_parent, &agent.netns_prefix);
     // The test only means something if there was something to clean.
-    assert!(before.processes.len() >= 2, "container processes: {before:?}");
+    assert!(
+        before.processes.len() >= 2,
+        "container processes: {before:?}"
+    );
     assert!(before.shims.len() >= 2, "shims: {before:?}");
     assert!(before.netns.len() == 2, "netns: {before:?}");
-    assert!(before.mounts.len() >= 4, "rootfs and tmpfs mounts: {before:?}");
+    assert!(
+        before.mounts.len() >= 4,
+        "rootfs and tmpfs mounts: {before:?}"
+    );
     assert!(!before.cgroups.is_empty(), "cgroups: {before:?}");
     for p in &pods {
-        assert!(agent.container_process(p, "app").is_some(), "no process for {p}");
+        assert!(
+            agent.container_process(p, "app").is_some(),
+            "no process for {p}"
+        );
     }
     let left = agent.cleanup();
     assert!(left.is_empty(), "left behind: {left:?}");

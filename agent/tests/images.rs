@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use support::{AgentOptions, TEST_IMAGE, TestAgent, WAIT, container_status, test_image_archive};
 
 fn image_pod(name: &str, image: &str, policy: Option<&str>) -> String {
-    let policy = policy.map(|p| format!("    imagePullPolicy: {p}\n")).unwrap_or_default();
+    let policy = policy
+        .map(|p| format!("    imagePullPolicy: {p}\n"))
+        .unwrap_or_default();
     format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: main\n    image: {image}\n{policy}    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; echo up; sleep 100000 & wait\"]\n"
     )
@@ -17,19 +19,30 @@ fn image_pod(name: &str, image: &str, policy: Option<&str>) -> String {
 
 fn waiting_reason(agent: &TestAgent, pod: &str) -> Option<String> {
     let p = agent.pod(pod)?;
-    container_status(&p, "main")["state"]["waiting"]["reason"].as_str().map(str::to_string)
+    container_status(&p, "main")["state"]["waiting"]["reason"]
+        .as_str()
+        .map(str::to_string)
 }
 
 #[test]
 fn pull_policy_never_without_the_image() {
     let agent = TestAgent::start();
-    agent.write_manifest("never.yaml", &image_pod("never", "skiff.local/missing:1", Some("Never")));
+    agent.write_manifest(
+        "never.yaml",
+        &image_pod("never", "skiff.local/missing:1", Some("Never")),
+    );
     agent.wait_until(WAIT, "ErrImageNeverPull", || {
         (waiting_reason(&agent, "never").as_deref() == Some("ErrImageNeverPull")).then_some(())
     });
     let events = agent.events();
-    assert!(!events.iter().any(|e| e["reason"] == "Pulling"), "pulled despite Never: {events:#?}");
-    assert_eq!(agent.pod("never").map(|p| p["status"]["phase"].clone()), Some("Pending".into()));
+    assert!(
+        !events.iter().any(|e| e["reason"] == "Pulling"),
+        "pulled despite Never: {events:#?}"
+    );
+    assert_eq!(
+        agent.pod("never").map(|p| p["status"]["phase"].clone()),
+        Some("Pending".into())
+    );
 }
 
 #[test]
@@ -39,25 +52,41 @@ fn unreachable_registry_err_image_pull_then_backoff() {
         crash_backoff_base_ms: 1500,
         ..AgentOptions::default()
     });
-    agent.write_manifest("far.yaml", &image_pod("far", "127.0.0.1:1/nothing/here:1", Some("IfNotPresent")));
+    agent.write_manifest(
+        "far.yaml",
+        &image_pod("far", "127.0.0.1:1/nothing/here:1", Some("IfNotPresent")),
+    );
     let first = agent.wait_until(WAIT, "ErrImagePull", || {
         let p = agent.pod("far")?;
         let w = container_status(&p, "main")["state"]["waiting"].clone();
         (w["reason"] == "ErrImagePull").then_some(w)
     });
-    assert!(first["message"].as_str().is_some_and(|m| !m.is_empty()), "{first}");
+    assert!(
+        first["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{first}"
+    );
     let w = agent.wait_until(WAIT, "ImagePullBackOff", || {
         let p = agent.pod("far")?;
         let w = container_status(&p, "main")["state"]["waiting"].clone();
         (w["reason"] == "ImagePullBackOff").then_some(w)
     });
-    assert!(w["message"].as_str().is_some_and(|m| m.contains("127.0.0.1:1")), "{w}");
+    assert!(
+        w["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("127.0.0.1:1")),
+        "{w}"
+    );
     let events = agent.events();
     let failed = events
         .iter()
         .find(|e| e["reason"] == "Failed" && e["involvedObject"]["name"] == "far")
         .unwrap_or_else(|| panic!("no pull failure event: {events:#?}"));
-    assert!(failed["message"].as_str().is_some_and(|m| m.contains("failed to pull image")), "{failed}");
+    assert!(
+        failed["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("failed to pull image")),
+        "{failed}"
+    );
 }
 
 /// Pull policy Always (the default for `:latest`) with the image present but its registry
@@ -76,10 +105,15 @@ fn failing_always_pull_backs_off() {
             .filter_map(|e| e["count"].as_u64())
             .sum()
     };
-    agent.wait_until(WAIT, "4 pull attempts", || (pulls(&agent) >= 4).then_some(()));
+    agent.wait_until(WAIT, "4 pull attempts", || {
+        (pulls(&agent) >= 4).then_some(())
+    });
     let took = started.elapsed();
     // Base 200 ms: attempts at 0, 0.2, 0.6 and 1.4 s at the earliest.
-    assert!(took >= Duration::from_millis(1200), "4 pulls within {took:?}: no backoff");
+    assert!(
+        took >= Duration::from_millis(1200),
+        "4 pulls within {took:?}: no backoff"
+    );
     let reason = waiting_reason(&agent, "always");
     assert!(
         matches!(reason.as_deref(), Some("ErrImagePull" | "ImagePullBackOff")),
@@ -124,13 +158,19 @@ spec:
     let pods = agent.wait_running(2);
     let events = agent.events();
     assert!(
-        events.iter().any(|e| e["reason"] == "Pulled" && e["message"].as_str().is_some_and(|m| m.contains(&reference))),
+        events.iter().any(|e| e["reason"] == "Pulled"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&reference))),
         "no Pulled event: {events:#?}\n{}",
         registry.log()
     );
     assert!(agent.skiff_ok(&["image", "ls"]).contains(&reference));
     agent.wait_until(WAIT, "output of the pulled image", || {
-        agent.skiff_ok(&["logs", &support::name_of(&pods[0])]).contains("up").then_some(())
+        agent
+            .skiff_ok(&["logs", &support::name_of(&pods[0])])
+            .contains("up")
+            .then_some(())
     });
 }
 
@@ -143,14 +183,22 @@ fn docker_archive_import() {
     let archive = agent.dir.join("docker.tar");
     skopeo_copy(
         &format!("oci-archive:{}", test_image_archive().display()),
-        &format!("docker-archive:{}:skiff.local/dockerbox:v1", archive.display()),
+        &format!(
+            "docker-archive:{}:skiff.local/dockerbox:v1",
+            archive.display()
+        ),
     )
     .expect("skopeo copy to docker-archive");
     let out = agent.skiff_ok(&["image", "import", &archive.display().to_string()]);
     assert!(out.contains("skiff.local/dockerbox:v1"), "{out}");
     let ls = agent.skiff_ok(&["image", "ls"]);
     assert!(ls.contains("skiff.local/dockerbox:v1"), "{ls}");
-    agent.write_manifest("d.yaml", &image_pod("d", "skiff.local/dockerbox:v1", Some("Never")));
+    agent.write_manifest(
+        "d.yaml",
+        &image_pod("d", "skiff.local/dockerbox:v1", Some("Never")),
+    );
     agent.wait_phase("d", "Running");
-    agent.wait_until(WAIT, "output", || agent.skiff_ok(&["logs", "d"]).contains("up").then_some(()));
+    agent.wait_until(WAIT, "output", || {
+        agent.skiff_ok(&["logs", "d"]).contains("up").then_some(())
+    });
 }

@@ -13,8 +13,14 @@ fn terminated(pod: &serde_json::Value) -> serde_json::Value {
 #[test]
 fn never_and_on_failure_end_in_failed_and_succeeded() {
     let agent = TestAgent::start();
-    agent.write_manifest("fail.yaml", &pod_yaml("fail", "echo bye; exit 1", "  restartPolicy: Never\n"));
-    agent.write_manifest("ok.yaml", &pod_yaml("ok", "exit 0", "  restartPolicy: OnFailure\n"));
+    agent.write_manifest(
+        "fail.yaml",
+        &pod_yaml("fail", "echo bye; exit 1", "  restartPolicy: Never\n"),
+    );
+    agent.write_manifest(
+        "ok.yaml",
+        &pod_yaml("ok", "exit 0", "  restartPolicy: OnFailure\n"),
+    );
     let fail = agent.wait_phase("fail", "Failed");
     let t = terminated(&fail);
     assert_eq!(t["exitCode"], 1, "{fail}");
@@ -36,7 +42,10 @@ fn never_and_on_failure_end_in_failed_and_succeeded() {
     // Nothing restarts afterwards: the phases stay.
     assert!(agent.skiff_ok(&["logs", "fail"]).contains("bye"));
     let events = agent.events();
-    assert!(!events.iter().any(|e| e["reason"] == "BackOff"), "{events:#?}");
+    assert!(
+        !events.iter().any(|e| e["reason"] == "BackOff"),
+        "{events:#?}"
+    );
 }
 
 #[test]
@@ -76,8 +85,14 @@ spec:
         }
         (n >= 5).then_some(p)
     });
-    assert!(seen_backoff, "CrashLoopBackOff never shown between attempts");
-    assert!(counts.windows(2).all(|w| w[0] < w[1]), "restart counts went back: {counts:?}");
+    assert!(
+        seen_backoff,
+        "CrashLoopBackOff never shown between attempts"
+    );
+    assert!(
+        counts.windows(2).all(|w| w[0] < w[1]),
+        "restart counts went back: {counts:?}"
+    );
     let last = &container_status(&pod, "main")["lastState"]["terminated"];
     assert_eq!(last["exitCode"], 1, "{pod}");
     assert_eq!(last["reason"], "Error", "{pod}");
@@ -95,10 +110,19 @@ spec:
     // Base 200 ms: 0.2, 0.4, 0.8, 1.6 s, plus the time to notice the exit and start again.
     for (i, gap) in gaps.iter().enumerate() {
         let delay = 0.2 * f64::from(1u32 << i);
-        assert!(*gap >= delay * 0.9, "gap {i} = {gap:.2}s, shorter than the backoff {delay}s: {gaps:?}");
-        assert!(*gap <= delay + 1.5, "gap {i} = {gap:.2}s, far longer than the backoff {delay}s: {gaps:?}");
+        assert!(
+            *gap >= delay * 0.9,
+            "gap {i} = {gap:.2}s, shorter than the backoff {delay}s: {gaps:?}"
+        );
+        assert!(
+            *gap <= delay + 1.5,
+            "gap {i} = {gap:.2}s, far longer than the backoff {delay}s: {gaps:?}"
+        );
     }
-    assert!(gaps[3] > gaps[1] && gaps[2] > gaps[0], "gaps do not grow: {gaps:?}");
+    assert!(
+        gaps[3] > gaps[1] && gaps[2] > gaps[0],
+        "gaps do not grow: {gaps:?}"
+    );
     assert!(gaps[3] > 2.0 * gaps[0], "gaps do not double: {gaps:?}");
 }
 
@@ -126,28 +150,46 @@ spec:
         ),
     );
     let pod = agent.wait_until(WAIT, "the oom pod to end", || {
-        agent.pod("oom").filter(|p| p["status"]["phase"] == "Failed" || p["status"]["phase"] == "Succeeded")
+        agent
+            .pod("oom")
+            .filter(|p| p["status"]["phase"] == "Failed" || p["status"]["phase"] == "Succeeded")
     });
     let t = terminated(&pod);
-    assert_eq!(t["reason"], "OOMKilled", "{pod}\n{}", agent.skiff_ok(&["logs", "oom"]));
+    assert_eq!(
+        t["reason"],
+        "OOMKilled",
+        "{pod}\n{}",
+        agent.skiff_ok(&["logs", "oom"])
+    );
     assert_eq!(t["exitCode"], 137, "{pod}");
     assert_eq!(pod["status"]["phase"], "Failed");
     let events = agent.events();
-    assert!(events.iter().any(|e| e["reason"] == "OOMKilled" && e["involvedObject"]["name"] == "oom"), "{events:#?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["reason"] == "OOMKilled" && e["involvedObject"]["name"] == "oom"),
+        "{events:#?}"
+    );
 
     // Restarted after an OOM kill: the reason moves to lastState.
     agent.write_manifest(
         "oom2.yaml",
-        &agent.dir.join("m/oom.yaml").to_str().map(|p| {
-            std::fs::read_to_string(p)
-                .expect("oom.yaml")
-                .replace("name: oom", "name: oom2")
-                .replace("restartPolicy: Never", "restartPolicy: Always")
-        })
-        .expect("path"),
+        &agent
+            .dir
+            .join("m/oom.yaml")
+            .to_str()
+            .map(|p| {
+                std::fs::read_to_string(p)
+                    .expect("oom.yaml")
+                    .replace("name: oom", "name: oom2")
+                    .replace("restartPolicy: Never", "restartPolicy: Always")
+            })
+            .expect("path"),
     );
     let pod = agent.wait_until(WAIT, "oom2 restarted", || {
-        agent.pod("oom2").filter(|p| container_status(p, "main")["restartCount"].as_u64() >= Some(1))
+        agent
+            .pod("oom2")
+            .filter(|p| container_status(p, "main")["restartCount"].as_u64() >= Some(1))
     });
     let last = &container_status(&pod, "main")["lastState"]["terminated"];
     assert_eq!(last["reason"], "OOMKilled", "{pod}");
@@ -159,7 +201,11 @@ fn the_same_command_without_a_limit_completes() {
     let agent = TestAgent::start();
     agent.write_manifest(
         "big.yaml",
-        &pod_yaml("big", "head -c 67108864 /dev/zero | tail | wc -c", "  restartPolicy: Never\n"),
+        &pod_yaml(
+            "big",
+            "head -c 67108864 /dev/zero | tail | wc -c",
+            "  restartPolicy: Never\n",
+        ),
     );
     let pod = agent.wait_phase("big", "Succeeded");
     assert_eq!(terminated(&pod)["reason"], "Completed");
@@ -169,12 +215,18 @@ fn the_same_command_without_a_limit_completes() {
 /// Deletes the pod's file and returns how long its container process took to die.
 fn time_to_stop(agent: &TestAgent, name: &str) -> Duration {
     let pod = agent.wait_phase(name, "Running");
-    let id = agent.container_process(&pod, "main").expect("container process");
+    let id = agent
+        .container_process(&pod, "main")
+        .expect("container process");
     let started = Instant::now();
     agent.remove_manifest(&format!("{name}.yaml"));
-    agent.wait_until(WAIT, "the container to stop", || (!id.alive()).then_some(()));
+    agent.wait_until(WAIT, "the container to stop", || {
+        (!id.alive()).then_some(())
+    });
     let took = started.elapsed();
-    agent.wait_until(WAIT, "the pod to go", || agent.pod(name).is_none().then_some(()));
+    agent.wait_until(WAIT, "the pod to go", || {
+        agent.pod(name).is_none().then_some(())
+    });
     took
 }
 
@@ -199,7 +251,10 @@ fn stop_kills_after_the_grace_period_or_at_once_when_the_process_exits() {
         "a TERM-ignoring container stopped after {took:?} with a 2 s grace period"
     );
     let took = time_to_stop(&agent, "polite");
-    assert!(took < Duration::from_millis(1500), "a TERM-handling container took {took:?} to stop");
+    assert!(
+        took < Duration::from_millis(1500),
+        "a TERM-handling container took {took:?} to stop"
+    );
 }
 
 #[test]
@@ -215,16 +270,27 @@ fn a_missing_executable_is_reported_and_retried_with_backoff() {
     let pod = agent.wait_until(WAIT, "a start error", || {
         let p = agent.pod("nope")?;
         let c = container_status(&p, "main");
-        let reason = c["state"]["waiting"]["reason"].as_str().unwrap_or_default().to_string();
+        let reason = c["state"]["waiting"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let failed = reason.contains("Error") || reason == "CrashLoopBackOff";
-        let last = c["lastState"]["terminated"]["reason"].as_str().unwrap_or_default().to_string();
+        let last = c["lastState"]["terminated"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         (failed || last.contains("Error")).then_some(p)
     });
     let text = pod["status"].to_string();
-    assert!(text.contains("/no/such/binary"), "the error does not name the binary: {pod}");
+    assert!(
+        text.contains("/no/such/binary"),
+        "the error does not name the binary: {pod}"
+    );
     assert_ne!(pod["status"]["phase"], "Running", "{pod}");
     // Retries back off: not more than a handful of attempts in the first ~2 s.
-    agent.wait_until(WAIT, "two seconds", || (started.elapsed() > Duration::from_secs(2)).then_some(()));
+    agent.wait_until(WAIT, "two seconds", || {
+        (started.elapsed() > Duration::from_secs(2)).then_some(())
+    });
     let events = agent.events();
     let attempts: u64 = events
         .iter()
@@ -250,24 +316,50 @@ fn cpu_and_memory_limits_reach_the_cgroup() {
     let path_of = |controller: &str| {
         cgroups
             .lines()
-            .find(|l| l.split(':').nth(1).is_some_and(|c| c.split(',').any(|x| x == controller)))
+            .find(|l| {
+                l.split(':')
+                    .nth(1)
+                    .is_some_and(|c| c.split(',').any(|x| x == controller))
+            })
             .and_then(|l| l.split(':').nth(2))
             .map(str::to_string)
             .unwrap_or_else(|| panic!("no {controller} cgroup in {cgroups}"))
     };
     let memory = path_of("memory");
-    assert!(memory.starts_with(&format!("{}/{}/", agent.cgroup_parent, support::uid_of(&pod))), "{memory}");
-    let limit = std::fs::read_to_string(format!("/sys/fs/cgroup/memory{memory}/memory.limit_in_bytes")).expect("memory limit");
+    assert!(
+        memory.starts_with(&format!(
+            "{}/{}/",
+            agent.cgroup_parent,
+            support::uid_of(&pod)
+        )),
+        "{memory}"
+    );
+    let limit = std::fs::read_to_string(format!(
+        "/sys/fs/cgroup/memory{memory}/memory.limit_in_bytes"
+    ))
+    .expect("memory limit");
     assert_eq!(limit.trim(), (48 * 1024 * 1024).to_string());
     let cpu = path_of("cpu");
     let dir = std::fs::read_dir("/sys/fs/cgroup")
         .expect("cgroup root")
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().split(',').any(|c| c == "cpu")) && p.join(cpu.trim_start_matches('/')).is_dir())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().split(',').any(|c| c == "cpu"))
+                && p.join(cpu.trim_start_matches('/')).is_dir()
+        })
         .expect("cpu hierarchy");
     let base = dir.join(cpu.trim_start_matches('/'));
-    let quota: i64 = std::fs::read_to_string(base.join("cpu.cfs_quota_us")).expect("quota").trim().parse().expect("number");
-    let period: i64 = std::fs::read_to_string(base.join("cpu.cfs_period_us")).expect("period").trim().parse().expect("number");
+    let quota: i64 = std::fs::read_to_string(base.join("cpu.cfs_quota_us"))
+        .expect("quota")
+        .trim()
+        .parse()
+        .expect("number");
+    let period: i64 = std::fs::read_to_string(base.join("cpu.cfs_period_us"))
+        .expect("period")
+        .trim()
+        .parse()
+        .expect("number");
     assert_eq!(quota * 1000 / period, 500, "quota {quota} period {period}");
 }

@@ -17,14 +17,25 @@ fn pod() -> String {
     };
     format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: talk\nspec:\n  containers:\n{}{}{}",
-        c("first", "trap 'exit 0' TERM; for i in $(seq 1 10); do echo first $i; done; sleep 100000 & wait"),
-        c("second", "trap 'exit 0' TERM; echo second-only; echo oops >&2; sleep 100000 & wait"),
-        c("ticker", "trap 'exit 0' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"),
+        c(
+            "first",
+            "trap 'exit 0' TERM; for i in $(seq 1 10); do echo first $i; done; sleep 100000 & wait"
+        ),
+        c(
+            "second",
+            "trap 'exit 0' TERM; echo second-only; echo oops >&2; sleep 100000 & wait"
+        ),
+        c(
+            "ticker",
+            "trap 'exit 0' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"
+        ),
     )
 }
 
 fn ticks(text: &str) -> Vec<u64> {
-    text.lines().filter_map(|l| l.strip_prefix("tick ")?.trim().parse().ok()).collect()
+    text.lines()
+        .filter_map(|l| l.strip_prefix("tick ")?.trim().parse().ok())
+        .collect()
 }
 
 #[test]
@@ -42,7 +53,11 @@ fn logs_tail_container_and_follow() {
     assert_eq!(agent.skiff_ok(&["logs", "talk", "-c", "first"]), first);
 
     let tail = agent.skiff_ok(&["logs", "talk", "--tail", "3"]);
-    assert_eq!(tail.lines().collect::<Vec<_>>(), ["first 8", "first 9", "first 10"], "{tail}");
+    assert_eq!(
+        tail.lines().collect::<Vec<_>>(),
+        ["first 8", "first 9", "first 10"],
+        "{tail}"
+    );
     let tail = agent.skiff_ok(&["logs", "talk", "--tail", "0"]);
     assert_eq!(tail, "", "--tail 0");
 
@@ -98,9 +113,18 @@ fn logs_tail_container_and_follow() {
             }
         }
     }
-    assert!(child.try_wait().expect("try_wait").is_none(), "logs -f exited while following");
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "logs -f exited while following"
+    );
     let _ = child.kill();
     let _ = child.wait();
-    assert!(got.windows(2).all(|w| w[1] == w[0] + 1), "lines out of order or missing: {got:?}");
-    assert!(got[0] <= newest + 1, "--tail 1 should start at the newest line: {got:?} vs {newest}");
+    assert!(
+        got.windows(2).all(|w| w[1] == w[0] + 1),
+        "lines out of order or missing: {got:?}"
+    );
+    assert!(
+        got[0] <= newest + 1,
+        "--tail 1 should start at the newest line: {got:?} vs {newest}"
+    );
 }

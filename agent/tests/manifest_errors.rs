@@ -67,7 +67,9 @@ fn broken_files_are_reported_and_the_last_good_version_keeps_running() {
     agent.write_manifest("web.yaml", &web("1", "64Mi", ""));
     let pods = agent.wait_running(1);
     let web_uid = uid_of(&pods[0]);
-    let web_proc = agent.container_process(&pods[0], "app").expect("web process");
+    let web_proc = agent
+        .container_process(&pods[0], "app")
+        .expect("web process");
 
     // Break web.yaml twice over (plus an unknown field), and drop three more files at once.
     agent.write_manifest("web.yaml", &web("-1", "12Q", "colour: blue"));
@@ -86,40 +88,70 @@ fn broken_files_are_reported_and_the_last_good_version_keeps_running() {
     });
 
     let web_errors = events_for(&events, "web.yaml", "InvalidManifest");
-    assert_eq!(web_errors.len(), 2, "one error per problem: {web_errors:#?}");
-    let replicas = web_errors.iter().find(|m| m.contains("spec.replicas")).expect("replicas error");
-    assert!(replicas.contains("web.yaml") && replicas.contains("document 1"), "{replicas}");
+    assert_eq!(
+        web_errors.len(),
+        2,
+        "one error per problem: {web_errors:#?}"
+    );
+    let replicas = web_errors
+        .iter()
+        .find(|m| m.contains("spec.replicas"))
+        .expect("replicas error");
+    assert!(
+        replicas.contains("web.yaml") && replicas.contains("document 1"),
+        "{replicas}"
+    );
     let memory = web_errors
         .iter()
         .find(|m| m.contains("spec.template.spec.containers[0].resources.limits.memory"))
         .expect("memory error with its field path");
-    assert!(memory.contains("12Q") && memory.contains("document 1"), "{memory}");
+    assert!(
+        memory.contains("12Q") && memory.contains("document 1"),
+        "{memory}"
+    );
     let gadget = events_for(&events, "gadget.yaml", "InvalidManifest");
     assert_eq!(gadget.len(), 1, "{gadget:#?}");
-    assert!(gadget[0].contains("document 1") && gadget[0].contains("kind") && gadget[0].contains("Gadget"), "{gadget:?}");
+    assert!(
+        gadget[0].contains("document 1")
+            && gadget[0].contains("kind")
+            && gadget[0].contains("Gadget"),
+        "{gadget:?}"
+    );
     let yaml = events_for(&events, "broken.yaml", "InvalidManifest");
     assert_eq!(yaml.len(), 1, "{yaml:#?}");
-    assert!(yaml[0].contains("broken.yaml") && yaml[0].contains("document 1"), "{yaml:?}");
+    assert!(
+        yaml[0].contains("broken.yaml") && yaml[0].contains("document 1"),
+        "{yaml:?}"
+    );
     for e in events.iter().filter(|e| e["reason"] == "InvalidManifest") {
         assert_eq!(e["type"], "Warning", "{e}");
     }
 
     // Unknown fields: warnings, and the file still runs (other.yaml) or is rejected only for
     // its real errors (web.yaml).
-    let unknown: Vec<&Value> = events.iter().filter(|e| e["reason"] == "UnknownField").collect();
+    let unknown: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["reason"] == "UnknownField")
+        .collect();
     for file in ["other.yaml", "web.yaml"] {
         let e = unknown
             .iter()
             .find(|e| e["involvedObject"]["name"] == file)
             .unwrap_or_else(|| panic!("no unknown-field warning for {file}: {events:#?}"));
         assert_eq!(e["type"], "Warning");
-        assert!(e["message"].as_str().unwrap_or_default().contains("colour"), "{e}");
+        assert!(
+            e["message"].as_str().unwrap_or_default().contains("colour"),
+            "{e}"
+        );
     }
     assert!(events_for(&events, "other.yaml", "InvalidManifest").is_empty());
 
     // The last good web.yaml still runs: the same pod and the same process.
     let pods = agent.live_pods();
-    let web_pods: Vec<&Value> = pods.iter().filter(|p| name_of(p).starts_with("web-")).collect();
+    let web_pods: Vec<&Value> = pods
+        .iter()
+        .filter(|p| name_of(p).starts_with("web-"))
+        .collect();
     assert_eq!(web_pods.len(), 1, "{pods:#?}");
     assert_eq!(uid_of(web_pods[0]), web_uid);
     assert_eq!(agent.container_process(web_pods[0], "app"), Some(web_proc));
@@ -132,17 +164,37 @@ fn broken_files_are_reported_and_the_last_good_version_keeps_running() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     for message in &web_errors {
-        assert!(stderr.contains(message.as_str()), "dry run lacks {message:?}: {stderr}");
+        assert!(
+            stderr.contains(message.as_str()),
+            "dry run lacks {message:?}: {stderr}"
+        );
     }
-    let out = agent.skiff(&["apply", "--dry-run", "-f", &agent.manifests.join("broken.yaml").display().to_string()]);
+    let out = agent.skiff(&[
+        "apply",
+        "--dry-run",
+        "-f",
+        &agent.manifests.join("broken.yaml").display().to_string(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains(yaml[0].as_str()));
     let good = agent.dir.join("good.yaml");
     std::fs::write(&good, web("2", "64Mi", "")).expect("write good.yaml");
     let out = agent.skiff(&["apply", "--dry-run", "-f", &good.display().to_string()]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A dry run changes nothing.
-    assert_eq!(agent.live_pods().iter().filter(|p| name_of(p).starts_with("web-")).count(), 1);
+    assert_eq!(
+        agent
+            .live_pods()
+            .iter()
+            .filter(|p| name_of(p).starts_with("web-"))
+            .count(),
+        1
+    );
 
     // Fixing the file takes effect.
     agent.write_manifest("web.yaml", &web("2", "64Mi", ""));

@@ -41,9 +41,16 @@ spec:
     });
     assert!(log.contains("hello-from-httpd"), "{log}");
     // Only the pod's own loopback, not the host's interfaces.
-    assert!(!log.contains("eth0") || !host_has("eth0"), "pod sees host interfaces: {log}");
-    let server = agent.container_process(&pod, "server").expect("server process");
-    let client = agent.container_process(&pod, "client").expect("client process");
+    assert!(
+        !log.contains("eth0") || !host_has("eth0"),
+        "pod sees host interfaces: {log}"
+    );
+    let server = agent
+        .container_process(&pod, "server")
+        .expect("server process");
+    let client = agent
+        .container_process(&pod, "client")
+        .expect("client process");
     assert_eq!(netns_of(server.pid), netns_of(client.pid));
     assert_ne!(netns_of(server.pid), netns_of(std::process::id() as i32));
 }
@@ -68,7 +75,11 @@ fn host_network_pod_sees_the_host_interfaces() {
         let out = agent.skiff_ok(&["logs", "hostnet"]);
         out.contains("listed").then_some(out)
     });
-    let names: Vec<&str> = log.lines().filter_map(|l| l.split(": ").nth(1)).map(|n| n.split('@').next().unwrap_or(n)).collect();
+    let names: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n))
+        .collect();
     let host: Vec<String> = std::fs::read_dir("/sys/class/net")
         .expect("/sys/class/net")
         .filter_map(Result::ok)
@@ -77,12 +88,21 @@ fn host_network_pod_sees_the_host_interfaces() {
         .collect();
     assert!(!host.is_empty());
     // Interfaces of other tests come and go; the host's stable ones must all be listed.
-    for stable in host.iter().filter(|n| !n.starts_with("veth") && !n.starts_with("sk")) {
+    for stable in host
+        .iter()
+        .filter(|n| !n.starts_with("veth") && !n.starts_with("sk"))
+    {
         if host_has(stable) {
-            assert!(names.contains(&stable.as_str()), "host interface {stable} missing in the pod: {log}");
+            assert!(
+                names.contains(&stable.as_str()),
+                "host interface {stable} missing in the pod: {log}"
+            );
         }
     }
     let main = agent.container_process(&pod, "main").expect("process");
     assert_eq!(netns_of(main.pid), netns_of(std::process::id() as i32));
-    assert!(support::cleanup::netns_with_prefix(&agent.netns_prefix).is_empty(), "a hostNetwork pod got a netns");
+    assert!(
+        support::cleanup::netns_with_prefix(&agent.netns_prefix).is_empty(),
+        "a hostNetwork pod got a netns"
+    );
 }

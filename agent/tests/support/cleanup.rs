@@ -73,7 +73,11 @@ pub fn cgroup_pids(parent: &str) -> Vec<i32> {
     let mut pids: Vec<i32> = cgroup_dirs(parent)
         .iter()
         .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
-        .flat_map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect::<Vec<i32>>())
+        .flat_map(|t| {
+            t.lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect::<Vec<i32>>()
+        })
         .collect();
     pids.sort_unstable();
     pids.dedup();

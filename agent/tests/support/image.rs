@@ -14,7 +14,11 @@ pub fn test_image_archive() -> PathBuf {
     PATH.get_or_init(|| {
         if let Some(p) = std::env::var_os("SKIFF_TEST_IMAGE").filter(|p| !p.is_empty()) {
             let p = PathBuf::from(p);
-            assert!(p.is_file(), "SKIFF_TEST_IMAGE={} does not exist", p.display());
+            assert!(
+                p.is_file(),
+                "SKIFF_TEST_IMAGE={} does not exist",
+                p.display()
+            );
             return p;
         }
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
@@ -22,7 +26,10 @@ pub fn test_image_archive() -> PathBuf {
         if path.is_file() {
             return path;
         }
-        let tmp = dir.join(format!("skiff-busybox-test-image.{}.tmp", std::process::id()));
+        let tmp = dir.join(format!(
+            "skiff-busybox-test-image.{}.tmp",
+            std::process::id()
+        ));
         let out = Command::new(super::SKIFF)
             .args(["dev", "build-test-image", "--out"])
             .arg(&tmp)

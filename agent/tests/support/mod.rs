@@ -144,7 +144,10 @@ impl TestAgent {
             cmd.arg("--config").arg(path);
         }
         let child = cmd
-            .env("SKIFF_LOG", std::env::var("SKIFF_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "SKIFF_LOG",
+                std::env::var("SKIFF_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log fd"))
             .stderr(log)
@@ -162,7 +165,10 @@ impl TestAgent {
                 && let Ok(Some(status)) = child.try_wait()
             {
                 self.child = None;
-                panic!("agent exited during start with {status}\n{}", self.log_text());
+                panic!(
+                    "agent exited during start with {status}\n{}",
+                    self.log_text()
+                );
             }
             if self.socket.exists() {
                 let out = self.skiff(&["get", "nodes", "-o", "json"]);
@@ -170,7 +176,11 @@ impl TestAgent {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "agent not ready within {WAIT:?}\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "agent not ready within {WAIT:?}\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -195,20 +205,31 @@ impl TestAgent {
 
     /// SIGTERM, and waits for a clean exit (status 0).
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         proc::signal(child.id() as i32, libc::SIGTERM);
         let deadline = Instant::now() + WAIT;
         loop {
             match child.try_wait() {
                 Ok(Some(status)) => {
-                    assert!(status.success(), "agent exited with {status} after SIGTERM\n{}", self.log_text());
+                    assert!(
+                        status.success(),
+                        "agent exited with {status} after SIGTERM\n{}",
+                        self.log_text()
+                    );
                     return;
                 }
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
                 _ => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    panic!("agent did not stop within {WAIT:?} of SIGTERM\n{}", self.log_text());
+                    panic!(
+                        "agent did not stop within {WAIT:?} of SIGTERM\n{}",
+                        self.log_text()
+                    );
                 }
             }
         }
@@ -256,7 +277,8 @@ impl TestAgent {
         full.extend_from_slice(args);
         full.extend_from_slice(&["-o", "json"]);
         let text = self.skiff_ok(&full);
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("get {args:?}: not JSON ({e}): {text}"))
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("get {args:?}: not JSON ({e}): {text}"))
     }
 
     /// `get pods -o json` (the whole List).
@@ -271,7 +293,9 @@ impl TestAgent {
 
     /// One pod by name, if listed.
     pub fn pod(&self, name: &str) -> Option<Value> {
-        self.pods().into_iter().find(|p| p["metadata"]["name"] == name)
+        self.pods()
+            .into_iter()
+            .find(|p| p["metadata"]["name"] == name)
     }
 
     /// Pods that are not being deleted.
@@ -288,7 +312,12 @@ impl TestAgent {
 
     /// Polls `f` every 50 ms until it returns `Some`, or panics after `timeout` saying `what`
     /// and showing the pods and the agent's log.
-    pub fn wait_until<T>(&self, timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    pub fn wait_until<T>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut f: impl FnMut() -> Option<T>,
+    ) -> T {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(v) = f() {
@@ -343,7 +372,11 @@ impl TestAgent {
 impl Drop for TestAgent {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("--- agent log ({}) ---\n{}", self.log.display(), self.log_text());
+            eprintln!(
+                "--- agent log ({}) ---\n{}",
+                self.log.display(),
+                self.log_text()
+            );
         }
         if !self.cleaned {
             self.kill9();
@@ -365,7 +398,9 @@ pub fn all_running(pod: &Value) -> bool {
     pod["status"]["phase"] == "Running"
         && pod["status"]["containerStatuses"]
             .as_array()
-            .is_some_and(|cs| !cs.is_empty() && cs.iter().all(|c| c["state"].get("running").is_some()))
+            .is_some_and(|cs| {
+                !cs.is_empty() && cs.iter().all(|c| c["state"].get("running").is_some())
+            })
 }
 
 /// The status of the named container.
@@ -377,11 +412,17 @@ pub fn container_status(pod: &Value, name: &str) -> Value {
 }
 
 pub fn name_of(pod: &Value) -> String {
-    pod["metadata"]["name"].as_str().unwrap_or_default().to_string()
+    pod["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 pub fn uid_of(pod: &Value) -> String {
-    pod["metadata"]["uid"].as_str().unwrap_or_default().to_string()
+    pod["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Runs a command, killing it after `timeout`.

@@ -13,7 +13,8 @@ pub struct ProcessId {
 impl ProcessId {
     /// True while this very process lives (not a zombie).
     pub fn alive(&self) -> bool {
-        stat(self.pid).is_some_and(|(state, ticks)| ticks == self.start_ticks && state != 'Z' && state != 'X')
+        stat(self.pid)
+            .is_some_and(|(state, ticks)| ticks == self.start_ticks && state != 'Z' && state != 'X')
     }
 }
 
@@ -22,7 +23,10 @@ pub fn stat(pid: i32) -> Option<(char, u64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &text[text.rfind(')')? + 1..];
     let fields: Vec<&str> = after.split_whitespace().collect();
-    Some((fields.first()?.chars().next()?, fields.get(19)?.parse().ok()?))
+    Some((
+        fields.first()?.chars().next()?,
+        fields.get(19)?.parse().ok()?,
+    ))
 }
 
 pub fn identify(pid: i32) -> Option<ProcessId> {
