@@ -102,6 +102,35 @@ async fn host_port_and_masquerade_toward_an_outside_client() {
     let page = fetch(&client, "http://198.19.11.1:18080/", WAIT).expect("host port");
     assert_eq!(page, "web");
 
+    // UDP hostPort: a datagram sent to the node's address arrives in the pod.
+    let got = node.tmp.path().join("udp.out");
+    node.spawn_in(
+        &web.netns_path,
+        &[
+            "python3",
+            "-c",
+            "import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+             s.bind(('0.0.0.0', 5353)); d,a=s.recvfrom(100); \
+             open(sys.argv[1],'w').write(d.decode())",
+            &got.display().to_string(),
+        ],
+    );
+    let sent = wait_until(WAIT, || {
+        common::run(
+            &client,
+            &[
+                "python3",
+                "-c",
+                "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'hello-udp', ('198.19.11.1', 15353))",
+            ],
+        );
+        std::fs::read_to_string(&got).is_ok_and(|s| s == "hello-udp")
+    });
+    assert!(
+        sent,
+        "udp datagram did not reach the pod through the host port"
+    );
+
     // Masquerade: the pod reaches the client (which has no route back to the pod subnet) and
     // the client sees the node's address as the source.
     let log = node.httpd(&client, 9090, "client");

@@ -141,6 +141,21 @@ impl Drop for TestNode {
     }
 }
 
+impl TestNode {
+    /// Starts a long-running helper inside `ns`; the guard kills it.
+    pub fn spawn_in(&mut self, ns: &Path, args: &[&str]) {
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", ns.display()))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn helper");
+        self.children.push(child);
+    }
+}
+
 /// Runs a command inside a namespace.
 pub fn run(ns: &Path, args: &[&str]) -> Output {
     Command::new("nsenter")
