@@ -128,3 +128,85 @@ fn logs_tail_container_and_follow() {
         "--tail 1 should start at the newest line: {got:?} vs {newest}"
     );
 }
+
+fn numbered(text: &str, prefix: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(prefix)?.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn logs_survive_rotation() {
+    let agent = TestAgent::start_with(support::AgentOptions {
+        config: "log-max-bytes = 4096\nlog-max-files = 2\n".into(),
+        ..support::AgentOptions::default()
+    });
+    let pad = "x".repeat(60);
+    let c = |name: &str, script: &str| {
+        format!(
+            "  - name: {name}\n    image: {TEST_IMAGE}\n    imagePullPolicy: IfNotPresent\n    command: [\"sh\", \"-c\", {script:?}]\n"
+        )
+    };
+    agent.write_manifest(
+        "rot.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: rot\nspec:\n  containers:\n{}{}",
+            c("burst", &format!("trap 'exit 0' TERM; for i in $(seq 1 2000); do echo burst $i {pad}; done; echo burst-done; sleep 100000 & wait")),
+            c("steady", &format!("trap 'exit 0' TERM; i=0; while true; do echo steady $i {pad}; i=$((i+1)); sleep 0.01; done")),
+        ),
+    );
+    agent.wait_phase("rot", "Running");
+    let all = agent.wait_until(WAIT, "the burst to finish", || {
+        let out = agent.skiff_ok(&["logs", "rot", "-c", "burst"]);
+        out.contains("burst-done").then_some(out)
+    });
+    let n = numbered(&all, "burst ");
+    assert_eq!(n.last(), Some(&2000), "the newest lines are kept");
+    assert!(n.len() < 2000, "nothing was rotated away ({} lines)", n.len());
+    assert!(n.windows(2).all(|w| w[1] == w[0] + 1), "a gap inside the kept lines: {n:?}");
+    let tail = agent.skiff_ok(&["logs", "rot", "-c", "burst", "--tail", "3"]);
+    assert_eq!(numbered(&tail, "burst "), vec![1999, 2000], "{tail}");
+    assert!(tail.lines().last() == Some("burst-done"), "{tail}");
+    let dir = agent.data.join("pods").join(support::uid_of(&agent.pod("rot").expect("rot"))).join("logs");
+    let total: u64 = std::fs::read_dir(&dir)
+        .expect("log dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("burst"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    assert!(total < 4 * 4096, "rotation keeps {total} bytes of logs");
+
+    // Following across several rotations loses nothing.
+    let mut child = Command::new(SKIFF)
+        .arg("--socket")
+        .arg(&agent.socket)
+        .args(["logs", "rot", "-c", "steady", "-f", "--tail", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn skiff logs -f");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + WAIT;
+    let mut got: Vec<u64> = Vec::new();
+    while got.len() < 300 {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))) {
+            Ok(line) => got.extend(numbered(&line, "steady ")),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(got.len() >= 300, "logs -f stalled after {} lines: {:?}", got.len(), got.last());
+    let gaps: Vec<(u64, u64)> = got.windows(2).filter(|w| w[1] != w[0] + 1).map(|w| (w[0], w[1])).collect();
+    assert!(gaps.is_empty(), "lines lost or repeated while following across rotations: {gaps:?}");
+}

@@ -263,3 +263,53 @@ fn a_deletion_in_progress_finishes_after_a_restart() {
     );
     assert!(support::cleanup::netns_with_prefix(&agent.netns_prefix).is_empty());
 }
+
+#[test]
+fn after_a_reboot_the_node_restarts_its_pods() {
+    let mut agent = TestAgent::start();
+    let manifest = format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+    spec:
+      volumes:
+      - name: mem
+        emptyDir: {{medium: Memory}}
+      containers:
+      - name: app
+        image: {TEST_IMAGE}
+        imagePullPolicy: IfNotPresent
+        volumeMounts: [{{name: mem, mountPath: /mem}}]
+        command: ["sh", "-c", "trap 'exit 0' TERM; echo booted; sleep 100000 & wait"]
+"#
+    );
+    agent.write_manifest("web.yaml", &manifest);
+    let before: Vec<String> = agent.wait_running(2).iter().map(name_of).collect();
+    let old = state(&agent);
+
+    agent.kill9();
+    support::cleanup::simulate_reboot(&agent.dir, &agent.run, &agent.cgroup_parent, &agent.netns_prefix);
+    assert!(old.values().all(|(id, _)| !id.alive()));
+    agent.restart();
+
+    let pods = agent.wait_running(2);
+    let mut after: Vec<String> = pods.iter().map(name_of).collect();
+    after.sort();
+    let mut before = before;
+    before.sort();
+    assert_eq!(after, before, "the node should restart the pods it had, not make new ones");
+    for p in &pods {
+        let c = container_status(p, "app");
+        assert_eq!(c["restartCount"], 1, "{c}");
+        assert!(agent.container_process(p, "app").is_some());
+    }
+    assert_eq!(support::cleanup::netns_with_prefix(&agent.netns_prefix).len(), 2);
+}

@@ -177,3 +177,38 @@ pub fn clean(dir: &Path, cgroup_parent: &str, netns_prefix: &str) -> Leftovers {
     }
     leftovers(dir, cgroup_parent, netns_prefix)
 }
+
+/// What a reboot does to a node: every process gone, tmpfs and overlay mounts gone, network
+/// namespaces gone, cgroups gone, the run dir (a tmpfs like /run) empty. The data dir stays.
+/// The agent itself must already be dead.
+pub fn simulate_reboot(dir: &Path, run: &Path, cgroup_parent: &str, netns_prefix: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let pids: Vec<i32> = cgroup_pids(cgroup_parent)
+            .into_iter()
+            .chain(processes_mentioning(dir))
+            .collect();
+        if pids.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        for pid in pids {
+            proc::signal(pid, libc::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for m in mounts_under(dir) {
+        let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
+    }
+    for ns in netns_with_prefix(netns_prefix) {
+        let _ = nix::mount::umount2(&ns, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_file(&ns);
+    }
+    while !cgroup_dirs(cgroup_parent).is_empty() && Instant::now() < deadline {
+        for d in cgroup_dirs(cgroup_parent) {
+            let _ = std::fs::remove_dir(d);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::fs::remove_dir_all(run);
+    let _ = std::fs::create_dir_all(run);
+}
