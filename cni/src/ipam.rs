@@ -34,7 +34,8 @@ pub struct PodRecord {
     pub ports: Vec<HostPortMapping>,
 }
 
-/// The address book of one node's pod subnet.
+/// The address book of one node's pod subnet. Reads use read transactions (they never wait for
+/// a writer); writes are short and durable (redb's default: fsync on commit).
 #[derive(Clone)]
 pub struct Ipam {
     db: Arc<Database>,
