@@ -6,6 +6,7 @@
 //! - `plan` is the pure planner: observed pod/node state in, idempotent actions out.
 //! - `netlink_network` + `pod_ops` execute plans for real (`NetlinkNetwork`); `fake` does it in
 //!   memory (`FakeNetwork`, feature `fake`); both implement `traits::PodNetwork`.
+//! - `routes` converges routes to other nodes' pod subnets (own route protocol number).
 //! - `links` (netlink calls), `nft` (all nftables), `ipam` (redb leases), `files` (hosts,
 //!   resolv.conf), `nsthread` (work inside a namespace on a dedicated OS thread).
 //! - `error` holds `CniError`, the one error type.
@@ -27,6 +28,7 @@ pub mod nft;
 mod nsthread;
 pub mod plan;
 mod pod_ops;
+pub mod routes;
 pub mod traits;
 
 pub use config::{HostPortMapping, NetworkConfig, PodNetRequest, PodNetStatus, Protocol};
@@ -34,4 +36,5 @@ pub use error::CniError;
 pub use netlink_network::NetlinkNetwork;
 pub use netns::{NetnsConfig, create_netns, list_netns, remove_netns};
 pub use plan::Action;
+pub use routes::PeerRoute;
 pub use traits::{GcReport, NodeInventory, PodNetwork, ReconcileReport};

@@ -15,6 +15,7 @@ use crate::netns::{list_netns_files, remove_netns, validate_netns_name};
 use crate::nft;
 use crate::nsthread::{blocking_in_netns, netlink_in_netns};
 use crate::plan::{Action, GcAction, ObservedNode, plan_gc, plan_setup, plan_teardown};
+use crate::routes::PeerRoute;
 use crate::traits::{GcReport, NodeInventory, PodNetwork};
 
 /// Pod networking on this node through netlink.
@@ -64,6 +65,24 @@ impl NetlinkNetwork {
 
     pub(crate) fn node_netns(&self) -> Option<&Path> {
         self.cfg.node_netns.as_deref()
+    }
+
+    /// Makes the routes to other nodes' pod subnets equal `routes` (adds, replaces, removes
+    /// only routes carrying skiff's route protocol number). Idempotent.
+    pub async fn ensure_peer_routes(&self, routes: &[PeerRoute]) -> Result<(), CniError> {
+        let wanted = routes.to_vec();
+        netlink_in_netns(self.node_netns(), move |h| async move {
+            crate::routes::converge_peer_routes(&h, &wanted).await
+        })
+        .await
+    }
+
+    /// The routes to other nodes' pod subnets currently installed.
+    pub async fn peer_routes(&self) -> Result<Vec<PeerRoute>, CniError> {
+        netlink_in_netns(self.node_netns(), move |h| async move {
+            crate::routes::list_peer_routes(&h).await
+        })
+        .await
     }
 
     /// Removes the node side: our nftables table and the bridge. Pods should be gone first.

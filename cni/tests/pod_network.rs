@@ -286,3 +286,35 @@ async fn exhausted_subnet_gives_a_clear_error_and_nothing_half_made() {
         .await
         .expect("freed address is usable");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_routes_converge_to_the_wanted_set() {
+    let node = TestNode::new("rt", "198.18.17.0/24");
+    let _client = node.client("peer", "198.19.17.1", "198.19.17.2");
+    let net = node.network(node.open_db());
+    net.ensure_bridge().await.expect("bridge");
+    let route = |subnet: &str, via: &str| skiff_cni::PeerRoute {
+        subnet: subnet.parse().expect("subnet"),
+        via: via.parse().expect("via"),
+    };
+    let two = vec![
+        route("198.18.18.0/24", "198.19.17.2"),
+        route("198.18.19.0/24", "198.19.17.2"),
+    ];
+    net.ensure_peer_routes(&two).await.expect("routes");
+    net.ensure_peer_routes(&two).await.expect("routes again");
+    assert_eq!(net.peer_routes().await.expect("list"), two);
+    let shown = run_ok(&node.node_ns, &["ip", "route", "show", "proto", "83"]);
+    assert_eq!(shown.lines().count(), 2, "{shown}");
+
+    let one = vec![route("198.18.19.0/24", "198.19.17.3")];
+    net.ensure_peer_routes(&one)
+        .await
+        .expect("shrink and change");
+    assert_eq!(net.peer_routes().await.expect("list"), one);
+    net.ensure_peer_routes(&[]).await.expect("none");
+    assert!(net.peer_routes().await.expect("list").is_empty());
+    // Other routes are untouched.
+    let all = run_ok(&node.node_ns, &["ip", "route"]);
+    assert!(all.contains("198.19.17.0/24"), "{all}");
+}
