@@ -303,3 +303,56 @@ spec:
     );
     let _ = uid_of(&pod);
 }
+
+fn failing_init(name: &str, policy: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  restartPolicy: {policy}
+  initContainers:
+  - name: setup
+    image: {TEST_IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo setup failing; exit 3"]
+  containers:
+  - name: main
+    image: {TEST_IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo main ran; sleep 100000"]
+"#
+    )
+}
+
+#[test]
+fn a_failing_init_container_blocks_the_pod() {
+    let agent = TestAgent::start();
+    agent.write_manifest("never.yaml", &failing_init("never", "Never"));
+    agent.write_manifest("always.yaml", &failing_init("always", "Always"));
+    let never = agent.wait_phase("never", "Failed");
+    let t = &never["status"]["initContainerStatuses"][0]["state"]["terminated"];
+    assert_eq!(t["exitCode"], 3, "{never}");
+    assert_eq!(t["reason"], "Error", "{never}");
+    let always = agent.wait_until(WAIT, "the init container to restart", || {
+        let p = agent.pod("always")?;
+        (p["status"]["initContainerStatuses"][0]["restartCount"].as_u64() >= Some(2)).then_some(p)
+    });
+    assert_eq!(always["status"]["phase"], "Pending", "{always}");
+    for p in [&never, &always] {
+        let main = container_status(p, "main");
+        assert!(
+            main["state"].get("running").is_none() && main["lastState"].is_null(),
+            "main ran: {p}"
+        );
+    }
+    let out = agent.skiff(&["logs", "always", "-c", "main"]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("main ran"));
+    let table = agent.skiff_ok(&["get", "pods"]);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("always"))
+        .unwrap_or_default();
+    assert!(row.contains("Init:"), "{table}");
+}

@@ -304,3 +304,43 @@ fn pods_in_a_missing_namespace_wait_for_it() {
 fn items_of(v: &Value) -> Vec<Value> {
     support::items(v)
 }
+
+#[test]
+fn scaling_to_zero_and_back_leaves_nothing_behind() {
+    let agent = TestAgent::start();
+    for round in 0..3 {
+        agent.write_manifest("web.yaml", &deployment(4, "hi"));
+        agent.wait_running(4);
+        assert_eq!(
+            support::cleanup::netns_with_prefix(&agent.netns_prefix).len(),
+            4
+        );
+        agent.write_manifest("web.yaml", &deployment(0, "hi"));
+        agent.wait_until(WAIT, "no pods", || agent.pods().is_empty().then_some(()));
+        let table = agent.skiff_ok(&["get", "deployments"]);
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with("web ") && l.split_whitespace().nth(1) == Some("0/0")),
+            "{table}"
+        );
+        agent.wait_until(WAIT, &format!("a clean node after round {round}"), || {
+            let left =
+                support::cleanup::leftovers(&agent.dir, &agent.cgroup_parent, &agent.netns_prefix);
+            let parent = agent.cgroup_parent.trim_start_matches('/');
+            let pod_cgroups = left
+                .cgroups
+                .iter()
+                .filter(|d| d.file_name().is_some_and(|n| n.to_string_lossy() != parent))
+                .count();
+            let clean = left.processes.is_empty()
+                && left.netns.is_empty()
+                && left.mounts.is_empty()
+                && pod_cgroups == 0;
+            if !clean {
+                eprintln!("left: {left:?}");
+            }
+            clean.then_some(())
+        });
+    }
+}

@@ -131,7 +131,13 @@ fn logs_tail_container_and_follow() {
 
 fn numbered(text: &str, prefix: &str) -> Vec<u64> {
     text.lines()
-        .filter_map(|l| l.strip_prefix(prefix)?.split_whitespace().next()?.parse().ok())
+        .filter_map(|l| {
+            l.strip_prefix(prefix)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
         .collect()
 }
 
@@ -162,12 +168,23 @@ fn logs_survive_rotation() {
     });
     let n = numbered(&all, "burst ");
     assert_eq!(n.last(), Some(&2000), "the newest lines are kept");
-    assert!(n.len() < 2000, "nothing was rotated away ({} lines)", n.len());
-    assert!(n.windows(2).all(|w| w[1] == w[0] + 1), "a gap inside the kept lines: {n:?}");
+    assert!(
+        n.len() < 2000,
+        "nothing was rotated away ({} lines)",
+        n.len()
+    );
+    assert!(
+        n.windows(2).all(|w| w[1] == w[0] + 1),
+        "a gap inside the kept lines: {n:?}"
+    );
     let tail = agent.skiff_ok(&["logs", "rot", "-c", "burst", "--tail", "3"]);
     assert_eq!(numbered(&tail, "burst "), vec![1999, 2000], "{tail}");
     assert!(tail.lines().last() == Some("burst-done"), "{tail}");
-    let dir = agent.data.join("pods").join(support::uid_of(&agent.pod("rot").expect("rot"))).join("logs");
+    let dir = agent
+        .data
+        .join("pods")
+        .join(support::uid_of(&agent.pod("rot").expect("rot")))
+        .join("logs");
     let total: u64 = std::fs::read_dir(&dir)
         .expect("log dir")
         .filter_map(Result::ok)
@@ -199,14 +216,30 @@ fn logs_survive_rotation() {
     let deadline = Instant::now() + WAIT;
     let mut got: Vec<u64> = Vec::new();
     while got.len() < 300 {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))) {
+        match rx.recv_timeout(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1)),
+        ) {
             Ok(line) => got.extend(numbered(&line, "steady ")),
             Err(_) => break,
         }
     }
     let _ = child.kill();
     let _ = child.wait();
-    assert!(got.len() >= 300, "logs -f stalled after {} lines: {:?}", got.len(), got.last());
-    let gaps: Vec<(u64, u64)> = got.windows(2).filter(|w| w[1] != w[0] + 1).map(|w| (w[0], w[1])).collect();
-    assert!(gaps.is_empty(), "lines lost or repeated while following across rotations: {gaps:?}");
+    assert!(
+        got.len() >= 300,
+        "logs -f stalled after {} lines: {:?}",
+        got.len(),
+        got.last()
+    );
+    let gaps: Vec<(u64, u64)> = got
+        .windows(2)
+        .filter(|w| w[1] != w[0] + 1)
+        .map(|w| (w[0], w[1]))
+        .collect();
+    assert!(
+        gaps.is_empty(),
+        "lines lost or repeated while following across rotations: {gaps:?}"
+    );
 }

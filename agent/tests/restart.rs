@@ -296,7 +296,12 @@ spec:
     let old = state(&agent);
 
     agent.kill9();
-    support::cleanup::simulate_reboot(&agent.dir, &agent.run, &agent.cgroup_parent, &agent.netns_prefix);
+    support::cleanup::simulate_reboot(
+        &agent.dir,
+        &agent.run,
+        &agent.cgroup_parent,
+        &agent.netns_prefix,
+    );
     assert!(old.values().all(|(id, _)| !id.alive()));
     agent.restart();
 
@@ -305,11 +310,17 @@ spec:
     after.sort();
     let mut before = before;
     before.sort();
-    assert_eq!(after, before, "the node should restart the pods it had, not make new ones");
+    assert_eq!(
+        after, before,
+        "the node should restart the pods it had, not make new ones"
+    );
     for p in &pods {
         let c = container_status(p, "app");
         assert_eq!(c["restartCount"], 1, "{c}");
         assert!(agent.container_process(p, "app").is_some());
     }
-    assert_eq!(support::cleanup::netns_with_prefix(&agent.netns_prefix).len(), 2);
+    assert_eq!(
+        support::cleanup::netns_with_prefix(&agent.netns_prefix).len(),
+        2
+    );
 }
