@@ -7,6 +7,7 @@
 //! before the bind mount exists, so a mounted namespace file always has `lo` up; a crash
 //! before the mount leaves at most an empty file, which the next create reuses.
 
+use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -39,12 +40,22 @@ impl Default for NetnsConfig {
 /// Serialises check-then-mount within this process so two callers cannot stack two mounts.
 static CREATE_LOCK: Mutex<()> = Mutex::new(());
 
+/// Directories this process already made shared mount points (changing propagation again on
+/// every create would walk every namespace mount below the directory).
+static SHARED_DIRS: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
 /// Creates the network namespace `dir/name` with `lo` up, or returns the existing one.
 /// Idempotent. Never forks and never moves the calling thread.
 pub fn create_netns(dir: &Path, name: &str) -> Result<PathBuf, CniError> {
     validate_netns_name(name)?;
     fs::create_dir_all(dir).map_err(|e| CniError::io("create netns directory", dir, e))?;
-    ensure_shared_mount(dir)?;
+    {
+        let mut shared = SHARED_DIRS.lock().unwrap_or_else(|p| p.into_inner());
+        if !shared.contains(dir) {
+            ensure_shared_mount(dir)?;
+            shared.insert(dir.to_path_buf());
+        }
+    }
     let path = dir.join(name);
     let _guard = CREATE_LOCK
         .lock()
@@ -142,6 +153,10 @@ pub fn is_netns_mount(path: &Path) -> bool {
 /// Undoes the self bind mount that [`create_netns`] may have put on `dir` (tests use private
 /// directories). Namespaces still mounted inside are detached with it.
 pub fn unmount_netns_dir(dir: &Path) -> Result<(), CniError> {
+    SHARED_DIRS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(dir);
     match umount2(dir, MntFlags::MNT_DETACH) {
         Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => Ok(()),
         Err(e) => Err(CniError::sys("unmount netns directory", dir, e)),

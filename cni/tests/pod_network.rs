@@ -318,3 +318,19 @@ async fn peer_routes_converge_to_the_wanted_set() {
     let all = run_ok(&node.node_ns, &["ip", "route"]);
     assert!(all.contains("198.19.17.0/24"), "{all}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_setups_get_distinct_addresses() {
+    let node = TestNode::new("cc", "198.18.21.0/24");
+    let net = node.network(node.open_db());
+    net.ensure_bridge().await.expect("bridge");
+    let reqs: Vec<_> = (0..16).map(|i| node.request(&format!("c{i}"))).collect();
+    let results = futures::future::join_all(reqs.iter().map(|r| net.setup_pod(r))).await;
+    let mut ips: Vec<_> = results.into_iter().map(|r| r.expect("setup").ip).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 16, "an address was handed out twice");
+    let removed = futures::future::join_all(reqs.iter().map(|r| net.teardown_pod(&r.id))).await;
+    assert!(removed.iter().all(Result::is_ok), "{removed:?}");
+    assert!(net.inventory().await.expect("inventory").is_empty());
+}
