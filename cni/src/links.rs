@@ -9,7 +9,7 @@ use futures::TryStreamExt;
 use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute};
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::error::CniError;
 use crate::plan::PodIface;
@@ -203,7 +203,14 @@ pub async fn attach_to_bridge(handle: &Handle, host: &str, bridge: &str) -> Resu
         )
         .execute()
         .await
-        .map_err(|e| CniError::netlink(format!("attach {host} to {bridge}"), e))
+        .map_err(|e| CniError::netlink(format!("attach {host} to {bridge}"), e))?;
+    // Hairpin: a pod reaching its own hostPort through the node gets its packets back.
+    handle
+        .link()
+        .set_port(LinkBridgePort::new(link.index).hairpin(true).build())
+        .execute()
+        .await
+        .map_err(|e| CniError::netlink(format!("set hairpin on {host}"), e))
 }
 
 /// Inside the pod: renames the moved peer to eth0, sets the address, brings it up and adds the

@@ -102,6 +102,18 @@ async fn host_port_and_masquerade_toward_an_outside_client() {
     let page = fetch(&client, "http://198.19.11.1:18080/", WAIT).expect("host port");
     assert_eq!(page, "web");
 
+    // Hairpin: the pod itself and another pod reach the host port through the node address.
+    let own = fetch(&web.netns_path, "http://198.18.11.1:18080/", WAIT).expect("own host port");
+    assert_eq!(own, "web");
+    let other = net
+        .setup_pod(&node.request("other"))
+        .await
+        .expect("other pod");
+    let via_node =
+        fetch(&other.netns_path, "http://198.19.11.1:18080/", WAIT).expect("pod to host port");
+    assert_eq!(via_node, "web");
+    net.teardown_pod("other").await.expect("teardown other");
+
     // UDP hostPort: a datagram sent to the node's address arrives in the pod.
     let got = node.tmp.path().join("udp.out");
     node.spawn_in(
