@@ -23,10 +23,11 @@ fn exit_code_and_both_streams_are_logged() {
             reason,
             started_at,
             finished_at,
+            message,
         } => {
             assert_eq!(
-                (exit_code, signal, oom_killed, reason.as_str()),
-                (3, None, false, "Error")
+                (exit_code, signal, oom_killed, reason.as_str(), message),
+                (3, None, false, "Error", None)
             );
             assert!(started_at.unwrap() <= finished_at);
         }
@@ -271,12 +272,14 @@ fn start_failure_is_reported_and_removable() {
             exit_code,
             reason,
             started_at,
+            message,
             ..
         } => {
             assert_eq!(
                 (exit_code, reason.as_str(), started_at),
                 (128, "StartError", None)
             );
+            assert!(message.unwrap().contains("/no/such/binary"));
         }
         other => panic!("{other:?}"),
     }
@@ -293,5 +296,35 @@ fn start_failure_is_reported_and_removable() {
     assert!(matches!(
         env.runtime.start(&spec),
         Err(ContainerError::AlreadyExists { .. })
+    ));
+}
+
+#[test]
+fn unknown_ids_are_not_found_and_list_is_sorted() {
+    let env = TestEnv::new();
+    assert_eq!(env.runtime.state("nope").unwrap(), ContainerState::NotFound);
+    assert!(matches!(
+        env.runtime.kill("nope", libc::SIGTERM),
+        Err(ContainerError::NotFound { .. })
+    ));
+    env.runtime.remove("nope").unwrap();
+    assert!(env.runtime.list().unwrap().is_empty());
+    for id in ["b2", "a1"] {
+        env.runtime.start(&env.spec(id, &["true"])).unwrap();
+    }
+    assert_eq!(env.runtime.list().unwrap(), ["a1", "b2"]);
+    for id in ["a1", "b2"] {
+        match env.wait_exited(id, EXIT_TIMEOUT) {
+            ContainerState::Exited {
+                exit_code, reason, ..
+            } => {
+                assert_eq!((exit_code, reason.as_str()), (0, "Completed"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(matches!(
+        env.runtime.state("../etc"),
+        Err(ContainerError::InvalidSpec { .. })
     ));
 }

@@ -328,3 +328,29 @@ fn container_and_shim_survive_kill_9_of_the_process_that_started_them() {
     );
     fresh.remove("orphan").unwrap();
 }
+
+#[test]
+fn start_to_exit_latency_is_printed() {
+    let env = TestEnv::new();
+    let runs = 5;
+    let mut total = Duration::ZERO;
+    for i in 0..runs {
+        let id = format!("lat{i}");
+        let t0 = std::time::Instant::now();
+        env.runtime.start(&env.spec(&id, &["true"])).unwrap();
+        let started = t0.elapsed();
+        env.wait_exited(&id, TIMEOUT);
+        let exited = t0.elapsed();
+        env.runtime.remove(&id).unwrap();
+        eprintln!(
+            "run {i}: started {started:?}, exit recorded {exited:?}, removed {:?}",
+            t0.elapsed()
+        );
+        total += t0.elapsed();
+    }
+    eprintln!(
+        "start + exit + remove of /bin/true: mean {:?} over {runs} runs",
+        total / runs
+    );
+    assert!(env.runtime.list().unwrap().is_empty());
+}

@@ -91,6 +91,7 @@ impl FakeRuntime {
             started_at: Some(started_at),
             finished_at: now,
             reason: reason.to_string(),
+            message: None,
         };
         true
     }
@@ -127,6 +128,7 @@ impl ContainerRuntime for FakeRuntime {
                 started_at: None,
                 finished_at: now,
                 reason: "StartError".into(),
+                message: Some(message.clone()),
             };
             inner.containers.insert(
                 spec.id.clone(),

@@ -65,6 +65,8 @@ pub enum ContainerState {
         finished_at: SystemTime,
         /// `Completed`, `Error`, `OOMKilled` or `StartError`.
         reason: String,
+        /// Why the start failed (`StartError` only).
+        message: Option<String>,
     },
     /// The state dir exists but neither a shim nor an exit record does (the shim crashed, or the
     /// start was interrupted). The agent should `remove` it.

@@ -221,6 +221,7 @@ impl ContainerRuntime for ShimRuntime {
                 started_at: exit.started_at,
                 finished_at: exit.finished_at,
                 reason: exit.reason,
+                message: exit.message,
             });
         }
         let Some(running) = read_record::<RunningRecord>(id, &dir.running())? else {
@@ -244,6 +245,7 @@ impl ContainerRuntime for ShimRuntime {
                 started_at: exit.started_at,
                 finished_at: exit.finished_at,
                 reason: exit.reason,
+                message: exit.message,
             });
         }
         Ok(ContainerState::Unknown)
