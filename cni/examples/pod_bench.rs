@@ -47,6 +47,9 @@ async fn main() -> anyhow::Result<()> {
     let db = Arc::new(redb::Database::create(tmp.path().join("state.redb"))?);
     let net = NetlinkNetwork::new(cfg, db)?;
     net.ensure_bridge().await?;
+    let t = Instant::now();
+    net.ensure_bridge().await?;
+    let ensure_bridge = t.elapsed();
     let (mut setup, mut teardown) = (Vec::new(), Vec::new());
     for i in 0..pods {
         let req = PodNetRequest {
@@ -69,17 +72,18 @@ async fn main() -> anyhow::Result<()> {
     teardown.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let (s50, s95) = (ms(percentile(&setup, 0.5)), ms(percentile(&setup, 0.95)));
+    let eb = ms(ensure_bridge);
     let (t50, t95) = (
         ms(percentile(&teardown, 0.5)),
         ms(percentile(&teardown, 0.95)),
     );
     if json {
         println!(
-            "{{\"pods\":{pods},\"setup_ms\":{{\"p50\":{s50:.2},\"p95\":{s95:.2}}},\"teardown_ms\":{{\"p50\":{t50:.2},\"p95\":{t95:.2}}}}}"
+            "{{\"pods\":{pods},\"setup_ms\":{{\"p50\":{s50:.2},\"p95\":{s95:.2}}},\"teardown_ms\":{{\"p50\":{t50:.2},\"p95\":{t95:.2}}},\"ensure_bridge_ms\":{eb:.2}}}"
         );
     } else {
         println!(
-            "{pods} pods: setup p50 {s50:.1} ms p95 {s95:.1} ms; teardown p50 {t50:.1} ms p95 {t95:.1} ms"
+            "{pods} pods: setup p50 {s50:.1} ms p95 {s95:.1} ms; teardown p50 {t50:.1} ms p95 {t95:.1} ms; ensure_bridge {eb:.1} ms"
         );
     }
     net.remove_node_network().await?;

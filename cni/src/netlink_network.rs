@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use redb::Database;
 
@@ -23,7 +24,14 @@ pub struct NetlinkNetwork {
     pub(crate) cfg: Arc<NetworkConfig>,
     pub(crate) ipam: Ipam,
     fail_after: Mutex<Option<Action>>,
+    /// When this instance last rewrote the nftables table. Only a shortcut: running `nft`
+    /// costs ~15 ms, so `ensure_bridge` rewrites the table on its first call and then at most
+    /// every `TABLE_REFRESH`; a new instance always rewrites it.
+    table_written: Mutex<Option<Instant>>,
 }
+
+/// How often `ensure_bridge` rewrites the nftables table (repairing outside tampering).
+pub const TABLE_REFRESH: Duration = Duration::from_secs(60);
 
 impl NetlinkNetwork {
     /// Validates the config and opens the `cni_` tables in `db`.
@@ -34,6 +42,7 @@ impl NetlinkNetwork {
             cfg: Arc::new(cfg),
             ipam,
             fail_after: Mutex::new(None),
+            table_written: Mutex::new(None),
         })
     }
 
@@ -61,6 +70,11 @@ impl NetlinkNetwork {
             });
         }
         Ok(())
+    }
+
+    fn table_needs_rewrite(&self, now: Instant) -> bool {
+        let written = *self.table_written.lock().unwrap_or_else(|p| p.into_inner());
+        written.is_none_or(|at| now.saturating_duration_since(at) >= TABLE_REFRESH)
     }
 
     pub(crate) fn node_netns(&self) -> Option<&Path> {
@@ -121,12 +135,23 @@ impl PodNetwork for NetlinkNetwork {
             links::ensure_bridge(&h, &bridge, gw, prefix).await
         })
         .await?;
+        let rewrite_table = self.table_needs_rewrite(Instant::now());
         blocking_in_netns(self.node_netns(), move || {
             let path = "/proc/sys/net/ipv4/ip_forward";
-            std::fs::write(path, "1\n").map_err(|e| CniError::io("enable", path, e))?;
-            nft::ensure_table(&cfg)
+            let on = std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "1");
+            if !on {
+                std::fs::write(path, "1\n").map_err(|e| CniError::io("enable", path, e))?;
+            }
+            if rewrite_table {
+                nft::ensure_table(&cfg)?;
+            }
+            Ok(())
         })
-        .await
+        .await?;
+        if rewrite_table {
+            *self.table_written.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        }
+        Ok(())
     }
 
     async fn setup_pod(&self, req: &PodNetRequest) -> Result<PodNetStatus, CniError> {

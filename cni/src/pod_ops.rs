@@ -235,8 +235,11 @@ impl NetlinkNetwork {
             Action::PublishPorts => {
                 let rec = need_record(record)?;
                 blocking_in_netns(node.as_deref(), move || {
-                    nft::ensure_table(&cfg)?;
-                    nft::publish(&cfg, rec.ip, &rec.ports)
+                    // The table normally exists (ensure_bridge); create it only if missing.
+                    nft::publish(&cfg, rec.ip, &rec.ports).or_else(|_| {
+                        nft::ensure_table(&cfg)?;
+                        nft::publish(&cfg, rec.ip, &rec.ports)
+                    })
                 })
                 .await?;
             }
