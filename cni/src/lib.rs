@@ -11,6 +11,13 @@
 //!   resolv.conf), `nsthread` (work inside a namespace on a dedicated OS thread).
 //! - `error` holds `CniError`, the one error type.
 //!
+//! How the agent drives it: `NetlinkNetwork::new(cfg, db)` once; `ensure_bridge()` at start
+//! (cheap afterwards: the nftables table is rewritten at most once a minute per instance);
+//! `setup_pod(&PodNetRequest)` before starting a pod's containers (join `netns_path`, bind-mount
+//! `hosts_file` / `resolv_file`, set the hostname); `teardown_pod(id)` after they are gone;
+//! `reconcile(&expected)` (or `gc(&known_ids)`) after a restart and periodically;
+//! `ensure_peer_routes(&routes)` when other nodes' pod subnets change.
+//!
 //! Invariants: the IPAM record is written before any resource of a pod exists and removed after
 //! the last one is gone, so gc can always attribute what it finds; no call depends on in-process
 //! state, so a killed agent leaves pods untouched and a new instance converges.
