@@ -78,6 +78,21 @@ fn deployment_runs_replicas_with_kubectl_shaped_output() {
     }
     let names: Vec<String> = pods.iter().map(name_of).collect();
     assert_ne!(names[0], names[1]);
+    let ips: Vec<&str> = pods
+        .iter()
+        .filter_map(|p| p["status"]["podIP"].as_str())
+        .collect();
+    assert_eq!(ips.len(), 2, "every pod has a podIP: {pods:#?}");
+    assert_ne!(ips[0], ips[1]);
+    for ip in &ips {
+        assert!(
+            ip.starts_with("198.18.7."),
+            "{ip} is not in the pod subnet {}",
+            agent.pod_subnet
+        );
+    }
+    let wide = agent.skiff_ok(&["get", "pods", "-o", "wide"]);
+    assert!(ips.iter().all(|ip| wide.contains(ip)), "{wide}");
     // The same template hash in both names.
     assert_eq!(names[0].split('-').nth(1), names[1].split('-').nth(1));
 

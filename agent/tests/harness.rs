@@ -37,14 +37,17 @@ spec:
         ),
     );
     let pods = agent.wait_running(2);
-    let before = support::cleanup::leftovers(&agent.dir, &agent.cgroup_parent, &agent.netns_prefix);
+    let before = support::cleanup::leftovers(&agent.dir, &agent.cgroup_parent, &agent.netns_tag);
     // The test only means something if there was something to clean.
     assert!(
         before.processes.len() >= 2,
         "container processes: {before:?}"
     );
     assert!(before.shims.len() >= 2, "shims: {before:?}");
-    assert!(before.netns.len() == 2, "netns: {before:?}");
+    assert!(
+        before.netns.len() == 3,
+        "two pods' and the node's netns: {before:?}"
+    );
     assert!(
         before.mounts.len() >= 4,
         "rootfs and tmpfs mounts: {before:?}"

@@ -40,11 +40,6 @@ spec:
         out.contains("fetched").then_some(out)
     });
     assert!(log.contains("hello-from-httpd"), "{log}");
-    // Only the pod's own loopback, not the host's interfaces.
-    assert!(
-        !log.contains("eth0") || !host_has("eth0"),
-        "pod sees host interfaces: {log}"
-    );
     let server = agent
         .container_process(&pod, "server")
         .expect("server process");
@@ -104,5 +99,52 @@ fn host_network_pod_sees_the_host_interfaces() {
     assert!(
         support::cleanup::netns_with_prefix(&agent.netns_prefix).is_empty(),
         "a hostNetwork pod got a netns"
+    );
+}
+
+#[test]
+fn pods_reach_each_other_on_their_pod_ips() {
+    let agent = TestAgent::start();
+    agent.write_manifest(
+        "server.yaml",
+        &support::pod_yaml(
+            "server",
+            "mkdir -p /www && echo hello-across-pods > /www/index.html && exec httpd -f -p 8080 -h /www",
+            "",
+        ),
+    );
+    let server = agent.wait_phase("server", "Running");
+    let ip = server["status"]["podIP"]
+        .as_str()
+        .expect("server podIP")
+        .to_string();
+    assert!(ip.starts_with("198.18.7."), "{ip}");
+    agent.write_manifest(
+        "client.yaml",
+        &support::pod_yaml(
+            "client",
+            &format!(
+                "trap 'exit 0' TERM; until wget -q -O - http://{ip}:8080/index.html; do sleep 0.2; done; echo fetched; cat /etc/hosts; sleep 100000 & wait"
+            ),
+            "",
+        ),
+    );
+    let client = agent.wait_phase("client", "Running");
+    let log = agent.wait_until(WAIT, "the client to fetch from the server pod", || {
+        let out = agent.skiff_ok(&["logs", "client"]);
+        out.contains("fetched").then_some(out)
+    });
+    assert!(log.contains("hello-across-pods"), "{log}");
+    let client_ip = client["status"]["podIP"].as_str().expect("client podIP");
+    assert_ne!(client_ip, ip);
+    assert!(
+        log.contains(client_ip) && log.contains("client"),
+        "/etc/hosts lacks the pod: {log}"
+    );
+    // The node side of pod networking lives in the node's namespace, not on the host.
+    let bridge = format!("sk{}", &agent.netns_tag[1..]);
+    assert!(
+        !host_has(&bridge),
+        "the bridge {bridge} leaked onto the host"
     );
 }

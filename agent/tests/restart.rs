@@ -209,7 +209,7 @@ fn changes_made_while_the_agent_was_down_are_applied_on_start() {
         let crashy = pods
             .iter()
             .find(|p| name_of(p) == "crashy")
-            .filter(|p| support::all_running(p))?;
+            .filter(|p| support::all_running(p) && agent.container_process(p, "main").is_some())?;
         (webs == 3).then_some(crashy.clone())
     });
     for (name, (id, restarts)) in &web {
@@ -295,17 +295,22 @@ spec:
     let before: Vec<String> = agent.wait_running(2).iter().map(name_of).collect();
     let old = state(&agent);
 
-    agent.kill9();
-    support::cleanup::simulate_reboot(
-        &agent.dir,
-        &agent.run,
-        &agent.cgroup_parent,
-        &agent.netns_prefix,
-    );
+    agent.simulate_reboot();
     assert!(old.values().all(|(id, _)| !id.alive()));
     agent.restart();
 
-    let pods = agent.wait_running(2);
+    // (Right after the start the agent may still show the records it loaded, before it has
+    // looked at the runtime: wait for the restarted containers themselves.)
+    let pods = agent.wait_until(WAIT, "both pods restarted", || {
+        let pods = agent.live_pods();
+        let done = pods.len() == 2
+            && pods.iter().all(|p| {
+                support::all_running(p)
+                    && container_status(p, "app")["restartCount"] == 1
+                    && agent.container_process(p, "app").is_some()
+            });
+        done.then_some(pods)
+    });
     let mut after: Vec<String> = pods.iter().map(name_of).collect();
     after.sort();
     let mut before = before;

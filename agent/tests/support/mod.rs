@@ -29,6 +29,9 @@ pub struct AgentOptions {
     pub import_test_image: bool,
     /// Extra lines for the agent's TOML config file.
     pub config: String,
+    /// Pod networking (bridge, veth, IPAM) inside the agent's own node network namespace;
+    /// off: loopback-only pod namespaces.
+    pub pod_network: bool,
 }
 
 impl Default for AgentOptions {
@@ -37,6 +40,7 @@ impl Default for AgentOptions {
             crash_backoff_base_ms: 200,
             import_test_image: true,
             config: String::new(),
+            pod_network: true,
         }
     }
 }
@@ -52,8 +56,15 @@ pub struct TestAgent {
     pub log: PathBuf,
     /// `/skiff-t-<rand>`.
     pub cgroup_parent: String,
-    /// `t<rand>-`.
+    /// `t<rand>-`: the pods' network namespaces.
     pub netns_prefix: String,
+    /// `t<rand>n`: the node side of pod networking (bridge, host ends of veths) lives in this
+    /// namespace, made by the harness, so tests never touch the host's network.
+    pub node_netns: String,
+    /// `t<rand>`: every network namespace of this agent starts with it.
+    pub netns_tag: String,
+    /// The node's pod subnet (in 198.18.0.0/15, inside the node namespace only).
+    pub pod_subnet: String,
     pub node_name: String,
     pub options: AgentOptions,
     child: Option<Child>,
@@ -92,6 +103,9 @@ impl TestAgent {
             log: dir.join("agent.log"),
             cgroup_parent: format!("/skiff-t-{tag}"),
             netns_prefix: format!("t{tag}-"),
+            node_netns: format!("t{tag}n"),
+            netns_tag: format!("t{tag}"),
+            pod_subnet: "198.18.7.0/24".to_string(),
             node_name: format!("node-{tag}"),
             dir,
             options,
@@ -101,12 +115,42 @@ impl TestAgent {
         for d in [&agent.data, &agent.manifests, &agent.run] {
             std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("create {}: {e}", d.display()));
         }
+        agent.make_node_netns();
         agent.spawn();
         if agent.options.import_test_image {
             let archive = test_image_archive();
             agent.skiff_ok(&["image", "import", &archive.display().to_string()]);
         }
         agent
+    }
+
+    /// The node's own network namespace (its "host" network), made empty like at boot.
+    fn make_node_netns(&self) {
+        if !self.options.pod_network {
+            return;
+        }
+        for args in [
+            vec!["netns", "add", self.node_netns.as_str()],
+            vec!["-n", self.node_netns.as_str(), "link", "set", "lo", "up"],
+        ] {
+            let out = Command::new("ip")
+                .args(&args)
+                .output()
+                .expect("run ip (install iproute2)");
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    /// Kills the agent and does to the node what a reboot does (see `cleanup::simulate_reboot`),
+    /// then makes the node's network namespace again, empty. Start the agent with `restart`.
+    pub fn simulate_reboot(&mut self) {
+        self.kill9();
+        cleanup::simulate_reboot(&self.dir, &self.run, &self.cgroup_parent, &self.netns_tag);
+        self.make_node_netns();
     }
 
     fn spawn(&mut self) {
@@ -129,15 +173,24 @@ impl TestAgent {
             .arg(&self.run)
             .args(["--cgroup-parent", &self.cgroup_parent])
             .args(["--netns-prefix", &self.netns_prefix])
-            // Pod networking (bridge, nftables) is tested with its own node namespace; these
-            // tests give pods loopback-only namespaces so nothing touches the host's network.
-            .arg("--no-pod-network")
             .args([
                 "--crash-backoff-base-ms",
                 &self.options.crash_backoff_base_ms.to_string(),
             ])
             // Gossip is not part of these tests; keep the port away from anything real.
             .args(["--listen", "127.0.0.1:0"]);
+        // Pod networking runs its node side (bridge, veth host ends, nftables) inside the
+        // node namespace the harness made, so nothing touches the host's network.
+        if self.options.pod_network {
+            cmd.arg("--node-netns")
+                .arg(Path::new("/run/netns").join(&self.node_netns))
+                .args(["--bridge", &format!("sk{}", &self.netns_tag[1..])])
+                .args(["--pod-subnet", &self.pod_subnet])
+                .args(["--cluster-cidr", "198.18.0.0/15"])
+                .arg("--no-masquerade");
+        } else {
+            cmd.arg("--no-pod-network");
+        }
         if !self.options.config.is_empty() {
             let path = self.dir.join("agent.toml");
             std::fs::write(&path, &self.options.config).expect("write agent config");
@@ -365,7 +418,7 @@ impl TestAgent {
     pub fn cleanup(&mut self) -> cleanup::Leftovers {
         self.kill9();
         self.cleaned = true;
-        cleanup::clean(&self.dir, &self.cgroup_parent, &self.netns_prefix)
+        cleanup::clean(&self.dir, &self.cgroup_parent, &self.netns_tag)
     }
 }
 
@@ -380,7 +433,7 @@ impl Drop for TestAgent {
         }
         if !self.cleaned {
             self.kill9();
-            let left = cleanup::clean(&self.dir, &self.cgroup_parent, &self.netns_prefix);
+            let left = cleanup::clean(&self.dir, &self.cgroup_parent, &self.netns_tag);
             if !left.is_empty() {
                 eprintln!("test agent cleanup left: {left:?}");
             }
