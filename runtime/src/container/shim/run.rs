@@ -1,5 +1,6 @@
-//! The shim's lifecycle: mount, create, start, report, pump logs until the init exits, record
-//! the exit, clean up.
+//! The shim's first half (`run`): mount the rootfs, write config.json, create and start the
+//! container with libcontainer, record and report the start, then re-exec as the monitor.
+//! Also the cleanup both halves share.
 
 use std::ffi::OsString;
 use std::fs::File;
