@@ -34,7 +34,8 @@ fn exit_code_and_both_streams_are_logged() {
         other => panic!("unexpected {other:?}"),
     }
     // The shim's own stderr: a clean run (start, exit, cleanup) says nothing.
-    let shim_log = std::fs::read_to_string(env.state_root.join("containers/exit3/shim.log")).unwrap();
+    let shim_log =
+        std::fs::read_to_string(env.state_root.join("containers/exit3/shim.log")).unwrap();
     assert_eq!(shim_log, "");
     let logs = env.log_texts("exit3");
     assert!(logs.contains(&("stdout".into(), "hi".into())), "{logs:?}");

@@ -269,12 +269,10 @@ fn container_and_shim_survive_kill_9_of_the_process_that_started_them() {
     // The "agent" is a shell that starts the shim and waits for it, like a parent would.
     let config = skiff_runtime::container::ShimRuntimeConfig {
         state_root: env.state_root.clone(),
-        shim_command: vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            "\"$0\" \"$@\" & wait".into(),
-            env!("CARGO_BIN_EXE_skiff-shim").into(),
-        ],
+        shim_command: ["/bin/sh".into(), "-c".into(), "\"$0\" \"$@\" & wait".into()]
+            .into_iter()
+            .chain(container_common::shim_command())
+            .collect(),
     };
     let runtime = ShimRuntime::new(config);
     let spec = env.spec("orphan", &["sh", "-c", "echo ready; exec sleep 1000"]);

@@ -78,10 +78,19 @@ pub struct TestEnv {
     pub runtime: ShimRuntime,
 }
 
+/// The shim command under test: `SKIFF_TEST_SHIM` (space-separated, e.g. `target/release/skiff
+/// shim`) when set, else this crate's `skiff-shim` binary.
+pub fn shim_command() -> Vec<std::ffi::OsString> {
+    match std::env::var("SKIFF_TEST_SHIM") {
+        Ok(cmd) if !cmd.trim().is_empty() => cmd.split_whitespace().map(Into::into).collect(),
+        _ => vec![env!("CARGO_BIN_EXE_skiff-shim").into()],
+    }
+}
+
 pub fn shim_config(state_root: &Path) -> ShimRuntimeConfig {
     ShimRuntimeConfig {
         state_root: state_root.to_path_buf(),
-        shim_command: vec![env!("CARGO_BIN_EXE_skiff-shim").into()],
+        shim_command: shim_command(),
     }
 }
 
