@@ -148,3 +148,139 @@ fn pods_reach_each_other_on_their_pod_ips() {
         "the bridge {bridge} leaked onto the host"
     );
 }
+
+/// Runs busybox `wget` inside the agent's node namespace (where the bridge lives).
+fn wget_from_node(agent: &TestAgent, url: &str) -> Option<String> {
+    // (busybox's own `wget -T` crashes on this Debian build: coreutils' timeout instead.)
+    let mut cmd = std::process::Command::new("ip");
+    cmd.args([
+        "netns",
+        "exec",
+        &agent.node_netns,
+        "timeout",
+        "3",
+        "busybox",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        url,
+    ]);
+    let out = support::run_with_timeout(cmd, std::time::Duration::from_secs(10));
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+const HTTPD: &str = "mkdir -p /www && echo served-by-$(hostname) > /www/index.html && exec httpd -f -p 8080 -h /www";
+
+#[test]
+fn host_ports_reach_the_pod() {
+    let agent = TestAgent::start();
+    agent.write_manifest(
+        "hp.yaml",
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: hp
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {TEST_IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "{HTTPD}"]
+    ports:
+    - {{containerPort: 8080, hostPort: 18080}}
+"#
+        ),
+    );
+    agent.wait_phase("hp", "Running");
+    // The node's own address on its bridge: the gateway of the pod subnet.
+    let body = agent.wait_until(WAIT, "the hostPort to answer", || {
+        wget_from_node(&agent, "http://198.18.7.1:18080/index.html")
+    });
+    assert_eq!(body.trim(), "served-by-hp");
+    agent.remove_manifest("hp.yaml");
+    agent.wait_until(WAIT, "hp to go", || agent.pod("hp").is_none().then_some(()));
+    assert!(
+        wget_from_node(&agent, "http://198.18.7.1:18080/index.html").is_none(),
+        "the hostPort still answers after the pod is gone"
+    );
+}
+
+#[test]
+fn pod_networking_survives_agent_restarts() {
+    let mut agent = TestAgent::start();
+    agent.write_manifest("srv.yaml", &support::pod_yaml("srv", HTTPD, ""));
+    let pod = agent.wait_phase("srv", "Running");
+    let ip = pod["status"]["podIP"].as_str().expect("podIP").to_string();
+    let url = format!("http://{ip}:8080/index.html");
+    let body = agent.wait_until(WAIT, "the pod to answer", || wget_from_node(&agent, &url));
+    assert_eq!(body.trim(), "served-by-srv");
+    for kill in [false, true] {
+        if kill {
+            agent.kill9();
+        } else {
+            agent.stop();
+        }
+        agent.restart();
+        // A marker pod proves the restarted agent has reconciled (and run its network gc).
+        let marker = format!("m{}", u8::from(kill));
+        agent.write_manifest(
+            &format!("{marker}.yaml"),
+            &support::pod_yaml(&marker, HTTPD, ""),
+        );
+        let m = agent.wait_phase(&marker, "Running");
+        let now = agent.pod("srv").expect("srv");
+        assert_eq!(
+            now["status"]["podIP"].as_str(),
+            Some(ip.as_str()),
+            "the pod's IP changed"
+        );
+        assert_eq!(support::uid_of(&now), support::uid_of(&pod));
+        assert_ne!(
+            m["status"]["podIP"].as_str(),
+            Some(ip.as_str()),
+            "IP handed out twice"
+        );
+        assert_eq!(
+            wget_from_node(&agent, &url).as_deref().map(str::trim),
+            Some("served-by-srv")
+        );
+    }
+}
+
+#[test]
+fn addresses_are_released_when_pods_go() {
+    // A /29 has 5 addresses for pods: three rounds of 4 pods need released addresses back.
+    let agent = TestAgent::start_with(support::AgentOptions {
+        pod_subnet: "198.18.9.0/29".into(),
+        ..support::AgentOptions::default()
+    });
+    for round in 0..3 {
+        for i in 0..4 {
+            agent.write_manifest(
+                &format!("p{i}.yaml"),
+                &support::pod_yaml(
+                    &format!("p{i}"),
+                    "trap 'exit 0' TERM; sleep 100000 & wait",
+                    "",
+                ),
+            );
+        }
+        let pods = agent.wait_running(4);
+        let mut ips: Vec<&str> = pods
+            .iter()
+            .filter_map(|p| p["status"]["podIP"].as_str())
+            .collect();
+        ips.sort();
+        ips.dedup();
+        assert_eq!(ips.len(), 4, "round {round}: {ips:?}");
+        for i in 0..4 {
+            agent.remove_manifest(&format!("p{i}.yaml"));
+        }
+        agent.wait_until(WAIT, "no pods", || agent.pods().is_empty().then_some(()));
+    }
+}

@@ -32,6 +32,8 @@ pub struct AgentOptions {
     /// Pod networking (bridge, veth, IPAM) inside the agent's own node network namespace;
     /// off: loopback-only pod namespaces.
     pub pod_network: bool,
+    /// The node's pod subnet.
+    pub pod_subnet: String,
 }
 
 impl Default for AgentOptions {
@@ -41,6 +43,7 @@ impl Default for AgentOptions {
             import_test_image: true,
             config: String::new(),
             pod_network: true,
+            pod_subnet: "198.18.7.0/24".to_string(),
         }
     }
 }
@@ -105,7 +108,7 @@ impl TestAgent {
             netns_prefix: format!("t{tag}-"),
             node_netns: format!("t{tag}n"),
             netns_tag: format!("t{tag}"),
-            pod_subnet: "198.18.7.0/24".to_string(),
+            pod_subnet: options.pod_subnet.clone(),
             node_name: format!("node-{tag}"),
             dir,
             options,
