@@ -356,3 +356,121 @@ fn a_failing_init_container_blocks_the_pod() {
         .unwrap_or_default();
     assert!(row.contains("Init:"), "{table}");
 }
+
+#[test]
+fn working_dir_args_read_only_mounts_sub_paths_and_hostname() {
+    let agent = TestAgent::start();
+    agent.write_manifest(
+        "spec.yaml",
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: specpod
+spec:
+  volumes:
+  - name: data
+    emptyDir: {{}}
+  containers:
+  - name: writer
+    image: {TEST_IMAGE}
+    imagePullPolicy: IfNotPresent
+    volumeMounts:
+    - {{name: data, mountPath: /data}}
+    command: ["sh", "-c", "trap 'exit 0' TERM; mkdir -p /data/sub && echo in-sub > /data/sub/f; echo top > /data/top; sleep 100000 & wait"]
+  - name: main
+    image: {TEST_IMAGE}
+    imagePullPolicy: IfNotPresent
+    workingDir: /data
+    command: ["sh", "-c"]
+    args:
+    - |
+      trap 'exit 0' TERM
+      while [ ! -f /ro/top ] || [ ! -f /only-sub/f ]; do sleep 0.1; done
+      echo "pwd=$(pwd)"
+      echo "hostname=$(hostname)"
+      echo "sub=$(cat /only-sub/f)"
+      echo "sub-has-top=$(test -e /only-sub/top && echo yes || echo no)"
+      if touch /ro/new 2>/dev/null; then echo ro-write=allowed; else echo ro-write=denied; fi
+      echo "path=$PATH"
+      echo finished
+      sleep 100000 & wait
+    env:
+    - {{name: PATH, value: "/bin:/custom"}}
+    volumeMounts:
+    - {{name: data, mountPath: /ro, readOnly: true}}
+    - {{name: data, mountPath: /only-sub, subPath: sub}}
+    - {{name: data, mountPath: /data}}
+"#
+        ),
+    );
+    agent.wait_phase("specpod", "Running");
+    let log = agent.wait_until(WAIT, "main's report", || {
+        let out = agent.skiff_ok(&["logs", "specpod", "-c", "main"]);
+        out.contains("finished").then_some(out)
+    });
+    for expected in [
+        "pwd=/data",
+        "hostname=specpod",
+        "sub=in-sub",
+        "sub-has-top=no",
+        "ro-write=denied",
+        "path=/bin:/custom",
+    ] {
+        assert!(
+            log.lines().any(|l| l == expected),
+            "missing {expected:?}:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn secrets_are_never_logged() {
+    let agent = TestAgent::start();
+    agent.write_manifest("config.yaml", CONFIG);
+    agent.write_manifest(
+        "user.yaml",
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: user
+spec:
+  volumes:
+  - name: sec
+    secret: {{secretName: creds}}
+  containers:
+  - name: main
+    image: {TEST_IMAGE}
+    imagePullPolicy: IfNotPresent
+    env:
+    - name: PASSWORD
+      valueFrom: {{secretKeyRef: {{name: creds, key: password}}}}
+    - name: MISSING
+      valueFrom: {{secretKeyRef: {{name: creds, key: nope}}}}
+    volumeMounts: [{{name: sec, mountPath: /sec}}]
+    command: ["sh", "-c", "sleep 100000"]
+"#
+        ),
+    );
+    // The missing key keeps the container from starting: the error path must not leak either.
+    agent.wait_until(WAIT, "the config error", || {
+        let p = agent.pod("user")?;
+        (container_status(&p, "main")["state"]["waiting"]["reason"] == "CreateContainerConfigError")
+            .then_some(())
+    });
+    let describe = agent.skiff_ok(&["describe", "pod", "user"]);
+    let events = agent.skiff_ok(&["get", "events", "-o", "json"]);
+    let secrets = agent.skiff_ok(&["get", "secrets", "-o", "yaml"]);
+    for (what, text) in [
+        ("agent log", agent.log_text()),
+        ("describe", describe),
+        ("events", events),
+        ("get secrets", secrets),
+    ] {
+        assert!(
+            !text.contains("hunter2") && !text.contains("aHVudGVyMg=="),
+            "the secret shows in the {what}:\n{text}"
+        );
+    }
+}
