@@ -329,3 +329,77 @@ spec:
         2
     );
 }
+
+#[test]
+fn kill9_while_pods_are_being_created_leaves_no_orphans() {
+    let mut agent = TestAgent::start();
+    let manifest = deployment().replace("replicas: 2", "replicas: 6");
+    agent.write_manifest("web.yaml", &manifest);
+    // Kill the agent in the middle: some pods started, some not yet.
+    agent.wait_until(WAIT, "the first container to start", || {
+        let pods = agent.live_pods();
+        pods.iter().any(support::all_running).then_some(())
+    });
+    agent.kill9();
+    agent.restart();
+    let pods = agent.wait_until(WAIT, "6 running pods with live processes", || {
+        let pods = agent.live_pods();
+        let ok = pods.len() == 6
+            && pods
+                .iter()
+                .all(|p| support::all_running(p) && agent.container_process(p, "app").is_some());
+        ok.then_some(pods)
+    });
+    assert_eq!(agent.pods().len(), 6, "extra pods");
+    let mut ips: Vec<&str> = pods
+        .iter()
+        .filter_map(|p| p["status"]["podIP"].as_str())
+        .collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 6, "pod IPs missing or shared: {ips:?}");
+    agent.wait_until(
+        WAIT,
+        "exactly the pods' containers, namespaces and cgroups",
+        || {
+            let containers: Vec<String> = std::fs::read_dir(agent.run.join("c/containers"))
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            let netns = support::cleanup::netns_with_prefix(&agent.netns_prefix);
+            let uids: Vec<String> = pods.iter().map(support::uid_of).collect();
+            let stray_netns: Vec<_> = netns
+                .iter()
+                .filter(|n| {
+                    !uids
+                        .iter()
+                        .any(|u| n.to_string_lossy().ends_with(u.as_str()))
+                })
+                .collect();
+            let parent = std::path::Path::new("/sys/fs/cgroup/memory")
+                .join(agent.cgroup_parent.trim_start_matches('/'));
+            let pod_cgroups: Vec<String> = std::fs::read_dir(&parent)
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            let ok = containers.len() == 6
+                && netns.len() == 6
+                && stray_netns.is_empty()
+                && pod_cgroups.len() == 6
+                && pod_cgroups.iter().all(|c| uids.contains(c));
+            if !ok {
+                eprintln!("containers {containers:?} netns {netns:?} cgroups {pod_cgroups:?}");
+            }
+            ok.then_some(())
+        },
+    );
+    // Each container is `sh` plus (most of the time) its `sleep`: nothing else lives in the
+    // pods' cgroups (an orphaned container would add its own).
+    let procs = support::cleanup::cgroup_pids(&agent.cgroup_parent);
+    assert!((6..=12).contains(&procs.len()), "processes in the pods' cgroups: {procs:?}");
+}
