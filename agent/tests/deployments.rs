@@ -105,6 +105,24 @@ fn deployment_runs_replicas_with_kubectl_shaped_output() {
     let d = agent.get_json(&["deployments"]);
     assert_eq!(d["items"][0]["status"]["readyReplicas"], 2, "{d}");
 
+    // One pod by name is the object itself; YAML says the same as JSON; describe adds events.
+    let one = agent.get_json(&["pods", &names[0]]);
+    assert_eq!(one["kind"], "Pod", "{one}");
+    assert_eq!(one["metadata"]["name"], names[0].as_str());
+    let yaml = agent.skiff_ok(&["get", "pods", "-o", "yaml"]);
+    assert!(yaml.lines().any(|l| l == "kind: List"), "{yaml}");
+    assert!(
+        names.iter().all(|n| yaml.contains(&format!("name: {n}"))),
+        "{yaml}"
+    );
+    let describe = agent.skiff_ok(&["describe", "pod", &names[0]]);
+    assert!(
+        describe.contains("Started"),
+        "describe shows no events:\n{describe}"
+    );
+    let out = agent.skiff(&["get", "pods", "nosuchpod"]);
+    assert_eq!(out.status.code(), Some(1));
+
     let table = agent.skiff_ok(&["get", "pods"]);
     for name in &names {
         let row = table

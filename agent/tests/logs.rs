@@ -243,3 +243,43 @@ fn logs_survive_rotation() {
         "lines lost or repeated while following across rotations: {gaps:?}"
     );
 }
+
+#[test]
+fn follow_ends_when_the_pod_is_deleted() {
+    let agent = TestAgent::start();
+    agent.write_manifest(
+        "short.yaml",
+        &support::pod_yaml(
+            "short",
+            "trap 'exit 0' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done",
+            "",
+        ),
+    );
+    agent.wait_phase("short", "Running");
+    let mut child = Command::new(SKIFF)
+        .arg("--socket")
+        .arg(&agent.socket)
+        .args(["logs", "short", "-f"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn skiff logs -f");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx.recv_timeout(WAIT).expect("a first line");
+    assert!(first.starts_with("tick "), "{first}");
+    agent.remove_manifest("short.yaml");
+    let status = agent.wait_until(WAIT, "logs -f to end after the pod is gone", || {
+        child.try_wait().expect("try_wait")
+    });
+    assert!(status.success(), "logs -f ended with {status}");
+    assert!(agent.pod("short").is_none());
+}

@@ -401,5 +401,8 @@ fn kill9_while_pods_are_being_created_leaves_no_orphans() {
     // Each container is `sh` plus (most of the time) its `sleep`: nothing else lives in the
     // pods' cgroups (an orphaned container would add its own).
     let procs = support::cleanup::cgroup_pids(&agent.cgroup_parent);
-    assert!((6..=12).contains(&procs.len()), "processes in the pods' cgroups: {procs:?}");
+    assert!(
+        (6..=12).contains(&procs.len()),
+        "processes in the pods' cgroups: {procs:?}"
+    );
 }
