@@ -208,3 +208,64 @@ fn broken_files_are_reported_and_the_last_good_version_keeps_running() {
     });
     assert!(web_proc.alive(), "the fix replaced the running web pod");
 }
+
+fn dup(word: &str) -> String {
+    support::pod_yaml(
+        "dup",
+        &format!("trap 'exit 0' TERM; echo from-{word}; sleep 100000 & wait"),
+        "",
+    )
+}
+
+#[test]
+fn an_object_declared_twice_keeps_the_first_and_falls_back_to_the_second() {
+    let agent = TestAgent::start();
+    agent.write_manifest("a.yaml", &dup("a"));
+    let first = agent.wait_phase("dup", "Running");
+    let first_proc = agent.container_process(&first, "main").expect("process");
+    agent.write_manifest("b.yaml", &dup("b"));
+    let events = agent.wait_until(WAIT, "a DuplicateObject event", || {
+        let events = agent.events();
+        events
+            .iter()
+            .any(|e| e["reason"] == "DuplicateObject")
+            .then_some(events)
+    });
+    let e = events
+        .iter()
+        .find(|e| e["reason"] == "DuplicateObject")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(e["involvedObject"]["name"], "b.yaml", "{e}");
+    assert!(
+        e["message"].as_str().is_some_and(|m| m.contains("a.yaml")),
+        "{e}"
+    );
+    // Rewriting a file with the same bytes changes nothing.
+    agent.write_manifest("a.yaml", &dup("a"));
+    agent.write_manifest(
+        "marker.yaml",
+        &support::pod_yaml("marker", "sleep 100000", ""),
+    );
+    agent.wait_phase("marker", "Running");
+    let now = agent.pod("dup").expect("dup");
+    assert_eq!(uid_of(&now), uid_of(&first));
+    assert_eq!(agent.container_process(&now, "main"), Some(first_proc));
+    assert!(agent.skiff_ok(&["logs", "dup"]).contains("from-a"));
+
+    // Without a.yaml the declaration in b.yaml takes over.
+    agent.remove_manifest("a.yaml");
+    let second = agent.wait_until(WAIT, "dup from b.yaml", || {
+        agent
+            .pod("dup")
+            .filter(|p| uid_of(p) != uid_of(&first) && support::all_running(p))
+    });
+    agent.wait_until(WAIT, "b's output", || {
+        agent
+            .skiff_ok(&["logs", "dup"])
+            .contains("from-b")
+            .then_some(())
+    });
+    assert!(!first_proc.alive());
+    let _ = second;
+}
