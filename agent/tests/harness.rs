@@ -63,3 +63,72 @@ spec:
     assert!(left.is_empty(), "left behind: {left:?}");
     let _ = WAIT;
 }
+
+/// A test process that dies without running its drop guards (a timeout's SIGKILL) leaves an
+/// agent behind; the next harness start sweeps it away.
+#[test]
+fn leftovers_of_a_killed_test_process_are_swept() {
+    if let Ok(dir) = std::env::var("SKIFF_SWEEP_CHILD") {
+        // The child: start an agent with a running pod, report, and wait to be killed.
+        let agent = TestAgent::start();
+        agent.write_manifest(
+            "p.yaml",
+            &support::pod_yaml("p", "trap 'exit 0' TERM; sleep 100000 & wait", ""),
+        );
+        agent.wait_running(1);
+        std::fs::write(
+            std::path::Path::new(&dir).join("child"),
+            format!(
+                "{}\n{}\n{}\n",
+                agent.dir.display(),
+                agent.cgroup_parent,
+                agent.netns_tag
+            ),
+        )
+        .expect("report");
+        std::mem::forget(agent);
+        loop {
+            std::thread::park();
+        }
+    }
+    let report_dir = std::env::temp_dir().join(format!("sk-sweep-{}", std::process::id()));
+    std::fs::create_dir_all(&report_dir).expect("report dir");
+    let report = report_dir.join("child");
+    let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "leftovers_of_a_killed_test_process_are_swept",
+            "--nocapture",
+        ])
+        .env("SKIFF_SWEEP_CHILD", &report_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the child test");
+    let deadline = std::time::Instant::now() + WAIT;
+    let text = loop {
+        if let Ok(t) = std::fs::read_to_string(&report)
+            && t.lines().count() == 3
+        {
+            break t;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child never reported"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let lines: Vec<&str> = text.lines().collect();
+    let (dir, cgroup_parent, netns_tag) = (std::path::PathBuf::from(lines[0]), lines[1], lines[2]);
+    let before = support::cleanup::leftovers(&dir, cgroup_parent, netns_tag);
+    assert!(
+        !before.processes.is_empty() && before.dir_exists,
+        "{before:?}"
+    );
+    support::cleanup::sweep_dead_owners();
+    let after = support::cleanup::leftovers(&dir, cgroup_parent, netns_tag);
+    let _ = std::fs::remove_dir_all(&report_dir);
+    assert!(after.is_empty(), "the sweep left {after:?}");
+}

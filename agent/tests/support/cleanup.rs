@@ -212,3 +212,53 @@ pub fn simulate_reboot(dir: &Path, run: &Path, cgroup_parent: &str, netns_prefix
     let _ = std::fs::remove_dir_all(run);
     let _ = std::fs::create_dir_all(run);
 }
+
+/// The file in a test agent's dir naming the test process that owns it (`pid start_ticks`).
+pub const OWNER_FILE: &str = "owner";
+
+/// Writes the owner file: this test process.
+pub fn write_owner(dir: &Path) {
+    let me = std::process::id() as i32;
+    let ticks = proc::stat(me).map(|(_, t)| t).unwrap_or(0);
+    let _ = std::fs::write(dir.join(OWNER_FILE), format!("{me} {ticks}\n"));
+}
+
+/// Removes what test agents of dead test processes left behind (a test process killed by a
+/// timeout runs no drop guard): every `/tmp/sk-<tag>` whose owner is gone, with its cgroups
+/// (`/skiff-t-<tag>`) and network namespaces (`t<tag>...`).
+pub fn sweep_dead_owners() {
+    let Ok(entries) = std::fs::read_dir("/tmp") else {
+        return;
+    };
+    for e in entries.filter_map(Result::ok) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(tag) = name.strip_prefix("sk-") else {
+            continue;
+        };
+        if tag.len() != 6 || !tag.chars().all(|c| c.is_ascii_hexdigit()) {
+            continue;
+        }
+        let Ok(owner) = std::fs::read_to_string(e.path().join(OWNER_FILE)) else {
+            continue;
+        };
+        let mut words = owner.split_whitespace().map(|w| w.parse::<u64>().ok());
+        let (Some(Some(pid)), Some(Some(ticks))) = (words.next(), words.next()) else {
+            continue;
+        };
+        let owner = proc::ProcessId {
+            pid: pid as i32,
+            start_ticks: ticks,
+        };
+        if owner.alive() {
+            continue;
+        }
+        // The owner's agent may still run: its command line names the dir.
+        for pid in processes_mentioning(&e.path()) {
+            proc::signal(pid, libc::SIGKILL);
+        }
+        let left = clean(&e.path(), &format!("/skiff-t-{tag}"), &format!("t{tag}"));
+        if !left.is_empty() {
+            eprintln!("sweeping {}: left {left:?}", e.path().display());
+        }
+    }
+}

@@ -89,6 +89,8 @@ impl TestAgent {
     }
 
     pub fn start_with(options: AgentOptions) -> TestAgent {
+        static SWEEP: std::sync::Once = std::sync::Once::new();
+        SWEEP.call_once(cleanup::sweep_dead_owners);
         let (dir, tag) = loop {
             let tag = random_hex(6);
             let dir = PathBuf::from(format!("/tmp/sk-{tag}"));
@@ -115,6 +117,7 @@ impl TestAgent {
             child: None,
             cleaned: false,
         };
+        cleanup::write_owner(&agent.dir);
         for d in [&agent.data, &agent.manifests, &agent.run] {
             std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("create {}: {e}", d.display()));
         }
