@@ -118,8 +118,6 @@ fn leftovers_of_a_killed_test_process_are_swept() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
-    let _ = child.kill();
-    let _ = child.wait();
     let lines: Vec<&str> = text.lines().collect();
     let (dir, cgroup_parent, netns_tag) = (std::path::PathBuf::from(lines[0]), lines[1], lines[2]);
     let before = support::cleanup::leftovers(&dir, cgroup_parent, netns_tag);
@@ -127,6 +125,11 @@ fn leftovers_of_a_killed_test_process_are_swept() {
         !before.processes.is_empty() && before.dir_exists,
         "{before:?}"
     );
+    // Checked while the child lives: no sweep touches a live owner's agent.
+    support::cleanup::sweep_dead_owners();
+    assert!(dir.exists(), "a live owner's agent was swept");
+    let _ = child.kill();
+    let _ = child.wait();
     support::cleanup::sweep_dead_owners();
     let after = support::cleanup::leftovers(&dir, cgroup_parent, netns_tag);
     let _ = std::fs::remove_dir_all(&report_dir);
