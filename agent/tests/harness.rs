@@ -94,7 +94,7 @@ fn leftovers_of_a_killed_test_process_are_swept() {
     let report_dir = std::env::temp_dir().join(format!("sk-sweep-{}", std::process::id()));
     std::fs::create_dir_all(&report_dir).expect("report dir");
     let report = report_dir.join("child");
-    let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+    let child = std::process::Command::new(std::env::current_exe().expect("test binary"))
         .args([
             "--exact",
             "leftovers_of_a_killed_test_process_are_swept",
@@ -105,6 +105,8 @@ fn leftovers_of_a_killed_test_process_are_swept() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn the child test");
+    // Killed on drop, even if an assertion fails first.
+    let mut child = KillOnDrop(child);
     let deadline = std::time::Instant::now() + WAIT;
     let text = loop {
         if let Ok(t) = std::fs::read_to_string(&report)
@@ -128,10 +130,24 @@ fn leftovers_of_a_killed_test_process_are_swept() {
     // Checked while the child lives: no sweep touches a live owner's agent.
     support::cleanup::sweep_dead_owners();
     assert!(dir.exists(), "a live owner's agent was swept");
-    let _ = child.kill();
-    let _ = child.wait();
+    child.kill();
     support::cleanup::sweep_dead_owners();
     let after = support::cleanup::leftovers(&dir, cgroup_parent, netns_tag);
     let _ = std::fs::remove_dir_all(&report_dir);
     assert!(after.is_empty(), "the sweep left {after:?}");
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl KillOnDrop {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
