@@ -25,11 +25,15 @@ spec:
     metadata:
       labels: {{app: web}}
     spec:
+      volumes:
+      - name: mem
+        emptyDir: {{medium: Memory}}
       containers:
       - name: app
         image: {TEST_IMAGE}
         imagePullPolicy: IfNotPresent
         command: ["sh", "-c", "{COUNTER}"]
+        volumeMounts: [{{name: mem, mountPath: /mem}}]
 "#
     )
 }
@@ -158,6 +162,18 @@ fn kill9_restart_readopts_and_logs_continue() {
         numbers, expected,
         "log lines lost or repeated across the restart"
     );
+    // Re-adopted pods are deleted as cleanly as any.
+    agent.remove_manifest("web.yaml");
+    agent.remove_manifest("marker.yaml");
+    agent.wait_until(WAIT, "no pods, mounts or namespaces", || {
+        let left =
+            support::cleanup::leftovers(&agent.dir, &agent.cgroup_parent, &agent.netns_prefix);
+        let clean = agent.pods().is_empty()
+            && left.mounts.is_empty()
+            && left.netns.is_empty()
+            && left.processes.is_empty();
+        clean.then_some(())
+    });
 }
 
 #[test]
@@ -328,6 +344,17 @@ spec:
         support::cleanup::netns_with_prefix(&agent.netns_prefix).len(),
         2
     );
+    // Deleting after the reboot removes the re-made sandboxes (tmpfs volumes included).
+    agent.remove_manifest("web.yaml");
+    agent.wait_until(WAIT, "no pods, mounts or namespaces", || {
+        let left =
+            support::cleanup::leftovers(&agent.dir, &agent.cgroup_parent, &agent.netns_prefix);
+        let clean = agent.pods().is_empty()
+            && left.mounts.is_empty()
+            && left.netns.is_empty()
+            && left.processes.is_empty();
+        clean.then_some(())
+    });
 }
 
 #[test]
