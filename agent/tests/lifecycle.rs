@@ -363,3 +363,59 @@ fn cpu_and_memory_limits_reach_the_cgroup() {
         .expect("number");
     assert_eq!(quota * 1000 / period, 500, "quota {quota} period {period}");
 }
+
+#[test]
+fn on_failure_retries_until_success() {
+    let agent = TestAgent::start();
+    // Fails on the first run, succeeds on the second (the emptyDir outlives the container).
+    agent.write_manifest(
+        "retry.yaml",
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: retry
+spec:
+  restartPolicy: OnFailure
+  volumes: [{{name: d, emptyDir: {{}}}}]
+  containers:
+  - name: main
+    image: {TEST_IMAGE}
+    imagePullPolicy: IfNotPresent
+    volumeMounts: [{{name: d, mountPath: /d}}]
+    command: ["sh", "-c", "if [ -f /d/once ]; then echo second; exit 0; fi; touch /d/once; echo first; exit 2"]
+"#
+        ),
+    );
+    let pod = agent.wait_phase("retry", "Succeeded");
+    let c = container_status(&pod, "main");
+    assert_eq!(c["restartCount"], 1, "{c}");
+    assert_eq!(c["state"]["terminated"]["reason"], "Completed", "{c}");
+    let logs = agent.skiff_ok(&["logs", "retry"]);
+    assert!(logs.contains("second"), "{logs}");
+}
+
+#[test]
+fn a_crash_looping_pod_is_deleted_at_once() {
+    let agent = TestAgent::start_with(support::AgentOptions {
+        crash_backoff_base_ms: 5000,
+        ..support::AgentOptions::default()
+    });
+    agent.write_manifest("loop.yaml", &pod_yaml("loop", "exit 1", ""));
+    agent.wait_until(WAIT, "CrashLoopBackOff", || {
+        let p = agent.pod("loop")?;
+        (container_status(&p, "main")["state"]["waiting"]["reason"] == "CrashLoopBackOff")
+            .then_some(())
+    });
+    let started = Instant::now();
+    agent.remove_manifest("loop.yaml");
+    agent.wait_until(WAIT, "the pod to go", || {
+        agent.pod("loop").is_none().then_some(())
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(support::cleanup::netns_with_prefix(&agent.netns_prefix).is_empty());
+}
