@@ -166,6 +166,19 @@ spec:
         registry.log()
     );
     assert!(agent.skiff_ok(&["image", "ls"]).contains(&reference));
+    // `image pull` through the CLI: another tag of the same image, and a missing one.
+    let v2 = registry
+        .push_oci_archive(&test_image_archive(), "skiff/busybox:v2")
+        .expect("push v2");
+    let out = agent.skiff_ok(&["image", "pull", &v2]);
+    assert!(out.contains(&v2), "{out}");
+    let out = agent.skiff(&[
+        "image",
+        "pull",
+        &format!("{}/skiff/busybox:nope", registry.host()),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
     agent.wait_until(WAIT, "output of the pulled image", || {
         agent
             .skiff_ok(&["logs", &support::name_of(&pods[0])])
@@ -193,6 +206,19 @@ fn docker_archive_import() {
     assert!(out.contains("skiff.local/dockerbox:v1"), "{out}");
     let ls = agent.skiff_ok(&["image", "ls"]);
     assert!(ls.contains("skiff.local/dockerbox:v1"), "{ls}");
+    // Importing again is fine; a missing or bogus file is a user error.
+    agent.skiff_ok(&["image", "import", &archive.display().to_string()]);
+    let out = agent.skiff(&["image", "import", "/nonexistent/image.tar"]);
+    assert_eq!(out.status.code(), Some(1));
+    let bogus = agent.dir.join("bogus.tar");
+    std::fs::write(&bogus, b"not a tar at all").expect("write");
+    let out = agent.skiff(&["image", "import", &bogus.display().to_string()]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     agent.write_manifest(
         "d.yaml",
         &image_pod("d", "skiff.local/dockerbox:v1", Some("Never")),
