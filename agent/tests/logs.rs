@@ -124,8 +124,8 @@ fn logs_tail_container_and_follow() {
         "lines out of order or missing: {got:?}"
     );
     assert!(
-        got[0] <= newest + 1,
-        "--tail 1 should start at the newest line: {got:?} vs {newest}"
+        got[0] >= newest,
+        "--tail 1 printed older lines: {got:?} vs newest {newest}"
     );
 }
 
