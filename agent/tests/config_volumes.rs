@@ -474,3 +474,65 @@ spec:
         );
     }
 }
+
+#[test]
+fn host_path_type_checks_and_memory_size_limits() {
+    let agent = TestAgent::start();
+    let missing = agent.dir.join("no-such-dir");
+    agent.write_manifest(
+        "hp.yaml",
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: hp
+spec:
+  volumes:
+  - name: h
+    hostPath: {{path: {}, type: Directory}}
+  containers:
+  - name: main
+    image: {TEST_IMAGE}
+    imagePullPolicy: IfNotPresent
+    volumeMounts: [{{name: h, mountPath: /h}}]
+    command: ["sh", "-c", "sleep 100000"]
+"#,
+            missing.display()
+        ),
+    );
+    agent.write_manifest(
+        "small.yaml",
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: small
+spec:
+  restartPolicy: Never
+  volumes:
+  - name: m
+    emptyDir: {{medium: Memory, sizeLimit: 1Mi}}
+  containers:
+  - name: main
+    image: {TEST_IMAGE}
+    imagePullPolicy: IfNotPresent
+    volumeMounts: [{{name: m, mountPath: /m}}]
+    command: ["sh", "-c", "head -c 524288 /dev/zero > /m/half && echo half-ok; if head -c 2097152 /dev/zero > /m/big; then echo big-ok; else echo big-failed; fi"]
+"#
+        ),
+    );
+    let hp = agent.wait_until(WAIT, "hp waiting on its hostPath", || {
+        agent
+            .pod("hp")
+            .filter(|p| p["status"]["reason"] == "FailedMount")
+    });
+    let message = hp["status"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("no-such-dir"), "{hp}");
+    assert!(!missing.exists(), "type Directory must not create the path");
+    agent.wait_phase("small", "Succeeded");
+    let log = agent.skiff_ok(&["logs", "small"]);
+    assert!(
+        log.contains("half-ok") && log.contains("big-failed"),
+        "{log}"
+    );
+}
