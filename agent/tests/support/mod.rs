@@ -4,16 +4,19 @@
 #![allow(dead_code)]
 
 pub mod cleanup;
+pub mod counter;
 pub mod image;
 pub mod proc;
+pub mod queries;
+pub mod util;
 
-use serde_json::Value;
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use image::{TEST_IMAGE, test_image_archive};
+pub use util::*;
 
 /// The skiff binary under test.
 pub const SKIFF: &str = env!("CARGO_BIN_EXE_skiff");
@@ -310,116 +313,6 @@ impl TestAgent {
         std::fs::remove_file(self.manifests.join(name)).expect("remove manifest");
     }
 
-    /// Runs `skiff --socket <ours> ARGS` (at most 60 s).
-    pub fn skiff(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(SKIFF);
-        cmd.arg("--socket").arg(&self.socket).args(args);
-        run_with_timeout(cmd, Duration::from_secs(60))
-    }
-
-    /// Like `skiff`, but the command must succeed; returns stdout.
-    pub fn skiff_ok(&self, args: &[&str]) -> String {
-        let out = self.skiff(args);
-        assert!(
-            out.status.success(),
-            "skiff {args:?} failed with {}: {}\n--- agent log ---\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            self.log_text()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// `get <kind> -o json`, parsed.
-    pub fn get_json(&self, args: &[&str]) -> Value {
-        let mut full = vec!["get"];
-        full.extend_from_slice(args);
-        full.extend_from_slice(&["-o", "json"]);
-        let text = self.skiff_ok(&full);
-        serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("get {args:?}: not JSON ({e}): {text}"))
-    }
-
-    /// `get pods -o json` (the whole List).
-    pub fn pods_json(&self) -> Value {
-        self.get_json(&["pods"])
-    }
-
-    /// The pods' items.
-    pub fn pods(&self) -> Vec<Value> {
-        items(&self.pods_json())
-    }
-
-    /// One pod by name, if listed.
-    pub fn pod(&self, name: &str) -> Option<Value> {
-        self.pods()
-            .into_iter()
-            .find(|p| p["metadata"]["name"] == name)
-    }
-
-    /// Pods that are not being deleted.
-    pub fn live_pods(&self) -> Vec<Value> {
-        self.pods()
-            .into_iter()
-            .filter(|p| p["metadata"].get("deletionTimestamp").is_none())
-            .collect()
-    }
-
-    pub fn events(&self) -> Vec<Value> {
-        items(&self.get_json(&["events"]))
-    }
-
-    /// Polls `f` every 50 ms until it returns `Some`, or panics after `timeout` saying `what`
-    /// and showing the pods and the agent's log.
-    pub fn wait_until<T>(
-        &self,
-        timeout: Duration,
-        what: &str,
-        mut f: impl FnMut() -> Option<T>,
-    ) -> T {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(v) = f() {
-                return v;
-            }
-            if Instant::now() >= deadline {
-                let pods = self.skiff(&["get", "pods", "-o", "json"]);
-                panic!(
-                    "timed out after {timeout:?} waiting for {what}\n--- pods ---\n{}\n--- agent log ---\n{}",
-                    String::from_utf8_lossy(&pods.stdout),
-                    self.log_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Waits until the pod named `name` has phase `phase`; returns the pod.
-    pub fn wait_phase(&self, name: &str, phase: &str) -> Value {
-        self.wait_until(WAIT, &format!("pod {name} {phase}"), || {
-            self.pod(name).filter(|p| p["status"]["phase"] == phase)
-        })
-    }
-
-    /// Waits until exactly `n` live pods exist and all are Running with every container running.
-    pub fn wait_running(&self, n: usize) -> Vec<Value> {
-        self.wait_until(WAIT, &format!("{n} running pods"), || {
-            let pods = self.live_pods();
-            (pods.len() == n && pods.iter().all(all_running)).then_some(pods)
-        })
-    }
-
-    /// The host pid and start time of a pod's running container (from the runtime's record in
-    /// the run dir, checked against /proc).
-    pub fn container_process(&self, pod: &Value, container: &str) -> Option<proc::ProcessId> {
-        let uid = pod["metadata"]["uid"].as_str()?;
-        let index = pod["spec"]["containers"]
-            .as_array()?
-            .iter()
-            .position(|c| c["name"] == container)?;
-        proc::running_container(&self.run.join("c"), &format!("{uid}-c{index}-"))
-    }
-
     /// Runs the full cleanup now (the drop guard does the same; this one reports leftovers).
     pub fn cleanup(&mut self) -> cleanup::Leftovers {
         self.kill9();
@@ -445,75 +338,4 @@ impl Drop for TestAgent {
             }
         }
     }
-}
-
-/// A List's `items`.
-pub fn items(list: &Value) -> Vec<Value> {
-    list["items"].as_array().cloned().unwrap_or_default()
-}
-
-/// Every container of the pod is in state `running` and the phase is Running.
-pub fn all_running(pod: &Value) -> bool {
-    pod["status"]["phase"] == "Running"
-        && pod["status"]["containerStatuses"]
-            .as_array()
-            .is_some_and(|cs| {
-                !cs.is_empty() && cs.iter().all(|c| c["state"].get("running").is_some())
-            })
-}
-
-/// The status of the named container.
-pub fn container_status(pod: &Value, name: &str) -> Value {
-    pod["status"]["containerStatuses"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["name"] == name).cloned())
-        .unwrap_or(Value::Null)
-}
-
-pub fn name_of(pod: &Value) -> String {
-    pod["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-pub fn uid_of(pod: &Value) -> String {
-    pod["metadata"]["uid"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// Runs a command, killing it after `timeout`.
-pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let pid = child.id() as i32;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(timeout) {
-        Ok(out) => out.unwrap_or_else(|e| panic!("wait {cmd:?}: {e}")),
-        Err(_) => {
-            proc::signal(pid, libc::SIGKILL);
-            panic!("{cmd:?} did not finish within {timeout:?}");
-        }
-    }
-}
-
-/// A pod manifest with one busybox container running `script` under `sh -c`.
-pub fn pod_yaml(name: &str, script: &str, extra_spec: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n{extra_spec}  containers:\n  - name: main\n    image: {TEST_IMAGE}\n    imagePullPolicy: IfNotPresent\n    command: [\"sh\", \"-c\", {script:?}]\n"
-    )
-}
-
-/// Whether `path` exists (for readability in assertions).
-pub fn exists(path: &Path) -> bool {
-    path.exists()
 }
