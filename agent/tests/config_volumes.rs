@@ -137,6 +137,26 @@ fn configmaps_secrets_and_volumes_reach_the_containers() {
     // Secret values never show in `get secrets`.
     let secrets = agent.get_json(&["secrets"]);
     assert!(!secrets.to_string().contains("aHVudGVyMg=="), "{secrets}");
+    // Secret files live in memory (tmpfs), never on the node's disk.
+    let pod = agent.pod("app").expect("app");
+    let sec = agent
+        .data
+        .join("pods")
+        .join(support::uid_of(&pod))
+        .join("volumes/sec");
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let fstype = info.lines().find_map(|l| {
+        let fields: Vec<&str> = l.split(' ').collect();
+        let sep = fields.iter().position(|f| *f == "-")?;
+        (fields.get(4).copied() == Some(&*sec.to_string_lossy()))
+            .then(|| fields[sep + 1].to_string())
+    });
+    assert_eq!(
+        fstype.as_deref(),
+        Some("tmpfs"),
+        "secret volume {} is not a tmpfs",
+        sec.display()
+    );
 }
 
 #[test]
