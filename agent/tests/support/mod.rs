@@ -1,6 +1,12 @@
 //! Harness for the privileged end-to-end tests: a real `skiff agent` process with its own short
 //! temp dirs, cgroup parent and netns prefix, the busybox test image imported, CLI helpers,
 //! polling with deadlines, and a drop guard that removes everything the agent made.
+//!
+//! Run as root: `cargo test -p skiff-agent --test <file>` (or `cargo nextest run -p skiff-agent`).
+//! Needs busybox-static (test image), iproute2 (`ip netns`), skopeo and docker-registry (image
+//! tests). Each agent runs pod networking inside its own node network namespace (`t<tag>n`,
+//! pods in 198.18.7.0/24, no masquerade), so nothing touches the host's network. The image
+//! comes from `SKIFF_TEST_IMAGE` or is built once into the target dir.
 #![allow(dead_code)]
 
 pub mod cleanup;
