@@ -377,3 +377,41 @@ fn scaling_to_zero_and_back_leaves_nothing_behind() {
         });
     }
 }
+
+#[test]
+fn twenty_replicas_start_and_go_together() {
+    let agent = TestAgent::start();
+    agent.write_manifest("web.yaml", &deployment(20, "many"));
+    let pods = agent.wait_until(
+        std::time::Duration::from_secs(90),
+        "20 running pods",
+        || {
+            let pods = agent.live_pods();
+            (pods.len() == 20 && pods.iter().all(support::all_running)).then_some(pods)
+        },
+    );
+    let mut ips: Vec<&str> = pods
+        .iter()
+        .filter_map(|p| p["status"]["podIP"].as_str())
+        .collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 20, "{ips:?}");
+    for p in &pods {
+        assert!(
+            agent.container_process(p, "app").is_some(),
+            "{}",
+            name_of(p)
+        );
+    }
+    agent.remove_manifest("web.yaml");
+    agent.wait_until(std::time::Duration::from_secs(90), "a clean node", || {
+        let left =
+            support::cleanup::leftovers(&agent.dir, &agent.cgroup_parent, &agent.netns_prefix);
+        let clean = agent.pods().is_empty()
+            && left.processes.is_empty()
+            && left.netns.is_empty()
+            && left.mounts.is_empty();
+        clean.then_some(())
+    });
+}
