@@ -255,6 +255,18 @@ impl AgentConfig {
                 self.pod_subnet
             )));
         }
+        if let Some(ns) = &self.node_netns
+            && ns.parent() == Some(self.netns_dir.as_path())
+            && ns
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&self.netns_prefix))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "node-netns: {} starts with the pods' netns prefix {:?}: pod networking would remove it as a leftover; rename it",
+                ns.display(),
+                self.netns_prefix
+            )));
+        }
         if self.log_max_files == 0 {
             return Err(ConfigError::Invalid("log-max-files: must be >= 1".into()));
         }
@@ -303,6 +315,20 @@ mod tests {
         assert_eq!(c.crash_backoff_base, Duration::from_millis(100));
         let err = toml::from_str::<ConfigFile>("dataa-dir = 1").unwrap_err();
         assert!(err.to_string().contains("dataa-dir"), "{err}");
+    }
+
+    #[test]
+    fn node_netns_under_the_pod_prefix_is_refused() {
+        let c = AgentConfig {
+            node_netns: Some(PathBuf::from("/run/netns/skiff-node")),
+            ..AgentConfig::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("node-netns"));
+        let ok = AgentConfig {
+            node_netns: Some(PathBuf::from("/run/netns/testnode")),
+            ..AgentConfig::default()
+        };
+        ok.validate().unwrap();
     }
 
     #[test]

@@ -165,6 +165,33 @@ impl Store {
         })?;
         self.put_raw(PODS, uid, &bytes)
     }
+    /// Writes several pod records in one transaction (one disk sync).
+    pub fn put_pods<'a, T: Serialize + 'a>(
+        &self,
+        pods: impl IntoIterator<Item = (&'a str, &'a T)>,
+    ) -> Result<(), StoreError> {
+        let mut encoded = Vec::new();
+        for (uid, pod) in pods {
+            let bytes = serde_json::to_vec(pod).map_err(|source| StoreError::Decode {
+                path: self.path.clone(),
+                table: "agent_pods",
+                key: uid.to_string(),
+                source,
+            })?;
+            encoded.push((uid, bytes));
+        }
+        if encoded.is_empty() {
+            return Ok(());
+        }
+        self.write(|txn| {
+            let mut t = txn.open_table(PODS)?;
+            for (uid, bytes) in &encoded {
+                t.insert(*uid, bytes.as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
     pub fn delete_pod(&self, uid: &str) -> Result<(), StoreError> {
         self.delete_raw(PODS, uid)
     }

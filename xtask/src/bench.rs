@@ -1,7 +1,419 @@
-//! `cargo xtask bench`: figures side by side with the peers each issue names.
+//! `cargo xtask bench`: figures side by side with the peers each issue names, in one run,
+//! reported as medians, p95 and ratios. Benchmarks report; they do not pass or fail.
+//!
+//! Pod start (issue 2): from "manifest written" to "the container's main process runs" (the
+//! process creates a marker file in a bind-mounted host directory, which the harness polls),
+//! 20 pods one after another with the image present, for skiff, `runc run` of the same rootfs
+//! and command, and `podman kube play` of the same manifest. Memory: agent RSS idle and with the
+//! 20 pods running, shim RSS beside conmon's.
 
-use anyhow::Result;
+use crate::demo::{DemoAgent, cleanup_leftovers};
+use crate::util;
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-pub fn run(_args: &[String]) -> Result<()> {
-    anyhow::bail!("bench: not wired yet")
+const PODS: usize = 20;
+
+pub fn run(args: &[String]) -> Result<()> {
+    let pods = args
+        .iter()
+        .position(|a| a == "--pods")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(PODS);
+    crate::packages::ensure(crate::packages::ALL)?;
+    let skiff = util::build_skiff_profile(true)?;
+    let image = crate::build_test_image_with(&skiff)?;
+    let mut report = Report::default();
+    let skiff_side = skiff_pod_start(&skiff, &image, pods)?;
+    let runc_side = runc_pod_start(&image, pods)?;
+    // A peer that fails is reported, not fatal: the other figures still stand.
+    let podman_side = podman_pod_start(&image, pods).unwrap_or_else(|e| {
+        eprintln!("bench: podman failed: {e:#}");
+        PodmanSide {
+            latencies: Vec::new(),
+            conmon_kb: Vec::new(),
+        }
+    });
+    report.latency("skiff (manifest file -> process running)", &skiff_side.latencies);
+    report.latency("runc run (same rootfs, same command)", &runc_side);
+    report.latency("podman kube play (same manifest)", &podman_side.latencies);
+    let p50 = |v: &[Duration]| percentile(v, 50.0).as_secs_f64();
+    println!("\n== pod start latency, {pods} pods one after another, image present ==");
+    report.print_latencies();
+    println!(
+        "ratios (p50): skiff/runc = {:.2}x (target <= 2x), skiff/podman = {:.2}x (target <= 0.20x)",
+        p50(&skiff_side.latencies) / p50(&runc_side),
+        p50(&skiff_side.latencies) / p50(&podman_side.latencies)
+    );
+    println!("\n== memory (RSS) ==");
+    println!(
+        "skiff agent idle:                  {:>8.1} MB",
+        mb(skiff_side.agent_idle_kb)
+    );
+    println!(
+        "skiff agent with {pods} pods:          {:>8.1} MB (target < 20 MB)",
+        mb(skiff_side.agent_loaded_kb)
+    );
+    println!(
+        "skiff shim per container (median): {:>8.1} MB (target < 3 MB)",
+        mb(median_kb(&skiff_side.shim_kb))
+    );
+    println!(
+        "podman conmon per container (median): {:>5.1} MB",
+        mb(median_kb(&podman_side.conmon_kb))
+    );
+    if !podman_side.conmon_kb.is_empty() {
+        println!(
+            "ratio shim/conmon = {:.2}x",
+            median_kb(&skiff_side.shim_kb) as f64 / median_kb(&podman_side.conmon_kb) as f64
+        );
+    }
+    Ok(())
+}
+
+fn mb(kb: u64) -> f64 {
+    kb as f64 / 1024.0
+}
+
+fn median_kb(v: &[u64]) -> u64 {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or(0)
+}
+
+/// Nearest-rank percentile.
+pub fn percentile(samples: &[Duration], p: f64) -> Duration {
+    let mut v = samples.to_vec();
+    v.sort_unstable();
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+#[derive(Default)]
+struct Report {
+    rows: Vec<(String, Vec<Duration>)>,
+}
+
+impl Report {
+    fn latency(&mut self, name: &str, samples: &[Duration]) {
+        self.rows.push((name.to_string(), samples.to_vec()));
+    }
+    fn print_latencies(&self) {
+        println!(
+            "{:<44} {:>9} {:>9} {:>9} {:>9}",
+            "", "p50 ms", "p95 ms", "min ms", "max ms"
+        );
+        for (name, s) in &self.rows {
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+            println!(
+                "{:<44} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+                name,
+                ms(percentile(s, 50.0)),
+                ms(percentile(s, 95.0)),
+                ms(percentile(s, 0.0)),
+                ms(percentile(s, 100.0))
+            );
+        }
+    }
+}
+
+/// VmRSS of a process in KiB.
+pub fn rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Pids whose command line contains every needle.
+fn pids_matching(needles: &[&str]) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if needles.iter().all(|n| cmd.contains(n)) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Waits for `path` to exist, polling every 200 µs.
+fn wait_for_file(path: &Path, limit: Duration) -> Result<()> {
+    let start = Instant::now();
+    while !path.exists() {
+        if start.elapsed() > limit {
+            bail!("{} did not appear within {limit:?}", path.display());
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    Ok(())
+}
+
+const MARK_DIR: &str = "/tmp/skiff-bench-mark";
+
+fn pod_manifest(name: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: skiff.local/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: [\"sh\", \"-c\", \"touch /mark/{name}; exec sleep 100000\"]
+    volumeMounts:
+    - {{name: mark, mountPath: /mark}}
+  volumes:
+  - name: mark
+    hostPath: {{path: {MARK_DIR}, type: DirectoryOrCreate}}
+"
+    )
+}
+
+fn fresh_mark_dir() -> Result<PathBuf> {
+    let dir = PathBuf::from(MARK_DIR);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+struct SkiffSide {
+    latencies: Vec<Duration>,
+    agent_idle_kb: u64,
+    agent_loaded_kb: u64,
+    shim_kb: Vec<u64>,
+}
+
+fn skiff_pod_start(skiff: &Path, image: &Path, pods: usize) -> Result<SkiffSide> {
+    eprintln!("bench: skiff, {pods} pods");
+    let marks = fresh_mark_dir()?;
+    let dir = PathBuf::from("/tmp/skb");
+    let agent = DemoAgent::start(skiff, image, &dir, "skb")?;
+    let agent_pid = pids_matching(&["skiff", "agent", "--node-name skb"])
+        .first()
+        .copied()
+        .context("cannot find the agent process")?;
+    // Let start-up work settle before reading the idle figure.
+    std::thread::sleep(Duration::from_secs(2));
+    let agent_idle_kb = rss_kb(agent_pid).unwrap_or(0);
+    let mut latencies = Vec::new();
+    for i in 0..pods {
+        let name = format!("bench-{i}");
+        let manifest = pod_manifest(&name);
+        let start = Instant::now();
+        std::fs::write(agent.manifests.join(format!("{name}.yaml")), manifest)?;
+        wait_for_file(&marks.join(&name), Duration::from_secs(60))?;
+        latencies.push(start.elapsed());
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let agent_loaded_kb = rss_kb(agent_pid).unwrap_or(0);
+    let shim_kb: Vec<u64> = pids_matching(&["skiff", "shim", "/tmp/skb/run"])
+        .into_iter()
+        .filter_map(rss_kb)
+        .collect();
+    drop(agent);
+    Ok(SkiffSide {
+        latencies,
+        agent_idle_kb,
+        agent_loaded_kb,
+        shim_kb,
+    })
+}
+
+/// Extracts the (single-layer) test image's rootfs from its OCI archive.
+fn extract_rootfs(image: &Path, into: &Path) -> Result<()> {
+    let layout = into.join("layout");
+    let rootfs = into.join("rootfs");
+    std::fs::create_dir_all(&layout)?;
+    std::fs::create_dir_all(&rootfs)?;
+    util::run(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(image)
+            .arg("-C")
+            .arg(&layout),
+    )?;
+    let blob = |digest: &str| layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json"))?)?;
+    let manifest_digest = index["manifests"][0]["digest"]
+        .as_str()
+        .context("index.json without manifests")?;
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(blob(manifest_digest))?)?;
+    for layer in manifest["layers"].as_array().cloned().unwrap_or_default() {
+        let digest = layer["digest"].as_str().context("layer without digest")?;
+        util::run(
+            Command::new("tar")
+                .arg("-xf")
+                .arg(blob(digest))
+                .arg("-C")
+                .arg(&rootfs),
+        )?;
+    }
+    Ok(())
+}
+
+fn runc_pod_start(image: &Path, pods: usize) -> Result<Vec<Duration>> {
+    eprintln!("bench: runc, {pods} containers");
+    let marks = fresh_mark_dir()?;
+    let base = PathBuf::from("/tmp/skb-runc");
+    let _ = std::fs::remove_dir_all(&base);
+    extract_rootfs(image, &base)?;
+    util::run(Command::new("runc").arg("spec").arg("--bundle").arg(&base))?;
+    let config_path = base.join("config.json");
+    let mut latencies = Vec::new();
+    let mut ids = Vec::new();
+    let result = (|| -> Result<()> {
+        for i in 0..pods {
+            let name = format!("bench-{i}");
+            let id = format!("skb-runc-{i}");
+            let mut config: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&config_path)?)?;
+            config["process"]["terminal"] = serde_json::json!(false);
+            config["process"]["args"] = serde_json::json!([
+                "sh",
+                "-c",
+                format!("touch /mark/{name}; exec sleep 100000")
+            ]);
+            config["root"]["readonly"] = serde_json::json!(true);
+            config["linux"]["cgroupsPath"] = serde_json::json!(format!("/skb-runc/{id}"));
+            config["mounts"]
+                .as_array_mut()
+                .context("runc spec without mounts")?
+                .push(serde_json::json!({
+                    "destination": "/mark", "type": "bind", "source": MARK_DIR,
+                    "options": ["rbind", "rw"]
+                }));
+            let bundle = base.join(&id);
+            std::fs::create_dir_all(&bundle)?;
+            std::fs::write(bundle.join("config.json"), serde_json::to_vec(&config)?)?;
+            config["root"]["path"] = serde_json::json!(base.join("rootfs"));
+            std::fs::write(bundle.join("config.json"), serde_json::to_vec(&config)?)?;
+            // Timed like the others: from "asked to run" to "main process running".
+            let start = Instant::now();
+            let status = Command::new("runc")
+                .args(["run", "-d", "--bundle"])
+                .arg(&bundle)
+                .arg(&id)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()?;
+            if !status.success() {
+                bail!("runc run {id} failed: {status}");
+            }
+            ids.push(id);
+            wait_for_file(&marks.join(&name), Duration::from_secs(30))?;
+            latencies.push(start.elapsed());
+        }
+        Ok(())
+    })();
+    for id in &ids {
+        let _ = Command::new("runc")
+            .args(["delete", "-f", id])
+            .stderr(Stdio::null())
+            .status();
+    }
+    cleanup_leftovers(&base, "/skb-runc", "skb-runc-never");
+    result.map(|()| latencies)
+}
+
+struct PodmanSide {
+    latencies: Vec<Duration>,
+    conmon_kb: Vec<u64>,
+}
+
+fn podman_pod_start(image: &Path, pods: usize) -> Result<PodmanSide> {
+    eprintln!("bench: podman, {pods} pods");
+    let marks = fresh_mark_dir()?;
+    let base = PathBuf::from("/tmp/skb-podman");
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base)?;
+    // This machine needs runc (crun fails on hybrid cgroups) and ulimits within the hard limit.
+    let conf = base.join("containers.conf");
+    let limits = std::fs::read_to_string("/proc/self/limits")?;
+    let hard = |name: &str| -> String {
+        limits
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l[name.len()..].split_whitespace().nth(1))
+            .unwrap_or("1024")
+            .to_string()
+    };
+    let (nofile, nproc) = (hard("Max open files"), hard("Max processes"));
+    std::fs::write(
+        &conf,
+        format!(
+            "[containers]\ndefault_ulimits = [\"nofile={nofile}:{nofile}\", \"nproc={nproc}:{nproc}\"]\n[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n"
+        ),
+    )?;
+    let podman = |args: &[&str]| {
+        let mut c = Command::new("podman");
+        c.env("CONTAINERS_CONF", &conf).args(args);
+        c
+    };
+    let out = podman(&["load", "-i", &image.display().to_string()]).output()?;
+    if !out.status.success() {
+        bail!("podman load: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let loaded = String::from_utf8_lossy(&out.stdout).to_string();
+    if let Some(id) = loaded.split_whitespace().last() {
+        let _ = podman(&["tag", id.trim(), "skiff.local/busybox:latest"]).status();
+    }
+    let mut latencies = Vec::new();
+    let mut files = Vec::new();
+    let result = (|| -> Result<()> {
+        for i in 0..pods {
+            let name = format!("bench-{i}");
+            let file = base.join(format!("{name}.yaml"));
+            std::fs::write(&file, pod_manifest(&name))?;
+            let start = Instant::now();
+            let out = podman(&["kube", "play", "--network", "none", &file.display().to_string()])
+                .output()?;
+            files.push(file);
+            if !out.status.success() {
+                bail!("podman kube play: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            wait_for_file(&marks.join(&name), Duration::from_secs(60))?;
+            latencies.push(start.elapsed());
+        }
+        Ok(())
+    })();
+    let conmon_kb = pids_matching(&["conmon"])
+        .into_iter()
+        .filter_map(rss_kb)
+        .collect();
+    for f in &files {
+        let _ = podman(&["kube", "down", &f.display().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+    let _ = std::fs::remove_dir_all(&base);
+    result.map(|()| PodmanSide {
+        latencies,
+        conmon_kb,
+    })
 }

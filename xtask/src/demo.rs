@@ -16,13 +16,20 @@ pub struct DemoAgent {
     pub manifests: PathBuf,
     cgroup_parent: String,
     netns_prefix: String,
+    node_netns: String,
     child: Option<Child>,
 }
 
 impl DemoAgent {
-    /// Starts `skiff agent` with every path under `dir` and imports the test image.
+    /// Starts `skiff agent` with every path under `dir` and imports the test image. The node
+    /// side of pod networking lives in a network namespace of its own and pods get addresses
+    /// from 198.18.0.0/15 (the benchmarking range), so nothing touches the host's network.
     pub fn start(skiff: &Path, image: &Path, dir: &Path, name: &str) -> Result<DemoAgent> {
         let _ = std::fs::remove_dir_all(dir);
+        // Not under the pods' netns prefix, or pod networking's gc would remove it.
+        let node_netns = format!("{name}node");
+        let _ = Command::new("ip").args(["netns", "del", &node_netns]).status();
+        util::run(Command::new("ip").args(["netns", "add", &node_netns]))?;
         for sub in ["data", "run", "m"] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
@@ -46,6 +53,9 @@ impl DemoAgent {
             .arg(&cgroup_parent)
             .arg("--netns-prefix")
             .arg(&netns_prefix)
+            .arg("--node-netns")
+            .arg(format!("/run/netns/{node_netns}"))
+            .args(["--pod-subnet", "198.18.42.0/24", "--cluster-cidr", "198.18.0.0/16"])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -59,6 +69,7 @@ impl DemoAgent {
             socket,
             cgroup_parent,
             netns_prefix,
+            node_netns,
             child: Some(child),
         };
         agent.wait_for(Duration::from_secs(30), "the agent's API socket", |a| {
@@ -131,6 +142,7 @@ impl DemoAgent {
             let _ = child.wait();
         }
         cleanup_leftovers(&self.dir, &self.cgroup_parent, &self.netns_prefix);
+        let _ = Command::new("ip").args(["netns", "del", &self.node_netns]).status();
     }
 }
 

@@ -381,7 +381,19 @@ impl Core {
                     .map(|e| entry_state(e, now))
                     .unwrap_or(ImageState::Missing)
             };
-            let actions = plan::plan(pod, &image_state, now);
+            let mut actions = plan::plan(pod, &image_state, now);
+            if actions.iter().any(|a| matches!(a, Action::EnsureSandbox { .. })) {
+                // Pipeline: plan the container starts as if the sandbox were ready, so one job
+                // makes the sandbox and starts the containers (the executor skips the starts
+                // if the sandbox fails).
+                let mut ready = pod.clone();
+                ready.status.sandbox_ready = true;
+                actions.extend(
+                    plan::plan(&ready, &image_state, now)
+                        .into_iter()
+                        .filter(|a| matches!(a, Action::StartContainer { .. })),
+                );
+            }
             if actions.is_empty() {
                 continue;
             }
@@ -414,6 +426,7 @@ impl Core {
                 images: self.images.clone(),
                 runtime: self.runtime.clone(),
                 network: self.network.clone(),
+                sandbox_network: std::sync::Mutex::new(None),
             };
             self.in_flight.insert(uid.clone());
             let tx = results.clone();
@@ -426,12 +439,14 @@ impl Core {
     }
 
     fn flush(&mut self) {
-        for uid in std::mem::take(&mut self.dirty) {
-            if let Some(p) = self.pods.get(&uid)
-                && let Err(e) = self.store.put_pod(&uid, p)
-            {
-                tracing::warn!("pod {uid}: {e}");
-            }
+        let dirty = std::mem::take(&mut self.dirty);
+        let records = dirty
+            .iter()
+            .filter_map(|uid| self.pods.get(uid).map(|p| (uid.as_str(), p)));
+        if let Err(e) = self.store.put_pods(records) {
+            tracing::warn!("cannot persist pod records: {e}");
+            // Try again next turn.
+            self.dirty = dirty;
         }
     }
 

@@ -27,6 +27,8 @@ pub struct Job {
     pub runtime: Arc<dyn ContainerRuntime>,
     /// Pod networking; `None` when it is turned off (loopback-only namespaces).
     pub network: Option<Arc<NetlinkNetwork>>,
+    /// The network a sandbox action of this job just made (used by the starts that follow).
+    pub sandbox_network: std::sync::Mutex<Option<PodNet>>,
 }
 
 pub struct JobResult {
@@ -106,6 +108,12 @@ pub async fn run_job(job: Job) -> JobResult {
     let job = Arc::new(job);
     let mut outcomes = Vec::new();
     for index in 0..job.actions.len() {
+        let sandbox_failed = outcomes
+            .iter()
+            .any(|o| matches!(o, Outcome::SandboxFailed { .. }));
+        if sandbox_failed && matches!(job.actions[index], Action::StartContainer { .. }) {
+            continue;
+        }
         let outcome = match (&job.actions[index], job.network.clone()) {
             (Action::EnsureSandbox { .. }, Some(net)) if !job.pod.plan.host_network => {
                 ensure_networked_sandbox(job.clone(), &net).await
@@ -120,6 +128,11 @@ pub async fn run_job(job: Job) -> JobResult {
             }
             _ => blocking(job.clone(), index).await,
         };
+        if let Outcome::SandboxReady { network } = &outcome
+            && let Ok(mut slot) = job.sandbox_network.lock()
+        {
+            *slot = network.clone();
+        }
         outcomes.push(outcome);
     }
     JobResult { uid, outcomes }
@@ -329,7 +342,8 @@ fn start(
         Err(e) => return fail("CreateContainerConfigError", e.0),
     };
     let mut spec = spec;
-    if let Some(net) = &pod.status.network {
+    let just_made = job.sandbox_network.lock().ok().and_then(|n| n.clone());
+    if let Some(net) = just_made.as_ref().or(pod.status.network.as_ref()) {
         for (file, target) in [(&net.hosts_file, "/etc/hosts"), (&net.resolv_file, "/etc/resolv.conf")] {
             spec.mounts.push(skiff_runtime::container::BindMount {
                 source: file.clone(),
