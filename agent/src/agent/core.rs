@@ -192,6 +192,8 @@ impl Core {
         };
         core.refresh_objects(now);
         core.adopt(now);
+        // The first snapshot the API serves should not claim containers that died meanwhile.
+        core.observe_all(now);
         Ok(core)
     }
 
@@ -309,27 +311,9 @@ impl Core {
         self.flush();
     }
 
-    fn record_pod_event(&mut self, uid: &str, warning: bool, reason: &str, message: &str) {
-        if let Some(p) = self.pods.get(uid) {
-            let (ns, name) = (p.namespace.clone(), p.name.clone());
-            self.events
-                .record(now_millis(), warning, reason, "Pod", &ns, &name, message);
-        }
-    }
-
-    /// One turn: desired -> pods, observe, plan, dispatch, persist.
-    fn turn(
-        &mut self,
-        now: Millis,
-        results: &mpsc::Sender<JobResult>,
-        pulls: &mpsc::Sender<PullResult>,
-        tracker: &TaskTracker,
-    ) {
-        if self.desired_changed {
-            self.desired_changed = false;
-            self.apply_desired(now);
-        }
-        // Observe.
+    /// Folds what the runtime says about every running container into the pod records (pods
+    /// with an action in flight wait for its outcome); returns the pods looked at.
+    fn observe_all(&mut self, now: Millis) -> Vec<String> {
         let uids: Vec<String> = self
             .pods
             .keys()
@@ -371,6 +355,30 @@ impl Core {
                 self.record_pod_event(uid, n.warning, &n.reason, &n.message);
             }
         }
+        uids
+    }
+
+    fn record_pod_event(&mut self, uid: &str, warning: bool, reason: &str, message: &str) {
+        if let Some(p) = self.pods.get(uid) {
+            let (ns, name) = (p.namespace.clone(), p.name.clone());
+            self.events
+                .record(now_millis(), warning, reason, "Pod", &ns, &name, message);
+        }
+    }
+
+    /// One turn: desired -> pods, observe, plan, dispatch, persist.
+    fn turn(
+        &mut self,
+        now: Millis,
+        results: &mpsc::Sender<JobResult>,
+        pulls: &mpsc::Sender<PullResult>,
+        tracker: &TaskTracker,
+    ) {
+        if self.desired_changed {
+            self.desired_changed = false;
+            self.apply_desired(now);
+        }
+        let uids = self.observe_all(now);
         // Plan and dispatch.
         for uid in uids {
             let Some(pod) = self.pods.get(&uid) else { continue };

@@ -23,6 +23,8 @@ pub struct Shared {
     pub images: ImageStore,
     pub config: AgentConfig,
     pub cancel: CancellationToken,
+    /// Every node of the cluster, from gossip.
+    pub nodes: watch::Receiver<Vec<skiff_gossip::NodeStatus>>,
 }
 
 pub fn handler(shared: Shared) -> Handler {
@@ -49,8 +51,34 @@ fn list(items: Vec<Value>) -> Value {
 async fn handle(shared: Shared, request: Request) -> Reply {
     let snap = shared.snapshot.borrow().clone();
     match request {
+        Request::Get { kind: ResourceKind::Nodes, name, .. } => {
+            let nodes = shared.nodes.borrow().clone();
+            let items: Vec<Value> = nodes
+                .iter()
+                .filter(|n| name.as_deref().is_none_or(|x| x == n.name))
+                .map(node_json)
+                .collect();
+            match name {
+                Some(n) if items.is_empty() => err(format!("node {n:?} not found")),
+                Some(_) => ok(items.into_iter().next().unwrap_or_default()),
+                None => ok(list(items)),
+            }
+        }
         Request::Get { kind, name, namespace, all_namespaces } => {
             get(&snap, kind, name.as_deref(), namespace.as_deref(), all_namespaces)
+        }
+        Request::Describe { kind: ResourceKind::Nodes, name, .. } => {
+            let nodes = shared.nodes.borrow().clone();
+            match nodes.iter().find(|n| n.name == name) {
+                Some(n) => {
+                    let mut v = node_json(n);
+                    if n.is_self {
+                        v["status"]["pods"] = json!(snap.pods.len());
+                    }
+                    ok(v)
+                }
+                None => err(format!("node {name:?} not found")),
+            }
         }
         Request::Describe { kind, name, namespace } => describe(&snap, kind, &name, namespace.as_deref()),
         Request::Logs { pod, namespace, container, follow, tail } => {
@@ -84,7 +112,13 @@ async fn handle(shared: Shared, request: Request) -> Reply {
             Ok(infos) => ok(images_json(&infos)),
             Err(e) => err(e.to_string()),
         },
-        Request::Status => ok(status(&snap)),
+        Request::Status => ok(status(&snap, &shared.nodes.borrow())),
+        Request::TokenCreate { ttl_secs } => {
+            match skiff_gossip::create_token(&shared.config.data_dir, Duration::from_secs(ttl_secs)) {
+                Ok(token) => ok(json!({ "token": token.to_string(), "id": token.id() })),
+                Err(e) => err(format!("token create: {e}")),
+            }
+        }
     }
 }
 
@@ -143,11 +177,7 @@ fn get(snap: &Snapshot, kind: ResourceKind, name: Option<&str>, namespace: Optio
                 }
             }
         }
-        ResourceKind::Nodes => {
-            if name.is_none_or(|n| n == snap.node_name) {
-                items.push(node_json(snap));
-            }
-        }
+        ResourceKind::Nodes => {}
         ResourceKind::Services => {}
         other => {
             let want = match other {
@@ -187,16 +217,30 @@ fn get(snap: &Snapshot, kind: ResourceKind, name: Option<&str>, namespace: Optio
     ok(list(items))
 }
 
-fn node_json(snap: &Snapshot) -> Value {
+fn node_json(n: &skiff_gossip::NodeStatus) -> Value {
+    let m = &n.metadata;
     json!({
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": { "name": snap.node_name, "creationTimestamp": rfc3339(snap.started_at) },
+        "metadata": {
+            "name": n.name,
+            "labels": m.labels,
+            "creationTimestamp": rfc3339(n.started_at_unix_ms),
+        },
+        "spec": { "unschedulable": m.cordoned },
         "status": {
-            "phase": "Ready",
-            "roles": "leader",
-            "nodeInfo": { "kubeletVersion": env!("CARGO_PKG_VERSION") },
-            "conditions": [{ "type": "Ready", "status": "True" }],
+            "phase": n.condition.to_string(),
+            "roles": "<none>",
+            "generation": n.generation,
+            "addresses": [{ "type": "InternalIP", "address": n.address.ip().to_string() }],
+            "gossipAddress": n.address.to_string(),
+            "capacity": {
+                "cpu": format!("{}m", m.capacity.cpu_millis),
+                "memory": m.capacity.memory_bytes.to_string(),
+                "pods": m.capacity.pods.to_string(),
+            },
+            "nodeInfo": { "kubeletVersion": n.version() },
+            "conditions": [{ "type": "Ready", "status": if n.condition == skiff_gossip::NodeCondition::Ready { "True" } else { "False" } }],
         },
     })
 }
@@ -224,11 +268,6 @@ fn describe(snap: &Snapshot, kind: ResourceKind, name: &str, namespace: Option<&
                 .map(|e| json!(format!("{} {} {} (x{}): {}", rfc3339(e.last_seen), if e.warning { "Warning" } else { "Normal" }, e.reason, e.count, e.message)))
                 .collect();
             v["events"] = json!(events);
-            ok(v)
-        }
-        ResourceKind::Nodes if name == snap.node_name => {
-            let mut v = node_json(snap);
-            v["status"]["pods"] = json!(snap.pods.len());
             ok(v)
         }
         _ => err(format!("cannot describe {kind:?} {name:?}").to_lowercase()),
@@ -379,7 +418,7 @@ async fn delete(shared: &Shared, target: DeleteTarget) -> Reply {
     }
 }
 
-fn status(snap: &Snapshot) -> Value {
+fn status(snap: &Snapshot, nodes: &[skiff_gossip::NodeStatus]) -> Value {
     let pods: Vec<&PodRecord> = snap.pods.iter().collect();
     let mut workloads = Vec::new();
     for (key, (_, object)) in snap.objects.iter() {
@@ -406,7 +445,10 @@ fn status(snap: &Snapshot) -> Value {
         }));
     }
     json!({
-        "nodes": [{ "name": snap.node_name, "status": "Ready" }],
+        "nodes": nodes.iter().map(|n| json!({
+            "name": n.name, "status": n.condition.to_string(), "address": n.address.to_string(),
+        })).collect::<Vec<_>>(),
+        // One node schedules its own pods until the cluster scheduler lands.
         "leader": snap.node_name,
         "term": 1,
         "workloads": workloads,

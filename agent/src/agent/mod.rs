@@ -5,6 +5,7 @@
 mod core;
 mod execute;
 mod handler;
+mod membership;
 mod sources;
 
 use crate::api;
@@ -201,6 +202,7 @@ pub async fn run_until(config: AgentConfig, cancel: CancellationToken) -> anyhow
             Err(e) => tracing::warn!("pod network gc: {e}"),
         }
     }
+    let gossip = membership::start(&config).await?;
     let (snap_tx, snap_rx) = watch::channel(Arc::new(core.snapshot()));
     let handler = handler::handler(handler::Shared {
         snapshot: snap_rx,
@@ -208,6 +210,7 @@ pub async fn run_until(config: AgentConfig, cancel: CancellationToken) -> anyhow
         images,
         config: config.clone(),
         cancel: cancel.clone(),
+        nodes: gossip.nodes(),
     });
     tracker.spawn(api::server::serve(
         listener,
@@ -223,6 +226,14 @@ pub async fn run_until(config: AgentConfig, cancel: CancellationToken) -> anyhow
     );
     core.run(file_rx, cmd_rx, snap_tx, cancel.clone(), tracker.clone())
         .await;
+    // A graceful stop tells the cluster this node left (it shows as Left, not NotReady).
+    let left = gossip.leave().await;
+    tracing::info!(
+        "left the cluster ({} of {} live peers told)",
+        left.reached,
+        left.live_peers
+    );
+    gossip.shutdown().await;
     cancel.cancel();
     tracker.close();
     tracker.wait().await;

@@ -43,6 +43,10 @@ pub enum Request {
     },
     ImageList,
     Status,
+    /// A join token for a new node (only the node holding the cluster CA can issue one).
+    TokenCreate {
+        ttl_secs: u64,
+    },
 }
 
 /// Kinds the CLI can name (`get pods`, `get deploy`, ...).

@@ -165,11 +165,20 @@ fn run_inner(socket: &Path, command: Command) -> Result<i32, CliError> {
             output::print_images(&value);
             Ok(EXIT_OK)
         }
-        Command::Token(TokenCommand::Create)
-        | Command::Cordon { .. }
+        Command::Token(TokenCommand::Create { ttl }) => {
+            let value = call(
+                socket,
+                &Request::TokenCreate {
+                    ttl_secs: ttl.as_secs(),
+                },
+            )?;
+            output::note(value["token"].as_str().unwrap_or_default());
+            Ok(EXIT_OK)
+        }
+        Command::Cordon { .. }
         | Command::Uncordon { .. }
         | Command::Drain { .. } => Err(CliError::User(
-            "this command needs cluster membership, which this build of skiff does not have yet"
+            "cordon, uncordon and drain need the cluster scheduler, which this build of skiff does not have yet"
                 .to_string(),
         )),
         Command::Agent(_) | Command::Dev(_) => Err(CliError::User("not a client command".into())),

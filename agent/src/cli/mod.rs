@@ -198,7 +198,11 @@ pub enum ImageCommand {
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Print a join token for a new node
-    Create,
+    Create {
+        /// How long the token can be used, e.g. 30m, 24h, 7d
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+    },
 }
 
 #[derive(Debug, Subcommand)]
