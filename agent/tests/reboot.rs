@@ -41,9 +41,14 @@ spec:
     agent.simulate_reboot();
     assert!(old.values().all(|(id, _)| !id.alive()));
     agent.restart();
-
-    // (Right after the start the agent may still show the records it loaded, before it has
-    // looked at the runtime: wait for the restarted containers themselves.)
+    // From its first answer on, the agent must not report the dead containers as running.
+    for p in agent.pods() {
+        let c = container_status(&p, "app");
+        assert!(
+            c["state"].get("running").is_none() || c["restartCount"] != 0,
+            "a container that died in the reboot is shown running: {p}"
+        );
+    }
     let pods = agent.wait_until(WAIT, "both pods restarted", || {
         let pods = agent.live_pods();
         let done = pods.len() == 2
