@@ -12,6 +12,7 @@
 pub mod cleanup;
 pub mod counter;
 pub mod image;
+pub mod netbed;
 pub mod proc;
 pub mod queries;
 pub mod util;
@@ -43,6 +44,10 @@ pub struct AgentOptions {
     pub pod_network: bool,
     /// The node's pod subnet.
     pub pod_subnet: String,
+    /// `--cluster-cidr` (not masqueraded).
+    pub cluster_cidr: String,
+    /// Masquerade pod egress (default off: `--no-masquerade`).
+    pub masquerade: bool,
 }
 
 impl Default for AgentOptions {
@@ -53,6 +58,8 @@ impl Default for AgentOptions {
             config: String::new(),
             pod_network: true,
             pod_subnet: "198.18.7.0/24".to_string(),
+            cluster_cidr: "198.18.0.0/15".to_string(),
+            masquerade: false,
         }
     }
 }
@@ -201,8 +208,10 @@ impl TestAgent {
                 .arg(Path::new("/run/netns").join(&self.node_netns))
                 .args(["--bridge", &format!("sk{}", &self.netns_tag[1..])])
                 .args(["--pod-subnet", &self.pod_subnet])
-                .args(["--cluster-cidr", "198.18.0.0/15"])
-                .arg("--no-masquerade");
+                .args(["--cluster-cidr", &self.options.cluster_cidr]);
+            if !self.options.masquerade {
+                cmd.arg("--no-masquerade");
+            }
         } else {
             cmd.arg("--no-pod-network");
         }
