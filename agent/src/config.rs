@@ -337,6 +337,11 @@ mod tests {
             cgroup_parent: "skiff".into(),
             ..AgentConfig::default()
         };
-        assert!(c.validate().unwrap_err().to_string().contains("cgroup-parent"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("cgroup-parent")
+        );
     }
 }

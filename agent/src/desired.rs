@@ -3,9 +3,9 @@
 //! version; an object declared twice keeps its first declaration (by source name).
 
 use crate::pod::{Owner, PodRecord};
-use skiff_manifests::{Kind, Object, ObjectKey, Valid};
 use skiff_manifests::model::workloads::{Deployment, Pod};
 use skiff_manifests::naming::PodSuffix;
+use skiff_manifests::{Kind, Object, ObjectKey, Valid};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Where an object was declared: a manifest file path, or `api:<key>` for `skiff apply`.
@@ -110,7 +110,9 @@ pub fn pod_changes(
                 let hash = object.content_hash();
                 let same_name: Vec<&&PodRecord> = pods
                     .iter()
-                    .filter(|p| p.owner.is_none() && p.namespace == key.namespace && p.name == key.name)
+                    .filter(|p| {
+                        p.owner.is_none() && p.namespace == key.namespace && p.name == key.name
+                    })
                     .collect();
                 let current = same_name
                     .iter()

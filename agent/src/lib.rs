@@ -10,16 +10,16 @@
 //! - `agent`: the service that owns the state and runs the loop; `api`: the local socket.
 //! - `cli`: the `skiff` command line; `cli::output` is the only place that prints.
 
+pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod config;
-pub mod pod;
-pub mod reconciler;
-pub mod store;
-pub mod watcher;
-pub mod agent;
 pub mod desired;
 pub mod dev;
 pub mod events;
+pub mod pod;
+pub mod reconciler;
 pub mod render;
 pub mod shim;
+pub mod store;
+pub mod watcher;

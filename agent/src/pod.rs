@@ -19,8 +19,7 @@ pub fn now_millis() -> Millis {
 
 /// RFC 3339 (seconds) for Kubernetes-shaped output.
 pub fn rfc3339(ms: Millis) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms))
-        .to_string()
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -225,8 +224,7 @@ impl PodRecord {
                 Phase::Failed
             };
         }
-        if s
-            .containers
+        if s.containers
             .iter()
             .all(|c| c.running() || c.last.is_some() || c.done)
         {

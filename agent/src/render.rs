@@ -2,7 +2,9 @@
 //! replica counts. Container states follow kubelet's reasons (ContainerCreating,
 //! CrashLoopBackOff, ImagePullBackOff, ErrImagePull, OOMKilled, Completed, ...).
 
-use crate::pod::{ContainerPlanSpec, ContainerRuntime, Millis, Phase, PodRecord, PullPolicy, rfc3339};
+use crate::pod::{
+    ContainerPlanSpec, ContainerRuntime, Millis, Phase, PodRecord, PullPolicy, rfc3339,
+};
 use crate::reconciler::plan::ImageState;
 use serde_json::{Map, Value, json};
 
@@ -65,7 +67,10 @@ fn container_status(
             (ImageState::Failed { message, .. }, _) => waiting("ErrImagePull", &message),
             (ImageState::Missing, _) if spec.pull_policy == PullPolicy::Never => waiting(
                 "ErrImageNeverPull",
-                &format!("image {:?} is not present and imagePullPolicy is Never", spec.image),
+                &format!(
+                    "image {:?} is not present and imagePullPolicy is Never",
+                    spec.image
+                ),
             ),
             _ => waiting("ContainerCreating", ""),
         }
@@ -78,10 +83,10 @@ fn container_status(
         "restartCount": c.restart_count,
         "state": state,
     });
-    if c.current.is_some() || !c.done {
-        if let Some(last) = terminated(c) {
-            v["lastState"] = last;
-        }
+    if (c.current.is_some() || !c.done)
+        && let Some(last) = terminated(c)
+    {
+        v["lastState"] = last;
     }
     v
 }
@@ -166,16 +171,27 @@ pub fn pod_ready(p: &PodRecord) -> bool {
 }
 
 /// A Deployment with replica counts from the pods this node runs for it.
-pub fn deployment(object: &Value, name: &str, namespace: &str, pods: &[&PodRecord], template_hash: &str) -> Value {
+pub fn deployment(
+    object: &Value,
+    name: &str,
+    namespace: &str,
+    pods: &[&PodRecord],
+    template_hash: &str,
+) -> Value {
     let owned: Vec<&&PodRecord> = pods
         .iter()
         .filter(|p| {
             p.namespace == namespace
                 && p.deleting_since.is_none()
-                && p.owner.as_ref().is_some_and(|o| o.kind == "Deployment" && o.name == name)
+                && p.owner
+                    .as_ref()
+                    .is_some_and(|o| o.kind == "Deployment" && o.name == name)
         })
         .collect();
-    let updated = owned.iter().filter(|p| p.spec_hash == template_hash).count();
+    let updated = owned
+        .iter()
+        .filter(|p| p.spec_hash == template_hash)
+        .count();
     let ready = owned.iter().filter(|p| pod_ready(p)).count();
     let created = owned.iter().map(|p| p.created_at).min();
     let mut v = object.clone();

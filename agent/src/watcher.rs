@@ -86,8 +86,8 @@ pub fn spawn(
     // (path, complete): a closed-after-write or renamed-into-place file is complete and is read
     // at once; any other change waits for the debounce.
     let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<(PathBuf, bool)>();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        match res {
+    let mut watcher =
+        notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
             Ok(event) => {
                 let complete = is_complete(&event.kind);
                 for path in event.paths {
@@ -95,8 +95,7 @@ pub fn spawn(
                 }
             }
             Err(e) => tracing::warn!("manifest watcher: {e}"),
-        }
-    })?;
+        })?;
     watcher.watch(&dir, RecursiveMode::Recursive)?;
     tracker.spawn(async move {
         // Keep the watcher alive as long as the task runs.
@@ -213,7 +212,10 @@ mod tests {
         )
         .unwrap();
         let deadline = Duration::from_secs(10);
-        let first = tokio::time::timeout(deadline, rx.recv()).await.unwrap().unwrap();
+        let first = tokio::time::timeout(deadline, rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
         match first {
             FileEvent::Snapshot { files } => {
                 assert_eq!(files.len(), 1);
@@ -224,7 +226,10 @@ mod tests {
         // Repeats for first.yaml may arrive (the receiver ignores unchanged content); skip them.
         let first_path = dir.path().join("first.yaml");
         let mut next = async || loop {
-            let ev = tokio::time::timeout(deadline, rx.recv()).await.unwrap().unwrap();
+            let ev = tokio::time::timeout(deadline, rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
             if !matches!(&ev, FileEvent::Present { path, .. } if *path == first_path) {
                 return ev;
             }

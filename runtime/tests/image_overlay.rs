@@ -116,5 +116,8 @@ fn whiteouts_and_opaque_dirs_apply_through_overlayfs() {
         b"c/new",
         "contents come from the top layer"
     );
-    assert!(Path::new(&layers[0]).join("b").is_file(), "bottom layer untouched");
+    assert!(
+        Path::new(&layers[0]).join("b").is_file(),
+        "bottom layer untouched"
+    );
 }

@@ -137,7 +137,9 @@ fn plan_spec(pod: &Valid<Pod>) -> PodPlanSpec {
 }
 
 fn to_millis(t: std::time::SystemTime) -> Millis {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
 }
 
 impl Core {
@@ -213,17 +215,28 @@ impl Core {
         let mut known: HashSet<String> = HashSet::new();
         let mut adopted = 0;
         for pod in self.pods.values_mut() {
-            for c in pod.status.init_containers.iter().chain(pod.status.containers.iter()) {
+            for c in pod
+                .status
+                .init_containers
+                .iter()
+                .chain(pod.status.containers.iter())
+            {
                 if let Some(i) = &c.current {
                     known.insert(i.id.clone());
-                    if matches!(self.runtime.state(&i.id), Ok(ContainerState::Running { .. })) {
+                    if matches!(
+                        self.runtime.state(&i.id),
+                        Ok(ContainerState::Running { .. })
+                    ) {
                         adopted += 1;
                     }
                 }
             }
             known.extend(pod.status.pending_removal.iter().cloned());
             if pod.status.sandbox_ready && !pod.plan.host_network {
-                let ns = self.config.netns_dir.join(format!("{}{}", self.config.netns_prefix, pod.uid));
+                let ns = self
+                    .config
+                    .netns_dir
+                    .join(format!("{}{}", self.config.netns_prefix, pod.uid));
                 if !ns.exists() {
                     pod.status.sandbox_ready = false;
                     self.dirty.insert(pod.uid.clone());
@@ -342,7 +355,9 @@ impl Core {
                     Observed::Running
                 }
             };
-            let Some(pod) = self.pods.get_mut(uid) else { continue };
+            let Some(pod) = self.pods.get_mut(uid) else {
+                continue;
+            };
             if !pod.status.any_running() {
                 continue;
             }
@@ -381,7 +396,9 @@ impl Core {
         let uids = self.observe_all(now);
         // Plan and dispatch.
         for uid in uids {
-            let Some(pod) = self.pods.get(&uid) else { continue };
+            let Some(pod) = self.pods.get(&uid) else {
+                continue;
+            };
             let image_state = |image: &str| {
                 let key = normalize_reference(image).unwrap_or_else(|_| image.to_string());
                 self.image_state
@@ -390,7 +407,10 @@ impl Core {
                     .unwrap_or(ImageState::Missing)
             };
             let mut actions = plan::plan(pod, &image_state, now);
-            if actions.iter().any(|a| matches!(a, Action::EnsureSandbox { .. })) {
+            if actions
+                .iter()
+                .any(|a| matches!(a, Action::EnsureSandbox { .. }))
+            {
                 // Pipeline: plan the container starts as if the sandbox were ready, so one job
                 // makes the sandbox and starts the containers (the executor skips the starts
                 // if the sandbox fails).
@@ -411,7 +431,15 @@ impl Core {
                     Action::PullImage { image } => self.start_pull(&image, pulls, tracker),
                     Action::Forget { uid } => {
                         if let Some(p) = self.pods.remove(&uid) {
-                            self.events.record(now, false, "Deleted", "Pod", &p.namespace, &p.name, "pod removed");
+                            self.events.record(
+                                now,
+                                false,
+                                "Deleted",
+                                "Pod",
+                                &p.namespace,
+                                &p.name,
+                                "pod removed",
+                            );
                         }
                         if let Err(e) = self.store.delete_pod(&uid) {
                             tracing::warn!("pod {uid}: {e}");
@@ -425,7 +453,9 @@ impl Core {
             if pod_actions.is_empty() {
                 continue;
             }
-            let Some(pod) = self.pods.get(&uid) else { continue };
+            let Some(pod) = self.pods.get(&uid) else {
+                continue;
+            };
             let job = Job {
                 pod: pod.clone(),
                 actions: pod_actions,
@@ -464,14 +494,30 @@ impl Core {
         let mut suffix = || PodSuffix::random(&mut rng);
         let changes = desired::pod_changes(&self.objects, &records, &mut suffix);
         for (key, reason) in &changes.blocked {
-            self.events.record(now, true, "Blocked", key.kind.as_str(), &key.namespace, &key.name, reason);
+            self.events.record(
+                now,
+                true,
+                "Blocked",
+                key.kind.as_str(),
+                &key.namespace,
+                &key.name,
+                reason,
+            );
         }
         for uid in changes.delete {
             if let Some(p) = self.pods.get_mut(&uid) {
                 p.deleting_since = Some(now);
                 self.dirty.insert(uid.clone());
                 let (ns, name) = (p.namespace.clone(), p.name.clone());
-                self.events.record(now, false, "Killing", "Pod", &ns, &name, "stopping pod: it is no longer desired or its spec changed");
+                self.events.record(
+                    now,
+                    false,
+                    "Killing",
+                    "Pod",
+                    &ns,
+                    &name,
+                    "stopping pod: it is no longer desired or its spec changed",
+                );
             }
         }
         for new in changes.create {
@@ -489,7 +535,15 @@ impl Core {
                 created_at: now,
                 deleting_since: None,
             };
-            self.events.record(now, false, "Scheduled", "Pod", &record.namespace, &record.name, &format!("assigned to {}", self.config.node_name));
+            self.events.record(
+                now,
+                false,
+                "Scheduled",
+                "Pod",
+                &record.namespace,
+                &record.name,
+                &format!("assigned to {}", self.config.node_name),
+            );
             self.pods.insert(uid.clone(), record);
             self.dirty.insert(uid);
         }
@@ -509,7 +563,13 @@ impl Core {
         let users: Vec<String> = self
             .pods
             .values()
-            .filter(|p| p.plan.containers.iter().chain(&p.plan.init_containers).any(|c| c.image == image))
+            .filter(|p| {
+                p.plan
+                    .containers
+                    .iter()
+                    .chain(&p.plan.init_containers)
+                    .any(|c| c.image == image)
+            })
             .map(|p| p.uid.clone())
             .collect();
         for uid in users {
@@ -517,7 +577,11 @@ impl Core {
         }
         tracker.spawn(async move {
             let started = std::time::Instant::now();
-            let result = images.pull(&image, &opts).await.map(|_| ()).map_err(|e| e.to_string());
+            let result = images
+                .pull(&image, &opts)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string());
             let _ = tx
                 .send(PullResult {
                     key,
@@ -536,7 +600,13 @@ impl Core {
         let users: Vec<String> = self
             .pods
             .values()
-            .filter(|pod| pod.plan.containers.iter().chain(&pod.plan.init_containers).any(|c| c.image == p.image))
+            .filter(|pod| {
+                pod.plan
+                    .containers
+                    .iter()
+                    .chain(&pod.plan.init_containers)
+                    .any(|c| c.image == p.image)
+            })
             .map(|pod| pod.uid.clone())
             .collect();
         match p.result {
@@ -551,7 +621,12 @@ impl Core {
                             .init_containers
                             .iter()
                             .zip(pod.status.init_containers.iter_mut())
-                            .chain(pod.plan.containers.iter().zip(pod.status.containers.iter_mut()))
+                            .chain(
+                                pod.plan
+                                    .containers
+                                    .iter()
+                                    .zip(pod.status.containers.iter_mut()),
+                            )
                         {
                             if spec.image == p.image && !c.running() {
                                 c.pulled = true;
@@ -561,7 +636,12 @@ impl Core {
                     }
                 }
                 for uid in users {
-                    self.record_pod_event(&uid, false, "Pulled", &format!("pulled image {:?} in {:.1}s", p.image, p.took.as_secs_f64()));
+                    self.record_pod_event(
+                        &uid,
+                        false,
+                        "Pulled",
+                        &format!("pulled image {:?} in {:.1}s", p.image, p.took.as_secs_f64()),
+                    );
                 }
             }
             Err(message) => {
@@ -571,7 +651,11 @@ impl Core {
                 // A present image still counts as present, so pull policy Always would pull again
                 // at once: hold those containers back until the retry time, as kubelet does.
                 let (failures, retry_at) = (entry.failures, entry.retry_at);
-                let reason = if failures > 1 { "ImagePullBackOff" } else { "ErrImagePull" };
+                let reason = if failures > 1 {
+                    "ImagePullBackOff"
+                } else {
+                    "ErrImagePull"
+                };
                 for uid in &users {
                     if let Some(pod) = self.pods.get_mut(uid) {
                         for (spec, c) in pod
@@ -579,13 +663,25 @@ impl Core {
                             .init_containers
                             .iter()
                             .zip(pod.status.init_containers.iter_mut())
-                            .chain(pod.plan.containers.iter().zip(pod.status.containers.iter_mut()))
+                            .chain(
+                                pod.plan
+                                    .containers
+                                    .iter()
+                                    .zip(pod.status.containers.iter_mut()),
+                            )
                         {
-                            if spec.image == p.image && spec.pull_policy == PullPolicy::Always && !c.running() && !c.pulled {
+                            if spec.image == p.image
+                                && spec.pull_policy == PullPolicy::Always
+                                && !c.running()
+                                && !c.pulled
+                            {
                                 c.next_start_at = Some(retry_at);
                                 c.waiting = Some(Waiting {
                                     reason: reason.to_string(),
-                                    message: format!("failed to pull image {:?}: {message}", p.image),
+                                    message: format!(
+                                        "failed to pull image {:?}: {message}",
+                                        p.image
+                                    ),
                                 });
                             }
                         }
@@ -593,7 +689,12 @@ impl Core {
                     }
                 }
                 for uid in users {
-                    self.record_pod_event(&uid, true, "Failed", &format!("failed to pull image {:?}: {message}", p.image));
+                    self.record_pod_event(
+                        &uid,
+                        true,
+                        "Failed",
+                        &format!("failed to pull image {:?}: {message}", p.image),
+                    );
                 }
             }
         }
@@ -603,7 +704,9 @@ impl Core {
         self.in_flight.remove(&r.uid);
         let now = now_millis();
         let mut events = Vec::new();
-        let Some(pod) = self.pods.get_mut(&r.uid) else { return };
+        let Some(pod) = self.pods.get_mut(&r.uid) else {
+            return;
+        };
         for outcome in r.outcomes {
             match outcome {
                 Outcome::SandboxReady { network } => {
@@ -616,12 +719,19 @@ impl Core {
                 }
                 Outcome::SandboxFailed { reason, message } => {
                     pod.status.sandbox_failures += 1;
-                    pod.status.sandbox_retry_at =
-                        Some(now + self.pull.delay(pod.status.sandbox_failures).as_millis() as Millis);
+                    pod.status.sandbox_retry_at = Some(
+                        now + self.pull.delay(pod.status.sandbox_failures).as_millis() as Millis,
+                    );
                     events.push((true, reason.clone(), message.clone()));
                     pod.status.sandbox_error = Some(Waiting { reason, message });
                 }
-                Outcome::Started { init, index, id, pid, started_at } => {
+                Outcome::Started {
+                    init,
+                    index,
+                    id,
+                    pid,
+                    started_at,
+                } => {
                     let attempt = attempt_of(&id);
                     let c = container_mut(pod, init, index);
                     c.attempts = c.attempts.max(attempt);
@@ -638,18 +748,37 @@ impl Core {
                     });
                     events.push((false, "Started".into(), format!("started container {name}")));
                 }
-                Outcome::StartFailed { init, index, id, reason, message } => {
+                Outcome::StartFailed {
+                    init,
+                    index,
+                    id,
+                    reason,
+                    message,
+                } => {
                     let attempt = attempt_of(&id);
                     let c = container_mut(pod, init, index);
                     c.attempts = c.attempts.max(attempt);
                     c.failures += 1;
-                    c.next_start_at = Some(now + self.crash.delay(c.failures).as_millis() as Millis);
+                    c.next_start_at =
+                        Some(now + self.crash.delay(c.failures).as_millis() as Millis);
                     let name = c.name.clone();
-                    c.waiting = Some(Waiting { reason: reason.clone(), message: message.clone() });
-                    events.push((true, "Failed".into(), format!("container {name}: {reason}: {message}")));
+                    c.waiting = Some(Waiting {
+                        reason: reason.clone(),
+                        message: message.clone(),
+                    });
+                    events.push((
+                        true,
+                        "Failed".into(),
+                        format!("container {name}: {reason}: {message}"),
+                    ));
                 }
                 Outcome::Signaled { id, signal } => {
-                    for c in pod.status.init_containers.iter_mut().chain(pod.status.containers.iter_mut()) {
+                    for c in pod
+                        .status
+                        .init_containers
+                        .iter_mut()
+                        .chain(pod.status.containers.iter_mut())
+                    {
                         if let Some(i) = c.current.as_mut().filter(|i| i.id == id) {
                             match signal {
                                 StopSignal::Term => i.term_sent_at = Some(now),
@@ -755,7 +884,10 @@ impl Core {
 pub fn describe_key(key: &ObjectKey) -> String {
     let kind = key.kind.as_str().to_ascii_lowercase();
     let group = if key.kind.api_version().contains('/') {
-        format!("{kind}.{}", key.kind.api_version().split('/').next().unwrap_or(""))
+        format!(
+            "{kind}.{}",
+            key.kind.api_version().split('/').next().unwrap_or("")
+        )
     } else {
         kind
     };
@@ -763,10 +895,17 @@ pub fn describe_key(key: &ObjectKey) -> String {
 }
 
 fn attempt_of(id: &str) -> u32 {
-    id.rsplit('-').next().and_then(|a| a.parse().ok()).unwrap_or(1)
+    id.rsplit('-')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1)
 }
 
-fn container_mut(pod: &mut PodRecord, init: bool, index: usize) -> &mut crate::pod::ContainerRuntime {
+fn container_mut(
+    pod: &mut PodRecord,
+    init: bool,
+    index: usize,
+) -> &mut crate::pod::ContainerRuntime {
     if init {
         &mut pod.status.init_containers[index]
     } else {

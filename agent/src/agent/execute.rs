@@ -8,10 +8,10 @@ use crate::pod::{PodNet, PodRecord};
 use crate::reconciler::container::{self, StartRequest};
 use crate::reconciler::plan::{Action, StopSignal};
 use crate::reconciler::sandbox::{self, PodPaths};
+use skiff_cni::{HostPortMapping, NetlinkNetwork, PodNetRequest, PodNetwork, Protocol};
 use skiff_manifests::model::workloads::Pod;
 use skiff_manifests::{Object, ObjectKey, Valid};
 use skiff_runtime::container::{ContainerError, ContainerRuntime};
-use skiff_cni::{HostPortMapping, NetlinkNetwork, PodNetRequest, PodNetwork, Protocol};
 use skiff_runtime::image::{ImageStore, PullOptions, RegistryAuth};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -245,15 +245,14 @@ fn run_action(job: &Job, action: &Action) -> Outcome {
     let config = &job.config;
     let paths = PodPaths::new(&config.pods_dir(), &pod.uid);
     let netns = netns_name(config, &pod.uid);
-    let in_netns =
-        (!pod.plan.host_network).then_some((config.netns_dir.as_path(), netns.as_str()));
+    let in_netns = (!pod.plan.host_network).then_some((config.netns_dir.as_path(), netns.as_str()));
     // With pod networking the cni crate owns the namespace; without, the sandbox makes it.
     let owned_netns = in_netns.filter(|_| job.network.is_none());
     match action {
         Action::EnsureSandbox { .. } => prepare_volumes(job, owned_netns),
-        Action::StartContainer { init, index, id, .. } => {
-            start(job, &paths, in_netns, *init, *index, id)
-        }
+        Action::StartContainer {
+            init, index, id, ..
+        } => start(job, &paths, in_netns, *init, *index, id),
         Action::Signal { id, signal, .. } => {
             let sig = match signal {
                 StopSignal::Term => libc::SIGTERM,
@@ -304,7 +303,10 @@ fn start(
     };
     let pod = &job.pod;
     let Ok(manifest) = Valid::<Pod>::try_from(pod.manifest.clone()) else {
-        return fail("CreateContainerConfigError", "stored pod record is not a pod".into());
+        return fail(
+            "CreateContainerConfigError",
+            "stored pod record is not a pod".into(),
+        );
     };
     let list = if init {
         &manifest.spec.init_containers
@@ -312,11 +314,19 @@ fn start(
         &manifest.spec.containers
     };
     let Some(c) = list.get(index) else {
-        return fail("CreateContainerConfigError", format!("no container at index {index}"));
+        return fail(
+            "CreateContainerConfigError",
+            format!("no container at index {index}"),
+        );
     };
     let info = match job.images.resolve(&c.image) {
         Ok(Some(info)) => info,
-        Ok(None) => return fail("ErrImageNeverPull", format!("image {:?} is not present", c.image)),
+        Ok(None) => {
+            return fail(
+                "ErrImageNeverPull",
+                format!("image {:?} is not present", c.image),
+            );
+        }
         Err(e) => return fail("CreateContainerError", e.to_string()),
     };
     let layers = match job.images.layer_dirs(&info) {
@@ -344,7 +354,10 @@ fn start(
     let mut spec = spec;
     let just_made = job.sandbox_network.lock().ok().and_then(|n| n.clone());
     if let Some(net) = just_made.as_ref().or(pod.status.network.as_ref()) {
-        for (file, target) in [(&net.hosts_file, "/etc/hosts"), (&net.resolv_file, "/etc/resolv.conf")] {
+        for (file, target) in [
+            (&net.hosts_file, "/etc/hosts"),
+            (&net.resolv_file, "/etc/resolv.conf"),
+        ] {
             spec.mounts.push(skiff_runtime::container::BindMount {
                 source: file.clone(),
                 destination: target.into(),

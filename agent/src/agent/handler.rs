@@ -51,7 +51,11 @@ fn list(items: Vec<Value>) -> Value {
 async fn handle(shared: Shared, request: Request) -> Reply {
     let snap = shared.snapshot.borrow().clone();
     match request {
-        Request::Get { kind: ResourceKind::Nodes, name, .. } => {
+        Request::Get {
+            kind: ResourceKind::Nodes,
+            name,
+            ..
+        } => {
             let nodes = shared.nodes.borrow().clone();
             let items: Vec<Value> = nodes
                 .iter()
@@ -64,10 +68,23 @@ async fn handle(shared: Shared, request: Request) -> Reply {
                 None => ok(list(items)),
             }
         }
-        Request::Get { kind, name, namespace, all_namespaces } => {
-            get(&snap, kind, name.as_deref(), namespace.as_deref(), all_namespaces)
-        }
-        Request::Describe { kind: ResourceKind::Nodes, name, .. } => {
+        Request::Get {
+            kind,
+            name,
+            namespace,
+            all_namespaces,
+        } => get(
+            &snap,
+            kind,
+            name.as_deref(),
+            namespace.as_deref(),
+            all_namespaces,
+        ),
+        Request::Describe {
+            kind: ResourceKind::Nodes,
+            name,
+            ..
+        } => {
             let nodes = shared.nodes.borrow().clone();
             match nodes.iter().find(|n| n.name == name) {
                 Some(n) => {
@@ -80,15 +97,34 @@ async fn handle(shared: Shared, request: Request) -> Reply {
                 None => err(format!("node {name:?} not found")),
             }
         }
-        Request::Describe { kind, name, namespace } => describe(&snap, kind, &name, namespace.as_deref()),
-        Request::Logs { pod, namespace, container, follow, tail } => {
-            logs(&shared, &snap, &pod, namespace.as_deref(), container.as_deref(), follow, tail)
-        }
+        Request::Describe {
+            kind,
+            name,
+            namespace,
+        } => describe(&snap, kind, &name, namespace.as_deref()),
+        Request::Logs {
+            pod,
+            namespace,
+            container,
+            follow,
+            tail,
+        } => logs(
+            &shared,
+            &snap,
+            &pod,
+            namespace.as_deref(),
+            container.as_deref(),
+            follow,
+            tail,
+        ),
         Request::Apply { files, dry_run } => apply(&shared, &snap, files, dry_run).await,
         Request::Delete { target } => delete(&shared, target).await,
         Request::ImageImport { path } => {
             let images = shared.images.clone();
-            let result = tokio::task::spawn_blocking(move || images.import_archive(std::path::Path::new(&path))).await;
+            let result = tokio::task::spawn_blocking(move || {
+                images.import_archive(std::path::Path::new(&path))
+            })
+            .await;
             match result {
                 Ok(Ok(infos)) => {
                     let _ = shared.commands.send(Command::ImagesChanged).await;
@@ -114,7 +150,8 @@ async fn handle(shared: Shared, request: Request) -> Reply {
         },
         Request::Status => ok(status(&snap, &shared.nodes.borrow())),
         Request::TokenCreate { ttl_secs } => {
-            match skiff_gossip::create_token(&shared.config.data_dir, Duration::from_secs(ttl_secs)) {
+            match skiff_gossip::create_token(&shared.config.data_dir, Duration::from_secs(ttl_secs))
+            {
                 Ok(token) => ok(json!({ "token": token.to_string(), "id": token.id() })),
                 Err(e) => err(format!("token create: {e}")),
             }
@@ -128,14 +165,21 @@ fn images_json(infos: &[ImageInfo]) -> Value {
     })).collect::<Vec<_>>() })
 }
 
-fn ctx_image<'a>(snap: &'a Snapshot, now: u64) -> impl Fn(&str) -> (crate::reconciler::plan::ImageState, u32) + 'a {
+fn ctx_image<'a>(
+    snap: &'a Snapshot,
+    now: u64,
+) -> impl Fn(&str) -> (crate::reconciler::plan::ImageState, u32) + 'a {
     move |image| snap.image_state(image, now)
 }
 
 fn render_pod(snap: &Snapshot, p: &PodRecord) -> Value {
     let now = now_millis();
     let image = ctx_image(snap, now);
-    let ctx = RenderContext { node_name: &snap.node_name, now, image: &image };
+    let ctx = RenderContext {
+        node_name: &snap.node_name,
+        now,
+        image: &image,
+    };
     render::pod(p, p.status.network.as_ref().map(|n| n.ip.as_str()), &ctx)
 }
 
@@ -159,7 +203,13 @@ fn object_json(snap: &Snapshot, key: &ObjectKey, object: &Valid<Object>) -> Valu
     v
 }
 
-fn get(snap: &Snapshot, kind: ResourceKind, name: Option<&str>, namespace: Option<&str>, all: bool) -> Reply {
+fn get(
+    snap: &Snapshot,
+    kind: ResourceKind,
+    name: Option<&str>,
+    namespace: Option<&str>,
+    all: bool,
+) -> Reply {
     let mut items: Vec<Value> = Vec::new();
     match kind {
         ResourceKind::Pods => {
@@ -196,7 +246,13 @@ fn get(snap: &Snapshot, kind: ResourceKind, name: Option<&str>, namespace: Optio
                 }
                 let mut v = object_json(snap, key, object);
                 if let Object::Deployment(d) = object.get() {
-                    v = render::deployment(&v, &key.name, &key.namespace, &pods, &d.pod_template_hash());
+                    v = render::deployment(
+                        &v,
+                        &key.name,
+                        &key.namespace,
+                        &pods,
+                        &d.pod_template_hash(),
+                    );
                     if let Some(t) = snap.first_seen.get(key) {
                         v["metadata"]["creationTimestamp"] = json!(rfc3339(*t));
                     }
@@ -264,8 +320,19 @@ fn describe(snap: &Snapshot, kind: ResourceKind, name: &str, namespace: Option<&
             let events: Vec<Value> = snap
                 .events
                 .iter()
-                .filter(|e| e.object_kind == "Pod" && e.object_name == p.name && e.namespace == p.namespace)
-                .map(|e| json!(format!("{} {} {} (x{}): {}", rfc3339(e.last_seen), if e.warning { "Warning" } else { "Normal" }, e.reason, e.count, e.message)))
+                .filter(|e| {
+                    e.object_kind == "Pod" && e.object_name == p.name && e.namespace == p.namespace
+                })
+                .map(|e| {
+                    json!(format!(
+                        "{} {} {} (x{}): {}",
+                        rfc3339(e.last_seen),
+                        if e.warning { "Warning" } else { "Normal" },
+                        e.reason,
+                        e.count,
+                        e.message
+                    ))
+                })
                 .collect();
             v["events"] = json!(events);
             ok(v)
@@ -295,7 +362,12 @@ fn logs(
         .collect();
     let name = match container {
         Some(c) if names.contains(&c) => c.to_string(),
-        Some(c) => return err(format!("container {c:?} is not in pod {pod:?} (containers: {})", names.join(", "))),
+        Some(c) => {
+            return err(format!(
+                "container {c:?} is not in pod {pod:?} (containers: {})",
+                names.join(", ")
+            ));
+        }
         None => names.first().map(|s| s.to_string()).unwrap_or_default(),
     };
     let path = PodPaths::new(&shared.config.pods_dir(), &p.uid).log_file(&name);
@@ -332,12 +404,20 @@ fn logs(
                     }
                 }
                 Err(e) => {
-                    let _ = tx.send(Response::Error { message: e.to_string() }).await;
+                    let _ = tx
+                        .send(Response::Error {
+                            message: e.to_string(),
+                        })
+                        .await;
                     return;
                 }
             }
             // Stop following once the pod is gone.
-            let gone = !snapshots.borrow_and_update().pods.iter().any(|p| p.uid == uid);
+            let gone = !snapshots
+                .borrow_and_update()
+                .pods
+                .iter()
+                .any(|p| p.uid == uid);
             if gone {
                 return;
             }
@@ -384,7 +464,12 @@ async fn apply(shared: &Shared, snap: &Snapshot, files: Vec<ApplyFile>, dry_run:
         return ok(json!({ "changes": changes, "warnings": warnings }));
     }
     let (reply, rx) = oneshot::channel();
-    if shared.commands.send(Command::ApplyObjects { objects, reply }).await.is_err() {
+    if shared
+        .commands
+        .send(Command::ApplyObjects { objects, reply })
+        .await
+        .is_err()
+    {
         return err("the agent is shutting down");
     }
     match rx.await {
@@ -400,15 +485,31 @@ async fn delete(shared: &Shared, target: DeleteTarget) -> Reply {
             Ok((objects, _)) => objects.iter().map(|o| o.key()).collect(),
             Err(e) => return err(e),
         },
-        DeleteTarget::Object { kind, name, namespace } => {
-            let Some(k) = kind.manifest_kind().and_then(|k| Kind::ALL.into_iter().find(|x| x.as_str() == k)) else {
+        DeleteTarget::Object {
+            kind,
+            name,
+            namespace,
+        } => {
+            let Some(k) = kind
+                .manifest_kind()
+                .and_then(|k| Kind::ALL.into_iter().find(|x| x.as_str() == k))
+            else {
                 return err(format!("{kind:?} cannot be deleted").to_lowercase());
             };
-            vec![ObjectKey::new(k, namespace.unwrap_or_else(|| skiff_manifests::DEFAULT_NAMESPACE.to_string()), name)]
+            vec![ObjectKey::new(
+                k,
+                namespace.unwrap_or_else(|| skiff_manifests::DEFAULT_NAMESPACE.to_string()),
+                name,
+            )]
         }
     };
     let (reply, rx) = oneshot::channel();
-    if shared.commands.send(Command::DeleteObjects { keys, reply }).await.is_err() {
+    if shared
+        .commands
+        .send(Command::DeleteObjects { keys, reply })
+        .await
+        .is_err()
+    {
         return err("the agent is shutting down");
     }
     match rx.await {
@@ -426,13 +527,22 @@ fn status(snap: &Snapshot, nodes: &[skiff_gossip::NodeStatus]) -> Value {
             Object::Deployment(d) => (
                 d.spec.replicas as usize,
                 pods.iter()
-                    .filter(|p| p.namespace == key.namespace && p.deleting_since.is_none() && p.owner.as_ref().is_some_and(|o| o.name == key.name))
+                    .filter(|p| {
+                        p.namespace == key.namespace
+                            && p.deleting_since.is_none()
+                            && p.owner.as_ref().is_some_and(|o| o.name == key.name)
+                    })
                     .collect(),
             ),
             Object::Pod(_) => (
                 1,
                 pods.iter()
-                    .filter(|p| p.namespace == key.namespace && p.owner.is_none() && p.name == key.name && p.deleting_since.is_none())
+                    .filter(|p| {
+                        p.namespace == key.namespace
+                            && p.owner.is_none()
+                            && p.name == key.name
+                            && p.deleting_since.is_none()
+                    })
                     .collect(),
             ),
             _ => continue,

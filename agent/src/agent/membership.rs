@@ -77,7 +77,9 @@ pub fn advertise_addr(config: &AgentConfig) -> SocketAddr {
             addrs
                 .filter(|a| {
                     a.flags.contains(nix::net::if_::InterfaceFlags::IFF_UP)
-                        && !a.flags.contains(nix::net::if_::InterfaceFlags::IFF_LOOPBACK)
+                        && !a
+                            .flags
+                            .contains(nix::net::if_::InterfaceFlags::IFF_LOOPBACK)
                 })
                 .filter_map(|a| a.address?.as_sockaddr_in().map(|s| s.ip()))
                 .next()
@@ -121,10 +123,13 @@ pub async fn start(config: &AgentConfig) -> anyhow::Result<GossipHandle> {
         .then(|| advertise_addr(config));
     gossip.seeds = config.join.clone();
     gossip.metadata = metadata(config);
-    let handle = GossipNode::spawn(gossip, GossipDeps {
-        identity,
-        rpc_sink: None,
-    })
+    let handle = GossipNode::spawn(
+        gossip,
+        GossipDeps {
+            identity,
+            rpc_sink: None,
+        },
+    )
     .await
     .with_context(|| format!("cannot start gossip on {}", config.listen))?;
     tracing::info!(

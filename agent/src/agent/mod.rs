@@ -9,11 +9,11 @@ mod membership;
 mod sources;
 
 use crate::api;
-use skiff_cni::PodNetwork;
 use crate::cli::AgentArgs;
 use crate::config::{AgentConfig, ConfigFile};
 use crate::store::Store;
 use anyhow::Context;
+use skiff_cni::PodNetwork;
 use skiff_runtime::container::{ContainerRuntime, ShimRuntime, ShimRuntimeConfig};
 use skiff_runtime::image::ImageStore;
 use std::sync::Arc;
@@ -138,13 +138,14 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let signals = cancel.clone();
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!("cannot watch SIGTERM: {e}");
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!("cannot watch SIGTERM: {e}");
+                    return;
+                }
+            };
         tokio::select! {
             _ = term.recv() => {},
             _ = tokio::signal::ctrl_c() => {},
@@ -191,7 +192,13 @@ pub async fn run_until(config: AgentConfig, cancel: CancellationToken) -> anyhow
         None
     };
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
-    let core = core::Core::load(config.clone(), store, images.clone(), runtime, network.clone())?;
+    let core = core::Core::load(
+        config.clone(),
+        store,
+        images.clone(),
+        runtime,
+        network.clone(),
+    )?;
     if let Some(net) = &network {
         // Leftovers of pods that no longer exist (a crash between steps, a lost record).
         match net.gc(&core.pod_uids()).await {

@@ -94,7 +94,13 @@ impl Sources {
                     changed |= self.file_removed(&path, store, events, now);
                 }
                 for (path, content) in files {
-                    changed |= self.file_present(&path.display().to_string(), &content, store, events, now);
+                    changed |= self.file_present(
+                        &path.display().to_string(),
+                        &content,
+                        store,
+                        events,
+                        now,
+                    );
                 }
                 changed
             }
@@ -102,7 +108,15 @@ impl Sources {
         if changed {
             self.remerge();
             for (source, message) in &self.merged.conflicts {
-                events.record(now, true, "DuplicateObject", "Manifest", "", &display_name(source), message);
+                events.record(
+                    now,
+                    true,
+                    "DuplicateObject",
+                    "Manifest",
+                    "",
+                    &display_name(source),
+                    message,
+                );
             }
         }
         changed
@@ -123,12 +137,28 @@ impl Sources {
         let name = display_name(path);
         let parsed = skiff_manifests::parse_file(&name, content);
         for w in parsed.warnings() {
-            events.record(now, true, "UnknownField", "Manifest", "", &name, &w.to_string());
+            events.record(
+                now,
+                true,
+                "UnknownField",
+                "Manifest",
+                "",
+                &name,
+                &w.to_string(),
+            );
         }
         let errors = parsed.errors();
         if !errors.is_empty() {
             for e in &errors {
-                events.record(now, true, "InvalidManifest", "Manifest", "", &name, &e.to_string());
+                events.record(
+                    now,
+                    true,
+                    "InvalidManifest",
+                    "Manifest",
+                    "",
+                    &name,
+                    &e.to_string(),
+                );
             }
             let kept = match self.sources.get_mut(path) {
                 Some(s) => {
@@ -158,7 +188,15 @@ impl Sources {
             return false;
         }
         if let Err(e) = store.put_file(path, content) {
-            events.record(now, true, "StoreFailed", "Manifest", "", &name, &e.to_string());
+            events.record(
+                now,
+                true,
+                "StoreFailed",
+                "Manifest",
+                "",
+                &name,
+                &e.to_string(),
+            );
         }
         let objects: Vec<Valid<Object>> = parsed.objects().into_iter().cloned().collect();
         events.record(
@@ -170,16 +208,31 @@ impl Sources {
             &name,
             &format!("{path}: {} object(s)", objects.len()),
         );
-        self.sources.insert(path.to_string(), SourceState { seen: h, objects });
+        self.sources
+            .insert(path.to_string(), SourceState { seen: h, objects });
         true
     }
 
-    fn file_removed(&mut self, path: &str, store: &Store, events: &mut Events, now: Millis) -> bool {
+    fn file_removed(
+        &mut self,
+        path: &str,
+        store: &Store,
+        events: &mut Events,
+        now: Millis,
+    ) -> bool {
         if self.sources.remove(path).is_none() {
             return false;
         }
         if let Err(e) = store.delete_file(path) {
-            events.record(now, true, "StoreFailed", "Manifest", "", &display_name(path), &e.to_string());
+            events.record(
+                now,
+                true,
+                "StoreFailed",
+                "Manifest",
+                "",
+                &display_name(path),
+                &e.to_string(),
+            );
         }
         events.record(
             now,
@@ -206,7 +259,10 @@ impl Sources {
         object: Option<Valid<Object>>,
         store: &Store,
     ) -> Result<bool, StoreError> {
-        let source = format!("{API_SOURCE_PREFIX}{}/{}/{}", key.kind, key.namespace, key.name);
+        let source = format!(
+            "{API_SOURCE_PREFIX}{}/{}/{}",
+            key.kind, key.namespace, key.name
+        );
         match object {
             Some(object) => {
                 let bytes = object.to_json();
@@ -215,7 +271,13 @@ impl Sources {
                     return Ok(false);
                 }
                 store.put_applied(&source, &bytes)?;
-                self.sources.insert(source, SourceState { seen: h, objects: vec![object] });
+                self.sources.insert(
+                    source,
+                    SourceState {
+                        seen: h,
+                        objects: vec![object],
+                    },
+                );
             }
             None => {
                 if self.sources.remove(&source).is_none() {

@@ -55,7 +55,7 @@ impl Client {
     }
 
     /// The next answer line; `None` when the agent closed the connection.
-    pub fn next(&mut self) -> Result<Option<Response>, ClientError> {
+    pub fn next_response(&mut self) -> Result<Option<Response>, ClientError> {
         let mut line = String::new();
         let n = self
             .reader
@@ -78,7 +78,7 @@ impl Client {
     /// Sends `request` and returns the single answer.
     pub fn call(path: &Path, request: &Request) -> Result<Response, ClientError> {
         let mut client = Client::send(path, request)?;
-        client.next()?.ok_or_else(|| ClientError::Protocol {
+        client.next_response()?.ok_or_else(|| ClientError::Protocol {
             path: path.to_path_buf(),
             detail: "connection closed before an answer".into(),
         })

@@ -104,7 +104,9 @@ pub struct ApplyFile {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "by", rename_all = "snake_case")]
 pub enum DeleteTarget {
-    Files { files: Vec<ApplyFile> },
+    Files {
+        files: Vec<ApplyFile>,
+    },
     Object {
         kind: ResourceKind,
         name: String,
@@ -117,11 +119,17 @@ pub enum DeleteTarget {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Response {
     /// The whole answer (Kubernetes-shaped JSON for `get`).
-    Ok { value: serde_json::Value },
+    Ok {
+        value: serde_json::Value,
+    },
     /// A user error (exit code 1) with a message for stderr.
-    Error { message: String },
+    Error {
+        message: String,
+    },
     /// One log line of a stream; the stream ends with `End`.
-    LogLine { text: String },
+    LogLine {
+        text: String,
+    },
     End,
 }
 
@@ -146,7 +154,10 @@ mod tests {
     #[test]
     fn kinds_accept_kubectl_spellings() {
         assert_eq!(ResourceKind::parse("po"), Some(ResourceKind::Pods));
-        assert_eq!(ResourceKind::parse("Deploy"), Some(ResourceKind::Deployments));
+        assert_eq!(
+            ResourceKind::parse("Deploy"),
+            Some(ResourceKind::Deployments)
+        );
         assert_eq!(ResourceKind::parse("cm"), Some(ResourceKind::ConfigMaps));
         assert_eq!(ResourceKind::parse("widgets"), None);
     }

@@ -94,7 +94,7 @@ fn run_inner(socket: &Path, command: Command) -> Result<i32, CliError> {
                     tail: args.tail,
                 },
             )?;
-            while let Some(response) = client.next()? {
+            while let Some(response) = client.next_response()? {
                 match response {
                     Response::LogLine { text } => output::log_line(&text),
                     Response::End => break,

@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the node agent (a lone agent is a working single-node cluster)
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
     /// List objects: pods, deployments, nodes, services, events, namespaces, configmaps, secrets
     Get(GetArgs),
     /// Show one object in detail, with its recent events
@@ -167,7 +167,12 @@ pub struct LogsArgs {
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
     /// A manifest file or a directory of them
-    #[arg(short = 'f', long = "filename", value_name = "FILE|DIR", required = true)]
+    #[arg(
+        short = 'f',
+        long = "filename",
+        value_name = "FILE|DIR",
+        required = true
+    )]
     pub files: Vec<PathBuf>,
     /// Parse and validate only; print what would change
     #[arg(long)]

@@ -240,7 +240,11 @@ pub fn pod_display_status(pod: &Value) -> String {
         .unwrap_or_default();
     let init_done = init
         .iter()
-        .filter(|c| c.pointer("/state/terminated/exitCode").and_then(Value::as_i64) == Some(0))
+        .filter(|c| {
+            c.pointer("/state/terminated/exitCode")
+                .and_then(Value::as_i64)
+                == Some(0)
+        })
         .count();
     if init_done < init.len() {
         for c in &init {
@@ -261,7 +265,10 @@ pub fn pod_display_status(pod: &Value) -> String {
     for c in &statuses {
         if let Some(r) = c.pointer("/state/waiting/reason").and_then(Value::as_str) {
             reason = Some(r.to_string());
-        } else if let Some(r) = c.pointer("/state/terminated/reason").and_then(Value::as_str) {
+        } else if let Some(r) = c
+            .pointer("/state/terminated/reason")
+            .and_then(Value::as_str)
+        {
             reason.get_or_insert_with(|| r.to_string());
         }
     }

@@ -3,7 +3,9 @@
 //! mounts, resources, cgroup path and log file.
 
 use super::sandbox::{PodPaths, volume_source_dir};
-use skiff_manifests::model::pod::{Container, EnvFromRef, EnvValue, EnvVarSource, PodSpec, VolumeSource};
+use skiff_manifests::model::pod::{
+    Container, EnvFromRef, EnvValue, EnvVarSource, PodSpec, VolumeSource,
+};
 use skiff_manifests::model::workloads::Pod;
 use skiff_manifests::{Kind, Object, ObjectKey, Valid};
 use skiff_runtime::container::{BindMount, ContainerSpec, LogConfig, ProcessSpec, Resources};
@@ -24,8 +26,18 @@ pub struct ConfigError(pub String);
 pub fn argv(image: &ImageConfig, c: &Container) -> Vec<String> {
     match (c.command.is_empty(), c.args.is_empty()) {
         (false, _) => c.command.iter().chain(c.args.iter()).cloned().collect(),
-        (true, false) => image.entrypoint.iter().chain(c.args.iter()).cloned().collect(),
-        (true, true) => image.entrypoint.iter().chain(image.cmd.iter()).cloned().collect(),
+        (true, false) => image
+            .entrypoint
+            .iter()
+            .chain(c.args.iter())
+            .cloned()
+            .collect(),
+        (true, true) => image
+            .entrypoint
+            .iter()
+            .chain(image.cmd.iter())
+            .cloned()
+            .collect(),
     }
 }
 
@@ -64,7 +76,11 @@ fn key_value(
 }
 
 /// Every key of a ConfigMap or Secret, for `envFrom`.
-fn all_keys(objects: &Objects, namespace: &str, r: &EnvFromRef) -> Result<Vec<(String, String)>, ConfigError> {
+fn all_keys(
+    objects: &Objects,
+    namespace: &str,
+    r: &EnvFromRef,
+) -> Result<Vec<(String, String)>, ConfigError> {
     let (kind, name) = match r {
         EnvFromRef::ConfigMapRef(n) => (Kind::ConfigMap, n),
         EnvFromRef::SecretRef(n) => (Kind::Secret, n),
@@ -136,7 +152,11 @@ pub fn environment(
 }
 
 /// Bind mounts for the container's volumeMounts (volumes were prepared by the sandbox).
-pub fn mounts(spec: &PodSpec, c: &Container, paths: &PodPaths) -> Result<Vec<BindMount>, ConfigError> {
+pub fn mounts(
+    spec: &PodSpec,
+    c: &Container,
+    paths: &PodPaths,
+) -> Result<Vec<BindMount>, ConfigError> {
     let mut out = Vec::new();
     for m in &c.volume_mounts {
         let volume = spec
@@ -151,7 +171,10 @@ pub fn mounts(spec: &PodSpec, c: &Container, paths: &PodPaths) -> Result<Vec<Bin
             }
         }
         let read_only = m.read_only
-            || matches!(volume.source, VolumeSource::ConfigMap(_) | VolumeSource::Secret(_));
+            || matches!(
+                volume.source,
+                VolumeSource::ConfigMap(_) | VolumeSource::Secret(_)
+            );
         out.push(BindMount {
             source,
             destination: PathBuf::from(&m.mount_path),

@@ -2,5 +2,5 @@
 
 pub mod backoff;
 pub mod container;
-pub mod sandbox;
 pub mod plan;
+pub mod sandbox;

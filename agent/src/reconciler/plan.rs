@@ -143,7 +143,8 @@ pub fn observe(
             };
         if restart {
             c.failures = backoff.next_failures(c.failures, ran_for);
-            c.next_start_at = Some(finished_at.max(now) + backoff.delay(c.failures).as_millis() as Millis);
+            c.next_start_at =
+                Some(finished_at.max(now) + backoff.delay(c.failures).as_millis() as Millis);
         } else {
             c.done = true;
             c.next_start_at = None;

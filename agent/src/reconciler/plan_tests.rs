@@ -24,8 +24,14 @@ fn spec(name: &str, policy: PullPolicy) -> ContainerPlanSpec {
 
 fn pod(init: &[&str], containers: &[&str], restart: RestartPolicy) -> PodRecord {
     let plan = PodPlanSpec {
-        init_containers: init.iter().map(|n| spec(n, PullPolicy::IfNotPresent)).collect(),
-        containers: containers.iter().map(|n| spec(n, PullPolicy::IfNotPresent)).collect(),
+        init_containers: init
+            .iter()
+            .map(|n| spec(n, PullPolicy::IfNotPresent))
+            .collect(),
+        containers: containers
+            .iter()
+            .map(|n| spec(n, PullPolicy::IfNotPresent))
+            .collect(),
         restart_policy: restart,
         grace_period: Duration::from_secs(30),
         host_network: false,
@@ -79,7 +85,11 @@ fn new_pod_makes_its_sandbox_first() {
         vec![Action::EnsureSandbox { uid: "u1".into() }]
     );
     p.status.sandbox_retry_at = Some(5 * SEC);
-    assert_eq!(plan(&p, &present, SEC), vec![], "sandbox retry is backed off");
+    assert_eq!(
+        plan(&p, &present, SEC),
+        vec![],
+        "sandbox retry is backed off"
+    );
 }
 
 #[test]
@@ -88,8 +98,18 @@ fn starts_every_container_with_fresh_ids() {
     assert_eq!(
         plan(&p, &present, 0),
         vec![
-            Action::StartContainer { uid: "u1".into(), init: false, index: 0, id: "u1-c0-1".into() },
-            Action::StartContainer { uid: "u1".into(), init: false, index: 1, id: "u1-c1-1".into() },
+            Action::StartContainer {
+                uid: "u1".into(),
+                init: false,
+                index: 0,
+                id: "u1-c0-1".into()
+            },
+            Action::StartContainer {
+                uid: "u1".into(),
+                init: false,
+                index: 1,
+                id: "u1-c1-1".into()
+            },
         ]
     );
 }
@@ -100,11 +120,16 @@ fn missing_image_is_pulled_and_never_policy_waits() {
     let missing = |_: &str| ImageState::Missing;
     assert_eq!(
         plan(&p, &missing, 0),
-        vec![Action::PullImage { image: "img-a".into() }]
+        vec![Action::PullImage {
+            image: "img-a".into()
+        }]
     );
     let pulling = |_: &str| ImageState::Pulling;
     assert_eq!(plan(&p, &pulling, 0), vec![]);
-    let failed = |_: &str| ImageState::Failed { message: "x".into(), retry_at: 10 * SEC };
+    let failed = |_: &str| ImageState::Failed {
+        message: "x".into(),
+        retry_at: 10 * SEC,
+    };
     assert_eq!(plan(&p, &failed, 5 * SEC), vec![], "pull backoff");
     assert_eq!(plan(&p, &failed, 10 * SEC).len(), 1, "retry after backoff");
     p.plan.containers[0].pull_policy = PullPolicy::Never;
@@ -112,11 +137,16 @@ fn missing_image_is_pulled_and_never_policy_waits() {
     p.plan.containers[0].pull_policy = PullPolicy::Always;
     assert_eq!(
         plan(&p, &present, 0),
-        vec![Action::PullImage { image: "img-a".into() }],
+        vec![Action::PullImage {
+            image: "img-a".into()
+        }],
         "Always pulls even when present"
     );
     p.status.containers[0].pulled = true;
-    assert!(matches!(plan(&p, &present, 0)[0], Action::StartContainer { .. }));
+    assert!(matches!(
+        plan(&p, &present, 0)[0],
+        Action::StartContainer { .. }
+    ));
 }
 
 #[test]
@@ -125,17 +155,37 @@ fn init_containers_run_in_order_before_the_rest() {
     let first = plan(&p, &present, 0);
     assert_eq!(
         first,
-        vec![Action::StartContainer { uid: "u1".into(), init: true, index: 0, id: "u1-i0-1".into() }]
+        vec![Action::StartContainer {
+            uid: "u1".into(),
+            init: true,
+            index: 0,
+            id: "u1-i0-1".into()
+        }]
     );
     run(&mut p.status.init_containers[0], "u1-i0-1", 0);
-    assert_eq!(plan(&p, &present, 0), vec![], "wait for the running init container");
+    assert_eq!(
+        plan(&p, &present, 0),
+        vec![],
+        "wait for the running init container"
+    );
     observe(&mut p, &exited(0, SEC), SEC, &backoff());
     assert!(p.status.init_containers[0].done);
     let next = plan(&p, &present, SEC);
-    assert_eq!(next[0], Action::RemoveContainer { uid: "u1".into(), id: "u1-i0-1".into() });
+    assert_eq!(
+        next[0],
+        Action::RemoveContainer {
+            uid: "u1".into(),
+            id: "u1-i0-1".into()
+        }
+    );
     assert_eq!(
         next[1],
-        Action::StartContainer { uid: "u1".into(), init: true, index: 1, id: "u1-i1-1".into() }
+        Action::StartContainer {
+            uid: "u1".into(),
+            init: true,
+            index: 1,
+            id: "u1-i1-1".into()
+        }
     );
 }
 
@@ -182,10 +232,21 @@ fn crash_backoff_doubles_and_resets_after_a_long_run() {
         observe(&mut p, &exited(1, t), t, &b);
         let next = p.status.containers[0].next_start_at.unwrap();
         delays.push((next - t) / SEC);
-        assert_eq!(plan(&p, &present, next - 1).len(), 1, "only the removal before backoff ends");
+        assert_eq!(
+            plan(&p, &present, next - 1).len(),
+            1,
+            "only the removal before backoff ends"
+        );
         p.status.pending_removal.clear();
-        assert_eq!(plan(&p, &present, next - 1), vec![], "nothing before the backoff ends");
-        assert!(matches!(plan(&p, &present, next)[0], Action::StartContainer { .. }));
+        assert_eq!(
+            plan(&p, &present, next - 1),
+            vec![],
+            "nothing before the backoff ends"
+        );
+        assert!(matches!(
+            plan(&p, &present, next)[0],
+            Action::StartContainer { .. }
+        ));
         t = next;
     }
     assert_eq!(delays, vec![10, 20, 40, 80]);
@@ -200,9 +261,17 @@ fn crash_backoff_doubles_and_resets_after_a_long_run() {
 fn oom_and_lost_containers_get_their_reasons() {
     let mut p = pod(&[], &["a"], RestartPolicy::Always);
     run(&mut p.status.containers[0], "x", 0);
-    let oom = |_: &str| Observed::Exited { exit_code: 137, signal: Some(9), oom_killed: true, finished_at: 5 };
+    let oom = |_: &str| Observed::Exited {
+        exit_code: 137,
+        signal: Some(9),
+        oom_killed: true,
+        finished_at: 5,
+    };
     let noted = observe(&mut p, &oom, 5, &backoff());
-    assert_eq!(p.status.containers[0].last.as_ref().unwrap().reason, "OOMKilled");
+    assert_eq!(
+        p.status.containers[0].last.as_ref().unwrap().reason,
+        "OOMKilled"
+    );
     assert_eq!(noted[0].reason, "OOMKilled");
     run(&mut p.status.containers[0], "y", 0);
     observe(&mut p, &|_: &str| Observed::Gone, 5, &backoff());
@@ -228,17 +297,39 @@ fn deletion_terms_then_kills_after_grace_then_tears_down() {
     let mut p = pod(&[], &["a"], RestartPolicy::Always);
     run(&mut p.status.containers[0], "x", 0);
     p.deleting_since = Some(SEC);
-    let term = Action::Signal { uid: "u1".into(), id: "x".into(), signal: StopSignal::Term };
+    let term = Action::Signal {
+        uid: "u1".into(),
+        id: "x".into(),
+        signal: StopSignal::Term,
+    };
     assert_eq!(plan(&p, &present, SEC), vec![term]);
-    p.status.containers[0].current.as_mut().unwrap().term_sent_at = Some(SEC);
-    assert_eq!(plan(&p, &present, 30 * SEC), vec![], "within the grace period");
-    let kill = Action::Signal { uid: "u1".into(), id: "x".into(), signal: StopSignal::Kill };
+    p.status.containers[0]
+        .current
+        .as_mut()
+        .unwrap()
+        .term_sent_at = Some(SEC);
+    assert_eq!(
+        plan(&p, &present, 30 * SEC),
+        vec![],
+        "within the grace period"
+    );
+    let kill = Action::Signal {
+        uid: "u1".into(),
+        id: "x".into(),
+        signal: StopSignal::Kill,
+    };
     assert_eq!(plan(&p, &present, 31 * SEC), vec![kill]);
     observe(&mut p, &exited(143, 32 * SEC), 32 * SEC, &backoff());
-    assert!(p.status.containers[0].done, "a deleted pod's container does not restart");
+    assert!(
+        p.status.containers[0].done,
+        "a deleted pod's container does not restart"
+    );
     assert_eq!(
         plan(&p, &present, 32 * SEC),
-        vec![Action::RemoveContainer { uid: "u1".into(), id: "x".into() }]
+        vec![Action::RemoveContainer {
+            uid: "u1".into(),
+            id: "x".into()
+        }]
     );
     p.status.pending_removal.clear();
     assert_eq!(
@@ -246,5 +337,8 @@ fn deletion_terms_then_kills_after_grace_then_tears_down() {
         vec![Action::TeardownSandbox { uid: "u1".into() }]
     );
     p.status.sandbox_ready = false;
-    assert_eq!(plan(&p, &present, 32 * SEC), vec![Action::Forget { uid: "u1".into() }]);
+    assert_eq!(
+        plan(&p, &present, 32 * SEC),
+        vec![Action::Forget { uid: "u1".into() }]
+    );
 }

@@ -96,7 +96,10 @@ fn prepare_volume(
         VolumeSource::EmptyDir(e) => {
             mkdir(&dir)?;
             if e.medium == StorageMedium::Memory {
-                let size = e.size_limit_bytes().map(|b| format!(",size={b}")).unwrap_or_default();
+                let size = e
+                    .size_limit_bytes()
+                    .map(|b| format!(",size={b}"))
+                    .unwrap_or_default();
                 mount_tmpfs(&dir, &format!("mode=0777{size}"))?;
             }
             Ok(())
