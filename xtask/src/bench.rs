@@ -17,6 +17,10 @@ use std::time::{Duration, Instant};
 const PODS: usize = 20;
 
 pub fn run(args: &[String]) -> Result<()> {
+    crate::bench_net::run(args)?;
+    if args.iter().any(|a| a == "--net-only") {
+        return Ok(());
+    }
     let pods = args
         .iter()
         .position(|a| a == "--pods")

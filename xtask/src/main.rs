@@ -3,6 +3,7 @@
 #![allow(clippy::print_stdout)]
 
 mod bench;
+mod bench_net;
 mod demo;
 mod packages;
 mod util;
