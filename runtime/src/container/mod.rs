@@ -5,7 +5,7 @@
 //!   [`user`] resolves the user against the image, [`rootfs`] mounts the overlay.
 //! - [`shim`]: the single-threaded `skiff shim` process that owns one container for its life.
 //! - [`shim_runtime`]: `ShimRuntime`, the agent's side: spawns shims, reads their records,
-//!   signals and removes containers. [`fake`] (feature `fake`) is an in-memory stand-in.
+//!   signals and removes containers. `fake` (feature `fake`) is an in-memory stand-in.
 //! - [`layout`]: the state dir and the records shim and runtime share; [`process`]: pid
 //!   identity (start times, pidfds); [`cgroup`]: OOM detection and cgroup cleanup.
 //! - [`log`]: reading and following CRI-format logs across rotations.
