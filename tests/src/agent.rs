@@ -1,0 +1,282 @@
+//! Real `skiff agent` processes in a [`TestBed`]'s namespaces, and what they report.
+//!
+//! Agents are started with `ip netns exec NS skiff agent ...`. That is fine here because these
+//! agents run no containers and no pod networking (`--no-pod-network`): `ip netns exec` only
+//! switches the network namespace (and remounts /sys), and `ip` execs the agent in place, so the
+//! child we hold is the agent itself and `kill -9` of it is a real crash.
+
+use crate::bed::{BedNode, TestBed};
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Gossip port every test agent listens on (each in its own namespace).
+pub const GOSSIP_PORT: u16 = 7946;
+
+/// The `skiff` binary: `SKIFF_BIN`, else `target/debug/skiff` in the workspace, built if missing.
+pub fn skiff_bin() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("SKIFF_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let bin = root.join("target/debug/skiff");
+    if !bin.exists() {
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "-p", "skiff-agent", "--bin", "skiff"])
+            .current_dir(&root)
+            .status()
+            .context("run cargo build for the skiff binary")?;
+        if !status.success() {
+            bail!("cargo build -p skiff-agent --bin skiff failed");
+        }
+    }
+    Ok(bin)
+}
+
+/// One row of `skiff get nodes -o json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRow {
+    pub name: String,
+    /// Ready, NotReady or Left.
+    pub phase: String,
+    pub generation: u64,
+    pub address: String,
+}
+
+/// Parses a `kind: List` of nodes.
+pub fn parse_nodes(list: &Value) -> Result<Vec<NodeRow>> {
+    let items = list["items"]
+        .as_array()
+        .context("node list without items")?;
+    items
+        .iter()
+        .map(|n| {
+            Ok(NodeRow {
+                name: n["metadata"]["name"]
+                    .as_str()
+                    .context("node without name")?
+                    .into(),
+                phase: n["status"]["phase"]
+                    .as_str()
+                    .context("node without phase")?
+                    .into(),
+                generation: n["status"]["generation"].as_u64().unwrap_or(0),
+                address: n["status"]["gossipAddress"].as_str().unwrap_or("").into(),
+            })
+        })
+        .collect()
+}
+
+/// A `skiff agent` in one namespace of the bed. Dropping it kills the process.
+pub struct Agent {
+    pub name: String,
+    pub node: BedNode,
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+    run_id: String,
+    bin: PathBuf,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl Agent {
+    /// An agent named `name` on bed node `index` (not started).
+    pub fn new(bed: &TestBed, index: usize, name: &str) -> Result<Agent> {
+        let dir = bed.node_dir(name);
+        std::fs::create_dir_all(dir.join("manifests"))?;
+        Ok(Agent {
+            name: name.into(),
+            node: bed.nodes[index].clone(),
+            socket: dir.join("api.sock"),
+            dir,
+            run_id: bed.run_id.clone(),
+            bin: skiff_bin()?,
+            child: None,
+            starts: 0,
+        })
+    }
+
+    pub fn gossip_addr(&self) -> SocketAddr {
+        SocketAddr::from((self.node.ip, GOSSIP_PORT))
+    }
+
+    /// Starts the agent; `join` is `(peer, token)`. Output goes to `agent-<n>.log` in its dir.
+    pub fn start(&mut self, join: Option<(SocketAddr, Option<&str>)>) -> Result<()> {
+        if self.child.is_some() {
+            bail!("agent {} already started", self.name);
+        }
+        self.starts += 1;
+        let log_path = self.dir.join(format!("agent-{}.log", self.starts));
+        let log = std::fs::File::create(&log_path)?;
+        let listen = self.gossip_addr().to_string();
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.node.netns])
+            .arg(&self.bin)
+            .arg("agent")
+            .args([
+                "--node-name",
+                &self.name,
+                "--listen",
+                &listen,
+                "--advertise",
+                &listen,
+            ])
+            .arg("--data-dir")
+            .arg(self.dir.join("data"))
+            .arg("--manifests-dir")
+            .arg(self.dir.join("manifests"))
+            .arg("--api-socket")
+            .arg(&self.socket)
+            .arg("--run-dir")
+            .arg(self.dir.join("run"))
+            .args([
+                "--cgroup-parent",
+                &format!("/{}/{}", self.run_id, self.name),
+            ])
+            .args([
+                "--netns-prefix",
+                &format!("{}-{}-", self.run_id, self.node.index),
+            ])
+            .arg("--no-pod-network")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        if let Some((peer, token)) = join {
+            cmd.args(["--join", &peer.to_string()]);
+            if let Some(token) = token {
+                cmd.args(["--token", token]);
+            }
+        }
+        self.child = Some(cmd.spawn().context("spawn skiff agent")?);
+        Ok(())
+    }
+
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.id() as i32)
+    }
+
+    /// Everything the agent printed in its latest start.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join(format!("agent-{}.log", self.starts)))
+            .unwrap_or_default()
+    }
+
+    /// `kill -9` and reap.
+    pub fn kill9(&mut self) -> Result<()> {
+        let mut child = self.child.take().context("agent not running")?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// SIGTERM and wait (up to `timeout`, then SIGKILL and fail).
+    pub fn terminate(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        let mut child = self.child.take().context("agent not running")?;
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM)?;
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if start.elapsed() > timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "agent {} did not stop within {timeout:?} of SIGTERM",
+                    self.name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The exit status if the agent has exited (it is then forgotten).
+    pub fn try_exit(&mut self) -> Result<Option<ExitStatus>> {
+        let Some(child) = self.child.as_mut() else {
+            bail!("agent {} not started", self.name);
+        };
+        let status = child.try_wait()?;
+        if status.is_some() {
+            self.child = None;
+        }
+        Ok(status)
+    }
+
+    /// `skiff --socket S <args>`: stdout on success, else an error with stderr.
+    pub fn cli(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(&self.bin)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "skiff {} on {}: exit {:?}: {}",
+                args.join(" "),
+                self.name,
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `skiff get nodes -o json`, parsed.
+    pub fn nodes(&self) -> Result<Vec<NodeRow>> {
+        let out = self.cli(&["get", "nodes", "-o", "json"])?;
+        parse_nodes(&serde_json::from_str(&out).context("get nodes -o json output")?)
+    }
+
+    /// The node list straight from the API socket (one JSON line each way), without starting
+    /// a CLI process: for tight polling in benchmarks.
+    pub fn nodes_via_socket(&self) -> Result<Vec<NodeRow>> {
+        let mut stream = UnixStream::connect(&self.socket)
+            .with_context(|| format!("connect {}", self.socket.display()))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.write_all(
+            b"{\"op\":\"get\",\"kind\":\"nodes\",\"name\":null,\"namespace\":null,\"all_namespaces\":false}\n",
+        )?;
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line)?;
+        let reply: Value = serde_json::from_str(&line).context("api reply")?;
+        if reply["type"] != "ok" {
+            bail!("api error from {}: {}", self.name, reply["message"]);
+        }
+        parse_nodes(&reply["value"])
+    }
+
+    /// `skiff token create`: the token line.
+    pub fn token(&self) -> Result<String> {
+        let out = self.cli(&["token", "create", "--ttl", "1h"])?;
+        out.lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .map(str::to_string)
+            .context("token create printed nothing")
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Condition of `name` in `rows`, if listed.
+pub fn phase_of<'a>(rows: &'a [NodeRow], name: &str) -> Option<&'a str> {
+    rows.iter()
+        .find(|r| r.name == name)
+        .map(|r| r.phase.as_str())
+}
