@@ -11,7 +11,7 @@ mod support;
 
 use serde_json::Value;
 use std::net::{IpAddr, SocketAddr};
-use support::netbed::{NetBed, PeerRecorder, tokio_runtime};
+use support::netbed::{NetBed, PeerRecorder, UdpEcho, tokio_runtime, udp_ask};
 use support::{TEST_IMAGE, WAIT};
 
 const IDLE: &str = "trap 'exit 0' TERM; sleep 100000 & wait";
@@ -453,4 +453,76 @@ fn a_crash_between_setup_steps_is_repaired_by_the_next_agent() {
     let inv = bed.inventory();
     assert_eq!(inv.leases, 2, "{inv:?}");
     assert_eq!(inv.records.len(), 2, "{inv:?}");
+}
+
+#[test]
+fn a_pod_left_half_wired_is_completed_by_the_next_agent() {
+    use skiff_cni::{Action, PodNetwork};
+    let mut bed = NetBed::start(49, 24, true);
+    bed.write_manifest("srv.yaml", &support::pod_yaml("srv", HTTPD, ""));
+    let pod = bed.wait_phase("srv", "Running");
+    let ip = pod_ip(&pod);
+    let url = format!("http://{ip}:8080/index.html");
+    let body = bed.wait_until(WAIT, "the pod to answer", || {
+        NetBed::wget_in(&bed.node_netns, &url)
+    });
+    assert_eq!(body.trim(), "served-by-srv");
+    bed.kill9();
+    // A crash in the middle of the pod's wiring: its veth is gone, namespace and lease stay.
+    {
+        let net = bed.cni_instance();
+        net.inject_failure_after(Some(Action::DeleteHostLink));
+        let uid = support::uid_of(&pod);
+        assert!(tokio_runtime().block_on(net.teardown_pod(&uid)).is_err());
+    }
+    assert!(bed.pod_links().is_empty());
+    assert!(
+        NetBed::wget_in(&bed.node_netns, &url).is_none(),
+        "still reachable without its veth"
+    );
+    bed.restart();
+    let body = bed.wait_until(WAIT, "the restarted agent to rewire the pod", || {
+        NetBed::wget_in(&bed.node_netns, &url)
+    });
+    assert_eq!(body.trim(), "served-by-srv");
+    assert_eq!(
+        pod_ip(&bed.pod("srv").expect("srv")),
+        ip,
+        "the address changed"
+    );
+}
+
+#[test]
+fn udp_host_port_reaches_the_pod_namespace() {
+    let bed = NetBed::start(50, 24, true);
+    bed.write_manifest(
+        "u.yaml",
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: u
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: {TEST_IMAGE}
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "{IDLE}"]
+    ports:
+    - {{containerPort: 5353, hostPort: 15353, protocol: UDP}}
+"#
+        ),
+    );
+    let pod = bed.wait_phase("u", "Running");
+    let ip: IpAddr = pod_ip(&pod).parse().expect("pod ip");
+    assert!(bed.nft_table().contains("udp"), "{}", bed.nft_table());
+    // The answer comes from a socket in the pod's own namespace on the container port.
+    let netns = format!("{}{}", bed.netns_prefix, support::uid_of(&pod));
+    let _echo = UdpEcho::start(&netns, SocketAddr::new(ip, 5353));
+    let to = SocketAddr::new(IpAddr::V4(bed.client().node_ip), 15353);
+    let reply = bed.wait_until(WAIT, "a UDP answer through the hostPort", || {
+        udp_ask(&bed.client().name, to, "hello-udp")
+    });
+    assert_eq!(reply, "echo:hello-udp");
 }

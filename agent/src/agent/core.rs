@@ -277,6 +277,17 @@ impl Core {
         self.pods.keys().cloned().collect()
     }
 
+    /// Network requests of the pods whose networked sandbox was made and that still run
+    /// (for the repair pass at start).
+    pub fn wired_pod_requests(&self) -> Vec<skiff_cni::PodNetRequest> {
+        self.pods
+            .values()
+            .filter(|p| p.status.sandbox_ready && !p.plan.host_network)
+            .filter(|p| p.deleting_since.is_none() && p.status.network.is_some())
+            .map(|p| super::execute::pod_net_request(&self.config, p))
+            .collect()
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             node_name: self.config.node_name.clone(),

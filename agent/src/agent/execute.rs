@@ -159,15 +159,7 @@ async fn ensure_networked_sandbox(job: Arc<Job>, net: &NetlinkNetwork) -> Outcom
     if !matches!(volumes, Outcome::SandboxReady { .. }) {
         return volumes;
     }
-    let pod = &job.pod;
-    let paths = PodPaths::new(&job.config.pods_dir(), &pod.uid);
-    let request = PodNetRequest {
-        id: pod.uid.clone(),
-        netns_name: netns_name(&job.config, &pod.uid),
-        hostname: pod.name.chars().take(63).collect(),
-        files_dir: paths.dir.join("net"),
-        ports: host_ports(pod),
-    };
+    let request = pod_net_request(&job.config, &job.pod);
     let setup = async {
         net.ensure_bridge().await?;
         net.setup_pod(&request).await
@@ -184,6 +176,18 @@ async fn ensure_networked_sandbox(job: Arc<Job>, net: &NetlinkNetwork) -> Outcom
             reason: "FailedCreatePodSandBox".into(),
             message: e.to_string(),
         },
+    }
+}
+
+/// What the cni crate needs to wire `pod` (the same on every call: setup is idempotent).
+pub fn pod_net_request(config: &AgentConfig, pod: &PodRecord) -> PodNetRequest {
+    let paths = PodPaths::new(&config.pods_dir(), &pod.uid);
+    PodNetRequest {
+        id: pod.uid.clone(),
+        netns_name: netns_name(config, &pod.uid),
+        hostname: pod.name.chars().take(63).collect(),
+        files_dir: paths.dir.join("net"),
+        ports: host_ports(pod),
     }
 }
 

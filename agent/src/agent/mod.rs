@@ -208,6 +208,13 @@ pub async fn run_until(config: AgentConfig, cancel: CancellationToken) -> anyhow
             Ok(_) => {}
             Err(e) => tracing::warn!("pod network gc: {e}"),
         }
+        // Pods left half-wired by a crash between setup steps: setup is idempotent and
+        // completes them (an intact pod is left as it is).
+        for request in core.wired_pod_requests() {
+            if let Err(e) = net.setup_pod(&request).await {
+                tracing::warn!("pod network: repair of pod {}: {e}", request.id);
+            }
+        }
     }
     let gossip = membership::start(&config).await?;
     let (snap_tx, snap_rx) = watch::channel(Arc::new(core.snapshot()));

@@ -307,3 +307,73 @@ impl Drop for PeerRecorder {
         }
     }
 }
+
+/// Runs `f` on a new thread that entered `/run/netns/<netns>` (sockets made there stay in it).
+pub fn in_netns<T: Send + 'static>(netns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{netns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .unwrap_or_else(|e| panic!("setns {path}: {e}"));
+        f()
+    })
+    .join()
+    .expect("netns thread")
+}
+
+/// A UDP socket inside a namespace that answers each datagram with `echo:<data>`. Busybox in
+/// the test image has no UDP server, so UDP hostPort tests answer from the pod's namespace
+/// with this. Stops when dropped.
+pub struct UdpEcho {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl UdpEcho {
+    pub fn start(netns: &str, addr: SocketAddr) -> UdpEcho {
+        let socket = in_netns(netns, move || {
+            std::net::UdpSocket::bind(addr).unwrap_or_else(|e| panic!("bind udp {addr}: {e}"))
+        });
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("udp timeout");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok((n, peer)) = socket.recv_from(&mut buf) {
+                    let reply = [b"echo:".as_slice(), &buf[..n]].concat();
+                    let _ = socket.send_to(&reply, peer);
+                }
+            }
+        });
+        UdpEcho {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for UdpEcho {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Sends `msg` over UDP from inside `netns` to `to`; the reply, if one comes within 1 s.
+pub fn udp_ask(netns: &str, to: SocketAddr, msg: &str) -> Option<String> {
+    let socket = in_netns(netns, || {
+        std::net::UdpSocket::bind("0.0.0.0:0").expect("bind udp")
+    });
+    socket
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .expect("udp timeout");
+    socket.send_to(msg.as_bytes(), to).ok()?;
+    let mut buf = [0u8; 512];
+    let (n, _) = socket.recv_from(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
