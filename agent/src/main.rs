@@ -18,7 +18,24 @@ fn main() {
     let code = match cli.command {
         Command::Agent(args) => skiff_agent::agent::run_from_args(*args),
         Command::Dev(dev) => skiff_agent::dev::run(dev),
-        command => cli::commands::run(&socket, command),
+        command => {
+            restore_sigpipe();
+            cli::commands::run(&socket, command)
+        }
     };
     std::process::exit(code);
+}
+
+/// Client commands die quietly when their reader goes away (`skiff get pods -o json | head`),
+/// like other command-line tools, instead of panicking on a failed print.
+#[allow(unsafe_code)]
+fn restore_sigpipe() {
+    // SAFETY: called before any other thread exists in a client command; SIG_DFL is a valid
+    // disposition and no handler code runs.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    };
 }
