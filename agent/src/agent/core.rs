@@ -560,6 +560,21 @@ impl Core {
         }
     }
 
+    /// Uids of the pods with a container (init included) that runs `image`.
+    fn pods_using(&self, image: &str) -> Vec<String> {
+        self.pods
+            .values()
+            .filter(|p| {
+                p.plan
+                    .containers
+                    .iter()
+                    .chain(&p.plan.init_containers)
+                    .any(|c| c.image == image)
+            })
+            .map(|p| p.uid.clone())
+            .collect()
+    }
+
     fn start_pull(&mut self, image: &str, pulls: &mpsc::Sender<PullResult>, tracker: &TaskTracker) {
         let key = normalize_reference(image).unwrap_or_else(|_| image.to_string());
         let entry = self.image_state.entry(key.clone()).or_default();
@@ -571,18 +586,7 @@ impl Core {
         let opts = execute::pull_options(&self.config);
         let tx = pulls.clone();
         let image = image.to_string();
-        let users: Vec<String> = self
-            .pods
-            .values()
-            .filter(|p| {
-                p.plan
-                    .containers
-                    .iter()
-                    .chain(&p.plan.init_containers)
-                    .any(|c| c.image == image)
-            })
-            .map(|p| p.uid.clone())
-            .collect();
+        let users = self.pods_using(&image);
         for uid in users {
             self.record_pod_event(&uid, false, "Pulling", &format!("pulling image {image:?}"));
         }
@@ -606,20 +610,9 @@ impl Core {
 
     fn on_pull_result(&mut self, p: PullResult) {
         let now = now_millis();
+        let users = self.pods_using(&p.image);
         let entry = self.image_state.entry(p.key.clone()).or_default();
         entry.pulling = false;
-        let users: Vec<String> = self
-            .pods
-            .values()
-            .filter(|pod| {
-                pod.plan
-                    .containers
-                    .iter()
-                    .chain(&pod.plan.init_containers)
-                    .any(|c| c.image == p.image)
-            })
-            .map(|pod| pod.uid.clone())
-            .collect();
         match p.result {
             Ok(()) => {
                 entry.present = true;
@@ -627,18 +620,7 @@ impl Core {
                 entry.message.clear();
                 for uid in &users {
                     if let Some(pod) = self.pods.get_mut(uid) {
-                        for (spec, c) in pod
-                            .plan
-                            .init_containers
-                            .iter()
-                            .zip(pod.status.init_containers.iter_mut())
-                            .chain(
-                                pod.plan
-                                    .containers
-                                    .iter()
-                                    .zip(pod.status.containers.iter_mut()),
-                            )
-                        {
+                        for (spec, c) in plan_and_status(pod) {
                             if spec.image == p.image && !c.running() {
                                 c.pulled = true;
                             }
@@ -669,18 +651,7 @@ impl Core {
                 };
                 for uid in &users {
                     if let Some(pod) = self.pods.get_mut(uid) {
-                        for (spec, c) in pod
-                            .plan
-                            .init_containers
-                            .iter()
-                            .zip(pod.status.init_containers.iter_mut())
-                            .chain(
-                                pod.plan
-                                    .containers
-                                    .iter()
-                                    .zip(pod.status.containers.iter_mut()),
-                            )
-                        {
+                        for (spec, c) in plan_and_status(pod) {
                             if spec.image == p.image
                                 && spec.pull_policy == PullPolicy::Always
                                 && !c.running()
@@ -903,6 +874,22 @@ pub fn describe_key(key: &ObjectKey) -> String {
         kind
     };
     format!("{group}/{}", key.name)
+}
+
+/// Each container's plan spec with its mutable status, init containers first.
+fn plan_and_status(
+    pod: &mut PodRecord,
+) -> impl Iterator<Item = (&ContainerPlanSpec, &mut crate::pod::ContainerRuntime)> {
+    pod.plan
+        .init_containers
+        .iter()
+        .zip(pod.status.init_containers.iter_mut())
+        .chain(
+            pod.plan
+                .containers
+                .iter()
+                .zip(pod.status.containers.iter_mut()),
+        )
 }
 
 fn attempt_of(id: &str) -> u32 {
