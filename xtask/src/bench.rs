@@ -18,6 +18,7 @@ const PODS: usize = 20;
 
 pub fn run(args: &[String]) -> Result<()> {
     crate::bench_net::run(args)?;
+    crate::bench_gossip::run(args)?;
     if args.iter().any(|a| a == "--net-only") {
         return Ok(());
     }
@@ -41,7 +42,10 @@ pub fn run(args: &[String]) -> Result<()> {
             conmon_kb: Vec::new(),
         }
     });
-    report.latency("skiff (manifest file -> process running)", &skiff_side.latencies);
+    report.latency(
+        "skiff (manifest file -> process running)",
+        &skiff_side.latencies,
+    );
     report.latency("runc run (same rootfs, same command)", &runc_side);
     report.latency("podman kube play (same manifest)", &podman_side.latencies);
     let p50 = |v: &[Duration]| percentile(v, 50.0).as_secs_f64();
@@ -259,13 +263,18 @@ fn extract_rootfs(image: &Path, into: &Path) -> Result<()> {
             .arg("-C")
             .arg(&layout),
     )?;
-    let blob = |digest: &str| layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
+    let blob = |digest: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(layout.join("index.json"))?)?;
     let manifest_digest = index["manifests"][0]["digest"]
         .as_str()
         .context("index.json without manifests")?;
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(blob(manifest_digest))?)?;
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(manifest_digest))?)?;
     for layer in manifest["layers"].as_array().cloned().unwrap_or_default() {
         let digest = layer["digest"].as_str().context("layer without digest")?;
         util::run(
@@ -296,11 +305,8 @@ fn runc_pod_start(image: &Path, pods: usize) -> Result<Vec<Duration>> {
             let mut config: serde_json::Value =
                 serde_json::from_slice(&std::fs::read(&config_path)?)?;
             config["process"]["terminal"] = serde_json::json!(false);
-            config["process"]["args"] = serde_json::json!([
-                "sh",
-                "-c",
-                format!("touch /mark/{name}; exec sleep 100000")
-            ]);
+            config["process"]["args"] =
+                serde_json::json!(["sh", "-c", format!("touch /mark/{name}; exec sleep 100000")]);
             config["root"]["readonly"] = serde_json::json!(true);
             config["linux"]["cgroupsPath"] = serde_json::json!(format!("/skb-runc/{id}"));
             config["mounts"]
@@ -394,8 +400,14 @@ fn podman_pod_start(image: &Path, pods: usize) -> Result<PodmanSide> {
             let file = base.join(format!("{name}.yaml"));
             std::fs::write(&file, pod_manifest(&name))?;
             let start = Instant::now();
-            let out = podman(&["kube", "play", "--network", "none", &file.display().to_string()])
-                .output()?;
+            let out = podman(&[
+                "kube",
+                "play",
+                "--network",
+                "none",
+                &file.display().to_string(),
+            ])
+            .output()?;
             files.push(file);
             if !out.status.success() {
                 bail!("podman kube play: {}", String::from_utf8_lossy(&out.stderr));

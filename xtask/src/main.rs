@@ -3,6 +3,7 @@
 #![allow(clippy::print_stdout)]
 
 mod bench;
+mod bench_gossip;
 mod bench_net;
 mod demo;
 mod packages;
@@ -39,6 +40,8 @@ fn main() -> Result<()> {
         }
         "demo" => demo::run(rest),
         "bench" => bench::run(rest),
+        // Only the membership figures of `bench` (issue 4); not in the usage text.
+        "bench-gossip" => bench_gossip::run(rest),
         "image" => {
             let path = build_test_image()?;
             println!("{}", path.display());

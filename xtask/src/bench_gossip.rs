@@ -1,0 +1,432 @@
+//! `cargo xtask bench` (issue 4): membership figures for skiff's gossip beside HashiCorp serf
+//! (`-profile lan`), on the network-namespace test bed of `skiff-tests` (one namespace per node,
+//! 198.18.1.0/24 on a bridge in a hub namespace, nothing leaves the machine), plus the
+//! in-process simulation (ChannelTransport, paused time) for sizes too large for real agents.
+//!
+//! Real agents, N = 5 and 20, each figure the median of a few repeats:
+//! - (a) convergence. skiff has no command to set a key or label at runtime, so for skiff this is
+//!   "a new node's agent process spawned (with --join and a token) -> it is Ready on all N
+//!   others". For serf the same ("serf agent -join" spawned -> alive on all N others), and
+//!   separately serf's tag propagation ("serf tags -set" returned -> every node shows the tag).
+//! - (b) failure detection: kill -9 of one agent -> every other node reports it NotReady
+//!   (skiff) / failed (serf).
+//! - (c) bandwidth: bytes each node sent (its veth, read on the hub side) over 20 s at rest.
+//!
+//! Observers are polled in parallel, one thread per node, every 25 ms: skiff through its API
+//! socket (one JSON line each way), serf through `serf members -format json` in the node's
+//! namespace (a process per poll, so serf's figures carry a few ms more polling delay).
+//! Simulation, N = 100 and 500 (ours only): a key set on one node -> every node has it; one
+//! node aborted -> NotReady on all others; gossip bytes per node per second over 20 s, all
+//! in simulated time (a 10 s window). `--gossip-sizes 5,20` and `--gossip-sim-sizes 100,500`
+//! choose the sizes; the table is printed again after each size.
+
+mod sim;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+use skiff_tests::agent::{Agent, phase_of};
+use skiff_tests::bed::TestBed;
+use skiff_tests::cluster::{Cluster, node_name, wait_api};
+use skiff_tests::poll::wait_until;
+use std::net::Ipv4Addr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const REAL_SIZES: [usize; 2] = [5, 20];
+const SIM_SIZES: [usize; 2] = [100, 500];
+const REPEATS: usize = 3;
+const BANDWIDTH_WINDOW: Duration = Duration::from_secs(20);
+const POLL: Duration = Duration::from_millis(25);
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// Medians of one system at one size (seconds; bytes/s per node).
+#[derive(Default, Clone)]
+struct Figures {
+    join: Option<f64>,
+    tag: Option<f64>,
+    failure: Option<f64>,
+    bytes_per_s: Option<f64>,
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let sizes: Vec<usize> = args
+        .iter()
+        .position(|a| a == "--gossip-sizes")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.split(',').filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_else(|| REAL_SIZES.to_vec());
+    if !crate::util::have("serf") {
+        crate::packages::ensure(&["serf"])?;
+    }
+    let mut rows = Vec::new();
+    for &n in &sizes {
+        eprintln!("bench gossip: skiff, {n} agents");
+        let ours = skiff_real(n).unwrap_or_else(|e| {
+            eprintln!("bench gossip: skiff at N={n} failed: {e:#}");
+            Figures::default()
+        });
+        eprintln!("bench gossip: serf, {n} agents");
+        let serf = serf_real(n).unwrap_or_else(|e| {
+            eprintln!("bench gossip: serf at N={n} failed: {e:#}");
+            Figures::default()
+        });
+        rows.push((n, ours, Some(serf)));
+        print_table(&rows);
+    }
+    let sim_sizes: Vec<usize> = args
+        .iter()
+        .position(|a| a == "--gossip-sim-sizes")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.split(',').filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_else(|| SIM_SIZES.to_vec());
+    for n in sim_sizes {
+        eprintln!("bench gossip: simulation, {n} nodes");
+        match sim::simulate(n) {
+            Ok(f) => {
+                rows.push((n, f, None));
+                print_table(&rows);
+            }
+            Err(e) => eprintln!("bench gossip: simulation at N={n} failed: {e:#}"),
+        }
+    }
+    Ok(())
+}
+
+fn print_table(rows: &[(usize, Figures, Option<Figures>)]) {
+    println!(
+        "\n== membership: skiff gossip (QUIC, LAN profile) vs serf (-profile lan), medians of {REPEATS} =="
+    );
+    println!(
+        "{:<44} {:>5} {:>12} {:>12} {:>8}",
+        "figure", "N", "skiff", "serf", "ratio"
+    );
+    let secs = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{s:.3} s"));
+    let bytes = |v: Option<f64>| v.map_or("-".to_string(), |b| format!("{b:.0} B/s"));
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+        _ => "-".into(),
+    };
+    for (n, ours, serf) in rows {
+        let kind = if serf.is_some() { "" } else { " (sim)" };
+        let s = serf.clone().unwrap_or_default();
+        println!(
+            "{:<44} {:>5} {:>12} {:>12} {:>8}",
+            format!("(a) new node start -> alive on all{kind}"),
+            n,
+            secs(ours.join),
+            secs(s.join),
+            ratio(ours.join, s.join)
+        );
+        println!(
+            "{:<44} {:>5} {:>12} {:>12} {:>8}",
+            format!("(a) key/tag set -> on all nodes{kind}"),
+            n,
+            secs(ours.tag),
+            secs(s.tag),
+            ratio(ours.tag, s.tag)
+        );
+        println!(
+            "{:<44} {:>5} {:>12} {:>12} {:>8}",
+            format!("(b) kill -9 -> failed on all others{kind}"),
+            n,
+            secs(ours.failure),
+            secs(s.failure),
+            ratio(ours.failure, s.failure)
+        );
+        println!(
+            "{:<44} {:>5} {:>12} {:>12} {:>8}",
+            format!("(c) bytes sent per node at rest{kind}"),
+            n,
+            bytes(ours.bytes_per_s),
+            bytes(s.bytes_per_s),
+            ratio(ours.bytes_per_s, s.bytes_per_s)
+        );
+    }
+    println!(
+        "targets: (b) < 3 s on the LAN profile and <= serf; (a) < 1 s at N = 20; (c) <= serf.\n\
+         skiff has no runtime key/label command: its (a) key row is measured in the simulation only;\n\
+         skiff's real (a) includes process start, the token join (certificate over QUIC) and gossip."
+    );
+}
+
+pub(crate) fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    Some(v[v.len() / 2])
+}
+
+/// Polls `check(observer)` for every observer in parallel; returns when all have seen it, the
+/// time since `since` of the last one.
+fn all_observe<O: Sync>(
+    since: Instant,
+    observers: &[O],
+    check: impl Fn(&O) -> bool + Sync,
+) -> Result<Duration> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = observers
+            .iter()
+            .map(|o| {
+                let check = &check;
+                scope.spawn(move || {
+                    while since.elapsed() < LIMIT {
+                        if check(o) {
+                            return Some(since.elapsed());
+                        }
+                        std::thread::sleep(POLL);
+                    }
+                    None
+                })
+            })
+            .collect();
+        let mut last = Duration::ZERO;
+        for h in handles {
+            match h.join() {
+                Ok(Some(d)) => last = last.max(d),
+                _ => bail!("not every node observed it within {LIMIT:?}"),
+            }
+        }
+        Ok(last)
+    })
+}
+
+/// Median over the nodes of bytes each node sent per second over the window.
+fn bytes_per_node(bed: &TestBed, nodes: usize) -> Result<f64> {
+    let before = bed.node_bytes()?;
+    let start = Instant::now();
+    // A measurement window, not a synchronisation: the counters are read at both ends.
+    std::thread::sleep(BANDWIDTH_WINDOW);
+    let after = bed.node_bytes()?;
+    let secs = start.elapsed().as_secs_f64();
+    let sent: Vec<f64> = (0..nodes)
+        .map(|i| (after[i].1.saturating_sub(before[i].1)) as f64 / secs)
+        .collect();
+    median(sent).context("no nodes")
+}
+
+fn skiff_real(n: usize) -> Result<Figures> {
+    let cluster = Cluster::start(TestBed::flat(n + 1)?, n, LIMIT)?;
+    let mut figures = Figures {
+        bytes_per_s: Some(bytes_per_node(&cluster.bed, n)?),
+        ..Figures::default()
+    };
+    let mut cluster = cluster;
+    let mut joins = Vec::new();
+    for rep in 0..REPEATS {
+        let name = format!("j{rep}");
+        let mut joiner = Agent::new(&cluster.bed, n, &name)?;
+        let since = Instant::now();
+        joiner.start(Some((
+            cluster.agents[0].gossip_addr(),
+            Some(&cluster.token),
+        )))?;
+        let took = all_observe(since, &cluster.agents, |a| {
+            a.nodes_via_socket()
+                .is_ok_and(|rows| phase_of(&rows, &name) == Some("Ready"))
+        })?;
+        joins.push(took.as_secs_f64());
+        joiner.terminate(Duration::from_secs(15))?;
+    }
+    figures.join = median(joins);
+    let mut failures = Vec::new();
+    for rep in 0..REPEATS {
+        let victim = n - 1 - rep;
+        let name = node_name(victim);
+        cluster.agents[victim].kill9()?;
+        let since = Instant::now();
+        let others: Vec<&Agent> = cluster.agents.iter().filter(|a| a.name != name).collect();
+        let took = all_observe(since, &others, |a| {
+            a.nodes_via_socket()
+                .is_ok_and(|rows| phase_of(&rows, &name) == Some("NotReady"))
+        })?;
+        failures.push(took.as_secs_f64());
+        cluster.agents[victim].start(None)?;
+        wait_api(&mut cluster.agents[victim], LIMIT)?;
+        let everyone: Vec<String> = (0..n).map(node_name).collect();
+        cluster.wait_phase(&(0..n).collect::<Vec<_>>(), &everyone, "Ready", LIMIT)?;
+    }
+    figures.failure = median(failures);
+    Ok(figures)
+}
+
+/// One serf agent in a bed namespace; killed on drop.
+struct Serf {
+    netns: String,
+    name: String,
+    child: Option<Child>,
+}
+
+impl Serf {
+    fn start(netns: &str, name: &str, ip: Ipv4Addr, join: Option<Ipv4Addr>) -> Result<Serf> {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", netns, "serf", "agent", "-node", name])
+            .args([
+                "-bind",
+                &format!("{ip}:7946"),
+                "-rpc-addr",
+                "127.0.0.1:7373",
+            ])
+            .args(["-profile", "lan", "-log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(j) = join {
+            cmd.args(["-join", &format!("{j}:7946")]);
+        }
+        Ok(Serf {
+            netns: netns.into(),
+            name: name.into(),
+            child: Some(cmd.spawn().context("spawn serf agent")?),
+        })
+    }
+
+    fn serf(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.netns, "serf"])
+            .args(args)
+            .args(["-rpc-addr", "127.0.0.1:7373"])
+            .stdin(Stdio::null())
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "serf {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `(name, status, tags)` of every member this agent knows.
+    fn members(&self) -> Result<Vec<(String, String, Value)>> {
+        let v: Value = serde_json::from_str(&self.serf(&["members", "-format", "json"])?)?;
+        Ok(v["members"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .map(|m| {
+                        (
+                            m["name"].as_str().unwrap_or("").to_string(),
+                            m["status"].as_str().unwrap_or("").to_string(),
+                            m["tags"].clone(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn status_of(&self, name: &str) -> Option<String> {
+        self.members()
+            .ok()?
+            .into_iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, s, _)| s)
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Serf {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn serf_wait_all_alive(agents: &[Serf], timeout: Duration) -> Result<()> {
+    wait_until(
+        "serf members all alive",
+        timeout,
+        Duration::from_millis(100),
+        || {
+            Ok(agents.iter().all(|a| {
+                a.members().is_ok_and(|m| {
+                    agents
+                        .iter()
+                        .all(|t| m.iter().any(|(n, s, _)| *n == t.name && s == "alive"))
+                })
+            }))
+        },
+    )
+    .map(|_| ())
+}
+
+fn serf_real(n: usize) -> Result<Figures> {
+    let bed = TestBed::flat(n + 1)?;
+    let mut agents: Vec<Serf> = Vec::new();
+    let first = &bed.nodes[0];
+    agents.push(Serf::start(&first.netns, &node_name(0), first.ip, None)?);
+    wait_until(
+        "first serf agent answers",
+        LIMIT,
+        Duration::from_millis(50),
+        || Ok(agents[0].members().is_ok()),
+    )?;
+    for i in 1..n {
+        let node = &bed.nodes[i];
+        agents.push(Serf::start(
+            &node.netns,
+            &node_name(i),
+            node.ip,
+            Some(first.ip),
+        )?);
+    }
+    serf_wait_all_alive(&agents, LIMIT)?;
+    let mut figures = Figures {
+        bytes_per_s: Some(bytes_per_node(&bed, n)?),
+        ..Figures::default()
+    };
+    let mut joins = Vec::new();
+    for rep in 0..REPEATS {
+        let name = format!("j{rep}");
+        let node = &bed.nodes[n];
+        let since = Instant::now();
+        let mut joiner = Serf::start(&node.netns, &name, node.ip, Some(first.ip))?;
+        let took = all_observe(since, &agents, |a| {
+            a.status_of(&name).as_deref() == Some("alive")
+        })?;
+        joins.push(took.as_secs_f64());
+        joiner.serf(&["leave"])?;
+        joiner.kill9();
+    }
+    figures.join = median(joins);
+    let mut tags = Vec::new();
+    for rep in 0..REPEATS {
+        let value = format!("v{rep}");
+        agents[0].serf(&["tags", "-set", &format!("bench={value}")])?;
+        let since = Instant::now();
+        let origin = agents[0].name.clone();
+        let took = all_observe(since, &agents[1..], |a| {
+            a.members().is_ok_and(|m| {
+                m.iter()
+                    .any(|(n, _, t)| *n == origin && t["bench"].as_str() == Some(&value))
+            })
+        })?;
+        tags.push(took.as_secs_f64());
+    }
+    figures.tag = median(tags);
+    let mut failures = Vec::new();
+    for rep in 0..REPEATS {
+        let victim = n - 1 - rep;
+        let name = node_name(victim);
+        agents[victim].kill9();
+        let since = Instant::now();
+        let others: Vec<&Serf> = agents.iter().filter(|a| a.name != name).collect();
+        let took = all_observe(since, &others, |a| {
+            a.status_of(&name).as_deref() == Some("failed")
+        })?;
+        failures.push(took.as_secs_f64());
+        let node = &bed.nodes[victim];
+        agents[victim] = Serf::start(&node.netns, &name, node.ip, Some(first.ip))?;
+        serf_wait_all_alive(&agents, LIMIT)?;
+    }
+    figures.failure = median(failures);
+    drop(agents);
+    Ok(figures)
+}
