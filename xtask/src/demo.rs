@@ -28,7 +28,9 @@ impl DemoAgent {
         let _ = std::fs::remove_dir_all(dir);
         // Not under the pods' netns prefix, or pod networking's gc would remove it.
         let node_netns = format!("{name}node");
-        let _ = Command::new("ip").args(["netns", "del", &node_netns]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &node_netns])
+            .status();
         util::run(Command::new("ip").args(["netns", "add", &node_netns]))?;
         for sub in ["data", "run", "m"] {
             std::fs::create_dir_all(dir.join(sub))?;
@@ -55,7 +57,12 @@ impl DemoAgent {
             .arg(&netns_prefix)
             .arg("--node-netns")
             .arg(format!("/run/netns/{node_netns}"))
-            .args(["--pod-subnet", "198.18.42.0/24", "--cluster-cidr", "198.18.0.0/16"])
+            .args([
+                "--pod-subnet",
+                "198.18.42.0/24",
+                "--cluster-cidr",
+                "198.18.0.0/16",
+            ])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -77,7 +84,10 @@ impl DemoAgent {
         })?;
         let out = agent.cli(&["image", "import", &image.display().to_string()])?;
         if !out.status.success() {
-            bail!("image import failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "image import failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(agent)
     }
@@ -142,7 +152,9 @@ impl DemoAgent {
             let _ = child.wait();
         }
         cleanup_leftovers(&self.dir, &self.cgroup_parent, &self.netns_prefix);
-        let _ = Command::new("ip").args(["netns", "del", &self.node_netns]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.node_netns])
+            .status();
     }
 }
 
@@ -232,7 +244,10 @@ pub fn run(args: &[String]) -> Result<()> {
     for entry in std::fs::read_dir(root.join("examples"))? {
         let path = entry?.path();
         if path.extension().is_some_and(|e| e == "yaml") {
-            std::fs::copy(&path, agent.manifests.join(path.file_name().unwrap_or_default()))?;
+            std::fs::copy(
+                &path,
+                agent.manifests.join(path.file_name().unwrap_or_default()),
+            )?;
             count += 1;
         }
     }
@@ -243,9 +258,10 @@ pub fn run(args: &[String]) -> Result<()> {
     agent.wait_for(Duration::from_secs(120), "every pod to run", |a| {
         let pods = a.pods()?;
         Ok(!pods.is_empty()
-            && pods
-                .iter()
-                .all(|p| p["status"]["phase"] == "Running" && p["status"]["conditions"][3]["status"] == "True"))
+            && pods.iter().all(|p| {
+                p["status"]["phase"] == "Running"
+                    && p["status"]["conditions"][3]["status"] == "True"
+            }))
     })?;
     let show = |args: &[&str]| -> Result<()> {
         println!("\n$ skiff {}", args.join(" "));
