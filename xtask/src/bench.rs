@@ -18,10 +18,10 @@ const PODS: usize = 20;
 
 pub fn run(args: &[String]) -> Result<()> {
     crate::bench_net::run(args)?;
-    crate::bench_gossip::run(args)?;
     if args.iter().any(|a| a == "--net-only") {
         return Ok(());
     }
+    crate::bench_gossip::run(args)?;
     let pods = args
         .iter()
         .position(|a| a == "--pods")
