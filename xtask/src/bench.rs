@@ -16,12 +16,53 @@ use std::time::{Duration, Instant};
 
 const PODS: usize = 20;
 
+/// Sections: `--only net|pods|gossip` (repeatable; default all). `--net-only` = `--only net`.
 pub fn run(args: &[String]) -> Result<()> {
-    crate::bench_net::run(args)?;
+    let mut only: Vec<&str> = args
+        .windows(2)
+        .filter(|w| w[0] == "--only")
+        .map(|w| w[1].as_str())
+        .collect();
     if args.iter().any(|a| a == "--net-only") {
-        return Ok(());
+        only.push("net");
     }
-    crate::bench_gossip::run(args)?;
+    let want = |section: &str| only.is_empty() || only.contains(&section);
+    if want("net") {
+        crate::bench_net::run(args)?;
+    }
+    if want("pods") {
+        pod_start(args)?;
+    }
+    if want("gossip") {
+        if std::env::var_os("SKIFF_BIN").is_some() {
+            crate::bench_gossip::run(args)?;
+        } else {
+            // Measure the release build: run this section in a child that names it.
+            let skiff = util::build_skiff_profile(true)?;
+            let mut child_args: Vec<String> =
+                vec!["bench".into(), "--only".into(), "gossip".into()];
+            let mut rest = args.iter();
+            while let Some(a) = rest.next() {
+                match a.as_str() {
+                    "--only" => {
+                        rest.next();
+                    }
+                    "--net-only" => {}
+                    _ => child_args.push(a.clone()),
+                }
+            }
+            util::run(
+                Command::new(std::env::current_exe()?)
+                    .args(&child_args)
+                    .env("SKIFF_BIN", &skiff),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Pod start latency (skiff, runc, podman) and memory (issue 2).
+fn pod_start(args: &[String]) -> Result<()> {
     let pods = args
         .iter()
         .position(|a| a == "--pods")
