@@ -78,9 +78,11 @@ impl Client {
     /// Sends `request` and returns the single answer.
     pub fn call(path: &Path, request: &Request) -> Result<Response, ClientError> {
         let mut client = Client::send(path, request)?;
-        client.next_response()?.ok_or_else(|| ClientError::Protocol {
-            path: path.to_path_buf(),
-            detail: "connection closed before an answer".into(),
-        })
+        client
+            .next_response()?
+            .ok_or_else(|| ClientError::Protocol {
+                path: path.to_path_buf(),
+                detail: "connection closed before an answer".into(),
+            })
     }
 }
