@@ -17,6 +17,7 @@ pub mod config;
 pub mod desired;
 pub mod dev;
 pub mod events;
+pub mod memory;
 pub mod pod;
 pub mod reconciler;
 pub mod render;

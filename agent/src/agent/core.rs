@@ -609,6 +609,7 @@ impl Core {
     }
 
     fn on_pull_result(&mut self, p: PullResult) {
+        crate::memory::release_free_memory();
         let now = now_millis();
         let users = self.pods_using(&p.image);
         let entry = self.image_state.entry(p.key.clone()).or_default();

@@ -122,7 +122,9 @@ async fn handle(shared: Shared, request: Request) -> Reply {
         Request::ImageImport { path } => {
             let images = shared.images.clone();
             let result = tokio::task::spawn_blocking(move || {
-                images.import_archive(std::path::Path::new(&path))
+                let result = images.import_archive(std::path::Path::new(&path));
+                crate::memory::release_free_memory();
+                result
             })
             .await;
             match result {
@@ -136,7 +138,9 @@ async fn handle(shared: Shared, request: Request) -> Reply {
         }
         Request::ImagePull { reference } => {
             let opts = super::execute::pull_options(&shared.config);
-            match shared.images.pull(&reference, &opts).await {
+            let pulled = shared.images.pull(&reference, &opts).await;
+            crate::memory::release_free_memory();
+            match pulled {
                 Ok(info) => {
                     let _ = shared.commands.send(Command::ImagesChanged).await;
                     ok(images_json(&[info]))

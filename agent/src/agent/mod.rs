@@ -100,6 +100,7 @@ pub fn run_from_args(args: AgentArgs) -> i32 {
         }
     };
     init_tracing();
+    crate::memory::limit_arenas();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(32)
