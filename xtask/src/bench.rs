@@ -413,7 +413,12 @@ fn podman_pod_start(image: &Path, pods: usize) -> Result<PodmanSide> {
             .unwrap_or("1024")
             .to_string()
     };
-    let (nofile, nproc) = (hard("Max open files"), hard("Max processes"));
+    // Setting nproc to the hard limit itself is refused here (EPERM in runc's init); a lower
+    // value always works.
+    let nofile = hard("Max open files");
+    let nproc = hard("Max processes")
+        .parse::<u64>()
+        .map_or(4096, |h| h.min(4096));
     std::fs::write(
         &conf,
         format!(
