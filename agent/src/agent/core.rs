@@ -68,16 +68,16 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// The image state as the renderer wants it: state and failure count.
-    pub fn image_state(&self, image: &str, now: Millis) -> (ImageState, u32) {
+    pub fn image_state(&self, image: &str) -> (ImageState, u32) {
         let key = normalize_reference(image).unwrap_or_else(|_| image.to_string());
         match self.images.get(&key) {
-            Some(e) => (entry_state(e, now), e.failures),
+            Some(e) => (entry_state(e), e.failures),
             None => (ImageState::Missing, 0),
         }
     }
 }
 
-fn entry_state(e: &ImageEntry, _now: Millis) -> ImageState {
+fn entry_state(e: &ImageEntry) -> ImageState {
     if e.pulling {
         ImageState::Pulling
     } else if e.present {
@@ -193,7 +193,7 @@ impl Core {
             sources,
         };
         core.refresh_objects(now);
-        core.adopt(now);
+        core.adopt();
         // The first snapshot the API serves should not claim containers that died meanwhile.
         core.observe_all(now);
         Ok(core)
@@ -211,7 +211,7 @@ impl Core {
 
     /// After a restart: sandboxes whose namespace vanished (reboot) are made again; containers
     /// and namespaces that belong to no pod are removed.
-    fn adopt(&mut self, now: Millis) {
+    fn adopt(&mut self) {
         let mut known: HashSet<String> = HashSet::new();
         let mut adopted = 0;
         for pod in self.pods.values_mut() {
@@ -269,7 +269,6 @@ impl Core {
                 }
             }
         }
-        let _ = now;
     }
 
     /// Uids of every pod on the node (for pod networking's gc).
@@ -414,7 +413,7 @@ impl Core {
                 let key = normalize_reference(image).unwrap_or_else(|_| image.to_string());
                 self.image_state
                     .get(&key)
-                    .map(|e| entry_state(e, now))
+                    .map(entry_state)
                     .unwrap_or(ImageState::Missing)
             };
             let mut actions = plan::plan(pod, &image_state, now);

@@ -169,16 +169,9 @@ fn images_json(infos: &[ImageInfo]) -> Value {
     })).collect::<Vec<_>>() })
 }
 
-fn ctx_image<'a>(
-    snap: &'a Snapshot,
-    now: u64,
-) -> impl Fn(&str) -> (crate::reconciler::plan::ImageState, u32) + 'a {
-    move |image| snap.image_state(image, now)
-}
-
 fn render_pod(snap: &Snapshot, p: &PodRecord) -> Value {
     let now = now_millis();
-    let image = ctx_image(snap, now);
+    let image = |i: &str| snap.image_state(i);
     let ctx = RenderContext {
         node_name: &snap.node_name,
         now,
