@@ -28,8 +28,10 @@ impl DemoAgent {
         let _ = std::fs::remove_dir_all(dir);
         // Not under the pods' netns prefix, or pod networking's gc would remove it.
         let node_netns = format!("{name}node");
+        // A leftover from an earlier run, if any (usually there is none: stay quiet).
         let _ = Command::new("ip")
             .args(["netns", "del", &node_netns])
+            .stderr(Stdio::null())
             .status();
         util::run(Command::new("ip").args(["netns", "add", &node_netns]))?;
         for sub in ["data", "run", "m"] {
