@@ -11,6 +11,9 @@
 //! - `keyspace.rs`: key names and the single size-checked writer of this node's keys.
 //! - `view.rs`: [`NodeMetadata`] and the pure node-list rule ([`build_node_list`]).
 //! - `profile.rs`: LAN / WAN timing presets.
+//! - `hlc.rs`, `records.rs`: version stamps of replicated desired objects, their digests, the
+//!   merge rule and the pure sync decision.
+//! - `leader.rs`: the leader rule and the term rule.
 //! - `node.rs`: the service: [`GossipNode::spawn`] -> [`GossipHandle`].
 //! - `node_list.rs`: keeps the node-list `watch` fresh and the transport's issuer address.
 //! - `observe.rs`: notes gossip exchanges per peer so `leave` knows when its marker went out.
@@ -21,26 +24,32 @@
 //! name is listed.
 
 mod error;
+mod hlc;
 mod identity;
 mod join;
 mod keyspace;
+mod leader;
 mod node;
 mod node_list;
 mod observe;
 mod pki;
 mod profile;
+mod records;
 mod tls;
 mod token;
 mod transport;
 mod view;
 
 pub use error::{GossipError, IdentityError, JoinError, TokenError};
+pub use hlc::{Hlc, InvalidStamp, Stamp};
 pub use identity::NodeIdentity;
 pub use join::{JoinRefusal, join_cluster};
 pub use keyspace::{MAX_KEY_BYTES, MAX_VALUE_BYTES, check_entry};
-pub use node::{GossipConfig, GossipDeps, GossipHandle, GossipNode, LeaveOutcome};
+pub use leader::{TERM_KEY, accepts, leader_of, next_term};
+pub use node::{GossipConfig, GossipDeps, GossipHandle, GossipNode, LeaveOutcome, MetadataWriter};
 pub use pki::{CLUSTER_SERVER_NAME, fingerprint, validate_node_name};
 pub use profile::{GossipProfile, GossipTimings};
+pub use records::{Digest, InvalidDigest, RECORD_PREFIX, SyncStep, plan_sync};
 pub use tls::{ALPN_GOSSIP, ALPN_JOIN, ALPN_RPC, QuicTimings};
 pub use token::{
     Token, TokenRecord, check_token, create_token, create_token_at, list_tokens, revoke_token,
