@@ -1,5 +1,5 @@
 //! Stable content hashes: of any object (to notice "unchanged") and of a Deployment's pod
-//! template (the `pod-template-hash`). Hashes are SHA-256 over the object's canonical JSON:
+//! template (the `pod-template-hash`) of a Deployment or DaemonSet. Hashes are SHA-256 over the object's canonical JSON:
 //! struct fields in declaration order, map keys sorted (every map is a `BTreeMap`), defaults
 //! filled in, so key order and spelling of defaults in the manifest do not matter.
 
@@ -7,7 +7,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::model::object::Object;
-use crate::model::workloads::{Deployment, PodTemplate};
+use crate::model::workloads::{DaemonSet, Deployment, PodTemplate};
 
 /// Hex characters of a pod template hash (like Kubernetes' `pod-template-hash` label).
 pub const POD_TEMPLATE_HASH_LEN: usize = 10;
@@ -43,6 +43,13 @@ impl PodTemplate {
 
 impl Deployment {
     /// The template hash: unchanged by replicas, strategy or the Deployment's own metadata.
+    pub fn pod_template_hash(&self) -> String {
+        self.spec.template.hash()
+    }
+}
+
+impl DaemonSet {
+    /// The template hash: unchanged by the DaemonSet's own metadata.
     pub fn pod_template_hash(&self) -> String {
         self.spec.template.hash()
     }

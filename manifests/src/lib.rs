@@ -8,7 +8,7 @@
 //! - `validate`: raw -> [`model`] types, every problem reported with its field path.
 //! - [`Valid`]: proof of validation; deserializing one re-validates.
 //! - [`quantity`], [`names`]: Kubernetes quantities and name rules.
-//! - `hash`, [`naming`]: content hashes, pod-template-hash, Deployment pod names.
+//! - `hash`, [`naming`]: content hashes, pod-template-hash, Deployment and DaemonSet pod names.
 //!
 //! Invariants: no IO and no clock; secret values never appear in Debug output or messages;
 //! a bad document never hides the good documents of the same file.
@@ -39,10 +39,10 @@ pub use model::pod::{
     SecretVolume, StorageMedium, Volume, VolumeMount, VolumeSource,
 };
 pub use model::workloads::{
-    Deployment, DeploymentSpec, DeploymentStrategy, IntOrPercent, LabelSelector, Pod, PodTemplate,
-    RollingUpdate, TemplateMetadata,
+    DaemonSet, DaemonSetSpec, Deployment, DeploymentSpec, DeploymentStrategy, IntOrPercent,
+    LabelSelector, Pod, PodTemplate, RollingUpdate, TemplateMetadata,
 };
-pub use naming::{POD_TEMPLATE_HASH_LABEL, PodSuffix, deployment_pod_name};
+pub use naming::{POD_TEMPLATE_HASH_LABEL, PodSuffix, daemon_set_pod_name, deployment_pod_name};
 pub use quantity::{Quantity, QuantityError};
 pub use valid::Valid;
 

@@ -1,19 +1,21 @@
 //! Names of pods made by a Deployment, like Kubernetes: `<deployment>-<pod-template-hash>-<suffix>`,
-//! with a 5-character random suffix from Kubernetes' alphabet. Randomness comes from the caller.
+//! with a 5-character random suffix from Kubernetes' alphabet (randomness comes from the caller),
+//! and by a DaemonSet: `<daemonset>-<suffix>`, the suffix derived from the node's name.
 
 use std::fmt;
 
 use rand::{Rng, SeedableRng};
+use sha2::{Digest, Sha256};
 
 use crate::model::object::ObjectMeta;
-use crate::model::workloads::{Deployment, Pod};
+use crate::model::workloads::{DaemonSet, Deployment, Pod, PodTemplate};
 use crate::valid::Valid;
 
 /// Kubernetes' alphabet for generated names: no vowels (no words), no look-alike characters.
 pub const SUFFIX_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 /// Length of a generated suffix.
 pub const SUFFIX_LEN: usize = 5;
-/// Label carrying the template hash on every pod a Deployment makes.
+/// Label carrying the template hash on every pod a Deployment or DaemonSet makes.
 pub const POD_TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
 /// Generated names are at most 63 characters, so the prefix is cut to this length.
 const MAX_PREFIX_LEN: usize = 63 - SUFFIX_LEN;
@@ -48,6 +50,18 @@ impl PodSuffix {
         PodSuffix(text)
     }
 
+    /// Five characters from [`SUFFIX_ALPHABET`] derived from a node's name: a DaemonSet's pod
+    /// on that node always gets the same name. Different nodes may (rarely) share a suffix.
+    pub fn for_node(node_name: &str) -> PodSuffix {
+        let digest = Sha256::digest(node_name.as_bytes());
+        let text = digest
+            .iter()
+            .take(SUFFIX_LEN)
+            .map(|b| char::from(SUFFIX_ALPHABET[usize::from(*b) % SUFFIX_ALPHABET.len()]))
+            .collect();
+        PodSuffix(text)
+    }
+
     /// Deterministic suffix for a seed (tests, simulations).
     pub fn from_seed(seed: u64) -> PodSuffix {
         PodSuffix::random(&mut rand::rngs::StdRng::seed_from_u64(seed))
@@ -71,7 +85,16 @@ pub fn deployment_pod_name(
     pod_template_hash: &str,
     suffix: &PodSuffix,
 ) -> String {
-    let mut prefix = format!("{deployment_name}-{pod_template_hash}-");
+    generated_name(format!("{deployment_name}-{pod_template_hash}-"), suffix)
+}
+
+/// `<daemonset>-<suffix>`, the `<daemonset>-` prefix cut to 58 characters. The scheduler passes
+/// [`PodSuffix::for_node`] (or a random suffix when two nodes' suffixes collide).
+pub fn daemon_set_pod_name(daemon_set_name: &str, suffix: &PodSuffix) -> String {
+    generated_name(format!("{daemon_set_name}-"), suffix)
+}
+
+fn generated_name(mut prefix: String, suffix: &PodSuffix) -> String {
     if prefix.len() > MAX_PREFIX_LEN {
         // Names are ASCII (validated), so any byte index is a char boundary.
         let mut cut = MAX_PREFIX_LEN;
@@ -83,6 +106,25 @@ pub fn deployment_pod_name(
     format!("{prefix}{suffix}")
 }
 
+/// A pod of `template` named `name` in `namespace`: the template's labels plus
+/// `pod-template-hash`, and its annotations.
+fn template_pod(template: &PodTemplate, name: String, namespace: &str) -> Valid<Pod> {
+    let mut labels = template.metadata.labels.clone();
+    labels.insert(POD_TEMPLATE_HASH_LABEL.to_string(), template.hash());
+    let pod = Pod {
+        metadata: ObjectMeta {
+            name,
+            namespace: namespace.to_string(),
+            labels,
+            annotations: template.metadata.annotations.clone(),
+        },
+        spec: template.spec.clone(),
+    };
+    // The name is a valid subdomain (a valid name, hex, a lowercase suffix), the hash is a
+    // valid label value, and the spec was validated as part of its workload.
+    Valid::new_unchecked(pod)
+}
+
 impl Valid<Deployment> {
     /// The name of a new pod of this Deployment's current template.
     pub fn pod_name(&self, suffix: &PodSuffix) -> String {
@@ -92,21 +134,29 @@ impl Valid<Deployment> {
     /// A pod of the current template: named by [`Valid::pod_name`], in the Deployment's
     /// namespace, with the template's labels plus `pod-template-hash` and its annotations.
     pub fn new_pod(&self, suffix: &PodSuffix) -> Valid<Pod> {
-        let template = &self.spec.template;
-        let mut labels = template.metadata.labels.clone();
-        labels.insert(POD_TEMPLATE_HASH_LABEL.to_string(), template.hash());
-        let pod = Pod {
-            metadata: ObjectMeta {
-                name: self.pod_name(suffix),
-                namespace: self.metadata.namespace.clone(),
-                labels,
-                annotations: template.metadata.annotations.clone(),
-            },
-            spec: template.spec.clone(),
-        };
-        // The name is a valid subdomain (a valid name, hex, a lowercase suffix), the hash is a
-        // valid label value, and the spec was validated as part of the Deployment.
-        Valid::new_unchecked(pod)
+        template_pod(
+            &self.spec.template,
+            self.pod_name(suffix),
+            &self.metadata.namespace,
+        )
+    }
+}
+
+impl Valid<DaemonSet> {
+    /// The name of this DaemonSet's pod on `node_name`: `<daemonset>-<suffix>`, the same every
+    /// time for the same node.
+    pub fn pod_name(&self, node_name: &str) -> String {
+        daemon_set_pod_name(&self.metadata.name, &PodSuffix::for_node(node_name))
+    }
+
+    /// The pod of the current template for `node_name`: named by [`Valid::<DaemonSet>::pod_name`],
+    /// in the DaemonSet's namespace, with the template's labels plus `pod-template-hash`.
+    pub fn new_pod(&self, node_name: &str) -> Valid<Pod> {
+        template_pod(
+            &self.spec.template,
+            self.pod_name(node_name),
+            &self.metadata.namespace,
+        )
     }
 }
 
@@ -146,8 +196,32 @@ mod tests {
         assert_eq!(name.len(), 63);
         assert!(name.ends_with("x7k2p"));
         assert!(crate::names::check_dns1123_subdomain(&name).is_ok());
+        let ds = daemon_set_pod_name(&long, &suffix);
+        assert_eq!(ds.len(), 63);
+        assert!(ds.ends_with("x7k2p"), "{ds}");
+        assert_eq!(daemon_set_pod_name("agent", &suffix), "agent-x7k2p");
         assert!(PodSuffix::new("").is_err());
         assert!(PodSuffix::new("ABCDE").is_err());
         assert!(PodSuffix::new("a-b").is_err());
+    }
+
+    #[test]
+    fn node_suffixes_are_stable_per_node_and_use_the_alphabet() {
+        let names = ["edge-1", "edge-2", "edge-3", "a", ""];
+        let suffixes: Vec<PodSuffix> = names.iter().map(|n| PodSuffix::for_node(n)).collect();
+        for (name, suffix) in names.iter().zip(&suffixes) {
+            assert_eq!(suffix.as_str().len(), SUFFIX_LEN);
+            assert!(PodSuffix::new(suffix.as_str()).is_ok(), "{suffix}");
+            assert!(
+                suffix
+                    .as_str()
+                    .bytes()
+                    .all(|b| SUFFIX_ALPHABET.contains(&b))
+            );
+            assert_eq!(&PodSuffix::for_node(name), suffix);
+        }
+        let distinct: std::collections::BTreeSet<&str> =
+            suffixes.iter().map(PodSuffix::as_str).collect();
+        assert_eq!(distinct.len(), names.len());
     }
 }

@@ -219,6 +219,27 @@ pub(crate) struct RawDeploymentSpec {
     pub(crate) strategy: Option<RawStrategy>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawDaemonSet {
+    // apiVersion and kind are read before decoding; status is ignored.
+    #[serde(rename = "apiVersion")]
+    pub(crate) _api_version: Option<Value>,
+    #[serde(rename = "kind")]
+    pub(crate) _kind: Option<Value>,
+    #[serde(rename = "status")]
+    pub(crate) _status: Option<Value>,
+    pub(crate) metadata: Option<RawMeta>,
+    pub(crate) spec: Option<RawDaemonSetSpec>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawDaemonSetSpec {
+    pub(crate) selector: Option<RawSelector>,
+    pub(crate) template: Option<RawPodTemplate>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RawSelector {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::ManifestError;
 use crate::model::config::{ConfigMap, Namespace, Secret};
 use crate::model::object::Object;
-use crate::model::workloads::{Deployment, Pod};
+use crate::model::workloads::{DaemonSet, Deployment, Pod};
 
 /// A validated `T`. Read it through `Deref`; build it with [`crate::parse_file`].
 #[derive(Clone, PartialEq, Eq)]
@@ -123,4 +123,4 @@ macro_rules! kind_conversions {
     )*};
 }
 
-kind_conversions!(Pod, Deployment, Namespace, ConfigMap, Secret);
+kind_conversions!(Pod, Deployment, DaemonSet, Namespace, ConfigMap, Secret);

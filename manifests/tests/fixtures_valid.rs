@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 
 use skiff_manifests::{
-    Deployment, EnvFromRef, EnvValue, EnvVarSource, Kind, Object, ParsedFile, Pod, PullPolicy,
-    RestartPolicy, Valid, VolumeSource, parse_file, to_yaml,
+    DaemonSet, Deployment, EnvFromRef, EnvValue, EnvVarSource, Kind, Object, ParsedFile, Pod,
+    PullPolicy, RestartPolicy, Valid, VolumeSource, parse_file, to_yaml,
 };
 
 fn fixture(name: &str) -> (String, Vec<u8>) {
@@ -52,6 +52,65 @@ fn web_deployment_fixture() {
     assert_eq!(web.spec.template.spec.restart_policy, RestartPolicy::Always);
     assert_eq!(web.spec.template.spec.termination_grace_period_seconds, 30);
     assert_eq!(web.spec.template.spec.total_requests().cpu_millis, 50);
+}
+
+#[test]
+fn log_shipper_daemon_set_fixture() {
+    let parsed = parse_clean("log-shipper-daemonset.yaml");
+    let objects = parsed.into_result().unwrap_or_default();
+    assert_eq!(objects.len(), 1);
+    assert_eq!(
+        objects[0].key().to_string(),
+        "DaemonSet default/log-shipper"
+    );
+    assert_eq!(objects[0].kind(), Kind::DaemonSet);
+    assert_eq!(Kind::from_cli_name("ds"), Some(Kind::DaemonSet));
+    assert_eq!(
+        Kind::from_type("apps/v1", "DaemonSet"),
+        Some(Kind::DaemonSet)
+    );
+    let Ok(shipper) = Valid::<DaemonSet>::try_from(objects[0].clone()) else {
+        panic!("not a daemon set");
+    };
+    let template = &shipper.spec.template;
+    assert!(shipper.spec.selector.matches(&template.metadata.labels));
+    assert_eq!(
+        template.spec.node_selector.get("role").map(String::as_str),
+        Some("edge")
+    );
+    assert_eq!(template.spec.restart_policy, RestartPolicy::Always);
+    // The init container asks for more cpu than the main one: the larger figure counts.
+    let requests = template.spec.total_requests();
+    assert_eq!(
+        (requests.cpu_millis, requests.memory_bytes),
+        (100, 16 << 20)
+    );
+    assert_eq!(shipper.pod_template_hash(), template.hash());
+
+    let pod = shipper.new_pod("edge-1");
+    assert_eq!(pod.metadata.name, shipper.pod_name("edge-1"));
+    assert!(pod.metadata.name.starts_with("log-shipper-"));
+    assert_eq!(pod.metadata.name.len(), "log-shipper-".len() + 5);
+    assert_eq!(shipper.new_pod("edge-1"), pod, "same node, same pod");
+    assert_ne!(shipper.pod_name("edge-2"), pod.metadata.name);
+    assert_eq!(pod.metadata.namespace, "default");
+    assert_eq!(
+        pod.metadata.labels.get("pod-template-hash"),
+        Some(&shipper.pod_template_hash())
+    );
+    assert_eq!(pod.spec, template.spec);
+
+    let json = serde_json::to_value(&objects[0]).unwrap_or_default();
+    assert_eq!(json["apiVersion"], "apps/v1");
+    assert_eq!(json["kind"], "DaemonSet");
+    assert_eq!(
+        json["spec"]["selector"]["matchLabels"]["app"],
+        "log-shipper"
+    );
+    assert_eq!(
+        json["spec"]["template"]["spec"]["nodeSelector"]["role"],
+        "edge"
+    );
 }
 
 #[test]
@@ -129,6 +188,7 @@ fn every_fixture_round_trips_through_json_and_yaml() {
         "web-deployment.yaml",
         "app-with-config.yaml",
         "sleeper-namespace.json",
+        "log-shipper-daemonset.yaml",
     ] {
         let parsed = parse_clean(name);
         for object in parsed.objects() {

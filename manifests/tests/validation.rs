@@ -30,6 +30,12 @@ fn pod(container: &str, spec_extra: &str) -> String {
     )
 }
 
+fn daemon_set(spec_extra: &str, template_labels: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: agent\nspec:\n{spec_extra}  selector:\n    matchLabels: {{app: agent}}\n  template:\n    metadata:\n      labels: {template_labels}\n    spec:\n      containers:\n        - name: c\n          image: skiff.local/busybox:latest\n"
+    )
+}
+
 fn deployment(spec_extra: &str, template_labels: &str) -> String {
     format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n{spec_extra}  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {template_labels}\n    spec:\n      containers:\n        - name: c\n          image: skiff.local/busybox:latest\n"
@@ -116,6 +122,30 @@ fn every_problem_of_a_document_is_reported() {
 }
 
 #[test]
+fn daemon_set_problems_are_reported_with_paths() {
+    let parsed = parse_file("agent.yaml", &invalid_fixture("daemonset.yaml"));
+    let messages: Vec<String> = parsed.errors().iter().map(ToString::to_string).collect();
+    let expected = [
+        "manifest agent.yaml: document 1: metadata.name: ",
+        "manifest agent.yaml: document 1: spec.selector.matchLabels: must not be empty: a DaemonSet needs labels to find its pods",
+        "manifest agent.yaml: document 1: spec.template.spec.restartPolicy: must be \"Always\" in a DaemonSet (got \"OnFailure\")",
+        "manifest agent.yaml: document 1: spec.template.spec.nodeSelector[\"bad key!\"]: ",
+    ];
+    for prefix in expected {
+        assert!(
+            messages.iter().any(|m| m.starts_with(prefix)),
+            "missing {prefix} in {messages:#?}"
+        );
+    }
+    assert_eq!(messages.len(), expected.len(), "{messages:#?}");
+    let warnings: Vec<String> = parsed.warnings().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        ["manifest agent.yaml: document 1: spec.replicas: unknown field, ignored"]
+    );
+}
+
+#[test]
 fn single_problems_table() {
     let cases: Vec<(String, &str, &str)> = vec![
         (pod("      image: \"\"\n", ""), "spec.containers[0].image", "must not be empty"),
@@ -162,6 +192,12 @@ fn single_problems_table() {
             "spec.template.spec.restartPolicy",
             "must be \"Always\" in a Deployment",
         ),
+        (daemon_set("", "{app: other}"), "spec.template.metadata.labels", "must match spec.selector.matchLabels (missing or different: app=agent)"),
+        ("apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: a}\n".into(), "spec", "required"),
+        ("apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: a}\nspec:\n  template: {metadata: {labels: {a: b}}, spec: {containers: [{name: c, image: i}]}}\n".into(), "spec.selector", "required"),
+        ("apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: a}\nspec:\n  selector: {matchLabels: {a: b}}\n".into(), "spec.template", "required"),
+        ("apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: a}\nspec:\n  selector: {matchLabels: {a: b}}\n  template: {metadata: {labels: {a: b}}, spec: {containers: [{name: c, image: i, resources: {requests: {memory: 1Z}}}]}}\n".into(), "spec.template.spec.containers[0].resources.requests.memory", "invalid quantity"),
+        ("apiVersion: v1\nkind: DaemonSet\nmetadata: {name: x}\n".into(), "kind", "DaemonSet uses apiVersion \"apps/v1\""),
         ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: w}\nspec:\n  selector: {matchExpressions: []}\n  template: {metadata: {labels: {a: b}}, spec: {containers: [{name: c, image: i}]}}\n".into(), "spec.selector.matchExpressions", "not supported"),
         ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\nbinaryData: {k: \"%%%\"}\n".into(), "binaryData.k", "base64"),
         ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {k: a}\nbinaryData: {k: YQ==}\n".into(), "binaryData.k", "also in data"),

@@ -1,6 +1,6 @@
 //! The object envelope: supported kinds, metadata, identity keys and the `Object` enum.
 //!
-//! Adding a kind (DaemonSet, Service, Job): a variant in [`Kind`] and [`Object`], its model type,
+//! Adding a kind (Service, Job): a variant in [`Kind`] and [`Object`], its model type,
 //! a raw type and a validator registered in `validate::validate_kind`. The compiler points at
 //! every match that must learn about it.
 
@@ -10,7 +10,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::config::{ConfigMap, Namespace, Secret};
-use super::workloads::{Deployment, Pod};
+use super::workloads::{DaemonSet, Deployment, Pod};
 
 /// The kinds skiff understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -20,16 +20,18 @@ pub enum Kind {
     Secret,
     Pod,
     Deployment,
+    DaemonSet,
 }
 
 impl Kind {
     /// Every kind, in the order they should be applied (namespaces and configuration first).
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Namespace,
         Kind::ConfigMap,
         Kind::Secret,
         Kind::Pod,
         Kind::Deployment,
+        Kind::DaemonSet,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -39,13 +41,14 @@ impl Kind {
             Kind::Secret => "Secret",
             Kind::Pod => "Pod",
             Kind::Deployment => "Deployment",
+            Kind::DaemonSet => "DaemonSet",
         }
     }
 
     pub fn api_version(self) -> &'static str {
         match self {
             Kind::Namespace | Kind::ConfigMap | Kind::Secret | Kind::Pod => "v1",
-            Kind::Deployment => "apps/v1",
+            Kind::Deployment | Kind::DaemonSet => "apps/v1",
         }
     }
 
@@ -62,11 +65,13 @@ impl Kind {
     }
 
     /// The kind for a command-line word, as kubectl accepts them: `pod`, `pods`, `po`,
-    /// `deployment`, `deploy`, `ns`, `cm`, `configmaps`, `secret`... (case-insensitive).
+    /// `deployment`, `deploy`, `daemonset`, `ds`, `ns`, `cm`, `configmaps`, `secret`...
+    /// (case-insensitive).
     pub fn from_cli_name(word: &str) -> Option<Kind> {
         let kind = match word.to_ascii_lowercase().as_str() {
             "pod" | "pods" | "po" => Kind::Pod,
             "deployment" | "deployments" | "deploy" => Kind::Deployment,
+            "daemonset" | "daemonsets" | "ds" => Kind::DaemonSet,
             "namespace" | "namespaces" | "ns" => Kind::Namespace,
             "configmap" | "configmaps" | "cm" => Kind::ConfigMap,
             "secret" | "secrets" => Kind::Secret,
@@ -137,6 +142,7 @@ pub struct ObjectMeta {
 pub enum Object {
     Pod(Pod),
     Deployment(Deployment),
+    DaemonSet(DaemonSet),
     Namespace(Namespace),
     ConfigMap(ConfigMap),
     Secret(Secret),
@@ -147,6 +153,7 @@ impl Object {
         match self {
             Object::Pod(_) => Kind::Pod,
             Object::Deployment(_) => Kind::Deployment,
+            Object::DaemonSet(_) => Kind::DaemonSet,
             Object::Namespace(_) => Kind::Namespace,
             Object::ConfigMap(_) => Kind::ConfigMap,
             Object::Secret(_) => Kind::Secret,
@@ -157,6 +164,7 @@ impl Object {
         match self {
             Object::Pod(o) => &o.metadata,
             Object::Deployment(o) => &o.metadata,
+            Object::DaemonSet(o) => &o.metadata,
             Object::Namespace(o) => &o.metadata,
             Object::ConfigMap(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
@@ -196,6 +204,7 @@ impl Serialize for Object {
         match self {
             Object::Pod(o) => typed(kind, o, serializer),
             Object::Deployment(o) => typed(kind, o, serializer),
+            Object::DaemonSet(o) => typed(kind, o, serializer),
             Object::Namespace(o) => typed(kind, o, serializer),
             Object::ConfigMap(o) => typed(kind, o, serializer),
             Object::Secret(o) => typed(kind, o, serializer),

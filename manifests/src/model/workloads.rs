@@ -1,4 +1,5 @@
-//! Validated workload objects: Pod and Deployment (template, selector, rollout strategy).
+//! Validated workload objects: Pod, Deployment (template, selector, rollout strategy) and
+//! DaemonSet (one pod per matching node).
 
 use std::collections::BTreeMap;
 
@@ -25,6 +26,19 @@ pub struct DeploymentSpec {
     pub selector: LabelSelector,
     pub template: PodTemplate,
     pub strategy: DeploymentStrategy,
+}
+
+/// One pod of the template on every node that matches the template's `nodeSelector`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DaemonSet {
+    pub metadata: ObjectMeta,
+    pub spec: DaemonSetSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DaemonSetSpec {
+    pub selector: LabelSelector,
+    pub template: PodTemplate,
 }
 
 /// `matchLabels` only; validation guarantees it is not empty and matches the template labels.

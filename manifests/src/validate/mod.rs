@@ -68,6 +68,10 @@ pub(crate) fn validate_document(value: Value, problems: &mut Problems) -> Option
             workloads::validate_deployment(decode(value, Values::Shown, problems)?, problems)
                 .map(Object::Deployment)
         }
+        Kind::DaemonSet => {
+            workloads::validate_daemon_set(decode(value, Values::Shown, problems)?, problems)
+                .map(Object::DaemonSet)
+        }
         Kind::Namespace => {
             config::validate_namespace(decode(value, Values::Shown, problems)?, problems)
                 .map(Object::Namespace)

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::{FieldPath, Problems};
+use crate::model::object::Kind;
 use crate::model::pod::{
     ConfigMapVolume, Container, DEFAULT_VOLUME_MODE, EmptyDirVolume, HostPathType, HostPathVolume,
     KeyToPath, PodSpec, RestartPolicy, SecretVolume, StorageMedium, Volume, VolumeSource,
@@ -19,11 +20,11 @@ use super::{check, elements, file_mode, labels, one_of, required_string};
 /// Default grace period between SIGTERM and SIGKILL, as in Kubernetes.
 const DEFAULT_GRACE_SECONDS: u64 = 30;
 
-/// Where the pod spec sits: a bare Pod or a Deployment's template.
+/// Where the pod spec sits: a bare Pod or the template of a Deployment or DaemonSet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PodContext {
     Pod,
-    Template,
+    Template(Kind),
 }
 
 pub(crate) fn pod_spec(
@@ -75,8 +76,8 @@ pub(crate) fn pod_spec(
             problems,
         ),
     };
-    if let (Some(policy), PodContext::Template) = (restart_policy, context) {
-        check_template_restart_policy(policy, &policy_path, problems);
+    if let (Some(policy), PodContext::Template(kind)) = (restart_policy, context) {
+        check_template_restart_policy(policy, kind, &policy_path, problems);
     }
 
     let grace_path = path.child("terminationGracePeriodSeconds");

@@ -1,14 +1,17 @@
-//! Validation of Pod and Deployment objects: replicas, selector against template labels,
-//! rollout strategy; the pod spec itself is checked in `validate::pod`.
+//! Validation of Pod, Deployment and DaemonSet objects: replicas, selector against template
+//! labels, rollout strategy; the pod spec itself is checked in `validate::pod`.
 
 use crate::error::{FieldPath, Problems};
 use crate::model::object::Kind;
 use crate::model::pod::RestartPolicy;
 use crate::model::workloads::{
-    Deployment, DeploymentSpec, DeploymentStrategy, IntOrPercent, LabelSelector, Pod, PodTemplate,
-    RollingUpdate, TemplateMetadata,
+    DaemonSet, DaemonSetSpec, Deployment, DeploymentSpec, DeploymentStrategy, IntOrPercent,
+    LabelSelector, Pod, PodTemplate, RollingUpdate, TemplateMetadata,
 };
-use crate::raw::{RawDeployment, RawIntOrString, RawPod, RawRollingUpdate, RawStrategy};
+use crate::raw::{
+    RawDaemonSet, RawDeployment, RawIntOrString, RawPod, RawPodTemplate, RawRollingUpdate,
+    RawSelector, RawStrategy,
+};
 
 use super::pod::{PodContext, pod_spec};
 use super::{annotations, labels, object_meta, one_of, required};
@@ -52,8 +55,57 @@ pub(crate) fn validate_deployment(
         },
     };
 
+    let (selector, template) = selector_and_template(
+        spec.selector,
+        spec.template,
+        Kind::Deployment,
+        &spec_path,
+        problems,
+    );
+
+    let strategy = strategy(spec.strategy, &spec_path.child("strategy"), problems);
+    Some(Deployment {
+        metadata,
+        spec: DeploymentSpec {
+            replicas: replicas?,
+            selector: selector?,
+            template: template?,
+            strategy: strategy?,
+        },
+    })
+}
+
+pub(crate) fn validate_daemon_set(raw: RawDaemonSet, problems: &mut Problems) -> Option<DaemonSet> {
+    let metadata = object_meta(raw.metadata, Kind::DaemonSet, problems);
+    let spec_path = FieldPath::root().child("spec");
+    let spec = required(raw.spec, &spec_path, problems)?;
+    let (selector, template) = selector_and_template(
+        spec.selector,
+        spec.template,
+        Kind::DaemonSet,
+        &spec_path,
+        problems,
+    );
+    Some(DaemonSet {
+        metadata,
+        spec: DaemonSetSpec {
+            selector: selector?,
+            template: template?,
+        },
+    })
+}
+
+/// `spec.selector` and `spec.template` of a workload that stamps out pods (`kind`), and the
+/// check that the selector matches the template's labels.
+fn selector_and_template(
+    selector: Option<RawSelector>,
+    template: Option<RawPodTemplate>,
+    kind: Kind,
+    spec_path: &FieldPath,
+    problems: &mut Problems,
+) -> (Option<LabelSelector>, Option<PodTemplate>) {
     let selector_path = spec_path.child("selector");
-    let selector = required(spec.selector, &selector_path, problems).map(|selector| {
+    let selector = required(selector, &selector_path, problems).map(|selector| {
         let expressions_path = selector_path.child("matchExpressions");
         if selector.match_expressions.is_some() {
             problems.error(&expressions_path, "not supported yet; use matchLabels");
@@ -65,14 +117,14 @@ pub(crate) fn validate_deployment(
         if present && match_labels.is_empty() {
             problems.error(
                 &labels_path,
-                "must not be empty: a Deployment needs labels to find its pods",
+                format!("must not be empty: a {kind} needs labels to find its pods"),
             );
         }
         LabelSelector { match_labels }
     });
 
     let template_path = spec_path.child("template");
-    let template = required(spec.template, &template_path, problems).and_then(|template| {
+    let template = required(template, &template_path, problems).and_then(|template| {
         let meta_path = template_path.child("metadata");
         let meta = template.metadata.unwrap_or_default();
         let metadata = TemplateMetadata {
@@ -83,7 +135,7 @@ pub(crate) fn validate_deployment(
         let spec = pod_spec(
             required(template.spec, &pod_path, problems)?,
             &pod_path,
-            PodContext::Template,
+            PodContext::Template(kind),
             problems,
         )?;
         Some(PodTemplate { metadata, spec })
@@ -106,17 +158,7 @@ pub(crate) fn validate_deployment(
             );
         }
     }
-
-    let strategy = strategy(spec.strategy, &spec_path.child("strategy"), problems);
-    Some(Deployment {
-        metadata,
-        spec: DeploymentSpec {
-            replicas: replicas?,
-            selector: selector?,
-            template: template?,
-            strategy: strategy?,
-        },
-    })
+    (selector, template)
 }
 
 fn strategy(
@@ -219,19 +261,18 @@ fn int_or_percent(
     parsed
 }
 
-/// Only `Always` is allowed in a Deployment's template (pods must keep running).
+/// Only `Always` is allowed in the template of a Deployment or DaemonSet (`kind`): its pods
+/// must keep running.
 pub(crate) fn check_template_restart_policy(
     policy: RestartPolicy,
+    kind: Kind,
     path: &FieldPath,
     problems: &mut Problems,
 ) {
     if policy != RestartPolicy::Always {
         problems.error(
             path,
-            format!(
-                "must be \"Always\" in a Deployment (got {:?})",
-                policy.as_str()
-            ),
+            format!("must be \"Always\" in a {kind} (got {:?})", policy.as_str()),
         );
     }
 }
