@@ -17,6 +17,8 @@
 //! - `node.rs`: the service: [`GossipNode::spawn`] -> [`GossipHandle`].
 //! - `node_list.rs`: keeps the node-list `watch` fresh and the transport's issuer address.
 //! - `observe.rs`: notes gossip exchanges per peer so `leave` knows when its marker went out.
+//! - `rpc.rs`, `rpc/`: node-to-node request/response on `skiff-rpc/1` ([`RpcClient`],
+//!   [`RpcServer`], [`RpcHandler`]).
 //!
 //! Invariants: every value this node publishes is at most [`MAX_VALUE_BYTES`]; gossip and rpc
 //! connections carry a client certificate from the cluster CA, bootstrap connections reach only
@@ -35,6 +37,7 @@ mod observe;
 mod pki;
 mod profile;
 mod records;
+mod rpc;
 mod tls;
 mod token;
 mod transport;
@@ -50,6 +53,10 @@ pub use node::{GossipConfig, GossipDeps, GossipHandle, GossipNode, LeaveOutcome,
 pub use pki::{CLUSTER_SERVER_NAME, fingerprint, validate_node_name};
 pub use profile::{GossipProfile, GossipTimings};
 pub use records::{Digest, InvalidDigest, RECORD_PREFIX, SyncStep, plan_sync};
+pub use rpc::{
+    MAX_CHUNK_BYTES, ResponseStream, ResponseWriter, RpcClient, RpcError, RpcFailure, RpcHandler,
+    RpcOptions, RpcServer, RpcServerCounters, RpcServerOptions, rpc_channel,
+};
 pub use tls::{ALPN_GOSSIP, ALPN_JOIN, ALPN_RPC, QuicTimings};
 pub use token::{
     Token, TokenRecord, check_token, create_token, create_token_at, list_tokens, revoke_token,

@@ -20,6 +20,7 @@ use crate::keyspace::{self, KEY_ISSUER, KEY_LEFT, KEY_META, KEY_STARTED};
 use crate::node_list::refresh_node_list;
 use crate::observe::{ExchangeLog, PreOpened};
 use crate::profile::{GossipProfile, GossipTimings};
+use crate::rpc::{RpcClient, RpcOptions};
 use crate::token::unix_ms;
 use crate::transport::{QuicTransport, QuicTransportOptions, TransportCounters};
 use crate::view::{NodeMetadata, NodeStatus};
@@ -187,7 +188,11 @@ async fn start(
         timings.gossip_interval.max(Duration::from_millis(500)),
     ));
     info!(node = %config.node_name, %advertise, generation, "gossip started");
+    let rpc = quic
+        .clone()
+        .map(|quic| RpcClient::new(quic, RpcOptions::default()));
     Ok(GossipHandle {
+        rpc,
         chitchat_handle: Some(chitchat_handle),
         chitchat,
         self_id,
@@ -211,6 +216,7 @@ pub struct GossipHandle {
     tasks: TaskTracker,
     timings: GossipTimings,
     exchanges: ExchangeLog,
+    rpc: Option<RpcClient>,
 }
 
 impl GossipHandle {
@@ -243,6 +249,12 @@ impl GossipHandle {
     /// The QUIC transport (for rpc dialling), if this node runs on QUIC.
     pub fn quic_transport(&self) -> Option<&QuicTransport> {
         self.quic.as_ref()
+    }
+
+    /// The rpc client dialling from this node's QUIC endpoint (`None` on other transports).
+    /// Cheap to clone; clones share one connection per peer.
+    pub fn rpc_client(&self) -> Option<RpcClient> {
+        self.rpc.clone()
     }
 
     /// Publishes this node's metadata (size-checked).
