@@ -205,6 +205,21 @@ async fn start(
     })
 }
 
+/// Publishes this node's metadata; only ever writes the node's own keys. Cheap to clone.
+#[derive(Clone)]
+pub struct MetadataWriter {
+    chitchat: Arc<Mutex<Chitchat>>,
+}
+
+impl MetadataWriter {
+    /// Publishes `metadata` as this node's metadata (size-checked).
+    pub async fn set(&self, metadata: &NodeMetadata) -> Result<(), GossipError> {
+        let json = serde_json::to_string(metadata).map_err(GossipError::Metadata)?;
+        let mut chitchat = self.chitchat.lock().await;
+        keyspace::set_checked(chitchat.self_node_state(), KEY_META, &json)
+    }
+}
+
 /// Handle to a running gossip node. Dropping it stops the node abruptly (no leave marker).
 pub struct GossipHandle {
     chitchat_handle: Option<ChitchatHandle>,
@@ -259,9 +274,14 @@ impl GossipHandle {
 
     /// Publishes this node's metadata (size-checked).
     pub async fn set_metadata(&self, metadata: &NodeMetadata) -> Result<(), GossipError> {
-        let json = serde_json::to_string(metadata).map_err(GossipError::Metadata)?;
-        let mut chitchat = self.chitchat.lock().await;
-        keyspace::set_checked(chitchat.self_node_state(), KEY_META, &json)
+        self.metadata_writer().set(metadata).await
+    }
+
+    /// A cloneable writer of this node's metadata, for callers that do not own the handle.
+    pub fn metadata_writer(&self) -> MetadataWriter {
+        MetadataWriter {
+            chitchat: self.chitchat.clone(),
+        }
     }
 
     /// Publishes one key of this node (size-checked; keys under `node/` are reserved).

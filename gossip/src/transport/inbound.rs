@@ -61,7 +61,10 @@ async fn handle_incoming(inner: Arc<Inner>, incoming: quinn::Incoming) {
     let alpn = negotiated_alpn(&conn);
     let authenticated = peer_is_authenticated(&conn);
     match alpn.as_deref() {
-        Some(a) if a == ALPN_GOSSIP && authenticated => read_gossip(inner, conn).await,
+        Some(a) if a == ALPN_GOSSIP && authenticated => {
+            inner.share_gossip_connection(&conn);
+            read_gossip(inner, conn).await
+        }
         Some(a) if a == ALPN_RPC && authenticated => match &inner.rpc_sink {
             Some(sink) => {
                 if sink.try_send(conn.clone()).is_err() {
@@ -90,7 +93,9 @@ async fn handle_incoming(inner: Arc<Inner>, incoming: quinn::Incoming) {
     }
 }
 
-async fn read_gossip(inner: Arc<Inner>, conn: quinn::Connection) {
+/// Turns every uni stream the peer opens on `conn` into a message (both ends of a connection
+/// send gossip: see [`Inner::share_gossip_connection`]).
+pub(crate) async fn read_gossip(inner: Arc<Inner>, conn: quinn::Connection) {
     let from = conn.remote_address();
     loop {
         let stream = match conn.accept_uni().await {
@@ -130,7 +135,7 @@ async fn read_frame(inner: &Inner, from: SocketAddr, mut stream: quinn::RecvStre
             return;
         }
     };
-    let Some(message) = decode(&bytes) else {
+    let Some(message) = super::codec::decode(&bytes).and_then(|raw| decode(&raw)) else {
         bump(&inner.counters.malformed_frames);
         debug!(peer = %from, len = bytes.len(), "dropping malformed gossip frame");
         return;

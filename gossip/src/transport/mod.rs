@@ -8,6 +8,7 @@
 //! accept tasks (`inbound.rs`) decode frames and push them into one mpsc that
 //! [`Socket::recv`] reads. Malformed, oversized or excess frames are counted and dropped.
 
+mod codec;
 mod inbound;
 mod peer;
 mod stats;
@@ -68,6 +69,10 @@ pub(crate) struct Inner {
     pub inbound_tx: mpsc::Sender<(SocketAddr, ChitchatMessage)>,
     pub inbound_rx: Mutex<Option<mpsc::Receiver<(SocketAddr, ChitchatMessage)>>>,
     pub connections: Mutex<Vec<quinn::Connection>>,
+    /// The newest gossip connection with each peer address, dialled or accepted: messages to a
+    /// peer reuse the connection it dialled us on, so a pair of nodes shares one connection
+    /// (one handshake, one keep-alive, ACKs riding on replies).
+    pub gossip_conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
     pub counters: Counters,
     pub cancel: CancellationToken,
     pub tasks: TaskTracker,
@@ -80,6 +85,22 @@ impl Inner {
         let mut conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
         self.prune_closed(&mut conns);
         conns.push(conn.clone());
+    }
+
+    /// Remembers `conn` as the gossip connection with its remote address.
+    pub fn share_gossip_connection(&self, conn: &quinn::Connection) {
+        let mut conns = self.gossip_conns.lock().unwrap_or_else(|p| p.into_inner());
+        conns.retain(|_, c| c.close_reason().is_none());
+        conns.insert(conn.remote_address(), conn.clone());
+    }
+
+    /// A live gossip connection with `addr`, if either side has dialled one.
+    pub fn shared_gossip_connection(&self, addr: SocketAddr) -> Option<quinn::Connection> {
+        let conns = self.gossip_conns.lock().unwrap_or_else(|p| p.into_inner());
+        conns
+            .get(&addr)
+            .filter(|c| c.close_reason().is_none())
+            .cloned()
     }
 
     fn prune_closed(&self, conns: &mut Vec<quinn::Connection>) {
@@ -144,6 +165,7 @@ impl QuicTransport {
             inbound_tx,
             inbound_rx: Mutex::new(Some(inbound_rx)),
             connections: Mutex::new(Vec::new()),
+            gossip_conns: Mutex::new(HashMap::new()),
             counters: Counters::default(),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -264,7 +286,7 @@ impl Drop for QuicSocket {
 #[async_trait::async_trait]
 impl Socket for QuicSocket {
     async fn send(&mut self, to: SocketAddr, msg: ChitchatMessage) -> anyhow::Result<()> {
-        let frame = msg.serialize_to_vec();
+        let frame = codec::encode(msg.serialize_to_vec());
         peer::enqueue(&self.inner, to, frame);
         Ok(())
     }

@@ -1,6 +1,7 @@
-//! Outbound side: one bounded queue and one task per peer address. The task dials lazily, reuses
-//! its connection for every message (one uni stream each), drops and re-dials a broken or stalled
-//! connection, backs off after a failed dial, and exits after a quiet period.
+//! Outbound side: one bounded queue and one task per peer address. The task sends on the newest
+//! gossip connection with that peer (its own dial or the one the peer dialled us on), dials
+//! lazily when there is none, one uni stream per message, drops and re-dials a broken or
+//! stalled connection, backs off after a failed dial, and exits after a quiet period.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -68,6 +69,11 @@ async fn run_peer(inner: Arc<Inner>, addr: SocketAddr, mut rx: mpsc::Receiver<Fr
         if conn.as_ref().is_some_and(|c| c.close_reason().is_some()) {
             conn = None;
         }
+        // The newest connection with this peer, whoever dialled it (a restarted peer's new
+        // connection replaces the dead one at once).
+        if let Some(shared) = inner.shared_gossip_connection(addr) {
+            conn = Some(shared);
+        }
         let connection = match &conn {
             Some(c) => c.clone(),
             None => match dial(&inner, addr).await {
@@ -133,7 +139,7 @@ enum Dial {
     TlsRefused,
 }
 
-async fn dial(inner: &Inner, addr: SocketAddr) -> Dial {
+async fn dial(inner: &Arc<Inner>, addr: SocketAddr) -> Dial {
     let Ok(connecting) =
         inner
             .endpoint
@@ -145,6 +151,15 @@ async fn dial(inner: &Inner, addr: SocketAddr) -> Dial {
         Ok(Ok(conn)) => {
             bump(&inner.counters.dials);
             inner.track_connection(&conn);
+            inner.share_gossip_connection(&conn);
+            // The peer answers on this connection too.
+            let (inner2, conn2) = (inner.clone(), conn.clone());
+            inner.tasks.spawn(async move {
+                tokio::select! {
+                    _ = inner2.cancel.cancelled() => {}
+                    _ = super::inbound::read_gossip(inner2.clone(), conn2) => {}
+                }
+            });
             Dial::Connected(conn)
         }
         Ok(Err(error)) if super::inbound::is_tls_failure(&error) => {
