@@ -49,13 +49,16 @@ pub use identity::NodeIdentity;
 pub use join::{JoinRefusal, join_cluster};
 pub use keyspace::{MAX_KEY_BYTES, MAX_VALUE_BYTES, check_entry};
 pub use leader::{TERM_KEY, accepts, leader_of, next_term};
-pub use node::{GossipConfig, GossipDeps, GossipHandle, GossipNode, LeaveOutcome, MetadataWriter};
+pub use node::{
+    GossipConfig, GossipDeps, GossipHandle, GossipNode, KeyReader, LeaveOutcome, MetadataWriter,
+};
 pub use pki::{CLUSTER_SERVER_NAME, fingerprint, validate_node_name};
 pub use profile::{GossipProfile, GossipTimings};
 pub use records::{Digest, InvalidDigest, RECORD_PREFIX, SyncStep, plan_sync};
 pub use rpc::{
-    MAX_CHUNK_BYTES, ResponseStream, ResponseWriter, RpcClient, RpcError, RpcFailure, RpcHandler,
-    RpcOptions, RpcServer, RpcServerCounters, RpcServerOptions, rpc_channel,
+    MAX_CHUNK_BYTES, ResponseStream, ResponseWriter, RpcClient, RpcConnections, RpcError,
+    RpcFailure, RpcHandler, RpcOptions, RpcServer, RpcServerCounters, RpcServerOptions, RpcSink,
+    rpc_channel,
 };
 pub use tls::{ALPN_GOSSIP, ALPN_JOIN, ALPN_RPC, QuicTimings};
 pub use token::{

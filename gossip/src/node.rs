@@ -220,6 +220,36 @@ impl MetadataWriter {
     }
 }
 
+/// Reads the keys every node publishes (see [`GossipHandle::keys_with_prefix`]). Cheap to clone.
+#[derive(Clone)]
+pub struct KeyReader {
+    chitchat: Arc<Mutex<Chitchat>>,
+}
+
+impl KeyReader {
+    /// `(node name, key, value)` for every key starting with `prefix` on the newest generation
+    /// of every known node, this one included.
+    pub async fn keys_with_prefix(&self, prefix: &str) -> Vec<(String, String, String)> {
+        let chitchat = self.chitchat.lock().await;
+        let mut newest: std::collections::BTreeMap<&str, &ChitchatId> = Default::default();
+        for id in chitchat.node_states().keys() {
+            let entry = newest.entry(&id.node_id).or_insert(id);
+            if id.generation_id > entry.generation_id {
+                *entry = id;
+            }
+        }
+        let mut out = Vec::new();
+        for id in newest.values() {
+            if let Some(state) = chitchat.node_state(id) {
+                for (key, value) in state.iter_prefix(prefix) {
+                    out.push((id.node_id.to_string(), key.to_string(), value.value.clone()));
+                }
+            }
+        }
+        out
+    }
+}
+
 /// Handle to a running gossip node. Dropping it stops the node abruptly (no leave marker).
 pub struct GossipHandle {
     chitchat_handle: Option<ChitchatHandle>,
@@ -301,23 +331,14 @@ impl GossipHandle {
     /// `(node name, key, value)` for every key starting with `prefix` on the newest generation
     /// of every known node, this one included.
     pub async fn keys_with_prefix(&self, prefix: &str) -> Vec<(String, String, String)> {
-        let chitchat = self.chitchat.lock().await;
-        let mut newest: std::collections::BTreeMap<&str, &ChitchatId> = Default::default();
-        for id in chitchat.node_states().keys() {
-            let entry = newest.entry(&id.node_id).or_insert(id);
-            if id.generation_id > entry.generation_id {
-                *entry = id;
-            }
+        self.key_reader().keys_with_prefix(prefix).await
+    }
+
+    /// A cloneable reader of every node's keys, for tasks that do not own the handle.
+    pub fn key_reader(&self) -> KeyReader {
+        KeyReader {
+            chitchat: self.chitchat.clone(),
         }
-        let mut out = Vec::new();
-        for id in newest.values() {
-            if let Some(state) = chitchat.node_state(id) {
-                for (key, value) in state.iter_prefix(prefix) {
-                    out.push((id.node_id.to_string(), key.to_string(), value.value.clone()));
-                }
-            }
-        }
-        out
     }
 
     /// Publishes the leave marker and waits (at most the profile's `leave_timeout`) until every

@@ -23,6 +23,11 @@ pub use server::{
 };
 pub use wire::MAX_CHUNK_BYTES;
 
+/// The sending end of [`rpc_channel`]: what `GossipDeps::rpc_sink` takes.
+pub type RpcSink = tokio::sync::mpsc::Sender<quinn::Connection>;
+/// The receiving end of [`rpc_channel`]: what [`RpcServer::spawn`] takes.
+pub type RpcConnections = tokio::sync::mpsc::Receiver<quinn::Connection>;
+
 /// Limits of the calls an [`RpcClient`] makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RpcOptions {
@@ -58,8 +63,6 @@ pub enum RpcError {
     },
     #[error("response from {addr} is larger than {limit} bytes")]
     ResponseTooLarge { addr: SocketAddr, limit: usize },
-    #[error("request is larger than {limit} bytes")]
-    RequestTooLarge { limit: usize },
     #[error("malformed rpc response from {addr}: {detail}")]
     Protocol { addr: SocketAddr, detail: String },
     #[error("rpc connection to {addr} failed during the call: {detail}")]

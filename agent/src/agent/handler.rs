@@ -25,6 +25,8 @@ pub struct Shared {
     pub cancel: CancellationToken,
     /// Every node of the cluster, from gossip.
     pub nodes: watch::Receiver<Vec<skiff_gossip::NodeStatus>>,
+    /// Reaches the node running a pod this node does not (`logs`, `describe pod`); `None` off QUIC.
+    pub remote: Option<super::rpc::Remote>,
 }
 
 pub fn handler(shared: Shared) -> Handler {
@@ -101,22 +103,52 @@ async fn handle(shared: Shared, request: Request) -> Reply {
             kind,
             name,
             namespace,
-        } => describe(&snap, kind, &name, namespace.as_deref()),
+        } => {
+            let ns = namespace
+                .as_deref()
+                .unwrap_or(skiff_manifests::DEFAULT_NAMESPACE);
+            match &shared.remote {
+                // A pod this node does not run: ask the node that reports it.
+                Some(remote)
+                    if kind == ResourceKind::Pods && find_pod(&snap, &name, Some(ns)).is_none() =>
+                {
+                    remote.describe_pod(ns, &name).await
+                }
+                _ => describe(&snap, kind, &name, namespace.as_deref()),
+            }
+        }
         Request::Logs {
             pod,
             namespace,
             container,
             follow,
             tail,
-        } => logs(
-            &shared,
-            &snap,
-            &pod,
-            namespace.as_deref(),
-            container.as_deref(),
-            follow,
-            tail,
-        ),
+        } => {
+            let ns = namespace
+                .clone()
+                .unwrap_or_else(|| skiff_manifests::DEFAULT_NAMESPACE.to_string());
+            match &shared.remote {
+                Some(remote) if find_pod(&snap, &pod, Some(&ns)).is_none() => {
+                    let request = super::rpc::NodeRequest::Logs {
+                        namespace: ns.clone(),
+                        pod: pod.clone(),
+                        container,
+                        tail,
+                        follow,
+                    };
+                    remote.logs(request, &pod, &ns, shared.cancel.clone()).await
+                }
+                _ => logs(
+                    &shared,
+                    &snap,
+                    &pod,
+                    namespace.as_deref(),
+                    container.as_deref(),
+                    follow,
+                    tail,
+                ),
+            }
+        }
         Request::Apply { files, dry_run } => apply(&shared, &snap, files, dry_run).await,
         Request::Delete { target } => delete(&shared, target).await,
         Request::ImageImport { path } => {
@@ -307,7 +339,13 @@ fn find_pod<'a>(snap: &'a Snapshot, name: &str, namespace: Option<&str>) -> Opti
         .min_by_key(|p| p.deleting_since.is_some())
 }
 
-fn describe(snap: &Snapshot, kind: ResourceKind, name: &str, namespace: Option<&str>) -> Reply {
+/// `describe` of what this node holds (the local API, and other nodes through rpc).
+pub(super) fn describe(
+    snap: &Snapshot,
+    kind: ResourceKind,
+    name: &str,
+    namespace: Option<&str>,
+) -> Reply {
     match kind {
         ResourceKind::Pods => {
             let Some(p) = find_pod(snap, name, namespace) else {
@@ -338,7 +376,8 @@ fn describe(snap: &Snapshot, kind: ResourceKind, name: &str, namespace: Option<&
     }
 }
 
-fn logs(
+/// `logs` of a pod this node runs (the local API, and other nodes through rpc).
+pub(super) fn logs(
     shared: &Shared,
     snap: &Snapshot,
     pod: &str,

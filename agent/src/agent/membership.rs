@@ -114,8 +114,12 @@ pub fn metadata(config: &AgentConfig) -> NodeMetadata {
     }
 }
 
-/// Starts gossip with the node's identity; the `--join` peers are the seeds.
-pub async fn start(config: &AgentConfig) -> anyhow::Result<GossipHandle> {
+/// Starts gossip with the node's identity; the `--join` peers are the seeds. Authenticated rpc
+/// connections from other nodes go to `rpc_sink`.
+pub async fn start(
+    config: &AgentConfig,
+    rpc_sink: Option<skiff_gossip::RpcSink>,
+) -> anyhow::Result<GossipHandle> {
     let identity = identity(config).await?;
     let mut gossip = GossipConfig::new(config.node_name.clone(), config.listen);
     // A specific listen address (port 0 included) is advertised as bound.
@@ -123,15 +127,9 @@ pub async fn start(config: &AgentConfig) -> anyhow::Result<GossipHandle> {
         .then(|| advertise_addr(config));
     gossip.seeds = config.join.clone();
     gossip.metadata = metadata(config);
-    let handle = GossipNode::spawn(
-        gossip,
-        GossipDeps {
-            identity,
-            rpc_sink: None,
-        },
-    )
-    .await
-    .with_context(|| format!("cannot start gossip on {}", config.listen))?;
+    let handle = GossipNode::spawn(gossip, GossipDeps { identity, rpc_sink })
+        .await
+        .with_context(|| format!("cannot start gossip on {}", config.listen))?;
     tracing::info!(
         "gossip on {} (advertised {})",
         config.listen,

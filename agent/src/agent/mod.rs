@@ -6,6 +6,7 @@ mod core;
 mod execute;
 mod handler;
 mod membership;
+mod rpc;
 mod sources;
 
 use crate::api;
@@ -217,16 +218,28 @@ pub async fn run_until(config: AgentConfig, cancel: CancellationToken) -> anyhow
             }
         }
     }
-    let gossip = membership::start(&config).await?;
+    let (rpc_sink, rpc_connections) = skiff_gossip::rpc_channel();
+    let gossip = membership::start(&config, Some(rpc_sink)).await?;
     let (snap_tx, snap_rx) = watch::channel(Arc::new(core.snapshot()));
-    let handler = handler::handler(handler::Shared {
+    let shared = handler::Shared {
         snapshot: snap_rx,
         commands: cmd_tx,
         images,
         config: config.clone(),
         cancel: cancel.clone(),
         nodes: gossip.nodes(),
-    });
+        remote: rpc::Remote::from_gossip(&gossip),
+    };
+    // Other nodes' calls: object bodies (until the cluster layer plugs in its replica), logs
+    // and describe of local pods.
+    let objects: rpc::ObjectSource =
+        Arc::new(|_| Err("object bodies are not available on this node yet".to_string()));
+    let rpc_server = skiff_gossip::RpcServer::spawn(
+        rpc_connections,
+        Arc::new(rpc::AgentRpc::new(shared.clone(), objects)),
+        skiff_gossip::RpcServerOptions::default(),
+    );
+    let handler = handler::handler(shared);
     tracker.spawn(api::server::serve(
         listener,
         handler,
@@ -241,6 +254,7 @@ pub async fn run_until(config: AgentConfig, cancel: CancellationToken) -> anyhow
     );
     core.run(file_rx, cmd_rx, snap_tx, cancel.clone(), tracker.clone())
         .await;
+    rpc_server.shutdown().await;
     // A graceful stop tells the cluster this node left (it shows as Left, not NotReady).
     let left = gossip.leave().await;
     tracing::info!(

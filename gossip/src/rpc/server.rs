@@ -28,10 +28,7 @@ const SINK_QUEUE: usize = 64;
 
 /// The channel between the QUIC endpoint and the [`RpcServer`]: pass the sender as
 /// `GossipDeps::rpc_sink` and the receiver to [`RpcServer::spawn`].
-pub fn rpc_channel() -> (
-    mpsc::Sender<quinn::Connection>,
-    mpsc::Receiver<quinn::Connection>,
-) {
+pub fn rpc_channel() -> (super::RpcSink, super::RpcConnections) {
     mpsc::channel(SINK_QUEUE)
 }
 
@@ -135,7 +132,7 @@ pub struct RpcServer {
 impl RpcServer {
     /// Serves every connection arriving on `connections` with `handler`.
     pub fn spawn<H: RpcHandler>(
-        connections: mpsc::Receiver<quinn::Connection>,
+        connections: super::RpcConnections,
         handler: Arc<H>,
         options: RpcServerOptions,
     ) -> Self {

@@ -1,0 +1,246 @@
+//! Forwarding `describe pod` and `logs` to the node that reports the pod, over real QUIC on
+//! 127.0.0.1 between two gossip nodes of one cluster. The serving node's handler answers with
+//! canned local replies through the same `write_reply` the agent uses.
+
+use super::*;
+use skiff_gossip::{
+    GossipConfig, GossipDeps, GossipNode, NodeIdentity, RpcServer, RpcServerOptions, create_token,
+    join_cluster, rpc_channel,
+};
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::time::Instant;
+
+/// Stands in for a node's local API: pod `web` exists with container `app`.
+#[derive(Default)]
+struct FakeNode {
+    follows_dropped: Arc<AtomicU64>,
+}
+
+struct DropNote(Arc<AtomicU64>);
+
+impl Drop for DropNote {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl RpcHandler for FakeNode {
+    async fn call(
+        &self,
+        _peer: &str,
+        request: Vec<u8>,
+        response: &mut ResponseWriter,
+    ) -> Result<(), RpcFailure> {
+        let request: NodeRequest =
+            serde_json::from_slice(&request).map_err(|e| RpcFailure::Malformed(e.to_string()))?;
+        let not_found = |name: &str| {
+            Reply::One(Response::Error {
+                message: format!("pod {name:?} not found"),
+            })
+        };
+        let reply = match request {
+            NodeRequest::DescribePod { namespace, name } if name == "web" => {
+                Reply::One(Response::Ok {
+                    value: serde_json::json!({"metadata": {"name": name, "namespace": namespace}}),
+                })
+            }
+            NodeRequest::DescribePod { name, .. } => not_found(&name),
+            NodeRequest::Logs { container, .. } if container.as_deref() == Some("nope") => {
+                Reply::One(Response::Error {
+                    message: "container \"nope\" is not in pod \"web\" (containers: app)".into(),
+                })
+            }
+            NodeRequest::Logs { follow, tail, .. } => {
+                let (tx, rx) = mpsc::channel(8);
+                let note = DropNote(self.follows_dropped.clone());
+                tokio::spawn(async move {
+                    for i in 0..tail.unwrap_or(3) {
+                        let text = format!("line {i}");
+                        if tx.send(Response::LogLine { text }).await.is_err() {
+                            return;
+                        }
+                    }
+                    if follow {
+                        // Like the local follower: runs until the reader goes away.
+                        let _note = note;
+                        tx.closed().await;
+                    }
+                });
+                Reply::Stream(rx)
+            }
+            NodeRequest::Objects { .. } => {
+                return Err(RpcFailure::Failed("no objects here".into()));
+            }
+        };
+        write_reply(reply, response).await
+    }
+}
+
+async fn wait_until<F: FnMut() -> bool>(what: &str, within: Duration, mut condition: F) {
+    let deadline = Instant::now() + within;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn spawn_node(
+    identity: &NodeIdentity,
+    seeds: Vec<String>,
+    rpc_sink: Option<skiff_gossip::RpcSink>,
+) -> GossipHandle {
+    let mut config = GossipConfig::new(identity.node_name(), "127.0.0.1:0".parse().unwrap());
+    config.seeds = seeds;
+    GossipNode::spawn(
+        config,
+        GossipDeps {
+            identity: identity.clone(),
+            rpc_sink,
+        },
+    )
+    .await
+    .expect("spawn gossip node")
+}
+
+async fn collect(reply: Reply) -> Result<Vec<String>, String> {
+    match reply {
+        Reply::One(Response::Error { message }) => Err(message),
+        Reply::One(other) => Err(format!("unexpected single answer {other:?}")),
+        Reply::Stream(mut rx) => {
+            let mut lines = Vec::new();
+            while let Some(item) = rx.recv().await {
+                match item {
+                    Response::LogLine { text } => lines.push(text),
+                    other => return Err(format!("unexpected stream item {other:?}")),
+                }
+            }
+            Ok(lines)
+        }
+    }
+}
+
+fn logs_request(container: Option<&str>, tail: Option<usize>, follow: bool) -> NodeRequest {
+    NodeRequest::Logs {
+        namespace: "default".into(),
+        pod: "web".into(),
+        container: container.map(str::to_string),
+        tail,
+        follow,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_and_logs_reach_the_node_that_reports_the_pod() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let alpha_id = NodeIdentity::load_or_create_cluster(dir_a.path(), "alpha").unwrap();
+    let (sink, connections) = rpc_channel();
+    let alpha = spawn_node(&alpha_id, vec![], Some(sink)).await;
+    let fake = Arc::new(FakeNode::default());
+    let dropped = fake.follows_dropped.clone();
+    let server = RpcServer::spawn(connections, fake, RpcServerOptions::default());
+    let token = create_token(dir_a.path(), Duration::from_secs(600)).unwrap();
+    let bravo_id = join_cluster(alpha.advertise_addr(), &token, "bravo", dir_b.path())
+        .await
+        .unwrap();
+    let bravo = spawn_node(&bravo_id, vec![alpha.advertise_addr().to_string()], None).await;
+    let remote = Remote::from_gossip(&bravo).expect("quic node");
+
+    // Nobody reports the pod yet: the local API's "not found".
+    let reply = remote.describe_pod("default", "web").await;
+    assert_eq!(collect(reply).await, Err("pod \"web\" not found".into()));
+
+    // alpha reports it (as the node running a pod does); a similar name must not match.
+    alpha
+        .set_key("pod/default/web", r#"{"uid":"u1","deleting":false}"#)
+        .await
+        .unwrap();
+    alpha.set_key("pod/default/web-2", "{}").await.unwrap();
+    let keys = bravo.key_reader();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let seen = keys.keys_with_prefix("pod/default/web").await.len() == 2;
+        let listed = bravo.nodes().borrow().iter().any(|n| n.name == "alpha");
+        if seen && listed {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bravo never saw alpha's pod keys"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let located = remote.locate("default", "web").await;
+    assert_eq!(located, vec![("alpha".to_string(), alpha.advertise_addr())]);
+
+    match remote.describe_pod("default", "web").await {
+        Reply::One(Response::Ok { value }) => assert_eq!(value["metadata"]["name"], "web"),
+        Reply::One(other) => panic!("describe answered {other:?}"),
+        Reply::Stream(_) => panic!("describe answered with a stream"),
+    }
+
+    let cancel = CancellationToken::new();
+    let lines = collect(
+        remote
+            .logs(
+                logs_request(None, Some(5), false),
+                "web",
+                "default",
+                cancel.clone(),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(lines, Ok((0..5).map(|i| format!("line {i}")).collect()));
+
+    // An error the remote node's API gives comes back as the single answer it was.
+    let refused = collect(
+        remote
+            .logs(
+                logs_request(Some("nope"), None, false),
+                "web",
+                "default",
+                cancel.clone(),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(
+        refused,
+        Err("container \"nope\" is not in pod \"web\" (containers: app)".into())
+    );
+
+    // Following: lines arrive, and dropping the local stream stops the remote follower.
+    let Reply::Stream(mut rx) = remote
+        .logs(
+            logs_request(None, Some(2), true),
+            "web",
+            "default",
+            cancel.clone(),
+        )
+        .await
+    else {
+        panic!("follow did not stream");
+    };
+    for i in 0..2 {
+        let item = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        assert_eq!(
+            item.expect("line in time"),
+            Some(Response::LogLine {
+                text: format!("line {i}")
+            })
+        );
+    }
+    drop(rx);
+    wait_until(
+        "the remote follower stopped",
+        Duration::from_secs(10),
+        || dropped.load(Ordering::SeqCst) == 1,
+    )
+    .await;
+
+    server.shutdown().await;
+    bravo.shutdown().await;
+    alpha.shutdown().await;
+}
