@@ -3,11 +3,12 @@
 //! exposes the node list on a `watch`, leaves gracefully and shuts down.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use chitchat::transport::Transport;
 use chitchat::{Chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, spawn_chitchat};
+use rand::seq::SliceRandom;
 use tokio::sync::{Mutex, mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -193,7 +194,7 @@ async fn start(
         .map(|quic| RpcClient::new(quic, RpcOptions::default()));
     Ok(GossipHandle {
         rpc,
-        chitchat_handle: Some(chitchat_handle),
+        chitchat_handle: Some(Arc::new(chitchat_handle)),
         chitchat,
         self_id,
         nodes_rx,
@@ -209,14 +210,35 @@ async fn start(
 #[derive(Clone)]
 pub struct MetadataWriter {
     chitchat: Arc<Mutex<Chitchat>>,
+    gossip: Weak<ChitchatHandle>,
 }
 
+/// A metadata change (labels, readiness, cordon) is rare and wanted everywhere soon: it is
+/// pushed at once to up to this many live peers instead of waiting for the gossip rounds.
+const METADATA_PUSH_PEERS: usize = 32;
+
 impl MetadataWriter {
-    /// Publishes `metadata` as this node's metadata (size-checked).
+    /// Publishes `metadata` as this node's metadata (size-checked) and starts a gossip exchange
+    /// with up to [`METADATA_PUSH_PEERS`] random live peers, which carries the change to them.
     pub async fn set(&self, metadata: &NodeMetadata) -> Result<(), GossipError> {
         let json = serde_json::to_string(metadata).map_err(GossipError::Metadata)?;
-        let mut chitchat = self.chitchat.lock().await;
-        keyspace::set_checked(chitchat.self_node_state(), KEY_META, &json)
+        let mut peers: Vec<SocketAddr> = {
+            let mut chitchat = self.chitchat.lock().await;
+            keyspace::set_checked(chitchat.self_node_state(), KEY_META, &json)?;
+            let self_id = chitchat.self_chitchat_id().clone();
+            chitchat
+                .live_nodes()
+                .filter(|id| **id != self_id)
+                .map(|id| id.gossip_advertise_addr)
+                .collect()
+        };
+        if let Some(handle) = self.gossip.upgrade() {
+            peers.shuffle(&mut rand::rng());
+            for peer in peers.into_iter().take(METADATA_PUSH_PEERS) {
+                let _ = handle.gossip(peer);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -252,7 +274,7 @@ impl KeyReader {
 
 /// Handle to a running gossip node. Dropping it stops the node abruptly (no leave marker).
 pub struct GossipHandle {
-    chitchat_handle: Option<ChitchatHandle>,
+    chitchat_handle: Option<Arc<ChitchatHandle>>,
     chitchat: Arc<Mutex<Chitchat>>,
     self_id: ChitchatId,
     nodes_rx: watch::Receiver<Vec<NodeStatus>>,
@@ -311,6 +333,10 @@ impl GossipHandle {
     pub fn metadata_writer(&self) -> MetadataWriter {
         MetadataWriter {
             chitchat: self.chitchat.clone(),
+            gossip: self
+                .chitchat_handle
+                .as_ref()
+                .map_or_else(Weak::new, Arc::downgrade),
         }
     }
 
@@ -382,7 +408,8 @@ impl GossipHandle {
     pub async fn shutdown(mut self) {
         self.cancel.cancel();
         if let Some(handle) = self.chitchat_handle.take() {
-            let _ = handle.shutdown().await;
+            let _ = handle.initiate_shutdown();
+            let _ = handle.termination_watcher().await;
         }
         if let Some(quic) = &self.quic {
             quic.close(self.timings.leave_timeout).await;

@@ -121,6 +121,23 @@ fn kill_restart_and_graceful_leave() -> Result<()> {
     let others: Vec<usize> = (0..victim).collect();
     let old_generation = generation_on(&cluster, 0, victim)?;
 
+    // A runtime label on the victim reaches every node; another node's labels are refused.
+    cluster.agents[victim].cli(&["label", "node", &node_name(victim), "zone=edge-a"])?;
+    let took = wait_label(&cluster, &all(), victim, "zone", Some("edge-a"))?;
+    eprintln!(
+        "label on {}: on all {N} nodes after {took:?}",
+        node_name(victim)
+    );
+    let wide = cluster.agents[0].cli(&["get", "nodes", "-o", "wide"])?;
+    ensure!(wide.contains("zone=edge-a"), "get nodes -o wide: {wide}");
+    let refused = cluster.agents[victim]
+        .cli(&["label", "node", &node_name(0), "zone=b"])
+        .expect_err("labelling another node through this one must fail");
+    ensure!(
+        format!("{refused:#}").contains("not this node"),
+        "unclear refusal: {refused:#}"
+    );
+
     cluster.agents[victim].kill9()?;
     let took = cluster.wait_phase(
         &others,
@@ -163,6 +180,10 @@ fn kill_restart_and_graceful_leave() -> Result<()> {
         );
         ensure!(rows.len() == N, "{} lists {}", agent.name, summary(&rows));
     }
+    // The label was persisted in the victim's data dir: the new generation carries it.
+    wait_label(&cluster, &all(), victim, "zone", Some("edge-a"))?;
+    cluster.agents[victim].cli(&["label", "node", &node_name(victim), "zone-"])?;
+    wait_label(&cluster, &all(), victim, "zone", None)?;
 
     // Graceful leave: Left on every other node.
     let leaver = N - 2;
@@ -176,6 +197,39 @@ fn kill_restart_and_graceful_leave() -> Result<()> {
     );
     cluster.wait_phase(&remaining, &names(&remaining), "Ready", CONVERGE)?;
     Ok(())
+}
+
+/// Polls `get nodes -o json` on every observer until `target`'s label `key` is `value`.
+fn wait_label(
+    cluster: &Cluster,
+    observers: &[usize],
+    target: usize,
+    key: &str,
+    value: Option<&str>,
+) -> Result<Duration> {
+    let name = node_name(target);
+    let ((), took) = skiff_tests::poll::wait_for(
+        &format!("label {key}={value:?} of {name} on every node"),
+        CONVERGE,
+        Duration::from_millis(50),
+        || {
+            for &o in observers {
+                let out = cluster.agents[o].cli(&["get", "nodes", "-o", "json"])?;
+                let list: serde_json::Value = serde_json::from_str(&out)?;
+                let seen = list["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|n| n["metadata"]["name"] == name.as_str())
+                    .and_then(|n| n["metadata"]["labels"][key].as_str().map(str::to_string));
+                if seen.as_deref() != value {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(()))
+        },
+    )?;
+    Ok(took)
 }
 
 fn generation_on(cluster: &Cluster, observer: usize, target: usize) -> Result<u64> {

@@ -4,10 +4,11 @@
 //! in-process simulation (ChannelTransport, paused time) for sizes too large for real agents.
 //!
 //! Real agents, N = 5 and 20, each figure the median of a few repeats:
-//! - (a) convergence. skiff has no command to set a key or label at runtime, so for skiff this is
-//!   "a new node's agent process spawned (with --join and a token) -> it is Ready on all N
-//!   others". For serf the same ("serf agent -join" spawned -> alive on all N others), and
-//!   separately serf's tag propagation ("serf tags -set" returned -> every node shows the tag).
+//! - (a) convergence: a tag set on one node -> every node shows it. skiff: `skiff label node n0
+//!   bench=vK --overwrite` returned -> every node's node list (the API's `get nodes`) carries
+//!   the label; serf: `serf tags -set bench=vK` returned -> every member list shows it. Also a
+//!   new node's join: its agent process spawned (skiff with --join and a token) -> Ready/alive
+//!   on all N others.
 //! - (b) failure detection: kill -9 of one agent -> every other node reports it NotReady
 //!   (skiff) / failed (serf).
 //! - (c) bandwidth: bytes each node sent (its veth, read on the hub side) over 20 s at rest.
@@ -43,6 +44,8 @@ const LIMIT: Duration = Duration::from_secs(60);
 #[derive(Default, Clone)]
 struct Figures {
     join: Option<f64>,
+    /// A plain key, spread by the gossip rounds only (simulation).
+    key: Option<f64>,
     tag: Option<f64>,
     failure: Option<f64>,
     bytes_per_s: Option<f64>,
@@ -55,7 +58,7 @@ pub fn run(args: &[String]) -> Result<()> {
         .and_then(|i| args.get(i + 1))
         .map(|s| s.split(',').filter_map(|n| n.parse().ok()).collect())
         .unwrap_or_else(|| REAL_SIZES.to_vec());
-    if !crate::util::have("serf") {
+    if !sizes.is_empty() && !crate::util::have("serf") {
         crate::packages::ensure(&["serf"])?;
     }
     let mut rows = Vec::new();
@@ -65,11 +68,16 @@ pub fn run(args: &[String]) -> Result<()> {
             eprintln!("bench gossip: skiff at N={n} failed: {e:#}");
             Figures::default()
         });
-        eprintln!("bench gossip: serf, {n} agents");
-        let serf = serf_real(n).unwrap_or_else(|e| {
-            eprintln!("bench gossip: serf at N={n} failed: {e:#}");
+        // `--gossip-no-serf`: skiff only, for quick tuning rounds.
+        let serf = if args.iter().any(|a| a == "--gossip-no-serf") {
             Figures::default()
-        });
+        } else {
+            eprintln!("bench gossip: serf, {n} agents");
+            serf_real(n).unwrap_or_else(|e| {
+                eprintln!("bench gossip: serf at N={n} failed: {e:#}");
+                Figures::default()
+            })
+        };
         rows.push((n, ours, Some(serf)));
         print_table(&rows);
     }
@@ -79,9 +87,24 @@ pub fn run(args: &[String]) -> Result<()> {
         .and_then(|i| args.get(i + 1))
         .map(|s| s.split(',').filter_map(|n| n.parse().ok()).collect())
         .unwrap_or_else(|| SIM_SIZES.to_vec());
+    // `--gossip-sim-child`: this process is the release build running the simulation for a
+    // parent; it prints one machine-readable line per size.
+    let child = args.iter().any(|a| a == "--gossip-sim-child");
     for n in sim_sizes {
         eprintln!("bench gossip: simulation, {n} nodes");
-        match sim::simulate(n) {
+        let figures = if child || !cfg!(debug_assertions) {
+            sim::simulate(n)
+        } else {
+            simulate_in_release(n)
+        };
+        match figures {
+            Ok(f) if child => println!(
+                "{SIM_LINE} {n} {} {} {} {}",
+                f.key.unwrap_or(-1.0),
+                f.tag.unwrap_or(-1.0),
+                f.failure.unwrap_or(-1.0),
+                f.bytes_per_s.unwrap_or(-1.0)
+            ),
             Ok(f) => {
                 rows.push((n, f, None));
                 print_table(&rows);
@@ -90,6 +113,49 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+const SIM_LINE: &str = "skiff-gossip-sim";
+
+/// chitchat compiled without optimisation is many times slower, and the simulation is CPU
+/// bound: run it in a release build of xtask (`bench --only gossip` with no real sizes) and
+/// read its figures back.
+fn simulate_in_release(n: usize) -> Result<Figures> {
+    let root = crate::root();
+    crate::util::run(
+        crate::util::cargo()
+            .args(["build", "--release", "--quiet", "--package", "xtask"])
+            .current_dir(&root),
+    )?;
+    let exe = root.join("target").join("release").join("xtask");
+    let out = Command::new(&exe)
+        .args(["bench", "--only", "gossip", "--gossip-sizes", "none"])
+        .args(["--gossip-sim-sizes", &n.to_string(), "--gossip-sim-child"])
+        // Set so the child runs the section itself instead of building skiff again.
+        .env(
+            "SKIFF_BIN",
+            std::env::var_os("SKIFF_BIN").unwrap_or_default(),
+        )
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("run {}", exe.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix(SIM_LINE))
+        .with_context(|| format!("the release simulation printed no figures: {text}"))?;
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let get = |i: usize| v.get(i).copied().filter(|x| *x >= 0.0);
+    Ok(Figures {
+        join: None,
+        key: get(1),
+        tag: get(2),
+        failure: get(3),
+        bytes_per_s: get(4),
+    })
 }
 
 fn print_table(rows: &[(usize, Figures, Option<Figures>)]) {
@@ -119,12 +185,22 @@ fn print_table(rows: &[(usize, Figures, Option<Figures>)]) {
         );
         println!(
             "{:<44} {:>5} {:>12} {:>12} {:>8}",
-            format!("(a) key/tag set -> on all nodes{kind}"),
+            format!("(a) label/tag set -> on all nodes{kind}"),
             n,
             secs(ours.tag),
             secs(s.tag),
             ratio(ours.tag, s.tag)
         );
+        if serf.is_none() {
+            println!(
+                "{:<44} {:>5} {:>12} {:>12} {:>8}",
+                "(a) plain key (rounds only) -> on all (sim)",
+                n,
+                secs(ours.key),
+                "-",
+                "-"
+            );
+        }
         println!(
             "{:<44} {:>5} {:>12} {:>12} {:>8}",
             format!("(b) kill -9 -> failed on all others{kind}"),
@@ -144,8 +220,8 @@ fn print_table(rows: &[(usize, Figures, Option<Figures>)]) {
     }
     println!(
         "targets: (b) < 3 s on the LAN profile and <= serf; (a) < 1 s at N = 20; (c) <= serf.\n\
-         skiff has no runtime key/label command: its (a) key row is measured in the simulation only;\n\
-         skiff's real (a) includes process start, the token join (certificate over QUIC) and gossip."
+         (a) label: `skiff label node` / `serf tags -set` returned -> every node shows it (sim: a key).\n\
+         skiff's (a) new node includes process start, the token join (certificate over QUIC) and gossip."
     );
 }
 
@@ -229,6 +305,24 @@ fn skiff_real(n: usize) -> Result<Figures> {
         joiner.terminate(Duration::from_secs(15))?;
     }
     figures.join = median(joins);
+    let mut tags = Vec::new();
+    for rep in 0..REPEATS {
+        let value = format!("v{rep}");
+        let origin = node_name(0);
+        cluster.agents[0].cli(&[
+            "label",
+            "node",
+            &origin,
+            &format!("bench={value}"),
+            "--overwrite",
+        ])?;
+        let since = Instant::now();
+        let took = all_observe(since, &cluster.agents[1..], |a| {
+            label_via_socket(a, &origin, "bench").as_deref() == Some(value.as_str())
+        })?;
+        tags.push(took.as_secs_f64());
+    }
+    figures.tag = median(tags);
     let mut failures = Vec::new();
     for rep in 0..REPEATS {
         let victim = n - 1 - rep;
@@ -248,6 +342,24 @@ fn skiff_real(n: usize) -> Result<Figures> {
     }
     figures.failure = median(failures);
     Ok(figures)
+}
+
+/// Label `key` of node `node` in `agent`'s node list, straight from its API socket (one JSON
+/// line each way, no CLI process) for tight polling.
+fn label_via_socket(agent: &Agent, node: &str, key: &str) -> Option<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(&agent.socket).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let request = format!(
+        "{{\"op\":\"get\",\"kind\":\"nodes\",\"name\":\"{node}\",\"namespace\":null,\"all_namespaces\":false}}\n"
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).ok()?;
+    let reply: Value = serde_json::from_str(&line).ok()?;
+    reply["value"]["metadata"]["labels"][key]
+        .as_str()
+        .map(str::to_string)
 }
 
 /// One serf agent in a bed namespace; killed on drop.

@@ -27,6 +27,8 @@ pub struct Shared {
     pub nodes: watch::Receiver<Vec<skiff_gossip::NodeStatus>>,
     /// Reaches the node running a pod this node does not (`logs`, `describe pod`); `None` off QUIC.
     pub remote: Option<super::rpc::Remote>,
+    /// This node's metadata writer (runtime labels).
+    pub node_meta: super::membership::NodeMeta,
 }
 
 pub fn handler(shared: Shared) -> Handler {
@@ -190,6 +192,22 @@ async fn handle(shared: Shared, request: Request) -> Reply {
             {
                 Ok(token) => ok(json!({ "token": token.to_string(), "id": token.id() })),
                 Err(e) => err(format!("token create: {e}")),
+            }
+        }
+        Request::LabelNode {
+            node,
+            set,
+            remove,
+            overwrite,
+        } => {
+            let change = super::membership::LabelChange {
+                set,
+                remove,
+                overwrite,
+            };
+            match shared.node_meta.label(&node, &change).await {
+                Ok(labels) => ok(json!({ "kind": "Node", "name": node, "labels": labels })),
+                Err(e) => err(e),
             }
         }
     }

@@ -1,14 +1,18 @@
 //! Cluster membership for the agent: the node's identity (a new cluster's CA, or a certificate
-//! obtained with a join token), and the gossip node that publishes this node's metadata and
-//! lists every node.
+//! obtained with a join token), the gossip node that publishes this node's metadata and lists
+//! every node, and runtime label changes (`skiff label node`), persisted in the data dir.
 
 use crate::config::AgentConfig;
 use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
 use skiff_gossip::{
-    Capacity, GossipConfig, GossipDeps, GossipHandle, GossipNode, NodeIdentity, NodeMetadata,
-    Token, join_cluster,
+    Capacity, GossipConfig, GossipDeps, GossipHandle, GossipNode, MetadataWriter, NodeIdentity,
+    NodeMetadata, Token, join_cluster,
 };
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The node's identity: the one in the data dir, else a certificate obtained with `--token`
 /// from a `--join` peer, else a new cluster (this node holds its CA).
@@ -107,7 +111,7 @@ pub fn metadata(config: &AgentConfig) -> NodeMetadata {
             memory_bytes: memory,
             pods: 110,
         },
-        labels: config.labels.clone(),
+        labels: load_overrides(&config.data_dir).apply(&config.labels),
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         ready: true,
         cordoned: false,
@@ -136,4 +140,234 @@ pub async fn start(
         handle.advertise_addr()
     );
     Ok(handle)
+}
+
+/// Runtime label changes over the config's labels, in `<data_dir>/node-labels.json`.
+const LABELS_FILE: &str = "node-labels.json";
+
+/// Labels set or removed at runtime; applied over the config's labels at every start.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelOverrides {
+    pub set: BTreeMap<String, String>,
+    pub removed: BTreeSet<String>,
+}
+
+impl LabelOverrides {
+    /// The effective labels: `base` (from the config) with these changes applied.
+    pub fn apply(&self, base: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        let mut labels = base.clone();
+        labels.retain(|k, _| !self.removed.contains(k));
+        labels.extend(self.set.iter().map(|(k, v)| (k.clone(), v.clone())));
+        labels
+    }
+}
+
+/// One `skiff label node` invocation: `KEY=VALUE` to set, `KEY-` to remove.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabelChange {
+    pub set: BTreeMap<String, String>,
+    pub remove: Vec<String>,
+    /// Allow changing the value of a label that already exists (as kubectl's `--overwrite`).
+    pub overwrite: bool,
+}
+
+/// Applies `change` to the current labels and overrides (pure); the message is for the user.
+pub fn apply_label_change(
+    labels: &BTreeMap<String, String>,
+    overrides: &LabelOverrides,
+    change: &LabelChange,
+) -> Result<(BTreeMap<String, String>, LabelOverrides), String> {
+    let mut labels = labels.clone();
+    let mut overrides = overrides.clone();
+    for (key, value) in &change.set {
+        skiff_manifests::names::check_label_key(key).map_err(|e| format!("label {key:?}: {e}"))?;
+        skiff_manifests::names::check_label_value(value)
+            .map_err(|e| format!("label {key}={value:?}: {e}"))?;
+        if change.remove.contains(key) {
+            return Err(format!("label {key:?} is both set and removed"));
+        }
+        if let Some(old) = labels.get(key)
+            && old != value
+            && !change.overwrite
+        {
+            return Err(format!(
+                "label {key:?} already has the value {old:?}: use --overwrite to change it"
+            ));
+        }
+        labels.insert(key.clone(), value.clone());
+        overrides.removed.remove(key);
+        overrides.set.insert(key.clone(), value.clone());
+    }
+    for key in &change.remove {
+        labels.remove(key);
+        overrides.set.remove(key);
+        overrides.removed.insert(key.clone());
+    }
+    Ok((labels, overrides))
+}
+
+fn load_overrides(data_dir: &Path) -> LabelOverrides {
+    let path = data_dir.join(LABELS_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::warn!(
+                "ignoring {}: {e} (the next `skiff label node` rewrites it)",
+                path.display()
+            );
+            LabelOverrides::default()
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => LabelOverrides::default(),
+        Err(e) => {
+            tracing::warn!("cannot read {}: {e}", path.display());
+            LabelOverrides::default()
+        }
+    }
+}
+
+fn save_overrides(data_dir: &Path, overrides: &LabelOverrides) -> std::io::Result<()> {
+    let path = data_dir.join(LABELS_FILE);
+    let tmp = data_dir.join(format!("{LABELS_FILE}.tmp"));
+    let json = serde_json::to_vec_pretty(overrides).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, json)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &path)
+}
+
+/// This node's published metadata and its one writer in the agent (label changes go here).
+#[derive(Clone)]
+pub struct NodeMeta {
+    node_name: String,
+    data_dir: PathBuf,
+    writer: MetadataWriter,
+    state: Arc<tokio::sync::Mutex<(NodeMetadata, LabelOverrides)>>,
+}
+
+impl NodeMeta {
+    /// Starts from what [`start`] published (config labels plus persisted changes).
+    pub fn new(config: &AgentConfig, writer: MetadataWriter) -> Self {
+        Self {
+            node_name: config.node_name.clone(),
+            data_dir: config.data_dir.clone(),
+            writer,
+            state: Arc::new(tokio::sync::Mutex::new((
+                metadata(config),
+                load_overrides(&config.data_dir),
+            ))),
+        }
+    }
+
+    /// Changes this node's labels: checked, persisted, then published. Only the local node's
+    /// own name is accepted (a node is the only writer of its metadata). Returns the labels.
+    pub async fn label(
+        &self,
+        node: &str,
+        change: &LabelChange,
+    ) -> Result<BTreeMap<String, String>, String> {
+        if node != self.node_name {
+            return Err(format!(
+                "node {node:?} is not this node ({:?}): a node's labels are written by that node \
+                 itself; run `skiff label node` against {node:?}'s own socket (labelling other \
+                 nodes through this one is not supported yet)",
+                self.node_name
+            ));
+        }
+        let mut state = self.state.lock().await;
+        let (labels, overrides) = apply_label_change(&state.0.labels, &state.1, change)?;
+        let mut metadata = state.0.clone();
+        metadata.labels = labels.clone();
+        skiff_gossip::check_entry(
+            "node/meta",
+            &serde_json::to_string(&metadata).map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| format!("labels too large: {e}"))?;
+        save_overrides(&self.data_dir, &overrides).map_err(|e| {
+            format!(
+                "cannot save labels in {}: {e}",
+                self.data_dir.join(LABELS_FILE).display()
+            )
+        })?;
+        self.writer
+            .set(&metadata)
+            .await
+            .map_err(|e| format!("cannot publish labels: {e}"))?;
+        *state = (metadata, overrides);
+        Ok(labels)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn label_changes_set_remove_and_need_overwrite() {
+        let base = map(&[("zone", "a"), ("disk", "ssd")]);
+        let change = LabelChange {
+            set: map(&[("gpu", "yes")]),
+            remove: vec!["disk".into()],
+            overwrite: false,
+        };
+        let (labels, overrides) =
+            apply_label_change(&base, &LabelOverrides::default(), &change).unwrap();
+        assert_eq!(labels, map(&[("zone", "a"), ("gpu", "yes")]));
+        // Persisted overrides rebuild the same labels from the config's at the next start.
+        assert_eq!(overrides.apply(&base), labels);
+
+        let clash = LabelChange {
+            set: map(&[("zone", "b")]),
+            ..LabelChange::default()
+        };
+        let e = apply_label_change(&labels, &overrides, &clash).unwrap_err();
+        assert!(e.contains("--overwrite"), "{e}");
+        let same = LabelChange {
+            set: map(&[("zone", "a")]),
+            ..LabelChange::default()
+        };
+        assert!(apply_label_change(&labels, &overrides, &same).is_ok());
+        let (labels, overrides) = apply_label_change(
+            &labels,
+            &overrides,
+            &LabelChange {
+                overwrite: true,
+                ..clash
+            },
+        )
+        .unwrap();
+        assert_eq!(labels["zone"], "b");
+        assert_eq!(overrides.apply(&base), labels);
+    }
+
+    #[test]
+    fn label_changes_reject_bad_keys_and_values() {
+        let none = LabelOverrides::default();
+        for (k, v) in [("bad key", "x"), ("ok", "bad value!"), ("", "x")] {
+            let change = LabelChange {
+                set: map(&[(k, v)]),
+                ..LabelChange::default()
+            };
+            assert!(
+                apply_label_change(&BTreeMap::new(), &none, &change).is_err(),
+                "{k}={v}"
+            );
+        }
+    }
+
+    #[test]
+    fn overrides_survive_a_save_and_load() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(load_overrides(dir.path()), LabelOverrides::default());
+        let overrides = LabelOverrides {
+            set: map(&[("a", "1")]),
+            removed: ["b".to_string()].into(),
+        };
+        save_overrides(dir.path(), &overrides).unwrap();
+        assert_eq!(load_overrides(dir.path()), overrides);
+    }
 }

@@ -229,6 +229,7 @@ pub async fn run_until(config: AgentConfig, cancel: CancellationToken) -> anyhow
         cancel: cancel.clone(),
         nodes: gossip.nodes(),
         remote: rpc::Remote::from_gossip(&gossip),
+        node_meta: membership::NodeMeta::new(&config, gossip.metadata_writer()),
     };
     // Other nodes' calls: object bodies (until the cluster layer plugs in its replica), logs
     // and describe of local pods.

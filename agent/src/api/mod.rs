@@ -47,6 +47,13 @@ pub enum Request {
     TokenCreate {
         ttl_secs: u64,
     },
+    /// `skiff label node NAME KEY=VALUE... KEY-...`: only the agent's own node is accepted.
+    LabelNode {
+        node: String,
+        set: std::collections::BTreeMap<String, String>,
+        remove: Vec<String>,
+        overwrite: bool,
+    },
 }
 
 /// Kinds the CLI can name (`get pods`, `get deploy`, ...).

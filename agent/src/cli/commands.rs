@@ -1,7 +1,7 @@
 //! Client commands: turn parsed arguments into API requests and print the answers.
 
 use super::output;
-use super::{Command, DeleteArgs, ImageCommand, OutputFormat, TokenCommand};
+use super::{Command, DeleteArgs, ImageCommand, LabelArgs, OutputFormat, TokenCommand};
 use crate::api::client::{Client, ClientError};
 use crate::api::{ApplyFile, DeleteTarget, Request, ResourceKind, Response};
 use std::path::{Path, PathBuf};
@@ -175,6 +175,15 @@ fn run_inner(socket: &Path, command: Command) -> Result<i32, CliError> {
             output::note(value["token"].as_str().unwrap_or_default());
             Ok(EXIT_OK)
         }
+        Command::Label(args) => {
+            let request = label_request(args)?;
+            let value = call(socket, &request)?;
+            output::note(&format!(
+                "node/{} labeled",
+                value["name"].as_str().unwrap_or_default()
+            ));
+            Ok(EXIT_OK)
+        }
         Command::Cordon { .. }
         | Command::Uncordon { .. }
         | Command::Drain { .. } => Err(CliError::User(
@@ -208,6 +217,34 @@ fn delete_target(args: DeleteArgs) -> Result<DeleteTarget, CliError> {
             "usage: skiff delete -f FILE | skiff delete KIND NAME [-n NS]".to_string(),
         )),
     }
+}
+
+/// `label node NAME KEY=VALUE... KEY-...` as a request (keys and values are checked by the agent).
+fn label_request(args: LabelArgs) -> Result<Request, CliError> {
+    if kind_of(&args.kind)? != ResourceKind::Nodes {
+        return Err(CliError::User(
+            "only nodes can be labelled here: skiff label node NAME KEY=VALUE... [KEY-]".into(),
+        ));
+    }
+    let mut set = std::collections::BTreeMap::new();
+    let mut remove = Vec::new();
+    for change in &args.changes {
+        if let Some((key, value)) = change.split_once('=') {
+            set.insert(key.to_string(), value.to_string());
+        } else if let Some(key) = change.strip_suffix('-') {
+            remove.push(key.to_string());
+        } else {
+            return Err(CliError::User(format!(
+                "{change:?} is neither KEY=VALUE nor KEY-"
+            )));
+        }
+    }
+    Ok(Request::LabelNode {
+        node: args.name,
+        set,
+        remove,
+        overwrite: args.overwrite,
+    })
 }
 
 /// Reads `-f` arguments: files as given, directories' manifest files in name order.

@@ -40,6 +40,8 @@ pub enum Command {
     /// Join tokens for new nodes
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Set or remove labels of this agent's node: KEY=VALUE to set, KEY- to remove
+    Label(LabelArgs),
     /// Mark a node unschedulable
     Cordon { node: String },
     /// Mark a node schedulable again
@@ -190,6 +192,20 @@ pub struct DeleteArgs {
     pub namespace: Option<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct LabelArgs {
+    /// Only `node` (or `nodes`, `no`)
+    pub kind: String,
+    /// The node: the agent's own (a node is the only writer of its metadata)
+    pub name: String,
+    /// KEY=VALUE to set, KEY- to remove
+    #[arg(required = true, value_name = "KEY=VALUE|KEY-")]
+    pub changes: Vec<String>,
+    /// Change labels that already have another value
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
     /// Import an OCI or docker archive (skopeo copy, podman save)
@@ -246,6 +262,7 @@ mod tests {
             "skiff image pull 127.0.0.1:5000/a:b",
             "skiff image ls",
             "skiff token create",
+            "skiff label node n1 zone=a disk- --overwrite",
             "skiff cordon n1",
             "skiff drain n1",
         ] {

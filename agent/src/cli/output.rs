@@ -191,7 +191,7 @@ pub fn print_get(kind: ResourceKind, value: &Value, format: Option<OutputFormat>
         ResourceKind::Nodes => {
             let mut header = vec!["NAME", "STATUS", "ROLES", "AGE", "VERSION"];
             if wide {
-                header.push("INTERNAL-IP");
+                header.extend(["INTERNAL-IP", "LABELS"]);
             }
             let rows = items
                 .iter()
@@ -205,6 +205,7 @@ pub fn print_get(kind: ResourceKind, value: &Value, format: Option<OutputFormat>
                     ];
                     if wide {
                         row.push(str_at(n, "/status/addresses/0/address").to_string());
+                        row.push(labels_column(n));
                     }
                     row
                 })
@@ -225,6 +226,24 @@ pub fn print_get(kind: ResourceKind, value: &Value, format: Option<OutputFormat>
                 .collect();
             table(&with_ns(vec!["NAME", "AGE"]), rows);
         }
+    }
+}
+
+/// `k=v,k2=v2` of an object's labels, `<none>` without any (kubectl's LABELS column).
+fn labels_column(object: &Value) -> String {
+    let labels: Vec<String> = object
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if labels.is_empty() {
+        "<none>".to_string()
+    } else {
+        labels.join(",")
     }
 }
 

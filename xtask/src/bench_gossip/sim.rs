@@ -33,14 +33,18 @@ async fn spawn(transport: &ChannelTransport, i: usize) -> Result<GossipHandle> {
         .collect();
     config.profile = GossipProfile::Lan;
     config.generation = Some(1_000);
-    config.metadata = NodeMetadata {
-        ready: true,
-        agent_version: "bench".into(),
-        ..NodeMetadata::default()
-    };
+    config.metadata = metadata();
     GossipNode::spawn_with_transport(config, CLUSTER, transport)
         .await
         .with_context(|| format!("spawn simulated node {i}"))
+}
+
+fn metadata() -> NodeMetadata {
+    NodeMetadata {
+        ready: true,
+        agent_version: "bench".into(),
+        ..NodeMetadata::default()
+    }
 }
 
 /// Simulated time until `check` holds, polled every [`POLL`]; fails after `limit`.
@@ -72,7 +76,8 @@ fn sees(handle: &GossipHandle, target: &str, condition: NodeCondition) -> bool {
 fn all_ready(nodes: &[Option<GossipHandle>]) -> bool {
     let n = nodes.len();
     nodes.iter().flatten().all(|h| {
-        let list = h.nodes().borrow().clone();
+        let rx = h.nodes();
+        let list = rx.borrow();
         list.len() == n && list.iter().all(|s| s.condition == NodeCondition::Ready)
     })
 }
@@ -137,6 +142,29 @@ async fn run(n: usize) -> Result<Figures> {
         keys.push(took.as_secs_f64());
     }
 
+    // A label (node metadata, as `skiff label node` publishes it): pushed at once to live peers.
+    let mut labels = Vec::new();
+    for rep in 0..REPEATS {
+        let origin = rep % n;
+        let value = format!("v{rep}");
+        let node = nodes[origin].as_ref().context("origin node")?;
+        let mut metadata = metadata();
+        metadata.labels.insert("bench".into(), value.clone());
+        node.set_metadata(&metadata).await?;
+        let origin_name = name(origin);
+        let took = until("label on every node", Duration::from_secs(60), async || {
+            nodes.iter().flatten().all(|h| {
+                let rx = h.nodes();
+                let list = rx.borrow();
+                list.iter().any(|s| {
+                    s.name == origin_name && s.metadata.labels.get("bench") == Some(&value)
+                })
+            })
+        })
+        .await?;
+        labels.push(took.as_secs_f64());
+    }
+
     let mut failures = Vec::new();
     for rep in 0..REPEATS {
         let victim = n - 1 - rep;
@@ -160,7 +188,8 @@ async fn run(n: usize) -> Result<Figures> {
     }
     Ok(Figures {
         join: None,
-        tag: median(keys),
+        key: median(keys),
+        tag: median(labels),
         failure: median(failures),
         bytes_per_s: Some(bytes_per_s),
     })
