@@ -1,0 +1,457 @@
+//! In-process clusters of the cluster layer (issue 5): gossip on chitchat's `ChannelTransport`,
+//! the real cluster service on in-memory redb, a fake runtime, tokio's paused time. Each
+//! randomized test prints its seed; replay with `SKIFF_SIM_SEED=<seed> cargo test -p
+//! skiff-agent --test cluster_sim <test>`. chitchat picks gossip peers with its own RNG, so
+//! message orders may differ between replays while the scenario stays the same.
+//!
+//! The benchmark (`bench_cluster_sim`, ignored) is what `cargo xtask bench --only cluster` runs.
+
+mod sim;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use sim::{Sim, SimOptions, deployment, image_of, name, wait_until};
+use skiff_gossip::NodeCondition;
+use skiff_manifests::{Kind, Object, ObjectKey, Valid};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+fn web_key(name: &str) -> ObjectKey {
+    ObjectKey::new(Kind::Deployment, "default", name)
+}
+
+/// Pods per node index.
+fn per_node(running: &[(usize, String, String)]) -> BTreeMap<usize, usize> {
+    let mut out = BTreeMap::new();
+    for (node, _, _) in running {
+        *out.entry(*node).or_default() += 1;
+    }
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_object_reaches_every_node_and_its_replicas_spread() {
+    let mut rng = StdRng::seed_from_u64(sim::seed("new object"));
+    let mut sim = Sim::start(5, SimOptions::default()).await;
+    sim.settle().await;
+    let origin = *sim.alive().choose(&mut rng).expect("a node");
+    eprintln!("declared on {}", name(origin));
+    sim.declare(origin, &[deployment("web", 7, "busybox:1")]);
+    let key = web_key("web");
+    let everyone = sim.alive();
+    let took = wait_until("web on every node", Duration::from_secs(10), || {
+        std::future::ready(everyone.iter().all(|i| sim.holds(*i, &key, |_| true)))
+    })
+    .await;
+    eprintln!("object on every node after {took:?}");
+    assert!(took <= Duration::from_secs(3), "replication took {took:?}");
+    let took = wait_until("7 replicas running", Duration::from_secs(10), || {
+        std::future::ready(sim.running("Deployment", "web").len() == 7)
+    })
+    .await;
+    eprintln!("7 replicas running after {took:?} more");
+    // Spread: 7 over 5 nodes is 1 or 2 each.
+    let counts = per_node(&sim.running("Deployment", "web"));
+    assert_eq!(counts.len(), 5, "every node runs a replica: {counts:?}");
+    assert!(counts.values().all(|c| (1..=2).contains(c)), "{counts:?}");
+    // Every node shows every pod (status from any node).
+    wait_until("every node sees 7 reports", Duration::from_secs(5), || {
+        std::future::ready(everyone.iter().all(|i| {
+            let seen = sim.reported(*i, "web");
+            seen.len() == 7 && seen.values().all(|(_, r)| r.running && r.ready)
+        }))
+    })
+    .await;
+    sim.stop().await;
+}
+
+fn template_hash(object: &Valid<Object>) -> String {
+    match object.get() {
+        Object::Deployment(d) => d.pod_template_hash(),
+        _ => panic!("not a Deployment"),
+    }
+}
+
+/// Names of the pods `running` lists.
+fn names(running: &[(usize, String, String)]) -> BTreeSet<String> {
+    running.iter().map(|(_, pod, _)| pod.clone()).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_lowest_name_leads_and_a_dead_leaders_pods_move_after_the_eviction_delay() {
+    let delay = Duration::from_secs(5);
+    let options = SimOptions {
+        eviction_delay: delay,
+        ..SimOptions::default()
+    };
+    let mut sim = Sim::start(5, options).await;
+    sim.settle().await;
+    let term = sim.state(3).term;
+    assert!(sim.leader_is(&sim.alive(), 0));
+    sim.declare(2, &[deployment("web", 5, "busybox:1")]);
+    wait_until("5 replicas running", Duration::from_secs(10), || {
+        std::future::ready(sim.running("Deployment", "web").len() == 5)
+    })
+    .await;
+    let before = sim.running("Deployment", "web");
+    assert_eq!(
+        per_node(&before).len(),
+        5,
+        "one replica per node: {before:?}"
+    );
+    let on_leader: BTreeSet<String> = before
+        .iter()
+        .filter(|(node, _, _)| *node == 0)
+        .map(|(_, pod, _)| pod.clone())
+        .collect();
+
+    sim.kill(0).await;
+    let survivors = sim.alive();
+    let detected = wait_until(
+        "a survivor sees node-000 NotReady",
+        Duration::from_secs(30),
+        || {
+            std::future::ready(survivors.iter().any(|o| {
+                sim.node(*o)
+                    .gossip
+                    .nodes()
+                    .borrow()
+                    .iter()
+                    .any(|n| n.name == name(0) && n.condition == NodeCondition::NotReady)
+            }))
+        },
+    )
+    .await;
+    eprintln!("node-000 NotReady after {detected:?}");
+    let took = wait_until(
+        "node-001 leads with a higher term",
+        Duration::from_secs(10),
+        || {
+            std::future::ready(
+                sim.leader_is(&survivors, 1) && survivors.iter().all(|i| sim.state(*i).term > term),
+            )
+        },
+    )
+    .await;
+    eprintln!(
+        "node-001 leads (term {} -> {}) {took:?} later",
+        term,
+        sim.state(1).term
+    );
+    let replaced = wait_until(
+        "5 replicas on the survivors",
+        Duration::from_secs(30),
+        || std::future::ready(sim.running("Deployment", "web").len() == 5),
+    )
+    .await
+        + took;
+    eprintln!("replacements running {replaced:?} after the detection (delay {delay:?})");
+    let step = sim.options.step + sim.options.start_delay;
+    assert!(
+        replaced + step >= delay,
+        "replaced after {replaced:?}, before the eviction delay"
+    );
+    assert!(
+        replaced <= delay + Duration::from_secs(3),
+        "replaced only after {replaced:?}"
+    );
+    let after = sim.running("Deployment", "web");
+    assert!(names(&after).is_disjoint(&on_leader), "{after:?}");
+    let kept: BTreeSet<String> = names(&before).difference(&on_leader).cloned().collect();
+    assert!(
+        kept.is_subset(&names(&after)),
+        "survivors' pods stayed: {after:?}"
+    );
+    // And it stays exact.
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(sim.running("Deployment", "web"), after);
+    }
+    sim.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn conflicting_edits_on_two_nodes_converge_to_the_newest_version() {
+    let mut sim = Sim::start(3, SimOptions::default()).await;
+    sim.settle().await;
+    let key = web_key("web");
+    let everyone = sim.alive();
+    // The same instant on both nodes: equal wall clock and counter, the node name decides.
+    sim.declare(1, &[deployment("web", 2, "app:v1")]);
+    sim.declare(2, &[deployment("web", 2, "app:v2")]);
+    let image = |want: &'static str| move |o: &Valid<Object>| image_of(o).as_deref() == Some(want);
+    wait_until(
+        "v2 (node-002 breaks the tie) everywhere",
+        Duration::from_secs(10),
+        || {
+            std::future::ready(
+                everyone
+                    .iter()
+                    .all(|i| sim.holds(*i, &key, image("app:v2"))),
+            )
+        },
+    )
+    .await;
+    // Later, node-001's file changes: a newer version, which wins on node-002 too although
+    // node-002's own (unchanged) file still says v2.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let v3 = deployment("web", 2, "app:v3");
+    sim.declare(1, &[v3.clone()]);
+    let took = wait_until("v3 everywhere", Duration::from_secs(10), || {
+        std::future::ready(
+            everyone
+                .iter()
+                .all(|i| sim.holds(*i, &key, image("app:v3"))),
+        )
+    })
+    .await;
+    eprintln!("the newer edit reached every node after {took:?}");
+    let hash = template_hash(&v3);
+    wait_until(
+        "2 replicas of v3, nothing older",
+        Duration::from_secs(15),
+        || {
+            let running = sim.running("Deployment", "web");
+            std::future::ready(running.len() == 2 && running.iter().all(|(_, _, h)| *h == hash))
+        },
+    )
+    .await;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            everyone
+                .iter()
+                .all(|i| sim.holds(*i, &key, image("app:v3")))
+        );
+    }
+    sim.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deleted_object_stays_deleted_when_a_node_restarts_with_its_old_file() {
+    let mut sim = Sim::start(3, SimOptions::default()).await;
+    sim.settle().await;
+    let key = web_key("web");
+    let everyone = sim.alive();
+    let web = deployment("web", 3, "app:v1");
+    sim.declare(1, &[web.clone()]);
+    wait_until(
+        "web everywhere and running",
+        Duration::from_secs(10),
+        || {
+            std::future::ready(
+                everyone.iter().all(|i| sim.holds(*i, &key, |_| true))
+                    && sim.running("Deployment", "web").len() == 3,
+            )
+        },
+    )
+    .await;
+    // node-002 holds a copy of the same file (no new version: same content).
+    sim.declare(2, &[web.clone()]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Deleted on node-001: gone everywhere, and its pods stop.
+    sim.declare(1, &[]);
+    let took = wait_until(
+        "web deleted everywhere, no pods",
+        Duration::from_secs(10),
+        || {
+            std::future::ready(
+                everyone.iter().all(|i| !sim.holds(*i, &key, |_| true))
+                    && sim.running("Deployment", "web").is_empty(),
+            )
+        },
+    )
+    .await;
+    eprintln!("deletion everywhere after {took:?}");
+
+    // node-002 restarts (same store, new service) with its old, unchanged copy.
+    sim.kill(2).await;
+    sim.restart(2).await;
+    wait_until("node-002 back", Duration::from_secs(30), || {
+        std::future::ready(sim.all_see(&everyone, NodeCondition::Ready))
+    })
+    .await;
+    let quiet = sim.options.startup_grace + Duration::from_secs(3);
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < quiet {
+        assert!(
+            everyone.iter().all(|i| !sim.holds(*i, &key, |_| true)),
+            "web was resurrected by an unchanged file"
+        );
+        assert!(sim.running("Deployment", "web").is_empty());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A changed file is a new version.
+    sim.declare(2, &[deployment("web", 2, "app:v2")]);
+    wait_until(
+        "the changed file's web everywhere, 2 running",
+        Duration::from_secs(10),
+        || {
+            std::future::ready(
+                everyone
+                    .iter()
+                    .all(|i| sim.holds(*i, &key, |o| image_of(o).as_deref() == Some("app:v2")))
+                    && sim.running("Deployment", "web").len() == 2,
+            )
+        },
+    )
+    .await;
+    sim.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn partition_two_three_keeps_pods_and_heals_to_one_leader_and_exact_replicas() {
+    let mut rng = StdRng::seed_from_u64(sim::seed("partition"));
+    let mut sim = Sim::start(5, SimOptions::default()).await;
+    sim.settle().await;
+    let everyone = sim.alive();
+    let origin = *everyone.choose(&mut rng).expect("a node");
+    sim.declare(origin, &[deployment("web", 5, "busybox:1")]);
+    wait_until("5 replicas running", Duration::from_secs(10), || {
+        std::future::ready(sim.running("Deployment", "web").len() == 5)
+    })
+    .await;
+    let before = sim.running("Deployment", "web");
+
+    let mut order = everyone.clone();
+    order.shuffle(&mut rng);
+    let (mut left, mut right) = (order[..2].to_vec(), order[2..].to_vec());
+    left.sort();
+    right.sort();
+    eprintln!("partition {left:?} | {right:?}");
+    sim.cut(&left, &right).await;
+    let took = wait_until(
+        "each side has its own leader",
+        Duration::from_secs(30),
+        || std::future::ready(sim.leader_is(&left, left[0]) && sim.leader_is(&right, right[0])),
+    )
+    .await;
+    eprintln!(
+        "two leaders after {took:?}: {} and {}",
+        name(left[0]),
+        name(right[0])
+    );
+    // A minute apart: both sides keep serving what they ran.
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        let now = names(&sim.running("Deployment", "web"));
+        assert!(
+            names(&before).is_subset(&now),
+            "a side stopped its pods: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "during the partition: {} replicas run (each side replaced the other's)",
+        sim.running("Deployment", "web").len()
+    );
+
+    sim.heal(&left, &right).await;
+    let took = wait_until("one leader, 5 replicas", Duration::from_secs(10), || {
+        let term = sim.state(everyone[0]).term;
+        std::future::ready(
+            sim.leader_is(&everyone, everyone[0])
+                && everyone.iter().all(|i| sim.state(*i).term == term)
+                && sim.held("Deployment", "web").len() == 5
+                && sim.running("Deployment", "web").len() == 5,
+        )
+    })
+    .await;
+    eprintln!("healed: one leader and exactly 5 replicas after {took:?}");
+    let settled = sim.held("Deployment", "web");
+    let term = sim.state(everyone[0]).term;
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        assert_eq!(
+            sim.held("Deployment", "web"),
+            settled,
+            "pods changed after the heal"
+        );
+        assert!(sim.leader_is(&everyone, everyone[0]));
+        assert!(everyone.iter().all(|i| sim.state(*i).term == term));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sim.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn cordon_keeps_pods_and_drain_moves_them_without_dropping_below_the_replicas() {
+    let mut sim = Sim::start(4, SimOptions::default()).await;
+    sim.settle().await;
+    let target = 3;
+    sim.declare(1, &[deployment("web", 4, "busybox:1")]);
+    wait_until("4 replicas running", Duration::from_secs(10), || {
+        std::future::ready(sim.running("Deployment", "web").len() == 4)
+    })
+    .await;
+    let before = sim.running("Deployment", "web");
+    assert!(before.iter().any(|(n, _, _)| *n == target), "{before:?}");
+
+    sim.set_metadata(target, |m| m.cordoned = true).await;
+    let everyone = sim.alive();
+    wait_until("everyone sees the cordon", Duration::from_secs(5), || {
+        std::future::ready(everyone.iter().all(|o| {
+            sim.node(*o)
+                .gossip
+                .nodes()
+                .borrow()
+                .iter()
+                .any(|n| n.name == name(target) && n.metadata.cordoned)
+        }))
+    })
+    .await;
+    sim.declare(
+        1,
+        &[
+            deployment("web", 4, "busybox:1"),
+            deployment("api", 3, "busybox:1"),
+        ],
+    );
+    wait_until("3 api replicas running", Duration::from_secs(10), || {
+        std::future::ready(sim.running("Deployment", "api").len() == 3)
+    })
+    .await;
+    let api = sim.running("Deployment", "api");
+    assert!(
+        api.iter().all(|(n, _, _)| *n != target),
+        "new pods on a cordoned node: {api:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        sim.running("Deployment", "web"),
+        before,
+        "cordon moved pods"
+    );
+
+    sim.set_metadata(target, |m| m.draining = true).await;
+    let mut fewest = usize::MAX;
+    let took = wait_until("the drained node is empty", Duration::from_secs(15), || {
+        let web = sim.running("Deployment", "web");
+        fewest = fewest.min(web.len());
+        std::future::ready(
+            web.len() == 4
+                && sim.held_on(target).is_empty()
+                && sim.running("Deployment", "api").len() == 3,
+        )
+    })
+    .await;
+    eprintln!("drained after {took:?}; fewest web replicas running meanwhile: {fewest}");
+    assert!(
+        fewest >= 4,
+        "drain stopped a pod before its replacement ran"
+    );
+    let web = sim.running("Deployment", "web");
+    let kept: BTreeSet<String> = before
+        .iter()
+        .filter(|(n, _, _)| *n != target)
+        .map(|(_, pod, _)| pod.clone())
+        .collect();
+    assert!(
+        kept.is_subset(&names(&web)),
+        "pods off the drained node moved: {web:?}"
+    );
+    sim.stop().await;
+}
