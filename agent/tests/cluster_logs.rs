@@ -166,12 +166,16 @@ fn logs_and_describe_reach_the_node_running_the_pod() {
     // describe pod answers the same pod from both nodes.
     let local = here.skiff_ok(&["describe", "pod", "talk"]);
     let remote = there.skiff_ok(&["describe", "pod", "talk"]);
-    assert!(remote.contains("talk") && remote.contains(&here.node_name), "{remote}");
+    assert!(
+        remote.contains("talk") && remote.contains(&here.node_name),
+        "{remote}"
+    );
     let uid = |text: &str| {
         text.lines()
             .find(|l| l.to_ascii_lowercase().contains("uid"))
             .map(str::to_string)
     };
+    assert!(uid(&remote).is_some(), "no uid in {remote}");
     assert_eq!(uid(&remote), uid(&local), "{local}\n---\n{remote}");
 
     // A pod that runs nowhere: the usual "not found", from either node.
