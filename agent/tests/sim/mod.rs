@@ -234,11 +234,19 @@ impl Sim {
         config.profile = GossipProfile::Lan;
         config.generation = Some(disk.generation);
         config.metadata = disk.metadata.clone();
-        let gossip = Arc::new(
-            GossipNode::spawn_with_transport(config, CLUSTER, &self.transport)
-                .await
-                .expect("spawn simulated gossip node"),
-        );
+        // A killed node's socket closes when its aborted task is dropped, a moment later.
+        let mut tries = 0;
+        let gossip = loop {
+            match GossipNode::spawn_with_transport(config.clone(), CLUSTER, &self.transport).await {
+                Ok(handle) => break Arc::new(handle),
+                Err(e) if tries < 100 => {
+                    tries += 1;
+                    tracing::debug!("node {i} cannot start yet: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("spawn simulated gossip node {i}: {e}"),
+            }
+        };
         let replica = Replica::open(disk.db.clone(), &name(i)).expect("open replica");
         let followed = Followed::open(disk.db.clone()).expect("open followed");
         let served: Served = Served::default();
