@@ -55,6 +55,10 @@ pub struct AgentConfig {
     pub node_netns: Option<PathBuf>,
     /// Pod networking (bridge, veth, IPAM); off gives pods a loopback-only namespace.
     pub pod_network: bool,
+    /// How long a node may be NotReady before the leader places its pods elsewhere.
+    pub eviction_delay: Duration,
+    /// `pod_subnet` was given (flag or file); otherwise the leader hands one out.
+    pub pod_subnet_set: bool,
 }
 
 impl Default for AgentConfig {
@@ -89,6 +93,8 @@ impl Default for AgentConfig {
             masquerade: true,
             node_netns: None,
             pod_network: true,
+            eviction_delay: Duration::from_secs(1),
+            pod_subnet_set: false,
         }
     }
 }
@@ -130,6 +136,7 @@ pub struct ConfigFile {
     pub registry_auth: Option<BTreeMap<String, RegistryAuthConfig>>,
     pub labels: Option<BTreeMap<String, String>>,
     pub manifest_debounce_ms: Option<u64>,
+    pub eviction_delay_ms: Option<u64>,
     pub pod_subnet: Option<ipnet::Ipv4Net>,
     pub cluster_cidr: Option<ipnet::Ipv4Net>,
     pub bridge: Option<String>,
@@ -193,6 +200,9 @@ impl ConfigFile {
         set!(insecure_registries);
         set!(registry_auth);
         set!(labels);
+        if self.pod_subnet.is_some() {
+            config.pod_subnet_set = true;
+        }
         set!(pod_subnet);
         set!(cluster_cidr);
         set!(bridge);
@@ -219,6 +229,9 @@ impl ConfigFile {
         }
         if let Some(v) = self.image_pull_backoff_base_ms {
             config.image_pull_backoff_base = ms(v);
+        }
+        if let Some(v) = self.eviction_delay_ms {
+            config.eviction_delay = Duration::from_millis(v);
         }
         if let Some(v) = self.manifest_debounce_ms {
             config.manifest_debounce = ms(v);

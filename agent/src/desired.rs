@@ -11,6 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Where an object was declared: a manifest file path, or `api:<key>` for `skiff apply`.
 pub type Source = String;
 
+/// Desired objects by key, with where each was declared.
+pub type Objects = BTreeMap<ObjectKey, (Source, Valid<Object>)>;
+
 /// The prefix of sources applied through the API.
 pub const API_SOURCE_PREFIX: &str = "api:";
 
@@ -176,6 +179,81 @@ pub fn pod_changes(
     changes.delete = live
         .iter()
         .filter(|p| !wanted.contains(&p.uid))
+        .map(|p| p.uid.clone())
+        .collect();
+    changes
+}
+
+/// Compares the pods the leader assigned to `node` with the pod records. A pod running the
+/// assigned template is kept; an assigned pod this node lacks is built from its owner object
+/// (Deployment, DaemonSet or bare Pod) once this node holds the owner's matching version
+/// (until then it is listed in `blocked`); every other live pod is deleted.
+pub fn assigned_changes(
+    objects: &BTreeMap<ObjectKey, (Source, Valid<Object>)>,
+    assigned: &[crate::cluster::keys::AssignedPod],
+    pods: &[&PodRecord],
+    node: &str,
+) -> PodChanges {
+    use skiff_manifests::model::workloads::DaemonSet;
+    let mut changes = PodChanges::default();
+    let mut wanted: BTreeSet<String> = BTreeSet::new();
+    for a in assigned.iter().filter(|a| a.node == node) {
+        let same_name: Vec<&&PodRecord> = pods
+            .iter()
+            .filter(|p| p.namespace == a.namespace && p.name == a.name)
+            .collect();
+        if let Some(p) = same_name
+            .iter()
+            .find(|p| p.deleting_since.is_none() && p.spec_hash == a.template_hash)
+        {
+            wanted.insert(p.uid.clone());
+            continue;
+        }
+        if !same_name.is_empty() {
+            // The old pod of that name is deleted below; the new one comes once it is gone.
+            continue;
+        }
+        let kind = match a.owner.kind.as_str() {
+            "Deployment" => Kind::Deployment,
+            "DaemonSet" => Kind::DaemonSet,
+            _ => Kind::Pod,
+        };
+        let key = ObjectKey::new(kind, &a.namespace, &a.owner.name);
+        let waiting = |what: &str| (key.clone(), format!("waiting for {what} of {key}"));
+        let Some((_, object)) = objects.get(&key) else {
+            changes.blocked.push(waiting("the object"));
+            continue;
+        };
+        let built = match kind {
+            Kind::Deployment => Valid::<Deployment>::try_from(object.clone())
+                .ok()
+                .filter(|d| d.pod_template_hash() == a.template_hash)
+                .and_then(|d| {
+                    let suffix = PodSuffix::new(a.name.rsplit('-').next()?).ok()?;
+                    let pod = d.new_pod(&suffix);
+                    (pod.metadata.name == a.name).then_some(pod)
+                }),
+            Kind::DaemonSet => Valid::<DaemonSet>::try_from(object.clone())
+                .ok()
+                .filter(|d| d.pod_template_hash() == a.template_hash)
+                .map(|d| d.new_pod(node))
+                .filter(|pod| pod.metadata.name == a.name),
+            _ => Valid::<Pod>::try_from(object.clone())
+                .ok()
+                .filter(|_| object.content_hash() == a.template_hash),
+        };
+        match built {
+            Some(pod) => changes.create.push(NewPod {
+                pod,
+                owner: (kind != Kind::Pod).then(|| a.owner.clone()),
+                spec_hash: a.template_hash.clone(),
+            }),
+            None => changes.blocked.push(waiting("the assigned version")),
+        }
+    }
+    changes.delete = pods
+        .iter()
+        .filter(|p| p.deleting_since.is_none() && !wanted.contains(&p.uid))
         .map(|p| p.uid.clone())
         .collect();
     changes

@@ -7,12 +7,14 @@
 //! - `pod`: pod records and container status, persisted in `store`.
 //! - `reconciler`: pure `observe`/`plan` per pod, and the executor that carries out actions
 //!   on `skiff-runtime` (containers, images) and `skiff-cni` (network namespaces).
+//! - `cluster`: replicated desired objects, leader scheduling, assignments, pod reports.
 //! - `agent`: the service that owns the state and runs the loop; `api`: the local socket.
 //! - `cli`: the `skiff` command line; `cli::output` is the only place that prints.
 
 pub mod agent;
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod desired;
 pub mod dev;
@@ -21,6 +23,7 @@ pub mod memory;
 pub mod pod;
 pub mod reconciler;
 pub mod render;
+pub mod scheduler;
 pub mod shim;
 pub mod store;
 pub mod watcher;

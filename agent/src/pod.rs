@@ -55,7 +55,7 @@ pub struct PodPlanSpec {
 }
 
 /// The object that made this pod (a Deployment), for listing and for scaling.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Owner {
     pub kind: String,
     pub name: String,

@@ -2,6 +2,7 @@
 //! replica counts. Container states follow kubelet's reasons (ContainerCreating,
 //! CrashLoopBackOff, ImagePullBackOff, ErrImagePull, OOMKilled, Completed, ...).
 
+use crate::cluster::keys::PodReport;
 use crate::pod::{
     ContainerPlanSpec, ContainerRuntime, Millis, Phase, PodRecord, PullPolicy, rfc3339,
 };
@@ -170,30 +171,97 @@ pub fn pod_ready(p: &PodRecord) -> bool {
         && p.status.containers.iter().all(|c| c.current.is_some())
 }
 
-/// A Deployment with replica counts from the pods this node runs for it.
+/// What replica counts need to know about one pod, wherever it runs.
+pub struct PodSummary<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub owner: Option<&'a crate::pod::Owner>,
+    pub template_hash: &'a str,
+    pub running: bool,
+    pub ready: bool,
+    pub created_ms: Millis,
+    pub deleting: bool,
+}
+
+impl<'a> PodSummary<'a> {
+    pub fn of_record(p: &'a PodRecord) -> PodSummary<'a> {
+        PodSummary {
+            namespace: &p.namespace,
+            name: &p.name,
+            owner: p.owner.as_ref(),
+            template_hash: &p.spec_hash,
+            running: p.status.any_running(),
+            ready: pod_ready(p),
+            created_ms: p.created_at,
+            deleting: p.deleting_since.is_some(),
+        }
+    }
+
+    pub fn of_report(namespace: &'a str, name: &'a str, r: &'a PodReport) -> PodSummary<'a> {
+        PodSummary {
+            namespace,
+            name,
+            owner: r.owner.as_ref(),
+            template_hash: &r.template_hash,
+            running: r.running,
+            ready: r.ready && !r.deleting,
+            created_ms: r.created_ms,
+            deleting: r.deleting,
+        }
+    }
+
+    /// Whether this pod belongs to the workload `kind namespace/name` (a bare Pod: itself).
+    pub fn belongs_to(&self, kind: &str, namespace: &str, name: &str) -> bool {
+        self.namespace == namespace
+            && !self.deleting
+            && match self.owner {
+                Some(o) => o.kind == kind && o.name == name,
+                None => kind == "Pod" && self.name == name,
+            }
+    }
+}
+
+/// A pod another node runs, Kubernetes-shaped from its report.
+pub fn reported_pod(namespace: &str, name: &str, node: &str, r: &PodReport) -> Value {
+    let mut meta = json!({
+        "name": name,
+        "namespace": namespace,
+        "uid": r.uid,
+        "creationTimestamp": rfc3339(r.created_ms),
+    });
+    if !r.labels.is_empty() {
+        meta["labels"] = json!(r.labels);
+    }
+    if let Some(o) = &r.owner {
+        meta["ownerReferences"] = json!([{ "apiVersion": "apps/v1", "kind": o.kind, "name": o.name, "controller": true }]);
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "spec": { "nodeName": node },
+        "status": r.status,
+    })
+}
+
+/// A Deployment with replica counts from the pods of the whole cluster.
 pub fn deployment(
     object: &Value,
     name: &str,
     namespace: &str,
-    pods: &[&PodRecord],
+    pods: &[PodSummary<'_>],
     template_hash: &str,
 ) -> Value {
-    let owned: Vec<&&PodRecord> = pods
+    let owned: Vec<&PodSummary<'_>> = pods
         .iter()
-        .filter(|p| {
-            p.namespace == namespace
-                && p.deleting_since.is_none()
-                && p.owner
-                    .as_ref()
-                    .is_some_and(|o| o.kind == "Deployment" && o.name == name)
-        })
+        .filter(|p| p.belongs_to("Deployment", namespace, name))
         .collect();
     let updated = owned
         .iter()
-        .filter(|p| p.spec_hash == template_hash)
+        .filter(|p| p.template_hash == template_hash)
         .count();
-    let ready = owned.iter().filter(|p| pod_ready(p)).count();
-    let created = owned.iter().map(|p| p.created_at).min();
+    let ready = owned.iter().filter(|p| p.ready).count();
+    let created = owned.iter().map(|p| p.created_ms).min();
     let mut v = object.clone();
     if let Some(t) = created {
         v["metadata"]["creationTimestamp"] = json!(rfc3339(t));

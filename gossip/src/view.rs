@@ -27,6 +27,9 @@ pub struct NodeMetadata {
     pub agent_version: String,
     pub ready: bool,
     pub cordoned: bool,
+    /// Cordoned, and its pods are moving to other nodes (`skiff drain`).
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// Condition of a node as seen from here.

@@ -5,8 +5,9 @@
 
 use super::execute::{self, Job, JobResult, Outcome, PullResult};
 use super::sources::Sources;
+use crate::cluster::keys::PodReport;
 use crate::config::AgentConfig;
-use crate::desired::{self, Source};
+use crate::desired;
 use crate::events::{Event, Events};
 use crate::pod::{
     ContainerPlanSpec, Instance, Millis, PodPlanSpec, PodRecord, PodRuntime, PullPolicy,
@@ -18,7 +19,6 @@ use crate::store::Store;
 use crate::watcher::FileEvent;
 use rand::Rng;
 use skiff_manifests::model::workloads::Pod;
-use skiff_manifests::naming::PodSuffix;
 use skiff_manifests::{Object, ObjectKey, Valid};
 use skiff_runtime::container::{ContainerRuntime, ContainerState};
 use skiff_runtime::image::{ImageStore, normalize_reference};
@@ -60,7 +60,7 @@ pub struct Snapshot {
     pub node_name: String,
     pub started_at: Millis,
     pub pods: Vec<PodRecord>,
-    pub objects: Arc<BTreeMap<ObjectKey, (Source, Valid<Object>)>>,
+    pub objects: Arc<crate::desired::Objects>,
     pub first_seen: BTreeMap<ObjectKey, Millis>,
     pub events: Vec<Event>,
     images: HashMap<String, ImageEntry>,
@@ -99,7 +99,7 @@ pub struct Core {
     runtime: Arc<dyn ContainerRuntime>,
     network: Option<Arc<skiff_cni::NetlinkNetwork>>,
     sources: Sources,
-    objects: Arc<BTreeMap<ObjectKey, (Source, Valid<Object>)>>,
+    objects: Arc<crate::desired::Objects>,
     first_seen: BTreeMap<ObjectKey, Millis>,
     pods: BTreeMap<String, PodRecord>,
     image_state: HashMap<String, ImageEntry>,
@@ -110,6 +110,14 @@ pub struct Core {
     crash: Backoff,
     pull: Backoff,
     desired_changed: bool,
+    /// This node's own declarations (files and `skiff apply`), for the cluster task.
+    declared: watch::Sender<Arc<crate::desired::Objects>>,
+    /// The pods the leader assigned to this node; `None` until known (nothing is changed).
+    assigned: Option<Arc<Vec<crate::cluster::keys::AssignedPod>>>,
+    /// What the leader could not place (events are recorded when this changes).
+    pending: Arc<Vec<crate::cluster::keys::PendingWorkload>>,
+    /// The leader's table changed or the objects did: the node's pods are recomputed.
+    reports: watch::Sender<Arc<BTreeMap<(String, String), PodReport>>>,
 }
 
 fn plan_spec(pod: &Valid<Pod>) -> PodPlanSpec {
@@ -185,6 +193,10 @@ impl Core {
             events: Events::default(),
             started_at: now,
             desired_changed: true,
+            declared: watch::channel(Arc::new(BTreeMap::new())).0,
+            assigned: None,
+            pending: Arc::default(),
+            reports: watch::channel(Arc::new(BTreeMap::new())).0,
             config,
             store,
             images,
@@ -192,21 +204,88 @@ impl Core {
             network,
             sources,
         };
-        core.refresh_objects(now);
+        core.refresh_declared();
         core.adopt();
         // The first snapshot the API serves should not claim containers that died meanwhile.
         core.observe_all(now);
         Ok(core)
     }
 
-    fn refresh_objects(&mut self, now: Millis) {
-        let objects = self.sources.merged.objects.clone();
-        for key in objects.keys() {
+    /// Hands this node's declarations to the cluster task (which replicates them and hands back
+    /// the cluster's objects and this node's assignment through [`Core::on_desired`]).
+    fn refresh_declared(&mut self) {
+        self.declared
+            .send_replace(Arc::new(self.sources.merged.objects.clone()));
+    }
+
+    /// What the cluster task says this node should hold and run.
+    fn on_desired(&mut self, desired: crate::cluster::Desired, now: Millis) {
+        for key in desired.objects.keys() {
             self.first_seen.entry(key.clone()).or_insert(now);
         }
-        self.first_seen.retain(|k, _| objects.contains_key(k));
-        self.objects = Arc::new(objects);
+        self.first_seen
+            .retain(|k, _| desired.objects.contains_key(k));
+        self.objects = desired.objects;
+        self.assigned = desired.assigned;
         self.desired_changed = true;
+        for p in desired.pending.iter() {
+            if self.pending.iter().any(|old| old == p) {
+                continue;
+            }
+            let mut parts = p.owner.splitn(3, '/');
+            let (kind, ns, name) = (
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+            );
+            let reason = if p.reason.starts_with("namespace") {
+                "Blocked"
+            } else {
+                "FailedScheduling"
+            };
+            self.events
+                .record(now, true, reason, kind, ns, name, &p.reason);
+        }
+        self.pending = desired.pending;
+    }
+
+    /// This node's declarations, for the cluster task.
+    pub fn declared(&self) -> watch::Receiver<Arc<crate::desired::Objects>> {
+        self.declared.subscribe()
+    }
+
+    /// This node's pod reports, for the cluster task.
+    pub fn reports(&self) -> watch::Receiver<Arc<BTreeMap<(String, String), PodReport>>> {
+        self.reports.subscribe()
+    }
+
+    fn publish_reports(&self, now: Millis) {
+        let snapshot = self.snapshot();
+        let image = |i: &str| snapshot.image_state(i);
+        let ctx = crate::render::RenderContext {
+            node_name: &self.config.node_name,
+            now,
+            image: &image,
+        };
+        let reports: BTreeMap<(String, String), PodReport> = self
+            .pods
+            .values()
+            .map(|p| {
+                let ip = p.status.network.as_ref().map(|n| n.ip.as_str());
+                (
+                    (p.namespace.clone(), p.name.clone()),
+                    crate::cluster::report(p, ip, &ctx),
+                )
+            })
+            .collect();
+        self.reports.send_if_modified(|current| {
+            if **current == reports {
+                false
+            } else {
+                *current = Arc::new(reports);
+                true
+            }
+        });
     }
 
     /// After a restart: sandboxes whose namespace vanished (reboot) are made again; containers
@@ -305,6 +384,7 @@ impl Core {
         mut files: mpsc::Receiver<FileEvent>,
         mut commands: mpsc::Receiver<Command>,
         snapshot: watch::Sender<Arc<Snapshot>>,
+        mut desired: watch::Receiver<crate::cluster::Desired>,
         cancel: CancellationToken,
         tracker: TaskTracker,
     ) {
@@ -316,14 +396,19 @@ impl Core {
             let now = now_millis();
             self.turn(now, &results_tx, &pulls_tx, &tracker);
             snapshot.send_replace(Arc::new(self.snapshot()));
-            // Every branch is cancel-safe (mpsc receives and an interval tick).
+            self.publish_reports(now);
+            // Every branch is cancel-safe (mpsc receives, a watch change and an interval tick).
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 Some(ev) = files.recv() => {
                     let now = now_millis();
                     if self.sources.on_file_event(ev, &self.store, &mut self.events, now) {
-                        self.refresh_objects(now);
+                        self.refresh_declared();
                     }
+                }
+                Ok(()) = desired.changed() => {
+                    let d = desired.borrow_and_update().clone();
+                    self.on_desired(d, now_millis());
                 }
                 Some(cmd) = commands.recv() => self.on_command(cmd),
                 Some(r) = results.recv() => self.on_job_result(r),
@@ -500,9 +585,12 @@ impl Core {
 
     fn apply_desired(&mut self, now: Millis) {
         let records: Vec<&PodRecord> = self.pods.values().collect();
-        let mut rng = rand::rng();
-        let mut suffix = || PodSuffix::random(&mut rng);
-        let changes = desired::pod_changes(&self.objects, &records, &mut suffix);
+        let Some(assigned) = &self.assigned else {
+            // No table yet (a fresh start before the cluster task spoke): keep everything.
+            return;
+        };
+        let changes =
+            desired::assigned_changes(&self.objects, assigned, &records, &self.config.node_name);
         for (key, reason) in &changes.blocked {
             self.events.record(
                 now,
@@ -784,7 +872,6 @@ impl Core {
     }
 
     fn on_command(&mut self, cmd: Command) {
-        let now = now_millis();
         match cmd {
             Command::ApplyObjects { objects, reply } => {
                 let mut changes = Vec::new();
@@ -818,7 +905,7 @@ impl Core {
                         }
                     }
                 }
-                self.refresh_objects(now);
+                self.refresh_declared();
                 let _ = reply.send(Ok(changes));
             }
             Command::DeleteObjects { keys, reply } => {
@@ -845,7 +932,7 @@ impl Core {
                     }
                     changes.push(format!("{} deleted", describe_key(&key)));
                 }
-                self.refresh_objects(now);
+                self.refresh_declared();
                 let _ = reply.send(Ok(changes));
             }
             Command::ImagesChanged => match self.images.list() {

@@ -4,9 +4,11 @@
 use super::core::{Command, Snapshot, describe_key};
 use crate::api::server::{Handler, Reply};
 use crate::api::{ApplyFile, DeleteTarget, Request, ResourceKind, Response};
+use crate::cluster::ClusterState;
 use crate::config::AgentConfig;
 use crate::pod::{PodRecord, now_millis, rfc3339};
 use crate::reconciler::sandbox::PodPaths;
+use crate::render::PodSummary;
 use crate::render::{self, RenderContext};
 use serde_json::{Value, json};
 use skiff_manifests::{Kind, Object, ObjectKey, Valid};
@@ -27,6 +29,8 @@ pub struct Shared {
     pub nodes: watch::Receiver<Vec<skiff_gossip::NodeStatus>>,
     /// Reaches the node running a pod this node does not (`logs`, `describe pod`); `None` off QUIC.
     pub remote: Option<super::rpc::Remote>,
+    /// The cluster as this node sees it (leader, term, every node's pods, pending work).
+    pub cluster: watch::Receiver<Arc<crate::cluster::ClusterState>>,
     /// This node's metadata writer (runtime labels).
     pub node_meta: super::membership::NodeMeta,
 }
@@ -79,6 +83,7 @@ async fn handle(shared: Shared, request: Request) -> Reply {
             all_namespaces,
         } => get(
             &snap,
+            &shared.cluster.borrow().clone(),
             kind,
             name.as_deref(),
             namespace.as_deref(),
@@ -186,7 +191,24 @@ async fn handle(shared: Shared, request: Request) -> Reply {
             Ok(infos) => ok(images_json(&infos)),
             Err(e) => err(e.to_string()),
         },
-        Request::Status => ok(status(&snap, &shared.nodes.borrow())),
+        Request::SetScheduling {
+            node,
+            cordoned,
+            draining,
+        } => {
+            if node != shared.node_meta.node_name() {
+                return err(format!(
+                    "node {node:?} is not this node ({:?}): run the command against that node's \
+                     socket",
+                    shared.node_meta.node_name()
+                ));
+            }
+            match shared.node_meta.set_scheduling(cordoned, draining).await {
+                Ok(()) => ok(json!({ "name": node })),
+                Err(e) => err(e),
+            }
+        }
+        Request::Status => ok(status(&snap, &shared.cluster.borrow().clone())),
         Request::TokenCreate { ttl_secs } => {
             match skiff_gossip::create_token(&shared.config.data_dir, Duration::from_secs(ttl_secs))
             {
@@ -250,8 +272,21 @@ fn object_json(snap: &Snapshot, key: &ObjectKey, object: &Valid<Object>) -> Valu
     v
 }
 
+/// Every pod of the cluster for counting: this node's from its records (fresh), the others'
+/// from their reports.
+fn summaries<'a>(snap: &'a Snapshot, cluster: &'a ClusterState) -> Vec<PodSummary<'a>> {
+    let mut out: Vec<PodSummary<'a>> = snap.pods.iter().map(PodSummary::of_record).collect();
+    for ((ns, name), (node, report)) in &cluster.pods {
+        if *node != snap.node_name {
+            out.push(PodSummary::of_report(ns, name, report));
+        }
+    }
+    out
+}
+
 fn get(
     snap: &Snapshot,
+    cluster: &ClusterState,
     kind: ResourceKind,
     name: Option<&str>,
     namespace: Option<&str>,
@@ -263,6 +298,14 @@ fn get(
             for p in &snap.pods {
                 if ns_matches(&p.namespace, namespace, all) && name.is_none_or(|n| n == p.name) {
                     items.push(render_pod(snap, p));
+                }
+            }
+            for ((ns, pod), (node, report)) in &cluster.pods {
+                if *node != snap.node_name
+                    && ns_matches(ns, namespace, all)
+                    && name.is_none_or(|n| n == pod)
+                {
+                    items.push(render::reported_pod(ns, pod, node, report));
                 }
             }
         }
@@ -283,7 +326,7 @@ fn get(
                 ResourceKind::ConfigMaps => Kind::ConfigMap,
                 _ => Kind::Secret,
             };
-            let pods: Vec<&PodRecord> = snap.pods.iter().collect();
+            let pods = summaries(snap, cluster);
             for (key, (_, object)) in snap.objects.iter() {
                 if key.kind != want || name.is_some_and(|n| n != key.name) {
                     continue;
@@ -573,48 +616,54 @@ async fn delete(shared: &Shared, target: DeleteTarget) -> Reply {
     }
 }
 
-fn status(snap: &Snapshot, nodes: &[skiff_gossip::NodeStatus]) -> Value {
-    let pods: Vec<&PodRecord> = snap.pods.iter().collect();
+fn status(snap: &Snapshot, cluster: &ClusterState) -> Value {
+    let pods = summaries(snap, cluster);
     let mut workloads = Vec::new();
     for (key, (_, object)) in snap.objects.iter() {
-        let (desired, owned): (usize, Vec<&&PodRecord>) = match object.get() {
-            Object::Deployment(d) => (
-                d.spec.replicas as usize,
-                pods.iter()
-                    .filter(|p| {
-                        p.namespace == key.namespace
-                            && p.deleting_since.is_none()
-                            && p.owner.as_ref().is_some_and(|o| o.name == key.name)
-                    })
-                    .collect(),
-            ),
-            Object::Pod(_) => (
-                1,
-                pods.iter()
-                    .filter(|p| {
-                        p.namespace == key.namespace
-                            && p.owner.is_none()
-                            && p.name == key.name
-                            && p.deleting_since.is_none()
-                    })
-                    .collect(),
-            ),
+        let desired = match object.get() {
+            Object::Deployment(d) => d.spec.replicas as usize,
+            Object::Pod(_) => 1,
+            Object::DaemonSet(_) => cluster
+                .table
+                .iter()
+                .filter(|a| {
+                    a.owner.kind == "DaemonSet"
+                        && a.owner.name == key.name
+                        && a.namespace == key.namespace
+                })
+                .count(),
             _ => continue,
         };
-        let running = owned.iter().filter(|p| p.status.any_running()).count();
-        let ready = owned.iter().filter(|p| render::pod_ready(p)).count();
-        workloads.push(json!({
+        let owned: Vec<&PodSummary<'_>> = pods
+            .iter()
+            .filter(|p| p.belongs_to(key.kind.as_str(), &key.namespace, &key.name))
+            .collect();
+        let running = owned.iter().filter(|p| p.running).count();
+        let ready = owned.iter().filter(|p| p.ready).count();
+        let label = format!("{}/{}/{}", key.kind.as_str(), key.namespace, key.name);
+        let pending: Vec<&str> = cluster
+            .pending
+            .iter()
+            .filter(|p| p.owner == label)
+            .map(|p| p.reason.as_str())
+            .collect();
+        let mut w = json!({
             "kind": key.kind.as_str(), "namespace": key.namespace, "name": key.name,
             "desired": desired, "running": running, "ready": ready,
-        }));
+        });
+        if !pending.is_empty() {
+            w["pending"] = json!(pending.join("; "));
+        }
+        workloads.push(w);
     }
     json!({
-        "nodes": nodes.iter().map(|n| json!({
+        "nodes": cluster.nodes.iter().map(|n| json!({
             "name": n.name, "status": n.condition.to_string(), "address": n.address.to_string(),
+            "cordoned": n.metadata.cordoned,
+            "pods": cluster.pods.values().filter(|(node, _)| *node == n.name).count(),
         })).collect::<Vec<_>>(),
-        // One node schedules its own pods until the cluster scheduler lands.
-        "leader": snap.node_name,
-        "term": 1,
+        "leader": cluster.leader,
+        "term": cluster.term,
         "workloads": workloads,
     })
 }

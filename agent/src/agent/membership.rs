@@ -105,6 +105,7 @@ pub fn metadata(config: &AgentConfig) -> NodeMetadata {
         })
         .unwrap_or(0)
         * 1024;
+    let scheduling = load_scheduling(&config.data_dir);
     NodeMetadata {
         capacity: Capacity {
             cpu_millis: cpus * 1000,
@@ -114,7 +115,20 @@ pub fn metadata(config: &AgentConfig) -> NodeMetadata {
         labels: load_overrides(&config.data_dir).apply(&config.labels),
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         ready: true,
-        cordoned: false,
+        cordoned: scheduling.0,
+        draining: scheduling.1,
+    }
+}
+
+/// File in the data dir that keeps `cordoned` or `draining` across restarts.
+const SCHEDULING_FILE: &str = "scheduling";
+
+/// (cordoned, draining) as last set with `skiff cordon|drain|uncordon`.
+pub fn load_scheduling(data_dir: &std::path::Path) -> (bool, bool) {
+    match std::fs::read_to_string(data_dir.join(SCHEDULING_FILE)).as_deref() {
+        Ok("cordoned") => (true, false),
+        Ok("draining") => (true, true),
+        _ => (false, false),
     }
 }
 
@@ -292,6 +306,35 @@ impl NodeMeta {
             .map_err(|e| format!("cannot publish labels: {e}"))?;
         *state = (metadata, overrides);
         Ok(labels)
+    }
+
+    /// Cordons (no new pods), drains (cordoned, pods move elsewhere) or uncordons this node;
+    /// persisted, then published.
+    pub async fn set_scheduling(&self, cordoned: bool, draining: bool) -> Result<(), String> {
+        let mut state = self.state.lock().await;
+        let file = self.data_dir.join(SCHEDULING_FILE);
+        let written = match (cordoned, draining) {
+            (_, true) => std::fs::write(&file, "draining"),
+            (true, false) => std::fs::write(&file, "cordoned"),
+            (false, false) => match std::fs::remove_file(&file) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            },
+        };
+        written.map_err(|e| format!("cannot save {}: {e}", file.display()))?;
+        let mut metadata = state.0.clone();
+        metadata.cordoned = cordoned || draining;
+        metadata.draining = draining;
+        self.writer
+            .set(&metadata)
+            .await
+            .map_err(|e| format!("cannot publish the node's state: {e}"))?;
+        state.0 = metadata;
+        Ok(())
+    }
+
+    pub fn node_name(&self) -> &str {
+        &self.node_name
     }
 }
 

@@ -11,6 +11,7 @@ mod sources;
 
 use crate::api;
 use crate::cli::AgentArgs;
+use crate::cluster;
 use crate::config::{AgentConfig, ConfigFile};
 use crate::store::Store;
 use anyhow::Context;
@@ -47,9 +48,15 @@ pub fn config_from_args(args: AgentArgs) -> anyhow::Result<AgentConfig> {
     flag!(cgroup_parent);
     flag!(netns_dir);
     flag!(netns_prefix);
+    if args.pod_subnet.is_some() {
+        config.pod_subnet_set = true;
+    }
     flag!(pod_subnet);
     flag!(cluster_cidr);
     flag!(bridge);
+    if let Some(ms) = args.eviction_delay_ms {
+        config.eviction_delay = Duration::from_millis(ms);
+    }
     if args.no_masquerade {
         config.masquerade = false;
     }
@@ -74,6 +81,14 @@ pub fn config_from_args(args: AgentArgs) -> anyhow::Result<AgentConfig> {
     }
     config.validate()?;
     Ok(config)
+}
+
+/// Timings of the cluster layer from the agent config.
+pub fn cluster_timings(config: &AgentConfig) -> cluster::ClusterTimings {
+    cluster::ClusterTimings {
+        eviction_delay: config.eviction_delay,
+        ..cluster::ClusterTimings::default()
+    }
 }
 
 /// Pod networking settings from the agent config.
@@ -159,13 +174,14 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
 }
 
 /// Runs the agent until `cancel`.
-pub async fn run_until(config: AgentConfig, cancel: CancellationToken) -> anyhow::Result<()> {
+pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> anyhow::Result<()> {
     // oci-client uses rustls; the workspace links ring only.
     let _ = rustls::crypto::ring::default_provider().install_default();
     for dir in [&config.data_dir, &config.run_dir, &config.manifests_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let store = Store::open(&config.db_path())?;
+    let db = store.database();
     let images = ImageStore::open(&config.images_dir(), store.database())?;
     let exe = std::env::current_exe().context("cannot find the skiff binary for the shim")?;
     let runtime: Arc<dyn ContainerRuntime> = Arc::new(ShimRuntime::new(ShimRuntimeConfig {
@@ -184,6 +200,18 @@ pub async fn run_until(config: AgentConfig, cancel: CancellationToken) -> anyhow
         &tracker,
     )
     .with_context(|| format!("cannot watch {}", config.manifests_dir.display()))?;
+    let (rpc_sink, rpc_connections) = skiff_gossip::rpc_channel();
+    let gossip = Arc::new(membership::start(&config, Some(rpc_sink)).await?);
+    let followed = cluster::follow::Followed::open(db.clone())
+        .context("cannot open the followed assignment")?;
+    // The pod subnet: stored, given, or handed out by the leader (a new cluster takes its own).
+    let subnet =
+        cluster::subnets::resolve(&config, followed.subnet(), &gossip, Duration::from_secs(30))
+            .await
+            .map_err(anyhow::Error::msg)?;
+    followed.set_subnet(subnet);
+    config.pod_subnet = subnet;
+    tracing::info!("pod subnet {subnet}");
     let network = if config.pod_network {
         let net = skiff_cni::NetlinkNetwork::new(network_config(&config), store.database())?;
         if let Err(e) = net.ensure_bridge().await {
@@ -218,8 +246,56 @@ pub async fn run_until(config: AgentConfig, cancel: CancellationToken) -> anyhow
             }
         }
     }
-    let (rpc_sink, rpc_connections) = skiff_gossip::rpc_channel();
-    let gossip = membership::start(&config, Some(rpc_sink)).await?;
+    let served: cluster::Served = Default::default();
+    let (desired_tx, desired_rx) = watch::channel(cluster::Desired::default());
+    let (state_tx, state_rx) = watch::channel(Arc::new(cluster::ClusterState::default()));
+    let cluster_cancel = CancellationToken::new();
+    let cluster_task = {
+        let replica = cluster::replica::Replica::open(db.clone(), &config.node_name)
+            .context("cannot open the cluster records")?;
+        let service = cluster::ClusterService::new(
+            gossip.clone(),
+            replica,
+            followed,
+            Arc::new(cluster::fetch::RpcFetcher::new(gossip.clone())),
+            cluster_timings(&config),
+            served.clone(),
+        )
+        .with_subnet(subnet, config.cluster_cidr);
+        tokio::spawn(service.run(
+            cluster::ClusterInputs {
+                declared: core.declared(),
+                reports: core.reports(),
+            },
+            cluster::ClusterOutputs {
+                desired: desired_tx,
+                state: state_tx,
+            },
+            cluster_cancel.clone(),
+        ))
+    };
+    if let Some(net) = network.clone() {
+        // Routes to the other nodes' pod subnets follow the cluster's subnet claims.
+        let mut state = state_rx.clone();
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            let mut installed: Option<Vec<skiff_cni::PeerRoute>> = None;
+            loop {
+                let routes = state.borrow_and_update().routes.clone();
+                if installed.as_ref() != Some(&routes) {
+                    match net.ensure_peer_routes(&routes).await {
+                        Ok(()) => installed = Some(routes),
+                        Err(e) => tracing::warn!("routes to other nodes' pods: {e}"),
+                    }
+                }
+                // Both branches are cancel-safe.
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    changed = state.changed() => if changed.is_err() { break },
+                }
+            }
+        });
+    }
     let (snap_tx, snap_rx) = watch::channel(Arc::new(core.snapshot()));
     let shared = handler::Shared {
         snapshot: snap_rx,
@@ -228,13 +304,20 @@ pub async fn run_until(config: AgentConfig, cancel: CancellationToken) -> anyhow
         config: config.clone(),
         cancel: cancel.clone(),
         nodes: gossip.nodes(),
-        remote: rpc::Remote::from_gossip(&gossip),
+        cluster: state_rx,
         node_meta: membership::NodeMeta::new(&config, gossip.metadata_writer()),
+        remote: rpc::Remote::from_gossip(&gossip),
     };
-    // Other nodes' calls: object bodies (until the cluster layer plugs in its replica), logs
-    // and describe of local pods.
-    let objects: rpc::ObjectSource =
-        Arc::new(|_| Err("object bodies are not available on this node yet".to_string()));
+    // Other nodes' calls: object bodies from the replica, logs and describe of local pods.
+    let objects: rpc::ObjectSource = {
+        let served = served.clone();
+        Arc::new(move |keys| {
+            Ok(cluster::serve_records(&served, keys)
+                .into_iter()
+                .filter_map(|(key, record)| Some((key, serde_json::to_value(record).ok()?)))
+                .collect())
+        })
+    };
     let rpc_server = skiff_gossip::RpcServer::spawn(
         rpc_connections,
         Arc::new(rpc::AgentRpc::new(shared.clone(), objects)),
@@ -253,8 +336,17 @@ pub async fn run_until(config: AgentConfig, cancel: CancellationToken) -> anyhow
         config.manifests_dir.display(),
         config.api_socket.display()
     );
-    core.run(file_rx, cmd_rx, snap_tx, cancel.clone(), tracker.clone())
-        .await;
+    core.run(
+        file_rx,
+        cmd_rx,
+        snap_tx,
+        desired_rx,
+        cancel.clone(),
+        tracker.clone(),
+    )
+    .await;
+    cluster_cancel.cancel();
+    let _ = cluster_task.await;
     rpc_server.shutdown().await;
     // A graceful stop tells the cluster this node left (it shows as Left, not NotReady).
     let left = gossip.leave().await;
@@ -263,7 +355,10 @@ pub async fn run_until(config: AgentConfig, cancel: CancellationToken) -> anyhow
         left.reached,
         left.live_peers
     );
-    gossip.shutdown().await;
+    match Arc::try_unwrap(gossip) {
+        Ok(gossip) => gossip.shutdown().await,
+        Err(shared) => drop(shared),
+    }
     cancel.cancel();
     tracker.close();
     tracker.wait().await;

@@ -47,6 +47,12 @@ pub enum Request {
     TokenCreate {
         ttl_secs: u64,
     },
+    /// `skiff cordon|uncordon|drain NODE`.
+    SetScheduling {
+        node: String,
+        cordoned: bool,
+        draining: bool,
+    },
     /// `skiff label node NAME KEY=VALUE... KEY-...`: only the agent's own node is accepted.
     LabelNode {
         node: String,

@@ -120,7 +120,9 @@ fn run_inner(socket: &Path, command: Command) -> Result<i32, CliError> {
                 // Validation needs no agent: a dry run still checks the files locally.
                 Err(ClientError::Connect { .. }) if args.dry_run => {
                     let errors = crate::desired::validate_files(
-                        files.iter().map(|f| (f.name.as_str(), f.content.as_bytes())),
+                        files
+                            .iter()
+                            .map(|f| (f.name.as_str(), f.content.as_bytes())),
                     );
                     if errors.is_empty() {
                         output::note("valid (agent not reachable: cannot show what would change)");
@@ -184,14 +186,60 @@ fn run_inner(socket: &Path, command: Command) -> Result<i32, CliError> {
             ));
             Ok(EXIT_OK)
         }
-        Command::Cordon { .. }
-        | Command::Uncordon { .. }
-        | Command::Drain { .. } => Err(CliError::User(
-            "cordon, uncordon and drain need the cluster scheduler, which this build of skiff does not have yet"
-                .to_string(),
-        )),
+        Command::Cordon { node } => {
+            set_scheduling(socket, &node, true, false)?;
+            output::note(&format!("node/{node} cordoned"));
+            Ok(EXIT_OK)
+        }
+        Command::Uncordon { node } => {
+            set_scheduling(socket, &node, false, false)?;
+            output::note(&format!("node/{node} uncordoned"));
+            Ok(EXIT_OK)
+        }
+        Command::Drain { node, timeout } => {
+            set_scheduling(socket, &node, true, true)?;
+            output::note(&format!("node/{node} cordoned, moving its pods"));
+            let deadline = std::time::Instant::now() + timeout;
+            loop {
+                let status = call(socket, &Request::Status)?;
+                let left = status["nodes"]
+                    .as_array()
+                    .and_then(|nodes| nodes.iter().find(|n| n["name"] == node.as_str()))
+                    .and_then(|n| n["pods"].as_u64())
+                    .unwrap_or(0);
+                if left == 0 {
+                    output::note(&format!("node/{node} drained"));
+                    return Ok(EXIT_OK);
+                }
+                if std::time::Instant::now() >= deadline {
+                    return Err(CliError::User(format!(
+                        "node/{node}: {left} pod(s) still there after {}; the drain goes on \
+                         (check `skiff status`)",
+                        humantime::format_duration(timeout)
+                    )));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+        }
         Command::Agent(_) | Command::Dev(_) => Err(CliError::User("not a client command".into())),
     }
+}
+
+fn set_scheduling(
+    socket: &Path,
+    node: &str,
+    cordoned: bool,
+    draining: bool,
+) -> Result<(), CliError> {
+    call(
+        socket,
+        &Request::SetScheduling {
+            node: node.to_string(),
+            cordoned,
+            draining,
+        },
+    )
+    .map(|_| ())
 }
 
 fn delete_target(args: DeleteArgs) -> Result<DeleteTarget, CliError> {

@@ -46,8 +46,13 @@ pub enum Command {
     Cordon { node: String },
     /// Mark a node schedulable again
     Uncordon { node: String },
-    /// Cordon a node and move its pods elsewhere
-    Drain { node: String },
+    /// Cordon a node and move its pods elsewhere; waits until none is left there
+    Drain {
+        node: String,
+        /// How long to wait for the pods to move
+        #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Developer tools used by `cargo xtask` (not a stable interface)
     #[command(subcommand, hide = true)]
     Dev(DevCommand),
@@ -97,6 +102,10 @@ pub struct AgentArgs {
     /// First crash-restart delay in milliseconds, doubled up to 5 minutes [default: 10000]
     #[arg(long, value_name = "MS")]
     pub crash_backoff_base_ms: Option<u64>,
+    /// How long a node may be NotReady before its pods are placed on other nodes, in
+    /// milliseconds [default: 1000]
+    #[arg(long, value_name = "MS")]
+    pub eviction_delay_ms: Option<u64>,
     /// This node's pod subnet [default: 10.42.0.0/24]
     #[arg(long, value_name = "CIDR")]
     pub pod_subnet: Option<ipnet::Ipv4Net>,

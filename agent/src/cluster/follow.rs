@@ -1,0 +1,214 @@
+//! The assignment this node follows, persisted so a node rebooted without network starts the
+//! pods it was last assigned; and which tables count as the previous placement.
+//!
+//! A table is accepted only from the node this node sees as leader and only if its
+//! (term, generation) is newer than the last one accepted (stale leaders are ignored). The
+//! names of peers ever seen are kept too: a node that knows it has peers does not lead alone
+//! right after a start.
+
+use super::keys::{AssignedPod, Assignment};
+use redb::{Database, ReadableDatabase, TableDefinition};
+use skiff_gossip::{NodeCondition, NodeStatus, accepts};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// `assignment` -> JSON [`Assignment`]; `peers` -> JSON list of names.
+const FOLLOW: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster_follow");
+
+/// What this node follows.
+pub struct Followed {
+    db: Arc<Database>,
+    pub accepted: Option<Assignment>,
+    pub known_peers: BTreeSet<String>,
+}
+
+impl Followed {
+    pub fn open(db: Arc<Database>) -> Result<Followed, redb::Error> {
+        let txn = db.begin_write()?;
+        txn.open_table(FOLLOW)?;
+        txn.commit()?;
+        let txn = db.begin_read()?;
+        let table = txn.open_table(FOLLOW)?;
+        let read = |key: &str| -> Result<Option<Vec<u8>>, redb::Error> {
+            Ok(table.get(key)?.map(|v| v.value().to_vec()))
+        };
+        let accepted = read("assignment")?.and_then(|v| serde_json::from_slice(&v).ok());
+        let known_peers = read("peers")?
+            .and_then(|v| serde_json::from_slice(&v).ok())
+            .unwrap_or_default();
+        drop(table);
+        drop(txn);
+        Ok(Followed {
+            db,
+            accepted,
+            known_peers,
+        })
+    }
+
+    fn save(&self, key: &str, value: &[u8]) {
+        let result = (|| -> Result<(), redb::Error> {
+            let txn = self.db.begin_write()?;
+            txn.open_table(FOLLOW)?.insert(key, value)?;
+            txn.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            tracing::error!("cannot store the followed assignment: {e}");
+        }
+    }
+
+    /// This node's pod subnet, as last stored.
+    pub fn subnet(&self) -> Option<ipnet::Ipv4Net> {
+        let read = || -> Result<Option<Vec<u8>>, redb::Error> {
+            let txn = self.db.begin_read()?;
+            let table = txn.open_table(FOLLOW)?;
+            Ok(table.get("subnet")?.map(|v| v.value().to_vec()))
+        };
+        read()
+            .ok()
+            .flatten()
+            .and_then(|v| String::from_utf8(v).ok()?.parse().ok())
+    }
+
+    /// Stores this node's pod subnet (kept across restarts).
+    pub fn set_subnet(&self, subnet: ipnet::Ipv4Net) {
+        self.save("subnet", subnet.to_string().as_bytes());
+    }
+
+    /// Takes `doc` if it is newer than what was accepted; returns whether the pods changed.
+    pub fn accept(&mut self, doc: &Assignment) -> bool {
+        let last = self.accepted.as_ref().map(|a| (a.term, a.generation));
+        if !accepts(last, doc.term, doc.generation) {
+            return false;
+        }
+        let changed = self.accepted.as_ref().map(|a| &a.pods) != Some(&doc.pods);
+        self.accepted = Some(doc.clone());
+        self.save(
+            "assignment",
+            &serde_json::to_vec(doc).unwrap_or_else(|_| b"null".to_vec()),
+        );
+        changed
+    }
+
+    /// Remembers peers that were ever Ready.
+    pub fn note_peers(&mut self, nodes: &[NodeStatus], me: &str) {
+        let before = self.known_peers.len();
+        self.known_peers.extend(
+            nodes
+                .iter()
+                .filter(|n| n.name != me && n.condition == NodeCondition::Ready)
+                .map(|n| n.name.clone()),
+        );
+        if self.known_peers.len() != before {
+            self.save(
+                "peers",
+                &serde_json::to_vec(&self.known_peers).unwrap_or_default(),
+            );
+        }
+    }
+}
+
+/// The table `leader` published for `node`, if any. `tables` is (publisher, target, table).
+pub fn table_for(
+    tables: &[(String, String, Assignment)],
+    leader: &str,
+    node: &str,
+) -> Option<Assignment> {
+    tables
+        .iter()
+        .find(|(from, target, _)| from == leader && target == node)
+        .map(|(_, _, doc)| doc.clone())
+}
+
+/// The placement a new leader starts from: for each target node, the newest table any node
+/// published for it (the previous leader's, while it is still gossiped).
+pub fn previous_table(tables: &[(String, String, Assignment)]) -> Vec<AssignedPod> {
+    let mut newest: BTreeMap<&str, &Assignment> = BTreeMap::new();
+    for (_, target, doc) in tables {
+        match newest.get(target.as_str()) {
+            Some(kept) if (kept.term, kept.generation) >= (doc.term, doc.generation) => {}
+            _ => {
+                newest.insert(target, doc);
+            }
+        }
+    }
+    newest
+        .into_values()
+        .flat_map(|doc| doc.pods.iter().cloned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pod::Owner;
+
+    fn pod(name: &str, node: &str) -> AssignedPod {
+        AssignedPod {
+            namespace: "default".into(),
+            name: name.into(),
+            owner: Owner {
+                kind: "Deployment".into(),
+                name: "web".into(),
+            },
+            template_hash: "h".into(),
+            node: node.into(),
+        }
+    }
+
+    fn doc(term: u64, generation: u64, pods: Vec<AssignedPod>) -> Assignment {
+        Assignment {
+            term,
+            generation,
+            pods,
+        }
+    }
+
+    #[test]
+    fn accepted_tables_survive_a_restart_and_stale_ones_are_ignored() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = Arc::new(Database::create(dir.path().join("db")).expect("db"));
+        let mut f = Followed::open(db.clone()).expect("open");
+        assert!(f.accept(&doc(2, 5, vec![pod("a", "n1")])));
+        assert!(!f.accept(&doc(2, 5, vec![])), "same generation again");
+        assert!(!f.accept(&doc(1, 9, vec![])), "older term");
+        assert!(
+            !f.accept(&doc(2, 6, vec![pod("a", "n1")])),
+            "newer, same pods"
+        );
+        drop(f);
+        let f = Followed::open(db).expect("reopen");
+        let kept = f.accepted.expect("kept");
+        assert_eq!((kept.term, kept.generation), (2, 6));
+        assert_eq!(kept.pods, vec![pod("a", "n1")]);
+    }
+
+    #[test]
+    fn the_previous_table_is_the_newest_per_node() {
+        let tables = vec![
+            (
+                "n1".to_string(),
+                "n2".to_string(),
+                doc(1, 3, vec![pod("old", "n2")]),
+            ),
+            (
+                "n3".to_string(),
+                "n2".to_string(),
+                doc(2, 1, vec![pod("new", "n2")]),
+            ),
+            (
+                "n1".to_string(),
+                "n1".to_string(),
+                doc(1, 3, vec![pod("a", "n1")]),
+            ),
+        ];
+        let mut names: Vec<String> = previous_table(&tables)
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, vec!["a".to_string(), "new".to_string()]);
+        assert_eq!(table_for(&tables, "n3", "n2").map(|d| d.term), Some(2));
+        assert_eq!(table_for(&tables, "n2", "n2"), None);
+    }
+}

@@ -1,0 +1,52 @@
+//! The cluster layer of the agent: replicated desired objects, the leader's scheduling, the
+//! assignment this node follows, and what it reports about its pods.
+//!
+//! Code map:
+//! - `keys.rs`: gossip keys and the JSON values under them.
+//! - `replica.rs`: this node's replica of every desired object (HLC-stamped records in redb).
+//! - `follow.rs`: the assignment this node follows (persisted) and the previous placement.
+//! - `schedule.rs`: builds the scheduler's input from gossip and runs it (leader only).
+//! - `subnets.rs`: pod subnets handed out by the leader, claimed and routed by every node.
+//! - `service.rs`: the task that ties them together.
+
+pub mod fetch;
+pub mod follow;
+pub mod keys;
+pub mod replica;
+pub mod schedule;
+pub mod service;
+pub mod subnets;
+
+pub use service::{
+    ClusterInputs, ClusterOutputs, ClusterService, ClusterState, ClusterTimings, Desired, Fetcher,
+    Served, serve_records,
+};
+
+use crate::pod::PodRecord;
+use crate::render::RenderContext;
+use keys::PodReport;
+
+/// What this node gossips about one of its pods: identity, owner, template and the status part
+/// of `get pods -o json` (so any node renders it like the local one).
+pub fn report(p: &PodRecord, ip: Option<&str>, ctx: &RenderContext<'_>) -> PodReport {
+    let rendered = crate::render::pod(p, ip, ctx);
+    let mut status = rendered
+        .get("status")
+        .cloned()
+        .unwrap_or(serde_json::Value::Null);
+    // Conditions repeat what the container states say; keep the value small.
+    if let Some(o) = status.as_object_mut() {
+        o.remove("conditions");
+    }
+    PodReport {
+        uid: p.uid.clone(),
+        owner: p.owner.clone(),
+        template_hash: p.spec_hash.clone(),
+        created_ms: p.created_at,
+        deleting: p.deleting_since.is_some(),
+        running: p.status.any_running(),
+        ready: crate::render::pod_ready(p),
+        labels: p.manifest.metadata().labels.clone(),
+        status,
+    }
+}

@@ -1,0 +1,506 @@
+//! This node's replica of the cluster's desired objects, persisted in the local store.
+//!
+//! Every object is a record: its [`Digest`] (HLC stamp, content hash, tombstone flag), its body
+//! (the validated object as JSON, none for a tombstone) and where it was declared. Local
+//! declarations (manifest files, `skiff apply`) become new versions only when their content
+//! changes: the `ingested` table remembers the content hash of each object this node last
+//! declared, so a restart with unchanged files creates no version, and an object deleted
+//! elsewhere is not resurrected by an old copy of its file here. Removing a declaration writes
+//! a tombstone. Records from other nodes replace ours by the merge rule; bodies are checked
+//! against their digest before they are stored.
+
+use super::keys::{object_key, parse_object_key};
+use crate::desired::Source;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use skiff_gossip::{Digest, Hlc};
+use skiff_manifests::{Object, ObjectKey, Valid};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Records (JSON [`StoredRecord`]) by `obj/...` key.
+const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster_records");
+/// Content hash of what this node last declared, by `obj/...` key.
+const INGESTED: TableDefinition<&str, &str> = TableDefinition::new("cluster_ingested");
+
+/// The replica could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    #[error("local store (cluster records): {0}")]
+    Db(#[from] redb::Error),
+    #[error("object {key}: the body does not match its digest ({detail})")]
+    BadBody { key: String, detail: String },
+}
+
+impl From<redb::TransactionError> for ReplicaError {
+    fn from(e: redb::TransactionError) -> Self {
+        ReplicaError::Db(e.into())
+    }
+}
+impl From<redb::TableError> for ReplicaError {
+    fn from(e: redb::TableError) -> Self {
+        ReplicaError::Db(e.into())
+    }
+}
+impl From<redb::StorageError> for ReplicaError {
+    fn from(e: redb::StorageError) -> Self {
+        ReplicaError::Db(e.into())
+    }
+}
+impl From<redb::CommitError> for ReplicaError {
+    fn from(e: redb::CommitError) -> Self {
+        ReplicaError::Db(e.into())
+    }
+}
+
+/// One object's version as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredRecord {
+    /// The digest in its gossip text form.
+    pub digest: String,
+    /// `Valid<Object>` as JSON; none for a tombstone.
+    pub body: Option<Vec<u8>>,
+    /// `<node>:<source>` of the declaration.
+    pub origin: String,
+}
+
+struct Entry {
+    digest: Digest,
+    stored: StoredRecord,
+    object: Option<Valid<Object>>,
+}
+
+/// The replica: records, what this node declared, its clock.
+pub struct Replica {
+    node: String,
+    db: Arc<Database>,
+    entries: BTreeMap<String, Entry>,
+    ingested: BTreeMap<String, String>,
+    hlc: Hlc,
+}
+
+impl Replica {
+    /// Loads the records and moves the clock past every stored stamp.
+    pub fn open(db: Arc<Database>, node: &str) -> Result<Replica, ReplicaError> {
+        let txn = db.begin_write()?;
+        txn.open_table(RECORDS)?;
+        txn.open_table(INGESTED)?;
+        txn.commit()?;
+        let mut replica = Replica {
+            node: node.to_string(),
+            db,
+            entries: BTreeMap::new(),
+            ingested: BTreeMap::new(),
+            hlc: Hlc::new(node),
+        };
+        let txn = replica.db.begin_read()?;
+        for item in txn.open_table(RECORDS)?.iter()? {
+            let (k, v) = item?;
+            let key = k.value().to_string();
+            let Ok(stored) = serde_json::from_slice::<StoredRecord>(v.value()) else {
+                tracing::warn!("cluster record {key}: unreadable, dropped");
+                continue;
+            };
+            match Self::entry(&key, stored) {
+                Ok(entry) => {
+                    replica.hlc.observe(&entry.digest.stamp);
+                    replica.entries.insert(key, entry);
+                }
+                Err(e) => tracing::warn!("cluster record {key}: {e}, dropped"),
+            }
+        }
+        for item in txn.open_table(INGESTED)?.iter()? {
+            let (k, v) = item?;
+            replica
+                .ingested
+                .insert(k.value().to_string(), v.value().to_string());
+        }
+        Ok(replica)
+    }
+
+    fn entry(key: &str, stored: StoredRecord) -> Result<Entry, ReplicaError> {
+        let bad = |detail: String| ReplicaError::BadBody {
+            key: key.to_string(),
+            detail,
+        };
+        let digest: Digest = stored.digest.parse().map_err(|e| bad(format!("{e}")))?;
+        let object = match (&stored.body, digest.tombstone) {
+            (None, true) => None,
+            (Some(body), false) => {
+                let object = Valid::<Object>::from_json(body).map_err(|errors| {
+                    bad(errors
+                        .first()
+                        .map(|e| e.to_string())
+                        .unwrap_or_else(|| "invalid".into()))
+                })?;
+                if object.content_hash() != digest.hash {
+                    return Err(bad(format!(
+                        "content hash {} instead of {}",
+                        object.content_hash(),
+                        digest.hash
+                    )));
+                }
+                if parse_object_key(key) != Some(object.key()) {
+                    return Err(bad(format!("the body is {}", object.key())));
+                }
+                Some(object)
+            }
+            _ => return Err(bad("a tombstone with a body or a version without".into())),
+        };
+        Ok(Entry {
+            digest,
+            stored,
+            object,
+        })
+    }
+
+    fn persist(&self, key: &str) -> Result<(), ReplicaError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut records = txn.open_table(RECORDS)?;
+            match self.entries.get(key) {
+                Some(e) => {
+                    let json = serde_json::to_vec(&e.stored).unwrap_or_default();
+                    records.insert(key, json.as_slice())?;
+                }
+                None => {
+                    records.remove(key)?;
+                }
+            }
+            let mut ingested = txn.open_table(INGESTED)?;
+            match self.ingested.get(key) {
+                Some(hash) => {
+                    ingested.insert(key, hash.as_str())?;
+                }
+                None => {
+                    ingested.remove(key)?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Folds this node's current declarations in: changed or new content becomes a new version,
+    /// a declaration that went away becomes a tombstone. Returns the keys that changed.
+    pub fn ingest(
+        &mut self,
+        declared: &crate::desired::Objects,
+        now_ms: u64,
+    ) -> Result<Vec<String>, ReplicaError> {
+        let mut changed = Vec::new();
+        let mut present = std::collections::BTreeSet::new();
+        for (key, (source, object)) in declared {
+            let k = object_key(key);
+            present.insert(k.clone());
+            let hash = object.content_hash();
+            if self.ingested.get(&k) == Some(&hash) {
+                continue;
+            }
+            self.ingested.insert(k.clone(), hash.clone());
+            let same = self
+                .entries
+                .get(&k)
+                .is_some_and(|e| !e.digest.tombstone && e.digest.hash == hash);
+            if !same {
+                let digest = Digest {
+                    stamp: self.hlc.tick(now_ms),
+                    hash,
+                    tombstone: false,
+                };
+                let stored = StoredRecord {
+                    digest: digest.to_string(),
+                    body: Some(object.to_json()),
+                    origin: format!("{}:{source}", self.node),
+                };
+                self.entries.insert(
+                    k.clone(),
+                    Entry {
+                        digest,
+                        stored,
+                        object: Some(object.clone()),
+                    },
+                );
+            }
+            self.persist(&k)?;
+            changed.push(k);
+        }
+        let gone: Vec<String> = self
+            .ingested
+            .keys()
+            .filter(|k| !present.contains(*k))
+            .cloned()
+            .collect();
+        for k in gone {
+            self.ingested.remove(&k);
+            if self.entries.get(&k).is_some_and(|e| !e.digest.tombstone) {
+                let digest = Digest {
+                    stamp: self.hlc.tick(now_ms),
+                    hash: String::new(),
+                    tombstone: true,
+                };
+                let stored = StoredRecord {
+                    digest: digest.to_string(),
+                    body: None,
+                    origin: format!("{}:deleted", self.node),
+                };
+                self.entries.insert(
+                    k.clone(),
+                    Entry {
+                        digest,
+                        stored,
+                        object: None,
+                    },
+                );
+            }
+            self.persist(&k)?;
+            changed.push(k);
+        }
+        Ok(changed)
+    }
+
+    /// Stores a version fetched from another node if it wins by the merge rule; returns whether
+    /// it was stored. The body must match the digest.
+    pub fn apply_remote(&mut self, key: &str, stored: StoredRecord) -> Result<bool, ReplicaError> {
+        let entry = Self::entry(key, stored)?;
+        if self
+            .entries
+            .get(key)
+            .is_some_and(|mine| !entry.digest.supersedes(&mine.digest))
+        {
+            return Ok(false);
+        }
+        self.hlc.observe(&entry.digest.stamp);
+        self.entries.insert(key.to_string(), entry);
+        self.persist(key)?;
+        Ok(true)
+    }
+
+    /// Forgets tombstones older than `grace`; returns the keys forgotten.
+    pub fn collect_garbage(
+        &mut self,
+        now_ms: u64,
+        grace: Duration,
+    ) -> Result<Vec<String>, ReplicaError> {
+        let old: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.digest.expired(now_ms, grace))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &old {
+            self.entries.remove(k);
+            self.persist(k)?;
+        }
+        Ok(old)
+    }
+
+    /// Every record's digest, by key.
+    pub fn digests(&self) -> BTreeMap<String, Digest> {
+        self.entries
+            .iter()
+            .map(|(k, e)| (k.clone(), e.digest.clone()))
+            .collect()
+    }
+
+    /// Every stored record, by key (what this node serves to others' fetches).
+    pub fn records(&self) -> BTreeMap<String, StoredRecord> {
+        self.entries
+            .iter()
+            .map(|(k, e)| (k.clone(), e.stored.clone()))
+            .collect()
+    }
+
+    /// A stored record (to answer another node's fetch).
+    pub fn record(&self, key: &str) -> Option<&StoredRecord> {
+        self.entries.get(key).map(|e| &e.stored)
+    }
+
+    /// The live desired objects of the whole cluster, with where each was declared.
+    pub fn objects(&self) -> BTreeMap<ObjectKey, (Source, Valid<Object>)> {
+        self.entries
+            .values()
+            .filter_map(|e| {
+                let object = e.object.clone()?;
+                Some((object.key(), (e.stored.origin.clone(), object)))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(name: &str, image: &str) -> Valid<Object> {
+        let yaml = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: c\n    image: {image}\n"
+        );
+        skiff_manifests::parse_file("t.yaml", yaml.as_bytes())
+            .objects()
+            .into_iter()
+            .next()
+            .cloned()
+            .expect("valid pod")
+    }
+
+    fn declared(objects: &[Valid<Object>]) -> BTreeMap<ObjectKey, (Source, Valid<Object>)> {
+        objects
+            .iter()
+            .map(|o| (o.key(), ("/m/a.yaml".to_string(), o.clone())))
+            .collect()
+    }
+
+    fn db(dir: &tempfile::TempDir) -> Arc<Database> {
+        Arc::new(Database::create(dir.path().join("db")).expect("db"))
+    }
+
+    #[test]
+    fn unchanged_declarations_make_no_version_even_after_a_restart() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let web = object("web", "busybox");
+        let changed = {
+            let mut r = Replica::open(db(&dir), "n1").expect("open");
+            let first = r
+                .ingest(&declared(std::slice::from_ref(&web)), 1_000)
+                .expect("ingest");
+            assert_eq!(first, vec!["obj/Pod/default/web".to_string()]);
+            assert!(
+                r.ingest(&declared(std::slice::from_ref(&web)), 2_000)
+                    .expect("ingest")
+                    .is_empty()
+            );
+            r.digests()
+        };
+        let mut again = Replica::open(db(&dir), "n1").expect("reopen");
+        assert_eq!(again.digests(), changed);
+        assert!(
+            again
+                .ingest(&declared(&[web]), 3_000)
+                .expect("ingest")
+                .is_empty()
+        );
+        assert_eq!(again.objects().len(), 1);
+    }
+
+    #[test]
+    fn a_deleted_object_is_not_resurrected_by_an_old_copy_of_its_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let web = object("web", "busybox");
+        let mut mine = Replica::open(db(&dir), "n1").expect("open");
+        mine.ingest(&declared(std::slice::from_ref(&web)), 1_000)
+            .expect("ingest");
+        // Another node deletes it later; the tombstone reaches us.
+        let tombstone = StoredRecord {
+            digest: "5000.0@n2::T".into(),
+            body: None,
+            origin: "n2:deleted".into(),
+        };
+        assert!(
+            mine.apply_remote("obj/Pod/default/web", tombstone)
+                .expect("apply")
+        );
+        assert!(mine.objects().is_empty());
+        // Our file is unchanged: no new version, the object stays deleted.
+        assert!(
+            mine.ingest(&declared(&[web]), 6_000)
+                .expect("ingest")
+                .is_empty()
+        );
+        assert!(mine.objects().is_empty());
+        // A changed file is a new version, newer than the tombstone.
+        let edited = object("web", "busybox:2");
+        assert_eq!(
+            mine.ingest(&declared(&[edited]), 7_000)
+                .expect("ingest")
+                .len(),
+            1
+        );
+        assert_eq!(mine.objects().len(), 1);
+    }
+
+    #[test]
+    fn removing_a_declaration_writes_a_tombstone_that_wins_elsewhere() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let other = tempfile::tempdir().expect("tmp");
+        let web = object("web", "busybox");
+        let mut a = Replica::open(db(&dir), "a").expect("open");
+        let mut b = Replica::open(db(&other), "b").expect("open");
+        a.ingest(&declared(&[web]), 1_000).expect("ingest");
+        let key = "obj/Pod/default/web";
+        assert!(
+            b.apply_remote(key, a.record(key).cloned().expect("rec"))
+                .expect("apply")
+        );
+        assert_eq!(b.objects().len(), 1);
+        assert_eq!(a.ingest(&declared(&[]), 2_000).expect("ingest").len(), 1);
+        assert!(a.digests()[key].tombstone);
+        assert!(
+            b.apply_remote(key, a.record(key).cloned().expect("rec"))
+                .expect("apply")
+        );
+        assert!(b.objects().is_empty());
+        // Tombstones are forgotten after the grace period.
+        let gone = b
+            .collect_garbage(2_000 + 61_000, Duration::from_secs(60))
+            .expect("gc");
+        assert_eq!(gone, vec![key.to_string()]);
+    }
+
+    #[test]
+    fn concurrent_edits_resolve_to_the_newest_version_on_both_nodes() {
+        let (d1, d2) = (
+            tempfile::tempdir().expect("tmp"),
+            tempfile::tempdir().expect("tmp"),
+        );
+        let mut a = Replica::open(db(&d1), "a").expect("open");
+        let mut b = Replica::open(db(&d2), "b").expect("open");
+        a.ingest(&declared(&[object("web", "one")]), 1_000)
+            .expect("ingest");
+        b.ingest(&declared(&[object("web", "two")]), 1_000)
+            .expect("ingest");
+        let key = "obj/Pod/default/web";
+        let (ra, rb) = (
+            a.record(key).cloned().expect("a"),
+            b.record(key).cloned().expect("b"),
+        );
+        // Same millisecond: node "b" wins the tie on both sides, whatever the arrival order.
+        assert!(!a.apply_remote(key, ra.clone()).expect("same"));
+        assert!(a.apply_remote(key, rb.clone()).expect("apply"));
+        assert!(!b.apply_remote(key, ra).expect("apply"));
+        assert_eq!(a.digests(), b.digests());
+        assert_eq!(a.objects(), b.objects());
+    }
+
+    #[test]
+    fn a_body_that_does_not_match_its_digest_is_refused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut r = Replica::open(db(&dir), "n1").expect("open");
+        let body = object("web", "busybox").to_json();
+        let cases = [
+            (
+                "obj/Pod/default/web",
+                "9.0@n2:0000000000000000:L",
+                Some(body.clone()),
+            ),
+            ("obj/Pod/default/other", "9.0@n2:x:L", Some(body.clone())),
+            ("obj/Pod/default/web", "9.0@n2::T", Some(body)),
+            ("obj/Pod/default/web", "garbage", None),
+            (
+                "obj/Pod/default/web",
+                "9.0@n2:ab:L",
+                Some(b"{not json".to_vec()),
+            ),
+        ];
+        for (key, digest, body) in cases {
+            let stored = StoredRecord {
+                digest: digest.into(),
+                body,
+                origin: "n2:x".into(),
+            };
+            assert!(r.apply_remote(key, stored).is_err(), "{key} {digest}");
+        }
+        assert!(r.digests().is_empty());
+    }
+}

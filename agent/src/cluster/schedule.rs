@@ -1,0 +1,85 @@
+//! The leader's scheduling pass: gossip's view (nodes, reports, the previous table) and the
+//! replicated objects in, the pure scheduler (`crate::scheduler`) run, the table out.
+
+use super::keys::{AssignedPod, PendingWorkload, PodReport};
+use crate::scheduler::{
+    Allocatable, NodeCondition as SchedCondition, ReportedPod, SchedInput, SchedNode, schedule,
+    workloads_from_objects,
+};
+use skiff_gossip::{NodeCondition, NodeStatus};
+use skiff_manifests::naming::PodSuffix;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The table and what could not be placed.
+pub struct Output {
+    pub table: Vec<AssignedPod>,
+    pub pending: Vec<PendingWorkload>,
+}
+
+/// The scheduler's view of a node.
+pub fn sched_node(node: &NodeStatus, not_ready_since: Option<u64>, now: u64) -> SchedNode {
+    SchedNode {
+        name: node.name.clone(),
+        condition: match node.condition {
+            NodeCondition::Ready => SchedCondition::Ready,
+            NodeCondition::NotReady => SchedCondition::NotReady {
+                since_ms: not_ready_since.unwrap_or(now),
+            },
+            NodeCondition::Left => SchedCondition::Left,
+        },
+        cordoned: node.metadata.cordoned,
+        draining: node.metadata.draining,
+        labels: node.metadata.labels.clone(),
+        allocatable: Allocatable {
+            cpu_millis: node.metadata.capacity.cpu_millis,
+            memory_bytes: node.metadata.capacity.memory_bytes,
+            pods: node.metadata.capacity.pods,
+        },
+    }
+}
+
+/// One pass. Pure apart from the random pod name suffixes.
+pub fn run(
+    nodes: &[NodeStatus],
+    not_ready_since: &BTreeMap<String, u64>,
+    objects: &crate::desired::Objects,
+    previous: &[AssignedPod],
+    pods: &BTreeMap<(String, String), (String, PodReport)>,
+    now: u64,
+    eviction_delay: Duration,
+) -> Output {
+    let (workloads, blocked) = workloads_from_objects(objects.values().map(|(_, o)| o));
+    let input = SchedInput {
+        nodes: nodes
+            .iter()
+            .map(|n| sched_node(n, not_ready_since.get(&n.name).copied(), now))
+            .collect(),
+        workloads,
+        previous: previous.to_vec(),
+        reported: pods
+            .iter()
+            .filter(|(_, (_, r))| !r.deleting)
+            .map(|((ns, name), (node, r))| ReportedPod {
+                namespace: ns.clone(),
+                name: name.clone(),
+                owner: r.owner.clone(),
+                template_hash: r.template_hash.clone(),
+                node: node.clone(),
+                running: r.running,
+                ready: r.ready,
+                started_ms: Some(r.created_ms),
+            })
+            .collect(),
+        eviction_delay,
+    };
+    let mut rng = rand::rng();
+    let mut suffix = || PodSuffix::random(&mut rng);
+    let output = schedule(&input, now, &mut suffix);
+    let mut pending = blocked;
+    pending.extend(output.pending);
+    Output {
+        table: output.assignments,
+        pending,
+    }
+}

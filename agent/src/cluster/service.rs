@@ -1,0 +1,635 @@
+//! The cluster task: one owner for the replica, the leader role and the assignment this node
+//! follows. Each step it ingests local declarations, syncs records with what other nodes
+//! advertise, applies the leader and term rules, schedules when it leads, follows the leader's
+//! table for this node, publishes its pod reports, and hands the node loop what to run.
+//!
+//! Nodes never stop pods because they lost the leader: the last accepted assignment stays in
+//! force (and in the store) until a leader they follow publishes a newer one.
+
+use super::follow::{self, Followed};
+use super::keys::{
+    ASSIGN_PREFIX, AssignedPod, Assignment, PENDING_KEY, POD_PREFIX, PendingWorkload, PodReport,
+    parse_object_key, pod_key,
+};
+use super::replica::{Replica, StoredRecord};
+use super::schedule;
+use super::subnets;
+use crate::pod::now_millis;
+use futures::future::BoxFuture;
+use skiff_cni::PeerRoute;
+use skiff_gossip::{
+    Digest, GossipHandle, NodeCondition, NodeStatus, RECORD_PREFIX, SyncStep, TERM_KEY, leader_of,
+    next_term, plan_sync,
+};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+/// Fetches records (bodies) for `keys` from `node`.
+pub trait Fetcher: Send + Sync {
+    fn fetch(
+        &self,
+        node: String,
+        keys: Vec<String>,
+    ) -> BoxFuture<'static, Result<Vec<(String, StoredRecord)>, String>>;
+}
+
+/// The records this node serves to others' fetches (kept current by the task).
+pub type Served = Arc<std::sync::RwLock<BTreeMap<String, StoredRecord>>>;
+
+/// Answers a fetch from the served records.
+pub fn serve_records(served: &Served, keys: &[String]) -> Vec<(String, StoredRecord)> {
+    let records = served.read().unwrap_or_else(|p| p.into_inner());
+    keys.iter()
+        .filter_map(|k| Some((k.clone(), records.get(k)?.clone())))
+        .collect()
+}
+
+/// Wall-clock milliseconds (simulations pass a clock that follows tokio's paused time).
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// Timings and limits of the cluster layer.
+#[derive(Clone)]
+pub struct ClusterTimings {
+    pub clock: Clock,
+    /// How often the task looks at gossip when nothing woke it.
+    pub step: Duration,
+    /// A node NotReady for this long loses its pods to other nodes.
+    pub eviction_delay: Duration,
+    /// A node that knows of peers waits this long after start before it leads, so a reboot
+    /// without network does not reschedule the cluster before gossip had a chance.
+    pub startup_grace: Duration,
+    /// Tombstones are forgotten after this long.
+    pub tombstone_grace: Duration,
+}
+
+impl Default for ClusterTimings {
+    fn default() -> Self {
+        ClusterTimings {
+            clock: Arc::new(now_millis),
+            step: Duration::from_millis(100),
+            eviction_delay: Duration::from_secs(1),
+            startup_grace: Duration::from_secs(3),
+            tombstone_grace: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// What the node loop runs: every live desired object of the cluster (configuration included)
+/// and the pods assigned to this node.
+#[derive(Clone, Debug, Default)]
+pub struct Desired {
+    pub objects: Arc<crate::desired::Objects>,
+    /// `None` until a leader's table (or the stored one) is known: the node keeps what it runs.
+    pub assigned: Option<Arc<Vec<AssignedPod>>>,
+    /// What the leader could not place, and why.
+    pub pending: Arc<Vec<PendingWorkload>>,
+}
+
+/// The cluster as this node sees it, for the API.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterState {
+    pub nodes: Vec<NodeStatus>,
+    pub leader: Option<String>,
+    pub term: u64,
+    /// Every node's reports, by (namespace, name): (node, report).
+    pub pods: BTreeMap<(String, String), (String, PodReport)>,
+    pub pending: Vec<PendingWorkload>,
+    /// The table this node follows (all nodes' entries when it leads).
+    pub table: Vec<AssignedPod>,
+    /// Routes to the other nodes' pod subnets.
+    pub routes: Vec<PeerRoute>,
+}
+
+/// Inputs of the cluster task.
+pub struct ClusterInputs {
+    pub declared: watch::Receiver<Arc<crate::desired::Objects>>,
+    pub reports: watch::Receiver<Arc<BTreeMap<(String, String), PodReport>>>,
+}
+
+/// Outputs of the cluster task.
+pub struct ClusterOutputs {
+    pub desired: watch::Sender<Desired>,
+    pub state: watch::Sender<Arc<ClusterState>>,
+}
+
+struct Fetched {
+    node: String,
+    keys: Vec<String>,
+    result: Result<Vec<(String, StoredRecord)>, String>,
+}
+
+/// The task's state.
+pub struct ClusterService {
+    gossip: Arc<GossipHandle>,
+    replica: Replica,
+    followed: Followed,
+    fetcher: Arc<dyn Fetcher>,
+    timings: ClusterTimings,
+    started_ms: u64,
+    term: u64,
+    led_before: bool,
+    generation: u64,
+    not_ready_since: BTreeMap<String, u64>,
+    published_tables: BTreeMap<String, String>,
+    published_pending: String,
+    published_term: u64,
+    last_pending: Vec<PendingWorkload>,
+    served: Served,
+    /// This node's pod subnet and the cluster CIDR (none: pod subnets are not managed).
+    subnet: Option<(ipnet::Ipv4Net, ipnet::Ipv4Net)>,
+    published_subnets: String,
+    published_reports: BTreeMap<(String, String), PodReport>,
+    in_flight: HashSet<String>,
+    objects_dirty: bool,
+}
+
+impl ClusterService {
+    pub fn new(
+        gossip: Arc<GossipHandle>,
+        replica: Replica,
+        followed: Followed,
+        fetcher: Arc<dyn Fetcher>,
+        timings: ClusterTimings,
+        served: Served,
+    ) -> ClusterService {
+        let term = followed.accepted.as_ref().map_or(0, |a| a.term);
+        let started_ms = (timings.clock)();
+        ClusterService {
+            gossip,
+            replica,
+            followed,
+            fetcher,
+            timings,
+            started_ms,
+            term,
+            led_before: false,
+            generation: 0,
+            not_ready_since: BTreeMap::new(),
+            published_tables: BTreeMap::new(),
+            published_pending: String::new(),
+            published_term: 0,
+            last_pending: Vec::new(),
+            subnet: None,
+            published_subnets: String::new(),
+            served,
+            published_reports: BTreeMap::new(),
+            in_flight: HashSet::new(),
+            objects_dirty: true,
+        }
+    }
+
+    /// Claims `subnet` for this node; as leader, hands out /24s of `cluster_cidr`.
+    pub fn with_subnet(mut self, subnet: ipnet::Ipv4Net, cluster_cidr: ipnet::Ipv4Net) -> Self {
+        self.subnet = Some((subnet, cluster_cidr));
+        self
+    }
+
+    /// The leader's subnet table; every node's routes to the others' subnets.
+    async fn subnets(&mut self, nodes: &[NodeStatus], leading: bool) -> Vec<PeerRoute> {
+        let Some((mine, cidr)) = self.subnet else {
+            return Vec::new();
+        };
+        let claims = subnets::claims(&self.gossip).await;
+        let me = self.gossip.node_name().to_string();
+        if claims.get(&me) != Some(&mine)
+            && let Err(e) = self
+                .gossip
+                .set_key(subnets::CLAIM_KEY, &mine.to_string())
+                .await
+        {
+            tracing::warn!("cannot claim pod subnet {mine}: {e}");
+        }
+        if leading {
+            let previous: BTreeMap<String, ipnet::Ipv4Net> = self
+                .gossip
+                .keys_with_prefix(subnets::TABLE_KEY)
+                .await
+                .into_iter()
+                .filter_map(|(_, _, v)| {
+                    serde_json::from_str::<BTreeMap<String, ipnet::Ipv4Net>>(&v).ok()
+                })
+                .flatten()
+                .collect();
+            let live: BTreeSet<String> = nodes
+                .iter()
+                .filter(|n| n.condition != NodeCondition::Left)
+                .map(|n| n.name.clone())
+                .collect();
+            let table = subnets::allocate(cidr, &live, &claims, &previous);
+            let json = serde_json::to_string(&table).unwrap_or_default();
+            if json != self.published_subnets {
+                if let Err(e) = self.gossip.set_key(subnets::TABLE_KEY, &json).await {
+                    tracing::warn!("cannot publish the pod subnet table: {e}");
+                }
+                self.published_subnets = json;
+            }
+        }
+        let mut routes: Vec<PeerRoute> = nodes
+            .iter()
+            .filter(|n| n.name != me && n.condition != NodeCondition::Left)
+            .filter_map(|n| {
+                let net = claims.get(&n.name)?;
+                match n.address.ip() {
+                    std::net::IpAddr::V4(via) if *net != mine => {
+                        Some(PeerRoute { subnet: *net, via })
+                    }
+                    _ => None,
+                }
+            })
+            .collect();
+        routes.sort_by_key(|r| (r.subnet, r.via));
+        routes
+    }
+
+    /// Runs until `cancel`.
+    pub async fn run(
+        mut self,
+        mut inputs: ClusterInputs,
+        outputs: ClusterOutputs,
+        cancel: CancellationToken,
+    ) {
+        let (fetched_tx, mut fetched_rx) = mpsc::channel::<Fetched>(64);
+        let mut nodes = self.gossip.nodes();
+        let mut tick = tokio::time::interval(self.timings.step);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Advertise what the store holds before anything else.
+        for (key, digest) in self.replica.digests() {
+            self.advertise(&key, &digest).await;
+        }
+        let mut declared_changed = true;
+        loop {
+            if declared_changed {
+                declared_changed = false;
+                let declared = inputs.declared.borrow_and_update().clone();
+                self.ingest(&declared).await;
+            }
+            self.step(&inputs, &outputs, &fetched_tx).await;
+            // Every branch is cancel-safe: watch changes, an mpsc receive, an interval tick.
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                Ok(()) = inputs.declared.changed() => declared_changed = true,
+                Ok(()) = inputs.reports.changed() => {}
+                Ok(()) = nodes.changed() => {}
+                Some(f) = fetched_rx.recv() => self.on_fetched(f).await,
+                _ = tick.tick() => {}
+            }
+        }
+    }
+
+    async fn advertise(&self, key: &str, digest: &Digest) {
+        if let Err(e) = self.gossip.set_key(key, &digest.to_string()).await {
+            tracing::warn!("cannot advertise {key}: {e}");
+        }
+    }
+
+    async fn ingest(&mut self, declared: &crate::desired::Objects) {
+        match self.replica.ingest(declared, (self.timings.clock)()) {
+            Ok(changed) => {
+                let digests = self.replica.digests();
+                for key in changed {
+                    if let Some(d) = digests.get(&key) {
+                        self.advertise(&key, d).await;
+                    }
+                    self.objects_dirty = true;
+                }
+            }
+            Err(e) => tracing::error!("cannot store desired objects: {e}"),
+        }
+    }
+
+    async fn on_fetched(&mut self, fetched: Fetched) {
+        for key in &fetched.keys {
+            self.in_flight.remove(key);
+        }
+        match fetched.result {
+            Ok(records) => {
+                for (key, record) in records {
+                    if !fetched.keys.contains(&key) {
+                        continue;
+                    }
+                    match self.replica.apply_remote(&key, record) {
+                        Ok(true) => {
+                            if let Some(d) = self.replica.digests().get(&key) {
+                                self.advertise(&key, d).await;
+                            }
+                            self.objects_dirty = true;
+                        }
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!("object from {}: {e}", fetched.node),
+                    }
+                }
+            }
+            Err(e) => tracing::debug!("fetch from {}: {e}", fetched.node),
+        }
+    }
+
+    /// Brings the replica up to date with every node's adverts (tombstones at once, bodies
+    /// fetched in the background).
+    async fn sync(&mut self, fetched_tx: &mpsc::Sender<Fetched>) {
+        let me = self.gossip.node_name().to_string();
+        let adverts: Vec<(String, String, Digest)> = self
+            .gossip
+            .keys_with_prefix(RECORD_PREFIX)
+            .await
+            .into_iter()
+            .filter(|(node, _, _)| *node != me)
+            .filter_map(|(node, key, value)| {
+                parse_object_key(&key)?;
+                Some((node, key, value.parse().ok()?))
+            })
+            .collect();
+        let steps = plan_sync(
+            &self.replica.digests(),
+            adverts.iter().map(|(n, k, d)| (n.as_str(), k.as_str(), d)),
+        );
+        let mut batches: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for step in steps {
+            match step {
+                SyncStep::Delete { key, digest } => {
+                    let record = StoredRecord {
+                        digest: digest.to_string(),
+                        body: None,
+                        origin: format!("{}:deleted", digest.stamp.node),
+                    };
+                    if let Ok(true) = self.replica.apply_remote(&key, record) {
+                        self.advertise(&key, &digest).await;
+                        self.objects_dirty = true;
+                    }
+                }
+                SyncStep::Fetch { key, from, .. } => {
+                    if self.in_flight.contains(&key) {
+                        continue;
+                    }
+                    // Spread fetches over the nodes that have the version.
+                    let pick = from[(key.len() + self.in_flight.len()) % from.len()].clone();
+                    batches.entry(pick).or_default().push(key);
+                }
+            }
+        }
+        for (node, keys) in batches {
+            self.in_flight.extend(keys.iter().cloned());
+            let fetch = self.fetcher.fetch(node.clone(), keys.clone());
+            let tx = fetched_tx.clone();
+            tokio::spawn(async move {
+                let result = match tokio::time::timeout(Duration::from_secs(5), fetch).await {
+                    Ok(r) => r,
+                    Err(_) => Err("timed out".to_string()),
+                };
+                let _ = tx.send(Fetched { node, keys, result }).await;
+            });
+        }
+        if let Ok(gone) = self
+            .replica
+            .collect_garbage((self.timings.clock)(), self.timings.tombstone_grace)
+        {
+            for key in gone {
+                let _ = self.gossip.delete_key(&key).await;
+            }
+        }
+    }
+
+    async fn step(
+        &mut self,
+        inputs: &ClusterInputs,
+        outputs: &ClusterOutputs,
+        fetched_tx: &mpsc::Sender<Fetched>,
+    ) {
+        let now = (self.timings.clock)();
+        self.sync(fetched_tx).await;
+        let objects = Arc::new(self.replica.objects());
+        let nodes = self.gossip.nodes().borrow().clone();
+        for n in &nodes {
+            if n.condition == NodeCondition::Ready {
+                self.not_ready_since.remove(&n.name);
+            } else {
+                self.not_ready_since.entry(n.name.clone()).or_insert(now);
+            }
+        }
+        // Leader and term.
+        let me = self.gossip.node_name().to_string();
+        let seen_terms: Vec<(String, String, String)> =
+            self.gossip.keys_with_prefix(TERM_KEY).await;
+        let seen_max = seen_terms
+            .iter()
+            .filter(|(n, k, _)| *n != me && k == TERM_KEY)
+            .filter_map(|(_, _, v)| v.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0);
+        let leader = leader_of(&nodes).map(|n| n.name.clone());
+        let alone = nodes
+            .iter()
+            .all(|n| n.is_self || n.condition == NodeCondition::Left);
+        let may_lead = alone && self.followed.known_peers.is_empty()
+            || now.saturating_sub(self.started_ms) >= self.timings.startup_grace.as_millis() as u64;
+        let leading = leader.as_deref() == Some(me.as_str()) && may_lead;
+        let term = next_term(leading, self.led_before, self.term, seen_max);
+        self.led_before = leading;
+        if term != self.term || seen_terms.iter().all(|(n, _, _)| *n != me) {
+            self.term = term;
+            if let Err(e) = self.gossip.set_key(TERM_KEY, &term.to_string()).await {
+                tracing::warn!("cannot publish the term: {e}");
+            }
+        }
+        // Reports of every node (this node's straight from the node loop).
+        let reports = inputs.reports.borrow().clone();
+        self.publish_reports(&reports).await;
+        let mut pods: BTreeMap<(String, String), (String, PodReport)> = BTreeMap::new();
+        for (node, key, value) in self.gossip.keys_with_prefix(POD_PREFIX).await {
+            let Some((ns, name)) = key.strip_prefix(POD_PREFIX).and_then(|r| r.split_once('/'))
+            else {
+                continue;
+            };
+            if node == me {
+                continue;
+            }
+            if let Ok(report) = serde_json::from_str::<PodReport>(&value) {
+                pods.insert((ns.to_string(), name.to_string()), (node, report));
+            }
+        }
+        for (key, report) in reports.iter() {
+            pods.insert(key.clone(), (me.clone(), report.clone()));
+        }
+        // Tables published by every node (the leader's, and stale ones of earlier leaders).
+        let tables: Vec<(String, String, Assignment)> = self
+            .gossip
+            .keys_with_prefix(ASSIGN_PREFIX)
+            .await
+            .into_iter()
+            .filter_map(|(from, key, value)| {
+                let target = key.strip_prefix(ASSIGN_PREFIX)?.to_string();
+                let doc: Assignment = serde_json::from_str(&value).ok()?;
+                Some((from, target, doc))
+            })
+            .collect();
+        let mut pending = Vec::new();
+        let mut full_table = Vec::new();
+        if leading {
+            let mut previous = follow::previous_table(&tables);
+            // After a restart gossip holds no table yet: this node's stored one still counts.
+            if let Some(mine) = &self.followed.accepted
+                && !previous.iter().any(|p| p.node == me)
+            {
+                previous.extend(mine.pods.iter().cloned());
+            }
+            let output = schedule::run(
+                &nodes,
+                &self.not_ready_since,
+                &objects,
+                &previous,
+                &pods,
+                now,
+                self.timings.eviction_delay,
+            );
+            pending = output.pending.clone();
+            full_table = output.table.clone();
+            self.publish_tables(&nodes, output.table, output.pending)
+                .await;
+        }
+        // Follow the leader's table for this node.
+        let leader_name = leader.clone().filter(|l| *l != me || leading);
+        if let Some(l) = &leader_name
+            && let Some(doc) = follow::table_for(&tables, l, &me)
+            && self.followed.accept(&doc)
+        {
+            self.objects_dirty = true;
+        }
+        self.followed.note_peers(&nodes, &me);
+        let routes = self.subnets(&nodes, leading).await;
+        if !leading {
+            if let Some(l) = &leader_name
+                && let Some((_, v)) = self
+                    .gossip
+                    .keys_with_prefix(PENDING_KEY)
+                    .await
+                    .into_iter()
+                    .find(|(n, _, _)| n == l)
+                    .map(|(n, _, v)| (n, v))
+            {
+                pending = serde_json::from_str(&v).unwrap_or_default();
+            }
+            full_table = self
+                .followed
+                .accepted
+                .as_ref()
+                .map(|a| a.pods.clone())
+                .unwrap_or_default();
+        }
+        if self.objects_dirty || pending != self.last_pending {
+            self.objects_dirty = false;
+            self.last_pending = pending.clone();
+            *self.served.write().unwrap_or_else(|p| p.into_inner()) = self.replica.records();
+            outputs.desired.send_replace(Desired {
+                objects: objects.clone(),
+                assigned: self
+                    .followed
+                    .accepted
+                    .as_ref()
+                    .map(|a| Arc::new(a.pods.clone())),
+                pending: Arc::new(pending.clone()),
+            });
+        }
+        outputs.state.send_replace(Arc::new(ClusterState {
+            nodes,
+            leader,
+            term: self.term,
+            pods,
+            pending,
+            table: full_table,
+            routes,
+        }));
+    }
+
+    async fn publish_tables(
+        &mut self,
+        nodes: &[NodeStatus],
+        table: Vec<AssignedPod>,
+        pending: Vec<PendingWorkload>,
+    ) {
+        let mut by_node: BTreeMap<String, Vec<AssignedPod>> = nodes
+            .iter()
+            .filter(|n| n.condition != NodeCondition::Left)
+            .map(|n| (n.name.clone(), Vec::new()))
+            .collect();
+        for pod in table {
+            by_node.entry(pod.node.clone()).or_default().push(pod);
+        }
+        let changed = by_node.iter().any(|(node, pods)| {
+            let body = serde_json::to_string(pods).unwrap_or_default();
+            self.published_tables.get(node) != Some(&body)
+        }) || self
+            .published_tables
+            .keys()
+            .any(|n| !by_node.contains_key(n));
+        if changed || self.generation == 0 {
+            self.generation += 1;
+        }
+        let mut next = BTreeMap::new();
+        for (node, pods) in by_node {
+            let body = serde_json::to_string(&pods).unwrap_or_default();
+            let doc = Assignment {
+                term: self.term,
+                generation: self.generation,
+                pods,
+            };
+            let value = serde_json::to_string(&doc).unwrap_or_default();
+            let key = format!("{ASSIGN_PREFIX}{node}");
+            if (changed || self.published_term != self.term)
+                && let Err(e) = self.gossip.set_key(&key, &value).await
+            {
+                tracing::error!("cannot publish the assignment of node {node}: {e}");
+            }
+            next.insert(node, body);
+        }
+        for gone in self
+            .published_tables
+            .keys()
+            .filter(|n| !next.contains_key(*n))
+        {
+            let _ = self
+                .gossip
+                .delete_key(&format!("{ASSIGN_PREFIX}{gone}"))
+                .await;
+        }
+        self.published_tables = next;
+        self.published_term = self.term;
+        let pending_json = serde_json::to_string(&pending).unwrap_or_default();
+        if pending_json != self.published_pending {
+            if let Err(e) = self.gossip.set_key(PENDING_KEY, &pending_json).await {
+                tracing::warn!("cannot publish pending workloads: {e}");
+            }
+            self.published_pending = pending_json;
+        }
+    }
+
+    async fn publish_reports(&mut self, reports: &BTreeMap<(String, String), PodReport>) {
+        for ((ns, name), report) in reports {
+            if self.published_reports.get(&(ns.clone(), name.clone())) == Some(report) {
+                continue;
+            }
+            match serde_json::to_string(report) {
+                Ok(value) => {
+                    if let Err(e) = self.gossip.set_key(&pod_key(ns, name), &value).await {
+                        tracing::warn!("cannot report pod {ns}/{name}: {e}");
+                        continue;
+                    }
+                }
+                Err(_) => continue,
+            }
+            self.published_reports
+                .insert((ns.clone(), name.clone()), report.clone());
+        }
+        let gone: BTreeSet<(String, String)> = self
+            .published_reports
+            .keys()
+            .filter(|k| !reports.contains_key(*k))
+            .cloned()
+            .collect();
+        for (ns, name) in gone {
+            let _ = self.gossip.delete_key(&pod_key(&ns, &name)).await;
+            self.published_reports.remove(&(ns, name));
+        }
+    }
+}

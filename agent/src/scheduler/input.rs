@@ -1,0 +1,252 @@
+//! What the scheduler decides from and what it hands back: nodes, workloads (built from
+//! validated objects), the previous assignment table, the pods nodes report, and the new table.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use skiff_manifests::{DEFAULT_NAMESPACE, Kind, Object, ObjectKey, PodSpec, Valid};
+
+use crate::pod::Owner;
+
+/// Cpu and memory, as requested by a pod or free on a node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+}
+
+/// What a node offers to pods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allocatable {
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    /// Most pods the node runs at once.
+    pub pods: u32,
+}
+
+/// A node's health as membership sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum NodeCondition {
+    Ready,
+    /// Unreachable or unhealthy since `since_ms` (wall clock, milliseconds): its pods stay
+    /// assigned until the eviction delay has passed, then are placed elsewhere.
+    NotReady {
+        since_ms: u64,
+    },
+    /// Left the cluster (or was removed): its pods are placed elsewhere at once.
+    Left,
+}
+
+/// One node as the scheduler sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchedNode {
+    pub name: String,
+    pub condition: NodeCondition,
+    /// Gets no new pods, keeps the ones it has.
+    pub cordoned: bool,
+    /// Gets no new pods; its pods move to other nodes (a Deployment's pod leaves once its
+    /// replacement runs elsewhere).
+    pub draining: bool,
+    pub labels: BTreeMap<String, String>,
+    pub allocatable: Allocatable,
+}
+
+/// What makes pods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkloadKind {
+    /// `replicas` pods spread across nodes. During a template change or a drain at most
+    /// `max_unavailable` running pods are stopped early to make room for their replacements.
+    Deployment { replicas: u32, max_unavailable: u32 },
+    /// One pod on every node that matches the node selector.
+    DaemonSet,
+    /// A bare Pod: one pod, named like the object, on one node.
+    Pod,
+}
+
+/// A desired object that makes pods, reduced to what placement needs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workload {
+    pub kind: WorkloadKind,
+    pub namespace: String,
+    pub name: String,
+    /// The pod-template-hash of a Deployment or DaemonSet; the content hash of a bare Pod.
+    pub template_hash: String,
+    /// Per pod: the containers' requests added up, or the largest init container's if larger.
+    pub requests: Resources,
+    pub node_selector: BTreeMap<String, String>,
+}
+
+impl Workload {
+    /// The workload of a Deployment, DaemonSet or Pod; `None` for other kinds.
+    pub fn from_object(object: &Valid<Object>) -> Option<Workload> {
+        let meta = object.metadata();
+        let (kind, template_hash, spec): (WorkloadKind, String, &PodSpec) = match object.get() {
+            Object::Deployment(d) => {
+                let max_unavailable = match &d.spec.strategy {
+                    skiff_manifests::DeploymentStrategy::RollingUpdate { rolling_update } => {
+                        rolling_update.resolve(d.spec.replicas).1
+                    }
+                    skiff_manifests::DeploymentStrategy::Recreate => d.spec.replicas,
+                };
+                let kind = WorkloadKind::Deployment {
+                    replicas: d.spec.replicas,
+                    max_unavailable,
+                };
+                (kind, d.pod_template_hash(), &d.spec.template.spec)
+            }
+            Object::DaemonSet(d) => (
+                WorkloadKind::DaemonSet,
+                d.pod_template_hash(),
+                &d.spec.template.spec,
+            ),
+            Object::Pod(p) => (WorkloadKind::Pod, object.content_hash(), &p.spec),
+            _ => return None,
+        };
+        let totals = spec.total_requests();
+        Some(Workload {
+            kind,
+            namespace: meta.namespace.clone(),
+            name: meta.name.clone(),
+            template_hash,
+            requests: Resources {
+                cpu_millis: totals.cpu_millis,
+                memory_bytes: totals.memory_bytes,
+            },
+            node_selector: spec.node_selector.clone(),
+        })
+    }
+
+    pub fn object_kind(&self) -> Kind {
+        match self.kind {
+            WorkloadKind::Deployment { .. } => Kind::Deployment,
+            WorkloadKind::DaemonSet => Kind::DaemonSet,
+            WorkloadKind::Pod => Kind::Pod,
+        }
+    }
+
+    /// The owner carried by this workload's assignments: `Deployment/web`, `DaemonSet/agent`,
+    /// and for a bare Pod `Pod/<its own name>`.
+    pub fn owner(&self) -> Owner {
+        Owner {
+            kind: self.object_kind().as_str().to_string(),
+            name: self.name.clone(),
+        }
+    }
+
+    /// `Deployment/default/web`: how pending entries name the workload.
+    pub fn label(&self) -> String {
+        format!("{}/{}/{}", self.object_kind(), self.namespace, self.name)
+    }
+
+    /// True when the node has every label of the node selector.
+    pub fn fits_labels(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.node_selector
+            .iter()
+            .all(|(key, value)| labels.get(key) == Some(value))
+    }
+}
+
+/// The workloads among desired objects. A workload whose namespace is neither `default` nor a
+/// declared Namespace is not scheduled and comes back as pending.
+pub fn workloads_from_objects<'a>(
+    objects: impl IntoIterator<Item = &'a Valid<Object>>,
+) -> (Vec<Workload>, Vec<Pending>) {
+    let objects: Vec<&Valid<Object>> = objects.into_iter().collect();
+    let namespaces: Vec<ObjectKey> = objects
+        .iter()
+        .map(|o| o.key())
+        .filter(|k| k.kind == Kind::Namespace)
+        .collect();
+    let mut workloads = Vec::new();
+    let mut blocked = Vec::new();
+    for object in objects {
+        let Some(workload) = Workload::from_object(object) else {
+            continue;
+        };
+        let namespace_known = workload.namespace == DEFAULT_NAMESPACE
+            || namespaces.iter().any(|k| k.name == workload.namespace);
+        if namespace_known {
+            workloads.push(workload);
+        } else {
+            blocked.push(Pending {
+                owner: workload.label(),
+                count: 1,
+                reason: format!("namespace {:?} not found", workload.namespace),
+            });
+        }
+    }
+    (workloads, blocked)
+}
+
+/// One pod placed on one node: an entry of the table the leader publishes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub namespace: String,
+    pub name: String,
+    pub owner: Owner,
+    pub template_hash: String,
+    pub node: String,
+}
+
+/// A pod a node says it has (from its `pod/<ns>/<name>` status).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportedPod {
+    pub namespace: String,
+    pub name: String,
+    /// `None` for a bare Pod.
+    pub owner: Option<Owner>,
+    pub template_hash: String,
+    pub node: String,
+    /// At least one container is running.
+    pub running: bool,
+    pub ready: bool,
+    /// When the pod started (wall clock ms), if it has: older copies are kept first.
+    pub started_ms: Option<u64>,
+}
+
+/// Everything one scheduling pass looks at.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchedInput {
+    pub nodes: Vec<SchedNode>,
+    pub workloads: Vec<Workload>,
+    /// The table the leader (this one or the one before) published last.
+    pub previous: Vec<Assignment>,
+    pub reported: Vec<ReportedPod>,
+    /// How long a NotReady node keeps its pods before they are placed elsewhere.
+    pub eviction_delay: Duration,
+}
+
+/// Pods of one workload that have no node, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// `Deployment/default/web`.
+    pub owner: String,
+    pub count: u32,
+    /// `0/3 nodes: 2 insufficient memory, 1 cordoned`.
+    pub reason: String,
+}
+
+/// The result of one pass.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchedOutput {
+    /// The full table, sorted by namespace, name, node.
+    pub assignments: Vec<Assignment>,
+    /// Sorted by owner.
+    pub pending: Vec<Pending>,
+    /// Draining nodes with no pods left in the table: safe to release. Sorted.
+    pub drained: Vec<String>,
+}
+
+impl SchedOutput {
+    /// The table split per node (what goes into `sched/assign/<node>`). Nodes with no pods
+    /// are absent.
+    pub fn by_node(&self) -> BTreeMap<&str, Vec<&Assignment>> {
+        let mut out: BTreeMap<&str, Vec<&Assignment>> = BTreeMap::new();
+        for entry in &self.assignments {
+            out.entry(entry.node.as_str()).or_default().push(entry);
+        }
+        out
+    }
+}

@@ -1,0 +1,297 @@
+//! One scheduling pass, pure: first every pod that may stay where it is stays (and takes its
+//! share of its node), then every pod that needs a place gets one, or a pending reason.
+//!
+//! Where a pod of the previous table (or a pod a node reports running) may stay:
+//! - its node is Ready or NotReady for at most the eviction delay, is not draining, and matches
+//!   the workload's node selector (cordoned nodes keep their pods);
+//! - a Deployment keeps at most `replicas` pods of its current template (previous-table entries
+//!   first, then running ones, then the oldest); its pods of an older template, or on a draining
+//!   node, stay only while too few current pods run elsewhere to replace them;
+//! - a DaemonSet keeps one pod per matching node (its template is updated in place); a bare Pod
+//!   keeps its one node.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use skiff_manifests::{PodSuffix, daemon_set_pod_name, deployment_pod_name};
+
+use super::input::{
+    Assignment, NodeCondition, Pending, SchedInput, SchedNode, SchedOutput, Workload, WorkloadKind,
+};
+use super::reason::{Tally, Usage, has_room, misfit};
+
+/// New names tried before a pod is reported pending for want of a free name.
+const NAME_ATTEMPTS: usize = 64;
+
+/// What happens to the pods a node holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fate {
+    /// They stay.
+    Keep,
+    /// They move elsewhere, leaving once replaced (draining, or no longer matching).
+    MoveOff,
+    /// They are gone: the node left or has been NotReady longer than the eviction delay.
+    Gone,
+}
+
+/// A pod the previous table lists or a node reports running.
+#[derive(Clone, Debug)]
+struct Candidate {
+    name: String,
+    node: usize,
+    template_hash: String,
+    in_previous: bool,
+    /// Reported running with the template hash the candidate carries.
+    running: bool,
+    started_ms: Option<u64>,
+}
+
+/// A table entry being built.
+#[derive(Clone, Debug)]
+struct Placed {
+    entry: Assignment,
+    node: usize,
+    workload: usize,
+    running: bool,
+    /// A Deployment pod kept only until its replacement runs.
+    outgoing: bool,
+}
+
+/// What a workload still needs after the keep phase.
+enum Need {
+    Deployment {
+        workload: usize,
+        count: u32,
+        running_current: u32,
+    },
+    DaemonSet {
+        workload: usize,
+        nodes: Vec<usize>,
+        targets: u32,
+    },
+    Pod {
+        workload: usize,
+        fallback: Option<Candidate>,
+    },
+}
+
+/// `(kind, namespace, owner name)`.
+type OwnerKey = (String, String, String);
+
+struct Pass<'a> {
+    input: &'a SchedInput,
+    /// Sorted by name; indexes below refer to this order.
+    nodes: Vec<&'a SchedNode>,
+    fates: Vec<Fate>,
+    usage: Vec<Usage>,
+    table: Vec<Option<Placed>>,
+    /// `(namespace, name)` of every entry in `table`.
+    kept_names: BTreeSet<(String, String)>,
+    /// Names no new pod may take: kept, previous, reported.
+    taken_names: BTreeSet<(String, String)>,
+    pending: Vec<Pending>,
+}
+
+/// Computes the full assignment table. Pure: `now_ms` is the wall clock the NotReady times are
+/// measured against, and `suffix` supplies the random tails of new Deployment pod names.
+pub fn schedule(
+    input: &SchedInput,
+    now_ms: u64,
+    suffix: &mut dyn FnMut() -> PodSuffix,
+) -> SchedOutput {
+    let mut nodes: Vec<&SchedNode> = input.nodes.iter().collect();
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    nodes.dedup_by(|a, b| a.name == b.name);
+    let delay_ms = u64::try_from(input.eviction_delay.as_millis()).unwrap_or(u64::MAX);
+    let fates = nodes
+        .iter()
+        .map(|node| match node.condition {
+            NodeCondition::Left => Fate::Gone,
+            NodeCondition::NotReady { since_ms } if now_ms.saturating_sub(since_ms) > delay_ms => {
+                Fate::Gone
+            }
+            _ if node.draining => Fate::MoveOff,
+            _ => Fate::Keep,
+        })
+        .collect();
+    let mut pass = Pass {
+        input,
+        usage: vec![Usage::default(); nodes.len()],
+        nodes,
+        fates,
+        table: Vec::new(),
+        kept_names: BTreeSet::new(),
+        taken_names: BTreeSet::new(),
+        pending: Vec::new(),
+    };
+    let mut candidates = pass.gather();
+
+    // DaemonSets first (one per node, they claim their node's room), then bare Pods, then
+    // Deployments; each by namespace and name.
+    let mut order: Vec<usize> = (0..input.workloads.len()).collect();
+    order.sort_by_key(|&i| {
+        let w = &input.workloads[i];
+        let rank = match w.kind {
+            WorkloadKind::DaemonSet => 0,
+            WorkloadKind::Pod => 1,
+            WorkloadKind::Deployment { .. } => 2,
+        };
+        (rank, &w.namespace, &w.name)
+    });
+    let mut seen: BTreeSet<OwnerKey> = BTreeSet::new();
+    let mut needs = Vec::new();
+    for index in order {
+        let workload = &input.workloads[index];
+        let key = owner_key(workload);
+        if !seen.insert(key.clone()) {
+            continue; // declared twice: the first declaration wins
+        }
+        let mine: Vec<Candidate> = candidates
+            .remove(&key)
+            .map(|by_name| by_name.into_values().collect())
+            .unwrap_or_default();
+        needs.push(match workload.kind {
+            WorkloadKind::Deployment { replicas, .. } => {
+                pass.keep_deployment(index, replicas, mine)
+            }
+            WorkloadKind::DaemonSet => pass.keep_daemon_set(index, mine),
+            WorkloadKind::Pod => pass.keep_pod(index, mine),
+        });
+    }
+    for need in needs {
+        match need {
+            Need::Deployment {
+                workload,
+                count,
+                running_current,
+            } => pass.place_deployment(workload, count, running_current, suffix),
+            Need::DaemonSet {
+                workload,
+                nodes,
+                targets,
+            } => pass.place_daemon_set(workload, &nodes, targets, suffix),
+            Need::Pod { workload, fallback } => pass.place_pod(workload, fallback),
+        }
+    }
+    pass.finish()
+}
+
+fn owner_key(workload: &Workload) -> OwnerKey {
+    let owner = workload.owner();
+    (owner.kind, workload.namespace.clone(), owner.name)
+}
+
+impl<'a> Pass<'a> {
+    fn node_index(&self, name: &str) -> Option<usize> {
+        self.nodes
+            .binary_search_by(|n| n.name.as_str().cmp(name))
+            .ok()
+    }
+
+    /// The fate of `workload`'s pods on `node`: a node that no longer matches the node
+    /// selector moves them off.
+    fn fate(&self, node: usize, workload: &Workload) -> Fate {
+        match self.fates[node] {
+            Fate::Keep if !workload.fits_labels(&self.nodes[node].labels) => Fate::MoveOff,
+            fate => fate,
+        }
+    }
+
+    /// Ready, not cordoned, not draining and matching: may get a new pod of `workload`.
+    fn takes_new(&self, node: usize, workload: &Workload) -> bool {
+        let n = self.nodes[node];
+        n.condition == NodeCondition::Ready
+            && !n.cordoned
+            && !n.draining
+            && workload.fits_labels(&n.labels)
+    }
+
+    /// Puts an entry in the table unless its name is already there. True when kept.
+    fn keep(&mut self, workload: usize, candidate: &Candidate, hash: &str, outgoing: bool) -> bool {
+        let w = &self.input.workloads[workload];
+        if !self
+            .kept_names
+            .insert((w.namespace.clone(), candidate.name.clone()))
+        {
+            return false;
+        }
+        self.taken_names
+            .insert((w.namespace.clone(), candidate.name.clone()));
+        self.usage[candidate.node].add(w);
+        self.table.push(Some(Placed {
+            entry: Assignment {
+                namespace: w.namespace.clone(),
+                name: candidate.name.clone(),
+                owner: w.owner(),
+                template_hash: hash.to_string(),
+                node: self.nodes[candidate.node].name.clone(),
+            },
+            node: candidate.node,
+            workload,
+            running: candidate.running && candidate.template_hash == hash,
+            outgoing,
+        }));
+        true
+    }
+
+    /// The nodes that may get a new pod of `workload`, by index.
+    fn open_nodes(&self, workload: usize) -> Vec<usize> {
+        let w = &self.input.workloads[workload];
+        (0..self.nodes.len())
+            .filter(|&n| self.takes_new(n, w))
+            .collect()
+    }
+
+    /// Among `open` nodes, the emptiest that has room for one more pod of `workload`, fewest
+    /// of its pods (`spread`) first.
+    fn best_node(&self, workload: usize, open: &[usize], spread: Option<&[u32]>) -> Option<usize> {
+        let w = &self.input.workloads[workload];
+        open.iter()
+            .copied()
+            .filter(|&n| has_room(self.nodes[n], &self.usage[n], w))
+            .min_by_key(|&n| {
+                let count = spread.map_or(0, |counts| counts[n]);
+                (count, self.usage[n].load_with(self.nodes[n], w), n)
+            })
+    }
+
+    /// Why no node takes one more pod of `workload`, over every node that has not left.
+    fn tally(&self, workload: usize) -> Tally {
+        let w = &self.input.workloads[workload];
+        let mut tally = Tally::default();
+        for (n, node) in self.nodes.iter().enumerate() {
+            if node.condition != NodeCondition::Left {
+                tally.count(misfit(node, &self.usage[n], w));
+            }
+        }
+        tally
+    }
+
+    fn fresh_name(&mut self, namespace: &str, mut make: impl FnMut() -> String) -> Option<String> {
+        for _ in 0..NAME_ATTEMPTS {
+            let name = make();
+            if self
+                .taken_names
+                .insert((namespace.to_string(), name.clone()))
+            {
+                return Some(name);
+            }
+        }
+        None
+    }
+
+    fn place_new(&mut self, workload: usize, node: usize, name: String) {
+        let candidate = Candidate {
+            name,
+            node,
+            template_hash: String::new(),
+            in_previous: false,
+            running: false,
+            started_ms: None,
+        };
+        let hash = self.input.workloads[workload].template_hash.clone();
+        self.keep(workload, &candidate, &hash, false);
+    }
+}
+
+mod keep;
+mod place;

@@ -1,0 +1,198 @@
+//! The keep phase of a scheduling pass: which pods of the previous table (or reported
+//! running) stay where they are, per workload kind, and what each workload still needs.
+
+use super::*;
+
+impl Pass<'_> {
+    /// Candidates per owner, keyed by pod name and node: previous-table entries, joined with
+    /// what nodes report, plus pods reported running that the table does not list.
+    pub(super) fn gather(&mut self) -> BTreeMap<OwnerKey, BTreeMap<(String, usize), Candidate>> {
+        let mut out: BTreeMap<OwnerKey, BTreeMap<(String, usize), Candidate>> = BTreeMap::new();
+        for entry in &self.input.previous {
+            self.taken_names
+                .insert((entry.namespace.clone(), entry.name.clone()));
+            let Some(node) = self.node_index(&entry.node) else {
+                continue;
+            };
+            let key = (
+                entry.owner.kind.clone(),
+                entry.namespace.clone(),
+                entry.owner.name.clone(),
+            );
+            out.entry(key).or_default().insert(
+                (entry.name.clone(), node),
+                Candidate {
+                    name: entry.name.clone(),
+                    node,
+                    template_hash: entry.template_hash.clone(),
+                    in_previous: true,
+                    running: false,
+                    started_ms: None,
+                },
+            );
+        }
+        for pod in &self.input.reported {
+            self.taken_names
+                .insert((pod.namespace.clone(), pod.name.clone()));
+            let Some(node) = self.node_index(&pod.node) else {
+                continue;
+            };
+            let key = match &pod.owner {
+                Some(owner) => (
+                    owner.kind.clone(),
+                    pod.namespace.clone(),
+                    owner.name.clone(),
+                ),
+                None => ("Pod".to_string(), pod.namespace.clone(), pod.name.clone()),
+            };
+            let slot = out.entry(key).or_default().entry((pod.name.clone(), node));
+            match slot {
+                std::collections::btree_map::Entry::Occupied(mut known) => {
+                    let known = known.get_mut();
+                    known.running = pod.running && pod.template_hash == known.template_hash;
+                    known.started_ms = pod.started_ms;
+                }
+                std::collections::btree_map::Entry::Vacant(free) if pod.running => {
+                    free.insert(Candidate {
+                        name: pod.name.clone(),
+                        node,
+                        template_hash: pod.template_hash.clone(),
+                        in_previous: false,
+                        running: true,
+                        started_ms: pod.started_ms,
+                    });
+                }
+                std::collections::btree_map::Entry::Vacant(_) => {}
+            }
+        }
+        out
+    }
+
+    pub(super) fn keep_deployment(
+        &mut self,
+        workload: usize,
+        replicas: u32,
+        mine: Vec<Candidate>,
+    ) -> Need {
+        let w = &self.input.workloads[workload];
+        let (mut current, mut outgoing): (Vec<Candidate>, Vec<Candidate>) = mine
+            .into_iter()
+            .filter(|c| self.fate(c.node, w) != Fate::Gone)
+            .partition(|c| {
+                self.fate(c.node, w) == Fate::Keep && c.template_hash == w.template_hash
+            });
+        current.sort_by(|a, b| {
+            let key =
+                |c: &Candidate| (!c.in_previous, !c.running, c.started_ms.unwrap_or(u64::MAX));
+            key(a)
+                .cmp(&key(b))
+                .then_with(|| (&a.name, a.node).cmp(&(&b.name, b.node)))
+        });
+        let hash = w.template_hash.clone();
+        let (mut kept, mut running_current) = (0u32, 0u32);
+        for candidate in &current {
+            if kept == replicas {
+                break;
+            }
+            if self.keep(workload, candidate, &hash, false) {
+                kept += 1;
+                running_current += u32::from(candidate.running);
+            }
+        }
+        // Old pods keep serving until enough current ones run; running ones first.
+        outgoing.sort_by(|a, b| {
+            let key =
+                |c: &Candidate| (!c.running, !c.in_previous, c.started_ms.unwrap_or(u64::MAX));
+            key(a)
+                .cmp(&key(b))
+                .then_with(|| (&a.name, a.node).cmp(&(&b.name, b.node)))
+        });
+        let mut room = replicas.saturating_sub(running_current);
+        for candidate in &outgoing {
+            if room == 0 {
+                break;
+            }
+            if self.keep(workload, candidate, &candidate.template_hash.clone(), true) {
+                room -= 1;
+            }
+        }
+        Need::Deployment {
+            workload,
+            count: replicas - kept,
+            running_current,
+        }
+    }
+
+    pub(super) fn keep_daemon_set(&mut self, workload: usize, mine: Vec<Candidate>) -> Need {
+        let w = &self.input.workloads[workload];
+        let hash = w.template_hash.clone();
+        let mut per_node: BTreeMap<usize, Vec<Candidate>> = BTreeMap::new();
+        for candidate in mine {
+            per_node.entry(candidate.node).or_default().push(candidate);
+        }
+        let (mut nodes, mut targets) = (Vec::new(), 0u32);
+        for node in 0..self.nodes.len() {
+            if self.fate(node, w) != Fate::Keep {
+                continue;
+            }
+            let mut here = per_node.remove(&node).unwrap_or_default();
+            here.sort_by(|a, b| {
+                let key = |c: &Candidate| {
+                    let stale = c.template_hash != hash;
+                    (
+                        stale,
+                        !c.in_previous,
+                        !c.running,
+                        c.started_ms.unwrap_or(u64::MAX),
+                    )
+                };
+                key(a).cmp(&key(b)).then_with(|| a.name.cmp(&b.name))
+            });
+            let kept = here.iter().any(|c| self.keep(workload, c, &hash, false));
+            if kept {
+                targets += 1;
+            } else if self.takes_new(node, w) {
+                targets += 1;
+                nodes.push(node);
+            }
+        }
+        Need::DaemonSet {
+            workload,
+            nodes,
+            targets,
+        }
+    }
+
+    pub(super) fn keep_pod(&mut self, workload: usize, mine: Vec<Candidate>) -> Need {
+        let w = &self.input.workloads[workload];
+        let hash = w.template_hash.clone();
+        let mut mine: Vec<Candidate> = mine
+            .into_iter()
+            .filter(|c| c.name == w.name && self.fate(c.node, w) != Fate::Gone)
+            .collect();
+        mine.sort_by_key(|c| {
+            let moving = self.fate(c.node, w) == Fate::MoveOff;
+            (
+                moving,
+                !c.in_previous,
+                !c.running,
+                c.started_ms.unwrap_or(u64::MAX),
+                c.node,
+            )
+        });
+        let mut fallback = None;
+        for candidate in mine {
+            if self.fate(candidate.node, w) == Fate::Keep {
+                if self.keep(workload, &candidate, &hash, false) {
+                    return Need::Pod {
+                        workload,
+                        fallback: None,
+                    };
+                }
+            } else if fallback.is_none() {
+                fallback = Some(candidate);
+            }
+        }
+        Need::Pod { workload, fallback }
+    }
+}

@@ -1,0 +1,187 @@
+//! The place phase of a scheduling pass: new pods for Deployments (spread, then least
+//! requested), DaemonSets (their own node) and bare Pods; pending reasons; the final table.
+
+use super::super::reason::Misfit;
+use super::*;
+
+impl Pass<'_> {
+    pub(super) fn place_deployment(
+        &mut self,
+        workload: usize,
+        count: u32,
+        running_current: u32,
+        suffix: &mut dyn FnMut() -> PodSuffix,
+    ) {
+        let w = &self.input.workloads[workload];
+        let mut spread = vec![0u32; self.nodes.len()];
+        for placed in self.table.iter().flatten() {
+            if placed.workload == workload {
+                spread[placed.node] += 1;
+            }
+        }
+        let open = self.open_nodes(workload);
+        let mut unplaced = 0u32;
+        let mut why = None;
+        for _ in 0..count {
+            let node = match self.best_node(workload, &open, Some(&spread)) {
+                Some(node) => Some(node),
+                None => self.make_room(workload, running_current),
+            };
+            let Some(node) = node else {
+                unplaced += 1;
+                why.get_or_insert_with(|| self.tally(workload).describe("nodes"));
+                continue;
+            };
+            let made = self.fresh_name(&w.namespace, || {
+                deployment_pod_name(&w.name, &w.template_hash, &suffix())
+            });
+            let Some(name) = made else {
+                unplaced += 1;
+                why.get_or_insert_with(|| "no unused pod name could be generated".to_string());
+                continue;
+            };
+            self.place_new(workload, node, name);
+            spread[node] += 1;
+        }
+        if let Some(reason) = why {
+            self.pending.push(Pending {
+                owner: w.label(),
+                count: unplaced,
+                reason,
+            });
+        }
+    }
+
+    /// Stops one outgoing pod of a Deployment early when that lets a replacement fit on its
+    /// node, as far as `max_unavailable` allows (an outgoing pod that does not run costs
+    /// nothing). Returns the node that now has room.
+    fn make_room(&mut self, workload: usize, running_current: u32) -> Option<usize> {
+        let w = &self.input.workloads[workload];
+        let WorkloadKind::Deployment {
+            replicas,
+            max_unavailable,
+        } = w.kind
+        else {
+            return None;
+        };
+        let mut outgoing: Vec<(bool, usize)> = self
+            .table
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.as_ref().map(|p| (i, p)))
+            .filter(|(_, p)| p.workload == workload && p.outgoing)
+            .map(|(i, p)| (p.running, i))
+            .collect();
+        let running_outgoing = outgoing.iter().filter(|(running, _)| *running).count();
+        let available = u64::from(running_current) + running_outgoing as u64;
+        // Stopping one more running pod leaves `available - 1`: at most `max_unavailable` short.
+        let may_stop_running = u64::from(replicas) < available + u64::from(max_unavailable);
+        // Pods that do not run first, then the most recently listed.
+        outgoing.sort_by_key(|&(running, i)| (running, std::cmp::Reverse(i)));
+        for (running, index) in outgoing {
+            if running && !may_stop_running {
+                continue;
+            }
+            let Some(node) = self.table[index].as_ref().map(|p| p.node) else {
+                continue;
+            };
+            if !self.takes_new(node, w) {
+                continue;
+            }
+            let mut freed = self.usage[node];
+            freed.remove(w);
+            if misfit(self.nodes[node], &freed, w).is_none() {
+                self.usage[node] = freed;
+                if let Some(placed) = self.table[index].take() {
+                    self.kept_names
+                        .remove(&(placed.entry.namespace, placed.entry.name));
+                }
+                return Some(node);
+            }
+        }
+        None
+    }
+
+    pub(super) fn place_daemon_set(
+        &mut self,
+        workload: usize,
+        nodes: &[usize],
+        targets: u32,
+        suffix: &mut dyn FnMut() -> PodSuffix,
+    ) {
+        let w = &self.input.workloads[workload];
+        let mut missing = Tally {
+            available: targets,
+            ..Tally::default()
+        };
+        for &node in nodes {
+            let problem = misfit(self.nodes[node], &self.usage[node], w);
+            let name = match problem {
+                Some(_) => None,
+                None => {
+                    let mut first = Some(PodSuffix::for_node(&self.nodes[node].name));
+                    self.fresh_name(&w.namespace, || {
+                        let tail = first.take().unwrap_or_else(&mut *suffix);
+                        daemon_set_pod_name(&w.name, &tail)
+                    })
+                }
+            };
+            match name {
+                Some(name) => self.place_new(workload, node, name),
+                None => {
+                    missing.available -= 1;
+                    missing.count(Some(problem.unwrap_or(Misfit::NameTaken)));
+                }
+            }
+        }
+        let unplaced = missing.total() - missing.available;
+        if unplaced > 0 {
+            self.pending.push(Pending {
+                owner: w.label(),
+                count: unplaced,
+                reason: missing.describe("matching nodes"),
+            });
+        }
+    }
+
+    pub(super) fn place_pod(&mut self, workload: usize, fallback: Option<Candidate>) {
+        let w = &self.input.workloads[workload];
+        if let Some(node) = self.best_node(workload, &self.open_nodes(workload), None) {
+            self.place_new(workload, node, w.name.clone());
+            return;
+        }
+        let reason = self.tally(workload).describe("nodes");
+        if let Some(old) = fallback {
+            // Stays on the node it must leave until another node has room.
+            let hash = old.template_hash.clone();
+            self.keep(workload, &old, &hash, true);
+        }
+        self.pending.push(Pending {
+            owner: w.label(),
+            count: 1,
+            reason,
+        });
+    }
+
+    pub(super) fn finish(self) -> SchedOutput {
+        let mut assignments: Vec<Assignment> =
+            self.table.into_iter().flatten().map(|p| p.entry).collect();
+        assignments.sort_by(|a, b| {
+            (&a.namespace, &a.name, &a.node).cmp(&(&b.namespace, &b.name, &b.node))
+        });
+        let busy: BTreeSet<&str> = assignments.iter().map(|a| a.node.as_str()).collect();
+        let drained = self
+            .nodes
+            .iter()
+            .filter(|n| n.draining && !busy.contains(n.name.as_str()))
+            .map(|n| n.name.clone())
+            .collect();
+        let mut pending = self.pending;
+        pending.sort_by(|a, b| a.owner.cmp(&b.owner));
+        SchedOutput {
+            assignments,
+            pending,
+            drained,
+        }
+    }
+}
