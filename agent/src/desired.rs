@@ -1,5 +1,5 @@
-//! Desired state, pure: manifest files (and objects applied through the API) -> the objects the
-//! node should have -> which pods to create and which to delete. A broken file keeps its last good
+//! Desired state, pure: manifest files (and objects applied through the API) -> the objects this
+//! node declares; the pods the leader assigned to this node -> which pods to create and delete. A broken file keeps its last good
 //! version; an object declared twice keeps its first declaration (by source name).
 
 use crate::pod::{Owner, PodRecord};
@@ -69,119 +69,6 @@ pub struct PodChanges {
     pub delete: Vec<String>,
     /// Objects that cannot run yet, with the reason (e.g. a missing namespace).
     pub blocked: Vec<(ObjectKey, String)>,
-}
-
-fn namespace_exists(objects: &BTreeMap<ObjectKey, (Source, Valid<Object>)>, ns: &str) -> bool {
-    ns == skiff_manifests::DEFAULT_NAMESPACE
-        || objects.contains_key(&ObjectKey::new(Kind::Namespace, "", ns))
-}
-
-/// Compares the desired objects with the pod records. Pods already running the right spec are
-/// kept (restarting the agent restarts nothing); a changed spec replaces the pod; a Deployment
-/// gets exactly `replicas` pods of its current template. `suffix` makes new pod name suffixes.
-pub fn pod_changes(
-    objects: &BTreeMap<ObjectKey, (Source, Valid<Object>)>,
-    pods: &[&PodRecord],
-    suffix: &mut dyn FnMut() -> PodSuffix,
-) -> PodChanges {
-    let mut changes = PodChanges::default();
-    let live: Vec<&PodRecord> = pods
-        .iter()
-        .copied()
-        .filter(|p| p.deleting_since.is_none())
-        .collect();
-    let mut wanted: BTreeSet<String> = BTreeSet::new();
-    let mut taken_names: BTreeSet<(String, String)> = pods
-        .iter()
-        .map(|p| (p.namespace.clone(), p.name.clone()))
-        .collect();
-
-    for (key, (_, object)) in objects {
-        match object.get() {
-            Object::Pod(_) | Object::Deployment(_)
-                if !namespace_exists(objects, &key.namespace) =>
-            {
-                changes.blocked.push((
-                    key.clone(),
-                    format!("namespace {:?} not found", key.namespace),
-                ));
-            }
-            Object::Pod(_) => {
-                let Ok(pod) = Valid::<Pod>::try_from(object.clone()) else {
-                    continue;
-                };
-                let hash = object.content_hash();
-                let same_name: Vec<&&PodRecord> = pods
-                    .iter()
-                    .filter(|p| {
-                        p.owner.is_none() && p.namespace == key.namespace && p.name == key.name
-                    })
-                    .collect();
-                let current = same_name
-                    .iter()
-                    .find(|p| p.deleting_since.is_none() && p.spec_hash == hash);
-                match current {
-                    Some(p) => {
-                        wanted.insert(p.uid.clone());
-                    }
-                    // Replace: the old pod is deleted below; the new one is created once the
-                    // name is free.
-                    None if same_name.is_empty() => changes.create.push(NewPod {
-                        pod,
-                        owner: None,
-                        spec_hash: hash,
-                    }),
-                    None => {}
-                }
-            }
-            Object::Deployment(_) => {
-                let Ok(deployment) = Valid::<Deployment>::try_from(object.clone()) else {
-                    continue;
-                };
-                let hash = deployment.pod_template_hash();
-                let owner = Owner {
-                    kind: "Deployment".to_string(),
-                    name: key.name.clone(),
-                };
-                let mut current: Vec<&PodRecord> = live
-                    .iter()
-                    .copied()
-                    .filter(|p| {
-                        p.owner.as_ref() == Some(&owner)
-                            && p.namespace == key.namespace
-                            && p.spec_hash == hash
-                    })
-                    .collect();
-                // Keep running pods first, then the oldest: extras are the newest not-running.
-                current.sort_by_key(|p| (!p.status.any_running(), p.created_at, p.name.clone()));
-                let replicas = deployment.spec.replicas as usize;
-                for p in current.iter().take(replicas) {
-                    wanted.insert(p.uid.clone());
-                }
-                for _ in current.len()..replicas {
-                    let pod = loop {
-                        let pod = deployment.new_pod(&suffix());
-                        let name = (pod.metadata.namespace.clone(), pod.metadata.name.clone());
-                        if taken_names.insert(name) {
-                            break pod;
-                        }
-                    };
-                    changes.create.push(NewPod {
-                        pod,
-                        owner: Some(owner.clone()),
-                        spec_hash: hash.clone(),
-                    });
-                }
-            }
-            _ => {}
-        }
-    }
-    changes.delete = live
-        .iter()
-        .filter(|p| !wanted.contains(&p.uid))
-        .map(|p| p.uid.clone())
-        .collect();
-    changes
 }
 
 /// Compares the pods the leader assigned to `node` with the pod records. A pod running the

@@ -1,4 +1,5 @@
-//! Tables for desired state: merging sources and deciding which pods to create and delete.
+//! Tables for desired state: merging sources, and turning this node's assignment into pods to
+//! create and delete.
 
 use super::*;
 use crate::pod::{PodRecord, PodRuntime};
@@ -53,102 +54,166 @@ fn record(new: &NewPod, uid: &str, at: u64) -> PodRecord {
     }
 }
 
-fn suffixes() -> impl FnMut() -> PodSuffix {
-    let mut n = 0;
-    move || {
-        n += 1;
-        PodSuffix::from_seed(n)
+use crate::cluster::keys::AssignedPod;
+use crate::pod::Owner;
+
+fn assigned(
+    namespace: &str,
+    name: &str,
+    kind: &str,
+    owner: &str,
+    hash: &str,
+    node: &str,
+) -> AssignedPod {
+    AssignedPod {
+        namespace: namespace.into(),
+        name: name.into(),
+        owner: Owner {
+            kind: kind.into(),
+            name: owner.into(),
+        },
+        template_hash: hash.into(),
+        node: node.into(),
     }
 }
 
-fn changes(merged: &Merged, records: &[PodRecord]) -> PodChanges {
+fn web_hash(merged: &Merged) -> String {
+    let (_, object) = merged.objects.values().next().expect("one object");
+    Valid::<Deployment>::try_from(object.clone())
+        .expect("deployment")
+        .pod_template_hash()
+}
+
+fn changes(merged: &Merged, table: &[AssignedPod], records: &[PodRecord]) -> PodChanges {
     let refs: Vec<&PodRecord> = records.iter().collect();
-    pod_changes(&merged.objects, &refs, &mut suffixes())
+    assigned_changes(&merged.objects, table, &refs, "n1")
 }
 
 #[test]
-fn a_new_deployment_gets_its_replicas_named_like_kubernetes() {
+fn an_assigned_deployment_pod_is_built_with_the_assigned_name() {
     let merged = objects(&[("web.yaml", &deployment(2, "busybox:1"))]);
-    let c = changes(&merged, &[]);
-    assert_eq!(c.create.len(), 2);
-    assert!(c.delete.is_empty());
-    for new in &c.create {
-        let name = &new.pod.metadata.name;
-        let parts: Vec<&str> = name.split('-').collect();
-        assert_eq!(
-            (parts[0], parts[1].len(), parts[2].len()),
-            ("web", 10, 5),
-            "{name}"
-        );
-        assert_eq!(new.owner.as_ref().map(|o| o.name.as_str()), Some("web"));
-    }
-    assert_ne!(c.create[0].pod.metadata.name, c.create[1].pod.metadata.name);
+    let hash = web_hash(&merged);
+    let name = format!("web-{hash}-abcde");
+    let table = [
+        assigned("default", &name, "Deployment", "web", &hash, "n1"),
+        assigned(
+            "default",
+            &format!("web-{hash}-xyzzy"),
+            "Deployment",
+            "web",
+            &hash,
+            "n2",
+        ),
+    ];
+    let c = changes(&merged, &table, &[]);
+    assert_eq!(c.create.len(), 1, "only this node's pod");
+    assert_eq!(c.create[0].pod.metadata.name, name);
+    assert_eq!(c.create[0].spec_hash, hash);
+    assert_eq!(
+        c.create[0].owner,
+        Some(Owner {
+            kind: "Deployment".into(),
+            name: "web".into()
+        })
+    );
+    assert!(c.delete.is_empty() && c.blocked.is_empty());
 }
 
 #[test]
-fn existing_pods_of_the_same_template_are_kept() {
-    let merged = objects(&[("web.yaml", &deployment(2, "busybox:1"))]);
-    let first = changes(&merged, &[]);
-    let records: Vec<PodRecord> = first
-        .create
-        .iter()
-        .enumerate()
-        .map(|(i, n)| record(n, &format!("u{i}"), i as u64))
-        .collect();
-    assert_eq!(changes(&merged, &records), PodChanges::default());
-    // Scaling up adds one; scaling down removes the newest.
-    let up = objects(&[("web.yaml", &deployment(3, "busybox:1"))]);
-    let c = changes(&up, &records);
-    assert_eq!((c.create.len(), c.delete.len()), (1, 0));
-    let down = objects(&[("web.yaml", &deployment(1, "busybox:1"))]);
-    assert_eq!(changes(&down, &records).delete, vec!["u1".to_string()]);
-}
-
-#[test]
-fn a_changed_template_replaces_every_pod() {
-    let merged = objects(&[("web.yaml", &deployment(2, "busybox:1"))]);
-    let records: Vec<PodRecord> = changes(&merged, &[])
-        .create
-        .iter()
-        .enumerate()
-        .map(|(i, n)| record(n, &format!("u{i}"), 0))
-        .collect();
-    let changed = objects(&[("web.yaml", &deployment(2, "busybox:2"))]);
-    let c = changes(&changed, &records);
-    assert_eq!(c.create.len(), 2);
-    assert_eq!(c.delete, vec!["u0".to_string(), "u1".to_string()]);
-    // Removing the Deployment deletes its pods and creates nothing.
-    let c = changes(&objects(&[]), &records);
-    assert_eq!((c.create.len(), c.delete.len()), (0, 2));
+fn assigned_pods_are_kept_and_unassigned_ones_deleted() {
+    let merged = objects(&[("web.yaml", &deployment(1, "busybox:1"))]);
+    let hash = web_hash(&merged);
+    let name = format!("web-{hash}-abcde");
+    let table = [assigned("default", &name, "Deployment", "web", &hash, "n1")];
+    let first = changes(&merged, &table, &[]);
+    let kept = record(&first.create[0], "kept", 0);
+    let mut extra = record(&first.create[0], "extra", 0);
+    extra.name = format!("web-{hash}-zzzzz");
+    let c = changes(&merged, &table, &[kept.clone(), extra]);
+    assert!(c.create.is_empty());
+    assert_eq!(c.delete, vec!["extra".to_string()]);
+    // Moved to another node: deleted here.
+    let moved = [assigned("default", &name, "Deployment", "web", &hash, "n2")];
+    assert_eq!(
+        changes(&merged, &moved, &[kept]).delete,
+        vec!["kept".to_string()]
+    );
 }
 
 #[test]
 fn a_changed_pod_is_recreated_only_once_its_name_is_free() {
-    let merged = objects(&[("solo.yaml", &pod("busybox:1"))]);
-    let first = changes(&merged, &[]);
+    let v1 = objects(&[("solo.yaml", &pod("busybox:1"))]);
+    let v2 = objects(&[("solo.yaml", &pod("busybox:2"))]);
+    let hash = |m: &Merged| m.objects.values().next().expect("pod").1.content_hash();
+    let first = changes(
+        &v1,
+        &[assigned("default", "solo", "Pod", "solo", &hash(&v1), "n1")],
+        &[],
+    );
     assert_eq!(first.create.len(), 1);
+    assert_eq!(first.create[0].owner, None, "a bare pod has no owner");
     let mut old = record(&first.create[0], "old", 0);
-    let changed = objects(&[("solo.yaml", &pod("busybox:2"))]);
-    let c = changes(&changed, std::slice::from_ref(&old));
+    let table = [assigned("default", "solo", "Pod", "solo", &hash(&v2), "n1")];
+    let c = changes(&v2, &table, std::slice::from_ref(&old));
     assert_eq!((c.create.len(), c.delete), (0, vec!["old".to_string()]));
     old.deleting_since = Some(1);
-    let c = changes(&changed, std::slice::from_ref(&old));
+    let c = changes(&v2, &table, std::slice::from_ref(&old));
     assert_eq!((c.create.len(), c.delete.len()), (0, 0), "still stopping");
-    let c = changes(&changed, &[]);
-    assert_eq!(c.create.len(), 1, "created once the old record is gone");
+    assert_eq!(
+        changes(&v2, &table, &[]).create.len(),
+        1,
+        "created once the old record is gone"
+    );
 }
 
 #[test]
-fn pods_in_an_undeclared_namespace_are_blocked() {
-    let yaml = pod("busybox:1").replace("name: solo\n", "name: solo\n  namespace: prod\n");
-    let merged = objects(&[("solo.yaml", &yaml)]);
-    let c = changes(&merged, &[]);
+fn an_assignment_for_a_version_not_here_yet_waits() {
+    let merged = objects(&[("web.yaml", &deployment(1, "busybox:1"))]);
+    let table = [
+        assigned(
+            "default",
+            "web-0123456789-abcde",
+            "Deployment",
+            "web",
+            "0123456789",
+            "n1",
+        ),
+        assigned("default", "gone", "Pod", "gone", "ffff", "n1"),
+    ];
+    let c = changes(&merged, &table, &[]);
     assert!(c.create.is_empty());
-    assert_eq!(c.blocked.len(), 1);
-    assert!(c.blocked[0].1.contains("prod"), "{:?}", c.blocked);
-    let ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: prod\n";
-    let merged = objects(&[("ns.yaml", ns), ("solo.yaml", &yaml)]);
-    assert_eq!(changes(&merged, &[]).create.len(), 1);
+    assert_eq!(c.blocked.len(), 2, "{:?}", c.blocked);
+    assert!(
+        c.blocked
+            .iter()
+            .any(|(_, why)| why.contains("assigned version"))
+    );
+    assert!(
+        c.blocked
+            .iter()
+            .any(|(_, why)| why.contains("waiting for the object"))
+    );
+}
+
+#[test]
+fn a_daemon_set_pod_is_named_for_this_node() {
+    let yaml = "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: agent\nspec:\n  selector:\n    matchLabels: {app: a}\n  template:\n    metadata:\n      labels: {app: a}\n    spec:\n      containers:\n      - name: c\n        image: busybox\n";
+    let merged = objects(&[("ds.yaml", yaml)]);
+    let (_, object) = merged.objects.values().next().expect("ds");
+    let ds = Valid::<skiff_manifests::model::workloads::DaemonSet>::try_from(object.clone())
+        .expect("daemonset");
+    let name = ds.pod_name("n1");
+    let table = [assigned(
+        "default",
+        &name,
+        "DaemonSet",
+        "agent",
+        &ds.pod_template_hash(),
+        "n1",
+    )];
+    let c = changes(&merged, &table, &[]);
+    assert_eq!(c.create.len(), 1);
+    assert_eq!(c.create[0].pod.metadata.name, name);
 }
 
 #[test]

@@ -259,8 +259,7 @@ impl Core {
         self.reports.subscribe()
     }
 
-    fn publish_reports(&self, now: Millis) {
-        let snapshot = self.snapshot();
+    fn publish_reports(&self, snapshot: &Snapshot, now: Millis) {
         let image = |i: &str| snapshot.image_state(i);
         let ctx = crate::render::RenderContext {
             node_name: &self.config.node_name,
@@ -395,8 +394,9 @@ impl Core {
         loop {
             let now = now_millis();
             self.turn(now, &results_tx, &pulls_tx, &tracker);
-            snapshot.send_replace(Arc::new(self.snapshot()));
-            self.publish_reports(now);
+            let snap = Arc::new(self.snapshot());
+            self.publish_reports(&snap, now);
+            snapshot.send_replace(snap);
             // Every branch is cancel-safe (mpsc receives, a watch change and an interval tick).
             tokio::select! {
                 _ = cancel.cancelled() => break,
