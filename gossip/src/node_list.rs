@@ -7,15 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chitchat::{Chitchat, ChitchatId};
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::keyspace::{KEY_ISSUER, KEY_LEFT, KEY_META, KEY_STARTED};
+use crate::keyspace::{KEY_ISSUER, KEY_LEFT, KEY_META, KEY_STARTED, RESERVED_PREFIX};
 use crate::transport::QuicTransport;
 use crate::view::{NodeStatus, ObservedNode, build_node_list};
 
-/// Recomputes the node list when the live set or a live node's keys change (and on a slow
-/// tick as a backstop), publishing only actual changes.
+/// Recomputes the node list when the live set changes, when any node's `node/` keys change (a
+/// key listener: chitchat's live-set watch only moves at the end of a gossip round), and on a
+/// slow tick as a backstop, publishing only actual changes.
 pub(crate) async fn refresh_node_list(
     chitchat: Arc<Mutex<Chitchat>>,
     nodes_tx: watch::Sender<Vec<NodeStatus>>,
@@ -23,13 +24,21 @@ pub(crate) async fn refresh_node_list(
     cancel: CancellationToken,
     tick: Duration,
 ) {
-    let mut live_rx = chitchat.lock().await.live_nodes_watcher();
+    let keys_changed = Arc::new(Notify::new());
+    let (mut live_rx, _listener) = {
+        let guard = chitchat.lock().await;
+        // Listeners run under chitchat's lock: only wake the loop.
+        let notify = keys_changed.clone();
+        let listener = guard.subscribe_event(RESERVED_PREFIX, move |_| notify.notify_one());
+        (guard.live_nodes_watcher(), listener)
+    };
     let mut ticker = tokio::time::interval(tick);
     loop {
         // Cancel-safe branches: watch::changed and interval ticks lose nothing on drop.
         tokio::select! {
             _ = cancel.cancelled() => break,
             changed = live_rx.changed() => if changed.is_err() { break },
+            _ = keys_changed.notified() => {}
             _ = ticker.tick() => {}
         }
         let (list, issuer) = {
