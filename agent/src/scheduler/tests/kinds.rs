@@ -339,3 +339,21 @@ fn workloads_come_from_deployments_daemon_sets_and_pods() {
         })
     );
 }
+
+#[test]
+fn daemon_sets_claim_their_room_before_deployments() {
+    let mut sim = Sim::new(
+        vec![sized("a", 4000, 8 * GI, 1)],
+        vec![deployment("aaa", 1), daemon_set("zzz")],
+    );
+    sim.step();
+    assert_eq!(sim.counts("DaemonSet/zzz"), counts(&[("a", 1)]));
+    assert_eq!(
+        sim.reasons(),
+        [(
+            "Deployment/default/aaa".to_string(),
+            1,
+            "0/1 nodes: 1 too many pods".to_string()
+        )]
+    );
+}
