@@ -197,11 +197,10 @@ async fn handle(shared: Shared, request: Request) -> Reply {
             draining,
         } => {
             if node != shared.node_meta.node_name() {
-                return err(format!(
-                    "node {node:?} is not this node ({:?}): run the command against that node's \
-                     socket",
-                    shared.node_meta.node_name()
-                ));
+                return match &shared.remote {
+                    Some(remote) => remote.set_scheduling(&node, cordoned, draining).await,
+                    None => err(format!("node {node:?} not found")),
+                };
             }
             match shared.node_meta.set_scheduling(cordoned, draining).await {
                 Ok(()) => ok(json!({ "name": node })),

@@ -41,6 +41,11 @@ pub enum NodeRequest {
         namespace: String,
         name: String,
     },
+    /// `skiff cordon|uncordon|drain` of the called node (a node writes its own metadata).
+    SetScheduling {
+        cordoned: bool,
+        draining: bool,
+    },
 }
 
 /// Answers `Objects`: `(key, body)` for each key this node holds (unknown keys are left out).
@@ -79,6 +84,20 @@ impl RpcHandler for AgentRpc {
                 let snap = self.shared.snapshot.borrow().clone();
                 let reply = handler::describe(&snap, ResourceKind::Pods, &name, Some(&namespace));
                 write_reply(reply, response).await
+            }
+            NodeRequest::SetScheduling { cordoned, draining } => {
+                let reply = match self
+                    .shared
+                    .node_meta
+                    .set_scheduling(cordoned, draining)
+                    .await
+                {
+                    Ok(()) => Response::Ok {
+                        value: serde_json::json!({ "name": self.shared.node_meta.node_name() }),
+                    },
+                    Err(message) => Response::Error { message },
+                };
+                write_reply(Reply::One(reply), response).await
             }
             NodeRequest::Logs {
                 namespace,
@@ -179,6 +198,31 @@ impl Remote {
         found.into_iter().map(|(_, _, n, a)| (n, a)).collect()
     }
 
+    /// `cordon|uncordon|drain` of another node, carried out by that node.
+    pub async fn set_scheduling(&self, node: &str, cordoned: bool, draining: bool) -> Reply {
+        let Some(addr) = self
+            .nodes
+            .borrow()
+            .iter()
+            .find(|n| n.name == node && n.condition != NodeCondition::Left)
+            .map(|n| n.address)
+        else {
+            return unreachable_or_not_found_node(node);
+        };
+        let request = encode(&NodeRequest::SetScheduling { cordoned, draining });
+        match self.rpc.call(addr, &request).await {
+            Ok(bytes) => match serde_json::from_slice::<Response>(trim_line(&bytes)) {
+                Ok(response) => Reply::One(response),
+                Err(e) => Reply::One(Response::Error {
+                    message: format!("node {node} answered unreadably: {e}"),
+                }),
+            },
+            Err(e) => Reply::One(Response::Error {
+                message: format!("cannot reach node {node}: {e}"),
+            }),
+        }
+    }
+
     /// `describe pod` of a pod another node runs; "not found" if no node reports it.
     pub async fn describe_pod(&self, namespace: &str, name: &str) -> Reply {
         let request = encode(&NodeRequest::DescribePod {
@@ -235,6 +279,12 @@ impl Remote {
         }
         unreachable_or_not_found(pod, last)
     }
+}
+
+fn unreachable_or_not_found_node(node: &str) -> Reply {
+    Reply::One(Response::Error {
+        message: format!("node {node:?} not found"),
+    })
 }
 
 fn unreachable_or_not_found(name: &str, last: Option<String>) -> Reply {
