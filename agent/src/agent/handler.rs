@@ -321,6 +321,7 @@ fn get(
         other => {
             let want = match other {
                 ResourceKind::Deployments => Kind::Deployment,
+                ResourceKind::DaemonSets => Kind::DaemonSet,
                 ResourceKind::Namespaces => Kind::Namespace,
                 ResourceKind::ConfigMaps => Kind::ConfigMap,
                 _ => Kind::Secret,
@@ -342,6 +343,32 @@ fn get(
                         &pods,
                         &d.pod_template_hash(),
                     );
+                    if let Some(t) = snap.first_seen.get(key) {
+                        v["metadata"]["creationTimestamp"] = json!(rfc3339(*t));
+                    }
+                }
+                if let Object::DaemonSet(d) = object.get() {
+                    let hash = d.pod_template_hash();
+                    let owned: Vec<&PodSummary<'_>> = pods
+                        .iter()
+                        .filter(|p| p.belongs_to("DaemonSet", &key.namespace, &key.name))
+                        .collect();
+                    let desired = cluster
+                        .table
+                        .iter()
+                        .filter(|a| {
+                            a.owner.kind == "DaemonSet"
+                                && a.owner.name == key.name
+                                && a.namespace == key.namespace
+                        })
+                        .count();
+                    v["status"] = json!({
+                        "desiredNumberScheduled": desired,
+                        "currentNumberScheduled": owned.len(),
+                        "updatedNumberScheduled":
+                            owned.iter().filter(|p| p.template_hash == hash).count(),
+                        "numberReady": owned.iter().filter(|p| p.ready).count(),
+                    });
                     if let Some(t) = snap.first_seen.get(key) {
                         v["metadata"]["creationTimestamp"] = json!(rfc3339(*t));
                     }

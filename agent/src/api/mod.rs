@@ -68,6 +68,7 @@ pub enum Request {
 pub enum ResourceKind {
     Pods,
     Deployments,
+    DaemonSets,
     Nodes,
     Services,
     Events,
@@ -82,6 +83,7 @@ impl ResourceKind {
         Some(match word.to_ascii_lowercase().as_str() {
             "pods" | "pod" | "po" => ResourceKind::Pods,
             "deployments" | "deployment" | "deploy" => ResourceKind::Deployments,
+            "daemonsets" | "daemonset" | "ds" => ResourceKind::DaemonSets,
             "nodes" | "node" | "no" => ResourceKind::Nodes,
             "services" | "service" | "svc" => ResourceKind::Services,
             "events" | "event" | "ev" => ResourceKind::Events,
@@ -97,6 +99,7 @@ impl ResourceKind {
         Some(match self {
             ResourceKind::Pods => "Pod",
             ResourceKind::Deployments => "Deployment",
+            ResourceKind::DaemonSets => "DaemonSet",
             ResourceKind::Namespaces => "Namespace",
             ResourceKind::ConfigMaps => "ConfigMap",
             ResourceKind::Secrets => "Secret",
@@ -172,6 +175,7 @@ mod tests {
             Some(ResourceKind::Deployments)
         );
         assert_eq!(ResourceKind::parse("cm"), Some(ResourceKind::ConfigMaps));
+        assert_eq!(ResourceKind::parse("ds"), Some(ResourceKind::DaemonSets));
         assert_eq!(ResourceKind::parse("widgets"), None);
     }
 }

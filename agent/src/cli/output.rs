@@ -142,6 +142,35 @@ pub fn print_get(kind: ResourceKind, value: &Value, format: Option<OutputFormat>
                 .collect();
             table(&with_ns(header), rows);
         }
+        ResourceKind::DaemonSets => {
+            let rows = items
+                .iter()
+                .map(|d| {
+                    let n = |ptr: &str| d.pointer(ptr).and_then(Value::as_u64).unwrap_or(0);
+                    let mut row = vec![
+                        str_at(d, "/metadata/name").to_string(),
+                        n("/status/desiredNumberScheduled").to_string(),
+                        n("/status/currentNumberScheduled").to_string(),
+                        n("/status/numberReady").to_string(),
+                        n("/status/updatedNumberScheduled").to_string(),
+                        age(str_at(d, "/metadata/creationTimestamp"), now),
+                    ];
+                    ns_col(d, &mut row);
+                    row
+                })
+                .collect();
+            table(
+                &with_ns(vec![
+                    "NAME",
+                    "DESIRED",
+                    "CURRENT",
+                    "READY",
+                    "UP-TO-DATE",
+                    "AGE",
+                ]),
+                rows,
+            );
+        }
         ResourceKind::Deployments => {
             let rows = items
                 .iter()
