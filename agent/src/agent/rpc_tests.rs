@@ -68,8 +68,8 @@ impl RpcHandler for FakeNode {
                 });
                 Reply::Stream(rx)
             }
-            NodeRequest::Objects { .. } => {
-                return Err(RpcFailure::Failed("no objects here".into()));
+            NodeRequest::Objects { .. } | NodeRequest::SetScheduling { .. } => {
+                return Err(RpcFailure::Failed("not served by this test node".into()));
             }
         };
         write_reply(reply, response).await
