@@ -485,12 +485,20 @@ impl ClusterService {
             );
             pending = output.pending.clone();
             full_table = output.table.clone();
-            self.publish_tables(&nodes, output.table, output.pending)
+            let mine = self
+                .publish_tables(&nodes, output.table, output.pending)
                 .await;
+            // The leader follows its own table at once.
+            if let Some(doc) = mine
+                && self.followed.accept(&doc)
+            {
+                self.objects_dirty = true;
+            }
         }
         // Follow the leader's table for this node.
         let leader_name = leader.clone().filter(|l| *l != me || leading);
         if let Some(l) = &leader_name
+            && *l != me
             && let Some(doc) = follow::table_for(&tables, l, &me)
             && self.followed.accept(&doc)
         {
@@ -547,7 +555,9 @@ impl ClusterService {
         nodes: &[NodeStatus],
         table: Vec<AssignedPod>,
         pending: Vec<PendingWorkload>,
-    ) {
+    ) -> Option<Assignment> {
+        let me = self.gossip.node_name().to_string();
+        let mut mine = None;
         let mut by_node: BTreeMap<String, Vec<AssignedPod>> = nodes
             .iter()
             .filter(|n| n.condition != NodeCondition::Left)
@@ -575,6 +585,9 @@ impl ClusterService {
                 pods,
             };
             let value = serde_json::to_string(&doc).unwrap_or_default();
+            if node == me {
+                mine = Some(doc.clone());
+            }
             let key = format!("{ASSIGN_PREFIX}{node}");
             if (changed || self.published_term != self.term)
                 && let Err(e) = self.gossip.set_key(&key, &value).await
@@ -602,6 +615,7 @@ impl ClusterService {
             }
             self.published_pending = pending_json;
         }
+        mine
     }
 
     async fn publish_reports(&mut self, reports: &BTreeMap<(String, String), PodReport>) {
