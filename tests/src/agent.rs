@@ -1,9 +1,11 @@
 //! Real `skiff agent` processes in a [`TestBed`]'s namespaces, and what they report.
 //!
-//! Agents are started with `ip netns exec NS skiff agent ...`. That is fine here because these
-//! agents run no containers and no pod networking (`--no-pod-network`): `ip netns exec` only
-//! switches the network namespace (and remounts /sys), and `ip` execs the agent in place, so the
-//! child we hold is the agent itself and `kill -9` of it is a real crash.
+//! Agents without pods are started with `ip netns exec NS skiff agent ... --no-pod-network`:
+//! `ip` execs the agent in place, so the child we hold is the agent itself and `kill -9` of it
+//! is a real crash. Agents with [`PodOptions`] run real containers and pod networking; they are
+//! started with `nsenter --net=/run/netns/NS` instead, which switches only the network
+//! namespace (`ip netns exec` also remounts /sys in a new mount namespace, hiding the cgroup
+//! mounts and the pods' namespace mounts from the host), and also execs in place.
 
 use crate::bed::{BedNode, TestBed};
 use anyhow::{Context, Result, bail};
@@ -74,6 +76,28 @@ pub fn parse_nodes(list: &Value) -> Result<Vec<NodeRow>> {
         .collect()
 }
 
+/// Settings of an agent that runs real pods (containers, pod networking in its namespace).
+#[derive(Debug, Clone)]
+pub struct PodOptions {
+    /// `--cluster-cidr`: the leader hands each node a /24 of it (keep it in 198.18.0.0/15 and
+    /// off the bed's node addresses, 198.18.1.0/24).
+    pub cluster_cidr: String,
+    /// `--eviction-delay-ms`; `None`: the agent's default.
+    pub eviction_delay_ms: Option<u64>,
+    /// `--crash-backoff-base-ms`.
+    pub crash_backoff_base_ms: u64,
+}
+
+impl Default for PodOptions {
+    fn default() -> Self {
+        PodOptions {
+            cluster_cidr: "198.19.0.0/16".into(),
+            eviction_delay_ms: None,
+            crash_backoff_base_ms: 200,
+        }
+    }
+}
+
 /// A `skiff agent` in one namespace of the bed. Dropping it kills the process.
 pub struct Agent {
     pub name: String,
@@ -84,6 +108,8 @@ pub struct Agent {
     bin: PathBuf,
     child: Option<Child>,
     starts: u32,
+    /// Real pods (see [`PodOptions`]); `None`: `--no-pod-network` and no containers expected.
+    pub pods: Option<PodOptions>,
 }
 
 impl Agent {
@@ -100,6 +126,7 @@ impl Agent {
             bin: skiff_bin()?,
             child: None,
             starts: 0,
+            pods: None,
         })
     }
 
@@ -116,9 +143,19 @@ impl Agent {
         let log_path = self.dir.join(format!("agent-{}.log", self.starts));
         let log = std::fs::File::create(&log_path)?;
         let listen = self.gossip_addr().to_string();
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.node.netns])
-            .arg(&self.bin)
+        let mut cmd = match &self.pods {
+            None => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", &self.node.netns]);
+                cmd
+            }
+            Some(_) => {
+                let mut cmd = Command::new("nsenter");
+                cmd.arg(format!("--net=/run/netns/{}", self.node.netns));
+                cmd
+            }
+        };
+        cmd.arg(&self.bin)
             .arg("agent")
             .args([
                 "--node-name",
@@ -144,11 +181,27 @@ impl Agent {
                 "--netns-prefix",
                 &format!("{}-{}-", self.run_id, self.node.index),
             ])
-            .arg("--no-pod-network")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        match &self.pods {
+            None => {
+                cmd.arg("--no-pod-network");
+            }
+            Some(p) => {
+                cmd.arg("--node-netns")
+                    .arg(Path::new("/run/netns").join(&self.node.netns))
+                    .args(["--cluster-cidr", &p.cluster_cidr, "--no-masquerade"])
+                    .args([
+                        "--crash-backoff-base-ms",
+                        &p.crash_backoff_base_ms.to_string(),
+                    ]);
+                if let Some(ms) = p.eviction_delay_ms {
+                    cmd.args(["--eviction-delay-ms", &ms.to_string()]);
+                }
+            }
+        }
         if let Some((peer, token)) = join {
             cmd.args(["--join", &peer.to_string()]);
             if let Some(token) = token {

@@ -4,8 +4,9 @@
 //! up, no default route and no NAT: nothing the bed carries can leave the machine.
 //!
 //! Every name carries a per-run prefix `skm<pid>x<n>`; [`TestBed`]'s `Drop` kills whatever runs
-//! in its namespaces and deletes them (the veths and bridges go with them) and its temp dir,
-//! and [`sweep_leftovers`] removes what a killed test run left behind (its pid is gone).
+//! in its namespaces, cgroups and temp dir (agents, shims, containers), unmounts and deletes
+//! them (the veths and bridges go with the namespaces), and [`sweep_leftovers`] removes what a
+//! killed test run left behind (its pid is gone); see [`crate::cleanup`].
 
 use anyhow::{Context, Result, bail};
 use std::net::Ipv4Addr;
@@ -213,13 +214,7 @@ impl TestBed {
 
 impl Drop for TestBed {
     fn drop(&mut self) {
-        let mut names: Vec<String> = self.nodes.iter().map(|n| n.netns.clone()).collect();
-        names.push(self.hub.clone());
-        for ns in &names {
-            remove_netns(ns);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-        remove_cgroups(&self.run_id);
+        crate::cleanup::purge(&self.run_id, &self.dir);
     }
 }
 
@@ -237,32 +232,6 @@ fn remove_netns(ns: &str) {
         }
     }
     let _ = ip(&["netns", "del", ns]);
-}
-
-/// Removes cgroup folders named after `run_id` under every mounted hierarchy (agents here run
-/// no containers, but they are given a cgroup parent of that name).
-fn remove_cgroups(run_id: &str) {
-    for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
-        let Ok(entries) = std::fs::read_dir(root) else {
-            continue;
-        };
-        let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path().join(run_id)).collect();
-        dirs.push(Path::new(root).join(run_id));
-        for dir in dirs.into_iter().filter(|d| d.is_dir()) {
-            remove_cgroup_tree(&dir);
-        }
-    }
-}
-
-fn remove_cgroup_tree(dir: &Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.path().is_dir() {
-                remove_cgroup_tree(&e.path());
-            }
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
 }
 
 /// The pid a run id was made by (`skm<pid>x<n>...`).
@@ -288,8 +257,7 @@ pub fn sweep_leftovers() {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if owner_pid(&name).is_some_and(|pid| !alive(pid)) {
-                let _ = std::fs::remove_dir_all(e.path());
-                remove_cgroups(&name);
+                crate::cleanup::purge(&name, &e.path());
             }
         }
     }

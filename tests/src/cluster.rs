@@ -1,7 +1,7 @@
 //! A skiff cluster of real agents on a [`TestBed`]: node 0 starts the cluster, the others join
 //! it with a token; helpers to wait for what every node reports.
 
-use crate::agent::{Agent, NodeRow, phase_of};
+use crate::agent::{Agent, NodeRow, PodOptions, phase_of};
 use crate::bed::TestBed;
 use crate::poll::{wait_for, wait_until};
 use anyhow::{Result, bail};
@@ -25,11 +25,22 @@ pub fn node_name(i: usize) -> String {
 impl Cluster {
     /// Starts `n` agents on the first `n` nodes of `bed` and waits until all are Ready on all.
     pub fn start(bed: TestBed, n: usize, timeout: Duration) -> Result<Cluster> {
+        Self::start_with(bed, n, None, timeout)
+    }
+
+    /// [`Cluster::start`] with agents that run real pods when `pods` is given.
+    pub fn start_with(
+        bed: TestBed,
+        n: usize,
+        pods: Option<PodOptions>,
+        timeout: Duration,
+    ) -> Result<Cluster> {
         if bed.nodes.len() < n {
             bail!("bed has {} nodes, {n} wanted", bed.nodes.len());
         }
         let mut agents = Vec::with_capacity(n);
         let mut first = Agent::new(&bed, 0, &node_name(0))?;
+        first.pods = pods.clone();
         first.start(None)?;
         wait_api(&mut first, timeout)?;
         let token = first.token()?;
@@ -37,6 +48,7 @@ impl Cluster {
         agents.push(first);
         for i in 1..n {
             let mut agent = Agent::new(&bed, i, &node_name(i))?;
+            agent.pods = pods.clone();
             agent.start(Some((seed, Some(&token))))?;
             agents.push(agent);
         }

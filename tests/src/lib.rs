@@ -5,8 +5,12 @@
 //! - [`agent`]: real `skiff agent` processes inside the bed's namespaces, and their node lists.
 //! - [`cluster`]: a started cluster of agents and waits on what every node reports.
 //! - [`poll`]: deadline-bounded waiting for a condition.
+//! - [`pods`]: real workloads: the test image, manifests, the API's JSON, cluster-wide pods.
+//! - [`cleanup`]: removing everything a run made (processes, mounts, namespaces, cgroups).
 
 pub mod agent;
 pub mod bed;
+pub mod cleanup;
 pub mod cluster;
+pub mod pods;
 pub mod poll;

@@ -1,0 +1,168 @@
+//! Removing everything one test run made, whatever ran in it: processes (in the run's cgroups,
+//! in its network namespaces, or naming its temp dir: agents, shims, containers), mounts under
+//! the temp dir (container root filesystems), every network namespace whose name starts with
+//! the run id (nodes, hub, pods), the temp dir, and the run's cgroup dirs in every hierarchy.
+
+use crate::bed::ip;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long killed processes and busy cgroups are waited for.
+const PATIENCE: Duration = Duration::from_secs(15);
+
+/// Kills, unmounts and removes everything of run `run_id` (temp dir `dir`; namespaces
+/// `<run_id>-...`; cgroups `<hierarchy>/<run_id>`).
+pub fn purge(run_id: &str, dir: &Path) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let pids = run_pids(run_id, dir);
+        if pids.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        for pid in pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for m in mounts_under(dir) {
+        let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
+    }
+    for ns in netns_with_prefix(&format!("{run_id}-")) {
+        if ip(&["netns", "del", &ns]).is_err() {
+            let path = Path::new("/run/netns").join(&ns);
+            let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    if mounts_under(dir).is_empty() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    // rmdir fails with EBUSY while killed tasks are still leaving: retry until the deadline.
+    loop {
+        let dirs = cgroup_dirs(run_id);
+        if dirs.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        for d in &dirs {
+            let _ = std::fs::remove_dir(d);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Every live process of the run: in its cgroups, in its namespaces, or naming its dir.
+fn run_pids(run_id: &str, dir: &Path) -> Vec<i32> {
+    let mut pids: Vec<i32> = cgroup_dirs(run_id)
+        .iter()
+        .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+        .flat_map(|t| {
+            t.lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect();
+    for ns in netns_with_prefix(&format!("{run_id}-")) {
+        if let Ok(out) = ip(&["netns", "pids", &ns]) {
+            pids.extend(out.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+        }
+    }
+    pids.extend(pids_mentioning(&format!("{}/", dir.display())));
+    let me = std::process::id() as i32;
+    pids.retain(|p| *p != me && alive(*p));
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let after = &s[s.rfind(')')? + 1..];
+            after
+                .split_whitespace()
+                .next()
+                .map(|st| st != "Z" && st != "X")
+        })
+        .unwrap_or(false)
+}
+
+/// Pids whose command line contains `needle`.
+fn pids_mentioning(needle: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+        })
+        .collect()
+}
+
+/// Mount points at or below `dir`, deepest first.
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(m.replace("\\040", " ")))
+        .filter(|m| m.starts_with(dir))
+        .collect();
+    out.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    out.dedup();
+    out
+}
+
+/// Network namespaces (names in /run/netns) starting with `prefix`.
+pub fn netns_with_prefix(prefix: &str) -> Vec<String> {
+    std::fs::read_dir("/run/netns")
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Cgroup dirs named `run_id` (and below) under every hierarchy, deepest first.
+fn cgroup_dirs(run_id: &str) -> Vec<PathBuf> {
+    let mut tops = Vec::new();
+    for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+        let root = Path::new(root);
+        tops.push(root.join(run_id));
+        if let Ok(entries) = std::fs::read_dir(root) {
+            tops.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path().join(run_id)),
+            );
+        }
+    }
+    let mut out = Vec::new();
+    for top in tops.into_iter().filter(|d| d.is_dir()) {
+        walk_dirs(&top, &mut out);
+    }
+    out.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    out.dedup();
+    out
+}
+
+fn walk_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
+    out.push(dir.to_path_buf());
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                walk_dirs(&e.path(), out);
+            }
+        }
+    }
+}
