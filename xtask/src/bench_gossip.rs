@@ -16,10 +16,15 @@
 //! Observers are polled in parallel, one thread per node, every 25 ms: skiff through its API
 //! socket (one JSON line each way), serf through `serf members -format json` in the node's
 //! namespace (a process per poll, so serf's figures carry a few ms more polling delay).
-//! Simulation, N = 100 and 500 (ours only): a key set on one node -> every node has it; one
-//! node aborted -> NotReady on all others; gossip bytes per node per second over 20 s, all
-//! in simulated time (a 10 s window). `--gossip-sizes 5,20` and `--gossip-sim-sizes 100,500`
-//! choose the sizes; the table is printed again after each size.
+//! Simulation, N = 100 and 500 (ours only), all in simulated time: a label (node metadata,
+//! pushed like `skiff label node`) and a plain key (gossip rounds only) set on one node ->
+//! every node has it; one node aborted -> NotReady on all others; chitchat message bytes per
+//! node per second over a 5 s window (uncompressed, no QUIC overhead). It runs in a release
+//! build of xtask (chitchat unoptimised is many times slower); its cost is chitchat's full
+//! digest per message, O(N) per message and O(N^2) per round for the whole simulated cluster.
+//! `--gossip-sizes 5,20` and `--gossip-sim-sizes 100,500` choose the sizes
+//! (`--gossip-sizes none` skips the real agents, `--gossip-no-serf` skips serf); the table is
+//! printed again after each size.
 
 mod sim;
 

@@ -14,7 +14,8 @@ use tokio::time::Instant;
 
 const CLUSTER: &str = "skiff-bench-sim";
 const REPEATS: usize = 3;
-const WINDOW: Duration = Duration::from_secs(10);
+/// Bandwidth window: a dozen rounds at steady state (each round costs the same).
+const WINDOW: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(50);
 
 fn addr(i: usize) -> SocketAddr {
