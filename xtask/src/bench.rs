@@ -33,6 +33,10 @@ pub fn run(args: &[String]) -> Result<()> {
     if want("pods") {
         pod_start(args)?;
     }
+    if want("cluster") {
+        // Real nodes (issue 5); builds and uses the release skiff unless SKIFF_BIN names one.
+        crate::bench_cluster_real::run(args)?;
+    }
     if want("gossip") {
         if std::env::var_os("SKIFF_BIN").is_some() {
             crate::bench_gossip::run(args)?;
