@@ -5,11 +5,13 @@
 //!
 //! 1. pod subnets distinct per node and routed between nodes; a pod reaches a pod on another node;
 //! 2. a Deployment dropped on one node is on every node within seconds, spread and Running;
-//!    every node names the same leader (the lowest name) and term;
+//!    every node names the same leader (the lowest name) and term, and shows a workload that
+//!    fits nowhere as pending with the reason;
 //! 3. `get pods -A -o wide`, `logs` and `describe pod` on a node that does not run the pod;
 //! 4. kill -9 of the node it was dropped on: replacements run elsewhere after the eviction delay,
 //!    the object stays desired; edits on two other nodes resolve to the newest everywhere;
-//!    the node comes back with its old file and subnet: exactly the desired replicas, no flapping;
+//!    the node comes back with its old file and subnet: exactly the desired replicas, no flapping
+//!    (and exactly one pod network namespace per listed pod on each node);
 //! 5. a node cut off from all peers keeps (and restarts) its pods; partition 2|3: both sides keep
 //!    their pods and serve; after the heal, one leader and exactly the desired replicas within 10 s;
 //! 6. drain of the leader (through its own socket): its pods move, the next node leads with a
@@ -63,6 +65,32 @@ spec:
         image: {TEST_IMAGE}
         imagePullPolicy: IfNotPresent
         command: ["sh", "-c", "echo serving $(hostname); mkdir -p /www && echo served-by-$(hostname) > /www/index.html && exec httpd -f -p 8080 -h /www"]
+"#
+    )
+}
+
+/// A Deployment no node has memory for.
+fn big() -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: big
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{app: big}}
+  template:
+    metadata:
+      labels: {{app: big}}
+    spec:
+      containers:
+      - name: main
+        image: {TEST_IMAGE}
+        command: ["sleep", "100000"]
+        resources:
+          requests:
+            memory: 1000Gi
 "#
     )
 }
@@ -300,7 +328,46 @@ fn listing(c: &Cluster, observers: &[usize]) -> String {
         .join("\n")
 }
 
-/// Holds for [`STEADY`]: every observer keeps listing the same `desired` Running pods.
+/// Waits until each node holds exactly one pod network namespace per pod of `pods` on it:
+/// pods the API no longer lists are really gone (containers stopped, namespaces removed).
+fn namespaces_match(c: &Cluster, pods: &[PodRow]) -> Result<()> {
+    wait_until(
+        "one pod network namespace per listed pod on every node",
+        WAIT,
+        POLL,
+        || {
+            for i in all() {
+                let listed = pods.iter().filter(|p| p.node == node_name(i)).count();
+                let made = netns_with_prefix(&format!("{}-{i}-", c.bed.run_id)).len();
+                if listed != made {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        },
+    )
+    .map(|_| ())
+    .map_err(|e| {
+        let counts: Vec<String> = all()
+            .into_iter()
+            .map(|i| {
+                format!(
+                    "{}: {} netns",
+                    node_name(i),
+                    netns_with_prefix(&format!("{}-{i}-", c.bed.run_id)).len()
+                )
+            })
+            .collect();
+        e.context(format!(
+            "{} / pods {}",
+            counts.join(", "),
+            pod_summary(pods)
+        ))
+    })
+}
+
+/// Holds for [`STEADY`]: every observer keeps listing the same `desired` Running pods; then
+/// the nodes hold exactly those pods' namespaces.
 fn stays_exact(c: &Cluster, observers: &[usize], hosts: &[usize], pods: &[PodRow]) -> Result<()> {
     let want = uids(pods);
     let until = Instant::now() + STEADY;
@@ -319,7 +386,7 @@ fn stays_exact(c: &Cluster, observers: &[usize], hosts: &[usize], pods: &[PodRow
         }
         std::thread::sleep(POLL);
     }
-    Ok(())
+    namespaces_match(c, pods)
 }
 
 /// (leader, term) as `skiff status` on `agent` reports them.
@@ -417,6 +484,36 @@ fn deployment_reaches_every_node_and_spreads(c: &Cluster, desired: usize) -> Res
             Ok(true)
         },
     )?;
+    // A workload that fits nowhere: pending with the reason, on every node's status.
+    c.agents[4].write_manifest("big.yaml", &big())?;
+    let (reason, _) = wait_for(
+        "big pending with a reason on every node",
+        WAIT,
+        POLL,
+        || {
+            let mut reasons = BTreeSet::new();
+            for agent in &c.agents {
+                let s = agent.status()?;
+                let w = s["workloads"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|w| w["name"] == "big")
+                    .cloned();
+                match w.as_ref().and_then(|w| w["pending"].as_str()) {
+                    Some(r) => reasons.insert(r.to_string()),
+                    None => return Ok(None),
+                };
+            }
+            Ok((reasons.len() == 1).then(|| reasons.into_iter().next().unwrap_or_default()))
+        },
+    )?;
+    ensure!(
+        reason.contains(&format!("0/{N} nodes")) && reason.contains("insufficient memory"),
+        "pending reason: {reason}"
+    );
+    eprintln!("big pending everywhere: {reason}");
+    c.agents[4].remove_manifest("big.yaml")?;
     let yaml = c.agents[3].cli(&["status"])?;
     ensure!(
         yaml.contains("leader: n0") && yaml.contains(&format!("term: {term}")),
@@ -558,6 +655,10 @@ fn kill_the_dropping_node_edit_elsewhere_restart(
     eprintln!(
         "kill -9 of n2: {desired} Running on the other nodes after {took:?}: {}",
         pod_summary(&pods)
+    );
+    ensure!(
+        took < Duration::from_secs(10),
+        "replacements took {took:?} with the default 1 s eviction delay (target: under 5 s)"
     );
     wait_version(c, &others, Some(("1", desired as u64)), WAIT)?;
 
