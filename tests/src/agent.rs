@@ -230,6 +230,24 @@ impl Agent {
         Ok(())
     }
 
+    /// `kill -9` of the agent, then what a reboot does to the node (see
+    /// [`crate::cleanup::simulate_reboot`]): its containers, pod namespaces, mounts, cgroups,
+    /// run dir and pod bridge are gone; its data dir stays. Start it again with `start`.
+    pub fn simulate_reboot(&mut self) -> Result<()> {
+        if self.child.is_some() {
+            self.kill9()?;
+        }
+        crate::cleanup::simulate_reboot(
+            &self.dir,
+            &self.dir.join("run"),
+            &format!("/{}/{}", self.run_id, self.name),
+            &format!("{}-{}-", self.run_id, self.node.index),
+        );
+        // The bridge lives in the node's own namespace, which a reboot would empty too.
+        let _ = crate::bed::ip(&["-n", &self.node.netns, "link", "del", "skiff0"]);
+        Ok(())
+    }
+
     /// SIGTERM and wait (up to `timeout`, then SIGKILL and fail).
     pub fn terminate(&mut self, timeout: Duration) -> Result<ExitStatus> {
         let mut child = self.child.take().context("agent not running")?;

@@ -53,6 +53,57 @@ pub fn purge(run_id: &str, dir: &Path) {
     }
 }
 
+/// What a reboot does to one node of a run: every process in its cgroups (`cgroup_parent`,
+/// absolute), in network namespaces starting with `netns_prefix` or naming `dir` killed, its
+/// mounts under `dir` gone, those namespaces gone, its cgroups gone, and `run_dir` (a tmpfs like
+/// /run) empty. The data dir stays. The agent itself must already be dead.
+pub fn simulate_reboot(dir: &Path, run_dir: &Path, cgroup_parent: &str, netns_prefix: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    let cgroup = cgroup_parent.trim_start_matches('/');
+    loop {
+        let mut pids: Vec<i32> = cgroup_tree(cgroup)
+            .iter()
+            .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+            .flat_map(|t| {
+                t.lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .collect::<Vec<i32>>()
+            })
+            .collect();
+        for ns in netns_with_prefix(netns_prefix) {
+            if let Ok(out) = ip(&["netns", "pids", &ns]) {
+                pids.extend(out.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+            }
+        }
+        pids.extend(pids_mentioning(&format!("{}/", dir.display())));
+        pids.retain(|p| alive(*p));
+        if pids.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        for pid in pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for m in mounts_under(dir) {
+        let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
+    }
+    for ns in netns_with_prefix(netns_prefix) {
+        let _ = ip(&["netns", "del", &ns]);
+    }
+    while !cgroup_tree(cgroup).is_empty() && Instant::now() < deadline {
+        for d in cgroup_tree(cgroup) {
+            let _ = std::fs::remove_dir(d);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::fs::remove_dir_all(run_dir);
+    let _ = std::fs::create_dir_all(run_dir);
+}
+
 /// Every live process of the run: in its cgroups, in its namespaces, or naming its dir.
 fn run_pids(run_id: &str, dir: &Path) -> Vec<i32> {
     let mut pids: Vec<i32> = cgroup_dirs(run_id)
@@ -134,16 +185,21 @@ pub fn netns_with_prefix(prefix: &str) -> Vec<String> {
 
 /// Cgroup dirs named `run_id` (and below) under every hierarchy, deepest first.
 fn cgroup_dirs(run_id: &str) -> Vec<PathBuf> {
+    cgroup_tree(run_id)
+}
+
+/// Cgroup dirs at relative path `rel` (and below) under every hierarchy, deepest first.
+fn cgroup_tree(rel: &str) -> Vec<PathBuf> {
     let mut tops = Vec::new();
     for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
         let root = Path::new(root);
-        tops.push(root.join(run_id));
+        tops.push(root.join(rel));
         if let Ok(entries) = std::fs::read_dir(root) {
             tops.extend(
                 entries
                     .flatten()
                     .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                    .map(|e| e.path().join(run_id)),
+                    .map(|e| e.path().join(rel)),
             );
         }
     }

@@ -12,7 +12,8 @@
 //!    the object stays desired; edits on two other nodes resolve to the newest everywhere;
 //!    the node comes back with its old file and subnet: exactly the desired replicas, no flapping
 //!    (and exactly one pod network namespace per listed pod on each node);
-//! 5. a node cut off from all peers keeps (and restarts) its pods; partition 2|3: both sides keep
+//! 5. a node cut off from all peers keeps (and restarts) its pods, and rebooted without network
+//!    starts what it was last assigned; partition 2|3: both sides keep
 //!    their pods and serve; after the heal, one leader and exactly the desired replicas within 10 s;
 //! 6. drain of the leader (through its own socket): its pods move, the next node leads with a
 //!    higher term; uncordon: it leads again, no pod moves back;
@@ -713,7 +714,7 @@ fn crash_container(netns: &str) -> Result<i32> {
     Ok(pid)
 }
 
-fn isolated_node_keeps_its_pods(c: &Cluster, desired: usize) -> Result<()> {
+fn isolated_node_keeps_its_pods(c: &mut Cluster, desired: usize) -> Result<()> {
     let cut = 4;
     let others: Vec<usize> = all().into_iter().filter(|i| *i != cut).collect();
     let mine: Vec<PodRow> = web_pods(&c.agents[cut])?
@@ -753,6 +754,47 @@ fn isolated_node_keeps_its_pods(c: &Cluster, desired: usize) -> Result<()> {
         eprintln!(
             "cut-off n4 restarted {} (pid {pid} killed) after {took:?}",
             victim.name
+        );
+        // Alone, n4 leads itself and runs the whole workload; rebooted without network
+        // (agent, containers, pod namespaces, bridge gone), it starts again what it was last
+        // assigned, from its local store.
+        let (before, took) = wait_exact(c, &[cut], &[cut], desired, WAIT)?;
+        eprintln!("cut-off n4 runs all {desired} itself after {took:?}");
+        let seed = c.agents[0].gossip_addr();
+        let token = c.token.clone();
+        c.agents[cut].simulate_reboot()?;
+        let left = netns_with_prefix(&format!("{}-{cut}-", c.bed.run_id));
+        ensure!(
+            left.is_empty(),
+            "pod namespaces survived the reboot: {left:?}"
+        );
+        c.agents[cut].start(Some((seed, Some(&token))))?;
+        let rebooted = Instant::now();
+        let want: BTreeSet<&str> = before.iter().map(|p| p.name.as_str()).collect();
+        // Running as listed, and really serving (new containers, new namespaces).
+        let node_ns = c.bed.nodes[cut].netns.clone();
+        wait_until(
+            "rebooted n4 to run what it was last assigned",
+            WAIT,
+            POLL,
+            || {
+                let Some(now) = exactly_running(&c.agents[cut], &[cut], desired)? else {
+                    return Ok(false);
+                };
+                if now.iter().map(|p| p.name.as_str()).collect::<BTreeSet<_>>() != want {
+                    return Ok(false);
+                }
+                Ok(now.iter().all(|p| {
+                    let url = format!("http://{}:8080/", p.ip.as_deref().unwrap_or("-"));
+                    wget_in(&node_ns, &url)
+                        .is_some_and(|b| b.trim() == format!("served-by-{}", p.name))
+                }))
+            },
+        )
+        .map_err(|e| e.context(listing(c, &[cut])))?;
+        eprintln!(
+            "n4 rebooted without network: its {desired} pods Running again after {:?}",
+            rebooted.elapsed()
         );
         Ok(())
     })();
