@@ -5,10 +5,12 @@
 //! deletes the workloads and removes everything: agents, pods, namespaces, bridge, cgroups and
 //! temp dirs.
 
+mod cleanup;
 pub mod cluster;
 mod node;
 
-pub use node::{DemoAgent, INTERRUPTED, cleanup_leftovers, interrupted};
+pub use cleanup::cleanup_leftovers;
+pub use node::{DemoAgent, INTERRUPTED, interrupted};
 
 use anyhow::{Context, Result};
 use cluster::{DemoCluster, pod_ready};
