@@ -4,7 +4,7 @@
 //! skiff-agent --test cluster_sim <test>`. chitchat picks gossip peers with its own RNG, so
 //! message orders may differ between replays while the scenario stays the same.
 //!
-//! The benchmark (`bench_cluster_sim`, ignored) is what `cargo xtask bench --only cluster` runs.
+//! The benchmark (`bench_cluster_sim`, ignored) is what `cargo xtask bench --only cluster-sim` runs.
 
 mod sim;
 
@@ -456,6 +456,51 @@ async fn cordon_keeps_pods_and_drain_moves_them_without_dropping_below_the_repli
     sim.stop().await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_node_back_with_its_old_pods_converges_to_exactly_the_replicas_without_flapping() {
+    let mut sim = Sim::start(4, SimOptions::default()).await;
+    sim.settle().await;
+    sim.declare(1, &[deployment("web", 4, "busybox:1")]);
+    wait_until("4 replicas running", Duration::from_secs(10), || {
+        std::future::ready(sim.running("Deployment", "web").len() == 4)
+    })
+    .await;
+    let target = 3;
+    let old = sim.held_on(target);
+    assert!(!old.is_empty(), "node-003 runs a replica");
+    // kill -9 of the agent: its containers keep running.
+    sim.kill_agent(target).await;
+    let took = wait_until(
+        "replacements on the others",
+        Duration::from_secs(30),
+        || std::future::ready(sim.running("Deployment", "web").len() == 4),
+    )
+    .await;
+    eprintln!("replaced after {took:?}");
+    sim.restart(target).await;
+    // Back with its old pods: for a moment more than 4 run, then exactly 4.
+    let took = wait_until("exactly 4 replicas again", Duration::from_secs(15), || {
+        std::future::ready(
+            sim.held("Deployment", "web").len() == 4
+                && sim.running("Deployment", "web").len() == 4
+                && sim.held_on(target).iter().all(|p| !old.contains(p)),
+        )
+    })
+    .await;
+    eprintln!("converged {took:?} after the restart");
+    let settled = sim.held("Deployment", "web");
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(15) {
+        assert_eq!(
+            sim.held("Deployment", "web"),
+            settled,
+            "pods changed after converging"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sim.stop().await;
+}
+
 /// Figures of one benchmark run (simulated milliseconds unless named real).
 #[derive(serde::Serialize)]
 struct BenchFigures {
@@ -495,10 +540,16 @@ fn settled(sim: &Sim) -> bool {
 async fn bench_one(n: usize, repeats: usize, replicas: u32) -> BenchFigures {
     let real = std::time::Instant::now();
     let mut sim = Sim::start(n, SimOptions::default()).await;
-    eprintln!("bench cluster: {n} nodes spawned after {:?} real", real.elapsed());
+    eprintln!(
+        "bench cluster: {n} nodes spawned after {:?} real",
+        real.elapsed()
+    );
     let start = tokio::time::Instant::now();
     while !settled(&sim) {
-        assert!(start.elapsed() < Duration::from_secs(300), "{n} nodes did not settle");
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "{n} nodes did not settle"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let settle = start.elapsed();
@@ -527,7 +578,10 @@ async fn bench_one(n: usize, repeats: usize, replicas: u32) -> BenchFigures {
                     running_at = Some(start.elapsed());
                 }
             }
-            assert!(start.elapsed() < Duration::from_secs(60), "{object} not done in 60 s");
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{object} not done in 60 s"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let (held, run) = (held_at.unwrap_or_default(), running_at.unwrap_or_default());
@@ -555,7 +609,7 @@ async fn bench_one(n: usize, repeats: usize, replicas: u32) -> BenchFigures {
 /// node. Prints one `BENCH_CLUSTER {json}` line per size. Sizes from
 /// `SKIFF_CLUSTER_SIM_SIZES=100,500`, repeats from `SKIFF_CLUSTER_SIM_REPEATS=3`.
 #[test]
-#[ignore = "benchmark: cargo xtask bench --only cluster"]
+#[ignore = "benchmark: cargo xtask bench --only cluster-sim"]
 fn bench_cluster_sim() {
     let env = |name: &str| std::env::var(name).ok();
     let sizes: Vec<usize> = env("SKIFF_CLUSTER_SIM_SIZES")

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 const PODS: usize = 20;
 
-/// Sections: `--only net|pods|gossip` (repeatable; default all). `--net-only` = `--only net`.
+/// Sections: `--only net|pods|cluster-sim|gossip` (repeatable; default all). `--net-only` = `--only net`.
 pub fn run(args: &[String]) -> Result<()> {
     let mut only: Vec<&str> = args
         .windows(2)
@@ -32,6 +32,9 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     if want("pods") {
         pod_start(args)?;
+    }
+    if want("cluster-sim") {
+        crate::bench_cluster::run(args)?;
     }
     if want("cluster") {
         // Real nodes (issue 5); builds and uses the release skiff unless SKIFF_BIN names one.

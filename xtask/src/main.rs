@@ -3,6 +3,7 @@
 #![allow(clippy::print_stdout)]
 
 mod bench;
+mod bench_cluster;
 mod bench_cluster_real;
 mod bench_gossip;
 mod bench_net;

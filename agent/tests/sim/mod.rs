@@ -144,7 +144,7 @@ pub struct SimNode {
     pub desired: watch::Receiver<Desired>,
     pub state: watch::Receiver<Arc<ClusterState>>,
     /// The fake runtime's pods, by (namespace, name).
-    pub pods: Arc<Mutex<BTreeMap<(String, String), FakePod>>>,
+    pub pods: Pods,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -155,7 +155,11 @@ struct Disk {
     declared: Declared,
     metadata: NodeMetadata,
     generation: u64,
+    /// Pods that outlived a killed agent (its containers kept running), for the restart.
+    surviving_pods: Option<Pods>,
 }
+
+pub type Pods = Arc<Mutex<BTreeMap<(String, String), FakePod>>>;
 
 /// A simulated cluster.
 pub struct Sim {
@@ -207,6 +211,7 @@ impl Sim {
                 declared: Declared::default(),
                 metadata: metadata(),
                 generation: 1,
+                surviving_pods: None,
             });
             let node = sim.spawn(i).await;
             sim.nodes.push(Some(node));
@@ -224,7 +229,8 @@ impl Sim {
             .collect()
     }
 
-    async fn spawn(&self, i: usize) -> SimNode {
+    async fn spawn(&mut self, i: usize) -> SimNode {
+        let surviving = self.disks[i].surviving_pods.take();
         let disk = &self.disks[i];
         let mut config = GossipConfig::new(name(i), addr(i));
         config.seeds = (0..3.min(self.disks.len().max(3)))
@@ -274,7 +280,7 @@ impl Sim {
         let (desired_tx, desired_rx) = watch::channel(Desired::default());
         let (state_tx, state_rx) = watch::channel(Arc::new(ClusterState::default()));
         let cancel = CancellationToken::new();
-        let pods = Arc::new(Mutex::new(BTreeMap::new()));
+        let pods = surviving.unwrap_or_default();
         let service_task = tokio::spawn(service.run(
             ClusterInputs {
                 declared: declared_rx,
@@ -343,6 +349,15 @@ impl Sim {
     /// Kills node `i` like kill -9: its tasks stop, gossip stops without a leave marker, the
     /// fake runtime's pods are gone with it (the store is kept for a restart).
     pub async fn kill(&mut self, i: usize) {
+        self.stop_node(i, false).await;
+    }
+
+    /// Kills node `i`'s agent only: its pods keep running and are there after a restart.
+    pub async fn kill_agent(&mut self, i: usize) {
+        self.stop_node(i, true).await;
+    }
+
+    async fn stop_node(&mut self, i: usize, keep_pods: bool) {
         let Some(node) = self.nodes[i].take() else {
             return;
         };
@@ -356,6 +371,9 @@ impl Sim {
         }
         for task in node.tasks {
             let _ = task.await;
+        }
+        if keep_pods {
+            self.disks[i].surviving_pods = Some(node.pods);
         }
         match Arc::try_unwrap(node.gossip) {
             Ok(handle) => handle.abort(),
