@@ -197,7 +197,7 @@ async fn conflicting_edits_on_two_nodes_converge_to_the_newest_version() {
     // node-002's own (unchanged) file still says v2.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let v3 = deployment("web", 2, "app:v3");
-    sim.declare(1, &[v3.clone()]);
+    sim.declare(1, std::slice::from_ref(&v3));
     let took = wait_until("v3 everywhere", Duration::from_secs(10), || {
         std::future::ready(
             everyone
@@ -235,7 +235,7 @@ async fn a_deleted_object_stays_deleted_when_a_node_restarts_with_its_old_file()
     let key = web_key("web");
     let everyone = sim.alive();
     let web = deployment("web", 3, "app:v1");
-    sim.declare(1, &[web.clone()]);
+    sim.declare(1, std::slice::from_ref(&web));
     wait_until(
         "web everywhere and running",
         Duration::from_secs(10),
@@ -248,7 +248,7 @@ async fn a_deleted_object_stays_deleted_when_a_node_restarts_with_its_old_file()
     )
     .await;
     // node-002 holds a copy of the same file (no new version: same content).
-    sim.declare(2, &[web.clone()]);
+    sim.declare(2, std::slice::from_ref(&web));
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // Deleted on node-001: gone everywhere, and its pods stop.
@@ -610,6 +610,7 @@ async fn bench_one(n: usize, repeats: usize, replicas: u32) -> BenchFigures {
 /// `SKIFF_CLUSTER_SIM_SIZES=100,500`, repeats from `SKIFF_CLUSTER_SIM_REPEATS=3`.
 #[test]
 #[ignore = "benchmark: cargo xtask bench --only cluster-sim"]
+#[allow(clippy::print_stdout)] // the figures line xtask reads
 fn bench_cluster_sim() {
     let env = |name: &str| std::env::var(name).ok();
     let sizes: Vec<usize> = env("SKIFF_CLUSTER_SIM_SIZES")

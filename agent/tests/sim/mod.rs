@@ -233,7 +233,7 @@ impl Sim {
         let surviving = self.disks[i].surviving_pods.take();
         let disk = &self.disks[i];
         let mut config = GossipConfig::new(name(i), addr(i));
-        config.seeds = (0..3.min(self.disks.len().max(3)))
+        config.seeds = (0..3)
             .filter(|s| *s != i)
             .map(|s| addr(s).to_string())
             .collect();
