@@ -6,7 +6,7 @@
 //! the leader, medians over repeats.
 //!
 //! The simulation is the ignored test `bench_cluster_sim` of `agent/tests/cluster_sim.rs`, run
-//! in a release build (unoptimised, 500 nodes take far too long); it prints one
+//! in an optimised build (unoptimised, 500 nodes take far too long); it prints one
 //! `BENCH_CLUSTER {json}` line per size, read back here. `--cluster-sim-sizes 100,500` and
 //! `--cluster-sim-repeats 3` choose sizes and repeats.
 
@@ -15,6 +15,21 @@ use serde_json::Value;
 use std::process::Stdio;
 
 const LINE: &str = "BENCH_CLUSTER ";
+
+/// An optimised build without the release profile's fat LTO (made for the agent's size, it
+/// makes every relink of the test binary take minutes): `target/sim-bench/`.
+const PROFILE: [&str; 10] = [
+    "--profile",
+    "sim-bench",
+    "--config",
+    "profile.sim-bench.inherits=\"release\"",
+    "--config",
+    "profile.sim-bench.opt-level=3",
+    "--config",
+    "profile.sim-bench.lto=false",
+    "--config",
+    "profile.sim-bench.codegen-units=16",
+];
 
 fn arg<'a>(args: &'a [String], name: &str, default: &'a str) -> &'a str {
     args.iter()
@@ -26,27 +41,22 @@ fn arg<'a>(args: &'a [String], name: &str, default: &'a str) -> &'a str {
 pub fn run(args: &[String]) -> Result<()> {
     let sizes = arg(args, "--cluster-sim-sizes", "100,500");
     let repeats = arg(args, "--cluster-sim-repeats", "3");
-    eprintln!("bench cluster: simulation, sizes {sizes}, {repeats} repeats (release build)");
+    eprintln!("bench cluster: simulation, sizes {sizes}, {repeats} repeats (optimised build)");
     let mut cmd = crate::util::cargo();
-    cmd.args([
-        "test",
-        "--release",
-        "-p",
-        "skiff-agent",
-        "--test",
-        "cluster_sim",
-    ])
-    .args([
-        "--",
-        "--ignored",
-        "--exact",
-        "bench_cluster_sim",
-        "--nocapture",
-    ])
-    .env("SKIFF_CLUSTER_SIM_SIZES", sizes)
-    .env("SKIFF_CLUSTER_SIM_REPEATS", repeats)
-    .current_dir(crate::root())
-    .stderr(Stdio::inherit());
+    cmd.arg("test")
+        .args(PROFILE)
+        .args(["-p", "skiff-agent", "--test", "cluster_sim"])
+        .args([
+            "--",
+            "--ignored",
+            "--exact",
+            "bench_cluster_sim",
+            "--nocapture",
+        ])
+        .env("SKIFF_CLUSTER_SIM_SIZES", sizes)
+        .env("SKIFF_CLUSTER_SIM_REPEATS", repeats)
+        .current_dir(crate::root())
+        .stderr(Stdio::inherit());
     eprintln!("xtask: running {cmd:?}");
     let out = cmd.output().context("run the cluster simulation")?;
     let text = String::from_utf8_lossy(&out.stdout);
