@@ -410,6 +410,18 @@ impl ClusterService {
         }
         // Leader and term.
         let me = self.gossip.node_name().to_string();
+        // Tables published by every node (the leader's, and stale ones of earlier leaders).
+        let tables: Vec<(String, String, Assignment)> = self
+            .gossip
+            .keys_with_prefix(ASSIGN_PREFIX)
+            .await
+            .into_iter()
+            .filter_map(|(from, key, value)| {
+                let target = key.strip_prefix(ASSIGN_PREFIX)?.to_string();
+                let doc: Assignment = serde_json::from_str(&value).ok()?;
+                Some((from, target, doc))
+            })
+            .collect();
         let seen_terms: Vec<(String, String, String)> =
             self.gossip.keys_with_prefix(TERM_KEY).await;
         let seen_max = seen_terms
@@ -425,7 +437,20 @@ impl ClusterService {
         let may_lead = alone && self.followed.known_peers.is_empty()
             || now.saturating_sub(self.started_ms) >= self.timings.startup_grace.as_millis() as u64;
         let leading = leader.as_deref() == Some(me.as_str()) && may_lead;
-        let term = next_term(leading, self.led_before, self.term, seen_max);
+        let mut term = next_term(leading, self.led_before, self.term, seen_max);
+        // Two nodes can reach the same term (this one took over before it heard the other's):
+        // another node's table at this term or above means the term is not this leader's own,
+        // and followers would take its tables for stale ones.
+        if leading
+            && let Some(other) = tables
+                .iter()
+                .filter(|(from, _, _)| *from != me)
+                .map(|(_, _, doc)| doc.term)
+                .max()
+            && other >= term
+        {
+            term = other + 1;
+        }
         self.led_before = leading;
         if term != self.term || seen_terms.iter().all(|(n, _, _)| *n != me) {
             self.term = term;
@@ -452,18 +477,6 @@ impl ClusterService {
         for (key, report) in reports.iter() {
             pods.insert(key.clone(), (me.clone(), report.clone()));
         }
-        // Tables published by every node (the leader's, and stale ones of earlier leaders).
-        let tables: Vec<(String, String, Assignment)> = self
-            .gossip
-            .keys_with_prefix(ASSIGN_PREFIX)
-            .await
-            .into_iter()
-            .filter_map(|(from, key, value)| {
-                let target = key.strip_prefix(ASSIGN_PREFIX)?.to_string();
-                let doc: Assignment = serde_json::from_str(&value).ok()?;
-                Some((from, target, doc))
-            })
-            .collect();
         let mut pending = Vec::new();
         let mut full_table = Vec::new();
         if leading {
