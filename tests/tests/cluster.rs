@@ -15,7 +15,9 @@
 //! 5. a node cut off from all peers keeps (and restarts) its pods, and rebooted without network
 //!    starts what it was last assigned; partition 2|3: both sides keep
 //!    their pods and serve; after the heal, one leader and exactly the desired replicas within 10 s;
-//! 6. drain of the leader (through its own socket): its pods move, the next node leads with a
+//! 6. kill -9 of the leader: the next name leads with a higher term, the pods run elsewhere; it
+//!    comes back and leads again, exactly the desired replicas, no flapping;
+//!    drain of the leader (through its own socket): its pods move, the next node leads with a
 //!    higher term; uncordon: it leads again, no pod moves back;
 //! 7. deleting the file deletes the object everywhere; a node that was down meanwhile and
 //!    restarts with its old copy of the file does not bring it back, and stops its pods.
@@ -132,6 +134,7 @@ fn scenario(c: &mut Cluster) -> Result<()> {
     let desired = kill_the_dropping_node_edit_elsewhere_restart(c, desired, &subnets)?;
     isolated_node_keeps_its_pods(c, desired)?;
     partition_two_three_then_heal(c, desired)?;
+    kill_the_leader_then_restart(c, desired)?;
     drain_the_leader_then_uncordon(c, desired)?;
     delete_is_cluster_wide_and_not_resurrected(c)?;
     Ok(())
@@ -400,16 +403,28 @@ fn leader_term(agent: &Agent) -> Result<(Option<String>, u64)> {
 }
 
 /// Waits until every node in `on` names `leader` with one common term; returns the term.
-fn wait_leader(c: &Cluster, on: &[usize], leader: &str, timeout: Duration) -> Result<u64> {
+/// `skiff status` names a leader from the node list even while that node is still in its
+/// startup grace and not leading yet (it then shows the term seen so far): `above` is a term
+/// the wanted leadership must exceed.
+fn wait_leader(
+    c: &Cluster,
+    on: &[usize],
+    leader: &str,
+    above: u64,
+    timeout: Duration,
+) -> Result<u64> {
     let (term, _) = wait_for(
-        &format!("{leader} leader with one term on {:?}", names(on)),
+        &format!(
+            "{leader} leader with one term above {above} on {:?}",
+            names(on)
+        ),
         timeout,
         POLL,
         || {
             let mut terms = BTreeSet::new();
             for &i in on {
                 let (l, t) = leader_term(&c.agents[i])?;
-                if l.as_deref() != Some(leader) || t == 0 {
+                if l.as_deref() != Some(leader) || t == 0 || t <= above {
                     return Ok(None);
                 }
                 terms.insert(t);
@@ -428,7 +443,7 @@ fn wait_leader(c: &Cluster, on: &[usize], leader: &str, timeout: Duration) -> Re
 }
 
 fn deployment_reaches_every_node_and_spreads(c: &Cluster, desired: usize) -> Result<()> {
-    let term = wait_leader(c, &all(), "n0", WAIT)?;
+    let term = wait_leader(c, &all(), "n0", 0, WAIT)?;
     c.agents[2].write_manifest(FILE, &web(desired, 1))?;
     let took = wait_version(c, &all(), Some(("1", desired as u64)), WAIT)?;
     eprintln!("web dropped on n2: in get deployments on all {N} nodes after {took:?}");
@@ -450,7 +465,7 @@ fn deployment_reaches_every_node_and_spreads(c: &Cluster, desired: usize) -> Res
         "replicas not spread over the {N} nodes: {per_node:?}"
     );
     // Every node: the same leader (lowest name) and term, the workload's counts.
-    let again = wait_leader(c, &all(), "n0", WAIT)?;
+    let again = wait_leader(c, &all(), "n0", 0, WAIT)?;
     ensure!(
         again == term,
         "the term moved from {term} to {again} with no change of leader"
@@ -686,7 +701,7 @@ fn kill_the_dropping_node_edit_elsewhere_restart(
         pod_summary(&pods)
     );
     stays_exact(c, &all(), &all(), &pods)?;
-    wait_leader(c, &all(), "n0", WAIT)?;
+    wait_leader(c, &all(), "n0", 0, WAIT)?;
     let kept = subnet_of(c, victim)?;
     ensure!(
         kept == subnets[victim],
@@ -802,7 +817,7 @@ fn isolated_node_keeps_its_pods(c: &mut Cluster, desired: usize) -> Result<()> {
     outcome?;
     let healed = Instant::now();
     let (pods, took) = wait_exact(c, &all(), &all(), desired, WAIT)?;
-    wait_leader(c, &all(), "n0", WAIT)?;
+    wait_leader(c, &all(), "n0", 0, WAIT)?;
     eprintln!(
         "n4 back after {:?} cut: exactly {desired} after {took:?} ({:?} since link up): {}",
         cut_at.elapsed(),
@@ -820,7 +835,7 @@ fn partition_two_three_then_heal(c: &Cluster, desired: usize) -> Result<()> {
     let outcome = (|| -> Result<()> {
         c.wait_phase(&left, &names(&right), "NotReady", WAIT)?;
         c.wait_phase(&right, &names(&left), "NotReady", WAIT)?;
-        wait_leader(c, &right, "n2", WAIT)?;
+        wait_leader(c, &right, "n2", 0, WAIT)?;
         // Each side places what the other ran and keeps what it ran itself.
         for side in [&left, &right] {
             let (pods, took) = wait_exact(c, side, side, desired, WAIT)?;
@@ -862,7 +877,7 @@ fn partition_two_three_then_heal(c: &Cluster, desired: usize) -> Result<()> {
     outcome?;
     let healed = Instant::now();
     let (pods, _) = wait_exact(c, &all(), &all(), desired, WAIT)?;
-    wait_leader(c, &all(), "n0", WAIT)?;
+    wait_leader(c, &all(), "n0", 0, WAIT)?;
     let took = healed.elapsed();
     eprintln!(
         "healed: one leader and exactly {desired} after {took:?}: {}",
@@ -877,6 +892,34 @@ fn partition_two_three_then_heal(c: &Cluster, desired: usize) -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Leader failover
+
+fn kill_the_leader_then_restart(c: &mut Cluster, desired: usize) -> Result<()> {
+    let (_, term) = leader_term(&c.agents[0])?;
+    let rest: Vec<usize> = (1..N).collect();
+    c.agents[0].kill9()?;
+    let killed = Instant::now();
+    let next = wait_leader(c, &rest, "n1", term, WAIT)?;
+    ensure!(next > term, "term {term} -> {next} with a new leader");
+    let (_, took) = wait_exact(c, &rest, &rest, desired, WAIT)?;
+    eprintln!(
+        "kill -9 of the leader n0: n1 leads (term {next}), {desired} Running on the others after {took:?}"
+    );
+    c.agents[0].start(None)?;
+    c.wait_phase(&all(), &names(&all()), "Ready", START)?;
+    let back = wait_leader(c, &all(), "n0", next, WAIT)?;
+    ensure!(back > next, "term {next} -> {back} with n0 back");
+    let (pods, took) = wait_exact(c, &all(), &all(), desired, WAIT)?;
+    stays_exact(c, &all(), &all(), &pods)?;
+    eprintln!(
+        "n0 back after {:?}: leads again (term {back}), exactly {desired} after {took:?}: {}",
+        killed.elapsed(),
+        pod_summary(&pods)
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
 // Drain and uncordon (through the node's own socket)
 
 fn drain_the_leader_then_uncordon(c: &Cluster, desired: usize) -> Result<()> {
@@ -887,7 +930,7 @@ fn drain_the_leader_then_uncordon(c: &Cluster, desired: usize) -> Result<()> {
     let drained = started.elapsed();
     // A cordoned node cannot lead: n1 takes over with a higher term, n0's pods run elsewhere.
     let (pods, _) = wait_exact(c, &all(), &rest, desired, WAIT)?;
-    let drained_term = wait_leader(c, &all(), "n1", WAIT)?;
+    let drained_term = wait_leader(c, &all(), "n1", term, WAIT)?;
     ensure!(
         drained_term > term,
         "term {term} -> {drained_term} with a new leader"
@@ -897,7 +940,7 @@ fn drain_the_leader_then_uncordon(c: &Cluster, desired: usize) -> Result<()> {
         pod_summary(&pods)
     );
     c.agents[0].cli(&["uncordon", "n0"])?;
-    let back_term = wait_leader(c, &all(), "n0", WAIT)?;
+    let back_term = wait_leader(c, &all(), "n0", drained_term, WAIT)?;
     ensure!(
         back_term > drained_term,
         "term {drained_term} -> {back_term} with n0 back"
