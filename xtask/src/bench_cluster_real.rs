@@ -12,12 +12,15 @@
 //! every 20 ms). Beside them: the targets and the documented defaults of Kubernetes, Nomad and
 //! Swarm for replacing the pods of a dead node (not measured here).
 
+mod timeline;
+
 use crate::bench_gossip::median;
-use crate::demo::cluster::{DemoCluster, all_ready, node_name, pod_ready};
+use crate::demo::cluster::{DemoCluster, all_ready, node_name, node_phases, pod_ready};
 use crate::demo::{DemoAgent, interrupted};
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use timeline::{Marks, describe, marks, now_of_day};
 
 const NODES: usize = 5;
 const REPLICAS: usize = 10;
@@ -52,16 +55,16 @@ pub fn run(args: &[String]) -> Result<()> {
     let cluster = DemoCluster::start(&skiff, &image, nodes, &log_filter)?;
     let mut placements = Vec::new();
     for rep in 0..repeats {
-        let took = place(&cluster, &format!("place{rep}"))?;
-        eprintln!("bench cluster: (a) repeat {rep}: {took:.3} s");
-        placements.push(took);
+        let placed = place(&cluster, &format!("place{rep}"))?;
+        eprintln!("bench cluster: (a) repeat {rep}: {:.3} s", placed.0);
+        placements.push(placed);
     }
     let mut cluster = cluster;
     let heals = heal(&mut cluster, kills)?;
     print_table(nodes, &placements, &heals);
     eprintln!(
-        "bench cluster: agent logs under {} (kept until teardown)",
-        cluster.bed.dir.display()
+        "bench cluster: the agents' logs are copied to {} at teardown",
+        crate::demo::cluster::logs_dir().display()
     );
     Ok(())
 }
@@ -128,9 +131,10 @@ fn until(since: Instant, what: &str, mut check: impl FnMut() -> Result<bool>) ->
 }
 
 /// (a): manifest written on n0 -> all replicas ready; then deleted and waited for.
-fn place(cluster: &DemoCluster, name: &str) -> Result<f64> {
+fn place(cluster: &DemoCluster, name: &str) -> Result<(f64, Marks)> {
     let origin = &cluster.agents[0];
     let observer = &cluster.agents[OBSERVER];
+    let wall = now_of_day();
     write_manifest(origin, name)?;
     let since = Instant::now();
     let mut spread = 0;
@@ -143,7 +147,16 @@ fn place(cluster: &DemoCluster, name: &str) -> Result<f64> {
             Ok(on.len() == REPLICAS)
         },
     )?;
-    eprintln!("bench cluster: {name}: {REPLICAS} ready on {spread} nodes");
+    let m = marks(&cluster.agents, name, wall);
+    eprintln!(
+        "bench cluster: {name}: {REPLICAS} ready on {spread} nodes; written +0, {}, observed on n{OBSERVER} +{took:.3}",
+        describe(&[
+            ("ManifestApplied on n0", m.applied),
+            ("first Scheduled", m.first_scheduled),
+            ("last Scheduled", m.last_scheduled),
+            ("last Started", m.last_started),
+        ])
+    );
     std::fs::remove_file(origin.manifests.join(format!("{name}.yaml")))?;
     until(Instant::now(), "the cluster to run no pods", || {
         Ok(cluster
@@ -151,7 +164,7 @@ fn place(cluster: &DemoCluster, name: &str) -> Result<f64> {
             .iter()
             .all(|a| a.pods().is_ok_and(|p| p.is_empty())))
     })?;
-    Ok(took)
+    Ok((took, m))
 }
 
 /// `(ready pods on each node)` of Deployment `name` as `agent` lists them.
@@ -174,7 +187,16 @@ fn leader(agent: &DemoAgent) -> Result<String> {
 
 /// (b): kill -9 of the busiest node that is neither leader nor observer -> replicas back to
 /// full on the other nodes; the node comes back and the cluster settles before the next one.
-fn heal(cluster: &mut DemoCluster, kills: usize) -> Result<Vec<(f64, usize)>> {
+/// One (b) repeat.
+struct Heal {
+    took: f64,
+    moved: usize,
+    /// When the leader listed the victim NotReady (seconds after the kill).
+    detected: Option<f64>,
+    marks: Marks,
+}
+
+fn heal(cluster: &mut DemoCluster, kills: usize) -> Result<Vec<Heal>> {
     let name = "heal";
     write_manifest(&cluster.agents[0], name)?;
     let everyone: Vec<String> = (0..cluster.agents.len()).map(node_name).collect();
@@ -194,23 +216,54 @@ fn heal(cluster: &mut DemoCluster, kills: usize) -> Result<Vec<(f64, usize)>> {
             .context("no node to kill")?;
         let victim_name = node_name(victim);
         let moved = placed.get(&victim_name).copied().unwrap_or(0);
+        let wall = now_of_day();
         cluster.agents[victim].kill_node()?;
         let since = Instant::now();
         let observer = &cluster.agents[OBSERVER];
+        let leader_agent = cluster
+            .agents
+            .iter()
+            .find(|a| a.name == lead)
+            .context("the leader is not one of the agents")?;
+        let mut detected = None;
         let took = until(since, "replacements ready elsewhere", || {
+            if detected.is_none()
+                && node_phases(leader_agent)?
+                    .iter()
+                    .any(|(n, p)| *n == victim_name && p == "NotReady")
+            {
+                detected = Some(since.elapsed().as_secs_f64());
+            }
             let on = ready_nodes(observer, name)?;
             Ok(on.iter().filter(|n| **n != victim_name).count() == REPLICAS)
         })?;
+        let m = marks(&cluster.agents, name, wall);
         eprintln!(
-            "bench cluster: (b) repeat {rep}: killed {victim_name} ({moved} of {REPLICAS} pods, leader {lead}): {took:.3} s"
+            "bench cluster: (b) repeat {rep}: killed {victim_name} ({moved} of {REPLICAS} pods, leader {lead}): killed +0, {}, observed on n{OBSERVER} +{took:.3}",
+            describe(&[
+                ("NotReady on the leader", detected),
+                ("first Scheduled", m.first_scheduled),
+                ("last Scheduled", m.last_scheduled),
+                ("last Started", m.last_started),
+            ])
         );
-        out.push((took, moved));
+        out.push(Heal {
+            took,
+            moved,
+            detected,
+            marks: m,
+        });
         cluster.agents[victim].restart()?;
     }
     Ok(out)
 }
 
-fn print_table(nodes: usize, placements: &[f64], heals: &[(f64, usize)]) {
+/// Median of the marks that are present.
+fn med(v: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    median(v.flatten().collect())
+}
+
+fn print_table(nodes: usize, placements: &[(f64, Marks)], heals: &[Heal]) {
     let secs = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{s:.3} s"));
     let samples = |v: &[f64]| {
         v.iter()
@@ -218,7 +271,8 @@ fn print_table(nodes: usize, placements: &[f64], heals: &[(f64, usize)]) {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let heal_times: Vec<f64> = heals.iter().map(|h| h.0).collect();
+    let place_times: Vec<f64> = placements.iter().map(|p| p.0).collect();
+    let heal_times: Vec<f64> = heals.iter().map(|h| h.took).collect();
     println!(
         "\n== cluster: {nodes} real nodes in network namespaces, release build, {REPLICAS}-replica Deployment, eviction delay at its default (1 s) =="
     );
@@ -229,9 +283,9 @@ fn print_table(nodes: usize, placements: &[f64], heals: &[(f64, usize)]) {
     println!(
         "{:<58} {:>10} {:>8}   {}",
         "(a) manifest on n0 -> all replicas Running, across nodes",
-        secs(median(placements.to_vec())),
+        secs(median(place_times.clone())),
         "< 2 s",
-        samples(placements)
+        samples(&place_times)
     );
     println!(
         "{:<58} {:>10} {:>8}   {}",
@@ -244,9 +298,53 @@ fn print_table(nodes: usize, placements: &[f64], heals: &[(f64, usize)]) {
         "(b) pods on the killed node per repeat: {}",
         heals
             .iter()
-            .map(|h| h.1.to_string())
+            .map(|h| h.moved.to_string())
             .collect::<Vec<_>>()
             .join(" ")
+    );
+    println!(
+        "where (a) went (medians, from the agents' logs): written +0, {}, all Running on n{OBSERVER} {}",
+        describe(&[
+            (
+                "ManifestApplied on n0",
+                med(placements.iter().map(|p| p.1.applied))
+            ),
+            (
+                "first Scheduled",
+                med(placements.iter().map(|p| p.1.first_scheduled))
+            ),
+            (
+                "last Scheduled",
+                med(placements.iter().map(|p| p.1.last_scheduled))
+            ),
+            (
+                "last Started",
+                med(placements.iter().map(|p| p.1.last_started))
+            ),
+        ]),
+        secs(median(place_times.clone())),
+    );
+    println!(
+        "where (b) went (medians): killed +0, {}, all Running on n{OBSERVER} {}",
+        describe(&[
+            (
+                "NotReady on the leader",
+                med(heals.iter().map(|h| h.detected))
+            ),
+            (
+                "first Scheduled",
+                med(heals.iter().map(|h| h.marks.first_scheduled))
+            ),
+            (
+                "last Scheduled",
+                med(heals.iter().map(|h| h.marks.last_scheduled))
+            ),
+            (
+                "last Started",
+                med(heals.iter().map(|h| h.marks.last_started))
+            ),
+        ]),
+        secs(median(heal_times.clone())),
     );
     println!(
         "documented defaults for (b), not measured here: Kubernetes ~5 min 50 s (node-monitor-grace-period\n\

@@ -21,7 +21,7 @@ commands:
   test     install missing system packages, build the test image, run every test tier
   lint     rustfmt --check, clippy -D warnings, rustdoc -D warnings
   ci       lint + test, exactly what .ci/run does
-  demo     start an agent on embedded defaults with examples/, show the pods, Ctrl-C tears down
+  demo     a 3-node cluster in network namespaces running examples/; Ctrl-C (or --once) tears down
   bench    pod start latency and memory, side by side with runc and podman
   image    build the busybox test image archive (target/skiff-test-image/busybox.oci.tar)
   packages install the Debian packages tests, demo and bench need (root)";

@@ -25,7 +25,7 @@ pub struct NodeOptions {
     /// `None`: a namespace `<name>node` with loopback only, made and removed here.
     pub netns: Option<String>,
     pub listen: Option<SocketAddr>,
-    /// `(peer, token)` for the first start; restarts rejoin from the stored membership.
+    /// `(peer, token)`: `--join` and `--token`.
     pub join: Option<(SocketAddr, String)>,
     /// `None`: the leader hands one out from `cluster_cidr`.
     pub pod_subnet: Option<String>,
@@ -168,7 +168,9 @@ impl DemoAgent {
             let listen = listen.to_string();
             cmd.args(["--listen", &listen, "--advertise", &listen]);
         }
-        if let (Some((peer, token)), 1) = (&o.join, self.starts) {
+        // Every start, as a service unit would: a restart loads its identity from the data dir
+        // (the token is not used again) and reaches its peers through the seed at once.
+        if let Some((peer, token)) = &o.join {
             cmd.args(["--join", &peer.to_string(), "--token", token]);
         }
         // Its own process group: Ctrl-C in the terminal reaches xtask, which tears down in order.
@@ -225,7 +227,7 @@ impl DemoAgent {
         Ok(())
     }
 
-    /// Starts the agent again on its data dir (it rejoins from its stored membership).
+    /// Starts the agent again on its data dir, with the same flags.
     pub fn restart(&mut self) -> Result<()> {
         if self.child.is_some() {
             bail!("agent {} is running", self.name);
