@@ -79,7 +79,7 @@ fn names(running: &[(usize, String, String)]) -> BTreeSet<String> {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_lowest_name_leads_and_a_dead_leaders_pods_move_after_the_eviction_delay() {
+async fn the_lowest_name_leads_and_a_dead_leaders_objects_stay_and_pods_move_after_the_eviction_delay() {
     let delay = Duration::from_secs(5);
     let options = SimOptions {
         eviction_delay: delay,
@@ -89,7 +89,8 @@ async fn the_lowest_name_leads_and_a_dead_leaders_pods_move_after_the_eviction_d
     sim.settle().await;
     let term = sim.state(3).term;
     assert!(sim.leader_is(&sim.alive(), 0));
-    sim.declare(2, &[deployment("web", 5, "busybox:1")]);
+    // Declared on the leader itself: the object must outlive the node it was dropped on.
+    sim.declare(0, &[deployment("web", 5, "busybox:1")]);
     wait_until("5 replicas running", Duration::from_secs(10), || {
         std::future::ready(sim.running("Deployment", "web").len() == 5)
     })
@@ -158,6 +159,8 @@ async fn the_lowest_name_leads_and_a_dead_leaders_pods_move_after_the_eviction_d
     );
     let after = sim.running("Deployment", "web");
     assert!(names(&after).is_disjoint(&on_leader), "{after:?}");
+    let key = web_key("web");
+    assert!(survivors.iter().all(|i| sim.holds(*i, &key, |_| true)), "web outlives its origin");
     let kept: BTreeSet<String> = names(&before).difference(&on_leader).cloned().collect();
     assert!(
         kept.is_subset(&names(&after)),
