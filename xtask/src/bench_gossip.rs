@@ -225,7 +225,7 @@ fn print_table(rows: &[(usize, Figures, Option<Figures>)]) {
     }
     println!(
         "targets: (b) < 3 s on the LAN profile and <= serf; (a) < 1 s at N = 20; (c) <= serf.\n\
-         (a) label: `skiff label node` / `serf tags -set` returned -> every node shows it (sim: a key).\n\
+         (a) label: `skiff label node` / `serf tags -set` returned -> every node shows it (sim: set_metadata).\n\
          skiff's (a) new node includes process start, the token join (certificate over QUIC) and gossip."
     );
 }
