@@ -79,7 +79,8 @@ fn names(running: &[(usize, String, String)]) -> BTreeSet<String> {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_lowest_name_leads_and_a_dead_leaders_objects_stay_and_pods_move_after_the_eviction_delay() {
+async fn the_lowest_name_leads_and_a_dead_leaders_objects_stay_and_pods_move_after_the_eviction_delay()
+ {
     let delay = Duration::from_secs(5);
     let options = SimOptions {
         eviction_delay: delay,
@@ -160,7 +161,10 @@ async fn the_lowest_name_leads_and_a_dead_leaders_objects_stay_and_pods_move_aft
     let after = sim.running("Deployment", "web");
     assert!(names(&after).is_disjoint(&on_leader), "{after:?}");
     let key = web_key("web");
-    assert!(survivors.iter().all(|i| sim.holds(*i, &key, |_| true)), "web outlives its origin");
+    assert!(
+        survivors.iter().all(|i| sim.holds(*i, &key, |_| true)),
+        "web outlives its origin"
+    );
     let kept: BTreeSet<String> = names(&before).difference(&on_leader).cloned().collect();
     assert!(
         kept.is_subset(&names(&after)),
@@ -501,6 +505,62 @@ async fn a_node_back_with_its_old_pods_converges_to_exactly_the_replicas_without
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    sim.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_joining_node_gets_its_daemon_set_pod_and_takes_nothing_that_runs() {
+    let mut sim = Sim::start(3, SimOptions::default()).await;
+    sim.settle().await;
+    let edge = |m: &mut skiff_gossip::NodeMetadata| {
+        m.labels.insert("role".into(), "edge".into());
+    };
+    sim.set_metadata(1, edge).await;
+    sim.declare(
+        2,
+        &[
+            deployment("web", 3, "busybox:1"),
+            sim::daemon_set("probe", "edge"),
+        ],
+    );
+    wait_until(
+        "web 3 and probe on node-001 only",
+        Duration::from_secs(10),
+        || {
+            let probe = sim.running("DaemonSet", "probe");
+            std::future::ready(
+                sim.running("Deployment", "web").len() == 3 && probe.len() == 1 && probe[0].0 == 1,
+            )
+        },
+    )
+    .await;
+    let web = sim.running("Deployment", "web");
+    let joined = sim.add_node(edge).await;
+    let everyone = sim.alive();
+    let took = wait_until(
+        "the new node runs its probe pod",
+        Duration::from_secs(20),
+        || {
+            let probe = sim.running("DaemonSet", "probe");
+            std::future::ready(
+                sim.all_see(&everyone, NodeCondition::Ready)
+                    && probe.len() == 2
+                    && probe.iter().any(|(n, _, _)| *n == joined),
+            )
+        },
+    )
+    .await;
+    eprintln!(
+        "{} joined and runs its DaemonSet pod after {took:?}",
+        name(joined)
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        sim.running("Deployment", "web"),
+        web,
+        "a join moved running pods"
+    );
+    assert_eq!(sim.running("DaemonSet", "probe").len(), 2);
     sim.stop().await;
 }
 

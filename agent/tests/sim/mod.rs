@@ -219,6 +219,23 @@ impl Sim {
         sim
     }
 
+    /// Starts one more node (a join), with `change` applied to its metadata.
+    pub async fn add_node(&mut self, change: impl FnOnce(&mut NodeMetadata)) -> usize {
+        let i = self.disks.len();
+        let mut metadata = metadata();
+        change(&mut metadata);
+        self.disks.push(Disk {
+            db: memory_db(),
+            declared: Declared::default(),
+            metadata,
+            generation: 1,
+            surviving_pods: None,
+        });
+        let node = self.spawn(i).await;
+        self.nodes.push(Some(node));
+        i
+    }
+
     pub fn len(&self) -> usize {
         self.nodes.len()
     }
@@ -552,6 +569,20 @@ pub fn deployment(name: &str, replicas: u32, image: &str) -> Valid<Object> {
         .next()
         .cloned()
         .expect("a valid Deployment")
+}
+
+/// A DaemonSet on the nodes labelled `role=<role>`.
+pub fn daemon_set(name: &str, role: &str) -> Valid<Object> {
+    let yaml = format!(
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: {name}\nspec:\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      nodeSelector: {{role: {role}}}\n      containers:\n      - name: app\n        image: busybox:1\n"
+    );
+    let parsed = skiff_manifests::parse_file("sim.yaml", yaml.as_bytes());
+    parsed
+        .objects()
+        .into_iter()
+        .next()
+        .cloned()
+        .expect("a valid DaemonSet")
 }
 
 /// The image of a Deployment's first container.
