@@ -1,9 +1,9 @@
 //! `cargo xtask demo`: a 3-node cluster in network namespaces on this machine. Node n0 starts
 //! the cluster, `skiff token create` on it gives the token n1 and n2 join with; each imports the
 //! test image; the manifests in examples/ are dropped on n0; `skiff status` and
-//! `skiff get pods -A -o wide` are shown from n2. Ctrl-C (or `--once`, for scripts: no wait)
-//! deletes the workloads and removes everything: agents, pods, namespaces, bridge, cgroups and
-//! temp dirs.
+//! `skiff get pods -A -o wide` are shown from n2, which also fetches a web pod's page on another
+//! node over the pod routes. Ctrl-C (or `--once`, for scripts: no wait) deletes the workloads
+//! and removes everything: agents, pods, namespaces, bridge, cgroups and temp dirs.
 
 mod cleanup;
 pub mod cluster;
@@ -29,6 +29,41 @@ pub fn on_ctrl_c() -> Result<std::sync::mpsc::Receiver<()>> {
     })
     .context("cannot install the Ctrl-C handler")?;
     Ok(rx)
+}
+
+/// Fetches the page of a web pod on another node from n2's node namespace, over the routes to
+/// the other nodes' pod subnets.
+fn show_cross_node_http(demo: &DemoCluster) -> Result<()> {
+    let viewer = &demo.agents[NODES - 1];
+    let pods = viewer.pods()?;
+    let Some(ip) = pods
+        .iter()
+        .filter(|p| p["spec"]["nodeName"] != viewer.name.as_str())
+        .filter(|p| {
+            p["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("web-"))
+        })
+        .find_map(|p| p["status"]["podIP"].as_str())
+    else {
+        return Ok(());
+    };
+    let netns = &demo.bed.nodes[NODES - 1].netns;
+    let url = format!("http://{ip}:8080/");
+    println!(
+        "\n[{} node namespace]$ busybox wget -q -O - {url}",
+        viewer.name
+    );
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", netns, "timeout", "5", "busybox", "wget", "-q", "-O", "-",
+        ])
+        .arg(&url)
+        .output()
+        .context("cannot run busybox wget in the node namespace")?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
 }
 
 pub fn run(args: &[String]) -> Result<()> {
@@ -86,6 +121,7 @@ pub fn run(args: &[String]) -> Result<()> {
     viewer.show(&["status"])?;
     viewer.show(&["get", "pods", "-A", "-o", "wide"])?;
     demo.agents[1].show(&["logs", "worker", "--tail", "3"])?;
+    show_cross_node_http(&demo)?;
     if !once {
         println!(
             "\ndemo: try `skiff --socket {} get pods -A -o wide` (any node's socket); press Ctrl-C to tear down",
