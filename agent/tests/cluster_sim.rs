@@ -573,7 +573,11 @@ struct BenchFigures {
     settle_ms: u128,
     /// Declared on one node -> every node holds the object (median over repeats).
     everywhere_ms: u128,
-    /// Declared on one node -> every replica assigned and reported running to the leader.
+    /// Declared on one node -> the leader's table places every replica.
+    scheduled_ms: u128,
+    /// Declared on one node -> every replica's node took its assignment (its pod exists).
+    assigned_ms: u128,
+    /// Declared on one node -> every replica running and reported so to the leader.
     running_ms: u128,
     /// Real time of the whole run, start to stop.
     real_ms: u128,
@@ -620,7 +624,8 @@ async fn bench_one(n: usize, repeats: usize, replicas: u32) -> BenchFigures {
         "bench cluster: {n} nodes Ready with one leader after {settle:?} simulated, {:?} real",
         real.elapsed()
     );
-    let (mut everywhere, mut running) = (Vec::new(), Vec::new());
+    // On every node, in the leader's table, on their nodes, running and reported.
+    let mut laps: [Vec<Duration>; 4] = Default::default();
     for rep in 0..repeats {
         let object = format!("web-{rep}");
         let key = web_key(&object);
@@ -628,17 +633,26 @@ async fn bench_one(n: usize, repeats: usize, replicas: u32) -> BenchFigures {
         let lap = std::time::Instant::now();
         sim.declare(origin, &[deployment(&object, replicas, "busybox:1")]);
         let start = tokio::time::Instant::now();
-        let (mut held_at, mut running_at) = (None, None);
-        while held_at.is_none() || running_at.is_none() {
-            if held_at.is_none() && sim.alive().iter().all(|i| sim.holds(*i, &key, |_| true)) {
-                held_at = Some(start.elapsed());
-            }
-            if running_at.is_none() {
-                let reported = sim.reported(0, &object);
-                if reported.len() == replicas as usize
-                    && reported.values().all(|(_, r)| r.running && r.ready)
+        let mut at: [Option<Duration>; 4] = [None; 4];
+        while at.iter().any(Option::is_none) {
+            let want = replicas as usize;
+            let reached = [
+                sim.alive().iter().all(|i| sim.holds(*i, &key, |_| true)),
+                sim.state(0)
+                    .table
+                    .iter()
+                    .filter(|p| p.owner.name == object)
+                    .count()
+                    == want,
+                sim.held("Deployment", &object).len() == want,
                 {
-                    running_at = Some(start.elapsed());
+                    let reported = sim.reported(0, &object);
+                    reported.len() == want && reported.values().all(|(_, r)| r.running && r.ready)
+                },
+            ];
+            for (slot, now) in at.iter_mut().zip(reached) {
+                if slot.is_none() && now {
+                    *slot = Some(start.elapsed());
                 }
             }
             assert!(
@@ -647,15 +661,22 @@ async fn bench_one(n: usize, repeats: usize, replicas: u32) -> BenchFigures {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let (held, run) = (held_at.unwrap_or_default(), running_at.unwrap_or_default());
+        let at = at.map(Option::unwrap_or_default);
         eprintln!(
-            "bench cluster: {n} nodes, {object}: on every node after {held:?}, {replicas} replicas \
-             running after {run:?} (simulated; {:?} real)",
+            "bench cluster: {n} nodes, {object}: on every node after {:?}, scheduled after {:?}, \
+             on their nodes after {:?}, {replicas} running and reported after {:?} (simulated; \
+             {:?} real)",
+            at[0],
+            at[1],
+            at[2],
+            at[3],
             lap.elapsed()
         );
-        everywhere.push(held);
-        running.push(run);
+        for (lap, value) in laps.iter_mut().zip(at) {
+            lap.push(value);
+        }
     }
+    let [everywhere, scheduled, assigned, running] = laps;
     sim.stop().await;
     BenchFigures {
         nodes: n,
@@ -663,6 +684,8 @@ async fn bench_one(n: usize, repeats: usize, replicas: u32) -> BenchFigures {
         repeats,
         settle_ms: settle.as_millis(),
         everywhere_ms: median(everywhere).as_millis(),
+        scheduled_ms: median(scheduled).as_millis(),
+        assigned_ms: median(assigned).as_millis(),
         running_ms: median(running).as_millis(),
         real_ms: real.elapsed().as_millis(),
     }
