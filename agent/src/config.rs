@@ -59,6 +59,8 @@ pub struct AgentConfig {
     pub eviction_delay: Duration,
     /// `pod_subnet` was given (flag or file); otherwise the leader hands one out.
     pub pod_subnet_set: bool,
+    /// Extra gossip seeds: peers this node saw Ready before (from its store, not a flag).
+    pub seeds: Vec<String>,
 }
 
 impl Default for AgentConfig {
@@ -95,6 +97,7 @@ impl Default for AgentConfig {
             pod_network: true,
             eviction_delay: Duration::from_secs(1),
             pod_subnet_set: false,
+            seeds: Vec::new(),
         }
     }
 }

@@ -143,7 +143,7 @@ pub async fn start(
     // A specific listen address (port 0 included) is advertised as bound.
     gossip.advertise_addr = (config.advertise.is_some() || config.listen.ip().is_unspecified())
         .then(|| advertise_addr(config));
-    gossip.seeds = config.join.clone();
+    gossip.seeds = config.join.iter().chain(&config.seeds).cloned().collect();
     gossip.metadata = metadata(config);
     let handle = GossipNode::spawn(gossip, GossipDeps { identity, rpc_sink })
         .await

@@ -200,10 +200,17 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
         &tracker,
     )
     .with_context(|| format!("cannot watch {}", config.manifests_dir.display()))?;
-    let (rpc_sink, rpc_connections) = skiff_gossip::rpc_channel();
-    let gossip = Arc::new(membership::start(&config, Some(rpc_sink)).await?);
     let followed = cluster::follow::Followed::open(db.clone())
         .context("cannot open the followed assignment")?;
+    // Peers seen before are seeds too, so a node restarted without --join finds its cluster.
+    config.seeds = followed
+        .peer_addrs
+        .values()
+        .map(|a| a.to_string())
+        .filter(|a| !config.join.contains(a))
+        .collect();
+    let (rpc_sink, rpc_connections) = skiff_gossip::rpc_channel();
+    let gossip = Arc::new(membership::start(&config, Some(rpc_sink)).await?);
     // The pod subnet: stored, given, or handed out by the leader (a new cluster takes its own).
     let subnet =
         cluster::subnets::resolve(&config, followed.subnet(), &gossip, Duration::from_secs(30))

@@ -20,6 +20,8 @@ pub struct Followed {
     db: Arc<Database>,
     pub accepted: Option<Assignment>,
     pub known_peers: BTreeSet<String>,
+    /// Gossip addresses of peers last seen Ready: seeds when the agent starts again.
+    pub peer_addrs: BTreeMap<String, std::net::SocketAddr>,
 }
 
 impl Followed {
@@ -36,12 +38,16 @@ impl Followed {
         let known_peers = read("peers")?
             .and_then(|v| serde_json::from_slice(&v).ok())
             .unwrap_or_default();
+        let peer_addrs = read("peer_addrs")?
+            .and_then(|v| serde_json::from_slice(&v).ok())
+            .unwrap_or_default();
         drop(table);
         drop(txn);
         Ok(Followed {
             db,
             accepted,
             known_peers,
+            peer_addrs,
         })
     }
 
@@ -104,6 +110,21 @@ impl Followed {
                 "peers",
                 &serde_json::to_vec(&self.known_peers).unwrap_or_default(),
             );
+        }
+        let mut addrs = self.peer_addrs.clone();
+        for n in nodes {
+            if n.name != me && n.condition == NodeCondition::Ready {
+                addrs.insert(n.name.clone(), n.address);
+            } else if n.condition == NodeCondition::Left {
+                addrs.remove(&n.name);
+            }
+        }
+        if addrs != self.peer_addrs {
+            self.save(
+                "peer_addrs",
+                &serde_json::to_vec(&addrs).unwrap_or_default(),
+            );
+            self.peer_addrs = addrs;
         }
     }
 }
@@ -181,6 +202,38 @@ mod tests {
         let kept = f.accepted.expect("kept");
         assert_eq!((kept.term, kept.generation), (2, 6));
         assert_eq!(kept.pods, vec![pod("a", "n1")]);
+    }
+
+    #[test]
+    fn peers_seen_ready_are_remembered_as_seeds_and_forgotten_when_they_leave() {
+        use skiff_gossip::NodeMetadata;
+        let node = |name: &str, port: u16, condition: NodeCondition| NodeStatus {
+            name: name.into(),
+            condition,
+            generation: 1,
+            started_at_unix_ms: 1,
+            address: format!("198.18.1.1:{port}").parse().expect("addr"),
+            metadata: NodeMetadata::default(),
+            is_self: false,
+        };
+        let dir = tempfile::tempdir().expect("tmp");
+        let db = Arc::new(Database::create(dir.path().join("db")).expect("db"));
+        let mut f = Followed::open(db.clone()).expect("open");
+        f.note_peers(
+            &[
+                node("me", 1, NodeCondition::Ready),
+                node("b", 2, NodeCondition::Ready),
+                node("c", 3, NodeCondition::NotReady),
+            ],
+            "me",
+        );
+        drop(f);
+        let mut f = Followed::open(db.clone()).expect("reopen");
+        assert_eq!(f.peer_addrs.keys().collect::<Vec<_>>(), vec!["b"]);
+        assert!(f.known_peers.contains("b"));
+        f.note_peers(&[node("b", 2, NodeCondition::Left)], "me");
+        drop(f);
+        assert!(Followed::open(db).expect("reopen").peer_addrs.is_empty());
     }
 
     #[test]
