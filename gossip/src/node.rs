@@ -219,7 +219,7 @@ const METADATA_PUSH_PEERS: usize = 32;
 
 impl MetadataWriter {
     /// Publishes `metadata` as this node's metadata (size-checked) and starts a gossip exchange
-    /// with up to [`METADATA_PUSH_PEERS`] random live peers, which carries the change to them.
+    /// with up to 32 random live peers, which carries the change to them.
     pub async fn set(&self, metadata: &NodeMetadata) -> Result<(), GossipError> {
         let json = serde_json::to_string(metadata).map_err(GossipError::Metadata)?;
         let mut peers: Vec<SocketAddr> = {
