@@ -271,6 +271,19 @@ fn object_json(snap: &Snapshot, key: &ObjectKey, object: &Valid<Object>) -> Valu
     v
 }
 
+/// How many pods the leader's table places for the workload `key`.
+fn placed(cluster: &ClusterState, key: &ObjectKey) -> usize {
+    cluster
+        .table
+        .iter()
+        .filter(|a| {
+            a.owner.kind == key.kind.as_str()
+                && a.owner.name == key.name
+                && a.namespace == key.namespace
+        })
+        .count()
+}
+
 /// Every pod of the cluster for counting: this node's from its records (fresh), the others'
 /// from their reports.
 fn summaries<'a>(snap: &'a Snapshot, cluster: &'a ClusterState) -> Vec<PodSummary<'a>> {
@@ -353,15 +366,7 @@ fn get(
                         .iter()
                         .filter(|p| p.belongs_to("DaemonSet", &key.namespace, &key.name))
                         .collect();
-                    let desired = cluster
-                        .table
-                        .iter()
-                        .filter(|a| {
-                            a.owner.kind == "DaemonSet"
-                                && a.owner.name == key.name
-                                && a.namespace == key.namespace
-                        })
-                        .count();
+                    let desired = placed(cluster, key);
                     v["status"] = json!({
                         "desiredNumberScheduled": desired,
                         "currentNumberScheduled": owned.len(),
@@ -649,15 +654,7 @@ fn status(snap: &Snapshot, cluster: &ClusterState) -> Value {
         let desired = match object.get() {
             Object::Deployment(d) => d.spec.replicas as usize,
             Object::Pod(_) => 1,
-            Object::DaemonSet(_) => cluster
-                .table
-                .iter()
-                .filter(|a| {
-                    a.owner.kind == "DaemonSet"
-                        && a.owner.name == key.name
-                        && a.namespace == key.namespace
-                })
-                .count(),
+            Object::DaemonSet(_) => placed(cluster, key),
             _ => continue,
         };
         let owned: Vec<&PodSummary<'_>> = pods

@@ -97,7 +97,7 @@ pub struct ClusterState {
     /// Every node's reports, by (namespace, name): (node, report).
     pub pods: BTreeMap<(String, String), (String, PodReport)>,
     pub pending: Vec<PendingWorkload>,
-    /// The table this node follows (all nodes' entries when it leads).
+    /// The leader's whole table (this node's part as it accepted it).
     pub table: Vec<AssignedPod>,
     /// Routes to the other nodes' pod subnets.
     pub routes: Vec<PeerRoute>,
@@ -531,12 +531,21 @@ impl ClusterService {
             {
                 pending = serde_json::from_str(&v).unwrap_or_default();
             }
+            // The whole table as the leader published it (this node's own part as accepted).
             full_table = self
                 .followed
                 .accepted
                 .as_ref()
                 .map(|a| a.pods.clone())
                 .unwrap_or_default();
+            if let Some(l) = &leader_name {
+                full_table.extend(
+                    tables
+                        .iter()
+                        .filter(|(from, target, _)| from == l && *target != me)
+                        .flat_map(|(_, _, doc)| doc.pods.iter().cloned()),
+                );
+            }
         }
         if self.objects_dirty || pending != self.last_pending {
             self.objects_dirty = false;
