@@ -135,6 +135,16 @@ fn logs_and_describe_reach_the_node_running_the_pod() {
         "talk runs on {}; asking {} as well",
         here.node_name, there.node_name
     );
+    // The other node learns where the pod runs from the running node's gossiped report.
+    there.wait_until(WAIT, "the other node lists talk on its node", || {
+        there
+            .pods()
+            .iter()
+            .any(|p: &Value| {
+                p["metadata"]["name"] == "talk" && p["spec"]["nodeName"] == here.node_name.as_str()
+            })
+            .then_some(())
+    });
 
     // The same logs through the node that does not run the pod.
     let local = here.wait_until(WAIT, "ten lines from the first container", || {
