@@ -61,6 +61,19 @@ pub struct NewPod {
     pub spec_hash: String,
 }
 
+/// Whether the ConfigMaps or Secrets differ between `old` and `new` (pods waiting on them are
+/// retried at once).
+pub fn config_changed(old: &Objects, new: &Objects) -> bool {
+    let config = |objects: &Objects| -> Vec<(ObjectKey, String)> {
+        objects
+            .iter()
+            .filter(|(k, _)| matches!(k.kind, Kind::ConfigMap | Kind::Secret))
+            .map(|(k, (_, o))| (k.clone(), o.content_hash()))
+            .collect()
+    };
+    config(old) != config(new)
+}
+
 /// What the node should change in its pods.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PodChanges {

@@ -192,6 +192,36 @@ impl PodRuntime {
         self.init_containers.iter().chain(self.containers.iter())
     }
 
+    /// Makes the next attempt immediate for what waits on configuration (a ConfigMap or
+    /// Secret that was missing): called when such objects change, so a pod whose configuration
+    /// arrives late starts at once instead of after its backoff.
+    pub fn retry_config_waits(&mut self) -> bool {
+        let mut any = false;
+        if self
+            .sandbox_error
+            .as_ref()
+            .is_some_and(|w| w.reason == "FailedMount")
+        {
+            self.sandbox_retry_at = None;
+            any = true;
+        }
+        for c in self
+            .init_containers
+            .iter_mut()
+            .chain(self.containers.iter_mut())
+        {
+            if c.current.is_none()
+                && c.waiting
+                    .as_ref()
+                    .is_some_and(|w| w.reason == "CreateContainerConfigError")
+            {
+                c.next_start_at = None;
+                any = true;
+            }
+        }
+        any
+    }
+
     pub fn any_running(&self) -> bool {
         self.all().any(ContainerRuntime::running)
     }

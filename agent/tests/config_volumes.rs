@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::{TEST_IMAGE, TestAgent, WAIT, container_status};
+use support::{AgentOptions, TEST_IMAGE, TestAgent, WAIT, container_status};
 
 const CONFIG: &str = r#"apiVersion: v1
 kind: ConfigMap
@@ -161,7 +161,13 @@ fn configmaps_secrets_and_volumes_reach_the_containers() {
 
 #[test]
 fn missing_configmap_leaves_the_pod_waiting_with_a_reason() {
-    let agent = TestAgent::start();
+    // Backoffs far longer than the wait below: the pods must start because the ConfigMap
+    // arrived, not because a retry came round.
+    let agent = TestAgent::start_with(AgentOptions {
+        crash_backoff_base_ms: 300_000,
+        config: "image-pull-backoff-base-ms = 300000\n".into(),
+        ..AgentOptions::default()
+    });
     let env_pod = format!(
         r#"apiVersion: v1
 kind: Pod

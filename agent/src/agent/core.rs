@@ -225,6 +225,13 @@ impl Core {
         }
         self.first_seen
             .retain(|k, _| desired.objects.contains_key(k));
+        if desired::config_changed(&self.objects, &desired.objects) {
+            for pod in self.pods.values_mut() {
+                if pod.status.retry_config_waits() {
+                    self.dirty.insert(pod.uid.clone());
+                }
+            }
+        }
         self.objects = desired.objects;
         self.assigned = desired.assigned;
         self.desired_changed = true;
