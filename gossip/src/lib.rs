@@ -14,6 +14,7 @@
 //! - `hlc.rs`, `records.rs`: version stamps of replicated desired objects, their digests, the
 //!   merge rule and the pure sync decision.
 //! - `leader.rs`: the leader rule and the term rule.
+//! - `reader.rs`: [`KeyReader`]: prefix scans and change scans of every node's keys.
 //! - `node.rs`: the service: [`GossipNode::spawn`] -> [`GossipHandle`].
 //! - `node_list.rs`: keeps the node-list `watch` fresh and the transport's issuer address.
 //! - `observe.rs`: notes gossip exchanges per peer so `leave` knows when its marker went out.
@@ -36,6 +37,7 @@ mod node_list;
 mod observe;
 mod pki;
 mod profile;
+mod reader;
 mod records;
 mod rpc;
 mod tls;
@@ -49,11 +51,10 @@ pub use identity::NodeIdentity;
 pub use join::{JoinRefusal, join_cluster};
 pub use keyspace::{MAX_KEY_BYTES, MAX_VALUE_BYTES, check_entry};
 pub use leader::{TERM_KEY, accepts, leader_of, next_term};
-pub use node::{
-    GossipConfig, GossipDeps, GossipHandle, GossipNode, KeyReader, LeaveOutcome, MetadataWriter,
-};
+pub use node::{GossipConfig, GossipDeps, GossipHandle, GossipNode, LeaveOutcome, MetadataWriter};
 pub use pki::{CLUSTER_SERVER_NAME, fingerprint, validate_node_name};
 pub use profile::{GossipProfile, GossipTimings};
+pub use reader::{KeyChanges, KeyReader, KeysVersion, NodeKeys};
 pub use records::{Digest, InvalidDigest, RECORD_PREFIX, SyncStep, plan_sync};
 pub use rpc::{
     MAX_CHUNK_BYTES, ResponseStream, ResponseWriter, RpcClient, RpcConnections, RpcError,

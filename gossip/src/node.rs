@@ -21,6 +21,7 @@ use crate::keyspace::{self, KEY_ISSUER, KEY_LEFT, KEY_META, KEY_STARTED};
 use crate::node_list::refresh_node_list;
 use crate::observe::{ExchangeLog, PreOpened};
 use crate::profile::{GossipProfile, GossipTimings};
+use crate::reader::KeyReader;
 use crate::rpc::{RpcClient, RpcOptions};
 use crate::token::unix_ms;
 use crate::transport::{QuicTransport, QuicTransportOptions, TransportCounters};
@@ -242,36 +243,6 @@ impl MetadataWriter {
     }
 }
 
-/// Reads the keys every node publishes (see [`GossipHandle::keys_with_prefix`]). Cheap to clone.
-#[derive(Clone)]
-pub struct KeyReader {
-    chitchat: Arc<Mutex<Chitchat>>,
-}
-
-impl KeyReader {
-    /// `(node name, key, value)` for every key starting with `prefix` on the newest generation
-    /// of every known node, this one included.
-    pub async fn keys_with_prefix(&self, prefix: &str) -> Vec<(String, String, String)> {
-        let chitchat = self.chitchat.lock().await;
-        let mut newest: std::collections::BTreeMap<&str, &ChitchatId> = Default::default();
-        for id in chitchat.node_states().keys() {
-            let entry = newest.entry(&id.node_id).or_insert(id);
-            if id.generation_id > entry.generation_id {
-                *entry = id;
-            }
-        }
-        let mut out = Vec::new();
-        for id in newest.values() {
-            if let Some(state) = chitchat.node_state(id) {
-                for (key, value) in state.iter_prefix(prefix) {
-                    out.push((id.node_id.to_string(), key.to_string(), value.value.clone()));
-                }
-            }
-        }
-        out
-    }
-}
-
 /// Handle to a running gossip node. Dropping it stops the node abruptly (no leave marker).
 pub struct GossipHandle {
     chitchat_handle: Option<Arc<ChitchatHandle>>,
@@ -362,9 +333,7 @@ impl GossipHandle {
 
     /// A cloneable reader of every node's keys, for tasks that do not own the handle.
     pub fn key_reader(&self) -> KeyReader {
-        KeyReader {
-            chitchat: self.chitchat.clone(),
-        }
+        KeyReader::new(self.chitchat.clone())
     }
 
     /// Publishes the leave marker and waits (at most the profile's `leave_timeout`) until every

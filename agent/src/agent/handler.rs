@@ -288,7 +288,7 @@ fn placed(cluster: &ClusterState, key: &ObjectKey) -> usize {
 /// from their reports.
 fn summaries<'a>(snap: &'a Snapshot, cluster: &'a ClusterState) -> Vec<PodSummary<'a>> {
     let mut out: Vec<PodSummary<'a>> = snap.pods.iter().map(PodSummary::of_record).collect();
-    for ((ns, name), (node, report)) in &cluster.pods {
+    for ((ns, name), (node, report)) in cluster.pods.iter() {
         if *node != snap.node_name {
             out.push(PodSummary::of_report(ns, name, report));
         }
@@ -312,7 +312,7 @@ fn get(
                     items.push(render_pod(snap, p));
                 }
             }
-            for ((ns, pod), (node, report)) in &cluster.pods {
+            for ((ns, pod), (node, report)) in cluster.pods.iter() {
                 if *node != snap.node_name
                     && ns_matches(ns, namespace, all)
                     && name.is_none_or(|n| n == pod)

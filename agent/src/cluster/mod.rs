@@ -7,6 +7,7 @@
 //! - `follow.rs`: the assignment this node follows (persisted) and the previous placement.
 //! - `schedule.rs`: builds the scheduler's input from gossip and runs it (leader only).
 //! - `subnets.rs`: pod subnets handed out by the leader, claimed and routed by every node.
+//! - `view.rs`: every node's gossip keys, parsed once per change of that node's keys.
 //! - `service.rs`: the task that ties them together.
 
 pub mod fetch;
@@ -16,6 +17,7 @@ pub mod replica;
 pub mod schedule;
 pub mod service;
 pub mod subnets;
+pub mod view;
 
 pub use service::{
     ClusterInputs, ClusterOutputs, ClusterService, ClusterState, ClusterTimings, Desired, Fetcher,

@@ -8,17 +8,17 @@
 
 use super::follow::{self, Followed};
 use super::keys::{
-    ASSIGN_PREFIX, AssignedPod, Assignment, PENDING_KEY, POD_PREFIX, PendingWorkload, PodReport,
-    parse_object_key, pod_key,
+    ASSIGN_PREFIX, AssignedPod, Assignment, PENDING_KEY, PendingWorkload, PodReport, pod_key,
 };
 use super::replica::{Replica, StoredRecord};
 use super::schedule;
 use super::subnets;
+use super::view::GossipView;
 use crate::pod::now_millis;
 use futures::future::BoxFuture;
 use skiff_cni::PeerRoute;
 use skiff_gossip::{
-    Digest, GossipHandle, NodeCondition, NodeStatus, RECORD_PREFIX, SyncStep, TERM_KEY, leader_of,
+    Digest, GossipHandle, KeyReader, NodeCondition, NodeStatus, SyncStep, TERM_KEY, leader_of,
     next_term, plan_sync,
 };
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -95,13 +95,19 @@ pub struct ClusterState {
     pub leader: Option<String>,
     pub term: u64,
     /// Every node's reports, by (namespace, name): (node, report).
-    pub pods: BTreeMap<(String, String), (String, PodReport)>,
+    pub pods: Arc<PodReports>,
     pub pending: Vec<PendingWorkload>,
     /// The leader's whole table (this node's part as it accepted it).
     pub table: Vec<AssignedPod>,
     /// Routes to the other nodes' pod subnets.
     pub routes: Vec<PeerRoute>,
 }
+
+/// Every node's pod reports, by (namespace, name): (node, report).
+pub type PodReports = BTreeMap<(String, String), (String, PodReport)>;
+
+/// How often expired tombstones are looked for.
+const GC_EVERY_MS: u64 = 60_000;
 
 /// Inputs of the cluster task.
 pub struct ClusterInputs {
@@ -143,7 +149,20 @@ pub struct ClusterService {
     published_subnets: String,
     published_reports: BTreeMap<(String, String), PodReport>,
     in_flight: HashSet<String>,
+    /// The node loop needs a new [`Desired`].
     objects_dirty: bool,
+    /// Every node's gossip keys, parsed.
+    view: GossipView,
+    reader: KeyReader,
+    /// The adverts or the replica changed since the last sync.
+    sync_needed: bool,
+    /// The live objects of the replica (rebuilt when it changes).
+    objects: Arc<crate::desired::Objects>,
+    objects_stale: bool,
+    /// Every node's reports as last merged, and the local reports they were merged with.
+    pods: Arc<PodReports>,
+    merged_reports: Option<Arc<BTreeMap<(String, String), PodReport>>>,
+    last_gc_ms: u64,
 }
 
 impl ClusterService {
@@ -157,6 +176,7 @@ impl ClusterService {
     ) -> ClusterService {
         let term = followed.accepted.as_ref().map_or(0, |a| a.term);
         let started_ms = (timings.clock)();
+        let reader = gossip.key_reader();
         ClusterService {
             gossip,
             replica,
@@ -178,6 +198,14 @@ impl ClusterService {
             published_reports: BTreeMap::new(),
             in_flight: HashSet::new(),
             objects_dirty: true,
+            view: GossipView::default(),
+            reader,
+            sync_needed: true,
+            objects: Arc::new(BTreeMap::new()),
+            objects_stale: true,
+            pods: Arc::new(BTreeMap::new()),
+            merged_reports: None,
+            last_gc_ms: 0,
         }
     }
 
@@ -192,7 +220,7 @@ impl ClusterService {
         let Some((mine, cidr)) = self.subnet else {
             return Vec::new();
         };
-        let claims = subnets::claims(&self.gossip).await;
+        let claims = self.view.claims();
         let me = self.gossip.node_name().to_string();
         if claims.get(&me) != Some(&mine)
             && let Err(e) = self
@@ -204,13 +232,9 @@ impl ClusterService {
         }
         if leading {
             let previous: BTreeMap<String, ipnet::Ipv4Net> = self
-                .gossip
-                .keys_with_prefix(subnets::TABLE_KEY)
-                .await
-                .into_iter()
-                .filter_map(|(_, _, v)| {
-                    serde_json::from_str::<BTreeMap<String, ipnet::Ipv4Net>>(&v).ok()
-                })
+                .view
+                .nodes()
+                .filter_map(|(_, k)| k.subnet_table.clone())
                 .flatten()
                 .collect();
             let live: BTreeSet<String> = nodes
@@ -279,6 +303,13 @@ impl ClusterService {
         }
     }
 
+    /// The replica changed: the objects are rebuilt, the node loop told, adverts compared again.
+    fn replica_changed(&mut self) {
+        self.objects_dirty = true;
+        self.objects_stale = true;
+        self.sync_needed = true;
+    }
+
     async fn advertise(&self, key: &str, digest: &Digest) {
         if let Err(e) = self.gossip.set_key(key, &digest.to_string()).await {
             tracing::warn!("cannot advertise {key}: {e}");
@@ -293,7 +324,7 @@ impl ClusterService {
                     if let Some(d) = digests.get(&key) {
                         self.advertise(&key, d).await;
                     }
-                    self.objects_dirty = true;
+                    self.replica_changed();
                 }
             }
             Err(e) => tracing::error!("cannot store desired objects: {e}"),
@@ -304,6 +335,8 @@ impl ClusterService {
         for key in &fetched.keys {
             self.in_flight.remove(key);
         }
+        // What failed is fetched again (from another node when one has it).
+        self.sync_needed = true;
         match fetched.result {
             Ok(records) => {
                 for (key, record) in records {
@@ -315,7 +348,7 @@ impl ClusterService {
                             if let Some(d) = self.replica.digests().get(&key) {
                                 self.advertise(&key, d).await;
                             }
-                            self.objects_dirty = true;
+                            self.replica_changed();
                         }
                         Ok(false) => {}
                         Err(e) => tracing::warn!("object from {}: {e}", fetched.node),
@@ -330,21 +363,12 @@ impl ClusterService {
     /// fetched in the background).
     async fn sync(&mut self, fetched_tx: &mpsc::Sender<Fetched>) {
         let me = self.gossip.node_name().to_string();
-        let adverts: Vec<(String, String, Digest)> = self
-            .gossip
-            .keys_with_prefix(RECORD_PREFIX)
-            .await
-            .into_iter()
-            .filter(|(node, _, _)| *node != me)
-            .filter_map(|(node, key, value)| {
-                parse_object_key(&key)?;
-                Some((node, key, value.parse().ok()?))
-            })
-            .collect();
-        let steps = plan_sync(
-            &self.replica.digests(),
-            adverts.iter().map(|(n, k, d)| (n.as_str(), k.as_str(), d)),
-        );
+        let adverts = self
+            .view
+            .nodes()
+            .filter(|(node, _)| *node != me)
+            .flat_map(|(node, keys)| keys.adverts.iter().map(move |(k, d)| (node, k.as_str(), d)));
+        let steps = plan_sync(&self.replica.digests(), adverts);
         let mut batches: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for step in steps {
             match step {
@@ -356,7 +380,7 @@ impl ClusterService {
                     };
                     if let Ok(true) = self.replica.apply_remote(&key, record) {
                         self.advertise(&key, &digest).await;
-                        self.objects_dirty = true;
+                        self.replica_changed();
                     }
                 }
                 SyncStep::Fetch { key, from, .. } => {
@@ -381,9 +405,17 @@ impl ClusterService {
                 let _ = tx.send(Fetched { node, keys, result }).await;
             });
         }
+    }
+
+    /// Forgets tombstones older than the grace (at most once a minute).
+    async fn collect_garbage(&mut self, now: u64) {
+        if now.saturating_sub(self.last_gc_ms) < GC_EVERY_MS {
+            return;
+        }
+        self.last_gc_ms = now;
         if let Ok(gone) = self
             .replica
-            .collect_garbage((self.timings.clock)(), self.timings.tombstone_grace)
+            .collect_garbage(now, self.timings.tombstone_grace)
         {
             for key in gone {
                 let _ = self.gossip.delete_key(&key).await;
@@ -398,8 +430,16 @@ impl ClusterService {
         fetched_tx: &mpsc::Sender<Fetched>,
     ) {
         let now = (self.timings.clock)();
-        self.sync(fetched_tx).await;
-        let objects = Arc::new(self.replica.objects());
+        let view_changed = self.view.refresh(&self.reader).await;
+        self.sync_needed |= view_changed;
+        if std::mem::take(&mut self.sync_needed) {
+            self.sync(fetched_tx).await;
+        }
+        self.collect_garbage(now).await;
+        if std::mem::take(&mut self.objects_stale) {
+            self.objects = Arc::new(self.replica.objects());
+        }
+        let objects = self.objects.clone();
         let nodes = self.gossip.nodes().borrow().clone();
         for n in &nodes {
             if n.condition == NodeCondition::Ready {
@@ -411,25 +451,15 @@ impl ClusterService {
         // Leader and term.
         let me = self.gossip.node_name().to_string();
         // Tables published by every node (the leader's, and stale ones of earlier leaders).
-        let tables: Vec<(String, String, Assignment)> = self
-            .gossip
-            .keys_with_prefix(ASSIGN_PREFIX)
-            .await
-            .into_iter()
-            .filter_map(|(from, key, value)| {
-                let target = key.strip_prefix(ASSIGN_PREFIX)?.to_string();
-                let doc: Assignment = serde_json::from_str(&value).ok()?;
-                Some((from, target, doc))
-            })
-            .collect();
-        let seen_terms: Vec<(String, String, String)> =
-            self.gossip.keys_with_prefix(TERM_KEY).await;
-        let seen_max = seen_terms
-            .iter()
-            .filter(|(n, k, _)| *n != me && k == TERM_KEY)
-            .filter_map(|(_, _, v)| v.parse::<u64>().ok())
+        let tables = self.view.tables();
+        let seen_max = self
+            .view
+            .nodes()
+            .filter(|(n, _)| *n != me)
+            .filter_map(|(_, k)| k.term)
             .max()
             .unwrap_or(0);
+        let published_term = self.view.node(&me).and_then(|k| k.term);
         let leader = leader_of(&nodes).map(|n| n.name.clone());
         let alone = nodes
             .iter()
@@ -452,7 +482,7 @@ impl ClusterService {
             term = other + 1;
         }
         self.led_before = leading;
-        if term != self.term || seen_terms.iter().all(|(n, _, _)| *n != me) {
+        if term != self.term || published_term != Some(term) {
             self.term = term;
             if let Err(e) = self.gossip.set_key(TERM_KEY, &term.to_string()).await {
                 tracing::warn!("cannot publish the term: {e}");
@@ -461,22 +491,25 @@ impl ClusterService {
         // Reports of every node (this node's straight from the node loop).
         let reports = inputs.reports.borrow().clone();
         self.publish_reports(&reports).await;
-        let mut pods: BTreeMap<(String, String), (String, PodReport)> = BTreeMap::new();
-        for (node, key, value) in self.gossip.keys_with_prefix(POD_PREFIX).await {
-            let Some((ns, name)) = key.strip_prefix(POD_PREFIX).and_then(|r| r.split_once('/'))
-            else {
-                continue;
-            };
-            if node == me {
-                continue;
+        if view_changed
+            || !self
+                .merged_reports
+                .as_ref()
+                .is_some_and(|m| Arc::ptr_eq(m, &reports))
+        {
+            let mut pods = PodReports::new();
+            for (node, keys) in self.view.nodes().filter(|(n, _)| *n != me) {
+                for (key, report) in &keys.pods {
+                    pods.insert(key.clone(), (node.to_string(), report.clone()));
+                }
             }
-            if let Ok(report) = serde_json::from_str::<PodReport>(&value) {
-                pods.insert((ns.to_string(), name.to_string()), (node, report));
+            for (key, report) in reports.iter() {
+                pods.insert(key.clone(), (me.clone(), report.clone()));
             }
+            self.pods = Arc::new(pods);
+            self.merged_reports = Some(reports.clone());
         }
-        for (key, report) in reports.iter() {
-            pods.insert(key.clone(), (me.clone(), report.clone()));
-        }
+        let pods = self.pods.clone();
         let mut pending = Vec::new();
         let mut full_table = Vec::new();
         if leading {
@@ -521,15 +554,9 @@ impl ClusterService {
         let routes = self.subnets(&nodes, leading).await;
         if !leading {
             if let Some(l) = &leader_name
-                && let Some((_, v)) = self
-                    .gossip
-                    .keys_with_prefix(PENDING_KEY)
-                    .await
-                    .into_iter()
-                    .find(|(n, _, _)| n == l)
-                    .map(|(n, _, v)| (n, v))
+                && let Some(list) = self.view.node(l).and_then(|k| k.pending.clone())
             {
-                pending = serde_json::from_str(&v).unwrap_or_default();
+                pending = list;
             }
             // The whole table as the leader published it (this node's own part as accepted).
             full_table = self

@@ -1,0 +1,151 @@
+//! The cluster's gossip keys as this node last read them, parsed once per change: each step
+//! asks gossip only for the nodes whose keys changed since the last read, so a quiet cluster of
+//! hundreds of nodes costs a version comparison per node, not a parse of every key.
+
+use super::keys::{ASSIGN_PREFIX, Assignment, PENDING_KEY, POD_PREFIX, PendingWorkload, PodReport};
+use super::subnets;
+use ipnet::Ipv4Net;
+use skiff_gossip::{Digest, KeyReader, KeysVersion, RECORD_PREFIX, TERM_KEY};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Every prefix the cluster layer reads.
+const PREFIXES: [&str; 4] = [RECORD_PREFIX, POD_PREFIX, "sched/", "net/"];
+
+/// What one node publishes, parsed. Values that do not parse are left out.
+#[derive(Clone, Debug, Default)]
+pub struct NodeKeys {
+    /// `obj/...` key -> the digest of the version it holds.
+    pub adverts: Vec<(String, Digest)>,
+    /// Target node -> the table this node published for it.
+    pub tables: Vec<(String, Assignment)>,
+    pub term: Option<u64>,
+    pub pending: Option<Vec<PendingWorkload>>,
+    /// (namespace, name) -> what it reports about a pod it runs.
+    pub pods: Vec<((String, String), PodReport)>,
+    /// The pod subnet it claims.
+    pub claim: Option<Ipv4Net>,
+    /// The subnet table it published when it led.
+    pub subnet_table: Option<BTreeMap<String, Ipv4Net>>,
+}
+
+impl NodeKeys {
+    fn parse(keys: &[(String, String)]) -> NodeKeys {
+        let mut out = NodeKeys::default();
+        for (key, value) in keys {
+            if key.starts_with(RECORD_PREFIX) {
+                if super::keys::parse_object_key(key).is_some()
+                    && let Ok(d) = value.parse()
+                {
+                    out.adverts.push((key.clone(), d));
+                }
+            } else if let Some(rest) = key.strip_prefix(POD_PREFIX) {
+                if let Some((ns, name)) = rest.split_once('/')
+                    && let Ok(report) = serde_json::from_str(value)
+                {
+                    out.pods.push(((ns.to_string(), name.to_string()), report));
+                }
+            } else if let Some(target) = key.strip_prefix(ASSIGN_PREFIX) {
+                if let Ok(doc) = serde_json::from_str(value) {
+                    out.tables.push((target.to_string(), doc));
+                }
+            } else if key == TERM_KEY {
+                out.term = value.parse().ok();
+            } else if key == PENDING_KEY {
+                out.pending = serde_json::from_str(value).ok();
+            } else if key == subnets::CLAIM_KEY {
+                out.claim = value.parse().ok();
+            } else if key == subnets::TABLE_KEY {
+                out.subnet_table = serde_json::from_str(value).ok();
+            }
+        }
+        out
+    }
+}
+
+/// Every node's parsed keys, refreshed from gossip by change.
+#[derive(Default)]
+pub struct GossipView {
+    versions: BTreeMap<String, KeysVersion>,
+    nodes: BTreeMap<String, Arc<NodeKeys>>,
+}
+
+impl GossipView {
+    /// Reads what changed since the last refresh; true when anything did.
+    pub async fn refresh(&mut self, reader: &KeyReader) -> bool {
+        let changes = reader.changes_since(&self.versions, &PREFIXES).await;
+        if changes.is_empty() {
+            return false;
+        }
+        for gone in changes.gone {
+            self.versions.remove(&gone);
+            self.nodes.remove(&gone);
+        }
+        for node in changes.changed {
+            self.nodes
+                .insert(node.node.clone(), Arc::new(NodeKeys::parse(&node.keys)));
+            self.versions.insert(node.node, node.version);
+        }
+        true
+    }
+
+    /// Every node's keys, by node name.
+    pub fn nodes(&self) -> impl Iterator<Item = (&str, &NodeKeys)> {
+        self.nodes.iter().map(|(n, k)| (n.as_str(), k.as_ref()))
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeKeys> {
+        self.nodes.get(name).map(Arc::as_ref)
+    }
+
+    /// (publisher, target, table) for every table any node published.
+    pub fn tables(&self) -> Vec<(String, String, Assignment)> {
+        self.nodes()
+            .flat_map(|(from, keys)| {
+                keys.tables
+                    .iter()
+                    .map(move |(target, doc)| (from.to_string(), target.clone(), doc.clone()))
+            })
+            .collect()
+    }
+
+    /// The pod subnet each node claims.
+    pub fn claims(&self) -> BTreeMap<String, Ipv4Net> {
+        self.nodes()
+            .filter_map(|(n, k)| Some((n.to_string(), k.claim?)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_sorted_into_their_kinds_and_bad_values_left_out() {
+        let keys: Vec<(String, String)> = [
+            ("net/subnet", "10.42.3.0/24"),
+            ("obj/ConfigMap/default/a", "1700000000000.0@n1:abc:L"),
+            ("obj/ConfigMap/default/bad", "not a digest"),
+            ("obj/NoSuchKind/default/x", "1700000000000.0@n1:abc:L"),
+            ("pod/default/web-1", "{not json"),
+            ("sched/pending", "[]"),
+            ("sched/subnets", r#"{"n1":"10.42.1.0/24"}"#),
+            ("sched/term", "7"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let parsed = NodeKeys::parse(&keys);
+        assert_eq!(parsed.claim, Some("10.42.3.0/24".parse().expect("net")));
+        assert_eq!(parsed.adverts.len(), 1);
+        assert_eq!(parsed.adverts[0].0, "obj/ConfigMap/default/a");
+        assert!(parsed.pods.is_empty());
+        assert_eq!(parsed.pending, Some(Vec::new()));
+        assert_eq!(parsed.term, Some(7));
+        assert_eq!(
+            parsed.subnet_table.and_then(|t| t.get("n1").copied()),
+            Some("10.42.1.0/24".parse().expect("net"))
+        );
+    }
+}
