@@ -92,6 +92,7 @@ pub struct Desired {
 #[derive(Clone, Debug, Default)]
 pub struct ClusterState {
     pub nodes: Vec<NodeStatus>,
+    /// The leader by the rule; none when that is this node still in its startup grace.
     pub leader: Option<String>,
     pub term: u64,
     /// Every node's reports, by (namespace, name): (node, report).
@@ -590,7 +591,8 @@ impl ClusterService {
         }
         outputs.state.send_replace(Arc::new(ClusterState {
             nodes,
-            leader,
+            // Not this node while it waits out its startup grace: it does not lead yet.
+            leader: leader_name,
             term: self.term,
             pods,
             pending,

@@ -90,13 +90,29 @@ impl Pass<'_> {
         });
         let hash = w.template_hash.clone();
         let (mut kept, mut running_current) = (0u32, 0u32);
-        for candidate in &current {
-            if kept == replicas {
+        // With more copies than replicas (a healed partition, two leaders' tables), listed
+        // copies still come first (a node stops what its table does not list, so keeping an
+        // unlisted copy races its removal); among those the spread decides: the best-ranked
+        // copy on the node holding the fewest kept so far, so dropping the extras does not pile
+        // the workload onto one side of the old cut.
+        let mut on_node: BTreeMap<usize, u32> = BTreeMap::new();
+        let mut left: Vec<&Candidate> = current.iter().collect();
+        while kept < replicas {
+            let Some(pick) = (0..left.len()).min_by_key(|&i| {
+                let c = left[i];
+                (
+                    !c.in_previous,
+                    on_node.get(&c.node).copied().unwrap_or(0),
+                    i,
+                )
+            }) else {
                 break;
-            }
+            };
+            let candidate = left.remove(pick);
             if self.keep(workload, candidate, &hash, false) {
                 kept += 1;
                 running_current += u32::from(candidate.running);
+                *on_node.entry(candidate.node).or_default() += 1;
             }
         }
         // Old pods keep serving until enough current ones run; running ones first.

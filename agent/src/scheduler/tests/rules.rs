@@ -556,6 +556,45 @@ fn extras_beyond_replicas_are_dropped_keeping_listed_then_running_then_oldest() 
 }
 
 #[test]
+fn extras_after_a_healed_partition_are_dropped_where_copies_pile_up() {
+    // Both sides' tables list copies: the majority (a, b, c) placed 2, 2, 1, the minority
+    // (d, e) kept one each; one unlisted copy runs on c. Five replicas: one per node, from the
+    // listed copies, the older one where a node holds two.
+    let mut sim = Sim::new(
+        ["a", "b", "c", "d", "e"].map(node).to_vec(),
+        vec![deployment("web", 5)],
+    );
+    let listed = [
+        ("p1", "a"),
+        ("p2", "a"),
+        ("p3", "b"),
+        ("p4", "b"),
+        ("p5", "c"),
+        ("p6", "d"),
+        ("p7", "e"),
+    ];
+    for (i, (name, n)) in listed.iter().enumerate() {
+        let a = entry("web", name, "h1", n);
+        sim.input.previous.push(a.clone());
+        sim.input.reported.push(running(&a, 100 + i as u64));
+    }
+    let stray = entry("web", "p8", "h1", "c");
+    sim.input.reported.push(running(&stray, 1));
+    sim.step();
+    assert_eq!(
+        sim.counts("web"),
+        counts(&[("a", 1), ("b", 1), ("c", 1), ("d", 1), ("e", 1)])
+    );
+    let mut names: Vec<String> = sim.out.assignments.iter().map(|a| a.name.clone()).collect();
+    names.sort();
+    assert_eq!(names, ["p1", "p3", "p5", "p6", "p7"]);
+    sim.all_running();
+    let settled = sim.pairs();
+    sim.step();
+    assert_eq!(sim.pairs(), settled, "nothing flaps once settled");
+}
+
+#[test]
 fn a_template_change_replaces_old_pods_once_new_ones_run() {
     let mut sim = Sim::new(vec![node("a"), node("b")], vec![deployment("web", 2)]);
     sim.step();
