@@ -13,7 +13,7 @@
 //!    the node comes back with its old file and subnet: exactly the desired replicas, no flapping
 //!    (and exactly one pod network namespace per listed pod on each node);
 //! 5. a node cut off from all peers keeps (and restarts) its pods, and rebooted without network
-//!    starts what it was last assigned; partition 2|3: both sides keep
+//!    starts what it was last assigned; partition 2|3 for a minute: both sides keep
 //!    their pods and serve; after the heal, one leader and exactly the desired replicas within 10 s;
 //! 6. kill -9 of the leader: the next name leads with a higher term, the pods run elsewhere; it
 //!    comes back and leads again, exactly the desired replicas, no flapping;
@@ -41,6 +41,8 @@ const N: usize = 5;
 const START: Duration = Duration::from_secs(60);
 const WAIT: Duration = Duration::from_secs(40);
 const POLL: Duration = Duration::from_millis(100);
+/// How long the 2|3 partition lasts.
+const PARTITION: Duration = Duration::from_secs(60);
 /// How long a converged state must hold to count as "no flapping".
 const STEADY: Duration = Duration::from_secs(3);
 const OWNER: &str = "Deployment/web";
@@ -832,7 +834,9 @@ fn partition_two_three_then_heal(c: &Cluster, desired: usize) -> Result<()> {
     let (left, right) = (vec![0, 1], vec![2, 3, 4]);
     let before = web_pods(&c.agents[0])?;
     c.bed.set_trunk(1, false)?;
+    let cut = Instant::now();
     let outcome = (|| -> Result<()> {
+        let mut held = Vec::new();
         c.wait_phase(&left, &names(&right), "NotReady", WAIT)?;
         c.wait_phase(&right, &names(&left), "NotReady", WAIT)?;
         wait_leader(c, &right, "n2", 0, WAIT)?;
@@ -870,7 +874,24 @@ fn partition_two_three_then_heal(c: &Cluster, desired: usize) -> Result<()> {
                 from.name,
                 pod_summary(&pods)
             );
+            held.push((side, pods));
         }
+        // Hold the cut for a minute, as a real outage would: each side keeps running the
+        // same pods the whole time (nothing stopped, nothing replaced again).
+        while cut.elapsed() < PARTITION {
+            for (side, kept) in &held {
+                let (pods, _) = wait_exact(c, side, side, desired, WAIT)?;
+                ensure!(
+                    uids(&pods) == uids(kept),
+                    "side {:?} changed its pods {:?} into the partition: {}",
+                    names(side),
+                    cut.elapsed(),
+                    pod_summary(&pods)
+                );
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        eprintln!("partition held {:?}", cut.elapsed());
         Ok(())
     })();
     c.bed.set_trunk(1, true)?;
