@@ -5,7 +5,7 @@
 //! holds the object, the leader's table places every replica, every replica's node holds its
 //! pod, and every replica runs and is reported so to the leader; medians over repeats.
 //!
-//! The simulation is the ignored test `bench_cluster_sim` of `agent/tests/cluster_sim.rs`, run
+//! The simulation is the ignored test `bench_cluster_sim` of `agent/tests/cluster_sim_bench.rs`, run
 //! in an optimised build (unoptimised, 500 nodes take far too long); it prints one
 //! `BENCH_CLUSTER {json}` line per size, read back here. `--cluster-sim-sizes 100,500` and
 //! `--cluster-sim-repeats 3` choose sizes and repeats.
@@ -45,7 +45,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut cmd = crate::util::cargo();
     cmd.arg("test")
         .args(PROFILE)
-        .args(["-p", "skiff-agent", "--test", "cluster_sim"])
+        .args(["-p", "skiff-agent", "--test", "cluster_sim_bench"])
         .args([
             "--",
             "--ignored",

@@ -1,0 +1,272 @@
+//! In-process clusters of the cluster layer (issue 5), part two: a 2|3 partition and its heal,
+//! cordon and drain, a node back with its old pods, a node joining. Same harness as
+//! `cluster_sim.rs` (paused time, ChannelTransport, fake runtime).
+
+mod sim;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use sim::{Sim, SimOptions, deployment, name, wait_until};
+use skiff_gossip::NodeCondition;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+fn names(running: &[(usize, String, String)]) -> BTreeSet<String> {
+    running.iter().map(|(_, pod, _)| pod.clone()).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn partition_two_three_keeps_pods_and_heals_to_one_leader_and_exact_replicas() {
+    let mut rng = StdRng::seed_from_u64(sim::seed("partition"));
+    let mut sim = Sim::start(5, SimOptions::default()).await;
+    sim.settle().await;
+    let everyone = sim.alive();
+    let origin = *everyone.choose(&mut rng).expect("a node");
+    sim.declare(origin, &[deployment("web", 5, "busybox:1")]);
+    wait_until("5 replicas running", Duration::from_secs(10), || {
+        std::future::ready(sim.running("Deployment", "web").len() == 5)
+    })
+    .await;
+    let before = sim.running("Deployment", "web");
+
+    let mut order = everyone.clone();
+    order.shuffle(&mut rng);
+    let (mut left, mut right) = (order[..2].to_vec(), order[2..].to_vec());
+    left.sort();
+    right.sort();
+    eprintln!("partition {left:?} | {right:?}");
+    sim.cut(&left, &right).await;
+    let took = wait_until(
+        "each side has its own leader",
+        Duration::from_secs(30),
+        || std::future::ready(sim.leader_is(&left, left[0]) && sim.leader_is(&right, right[0])),
+    )
+    .await;
+    eprintln!(
+        "two leaders after {took:?}: {} and {}",
+        name(left[0]),
+        name(right[0])
+    );
+    // A minute apart: both sides keep serving what they ran.
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        let now = names(&sim.running("Deployment", "web"));
+        assert!(
+            names(&before).is_subset(&now),
+            "a side stopped its pods: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "during the partition: {} replicas run (each side replaced the other's)",
+        sim.running("Deployment", "web").len()
+    );
+
+    sim.heal(&left, &right).await;
+    let took = wait_until("one leader, 5 replicas", Duration::from_secs(10), || {
+        let term = sim.state(everyone[0]).term;
+        std::future::ready(
+            sim.leader_is(&everyone, everyone[0])
+                && everyone.iter().all(|i| sim.state(*i).term == term)
+                && sim.held("Deployment", "web").len() == 5
+                && sim.running("Deployment", "web").len() == 5,
+        )
+    })
+    .await;
+    eprintln!("healed: one leader and exactly 5 replicas after {took:?}");
+    let settled = sim.held("Deployment", "web");
+    let term = sim.state(everyone[0]).term;
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        assert_eq!(
+            sim.held("Deployment", "web"),
+            settled,
+            "pods changed after the heal"
+        );
+        assert!(sim.leader_is(&everyone, everyone[0]));
+        assert!(everyone.iter().all(|i| sim.state(*i).term == term));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sim.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn cordon_keeps_pods_and_drain_moves_them_without_dropping_below_the_replicas() {
+    let mut sim = Sim::start(4, SimOptions::default()).await;
+    sim.settle().await;
+    let target = 3;
+    sim.declare(1, &[deployment("web", 4, "busybox:1")]);
+    wait_until("4 replicas running", Duration::from_secs(10), || {
+        std::future::ready(sim.running("Deployment", "web").len() == 4)
+    })
+    .await;
+    let before = sim.running("Deployment", "web");
+    assert!(before.iter().any(|(n, _, _)| *n == target), "{before:?}");
+
+    sim.set_metadata(target, |m| m.cordoned = true).await;
+    let everyone = sim.alive();
+    wait_until("everyone sees the cordon", Duration::from_secs(5), || {
+        std::future::ready(everyone.iter().all(|o| {
+            sim.node(*o)
+                .gossip
+                .nodes()
+                .borrow()
+                .iter()
+                .any(|n| n.name == name(target) && n.metadata.cordoned)
+        }))
+    })
+    .await;
+    sim.declare(
+        1,
+        &[
+            deployment("web", 4, "busybox:1"),
+            deployment("api", 3, "busybox:1"),
+        ],
+    );
+    wait_until("3 api replicas running", Duration::from_secs(10), || {
+        std::future::ready(sim.running("Deployment", "api").len() == 3)
+    })
+    .await;
+    let api = sim.running("Deployment", "api");
+    assert!(
+        api.iter().all(|(n, _, _)| *n != target),
+        "new pods on a cordoned node: {api:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        sim.running("Deployment", "web"),
+        before,
+        "cordon moved pods"
+    );
+
+    sim.set_metadata(target, |m| m.draining = true).await;
+    let mut fewest = usize::MAX;
+    let took = wait_until("the drained node is empty", Duration::from_secs(15), || {
+        let web = sim.running("Deployment", "web");
+        fewest = fewest.min(web.len());
+        std::future::ready(
+            web.len() == 4
+                && sim.held_on(target).is_empty()
+                && sim.running("Deployment", "api").len() == 3,
+        )
+    })
+    .await;
+    eprintln!("drained after {took:?}; fewest web replicas running meanwhile: {fewest}");
+    assert!(
+        fewest >= 4,
+        "drain stopped a pod before its replacement ran"
+    );
+    let web = sim.running("Deployment", "web");
+    let kept: BTreeSet<String> = before
+        .iter()
+        .filter(|(n, _, _)| *n != target)
+        .map(|(_, pod, _)| pod.clone())
+        .collect();
+    assert!(
+        kept.is_subset(&names(&web)),
+        "pods off the drained node moved: {web:?}"
+    );
+    sim.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_back_with_its_old_pods_converges_to_exactly_the_replicas_without_flapping() {
+    let mut sim = Sim::start(4, SimOptions::default()).await;
+    sim.settle().await;
+    sim.declare(1, &[deployment("web", 4, "busybox:1")]);
+    wait_until("4 replicas running", Duration::from_secs(10), || {
+        std::future::ready(sim.running("Deployment", "web").len() == 4)
+    })
+    .await;
+    let target = 3;
+    let old = sim.held_on(target);
+    assert!(!old.is_empty(), "node-003 runs a replica");
+    // kill -9 of the agent: its containers keep running.
+    sim.kill_agent(target).await;
+    let took = wait_until(
+        "replacements on the others",
+        Duration::from_secs(30),
+        || std::future::ready(sim.running("Deployment", "web").len() == 4),
+    )
+    .await;
+    eprintln!("replaced after {took:?}");
+    sim.restart(target).await;
+    // Back with its old pods: for a moment more than 4 run, then exactly 4.
+    let took = wait_until("exactly 4 replicas again", Duration::from_secs(15), || {
+        std::future::ready(
+            sim.held("Deployment", "web").len() == 4
+                && sim.running("Deployment", "web").len() == 4
+                && sim.held_on(target).iter().all(|p| !old.contains(p)),
+        )
+    })
+    .await;
+    eprintln!("converged {took:?} after the restart");
+    let settled = sim.held("Deployment", "web");
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(15) {
+        assert_eq!(
+            sim.held("Deployment", "web"),
+            settled,
+            "pods changed after converging"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sim.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_joining_node_gets_its_daemon_set_pod_and_takes_nothing_that_runs() {
+    let mut sim = Sim::start(3, SimOptions::default()).await;
+    sim.settle().await;
+    let edge = |m: &mut skiff_gossip::NodeMetadata| {
+        m.labels.insert("role".into(), "edge".into());
+    };
+    sim.set_metadata(1, edge).await;
+    sim.declare(
+        2,
+        &[
+            deployment("web", 3, "busybox:1"),
+            sim::daemon_set("probe", "edge"),
+        ],
+    );
+    wait_until(
+        "web 3 and probe on node-001 only",
+        Duration::from_secs(10),
+        || {
+            let probe = sim.running("DaemonSet", "probe");
+            std::future::ready(
+                sim.running("Deployment", "web").len() == 3 && probe.len() == 1 && probe[0].0 == 1,
+            )
+        },
+    )
+    .await;
+    let web = sim.running("Deployment", "web");
+    let joined = sim.add_node(edge).await;
+    let everyone = sim.alive();
+    let took = wait_until(
+        "the new node runs its probe pod",
+        Duration::from_secs(20),
+        || {
+            let probe = sim.running("DaemonSet", "probe");
+            std::future::ready(
+                sim.all_see(&everyone, NodeCondition::Ready)
+                    && probe.len() == 2
+                    && probe.iter().any(|(n, _, _)| *n == joined),
+            )
+        },
+    )
+    .await;
+    eprintln!(
+        "{} joined and runs its DaemonSet pod after {took:?}",
+        name(joined)
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        sim.running("Deployment", "web"),
+        web,
+        "a join moved running pods"
+    );
+    assert_eq!(sim.running("DaemonSet", "probe").len(), 2);
+    sim.stop().await;
+}
