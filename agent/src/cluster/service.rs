@@ -27,6 +27,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+mod publish;
+mod sync;
+
 /// Fetches records (bodies) for `keys` from `node`.
 pub trait Fetcher: Send + Sync {
     fn fetch(
@@ -216,59 +219,6 @@ impl ClusterService {
         self
     }
 
-    /// The leader's subnet table; every node's routes to the others' subnets.
-    async fn subnets(&mut self, nodes: &[NodeStatus], leading: bool) -> Vec<PeerRoute> {
-        let Some((mine, cidr)) = self.subnet else {
-            return Vec::new();
-        };
-        let claims = self.view.claims();
-        let me = self.gossip.node_name().to_string();
-        if claims.get(&me) != Some(&mine)
-            && let Err(e) = self
-                .gossip
-                .set_key(subnets::CLAIM_KEY, &mine.to_string())
-                .await
-        {
-            tracing::warn!("cannot claim pod subnet {mine}: {e}");
-        }
-        if leading {
-            let previous: BTreeMap<String, ipnet::Ipv4Net> = self
-                .view
-                .nodes()
-                .filter_map(|(_, k)| k.subnet_table.clone())
-                .flatten()
-                .collect();
-            let live: BTreeSet<String> = nodes
-                .iter()
-                .filter(|n| n.condition != NodeCondition::Left)
-                .map(|n| n.name.clone())
-                .collect();
-            let table = subnets::allocate(cidr, &live, &claims, &previous);
-            let json = serde_json::to_string(&table).unwrap_or_default();
-            if json != self.published_subnets {
-                if let Err(e) = self.gossip.set_key(subnets::TABLE_KEY, &json).await {
-                    tracing::warn!("cannot publish the pod subnet table: {e}");
-                }
-                self.published_subnets = json;
-            }
-        }
-        let mut routes: Vec<PeerRoute> = nodes
-            .iter()
-            .filter(|n| n.name != me && n.condition != NodeCondition::Left)
-            .filter_map(|n| {
-                let net = claims.get(&n.name)?;
-                match n.address.ip() {
-                    std::net::IpAddr::V4(via) if *net != mine => {
-                        Some(PeerRoute { subnet: *net, via })
-                    }
-                    _ => None,
-                }
-            })
-            .collect();
-        routes.sort_by_key(|r| (r.subnet, r.via));
-        routes
-    }
-
     /// Runs until `cancel`.
     pub async fn run(
         mut self,
@@ -300,126 +250,6 @@ impl ClusterService {
                 Ok(()) = nodes.changed() => {}
                 Some(f) = fetched_rx.recv() => self.on_fetched(f).await,
                 _ = tick.tick() => {}
-            }
-        }
-    }
-
-    /// The replica changed: the objects are rebuilt, the node loop told, adverts compared again.
-    fn replica_changed(&mut self) {
-        self.objects_dirty = true;
-        self.objects_stale = true;
-        self.sync_needed = true;
-    }
-
-    async fn advertise(&self, key: &str, digest: &Digest) {
-        if let Err(e) = self.gossip.set_key(key, &digest.to_string()).await {
-            tracing::warn!("cannot advertise {key}: {e}");
-        }
-    }
-
-    async fn ingest(&mut self, declared: &crate::desired::Objects) {
-        match self.replica.ingest(declared, (self.timings.clock)()) {
-            Ok(changed) => {
-                let digests = self.replica.digests();
-                for key in changed {
-                    if let Some(d) = digests.get(&key) {
-                        self.advertise(&key, d).await;
-                    }
-                    self.replica_changed();
-                }
-            }
-            Err(e) => tracing::error!("cannot store desired objects: {e}"),
-        }
-    }
-
-    async fn on_fetched(&mut self, fetched: Fetched) {
-        for key in &fetched.keys {
-            self.in_flight.remove(key);
-        }
-        // What failed is fetched again (from another node when one has it).
-        self.sync_needed = true;
-        match fetched.result {
-            Ok(records) => {
-                for (key, record) in records {
-                    if !fetched.keys.contains(&key) {
-                        continue;
-                    }
-                    match self.replica.apply_remote(&key, record) {
-                        Ok(true) => {
-                            if let Some(d) = self.replica.digests().get(&key) {
-                                self.advertise(&key, d).await;
-                            }
-                            self.replica_changed();
-                        }
-                        Ok(false) => {}
-                        Err(e) => tracing::warn!("object from {}: {e}", fetched.node),
-                    }
-                }
-            }
-            Err(e) => tracing::debug!("fetch from {}: {e}", fetched.node),
-        }
-    }
-
-    /// Brings the replica up to date with every node's adverts (tombstones at once, bodies
-    /// fetched in the background).
-    async fn sync(&mut self, fetched_tx: &mpsc::Sender<Fetched>) {
-        let me = self.gossip.node_name().to_string();
-        let adverts = self
-            .view
-            .nodes()
-            .filter(|(node, _)| *node != me)
-            .flat_map(|(node, keys)| keys.adverts.iter().map(move |(k, d)| (node, k.as_str(), d)));
-        let steps = plan_sync(&self.replica.digests(), adverts);
-        let mut batches: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for step in steps {
-            match step {
-                SyncStep::Delete { key, digest } => {
-                    let record = StoredRecord {
-                        digest: digest.to_string(),
-                        body: None,
-                        origin: format!("{}:deleted", digest.stamp.node),
-                    };
-                    if let Ok(true) = self.replica.apply_remote(&key, record) {
-                        self.advertise(&key, &digest).await;
-                        self.replica_changed();
-                    }
-                }
-                SyncStep::Fetch { key, from, .. } => {
-                    if self.in_flight.contains(&key) {
-                        continue;
-                    }
-                    // Spread fetches over the nodes that have the version.
-                    let pick = from[(key.len() + self.in_flight.len()) % from.len()].clone();
-                    batches.entry(pick).or_default().push(key);
-                }
-            }
-        }
-        for (node, keys) in batches {
-            self.in_flight.extend(keys.iter().cloned());
-            let fetch = self.fetcher.fetch(node.clone(), keys.clone());
-            let tx = fetched_tx.clone();
-            tokio::spawn(async move {
-                let result = match tokio::time::timeout(Duration::from_secs(5), fetch).await {
-                    Ok(r) => r,
-                    Err(_) => Err("timed out".to_string()),
-                };
-                let _ = tx.send(Fetched { node, keys, result }).await;
-            });
-        }
-    }
-
-    /// Forgets tombstones older than the grace (at most once a minute).
-    async fn collect_garbage(&mut self, now: u64) {
-        if now.saturating_sub(self.last_gc_ms) < GC_EVERY_MS {
-            return;
-        }
-        self.last_gc_ms = now;
-        if let Ok(gone) = self
-            .replica
-            .collect_garbage(now, self.timings.tombstone_grace)
-        {
-            for key in gone {
-                let _ = self.gossip.delete_key(&key).await;
             }
         }
     }
@@ -599,102 +429,5 @@ impl ClusterService {
             table: full_table,
             routes,
         }));
-    }
-
-    async fn publish_tables(
-        &mut self,
-        nodes: &[NodeStatus],
-        table: Vec<AssignedPod>,
-        pending: Vec<PendingWorkload>,
-    ) -> Option<Assignment> {
-        let me = self.gossip.node_name().to_string();
-        let mut mine = None;
-        let mut by_node: BTreeMap<String, Vec<AssignedPod>> = nodes
-            .iter()
-            .filter(|n| n.condition != NodeCondition::Left)
-            .map(|n| (n.name.clone(), Vec::new()))
-            .collect();
-        for pod in table {
-            by_node.entry(pod.node.clone()).or_default().push(pod);
-        }
-        let changed = by_node.iter().any(|(node, pods)| {
-            let body = serde_json::to_string(pods).unwrap_or_default();
-            self.published_tables.get(node) != Some(&body)
-        }) || self
-            .published_tables
-            .keys()
-            .any(|n| !by_node.contains_key(n));
-        if changed || self.generation == 0 {
-            self.generation += 1;
-        }
-        let mut next = BTreeMap::new();
-        for (node, pods) in by_node {
-            let body = serde_json::to_string(&pods).unwrap_or_default();
-            let doc = Assignment {
-                term: self.term,
-                generation: self.generation,
-                pods,
-            };
-            let value = serde_json::to_string(&doc).unwrap_or_default();
-            if node == me {
-                mine = Some(doc.clone());
-            }
-            let key = format!("{ASSIGN_PREFIX}{node}");
-            if (changed || self.published_term != self.term)
-                && let Err(e) = self.gossip.set_key(&key, &value).await
-            {
-                tracing::error!("cannot publish the assignment of node {node}: {e}");
-            }
-            next.insert(node, body);
-        }
-        for gone in self
-            .published_tables
-            .keys()
-            .filter(|n| !next.contains_key(*n))
-        {
-            let _ = self
-                .gossip
-                .delete_key(&format!("{ASSIGN_PREFIX}{gone}"))
-                .await;
-        }
-        self.published_tables = next;
-        self.published_term = self.term;
-        let pending_json = serde_json::to_string(&pending).unwrap_or_default();
-        if pending_json != self.published_pending {
-            if let Err(e) = self.gossip.set_key(PENDING_KEY, &pending_json).await {
-                tracing::warn!("cannot publish pending workloads: {e}");
-            }
-            self.published_pending = pending_json;
-        }
-        mine
-    }
-
-    async fn publish_reports(&mut self, reports: &BTreeMap<(String, String), PodReport>) {
-        for ((ns, name), report) in reports {
-            if self.published_reports.get(&(ns.clone(), name.clone())) == Some(report) {
-                continue;
-            }
-            match serde_json::to_string(report) {
-                Ok(value) => {
-                    if let Err(e) = self.gossip.set_key(&pod_key(ns, name), &value).await {
-                        tracing::warn!("cannot report pod {ns}/{name}: {e}");
-                        continue;
-                    }
-                }
-                Err(_) => continue,
-            }
-            self.published_reports
-                .insert((ns.clone(), name.clone()), report.clone());
-        }
-        let gone: BTreeSet<(String, String)> = self
-            .published_reports
-            .keys()
-            .filter(|k| !reports.contains_key(*k))
-            .cloned()
-            .collect();
-        for (ns, name) in gone {
-            let _ = self.gossip.delete_key(&pod_key(&ns, &name)).await;
-            self.published_reports.remove(&(ns, name));
-        }
     }
 }

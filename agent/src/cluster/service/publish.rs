@@ -1,0 +1,160 @@
+//! What the cluster task publishes: the leader's assignment tables and pending list, this
+//! node's pod reports, its pod subnet claim (and, leading, the subnet table), and the routes to
+//! the other nodes' subnets.
+
+use super::*;
+
+impl ClusterService {
+    /// The leader's subnet table; every node's routes to the others' subnets.
+    pub(super) async fn subnets(&mut self, nodes: &[NodeStatus], leading: bool) -> Vec<PeerRoute> {
+        let Some((mine, cidr)) = self.subnet else {
+            return Vec::new();
+        };
+        let claims = self.view.claims();
+        let me = self.gossip.node_name().to_string();
+        if claims.get(&me) != Some(&mine)
+            && let Err(e) = self
+                .gossip
+                .set_key(subnets::CLAIM_KEY, &mine.to_string())
+                .await
+        {
+            tracing::warn!("cannot claim pod subnet {mine}: {e}");
+        }
+        if leading {
+            let previous: BTreeMap<String, ipnet::Ipv4Net> = self
+                .view
+                .nodes()
+                .filter_map(|(_, k)| k.subnet_table.clone())
+                .flatten()
+                .collect();
+            let live: BTreeSet<String> = nodes
+                .iter()
+                .filter(|n| n.condition != NodeCondition::Left)
+                .map(|n| n.name.clone())
+                .collect();
+            let table = subnets::allocate(cidr, &live, &claims, &previous);
+            let json = serde_json::to_string(&table).unwrap_or_default();
+            if json != self.published_subnets {
+                if let Err(e) = self.gossip.set_key(subnets::TABLE_KEY, &json).await {
+                    tracing::warn!("cannot publish the pod subnet table: {e}");
+                }
+                self.published_subnets = json;
+            }
+        }
+        let mut routes: Vec<PeerRoute> = nodes
+            .iter()
+            .filter(|n| n.name != me && n.condition != NodeCondition::Left)
+            .filter_map(|n| {
+                let net = claims.get(&n.name)?;
+                match n.address.ip() {
+                    std::net::IpAddr::V4(via) if *net != mine => {
+                        Some(PeerRoute { subnet: *net, via })
+                    }
+                    _ => None,
+                }
+            })
+            .collect();
+        routes.sort_by_key(|r| (r.subnet, r.via));
+        routes
+    }
+
+    pub(super) async fn publish_tables(
+        &mut self,
+        nodes: &[NodeStatus],
+        table: Vec<AssignedPod>,
+        pending: Vec<PendingWorkload>,
+    ) -> Option<Assignment> {
+        let me = self.gossip.node_name().to_string();
+        let mut mine = None;
+        let mut by_node: BTreeMap<String, Vec<AssignedPod>> = nodes
+            .iter()
+            .filter(|n| n.condition != NodeCondition::Left)
+            .map(|n| (n.name.clone(), Vec::new()))
+            .collect();
+        for pod in table {
+            by_node.entry(pod.node.clone()).or_default().push(pod);
+        }
+        let changed = by_node.iter().any(|(node, pods)| {
+            let body = serde_json::to_string(pods).unwrap_or_default();
+            self.published_tables.get(node) != Some(&body)
+        }) || self
+            .published_tables
+            .keys()
+            .any(|n| !by_node.contains_key(n));
+        if changed || self.generation == 0 {
+            self.generation += 1;
+        }
+        let mut next = BTreeMap::new();
+        for (node, pods) in by_node {
+            let body = serde_json::to_string(&pods).unwrap_or_default();
+            let doc = Assignment {
+                term: self.term,
+                generation: self.generation,
+                pods,
+            };
+            let value = serde_json::to_string(&doc).unwrap_or_default();
+            if node == me {
+                mine = Some(doc.clone());
+            }
+            let key = format!("{ASSIGN_PREFIX}{node}");
+            if (changed || self.published_term != self.term)
+                && let Err(e) = self.gossip.set_key(&key, &value).await
+            {
+                tracing::error!("cannot publish the assignment of node {node}: {e}");
+            }
+            next.insert(node, body);
+        }
+        for gone in self
+            .published_tables
+            .keys()
+            .filter(|n| !next.contains_key(*n))
+        {
+            let _ = self
+                .gossip
+                .delete_key(&format!("{ASSIGN_PREFIX}{gone}"))
+                .await;
+        }
+        self.published_tables = next;
+        self.published_term = self.term;
+        let pending_json = serde_json::to_string(&pending).unwrap_or_default();
+        if pending_json != self.published_pending {
+            if let Err(e) = self.gossip.set_key(PENDING_KEY, &pending_json).await {
+                tracing::warn!("cannot publish pending workloads: {e}");
+            }
+            self.published_pending = pending_json;
+        }
+        mine
+    }
+
+    pub(super) async fn publish_reports(
+        &mut self,
+        reports: &BTreeMap<(String, String), PodReport>,
+    ) {
+        for ((ns, name), report) in reports {
+            if self.published_reports.get(&(ns.clone(), name.clone())) == Some(report) {
+                continue;
+            }
+            match serde_json::to_string(report) {
+                Ok(value) => {
+                    if let Err(e) = self.gossip.set_key(&pod_key(ns, name), &value).await {
+                        tracing::warn!("cannot report pod {ns}/{name}: {e}");
+                        continue;
+                    }
+                }
+                Err(_) => continue,
+            }
+            self.published_reports
+                .insert((ns.clone(), name.clone()), report.clone());
+        }
+        let gone: BTreeSet<(String, String)> = self
+            .published_reports
+            .keys()
+            .filter(|k| !reports.contains_key(*k))
+            .cloned()
+            .collect();
+        for (ns, name) in gone {
+            let _ = self.gossip.delete_key(&pod_key(&ns, &name)).await;
+            self.published_reports.remove(&(ns, name));
+        }
+    }
+}

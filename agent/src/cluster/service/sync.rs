@@ -1,0 +1,126 @@
+//! Keeping the replica in step with the cluster: this node's declarations ingested, other
+//! nodes' adverts compared with it, bodies fetched in the background, tombstones forgotten.
+
+use super::*;
+
+impl ClusterService {
+    /// The replica changed: the objects are rebuilt, the node loop told, adverts compared again.
+    pub(super) fn replica_changed(&mut self) {
+        self.objects_dirty = true;
+        self.objects_stale = true;
+        self.sync_needed = true;
+    }
+
+    pub(super) async fn advertise(&self, key: &str, digest: &Digest) {
+        if let Err(e) = self.gossip.set_key(key, &digest.to_string()).await {
+            tracing::warn!("cannot advertise {key}: {e}");
+        }
+    }
+
+    pub(super) async fn ingest(&mut self, declared: &crate::desired::Objects) {
+        match self.replica.ingest(declared, (self.timings.clock)()) {
+            Ok(changed) => {
+                let digests = self.replica.digests();
+                for key in changed {
+                    if let Some(d) = digests.get(&key) {
+                        self.advertise(&key, d).await;
+                    }
+                    self.replica_changed();
+                }
+            }
+            Err(e) => tracing::error!("cannot store desired objects: {e}"),
+        }
+    }
+
+    pub(super) async fn on_fetched(&mut self, fetched: Fetched) {
+        for key in &fetched.keys {
+            self.in_flight.remove(key);
+        }
+        // What failed is fetched again (from another node when one has it).
+        self.sync_needed = true;
+        match fetched.result {
+            Ok(records) => {
+                for (key, record) in records {
+                    if !fetched.keys.contains(&key) {
+                        continue;
+                    }
+                    match self.replica.apply_remote(&key, record) {
+                        Ok(true) => {
+                            if let Some(d) = self.replica.digests().get(&key) {
+                                self.advertise(&key, d).await;
+                            }
+                            self.replica_changed();
+                        }
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!("object from {}: {e}", fetched.node),
+                    }
+                }
+            }
+            Err(e) => tracing::debug!("fetch from {}: {e}", fetched.node),
+        }
+    }
+
+    /// Brings the replica up to date with every node's adverts (tombstones at once, bodies
+    /// fetched in the background).
+    pub(super) async fn sync(&mut self, fetched_tx: &mpsc::Sender<Fetched>) {
+        let me = self.gossip.node_name().to_string();
+        let adverts = self
+            .view
+            .nodes()
+            .filter(|(node, _)| *node != me)
+            .flat_map(|(node, keys)| keys.adverts.iter().map(move |(k, d)| (node, k.as_str(), d)));
+        let steps = plan_sync(&self.replica.digests(), adverts);
+        let mut batches: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for step in steps {
+            match step {
+                SyncStep::Delete { key, digest } => {
+                    let record = StoredRecord {
+                        digest: digest.to_string(),
+                        body: None,
+                        origin: format!("{}:deleted", digest.stamp.node),
+                    };
+                    if let Ok(true) = self.replica.apply_remote(&key, record) {
+                        self.advertise(&key, &digest).await;
+                        self.replica_changed();
+                    }
+                }
+                SyncStep::Fetch { key, from, .. } => {
+                    if self.in_flight.contains(&key) {
+                        continue;
+                    }
+                    // Spread fetches over the nodes that have the version.
+                    let pick = from[(key.len() + self.in_flight.len()) % from.len()].clone();
+                    batches.entry(pick).or_default().push(key);
+                }
+            }
+        }
+        for (node, keys) in batches {
+            self.in_flight.extend(keys.iter().cloned());
+            let fetch = self.fetcher.fetch(node.clone(), keys.clone());
+            let tx = fetched_tx.clone();
+            tokio::spawn(async move {
+                let result = match tokio::time::timeout(Duration::from_secs(5), fetch).await {
+                    Ok(r) => r,
+                    Err(_) => Err("timed out".to_string()),
+                };
+                let _ = tx.send(Fetched { node, keys, result }).await;
+            });
+        }
+    }
+
+    /// Forgets tombstones older than the grace (at most once a minute).
+    pub(super) async fn collect_garbage(&mut self, now: u64) {
+        if now.saturating_sub(self.last_gc_ms) < GC_EVERY_MS {
+            return;
+        }
+        self.last_gc_ms = now;
+        if let Ok(gone) = self
+            .replica
+            .collect_garbage(now, self.timings.tombstone_grace)
+        {
+            for key in gone {
+                let _ = self.gossip.delete_key(&key).await;
+            }
+        }
+    }
+}
