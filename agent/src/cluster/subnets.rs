@@ -105,6 +105,17 @@ pub async fn resolve(
     }
 }
 
+/// Every node's claimed subnet (`net/subnet`).
+pub async fn claims(gossip: &skiff_gossip::GossipHandle) -> BTreeMap<String, Ipv4Net> {
+    gossip
+        .keys_with_prefix(CLAIM_KEY)
+        .await
+        .into_iter()
+        .filter(|(_, k, _)| k == CLAIM_KEY)
+        .filter_map(|(node, _, v)| Some((node, v.parse().ok()?)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
