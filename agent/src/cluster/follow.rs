@@ -129,18 +129,6 @@ impl Followed {
     }
 }
 
-/// The table `leader` published for `node`, if any. `tables` is (publisher, target, table).
-pub fn table_for(
-    tables: &[(String, String, Assignment)],
-    leader: &str,
-    node: &str,
-) -> Option<Assignment> {
-    tables
-        .iter()
-        .find(|(from, target, _)| from == leader && target == node)
-        .map(|(_, _, doc)| doc.clone())
-}
-
 /// The placement a new leader starts from: for each target node, the newest table any node
 /// published for it (the previous leader's, while it is still gossiped).
 pub fn previous_table(tables: &[(String, String, Assignment)]) -> Vec<AssignedPod> {
@@ -261,7 +249,5 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, vec!["a".to_string(), "new".to_string()]);
-        assert_eq!(table_for(&tables, "n3", "n2").map(|d| d.term), Some(2));
-        assert_eq!(table_for(&tables, "n2", "n2"), None);
     }
 }

@@ -94,7 +94,7 @@ pub struct Desired {
 /// The cluster as this node sees it, for the API.
 #[derive(Clone, Debug, Default)]
 pub struct ClusterState {
-    pub nodes: Vec<NodeStatus>,
+    pub nodes: Arc<Vec<NodeStatus>>,
     /// The leader by the rule; none when that is this node still in its startup grace.
     pub leader: Option<String>,
     pub term: u64,
@@ -102,7 +102,7 @@ pub struct ClusterState {
     pub pods: Arc<PodReports>,
     pub pending: Vec<PendingWorkload>,
     /// The leader's whole table (this node's part as it accepted it).
-    pub table: Vec<AssignedPod>,
+    pub table: Arc<Vec<AssignedPod>>,
     /// Routes to the other nodes' pod subnets.
     pub routes: Vec<PeerRoute>,
 }
@@ -167,6 +167,14 @@ pub struct ClusterService {
     pods: Arc<PodReports>,
     merged_reports: Option<Arc<BTreeMap<(String, String), PodReport>>>,
     last_gc_ms: u64,
+    /// The node list as gossip last changed it.
+    nodes_rx: watch::Receiver<Vec<NodeStatus>>,
+    nodes: Arc<Vec<NodeStatus>>,
+    /// A follower's copy of the leader's whole table, rebuilt when gossip or the accepted
+    /// assignment changes.
+    followed_table: Arc<Vec<AssignedPod>>,
+    /// The leader `followed_table` was built from.
+    followed_table_of: Option<String>,
 }
 
 impl ClusterService {
@@ -181,6 +189,8 @@ impl ClusterService {
         let term = followed.accepted.as_ref().map_or(0, |a| a.term);
         let started_ms = (timings.clock)();
         let reader = gossip.key_reader();
+        let mut nodes_rx = gossip.nodes();
+        let nodes = Arc::new(nodes_rx.borrow_and_update().clone());
         ClusterService {
             gossip,
             replica,
@@ -210,6 +220,10 @@ impl ClusterService {
             pods: Arc::new(BTreeMap::new()),
             merged_reports: None,
             last_gc_ms: 0,
+            nodes_rx,
+            nodes,
+            followed_table: Arc::new(Vec::new()),
+            followed_table_of: None,
         }
     }
 
@@ -271,8 +285,11 @@ impl ClusterService {
             self.objects = Arc::new(self.replica.objects());
         }
         let objects = self.objects.clone();
-        let nodes = self.gossip.nodes().borrow().clone();
-        for n in &nodes {
+        if self.nodes_rx.has_changed().unwrap_or(false) {
+            self.nodes = Arc::new(self.nodes_rx.borrow_and_update().clone());
+        }
+        let nodes = self.nodes.clone();
+        for n in nodes.iter() {
             if n.condition == NodeCondition::Ready {
                 self.not_ready_since.remove(&n.name);
             } else {
@@ -281,8 +298,6 @@ impl ClusterService {
         }
         // Leader and term.
         let me = self.gossip.node_name().to_string();
-        // Tables published by every node (the leader's, and stale ones of earlier leaders).
-        let tables = self.view.tables();
         let seen_max = self
             .view
             .nodes()
@@ -298,6 +313,13 @@ impl ClusterService {
         let may_lead = alone && self.followed.known_peers.is_empty()
             || now.saturating_sub(self.started_ms) >= self.timings.startup_grace.as_millis() as u64;
         let leading = leader.as_deref() == Some(me.as_str()) && may_lead;
+        // Tables published by every node (the leader's, and stale ones of earlier leaders): only
+        // a leader needs them all.
+        let tables = if leading {
+            self.view.tables()
+        } else {
+            Vec::new()
+        };
         let mut term = next_term(leading, self.led_before, self.term, seen_max);
         // Two nodes can reach the same term (this one took over before it heard the other's):
         // another node's table at this term or above means the term is not this leader's own,
@@ -342,7 +364,7 @@ impl ClusterService {
         }
         let pods = self.pods.clone();
         let mut pending = Vec::new();
-        let mut full_table = Vec::new();
+        let mut full_table = Arc::new(Vec::new());
         if leading {
             let mut previous = follow::previous_table(&tables);
             // After a restart gossip holds no table yet: this node's stored one still counts.
@@ -361,7 +383,7 @@ impl ClusterService {
                 self.timings.eviction_delay,
             );
             pending = output.pending.clone();
-            full_table = output.table.clone();
+            full_table = Arc::new(output.table.clone());
             let mine = self
                 .publish_tables(&nodes, output.table, output.pending)
                 .await;
@@ -374,12 +396,14 @@ impl ClusterService {
         }
         // Follow the leader's table for this node.
         let leader_name = leader.clone().filter(|l| *l != me || leading);
+        let mut followed_changed = false;
         if let Some(l) = &leader_name
             && *l != me
-            && let Some(doc) = follow::table_for(&tables, l, &me)
-            && self.followed.accept(&doc)
+            && let Some(doc) = self.view.node(l).and_then(|k| k.table_for(&me))
+            && self.followed.accept(doc)
         {
             self.objects_dirty = true;
+            followed_changed = true;
         }
         self.followed.note_peers(&nodes, &me);
         let routes = self.subnets(&nodes, leading).await;
@@ -390,20 +414,25 @@ impl ClusterService {
                 pending = list;
             }
             // The whole table as the leader published it (this node's own part as accepted).
-            full_table = self
-                .followed
-                .accepted
-                .as_ref()
-                .map(|a| a.pods.clone())
-                .unwrap_or_default();
-            if let Some(l) = &leader_name {
-                full_table.extend(
-                    tables
-                        .iter()
-                        .filter(|(from, target, _)| from == l && *target != me)
-                        .flat_map(|(_, _, doc)| doc.pods.iter().cloned()),
-                );
+            if view_changed || followed_changed || self.followed_table_of != leader_name {
+                let mut table = self
+                    .followed
+                    .accepted
+                    .as_ref()
+                    .map(|a| a.pods.clone())
+                    .unwrap_or_default();
+                if let Some(keys) = leader_name.as_deref().and_then(|l| self.view.node(l)) {
+                    table.extend(
+                        keys.tables
+                            .iter()
+                            .filter(|(target, _)| *target != me)
+                            .flat_map(|(_, doc)| doc.pods.iter().cloned()),
+                    );
+                }
+                self.followed_table = Arc::new(table);
+                self.followed_table_of = leader_name.clone();
             }
+            full_table = self.followed_table.clone();
         }
         if self.objects_dirty || pending != self.last_pending {
             self.objects_dirty = false;

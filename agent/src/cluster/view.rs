@@ -30,6 +30,14 @@ pub struct NodeKeys {
 }
 
 impl NodeKeys {
+    /// The table this node published for `target`.
+    pub fn table_for(&self, target: &str) -> Option<&Assignment> {
+        self.tables
+            .iter()
+            .find(|(t, _)| t == target)
+            .map(|(_, doc)| doc)
+    }
+
     fn parse(keys: &[(String, String)]) -> NodeKeys {
         let mut out = NodeKeys::default();
         for (key, value) in keys {
@@ -129,6 +137,8 @@ mod tests {
             ("obj/ConfigMap/default/bad", "not a digest"),
             ("obj/NoSuchKind/default/x", "1700000000000.0@n1:abc:L"),
             ("pod/default/web-1", "{not json"),
+            ("sched/assign/n2", r#"{"term":2,"generation":5,"pods":[]}"#),
+            ("sched/assign/n3", "{}"),
             ("sched/pending", "[]"),
             ("sched/subnets", r#"{"n1":"10.42.1.0/24"}"#),
             ("sched/term", "7"),
@@ -143,6 +153,14 @@ mod tests {
         assert!(parsed.pods.is_empty());
         assert_eq!(parsed.pending, Some(Vec::new()));
         assert_eq!(parsed.term, Some(7));
+        assert_eq!(
+            parsed.table_for("n2").map(|d| (d.term, d.generation)),
+            Some((2, 5))
+        );
+        assert!(
+            parsed.table_for("n3").is_none(),
+            "a table that does not parse"
+        );
         assert_eq!(
             parsed.subnet_table.and_then(|t| t.get("n1").copied()),
             Some("10.42.1.0/24".parse().expect("net"))
