@@ -114,10 +114,40 @@ pub fn run(args: &[String]) -> Result<()> {
         origin.name,
         origin.manifests.display()
     );
-    viewer.wait_for(Duration::from_secs(120), "every pod to run", |a| {
-        let pods = a.pods()?;
-        Ok(!pods.is_empty() && pods.iter().all(pod_ready))
-    })?;
+    // Every node must know every workload the origin declared, see each one's pods all ready,
+    // and list exactly those pods (objects, tables and reports travel by gossip separately).
+    let declared = |a: &DemoAgent| -> Result<Vec<(String, u64, u64)>> {
+        let status = a.api(&serde_json::json!({ "op": "status" }))?;
+        let mut rows: Vec<(String, u64, u64)> = status["workloads"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|w| {
+                (
+                    format!("{}/{}/{}", w["kind"], w["namespace"], w["name"]),
+                    w["desired"].as_u64().unwrap_or(0),
+                    w["ready"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        rows.sort();
+        Ok(rows)
+    };
+    for a in &demo.agents {
+        a.wait_for(Duration::from_secs(120), "every pod to run", |a| {
+            let (mine, origin) = (declared(a)?, declared(origin)?);
+            let names = |rows: &[(String, u64, u64)]| -> Vec<String> {
+                rows.iter().map(|r| r.0.clone()).collect()
+            };
+            let desired: u64 = mine.iter().map(|r| r.1).sum();
+            let pods = a.pods()?;
+            Ok(!origin.is_empty()
+                && names(&mine) == names(&origin)
+                && mine.iter().all(|(_, d, r)| d == r)
+                && pods.len() as u64 == desired
+                && pods.iter().all(pod_ready))
+        })?;
+    }
     viewer.show(&["status"])?;
     viewer.show(&["get", "pods", "-A", "-o", "wide"])?;
     demo.agents[1].show(&["logs", "worker", "--tail", "3"])?;
