@@ -13,24 +13,18 @@ const PATIENCE: Duration = Duration::from_secs(15);
 /// Kills, unmounts and removes everything of run `run_id` (temp dir `dir`; namespaces
 /// `<run_id>-...`; cgroups `<hierarchy>/<run_id>`).
 pub fn purge(run_id: &str, dir: &Path) {
+    remove_node(dir, run_id, &format!("{run_id}-"));
+}
+
+/// Removes what an agent (killed or not) made: every process in the cgroups at `cgroup_parent`
+/// (relative to each hierarchy), in network namespaces starting with `netns_prefix` or naming
+/// `dir`; the mounts under `dir`, those namespaces, the cgroup dirs, and `dir` itself.
+pub fn remove_node(dir: &Path, cgroup_parent: &str, netns_prefix: &str) {
     let deadline = Instant::now() + PATIENCE;
-    loop {
-        let pids = run_pids(run_id, dir);
-        if pids.is_empty() || Instant::now() > deadline {
-            break;
-        }
-        for pid in pids {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    for m in mounts_under(dir) {
-        let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
-    }
-    for ns in netns_with_prefix(&format!("{run_id}-")) {
+    let cgroup = cgroup_parent.trim_start_matches('/');
+    kill_until_gone(deadline, || node_pids(dir, cgroup, netns_prefix));
+    unmount_under(dir);
+    for ns in netns_with_prefix(netns_prefix) {
         if ip(&["netns", "del", &ns]).is_err() {
             let path = Path::new("/run/netns").join(&ns);
             let _ = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH);
@@ -40,17 +34,7 @@ pub fn purge(run_id: &str, dir: &Path) {
     if mounts_under(dir).is_empty() {
         let _ = std::fs::remove_dir_all(dir);
     }
-    // rmdir fails with EBUSY while killed tasks are still leaving: retry until the deadline.
-    loop {
-        let dirs = cgroup_dirs(run_id);
-        if dirs.is_empty() || Instant::now() > deadline {
-            break;
-        }
-        for d in &dirs {
-            let _ = std::fs::remove_dir(d);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    remove_cgroups(deadline, cgroup);
 }
 
 /// What a reboot does to one node of a run: every process in its cgroups (`cgroup_parent`,
@@ -60,53 +44,20 @@ pub fn purge(run_id: &str, dir: &Path) {
 pub fn simulate_reboot(dir: &Path, run_dir: &Path, cgroup_parent: &str, netns_prefix: &str) {
     let deadline = Instant::now() + PATIENCE;
     let cgroup = cgroup_parent.trim_start_matches('/');
-    loop {
-        let mut pids: Vec<i32> = cgroup_tree(cgroup)
-            .iter()
-            .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
-            .flat_map(|t| {
-                t.lines()
-                    .filter_map(|l| l.trim().parse().ok())
-                    .collect::<Vec<i32>>()
-            })
-            .collect();
-        for ns in netns_with_prefix(netns_prefix) {
-            if let Ok(out) = ip(&["netns", "pids", &ns]) {
-                pids.extend(out.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
-            }
-        }
-        pids.extend(pids_mentioning(&format!("{}/", dir.display())));
-        pids.retain(|p| alive(*p));
-        if pids.is_empty() || Instant::now() > deadline {
-            break;
-        }
-        for pid in pids {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    for m in mounts_under(dir) {
-        let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
-    }
+    kill_until_gone(deadline, || node_pids(dir, cgroup, netns_prefix));
+    unmount_under(dir);
     for ns in netns_with_prefix(netns_prefix) {
         let _ = ip(&["netns", "del", &ns]);
     }
-    while !cgroup_tree(cgroup).is_empty() && Instant::now() < deadline {
-        for d in cgroup_tree(cgroup) {
-            let _ = std::fs::remove_dir(d);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    remove_cgroups(deadline, cgroup);
     let _ = std::fs::remove_dir_all(run_dir);
     let _ = std::fs::create_dir_all(run_dir);
 }
 
-/// Every live process of the run: in its cgroups, in its namespaces, or naming its dir.
-fn run_pids(run_id: &str, dir: &Path) -> Vec<i32> {
-    let mut pids: Vec<i32> = cgroup_dirs(run_id)
+/// Every live process of a node (this one excepted): in the cgroups at `cgroup_parent`, in
+/// network namespaces starting with `netns_prefix`, or naming `dir` on its command line.
+pub fn node_pids(dir: &Path, cgroup_parent: &str, netns_prefix: &str) -> Vec<i32> {
+    let mut pids: Vec<i32> = cgroup_tree(cgroup_parent.trim_start_matches('/'))
         .iter()
         .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
         .flat_map(|t| {
@@ -115,7 +66,7 @@ fn run_pids(run_id: &str, dir: &Path) -> Vec<i32> {
                 .collect::<Vec<i32>>()
         })
         .collect();
-    for ns in netns_with_prefix(&format!("{run_id}-")) {
+    for ns in netns_with_prefix(netns_prefix) {
         if let Ok(out) = ip(&["netns", "pids", &ns]) {
             pids.extend(out.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
         }
@@ -126,6 +77,44 @@ fn run_pids(run_id: &str, dir: &Path) -> Vec<i32> {
     pids.sort_unstable();
     pids.dedup();
     pids
+}
+
+/// SIGKILLs what `pids` lists until it lists nothing or `deadline` passes.
+pub fn kill_until_gone(deadline: Instant, mut pids: impl FnMut() -> Vec<i32>) {
+    loop {
+        let pids = pids();
+        if pids.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        for pid in pids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn unmount_under(dir: &Path) {
+    for m in mounts_under(dir) {
+        let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Removes the cgroup dirs at `rel`, deepest first; rmdir fails with EBUSY while killed tasks
+/// are still leaving, so it retries until `deadline`.
+fn remove_cgroups(deadline: Instant, rel: &str) {
+    loop {
+        let dirs = cgroup_tree(rel);
+        if dirs.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        for d in &dirs {
+            let _ = std::fs::remove_dir(d);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn alive(pid: i32) -> bool {
@@ -181,11 +170,6 @@ pub fn netns_with_prefix(prefix: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// Cgroup dirs named `run_id` (and below) under every hierarchy, deepest first.
-fn cgroup_dirs(run_id: &str) -> Vec<PathBuf> {
-    cgroup_tree(run_id)
 }
 
 /// Cgroup dirs at relative path `rel` (and below) under every hierarchy, deepest first.

@@ -7,9 +7,10 @@
 //! and command, and `podman kube play` of the same manifest. Memory: agent RSS idle and with the
 //! 20 pods running, shim RSS beside conmon's.
 
-use crate::demo::{DemoAgent, cleanup_leftovers};
+use crate::demo::DemoAgent;
 use crate::util;
 use anyhow::{Context, Result, bail};
+use skiff_tests::cleanup::remove_node;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -428,7 +429,7 @@ fn runc_pod_start(image: &Path, pods: usize) -> Result<Vec<Duration>> {
             .stderr(Stdio::null())
             .status();
     }
-    cleanup_leftovers(&base, "/skb-runc", "skb-runc-never");
+    remove_node(&base, "/skb-runc", "skb-runc-never");
     result.map(|()| latencies)
 }
 

@@ -5,11 +5,9 @@
 //! node over the pod routes. Ctrl-C (or `--once`, for scripts: no wait) deletes the workloads
 //! and removes everything: agents, pods, namespaces, bridge, cgroups and temp dirs.
 
-mod cleanup;
 pub mod cluster;
 mod node;
 
-pub use cleanup::cleanup_leftovers;
 pub use node::{DemoAgent, INTERRUPTED, interrupted};
 
 use anyhow::{Context, Result};

@@ -3,9 +3,9 @@
 //! cgroups stay visible to the host), every path under one directory, the test image imported;
 //! and the teardown that deletes its workloads, stops it and removes what it made.
 
-use super::cleanup::{cleanup_leftovers, node_pids};
 use crate::util;
 use anyhow::{Context, Result, bail};
+use skiff_tests::cleanup::{node_pids, remove_node};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -218,7 +218,7 @@ impl DemoAgent {
         let mut child = self.child.take().context("agent not running")?;
         child.kill()?;
         child.wait()?;
-        for pid in node_pids(&self.dir, &self.opts.cgroup_parent) {
+        for pid in node_pids(&self.dir, &self.opts.cgroup_parent, &self.opts.netns_prefix) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
@@ -355,7 +355,7 @@ impl DemoAgent {
                 );
             }
         }
-        cleanup_leftovers(&self.dir, &self.opts.cgroup_parent, &self.opts.netns_prefix);
+        remove_node(&self.dir, &self.opts.cgroup_parent, &self.opts.netns_prefix);
         if self.own_netns {
             let _ = Command::new("ip")
                 .args(["netns", "del", &self.node_netns])
