@@ -91,12 +91,17 @@ fn a_new_runtime_instance_adopts_a_running_container_and_sees_its_exit() {
         ),
         "{state:?}"
     );
-    // The shim recorded the exit, so it outlived the SIGTERM; it is now gone (or a zombie of ours).
-    let shim_state =
-        std::fs::read_to_string(format!("/proc/{}/stat", started.shim_pid)).unwrap_or_default();
-    assert!(
-        shim_state.is_empty() || shim_state.contains(") Z "),
-        "{shim_state}"
+    // The shim recorded the exit, so it outlived the SIGTERM; it then leaves (it may still be
+    // on its way out when the record appears): gone, or a zombie of ours.
+    let shim_stat =
+        || std::fs::read_to_string(format!("/proc/{}/stat", started.shim_pid)).unwrap_or_default();
+    wait_for(
+        "the shim to leave after recording the exit",
+        TIMEOUT,
+        || {
+            let stat = shim_stat();
+            (stat.is_empty() || stat.contains(") Z ")).then_some(())
+        },
     );
     second.remove("adopt").unwrap();
 }
