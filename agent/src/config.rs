@@ -41,6 +41,9 @@ pub struct AgentConfig {
     pub labels: BTreeMap<String, String>,
     /// How long the manifests directory must be quiet before a changed file is read.
     pub manifest_debounce: Duration,
+    /// How long a manifest file that is broken, or declares fewer objects than before, must be
+    /// quiet before it is acted on (a half-written file is not a deletion).
+    pub manifest_settle: Duration,
     /// Periodic reconcile, on top of the event-driven one.
     pub resync_interval: Duration,
     /// This node's pod subnet (a lone node's default; later handed out by the leader).
@@ -88,6 +91,7 @@ impl Default for AgentConfig {
             registry_auth: BTreeMap::new(),
             labels: BTreeMap::new(),
             manifest_debounce: Duration::from_millis(30),
+            manifest_settle: Duration::from_secs(2),
             resync_interval: Duration::from_millis(500),
             pod_subnet: "10.42.0.0/24".parse().unwrap_or_default(),
             cluster_cidr: "10.42.0.0/16".parse().unwrap_or_default(),
@@ -139,6 +143,7 @@ pub struct ConfigFile {
     pub registry_auth: Option<BTreeMap<String, RegistryAuthConfig>>,
     pub labels: Option<BTreeMap<String, String>>,
     pub manifest_debounce_ms: Option<u64>,
+    pub manifest_settle_ms: Option<u64>,
     pub eviction_delay_ms: Option<u64>,
     pub pod_subnet: Option<ipnet::Ipv4Net>,
     pub cluster_cidr: Option<ipnet::Ipv4Net>,
@@ -238,6 +243,9 @@ impl ConfigFile {
         }
         if let Some(v) = self.manifest_debounce_ms {
             config.manifest_debounce = ms(v);
+        }
+        if let Some(v) = self.manifest_settle_ms {
+            config.manifest_settle = ms(v);
         }
     }
 }

@@ -4,7 +4,6 @@
 mod support;
 
 use std::io::Write;
-use std::time::Duration;
 use support::{TestAgent, WAIT, pod_yaml};
 
 const SLEEPER: &str = "trap 'exit 0' TERM; sleep 100000 & wait";
@@ -53,36 +52,47 @@ fn json_subdirectories_and_ignored_files() {
 }
 
 #[test]
-fn a_file_written_in_pieces_ends_up_applied() {
+fn a_file_written_in_pieces_is_applied_once_closed_with_no_event_for_the_parts() {
     let agent = TestAgent::start();
     let text = pod_yaml("slow", SLEEPER, "");
     let (a, b) = text.split_at(text.len() / 2);
     let mut f = std::fs::File::create(agent.manifests.join("slow.yaml")).expect("create");
     f.write_all(a.as_bytes()).expect("write");
     f.flush().expect("flush");
-    // Longer than the watcher's debounce: the half file may be read (and rejected) first.
-    let half_seen = agent.wait_until(
-        Duration::from_secs(5),
-        "the half file to be noticed",
-        || {
-            let events = agent.events();
-            let seen = events
-                .iter()
-                .any(|e| e["involvedObject"]["name"] == "slow.yaml");
-            seen.then_some(true)
-        },
-    );
+    // A marker the watcher looks at no earlier than the half file: a hard link makes only
+    // debounced events (no close), later than the half file's, and its name sorts after it.
+    // File events reach the agent in order, so once the marker's pod is known the half file
+    // has been seen.
+    let hidden = agent.manifests.join(".z-marker.tmp");
+    std::fs::write(&hidden, pod_yaml("marker", SLEEPER, "")).expect("write marker");
+    std::fs::hard_link(&hidden, agent.manifests.join("z-marker.yaml")).expect("link marker");
+    agent.wait_until(WAIT, "the marker pod to be known", || {
+        agent.pod("marker").map(|_| ())
+    });
+    // Held while the writer has the file open: no error for the half, no pod.
+    let about_slow = |events: &[serde_json::Value]| {
+        events
+            .iter()
+            .filter(|e| e["involvedObject"]["name"] == "slow.yaml")
+            .map(|e| e["reason"].as_str().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(about_slow(&agent.events()), Vec::<String>::new());
+    assert!(agent.pod("slow").is_none());
     f.write_all(b.as_bytes()).expect("write");
     f.flush().expect("flush");
     drop(f);
     let pod = agent.wait_phase("slow", "Running");
-    assert!(half_seen);
     assert_eq!(pod["spec"]["containers"][0]["command"][2], SLEEPER);
-    agent.wait_until(WAIT, "the applied event", || {
-        agent
-            .events()
-            .iter()
-            .any(|e| e["reason"] == "ManifestApplied" && e["involvedObject"]["name"] == "slow.yaml")
-            .then_some(())
+    let reasons = agent.wait_until(WAIT, "the applied event", || {
+        let reasons = about_slow(&agent.events());
+        reasons
+            .contains(&"ManifestApplied".to_string())
+            .then_some(reasons)
     });
+    assert_eq!(
+        reasons,
+        ["ManifestApplied"],
+        "only the whole file was acted on"
+    );
 }

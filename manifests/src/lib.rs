@@ -113,6 +113,14 @@ impl ParsedFile {
     }
 }
 
+/// The largest manifest file read or parsed (the watched directory and `apply` alike): 1 MiB.
+pub const MAX_FILE_BYTES: usize = 1024 * 1024;
+
+/// What a file over [`MAX_FILE_BYTES`] is told.
+pub fn too_large_message(size: u64) -> String {
+    format!("file is {size} bytes; a manifest file may be at most 1 MiB ({MAX_FILE_BYTES} bytes)")
+}
+
 /// Parses and validates every document of a manifest file. `file_name` only labels messages.
 ///
 /// YAML (documents separated by `---`) or JSON (one or more concatenated objects). Empty
@@ -130,6 +138,20 @@ impl ParsedFile {
 /// ```
 pub fn parse_file(file_name: &str, bytes: &[u8]) -> ParsedFile {
     let mut documents = Vec::new();
+    if bytes.len() > MAX_FILE_BYTES {
+        documents.push(ParsedDocument {
+            index: 1,
+            line: 1,
+            result: Err(vec![ManifestError {
+                file: file_name.to_string(),
+                document: 1,
+                field: String::new(),
+                message: too_large_message(bytes.len() as u64),
+            }]),
+            warnings: Vec::new(),
+        });
+        return ParsedFile { documents };
+    }
     let mut seen: BTreeMap<ObjectKey, usize> = BTreeMap::new();
     for (position, source) in documents::split_documents(bytes).into_iter().enumerate() {
         let index = position + 1;

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -13,47 +14,76 @@ use crate::model::object::Object;
 use crate::model::workloads::{DaemonSet, Deployment, Pod};
 
 /// A validated `T`. Read it through `Deref`; build it with [`crate::parse_file`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct Valid<T>(T);
+///
+/// The value is shared: cloning a `Valid` is a reference-count bump, so a large object (a
+/// 1 MiB ConfigMap) held by the sources, the replica, the scheduler and the API costs one
+/// copy. An object's content hash is computed once and remembered.
+pub struct Valid<T> {
+    value: Arc<T>,
+    content_hash: Arc<OnceLock<String>>,
+}
+
+impl<T> Clone for Valid<T> {
+    fn clone(&self) -> Self {
+        Valid {
+            value: self.value.clone(),
+            content_hash: self.content_hash.clone(),
+        }
+    }
+}
+
+impl<T: PartialEq> PartialEq for Valid<T> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.value, &other.value) || self.value == other.value
+    }
+}
+
+impl<T: Eq> Eq for Valid<T> {}
 
 impl<T> Valid<T> {
     /// Only validation (and conversions between validated values) may call this.
     pub(crate) fn new_unchecked(value: T) -> Valid<T> {
-        Valid(value)
+        Valid {
+            value: Arc::new(value),
+            content_hash: Arc::default(),
+        }
     }
 
     pub fn get(&self) -> &T {
-        &self.0
+        &self.value
     }
 
-    /// Gives up the guarantee and returns the plain value.
-    pub fn into_inner(self) -> T {
-        self.0
+    /// Gives up the guarantee and returns the plain value (a copy when it is shared).
+    pub fn into_inner(self) -> T
+    where
+        T: Clone,
+    {
+        Arc::unwrap_or_clone(self.value)
     }
 }
 
 impl<T> Deref for Valid<T> {
     type Target = T;
     fn deref(&self) -> &T {
-        &self.0
+        &self.value
     }
 }
 
 impl<T> AsRef<T> for Valid<T> {
     fn as_ref(&self) -> &T {
-        &self.0
+        &self.value
     }
 }
 
 impl<T: fmt::Debug> fmt::Debug for Valid<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        self.value.fmt(f)
     }
 }
 
 impl<T: Serialize> Serialize for Valid<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
+        self.value.serialize(serializer)
     }
 }
 
@@ -73,7 +103,14 @@ impl Valid<Object> {
 
     /// The object as compact JSON in Kubernetes shape.
     pub fn to_json(&self) -> Vec<u8> {
-        crate::hash::to_json_bytes(&self.0)
+        crate::hash::to_json_bytes(&*self.value)
+    }
+
+    /// [`Object::content_hash`], computed once per validated value.
+    pub fn content_hash(&self) -> String {
+        self.content_hash
+            .get_or_init(|| self.value.content_hash())
+            .clone()
     }
 }
 
@@ -93,7 +130,7 @@ macro_rules! kind_conversions {
     ($($variant:ident),*) => {$(
         impl From<Valid<$variant>> for Valid<Object> {
             fn from(value: Valid<$variant>) -> Valid<Object> {
-                Valid(Object::$variant(value.0))
+                Valid::new_unchecked(Object::$variant(Arc::unwrap_or_clone(value.value)))
             }
         }
 
@@ -101,9 +138,12 @@ macro_rules! kind_conversions {
         impl TryFrom<Valid<Object>> for Valid<$variant> {
             type Error = Valid<Object>;
             fn try_from(object: Valid<Object>) -> Result<Valid<$variant>, Valid<Object>> {
-                match object.0 {
-                    Object::$variant(inner) => Ok(Valid(inner)),
-                    other => Err(Valid(other)),
+                if !matches!(*object.value, Object::$variant(_)) {
+                    return Err(object);
+                }
+                match Arc::unwrap_or_clone(object.value) {
+                    Object::$variant(inner) => Ok(Valid::new_unchecked(inner)),
+                    other => Err(Valid::new_unchecked(other)),
                 }
             }
         }

@@ -373,3 +373,29 @@ fn file_modes_accept_yaml_1_1_octal_decimal_and_0o() {
     assert_eq!(found.len(), 1, "{found:#?}");
     assert_eq!(found[0].0, "spec.volumes[0].configMap.defaultMode");
 }
+
+#[test]
+fn a_file_over_one_mib_is_refused_without_parsing() {
+    let doc = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: big}\ndata:\n  a: ";
+    let mut text = doc.as_bytes().to_vec();
+    text.resize(skiff_manifests::MAX_FILE_BYTES + 1, b'x');
+    let parsed = skiff_manifests::parse_file("big.yaml", &text);
+    let errors: Vec<String> = parsed.errors().iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        errors,
+        [
+            "manifest big.yaml: document 1: file is 1048577 bytes; a manifest file may be at most 1 MiB (1048576 bytes)"
+        ]
+    );
+    // Exactly at the cap is parsed as usual.
+    text.truncate(skiff_manifests::MAX_FILE_BYTES);
+    let parsed = skiff_manifests::parse_file("big.yaml", &text);
+    assert!(
+        parsed
+            .errors()
+            .iter()
+            .all(|e| !e.to_string().contains("at most 1 MiB (")),
+        "{:?}",
+        parsed.errors()
+    );
+}

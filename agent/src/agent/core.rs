@@ -160,7 +160,7 @@ impl Core {
         runtime: Arc<dyn ContainerRuntime>,
         network: Option<Arc<skiff_cni::NetlinkNetwork>>,
     ) -> anyhow::Result<Core> {
-        let sources = Sources::load(&store)?;
+        let sources = Sources::load(&store, config.manifest_settle.as_millis() as Millis)?;
         let pods: Vec<PodRecord> = store.pods()?;
         let now = now_millis();
         let mut image_state = HashMap::new();
@@ -420,7 +420,11 @@ impl Core {
                 Some(cmd) = commands.recv() => self.on_command(cmd),
                 Some(r) = results.recv() => self.on_job_result(r),
                 Some(p) = pulls.recv() => self.on_pull_result(p),
-                _ = tick.tick() => {}
+                _ = tick.tick() => {
+                    if self.sources.settle_due(&self.store, &mut self.events, now_millis()) {
+                        self.refresh_declared();
+                    }
+                }
             }
         }
         self.flush();

@@ -57,6 +57,9 @@ pub fn config_from_args(args: AgentArgs) -> anyhow::Result<AgentConfig> {
     if let Some(ms) = args.eviction_delay_ms {
         config.eviction_delay = Duration::from_millis(ms);
     }
+    if let Some(ms) = args.manifest_settle_ms {
+        config.manifest_settle = Duration::from_millis(ms);
+    }
     if args.no_masquerade {
         config.masquerade = false;
     }
@@ -192,12 +195,14 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
     let listener = api::server::bind(&config.api_socket)?;
     let (file_tx, file_rx) = mpsc::channel(256);
     crate::watcher::spawn(
-        config.manifests_dir.clone(),
-        config.manifest_debounce,
-        Duration::from_secs(30),
+        crate::watcher::WatchConfig {
+            dir: config.manifests_dir.clone(),
+            debounce: config.manifest_debounce,
+            rescan: Duration::from_secs(2),
+            max_file_bytes: skiff_manifests::MAX_FILE_BYTES as u64,
+        },
         file_tx,
         cancel.clone(),
-        &tracker,
     )
     .with_context(|| format!("cannot watch {}", config.manifests_dir.display()))?;
     let followed = cluster::follow::Followed::open(db.clone())

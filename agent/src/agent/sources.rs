@@ -15,16 +15,35 @@ use std::path::Path;
 /// One source's state.
 #[derive(Clone, Debug)]
 struct SourceState {
-    /// Hash of the content last seen (good or bad), so repeats are not re-parsed.
+    /// Hash of the content last acted on (good or bad), so repeats are not re-parsed.
     seen: String,
     /// Objects of the last good version.
     objects: Vec<Valid<Object>>,
 }
 
+/// A file version not acted on yet: a writer still has it open, or it is broken or declares
+/// fewer objects than the last good version and has not been quiet for the settle time.
+#[derive(Clone, Debug)]
+struct Pending {
+    content: Vec<u8>,
+    hash: String,
+    /// When this content was first seen (the file has been quiet since).
+    since: Millis,
+    writing: bool,
+}
+
+/// How long a file a writer keeps open (with no close) is held before it is acted on anyway.
+pub const WRITER_HOLD_MS: Millis = 30_000;
+
 /// Every source and the merged desired objects.
 #[derive(Default)]
 pub struct Sources {
     sources: BTreeMap<Source, SourceState>,
+    pending: BTreeMap<Source, Pending>,
+    /// The last unreadable reason recorded per path, so a lasting problem is one event.
+    unreadable: BTreeMap<Source, String>,
+    /// How long a broken or shrinking version must be quiet before it is acted on.
+    settle: Millis,
     pub merged: Merged,
 }
 
@@ -40,9 +59,13 @@ fn display_name(source: &str) -> String {
 }
 
 impl Sources {
-    /// Loads the last good files and API objects from the store.
-    pub fn load(store: &Store) -> Result<Sources, StoreError> {
-        let mut s = Sources::default();
+    /// Loads the last good files and API objects from the store. `settle`: how long a file
+    /// that is broken, or declares less than before, must be quiet before it is acted on.
+    pub fn load(store: &Store, settle: Millis) -> Result<Sources, StoreError> {
+        let mut s = Sources {
+            settle,
+            ..Sources::default()
+        };
         for (path, content) in store.files()?.into_iter().chain(store.applied()?) {
             let parsed = skiff_manifests::parse_file(&display_name(&path), &content);
             s.sources.insert(
@@ -75,62 +98,169 @@ impl Sources {
         now: Millis,
     ) -> bool {
         let changed = match event {
-            FileEvent::Present { path, content } => {
-                self.file_present(&path.display().to_string(), &content, store, events, now)
+            FileEvent::Present {
+                path,
+                content,
+                writing,
+            } => {
+                let path = path.display().to_string();
+                self.unreadable.remove(&path);
+                self.file_seen(&path, content, writing, store, events, now)
             }
             FileEvent::Removed { path } => {
-                self.file_removed(&path.display().to_string(), store, events, now)
+                let path = path.display().to_string();
+                self.unreadable.remove(&path);
+                self.pending.remove(&path);
+                self.file_removed(&path, store, events, now)
             }
-            FileEvent::Snapshot { files } => {
-                let mut changed = false;
-                let present: Vec<String> = files.keys().map(|p| p.display().to_string()).collect();
+            FileEvent::Unreadable { path, reason } => {
+                let path = path.display().to_string();
+                if self.unreadable.get(&path) != Some(&reason) {
+                    let kept = if self.sources.contains_key(&path) {
+                        "the last good version keeps running"
+                    } else {
+                        "nothing from this file runs until it can be read"
+                    };
+                    events.record(
+                        now,
+                        true,
+                        "ManifestUnreadable",
+                        "Manifest",
+                        "",
+                        &display_name(&path),
+                        &format!("{path}: {reason}; {kept}"),
+                    );
+                    tracing::warn!("manifest {path}: {reason}; {kept}");
+                    self.unreadable.insert(path, reason);
+                }
+                false
+            }
+            FileEvent::Listed { paths } => {
+                let present: std::collections::BTreeSet<String> =
+                    paths.iter().map(|p| p.display().to_string()).collect();
                 let gone: Vec<String> = self
                     .sources
                     .keys()
-                    .filter(|s| !s.starts_with(API_SOURCE_PREFIX) && !present.contains(s))
+                    .filter(|s| !s.starts_with(API_SOURCE_PREFIX) && !present.contains(*s))
                     .cloned()
                     .collect();
+                let mut changed = false;
                 for path in gone {
+                    self.pending.remove(&path);
                     changed |= self.file_removed(&path, store, events, now);
-                }
-                for (path, content) in files {
-                    changed |= self.file_present(
-                        &path.display().to_string(),
-                        &content,
-                        store,
-                        events,
-                        now,
-                    );
                 }
                 changed
             }
         };
         if changed {
-            self.remerge();
-            for (source, message) in &self.merged.conflicts {
-                events.record(
-                    now,
-                    true,
-                    "DuplicateObject",
-                    "Manifest",
-                    "",
-                    &display_name(source),
-                    message,
-                );
-            }
+            self.after_change(events, now);
         }
         changed
     }
 
-    fn file_present(
+    /// Acts on held versions whose wait is over; returns whether the desired objects changed.
+    pub fn settle_due(&mut self, store: &Store, events: &mut Events, now: Millis) -> bool {
+        let due: Vec<Source> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now.saturating_sub(p.since) >= self.hold_ms(p.writing))
+            .map(|(s, _)| s.clone())
+            .collect();
+        let mut changed = false;
+        for source in due {
+            if let Some(p) = self.pending.remove(&source) {
+                changed |= self.act_on(&source, &p.content, p.hash, store, events, now);
+            }
+        }
+        if changed {
+            self.after_change(events, now);
+        }
+        changed
+    }
+
+    /// How long a held version waits: the settle time, or longer while a writer has it open.
+    fn hold_ms(&self, writing: bool) -> Millis {
+        if writing {
+            WRITER_HOLD_MS.max(self.settle)
+        } else {
+            self.settle
+        }
+    }
+
+    fn after_change(&mut self, events: &mut Events, now: Millis) {
+        self.remerge();
+        for (source, message) in &self.merged.conflicts {
+            events.record(
+                now,
+                true,
+                "DuplicateObject",
+                "Manifest",
+                "",
+                &display_name(source),
+                message,
+            );
+        }
+    }
+
+    /// A file's current content: acted on at once when it is whole, valid and declares at
+    /// least what the last good version did; otherwise held (see [`Pending`]).
+    fn file_seen(
         &mut self,
         path: &str,
-        content: &[u8],
+        content: Vec<u8>,
+        writing: bool,
         store: &Store,
         events: &mut Events,
         now: Millis,
     ) -> bool {
-        let h = hash(content);
+        let h = hash(&content);
+        if self.sources.get(path).is_some_and(|s| s.seen == h) {
+            // Back to what is in force (a writer put the same bytes back): nothing to do.
+            self.pending.remove(path);
+            return false;
+        }
+        let since = match self.pending.get(path) {
+            Some(p) if p.hash == h => p.since,
+            _ => now,
+        };
+        let hold = writing || {
+            let parsed = skiff_manifests::parse_file(&display_name(path), &content);
+            !parsed.is_ok() || self.drops_objects(path, &parsed.objects())
+        };
+        if hold && now.saturating_sub(since) < self.hold_ms(writing) {
+            self.pending.insert(
+                path.to_string(),
+                Pending {
+                    content,
+                    hash: h,
+                    since,
+                    writing,
+                },
+            );
+            return false;
+        }
+        self.pending.remove(path);
+        self.act_on(path, &content, h, store, events, now)
+    }
+
+    /// Whether `objects` leaves out something the last good version of `path` declared.
+    fn drops_objects(&self, path: &str, objects: &[&Valid<Object>]) -> bool {
+        let Some(state) = self.sources.get(path) else {
+            return false;
+        };
+        let now: std::collections::BTreeSet<_> = objects.iter().map(|o| o.key()).collect();
+        state.objects.iter().any(|o| !now.contains(&o.key()))
+    }
+
+    fn act_on(
+        &mut self,
+        path: &str,
+        content: &[u8],
+        h: String,
+        store: &Store,
+        events: &mut Events,
+        now: Millis,
+    ) -> bool {
         if self.sources.get(path).is_some_and(|s| s.seen == h) {
             return false;
         }
@@ -290,3 +420,7 @@ impl Sources {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+#[path = "sources_tests.rs"]
+mod tests;

@@ -295,21 +295,38 @@ fn label_request(args: LabelArgs) -> Result<Request, CliError> {
     })
 }
 
-/// Reads `-f` arguments: files as given, directories' manifest files in name order.
+/// Reads `-f` arguments: files as given, directories' manifest files in name order. The same
+/// rules as the watched directory: regular files only, at most 1 MiB each.
 fn read_manifest_args(paths: &[PathBuf]) -> Result<Vec<ApplyFile>, CliError> {
     let mut out = Vec::new();
     for path in paths {
         let files: Vec<PathBuf> = if path.is_dir() {
-            crate::watcher::scan(path)
+            crate::watcher::list(path)
                 .map_err(|e| CliError::User(format!("{}: {e}", path.display())))?
-                .into_keys()
+                .into_iter()
                 .collect()
         } else {
             vec![path.clone()]
         };
         for file in files {
-            let content = std::fs::read_to_string(&file)
-                .map_err(|e| CliError::User(format!("{}: {e}", file.display())))?;
+            let max = skiff_manifests::MAX_FILE_BYTES as u64;
+            let bytes = match crate::watcher::read_manifest(&file, max, None) {
+                crate::watcher::Look::Content(bytes, _) => bytes,
+                crate::watcher::Look::Gone => {
+                    return Err(CliError::User(format!("{}: no such file", file.display())));
+                }
+                crate::watcher::Look::Unusable(why) => {
+                    return Err(CliError::User(format!("{}: {why}", file.display())));
+                }
+                crate::watcher::Look::Unchanged => unreachable!("no fingerprint was given"),
+            };
+            let content = String::from_utf8(bytes).map_err(|e| {
+                CliError::User(format!(
+                    "{}: file is not valid UTF-8 (bad byte at offset {})",
+                    file.display(),
+                    e.utf8_error().valid_up_to()
+                ))
+            })?;
             let name = file
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())

@@ -106,6 +106,10 @@ pub struct AgentArgs {
     /// milliseconds [default: 1000]
     #[arg(long, value_name = "MS")]
     pub eviction_delay_ms: Option<u64>,
+    /// How long a manifest file that is broken, or declares fewer objects than before, must
+    /// be quiet before it is acted on, in milliseconds [default: 2000]
+    #[arg(long, value_name = "MS")]
+    pub manifest_settle_ms: Option<u64>,
     /// This node's pod subnet [default: 10.42.0.0/24]
     #[arg(long, value_name = "CIDR")]
     pub pod_subnet: Option<ipnet::Ipv4Net>,

@@ -1,0 +1,210 @@
+//! The rules for manifest files as a table of event sequences: a half-written, broken,
+//! shrinking or unreadable file never deletes before it has settled.
+
+use super::*;
+use std::path::PathBuf;
+
+const SETTLE: Millis = 2_000;
+
+const CONFIG: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {a: b}\n";
+const DEPLOY: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: c, image: busybox}]\n";
+
+struct Bed {
+    _dir: tempfile::TempDir,
+    store: Store,
+    sources: Sources,
+    events: Events,
+    path: PathBuf,
+}
+
+impl Bed {
+    /// A source file `web.yaml` whose last good version declares a ConfigMap and a Deployment.
+    fn new() -> Bed {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("skiff.redb")).unwrap();
+        let mut bed = Bed {
+            sources: Sources::load(&store, SETTLE).unwrap(),
+            store,
+            events: Events::default(),
+            path: dir.path().join("web.yaml"),
+            _dir: dir,
+        };
+        let full = format!("{CONFIG}---\n{DEPLOY}");
+        assert!(bed.present(&full, false, 0));
+        assert_eq!(bed.declared(), ["ConfigMap/cfg", "Deployment/web"]);
+        bed
+    }
+
+    fn present(&mut self, content: &str, writing: bool, now: Millis) -> bool {
+        self.sources.on_file_event(
+            FileEvent::Present {
+                path: self.path.clone(),
+                content: content.as_bytes().to_vec(),
+                writing,
+            },
+            &self.store,
+            &mut self.events,
+            now,
+        )
+    }
+
+    fn settle(&mut self, now: Millis) -> bool {
+        self.sources.settle_due(&self.store, &mut self.events, now)
+    }
+
+    fn declared(&self) -> Vec<String> {
+        self.sources
+            .merged
+            .objects
+            .keys()
+            .map(|k| format!("{}/{}", k.kind, k.name))
+            .collect()
+    }
+
+    fn count(&self, reason: &str) -> usize {
+        self.events.iter().filter(|e| e.reason == reason).count()
+    }
+}
+
+#[test]
+fn a_file_rewritten_slowly_never_loses_what_it_declares() {
+    let mut bed = Bed::new();
+    // `cat > web.yaml` over a slow link: the first document, then 3 s, then the second. The
+    // writer keeps the file open throughout.
+    assert!(!bed.present(CONFIG, true, 10_000));
+    for t in [10_500, 12_000, 12_999] {
+        assert!(!bed.settle(t));
+        assert_eq!(bed.declared(), ["ConfigMap/cfg", "Deployment/web"]);
+    }
+    let full = format!("{CONFIG}---\n{DEPLOY}");
+    // Still open when the last bytes land, then closed.
+    assert!(!bed.present(&full, true, 13_000));
+    assert!(
+        !bed.present(&full, false, 13_010),
+        "the same content as before"
+    );
+    assert!(!bed.settle(60_000));
+    assert_eq!(bed.declared(), ["ConfigMap/cfg", "Deployment/web"]);
+    assert_eq!(bed.count("ManifestRemoved"), 0);
+}
+
+#[test]
+fn a_shrunk_file_deletes_only_after_it_settles() {
+    let mut bed = Bed::new();
+    // Closed with only the ConfigMap: held for the settle time, then acted on.
+    assert!(!bed.present(CONFIG, false, 10_000));
+    assert!(!bed.settle(11_999));
+    assert_eq!(bed.declared(), ["ConfigMap/cfg", "Deployment/web"]);
+    assert!(bed.settle(12_000));
+    assert_eq!(bed.declared(), ["ConfigMap/cfg"]);
+    // A file that grows is acted on at once.
+    let full = format!("{CONFIG}---\n{DEPLOY}");
+    assert!(bed.present(&full, false, 12_100));
+    assert_eq!(bed.declared(), ["ConfigMap/cfg", "Deployment/web"]);
+}
+
+#[test]
+fn a_changed_version_restarts_the_settle_clock() {
+    let mut bed = Bed::new();
+    assert!(!bed.present(CONFIG, false, 10_000));
+    let other = CONFIG.replace("a: b", "a: c");
+    assert!(!bed.present(&other, false, 11_500));
+    assert!(!bed.settle(12_500), "quiet for 1 s only");
+    assert!(bed.settle(13_500));
+    assert_eq!(bed.declared(), ["ConfigMap/cfg"]);
+}
+
+#[test]
+fn a_writer_that_never_closes_is_acted_on_after_the_hold() {
+    let mut bed = Bed::new();
+    let with_more = format!(
+        "{CONFIG}---\n{DEPLOY}---\n{}",
+        CONFIG.replace("cfg", "more")
+    );
+    assert!(!bed.present(&with_more, true, 10_000));
+    assert!(!bed.settle(10_000 + WRITER_HOLD_MS - 1));
+    assert_eq!(bed.declared().len(), 2);
+    assert!(bed.settle(10_000 + WRITER_HOLD_MS));
+    assert_eq!(bed.declared().len(), 3);
+}
+
+#[test]
+fn a_trickled_broken_file_gives_one_set_of_events_once_settled() {
+    let mut bed = Bed::new();
+    let broken = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: [";
+    // Byte by byte, each version quiet for a moment only.
+    for (i, end) in (20..broken.len()).enumerate() {
+        bed.present(&broken[..end], false, 10_000 + i as Millis * 10);
+        bed.settle(10_000 + i as Millis * 10 + 5);
+    }
+    assert_eq!(bed.count("InvalidManifest"), 0);
+    let last = 10_000 + (broken.len() as Millis) * 10;
+    bed.present(broken, false, last);
+    assert!(
+        !bed.settle(last + SETTLE),
+        "a broken version keeps the last good one"
+    );
+    assert_eq!(bed.count("ManifestRejected"), 1);
+    assert!(bed.count("InvalidManifest") >= 1);
+    assert_eq!(bed.declared(), ["ConfigMap/cfg", "Deployment/web"]);
+}
+
+#[test]
+fn unreadable_keeps_the_last_good_version_with_one_event() {
+    let mut bed = Bed::new();
+    for t in [10_000, 10_500, 11_000] {
+        assert!(!bed.sources.on_file_event(
+            FileEvent::Unreadable {
+                path: bed.path.clone(),
+                reason: "cannot read it: Too many open files (os error 24)".into(),
+            },
+            &bed.store,
+            &mut bed.events,
+            t,
+        ));
+    }
+    assert_eq!(bed.declared(), ["ConfigMap/cfg", "Deployment/web"]);
+    let unreadable: Vec<_> = bed
+        .events
+        .iter()
+        .filter(|e| e.reason == "ManifestUnreadable")
+        .collect();
+    assert_eq!(unreadable.len(), 1);
+    assert_eq!(unreadable[0].count, 1);
+    assert!(unreadable[0].message.contains("web.yaml"));
+    assert!(unreadable[0].message.contains("os error 24"));
+    assert!(
+        unreadable[0]
+            .message
+            .contains("last good version keeps running")
+    );
+}
+
+#[test]
+fn the_first_listing_removes_files_deleted_while_the_agent_was_down() {
+    let mut bed = Bed::new();
+    // The store remembers web.yaml; restart with a listing that lacks it.
+    let mut sources = Sources::load(&bed.store, SETTLE).unwrap();
+    assert_eq!(sources.merged.objects.len(), 2);
+    let other = bed.path.with_file_name("other.yaml");
+    assert!(sources.on_file_event(
+        FileEvent::Listed {
+            paths: [other].into_iter().collect()
+        },
+        &bed.store,
+        &mut bed.events,
+        20_000,
+    ));
+    assert!(sources.merged.objects.is_empty());
+    assert!(bed.store.files().unwrap().is_empty());
+}
+
+#[test]
+fn a_pending_version_is_dropped_when_the_file_goes_back() {
+    let mut bed = Bed::new();
+    assert!(!bed.present(CONFIG, false, 10_000));
+    let full = format!("{CONFIG}---\n{DEPLOY}");
+    assert!(!bed.present(&full, false, 10_500));
+    assert!(!bed.settle(20_000));
+    assert_eq!(bed.declared(), ["ConfigMap/cfg", "Deployment/web"]);
+}
