@@ -62,6 +62,8 @@ pub struct AgentConfig {
     pub eviction_delay: Duration,
     /// `pod_subnet` was given (flag or file); otherwise the leader hands one out.
     pub pod_subnet_set: bool,
+    /// Rebuild a missing, empty or unopenable store and re-adopt the running containers.
+    pub recover_store: bool,
     /// Extra gossip seeds: peers this node saw Ready before (from its store, not a flag).
     pub seeds: Vec<String>,
 }
@@ -101,6 +103,7 @@ impl Default for AgentConfig {
             pod_network: true,
             eviction_delay: Duration::from_secs(1),
             pod_subnet_set: false,
+            recover_store: false,
             seeds: Vec::new(),
         }
     }
@@ -308,6 +311,10 @@ impl AgentConfig {
     }
     pub fn containers_state_dir(&self) -> PathBuf {
         self.run_dir.join("c")
+    }
+    /// Pod records mirrored beside the containers (what `--recover-store` reloads).
+    pub fn pod_records_mirror_dir(&self) -> PathBuf {
+        self.run_dir.join("pod-records")
     }
 }
 

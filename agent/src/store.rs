@@ -2,10 +2,16 @@
 //! through the API, and pod records with their container status, so that a restarted agent
 //! re-adopts what runs instead of restarting it. Other crates keep their own tables in the same
 //! database (images, IPAM).
+//!
+//! Commits are durable (redb fsyncs on commit): after a power cut the store holds every commit
+//! that returned. Pod records are also mirrored as files in the run dir, so that a store lost or
+//! emptied while containers run can be rebuilt (`--recover-store`) instead of the node starting
+//! as new and killing its containers as orphans.
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -25,6 +31,30 @@ pub enum StoreError {
         #[source]
         source: redb::Error,
     },
+    #[error(
+        "local store {path} is {state} but {containers} container(s) of this node still run (in {run_dir}): refusing to start as a new node, which would stop them as orphans; start with --recover-store to re-adopt them and rebuild the store from the run dir, the manifests dir and the cluster"
+    )]
+    LostWithContainers {
+        path: PathBuf,
+        state: &'static str,
+        containers: usize,
+        run_dir: PathBuf,
+    },
+    #[error(
+        "local store {path} cannot be opened: {source}; start with --recover-store to move it aside and rebuild the store from the run dir, the manifests dir and the cluster"
+    )]
+    Unopenable {
+        path: PathBuf,
+        #[source]
+        source: redb::Error,
+    },
+    #[error("local store {path}: pod record mirror {mirror}: {source}")]
+    Mirror {
+        path: PathBuf,
+        mirror: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("local store {path}: record {key:?} in {table} is unreadable: {source}")]
     Decode {
         path: PathBuf,
@@ -40,6 +70,21 @@ pub enum StoreError {
 pub struct Store {
     db: Arc<Database>,
     path: PathBuf,
+    /// Where each pod record is mirrored as `<uid>.json` (the run dir), if anywhere.
+    mirror: Option<PathBuf>,
+}
+
+/// What [`Store::open_checked`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Opened {
+    /// The store was there (or the node is new: no store and no containers).
+    Normal,
+    /// The store was missing, empty or unopenable and was rebuilt: `moved_aside` names where an
+    /// unopenable file went; `pods` is how many pod records came back from the mirror.
+    Recovered {
+        moved_aside: Option<PathBuf>,
+        pods: usize,
+    },
 }
 
 impl Store {
@@ -53,9 +98,13 @@ impl Store {
             std::fs::create_dir_all(dir).map_err(|e| db_err(redb::Error::Io(e)))?;
         }
         let db = Database::create(path).map_err(|e| db_err(e.into()))?;
+        // The store holds manifests with Secrets in them: root only.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| db_err(redb::Error::Io(e)))?;
         let store = Store {
             db: Arc::new(db),
             path: path.to_path_buf(),
+            mirror: None,
         };
         store.write(|txn| {
             txn.open_table(FILES)?;
@@ -64,6 +113,189 @@ impl Store {
             Ok(())
         })?;
         Ok(store)
+    }
+
+    /// Opens the agent's store with the safety checks of a node that may have containers
+    /// running: a missing, empty or unopenable store while `running` containers exist is
+    /// refused unless `recover`, which moves an unopenable file aside, creates a new store and
+    /// reloads the pod records mirrored in `mirror` (so the containers are re-adopted).
+    pub fn open_checked(
+        path: &Path,
+        mirror: &Path,
+        running: usize,
+        run_dir: &Path,
+        recover: bool,
+    ) -> Result<(Store, Opened), StoreError> {
+        let state = match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("missing"),
+            Ok(m) if m.len() == 0 => Some("empty"),
+            _ => None,
+        };
+        if let Some(state) = state {
+            if running > 0 && !recover {
+                return Err(StoreError::LostWithContainers {
+                    path: path.to_path_buf(),
+                    state,
+                    containers: running,
+                    run_dir: run_dir.to_path_buf(),
+                });
+            }
+            if state == "empty" {
+                // redb cannot open a zero-length file; it holds nothing.
+                let _ = std::fs::remove_file(path);
+            }
+            let store = Store::open(path)?.with_mirror(mirror)?;
+            if running == 0 && !recover {
+                return Ok((store, Opened::Normal));
+            }
+            let pods = store.reload_mirror()?;
+            return Ok((
+                store,
+                Opened::Recovered {
+                    moved_aside: None,
+                    pods,
+                },
+            ));
+        }
+        match Store::open(path) {
+            Ok(store) => {
+                let store = store.with_mirror(mirror)?;
+                store.sync_mirror()?;
+                Ok((store, Opened::Normal))
+            }
+            Err(StoreError::Db { source, .. }) if !recover => Err(StoreError::Unopenable {
+                path: path.to_path_buf(),
+                source,
+            }),
+            Err(StoreError::Db { .. }) => {
+                let stamp = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or_default();
+                let aside = path.with_extension(format!("redb.broken-{stamp}"));
+                std::fs::rename(path, &aside).map_err(|e| StoreError::Db {
+                    path: path.to_path_buf(),
+                    source: redb::Error::Io(e),
+                })?;
+                let store = Store::open(path)?.with_mirror(mirror)?;
+                let pods = store.reload_mirror()?;
+                Ok((
+                    store,
+                    Opened::Recovered {
+                        moved_aside: Some(aside),
+                        pods,
+                    },
+                ))
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Mirrors pod records into `dir` from now on (created 0700).
+    pub fn with_mirror(mut self, dir: &Path) -> Result<Store, StoreError> {
+        let err = |source| StoreError::Mirror {
+            path: self.path.clone(),
+            mirror: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(err)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+        self.mirror = Some(dir.to_path_buf());
+        Ok(self)
+    }
+
+    /// Loads every mirrored pod record into the store; returns how many.
+    fn reload_mirror(&self) -> Result<usize, StoreError> {
+        let Some(dir) = &self.mirror else {
+            return Ok(0);
+        };
+        let err = |source| StoreError::Mirror {
+            path: self.path.clone(),
+            mirror: dir.clone(),
+            source,
+        };
+        let mut records = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(err)? {
+            let path = entry.map_err(err)?.path();
+            let Some(uid) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".json"))
+            else {
+                continue;
+            };
+            let bytes = std::fs::read(&path).map_err(err)?;
+            if serde_json::from_slice::<serde_json::Value>(&bytes).is_err() {
+                tracing::warn!("pod record mirror {}: not JSON, skipped", path.display());
+                continue;
+            }
+            records.push((uid.to_string(), bytes));
+        }
+        self.write(|txn| {
+            let mut t = txn.open_table(PODS)?;
+            for (uid, bytes) in &records {
+                t.insert(uid.as_str(), bytes.as_slice())?;
+            }
+            Ok(())
+        })?;
+        Ok(records.len())
+    }
+
+    /// Makes the mirror match the store: every pod record written, stray files removed (a
+    /// store from before the mirror existed, or a crash between a commit and its mirror).
+    pub fn sync_mirror(&self) -> Result<(), StoreError> {
+        let Some(dir) = &self.mirror else {
+            return Ok(());
+        };
+        let records = self.all_raw(PODS)?;
+        for (uid, bytes) in &records {
+            self.mirror_put(uid, bytes)?;
+        }
+        let keep: std::collections::BTreeSet<String> = records
+            .into_iter()
+            .map(|(uid, _)| format!("{uid}.json"))
+            .collect();
+        let entries = std::fs::read_dir(dir).map_err(|source| StoreError::Mirror {
+            path: self.path.clone(),
+            mirror: dir.clone(),
+            source,
+        })?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !keep.contains(&name) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    fn mirror_put(&self, uid: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let Some(dir) = &self.mirror else {
+            return Ok(());
+        };
+        let err = |source| StoreError::Mirror {
+            path: self.path.clone(),
+            mirror: dir.clone(),
+            source,
+        };
+        let tmp = dir.join(format!(".{uid}.tmp"));
+        std::fs::write(&tmp, bytes).map_err(err)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+        std::fs::rename(&tmp, dir.join(format!("{uid}.json"))).map_err(err)
+    }
+
+    fn mirror_delete(&self, uid: &str) -> Result<(), StoreError> {
+        let Some(dir) = &self.mirror else {
+            return Ok(());
+        };
+        match std::fs::remove_file(dir.join(format!("{uid}.json"))) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::Mirror {
+                path: self.path.clone(),
+                mirror: dir.clone(),
+                source: e,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The shared database, for the other crates' tables.
@@ -163,7 +395,8 @@ impl Store {
             key: uid.to_string(),
             source,
         })?;
-        self.put_raw(PODS, uid, &bytes)
+        self.put_raw(PODS, uid, &bytes)?;
+        self.mirror_put(uid, &bytes)
     }
     /// Writes several pod records in one transaction (one disk sync).
     pub fn put_pods<'a, T: Serialize + 'a>(
@@ -189,11 +422,16 @@ impl Store {
                 t.insert(*uid, bytes.as_slice())?;
             }
             Ok(())
-        })
+        })?;
+        for (uid, bytes) in &encoded {
+            self.mirror_put(uid, bytes)?;
+        }
+        Ok(())
     }
 
     pub fn delete_pod(&self, uid: &str) -> Result<(), StoreError> {
-        self.delete_raw(PODS, uid)
+        self.delete_raw(PODS, uid)?;
+        self.mirror_delete(uid)
     }
 }
 
@@ -220,5 +458,61 @@ mod tests {
         let pods: Vec<serde_json::Value> = s.pods().unwrap();
         assert_eq!(pods, vec![serde_json::json!({"name": "p"})]);
         assert!(s.applied().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_lost_store_with_containers_is_refused_unless_recovering() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("skiff.redb");
+        let mirror = dir.path().join("run/pod-records");
+        let run = dir.path().join("run");
+        {
+            let (s, opened) = Store::open_checked(&path, &mirror, 0, &run, false).unwrap();
+            assert_eq!(opened, Opened::Normal, "a new node");
+            s.put_pod("p1", &serde_json::json!({"name": "p1"})).unwrap();
+            s.put_pods([("p2", &serde_json::json!({"name": "p2"}))])
+                .unwrap();
+            s.delete_pod("p2").unwrap();
+        }
+        assert!(mirror.join("p1.json").exists() && !mirror.join("p2.json").exists());
+        std::fs::remove_file(&path).unwrap();
+        let err = Store::open_checked(&path, &mirror, 3, &run, false)
+            .err()
+            .expect("refused");
+        assert!(
+            err.to_string().contains("is missing but 3 container(s)"),
+            "{err}"
+        );
+        std::fs::write(&path, b"").unwrap();
+        let err = Store::open_checked(&path, &mirror, 3, &run, false)
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("is empty"), "{err}");
+        let (s, opened) = Store::open_checked(&path, &mirror, 3, &run, true).unwrap();
+        assert_eq!(
+            opened,
+            Opened::Recovered {
+                moved_aside: None,
+                pods: 1
+            }
+        );
+        let pods: Vec<serde_json::Value> = s.pods().unwrap();
+        assert_eq!(pods, vec![serde_json::json!({"name": "p1"})]);
+        drop(s);
+        std::fs::write(&path, b"garbage header").unwrap();
+        let err = Store::open_checked(&path, &mirror, 0, &run, false)
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("--recover-store"), "{err}");
+        let (s, opened) = Store::open_checked(&path, &mirror, 0, &run, true).unwrap();
+        let Opened::Recovered {
+            moved_aside: Some(aside),
+            pods: 1,
+        } = opened
+        else {
+            panic!("{opened:?}");
+        };
+        assert_eq!(std::fs::read(&aside).unwrap(), b"garbage header");
+        assert_eq!(s.pods::<serde_json::Value>().unwrap().len(), 1);
     }
 }

@@ -257,3 +257,79 @@ fn start_pod(agent: &TestAgent, name: &str) -> Duration {
     });
     written.elapsed()
 }
+
+#[test]
+fn a_lost_store_with_running_pods_is_refused_then_recovered() {
+    let mut agent = TestAgent::start();
+    agent.write_manifest("keep.yaml", &pod_yaml("keep", SLEEPER, GRACE));
+    let keep = agent.wait_phase("keep", "Running");
+    let ip = keep["status"]["podIP"]
+        .as_str()
+        .expect("pod IP")
+        .to_string();
+    let process = agent.container_process(&keep, "main").expect("container");
+    agent.stop();
+
+    // The store is emptied (a power cut and fsck): the agent refuses to start as a new node.
+    let db = agent.data.join("skiff.redb");
+    std::fs::File::create(&db).expect("truncate the store");
+    let (status, log) = agent.restart_expecting_failure();
+    assert!(!status.success());
+    assert!(
+        log.contains("is empty but 1 container(s) of this node still run")
+            && log.contains("--recover-store"),
+        "{log}"
+    );
+    assert!(process.alive(), "the refused start stopped the container");
+
+    // A corrupt header is refused the same way.
+    std::fs::write(&db, b"not a database at all").expect("corrupt");
+    let (_, log) = agent.restart_expecting_failure();
+    assert!(
+        log.contains("cannot be opened") && log.contains("--recover-store"),
+        "{log}"
+    );
+
+    // --recover-store moves the broken file aside and re-adopts the running container.
+    agent.options.extra_args = vec!["--recover-store".into()];
+    agent.restart();
+    let again = agent.wait_phase("keep", "Running");
+    assert_eq!(uid_of(&again), uid_of(&keep), "the pod was replaced");
+    assert!(
+        process.alive(),
+        "the container was stopped\n{}",
+        agent.log_text()
+    );
+    assert_eq!(
+        agent.container_process(&again, "main"),
+        Some(process),
+        "the container was restarted\n{}",
+        agent.log_text()
+    );
+    assert_eq!(again["status"]["podIP"], ip.as_str());
+    let aside = std::fs::read_dir(&agent.data)
+        .expect("data dir")
+        .flatten()
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("skiff.redb.broken-")
+        });
+    assert!(aside, "the unopenable store was not kept");
+    assert!(agent.log_text().contains("1 pod record(s) reloaded"));
+    // The re-adopted pod's address stays leased: a new pod gets another one.
+    agent.write_manifest("next.yaml", &pod_yaml("next", SLEEPER, GRACE));
+    let next = agent.wait_phase("next", "Running");
+    assert_ne!(next["status"]["podIP"], ip.as_str());
+}
+
+#[test]
+fn the_store_and_secrets_are_not_readable_by_other_users() {
+    let agent = TestAgent::start();
+    let mode = |p: &std::path::Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).expect("stat").permissions().mode() & 0o777
+    };
+    assert_eq!(mode(&agent.data.join("skiff.redb")), 0o600);
+    assert_eq!(mode(&agent.run.join("pod-records")), 0o700);
+}

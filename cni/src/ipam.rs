@@ -190,6 +190,66 @@ impl Ipam {
         Ok(record)
     }
 
+    /// Records the address a running pod already has (recovery after the store was lost), so
+    /// it is neither handed out again nor removed as a leftover. Idempotent; refuses an
+    /// address outside the subnet or held by another pod.
+    pub fn restore(
+        &self,
+        req: &PodNetRequest,
+        host_link: &str,
+        ip: Ipv4Addr,
+    ) -> Result<PodRecord, CniError> {
+        if !self.subnet.contains(&ip) {
+            return Err(CniError::LeaseOutsideSubnet {
+                pod: req.id.clone(),
+                ip,
+                subnet: self.subnet,
+            });
+        }
+        let record = PodRecord {
+            id: req.id.clone(),
+            ip,
+            netns_name: req.netns_name.clone(),
+            hostname: req.hostname.clone(),
+            files_dir: req.files_dir.clone(),
+            host_link: host_link.to_owned(),
+            ports: req.ports.clone(),
+        };
+        let json = serde_json::to_string(&record).map_err(|source| CniError::Record {
+            key: req.id.clone(),
+            source,
+        })?;
+        let txn = self
+            .db
+            .begin_write()
+            .map_err(|e| CniError::store("begin", e))?;
+        {
+            let mut leases = txn
+                .open_table(LEASES)
+                .map_err(|e| CniError::store("open table", e))?;
+            let holder = leases
+                .get(u32::from(ip))
+                .map_err(|e| CniError::store("read", e))?
+                .map(|v| v.value().to_string());
+            if let Some(other) = holder.filter(|h| *h != req.id) {
+                return Err(CniError::Store {
+                    op: "restore",
+                    message: format!("{ip} is leased to pod {other}, not to {}", req.id),
+                });
+            }
+            leases
+                .insert(u32::from(ip), req.id.as_str())
+                .map_err(|e| CniError::store("write", e))?;
+            let mut pods = txn
+                .open_table(PODS)
+                .map_err(|e| CniError::store("open table", e))?;
+            pods.insert(req.id.as_str(), json.as_str())
+                .map_err(|e| CniError::store("write", e))?;
+        }
+        txn.commit().map_err(|e| CniError::store("commit", e))?;
+        Ok(record)
+    }
+
     /// Frees the pod's address and forgets it. Idempotent.
     pub fn release(&self, id: &str) -> Result<(), CniError> {
         let txn = self

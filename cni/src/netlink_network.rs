@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use redb::Database;
 
-use crate::config::{NetworkConfig, PodNetRequest, PodNetStatus, validate_pod_id};
+use crate::config::{NetworkConfig, PodNetRequest, PodNetStatus, host_link_name, validate_pod_id};
 use crate::error::CniError;
 use crate::ipam::Ipam;
 use crate::links;
@@ -18,6 +18,7 @@ use crate::nsthread::{blocking_in_netns, netlink_in_netns};
 use crate::plan::{Action, GcAction, ObservedNode, plan_gc, plan_setup, plan_teardown};
 use crate::routes::PeerRoute;
 use crate::traits::{GcReport, NodeInventory, PodNetwork};
+use std::net::Ipv4Addr;
 
 /// Pod networking on this node through netlink.
 pub struct NetlinkNetwork {
@@ -53,6 +54,17 @@ impl NetlinkNetwork {
     /// The address book (for status pages and tests).
     pub fn ipam(&self) -> &Ipam {
         &self.ipam
+    }
+
+    /// Records the address a running pod already has (see [`Ipam::restore`]).
+    pub fn restore_lease(
+        &self,
+        req: &PodNetRequest,
+        ip: Ipv4Addr,
+    ) -> Result<crate::ipam::PodRecord, CniError> {
+        validate_pod_id(&req.id)?;
+        let link = host_link_name(&self.cfg.link_prefix, &req.id);
+        self.ipam.restore(req, &link, ip)
     }
 
     /// Test hook: make the next setup/teardown fail right after `action` succeeded, as a crash

@@ -274,3 +274,32 @@ fn reopening_clears_leftovers_but_keeps_partial_downloads() {
     assert_eq!(image.digest, built.manifest_digest);
     check_busybox_rootfs(&store.layer_dirs(&image).unwrap());
 }
+
+#[test]
+fn images_survive_a_database_that_lost_their_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("images");
+    let (archive, built) = busybox_archive(dir.path());
+    {
+        let db = std::sync::Arc::new(redb::Database::create(dir.path().join("old.redb")).unwrap());
+        let store = skiff_runtime::image::ImageStore::open(&root, db).unwrap();
+        store.import_archive(&archive).unwrap();
+        store.import_archive(&archive).unwrap();
+    }
+    // A new, empty database (the node's store was rebuilt): the references come back from the
+    // mirror beside the blobs, and the image runs without a pull.
+    let db = std::sync::Arc::new(redb::Database::create(dir.path().join("new.redb")).unwrap());
+    let store = skiff_runtime::image::ImageStore::open(&root, db.clone()).unwrap();
+    let image = store
+        .resolve(TEST_IMAGE_REFERENCE)
+        .unwrap()
+        .expect("reloaded from the mirror");
+    assert_eq!(image.digest, built.manifest_digest);
+    check_busybox_rootfs(&store.layer_dirs(&image).unwrap());
+    // A removed image stays removed across the same kind of loss.
+    assert!(store.remove(TEST_IMAGE_REFERENCE).unwrap());
+    drop(store);
+    let db = std::sync::Arc::new(redb::Database::create(dir.path().join("newer.redb")).unwrap());
+    let store = skiff_runtime::image::ImageStore::open(&root, db).unwrap();
+    assert!(store.list().unwrap().is_empty());
+}

@@ -372,6 +372,19 @@ impl Core {
             .collect()
     }
 
+    /// Network requests and addresses of every pod that holds an address (to re-lease them
+    /// after the store was rebuilt).
+    pub fn leased_pod_requests(&self) -> Vec<(skiff_cni::PodNetRequest, std::net::Ipv4Addr)> {
+        self.pods
+            .values()
+            .filter(|p| !p.plan.host_network)
+            .filter_map(|p| {
+                let ip = p.status.network.as_ref()?.ip.parse().ok()?;
+                Some((super::execute::pod_net_request(&self.config, p), ip))
+            })
+            .collect()
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             node_name: self.config.node_name.clone(),

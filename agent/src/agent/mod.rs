@@ -57,6 +57,9 @@ pub fn config_from_args(args: AgentArgs) -> anyhow::Result<AgentConfig> {
     if let Some(ms) = args.eviction_delay_ms {
         config.eviction_delay = Duration::from_millis(ms);
     }
+    if args.recover_store {
+        config.recover_store = true;
+    }
     if let Some(ms) = args.manifest_settle_ms {
         config.manifest_settle = Duration::from_millis(ms);
     }
@@ -183,14 +186,40 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
     for dir in [&config.data_dir, &config.run_dir, &config.manifests_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let store = Store::open(&config.db_path())?;
-    let db = store.database();
-    let images = ImageStore::open(&config.images_dir(), store.database())?;
     let exe = std::env::current_exe().context("cannot find the skiff binary for the shim")?;
     let runtime: Arc<dyn ContainerRuntime> = Arc::new(ShimRuntime::new(ShimRuntimeConfig {
         state_root: config.containers_state_dir(),
         shim_command: vec![exe.into_os_string(), "shim".into()],
     }));
+    let containers = runtime
+        .list()
+        .with_context(|| format!("cannot list containers in {}", config.run_dir.display()))?
+        .len();
+    let (store, opened) = Store::open_checked(
+        &config.db_path(),
+        &config.pod_records_mirror_dir(),
+        containers,
+        &config.run_dir,
+        config.recover_store,
+    )?;
+    let recovered = matches!(opened, crate::store::Opened::Recovered { .. });
+    match &opened {
+        crate::store::Opened::Recovered { moved_aside, pods } => tracing::warn!(
+            "local store {} rebuilt: {pods} pod record(s) reloaded from {}{}; objects come back from the manifests dir and the cluster",
+            config.db_path().display(),
+            config.pod_records_mirror_dir().display(),
+            moved_aside
+                .as_ref()
+                .map(|p| format!(", the unopenable file was moved to {}", p.display()))
+                .unwrap_or_default()
+        ),
+        crate::store::Opened::Normal if config.recover_store => {
+            tracing::warn!("--recover-store: the local store is intact, nothing to recover")
+        }
+        crate::store::Opened::Normal => {}
+    }
+    let db = store.database();
+    let images = ImageStore::open(&config.images_dir(), store.database())?;
     let tracker = TaskTracker::new();
     let listener = api::server::bind(&config.api_socket)?;
     let (file_tx, file_rx) = mpsc::channel(256);
@@ -241,6 +270,15 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
         runtime,
         network.clone(),
     )?;
+    if let (Some(net), true) = (&network, recovered) {
+        // The leases went with the store: the re-adopted pods keep their addresses.
+        for (request, ip) in core.leased_pod_requests() {
+            match net.restore_lease(&request, ip) {
+                Ok(_) => tracing::info!("pod {}: address {ip} re-leased", request.id),
+                Err(e) => tracing::warn!("pod {}: cannot re-lease {ip}: {e}", request.id),
+            }
+        }
+    }
     if let Some(net) = &network {
         // Leftovers of pods that no longer exist (a crash between steps, a lost record).
         match net.gc(&core.pod_uids()).await {

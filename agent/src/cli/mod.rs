@@ -110,6 +110,11 @@ pub struct AgentArgs {
     /// be quiet before it is acted on, in milliseconds [default: 2000]
     #[arg(long, value_name = "MS")]
     pub manifest_settle_ms: Option<u64>,
+    /// Rebuild a missing, empty or unopenable local store: re-adopt the running containers from
+    /// the run dir (an unopenable file is moved aside, never deleted); objects come back from
+    /// the manifests dir and the cluster
+    #[arg(long)]
+    pub recover_store: bool,
     /// This node's pod subnet [default: 10.42.0.0/24]
     #[arg(long, value_name = "CIDR")]
     pub pod_subnet: Option<ipnet::Ipv4Net>,

@@ -48,6 +48,8 @@ pub struct AgentOptions {
     pub cluster_cidr: String,
     /// Masquerade pod egress (default off: `--no-masquerade`).
     pub masquerade: bool,
+    /// Extra `skiff agent` flags.
+    pub extra_args: Vec<String>,
 }
 
 impl Default for AgentOptions {
@@ -60,6 +62,7 @@ impl Default for AgentOptions {
             pod_subnet: "198.18.7.0/24".to_string(),
             cluster_cidr: "198.18.0.0/15".to_string(),
             masquerade: false,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -176,6 +179,37 @@ impl TestAgent {
     }
 
     fn spawn(&mut self) {
+        self.launch();
+        self.wait_ready();
+    }
+
+    /// Starts the agent again expecting it to refuse to start: waits for it to exit and
+    /// returns its exit status and log. Panics if it becomes ready instead.
+    pub fn restart_expecting_failure(&mut self) -> (std::process::ExitStatus, String) {
+        self.launch();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let child = self.child.as_mut().expect("launched");
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return (status, self.log_text());
+            }
+            if self.socket.exists() && self.skiff(&["get", "nodes", "-o", "json"]).status.success()
+            {
+                panic!(
+                    "the agent started although it should have refused\n{}",
+                    self.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agent neither exited nor started"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn launch(&mut self) {
         assert!(self.child.is_none(), "agent already running");
         let log = OpenOptions::new()
             .create(true)
@@ -215,6 +249,7 @@ impl TestAgent {
         } else {
             cmd.arg("--no-pod-network");
         }
+        cmd.args(&self.options.extra_args);
         if !self.options.config.is_empty() {
             let path = self.dir.join("agent.toml");
             std::fs::write(&path, &self.options.config).expect("write agent config");
@@ -231,7 +266,6 @@ impl TestAgent {
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {SKIFF} agent: {e}"));
         self.child = Some(child);
-        self.wait_ready();
     }
 
     /// Waits until the agent answers on its socket.

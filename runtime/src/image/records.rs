@@ -1,6 +1,11 @@
 //! Image metadata in the node's redb database: `image_refs` (reference -> image record) and
 //! `image_layers` (diff_id -> the blob it unpacks from), both JSON values.
+//!
+//! Each reference is also mirrored as a small JSON file under the image root (`refs/`), next
+//! to the blobs it names: if the database loses the tables (a store rebuilt after a power cut),
+//! opening the image store brings them back from the mirror instead of forgetting every image.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -54,6 +59,15 @@ impl ImageRecord {
 #[derive(Clone)]
 pub(crate) struct Records {
     db: Arc<Database>,
+    /// `refs/` under the image root: one `<hex of the reference>.json` per reference.
+    mirror: PathBuf,
+}
+
+/// One mirrored reference.
+#[derive(Serialize, Deserialize)]
+struct Mirrored {
+    reference: String,
+    record: ImageRecord,
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(key: &str, json: &str) -> Result<T, ImageError> {
@@ -66,8 +80,78 @@ fn encode<T: Serialize>(key: &str, value: &T) -> Result<String, ImageError> {
 }
 
 impl Records {
-    /// Creates the tables if this database has never held images.
-    pub(crate) fn open(db: Arc<Database>) -> Result<Self, ImageError> {
+    /// Creates the tables if this database has never held images, then reconciles them with
+    /// the mirror: empty tables are reloaded from it (the metadata was lost), otherwise the
+    /// mirror is rewritten from the tables.
+    pub(crate) fn open(db: Arc<Database>, mirror: PathBuf) -> Result<Self, ImageError> {
+        std::fs::create_dir_all(&mirror)
+            .map_err(|e| ImageError::io(format!("create directory {}", mirror.display()), e))?;
+        let records = Records::open_tables(db, mirror)?;
+        let all = records.all()?;
+        if all.is_empty() {
+            let mut reloaded = 0;
+            for (reference, record) in records.read_mirror() {
+                records.put(std::slice::from_ref(&reference), &record)?;
+                reloaded += 1;
+            }
+            if reloaded > 0 {
+                tracing::warn!(
+                    "image metadata was missing: {reloaded} image reference(s) reloaded from {}",
+                    records.mirror.display()
+                );
+            }
+        } else {
+            for (reference, record) in &all {
+                records.write_mirror(reference, record)?;
+            }
+            let keep: std::collections::BTreeSet<String> =
+                all.iter().map(|(r, _)| mirror_name(r)).collect();
+            if let Ok(entries) = std::fs::read_dir(&records.mirror) {
+                for entry in entries.flatten() {
+                    if !keep.contains(&entry.file_name().to_string_lossy().into_owned()) {
+                        let _ = std::fs::remove_file(entry.path());
+                    }
+                }
+            }
+        }
+        Ok(records)
+    }
+
+    fn read_mirror(&self) -> Vec<(String, ImageRecord)> {
+        let Ok(entries) = std::fs::read_dir(&self.mirror) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Mirrored>(&b).ok())
+            {
+                Some(m) => out.push((m.reference, m.record)),
+                None => tracing::warn!(
+                    "image reference mirror {}: unreadable, skipped",
+                    path.display()
+                ),
+            }
+        }
+        out
+    }
+
+    fn write_mirror(&self, reference: &str, record: &ImageRecord) -> Result<(), ImageError> {
+        let body = serde_json::to_vec(&Mirrored {
+            reference: reference.to_string(),
+            record: record.clone(),
+        })
+        .map_err(|e| ImageError::json(format!("image store record {reference}"), e))?;
+        let path = self.mirror.join(mirror_name(reference));
+        let tmp = self.mirror.join(format!(".{}.tmp", mirror_name(reference)));
+        std::fs::write(&tmp, body)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| ImageError::io(format!("write {}", path.display()), e))
+    }
+
+    fn open_tables(db: Arc<Database>, mirror: PathBuf) -> Result<Self, ImageError> {
         let txn = db
             .begin_write()
             .map_err(|e| ImageError::db("begin write", e))?;
@@ -76,7 +160,7 @@ impl Records {
         txn.open_table(LAYERS)
             .map_err(|e| ImageError::db("open image_layers", e))?;
         txn.commit().map_err(|e| ImageError::db("commit", e))?;
-        Ok(Records { db })
+        Ok(Records { db, mirror })
     }
 
     /// Records `record` under every reference, and its layers, in one transaction.
@@ -108,7 +192,11 @@ impl Records {
                     .map_err(|e| ImageError::db("insert image layer", e))?;
             }
         }
-        txn.commit().map_err(|e| ImageError::db("commit", e))
+        txn.commit().map_err(|e| ImageError::db("commit", e))?;
+        for reference in references {
+            self.write_mirror(reference, record)?;
+        }
+        Ok(())
     }
 
     pub(crate) fn get(&self, reference: &str) -> Result<Option<ImageRecord>, ImageError> {
@@ -158,6 +246,7 @@ impl Records {
                 .transpose()?
         };
         txn.commit().map_err(|e| ImageError::db("commit", e))?;
+        let _ = std::fs::remove_file(self.mirror.join(mirror_name(reference)));
         Ok(removed)
     }
 
@@ -174,4 +263,9 @@ impl Records {
             .map_err(|e| ImageError::db("read image layer", e))?;
         value.map(|v| decode(diff_id, v.value())).transpose()
     }
+}
+
+/// The mirror file of a reference (hex, so any reference is a safe file name).
+fn mirror_name(reference: &str) -> String {
+    format!("{}.json", hex::encode(reference.as_bytes()))
 }

@@ -48,7 +48,7 @@ impl ImageStore {
         })?;
         unpack::clear_stale(&layers_root);
         let blobs = BlobStore::open(root.join("blobs"))?;
-        let records = Records::open(db)?;
+        let records = Records::open(db, root.join("refs"))?;
         Ok(ImageStore {
             inner: Arc::new(Inner {
                 root: root.to_path_buf(),
