@@ -36,6 +36,11 @@ pub struct AgentConfig {
     pub image_pull_backoff_base: Duration,
     pub log_max_bytes: u64,
     pub log_max_files: u32,
+    /// Pod logs here instead of under each pod's directory in the data dir.
+    pub log_dir: Option<PathBuf>,
+    /// Containers stop writing logs while their filesystem has less free space than this
+    /// (set at start: 5% of the filesystem, at most 50 MiB).
+    pub log_min_free_bytes: u64,
     pub insecure_registries: Vec<String>,
     pub registry_auth: BTreeMap<String, RegistryAuthConfig>,
     pub labels: BTreeMap<String, String>,
@@ -89,6 +94,8 @@ impl Default for AgentConfig {
             image_pull_backoff_base: Duration::from_secs(10),
             log_max_bytes: 10 * 1024 * 1024,
             log_max_files: 3,
+            log_dir: None,
+            log_min_free_bytes: 0,
             insecure_registries: Vec::new(),
             registry_auth: BTreeMap::new(),
             labels: BTreeMap::new(),
@@ -142,6 +149,7 @@ pub struct ConfigFile {
     pub image_pull_backoff_base_ms: Option<u64>,
     pub log_max_bytes: Option<u64>,
     pub log_max_files: Option<u32>,
+    pub log_dir: Option<PathBuf>,
     pub insecure_registries: Option<Vec<String>>,
     pub registry_auth: Option<BTreeMap<String, RegistryAuthConfig>>,
     pub labels: Option<BTreeMap<String, String>>,
@@ -208,6 +216,9 @@ impl ConfigFile {
         set!(netns_prefix);
         set!(log_max_bytes);
         set!(log_max_files);
+        if self.log_dir.is_some() {
+            config.log_dir = self.log_dir;
+        }
         set!(insecure_registries);
         set!(registry_auth);
         set!(labels);
@@ -308,6 +319,11 @@ impl AgentConfig {
     }
     pub fn pods_dir(&self) -> PathBuf {
         self.data_dir.join("pods")
+    }
+    /// Where a pod's directory, volumes and logs are.
+    pub fn pod_paths(&self, uid: &str) -> crate::reconciler::sandbox::PodPaths {
+        crate::reconciler::sandbox::PodPaths::new(&self.pods_dir(), uid)
+            .with_logs_root(self.log_dir.as_deref(), uid)
     }
     pub fn containers_state_dir(&self) -> PathBuf {
         self.run_dir.join("c")

@@ -323,13 +323,190 @@ fn a_lost_store_with_running_pods_is_refused_then_recovered() {
     assert_ne!(next["status"]["podIP"], ip.as_str());
 }
 
+/// Whether `nobody` (uid and gid 65534, no groups) can read `path`.
+fn nobody_can_read(path: &std::path::Path) -> bool {
+    std::process::Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "cat",
+        ])
+        .arg(path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("setpriv (util-linux)")
+        .success()
+}
+
+/// Every file under `dir` (recursively, not following symlinks).
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let ft = entry.file_type().expect("file type");
+            if ft.is_dir() {
+                stack.push(entry.path());
+            } else if ft.is_file() {
+                out.push(entry.path());
+            }
+        }
+    }
+    out
+}
+
 #[test]
 fn the_store_and_secrets_are_not_readable_by_other_users() {
     let agent = TestAgent::start();
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\nstringData:\n  password: hunter2-very-secret\n";
+    let pod = pod_yaml(
+        "holder",
+        "echo started; trap 'exit 0' TERM; sleep 100000 & wait",
+        "  terminationGracePeriodSeconds: 1\n  volumes:\n  - name: s\n    secret: {secretName: creds}\n",
+    )
+    .replace(
+        "    command:",
+        "    env:\n    - name: PASSWORD\n      valueFrom: {secretKeyRef: {name: creds, key: password}}\n    volumeMounts:\n    - {name: s, mountPath: /secret}\n    command:",
+    );
+    agent.write_manifest("app.yaml", &format!("{secret}---\n{pod}"));
+    let holder = agent.wait_phase("holder", "Running");
+    let uid = uid_of(&holder);
+    // Where the secret value is on the node: the volume, the bundle and spec (env), the store,
+    // the pod record mirror; and the pod's log.
+    let mut sensitive: Vec<std::path::PathBuf> = Vec::new();
+    for root in [&agent.data, &agent.run] {
+        for file in files_under(root) {
+            let text = std::fs::read(&file).unwrap_or_default();
+            let holds_secret = text
+                .windows(b"hunter2-very-secret".len())
+                .any(|w| w == b"hunter2-very-secret");
+            if holds_secret || file.to_string_lossy().ends_with("main.log") {
+                sensitive.push(file);
+            }
+        }
+    }
+    let names: Vec<String> = sensitive.iter().map(|p| p.display().to_string()).collect();
+    for expected in [
+        "skiff.redb",
+        "/volumes/s/password",
+        "config.json",
+        "spec.json",
+        "main.log",
+    ] {
+        assert!(
+            names
+                .iter()
+                .any(|n| n.ends_with(expected) || n.contains(expected)),
+            "no {expected} among {names:#?} (pod {uid})"
+        );
+    }
+    for file in &sensitive {
+        assert!(
+            !nobody_can_read(file),
+            "{} is readable by nobody",
+            file.display()
+        );
+    }
     let mode = |p: &std::path::Path| {
         use std::os::unix::fs::PermissionsExt;
         std::fs::metadata(p).expect("stat").permissions().mode() & 0o777
     };
+    // The test's own dir is open to others, as /var/lib and /run are: only the agent's
+    // modes keep nobody out.
+    assert_eq!(mode(&agent.dir) & 0o005, 0o005, "the test dir is not open");
+    assert_eq!(mode(&agent.data), 0o700);
+    assert_eq!(mode(&agent.run), 0o700);
     assert_eq!(mode(&agent.data.join("skiff.redb")), 0o600);
     assert_eq!(mode(&agent.run.join("pod-records")), 0o700);
+    let log = names.iter().find(|n| n.ends_with("main.log")).expect("log");
+    assert_eq!(mode(std::path::Path::new(log)), 0o640);
+}
+
+/// A small tmpfs the test mounts and always unmounts.
+struct SmallFs(std::path::PathBuf);
+
+impl SmallFs {
+    fn mount(size: &str) -> SmallFs {
+        let dir = std::path::PathBuf::from(format!("/tmp/sk-logs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        nix::mount::mount(
+            Some("tmpfs"),
+            &dir,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some(format!("size={size},mode=0700").as_str()),
+        )
+        .expect("mount tmpfs");
+        SmallFs(dir)
+    }
+
+    fn free_bytes(&self) -> u64 {
+        let s = nix::sys::statvfs::statvfs(&self.0).expect("statvfs");
+        s.blocks_available() * s.fragment_size()
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn chatty_logs_on_a_small_disk_stop_at_the_free_space_floor() {
+    // A 20 MB log filesystem: rotation alone (3 x 10 MB) would fill it.
+    let fs = SmallFs::mount("20m");
+    let agent = TestAgent::start_with(support::AgentOptions {
+        extra_args: vec!["--log-dir".into(), fs.0.display().to_string()],
+        ..Default::default()
+    });
+    let line = "x".repeat(1000);
+    agent.write_manifest(
+        "chatty.yaml",
+        &pod_yaml(
+            "chatty",
+            &format!("trap 'exit 0' TERM; while true; do echo {line}; done"),
+            GRACE,
+        ),
+    );
+    let pod = agent.wait_phase("chatty", "Running");
+    // The floor is 5% of 20 MB; wait until the logs have reached it.
+    let floor = 20 * 1024 * 1024 / 20;
+    agent.wait_until(WAIT, "the logs to fill the disk down to the floor", || {
+        (fs.free_bytes() < floor + 512 * 1024).then_some(())
+    });
+    let end = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < end {
+        let free = fs.free_bytes();
+        assert!(free > floor / 2, "free space went down to {free} bytes");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The node says why logs stop.
+    let event = agent.wait_until(WAIT, "a LogsPaused event", || {
+        agent
+            .events()
+            .into_iter()
+            .find(|e| e["reason"] == "LogsPaused")
+    });
+    assert!(
+        event["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("pod logs are dropped")
+    );
+    // The logs are where --log-dir says, and the pod can still be deleted.
+    let uid = uid_of(&pod);
+    assert!(fs.0.join(&uid).join("main.log").exists());
+    agent.remove_manifest("chatty.yaml");
+    agent.wait_until(WAIT, "the chatty pod to be deleted", || {
+        agent.pod("chatty").is_none().then_some(())
+    });
+    agent.wait_until(WAIT, "its logs to be removed", || {
+        (!fs.0.join(&uid).exists()).then_some(())
+    });
 }

@@ -110,6 +110,9 @@ pub struct Core {
     crash: Backoff,
     pull: Backoff,
     desired_changed: bool,
+    /// When the log filesystem's free space was last checked, and whether it was below the
+    /// floor (containers drop log lines meanwhile).
+    log_space: (Millis, bool),
     /// This node's own declarations (files and `skiff apply`), for the cluster task.
     declared: watch::Sender<Arc<crate::desired::Objects>>,
     /// The pods the leader assigned to this node; `None` until known (nothing is changed).
@@ -193,6 +196,7 @@ impl Core {
             events: Events::default(),
             started_at: now,
             desired_changed: true,
+            log_space: (0, false),
             declared: watch::channel(Arc::new(BTreeMap::new())).0,
             assigned: None,
             pending: Arc::default(),
@@ -434,6 +438,7 @@ impl Core {
                 Some(r) = results.recv() => self.on_job_result(r),
                 Some(p) = pulls.recv() => self.on_pull_result(p),
                 _ = tick.tick() => {
+                    self.check_log_space(now_millis());
                     if self.sources.settle_due(&self.store, &mut self.events, now_millis()) {
                         self.refresh_declared();
                     }
@@ -490,6 +495,54 @@ impl Core {
             }
         }
         uids
+    }
+
+    /// Every 10 s: whether the pods' logs have stopped for lack of free space (the shims drop
+    /// lines below the floor); an event when that starts and when it ends.
+    fn check_log_space(&mut self, now: Millis) {
+        let (checked, low) = self.log_space;
+        if self.config.log_min_free_bytes == 0 || now.saturating_sub(checked) < 10_000 {
+            return;
+        }
+        let dir = self
+            .config
+            .log_dir
+            .clone()
+            .unwrap_or(self.config.pods_dir());
+        let Ok(s) = nix::sys::statvfs::statvfs(&dir)
+            .or_else(|_| nix::sys::statvfs::statvfs(&self.config.data_dir))
+        else {
+            return;
+        };
+        let free = s.blocks_available() * s.fragment_size();
+        let now_low = free < self.config.log_min_free_bytes;
+        self.log_space = (now, now_low);
+        if now_low != low {
+            let (reason, message) = if now_low {
+                (
+                    "LogsPaused",
+                    format!(
+                        "{} has {free} bytes free, below the {} byte floor: pod logs are dropped until space is freed",
+                        dir.display(),
+                        self.config.log_min_free_bytes
+                    ),
+                )
+            } else {
+                (
+                    "LogsResumed",
+                    format!("{} has room again: pod logs resume", dir.display()),
+                )
+            };
+            self.events.record(
+                now,
+                now_low,
+                reason,
+                "Node",
+                "",
+                &self.config.node_name.clone(),
+                &message,
+            );
+        }
     }
 
     fn record_pod_event(&mut self, uid: &str, warning: bool, reason: &str, message: &str) {

@@ -181,7 +181,7 @@ async fn ensure_networked_sandbox(job: Arc<Job>, net: &NetlinkNetwork) -> Outcom
 
 /// What the cni crate needs to wire `pod` (the same on every call: setup is idempotent).
 pub fn pod_net_request(config: &AgentConfig, pod: &PodRecord) -> PodNetRequest {
-    let paths = PodPaths::new(&config.pods_dir(), &pod.uid);
+    let paths = config.pod_paths(&pod.uid);
     PodNetRequest {
         id: pod.uid.clone(),
         netns_name: netns_name(config, &pod.uid),
@@ -217,7 +217,7 @@ fn host_ports(pod: &PodRecord) -> Vec<HostPortMapping> {
 /// Pod directory and volumes, and (when given) a loopback-only network namespace.
 fn prepare_volumes(job: &Job, netns: Option<(&std::path::Path, &str)>) -> Outcome {
     let pod = &job.pod;
-    let paths = PodPaths::new(&job.config.pods_dir(), &pod.uid);
+    let paths = job.config.pod_paths(&pod.uid);
     let Ok(manifest) = Valid::<Pod>::try_from(pod.manifest.clone()) else {
         return Outcome::SandboxFailed {
             reason: "InvalidPod".into(),
@@ -247,7 +247,7 @@ fn objects_of(job: &Job) -> container::Objects {
 fn run_action(job: &Job, action: &Action) -> Outcome {
     let pod = &job.pod;
     let config = &job.config;
-    let paths = PodPaths::new(&config.pods_dir(), &pod.uid);
+    let paths = config.pod_paths(&pod.uid);
     let netns = netns_name(config, &pod.uid);
     let in_netns = (!pod.plan.host_network).then_some((config.netns_dir.as_path(), netns.as_str()));
     // With pod networking the cni crate owns the namespace; without, the sandbox makes it.
@@ -351,6 +351,7 @@ fn start(
         cgroup_parent: &job.config.cgroup_parent,
         log_max_bytes: job.config.log_max_bytes,
         log_max_files: job.config.log_max_files,
+        log_min_free_bytes: job.config.log_min_free_bytes,
     }) {
         Ok(s) => s,
         Err(e) => return fail("CreateContainerConfigError", e.0),

@@ -7,7 +7,6 @@ use crate::api::{ApplyFile, DeleteTarget, Request, ResourceKind, Response};
 use crate::cluster::ClusterState;
 use crate::config::AgentConfig;
 use crate::pod::{PodRecord, now_millis, rfc3339};
-use crate::reconciler::sandbox::PodPaths;
 use crate::render::PodSummary;
 use crate::render::{self, RenderContext};
 use serde_json::{Value, json};
@@ -498,7 +497,7 @@ pub(super) fn logs(
         }
         None => names.first().map(|s| s.to_string()).unwrap_or_default(),
     };
-    let path = PodPaths::new(&shared.config.pods_dir(), &p.uid).log_file(&name);
+    let path = shared.config.pod_paths(&p.uid).log_file(&name);
     let (lines, mut follower) = match skiff_runtime::container::follow_log(&path, tail) {
         Ok(x) => x,
         Err(e) => return err(e.to_string()),

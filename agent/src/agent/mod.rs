@@ -18,6 +18,7 @@ use anyhow::Context;
 use skiff_cni::PodNetwork;
 use skiff_runtime::container::{ContainerRuntime, ShimRuntime, ShimRuntimeConfig};
 use skiff_runtime::image::ImageStore;
+use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -56,6 +57,9 @@ pub fn config_from_args(args: AgentArgs) -> anyhow::Result<AgentConfig> {
     flag!(bridge);
     if let Some(ms) = args.eviction_delay_ms {
         config.eviction_delay = Duration::from_millis(ms);
+    }
+    if args.log_dir.is_some() {
+        config.log_dir = args.log_dir;
     }
     if args.recover_store {
         config.recover_store = true;
@@ -179,6 +183,18 @@ pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     run_until(config, cancel).await
 }
 
+/// The free space below which containers stop writing logs on the filesystem of `dir`: 5% of
+/// it, at most 50 MiB (0, no floor, if it cannot be read).
+pub fn log_free_floor(dir: &std::path::Path) -> u64 {
+    match nix::sys::statvfs::statvfs(dir) {
+        Ok(s) => {
+            let total = s.blocks() * s.fragment_size();
+            (total / 20).min(50 * 1024 * 1024)
+        }
+        Err(_) => 0,
+    }
+}
+
 /// Runs the agent until `cancel`.
 pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> anyhow::Result<()> {
     // oci-client uses rustls; the workspace links ring only.
@@ -186,6 +202,21 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
     for dir in [&config.data_dir, &config.run_dir, &config.manifests_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
+    // Pod volumes (Secrets), bundles with env values, the store and logs live under these:
+    // nobody but root may look inside.
+    for dir in [
+        Some(&config.data_dir),
+        Some(&config.run_dir),
+        config.log_dir.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make {} private", dir.display()))?;
+    }
+    config.log_min_free_bytes = log_free_floor(config.log_dir.as_ref().unwrap_or(&config.data_dir));
     let exe = std::env::current_exe().context("cannot find the skiff binary for the shim")?;
     let runtime: Arc<dyn ContainerRuntime> = Arc::new(ShimRuntime::new(ShimRuntimeConfig {
         state_root: config.containers_state_dir(),

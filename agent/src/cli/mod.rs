@@ -110,6 +110,9 @@ pub struct AgentArgs {
     /// be quiet before it is acted on, in milliseconds [default: 2000]
     #[arg(long, value_name = "MS")]
     pub manifest_settle_ms: Option<u64>,
+    /// Pod logs here instead of in the data dir (e.g. a separate partition)
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
     /// Rebuild a missing, empty or unopenable local store: re-adopt the running containers from
     /// the run dir (an unopenable file is moved aside, never deleted); objects come back from
     /// the manifests dir and the cluster

@@ -210,6 +210,7 @@ pub struct StartRequest<'a> {
     pub cgroup_parent: &'a str,
     pub log_max_bytes: u64,
     pub log_max_files: u32,
+    pub log_min_free_bytes: u64,
 }
 
 pub fn container_spec(r: StartRequest<'_>) -> Result<ContainerSpec, ConfigError> {
@@ -249,6 +250,7 @@ pub fn container_spec(r: StartRequest<'_>) -> Result<ContainerSpec, ConfigError>
             path: r.paths.log_file(&c.name),
             max_size_bytes: r.log_max_bytes,
             max_files: r.log_max_files,
+            min_free_bytes: r.log_min_free_bytes,
         },
         labels,
         annotations: pod.metadata.annotations.clone(),

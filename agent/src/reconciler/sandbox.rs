@@ -13,19 +13,31 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodPaths {
     pub dir: PathBuf,
+    /// The containers' log files: `<dir>/logs`, or `<log dir>/<uid>` with `--log-dir`.
+    pub logs: PathBuf,
 }
 
 impl PodPaths {
     pub fn new(pods_dir: &Path, uid: &str) -> Self {
+        let dir = pods_dir.join(uid);
         PodPaths {
-            dir: pods_dir.join(uid),
+            logs: dir.join("logs"),
+            dir,
         }
+    }
+
+    /// Keeps the logs under `root/<uid>` instead of the pod directory.
+    pub fn with_logs_root(mut self, root: Option<&Path>, uid: &str) -> Self {
+        if let Some(root) = root {
+            self.logs = root.join(uid);
+        }
+        self
     }
     pub fn volume(&self, name: &str) -> PathBuf {
         self.dir.join("volumes").join(name)
     }
     pub fn log_file(&self, container: &str) -> PathBuf {
-        self.dir.join("logs").join(format!("{container}.log"))
+        self.logs.join(format!("{container}.log"))
     }
 }
 
@@ -67,8 +79,7 @@ pub fn prepare(
     objects: &Objects,
     netns: Option<(&Path, &str)>,
 ) -> Result<Option<PathBuf>, SandboxError> {
-    let logs = paths.dir.join("logs");
-    std::fs::create_dir_all(&logs).map_err(io(&logs))?;
+    std::fs::create_dir_all(&paths.logs).map_err(io(&paths.logs))?;
     let namespace = &pod.metadata.namespace;
     for volume in &pod.spec.volumes {
         prepare_volume(volume, paths, namespace, objects).map_err(|message| {
@@ -250,12 +261,17 @@ pub fn teardown(paths: &PodPaths, netns: Option<(&Path, &str)>) -> Result<(), Sa
             tracing::warn!("unmount {}: {e}", m.display());
         }
     }
-    match std::fs::remove_dir_all(&paths.dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(SandboxError::Dir {
-            path: paths.dir.clone(),
-            source: e,
-        }),
+    for dir in [&paths.dir, &paths.logs] {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(SandboxError::Dir {
+                    path: dir.clone(),
+                    source: e,
+                });
+            }
+        }
     }
+    Ok(())
 }

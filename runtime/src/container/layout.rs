@@ -11,6 +11,7 @@
 //! ```
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -108,7 +109,13 @@ pub fn write_record<T: Serialize>(id: &str, path: &Path, value: &T) -> Result<()
         source,
     })?;
     let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
+        // Records hold the container's environment (Secret values among it): root only.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         file.write_all(&body)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)

@@ -71,6 +71,10 @@ pub struct LogConfig {
     pub max_size_bytes: u64,
     /// Files kept in total, the live one included (`path`, `path.1`, ...); at least 1.
     pub max_files: u32,
+    /// Stop writing (and count what is dropped) while the log's filesystem has less free space
+    /// than this; 0: no floor.
+    #[serde(default)]
+    pub min_free_bytes: u64,
 }
 
 impl Default for LogConfig {
@@ -79,6 +83,7 @@ impl Default for LogConfig {
             path: PathBuf::new(),
             max_size_bytes: 10 * 1024 * 1024,
             max_files: 5,
+            min_free_bytes: 0,
         }
     }
 }

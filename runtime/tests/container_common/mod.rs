@@ -134,6 +134,7 @@ impl TestEnv {
                 path: self.log_path(id),
                 max_size_bytes: 1 << 20,
                 max_files: 3,
+                ..LogConfig::default()
             },
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),

@@ -1,10 +1,13 @@
 //! The shim's side of container logs: splits stdout/stderr bytes into lines and appends CRI
 //! records to the log file, rotating by size (`path` -> `path.1` -> ... up to `max_files`).
+//! Log files are 0640. While the filesystem has less free space than the configured floor,
+//! records are dropped and counted; a marker line says how much was lost once space is back.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::PathBuf;
-use std::time::SystemTime;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::container::log::{Stream, format_line, rotated_path};
 use crate::container::spec::LogConfig;
@@ -12,11 +15,23 @@ use crate::container::spec::LogConfig;
 /// Longest line kept whole; longer lines are written as `P` chunks of this size.
 pub const MAX_LINE: usize = 16 * 1024;
 
+/// How many bytes are written between two free-space checks.
+const CHECK_EVERY_BYTES: u64 = 256 * 1024;
+/// How often free space is checked again while below the floor.
+const RECHECK_BELOW: Duration = Duration::from_secs(1);
+
 /// Appends CRI records to the container's log with size-based rotation.
 pub struct LogWriter {
     path: PathBuf,
     max_size: u64,
     max_files: u32,
+    min_free: u64,
+    /// Bytes written since the last free-space check.
+    since_check: u64,
+    /// Below the floor since this check: records are dropped.
+    below_since: Option<Instant>,
+    /// Bytes dropped while below the floor, not yet reported in the log.
+    dropped: u64,
     file: File,
     size: u64,
 }
@@ -26,15 +41,16 @@ impl LogWriter {
         if let Some(parent) = config.path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&config.path)?;
+        let file = open_log(&config.path)?;
         let size = file.metadata()?.len();
         Ok(LogWriter {
             path: config.path.clone(),
             max_size: config.max_size_bytes.max(1),
             max_files: config.max_files.max(1),
+            min_free: config.min_free_bytes,
+            since_check: CHECK_EVERY_BYTES,
+            below_since: None,
+            dropped: 0,
             file,
             size,
         })
@@ -49,6 +65,41 @@ impl LogWriter {
         text: &[u8],
     ) -> std::io::Result<()> {
         let record = format_line(now, stream, partial, text);
+        if !self.room_for(record.len() as u64) {
+            self.dropped += record.len() as u64;
+            return Ok(());
+        }
+        if self.dropped > 0 {
+            let note = format!(
+                "skiff: {} bytes of log were dropped while the disk had less than {} bytes free",
+                self.dropped, self.min_free
+            );
+            self.dropped = 0;
+            self.append(format_line(now, Stream::Stderr, false, note.as_bytes()))?;
+        }
+        self.append(record)
+    }
+
+    /// Whether the filesystem has room above the floor (checked every `CHECK_EVERY_BYTES`,
+    /// and at most once per `RECHECK_BELOW` while below it).
+    fn room_for(&mut self, len: u64) -> bool {
+        if self.min_free == 0 {
+            return true;
+        }
+        self.since_check += len;
+        let due = match self.below_since {
+            Some(at) => at.elapsed() >= RECHECK_BELOW,
+            None => self.since_check >= CHECK_EVERY_BYTES,
+        };
+        if due {
+            self.since_check = 0;
+            let free = free_bytes(&self.path);
+            self.below_since = (free < self.min_free).then(Instant::now);
+        }
+        self.below_since.is_none()
+    }
+
+    fn append(&mut self, record: Vec<u8>) -> std::io::Result<()> {
         if self.size > 0 && self.size + record.len() as u64 > self.max_size {
             self.rotate()?;
         }
@@ -75,12 +126,27 @@ impl LogWriter {
             }
         }
         std::fs::rename(&self.path, rotated_path(&self.path, 1))?;
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
+        self.file = open_log(&self.path)?;
         self.size = 0;
         Ok(())
+    }
+}
+
+fn open_log(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+}
+
+/// Free bytes (for unprivileged users too, as df shows) on the filesystem of `path`; when it
+/// cannot be read, as much as there could be (never stop logging on a failed check).
+fn free_bytes(path: &Path) -> u64 {
+    let dir = path.parent().unwrap_or(path);
+    match nix::sys::statvfs::statvfs(dir) {
+        Ok(s) => s.blocks_available() * s.fragment_size(),
+        Err(_) => u64::MAX,
     }
 }
 
@@ -176,6 +242,7 @@ mod tests {
             path: dir.path().join("c.log"),
             max_size_bytes: 200,
             max_files: 3,
+            min_free_bytes: 0,
         };
         let mut w = LogWriter::open(&config).unwrap();
         for i in 0..40 {
@@ -196,5 +263,47 @@ mod tests {
         let nums: Vec<u32> = lines.iter().map(|l| l.text[5..].parse().unwrap()).collect();
         assert_eq!(*nums.last().unwrap(), 39);
         assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "{nums:?}");
+    }
+
+    #[test]
+    fn below_the_free_space_floor_lines_are_dropped_then_counted() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            path: dir.path().join("c.log"),
+            max_size_bytes: 1 << 20,
+            max_files: 2,
+            // More than any disk has: every line is below the floor.
+            min_free_bytes: u64::MAX,
+        };
+        let mut w = LogWriter::open(&config).unwrap();
+        assert_eq!(
+            std::fs::metadata(&config.path)
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o640
+        );
+        for i in 0..10 {
+            w.write(
+                SystemTime::now(),
+                Stream::Stdout,
+                false,
+                format!("lost {i}").as_bytes(),
+            )
+            .unwrap();
+        }
+        assert_eq!(std::fs::metadata(&config.path).unwrap().len(), 0);
+        // Space comes back (a floor any disk meets), checked again after the re-check delay.
+        w.min_free = 1;
+        w.below_since = Instant::now().checked_sub(RECHECK_BELOW);
+        w.write(SystemTime::now(), Stream::Stdout, false, b"kept")
+            .unwrap();
+        let lines = read_log(&config.path, None).unwrap();
+        let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts.len(), 2, "{texts:?}");
+        assert!(texts[0].starts_with("skiff: ") && texts[0].contains("bytes of log were dropped"));
+        assert_eq!(texts[1], "kept");
     }
 }

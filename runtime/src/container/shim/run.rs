@@ -105,8 +105,15 @@ fn create_and_start(dir: &ContainerDir, spec: &ContainerSpec) -> Result<Running,
     let user = resolve_user(&dir.rootfs(), &spec.process.user)?;
     let oci = build_oci_spec(spec, &user, nofile_hard_limit())
         .map_err(|e| format!("building config.json: {e}"))?;
-    oci.save(dir.bundle().join("config.json"))
+    let config_json = dir.bundle().join("config.json");
+    oci.save(&config_json)
         .map_err(|e| format!("writing config.json: {e}"))?;
+    // It holds the container's environment (Secret values among it): root only.
+    std::fs::set_permissions(
+        &config_json,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .map_err(|e| format!("config.json permissions: {e}"))?;
 
     let stdin = File::open("/dev/null").map_err(|e| format!("opening /dev/null: {e}"))?;
     let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
