@@ -48,19 +48,47 @@ async fn partition_two_three_keeps_pods_and_heals_to_one_leader_and_exact_replic
         name(left[0]),
         name(right[0])
     );
-    // A minute apart: both sides keep serving what they ran.
+    // The minority (2 of 5 nodes last seen Ready) keeps exactly what it ran and says why; the
+    // majority replaces the minority's pods, so it runs the full 5 itself.
+    let on = |side: &[usize], pods: &[(usize, String, String)]| -> BTreeSet<String> {
+        pods.iter()
+            .filter(|(i, _, _)| side.contains(i))
+            .map(|(_, pod, _)| pod.clone())
+            .collect()
+    };
+    let minority_before = on(&left, &before);
+    wait_until("the majority runs 5 again", Duration::from_secs(30), || {
+        std::future::ready(on(&right, &sim.running("Deployment", "web")).len() == 5)
+    })
+    .await;
+    for i in &left {
+        let quorum = sim.state(*i).quorum.clone();
+        assert!(
+            !quorum.held && quorum.ready == 2 && quorum.members == 5,
+            "{quorum:?}"
+        );
+    }
+    assert!(sim.state(right[0]).quorum.held);
+    // A minute apart: both sides keep serving what they ran, and the minority adds nothing.
     let start = tokio::time::Instant::now();
     while start.elapsed() < Duration::from_secs(60) {
-        let now = names(&sim.running("Deployment", "web"));
+        let now = sim.running("Deployment", "web");
         assert!(
-            names(&before).is_subset(&now),
+            names(&before).is_subset(&names(&now)),
             "a side stopped its pods: {now:?}"
         );
+        assert_eq!(
+            on(&left, &now),
+            minority_before,
+            "the minority placed or dropped pods"
+        );
+        assert_eq!(on(&right, &now).len(), 5, "the majority side runs {now:?}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     eprintln!(
-        "during the partition: {} replicas run (each side replaced the other's)",
-        sim.running("Deployment", "web").len()
+        "during the partition: {} replicas run ({} kept by the minority, 5 on the majority)",
+        sim.running("Deployment", "web").len(),
+        minority_before.len()
     );
 
     sim.heal(&left, &right).await;

@@ -7,6 +7,7 @@
 //! higher term: the surviving leader moves past it, so followers of both sides accept it).
 
 use crate::view::{NodeCondition, NodeStatus};
+use std::collections::BTreeSet;
 
 /// Key under which every node publishes the highest leader term it has seen (decimal).
 pub const TERM_KEY: &str = "sched/term";
@@ -17,6 +18,18 @@ pub fn leader_of(nodes: &[NodeStatus]) -> Option<&NodeStatus> {
         .iter()
         .filter(|n| n.condition == NodeCondition::Ready && !n.metadata.cordoned)
         .min_by(|a, b| a.name.cmp(&b.name))
+}
+
+/// Whether the nodes this side of a partition sees Ready (`ready`) hold a majority of the
+/// cluster's `members` (every node last seen Ready that has not left, this one included). An
+/// exact half holds it only when it includes the lowest-named member, so two halves never both
+/// act. Only a side with the majority places pods of nodes it cannot see; the other side keeps
+/// running what it has.
+pub fn has_quorum(members: &BTreeSet<String>, ready: &BTreeSet<String>) -> bool {
+    let seen = members.intersection(ready).count();
+    let total = members.len();
+    2 * seen > total
+        || (2 * seen == total && members.first().is_some_and(|lowest| ready.contains(lowest)))
 }
 
 /// The term this node publishes next.
@@ -116,5 +129,34 @@ mod tests {
         assert!(accepts(Some((1, 4)), 2, 1));
         assert!(!accepts(Some((1, 4)), 1, 4));
         assert!(!accepts(Some((2, 1)), 1, 9));
+    }
+
+    #[test]
+    fn only_a_majority_of_the_members_last_seen_ready_places_others_pods() {
+        let set = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+        let cases: &[(&[&str], &[&str], bool)] = &[
+            // (members, ready here, quorum)
+            (&["a"], &["a"], true),
+            (&["a", "b", "c"], &["a", "b", "c"], true),
+            (&["a", "b", "c"], &["b", "c"], true),
+            (&["a", "b", "c"], &["c"], false),
+            (&["a", "b", "c"], &["a"], false),
+            (&["a", "b", "c", "d", "e"], &["a", "b"], false),
+            (&["a", "b", "c", "d", "e"], &["c", "d", "e"], true),
+            // An exact half: the side with the lowest name, never both.
+            (&["a", "b"], &["a"], true),
+            (&["a", "b"], &["b"], false),
+            (&["a", "b", "c", "d"], &["a", "d"], true),
+            (&["a", "b", "c", "d"], &["b", "c"], false),
+            // Ready nodes that are not members (not counted yet) do not make a majority.
+            (&["a", "b", "c"], &["c", "x", "y"], false),
+        ];
+        for (members, ready, want) in cases {
+            assert_eq!(
+                has_quorum(&set(members), &set(ready)),
+                *want,
+                "members {members:?} ready {ready:?}"
+            );
+        }
     }
 }

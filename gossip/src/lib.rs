@@ -50,7 +50,7 @@ pub use hlc::{Hlc, InvalidStamp, Stamp};
 pub use identity::NodeIdentity;
 pub use join::{JoinRefusal, join_cluster};
 pub use keyspace::{MAX_KEY_BYTES, MAX_VALUE_BYTES, check_entry};
-pub use leader::{TERM_KEY, accepts, leader_of, next_term};
+pub use leader::{TERM_KEY, accepts, has_quorum, leader_of, next_term};
 pub use node::{GossipConfig, GossipDeps, GossipHandle, GossipNode, LeaveOutcome, MetadataWriter};
 pub use pki::{CLUSTER_SERVER_NAME, fingerprint, validate_node_name};
 pub use profile::{GossipProfile, GossipTimings};

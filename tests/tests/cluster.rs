@@ -12,9 +12,10 @@
 //!    the object stays desired; edits on two other nodes resolve to the newest everywhere;
 //!    the node comes back with its old file and subnet: exactly the desired replicas, no flapping
 //!    (and exactly one pod network namespace per listed pod on each node);
-//! 5. a node cut off from all peers keeps (and restarts) its pods, and rebooted without network
-//!    starts what it was last assigned; partition 2|3 for a minute: both sides keep
-//!    their pods and serve; after the heal, one leader and exactly the desired replicas within 10 s;
+//! 5. a node cut off from all peers keeps (and restarts) its pods and places nothing else (1 of 5
+//!    is a minority), and rebooted without network starts what it was last assigned; partition
+//!    2|3 for a minute: the minority keeps exactly its pods and serves, the majority runs the
+//!    desired replicas; after the heal, one leader and exactly the desired replicas within 10 s;
 //! 6. kill -9 of the leader: the next name leads with a higher term, the pods run elsewhere; it
 //!    comes back and leads again, exactly the desired replicas, no flapping;
 //!    drain of the leader (through its own socket): its pods move, the next node leads with a
@@ -772,11 +773,27 @@ fn isolated_node_keeps_its_pods(c: &mut Cluster, desired: usize) -> Result<()> {
             "cut-off n4 restarted {} (pid {pid} killed) after {took:?}",
             victim.name
         );
-        // Alone, n4 leads itself and runs the whole workload; rebooted without network
-        // (agent, containers, pod namespaces, bridge gone), it starts again what it was last
-        // assigned, from its local store.
-        let (before, took) = wait_exact(c, &[cut], &[cut], desired, WAIT)?;
-        eprintln!("cut-off n4 runs all {desired} itself after {took:?}");
+        // Alone, n4 is a minority (1 of 5 last seen Ready): it keeps what it ran and places
+        // nothing else, and says so; rebooted without network (agent, containers, pod
+        // namespaces, bridge gone), it starts again what it was last assigned, from its store.
+        wait_until(
+            "cut-off n4's status to say it is a minority",
+            WAIT,
+            POLL,
+            || {
+                Ok(c.agents[cut]
+                    .cli(&["status"])?
+                    .contains("1 of 5 nodes last seen Ready"))
+            },
+        )?;
+        let kept = mine.len();
+        let (before, _) = wait_exact(c, &[cut], &[cut], kept, WAIT)?;
+        ensure!(
+            uids(&before) == uids(&mine),
+            "cut-off n4 changed its pods: {}",
+            pod_summary(&before)
+        );
+        eprintln!("cut-off n4 keeps its {kept} pods and places no others");
         let seed = c.agents[0].gossip_addr();
         let token = c.token.clone();
         c.agents[cut].simulate_reboot()?;
@@ -795,7 +812,7 @@ fn isolated_node_keeps_its_pods(c: &mut Cluster, desired: usize) -> Result<()> {
             WAIT,
             POLL,
             || {
-                let Some(now) = exactly_running(&c.agents[cut], &[cut], desired)? else {
+                let Some(now) = exactly_running(&c.agents[cut], &[cut], kept)? else {
                     return Ok(false);
                 };
                 if now.iter().map(|p| p.name.as_str()).collect::<BTreeSet<_>>() != want {
@@ -810,7 +827,7 @@ fn isolated_node_keeps_its_pods(c: &mut Cluster, desired: usize) -> Result<()> {
         )
         .map_err(|e| e.context(listing(c, &[cut])))?;
         eprintln!(
-            "n4 rebooted without network: its {desired} pods Running again after {:?}",
+            "n4 rebooted without network: its {kept} pods Running again after {:?}",
             rebooted.elapsed()
         );
         Ok(())
@@ -840,10 +857,19 @@ fn partition_two_three_then_heal(c: &Cluster, desired: usize) -> Result<()> {
         c.wait_phase(&left, &names(&right), "NotReady", WAIT)?;
         c.wait_phase(&right, &names(&left), "NotReady", WAIT)?;
         wait_leader(c, &right, "n2", 0, WAIT)?;
-        // Each side places what the other ran and keeps what it ran itself.
+        // The majority (n2 n3 n4) places what the minority ran; the minority (n0 n1) keeps
+        // exactly what it ran and places nothing.
         for side in [&left, &right] {
-            let (pods, took) = wait_exact(c, side, side, desired, WAIT)?;
             let side_names = names(side);
+            let count = if side == &left {
+                before
+                    .iter()
+                    .filter(|p| side_names.contains(&p.node))
+                    .count()
+            } else {
+                desired
+            };
+            let (pods, took) = wait_exact(c, side, side, count, WAIT)?;
             for p in before.iter().filter(|p| side_names.contains(&p.node)) {
                 ensure!(
                     pods.iter().any(|q| q.uid == p.uid),
@@ -869,7 +895,7 @@ fn partition_two_three_then_heal(c: &Cluster, desired: usize) -> Result<()> {
                 },
             )?;
             eprintln!(
-                "partition: side {side_names:?} runs {desired} after {took:?}, {} answers {}: {}",
+                "partition: side {side_names:?} runs {count} after {took:?}, {} answers {}: {}",
                 to.name,
                 from.name,
                 pod_summary(&pods)
@@ -880,7 +906,7 @@ fn partition_two_three_then_heal(c: &Cluster, desired: usize) -> Result<()> {
         // same pods the whole time (nothing stopped, nothing replaced again).
         while cut.elapsed() < PARTITION {
             for (side, kept) in &held {
-                let (pods, _) = wait_exact(c, side, side, desired, WAIT)?;
+                let (pods, _) = wait_exact(c, side, side, kept.len(), WAIT)?;
                 ensure!(
                     uids(&pods) == uids(kept),
                     "side {:?} changed its pods {:?} into the partition: {}",

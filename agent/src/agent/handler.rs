@@ -686,6 +686,14 @@ fn status(snap: &Snapshot, cluster: &ClusterState) -> Value {
         })).collect::<Vec<_>>(),
         "leader": cluster.leader,
         "term": cluster.term,
+        "quorum": if cluster.quorum.held {
+            format!("{} of {} nodes ready", cluster.quorum.ready, cluster.quorum.members)
+        } else {
+            format!(
+                "{} of {} nodes last seen Ready: a minority keeps running its pods but does not place the others' until the partition heals",
+                cluster.quorum.ready, cluster.quorum.members
+            )
+        },
         "workloads": workloads,
     })
 }

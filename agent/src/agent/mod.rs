@@ -140,13 +140,17 @@ pub fn run_from_args(args: AgentArgs) -> i32 {
             return 1;
         }
     };
-    match runtime.block_on(run(config)) {
+    let code = match runtime.block_on(run(config)) {
         Ok(()) => 0,
         Err(e) => {
             crate::cli::output::error(&format!("{e:#}"));
             1
         }
-    }
+    };
+    // Blocking work still running (a stuck disk, a container that will not die) must not keep
+    // the process alive: dropping the runtime would wait for it.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    code
 }
 
 fn init_tracing() {
@@ -426,23 +430,91 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
         tracker.clone(),
     )
     .await;
+    // Every step of the stop has a share of one deadline; a step that overruns is named in the
+    // log and left behind, so the agent always exits (containers keep running either way).
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_DEADLINE;
     cluster_cancel.cancel();
-    let _ = cluster_task.await;
-    rpc_server.shutdown().await;
+    shutdown_step("the cluster task", deadline, async {
+        let _ = cluster_task.await;
+    })
+    .await;
+    shutdown_step(
+        "the node-to-node rpc server",
+        deadline,
+        rpc_server.shutdown(),
+    )
+    .await;
     // A graceful stop tells the cluster this node left (it shows as Left, not NotReady).
-    let left = gossip.leave().await;
-    tracing::info!(
-        "left the cluster ({} of {} live peers told)",
-        left.reached,
-        left.live_peers
-    );
-    match Arc::try_unwrap(gossip) {
-        Ok(gossip) => gossip.shutdown().await,
-        Err(shared) => drop(shared),
-    }
+    shutdown_step("telling peers this node leaves", deadline, async {
+        let left = gossip.leave().await;
+        tracing::info!(
+            "left the cluster ({} of {} live peers told)",
+            left.reached,
+            left.live_peers
+        );
+    })
+    .await;
+    shutdown_step("gossip", deadline, async {
+        match Arc::try_unwrap(gossip) {
+            Ok(gossip) => gossip.shutdown().await,
+            Err(shared) => drop(shared),
+        }
+    })
+    .await;
     cancel.cancel();
     tracker.close();
-    tracker.wait().await;
+    shutdown_step(
+        &format!("{} task(s) (api connections, pod actions)", tracker.len()),
+        deadline,
+        tracker.wait(),
+    )
+    .await;
     let _ = std::fs::remove_file(&config.api_socket);
     Ok(())
+}
+
+/// How long a stopping agent waits for its tasks in total before it exits anyway.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Awaits one step of the stop until `deadline`; logs what it was waiting on if it overran.
+async fn shutdown_step(
+    what: &str,
+    deadline: tokio::time::Instant,
+    step: impl std::future::Future<Output = ()>,
+) {
+    let started = tokio::time::Instant::now();
+    if tokio::time::timeout_at(deadline, step).await.is_err() {
+        tracing::warn!(
+            "stopping: gave up waiting on {what} after {:?}; exiting anyway",
+            started.elapsed()
+        );
+    }
+}
+
+#[cfg(test)]
+mod shutdown_tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_step_that_never_ends_is_left_at_the_deadline() {
+        let start = tokio::time::Instant::now();
+        let deadline = start + SHUTDOWN_DEADLINE;
+        shutdown_step(
+            "a task stuck on a dead disk",
+            deadline,
+            std::future::pending(),
+        )
+        .await;
+        assert_eq!(start.elapsed(), SHUTDOWN_DEADLINE);
+        // Later steps get what is left of the same deadline, not a new one.
+        shutdown_step("another", deadline, std::future::pending()).await;
+        assert_eq!(start.elapsed(), SHUTDOWN_DEADLINE);
+        // A step that ends in time is waited for.
+        let quick = tokio::time::Instant::now();
+        shutdown_step("quick", quick + SHUTDOWN_DEADLINE, async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        })
+        .await;
+        assert_eq!(quick.elapsed(), Duration::from_millis(5));
+    }
 }

@@ -105,6 +105,46 @@ pub struct ClusterState {
     pub table: Arc<Vec<AssignedPod>>,
     /// Routes to the other nodes' pod subnets.
     pub routes: Vec<PeerRoute>,
+    /// How many of the nodes last seen Ready this side sees.
+    pub quorum: Quorum,
+}
+
+/// This side's share of the cluster: the nodes last seen Ready (not left) and how many of them
+/// are Ready here. Without the majority the leader places nothing (pods keep running where they
+/// are, and restart there).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Quorum {
+    pub ready: usize,
+    pub members: usize,
+    pub held: bool,
+}
+
+impl Quorum {
+    pub fn of(
+        last_seen_ready: &BTreeMap<String, std::net::SocketAddr>,
+        nodes: &[NodeStatus],
+        me: &str,
+    ) -> Quorum {
+        let mut members: std::collections::BTreeSet<String> =
+            last_seen_ready.keys().cloned().collect();
+        members.insert(me.to_string());
+        for n in nodes {
+            if n.condition == NodeCondition::Left {
+                members.remove(&n.name);
+            }
+        }
+        let ready: std::collections::BTreeSet<String> = nodes
+            .iter()
+            .filter(|n| n.condition == NodeCondition::Ready || n.name == me)
+            .map(|n| n.name.clone())
+            .chain(std::iter::once(me.to_string()))
+            .collect();
+        Quorum {
+            ready: members.intersection(&ready).count(),
+            members: members.len(),
+            held: skiff_gossip::has_quorum(&members, &ready),
+        }
+    }
 }
 
 /// Every node's pod reports, by (namespace, name): (node, report).
@@ -313,6 +353,11 @@ impl ClusterService {
         let may_lead = alone && self.followed.known_peers.is_empty()
             || now.saturating_sub(self.started_ms) >= self.timings.startup_grace.as_millis() as u64;
         let leading = leader.as_deref() == Some(me.as_str()) && may_lead;
+        // Only a side that sees most of the nodes last seen Ready places pods (see has_quorum):
+        // a leader cut off with a minority keeps the tables in force instead of multiplying
+        // replicas.
+        let quorum = Quorum::of(&self.followed.peer_addrs, &nodes, &me);
+        let scheduling = leading && quorum.held;
         // Tables published by every node (the leader's, and stale ones of earlier leaders): only
         // a leader needs them all.
         let tables = if leading {
@@ -365,7 +410,7 @@ impl ClusterService {
         let pods = self.pods.clone();
         let mut pending = Vec::new();
         let mut full_table = Arc::new(Vec::new());
-        if leading {
+        if scheduling {
             let mut previous = follow::previous_table(&tables);
             // After a restart gossip holds no table yet: this node's stored one still counts.
             if let Some(mine) = &self.followed.accepted
@@ -407,7 +452,7 @@ impl ClusterService {
         }
         self.followed.note_peers(&nodes, &me);
         let routes = self.subnets(&nodes, leading).await;
-        if !leading {
+        if !scheduling {
             if let Some(l) = &leader_name
                 && let Some(list) = self.view.node(l).and_then(|k| k.pending.clone())
             {
@@ -457,6 +502,7 @@ impl ClusterService {
             pending,
             table: full_table,
             routes,
+            quorum,
         }));
     }
 }
