@@ -334,6 +334,7 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
     tracker.spawn(api::server::serve(
         listener,
         handler,
+        api::server::Limits::default(),
         cancel.clone(),
         tracker.clone(),
     ));
