@@ -117,6 +117,12 @@ pub fn run_from_args(args: AgentArgs) -> i32 {
     };
     init_tracing();
     crate::memory::limit_arenas();
+    // Many API clients, pods and log files must not run the agent out of file descriptors at
+    // a low default soft limit (systemd's is 1024).
+    match crate::rlimit::raise_nofile_limit() {
+        Ok((soft, hard)) => tracing::debug!("open files limit: {soft} (hard limit {hard})"),
+        Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(32)
