@@ -8,6 +8,7 @@ use crate::cluster::ClusterState;
 use crate::config::AgentConfig;
 use crate::pod::{PodRecord, now_millis, rfc3339};
 use crate::reconciler::sandbox::PodPaths;
+use super::status::{placed, status, summaries};
 use crate::render::PodSummary;
 use crate::render::{self, RenderContext};
 use serde_json::{Value, json};
@@ -269,31 +270,6 @@ fn object_json(snap: &Snapshot, key: &ObjectKey, object: &Valid<Object>) -> Valu
         }
     }
     v
-}
-
-/// How many pods the leader's table places for the workload `key`.
-fn placed(cluster: &ClusterState, key: &ObjectKey) -> usize {
-    cluster
-        .table
-        .iter()
-        .filter(|a| {
-            a.owner.kind == key.kind.as_str()
-                && a.owner.name == key.name
-                && a.namespace == key.namespace
-        })
-        .count()
-}
-
-/// Every pod of the cluster for counting: this node's from its records (fresh), the others'
-/// from their reports.
-fn summaries<'a>(snap: &'a Snapshot, cluster: &'a ClusterState) -> Vec<PodSummary<'a>> {
-    let mut out: Vec<PodSummary<'a>> = snap.pods.iter().map(PodSummary::of_record).collect();
-    for ((ns, name), (node, report)) in cluster.pods.iter() {
-        if *node != snap.node_name {
-            out.push(PodSummary::of_report(ns, name, report));
-        }
-    }
-    out
 }
 
 fn get(
@@ -645,48 +621,4 @@ async fn delete(shared: &Shared, target: DeleteTarget) -> Reply {
         Ok(Err(e)) => err(e),
         Err(_) => err("the agent is shutting down"),
     }
-}
-
-fn status(snap: &Snapshot, cluster: &ClusterState) -> Value {
-    let pods = summaries(snap, cluster);
-    let mut workloads = Vec::new();
-    for (key, (_, object)) in snap.objects.iter() {
-        let desired = match object.get() {
-            Object::Deployment(d) => d.spec.replicas as usize,
-            Object::Pod(_) => 1,
-            Object::DaemonSet(_) => placed(cluster, key),
-            _ => continue,
-        };
-        let owned: Vec<&PodSummary<'_>> = pods
-            .iter()
-            .filter(|p| p.belongs_to(key.kind.as_str(), &key.namespace, &key.name))
-            .collect();
-        let running = owned.iter().filter(|p| p.running).count();
-        let ready = owned.iter().filter(|p| p.ready).count();
-        let label = format!("{}/{}/{}", key.kind.as_str(), key.namespace, key.name);
-        let pending: Vec<&str> = cluster
-            .pending
-            .iter()
-            .filter(|p| p.owner == label)
-            .map(|p| p.reason.as_str())
-            .collect();
-        let mut w = json!({
-            "kind": key.kind.as_str(), "namespace": key.namespace, "name": key.name,
-            "desired": desired, "running": running, "ready": ready,
-        });
-        if !pending.is_empty() {
-            w["pending"] = json!(pending.join("; "));
-        }
-        workloads.push(w);
-    }
-    json!({
-        "nodes": cluster.nodes.iter().map(|n| json!({
-            "name": n.name, "status": n.condition.to_string(), "address": n.address.to_string(),
-            "cordoned": n.metadata.cordoned,
-            "pods": cluster.pods.values().filter(|(node, _)| *node == n.name).count(),
-        })).collect::<Vec<_>>(),
-        "leader": cluster.leader,
-        "term": cluster.term,
-        "workloads": workloads,
-    })
 }

@@ -8,6 +8,7 @@ mod handler;
 mod membership;
 mod rpc;
 mod sources;
+mod status;
 
 use crate::api;
 use crate::cli::AgentArgs;
