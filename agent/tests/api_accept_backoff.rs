@@ -22,7 +22,8 @@ struct Counter(Arc<AtomicUsize>);
 impl Write for Counter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        self.0.fetch_add(text.matches(FAILED).count(), Ordering::SeqCst);
+        self.0
+            .fetch_add(text.matches(FAILED).count(), Ordering::SeqCst);
         Ok(buf.len())
     }
 
@@ -89,10 +90,7 @@ async fn accept_at_emfile_backs_off_and_logs_at_most_once_a_second() {
         .await
         .expect("an answer once descriptors are back")
         .unwrap();
-    assert!(
-        matches!(answered, Ok(Response::Ok { .. })),
-        "{answered:?}"
-    );
+    assert!(matches!(answered, Ok(Response::Ok { .. })), "{answered:?}");
     drop(waiting);
     cancel.cancel();
     tracker.close();

@@ -2,13 +2,13 @@
 //! commands, image import/pull and logs are served here directly.
 
 use super::core::{Command, Snapshot, describe_key};
+use super::status::{placed, status, summaries};
 use crate::api::server::{Handler, Reply};
 use crate::api::{ApplyFile, DeleteTarget, Request, ResourceKind, Response};
 use crate::cluster::ClusterState;
 use crate::config::AgentConfig;
 use crate::pod::{PodRecord, now_millis, rfc3339};
 use crate::reconciler::sandbox::PodPaths;
-use super::status::{placed, status, summaries};
 use crate::render::PodSummary;
 use crate::render::{self, RenderContext};
 use serde_json::{Value, json};
@@ -115,6 +115,12 @@ async fn handle(shared: Shared, request: Request) -> Reply {
             let ns = namespace
                 .as_deref()
                 .unwrap_or(skiff_manifests::DEFAULT_NAMESPACE);
+            if kind == ResourceKind::Pods
+                && let Some(v) =
+                    super::pending::describe(&snap, &shared.cluster.borrow().clone(), ns, &name)
+            {
+                return ok(v);
+            }
             match &shared.remote {
                 // A pod this node does not run: ask the node that reports it.
                 Some(remote)
@@ -294,6 +300,15 @@ fn get(
                     && name.is_none_or(|n| n == pod)
                 {
                     items.push(render::reported_pod(ns, pod, node, report));
+                }
+            }
+            // Bare Pods no node runs yet: Pending, with the scheduling reason.
+            for pod in super::pending::unplaced(snap, cluster) {
+                if ns_matches(&pod.key.namespace, namespace, all)
+                    && name.is_none_or(|n| n == pod.key.name)
+                {
+                    let first_seen = snap.first_seen.get(pod.key).copied();
+                    items.push(super::pending::pod_json(&pod, first_seen));
                 }
             }
         }

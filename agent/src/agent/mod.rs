@@ -6,6 +6,7 @@ mod core;
 mod execute;
 mod handler;
 mod membership;
+mod pending;
 mod rpc;
 mod sources;
 mod status;

@@ -96,7 +96,11 @@ fn workloads(
         let running = owned.iter().filter(|p| p.running).count();
         let ready = owned.iter().filter(|p| p.ready).count();
         let label = format!("{}/{}/{}", key.kind.as_str(), key.namespace, key.name);
-        let pending: Vec<_> = cluster.pending.iter().filter(|p| p.owner == label).collect();
+        let pending: Vec<_> = cluster
+            .pending
+            .iter()
+            .filter(|p| p.owner == label)
+            .collect();
         let mut w = json!({
             "kind": key.kind.as_str(), "namespace": key.namespace, "name": key.name,
             "desired": desired, "running": running, "ready": ready,
@@ -191,7 +195,10 @@ mod tests {
         let up: &[(bool, bool)] = &[(true, true); 3];
         let table: [(&[(&str, NodeCondition, &[(bool, bool)])], (u64, u64, u64)); 4] = [
             // Healthy: every report counts.
-            (&[("n2", Ready, up), ("n3", Ready, up), ("n4", Ready, up)], (9, 9, 9)),
+            (
+                &[("n2", Ready, up), ("n3", Ready, up), ("n4", Ready, up)],
+                (9, 9, 9),
+            ),
             // n4 died, its 3 pods were replaced on n2 and n3; its reports linger.
             (
                 &[
@@ -223,6 +230,9 @@ mod tests {
             ..ClusterState::default()
         };
         let out = workloads("n1", &[], &web(9), &cluster);
-        assert_eq!((out[0]["running"].as_u64(), out[0]["ready"].as_u64()), (Some(0), Some(0)));
+        assert_eq!(
+            (out[0]["running"].as_u64(), out[0]["ready"].as_u64()),
+            (Some(0), Some(0))
+        );
     }
 }

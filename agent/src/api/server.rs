@@ -2,9 +2,9 @@
 //! the agent's handler, within `limits::Limits` (connections, request size and time, bytes
 //! buffered across connections; accept errors back off).
 
+pub use super::limits::Limits;
 use super::limits::{LogLimiter, ReadOutcome, accept_backoff, human_bytes, read_request};
 use super::{Request, Response};
-pub use super::limits::Limits;
 use futures::future::BoxFuture;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

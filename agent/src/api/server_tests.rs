@@ -113,7 +113,11 @@ async fn a_client_that_sends_no_request_line_is_answered_and_closed_after_the_de
         "{message}"
     );
     assert!(started.elapsed() >= Duration::from_secs(10));
-    assert_eq!(next_answer(&mut idle).await, None, "closed after the answer");
+    assert_eq!(
+        next_answer(&mut idle).await,
+        None,
+        "closed after the answer"
+    );
     server.stop().await;
 }
 
@@ -134,9 +138,11 @@ async fn a_stream_outlives_the_request_deadline() {
     line.push(b'\n');
     client.get_mut().write_all(&line).await.unwrap();
     tokio::time::sleep(Duration::from_secs(60)).await;
-    tx.send(Response::LogLine { text: "late".into() })
-        .await
-        .unwrap();
+    tx.send(Response::LogLine {
+        text: "late".into(),
+    })
+    .await
+    .unwrap();
     assert_eq!(
         next_answer(&mut client).await,
         Some(Response::LogLine {

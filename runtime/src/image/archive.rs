@@ -90,10 +90,7 @@ impl ImageStore {
         let mut files = ArchiveFiles::new();
         let mut links: Vec<(String, String)> = Vec::new();
         let mut read = 0usize;
-        for entry in archive
-            .entries()
-            .map_err(|e| fail(tar_failure(read, &e)))?
-        {
+        for entry in archive.entries().map_err(|e| fail(tar_failure(read, &e)))? {
             let mut entry = entry.map_err(|e| fail(tar_failure(read, &e)))?;
             read += 1;
             let raw = entry

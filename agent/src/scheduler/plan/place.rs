@@ -60,9 +60,9 @@ impl Pass<'_> {
     /// How many new pods of `workload` the `open` nodes could take at most: their free pod
     /// slots, plus its outgoing pods (each one `make_room` stops frees a slot for a new one).
     fn free_slots(&self, workload: usize, open: &[usize]) -> u32 {
-        let free = open.iter().map(|&n| {
-            u64::from(pod_capacity(self.nodes[n]).saturating_sub(self.usage[n].pods))
-        });
+        let free = open
+            .iter()
+            .map(|&n| u64::from(pod_capacity(self.nodes[n]).saturating_sub(self.usage[n].pods)));
         let outgoing = self
             .table
             .iter()

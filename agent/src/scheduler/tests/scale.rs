@@ -66,14 +66,19 @@ fn a_billion_replicas_fill_the_cluster_in_bounded_time_and_leave_the_rest_pendin
     sim.step();
     sim.all_running();
     // Named to sort first among Deployments, so it is placed before any other new one.
-    sim.input.workloads.push(asking(deployment("aaa-huge", 1_000_000_000), 0, 0));
+    sim.input
+        .workloads
+        .push(asking(deployment("aaa-huge", 1_000_000_000), 0, 0));
     sim.input.workloads.push(bare_pod("other"));
 
     for pass in 0..2 {
         let started = thread_cpu_time();
         sim.step();
         let elapsed = thread_cpu_time() - started;
-        assert!(elapsed < Duration::from_millis(200), "pass {pass} took {elapsed:?}");
+        assert!(
+            elapsed < Duration::from_millis(200),
+            "pass {pass} took {elapsed:?}"
+        );
         // The running Deployment keeps its pods; the bare Pod (placed before Deployments) runs.
         assert_eq!(sim.counts("web"), counts(&[("a", 1), ("b", 1), ("c", 1)]));
         assert_eq!(sim.counts("Pod/other").values().sum::<usize>(), 1);
