@@ -164,8 +164,14 @@ mod tests {
             .collect()
     }
 
-    /// `(node, pods it reports as (running, ready))` -> the status counts of `web`.
-    fn counts(nodes: &[(&str, NodeCondition, &[(bool, bool)])]) -> (u64, u64, u64) {
+    /// A node, its condition, and the pods it reports as `(running, ready)`.
+    type NodeReports<'a> = (&'a str, NodeCondition, &'a [(bool, bool)]);
+
+    /// `(desired, running, ready)`.
+    type Counts = (u64, u64, u64);
+
+    /// The status counts of `web` given what nodes report.
+    fn counts(nodes: &[NodeReports<'_>]) -> Counts {
         let mut reports = crate::cluster::service::PodReports::new();
         for (node_name, _, pods) in nodes {
             for (i, (running, ready)) in pods.iter().enumerate() {
@@ -193,7 +199,7 @@ mod tests {
     fn a_dead_nodes_last_reports_are_not_counted_as_running_or_ready() {
         use NodeCondition::{Left, NotReady, Ready};
         let up: &[(bool, bool)] = &[(true, true); 3];
-        let table: [(&[(&str, NodeCondition, &[(bool, bool)])], (u64, u64, u64)); 4] = [
+        let table: [(&[NodeReports<'_>], Counts); 4] = [
             // Healthy: every report counts.
             (
                 &[("n2", Ready, up), ("n3", Ready, up), ("n4", Ready, up)],

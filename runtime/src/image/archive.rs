@@ -89,13 +89,12 @@ impl ImageStore {
         let mut archive = tar::Archive::new(decompressed);
         let mut files = ArchiveFiles::new();
         let mut links: Vec<(String, String)> = Vec::new();
-        let mut read = 0usize;
-        for entry in archive.entries().map_err(|e| fail(tar_failure(read, &e)))? {
-            let mut entry = entry.map_err(|e| fail(tar_failure(read, &e)))?;
-            read += 1;
+        let entries = archive.entries().map_err(|e| fail(tar_failure(0, &e)))?;
+        for (before, entry) in entries.enumerate() {
+            let mut entry = entry.map_err(|e| fail(tar_failure(before, &e)))?;
             let raw = entry
                 .path()
-                .map_err(|_| fail(format!("entry {read} has an unreadable name")))?
+                .map_err(|_| fail(format!("entry {} has an unreadable name", before + 1)))?
                 .into_owned();
             let Some(name) = archive_path(&raw).map_err(&fail)? else {
                 continue;
