@@ -86,7 +86,7 @@ pub async fn serve(
                 Ok((stream, _)) => {
                     failures = 0;
                     let Ok(slot) = slots.clone().try_acquire_owned() else {
-                        refuse(&stream, &limits);
+                        refuse(stream, &limits);
                         continue;
                     };
                     let handler = handler.clone();
@@ -121,16 +121,18 @@ pub async fn serve(
 }
 
 /// Answers a connection over the limit with an error line (without waiting) and closes it.
-fn refuse(stream: &UnixStream, limits: &Limits) {
+/// The write goes straight to the socket: a fresh tokio stream has no readiness yet and its
+/// `try_write` could refuse without trying.
+fn refuse(stream: UnixStream, limits: &Limits) {
     let response = Response::Error {
         message: format!(
             "the agent is serving too many connections ({}); try again shortly",
             limits.max_connections
         ),
     };
-    if let Ok(mut bytes) = serde_json::to_vec(&response) {
+    if let (Ok(mut bytes), Ok(mut stream)) = (serde_json::to_vec(&response), stream.into_std()) {
         bytes.push(b'\n');
-        let _ = stream.try_write(&bytes);
+        let _ = std::io::Write::write(&mut stream, &bytes);
     }
 }
 
