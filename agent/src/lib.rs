@@ -8,7 +8,8 @@
 //! - `reconciler`: pure `observe`/`plan` per pod, and the executor that carries out actions
 //!   on `skiff-runtime` (containers, images) and `skiff-cni` (network namespaces).
 //! - `cluster`: replicated desired objects, leader scheduling, assignments, pod reports.
-//! - `agent`: the service that owns the state and runs the loop; `api`: the local socket.
+//! - `agent`: the service that owns the state and runs the loop; `api`: the local socket;
+//!   `rlimit`: the agent's own open-files limit.
 //! - `cli`: the `skiff` command line; `cli::output` is the only place that prints.
 
 pub mod agent;
@@ -23,6 +24,7 @@ pub mod memory;
 pub mod pod;
 pub mod reconciler;
 pub mod render;
+pub mod rlimit;
 pub mod scheduler;
 pub mod shim;
 pub mod store;

@@ -201,6 +201,42 @@ fn not_an_archive_says_so() {
     );
 }
 
+#[test]
+fn a_file_that_is_no_archive_is_named_but_never_quoted() {
+    let t = new_store();
+    let secret =
+        "root:$y$j9T$c2VjcmV0LWhhc2g$abcdefghijklmnopqrstuvwxyz0123456789:20228:0:99999:7:::";
+    let mut text = String::new();
+    for user in ["root", "daemon", "bin", "sys", "nobody"] {
+        text.push_str(&secret.replacen("root", user, 1));
+        text.push('\n');
+    }
+    for (name, bytes) in [
+        ("shadow", text.clone().into_bytes()),
+        ("short", secret.as_bytes().to_vec()),
+        // A gzip header in front of the same text.
+        (
+            "shadow.gz",
+            [&[0x1f, 0x8b, 0x08, 0x00][..], text.as_bytes()].concat(),
+        ),
+    ] {
+        let path = t.dir.path().join(name);
+        fs::write(&path, &bytes).unwrap();
+        let err = t.store.import_archive(&path).unwrap_err().to_string();
+        assert!(err.contains(&path.display().to_string()), "{name}: {err}");
+        assert!(
+            err.contains("not a tar archive (OCI or docker)"),
+            "{name}: {err}"
+        );
+        for leak in ["root:", "daemon:", "c2VjcmV0", "20228", "abcdefghij"] {
+            assert!(
+                !err.contains(leak),
+                "{name}: the error quotes the file: {err}"
+            );
+        }
+    }
+}
+
 /// `podman save` (docker-archive, its default) of the test image, with podman's storage in a temp
 /// dir so the host's images are untouched. Needs podman.
 #[test]

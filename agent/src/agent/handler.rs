@@ -2,6 +2,7 @@
 //! commands, image import/pull and logs are served here directly.
 
 use super::core::{Command, Snapshot, describe_key};
+use super::status::{placed, status, summaries};
 use crate::api::server::{Handler, Reply};
 use crate::api::{ApplyFile, DeleteTarget, Request, ResourceKind, Response};
 use crate::cluster::ClusterState;
@@ -113,6 +114,12 @@ async fn handle(shared: Shared, request: Request) -> Reply {
             let ns = namespace
                 .as_deref()
                 .unwrap_or(skiff_manifests::DEFAULT_NAMESPACE);
+            if kind == ResourceKind::Pods
+                && let Some(v) =
+                    super::pending::describe(&snap, &shared.cluster.borrow().clone(), ns, &name)
+            {
+                return ok(v);
+            }
             match &shared.remote {
                 // A pod this node does not run: ask the node that reports it.
                 Some(remote)
@@ -270,31 +277,6 @@ fn object_json(snap: &Snapshot, key: &ObjectKey, object: &Valid<Object>) -> Valu
     v
 }
 
-/// How many pods the leader's table places for the workload `key`.
-fn placed(cluster: &ClusterState, key: &ObjectKey) -> usize {
-    cluster
-        .table
-        .iter()
-        .filter(|a| {
-            a.owner.kind == key.kind.as_str()
-                && a.owner.name == key.name
-                && a.namespace == key.namespace
-        })
-        .count()
-}
-
-/// Every pod of the cluster for counting: this node's from its records (fresh), the others'
-/// from their reports.
-fn summaries<'a>(snap: &'a Snapshot, cluster: &'a ClusterState) -> Vec<PodSummary<'a>> {
-    let mut out: Vec<PodSummary<'a>> = snap.pods.iter().map(PodSummary::of_record).collect();
-    for ((ns, name), (node, report)) in cluster.pods.iter() {
-        if *node != snap.node_name {
-            out.push(PodSummary::of_report(ns, name, report));
-        }
-    }
-    out
-}
-
 fn get(
     snap: &Snapshot,
     cluster: &ClusterState,
@@ -317,6 +299,15 @@ fn get(
                     && name.is_none_or(|n| n == pod)
                 {
                     items.push(render::reported_pod(ns, pod, node, report));
+                }
+            }
+            // Bare Pods no node runs yet: Pending, with the scheduling reason.
+            for pod in super::pending::unplaced(snap, cluster) {
+                if ns_matches(&pod.key.namespace, namespace, all)
+                    && name.is_none_or(|n| n == pod.key.name)
+                {
+                    let first_seen = snap.first_seen.get(pod.key).copied();
+                    items.push(super::pending::pod_json(&pod, first_seen));
                 }
             }
         }
@@ -644,56 +635,4 @@ async fn delete(shared: &Shared, target: DeleteTarget) -> Reply {
         Ok(Err(e)) => err(e),
         Err(_) => err("the agent is shutting down"),
     }
-}
-
-fn status(snap: &Snapshot, cluster: &ClusterState) -> Value {
-    let pods = summaries(snap, cluster);
-    let mut workloads = Vec::new();
-    for (key, (_, object)) in snap.objects.iter() {
-        let desired = match object.get() {
-            Object::Deployment(d) => d.spec.replicas as usize,
-            Object::Pod(_) => 1,
-            Object::DaemonSet(_) => placed(cluster, key),
-            _ => continue,
-        };
-        let owned: Vec<&PodSummary<'_>> = pods
-            .iter()
-            .filter(|p| p.belongs_to(key.kind.as_str(), &key.namespace, &key.name))
-            .collect();
-        let running = owned.iter().filter(|p| p.running).count();
-        let ready = owned.iter().filter(|p| p.ready).count();
-        let label = format!("{}/{}/{}", key.kind.as_str(), key.namespace, key.name);
-        let pending: Vec<&str> = cluster
-            .pending
-            .iter()
-            .filter(|p| p.owner == label)
-            .map(|p| p.reason.as_str())
-            .collect();
-        let mut w = json!({
-            "kind": key.kind.as_str(), "namespace": key.namespace, "name": key.name,
-            "desired": desired, "running": running, "ready": ready,
-        });
-        if !pending.is_empty() {
-            w["pending"] = json!(pending.join("; "));
-        }
-        workloads.push(w);
-    }
-    json!({
-        "nodes": cluster.nodes.iter().map(|n| json!({
-            "name": n.name, "status": n.condition.to_string(), "address": n.address.to_string(),
-            "cordoned": n.metadata.cordoned,
-            "pods": cluster.pods.values().filter(|(node, _)| *node == n.name).count(),
-        })).collect::<Vec<_>>(),
-        "leader": cluster.leader,
-        "term": cluster.term,
-        "quorum": if cluster.quorum.held {
-            format!("{} of {} nodes ready", cluster.quorum.ready, cluster.quorum.members)
-        } else {
-            format!(
-                "{} of {} nodes last seen Ready: a minority keeps running its pods but does not place the others' until the partition heals",
-                cluster.quorum.ready, cluster.quorum.members
-            )
-        },
-        "workloads": workloads,
-    })
 }

@@ -6,8 +6,10 @@ mod core;
 mod execute;
 mod handler;
 mod membership;
+mod pending;
 mod rpc;
 mod sources;
+mod status;
 
 use crate::api;
 use crate::cli::AgentArgs;
@@ -127,6 +129,12 @@ pub fn run_from_args(args: AgentArgs) -> i32 {
     };
     init_tracing();
     crate::memory::limit_arenas();
+    // Many API clients, pods and log files must not run the agent out of file descriptors at
+    // a low default soft limit (systemd's is 1024).
+    match crate::rlimit::raise_nofile_limit() {
+        Ok((soft, hard)) => tracing::debug!("open files limit: {soft} (hard limit {hard})"),
+        Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(32)
@@ -412,6 +420,7 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
     tracker.spawn(api::server::serve(
         listener,
         handler,
+        api::server::Limits::default(),
         cancel.clone(),
         tracker.clone(),
     ));

@@ -4,6 +4,7 @@ use super::{Request, Response};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Why the CLI could not talk to its agent (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,8 @@ pub enum ClientError {
 pub struct Client {
     path: PathBuf,
     reader: BufReader<UnixStream>,
+    /// An answer read before the request was fully sent (the agent refused it early).
+    early: Option<Response>,
 }
 
 impl Client {
@@ -44,18 +47,54 @@ impl Client {
             detail: e.to_string(),
         })?;
         line.push(b'\n');
-        stream.write_all(&line).map_err(|source| ClientError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Ok(Client {
+        let written = stream.write_all(&line);
+        let mut client = Client {
             path: path.to_path_buf(),
             reader: BufReader::new(stream),
-        })
+            early: None,
+        };
+        match written {
+            Ok(()) => Ok(client),
+            // The agent may refuse a request before reading all of it (too large, too many
+            // connections) and close: its answer is still there to read.
+            Err(source)
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                let _ = client
+                    .reader
+                    .get_ref()
+                    .set_read_timeout(Some(Duration::from_secs(5)));
+                match client.next_response() {
+                    Ok(Some(response)) => Ok(Client::answered(client, response)),
+                    _ => Err(ClientError::Io {
+                        path: path.to_path_buf(),
+                        source,
+                    }),
+                }
+            }
+            Err(source) => Err(ClientError::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    /// A client whose only answer is `response` (already read).
+    fn answered(client: Client, response: Response) -> Client {
+        Client {
+            early: Some(response),
+            ..client
+        }
     }
 
     /// The next answer line; `None` when the agent closed the connection.
     pub fn next_response(&mut self) -> Result<Option<Response>, ClientError> {
+        if let Some(response) = self.early.take() {
+            return Ok(Some(response));
+        }
         let mut line = String::new();
         let n = self
             .reader

@@ -2,6 +2,7 @@
 //! A request is one line; the answer is one line, or for `logs -f` a stream of lines.
 
 pub mod client;
+pub mod limits;
 pub mod server;
 
 use serde::{Deserialize, Serialize};

@@ -1,14 +1,18 @@
 //! The agent side of the local API: a unix socket, one task per connection, requests handed to
-//! the agent's handler.
+//! the agent's handler, within `limits::Limits` (connections, request size and time, bytes
+//! buffered across connections; accept errors back off).
 
+pub use super::limits::Limits;
+use super::limits::{LogLimiter, ReadOutcome, accept_backoff, human_bytes, read_request};
 use super::{Request, Response};
 use futures::future::BoxFuture;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -58,13 +62,21 @@ pub fn bind(path: &Path) -> Result<UnixListener, ServeError> {
     Ok(listener)
 }
 
-/// Accepts connections until `cancel`; each connection is a task on `tracker`.
+/// Accepts connections until `cancel`, within `limits`; each connection is a task on `tracker`.
+/// A failed accept (out of file descriptors, say) waits a growing delay before the next one and
+/// is logged at most once a second.
 pub async fn serve(
     listener: UnixListener,
     handler: Handler,
+    limits: Limits,
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let limits = Arc::new(limits);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let budget = Arc::new(Semaphore::new(limits.max_buffered_bytes));
+    let mut failures = 0u32;
+    let mut log = LogLimiter::new(Duration::from_secs(1));
     loop {
         tokio::select! {
             // Cancel-safe: nothing is lost when cancelled.
@@ -72,55 +84,135 @@ pub async fn serve(
             // Cancel-safe per tokio's docs.
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    failures = 0;
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        refuse(stream, &limits);
+                        continue;
+                    };
                     let handler = handler.clone();
                     let cancel = cancel.clone();
+                    let limits = limits.clone();
+                    let budget = budget.clone();
                     tracker.spawn(async move {
-                        if let Err(e) = connection(stream, handler, cancel).await {
+                        let _slot = slot;
+                        if let Err(e) = connection(stream, handler, &limits, &budget, cancel).await {
                             tracing::debug!("api connection ended: {e}");
                         }
                     });
                 }
-                Err(e) => tracing::warn!("api socket accept failed: {e}"),
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    let delay = accept_backoff(failures);
+                    if let Some(suppressed) = log.allow(std::time::Instant::now()) {
+                        tracing::warn!(
+                            "api socket accept failed: {e} (next try in {delay:?}; \
+                             {suppressed} such failures not logged)"
+                        );
+                    }
+                    tokio::select! {
+                        // Both cancel-safe.
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
             },
         }
+    }
+}
+
+/// Answers a connection over the limit with an error line (without waiting) and closes it.
+/// The write goes straight to the socket: a fresh tokio stream has no readiness yet and its
+/// `try_write` could refuse without trying.
+fn refuse(stream: UnixStream, limits: &Limits) {
+    let response = Response::Error {
+        message: format!(
+            "the agent is serving too many connections ({}); try again shortly",
+            limits.max_connections
+        ),
+    };
+    if let (Ok(mut bytes), Ok(mut stream)) = (serde_json::to_vec(&response), stream.into_std()) {
+        bytes.push(b'\n');
+        let _ = std::io::Write::write(&mut stream, &bytes);
     }
 }
 
 async fn connection(
     stream: UnixStream,
     handler: Handler,
+    limits: &Limits,
+    budget: &Arc<Semaphore>,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    // A request is small (manifests included); refuse anything absurd rather than buffering it.
-    let mut reader = BufReader::new(read).take(64 * 1024 * 1024);
-    let mut line = String::new();
-    let n = tokio::select! {
+    let (mut read, mut write) = stream.into_split();
+    let deadline = tokio::time::Instant::now() + limits.request_deadline;
+    let read = tokio::select! {
+        // Cancel-safe: the connection is dropped.
         _ = cancel.cancelled() => return Ok(()),
-        n = reader.read_line(&mut line) => n?,
+        read = tokio::time::timeout_at(deadline, read_request(&mut read, limits, budget)) => read,
     };
-    if n == 0 {
-        return Ok(());
+    let refusal = match read {
+        Err(_) => format!(
+            "no complete request line within {:?}: closing the connection",
+            limits.request_deadline
+        ),
+        Ok(outcome) => match outcome? {
+            ReadOutcome::Closed => return Ok(()),
+            ReadOutcome::TooLarge => format!(
+                "request too large (max {})",
+                human_bytes(limits.max_request_bytes)
+            ),
+            ReadOutcome::Busy => format!(
+                "the agent is buffering {} of requests already; try again shortly",
+                human_bytes(limits.max_buffered_bytes)
+            ),
+            ReadOutcome::Line(line, held) => {
+                let reply = match std::str::from_utf8(&line) {
+                    Err(e) => Reply::One(Response::Error {
+                        message: format!(
+                            "malformed request: not valid UTF-8 (bad byte at offset {})",
+                            e.valid_up_to()
+                        ),
+                    }),
+                    Ok(text) => match serde_json::from_str::<Request>(text) {
+                        Ok(request) => handler(request).await,
+                        Err(e) => Reply::One(Response::Error {
+                            message: format!("malformed request: {e}"),
+                        }),
+                    },
+                };
+                drop(held);
+                drop(line);
+                return answer(&mut write, reply, cancel).await;
+            }
+        },
+    };
+    // The client may still be writing; it reads this answer when its write fails.
+    let refusal = Response::Error { message: refusal };
+    let refused = write_line(&mut write, &refusal);
+    match tokio::time::timeout(Duration::from_secs(1), refused).await {
+        Ok(result) => result,
+        Err(_) => Ok(()),
     }
-    let reply = match serde_json::from_str::<Request>(&line) {
-        Ok(request) => handler(request).await,
-        Err(e) => Reply::One(Response::Error {
-            message: format!("malformed request: {e}"),
-        }),
-    };
+}
+
+async fn answer(
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    reply: Reply,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
     match reply {
-        Reply::One(response) => write_line(&mut write, &response).await,
+        Reply::One(response) => write_line(write, &response).await,
         Reply::Stream(mut rx) => {
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     item = rx.recv() => match item {
-                        Some(response) => write_line(&mut write, &response).await?,
+                        Some(response) => write_line(write, &response).await?,
                         None => break,
                     },
                 }
             }
-            write_line(&mut write, &Response::End).await
+            write_line(write, &Response::End).await
         }
     }
 }
@@ -133,3 +225,7 @@ async fn write_line(
     bytes.push(b'\n');
     write.write_all(&bytes).await
 }
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;

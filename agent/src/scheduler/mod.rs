@@ -20,7 +20,7 @@ pub use input::{
     SchedOutput, Workload, WorkloadKind, workloads_from_objects,
 };
 pub use plan::schedule;
-pub use reason::{Misfit, Tally};
+pub use reason::{MAX_PODS_PER_NODE, Misfit, Tally};
 
 #[cfg(test)]
 mod tests;

@@ -5,6 +5,16 @@ use std::collections::BTreeMap;
 
 use super::input::{NodeCondition, SchedNode, Workload};
 
+/// The most pods the scheduler puts on one node, whatever the node advertises (skiff nodes
+/// advertise 110, kubelet's default): with it a pass places at most this many pods per node,
+/// so one huge `replicas` cannot make a pass run for long or a table grow without bound.
+pub const MAX_PODS_PER_NODE: u32 = 256;
+
+/// The pods `node` may hold: its advertised pod capacity, at most [`MAX_PODS_PER_NODE`].
+pub fn pod_capacity(node: &SchedNode) -> u32 {
+    node.allocatable.pods.min(MAX_PODS_PER_NODE)
+}
+
 /// Why a node cannot take a pod. Each node counts once, under the first check it fails, in
 /// this order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -100,7 +110,7 @@ pub fn misfit(node: &SchedNode, used: &Usage, workload: &Workload) -> Option<Mis
         Some(Misfit::Cordoned)
     } else if !workload.fits_labels(&node.labels) {
         Some(Misfit::NodeSelector)
-    } else if used.pods >= alloc.pods {
+    } else if used.pods >= pod_capacity(node) {
         Some(Misfit::TooManyPods)
     } else if used.cpu_millis.saturating_add(asked.cpu_millis) > alloc.cpu_millis {
         Some(Misfit::InsufficientCpu)
@@ -116,7 +126,7 @@ pub fn misfit(node: &SchedNode, used: &Usage, workload: &Workload) -> Option<Mis
 pub fn has_room(node: &SchedNode, used: &Usage, workload: &Workload) -> bool {
     let alloc = &node.allocatable;
     let asked = &workload.requests;
-    used.pods < alloc.pods
+    used.pods < pod_capacity(node)
         && used.cpu_millis.saturating_add(asked.cpu_millis) <= alloc.cpu_millis
         && used.memory_bytes.saturating_add(asked.memory_bytes) <= alloc.memory_bytes
 }

@@ -89,12 +89,13 @@ impl ImageStore {
         let mut archive = tar::Archive::new(decompressed);
         let mut files = ArchiveFiles::new();
         let mut links: Vec<(String, String)> = Vec::new();
-        for entry in archive
-            .entries()
-            .map_err(|e| fail(format!("read tar: {e}")))?
-        {
-            let mut entry = entry.map_err(|e| fail(format!("read tar: {e}")))?;
-            let raw = entry.path().map_err(|e| fail(e.to_string()))?.into_owned();
+        let entries = archive.entries().map_err(|e| fail(tar_failure(0, &e)))?;
+        for (before, entry) in entries.enumerate() {
+            let mut entry = entry.map_err(|e| fail(tar_failure(before, &e)))?;
+            let raw = entry
+                .path()
+                .map_err(|_| fail(format!("entry {} has an unreadable name", before + 1)))?
+                .into_owned();
             let Some(name) = archive_path(&raw).map_err(&fail)? else {
                 continue;
             };
@@ -286,6 +287,24 @@ impl ImageStore {
             });
         }
         Ok(())
+    }
+}
+
+/// Why reading the tar stream failed, without the tar crate's text: it quotes the header bytes
+/// it could not parse, which for a file that is no archive at all (`/etc/shadow`) are that
+/// file's contents. Only an operating-system error (EIO...) is passed on.
+fn tar_failure(entries_read: usize, error: &std::io::Error) -> String {
+    let cause = match error.raw_os_error() {
+        Some(_) => format!(" ({error})"),
+        None => String::new(),
+    };
+    if entries_read == 0 {
+        format!(
+            "not a tar archive (OCI or docker){cause}: save one with \
+             skopeo copy ... oci-archive:FILE:NAME or podman save"
+        )
+    } else {
+        format!("the tar archive is damaged after {entries_read} entries{cause}")
     }
 }
 

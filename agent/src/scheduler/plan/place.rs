@@ -1,7 +1,7 @@
 //! The place phase of a scheduling pass: new pods for Deployments (spread, then least
 //! requested), DaemonSets (their own node) and bare Pods; pending reasons; the final table.
 
-use super::super::reason::Misfit;
+use super::super::reason::{Misfit, pod_capacity};
 use super::*;
 
 impl Pass<'_> {
@@ -20,36 +20,57 @@ impl Pass<'_> {
             }
         }
         let open = self.open_nodes(workload);
-        let mut unplaced = 0u32;
+        // Bounded work: the pass stops at the first replica no node takes (nothing changes
+        // between attempts, so no later one would fit either), and never tries more than the
+        // open nodes' free pod slots plus the outgoing pods `make_room` may stop. A Deployment
+        // asking for a billion replicas costs what the cluster can hold, not a billion steps.
+        let attempts = count.min(self.free_slots(workload, &open));
+        let mut placed = 0u32;
         let mut why = None;
-        for _ in 0..count {
+        for _ in 0..attempts {
             let node = match self.best_node(workload, &open, Some(&spread)) {
                 Some(node) => Some(node),
                 None => self.make_room(workload, running_current),
             };
             let Some(node) = node else {
-                unplaced += 1;
-                why.get_or_insert_with(|| self.tally(workload).describe("nodes"));
-                continue;
+                break;
             };
             let made = self.fresh_name(&w.namespace, || {
                 deployment_pod_name(&w.name, &w.template_hash, &suffix())
             });
             let Some(name) = made else {
-                unplaced += 1;
-                why.get_or_insert_with(|| "no unused pod name could be generated".to_string());
-                continue;
+                why = Some("no unused pod name could be generated".to_string());
+                break;
             };
             self.place_new(workload, node, name);
             spread[node] += 1;
+            placed += 1;
         }
-        if let Some(reason) = why {
+        let unplaced = count - placed;
+        if unplaced > 0 {
+            let reason = why.unwrap_or_else(|| self.tally(workload).describe("nodes"));
             self.pending.push(Pending {
                 owner: w.label(),
                 count: unplaced,
                 reason,
             });
         }
+    }
+
+    /// How many new pods of `workload` the `open` nodes could take at most: their free pod
+    /// slots, plus its outgoing pods (each one `make_room` stops frees a slot for a new one).
+    fn free_slots(&self, workload: usize, open: &[usize]) -> u32 {
+        let free = open
+            .iter()
+            .map(|&n| u64::from(pod_capacity(self.nodes[n]).saturating_sub(self.usage[n].pods)));
+        let outgoing = self
+            .table
+            .iter()
+            .flatten()
+            .filter(|p| p.workload == workload && p.outgoing)
+            .count();
+        let total = free.sum::<u64>().saturating_add(outgoing as u64);
+        u32::try_from(total).unwrap_or(u32::MAX)
     }
 
     /// Stops one outgoing pod of a Deployment early when that lets a replacement fit on its
@@ -146,6 +167,12 @@ impl Pass<'_> {
 
     pub(super) fn place_pod(&mut self, workload: usize, fallback: Option<Candidate>) {
         let w = &self.input.workloads[workload];
+        if self
+            .kept_names
+            .contains(&(w.namespace.clone(), w.name.clone()))
+        {
+            return; // kept where it runs (a full cluster must not call it pending)
+        }
         if let Some(node) = self.best_node(workload, &self.open_nodes(workload), None) {
             self.place_new(workload, node, w.name.clone());
             return;

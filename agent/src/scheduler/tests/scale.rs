@@ -1,5 +1,6 @@
 //! Scale: 500 nodes and 100 Deployments are scheduled well within a second of cpu in a debug build,
-//! respect every node's capacity, and a second pass over the running result changes nothing.
+//! respect every node's capacity, and a second pass over the running result changes nothing; a
+//! Deployment asking for a billion replicas costs what the cluster can hold, not a billion steps.
 
 use super::*;
 
@@ -55,6 +56,65 @@ fn five_hundred_nodes_and_a_hundred_deployments_schedule_quickly() {
     assert!(
         first < Duration::from_secs(1) && second < Duration::from_secs(1),
         "first pass {first:?}, second pass {second:?} of cpu time"
+    );
+}
+
+#[test]
+fn a_billion_replicas_fill_the_cluster_in_bounded_time_and_leave_the_rest_pending() {
+    let nodes = vec![node("a"), node("b"), node("c")];
+    let mut sim = Sim::new(nodes, vec![deployment("web", 3)]);
+    sim.step();
+    sim.all_running();
+    // Named to sort first among Deployments, so it is placed before any other new one.
+    sim.input
+        .workloads
+        .push(asking(deployment("aaa-huge", 1_000_000_000), 0, 0));
+    sim.input.workloads.push(bare_pod("other"));
+
+    for pass in 0..2 {
+        let started = thread_cpu_time();
+        sim.step();
+        let elapsed = thread_cpu_time() - started;
+        assert!(
+            elapsed < Duration::from_millis(200),
+            "pass {pass} took {elapsed:?}"
+        );
+        // The running Deployment keeps its pods; the bare Pod (placed before Deployments) runs.
+        assert_eq!(sim.counts("web"), counts(&[("a", 1), ("b", 1), ("c", 1)]));
+        assert_eq!(sim.counts("Pod/other").values().sum::<usize>(), 1);
+        // The huge one takes every slot left: 3 nodes x 110 pods, less web's 3 and the Pod.
+        let huge: usize = sim.counts("aaa-huge").values().sum();
+        assert_eq!(huge, 3 * 110 - 4, "pass {pass}");
+        assert_eq!(
+            sim.reasons(),
+            vec![(
+                "Deployment/default/aaa-huge".to_string(),
+                1_000_000_000 - 326,
+                "0/3 nodes: 3 too many pods".to_string()
+            )],
+            "pass {pass}"
+        );
+        sim.all_running();
+    }
+}
+
+#[test]
+fn a_node_advertising_absurd_pod_capacity_gets_at_most_the_per_node_maximum() {
+    let nodes = vec![sized("a", u64::MAX, u64::MAX, u32::MAX)];
+    let mut sim = Sim::new(nodes, vec![deployment("huge", 1_000_000_000)]);
+    let started = thread_cpu_time();
+    sim.step();
+    let elapsed = thread_cpu_time() - started;
+    assert!(elapsed < Duration::from_millis(200), "took {elapsed:?}");
+    let placed = MAX_PODS_PER_NODE as usize;
+    assert_eq!(sim.counts("huge"), counts(&[("a", placed)]));
+    assert_eq!(
+        sim.reasons(),
+        vec![(
+            "Deployment/default/huge".to_string(),
+            1_000_000_000 - MAX_PODS_PER_NODE,
+            "0/1 nodes: 1 too many pods".to_string()
+        )]
     );
 }
 

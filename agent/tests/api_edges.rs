@@ -1,0 +1,86 @@
+//! The CLI at the edges against a real agent: a bare Pod that fits nowhere is listed as Pending
+//! and described with its scheduling reason; an apply larger than the API's request limit is
+//! answered "request too large"; importing a file that is no archive never quotes the file.
+
+mod support;
+
+use support::{AgentOptions, TestAgent, WAIT};
+
+fn agent() -> TestAgent {
+    TestAgent::start_with(AgentOptions {
+        import_test_image: false,
+        pod_network: false,
+        ..AgentOptions::default()
+    })
+}
+
+#[test]
+fn a_bare_pod_that_fits_nowhere_is_listed_pending_and_described_with_the_reason() {
+    let agent = agent();
+    agent.write_manifest(
+        "res.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: res\nspec:\n  containers:\n  - name: main\n    image: skiff.local/busybox:latest\n    resources:\n      requests:\n        cpu: \"1000000\"\n",
+    );
+    let pod = agent.wait_until(WAIT, "res listed with its scheduling reason", || {
+        agent.pod("res").filter(|p| {
+            p["status"]["conditions"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("insufficient cpu"))
+        })
+    });
+    assert_eq!(pod["status"]["phase"], "Pending", "{pod}");
+    assert_eq!(pod["status"]["conditions"][0]["type"], "PodScheduled");
+
+    let table = agent.skiff_ok(&["get", "pods"]);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("res "))
+        .unwrap_or_else(|| panic!("res not in the table:\n{table}"));
+    assert!(row.contains("Pending"), "{row}");
+
+    let described = agent.skiff_ok(&["describe", "pod", "res"]);
+    assert!(described.contains("insufficient cpu"), "{described}");
+}
+
+#[test]
+fn an_apply_over_the_request_limit_says_request_too_large() {
+    let agent = agent();
+    let big = agent.dir.join("big.yaml");
+    // 70 MB: past the 64 MiB limit; the CLI is still writing when the agent answers.
+    let mut text =
+        String::from("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n  k: ");
+    text.push_str(&"x".repeat(70_000_000));
+    text.push('\n');
+    std::fs::write(&big, text).unwrap();
+    let out = agent.skiff(&["apply", "--dry-run", "-f", &big.display().to_string()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("request too large (max 64 MiB)"),
+        "{}: {stderr}",
+        out.status
+    );
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // The agent still answers.
+    agent.skiff_ok(&["get", "pods"]);
+}
+
+#[test]
+fn importing_a_file_that_is_no_archive_never_quotes_it() {
+    let agent = agent();
+    let secret = agent.dir.join("shadow");
+    std::fs::write(
+        &secret,
+        "root:$y$j9T$c2VjcmV0LWhhc2g$topsecrethash0123456789:20228:0:99999:7:::\n".repeat(8),
+    )
+    .unwrap();
+    let out = agent.skiff(&["image", "import", &secret.display().to_string()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not a tar archive"), "{stderr}");
+    for leak in ["root:", "topsecrethash", "20228"] {
+        assert!(
+            !stderr.contains(leak),
+            "the error quotes the file: {stderr}"
+        );
+    }
+}
