@@ -116,6 +116,32 @@ impl ParsedFile {
 /// The largest manifest file read or parsed (the watched directory and `apply` alike): 1 MiB.
 pub const MAX_FILE_BYTES: usize = 1024 * 1024;
 
+/// Most '[' and '{' a file may leave open at any point. The YAML scanner's cost grows with the
+/// square of the flow nesting depth (16,000 levels: seconds), long before its recursion limit
+/// (128) refuses the document, so deeper input is refused by a linear count first. Brackets in
+/// strings and comments count too: no real manifest comes near the limit.
+pub const MAX_FLOW_DEPTH: usize = 1000;
+
+/// The line where the count of unclosed brackets first exceeds [`MAX_FLOW_DEPTH`], if it does.
+fn too_deep(bytes: &[u8]) -> Option<usize> {
+    let mut depth: usize = 0;
+    let mut line = 1;
+    for &b in bytes {
+        match b {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return Some(line);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b'\n' => line += 1,
+            _ => {}
+        }
+    }
+    None
+}
+
 /// What a file over [`MAX_FILE_BYTES`] is told.
 pub fn too_large_message(size: u64) -> String {
     format!("file is {size} bytes; a manifest file may be at most 1 MiB ({MAX_FILE_BYTES} bytes)")
@@ -147,6 +173,22 @@ pub fn parse_file(file_name: &str, bytes: &[u8]) -> ParsedFile {
                 document: 1,
                 field: String::new(),
                 message: too_large_message(bytes.len() as u64),
+            }]),
+            warnings: Vec::new(),
+        });
+        return ParsedFile { documents };
+    }
+    if let Some(line) = too_deep(bytes) {
+        documents.push(ParsedDocument {
+            index: 1,
+            line,
+            result: Err(vec![ManifestError {
+                file: file_name.to_string(),
+                document: 1,
+                field: String::new(),
+                message: format!(
+                    "invalid YAML: more than {MAX_FLOW_DEPTH} unclosed '[' or '{{' by line {line}"
+                ),
             }]),
             warnings: Vec::new(),
         });

@@ -399,3 +399,29 @@ fn a_file_over_one_mib_is_refused_without_parsing() {
         parsed.errors()
     );
 }
+
+#[test]
+fn flow_nesting_past_the_limit_is_refused_before_the_quadratic_scanner() {
+    let text = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\ndata: {}",
+        "[".repeat(1_000_000)
+    );
+    let started = std::time::Instant::now();
+    let errors: Vec<String> = parse_file("deep.yaml", text.as_bytes())
+        .errors()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    assert_eq!(
+        errors,
+        ["manifest deep.yaml: document 1: invalid YAML: more than 1000 unclosed '[' or '{' by line 4"]
+    );
+    // Nesting a real manifest uses is untouched.
+    let ok = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\ndata: {{a: '{}{}'}}\n",
+        "[".repeat(50),
+        "]".repeat(50)
+    );
+    assert!(parse_file("ok.yaml", ok.as_bytes()).is_ok());
+}
