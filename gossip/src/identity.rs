@@ -194,6 +194,22 @@ impl NodeIdentity {
     }
 }
 
+/// The key of a node that has not joined yet: the one kept by an earlier attempt, else a new
+/// one, written (0600) before it is used so that a retry presents the same key.
+pub(crate) fn load_or_create_pending_key(data_dir: &Path) -> Result<String, IdentityError> {
+    let dir = tls_dir(data_dir);
+    let path = dir.join(NODE_KEY);
+    if let Ok(pem) = fs::read_to_string(&path)
+        && rcgen::KeyPair::from_pem(&pem).is_ok()
+    {
+        return Ok(pem);
+    }
+    let pem = pki::new_key_pem()?;
+    create_private_dir(&dir)?;
+    write_file(&path, pem.as_bytes(), 0o600)?;
+    Ok(pem)
+}
+
 fn read_string(path: &Path) -> Result<String, IdentityError> {
     fs::read_to_string(path).map_err(|source| IdentityError::Read {
         path: path.to_path_buf(),
@@ -275,6 +291,39 @@ mod tests {
         }
         let again = NodeIdentity::load_or_create_cluster(dir.path(), "n1").expect("reload");
         assert_eq!(again.cluster_id(), created.cluster_id());
+        let err = NodeIdentity::load_or_create_cluster(dir.path(), "other").unwrap_err();
+        assert!(
+            err.to_string().contains("already holds the identity"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_pending_key_is_kept_for_the_next_attempt() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = load_or_create_pending_key(dir.path()).expect("key");
+        let mode = fs::metadata(tls_dir(dir.path()).join(NODE_KEY))
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            load_or_create_pending_key(dir.path()).expect("again"),
+            first
+        );
+        assert!(
+            NodeIdentity::load(dir.path()).expect("load").is_none(),
+            "not joined yet"
+        );
+        fs::write(tls_dir(dir.path()).join(NODE_KEY), "garbage").expect("write");
+        let replaced = load_or_create_pending_key(dir.path()).expect("new key");
+        assert_ne!(replaced, first);
+    }
+
+    #[test]
+    fn name_mismatch_is_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        NodeIdentity::load_or_create_cluster(dir.path(), "n1").expect("create");
         let err = NodeIdentity::load_or_create_cluster(dir.path(), "other").unwrap_err();
         assert!(
             err.to_string().contains("already holds the identity"),

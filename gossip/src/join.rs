@@ -3,26 +3,31 @@
 //!
 //! A refused joiner receives only the refusal reason: no certificate, no cluster state.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::error::JoinError;
-use crate::identity::NodeIdentity;
+use crate::identity::{self, NodeIdentity};
+use crate::join_limit::JoinLimiter;
+use crate::members::{self, Admission, MemberRecord};
 use crate::pki::{self, CLUSTER_SERVER_NAME};
-use crate::tls::{self, QuicTimings};
+use crate::tls::{self, QuicTimings, ServerDistrust};
 use crate::token::{self, Token};
+use crate::view::NodeCondition;
 
 const MAX_REQUEST_BYTES: usize = 16 * 1024;
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Why a join was refused (sent to the joiner, printed as `join refused: <reason>`).
+/// Why a join was refused (sent to the joiner, printed as `join refused: <reason>`). New
+/// variants go at the end: the wire encoding is the variant's index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JoinRefusal {
     InvalidToken,
@@ -31,6 +36,12 @@ pub enum JoinRefusal {
     /// The contacted node does not hold the CA key.
     NotIssuer,
     BadRequest,
+    /// Another node holds the requested name (`skiff node remove NAME` frees it).
+    NameTaken,
+    /// Too many failed joins from this address; retry in a few seconds.
+    RateLimited,
+    /// The issuer could not record the new member (see its log).
+    IssuerFailed,
 }
 
 impl fmt::Display for JoinRefusal {
@@ -43,6 +54,16 @@ impl fmt::Display for JoinRefusal {
                 "this node cannot sign certificates; join through the node that created the cluster"
             }
             JoinRefusal::BadRequest => "malformed join request",
+            JoinRefusal::NameTaken => {
+                "the node name is already a member of this cluster (a replaced device needs \
+                 'skiff node remove NAME' first)"
+            }
+            JoinRefusal::RateLimited => {
+                "too many failed join attempts from this address; wait a few seconds and retry"
+            }
+            JoinRefusal::IssuerFailed => {
+                "the issuing node could not record the new member; see its log"
+            }
         })
     }
 }
@@ -72,28 +93,84 @@ pub(crate) struct JoinForwarder<'a> {
     pub issuer: Option<SocketAddr>,
 }
 
+/// What the join handler needs besides the connection.
+pub(crate) struct JoinServer<'a> {
+    pub identity: &'a NodeIdentity,
+    pub forwarder: JoinForwarder<'a>,
+    /// Failed joins per source address.
+    pub limiter: &'a Mutex<JoinLimiter>,
+    /// Names in this node's node list (removed incarnations hidden) and their condition.
+    pub members: &'a Mutex<BTreeMap<String, NodeCondition>>,
+}
+
+/// What one join request came to, for the log.
+struct Outcome {
+    answer: Vec<u8>,
+    refusal: Option<JoinRefusal>,
+    node: String,
+}
+
 /// Serves one join connection: the issuer decides; any other node relays the request to the
-/// issuer it knows from gossip (or refuses with `NotIssuer`). Errors are logged, never returned.
-pub(crate) async fn serve_join(
-    conn: quinn::Connection,
-    identity: &NodeIdentity,
-    forwarder: JoinForwarder<'_>,
-) {
+/// issuer it knows from gossip (or refuses with `NotIssuer`). A source whose failed joins
+/// emptied its bucket is refused before any of that. Errors are logged, never returned.
+pub(crate) async fn serve_join(conn: quinn::Connection, server: JoinServer<'_>) {
     let peer = conn.remote_address();
+    // A relaying cluster node presents its certificate; its joiners were limited where they
+    // connected, so it is not limited here (it would throttle every joiner behind it).
+    let relayed = tls::peer_is_authenticated(&conn);
+    let limiter = || server.limiter.lock().unwrap_or_else(|p| p.into_inner());
     let result = tokio::time::timeout(JOIN_TIMEOUT, async {
         let (mut send, mut recv) = conn.accept_bi().await.ok()?;
         let bytes = recv.read_to_end(MAX_REQUEST_BYTES).await.ok()?;
-        let encoded = if identity.can_issue() {
-            postcard::to_allocvec(&decide(identity, &bytes, SystemTime::now())).ok()?
+        let admitted = relayed || limiter().admit(peer.ip(), Instant::now());
+        let outcome = if !admitted {
+            refused(JoinRefusal::RateLimited, String::new())
+        } else if server.identity.can_issue() {
+            let members = server
+                .members
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let (response, node) = decide(server.identity, &members, &bytes, SystemTime::now());
+            let refusal = match &response {
+                JoinResponse::Refused(reason) => Some(*reason),
+                JoinResponse::Accepted { .. } => None,
+            };
+            Outcome {
+                answer: postcard::to_allocvec(&response).ok()?,
+                refusal,
+                node,
+            }
         } else {
-            match forward(&forwarder, &bytes).await {
-                Some(answer) => answer,
-                None => {
-                    postcard::to_allocvec(&JoinResponse::Refused(JoinRefusal::NotIssuer)).ok()?
+            match forward(&server.forwarder, &bytes).await {
+                Some(answer) => {
+                    let refusal = match postcard::from_bytes::<JoinResponse>(&answer) {
+                        Ok(JoinResponse::Accepted { .. }) => None,
+                        Ok(JoinResponse::Refused(reason)) => Some(reason),
+                        Err(_) => Some(JoinRefusal::BadRequest),
+                    };
+                    Outcome {
+                        answer,
+                        refusal,
+                        node: requested_name(&bytes),
+                    }
                 }
+                None => refused(JoinRefusal::NotIssuer, requested_name(&bytes)),
             }
         };
-        send.write_all(&encoded).await.ok()?;
+        let now = Instant::now();
+        match outcome.refusal {
+            None => info!(%peer, node = %outcome.node, "join accepted, node certificate issued"),
+            Some(refusal) => {
+                if admitted && !relayed {
+                    limiter().failed(peer.ip(), now);
+                }
+                if let Some(suppressed) = limiter().log_now(peer.ip(), now) {
+                    log_refusal(peer, &outcome.node, refusal, suppressed);
+                }
+            }
+        }
+        send.write_all(&outcome.answer).await.ok()?;
         send.finish().ok()?;
         // Wait until the joiner has read the answer (it closes the connection).
         let _ = send.stopped().await;
@@ -104,6 +181,38 @@ pub(crate) async fn serve_join(
         warn!(%peer, "join connection ended without a complete exchange");
     }
     conn.close(0u32.into(), b"done");
+}
+
+fn refused(reason: JoinRefusal, node: String) -> Outcome {
+    Outcome {
+        answer: postcard::to_allocvec(&JoinResponse::Refused(reason)).unwrap_or_default(),
+        refusal: Some(reason),
+        node,
+    }
+}
+
+/// The name a raw request asks for (empty if unreadable), for the log.
+fn requested_name(request: &[u8]) -> String {
+    postcard::from_bytes::<JoinRequest>(request)
+        .map(|r| r.node_name)
+        .unwrap_or_default()
+}
+
+fn log_refusal(peer: SocketAddr, node: &str, refusal: JoinRefusal, suppressed: u64) {
+    match refusal {
+        JoinRefusal::NameTaken => warn!(
+            %peer,
+            suppressed,
+            "join refused: node name {node:?} is already a member of this cluster \
+             (a replaced device needs 'skiff node remove {node}' first)"
+        ),
+        JoinRefusal::RateLimited => warn!(
+            %peer,
+            suppressed,
+            "join refused: too many failed join attempts from this address"
+        ),
+        other => info!(%peer, node, suppressed, refusal = %other, "join refused"),
+    }
 }
 
 /// Relays a raw join request to the issuer and returns its raw answer.
@@ -124,18 +233,31 @@ async fn forward(forwarder: &JoinForwarder<'_>, request: &[u8]) -> Option<Vec<u8
     answer
 }
 
-fn decide(identity: &NodeIdentity, request: &[u8], now: SystemTime) -> JoinResponse {
+/// The issuer's decision on one request: token, then name (bound to the CSR's key), then the
+/// certificate; an accepted name is recorded before the answer goes out. Returns the answer and
+/// the requested name.
+fn decide(
+    identity: &NodeIdentity,
+    members: &BTreeMap<String, NodeCondition>,
+    request: &[u8],
+    now: SystemTime,
+) -> (JoinResponse, String) {
     let Ok(request) = postcard::from_bytes::<JoinRequest>(request) else {
-        return JoinResponse::Refused(JoinRefusal::BadRequest);
+        return (
+            JoinResponse::Refused(JoinRefusal::BadRequest),
+            String::new(),
+        );
     };
+    let name = request.node_name.clone();
+    let refuse = |reason| (JoinResponse::Refused(reason), name.clone());
     let Some((ca_pem, ca_key_pem)) = identity.ca_pems() else {
-        return JoinResponse::Refused(JoinRefusal::NotIssuer);
+        return refuse(JoinRefusal::NotIssuer);
     };
     let records = match token::list_tokens(identity.data_dir()) {
         Ok(records) => records,
         Err(error) => {
             warn!(%error, "cannot read token records; refusing join");
-            return JoinResponse::Refused(JoinRefusal::InvalidToken);
+            return refuse(JoinRefusal::InvalidToken);
         }
     };
     if let Err(refusal) = token::check_token(
@@ -144,30 +266,68 @@ fn decide(identity: &NodeIdentity, request: &[u8], now: SystemTime) -> JoinRespo
         &request.secret,
         token::unix_ms(now),
     ) {
-        info!(node = %request.node_name, token_id = %hex::encode(request.token_id), %refusal, "join refused");
-        return JoinResponse::Refused(refusal);
+        return refuse(refusal);
     }
-    if pki::validate_node_name(&request.node_name).is_err() {
-        return JoinResponse::Refused(JoinRefusal::BadRequest);
+    if pki::validate_node_name(&name).is_err() {
+        return refuse(JoinRefusal::BadRequest);
     }
-    match pki::sign_csr(&ca_pem, ca_key_pem, &request.csr_der, &request.node_name) {
-        Ok(cert) => {
-            info!(node = %request.node_name, "join accepted, node certificate issued");
-            JoinResponse::Accepted {
-                ca_cert_der: identity.ca_cert().to_vec(),
-                node_cert_der: cert.to_vec(),
-            }
+    let Ok(key_sha256) = pki::csr_key_sha256(&request.csr_der) else {
+        return refuse(JoinRefusal::BadRequest);
+    };
+    let registry = match members::load_registry(identity.data_dir()) {
+        Ok(registry) => registry,
+        Err(error) => {
+            warn!(%error, "cannot read the member registry; refusing join");
+            return refuse(JoinRefusal::IssuerFailed);
         }
+    };
+    let listed = members.get(&name).copied();
+    let admission =
+        match members::admit_name(&name, &key_sha256, &registry, listed, identity.node_name()) {
+            Ok(admission) => admission,
+            Err(refusal) => return refuse(refusal),
+        };
+    let cert = match pki::sign_csr(&ca_pem, ca_key_pem, &request.csr_der, &name) {
+        Ok(cert) => cert,
         Err(error) => {
             warn!(%error, "cannot sign join request");
-            JoinResponse::Refused(JoinRefusal::BadRequest)
+            return refuse(JoinRefusal::BadRequest);
         }
+    };
+    if admission == Admission::NewName {
+        let recorded = members::update_registry(identity.data_dir(), |registry| {
+            registry.members.insert(
+                name.clone(),
+                MemberRecord {
+                    key_sha256,
+                    issued_at_unix_ms: token::unix_ms(now),
+                },
+            );
+            Ok(())
+        });
+        if let Err(error) = recorded {
+            warn!(%error, node = %name, "cannot record the new member; refusing join");
+            return refuse(JoinRefusal::IssuerFailed);
+        }
+    } else {
+        info!(node = %name, "a certificate for the same key again (the joiner retried)");
     }
+    (
+        JoinResponse::Accepted {
+            ca_cert_der: identity.ca_cert().to_vec(),
+            node_cert_der: cert.to_vec(),
+        },
+        name,
+    )
 }
 
 /// Joins the cluster reachable at `addr` with `token`: obtains a node certificate and stores the
 /// identity in `data_dir`. An identity already in `data_dir` (a restart) is returned without
 /// contacting anyone, provided it belongs to `node_name`.
+///
+/// The node's key is made and kept in `data_dir` before the request goes out, and reused by a
+/// later attempt: the issuer binds the name to that key, so a joiner whose answer was lost
+/// gets its certificate on the retry while any other key is refused the name.
 pub async fn join_cluster(
     addr: SocketAddr,
     token: &Token,
@@ -178,26 +338,26 @@ pub async fn join_cluster(
     if let Some(existing) = NodeIdentity::load(data_dir)? {
         return Ok(existing.expect_name(node_name)?);
     }
+    let key_pem = identity::load_or_create_pending_key(data_dir)?;
     let timings = QuicTimings {
         keep_alive: Duration::from_secs(2),
         idle_timeout: Duration::from_secs(10),
     };
-    let (client_config, mismatch) = tls::bootstrap_client_config(token.ca_fingerprint(), timings)?;
+    let (client_config, distrust) = tls::bootstrap_client_config(token.ca_fingerprint(), timings)?;
     let bind: SocketAddr = if addr.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
         (Ipv6Addr::UNSPECIFIED, 0).into()
     };
     let endpoint = quinn::Endpoint::client(bind).map_err(JoinError::Bind)?;
-    let result = exchange(&endpoint, client_config, addr, token, node_name).await;
+    let result = exchange(&endpoint, client_config, addr, token, node_name, &key_pem).await;
     endpoint.close(0u32.into(), b"joined");
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
-    let (key_pem, ca_cert_der, node_cert_der) = match result {
-        Ok(parts) => parts,
-        Err(_) if mismatch.load(Ordering::SeqCst) => {
-            return Err(JoinError::ServerNotTrusted { addr });
-        }
-        Err(e) => return Err(e),
+    let why = distrust.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let (ca_cert_der, node_cert_der) = match (result, why) {
+        (Ok(parts), _) => parts,
+        (Err(_), Some(why)) => return Err(distrust_error(addr, why)),
+        (Err(e), None) => return Err(e),
     };
     if pki::fingerprint(&ca_cert_der) != token.ca_fingerprint() {
         return Err(JoinError::ServerNotTrusted { addr });
@@ -211,17 +371,44 @@ pub async fn join_cluster(
     )?)
 }
 
+/// The error for a server the joiner did not trust: a clock outside the certificate's validity
+/// is said as such, not as a wrong CA.
+fn distrust_error(addr: SocketAddr, why: ServerDistrust) -> JoinError {
+    let time = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    let unknown = || "(not given)".to_string();
+    match why {
+        ServerDistrust::NotPinnedCa => JoinError::ServerNotTrusted { addr },
+        ServerDistrust::NotValidYet {
+            node_clock,
+            not_before,
+        } => JoinError::CertificateNotValidYet {
+            addr,
+            node_clock: time(node_clock),
+            not_before: not_before.map_or_else(unknown, time),
+        },
+        ServerDistrust::Expired {
+            node_clock,
+            not_after,
+        } => JoinError::CertificateExpired {
+            addr,
+            node_clock: time(node_clock),
+            not_after: not_after.map_or_else(unknown, time),
+        },
+    }
+}
+
 async fn exchange(
     endpoint: &quinn::Endpoint,
     client_config: quinn::ClientConfig,
     addr: SocketAddr,
     token: &Token,
     node_name: &str,
-) -> Result<(String, Vec<u8>, Vec<u8>), JoinError> {
+    key_pem: &str,
+) -> Result<(Vec<u8>, Vec<u8>), JoinError> {
     let connect_err =
         |e: Box<dyn std::error::Error + Send + Sync>| JoinError::Connect { addr, source: e };
     let protocol = |detail: String| JoinError::Protocol { addr, detail };
-    let (key, csr_der) = pki::new_key_and_csr(node_name)?;
+    let csr_der = pki::csr_for_key(key_pem, node_name)?;
     let request = JoinRequest {
         token_id: token.id_bytes(),
         secret: *token.secret(),
@@ -254,8 +441,63 @@ async fn exchange(
         Ok(JoinResponse::Accepted {
             ca_cert_der,
             node_cert_der,
-        }) => Ok((key.serialize_pem(), ca_cert_der, node_cert_der)),
+        }) => Ok((ca_cert_der, node_cert_der)),
+        Ok(JoinResponse::Refused(JoinRefusal::NameTaken)) => Err(JoinError::NameTaken {
+            name: node_name.to_string(),
+        }),
         Ok(JoinResponse::Refused(reason)) => Err(JoinError::Refused { reason }),
         Err(e) => Err(protocol(format!("unreadable answer: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_problems_read_as_clock_problems() {
+        let addr: SocketAddr = "198.18.0.1:7946".parse().expect("addr");
+        let t = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        let early = distrust_error(
+            addr,
+            ServerDistrust::NotValidYet {
+                node_clock: t(1_600_000_000),
+                not_before: Some(t(1_704_067_200)),
+            },
+        )
+        .to_string();
+        assert!(
+            early.starts_with("certificate not valid yet (node clock 2020-09-13T12:26:40Z"),
+            "{early}"
+        );
+        assert!(early.contains("2024-01-01T00:00:00Z"), "{early}");
+        assert!(!early.contains("pinned"), "{early}");
+        let late = distrust_error(
+            addr,
+            ServerDistrust::Expired {
+                node_clock: t(7_258_118_400),
+                not_after: None,
+            },
+        )
+        .to_string();
+        assert!(
+            late.starts_with("certificate expired (node clock 2200-"),
+            "{late}"
+        );
+        let wrong = distrust_error(addr, ServerDistrust::NotPinnedCa).to_string();
+        assert!(
+            wrong.contains("does not present the cluster CA pinned"),
+            "{wrong}"
+        );
+    }
+
+    #[test]
+    fn name_taken_says_how_to_free_the_name() {
+        let text = JoinError::NameTaken { name: "n1".into() }.to_string();
+        assert_eq!(
+            text,
+            "join refused: node name \"n1\" is already a member of this cluster (a replaced \
+             device needs 'skiff node remove n1' first)"
+        );
     }
 }

@@ -5,6 +5,9 @@
 //! - `token.rs`: join tokens (`skiff1.<base64>`), their records, expiry and revocation.
 //! - `join.rs`: the join exchange (`skiff-join/1`): the CA holder decides, other nodes relay to
 //!   the live CA holder they know from gossip; [`join_cluster`] for the joiner.
+//! - `join_limit.rs`: failed joins rate-limited and their log lines throttled per source address.
+//! - `members.rs`: the issuer's registry of certified names (name bound to a key), removal
+//!   markers (`skiff node remove`), and the pure rules [`admit_name`] and [`check_removal`].
 //! - `tls.rs`: rustls/quinn configs (ring provider only), ALPNs, per-ALPN client-auth policy.
 //! - `transport/`: chitchat's `Transport` over quinn (one uni stream per message, per-peer
 //!   queues, counters).
@@ -30,8 +33,10 @@ mod error;
 mod hlc;
 mod identity;
 mod join;
+mod join_limit;
 mod keyspace;
 mod leader;
+mod members;
 mod node;
 mod node_list;
 mod observe;
@@ -45,13 +50,17 @@ mod token;
 mod transport;
 mod view;
 
-pub use error::{GossipError, IdentityError, JoinError, TokenError};
+pub use error::{GossipError, IdentityError, JoinError, RemoveError, TokenError};
 pub use hlc::{Hlc, InvalidStamp, Stamp};
 pub use identity::NodeIdentity;
 pub use join::{JoinRefusal, join_cluster};
 pub use keyspace::{MAX_KEY_BYTES, MAX_VALUE_BYTES, check_entry};
 pub use leader::{TERM_KEY, accepts, leader_of, next_term};
-pub use node::{GossipConfig, GossipDeps, GossipHandle, GossipNode, LeaveOutcome, MetadataWriter};
+pub use members::{Admission, MemberRecord, MemberRegistry, admit_name, check_removal};
+pub use node::{
+    GossipConfig, GossipDeps, GossipHandle, GossipNode, LeaveOutcome, MetadataWriter, NodeRemover,
+    RemovedNode,
+};
 pub use pki::{CLUSTER_SERVER_NAME, fingerprint, validate_node_name};
 pub use profile::{GossipProfile, GossipTimings};
 pub use reader::{KeyChanges, KeyReader, KeysVersion, NodeKeys};
@@ -63,7 +72,8 @@ pub use rpc::{
 };
 pub use tls::{ALPN_GOSSIP, ALPN_JOIN, ALPN_RPC, QuicTimings};
 pub use token::{
-    Token, TokenRecord, check_token, create_token, create_token_at, list_tokens, revoke_token,
+    MAX_TOKEN_TTL, Token, TokenRecord, check_token, check_ttl, create_token, create_token_at,
+    list_issued_tokens, list_tokens, revoke_token,
 };
 pub use transport::{
     MAX_FRAME_BYTES, QuicTransport, QuicTransportOptions, TransportCounters, TransportTimings,

@@ -2,7 +2,9 @@
 //! transport, for simulations) and returns a [`GossipHandle`] that publishes this node's keys,
 //! exposes the node list on a `watch`, leaves gracefully and shuts down.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -16,8 +18,10 @@ use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::error::GossipError;
+use crate::error::RemoveError;
 use crate::identity::NodeIdentity;
-use crate::keyspace::{self, KEY_ISSUER, KEY_LEFT, KEY_META, KEY_STARTED};
+use crate::keyspace::{self, KEY_ISSUER, KEY_LEFT, KEY_META, KEY_STARTED, REMOVED_PREFIX};
+use crate::members;
 use crate::node_list::refresh_node_list;
 use crate::observe::{ExchangeLog, PreOpened};
 use crate::profile::{GossipProfile, GossipTimings};
@@ -110,9 +114,23 @@ impl GossipNode {
         .await;
         match result {
             Ok(handle) => {
+                let mut handle = handle;
                 if deps.identity.can_issue() {
+                    handle.issuer_dir = Some(deps.identity.data_dir().to_path_buf());
+                    // Removal markers live in the issuer's keys: republish them after a restart.
+                    let registry =
+                        members::load_registry(deps.identity.data_dir()).map_err(|e| {
+                            GossipError::Start {
+                                detail: e.to_string(),
+                            }
+                        })?;
                     let mut chitchat = handle.chitchat.lock().await;
-                    keyspace::set_checked(chitchat.self_node_state(), KEY_ISSUER, "1")?;
+                    let state = chitchat.self_node_state();
+                    keyspace::set_checked(state, KEY_ISSUER, "1")?;
+                    for (name, generations) in &registry.removed {
+                        let key = format!("{REMOVED_PREFIX}{name}");
+                        keyspace::set_checked(state, &key, &members::encode_marker(generations))?;
+                    }
                 }
                 Ok(handle)
             }
@@ -194,6 +212,7 @@ async fn start(
         .clone()
         .map(|quic| RpcClient::new(quic, RpcOptions::default()));
     Ok(GossipHandle {
+        issuer_dir: None,
         rpc,
         chitchat_handle: Some(Arc::new(chitchat_handle)),
         chitchat,
@@ -243,6 +262,96 @@ impl MetadataWriter {
     }
 }
 
+/// The result of [`NodeRemover::remove`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovedNode {
+    pub name: String,
+    /// Incarnations (generations) of the name now hidden on every node.
+    pub hidden_generations: usize,
+}
+
+/// Forgets replaced devices (`skiff node remove`). Only the issuing node removes: it frees the
+/// name in its member registry and publishes the removal marker every node applies. Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct NodeRemover {
+    chitchat: Arc<Mutex<Chitchat>>,
+    gossip: Weak<ChitchatHandle>,
+    nodes: watch::Receiver<Vec<NodeStatus>>,
+    quic: Option<QuicTransport>,
+    issuer_dir: Option<PathBuf>,
+    self_name: String,
+}
+
+impl NodeRemover {
+    /// True on the node that holds the CA key (the only one that can remove).
+    pub fn is_issuer(&self) -> bool {
+        self.issuer_dir.is_some()
+    }
+
+    /// Address of the live issuing node as seen in gossip (`None` on the issuer itself).
+    pub fn issuer_addr(&self) -> Option<SocketAddr> {
+        self.quic.as_ref().and_then(QuicTransport::join_issuer)
+    }
+
+    /// Forgets every known incarnation of `name` cluster-wide and frees the name for joining.
+    /// A Ready node needs `force`; the issuer itself cannot be removed.
+    pub async fn remove(&self, name: &str, force: bool) -> Result<RemovedNode, RemoveError> {
+        let Some(data_dir) = &self.issuer_dir else {
+            return Err(RemoveError::NoIssuer);
+        };
+        let listed = self
+            .nodes
+            .borrow()
+            .iter()
+            .find(|n| n.name == name)
+            .map(|n| n.condition);
+        let registered = members::load_registry(data_dir)?.members.contains_key(name);
+        members::check_removal(name, force, &self.self_name, listed, registered)?;
+        let mut chitchat = self.chitchat.lock().await;
+        let generations: BTreeSet<u64> = chitchat
+            .node_states()
+            .keys()
+            .filter(|id| &*id.node_id == name)
+            .map(|id| id.generation_id)
+            .collect();
+        let hidden = members::update_registry(data_dir, |registry| {
+            registry.members.remove(name);
+            let set = registry.removed.entry(name.to_string()).or_default();
+            members::add_removed(set, generations);
+            Ok(set.clone())
+        })?;
+        if !hidden.is_empty() {
+            let key = format!("{REMOVED_PREFIX}{name}");
+            keyspace::set_checked(
+                chitchat.self_node_state(),
+                &key,
+                &members::encode_marker(&hidden),
+            )?;
+        }
+        let peers: Vec<SocketAddr> = chitchat
+            .live_nodes()
+            .filter(|id| *id.node_id != *self.self_name && &*id.node_id != name)
+            .map(|id| id.gossip_advertise_addr)
+            .collect();
+        drop(chitchat);
+        if let Some(quic) = &self.quic {
+            quic.forget_join_member(name);
+        }
+        // Carry the marker to the live peers now rather than at the next rounds.
+        if let Some(handle) = self.gossip.upgrade() {
+            for peer in peers.into_iter().take(METADATA_PUSH_PEERS) {
+                let _ = handle.gossip(peer);
+            }
+        }
+        info!(node = %name, generations = hidden.len(), "node removed: its name is free to join");
+        Ok(RemovedNode {
+            name: name.to_string(),
+            hidden_generations: hidden.len(),
+        })
+    }
+}
+
 /// Handle to a running gossip node. Dropping it stops the node abruptly (no leave marker).
 pub struct GossipHandle {
     chitchat_handle: Option<Arc<ChitchatHandle>>,
@@ -255,6 +364,8 @@ pub struct GossipHandle {
     timings: GossipTimings,
     exchanges: ExchangeLog,
     rpc: Option<RpcClient>,
+    /// The data dir holding the CA key and member registry (on the issuing node only).
+    issuer_dir: Option<PathBuf>,
 }
 
 impl GossipHandle {
@@ -308,6 +419,21 @@ impl GossipHandle {
                 .chitchat_handle
                 .as_ref()
                 .map_or_else(Weak::new, Arc::downgrade),
+        }
+    }
+
+    /// What `skiff node remove` goes through on this node.
+    pub fn node_remover(&self) -> NodeRemover {
+        NodeRemover {
+            chitchat: self.chitchat.clone(),
+            gossip: self
+                .chitchat_handle
+                .as_ref()
+                .map_or_else(Weak::new, Arc::downgrade),
+            nodes: self.nodes_rx.clone(),
+            quic: self.quic.clone(),
+            issuer_dir: self.issuer_dir.clone(),
+            self_name: self.self_id.node_id.to_string(),
         }
     }
 

@@ -80,7 +80,13 @@ async fn handle_incoming(inner: Arc<Inner>, incoming: quinn::Incoming) {
                 client: inner.join_client.clone(),
                 issuer: *inner.join_issuer.lock().unwrap_or_else(|p| p.into_inner()),
             };
-            crate::join::serve_join(conn, &inner.identity, forwarder).await
+            let server = crate::join::JoinServer {
+                identity: &inner.identity,
+                forwarder,
+                limiter: &inner.join_limiter,
+                members: &inner.join_members,
+            };
+            crate::join::serve_join(conn, server).await
         }
         _ => {
             count_rejected(&inner);

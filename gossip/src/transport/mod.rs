@@ -13,7 +13,7 @@ mod inbound;
 mod peer;
 mod stats;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,7 +28,9 @@ pub use stats::TransportCounters;
 
 use crate::error::GossipError;
 use crate::identity::NodeIdentity;
+use crate::join_limit::{JoinLimiter, JoinLimits};
 use crate::tls::{self, ALPN_GOSSIP, QuicTimings};
+use crate::view::NodeCondition;
 use stats::{Counters, bump};
 
 /// Largest gossip frame accepted (chitchat messages are at most 65,507 bytes).
@@ -62,6 +64,10 @@ pub(crate) struct Inner {
     pub join_client: quinn::ClientConfig,
     /// The issuing node's address as last seen in gossip (None on the issuer itself).
     pub join_issuer: Mutex<Option<SocketAddr>>,
+    /// The node list's names and conditions, for the issuer's join rule.
+    pub join_members: Mutex<BTreeMap<String, NodeCondition>>,
+    /// Failed joins per source address.
+    pub join_limiter: Mutex<JoinLimiter>,
     pub identity: NodeIdentity,
     pub rpc_sink: Option<mpsc::Sender<quinn::Connection>>,
     pub timings: TransportTimings,
@@ -158,6 +164,8 @@ impl QuicTransport {
             gossip_client,
             join_client,
             join_issuer: Mutex::new(None),
+            join_members: Mutex::new(BTreeMap::new()),
+            join_limiter: Mutex::new(JoinLimiter::new(JoinLimits::default())),
             identity: identity.clone(),
             rpc_sink: options.rpc_sink,
             timings,
@@ -186,6 +194,34 @@ impl QuicTransport {
             .join_issuer
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = issuer;
+    }
+
+    /// The issuing node's address as last seen in gossip (`None` on the issuer itself, or if
+    /// no live issuer is known).
+    pub fn join_issuer(&self) -> Option<SocketAddr> {
+        *self
+            .inner
+            .join_issuer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The names the join rule treats as taken by gossip (kept fresh by the node).
+    pub(crate) fn set_join_members(&self, members: BTreeMap<String, NodeCondition>) {
+        *self
+            .inner
+            .join_members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = members;
+    }
+
+    /// Forgets one name at once (a `node remove`, before the node list catches up).
+    pub(crate) fn forget_join_member(&self, name: &str) {
+        self.inner
+            .join_members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
     }
 
     pub fn counters(&self) -> TransportCounters {
