@@ -51,7 +51,7 @@ pub fn tokens_json(records: &[TokenRecord], now: SystemTime) -> Value {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let mut records: Vec<&TokenRecord> = records.iter().collect();
-    records.sort_by(|a, b| b.created_at_unix_ms.cmp(&a.created_at_unix_ms));
+    records.sort_by_key(|r| std::cmp::Reverse(r.created_at_unix_ms));
     let items: Vec<Value> = records
         .iter()
         .map(|r| {
