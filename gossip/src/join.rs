@@ -42,6 +42,8 @@ pub enum JoinRefusal {
     RateLimited,
     /// The issuer could not record the new member (see its log).
     IssuerFailed,
+    /// The joiner's key belonged to a node that was removed (`skiff node remove`).
+    KeyRevoked,
 }
 
 impl fmt::Display for JoinRefusal {
@@ -63,6 +65,10 @@ impl fmt::Display for JoinRefusal {
             }
             JoinRefusal::IssuerFailed => {
                 "the issuing node could not record the new member; see its log"
+            }
+            JoinRefusal::KeyRevoked => {
+                "this device's key belongs to a node that was removed from the cluster; delete \
+                 the tls directory in the data dir and join again"
             }
         })
     }

@@ -2,7 +2,8 @@
 //! (`tls/members.json`: SHA-256 of each name's public key, issue time) and of the removed
 //! incarnations; every node hides removed incarnations through the issuer's `node/removed/<name>`
 //! gossip keys. The pure rules here decide a join's name ([`admit_name`]) and a
-//! `skiff node remove` ([`check_removal`]).
+//! `skiff node remove` ([`check_removal`]). A removed node's key is revoked: the issuer publishes
+//! it under `node/revoked/` and every node refuses connections with a certificate for that key.
 //!
 //! A name is bound to a key: a join for a name already certified is accepted only with the same
 //! public key (a joiner whose answer was lost retries with the key it kept), otherwise refused
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::RemoveError;
 use crate::identity;
 use crate::join::JoinRefusal;
-use crate::keyspace::REMOVED_PREFIX;
+use crate::keyspace::{KEY_ISSUER, REMOVED_PREFIX, REVOKED_PREFIX};
 use crate::view::{NodeCondition, ObservedNode};
 
 const MEMBERS_FILE: &str = "members.json";
@@ -44,6 +45,9 @@ pub struct MemberRegistry {
     /// Generations of each name that `skiff node remove` hid (published as gossip markers).
     #[serde(default)]
     pub removed: BTreeMap<String, BTreeSet<u64>>,
+    /// Keys (SHA-256 hex) of removed nodes, with the name they had: refused everywhere.
+    #[serde(default)]
+    pub revoked_keys: BTreeMap<String, String>,
 }
 
 /// How a join's name was admitted.
@@ -64,6 +68,9 @@ pub fn admit_name(
     listed: Option<NodeCondition>,
     issuer_name: &str,
 ) -> Result<Admission, JoinRefusal> {
+    if registry.revoked_keys.contains_key(key_sha256) {
+        return Err(JoinRefusal::KeyRevoked);
+    }
     if let Some(record) = registry.members.get(name) {
         return if record.key_sha256 == key_sha256 {
             Ok(Admission::SameKey)
@@ -166,10 +173,14 @@ fn decode_marker(value: &str) -> impl Iterator<Item = u64> + '_ {
     value.split(',').filter_map(|g| g.trim().parse().ok())
 }
 
-/// Removed incarnations by name, from every node's `node/removed/` keys.
+/// Removed incarnations by name, from the `node/removed/` keys of the issuing node (a node
+/// state that carries the issuer marker); such keys on any other node are ignored.
 pub(crate) fn removed_incarnations(chitchat: &Chitchat) -> BTreeMap<String, BTreeSet<u64>> {
     let mut removed: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
     for state in chitchat.node_states().values() {
+        if state.get(KEY_ISSUER).is_none() {
+            continue;
+        }
         for (key, value) in state.iter_prefix(REMOVED_PREFIX) {
             let name = &key[REMOVED_PREFIX.len()..];
             removed
@@ -179,6 +190,21 @@ pub(crate) fn removed_incarnations(chitchat: &Chitchat) -> BTreeMap<String, BTre
         }
     }
     removed
+}
+
+/// Keys of removed nodes, from the `node/revoked/` keys of the issuing node.
+pub(crate) fn revoked_keys(chitchat: &Chitchat) -> BTreeSet<String> {
+    chitchat
+        .node_states()
+        .values()
+        .filter(|state| state.get(KEY_ISSUER).is_some())
+        .flat_map(|state| {
+            state
+                .iter_prefix(REVOKED_PREFIX)
+                .map(|(key, _)| key[REVOKED_PREFIX.len()..].to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// True if this incarnation of a node was removed.
@@ -222,6 +248,7 @@ mod tests {
                 })
                 .collect(),
             removed: BTreeMap::new(),
+            revoked_keys: BTreeMap::new(),
         }
     }
 
@@ -256,6 +283,17 @@ mod tests {
             ("n2", "k", &empty, Some(Left), Ok(NewName)),
             ("n3", "k", &empty, None, Ok(NewName)),
         ];
+        let mut revoked = MemberRegistry::default();
+        revoked.revoked_keys.insert("old".into(), "n1".into());
+        let cases: Vec<Case> = cases
+            .into_iter()
+            .chain([
+                // A removed device's key never comes back, whatever name it asks for.
+                ("n1", "old", &revoked, None, Err(JoinRefusal::KeyRevoked)),
+                ("n9", "old", &revoked, None, Err(JoinRefusal::KeyRevoked)),
+                ("n1", "fresh", &revoked, None, Ok(NewName)),
+            ])
+            .collect();
         for (name, key, reg, listed, expected) in cases {
             assert_eq!(
                 admit_name(name, key, reg, listed, "n0"),

@@ -20,7 +20,9 @@ use tracing::info;
 use crate::error::GossipError;
 use crate::error::RemoveError;
 use crate::identity::NodeIdentity;
-use crate::keyspace::{self, KEY_ISSUER, KEY_LEFT, KEY_META, KEY_STARTED, REMOVED_PREFIX};
+use crate::keyspace::{
+    self, KEY_ISSUER, KEY_LEFT, KEY_META, KEY_STARTED, REMOVED_PREFIX, REVOKED_PREFIX,
+};
 use crate::members;
 use crate::node_list::refresh_node_list;
 use crate::observe::{ExchangeLog, PreOpened};
@@ -130,6 +132,13 @@ impl GossipNode {
                     for (name, generations) in &registry.removed {
                         let key = format!("{REMOVED_PREFIX}{name}");
                         keyspace::set_checked(state, &key, &members::encode_marker(generations))?;
+                    }
+                    for (key_sha256, name) in &registry.revoked_keys {
+                        keyspace::set_checked(
+                            state,
+                            &format!("{REVOKED_PREFIX}{key_sha256}"),
+                            name,
+                        )?;
                     }
                 }
                 Ok(handle)
@@ -268,6 +277,9 @@ pub struct RemovedNode {
     pub name: String,
     /// Incarnations (generations) of the name now hidden on every node.
     pub hidden_generations: usize,
+    /// True if the removed node's key was known (certified since the registry exists) and is
+    /// now refused by every node.
+    pub key_revoked: bool,
 }
 
 /// Forgets replaced devices (`skiff node remove`). Only the issuing node removes: it frees the
@@ -315,19 +327,22 @@ impl NodeRemover {
             .filter(|id| &*id.node_id == name)
             .map(|id| id.generation_id)
             .collect();
-        let hidden = members::update_registry(data_dir, |registry| {
-            registry.members.remove(name);
+        let (hidden, revoked) = members::update_registry(data_dir, |registry| {
+            let revoked = registry.members.remove(name).map(|m| m.key_sha256);
+            if let Some(key) = &revoked {
+                registry.revoked_keys.insert(key.clone(), name.to_string());
+            }
             let set = registry.removed.entry(name.to_string()).or_default();
             members::add_removed(set, generations);
-            Ok(set.clone())
+            Ok((set.clone(), revoked))
         })?;
+        let state = chitchat.self_node_state();
         if !hidden.is_empty() {
             let key = format!("{REMOVED_PREFIX}{name}");
-            keyspace::set_checked(
-                chitchat.self_node_state(),
-                &key,
-                &members::encode_marker(&hidden),
-            )?;
+            keyspace::set_checked(state, &key, &members::encode_marker(&hidden))?;
+        }
+        if let Some(key) = &revoked {
+            keyspace::set_checked(state, &format!("{REVOKED_PREFIX}{key}"), name)?;
         }
         let peers: Vec<SocketAddr> = chitchat
             .live_nodes()
@@ -337,6 +352,11 @@ impl NodeRemover {
         drop(chitchat);
         if let Some(quic) = &self.quic {
             quic.forget_join_member(name);
+            if let Some(key) = revoked.clone() {
+                let mut keys = quic.revoked_keys();
+                keys.insert(key);
+                quic.set_revoked_keys(keys);
+            }
         }
         // Carry the marker to the live peers now rather than at the next rounds.
         if let Some(handle) = self.gossip.upgrade() {
@@ -348,6 +368,7 @@ impl NodeRemover {
         Ok(RemovedNode {
             name: name.to_string(),
             hidden_generations: hidden.len(),
+            key_revoked: revoked.is_some(),
         })
     }
 }

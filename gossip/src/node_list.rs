@@ -43,13 +43,15 @@ pub(crate) async fn refresh_node_list(
             _ = keys_changed.notified() => {}
             _ = ticker.tick() => {}
         }
-        let (list, issuer) = {
+        let (list, issuer, revoked) = {
             let guard = chitchat.lock().await;
             let removed = members::removed_incarnations(&guard);
             let observed = members::hide_removed(observe(&guard), &removed);
-            (build_node_list(observed), live_issuer(&guard))
+            let revoked = members::revoked_keys(&guard);
+            (build_node_list(observed), live_issuer(&guard), revoked)
         };
         if let Some(quic) = &quic {
+            quic.set_revoked_keys(revoked);
             quic.set_join_issuer(issuer);
             quic.set_join_members(
                 list.iter()

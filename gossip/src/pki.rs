@@ -178,6 +178,15 @@ pub(crate) fn sign_csr(
     Ok(cert.der().clone())
 }
 
+/// SHA-256 (hex) of the public key a certificate certifies (its SubjectPublicKeyInfo DER), the
+/// same hash [`csr_key_sha256`] gives for the CSR it was signed from.
+pub(crate) fn cert_key_sha256(cert_der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    Some(hex::encode(Sha256::digest(
+        cert.tbs_certificate.subject_pki.raw,
+    )))
+}
+
 /// Encodes DER as a PEM block of the given label.
 pub(crate) fn to_pem(label: &str, der: &[u8]) -> String {
     use base64::Engine;
@@ -210,6 +219,11 @@ mod tests {
         let csr = csr_for_key(&key, "evil-name").expect("csr");
         let der = sign_csr(&ca.cert_pem, &ca.key_pem, &csr, "good-name").expect("sign");
         assert!(!der.is_empty());
+        assert_eq!(
+            cert_key_sha256(&der),
+            Some(csr_key_sha256(&csr).expect("hash")),
+            "a certificate and its CSR name the same key"
+        );
         // The same key gives the same key hash in every CSR; another key does not.
         let again = csr_for_key(&key, "other").expect("csr");
         let other = csr_for_key(&new_key_pem().expect("key"), "evil-name").expect("csr");

@@ -273,6 +273,15 @@ pub(crate) fn negotiated_alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
         .protocol
 }
 
+/// SHA-256 (hex) of the key in the peer's certificate, if it presented one.
+pub(crate) fn peer_key_sha256(conn: &quinn::Connection) -> Option<String> {
+    let chain = conn
+        .peer_identity()?
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .ok()?;
+    pki::cert_key_sha256(chain.first()?)
+}
+
 /// True if the peer presented a client certificate. The server's client verifier already checked
 /// during the handshake that any presented chain leads to the cluster CA (a foreign CA fails the
 /// handshake), so presence is the remaining per-ALPN requirement.

@@ -1,7 +1,7 @@
 //! Node names over real QUIC on 127.0.0.1: a member's name is refused to any other key (the
 //! issuer's included), the holder of the key gets it again after a lost answer, `node remove`
-//! frees the name and every node forgets the old incarnation; failed joins are rate-limited
-//! per source address.
+//! frees the name, every node forgets the old incarnation and refuses the removed key; failed
+//! joins are rate-limited per source address.
 
 mod common;
 
@@ -122,6 +122,10 @@ async fn a_member_name_needs_its_key_and_node_remove_frees_it() {
     .await;
     let removed = remover.remove("bravo", false).await.expect("remove bravo");
     assert_eq!(removed.hidden_generations, 1);
+    assert!(
+        removed.key_revoked,
+        "bravo joined with a token: its key is known"
+    );
     wait_until("bravo forgotten on alpha and charlie", CONVERGE, || {
         std::future::ready(
             [&a, &c]
@@ -164,6 +168,53 @@ async fn a_member_name_needs_its_key_and_node_remove_frees_it() {
         join_cluster(addr, &token, "bravo", dir.path()).await,
         Err(JoinError::NameTaken { .. })
     ));
+
+    // The removed device comes back (stolen, or never wiped): its key is refused by every
+    // node, so its newer generation never replaces the new bravo.
+    let old_b = spawn_quic(&b_id, vec![addr, c.advertise_addr()]).await;
+    let revoked =
+        |h: &skiff_gossip::GossipHandle| h.transport_counters().map_or(0, |c| c.revoked_peers);
+    wait_until("alpha and charlie refuse the removed key", CONVERGE, || {
+        std::future::ready(revoked(&a) > 0 && revoked(&c) > 0)
+    })
+    .await;
+    let watch_until = tokio::time::Instant::now() + Duration::from_secs(3);
+    while tokio::time::Instant::now() < watch_until {
+        for h in [&a, &c] {
+            let listed = h
+                .nodes()
+                .borrow()
+                .iter()
+                .find(|n| n.name == "bravo")
+                .map(|n| (n.generation, n.condition));
+            assert_eq!(
+                listed,
+                Some((new_b.generation(), NodeCondition::Ready)),
+                "the removed device took bravo back on {}",
+                h.node_name()
+            );
+        }
+        assert!(
+            condition_of(&old_b.nodes().borrow(), "alpha") != Some(NodeCondition::Ready),
+            "the removed device gossips with alpha"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    old_b.abort();
+    // Its key cannot join again either, under any name.
+    std::fs::remove_file(dir_b.path().join("tls/node.pem")).expect("drop the old certificate");
+    let err = join_cluster(addr, &token, "echo", dir_b.path())
+        .await
+        .expect_err("a revoked key must not join");
+    assert!(
+        matches!(
+            err,
+            JoinError::Refused {
+                reason: JoinRefusal::KeyRevoked
+            }
+        ),
+        "{err}"
+    );
 
     // The issuer keeps the removal across a restart (its markers are republished).
     a.shutdown().await;

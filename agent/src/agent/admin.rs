@@ -124,6 +124,7 @@ pub async fn remove_here(
                 value: json!({
                     "name": removed.name,
                     "hiddenGenerations": removed.hidden_generations,
+                    "keyRevoked": removed.key_revoked,
                 }),
             }
         }

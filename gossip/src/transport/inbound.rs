@@ -16,6 +16,8 @@ use crate::tls::{ALPN_GOSSIP, ALPN_JOIN, ALPN_RPC, negotiated_alpn, peer_is_auth
 /// QUIC application close codes used by this endpoint.
 pub(crate) const CLOSE_UNAUTHENTICATED: u32 = 0x10;
 pub(crate) const CLOSE_NOT_SERVED: u32 = 0x11;
+/// The peer's key was revoked (`skiff node remove`).
+pub(crate) const CLOSE_REVOKED: u32 = 0x12;
 /// Stream stop code for a frame over the limit.
 const STOP_TOO_LARGE: u32 = 0x20;
 
@@ -57,6 +59,9 @@ async fn handle_incoming(inner: Arc<Inner>, incoming: quinn::Incoming) {
             return;
         }
     };
+    if inner.refuse_if_revoked(&conn) {
+        return;
+    }
     inner.track_connection(&conn);
     let alpn = negotiated_alpn(&conn);
     let authenticated = peer_is_authenticated(&conn);

@@ -148,6 +148,7 @@ async fn dial(inner: &Arc<Inner>, addr: SocketAddr) -> Dial {
         return Dial::Unreachable;
     };
     match tokio::time::timeout(inner.timings.dial_timeout, connecting).await {
+        Ok(Ok(conn)) if inner.refuse_if_revoked(&conn) => Dial::TlsRefused,
         Ok(Ok(conn)) => {
             bump(&inner.counters.dials);
             inner.track_connection(&conn);
