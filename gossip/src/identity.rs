@@ -176,6 +176,36 @@ impl NodeIdentity {
         self.ca_key_pem.is_some()
     }
 
+    /// Says what is wrong if `now` (this node's clock) is outside the validity of this node's
+    /// certificate or the CA's: mutual TLS with the other nodes then fails on this node.
+    pub fn clock_problem(&self, now: std::time::SystemTime) -> Option<String> {
+        let clock = humantime::format_rfc3339_seconds(now);
+        let secs = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        for (what, der) in [("node", &self.node_cert), ("cluster CA", &self.ca_cert)] {
+            let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+                continue;
+            };
+            let validity = cert.validity();
+            let (from, until) = (validity.not_before, validity.not_after);
+            if secs < from.timestamp() {
+                return Some(format!(
+                    "certificate not valid yet (node clock {clock}, the {what} certificate is \
+                     valid from {from}): set this node's clock (NTP or RTC); until then no \
+                     other node can be reached"
+                ));
+            }
+            if secs > until.timestamp() {
+                return Some(format!(
+                    "certificate expired (node clock {clock}, the {what} certificate was valid \
+                     until {until}): check this node's clock"
+                ));
+            }
+        }
+        None
+    }
+
     pub fn ca_cert(&self) -> &CertificateDer<'static> {
         &self.ca_cert
     }
@@ -318,6 +348,24 @@ mod tests {
         fs::write(tls_dir(dir.path()).join(NODE_KEY), "garbage").expect("write");
         let replaced = load_or_create_pending_key(dir.path()).expect("new key");
         assert_ne!(replaced, first);
+    }
+
+    #[test]
+    fn a_clock_outside_the_certificates_is_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = NodeIdentity::load_or_create_cluster(dir.path(), "n1").expect("create");
+        let at = |secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        assert_eq!(id.clock_problem(at(1_796_000_000)), None, "2026");
+        let early = id.clock_problem(at(1_600_000_000)).expect("2020");
+        assert!(
+            early.starts_with("certificate not valid yet (node clock 2020-09-13T12:26:40Z"),
+            "{early}"
+        );
+        let late = id.clock_problem(at(7_258_118_400)).expect("2200");
+        assert!(
+            late.starts_with("certificate expired (node clock 2200-"),
+            "{late}"
+        );
     }
 
     #[test]

@@ -86,6 +86,9 @@ impl GossipNode {
         config: GossipConfig,
         deps: GossipDeps,
     ) -> Result<GossipHandle, GossipError> {
+        if let Some(problem) = deps.identity.clock_problem(SystemTime::now()) {
+            tracing::warn!("{problem}");
+        }
         let timings = config.profile.timings();
         let quic = QuicTransport::bind(
             config.listen_addr,

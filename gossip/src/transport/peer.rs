@@ -164,7 +164,17 @@ async fn dial(inner: &Arc<Inner>, addr: SocketAddr) -> Dial {
             Dial::Connected(conn)
         }
         Ok(Err(error)) if super::inbound::is_tls_failure(&error) => {
-            warn!(peer = %addr, %error, "gossip peer refused: certificate not from this cluster's CA");
+            let clock = super::inbound::clock_failure(
+                super::inbound::error_code(&error),
+                &error.to_string(),
+                std::time::SystemTime::now(),
+            );
+            match clock {
+                Some(clock) => warn!(peer = %addr, %error, "{clock}"),
+                None => {
+                    warn!(peer = %addr, %error, "gossip peer refused: certificate not from this cluster's CA")
+                }
+            }
             Dial::TlsRefused
         }
         Ok(Err(error)) => {
