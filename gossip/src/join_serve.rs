@@ -113,8 +113,10 @@ pub(crate) async fn serve_join(conn: quinn::Connection, server: JoinServer<'_>) 
         Some(())
     })
     .await;
-    if !matches!(result, Ok(Some(()))) {
-        warn!(%peer, "join connection ended without a complete exchange");
+    if !matches!(result, Ok(Some(())))
+        && let Some(suppressed) = limiter().log_now(peer.ip(), Instant::now())
+    {
+        warn!(%peer, suppressed, "join connection ended without a complete exchange");
     }
     conn.close(0u32.into(), b"done");
 }
