@@ -163,7 +163,7 @@ pub enum RemoveError {
     NotFound { name: String },
     #[error(
         "node {name:?} is Ready: stop that device first, or pass --force to remove it anyway \
-         (a running node keeps its certificate and is listed again when it restarts)"
+         (it is cut off at once; to bring it back, delete tls/ in its data dir and join again)"
     )]
     StillReady { name: String },
     #[error("node {name:?} holds the cluster CA and issues certificates; it cannot be removed")]

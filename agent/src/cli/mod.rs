@@ -236,7 +236,7 @@ pub enum ImageCommand {
 pub enum TokenCommand {
     /// Print a join token for a new node
     Create {
-        /// How long the token can be used, e.g. 30m, 24h, 7d
+        /// How long the token can be used, e.g. 30m, 24h, 7d (at most 365d)
         #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
         ttl: std::time::Duration,
     },
@@ -251,8 +251,8 @@ pub enum NodeCommand {
     /// Forget a replaced or dead device on every node and free its name for joining
     Remove {
         name: String,
-        /// Remove a node that is still Ready (it keeps running and is listed again when it
-        /// restarts)
+        /// Remove a node that is still Ready: it is cut off at once (its key is refused); to
+        /// bring that device back, delete tls/ in its data dir and join it again
         #[arg(long)]
         force: bool,
     },
