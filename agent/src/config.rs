@@ -181,6 +181,29 @@ pub enum ConfigError {
     },
     #[error("config: {0}")]
     Invalid(String),
+    #[error("cannot read the token file {path}: {source}")]
+    TokenFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Reads a join token from `path` (`--token-file`, `token-file`): surrounding whitespace is
+/// dropped; an unreadable or empty file is an error naming it.
+pub fn read_token_file(path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::TokenFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(ConfigError::Invalid(format!(
+            "token file {} is empty; put the output of `skiff token create` in it",
+            path.display()
+        )));
+    }
+    Ok(token.to_string())
 }
 
 impl ConfigFile {
@@ -376,6 +399,23 @@ mod tests {
             ..AgentConfig::default()
         };
         ok.validate().unwrap();
+    }
+
+    #[test]
+    fn token_file_is_trimmed_and_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "  skiff1.abc\n\n").unwrap();
+        assert_eq!(read_token_file(&path).unwrap(), "skiff1.abc");
+        std::fs::write(&path, " \n").unwrap();
+        let empty = read_token_file(&path).unwrap_err().to_string();
+        assert!(
+            empty.contains("is empty") && empty.contains("token"),
+            "{empty}"
+        );
+        let missing = dir.path().join("missing");
+        let err = read_token_file(&missing).unwrap_err().to_string();
+        assert!(err.contains(&missing.display().to_string()), "{err}");
     }
 
     #[test]

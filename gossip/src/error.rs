@@ -68,7 +68,9 @@ pub enum TokenError {
          run the command on the node that created the cluster"
     )]
     NotIssuer,
-    #[error("no join token with id {id}")]
+    #[error("token ttl {reason}")]
+    BadTtl { reason: String },
+    #[error("no join token with id {id}; `skiff token list` shows the ids")]
     UnknownToken { id: String },
     #[error(transparent)]
     Identity(#[from] IdentityError),
@@ -84,6 +86,24 @@ pub enum JoinError {
          check the address and the token"
     )]
     ServerNotTrusted { addr: SocketAddr },
+    #[error(
+        "certificate not valid yet (node clock {node_clock}, the certificate of the node at \
+         {addr} is valid from {not_before}): set this node's clock (NTP or RTC) and join again"
+    )]
+    CertificateNotValidYet {
+        addr: SocketAddr,
+        node_clock: String,
+        not_before: String,
+    },
+    #[error(
+        "certificate expired (node clock {node_clock}, the certificate of the node at {addr} \
+         was valid until {not_after}): check this node's clock and join again"
+    )]
+    CertificateExpired {
+        addr: SocketAddr,
+        node_clock: String,
+        not_after: String,
+    },
     #[error("cannot reach {addr} to join")]
     Connect {
         addr: SocketAddr,
@@ -92,6 +112,11 @@ pub enum JoinError {
     },
     #[error("join with {addr} failed: {detail}")]
     Protocol { addr: SocketAddr, detail: String },
+    #[error(
+        "join refused: node name {name:?} is already a member of this cluster (a replaced device \
+         needs 'skiff node remove {name}' first)"
+    )]
+    NameTaken { name: String },
     #[error("cannot open a local udp socket to join")]
     Bind(#[source] io::Error),
     #[error(transparent)]
@@ -129,4 +154,27 @@ pub enum GossipError {
     Metadata(#[source] serde_json::Error),
     #[error(transparent)]
     Identity(#[from] IdentityError),
+}
+
+/// Forgetting a node (`skiff node remove`).
+#[derive(Debug, thiserror::Error)]
+pub enum RemoveError {
+    #[error("node {name:?} not found: it is neither listed nor certified by this cluster")]
+    NotFound { name: String },
+    #[error(
+        "node {name:?} is Ready: stop that device first, or pass --force to remove it anyway \
+         (it is cut off at once; to bring it back, delete tls/ in its data dir and join again)"
+    )]
+    StillReady { name: String },
+    #[error("node {name:?} holds the cluster CA and issues certificates; it cannot be removed")]
+    Issuer { name: String },
+    #[error(
+        "no live node that issues certificates is known, and only it can free a node name; \
+         start the node that created the cluster and try again"
+    )]
+    NoIssuer,
+    #[error("member registry {path}: {detail}")]
+    Registry { path: PathBuf, detail: String },
+    #[error(transparent)]
+    Gossip(#[from] GossipError),
 }

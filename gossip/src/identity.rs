@@ -176,6 +176,36 @@ impl NodeIdentity {
         self.ca_key_pem.is_some()
     }
 
+    /// Says what is wrong if `now` (this node's clock) is outside the validity of this node's
+    /// certificate or the CA's: mutual TLS with the other nodes then fails on this node.
+    pub fn clock_problem(&self, now: std::time::SystemTime) -> Option<String> {
+        let clock = humantime::format_rfc3339_seconds(now);
+        let secs = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        for (what, der) in [("node", &self.node_cert), ("cluster CA", &self.ca_cert)] {
+            let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+                continue;
+            };
+            let validity = cert.validity();
+            let (from, until) = (validity.not_before, validity.not_after);
+            if secs < from.timestamp() {
+                return Some(format!(
+                    "certificate not valid yet (node clock {clock}, the {what} certificate is \
+                     valid from {from}): set this node's clock (NTP or RTC); until then no \
+                     other node can be reached"
+                ));
+            }
+            if secs > until.timestamp() {
+                return Some(format!(
+                    "certificate expired (node clock {clock}, the {what} certificate was valid \
+                     until {until}): check this node's clock"
+                ));
+            }
+        }
+        None
+    }
+
     pub fn ca_cert(&self) -> &CertificateDer<'static> {
         &self.ca_cert
     }
@@ -192,6 +222,22 @@ impl NodeIdentity {
         let key = self.ca_key_pem.as_deref()?;
         Some((pki::to_pem("CERTIFICATE", &self.ca_cert), key))
     }
+}
+
+/// The key of a node that has not joined yet: the one kept by an earlier attempt, else a new
+/// one, written (0600) before it is used so that a retry presents the same key.
+pub(crate) fn load_or_create_pending_key(data_dir: &Path) -> Result<String, IdentityError> {
+    let dir = tls_dir(data_dir);
+    let path = dir.join(NODE_KEY);
+    if let Ok(pem) = fs::read_to_string(&path)
+        && rcgen::KeyPair::from_pem(&pem).is_ok()
+    {
+        return Ok(pem);
+    }
+    let pem = pki::new_key_pem()?;
+    create_private_dir(&dir)?;
+    write_file(&path, pem.as_bytes(), 0o600)?;
+    Ok(pem)
 }
 
 fn read_string(path: &Path) -> Result<String, IdentityError> {
@@ -275,6 +321,57 @@ mod tests {
         }
         let again = NodeIdentity::load_or_create_cluster(dir.path(), "n1").expect("reload");
         assert_eq!(again.cluster_id(), created.cluster_id());
+        let err = NodeIdentity::load_or_create_cluster(dir.path(), "other").unwrap_err();
+        assert!(
+            err.to_string().contains("already holds the identity"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_pending_key_is_kept_for_the_next_attempt() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = load_or_create_pending_key(dir.path()).expect("key");
+        let mode = fs::metadata(tls_dir(dir.path()).join(NODE_KEY))
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            load_or_create_pending_key(dir.path()).expect("again"),
+            first
+        );
+        assert!(
+            NodeIdentity::load(dir.path()).expect("load").is_none(),
+            "not joined yet"
+        );
+        fs::write(tls_dir(dir.path()).join(NODE_KEY), "garbage").expect("write");
+        let replaced = load_or_create_pending_key(dir.path()).expect("new key");
+        assert_ne!(replaced, first);
+    }
+
+    #[test]
+    fn a_clock_outside_the_certificates_is_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = NodeIdentity::load_or_create_cluster(dir.path(), "n1").expect("create");
+        let at = |secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        assert_eq!(id.clock_problem(at(1_796_000_000)), None, "2026");
+        let early = id.clock_problem(at(1_600_000_000)).expect("2020");
+        assert!(
+            early.starts_with("certificate not valid yet (node clock 2020-09-13T12:26:40Z"),
+            "{early}"
+        );
+        let late = id.clock_problem(at(7_258_118_400)).expect("2200");
+        assert!(
+            late.starts_with("certificate expired (node clock 2200-"),
+            "{late}"
+        );
+    }
+
+    #[test]
+    fn name_mismatch_is_reported() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        NodeIdentity::load_or_create_cluster(dir.path(), "n1").expect("create");
         let err = NodeIdentity::load_or_create_cluster(dir.path(), "other").unwrap_err();
         assert!(
             err.to_string().contains("already holds the identity"),

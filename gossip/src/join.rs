@@ -1,28 +1,30 @@
 //! Joining a cluster: the wire messages (postcard on one bidirectional stream of a
-//! `skiff-join/1` connection), the issuing node's handler, and [`join_cluster`] for the joiner.
+//! `skiff-join/1` connection; the issuing node's handler is in `join_serve.rs`) and
+//! [`join_cluster`] for the joiner.
 //!
 //! A refused joiner receives only the refusal reason: no certificate, no cluster state.
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
 
 use crate::error::JoinError;
-use crate::identity::NodeIdentity;
+use crate::identity::{self, NodeIdentity};
 use crate::pki::{self, CLUSTER_SERVER_NAME};
-use crate::tls::{self, QuicTimings};
-use crate::token::{self, Token};
+use crate::tls::{self, QuicTimings, ServerDistrust};
+use crate::token::Token;
 
-const MAX_REQUEST_BYTES: usize = 16 * 1024;
-const MAX_RESPONSE_BYTES: usize = 64 * 1024;
-const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) use crate::join_serve::{JoinForwarder, JoinServer, serve_join};
 
-/// Why a join was refused (sent to the joiner, printed as `join refused: <reason>`).
+pub(crate) const MAX_REQUEST_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+pub(crate) const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why a join was refused (sent to the joiner, printed as `join refused: <reason>`). New
+/// variants go at the end: the wire encoding is the variant's index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JoinRefusal {
     InvalidToken,
@@ -31,6 +33,14 @@ pub enum JoinRefusal {
     /// The contacted node does not hold the CA key.
     NotIssuer,
     BadRequest,
+    /// Another node holds the requested name (`skiff node remove NAME` frees it).
+    NameTaken,
+    /// Too many failed joins from this address; retry in a few seconds.
+    RateLimited,
+    /// The issuer could not record the new member (see its log).
+    IssuerFailed,
+    /// The joiner's key belonged to a node that was removed (`skiff node remove`).
+    KeyRevoked,
 }
 
 impl fmt::Display for JoinRefusal {
@@ -43,20 +53,34 @@ impl fmt::Display for JoinRefusal {
                 "this node cannot sign certificates; join through the node that created the cluster"
             }
             JoinRefusal::BadRequest => "malformed join request",
+            JoinRefusal::NameTaken => {
+                "the node name is already a member of this cluster (a replaced device needs \
+                 'skiff node remove NAME' first)"
+            }
+            JoinRefusal::RateLimited => {
+                "too many failed join attempts from this address; wait a few seconds and retry"
+            }
+            JoinRefusal::IssuerFailed => {
+                "the issuing node could not record the new member; see its log"
+            }
+            JoinRefusal::KeyRevoked => {
+                "this device's key belongs to a node that was removed from the cluster; delete \
+                 the tls directory in the data dir and join again"
+            }
         })
     }
 }
 
 #[derive(Serialize, Deserialize)]
-struct JoinRequest {
-    token_id: [u8; 8],
-    secret: [u8; 32],
-    node_name: String,
-    csr_der: Vec<u8>,
+pub(crate) struct JoinRequest {
+    pub token_id: [u8; 8],
+    pub secret: [u8; 32],
+    pub node_name: String,
+    pub csr_der: Vec<u8>,
 }
 
 #[derive(Serialize, Deserialize)]
-enum JoinResponse {
+pub(crate) enum JoinResponse {
     Accepted {
         ca_cert_der: Vec<u8>,
         node_cert_der: Vec<u8>,
@@ -64,110 +88,13 @@ enum JoinResponse {
     Refused(JoinRefusal),
 }
 
-/// Where a node without the CA key relays join requests: the issuer's address and a
-/// mutual-TLS client config on the join ALPN.
-pub(crate) struct JoinForwarder<'a> {
-    pub endpoint: &'a quinn::Endpoint,
-    pub client: quinn::ClientConfig,
-    pub issuer: Option<SocketAddr>,
-}
-
-/// Serves one join connection: the issuer decides; any other node relays the request to the
-/// issuer it knows from gossip (or refuses with `NotIssuer`). Errors are logged, never returned.
-pub(crate) async fn serve_join(
-    conn: quinn::Connection,
-    identity: &NodeIdentity,
-    forwarder: JoinForwarder<'_>,
-) {
-    let peer = conn.remote_address();
-    let result = tokio::time::timeout(JOIN_TIMEOUT, async {
-        let (mut send, mut recv) = conn.accept_bi().await.ok()?;
-        let bytes = recv.read_to_end(MAX_REQUEST_BYTES).await.ok()?;
-        let encoded = if identity.can_issue() {
-            postcard::to_allocvec(&decide(identity, &bytes, SystemTime::now())).ok()?
-        } else {
-            match forward(&forwarder, &bytes).await {
-                Some(answer) => answer,
-                None => {
-                    postcard::to_allocvec(&JoinResponse::Refused(JoinRefusal::NotIssuer)).ok()?
-                }
-            }
-        };
-        send.write_all(&encoded).await.ok()?;
-        send.finish().ok()?;
-        // Wait until the joiner has read the answer (it closes the connection).
-        let _ = send.stopped().await;
-        Some(())
-    })
-    .await;
-    if !matches!(result, Ok(Some(()))) {
-        warn!(%peer, "join connection ended without a complete exchange");
-    }
-    conn.close(0u32.into(), b"done");
-}
-
-/// Relays a raw join request to the issuer and returns its raw answer.
-async fn forward(forwarder: &JoinForwarder<'_>, request: &[u8]) -> Option<Vec<u8>> {
-    let issuer = forwarder.issuer?;
-    let conn = forwarder
-        .endpoint
-        .connect_with(forwarder.client.clone(), issuer, CLUSTER_SERVER_NAME)
-        .ok()?
-        .await
-        .ok()?;
-    let (mut send, mut recv) = conn.open_bi().await.ok()?;
-    send.write_all(request).await.ok()?;
-    send.finish().ok()?;
-    let answer = recv.read_to_end(MAX_RESPONSE_BYTES).await.ok();
-    conn.close(0u32.into(), b"relayed");
-    info!(%issuer, "relayed a join request to the issuing node");
-    answer
-}
-
-fn decide(identity: &NodeIdentity, request: &[u8], now: SystemTime) -> JoinResponse {
-    let Ok(request) = postcard::from_bytes::<JoinRequest>(request) else {
-        return JoinResponse::Refused(JoinRefusal::BadRequest);
-    };
-    let Some((ca_pem, ca_key_pem)) = identity.ca_pems() else {
-        return JoinResponse::Refused(JoinRefusal::NotIssuer);
-    };
-    let records = match token::list_tokens(identity.data_dir()) {
-        Ok(records) => records,
-        Err(error) => {
-            warn!(%error, "cannot read token records; refusing join");
-            return JoinResponse::Refused(JoinRefusal::InvalidToken);
-        }
-    };
-    if let Err(refusal) = token::check_token(
-        &records,
-        request.token_id,
-        &request.secret,
-        token::unix_ms(now),
-    ) {
-        info!(node = %request.node_name, token_id = %hex::encode(request.token_id), %refusal, "join refused");
-        return JoinResponse::Refused(refusal);
-    }
-    if pki::validate_node_name(&request.node_name).is_err() {
-        return JoinResponse::Refused(JoinRefusal::BadRequest);
-    }
-    match pki::sign_csr(&ca_pem, ca_key_pem, &request.csr_der, &request.node_name) {
-        Ok(cert) => {
-            info!(node = %request.node_name, "join accepted, node certificate issued");
-            JoinResponse::Accepted {
-                ca_cert_der: identity.ca_cert().to_vec(),
-                node_cert_der: cert.to_vec(),
-            }
-        }
-        Err(error) => {
-            warn!(%error, "cannot sign join request");
-            JoinResponse::Refused(JoinRefusal::BadRequest)
-        }
-    }
-}
-
 /// Joins the cluster reachable at `addr` with `token`: obtains a node certificate and stores the
 /// identity in `data_dir`. An identity already in `data_dir` (a restart) is returned without
 /// contacting anyone, provided it belongs to `node_name`.
+///
+/// The node's key is made and kept in `data_dir` before the request goes out, and reused by a
+/// later attempt: the issuer binds the name to that key, so a joiner whose answer was lost
+/// gets its certificate on the retry while any other key is refused the name.
 pub async fn join_cluster(
     addr: SocketAddr,
     token: &Token,
@@ -178,26 +105,26 @@ pub async fn join_cluster(
     if let Some(existing) = NodeIdentity::load(data_dir)? {
         return Ok(existing.expect_name(node_name)?);
     }
+    let key_pem = identity::load_or_create_pending_key(data_dir)?;
     let timings = QuicTimings {
         keep_alive: Duration::from_secs(2),
         idle_timeout: Duration::from_secs(10),
     };
-    let (client_config, mismatch) = tls::bootstrap_client_config(token.ca_fingerprint(), timings)?;
+    let (client_config, distrust) = tls::bootstrap_client_config(token.ca_fingerprint(), timings)?;
     let bind: SocketAddr = if addr.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
         (Ipv6Addr::UNSPECIFIED, 0).into()
     };
     let endpoint = quinn::Endpoint::client(bind).map_err(JoinError::Bind)?;
-    let result = exchange(&endpoint, client_config, addr, token, node_name).await;
+    let result = exchange(&endpoint, client_config, addr, token, node_name, &key_pem).await;
     endpoint.close(0u32.into(), b"joined");
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
-    let (key_pem, ca_cert_der, node_cert_der) = match result {
-        Ok(parts) => parts,
-        Err(_) if mismatch.load(Ordering::SeqCst) => {
-            return Err(JoinError::ServerNotTrusted { addr });
-        }
-        Err(e) => return Err(e),
+    let why = distrust.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let (ca_cert_der, node_cert_der) = match (result, why) {
+        (Ok(parts), _) => parts,
+        (Err(_), Some(why)) => return Err(distrust_error(addr, why)),
+        (Err(e), None) => return Err(e),
     };
     if pki::fingerprint(&ca_cert_der) != token.ca_fingerprint() {
         return Err(JoinError::ServerNotTrusted { addr });
@@ -211,17 +138,44 @@ pub async fn join_cluster(
     )?)
 }
 
+/// The error for a server the joiner did not trust: a clock outside the certificate's validity
+/// is said as such, not as a wrong CA.
+fn distrust_error(addr: SocketAddr, why: ServerDistrust) -> JoinError {
+    let time = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    let unknown = || "(not given)".to_string();
+    match why {
+        ServerDistrust::NotPinnedCa => JoinError::ServerNotTrusted { addr },
+        ServerDistrust::NotValidYet {
+            node_clock,
+            not_before,
+        } => JoinError::CertificateNotValidYet {
+            addr,
+            node_clock: time(node_clock),
+            not_before: not_before.map_or_else(unknown, time),
+        },
+        ServerDistrust::Expired {
+            node_clock,
+            not_after,
+        } => JoinError::CertificateExpired {
+            addr,
+            node_clock: time(node_clock),
+            not_after: not_after.map_or_else(unknown, time),
+        },
+    }
+}
+
 async fn exchange(
     endpoint: &quinn::Endpoint,
     client_config: quinn::ClientConfig,
     addr: SocketAddr,
     token: &Token,
     node_name: &str,
-) -> Result<(String, Vec<u8>, Vec<u8>), JoinError> {
+    key_pem: &str,
+) -> Result<(Vec<u8>, Vec<u8>), JoinError> {
     let connect_err =
         |e: Box<dyn std::error::Error + Send + Sync>| JoinError::Connect { addr, source: e };
     let protocol = |detail: String| JoinError::Protocol { addr, detail };
-    let (key, csr_der) = pki::new_key_and_csr(node_name)?;
+    let csr_der = pki::csr_for_key(key_pem, node_name)?;
     let request = JoinRequest {
         token_id: token.id_bytes(),
         secret: *token.secret(),
@@ -254,8 +208,63 @@ async fn exchange(
         Ok(JoinResponse::Accepted {
             ca_cert_der,
             node_cert_der,
-        }) => Ok((key.serialize_pem(), ca_cert_der, node_cert_der)),
+        }) => Ok((ca_cert_der, node_cert_der)),
+        Ok(JoinResponse::Refused(JoinRefusal::NameTaken)) => Err(JoinError::NameTaken {
+            name: node_name.to_string(),
+        }),
         Ok(JoinResponse::Refused(reason)) => Err(JoinError::Refused { reason }),
         Err(e) => Err(protocol(format!("unreadable answer: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_problems_read_as_clock_problems() {
+        let addr: SocketAddr = "198.18.0.1:7946".parse().expect("addr");
+        let t = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+        let early = distrust_error(
+            addr,
+            ServerDistrust::NotValidYet {
+                node_clock: t(1_600_000_000),
+                not_before: Some(t(1_704_067_200)),
+            },
+        )
+        .to_string();
+        assert!(
+            early.starts_with("certificate not valid yet (node clock 2020-09-13T12:26:40Z"),
+            "{early}"
+        );
+        assert!(early.contains("2024-01-01T00:00:00Z"), "{early}");
+        assert!(!early.contains("pinned"), "{early}");
+        let late = distrust_error(
+            addr,
+            ServerDistrust::Expired {
+                node_clock: t(7_258_118_400),
+                not_after: None,
+            },
+        )
+        .to_string();
+        assert!(
+            late.starts_with("certificate expired (node clock 2200-"),
+            "{late}"
+        );
+        let wrong = distrust_error(addr, ServerDistrust::NotPinnedCa).to_string();
+        assert!(
+            wrong.contains("does not present the cluster CA pinned"),
+            "{wrong}"
+        );
+    }
+
+    #[test]
+    fn name_taken_says_how_to_free_the_name() {
+        let text = JoinError::NameTaken { name: "n1".into() }.to_string();
+        assert_eq!(
+            text,
+            "join refused: node name \"n1\" is already a member of this cluster (a replaced \
+             device needs 'skiff node remove n1' first)"
+        );
     }
 }

@@ -23,6 +23,12 @@ pub(crate) const KEY_STARTED: &str = "node/started";
 pub(crate) const KEY_LEFT: &str = "node/left";
 /// Present on the node holding the CA key (others relay join requests to it).
 pub(crate) const KEY_ISSUER: &str = "node/issuer";
+/// `node/removed/<name>` on the issuing node: generations of `<name>` that `skiff node remove`
+/// hid (comma-separated); every node leaves them out of its node list and key scans.
+pub(crate) const REMOVED_PREFIX: &str = "node/removed/";
+/// `node/revoked/<key sha256>` on the issuing node: the key of a removed node (value: its name);
+/// every node refuses connections from and to a peer whose certificate carries that key.
+pub(crate) const REVOKED_PREFIX: &str = "node/revoked/";
 
 /// The size rule, as a pure check.
 pub fn check_entry(key: &str, value: &str) -> Result<(), GossipError> {

@@ -5,6 +5,10 @@
 //! - `token.rs`: join tokens (`skiff1.<base64>`), their records, expiry and revocation.
 //! - `join.rs`: the join exchange (`skiff-join/1`): the CA holder decides, other nodes relay to
 //!   the live CA holder they know from gossip; [`join_cluster`] for the joiner.
+//! - `join_serve.rs`: the issuer's decision and the relay of other nodes ([`JoinRefusal`]s).
+//! - `join_limit.rs`: failed joins rate-limited and their log lines throttled per source address.
+//! - `members.rs`: the issuer's registry of certified names (name bound to a key), removal
+//!   markers (`skiff node remove`), and the pure rules [`admit_name`] and [`check_removal`].
 //! - `tls.rs`: rustls/quinn configs (ring provider only), ALPNs, per-ALPN client-auth policy.
 //! - `transport/`: chitchat's `Transport` over quinn (one uni stream per message, per-peer
 //!   queues, counters).
@@ -16,6 +20,7 @@
 //! - `leader.rs`: the leader rule and the term rule.
 //! - `reader.rs`: [`KeyReader`]: prefix scans and change scans of every node's keys.
 //! - `node.rs`: the service: [`GossipNode::spawn`] -> [`GossipHandle`].
+//! - `remove.rs`: [`NodeRemover`]: `skiff node remove` on the issuing node.
 //! - `node_list.rs`: keeps the node-list `watch` fresh and the transport's issuer address.
 //! - `observe.rs`: notes gossip exchanges per peer so `leave` knows when its marker went out.
 //! - `rpc.rs`, `rpc/`: node-to-node request/response on `skiff-rpc/1` ([`RpcClient`],
@@ -30,8 +35,11 @@ mod error;
 mod hlc;
 mod identity;
 mod join;
+mod join_limit;
+mod join_serve;
 mod keyspace;
 mod leader;
+mod members;
 mod node;
 mod node_list;
 mod observe;
@@ -39,23 +47,26 @@ mod pki;
 mod profile;
 mod reader;
 mod records;
+mod remove;
 mod rpc;
 mod tls;
 mod token;
 mod transport;
 mod view;
 
-pub use error::{GossipError, IdentityError, JoinError, TokenError};
+pub use error::{GossipError, IdentityError, JoinError, RemoveError, TokenError};
 pub use hlc::{Hlc, InvalidStamp, Stamp};
 pub use identity::NodeIdentity;
 pub use join::{JoinRefusal, join_cluster};
 pub use keyspace::{MAX_KEY_BYTES, MAX_VALUE_BYTES, check_entry};
 pub use leader::{TERM_KEY, accepts, has_quorum, leader_of, next_term};
+pub use members::{Admission, MemberRecord, MemberRegistry, admit_name, check_removal};
 pub use node::{GossipConfig, GossipDeps, GossipHandle, GossipNode, LeaveOutcome, MetadataWriter};
 pub use pki::{CLUSTER_SERVER_NAME, fingerprint, validate_node_name};
 pub use profile::{GossipProfile, GossipTimings};
 pub use reader::{KeyChanges, KeyReader, KeysVersion, NodeKeys};
 pub use records::{Digest, InvalidDigest, RECORD_PREFIX, SyncStep, plan_sync};
+pub use remove::{NodeRemover, RemovedNode};
 pub use rpc::{
     MAX_CHUNK_BYTES, ResponseStream, ResponseWriter, RpcClient, RpcConnections, RpcError,
     RpcFailure, RpcHandler, RpcOptions, RpcServer, RpcServerCounters, RpcServerOptions, RpcSink,
@@ -63,7 +74,8 @@ pub use rpc::{
 };
 pub use tls::{ALPN_GOSSIP, ALPN_JOIN, ALPN_RPC, QuicTimings};
 pub use token::{
-    Token, TokenRecord, check_token, create_token, create_token_at, list_tokens, revoke_token,
+    MAX_TOKEN_TTL, Token, TokenRecord, check_token, check_ttl, create_token, create_token_at,
+    list_issued_tokens, list_tokens, revoke_token,
 };
 pub use transport::{
     MAX_FRAME_BYTES, QuicTransport, QuicTransportOptions, TransportCounters, TransportTimings,

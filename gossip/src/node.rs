@@ -3,6 +3,7 @@
 //! exposes the node list on a `watch`, leaves gracefully and shuts down.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -17,11 +18,15 @@ use tracing::info;
 
 use crate::error::GossipError;
 use crate::identity::NodeIdentity;
-use crate::keyspace::{self, KEY_ISSUER, KEY_LEFT, KEY_META, KEY_STARTED};
+use crate::keyspace::{
+    self, KEY_ISSUER, KEY_LEFT, KEY_META, KEY_STARTED, REMOVED_PREFIX, REVOKED_PREFIX,
+};
+use crate::members;
 use crate::node_list::refresh_node_list;
 use crate::observe::{ExchangeLog, PreOpened};
 use crate::profile::{GossipProfile, GossipTimings};
 use crate::reader::KeyReader;
+use crate::remove::NodeRemover;
 use crate::rpc::{RpcClient, RpcOptions};
 use crate::token::unix_ms;
 use crate::transport::{QuicTransport, QuicTransportOptions, TransportCounters};
@@ -80,6 +85,9 @@ impl GossipNode {
         config: GossipConfig,
         deps: GossipDeps,
     ) -> Result<GossipHandle, GossipError> {
+        if let Some(problem) = deps.identity.clock_problem(SystemTime::now()) {
+            tracing::warn!("{problem}");
+        }
         let timings = config.profile.timings();
         let quic = QuicTransport::bind(
             config.listen_addr,
@@ -110,9 +118,30 @@ impl GossipNode {
         .await;
         match result {
             Ok(handle) => {
+                let mut handle = handle;
                 if deps.identity.can_issue() {
+                    handle.issuer_dir = Some(deps.identity.data_dir().to_path_buf());
+                    // Removal markers live in the issuer's keys: republish them after a restart.
+                    let registry =
+                        members::load_registry(deps.identity.data_dir()).map_err(|e| {
+                            GossipError::Start {
+                                detail: e.to_string(),
+                            }
+                        })?;
                     let mut chitchat = handle.chitchat.lock().await;
-                    keyspace::set_checked(chitchat.self_node_state(), KEY_ISSUER, "1")?;
+                    let state = chitchat.self_node_state();
+                    keyspace::set_checked(state, KEY_ISSUER, "1")?;
+                    for (name, generations) in &registry.removed {
+                        let key = format!("{REMOVED_PREFIX}{name}");
+                        keyspace::set_checked(state, &key, &members::encode_marker(generations))?;
+                    }
+                    for (key_sha256, name) in &registry.revoked_keys {
+                        keyspace::set_checked(
+                            state,
+                            &format!("{REVOKED_PREFIX}{key_sha256}"),
+                            name,
+                        )?;
+                    }
                 }
                 Ok(handle)
             }
@@ -194,6 +223,7 @@ async fn start(
         .clone()
         .map(|quic| RpcClient::new(quic, RpcOptions::default()));
     Ok(GossipHandle {
+        issuer_dir: None,
         rpc,
         chitchat_handle: Some(Arc::new(chitchat_handle)),
         chitchat,
@@ -216,7 +246,7 @@ pub struct MetadataWriter {
 
 /// A metadata change (labels, readiness, cordon) is rare and wanted everywhere soon: it is
 /// pushed at once to up to this many live peers instead of waiting for the gossip rounds.
-const METADATA_PUSH_PEERS: usize = 32;
+pub(crate) const METADATA_PUSH_PEERS: usize = 32;
 
 impl MetadataWriter {
     /// Publishes `metadata` as this node's metadata (size-checked) and starts a gossip exchange
@@ -255,6 +285,8 @@ pub struct GossipHandle {
     timings: GossipTimings,
     exchanges: ExchangeLog,
     rpc: Option<RpcClient>,
+    /// The data dir holding the CA key and member registry (on the issuing node only).
+    issuer_dir: Option<PathBuf>,
 }
 
 impl GossipHandle {
@@ -311,6 +343,21 @@ impl GossipHandle {
         }
     }
 
+    /// What `skiff node remove` goes through on this node.
+    pub fn node_remover(&self) -> NodeRemover {
+        NodeRemover {
+            chitchat: self.chitchat.clone(),
+            gossip: self
+                .chitchat_handle
+                .as_ref()
+                .map_or_else(Weak::new, Arc::downgrade),
+            nodes: self.nodes_rx.clone(),
+            quic: self.quic.clone(),
+            issuer_dir: self.issuer_dir.clone(),
+            self_name: self.self_id.node_id.to_string(),
+        }
+    }
+
     /// Publishes one key of this node (size-checked; keys under `node/` are reserved).
     pub async fn set_key(&self, key: &str, value: &str) -> Result<(), GossipError> {
         keyspace::check_user_key(key)?;
@@ -329,6 +376,15 @@ impl GossipHandle {
     /// of every known node, this one included.
     pub async fn keys_with_prefix(&self, prefix: &str) -> Vec<(String, String, String)> {
         self.key_reader().keys_with_prefix(prefix).await
+    }
+
+    /// Names that `skiff node remove` took out of the cluster (the issuer's markers): they no
+    /// longer count among the nodes last seen Ready.
+    pub async fn removed_names(&self) -> std::collections::BTreeSet<String> {
+        let guard = self.chitchat.lock().await;
+        crate::members::removed_incarnations(&guard)
+            .into_keys()
+            .collect()
     }
 
     /// A cloneable reader of every node's keys, for tasks that do not own the handle.

@@ -1,5 +1,6 @@
 //! Keeps a node's `watch` of [`NodeStatus`] fresh from chitchat's state, and tells the QUIC
-//! transport where the CA-holding node is (for relaying joins).
+//! transport where the CA-holding node is (for relaying joins) and which names the node list
+//! holds (for the issuer's join rule). Incarnations removed with `skiff node remove` are left out.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use tokio::sync::{Mutex, Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::keyspace::{KEY_ISSUER, KEY_LEFT, KEY_META, KEY_STARTED, RESERVED_PREFIX};
+use crate::members;
 use crate::transport::QuicTransport;
 use crate::view::{NodeStatus, ObservedNode, build_node_list};
 
@@ -41,12 +43,21 @@ pub(crate) async fn refresh_node_list(
             _ = keys_changed.notified() => {}
             _ = ticker.tick() => {}
         }
-        let (list, issuer) = {
+        let (list, issuer, revoked) = {
             let guard = chitchat.lock().await;
-            (build_node_list(observe(&guard)), live_issuer(&guard))
+            let removed = members::removed_incarnations(&guard);
+            let observed = members::hide_removed(observe(&guard), &removed);
+            let revoked = members::revoked_keys(&guard);
+            (build_node_list(observed), live_issuer(&guard), revoked)
         };
         if let Some(quic) = &quic {
+            quic.set_revoked_keys(revoked);
             quic.set_join_issuer(issuer);
+            quic.set_join_members(
+                list.iter()
+                    .map(|node| (node.name.clone(), node.condition))
+                    .collect(),
+            );
         }
         nodes_tx.send_if_modified(|current| {
             if *current == list {

@@ -125,9 +125,16 @@ pub(crate) fn issue_node_cert(
     })
 }
 
-/// A new key and a CSR for it (the CSR proves possession of the key).
-pub(crate) fn new_key_and_csr(node_name: &str) -> Result<(KeyPair, Vec<u8>), IdentityError> {
-    let key = KeyPair::generate().map_err(IdentityError::Certificate)?;
+/// A new node key, as PEM.
+pub(crate) fn new_key_pem() -> Result<String, IdentityError> {
+    Ok(KeyPair::generate()
+        .map_err(IdentityError::Certificate)?
+        .serialize_pem())
+}
+
+/// A CSR for the key in `key_pem` (the CSR proves possession of the key).
+pub(crate) fn csr_for_key(key_pem: &str, node_name: &str) -> Result<Vec<u8>, IdentityError> {
+    let key = KeyPair::from_pem(key_pem).map_err(IdentityError::Certificate)?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, node_name);
@@ -135,7 +142,20 @@ pub(crate) fn new_key_and_csr(node_name: &str) -> Result<(KeyPair, Vec<u8>), Ide
     let csr = params
         .serialize_request(&key)
         .map_err(IdentityError::Certificate)?;
-    Ok((key, csr.der().to_vec()))
+    Ok(csr.der().to_vec())
+}
+
+/// SHA-256 (hex) of the public key a CSR asks to certify (its SubjectPublicKeyInfo DER), after
+/// checking the CSR's self-signature (possession of the key).
+pub(crate) fn csr_key_sha256(csr_der: &[u8]) -> Result<String, IdentityError> {
+    use x509_parser::prelude::FromDer;
+    let bad = || IdentityError::Certificate(rcgen::Error::CouldNotParseCertificationRequest);
+    let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(csr_der)
+        .map_err(|_| bad())?;
+    csr.verify_signature().map_err(|_| bad())?;
+    Ok(hex::encode(Sha256::digest(
+        csr.certification_request_info.subject_pki.raw,
+    )))
 }
 
 /// Signs a CSR: only its public key is used; name, SAN, usages and validity are ours.
@@ -156,6 +176,15 @@ pub(crate) fn sign_csr(
         .signed_by(&csr.public_key, &issuer)
         .map_err(IdentityError::Certificate)?;
     Ok(cert.der().clone())
+}
+
+/// SHA-256 (hex) of the public key a certificate certifies (its SubjectPublicKeyInfo DER), the
+/// same hash [`csr_key_sha256`] gives for the CSR it was signed from.
+pub(crate) fn cert_key_sha256(cert_der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der).ok()?;
+    Some(hex::encode(Sha256::digest(
+        cert.tbs_certificate.subject_pki.raw,
+    )))
 }
 
 /// Encodes DER as a PEM block of the given label.
@@ -186,9 +215,28 @@ mod tests {
     #[test]
     fn csr_is_signed_and_garbage_is_refused() {
         let ca = new_ca().expect("ca");
-        let (_key, csr) = new_key_and_csr("evil-name").expect("csr");
+        let key = new_key_pem().expect("key");
+        let csr = csr_for_key(&key, "evil-name").expect("csr");
         let der = sign_csr(&ca.cert_pem, &ca.key_pem, &csr, "good-name").expect("sign");
         assert!(!der.is_empty());
+        assert_eq!(
+            cert_key_sha256(&der),
+            Some(csr_key_sha256(&csr).expect("hash")),
+            "a certificate and its CSR name the same key"
+        );
+        // The same key gives the same key hash in every CSR; another key does not.
+        let again = csr_for_key(&key, "other").expect("csr");
+        let other = csr_for_key(&new_key_pem().expect("key"), "evil-name").expect("csr");
+        let hash = csr_key_sha256(&csr).expect("hash");
+        assert_eq!(csr_key_sha256(&again).expect("hash"), hash);
+        assert_ne!(csr_key_sha256(&other).expect("hash"), hash);
+        let mut tampered = csr.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 0x01;
+        assert!(
+            csr_key_sha256(&tampered).is_err(),
+            "a broken self-signature is refused"
+        );
         assert!(sign_csr(&ca.cert_pem, &ca.key_pem, b"garbage", "n").is_err());
     }
 }

@@ -43,10 +43,15 @@ pub struct KeyReader {
     chitchat: Arc<Mutex<Chitchat>>,
 }
 
-/// The newest generation of every known node name.
+/// The newest generation of every known node name (incarnations removed with `skiff node
+/// remove` left out).
 fn newest_states(chitchat: &Chitchat) -> BTreeMap<&str, (&ChitchatId, &NodeState)> {
+    let removed = crate::members::removed_incarnations(chitchat);
     let mut newest: BTreeMap<&str, (&ChitchatId, &NodeState)> = BTreeMap::new();
     for (id, state) in chitchat.node_states() {
+        if crate::members::is_removed(&removed, &id.node_id, id.generation_id) {
+            continue;
+        }
         let entry = newest.entry(&id.node_id).or_insert((id, state));
         if id.generation_id > entry.0.generation_id {
             *entry = (id, state);

@@ -10,9 +10,9 @@
 //! accept loop enforces per ALPN that gossip and rpc connections presented a client certificate
 //! (see [`peer_is_authenticated`]). Only the join ALPN is served to a bootstrap client.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+use std::time::SystemTime;
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -110,16 +110,36 @@ fn finish_client(
     Ok(config)
 }
 
+/// Why a joiner did not trust the node it dialled (kept by the verifier for the error message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ServerDistrust {
+    /// The server's chain does not contain the CA pinned by the token, or the CA did not sign it.
+    NotPinnedCa,
+    /// By this node's clock the server's certificate is not valid yet.
+    NotValidYet {
+        node_clock: SystemTime,
+        not_before: Option<SystemTime>,
+    },
+    /// By this node's clock the server's certificate has expired.
+    Expired {
+        node_clock: SystemTime,
+        not_after: Option<SystemTime>,
+    },
+}
+
+/// Where the bootstrap verifier notes why it refused a server.
+pub(crate) type DistrustSlot = Arc<Mutex<Option<ServerDistrust>>>;
+
 /// Client config for joining: no client certificate; the server must present a chain containing
-/// the CA whose fingerprint is pinned. The returned flag is set if a server failed the pin.
+/// the CA whose fingerprint is pinned. The returned slot says why a server was not trusted.
 pub(crate) fn bootstrap_client_config(
     pinned_ca: [u8; 32],
     timings: QuicTimings,
-) -> Result<(quinn::ClientConfig, Arc<AtomicBool>), IdentityError> {
-    let mismatch = Arc::new(AtomicBool::new(false));
+) -> Result<(quinn::ClientConfig, DistrustSlot), IdentityError> {
+    let distrust: DistrustSlot = Arc::new(Mutex::new(None));
     let verifier = Arc::new(PinnedCaVerifier {
         pinned_ca,
-        mismatch: mismatch.clone(),
+        distrust: distrust.clone(),
     });
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -128,14 +148,53 @@ pub(crate) fn bootstrap_client_config(
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     tls.alpn_protocols = vec![ALPN_JOIN.to_vec()];
-    Ok((finish_client(tls, timings)?, mismatch))
+    Ok((finish_client(tls, timings)?, distrust))
+}
+
+fn system_time(t: UnixTime) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(t.as_secs())
+}
+
+/// Sorts a verification error: clock problems apart from an untrusted chain.
+pub(crate) fn classify_distrust(error: &rustls::Error, now: UnixTime) -> ServerDistrust {
+    use rustls::CertificateError as E;
+    let node_clock = system_time(now);
+    match error {
+        rustls::Error::InvalidCertificate(E::NotValidYetContext { time, not_before }) => {
+            ServerDistrust::NotValidYet {
+                node_clock: system_time(*time),
+                not_before: Some(system_time(*not_before)),
+            }
+        }
+        rustls::Error::InvalidCertificate(E::NotValidYet) => ServerDistrust::NotValidYet {
+            node_clock,
+            not_before: None,
+        },
+        rustls::Error::InvalidCertificate(E::ExpiredContext { time, not_after }) => {
+            ServerDistrust::Expired {
+                node_clock: system_time(*time),
+                not_after: Some(system_time(*not_after)),
+            }
+        }
+        rustls::Error::InvalidCertificate(E::Expired) => ServerDistrust::Expired {
+            node_clock,
+            not_after: None,
+        },
+        _ => ServerDistrust::NotPinnedCa,
+    }
 }
 
 /// Trusts a server whose chain includes the pinned CA and whose leaf that CA signed.
 #[derive(Debug)]
 struct PinnedCaVerifier {
     pinned_ca: [u8; 32],
-    mismatch: Arc<AtomicBool>,
+    distrust: DistrustSlot,
+}
+
+impl PinnedCaVerifier {
+    fn note(&self, why: ServerDistrust) {
+        *self.distrust.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+    }
 }
 
 impl ServerCertVerifier for PinnedCaVerifier {
@@ -151,7 +210,7 @@ impl ServerCertVerifier for PinnedCaVerifier {
             .iter()
             .find(|c| pki::fingerprint(c) == self.pinned_ca)
         else {
-            self.mismatch.store(true, Ordering::SeqCst);
+            self.note(ServerDistrust::NotPinnedCa);
             return Err(rustls::Error::General(
                 "server does not present the pinned cluster CA".into(),
             ));
@@ -165,8 +224,8 @@ impl ServerCertVerifier for PinnedCaVerifier {
         .build()
         .map_err(|e| rustls::Error::General(e.to_string()))?;
         let result = inner.verify_server_cert(end_entity, &[], server_name, ocsp_response, now);
-        if result.is_err() {
-            self.mismatch.store(true, Ordering::SeqCst);
+        if let Err(error) = &result {
+            self.note(classify_distrust(error, now));
         }
         result
     }
@@ -214,6 +273,15 @@ pub(crate) fn negotiated_alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
         .protocol
 }
 
+/// SHA-256 (hex) of the key in the peer's certificate, if it presented one.
+pub(crate) fn peer_key_sha256(conn: &quinn::Connection) -> Option<String> {
+    let chain = conn
+        .peer_identity()?
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .ok()?;
+    pki::cert_key_sha256(chain.first()?)
+}
+
 /// True if the peer presented a client certificate. The server's client verifier already checked
 /// during the handshake that any presented chain leads to the cluster CA (a foreign CA fails the
 /// handshake), so presence is the remaining per-ALPN requirement.
@@ -221,4 +289,99 @@ pub(crate) fn peer_is_authenticated(conn: &quinn::Connection) -> bool {
     conn.peer_identity()
         .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
         .is_some_and(|chain| !chain.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn der(pem: &str) -> CertificateDer<'static> {
+        rustls_pemfile::certs(&mut pem.as_bytes())
+            .next()
+            .expect("one certificate")
+            .expect("parse")
+    }
+
+    /// The bootstrap verifier, fed a node's chain at chosen clock readings.
+    #[test]
+    fn a_clock_outside_the_validity_is_told_apart_from_a_wrong_ca() {
+        let ca = pki::new_ca().expect("ca");
+        let node = pki::issue_node_cert(&ca.cert_pem, &ca.key_pem, "n0").expect("node");
+        let (ca_der, node_der) = (der(&ca.cert_pem), der(&node.cert_pem));
+        let verifier = PinnedCaVerifier {
+            pinned_ca: pki::fingerprint(&ca_der),
+            distrust: Arc::new(Mutex::new(None)),
+        };
+        let name = ServerName::try_from(pki::CLUSTER_SERVER_NAME).expect("name");
+        let at = |year_secs: u64| UnixTime::since_unix_epoch(Duration::from_secs(year_secs));
+        let verify = |now| {
+            *verifier.distrust.lock().expect("lock") = None;
+            let result = verifier.verify_server_cert(
+                &node_der,
+                std::slice::from_ref(&ca_der),
+                &name,
+                &[],
+                now,
+            );
+            (
+                result.is_ok(),
+                verifier.distrust.lock().expect("lock").clone(),
+            )
+        };
+        // 2026: fine.
+        assert_eq!(verify(at(1_796_000_000)), (true, None));
+        // 2020 (a device without RTC before NTP): not valid yet, with both times.
+        let (ok, why) = verify(at(1_600_000_000));
+        assert!(!ok);
+        match why {
+            Some(ServerDistrust::NotValidYet {
+                node_clock,
+                not_before: Some(not_before),
+            }) => {
+                assert_eq!(
+                    node_clock,
+                    SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000)
+                );
+                assert_eq!(
+                    humantime::format_rfc3339_seconds(not_before).to_string(),
+                    "2024-01-01T00:00:00Z"
+                );
+            }
+            other => panic!("wanted NotValidYet with times, got {other:?}"),
+        }
+        // 2200: expired.
+        let (ok, why) = verify(at(7_258_118_400));
+        assert!(!ok);
+        assert!(
+            matches!(
+                why,
+                Some(ServerDistrust::Expired {
+                    not_after: Some(_),
+                    ..
+                })
+            ),
+            "{why:?}"
+        );
+        // Another cluster's CA: not pinned, whatever the clock.
+        let other = pki::new_ca().expect("other ca");
+        let foreign = PinnedCaVerifier {
+            pinned_ca: pki::fingerprint(&der(&other.cert_pem)),
+            distrust: Arc::new(Mutex::new(None)),
+        };
+        assert!(
+            foreign
+                .verify_server_cert(
+                    &node_der,
+                    std::slice::from_ref(&ca_der),
+                    &name,
+                    &[],
+                    at(1_600_000_000)
+                )
+                .is_err()
+        );
+        assert_eq!(
+            *foreign.distrust.lock().expect("lock"),
+            Some(ServerDistrust::NotPinnedCa)
+        );
+    }
 }

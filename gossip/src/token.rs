@@ -19,6 +19,8 @@ use crate::join::JoinRefusal;
 
 const PREFIX: &str = "skiff1.";
 const TOKENS_FILE: &str = "tokens.json";
+/// The longest a join token may stay valid: a leaked token must not be good forever.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Records this long past their expiry are pruned when a new token is created.
 const PRUNE_AFTER_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -184,10 +186,8 @@ pub fn create_token_at(
     ttl: Duration,
     now: SystemTime,
 ) -> Result<Token, TokenError> {
-    let identity = NodeIdentity::load(data_dir)?.ok_or(TokenError::NotIssuer)?;
-    if !identity.can_issue() {
-        return Err(TokenError::NotIssuer);
-    }
+    check_ttl(ttl)?;
+    let identity = issuer_identity(data_dir)?;
     let token = Token {
         id: rand::random(),
         secret: rand::random(),
@@ -209,8 +209,43 @@ pub fn create_token_at(
     Ok(token)
 }
 
+/// Checks a requested token lifetime: more than zero, at most [`MAX_TOKEN_TTL`].
+pub fn check_ttl(ttl: Duration) -> Result<(), TokenError> {
+    if ttl.is_zero() {
+        return Err(TokenError::BadTtl {
+            reason: "it must be longer than zero".to_string(),
+        });
+    }
+    if ttl > MAX_TOKEN_TTL {
+        return Err(TokenError::BadTtl {
+            reason: format!(
+                "{}s is longer than the maximum of 365 days; create a shorter-lived token \
+                 and a new one when it runs out",
+                ttl.as_secs()
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn issuer_identity(data_dir: &Path) -> Result<NodeIdentity, TokenError> {
+    let identity = NodeIdentity::load(data_dir)?.ok_or(TokenError::NotIssuer)?;
+    if !identity.can_issue() {
+        return Err(TokenError::NotIssuer);
+    }
+    Ok(identity)
+}
+
+/// The token records of the issuing node, for `skiff token list` (refused on other nodes,
+/// which hold no tokens).
+pub fn list_issued_tokens(data_dir: &Path) -> Result<Vec<TokenRecord>, TokenError> {
+    issuer_identity(data_dir)?;
+    list_tokens(data_dir)
+}
+
 /// Revokes the token with this id (hex, as printed by [`Token::id`]).
 pub fn revoke_token(data_dir: &Path, id: &str) -> Result<(), TokenError> {
+    issuer_identity(data_dir)?;
     let _guard = TOKEN_FILE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let mut records = list_tokens(data_dir)?;
     let record = records
@@ -249,6 +284,48 @@ mod tests {
         assert!("skiff1.@@".parse::<Token>().is_err());
         assert!("k8s.abc".parse::<Token>().is_err());
         assert!("skiff1.AAAA".parse::<Token>().is_err());
+    }
+
+    #[test]
+    fn ttl_is_bounded() {
+        assert!(check_ttl(Duration::from_secs(3600)).is_ok());
+        assert!(check_ttl(MAX_TOKEN_TTL).is_ok());
+        for bad in [
+            Duration::ZERO,
+            MAX_TOKEN_TTL + Duration::from_secs(1),
+            Duration::from_secs(u64::MAX),
+        ] {
+            let err = check_ttl(bad).expect_err("refused");
+            assert!(err.to_string().starts_with("token ttl "), "{err}");
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        NodeIdentity::load_or_create_cluster(dir.path(), "n0").expect("cluster");
+        let err = create_token(dir.path(), Duration::from_secs(u64::MAX)).unwrap_err();
+        assert!(err.to_string().contains("365 days"), "{err}");
+        assert!(
+            list_tokens(dir.path()).expect("list").is_empty(),
+            "nothing stored"
+        );
+    }
+
+    #[test]
+    fn list_and_revoke_on_the_issuer_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        NodeIdentity::load_or_create_cluster(dir.path(), "n0").expect("cluster");
+        let token = create_token(dir.path(), Duration::from_secs(60)).expect("token");
+        let listed = list_issued_tokens(dir.path()).expect("list");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].id, token.id());
+        assert!(!listed[0].revoked);
+        revoke_token(dir.path(), &token.id()).expect("revoke");
+        assert!(list_issued_tokens(dir.path()).expect("list")[0].revoked);
+        let unknown = revoke_token(dir.path(), "0011223344556677").unwrap_err();
+        assert!(unknown.to_string().contains("no join token"), "{unknown}");
+        let other = tempfile::tempdir().expect("tempdir");
+        assert!(matches!(
+            list_issued_tokens(other.path()),
+            Err(TokenError::NotIssuer)
+        ));
     }
 
     #[test]

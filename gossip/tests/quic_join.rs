@@ -205,3 +205,74 @@ async fn wait_for_join(
         }
     }
 }
+
+/// Writes a cluster identity whose certificates start in 2100 (as a node whose clock is far
+/// behind would see any cluster) into `dir`.
+fn write_future_cluster(dir: &std::path::Path, name: &str) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, SanType,
+    };
+    let start = rcgen::date_time_ymd(2100, 1, 1);
+    let end = rcgen::date_time_ymd(2110, 1, 1);
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name
+        .push(DnType::CommonName, "future cluster CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    (ca.not_before, ca.not_after) = (start, end);
+    let ca_cert = ca.self_signed(&ca_key).expect("ca");
+    let node_key = KeyPair::generate().expect("node key");
+    let mut node = CertificateParams::default();
+    node.distinguished_name.push(DnType::CommonName, name);
+    node.subject_alt_names = vec![SanType::DnsName(
+        skiff_gossip::CLUSTER_SERVER_NAME.try_into().expect("dns"),
+    )];
+    node.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    (node.not_before, node.not_after) = (start, end);
+    let ca_key_pem = ca_key.serialize_pem();
+    let issuer = Issuer::from_ca_cert_pem(&ca_cert.pem(), ca_key).expect("issuer");
+    let node_cert = node.signed_by(&node_key, &issuer).expect("node cert");
+    let tls = dir.join("tls");
+    std::fs::create_dir_all(&tls).expect("tls dir");
+    for (file, text) in [
+        ("ca.pem", ca_cert.pem()),
+        ("ca-key.pem", ca_key_pem),
+        ("node-key.pem", node_key.serialize_pem()),
+        ("node-name", name.to_string()),
+        ("node.pem", node_cert.pem()),
+    ] {
+        std::fs::write(tls.join(file), text).expect("write");
+    }
+}
+
+#[tokio::test]
+async fn a_joiner_whose_clock_is_before_the_certificates_is_told_so() {
+    common::init_tracing();
+    let dir_a = tempfile::tempdir().expect("tempdir");
+    write_future_cluster(dir_a.path(), "alpha");
+    let a_id = NodeIdentity::load(dir_a.path())
+        .expect("load")
+        .expect("identity");
+    let a = spawn_quic(&a_id, vec![]).await;
+    let token = create_token(dir_a.path(), Duration::from_secs(600)).expect("token");
+    let dir_b = tempfile::tempdir().expect("tempdir");
+    let err = join_cluster(a.advertise_addr(), &token, "bravo", dir_b.path())
+        .await
+        .expect_err("certificates from 2100 are not valid yet");
+    let text = err.to_string();
+    assert!(
+        matches!(err, JoinError::CertificateNotValidYet { .. }),
+        "{text}"
+    );
+    assert!(
+        text.starts_with("certificate not valid yet (node clock 20")
+            && text.contains("valid from 2100-01-01T00:00:00Z"),
+        "{text}"
+    );
+    assert!(!text.contains("pinned"), "{text}");
+    a.shutdown().await;
+}

@@ -110,6 +110,8 @@ pub struct Agent {
     starts: u32,
     /// Real pods (see [`PodOptions`]); `None`: `--no-pod-network` and no containers expected.
     pub pods: Option<PodOptions>,
+    /// Pass the join token in a file (`--token-file`) instead of on the command line.
+    pub token_in_file: bool,
 }
 
 impl Agent {
@@ -127,6 +129,7 @@ impl Agent {
             child: None,
             starts: 0,
             pods: None,
+            token_in_file: false,
         })
     }
 
@@ -204,8 +207,16 @@ impl Agent {
         }
         if let Some((peer, token)) = join {
             cmd.args(["--join", &peer.to_string()]);
-            if let Some(token) = token {
-                cmd.args(["--token", token]);
+            match token {
+                Some(token) if self.token_in_file => {
+                    let path = self.dir.join("join-token");
+                    std::fs::write(&path, format!("{token}\n"))?;
+                    cmd.arg("--token-file").arg(path);
+                }
+                Some(token) => {
+                    cmd.args(["--token", token]);
+                }
+                None => {}
             }
         }
         self.child = Some(cmd.spawn().context("spawn skiff agent")?);

@@ -33,6 +33,8 @@ pub struct Shared {
     pub cluster: watch::Receiver<Arc<crate::cluster::ClusterState>>,
     /// This node's metadata writer (runtime labels).
     pub node_meta: super::membership::NodeMeta,
+    /// `node remove` (carried out on the node that issues certificates); `None` off QUIC.
+    pub remover: Option<skiff_gossip::NodeRemover>,
 }
 
 pub fn handler(shared: Shared) -> Handler {
@@ -215,11 +217,12 @@ async fn handle(shared: Shared, request: Request) -> Reply {
         }
         Request::Status => ok(status(&snap, &shared.cluster.borrow().clone())),
         Request::TokenCreate { ttl_secs } => {
-            match skiff_gossip::create_token(&shared.config.data_dir, Duration::from_secs(ttl_secs))
-            {
-                Ok(token) => ok(json!({ "token": token.to_string(), "id": token.id() })),
-                Err(e) => err(format!("token create: {e}")),
-            }
+            super::admin::token_create(&shared.config.data_dir, ttl_secs)
+        }
+        Request::TokenList => super::admin::token_list(&shared.config.data_dir),
+        Request::TokenRevoke { id } => super::admin::token_revoke(&shared.config.data_dir, &id),
+        Request::RemoveNode { name, force } => {
+            super::admin::remove_node(&shared, &name, force).await
         }
         Request::LabelNode {
             node,

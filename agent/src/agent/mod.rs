@@ -2,6 +2,7 @@
 //! directory, serves the local API, and runs the node loop (`core`). Stopping the agent leaves
 //! pods running; a new agent re-adopts them.
 
+mod admin;
 mod core;
 mod execute;
 mod handler;
@@ -86,6 +87,9 @@ pub fn config_from_args(args: AgentArgs) -> anyhow::Result<AgentConfig> {
     }
     if args.token.is_some() {
         config.token = args.token;
+    }
+    if let Some(path) = &args.token_file {
+        config.token = Some(crate::config::read_token_file(path)?);
     }
     if let Some(ms) = args.crash_backoff_base_ms {
         config.crash_backoff_base = Duration::from_millis(ms);
@@ -351,7 +355,16 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
             replica,
             followed,
             Arc::new(cluster::fetch::RpcFetcher::new(gossip.clone())),
-            cluster_timings(&config),
+            cluster::ClusterTimings {
+                // A rebuilt store knows no objects and no table yet: wait before judging pods.
+                always_wait_grace: recovered,
+                startup_grace: if recovered {
+                    Duration::from_secs(10)
+                } else {
+                    cluster::ClusterTimings::default().startup_grace
+                },
+                ..cluster_timings(&config)
+            },
             served.clone(),
         )
         .with_subnet(subnet, config.cluster_cidr);
@@ -400,6 +413,7 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
         cluster: state_rx,
         node_meta: membership::NodeMeta::new(&config, gossip.metadata_writer()),
         remote: rpc::Remote::from_gossip(&gossip),
+        remover: Some(gossip.node_remover()),
     };
     // Other nodes' calls: object bodies from the replica, logs and describe of local pods.
     let objects: rpc::ObjectSource = {

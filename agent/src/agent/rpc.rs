@@ -46,6 +46,11 @@ pub enum NodeRequest {
         cordoned: bool,
         draining: bool,
     },
+    /// `skiff node remove`, asked of the node that issues certificates.
+    RemoveNode {
+        name: String,
+        force: bool,
+    },
 }
 
 /// Answers `Objects`: `(key, body)` for each key this node holds (unknown keys are left out).
@@ -96,6 +101,20 @@ impl RpcHandler for AgentRpc {
                         value: serde_json::json!({ "name": self.shared.node_meta.node_name() }),
                     },
                     Err(message) => Response::Error { message },
+                };
+                write_reply(Reply::One(reply), response).await
+            }
+            NodeRequest::RemoveNode { name, force } => {
+                let reply = match &self.shared.remover {
+                    Some(remover) if remover.is_issuer() => {
+                        super::admin::remove_here(remover, &name, force, Some(peer)).await
+                    }
+                    _ => Response::Error {
+                        message: format!(
+                            "node remove: node {} does not issue certificates",
+                            self.shared.node_meta.node_name()
+                        ),
+                    },
                 };
                 write_reply(Reply::One(reply), response).await
             }
@@ -219,6 +238,25 @@ impl Remote {
             },
             Err(e) => Reply::One(Response::Error {
                 message: format!("cannot reach node {node}: {e}"),
+            }),
+        }
+    }
+
+    /// `node remove` carried out by the issuing node at `issuer`.
+    pub async fn remove_node(&self, issuer: SocketAddr, name: &str, force: bool) -> Reply {
+        let request = encode(&NodeRequest::RemoveNode {
+            name: name.to_string(),
+            force,
+        });
+        match self.rpc.call(issuer, &request).await {
+            Ok(bytes) => match serde_json::from_slice::<Response>(trim_line(&bytes)) {
+                Ok(response) => Reply::One(response),
+                Err(e) => Reply::One(Response::Error {
+                    message: format!("node remove: the issuing node answered unreadably: {e}"),
+                }),
+            },
+            Err(e) => Reply::One(Response::Error {
+                message: format!("node remove: cannot reach the issuing node: {e}"),
             }),
         }
     }

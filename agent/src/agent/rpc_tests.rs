@@ -68,7 +68,9 @@ impl RpcHandler for FakeNode {
                 });
                 Reply::Stream(rx)
             }
-            NodeRequest::Objects { .. } | NodeRequest::SetScheduling { .. } => {
+            NodeRequest::Objects { .. }
+            | NodeRequest::SetScheduling { .. }
+            | NodeRequest::RemoveNode { .. } => {
                 return Err(RpcFailure::Failed("not served by this test node".into()));
             }
         };

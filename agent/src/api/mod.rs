@@ -48,6 +48,19 @@ pub enum Request {
     TokenCreate {
         ttl_secs: u64,
     },
+    /// `skiff token list`: ids, creation and expiry of the join tokens (never the secrets).
+    TokenList,
+    /// `skiff token revoke ID`.
+    TokenRevoke {
+        id: String,
+    },
+    /// `skiff node remove NAME`: forget a replaced device so its name can join again (carried
+    /// out by the node that issues certificates).
+    RemoveNode {
+        name: String,
+        #[serde(default)]
+        force: bool,
+    },
     /// `skiff cordon|uncordon|drain NODE`.
     SetScheduling {
         node: String,

@@ -1,7 +1,9 @@
 //! Client commands: turn parsed arguments into API requests and print the answers.
 
 use super::output;
-use super::{Command, DeleteArgs, ImageCommand, LabelArgs, OutputFormat, TokenCommand};
+use super::{
+    Command, DeleteArgs, ImageCommand, LabelArgs, NodeCommand, OutputFormat, TokenCommand,
+};
 use crate::api::client::{Client, ClientError};
 use crate::api::{ApplyFile, DeleteTarget, Request, ResourceKind, Response};
 use std::path::{Path, PathBuf};
@@ -175,6 +177,29 @@ fn run_inner(socket: &Path, command: Command) -> Result<i32, CliError> {
                 },
             )?;
             output::note(value["token"].as_str().unwrap_or_default());
+            Ok(EXIT_OK)
+        }
+        Command::Token(TokenCommand::List) => {
+            let value = call(socket, &Request::TokenList)?;
+            output::print_tokens(&value);
+            Ok(EXIT_OK)
+        }
+        Command::Token(TokenCommand::Revoke { id }) => {
+            call(socket, &Request::TokenRevoke { id: id.clone() })?;
+            output::note(&format!("token {id} revoked"));
+            Ok(EXIT_OK)
+        }
+        Command::Node(NodeCommand::Remove { name, force }) => {
+            call(
+                socket,
+                &Request::RemoveNode {
+                    name: name.clone(),
+                    force,
+                },
+            )?;
+            output::note(&format!(
+                "node/{name} removed: every node forgets it and the name can join again"
+            ));
             Ok(EXIT_OK)
         }
         Command::Label(args) => {

@@ -40,6 +40,9 @@ pub enum Command {
     /// Join tokens for new nodes
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Cluster nodes: `node remove NAME` forgets a replaced device so its name can join again
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Set or remove labels of this agent's node: KEY=VALUE to set, KEY- to remove
     Label(LabelArgs),
     /// Mark a node unschedulable
@@ -87,9 +90,13 @@ pub struct AgentArgs {
     /// A peer of an existing cluster to join (repeatable)
     #[arg(long, value_name = "ADDR:PORT")]
     pub join: Vec<String>,
-    /// The join token printed by `skiff token create` on a cluster node
-    #[arg(long, value_name = "TOKEN")]
+    /// The join token printed by `skiff token create` on a cluster node (visible in `ps`:
+    /// prefer --token-file)
+    #[arg(long, value_name = "TOKEN", conflicts_with = "token_file")]
     pub token: Option<String>,
+    /// Read the join token from this file (surrounding whitespace is ignored)
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// Parent cgroup of all pods, absolute [default: /skiff]
     #[arg(long, value_name = "PATH")]
     pub cgroup_parent: Option<String>,
@@ -241,9 +248,25 @@ pub enum ImageCommand {
 pub enum TokenCommand {
     /// Print a join token for a new node
     Create {
-        /// How long the token can be used, e.g. 30m, 24h, 7d
+        /// How long the token can be used, e.g. 30m, 24h, 7d (at most 365d)
         #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
         ttl: std::time::Duration,
+    },
+    /// List join tokens: id, state, creation and expiry (never the secret)
+    List,
+    /// Revoke a join token by its id (as `token list` shows it)
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Forget a replaced or dead device on every node and free its name for joining
+    Remove {
+        name: String,
+        /// Remove a node that is still Ready: it is cut off at once (its key is refused); to
+        /// bring that device back, delete tls/ in its data dir and join it again
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -283,6 +306,12 @@ mod tests {
             "skiff image pull 127.0.0.1:5000/a:b",
             "skiff image ls",
             "skiff token create",
+            "skiff token create --ttl 7d",
+            "skiff token list",
+            "skiff token revoke 0011223344556677",
+            "skiff node remove n1",
+            "skiff node remove n1 --force",
+            "skiff agent --join 198.18.0.1:7946 --token-file /etc/skiff/token",
             "skiff label node n1 zone=a disk- --overwrite",
             "skiff cordon n1",
             "skiff drain n1",
@@ -290,5 +319,12 @@ mod tests {
             let words: Vec<&str> = line.split_whitespace().collect();
             Cli::try_parse_from(words).unwrap_or_else(|e| panic!("{line}: {e}"));
         }
+    }
+
+    #[test]
+    fn token_and_token_file_are_exclusive() {
+        let words = "skiff agent --token skiff1.x --token-file /t".split_whitespace();
+        let err = Cli::try_parse_from(words).expect_err("both given");
+        assert!(err.to_string().contains("cannot be used with"), "{err}");
     }
 }

@@ -372,6 +372,27 @@ pub fn print_images(value: &Value) {
     table(&["IMAGE", "DIGEST", "SIZE"], rows);
 }
 
+/// `skiff token list`: one row per token (never a secret).
+pub fn print_tokens(value: &Value) {
+    let items = value
+        .get("items")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let rows = items
+        .iter()
+        .map(|i| {
+            vec![
+                str_at(i, "/id").to_string(),
+                str_at(i, "/state").to_string(),
+                str_at(i, "/created").to_string(),
+                str_at(i, "/expires").to_string(),
+            ]
+        })
+        .collect();
+    table(&["ID", "STATE", "CREATED", "EXPIRES"], rows);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -96,6 +96,24 @@ impl Followed {
         changed
     }
 
+    /// Forgets peers that `skiff node remove` took out of the cluster (they no longer count
+    /// toward the majority a side needs to place pods).
+    pub fn forget_peers(&mut self, removed: &std::collections::BTreeSet<String>) {
+        let addrs: BTreeMap<String, std::net::SocketAddr> = self
+            .peer_addrs
+            .iter()
+            .filter(|(name, _)| !removed.contains(*name))
+            .map(|(n, a)| (n.clone(), *a))
+            .collect();
+        if addrs != self.peer_addrs {
+            self.save(
+                "peer_addrs",
+                &serde_json::to_vec(&addrs).unwrap_or_default(),
+            );
+            self.peer_addrs = addrs;
+        }
+    }
+
     /// Remembers peers that were ever Ready.
     pub fn note_peers(&mut self, nodes: &[NodeStatus], me: &str) {
         let before = self.known_peers.len();

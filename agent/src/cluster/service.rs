@@ -66,6 +66,10 @@ pub struct ClusterTimings {
     pub startup_grace: Duration,
     /// Tombstones are forgotten after this long.
     pub tombstone_grace: Duration,
+    /// Wait out `startup_grace` even as a lone node (after `--recover-store`: the objects and
+    /// the stored table came back empty, and the pods that run must not be judged before the
+    /// manifests dir and the cluster have been read again).
+    pub always_wait_grace: bool,
 }
 
 impl Default for ClusterTimings {
@@ -76,6 +80,7 @@ impl Default for ClusterTimings {
             eviction_delay: Duration::from_secs(1),
             startup_grace: Duration::from_secs(3),
             tombstone_grace: Duration::from_secs(24 * 3600),
+            always_wait_grace: false,
         }
     }
 }
@@ -327,6 +332,11 @@ impl ClusterService {
         let objects = self.objects.clone();
         if self.nodes_rx.has_changed().unwrap_or(false) {
             self.nodes = Arc::new(self.nodes_rx.borrow_and_update().clone());
+            // A removed node leaves the node list; it stops counting toward the majority too.
+            let removed = self.gossip.removed_names().await;
+            if !removed.is_empty() {
+                self.followed.forget_peers(&removed);
+            }
         }
         let nodes = self.nodes.clone();
         for n in nodes.iter() {
@@ -350,7 +360,7 @@ impl ClusterService {
         let alone = nodes
             .iter()
             .all(|n| n.is_self || n.condition == NodeCondition::Left);
-        let may_lead = alone && self.followed.known_peers.is_empty()
+        let may_lead = alone && self.followed.known_peers.is_empty() && !self.timings.always_wait_grace
             || now.saturating_sub(self.started_ms) >= self.timings.startup_grace.as_millis() as u64;
         let leading = leader.as_deref() == Some(me.as_str()) && may_lead;
         // Only a side that sees most of the nodes last seen Ready places pods (see has_quorum):

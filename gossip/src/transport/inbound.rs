@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use chitchat::{ChitchatMessage, Deserializable};
 use tracing::{debug, warn};
@@ -16,6 +17,8 @@ use crate::tls::{ALPN_GOSSIP, ALPN_JOIN, ALPN_RPC, negotiated_alpn, peer_is_auth
 /// QUIC application close codes used by this endpoint.
 pub(crate) const CLOSE_UNAUTHENTICATED: u32 = 0x10;
 pub(crate) const CLOSE_NOT_SERVED: u32 = 0x11;
+/// The peer's key was revoked (`skiff node remove`).
+pub(crate) const CLOSE_REVOKED: u32 = 0x12;
 /// Stream stop code for a frame over the limit.
 const STOP_TOO_LARGE: u32 = 0x20;
 
@@ -45,7 +48,11 @@ async fn handle_incoming(inner: Arc<Inner>, incoming: quinn::Incoming) {
         Ok(Ok(conn)) => conn,
         Ok(Err(error)) => {
             bump(&inner.counters.failed_handshakes);
-            if is_tls_failure(&error) {
+            if let Some(clock) =
+                clock_failure(error_code(&error), &error.to_string(), SystemTime::now())
+            {
+                warn!(peer = %remote, %error, "{clock}");
+            } else if is_tls_failure(&error) {
                 warn!(peer = %remote, %error, "refused a peer whose certificate is not from this cluster's CA");
             } else {
                 debug!(peer = %remote, %error, "inbound handshake failed");
@@ -57,6 +64,9 @@ async fn handle_incoming(inner: Arc<Inner>, incoming: quinn::Incoming) {
             return;
         }
     };
+    if inner.refuse_if_revoked(&conn) {
+        return;
+    }
     inner.track_connection(&conn);
     let alpn = negotiated_alpn(&conn);
     let authenticated = peer_is_authenticated(&conn);
@@ -80,7 +90,13 @@ async fn handle_incoming(inner: Arc<Inner>, incoming: quinn::Incoming) {
                 client: inner.join_client.clone(),
                 issuer: *inner.join_issuer.lock().unwrap_or_else(|p| p.into_inner()),
             };
-            crate::join::serve_join(conn, &inner.identity, forwarder).await
+            let server = crate::join::JoinServer {
+                identity: &inner.identity,
+                forwarder,
+                limiter: &inner.join_limiter,
+                members: &inner.join_members,
+            };
+            crate::join::serve_join(conn, server).await
         }
         _ => {
             count_rejected(&inner);
@@ -157,6 +173,44 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<ChitchatMessage> {
     result.ok().flatten()
 }
 
+/// TLS alert `certificate_expired` (rustls sends it for expired and not-yet-valid
+/// certificates) as a QUIC crypto error code.
+const ALERT_CERTIFICATE_EXPIRED: u64 = 0x100 + 45;
+
+/// A clear message for a handshake that failed on certificate validity, which is a clock
+/// problem here (certificates are valid 2024-2124): this node's clock if it refused the peer,
+/// the peer's (or this node's) if the peer refused us. `None` for any other failure.
+pub(crate) fn clock_failure(code: Option<u64>, text: &str, now: SystemTime) -> Option<String> {
+    let clock = humantime::format_rfc3339_seconds(now);
+    if text.contains("certificate not valid yet") {
+        Some(format!(
+            "certificate not valid yet (node clock {clock}): this node's clock is behind the \
+             cluster's certificates; set it (NTP or RTC)"
+        ))
+    } else if text.contains("certificate expired") {
+        Some(format!(
+            "certificate expired (node clock {clock}): this node's clock is past the cluster's \
+             certificates; check it"
+        ))
+    } else if code == Some(ALERT_CERTIFICATE_EXPIRED) {
+        Some(format!(
+            "the peer refused this node's certificate as expired or not valid yet (node clock \
+             {clock}): the peer's clock or this node's is wrong"
+        ))
+    } else {
+        None
+    }
+}
+
+/// The QUIC error code of a failed connection, if it has one.
+pub(crate) fn error_code(error: &quinn::ConnectionError) -> Option<u64> {
+    match error {
+        quinn::ConnectionError::TransportError(e) => Some(u64::from(e.code)),
+        quinn::ConnectionError::ConnectionClosed(close) => Some(u64::from(close.error_code)),
+        _ => None,
+    }
+}
+
 /// True if a connection failed on TLS (a QUIC crypto error: certificate or handshake refused).
 pub(crate) fn is_tls_failure(error: &quinn::ConnectionError) -> bool {
     let code = match error {
@@ -165,4 +219,42 @@ pub(crate) fn is_tls_failure(error: &quinn::ConnectionError) -> bool {
         _ => return false,
     };
     (0x100..0x200).contains(&code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn certificate_validity_failures_read_as_clock_problems() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+        let local = "the cryptographic handshake failed: error 42: invalid peer certificate: \
+                     certificate not valid yet: verification time 1600000000 (UNIX), but \
+                     certificate is not valid before 1704067200 (104067200 seconds in future)";
+        let msg = clock_failure(Some(0x12a), local, now).expect("clock");
+        assert!(
+            msg.starts_with("certificate not valid yet (node clock 2020-09-13T12:26:40Z)"),
+            "{msg}"
+        );
+        let expired = clock_failure(
+            None,
+            "invalid peer certificate: certificate expired: x",
+            now,
+        )
+        .expect("clock");
+        assert!(
+            expired.starts_with("certificate expired (node clock 2020-"),
+            "{expired}"
+        );
+        let remote = clock_failure(Some(0x12d), "closed by peer", now).expect("clock");
+        assert!(
+            remote.contains("peer refused this node's certificate"),
+            "{remote}"
+        );
+        assert_eq!(
+            clock_failure(Some(0x130), "invalid peer certificate: UnknownIssuer", now),
+            None
+        );
+    }
 }

@@ -13,7 +13,7 @@ mod inbound;
 mod peer;
 mod stats;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,7 +28,9 @@ pub use stats::TransportCounters;
 
 use crate::error::GossipError;
 use crate::identity::NodeIdentity;
+use crate::join_limit::{JoinLimiter, JoinLimits};
 use crate::tls::{self, ALPN_GOSSIP, QuicTimings};
+use crate::view::NodeCondition;
 use stats::{Counters, bump};
 
 /// Largest gossip frame accepted (chitchat messages are at most 65,507 bytes).
@@ -62,6 +64,12 @@ pub(crate) struct Inner {
     pub join_client: quinn::ClientConfig,
     /// The issuing node's address as last seen in gossip (None on the issuer itself).
     pub join_issuer: Mutex<Option<SocketAddr>>,
+    /// The node list's names and conditions, for the issuer's join rule.
+    pub join_members: Mutex<BTreeMap<String, NodeCondition>>,
+    /// Failed joins per source address (and the log throttle of refused revoked peers).
+    pub join_limiter: Mutex<JoinLimiter>,
+    /// Keys (SHA-256 hex) of removed nodes: connections with them are refused both ways.
+    pub revoked_keys: Mutex<BTreeSet<String>>,
     pub identity: NodeIdentity,
     pub rpc_sink: Option<mpsc::Sender<quinn::Connection>>,
     pub timings: TransportTimings,
@@ -101,6 +109,36 @@ impl Inner {
             .get(&addr)
             .filter(|c| c.close_reason().is_none())
             .cloned()
+    }
+
+    /// True if the peer of `conn` presents a revoked key; such a connection is closed here
+    /// (counted, logged at most once a second per address).
+    pub fn refuse_if_revoked(&self, conn: &quinn::Connection) -> bool {
+        let revoked = {
+            let keys = self.revoked_keys.lock().unwrap_or_else(|p| p.into_inner());
+            !keys.is_empty() && tls::peer_key_sha256(conn).is_some_and(|key| keys.contains(&key))
+        };
+        if revoked {
+            bump(&self.counters.revoked_peers);
+            conn.close(
+                inbound::CLOSE_REVOKED.into(),
+                b"this node was removed from the cluster",
+            );
+            let peer = conn.remote_address();
+            let log = self
+                .join_limiter
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .log_now(peer.ip(), std::time::Instant::now());
+            if let Some(suppressed) = log {
+                tracing::warn!(
+                    %peer,
+                    suppressed,
+                    "refused a peer whose key was revoked by `skiff node remove`"
+                );
+            }
+        }
+        revoked
     }
 
     fn prune_closed(&self, conns: &mut Vec<quinn::Connection>) {
@@ -158,6 +196,9 @@ impl QuicTransport {
             gossip_client,
             join_client,
             join_issuer: Mutex::new(None),
+            join_members: Mutex::new(BTreeMap::new()),
+            join_limiter: Mutex::new(JoinLimiter::new(JoinLimits::default())),
+            revoked_keys: Mutex::new(BTreeSet::new()),
             identity: identity.clone(),
             rpc_sink: options.rpc_sink,
             timings,
@@ -188,6 +229,68 @@ impl QuicTransport {
             .unwrap_or_else(|p| p.into_inner()) = issuer;
     }
 
+    /// The issuing node's address as last seen in gossip (`None` on the issuer itself, or if
+    /// no live issuer is known).
+    pub fn join_issuer(&self) -> Option<SocketAddr> {
+        *self
+            .inner
+            .join_issuer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The names the join rule treats as taken by gossip (kept fresh by the node).
+    pub(crate) fn set_join_members(&self, members: BTreeMap<String, NodeCondition>) {
+        *self
+            .inner
+            .join_members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = members;
+    }
+
+    /// The keys of removed nodes (kept fresh by the node); open connections with such a peer
+    /// are closed at once.
+    pub(crate) fn set_revoked_keys(&self, keys: BTreeSet<String>) {
+        {
+            let mut current = self
+                .inner
+                .revoked_keys
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if *current == keys {
+                return;
+            }
+            *current = keys;
+        }
+        let conns: Vec<quinn::Connection> = self
+            .inner
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for conn in conns.iter().filter(|c| c.close_reason().is_none()) {
+            self.inner.refuse_if_revoked(conn);
+        }
+    }
+
+    /// The keys of removed nodes this transport refuses.
+    pub(crate) fn revoked_keys(&self) -> BTreeSet<String> {
+        self.inner
+            .revoked_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Forgets one name at once (a `node remove`, before the node list catches up).
+    pub(crate) fn forget_join_member(&self, name: &str) {
+        self.inner
+            .join_members
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+    }
+
     pub fn counters(&self) -> TransportCounters {
         let mut conns = self
             .inner
@@ -216,6 +319,11 @@ impl QuicTransport {
         let conn = connecting.await.map_err(|e| GossipError::Start {
             detail: format!("cannot connect to {addr}: {e}"),
         })?;
+        if self.inner.refuse_if_revoked(&conn) {
+            return Err(GossipError::Start {
+                detail: format!("the node at {addr} was removed from the cluster"),
+            });
+        }
         self.inner.track_connection(&conn);
         Ok(conn)
     }

@@ -148,6 +148,7 @@ async fn dial(inner: &Arc<Inner>, addr: SocketAddr) -> Dial {
         return Dial::Unreachable;
     };
     match tokio::time::timeout(inner.timings.dial_timeout, connecting).await {
+        Ok(Ok(conn)) if inner.refuse_if_revoked(&conn) => Dial::TlsRefused,
         Ok(Ok(conn)) => {
             bump(&inner.counters.dials);
             inner.track_connection(&conn);
@@ -163,7 +164,17 @@ async fn dial(inner: &Arc<Inner>, addr: SocketAddr) -> Dial {
             Dial::Connected(conn)
         }
         Ok(Err(error)) if super::inbound::is_tls_failure(&error) => {
-            warn!(peer = %addr, %error, "gossip peer refused: certificate not from this cluster's CA");
+            let clock = super::inbound::clock_failure(
+                super::inbound::error_code(&error),
+                &error.to_string(),
+                std::time::SystemTime::now(),
+            );
+            match clock {
+                Some(clock) => warn!(peer = %addr, %error, "{clock}"),
+                None => {
+                    warn!(peer = %addr, %error, "gossip peer refused: certificate not from this cluster's CA")
+                }
+            }
             Dial::TlsRefused
         }
         Ok(Err(error)) => {

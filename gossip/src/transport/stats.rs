@@ -28,6 +28,8 @@ pub struct TransportCounters {
     pub rejected_connections: u64,
     /// Inbound handshakes that failed (e.g. a client certificate from another CA).
     pub failed_handshakes: u64,
+    /// Connections closed or refused because the peer's key was revoked (`node remove`).
+    pub revoked_peers: u64,
     /// Successful outbound dials.
     pub dials: u64,
     /// UDP bytes sent on every connection of this endpoint so far (QUIC overhead included).
@@ -48,6 +50,7 @@ pub(crate) struct Counters {
     pub oversized_frames: AtomicU64,
     pub rejected_connections: AtomicU64,
     pub failed_handshakes: AtomicU64,
+    pub revoked_peers: AtomicU64,
     pub dials: AtomicU64,
     pub closed_udp_bytes_sent: AtomicU64,
 }
@@ -76,6 +79,7 @@ impl Counters {
             oversized_frames: get(&self.oversized_frames),
             rejected_connections: get(&self.rejected_connections),
             failed_handshakes: get(&self.failed_handshakes),
+            revoked_peers: get(&self.revoked_peers),
             dials: get(&self.dials),
             udp_bytes_sent: get(&self.closed_udp_bytes_sent) + live_udp_bytes_sent,
         }
