@@ -317,7 +317,17 @@ fn pods_in_a_missing_namespace_wait_for_it() {
             .is_some_and(|m| m.contains("prod")),
         "{blocked}"
     );
-    assert!(items_of(&agent.get_json(&["pods", "-A"])).is_empty());
+    // Listed, but only as Pending with the reason (no node runs it).
+    let listed = items_of(&agent.get_json(&["pods", "-A"]));
+    assert!(
+        listed.len() == 1
+            && listed[0]["status"]["phase"] == "Pending"
+            && listed[0]["spec"]["nodeName"].is_null()
+            && listed[0]["status"]["conditions"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("namespace \"prod\" not found")),
+        "{listed:#?}"
+    );
     agent.write_manifest(
         "ns.yaml",
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: prod\n",

@@ -68,7 +68,10 @@ impl Client {
                     .get_ref()
                     .set_read_timeout(Some(Duration::from_secs(5)));
                 match client.next_response() {
-                    Ok(Some(response)) => Ok(Client::answered(client, response)),
+                    Ok(Some(response)) => {
+                        client.early = Some(response);
+                        Ok(client)
+                    }
                     _ => Err(ClientError::Io {
                         path: path.to_path_buf(),
                         source,
@@ -79,14 +82,6 @@ impl Client {
                 path: path.to_path_buf(),
                 source,
             }),
-        }
-    }
-
-    /// A client whose only answer is `response` (already read).
-    fn answered(client: Client, response: Response) -> Client {
-        Client {
-            early: Some(response),
-            ..client
         }
     }
 
