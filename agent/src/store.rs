@@ -65,6 +65,9 @@ pub enum StoreError {
     },
 }
 
+/// The store's page cache.
+const STORE_CACHE_BYTES: usize = 4 * 1024 * 1024;
+
 /// Handle on the node's database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -97,7 +100,12 @@ impl Store {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| db_err(redb::Error::Io(e)))?;
         }
-        let db = Database::create(path).map_err(|e| db_err(e.into()))?;
+        // A small page cache: the agent's tables are small and a device's memory is scarce (the
+        // default cache grows with every page written, a large manifest's included).
+        let db = redb::Builder::new()
+            .set_cache_size(STORE_CACHE_BYTES)
+            .create(path)
+            .map_err(|e| db_err(e.into()))?;
         // The store holds manifests with Secrets in them: root only.
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| db_err(redb::Error::Io(e)))?;

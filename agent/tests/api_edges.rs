@@ -45,14 +45,28 @@ fn a_bare_pod_that_fits_nowhere_is_listed_pending_and_described_with_the_reason(
 #[test]
 fn an_apply_over_the_request_limit_says_request_too_large() {
     let agent = agent();
+    // A single file over 1 MiB is refused by the CLI itself, naming the file.
     let big = agent.dir.join("big.yaml");
-    // 70 MB: past the 64 MiB limit; the CLI is still writing when the agent answers.
-    let mut text =
-        String::from("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n  k: ");
-    text.push_str(&"x".repeat(70_000_000));
-    text.push('\n');
-    std::fs::write(&big, text).unwrap();
+    std::fs::write(&big, "x".repeat(2 << 20)).unwrap();
     let out = agent.skiff(&["apply", "--dry-run", "-f", &big.display().to_string()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("big.yaml: file is 2097152 bytes"),
+        "{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // 70 files of 1,000,000 bytes, one request of 70 MB: past the 64 MiB limit; the CLI is
+    // still writing when the agent answers.
+    let dir = agent.dir.join("many");
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..70 {
+        let mut text =
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big-{i}\ndata:\n  k: ");
+        text.push_str(&"x".repeat(1_000_000 - text.len() - 1));
+        text.push('\n');
+        std::fs::write(dir.join(format!("big-{i:02}.yaml")), text).unwrap();
+    }
+    let out = agent.skiff(&["apply", "--dry-run", "-f", &dir.display().to_string()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("request too large (max 64 MiB)"),

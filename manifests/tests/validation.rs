@@ -415,7 +415,9 @@ fn flow_nesting_past_the_limit_is_refused_before_the_quadratic_scanner() {
     assert!(started.elapsed() < std::time::Duration::from_secs(1));
     assert_eq!(
         errors,
-        ["manifest deep.yaml: document 1: invalid YAML: more than 1000 unclosed '[' or '{' by line 4"]
+        [
+            "manifest deep.yaml: document 1: invalid YAML: more than 1000 unclosed '[' or '{' by line 4"
+        ]
     );
     // Nesting a real manifest uses is untouched.
     let ok = format!(

@@ -360,7 +360,9 @@ impl ClusterService {
         let alone = nodes
             .iter()
             .all(|n| n.is_self || n.condition == NodeCondition::Left);
-        let may_lead = alone && self.followed.known_peers.is_empty() && !self.timings.always_wait_grace
+        let may_lead = alone
+            && self.followed.known_peers.is_empty()
+            && !self.timings.always_wait_grace
             || now.saturating_sub(self.started_ms) >= self.timings.startup_grace.as_millis() as u64;
         let leading = leader.as_deref() == Some(me.as_str()) && may_lead;
         // Only a side that sees most of the nodes last seen Ready places pods (see has_quorum):
