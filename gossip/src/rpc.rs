@@ -10,6 +10,8 @@
 //!   per stream. Malformed or oversized requests are counted and dropped, never fatal.
 
 mod client;
+#[cfg(test)]
+mod fuzz_tests;
 mod server;
 mod wire;
 

@@ -23,6 +23,7 @@ commands:
   ci       lint + test, exactly what .ci/run does
   demo     a 3-node cluster in network namespaces running examples/; Ctrl-C (or --once) tears down
   bench    pod start latency and memory, side by side with runc and podman
+  fuzz     run the property-based fuzz targets longer: --minutes N (default 5)
   image    build the busybox test image archive (target/skiff-test-image/busybox.oci.tar)
   packages install the Debian packages tests, demo and bench need (root)";
 
@@ -41,6 +42,7 @@ fn main() -> Result<()> {
             test(rest)
         }
         "demo" => demo::run(rest),
+        "fuzz" => fuzz(rest),
         "bench" => bench::run(rest),
         // Only the membership figures of `bench` (issue 4); not in the usage text.
         "bench-gossip" => bench_gossip::run(rest),
@@ -101,6 +103,45 @@ fn test(extra: &[String]) -> Result<()> {
                 .current_dir(&root),
         )?;
     }
+    Ok(())
+}
+
+/// Runs every `fuzz_` proptest target (manifest parser, local API and rpc request decoders,
+/// gossip frames, join requests) again and again with fresh seeds and many cases per run, until
+/// `--minutes` are up; a failure stops at once with proptest's minimal input.
+fn fuzz(args: &[String]) -> Result<()> {
+    let minutes: u64 = match args {
+        [] => 5,
+        [flag, n] if flag == "--minutes" => n
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--minutes wants a whole number, got {n:?}"))?,
+        other => bail!("usage: cargo xtask fuzz [--minutes N] (got {other:?})"),
+    };
+    let root = root();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(minutes * 60);
+    let mut rounds = 0u64;
+    const CASES: u64 = 2000;
+    while rounds == 0 || std::time::Instant::now() < deadline {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(rounds);
+        println!(
+            "fuzz round {} (seed {seed}, {CASES} cases per target)",
+            rounds + 1
+        );
+        util::run(
+            util::cargo()
+                .args(["test", "--workspace", "--lib", "--tests", "--", "fuzz_"])
+                .env("PROPTEST_CASES", CASES.to_string())
+                .env("PROPTEST_RNG_SEED", seed.to_string())
+                .current_dir(&root),
+        )?;
+        rounds += 1;
+    }
+    println!(
+        "fuzz: {rounds} round(s) of {CASES} cases per target in {minutes} minute(s), no failure"
+    );
     Ok(())
 }
 

@@ -8,7 +8,7 @@ mod execute;
 mod handler;
 mod membership;
 mod pending;
-mod rpc;
+pub(crate) mod rpc;
 mod sources;
 mod status;
 

@@ -2,6 +2,8 @@
 //! A request is one line; the answer is one line, or for `logs -f` a stream of lines.
 
 pub mod client;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod limits;
 pub mod server;
 

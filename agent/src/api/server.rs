@@ -166,19 +166,9 @@ async fn connection(
                 human_bytes(limits.max_buffered_bytes)
             ),
             ReadOutcome::Line(line, held) => {
-                let reply = match std::str::from_utf8(&line) {
-                    Err(e) => Reply::One(Response::Error {
-                        message: format!(
-                            "malformed request: not valid UTF-8 (bad byte at offset {})",
-                            e.valid_up_to()
-                        ),
-                    }),
-                    Ok(text) => match serde_json::from_str::<Request>(text) {
-                        Ok(request) => handler(request).await,
-                        Err(e) => Reply::One(Response::Error {
-                            message: format!("malformed request: {e}"),
-                        }),
-                    },
+                let reply = match decode_line(&line) {
+                    Ok(request) => handler(request).await,
+                    Err(message) => Reply::One(Response::Error { message }),
                 };
                 drop(held);
                 drop(line);
@@ -193,6 +183,17 @@ async fn connection(
         Ok(result) => result,
         Err(_) => Ok(()),
     }
+}
+
+/// One request line as the server reads it: UTF-8, then JSON; the error is the answer.
+pub(crate) fn decode_line(line: &[u8]) -> Result<Request, String> {
+    let text = std::str::from_utf8(line).map_err(|e| {
+        format!(
+            "malformed request: not valid UTF-8 (bad byte at offset {})",
+            e.valid_up_to()
+        )
+    })?;
+    serde_json::from_str::<Request>(text).map_err(|e| format!("malformed request: {e}"))
 }
 
 async fn answer(

@@ -9,6 +9,8 @@
 //! [`Socket::recv`] reads. Malformed, oversized or excess frames are counted and dropped.
 
 mod codec;
+#[cfg(test)]
+mod fuzz_tests;
 mod inbound;
 mod peer;
 mod stats;
