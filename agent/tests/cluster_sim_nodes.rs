@@ -298,3 +298,63 @@ async fn a_joining_node_gets_its_daemon_set_pod_and_takes_nothing_that_runs() {
     assert_eq!(sim.running("DaemonSet", "probe").len(), 2);
     sim.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_agent_restarted_gracefully_keeps_its_pods_and_nothing_is_duplicated() {
+    let mut sim = Sim::start(3, SimOptions::default()).await;
+    sim.settle().await;
+    sim.declare(0, &[deployment("web", 6, "busybox:1")]);
+    wait_until("6 replicas running", Duration::from_secs(10), || {
+        std::future::ready(sim.running("Deployment", "web").len() == 6)
+    })
+    .await;
+    let before = names(&sim.running("Deployment", "web"));
+    let target = 2;
+    let others = [0, 1];
+    let theirs: BTreeSet<String> = others.iter().flat_map(|i| sim.held_on(*i)).collect();
+    assert!(!sim.held_on(target).is_empty(), "node-002 runs a replica");
+    // SIGTERM: the agent says it leaves; its containers keep running.
+    sim.stop_agent(target).await;
+    // Well past the eviction delay, within the restart grace: nothing is placed elsewhere.
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        let now: BTreeSet<String> = others.iter().flat_map(|i| sim.held_on(*i)).collect();
+        assert_eq!(now, theirs, "the stopped node's pods were duplicated");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    sim.restart(target).await;
+    wait_until("all 6 back, the same pods", Duration::from_secs(10), || {
+        std::future::ready(names(&sim.running("Deployment", "web")) == before)
+    })
+    .await;
+    wait_until(
+        "the others see it Ready again",
+        Duration::from_secs(10),
+        || std::future::ready(sim.all_see(&[target], NodeCondition::Ready)),
+    )
+    .await;
+    // Back under a new generation: nothing was started elsewhere meanwhile, nothing moves.
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        assert_eq!(
+            names(&sim.held("Deployment", "web")),
+            before,
+            "pods changed after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A node stopped for good gives its pods up once the restart grace (30 s) is over.
+    sim.stop_agent(target).await;
+    let took = wait_until(
+        "replacements after the restart grace",
+        Duration::from_secs(60),
+        || std::future::ready(sim.running("Deployment", "web").len() == 6),
+    )
+    .await;
+    assert!(
+        took >= Duration::from_secs(25),
+        "replaced after {took:?}, before the grace"
+    );
+    eprintln!("a node stopped for good: its pods replaced after {took:?}");
+    sim.stop().await;
+}

@@ -510,3 +510,24 @@ fn chatty_logs_on_a_small_disk_stop_at_the_free_space_floor() {
         (!fs.0.join(&uid).exists()).then_some(())
     });
 }
+
+#[test]
+fn an_agent_restart_takes_far_less_than_the_restart_grace() {
+    // The figure behind the 30 s restart grace: how long a node's agent is away on SIGTERM and
+    // start again (its pods keep running throughout).
+    let mut agent = TestAgent::start();
+    agent.write_manifest("steady.yaml", &pod_yaml("steady", SLEEPER, GRACE));
+    let pod = agent.wait_phase("steady", "Running");
+    let process = agent.container_process(&pod, "main").expect("container");
+    let mut took = Vec::new();
+    for _ in 0..3 {
+        let stopped = Instant::now();
+        agent.stop();
+        agent.restart();
+        took.push(stopped.elapsed());
+        assert!(process.alive(), "the restart stopped the container");
+    }
+    took.sort();
+    eprintln!("figure: agent SIGTERM -> answering again: {took:?} (debug build)");
+    assert!(took[2] < Duration::from_secs(10), "{took:?}");
+}

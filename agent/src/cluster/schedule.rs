@@ -17,16 +17,18 @@ pub struct Output {
     pub pending: Vec<PendingWorkload>,
 }
 
-/// The scheduler's view of a node.
-pub fn sched_node(node: &NodeStatus, not_ready_since: Option<u64>, now: u64) -> SchedNode {
+/// The scheduler's view of a node. `not_ready`: since when it has not been Ready, and whether
+/// it left (stopped gracefully) meanwhile; such a node is `Stopped` (the restart grace) until it
+/// is Ready again, even while its next generation comes up NotReady.
+pub fn sched_node(node: &NodeStatus, not_ready: Option<(u64, bool)>, now: u64) -> SchedNode {
+    let (since_ms, left) = not_ready.unwrap_or((now, false));
     SchedNode {
         name: node.name.clone(),
         condition: match node.condition {
             NodeCondition::Ready => SchedCondition::Ready,
-            NodeCondition::NotReady => SchedCondition::NotReady {
-                since_ms: not_ready_since.unwrap_or(now),
-            },
-            NodeCondition::Left => SchedCondition::Left,
+            NodeCondition::Left => SchedCondition::Stopped { since_ms },
+            NodeCondition::NotReady if left => SchedCondition::Stopped { since_ms },
+            NodeCondition::NotReady => SchedCondition::NotReady { since_ms },
         },
         cordoned: node.metadata.cordoned,
         draining: node.metadata.draining,
@@ -42,12 +44,13 @@ pub fn sched_node(node: &NodeStatus, not_ready_since: Option<u64>, now: u64) -> 
 /// One pass. Pure apart from the random pod name suffixes.
 pub fn run(
     nodes: &[NodeStatus],
-    not_ready_since: &BTreeMap<String, u64>,
+    not_ready_since: &BTreeMap<String, (u64, bool)>,
     objects: &crate::desired::Objects,
     previous: &[AssignedPod],
     pods: &BTreeMap<(String, String), (String, PodReport)>,
     now: u64,
     eviction_delay: Duration,
+    restart_grace: Duration,
 ) -> Output {
     let (workloads, blocked) = workloads_from_objects(objects.values().map(|(_, o)| o));
     let input = SchedInput {
@@ -72,6 +75,7 @@ pub fn run(
             })
             .collect(),
         eviction_delay,
+        restart_grace,
     };
     let mut rng = rand::rng();
     let mut suffix = || PodSuffix::random(&mut rng);

@@ -61,6 +61,9 @@ pub struct ClusterTimings {
     pub step: Duration,
     /// A node NotReady for this long loses its pods to other nodes.
     pub eviction_delay: Duration,
+    /// A node whose agent stopped gracefully (Left; its pods still run) keeps them this long,
+    /// so a restart or upgrade of the agent does not duplicate them elsewhere.
+    pub restart_grace: Duration,
     /// A node that knows of peers waits this long after start before it leads, so a reboot
     /// without network does not reschedule the cluster before gossip had a chance.
     pub startup_grace: Duration,
@@ -78,6 +81,7 @@ impl Default for ClusterTimings {
             clock: Arc::new(now_millis),
             step: Duration::from_millis(100),
             eviction_delay: Duration::from_secs(1),
+            restart_grace: Duration::from_secs(30),
             startup_grace: Duration::from_secs(3),
             tombstone_grace: Duration::from_secs(24 * 3600),
             always_wait_grace: false,
@@ -187,7 +191,10 @@ pub struct ClusterService {
     term: u64,
     led_before: bool,
     generation: u64,
-    not_ready_since: BTreeMap<String, u64>,
+    /// Since when each node has not been Ready, and whether it left (a graceful stop) during
+    /// that spell: a node that left and comes back under a new generation stays under the
+    /// restart grace until it is Ready again.
+    not_ready_since: BTreeMap<String, (u64, bool)>,
     published_tables: BTreeMap<String, String>,
     published_pending: String,
     published_term: u64,
@@ -343,7 +350,11 @@ impl ClusterService {
             if n.condition == NodeCondition::Ready {
                 self.not_ready_since.remove(&n.name);
             } else {
-                self.not_ready_since.entry(n.name.clone()).or_insert(now);
+                let spell = self
+                    .not_ready_since
+                    .entry(n.name.clone())
+                    .or_insert((now, false));
+                spell.1 |= n.condition == NodeCondition::Left;
             }
         }
         // Leader and term.
@@ -438,6 +449,7 @@ impl ClusterService {
                 &pods,
                 now,
                 self.timings.eviction_delay,
+                self.timings.restart_grace,
             );
             pending = output.pending.clone();
             full_table = Arc::new(output.table.clone());

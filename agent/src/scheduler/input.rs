@@ -35,7 +35,14 @@ pub enum NodeCondition {
     NotReady {
         since_ms: u64,
     },
-    /// Left the cluster (or was removed): its pods are placed elsewhere at once.
+    /// Its agent stopped gracefully (Left) since `since_ms`: its pods keep running there, so
+    /// they stay assigned for the restart grace (an upgrade or restart comes back to them), then
+    /// are placed elsewhere.
+    Stopped {
+        since_ms: u64,
+    },
+    /// Gone for good (removed, or stopped longer than the restart grace): its pods are placed
+    /// elsewhere at once.
     Left,
 }
 
@@ -216,6 +223,8 @@ pub struct SchedInput {
     pub reported: Vec<ReportedPod>,
     /// How long a NotReady node keeps its pods before they are placed elsewhere.
     pub eviction_delay: Duration,
+    /// How long a node whose agent stopped gracefully keeps its pods.
+    pub restart_grace: Duration,
 }
 
 /// Pods of one workload that have no node, and why.

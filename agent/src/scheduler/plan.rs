@@ -102,10 +102,14 @@ pub fn schedule(
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
     nodes.dedup_by(|a, b| a.name == b.name);
     let delay_ms = u64::try_from(input.eviction_delay.as_millis()).unwrap_or(u64::MAX);
+    let restart_ms = u64::try_from(input.restart_grace.as_millis()).unwrap_or(u64::MAX);
     let fates = nodes
         .iter()
         .map(|node| match node.condition {
             NodeCondition::Left => Fate::Gone,
+            NodeCondition::Stopped { since_ms } if now_ms.saturating_sub(since_ms) > restart_ms => {
+                Fate::Gone
+            }
             NodeCondition::NotReady { since_ms } if now_ms.saturating_sub(since_ms) > delay_ms => {
                 Fate::Gone
             }

@@ -14,6 +14,7 @@ use crate::pod::Owner;
 const GI: u64 = 1 << 30;
 const MI: u64 = 1 << 20;
 const DELAY: Duration = Duration::from_secs(10);
+const RESTART_GRACE: Duration = Duration::from_secs(30);
 
 fn node(name: &str) -> SchedNode {
     SchedNode {
@@ -146,6 +147,7 @@ impl Sim {
                 previous: Vec::new(),
                 reported: Vec::new(),
                 eviction_delay: DELAY,
+                restart_grace: RESTART_GRACE,
             },
             now_ms: 1_000_000,
             suffixes: 0,

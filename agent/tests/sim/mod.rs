@@ -374,6 +374,31 @@ impl Sim {
         self.stop_node(i, true).await;
     }
 
+    /// Stops node `i`'s agent as SIGTERM does: it tells the cluster it leaves (Left) and stops
+    /// once the others have heard it; its pods keep running and are there after a restart.
+    pub async fn stop_agent(&mut self, i: usize) {
+        if let Some(node) = &self.nodes[i] {
+            node.gossip.leave().await;
+        }
+        let others: Vec<usize> = self.alive().into_iter().filter(|o| *o != i).collect();
+        wait_until(
+            "the others to see the node Left",
+            Duration::from_secs(10),
+            || {
+                std::future::ready(others.iter().all(|o| {
+                    self.node(*o)
+                        .gossip
+                        .nodes()
+                        .borrow()
+                        .iter()
+                        .any(|s| s.name == name(i) && s.condition == NodeCondition::Left)
+                }))
+            },
+        )
+        .await;
+        self.stop_node(i, true).await;
+    }
+
     async fn stop_node(&mut self, i: usize, keep_pods: bool) {
         let Some(node) = self.nodes[i].take() else {
             return;

@@ -434,6 +434,31 @@ fn a_not_ready_node_keeps_its_pods_for_the_eviction_delay() {
 }
 
 #[test]
+fn a_node_whose_agent_stopped_keeps_its_pods_for_the_restart_grace() {
+    let mut sim = Sim::new(vec![node("a"), node("b")], vec![deployment("web", 2)]);
+    sim.step();
+    sim.all_running();
+    let before = sim.pairs();
+    let since = sim.now_ms;
+    // Longer than the eviction delay, within the restart grace: an agent restart or upgrade.
+    sim.node("a").condition = NodeCondition::Stopped { since_ms: since };
+    sim.now_ms = since + RESTART_GRACE.as_millis() as u64;
+    sim.step();
+    assert_eq!(sim.pairs(), before, "within the grace the pods stay");
+    // No new pods go to a stopped node.
+    sim.input.workloads.push(deployment("api", 2));
+    sim.step();
+    assert_eq!(sim.counts("api"), counts(&[("b", 2)]));
+    sim.now_ms += 1;
+    sim.step();
+    assert_eq!(
+        sim.counts("web"),
+        counts(&[("b", 2)]),
+        "past the grace they are replaced"
+    );
+}
+
+#[test]
 fn a_node_that_left_loses_its_pods_at_once() {
     let mut sim = Sim::new(
         vec![node("a"), node("b"), node("c")],
