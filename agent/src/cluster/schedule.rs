@@ -11,6 +11,13 @@ use skiff_manifests::naming::PodSuffix;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// How long a node that is not Ready keeps its pods: crashed (NotReady) or stopped (Left).
+#[derive(Clone, Copy, Debug)]
+pub struct Delays {
+    pub eviction: Duration,
+    pub restart_grace: Duration,
+}
+
 /// The table and what could not be placed.
 pub struct Output {
     pub table: Vec<AssignedPod>,
@@ -49,8 +56,7 @@ pub fn run(
     previous: &[AssignedPod],
     pods: &BTreeMap<(String, String), (String, PodReport)>,
     now: u64,
-    eviction_delay: Duration,
-    restart_grace: Duration,
+    delays: Delays,
 ) -> Output {
     let (workloads, blocked) = workloads_from_objects(objects.values().map(|(_, o)| o));
     let input = SchedInput {
@@ -74,8 +80,8 @@ pub fn run(
                 started_ms: Some(r.created_ms),
             })
             .collect(),
-        eviction_delay,
-        restart_grace,
+        eviction_delay: delays.eviction,
+        restart_grace: delays.restart_grace,
     };
     let mut rng = rand::rng();
     let mut suffix = || PodSuffix::random(&mut rng);

@@ -448,8 +448,10 @@ impl ClusterService {
                 &previous,
                 &pods,
                 now,
-                self.timings.eviction_delay,
-                self.timings.restart_grace,
+                schedule::Delays {
+                    eviction: self.timings.eviction_delay,
+                    restart_grace: self.timings.restart_grace,
+                },
             );
             pending = output.pending.clone();
             full_table = Arc::new(output.table.clone());
