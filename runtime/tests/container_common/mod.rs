@@ -137,6 +137,7 @@ impl TestEnv {
             },
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
+            security: Default::default(),
         }
     }
 
