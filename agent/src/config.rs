@@ -66,6 +66,9 @@ pub struct AgentConfig {
     pub recover_store: bool,
     /// Extra gossip seeds: peers this node saw Ready before (from its store, not a flag).
     pub seeds: Vec<String>,
+    /// Most processes a pod may run (its cgroup's pids.max, and each container's); 0 means
+    /// no limit.
+    pub pod_pids_limit: u64,
 }
 
 impl Default for AgentConfig {
@@ -105,9 +108,13 @@ impl Default for AgentConfig {
             pod_subnet_set: false,
             recover_store: false,
             seeds: Vec::new(),
+            pod_pids_limit: DEFAULT_POD_PIDS_LIMIT,
         }
     }
 }
+
+/// Default most processes per pod: bounds a fork bomb on a small device.
+pub const DEFAULT_POD_PIDS_LIMIT: u64 = 4096;
 
 /// Where the CLI looks for the agent when neither `--socket` nor `SKIFF_SOCKET` says otherwise.
 pub const DEFAULT_API_SOCKET: &str = "/run/skiff/skiff.sock";
@@ -154,6 +161,7 @@ pub struct ConfigFile {
     pub masquerade: Option<bool>,
     pub node_netns: Option<PathBuf>,
     pub pod_network: Option<bool>,
+    pub pod_pids_limit: Option<u64>,
 }
 
 /// A config file that cannot be used, with the file named.
@@ -219,6 +227,7 @@ impl ConfigFile {
         set!(bridge);
         set!(masquerade);
         set!(pod_network);
+        set!(pod_pids_limit);
         if self.node_netns.is_some() {
             config.node_netns = self.node_netns;
         }
@@ -292,6 +301,12 @@ impl AgentConfig {
                 "node-netns: {} starts with the pods' netns prefix {:?}: pod networking would remove it as a leftover; rename it",
                 ns.display(),
                 self.netns_prefix
+            )));
+        }
+        if i64::try_from(self.pod_pids_limit).is_err() {
+            return Err(ConfigError::Invalid(format!(
+                "pod-pids-limit: too large (got {}); use 0 for no limit",
+                self.pod_pids_limit
             )));
         }
         if self.log_max_files == 0 {

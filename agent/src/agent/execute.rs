@@ -351,6 +351,11 @@ fn start(
         cgroup_parent: &job.config.cgroup_parent,
         log_max_bytes: job.config.log_max_bytes,
         log_max_files: job.config.log_max_files,
+        seccomp_dir: &job
+            .config
+            .data_dir
+            .join(crate::reconciler::security::SECCOMP_DIR),
+        pod_pids_limit: job.config.pod_pids_limit,
     }) {
         Ok(s) => s,
         Err(e) => return fail("CreateContainerConfigError", e.0),

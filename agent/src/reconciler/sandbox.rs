@@ -70,8 +70,9 @@ pub fn prepare(
     let logs = paths.dir.join("logs");
     std::fs::create_dir_all(&logs).map_err(io(&logs))?;
     let namespace = &pod.metadata.namespace;
+    let fs_group = pod.spec.security_context.fs_group;
     for volume in &pod.spec.volumes {
-        prepare_volume(volume, paths, namespace, objects).map_err(|message| {
+        prepare_volume(volume, paths, namespace, objects, fs_group).map_err(|message| {
             SandboxError::Volume {
                 volume: volume.name.clone(),
                 message,
@@ -89,6 +90,7 @@ fn prepare_volume(
     paths: &PodPaths,
     namespace: &str,
     objects: &Objects,
+    fs_group: Option<u32>,
 ) -> Result<(), String> {
     let dir = paths.volume(&volume.name);
     let mkdir = |d: &Path| std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()));
@@ -102,7 +104,10 @@ fn prepare_volume(
                     .unwrap_or_default();
                 mount_tmpfs(&dir, &format!("mode=0777{size}"))?;
             }
-            Ok(())
+            // Writable by any user the container runs as, as in Kubernetes.
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+            apply_fs_group(&dir, fs_group)
         }
         VolumeSource::ConfigMap(c) => {
             let data = match objects
@@ -119,7 +124,8 @@ fn prepare_volume(
                 _ => return Err(format!("configmap {:?} not found", c.name)),
             };
             mkdir(&dir)?;
-            write_keys(&dir, &data, &c.items, c.default_mode, c.optional)
+            write_keys(&dir, &data, &c.items, c.default_mode, c.optional)?;
+            apply_fs_group(&dir, fs_group)
         }
         VolumeSource::Secret(s) => {
             let data = match objects
@@ -137,10 +143,44 @@ fn prepare_volume(
             mkdir(&dir)?;
             // Secrets live in memory only, never on the node's disk.
             mount_tmpfs(&dir, "mode=0755,size=4m")?;
-            write_keys(&dir, &data, &s.items, s.default_mode, s.optional)
+            write_keys(&dir, &data, &s.items, s.default_mode, s.optional)?;
+            apply_fs_group(&dir, fs_group)
         }
         VolumeSource::HostPath(h) => host_path(Path::new(&h.path), h.type_),
     }
+}
+
+/// Kubernetes' fsGroup ownership: every file and directory of the volume belongs to the group
+/// `gid`, files are group-readable (and group-writable when the owner may write), directories
+/// are group-accessible and setgid, so new files inherit the group. Symlinks are not followed.
+fn apply_fs_group(dir: &Path, fs_group: Option<u32>) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(gid) = fs_group else {
+        return Ok(());
+    };
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let meta =
+            std::fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        std::os::unix::fs::lchown(&path, None, Some(gid))
+            .map_err(|e| format!("fsGroup {gid}: {}: {e}", path.display()))?;
+        let mode = meta.mode() & 0o7777;
+        let owner_writes = mode & 0o200 != 0;
+        let new_mode = if meta.is_dir() {
+            let entries =
+                std::fs::read_dir(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            pending.extend(entries.filter_map(Result::ok).map(|e| e.path()));
+            mode | 0o2050 | if owner_writes { 0o020 } else { 0 }
+        } else {
+            mode | 0o040 | if owner_writes { 0o020 } else { 0 }
+        };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(new_mode))
+            .map_err(|e| format!("fsGroup {gid}: {}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn write_keys(
