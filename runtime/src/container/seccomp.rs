@@ -15,9 +15,11 @@
 //! The rules apply to every ABI of the machine (x86-64, i386 and x32 on x86-64; arm64 and arm on
 //! arm64), so 32-bit syscalls do not slip past them.
 
+pub use oci_spec::runtime::LinuxSeccomp;
+
 use oci_spec::runtime::{
-    Arch, Capability, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder,
-    LinuxSeccompBuilder, LinuxSeccompOperator, LinuxSyscall, LinuxSyscallBuilder,
+    Arch, Capability, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompBuilder,
+    LinuxSeccompOperator, LinuxSyscall, LinuxSyscallBuilder,
 };
 
 /// A group of syscalls the default filter refuses, unless the container holds one of `unless`.
