@@ -4,10 +4,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use oci_spec::runtime::{
-    Capability, LinuxCpuBuilder, LinuxDevice, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder,
-    LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
-    LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType, RootBuilder,
-    Spec, UserBuilder,
+    Capability, LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxNamespace,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount,
+    MountBuilder, PosixRlimitBuilder, PosixRlimitType, RootBuilder, Spec, UserBuilder,
 };
 
 use super::security;
@@ -50,12 +49,12 @@ pub enum OciSpecError {
 }
 
 /// Builds the OCI spec. `nofile_hard` is the caller's hard RLIMIT_NOFILE (containers stay within
-/// it); `host_devices` are handed to privileged containers only.
+/// it); `host` says which capabilities and devices the node can hand over.
 pub fn build_oci_spec(
     spec: &ContainerSpec,
     user: &ResolvedUser,
     nofile_hard: u64,
-    host_devices: &[LinuxDevice],
+    host: &security::HostSecurity,
 ) -> Result<Spec, OciSpecError> {
     let mut oci = Spec::default();
 
@@ -172,7 +171,7 @@ pub fn build_oci_spec(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     oci.set_annotations(Some(annotations));
-    security::apply(&mut oci, &spec.security, host_devices).map_err(OciSpecError::Security)?;
+    security::apply(&mut oci, &spec.security, host).map_err(OciSpecError::Security)?;
     Ok(oci)
 }
 
@@ -226,7 +225,13 @@ mod tests {
             gid: 1000,
             additional_gids: vec![],
         };
-        let oci = build_oci_spec(&sample(), &user, 20_000, &[]).unwrap();
+        let oci = build_oci_spec(
+            &sample(),
+            &user,
+            20_000,
+            &security::HostSecurity::unrestricted(),
+        )
+        .unwrap();
         let p = oci.process().as_ref().unwrap();
         assert_eq!(p.args().as_ref().unwrap(), &vec!["sh".to_string()]);
         assert_eq!(p.env().as_ref().unwrap()[0], DEFAULT_PATH);
@@ -270,7 +275,7 @@ mod tests {
                 additional_gids: vec![],
             },
             1024,
-            &[],
+            &security::HostSecurity::unrestricted(),
         )
         .unwrap();
         let ns = oci.linux().as_ref().unwrap().namespaces().clone().unwrap();

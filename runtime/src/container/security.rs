@@ -15,52 +15,101 @@ use super::oci::default_capabilities;
 use super::seccomp;
 use super::spec::{Seccomp, SecuritySpec};
 
-/// Every capability the kernel knows (what `ALL` and `privileged` grant).
-pub fn all_capabilities() -> Vec<Capability> {
+/// Every capability with its bit number in the kernel's capability sets.
+const CAPABILITY_BITS: [(Capability, u32); 41] = {
     use Capability::*;
-    vec![
-        AuditControl,
-        AuditRead,
-        AuditWrite,
-        BlockSuspend,
-        Bpf,
-        CheckpointRestore,
-        Chown,
-        DacOverride,
-        DacReadSearch,
-        Fowner,
-        Fsetid,
-        IpcLock,
-        IpcOwner,
-        Kill,
-        Lease,
-        LinuxImmutable,
-        MacAdmin,
-        MacOverride,
-        Mknod,
-        NetAdmin,
-        NetBindService,
-        NetBroadcast,
-        NetRaw,
-        Perfmon,
-        Setgid,
-        Setfcap,
-        Setpcap,
-        Setuid,
-        SysAdmin,
-        SysBoot,
-        SysChroot,
-        SysModule,
-        SysNice,
-        SysPacct,
-        SysPtrace,
-        SysRawio,
-        SysResource,
-        SysTime,
-        SysTtyConfig,
-        Syslog,
-        WakeAlarm,
+    [
+        (Chown, 0),
+        (DacOverride, 1),
+        (DacReadSearch, 2),
+        (Fowner, 3),
+        (Fsetid, 4),
+        (Kill, 5),
+        (Setgid, 6),
+        (Setuid, 7),
+        (Setpcap, 8),
+        (LinuxImmutable, 9),
+        (NetBindService, 10),
+        (NetBroadcast, 11),
+        (NetAdmin, 12),
+        (NetRaw, 13),
+        (IpcLock, 14),
+        (IpcOwner, 15),
+        (SysModule, 16),
+        (SysRawio, 17),
+        (SysChroot, 18),
+        (SysPtrace, 19),
+        (SysPacct, 20),
+        (SysAdmin, 21),
+        (SysBoot, 22),
+        (SysNice, 23),
+        (SysResource, 24),
+        (SysTime, 25),
+        (SysTtyConfig, 26),
+        (Mknod, 27),
+        (Lease, 28),
+        (AuditWrite, 29),
+        (AuditControl, 30),
+        (Setfcap, 31),
+        (MacOverride, 32),
+        (MacAdmin, 33),
+        (Syslog, 34),
+        (WakeAlarm, 35),
+        (BlockSuspend, 36),
+        (AuditRead, 37),
+        (Perfmon, 38),
+        (Bpf, 39),
+        (CheckpointRestore, 40),
     ]
+};
+
+/// Every capability the kernel knows (what `ALL` and `privileged` ask for).
+pub fn all_capabilities() -> Vec<Capability> {
+    CAPABILITY_BITS.iter().map(|(cap, _)| *cap).collect()
+}
+
+fn bit(cap: Capability) -> u32 {
+    CAPABILITY_BITS
+        .iter()
+        .find(|(c, _)| *c == cap)
+        .map_or(63, |(_, bit)| *bit)
+}
+
+/// What the node can hand to a container.
+#[derive(Clone, Debug)]
+pub struct HostSecurity {
+    /// The shim's capability bounding set (bit n = capability n): no container gets more.
+    pub bounding: u64,
+    /// Host devices, for privileged containers.
+    pub devices: Vec<LinuxDevice>,
+}
+
+impl HostSecurity {
+    /// Everything allowed, no devices (tests, and hosts where nothing can be read).
+    pub fn unrestricted() -> HostSecurity {
+        HostSecurity {
+            bounding: u64::MAX,
+            devices: Vec::new(),
+        }
+    }
+
+    /// This process's bounding set, and /dev's devices when `privileged`.
+    pub fn of_this_process(privileged: bool) -> HostSecurity {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let bounding = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapBnd:"))
+            .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+            .unwrap_or(u64::MAX);
+        HostSecurity {
+            bounding,
+            devices: if privileged {
+                host_devices(Path::new("/dev"))
+            } else {
+                Vec::new()
+            },
+        }
+    }
 }
 
 fn parse_capability(name: &str) -> Result<Capability, String> {
@@ -70,10 +119,13 @@ fn parse_capability(name: &str) -> Result<Capability, String> {
 }
 
 /// The capability set: privileged gets all; otherwise the default set, then `ALL` in add or
-/// drop, then single adds, then single drops (a name in both lists ends up dropped).
-pub fn capabilities(security: &SecuritySpec) -> Result<Vec<Capability>, String> {
+/// drop, then single adds, then single drops (a name in both lists ends up dropped). Only what
+/// the node holds (`bounding`) is granted: a capability added by name that the node lacks is an
+/// error, the rest (`ALL`, privileged, defaults) is quietly limited to what the node has.
+pub fn capabilities(security: &SecuritySpec, bounding: u64) -> Result<Vec<Capability>, String> {
+    let held = |cap: &Capability| bounding & (1u64 << bit(*cap)) != 0;
     if security.privileged {
-        return Ok(all_capabilities());
+        return Ok(all_capabilities().into_iter().filter(held).collect());
     }
     let is_all = |name: &String| name.eq_ignore_ascii_case("ALL");
     let mut caps = default_capabilities();
@@ -85,6 +137,11 @@ pub fn capabilities(security: &SecuritySpec) -> Result<Vec<Capability>, String> 
     }
     for name in security.capabilities_add.iter().filter(|n| !is_all(n)) {
         let cap = parse_capability(name)?;
+        if !held(&cap) {
+            return Err(format!(
+                "capability {name:?} cannot be granted: this node's agent does not hold it (not in its bounding set)"
+            ));
+        }
         if !caps.contains(&cap) {
             caps.push(cap);
         }
@@ -93,17 +150,13 @@ pub fn capabilities(security: &SecuritySpec) -> Result<Vec<Capability>, String> 
         let cap = parse_capability(name)?;
         caps.retain(|c| *c != cap);
     }
+    caps.retain(held);
     Ok(caps)
 }
 
-/// Writes the security settings into `oci` (built by `oci::build_oci_spec`). `host_devices`
-/// is only used for privileged containers.
-pub fn apply(
-    oci: &mut Spec,
-    security: &SecuritySpec,
-    host_devices: &[LinuxDevice],
-) -> Result<(), String> {
-    let caps = capabilities(security)?;
+/// Writes the security settings into `oci` (built by `oci::build_oci_spec`).
+pub fn apply(oci: &mut Spec, security: &SecuritySpec, host: &HostSecurity) -> Result<(), String> {
+    let caps = capabilities(security, host.bounding)?;
     let set: oci_spec::runtime::Capabilities = caps.iter().copied().collect();
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(set.clone())
@@ -139,7 +192,7 @@ pub fn apply(
     if security.privileged {
         linux.set_masked_paths(None);
         linux.set_readonly_paths(None);
-        linux.set_devices(Some(host_devices.to_vec()));
+        linux.set_devices(Some(host.devices.clone()));
         if let Some(mut resources) = linux.resources().clone() {
             let allow_all = LinuxDeviceCgroupBuilder::default()
                 .allow(true)

@@ -34,8 +34,11 @@ fn build(security: SecuritySpec) -> Spec {
         gid: 3000,
         additional_gids: vec![50],
     };
-    let devices = host_devices(Path::new("/dev"));
-    build_oci_spec(&spec_with(security), &user, 1024, &devices).unwrap()
+    let host = HostSecurity {
+        bounding: u64::MAX,
+        devices: host_devices(Path::new("/dev")),
+    };
+    build_oci_spec(&spec_with(security), &user, 1024, &host).unwrap()
 }
 
 fn effective(oci: &Spec) -> Vec<Capability> {
@@ -98,11 +101,14 @@ fn defaults_are_safe() {
 #[test]
 fn capabilities_add_and_drop_follow_containerd_rules() {
     let caps = |add: &[&str], drop: &[&str]| {
-        capabilities(&SecuritySpec {
-            capabilities_add: add.iter().map(|s| s.to_string()).collect(),
-            capabilities_drop: drop.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        })
+        capabilities(
+            &SecuritySpec {
+                capabilities_add: add.iter().map(|s| s.to_string()).collect(),
+                capabilities_drop: drop.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            },
+            u64::MAX,
+        )
     };
     assert_eq!(caps(&[], &["ALL"]).unwrap(), vec![]);
     assert_eq!(
@@ -129,6 +135,36 @@ fn capabilities_add_and_drop_follow_containerd_rules() {
             .unwrap_err()
             .contains("unknown capability")
     );
+}
+
+#[test]
+fn only_capabilities_the_node_holds_are_granted() {
+    // A node without CAP_SYS_RESOURCE (bit 24) and CAP_NET_ADMIN (bit 12).
+    let bounding = u64::MAX & !(1 << 24) & !(1 << 12);
+    let privileged = SecuritySpec {
+        privileged: true,
+        ..Default::default()
+    };
+    let caps = capabilities(&privileged, bounding).unwrap();
+    assert_eq!(caps.len(), all_capabilities().len() - 2);
+    assert!(!caps.contains(&Capability::SysResource));
+    let all = SecuritySpec {
+        capabilities_add: vec!["ALL".into()],
+        ..Default::default()
+    };
+    assert!(
+        !capabilities(&all, bounding)
+            .unwrap()
+            .contains(&Capability::NetAdmin)
+    );
+    let named = SecuritySpec {
+        capabilities_add: vec!["NET_ADMIN".into()],
+        ..Default::default()
+    };
+    let err = capabilities(&named, bounding).unwrap_err();
+    assert!(err.contains("\"NET_ADMIN\" cannot be granted"), "{err}");
+    assert_eq!(bit(Capability::CheckpointRestore), 40);
+    assert_eq!(bit(Capability::SysResource), 24);
 }
 
 #[test]

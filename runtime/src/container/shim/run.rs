@@ -109,12 +109,8 @@ fn create_and_start(dir: &ContainerDir, spec: &ContainerSpec) -> Result<Running,
         cgroup::set_pod_pids_limit(root, &spec.cgroups_path, limit)
             .map_err(|e| format!("pod pids limit: {e}"))?;
     }
-    let host_devices = if spec.security.privileged {
-        security::host_devices(std::path::Path::new("/dev"))
-    } else {
-        Vec::new()
-    };
-    let oci = build_oci_spec(spec, &user, nofile_hard_limit(), &host_devices)
+    let host = security::HostSecurity::of_this_process(spec.security.privileged);
+    let oci = build_oci_spec(spec, &user, nofile_hard_limit(), &host)
         .map_err(|e| format!("building config.json: {e}"))?;
     oci.save(dir.bundle().join("config.json"))
         .map_err(|e| format!("writing config.json: {e}"))?;
