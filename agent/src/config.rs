@@ -348,7 +348,20 @@ mod tests {
         assert_eq!(c.crash_backoff_max, Duration::from_secs(300));
         assert_eq!(c.pod_subnet.to_string(), "10.42.0.0/24");
         assert_eq!(c.bridge, "skiff0");
+        assert_eq!(c.pod_pids_limit, 4096);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn pod_pids_limit_from_the_file_and_its_bounds() {
+        let f: ConfigFile = toml::from_str("pod-pids-limit = 0\n").unwrap();
+        let mut c = AgentConfig::default();
+        f.apply(&mut c);
+        assert_eq!(c.pod_pids_limit, 0);
+        c.validate().unwrap();
+        c.pod_pids_limit = u64::MAX;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("pod-pids-limit"), "{err}");
     }
 
     #[test]

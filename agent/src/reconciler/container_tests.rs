@@ -241,3 +241,18 @@ fn localhost_profiles_are_read_from_the_seccomp_dir() {
         .0;
     assert!(bad.contains("not a seccomp profile"), "{bad}");
 }
+
+#[test]
+fn privileged_runs_unfiltered_unless_a_profile_is_asked_for() {
+    use skiff_runtime::container::Seccomp;
+    let dir = Path::new("/nowhere");
+    let plain = "    securityContext: {privileged: true}\n";
+    let e = effective_of("{}", plain, None, dir).unwrap();
+    assert!(e.security.privileged);
+    assert_eq!(e.security.seccomp, Seccomp::Unconfined);
+    let asked = "    securityContext: {privileged: true, seccompProfile: {type: RuntimeDefault}}\n";
+    let e = effective_of("{}", asked, None, dir).unwrap();
+    assert_eq!(e.security.seccomp, Seccomp::RuntimeDefault);
+    let from_pod = effective_of("{seccompProfile: {type: RuntimeDefault}}", plain, None, dir);
+    assert_eq!(from_pod.unwrap().security.seccomp, Seccomp::RuntimeDefault);
+}

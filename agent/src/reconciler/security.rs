@@ -43,7 +43,11 @@ pub fn effective(
     {
         supplemental_groups.push(fs_group);
     }
+    let privileged = sc.privileged == Some(true);
     let seccomp = match sc.seccomp_profile.as_ref().or(pod.seccomp_profile.as_ref()) {
+        // A privileged container runs unfiltered unless a profile is asked for (containerd's
+        // rule); an explicit profile is always applied.
+        None if privileged => Seccomp::Unconfined,
         None | Some(SeccompProfile::RuntimeDefault) => Seccomp::RuntimeDefault,
         Some(SeccompProfile::Unconfined) => Seccomp::Unconfined,
         Some(SeccompProfile::Localhost(file)) => {
@@ -53,7 +57,7 @@ pub fn effective(
     Ok(Effective {
         user,
         security: SecuritySpec {
-            privileged: sc.privileged == Some(true),
+            privileged,
             capabilities_add: sc.capabilities.add.clone(),
             capabilities_drop: sc.capabilities.drop.clone(),
             no_new_privileges: sc.allow_privilege_escalation == Some(false),

@@ -1,7 +1,7 @@
 //! Applies a container's [`SecuritySpec`] to its OCI config: capabilities, no_new_privs, the
 //! seccomp filter, masked and read-only paths, a read-only rootfs, and for privileged
-//! containers every capability, no filter, no masked paths, a writable /sys and the host's
-//! devices.
+//! containers every capability, no masked paths, a writable /sys and the host's devices (the
+//! agent also turns the filter off for them unless a profile was asked for).
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -181,10 +181,10 @@ pub fn apply(oci: &mut Spec, security: &SecuritySpec, host: &HostSecurity) -> Re
     }
 
     let mut linux = oci.linux().clone().unwrap_or_default();
-    let filter = match (&security.seccomp, security.privileged) {
-        (Seccomp::Profile(profile), _) => Some((**profile).clone()),
-        (Seccomp::Unconfined, _) | (Seccomp::RuntimeDefault, true) => None,
-        (Seccomp::RuntimeDefault, false) => {
+    let filter = match &security.seccomp {
+        Seccomp::Profile(profile) => Some((**profile).clone()),
+        Seccomp::Unconfined => None,
+        Seccomp::RuntimeDefault => {
             Some(seccomp::default_profile(&caps).map_err(|e| e.to_string())?)
         }
     };

@@ -189,6 +189,7 @@ fn dropping_all_capabilities_empties_every_set() {
 fn privileged_gets_everything_and_no_confinement() {
     let oci = build(SecuritySpec {
         privileged: true,
+        seccomp: Seccomp::Unconfined,
         ..Default::default()
     });
     assert_eq!(effective(&oci), sorted(all_capabilities()));
@@ -215,6 +216,19 @@ fn privileged_gets_everything_and_no_confinement() {
         .find(|m| m.destination() == Path::new("/sys"))
         .unwrap();
     assert!(sys.options().as_ref().unwrap().iter().any(|o| o == "rw"));
+}
+
+#[test]
+fn a_privileged_container_keeps_a_filter_it_asks_for() {
+    let oci = build(SecuritySpec {
+        privileged: true,
+        ..Default::default()
+    });
+    let filter = oci.linux().as_ref().unwrap().seccomp().clone().unwrap();
+    let denied = filter.syscalls().as_ref().unwrap()[0].names().clone();
+    // Every capability is held, so only the groups no capability allows stay denied.
+    assert!(denied.iter().any(|n| n == "keyctl"));
+    assert!(!denied.iter().any(|n| n == "mount"));
 }
 
 #[test]

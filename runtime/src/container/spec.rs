@@ -39,7 +39,8 @@ pub struct ContainerSpec {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SecuritySpec {
-    /// Every capability, no seccomp filter, no masked or read-only paths, host devices.
+    /// Every capability, no masked or read-only paths, host devices (the seccomp filter is
+    /// `seccomp`'s to say).
     pub privileged: bool,
     /// Capability names without `CAP_` (`NET_ADMIN`) or `ALL`. `ALL` applies first, then the
     /// single names; a name in both lists is dropped (containerd's rule).
