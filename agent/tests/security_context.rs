@@ -200,8 +200,8 @@ fn the_pod_pids_limit_reaches_the_pod_cgroup() {
         )
         .replace("restartPolicy: Never", "restartPolicy: Always"),
     );
-    let pod = agent.wait_phase("pids", "Running");
-    let id = agent.container_process(&pod, "main").expect("process");
+    let running = agent.wait_phase("pids", "Running");
+    let id = agent.container_process(&running, "main").expect("process");
     let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", id.pid)).expect("cgroup");
     let path = cgroups
         .lines()
@@ -212,7 +212,7 @@ fn the_pod_pids_limit_reaches_the_pod_cgroup() {
     let container = std::path::Path::new("/sys/fs/cgroup/pids").join(path.trim_start_matches('/'));
     let pod_dir = container.parent().expect("pod dir");
     assert!(
-        pod_dir.ends_with(support::uid_of(&pod)),
+        pod_dir.ends_with(support::uid_of(&running)),
         "{}",
         pod_dir.display()
     );
@@ -222,4 +222,17 @@ fn the_pod_pids_limit_reaches_the_pod_cgroup() {
     };
     assert_eq!(read(pod_dir).trim(), "77");
     assert_eq!(read(&container).trim(), "77");
+
+    // A fork bomb stops at the limit. The bomb runs in a subshell (a failed fork ends a shell);
+    // only builtins count what is left (a command substitution would need a fork of its own);
+    // the shell's exit ends the namespace and its sleeps.
+    let bomb = "(for i in $(seq 120); do sleep 1000 & done) 2>/dev/null; set -- /proc/[0-9]*; echo procs=$#";
+    agent.write_manifest("bomb.yaml", &pod("bomb", "{}", "", &[("main", bomb, "{}")]));
+    let (_, logs) = finished(&agent, "bomb", &["main"]);
+    let procs: usize = logs[0]
+        .lines()
+        .find_map(|l| l.strip_prefix("procs="))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no count in {:?}", logs[0]));
+    assert!((50..=77).contains(&procs), "{procs} processes: {}", logs[0]);
 }
