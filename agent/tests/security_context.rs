@@ -157,9 +157,9 @@ fn defaults_confine_the_container_and_privileged_does_not() {
 }
 
 #[test]
-fn capabilities_and_read_only_rootfs_are_enforced() {
+fn capabilities_read_only_rootfs_and_no_new_privs_are_enforced() {
     let agent = TestAgent::start();
-    let script = "touch /x; echo touch=$?; touch /dev/shm/f; chown 1:1 /dev/shm/f; echo chown=$?";
+    let script = "touch /x; echo touch=$?; touch /dev/shm/f; chown 1:1 /dev/shm/f; echo chown=$?; grep NoNewPrivs /proc/self/status";
     agent.write_manifest(
         "caps.yaml",
         &pod(
@@ -170,18 +170,71 @@ fn capabilities_and_read_only_rootfs_are_enforced() {
                 ("plain", script, "{}"),
                 ("dropall", script, "{capabilities: {drop: [ALL]}}"),
                 ("readonly", script, "{readOnlyRootFilesystem: true}"),
+                ("nnp", script, "{allowPrivilegeEscalation: false}"),
             ],
         ),
     );
-    let (_, logs) = finished(&agent, "caps", &["plain", "dropall", "readonly"]);
-    let (plain, dropall, readonly) = (&logs[0], &logs[1], &logs[2]);
+    let (_, logs) = finished(&agent, "caps", &["plain", "dropall", "readonly", "nnp"]);
+    let (plain, dropall, readonly, nnp) = (&logs[0], &logs[1], &logs[2], &logs[3]);
+    let no_new_privs = |log: &str| {
+        log.lines()
+            .find_map(|l| l.strip_prefix("NoNewPrivs:"))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no NoNewPrivs in {log}"))
+    };
     assert!(
         plain.contains("touch=0") && plain.contains("chown=0"),
         "{plain}"
     );
+    assert_eq!(no_new_privs(plain), "0", "{plain}");
     assert!(dropall.contains("chown=1"), "{dropall}");
     assert!(readonly.contains("touch=1"), "{readonly}");
     assert!(readonly.contains("chown=0"), "{readonly}");
+    assert_eq!(no_new_privs(nnp), "1", "{nnp}");
+    assert!(nnp.contains("chown=0"), "{nnp}");
+}
+
+#[test]
+fn localhost_seccomp_profiles_are_applied_and_a_missing_one_is_explained() {
+    let agent = TestAgent::start();
+    let profiles = agent.data.join("seccomp/test");
+    std::fs::create_dir_all(&profiles).expect("seccomp dir");
+    std::fs::write(
+        profiles.join("no-mkdir.json"),
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]}"#,
+    )
+    .expect("profile");
+    let script = "mkdir /made; echo mkdir=$?";
+    let localhost =
+        |file: &str| format!("{{seccompProfile: {{type: Localhost, localhostProfile: {file}}}}}");
+    let (good, missing) = (localhost("test/no-mkdir.json"), localhost("test/gone.json"));
+    agent.write_manifest(
+        "profiles.yaml",
+        &pod(
+            "profiles",
+            "{}",
+            "",
+            &[("profiled", script, &good), ("plain", script, "{}")],
+        ),
+    );
+    let (_, logs) = finished(&agent, "profiles", &["profiled", "plain"]);
+    assert!(logs[0].contains("mkdir=1"), "{}", logs[0]);
+    assert!(logs[1].contains("mkdir=0"), "{}", logs[1]);
+
+    agent.write_manifest(
+        "missing.yaml",
+        &pod("missing", "{}", "", &[("main", script, &missing)]),
+    );
+    let waiting = agent.wait_until(WAIT, "the missing profile reported", || {
+        let p = agent.pod("missing")?;
+        let w = container_status(&p, "main")["state"]["waiting"].clone();
+        (w["reason"] == "CreateContainerConfigError").then_some(w)
+    });
+    let message = waiting["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("seccomp profile \"test/gone.json\": cannot read"),
+        "{waiting}"
+    );
 }
 
 #[test]
