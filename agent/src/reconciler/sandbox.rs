@@ -299,3 +299,40 @@ pub fn teardown(paths: &PodPaths, netns: Option<(&Path, &str)>) -> Result<(), Sa
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn fs_group_owns_the_volume_and_new_files_inherit_it() {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipped: changing a file's group to an arbitrary gid needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let vol = dir.path().join("vol");
+        std::fs::create_dir_all(vol.join("sub")).unwrap();
+        std::fs::write(vol.join("sub/key"), b"v").unwrap();
+        std::fs::set_permissions(vol.join("sub/key"), std::fs::Permissions::from_mode(0o400))
+            .unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", vol.join("link")).unwrap();
+        apply_fs_group(&vol, Some(4242)).unwrap();
+        let meta = |p: &str| std::fs::symlink_metadata(vol.join(p)).unwrap();
+        for path in ["", "sub", "sub/key"] {
+            assert_eq!(meta(path).gid(), 4242, "{path:?}");
+        }
+        assert_eq!(meta("").mode() & 0o2070, 0o2070);
+        assert_eq!(meta("sub/key").mode() & 0o777, 0o440);
+        // Symlinks are not followed: /etc/passwd keeps its group.
+        assert_eq!(std::fs::metadata("/etc/passwd").unwrap().gid(), 0);
+        std::fs::write(vol.join("new"), b"x").unwrap();
+        assert_eq!(
+            meta("new").gid(),
+            4242,
+            "setgid dir: new files get the group"
+        );
+        apply_fs_group(&vol, None).unwrap();
+    }
+}
