@@ -2,7 +2,7 @@
 //! unknown or unsupported field is an error with its path (a security setting is never dropped).
 
 use skiff_manifests::model::pod::{Capabilities, PodSecurityContext, SeccompProfile};
-use skiff_manifests::{Object, parse_file};
+use skiff_manifests::{Object, Valid, parse_file};
 
 /// A Pod with `pod_sc` under `spec.securityContext` and `container_sc` under the container's.
 fn pod(pod_sc: &str, container_sc: &str) -> String {
@@ -268,4 +268,17 @@ fn init_containers_and_templates_are_checked_too() {
         ],
         "{found:#?}"
     );
+}
+
+#[test]
+fn a_validated_security_context_survives_a_json_round_trip() {
+    let yaml = pod(
+        "{runAsUser: 1, runAsGroup: 2, runAsNonRoot: true, fsGroup: 3, supplementalGroups: [4], seccompProfile: {type: Localhost, localhostProfile: a/b.json}}",
+        "{runAsUser: 5, privileged: false, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: {add: [cap_net_admin], drop: [ALL]}, seccompProfile: {type: RuntimeDefault}}",
+    );
+    let parsed = parse_file("test.yaml", yaml.as_bytes());
+    let object = parsed.objects()[0].clone();
+    let json = object.to_json();
+    let again = Valid::<Object>::from_json(&json).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(again, object);
 }
