@@ -92,7 +92,6 @@ fn an_empty_security_context_changes_nothing() {
 
 #[test]
 fn bad_values_are_errors_with_their_paths() {
-    let c = "spec.containers[0].securityContext";
     let table: Vec<(String, &str, &str)> = vec![
         (
             pod("{runAsUser: -1}", "{}"),
@@ -252,7 +251,6 @@ fn bad_values_are_errors_with_their_paths() {
         );
         assert_eq!(found.len(), 1, "one error expected: {found:#?}\n{yaml}");
     }
-    assert!(table.iter().any(|(_, field, _)| field.starts_with(c)));
 }
 
 #[test]
