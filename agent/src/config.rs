@@ -71,6 +71,9 @@ pub struct AgentConfig {
     pub recover_store: bool,
     /// Extra gossip seeds: peers this node saw Ready before (from its store, not a flag).
     pub seeds: Vec<String>,
+    /// Most processes a pod may run (its cgroup's pids.max, and each container's); 0 means
+    /// no limit.
+    pub pod_pids_limit: u64,
 }
 
 impl Default for AgentConfig {
@@ -112,9 +115,13 @@ impl Default for AgentConfig {
             pod_subnet_set: false,
             recover_store: false,
             seeds: Vec::new(),
+            pod_pids_limit: DEFAULT_POD_PIDS_LIMIT,
         }
     }
 }
+
+/// Default most processes per pod: bounds a fork bomb on a small device.
+pub const DEFAULT_POD_PIDS_LIMIT: u64 = 4096;
 
 /// Where the CLI looks for the agent when neither `--socket` nor `SKIFF_SOCKET` says otherwise.
 pub const DEFAULT_API_SOCKET: &str = "/run/skiff/skiff.sock";
@@ -162,6 +169,7 @@ pub struct ConfigFile {
     pub masquerade: Option<bool>,
     pub node_netns: Option<PathBuf>,
     pub pod_network: Option<bool>,
+    pub pod_pids_limit: Option<u64>,
 }
 
 /// A config file that cannot be used, with the file named.
@@ -253,6 +261,7 @@ impl ConfigFile {
         set!(bridge);
         set!(masquerade);
         set!(pod_network);
+        set!(pod_pids_limit);
         if self.node_netns.is_some() {
             config.node_netns = self.node_netns;
         }
@@ -328,6 +337,12 @@ impl AgentConfig {
                 self.netns_prefix
             )));
         }
+        if i64::try_from(self.pod_pids_limit).is_err() {
+            return Err(ConfigError::Invalid(format!(
+                "pod-pids-limit: too large (got {}); use 0 for no limit",
+                self.pod_pids_limit
+            )));
+        }
         if self.log_max_files == 0 {
             return Err(ConfigError::Invalid("log-max-files: must be >= 1".into()));
         }
@@ -372,7 +387,20 @@ mod tests {
         assert_eq!(c.crash_backoff_max, Duration::from_secs(300));
         assert_eq!(c.pod_subnet.to_string(), "10.42.0.0/24");
         assert_eq!(c.bridge, "skiff0");
+        assert_eq!(c.pod_pids_limit, 4096);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn pod_pids_limit_from_the_file_and_its_bounds() {
+        let f: ConfigFile = toml::from_str("pod-pids-limit = 0\n").unwrap();
+        let mut c = AgentConfig::default();
+        f.apply(&mut c);
+        assert_eq!(c.pod_pids_limit, 0);
+        c.validate().unwrap();
+        c.pod_pids_limit = u64::MAX;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("pod-pids-limit"), "{err}");
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub(crate) struct RawPodSpec {
     pub(crate) volumes: Option<List<RawVolume>>,
     pub(crate) host_network: Option<bool>,
     pub(crate) node_selector: Option<StringMap>,
+    /// Checked field by field in `validate::security` (unknown fields there are errors).
+    pub(crate) security_context: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -78,6 +80,8 @@ pub(crate) struct RawContainer {
     pub(crate) ports: Option<List<RawPort>>,
     pub(crate) resources: Option<RawResources>,
     pub(crate) volume_mounts: Option<List<RawVolumeMount>>,
+    /// Checked field by field in `validate::security` (unknown fields there are errors).
+    pub(crate) security_context: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

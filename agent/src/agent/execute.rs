@@ -352,6 +352,11 @@ fn start(
         log_max_bytes: job.config.log_max_bytes,
         log_max_files: job.config.log_max_files,
         log_min_free_bytes: job.config.log_min_free_bytes,
+        seccomp_dir: &job
+            .config
+            .data_dir
+            .join(crate::reconciler::security::SECCOMP_DIR),
+        pod_pids_limit: job.config.pod_pids_limit,
     }) {
         Ok(s) => s,
         Err(e) => return fail("CreateContainerConfigError", e.0),

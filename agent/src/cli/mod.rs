@@ -113,6 +113,9 @@ pub struct AgentArgs {
     /// milliseconds [default: 1000]
     #[arg(long, value_name = "MS")]
     pub eviction_delay_ms: Option<u64>,
+    /// Most processes one pod may run (its cgroup's pids.max); 0 means no limit [default: 4096]
+    #[arg(long, value_name = "N")]
+    pub pod_pids_limit: Option<u64>,
     /// How long a manifest file that is broken, or declares fewer objects than before, must
     /// be quiet before it is acted on, in milliseconds [default: 2000]
     #[arg(long, value_name = "MS")]

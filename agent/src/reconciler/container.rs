@@ -1,8 +1,9 @@
 //! Turning a manifest's container into the runtime's `ContainerSpec`: argv from image and
 //! manifest (Kubernetes' command/args rules), env from values, ConfigMaps and Secrets, volume
-//! mounts, resources, cgroup path and log file.
+//! mounts, resources, cgroup path, log file, and (through `security`) user and confinement.
 
 use super::sandbox::{PodPaths, volume_source_dir};
+use super::security;
 use skiff_manifests::model::pod::{
     Container, EnvFromRef, EnvValue, EnvVarSource, PodSpec, VolumeSource,
 };
@@ -184,15 +185,18 @@ pub fn mounts(
     Ok(out)
 }
 
-/// Cgroup limits from `resources` (a CPU request defaults to the limit, as in Kubernetes).
-pub fn resources(c: &Container) -> Resources {
+/// Cgroup limits from `resources` (a CPU request defaults to the limit, as in Kubernetes), and
+/// the node's pids limit for the pod (0: none), also applied to each container.
+pub fn resources(c: &Container, pod_pids_limit: u64) -> Resources {
+    let pids = (pod_pids_limit > 0).then(|| i64::try_from(pod_pids_limit).unwrap_or(i64::MAX));
     let limits = &c.resources.limits;
     let requests = &c.resources.requests;
     Resources {
         memory_limit_bytes: limits.memory_bytes(),
         cpu_limit_millis: limits.cpu_millis(),
         cpu_request_millis: requests.cpu_millis().or(limits.cpu_millis()),
-        pids_limit: None,
+        pids_limit: pids,
+        pod_pids_limit: pids,
     }
 }
 
@@ -211,6 +215,10 @@ pub struct StartRequest<'a> {
     pub log_max_bytes: u64,
     pub log_max_files: u32,
     pub log_min_free_bytes: u64,
+    /// Localhost seccomp profiles (`<data-dir>/seccomp`).
+    pub seccomp_dir: &'a Path,
+    /// The node's pids limit per pod; 0 means none.
+    pub pod_pids_limit: u64,
 }
 
 pub fn container_spec(r: StartRequest<'_>) -> Result<ContainerSpec, ConfigError> {
@@ -228,6 +236,7 @@ pub fn container_spec(r: StartRequest<'_>) -> Result<ContainerSpec, ConfigError>
         .clone()
         .or_else(|| r.image.working_dir.clone())
         .unwrap_or_else(|| "/".to_string());
+    let effective = security::effective(&pod.spec, c, r.image, r.seccomp_dir)?;
     let mut labels = pod.metadata.labels.clone();
     labels.insert("skiff.io/pod".into(), pod.metadata.name.clone());
     labels.insert("skiff.io/namespace".into(), pod.metadata.namespace.clone());
@@ -239,11 +248,11 @@ pub fn container_spec(r: StartRequest<'_>) -> Result<ContainerSpec, ConfigError>
             args,
             env: environment(r.image, c, &pod.metadata.namespace, r.objects)?,
             cwd,
-            user: r.image.user.clone().unwrap_or_default(),
+            user: effective.user,
         },
         hostname: Some(pod.metadata.name.chars().take(63).collect()),
         mounts: mounts(&pod.spec, c, r.paths)?,
-        resources: resources(c),
+        resources: resources(c, r.pod_pids_limit),
         network_namespace: r.netns,
         cgroups_path: Path::new(r.cgroup_parent).join(r.pod_uid).join(r.id),
         log: LogConfig {
@@ -254,6 +263,7 @@ pub fn container_spec(r: StartRequest<'_>) -> Result<ContainerSpec, ConfigError>
         },
         labels,
         annotations: pod.metadata.annotations.clone(),
+        security: effective.security,
     })
 }
 

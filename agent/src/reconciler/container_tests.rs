@@ -1,4 +1,5 @@
-//! Tables for turning a manifest container into a process: argv and environment rules.
+//! Tables for turning a manifest container into a process: argv and environment rules, pids
+//! limits, and the effective security settings (pod and container securityContext merged).
 
 use super::*;
 
@@ -105,10 +106,153 @@ fn missing_references_fail_unless_optional() {
 #[test]
 fn resources_default_the_cpu_request_to_the_limit() {
     let c = container("    resources:\n      limits: {cpu: 500m, memory: 64Mi}\n");
-    let r = resources(&c);
+    let r = resources(&c, 0);
+    assert_eq!((r.pids_limit, r.pod_pids_limit), (None, None));
     assert_eq!(r.memory_limit_bytes, Some(64 * 1024 * 1024));
     assert_eq!(
         (r.cpu_limit_millis, r.cpu_request_millis),
         (Some(500), Some(500))
     );
+}
+
+#[test]
+fn the_node_pids_limit_bounds_the_pod_and_each_container() {
+    let r = resources(&container(""), 4096);
+    assert_eq!((r.pids_limit, r.pod_pids_limit), (Some(4096), Some(4096)));
+}
+
+/// The pod spec of a pod with `pod_sc` as its securityContext and one container with `fields`.
+fn pod_spec(pod_sc: &str, fields: &str) -> PodSpec {
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  securityContext: {pod_sc}\n  containers:\n  - name: c\n    image: i:1\n{fields}"
+    );
+    let parsed = skiff_manifests::parse_file("p.yaml", yaml.as_bytes());
+    assert!(parsed.is_ok(), "{:?}", parsed.errors());
+    match parsed.objects()[0].get() {
+        Object::Pod(p) => p.spec.clone(),
+        other => panic!("not a pod: {other:?}"),
+    }
+}
+
+fn effective_of(
+    pod_sc: &str,
+    fields: &str,
+    image_user: Option<&str>,
+    seccomp_dir: &Path,
+) -> Result<super::super::security::Effective, ConfigError> {
+    let spec = pod_spec(pod_sc, fields);
+    let img = ImageConfig {
+        user: image_user.map(str::to_string),
+        ..image(&[], &["sh"], &[])
+    };
+    super::super::security::effective(&spec, &spec.containers[0], &img, seccomp_dir)
+}
+
+#[test]
+fn no_security_context_gives_the_safe_default() {
+    let e = effective_of("{}", "", None, Path::new("/nowhere")).unwrap();
+    assert_eq!(e.user, "");
+    assert_eq!(
+        e.security,
+        skiff_runtime::container::SecuritySpec::default()
+    );
+}
+
+#[test]
+fn container_settings_win_over_the_pod() {
+    let e = effective_of(
+        "{runAsUser: 1000, runAsGroup: 3000, fsGroup: 2000, supplementalGroups: [4000], seccompProfile: {type: Unconfined}}",
+        "    securityContext: {runAsUser: 1001, seccompProfile: {type: RuntimeDefault}, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: {add: [NET_ADMIN], drop: [ALL]}}\n",
+        Some("nobody"),
+        Path::new("/nowhere"),
+    )
+    .unwrap();
+    assert_eq!(e.user, "1001:3000");
+    let s = e.security;
+    assert_eq!(s.supplemental_groups, vec![4000, 2000]);
+    assert_eq!(s.seccomp, skiff_runtime::container::Seccomp::RuntimeDefault);
+    assert!(s.read_only_rootfs && s.no_new_privileges && !s.privileged);
+    assert_eq!(s.capabilities_add, vec!["NET_ADMIN".to_string()]);
+    assert_eq!(s.capabilities_drop, vec!["ALL".to_string()]);
+    let pod_only = effective_of(
+        "{seccompProfile: {type: Unconfined}}",
+        "",
+        None,
+        Path::new("/x"),
+    );
+    assert_eq!(
+        pod_only.unwrap().security.seccomp,
+        skiff_runtime::container::Seccomp::Unconfined
+    );
+}
+
+#[test]
+fn run_as_non_root_refuses_root_and_unverifiable_users() {
+    let dir = Path::new("/nowhere");
+    let root = effective_of("{runAsNonRoot: true}", "", None, dir)
+        .unwrap_err()
+        .0;
+    assert!(
+        root.starts_with("container has runAsNonRoot and image will run as root"),
+        "{root}"
+    );
+    let named = effective_of("{runAsNonRoot: true}", "", Some("app"), dir)
+        .unwrap_err()
+        .0;
+    assert!(named.contains("non-numeric user (app)"), "{named}");
+    assert!(effective_of("{runAsNonRoot: true}", "", Some("1000"), dir).is_ok());
+    assert!(effective_of("{runAsNonRoot: true, runAsUser: 7}", "", None, dir).is_ok());
+    let zero = "    securityContext: {runAsUser: 0}\n";
+    assert!(effective_of("{runAsNonRoot: true}", zero, Some("1000"), dir).is_err());
+    // The container's runAsNonRoot: false wins over the pod's true.
+    let off = "    securityContext: {runAsNonRoot: false}\n";
+    assert!(effective_of("{runAsNonRoot: true}", off, None, dir).is_ok());
+}
+
+#[test]
+fn localhost_profiles_are_read_from_the_seccomp_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("p")).unwrap();
+    std::fs::write(
+        dir.path().join("p/log.json"),
+        br#"{"defaultAction":"SCMP_ACT_LOG"}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("bad.json"), b"not json").unwrap();
+    let sc = |file: &str| {
+        format!(
+            "    securityContext: {{seccompProfile: {{type: Localhost, localhostProfile: {file}}}}}\n"
+        )
+    };
+    let e = effective_of("{}", &sc("p/log.json"), None, dir.path()).unwrap();
+    assert!(matches!(
+        e.security.seccomp,
+        skiff_runtime::container::Seccomp::Profile(_)
+    ));
+    let missing = effective_of("{}", &sc("gone.json"), None, dir.path())
+        .unwrap_err()
+        .0;
+    assert!(
+        missing.starts_with("seccomp profile \"gone.json\": cannot read"),
+        "{missing}"
+    );
+    let bad = effective_of("{}", &sc("bad.json"), None, dir.path())
+        .unwrap_err()
+        .0;
+    assert!(bad.contains("not a seccomp profile"), "{bad}");
+}
+
+#[test]
+fn privileged_runs_unfiltered_unless_a_profile_is_asked_for() {
+    use skiff_runtime::container::Seccomp;
+    let dir = Path::new("/nowhere");
+    let plain = "    securityContext: {privileged: true}\n";
+    let e = effective_of("{}", plain, None, dir).unwrap();
+    assert!(e.security.privileged);
+    assert_eq!(e.security.seccomp, Seccomp::Unconfined);
+    let asked = "    securityContext: {privileged: true, seccompProfile: {type: RuntimeDefault}}\n";
+    let e = effective_of("{}", asked, None, dir).unwrap();
+    assert_eq!(e.security.seccomp, Seccomp::RuntimeDefault);
+    let from_pod = effective_of("{seccompProfile: {type: RuntimeDefault}}", plain, None, dir);
+    assert_eq!(from_pod.unwrap().security.seccomp, Seccomp::RuntimeDefault);
 }

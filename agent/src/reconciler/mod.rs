@@ -4,3 +4,4 @@ pub mod backoff;
 pub mod container;
 pub mod plan;
 pub mod sandbox;
+pub mod security;

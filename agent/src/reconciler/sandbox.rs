@@ -81,8 +81,9 @@ pub fn prepare(
 ) -> Result<Option<PathBuf>, SandboxError> {
     std::fs::create_dir_all(&paths.logs).map_err(io(&paths.logs))?;
     let namespace = &pod.metadata.namespace;
+    let fs_group = pod.spec.security_context.fs_group;
     for volume in &pod.spec.volumes {
-        prepare_volume(volume, paths, namespace, objects).map_err(|message| {
+        prepare_volume(volume, paths, namespace, objects, fs_group).map_err(|message| {
             SandboxError::Volume {
                 volume: volume.name.clone(),
                 message,
@@ -100,6 +101,7 @@ fn prepare_volume(
     paths: &PodPaths,
     namespace: &str,
     objects: &Objects,
+    fs_group: Option<u32>,
 ) -> Result<(), String> {
     let dir = paths.volume(&volume.name);
     let mkdir = |d: &Path| std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()));
@@ -113,7 +115,10 @@ fn prepare_volume(
                     .unwrap_or_default();
                 mount_tmpfs(&dir, &format!("mode=0777{size}"))?;
             }
-            Ok(())
+            // Writable by any user the container runs as, as in Kubernetes.
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+            apply_fs_group(&dir, fs_group)
         }
         VolumeSource::ConfigMap(c) => {
             let data = match objects
@@ -130,7 +135,8 @@ fn prepare_volume(
                 _ => return Err(format!("configmap {:?} not found", c.name)),
             };
             mkdir(&dir)?;
-            write_keys(&dir, &data, &c.items, c.default_mode, c.optional)
+            write_keys(&dir, &data, &c.items, c.default_mode, c.optional)?;
+            apply_fs_group(&dir, fs_group)
         }
         VolumeSource::Secret(s) => {
             let data = match objects
@@ -148,10 +154,44 @@ fn prepare_volume(
             mkdir(&dir)?;
             // Secrets live in memory only, never on the node's disk.
             mount_tmpfs(&dir, "mode=0755,size=4m")?;
-            write_keys(&dir, &data, &s.items, s.default_mode, s.optional)
+            write_keys(&dir, &data, &s.items, s.default_mode, s.optional)?;
+            apply_fs_group(&dir, fs_group)
         }
         VolumeSource::HostPath(h) => host_path(Path::new(&h.path), h.type_),
     }
+}
+
+/// Kubernetes' fsGroup ownership: every file and directory of the volume belongs to the group
+/// `gid`, files are group-readable (and group-writable when the owner may write), directories
+/// are group-accessible and setgid, so new files inherit the group. Symlinks are not followed.
+fn apply_fs_group(dir: &Path, fs_group: Option<u32>) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(gid) = fs_group else {
+        return Ok(());
+    };
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let meta =
+            std::fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        std::os::unix::fs::lchown(&path, None, Some(gid))
+            .map_err(|e| format!("fsGroup {gid}: {}: {e}", path.display()))?;
+        let mode = meta.mode() & 0o7777;
+        let owner_writes = mode & 0o200 != 0;
+        let new_mode = if meta.is_dir() {
+            let entries =
+                std::fs::read_dir(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            pending.extend(entries.filter_map(Result::ok).map(|e| e.path()));
+            mode | 0o2050 | if owner_writes { 0o020 } else { 0 }
+        } else {
+            mode | 0o040 | if owner_writes { 0o020 } else { 0 }
+        };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(new_mode))
+            .map_err(|e| format!("fsGroup {gid}: {}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn write_keys(
@@ -274,4 +314,41 @@ pub fn teardown(paths: &PodPaths, netns: Option<(&Path, &str)>) -> Result<(), Sa
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn fs_group_owns_the_volume_and_new_files_inherit_it() {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipped: changing a file's group to an arbitrary gid needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let vol = dir.path().join("vol");
+        std::fs::create_dir_all(vol.join("sub")).unwrap();
+        std::fs::write(vol.join("sub/key"), b"v").unwrap();
+        std::fs::set_permissions(vol.join("sub/key"), std::fs::Permissions::from_mode(0o400))
+            .unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", vol.join("link")).unwrap();
+        apply_fs_group(&vol, Some(4242)).unwrap();
+        let meta = |p: &str| std::fs::symlink_metadata(vol.join(p)).unwrap();
+        for path in ["", "sub", "sub/key"] {
+            assert_eq!(meta(path).gid(), 4242, "{path:?}");
+        }
+        assert_eq!(meta("").mode() & 0o2070, 0o2070);
+        assert_eq!(meta("sub/key").mode() & 0o777, 0o440);
+        // Symlinks are not followed: /etc/passwd keeps its group.
+        assert_eq!(std::fs::metadata("/etc/passwd").unwrap().gid(), 0);
+        std::fs::write(vol.join("new"), b"x").unwrap();
+        assert_eq!(
+            meta("new").gid(),
+            4242,
+            "setgid dir: new files get the group"
+        );
+        apply_fs_group(&vol, None).unwrap();
+    }
 }

@@ -4,5 +4,6 @@
 pub mod config;
 pub mod object;
 pub mod pod;
+pub mod security;
 pub mod volume;
 pub mod workloads;

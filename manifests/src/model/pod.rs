@@ -1,4 +1,5 @@
-//! Validated pod specification: containers, environment, ports, resources, volumes. Serializes
+//! Validated pod specification: containers, environment, ports, resources, volumes, security
+//! contexts. Serializes
 //! in Kubernetes shape (camelCase, defaults filled in).
 
 use std::collections::BTreeMap;
@@ -7,6 +8,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::quantity::Quantity;
+
+pub use super::security::{Capabilities, PodSecurityContext, SeccompProfile, SecurityContext};
 
 // Volume types live in `model::volume`; they are re-exported here because a pod spec owns them.
 pub use super::volume::{
@@ -34,6 +37,8 @@ pub struct PodSpec {
     /// Stored for the scheduler; not interpreted yet.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "PodSecurityContext::is_empty")]
+    pub security_context: PodSecurityContext,
 }
 
 impl PodSpec {
@@ -135,6 +140,8 @@ pub struct Container {
     pub resources: ResourceRequirements,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub volume_mounts: Vec<VolumeMount>,
+    #[serde(skip_serializing_if = "SecurityContext::is_empty")]
+    pub security_context: SecurityContext,
 }
 
 /// One environment variable: a literal value or a reference.

@@ -1,5 +1,5 @@
 //! Validation of one container: name, image and pull policy, command, environment, ports,
-//! resources (quantities, requests <= limits) and volume mounts.
+//! resources (quantities, requests <= limits), volume mounts and security context.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,6 +12,7 @@ use crate::quantity::{Quantity, QuantityText};
 use crate::raw::{List, RawContainer, RawPort, RawResources, RawVolumeMount};
 
 use super::env::{env, env_from};
+use super::security::container_security_context;
 use super::{check, elements, one_of, required_string};
 
 pub(crate) fn container(
@@ -61,6 +62,11 @@ pub(crate) fn container(
         &path.child("resources"),
         problems,
     );
+    let security_context = container_security_context(
+        raw.security_context,
+        &path.child("securityContext"),
+        problems,
+    );
     let volume_mounts = volume_mounts(
         raw.volume_mounts,
         &path.child("volumeMounts"),
@@ -79,6 +85,7 @@ pub(crate) fn container(
         ports,
         resources,
         volume_mounts,
+        security_context,
     })
 }
 

@@ -6,6 +6,7 @@ mod config;
 mod container;
 mod env;
 mod pod;
+mod security;
 mod workloads;
 
 use std::collections::BTreeMap;

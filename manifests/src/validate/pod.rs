@@ -1,5 +1,6 @@
 //! Validation of a pod spec: container lists and unique names, restart policy, grace period,
-//! host network, node selector and volumes. Each container is checked in `validate::container`.
+//! host network, node selector, security context and volumes. Each container is checked in
+//! `validate::container`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,6 +15,7 @@ use crate::quantity::Quantity;
 use crate::raw::{List, RawKeyToPath, RawPodSpec, RawVolume};
 
 use super::container::container;
+use super::security::pod_security_context;
 use super::workloads::check_template_restart_policy;
 use super::{check, elements, file_mode, labels, one_of, required_string};
 
@@ -93,6 +95,11 @@ pub(crate) fn pod_spec(
     };
 
     let node_selector = labels(raw.node_selector, &path.child("nodeSelector"), problems);
+    let security_context = pod_security_context(
+        raw.security_context,
+        &path.child("securityContext"),
+        problems,
+    );
     Some(PodSpec {
         init_containers,
         containers,
@@ -101,6 +108,7 @@ pub(crate) fn pod_spec(
         volumes,
         host_network,
         node_selector,
+        security_context,
     })
 }
 

@@ -1,5 +1,5 @@
-//! Cgroup v1/v2 facts the shim needs around a container's exit: OOM kills, and removing the
-//! container's cgroup dirs (and its now-empty pod dir).
+//! Cgroup v1/v2 facts the shim needs around a container's life: the pod's pids limit, OOM
+//! kills, and removing the container's cgroup dirs (and its now-empty pod dir).
 
 use std::path::{Path, PathBuf};
 
@@ -67,6 +67,53 @@ pub fn remove_container_cgroups(cgroup_root: &Path, path: &Path) -> Vec<(PathBuf
     failed
 }
 
+/// Sets `pids.max` of the pod's cgroup (the parent of the container's `path`) to `limit`,
+/// creating the pod dir when needed: in the v1 `pids` hierarchy, or on a pure v2 host in the
+/// unified tree (enabling the pids controller on the way down). Written before every container
+/// start, so a pod dir removed and made again keeps its limit.
+pub fn set_pod_pids_limit(cgroup_root: &Path, path: &Path, limit: i64) -> Result<(), String> {
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let pod_rel = rel
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .ok_or_else(|| format!("cgroups path {path:?} has no pod directory"))?;
+    let v2 = cgroup_root.join("cgroup.controllers").exists();
+    let hierarchy = if v2 {
+        cgroup_root.to_path_buf()
+    } else {
+        cgroup_root.join("pids")
+    };
+    if !hierarchy.exists() {
+        return Err(format!(
+            "no pids cgroup controller at {hierarchy:?}: the pod pids limit cannot be applied"
+        ));
+    }
+    let pod_dir = hierarchy.join(pod_rel);
+    if v2 {
+        let mut dir = hierarchy.clone();
+        for part in pod_rel.iter() {
+            // Fails harmlessly when already enabled or when the kernel refuses; writing
+            // pids.max below reports a real problem.
+            let _ = std::fs::write(dir.join("cgroup.subtree_control"), "+pids");
+            dir = dir.join(part);
+            create_dir_if_missing(&dir)?;
+        }
+    } else {
+        std::fs::create_dir_all(&pod_dir).map_err(|e| format!("creating {pod_dir:?}: {e}"))?;
+    }
+    let file = pod_dir.join("pids.max");
+    std::fs::write(&file, limit.to_string()).map_err(|e| format!("writing {file:?}: {e}"))
+}
+
+fn create_dir_if_missing(dir: &Path) -> Result<(), String> {
+    match std::fs::create_dir(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(format!("creating {dir:?}: {e}"))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn rmdir_if_present(dir: &Path) -> std::io::Result<()> {
     match std::fs::remove_dir(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -97,6 +144,19 @@ mod tests {
             Some(0)
         );
         assert_eq!(parse_oom_kill("oom_kill_disable 0\n"), None);
+    }
+
+    #[test]
+    fn pod_pids_limit_is_written_to_the_pod_dir() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("pids")).unwrap();
+        set_pod_pids_limit(root.path(), Path::new("/parent/pod/c1"), 4096).unwrap();
+        let written = std::fs::read_to_string(root.path().join("pids/parent/pod/pids.max"));
+        assert_eq!(written.unwrap(), "4096");
+        assert!(!root.path().join("pids/parent/pod/c1").exists());
+        let none = tempfile::tempdir().unwrap();
+        let err = set_pod_pids_limit(none.path(), Path::new("/parent/pod/c1"), 1).unwrap_err();
+        assert!(err.contains("no pids cgroup controller"), "{err}");
     }
 
     #[test]

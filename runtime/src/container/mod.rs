@@ -2,7 +2,8 @@
 //!
 //! Code map:
 //! - [`spec`]: `ContainerSpec`, what the agent decides; [`oci`] turns it into config.json,
-//!   [`user`] resolves the user against the image, [`rootfs`] mounts the overlay.
+//!   [`user`] resolves the user against the image, [`rootfs`] mounts the overlay,
+//!   [`security`] confines the process (capabilities, [`seccomp`] filter, masked paths).
 //! - [`shim`]: the single-threaded `skiff shim` process that owns one container for its life.
 //! - [`shim_runtime`]: `ShimRuntime`, the agent's side: spawns shims, reads their records,
 //!   signals and removes containers. `fake` (feature `fake`) is an in-memory stand-in.
@@ -23,6 +24,8 @@ pub mod log;
 pub mod oci;
 pub mod process;
 pub mod rootfs;
+pub mod seccomp;
+pub mod security;
 pub mod shim;
 pub mod shim_runtime;
 pub mod spec;
@@ -37,7 +40,9 @@ pub use fake::FakeRuntime;
 pub use log::{LogFollower, LogLine, Stream, follow_log, read_log};
 pub use shim::shim_main;
 pub use shim_runtime::{ShimRuntime, ShimRuntimeConfig};
-pub use spec::{BindMount, ContainerSpec, LogConfig, ProcessSpec, Resources};
+pub use spec::{
+    BindMount, ContainerSpec, LogConfig, ProcessSpec, Resources, Seccomp, SecuritySpec,
+};
 
 /// What `start` returns once the container's main process runs.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,12 +4,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use oci_spec::runtime::{
-    Capability, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
-    LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType,
-    LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder,
-    PosixRlimitType, RootBuilder, Spec, UserBuilder,
+    Capability, LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxNamespace,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount,
+    MountBuilder, PosixRlimitBuilder, PosixRlimitType, RootBuilder, Spec, UserBuilder,
 };
 
+use super::security;
 use super::spec::{CFS_PERIOD_US, ContainerSpec};
 use super::user::ResolvedUser;
 
@@ -39,22 +39,25 @@ pub fn default_capabilities() -> Vec<Capability> {
     ]
 }
 
-/// Builds the OCI spec. `nofile_hard` is the caller's hard RLIMIT_NOFILE (containers stay within it).
+/// Why a config.json could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum OciSpecError {
+    #[error(transparent)]
+    Spec(#[from] oci_spec::OciSpecError),
+    #[error("security settings: {0}")]
+    Security(String),
+}
+
+/// Builds the OCI spec. `nofile_hard` is the caller's hard RLIMIT_NOFILE (containers stay within
+/// it); `host` says which capabilities and devices the node can hand over.
 pub fn build_oci_spec(
     spec: &ContainerSpec,
     user: &ResolvedUser,
     nofile_hard: u64,
-) -> Result<Spec, oci_spec::OciSpecError> {
+    host: &security::HostSecurity,
+) -> Result<Spec, OciSpecError> {
     let mut oci = Spec::default();
 
-    let caps: oci_spec::runtime::Capabilities = default_capabilities().into_iter().collect();
-    let capabilities = LinuxCapabilitiesBuilder::default()
-        .bounding(caps.clone())
-        .effective(caps.clone())
-        .permitted(caps)
-        .inheritable(oci_spec::runtime::Capabilities::new())
-        .ambient(oci_spec::runtime::Capabilities::new())
-        .build()?;
     let nofile = nofile_hard.min(MAX_NOFILE);
     let rlimit = PosixRlimitBuilder::default()
         .typ(PosixRlimitType::RlimitNofile)
@@ -79,11 +82,9 @@ pub fn build_oci_spec(
         UserBuilder::default()
             .uid(user.uid)
             .gid(user.gid)
-            .additional_gids(user.additional_gids.clone())
+            .additional_gids(additional_gids(user, &spec.security.supplemental_groups))
             .build()?,
     );
-    process.set_no_new_privileges(Some(false));
-    process.set_capabilities(Some(capabilities));
     process.set_rlimits(Some(vec![rlimit]));
     oci.set_process(Some(process));
 
@@ -170,7 +171,19 @@ pub fn build_oci_spec(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     oci.set_annotations(Some(annotations));
+    security::apply(&mut oci, &spec.security, host).map_err(OciSpecError::Security)?;
     Ok(oci)
+}
+
+/// The image user's groups, then the manifest's (supplementalGroups, fsGroup), each once.
+fn additional_gids(user: &ResolvedUser, extra: &[u32]) -> Vec<u32> {
+    let mut gids = user.additional_gids.clone();
+    for gid in extra {
+        if !gids.contains(gid) && *gid != user.gid {
+            gids.push(*gid);
+        }
+    }
+    gids
 }
 
 #[cfg(test)]
@@ -197,6 +210,7 @@ mod tests {
                 cpu_limit_millis: Some(250),
                 cpu_request_millis: Some(100),
                 pids_limit: Some(50),
+                pod_pids_limit: None,
             },
             network_namespace: Some("/run/netns/x".into()),
             cgroups_path: "/skiff/pod/c1".into(),
@@ -211,13 +225,19 @@ mod tests {
             gid: 1000,
             additional_gids: vec![],
         };
-        let oci = build_oci_spec(&sample(), &user, 20_000).unwrap();
+        let oci = build_oci_spec(
+            &sample(),
+            &user,
+            20_000,
+            &security::HostSecurity::unrestricted(),
+        )
+        .unwrap();
         let p = oci.process().as_ref().unwrap();
         assert_eq!(p.args().as_ref().unwrap(), &vec!["sh".to_string()]);
         assert_eq!(p.env().as_ref().unwrap()[0], DEFAULT_PATH);
         assert_eq!(p.user().uid(), 1000);
         assert_eq!(p.rlimits().as_ref().unwrap()[0].hard(), 20_000);
-        assert_eq!(p.no_new_privileges(), Some(false));
+        assert_eq!(p.no_new_privileges(), None);
         let linux = oci.linux().as_ref().unwrap();
         let ns = linux.namespaces().as_ref().unwrap();
         let net = ns
@@ -255,6 +275,7 @@ mod tests {
                 additional_gids: vec![],
             },
             1024,
+            &security::HostSecurity::unrestricted(),
         )
         .unwrap();
         let ns = oci.linux().as_ref().unwrap().namespaces().clone().unwrap();

@@ -28,6 +28,42 @@ pub struct ContainerSpec {
     pub log: LogConfig,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
+    /// Absent in specs written before it existed: those get the safe default.
+    #[serde(default)]
+    pub security: SecuritySpec,
+}
+
+/// How the container process is confined. The default is skiff's safe default: the default
+/// capability set, the default seccomp filter, masked and read-only `/proc` paths, a writable
+/// rootfs and privilege escalation allowed (Kubernetes' defaults).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SecuritySpec {
+    /// Every capability, no masked or read-only paths, host devices (the seccomp filter is
+    /// `seccomp`'s to say).
+    pub privileged: bool,
+    /// Capability names without `CAP_` (`NET_ADMIN`) or `ALL`. `ALL` applies first, then the
+    /// single names; a name in both lists is dropped (containerd's rule).
+    pub capabilities_add: Vec<String>,
+    pub capabilities_drop: Vec<String>,
+    /// `allowPrivilegeEscalation: false`: the process and its children never gain privileges.
+    pub no_new_privileges: bool,
+    pub read_only_rootfs: bool,
+    pub seccomp: Seccomp,
+    /// Groups added to the process's own (supplementalGroups, fsGroup).
+    pub supplemental_groups: Vec<u32>,
+}
+
+/// The seccomp filter of a container.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Seccomp {
+    /// skiff's default filter (see `container::seccomp`), adjusted to the granted capabilities.
+    #[default]
+    RuntimeDefault,
+    /// No filter.
+    Unconfined,
+    /// A profile read by the agent (OCI `linux.seccomp` JSON).
+    Profile(Box<oci_spec::runtime::LinuxSeccomp>),
 }
 
 /// The main process of the container.
@@ -61,6 +97,9 @@ pub struct Resources {
     /// CPU request in millicores, applied as cpu shares (1000m = 1024 shares).
     pub cpu_request_millis: Option<u64>,
     pub pids_limit: Option<i64>,
+    /// Limit on the processes of the whole pod, written to the pod's cgroup (`pids.max`).
+    #[serde(default)]
+    pub pod_pids_limit: Option<i64>,
 }
 
 /// Where the shim writes the container's stdout/stderr (CRI log format).

@@ -138,6 +138,7 @@ impl TestEnv {
             },
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
+            security: Default::default(),
         }
     }
 

@@ -21,6 +21,7 @@ use crate::container::layout::{
 use crate::container::oci::build_oci_spec;
 use crate::container::process::read_stat;
 use crate::container::rootfs;
+use crate::container::security;
 use crate::container::spec::ContainerSpec;
 use crate::container::user::resolve_user;
 
@@ -103,7 +104,13 @@ fn create_and_start(dir: &ContainerDir, spec: &ContainerSpec) -> Result<Running,
     let layers: Vec<&std::path::Path> = spec.layers.iter().map(|p| p.as_path()).collect();
     rootfs::mount_overlay(&layers, &dir.upper(), &dir.work(), &dir.rootfs())?;
     let user = resolve_user(&dir.rootfs(), &spec.process.user)?;
-    let oci = build_oci_spec(spec, &user, nofile_hard_limit())
+    if let Some(limit) = spec.resources.pod_pids_limit {
+        let root = std::path::Path::new(cgroup::CGROUP_ROOT);
+        cgroup::set_pod_pids_limit(root, &spec.cgroups_path, limit)
+            .map_err(|e| format!("pod pids limit: {e}"))?;
+    }
+    let host = security::HostSecurity::of_this_process(spec.security.privileged);
+    let oci = build_oci_spec(spec, &user, nofile_hard_limit(), &host)
         .map_err(|e| format!("building config.json: {e}"))?;
     let config_json = dir.bundle().join("config.json");
     oci.save(&config_json)
