@@ -531,3 +531,60 @@ fn an_agent_restart_takes_far_less_than_the_restart_grace() {
     eprintln!("figure: agent SIGTERM -> answering again: {took:?} (debug build)");
     assert!(took[2] < Duration::from_secs(10), "{took:?}");
 }
+
+/// The shim's pid of the pod's running container (from the runtime's `running.json`).
+fn shim_pid(agent: &TestAgent, uid: &str) -> i32 {
+    let dir = agent.run.join("c").join("containers");
+    for entry in std::fs::read_dir(&dir).expect("containers dir").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&format!("{uid}-c0-")) && !entry.path().join("exit.json").exists() {
+            let text = std::fs::read_to_string(entry.path().join("running.json")).expect("record");
+            let v: Value = serde_json::from_str(&text).expect("json");
+            return v["shim_pid"].as_i64().expect("shim_pid") as i32;
+        }
+    }
+    panic!("no running container of {uid}");
+}
+
+#[test]
+fn a_killed_shim_is_noticed_and_the_container_restarted_with_its_logs() {
+    let agent = TestAgent::start();
+    agent.write_manifest(
+        "ticker.yaml",
+        &pod_yaml(
+            "ticker",
+            "trap 'exit 0' TERM; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done",
+            GRACE,
+        ),
+    );
+    let pod = agent.wait_phase("ticker", "Running");
+    let uid = uid_of(&pod);
+    let shim = shim_pid(&agent, &uid);
+    support::proc::signal(shim, libc::SIGKILL);
+    let event = agent.wait_until(WAIT, "a ShimLost event", || {
+        agent
+            .events()
+            .into_iter()
+            .find(|e| e["reason"] == "ShimLost")
+    });
+    assert!(
+        event["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("restarted"),
+        "{event}"
+    );
+    // Restarted (same pod, one restart), and its logs flow again from the new container.
+    agent.wait_until(WAIT, "the restarted container", || {
+        let p = agent.pod("ticker")?;
+        let restarts = p["status"]["containerStatuses"][0]["restartCount"].as_u64()?;
+        (uid_of(&p) == uid && restarts == 1 && p["status"]["phase"] == "Running").then_some(())
+    });
+    agent.wait_until(WAIT, "new log lines after the restart", || {
+        // The new container counts from 1 again: "tick 3" after the second "tick 1".
+        let logs = agent.skiff_ok(&["logs", "ticker"]);
+        let lines: Vec<&str> = logs.lines().map(str::trim).collect();
+        let starts: Vec<usize> = (0..lines.len()).filter(|i| lines[*i] == "tick 1").collect();
+        (starts.len() >= 2 && lines[starts[1]..].contains(&"tick 3")).then_some(())
+    });
+}

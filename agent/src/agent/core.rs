@@ -466,11 +466,13 @@ impl Core {
                     signal,
                     oom_killed,
                     finished_at,
+                    reason,
                     ..
                 }) => Observed::Exited {
                     exit_code,
                     signal,
                     oom_killed,
+                    shim_lost: reason == "ShimLost",
                     finished_at: to_millis(finished_at),
                 },
                 Ok(ContainerState::Unknown | ContainerState::NotFound) => Observed::Gone,

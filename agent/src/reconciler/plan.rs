@@ -12,6 +12,8 @@ pub enum Observed {
         exit_code: i32,
         signal: Option<i32>,
         oom_killed: bool,
+        /// Its shim died and the runtime stopped it (reason `ShimLost`).
+        shim_lost: bool,
         finished_at: Millis,
     },
     /// No trace of it (the node rebooted, or its state was lost).
@@ -101,18 +103,21 @@ pub fn observe(
         };
         let seen = observed(&instance.id);
         let gone = seen == Observed::Gone;
-        let (exit_code, signal, oom, finished_at) = match seen {
+        let (exit_code, signal, oom, shim_lost, finished_at) = match seen {
             Observed::Running => continue,
             Observed::Exited {
                 exit_code,
                 signal,
                 oom_killed,
+                shim_lost,
                 finished_at,
-            } => (exit_code, signal, oom_killed, finished_at),
-            Observed::Gone => (137, None, false, now),
+            } => (exit_code, signal, oom_killed, shim_lost, finished_at),
+            Observed::Gone => (137, None, false, false, now),
         };
         let reason = if oom {
             "OOMKilled"
+        } else if shim_lost {
+            "ShimLost"
         } else if gone {
             "ContainerStatusUnknown"
         } else if exit_code == 0 {
@@ -156,6 +161,16 @@ pub fn observe(
                     warning: true,
                     reason: "OOMKilled".into(),
                     message: format!("{what} {} was killed: out of memory", c.name),
+                });
+            } else if shim_lost {
+                noted.push(Noted {
+                    warning: true,
+                    reason: "ShimLost".into(),
+                    message: format!(
+                        "{what} {} lost its shim (its logs and exit status were untracked): stopped and {}",
+                        c.name,
+                        if restart { "restarted" } else { "not restarted (restart policy)" }
+                    ),
                 });
             } else if !success {
                 noted.push(Noted {

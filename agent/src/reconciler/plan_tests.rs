@@ -72,6 +72,7 @@ fn exited(code: i32, at: Millis) -> impl Fn(&str) -> Observed {
         exit_code: code,
         signal: None,
         oom_killed: false,
+        shim_lost: false,
         finished_at: at,
     }
 }
@@ -265,6 +266,7 @@ fn oom_and_lost_containers_get_their_reasons() {
         exit_code: 137,
         signal: Some(9),
         oom_killed: true,
+        shim_lost: false,
         finished_at: 5,
     };
     let noted = observe(&mut p, &oom, 5, &backoff());
@@ -340,5 +342,31 @@ fn deletion_terms_then_kills_after_grace_then_tears_down() {
     assert_eq!(
         plan(&p, &present, 32 * SEC),
         vec![Action::Forget { uid: "u1".into() }]
+    );
+}
+
+#[test]
+fn a_container_whose_shim_died_is_restarted_with_an_event() {
+    let mut p = pod(&[], &["a"], RestartPolicy::Always);
+    run(&mut p.status.containers[0], "x", 0);
+    let lost = |_: &str| Observed::Exited {
+        exit_code: 137,
+        signal: Some(9),
+        oom_killed: false,
+        shim_lost: true,
+        finished_at: 5,
+    };
+    let noted = observe(&mut p, &lost, 5, &backoff());
+    assert_eq!(
+        p.status.containers[0].last.as_ref().unwrap().reason,
+        "ShimLost"
+    );
+    assert!(p.status.containers[0].next_start_at.is_some(), "restarted");
+    assert_eq!(noted.len(), 1);
+    assert_eq!(noted[0].reason, "ShimLost");
+    assert!(
+        noted[0].message.contains("restarted"),
+        "{}",
+        noted[0].message
     );
 }

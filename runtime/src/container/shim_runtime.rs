@@ -46,6 +46,43 @@ pub struct ShimRuntime {
 }
 
 impl ShimRuntime {
+    /// The container of `id` runs but its shim is gone: SIGKILL the container (its whole pid
+    /// namespace goes with its init) and write the exit record the shim could not.
+    fn shim_lost(
+        &self,
+        id: &str,
+        dir: &ContainerDir,
+        running: &RunningRecord,
+    ) -> Result<ContainerState, ContainerError> {
+        tracing::warn!(
+            "container {id}: its shim (pid {}) is gone; stopping the container so it is restarted with its logs and exit status tracked",
+            running.shim_pid
+        );
+        let _ = signal_if_same(running.init_pid, running.init_start_ticks, libc::SIGKILL);
+        let exit = ExitRecord {
+            exit_code: 128 + libc::SIGKILL,
+            signal: Some(libc::SIGKILL),
+            oom_killed: false,
+            started_at: Some(running.started_at),
+            finished_at: std::time::SystemTime::now(),
+            reason: "ShimLost".to_string(),
+            message: Some(format!(
+                "its shim process (pid {}) died: logs and exit status were no longer tracked, so the container was stopped",
+                running.shim_pid
+            )),
+        };
+        write_record(id, &dir.exit(), &exit)?;
+        Ok(ContainerState::Exited {
+            exit_code: exit.exit_code,
+            signal: exit.signal,
+            oom_killed: false,
+            started_at: exit.started_at,
+            finished_at: exit.finished_at,
+            reason: exit.reason,
+            message: exit.message,
+        })
+    }
+
     pub fn new(config: ShimRuntimeConfig) -> Self {
         ShimRuntime {
             config,
@@ -229,6 +266,11 @@ impl ContainerRuntime for ShimRuntime {
         };
         let init_alive = is_alive(running.init_pid, running.init_start_ticks);
         let shim_alive = is_alive(running.shim_pid, running.shim_start_ticks);
+        if init_alive && !shim_alive {
+            // Someone killed the shim: the container would run on with nobody keeping its logs
+            // or its exit status. Stop it and record why, so it is restarted (tracked again).
+            return self.shim_lost(id, &dir, &running);
+        }
         if init_alive || shim_alive {
             // A live shim without a live init is recording the exit right now.
             return Ok(ContainerState::Running {
