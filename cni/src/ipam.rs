@@ -34,6 +34,29 @@ pub struct PodRecord {
     pub ports: Vec<HostPortMapping>,
 }
 
+impl PodRecord {
+    /// The record of `req` holding `ip` on `host_link`.
+    fn of(req: &PodNetRequest, host_link: &str, ip: Ipv4Addr) -> PodRecord {
+        PodRecord {
+            id: req.id.clone(),
+            ip,
+            netns_name: req.netns_name.clone(),
+            hostname: req.hostname.clone(),
+            files_dir: req.files_dir.clone(),
+            host_link: host_link.to_owned(),
+            ports: req.ports.clone(),
+        }
+    }
+
+    /// The JSON stored under the pod's id.
+    fn encode(&self) -> Result<String, CniError> {
+        serde_json::to_string(self).map_err(|source| CniError::Record {
+            key: self.id.clone(),
+            source,
+        })
+    }
+}
+
 /// The address book of one node's pod subnet. Reads use read transactions (they never wait for
 /// a writer); writes are short and durable (redb's default: fsync on commit).
 #[derive(Clone)]
@@ -166,19 +189,8 @@ impl Ipam {
                     ip
                 }
             };
-            let record = PodRecord {
-                id: req.id.clone(),
-                ip,
-                netns_name: req.netns_name.clone(),
-                hostname: req.hostname.clone(),
-                files_dir: req.files_dir.clone(),
-                host_link: host_link.to_owned(),
-                ports: req.ports.clone(),
-            };
-            let json = serde_json::to_string(&record).map_err(|source| CniError::Record {
-                key: req.id.clone(),
-                source,
-            })?;
+            let record = PodRecord::of(req, host_link, ip);
+            let json = record.encode()?;
             leases
                 .insert(u32::from(ip), req.id.as_str())
                 .map_err(|e| CniError::store("write", e))?;
@@ -206,19 +218,8 @@ impl Ipam {
                 subnet: self.subnet,
             });
         }
-        let record = PodRecord {
-            id: req.id.clone(),
-            ip,
-            netns_name: req.netns_name.clone(),
-            hostname: req.hostname.clone(),
-            files_dir: req.files_dir.clone(),
-            host_link: host_link.to_owned(),
-            ports: req.ports.clone(),
-        };
-        let json = serde_json::to_string(&record).map_err(|source| CniError::Record {
-            key: req.id.clone(),
-            source,
-        })?;
+        let record = PodRecord::of(req, host_link, ip);
+        let json = record.encode()?;
         let txn = self
             .db
             .begin_write()
