@@ -15,6 +15,16 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use skiff_cni::ipam::{SharedDb, shared};
+
+/// The database in `db`, or redb's `DatabaseClosed` while the agent reopens it.
+pub fn current(db: &SharedDb) -> Result<Arc<Database>, redb::StorageError> {
+    db.read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .ok_or(redb::StorageError::DatabaseClosed)
+}
+
 /// Last good raw content of each manifest file, by path.
 const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("agent_files");
 /// Files applied through `skiff apply`, by name.
@@ -71,7 +81,7 @@ const STORE_CACHE_BYTES: usize = 4 * 1024 * 1024;
 /// Handle on the node's database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    db: SharedDb,
     path: PathBuf,
     /// Where each pod record is mirrored as `<uid>.json` (the run dir), if anywhere.
     mirror: Option<PathBuf>,
@@ -91,6 +101,45 @@ pub enum Opened {
 }
 
 impl Store {
+    fn create(path: &Path) -> Result<Database, redb::DatabaseError> {
+        // A small page cache: the agent's tables are small and a device's memory is scarce (the
+        // default cache grows with every page written, a large manifest's included).
+        redb::Builder::new()
+            .set_cache_size(STORE_CACHE_BYTES)
+            .create(path)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the database must be reopened before it takes writes again: redb refuses every
+    /// write after one failed with an I/O error (ENOSPC, EIO), or it is closed for a reopen.
+    /// Never waits for a writer.
+    pub fn needs_reopen(&self) -> bool {
+        match current(&self.db) {
+            Err(_) => true,
+            Ok(db) => matches!(
+                db.try_begin_write(),
+                Err(redb::TransactionError::Storage(
+                    redb::StorageError::PreviousIo
+                ))
+            ),
+        }
+    }
+
+    /// Closes the database and opens it again, for every user of the shared handle (redb
+    /// rolls the failed commit back; every commit that returned is kept). Fails while an
+    /// operation elsewhere still holds the old database or the disk is still full: the
+    /// database is then closed (uses fail with `DatabaseClosed`) until a later call succeeds.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
+        drop(slot.take());
+        let db = Self::create(&self.path).map_err(|e| self.err(e))?;
+        *slot = Some(Arc::new(db));
+        Ok(())
+    }
     /// Opens (or creates) the database at `path`, creating every table.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let db_err = |e: redb::Error| StoreError::Db {
@@ -100,17 +149,12 @@ impl Store {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| db_err(redb::Error::Io(e)))?;
         }
-        // A small page cache: the agent's tables are small and a device's memory is scarce (the
-        // default cache grows with every page written, a large manifest's included).
-        let db = redb::Builder::new()
-            .set_cache_size(STORE_CACHE_BYTES)
-            .create(path)
-            .map_err(|e| db_err(e.into()))?;
+        let db = Self::create(path).map_err(|e| db_err(e.into()))?;
         // The store holds manifests with Secrets in them: root only.
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| db_err(redb::Error::Io(e)))?;
         let store = Store {
-            db: Arc::new(db),
+            db: shared(db),
             path: path.to_path_buf(),
             mirror: None,
         };
@@ -307,8 +351,12 @@ impl Store {
     }
 
     /// The shared database, for the other crates' tables.
-    pub fn database(&self) -> Arc<Database> {
+    pub fn database(&self) -> SharedDb {
         self.db.clone()
+    }
+
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        current(&self.db).map_err(|e| self.err(e))
     }
 
     fn err(&self, e: impl Into<redb::Error>) -> StoreError {
@@ -322,7 +370,7 @@ impl Store {
         &self,
         f: impl FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error>,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let txn = self.db()?.begin_write().map_err(|e| self.err(e))?;
         f(&txn).map_err(|e| self.err(e))?;
         txn.commit().map_err(|e| self.err(e))
     }
@@ -331,7 +379,7 @@ impl Store {
         &self,
         table: TableDefinition<&str, &[u8]>,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let txn = self.db()?.begin_read().map_err(|e| self.err(e))?;
         let t = txn.open_table(table).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for item in t.iter().map_err(|e| self.err(e))? {

@@ -6,6 +6,7 @@ mod support;
 
 use serde_json::Value;
 use std::io::Write;
+use std::path::Path;
 use std::time::{Duration, Instant};
 use support::{TEST_IMAGE, TestAgent, WAIT, pod_yaml, uid_of};
 
@@ -587,4 +588,124 @@ fn a_killed_shim_is_noticed_and_the_container_restarted_with_its_logs() {
         let starts: Vec<usize> = (0..lines.len()).filter(|i| lines[*i] == "tick 1").collect();
         (starts.len() >= 2 && lines[starts[1]..].contains(&"tick 3")).then_some(())
     });
+}
+
+/// Fills the filesystem holding `dir` with a file `dir/filler` until writes fail with ENOSPC.
+fn fill_disk(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("filler");
+    let mut file = std::fs::File::create(&path).expect("create filler");
+    let mut chunk = vec![0xa5u8; 1024 * 1024];
+    loop {
+        match file.write(&chunk) {
+            Ok(0) => break,
+            Ok(_) => continue,
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                if chunk.len() == 1 {
+                    break;
+                }
+                chunk.truncate(chunk.len() / 2);
+            }
+            Err(e) => panic!("fill {}: {e}", path.display()),
+        }
+    }
+    path
+}
+
+/// The pods holding an address in the node's store (the agent must be stopped).
+fn pod_network_records(store: &Path) -> Vec<String> {
+    use redb::{ReadableDatabase, ReadableTable};
+    let table: redb::TableDefinition<&str, &str> = redb::TableDefinition::new("cni_pods");
+    let db = redb::Database::open(store).expect("open store");
+    let txn = db.begin_read().expect("read");
+    let pods = txn.open_table(table).expect("cni_pods");
+    pods.iter()
+        .expect("iterate")
+        .map(|e| e.expect("entry").0.value().to_string())
+        .collect()
+}
+
+#[test]
+fn a_full_data_disk_is_survived_and_the_store_reopens_by_itself() {
+    let fs_size = "48m";
+    let mut agent = TestAgent::start_with(support::AgentOptions {
+        data_tmpfs: Some(fs_size.into()),
+        ..Default::default()
+    });
+    agent.write_manifest("keep.yaml", &pod_yaml("keep", SLEEPER, GRACE));
+    agent.write_manifest("gone.yaml", &pod_yaml("gone", SLEEPER, GRACE));
+    let keep = agent.wait_phase("keep", "Running");
+    let gone = agent.wait_phase("gone", "Running");
+    let keep_process = agent.container_process(&keep, "main").expect("container");
+    let gone_process = agent.container_process(&gone, "main").expect("container");
+
+    // The data disk fills up (not the agent's doing).
+    let filler = fill_disk(&agent.data);
+
+    // A change made while the disk is full is not lost: it is kept in memory and runs. Its big
+    // ConfigMap makes the store grow, which fails.
+    let big = "b".repeat(800 * 1024);
+    agent.write_manifest(
+        "fresh.yaml",
+        &format!(
+            "{}---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n  blob: {big}\n",
+            pod_yaml("fresh", SLEEPER, GRACE)
+        ),
+    );
+    agent.wait_until(WAIT, "a StoreFailed event while the disk is full", || {
+        agent.events().into_iter().find(|e| {
+            e["reason"] == "StoreFailed" && e["message"].to_string().contains("refuses writes")
+        })
+    });
+
+    // A pod can still be deleted while the store refuses writes: its container stops and it
+    // is gone.
+    agent.remove_manifest("gone.yaml");
+    agent.wait_until(WAIT, "the gone pod to be deleted on a full disk", || {
+        (agent.pod("gone").is_none() && !gone_process.alive()).then_some(())
+    });
+
+    // Space comes back: the store reopens by itself, without an agent restart.
+    let agent_pid = agent.pid();
+    std::fs::remove_file(&filler).expect("remove filler");
+    agent.wait_until(WAIT, "a StoreReopened event", || {
+        agent
+            .events()
+            .into_iter()
+            .find(|e| e["reason"] == "StoreReopened")
+    });
+    let fresh = agent.wait_phase("fresh", "Running");
+    assert_eq!(agent.pid(), agent_pid, "the agent restarted");
+    assert!(keep_process.alive(), "the keep pod's container was stopped");
+
+    // What happened while the disk was full reached the store: a restart re-adopts keep and
+    // fresh with their containers and does not bring gone back.
+    let fresh_process = agent.container_process(&fresh, "main").expect("container");
+    agent.stop();
+    // The deleted pod's address, kept while the store refused writes, was released once it
+    // was back.
+    let leased = pod_network_records(&agent.data.join("skiff.redb"));
+    assert!(
+        !leased.contains(&uid_of(&gone)),
+        "the deleted pod still holds an address: {leased:?}\n{}",
+        agent.log_text()
+    );
+    assert!(leased.contains(&uid_of(&keep)), "{leased:?}");
+    agent.restart();
+    let keep_again = agent.wait_phase("keep", "Running");
+    let fresh_again = agent.wait_phase("fresh", "Running");
+    assert_eq!(uid_of(&keep_again), uid_of(&keep));
+    assert_eq!(uid_of(&fresh_again), uid_of(&fresh));
+    assert_eq!(
+        agent.container_process(&keep_again, "main"),
+        Some(keep_process),
+        "keep was restarted\n{}",
+        agent.log_text()
+    );
+    assert_eq!(
+        agent.container_process(&fresh_again, "main"),
+        Some(fresh_process),
+        "fresh was restarted\n{}",
+        agent.log_text()
+    );
+    assert!(agent.pod("gone").is_none(), "the deleted pod came back");
 }

@@ -5,7 +5,6 @@
 
 #![allow(clippy::print_stdout)] // a command-line tool: its output is the result
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use skiff_cni::netns::{list_netns_files, unmount_netns_dir};
@@ -44,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
     cfg.netns_dir = dir.clone();
     cfg.netns_prefix = "pod-".into();
     cfg.node_netns = Some(node);
-    let db = Arc::new(redb::Database::create(tmp.path().join("state.redb"))?);
+    let db = skiff_cni::ipam::shared(redb::Database::create(tmp.path().join("state.redb"))?);
     let net = NetlinkNetwork::new(cfg, db)?;
     net.ensure_bridge().await?;
     let t = Instant::now();

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use redb::Database;
 use redb::backends::InMemoryBackend;
@@ -53,11 +53,11 @@ impl FakeNetwork {
         let db = Database::builder()
             .create_with_backend(InMemoryBackend::new())
             .map_err(|e| CniError::store("create in-memory database", e))?;
-        Self::with_db(cfg, Arc::new(db))
+        Self::with_db(cfg, crate::ipam::shared(db))
     }
 
     /// A fake over the given database (to model restarts).
-    pub fn with_db(cfg: NetworkConfig, db: Arc<Database>) -> Result<Self, CniError> {
+    pub fn with_db(cfg: NetworkConfig, db: crate::ipam::SharedDb) -> Result<Self, CniError> {
         cfg.validate()?;
         let ipam = Ipam::open(db, cfg.subnet, cfg.gateway)?;
         Ok(FakeNetwork {

@@ -11,8 +11,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ipnet::Ipv4Net;
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
 use serde::{Deserialize, Serialize};
+use std::sync::RwLock;
 
 use crate::config::{HostPortMapping, PodNetRequest};
 use crate::error::CniError;
@@ -57,19 +61,49 @@ impl PodRecord {
     }
 }
 
+/// The node's database, shared with the agent. The agent swaps in a reopened database after an
+/// I/O error (a full disk); it holds `None` while that happens, and every use then fails with
+/// redb's `DatabaseClosed` until the reopened one is there.
+pub type SharedDb = Arc<RwLock<Option<Arc<Database>>>>;
+
+/// A [`SharedDb`] holding `db` (tests and tools that never reopen).
+pub fn shared(db: Database) -> SharedDb {
+    Arc::new(RwLock::new(Some(Arc::new(db))))
+}
+
+fn current(db: &SharedDb) -> Result<Arc<Database>, CniError> {
+    db.read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .ok_or_else(|| CniError::store("open", redb::StorageError::DatabaseClosed))
+}
+
 /// The address book of one node's pod subnet. Reads use read transactions (they never wait for
 /// a writer); writes are short and durable (redb's default: fsync on commit).
 #[derive(Clone)]
 pub struct Ipam {
-    db: Arc<Database>,
+    db: SharedDb,
     subnet: Ipv4Net,
     gateway: Ipv4Addr,
 }
 
 impl Ipam {
+    fn begin(&self) -> Result<WriteTransaction, CniError> {
+        current(&self.db)?
+            .begin_write()
+            .map_err(|e| CniError::store("begin", e))
+    }
+
+    fn begin_read(&self) -> Result<redb::ReadTransaction, CniError> {
+        current(&self.db)?
+            .begin_read()
+            .map_err(|e| CniError::store("begin", e))
+    }
     /// Opens (creating if needed) the `cni_` tables.
-    pub fn open(db: Arc<Database>, subnet: Ipv4Net, gateway: Ipv4Addr) -> Result<Self, CniError> {
-        let txn = db.begin_write().map_err(|e| CniError::store("begin", e))?;
+    pub fn open(db: SharedDb, subnet: Ipv4Net, gateway: Ipv4Addr) -> Result<Self, CniError> {
+        let txn = current(&db)?
+            .begin_write()
+            .map_err(|e| CniError::store("begin", e))?;
         {
             txn.open_table(LEASES)
                 .map_err(|e| CniError::store("open table", e))?;
@@ -88,10 +122,7 @@ impl Ipam {
 
     /// The pod's record, if it has one.
     pub fn record(&self, id: &str) -> Result<Option<PodRecord>, CniError> {
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| CniError::store("begin", e))?;
+        let txn = self.begin_read()?;
         let pods = txn
             .open_table(PODS)
             .map_err(|e| CniError::store("open table", e))?;
@@ -101,10 +132,7 @@ impl Ipam {
 
     /// Every pod record, sorted by id.
     pub fn records(&self) -> Result<Vec<PodRecord>, CniError> {
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| CniError::store("begin", e))?;
+        let txn = self.begin_read()?;
         let pods = txn
             .open_table(PODS)
             .map_err(|e| CniError::store("open table", e))?;
@@ -118,10 +146,7 @@ impl Ipam {
 
     /// Number of leased addresses (for leak checks).
     pub fn lease_count(&self) -> Result<usize, CniError> {
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| CniError::store("begin", e))?;
+        let txn = self.begin_read()?;
         let leases = txn
             .open_table(LEASES)
             .map_err(|e| CniError::store("open table", e))?;
@@ -134,10 +159,7 @@ impl Ipam {
     /// pod, and with `no free address in <subnet>` when the subnet is full; on failure nothing
     /// is written.
     pub fn allocate(&self, req: &PodNetRequest, host_link: &str) -> Result<PodRecord, CniError> {
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| CniError::store("begin", e))?;
+        let txn = self.begin()?;
         let record = {
             let mut pods = txn
                 .open_table(PODS)
@@ -220,10 +242,7 @@ impl Ipam {
         }
         let record = PodRecord::of(req, host_link, ip);
         let json = record.encode()?;
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| CniError::store("begin", e))?;
+        let txn = self.begin()?;
         {
             let mut leases = txn
                 .open_table(LEASES)
@@ -253,10 +272,7 @@ impl Ipam {
 
     /// Frees the pod's address and forgets it. Idempotent.
     pub fn release(&self, id: &str) -> Result<(), CniError> {
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| CniError::store("begin", e))?;
+        let txn = self.begin()?;
         {
             let mut pods = txn
                 .open_table(PODS)

@@ -6,8 +6,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redb::Database;
-
 use crate::config::{NetworkConfig, PodNetRequest, PodNetStatus, host_link_name, validate_pod_id};
 use crate::error::CniError;
 use crate::ipam::Ipam;
@@ -36,7 +34,7 @@ pub const TABLE_REFRESH: Duration = Duration::from_secs(60);
 
 impl NetlinkNetwork {
     /// Validates the config and opens the `cni_` tables in `db`.
-    pub fn new(cfg: NetworkConfig, db: Arc<Database>) -> Result<Self, CniError> {
+    pub fn new(cfg: NetworkConfig, db: crate::ipam::SharedDb) -> Result<Self, CniError> {
         cfg.validate()?;
         let ipam = Ipam::open(db, cfg.subnet, cfg.gateway)?;
         Ok(NetlinkNetwork {

@@ -1,7 +1,6 @@
 //! FakeNetwork tier (no root): the same contract as the privileged tests, in memory.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use skiff_cni::fake::FakeNetwork;
 use skiff_cni::{Action, HostPortMapping, NetworkConfig, PodNetRequest, PodNetwork, Protocol};
@@ -98,7 +97,7 @@ async fn crash_at_every_step_is_repaired_by_setup_or_gc() {
 
 #[tokio::test]
 async fn addresses_survive_a_restart() {
-    let db = Arc::new(
+    let db = skiff_cni::ipam::shared(
         redb::Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .expect("db"),

@@ -285,7 +285,9 @@ fn imports_a_podman_save_archive() {
 #[test]
 fn reopening_clears_leftovers_but_keeps_partial_downloads() {
     let dir = tempfile::tempdir().unwrap();
-    let db = std::sync::Arc::new(redb::Database::create(dir.path().join("skiff.redb")).unwrap());
+    let db = skiff_runtime::image::shared(
+        redb::Database::create(dir.path().join("skiff.redb")).unwrap(),
+    );
     let root = dir.path().join("images");
     let store = skiff_runtime::image::ImageStore::open(&root, db.clone()).unwrap();
     let (archive, built) = busybox_archive(dir.path());
@@ -318,14 +320,17 @@ fn images_survive_a_database_that_lost_their_records() {
     let root = dir.path().join("images");
     let (archive, built) = busybox_archive(dir.path());
     {
-        let db = std::sync::Arc::new(redb::Database::create(dir.path().join("old.redb")).unwrap());
+        let db = skiff_runtime::image::shared(
+            redb::Database::create(dir.path().join("old.redb")).unwrap(),
+        );
         let store = skiff_runtime::image::ImageStore::open(&root, db).unwrap();
         store.import_archive(&archive).unwrap();
         store.import_archive(&archive).unwrap();
     }
     // A new, empty database (the node's store was rebuilt): the references come back from the
     // mirror beside the blobs, and the image runs without a pull.
-    let db = std::sync::Arc::new(redb::Database::create(dir.path().join("new.redb")).unwrap());
+    let db =
+        skiff_runtime::image::shared(redb::Database::create(dir.path().join("new.redb")).unwrap());
     let store = skiff_runtime::image::ImageStore::open(&root, db.clone()).unwrap();
     let image = store
         .resolve(TEST_IMAGE_REFERENCE)
@@ -336,7 +341,9 @@ fn images_survive_a_database_that_lost_their_records() {
     // A removed image stays removed across the same kind of loss.
     assert!(store.remove(TEST_IMAGE_REFERENCE).unwrap());
     drop(store);
-    let db = std::sync::Arc::new(redb::Database::create(dir.path().join("newer.redb")).unwrap());
+    let db = skiff_runtime::image::shared(
+        redb::Database::create(dir.path().join("newer.redb")).unwrap(),
+    );
     let store = skiff_runtime::image::ImageStore::open(&root, db).unwrap();
     assert!(store.list().unwrap().is_empty());
 }

@@ -113,6 +113,13 @@ pub struct Core {
     /// When the log filesystem's free space was last checked, and whether it was below the
     /// floor (containers drop log lines meanwhile).
     log_space: (Millis, bool),
+    /// Whether the store refuses writes (a full disk) and when it is next looked at.
+    store_watch: super::store_watch::StoreWatch,
+    /// Pods removed from memory whose records could not be deleted from the store yet.
+    forgotten: BTreeSet<String>,
+    /// Pods torn down while the store refused writes: their network (address lease, links)
+    /// is released once it is back.
+    unreleased: BTreeSet<String>,
     /// This node's own declarations (files and `skiff apply`), for the cluster task.
     declared: watch::Sender<Arc<crate::desired::Objects>>,
     /// The pods the leader assigned to this node; `None` until known (nothing is changed).
@@ -197,6 +204,9 @@ impl Core {
             started_at: now,
             desired_changed: true,
             log_space: (0, false),
+            store_watch: Default::default(),
+            forgotten: BTreeSet::new(),
+            unreleased: BTreeSet::new(),
             declared: watch::channel(Arc::new(BTreeMap::new())).0,
             assigned: None,
             pending: Arc::default(),
@@ -439,6 +449,7 @@ impl Core {
                 Some(p) = pulls.recv() => self.on_pull_result(p),
                 _ = tick.tick() => {
                     self.check_log_space(now_millis());
+                    self.check_store(now_millis());
                     if self.sources.settle_due(&self.store, &mut self.events, now_millis()) {
                         self.refresh_declared();
                     }
@@ -615,10 +626,8 @@ impl Core {
                                 "pod removed",
                             );
                         }
-                        if let Err(e) = self.store.delete_pod(&uid) {
-                            tracing::warn!("pod {uid}: {e}");
-                        }
                         self.dirty.remove(&uid);
+                        self.forgotten.insert(uid.clone());
                         self.desired_changed = true;
                     }
                     other => pod_actions.push(other),
@@ -650,7 +659,19 @@ impl Core {
         self.flush();
     }
 
+    /// Writes what changed in the pod records; what cannot be written (the store refuses
+    /// writes) stays marked and is tried again on a later turn (once the store is back).
     fn flush(&mut self) {
+        if self.store_watch.failed() {
+            return;
+        }
+        while let Some(uid) = self.forgotten.pop_first() {
+            if let Err(e) = self.store.delete_pod(&uid) {
+                tracing::warn!("pod {uid}: cannot remove its record: {e}");
+                self.forgotten.insert(uid);
+                break;
+            }
+        }
         let dirty = std::mem::take(&mut self.dirty);
         let records = dirty
             .iter()
@@ -659,6 +680,73 @@ impl Core {
             tracing::warn!("cannot persist pod records: {e}");
             // Try again next turn.
             self.dirty = dirty;
+        }
+    }
+
+    /// Releases the network of pods torn down while the store refused writes (idempotent; a
+    /// failure is left to the start-up garbage collection).
+    fn release_networks(&mut self) {
+        let uids = std::mem::take(&mut self.unreleased);
+        let Some(net) = self.network.clone() else {
+            return;
+        };
+        if uids.is_empty() {
+            return;
+        }
+        tokio::spawn(async move {
+            use skiff_cni::PodNetwork;
+            for uid in uids {
+                match net.teardown_pod(&uid).await {
+                    Ok(()) => tracing::info!("pod {uid}: network released"),
+                    Err(e) => tracing::warn!("pod {uid}: cannot release its network: {e}"),
+                }
+            }
+        });
+    }
+
+    /// Once a second: whether the store has started refusing writes (an I/O error such as a
+    /// full disk latches redb), and, while it does, whether its disk has room again to reopen
+    /// it in place. Pods keep running meanwhile and every change waits in memory.
+    fn check_store(&mut self, now: Millis) {
+        use super::store_watch::{StoreStep, free_bytes};
+        let store = &self.store;
+        match self
+            .store_watch
+            .step(now, || store.needs_reopen(), || free_bytes(store.path()))
+        {
+            StoreStep::Nothing => {}
+            StoreStep::Failed => {
+                let message = format!(
+                    "{} refuses writes after an I/O error (disk full?): pods keep running and changes are kept in memory; it is reopened once its filesystem has {} MiB free",
+                    self.store.path().display(),
+                    super::store_watch::REOPEN_FREE_BYTES / (1024 * 1024)
+                );
+                tracing::error!("{message}");
+                let node = self.config.node_name.clone();
+                self.events
+                    .record(now, true, "StoreFailed", "Node", "", &node, &message);
+            }
+            StoreStep::Reopen => match self.store.reopen() {
+                Ok(()) => {
+                    let failed_for = self.store_watch.reopened(now);
+                    let waiting = self.sources.write_unwritten(&self.store);
+                    self.flush();
+                    self.release_networks();
+                    let message = format!(
+                        "{} reopened after refusing writes for {:.1} s; what waited in memory is written",
+                        self.store.path().display(),
+                        failed_for as f64 / 1000.0
+                    );
+                    tracing::warn!("{message}");
+                    if let Err(e) = waiting {
+                        tracing::warn!("manifest sources are not all written yet: {e}");
+                    }
+                    let node = self.config.node_name.clone();
+                    self.events
+                        .record(now, false, "StoreReopened", "Node", "", &node, &message);
+                }
+                Err(e) => tracing::debug!("store not reopened yet: {e}"),
+            },
         }
     }
 
@@ -937,9 +1025,16 @@ impl Core {
                     }
                 }
                 Outcome::Removed { id } => pod.status.pending_removal.retain(|x| *x != id),
-                Outcome::TornDown => {
+                Outcome::TornDown { network_pending } => {
                     pod.status.sandbox_ready = false;
                     pod.status.network = None;
+                    if let Some(why) = network_pending {
+                        tracing::warn!(
+                            "pod {}: network released once the store is back ({why})",
+                            r.uid
+                        );
+                        self.unreleased.insert(r.uid.clone());
+                    }
                 }
                 Outcome::Failed { message } => events.push((true, "FailedAction".into(), message)),
             }

@@ -65,7 +65,11 @@ pub enum Outcome {
     Removed {
         id: String,
     },
-    TornDown,
+    /// The sandbox is gone. `network_pending`: the pod network could not be released because
+    /// the store refuses writes (a full disk); the node loop releases it once the store is back.
+    TornDown {
+        network_pending: Option<String>,
+    },
     Failed {
         message: String,
     },
@@ -121,6 +125,16 @@ pub async fn run_job(job: Job) -> JobResult {
             (Action::TeardownSandbox { .. }, Some(net)) if !job.pod.plan.host_network => {
                 match net.teardown_pod(&job.pod.uid).await {
                     Ok(()) => blocking(job.clone(), index).await,
+                    // A deleted pod is not kept for want of disk: what the network holds (its
+                    // address, links) is released once the store takes writes again.
+                    Err(e @ skiff_cni::CniError::Store { .. }) => {
+                        match blocking(job.clone(), index).await {
+                            Outcome::TornDown { .. } => Outcome::TornDown {
+                                network_pending: Some(e.to_string()),
+                            },
+                            other => other,
+                        }
+                    }
                     Err(e) => Outcome::Failed {
                         message: format!("tear down pod network: {e}"),
                     },
@@ -279,7 +293,9 @@ fn run_action(job: &Job, action: &Action) -> Outcome {
             },
         },
         Action::TeardownSandbox { .. } => match sandbox::teardown(&paths, owned_netns) {
-            Ok(()) => Outcome::TornDown,
+            Ok(()) => Outcome::TornDown {
+                network_pending: None,
+            },
             Err(e) => Outcome::Failed {
                 message: format!("tear down pod sandbox: {e}"),
             },

@@ -11,6 +11,7 @@ mod pending;
 pub(crate) mod rpc;
 mod sources;
 mod status;
+mod store_watch;
 
 use crate::api;
 use crate::cli::AgentArgs;

@@ -44,6 +44,9 @@ pub struct Sources {
     unreadable: BTreeMap<Source, String>,
     /// How long a broken or shrinking version must be quiet before it is acted on.
     settle: Millis,
+    /// Files acted on whose new content (or removal: `None`) the store did not take (it failed,
+    /// e.g. on a full disk): written by [`Sources::write_unwritten`] once it works again.
+    unwritten: BTreeMap<Source, Option<Vec<u8>>>,
     pub merged: Merged,
 }
 
@@ -317,7 +320,10 @@ impl Sources {
             );
             return false;
         }
+        self.unwritten.remove(path);
         if let Err(e) = store.put_file(path, content) {
+            self.unwritten
+                .insert(path.to_string(), Some(content.to_vec()));
             events.record(
                 now,
                 true,
@@ -353,7 +359,9 @@ impl Sources {
         if self.sources.remove(path).is_none() {
             return false;
         }
+        self.unwritten.remove(path);
         if let Err(e) = store.delete_file(path) {
+            self.unwritten.insert(path.to_string(), None);
             events.record(
                 now,
                 true,
@@ -374,6 +382,27 @@ impl Sources {
             &format!("{path} removed: deleting what it declared"),
         );
         true
+    }
+
+    /// Writes the file contents the store did not take when they were acted on; returns how
+    /// many were written. Stops at the first error (the rest wait for the next call).
+    pub fn write_unwritten(&mut self, store: &Store) -> Result<usize, StoreError> {
+        let mut written = 0;
+        while let Some((path, content)) = self.unwritten.pop_first() {
+            let api = path.starts_with(API_SOURCE_PREFIX);
+            let result = match &content {
+                Some(bytes) if api => store.put_applied(&path, bytes),
+                Some(bytes) => store.put_file(&path, bytes),
+                None if api => store.delete_applied(&path),
+                None => store.delete_file(&path),
+            };
+            if let Err(e) = result {
+                self.unwritten.insert(path, content);
+                return Err(e);
+            }
+            written += 1;
+        }
+        Ok(written)
     }
 
     /// The source that declares `key`, if any.
@@ -401,6 +430,7 @@ impl Sources {
                     return Ok(false);
                 }
                 store.put_applied(&source, &bytes)?;
+                self.unwritten.remove(&source);
                 self.sources.insert(
                     source,
                     SourceState {
@@ -410,10 +440,16 @@ impl Sources {
                 );
             }
             None => {
-                if self.sources.remove(&source).is_none() {
+                if !self.sources.contains_key(&source) {
                     return Ok(false);
                 }
-                store.delete_applied(&source)?;
+                // A deletion is never refused for want of disk: a store that refuses writes
+                // gets it once it is back (the node loop reopens it).
+                if let Err(e) = store.delete_applied(&source) {
+                    tracing::warn!("{source}: deleted, but not from the store yet: {e}");
+                    self.unwritten.insert(source.clone(), None);
+                }
+                self.sources.remove(&source);
             }
         }
         self.remerge();

@@ -7,17 +7,21 @@
 //! right after a start.
 
 use super::keys::{AssignedPod, Assignment};
-use redb::{Database, ReadableDatabase, TableDefinition};
+use crate::store::{SharedDb, current};
+use redb::{ReadableDatabase, TableDefinition};
 use skiff_gossip::{NodeCondition, NodeStatus, accepts};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::Mutex;
 
 /// `assignment` -> JSON [`Assignment`]; `peers` -> JSON list of names.
 const FOLLOW: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster_follow");
 
 /// What this node follows.
 pub struct Followed {
-    db: Arc<Database>,
+    db: SharedDb,
+    /// Values not written yet (the store failed), by key: written by the next save or
+    /// [`Followed::write_unwritten`].
+    unwritten: Mutex<BTreeMap<String, Vec<u8>>>,
     pub accepted: Option<Assignment>,
     pub known_peers: BTreeSet<String>,
     /// Gossip addresses of peers last seen Ready: seeds when the agent starts again.
@@ -25,11 +29,11 @@ pub struct Followed {
 }
 
 impl Followed {
-    pub fn open(db: Arc<Database>) -> Result<Followed, redb::Error> {
-        let txn = db.begin_write()?;
+    pub fn open(db: SharedDb) -> Result<Followed, redb::Error> {
+        let txn = current(&db)?.begin_write()?;
         txn.open_table(FOLLOW)?;
         txn.commit()?;
-        let txn = db.begin_read()?;
+        let txn = current(&db)?.begin_read()?;
         let table = txn.open_table(FOLLOW)?;
         let read = |key: &str| -> Result<Option<Vec<u8>>, redb::Error> {
             Ok(table.get(key)?.map(|v| v.value().to_vec()))
@@ -45,6 +49,7 @@ impl Followed {
         drop(txn);
         Ok(Followed {
             db,
+            unwritten: Mutex::new(BTreeMap::new()),
             accepted,
             known_peers,
             peer_addrs,
@@ -52,21 +57,44 @@ impl Followed {
     }
 
     fn save(&self, key: &str, value: &[u8]) {
-        let result = (|| -> Result<(), redb::Error> {
-            let txn = self.db.begin_write()?;
-            txn.open_table(FOLLOW)?.insert(key, value)?;
-            txn.commit()?;
-            Ok(())
-        })();
-        if let Err(e) = result {
-            tracing::error!("cannot store the followed assignment: {e}");
+        let mut unwritten = self.unwritten.lock().unwrap_or_else(|p| p.into_inner());
+        let failing = !unwritten.is_empty();
+        unwritten.insert(key.to_string(), value.to_vec());
+        if let Err(e) = self.write(&mut unwritten)
+            && !failing
+        {
+            tracing::error!(
+                "cannot store the followed assignment: {e} (kept in memory, written once the store takes writes again)"
+            );
         }
+    }
+
+    /// Writes what an earlier save could not; returns whether nothing waits any more.
+    pub fn write_unwritten(&self) -> bool {
+        let mut unwritten = self.unwritten.lock().unwrap_or_else(|p| p.into_inner());
+        self.write(&mut unwritten).is_ok()
+    }
+
+    fn write(&self, unwritten: &mut BTreeMap<String, Vec<u8>>) -> Result<(), redb::Error> {
+        if unwritten.is_empty() {
+            return Ok(());
+        }
+        let txn = current(&self.db)?.begin_write()?;
+        {
+            let mut table = txn.open_table(FOLLOW)?;
+            for (key, value) in unwritten.iter() {
+                table.insert(key.as_str(), value.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        unwritten.clear();
+        Ok(())
     }
 
     /// This node's pod subnet, as last stored.
     pub fn subnet(&self) -> Option<ipnet::Ipv4Net> {
         let read = || -> Result<Option<Vec<u8>>, redb::Error> {
-            let txn = self.db.begin_read()?;
+            let txn = current(&self.db)?.begin_read()?;
             let table = txn.open_table(FOLLOW)?;
             Ok(table.get("subnet")?.map(|v| v.value().to_vec()))
         };
@@ -194,7 +222,7 @@ mod tests {
     #[test]
     fn accepted_tables_survive_a_restart_and_stale_ones_are_ignored() {
         let dir = tempfile::tempdir().expect("tmp");
-        let db = Arc::new(Database::create(dir.path().join("db")).expect("db"));
+        let db = crate::store::shared(redb::Database::create(dir.path().join("db")).expect("db"));
         let mut f = Followed::open(db.clone()).expect("open");
         assert!(f.accept(&doc(2, 5, vec![pod("a", "n1")])));
         assert!(!f.accept(&doc(2, 5, vec![])), "same generation again");
@@ -223,7 +251,7 @@ mod tests {
             is_self: false,
         };
         let dir = tempfile::tempdir().expect("tmp");
-        let db = Arc::new(Database::create(dir.path().join("db")).expect("db"));
+        let db = crate::store::shared(redb::Database::create(dir.path().join("db")).expect("db"));
         let mut f = Followed::open(db.clone()).expect("open");
         f.note_peers(
             &[

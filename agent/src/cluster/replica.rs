@@ -11,12 +11,12 @@
 
 use super::keys::{object_key, parse_object_key};
 use crate::desired::Source;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use crate::store::{SharedDb, current};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use skiff_gossip::{Digest, Hlc};
 use skiff_manifests::{Object, ObjectKey, Valid};
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// Records (JSON [`StoredRecord`]) by `obj/...` key.
@@ -74,16 +74,20 @@ struct Entry {
 /// The replica: records, what this node declared, its clock.
 pub struct Replica {
     node: String,
-    db: Arc<Database>,
+    db: SharedDb,
     entries: BTreeMap<String, Entry>,
     ingested: BTreeMap<String, String>,
     hlc: Hlc,
+    /// Keys changed in memory but not yet written (the store failed, e.g. on a full disk):
+    /// written by the next [`Replica::flush`]. Memory is what the node acts on; the store
+    /// catches up.
+    unwritten: BTreeSet<String>,
 }
 
 impl Replica {
     /// Loads the records and moves the clock past every stored stamp.
-    pub fn open(db: Arc<Database>, node: &str) -> Result<Replica, ReplicaError> {
-        let txn = db.begin_write()?;
+    pub fn open(db: SharedDb, node: &str) -> Result<Replica, ReplicaError> {
+        let txn = current(&db)?.begin_write()?;
         txn.open_table(RECORDS)?;
         txn.open_table(INGESTED)?;
         txn.commit()?;
@@ -93,8 +97,9 @@ impl Replica {
             entries: BTreeMap::new(),
             ingested: BTreeMap::new(),
             hlc: Hlc::new(node),
+            unwritten: BTreeSet::new(),
         };
-        let txn = replica.db.begin_read()?;
+        let txn = current(&replica.db)?.begin_read()?;
         for item in txn.open_table(RECORDS)?.iter()? {
             let (k, v) = item?;
             let key = k.value().to_string();
@@ -155,40 +160,50 @@ impl Replica {
         })
     }
 
-    fn persist(&self, key: &str) -> Result<(), ReplicaError> {
-        let txn = self.db.begin_write()?;
+    /// Writes every key changed in memory since the last successful flush, in one transaction.
+    /// On an error nothing is lost: the keys stay to be written by the next call.
+    pub fn flush(&mut self) -> Result<(), ReplicaError> {
+        if self.unwritten.is_empty() {
+            return Ok(());
+        }
+        let txn = current(&self.db)?.begin_write()?;
         {
             let mut records = txn.open_table(RECORDS)?;
-            match self.entries.get(key) {
-                Some(e) => {
-                    let json = serde_json::to_vec(&e.stored).unwrap_or_default();
-                    records.insert(key, json.as_slice())?;
-                }
-                None => {
-                    records.remove(key)?;
-                }
-            }
             let mut ingested = txn.open_table(INGESTED)?;
-            match self.ingested.get(key) {
-                Some(hash) => {
-                    ingested.insert(key, hash.as_str())?;
+            for key in &self.unwritten {
+                let key = key.as_str();
+                match self.entries.get(key) {
+                    Some(e) => {
+                        let json = serde_json::to_vec(&e.stored).unwrap_or_default();
+                        records.insert(key, json.as_slice())?;
+                    }
+                    None => {
+                        records.remove(key)?;
+                    }
                 }
-                None => {
-                    ingested.remove(key)?;
+                match self.ingested.get(key) {
+                    Some(hash) => {
+                        ingested.insert(key, hash.as_str())?;
+                    }
+                    None => {
+                        ingested.remove(key)?;
+                    }
                 }
             }
         }
         txn.commit()?;
+        self.unwritten.clear();
         Ok(())
+    }
+
+    /// Whether changes wait to be written (the store failed).
+    pub fn has_unwritten(&self) -> bool {
+        !self.unwritten.is_empty()
     }
 
     /// Folds this node's current declarations in: changed or new content becomes a new version,
     /// a declaration that went away becomes a tombstone. Returns the keys that changed.
-    pub fn ingest(
-        &mut self,
-        declared: &crate::desired::Objects,
-        now_ms: u64,
-    ) -> Result<Vec<String>, ReplicaError> {
+    pub fn ingest(&mut self, declared: &crate::desired::Objects, now_ms: u64) -> Vec<String> {
         let mut changed = Vec::new();
         let mut present = std::collections::BTreeSet::new();
         for (key, (source, object)) in declared {
@@ -223,7 +238,7 @@ impl Replica {
                     },
                 );
             }
-            self.persist(&k)?;
+            self.unwritten.insert(k.clone());
             changed.push(k);
         }
         let gone: Vec<String> = self
@@ -254,10 +269,10 @@ impl Replica {
                     },
                 );
             }
-            self.persist(&k)?;
+            self.unwritten.insert(k.clone());
             changed.push(k);
         }
-        Ok(changed)
+        changed
     }
 
     /// Stores a version fetched from another node if it wins by the merge rule; returns whether
@@ -273,16 +288,12 @@ impl Replica {
         }
         self.hlc.observe(&entry.digest.stamp);
         self.entries.insert(key.to_string(), entry);
-        self.persist(key)?;
+        self.unwritten.insert(key.to_string());
         Ok(true)
     }
 
     /// Forgets tombstones older than `grace`; returns the keys forgotten.
-    pub fn collect_garbage(
-        &mut self,
-        now_ms: u64,
-        grace: Duration,
-    ) -> Result<Vec<String>, ReplicaError> {
+    pub fn collect_garbage(&mut self, now_ms: u64, grace: Duration) -> Vec<String> {
         let old: Vec<String> = self
             .entries
             .iter()
@@ -291,9 +302,9 @@ impl Replica {
             .collect();
         for k in &old {
             self.entries.remove(k);
-            self.persist(k)?;
+            self.unwritten.insert(k.clone());
         }
-        Ok(old)
+        old
     }
 
     /// Every record's digest, by key.
@@ -352,8 +363,32 @@ mod tests {
             .collect()
     }
 
-    fn db(dir: &tempfile::TempDir) -> Arc<Database> {
-        Arc::new(Database::create(dir.path().join("db")).expect("db"))
+    fn db(dir: &tempfile::TempDir) -> SharedDb {
+        skiff_cni::ipam::shared(redb::Database::create(dir.path().join("db")).expect("db"))
+    }
+
+    #[test]
+    fn changes_made_while_the_store_is_closed_are_written_once_it_is_back() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let shared = db(&dir);
+        let mut r = Replica::open(shared.clone(), "n1").expect("open");
+        let web = object("web", "busybox");
+        r.ingest(&declared(std::slice::from_ref(&web)), 1_000);
+        r.flush().expect("flush");
+        // The store goes away (a full disk, being reopened): the node keeps acting on memory.
+        let closed = shared.write().expect("lock").take().expect("open db");
+        assert_eq!(r.ingest(&declared(&[]), 2_000).len(), 1);
+        assert!(r.objects().is_empty(), "the deletion waited for the store");
+        assert!(r.flush().is_err());
+        assert!(r.has_unwritten());
+        // It comes back: the deletion is written, and a restart does not resurrect web.
+        *shared.write().expect("lock") = Some(closed);
+        r.flush().expect("flush");
+        assert!(!r.has_unwritten());
+        drop(r);
+        let again = Replica::open(shared, "n1").expect("reopen");
+        assert!(again.objects().is_empty());
+        assert!(again.digests().values().all(|d| d.tombstone));
     }
 
     #[test]
@@ -362,25 +397,18 @@ mod tests {
         let web = object("web", "busybox");
         let changed = {
             let mut r = Replica::open(db(&dir), "n1").expect("open");
-            let first = r
-                .ingest(&declared(std::slice::from_ref(&web)), 1_000)
-                .expect("ingest");
+            let first = r.ingest(&declared(std::slice::from_ref(&web)), 1_000);
             assert_eq!(first, vec!["obj/Pod/default/web".to_string()]);
             assert!(
                 r.ingest(&declared(std::slice::from_ref(&web)), 2_000)
-                    .expect("ingest")
                     .is_empty()
             );
+            r.flush().expect("flush");
             r.digests()
         };
         let mut again = Replica::open(db(&dir), "n1").expect("reopen");
         assert_eq!(again.digests(), changed);
-        assert!(
-            again
-                .ingest(&declared(&[web]), 3_000)
-                .expect("ingest")
-                .is_empty()
-        );
+        assert!(again.ingest(&declared(&[web]), 3_000).is_empty());
         assert_eq!(again.objects().len(), 1);
     }
 
@@ -389,8 +417,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let web = object("web", "busybox");
         let mut mine = Replica::open(db(&dir), "n1").expect("open");
-        mine.ingest(&declared(std::slice::from_ref(&web)), 1_000)
-            .expect("ingest");
+        mine.ingest(&declared(std::slice::from_ref(&web)), 1_000);
         // Another node deletes it later; the tombstone reaches us.
         let tombstone = StoredRecord {
             digest: "5000.0@n2::T".into(),
@@ -403,20 +430,11 @@ mod tests {
         );
         assert!(mine.objects().is_empty());
         // Our file is unchanged: no new version, the object stays deleted.
-        assert!(
-            mine.ingest(&declared(&[web]), 6_000)
-                .expect("ingest")
-                .is_empty()
-        );
+        assert!(mine.ingest(&declared(&[web]), 6_000).is_empty());
         assert!(mine.objects().is_empty());
         // A changed file is a new version, newer than the tombstone.
         let edited = object("web", "busybox:2");
-        assert_eq!(
-            mine.ingest(&declared(&[edited]), 7_000)
-                .expect("ingest")
-                .len(),
-            1
-        );
+        assert_eq!(mine.ingest(&declared(&[edited]), 7_000).len(), 1);
         assert_eq!(mine.objects().len(), 1);
     }
 
@@ -427,14 +445,14 @@ mod tests {
         let web = object("web", "busybox");
         let mut a = Replica::open(db(&dir), "a").expect("open");
         let mut b = Replica::open(db(&other), "b").expect("open");
-        a.ingest(&declared(&[web]), 1_000).expect("ingest");
+        a.ingest(&declared(&[web]), 1_000);
         let key = "obj/Pod/default/web";
         assert!(
             b.apply_remote(key, a.record(key).cloned().expect("rec"))
                 .expect("apply")
         );
         assert_eq!(b.objects().len(), 1);
-        assert_eq!(a.ingest(&declared(&[]), 2_000).expect("ingest").len(), 1);
+        assert_eq!(a.ingest(&declared(&[]), 2_000).len(), 1);
         assert!(a.digests()[key].tombstone);
         assert!(
             b.apply_remote(key, a.record(key).cloned().expect("rec"))
@@ -442,9 +460,7 @@ mod tests {
         );
         assert!(b.objects().is_empty());
         // Tombstones are forgotten after the grace period.
-        let gone = b
-            .collect_garbage(2_000 + 61_000, Duration::from_secs(60))
-            .expect("gc");
+        let gone = b.collect_garbage(2_000 + 61_000, Duration::from_secs(60));
         assert_eq!(gone, vec![key.to_string()]);
     }
 
@@ -456,10 +472,8 @@ mod tests {
         );
         let mut a = Replica::open(db(&d1), "a").expect("open");
         let mut b = Replica::open(db(&d2), "b").expect("open");
-        a.ingest(&declared(&[object("web", "one")]), 1_000)
-            .expect("ingest");
-        b.ingest(&declared(&[object("web", "two")]), 1_000)
-            .expect("ingest");
+        a.ingest(&declared(&[object("web", "one")]), 1_000);
+        b.ingest(&declared(&[object("web", "two")]), 1_000);
         let key = "obj/Pod/default/web";
         let (ra, rb) = (
             a.record(key).cloned().expect("a"),

@@ -227,6 +227,8 @@ pub struct ClusterService {
     followed_table: Arc<Vec<AssignedPod>>,
     /// The leader `followed_table` was built from.
     followed_table_of: Option<String>,
+    /// Writing the replica to the store failed last time (logged once until it works again).
+    store_failing: bool,
 }
 
 impl ClusterService {
@@ -276,6 +278,7 @@ impl ClusterService {
             nodes,
             followed_table: Arc::new(Vec::new()),
             followed_table_of: None,
+            store_failing: false,
         }
     }
 
@@ -333,6 +336,7 @@ impl ClusterService {
             self.sync(fetched_tx).await;
         }
         self.collect_garbage(now).await;
+        self.write_replica();
         if std::mem::take(&mut self.objects_stale) {
             self.objects = Arc::new(self.replica.objects());
         }

@@ -151,7 +151,7 @@ pub struct SimNode {
 
 /// A node's durable part: survives a kill, used by a restart.
 struct Disk {
-    db: Arc<redb::Database>,
+    db: skiff_agent::store::SharedDb,
     declared: Declared,
     metadata: NodeMetadata,
     generation: u64,
@@ -184,8 +184,8 @@ pub fn metadata() -> NodeMetadata {
     }
 }
 
-fn memory_db() -> Arc<redb::Database> {
-    Arc::new(
+fn memory_db() -> skiff_agent::store::SharedDb {
+    skiff_agent::store::shared(
         redb::Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .expect("in-memory redb"),

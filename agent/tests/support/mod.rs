@@ -50,6 +50,8 @@ pub struct AgentOptions {
     pub masquerade: bool,
     /// Extra `skiff agent` flags.
     pub extra_args: Vec<String>,
+    /// Mount a tmpfs of this size (`mount -o size=`) on the data dir, to make a small disk.
+    pub data_tmpfs: Option<String>,
 }
 
 impl Default for AgentOptions {
@@ -63,6 +65,7 @@ impl Default for AgentOptions {
             cluster_cidr: "198.18.0.0/15".to_string(),
             masquerade: false,
             extra_args: Vec::new(),
+            data_tmpfs: None,
         }
     }
 }
@@ -139,6 +142,16 @@ impl TestAgent {
         cleanup::write_owner(&agent.dir);
         for d in [&agent.data, &agent.manifests, &agent.run] {
             std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("create {}: {e}", d.display()));
+        }
+        if let Some(size) = &agent.options.data_tmpfs {
+            nix::mount::mount(
+                Some("tmpfs"),
+                &agent.data,
+                Some("tmpfs"),
+                nix::mount::MsFlags::empty(),
+                Some(format!("size={size},mode=0700").as_str()),
+            )
+            .expect("mount a tmpfs on the data dir");
         }
         agent.make_node_netns();
         agent.spawn();

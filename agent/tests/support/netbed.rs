@@ -209,8 +209,11 @@ impl NetBed {
             ..skiff_agent::config::AgentConfig::default()
         };
         let db = redb::Database::create(config.db_path()).expect("open the agent's database");
-        skiff_cni::NetlinkNetwork::new(skiff_agent::agent::network_config(&config), Arc::new(db))
-            .expect("cni instance")
+        skiff_cni::NetlinkNetwork::new(
+            skiff_agent::agent::network_config(&config),
+            skiff_agent::store::shared(db),
+        )
+        .expect("cni instance")
     }
 }
 

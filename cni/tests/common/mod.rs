@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use skiff_cni::netns::{list_netns_files, unmount_netns_dir};
@@ -49,11 +48,11 @@ impl TestNode {
         }
     }
 
-    pub fn open_db(&self) -> Arc<redb::Database> {
-        Arc::new(redb::Database::create(&self.db_path).expect("open redb"))
+    pub fn open_db(&self) -> skiff_cni::ipam::SharedDb {
+        skiff_cni::ipam::shared(redb::Database::create(&self.db_path).expect("open redb"))
     }
 
-    pub fn network(&self, db: Arc<redb::Database>) -> NetlinkNetwork {
+    pub fn network(&self, db: skiff_cni::ipam::SharedDb) -> NetlinkNetwork {
         NetlinkNetwork::new(self.cfg.clone(), db).expect("network")
     }
 

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 pub use digest::sha256_digest;
 pub use error::ImageError;
+pub use records::{SharedDb, shared};
 pub use reference::normalize_reference;
 pub use store::ImageStore;
 

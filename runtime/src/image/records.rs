@@ -58,7 +58,7 @@ impl ImageRecord {
 
 #[derive(Clone)]
 pub(crate) struct Records {
-    db: Arc<Database>,
+    db: SharedDb,
     /// `refs/` under the image root: one `<hex of the reference>.json` per reference.
     mirror: PathBuf,
 }
@@ -79,11 +79,33 @@ fn encode<T: Serialize>(key: &str, value: &T) -> Result<String, ImageError> {
         .map_err(|e| ImageError::json(format!("image store record {key}"), e))
 }
 
+/// The node's database, shared with the agent. The agent swaps in a reopened database after an
+/// I/O error (a full disk); it holds `None` while that happens, and every use then fails with
+/// redb's `DatabaseClosed` until the reopened one is there. (The same type as
+/// `skiff_cni::ipam::SharedDb`.)
+pub type SharedDb = Arc<std::sync::RwLock<Option<Arc<Database>>>>;
+
+/// A [`SharedDb`] holding `db` (tests and tools that never reopen).
+pub fn shared(db: Database) -> SharedDb {
+    Arc::new(std::sync::RwLock::new(Some(Arc::new(db))))
+}
+
+fn current(db: &SharedDb) -> Result<Arc<Database>, ImageError> {
+    db.read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .ok_or_else(|| ImageError::db("open", redb::StorageError::DatabaseClosed))
+}
+
 impl Records {
+    fn database(&self) -> Result<Arc<Database>, ImageError> {
+        current(&self.db)
+    }
+
     /// Creates the tables if this database has never held images, then reconciles them with
     /// the mirror: empty tables are reloaded from it (the metadata was lost), otherwise the
     /// mirror is rewritten from the tables.
-    pub(crate) fn open(db: Arc<Database>, mirror: PathBuf) -> Result<Self, ImageError> {
+    pub(crate) fn open(db: SharedDb, mirror: PathBuf) -> Result<Self, ImageError> {
         std::fs::create_dir_all(&mirror)
             .map_err(|e| ImageError::io(format!("create directory {}", mirror.display()), e))?;
         let records = Records::open_tables(db, mirror)?;
@@ -151,8 +173,8 @@ impl Records {
             .map_err(|e| ImageError::io(format!("write {}", path.display()), e))
     }
 
-    fn open_tables(db: Arc<Database>, mirror: PathBuf) -> Result<Self, ImageError> {
-        let txn = db
+    fn open_tables(db: SharedDb, mirror: PathBuf) -> Result<Self, ImageError> {
+        let txn = current(&db)?
             .begin_write()
             .map_err(|e| ImageError::db("begin write", e))?;
         txn.open_table(REFS)
@@ -171,7 +193,7 @@ impl Records {
     ) -> Result<(), ImageError> {
         let value = encode(&record.digest, record)?;
         let txn = self
-            .db
+            .database()?
             .begin_write()
             .map_err(|e| ImageError::db("begin write", e))?;
         {
@@ -201,7 +223,7 @@ impl Records {
 
     pub(crate) fn get(&self, reference: &str) -> Result<Option<ImageRecord>, ImageError> {
         let txn = self
-            .db
+            .database()?
             .begin_read()
             .map_err(|e| ImageError::db("begin read", e))?;
         let refs = txn
@@ -216,7 +238,7 @@ impl Records {
     /// Every (reference, record), ordered by reference.
     pub(crate) fn all(&self) -> Result<Vec<(String, ImageRecord)>, ImageError> {
         let txn = self
-            .db
+            .database()?
             .begin_read()
             .map_err(|e| ImageError::db("begin read", e))?;
         let refs = txn
@@ -232,7 +254,7 @@ impl Records {
 
     pub(crate) fn remove(&self, reference: &str) -> Result<Option<ImageRecord>, ImageError> {
         let txn = self
-            .db
+            .database()?
             .begin_write()
             .map_err(|e| ImageError::db("begin write", e))?;
         let removed = {
@@ -252,7 +274,7 @@ impl Records {
 
     pub(crate) fn layer(&self, diff_id: &str) -> Result<Option<LayerRecord>, ImageError> {
         let txn = self
-            .db
+            .database()?
             .begin_read()
             .map_err(|e| ImageError::db("begin read", e))?;
         let layers = txn

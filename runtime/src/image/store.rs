@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use super::blobs::BlobStore;
 use super::manifest::{ConfigDoc, ManifestDoc};
-use super::records::{ImageRecord, LayerRecord, Records};
+use super::records::{ImageRecord, LayerRecord, Records, SharedDb};
 use super::reference::normalize_reference;
 use super::unpack::{self, Compression};
 use super::{ImageError, ImageInfo};
@@ -41,7 +41,7 @@ impl ImageStore {
     /// Opens (creating if needed) the store under `root`, with metadata in `db`. Leftovers of
     /// interrupted writes and unpacks are removed, so open each root once per node (the agent);
     /// partial downloads are kept for resuming.
-    pub fn open(root: &Path, db: Arc<redb::Database>) -> Result<Self, ImageError> {
+    pub fn open(root: &Path, db: SharedDb) -> Result<Self, ImageError> {
         let layers_root = root.join("layers");
         fs::create_dir_all(&layers_root).map_err(|e| {
             ImageError::io(format!("create directory {}", layers_root.display()), e)

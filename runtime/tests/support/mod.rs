@@ -6,7 +6,6 @@
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use skiff_runtime::image::test_image::{
     self, ArchiveLayer, BuiltImage, LayerEntry, build_busybox_oci_archive,
@@ -21,7 +20,8 @@ pub struct TestStore {
 pub fn new_store() -> TestStore {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = redb::Database::create(dir.path().join("skiff.redb")).expect("create redb");
-    let store = ImageStore::open(&dir.path().join("images"), Arc::new(db)).expect("open store");
+    let store = ImageStore::open(&dir.path().join("images"), skiff_runtime::image::shared(db))
+        .expect("open store");
     TestStore { dir, store }
 }
 

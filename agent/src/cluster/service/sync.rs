@@ -18,17 +18,37 @@ impl ClusterService {
     }
 
     pub(super) async fn ingest(&mut self, declared: &crate::desired::Objects) {
-        match self.replica.ingest(declared, (self.timings.clock)()) {
-            Ok(changed) => {
-                let digests = self.replica.digests();
-                for key in changed {
-                    if let Some(d) = digests.get(&key) {
-                        self.advertise(&key, d).await;
-                    }
-                    self.replica_changed();
-                }
+        let changed = self.replica.ingest(declared, (self.timings.clock)());
+        let digests = self.replica.digests();
+        for key in changed {
+            if let Some(d) = digests.get(&key) {
+                self.advertise(&key, d).await;
             }
-            Err(e) => tracing::error!("cannot store desired objects: {e}"),
+            self.replica_changed();
+        }
+        self.write_replica();
+    }
+
+    /// Writes what changed in the replica (and the followed assignment) to the store. A store
+    /// that fails (a full disk) loses nothing: the node acts on memory and the writes are
+    /// retried every step until the agent has reopened the store.
+    pub(super) fn write_replica(&mut self) {
+        let written = self
+            .replica
+            .flush()
+            .map(|()| self.followed.write_unwritten());
+        match (written, self.store_failing) {
+            (Ok(true), true) => {
+                tracing::info!("desired objects written to the local store again");
+                self.store_failing = false;
+            }
+            (Err(e), false) => {
+                tracing::error!(
+                    "cannot store desired objects: {e} (kept in memory, written once the store takes writes again)"
+                );
+                self.store_failing = true;
+            }
+            _ => {}
         }
     }
 
@@ -114,13 +134,11 @@ impl ClusterService {
             return;
         }
         self.last_gc_ms = now;
-        if let Ok(gone) = self
+        let gone = self
             .replica
-            .collect_garbage(now, self.timings.tombstone_grace)
-        {
-            for key in gone {
-                let _ = self.gossip.delete_key(&key).await;
-            }
+            .collect_garbage(now, self.timings.tombstone_grace);
+        for key in gone {
+            let _ = self.gossip.delete_key(&key).await;
         }
     }
 }
