@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 const PODS: usize = 20;
 
-/// Sections: `--only net|pods|cluster-sim|gossip` (repeatable; default all). `--net-only` = `--only net`.
+/// Sections: `--only net|pods|manifests|cluster-sim|cluster|gossip` (repeatable; default all). `--net-only` = `--only net`.
 pub fn run(args: &[String]) -> Result<()> {
     let mut only: Vec<&str> = args
         .windows(2)
@@ -33,6 +33,9 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     if want("pods") {
         pod_start(args)?;
+    }
+    if want("manifests") {
+        crate::bench_manifests::run(args)?;
     }
     if want("cluster-sim") {
         crate::bench_cluster::run(args)?;
@@ -83,14 +86,8 @@ fn pod_start(args: &[String]) -> Result<()> {
     let mut report = Report::default();
     let skiff_side = skiff_pod_start(&skiff, &image, pods)?;
     let runc_side = runc_pod_start(&image, pods)?;
-    // A peer that fails is reported, not fatal: the other figures still stand.
-    let podman_side = podman_pod_start(&image, pods).unwrap_or_else(|e| {
-        eprintln!("bench: podman failed: {e:#}");
-        PodmanSide {
-            latencies: Vec::new(),
-            conmon_kb: Vec::new(),
-        }
-    });
+    // A peer that does not run fails the bench: a missing column is not a figure.
+    let podman_side = podman_pod_start(&image, pods).context("bench: podman (peer) failed")?;
     report.latency(
         "skiff (manifest file -> process running)",
         &skiff_side.latencies,
@@ -124,12 +121,13 @@ fn pod_start(args: &[String]) -> Result<()> {
         "podman conmon per container (median): {:>5.1} MB",
         mb(median_kb(&podman_side.conmon_kb))
     );
-    if !podman_side.conmon_kb.is_empty() {
-        println!(
-            "ratio shim/conmon = {:.2}x",
-            median_kb(&skiff_side.shim_kb) as f64 / median_kb(&podman_side.conmon_kb) as f64
-        );
+    if podman_side.conmon_kb.is_empty() || skiff_side.shim_kb.is_empty() {
+        bail!("bench: no shim or conmon process was found to measure");
     }
+    println!(
+        "ratio shim/conmon = {:.2}x",
+        median_kb(&skiff_side.shim_kb) as f64 / median_kb(&podman_side.conmon_kb) as f64
+    );
     Ok(())
 }
 
@@ -202,21 +200,21 @@ fn status_kb(pid: u32, field: &str) -> Option<u64> {
 /// VmRSS split into its anonymous part (heap, stacks) and its file part (the binary's and
 /// libraries' pages), both in KiB: the two shrink by different means.
 #[derive(Clone, Copy, Default)]
-struct Rss {
-    total: u64,
-    anon: u64,
-    file: u64,
+pub struct Rss {
+    pub total: u64,
+    pub anon: u64,
+    pub file: u64,
 }
 
 impl Rss {
-    fn of(pid: u32) -> Rss {
+    pub fn of(pid: u32) -> Rss {
         Rss {
             total: rss_kb(pid).unwrap_or(0),
             anon: status_kb(pid, "RssAnon:").unwrap_or(0),
             file: status_kb(pid, "RssFile:").unwrap_or(0),
         }
     }
-    fn parts(&self) -> String {
+    pub fn parts(&self) -> String {
         format!(
             "(anon {:.1} MB, file {:.1} MB)",
             mb(self.anon),
@@ -226,7 +224,7 @@ impl Rss {
 }
 
 /// Pids whose command line contains every needle.
-fn pids_matching(needles: &[&str]) -> Vec<u32> {
+pub fn pids_matching(needles: &[&str]) -> Vec<u32> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return out;
@@ -247,7 +245,7 @@ fn pids_matching(needles: &[&str]) -> Vec<u32> {
 }
 
 /// Waits for `path` to exist, polling every 200 µs.
-fn wait_for_file(path: &Path, limit: Duration) -> Result<()> {
+pub fn wait_for_file(path: &Path, limit: Duration) -> Result<()> {
     let start = Instant::now();
     while !path.exists() {
         if start.elapsed() > limit {
@@ -260,7 +258,7 @@ fn wait_for_file(path: &Path, limit: Duration) -> Result<()> {
 
 const MARK_DIR: &str = "/tmp/skiff-bench-mark";
 
-fn pod_manifest(name: &str) -> String {
+pub fn pod_manifest(name: &str) -> String {
     format!(
         "apiVersion: v1
 kind: Pod
@@ -282,7 +280,7 @@ spec:
     )
 }
 
-fn fresh_mark_dir() -> Result<PathBuf> {
+pub fn fresh_mark_dir() -> Result<PathBuf> {
     let dir = PathBuf::from(MARK_DIR);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;

@@ -15,6 +15,8 @@ pub const ALL: &[&str] = &[
     "skopeo",
     "runc",
     "podman",
+    // podman's pause process for `kube play` (not a dependency of the podman package).
+    "catatonit",
     "serf",
     "containernetworking-plugins",
 ];

@@ -120,6 +120,9 @@ pub struct Core {
     /// Pods torn down while the store refused writes: their network (address lease, links)
     /// is released once it is back.
     unreleased: BTreeSet<String>,
+    /// Pods whose last job had an action fail (a teardown that cannot unmount, say): how many
+    /// times in a row, and when they are next acted on (the pull backoff, not every turn).
+    failing: HashMap<String, (u32, Millis)>,
     /// This node's own declarations (files and `skiff apply`), for the cluster task.
     declared: watch::Sender<Arc<crate::desired::Objects>>,
     /// The pods the leader assigned to this node; `None` until known (nothing is changed).
@@ -207,6 +210,7 @@ impl Core {
             store_watch: Default::default(),
             forgotten: BTreeSet::new(),
             unreleased: BTreeSet::new(),
+            failing: HashMap::new(),
             declared: watch::channel(Arc::new(BTreeMap::new())).0,
             assigned: None,
             pending: Arc::default(),
@@ -581,6 +585,9 @@ impl Core {
         let uids = self.observe_all(now);
         // Plan and dispatch.
         for uid in uids {
+            if self.failing.get(&uid).is_some_and(|(_, at)| *at > now) {
+                continue;
+            }
             let Some(pod) = self.pods.get(&uid) else {
                 continue;
             };
@@ -627,6 +634,7 @@ impl Core {
                             );
                         }
                         self.dirty.remove(&uid);
+                        self.failing.remove(&uid);
                         self.forgotten.insert(uid.clone());
                         self.desired_changed = true;
                     }
@@ -940,6 +948,16 @@ impl Core {
     fn on_job_result(&mut self, r: JobResult) {
         self.in_flight.remove(&r.uid);
         let now = now_millis();
+        if r.outcomes
+            .iter()
+            .any(|o| matches!(o, Outcome::Failed { .. }))
+        {
+            let entry = self.failing.entry(r.uid.clone()).or_insert((0, now));
+            entry.0 += 1;
+            entry.1 = now + self.pull.delay(entry.0).as_millis() as Millis;
+        } else {
+            self.failing.remove(&r.uid);
+        }
         let mut events = Vec::new();
         let Some(pod) = self.pods.get_mut(&r.uid) else {
             return;
