@@ -8,7 +8,7 @@
 pub mod cluster;
 mod node;
 
-pub use node::{DemoAgent, INTERRUPTED, interrupted};
+pub use node::{DemoAgent, INTERRUPTED, NodeOptions, interrupted};
 
 use anyhow::{Context, Result};
 use cluster::{DemoCluster, pod_ready};

@@ -37,6 +37,11 @@ pub fn have(program: &str) -> bool {
 
 /// Builds the `skiff` binary (debug profile unless `release`) and returns its path.
 pub fn build_skiff_profile(release: bool) -> Result<PathBuf> {
+    if release && let Some(bin) = std::env::var_os("SKIFF_BIN") {
+        // A benchmark of a binary built earlier (or elsewhere): no rebuild.
+        eprintln!("xtask: using SKIFF_BIN={}", PathBuf::from(&bin).display());
+        return Ok(PathBuf::from(bin));
+    }
     let root = crate::root();
     let mut cmd = cargo();
     cmd.args(["build", "--package", "skiff-agent", "--bin", "skiff"]);
