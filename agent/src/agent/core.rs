@@ -92,6 +92,47 @@ fn entry_state(e: &ImageEntry) -> ImageState {
     }
 }
 
+/// What the runtime said about the running containers, by pod: (container id, state).
+type Observation = Vec<(String, Vec<(String, Observed)>)>;
+
+/// Asks the runtime about each container of `targets` (blocking: file reads).
+fn read_states(runtime: &dyn ContainerRuntime, targets: Vec<(String, Vec<String>)>) -> Observation {
+    targets
+        .into_iter()
+        .map(|(uid, ids)| {
+            let states = ids
+                .into_iter()
+                .map(|id| {
+                    let seen = match runtime.state(&id) {
+                        Ok(ContainerState::Running { .. }) => Observed::Running,
+                        Ok(ContainerState::Exited {
+                            exit_code,
+                            signal,
+                            oom_killed,
+                            finished_at,
+                            reason,
+                            ..
+                        }) => Observed::Exited {
+                            exit_code,
+                            signal,
+                            oom_killed,
+                            shim_lost: reason == "ShimLost",
+                            finished_at: to_millis(finished_at),
+                        },
+                        Ok(ContainerState::Unknown | ContainerState::NotFound) => Observed::Gone,
+                        Err(e) => {
+                            tracing::warn!("container {id}: cannot read its state: {e}");
+                            Observed::Running
+                        }
+                    };
+                    (id, seen)
+                })
+                .collect();
+            (uid, states)
+        })
+        .collect()
+}
+
 pub struct Core {
     config: AgentConfig,
     store: Store,
@@ -120,6 +161,8 @@ pub struct Core {
     /// Pods torn down while the store refused writes: their network (address lease, links)
     /// is released once it is back.
     unreleased: BTreeSet<String>,
+    /// A read of the containers' states is on the blocking pool.
+    observing: bool,
     /// Pods whose last job had an action fail (a teardown that cannot unmount, say): how many
     /// times in a row, and when they are next acted on (the pull backoff, not every turn).
     failing: HashMap<String, (u32, Millis)>,
@@ -210,6 +253,7 @@ impl Core {
             store_watch: Default::default(),
             forgotten: BTreeSet::new(),
             unreleased: BTreeSet::new(),
+            observing: false,
             failing: HashMap::new(),
             declared: watch::channel(Arc::new(BTreeMap::new())).0,
             assigned: None,
@@ -225,7 +269,8 @@ impl Core {
         core.refresh_declared();
         core.adopt();
         // The first snapshot the API serves should not claim containers that died meanwhile.
-        core.observe_all(now);
+        let read = read_states(core.runtime.as_ref(), core.observation_targets());
+        core.on_observation(read, now);
         Ok(core)
     }
 
@@ -238,6 +283,7 @@ impl Core {
 
     /// What the cluster task says this node should hold and run.
     fn on_desired(&mut self, desired: crate::cluster::Desired, now: Millis) {
+        tracing::debug!(target: "skiff::path", "desired received");
         for key in desired.objects.keys() {
             self.first_seen.entry(key.clone()).or_insert(now);
         }
@@ -427,6 +473,7 @@ impl Core {
     ) {
         let (results_tx, mut results) = mpsc::channel::<JobResult>(256);
         let (pulls_tx, mut pulls) = mpsc::channel::<PullResult>(64);
+        let (observed_tx, mut observed) = mpsc::channel::<Observation>(1);
         let mut tick = tokio::time::interval(self.config.resync_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -439,6 +486,7 @@ impl Core {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 Some(ev) = files.recv() => {
+                    tracing::debug!(target: "skiff::path", "file event");
                     let now = now_millis();
                     if self.sources.on_file_event(ev, &self.store, &mut self.events, now) {
                         self.refresh_declared();
@@ -451,7 +499,9 @@ impl Core {
                 Some(cmd) = commands.recv() => self.on_command(cmd),
                 Some(r) = results.recv() => self.on_job_result(r),
                 Some(p) = pulls.recv() => self.on_pull_result(p),
+                Some(o) = observed.recv() => self.on_observation(o, now_millis()),
                 _ = tick.tick() => {
+                    self.start_observation(&observed_tx, &tracker);
                     self.check_log_space(now_millis());
                     self.check_store(now_millis());
                     if self.sources.settle_due(&self.store, &mut self.events, now_millis()) {
@@ -463,55 +513,77 @@ impl Core {
         self.flush();
     }
 
-    /// Folds what the runtime says about every running container into the pod records (pods
-    /// with an action in flight wait for its outcome); returns the pods looked at.
-    fn observe_all(&mut self, now: Millis) -> Vec<String> {
-        let uids: Vec<String> = self
-            .pods
-            .keys()
-            .filter(|u| !self.in_flight.contains(*u))
-            .cloned()
-            .collect();
-        for uid in &uids {
-            let runtime = self.runtime.clone();
-            let observe = move |id: &str| match runtime.state(id) {
-                Ok(ContainerState::Running { .. }) => Observed::Running,
-                Ok(ContainerState::Exited {
-                    exit_code,
-                    signal,
-                    oom_killed,
-                    finished_at,
-                    reason,
-                    ..
-                }) => Observed::Exited {
-                    exit_code,
-                    signal,
-                    oom_killed,
-                    shim_lost: reason == "ShimLost",
-                    finished_at: to_millis(finished_at),
-                },
-                Ok(ContainerState::Unknown | ContainerState::NotFound) => Observed::Gone,
-                Err(e) => {
-                    tracing::warn!("container {id}: cannot read its state: {e}");
-                    Observed::Running
-                }
-            };
-            let Some(pod) = self.pods.get_mut(uid) else {
+    /// The containers to ask the runtime about: those of pods with one running and no action in
+    /// flight (a job's outcome says what became of those).
+    fn observation_targets(&self) -> Vec<(String, Vec<String>)> {
+        self.pods
+            .iter()
+            .filter(|(uid, p)| !self.in_flight.contains(*uid) && p.status.any_running())
+            .map(|(uid, p)| {
+                let ids = p
+                    .status
+                    .init_containers
+                    .iter()
+                    .chain(p.status.containers.iter())
+                    .filter_map(|c| c.current.as_ref().map(|i| i.id.clone()))
+                    .collect();
+                (uid.clone(), ids)
+            })
+            .collect()
+    }
+
+    /// Reads the runtime's state of every running container on the blocking pool (a state
+    /// read is a few file reads per container: with a hundred pods it must not hold up the
+    /// loop) and sends it back to the loop. At most one read is in flight.
+    fn start_observation(&mut self, done: &mpsc::Sender<Observation>, tracker: &TaskTracker) {
+        if self.observing {
+            return;
+        }
+        let targets = self.observation_targets();
+        if targets.is_empty() {
+            return;
+        }
+        self.observing = true;
+        let runtime = self.runtime.clone();
+        let done = done.clone();
+        tracker.spawn(async move {
+            let read = tokio::task::spawn_blocking(move || read_states(runtime.as_ref(), targets))
+                .await
+                .unwrap_or_default();
+            let _ = done.send(read).await;
+        });
+    }
+
+    /// Folds what the runtime said into the pod records. A pod that got an action in flight
+    /// since the read waits for its outcome; a container started since the read is taken as
+    /// running.
+    fn on_observation(&mut self, read: Observation, now: Millis) {
+        self.observing = false;
+        for (uid, states) in read {
+            if self.in_flight.contains(&uid) {
+                continue;
+            }
+            let Some(pod) = self.pods.get_mut(&uid) else {
                 continue;
             };
             if !pod.status.any_running() {
                 continue;
             }
+            let observe = |id: &str| {
+                states
+                    .iter()
+                    .find(|(i, _)| i == id)
+                    .map_or(Observed::Running, |(_, o)| o.clone())
+            };
             let before = pod.status.clone();
             let noted = plan::observe(pod, &observe, now, &self.crash);
             if pod.status != before {
                 self.dirty.insert(uid.clone());
             }
             for n in noted {
-                self.record_pod_event(uid, n.warning, &n.reason, &n.message);
+                self.record_pod_event(&uid, n.warning, &n.reason, &n.message);
             }
         }
-        uids
     }
 
     /// Every 10 s: whether the pods' logs have stopped for lack of free space (the shims drop
@@ -582,7 +654,13 @@ impl Core {
             self.desired_changed = false;
             self.apply_desired(now);
         }
-        let uids = self.observe_all(now);
+        // Pods with an action in flight wait for its outcome.
+        let uids: Vec<String> = self
+            .pods
+            .keys()
+            .filter(|u| !self.in_flight.contains(*u))
+            .cloned()
+            .collect();
         // Plan and dispatch.
         for uid in uids {
             if self.failing.get(&uid).is_some_and(|(_, at)| *at > now) {
@@ -657,6 +735,7 @@ impl Core {
                 network: self.network.clone(),
                 sandbox_network: std::sync::Mutex::new(None),
             };
+            tracing::debug!(target: "skiff::path", pod = %job.pod.name, "job dispatched");
             self.in_flight.insert(uid.clone());
             let tx = results.clone();
             tracker.spawn(async move {

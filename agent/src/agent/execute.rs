@@ -142,6 +142,7 @@ pub async fn run_job(job: Job) -> JobResult {
             }
             _ => blocking(job.clone(), index).await,
         };
+        tracing::debug!(target: "skiff::path", pod = %job.pod.name, action = index, "action done");
         if let Outcome::SandboxReady { network } = &outcome
             && let Ok(mut slot) = job.sandbox_network.lock()
         {

@@ -309,6 +309,7 @@ impl ClusterService {
                 declared_changed = false;
                 let declared = inputs.declared.borrow_and_update().clone();
                 self.ingest(&declared).await;
+                tracing::debug!(target: "skiff::path", "declared ingested");
             }
             self.step(&inputs, &outputs, &fetched_tx).await;
             // Every branch is cancel-safe: watch changes, an mpsc receive, an interval tick.
@@ -513,6 +514,7 @@ impl ClusterService {
             self.objects_dirty = false;
             self.last_pending = pending.clone();
             *self.served.write().unwrap_or_else(|p| p.into_inner()) = self.replica.records();
+            tracing::debug!(target: "skiff::path", "desired sent");
             outputs.desired.send_replace(Desired {
                 objects: objects.clone(),
                 assigned: self
