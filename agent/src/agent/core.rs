@@ -3,18 +3,19 @@
 //! observations), asks the pure planner what to do, hands actions to executor tasks, persists
 //! what changed and publishes a snapshot for the API.
 
-use super::execute::{self, Job, JobResult, Outcome, PullResult};
+use super::execute::{self, Job, JobResult, PullResult};
 use super::sources::Sources;
 use crate::cluster::keys::PodReport;
 use crate::config::AgentConfig;
 use crate::desired;
 use crate::events::{Event, Events};
 use crate::pod::{
-    ContainerPlanSpec, Instance, Millis, PodPlanSpec, PodRecord, PodRuntime, PullPolicy,
-    RestartPolicy, Waiting, now_millis,
+    ContainerPlanSpec, Millis, PodPlanSpec, PodRecord, PodRuntime, PullPolicy, RestartPolicy,
+    Waiting, now_millis,
 };
 use crate::reconciler::backoff::Backoff;
-use crate::reconciler::plan::{self, Action, ImageState, Observed, StopSignal};
+use crate::reconciler::outcome::{self, to_millis};
+use crate::reconciler::plan::{self, Action, ImageState, Observed};
 use crate::store::Store;
 use crate::watcher::FileEvent;
 use rand::Rng;
@@ -24,7 +25,6 @@ use skiff_runtime::container::{ContainerRuntime, ContainerState};
 use skiff_runtime::image::{ImageStore, normalize_reference};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -155,12 +155,6 @@ fn plan_spec(pod: &Valid<Pod>) -> PodPlanSpec {
         grace_period: pod.spec.termination_grace_period(),
         host_network: pod.spec.host_network,
     }
-}
-
-fn to_millis(t: std::time::SystemTime) -> Millis {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as Millis)
-        .unwrap_or(0)
 }
 
 impl Core {
@@ -945,121 +939,38 @@ impl Core {
         }
     }
 
+    /// Folds a finished job into its pod's record (`reconciler::outcome::fold`); a failed
+    /// action holds the pod back for the pull backoff.
     fn on_job_result(&mut self, r: JobResult) {
         self.in_flight.remove(&r.uid);
         let now = now_millis();
-        if r.outcomes
-            .iter()
-            .any(|o| matches!(o, Outcome::Failed { .. }))
-        {
-            let entry = self.failing.entry(r.uid.clone()).or_insert((0, now));
-            entry.0 += 1;
-            entry.1 = now + self.pull.delay(entry.0).as_millis() as Millis;
+        let Some(pod) = self.pods.get_mut(&r.uid) else {
+            // Forgotten meanwhile: nothing to fold and nothing to retry.
+            self.failing.remove(&r.uid);
+            return;
+        };
+        let backoffs = outcome::Backoffs {
+            crash: self.crash,
+            sandbox: self.pull,
+        };
+        let folded = outcome::fold(pod, r.outcomes, now, &backoffs);
+        if folded.action_failed {
+            let previous = self.failing.get(&r.uid).copied();
+            let retry = outcome::retry_failing(previous, now, &self.pull);
+            self.failing.insert(r.uid.clone(), retry);
         } else {
             self.failing.remove(&r.uid);
         }
-        let mut events = Vec::new();
-        let Some(pod) = self.pods.get_mut(&r.uid) else {
-            return;
-        };
-        for outcome in r.outcomes {
-            match outcome {
-                Outcome::SandboxReady { network } => {
-                    pod.status.network = network;
-                    pod.status.sandbox_ready = true;
-                    pod.status.sandbox_error = None;
-                    pod.status.sandbox_failures = 0;
-                    pod.status.sandbox_retry_at = None;
-                    pod.status.started_at.get_or_insert(now);
-                }
-                Outcome::SandboxFailed { reason, message } => {
-                    pod.status.sandbox_failures += 1;
-                    pod.status.sandbox_retry_at = Some(
-                        now + self.pull.delay(pod.status.sandbox_failures).as_millis() as Millis,
-                    );
-                    events.push((true, reason.clone(), message.clone()));
-                    pod.status.sandbox_error = Some(Waiting { reason, message });
-                }
-                Outcome::Started {
-                    init,
-                    index,
-                    id,
-                    pid,
-                    started_at,
-                } => {
-                    let attempt = attempt_of(&id);
-                    let c = container_mut(pod, init, index);
-                    c.attempts = c.attempts.max(attempt);
-                    c.restart_count = c.attempts.saturating_sub(1);
-                    c.waiting = None;
-                    c.next_start_at = None;
-                    let name = c.name.clone();
-                    c.current = Some(Instance {
-                        id,
-                        pid,
-                        started_at: to_millis(started_at),
-                        term_sent_at: None,
-                        kill_sent: false,
-                    });
-                    events.push((false, "Started".into(), format!("started container {name}")));
-                }
-                Outcome::StartFailed {
-                    init,
-                    index,
-                    id,
-                    reason,
-                    message,
-                } => {
-                    let attempt = attempt_of(&id);
-                    let c = container_mut(pod, init, index);
-                    c.attempts = c.attempts.max(attempt);
-                    c.failures += 1;
-                    c.next_start_at =
-                        Some(now + self.crash.delay(c.failures).as_millis() as Millis);
-                    let name = c.name.clone();
-                    c.waiting = Some(Waiting {
-                        reason: reason.clone(),
-                        message: message.clone(),
-                    });
-                    events.push((
-                        true,
-                        "Failed".into(),
-                        format!("container {name}: {reason}: {message}"),
-                    ));
-                }
-                Outcome::Signaled { id, signal } => {
-                    for c in pod
-                        .status
-                        .init_containers
-                        .iter_mut()
-                        .chain(pod.status.containers.iter_mut())
-                    {
-                        if let Some(i) = c.current.as_mut().filter(|i| i.id == id) {
-                            match signal {
-                                StopSignal::Term => i.term_sent_at = Some(now),
-                                StopSignal::Kill => i.kill_sent = true,
-                            }
-                        }
-                    }
-                }
-                Outcome::Removed { id } => pod.status.pending_removal.retain(|x| *x != id),
-                Outcome::TornDown { network_pending } => {
-                    pod.status.sandbox_ready = false;
-                    pod.status.network = None;
-                    if let Some(why) = network_pending {
-                        tracing::warn!(
-                            "pod {}: network released once the store is back ({why})",
-                            r.uid
-                        );
-                        self.unreleased.insert(r.uid.clone());
-                    }
-                }
-                Outcome::Failed { message } => events.push((true, "FailedAction".into(), message)),
-            }
+        if let Some(why) = folded.network_pending {
+            tracing::warn!(
+                "pod {}: network released once the store is back ({why})",
+                r.uid
+            );
+            self.unreleased.insert(r.uid.clone());
         }
         self.dirty.insert(r.uid.clone());
-        for (warning, reason, message) in events {
-            self.record_pod_event(&r.uid, warning, &reason, &message);
+        for e in folded.events {
+            self.record_pod_event(&r.uid, e.warning, &e.reason, &e.message);
         }
     }
 
@@ -1169,23 +1080,4 @@ fn plan_and_status(
                 .iter()
                 .zip(pod.status.containers.iter_mut()),
         )
-}
-
-fn attempt_of(id: &str) -> u32 {
-    id.rsplit('-')
-        .next()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(1)
-}
-
-fn container_mut(
-    pod: &mut PodRecord,
-    init: bool,
-    index: usize,
-) -> &mut crate::pod::ContainerRuntime {
-    if init {
-        &mut pod.status.init_containers[index]
-    } else {
-        &mut pod.status.containers[index]
-    }
 }
