@@ -109,6 +109,7 @@ pub struct Core {
     started_at: Millis,
     crash: Backoff,
     pull: Backoff,
+    sandbox: Backoff,
     desired_changed: bool,
     /// When the log filesystem's free space was last checked, and whether it was below the
     /// floor (containers drop log lines meanwhile).
@@ -188,6 +189,11 @@ impl Core {
             },
             pull: Backoff {
                 base: config.image_pull_backoff_base,
+                max: config.crash_backoff_max,
+                reset_after: config.crash_backoff_reset,
+            },
+            sandbox: Backoff {
+                base: config.sandbox_backoff_base,
                 max: config.crash_backoff_max,
                 reset_after: config.crash_backoff_reset,
             },
@@ -951,7 +957,7 @@ impl Core {
         };
         let backoffs = outcome::Backoffs {
             crash: self.crash,
-            sandbox: self.pull,
+            sandbox: self.sandbox,
         };
         let folded = outcome::fold(pod, r.outcomes, now, &backoffs);
         if folded.action_failed {

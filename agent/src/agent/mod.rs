@@ -97,6 +97,9 @@ pub fn config_from_args(args: AgentArgs) -> anyhow::Result<AgentConfig> {
         config.crash_backoff_base = Duration::from_millis(ms);
         config.image_pull_backoff_base = Duration::from_millis(ms);
     }
+    if let Some(ms) = args.sandbox_backoff_base_ms {
+        config.sandbox_backoff_base = Duration::from_millis(ms);
+    }
     config.validate()?;
     Ok(config)
 }
