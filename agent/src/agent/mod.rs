@@ -546,3 +546,30 @@ mod shutdown_tests {
         assert_eq!(quick.elapsed(), Duration::from_millis(5));
     }
 }
+
+#[cfg(test)]
+mod flag_tests {
+    use super::*;
+    use clap::Parser;
+
+    fn config(line: &str) -> anyhow::Result<AgentConfig> {
+        let cli = crate::cli::Cli::try_parse_from(line.split_whitespace()).expect("parses");
+        let crate::cli::Command::Agent(args) = cli.command else {
+            panic!("not `skiff agent`: {line}");
+        };
+        config_from_args(*args)
+    }
+
+    #[test]
+    fn backoff_flags_set_their_own_bases() {
+        let c = config("skiff agent --crash-backoff-base-ms 200").expect("valid");
+        assert_eq!(c.crash_backoff_base, Duration::from_millis(200));
+        assert_eq!(c.image_pull_backoff_base, Duration::from_millis(200));
+        assert_eq!(c.sandbox_backoff_base, Duration::from_secs(1));
+        let c = config("skiff agent --sandbox-backoff-base-ms 300").expect("valid");
+        assert_eq!(c.sandbox_backoff_base, Duration::from_millis(300));
+        assert_eq!(c.crash_backoff_base, Duration::from_secs(10));
+        let err = config("skiff agent --sandbox-backoff-base-ms 0").expect_err("zero");
+        assert!(err.to_string().contains("sandbox-backoff-base-ms"), "{err}");
+    }
+}
