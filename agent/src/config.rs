@@ -34,6 +34,9 @@ pub struct AgentConfig {
     pub crash_backoff_max: Duration,
     pub crash_backoff_reset: Duration,
     pub image_pull_backoff_base: Duration,
+    /// First delay before a pod's sandbox (volumes, network) is made again after it could not
+    /// be, doubled up to `crash_backoff_max`.
+    pub sandbox_backoff_base: Duration,
     pub log_max_bytes: u64,
     pub log_max_files: u32,
     /// Pod logs here instead of under each pod's directory in the data dir.
@@ -95,6 +98,7 @@ impl Default for AgentConfig {
             crash_backoff_max: Duration::from_secs(300),
             crash_backoff_reset: Duration::from_secs(600),
             image_pull_backoff_base: Duration::from_secs(10),
+            sandbox_backoff_base: Duration::from_secs(1),
             log_max_bytes: 10 * 1024 * 1024,
             log_max_files: 3,
             log_dir: None,
@@ -154,6 +158,7 @@ pub struct ConfigFile {
     pub crash_backoff_max_ms: Option<u64>,
     pub crash_backoff_reset_ms: Option<u64>,
     pub image_pull_backoff_base_ms: Option<u64>,
+    pub sandbox_backoff_base_ms: Option<u64>,
     pub log_max_bytes: Option<u64>,
     pub log_max_files: Option<u32>,
     pub log_dir: Option<PathBuf>,
@@ -284,6 +289,9 @@ impl ConfigFile {
         if let Some(v) = self.image_pull_backoff_base_ms {
             config.image_pull_backoff_base = ms(v);
         }
+        if let Some(v) = self.sandbox_backoff_base_ms {
+            config.sandbox_backoff_base = ms(v);
+        }
         if let Some(v) = self.eviction_delay_ms {
             config.eviction_delay = Duration::from_millis(v);
         }
@@ -311,6 +319,11 @@ impl AgentConfig {
         if self.crash_backoff_base.is_zero() || self.crash_backoff_base > self.crash_backoff_max {
             return Err(ConfigError::Invalid(
                 "crash-backoff-base-ms: must be > 0 and <= crash-backoff-max-ms".into(),
+            ));
+        }
+        if self.sandbox_backoff_base.is_zero() {
+            return Err(ConfigError::Invalid(
+                "sandbox-backoff-base-ms: must be > 0".into(),
             ));
         }
         if self.bridge.is_empty() || self.bridge.len() > 15 {
@@ -385,6 +398,7 @@ mod tests {
         assert_eq!(c.listen.port(), 7946);
         assert_eq!(c.crash_backoff_base, Duration::from_secs(10));
         assert_eq!(c.crash_backoff_max, Duration::from_secs(300));
+        assert_eq!(c.sandbox_backoff_base, Duration::from_secs(1));
         assert_eq!(c.pod_subnet.to_string(), "10.42.0.0/24");
         assert_eq!(c.bridge, "skiff0");
         assert_eq!(c.pod_pids_limit, 4096);
@@ -413,6 +427,19 @@ mod tests {
         assert_eq!(c.crash_backoff_base, Duration::from_millis(100));
         let err = toml::from_str::<ConfigFile>("dataa-dir = 1").unwrap_err();
         assert!(err.to_string().contains("dataa-dir"), "{err}");
+    }
+
+    #[test]
+    fn sandbox_backoff_from_the_file_and_never_zero() {
+        let f: ConfigFile = toml::from_str("sandbox-backoff-base-ms = 250\n").unwrap();
+        let mut c = AgentConfig::default();
+        f.apply(&mut c);
+        assert_eq!(c.sandbox_backoff_base, Duration::from_millis(250));
+        assert_eq!(c.image_pull_backoff_base, Duration::from_secs(10));
+        c.validate().unwrap();
+        c.sandbox_backoff_base = Duration::ZERO;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("sandbox-backoff-base-ms"), "{err}");
     }
 
     #[test]

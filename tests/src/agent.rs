@@ -84,7 +84,7 @@ pub struct PodOptions {
     pub cluster_cidr: String,
     /// `--eviction-delay-ms`; `None`: the agent's default.
     pub eviction_delay_ms: Option<u64>,
-    /// `--crash-backoff-base-ms`.
+    /// `--crash-backoff-base-ms` and `--sandbox-backoff-base-ms`.
     pub crash_backoff_base_ms: u64,
 }
 
@@ -198,6 +198,10 @@ impl Agent {
                     .args(["--cluster-cidr", &p.cluster_cidr, "--no-masquerade"])
                     .args([
                         "--crash-backoff-base-ms",
+                        &p.crash_backoff_base_ms.to_string(),
+                    ])
+                    .args([
+                        "--sandbox-backoff-base-ms",
                         &p.crash_backoff_base_ms.to_string(),
                     ]);
                 if let Some(ms) = p.eviction_delay_ms {

@@ -6,6 +6,7 @@ use crate::config::AgentConfig;
 use crate::desired::Source;
 use crate::pod::{PodNet, PodRecord};
 use crate::reconciler::container::{self, StartRequest};
+use crate::reconciler::outcome::Outcome;
 use crate::reconciler::plan::{Action, StopSignal};
 use crate::reconciler::sandbox::{self, PodPaths};
 use skiff_cni::{HostPortMapping, NetlinkNetwork, PodNetRequest, PodNetwork, Protocol};
@@ -15,7 +16,7 @@ use skiff_runtime::container::{ContainerError, ContainerRuntime};
 use skiff_runtime::image::{ImageStore, PullOptions, RegistryAuth};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// One pod's batch of actions and what they need.
 pub struct Job {
@@ -34,45 +35,6 @@ pub struct Job {
 pub struct JobResult {
     pub uid: String,
     pub outcomes: Vec<Outcome>,
-}
-
-pub enum Outcome {
-    SandboxReady {
-        network: Option<PodNet>,
-    },
-    SandboxFailed {
-        reason: String,
-        message: String,
-    },
-    Started {
-        init: bool,
-        index: usize,
-        id: String,
-        pid: i32,
-        started_at: SystemTime,
-    },
-    StartFailed {
-        init: bool,
-        index: usize,
-        id: String,
-        reason: String,
-        message: String,
-    },
-    Signaled {
-        id: String,
-        signal: StopSignal,
-    },
-    Removed {
-        id: String,
-    },
-    /// The sandbox is gone. `network_pending`: the pod network could not be released because
-    /// the store refuses writes (a full disk); the node loop releases it once the store is back.
-    TornDown {
-        network_pending: Option<String>,
-    },
-    Failed {
-        message: String,
-    },
 }
 
 pub struct PullResult {

@@ -97,6 +97,9 @@ pub fn config_from_args(args: AgentArgs) -> anyhow::Result<AgentConfig> {
         config.crash_backoff_base = Duration::from_millis(ms);
         config.image_pull_backoff_base = Duration::from_millis(ms);
     }
+    if let Some(ms) = args.sandbox_backoff_base_ms {
+        config.sandbox_backoff_base = Duration::from_millis(ms);
+    }
     config.validate()?;
     Ok(config)
 }
@@ -541,5 +544,32 @@ mod shutdown_tests {
         })
         .await;
         assert_eq!(quick.elapsed(), Duration::from_millis(5));
+    }
+}
+
+#[cfg(test)]
+mod flag_tests {
+    use super::*;
+    use clap::Parser;
+
+    fn config(line: &str) -> anyhow::Result<AgentConfig> {
+        let cli = crate::cli::Cli::try_parse_from(line.split_whitespace()).expect("parses");
+        let crate::cli::Command::Agent(args) = cli.command else {
+            panic!("not `skiff agent`: {line}");
+        };
+        config_from_args(*args)
+    }
+
+    #[test]
+    fn backoff_flags_set_their_own_bases() {
+        let c = config("skiff agent --crash-backoff-base-ms 200").expect("valid");
+        assert_eq!(c.crash_backoff_base, Duration::from_millis(200));
+        assert_eq!(c.image_pull_backoff_base, Duration::from_millis(200));
+        assert_eq!(c.sandbox_backoff_base, Duration::from_secs(1));
+        let c = config("skiff agent --sandbox-backoff-base-ms 300").expect("valid");
+        assert_eq!(c.sandbox_backoff_base, Duration::from_millis(300));
+        assert_eq!(c.crash_backoff_base, Duration::from_secs(10));
+        let err = config("skiff agent --sandbox-backoff-base-ms 0").expect_err("zero");
+        assert!(err.to_string().contains("sandbox-backoff-base-ms"), "{err}");
     }
 }

@@ -106,9 +106,14 @@ pub struct AgentArgs {
     /// Name prefix of this agent's network namespaces [default: skiff-]
     #[arg(long, value_name = "PREFIX")]
     pub netns_prefix: Option<String>,
-    /// First crash-restart delay in milliseconds, doubled up to 5 minutes [default: 10000]
+    /// First crash-restart and image-pull retry delay in milliseconds, doubled up to 5 minutes
+    /// [default: 10000]
     #[arg(long, value_name = "MS")]
     pub crash_backoff_base_ms: Option<u64>,
+    /// First delay before a pod's sandbox (volumes, network) that could not be made is tried
+    /// again, in milliseconds, doubled up to 5 minutes [default: 1000]
+    #[arg(long, value_name = "MS")]
+    pub sandbox_backoff_base_ms: Option<u64>,
     /// How long a node may be NotReady before its pods are placed on other nodes, in
     /// milliseconds [default: 1000]
     #[arg(long, value_name = "MS")]

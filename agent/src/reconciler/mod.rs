@@ -1,7 +1,8 @@
-//! The node reconciler: pure decisions (`plan`, `backoff`) and the executor that applies them.
+//! The node reconciler: pure decisions (`plan`, `outcome`, `backoff`) and the executor that applies them.
 
 pub mod backoff;
 pub mod container;
+pub mod outcome;
 pub mod plan;
 pub mod sandbox;
 pub mod security;

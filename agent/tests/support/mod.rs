@@ -34,6 +34,7 @@ pub const WAIT: Duration = Duration::from_secs(30);
 /// Options of one test agent.
 #[derive(Clone, Debug)]
 pub struct AgentOptions {
+    /// `--crash-backoff-base-ms` and `--sandbox-backoff-base-ms`.
     pub crash_backoff_base_ms: u64,
     /// Import the busybox test image once the agent is up.
     pub import_test_image: bool,
@@ -244,6 +245,10 @@ impl TestAgent {
             .args(["--netns-prefix", &self.netns_prefix])
             .args([
                 "--crash-backoff-base-ms",
+                &self.options.crash_backoff_base_ms.to_string(),
+            ])
+            .args([
+                "--sandbox-backoff-base-ms",
                 &self.options.crash_backoff_base_ms.to_string(),
             ])
             // Gossip is not part of these tests; keep the port away from anything real.

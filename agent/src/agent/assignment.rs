@@ -1,0 +1,194 @@
+//! What the cluster says this node holds and runs: this node's declarations go out to the
+//! cluster task; the cluster's objects and this node's assigned pods come back and become pod
+//! records (created or marked for deletion); this node's pod reports go out.
+
+use super::{Core, Snapshot};
+use crate::cluster::keys::PodReport;
+use crate::desired;
+use crate::pod::{
+    ContainerPlanSpec, Millis, PodPlanSpec, PodRecord, PodRuntime, PullPolicy, RestartPolicy,
+};
+use rand::Rng;
+use skiff_manifests::Valid;
+use skiff_manifests::model::workloads::Pod;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+impl Core {
+    /// Hands this node's declarations to the cluster task (which replicates them and hands back
+    /// the cluster's objects and this node's assignment through [`Core::on_desired`]).
+    pub(super) fn refresh_declared(&mut self) {
+        self.declared
+            .send_replace(Arc::new(self.sources.merged.objects.clone()));
+    }
+
+    /// What the cluster task says this node should hold and run.
+    pub(super) fn on_desired(&mut self, desired: crate::cluster::Desired, now: Millis) {
+        tracing::debug!(target: "skiff::path", "desired received");
+        for key in desired.objects.keys() {
+            self.first_seen.entry(key.clone()).or_insert(now);
+        }
+        self.first_seen
+            .retain(|k, _| desired.objects.contains_key(k));
+        if desired::config_changed(&self.objects, &desired.objects) {
+            for pod in self.pods.values_mut() {
+                if pod.status.retry_config_waits() {
+                    self.dirty.insert(pod.uid.clone());
+                }
+            }
+        }
+        self.objects = desired.objects;
+        self.assigned = desired.assigned;
+        self.desired_changed = true;
+        for p in desired.pending.iter() {
+            if self.pending.iter().any(|old| old == p) {
+                continue;
+            }
+            let mut parts = p.owner.splitn(3, '/');
+            let (kind, ns, name) = (
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+            );
+            let reason = if p.reason.starts_with("namespace") {
+                "Blocked"
+            } else {
+                "FailedScheduling"
+            };
+            self.events
+                .record(now, true, reason, kind, ns, name, &p.reason);
+        }
+        self.pending = desired.pending;
+    }
+
+    /// This node's declarations, for the cluster task.
+    pub fn declared(&self) -> watch::Receiver<Arc<crate::desired::Objects>> {
+        self.declared.subscribe()
+    }
+
+    /// This node's pod reports, for the cluster task.
+    pub fn reports(&self) -> watch::Receiver<Arc<BTreeMap<(String, String), PodReport>>> {
+        self.reports.subscribe()
+    }
+
+    /// Hands the cluster task this node's pod reports, if they changed.
+    pub(super) fn publish_reports(&self, snapshot: &Snapshot, now: Millis) {
+        let image = |i: &str| snapshot.image_state(i);
+        let ctx = crate::render::RenderContext {
+            node_name: &self.config.node_name,
+            now,
+            image: &image,
+        };
+        let reports: BTreeMap<(String, String), PodReport> = self
+            .pods
+            .values()
+            .map(|p| {
+                let ip = p.status.network.as_ref().map(|n| n.ip.as_str());
+                (
+                    (p.namespace.clone(), p.name.clone()),
+                    crate::cluster::report(p, ip, &ctx),
+                )
+            })
+            .collect();
+        self.reports.send_if_modified(|current| {
+            if **current == reports {
+                false
+            } else {
+                *current = Arc::new(reports);
+                true
+            }
+        });
+    }
+
+    /// Creates the pod records of newly assigned pods and marks those no longer desired (or
+    /// whose spec changed) for deletion.
+    pub(super) fn apply_desired(&mut self, now: Millis) {
+        let records: Vec<&PodRecord> = self.pods.values().collect();
+        let Some(assigned) = &self.assigned else {
+            // No table yet (a fresh start before the cluster task spoke): keep everything.
+            return;
+        };
+        let changes =
+            desired::assigned_changes(&self.objects, assigned, &records, &self.config.node_name);
+        for (key, reason) in &changes.blocked {
+            self.events.record(
+                now,
+                true,
+                "Blocked",
+                key.kind.as_str(),
+                &key.namespace,
+                &key.name,
+                reason,
+            );
+        }
+        for uid in changes.delete {
+            if let Some(p) = self.pods.get_mut(&uid) {
+                p.deleting_since = Some(now);
+                self.dirty.insert(uid.clone());
+                let (ns, name) = (p.namespace.clone(), p.name.clone());
+                self.events.record(
+                    now,
+                    false,
+                    "Killing",
+                    "Pod",
+                    &ns,
+                    &name,
+                    "stopping pod: it is no longer desired or its spec changed",
+                );
+            }
+        }
+        for new in changes.create {
+            let uid = format!("{:012x}", rand::rng().random::<u64>() & 0xffff_ffff_ffff);
+            let plan = plan_spec(&new.pod);
+            let record = PodRecord {
+                uid: uid.clone(),
+                namespace: new.pod.metadata.namespace.clone(),
+                name: new.pod.metadata.name.clone(),
+                owner: new.owner,
+                spec_hash: new.spec_hash,
+                manifest: new.pod.clone().into(),
+                status: PodRuntime::for_plan(&plan),
+                plan,
+                created_at: now,
+                deleting_since: None,
+            };
+            self.events.record(
+                now,
+                false,
+                "Scheduled",
+                "Pod",
+                &record.namespace,
+                &record.name,
+                &format!("assigned to {}", self.config.node_name),
+            );
+            self.pods.insert(uid.clone(), record);
+            self.dirty.insert(uid);
+        }
+    }
+}
+
+/// What the planner needs of a pod's manifest.
+fn plan_spec(pod: &Valid<Pod>) -> PodPlanSpec {
+    use skiff_manifests::model::pod::{PullPolicy as MP, RestartPolicy as MR};
+    let c = |c: &skiff_manifests::model::pod::Container| ContainerPlanSpec {
+        name: c.name.clone(),
+        image: c.image.clone(),
+        pull_policy: match c.image_pull_policy {
+            MP::Always => PullPolicy::Always,
+            MP::IfNotPresent => PullPolicy::IfNotPresent,
+            MP::Never => PullPolicy::Never,
+        },
+    };
+    PodPlanSpec {
+        init_containers: pod.spec.init_containers.iter().map(c).collect(),
+        containers: pod.spec.containers.iter().map(c).collect(),
+        restart_policy: match pod.spec.restart_policy {
+            MR::Always => RestartPolicy::Always,
+            MR::OnFailure => RestartPolicy::OnFailure,
+            MR::Never => RestartPolicy::Never,
+        },
+        grace_period: pod.spec.termination_grace_period(),
+        host_network: pod.spec.host_network,
+    }
+}
