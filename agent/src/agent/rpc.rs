@@ -87,7 +87,8 @@ impl RpcHandler for AgentRpc {
             }
             NodeRequest::DescribePod { namespace, name } => {
                 let snap = self.shared.snapshot.borrow().clone();
-                let reply = handler::describe(&snap, ResourceKind::Pods, &name, Some(&namespace));
+                let reply =
+                    handler::describe_here(&snap, ResourceKind::Pods, &name, Some(&namespace));
                 write_reply(reply, response).await
             }
             NodeRequest::SetScheduling { cordoned, draining } => {
@@ -126,7 +127,7 @@ impl RpcHandler for AgentRpc {
                 follow,
             } => {
                 let snap = self.shared.snapshot.borrow().clone();
-                let reply = handler::logs(
+                let reply = handler::logs_here(
                     &self.shared,
                     &snap,
                     &pod,
