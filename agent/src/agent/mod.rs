@@ -7,8 +7,10 @@ mod core;
 mod execute;
 mod handler;
 mod membership;
+pub(crate) mod node_request;
 mod pending;
-pub(crate) mod rpc;
+mod remote;
+mod rpc;
 mod sources;
 mod status;
 mod store_watch;
@@ -414,7 +416,7 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
         nodes: gossip.nodes(),
         cluster: state_rx,
         node_meta: membership::NodeMeta::new(&config, gossip.metadata_writer()),
-        remote: rpc::Remote::from_gossip(&gossip),
+        remote: remote::Remote::from_gossip(&gossip),
         remover: Some(gossip.node_remover()),
     };
     // Other nodes' calls: object bodies from the replica, logs and describe of local pods.

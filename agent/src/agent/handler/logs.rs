@@ -4,7 +4,7 @@
 use super::queries::find_pod;
 use super::{Shared, err};
 use crate::agent::core::Snapshot;
-use crate::agent::rpc::NodeRequest;
+use crate::agent::node_request::NodeRequest;
 use crate::api::Response;
 use crate::api::server::Reply;
 use std::time::Duration;

@@ -39,7 +39,7 @@ pub struct Shared {
     /// Every node of the cluster, from gossip.
     pub nodes: watch::Receiver<Vec<skiff_gossip::NodeStatus>>,
     /// Reaches the node running a pod this node does not (`logs`, `describe pod`); `None` off QUIC.
-    pub remote: Option<super::rpc::Remote>,
+    pub remote: Option<super::remote::Remote>,
     /// The cluster as this node sees it (leader, term, every node's pods, pending work).
     pub cluster: watch::Receiver<Arc<crate::cluster::ClusterState>>,
     /// This node's metadata writer (runtime labels).
