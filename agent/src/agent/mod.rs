@@ -420,18 +420,9 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
         remover: Some(gossip.node_remover()),
     };
     // Other nodes' calls: object bodies from the replica, logs and describe of local pods.
-    let objects: rpc::ObjectSource = {
-        let served = served.clone();
-        Arc::new(move |keys| {
-            Ok(cluster::serve_records(&served, keys)
-                .into_iter()
-                .filter_map(|(key, record)| Some((key, serde_json::to_value(record).ok()?)))
-                .collect())
-        })
-    };
     let rpc_server = skiff_gossip::RpcServer::spawn(
         rpc_connections,
-        Arc::new(rpc::AgentRpc::new(shared.clone(), objects)),
+        Arc::new(rpc::AgentRpc::new(shared.clone(), served)),
         skiff_gossip::RpcServerOptions::default(),
     );
     let handler = handler::handler(shared);

@@ -1,7 +1,6 @@
 //! The node-to-node protocol of the agent (over the gossip crate's mutual-TLS rpc,
 //! `skiff-rpc/1`): what one node asks another ([`NodeRequest`]) and how answers are framed. The
-//! server side is `rpc`, the calling side `remote`; `cluster::fetch` sends `Objects` and reads
-//! its answer.
+//! server side is `rpc`, the calling side `remote`; both ends of `Objects` are in `cluster::fetch`.
 //!
 //! Encoding: requests are JSON [`NodeRequest`]s. Answers to `DescribePod`, `SetScheduling` and
 //! `RemoveNode` are one JSON [`Response`] line; answers to `Logs` are JSON lines: first `Ok` (the
@@ -144,6 +143,13 @@ mod tests {
             NodeRequest::Objects {
                 keys: vec!["obj/Pod/a/b".into()]
             }
+        );
+        assert_eq!(
+            serde_json::from_slice::<NodeRequest>(&crate::cluster::fetch::objects_request(&[
+                "obj/Pod/a/b".into()
+            ]))
+            .unwrap(),
+            objects
         );
         assert!(serde_json::from_str::<NodeRequest>(r#"{"Reboot":{}}"#).is_err());
     }

@@ -7,22 +7,20 @@ use super::handler::{self, Shared};
 use super::node_request::{NodeRequest, write_reply};
 use crate::api::server::Reply;
 use crate::api::{ResourceKind, Response};
+use crate::cluster::{Served, fetch};
 use skiff_gossip::{ResponseWriter, RpcFailure, RpcHandler};
-use std::sync::Arc;
-
-/// Answers `Objects`: `(key, body)` for each key this node holds (unknown keys are left out).
-pub type ObjectSource =
-    Arc<dyn Fn(&[String]) -> Result<Vec<(String, serde_json::Value)>, String> + Send + Sync>;
 
 /// The rpc server's handler: answers other nodes about this node only (never forwards again).
 pub struct AgentRpc {
     shared: Shared,
-    objects: ObjectSource,
+    /// The replica's records other nodes fetch (`Objects`).
+    served: Served,
 }
 
 impl AgentRpc {
-    pub fn new(shared: Shared, objects: ObjectSource) -> Self {
-        Self { shared, objects }
+    /// Answers with the local API's state `shared` and the records the cluster task serves.
+    pub fn new(shared: Shared, served: Served) -> Self {
+        Self { shared, served }
     }
 }
 
@@ -37,9 +35,7 @@ impl RpcHandler for AgentRpc {
             .map_err(|e| RpcFailure::Malformed(format!("from node {peer}: {e}")))?;
         match request {
             NodeRequest::Objects { keys } => {
-                let bodies = (self.objects)(&keys).map_err(RpcFailure::Failed)?;
-                let bytes =
-                    serde_json::to_vec(&bodies).map_err(|e| RpcFailure::Failed(e.to_string()))?;
+                let bytes = fetch::answer(&self.served, &keys).map_err(RpcFailure::Failed)?;
                 response.send(&bytes).await
             }
             NodeRequest::DescribePod { namespace, name } => {
