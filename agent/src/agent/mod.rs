@@ -2,7 +2,6 @@
 //! directory, serves the local API, and runs the node loop (`core`). Stopping the agent leaves
 //! pods running; a new agent re-adopts them.
 
-mod admin;
 mod core;
 mod execute;
 mod handler;

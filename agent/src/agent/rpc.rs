@@ -61,7 +61,7 @@ impl RpcHandler for AgentRpc {
             NodeRequest::RemoveNode { name, force } => {
                 let reply = match &self.shared.remover {
                     Some(remover) if remover.is_issuer() => {
-                        super::admin::remove_here(remover, &name, force, Some(peer)).await
+                        handler::remove_here(remover, &name, force, Some(peer)).await
                     }
                     _ => Response::Error {
                         message: format!(

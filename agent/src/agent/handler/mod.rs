@@ -7,13 +7,16 @@
 //! - `logs.rs`: reading and following a container's log.
 //! - `apply.rs`: `apply` and `delete` (manifests parsed here, changes made by the loop).
 //! - `images.rs`: image import, pull and list.
+//! - `admin.rs`: join tokens and `node remove`.
 
+mod admin;
 mod apply;
 mod images;
 mod logs;
 mod nodes;
 mod queries;
 
+pub(super) use admin::remove_here;
 pub(super) use logs::logs_here;
 pub(super) use queries::describe_here;
 
@@ -122,14 +125,10 @@ async fn handle(shared: Shared, request: Request) -> Reply {
             &snap,
             &shared.cluster.borrow().clone(),
         )),
-        Request::TokenCreate { ttl_secs } => {
-            super::admin::token_create(&shared.config.data_dir, ttl_secs)
-        }
-        Request::TokenList => super::admin::token_list(&shared.config.data_dir),
-        Request::TokenRevoke { id } => super::admin::token_revoke(&shared.config.data_dir, &id),
-        Request::RemoveNode { name, force } => {
-            super::admin::remove_node(&shared, &name, force).await
-        }
+        Request::TokenCreate { ttl_secs } => admin::token_create(&shared.config.data_dir, ttl_secs),
+        Request::TokenList => admin::token_list(&shared.config.data_dir),
+        Request::TokenRevoke { id } => admin::token_revoke(&shared.config.data_dir, &id),
+        Request::RemoveNode { name, force } => admin::remove_node(&shared, &name, force).await,
         Request::LabelNode {
             node,
             set,
