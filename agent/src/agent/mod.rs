@@ -2,13 +2,14 @@
 //! directory, serves the local API, and runs the node loop (`core`). Stopping the agent leaves
 //! pods running; a new agent re-adopts them.
 
-mod admin;
 mod core;
 mod execute;
 mod handler;
 mod membership;
+pub(crate) mod node_request;
 mod pending;
-pub(crate) mod rpc;
+mod remote;
+mod rpc;
 mod sources;
 mod status;
 mod store_watch;
@@ -417,22 +418,13 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
         nodes: gossip.nodes(),
         cluster: state_rx,
         node_meta: membership::NodeMeta::new(&config, gossip.metadata_writer()),
-        remote: rpc::Remote::from_gossip(&gossip),
+        remote: remote::Remote::from_gossip(&gossip),
         remover: Some(gossip.node_remover()),
     };
     // Other nodes' calls: object bodies from the replica, logs and describe of local pods.
-    let objects: rpc::ObjectSource = {
-        let served = served.clone();
-        Arc::new(move |keys| {
-            Ok(cluster::serve_records(&served, keys)
-                .into_iter()
-                .filter_map(|(key, record)| Some((key, serde_json::to_value(record).ok()?)))
-                .collect())
-        })
-    };
     let rpc_server = skiff_gossip::RpcServer::spawn(
         rpc_connections,
-        Arc::new(rpc::AgentRpc::new(shared.clone(), objects)),
+        Arc::new(rpc::AgentRpc::new(shared.clone(), served)),
         skiff_gossip::RpcServerOptions::default(),
     );
     let handler = handler::handler(shared);

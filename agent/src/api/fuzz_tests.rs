@@ -43,7 +43,7 @@ fn check(line: &[u8]) -> Result<(), TestCaseError> {
         }
         Err(message) => prop_assert!(message.starts_with("malformed request: ")),
     }
-    let _ = serde_json::from_slice::<crate::agent::rpc::NodeRequest>(line);
+    let _ = serde_json::from_slice::<crate::agent::node_request::NodeRequest>(line);
     prop_assert!(started.elapsed() < BOUND);
     Ok(())
 }

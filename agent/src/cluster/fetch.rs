@@ -1,8 +1,10 @@
-//! Fetching object bodies from other nodes over rpc (`skiff-rpc/1`, mutual TLS): the request
-//! is `{"Objects":{"keys":[...]}}`, the answer the stored records the node has for those keys.
+//! Both ends of fetching object bodies from another node over rpc (`skiff-rpc/1`, mutual TLS):
+//! the request is `{"Objects":{"keys":[...]}}` (one of the agent's node requests), the answer a
+//! JSON array of `[key, record]` for the keys the node serves. [`RpcFetcher`] asks;
+//! [`answer`] is what the agent's rpc server replies.
 
 use super::replica::StoredRecord;
-use super::service::Fetcher;
+use super::service::{Fetcher, Served};
 use futures::future::BoxFuture;
 use skiff_gossip::GossipHandle;
 use std::sync::Arc;
@@ -46,5 +48,50 @@ impl Fetcher for RpcFetcher {
                 .map_err(|e| e.to_string())?;
             serde_json::from_slice(&answer).map_err(|e| format!("bad answer from {node}: {e}"))
         })
+    }
+}
+
+/// Answers a fetch from the served records: `(key, record)` for each key this node serves
+/// (unknown keys are left out).
+pub fn serve_records(served: &Served, keys: &[String]) -> Vec<(String, StoredRecord)> {
+    let records = served.read().unwrap_or_else(|p| p.into_inner());
+    keys.iter()
+        .filter_map(|k| Some((k.clone(), records.get(k)?.clone())))
+        .collect()
+}
+
+/// The bytes the rpc server answers an `Objects` request with (what [`RpcFetcher`] reads).
+pub fn answer(served: &Served, keys: &[String]) -> Result<Vec<u8>, String> {
+    let bodies: Vec<(String, serde_json::Value)> = serve_records(served, keys)
+        .into_iter()
+        .filter_map(|(key, record)| Some((key, serde_json::to_value(record).ok()?)))
+        .collect();
+    serde_json::to_vec(&bodies).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answer_reads_back_as_the_served_records() {
+        let record = StoredRecord {
+            digest: "d1".into(),
+            body: Some(b"{}".to_vec()),
+            origin: "n1:web.yaml".into(),
+        };
+        let served = Served::default();
+        served
+            .write()
+            .unwrap()
+            .insert("obj/Pod/default/web".into(), record.clone());
+        let keys = [
+            "obj/Pod/default/web".to_string(),
+            "obj/Pod/default/gone".into(),
+        ];
+        let bytes = answer(&served, &keys).unwrap();
+        // As `RpcFetcher` reads it; the unknown key is left out.
+        let read: Vec<(String, StoredRecord)> = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(read, vec![("obj/Pod/default/web".to_string(), record)]);
     }
 }

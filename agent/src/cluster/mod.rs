@@ -2,6 +2,7 @@
 //! assignment this node follows, and what it reports about its pods.
 //!
 //! Code map:
+//! - `fetch.rs`: both ends of fetching object bodies from another node over rpc.
 //! - `keys.rs`: gossip keys and the JSON values under them.
 //! - `replica.rs`: this node's replica of every desired object (HLC-stamped records in redb).
 //! - `follow.rs`: the assignment this node follows (persisted) and the previous placement.
@@ -20,9 +21,10 @@ pub mod service;
 pub mod subnets;
 pub mod view;
 
+pub use fetch::serve_records;
 pub use service::{
     ClusterInputs, ClusterOutputs, ClusterService, ClusterState, ClusterTimings, Desired, Fetcher,
-    Served, serve_records,
+    Served,
 };
 
 use crate::pod::PodRecord;

@@ -42,14 +42,6 @@ pub trait Fetcher: Send + Sync {
 /// The records this node serves to others' fetches (kept current by the task).
 pub type Served = Arc<std::sync::RwLock<BTreeMap<String, StoredRecord>>>;
 
-/// Answers a fetch from the served records.
-pub fn serve_records(served: &Served, keys: &[String]) -> Vec<(String, StoredRecord)> {
-    let records = served.read().unwrap_or_else(|p| p.into_inner());
-    keys.iter()
-        .filter_map(|k| Some((k.clone(), records.get(k)?.clone())))
-        .collect()
-}
-
 /// Wall-clock milliseconds (simulations pass a clock that follows tokio's paused time).
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 

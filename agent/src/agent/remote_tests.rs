@@ -3,10 +3,13 @@
 //! canned local replies through the same `write_reply` the agent uses.
 
 use super::*;
+use crate::agent::node_request::write_reply;
 use skiff_gossip::{
     GossipConfig, GossipDeps, GossipNode, NodeIdentity, RpcServer, RpcServerOptions, create_token,
     join_cluster, rpc_channel,
 };
+use skiff_gossip::{ResponseWriter, RpcFailure, RpcHandler};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::time::Instant;
 

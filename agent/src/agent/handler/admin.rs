@@ -2,7 +2,7 @@
 //! the node that holds the cluster CA) and `node remove` (carried out by that node: this node
 //! asks it over rpc when it is another one).
 
-use super::handler::Shared;
+use super::{Shared, err, ok};
 use crate::api::Response;
 use crate::api::server::Reply;
 use crate::pod::rfc3339;
@@ -11,18 +11,8 @@ use skiff_gossip::{NodeRemover, RemoveError, TokenRecord};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-fn ok(value: Value) -> Reply {
-    Reply::One(Response::Ok { value })
-}
-
-fn err(message: impl Into<String>) -> Reply {
-    Reply::One(Response::Error {
-        message: message.into(),
-    })
-}
-
 /// `token create --ttl D`.
-pub fn token_create(data_dir: &Path, ttl_secs: u64) -> Reply {
+pub(super) fn token_create(data_dir: &Path, ttl_secs: u64) -> Reply {
     match skiff_gossip::create_token(data_dir, Duration::from_secs(ttl_secs)) {
         Ok(token) => ok(json!({ "token": token.to_string(), "id": token.id() })),
         Err(e) => err(format!("token create: {e}")),
@@ -30,7 +20,7 @@ pub fn token_create(data_dir: &Path, ttl_secs: u64) -> Reply {
 }
 
 /// `token list`: every token record, newest first; never a secret or its hash.
-pub fn token_list(data_dir: &Path) -> Reply {
+pub(super) fn token_list(data_dir: &Path) -> Reply {
     match skiff_gossip::list_issued_tokens(data_dir) {
         Ok(records) => ok(tokens_json(&records, SystemTime::now())),
         Err(e) => err(format!("token list: {e}")),
@@ -38,7 +28,7 @@ pub fn token_list(data_dir: &Path) -> Reply {
 }
 
 /// `token revoke ID`.
-pub fn token_revoke(data_dir: &Path, id: &str) -> Reply {
+pub(super) fn token_revoke(data_dir: &Path, id: &str) -> Reply {
     match skiff_gossip::revoke_token(data_dir, id.trim()) {
         Ok(()) => ok(json!({ "id": id.trim(), "revoked": true })),
         Err(e) => err(format!("token revoke: {e}")),
@@ -46,7 +36,7 @@ pub fn token_revoke(data_dir: &Path, id: &str) -> Reply {
 }
 
 /// The answer of `token list` at `now`: id, created, expires, state (valid|expired|revoked).
-pub fn tokens_json(records: &[TokenRecord], now: SystemTime) -> Value {
+fn tokens_json(records: &[TokenRecord], now: SystemTime) -> Value {
     let now_ms = now
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
@@ -84,7 +74,7 @@ fn time_or_never(ms: u64) -> String {
 }
 
 /// `node remove NAME [--force]` asked of this node's API.
-pub async fn remove_node(shared: &Shared, name: &str, force: bool) -> Reply {
+pub(super) async fn remove_node(shared: &Shared, name: &str, force: bool) -> Reply {
     let Some(remover) = &shared.remover else {
         return err("node remove: this agent runs without cluster networking");
     };
@@ -107,7 +97,7 @@ pub async fn remove_node(shared: &Shared, name: &str, force: bool) -> Reply {
 
 /// Removes `name` on this node, which must be the issuer; `asked_by` names the node that
 /// forwarded the request.
-pub async fn remove_here(
+pub(crate) async fn remove_here(
     remover: &NodeRemover,
     name: &str,
     force: bool,

@@ -1,0 +1,112 @@
+//! `apply [--dry-run]` and `delete`: manifests sent with the request are parsed and validated
+//! here (every error reported), and the changes are made by the node loop, which answers what
+//! it created, configured or deleted.
+
+use super::{Shared, err, ok};
+use crate::agent::core::{Command, Snapshot, describe_key};
+use crate::api::server::Reply;
+use crate::api::{ApplyFile, DeleteTarget};
+use serde_json::json;
+use skiff_manifests::{Kind, Object, ObjectKey, Valid};
+use tokio::sync::oneshot;
+
+/// `apply`: with `dry_run`, what would change compared with the snapshot; else the loop applies.
+pub(super) async fn apply(
+    shared: &Shared,
+    snap: &Snapshot,
+    files: Vec<ApplyFile>,
+    dry_run: bool,
+) -> Reply {
+    let (objects, warnings) = match parse_all(&files) {
+        Ok(x) => x,
+        Err(e) => return err(e),
+    };
+    if dry_run {
+        let changes: Vec<String> = objects
+            .iter()
+            .map(|o| {
+                let key = o.key();
+                let verb = match snap.objects.get(&key) {
+                    None => "created",
+                    Some((_, cur)) if cur.content_hash() == o.content_hash() => "unchanged",
+                    Some(_) => "configured",
+                };
+                format!("{} {verb} (dry run)", describe_key(&key))
+            })
+            .collect();
+        return ok(json!({ "changes": changes, "warnings": warnings }));
+    }
+    let (reply, rx) = oneshot::channel();
+    if shared
+        .commands
+        .send(Command::ApplyObjects { objects, reply })
+        .await
+        .is_err()
+    {
+        return err("the agent is shutting down");
+    }
+    match rx.await {
+        Ok(Ok(changes)) => ok(json!({ "changes": changes, "warnings": warnings })),
+        Ok(Err(e)) => err(e),
+        Err(_) => err("the agent is shutting down"),
+    }
+}
+
+/// `delete -f FILE...` or `delete KIND NAME`: the loop deletes the objects named.
+pub(super) async fn delete(shared: &Shared, target: DeleteTarget) -> Reply {
+    let keys: Vec<ObjectKey> = match target {
+        DeleteTarget::Files { files } => match parse_all(&files) {
+            Ok((objects, _)) => objects.iter().map(|o| o.key()).collect(),
+            Err(e) => return err(e),
+        },
+        DeleteTarget::Object {
+            kind,
+            name,
+            namespace,
+        } => {
+            let Some(k) = kind
+                .manifest_kind()
+                .and_then(|k| Kind::ALL.into_iter().find(|x| x.as_str() == k))
+            else {
+                return err(format!("{kind:?} cannot be deleted").to_lowercase());
+            };
+            vec![ObjectKey::new(
+                k,
+                namespace.unwrap_or_else(|| skiff_manifests::DEFAULT_NAMESPACE.to_string()),
+                name,
+            )]
+        }
+    };
+    let (reply, rx) = oneshot::channel();
+    if shared
+        .commands
+        .send(Command::DeleteObjects { keys, reply })
+        .await
+        .is_err()
+    {
+        return err("the agent is shutting down");
+    }
+    match rx.await {
+        Ok(Ok(changes)) => ok(json!({ "changes": changes })),
+        Ok(Err(e)) => err(e),
+        Err(_) => err("the agent is shutting down"),
+    }
+}
+
+/// Every object of `files` with every file's warnings, or every file's errors joined.
+fn parse_all(files: &[ApplyFile]) -> Result<(Vec<Valid<Object>>, Vec<String>), String> {
+    let mut objects = Vec::new();
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    for f in files {
+        let parsed = skiff_manifests::parse_file(&f.name, f.content.as_bytes());
+        errors.extend(parsed.errors().iter().map(|e| e.to_string()));
+        warnings.extend(parsed.warnings().iter().map(|w| w.to_string()));
+        objects.extend(parsed.objects().into_iter().cloned());
+    }
+    if errors.is_empty() {
+        Ok((objects, warnings))
+    } else {
+        Err(errors.join("\n"))
+    }
+}

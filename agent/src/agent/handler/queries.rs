@@ -1,0 +1,231 @@
+//! `get` and `describe` of pods, desired objects and events, rendered as Kubernetes-shaped JSON
+//! from the loop's snapshot and the cluster state (Secrets shown with their values redacted); a
+//! pod another node runs is described by that node.
+
+use super::{Shared, err, list, ok};
+use crate::agent::core::Snapshot;
+use crate::agent::pending;
+use crate::agent::status::{placed, summaries};
+use crate::api::ResourceKind;
+use crate::api::server::Reply;
+use crate::cluster::ClusterState;
+use crate::pod::{PodRecord, now_millis, rfc3339};
+use crate::render::PodSummary;
+use crate::render::{self, RenderContext};
+use serde_json::{Value, json};
+use skiff_manifests::{Kind, Object, ObjectKey, Valid};
+
+/// `get KIND [NAME]` of everything but nodes: this node's pods, other nodes' reported pods and
+/// the bare Pods no node runs; events; desired objects.
+pub(super) fn get(
+    snap: &Snapshot,
+    cluster: &ClusterState,
+    kind: ResourceKind,
+    name: Option<&str>,
+    namespace: Option<&str>,
+    all: bool,
+) -> Reply {
+    let mut items: Vec<Value> = Vec::new();
+    match kind {
+        ResourceKind::Pods => {
+            for p in &snap.pods {
+                if ns_matches(&p.namespace, namespace, all) && name.is_none_or(|n| n == p.name) {
+                    items.push(render_pod(snap, p));
+                }
+            }
+            for ((ns, pod), (node, report)) in cluster.pods.iter() {
+                if *node != snap.node_name
+                    && ns_matches(ns, namespace, all)
+                    && name.is_none_or(|n| n == pod)
+                {
+                    items.push(render::reported_pod(ns, pod, node, report));
+                }
+            }
+            // Bare Pods no node runs yet: Pending, with the scheduling reason.
+            for pod in pending::unplaced(snap, cluster) {
+                if ns_matches(&pod.key.namespace, namespace, all)
+                    && name.is_none_or(|n| n == pod.key.name)
+                {
+                    let first_seen = snap.first_seen.get(pod.key).copied();
+                    items.push(pending::pod_json(&pod, first_seen));
+                }
+            }
+        }
+        ResourceKind::Events => {
+            for (i, e) in snap.events.iter().enumerate() {
+                let ns_ok = e.namespace.is_empty() || ns_matches(&e.namespace, namespace, all);
+                if ns_ok && name.is_none_or(|n| n == e.object_name) {
+                    items.push(e.to_json(i));
+                }
+            }
+        }
+        ResourceKind::Nodes => {}
+        ResourceKind::Services => {}
+        other => {
+            let want = match other {
+                ResourceKind::Deployments => Kind::Deployment,
+                ResourceKind::DaemonSets => Kind::DaemonSet,
+                ResourceKind::Namespaces => Kind::Namespace,
+                ResourceKind::ConfigMaps => Kind::ConfigMap,
+                _ => Kind::Secret,
+            };
+            let pods = summaries(snap, cluster);
+            for (key, (_, object)) in snap.objects.iter() {
+                if key.kind != want || name.is_some_and(|n| n != key.name) {
+                    continue;
+                }
+                if want != Kind::Namespace && !ns_matches(&key.namespace, namespace, all) {
+                    continue;
+                }
+                let mut v = object_json(snap, key, object);
+                if let Object::Deployment(d) = object.get() {
+                    v = render::deployment(
+                        &v,
+                        &key.name,
+                        &key.namespace,
+                        &pods,
+                        &d.pod_template_hash(),
+                    );
+                    if let Some(t) = snap.first_seen.get(key) {
+                        v["metadata"]["creationTimestamp"] = json!(rfc3339(*t));
+                    }
+                }
+                if let Object::DaemonSet(d) = object.get() {
+                    let hash = d.pod_template_hash();
+                    let owned: Vec<&PodSummary<'_>> = pods
+                        .iter()
+                        .filter(|p| p.belongs_to("DaemonSet", &key.namespace, &key.name))
+                        .collect();
+                    let desired = placed(cluster, key);
+                    v["status"] = json!({
+                        "desiredNumberScheduled": desired,
+                        "currentNumberScheduled": owned.len(),
+                        "updatedNumberScheduled":
+                            owned.iter().filter(|p| p.template_hash == hash).count(),
+                        "numberReady": owned.iter().filter(|p| p.ready).count(),
+                    });
+                    if let Some(t) = snap.first_seen.get(key) {
+                        v["metadata"]["creationTimestamp"] = json!(rfc3339(*t));
+                    }
+                }
+                items.push(v);
+            }
+        }
+    }
+    if let Some(n) = name
+        && items.is_empty()
+        && kind != ResourceKind::Events
+    {
+        return err(format!("{kind:?} {n:?} not found").to_lowercase());
+    }
+    if name.is_some() && items.len() == 1 && kind != ResourceKind::Events {
+        return ok(items.remove(0));
+    }
+    ok(list(items))
+}
+
+/// `describe KIND NAME` of everything but nodes: a bare Pod no node runs (Pending, with the
+/// reason), a pod another node runs (asked of that node), or what this node holds.
+pub(super) async fn describe(
+    shared: &Shared,
+    snap: &Snapshot,
+    kind: ResourceKind,
+    name: &str,
+    namespace: Option<&str>,
+) -> Reply {
+    let ns = namespace.unwrap_or(skiff_manifests::DEFAULT_NAMESPACE);
+    if kind == ResourceKind::Pods
+        && let Some(v) = pending::describe(snap, &shared.cluster.borrow().clone(), ns, name)
+    {
+        return ok(v);
+    }
+    match &shared.remote {
+        // A pod this node does not run: ask the node that reports it.
+        Some(remote) if kind == ResourceKind::Pods && find_pod(snap, name, Some(ns)).is_none() => {
+            remote.describe_pod(ns, name).await
+        }
+        _ => describe_here(snap, kind, name, namespace),
+    }
+}
+
+/// `describe` of what this node holds (the local API, and other nodes through rpc).
+pub(crate) fn describe_here(
+    snap: &Snapshot,
+    kind: ResourceKind,
+    name: &str,
+    namespace: Option<&str>,
+) -> Reply {
+    match kind {
+        ResourceKind::Pods => {
+            let Some(p) = find_pod(snap, name, namespace) else {
+                return err(format!("pod {name:?} not found"));
+            };
+            let mut v = render_pod(snap, p);
+            let events: Vec<Value> = snap
+                .events
+                .iter()
+                .filter(|e| {
+                    e.object_kind == "Pod" && e.object_name == p.name && e.namespace == p.namespace
+                })
+                .map(|e| {
+                    json!(format!(
+                        "{} {} {} (x{}): {}",
+                        rfc3339(e.last_seen),
+                        if e.warning { "Warning" } else { "Normal" },
+                        e.reason,
+                        e.count,
+                        e.message
+                    ))
+                })
+                .collect();
+            v["events"] = json!(events);
+            ok(v)
+        }
+        _ => err(format!("cannot describe {kind:?} {name:?}").to_lowercase()),
+    }
+}
+
+/// The pod `namespace/name` (default namespace if `None`) this node runs, preferring the live
+/// one over one being deleted under the same name.
+pub(super) fn find_pod<'a>(
+    snap: &'a Snapshot,
+    name: &str,
+    namespace: Option<&str>,
+) -> Option<&'a PodRecord> {
+    let ns = namespace.unwrap_or(skiff_manifests::DEFAULT_NAMESPACE);
+    snap.pods
+        .iter()
+        .filter(|p| p.name == name && p.namespace == ns)
+        .min_by_key(|p| p.deleting_since.is_some())
+}
+
+fn render_pod(snap: &Snapshot, p: &PodRecord) -> Value {
+    let now = now_millis();
+    let image = |i: &str| snap.image_state(i);
+    let ctx = RenderContext {
+        node_name: &snap.node_name,
+        now,
+        image: &image,
+    };
+    render::pod(p, p.status.network.as_ref().map(|n| n.ip.as_str()), &ctx)
+}
+
+fn ns_matches(item_ns: &str, namespace: Option<&str>, all: bool) -> bool {
+    all || item_ns == namespace.unwrap_or(skiff_manifests::DEFAULT_NAMESPACE)
+}
+
+fn object_json(snap: &Snapshot, key: &ObjectKey, object: &Valid<Object>) -> Value {
+    let mut v = serde_json::to_value(object).unwrap_or_else(|_| json!({}));
+    if let Some(t) = snap.first_seen.get(key) {
+        v["metadata"]["creationTimestamp"] = json!(rfc3339(*t));
+    }
+    if key.kind == Kind::Secret
+        && let Some(data) = v.get_mut("data").and_then(Value::as_object_mut)
+    {
+        // `get secrets` shows keys, never values.
+        for value in data.values_mut() {
+            *value = json!("<redacted>");
+        }
+    }
+    v
+}
