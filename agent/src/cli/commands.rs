@@ -336,7 +336,7 @@ fn read_manifest_args(paths: &[PathBuf]) -> Result<Vec<ApplyFile>, CliError> {
         for file in files {
             let max = skiff_manifests::MAX_FILE_BYTES as u64;
             let bytes = match crate::watcher::read_manifest(&file, max, None) {
-                crate::watcher::Look::Content(bytes, _) => bytes,
+                crate::watcher::Look::Content(bytes, _, _) => bytes,
                 crate::watcher::Look::Gone => {
                     return Err(CliError::User(format!("{}: no such file", file.display())));
                 }

@@ -14,7 +14,7 @@
 
 mod read;
 
-pub use read::{Fingerprint, Look, is_manifest_name, list, read_manifest};
+pub use read::{Fingerprint, Look, ignore_lease_breaks, is_manifest_name, list, read_manifest};
 
 use notify::{RecursiveMode, Watcher};
 use std::collections::{BTreeMap, BTreeSet};
@@ -85,6 +85,7 @@ pub fn spawn(
     cancel: CancellationToken,
 ) -> notify::Result<()> {
     std::fs::create_dir_all(&config.dir).map_err(notify::Error::io)?;
+    ignore_lease_breaks();
     let (raw_tx, raw_rx) = std_mpsc::channel::<(PathBuf, Mark)>();
     let mut watcher =
         notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
@@ -263,7 +264,12 @@ impl WatchState {
                 })
             }
             Look::Unchanged => Ok(()),
-            Look::Content(content, fingerprint) => {
+            Look::Content(content, fingerprint, writer) => {
+                // A writer the kernel reports counts even if its events are not read yet; the
+                // close brings an event that reads the file again.
+                if writer {
+                    self.writing.insert(path.to_path_buf());
+                }
                 let writing = self.writing.contains(path);
                 self.known.insert(
                     path.to_path_buf(),

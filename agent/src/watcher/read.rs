@@ -36,8 +36,9 @@ pub enum Look {
     Gone,
     /// Same fingerprint as the last read: nothing to do.
     Unchanged,
-    /// The file's whole content (at most the cap) and its fingerprint.
-    Content(Vec<u8>, Fingerprint),
+    /// The file's whole content (at most the cap), its fingerprint, and whether a writer had
+    /// it open when it was read (so the content may be partial).
+    Content(Vec<u8>, Fingerprint, bool),
     /// The file exists but cannot be used now; the reason names the cause (OS error, type,
     /// size). It is not a removal.
     Unusable(String),
@@ -100,13 +101,47 @@ pub fn read_manifest(path: &Path, max: u64, last: Option<Fingerprint>) -> Look {
         Err(e) => return Look::Unusable(format!("cannot read it: {e}")),
     };
     let mut content = Vec::with_capacity(meta.len().min(max) as usize + 1);
-    if let Err(e) = file.take(max + 1).read_to_end(&mut content) {
+    if let Err(e) = (&file).take(max + 1).read_to_end(&mut content) {
         return Look::Unusable(format!("cannot read it: {e}"));
     }
     if content.len() as u64 > max {
         return Look::Unusable(skiff_manifests::too_large_message(content.len() as u64));
     }
-    Look::Content(content, Fingerprint::of(&meta))
+    let writer = open_for_writing(&file);
+    Look::Content(content, Fingerprint::of(&meta), writer)
+}
+
+/// Whether some process has the file open for writing now, asked of the kernel: a read lease
+/// is refused (EAGAIN) while any writer holds the file, and is given back at once. This does
+/// not depend on having seen every inotify event (under load a writer's events can be read
+/// after the content). Where leases are not available (not root and not the owner, a
+/// filesystem without them) it answers false and the events alone decide.
+#[allow(unsafe_code)]
+fn open_for_writing(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a descriptor this function borrows; F_SETLEASE takes an int argument.
+    let set = unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK) };
+    if set == 0 {
+        // SAFETY: as above; gives the lease back before anyone can need it broken.
+        unsafe { libc::fcntl(fd, libc::F_SETLEASE, libc::F_UNLCK) };
+        return false;
+    }
+    std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN)
+}
+
+/// A writer that opens a file in the instant a read lease is held makes the kernel send the
+/// holder SIGIO, whose default action ends the process: the agent ignores it (the lease is
+/// given back at once anyway).
+#[allow(unsafe_code)]
+pub fn ignore_lease_breaks() {
+    // SAFETY: SIG_IGN runs no handler code; setting a disposition is safe from any thread.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGIO,
+            nix::sys::signal::SigHandler::SigIgn,
+        )
+    };
 }
 
 /// Whether a file name is a manifest (and not an editor's temp or backup file).
@@ -165,6 +200,33 @@ mod tests {
     const MAX: u64 = 1024;
 
     #[test]
+    fn a_file_a_writer_holds_open_is_read_as_possibly_partial() {
+        if !nix::unistd::geteuid().is_root() {
+            // Leases need root (CAP_LEASE) for files of other users; the owner may too, but
+            // not on every filesystem: the test asserts only where the answer is defined.
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.yaml");
+        let mut writer = std::fs::File::create(&path).unwrap();
+        std::io::Write::write_all(&mut writer, b"half").unwrap();
+        assert!(
+            matches!(read_manifest(&path, MAX, None), Look::Content(b, _, true) if b == b"half")
+        );
+        drop(writer);
+        assert!(matches!(
+            read_manifest(&path, MAX, None),
+            Look::Content(_, _, false)
+        ));
+        // A reader that is not a writer is not one.
+        let _reader = std::fs::File::open(&path).unwrap();
+        assert!(matches!(
+            read_manifest(&path, MAX, None),
+            Look::Content(_, _, false)
+        ));
+    }
+
+    #[test]
     fn manifest_names() {
         for ok in ["a.yaml", "b.yml", "c.json", "D.YAML"] {
             assert!(is_manifest_name(Path::new(ok)), "{ok}");
@@ -188,13 +250,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.yaml");
         std::fs::write(&path, "one").unwrap();
-        let Look::Content(bytes, fp) = read_manifest(&path, MAX, None) else {
+        let Look::Content(bytes, fp, _) = read_manifest(&path, MAX, None) else {
             panic!("expected content");
         };
         assert_eq!(bytes, b"one");
         assert_eq!(read_manifest(&path, MAX, Some(fp)), Look::Unchanged);
         std::fs::write(&path, "two!").unwrap();
-        assert!(matches!(read_manifest(&path, MAX, Some(fp)), Look::Content(b, _) if b == b"two!"));
+        assert!(
+            matches!(read_manifest(&path, MAX, Some(fp)), Look::Content(b, _, _) if b == b"two!")
+        );
         std::fs::remove_file(&path).unwrap();
         assert_eq!(read_manifest(&path, MAX, Some(fp)), Look::Gone);
     }
