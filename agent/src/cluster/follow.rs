@@ -19,8 +19,8 @@ const FOLLOW: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster_follo
 /// What this node follows.
 pub struct Followed {
     db: SharedDb,
-    /// Values not written yet (the store failed), by key: written by the next save or
-    /// [`Followed::write_unwritten`].
+    /// Values not written yet, by key: written by [`Followed::write_unwritten`], which the
+    /// cluster task calls at the end of each step (and again while the store fails).
     unwritten: Mutex<BTreeMap<String, Vec<u8>>>,
     pub accepted: Option<Assignment>,
     pub known_peers: BTreeSet<String>,
@@ -57,19 +57,13 @@ impl Followed {
     }
 
     fn save(&self, key: &str, value: &[u8]) {
-        let mut unwritten = self.unwritten.lock().unwrap_or_else(|p| p.into_inner());
-        let failing = !unwritten.is_empty();
-        unwritten.insert(key.to_string(), value.to_vec());
-        if let Err(e) = self.write(&mut unwritten)
-            && !failing
-        {
-            tracing::error!(
-                "cannot store the followed assignment: {e} (kept in memory, written once the store takes writes again)"
-            );
-        }
+        self.unwritten
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_string(), value.to_vec());
     }
 
-    /// Writes what an earlier save could not; returns whether nothing waits any more.
+    /// Writes what was saved since the last write; returns whether nothing waits any more.
     pub fn write_unwritten(&self) -> bool {
         let mut unwritten = self.unwritten.lock().unwrap_or_else(|p| p.into_inner());
         self.write(&mut unwritten).is_ok()
@@ -231,6 +225,7 @@ mod tests {
             !f.accept(&doc(2, 6, vec![pod("a", "n1")])),
             "newer, same pods"
         );
+        assert!(f.write_unwritten());
         drop(f);
         let f = Followed::open(db).expect("reopen");
         let kept = f.accepted.expect("kept");
@@ -261,11 +256,13 @@ mod tests {
             ],
             "me",
         );
+        assert!(f.write_unwritten());
         drop(f);
         let mut f = Followed::open(db.clone()).expect("reopen");
         assert_eq!(f.peer_addrs.keys().collect::<Vec<_>>(), vec!["b"]);
         assert!(f.known_peers.contains("b"));
         f.note_peers(&[node("b", 2, NodeCondition::Left)], "me");
+        assert!(f.write_unwritten());
         drop(f);
         assert!(Followed::open(db).expect("reopen").peer_addrs.is_empty());
     }

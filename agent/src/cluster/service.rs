@@ -329,7 +329,6 @@ impl ClusterService {
             self.sync(fetched_tx).await;
         }
         self.collect_garbage(now).await;
-        self.write_replica();
         if std::mem::take(&mut self.objects_stale) {
             self.objects = Arc::new(self.replica.objects());
         }
@@ -528,5 +527,7 @@ impl ClusterService {
             routes,
             quorum,
         }));
+        // Disk last: the commits (a sync each) do not delay the node's pods.
+        self.write_replica();
     }
 }

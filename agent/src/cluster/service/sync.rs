@@ -26,10 +26,12 @@ impl ClusterService {
             }
             self.replica_changed();
         }
-        self.write_replica();
+        // Written at the end of the step that follows, after the node has been told.
     }
 
-    /// Writes what changed in the replica (and the followed assignment) to the store. A store
+    /// Writes what changed in the replica (and the followed assignment) to the store, once per
+    /// step and after the step has handed its results on (memory is authoritative: a change
+    /// lost to a crash before this comes back from the manifests and the cluster). A store
     /// that fails (a full disk) loses nothing: the node acts on memory and the writes are
     /// retried every step until the agent has reopened the store.
     pub(super) fn write_replica(&mut self) {
