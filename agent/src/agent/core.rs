@@ -178,9 +178,10 @@ impl Core {
                 Some(ev) = files.recv() => {
                     tracing::debug!(target: "skiff::path", "file event");
                     let now = now_millis();
-                    if self.sources.on_file_event(ev, &self.store, &mut self.events, now) {
+                    if self.sources.on_file_event(ev, &mut self.events, now) {
                         self.refresh_declared();
                     }
+                    self.write_sources();
                 }
                 Ok(()) = desired.changed() => {
                     let d = desired.borrow_and_update().clone();
@@ -194,9 +195,10 @@ impl Core {
                     self.start_observation(&observed_tx, &tracker);
                     self.check_log_space(now_millis());
                     self.check_store(now_millis());
-                    if self.sources.settle_due(&self.store, &mut self.events, now_millis()) {
+                    if self.sources.settle_due(&mut self.events, now_millis()) {
                         self.refresh_declared();
                     }
+                    self.write_sources();
                 }
             }
         }
@@ -385,6 +387,18 @@ impl Core {
 
     /// Writes what changed in the pod records; what cannot be written (the store refuses
     /// writes) stays marked and is tried again on a later turn (once the store is back).
+    /// Writes the manifest changes the loop has acted on (after it handed them on: a sync is
+    /// not on the path from a file to its pods). A store that refuses writes keeps them for
+    /// its reopen (`disk`), which says so once.
+    fn write_sources(&mut self) {
+        if self.store_watch.failed() {
+            return;
+        }
+        if let Err(e) = self.sources.write_unwritten(&self.store) {
+            tracing::warn!("manifest changes not stored yet (kept in memory): {e}");
+        }
+    }
+
     fn flush(&mut self) {
         if self.store_watch.failed() {
             return;

@@ -44,8 +44,9 @@ pub struct Sources {
     unreadable: BTreeMap<Source, String>,
     /// How long a broken or shrinking version must be quiet before it is acted on.
     settle: Millis,
-    /// Files acted on whose new content (or removal: `None`) the store did not take (it failed,
-    /// e.g. on a full disk): written by [`Sources::write_unwritten`] once it works again.
+    /// Files acted on whose new content (or removal: `None`) is not in the store yet (the node
+    /// loop writes them after handing the change on, and again once a store that refused
+    /// writes is back): written by [`Sources::write_unwritten`].
     unwritten: BTreeMap<Source, Option<Vec<u8>>>,
     pub merged: Merged,
 }
@@ -93,13 +94,9 @@ impl Sources {
     }
 
     /// Applies a watcher event; returns whether the desired objects changed.
-    pub fn on_file_event(
-        &mut self,
-        event: FileEvent,
-        store: &Store,
-        events: &mut Events,
-        now: Millis,
-    ) -> bool {
+    /// What it changes is written to the store by [`Sources::write_unwritten`], which the
+    /// node loop calls after it has handed the new declarations on.
+    pub fn on_file_event(&mut self, event: FileEvent, events: &mut Events, now: Millis) -> bool {
         let changed = match event {
             FileEvent::Present {
                 path,
@@ -108,13 +105,13 @@ impl Sources {
             } => {
                 let path = path.display().to_string();
                 self.unreadable.remove(&path);
-                self.file_seen(&path, content, writing, store, events, now)
+                self.file_seen(&path, content, writing, events, now)
             }
             FileEvent::Removed { path } => {
                 let path = path.display().to_string();
                 self.unreadable.remove(&path);
                 self.pending.remove(&path);
-                self.file_removed(&path, store, events, now)
+                self.file_removed(&path, events, now)
             }
             FileEvent::Unreadable { path, reason } => {
                 let path = path.display().to_string();
@@ -150,7 +147,7 @@ impl Sources {
                 let mut changed = false;
                 for path in gone {
                     self.pending.remove(&path);
-                    changed |= self.file_removed(&path, store, events, now);
+                    changed |= self.file_removed(&path, events, now);
                 }
                 changed
             }
@@ -162,7 +159,7 @@ impl Sources {
     }
 
     /// Acts on held versions whose wait is over; returns whether the desired objects changed.
-    pub fn settle_due(&mut self, store: &Store, events: &mut Events, now: Millis) -> bool {
+    pub fn settle_due(&mut self, events: &mut Events, now: Millis) -> bool {
         let due: Vec<Source> = self
             .pending
             .iter()
@@ -172,7 +169,7 @@ impl Sources {
         let mut changed = false;
         for source in due {
             if let Some(p) = self.pending.remove(&source) {
-                changed |= self.act_on(&source, &p.content, p.hash, store, events, now);
+                changed |= self.act_on(&source, &p.content, p.hash, events, now);
             }
         }
         if changed {
@@ -212,7 +209,6 @@ impl Sources {
         path: &str,
         content: Vec<u8>,
         writing: bool,
-        store: &Store,
         events: &mut Events,
         now: Millis,
     ) -> bool {
@@ -243,7 +239,7 @@ impl Sources {
             return false;
         }
         self.pending.remove(path);
-        self.act_on(path, &content, h, store, events, now)
+        self.act_on(path, &content, h, events, now)
     }
 
     /// Whether `objects` leaves out something the last good version of `path` declared.
@@ -260,7 +256,6 @@ impl Sources {
         path: &str,
         content: &[u8],
         h: String,
-        store: &Store,
         events: &mut Events,
         now: Millis,
     ) -> bool {
@@ -320,20 +315,8 @@ impl Sources {
             );
             return false;
         }
-        self.unwritten.remove(path);
-        if let Err(e) = store.put_file(path, content) {
-            self.unwritten
-                .insert(path.to_string(), Some(content.to_vec()));
-            events.record(
-                now,
-                true,
-                "StoreFailed",
-                "Manifest",
-                "",
-                &name,
-                &e.to_string(),
-            );
-        }
+        self.unwritten
+            .insert(path.to_string(), Some(content.to_vec()));
         let objects: Vec<Valid<Object>> = parsed.objects().into_iter().cloned().collect();
         events.record(
             now,
@@ -349,29 +332,11 @@ impl Sources {
         true
     }
 
-    fn file_removed(
-        &mut self,
-        path: &str,
-        store: &Store,
-        events: &mut Events,
-        now: Millis,
-    ) -> bool {
+    fn file_removed(&mut self, path: &str, events: &mut Events, now: Millis) -> bool {
         if self.sources.remove(path).is_none() {
             return false;
         }
-        self.unwritten.remove(path);
-        if let Err(e) = store.delete_file(path) {
-            self.unwritten.insert(path.to_string(), None);
-            events.record(
-                now,
-                true,
-                "StoreFailed",
-                "Manifest",
-                "",
-                &display_name(path),
-                &e.to_string(),
-            );
-        }
+        self.unwritten.insert(path.to_string(), None);
         events.record(
             now,
             false,

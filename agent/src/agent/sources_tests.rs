@@ -36,20 +36,23 @@ impl Bed {
     }
 
     fn present(&mut self, content: &str, writing: bool, now: Millis) -> bool {
-        self.sources.on_file_event(
+        let changed = self.sources.on_file_event(
             FileEvent::Present {
                 path: self.path.clone(),
                 content: content.as_bytes().to_vec(),
                 writing,
             },
-            &self.store,
             &mut self.events,
             now,
-        )
+        );
+        self.sources.write_unwritten(&self.store).expect("store");
+        changed
     }
 
     fn settle(&mut self, now: Millis) -> bool {
-        self.sources.settle_due(&self.store, &mut self.events, now)
+        let changed = self.sources.settle_due(&mut self.events, now);
+        self.sources.write_unwritten(&self.store).expect("store");
+        changed
     }
 
     fn declared(&self) -> Vec<String> {
@@ -158,7 +161,6 @@ fn unreadable_keeps_the_last_good_version_with_one_event() {
                 path: bed.path.clone(),
                 reason: "cannot read it: Too many open files (os error 24)".into(),
             },
-            &bed.store,
             &mut bed.events,
             t,
         ));
@@ -191,11 +193,13 @@ fn the_first_listing_removes_files_deleted_while_the_agent_was_down() {
         FileEvent::Listed {
             paths: [other].into_iter().collect()
         },
-        &bed.store,
         &mut bed.events,
         20_000,
     ));
     assert!(sources.merged.objects.is_empty());
+    // Written once the loop has handed the change on.
+    assert_eq!(bed.store.files().unwrap().len(), 1);
+    assert_eq!(sources.write_unwritten(&bed.store).unwrap(), 1);
     assert!(bed.store.files().unwrap().is_empty());
 }
 
