@@ -77,6 +77,9 @@ pub struct AgentConfig {
     /// Most processes a pod may run (its cgroup's pids.max, and each container's); 0 means
     /// no limit.
     pub pod_pids_limit: u64,
+    /// Most pods the scheduler places on this node (its advertised pod capacity, kubelet's
+    /// `--max-pods`).
+    pub max_pods: u32,
 }
 
 impl Default for AgentConfig {
@@ -120,12 +123,16 @@ impl Default for AgentConfig {
             recover_store: false,
             seeds: Vec::new(),
             pod_pids_limit: DEFAULT_POD_PIDS_LIMIT,
+            max_pods: DEFAULT_MAX_PODS,
         }
     }
 }
 
 /// Default most processes per pod: bounds a fork bomb on a small device.
 pub const DEFAULT_POD_PIDS_LIMIT: u64 = 4096;
+
+/// Default pod capacity of a node (kubelet's).
+pub const DEFAULT_MAX_PODS: u32 = 110;
 
 /// Where the CLI looks for the agent when neither `--socket` nor `SKIFF_SOCKET` says otherwise.
 pub const DEFAULT_API_SOCKET: &str = "/run/skiff/skiff.sock";
@@ -175,6 +182,7 @@ pub struct ConfigFile {
     pub node_netns: Option<PathBuf>,
     pub pod_network: Option<bool>,
     pub pod_pids_limit: Option<u64>,
+    pub max_pods: Option<u32>,
 }
 
 /// A config file that cannot be used, with the file named.
@@ -267,6 +275,7 @@ impl ConfigFile {
         set!(masquerade);
         set!(pod_network);
         set!(pod_pids_limit);
+        set!(max_pods);
         if self.node_netns.is_some() {
             config.node_netns = self.node_netns;
         }
@@ -356,6 +365,11 @@ impl AgentConfig {
                 self.pod_pids_limit
             )));
         }
+        if self.max_pods == 0 {
+            return Err(ConfigError::Invalid(
+                "max-pods: must be >= 1 (cordon the node to place nothing on it)".into(),
+            ));
+        }
         if self.log_max_files == 0 {
             return Err(ConfigError::Invalid("log-max-files: must be >= 1".into()));
         }
@@ -402,7 +416,20 @@ mod tests {
         assert_eq!(c.pod_subnet.to_string(), "10.42.0.0/24");
         assert_eq!(c.bridge, "skiff0");
         assert_eq!(c.pod_pids_limit, 4096);
+        assert_eq!(c.max_pods, 110);
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn max_pods_from_the_file_and_zero_refused() {
+        let f: ConfigFile = toml::from_str("max-pods = 250\n").unwrap();
+        let mut c = AgentConfig::default();
+        f.apply(&mut c);
+        assert_eq!(c.max_pods, 250);
+        c.validate().unwrap();
+        c.max_pods = 0;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("max-pods"), "{err}");
     }
 
     #[test]

@@ -359,7 +359,11 @@ fn skiff_pod_start(
     eprintln!("bench: skiff, {pods} pods ({background} in the background)");
     let marks = fresh_mark_dir()?;
     let dir = PathBuf::from("/tmp/skb");
-    let agent = DemoAgent::start(skiff, image, &dir, "skb")?;
+    let mut opts = crate::demo::NodeOptions::single("skb", &dir);
+    opts.keep_logs = Some(PathBuf::from("/tmp/skiff-bench-logs"));
+    // Room for every pod (kubelet's default of 110 would leave some Pending).
+    opts.extra_args = vec!["--max-pods".into(), (pods + background + 10).to_string()];
+    let agent = DemoAgent::start_with(skiff, image, opts)?;
     let agent_pid = pids_matching(&["skiff", "agent", "--node-name skb"])
         .first()
         .copied()

@@ -110,7 +110,7 @@ pub fn metadata(config: &AgentConfig) -> NodeMetadata {
         capacity: Capacity {
             cpu_millis: cpus * 1000,
             memory_bytes: memory,
-            pods: 110,
+            pods: config.max_pods,
         },
         labels: load_overrides(&config.data_dir).apply(&config.labels),
         agent_version: env!("CARGO_PKG_VERSION").to_string(),

@@ -61,6 +61,7 @@ pub fn config_from_args(args: AgentArgs) -> anyhow::Result<AgentConfig> {
     flag!(cluster_cidr);
     flag!(bridge);
     flag!(pod_pids_limit);
+    flag!(max_pods);
     if let Some(ms) = args.eviction_delay_ms {
         config.eviction_delay = Duration::from_millis(ms);
     }

@@ -121,6 +121,9 @@ pub struct AgentArgs {
     /// Most processes one pod may run (its cgroup's pids.max); 0 means no limit [default: 4096]
     #[arg(long, value_name = "N")]
     pub pod_pids_limit: Option<u64>,
+    /// Most pods the scheduler places on this node [default: 110]
+    #[arg(long, value_name = "N")]
+    pub max_pods: Option<u32>,
     /// How long a manifest file that is broken, or declares fewer objects than before, must
     /// be quiet before it is acted on, in milliseconds [default: 2000]
     #[arg(long, value_name = "MS")]

@@ -59,6 +59,7 @@ impl DemoCluster {
                 log_filter: log_filter.into(),
                 keep_logs: Some(logs_dir()),
                 name,
+                extra_args: Vec::new(),
             };
             cluster
                 .agents

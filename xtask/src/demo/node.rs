@@ -37,6 +37,8 @@ pub struct NodeOptions {
     pub log_filter: String,
     /// Where the agent's logs are copied (as `<name>-<start>.log`) before its dir is removed.
     pub keep_logs: Option<PathBuf>,
+    /// More `skiff agent` flags.
+    pub extra_args: Vec<String>,
 }
 
 impl NodeOptions {
@@ -54,6 +56,7 @@ impl NodeOptions {
             netns_prefix: format!("{name}-"),
             log_filter: "info".into(),
             keep_logs: None,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -73,11 +76,6 @@ pub struct DemoAgent {
 }
 
 impl DemoAgent {
-    /// A lone agent (see [`NodeOptions::single`]) with the test image imported.
-    pub fn start(skiff: &Path, image: &Path, dir: &Path, name: &str) -> Result<DemoAgent> {
-        Self::start_with(skiff, image, NodeOptions::single(name, dir))
-    }
-
     /// Starts the agent, waits for its API and imports the test image. Pods get addresses from
     /// 198.18.0.0/15 in namespaces of their own, so nothing touches the host's network.
     pub fn start_with(skiff: &Path, image: &Path, opts: NodeOptions) -> Result<DemoAgent> {
@@ -161,6 +159,7 @@ impl DemoAgent {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        cmd.args(&o.extra_args);
         if let Some(subnet) = &o.pod_subnet {
             cmd.args(["--pod-subnet", subnet]);
         }
