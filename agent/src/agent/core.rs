@@ -202,6 +202,7 @@ impl Core {
                 }
             }
         }
+        self.write_sources();
         self.flush();
     }
 
