@@ -158,10 +158,18 @@ fn kill9_while_pods_are_being_created_leaves_no_orphans() {
         },
     );
     // Each container is `sh` plus (most of the time) its `sleep`: nothing else lives in the
-    // pods' cgroups (an orphaned container would add its own).
-    let procs = support::cleanup::cgroup_pids(&agent.cgroup_parent);
-    assert!(
-        (6..=12).contains(&procs.len()),
-        "processes in the pods' cgroups: {procs:?}"
+    // pods' cgroups (an orphaned container would add its own, and stay). Counted until the
+    // count holds: a sample can catch a process in passing (a loaded machine saw 13 once).
+    agent.wait_until(
+        WAIT,
+        "only the pods' own processes in their cgroups",
+        || {
+            let procs = support::cleanup::cgroup_pids(&agent.cgroup_parent);
+            if !(6..=12).contains(&procs.len()) {
+                eprintln!("processes in the pods' cgroups: {procs:?}");
+                return None;
+            }
+            Some(())
+        },
     );
 }
