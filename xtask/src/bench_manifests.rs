@@ -15,13 +15,7 @@ const BIG_BYTES: usize = 900 * 1024;
 const PODS: usize = 10;
 
 pub fn run(_args: &[String]) -> Result<()> {
-    crate::packages::ensure(&[
-        "libseccomp-dev",
-        "pkg-config",
-        "busybox-static",
-        "iproute2",
-        "nftables",
-    ])?;
+    crate::packages::ensure(crate::packages::AGENT)?;
     let skiff = crate::util::build_skiff_profile(true)?;
     let image = crate::build_test_image_with(&skiff)?;
     let dir = PathBuf::from("/tmp/skbm");

@@ -66,13 +66,7 @@ fn show_cross_node_http(demo: &DemoCluster) -> Result<()> {
 
 pub fn run(args: &[String]) -> Result<()> {
     let once = args.iter().any(|a| a == "--once");
-    crate::packages::ensure(&[
-        "libseccomp-dev",
-        "pkg-config",
-        "busybox-static",
-        "iproute2",
-        "nftables",
-    ])?;
+    crate::packages::ensure(crate::packages::AGENT)?;
     let skiff = crate::util::build_skiff()?;
     let image = crate::build_test_image_with(&skiff)?;
     let stop = on_ctrl_c()?;

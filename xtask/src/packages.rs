@@ -21,6 +21,15 @@ pub const ALL: &[&str] = &[
     "containernetworking-plugins",
 ];
 
+/// What a node agent needs to build and run pods (the demo and the single-agent benches).
+pub const AGENT: &[&str] = &[
+    "libseccomp-dev",
+    "pkg-config",
+    "busybox-static",
+    "iproute2",
+    "nftables",
+];
+
 fn installed(package: &str) -> bool {
     Command::new("dpkg-query")
         .args(["-W", "-f=${Status}", package])
