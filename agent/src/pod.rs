@@ -9,6 +9,15 @@ use std::time::Duration;
 /// Wall-clock milliseconds since the UNIX epoch (persisted, so not `Instant`).
 pub type Millis = u64;
 
+/// Where a loop reads the time (ms since the epoch): the wall clock in the agent, a clock that
+/// follows tokio's paused time in simulations.
+pub type Clock = std::sync::Arc<dyn Fn() -> Millis + Send + Sync>;
+
+/// The wall clock as a `Clock`.
+pub fn wall_clock() -> Clock {
+    std::sync::Arc::new(now_millis)
+}
+
 /// The current wall-clock time in `Millis`.
 pub fn now_millis() -> Millis {
     std::time::SystemTime::now()

@@ -6,16 +6,17 @@ use super::Core;
 use super::Sources;
 use crate::config::AgentConfig;
 use crate::events::Events;
-use crate::pod::{Millis, PodRecord, now_millis};
+use crate::pod::{Millis, PodRecord};
 use crate::reconciler::backoff::Backoff;
 use crate::store::Store;
+use skiff_cni::PodNetwork;
 use skiff_runtime::container::{ContainerRuntime, ContainerState};
 use skiff_runtime::image::ImageStore;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::watch;
 
-impl Core {
+impl<N: PodNetwork + 'static> Core<N> {
     /// Loads sources and pods from the store, checks what survived (re-adoption), and removes
     /// containers and namespaces that belong to no pod.
     pub fn load(
@@ -23,11 +24,12 @@ impl Core {
         store: Store,
         images: ImageStore,
         runtime: Arc<dyn ContainerRuntime>,
-        network: Option<Arc<skiff_cni::NetlinkNetwork>>,
-    ) -> anyhow::Result<Core> {
+        network: Option<Arc<N>>,
+        clock: crate::pod::Clock,
+    ) -> anyhow::Result<Core<N>> {
         let sources = Sources::load(&store, config.manifest_settle.as_millis() as Millis)?;
         let pods: Vec<PodRecord> = store.pods()?;
-        let now = now_millis();
+        let now = clock();
         let image_state = super::images::present_images(&images)?;
         let mut core = Core {
             crash: Backoff {
@@ -69,6 +71,7 @@ impl Core {
             images,
             runtime,
             network,
+            clock,
             sources,
         };
         core.refresh_declared();

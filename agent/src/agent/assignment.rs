@@ -9,13 +9,14 @@ use crate::pod::{
     ContainerPlanSpec, Millis, PodPlanSpec, PodRecord, PodRuntime, PullPolicy, RestartPolicy,
 };
 use rand::Rng;
+use skiff_cni::PodNetwork;
 use skiff_manifests::Valid;
 use skiff_manifests::model::workloads::Pod;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::watch;
 
-impl Core {
+impl<N: PodNetwork + 'static> Core<N> {
     /// Hands this node's declarations to the cluster task (which replicates them and hands back
     /// the cluster's objects and this node's assignment through [`Core::on_desired`]).
     pub(super) fn refresh_declared(&mut self) {

@@ -3,6 +3,7 @@
 
 use super::Core;
 use crate::desired;
+use skiff_cni::PodNetwork;
 use skiff_manifests::{Object, ObjectKey, Valid};
 use tokio::sync::oneshot;
 
@@ -22,7 +23,7 @@ pub enum Command {
     ImagesChanged,
 }
 
-impl Core {
+impl<N: PodNetwork + 'static> Core<N> {
     /// Carries out a command from the API and answers it.
     pub(super) fn on_command(&mut self, cmd: Command) {
         match cmd {

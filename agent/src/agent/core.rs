@@ -11,13 +11,14 @@ use super::sources::Sources;
 use crate::cluster::keys::PodReport;
 use crate::config::AgentConfig;
 use crate::events::{Event, Events};
-use crate::pod::{Millis, PodRecord, now_millis};
+use crate::pod::{Millis, PodRecord};
 use crate::reconciler::backoff::Backoff;
 use crate::reconciler::outcome::{self, to_millis};
 use crate::reconciler::plan::{self, Action, Observed};
 use crate::store::Store;
 use crate::watcher::FileEvent;
 use images::ImageEntry;
+use skiff_cni::PodNetwork;
 use skiff_manifests::ObjectKey;
 use skiff_runtime::container::{ContainerRuntime, ContainerState};
 use skiff_runtime::image::ImageStore;
@@ -92,13 +93,16 @@ fn read_states(runtime: &dyn ContainerRuntime, targets: Vec<(String, Vec<String>
         .collect()
 }
 
-/// The node loop's state; see the module comment.
-pub struct Core {
+/// The node loop's state; see the module comment. `N` is the pod network: netlink in the
+/// agent, `skiff_cni::fake::FakeNetwork` in the simulation tier.
+pub struct Core<N = skiff_cni::NetlinkNetwork> {
     config: AgentConfig,
     store: Store,
     images: ImageStore,
     runtime: Arc<dyn ContainerRuntime>,
-    network: Option<Arc<skiff_cni::NetlinkNetwork>>,
+    network: Option<Arc<N>>,
+    /// Where the loop reads the time.
+    clock: crate::pod::Clock,
     sources: Sources,
     objects: Arc<crate::desired::Objects>,
     first_seen: BTreeMap<ObjectKey, Millis>,
@@ -137,7 +141,12 @@ pub struct Core {
     reports: watch::Sender<Arc<BTreeMap<(String, String), PodReport>>>,
 }
 
-impl Core {
+impl<N: PodNetwork + 'static> Core<N> {
+    /// The time now, from the loop's clock.
+    fn now(&self) -> Millis {
+        (self.clock)()
+    }
+
     /// A copy of the node's state for the API.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
@@ -167,7 +176,7 @@ impl Core {
         let mut tick = tokio::time::interval(self.config.resync_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let now = now_millis();
+            let now = self.now();
             self.turn(now, &results_tx, &pulls_tx, &tracker);
             let snap = Arc::new(self.snapshot());
             self.publish_reports(&snap, now);
@@ -177,7 +186,7 @@ impl Core {
                 _ = cancel.cancelled() => break,
                 Some(ev) = files.recv() => {
                     tracing::debug!(target: "skiff::path", "file event");
-                    let now = now_millis();
+                    let now = self.now();
                     if self.sources.on_file_event(ev, &mut self.events, now) {
                         self.refresh_declared();
                     }
@@ -185,17 +194,18 @@ impl Core {
                 }
                 Ok(()) = desired.changed() => {
                     let d = desired.borrow_and_update().clone();
-                    self.on_desired(d, now_millis());
+                    self.on_desired(d, self.now());
                 }
                 Some(cmd) = commands.recv() => self.on_command(cmd),
                 Some(r) = results.recv() => self.on_job_result(r),
                 Some(p) = pulls.recv() => self.on_pull_result(p),
-                Some(o) = observed.recv() => self.on_observation(o, now_millis()),
+                Some(o) = observed.recv() => self.on_observation(o, self.now()),
                 _ = tick.tick() => {
                     self.start_observation(&observed_tx, &tracker);
-                    self.check_log_space(now_millis());
-                    self.check_store(now_millis());
-                    if self.sources.settle_due(&mut self.events, now_millis()) {
+                    self.check_log_space(self.now());
+                    self.check_store(self.now());
+                    let now = self.now();
+                    if self.sources.settle_due(&mut self.events, now) {
                         self.refresh_declared();
                     }
                     self.write_sources();
@@ -284,7 +294,7 @@ impl Core {
         if let Some(p) = self.pods.get(uid) {
             let (ns, name) = (p.namespace.clone(), p.name.clone());
             self.events
-                .record(now_millis(), warning, reason, "Pod", &ns, &name, message);
+                .record(self.now(), warning, reason, "Pod", &ns, &name, message);
         }
     }
 
@@ -365,7 +375,7 @@ impl Core {
             let Some(pod) = self.pods.get(&uid) else {
                 continue;
             };
-            let job = Job {
+            let job: Job<N> = Job {
                 pod: pod.clone(),
                 actions: pod_actions,
                 objects: self.objects.clone(),
@@ -426,7 +436,7 @@ impl Core {
     /// action holds the pod back for the pull backoff.
     fn on_job_result(&mut self, r: JobResult) {
         self.in_flight.remove(&r.uid);
-        let now = now_millis();
+        let now = self.now();
         let Some(pod) = self.pods.get_mut(&r.uid) else {
             // Forgotten meanwhile: nothing to fold and nothing to retry.
             self.failing.remove(&r.uid);

@@ -5,8 +5,9 @@
 use super::Core;
 use crate::agent::store_watch::{self, StoreStep, free_bytes};
 use crate::pod::Millis;
+use skiff_cni::PodNetwork;
 
-impl Core {
+impl<N: PodNetwork + 'static> Core<N> {
     /// Every 10 s: whether the pods' logs have stopped for lack of free space (the shims drop
     /// lines below the floor); an event when that starts and when it ends.
     pub(super) fn check_log_space(&mut self, now: Millis) {
@@ -66,7 +67,6 @@ impl Core {
             return;
         }
         tokio::spawn(async move {
-            use skiff_cni::PodNetwork;
             for uid in uids {
                 match net.teardown_pod(&uid).await {
                     Ok(()) => tracing::info!("pod {uid}: network released"),

@@ -9,7 +9,7 @@ use crate::reconciler::container::{self, StartRequest};
 use crate::reconciler::outcome::Outcome;
 use crate::reconciler::plan::{Action, StopSignal};
 use crate::reconciler::sandbox::{self, PodPaths};
-use skiff_cni::{HostPortMapping, NetlinkNetwork, PodNetRequest, PodNetwork, Protocol};
+use skiff_cni::{HostPortMapping, PodNetRequest, PodNetwork, Protocol};
 use skiff_manifests::model::workloads::Pod;
 use skiff_manifests::{Object, ObjectKey, Valid};
 use skiff_runtime::container::{ContainerError, ContainerRuntime};
@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// One pod's batch of actions and what they need.
-pub struct Job {
+pub struct Job<N> {
     pub pod: PodRecord,
     pub actions: Vec<Action>,
     pub objects: Arc<BTreeMap<ObjectKey, (Source, Valid<Object>)>>,
@@ -27,7 +27,7 @@ pub struct Job {
     pub images: ImageStore,
     pub runtime: Arc<dyn ContainerRuntime>,
     /// Pod networking; `None` when it is turned off (loopback-only namespaces).
-    pub network: Option<Arc<NetlinkNetwork>>,
+    pub network: Option<Arc<N>>,
     /// The network a sandbox action of this job just made (used by the starts that follow).
     pub sandbox_network: std::sync::Mutex<Option<PodNet>>,
 }
@@ -69,7 +69,7 @@ fn netns_name(config: &AgentConfig, uid: &str) -> String {
 
 /// Runs the job's actions in order: pod networking on the async runtime, everything else
 /// (filesystem, runtime calls) on the blocking pool.
-pub async fn run_job(job: Job) -> JobResult {
+pub async fn run_job<N: PodNetwork + 'static>(job: Job<N>) -> JobResult {
     let uid = job.pod.uid.clone();
     let job = Arc::new(job);
     let mut outcomes = Vec::new();
@@ -115,7 +115,7 @@ pub async fn run_job(job: Job) -> JobResult {
     JobResult { uid, outcomes }
 }
 
-async fn blocking(job: Arc<Job>, index: usize) -> Outcome {
+async fn blocking<N: PodNetwork + 'static>(job: Arc<Job<N>>, index: usize) -> Outcome {
     tokio::task::spawn_blocking(move || run_action(&job, &job.actions[index]))
         .await
         .unwrap_or_else(|e| Outcome::Failed {
@@ -124,7 +124,7 @@ async fn blocking(job: Arc<Job>, index: usize) -> Outcome {
 }
 
 /// Volumes first (a missing ConfigMap should not leave a wired pod behind), then the network.
-async fn ensure_networked_sandbox(job: Arc<Job>, net: &NetlinkNetwork) -> Outcome {
+async fn ensure_networked_sandbox<N: PodNetwork + 'static>(job: Arc<Job<N>>, net: &N) -> Outcome {
     let volumes = {
         let job = job.clone();
         tokio::task::spawn_blocking(move || prepare_volumes(&job, None))
@@ -192,7 +192,7 @@ fn host_ports(pod: &PodRecord) -> Vec<HostPortMapping> {
 }
 
 /// Pod directory and volumes, and (when given) a loopback-only network namespace.
-fn prepare_volumes(job: &Job, netns: Option<(&std::path::Path, &str)>) -> Outcome {
+fn prepare_volumes<N>(job: &Job<N>, netns: Option<(&std::path::Path, &str)>) -> Outcome {
     let pod = &job.pod;
     let paths = job.config.pod_paths(&pod.uid);
     let Ok(manifest) = Valid::<Pod>::try_from(pod.manifest.clone()) else {
@@ -214,14 +214,14 @@ fn prepare_volumes(job: &Job, netns: Option<(&std::path::Path, &str)>) -> Outcom
     }
 }
 
-fn objects_of(job: &Job) -> container::Objects {
+fn objects_of<N>(job: &Job<N>) -> container::Objects {
     job.objects
         .iter()
         .map(|(k, (_, o))| (k.clone(), o.clone()))
         .collect()
 }
 
-fn run_action(job: &Job, action: &Action) -> Outcome {
+fn run_action<N>(job: &Job<N>, action: &Action) -> Outcome {
     let pod = &job.pod;
     let config = &job.config;
     let paths = config.pod_paths(&pod.uid);
@@ -269,8 +269,8 @@ fn run_action(job: &Job, action: &Action) -> Outcome {
     }
 }
 
-fn start(
-    job: &Job,
+fn start<N>(
+    job: &Job<N>,
     paths: &PodPaths,
     netns: Option<(&std::path::Path, &str)>,
     init: bool,

@@ -5,8 +5,9 @@
 use super::Core;
 use super::Snapshot;
 use crate::agent::execute::{self, PullResult};
-use crate::pod::{ContainerPlanSpec, Millis, PodRecord, PullPolicy, Waiting, now_millis};
+use crate::pod::{ContainerPlanSpec, Millis, PodRecord, PullPolicy, Waiting};
 use crate::reconciler::plan::ImageState;
+use skiff_cni::PodNetwork;
 use skiff_runtime::image::{ImageStore, normalize_reference};
 use std::collections::HashMap;
 use tokio::sync::mpsc;
@@ -63,7 +64,7 @@ impl Snapshot {
     }
 }
 
-impl Core {
+impl<N: PodNetwork + 'static> Core<N> {
     /// What the planner knows of `image`.
     pub(super) fn image_state_of(&self, image: &str) -> ImageState {
         let key = normalize_reference(image).unwrap_or_else(|_| image.to_string());
@@ -128,7 +129,7 @@ impl Core {
 
     pub(super) fn on_pull_result(&mut self, p: PullResult) {
         crate::memory::release_free_memory();
-        let now = now_millis();
+        let now = self.now();
         let users = self.pods_using(&p.image);
         let entry = self.image_state.entry(p.key.clone()).or_default();
         entry.pulling = false;

@@ -30,7 +30,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use self::core::Snapshot;
+pub use self::core::{Command, Core, Snapshot};
 
 /// Builds the config from the optional file and the flags (flags win).
 pub fn config_from_args(args: AgentArgs) -> anyhow::Result<AgentConfig> {
@@ -323,6 +323,7 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
         images.clone(),
         runtime,
         network.clone(),
+        crate::pod::wall_clock(),
     )?;
     if let (Some(net), true) = (&network, recovered) {
         // The leases went with the store: the re-adopted pods keep their addresses.

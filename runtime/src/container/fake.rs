@@ -25,6 +25,27 @@ struct Inner {
     started: Vec<ContainerSpec>,
     signals: Vec<(String, i32)>,
     now: Option<SystemTime>,
+    clock: Option<FakeClock>,
+}
+
+/// A clock the fake reads its times from (a simulation's paused time).
+#[derive(Clone)]
+pub struct FakeClock(pub std::sync::Arc<dyn Fn() -> SystemTime + Send + Sync>);
+
+impl std::fmt::Debug for FakeClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FakeClock")
+    }
+}
+
+impl Inner {
+    fn now(&self) -> SystemTime {
+        match (&self.clock, self.now) {
+            (Some(clock), _) => (clock.0)(),
+            (None, Some(now)) => now,
+            (None, None) => SystemTime::now(),
+        }
+    }
 }
 
 /// In-memory runtime. Every method is synchronous and never blocks.
@@ -45,6 +66,11 @@ impl FakeRuntime {
     /// Sets the clock used for started/finished times (default: `SystemTime::now()`).
     pub fn set_now(&self, now: SystemTime) {
         self.lock().now = Some(now);
+    }
+
+    /// Reads started/finished times from `clock` from now on (overrides `set_now`).
+    pub fn set_clock(&self, clock: FakeClock) {
+        self.lock().clock = Some(clock);
     }
 
     /// Makes the next `start` fail with `message` (queued, one per call).
@@ -72,7 +98,7 @@ impl FakeRuntime {
     /// Scripts an exit of a running container. Returns false when it is not running.
     pub fn exit(&self, id: &str, exit_code: i32, oom_killed: bool) -> bool {
         let mut inner = self.lock();
-        let now = inner.now.unwrap_or_else(SystemTime::now);
+        let now = inner.now();
         let Some(c) = inner.containers.get_mut(id) else {
             return false;
         };
@@ -119,7 +145,7 @@ impl ContainerRuntime for FakeRuntime {
             });
         }
         inner.started.push(spec.clone());
-        let now = inner.now.unwrap_or_else(SystemTime::now);
+        let now = inner.now();
         if let Some(message) = inner.start_failures.pop_front() {
             let state = ContainerState::Exited {
                 exit_code: 128,
