@@ -18,8 +18,8 @@ use crate::pod::now_millis;
 use futures::future::BoxFuture;
 use skiff_cni::PeerRoute;
 use skiff_gossip::{
-    Digest, GossipHandle, KeyReader, NodeCondition, NodeStatus, SyncStep, TERM_KEY, leader_of,
-    next_term, plan_sync,
+    Digest, Generation, GossipHandle, KeyReader, NodeCondition, NodeStatus, SyncStep, TERM_KEY,
+    Term, leader_of, next_term, plan_sync,
 };
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
@@ -98,7 +98,7 @@ pub struct ClusterState {
     pub nodes: Arc<Vec<NodeStatus>>,
     /// The leader by the rule; none when that is this node still in its startup grace.
     pub leader: Option<String>,
-    pub term: u64,
+    pub term: Term,
     /// Every node's reports, by (namespace, name): (node, report).
     pub pods: Arc<PodReports>,
     pub pending: Vec<PendingWorkload>,
@@ -180,16 +180,16 @@ pub struct ClusterService {
     fetcher: Arc<dyn Fetcher>,
     timings: ClusterTimings,
     started_ms: u64,
-    term: u64,
+    term: Term,
     led_before: bool,
-    generation: u64,
+    generation: Generation,
     /// Since when each node has not been Ready, and whether it left (a graceful stop) during
     /// that spell: a node that left and comes back under a new generation stays under the
     /// restart grace until it is Ready again.
     not_ready_since: BTreeMap<String, (u64, bool)>,
     published_tables: BTreeMap<String, String>,
     published_pending: String,
-    published_term: u64,
+    published_term: Term,
     last_pending: Vec<PendingWorkload>,
     served: Served,
     /// This node's pod subnet and the cluster CIDR (none: pod subnets are not managed).
@@ -232,7 +232,7 @@ impl ClusterService {
         timings: ClusterTimings,
         served: Served,
     ) -> ClusterService {
-        let term = followed.accepted.as_ref().map_or(0, |a| a.term);
+        let term = followed.accepted.as_ref().map_or(Term(0), |a| a.term);
         let started_ms = (timings.clock)();
         let reader = gossip.key_reader();
         let mut nodes_rx = gossip.nodes();
@@ -246,11 +246,11 @@ impl ClusterService {
             started_ms,
             term,
             led_before: false,
-            generation: 0,
+            generation: Generation(0),
             not_ready_since: BTreeMap::new(),
             published_tables: BTreeMap::new(),
             published_pending: String::new(),
-            published_term: 0,
+            published_term: Term(0),
             last_pending: Vec::new(),
             subnet: None,
             published_subnets: String::new(),
@@ -361,7 +361,7 @@ impl ClusterService {
             .filter(|(n, _)| *n != me)
             .filter_map(|(_, k)| k.term)
             .max()
-            .unwrap_or(0);
+            .unwrap_or(Term(0));
         let published_term = self.view.node(&me).and_then(|k| k.term);
         let leader = leader_of(&nodes).map(|n| n.name.clone());
         let alone = nodes
@@ -396,7 +396,7 @@ impl ClusterService {
                 .max()
             && other >= term
         {
-            term = other + 1;
+            term = other.next();
         }
         self.led_before = leading;
         if term != self.term || published_term != Some(term) {
