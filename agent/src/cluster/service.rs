@@ -1,7 +1,8 @@
 //! The cluster task: one owner for the replica, the leader role and the assignment this node
 //! follows. Each step it ingests local declarations, syncs records with what other nodes
-//! advertise, applies the leader and term rules, schedules when it leads, follows the leader's
-//! table for this node, publishes its pod reports, and hands the node loop what to run.
+//! advertise, decides leadership (`cluster::leadership`, pure), schedules when it leads, follows
+//! the leader's table for this node, publishes its pod reports, and hands the node loop what to
+//! run.
 //!
 //! Nodes never stop pods because they lost the leader: the last accepted assignment stays in
 //! force (and in the store) until a leader they follow publishes a newer one.
@@ -10,6 +11,8 @@ use super::follow::{self, Followed};
 use super::keys::{
     ASSIGN_PREFIX, AssignedPod, Assignment, PENDING_KEY, PendingWorkload, PodReport, pod_key,
 };
+pub use super::leadership::Quorum;
+use super::leadership::{self, LeadershipDecision, LeadershipInput};
 use super::replica::{Replica, StoredRecord};
 use super::schedule;
 use super::subnets;
@@ -19,7 +22,7 @@ use futures::future::BoxFuture;
 use skiff_cni::PeerRoute;
 use skiff_gossip::{
     Digest, Generation, GossipHandle, KeyReader, NodeCondition, NodeStatus, SyncStep, TERM_KEY,
-    Term, leader_of, next_term, plan_sync,
+    Term, plan_sync,
 };
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
@@ -108,44 +111,6 @@ pub struct ClusterState {
     pub routes: Vec<PeerRoute>,
     /// How many of the nodes last seen Ready this side sees.
     pub quorum: Quorum,
-}
-
-/// This side's share of the cluster: the nodes last seen Ready (not left) and how many of them
-/// are Ready here. Without the majority the leader places nothing (pods keep running where they
-/// are, and restart there).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Quorum {
-    pub ready: usize,
-    pub members: usize,
-    pub held: bool,
-}
-
-impl Quorum {
-    pub fn of(
-        last_seen_ready: &BTreeMap<String, std::net::SocketAddr>,
-        nodes: &[NodeStatus],
-        me: &str,
-    ) -> Quorum {
-        let mut members: std::collections::BTreeSet<String> =
-            last_seen_ready.keys().cloned().collect();
-        members.insert(me.to_string());
-        for n in nodes {
-            if n.condition == NodeCondition::Left {
-                members.remove(&n.name);
-            }
-        }
-        let ready: std::collections::BTreeSet<String> = nodes
-            .iter()
-            .filter(|n| n.condition == NodeCondition::Ready || n.name == me)
-            .map(|n| n.name.clone())
-            .chain(std::iter::once(me.to_string()))
-            .collect();
-        Quorum {
-            ready: members.intersection(&ready).count(),
-            members: members.len(),
-            held: skiff_gossip::has_quorum(&members, &ready),
-        }
-    }
 }
 
 /// Every node's pod reports, by (namespace, name): (node, report).
@@ -355,55 +320,39 @@ impl ClusterService {
         }
         // Leader and term.
         let me = self.gossip.node_name().to_string();
-        let seen_max = self
-            .view
-            .nodes()
-            .filter(|(n, _)| *n != me)
-            .filter_map(|(_, k)| k.term)
-            .max()
-            .unwrap_or(Term(0));
-        let published_term = self.view.node(&me).and_then(|k| k.term);
-        let leader = leader_of(&nodes).map(|n| n.name.clone());
-        let alone = nodes
-            .iter()
-            .all(|n| n.is_self || n.condition == NodeCondition::Left);
-        let may_lead = alone
-            && self.followed.known_peers.is_empty()
-            && !self.timings.always_wait_grace
-            || now.saturating_sub(self.started_ms) >= self.timings.startup_grace.as_millis() as u64;
-        let leading = leader.as_deref() == Some(me.as_str()) && may_lead;
-        // Only a side that sees most of the nodes last seen Ready places pods (see has_quorum):
-        // a leader cut off with a minority keeps the tables in force instead of multiplying
-        // replicas.
-        let quorum = Quorum::of(&self.followed.peer_addrs, &nodes, &me);
-        let scheduling = leading && quorum.held;
-        // Tables published by every node (the leader's, and stale ones of earlier leaders): only
-        // a leader needs them all.
-        let tables = if leading {
-            self.view.tables()
-        } else {
-            Vec::new()
-        };
-        let mut term = next_term(leading, self.led_before, self.term, seen_max);
-        // Two nodes can reach the same term (this one took over before it heard the other's):
-        // another node's table at this term or above means the term is not this leader's own,
-        // and followers would take its tables for stale ones.
-        if leading
-            && let Some(other) = tables
-                .iter()
-                .filter(|(from, _, _)| *from != me)
-                .map(|(_, _, doc)| doc.term)
+        let others = || self.view.nodes().filter(|(node, _)| *node != me);
+        let decision = leadership::decide(LeadershipInput {
+            now_ms: now,
+            started_ms: self.started_ms,
+            startup_grace: self.timings.startup_grace,
+            always_wait_grace: self.timings.always_wait_grace,
+            me: &me,
+            nodes: &nodes,
+            knows_peers: !self.followed.known_peers.is_empty(),
+            last_seen_ready: &self.followed.peer_addrs,
+            led_before: self.led_before,
+            term: self.term,
+            published_term: self.view.node(&me).and_then(|k| k.term),
+            seen_max: others()
+                .filter_map(|(_, k)| k.term)
                 .max()
-            && other >= term
-        {
-            term = other.next();
-        }
+                .unwrap_or_default(),
+            others_table_term: others()
+                .flat_map(|(_, k)| k.tables.iter().map(|(_, doc)| doc.term))
+                .max(),
+        });
+        let LeadershipDecision {
+            leader: leader_name,
+            leading,
+            scheduling,
+            quorum,
+            term,
+            publish_term,
+        } = decision;
         self.led_before = leading;
-        if term != self.term || published_term != Some(term) {
-            self.term = term;
-            if let Err(e) = self.gossip.set_key(TERM_KEY, &term.to_string()).await {
-                tracing::warn!("cannot publish the term: {e}");
-            }
+        self.term = term;
+        if publish_term && let Err(e) = self.gossip.set_key(TERM_KEY, &term.to_string()).await {
+            tracing::warn!("cannot publish the term: {e}");
         }
         // Reports of every node (this node's straight from the node loop).
         let reports = inputs.reports.borrow().clone();
@@ -430,7 +379,8 @@ impl ClusterService {
         let mut pending = Vec::new();
         let mut full_table = Arc::new(Vec::new());
         if scheduling {
-            let mut previous = follow::previous_table(&tables);
+            // Tables published by every node (the leader's, and stale ones of earlier leaders).
+            let mut previous = follow::previous_table(&self.view.tables());
             // After a restart gossip holds no table yet: this node's stored one still counts.
             if let Some(mine) = &self.followed.accepted
                 && !previous.iter().any(|p| p.node == me)
@@ -462,7 +412,6 @@ impl ClusterService {
             }
         }
         // Follow the leader's table for this node.
-        let leader_name = leader.clone().filter(|l| *l != me || leading);
         let mut followed_changed = false;
         if let Some(l) = &leader_name
             && *l != me
