@@ -11,8 +11,9 @@
 //! - `schedule.rs`: builds the scheduler's input from gossip and runs it (leader only).
 //! - `subnets.rs`: pod subnets handed out by the leader, claimed and routed by every node.
 //! - `view.rs`: every node's gossip keys, parsed once per change of that node's keys.
-//! - `service.rs`: the task that ties them together; `service/sync.rs` keeps the replica in step
-//!   with the adverts, `service/publish.rs` writes tables, reports, subnet claims and routes.
+//! - `service.rs`: the task that ties them together; `service/step.rs` is one step as named
+//!   sub-steps, `service/sync.rs` keeps the replica in step with the adverts,
+//!   `service/publish.rs` writes tables, reports, subnet claims and routes.
 
 pub mod fetch;
 pub mod follow;

@@ -1,8 +1,8 @@
 //! The cluster task: one owner for the replica, the leader role and the assignment this node
-//! follows. Each step it ingests local declarations, syncs records with what other nodes
-//! advertise, decides leadership (`cluster::leadership`, pure), schedules when it leads, follows
-//! the leader's table for this node, publishes its pod reports, and hands the node loop what to
-//! run.
+//! follows. Each step (`service/step.rs`) syncs records with what other nodes advertise,
+//! decides leadership (`cluster::leadership`, pure), publishes its pod reports, schedules when
+//! it leads with the majority, follows the leader's table for this node, and hands the node
+//! loop what to run; local declarations are ingested between steps.
 //!
 //! Nodes never stop pods because they lost the leader: the last accepted assignment stays in
 //! force (and in the store) until a leader they follow publishes a newer one.
@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 mod publish;
+mod step;
 mod sync;
 
 /// Fetches records (bodies) for `keys` from `node`.
@@ -140,6 +141,8 @@ struct Fetched {
 /// The task's state.
 pub struct ClusterService {
     gossip: Arc<GossipHandle>,
+    /// This node's name.
+    me: String,
     replica: Replica,
     followed: Followed,
     fetcher: Arc<dyn Fetcher>,
@@ -203,6 +206,7 @@ impl ClusterService {
         let mut nodes_rx = gossip.nodes();
         let nodes = Arc::new(nodes_rx.borrow_and_update().clone());
         ClusterService {
+            me: gossip.node_name().to_string(),
             gossip,
             replica,
             followed,
@@ -279,204 +283,5 @@ impl ClusterService {
                 _ = tick.tick() => {}
             }
         }
-    }
-
-    async fn step(
-        &mut self,
-        inputs: &ClusterInputs,
-        outputs: &ClusterOutputs,
-        fetched_tx: &mpsc::Sender<Fetched>,
-    ) {
-        let now = (self.timings.clock)();
-        let view_changed = self.view.refresh(&self.reader).await;
-        self.sync_needed |= view_changed;
-        if std::mem::take(&mut self.sync_needed) {
-            self.sync(fetched_tx).await;
-        }
-        self.collect_garbage(now).await;
-        if std::mem::take(&mut self.objects_stale) {
-            self.objects = Arc::new(self.replica.objects());
-        }
-        let objects = self.objects.clone();
-        if self.nodes_rx.has_changed().unwrap_or(false) {
-            self.nodes = Arc::new(self.nodes_rx.borrow_and_update().clone());
-            // A removed node leaves the node list; it stops counting toward the majority too.
-            let removed = self.gossip.removed_names().await;
-            if !removed.is_empty() {
-                self.followed.forget_peers(&removed);
-            }
-        }
-        let nodes = self.nodes.clone();
-        for n in nodes.iter() {
-            if n.condition == NodeCondition::Ready {
-                self.not_ready_since.remove(&n.name);
-            } else {
-                let spell = self
-                    .not_ready_since
-                    .entry(n.name.clone())
-                    .or_insert((now, false));
-                spell.1 |= n.condition == NodeCondition::Left;
-            }
-        }
-        // Leader and term.
-        let me = self.gossip.node_name().to_string();
-        let others = || self.view.nodes().filter(|(node, _)| *node != me);
-        let decision = leadership::decide(LeadershipInput {
-            now_ms: now,
-            started_ms: self.started_ms,
-            startup_grace: self.timings.startup_grace,
-            always_wait_grace: self.timings.always_wait_grace,
-            me: &me,
-            nodes: &nodes,
-            knows_peers: !self.followed.known_peers.is_empty(),
-            last_seen_ready: &self.followed.peer_addrs,
-            led_before: self.led_before,
-            term: self.term,
-            published_term: self.view.node(&me).and_then(|k| k.term),
-            seen_max: others()
-                .filter_map(|(_, k)| k.term)
-                .max()
-                .unwrap_or_default(),
-            others_table_term: others()
-                .flat_map(|(_, k)| k.tables.iter().map(|(_, doc)| doc.term))
-                .max(),
-        });
-        let LeadershipDecision {
-            leader: leader_name,
-            leading,
-            scheduling,
-            quorum,
-            term,
-            publish_term,
-        } = decision;
-        self.led_before = leading;
-        self.term = term;
-        if publish_term && let Err(e) = self.gossip.set_key(TERM_KEY, &term.to_string()).await {
-            tracing::warn!("cannot publish the term: {e}");
-        }
-        // Reports of every node (this node's straight from the node loop).
-        let reports = inputs.reports.borrow().clone();
-        self.publish_reports(&reports).await;
-        if view_changed
-            || !self
-                .merged_reports
-                .as_ref()
-                .is_some_and(|m| Arc::ptr_eq(m, &reports))
-        {
-            let mut pods = PodReports::new();
-            for (node, keys) in self.view.nodes().filter(|(n, _)| *n != me) {
-                for (key, report) in &keys.pods {
-                    pods.insert(key.clone(), (node.to_string(), report.clone()));
-                }
-            }
-            for (key, report) in reports.iter() {
-                pods.insert(key.clone(), (me.clone(), report.clone()));
-            }
-            self.pods = Arc::new(pods);
-            self.merged_reports = Some(reports.clone());
-        }
-        let pods = self.pods.clone();
-        let mut pending = Vec::new();
-        let mut full_table = Arc::new(Vec::new());
-        if scheduling {
-            // Tables published by every node (the leader's, and stale ones of earlier leaders).
-            let mut previous = follow::previous_table(&self.view.tables());
-            // After a restart gossip holds no table yet: this node's stored one still counts.
-            if let Some(mine) = &self.followed.accepted
-                && !previous.iter().any(|p| p.node == me)
-            {
-                previous.extend(mine.pods.iter().cloned());
-            }
-            let output = schedule::run(
-                &nodes,
-                &self.not_ready_since,
-                &objects,
-                &previous,
-                &pods,
-                now,
-                schedule::Delays {
-                    eviction: self.timings.eviction_delay,
-                    restart_grace: self.timings.restart_grace,
-                },
-            );
-            pending = output.pending.clone();
-            full_table = Arc::new(output.table.clone());
-            let mine = self
-                .publish_tables(&nodes, output.table, output.pending)
-                .await;
-            // The leader follows its own table at once.
-            if let Some(doc) = mine
-                && self.followed.accept(&doc)
-            {
-                self.objects_dirty = true;
-            }
-        }
-        // Follow the leader's table for this node.
-        let mut followed_changed = false;
-        if let Some(l) = &leader_name
-            && *l != me
-            && let Some(doc) = self.view.node(l).and_then(|k| k.table_for(&me))
-            && self.followed.accept(doc)
-        {
-            self.objects_dirty = true;
-            followed_changed = true;
-        }
-        self.followed.note_peers(&nodes, &me);
-        let routes = self.subnets(&nodes, leading).await;
-        if !scheduling {
-            if let Some(l) = &leader_name
-                && let Some(list) = self.view.node(l).and_then(|k| k.pending.clone())
-            {
-                pending = list;
-            }
-            // The whole table as the leader published it (this node's own part as accepted).
-            if view_changed || followed_changed || self.followed_table_of != leader_name {
-                let mut table = self
-                    .followed
-                    .accepted
-                    .as_ref()
-                    .map(|a| a.pods.clone())
-                    .unwrap_or_default();
-                if let Some(keys) = leader_name.as_deref().and_then(|l| self.view.node(l)) {
-                    table.extend(
-                        keys.tables
-                            .iter()
-                            .filter(|(target, _)| *target != me)
-                            .flat_map(|(_, doc)| doc.pods.iter().cloned()),
-                    );
-                }
-                self.followed_table = Arc::new(table);
-                self.followed_table_of = leader_name.clone();
-            }
-            full_table = self.followed_table.clone();
-        }
-        if self.objects_dirty || pending != self.last_pending {
-            self.objects_dirty = false;
-            self.last_pending = pending.clone();
-            *self.served.write().unwrap_or_else(|p| p.into_inner()) = self.replica.records();
-            tracing::debug!(target: "skiff::path", "desired sent");
-            outputs.desired.send_replace(Desired {
-                objects: objects.clone(),
-                assigned: self
-                    .followed
-                    .accepted
-                    .as_ref()
-                    .map(|a| Arc::new(a.pods.clone())),
-                pending: Arc::new(pending.clone()),
-            });
-        }
-        outputs.state.send_replace(Arc::new(ClusterState {
-            nodes,
-            // Not this node while it waits out its startup grace: it does not lead yet.
-            leader: leader_name,
-            term: self.term,
-            pods,
-            pending,
-            table: full_table,
-            routes,
-            quorum,
-        }));
-        // Disk last: the commits (a sync each) do not delay the node's pods.
-        self.write_replica();
     }
 }
