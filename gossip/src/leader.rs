@@ -5,9 +5,63 @@
 //! leader takes a term above every term it can see, and takes a new one whenever it sees a
 //! higher term than its own (after a partition heals, the side that elected a later leader has a
 //! higher term: the surviving leader moves past it, so followers of both sides accept it).
+//! Within a term, each table the leader publishes carries a [`Generation`] that grows with every
+//! change.
 
 use crate::view::{NodeCondition, NodeStatus};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
+
+/// A leader's term: grows with every change of leader (and past every term a node can see).
+/// Encoded as the bare number (JSON, postcard and the decimal [`TERM_KEY`] value).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Term(pub u64);
+
+impl Term {
+    /// The term after this one.
+    pub fn next(self) -> Term {
+        Term(self.0 + 1)
+    }
+}
+
+impl std::fmt::Display for Term {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::str::FromStr for Term {
+    type Err = std::num::ParseIntError;
+
+    fn from_str(s: &str) -> Result<Term, Self::Err> {
+        s.parse().map(Term)
+    }
+}
+
+/// The version of the assignment tables a leader publishes within its [`Term`]: grows whenever
+/// the tables change. Not a node's gossip generation (a new one per start of a node), which is a
+/// plain `u64` in [`NodeStatus`]. Encoded as the bare number.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Generation(pub u64);
+
+impl Generation {
+    /// The generation after this one.
+    pub fn next(self) -> Generation {
+        Generation(self.0 + 1)
+    }
+}
+
+impl std::fmt::Display for Generation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// Key under which every node publishes the highest leader term it has seen (decimal).
 pub const TERM_KEY: &str = "sched/term";
@@ -37,10 +91,10 @@ pub fn has_quorum(members: &BTreeSet<String>, ready: &BTreeSet<String>) -> bool 
 /// `is_leader`: the rule picks this node now; `led_before`: it was leader at its previous
 /// evaluation; `my_term`: the term it publishes now; `seen_max`: the highest term published by any
 /// other node it can see.
-pub fn next_term(is_leader: bool, led_before: bool, my_term: u64, seen_max: u64) -> u64 {
+pub fn next_term(is_leader: bool, led_before: bool, my_term: Term, seen_max: Term) -> Term {
     let highest = my_term.max(seen_max);
     if is_leader && (!led_before || seen_max > my_term) {
-        highest + 1
+        highest.next()
     } else {
         highest
     }
@@ -49,7 +103,7 @@ pub fn next_term(is_leader: bool, led_before: bool, my_term: u64, seen_max: u64)
 /// Whether a follower accepts an assignment stamped `(term, generation)` from the node it sees as
 /// leader, having accepted `last` before: never an older term, never an older generation of the
 /// same term.
-pub fn accepts(last: Option<(u64, u64)>, term: u64, generation: u64) -> bool {
+pub fn accepts(last: Option<(Term, Generation)>, term: Term, generation: Generation) -> bool {
     last.is_none_or(|last| (term, generation) > last)
 }
 
@@ -115,8 +169,8 @@ mod tests {
         ];
         for ((is_leader, led_before, mine, seen), expected) in cases {
             assert_eq!(
-                next_term(is_leader, led_before, mine, seen),
-                expected,
+                next_term(is_leader, led_before, Term(mine), Term(seen)),
+                Term(expected),
                 "leader={is_leader} before={led_before} mine={mine} seen={seen}"
             );
         }
@@ -124,11 +178,46 @@ mod tests {
 
     #[test]
     fn followers_refuse_stale_assignments() {
-        assert!(accepts(None, 1, 1));
-        assert!(accepts(Some((1, 4)), 1, 5));
-        assert!(accepts(Some((1, 4)), 2, 1));
-        assert!(!accepts(Some((1, 4)), 1, 4));
-        assert!(!accepts(Some((2, 1)), 1, 9));
+        let stamp = |term, generation| (Term(term), Generation(generation));
+        let cases = [
+            // (last accepted, offered) -> accepted
+            ((None, stamp(1, 1)), true),
+            ((Some(stamp(1, 4)), stamp(1, 5)), true),
+            ((Some(stamp(1, 4)), stamp(2, 1)), true),
+            ((Some(stamp(1, 4)), stamp(1, 4)), false),
+            ((Some(stamp(2, 1)), stamp(1, 9)), false),
+        ];
+        for ((last, (term, generation)), expected) in cases {
+            assert_eq!(
+                accepts(last, term, generation),
+                expected,
+                "last {last:?} offered {term} {generation}"
+            );
+        }
+    }
+
+    #[test]
+    fn terms_and_generations_encode_as_bare_numbers() {
+        for n in [0u64, 1, 127, 128, 300, u64::MAX] {
+            let json = serde_json::to_string(&n).expect("json");
+            assert_eq!(serde_json::to_string(&Term(n)).expect("json"), json);
+            assert_eq!(serde_json::to_string(&Generation(n)).expect("json"), json);
+            assert_eq!(serde_json::from_str::<Term>(&json).expect("json"), Term(n));
+            assert_eq!(
+                serde_json::from_str::<Generation>(&json).expect("json"),
+                Generation(n)
+            );
+            let bytes = postcard::to_allocvec(&n).expect("postcard");
+            assert_eq!(postcard::to_allocvec(&Term(n)).expect("postcard"), bytes);
+            assert_eq!(
+                postcard::to_allocvec(&Generation(n)).expect("postcard"),
+                bytes
+            );
+            // The term key's value is the decimal number.
+            assert_eq!(Term(n).to_string(), n.to_string());
+            assert_eq!(n.to_string().parse::<Term>(), Ok(Term(n)));
+        }
+        assert!("x".parse::<Term>().is_err());
     }
 
     #[test]

@@ -17,7 +17,8 @@
 //! - `profile.rs`: LAN / WAN timing presets.
 //! - `hlc.rs`, `records.rs`: version stamps of replicated desired objects, their digests, the
 //!   merge rule and the pure sync decision.
-//! - `leader.rs`: the leader rule and the term rule.
+//! - `leader.rs`: the leader rule, the term rule and quorum; [`Term`] and [`Generation`], the
+//!   stamps of the leader's assignment tables.
 //! - `reader.rs`: [`KeyReader`]: prefix scans and change scans of every node's keys.
 //! - `node.rs`: the service: [`GossipNode::spawn`] -> [`GossipHandle`].
 //! - `remove.rs`: [`NodeRemover`]: `skiff node remove` on the issuing node.
@@ -59,7 +60,7 @@ pub use hlc::{Hlc, InvalidStamp, Stamp};
 pub use identity::NodeIdentity;
 pub use join::{JoinRefusal, join_cluster};
 pub use keyspace::{MAX_KEY_BYTES, MAX_VALUE_BYTES, check_entry};
-pub use leader::{TERM_KEY, accepts, has_quorum, leader_of, next_term};
+pub use leader::{Generation, TERM_KEY, Term, accepts, has_quorum, leader_of, next_term};
 pub use members::{Admission, MemberRecord, MemberRegistry, admit_name, check_removal};
 pub use node::{GossipConfig, GossipDeps, GossipHandle, GossipNode, LeaveOutcome, MetadataWriter};
 pub use pki::{CLUSTER_SERVER_NAME, fingerprint, validate_node_name};

@@ -191,6 +191,7 @@ pub fn previous_table(tables: &[(String, String, Assignment)]) -> Vec<AssignedPo
 mod tests {
     use super::*;
     use crate::pod::Owner;
+    use skiff_gossip::{Generation, Term};
 
     fn pod(name: &str, node: &str) -> AssignedPod {
         AssignedPod {
@@ -207,8 +208,8 @@ mod tests {
 
     fn doc(term: u64, generation: u64, pods: Vec<AssignedPod>) -> Assignment {
         Assignment {
-            term,
-            generation,
+            term: Term(term),
+            generation: Generation(generation),
             pods,
         }
     }
@@ -229,7 +230,7 @@ mod tests {
         drop(f);
         let f = Followed::open(db).expect("reopen");
         let kept = f.accepted.expect("kept");
-        assert_eq!((kept.term, kept.generation), (2, 6));
+        assert_eq!((kept.term, kept.generation), (Term(2), Generation(6)));
         assert_eq!(kept.pods, vec![pod("a", "n1")]);
     }
 

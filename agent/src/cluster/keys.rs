@@ -4,7 +4,7 @@
 
 use crate::pod::Owner;
 use serde::{Deserialize, Serialize};
-use skiff_gossip::RECORD_PREFIX;
+use skiff_gossip::{Generation, RECORD_PREFIX, Term};
 use skiff_manifests::{Kind, ObjectKey};
 
 /// Prefix of pod reports.
@@ -67,8 +67,8 @@ pub use crate::scheduler::{Assignment as AssignedPod, Pending as PendingWorkload
 /// The table the leader publishes for one node under `sched/assign/<node>`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assignment {
-    pub term: u64,
-    pub generation: u64,
+    pub term: Term,
+    pub generation: Generation,
     pub pods: Vec<AssignedPod>,
 }
 
@@ -101,5 +101,17 @@ mod tests {
         ] {
             assert_eq!(parse_object_key(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn assignment_json_carries_term_and_generation_as_numbers() {
+        let doc = Assignment {
+            term: Term(2),
+            generation: Generation(5),
+            pods: Vec::new(),
+        };
+        let json = r#"{"term":2,"generation":5,"pods":[]}"#;
+        assert_eq!(serde_json::to_string(&doc).expect("json"), json);
+        assert_eq!(serde_json::from_str::<Assignment>(json).expect("json"), doc);
     }
 }

@@ -5,7 +5,7 @@
 use super::keys::{ASSIGN_PREFIX, Assignment, PENDING_KEY, POD_PREFIX, PendingWorkload, PodReport};
 use super::subnets;
 use ipnet::Ipv4Net;
-use skiff_gossip::{Digest, KeyReader, KeysVersion, RECORD_PREFIX, TERM_KEY};
+use skiff_gossip::{Digest, KeyReader, KeysVersion, RECORD_PREFIX, TERM_KEY, Term};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -19,7 +19,8 @@ pub struct NodeKeys {
     pub adverts: Vec<(String, Digest)>,
     /// Target node -> the table this node published for it.
     pub tables: Vec<(String, Assignment)>,
-    pub term: Option<u64>,
+    /// The highest leader term it has seen.
+    pub term: Option<Term>,
     pub pending: Option<Vec<PendingWorkload>>,
     /// (namespace, name) -> what it reports about a pod it runs.
     pub pods: Vec<((String, String), PodReport)>,
@@ -128,6 +129,7 @@ impl GossipView {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use skiff_gossip::Generation;
 
     #[test]
     fn keys_are_sorted_into_their_kinds_and_bad_values_left_out() {
@@ -152,10 +154,10 @@ mod tests {
         assert_eq!(parsed.adverts[0].0, "obj/ConfigMap/default/a");
         assert!(parsed.pods.is_empty());
         assert_eq!(parsed.pending, Some(Vec::new()));
-        assert_eq!(parsed.term, Some(7));
+        assert_eq!(parsed.term, Some(Term(7)));
         assert_eq!(
             parsed.table_for("n2").map(|d| (d.term, d.generation)),
-            Some((2, 5))
+            Some((Term(2), Generation(5)))
         );
         assert!(
             parsed.table_for("n3").is_none(),

@@ -20,6 +20,7 @@ use skiff_agent::desired::Source;
 use skiff_gossip::chitchat::transport::ChannelTransport;
 use skiff_gossip::{
     Capacity, GossipConfig, GossipHandle, GossipNode, GossipProfile, NodeCondition, NodeMetadata,
+    Term,
 };
 use skiff_manifests::{Object, ObjectKey, Valid};
 use std::collections::{BTreeMap, BTreeSet};
@@ -545,7 +546,7 @@ impl Sim {
                 std::future::ready(
                     self.all_see(&everyone, NodeCondition::Ready)
                         && self.leader_is(&everyone, everyone[0])
-                        && everyone.iter().all(|i| self.state(*i).term >= 1),
+                        && everyone.iter().all(|i| self.state(*i).term >= Term(1)),
                 )
             },
         )

@@ -81,8 +81,8 @@ impl ClusterService {
             .published_tables
             .keys()
             .any(|n| !by_node.contains_key(n));
-        if changed || self.generation == 0 {
-            self.generation += 1;
+        if changed || self.generation == Generation(0) {
+            self.generation = self.generation.next();
         }
         let mut next = BTreeMap::new();
         for (node, pods) in by_node {
