@@ -189,6 +189,8 @@ pub struct ClusterService {
     followed_table_of: Option<String>,
     /// Writing the replica to the store failed last time (logged once until it works again).
     store_failing: bool,
+    /// The last scheduling pass (a pass over unchanged inputs is skipped).
+    last_pass: Option<step::LastPass>,
 }
 
 impl ClusterService {
@@ -240,6 +242,7 @@ impl ClusterService {
             followed_table: Arc::new(Vec::new()),
             followed_table_of: None,
             store_failing: false,
+            last_pass: None,
         }
     }
 

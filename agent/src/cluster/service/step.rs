@@ -7,11 +7,29 @@ use super::*;
 
 /// What the placement looks like this step: the pods the leader could not place and the
 /// leader's whole table.
-#[derive(Default)]
-struct Placement {
+#[derive(Clone, Default)]
+pub(super) struct Placement {
     pending: Vec<PendingWorkload>,
     table: Arc<Vec<AssignedPod>>,
 }
+
+/// The inputs of the last scheduling pass and its placement. A pass over the same inputs
+/// places the same pods (the previous table keeps every name), so it is skipped: on a quiet
+/// cluster the leader no longer runs the scheduler and serializes its tables ten times a
+/// second. Rules that depend on time (eviction delay, restart grace) only apply while a node
+/// is not Ready, and then every step runs a pass; a pass also runs at least every
+/// [`PASS_AT_LEAST_EVERY_MS`].
+pub(super) struct LastPass {
+    nodes: Arc<Vec<NodeStatus>>,
+    objects: Arc<crate::desired::Objects>,
+    pods: Arc<PodReports>,
+    term: Term,
+    at_ms: u64,
+    placement: Placement,
+}
+
+/// The longest a leader goes without a scheduling pass.
+const PASS_AT_LEAST_EVERY_MS: u64 = 5_000;
 
 impl ClusterService {
     /// One step: the sub-steps below, in order; the store is written last.
@@ -28,8 +46,9 @@ impl ClusterService {
         let leadership = self.leadership(now).await;
         let pods = self.exchange_reports(inputs, view_changed).await;
         let scheduled = if leadership.scheduling {
-            Some(self.scheduling_pass(now).await)
+            Some(self.scheduling_pass_if_needed(now, view_changed).await)
         } else {
+            self.last_pass = None;
             None
         };
         let followed_changed = self.follow_leader(leadership.leader.as_deref());
@@ -157,6 +176,32 @@ impl ClusterService {
             self.merged_reports = Some(reports);
         }
         self.pods.clone()
+    }
+
+    /// The scheduling pass, or the last one's placement when nothing it reads has changed.
+    async fn scheduling_pass_if_needed(&mut self, now: u64, view_changed: bool) -> Placement {
+        let same = self.last_pass.as_ref().is_some_and(|last| {
+            !view_changed
+                && self.not_ready_since.is_empty()
+                && last.term == self.term
+                && now.saturating_sub(last.at_ms) < PASS_AT_LEAST_EVERY_MS
+                && Arc::ptr_eq(&last.nodes, &self.nodes)
+                && Arc::ptr_eq(&last.objects, &self.objects)
+                && Arc::ptr_eq(&last.pods, &self.pods)
+        });
+        if same && let Some(last) = &self.last_pass {
+            return last.placement.clone();
+        }
+        let placement = self.scheduling_pass(now).await;
+        self.last_pass = Some(LastPass {
+            nodes: self.nodes.clone(),
+            objects: self.objects.clone(),
+            pods: self.pods.clone(),
+            term: self.term,
+            at_ms: now,
+            placement: placement.clone(),
+        });
+        placement
     }
 
     /// The leader's pass: places every object's pods starting from the newest published tables,
