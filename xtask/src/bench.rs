@@ -8,6 +8,12 @@
 //! `--background N` first starts N pods (skiff) and N containers (runc) that keep running while
 //! the timed ones start; `--busy` runs a busy loop per core throughout. Memory: agent RSS idle
 //! and with the pods running, shim RSS beside conmon's.
+//!
+//! skiff's main row gives each pod a loopback-only network namespace (`--no-pod-network`), as
+//! `runc spec`'s default config does; two more rows report pod networking on (namespace, veth,
+//! address, nftables) and the cluster path (3 nodes: the manifest written on a follower, the
+//! pod placed by the leader on the third node). Where skiff's time went comes from the agent's
+//! own `skiff::path` trace timestamps (median per stage).
 
 use crate::demo::DemoAgent;
 use crate::util;
@@ -97,7 +103,9 @@ fn pod_start(args: &[String]) -> Result<()> {
         .then(Busy::start)
         .transpose()?;
     let mut report = Report::default();
-    let skiff_side = skiff_pod_start(&skiff, &image, pods, background)?;
+    let skiff_side = skiff_pod_start(&skiff, &image, pods, background, false)?;
+    let networked = skiff_pod_start(&skiff, &image, pods, background, true)?;
+    let cluster = cluster_pod_start(&skiff, &image, pods)?;
     let runc_side = runc_pod_start(&image, pods, background)?;
     // A peer that does not run fails the bench: a missing column is not a figure.
     let podman_side = podman_pod_start(&image, pods).context("bench: podman (peer) failed")?;
@@ -105,6 +113,11 @@ fn pod_start(args: &[String]) -> Result<()> {
         "skiff (manifest file -> process running)",
         &skiff_side.latencies,
     );
+    report.latency(
+        "skiff, pod networking on (netns + veth)",
+        &networked.latencies,
+    );
+    report.latency("skiff, cluster path (3 nodes, see above)", &cluster);
     report.latency("runc run (same rootfs, same command)", &runc_side);
     report.latency("podman kube play (same manifest)", &podman_side.latencies);
     let p50 = |v: &[Duration]| percentile(v, 50.0).as_secs_f64();
@@ -114,6 +127,9 @@ fn pod_start(args: &[String]) -> Result<()> {
         load_average()
     );
     report.print_latencies();
+    println!("where skiff's time went (median per stage, from the agent's trace):");
+    skiff_side.stages.print("loopback netns");
+    networked.stages.print("pod networking");
     println!(
         "ratios: skiff/runc p50 = {:.2}x (target <= 1.2x), p95 = {:.2}x (target <= 1.5x); skiff/podman p50 = {:.2}x (target <= 0.20x)",
         p50(&skiff_side.latencies) / p50(&runc_side),
@@ -345,6 +361,7 @@ pub fn fresh_mark_dir() -> Result<PathBuf> {
 
 struct SkiffSide {
     latencies: Vec<Duration>,
+    stages: crate::bench_trace::Stages,
     agent_idle: Rss,
     agent_loaded: Rss,
     shim_kb: Vec<u64>,
@@ -355,14 +372,22 @@ fn skiff_pod_start(
     image: &Path,
     pods: usize,
     background: usize,
+    pod_network: bool,
 ) -> Result<SkiffSide> {
-    eprintln!("bench: skiff, {pods} pods ({background} in the background)");
+    eprintln!(
+        "bench: skiff, {pods} pods ({background} in the background), pod networking {}",
+        if pod_network { "on" } else { "off" }
+    );
     let marks = fresh_mark_dir()?;
     let dir = PathBuf::from("/tmp/skb");
     let mut opts = crate::demo::NodeOptions::single("skb", &dir);
     opts.keep_logs = Some(PathBuf::from("/tmp/skiff-bench-logs"));
+    opts.log_filter = "info,skiff::path=debug".into();
     // Room for every pod (kubelet's default of 110 would leave some Pending).
     opts.extra_args = vec!["--max-pods".into(), (pods + background + 10).to_string()];
+    if !pod_network {
+        opts.extra_args.push("--no-pod-network".into());
+    }
     let agent = DemoAgent::start_with(skiff, image, opts)?;
     let agent_pid = pids_matching(&["skiff", "agent", "--node-name skb"])
         .first()
@@ -383,6 +408,7 @@ fn skiff_pod_start(
         wait_for_file(&marks.join(format!("bg-{i}")), Duration::from_secs(120))?;
     }
     let mut latencies = Vec::new();
+    let mut timed = Vec::new();
     for i in 0..pods {
         let name = format!("bench-{i}");
         let manifest = pod_manifest(&name);
@@ -390,7 +416,9 @@ fn skiff_pod_start(
         std::fs::write(agent.manifests.join(format!("{name}.yaml")), manifest)?;
         wait_for_file(&marks.join(&name), Duration::from_secs(60))?;
         latencies.push(start.elapsed());
+        timed.push((name, crate::bench_trace::now_of_day_us(), start.elapsed()));
     }
+    let stages = crate::bench_trace::Stages::from_log(&agent.log_path(), &timed)?;
     std::thread::sleep(Duration::from_secs(2));
     let agent_loaded = Rss::of(agent_pid);
     let shim_kb: Vec<u64> = pids_matching(&["skiff", "shim", "/tmp/skb/run"])
@@ -400,10 +428,46 @@ fn skiff_pod_start(
     drop(agent);
     Ok(SkiffSide {
         latencies,
+        stages,
         agent_idle,
         agent_loaded,
         shim_kb,
     })
+}
+
+/// The cluster path: 3 nodes (n0 leads), pods written into n1's manifests dir and placed on
+/// n2 (nodeSelector on a label only n2 has); from "manifest written on n1" to "process
+/// running on n2".
+fn cluster_pod_start(skiff: &Path, image: &Path, pods: usize) -> Result<Vec<Duration>> {
+    eprintln!("bench: skiff cluster path, {pods} pods, 3 nodes");
+    let marks = fresh_mark_dir()?;
+    let cluster = crate::demo::cluster::DemoCluster::start(skiff, image, 3, "info")?;
+    let labeled = cluster.agents[0].cli(&["label", "node", "n2", "skiff-bench=target"])?;
+    if !labeled.status.success() {
+        bail!(
+            "skiff label node n2: {}",
+            String::from_utf8_lossy(&labeled.stderr)
+        );
+    }
+    cluster.agents[1].wait_for(Duration::from_secs(30), "n2's label seen on n1", |a| {
+        let out = a.cli(&["get", "nodes", "-o", "json"])?;
+        Ok(String::from_utf8_lossy(&out.stdout).contains("skiff-bench"))
+    })?;
+    let mut latencies = Vec::new();
+    for i in 0..pods {
+        let name = format!("cl-{i}");
+        let manifest = pod_manifest(&name)
+            .replace("spec:\n", "spec:\n  nodeSelector: {skiff-bench: target}\n");
+        let start = Instant::now();
+        std::fs::write(
+            cluster.agents[1].manifests.join(format!("{name}.yaml")),
+            manifest,
+        )?;
+        wait_for_file(&marks.join(&name), Duration::from_secs(60))?;
+        latencies.push(start.elapsed());
+    }
+    drop(cluster);
+    Ok(latencies)
 }
 
 /// Extracts the (single-layer) test image's rootfs from its OCI archive.

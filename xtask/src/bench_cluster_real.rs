@@ -12,7 +12,7 @@
 //! every 20 ms). Beside them: the targets and the documented defaults of Kubernetes, Nomad and
 //! Swarm for replacing the pods of a dead node (not measured here).
 
-mod timeline;
+pub(crate) mod timeline;
 
 use crate::bench_gossip::median;
 use crate::demo::cluster::{DemoCluster, all_ready, node_name, node_phases, pod_ready};

@@ -14,7 +14,7 @@ pub fn now_of_day() -> f64 {
 }
 
 /// Seconds since midnight UTC of a log line starting `2026-11-22T05:02:42.907418Z`.
-fn log_time(line: &str) -> Option<f64> {
+pub fn log_time(line: &str) -> Option<f64> {
     let stamp = line.split_whitespace().next()?;
     let hms = stamp.split_once('T')?.1.trim_end_matches('Z');
     let mut parts = hms.split(':');
