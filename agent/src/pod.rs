@@ -89,8 +89,8 @@ pub struct PodRuntime {
     pub sandbox_failures: u32,
     pub sandbox_retry_at: Option<Millis>,
     pub started_at: Option<Millis>,
-    pub init_containers: Vec<ContainerRuntime>,
-    pub containers: Vec<ContainerRuntime>,
+    pub init_containers: Vec<ContainerStatus>,
+    pub containers: Vec<ContainerStatus>,
     /// Exited instances whose runtime state is still to be removed.
     pub pending_removal: Vec<String>,
     /// The pod's network once its sandbox is ready (none for host-network pods).
@@ -137,9 +137,9 @@ pub struct Waiting {
     pub message: String,
 }
 
-/// One container's history on this node.
+/// One container's status and history on this node.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ContainerRuntime {
+pub struct ContainerStatus {
     pub name: String,
     /// Starts so far (the next instance id uses `attempts + 1`).
     pub attempts: u32,
@@ -157,9 +157,9 @@ pub struct ContainerRuntime {
     pub pulled: bool,
 }
 
-impl ContainerRuntime {
+impl ContainerStatus {
     pub fn new(name: &str) -> Self {
-        ContainerRuntime {
+        ContainerStatus {
             name: name.to_string(),
             ..Default::default()
         }
@@ -176,19 +176,19 @@ impl PodRuntime {
             init_containers: plan
                 .init_containers
                 .iter()
-                .map(|c| ContainerRuntime::new(&c.name))
+                .map(|c| ContainerStatus::new(&c.name))
                 .collect(),
             containers: plan
                 .containers
                 .iter()
-                .map(|c| ContainerRuntime::new(&c.name))
+                .map(|c| ContainerStatus::new(&c.name))
                 .collect(),
             ..Default::default()
         }
     }
 
     /// Every container, init first.
-    pub fn all(&self) -> impl Iterator<Item = &ContainerRuntime> {
+    pub fn all(&self) -> impl Iterator<Item = &ContainerStatus> {
         self.init_containers.iter().chain(self.containers.iter())
     }
 
@@ -223,7 +223,7 @@ impl PodRuntime {
     }
 
     pub fn any_running(&self) -> bool {
-        self.all().any(ContainerRuntime::running)
+        self.all().any(ContainerStatus::running)
     }
 }
 
@@ -277,7 +277,7 @@ pub fn sample_manifest() -> Valid<Object> {
         .expect("sample pod is valid")
 }
 
-fn succeeded(c: &ContainerRuntime) -> bool {
+fn succeeded(c: &ContainerStatus) -> bool {
     c.last.as_ref().is_some_and(|t| t.exit_code == 0)
 }
 

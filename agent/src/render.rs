@@ -4,7 +4,7 @@
 
 use crate::cluster::keys::PodReport;
 use crate::pod::{
-    ContainerPlanSpec, ContainerRuntime, Millis, Phase, PodRecord, PullPolicy, rfc3339,
+    ContainerPlanSpec, ContainerStatus, Millis, Phase, PodRecord, PullPolicy, rfc3339,
 };
 use crate::reconciler::plan::ImageState;
 use serde_json::{Map, Value, json};
@@ -16,7 +16,7 @@ pub struct RenderContext<'a> {
     pub image: &'a dyn Fn(&str) -> (ImageState, u32),
 }
 
-fn terminated(c: &ContainerRuntime) -> Option<Value> {
+fn terminated(c: &ContainerStatus) -> Option<Value> {
     c.last.as_ref().map(|t| {
         let mut v = json!({
             "exitCode": t.exit_code,
@@ -41,7 +41,7 @@ fn waiting(reason: &str, message: &str) -> Value {
 
 fn container_status(
     spec: &ContainerPlanSpec,
-    c: &ContainerRuntime,
+    c: &ContainerStatus,
     blocked_by_init: bool,
     ctx: &RenderContext<'_>,
 ) -> Value {
