@@ -62,7 +62,7 @@ pub struct PodReport {
     pub status: serde_json::Value,
 }
 
-pub use crate::scheduler::{Assignment as AssignedPod, Pending as PendingWorkload};
+pub use crate::scheduler::{Placement as AssignedPod, Pending as PendingWorkload};
 
 /// The table the leader publishes for one node under `sched/assign/<node>`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

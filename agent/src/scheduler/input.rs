@@ -189,7 +189,7 @@ pub fn workloads_from_objects<'a>(
 
 /// One pod placed on one node: an entry of the table the leader publishes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Assignment {
+pub struct Placement {
     pub namespace: String,
     pub name: String,
     pub owner: Owner,
@@ -219,7 +219,7 @@ pub struct SchedInput {
     pub nodes: Vec<SchedNode>,
     pub workloads: Vec<Workload>,
     /// The table the leader (this one or the one before) published last.
-    pub previous: Vec<Assignment>,
+    pub previous: Vec<Placement>,
     pub reported: Vec<ReportedPod>,
     /// How long a NotReady node keeps its pods before they are placed elsewhere.
     pub eviction_delay: Duration,
@@ -241,7 +241,7 @@ pub struct Pending {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SchedOutput {
     /// The full table, sorted by namespace, name, node.
-    pub assignments: Vec<Assignment>,
+    pub assignments: Vec<Placement>,
     /// Sorted by owner.
     pub pending: Vec<Pending>,
     /// Draining nodes with no pods left in the table: safe to release. Sorted.
@@ -251,8 +251,8 @@ pub struct SchedOutput {
 impl SchedOutput {
     /// The table split per node (what goes into `sched/assign/<node>`). Nodes with no pods
     /// are absent.
-    pub fn by_node(&self) -> BTreeMap<&str, Vec<&Assignment>> {
-        let mut out: BTreeMap<&str, Vec<&Assignment>> = BTreeMap::new();
+    pub fn by_node(&self) -> BTreeMap<&str, Vec<&Placement>> {
+        let mut out: BTreeMap<&str, Vec<&Placement>> = BTreeMap::new();
         for entry in &self.assignments {
             out.entry(entry.node.as_str()).or_default().push(entry);
         }

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use skiff_manifests::{PodSuffix, daemon_set_pod_name, deployment_pod_name};
 
 use super::input::{
-    Assignment, NodeCondition, Pending, SchedInput, SchedNode, SchedOutput, Workload, WorkloadKind,
+    Placement, NodeCondition, Pending, SchedInput, SchedNode, SchedOutput, Workload, WorkloadKind,
 };
 use super::reason::{Tally, Usage, has_room, misfit};
 
@@ -48,7 +48,7 @@ struct Candidate {
 /// A table entry being built.
 #[derive(Clone, Debug)]
 struct Placed {
-    entry: Assignment,
+    entry: Placement,
     node: usize,
     workload: usize,
     running: bool,
@@ -222,7 +222,7 @@ impl<'a> Pass<'a> {
             .insert((w.namespace.clone(), candidate.name.clone()));
         self.usage[candidate.node].add(w);
         self.table.push(Some(Placed {
-            entry: Assignment {
+            entry: Placement {
                 namespace: w.namespace.clone(),
                 name: candidate.name.clone(),
                 owner: w.owner(),

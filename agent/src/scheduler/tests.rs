@@ -103,9 +103,9 @@ fn selecting(mut w: Workload, labels: &[(&str, &str)]) -> Workload {
     w
 }
 
-fn entry(owner: &str, name: &str, hash: &str, node: &str) -> Assignment {
+fn entry(owner: &str, name: &str, hash: &str, node: &str) -> Placement {
     let (kind, owner) = owner.split_once('/').unwrap_or(("Deployment", owner));
-    Assignment {
+    Placement {
         namespace: "default".to_string(),
         name: name.to_string(),
         owner: Owner {
@@ -117,7 +117,7 @@ fn entry(owner: &str, name: &str, hash: &str, node: &str) -> Assignment {
     }
 }
 
-fn running(a: &Assignment, started_ms: u64) -> ReportedPod {
+fn running(a: &Placement, started_ms: u64) -> ReportedPod {
     ReportedPod {
         namespace: a.namespace.clone(),
         name: a.name.clone(),

@@ -191,7 +191,7 @@ impl Pass<'_> {
     }
 
     pub(super) fn finish(self) -> SchedOutput {
-        let mut assignments: Vec<Assignment> =
+        let mut assignments: Vec<Placement> =
             self.table.into_iter().flatten().map(|p| p.entry).collect();
         assignments.sort_by(|a, b| {
             (&a.namespace, &a.name, &a.node).cmp(&(&b.namespace, &b.name, &b.node))
