@@ -13,7 +13,7 @@ use super::keys::{
 use super::replica::{Replica, StoredRecord};
 use super::schedule;
 use super::subnets;
-use super::view::GossipView;
+use super::gossip_view::GossipView;
 use crate::pod::now_millis;
 use futures::future::BoxFuture;
 use skiff_cni::PeerRoute;
