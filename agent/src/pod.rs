@@ -3,7 +3,8 @@
 //! restarting. Also renders pods in Kubernetes' shape for the CLI.
 
 use serde::{Deserialize, Serialize};
-use skiff_manifests::{Object, Valid};
+use skiff_manifests::{Kind, Object, ObjectKey, Valid};
+use std::fmt;
 use std::time::Duration;
 
 /// Wall-clock milliseconds since the UNIX epoch (persisted, so not `Instant`).
@@ -54,11 +55,78 @@ pub struct PodPlanSpec {
     pub host_network: bool,
 }
 
-/// The object that made this pod (a Deployment), for listing and for scaling.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// The object that made this pod (a Deployment or DaemonSet; a bare Pod names itself), in the
+/// pod's namespace, for listing and for scaling. Serialized as `{"kind": "Deployment", "name": ..}`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
 pub struct Owner {
-    pub kind: String,
+    pub kind: Kind,
     pub name: String,
+}
+
+/// A workload named with its namespace: `Deployment/default/web`. Serialized as that string
+/// (the leader gossips it in the pending list), so stored and gossiped values keep their form.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct OwnerRef {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl OwnerRef {
+    pub fn new(kind: Kind, namespace: impl Into<String>, name: impl Into<String>) -> OwnerRef {
+        OwnerRef {
+            kind,
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// Whether this names the object `key`.
+    pub fn is(&self, key: &ObjectKey) -> bool {
+        self.kind == key.kind && self.namespace == key.namespace && self.name == key.name
+    }
+}
+
+impl fmt::Display for OwnerRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+impl From<OwnerRef> for String {
+    fn from(owner: OwnerRef) -> String {
+        owner.to_string()
+    }
+}
+
+/// An owner string that is not `Kind/namespace/name` with a kind skiff knows.
+#[derive(Debug, thiserror::Error)]
+#[error("owner {0:?}: expected Kind/namespace/name with a known kind")]
+pub struct BadOwnerRef(String);
+
+impl std::str::FromStr for OwnerRef {
+    type Err = BadOwnerRef;
+
+    fn from_str(text: &str) -> Result<OwnerRef, BadOwnerRef> {
+        OwnerRef::try_from(text.to_string())
+    }
+}
+
+impl TryFrom<String> for OwnerRef {
+    type Error = BadOwnerRef;
+
+    fn try_from(text: String) -> Result<OwnerRef, BadOwnerRef> {
+        let mut parts = text.splitn(3, '/');
+        let (Some(kind), Some(namespace), Some(name)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(BadOwnerRef(text));
+        };
+        let Some(kind) = Kind::from_name(kind) else {
+            return Err(BadOwnerRef(text));
+        };
+        Ok(OwnerRef::new(kind, namespace, name))
+    }
 }
 
 /// One pod on this node.
@@ -350,6 +418,25 @@ mod tests {
         assert_eq!(p.phase(), Phase::Succeeded);
         p.status.containers[1].last = Some(term(2));
         assert_eq!(p.phase(), Phase::Failed);
+    }
+
+    #[test]
+    fn owners_keep_their_serialized_form() {
+        let owner = Owner {
+            kind: Kind::DaemonSet,
+            name: "agent".into(),
+        };
+        let text = serde_json::to_string(&owner).unwrap();
+        assert_eq!(text, r#"{"kind":"DaemonSet","name":"agent"}"#);
+        assert_eq!(serde_json::from_str::<Owner>(&text).unwrap(), owner);
+
+        let reference = OwnerRef::new(Kind::Deployment, "default", "web");
+        let text = serde_json::to_string(&reference).unwrap();
+        assert_eq!(text, r#""Deployment/default/web""#);
+        assert_eq!(serde_json::from_str::<OwnerRef>(&text).unwrap(), reference);
+        for bad in [r#""Deployment/default""#, r#""Job/default/x""#, r#""""#] {
+            assert!(serde_json::from_str::<OwnerRef>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -7,13 +7,13 @@
 //! force (and in the store) until a leader they follow publishes a newer one.
 
 use super::follow::{self, Followed};
+use super::gossip_view::GossipView;
 use super::keys::{
     ASSIGN_PREFIX, AssignedPod, Assignment, PENDING_KEY, PendingWorkload, PodReport, pod_key,
 };
 use super::replica::{Replica, StoredRecord};
 use super::schedule;
 use super::subnets;
-use super::gossip_view::GossipView;
 use crate::pod::now_millis;
 use futures::future::BoxFuture;
 use skiff_cni::PeerRoute;

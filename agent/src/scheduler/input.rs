@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use skiff_manifests::{DEFAULT_NAMESPACE, Kind, Object, ObjectKey, PodSpec, Valid};
 
-use crate::pod::Owner;
+use crate::pod::{Owner, OwnerRef};
 
 /// Cpu and memory, as requested by a pod or free on a node.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,14 +137,14 @@ impl Workload {
     /// and for a bare Pod `Pod/<its own name>`.
     pub fn owner(&self) -> Owner {
         Owner {
-            kind: self.object_kind().as_str().to_string(),
+            kind: self.object_kind(),
             name: self.name.clone(),
         }
     }
 
     /// `Deployment/default/web`: how pending entries name the workload.
-    pub fn label(&self) -> String {
-        format!("{}/{}/{}", self.object_kind(), self.namespace, self.name)
+    pub fn owner_ref(&self) -> OwnerRef {
+        OwnerRef::new(self.object_kind(), &self.namespace, &self.name)
     }
 
     /// True when the node has every label of the node selector.
@@ -178,7 +178,7 @@ pub fn workloads_from_objects<'a>(
             workloads.push(workload);
         } else {
             blocked.push(Pending {
-                owner: workload.label(),
+                owner: workload.owner_ref(),
                 count: 1,
                 reason: format!("namespace {:?} not found", workload.namespace),
             });
@@ -230,8 +230,8 @@ pub struct SchedInput {
 /// Pods of one workload that have no node, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {
-    /// `Deployment/default/web`.
-    pub owner: String,
+    /// `Deployment/default/web` (serialized as that string).
+    pub owner: OwnerRef,
     pub count: u32,
     /// `0/3 nodes: 2 insufficient memory, 1 cordoned`.
     pub reason: String,

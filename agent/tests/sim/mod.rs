@@ -514,7 +514,7 @@ impl Sim {
             let pods = self.node(i).pods.lock().unwrap_or_else(|p| p.into_inner());
             for ((_, pod), fake) in pods.iter() {
                 if (fake.running || !only_running)
-                    && fake.owner.kind == kind
+                    && fake.owner.kind.as_str() == kind
                     && fake.owner.name == owner
                 {
                     out.push((i, pod.clone(), fake.template_hash.clone()));

@@ -157,7 +157,7 @@ fn replicas_spread_across_nodes_then_fill_evenly() {
     assert_eq!(
         sim.out.assignments[0].owner,
         Owner {
-            kind: "Deployment".into(),
+            kind: Kind::Deployment,
             name: "web".into()
         }
     );
