@@ -194,7 +194,7 @@ impl Core {
                 _ = tick.tick() => {
                     self.start_observation(&observed_tx, &tracker);
                     self.check_log_space(now_millis());
-                    self.check_store(now_millis());
+                    self.check_store(now_millis(), &tracker);
                     if self.sources.settle_due(&mut self.events, now_millis()) {
                         self.refresh_declared();
                     }

@@ -197,6 +197,7 @@ pub struct ClusterService {
     published_subnets: String,
     published_reports: BTreeMap<(String, String), PodReport>,
     in_flight: HashSet<String>,
+    fetches: sync::Fetches,
     /// The node loop needs a new [`Desired`].
     objects_dirty: bool,
     /// Every node's gossip keys, parsed.
@@ -257,6 +258,7 @@ impl ClusterService {
             served,
             published_reports: BTreeMap::new(),
             in_flight: HashSet::new(),
+            fetches: sync::Fetches::default(),
             objects_dirty: true,
             view: GossipView::default(),
             reader,
@@ -314,6 +316,8 @@ impl ClusterService {
                 _ = tick.tick() => {}
             }
         }
+        drop(fetched_rx); // a fetch that finished meanwhile does not wait to be heard
+        self.fetches.stop().await;
     }
 
     async fn step(
