@@ -311,8 +311,7 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
     // The pod subnet: stored, given, or handed out by the leader (a new cluster takes its own).
     let subnet =
         cluster::subnets::resolve(&config, followed.subnet(), &gossip, Duration::from_secs(30))
-            .await
-            .map_err(anyhow::Error::msg)?;
+            .await?;
     followed.set_subnet(subnet);
     config.pod_subnet = subnet;
     tracing::info!("pod subnet {subnet}");
