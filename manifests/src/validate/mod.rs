@@ -197,11 +197,15 @@ pub(crate) fn elements<T>(
 }
 
 /// Runs a name rule and reports its message.
-pub(crate) fn check(result: Result<(), String>, path: &FieldPath, problems: &mut Problems) -> bool {
+pub(crate) fn check<E: std::fmt::Display>(
+    result: Result<(), E>,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> bool {
     match result {
         Ok(()) => true,
-        Err(message) => {
-            problems.error(path, message);
+        Err(error) => {
+            problems.error(path, error.to_string());
             false
         }
     }
