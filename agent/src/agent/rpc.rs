@@ -54,7 +54,9 @@ impl RpcHandler for AgentRpc {
                     Ok(()) => Response::Ok {
                         value: serde_json::json!({ "name": self.shared.node_meta.node_name() }),
                     },
-                    Err(message) => Response::Error { message },
+                    Err(e) => Response::Error {
+                        message: e.to_string(),
+                    },
                 };
                 write_reply(Reply::One(reply), response).await
             }
