@@ -149,7 +149,8 @@ impl Remote {
                 let mut lines = Lines::new(stream);
                 let first = tokio::time::timeout(FIRST_ANSWER, lines.next())
                     .await
-                    .map_err(|_| format!("no answer within {FIRST_ANSWER:?}"))??;
+                    .map_err(|_| format!("no answer within {FIRST_ANSWER:?}"))?
+                    .map_err(|e| e.to_string())?;
                 Ok::<_, String>((first, lines))
             };
             match opened.await {
