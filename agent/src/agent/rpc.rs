@@ -35,7 +35,8 @@ impl RpcHandler for AgentRpc {
             .map_err(|e| RpcFailure::Malformed(format!("from node {peer}: {e}")))?;
         match request {
             NodeRequest::Objects { keys } => {
-                let bytes = fetch::answer(&self.served, &keys).map_err(RpcFailure::Failed)?;
+                let bytes = fetch::answer(&self.served, &keys)
+                    .map_err(|e| RpcFailure::Failed(e.to_string()))?;
                 response.send(&bytes).await
             }
             NodeRequest::DescribePod { namespace, name } => {

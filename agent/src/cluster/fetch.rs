@@ -61,12 +61,12 @@ pub fn serve_records(served: &Served, keys: &[String]) -> Vec<(String, StoredRec
 }
 
 /// The bytes the rpc server answers an `Objects` request with (what [`RpcFetcher`] reads).
-pub fn answer(served: &Served, keys: &[String]) -> Result<Vec<u8>, String> {
+pub fn answer(served: &Served, keys: &[String]) -> Result<Vec<u8>, serde_json::Error> {
     let bodies: Vec<(String, serde_json::Value)> = serve_records(served, keys)
         .into_iter()
         .filter_map(|(key, record)| Some((key, serde_json::to_value(record).ok()?)))
         .collect();
-    serde_json::to_vec(&bodies).map_err(|e| e.to_string())
+    serde_json::to_vec(&bodies)
 }
 
 #[cfg(test)]
