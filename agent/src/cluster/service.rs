@@ -6,6 +6,7 @@
 //! Nodes never stop pods because they lost the leader: the last accepted assignment stays in
 //! force (and in the store) until a leader they follow publishes a newer one.
 
+use super::fetch::FetchError;
 use super::follow::{self, Followed};
 use super::gossip_view::GossipView;
 use super::keys::{
@@ -36,7 +37,7 @@ pub trait Fetcher: Send + Sync {
         &self,
         node: String,
         keys: Vec<String>,
-    ) -> BoxFuture<'static, Result<Vec<(String, StoredRecord)>, String>>;
+    ) -> BoxFuture<'static, Result<Vec<(String, StoredRecord)>, FetchError>>;
 }
 
 /// The records this node serves to others' fetches (kept current by the task).
@@ -169,7 +170,7 @@ pub struct ClusterOutputs {
 struct Fetched {
     node: String,
     keys: Vec<String>,
-    result: Result<Vec<(String, StoredRecord)>, String>,
+    result: Result<Vec<(String, StoredRecord)>, FetchError>,
 }
 
 /// The task's state.

@@ -144,7 +144,7 @@ impl ClusterService {
                     _ = cancel.cancelled() => return,
                     r = tokio::time::timeout(Duration::from_secs(5), fetch) => r,
                 };
-                let result = result.unwrap_or_else(|_| Err("timed out".to_string()));
+                let result = result.unwrap_or(Err(FetchError::TimedOut));
                 let _ = tx.send(Fetched { node, keys, result }).await;
             });
         }
