@@ -113,9 +113,8 @@ pub fn assigned_changes(
             // The old pod of that name is deleted below; the new one comes once it is gone.
             continue;
         }
-        let kind = match a.owner.kind.as_str() {
-            "Deployment" => Kind::Deployment,
-            "DaemonSet" => Kind::DaemonSet,
+        let kind = match a.owner.kind {
+            Kind::Deployment | Kind::DaemonSet => a.owner.kind,
             _ => Kind::Pod,
         };
         let key = ObjectKey::new(kind, &a.namespace, &a.owner.name);

@@ -69,7 +69,7 @@ fn assigned(
         namespace: namespace.into(),
         name: name.into(),
         owner: Owner {
-            kind: kind.into(),
+            kind: Kind::from_name(kind).unwrap(),
             name: owner.into(),
         },
         template_hash: hash.into(),
@@ -112,7 +112,7 @@ fn an_assigned_deployment_pod_is_built_with_the_assigned_name() {
     assert_eq!(
         c.create[0].owner,
         Some(Owner {
-            kind: "Deployment".into(),
+            kind: Kind::Deployment,
             name: "web".into()
         })
     );

@@ -3,7 +3,8 @@
 //! restarting. Also renders pods in Kubernetes' shape for the CLI.
 
 use serde::{Deserialize, Serialize};
-use skiff_manifests::{Object, Valid};
+use skiff_manifests::{Kind, Object, ObjectKey, Valid};
+use std::fmt;
 use std::time::Duration;
 
 /// Wall-clock milliseconds since the UNIX epoch (persisted, so not `Instant`).
@@ -63,11 +64,78 @@ pub struct PodPlanSpec {
     pub host_network: bool,
 }
 
-/// The object that made this pod (a Deployment), for listing and for scaling.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// The object that made this pod (a Deployment or DaemonSet; a bare Pod names itself), in the
+/// pod's namespace, for listing and for scaling. Serialized as `{"kind": "Deployment", "name": ..}`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
 pub struct Owner {
-    pub kind: String,
+    pub kind: Kind,
     pub name: String,
+}
+
+/// A workload named with its namespace: `Deployment/default/web`. Serialized as that string
+/// (the leader gossips it in the pending list), so stored and gossiped values keep their form.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct OwnerRef {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl OwnerRef {
+    pub fn new(kind: Kind, namespace: impl Into<String>, name: impl Into<String>) -> OwnerRef {
+        OwnerRef {
+            kind,
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// Whether this names the object `key`.
+    pub fn is(&self, key: &ObjectKey) -> bool {
+        self.kind == key.kind && self.namespace == key.namespace && self.name == key.name
+    }
+}
+
+impl fmt::Display for OwnerRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+impl From<OwnerRef> for String {
+    fn from(owner: OwnerRef) -> String {
+        owner.to_string()
+    }
+}
+
+/// An owner string that is not `Kind/namespace/name` with a kind skiff knows.
+#[derive(Debug, thiserror::Error)]
+#[error("owner {0:?}: expected Kind/namespace/name with a known kind")]
+pub struct BadOwnerRef(String);
+
+impl std::str::FromStr for OwnerRef {
+    type Err = BadOwnerRef;
+
+    fn from_str(text: &str) -> Result<OwnerRef, BadOwnerRef> {
+        OwnerRef::try_from(text.to_string())
+    }
+}
+
+impl TryFrom<String> for OwnerRef {
+    type Error = BadOwnerRef;
+
+    fn try_from(text: String) -> Result<OwnerRef, BadOwnerRef> {
+        let mut parts = text.splitn(3, '/');
+        let (Some(kind), Some(namespace), Some(name)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(BadOwnerRef(text));
+        };
+        let Some(kind) = Kind::from_name(kind) else {
+            return Err(BadOwnerRef(text));
+        };
+        Ok(OwnerRef::new(kind, namespace, name))
+    }
 }
 
 /// One pod on this node.
@@ -98,8 +166,8 @@ pub struct PodRuntime {
     pub sandbox_failures: u32,
     pub sandbox_retry_at: Option<Millis>,
     pub started_at: Option<Millis>,
-    pub init_containers: Vec<ContainerRuntime>,
-    pub containers: Vec<ContainerRuntime>,
+    pub init_containers: Vec<ContainerStatus>,
+    pub containers: Vec<ContainerStatus>,
     /// Exited instances whose runtime state is still to be removed.
     pub pending_removal: Vec<String>,
     /// The pod's network once its sandbox is ready (none for host-network pods).
@@ -146,9 +214,9 @@ pub struct Waiting {
     pub message: String,
 }
 
-/// One container's history on this node.
+/// One container's status and history on this node.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ContainerRuntime {
+pub struct ContainerStatus {
     pub name: String,
     /// Starts so far (the next instance id uses `attempts + 1`).
     pub attempts: u32,
@@ -166,9 +234,9 @@ pub struct ContainerRuntime {
     pub pulled: bool,
 }
 
-impl ContainerRuntime {
+impl ContainerStatus {
     pub fn new(name: &str) -> Self {
-        ContainerRuntime {
+        ContainerStatus {
             name: name.to_string(),
             ..Default::default()
         }
@@ -185,19 +253,19 @@ impl PodRuntime {
             init_containers: plan
                 .init_containers
                 .iter()
-                .map(|c| ContainerRuntime::new(&c.name))
+                .map(|c| ContainerStatus::new(&c.name))
                 .collect(),
             containers: plan
                 .containers
                 .iter()
-                .map(|c| ContainerRuntime::new(&c.name))
+                .map(|c| ContainerStatus::new(&c.name))
                 .collect(),
             ..Default::default()
         }
     }
 
     /// Every container, init first.
-    pub fn all(&self) -> impl Iterator<Item = &ContainerRuntime> {
+    pub fn all(&self) -> impl Iterator<Item = &ContainerStatus> {
         self.init_containers.iter().chain(self.containers.iter())
     }
 
@@ -232,7 +300,7 @@ impl PodRuntime {
     }
 
     pub fn any_running(&self) -> bool {
-        self.all().any(ContainerRuntime::running)
+        self.all().any(ContainerStatus::running)
     }
 }
 
@@ -286,7 +354,7 @@ pub fn sample_manifest() -> Valid<Object> {
         .expect("sample pod is valid")
 }
 
-fn succeeded(c: &ContainerRuntime) -> bool {
+fn succeeded(c: &ContainerStatus) -> bool {
     c.last.as_ref().is_some_and(|t| t.exit_code == 0)
 }
 
@@ -359,6 +427,25 @@ mod tests {
         assert_eq!(p.phase(), Phase::Succeeded);
         p.status.containers[1].last = Some(term(2));
         assert_eq!(p.phase(), Phase::Failed);
+    }
+
+    #[test]
+    fn owners_keep_their_serialized_form() {
+        let owner = Owner {
+            kind: Kind::DaemonSet,
+            name: "agent".into(),
+        };
+        let text = serde_json::to_string(&owner).unwrap();
+        assert_eq!(text, r#"{"kind":"DaemonSet","name":"agent"}"#);
+        assert_eq!(serde_json::from_str::<Owner>(&text).unwrap(), owner);
+
+        let reference = OwnerRef::new(Kind::Deployment, "default", "web");
+        let text = serde_json::to_string(&reference).unwrap();
+        assert_eq!(text, r#""Deployment/default/web""#);
+        assert_eq!(serde_json::from_str::<OwnerRef>(&text).unwrap(), reference);
+        for bad in [r#""Deployment/default""#, r#""Job/default/x""#, r#""""#] {
+            assert!(serde_json::from_str::<OwnerRef>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

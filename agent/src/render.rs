@@ -4,10 +4,11 @@
 
 use crate::cluster::keys::PodReport;
 use crate::pod::{
-    ContainerPlanSpec, ContainerRuntime, Millis, Phase, PodRecord, PullPolicy, rfc3339,
+    ContainerPlanSpec, ContainerStatus, Millis, Phase, PodRecord, PullPolicy, rfc3339,
 };
 use crate::reconciler::plan::ImageState;
 use serde_json::{Map, Value, json};
+use skiff_manifests::{Kind, ObjectKey};
 
 /// What rendering needs to know besides the pod itself.
 pub struct RenderContext<'a> {
@@ -16,7 +17,7 @@ pub struct RenderContext<'a> {
     pub image: &'a dyn Fn(&str) -> (ImageState, u32),
 }
 
-fn terminated(c: &ContainerRuntime) -> Option<Value> {
+fn terminated(c: &ContainerStatus) -> Option<Value> {
     c.last.as_ref().map(|t| {
         let mut v = json!({
             "exitCode": t.exit_code,
@@ -41,7 +42,7 @@ fn waiting(reason: &str, message: &str) -> Value {
 
 fn container_status(
     spec: &ContainerPlanSpec,
-    c: &ContainerRuntime,
+    c: &ContainerStatus,
     blocked_by_init: bool,
     ctx: &RenderContext<'_>,
 ) -> Value {
@@ -106,7 +107,7 @@ pub fn pod(p: &PodRecord, ip: Option<&str>, ctx: &RenderContext<'_>) -> Value {
     if let Some(o) = &p.owner {
         meta.insert(
             "ownerReferences".into(),
-            json!([{ "apiVersion": "apps/v1", "kind": o.kind, "name": o.name, "controller": true }]),
+            json!([{ "apiVersion": o.kind.api_version(), "kind": o.kind, "name": o.name, "controller": true }]),
         );
     }
     if let Some(d) = p.deleting_since {
@@ -210,13 +211,13 @@ impl<'a> PodSummary<'a> {
         }
     }
 
-    /// Whether this pod belongs to the workload `kind namespace/name` (a bare Pod: itself).
-    pub fn belongs_to(&self, kind: &str, namespace: &str, name: &str) -> bool {
-        self.namespace == namespace
+    /// Whether this pod belongs to the workload `key` (a bare Pod: itself).
+    pub fn belongs_to(&self, key: &ObjectKey) -> bool {
+        self.namespace == key.namespace
             && !self.deleting
             && match self.owner {
-                Some(o) => o.kind == kind && o.name == name,
-                None => kind == "Pod" && self.name == name,
+                Some(o) => o.kind == key.kind && o.name == key.name,
+                None => key.kind == Kind::Pod && self.name == key.name,
             }
     }
 }
@@ -233,7 +234,7 @@ pub fn reported_pod(namespace: &str, name: &str, node: &str, r: &PodReport) -> V
         meta["labels"] = json!(r.labels);
     }
     if let Some(o) = &r.owner {
-        meta["ownerReferences"] = json!([{ "apiVersion": "apps/v1", "kind": o.kind, "name": o.name, "controller": true }]);
+        meta["ownerReferences"] = json!([{ "apiVersion": o.kind.api_version(), "kind": o.kind, "name": o.name, "controller": true }]);
     }
     json!({
         "apiVersion": "v1",
@@ -254,7 +255,7 @@ pub fn deployment(
 ) -> Value {
     let owned: Vec<&PodSummary<'_>> = pods
         .iter()
-        .filter(|p| p.belongs_to("Deployment", namespace, name))
+        .filter(|p| p.belongs_to(&ObjectKey::new(Kind::Deployment, namespace, name)))
         .collect();
     let updated = owned
         .iter()

@@ -6,6 +6,7 @@
 
 use futures::future::BoxFuture;
 use skiff_agent::agent::{Command, Core, Snapshot};
+use skiff_agent::cluster::fetch::FetchError;
 use skiff_agent::cluster::follow::Followed;
 use skiff_agent::cluster::replica::{Replica, StoredRecord};
 use skiff_agent::cluster::{
@@ -44,8 +45,8 @@ impl Fetcher for NoFetcher {
         &self,
         node: String,
         _keys: Vec<String>,
-    ) -> BoxFuture<'static, Result<Vec<(String, StoredRecord)>, String>> {
-        Box::pin(async move { Err(format!("node {node}: a lone node fetches nothing")) })
+    ) -> BoxFuture<'static, Result<Vec<(String, StoredRecord)>, FetchError>> {
+        Box::pin(async move { Err(FetchError::UnknownNode(node)) })
     }
 }
 

@@ -1,32 +1,68 @@
 //! Name rules shared with Kubernetes: DNS-1123 labels and subdomains, label keys and values,
-//! port names, environment variable names and ConfigMap/Secret keys. Each check returns the
-//! message to show the user.
+//! port names, environment variable names and ConfigMap/Secret keys. Each check returns a
+//! [`NameError`] whose message is what the user is shown (after the field path).
+
+/// A name that breaks one of the rules below; each variant carries the name as given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("must not be empty")]
+    Empty,
+    #[error(
+        "must be a lowercase RFC 1123 subdomain: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters (got {0:?})"
+    )]
+    Subdomain(String),
+    #[error(
+        "must be a lowercase RFC 1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters (got {0:?})"
+    )]
+    Label(String),
+    #[error("key prefix must be a lowercase DNS subdomain such as example.com (got {0:?})")]
+    LabelKeyPrefix(String),
+    #[error(
+        "key must be at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit, with an optional DNS prefix and '/' (got {0:?})"
+    )]
+    LabelKey(String),
+    #[error(
+        "label value must be at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit (got {0:?})"
+    )]
+    LabelValue(String),
+    #[error(
+        "must be at most 15 lowercase letters, digits and '-', with at least one letter and no leading, trailing or doubled '-' (got {0:?})"
+    )]
+    PortName(String),
+    #[error(
+        "must consist of letters, digits, '_', '-' or '.' and not start with a digit (got {0:?})"
+    )]
+    EnvVarName(String),
+    #[error(
+        "key must be at most 253 letters, digits, '-', '_' or '.', and not '.' or '..' (got {0:?})"
+    )]
+    ConfigKey(String),
+    #[error("must be a relative path (got {0:?})")]
+    AbsolutePath(String),
+    #[error("must not contain '..' (got {0:?})")]
+    ParentPath(String),
+}
 
 /// `metadata.name` of most objects: at most 253 characters of lowercase letters, digits, `-`
 /// and `.`, each dot-separated part starting and ending with a letter or digit.
-pub fn check_dns1123_subdomain(name: &str) -> Result<(), String> {
-    let rule = "must be a lowercase RFC 1123 subdomain: lowercase letters, digits, '-' and '.', \
-                starting and ending with a letter or digit, at most 253 characters";
+pub fn check_dns1123_subdomain(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
-        return Err("must not be empty".to_string());
+        return Err(NameError::Empty);
     }
     if name.len() > 253 || !name.split('.').all(is_label_shape) {
-        return Err(format!("{rule} (got {name:?})"));
+        return Err(NameError::Subdomain(name.to_string()));
     }
     Ok(())
 }
 
 /// Container, volume and namespace names: at most 63 characters of lowercase letters, digits
 /// and `-`, starting and ending with a letter or digit.
-pub fn check_dns1123_label(name: &str) -> Result<(), String> {
+pub fn check_dns1123_label(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
-        return Err("must not be empty".to_string());
+        return Err(NameError::Empty);
     }
     if name.len() > 63 || !is_label_shape(name) {
-        return Err(format!(
-            "must be a lowercase RFC 1123 label: lowercase letters, digits and '-', starting and \
-             ending with a letter or digit, at most 63 characters (got {name:?})"
-        ));
+        return Err(NameError::Label(name.to_string()));
     }
     Ok(())
 }
@@ -47,36 +83,26 @@ fn is_label_shape(part: &str) -> bool {
 
 /// Label and annotation keys: an optional DNS-subdomain prefix and `/`, then a name of at most
 /// 63 characters (letters, digits, `-`, `_`, `.`, starting and ending alphanumeric).
-pub fn check_label_key(key: &str) -> Result<(), String> {
+pub fn check_label_key(key: &str) -> Result<(), NameError> {
     let (prefix, name) = match key.split_once('/') {
         Some((prefix, name)) => (Some(prefix), name),
         None => (None, key),
     };
     if let Some(prefix) = prefix {
-        check_dns1123_subdomain(prefix).map_err(|_| {
-            format!(
-                "key prefix must be a lowercase DNS subdomain such as example.com (got {key:?})"
-            )
-        })?;
+        check_dns1123_subdomain(prefix).map_err(|_| NameError::LabelKeyPrefix(key.to_string()))?;
     }
     if name.is_empty() || name.len() > 63 || !is_qualified_name_part(name) {
-        return Err(format!(
-            "key must be at most 63 letters, digits, '-', '_' or '.', starting and ending with a \
-             letter or digit, with an optional DNS prefix and '/' (got {key:?})"
-        ));
+        return Err(NameError::LabelKey(key.to_string()));
     }
     Ok(())
 }
 
 /// Label values: empty, or at most 63 letters, digits, `-`, `_`, `.` starting and ending alphanumeric.
-pub fn check_label_value(value: &str) -> Result<(), String> {
+pub fn check_label_value(value: &str) -> Result<(), NameError> {
     if value.is_empty() || (value.len() <= 63 && is_qualified_name_part(value)) {
         return Ok(());
     }
-    Err(format!(
-        "label value must be at most 63 letters, digits, '-', '_' or '.', starting and ending with \
-         a letter or digit (got {value:?})"
-    ))
+    Err(NameError::LabelValue(value.to_string()))
 }
 
 fn is_qualified_name_part(part: &str) -> bool {
@@ -95,7 +121,7 @@ fn is_qualified_name_part(part: &str) -> bool {
 
 /// Port names (IANA service names): at most 15 lowercase letters, digits and `-`, at least one
 /// letter, no leading, trailing or doubled `-`.
-pub fn check_port_name(name: &str) -> Result<(), String> {
+pub fn check_port_name(name: &str) -> Result<(), NameError> {
     let ok = !name.is_empty()
         && name.len() <= 15
         && name
@@ -108,15 +134,12 @@ pub fn check_port_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "must be at most 15 lowercase letters, digits and '-', with at least one letter and no \
-             leading, trailing or doubled '-' (got {name:?})"
-        ))
+        Err(NameError::PortName(name.to_string()))
     }
 }
 
 /// Environment variable names: letters, digits, `_`, `-`, `.`, not starting with a digit.
-pub fn check_env_var_name(name: &str) -> Result<(), String> {
+pub fn check_env_var_name(name: &str) -> Result<(), NameError> {
     let ok = name.bytes().next().is_some_and(|b| !b.is_ascii_digit())
         && name
             .bytes()
@@ -124,14 +147,12 @@ pub fn check_env_var_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "must consist of letters, digits, '_', '-' or '.' and not start with a digit (got {name:?})"
-        ))
+        Err(NameError::EnvVarName(name.to_string()))
     }
 }
 
 /// ConfigMap and Secret keys: at most 253 letters, digits, `-`, `_`, `.`; not `.` or `..`.
-pub fn check_config_key(key: &str) -> Result<(), String> {
+pub fn check_config_key(key: &str) -> Result<(), NameError> {
     let ok = !key.is_empty()
         && key.len() <= 253
         && key != "."
@@ -142,22 +163,20 @@ pub fn check_config_key(key: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "key must be at most 253 letters, digits, '-', '_' or '.', and not '.' or '..' (got {key:?})"
-        ))
+        Err(NameError::ConfigKey(key.to_string()))
     }
 }
 
 /// Relative file paths inside a volume (`items[].path`, `subPath`): not absolute, no `..` part.
-pub(crate) fn check_relative_path(path: &str) -> Result<(), String> {
+pub(crate) fn check_relative_path(path: &str) -> Result<(), NameError> {
     if path.is_empty() {
-        return Err("must not be empty".to_string());
+        return Err(NameError::Empty);
     }
     if path.starts_with('/') {
-        return Err(format!("must be a relative path (got {path:?})"));
+        return Err(NameError::AbsolutePath(path.to_string()));
     }
     if path.split('/').any(|part| part == "..") {
-        return Err(format!("must not contain '..' (got {path:?})"));
+        return Err(NameError::ParentPath(path.to_string()));
     }
     Ok(())
 }

@@ -442,7 +442,7 @@ fn cluster_pod_start(skiff: &Path, image: &Path, pods: usize) -> Result<Vec<Dura
     eprintln!("bench: skiff cluster path, {pods} pods, 3 nodes");
     let marks = fresh_mark_dir()?;
     let cluster = crate::demo::cluster::DemoCluster::start(skiff, image, 3, "info")?;
-    let labeled = cluster.agents[0].cli(&["label", "node", "n2", "skiff-bench=target"])?;
+    let labeled = cluster.agents[2].cli(&["label", "node", "n2", "skiff-bench=target"])?;
     if !labeled.status.success() {
         bail!(
             "skiff label node n2: {}",

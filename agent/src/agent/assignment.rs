@@ -46,19 +46,21 @@ impl<N: PodNetwork + 'static> Core<N> {
             if self.pending.iter().any(|old| old == p) {
                 continue;
             }
-            let mut parts = p.owner.splitn(3, '/');
-            let (kind, ns, name) = (
-                parts.next().unwrap_or_default(),
-                parts.next().unwrap_or_default(),
-                parts.next().unwrap_or_default(),
-            );
+            let owner = &p.owner;
             let reason = if p.reason.starts_with("namespace") {
                 "Blocked"
             } else {
                 "FailedScheduling"
             };
-            self.events
-                .record(now, true, reason, kind, ns, name, &p.reason);
+            self.events.record(
+                now,
+                true,
+                reason,
+                owner.kind.as_str(),
+                &owner.namespace,
+                &owner.name,
+                &p.reason,
+            );
         }
         self.pending = desired.pending;
     }

@@ -3,9 +3,23 @@
 
 use super::Core;
 use crate::desired;
+use crate::store::StoreError;
 use skiff_cni::PodNetwork;
 use skiff_manifests::{Object, ObjectKey, Valid};
 use tokio::sync::oneshot;
+
+/// Why objects were not applied or deleted through the API; the message is for the user.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiObjectError {
+    #[error("{key} is declared in manifest file {file}: edit that file instead")]
+    ApplyDeclared { key: ObjectKey, file: String },
+    #[error("{key} is declared in manifest file {file}: remove it from that file")]
+    DeleteDeclared { key: ObjectKey, file: String },
+    #[error("{0} not found")]
+    NotFound(ObjectKey),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// A command from the API that changes state.
 pub enum Command {
@@ -13,11 +27,11 @@ pub enum Command {
     /// manifest file declares.
     ApplyObjects {
         objects: Vec<Valid<Object>>,
-        reply: oneshot::Sender<Result<Vec<String>, String>>,
+        reply: oneshot::Sender<Result<Vec<String>, ApiObjectError>>,
     },
     DeleteObjects {
         keys: Vec<ObjectKey>,
-        reply: oneshot::Sender<Result<Vec<String>, String>>,
+        reply: oneshot::Sender<Result<Vec<String>, ApiObjectError>>,
     },
     /// The image store changed (import or pull through the API).
     ImagesChanged,
@@ -39,15 +53,19 @@ impl<N: PodNetwork + 'static> Core<N> {
 
     /// Sets objects applied through the API (none if a manifest file declares one of them);
     /// one line per object for the user.
-    fn apply_objects(&mut self, objects: Vec<Valid<Object>>) -> Result<Vec<String>, String> {
+    fn apply_objects(
+        &mut self,
+        objects: Vec<Valid<Object>>,
+    ) -> Result<Vec<String>, ApiObjectError> {
         for object in &objects {
             let key = object.key();
             if let Some(src) = self.sources.source_of(&key)
                 && !src.starts_with(desired::API_SOURCE_PREFIX)
             {
-                return Err(format!(
-                    "{key} is declared in manifest file {src}: edit that file instead"
-                ));
+                return Err(ApiObjectError::ApplyDeclared {
+                    key,
+                    file: src.to_string(),
+                });
             }
         }
         let mut changes = Vec::new();
@@ -56,8 +74,7 @@ impl<N: PodNetwork + 'static> Core<N> {
             let existed = self.sources.source_of(&key).is_some();
             let changed = self
                 .sources
-                .set_api_object(&key, Some(object), &self.store)
-                .map_err(|e| e.to_string())?;
+                .set_api_object(&key, Some(object), &self.store)?;
             let what = match (existed, changed) {
                 (false, _) => "created",
                 (true, true) => "configured",
@@ -71,23 +88,22 @@ impl<N: PodNetwork + 'static> Core<N> {
 
     /// Removes objects applied through the API, none if one is unknown or declared by a
     /// manifest file; one line per object for the user.
-    fn delete_objects(&mut self, keys: Vec<ObjectKey>) -> Result<Vec<String>, String> {
+    fn delete_objects(&mut self, keys: Vec<ObjectKey>) -> Result<Vec<String>, ApiObjectError> {
         for key in &keys {
             match self.sources.source_of(key) {
-                None => return Err(format!("{key} not found")),
+                None => return Err(ApiObjectError::NotFound(key.clone())),
                 Some(src) if !src.starts_with(desired::API_SOURCE_PREFIX) => {
-                    return Err(format!(
-                        "{key} is declared in manifest file {src}: remove it from that file"
-                    ));
+                    return Err(ApiObjectError::DeleteDeclared {
+                        key: key.clone(),
+                        file: src.to_string(),
+                    });
                 }
                 Some(_) => {}
             }
         }
         let mut changes = Vec::new();
         for key in keys {
-            self.sources
-                .set_api_object(&key, None, &self.store)
-                .map_err(|e| e.to_string())?;
+            self.sources.set_api_object(&key, None, &self.store)?;
             changes.push(format!("{} deleted", describe_key(&key)));
         }
         self.refresh_declared();

@@ -202,9 +202,9 @@ impl<N: PodNetwork + 'static> Core<N> {
                 Some(o) = observed.recv() => self.on_observation(o, self.now()),
                 _ = tick.tick() => {
                     self.start_observation(&observed_tx, &tracker);
-                    self.check_log_space(self.now());
-                    self.check_store(self.now());
                     let now = self.now();
+                    self.check_log_space(now);
+                    self.check_store(now, &tracker);
                     if self.sources.settle_due(&mut self.events, now) {
                         self.refresh_declared();
                     }

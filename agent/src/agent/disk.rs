@@ -6,6 +6,7 @@ use super::Core;
 use crate::agent::store_watch::{self, StoreStep, free_bytes};
 use crate::pod::Millis;
 use skiff_cni::PodNetwork;
+use tokio_util::task::TaskTracker;
 
 impl<N: PodNetwork + 'static> Core<N> {
     /// Every 10 s: whether the pods' logs have stopped for lack of free space (the shims drop
@@ -57,8 +58,9 @@ impl<N: PodNetwork + 'static> Core<N> {
     }
 
     /// Releases the network of pods torn down while the store refused writes (idempotent; a
-    /// failure is left to the start-up garbage collection).
-    fn release_networks(&mut self) {
+    /// failure is left to the start-up garbage collection). A task on `tracker`: a stopping
+    /// agent waits for it.
+    fn release_networks(&mut self, tracker: &TaskTracker) {
         let uids = std::mem::take(&mut self.unreleased);
         let Some(net) = self.network.clone() else {
             return;
@@ -66,7 +68,7 @@ impl<N: PodNetwork + 'static> Core<N> {
         if uids.is_empty() {
             return;
         }
-        tokio::spawn(async move {
+        tracker.spawn(async move {
             for uid in uids {
                 match net.teardown_pod(&uid).await {
                     Ok(()) => tracing::info!("pod {uid}: network released"),
@@ -79,7 +81,7 @@ impl<N: PodNetwork + 'static> Core<N> {
     /// Once a second: whether the store has started refusing writes (an I/O error such as a
     /// full disk latches redb), and, while it does, whether its disk has room again to reopen
     /// it in place. Pods keep running meanwhile and every change waits in memory.
-    pub(super) fn check_store(&mut self, now: Millis) {
+    pub(super) fn check_store(&mut self, now: Millis, tracker: &TaskTracker) {
         let store = &self.store;
         match self
             .store_watch
@@ -102,7 +104,7 @@ impl<N: PodNetwork + 'static> Core<N> {
                     let failed_for = self.store_watch.reopened(now);
                     let waiting = self.sources.write_unwritten(&self.store);
                     self.flush();
-                    self.release_networks();
+                    self.release_networks(tracker);
                     let message = format!(
                         "{} reopened after refusing writes for {:.1} s; what waited in memory is written",
                         self.store.path().display(),

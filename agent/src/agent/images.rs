@@ -220,7 +220,7 @@ impl<N: PodNetwork + 'static> Core<N> {
 /// Each container's plan spec with its mutable status, init containers first.
 fn plan_and_status(
     pod: &mut PodRecord,
-) -> impl Iterator<Item = (&ContainerPlanSpec, &mut crate::pod::ContainerRuntime)> {
+) -> impl Iterator<Item = (&ContainerPlanSpec, &mut crate::pod::ContainerStatus)> {
     pod.plan
         .init_containers
         .iter()

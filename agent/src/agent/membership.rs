@@ -6,9 +6,10 @@ use crate::config::AgentConfig;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use skiff_gossip::{
-    Capacity, GossipConfig, GossipDeps, GossipHandle, GossipNode, MetadataWriter, NodeIdentity,
-    NodeMetadata, Token, join_cluster,
+    Capacity, GossipConfig, GossipDeps, GossipError, GossipHandle, GossipNode, MetadataWriter,
+    NodeIdentity, NodeMetadata, Token, join_cluster,
 };
+use skiff_manifests::names::NameError;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -185,28 +186,77 @@ pub struct LabelChange {
     pub overwrite: bool,
 }
 
+/// Why this node's labels or scheduling state were not changed; the message is for the user.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeMetaError {
+    #[error("label {key:?}: {source}")]
+    LabelKey { key: String, source: NameError },
+    #[error("label {key}={value:?}: {source}")]
+    LabelValue {
+        key: String,
+        value: String,
+        source: NameError,
+    },
+    #[error("label {0:?} is both set and removed")]
+    SetAndRemoved(String),
+    #[error("label {key:?} already has the value {old:?}: use --overwrite to change it")]
+    WouldOverwrite { key: String, old: String },
+    #[error(
+        "node {node:?} is not this node ({this:?}): a node's labels are written by that node itself; run `skiff label node` against {node:?}'s own socket (labelling other nodes through this one is not supported yet)"
+    )]
+    OtherNode { node: String, this: String },
+    #[error("labels too large: {0}")]
+    TooLarge(#[source] GossipError),
+    #[error(transparent)]
+    Encode(#[from] serde_json::Error),
+    #[error("cannot save labels in {}: {source}", path.display())]
+    SaveLabels {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot save {}: {source}", path.display())]
+    SaveScheduling {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot publish {what}: {source}")]
+    Publish {
+        what: &'static str,
+        source: GossipError,
+    },
+}
+
 /// Applies `change` to the current labels and overrides (pure); the message is for the user.
 pub fn apply_label_change(
     labels: &BTreeMap<String, String>,
     overrides: &LabelOverrides,
     change: &LabelChange,
-) -> Result<(BTreeMap<String, String>, LabelOverrides), String> {
+) -> Result<(BTreeMap<String, String>, LabelOverrides), NodeMetaError> {
     let mut labels = labels.clone();
     let mut overrides = overrides.clone();
     for (key, value) in &change.set {
-        skiff_manifests::names::check_label_key(key).map_err(|e| format!("label {key:?}: {e}"))?;
-        skiff_manifests::names::check_label_value(value)
-            .map_err(|e| format!("label {key}={value:?}: {e}"))?;
+        skiff_manifests::names::check_label_key(key).map_err(|source| NodeMetaError::LabelKey {
+            key: key.clone(),
+            source,
+        })?;
+        skiff_manifests::names::check_label_value(value).map_err(|source| {
+            NodeMetaError::LabelValue {
+                key: key.clone(),
+                value: value.clone(),
+                source,
+            }
+        })?;
         if change.remove.contains(key) {
-            return Err(format!("label {key:?} is both set and removed"));
+            return Err(NodeMetaError::SetAndRemoved(key.clone()));
         }
         if let Some(old) = labels.get(key)
             && old != value
             && !change.overwrite
         {
-            return Err(format!(
-                "label {key:?} already has the value {old:?}: use --overwrite to change it"
-            ));
+            return Err(NodeMetaError::WouldOverwrite {
+                key: key.clone(),
+                old: old.clone(),
+            });
         }
         labels.insert(key.clone(), value.clone());
         overrides.removed.remove(key);
@@ -276,41 +326,41 @@ impl NodeMeta {
         &self,
         node: &str,
         change: &LabelChange,
-    ) -> Result<BTreeMap<String, String>, String> {
+    ) -> Result<BTreeMap<String, String>, NodeMetaError> {
         if node != self.node_name {
-            return Err(format!(
-                "node {node:?} is not this node ({:?}): a node's labels are written by that node \
-                 itself; run `skiff label node` against {node:?}'s own socket (labelling other \
-                 nodes through this one is not supported yet)",
-                self.node_name
-            ));
+            return Err(NodeMetaError::OtherNode {
+                node: node.to_string(),
+                this: self.node_name.clone(),
+            });
         }
         let mut state = self.state.lock().await;
         let (labels, overrides) = apply_label_change(&state.0.labels, &state.1, change)?;
         let mut metadata = state.0.clone();
         metadata.labels = labels.clone();
-        skiff_gossip::check_entry(
-            "node/meta",
-            &serde_json::to_string(&metadata).map_err(|e| e.to_string())?,
-        )
-        .map_err(|e| format!("labels too large: {e}"))?;
-        save_overrides(&self.data_dir, &overrides).map_err(|e| {
-            format!(
-                "cannot save labels in {}: {e}",
-                self.data_dir.join(LABELS_FILE).display()
-            )
+        skiff_gossip::check_entry("node/meta", &serde_json::to_string(&metadata)?)
+            .map_err(NodeMetaError::TooLarge)?;
+        save_overrides(&self.data_dir, &overrides).map_err(|source| NodeMetaError::SaveLabels {
+            path: self.data_dir.join(LABELS_FILE),
+            source,
         })?;
         self.writer
             .set(&metadata)
             .await
-            .map_err(|e| format!("cannot publish labels: {e}"))?;
+            .map_err(|source| NodeMetaError::Publish {
+                what: "labels",
+                source,
+            })?;
         *state = (metadata, overrides);
         Ok(labels)
     }
 
     /// Cordons (no new pods), drains (cordoned, pods move elsewhere) or uncordons this node;
     /// persisted, then published.
-    pub async fn set_scheduling(&self, cordoned: bool, draining: bool) -> Result<(), String> {
+    pub async fn set_scheduling(
+        &self,
+        cordoned: bool,
+        draining: bool,
+    ) -> Result<(), NodeMetaError> {
         let mut state = self.state.lock().await;
         let file = self.data_dir.join(SCHEDULING_FILE);
         let written = match (cordoned, draining) {
@@ -321,14 +371,17 @@ impl NodeMeta {
                 other => other,
             },
         };
-        written.map_err(|e| format!("cannot save {}: {e}", file.display()))?;
+        written.map_err(|source| NodeMetaError::SaveScheduling { path: file, source })?;
         let mut metadata = state.0.clone();
         metadata.cordoned = cordoned || draining;
         metadata.draining = draining;
         self.writer
             .set(&metadata)
             .await
-            .map_err(|e| format!("cannot publish the node's state: {e}"))?;
+            .map_err(|source| NodeMetaError::Publish {
+                what: "the node's state",
+                source,
+            })?;
         state.0 = metadata;
         Ok(())
     }
@@ -368,7 +421,7 @@ mod tests {
             ..LabelChange::default()
         };
         let e = apply_label_change(&labels, &overrides, &clash).unwrap_err();
-        assert!(e.contains("--overwrite"), "{e}");
+        assert!(e.to_string().contains("--overwrite"), "{e}");
         let same = LabelChange {
             set: map(&[("zone", "a")]),
             ..LabelChange::default()

@@ -183,27 +183,36 @@ fn init_tracing() {
         .try_init();
 }
 
-/// Runs the agent until a signal or `cancel` (for tests that run it in-process).
+/// Runs the agent until SIGTERM or Ctrl-C (tests that run it in-process use [`run_until`]).
 pub async fn run(config: AgentConfig) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
-    let signals = cancel.clone();
-    tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!("cannot watch SIGTERM: {e}");
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = tokio::signal::ctrl_c() => {},
+    let agent = async {
+        let result = run_until(config, cancel.clone()).await;
+        cancel.cancel(); // an agent that stopped by itself ends the signal watch
+        result
+    };
+    let ((), result) = tokio::join!(stop_on_signal(cancel.clone()), agent);
+    result
+}
+
+/// Cancels `cancel` at SIGTERM or Ctrl-C; returns at either, or once `cancel` is cancelled.
+async fn stop_on_signal(cancel: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot watch SIGTERM: {e}");
+            return;
         }
-        tracing::info!("signal received: stopping the agent (pods keep running)");
-        signals.cancel();
-    });
-    run_until(config, cancel).await
+    };
+    // Every branch is cancel-safe.
+    tokio::select! {
+        _ = cancel.cancelled() => return,
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+    tracing::info!("signal received: stopping the agent (pods keep running)");
+    cancel.cancel();
 }
 
 /// The free space below which containers stop writing logs on the filesystem of `dir`: 5% of
@@ -302,8 +311,7 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
     // The pod subnet: stored, given, or handed out by the leader (a new cluster takes its own).
     let subnet =
         cluster::subnets::resolve(&config, followed.subnet(), &gossip, Duration::from_secs(30))
-            .await
-            .map_err(anyhow::Error::msg)?;
+            .await?;
     followed.set_subnet(subnet);
     config.pod_subnet = subnet;
     tracing::info!("pod subnet {subnet}");
@@ -376,7 +384,7 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
             served.clone(),
         )
         .with_subnet(subnet, config.cluster_cidr);
-        tokio::spawn(service.run(
+        tracker.spawn(service.run(
             cluster::ClusterInputs {
                 declared: core.declared(),
                 reports: core.reports(),
@@ -417,6 +425,7 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
         images,
         config: config.clone(),
         cancel: cancel.clone(),
+        tracker: tracker.clone(),
         nodes: gossip.nodes(),
         cluster: state_rx,
         node_meta: membership::NodeMeta::new(&config, gossip.metadata_writer()),

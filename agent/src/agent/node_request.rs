@@ -99,24 +99,37 @@ impl Lines {
     }
 
     /// The next message; `None` at the end of the stream. Cancel-safe.
-    pub(super) async fn next(&mut self) -> Result<Option<Response>, String> {
+    pub(super) async fn next(&mut self) -> Result<Option<Response>, AnswerError> {
         loop {
             if let Some(end) = self.buf.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = self.buf.drain(..=end).collect();
                 return serde_json::from_slice(trim_line(&line))
                     .map(Some)
-                    .map_err(|e| format!("unreadable answer: {e}"));
+                    .map_err(AnswerError::Unreadable);
             }
             if self.buf.len() > MAX_LINE {
-                return Err(format!("an answer line is longer than {MAX_LINE} bytes"));
+                return Err(AnswerError::LineTooLong);
             }
-            match self.stream.next_chunk().await.map_err(|e| e.to_string())? {
+            match self.stream.next_chunk().await? {
                 Some(chunk) => self.buf.extend_from_slice(&chunk),
                 None if self.buf.is_empty() => return Ok(None),
-                None => return Err("the answer ends inside a line".to_string()),
+                None => return Err(AnswerError::Truncated),
             }
         }
     }
+}
+
+/// A streamed answer from another node that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum AnswerError {
+    #[error("unreadable answer: {0}")]
+    Unreadable(#[source] serde_json::Error),
+    #[error("an answer line is longer than {MAX_LINE} bytes")]
+    LineTooLong,
+    #[error("the answer ends inside a line")]
+    Truncated,
+    #[error(transparent)]
+    Rpc(#[from] skiff_gossip::RpcError),
 }
 
 #[cfg(test)]

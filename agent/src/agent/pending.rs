@@ -39,11 +39,10 @@ fn unplaced_of<'a>(
             !here && !reported
         })
         .map(|(key, (_, object))| {
-            let label = format!("Pod/{}/{}", key.namespace, key.name);
             let reason = cluster
                 .pending
                 .iter()
-                .find(|p| p.owner == label)
+                .find(|p| p.owner.is(key))
                 .map(|p| p.reason.as_str());
             UnplacedPod {
                 key,
@@ -144,7 +143,7 @@ mod tests {
         let cluster = ClusterState {
             pods: Arc::new(reports),
             pending: vec![PendingWorkload {
-                owner: "Pod/default/res".into(),
+                owner: "Pod/default/res".parse().unwrap(),
                 count: 1,
                 reason: "0/1 nodes: 1 insufficient cpu".into(),
             }],

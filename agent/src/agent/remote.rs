@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// What the local API needs to reach other nodes. Cheap to clone.
 #[derive(Clone)]
@@ -126,13 +127,15 @@ impl Remote {
     }
 
     /// `logs` of a pod another node runs, streamed back (with `follow`, until the pod or the
-    /// caller goes away); "not found" if no node reports it.
+    /// caller goes away); "not found" if no node reports it. The relay is a task on `tracker`
+    /// that ends at `cancel`.
     pub async fn logs(
         &self,
         request: NodeRequest,
         pod: &str,
         namespace: &str,
         cancel: CancellationToken,
+        tracker: &TaskTracker,
     ) -> Reply {
         let bytes = encode(&request);
         let mut last = None;
@@ -146,12 +149,13 @@ impl Remote {
                 let mut lines = Lines::new(stream);
                 let first = tokio::time::timeout(FIRST_ANSWER, lines.next())
                     .await
-                    .map_err(|_| format!("no answer within {FIRST_ANSWER:?}"))??;
+                    .map_err(|_| format!("no answer within {FIRST_ANSWER:?}"))?
+                    .map_err(|e| e.to_string())?;
                 Ok::<_, String>((first, lines))
             };
             match opened.await {
                 Ok((Some(Response::Ok { .. }), lines)) => {
-                    return Reply::Stream(pump(lines, node, cancel));
+                    return Reply::Stream(pump(lines, node, cancel, tracker));
                 }
                 Ok((Some(first), _)) => return Reply::One(first),
                 Ok((None, _)) => {
@@ -178,9 +182,14 @@ fn unreachable_or_not_found(name: &str, last: Option<String>) -> Reply {
 
 /// Relays a remote log stream to the local API until it ends, the caller goes away or the agent
 /// stops.
-fn pump(mut lines: Lines, node: String, cancel: CancellationToken) -> mpsc::Receiver<Response> {
+fn pump(
+    mut lines: Lines,
+    node: String,
+    cancel: CancellationToken,
+    tracker: &TaskTracker,
+) -> mpsc::Receiver<Response> {
     let (tx, rx) = mpsc::channel(256);
-    tokio::spawn(async move {
+    tracker.spawn(async move {
         loop {
             // Cancel-safe branches: `Lines::next` keeps partial input in its buffer.
             let item = tokio::select! {

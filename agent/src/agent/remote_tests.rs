@@ -186,6 +186,7 @@ async fn describe_and_logs_reach_the_node_that_reports_the_pod() {
     }
 
     let cancel = CancellationToken::new();
+    let tracker = tokio_util::task::TaskTracker::new();
     let lines = collect(
         remote
             .logs(
@@ -193,6 +194,7 @@ async fn describe_and_logs_reach_the_node_that_reports_the_pod() {
                 "web",
                 "default",
                 cancel.clone(),
+                &tracker,
             )
             .await,
     )
@@ -207,6 +209,7 @@ async fn describe_and_logs_reach_the_node_that_reports_the_pod() {
                 "web",
                 "default",
                 cancel.clone(),
+                &tracker,
             )
             .await,
     )
@@ -223,6 +226,7 @@ async fn describe_and_logs_reach_the_node_that_reports_the_pod() {
             "web",
             "default",
             cancel.clone(),
+            &tracker,
         )
         .await
     else {

@@ -35,7 +35,8 @@ impl RpcHandler for AgentRpc {
             .map_err(|e| RpcFailure::Malformed(format!("from node {peer}: {e}")))?;
         match request {
             NodeRequest::Objects { keys } => {
-                let bytes = fetch::answer(&self.served, &keys).map_err(RpcFailure::Failed)?;
+                let bytes = fetch::answer(&self.served, &keys)
+                    .map_err(|e| RpcFailure::Failed(e.to_string()))?;
                 response.send(&bytes).await
             }
             NodeRequest::DescribePod { namespace, name } => {
@@ -54,7 +55,9 @@ impl RpcHandler for AgentRpc {
                     Ok(()) => Response::Ok {
                         value: serde_json::json!({ "name": self.shared.node_meta.node_name() }),
                     },
-                    Err(message) => Response::Error { message },
+                    Err(e) => Response::Error {
+                        message: e.to_string(),
+                    },
                 };
                 write_reply(Reply::One(reply), response).await
             }

@@ -18,9 +18,7 @@ pub(super) fn placed(cluster: &ClusterState, key: &ObjectKey) -> usize {
         .table
         .iter()
         .filter(|a| {
-            a.owner.kind == key.kind.as_str()
-                && a.owner.name == key.name
-                && a.namespace == key.namespace
+            a.owner.kind == key.kind && a.owner.name == key.name && a.namespace == key.namespace
         })
         .count()
 }
@@ -97,18 +95,10 @@ fn workloads(
             Object::DaemonSet(_) => placed(cluster, key),
             _ => continue,
         };
-        let owned: Vec<&PodSummary<'_>> = pods
-            .iter()
-            .filter(|p| p.belongs_to(key.kind.as_str(), &key.namespace, &key.name))
-            .collect();
+        let owned: Vec<&PodSummary<'_>> = pods.iter().filter(|p| p.belongs_to(key)).collect();
         let running = owned.iter().filter(|p| p.running).count();
         let ready = owned.iter().filter(|p| p.ready).count();
-        let label = format!("{}/{}/{}", key.kind.as_str(), key.namespace, key.name);
-        let pending: Vec<_> = cluster
-            .pending
-            .iter()
-            .filter(|p| p.owner == label)
-            .collect();
+        let pending: Vec<_> = cluster.pending.iter().filter(|p| p.owner.is(key)).collect();
         let mut w = json!({
             "kind": key.kind.as_str(), "namespace": key.namespace, "name": key.name,
             "desired": desired, "running": running, "ready": ready,
@@ -147,7 +137,7 @@ mod tests {
         PodReport {
             uid: "u".to_string(),
             owner: Some(Owner {
-                kind: "Deployment".to_string(),
+                kind: skiff_manifests::Kind::Deployment,
                 name: "web".to_string(),
             }),
             template_hash: "h".to_string(),

@@ -41,7 +41,7 @@ fn check(line: &[u8]) -> Result<(), TestCaseError> {
             let again = serde_json::to_string(&request).expect("requests encode");
             prop_assert_eq!(serde_json::from_str::<Request>(&again).ok(), Some(request));
         }
-        Err(message) => prop_assert!(message.starts_with("malformed request: ")),
+        Err(e) => prop_assert!(e.to_string().starts_with("malformed request: ")),
     }
     let _ = serde_json::from_slice::<crate::agent::node_request::NodeRequest>(line);
     prop_assert!(started.elapsed() < BOUND);

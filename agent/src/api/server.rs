@@ -168,7 +168,9 @@ async fn connection(
             ReadOutcome::Line(line, held) => {
                 let reply = match decode_line(&line) {
                     Ok(request) => handler(request).await,
-                    Err(message) => Reply::One(Response::Error { message }),
+                    Err(e) => Reply::One(Response::Error {
+                        message: e.to_string(),
+                    }),
                 };
                 drop(held);
                 drop(line);
@@ -185,15 +187,19 @@ async fn connection(
     }
 }
 
+/// A request line that is not a request; its message is the answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum MalformedRequest {
+    #[error("malformed request: not valid UTF-8 (bad byte at offset {})", .0.valid_up_to())]
+    Utf8(#[source] std::str::Utf8Error),
+    #[error("malformed request: {0}")]
+    Json(#[source] serde_json::Error),
+}
+
 /// One request line as the server reads it: UTF-8, then JSON; the error is the answer.
-pub(crate) fn decode_line(line: &[u8]) -> Result<Request, String> {
-    let text = std::str::from_utf8(line).map_err(|e| {
-        format!(
-            "malformed request: not valid UTF-8 (bad byte at offset {})",
-            e.valid_up_to()
-        )
-    })?;
-    serde_json::from_str::<Request>(text).map_err(|e| format!("malformed request: {e}"))
+pub(crate) fn decode_line(line: &[u8]) -> Result<Request, MalformedRequest> {
+    let text = std::str::from_utf8(line).map_err(MalformedRequest::Utf8)?;
+    serde_json::from_str::<Request>(text).map_err(MalformedRequest::Json)
 }
 
 async fn answer(

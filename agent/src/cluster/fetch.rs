@@ -9,6 +9,27 @@ use futures::future::BoxFuture;
 use skiff_gossip::GossipHandle;
 use std::sync::Arc;
 
+/// Why a fetch of object bodies from another node failed (it is retried, from another node
+/// when one has the version).
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("this node has no rpc client")]
+    NoRpcClient,
+    #[error("node {0} is not known")]
+    UnknownNode(String),
+    #[error("node {0} is unreachable")]
+    Unreachable(String),
+    #[error(transparent)]
+    Rpc(#[from] skiff_gossip::RpcError),
+    #[error("bad answer from {node}: {source}")]
+    BadAnswer {
+        node: String,
+        source: serde_json::Error,
+    },
+    #[error("timed out")]
+    TimedOut,
+}
+
 /// The request body of a fetch (one variant of the agent's rpc requests).
 pub fn objects_request(keys: &[String]) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({ "Objects": { "keys": keys } })).unwrap_or_default()
@@ -30,7 +51,7 @@ impl Fetcher for RpcFetcher {
         &self,
         node: String,
         keys: Vec<String>,
-    ) -> BoxFuture<'static, Result<Vec<(String, StoredRecord)>, String>> {
+    ) -> BoxFuture<'static, Result<Vec<(String, StoredRecord)>, FetchError>> {
         let client = self.gossip.rpc_client();
         let addr = self
             .gossip
@@ -40,13 +61,10 @@ impl Fetcher for RpcFetcher {
             .find(|n| n.name == node)
             .map(|n| n.address);
         Box::pin(async move {
-            let client = client.ok_or("this node has no rpc client")?;
-            let addr = addr.ok_or_else(|| format!("node {node} is not known"))?;
-            let answer = client
-                .call(addr, &objects_request(&keys))
-                .await
-                .map_err(|e| e.to_string())?;
-            serde_json::from_slice(&answer).map_err(|e| format!("bad answer from {node}: {e}"))
+            let client = client.ok_or(FetchError::NoRpcClient)?;
+            let addr = addr.ok_or_else(|| FetchError::UnknownNode(node.clone()))?;
+            let answer = client.call(addr, &objects_request(&keys)).await?;
+            serde_json::from_slice(&answer).map_err(|source| FetchError::BadAnswer { node, source })
         })
     }
 }
@@ -61,12 +79,12 @@ pub fn serve_records(served: &Served, keys: &[String]) -> Vec<(String, StoredRec
 }
 
 /// The bytes the rpc server answers an `Objects` request with (what [`RpcFetcher`] reads).
-pub fn answer(served: &Served, keys: &[String]) -> Result<Vec<u8>, String> {
+pub fn answer(served: &Served, keys: &[String]) -> Result<Vec<u8>, serde_json::Error> {
     let bodies: Vec<(String, serde_json::Value)> = serve_records(served, keys)
         .into_iter()
         .filter_map(|(key, record)| Some((key, serde_json::to_value(record).ok()?)))
         .collect();
-    serde_json::to_vec(&bodies).map_err(|e| e.to_string())
+    serde_json::to_vec(&bodies)
 }
 
 #[cfg(test)]

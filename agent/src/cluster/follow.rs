@@ -198,7 +198,7 @@ mod tests {
             namespace: "default".into(),
             name: name.into(),
             owner: Owner {
-                kind: "Deployment".into(),
+                kind: skiff_manifests::Kind::Deployment,
                 name: "web".into(),
             },
             template_hash: "h".into(),

@@ -31,7 +31,7 @@ pub fn parse_object_key(text: &str) -> Option<ObjectKey> {
     let kind = parts.next()?;
     let namespace = parts.next()?;
     let name = parts.next()?;
-    let kind = Kind::ALL.into_iter().find(|k| k.as_str() == kind)?;
+    let kind = Kind::from_name(kind)?;
     if name.is_empty() || name.contains('/') || namespace.is_empty() == kind.is_namespaced() {
         return None;
     }
@@ -62,7 +62,7 @@ pub struct PodReport {
     pub status: serde_json::Value,
 }
 
-pub use crate::scheduler::{Assignment as AssignedPod, Pending as PendingWorkload};
+pub use crate::scheduler::{Pending as PendingWorkload, Placement as AssignedPod};
 
 /// The table the leader publishes for one node under `sched/assign/<node>`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

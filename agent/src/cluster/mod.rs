@@ -10,20 +10,20 @@
 //!   exception, quorum, the term rule, the leader shown.
 //! - `schedule.rs`: builds the scheduler's input from gossip and runs it (leader only).
 //! - `subnets.rs`: pod subnets handed out by the leader, claimed and routed by every node.
-//! - `view.rs`: every node's gossip keys, parsed once per change of that node's keys.
+//! - `gossip_view.rs`: every node's gossip keys, parsed once per change of that node's keys.
 //! - `service.rs`: the task that ties them together; `service/step.rs` is one step as named
 //!   sub-steps, `service/sync.rs` keeps the replica in step with the adverts,
 //!   `service/publish.rs` writes tables, reports, subnet claims and routes.
 
 pub mod fetch;
 pub mod follow;
+pub mod gossip_view;
 pub mod keys;
 pub mod leadership;
 pub mod replica;
 pub mod schedule;
 pub mod service;
 pub mod subnets;
-pub mod view;
 
 pub use fetch::serve_records;
 pub use service::{

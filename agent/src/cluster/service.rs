@@ -7,7 +7,9 @@
 //! Nodes never stop pods because they lost the leader: the last accepted assignment stays in
 //! force (and in the store) until a leader they follow publishes a newer one.
 
+use super::fetch::FetchError;
 use super::follow::{self, Followed};
+use super::gossip_view::GossipView;
 use super::keys::{
     ASSIGN_PREFIX, AssignedPod, Assignment, PENDING_KEY, PendingWorkload, PodReport, pod_key,
 };
@@ -16,7 +18,6 @@ use super::leadership::{self, LeadershipDecision, LeadershipInput};
 use super::replica::{Replica, StoredRecord};
 use super::schedule;
 use super::subnets;
-use super::view::GossipView;
 use crate::pod::now_millis;
 use futures::future::BoxFuture;
 use skiff_cni::PeerRoute;
@@ -40,7 +41,7 @@ pub trait Fetcher: Send + Sync {
         &self,
         node: String,
         keys: Vec<String>,
-    ) -> BoxFuture<'static, Result<Vec<(String, StoredRecord)>, String>>;
+    ) -> BoxFuture<'static, Result<Vec<(String, StoredRecord)>, FetchError>>;
 }
 
 /// The records this node serves to others' fetches (kept current by the task).
@@ -135,7 +136,7 @@ pub struct ClusterOutputs {
 struct Fetched {
     node: String,
     keys: Vec<String>,
-    result: Result<Vec<(String, StoredRecord)>, String>,
+    result: Result<Vec<(String, StoredRecord)>, FetchError>,
 }
 
 /// The task's state.
@@ -165,6 +166,7 @@ pub struct ClusterService {
     published_subnets: String,
     published_reports: BTreeMap<(String, String), PodReport>,
     in_flight: HashSet<String>,
+    fetches: sync::Fetches,
     /// The node loop needs a new [`Desired`].
     objects_dirty: bool,
     /// Every node's gossip keys, parsed.
@@ -228,6 +230,7 @@ impl ClusterService {
             served,
             published_reports: BTreeMap::new(),
             in_flight: HashSet::new(),
+            fetches: sync::Fetches::default(),
             objects_dirty: true,
             view: GossipView::default(),
             reader,
@@ -286,5 +289,7 @@ impl ClusterService {
                 _ = tick.tick() => {}
             }
         }
+        drop(fetched_rx); // a fetch that finished meanwhile does not wait to be heard
+        self.fetches.stop().await;
     }
 }

@@ -57,6 +57,18 @@ pub fn allocate(
     table
 }
 
+/// Why this node has no pod subnet at start.
+#[derive(Debug, thiserror::Error)]
+pub enum SubnetError {
+    #[error("cluster CIDR {0} has no free /24")]
+    CidrFull(Ipv4Net),
+    #[error(
+        "no pod subnet from the cluster's leader after {}s: check that the leader is up, or give one with --pod-subnet",
+        .0.as_secs()
+    )]
+    NoneFromLeader(std::time::Duration),
+}
+
 /// This node's pod subnet at start: the stored one; else `--pod-subnet` if given; else, for a
 /// node that starts a new cluster, the lowest /24 nobody claims; else the one the leader hands
 /// out (waited for up to `wait`).
@@ -65,7 +77,7 @@ pub async fn resolve(
     stored: Option<Ipv4Net>,
     gossip: &skiff_gossip::GossipHandle,
     wait: std::time::Duration,
-) -> Result<Ipv4Net, String> {
+) -> Result<Ipv4Net, SubnetError> {
     if let Some(net) = stored {
         if config.pod_subnet_set && net != config.pod_subnet {
             tracing::warn!(
@@ -84,7 +96,7 @@ pub async fn resolve(
         let nodes = BTreeSet::from([me.clone()]);
         return allocate(config.cluster_cidr, &nodes, &claims, &BTreeMap::new())
             .remove(&me)
-            .ok_or_else(|| format!("cluster CIDR {} has no free /24", config.cluster_cidr));
+            .ok_or(SubnetError::CidrFull(config.cluster_cidr));
     }
     let deadline = tokio::time::Instant::now() + wait;
     loop {
@@ -95,11 +107,7 @@ pub async fn resolve(
             }
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(format!(
-                "no pod subnet from the cluster's leader after {}s: check that the leader is up, \
-                 or give one with --pod-subnet",
-                wait.as_secs()
-            ));
+            return Err(SubnetError::NoneFromLeader(wait));
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }

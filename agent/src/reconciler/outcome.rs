@@ -4,7 +4,7 @@
 
 use super::backoff::Backoff;
 use super::plan::{Noted, StopSignal};
-use crate::pod::{ContainerRuntime, Instance, Millis, PodNet, PodRecord, Waiting};
+use crate::pod::{ContainerStatus, Instance, Millis, PodNet, PodRecord, Waiting};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What one action of a job came to, reported by the executor to the node loop.
@@ -191,7 +191,7 @@ fn attempt_of(id: &str) -> u32 {
         .unwrap_or(1)
 }
 
-fn container_mut(pod: &mut PodRecord, init: bool, index: usize) -> &mut ContainerRuntime {
+fn container_mut(pod: &mut PodRecord, init: bool, index: usize) -> &mut ContainerStatus {
     if init {
         &mut pod.status.init_containers[index]
     } else {

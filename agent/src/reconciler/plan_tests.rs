@@ -56,7 +56,7 @@ fn present(_: &str) -> ImageState {
     ImageState::Present
 }
 
-fn run(c: &mut ContainerRuntime, id: &str, at: Millis) {
+fn run(c: &mut ContainerStatus, id: &str, at: Millis) {
     c.attempts += 1;
     c.current = Some(Instance {
         id: id.into(),

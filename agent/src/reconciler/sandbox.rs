@@ -52,8 +52,12 @@ pub fn volume_source_dir(volume: &Volume, paths: &PodPaths) -> PathBuf {
 /// Why a sandbox could not be made (the pod waits and retries with backoff).
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
-    #[error("volume {volume:?}: {message}")]
-    Volume { volume: String, message: String },
+    #[error("volume {volume:?}: {source}")]
+    Volume {
+        volume: String,
+        #[source]
+        source: VolumeError,
+    },
     #[error("pod directory {path}: {source}")]
     Dir {
         path: PathBuf,
@@ -62,6 +66,64 @@ pub enum SandboxError {
     },
     #[error("network namespace: {0}")]
     Network(#[from] skiff_cni::CniError),
+}
+
+/// Why one volume could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("fsGroup {gid}: {}: {source}", path.display())]
+    FsGroup {
+        gid: u32,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("configmap {0:?} not found")]
+    ConfigMapNotFound(String),
+    #[error("secret {0:?} not found")]
+    SecretNotFound(String),
+    #[error("key {0:?} not found")]
+    KeyNotFound(String),
+    #[error("hostPath {}: {source}", path.display())]
+    HostPath {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("hostPath {}: is not a {expected:?}", path.display())]
+    HostPathType {
+        path: PathBuf,
+        expected: HostPathType,
+    },
+    #[error("mount tmpfs on {}: {source}", dir.display())]
+    Tmpfs {
+        dir: PathBuf,
+        #[source]
+        source: nix::errno::Errno,
+    },
+}
+
+/// `VolumeError::Io` for `path`.
+fn volume_io(path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError + '_ {
+    move |source| VolumeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// `VolumeError::FsGroup` for `path`.
+fn fs_group_io(gid: u32, path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError + '_ {
+    move |source| VolumeError::FsGroup {
+        gid,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SandboxError + '_ {
@@ -83,10 +145,10 @@ pub fn prepare(
     let namespace = &pod.metadata.namespace;
     let fs_group = pod.spec.security_context.fs_group;
     for volume in &pod.spec.volumes {
-        prepare_volume(volume, paths, namespace, objects, fs_group).map_err(|message| {
+        prepare_volume(volume, paths, namespace, objects, fs_group).map_err(|source| {
             SandboxError::Volume {
                 volume: volume.name.clone(),
-                message,
+                source,
             }
         })?;
     }
@@ -102,9 +164,9 @@ fn prepare_volume(
     namespace: &str,
     objects: &Objects,
     fs_group: Option<u32>,
-) -> Result<(), String> {
+) -> Result<(), VolumeError> {
     let dir = paths.volume(&volume.name);
-    let mkdir = |d: &Path| std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()));
+    let mkdir = |d: &Path| std::fs::create_dir_all(d).map_err(volume_io(d));
     match &volume.source {
         VolumeSource::EmptyDir(e) => {
             mkdir(&dir)?;
@@ -117,7 +179,7 @@ fn prepare_volume(
             }
             // Writable by any user the container runs as, as in Kubernetes.
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
-                .map_err(|e| format!("{}: {e}", dir.display()))?;
+                .map_err(volume_io(&dir))?;
             apply_fs_group(&dir, fs_group)
         }
         VolumeSource::ConfigMap(c) => {
@@ -132,7 +194,7 @@ fn prepare_volume(
                     .chain(cm.binary_data.iter().map(|(k, v)| (k.clone(), v.clone())))
                     .collect(),
                 _ if c.optional => Vec::new(),
-                _ => return Err(format!("configmap {:?} not found", c.name)),
+                _ => return Err(VolumeError::ConfigMapNotFound(c.name.clone())),
             };
             mkdir(&dir)?;
             write_keys(&dir, &data, &c.items, c.default_mode, c.optional)?;
@@ -149,7 +211,7 @@ fn prepare_volume(
                     .map(|(k, v)| (k.clone(), v.expose().to_vec()))
                     .collect(),
                 _ if s.optional => Vec::new(),
-                _ => return Err(format!("secret {:?} not found", s.secret_name)),
+                _ => return Err(VolumeError::SecretNotFound(s.secret_name.clone())),
             };
             mkdir(&dir)?;
             // Secrets live in memory only, never on the node's disk.
@@ -164,32 +226,29 @@ fn prepare_volume(
 /// Kubernetes' fsGroup ownership: every file and directory of the volume belongs to the group
 /// `gid`, files are group-readable (and group-writable when the owner may write), directories
 /// are group-accessible and setgid, so new files inherit the group. Symlinks are not followed.
-fn apply_fs_group(dir: &Path, fs_group: Option<u32>) -> Result<(), String> {
+fn apply_fs_group(dir: &Path, fs_group: Option<u32>) -> Result<(), VolumeError> {
     use std::os::unix::fs::MetadataExt;
     let Some(gid) = fs_group else {
         return Ok(());
     };
     let mut pending = vec![dir.to_path_buf()];
     while let Some(path) = pending.pop() {
-        let meta =
-            std::fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let meta = std::fs::symlink_metadata(&path).map_err(volume_io(&path))?;
         if meta.file_type().is_symlink() {
             continue;
         }
-        std::os::unix::fs::lchown(&path, None, Some(gid))
-            .map_err(|e| format!("fsGroup {gid}: {}: {e}", path.display()))?;
+        std::os::unix::fs::lchown(&path, None, Some(gid)).map_err(fs_group_io(gid, &path))?;
         let mode = meta.mode() & 0o7777;
         let owner_writes = mode & 0o200 != 0;
         let new_mode = if meta.is_dir() {
-            let entries =
-                std::fs::read_dir(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let entries = std::fs::read_dir(&path).map_err(volume_io(&path))?;
             pending.extend(entries.filter_map(Result::ok).map(|e| e.path()));
             mode | 0o2050 | if owner_writes { 0o020 } else { 0 }
         } else {
             mode | 0o040 | if owner_writes { 0o020 } else { 0 }
         };
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(new_mode))
-            .map_err(|e| format!("fsGroup {gid}: {}: {e}", path.display()))?;
+            .map_err(fs_group_io(gid, &path))?;
     }
     Ok(())
 }
@@ -200,17 +259,17 @@ fn write_keys(
     items: &[KeyToPath],
     default_mode: u32,
     optional: bool,
-) -> Result<(), String> {
-    let write = |rel: &str, bytes: &[u8], mode: u32| -> Result<(), String> {
+) -> Result<(), VolumeError> {
+    let write = |rel: &str, bytes: &[u8], mode: u32| -> Result<(), VolumeError> {
         let path = dir.join(rel);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+            std::fs::create_dir_all(parent).map_err(volume_io(parent))?;
         }
         let tmp = path.with_extension("skiff-tmp");
-        std::fs::write(&tmp, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::write(&tmp, bytes).map_err(volume_io(&path))?;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))
+            .map_err(volume_io(&path))?;
+        std::fs::rename(&tmp, &path).map_err(volume_io(&path))
     };
     if items.is_empty() {
         for (k, v) in data {
@@ -222,27 +281,28 @@ fn write_keys(
         match data.iter().find(|(k, _)| *k == item.key) {
             Some((_, v)) => write(&item.path, v, item.mode.unwrap_or(default_mode))?,
             None if optional => {}
-            None => return Err(format!("key {:?} not found", item.key)),
+            None => return Err(VolumeError::KeyNotFound(item.key.clone())),
         }
     }
     Ok(())
 }
 
-fn host_path(path: &Path, kind: HostPathType) -> Result<(), String> {
+fn host_path(path: &Path, kind: HostPathType) -> Result<(), VolumeError> {
     let meta = std::fs::metadata(path);
-    let fail = |what: &str| Err(format!("hostPath {}: {what}", path.display()));
+    let io = |source| VolumeError::HostPath {
+        path: path.to_path_buf(),
+        source,
+    };
     match kind {
         HostPathType::Unset => Ok(()),
-        HostPathType::DirectoryOrCreate => {
-            std::fs::create_dir_all(path).map_err(|e| format!("hostPath {}: {e}", path.display()))
-        }
+        HostPathType::DirectoryOrCreate => std::fs::create_dir_all(path).map_err(io),
         HostPathType::FileOrCreate => {
             if meta.is_err() {
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(path)
-                    .map_err(|e| format!("hostPath {}: {e}", path.display()))?;
+                    .map_err(io)?;
             }
             Ok(())
         }
@@ -257,11 +317,14 @@ fn host_path(path: &Path, kind: HostPathType) -> Result<(), String> {
         {
             Ok(())
         }
-        other => fail(&format!("is not a {other:?}")),
+        expected => Err(VolumeError::HostPathType {
+            path: path.to_path_buf(),
+            expected,
+        }),
     }
 }
 
-fn mount_tmpfs(dir: &Path, options: &str) -> Result<(), String> {
+fn mount_tmpfs(dir: &Path, options: &str) -> Result<(), VolumeError> {
     if mounts_under(dir).iter().any(|m| m == dir) {
         return Ok(());
     }
@@ -272,7 +335,10 @@ fn mount_tmpfs(dir: &Path, options: &str) -> Result<(), String> {
         nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
         Some(options),
     )
-    .map_err(|e| format!("mount tmpfs on {}: {e}", dir.display()))
+    .map_err(|source| VolumeError::Tmpfs {
+        dir: dir.to_path_buf(),
+        source,
+    })
 }
 
 /// Mount points at or below `dir`, deepest first (from /proc/self/mountinfo).

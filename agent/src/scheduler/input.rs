@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use skiff_manifests::{DEFAULT_NAMESPACE, Kind, Object, ObjectKey, PodSpec, Valid};
 
-use crate::pod::Owner;
+use crate::pod::{Owner, OwnerRef};
 
 /// Cpu and memory, as requested by a pod or free on a node.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,14 +137,14 @@ impl Workload {
     /// and for a bare Pod `Pod/<its own name>`.
     pub fn owner(&self) -> Owner {
         Owner {
-            kind: self.object_kind().as_str().to_string(),
+            kind: self.object_kind(),
             name: self.name.clone(),
         }
     }
 
     /// `Deployment/default/web`: how pending entries name the workload.
-    pub fn label(&self) -> String {
-        format!("{}/{}/{}", self.object_kind(), self.namespace, self.name)
+    pub fn owner_ref(&self) -> OwnerRef {
+        OwnerRef::new(self.object_kind(), &self.namespace, &self.name)
     }
 
     /// True when the node has every label of the node selector.
@@ -178,7 +178,7 @@ pub fn workloads_from_objects<'a>(
             workloads.push(workload);
         } else {
             blocked.push(Pending {
-                owner: workload.label(),
+                owner: workload.owner_ref(),
                 count: 1,
                 reason: format!("namespace {:?} not found", workload.namespace),
             });
@@ -189,7 +189,7 @@ pub fn workloads_from_objects<'a>(
 
 /// One pod placed on one node: an entry of the table the leader publishes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Assignment {
+pub struct Placement {
     pub namespace: String,
     pub name: String,
     pub owner: Owner,
@@ -219,7 +219,7 @@ pub struct SchedInput {
     pub nodes: Vec<SchedNode>,
     pub workloads: Vec<Workload>,
     /// The table the leader (this one or the one before) published last.
-    pub previous: Vec<Assignment>,
+    pub previous: Vec<Placement>,
     pub reported: Vec<ReportedPod>,
     /// How long a NotReady node keeps its pods before they are placed elsewhere.
     pub eviction_delay: Duration,
@@ -230,8 +230,8 @@ pub struct SchedInput {
 /// Pods of one workload that have no node, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pending {
-    /// `Deployment/default/web`.
-    pub owner: String,
+    /// `Deployment/default/web` (serialized as that string).
+    pub owner: OwnerRef,
     pub count: u32,
     /// `0/3 nodes: 2 insufficient memory, 1 cordoned`.
     pub reason: String,
@@ -241,7 +241,7 @@ pub struct Pending {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SchedOutput {
     /// The full table, sorted by namespace, name, node.
-    pub assignments: Vec<Assignment>,
+    pub assignments: Vec<Placement>,
     /// Sorted by owner.
     pub pending: Vec<Pending>,
     /// Draining nodes with no pods left in the table: safe to release. Sorted.
@@ -251,8 +251,8 @@ pub struct SchedOutput {
 impl SchedOutput {
     /// The table split per node (what goes into `sched/assign/<node>`). Nodes with no pods
     /// are absent.
-    pub fn by_node(&self) -> BTreeMap<&str, Vec<&Assignment>> {
-        let mut out: BTreeMap<&str, Vec<&Assignment>> = BTreeMap::new();
+    pub fn by_node(&self) -> BTreeMap<&str, Vec<&Placement>> {
+        let mut out: BTreeMap<&str, Vec<&Placement>> = BTreeMap::new();
         for entry in &self.assignments {
             out.entry(entry.node.as_str()).or_default().push(entry);
         }

@@ -16,7 +16,7 @@ mod plan;
 mod reason;
 
 pub use input::{
-    Allocatable, Assignment, NodeCondition, Pending, ReportedPod, Resources, SchedInput, SchedNode,
+    Allocatable, NodeCondition, Pending, Placement, ReportedPod, Resources, SchedInput, SchedNode,
     SchedOutput, Workload, WorkloadKind, workloads_from_objects,
 };
 pub use plan::schedule;

@@ -12,10 +12,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use skiff_manifests::{PodSuffix, daemon_set_pod_name, deployment_pod_name};
+use skiff_manifests::{Kind, ObjectKey, PodSuffix, daemon_set_pod_name, deployment_pod_name};
 
 use super::input::{
-    Assignment, NodeCondition, Pending, SchedInput, SchedNode, SchedOutput, Workload, WorkloadKind,
+    NodeCondition, Pending, Placement, SchedInput, SchedNode, SchedOutput, Workload, WorkloadKind,
 };
 use super::reason::{Tally, Usage, has_room, misfit};
 
@@ -48,7 +48,7 @@ struct Candidate {
 /// A table entry being built.
 #[derive(Clone, Debug)]
 struct Placed {
-    entry: Assignment,
+    entry: Placement,
     node: usize,
     workload: usize,
     running: bool,
@@ -74,8 +74,8 @@ enum Need {
     },
 }
 
-/// `(kind, namespace, owner name)`.
-type OwnerKey = (String, String, String);
+/// The workload a pod belongs to (a bare Pod: itself).
+type OwnerKey = ObjectKey;
 
 struct Pass<'a> {
     input: &'a SchedInput,
@@ -180,8 +180,7 @@ pub fn schedule(
 }
 
 fn owner_key(workload: &Workload) -> OwnerKey {
-    let owner = workload.owner();
-    (owner.kind, workload.namespace.clone(), owner.name)
+    ObjectKey::new(workload.object_kind(), &workload.namespace, &workload.name)
 }
 
 impl<'a> Pass<'a> {
@@ -222,7 +221,7 @@ impl<'a> Pass<'a> {
             .insert((w.namespace.clone(), candidate.name.clone()));
         self.usage[candidate.node].add(w);
         self.table.push(Some(Placed {
-            entry: Assignment {
+            entry: Placement {
                 namespace: w.namespace.clone(),
                 name: candidate.name.clone(),
                 owner: w.owner(),

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use skiff_manifests::PodSuffix;
+use skiff_manifests::{Kind, PodSuffix};
 
 use super::*;
 use crate::pod::Owner;
@@ -103,13 +103,13 @@ fn selecting(mut w: Workload, labels: &[(&str, &str)]) -> Workload {
     w
 }
 
-fn entry(owner: &str, name: &str, hash: &str, node: &str) -> Assignment {
+fn entry(owner: &str, name: &str, hash: &str, node: &str) -> Placement {
     let (kind, owner) = owner.split_once('/').unwrap_or(("Deployment", owner));
-    Assignment {
+    Placement {
         namespace: "default".to_string(),
         name: name.to_string(),
         owner: Owner {
-            kind: kind.to_string(),
+            kind: Kind::from_name(kind).unwrap(),
             name: owner.to_string(),
         },
         template_hash: hash.to_string(),
@@ -117,11 +117,11 @@ fn entry(owner: &str, name: &str, hash: &str, node: &str) -> Assignment {
     }
 }
 
-fn running(a: &Assignment, started_ms: u64) -> ReportedPod {
+fn running(a: &Placement, started_ms: u64) -> ReportedPod {
     ReportedPod {
         namespace: a.namespace.clone(),
         name: a.name.clone(),
-        owner: (a.owner.kind != "Pod").then(|| a.owner.clone()),
+        owner: (a.owner.kind != Kind::Pod).then(|| a.owner.clone()),
         template_hash: a.template_hash.clone(),
         node: a.node.clone(),
         running: true,
@@ -196,7 +196,7 @@ impl Sim {
         let (kind, name) = owner.split_once('/').unwrap_or(("Deployment", owner));
         let mut out = BTreeMap::new();
         for a in &self.out.assignments {
-            if a.owner.kind == kind && a.owner.name == name {
+            if a.owner.kind.as_str() == kind && a.owner.name == name {
                 *out.entry(a.node.clone()).or_default() += 1;
             }
         }
@@ -211,7 +211,7 @@ impl Sim {
     fn reasons(&self) -> Vec<(String, u32, String)> {
         let pending = self.out.pending.iter();
         pending
-            .map(|p| (p.owner.clone(), p.count, p.reason.clone()))
+            .map(|p| (p.owner.to_string(), p.count, p.reason.clone()))
             .collect()
     }
 }

@@ -8,6 +8,7 @@
 mod runtime;
 
 use futures::future::BoxFuture;
+use skiff_agent::cluster::fetch::FetchError;
 use skiff_agent::cluster::follow::Followed;
 use skiff_agent::cluster::keys::PodReport;
 use skiff_agent::cluster::replica::{Replica, StoredRecord};
@@ -116,7 +117,7 @@ impl Fetcher for SimFetcher {
         &self,
         node: String,
         keys: Vec<String>,
-    ) -> BoxFuture<'static, Result<Vec<(String, StoredRecord)>, String>> {
+    ) -> BoxFuture<'static, Result<Vec<(String, StoredRecord)>, FetchError>> {
         let net = self.net.clone();
         let (me, rtt) = (self.me, self.rtt);
         Box::pin(async move {
@@ -127,9 +128,9 @@ impl Fetcher for SimFetcher {
                 .unwrap_or_else(|p| p.into_inner())
                 .get(&node)
                 .cloned();
-            let (addr, served) = target.ok_or_else(|| format!("node {node} is down"))?;
+            let (addr, served) = target.ok_or_else(|| FetchError::UnknownNode(node.clone()))?;
             if !net.reachable(me, addr) {
-                return Err(format!("node {node} is unreachable"));
+                return Err(FetchError::Unreachable(node));
             }
             net.fetches
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -515,7 +516,7 @@ impl Sim {
             let pods = self.node(i).pods.lock().unwrap_or_else(|p| p.into_inner());
             for ((_, pod), fake) in pods.iter() {
                 if (fake.running || !only_running)
-                    && fake.owner.kind == kind
+                    && fake.owner.kind.as_str() == kind
                     && fake.owner.name == owner
                 {
                     out.push((i, pod.clone(), fake.template_hash.clone()));

@@ -94,9 +94,10 @@ fn apply(
         return;
     };
     let known = |owner: &Owner, namespace: &str| {
-        desired.objects.keys().any(|k| {
-            k.kind.as_str() == owner.kind && k.namespace == namespace && k.name == owner.name
-        })
+        desired
+            .objects
+            .keys()
+            .any(|k| k.kind == owner.kind && k.namespace == namespace && k.name == owner.name)
     };
     let wanted: BTreeMap<(String, String), (&Owner, &str)> = assigned
         .iter()
@@ -132,7 +133,7 @@ fn report(pod: &FakePod) -> PodReport {
     let phase = if pod.running { "Running" } else { "Pending" };
     PodReport {
         uid: pod.uid.clone(),
-        owner: (pod.owner.kind != "Pod").then(|| pod.owner.clone()),
+        owner: (pod.owner.kind != skiff_manifests::Kind::Pod).then(|| pod.owner.clone()),
         template_hash: pod.template_hash.clone(),
         created_ms: pod.created_ms,
         deleting: false,

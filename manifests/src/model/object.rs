@@ -57,6 +57,11 @@ impl Kind {
         !matches!(self, Kind::Namespace)
     }
 
+    /// The kind spelled exactly as [`Kind::as_str`] spells it (`Deployment`).
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// The kind for an exact `apiVersion` + `kind` pair.
     pub fn from_type(api_version: &str, kind: &str) -> Option<Kind> {
         Kind::ALL

@@ -50,7 +50,7 @@ pub(crate) fn validate_config_map(raw: RawConfigMap, problems: &mut Problems) ->
             Ok(bytes) => {
                 binary_data.insert(key, bytes);
             }
-            Err(message) => problems.error(&key_path, message),
+            Err(invalid) => problems.error(&key_path, invalid.to_string()),
         }
     }
     let size: usize = data.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
@@ -84,9 +84,9 @@ pub(crate) fn validate_secret(raw: RawSecret, problems: &mut Problems) -> Option
             Ok(bytes) => {
                 data.insert(key, SecretBytes::new(bytes));
             }
-            Err(message) => problems.error(
+            Err(invalid) => problems.error(
                 &key_path,
-                format!("{message}; put plain text under stringData instead"),
+                format!("{invalid}; put plain text under stringData instead"),
             ),
         }
     }

@@ -46,7 +46,7 @@ pub(crate) fn validate_document(value: Value, problems: &mut Problems) -> Option
     let (api_version, kind_name) = (api_version?, kind_name?);
     let Some(kind) = Kind::from_type(&api_version, &kind_name) else {
         let mut message = format!("unknown kind {kind_name:?} (apiVersion {api_version:?})");
-        if let Some(known) = Kind::ALL.into_iter().find(|k| k.as_str() == kind_name) {
+        if let Some(known) = Kind::from_name(&kind_name) {
             message.push_str(&format!(
                 "; {} uses apiVersion {:?}",
                 known.as_str(),
@@ -197,11 +197,15 @@ pub(crate) fn elements<T>(
 }
 
 /// Runs a name rule and reports its message.
-pub(crate) fn check(result: Result<(), String>, path: &FieldPath, problems: &mut Problems) -> bool {
+pub(crate) fn check<E: std::fmt::Display>(
+    result: Result<(), E>,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> bool {
     match result {
         Ok(()) => true,
-        Err(message) => {
-            problems.error(path, message);
+        Err(error) => {
+            problems.error(path, error.to_string());
             false
         }
     }

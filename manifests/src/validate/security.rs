@@ -300,8 +300,8 @@ fn seccomp(value: Value, path: &FieldPath, problems: &mut Problems) -> Option<Se
             }
             Some(file) => match check_profile_path(&file) {
                 Ok(()) => Some(SeccompProfile::Localhost(file)),
-                Err(message) => {
-                    problems.error(&file_path, message);
+                Err(error) => {
+                    problems.error(&file_path, error.to_string());
                     None
                 }
             },
@@ -318,12 +318,23 @@ fn seccomp(value: Value, path: &FieldPath, problems: &mut Problems) -> Option<Se
     }
 }
 
+/// A Localhost seccomp profile path that is not a plain relative path.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{why} (got {file:?}); name a file relative to the agent's <data-dir>/seccomp/ directory, like \"profiles/audit.json\""
+)]
+struct BadProfilePath {
+    why: &'static str,
+    file: String,
+}
+
 /// A profile is a relative path under the agent's seccomp directory: no `..`, no absolute path.
-fn check_profile_path(file: &str) -> Result<(), String> {
-    let bad = |why: &str| {
-        Err(format!(
-            "{why} (got {file:?}); name a file relative to the agent's <data-dir>/seccomp/ directory, like \"profiles/audit.json\""
-        ))
+fn check_profile_path(file: &str) -> Result<(), BadProfilePath> {
+    let bad = |why: &'static str| {
+        Err(BadProfilePath {
+            why,
+            file: file.to_string(),
+        })
     };
     if file.is_empty() {
         return bad("must not be empty");

@@ -71,12 +71,12 @@ pub fn remove_container_cgroups(cgroup_root: &Path, path: &Path) -> Vec<(PathBuf
 /// creating the pod dir when needed: in the v1 `pids` hierarchy, or on a pure v2 host in the
 /// unified tree (enabling the pids controller on the way down). Written before every container
 /// start, so a pod dir removed and made again keeps its limit.
-pub fn set_pod_pids_limit(cgroup_root: &Path, path: &Path, limit: i64) -> Result<(), String> {
+pub fn set_pod_pids_limit(cgroup_root: &Path, path: &Path, limit: i64) -> Result<(), CgroupError> {
     let rel = path.strip_prefix("/").unwrap_or(path);
     let pod_rel = rel
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .ok_or_else(|| format!("cgroups path {path:?} has no pod directory"))?;
+        .ok_or_else(|| CgroupError::NoPodDir(path.to_path_buf()))?;
     let v2 = cgroup_root.join("cgroup.controllers").exists();
     let hierarchy = if v2 {
         cgroup_root.to_path_buf()
@@ -84,9 +84,7 @@ pub fn set_pod_pids_limit(cgroup_root: &Path, path: &Path, limit: i64) -> Result
         cgroup_root.join("pids")
     };
     if !hierarchy.exists() {
-        return Err(format!(
-            "no pids cgroup controller at {hierarchy:?}: the pod pids limit cannot be applied"
-        ));
+        return Err(CgroupError::NoPidsController(hierarchy));
     }
     let pod_dir = hierarchy.join(pod_rel);
     if v2 {
@@ -99,17 +97,43 @@ pub fn set_pod_pids_limit(cgroup_root: &Path, path: &Path, limit: i64) -> Result
             create_dir_if_missing(&dir)?;
         }
     } else {
-        std::fs::create_dir_all(&pod_dir).map_err(|e| format!("creating {pod_dir:?}: {e}"))?;
+        std::fs::create_dir_all(&pod_dir).map_err(|source| CgroupError::Io {
+            what: "creating",
+            path: pod_dir.clone(),
+            source,
+        })?;
     }
     let file = pod_dir.join("pids.max");
-    std::fs::write(&file, limit.to_string()).map_err(|e| format!("writing {file:?}: {e}"))
+    std::fs::write(&file, limit.to_string()).map_err(|source| CgroupError::Io {
+        what: "writing",
+        path: file,
+        source,
+    })
 }
 
-fn create_dir_if_missing(dir: &Path) -> Result<(), String> {
+/// Why a pod's pids limit could not be set.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("cgroups path {0:?} has no pod directory")]
+    NoPodDir(PathBuf),
+    #[error("no pids cgroup controller at {0:?}: the pod pids limit cannot be applied")]
+    NoPidsController(PathBuf),
+    #[error("{what} {path:?}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn create_dir_if_missing(dir: &Path) -> Result<(), CgroupError> {
     match std::fs::create_dir(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-            Err(format!("creating {dir:?}: {e}"))
-        }
+        Err(source) if source.kind() != std::io::ErrorKind::AlreadyExists => Err(CgroupError::Io {
+            what: "creating",
+            path: dir.to_path_buf(),
+            source,
+        }),
         _ => Ok(()),
     }
 }
@@ -156,7 +180,7 @@ mod tests {
         assert!(!root.path().join("pids/parent/pod/c1").exists());
         let none = tempfile::tempdir().unwrap();
         let err = set_pod_pids_limit(none.path(), Path::new("/parent/pod/c1"), 1).unwrap_err();
-        assert!(err.contains("no pids cgroup controller"), "{err}");
+        assert!(matches!(err, CgroupError::NoPidsController(_)), "{err}");
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub enum OciSpecError {
     #[error(transparent)]
     Spec(#[from] oci_spec::OciSpecError),
     #[error("security settings: {0}")]
-    Security(String),
+    Security(#[from] security::SecurityError),
 }
 
 /// Builds the OCI spec. `nofile_hard` is the caller's hard RLIMIT_NOFILE (containers stay within
@@ -171,7 +171,7 @@ pub fn build_oci_spec(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     oci.set_annotations(Some(annotations));
-    security::apply(&mut oci, &spec.security, host).map_err(OciSpecError::Security)?;
+    security::apply(&mut oci, &spec.security, host)?;
     Ok(oci)
 }
 

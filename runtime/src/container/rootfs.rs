@@ -1,25 +1,54 @@
 //! The container's root filesystem: an overlayfs of the image layers with a per-container upper dir.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags};
 
 /// Overlay mount options must fit in one page.
 const MAX_MOUNT_DATA: usize = 4095;
 
+/// What can go wrong mounting or unmounting a container's root filesystem.
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    #[error("path {0:?} is not utf-8")]
+    NotUtf8(PathBuf),
+    #[error("path {0:?} contains ':' or ',' which overlayfs cannot take")]
+    Separator(String),
+    #[error(
+        "overlay options are {0} bytes, over the {MAX_MOUNT_DATA} byte limit: use fewer layers or shorter paths"
+    )]
+    TooLong(usize),
+    #[error("creating {path:?}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("mounting overlay at {target:?}: {source}")]
+    Mount {
+        target: PathBuf,
+        #[source]
+        source: nix::errno::Errno,
+    },
+    #[error("unmounting {target:?}: {source}")]
+    Unmount {
+        target: PathBuf,
+        #[source]
+        source: nix::errno::Errno,
+    },
+}
+
 /// Builds the overlayfs option string. `layers` are bottom to top; overlay wants top first.
-pub fn overlay_options(layers: &[&Path], upper: &Path, work: &Path) -> Result<String, String> {
+pub fn overlay_options(layers: &[&Path], upper: &Path, work: &Path) -> Result<String, RootfsError> {
     let mut all: Vec<&Path> = layers.to_vec();
     all.push(upper);
     all.push(work);
     for p in &all {
         let s = p
             .to_str()
-            .ok_or_else(|| format!("path {p:?} is not utf-8"))?;
+            .ok_or_else(|| RootfsError::NotUtf8(p.to_path_buf()))?;
         if s.contains([':', ',']) {
-            return Err(format!(
-                "path {s:?} contains ':' or ',' which overlayfs cannot take"
-            ));
+            return Err(RootfsError::Separator(s.to_string()));
         }
     }
     let lower: Vec<String> = layers
@@ -34,10 +63,7 @@ pub fn overlay_options(layers: &[&Path], upper: &Path, work: &Path) -> Result<St
         work.display()
     );
     if data.len() > MAX_MOUNT_DATA {
-        return Err(format!(
-            "overlay options are {} bytes, over the {MAX_MOUNT_DATA} byte limit: use fewer layers or shorter paths",
-            data.len()
-        ));
+        return Err(RootfsError::TooLong(data.len()));
     }
     Ok(data)
 }
@@ -48,10 +74,13 @@ pub fn mount_overlay(
     upper: &Path,
     work: &Path,
     target: &Path,
-) -> Result<(), String> {
+) -> Result<(), RootfsError> {
     let data = overlay_options(layers, upper, work)?;
     for dir in [upper, work, target] {
-        std::fs::create_dir_all(dir).map_err(|e| format!("creating {dir:?}: {e}"))?;
+        std::fs::create_dir_all(dir).map_err(|source| RootfsError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     }
     nix::mount::mount(
         Some("overlay"),
@@ -60,17 +89,25 @@ pub fn mount_overlay(
         MsFlags::empty(),
         Some(data.as_str()),
     )
-    .map_err(|e| format!("mounting overlay at {target:?}: {e}"))
+    .map_err(|source| RootfsError::Mount {
+        target: target.to_path_buf(),
+        source,
+    })
 }
 
 /// Unmounts `target` (lazily if busy); not mounted or missing is fine.
-pub fn unmount(target: &Path) -> Result<(), String> {
+pub fn unmount(target: &Path) -> Result<(), RootfsError> {
     loop {
         match nix::mount::umount2(target, MntFlags::MNT_DETACH) {
             // Stacked mounts: keep going until nothing is mounted there.
             Ok(()) => continue,
             Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => return Ok(()),
-            Err(e) => return Err(format!("unmounting {target:?}: {e}")),
+            Err(source) => {
+                return Err(RootfsError::Unmount {
+                    target: target.to_path_buf(),
+                    source,
+                });
+            }
         }
     }
 }

@@ -197,12 +197,8 @@ pub fn default_profile(caps: &[Capability]) -> Result<LinuxSeccomp, oci_spec::Oc
 
 /// Reads a Localhost profile: OCI `linux.seccomp` JSON (`defaultAction`, `architectures`,
 /// `syscalls[].names/action/errnoRet/args`), which is also the shape of Docker's profiles.
-pub fn parse_profile(bytes: &[u8]) -> Result<LinuxSeccomp, String> {
-    let profile: LinuxSeccomp = serde_json::from_slice(bytes).map_err(|e| {
-        format!(
-            "not a seccomp profile (OCI linux.seccomp JSON with defaultAction and syscalls): {e}"
-        )
-    })?;
+pub fn parse_profile(bytes: &[u8]) -> Result<LinuxSeccomp, ProfileError> {
+    let profile: LinuxSeccomp = serde_json::from_slice(bytes).map_err(ProfileError::NotAProfile)?;
     if profile.default_action() == LinuxSeccompAction::ScmpActNotify
         || profile
             .syscalls()
@@ -210,9 +206,18 @@ pub fn parse_profile(bytes: &[u8]) -> Result<LinuxSeccomp, String> {
             .flatten()
             .any(|s| s.action() == LinuxSeccompAction::ScmpActNotify)
     {
-        return Err("SCMP_ACT_NOTIFY is not supported (skiff runs no seccomp agent)".into());
+        return Err(ProfileError::Notify);
     }
     Ok(profile)
+}
+
+/// A Localhost seccomp profile skiff cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("not a seccomp profile (OCI linux.seccomp JSON with defaultAction and syscalls): {0}")]
+    NotAProfile(#[source] serde_json::Error),
+    #[error("SCMP_ACT_NOTIFY is not supported (skiff runs no seccomp agent)")]
+    Notify,
 }
 
 #[cfg(test)]
@@ -291,12 +296,15 @@ mod tests {
         let good = br#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read","write"],"action":"SCMP_ACT_ALLOW"}]}"#;
         let profile = parse_profile(good).unwrap();
         assert_eq!(profile.default_action(), LinuxSeccompAction::ScmpActErrno);
-        let bad = parse_profile(b"{\"defaultAction\": \"SCMP_ACT_MAYBE\"}").unwrap_err();
+        let bad = parse_profile(b"{\"defaultAction\": \"SCMP_ACT_MAYBE\"}")
+            .unwrap_err()
+            .to_string();
         assert!(bad.starts_with("not a seccomp profile"), "{bad}");
         let notify = br#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_NOTIFY"}]}"#;
         assert!(
             parse_profile(notify)
                 .unwrap_err()
+                .to_string()
                 .contains("SCMP_ACT_NOTIFY")
         );
     }

@@ -112,17 +112,33 @@ impl HostSecurity {
     }
 }
 
-fn parse_capability(name: &str) -> Result<Capability, String> {
+/// Why a container's security settings cannot be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum SecurityError {
+    #[error("unknown capability {0:?}")]
+    UnknownCapability(String),
+    #[error(
+        "capability {0:?} cannot be granted: this node's agent does not hold it (not in its bounding set)"
+    )]
+    NotHeld(String),
+    #[error(transparent)]
+    Spec(#[from] oci_spec::OciSpecError),
+}
+
+fn parse_capability(name: &str) -> Result<Capability, SecurityError> {
     let upper = name.to_ascii_uppercase();
     let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
-    Capability::from_str(bare).map_err(|_| format!("unknown capability {name:?}"))
+    Capability::from_str(bare).map_err(|_| SecurityError::UnknownCapability(name.to_string()))
 }
 
 /// The capability set: privileged gets all; otherwise the default set, then `ALL` in add or
 /// drop, then single adds, then single drops (a name in both lists ends up dropped). Only what
 /// the node holds (`bounding`) is granted: a capability added by name that the node lacks is an
 /// error, the rest (`ALL`, privileged, defaults) is quietly limited to what the node has.
-pub fn capabilities(security: &SecuritySpec, bounding: u64) -> Result<Vec<Capability>, String> {
+pub fn capabilities(
+    security: &SecuritySpec,
+    bounding: u64,
+) -> Result<Vec<Capability>, SecurityError> {
     let held = |cap: &Capability| bounding & (1u64 << bit(*cap)) != 0;
     if security.privileged {
         return Ok(all_capabilities().into_iter().filter(held).collect());
@@ -138,9 +154,7 @@ pub fn capabilities(security: &SecuritySpec, bounding: u64) -> Result<Vec<Capabi
     for name in security.capabilities_add.iter().filter(|n| !is_all(n)) {
         let cap = parse_capability(name)?;
         if !held(&cap) {
-            return Err(format!(
-                "capability {name:?} cannot be granted: this node's agent does not hold it (not in its bounding set)"
-            ));
+            return Err(SecurityError::NotHeld(name.clone()));
         }
         if !caps.contains(&cap) {
             caps.push(cap);
@@ -155,7 +169,11 @@ pub fn capabilities(security: &SecuritySpec, bounding: u64) -> Result<Vec<Capabi
 }
 
 /// Writes the security settings into `oci` (built by `oci::build_oci_spec`).
-pub fn apply(oci: &mut Spec, security: &SecuritySpec, host: &HostSecurity) -> Result<(), String> {
+pub fn apply(
+    oci: &mut Spec,
+    security: &SecuritySpec,
+    host: &HostSecurity,
+) -> Result<(), SecurityError> {
     let caps = capabilities(security, host.bounding)?;
     let set: oci_spec::runtime::Capabilities = caps.iter().copied().collect();
     let capabilities = LinuxCapabilitiesBuilder::default()
@@ -164,8 +182,7 @@ pub fn apply(oci: &mut Spec, security: &SecuritySpec, host: &HostSecurity) -> Re
         .permitted(set)
         .inheritable(oci_spec::runtime::Capabilities::new())
         .ambient(oci_spec::runtime::Capabilities::new())
-        .build()
-        .map_err(|e| e.to_string())?;
+        .build()?;
     let mut process = oci.process().clone().unwrap_or_default();
     process.set_capabilities(Some(capabilities));
     // `Some(false)` is not the same as `None` to libcontainer: with `Some(_)` it loads the
@@ -184,9 +201,7 @@ pub fn apply(oci: &mut Spec, security: &SecuritySpec, host: &HostSecurity) -> Re
     let filter = match &security.seccomp {
         Seccomp::Profile(profile) => Some((**profile).clone()),
         Seccomp::Unconfined => None,
-        Seccomp::RuntimeDefault => {
-            Some(seccomp::default_profile(&caps).map_err(|e| e.to_string())?)
-        }
+        Seccomp::RuntimeDefault => Some(seccomp::default_profile(&caps)?),
     };
     linux.set_seccomp(filter);
     if security.privileged {
@@ -197,8 +212,7 @@ pub fn apply(oci: &mut Spec, security: &SecuritySpec, host: &HostSecurity) -> Re
             let allow_all = LinuxDeviceCgroupBuilder::default()
                 .allow(true)
                 .access("rwm")
-                .build()
-                .map_err(|e| e.to_string())?;
+                .build()?;
             resources.set_devices(Some(vec![allow_all]));
             linux.set_resources(Some(resources));
         }

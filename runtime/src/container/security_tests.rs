@@ -133,6 +133,7 @@ fn capabilities_add_and_drop_follow_containerd_rules() {
     assert!(
         caps(&["MAGIC"], &[])
             .unwrap_err()
+            .to_string()
             .contains("unknown capability")
     );
 }
@@ -161,7 +162,7 @@ fn only_capabilities_the_node_holds_are_granted() {
         capabilities_add: vec!["NET_ADMIN".into()],
         ..Default::default()
     };
-    let err = capabilities(&named, bounding).unwrap_err();
+    let err = capabilities(&named, bounding).unwrap_err().to_string();
     assert!(err.contains("\"NET_ADMIN\" cannot be granted"), "{err}");
     assert_eq!(bit(Capability::CheckpointRestore), 40);
     assert_eq!(bit(Capability::SysResource), 24);

@@ -138,17 +138,32 @@ impl ShimRuntime {
     }
 }
 
+/// Why the shim's report line did not arrive (the detail of [`ContainerError::ShimLost`]).
+#[derive(Debug, thiserror::Error)]
+enum ReportError {
+    #[error("no report pipe")]
+    NoPipe,
+    #[error("no report within {}s", START_TIMEOUT.as_secs())]
+    TimedOut,
+    #[error("poll: {0}")]
+    Poll(nix::errno::Errno),
+    #[error("shim exited without a report")]
+    Exited,
+    #[error("reading report: {0}")]
+    Read(std::io::Error),
+}
+
 /// Reads the shim's one report line, giving up at `deadline`.
-fn read_report(child: &mut Child, deadline: Instant) -> Result<String, String> {
+fn read_report(child: &mut Child, deadline: Instant) -> Result<String, ReportError> {
     let Some(stdout) = child.stdout.as_mut() else {
-        return Err("no report pipe".into());
+        return Err(ReportError::NoPipe);
     };
     let mut line = Vec::new();
     let mut buf = [0u8; 512];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(format!("no report within {}s", START_TIMEOUT.as_secs()));
+            return Err(ReportError::TimedOut);
         }
         let timeout =
             PollTimeout::try_from(left.as_millis().min(10_000) as i32).unwrap_or(PollTimeout::MAX);
@@ -156,10 +171,10 @@ fn read_report(child: &mut Child, deadline: Instant) -> Result<String, String> {
         match poll(&mut fds, timeout) {
             Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
             Ok(_) => {}
-            Err(e) => return Err(format!("poll: {e}")),
+            Err(e) => return Err(ReportError::Poll(e)),
         }
         match stdout.read(&mut buf) {
-            Ok(0) => return Err("shim exited without a report".into()),
+            Ok(0) => return Err(ReportError::Exited),
             Ok(n) => {
                 line.extend_from_slice(&buf[..n]);
                 if let Some(nl) = line.iter().position(|b| *b == b'\n') {
@@ -168,7 +183,7 @@ fn read_report(child: &mut Child, deadline: Instant) -> Result<String, String> {
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("reading report: {e}")),
+            Err(e) => return Err(ReportError::Read(e)),
         }
     }
 }

@@ -69,8 +69,23 @@ fn parse_group(text: &str) -> Vec<GroupEntry> {
         .collect()
 }
 
+/// A `user` (`name`, `uid`, `uid:gid`, `name:group`) the image cannot resolve.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UserError {
+    #[error("user {0:?} not found in the image's /etc/passwd")]
+    UnknownUser(String),
+    #[error("user {user:?}: {source}")]
+    BadUid {
+        user: String,
+        #[source]
+        source: std::num::ParseIntError,
+    },
+    #[error("group {0:?} not found in the image's /etc/group")]
+    UnknownGroup(String),
+}
+
 /// Resolves `user` using the rootfs databases. Empty means root.
-pub fn resolve_user(rootfs: &Path, user: &str) -> Result<ResolvedUser, String> {
+pub fn resolve_user(rootfs: &Path, user: &str) -> Result<ResolvedUser, UserError> {
     resolve_with(
         user,
         &read_etc(rootfs, "passwd"),
@@ -78,7 +93,7 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<ResolvedUser, String> {
     )
 }
 
-fn resolve_with(user: &str, passwd: &str, group: &str) -> Result<ResolvedUser, String> {
+fn resolve_with(user: &str, passwd: &str, group: &str) -> Result<ResolvedUser, UserError> {
     let users = parse_passwd(passwd);
     let groups = parse_group(group);
     let (user_part, group_part) = match user.split_once(':') {
@@ -86,18 +101,23 @@ fn resolve_with(user: &str, passwd: &str, group: &str) -> Result<ResolvedUser, S
         None => (user, None),
     };
     let user_part = if user_part.is_empty() { "0" } else { user_part };
-    let entry =
-        match user_part.parse::<u32>() {
-            Ok(uid) => users.iter().find(|e| e.uid == uid),
-            Err(_) => Some(users.iter().find(|e| e.name == user_part).ok_or_else(|| {
-                format!("user {user_part:?} not found in the image's /etc/passwd")
-            })?),
-        };
+    let entry = match user_part.parse::<u32>() {
+        Ok(uid) => users.iter().find(|e| e.uid == uid),
+        Err(_) => Some(
+            users
+                .iter()
+                .find(|e| e.name == user_part)
+                .ok_or_else(|| UserError::UnknownUser(user_part.to_string()))?,
+        ),
+    };
     let uid = match entry {
         Some(e) => e.uid,
         None => user_part
             .parse::<u32>()
-            .map_err(|e| format!("user {user_part:?}: {e}"))?,
+            .map_err(|source| UserError::BadUid {
+                user: user_part.to_string(),
+                source,
+            })?,
     };
     let gid = match group_part {
         Some(g) if !g.is_empty() => match g.parse::<u32>() {
@@ -106,7 +126,7 @@ fn resolve_with(user: &str, passwd: &str, group: &str) -> Result<ResolvedUser, S
                 .iter()
                 .find(|e| e.name == g)
                 .map(|e| e.gid)
-                .ok_or_else(|| format!("group {g:?} not found in the image's /etc/group"))?,
+                .ok_or_else(|| UserError::UnknownGroup(g.to_string()))?,
         },
         _ => entry.map_or(0, |e| e.gid),
     };
@@ -133,7 +153,7 @@ mod tests {
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\napp:x:1000:1001::/home/app:/bin/sh\n";
     const GROUP: &str = "root:x:0:\nnogroup:x:65534:\napp:x:1001:\nstaff:x:50:app,other\n";
 
-    fn r(user: &str) -> Result<ResolvedUser, String> {
+    fn r(user: &str) -> Result<ResolvedUser, UserError> {
         resolve_with(user, PASSWD, GROUP)
     }
 

@@ -47,7 +47,7 @@ pub(super) async fn apply(
     }
     match rx.await {
         Ok(Ok(changes)) => ok(json!({ "changes": changes, "warnings": warnings })),
-        Ok(Err(e)) => err(e),
+        Ok(Err(e)) => err(e.to_string()),
         Err(_) => err("the agent is shutting down"),
     }
 }
@@ -88,7 +88,7 @@ pub(super) async fn delete(shared: &Shared, target: DeleteTarget) -> Reply {
     }
     match rx.await {
         Ok(Ok(changes)) => ok(json!({ "changes": changes })),
-        Ok(Err(e)) => err(e),
+        Ok(Err(e)) => err(e.to_string()),
         Err(_) => err("the agent is shutting down"),
     }
 }

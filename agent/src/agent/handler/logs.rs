@@ -32,7 +32,9 @@ pub(super) async fn logs(
                 tail,
                 follow,
             };
-            remote.logs(request, &pod, &ns, shared.cancel.clone()).await
+            remote
+                .logs(request, &pod, &ns, shared.cancel.clone(), &shared.tracker)
+                .await
         }
         _ => logs_here(
             shared,
@@ -85,7 +87,7 @@ pub(crate) fn logs_here(
     let cancel = shared.cancel.clone();
     let uid = p.uid.clone();
     let mut snapshots = shared.snapshot.clone();
-    tokio::spawn(async move {
+    shared.tracker.spawn(async move {
         for l in lines {
             if tx.send(Response::LogLine { text: l.text }).await.is_err() {
                 return;

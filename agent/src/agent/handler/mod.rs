@@ -29,6 +29,7 @@ use skiff_runtime::image::ImageStore;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// What every request handler reads and writes: the loop's snapshot and command channel, the
 /// image store, the cluster as gossip shows it, and the ways to reach other nodes.
@@ -39,6 +40,9 @@ pub struct Shared {
     pub images: ImageStore,
     pub config: AgentConfig,
     pub cancel: CancellationToken,
+    /// Tasks a request leaves running (log streams): they end at `cancel`, and a stopping agent
+    /// waits for them.
+    pub tracker: TaskTracker,
     /// Every node of the cluster, from gossip.
     pub nodes: watch::Receiver<Vec<skiff_gossip::NodeStatus>>,
     /// Reaches the node running a pod this node does not (`logs`, `describe pod`); `None` off QUIC.

@@ -55,7 +55,7 @@ pub(super) async fn set_scheduling(
     }
     match shared.node_meta.set_scheduling(cordoned, draining).await {
         Ok(()) => ok(json!({ "name": node })),
-        Err(e) => err(e),
+        Err(e) => err(e.to_string()),
     }
 }
 
@@ -74,7 +74,7 @@ pub(super) async fn label(
     };
     match shared.node_meta.label(node, &change).await {
         Ok(labels) => ok(json!({ "kind": "Node", "name": node, "labels": labels })),
-        Err(e) => err(e),
+        Err(e) => err(e.to_string()),
     }
 }
 

@@ -92,10 +92,8 @@ pub(super) fn get(
                 }
                 if let Object::DaemonSet(d) = object.get() {
                     let hash = d.pod_template_hash();
-                    let owned: Vec<&PodSummary<'_>> = pods
-                        .iter()
-                        .filter(|p| p.belongs_to("DaemonSet", &key.namespace, &key.name))
-                        .collect();
+                    let owned: Vec<&PodSummary<'_>> =
+                        pods.iter().filter(|p| p.belongs_to(key)).collect();
                     let desired = placed(cluster, key);
                     v["status"] = json!({
                         "desiredNumberScheduled": desired,

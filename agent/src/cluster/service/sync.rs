@@ -2,6 +2,23 @@
 //! nodes' adverts compared with it, bodies fetched in the background, tombstones forgotten.
 
 use super::*;
+use tokio_util::task::TaskTracker;
+
+/// The fetches in flight: tasks the service owns, cancelled and awaited when it stops.
+#[derive(Default)]
+pub(super) struct Fetches {
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl Fetches {
+    /// Cancels every fetch and waits for their tasks to end.
+    pub(super) async fn stop(&self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
 
 impl ClusterService {
     /// The replica changed: the objects are rebuilt, the node loop told, adverts compared again.
@@ -120,11 +137,14 @@ impl ClusterService {
             self.in_flight.extend(keys.iter().cloned());
             let fetch = self.fetcher.fetch(node.clone(), keys.clone());
             let tx = fetched_tx.clone();
-            tokio::spawn(async move {
-                let result = match tokio::time::timeout(Duration::from_secs(5), fetch).await {
-                    Ok(r) => r,
-                    Err(_) => Err("timed out".to_string()),
+            let cancel = self.fetches.cancel.clone();
+            self.fetches.tracker.spawn(async move {
+                // Both branches are cancel-safe (a stopped fetch is not reported).
+                let result = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    r = tokio::time::timeout(Duration::from_secs(5), fetch) => r,
                 };
+                let result = result.unwrap_or(Err(FetchError::TimedOut));
                 let _ = tx.send(Fetched { node, keys, result }).await;
             });
         }

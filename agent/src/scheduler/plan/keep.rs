@@ -14,11 +14,7 @@ impl Pass<'_> {
             let Some(node) = self.node_index(&entry.node) else {
                 continue;
             };
-            let key = (
-                entry.owner.kind.clone(),
-                entry.namespace.clone(),
-                entry.owner.name.clone(),
-            );
+            let key = ObjectKey::new(entry.owner.kind, &entry.namespace, &entry.owner.name);
             out.entry(key).or_default().insert(
                 (entry.name.clone(), node),
                 Candidate {
@@ -38,12 +34,8 @@ impl Pass<'_> {
                 continue;
             };
             let key = match &pod.owner {
-                Some(owner) => (
-                    owner.kind.clone(),
-                    pod.namespace.clone(),
-                    owner.name.clone(),
-                ),
-                None => ("Pod".to_string(), pod.namespace.clone(), pod.name.clone()),
+                Some(owner) => ObjectKey::new(owner.kind, &pod.namespace, &owner.name),
+                None => ObjectKey::new(Kind::Pod, &pod.namespace, &pod.name),
             };
             let slot = out.entry(key).or_default().entry((pod.name.clone(), node));
             match slot {

@@ -50,7 +50,7 @@ impl Pass<'_> {
         if unplaced > 0 {
             let reason = why.unwrap_or_else(|| self.tally(workload).describe("nodes"));
             self.pending.push(Pending {
-                owner: w.label(),
+                owner: w.owner_ref(),
                 count: unplaced,
                 reason,
             });
@@ -158,7 +158,7 @@ impl Pass<'_> {
         let unplaced = missing.total() - missing.available;
         if unplaced > 0 {
             self.pending.push(Pending {
-                owner: w.label(),
+                owner: w.owner_ref(),
                 count: unplaced,
                 reason: missing.describe("matching nodes"),
             });
@@ -184,14 +184,14 @@ impl Pass<'_> {
             self.keep(workload, &old, &hash, true);
         }
         self.pending.push(Pending {
-            owner: w.label(),
+            owner: w.owner_ref(),
             count: 1,
             reason,
         });
     }
 
     pub(super) fn finish(self) -> SchedOutput {
-        let mut assignments: Vec<Assignment> =
+        let mut assignments: Vec<Placement> =
             self.table.into_iter().flatten().map(|p| p.entry).collect();
         assignments.sort_by(|a, b| {
             (&a.namespace, &a.name, &a.node).cmp(&(&b.namespace, &b.name, &b.node))
@@ -204,7 +204,7 @@ impl Pass<'_> {
             .map(|n| n.name.clone())
             .collect();
         let mut pending = self.pending;
-        pending.sort_by(|a, b| a.owner.cmp(&b.owner));
+        pending.sort_by_cached_key(|p| p.owner.to_string());
         SchedOutput {
             assignments,
             pending,

@@ -42,7 +42,7 @@ fn a_daemon_set_runs_one_pod_on_every_matching_node() {
     assert_eq!(
         sim.out.assignments[0].owner,
         Owner {
-            kind: "DaemonSet".into(),
+            kind: Kind::DaemonSet,
             name: "agent".into()
         }
     );
@@ -152,7 +152,7 @@ fn a_bare_pod_gets_one_node_and_keeps_it() {
     assert_eq!(
         tool.map(|a| a.owner),
         Some(Owner {
-            kind: "Pod".into(),
+            kind: Kind::Pod,
             name: "tool".into()
         })
     );
@@ -218,7 +218,7 @@ fn deleted_workloads_lose_their_pods_and_unknown_owners_are_ignored() {
     sim.input.workloads.remove(0);
     sim.step();
     assert_eq!(sim.out.assignments.len(), 1);
-    assert_eq!(sim.out.assignments[0].owner.kind, "DaemonSet");
+    assert_eq!(sim.out.assignments[0].owner.kind, Kind::DaemonSet);
 }
 
 #[test]
@@ -257,7 +257,7 @@ fn the_same_input_in_any_order_gives_the_same_output() {
     let out = run(&sim.input);
     assert_eq!(run(&reversed), out);
     assert_eq!(out.pending.len(), 1);
-    assert_eq!(out.pending[0].owner, "Deployment/default/huge");
+    assert_eq!(out.pending[0].owner.to_string(), "Deployment/default/huge");
     let json = serde_json::to_value(&out.assignments[0]).unwrap_or_default();
     let fields: BTreeSet<&str> = json
         .as_object()
@@ -315,7 +315,7 @@ fn workloads_come_from_deployments_daemon_sets_and_pods() {
     assert_eq!(
         blocked,
         [Pending {
-            owner: "Pod/nowhere/tool".into(),
+            owner: "Pod/nowhere/tool".parse().unwrap(),
             count: 1,
             reason: "namespace \"nowhere\" not found".into()
         }]

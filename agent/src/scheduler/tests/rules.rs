@@ -157,7 +157,7 @@ fn replicas_spread_across_nodes_then_fill_evenly() {
     assert_eq!(
         sim.out.assignments[0].owner,
         Owner {
-            kind: "Deployment".into(),
+            kind: Kind::Deployment,
             name: "web".into()
         }
     );
@@ -231,7 +231,7 @@ fn a_new_leader_without_a_table_keeps_what_nodes_report_running() {
 
 #[test]
 fn requests_are_checked_against_what_is_left_on_the_node() {
-    let cases: Vec<(SchedNode, Workload, Vec<Assignment>, usize, &str)> = vec![
+    let cases: Vec<(SchedNode, Workload, Vec<Placement>, usize, &str)> = vec![
         (
             sized("a", 1000, 8 * GI, 110),
             asking(deployment("web", 4), 300, MI),

@@ -35,6 +35,28 @@ use std::path::PathBuf;
 
 pub use logwriter::{LineSplitter, LogWriter, MAX_LINE};
 
+/// A shim command line that does not parse (the runtime built it wrong).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ShimArgsError {
+    #[error("expected subcommand {expected:?}, got {got:?}")]
+    Subcommand {
+        expected: &'static str,
+        got: Option<String>,
+    },
+    #[error("unexpected argument {0:?}")]
+    NotAFlag(OsString),
+    #[error("{0} needs a value")]
+    NoValue(String),
+    #[error("unknown flag {0}")]
+    UnknownFlag(String),
+    #[error("missing {0}")]
+    Missing(&'static str),
+    #[error("{0} must be utf-8")]
+    NotUtf8(&'static str),
+    #[error("{0} must be a number")]
+    NotANumber(&'static str),
+}
+
 /// Parsed shim command line.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ShimArgs {
@@ -44,7 +66,7 @@ pub struct ShimArgs {
 
 impl ShimArgs {
     /// Parses `run --state-root <dir> --id <id>`.
-    pub fn parse(args: &[OsString]) -> Result<Self, String> {
+    pub fn parse(args: &[OsString]) -> Result<Self, ShimArgsError> {
         let flags = parse_flags(args, "run")?;
         let (mut state_root, mut id) = (None, None);
         for (name, value) in flags {
@@ -54,15 +76,15 @@ impl ShimArgs {
                     id = Some(
                         value
                             .into_string()
-                            .map_err(|_| "--id must be utf-8".to_string())?,
+                            .map_err(|_| ShimArgsError::NotUtf8("--id"))?,
                     )
                 }
-                _ => return Err(format!("unknown flag {name}")),
+                _ => return Err(ShimArgsError::UnknownFlag(name)),
             }
         }
         Ok(ShimArgs {
-            state_root: state_root.ok_or("missing --state-root")?,
-            id: id.ok_or("missing --id")?,
+            state_root: state_root.ok_or(ShimArgsError::Missing("--state-root"))?,
+            id: id.ok_or(ShimArgsError::Missing("--id"))?,
         })
     }
 
@@ -89,26 +111,26 @@ pub struct MonitorArgs {
 }
 
 impl MonitorArgs {
-    pub fn parse(args: &[OsString]) -> Result<Self, String> {
+    pub fn parse(args: &[OsString]) -> Result<Self, ShimArgsError> {
         let flags = parse_flags(args, "monitor")?;
-        let get = |name: &str| {
+        let get = |name: &'static str| {
             flags
                 .iter()
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.clone())
-                .ok_or(format!("missing {name}"))
+                .ok_or(ShimArgsError::Missing(name))
         };
-        let number = |name: &str| -> Result<i32, String> {
+        let number = |name: &'static str| -> Result<i32, ShimArgsError> {
             get(name)?
                 .to_str()
                 .and_then(|v| v.parse().ok())
-                .ok_or(format!("{name} must be a number"))
+                .ok_or(ShimArgsError::NotANumber(name))
         };
         Ok(MonitorArgs {
             state_root: PathBuf::from(get("--state-root")?),
             id: get("--id")?
                 .into_string()
-                .map_err(|_| "--id must be utf-8".to_string())?,
+                .map_err(|_| ShimArgsError::NotUtf8("--id"))?,
             pid: number("--pid")?,
             stdout_fd: number("--stdout-fd")?,
             stderr_fd: number("--stderr-fd")?,
@@ -133,19 +155,29 @@ impl MonitorArgs {
 }
 
 /// Splits `<subcommand> --flag value ...` into flag/value pairs, checking the subcommand.
-fn parse_flags(args: &[OsString], subcommand: &str) -> Result<Vec<(String, OsString)>, String> {
+fn parse_flags(
+    args: &[OsString],
+    subcommand: &'static str,
+) -> Result<Vec<(String, OsString)>, ShimArgsError> {
     let mut it = args.iter();
     match it.next().and_then(|a| a.to_str()) {
         Some(s) if s == subcommand => {}
-        other => return Err(format!("expected subcommand {subcommand:?}, got {other:?}")),
+        other => {
+            return Err(ShimArgsError::Subcommand {
+                expected: subcommand,
+                got: other.map(str::to_string),
+            });
+        }
     }
     let mut flags = Vec::new();
     while let Some(flag) = it.next() {
         let name = flag
             .to_str()
             .filter(|f| f.starts_with("--"))
-            .ok_or(format!("unexpected argument {flag:?}"))?;
-        let value = it.next().ok_or_else(|| format!("{name} needs a value"))?;
+            .ok_or_else(|| ShimArgsError::NotAFlag(flag.clone()))?;
+        let value = it
+            .next()
+            .ok_or_else(|| ShimArgsError::NoValue(name.to_string()))?;
         flags.push((name.to_string(), value.clone()));
     }
     Ok(flags)

@@ -102,8 +102,9 @@ pub(super) fn run(args: &ShimArgs, argv_prefix: Option<&[OsString]>) -> i32 {
 /// Mounts the rootfs, writes config.json, creates and starts the container.
 fn create_and_start(dir: &ContainerDir, spec: &ContainerSpec) -> Result<Running, String> {
     let layers: Vec<&std::path::Path> = spec.layers.iter().map(|p| p.as_path()).collect();
-    rootfs::mount_overlay(&layers, &dir.upper(), &dir.work(), &dir.rootfs())?;
-    let user = resolve_user(&dir.rootfs(), &spec.process.user)?;
+    rootfs::mount_overlay(&layers, &dir.upper(), &dir.work(), &dir.rootfs())
+        .map_err(|e| e.to_string())?;
+    let user = resolve_user(&dir.rootfs(), &spec.process.user).map_err(|e| e.to_string())?;
     if let Some(limit) = spec.resources.pod_pids_limit {
         let root = std::path::Path::new(cgroup::CGROUP_ROOT);
         cgroup::set_pod_pids_limit(root, &spec.cgroups_path, limit)

@@ -14,7 +14,7 @@ const PREFIXES: [&str; 4] = [RECORD_PREFIX, POD_PREFIX, "sched/", "net/"];
 
 /// What one node publishes, parsed. Values that do not parse are left out.
 #[derive(Clone, Debug, Default)]
-pub struct NodeKeys {
+pub struct NodeView {
     /// `obj/...` key -> the digest of the version it holds.
     pub adverts: Vec<(String, Digest)>,
     /// Target node -> the table this node published for it.
@@ -30,7 +30,7 @@ pub struct NodeKeys {
     pub subnet_table: Option<BTreeMap<String, Ipv4Net>>,
 }
 
-impl NodeKeys {
+impl NodeView {
     /// The table this node published for `target`.
     pub fn table_for(&self, target: &str) -> Option<&Assignment> {
         self.tables
@@ -39,8 +39,8 @@ impl NodeKeys {
             .map(|(_, doc)| doc)
     }
 
-    fn parse(keys: &[(String, String)]) -> NodeKeys {
-        let mut out = NodeKeys::default();
+    fn parse(keys: &[(String, String)]) -> NodeView {
+        let mut out = NodeView::default();
         for (key, value) in keys {
             if key.starts_with(RECORD_PREFIX) {
                 if super::keys::parse_object_key(key).is_some()
@@ -76,7 +76,7 @@ impl NodeKeys {
 #[derive(Default)]
 pub struct GossipView {
     versions: BTreeMap<String, KeysVersion>,
-    nodes: BTreeMap<String, Arc<NodeKeys>>,
+    nodes: BTreeMap<String, Arc<NodeView>>,
 }
 
 impl GossipView {
@@ -92,18 +92,18 @@ impl GossipView {
         }
         for node in changes.changed {
             self.nodes
-                .insert(node.node.clone(), Arc::new(NodeKeys::parse(&node.keys)));
+                .insert(node.node.clone(), Arc::new(NodeView::parse(&node.keys)));
             self.versions.insert(node.node, node.version);
         }
         true
     }
 
     /// Every node's keys, by node name.
-    pub fn nodes(&self) -> impl Iterator<Item = (&str, &NodeKeys)> {
+    pub fn nodes(&self) -> impl Iterator<Item = (&str, &NodeView)> {
         self.nodes.iter().map(|(n, k)| (n.as_str(), k.as_ref()))
     }
 
-    pub fn node(&self, name: &str) -> Option<&NodeKeys> {
+    pub fn node(&self, name: &str) -> Option<&NodeView> {
         self.nodes.get(name).map(Arc::as_ref)
     }
 
@@ -148,7 +148,7 @@ mod tests {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let parsed = NodeKeys::parse(&keys);
+        let parsed = NodeView::parse(&keys);
         assert_eq!(parsed.claim, Some("10.42.3.0/24".parse().expect("net")));
         assert_eq!(parsed.adverts.len(), 1);
         assert_eq!(parsed.adverts[0].0, "obj/ConfigMap/default/a");
