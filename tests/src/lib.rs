@@ -6,6 +6,8 @@
 //! - [`cluster`]: a started cluster of agents and waits on what every node reports.
 //! - [`poll`]: deadline-bounded waiting for a condition (from `skiff-test-support`).
 //! - [`pods`]: real workloads: the test image, manifests, the API's JSON, cluster-wide pods.
+//! - [`web`]: the `web` Deployment on a five-node cluster with real pods, for the `cluster_*`
+//!   scenarios.
 //! - [`cleanup`]: removing everything a run made (processes, mounts, namespaces, cgroups), on
 //!   top of `skiff-test-support`, which the agent's single-node harness shares.
 
@@ -14,6 +16,7 @@ pub mod bed;
 pub mod cleanup;
 pub mod cluster;
 pub mod pods;
+pub mod web;
 
 /// Deadline-bounded polling (shared with the agent's end-to-end tests).
 pub use skiff_test_support::poll;
