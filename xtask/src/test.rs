@@ -56,11 +56,13 @@ tiers:
          clusters in network namespaces, runtime and cni with real containers and netlink,
          the gossip partition through nftables
 
-Arguments after `--` go to `cargo nextest run` (e.g. `-- -E 'test(restart)'`, `--no-capture`).";
+Arguments after `--` go to `cargo nextest run` (`--no-capture`, `--profile ci`, test names);
+a filterset there (`-- -E 'test(restart)'`) narrows the chosen tiers.";
 
 /// The command: parse `--tier`s, build, check the tiers, run them.
 pub fn run(args: &[String]) -> Result<()> {
     let (tiers, extra) = parse(args)?;
+    let (narrow, extra) = take_filtersets(&extra)?;
     let nextest = util::have("cargo-nextest");
     if !nextest && tiers.len() != TIERS.len() {
         bail!("--tier needs cargo-nextest: cargo install cargo-nextest --locked");
@@ -81,11 +83,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut cmd = util::cargo();
     if nextest {
         check_tiers()?;
-        let filter = tiers
-            .iter()
-            .map(|t| format!("({})", t.filter))
-            .collect::<Vec<_>>()
-            .join(" | ");
+        let filter = run_filter(&tiers, &narrow);
         cmd.args([
             "nextest",
             "run",
@@ -96,6 +94,9 @@ pub fn run(args: &[String]) -> Result<()> {
         ])
         .arg(filter);
     } else {
+        if !narrow.is_empty() {
+            bail!("-E needs cargo-nextest: cargo install cargo-nextest --locked");
+        }
         // Without nextest: every tier through cargo's own runner (doc tests included).
         eprintln!("xtask: cargo-nextest not found: running every tier with cargo test");
         cmd.args(["test", "--workspace", "--locked", "--no-fail-fast"]);
@@ -164,6 +165,45 @@ fn parse(args: &[String]) -> Result<(Vec<&'static Tier>, Vec<String>)> {
         .filter(|t| names.is_empty() || names.contains(t.name))
         .collect();
     Ok((tiers, extra))
+}
+
+/// Takes the filtersets (`-E F`, `--filterset F`, `-E=F`) out of the arguments for nextest:
+/// nextest runs the union of several, so they are combined with the tiers' filter instead.
+fn take_filtersets(args: &[String]) -> Result<(Vec<String>, Vec<String>)> {
+    let (mut filtersets, mut rest) = (Vec::new(), Vec::new());
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "-E" | "--filterset" | "--filter-expr" => {
+                filtersets.push(it.next().context("-E wants a filterset")?.clone());
+            }
+            other => match ["-E=", "--filterset=", "--filter-expr="]
+                .iter()
+                .find_map(|p| other.strip_prefix(p))
+            {
+                Some(f) => filtersets.push(f.to_string()),
+                None => rest.push(other.to_string()),
+            },
+        }
+    }
+    Ok((filtersets, rest))
+}
+
+/// The filterset of a run: the chosen tiers, narrowed to the tests any of `narrow` selects.
+fn run_filter(tiers: &[&Tier], narrow: &[String]) -> String {
+    let union = |parts: Vec<String>| {
+        parts
+            .iter()
+            .map(|p| format!("({p})"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    let tiers = union(tiers.iter().map(|t| t.filter.to_string()).collect());
+    if narrow.is_empty() {
+        tiers
+    } else {
+        format!("({tiers}) & ({})", union(narrow.to_vec()))
+    }
 }
 
 /// Lists every test of the workspace (ignored ones included) once per tier, and fails unless
@@ -273,6 +313,25 @@ mod tests {
         assert!(parse(&args(&["--tier"])).is_err());
         let (_, extra) = parse(&args(&["--no-capture", "--", "-E", "test(x)"])).unwrap();
         assert_eq!(extra, ["--no-capture", "-E", "test(x)"]);
+    }
+
+    #[test]
+    fn filtersets_after_the_tiers_narrow_them() {
+        let (narrow, rest) = take_filtersets(&args(&[
+            "--no-capture",
+            "-E",
+            "test(a)",
+            "--filterset=test(b)",
+        ]))
+        .unwrap();
+        assert_eq!(narrow, ["test(a)", "test(b)"]);
+        assert_eq!(rest, ["--no-capture"]);
+        let unit = &TIERS[0];
+        assert_eq!(run_filter(&[unit], &[]), format!("({})", unit.filter));
+        assert_eq!(
+            run_filter(&[unit], &narrow),
+            format!("(({})) & ((test(a)) | (test(b)))", unit.filter)
+        );
     }
 
     #[test]
