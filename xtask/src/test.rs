@@ -17,11 +17,13 @@ pub struct Tier {
 }
 
 /// The tiers, in the order they run. `root` is what needs root: real containers, cgroups,
-/// mounts, network namespaces, nftables.
+/// mounts, network namespaces, nftables, device nodes and ownership. The unit and sim tiers
+/// pass as an unprivileged user (checked by running their test binaries under `setpriv`).
 pub const TIERS: &[Tier] = &[
     Tier {
         name: "unit",
-        filter: "kind(lib) | kind(bin) | kind(proc-macro)",
+        filter: "(kind(lib) | kind(bin) | kind(proc-macro)) \
+                 & !(package(skiff-runtime) & test(/^image::unpack::tests::/))",
     },
     Tier {
         name: "sim",
@@ -35,6 +37,7 @@ pub const TIERS: &[Tier] = &[
         filter: "(package(skiff-agent) & kind(test) & !binary(/^cluster_sim/) & !binary(=api_accept_backoff)) \
                  | (package(skiff-tests) & kind(test)) \
                  | (package(skiff-runtime) & kind(test)) \
+                 | (package(skiff-runtime) & kind(lib) & test(/^image::unpack::tests::/)) \
                  | (package(skiff-cni) & kind(test) & !binary(=fake_network)) \
                  | (package(skiff-gossip) & kind(test) & binary(=quic_partition))",
     },
@@ -54,7 +57,8 @@ tiers:
          fakes, manifests fixtures and fuzzing, real QUIC on 127.0.0.1
   root   privileged end-to-end tests: agent/tests with real containers, tests/ multi-node
          clusters in network namespaces, runtime and cni with real containers and netlink,
-         the gossip partition through nftables
+         the runtime's layer unpacking tables (mknod, chown, trusted xattrs), the gossip
+         partition through nftables
 
 Arguments after `--` go to `cargo nextest run` (`--no-capture`, `--profile ci`, test names);
 a filterset there (`-- -E 'test(restart)'`) narrows the chosen tiers.";
