@@ -337,7 +337,7 @@ fn deleting_every_pod_leaves_nothing_behind() {
         );
         assert_eq!(
             support::cleanup::netns_with_prefix(&bed.netns_prefix),
-            Vec::<std::path::PathBuf>::new(),
+            Vec::<String>::new(),
             "round {round}: namespaces left"
         );
         let table = bed.nft_table();

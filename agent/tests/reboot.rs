@@ -131,11 +131,7 @@ fn kill9_while_pods_are_being_created_leaves_no_orphans() {
             let uids: Vec<String> = pods.iter().map(support::uid_of).collect();
             let stray_netns: Vec<_> = netns
                 .iter()
-                .filter(|n| {
-                    !uids
-                        .iter()
-                        .any(|u| n.to_string_lossy().ends_with(u.as_str()))
-                })
+                .filter(|n| !uids.iter().any(|u| n.ends_with(u.as_str())))
                 .collect();
             let parent = std::path::Path::new("/sys/fs/cgroup/memory")
                 .join(agent.cgroup_parent.trim_start_matches('/'));

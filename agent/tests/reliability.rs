@@ -103,11 +103,12 @@ fn an_unreadable_or_strange_file_keeps_its_last_good_version() {
             "{event}"
         );
     }
-    // The API still answers at once (the watcher never blocked the agent on the FIFO).
+    // The API still answers (the watcher never blocked the agent on the FIFO, which would
+    // block it for good; 20 s is generous on a loaded machine).
     let asked = Instant::now();
     agent.skiff_ok(&["get", "pods"]);
     assert!(
-        asked.elapsed() < Duration::from_secs(5),
+        asked.elapsed() < Duration::from_secs(20),
         "{:?}",
         asked.elapsed()
     );

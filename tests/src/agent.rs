@@ -9,38 +9,17 @@
 
 use crate::bed::{BedNode, TestBed};
 use anyhow::{Context, Result, bail};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
+use skiff_test_support::process::AgentProcess;
 use std::net::SocketAddr;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
 
 /// Gossip port every test agent listens on (each in its own namespace).
 pub const GOSSIP_PORT: u16 = 7946;
 
-/// The `skiff` binary: `SKIFF_BIN`, else `target/debug/skiff` in the workspace, built if missing.
-pub fn skiff_bin() -> Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("SKIFF_BIN") {
-        return Ok(PathBuf::from(bin));
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let bin = root.join("target/debug/skiff");
-    if !bin.exists() {
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "-p", "skiff-agent", "--bin", "skiff"])
-            .current_dir(&root)
-            .status()
-            .context("run cargo build for the skiff binary")?;
-        if !status.success() {
-            bail!("cargo build -p skiff-agent --bin skiff failed");
-        }
-    }
-    Ok(bin)
-}
+pub use skiff_test_support::process::skiff_bin;
 
 /// One row of `skiff get nodes -o json`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,7 +77,8 @@ impl Default for PodOptions {
     }
 }
 
-/// A `skiff agent` in one namespace of the bed. Dropping it kills the process.
+/// A `skiff agent` in one namespace of the bed. Dropping it kills the process (the
+/// [`AgentProcess`] guard).
 pub struct Agent {
     pub name: String,
     pub node: BedNode,
@@ -106,7 +86,7 @@ pub struct Agent {
     pub socket: PathBuf,
     run_id: String,
     bin: PathBuf,
-    child: Option<Child>,
+    child: Option<AgentProcess>,
     starts: u32,
     /// Real pods (see [`PodOptions`]); `None`: `--no-pod-network` and no containers expected.
     pub pods: Option<PodOptions>,
@@ -144,7 +124,6 @@ impl Agent {
         }
         self.starts += 1;
         let log_path = self.dir.join(format!("agent-{}.log", self.starts));
-        let log = std::fs::File::create(&log_path)?;
         let listen = self.gossip_addr().to_string();
         let mut cmd = match &self.pods {
             None => {
@@ -184,10 +163,7 @@ impl Agent {
                 "--netns-prefix",
                 &format!("{}-{}-", self.run_id, self.node.index),
             ])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
+            .env("RUST_LOG", "info");
         match &self.pods {
             None => {
                 cmd.arg("--no-pod-network");
@@ -223,12 +199,12 @@ impl Agent {
                 None => {}
             }
         }
-        self.child = Some(cmd.spawn().context("spawn skiff agent")?);
+        self.child = Some(AgentProcess::spawn(cmd, &log_path).context("start skiff agent")?);
         Ok(())
     }
 
     pub fn pid(&self) -> Option<i32> {
-        self.child.as_ref().map(|c| c.id() as i32)
+        self.child.as_ref().map(AgentProcess::pid)
     }
 
     /// Everything the agent printed in its latest start.
@@ -239,9 +215,7 @@ impl Agent {
 
     /// `kill -9` and reap.
     pub fn kill9(&mut self) -> Result<()> {
-        let mut child = self.child.take().context("agent not running")?;
-        child.kill()?;
-        child.wait()?;
+        self.child.take().context("agent not running")?.kill9()?;
         Ok(())
     }
 
@@ -253,10 +227,12 @@ impl Agent {
             self.kill9()?;
         }
         crate::cleanup::simulate_reboot(
-            &self.dir,
+            crate::cleanup::Footprint {
+                dir: &self.dir,
+                cgroup_parent: &format!("/{}/{}", self.run_id, self.name),
+                netns_prefix: &format!("{}-{}-", self.run_id, self.node.index),
+            },
             &self.dir.join("run"),
-            &format!("/{}/{}", self.run_id, self.name),
-            &format!("{}-{}-", self.run_id, self.node.index),
         );
         // The bridge lives in the node's own namespace, which a reboot would empty too.
         let _ = crate::bed::ip(&["-n", &self.node.netns, "link", "del", "skiff0"]);
@@ -265,23 +241,10 @@ impl Agent {
 
     /// SIGTERM and wait (up to `timeout`, then SIGKILL and fail).
     pub fn terminate(&mut self, timeout: Duration) -> Result<ExitStatus> {
-        let mut child = self.child.take().context("agent not running")?;
-        kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM)?;
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait()? {
-                return Ok(status);
-            }
-            if start.elapsed() > timeout {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!(
-                    "agent {} did not stop within {timeout:?} of SIGTERM",
-                    self.name
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = self.child.take().context("agent not running")?;
+        child
+            .terminate(timeout)
+            .with_context(|| format!("agent {}", self.name))
     }
 
     /// The exit status if the agent has exited (it is then forgotten).
@@ -289,7 +252,7 @@ impl Agent {
         let Some(child) = self.child.as_mut() else {
             bail!("agent {} not started", self.name);
         };
-        let status = child.try_wait()?;
+        let status = child.try_exit()?;
         if status.is_some() {
             self.child = None;
         }
@@ -325,19 +288,13 @@ impl Agent {
     /// The node list straight from the API socket (one JSON line each way), without starting
     /// a CLI process: for tight polling in benchmarks.
     pub fn nodes_via_socket(&self) -> Result<Vec<NodeRow>> {
-        let mut stream = UnixStream::connect(&self.socket)
-            .with_context(|| format!("connect {}", self.socket.display()))?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        stream.write_all(
-            b"{\"op\":\"get\",\"kind\":\"nodes\",\"name\":null,\"namespace\":null,\"all_namespaces\":false}\n",
-        )?;
-        let mut line = String::new();
-        BufReader::new(stream).read_line(&mut line)?;
-        let reply: Value = serde_json::from_str(&line).context("api reply")?;
-        if reply["type"] != "ok" {
-            bail!("api error from {}: {}", self.name, reply["message"]);
-        }
-        parse_nodes(&reply["value"])
+        let request = serde_json::json!({
+            "op": "get", "kind": "nodes", "name": null, "namespace": null, "all_namespaces": false,
+        });
+        let nodes =
+            skiff_test_support::api::request(&self.socket, &request, Duration::from_secs(5))
+                .with_context(|| format!("agent {}", self.name))?;
+        parse_nodes(&nodes)
     }
 
     /// `skiff token create`: the token line.
@@ -348,15 +305,6 @@ impl Agent {
             .find(|l| !l.is_empty())
             .map(str::to_string)
             .context("token create printed nothing")
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
 

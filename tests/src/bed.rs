@@ -11,7 +11,7 @@
 use anyhow::{Context, Result, bail};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Prefix of every namespace and temp dir this crate makes.
@@ -40,22 +40,7 @@ pub struct TestBed {
     segments: usize,
 }
 
-/// Runs `ip` with `args`; fails with its stderr.
-pub fn ip(args: &[&str]) -> Result<String> {
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .context("cannot run `ip`: install iproute2")?;
-    if !out.status.success() {
-        bail!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
+pub use skiff_test_support::net::ip;
 
 impl TestBed {
     /// A bed of `segment_of.len()` nodes; node `i` sits on segment `segment_of[i]`.
@@ -220,16 +205,8 @@ impl Drop for TestBed {
 
 /// Kills every process in `ns` and deletes it.
 fn remove_netns(ns: &str) {
-    if let Ok(pids) = ip(&["netns", "pids", ns]) {
-        for pid in pids
-            .split_whitespace()
-            .filter_map(|p| p.parse::<i32>().ok())
-        {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
+    for pid in skiff_test_support::cleanup::netns_pids(ns) {
+        skiff_test_support::proc::kill9(pid);
     }
     let _ = ip(&["netns", "del", ns]);
 }

@@ -2,52 +2,18 @@
 //! watched directory, the agent's API answers as JSON, and the cluster-wide pod list.
 
 use crate::agent::{Agent, skiff_bin};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-/// The reference the test image archive carries.
-pub const TEST_IMAGE: &str = "skiff.local/busybox:latest";
+pub use skiff_test_support::image::TEST_IMAGE;
 
-/// The busybox test image as an OCI archive: `SKIFF_TEST_IMAGE` when set, else
-/// `target/tmp/skiff-busybox-test-image.tar` (shared with the agent's tests), built by
-/// `skiff dev build-test-image` when missing.
+/// The busybox test image as an OCI archive: `SKIFF_TEST_IMAGE` when set, else built once into
+/// `target/tmp` (see `skiff_test_support::image`).
 pub fn test_image_archive() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("SKIFF_TEST_IMAGE").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        if !p.is_file() {
-            bail!("SKIFF_TEST_IMAGE={} does not exist", p.display());
-        }
-        return Ok(p);
-    }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tmp");
-    let path = dir.join("skiff-busybox-test-image.tar");
-    if path.is_file() {
-        return Ok(path);
-    }
-    std::fs::create_dir_all(&dir)?;
-    // Each builder writes its own temp name, then renames into place.
-    let tmp = dir.join(format!(
-        "skiff-busybox-test-image.{}.tmp",
-        std::process::id()
-    ));
-    let out = Command::new(skiff_bin()?)
-        .args(["dev", "build-test-image", "--out"])
-        .arg(&tmp)
-        .output()
-        .context("run skiff dev build-test-image")?;
-    if !out.status.success() {
-        bail!(
-            "skiff dev build-test-image failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    std::fs::rename(&tmp, &path)?;
-    Ok(path)
+    let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tmp");
+    skiff_test_support::image::test_image_archive(&skiff_bin()?, &cache)
 }
 
 /// One pod of `get pods -A -o json`.
@@ -105,20 +71,8 @@ pub fn parse_pods(list: &Value) -> Result<Vec<PodRow>> {
 impl Agent {
     /// One request on the API socket (a JSON line each way); the reply's value.
     pub fn api(&self, request: &Value) -> Result<Value> {
-        let mut stream = UnixStream::connect(&self.socket)
-            .with_context(|| format!("connect {}", self.socket.display()))?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let mut line = serde_json::to_vec(request)?;
-        line.push(b'\n');
-        stream.write_all(&line)?;
-        let mut reply = String::new();
-        BufReader::new(stream).read_line(&mut reply)?;
-        let reply: Value = serde_json::from_str(&reply)
-            .with_context(|| format!("api reply from {}: {reply:?}", self.name))?;
-        if reply["type"] != "ok" {
-            bail!("api error from {}: {}", self.name, reply["message"]);
-        }
-        Ok(reply["value"].clone())
+        skiff_test_support::api::request(&self.socket, request, Duration::from_secs(10))
+            .with_context(|| format!("agent {}", self.name))
     }
 
     /// `skiff status` as JSON (leader, term, nodes, workloads).

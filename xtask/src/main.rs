@@ -11,6 +11,7 @@ mod bench_net;
 mod bench_trace;
 mod demo;
 mod packages;
+mod test;
 mod util;
 
 use anyhow::{Result, bail};
@@ -20,7 +21,8 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  test     install missing system packages, build the test image, run every test tier
+  test     run every test tier (--tier unit|sim|root picks; --help lists them); the root tier
+           installs missing system packages and builds the test image first
   lint     rustfmt --check, clippy -D warnings, rustdoc -D warnings
   ci       lint + test, exactly what .ci/run does
   demo     a 3-node cluster in network namespaces running examples/; Ctrl-C (or --once) tears down
@@ -37,11 +39,17 @@ fn main() -> Result<()> {
     };
     let rest = &args[1..];
     match command.as_str() {
-        "test" => test(rest),
+        "test" => test::run(rest),
         "lint" => lint(),
         "ci" => {
             lint()?;
-            test(rest)
+            // As .ci/run: every tier, with nextest's ci profile.
+            let mut args = rest.to_vec();
+            if !args.iter().any(|a| a == "--") {
+                args.push("--".into());
+            }
+            args.extend(["--profile".into(), "ci".into()]);
+            test::run(&args)
         }
         "demo" => demo::run(rest),
         "fuzz" => fuzz(rest),
@@ -69,43 +77,6 @@ pub fn root() -> PathBuf {
         .parent()
         .map(PathBuf::from)
         .unwrap_or(manifest_dir)
-}
-
-fn test(extra: &[String]) -> Result<()> {
-    packages::ensure(packages::ALL)?;
-    let root = root();
-    // Build every target once with the workspace's unified features, so the test run below and
-    // the test image build reuse the same artifacts.
-    util::run(
-        util::cargo()
-            .args(["build", "--workspace", "--all-targets"])
-            .current_dir(&root),
-    )?;
-    let image = build_test_image_with(&root.join("target").join("debug").join("skiff"))?;
-    // Every tier: unit tables, in-process clusters, real QUIC on loopback, and privileged tests with
-    // real containers and netlink (we run as root). The test image path is handed to the tests.
-    let mut cmd = if util::have("cargo-nextest") {
-        let mut c = util::cargo();
-        c.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
-        c
-    } else {
-        let mut c = util::cargo();
-        c.args(["test", "--workspace", "--no-fail-fast"]);
-        c
-    };
-    cmd.args(extra)
-        .env("SKIFF_TEST_IMAGE", &image)
-        .current_dir(&root);
-    util::run(&mut cmd)?;
-    // Doc tests are not run by nextest.
-    if util::have("cargo-nextest") {
-        util::run(
-            util::cargo()
-                .args(["test", "--workspace", "--doc"])
-                .current_dir(&root),
-        )?;
-    }
-    Ok(())
 }
 
 /// Runs every `fuzz_` proptest target (manifest parser, local API and rpc request decoders,
@@ -161,6 +132,7 @@ fn lint() -> Result<()> {
                 "--workspace",
                 "--all-targets",
                 "--all-features",
+                "--locked",
                 "--",
                 "-D",
                 "warnings",
@@ -169,23 +141,22 @@ fn lint() -> Result<()> {
     )?;
     util::run(
         util::cargo()
-            .args(["doc", "--workspace", "--no-deps"])
+            .args(["doc", "--workspace", "--no-deps", "--locked"])
             .env("RUSTDOCFLAGS", "-D warnings")
             .current_dir(&root),
     )?;
     Ok(())
 }
 
-/// Builds the busybox test image as an OCI archive with the `skiff` binary's hidden dev command,
-/// so the image is made by the project's own (tested) code.
+/// Builds the busybox test image as an OCI archive (`<target dir>/skiff-test-image/`) with the
+/// `skiff` binary's hidden dev command, so the image is made by the project's own (tested) code.
 pub fn build_test_image() -> Result<PathBuf> {
     build_test_image_with(&util::build_skiff()?)
 }
 
 /// Builds the test image with an already built `skiff`.
 pub fn build_test_image_with(skiff: &std::path::Path) -> Result<PathBuf> {
-    let root = root();
-    let out_dir = root.join("target").join("skiff-test-image");
+    let out_dir = util::target_dir().join("skiff-test-image");
     std::fs::create_dir_all(&out_dir)?;
     let out = out_dir.join("busybox.oci.tar");
     util::run(

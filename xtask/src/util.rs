@@ -50,7 +50,15 @@ pub fn build_skiff_profile(release: bool) -> Result<PathBuf> {
     }
     run(cmd.current_dir(&root))?;
     let profile = if release { "release" } else { "debug" };
-    Ok(root.join("target").join(profile).join("skiff"))
+    Ok(target_dir().join(profile).join("skiff"))
+}
+
+/// Cargo's target dir: `CARGO_TARGET_DIR` (relative to the workspace root), else `target/`.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => crate::root().join(dir),
+        None => crate::root().join("target"),
+    }
 }
 
 /// Builds the debug `skiff` binary.

@@ -17,9 +17,10 @@ pub mod proc;
 pub mod queries;
 pub mod util;
 
-use std::fs::OpenOptions;
+use skiff_test_support::cleanup::Footprint;
+use skiff_test_support::process::AgentProcess;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 pub use image::{TEST_IMAGE, test_image_archive};
@@ -93,7 +94,7 @@ pub struct TestAgent {
     pub pod_subnet: String,
     pub node_name: String,
     pub options: AgentOptions,
-    child: Option<Child>,
+    child: Option<AgentProcess>,
     cleaned: bool,
 }
 
@@ -169,18 +170,10 @@ impl TestAgent {
             return;
         }
         for args in [
-            vec!["netns", "add", self.node_netns.as_str()],
-            vec!["-n", self.node_netns.as_str(), "link", "set", "lo", "up"],
+            ["netns", "add", self.node_netns.as_str()].as_slice(),
+            ["-n", self.node_netns.as_str(), "link", "set", "lo", "up"].as_slice(),
         ] {
-            let out = Command::new("ip")
-                .args(&args)
-                .output()
-                .expect("run ip (install iproute2)");
-            assert!(
-                out.status.success(),
-                "ip {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            skiff_test_support::net::ip(args).unwrap_or_else(|e| panic!("{e:#}"));
         }
     }
 
@@ -188,8 +181,17 @@ impl TestAgent {
     /// then makes the node's network namespace again, empty. Start the agent with `restart`.
     pub fn simulate_reboot(&mut self) {
         self.kill9();
-        cleanup::simulate_reboot(&self.dir, &self.run, &self.cgroup_parent, &self.netns_tag);
+        skiff_test_support::cleanup::simulate_reboot(self.footprint(), &self.run);
         self.make_node_netns();
+    }
+
+    /// Where this agent's things are (temp dir, cgroups, every network namespace).
+    pub fn footprint(&self) -> Footprint<'_> {
+        Footprint {
+            dir: &self.dir,
+            cgroup_parent: &self.cgroup_parent,
+            netns_prefix: &self.netns_tag,
+        }
     }
 
     fn spawn(&mut self) {
@@ -204,7 +206,7 @@ impl TestAgent {
         let deadline = Instant::now() + WAIT;
         loop {
             let child = self.child.as_mut().expect("launched");
-            if let Ok(Some(status)) = child.try_wait() {
+            if let Ok(Some(status)) = child.try_exit() {
                 self.child = None;
                 return (status, self.log_text());
             }
@@ -225,11 +227,6 @@ impl TestAgent {
 
     fn launch(&mut self) {
         assert!(self.child.is_none(), "agent already running");
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap_or_else(|e| panic!("open {}: {e}", self.log.display()));
         let mut cmd = Command::new(SKIFF);
         cmd.arg("agent")
             .args(["--node-name", &self.node_name])
@@ -273,16 +270,12 @@ impl TestAgent {
             std::fs::write(&path, &self.options.config).expect("write agent config");
             cmd.arg("--config").arg(path);
         }
-        let child = cmd
-            .env(
-                "SKIFF_LOG",
-                std::env::var("SKIFF_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone log fd"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {SKIFF} agent: {e}"));
+        cmd.env(
+            "SKIFF_LOG",
+            std::env::var("SKIFF_LOG").unwrap_or_else(|_| "info".into()),
+        );
+        let child = AgentProcess::spawn(cmd, &self.log)
+            .unwrap_or_else(|e| panic!("start {SKIFF} agent: {e:#}"));
         self.child = Some(child);
     }
 
@@ -291,7 +284,7 @@ impl TestAgent {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
+                && let Ok(Some(status)) = child.try_exit()
             {
                 self.child = None;
                 panic!(
@@ -316,7 +309,7 @@ impl TestAgent {
 
     /// The agent's pid, while it runs.
     pub fn pid(&self) -> Option<i32> {
-        self.child.as_ref().map(|c| c.id() as i32)
+        self.child.as_ref().map(AgentProcess::pid)
     }
 
     /// The agent's log so far.
@@ -326,41 +319,23 @@ impl TestAgent {
 
     /// SIGKILLs the agent (its containers and shims keep running).
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            let _ = child.kill9();
         }
     }
 
     /// SIGTERM, and waits for a clean exit (status 0).
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
+        let Some(child) = self.child.take() else {
             return;
         };
-        proc::signal(child.id() as i32, libc::SIGTERM);
-        let deadline = Instant::now() + WAIT;
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) => {
-                    assert!(
-                        status.success(),
-                        "agent exited with {status} after SIGTERM\n{}",
-                        self.log_text()
-                    );
-                    return;
-                }
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "agent did not stop within {WAIT:?} of SIGTERM\n{}",
-                        self.log_text()
-                    );
-                }
-            }
+        match child.terminate(WAIT) {
+            Ok(status) => assert!(
+                status.success(),
+                "agent exited with {status} after SIGTERM\n{}",
+                self.log_text()
+            ),
+            Err(e) => panic!("{e:#}\n{}", self.log_text()),
         }
     }
 
@@ -384,7 +359,7 @@ impl TestAgent {
     pub fn cleanup(&mut self) -> cleanup::Leftovers {
         self.kill9();
         self.cleaned = true;
-        cleanup::clean(&self.dir, &self.cgroup_parent, &self.netns_tag)
+        skiff_test_support::cleanup::clean(self.footprint())
     }
 }
 
@@ -399,7 +374,7 @@ impl Drop for TestAgent {
         }
         if !self.cleaned {
             self.kill9();
-            let left = cleanup::clean(&self.dir, &self.cgroup_parent, &self.netns_tag);
+            let left = skiff_test_support::cleanup::clean(self.footprint());
             if !left.is_empty() {
                 eprintln!("test agent cleanup left: {left:?}");
             }

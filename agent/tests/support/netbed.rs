@@ -4,7 +4,7 @@
 //! record who connected, commands run inside a namespace, and the node's leftovers as seen by
 //! the `cni` crate. Everything is removed by the guards, even on failure.
 
-use super::{AgentOptions, TestAgent, run_with_timeout};
+use super::{AgentOptions, TestAgent};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::ops::{Deref, DerefMut};
 use std::process::Command;
@@ -40,16 +40,7 @@ impl Drop for ClientNetns {
 
 /// Runs `ip ARGS`, panicking with its stderr on failure.
 pub fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("run ip (install iproute2)");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    skiff_test_support::net::ip(args).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 impl NetBed {
@@ -135,15 +126,7 @@ impl NetBed {
 
     /// busybox `wget -q -O - URL` from inside `netns` (3 s limit); `None` on failure.
     pub fn wget_in(netns: &str, url: &str) -> Option<String> {
-        // (busybox's own `wget -T` crashes on this Debian build: coreutils' timeout instead.)
-        let mut cmd = Command::new("ip");
-        cmd.args([
-            "netns", "exec", netns, "timeout", "3", "busybox", "wget", "-q", "-O", "-", url,
-        ]);
-        let out = run_with_timeout(cmd, Duration::from_secs(10));
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        skiff_test_support::net::wget_in(netns, url)
     }
 
     /// Host-side veths (prefix `vsk`) in the node namespace.
@@ -252,15 +235,9 @@ impl PeerRecorder {
     /// Listens on `addr` inside `/run/netns/<netns>` (the socket is made on a thread that
     /// entered the namespace; it stays there).
     pub fn start(netns: &str, addr: SocketAddr) -> PeerRecorder {
-        let path = format!("/run/netns/{netns}");
-        let listener = std::thread::spawn(move || {
-            let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-                .unwrap_or_else(|e| panic!("setns {path}: {e}"));
-            TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr} in {path}: {e}"))
-        })
-        .join()
-        .expect("listener thread");
+        let listener = in_netns(netns, move || {
+            TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"))
+        });
         listener.set_nonblocking(true).expect("nonblocking");
         let peers = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -311,18 +288,7 @@ impl Drop for PeerRecorder {
     }
 }
 
-/// Runs `f` on a new thread that entered `/run/netns/<netns>` (sockets made there stay in it).
-pub fn in_netns<T: Send + 'static>(netns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{netns}");
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-            .unwrap_or_else(|e| panic!("setns {path}: {e}"));
-        f()
-    })
-    .join()
-    .expect("netns thread")
-}
+pub use skiff_test_support::net::in_netns;
 
 /// A UDP socket inside a namespace that answers each datagram with `echo:<data>`. Busybox in
 /// the test image has no UDP server, so UDP hostPort tests answer from the pod's namespace

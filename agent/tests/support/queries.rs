@@ -4,7 +4,7 @@
 use super::{SKIFF, TestAgent, WAIT, all_running, items, proc, run_with_timeout};
 use serde_json::Value;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 impl TestAgent {
     /// Runs `skiff --socket <ours> ARGS` (at most 60 s).
@@ -74,21 +74,16 @@ impl TestAgent {
         what: &str,
         mut f: impl FnMut() -> Option<T>,
     ) -> T {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(v) = f() {
-                return v;
-            }
-            if Instant::now() >= deadline {
-                let pods = self.skiff(&["get", "pods", "-o", "json"]);
-                panic!(
-                    "timed out after {timeout:?} waiting for {what}\n--- pods ---\n{}\n--- agent log ---\n{}",
-                    String::from_utf8_lossy(&pods.stdout),
-                    self.log_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(v) = skiff_test_support::poll::poll(timeout, Duration::from_millis(50), &mut f)
+        {
+            return v;
         }
+        let pods = self.skiff(&["get", "pods", "-o", "json"]);
+        panic!(
+            "timed out after {timeout:?} waiting for {what}\n--- pods ---\n{}\n--- agent log ---\n{}",
+            String::from_utf8_lossy(&pods.stdout),
+            self.log_text()
+        );
     }
 
     /// Waits until the pod named `name` has phase `phase`; returns the pod.

@@ -1,10 +1,10 @@
 //! Small helpers for the tests: reading Kubernetes-shaped JSON, running commands with a
 //! deadline, and writing one-container pod manifests.
 
-use super::{TEST_IMAGE, proc};
+use super::TEST_IMAGE;
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 /// A List's `items`.
@@ -44,26 +44,9 @@ pub fn uid_of(pod: &Value) -> String {
         .to_string()
 }
 
-/// Runs a command, killing it after `timeout`.
-pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let pid = child.id() as i32;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(timeout) {
-        Ok(out) => out.unwrap_or_else(|e| panic!("wait {cmd:?}: {e}")),
-        Err(_) => {
-            proc::signal(pid, libc::SIGKILL);
-            panic!("{cmd:?} did not finish within {timeout:?}");
-        }
-    }
+/// Runs a command, killing it after `timeout` (then panics).
+pub fn run_with_timeout(cmd: Command, timeout: Duration) -> Output {
+    skiff_test_support::net::output_within(cmd, timeout).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// A pod manifest with one busybox container running `script` under `sh -c`.
