@@ -57,14 +57,19 @@ impl Stages {
                     .any(|t| t.strip_prefix("pod=") == Some(pod.as_str()))
             };
             let mut at = start;
+            // Each stage's line comes after the previous stage's line (two stages can end on
+            // lines with the same message).
+            let mut from = lines.partition_point(|(t, _)| *t < start);
             let mut found = Vec::new();
             for (_, message, pod_line) in STAGES {
-                let next = lines.iter().find(|(t, l)| {
-                    *t >= at && *t <= *end && l.contains(message) && (!pod_line || names_pod(l))
+                let next = lines[from..].iter().position(|(t, l)| {
+                    *t <= *end && l.contains(message) && (!pod_line || names_pod(l))
                 });
-                let Some((t, _)) = next else { break };
+                let Some(offset) = next else { break };
+                let t = lines[from + offset].0;
                 found.push((t - at) * 1000.0);
-                at = *t;
+                at = t;
+                from += offset + 1;
             }
             if found.len() == STAGES.len() {
                 found.push((end - at) * 1000.0);
