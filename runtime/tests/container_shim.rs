@@ -114,12 +114,25 @@ fn remove_leaves_no_mount_cgroup_or_state_but_keeps_logs() {
     wait_ready(&env, "gone");
     let dir = env.state_root.join("containers/gone");
     let cg_root = std::path::Path::new(cgroup::CGROUP_ROOT);
-    assert!(rootfs::is_mounted(&dir.join("bundle/rootfs")));
+    // The rootfs is mounted in the shim's own mount namespace only, not the host's.
+    let rootfs_path = dir.join("bundle/rootfs");
+    let mounted_in = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).is_ok_and(|m| {
+            m.lines()
+                .any(|l| l.split(' ').nth(4) == rootfs_path.to_str())
+        })
+    };
+    assert!(
+        mounted_in(started.shim_pid),
+        "the shim's namespace has the rootfs"
+    );
+    assert!(!rootfs::is_mounted(&rootfs_path), "the host's has not");
     assert!(cgroup::any_cgroup_left(cg_root, &spec.cgroups_path));
     assert!(env.state_root.join("lc/gone").exists());
 
     env.runtime.remove("gone").unwrap();
-    assert!(!rootfs::is_mounted(&dir.join("bundle/rootfs")));
+    assert!(!mounted_in(started.shim_pid));
+    assert!(!rootfs::is_mounted(&rootfs_path));
     assert!(!cgroup::any_cgroup_left(cg_root, &spec.cgroups_path));
     let pod = spec.cgroups_path.parent().unwrap();
     assert!(
