@@ -134,32 +134,6 @@ pub fn mount_points() -> Vec<std::path::PathBuf> {
         .collect()
 }
 
-/// Of `mounts`, those an isolated container namespace has no use for: the other network
-/// namespaces' files under `netns_dir` (all but `keep_netns`) and the other containers' mounts
-/// under `state_root` (all but those under `own_dir`). Deepest first, ready to unmount.
-pub fn foreign_mounts(
-    mounts: &[std::path::PathBuf],
-    netns_dir: Option<&Path>,
-    keep_netns: Option<&Path>,
-    state_root: &Path,
-    own_dir: &Path,
-) -> Vec<std::path::PathBuf> {
-    let under = |mp: &Path, root: &Path| mp.starts_with(root) && mp != root;
-    let mut foreign: Vec<std::path::PathBuf> = mounts
-        .iter()
-        .filter(|mp| {
-            let other_netns =
-                netns_dir.is_some_and(|d| under(mp, d)) && Some(mp.as_path()) != keep_netns;
-            let other_container = under(mp, state_root) && !mp.starts_with(own_dir);
-            other_netns || other_container
-        })
-        .cloned()
-        .collect();
-    foreign.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    foreign.dedup();
-    foreign
-}
-
 fn unescape_mountinfo(s: &str) -> String {
     s.replace("\\040", " ")
         .replace("\\011", "\t")
@@ -170,45 +144,6 @@ fn unescape_mountinfo(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn foreign_mounts_are_the_other_pods_namespaces_and_containers_deepest_first() {
-        let p = |s: &str| std::path::PathBuf::from(s);
-        let mounts = [
-            p("/"),
-            p("/run/netns"),
-            p("/run/netns/skiff-a"),
-            p("/run/netns/skiff-b"),
-            p("/run/skiff/containers/c1/rootfs"),
-            p("/run/skiff/containers/c2/rootfs"),
-            p("/run/skiff/containers/c2/rootfs/proc"),
-            p("/var/lib/skiff/pods/x/volumes/s"),
-        ];
-        let foreign = foreign_mounts(
-            &mounts,
-            Some(Path::new("/run/netns")),
-            Some(Path::new("/run/netns/skiff-a")),
-            Path::new("/run/skiff/containers"),
-            Path::new("/run/skiff/containers/c1"),
-        );
-        assert_eq!(
-            foreign,
-            [
-                p("/run/skiff/containers/c2/rootfs/proc"),
-                p("/run/skiff/containers/c2/rootfs"),
-                p("/run/netns/skiff-b"),
-            ]
-        );
-        // Host network: no namespace is kept, none is foreign either.
-        let foreign = foreign_mounts(
-            &mounts,
-            None,
-            None,
-            Path::new("/run/skiff/containers"),
-            Path::new("/run/skiff/containers/c1"),
-        );
-        assert_eq!(foreign.len(), 2);
-    }
 
     #[test]
     fn top_layer_comes_first() {

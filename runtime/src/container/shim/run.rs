@@ -99,42 +99,60 @@ pub(super) fn run(args: &ShimArgs, argv_prefix: Option<&[OsString]>) -> i32 {
     monitor(&dir, &spec, running, started_at)
 }
 
-/// Moves the shim into a mount namespace of its own, private both ways, and drops from it the
-/// other pods' network namespace files and the other containers' mounts. The container's
-/// namespace is copied from this one, and libcontainer's work (it reads the mount table for
-/// each of the container's mounts) grows with what it holds: without this, every running pod
-/// made the next start slower. The rootfs overlay is then mounted here only, so the host's
-/// mount table no longer grows with each container; it goes when the shim and the container
-/// are gone. (The shim is single-threaded, which unsharing a mount namespace needs.)
-fn private_mount_namespace(dir: &ContainerDir, spec: &ContainerSpec) -> Result<(), String> {
+/// Moves the shim into a mount namespace of its own, private both ways, and returns the
+/// network namespace path the container is to join. The container's mount namespace is copied
+/// from this one, and its setup costs grow with what it holds (libcontainer reads the mount
+/// table for each of the container's mounts): so the rootfs overlay is mounted here only (the
+/// host's mount table no longer grows with each container; it goes when the shim and the
+/// container are gone), and the directory of the pods' network namespace files is dropped in
+/// one detach, this pod's file being bind-mounted beside the container's state first. The
+/// shim is single-threaded, which unsharing a mount namespace needs.
+fn private_mount_namespace(
+    dir: &ContainerDir,
+    spec: &ContainerSpec,
+) -> Result<Option<std::path::PathBuf>, String> {
+    use nix::mount::{MntFlags, MsFlags, mount, umount2};
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
         .map_err(|e| format!("own mount namespace: {e}"))?;
-    nix::mount::mount(
+    mount(
         None::<&str>,
         "/",
         None::<&str>,
-        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         None::<&str>,
     )
     .map_err(|e| format!("own mount namespace private: {e}"))?;
-    let keep_netns = spec.network_namespace.as_deref();
-    let state_root = dir.dir.parent().unwrap_or(&dir.dir);
-    for mount in rootfs::foreign_mounts(
-        &rootfs::mount_points(),
-        keep_netns.and_then(std::path::Path::parent),
-        keep_netns,
-        state_root,
-        &dir.dir,
-    ) {
-        // Best effort: a mount left here only costs time.
-        let _ = nix::mount::umount2(&mount, nix::mount::MntFlags::MNT_DETACH);
-    }
-    Ok(())
+    let Some(netns) = spec.network_namespace.as_deref() else {
+        return Ok(None);
+    };
+    let Some(netns_dir) = netns
+        .parent()
+        .filter(|d| rootfs::mount_points().iter().any(|m| m == d))
+    else {
+        return Ok(Some(netns.to_path_buf()));
+    };
+    let own = dir.dir.join("netns");
+    std::fs::File::create(&own).map_err(|e| format!("creating {own:?}: {e}"))?;
+    mount(
+        Some(netns),
+        &own,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| format!("binding {netns:?} to {own:?}: {e}"))?;
+    umount2(netns_dir, MntFlags::MNT_DETACH)
+        .map_err(|e| format!("detaching {netns_dir:?}: {e}"))?;
+    Ok(Some(own))
 }
 
 /// Mounts the rootfs, writes config.json, creates and starts the container.
 fn create_and_start(dir: &ContainerDir, spec: &ContainerSpec) -> Result<Running, String> {
-    private_mount_namespace(dir, spec)?;
+    let netns = private_mount_namespace(dir, spec)?;
+    let spec = &ContainerSpec {
+        network_namespace: netns,
+        ..spec.clone()
+    };
     let layers: Vec<&std::path::Path> = spec.layers.iter().map(|p| p.as_path()).collect();
     rootfs::mount_overlay(&layers, &dir.upper(), &dir.work(), &dir.rootfs())
         .map_err(|e| e.to_string())?;
