@@ -48,9 +48,10 @@ spec:
         before.netns.len() == 3,
         "two pods' and the node's netns: {before:?}"
     );
+    // The rootfs overlays live in the shims' own mount namespaces, not the host's.
     assert!(
-        before.mounts.len() >= 4,
-        "rootfs and tmpfs mounts: {before:?}"
+        before.mounts.len() >= 2,
+        "the pods' tmpfs mounts: {before:?}"
     );
     assert!(!before.cgroups.is_empty(), "cgroups: {before:?}");
     for p in &pods {
