@@ -4,6 +4,8 @@
 //! Time is tokio's paused clock; the loop's clock and the fake runtime's follow it, so a
 //! 40-second crash backoff takes no wall time. Needs no root.
 
+mod sim;
+
 use futures::future::BoxFuture;
 use skiff_agent::agent::{Command, Core, Snapshot};
 use skiff_agent::cluster::fetch::FetchError;
@@ -19,7 +21,7 @@ use skiff_agent::store::Store;
 use skiff_agent::watcher::FileEvent;
 use skiff_cni::fake::FakeNetwork;
 use skiff_gossip::chitchat::transport::ChannelTransport;
-use skiff_gossip::{Capacity, GossipConfig, GossipNode, GossipProfile, NodeMetadata};
+use skiff_gossip::{GossipConfig, GossipNode, GossipProfile};
 use skiff_runtime::container::ContainerRuntime;
 use skiff_runtime::container::fake::{FakeClock, FakeRuntime};
 use skiff_runtime::image::{ImageStore, test_image};
@@ -176,16 +178,7 @@ impl Node {
         let mut gossip_config = GossipConfig::new(NODE, ([198, 18, 9, 1], 7946).into());
         gossip_config.profile = GossipProfile::Lan;
         gossip_config.generation = Some(self.disk.generation);
-        gossip_config.metadata = NodeMetadata {
-            capacity: Capacity {
-                cpu_millis: 4_000,
-                memory_bytes: 8 << 30,
-                pods: 110,
-            },
-            agent_version: "sim".into(),
-            ready: true,
-            ..NodeMetadata::default()
-        };
+        gossip_config.metadata = sim::metadata();
         // The previous agent's socket closes a moment after its task is dropped.
         let mut tries = 0;
         let gossip = loop {

@@ -416,7 +416,11 @@ fn skiff_pod_start(
         std::fs::write(agent.manifests.join(format!("{name}.yaml")), manifest)?;
         wait_for_file(&marks.join(&name), Duration::from_secs(60))?;
         latencies.push(start.elapsed());
-        timed.push((name, crate::bench_trace::now_of_day_us(), start.elapsed()));
+        timed.push((
+            name,
+            crate::bench_cluster_real::timeline::now_of_day(),
+            start.elapsed(),
+        ));
     }
     let stages = crate::bench_trace::Stages::from_log(&agent.log_path(), &timed)?;
     std::thread::sleep(Duration::from_secs(2));

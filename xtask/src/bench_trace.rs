@@ -23,11 +23,6 @@ const STAGES: &[(&str, &str, bool)] = &[
     ("container start (shim, libcontainer)", "action done", true),
 ];
 
-/// Seconds since midnight UTC, now, in the log's scale.
-pub fn now_of_day_us() -> f64 {
-    crate::bench_cluster_real::timeline::now_of_day()
-}
-
 /// Per-stage samples (ms) over the timed pods.
 #[derive(Default)]
 pub struct Stages {
