@@ -65,6 +65,9 @@ enum Mark {
     Written,
     /// Anything else (created, removed, renamed away, attributes).
     Touched,
+    /// Opened, read or closed without writing: nothing changed. The watcher's own listings
+    /// and reads cause these, so acting on them would rescan the directory in a loop.
+    Nothing,
 }
 
 fn mark_of(kind: &notify::EventKind) -> Mark {
@@ -74,6 +77,7 @@ fn mark_of(kind: &notify::EventKind) -> Mark {
         | notify::EventKind::Modify(ModifyKind::Name(RenameMode::To)) => Mark::Complete,
         notify::EventKind::Modify(ModifyKind::Data(DataChange::Any | DataChange::Content))
         | notify::EventKind::Modify(ModifyKind::Any) => Mark::Written,
+        notify::EventKind::Access(_) => Mark::Nothing,
         _ => Mark::Touched,
     }
 }
@@ -91,6 +95,9 @@ pub fn spawn(
         notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
             Ok(event) => {
                 let mark = mark_of(&event.kind);
+                if mark == Mark::Nothing {
+                    return;
+                }
                 for path in event.paths {
                     let _ = raw_tx.send((path, mark));
                 }
@@ -217,6 +224,7 @@ impl WatchState {
             Mark::Touched => {
                 self.dirty.insert(path, Instant::now());
             }
+            Mark::Nothing => {}
         }
     }
 

@@ -184,3 +184,45 @@ async fn an_unreadable_file_is_reported_once_and_never_removed() {
     // Rescans do not repeat what was said.
     assert_eq!(w.quiet_for(Duration::from_millis(500)).await, None);
 }
+
+#[test]
+fn opening_and_reading_are_not_changes() {
+    use notify::EventKind;
+    use notify::event::{
+        AccessKind, AccessMode, CreateKind, DataChange, ModifyKind, RemoveKind, RenameMode,
+    };
+    let cases = [
+        (
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            Mark::Nothing,
+        ),
+        (
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            Mark::Nothing,
+        ),
+        (EventKind::Access(AccessKind::Read), Mark::Nothing),
+        (EventKind::Access(AccessKind::Any), Mark::Nothing),
+        (
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            Mark::Complete,
+        ),
+        (
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            Mark::Complete,
+        ),
+        (
+            EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            Mark::Written,
+        ),
+        (EventKind::Modify(ModifyKind::Any), Mark::Written),
+        (EventKind::Create(CreateKind::File), Mark::Touched),
+        (EventKind::Remove(RemoveKind::File), Mark::Touched),
+        (
+            EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+            Mark::Touched,
+        ),
+    ];
+    for (kind, mark) in cases {
+        assert_eq!(mark_of(&kind), mark, "{kind:?}");
+    }
+}
