@@ -100,6 +100,18 @@ impl ShimRuntime {
         children.retain(|_, child| matches!(child.try_wait(), Ok(None)));
     }
 
+    /// Reaps the shim of `id` if it has exited. A state read asks about one container, so it
+    /// waits on that one shim only: reaping all of them on every read made a pass over every
+    /// container's state cost one `wait4` per pair of containers.
+    fn reap_one(&self, id: &str) {
+        let mut children = self.children.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(child) = children.get_mut(id)
+            && !matches!(child.try_wait(), Ok(None))
+        {
+            children.remove(id);
+        }
+    }
+
     fn spawn_shim(&self, dir: &ContainerDir) -> Result<Child, ContainerError> {
         let id = dir.id.as_str();
         let (program, leading) =
@@ -260,7 +272,7 @@ impl ContainerRuntime for ShimRuntime {
 
     fn state(&self, id: &str) -> Result<ContainerState, ContainerError> {
         validate_id(id)?;
-        self.reap();
+        self.reap_one(id);
         let dir = self.dir(id);
         if !dir.dir.exists() {
             return Ok(ContainerState::NotFound);
