@@ -308,3 +308,27 @@ async fn a_deleted_object_stays_deleted_when_a_node_restarts_with_its_old_file()
     .await;
     sim.stop().await;
 }
+
+/// A node's table larger than one gossip value (about 130 pods) goes out in parts: the
+/// follower still runs every pod the leader placed on it.
+#[tokio::test(start_paused = true)]
+async fn a_table_too_large_for_one_gossip_value_reaches_its_node_in_parts() {
+    let mut sim = Sim::start(2, SimOptions::default()).await;
+    for i in 0..2 {
+        sim.set_metadata(i, |m| m.capacity.pods = 300).await;
+    }
+    sim.settle().await;
+    sim.declare(0, &[deployment("many", 400, "busybox:1")]);
+    let took = wait_until("400 replicas running", Duration::from_secs(60), || {
+        std::future::ready(sim.running("Deployment", "many").len() == 400)
+    })
+    .await;
+    let counts = per_node(&sim.running("Deployment", "many"));
+    eprintln!("400 replicas running after {took:?}: {counts:?}");
+    assert_eq!(counts.len(), 2, "both nodes run replicas: {counts:?}");
+    assert!(
+        counts.values().all(|c| *c >= 150),
+        "each node holds more than one gossip value's worth: {counts:?}"
+    );
+    sim.stop().await;
+}

@@ -211,6 +211,7 @@ mod tests {
             term: Term(term),
             generation: Generation(generation),
             pods,
+            parts: 1,
         }
     }
 

@@ -2,7 +2,10 @@
 //! asks gossip only for the nodes whose keys changed since the last read, so a quiet cluster of
 //! hundreds of nodes costs a version comparison per node, not a parse of every key.
 
-use super::keys::{ASSIGN_PREFIX, Assignment, PENDING_KEY, POD_PREFIX, PendingWorkload, PodReport};
+use super::keys::{
+    Assignment, PENDING_KEY, POD_PREFIX, PendingWorkload, PodReport, assemble_assignment,
+    parse_assignment_key,
+};
 use super::subnets;
 use ipnet::Ipv4Net;
 use skiff_gossip::{Digest, KeyReader, KeysVersion, RECORD_PREFIX, TERM_KEY, Term};
@@ -41,6 +44,8 @@ impl NodeView {
 
     fn parse(keys: &[(String, String)]) -> NodeView {
         let mut out = NodeView::default();
+        // Target node -> its table's parts as read (a table is used only when whole).
+        let mut parts: BTreeMap<String, BTreeMap<u32, Assignment>> = BTreeMap::new();
         for (key, value) in keys {
             if key.starts_with(RECORD_PREFIX) {
                 if super::keys::parse_object_key(key).is_some()
@@ -54,9 +59,12 @@ impl NodeView {
                 {
                     out.pods.push(((ns.to_string(), name.to_string()), report));
                 }
-            } else if let Some(target) = key.strip_prefix(ASSIGN_PREFIX) {
-                if let Ok(doc) = serde_json::from_str(value) {
-                    out.tables.push((target.to_string(), doc));
+            } else if let Some((target, index)) = parse_assignment_key(key) {
+                if let Ok(doc) = serde_json::from_str::<Assignment>(value) {
+                    parts
+                        .entry(target.to_string())
+                        .or_default()
+                        .insert(index, doc);
                 }
             } else if key == TERM_KEY {
                 out.term = value.parse().ok();
@@ -68,6 +76,10 @@ impl NodeView {
                 out.subnet_table = serde_json::from_str(value).ok();
             }
         }
+        out.tables = parts
+            .into_iter()
+            .filter_map(|(target, parts)| Some((target, assemble_assignment(&parts)?)))
+            .collect();
         out
     }
 }
@@ -141,6 +153,18 @@ mod tests {
             ("pod/default/web-1", "{not json"),
             ("sched/assign/n2", r#"{"term":2,"generation":5,"pods":[]}"#),
             ("sched/assign/n3", "{}"),
+            (
+                "sched/assign/n4",
+                r#"{"term":2,"generation":5,"pods":[],"parts":2}"#,
+            ),
+            (
+                "sched/assign-part/1/n4",
+                r#"{"term":2,"generation":5,"pods":[],"parts":2}"#,
+            ),
+            (
+                "sched/assign/n5",
+                r#"{"term":2,"generation":5,"pods":[],"parts":2}"#,
+            ),
             ("sched/pending", "[]"),
             ("sched/subnets", r#"{"n1":"10.42.1.0/24"}"#),
             ("sched/term", "7"),
@@ -162,6 +186,15 @@ mod tests {
         assert!(
             parsed.table_for("n3").is_none(),
             "a table that does not parse"
+        );
+        assert_eq!(
+            parsed.table_for("n4").map(|d| (d.term, d.parts)),
+            Some((Term(2), 1)),
+            "both parts: the whole table"
+        );
+        assert!(
+            parsed.table_for("n5").is_none(),
+            "a table with a part missing"
         );
         assert_eq!(
             parsed.subnet_table.and_then(|t| t.get("n1").copied()),

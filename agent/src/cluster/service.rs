@@ -11,7 +11,8 @@ use super::fetch::FetchError;
 use super::follow::{self, Followed};
 use super::gossip_view::GossipView;
 use super::keys::{
-    ASSIGN_PREFIX, AssignedPod, Assignment, PENDING_KEY, PendingWorkload, PodReport, pod_key,
+    AssignedPod, Assignment, PENDING_KEY, PendingWorkload, PodReport, assignment_key, pod_key,
+    split_assignment,
 };
 pub use super::leadership::Quorum;
 use super::leadership::{self, LeadershipDecision, LeadershipInput};
@@ -157,6 +158,8 @@ pub struct ClusterService {
     /// restart grace until it is Ready again.
     not_ready_since: BTreeMap<String, (u64, bool)>,
     published_tables: BTreeMap<String, String>,
+    /// Node -> how many parts its table had when this node last published it.
+    published_parts: BTreeMap<String, u32>,
     published_pending: String,
     published_term: Term,
     last_pending: Vec<PendingWorkload>,
@@ -222,6 +225,7 @@ impl ClusterService {
             generation: Generation(0),
             not_ready_since: BTreeMap::new(),
             published_tables: BTreeMap::new(),
+            published_parts: BTreeMap::new(),
             published_pending: String::new(),
             published_term: Term(0),
             last_pending: Vec::new(),

@@ -91,16 +91,34 @@ impl ClusterService {
                 term: self.term,
                 generation: self.generation,
                 pods,
+                parts: 1,
             };
-            let value = serde_json::to_string(&doc).unwrap_or_default();
             if node == me {
                 mine = Some(doc.clone());
             }
-            let key = format!("{ASSIGN_PREFIX}{node}");
-            if (changed || self.published_term != self.term)
-                && let Err(e) = self.gossip.set_key(&key, &value).await
-            {
-                tracing::error!("cannot publish the assignment of node {node}: {e}");
+            let had = self.published_parts.get(&node).copied().unwrap_or(0);
+            if changed || self.published_term != self.term {
+                match split_assignment(&doc, skiff_gossip::MAX_VALUE_BYTES) {
+                    Ok(values) => {
+                        let parts = values.len() as u32;
+                        // Later parts first: a reader sees part 0's new generation last.
+                        for (index, value) in values.iter().enumerate().rev() {
+                            let key = assignment_key(&node, index as u32);
+                            if let Err(e) = self.gossip.set_key(&key, value).await {
+                                tracing::error!(
+                                    "cannot publish the assignment of node {node}: {e}"
+                                );
+                            }
+                        }
+                        for index in parts..had {
+                            let _ = self.gossip.delete_key(&assignment_key(&node, index)).await;
+                        }
+                        self.published_parts.insert(node.clone(), parts);
+                    }
+                    Err(size) => tracing::error!(
+                        "cannot publish the assignment of node {node}: one pod's entry is {size} bytes, more than a gossip value holds"
+                    ),
+                }
             }
             next.insert(node, body);
         }
@@ -109,10 +127,10 @@ impl ClusterService {
             .keys()
             .filter(|n| !next.contains_key(*n))
         {
-            let _ = self
-                .gossip
-                .delete_key(&format!("{ASSIGN_PREFIX}{gone}"))
-                .await;
+            let had = self.published_parts.remove(gone).unwrap_or(1);
+            for index in 0..had.max(1) {
+                let _ = self.gossip.delete_key(&assignment_key(gone, index)).await;
+            }
         }
         self.published_tables = next;
         self.published_term = self.term;
