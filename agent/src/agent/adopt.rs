@@ -66,6 +66,7 @@ impl<N: PodNetwork + 'static> Core<N> {
             assigned: None,
             pending: Arc::default(),
             reports: watch::channel(Arc::new(BTreeMap::new())).0,
+            report_cache: HashMap::new(),
             config,
             store,
             images,

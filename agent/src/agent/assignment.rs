@@ -71,27 +71,58 @@ impl<N: PodNetwork + 'static> Core<N> {
     }
 
     /// This node's pod reports, for the cluster task.
-    pub fn reports(&self) -> watch::Receiver<Arc<BTreeMap<(String, String), PodReport>>> {
+    pub fn reports(&self) -> watch::Receiver<Arc<BTreeMap<(String, String), Arc<PodReport>>>> {
         self.reports.subscribe()
     }
 
-    /// Hands the cluster task this node's pod reports, if they changed.
-    pub(super) fn publish_reports(&self, snapshot: &Snapshot, now: Millis) {
+    /// Hands the cluster task this node's pod reports, if they changed. A pod's report is
+    /// rendered again only when its state changed, or when what it shows depends on the time
+    /// or on an image pull (a container waiting to start): rendering every pod on every turn
+    /// cost milliseconds per turn with a hundred pods.
+    pub(super) fn publish_reports(&mut self, snapshot: &Snapshot, now: Millis) {
         let image = |i: &str| snapshot.image_state(i);
         let ctx = crate::render::RenderContext {
             node_name: &self.config.node_name,
             now,
             image: &image,
         };
-        let reports: BTreeMap<(String, String), PodReport> = self
+        let mut changed = self.report_cache.len() != self.pods.len()
+            || self
+                .report_cache
+                .keys()
+                .any(|uid| !self.pods.contains_key(uid));
+        self.report_cache
+            .retain(|uid, _| self.pods.contains_key(uid));
+        for p in self.pods.values() {
+            if let Some(cached) = self.report_cache.get(&p.uid)
+                && cached.still_shows(p)
+            {
+                continue;
+            }
+            let ip = p.status.network.as_ref().map(|n| n.ip.as_str());
+            let report = crate::cluster::report(p, ip, &ctx);
+            changed |= self
+                .report_cache
+                .get(&p.uid)
+                .is_none_or(|cached| *cached.report != report);
+            self.report_cache.insert(
+                p.uid.clone(),
+                CachedReport {
+                    status: p.status.clone(),
+                    deleting_since: p.deleting_since,
+                    report: Arc::new(report),
+                },
+            );
+        }
+        if !changed {
+            return;
+        }
+        let reports: BTreeMap<(String, String), Arc<PodReport>> = self
             .pods
             .values()
-            .map(|p| {
-                let ip = p.status.network.as_ref().map(|n| n.ip.as_str());
-                (
-                    (p.namespace.clone(), p.name.clone()),
-                    crate::cluster::report(p, ip, &ctx),
-                )
+            .filter_map(|p| {
+                let cached = self.report_cache.get(&p.uid)?;
+                Some(((p.namespace.clone(), p.name.clone()), cached.report.clone()))
             })
             .collect();
         self.reports.send_if_modified(|current| {
@@ -193,5 +224,25 @@ fn plan_spec(pod: &Valid<Pod>) -> PodPlanSpec {
         },
         grace_period: pod.spec.termination_grace_period(),
         host_network: pod.spec.host_network,
+    }
+}
+
+/// A pod's last report with what it was rendered from.
+pub(super) struct CachedReport {
+    status: crate::pod::PodRuntime,
+    deleting_since: Option<Millis>,
+    report: Arc<PodReport>,
+}
+
+impl CachedReport {
+    /// Whether the report still shows `p`: its state is the same, and no container is in a
+    /// state whose rendering depends on the time (a crash backoff) or an image pull.
+    fn still_shows(&self, p: &PodRecord) -> bool {
+        let settled =
+            |c: &crate::pod::ContainerStatus| c.current.is_some() || c.done || c.waiting.is_some();
+        self.deleting_since == p.deleting_since
+            && self.status == p.status
+            && p.status.init_containers.iter().all(settled)
+            && p.status.containers.iter().all(settled)
     }
 }

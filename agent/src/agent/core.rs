@@ -41,6 +41,20 @@ mod images;
 
 pub use commands::{Command, describe_key};
 
+/// Logs how long a section took when it took over a millisecond (debug, `skiff::loop`).
+fn log_if_slow(started: std::time::Instant, what: &'static str) -> impl Drop {
+    struct Timed(std::time::Instant, &'static str);
+    impl Drop for Timed {
+        fn drop(&mut self) {
+            let took = self.0.elapsed();
+            if took > std::time::Duration::from_millis(1) {
+                tracing::debug!(target: "skiff::loop", us = took.as_micros() as u64, "slow {}", self.1);
+            }
+        }
+    }
+    Timed(started, what)
+}
+
 /// What the API reads: a consistent copy of the node's state.
 pub struct Snapshot {
     pub node_name: String,
@@ -138,7 +152,9 @@ pub struct Core<N = skiff_cni::NetlinkNetwork> {
     /// What the leader could not place (events are recorded when this changes).
     pending: Arc<Vec<crate::cluster::keys::PendingWorkload>>,
     /// The leader's table changed or the objects did: the node's pods are recomputed.
-    reports: watch::Sender<Arc<BTreeMap<(String, String), PodReport>>>,
+    reports: watch::Sender<Arc<BTreeMap<(String, String), Arc<PodReport>>>>,
+    /// Each pod's last report and the state it was rendered from (see `publish_reports`).
+    report_cache: HashMap<String, assignment::CachedReport>,
 }
 
 impl<N: PodNetwork + 'static> Core<N> {
@@ -177,10 +193,23 @@ impl<N: PodNetwork + 'static> Core<N> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let now = self.now();
+            let started = std::time::Instant::now();
             self.turn(now, &results_tx, &pulls_tx, &tracker);
+            let turned = started.elapsed();
             let snap = Arc::new(self.snapshot());
+            let snapped = started.elapsed();
             self.publish_reports(&snap, now);
             snapshot.send_replace(snap);
+            let took = started.elapsed();
+            if took > std::time::Duration::from_millis(1) {
+                tracing::debug!(
+                    target: "skiff::loop",
+                    turn_us = turned.as_micros() as u64,
+                    snapshot_us = (snapped - turned).as_micros() as u64,
+                    reports_us = (took - snapped).as_micros() as u64,
+                    "slow turn"
+                );
+            }
             // Every branch is cancel-safe (mpsc receives, a watch change and an interval tick).
             tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -405,6 +434,7 @@ impl<N: PodNetwork + 'static> Core<N> {
         if self.store_watch.failed() {
             return;
         }
+        let _timed = log_if_slow(std::time::Instant::now(), "sources write");
         if let Err(e) = self.sources.write_unwritten(&self.store) {
             tracing::warn!("manifest changes not stored yet (kept in memory): {e}");
         }
@@ -414,6 +444,8 @@ impl<N: PodNetwork + 'static> Core<N> {
         if self.store_watch.failed() {
             return;
         }
+        let started = std::time::Instant::now();
+        let _timed = log_if_slow(started, "flush");
         while let Some(uid) = self.forgotten.pop_first() {
             if let Err(e) = self.store.delete_pod(&uid) {
                 tracing::warn!("pod {uid}: cannot remove its record: {e}");

@@ -139,7 +139,10 @@ mod tests {
             status: Value::Null,
         };
         let mut reports = crate::cluster::service::PodReports::new();
-        reports.insert(("default".into(), "runs".into()), ("n2".into(), report));
+        reports.insert(
+            ("default".into(), "runs".into()),
+            ("n2".into(), report.into()),
+        );
         let cluster = ClusterState {
             pods: Arc::new(reports),
             pending: vec![PendingWorkload {

@@ -174,7 +174,10 @@ mod tests {
         for (node_name, _, pods) in nodes {
             for (i, (running, ready)) in pods.iter().enumerate() {
                 let key = ("default".to_string(), format!("web-{node_name}-{i}"));
-                reports.insert(key, (node_name.to_string(), report(*running, *ready)));
+                reports.insert(
+                    key,
+                    (node_name.to_string(), report(*running, *ready).into()),
+                );
             }
         }
         let cluster = ClusterState {
@@ -227,7 +230,7 @@ mod tests {
         let mut reports = crate::cluster::service::PodReports::new();
         reports.insert(
             ("default".to_string(), "web-x".to_string()),
-            ("gone".to_string(), report(true, true)),
+            ("gone".to_string(), report(true, true).into()),
         );
         let cluster = ClusterState {
             pods: Arc::new(reports),

@@ -26,11 +26,14 @@ pub struct NodeView {
     pub term: Option<Term>,
     pub pending: Option<Vec<PendingWorkload>>,
     /// (namespace, name) -> what it reports about a pod it runs.
-    pub pods: Vec<((String, String), PodReport)>,
+    pub pods: Vec<((String, String), Arc<PodReport>)>,
     /// The pod subnet it claims.
     pub claim: Option<Ipv4Net>,
     /// The subnet table it published when it led.
     pub subnet_table: Option<BTreeMap<String, Ipv4Net>>,
+    /// A hash of each pod report's text, so the next parse reuses the reports whose text did
+    /// not change (a node that publishes one report change does not cost a parse of all).
+    report_hashes: BTreeMap<(String, String), u64>,
 }
 
 impl NodeView {
@@ -42,8 +45,16 @@ impl NodeView {
             .map(|(_, doc)| doc)
     }
 
-    fn parse(keys: &[(String, String)]) -> NodeView {
+    fn parse(keys: &[(String, String)], previous: Option<&NodeView>) -> NodeView {
         let mut out = NodeView::default();
+        let reusable: BTreeMap<&(String, String), (u64, &Arc<PodReport>)> = previous
+            .map(|p| {
+                p.pods
+                    .iter()
+                    .filter_map(|(k, r)| Some((k, (*p.report_hashes.get(k)?, r))))
+                    .collect()
+            })
+            .unwrap_or_default();
         // Target node -> its table's parts as read (a table is used only when whole).
         let mut parts: BTreeMap<String, BTreeMap<u32, Assignment>> = BTreeMap::new();
         for (key, value) in keys {
@@ -54,10 +65,17 @@ impl NodeView {
                     out.adverts.push((key.clone(), d));
                 }
             } else if let Some(rest) = key.strip_prefix(POD_PREFIX) {
-                if let Some((ns, name)) = rest.split_once('/')
-                    && let Ok(report) = serde_json::from_str(value)
-                {
-                    out.pods.push(((ns.to_string(), name.to_string()), report));
+                if let Some((ns, name)) = rest.split_once('/') {
+                    let key = (ns.to_string(), name.to_string());
+                    let hash = text_hash(value);
+                    let report = match reusable.get(&key) {
+                        Some((h, report)) if *h == hash => Some(Arc::clone(report)),
+                        _ => serde_json::from_str(value).ok(),
+                    };
+                    if let Some(report) = report {
+                        out.report_hashes.insert(key.clone(), hash);
+                        out.pods.push((key, report));
+                    }
                 }
             } else if let Some((target, index)) = parse_assignment_key(key) {
                 if let Ok(doc) = serde_json::from_str::<Assignment>(value) {
@@ -84,6 +102,13 @@ impl NodeView {
     }
 }
 
+fn text_hash(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
+}
+
 /// Every node's parsed keys, refreshed from gossip by change.
 #[derive(Default)]
 pub struct GossipView {
@@ -103,8 +128,8 @@ impl GossipView {
             self.nodes.remove(&gone);
         }
         for node in changes.changed {
-            self.nodes
-                .insert(node.node.clone(), Arc::new(NodeView::parse(&node.keys)));
+            let parsed = NodeView::parse(&node.keys, self.nodes.get(&node.node).map(Arc::as_ref));
+            self.nodes.insert(node.node.clone(), Arc::new(parsed));
             self.versions.insert(node.node, node.version);
         }
         true
@@ -172,7 +197,7 @@ mod tests {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let parsed = NodeView::parse(&keys);
+        let parsed = NodeView::parse(&keys, None);
         assert_eq!(parsed.claim, Some("10.42.3.0/24".parse().expect("net")));
         assert_eq!(parsed.adverts.len(), 1);
         assert_eq!(parsed.adverts[0].0, "obj/ConfigMap/default/a");
@@ -200,5 +225,48 @@ mod tests {
             parsed.subnet_table.and_then(|t| t.get("n1").copied()),
             Some("10.42.1.0/24".parse().expect("net"))
         );
+    }
+
+    #[test]
+    fn a_second_parse_reuses_the_reports_whose_text_did_not_change() {
+        let report = |uid: &str, running: bool| {
+            serde_json::to_string(&PodReport {
+                uid: uid.into(),
+                owner: None,
+                template_hash: "h".into(),
+                created_ms: 1,
+                deleting: false,
+                running,
+                ready: running,
+                labels: Default::default(),
+                status: serde_json::Value::Null,
+            })
+            .expect("json")
+        };
+        let keys = |b_running: bool| {
+            vec![
+                ("pod/default/a".to_string(), report("ua", true)),
+                ("pod/default/b".to_string(), report("ub", b_running)),
+            ]
+        };
+        let first = NodeView::parse(&keys(false), None);
+        let second = NodeView::parse(&keys(true), Some(&first));
+        let find = |view: &NodeView, name: &str| {
+            view.pods
+                .iter()
+                .find(|((_, n), _)| n == name)
+                .map(|(_, r)| Arc::clone(r))
+                .expect("report")
+        };
+        assert!(
+            Arc::ptr_eq(&find(&first, "a"), &find(&second, "a")),
+            "unchanged: reused"
+        );
+        assert!(
+            !Arc::ptr_eq(&find(&first, "b"), &find(&second, "b")),
+            "changed: parsed again"
+        );
+        assert!(find(&second, "b").running);
+        assert!(!find(&first, "b").running);
     }
 }

@@ -1,7 +1,7 @@
 //! The leader's scheduling pass: gossip's view (nodes, reports, the previous table) and the
 //! replicated objects in, the pure scheduler (`crate::scheduler`) run, the table out.
 
-use super::keys::{AssignedPod, PendingWorkload, PodReport};
+use super::keys::{AssignedPod, PendingWorkload};
 use crate::scheduler::{
     Allocatable, NodeCondition as SchedCondition, ReportedPod, SchedInput, SchedNode, schedule,
     workloads_from_objects,
@@ -54,7 +54,7 @@ pub fn run(
     not_ready_since: &BTreeMap<String, (u64, bool)>,
     objects: &crate::desired::Objects,
     previous: &[AssignedPod],
-    pods: &BTreeMap<(String, String), (String, PodReport)>,
+    pods: &super::service::PodReports,
     now: u64,
     delays: Delays,
 ) -> Output {

@@ -117,7 +117,7 @@ pub struct ClusterState {
 }
 
 /// Every node's pod reports, by (namespace, name): (node, report).
-pub type PodReports = BTreeMap<(String, String), (String, PodReport)>;
+pub type PodReports = BTreeMap<(String, String), (String, Arc<PodReport>)>;
 
 /// How often expired tombstones are looked for.
 const GC_EVERY_MS: u64 = 60_000;
@@ -125,7 +125,7 @@ const GC_EVERY_MS: u64 = 60_000;
 /// Inputs of the cluster task.
 pub struct ClusterInputs {
     pub declared: watch::Receiver<Arc<crate::desired::Objects>>,
-    pub reports: watch::Receiver<Arc<BTreeMap<(String, String), PodReport>>>,
+    pub reports: watch::Receiver<Arc<BTreeMap<(String, String), Arc<PodReport>>>>,
 }
 
 /// Outputs of the cluster task.
@@ -167,7 +167,7 @@ pub struct ClusterService {
     /// This node's pod subnet and the cluster CIDR (none: pod subnets are not managed).
     subnet: Option<(ipnet::Ipv4Net, ipnet::Ipv4Net)>,
     published_subnets: String,
-    published_reports: BTreeMap<(String, String), PodReport>,
+    published_reports: BTreeMap<(String, String), Arc<PodReport>>,
     in_flight: HashSet<String>,
     fetches: sync::Fetches,
     /// The node loop needs a new [`Desired`].
@@ -182,7 +182,7 @@ pub struct ClusterService {
     objects_stale: bool,
     /// Every node's reports as last merged, and the local reports they were merged with.
     pods: Arc<PodReports>,
-    merged_reports: Option<Arc<BTreeMap<(String, String), PodReport>>>,
+    merged_reports: Option<Arc<BTreeMap<(String, String), Arc<PodReport>>>>,
     last_gc_ms: u64,
     /// The node list as gossip last changed it.
     nodes_rx: watch::Receiver<Vec<NodeStatus>>,
@@ -282,7 +282,12 @@ impl ClusterService {
                 self.ingest(&declared).await;
                 tracing::debug!(target: "skiff::path", "declared ingested");
             }
+            let started = std::time::Instant::now();
             self.step(&inputs, &outputs, &fetched_tx).await;
+            let took = started.elapsed();
+            if took > std::time::Duration::from_millis(1) {
+                tracing::debug!(target: "skiff::loop", us = took.as_micros() as u64, "slow step");
+            }
             // Every branch is cancel-safe: watch changes, an mpsc receive, an interval tick.
             tokio::select! {
                 _ = cancel.cancelled() => break,

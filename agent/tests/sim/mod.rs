@@ -528,7 +528,11 @@ impl Sim {
     }
 
     /// The reports node `i` sees for pods of `owner_name` (any node's), by pod name.
-    pub fn reported(&self, i: usize, owner_name: &str) -> BTreeMap<String, (String, PodReport)> {
+    pub fn reported(
+        &self,
+        i: usize,
+        owner_name: &str,
+    ) -> BTreeMap<String, (String, Arc<PodReport>)> {
         self.state(i)
             .pods
             .iter()

@@ -26,7 +26,7 @@ pub struct FakePod {
     pub running: bool,
 }
 
-type Reports = Arc<BTreeMap<(String, String), PodReport>>;
+type Reports = Arc<BTreeMap<(String, String), Arc<PodReport>>>;
 
 pub struct LoopParts {
     pub me: String,
@@ -52,9 +52,9 @@ pub async fn node_loop(mut parts: LoopParts) {
                     pod.running = true;
                 }
             }
-            let reports: BTreeMap<(String, String), PodReport> = pods
+            let reports: BTreeMap<(String, String), Arc<PodReport>> = pods
                 .iter()
-                .map(|(key, pod)| (key.clone(), report(pod)))
+                .map(|(key, pod)| (key.clone(), Arc::new(report(pod))))
                 .collect();
             if **parts.reports.borrow() != reports {
                 parts.reports.send_replace(Arc::new(reports));

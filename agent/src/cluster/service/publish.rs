@@ -146,10 +146,15 @@ impl ClusterService {
 
     pub(super) async fn publish_reports(
         &mut self,
-        reports: &BTreeMap<(String, String), PodReport>,
+        reports: &BTreeMap<(String, String), Arc<PodReport>>,
     ) {
         for ((ns, name), report) in reports {
-            if self.published_reports.get(&(ns.clone(), name.clone())) == Some(report) {
+            // The node loop hands on the same `Arc` for a pod whose report did not change.
+            if self
+                .published_reports
+                .get(&(ns.clone(), name.clone()))
+                .is_some_and(|p| Arc::ptr_eq(p, report) || p == report)
+            {
                 continue;
             }
             match serde_json::to_string(report) {

@@ -52,6 +52,7 @@ impl ClusterService {
     /// that fails (a full disk) loses nothing: the node acts on memory and the writes are
     /// retried every step until the agent has reopened the store.
     pub(super) fn write_replica(&mut self) {
+        let started = std::time::Instant::now();
         let written = self
             .replica
             .flush()
@@ -68,6 +69,10 @@ impl ClusterService {
                 self.store_failing = true;
             }
             _ => {}
+        }
+        let took = started.elapsed();
+        if took > std::time::Duration::from_millis(1) {
+            tracing::debug!(target: "skiff::loop", us = took.as_micros() as u64, "slow replica write");
         }
     }
 
