@@ -12,7 +12,6 @@ use rand::Rng;
 use skiff_cni::PodNetwork;
 use skiff_manifests::Valid;
 use skiff_manifests::model::workloads::Pod;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -71,7 +70,7 @@ impl<N: PodNetwork + 'static> Core<N> {
     }
 
     /// This node's pod reports, for the cluster task.
-    pub fn reports(&self) -> watch::Receiver<Arc<BTreeMap<(String, String), Arc<PodReport>>>> {
+    pub fn reports(&self) -> watch::Receiver<Arc<crate::cluster::service::OwnReports>> {
         self.reports.subscribe()
     }
 
@@ -117,7 +116,7 @@ impl<N: PodNetwork + 'static> Core<N> {
         if !changed {
             return;
         }
-        let reports: BTreeMap<(String, String), Arc<PodReport>> = self
+        let reports: crate::cluster::service::OwnReports = self
             .pods
             .values()
             .filter_map(|p| {

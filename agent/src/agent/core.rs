@@ -8,7 +8,6 @@
 
 use super::execute::{self, Job, JobResult, PullResult};
 use super::sources::Sources;
-use crate::cluster::keys::PodReport;
 use crate::config::AgentConfig;
 use crate::events::{Event, Events};
 use crate::pod::{Millis, PodRecord};
@@ -152,7 +151,7 @@ pub struct Core<N = skiff_cni::NetlinkNetwork> {
     /// What the leader could not place (events are recorded when this changes).
     pending: Arc<Vec<crate::cluster::keys::PendingWorkload>>,
     /// The leader's table changed or the objects did: the node's pods are recomputed.
-    reports: watch::Sender<Arc<BTreeMap<(String, String), Arc<PodReport>>>>,
+    reports: watch::Sender<Arc<crate::cluster::service::OwnReports>>,
     /// Each pod's last report and the state it was rendered from (see `publish_reports`).
     report_cache: HashMap<String, assignment::CachedReport>,
 }

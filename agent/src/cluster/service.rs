@@ -118,6 +118,8 @@ pub struct ClusterState {
 
 /// Every node's pod reports, by (namespace, name): (node, report).
 pub type PodReports = BTreeMap<(String, String), (String, Arc<PodReport>)>;
+/// This node's own pod reports by (namespace, name), as the node loop hands them on.
+pub type OwnReports = BTreeMap<(String, String), Arc<PodReport>>;
 
 /// How often expired tombstones are looked for.
 const GC_EVERY_MS: u64 = 60_000;
@@ -125,7 +127,7 @@ const GC_EVERY_MS: u64 = 60_000;
 /// Inputs of the cluster task.
 pub struct ClusterInputs {
     pub declared: watch::Receiver<Arc<crate::desired::Objects>>,
-    pub reports: watch::Receiver<Arc<BTreeMap<(String, String), Arc<PodReport>>>>,
+    pub reports: watch::Receiver<Arc<OwnReports>>,
 }
 
 /// Outputs of the cluster task.
@@ -182,7 +184,7 @@ pub struct ClusterService {
     objects_stale: bool,
     /// Every node's reports as last merged, and the local reports they were merged with.
     pods: Arc<PodReports>,
-    merged_reports: Option<Arc<BTreeMap<(String, String), Arc<PodReport>>>>,
+    merged_reports: Option<Arc<OwnReports>>,
     last_gc_ms: u64,
     /// The node list as gossip last changed it.
     nodes_rx: watch::Receiver<Vec<NodeStatus>>,

@@ -144,10 +144,7 @@ impl ClusterService {
         mine
     }
 
-    pub(super) async fn publish_reports(
-        &mut self,
-        reports: &BTreeMap<(String, String), Arc<PodReport>>,
-    ) {
+    pub(super) async fn publish_reports(&mut self, reports: &OwnReports) {
         for ((ns, name), report) in reports {
             // The node loop hands on the same `Arc` for a pod whose report did not change.
             if self
