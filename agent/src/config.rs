@@ -58,6 +58,8 @@ pub struct AgentConfig {
     pub pod_subnet: ipnet::Ipv4Net,
     /// The whole cluster's pod range (not masqueraded between nodes).
     pub cluster_cidr: ipnet::Ipv4Net,
+    /// Where Services' ClusterIPs come from (routed to the bridge on every node).
+    pub service_cidr: ipnet::Ipv4Net,
     /// The node bridge pods attach to.
     pub bridge: String,
     /// Masquerade pod traffic leaving the cluster range.
@@ -114,6 +116,9 @@ impl Default for AgentConfig {
             resync_interval: Duration::from_millis(500),
             pod_subnet: "10.42.0.0/24".parse().unwrap_or_default(),
             cluster_cidr: "10.42.0.0/16".parse().unwrap_or_default(),
+            service_cidr: crate::cluster::service::DEFAULT_SERVICE_CIDR
+                .parse()
+                .unwrap_or_default(),
             bridge: "skiff0".to_string(),
             masquerade: true,
             node_netns: None,
@@ -177,6 +182,7 @@ pub struct ConfigFile {
     pub eviction_delay_ms: Option<u64>,
     pub pod_subnet: Option<ipnet::Ipv4Net>,
     pub cluster_cidr: Option<ipnet::Ipv4Net>,
+    pub service_cidr: Option<ipnet::Ipv4Net>,
     pub bridge: Option<String>,
     pub masquerade: Option<bool>,
     pub node_netns: Option<PathBuf>,
@@ -271,6 +277,7 @@ impl ConfigFile {
         }
         set!(pod_subnet);
         set!(cluster_cidr);
+        set!(service_cidr);
         set!(bridge);
         set!(masquerade);
         set!(pod_network);
@@ -324,6 +331,20 @@ impl AgentConfig {
         }
         if self.node_name.is_empty() {
             return Err(ConfigError::Invalid("node-name: must not be empty".into()));
+        }
+        if self.service_cidr.contains(&self.cluster_cidr.network())
+            || self.cluster_cidr.contains(&self.service_cidr.network())
+        {
+            return Err(ConfigError::Invalid(format!(
+                "service-cidr: {} overlaps the cluster CIDR {} (pods and Services need separate ranges)",
+                self.service_cidr, self.cluster_cidr
+            )));
+        }
+        if self.service_cidr.prefix_len() > 30 {
+            return Err(ConfigError::Invalid(format!(
+                "service-cidr: {} is too small (at most /30)",
+                self.service_cidr
+            )));
         }
         if self.crash_backoff_base.is_zero() || self.crash_backoff_base > self.crash_backoff_max {
             return Err(ConfigError::Invalid(

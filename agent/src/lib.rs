@@ -26,6 +26,7 @@ pub mod reconciler;
 pub mod render;
 pub mod rlimit;
 pub mod scheduler;
+pub mod services;
 pub mod shim;
 pub mod store;
 pub mod watcher;

@@ -275,3 +275,104 @@ pub fn deployment(
     });
     v
 }
+
+/// A Service as `get services -o json` shows it: the object with the address and node ports the
+/// leader's book gave it (a refusal is a condition), and its load balancer status empty.
+pub fn service(
+    object: &skiff_manifests::Valid<skiff_manifests::Object>,
+    view: &crate::services::ServiceView,
+    created: Option<Millis>,
+) -> Value {
+    let mut v = serde_json::to_value(object).unwrap_or_else(|_| json!({}));
+    if let Some(t) = created {
+        v["metadata"]["creationTimestamp"] = json!(rfc3339(t));
+    }
+    let alloc = &view.allocation;
+    let spec = &view.service.spec;
+    if spec.type_ != skiff_manifests::ServiceType::ExternalName && !spec.is_headless() {
+        let ip = alloc
+            .cluster_ip
+            .map_or_else(|| "<pending>".to_string(), |ip| ip.to_string());
+        v["spec"]["clusterIP"] = json!(ip);
+        v["spec"]["clusterIPs"] = json!([ip]);
+    }
+    if let Some(ports) = v["spec"]["ports"].as_array_mut() {
+        for (port, p) in ports.iter_mut().zip(&spec.ports) {
+            let key = crate::services::alloc::port_key(&p.name, p.protocol.as_str());
+            if let Some(np) = alloc.node_ports.get(&key) {
+                port["nodePort"] = json!(np);
+            }
+        }
+    }
+    let mut status = json!({ "loadBalancer": {} });
+    if !alloc.refused.is_empty() {
+        status["conditions"] = json!([{
+            "type": "AddressAllocated",
+            "status": "False",
+            "reason": "Refused",
+            "message": alloc.refused.join("; "),
+        }]);
+    }
+    v["status"] = status;
+    v
+}
+
+/// A Service's endpoints in the shape of a Kubernetes `Endpoints` object (one subset).
+pub fn endpoints(view: &crate::services::ServiceView, created: Option<Millis>) -> Value {
+    let address = |e: &crate::services::Endpoint| {
+        json!({
+            "ip": e.ip.to_string(),
+            "nodeName": e.node,
+            "targetRef": { "kind": "Pod", "namespace": view.namespace, "name": e.pod },
+        })
+    };
+    let ready: Vec<Value> = view
+        .endpoints
+        .iter()
+        .filter(|e| e.ready)
+        .map(address)
+        .collect();
+    let not_ready: Vec<Value> = view
+        .endpoints
+        .iter()
+        .filter(|e| !e.ready)
+        .map(address)
+        .collect();
+    // The pod port of the first endpoint for each Service port (pods may differ by name).
+    let ports: Vec<Value> = view
+        .service
+        .spec
+        .ports
+        .iter()
+        .filter_map(|p| {
+            let key = crate::services::alloc::port_key(&p.name, p.protocol.as_str());
+            let port = view.endpoints.iter().find_map(|e| e.ports.get(&key))?;
+            let mut out = json!({ "port": port, "protocol": p.protocol.as_str() });
+            if !p.name.is_empty() {
+                out["name"] = json!(p.name);
+            }
+            Some(out)
+        })
+        .collect();
+    let mut subsets = Vec::new();
+    if !ready.is_empty() || !not_ready.is_empty() {
+        let mut subset = json!({ "ports": ports });
+        if !ready.is_empty() {
+            subset["addresses"] = json!(ready);
+        }
+        if !not_ready.is_empty() {
+            subset["notReadyAddresses"] = json!(not_ready);
+        }
+        subsets.push(subset);
+    }
+    let mut v = json!({
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": { "name": view.name, "namespace": view.namespace },
+        "subsets": subsets,
+    });
+    if let Some(t) = created {
+        v["metadata"]["creationTimestamp"] = json!(rfc3339(t));
+    }
+    v
+}

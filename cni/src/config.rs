@@ -60,6 +60,12 @@ impl Default for NetworkConfig {
 }
 
 impl NetworkConfig {
+    /// The Services' table beside ours (`<nft_table>-svc`), programmed by the agent's proxy and
+    /// removed with ours.
+    pub fn service_table(&self) -> String {
+        format!("{}-svc", self.nft_table)
+    }
+
     /// A config for `subnet` with the gateway at its first host and every other field default.
     pub fn for_subnet(subnet: Ipv4Net) -> Self {
         NetworkConfig {

@@ -109,10 +109,45 @@ impl NetlinkNetwork {
         .await
     }
 
+    /// Routes the service CIDR to the bridge (see [`crate::routes::ensure_device_route`]).
+    /// The bridge must exist.
+    pub async fn ensure_service_route(&self, cidr: ipnet::Ipv4Net) -> Result<(), CniError> {
+        let bridge = self.cfg.bridge.clone();
+        netlink_in_netns(self.node_netns(), move |h| async move {
+            let link =
+                links::find_link(&h, &bridge)
+                    .await?
+                    .ok_or_else(|| CniError::LinkNotFound {
+                        name: bridge.clone(),
+                        place: " in the node namespace".into(),
+                    })?;
+            crate::routes::ensure_device_route(&h, cidr, link.index).await
+        })
+        .await
+    }
+
+    /// Runs an nftables script (one transaction) in the node namespace.
+    pub async fn run_nft(&self, action: &str, script: String) -> Result<(), CniError> {
+        let action = action.to_string();
+        blocking_in_netns(self.node_netns(), move || {
+            nft::run(&action, &script).map(drop)
+        })
+        .await
+    }
+
+    /// Deletes an nftables table of ours (`ip` family); a missing one is fine.
+    pub async fn delete_nft_table(&self, table: &str) -> Result<(), CniError> {
+        let table = table.to_string();
+        blocking_in_netns(self.node_netns(), move || nft::delete_table(&table)).await
+    }
+
     /// Removes the node side: our nftables table and the bridge. Pods should be gone first.
     pub async fn remove_node_network(&self) -> Result<(), CniError> {
-        let table = self.cfg.nft_table.clone();
-        blocking_in_netns(self.node_netns(), move || nft::delete_table(&table)).await?;
+        let tables = [self.cfg.nft_table.clone(), self.cfg.service_table()];
+        blocking_in_netns(self.node_netns(), move || {
+            tables.iter().try_for_each(|t| nft::delete_table(t))
+        })
+        .await?;
         let bridge = self.cfg.bridge.clone();
         netlink_in_netns(self.node_netns(), move |h| async move {
             links::delete_link(&h, &bridge).await

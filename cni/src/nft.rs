@@ -140,6 +140,11 @@ fn key(e: &PublishedPort) -> String {
     format!("{} . {}", e.protocol, e.host_port)
 }
 
+/// Runs an `nft -f -` script (one transaction); returns its output.
+pub fn run(action: &str, script: &str) -> Result<String, CniError> {
+    run_script(action, script)
+}
+
 fn run_script(action: &str, script: &str) -> Result<String, CniError> {
     let mut child = Command::new("nft")
         .args(["-f", "-"])

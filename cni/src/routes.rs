@@ -95,3 +95,46 @@ pub async fn converge_peer_routes(handle: &Handle, wanted: &[PeerRoute]) -> Resu
     }
     Ok(())
 }
+
+fn device_message(net: Ipv4Net, index: u32) -> RouteMessage {
+    RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(net.network(), net.prefix_len())
+        .output_interface(index)
+        .protocol(RouteProtocol::Other(SKIFF_ROUTE_PROTOCOL))
+        .build()
+}
+
+/// Routes `net` to the link `index` (replacing any route to exactly `net`): the service CIDR
+/// goes to the bridge, so a host process can connect to a ClusterIP even on a device with no
+/// default route (netfilter rewrites the address before the packet leaves).
+pub async fn ensure_device_route(
+    handle: &Handle,
+    net: Ipv4Net,
+    index: u32,
+) -> Result<(), CniError> {
+    handle
+        .route()
+        .add(device_message(net, index))
+        .replace()
+        .execute()
+        .await
+        .map_err(|e| CniError::netlink(format!("add route to {net}"), e))
+}
+
+/// Removes our device route to `net`; a missing one is fine.
+pub async fn remove_device_route(
+    handle: &Handle,
+    net: Ipv4Net,
+    index: u32,
+) -> Result<(), CniError> {
+    match handle
+        .route()
+        .del(device_message(net, index))
+        .execute()
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -libc::ESRCH => Ok(()),
+        Err(e) => Err(CniError::netlink(format!("delete route to {net}"), e)),
+    }
+}

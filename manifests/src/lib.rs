@@ -38,6 +38,9 @@ pub use model::pod::{
     Protocol, PullPolicy, ResourceList, ResourceRequirements, ResourceTotals, RestartPolicy,
     SecretVolume, StorageMedium, Volume, VolumeMount, VolumeSource,
 };
+pub use model::service::{
+    ClusterIp, Service, ServicePort, ServiceSpec, ServiceType, SessionAffinity, TargetPort,
+};
 pub use model::workloads::{
     DaemonSet, DaemonSetSpec, Deployment, DeploymentSpec, DeploymentStrategy, IntOrPercent,
     LabelSelector, Pod, PodTemplate, RollingUpdate, TemplateMetadata,
@@ -45,6 +48,7 @@ pub use model::workloads::{
 pub use naming::{POD_TEMPLATE_HASH_LABEL, PodSuffix, daemon_set_pod_name, deployment_pod_name};
 pub use quantity::{Quantity, QuantityError};
 pub use valid::Valid;
+pub use validate::NODE_PORT_RANGE;
 
 use error::Problems;
 

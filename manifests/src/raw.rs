@@ -399,3 +399,80 @@ impl<'de> Deserialize<'de> for FileMode {
         deserializer.deserialize_any(ModeVisitor)
     }
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawService {
+    // apiVersion and kind are read before decoding; status is ignored.
+    #[serde(rename = "apiVersion")]
+    pub(crate) _api_version: Option<Value>,
+    #[serde(rename = "kind")]
+    pub(crate) _kind: Option<Value>,
+    #[serde(rename = "status")]
+    pub(crate) _status: Option<Value>,
+    pub(crate) metadata: Option<RawMeta>,
+    pub(crate) spec: Option<RawServiceSpec>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawServiceSpec {
+    #[serde(rename = "type")]
+    pub(crate) type_: Option<String>,
+    #[serde(rename = "clusterIP")]
+    pub(crate) cluster_ip: Option<String>,
+    #[serde(rename = "clusterIPs")]
+    pub(crate) cluster_ips: Option<List<String>>,
+    pub(crate) selector: Option<StringMap>,
+    pub(crate) ports: Option<List<RawServicePort>>,
+    pub(crate) external_name: Option<String>,
+    pub(crate) publish_not_ready_addresses: Option<bool>,
+    pub(crate) session_affinity: Option<String>,
+    pub(crate) session_affinity_config: Option<RawSessionAffinityConfig>,
+    pub(crate) ip_families: Option<List<String>>,
+    pub(crate) ip_family_policy: Option<String>,
+    pub(crate) external_traffic_policy: Option<String>,
+    pub(crate) internal_traffic_policy: Option<String>,
+    // Refused when set: skiff has no load balancers and no external IPs.
+    #[serde(rename = "externalIPs")]
+    pub(crate) external_ips: Option<Value>,
+    #[serde(rename = "loadBalancerIP")]
+    pub(crate) load_balancer_ip: Option<Value>,
+    pub(crate) load_balancer_source_ranges: Option<Value>,
+    pub(crate) load_balancer_class: Option<Value>,
+    pub(crate) allocate_load_balancer_node_ports: Option<Value>,
+    pub(crate) health_check_node_port: Option<Value>,
+    pub(crate) traffic_distribution: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawServicePort {
+    pub(crate) name: Option<String>,
+    pub(crate) protocol: Option<String>,
+    pub(crate) port: Option<i64>,
+    pub(crate) target_port: Option<RawTargetPort>,
+    pub(crate) node_port: Option<i64>,
+    pub(crate) app_protocol: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawSessionAffinityConfig {
+    #[serde(rename = "clientIP")]
+    pub(crate) client_ip: Option<RawClientIpConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawClientIpConfig {
+    pub(crate) timeout_seconds: Option<i64>,
+}
+
+/// `targetPort: 8080` or `targetPort: http`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged, expecting = "a port number or a container port name")]
+pub(crate) enum RawTargetPort {
+    Int(i64),
+    String(String),
+}

@@ -8,6 +8,7 @@ mod handler;
 mod membership;
 pub(crate) mod node_request;
 mod pending;
+pub mod proxy;
 mod remote;
 mod rpc;
 mod sources;
@@ -59,6 +60,7 @@ pub fn config_from_args(args: AgentArgs) -> anyhow::Result<AgentConfig> {
     }
     flag!(pod_subnet);
     flag!(cluster_cidr);
+    flag!(service_cidr);
     flag!(bridge);
     flag!(pod_pids_limit);
     flag!(max_pods);
@@ -383,7 +385,8 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
             },
             served.clone(),
         )
-        .with_subnet(subnet, config.cluster_cidr);
+        .with_subnet(subnet, config.cluster_cidr)
+        .with_service_cidr(config.service_cidr);
         tracker.spawn(service.run(
             cluster::ClusterInputs {
                 declared: core.declared(),
@@ -417,6 +420,15 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
                 }
             }
         });
+    }
+    if let Some(net) = network.clone() {
+        // Services: every node programs every Service (ClusterIP, node ports, endpoints).
+        tracker.spawn(proxy::run(
+            net,
+            config.service_cidr,
+            state_rx.clone(),
+            cancel.clone(),
+        ));
     }
     let (snap_tx, snap_rx) = watch::channel(Arc::new(core.snapshot()));
     let shared = handler::Shared {

@@ -137,6 +137,7 @@ mod tests {
             ready: true,
             labels: Default::default(),
             status: Value::Null,
+            ports: Vec::new(),
         };
         let mut reports = crate::cluster::service::PodReports::new();
         reports.insert(

@@ -147,6 +147,7 @@ mod tests {
             ready,
             labels: Default::default(),
             status: Value::Null,
+            ports: Vec::new(),
         }
     }
 

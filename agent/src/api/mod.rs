@@ -87,6 +87,7 @@ pub enum ResourceKind {
     DaemonSets,
     Nodes,
     Services,
+    Endpoints,
     Events,
     Namespaces,
     ConfigMaps,
@@ -102,6 +103,7 @@ impl ResourceKind {
             "daemonsets" | "daemonset" | "ds" => ResourceKind::DaemonSets,
             "nodes" | "node" | "no" => ResourceKind::Nodes,
             "services" | "service" | "svc" => ResourceKind::Services,
+            "endpoints" | "endpoint" | "ep" => ResourceKind::Endpoints,
             "events" | "event" | "ev" => ResourceKind::Events,
             "namespaces" | "namespace" | "ns" => ResourceKind::Namespaces,
             "configmaps" | "configmap" | "cm" => ResourceKind::ConfigMaps,
@@ -120,7 +122,7 @@ impl ResourceKind {
             ResourceKind::ConfigMaps => "ConfigMap",
             ResourceKind::Secrets => "Secret",
             ResourceKind::Services => "Service",
-            ResourceKind::Nodes | ResourceKind::Events => return None,
+            ResourceKind::Nodes | ResourceKind::Events | ResourceKind::Endpoints => return None,
         })
     }
 }

@@ -142,6 +142,10 @@ pub struct AgentArgs {
     /// The cluster's pod range, not masqueraded between nodes [default: 10.42.0.0/16]
     #[arg(long, value_name = "CIDR")]
     pub cluster_cidr: Option<ipnet::Ipv4Net>,
+    /// Where Services' ClusterIPs come from; must not overlap the cluster CIDR
+    /// [default: 10.43.0.0/16]
+    #[arg(long, value_name = "CIDR")]
+    pub service_cidr: Option<ipnet::Ipv4Net>,
     /// The node bridge pods attach to [default: skiff0]
     #[arg(long, value_name = "NAME")]
     pub bridge: Option<String>,

@@ -217,6 +217,62 @@ pub fn print_get(kind: ResourceKind, value: &Value, format: Option<OutputFormat>
                 rows,
             );
         }
+        ResourceKind::Services => {
+            let mut header = vec![
+                "NAME",
+                "TYPE",
+                "CLUSTER-IP",
+                "EXTERNAL-IP",
+                "PORT(S)",
+                "AGE",
+            ];
+            if wide {
+                header.push("SELECTOR");
+            }
+            let rows = items
+                .iter()
+                .map(|v| {
+                    let type_ = str_at(v, "/spec/type");
+                    let cluster_ip = match str_at(v, "/spec/clusterIP") {
+                        "" => "<none>",
+                        ip => ip,
+                    };
+                    let external = match str_at(v, "/spec/externalName") {
+                        "" => "<none>",
+                        name => name,
+                    };
+                    let mut row = vec![
+                        str_at(v, "/metadata/name").to_string(),
+                        type_.to_string(),
+                        cluster_ip.to_string(),
+                        external.to_string(),
+                        service_ports(v),
+                        age(str_at(v, "/metadata/creationTimestamp"), now),
+                    ];
+                    if wide {
+                        row.push(selector_column(v));
+                    }
+                    ns_col(v, &mut row);
+                    row
+                })
+                .collect();
+            table(&with_ns(header), rows);
+        }
+        ResourceKind::Endpoints => {
+            let rows = items
+                .iter()
+                .map(|v| {
+                    let mut row = vec![
+                        str_at(v, "/metadata/name").to_string(),
+                        endpoints_column(v),
+                        age(str_at(v, "/metadata/creationTimestamp"), now),
+                    ];
+                    ns_col(v, &mut row);
+                    row
+                })
+                .collect();
+            table(&with_ns(vec!["NAME", "ENDPOINTS", "AGE"]), rows);
+        }
         ResourceKind::Nodes => {
             let mut header = vec!["NAME", "STATUS", "ROLES", "AGE", "VERSION"];
             if wide {
@@ -391,6 +447,87 @@ pub fn print_tokens(value: &Value) {
         })
         .collect();
     table(&["ID", "STATE", "CREATED", "EXPIRES"], rows);
+}
+
+/// `80/TCP`, `80:30080/TCP,53/UDP`, or `<none>`.
+fn service_ports(v: &Value) -> String {
+    let ports: Vec<String> = v
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .map(|ports| {
+            ports
+                .iter()
+                .map(|p| {
+                    let port = p.get("port").and_then(Value::as_u64).unwrap_or(0);
+                    let protocol = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+                    match p.get("nodePort").and_then(Value::as_u64) {
+                        Some(np) => format!("{port}:{np}/{protocol}"),
+                        None => format!("{port}/{protocol}"),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if ports.is_empty() {
+        "<none>".to_string()
+    } else {
+        ports.join(",")
+    }
+}
+
+fn selector_column(v: &Value) -> String {
+    let pairs: Vec<String> = v
+        .pointer("/spec/selector")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, val)| format!("{k}={}", val.as_str().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if pairs.is_empty() {
+        "<none>".to_string()
+    } else {
+        pairs.join(",")
+    }
+}
+
+/// Ready `ip:port` pairs as kubectl prints them (at most three, then `+ N more...`).
+fn endpoints_column(v: &Value) -> String {
+    let mut pairs = Vec::new();
+    for subset in v
+        .get("subsets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let ports: Vec<u64> = subset
+            .get("ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.get("port").and_then(Value::as_u64))
+            .collect();
+        for a in subset
+            .get("addresses")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let ip = a.get("ip").and_then(Value::as_str).unwrap_or_default();
+            if ports.is_empty() {
+                pairs.push(ip.to_string());
+            }
+            for port in &ports {
+                pairs.push(format!("{ip}:{port}"));
+            }
+        }
+    }
+    match pairs.len() {
+        0 => "<none>".to_string(),
+        n if n > 3 => format!("{} + {} more...", pairs[..3].join(","), n - 3),
+        _ => pairs.join(","),
+    }
 }
 
 #[cfg(test)]

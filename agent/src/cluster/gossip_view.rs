@@ -34,6 +34,8 @@ pub struct NodeView {
     /// A hash of each pod report's text, so the next parse reuses the reports whose text did
     /// not change (a node that publishes one report change does not cost a parse of all).
     report_hashes: BTreeMap<(String, String), u64>,
+    /// The Service address book it published when it led (whole, or none).
+    pub book: Option<Arc<crate::services::Book>>,
 }
 
 impl NodeView {
@@ -57,6 +59,7 @@ impl NodeView {
             .unwrap_or_default();
         // Target node -> its table's parts as read (a table is used only when whole).
         let mut parts: BTreeMap<String, BTreeMap<u32, Assignment>> = BTreeMap::new();
+        let mut book_parts = BTreeMap::new();
         for (key, value) in keys {
             if key.starts_with(RECORD_PREFIX) {
                 if super::keys::parse_object_key(key).is_some()
@@ -84,6 +87,10 @@ impl NodeView {
                         .or_default()
                         .insert(index, doc);
                 }
+            } else if let Some(index) = super::service::parse_book_key(key) {
+                if let Ok(part) = serde_json::from_str(value) {
+                    book_parts.insert(index, part);
+                }
             } else if key == TERM_KEY {
                 out.term = value.parse().ok();
             } else if key == PENDING_KEY {
@@ -94,6 +101,7 @@ impl NodeView {
                 out.subnet_table = serde_json::from_str(value).ok();
             }
         }
+        out.book = super::service::assemble_book(&book_parts).map(Arc::new);
         out.tables = parts
             .into_iter()
             .filter_map(|(target, parts)| Some((target, assemble_assignment(&parts)?)))
@@ -240,6 +248,7 @@ mod tests {
                 ready: running,
                 labels: Default::default(),
                 status: serde_json::Value::Null,
+                ports: Vec::new(),
             })
             .expect("json")
         };

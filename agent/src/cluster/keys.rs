@@ -64,6 +64,9 @@ pub struct PodReport {
     pub labels: std::collections::BTreeMap<String, String>,
     /// The `status` of the pod as `get pods -o json` renders it on its node.
     pub status: serde_json::Value,
+    /// The named container ports (for Services whose targetPort is a name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<crate::services::NamedPort>,
 }
 
 pub use crate::scheduler::{Pending as PendingWorkload, Placement as AssignedPod};

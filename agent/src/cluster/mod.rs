@@ -37,6 +37,25 @@ use keys::PodReport;
 
 /// What this node gossips about one of its pods: identity, owner, template and the status part
 /// of `get pods -o json` (so any node renders it like the local one).
+/// The pod's named container ports.
+fn named_ports(p: &PodRecord) -> Vec<crate::services::NamedPort> {
+    let skiff_manifests::Object::Pod(pod) = p.manifest.get() else {
+        return Vec::new();
+    };
+    pod.spec
+        .containers
+        .iter()
+        .flat_map(|c| c.ports.iter())
+        .filter_map(|port| {
+            Some(crate::services::NamedPort {
+                name: port.name.clone()?,
+                port: port.container_port,
+                protocol: port.protocol.as_str().to_string(),
+            })
+        })
+        .collect()
+}
+
 pub fn report(p: &PodRecord, ip: Option<&str>, ctx: &RenderContext<'_>) -> PodReport {
     let rendered = crate::render::pod(p, ip, ctx);
     let mut status = rendered
@@ -57,5 +76,6 @@ pub fn report(p: &PodRecord, ip: Option<&str>, ctx: &RenderContext<'_>) -> PodRe
         ready: crate::render::pod_ready(p),
         labels: p.manifest.metadata().labels.clone(),
         status,
+        ports: named_ports(p),
     }
 }

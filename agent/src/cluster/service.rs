@@ -33,8 +33,12 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 mod publish;
+mod services;
 mod step;
 mod sync;
+
+pub use services::{BOOK_KEY, BOOK_PART_PREFIX};
+pub(crate) use services::{assemble_book, parse_book_key};
 
 /// Fetches records (bodies) for `keys` from `node`.
 pub trait Fetcher: Send + Sync {
@@ -114,7 +118,12 @@ pub struct ClusterState {
     pub routes: Vec<PeerRoute>,
     /// How many of the nodes last seen Ready this side sees.
     pub quorum: Quorum,
+    /// Every Service with its address, node ports and endpoints, as this node sees them.
+    pub services: Arc<crate::services::ServiceTable>,
 }
+
+/// The default service CIDR (k3s's).
+pub const DEFAULT_SERVICE_CIDR: &str = "10.43.0.0/16";
 
 /// Every node's pod reports, by (namespace, name): (node, report).
 pub type PodReports = BTreeMap<(String, String), (String, Arc<PodReport>)>;
@@ -162,6 +171,16 @@ pub struct ClusterService {
     published_tables: BTreeMap<String, String>,
     /// Node -> how many parts its table had when this node last published it.
     published_parts: BTreeMap<String, u32>,
+    /// Where ClusterIPs come from.
+    service_cidr: ipnet::Ipv4Net,
+    /// The Service address book this node follows (its own as the scheduling leader).
+    book: Arc<crate::services::Book>,
+    /// The book as last published (JSON) and in how many parts.
+    published_book: String,
+    published_book_parts: u32,
+    /// The Service table and what it was computed from.
+    services: Arc<crate::services::ServiceTable>,
+    service_inputs: Option<services::TableInputs>,
     published_pending: String,
     published_term: Term,
     last_pending: Vec<PendingWorkload>,
@@ -228,6 +247,12 @@ impl ClusterService {
             not_ready_since: BTreeMap::new(),
             published_tables: BTreeMap::new(),
             published_parts: BTreeMap::new(),
+            service_cidr: DEFAULT_SERVICE_CIDR.parse().expect("valid CIDR"),
+            book: Arc::new(crate::services::Book::new()),
+            published_book: String::new(),
+            published_book_parts: 0,
+            services: Arc::new(crate::services::ServiceTable::new()),
+            service_inputs: None,
             published_pending: String::new(),
             published_term: Term(0),
             last_pending: Vec::new(),
@@ -253,6 +278,12 @@ impl ClusterService {
             store_failing: false,
             last_pass: None,
         }
+    }
+
+    /// Allocates ClusterIPs from `cidr` (as leader).
+    pub fn with_service_cidr(mut self, cidr: ipnet::Ipv4Net) -> Self {
+        self.service_cidr = cidr;
+        self
     }
 
     /// Claims `subnet` for this node; as leader, hands out /24s of `cluster_cidr`.

@@ -141,5 +141,6 @@ fn report(pod: &FakePod) -> PodReport {
         ready: pod.running,
         labels: BTreeMap::new(),
         status: serde_json::json!({ "phase": phase }),
+        ports: Vec::new(),
     }
 }

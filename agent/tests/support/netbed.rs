@@ -47,11 +47,17 @@ impl NetBed {
     /// An agent with pod subnet `198.18.<n>.0/<prefix>` (cluster range = that subnet, so
     /// the client is "outside") and a client namespace on `198.19.<n>.0/24`.
     pub fn start(n: u8, prefix: u8, masquerade: bool) -> NetBed {
+        NetBed::start_with_args(n, prefix, masquerade, &[])
+    }
+
+    /// [`NetBed::start`] with extra `skiff agent` flags.
+    pub fn start_with_args(n: u8, prefix: u8, masquerade: bool, args: &[&str]) -> NetBed {
         let subnet = format!("198.18.{n}.0/{prefix}");
         let agent = TestAgent::start_with(AgentOptions {
             pod_subnet: subnet.clone(),
             cluster_cidr: subnet.clone(),
             masquerade,
+            extra_args: args.iter().map(|a| a.to_string()).collect(),
             ..AgentOptions::default()
         });
         let client = ClientNetns {
@@ -139,8 +145,17 @@ impl NetBed {
             .collect()
     }
 
+    /// `nft list table ip skiff-svc` (the Services' table) inside the node namespace.
+    pub fn nft_service_table(&self) -> String {
+        self.nft_list("skiff-svc")
+    }
+
     /// `nft list table ip skiff` inside the node namespace.
     pub fn nft_table(&self) -> String {
+        self.nft_list("skiff")
+    }
+
+    fn nft_list(&self, table: &str) -> String {
         let out = Command::new("ip")
             .args([
                 "netns",
@@ -150,7 +165,7 @@ impl NetBed {
                 "list",
                 "table",
                 "ip",
-                "skiff",
+                table,
             ])
             .output()
             .expect("run nft (install nftables)");

@@ -5,5 +5,6 @@ pub mod config;
 pub mod object;
 pub mod pod;
 pub mod security;
+pub mod service;
 pub mod volume;
 pub mod workloads;

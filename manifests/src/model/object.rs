@@ -10,6 +10,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::config::{ConfigMap, Namespace, Secret};
+use super::service::Service;
 use super::workloads::{DaemonSet, Deployment, Pod};
 
 /// The kinds skiff understands.
@@ -21,14 +22,16 @@ pub enum Kind {
     Pod,
     Deployment,
     DaemonSet,
+    Service,
 }
 
 impl Kind {
     /// Every kind, in the order they should be applied (namespaces and configuration first).
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Namespace,
         Kind::ConfigMap,
         Kind::Secret,
+        Kind::Service,
         Kind::Pod,
         Kind::Deployment,
         Kind::DaemonSet,
@@ -42,12 +45,13 @@ impl Kind {
             Kind::Pod => "Pod",
             Kind::Deployment => "Deployment",
             Kind::DaemonSet => "DaemonSet",
+            Kind::Service => "Service",
         }
     }
 
     pub fn api_version(self) -> &'static str {
         match self {
-            Kind::Namespace | Kind::ConfigMap | Kind::Secret | Kind::Pod => "v1",
+            Kind::Namespace | Kind::ConfigMap | Kind::Secret | Kind::Pod | Kind::Service => "v1",
             Kind::Deployment | Kind::DaemonSet => "apps/v1",
         }
     }
@@ -80,6 +84,7 @@ impl Kind {
             "namespace" | "namespaces" | "ns" => Kind::Namespace,
             "configmap" | "configmaps" | "cm" => Kind::ConfigMap,
             "secret" | "secrets" => Kind::Secret,
+            "service" | "services" | "svc" => Kind::Service,
             _ => return None,
         };
         Some(kind)
@@ -151,6 +156,7 @@ pub enum Object {
     Namespace(Namespace),
     ConfigMap(ConfigMap),
     Secret(Secret),
+    Service(Service),
 }
 
 impl Object {
@@ -162,6 +168,7 @@ impl Object {
             Object::Namespace(_) => Kind::Namespace,
             Object::ConfigMap(_) => Kind::ConfigMap,
             Object::Secret(_) => Kind::Secret,
+            Object::Service(_) => Kind::Service,
         }
     }
 
@@ -173,6 +180,7 @@ impl Object {
             Object::Namespace(o) => &o.metadata,
             Object::ConfigMap(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
+            Object::Service(o) => &o.metadata,
         }
     }
 
@@ -213,6 +221,7 @@ impl Serialize for Object {
             Object::Namespace(o) => typed(kind, o, serializer),
             Object::ConfigMap(o) => typed(kind, o, serializer),
             Object::Secret(o) => typed(kind, o, serializer),
+            Object::Service(o) => typed(kind, o, serializer),
         }
     }
 }

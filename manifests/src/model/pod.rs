@@ -225,7 +225,7 @@ pub struct ContainerPort {
     pub protocol: Protocol,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum Protocol {
     #[serde(rename = "TCP")]
     Tcp,

@@ -7,7 +7,10 @@ mod container;
 mod env;
 mod pod;
 mod security;
+mod service;
 mod workloads;
+
+pub use service::NODE_PORT_RANGE;
 
 use std::collections::BTreeMap;
 
@@ -83,6 +86,10 @@ pub(crate) fn validate_document(value: Value, problems: &mut Problems) -> Option
         }
         Kind::Secret => config::validate_secret(decode(value, Values::Hidden, problems)?, problems)
             .map(Object::Secret),
+        Kind::Service => {
+            service::validate_service(decode(value, Values::Shown, problems)?, problems)
+                .map(Object::Service)
+        }
     };
     if problems.has_errors() { None } else { object }
 }

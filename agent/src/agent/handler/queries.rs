@@ -60,7 +60,25 @@ pub(super) fn get(
             }
         }
         ResourceKind::Nodes => {}
-        ResourceKind::Services => {}
+        ResourceKind::Services | ResourceKind::Endpoints => {
+            for view in cluster.services.values() {
+                if !ns_matches(&view.namespace, namespace, all)
+                    || name.is_some_and(|n| n != view.name)
+                {
+                    continue;
+                }
+                let key = ObjectKey::new(Kind::Service, &view.namespace, &view.name);
+                let Some((_, object)) = snap.objects.get(&key) else {
+                    continue;
+                };
+                let created = snap.first_seen.get(&key).copied();
+                items.push(if kind == ResourceKind::Services {
+                    render::service(object, view, created)
+                } else {
+                    render::endpoints(view, created)
+                });
+            }
+        }
         other => {
             let want = match other {
                 ResourceKind::Deployments => Kind::Deployment,

@@ -46,9 +46,12 @@ impl ClusterService {
         let leadership = self.leadership(now).await;
         let pods = self.exchange_reports(inputs, view_changed).await;
         let scheduled = if leadership.scheduling {
-            Some(self.scheduling_pass_if_needed(now, view_changed).await)
+            let pass = self.scheduling_pass_if_needed(now, view_changed).await;
+            self.allocate_services().await;
+            Some(pass)
         } else {
             self.last_pass = None;
+            self.follow_book(leadership.leader.as_deref());
             None
         };
         let followed_changed = self.follow_leader(leadership.leader.as_deref());
@@ -61,7 +64,8 @@ impl ClusterService {
                 view_changed || followed_changed,
             ),
         };
-        self.hand_on(outputs, leadership, placement, pods, routes);
+        let services = self.service_table(now);
+        self.hand_on(outputs, leadership, placement, pods, routes, services);
         // Disk last: the commits (a sync each) do not delay the node's pods.
         self.write_replica();
     }
@@ -300,6 +304,7 @@ impl ClusterService {
         placement: Placement,
         pods: Arc<PodReports>,
         routes: Vec<PeerRoute>,
+        services: Arc<crate::services::ServiceTable>,
     ) {
         if self.objects_dirty || placement.pending != self.last_pending {
             self.objects_dirty = false;
@@ -326,6 +331,7 @@ impl ClusterService {
             table: placement.table,
             routes,
             quorum: leadership.quorum,
+            services,
         }));
     }
 }

@@ -1,0 +1,89 @@
+//! The node's Service proxy: follows the cluster task's Service table and keeps the node's
+//! service nftables table equal to it (the whole table on the first sync and after a failure,
+//! only the difference afterwards), with the service CIDR routed to the bridge. Changes that
+//! arrive while a sync runs are folded into the next one; syncs are at least
+//! [`MIN_SYNC_INTERVAL`] apart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use skiff_cni::NetlinkNetwork;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::ClusterState;
+use crate::services::{self, rules};
+
+/// The least time between two syncs (bursts of endpoint changes become one transaction).
+pub const MIN_SYNC_INTERVAL: Duration = Duration::from_millis(50);
+/// How long a failed sync waits before the whole table is written again.
+const RETRY: Duration = Duration::from_secs(1);
+
+pub async fn run(
+    net: Arc<NetlinkNetwork>,
+    service_cidr: ipnet::Ipv4Net,
+    mut state: watch::Receiver<Arc<ClusterState>>,
+    cancel: CancellationToken,
+) {
+    let table = net.config().service_table();
+    let mut applied: Option<rules::Ruleset> = None;
+    let mut shown: Option<Arc<services::ServiceTable>> = None;
+    let mut routed = false;
+    loop {
+        let current = state.borrow_and_update().services.clone();
+        let mut failed = false;
+        if !routed {
+            match net.ensure_service_route(service_cidr).await {
+                Ok(()) => routed = true,
+                Err(e) => {
+                    tracing::warn!("cannot route the service CIDR {service_cidr}: {e}");
+                    failed = true;
+                }
+            }
+        }
+        let changed = shown.as_ref().is_none_or(|s| !Arc::ptr_eq(s, &current));
+        if changed || applied.is_none() {
+            let wanted = rules::plan(&services::programmed_ports(&current));
+            let script = match &applied {
+                None => rules::full_script(&table, &wanted),
+                Some(old) => rules::diff_script(&table, old, &wanted),
+            };
+            let started = std::time::Instant::now();
+            let result = if script.is_empty() {
+                Ok(())
+            } else {
+                net.run_nft("program services", script).await
+            };
+            match result {
+                Ok(()) => {
+                    tracing::debug!(
+                        target: "skiff::path",
+                        us = started.elapsed().as_micros() as u64,
+                        full = applied.is_none(),
+                        "services programmed"
+                    );
+                    applied = Some(wanted);
+                    shown = Some(current);
+                }
+                Err(e) => {
+                    tracing::warn!("cannot program Services (retrying with the whole table): {e}");
+                    applied = None;
+                    failed = true;
+                }
+            }
+        }
+        let wait = if failed { RETRY } else { MIN_SYNC_INTERVAL };
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        if failed {
+            continue;
+        }
+        // Both branches are cancel-safe.
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            changed = state.changed() => if changed.is_err() { break },
+        }
+    }
+}

@@ -1,0 +1,498 @@
+//! The leader's address book for Services: a ClusterIP from the service CIDR and a node port for
+//! each port of a NodePort Service. Pure: the same Services and the same previous book give the
+//! same book, so a new leader (or a restarted one that reads the book back from gossip) keeps
+//! every address while its Service exists.
+//!
+//! Order of preference for a ClusterIP: a pinned `spec.clusterIP` (refused with a reason when it
+//! is outside the CIDR or taken by another Service), then the previous book's address, then a
+//! hash of `namespace/name` probed linearly. Node ports likewise within the node port range.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use skiff_manifests::{ClusterIp, NODE_PORT_RANGE, Service, ServiceType};
+
+/// `namespace/name`.
+pub type ServiceName = String;
+
+/// What one Service got.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allocation {
+    /// None for headless and ExternalName Services, and when refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_ip: Option<Ipv4Addr>,
+    /// `<port name>/<protocol>` (the name empty for a single unnamed port) -> node port.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_ports: BTreeMap<String, u16>,
+    /// Why an address or a node port could not be given (the Service is then not programmed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
+}
+
+/// The leader's book, as published under `sched/svc-ips`.
+pub type Book = BTreeMap<ServiceName, Allocation>;
+
+/// The key of a Service port in [`Allocation::node_ports`].
+pub fn port_key(name: &str, protocol: &str) -> String {
+    format!("{name}/{protocol}")
+}
+
+/// Allocates addresses and node ports for `services` (namespace/name -> Service), keeping what
+/// `previous` gave when it is still valid.
+pub fn allocate(
+    services: &BTreeMap<ServiceName, &Service>,
+    previous: &Book,
+    cidr: Ipv4Net,
+) -> Book {
+    let mut book: Book = services
+        .keys()
+        .map(|k| (k.clone(), Allocation::default()))
+        .collect();
+    let mut used_ips: BTreeMap<Ipv4Addr, ServiceName> = BTreeMap::new();
+    let usable =
+        |ip: Ipv4Addr| cidr.contains(&ip) && ip != cidr.network() && ip != cidr.broadcast();
+    let wants_ip = |s: &Service| {
+        s.spec.type_ != ServiceType::ExternalName && s.spec.cluster_ip != ClusterIp::Headless
+    };
+    // 1. Pinned addresses: the Service that held it before wins a conflict, then name order.
+    let mut pinned: Vec<(&ServiceName, Ipv4Addr)> = services
+        .iter()
+        .filter(|(_, s)| wants_ip(s))
+        .filter_map(|(k, s)| match s.spec.cluster_ip {
+            ClusterIp::Pinned(ip) => Some((k, ip)),
+            _ => None,
+        })
+        .collect();
+    pinned.sort_by_key(|(k, ip)| {
+        (
+            previous.get(*k).and_then(|a| a.cluster_ip) != Some(*ip),
+            (*k).clone(),
+        )
+    });
+    for (name, ip) in pinned {
+        let entry = book.get_mut(name).expect("listed");
+        if !usable(ip) {
+            entry.refused.push(format!(
+                "clusterIP {ip} is not in the service CIDR {cidr} (or is its network or broadcast address)"
+            ));
+        } else if let Some(holder) = used_ips.get(&ip) {
+            entry.refused.push(format!(
+                "clusterIP {ip} is already used by Service {holder}"
+            ));
+        } else {
+            used_ips.insert(ip, name.clone());
+            entry.cluster_ip = Some(ip);
+        }
+    }
+    // 2. Previous addresses of Services that do not pin one.
+    for (name, s) in services {
+        if !wants_ip(s) || s.spec.cluster_ip != ClusterIp::Auto {
+            continue;
+        }
+        if let Some(ip) = previous.get(name).and_then(|a| a.cluster_ip)
+            && usable(ip)
+            && !used_ips.contains_key(&ip)
+        {
+            used_ips.insert(ip, name.clone());
+            book.get_mut(name).expect("listed").cluster_ip = Some(ip);
+        }
+    }
+    // 3. New addresses: a hash of the name, probed linearly over the usable range.
+    let size = u64::from(u32::from(cidr.broadcast()) - u32::from(cidr.network())).saturating_sub(1);
+    for (name, s) in services {
+        if !wants_ip(s) || s.spec.cluster_ip != ClusterIp::Auto {
+            continue;
+        }
+        let entry = book.get_mut(name).expect("listed");
+        if entry.cluster_ip.is_some() {
+            continue;
+        }
+        let start = stable_hash(name) % size.max(1);
+        let found = (0..size).find_map(|i| {
+            let offset = (start + i) % size + 1;
+            let ip = Ipv4Addr::from(u32::from(cidr.network()) + offset as u32);
+            (!used_ips.contains_key(&ip)).then_some(ip)
+        });
+        match found {
+            Some(ip) => {
+                used_ips.insert(ip, name.clone());
+                entry.cluster_ip = Some(ip);
+            }
+            None => entry
+                .refused
+                .push(format!("the service CIDR {cidr} has no free address left")),
+        }
+    }
+    allocate_node_ports(services, previous, &mut book);
+    book
+}
+
+fn allocate_node_ports(
+    services: &BTreeMap<ServiceName, &Service>,
+    previous: &Book,
+    book: &mut Book,
+) {
+    let node_port_services = || {
+        services
+            .iter()
+            .filter(|(_, s)| s.spec.type_ == ServiceType::NodePort)
+    };
+    // (port, protocol) -> holder.
+    let mut used: BTreeMap<(u16, &'static str), String> = BTreeMap::new();
+    // Pinned node ports first: the previous holder wins, then name order.
+    let mut pinned: Vec<(&ServiceName, String, &'static str, u16)> = Vec::new();
+    for (name, s) in node_port_services() {
+        for p in &s.spec.ports {
+            if let Some(np) = p.node_port {
+                let key = port_key(&p.name, p.protocol.as_str());
+                pinned.push((name, key, p.protocol.as_str(), np));
+            }
+        }
+    }
+    pinned.sort_by_key(|(name, key, _, np)| {
+        (
+            previous.get(*name).and_then(|a| a.node_ports.get(key)) != Some(np),
+            (*name).clone(),
+            key.clone(),
+        )
+    });
+    for (name, key, protocol, np) in pinned {
+        let entry = book.get_mut(name).expect("listed");
+        if let Some(holder) = used.get(&(np, protocol)) {
+            entry.refused.push(format!(
+                "nodePort {np}/{protocol} is already used by {holder}"
+            ));
+        } else {
+            used.insert((np, protocol), format!("Service {name}"));
+            entry.node_ports.insert(key, np);
+        }
+    }
+    // Previous node ports, then new ones from a hash.
+    let range = u32::from(*NODE_PORT_RANGE.end() - *NODE_PORT_RANGE.start()) + 1;
+    for pass in [false, true] {
+        for (name, s) in node_port_services() {
+            for p in &s.spec.ports {
+                if p.node_port.is_some() {
+                    continue;
+                }
+                let protocol = p.protocol.as_str();
+                let key = port_key(&p.name, protocol);
+                let entry = book.get_mut(name).expect("listed");
+                if entry.node_ports.contains_key(&key) {
+                    continue;
+                }
+                if !pass {
+                    if let Some(np) = previous
+                        .get(name)
+                        .and_then(|a| a.node_ports.get(&key))
+                        .copied()
+                        && NODE_PORT_RANGE.contains(&np)
+                        && !used.contains_key(&(np, protocol))
+                    {
+                        used.insert((np, protocol), format!("Service {name}"));
+                        entry.node_ports.insert(key, np);
+                    }
+                    continue;
+                }
+                let start = (stable_hash(&format!("{name}/{key}")) % u64::from(range)) as u32;
+                let found = (0..range).find_map(|i| {
+                    let np = *NODE_PORT_RANGE.start() + ((start + i) % range) as u16;
+                    (!used.contains_key(&(np, protocol))).then_some(np)
+                });
+                match found {
+                    Some(np) => {
+                        used.insert((np, protocol), format!("Service {name}"));
+                        entry.node_ports.insert(key, np);
+                    }
+                    None => entry.refused.push(format!(
+                        "no free node port left for {protocol} in {}-{}",
+                        NODE_PORT_RANGE.start(),
+                        NODE_PORT_RANGE.end()
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// FNV-1a: stable across builds and platforms (std's hasher is not).
+fn stable_hash(text: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_manifests::{Object, parse_file};
+
+    fn service(name: &str, spec: &str) -> Service {
+        let yaml =
+            format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n{spec}");
+        let parsed = parse_file("svc.yaml", yaml.as_bytes());
+        assert!(parsed.is_ok(), "{:?}", parsed.errors());
+        match parsed.objects()[0].get() {
+            Object::Service(s) => s.clone(),
+            _ => unreachable!(),
+        }
+    }
+
+    fn run(list: &[(&str, Service)], previous: &Book, cidr: &str) -> Book {
+        let services: BTreeMap<ServiceName, &Service> = list
+            .iter()
+            .map(|(n, s)| (format!("default/{n}"), s))
+            .collect();
+        allocate(&services, previous, cidr.parse().expect("cidr"))
+    }
+
+    fn ip(book: &Book, name: &str) -> Option<Ipv4Addr> {
+        book.get(&format!("default/{name}"))
+            .and_then(|a| a.cluster_ip)
+    }
+
+    const PORT: &str = "  ports: [{port: 80}]\n";
+
+    #[test]
+    fn addresses_are_stable_unique_and_in_the_cidr() {
+        let cidr = "10.43.0.0/16";
+        let list: Vec<(String, Service)> = (0..200)
+            .map(|i| (format!("s{i}"), service(&format!("s{i}"), PORT)))
+            .collect();
+        let list: Vec<(&str, Service)> =
+            list.iter().map(|(n, s)| (n.as_str(), s.clone())).collect();
+        let first = run(&list, &Book::new(), cidr);
+        let ips: std::collections::BTreeSet<Ipv4Addr> =
+            first.values().filter_map(|a| a.cluster_ip).collect();
+        assert_eq!(ips.len(), 200, "every Service has its own address");
+        let net: Ipv4Net = cidr.parse().unwrap();
+        assert!(
+            ips.iter()
+                .all(|ip| net.contains(ip) && *ip != net.network() && *ip != net.broadcast())
+        );
+        // Same inputs, no previous book: the same addresses (a leader with no history).
+        assert_eq!(run(&list, &Book::new(), cidr), first);
+        // Adding and removing Services leaves the others where they were.
+        let mut more = list[10..].to_vec();
+        let extra = service("extra", PORT);
+        more.push(("extra", extra));
+        let second = run(&more, &first, cidr);
+        for (name, _) in &list[10..] {
+            assert_eq!(
+                ip(&second, name),
+                ip(&first, name),
+                "{name} kept its address"
+            );
+        }
+        assert!(ip(&second, "extra").is_some());
+        assert!(
+            !second.contains_key("default/s0"),
+            "a deleted Service leaves the book"
+        );
+    }
+
+    #[test]
+    fn the_table() {
+        let small = "10.43.0.0/30"; // two usable addresses: .1 and .2
+        struct Case {
+            what: &'static str,
+            services: Vec<(&'static str, Service)>,
+            previous: Vec<(&'static str, &'static str)>,
+            cidr: &'static str,
+            want: Vec<(&'static str, Option<&'static str>, &'static str)>,
+        }
+        let cases = vec![
+            Case {
+                what: "a pinned address is honoured",
+                services: vec![(
+                    "a",
+                    service("a", "  clusterIP: 10.43.7.7\n  ports: [{port: 80}]\n"),
+                )],
+                previous: vec![],
+                cidr: "10.43.0.0/16",
+                want: vec![("a", Some("10.43.7.7"), "")],
+            },
+            Case {
+                what: "a pinned address outside the CIDR is refused",
+                services: vec![(
+                    "a",
+                    service("a", "  clusterIP: 10.99.0.1\n  ports: [{port: 80}]\n"),
+                )],
+                previous: vec![],
+                cidr: "10.43.0.0/16",
+                want: vec![("a", None, "not in the service CIDR 10.43.0.0/16")],
+            },
+            Case {
+                what: "two pins of one address: the holder keeps it, the other is refused",
+                services: vec![
+                    (
+                        "a",
+                        service("a", "  clusterIP: 10.43.0.9\n  ports: [{port: 80}]\n"),
+                    ),
+                    (
+                        "b",
+                        service("b", "  clusterIP: 10.43.0.9\n  ports: [{port: 80}]\n"),
+                    ),
+                ],
+                previous: vec![("b", "10.43.0.9")],
+                cidr: "10.43.0.0/16",
+                want: vec![
+                    ("a", None, "already used by Service default/b"),
+                    ("b", Some("10.43.0.9"), ""),
+                ],
+            },
+            Case {
+                what: "a pin takes an address another Service had: the pin wins",
+                services: vec![
+                    (
+                        "a",
+                        service("a", "  clusterIP: 10.43.0.9\n  ports: [{port: 80}]\n"),
+                    ),
+                    ("b", service("b", PORT)),
+                ],
+                previous: vec![("b", "10.43.0.9")],
+                cidr: "10.43.0.0/16",
+                want: vec![("a", Some("10.43.0.9"), "")],
+            },
+            Case {
+                what: "headless and ExternalName get none",
+                services: vec![
+                    ("h", service("h", "  clusterIP: None\n")),
+                    (
+                        "x",
+                        service("x", "  type: ExternalName\n  externalName: a.example.com\n"),
+                    ),
+                ],
+                previous: vec![],
+                cidr: "10.43.0.0/16",
+                want: vec![("h", None, ""), ("x", None, "")],
+            },
+            Case {
+                what: "a full CIDR refuses the third",
+                services: vec![
+                    ("a", service("a", PORT)),
+                    ("b", service("b", PORT)),
+                    ("c", service("c", PORT)),
+                ],
+                previous: vec![("a", "10.43.0.1"), ("b", "10.43.0.2")],
+                cidr: small,
+                want: vec![
+                    ("a", Some("10.43.0.1"), ""),
+                    ("b", Some("10.43.0.2"), ""),
+                    ("c", None, "no free address left"),
+                ],
+            },
+        ];
+        for case in cases {
+            let previous: Book = case
+                .previous
+                .iter()
+                .map(|(n, ip)| {
+                    (
+                        format!("default/{n}"),
+                        Allocation {
+                            cluster_ip: Some(ip.parse().unwrap()),
+                            ..Allocation::default()
+                        },
+                    )
+                })
+                .collect();
+            let book = run(&case.services, &previous, case.cidr);
+            for (name, want_ip, want_refusal) in &case.want {
+                let got = &book[&format!("default/{name}")];
+                assert_eq!(
+                    got.cluster_ip,
+                    want_ip.map(|i| i.parse().unwrap()),
+                    "{}: {name}",
+                    case.what
+                );
+                if want_refusal.is_empty() {
+                    assert!(
+                        got.refused.is_empty(),
+                        "{}: {name}: {:?}",
+                        case.what,
+                        got.refused
+                    );
+                } else {
+                    assert!(
+                        got.refused.iter().any(|r| r.contains(want_refusal)),
+                        "{}: {name}: {:?}",
+                        case.what,
+                        got.refused
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn node_ports_pinned_kept_and_allocated() {
+        let web = service(
+            "web",
+            "  type: NodePort\n  ports: [{name: http, port: 80, nodePort: 30080}, {name: admin, port: 81}]\n",
+        );
+        let other = service(
+            "other",
+            "  type: NodePort\n  ports: [{port: 80, nodePort: 30080}]\n",
+        );
+        // Without history the first name wins a pinned node port.
+        let fresh = run(
+            &[("web", web.clone()), ("other", other.clone())],
+            &Book::new(),
+            "10.43.0.0/16",
+        );
+        assert_eq!(fresh["default/other"].node_ports.get("/TCP"), Some(&30080));
+        assert!(fresh["default/web"].refused[0].contains("already used by Service default/other"));
+        // The Service that held it keeps it.
+        let held: Book = [(
+            "default/web".to_string(),
+            Allocation {
+                node_ports: [("http/TCP".to_string(), 30080)].into(),
+                ..Allocation::default()
+            },
+        )]
+        .into();
+        let book = run(
+            &[("web", web.clone()), ("other", other.clone())],
+            &held,
+            "10.43.0.0/16",
+        );
+        let web_ports = &book["default/web"].node_ports;
+        assert_eq!(web_ports.get("http/TCP"), Some(&30080));
+        let admin = *web_ports.get("admin/TCP").expect("allocated");
+        assert!(NODE_PORT_RANGE.contains(&admin) && admin != 30080);
+        assert!(
+            book["default/other"]
+                .refused
+                .iter()
+                .any(|r| r.contains("nodePort 30080/TCP is already used by Service default/web")),
+            "{:?}",
+            book["default/other"]
+        );
+        // The allocated one is kept on the next pass, even with other Services added.
+        let third = service("third", "  type: NodePort\n  ports: [{port: 80}]\n");
+        let again = run(&[("web", web), ("third", third)], &book, "10.43.0.0/16");
+        assert_eq!(
+            again["default/web"].node_ports.get("admin/TCP"),
+            Some(&admin)
+        );
+        assert_eq!(again["default/third"].node_ports.len(), 1);
+        // UDP and TCP on the same number do not clash.
+        let dns = service(
+            "dns",
+            "  type: NodePort\n  ports: [{name: a, port: 53, protocol: UDP, nodePort: 30053}, {name: b, port: 53, nodePort: 30053}]\n",
+        );
+        let book = run(&[("dns", dns)], &Book::new(), "10.43.0.0/16");
+        assert_eq!(
+            book["default/dns"].node_ports.len(),
+            2,
+            "{:?}",
+            book["default/dns"]
+        );
+    }
+}

@@ -1,0 +1,246 @@
+//! Endpoints, computed by every node from what it already has: the Service's selector, and each
+//! pod's report (labels, address, readiness, named container ports, node). No leader is on the
+//! packet path, so a node cut off from the others keeps serving with what it last knew.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+use skiff_manifests::{Protocol, Service, TargetPort};
+
+/// A container port a pod declares (for Services whose targetPort is a name).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NamedPort {
+    pub name: String,
+    pub port: u16,
+    /// `TCP` or `UDP`.
+    pub protocol: String,
+}
+
+/// What the endpoint computation reads of one pod.
+#[derive(Clone, Debug)]
+pub struct PodView<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub node: &'a str,
+    pub ip: Option<Ipv4Addr>,
+    pub ready: bool,
+    /// Being stopped: never an endpoint (its connections drain while it stops).
+    pub deleting: bool,
+    pub labels: &'a BTreeMap<String, String>,
+    pub ports: &'a [NamedPort],
+}
+
+/// One pod behind a Service.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub ip: Ipv4Addr,
+    pub node: String,
+    pub pod: String,
+    pub ready: bool,
+    /// Service port key (`<name>/<protocol>`) -> the port on the pod. A pod that lacks a named
+    /// target port is not an endpoint of that Service port.
+    pub ports: BTreeMap<String, u16>,
+}
+
+/// The endpoints of `service` among `pods`: selected, addressed, not being deleted, and ready
+/// (or any readiness with `publishNotReadyAddresses`). Endpoints on `gone_nodes` (NotReady for
+/// longer than the eviction delay) are left out unless that would leave none: a blackhole is
+/// worse than a slow endpoint. Sorted by address.
+pub fn endpoints<'a>(
+    namespace: &str,
+    service: &Service,
+    pods: impl IntoIterator<Item = PodView<'a>>,
+    gone_nodes: &BTreeSet<String>,
+) -> Vec<Endpoint> {
+    let spec = &service.spec;
+    let mut all: Vec<Endpoint> = pods
+        .into_iter()
+        .filter(|p| p.namespace == namespace && !p.deleting && spec.selects(p.labels))
+        .filter(|p| p.ready || spec.publish_not_ready_addresses)
+        .filter_map(|p| {
+            let ip = p.ip?;
+            let ports: BTreeMap<String, u16> = spec
+                .ports
+                .iter()
+                .filter_map(|sp| {
+                    let protocol = sp.protocol.as_str();
+                    let target = match &sp.target_port {
+                        TargetPort::Number(n) => Some(*n),
+                        TargetPort::Name(name) => p
+                            .ports
+                            .iter()
+                            .find(|c| &c.name == name && c.protocol == protocol)
+                            .map(|c| c.port),
+                    }?;
+                    Some((super::alloc::port_key(&sp.name, protocol), target))
+                })
+                .collect();
+            if ports.is_empty() && !spec.ports.is_empty() {
+                return None;
+            }
+            Some(Endpoint {
+                ip,
+                node: p.node.to_string(),
+                pod: p.name.to_string(),
+                ready: p.ready,
+                ports,
+            })
+        })
+        .collect();
+    all.sort();
+    all.dedup_by(|a, b| a.ip == b.ip);
+    if all.iter().any(|e| !gone_nodes.contains(&e.node)) {
+        all.retain(|e| !gone_nodes.contains(&e.node));
+    }
+    all
+}
+
+/// `protocol` of a Service port as the report spells it.
+pub fn protocol_name(p: Protocol) -> &'static str {
+    p.as_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_manifests::{Object, parse_file};
+
+    fn service(spec: &str) -> Service {
+        let yaml = format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n{spec}");
+        let parsed = parse_file("svc.yaml", yaml.as_bytes());
+        assert!(parsed.is_ok(), "{:?}", parsed.errors());
+        match parsed.objects()[0].get() {
+            Object::Service(s) => s.clone(),
+            _ => unreachable!(),
+        }
+    }
+
+    struct Pod {
+        ns: &'static str,
+        name: &'static str,
+        node: &'static str,
+        ip: Option<&'static str>,
+        ready: bool,
+        deleting: bool,
+        labels: BTreeMap<String, String>,
+        ports: Vec<NamedPort>,
+    }
+
+    fn pod(name: &'static str, node: &'static str, ip: &'static str, ready: bool) -> Pod {
+        Pod {
+            ns: "default",
+            name,
+            node,
+            ip: Some(ip),
+            ready,
+            deleting: false,
+            labels: [("app".to_string(), "web".to_string())].into(),
+            ports: vec![NamedPort {
+                name: "http".into(),
+                port: 8080,
+                protocol: "TCP".into(),
+            }],
+        }
+    }
+
+    fn views(pods: &[Pod]) -> Vec<PodView<'_>> {
+        pods.iter()
+            .map(|p| PodView {
+                namespace: p.ns,
+                name: p.name,
+                node: p.node,
+                ip: p.ip.map(|i| i.parse().unwrap()),
+                ready: p.ready,
+                deleting: p.deleting,
+                labels: &p.labels,
+                ports: &p.ports,
+            })
+            .collect()
+    }
+
+    fn names(eps: &[Endpoint]) -> Vec<&str> {
+        eps.iter().map(|e| e.pod.as_str()).collect()
+    }
+
+    #[test]
+    fn the_table() {
+        let by_number =
+            service("  selector: {app: web}\n  ports: [{port: 80, targetPort: 9090}]\n");
+        let by_name = service("  selector: {app: web}\n  ports: [{port: 80, targetPort: http}]\n");
+        let not_ready_too = service(
+            "  selector: {app: web}\n  publishNotReadyAddresses: true\n  ports: [{port: 80}]\n",
+        );
+        let no_selector = service("  ports: [{port: 80}]\n");
+        let mut other_ns = pod("o", "n1", "10.42.1.9", true);
+        other_ns.ns = "prod";
+        let mut other_app = pod("x", "n1", "10.42.1.8", true);
+        other_app.labels = [("app".to_string(), "db".to_string())].into();
+        let mut deleting = pod("d", "n1", "10.42.1.7", true);
+        deleting.deleting = true;
+        let mut no_ip = pod("i", "n1", "10.42.1.6", true);
+        no_ip.ip = None;
+        let mut no_named_port = pod("p", "n2", "10.42.2.5", true);
+        no_named_port.ports.clear();
+        let pods = vec![
+            pod("a", "n1", "10.42.1.2", true),
+            pod("b", "n2", "10.42.2.2", false),
+            pod("c", "n3", "10.42.3.2", true),
+            other_ns,
+            other_app,
+            deleting,
+            no_ip,
+            no_named_port,
+        ];
+        let none = BTreeSet::new();
+        let n3_gone: BTreeSet<String> = ["n3".to_string()].into();
+        let all_gone: BTreeSet<String> = ["n1", "n2", "n3"].iter().map(|s| s.to_string()).collect();
+        let cases: Vec<(&str, &Service, &BTreeSet<String>, Vec<&str>)> = vec![
+            (
+                "ready, selected, same namespace, addressed",
+                &by_number,
+                &none,
+                vec!["a", "c", "p"],
+            ),
+            (
+                "a named target port needs the pod to declare it",
+                &by_name,
+                &none,
+                vec!["a", "c"],
+            ),
+            (
+                "publishNotReadyAddresses takes unready pods too",
+                &not_ready_too,
+                &none,
+                vec!["a", "b", "c", "p"],
+            ),
+            ("no selector: no endpoints", &no_selector, &none, vec![]),
+            (
+                "endpoints on a gone node are dropped",
+                &by_number,
+                &n3_gone,
+                vec!["a", "p"],
+            ),
+            (
+                "unless that leaves none",
+                &by_number,
+                &all_gone,
+                vec!["a", "c", "p"],
+            ),
+        ];
+        for (what, svc, gone, want) in cases {
+            let got = endpoints("default", svc, views(&pods), gone);
+            let mut got = names(&got);
+            got.sort();
+            assert_eq!(got, want, "{what}");
+        }
+        let got = endpoints("default", &by_name, views(&pods), &none);
+        assert_eq!(
+            got[0].ports.get("/TCP"),
+            Some(&8080),
+            "the named port resolved per pod"
+        );
+        let got = endpoints("default", &by_number, views(&pods), &none);
+        assert_eq!(got[0].ports.get("/TCP"), Some(&9090));
+    }
+}

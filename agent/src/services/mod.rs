@@ -1,0 +1,127 @@
+//! Services: the leader's address book ([`alloc`]), endpoints computed by every node
+//! ([`endpoints`]), and the nftables program each node applies ([`rules`]).
+//!
+//! Data flow: Service objects replicate like every object; the leader allocates ClusterIPs and
+//! node ports and publishes the book (`sched/svc-ips`); every node joins the book, the objects
+//! and every node's pod reports into a [`ServiceTable`], which its proxy task turns into rules
+//! and which `get services` and `get endpoints` show.
+
+pub mod alloc;
+pub mod endpoints;
+pub mod rules;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use skiff_manifests::{Kind, Object, Service, ServiceType, SessionAffinity};
+
+pub use alloc::{Allocation, Book};
+pub use endpoints::{Endpoint, NamedPort};
+
+/// One Service as this node sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceView {
+    pub namespace: String,
+    pub name: String,
+    pub service: Service,
+    /// What the leader's book says (empty until the book names the Service).
+    pub allocation: Allocation,
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// Every Service by `namespace/name`.
+pub type ServiceTable = BTreeMap<String, ServiceView>;
+
+/// The Services among the desired objects, by `namespace/name`.
+pub fn services_of(objects: &crate::desired::Objects) -> BTreeMap<String, &Service> {
+    objects
+        .iter()
+        .filter(|(k, _)| k.kind == Kind::Service)
+        .filter_map(|(k, (_, o))| match o.get() {
+            Object::Service(s) => Some((format!("{}/{}", k.namespace, k.name), s)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Joins the objects, the leader's book and every node's pod reports.
+pub fn table(
+    objects: &crate::desired::Objects,
+    book: &Book,
+    pods: &crate::cluster::service::PodReports,
+    gone_nodes: &BTreeSet<String>,
+) -> ServiceTable {
+    let views: Vec<endpoints::PodView<'_>> = pods
+        .iter()
+        .map(|((ns, name), (node, report))| endpoints::PodView {
+            namespace: ns,
+            name,
+            node,
+            ip: report
+                .status
+                .get("podIP")
+                .and_then(|v| v.as_str())
+                .and_then(|s| s.parse::<Ipv4Addr>().ok()),
+            ready: report.ready,
+            deleting: report.deleting,
+            labels: &report.labels,
+            ports: &report.ports,
+        })
+        .collect();
+    services_of(objects)
+        .into_iter()
+        .map(|(key, service)| {
+            let (namespace, name) = key.split_once('/').unwrap_or(("", &key));
+            let endpoints =
+                endpoints::endpoints(namespace, service, views.iter().cloned(), gone_nodes);
+            let view = ServiceView {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                service: service.clone(),
+                allocation: book.get(&key).cloned().unwrap_or_default(),
+                endpoints,
+            };
+            (key, view)
+        })
+        .collect()
+}
+
+/// What the node programs: every port of every Service with an address (or node port).
+pub fn programmed_ports(table: &ServiceTable) -> Vec<rules::ProgrammedPort> {
+    let mut out = Vec::new();
+    for (key, view) in table {
+        let spec = &view.service.spec;
+        if spec.type_ == ServiceType::ExternalName || spec.is_headless() {
+            continue;
+        }
+        let cluster_ip = view.allocation.cluster_ip;
+        let affinity_seconds = match spec.session_affinity {
+            SessionAffinity::None => None,
+            SessionAffinity::ClientIp { timeout_seconds } => Some(timeout_seconds),
+        };
+        for p in &spec.ports {
+            let protocol = p.protocol.as_str();
+            let port_key = alloc::port_key(&p.name, protocol);
+            let node_port = view.allocation.node_ports.get(&port_key).copied();
+            if cluster_ip.is_none() && node_port.is_none() {
+                continue;
+            }
+            let endpoints = view
+                .endpoints
+                .iter()
+                .filter_map(|e| Some((e.ip, *e.ports.get(&port_key)?)))
+                .collect();
+            out.push(rules::ProgrammedPort {
+                service: key.clone(),
+                key: port_key,
+                protocol: if protocol == "UDP" { "udp" } else { "tcp" },
+                cluster_ip,
+                port: p.port,
+                node_port,
+                endpoints,
+                affinity_seconds,
+            });
+        }
+    }
+    out
+}
