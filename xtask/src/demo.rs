@@ -64,6 +64,48 @@ fn show_cross_node_http(demo: &DemoCluster) -> Result<()> {
     Ok(())
 }
 
+/// The web Service from n2: its ClusterIP and endpoints, and a few requests to the ClusterIP
+/// from n2's node namespace (each new connection goes to either pod, on any node).
+fn show_service(demo: &DemoCluster) -> Result<()> {
+    let viewer = &demo.agents[NODES - 1];
+    viewer.wait_for(
+        Duration::from_secs(60),
+        "web's ClusterIP and 2 endpoints",
+        |a| {
+            let eps = a.cli(&["get", "endpoints", "web", "-o", "json"])?;
+            let v: serde_json::Value = serde_json::from_slice(&eps.stdout).unwrap_or_default();
+            Ok(v["subsets"][0]["addresses"]
+                .as_array()
+                .is_some_and(|a| a.len() == 2))
+        },
+    )?;
+    viewer.show(&["get", "services", "-o", "wide"])?;
+    viewer.show(&["get", "endpoints"])?;
+    let svc = viewer.cli(&["get", "svc", "web", "-o", "json"])?;
+    let v: serde_json::Value = serde_json::from_slice(&svc.stdout).unwrap_or_default();
+    let Some(ip) = v["spec"]["clusterIP"].as_str() else {
+        return Ok(());
+    };
+    let netns = &demo.bed.nodes[NODES - 1].netns;
+    let url = format!("http://{ip}/");
+    println!(
+        "\n[{} node namespace]$ for i in 1 2 3; do busybox wget -q -O - {url}; done",
+        viewer.name
+    );
+    for _ in 0..3 {
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns", "exec", netns, "timeout", "5", "busybox", "wget", "-q", "-O", "-",
+            ])
+            .arg(&url)
+            .output()
+            .context("cannot run busybox wget in the node namespace")?;
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
 pub fn run(args: &[String]) -> Result<()> {
     let once = args.iter().any(|a| a == "--once");
     crate::packages::ensure(crate::packages::AGENT)?;
@@ -144,6 +186,7 @@ pub fn run(args: &[String]) -> Result<()> {
     viewer.show(&["get", "pods", "-A", "-o", "wide"])?;
     demo.agents[1].show(&["logs", "worker", "--tail", "3"])?;
     show_cross_node_http(&demo)?;
+    show_service(&demo)?;
     if !once {
         println!(
             "\ndemo: try `skiff --socket {} get pods -A -o wide` (any node's socket); press Ctrl-C to tear down",

@@ -14,6 +14,8 @@ use std::time::Duration;
 pub const PORT: u16 = 7946;
 /// The pods' range: off the bed's node addresses (198.18.1.0/24), inside 198.18.0.0/15.
 pub const CLUSTER_CIDR: &str = "198.19.0.0/16";
+/// Services' ClusterIPs: inside 198.18.0.0/15, off the node and pod ranges.
+pub const SERVICE_CIDR: &str = "198.18.128.0/20";
 
 /// Agents first: fields drop in order, so agents are torn down before the bed goes.
 pub struct DemoCluster {
@@ -59,7 +61,7 @@ impl DemoCluster {
                 log_filter: log_filter.into(),
                 keep_logs: Some(logs_dir()),
                 name,
-                extra_args: Vec::new(),
+                extra_args: vec!["--service-cidr".into(), SERVICE_CIDR.into()],
             };
             cluster
                 .agents
