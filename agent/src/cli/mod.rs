@@ -22,7 +22,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the node agent (a lone agent is a working single-node cluster)
     Agent(Box<AgentArgs>),
-    /// List objects: pods, deployments, daemonsets, nodes, services, events, namespaces, configmaps, secrets
+    /// List objects: pods, deployments, daemonsets, nodes, services, endpoints, events, namespaces, configmaps, secrets
     Get(GetArgs),
     /// Show one object in detail, with its recent events
     Describe(DescribeArgs),
