@@ -42,7 +42,7 @@ impl From<ClientError> for CliError {
 fn kind_of(word: &str) -> Result<ResourceKind, CliError> {
     ResourceKind::parse(word).ok_or_else(|| {
         CliError::User(format!(
-            "unknown resource type {word:?}: use pods, deployments, nodes, services, events, namespaces, configmaps or secrets"
+            "unknown resource type {word:?}: use pods, deployments, daemonsets, nodes, services, endpoints, events, namespaces, configmaps or secrets"
         ))
     })
 }

@@ -169,7 +169,7 @@ pub enum OutputFormat {
 
 #[derive(Debug, Args)]
 pub struct GetArgs {
-    /// pods, deployments, nodes, services, events, namespaces, configmaps, secrets
+    /// pods, deployments, daemonsets, nodes, services, endpoints, events, namespaces, configmaps, secrets
     pub kind: String,
     /// Only this object
     pub name: Option<String>,
