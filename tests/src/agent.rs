@@ -65,6 +65,8 @@ pub struct PodOptions {
     pub eviction_delay_ms: Option<u64>,
     /// `--crash-backoff-base-ms` and `--sandbox-backoff-base-ms`.
     pub crash_backoff_base_ms: u64,
+    /// `--service-cidr` (inside 198.18.0.0/15, off the node and pod ranges).
+    pub service_cidr: String,
 }
 
 impl Default for PodOptions {
@@ -73,6 +75,7 @@ impl Default for PodOptions {
             cluster_cidr: "198.19.0.0/16".into(),
             eviction_delay_ms: None,
             crash_backoff_base_ms: 200,
+            service_cidr: "198.18.128.0/20".into(),
         }
     }
 }
@@ -172,6 +175,7 @@ impl Agent {
                 cmd.arg("--node-netns")
                     .arg(Path::new("/run/netns").join(&self.node.netns))
                     .args(["--cluster-cidr", &p.cluster_cidr, "--no-masquerade"])
+                    .args(["--service-cidr", &p.service_cidr])
                     .args([
                         "--crash-backoff-base-ms",
                         &p.crash_backoff_base_ms.to_string(),
