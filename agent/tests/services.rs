@@ -135,7 +135,7 @@ fn a_cluster_ip_spreads_over_ready_endpoints_from_pods_and_the_node() {
         &support::pod_yaml(
             "client",
             &format!(
-                "i=0; while [ $i -lt 40 ]; do wget -q -O - {url}; i=$((i+1)); done; echo client-done; trap 'exit 0' TERM; sleep 100000 & wait"
+                "echo host=$WEB_SERVICE_HOST port=$WEB_SERVICE_PORT link=$WEB_PORT name=$HOSTNAME; i=0; while [ $i -lt 40 ]; do wget -q -O - {url}; i=$((i+1)); done; echo client-done; trap 'exit 0' TERM; sleep 100000 & wait"
             ),
             "  terminationGracePeriodSeconds: 1\n",
         ),

@@ -61,6 +61,7 @@ pub(crate) struct RawPodSpec {
     pub(crate) termination_grace_period_seconds: Option<i64>,
     pub(crate) volumes: Option<List<RawVolume>>,
     pub(crate) host_network: Option<bool>,
+    pub(crate) enable_service_links: Option<bool>,
     pub(crate) node_selector: Option<StringMap>,
     /// Checked field by field in `validate::security` (unknown fields there are errors).
     pub(crate) security_context: Option<Value>,

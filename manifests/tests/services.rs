@@ -274,3 +274,29 @@ fn accepted_with_a_precise_warning() {
         );
     }
 }
+
+#[test]
+fn enable_service_links_defaults_to_true_and_reads_back_only_when_off() {
+    let pod = |extra: &str| {
+        let yaml = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n{extra}  containers:\n  - name: c\n    image: busybox\n"
+        );
+        let parsed = parse_file("pod.yaml", yaml.as_bytes());
+        assert!(parsed.is_ok(), "{:?}", parsed.errors());
+        assert!(parsed.warnings().is_empty(), "{:?}", parsed.warnings());
+        let object = parsed.objects()[0].clone();
+        let Object::Pod(p) = object.get() else {
+            panic!("not a Pod")
+        };
+        (
+            p.spec.enable_service_links,
+            serde_json::to_value(object.get()).unwrap(),
+        )
+    };
+    let (on, json) = pod("");
+    assert!(on);
+    assert!(json["spec"].get("enableServiceLinks").is_none(), "{json}");
+    let (off, json) = pod("  enableServiceLinks: false\n");
+    assert!(!off);
+    assert_eq!(json["spec"]["enableServiceLinks"], false);
+}

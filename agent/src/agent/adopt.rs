@@ -65,6 +65,7 @@ impl<N: PodNetwork + 'static> Core<N> {
             declared: watch::channel(Arc::new(BTreeMap::new())).0,
             assigned: None,
             pending: Arc::default(),
+            service_links: Arc::default(),
             reports: watch::channel(Arc::new(BTreeMap::new())).0,
             report_cache: HashMap::new(),
             config,

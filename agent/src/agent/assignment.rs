@@ -40,6 +40,7 @@ impl<N: PodNetwork + 'static> Core<N> {
         }
         self.objects = desired.objects;
         self.assigned = desired.assigned;
+        self.service_links = desired.service_links;
         self.desired_changed = true;
         for p in desired.pending.iter() {
             if self.pending.iter().any(|old| old == p) {

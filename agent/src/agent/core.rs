@@ -150,6 +150,8 @@ pub struct Core<N = skiff_cni::NetlinkNetwork> {
     assigned: Option<Arc<Vec<crate::cluster::keys::AssignedPod>>>,
     /// What the leader could not place (events are recorded when this changes).
     pending: Arc<Vec<crate::cluster::keys::PendingWorkload>>,
+    /// The Services with a ClusterIP, for the environment of containers that start.
+    service_links: Arc<crate::services::ServiceLinks>,
     /// The leader's table changed or the objects did: the node's pods are recomputed.
     reports: watch::Sender<Arc<crate::cluster::service::OwnReports>>,
     /// Each pod's last report and the state it was rendered from (see `publish_reports`).
@@ -407,6 +409,7 @@ impl<N: PodNetwork + 'static> Core<N> {
                 pod: pod.clone(),
                 actions: pod_actions,
                 objects: self.objects.clone(),
+                service_links: self.service_links.clone(),
                 config: self.config.clone(),
                 images: self.images.clone(),
                 runtime: self.runtime.clone(),

@@ -23,6 +23,8 @@ pub struct Job<N> {
     pub pod: PodRecord,
     pub actions: Vec<Action>,
     pub objects: Arc<BTreeMap<ObjectKey, (Source, Valid<Object>)>>,
+    /// The Services with a ClusterIP when the job was made (the containers' environment).
+    pub service_links: Arc<crate::services::ServiceLinks>,
     pub config: AgentConfig,
     pub images: ImageStore,
     pub runtime: Arc<dyn ContainerRuntime>,
@@ -325,6 +327,13 @@ fn start<N>(
         image: &info.config,
         layers,
         objects: &objects,
+        service_links: if manifest.get().spec.enable_service_links {
+            job.service_links
+                .get(&manifest.get().metadata.namespace)
+                .map_or(&[][..], Vec::as_slice)
+        } else {
+            &[]
+        },
         paths,
         netns: netns.map(|(dir, name)| dir.join(name)),
         cgroup_parent: &job.config.cgroup_parent,

@@ -100,6 +100,8 @@ pub struct Desired {
     pub assigned: Option<Arc<Vec<AssignedPod>>>,
     /// What the leader could not place, and why.
     pub pending: Arc<Vec<PendingWorkload>>,
+    /// The Services with a ClusterIP, for the environment of containers that start.
+    pub service_links: Arc<crate::services::ServiceLinks>,
 }
 
 /// The cluster as this node sees it, for the API.
@@ -181,6 +183,8 @@ pub struct ClusterService {
     /// The Service table and what it was computed from.
     services: Arc<crate::services::ServiceTable>,
     service_inputs: Option<services::TableInputs>,
+    /// The service links last handed to the node loop.
+    service_links: Arc<crate::services::ServiceLinks>,
     published_pending: String,
     published_term: Term,
     last_pending: Vec<PendingWorkload>,
@@ -253,6 +257,7 @@ impl ClusterService {
             published_book_parts: 0,
             services: Arc::new(crate::services::ServiceTable::new()),
             service_inputs: None,
+            service_links: Arc::default(),
             published_pending: String::new(),
             published_term: Term(0),
             last_pending: Vec::new(),

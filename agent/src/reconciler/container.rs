@@ -112,12 +112,28 @@ fn all_keys(
     }
 }
 
-/// The environment: image env, then envFrom, then env (later entries win), as `NAME=value`.
+/// What the runtime adds to every container's environment: `HOSTNAME` (the pod's hostname)
+/// and the service variables of `links`.
+pub fn runtime_vars(
+    hostname: &str,
+    links: &[crate::services::ServiceLink],
+) -> Vec<(String, String)> {
+    let mut vars = vec![(
+        "HOSTNAME".to_string(),
+        hostname.chars().take(63).collect::<String>(),
+    )];
+    vars.extend(crate::services::links::env_vars(links));
+    vars
+}
+
+/// The environment: image env, then `runtime` (HOSTNAME and service variables), then envFrom,
+/// then env (later entries win), as `NAME=value`.
 pub fn environment(
     image: &ImageConfig,
     c: &Container,
     namespace: &str,
     objects: &Objects,
+    runtime: &[(String, String)],
 ) -> Result<Vec<String>, ConfigError> {
     let mut vars: Vec<(String, String)> = image
         .env
@@ -134,6 +150,9 @@ pub fn environment(
             vars.push((k, v));
         }
     };
+    for (k, v) in runtime {
+        set(k.clone(), v.clone(), &mut vars);
+    }
     for from in &c.env_from {
         for (k, v) in all_keys(objects, namespace, &from.source)? {
             let k = format!("{}{k}", from.prefix.as_deref().unwrap_or(""));
@@ -209,6 +228,9 @@ pub struct StartRequest<'a> {
     pub image: &'a ImageConfig,
     pub layers: Vec<PathBuf>,
     pub objects: &'a Objects,
+    /// The Services of the pod's namespace whose variables the containers get (empty with
+    /// `enableServiceLinks: false`).
+    pub service_links: &'a [crate::services::ServiceLink],
     pub paths: &'a PodPaths,
     pub netns: Option<PathBuf>,
     pub cgroup_parent: &'a str,
@@ -246,7 +268,13 @@ pub fn container_spec(r: StartRequest<'_>) -> Result<ContainerSpec, ConfigError>
         layers: r.layers,
         process: ProcessSpec {
             args,
-            env: environment(r.image, c, &pod.metadata.namespace, r.objects)?,
+            env: environment(
+                r.image,
+                c,
+                &pod.metadata.namespace,
+                r.objects,
+                &runtime_vars(&pod.metadata.name, r.service_links),
+            )?,
             cwd,
             user: effective.user,
         },

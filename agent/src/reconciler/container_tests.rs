@@ -59,7 +59,7 @@ fn environment_layers_image_env_from_and_env() {
         "    envFrom:\n    - prefix: CM_\n      configMapRef: {name: cm}\n    env:\n    - {name: PATH, value: /x}\n    - name: PW\n      valueFrom:\n        secretKeyRef: {name: s, key: pw}\n    - name: B\n      valueFrom:\n        configMapKeyRef: {name: cm, key: b}\n",
     );
     let img = image(&[], &["sh"], &["PATH=/bin", "HOME=/"]);
-    let env = environment(&img, &c, "default", &objects(CONFIG)).unwrap();
+    let env = environment(&img, &c, "default", &objects(CONFIG), &[]).unwrap();
     assert_eq!(
         env,
         vec![
@@ -74,6 +74,33 @@ fn environment_layers_image_env_from_and_env() {
 }
 
 #[test]
+fn hostname_and_service_variables_come_before_the_manifest_env() {
+    let c = container("    env:\n    - {name: DB_SERVICE_HOST, value: override}\n");
+    let img = image(&[], &["sh"], &["HOSTNAME=image", "PATH=/bin"]);
+    let links = [crate::services::ServiceLink {
+        name: "db".into(),
+        ip: "10.43.0.7".parse().unwrap(),
+        ports: vec![("".into(), 5432, "TCP")],
+    }];
+    let runtime = runtime_vars("web-1", &links);
+    let env = environment(&img, &c, "default", &objects(CONFIG), &runtime).unwrap();
+    assert_eq!(
+        env[0], "HOSTNAME=web-1",
+        "the pod's hostname replaces the image's"
+    );
+    assert!(env.contains(&"DB_SERVICE_PORT=5432".to_string()), "{env:?}");
+    assert!(
+        env.contains(&"DB_PORT=tcp://10.43.0.7:5432".to_string()),
+        "{env:?}"
+    );
+    assert!(
+        env.contains(&"DB_SERVICE_HOST=override".to_string()),
+        "the manifest wins: {env:?}"
+    );
+    assert!(!env.contains(&"DB_SERVICE_HOST=10.43.0.7".to_string()));
+}
+
+#[test]
 fn missing_references_fail_unless_optional() {
     let img = image(&[], &["sh"], &[]);
     let none = objects(CONFIG);
@@ -81,14 +108,16 @@ fn missing_references_fail_unless_optional() {
         "    env:\n    - name: X\n      valueFrom:\n        configMapKeyRef: {name: nope, key: a}\n",
     );
     assert_eq!(
-        environment(&img, &missing, "default", &none).unwrap_err().0,
+        environment(&img, &missing, "default", &none, &[])
+            .unwrap_err()
+            .0,
         "configmap \"nope\" not found"
     );
     let missing_key = container(
         "    env:\n    - name: X\n      valueFrom:\n        configMapKeyRef: {name: cm, key: zz}\n",
     );
     assert_eq!(
-        environment(&img, &missing_key, "default", &none)
+        environment(&img, &missing_key, "default", &none, &[])
             .unwrap_err()
             .0,
         "key \"zz\" not found in configmap \"cm\""
@@ -97,7 +126,7 @@ fn missing_references_fail_unless_optional() {
         "    env:\n    - name: X\n      valueFrom:\n        configMapKeyRef: {name: nope, key: a, optional: true}\n    envFrom:\n    - secretRef: {name: gone, optional: true}\n",
     );
     assert!(
-        environment(&img, &optional, "default", &none)
+        environment(&img, &optional, "default", &none, &[])
             .unwrap()
             .is_empty()
     );

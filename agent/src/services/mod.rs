@@ -8,6 +8,7 @@
 
 pub mod alloc;
 pub mod endpoints;
+pub mod links;
 pub mod rules;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,6 +18,7 @@ use skiff_manifests::{Kind, Object, Service, ServiceType, SessionAffinity};
 
 pub use alloc::{Allocation, Book};
 pub use endpoints::{Endpoint, NamedPort};
+pub use links::{ServiceLink, ServiceLinks};
 
 /// One Service as this node sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -17,6 +17,10 @@ pub use super::volume::{
     SecretVolume, StorageMedium, Volume, VolumeSource,
 };
 
+pub(crate) fn is_true(value: &bool) -> bool {
+    *value
+}
+
 pub(crate) fn is_false(value: &bool) -> bool {
     !*value
 }
@@ -34,6 +38,9 @@ pub struct PodSpec {
     pub volumes: Vec<Volume>,
     #[serde(skip_serializing_if = "is_false")]
     pub host_network: bool,
+    /// The containers get the service environment variables (default true).
+    #[serde(skip_serializing_if = "is_true")]
+    pub enable_service_links: bool,
     /// Stored for the scheduler; not interpreted yet.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,

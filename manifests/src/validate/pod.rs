@@ -37,6 +37,7 @@ pub(crate) fn pod_spec(
 ) -> Option<PodSpec> {
     let (volumes, volume_names) = volumes(raw.volumes, &path.child("volumes"), problems);
     let host_network = raw.host_network.unwrap_or(false);
+    let enable_service_links = raw.enable_service_links.unwrap_or(true);
 
     let containers_path = path.child("containers");
     let init_path = path.child("initContainers");
@@ -107,6 +108,7 @@ pub(crate) fn pod_spec(
         termination_grace_period_seconds: grace?,
         volumes,
         host_network,
+        enable_service_links,
         node_selector,
         security_context,
     })

@@ -155,6 +155,9 @@ pub(super) async fn describe(
     {
         return ok(v);
     }
+    if kind == ResourceKind::Services {
+        return describe_service(snap, &shared.cluster.borrow().clone(), ns, name);
+    }
     match &shared.remote {
         // A pod this node does not run: ask the node that reports it.
         Some(remote) if kind == ResourceKind::Pods && find_pod(snap, name, Some(ns)).is_none() => {
@@ -162,6 +165,35 @@ pub(super) async fn describe(
         }
         _ => describe_here(snap, kind, name, namespace),
     }
+}
+
+/// `describe service`: the Service with its address, ports, endpoints and events.
+fn describe_service(snap: &Snapshot, cluster: &ClusterState, ns: &str, name: &str) -> Reply {
+    let key = ObjectKey::new(Kind::Service, ns, name);
+    let (Some(view), Some((_, object))) = (
+        cluster.services.get(&format!("{ns}/{name}")),
+        snap.objects.get(&key),
+    ) else {
+        return err(format!("service {name:?} not found"));
+    };
+    let created = snap.first_seen.get(&key).copied();
+    let mut v = render::service(object, view, created);
+    v["endpoints"] = render::endpoints(view, created)["subsets"].clone();
+    let events: Vec<Value> = snap
+        .events
+        .iter()
+        .filter(|e| e.object_kind == "Service" && e.object_name == name && e.namespace == ns)
+        .map(|e| {
+            json!(format!(
+                "{} {}: {}",
+                rfc3339(e.last_seen),
+                e.reason,
+                e.message
+            ))
+        })
+        .collect();
+    v["events"] = json!(events);
+    ok(v)
 }
 
 /// `describe` of what this node holds (the local API, and other nodes through rpc).

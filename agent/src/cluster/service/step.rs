@@ -306,7 +306,12 @@ impl ClusterService {
         routes: Vec<PeerRoute>,
         services: Arc<crate::services::ServiceTable>,
     ) {
-        if self.objects_dirty || placement.pending != self.last_pending {
+        let links = crate::services::links::links_of(&services);
+        let links_changed = links != *self.service_links;
+        if links_changed {
+            self.service_links = Arc::new(links);
+        }
+        if self.objects_dirty || placement.pending != self.last_pending || links_changed {
             self.objects_dirty = false;
             self.last_pending = placement.pending.clone();
             *self.served.write().unwrap_or_else(|p| p.into_inner()) = self.replica.records();
@@ -319,6 +324,7 @@ impl ClusterService {
                     .as_ref()
                     .map(|a| Arc::new(a.pods.clone())),
                 pending: Arc::new(placement.pending.clone()),
+                service_links: self.service_links.clone(),
             });
         }
         outputs.state.send_replace(Arc::new(ClusterState {
