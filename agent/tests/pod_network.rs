@@ -115,6 +115,13 @@ fn pods_get_an_address_a_route_names_and_resolvers() {
             log.contains("resolv-begin\n") && !log.contains("can't open '/etc/resolv.conf'"),
             "{log}"
         );
+        // Cluster DNS: the node's server on the gateway, the cluster search domains first.
+        assert!(
+            log.contains(&format!("nameserver {gw}\n"))
+                && log.contains("search default.svc.cluster.local svc.cluster.local cluster.local")
+                && log.contains("options ndots:5"),
+            "resolv.conf for cluster DNS: {log}"
+        );
         ips.push(ip);
     }
     assert_ne!(ips[0], ips[1], "two pods share an address");
@@ -424,6 +431,7 @@ fn a_crash_between_setup_steps_is_repaired_by_the_next_agent() {
                 hostname: "orphan".into(),
                 files_dir: bed.dir.join(format!("orphan{i}")),
                 ports: Vec::new(),
+                cluster_dns: None,
             };
             let err = rt.block_on(net.setup_pod(&req));
             assert!(

@@ -141,6 +141,28 @@ fn a_cluster_ip_spreads_over_ready_endpoints_from_pods_and_the_node() {
         ),
     );
     let log = log_of(&bed, "client", "client-done");
+    // Names: the pod's node answers for the cluster domain; the search path makes `web` do.
+    bed.write_manifest(
+        "dns.yaml",
+        &support::pod_yaml(
+            "dns",
+            "nslookup web.default.svc.cluster.local; echo short=$(wget -q -O - http://web/index.html); nslookup nope.default.svc.cluster.local && echo nope-resolved; echo dns-done; trap 'exit 0' TERM; sleep 100000 & wait",
+            "  terminationGracePeriodSeconds: 1\n",
+        ),
+    );
+    let dns = log_of(&bed, "dns", "dns-done");
+    assert!(
+        dns.contains(&format!("Address: {ip}")),
+        "web's name gives its ClusterIP: {dns}"
+    );
+    assert!(
+        dns.contains("short=served-by-web-"),
+        "`web` through the search path: {dns}"
+    );
+    assert!(
+        !dns.contains("nope-resolved"),
+        "a missing Service does not resolve: {dns}"
+    );
     let backends: BTreeSet<&str> = log
         .lines()
         .filter(|l| l.starts_with("served-by-web-"))
@@ -172,7 +194,7 @@ fn hairpin_node_port_and_a_service_without_endpoints() {
             support::pod_yaml(
                 "solo",
                 &format!(
-                    "mkdir -p /www && echo served-by-$(hostname) > /www/index.html && httpd -p 8080 -h /www; until wget -q -O - http://{solo_ip}/index.html; do sleep 0.2; done; echo hairpin-ok; wget -q -T 5 -O - http://{empty_ip}/ 2>&1; echo empty-done; trap 'exit 0' TERM; sleep 100000 & wait"
+                    "mkdir -p /www && echo served-by-$(hostname) > /www/index.html && httpd -p 8080 -h /www; until wget -q -O - http://{solo_ip}/index.html; do sleep 0.2; done; echo hairpin-ok; wget -q -O - http://{empty_ip}/ 2>&1; echo empty-done; trap 'exit 0' TERM; sleep 100000 & wait"
                 ),
                 "  terminationGracePeriodSeconds: 1\n",
             )

@@ -57,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
             hostname: format!("bench-{i}"),
             files_dir: tmp.path().join("pods").join(i.to_string()),
             ports: Vec::new(),
+            cluster_dns: None,
         };
         let t = Instant::now();
         net.setup_pod(&req).await?;

@@ -181,6 +181,17 @@ pub struct PodNetRequest {
     pub files_dir: PathBuf,
     /// Published ports.
     pub ports: Vec<HostPortMapping>,
+    /// The pod resolves through the node's cluster DNS (the gateway) with these search
+    /// domains; `None`: the node's own resolvers (its resolv.conf without loopback ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_dns: Option<ClusterDns>,
+}
+
+/// A pod's resolver settings for cluster DNS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterDns {
+    /// Search domains, first to last (`<ns>.svc.cluster.local svc.cluster.local ...`).
+    pub searches: Vec<String>,
 }
 
 /// What a pod got.

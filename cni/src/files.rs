@@ -5,6 +5,7 @@ use std::fs;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use crate::config::ClusterDns;
 use crate::error::CniError;
 
 pub const HOSTS: &str = "hosts";
@@ -35,10 +36,39 @@ pub fn paths(dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join(HOSTS), dir.join(RESOLV))
 }
 
+/// A cluster-DNS pod's resolv.conf: the node's DNS server on the gateway, the cluster search
+/// domains and then the node's, and `ndots:5` (as kubelet writes it for ClusterFirst).
+pub fn cluster_resolv_content(node_resolv: &str, gateway: Ipv4Addr, dns: &ClusterDns) -> String {
+    let mut searches = dns.searches.clone();
+    for line in node_resolv.lines() {
+        let mut words = line.split_whitespace();
+        if matches!(words.next(), Some("search" | "domain")) {
+            searches.extend(
+                words
+                    .map(str::to_string)
+                    .filter(|w| !dns.searches.contains(w)),
+            );
+        }
+    }
+    format!(
+        "search {}\nnameserver {gateway}\noptions ndots:5\n",
+        searches.join(" ")
+    )
+}
+
 /// The wanted contents, reading the node's resolv.conf (missing = empty).
-pub fn wanted(hostname: &str, ip: Ipv4Addr, resolv_source: &Path) -> (String, String) {
+pub fn wanted(
+    hostname: &str,
+    ip: Ipv4Addr,
+    resolv_source: &Path,
+    dns: Option<(&ClusterDns, Ipv4Addr)>,
+) -> (String, String) {
     let node = fs::read_to_string(resolv_source).unwrap_or_default();
-    (hosts_content(hostname, ip), resolv_content(&node))
+    let resolv = match dns {
+        Some((dns, gateway)) => cluster_resolv_content(&node, gateway, dns),
+        None => resolv_content(&node),
+    };
+    (hosts_content(hostname, ip), resolv)
 }
 
 /// True when both files hold the wanted contents.
@@ -84,6 +114,22 @@ mod tests {
         let h = hosts_content("web-1", Ipv4Addr::new(198, 18, 5, 2));
         assert!(h.contains("127.0.0.1\tlocalhost\n"));
         assert!(h.ends_with("198.18.5.2\tweb-1\n"));
+    }
+
+    #[test]
+    fn cluster_resolv_points_at_the_gateway_with_the_cluster_searches_first() {
+        let node = "search example.org\nnameserver 192.0.2.1\noptions ndots:1\n";
+        let dns = ClusterDns {
+            searches: vec![
+                "prod.svc.cluster.local".into(),
+                "svc.cluster.local".into(),
+                "cluster.local".into(),
+            ],
+        };
+        assert_eq!(
+            cluster_resolv_content(node, Ipv4Addr::new(10, 42, 0, 1), &dns),
+            "search prod.svc.cluster.local svc.cluster.local cluster.local example.org\nnameserver 10.42.0.1\noptions ndots:5\n"
+        );
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct PodRecord {
     pub files_dir: PathBuf,
     pub host_link: String,
     pub ports: Vec<HostPortMapping>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_dns: Option<crate::config::ClusterDns>,
 }
 
 impl PodRecord {
@@ -49,6 +51,7 @@ impl PodRecord {
             files_dir: req.files_dir.clone(),
             host_link: host_link.to_owned(),
             ports: req.ports.clone(),
+            cluster_dns: req.cluster_dns.clone(),
         }
     }
 

@@ -38,7 +38,9 @@ mod pod_ops;
 pub mod routes;
 pub mod traits;
 
-pub use config::{HostPortMapping, NetworkConfig, PodNetRequest, PodNetStatus, Protocol};
+pub use config::{
+    ClusterDns, HostPortMapping, NetworkConfig, PodNetRequest, PodNetStatus, Protocol,
+};
 pub use error::CniError;
 pub use netlink_network::NetlinkNetwork;
 pub use netns::{NetnsConfig, create_netns, list_netns, remove_netns};

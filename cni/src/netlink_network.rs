@@ -126,6 +126,27 @@ impl NetlinkNetwork {
         .await
     }
 
+    /// A UDP socket and a TCP listener bound to `addr` in the node namespace (sockets stay in
+    /// the namespace they were made in), non-blocking, for a server on the node side.
+    pub async fn bind_in_node_netns(
+        &self,
+        addr: std::net::SocketAddr,
+    ) -> Result<(std::net::UdpSocket, std::net::TcpListener), CniError> {
+        blocking_in_netns(self.node_netns(), move || {
+            let place = addr.to_string();
+            let udp =
+                std::net::UdpSocket::bind(addr).map_err(|e| CniError::io("bind udp", &place, e))?;
+            let tcp = std::net::TcpListener::bind(addr)
+                .map_err(|e| CniError::io("bind tcp", &place, e))?;
+            udp.set_nonblocking(true)
+                .map_err(|e| CniError::io("set non-blocking", &place, e))?;
+            tcp.set_nonblocking(true)
+                .map_err(|e| CniError::io("set non-blocking", &place, e))?;
+            Ok((udp, tcp))
+        })
+        .await
+    }
+
     /// Runs an nftables script (one transaction) in the node namespace.
     pub async fn run_nft(&self, action: &str, script: String) -> Result<(), CniError> {
         let action = action.to_string();

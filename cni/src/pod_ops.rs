@@ -94,7 +94,12 @@ impl NetlinkNetwork {
             .await?;
         }
         let files_current = record.is_some_and(|r| {
-            let wanted = files::wanted(&req.hostname, r.ip, &self.cfg.resolv_conf_source);
+            let wanted = files::wanted(
+                &req.hostname,
+                r.ip,
+                &self.cfg.resolv_conf_source,
+                req.cluster_dns.as_ref().map(|d| (d, self.cfg.gateway)),
+            );
             files::current(&req.files_dir, &wanted)
         });
         let ports_current = match record {
@@ -224,7 +229,17 @@ impl NetlinkNetwork {
             }
             Action::WriteFiles => {
                 let rec = need_record(record)?;
-                let wanted = files::wanted(&rec.hostname, rec.ip, &cfg.resolv_conf_source);
+                // The request's resolver settings (what `files_current` compared with) win
+                // over the record's, which may predate them.
+                let dns = req
+                    .map(|r| r.cluster_dns.as_ref())
+                    .unwrap_or(rec.cluster_dns.as_ref());
+                let wanted = files::wanted(
+                    &rec.hostname,
+                    rec.ip,
+                    &cfg.resolv_conf_source,
+                    dns.map(|d| (d, cfg.gateway)),
+                );
                 files::write(&rec.files_dir, &wanted)?;
             }
             Action::RemoveFiles => {

@@ -18,6 +18,7 @@ fn req(id: &str) -> PodNetRequest {
         hostname: id.into(),
         files_dir: format!("/nonexistent/{id}").into(),
         ports: Vec::new(),
+        cluster_dns: None,
     }
 }
 

@@ -103,6 +103,17 @@ fn show_service(demo: &DemoCluster) -> Result<()> {
         print!("{}", String::from_utf8_lossy(&out.stdout));
         eprint!("{}", String::from_utf8_lossy(&out.stderr));
     }
+    // The worker pod fetches http://web/ by name (cluster DNS on its node, then the ClusterIP).
+    let other = &demo.agents[1];
+    other.wait_for(
+        Duration::from_secs(30),
+        "the worker to reach web by name",
+        |a| {
+            let out = a.cli(&["logs", "worker"])?;
+            Ok(String::from_utf8_lossy(&out.stdout).contains("hello from skiff"))
+        },
+    )?;
+    other.show(&["logs", "worker", "--tail", "3"])?;
     Ok(())
 }
 
@@ -184,7 +195,6 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     viewer.show(&["status"])?;
     viewer.show(&["get", "pods", "-A", "-o", "wide"])?;
-    demo.agents[1].show(&["logs", "worker", "--tail", "3"])?;
     show_cross_node_http(&demo)?;
     show_service(&demo)?;
     if !once {

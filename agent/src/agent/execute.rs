@@ -167,6 +167,9 @@ pub fn pod_net_request(config: &AgentConfig, pod: &PodRecord) -> PodNetRequest {
         hostname: pod.name.chars().take(63).collect(),
         files_dir: paths.dir.join("net"),
         ports: host_ports(pod),
+        cluster_dns: Some(skiff_cni::ClusterDns {
+            searches: crate::services::dns::searches(&pod.namespace),
+        }),
     }
 }
 

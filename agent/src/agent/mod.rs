@@ -3,6 +3,7 @@
 //! pods running; a new agent re-adopts them.
 
 mod core;
+mod dns;
 mod execute;
 mod handler;
 mod membership;
@@ -420,6 +421,19 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
                 }
             }
         });
+    }
+    if let Some(net) = network.clone() {
+        // Cluster DNS for this node's pods, on the bridge gateway.
+        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let gateway = net.config().gateway;
+        tracker.spawn(dns::run(
+            net.clone(),
+            gateway,
+            dns::upstreams(&resolv, gateway),
+            state_rx.clone(),
+            cancel.clone(),
+            tracker.clone(),
+        ));
     }
     if let Some(net) = network.clone() {
         // Services: every node programs every Service (ClusterIP, node ports, endpoints).

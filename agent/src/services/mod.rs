@@ -7,6 +7,7 @@
 //! and which `get services` and `get endpoints` show.
 
 pub mod alloc;
+pub mod dns;
 pub mod endpoints;
 pub mod links;
 pub mod rules;

@@ -63,6 +63,7 @@ impl TestNode {
             hostname: id.into(),
             files_dir: self.tmp.path().join("pods").join(id),
             ports: Vec::new(),
+            cluster_dns: None,
         }
     }
 

@@ -147,19 +147,6 @@ pub(crate) fn validate_service(raw: RawService, problems: &mut Problems) -> Opti
             "a headless Service has no address to keep affinity on: remove it",
         );
     }
-    // Names of Services are answered by cluster DNS, which is not served yet: say so where a
-    // Service is nothing but a name.
-    if type_ == Some(ServiceType::ExternalName) {
-        problems.warn(
-            &type_path,
-            "ExternalName is a DNS alias and skiff does not serve cluster DNS yet: the Service is stored but has no effect until it does",
-        );
-    } else if cluster_ip == ClusterIp::Headless {
-        problems.warn(
-            &ip_path,
-            "a headless Service is reached through cluster DNS, which skiff does not serve yet: its endpoints are computed (get endpoints) but no name resolves to them",
-        );
-    }
     Some(Service {
         metadata,
         spec: ServiceSpec {

@@ -1,0 +1,209 @@
+//! The node's DNS server for its pods: UDP and TCP on port 53 of the bridge gateway (each pod's
+//! resolver), answering the cluster domain from this node's Service table
+//! ([`crate::services::dns`]) and relaying every other query to the node's own resolvers.
+//! No DNAT and no ClusterIP: pods ask their own node, which keeps answering while it is cut
+//! off from the others.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::op::{Message, ResponseCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::cluster::ClusterState;
+use crate::services::dns::{Answer, answer};
+
+/// How long an upstream resolver has to answer a relayed query.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a TCP client has to send its query.
+const TCP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often binding is tried again while the gateway address is not there yet.
+const BIND_RETRY: Duration = Duration::from_secs(1);
+
+/// The resolvers a query outside the cluster domain goes to: the node's, from its
+/// resolv.conf, without the gateway itself.
+pub fn upstreams(resolv_conf: &str, gateway: Ipv4Addr) -> Vec<SocketAddr> {
+    resolv_conf
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some("nameserver"))
+                .then(|| words.next())
+                .flatten()?
+                .parse::<IpAddr>()
+                .ok()
+        })
+        .filter(|ip| *ip != IpAddr::V4(gateway))
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
+}
+
+/// Serves DNS on `gateway`:53 until `cancel`.
+pub async fn run(
+    net: Arc<skiff_cni::NetlinkNetwork>,
+    gateway: Ipv4Addr,
+    upstreams: Vec<SocketAddr>,
+    state: watch::Receiver<Arc<ClusterState>>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let addr = SocketAddr::new(IpAddr::V4(gateway), 53);
+    let mut warned = false;
+    let (udp, tcp) = loop {
+        let bound = match net.bind_in_node_netns(addr).await {
+            Ok((u, t)) => UdpSocket::from_std(u)
+                .and_then(|u| Ok((Arc::new(u), TcpListener::from_std(t)?)))
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match bound {
+            Ok(sockets) => break sockets,
+            Err(e) => {
+                if !warned {
+                    tracing::info!("cluster DNS waits for {addr} ({e}); trying again every second");
+                    warned = true;
+                }
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(BIND_RETRY) => {}
+        }
+    };
+    tracing::info!("cluster DNS on {addr} (udp, tcp)");
+    let upstreams = Arc::new(upstreams);
+    let mut buf = vec![0u8; 4096];
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            received = udp.recv_from(&mut buf) => {
+                let Ok((len, from)) = received else { continue };
+                let query = buf[..len].to_vec();
+                let (udp, upstreams, state) = (udp.clone(), upstreams.clone(), state.clone());
+                tracker.spawn(async move {
+                    if let Some(reply) = reply(&query, &state, &upstreams, false).await {
+                        let _ = udp.send_to(&reply, from).await;
+                    }
+                });
+            }
+            accepted = tcp.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let (upstreams, state) = (upstreams.clone(), state.clone());
+                tracker.spawn(async move {
+                    let _ = tokio::time::timeout(
+                        TCP_TIMEOUT,
+                        serve_tcp(stream, &state, &upstreams),
+                    )
+                    .await;
+                });
+            }
+        }
+    }
+}
+
+async fn serve_tcp(
+    mut stream: TcpStream,
+    state: &watch::Receiver<Arc<ClusterState>>,
+    upstreams: &[SocketAddr],
+) -> std::io::Result<()> {
+    loop {
+        let len = stream.read_u16().await? as usize;
+        let mut query = vec![0u8; len];
+        stream.read_exact(&mut query).await?;
+        let Some(reply) = reply(&query, state, upstreams, true).await else {
+            return Ok(());
+        };
+        stream.write_u16(reply.len() as u16).await?;
+        stream.write_all(&reply).await?;
+    }
+}
+
+/// The reply to one query's bytes: answered here, relayed, or an error; `None` for bytes that
+/// are not a DNS query at all (dropped, as resolvers do).
+async fn reply(
+    query: &[u8],
+    state: &watch::Receiver<Arc<ClusterState>>,
+    upstreams: &[SocketAddr],
+    tcp: bool,
+) -> Option<Vec<u8>> {
+    let request = Message::from_vec(query).ok()?;
+    let table = state.borrow().services.clone();
+    let local = match answer(&request, &table) {
+        Answer::Local(m) => m,
+        Answer::Forward => match relay(query, upstreams, tcp).await {
+            Some(bytes) => return Some(bytes),
+            None => Message::error_msg(
+                request.metadata.id,
+                request.metadata.op_code,
+                ResponseCode::ServFail,
+            ),
+        },
+    };
+    let mut bytes = local.to_vec().ok()?;
+    if !tcp && bytes.len() > 512 {
+        // Too large for plain UDP: the header alone, truncated, so the client asks over TCP.
+        let mut short = local.clone();
+        short.answers.clear();
+        short.authorities.clear();
+        short.additionals.clear();
+        short.metadata.truncation = true;
+        bytes = short.to_vec().ok()?;
+    }
+    Some(bytes)
+}
+
+/// Relays `query` to the first upstream that answers.
+async fn relay(query: &[u8], upstreams: &[SocketAddr], tcp: bool) -> Option<Vec<u8>> {
+    for upstream in upstreams {
+        let attempt = async {
+            if tcp {
+                let mut s = TcpStream::connect(upstream).await.ok()?;
+                s.write_u16(query.len() as u16).await.ok()?;
+                s.write_all(query).await.ok()?;
+                let len = s.read_u16().await.ok()? as usize;
+                let mut out = vec![0u8; len];
+                s.read_exact(&mut out).await.ok()?;
+                Some(out)
+            } else {
+                let bind: SocketAddr = if upstream.is_ipv4() {
+                    "0.0.0.0:0".parse().ok()?
+                } else {
+                    "[::]:0".parse().ok()?
+                };
+                let socket = UdpSocket::bind(bind).await.ok()?;
+                socket.connect(upstream).await.ok()?;
+                socket.send(query).await.ok()?;
+                let mut out = vec![0u8; 4096];
+                let len = socket.recv(&mut out).await.ok()?;
+                out.truncate(len);
+                Some(out)
+            }
+        };
+        if let Ok(Some(bytes)) = tokio::time::timeout(UPSTREAM_TIMEOUT, attempt).await {
+            return Some(bytes);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstreams_are_the_nodes_resolvers_but_the_gateway() {
+        let conf = "search example.org\nnameserver 192.0.2.1\nnameserver 10.42.0.1\nnameserver ::1\noptions ndots:1\n";
+        assert_eq!(
+            upstreams(conf, "10.42.0.1".parse().unwrap()),
+            vec![
+                "192.0.2.1:53".parse::<SocketAddr>().unwrap(),
+                "[::1]:53".parse().unwrap()
+            ]
+        );
+    }
+}

@@ -1,0 +1,232 @@
+use super::*;
+use crate::services::{Allocation, Endpoint, ServiceView};
+use hickory_proto::op::Query;
+use skiff_manifests::{Object, parse_file};
+use std::collections::BTreeMap;
+
+fn service(name: &str, spec: &str) -> skiff_manifests::Service {
+    let yaml = format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n{spec}");
+    let parsed = parse_file("svc.yaml", yaml.as_bytes());
+    assert!(parsed.is_ok(), "{:?}", parsed.errors());
+    match parsed.objects()[0].get() {
+        Object::Service(s) => s.clone(),
+        _ => unreachable!(),
+    }
+}
+
+fn endpoint(pod: &str, ip: &str, ready: bool) -> Endpoint {
+    Endpoint {
+        ip: ip.parse().unwrap(),
+        node: "n1".into(),
+        pod: pod.into(),
+        ready,
+        ports: [("db/TCP".to_string(), 5432)].into(),
+    }
+}
+
+fn table() -> ServiceTable {
+    let mut t = BTreeMap::new();
+    let view = |name: &str, svc, ip: Option<&str>, endpoints| ServiceView {
+        namespace: "default".into(),
+        name: name.into(),
+        service: svc,
+        allocation: Allocation {
+            cluster_ip: ip.map(|i| i.parse().unwrap()),
+            ..Allocation::default()
+        },
+        endpoints,
+    };
+    t.insert(
+        "default/web".to_string(),
+        view(
+            "web",
+            service(
+                "web",
+                "  selector: {app: web}\n  ports: [{name: http, port: 80}]\n",
+            ),
+            Some("10.43.0.10"),
+            vec![],
+        ),
+    );
+    t.insert(
+        "default/db".to_string(),
+        view(
+            "db",
+            service(
+                "db",
+                "  clusterIP: None\n  selector: {app: db}\n  ports: [{name: db, port: 5432}]\n",
+            ),
+            None,
+            vec![
+                endpoint("db-0", "10.42.1.5", true),
+                endpoint("db-1", "10.42.2.5", false),
+            ],
+        ),
+    );
+    t.insert(
+        "default/ext".to_string(),
+        view(
+            "ext",
+            service(
+                "ext",
+                "  type: ExternalName\n  externalName: db.example.com\n",
+            ),
+            None,
+            vec![],
+        ),
+    );
+    t
+}
+
+fn ask(name: &str, qtype: RecordType) -> Answer {
+    let mut request = Message::query();
+    request.metadata.recursion_desired = true;
+    request.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+    answer(&request, &table())
+}
+
+fn local(name: &str, qtype: RecordType) -> Message {
+    match ask(name, qtype) {
+        Answer::Local(m) => m,
+        Answer::Forward => panic!("{name} forwarded"),
+    }
+}
+
+fn data(m: &Message) -> Vec<String> {
+    m.answers.iter().map(|r| r.data.to_string()).collect()
+}
+
+#[test]
+fn the_table() {
+    let cases: &[(&str, RecordType, ResponseCode, &[&str])] = &[
+        (
+            "web.default.svc.cluster.local.",
+            RecordType::A,
+            ResponseCode::NoError,
+            &["10.43.0.10"],
+        ),
+        (
+            "WEB.Default.svc.cluster.local.",
+            RecordType::A,
+            ResponseCode::NoError,
+            &["10.43.0.10"],
+        ),
+        (
+            "web.default.svc.cluster.local.",
+            RecordType::AAAA,
+            ResponseCode::NoError,
+            &[],
+        ),
+        (
+            "db.default.svc.cluster.local.",
+            RecordType::A,
+            ResponseCode::NoError,
+            &["10.42.1.5"],
+        ),
+        (
+            "db-0.db.default.svc.cluster.local.",
+            RecordType::A,
+            ResponseCode::NoError,
+            &["10.42.1.5"],
+        ),
+        (
+            "db-1.db.default.svc.cluster.local.",
+            RecordType::A,
+            ResponseCode::NXDomain,
+            &[],
+        ),
+        (
+            "db-0.web.default.svc.cluster.local.",
+            RecordType::A,
+            ResponseCode::NXDomain,
+            &[],
+        ),
+        (
+            "ext.default.svc.cluster.local.",
+            RecordType::A,
+            ResponseCode::NoError,
+            &["db.example.com."],
+        ),
+        (
+            "_http._tcp.web.default.svc.cluster.local.",
+            RecordType::SRV,
+            ResponseCode::NoError,
+            &["0 100 80 web.default.svc.cluster.local."],
+        ),
+        (
+            "_db._tcp.db.default.svc.cluster.local.",
+            RecordType::SRV,
+            ResponseCode::NoError,
+            &["0 100 5432 db-0.db.default.svc.cluster.local."],
+        ),
+        (
+            "_nope._tcp.web.default.svc.cluster.local.",
+            RecordType::SRV,
+            ResponseCode::NXDomain,
+            &[],
+        ),
+        (
+            "nope.default.svc.cluster.local.",
+            RecordType::A,
+            ResponseCode::NXDomain,
+            &[],
+        ),
+        (
+            "web.default.svc.cluster.local.default.svc.cluster.local.",
+            RecordType::A,
+            ResponseCode::NXDomain,
+            &[],
+        ),
+        (
+            "default.svc.cluster.local.",
+            RecordType::A,
+            ResponseCode::NoError,
+            &[],
+        ),
+        (
+            "prod.svc.cluster.local.",
+            RecordType::A,
+            ResponseCode::NXDomain,
+            &[],
+        ),
+        (
+            "10.0.43.10.in-addr.arpa.",
+            RecordType::PTR,
+            ResponseCode::NoError,
+            &["web.default.svc.cluster.local."],
+        ),
+    ];
+    for (name, qtype, rcode, want) in cases {
+        let m = local(name, *qtype);
+        assert_eq!(m.metadata.response_code, *rcode, "{name} {qtype}");
+        assert_eq!(data(&m), *want, "{name} {qtype}");
+        assert!(m.metadata.authoritative, "{name}");
+        assert_eq!(m.metadata.message_type, MessageType::Response);
+        if want.is_empty() {
+            assert_eq!(
+                m.authorities.len(),
+                1,
+                "{name}: the SOA says how long to cache the miss"
+            );
+        }
+    }
+    // The SRV of a headless Service carries its endpoints' addresses.
+    let srv = local("_db._tcp.db.default.svc.cluster.local.", RecordType::SRV);
+    assert_eq!(srv.additionals.len(), 1);
+    // Not ours: the upstream resolvers answer.
+    for name in ["example.com.", "1.0.168.192.in-addr.arpa."] {
+        assert!(
+            matches!(ask(name, RecordType::A), Answer::Forward),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn answers_survive_the_wire() {
+    let m = local("web.default.svc.cluster.local.", RecordType::A);
+    let bytes = m.to_vec().expect("encode");
+    let back = Message::from_vec(&bytes).expect("decode");
+    assert_eq!(back.answers.len(), 1);
+    assert_eq!(back.queries, m.queries);
+}
