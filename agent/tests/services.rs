@@ -117,6 +117,11 @@ fn a_cluster_ip_spreads_over_ready_endpoints_from_pods_and_the_node() {
             && table.contains("80/TCP"),
         "{table}"
     );
+    let status = bed.skiff_ok(&["status"]);
+    assert!(
+        status.contains("name: web") && status.contains("endpoints: 2/2 ready"),
+        "status lists the Service: {status}"
+    );
     let eps = bed.skiff_ok(&["get", "ep", "web"]);
     assert_eq!(eps.matches(":8080").count(), 2, "{eps}");
     // From the node itself (a host process, through the service CIDR route).

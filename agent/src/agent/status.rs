@@ -77,7 +77,39 @@ pub(super) fn status(snap: &Snapshot, cluster: &ClusterState) -> Value {
             )
         },
         "workloads": workloads,
+        "services": services(cluster),
     })
+}
+
+/// Each Service: type, address, and its endpoints ready out of all it selects.
+fn services(cluster: &ClusterState) -> Vec<Value> {
+    cluster
+        .services
+        .values()
+        .map(|v| {
+            let spec = &v.service.spec;
+            let address = if spec.is_headless() {
+                "None".to_string()
+            } else if let Some(name) = &spec.external_name {
+                name.clone()
+            } else {
+                v.allocation
+                    .cluster_ip
+                    .map_or_else(|| "<pending>".to_string(), |ip| ip.to_string())
+            };
+            json!({
+                "namespace": v.namespace,
+                "name": v.name,
+                "type": spec.type_.as_str(),
+                "address": address,
+                "endpoints": format!(
+                    "{}/{} ready",
+                    v.endpoints.iter().filter(|e| e.ready).count(),
+                    v.selected
+                ),
+            })
+        })
+        .collect()
 }
 
 fn workloads(

@@ -35,6 +35,7 @@ fn table() -> ServiceTable {
             ..Allocation::default()
         },
         endpoints,
+        selected: 0,
     };
     t.insert(
         "default/web".to_string(),

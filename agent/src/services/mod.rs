@@ -30,6 +30,8 @@ pub struct ServiceView {
     /// What the leader's book says (empty until the book names the Service).
     pub allocation: Allocation,
     pub endpoints: Vec<Endpoint>,
+    /// Pods the selector matches (not being deleted), ready or not.
+    pub selected: usize,
 }
 
 /// Every Service by `namespace/name`.
@@ -77,12 +79,19 @@ pub fn table(
             let (namespace, name) = key.split_once('/').unwrap_or(("", &key));
             let endpoints =
                 endpoints::endpoints(namespace, service, views.iter().cloned(), gone_nodes);
+            let selected = views
+                .iter()
+                .filter(|p| {
+                    p.namespace == namespace && !p.deleting && service.spec.selects(p.labels)
+                })
+                .count();
             let view = ServiceView {
                 namespace: namespace.to_string(),
                 name: name.to_string(),
                 service: service.clone(),
                 allocation: book.get(&key).cloned().unwrap_or_default(),
                 endpoints,
+                selected,
             };
             (key, view)
         })
