@@ -60,6 +60,8 @@ pub struct AgentConfig {
     pub cluster_cidr: ipnet::Ipv4Net,
     /// Where Services' ClusterIPs come from (routed to the bridge on every node).
     pub service_cidr: ipnet::Ipv4Net,
+    /// The cluster DNS domain (`<svc>.<ns>.svc.<domain>`).
+    pub cluster_domain: String,
     /// The node bridge pods attach to.
     pub bridge: String,
     /// Masquerade pod traffic leaving the cluster range.
@@ -119,6 +121,7 @@ impl Default for AgentConfig {
             service_cidr: crate::cluster::service::DEFAULT_SERVICE_CIDR
                 .parse()
                 .unwrap_or_default(),
+            cluster_domain: crate::services::dns::DEFAULT_DOMAIN.to_string(),
             bridge: "skiff0".to_string(),
             masquerade: true,
             node_netns: None,
@@ -183,6 +186,7 @@ pub struct ConfigFile {
     pub pod_subnet: Option<ipnet::Ipv4Net>,
     pub cluster_cidr: Option<ipnet::Ipv4Net>,
     pub service_cidr: Option<ipnet::Ipv4Net>,
+    pub cluster_domain: Option<String>,
     pub bridge: Option<String>,
     pub masquerade: Option<bool>,
     pub node_netns: Option<PathBuf>,
@@ -278,6 +282,7 @@ impl ConfigFile {
         set!(pod_subnet);
         set!(cluster_cidr);
         set!(service_cidr);
+        set!(cluster_domain);
         set!(bridge);
         set!(masquerade);
         set!(pod_network);
@@ -339,6 +344,9 @@ impl AgentConfig {
                 "service-cidr: {} overlaps the cluster CIDR {} (pods and Services need separate ranges)",
                 self.service_cidr, self.cluster_cidr
             )));
+        }
+        if let Err(e) = skiff_manifests::names::check_dns1123_subdomain(&self.cluster_domain) {
+            return Err(ConfigError::Invalid(format!("cluster-domain: {e}")));
         }
         if self.service_cidr.prefix_len() > 30 {
             return Err(ConfigError::Invalid(format!(

@@ -432,6 +432,7 @@ fn a_crash_between_setup_steps_is_repaired_by_the_next_agent() {
                 files_dir: bed.dir.join(format!("orphan{i}")),
                 ports: Vec::new(),
                 cluster_dns: None,
+                hosts: Default::default(),
             };
             let err = rt.block_on(net.setup_pod(&req));
             assert!(

@@ -267,3 +267,166 @@ fn hairpin_node_port_and_a_service_without_endpoints() {
         "solo stays"
     );
 }
+
+const IDLE: &str = "trap 'exit 0' TERM; sleep 100000 & wait";
+
+/// A UDP backend pod (the answers come from a socket the test opens in its namespace).
+fn udp_pod(name: &str, extra_spec: &str) -> String {
+    support::pod_yaml(
+        name,
+        &format!("hostname; cat /etc/hosts; echo up; {IDLE}"),
+        &format!("  terminationGracePeriodSeconds: 1\n{extra_spec}"),
+    )
+    .replace(
+        &format!("metadata:\n  name: {name}\nspec:"),
+        &format!("metadata:\n  name: {name}\n  labels: {{app: echo}}\nspec:"),
+    ) + "    ports:\n    - {name: echo, containerPort: 5353, protocol: UDP}\n"
+}
+
+#[test]
+fn a_udp_service_pod_names_and_resolver_settings() {
+    let (bed, _) = start(62);
+    bed.write_manifest(
+        "echo-svc.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: echo\nspec:\n  selector: {app: echo}\n  ports:\n  - {name: dns, port: 53, targetPort: echo, protocol: UDP}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: echo-h\nspec:\n  clusterIP: None\n  selector: {app: echo}\n  ports:\n  - {name: echo, port: 5353, protocol: UDP}\n",
+    );
+    bed.write_manifest(
+        "u1.yaml",
+        &udp_pod("u1", "  hostname: primary\n  subdomain: echo-h\n"),
+    );
+    bed.write_manifest("u2.yaml", &udp_pod("u2", ""));
+    let ip: std::net::Ipv4Addr = cluster_ip(&bed, "echo").parse().unwrap();
+    let mut echoes = std::collections::BTreeMap::new();
+    let mut addresses = std::collections::BTreeMap::new();
+    for name in ["u1", "u2"] {
+        let pod = bed.wait_phase(name, "Running");
+        let pod_ip: std::net::IpAddr = pod["status"]["podIP"].as_str().unwrap().parse().unwrap();
+        let netns = format!("{}{}", bed.netns_prefix, support::uid_of(&pod));
+        let addr = std::net::SocketAddr::new(pod_ip, 5353);
+        echoes.insert(
+            name,
+            support::netbed::UdpEcho::start_tagged(&netns, addr, name),
+        );
+        addresses.insert(name, pod_ip.to_string());
+    }
+    bed.wait_until(WAIT, "2 ready endpoints", || {
+        (ready_endpoints(&bed, "echo") == 2).then_some(())
+    });
+    // The pod's own name: hostname and its line in /etc/hosts.
+    let u1 = log_of(&bed, "u1", "up");
+    assert!(
+        u1.starts_with("primary\n")
+            && u1.contains(&format!(
+                "{}\tprimary.echo-h.default.svc.cluster.local\tprimary",
+                addresses["u1"]
+            )),
+        "{u1}"
+    );
+
+    // Names: the pod's hostname under its headless Service, SRV, pod names; the resolver
+    // settings and host aliases.
+    bed.write_manifest(
+        "names.yaml",
+        &support::pod_yaml(
+            "names",
+            &format!("cat /etc/resolv.conf; cat /etc/hosts; nslookup primary.echo-h.default.svc.cluster.local; nslookup -type=srv _echo._udp.echo-h.default.svc.cluster.local; nslookup 10-1-2-3.default.pod.cluster.local; echo names-done; {IDLE}"),
+            "  terminationGracePeriodSeconds: 1\n  dnsConfig:\n    searches: [corp.example]\n    options:\n    - {name: ndots, value: \"2\"}\n  hostAliases:\n  - ip: 192.0.2.10\n    hostnames: [foo.local, bar.local]\n",
+        ),
+    );
+    bed.write_manifest(
+        "none.yaml",
+        &support::pod_yaml(
+            "none",
+            &format!("echo begin; cat /etc/resolv.conf; echo none-done; {IDLE}"),
+            "  terminationGracePeriodSeconds: 1\n  dnsPolicy: None\n  dnsConfig:\n    nameservers: [192.0.2.53]\n    searches: [corp.example]\n",
+        ),
+    );
+    bed.write_manifest(
+        "host.yaml",
+        &support::pod_yaml(
+            "host",
+            &format!("echo begin; cat /etc/resolv.conf /etc/hosts; echo host-done; {IDLE}"),
+            "  terminationGracePeriodSeconds: 1\n  hostNetwork: true\n  dnsPolicy: ClusterFirstWithHostNet\n  hostAliases:\n  - ip: 192.0.2.11\n    hostnames: [local.example]\n",
+        ),
+    );
+    let names = log_of(&bed, "names", "names-done");
+    assert!(
+        names.contains("search default.svc.cluster.local svc.cluster.local cluster.local")
+            && names.contains("corp.example\n")
+            && names.contains(&format!("nameserver {}", bed.gateway()))
+            && names.contains("options ndots:2\n"),
+        "resolv.conf: {names}"
+    );
+    assert!(
+        names.contains("192.0.2.10\tfoo.local\tbar.local"),
+        "hostAliases: {names}"
+    );
+    assert!(
+        names.contains(&format!("Address: {}", addresses["u1"])),
+        "primary: {names}"
+    );
+    assert!(
+        names.contains("service = 0 100 5353 primary.echo-h.default.svc.cluster.local"),
+        "SRV: {names}"
+    );
+    assert!(names.contains("Address: 10.1.2.3"), "pod name: {names}");
+    let none = log_of(&bed, "none", "none-done");
+    let host = log_of(&bed, "host", "host-done");
+    assert!(
+        host.contains(&format!("nameserver {}", bed.gateway()))
+            && host.contains("search default.svc.cluster.local")
+            && host.contains("# Entries added by HostAliases.\n192.0.2.11\tlocal.example"),
+        "a host-network pod with ClusterFirstWithHostNet and host aliases: {host}"
+    );
+    assert!(
+        none.contains("begin\nsearch corp.example\nnameserver 192.0.2.53\nnone-done"),
+        "dnsPolicy None: {none}"
+    );
+
+    // One client flow from the node: it sticks to one backend while that backend lives, and
+    // moves to the other as soon as the endpoint leaves (its conntrack entry is deleted).
+    let client = support::netbed::in_netns(&bed.node_netns, || {
+        std::net::UdpSocket::bind("0.0.0.0:40053").expect("bind the client port")
+    });
+    client
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let to = std::net::SocketAddr::new(ip.into(), 53);
+    let ask = |msg: &str| -> Option<String> {
+        client.send_to(msg.as_bytes(), to).ok()?;
+        let mut buf = [0u8; 256];
+        let (n, _) = client.recv_from(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    let first = bed.wait_until(WAIT, "a UDP answer through the ClusterIP", || ask("hi"));
+    let (first, _) = first.split_once(':').expect("tagged answer");
+    let first = first.to_string();
+    for _ in 0..3 {
+        assert_eq!(
+            ask("again").as_deref(),
+            Some(format!("{first}:again").as_str()),
+            "the flow sticks"
+        );
+    }
+    let other = if first == "u1" { "u2" } else { "u1" };
+    bed.remove_manifest(&format!("{first}.yaml"));
+    bed.wait_until(WAIT, "1 ready endpoint", || {
+        (ready_endpoints(&bed, "echo") == 1).then_some(())
+    });
+    let moved = bed.wait_until(
+        Duration::from_secs(5),
+        "the same client flow to reach the other backend",
+        || ask("moved").filter(|r| r.starts_with(other)),
+    );
+    assert_eq!(moved, format!("{other}:moved"));
+
+    // A deleted Service leaves no tracked flow behind.
+    bed.remove_manifest("echo-svc.yaml");
+    bed.wait_until(WAIT, "no flow to the deleted Service", || {
+        let flows = support::netbed::in_netns(&bed.node_netns, || {
+            skiff_cni::conntrack::list().expect("list flows")
+        });
+        (!flows.iter().any(|f| f.orig.dst == ip)).then_some(())
+    });
+    drop(echoes);
+}

@@ -58,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
             files_dir: tmp.path().join("pods").join(i.to_string()),
             ports: Vec::new(),
             cluster_dns: None,
+            hosts: Default::default(),
         };
         let t = Instant::now();
         net.setup_pod(&req).await?;

@@ -181,17 +181,82 @@ pub struct PodNetRequest {
     pub files_dir: PathBuf,
     /// Published ports.
     pub ports: Vec<HostPortMapping>,
-    /// The pod resolves through the node's cluster DNS (the gateway) with these search
-    /// domains; `None`: the node's own resolvers (its resolv.conf without loopback ones).
+    /// The pod's resolver settings; `None`: the node's own resolvers (its resolv.conf
+    /// without loopback ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_dns: Option<ClusterDns>,
+    /// The pod's domain and host aliases for its /etc/hosts.
+    #[serde(default, skip_serializing_if = "PodHosts::is_empty")]
+    pub hosts: PodHosts,
 }
 
-/// A pod's resolver settings for cluster DNS.
+/// A pod's resolver settings (kubelet's `dnsPolicy` with `dnsConfig` merged in).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterDns {
-    /// Search domains, first to last (`<ns>.svc.cluster.local svc.cluster.local ...`).
+    /// Search domains the base puts first (`<ns>.svc.cluster.local svc.cluster.local ...` for
+    /// the cluster DNS; none otherwise).
     pub searches: Vec<String>,
+    /// What the file starts from (records written before this field: the cluster DNS).
+    #[serde(default, skip_serializing_if = "DnsBase::is_cluster")]
+    pub base: DnsBase,
+    /// `dnsConfig.nameservers`, after the base's (at most 3 in all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nameservers: Vec<String>,
+    /// `dnsConfig.searches`, after the base's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_searches: Vec<String>,
+    /// `dnsConfig.options` as `name` or `name:value`; they replace the base's of the same name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+}
+
+impl ClusterDns {
+    /// The cluster DNS with these search domains first and nothing added.
+    pub fn cluster(searches: Vec<String>) -> ClusterDns {
+        ClusterDns {
+            searches,
+            base: DnsBase::Cluster,
+            nameservers: Vec::new(),
+            extra_searches: Vec::new(),
+            options: Vec::new(),
+        }
+    }
+}
+
+/// Where a pod's resolv.conf starts from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DnsBase {
+    /// The node's cluster DNS on the gateway, the node's search domains, `ndots:5`.
+    #[default]
+    Cluster,
+    /// The node's resolv.conf (without loopback resolvers a pod cannot reach).
+    Node,
+    /// Nothing (`dnsPolicy: None`): only the `dnsConfig` lines.
+    Empty,
+}
+
+impl DnsBase {
+    fn is_cluster(&self) -> bool {
+        *self == DnsBase::Cluster
+    }
+}
+
+/// What a pod's /etc/hosts says beyond localhost and its own address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodHosts {
+    /// The pod's domain (`<subdomain>.<ns>.svc.<cluster domain>`): its own line reads
+    /// `<ip> <hostname>.<domain> <hostname>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// `hostAliases`: an address and its names, one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<(String, Vec<String>)>,
+}
+
+impl PodHosts {
+    pub fn is_empty(&self) -> bool {
+        self.domain.is_none() && self.aliases.is_empty()
+    }
 }
 
 /// What a pod got.

@@ -42,6 +42,9 @@ pub enum CniError {
         #[source]
         source: rtnetlink::Error,
     },
+    /// A connection-tracking request failed.
+    #[error("conntrack {op}: {message}")]
+    Conntrack { op: &'static str, message: String },
     /// A link we expected is not there.
     #[error("link {name} not found{place}")]
     LinkNotFound { name: String, place: String },

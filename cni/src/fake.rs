@@ -134,6 +134,8 @@ impl FakeNetwork {
                         && r.hostname == q.hostname
                         && r.files_dir == q.files_dir
                         && r.ports == q.ports
+                        && r.cluster_dns == q.cluster_dns
+                        && r.hosts == q.hosts
                 }
                 _ => false,
             },

@@ -38,6 +38,8 @@ pub struct PodRecord {
     pub ports: Vec<HostPortMapping>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_dns: Option<crate::config::ClusterDns>,
+    #[serde(default, skip_serializing_if = "crate::config::PodHosts::is_empty")]
+    pub hosts: crate::config::PodHosts,
 }
 
 impl PodRecord {
@@ -52,6 +54,7 @@ impl PodRecord {
             host_link: host_link.to_owned(),
             ports: req.ports.clone(),
             cluster_dns: req.cluster_dns.clone(),
+            hosts: req.hosts.clone(),
         }
     }
 

@@ -26,6 +26,7 @@ pub mod config;
 pub mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
+pub mod conntrack;
 pub mod files;
 pub mod ipam;
 pub mod links;
@@ -39,7 +40,8 @@ pub mod routes;
 pub mod traits;
 
 pub use config::{
-    ClusterDns, HostPortMapping, NetworkConfig, PodNetRequest, PodNetStatus, Protocol,
+    ClusterDns, DnsBase, HostPortMapping, NetworkConfig, PodHosts, PodNetRequest, PodNetStatus,
+    Protocol,
 };
 pub use error::CniError;
 pub use netlink_network::NetlinkNetwork;

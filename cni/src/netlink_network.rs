@@ -156,6 +156,24 @@ impl NetlinkNetwork {
         .await
     }
 
+    /// Deletes the node namespace's tracked flows that `stale` picks; returns how many.
+    pub async fn delete_flows(
+        &self,
+        stale: impl Fn(&crate::conntrack::Flow) -> bool + Send + 'static,
+    ) -> Result<usize, CniError> {
+        blocking_in_netns(self.node_netns(), move || {
+            let flows: Vec<_> = crate::conntrack::list()?
+                .into_iter()
+                .filter(|f| stale(f))
+                .collect();
+            if flows.is_empty() {
+                return Ok(0);
+            }
+            crate::conntrack::delete(&flows)
+        })
+        .await
+    }
+
     /// Deletes an nftables table of ours (`ip` family); a missing one is fine.
     pub async fn delete_nft_table(&self, table: &str) -> Result<(), CniError> {
         let table = table.to_string();

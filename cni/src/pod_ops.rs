@@ -81,6 +81,8 @@ impl NetlinkNetwork {
                 && r.hostname == req.hostname
                 && r.files_dir == req.files_dir
                 && r.ports == req.ports
+                && r.cluster_dns == req.cluster_dns
+                && r.hosts == req.hosts
                 && r.host_link == names.host
         });
         let (host_link, temp_peer_in_node) = self.observe_node_links(names).await?;
@@ -96,6 +98,7 @@ impl NetlinkNetwork {
         let files_current = record.is_some_and(|r| {
             let wanted = files::wanted(
                 &req.hostname,
+                &req.hosts,
                 r.ip,
                 &self.cfg.resolv_conf_source,
                 req.cluster_dns.as_ref().map(|d| (d, self.cfg.gateway)),
@@ -234,8 +237,10 @@ impl NetlinkNetwork {
                 let dns = req
                     .map(|r| r.cluster_dns.as_ref())
                     .unwrap_or(rec.cluster_dns.as_ref());
+                let hosts = req.map(|r| &r.hosts).unwrap_or(&rec.hosts);
                 let wanted = files::wanted(
                     &rec.hostname,
+                    hosts,
                     rec.ip,
                     &cfg.resolv_conf_source,
                     dns.map(|d| (d, cfg.gateway)),

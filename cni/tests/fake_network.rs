@@ -19,6 +19,7 @@ fn req(id: &str) -> PodNetRequest {
         files_dir: format!("/nonexistent/{id}").into(),
         ports: Vec::new(),
         cluster_dns: None,
+        hosts: Default::default(),
     }
 }
 

@@ -33,10 +33,11 @@ pub use hash::{CONTENT_HASH_LEN, POD_TEMPLATE_HASH_LEN};
 pub use model::config::{ConfigMap, Namespace, Secret, SecretBytes};
 pub use model::object::{DEFAULT_NAMESPACE, Kind, Object, ObjectKey, ObjectMeta};
 pub use model::pod::{
-    ConfigMapVolume, Container, ContainerPort, EmptyDirVolume, EnvFromRef, EnvFromSource, EnvValue,
-    EnvVar, EnvVarSource, HostPathType, HostPathVolume, KeySelector, KeyToPath, NameRef, PodSpec,
-    Protocol, PullPolicy, ResourceList, ResourceRequirements, ResourceTotals, RestartPolicy,
-    SecretVolume, StorageMedium, Volume, VolumeMount, VolumeSource,
+    ConfigMapVolume, Container, ContainerPort, DnsOption, DnsPolicy, EmptyDirVolume, EnvFromRef,
+    EnvFromSource, EnvValue, EnvVar, EnvVarSource, HostAlias, HostPathType, HostPathVolume,
+    KeySelector, KeyToPath, NameRef, PodDnsConfig, PodSpec, Protocol, PullPolicy, ResourceList,
+    ResourceRequirements, ResourceTotals, RestartPolicy, SecretVolume, StorageMedium, Volume,
+    VolumeMount, VolumeSource,
 };
 pub use model::service::{
     ClusterIp, Service, ServicePort, ServiceSpec, ServiceType, SessionAffinity, TargetPort,

@@ -65,6 +65,30 @@ pub(crate) struct RawPodSpec {
     pub(crate) node_selector: Option<StringMap>,
     /// Checked field by field in `validate::security` (unknown fields there are errors).
     pub(crate) security_context: Option<Value>,
+    pub(crate) hostname: Option<String>,
+    pub(crate) subdomain: Option<String>,
+    pub(crate) dns_policy: Option<String>,
+    pub(crate) dns_config: Option<RawDnsConfig>,
+    pub(crate) host_aliases: Option<List<RawHostAlias>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawDnsConfig {
+    pub(crate) nameservers: Option<List<String>>,
+    pub(crate) searches: Option<List<String>>,
+    pub(crate) options: Option<List<RawDnsOption>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawDnsOption {
+    pub(crate) name: Option<String>,
+    pub(crate) value: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawHostAlias {
+    pub(crate) ip: Option<String>,
+    pub(crate) hostnames: Option<List<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -43,11 +43,21 @@ pub fn upstreams(resolv_conf: &str, gateway: Ipv4Addr) -> Vec<SocketAddr> {
         .collect()
 }
 
-/// Serves DNS on `gateway`:53 until `cancel`.
+/// What every query needs besides the table.
+struct Settings {
+    /// The node's resolvers, for names outside the cluster domain.
+    upstreams: Vec<SocketAddr>,
+    /// The cluster domain.
+    domain: String,
+}
+
+/// Serves DNS for `domain` on `gateway`:53 until `cancel`.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     net: Arc<skiff_cni::NetlinkNetwork>,
     gateway: Ipv4Addr,
     upstreams: Vec<SocketAddr>,
+    domain: String,
     state: watch::Receiver<Arc<ClusterState>>,
     cancel: CancellationToken,
     tracker: TaskTracker,
@@ -76,7 +86,7 @@ pub async fn run(
         }
     };
     tracing::info!("cluster DNS on {addr} (udp, tcp)");
-    let upstreams = Arc::new(upstreams);
+    let upstreams = Arc::new(Settings { upstreams, domain });
     let mut buf = vec![0u8; 4096];
     loop {
         tokio::select! {
@@ -109,7 +119,7 @@ pub async fn run(
 async fn serve_tcp(
     mut stream: TcpStream,
     state: &watch::Receiver<Arc<ClusterState>>,
-    upstreams: &[SocketAddr],
+    upstreams: &Settings,
 ) -> std::io::Result<()> {
     loop {
         let len = stream.read_u16().await? as usize;
@@ -128,14 +138,14 @@ async fn serve_tcp(
 async fn reply(
     query: &[u8],
     state: &watch::Receiver<Arc<ClusterState>>,
-    upstreams: &[SocketAddr],
+    settings: &Settings,
     tcp: bool,
 ) -> Option<Vec<u8>> {
     let request = Message::from_vec(query).ok()?;
     let table = state.borrow().services.clone();
-    let local = match answer(&request, &table) {
+    let local = match answer(&request, &table, &settings.domain) {
         Answer::Local(m) => m,
-        Answer::Forward => match relay(query, upstreams, tcp).await {
+        Answer::Forward => match relay(query, &settings.upstreams, tcp).await {
             Some(bytes) => return Some(bytes),
             None => Message::error_msg(
                 request.metadata.id,

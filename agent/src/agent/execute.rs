@@ -161,16 +161,121 @@ async fn ensure_networked_sandbox<N: PodNetwork + 'static>(job: Arc<Job<N>>, net
 /// What the cni crate needs to wire `pod` (the same on every call: setup is idempotent).
 pub fn pod_net_request(config: &AgentConfig, pod: &PodRecord) -> PodNetRequest {
     let paths = config.pod_paths(&pod.uid);
+    let (hostname, hosts, dns) = pod_names(config, pod);
     PodNetRequest {
         id: pod.uid.clone(),
         netns_name: netns_name(config, &pod.uid),
-        hostname: pod.name.chars().take(63).collect(),
+        hostname,
         files_dir: paths.dir.join("net"),
         ports: host_ports(pod),
-        cluster_dns: Some(skiff_cni::ClusterDns {
-            searches: crate::services::dns::searches(&pod.namespace),
-        }),
+        cluster_dns: Some(dns),
+        hosts,
     }
+}
+
+/// A host-network pod's /etc/hosts (the node's, then its host aliases) and /etc/resolv.conf
+/// (the node's for `Default`, the cluster DNS for `ClusterFirstWithHostNet`, with `dnsConfig`
+/// merged), written beside its state and bind-mounted as kubelet does.
+fn host_network_files(
+    config: &AgentConfig,
+    pod: &PodRecord,
+    paths: &PodPaths,
+) -> Result<Vec<skiff_runtime::container::BindMount>, String> {
+    let (_, hosts, dns) = pod_names(config, pod);
+    let node_hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    let mut hosts_text = node_hosts;
+    if !hosts_text.is_empty() && !hosts_text.ends_with('\n') {
+        hosts_text.push('\n');
+    }
+    if !hosts.aliases.is_empty() {
+        hosts_text.push_str("# Entries added by HostAliases.\n");
+        for (ip, names) in &hosts.aliases {
+            hosts_text.push_str(&format!("{ip}\t{}\n", names.join("\t")));
+        }
+    }
+    let node_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let plain = dns.base == skiff_cni::DnsBase::Node
+        && dns.nameservers.is_empty()
+        && dns.extra_searches.is_empty()
+        && dns.options.is_empty();
+    let resolv = if plain {
+        // The pod shares the node's network: its loopback resolvers work.
+        node_resolv
+    } else {
+        let gateway = skiff_cni::config::first_host(config.pod_subnet);
+        skiff_cni::files::cluster_resolv_content(&node_resolv, gateway, &dns)
+    };
+    let dir = paths.dir.join("net");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let mut mounts = Vec::new();
+    for (file, text, target) in [
+        ("hosts", hosts_text, "/etc/hosts"),
+        ("resolv.conf", resolv, "/etc/resolv.conf"),
+    ] {
+        let path = dir.join(file);
+        std::fs::write(&path, text).map_err(|e| format!("write {}: {e}", path.display()))?;
+        mounts.push(skiff_runtime::container::BindMount {
+            source: path,
+            destination: target.into(),
+            read_only: false,
+        });
+    }
+    Ok(mounts)
+}
+
+/// The pod's hostname, its /etc/hosts extras and its resolver settings, from `hostname`,
+/// `subdomain`, `hostAliases`, `dnsPolicy` and `dnsConfig` as kubelet reads them.
+pub fn pod_names(
+    config: &AgentConfig,
+    pod: &PodRecord,
+) -> (String, skiff_cni::PodHosts, skiff_cni::ClusterDns) {
+    let spec = match pod.manifest.get() {
+        skiff_manifests::Object::Pod(p) => Some(&p.spec),
+        _ => None,
+    };
+    let hostname: String = spec
+        .and_then(|s| s.hostname.clone())
+        .unwrap_or_else(|| pod.name.chars().take(63).collect());
+    let domain = &config.cluster_domain;
+    let hosts = skiff_cni::PodHosts {
+        domain: spec
+            .filter(|s| s.hostname.is_some())
+            .and_then(|s| s.subdomain.as_ref())
+            .map(|sub| format!("{sub}.{}.svc.{domain}", pod.namespace)),
+        aliases: spec
+            .map(|s| {
+                s.host_aliases
+                    .iter()
+                    .map(|a| (a.ip.clone(), a.hostnames.clone()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let policy = spec.map(|s| s.dns_policy).unwrap_or_default();
+    let host_network = spec.is_some_and(|s| s.host_network);
+    let mut dns = if policy.uses_cluster_dns(host_network) {
+        skiff_cni::ClusterDns::cluster(crate::services::dns::searches(&pod.namespace, domain))
+    } else {
+        let mut d = skiff_cni::ClusterDns::cluster(Vec::new());
+        d.base = match policy {
+            skiff_manifests::DnsPolicy::None => skiff_cni::DnsBase::Empty,
+            _ => skiff_cni::DnsBase::Node,
+        };
+        d
+    };
+    if let Some(c) = spec.and_then(|s| s.dns_config.as_ref()) {
+        dns.nameservers = c.nameservers.clone();
+        dns.extra_searches = c.searches.clone();
+        dns.options = c
+            .options
+            .iter()
+            .map(|o| match &o.value {
+                Some(v) => format!("{}:{v}", o.name),
+                None => o.name.clone(),
+            })
+            .collect();
+    }
+    (hostname, hosts, dns)
 }
 
 /// The pod's hostPort mappings.
@@ -354,7 +459,12 @@ fn start<N>(
     };
     let mut spec = spec;
     let just_made = job.sandbox_network.lock().ok().and_then(|n| n.clone());
-    if let Some(net) = just_made.as_ref().or(pod.status.network.as_ref()) {
+    if pod.plan.host_network {
+        match host_network_files(&job.config, pod, paths) {
+            Ok(files) => spec.mounts.extend(files),
+            Err(e) => return fail("CreateContainerConfigError", e),
+        }
+    } else if let Some(net) = just_made.as_ref().or(pod.status.network.as_ref()) {
         for (file, target) in [
             (&net.hosts_file, "/etc/hosts"),
             (&net.resolv_file, "/etc/resolv.conf"),

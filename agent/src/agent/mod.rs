@@ -62,6 +62,7 @@ pub fn config_from_args(args: AgentArgs) -> anyhow::Result<AgentConfig> {
     flag!(pod_subnet);
     flag!(cluster_cidr);
     flag!(service_cidr);
+    flag!(cluster_domain);
     flag!(bridge);
     flag!(pod_pids_limit);
     flag!(max_pods);
@@ -430,6 +431,7 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
             net.clone(),
             gateway,
             dns::upstreams(&resolv, gateway),
+            config.cluster_domain.clone(),
             state_rx.clone(),
             cancel.clone(),
             tracker.clone(),

@@ -138,6 +138,8 @@ mod tests {
             labels: Default::default(),
             status: Value::Null,
             ports: Vec::new(),
+            hostname: None,
+            subdomain: None,
         };
         let mut reports = crate::cluster::service::PodReports::new();
         reports.insert(

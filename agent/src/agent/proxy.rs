@@ -2,7 +2,8 @@
 //! service nftables table equal to it (the whole table on the first sync and after a failure,
 //! only the difference afterwards), with the service CIDR routed to the bridge. Changes that
 //! arrive while a sync runs are folded into the next one; syncs are at least
-//! [`MIN_SYNC_INTERVAL`] apart.
+//! [`MIN_SYNC_INTERVAL`] apart. After a sync, tracked flows it made stale (UDP flows to an
+//! endpoint that left, any flow to a Service port that is gone) are deleted.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,7 @@ pub async fn run(
 ) {
     let table = net.config().service_table();
     let mut applied: Option<rules::Ruleset> = None;
+    let mut applied_ports: Vec<rules::ProgrammedPort> = Vec::new();
     let mut shown: Option<Arc<services::ServiceTable>> = None;
     let mut routed = false;
     loop {
@@ -43,7 +45,8 @@ pub async fn run(
         }
         let changed = shown.as_ref().is_none_or(|s| !Arc::ptr_eq(s, &current));
         if changed || applied.is_none() {
-            let wanted = rules::plan(&services::programmed_ports(&current));
+            let ports = services::programmed_ports(&current);
+            let wanted = rules::plan(&ports);
             let script = match &applied {
                 None => rules::full_script(&table, &wanted),
                 Some(old) => rules::diff_script(&table, old, &wanted),
@@ -64,6 +67,23 @@ pub async fn run(
                     );
                     applied = Some(wanted);
                     shown = Some(current);
+                    let stale = services::flows::stale(&applied_ports, &ports);
+                    applied_ports = ports;
+                    if !stale.is_empty() {
+                        let started = std::time::Instant::now();
+                        match net
+                            .delete_flows(move |f| stale.iter().any(|s| s.matches(f)))
+                            .await
+                        {
+                            Ok(n) => tracing::debug!(
+                                target: "skiff::path",
+                                us = started.elapsed().as_micros() as u64,
+                                deleted = n,
+                                "stale flows deleted"
+                            ),
+                            Err(e) => tracing::warn!("cannot delete stale flows: {e}"),
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::warn!("cannot program Services (retrying with the whole table): {e}");

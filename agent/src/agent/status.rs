@@ -180,6 +180,8 @@ mod tests {
             labels: Default::default(),
             status: Value::Null,
             ports: Vec::new(),
+            hostname: None,
+            subdomain: None,
         }
     }
 

@@ -146,6 +146,10 @@ pub struct AgentArgs {
     /// [default: 10.43.0.0/16]
     #[arg(long, value_name = "CIDR")]
     pub service_cidr: Option<ipnet::Ipv4Net>,
+    /// The cluster DNS domain: Services are <name>.<namespace>.svc.<domain>
+    /// [default: cluster.local]
+    #[arg(long, value_name = "DOMAIN")]
+    pub cluster_domain: Option<String>,
     /// The node bridge pods attach to [default: skiff0]
     #[arg(long, value_name = "NAME")]
     pub bridge: Option<String>,

@@ -249,6 +249,8 @@ mod tests {
                 labels: Default::default(),
                 status: serde_json::Value::Null,
                 ports: Vec::new(),
+                hostname: None,
+                subdomain: None,
             })
             .expect("json")
         };

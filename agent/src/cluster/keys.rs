@@ -67,6 +67,11 @@ pub struct PodReport {
     /// The named container ports (for Services whose targetPort is a name).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<crate::services::NamedPort>,
+    /// The pod's `hostname` and `subdomain` (its DNS name under a headless Service).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subdomain: Option<String>,
 }
 
 pub use crate::scheduler::{Pending as PendingWorkload, Placement as AssignedPod};

@@ -37,6 +37,13 @@ use keys::PodReport;
 
 /// What this node gossips about one of its pods: identity, owner, template and the status part
 /// of `get pods -o json` (so any node renders it like the local one).
+fn pod_spec(p: &PodRecord) -> Option<&skiff_manifests::PodSpec> {
+    match p.manifest.get() {
+        skiff_manifests::Object::Pod(pod) => Some(&pod.spec),
+        _ => None,
+    }
+}
+
 /// The pod's named container ports.
 fn named_ports(p: &PodRecord) -> Vec<crate::services::NamedPort> {
     let skiff_manifests::Object::Pod(pod) = p.manifest.get() else {
@@ -77,5 +84,7 @@ pub fn report(p: &PodRecord, ip: Option<&str>, ctx: &RenderContext<'_>) -> PodRe
         labels: p.manifest.metadata().labels.clone(),
         status,
         ports: named_ports(p),
+        hostname: pod_spec(p).and_then(|s| s.hostname.clone()),
+        subdomain: pod_spec(p).and_then(|s| s.subdomain.clone()),
     }
 }

@@ -263,6 +263,14 @@ pub fn container_spec(r: StartRequest<'_>) -> Result<ContainerSpec, ConfigError>
     labels.insert("skiff.io/pod".into(), pod.metadata.name.clone());
     labels.insert("skiff.io/namespace".into(), pod.metadata.namespace.clone());
     labels.insert("skiff.io/container".into(), c.name.clone());
+    let hostname: String = pod
+        .spec
+        .hostname
+        .as_deref()
+        .unwrap_or(&pod.metadata.name)
+        .chars()
+        .take(63)
+        .collect();
     Ok(ContainerSpec {
         id: r.id.to_string(),
         layers: r.layers,
@@ -273,12 +281,12 @@ pub fn container_spec(r: StartRequest<'_>) -> Result<ContainerSpec, ConfigError>
                 c,
                 &pod.metadata.namespace,
                 r.objects,
-                &runtime_vars(&pod.metadata.name, r.service_links),
+                &runtime_vars(&hostname, r.service_links),
             )?,
             cwd,
             user: effective.user,
         },
-        hostname: Some(pod.metadata.name.chars().take(63).collect()),
+        hostname: Some(hostname),
         mounts: mounts(&pod.spec, c, r.paths)?,
         resources: resources(c, r.pod_pids_limit),
         network_namespace: r.netns,

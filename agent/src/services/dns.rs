@@ -3,10 +3,15 @@
 //!
 //! - `<svc>.<ns>.svc.<domain>`: A of the ClusterIP; for a headless Service, one A per ready
 //!   endpoint (every endpoint with `publishNotReadyAddresses`); for ExternalName, a CNAME.
-//! - `<pod>.<svc>.<ns>.svc.<domain>`: A of that endpoint of a headless Service.
+//! - `<host>.<svc>.<ns>.svc.<domain>`: A of that endpoint of a headless Service, where `<host>`
+//!   is the pod's `hostname` (when its `subdomain` names the Service) or its address with
+//!   dashes (`10-42-1-5`), as CoreDNS names endpoints; the pod's name also answers (skiff has no
+//!   StatefulSets, so this is how a Deployment's pod is reached by name).
 //! - `_<port>._<proto>.<svc>.<ns>.svc.<domain>`: SRV per named port (the ClusterIP's name, or
 //!   each endpoint's name for a headless Service, with its A in the additional section).
-//! - `<d>.<c>.<b>.<a>.in-addr.arpa` of a ClusterIP: PTR to the Service's name.
+//! - `<a-b-c-d>.<ns>.pod.<domain>`: A of `a.b.c.d` (CoreDNS's `pods insecure`).
+//! - `<d>.<c>.<b>.<a>.in-addr.arpa` of a ClusterIP: PTR to the Service's name; of an endpoint:
+//!   PTR to its name under its Service.
 //! - Any other name under the domain: NXDOMAIN (NODATA for a name that exists but not with
 //!   that type), with the zone's SOA, so a search-path fan-out ends here.
 //! - Everything else is the upstream resolvers' ([`Answer::Forward`]).
@@ -20,17 +25,17 @@ use skiff_manifests::ServiceType;
 
 use super::ServiceTable;
 
-/// The cluster domain.
-pub const DOMAIN: &str = "cluster.local";
+/// The cluster domain unless `--cluster-domain` says otherwise.
+pub const DEFAULT_DOMAIN: &str = "cluster.local";
 /// Time to live of every answer (CoreDNS's kubernetes plugin's default).
 pub const TTL: u32 = 5;
 
 /// A pod's search domains in namespace `ns` (kubelet's ClusterFirst list).
-pub fn searches(ns: &str) -> Vec<String> {
+pub fn searches(ns: &str, domain: &str) -> Vec<String> {
     vec![
-        format!("{ns}.svc.{DOMAIN}"),
-        format!("svc.{DOMAIN}"),
-        DOMAIN.to_string(),
+        format!("{ns}.svc.{domain}"),
+        format!("svc.{domain}"),
+        domain.to_string(),
     ]
 }
 
@@ -43,8 +48,10 @@ pub enum Answer {
     Forward,
 }
 
-/// The answer to `request` from `table`.
-pub fn answer(request: &Message, table: &ServiceTable) -> Answer {
+/// The answer to `request` from `table` for the cluster domain `domain`.
+pub fn answer(request: &Message, table: &ServiceTable, domain: &str) -> Answer {
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    let domain = domain.as_str();
     let mut response = Message::response(request.metadata.id, request.metadata.op_code);
     response.metadata.recursion_desired = request.metadata.recursion_desired;
     response.metadata.recursion_available = true;
@@ -61,13 +68,13 @@ pub fn answer(request: &Message, table: &ServiceTable) -> Answer {
     let qtype = query.query_type();
     let text = qname.to_ascii();
     let text = text.trim_end_matches('.');
-    let zone = zone_name();
-    let found = if let Some(rest) = text.strip_suffix(&format!(".{DOMAIN}")) {
-        lookup(rest, &qname, table)
-    } else if text == DOMAIN {
+    let zone = zone_name(domain);
+    let found = if let Some(rest) = text.strip_suffix(&format!(".{domain}")) {
+        lookup(rest, &qname, table, domain)
+    } else if text == domain {
         Found::Exists(Vec::new(), Vec::new())
     } else if let Some(ip) = reverse(text) {
-        match reverse_lookup(ip, table) {
+        match reverse_lookup(ip, table, domain) {
             Some(name) => Found::Exists(
                 vec![Record::from_rdata(
                     qname.clone(),
@@ -93,7 +100,7 @@ pub fn answer(request: &Message, table: &ServiceTable) -> Answer {
                 })
                 .collect();
             if answers.is_empty() {
-                response.authorities.push(soa(&zone));
+                response.authorities.push(soa(&zone, domain));
             } else {
                 response.additionals = additionals;
             }
@@ -101,7 +108,7 @@ pub fn answer(request: &Message, table: &ServiceTable) -> Answer {
         }
         Found::Missing => {
             response.metadata.response_code = ResponseCode::NXDomain;
-            response.authorities.push(soa(&zone));
+            response.authorities.push(soa(&zone, domain));
         }
     }
     Answer::Local(response)
@@ -113,17 +120,17 @@ enum Found {
     Missing,
 }
 
-fn zone_name() -> Name {
-    Name::from_ascii(format!("{DOMAIN}.")).expect("a valid domain")
+fn zone_name(domain: &str) -> Name {
+    Name::from_ascii(format!("{domain}.")).unwrap_or_else(|_| Name::root())
 }
 
-fn name(text: &str) -> Name {
-    Name::from_ascii(format!("{text}.{DOMAIN}.")).unwrap_or_else(|_| zone_name())
+fn name(text: &str, domain: &str) -> Name {
+    Name::from_ascii(format!("{text}.{domain}.")).unwrap_or_else(|_| zone_name(domain))
 }
 
-fn soa(zone: &Name) -> Record {
-    let mname = Name::from_ascii(format!("ns.dns.{DOMAIN}.")).expect("valid");
-    let rname = Name::from_ascii(format!("hostmaster.{DOMAIN}.")).expect("valid");
+fn soa(zone: &Name, domain: &str) -> Record {
+    let mname = name("ns.dns", domain);
+    let rname = name("hostmaster", domain);
     Record::from_rdata(
         zone.clone(),
         TTL,
@@ -136,10 +143,15 @@ fn a(owner: &Name, ip: Ipv4Addr) -> Record {
 }
 
 /// `rest` is the name without `.<domain>`, e.g. `web.default.svc`.
-fn lookup(rest: &str, qname: &Name, table: &ServiceTable) -> Found {
+fn lookup(rest: &str, qname: &Name, table: &ServiceTable, domain: &str) -> Found {
     let labels: Vec<&str> = rest.split('.').collect();
     match labels.as_slice() {
-        ["svc"] => Found::Exists(Vec::new(), Vec::new()),
+        ["svc"] | ["pod"] => Found::Exists(Vec::new(), Vec::new()),
+        [_, "pod"] => Found::Exists(Vec::new(), Vec::new()),
+        [dashed, _, "pod"] => match undash(dashed) {
+            Some(ip) => Found::Exists(vec![a(qname, ip)], Vec::new()),
+            None => Found::Missing,
+        },
         [ns, "svc"] => {
             if table.values().any(|v| v.namespace == *ns) {
                 Found::Exists(Vec::new(), Vec::new())
@@ -158,7 +170,7 @@ fn lookup(rest: &str, qname: &Name, table: &ServiceTable) -> Found {
             if !view.service.spec.is_headless() {
                 return Found::Missing;
             }
-            match serving(view).find(|e| e.pod == *pod) {
+            match serving(view).find(|e| endpoint_label(e) == *pod || e.pod == *pod) {
                 Some(e) => Found::Exists(vec![a(qname, e.ip)], Vec::new()),
                 None => Found::Missing,
             }
@@ -177,7 +189,7 @@ fn lookup(rest: &str, qname: &Name, table: &ServiceTable) -> Found {
             else {
                 return Found::Missing;
             };
-            let svc_name = name(&format!("{svc}.{ns}.svc"));
+            let svc_name = name(&format!("{svc}.{ns}.svc"), domain);
             if view.service.spec.is_headless() {
                 let mut records = Vec::new();
                 let mut additionals = Vec::new();
@@ -186,7 +198,7 @@ fn lookup(rest: &str, qname: &Name, table: &ServiceTable) -> Found {
                     let Some(target_port) = e.ports.get(&key) else {
                         continue;
                     };
-                    let target = name(&format!("{}.{svc}.{ns}.svc", e.pod));
+                    let target = name(&format!("{}.{svc}.{ns}.svc", endpoint_label(e)), domain);
                     records.push(Record::from_rdata(
                         qname.clone(),
                         TTL,
@@ -257,11 +269,41 @@ fn reverse(text: &str) -> Option<Ipv4Addr> {
     Some(Ipv4Addr::new(*a, *b, *c, *d))
 }
 
-fn reverse_lookup(ip: Ipv4Addr, table: &ServiceTable) -> Option<Name> {
-    table
-        .values()
-        .find(|v| v.allocation.cluster_ip == Some(ip))
-        .map(|v| name(&format!("{}.{}.svc", v.name, v.namespace)))
+fn reverse_lookup(ip: Ipv4Addr, table: &ServiceTable, domain: &str) -> Option<Name> {
+    if let Some(v) = table.values().find(|v| v.allocation.cluster_ip == Some(ip)) {
+        return Some(name(&format!("{}.{}.svc", v.name, v.namespace), domain));
+    }
+    table.values().find_map(|v| {
+        let e = v.endpoints.iter().find(|e| e.ip == ip)?;
+        Some(name(
+            &format!("{}.{}.{}.svc", endpoint_label(e), v.name, v.namespace),
+            domain,
+        ))
+    })
+}
+
+/// An endpoint's name under its Service: the pod's hostname, or its address with dashes.
+fn endpoint_label(e: &super::Endpoint) -> String {
+    match &e.hostname {
+        Some(h) => h.clone(),
+        None => dashed(e.ip),
+    }
+}
+
+fn dashed(ip: Ipv4Addr) -> String {
+    ip.to_string().replace('.', "-")
+}
+
+/// `10-42-1-5` as an address.
+fn undash(label: &str) -> Option<Ipv4Addr> {
+    let octets: Vec<u8> = label
+        .split('-')
+        .map(|o| o.parse().ok())
+        .collect::<Option<_>>()?;
+    let [a, b, c, d] = octets.as_slice() else {
+        return None;
+    };
+    Some(Ipv4Addr::new(*a, *b, *c, *d))
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ fn endpoint(pod: &str, ip: &str, ready: bool) -> Endpoint {
         node: "n1".into(),
         pod: pod.into(),
         ready,
+        hostname: None,
         ports: [("db/TCP".to_string(), 5432)].into(),
     }
 }
@@ -59,8 +60,12 @@ fn table() -> ServiceTable {
             ),
             None,
             vec![
-                endpoint("db-0", "10.42.1.5", true),
+                Endpoint {
+                    hostname: Some("primary".into()),
+                    ..endpoint("db-0", "10.42.1.5", true)
+                },
                 endpoint("db-1", "10.42.2.5", false),
+                endpoint("db-2", "10.42.3.5", true),
             ],
         ),
     );
@@ -83,7 +88,7 @@ fn ask(name: &str, qtype: RecordType) -> Answer {
     let mut request = Message::query();
     request.metadata.recursion_desired = true;
     request.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
-    answer(&request, &table())
+    answer(&request, &table(), DEFAULT_DOMAIN)
 }
 
 fn local(name: &str, qtype: RecordType) -> Message {
@@ -122,7 +127,49 @@ fn the_table() {
             "db.default.svc.cluster.local.",
             RecordType::A,
             ResponseCode::NoError,
+            &["10.42.1.5", "10.42.3.5"],
+        ),
+        (
+            "primary.db.default.svc.cluster.local.",
+            RecordType::A,
+            ResponseCode::NoError,
             &["10.42.1.5"],
+        ),
+        (
+            "10-42-3-5.db.default.svc.cluster.local.",
+            RecordType::A,
+            ResponseCode::NoError,
+            &["10.42.3.5"],
+        ),
+        (
+            "db-2.db.default.svc.cluster.local.",
+            RecordType::A,
+            ResponseCode::NoError,
+            &["10.42.3.5"],
+        ),
+        (
+            "10-42-7-9.default.pod.cluster.local.",
+            RecordType::A,
+            ResponseCode::NoError,
+            &["10.42.7.9"],
+        ),
+        (
+            "10-42-7.default.pod.cluster.local.",
+            RecordType::A,
+            ResponseCode::NXDomain,
+            &[],
+        ),
+        (
+            "5.3.42.10.in-addr.arpa.",
+            RecordType::PTR,
+            ResponseCode::NoError,
+            &["10-42-3-5.db.default.svc.cluster.local."],
+        ),
+        (
+            "5.1.42.10.in-addr.arpa.",
+            RecordType::PTR,
+            ResponseCode::NoError,
+            &["primary.db.default.svc.cluster.local."],
         ),
         (
             "db-0.db.default.svc.cluster.local.",
@@ -158,7 +205,10 @@ fn the_table() {
             "_db._tcp.db.default.svc.cluster.local.",
             RecordType::SRV,
             ResponseCode::NoError,
-            &["0 100 5432 db-0.db.default.svc.cluster.local."],
+            &[
+                "0 100 5432 primary.db.default.svc.cluster.local.",
+                "0 100 5432 10-42-3-5.db.default.svc.cluster.local.",
+            ],
         ),
         (
             "_nope._tcp.web.default.svc.cluster.local.",
@@ -213,7 +263,7 @@ fn the_table() {
     }
     // The SRV of a headless Service carries its endpoints' addresses.
     let srv = local("_db._tcp.db.default.svc.cluster.local.", RecordType::SRV);
-    assert_eq!(srv.additionals.len(), 1);
+    assert_eq!(srv.additionals.len(), 2);
     // Not ours: the upstream resolvers answer.
     for name in ["example.com.", "1.0.168.192.in-addr.arpa."] {
         assert!(
@@ -230,4 +280,25 @@ fn answers_survive_the_wire() {
     let back = Message::from_vec(&bytes).expect("decode");
     assert_eq!(back.answers.len(), 1);
     assert_eq!(back.queries, m.queries);
+}
+
+#[test]
+fn the_cluster_domain_is_a_setting() {
+    let mut request = Message::query();
+    request.add_query(Query::query(
+        Name::from_ascii("web.default.svc.edge.example.").unwrap(),
+        RecordType::A,
+    ));
+    let Answer::Local(m) = answer(&request, &table(), "edge.example") else {
+        panic!("not answered")
+    };
+    assert_eq!(data(&m), ["10.43.0.10"]);
+    assert!(matches!(
+        answer(&request, &table(), DEFAULT_DOMAIN),
+        Answer::Forward
+    ));
+    assert_eq!(
+        searches("prod", "edge.example"),
+        ["prod.svc.edge.example", "svc.edge.example", "edge.example"]
+    );
 }

@@ -29,6 +29,9 @@ pub struct PodView<'a> {
     pub deleting: bool,
     pub labels: &'a BTreeMap<String, String>,
     pub ports: &'a [NamedPort],
+    /// The pod's `hostname` and `subdomain`, when set.
+    pub hostname: Option<&'a str>,
+    pub subdomain: Option<&'a str>,
 }
 
 /// One pod behind a Service.
@@ -38,6 +41,9 @@ pub struct Endpoint {
     pub node: String,
     pub pod: String,
     pub ready: bool,
+    /// The pod's `hostname` when its `subdomain` names this Service (its DNS name under it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
     /// Service port key (`<name>/<protocol>`) -> the port on the pod. A pod that lacks a named
     /// target port is not an endpoint of that Service port.
     pub ports: BTreeMap<String, u16>,
@@ -49,6 +55,7 @@ pub struct Endpoint {
 /// worse than a slow endpoint. Sorted by address.
 pub fn endpoints<'a>(
     namespace: &str,
+    name: &str,
     service: &Service,
     pods: impl IntoIterator<Item = PodView<'a>>,
     gone_nodes: &BTreeSet<String>,
@@ -84,6 +91,10 @@ pub fn endpoints<'a>(
                 node: p.node.to_string(),
                 pod: p.name.to_string(),
                 ready: p.ready,
+                hostname: p
+                    .hostname
+                    .filter(|_| p.subdomain == Some(name))
+                    .map(str::to_string),
                 ports,
             })
         })
@@ -155,6 +166,8 @@ mod tests {
                 deleting: p.deleting,
                 labels: &p.labels,
                 ports: &p.ports,
+                hostname: None,
+                subdomain: None,
             })
             .collect()
     }
@@ -229,18 +242,35 @@ mod tests {
             ),
         ];
         for (what, svc, gone, want) in cases {
-            let got = endpoints("default", svc, views(&pods), gone);
+            let got = endpoints("default", "web", svc, views(&pods), gone);
             let mut got = names(&got);
             got.sort();
             assert_eq!(got, want, "{what}");
         }
-        let got = endpoints("default", &by_name, views(&pods), &none);
+        let got = endpoints("default", "web", &by_name, views(&pods), &none);
         assert_eq!(
             got[0].ports.get("/TCP"),
             Some(&8080),
             "the named port resolved per pod"
         );
-        let got = endpoints("default", &by_number, views(&pods), &none);
+        let got = endpoints("default", "web", &by_number, views(&pods), &none);
         assert_eq!(got[0].ports.get("/TCP"), Some(&9090));
+    }
+
+    #[test]
+    fn a_hostname_names_the_endpoint_only_under_its_subdomain() {
+        let svc = service("  clusterIP: None\n  selector: {app: web}\n  ports: [{port: 80}]\n");
+        let pods = [
+            pod("a", "n1", "10.42.1.2", true),
+            pod("b", "n1", "10.42.1.3", true),
+        ];
+        let mut v = views(&pods);
+        v[0].hostname = Some("alpha");
+        v[0].subdomain = Some("web");
+        v[1].hostname = Some("beta");
+        v[1].subdomain = Some("other");
+        let got = endpoints("default", "web", &svc, v, &BTreeSet::new());
+        assert_eq!(got[0].hostname.as_deref(), Some("alpha"));
+        assert_eq!(got[1].hostname, None);
     }
 }

@@ -9,6 +9,7 @@
 pub mod alloc;
 pub mod dns;
 pub mod endpoints;
+pub mod flows;
 pub mod links;
 pub mod rules;
 
@@ -71,6 +72,8 @@ pub fn table(
             deleting: report.deleting,
             labels: &report.labels,
             ports: &report.ports,
+            hostname: report.hostname.as_deref(),
+            subdomain: report.subdomain.as_deref(),
         })
         .collect();
     services_of(objects)
@@ -78,7 +81,7 @@ pub fn table(
         .map(|(key, service)| {
             let (namespace, name) = key.split_once('/').unwrap_or(("", &key));
             let endpoints =
-                endpoints::endpoints(namespace, service, views.iter().cloned(), gone_nodes);
+                endpoints::endpoints(namespace, name, service, views.iter().cloned(), gone_nodes);
             let selected = views
                 .iter()
                 .filter(|p| {

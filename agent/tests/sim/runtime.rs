@@ -142,5 +142,7 @@ fn report(pod: &FakePod) -> PodReport {
         labels: BTreeMap::new(),
         status: serde_json::json!({ "phase": phase }),
         ports: Vec::new(),
+        hostname: None,
+        subdomain: None,
     }
 }

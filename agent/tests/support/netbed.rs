@@ -315,6 +315,12 @@ pub struct UdpEcho {
 
 impl UdpEcho {
     pub fn start(netns: &str, addr: SocketAddr) -> UdpEcho {
+        UdpEcho::start_tagged(netns, addr, "echo")
+    }
+
+    /// Answers `<tag>:<data>` (to tell backends apart).
+    pub fn start_tagged(netns: &str, addr: SocketAddr, tag: &str) -> UdpEcho {
+        let prefix = format!("{tag}:").into_bytes();
         let socket = in_netns(netns, move || {
             std::net::UdpSocket::bind(addr).unwrap_or_else(|e| panic!("bind udp {addr}: {e}"))
         });
@@ -327,7 +333,7 @@ impl UdpEcho {
             let mut buf = [0u8; 512];
             while !flag.load(Ordering::Relaxed) {
                 if let Ok((n, peer)) = socket.recv_from(&mut buf) {
-                    let reply = [b"echo:".as_slice(), &buf[..n]].concat();
+                    let reply = [prefix.as_slice(), &buf[..n]].concat();
                     let _ = socket.send_to(&reply, peer);
                 }
             }

@@ -64,6 +64,7 @@ impl TestNode {
             files_dir: self.tmp.path().join("pods").join(id),
             ports: Vec::new(),
             cluster_dns: None,
+            hosts: Default::default(),
         }
     }
 

@@ -46,6 +46,75 @@ pub struct PodSpec {
     pub node_selector: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "PodSecurityContext::is_empty")]
     pub security_context: PodSecurityContext,
+    /// The pod's hostname (default: its name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// With `hostname`, the pod is `<hostname>.<subdomain>.<ns>.svc.<domain>` when a headless
+    /// Service of that name selects it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subdomain: Option<String>,
+    #[serde(skip_serializing_if = "DnsPolicy::is_default")]
+    pub dns_policy: DnsPolicy,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_config: Option<PodDnsConfig>,
+    /// Extra lines of the pod's /etc/hosts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub host_aliases: Vec<HostAlias>,
+}
+
+/// How the pod's resolv.conf is made (`dnsPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub enum DnsPolicy {
+    /// The cluster DNS with the cluster search domains (host-network pods: `Default`).
+    #[default]
+    ClusterFirst,
+    /// The cluster DNS also for host-network pods.
+    ClusterFirstWithHostNet,
+    /// The node's resolvers.
+    Default,
+    /// Only what `dnsConfig` says.
+    None,
+}
+
+impl DnsPolicy {
+    pub fn is_default(&self) -> bool {
+        *self == DnsPolicy::ClusterFirst
+    }
+
+    /// Whether a pod with this policy resolves through the cluster DNS.
+    pub fn uses_cluster_dns(self, host_network: bool) -> bool {
+        match self {
+            DnsPolicy::ClusterFirst => !host_network,
+            DnsPolicy::ClusterFirstWithHostNet => true,
+            DnsPolicy::Default | DnsPolicy::None => false,
+        }
+    }
+}
+
+/// `dnsConfig`: merged into what the policy gives (the whole resolv.conf for `None`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct PodDnsConfig {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nameservers: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub searches: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<DnsOption>,
+}
+
+/// One resolver option (`ndots` = `5`, `edns0`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DnsOption {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// One `hostAliases` entry: an address and the names /etc/hosts gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostAlias {
+    pub ip: String,
+    pub hostnames: Vec<String>,
 }
 
 impl PodSpec {

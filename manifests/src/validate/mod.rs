@@ -4,6 +4,7 @@
 
 mod config;
 mod container;
+mod dns;
 mod env;
 mod pod;
 mod security;

@@ -101,6 +101,11 @@ pub(crate) fn pod_spec(
         &path.child("securityContext"),
         problems,
     );
+    let hostname = super::dns::label(raw.hostname, &path.child("hostname"), problems);
+    let subdomain = super::dns::label(raw.subdomain, &path.child("subdomain"), problems);
+    let (dns_policy, dns_config) = super::dns::dns(raw.dns_policy, raw.dns_config, path, problems);
+    let host_aliases =
+        super::dns::host_aliases(raw.host_aliases, &path.child("hostAliases"), problems);
     Some(PodSpec {
         init_containers,
         containers,
@@ -111,6 +116,11 @@ pub(crate) fn pod_spec(
         enable_service_links,
         node_selector,
         security_context,
+        hostname,
+        subdomain,
+        dns_policy,
+        dns_config,
+        host_aliases,
     })
 }
 
