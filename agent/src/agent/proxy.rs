@@ -52,6 +52,7 @@ pub async fn run(
                 Some(old) => rules::diff_script(&table, old, &wanted),
             };
             let started = std::time::Instant::now();
+            let script_bytes = script.len();
             let result = if script.is_empty() {
                 Ok(())
             } else {
@@ -63,6 +64,9 @@ pub async fn run(
                         target: "skiff::path",
                         us = started.elapsed().as_micros() as u64,
                         full = applied.is_none(),
+                        ports = ports.len(),
+                        endpoints = ports.iter().map(|p| p.endpoints.len()).sum::<usize>(),
+                        script_bytes,
                         "services programmed"
                     );
                     applied = Some(wanted);
