@@ -23,10 +23,10 @@
 //! state, so a killed agent leaves pods untouched and a new instance converges.
 
 pub mod config;
+pub mod conntrack;
 pub mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
-pub mod conntrack;
 pub mod files;
 pub mod ipam;
 pub mod links;

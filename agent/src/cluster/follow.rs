@@ -85,6 +85,26 @@ impl Followed {
         Ok(())
     }
 
+    /// The Service address book last followed (or made, as leader), as stored: addresses
+    /// survive a restart of the whole cluster, and a node that starts cut off keeps serving.
+    pub fn book(&self) -> crate::services::Book {
+        let read = || -> Result<Option<Vec<u8>>, redb::Error> {
+            let txn = current(&self.db)?.begin_read()?;
+            let table = txn.open_table(FOLLOW)?;
+            Ok(table.get("book")?.map(|v| v.value().to_vec()))
+        };
+        read()
+            .ok()
+            .flatten()
+            .and_then(|v| serde_json::from_slice(&v).ok())
+            .unwrap_or_default()
+    }
+
+    /// Stores the Service address book (written with the step's other values).
+    pub fn set_book(&self, book: &crate::services::Book) {
+        self.save("book", &serde_json::to_vec(book).unwrap_or_default());
+    }
+
     /// This node's pod subnet, as last stored.
     pub fn subnet(&self) -> Option<ipnet::Ipv4Net> {
         let read = || -> Result<Option<Vec<u8>>, redb::Error> {

@@ -177,8 +177,11 @@ pub struct ClusterService {
     service_cidr: ipnet::Ipv4Net,
     /// The Service address book this node follows (its own as the scheduling leader).
     book: Arc<crate::services::Book>,
-    /// The book as last published (JSON) and in how many parts.
+    /// The objects the book was last allocated for (allocation runs again when they change).
+    allocated_for: Option<Arc<crate::desired::Objects>>,
+    /// The book as last published (JSON), the book it was made of, and in how many parts.
     published_book: String,
+    published_book_of: Option<Arc<crate::services::Book>>,
     published_book_parts: u32,
     /// The Service table and what it was computed from.
     services: Arc<crate::services::ServiceTable>,
@@ -233,6 +236,7 @@ impl ClusterService {
         served: Served,
     ) -> ClusterService {
         let term = followed.accepted.as_ref().map_or(Term(0), |a| a.term);
+        let book = Arc::new(followed.book());
         let started_ms = (timings.clock)();
         let reader = gossip.key_reader();
         let mut nodes_rx = gossip.nodes();
@@ -252,8 +256,10 @@ impl ClusterService {
             published_tables: BTreeMap::new(),
             published_parts: BTreeMap::new(),
             service_cidr: DEFAULT_SERVICE_CIDR.parse().expect("valid CIDR"),
-            book: Arc::new(crate::services::Book::new()),
+            book,
+            allocated_for: None,
             published_book: String::new(),
+            published_book_of: None,
             published_book_parts: 0,
             services: Arc::new(crate::services::ServiceTable::new()),
             service_inputs: None,

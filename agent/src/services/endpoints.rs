@@ -50,9 +50,9 @@ pub struct Endpoint {
 }
 
 /// The endpoints of `service` among `pods`: selected, addressed, not being deleted, and ready
-/// (or any readiness with `publishNotReadyAddresses`). Endpoints on `gone_nodes` (NotReady for
-/// longer than the eviction delay) are left out unless that would leave none: a blackhole is
-/// worse than a slow endpoint. Sorted by address.
+/// (or any of them, stopping or not ready, with `publishNotReadyAddresses`). Endpoints on
+/// `gone_nodes` (NotReady for longer than the eviction delay) are left out unless that would
+/// leave none: a blackhole is worse than a slow endpoint. Sorted by address.
 pub fn endpoints<'a>(
     namespace: &str,
     name: &str,
@@ -63,7 +63,10 @@ pub fn endpoints<'a>(
     let spec = &service.spec;
     let mut all: Vec<Endpoint> = pods
         .into_iter()
-        .filter(|p| p.namespace == namespace && !p.deleting && spec.selects(p.labels))
+        .filter(|p| p.namespace == namespace && spec.selects(p.labels))
+        // A stopping pod leaves at once, unless the Service publishes every address (then it
+        // stays until it is gone, as Kubernetes keeps terminating pods of such Services).
+        .filter(|p| !p.deleting || spec.publish_not_ready_addresses)
         .filter(|p| p.ready || spec.publish_not_ready_addresses)
         .filter_map(|p| {
             let ip = p.ip?;
@@ -222,10 +225,10 @@ mod tests {
                 vec!["a", "c"],
             ),
             (
-                "publishNotReadyAddresses takes unready pods too",
+                "publishNotReadyAddresses takes unready and stopping pods too",
                 &not_ready_too,
                 &none,
-                vec!["a", "b", "c", "p"],
+                vec!["a", "b", "c", "d", "p"],
             ),
             ("no selector: no endpoints", &no_selector, &none, vec![]),
             (

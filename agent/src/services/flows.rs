@@ -148,7 +148,12 @@ mod tests {
         let direct_to_a = flow(UDP, a.0, a.1, a.0, a.1);
         let tcp_to_a = flow(TCP, "10.43.0.10", 53, a.0, a.1);
         let flows = [&to_a, &to_b, &node_port_to_a, &direct_to_a, &tcp_to_a];
-        type Row<'a> = (&'a str, Vec<ProgrammedPort>, Vec<ProgrammedPort>, Vec<&'a Flow>);
+        type Row<'a> = (
+            &'a str,
+            Vec<ProgrammedPort>,
+            Vec<ProgrammedPort>,
+            Vec<&'a Flow>,
+        );
         let rows: Vec<Row<'_>> = vec![
             (
                 "nothing changed",

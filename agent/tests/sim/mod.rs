@@ -71,6 +71,8 @@ pub struct SimOptions {
     pub start_delay: Duration,
     /// One fetch's round trip.
     pub fetch_rtt: Duration,
+    /// Where ClusterIPs come from (the agent's default when `None`).
+    pub service_cidr: Option<ipnet::Ipv4Net>,
 }
 
 impl Default for SimOptions {
@@ -81,6 +83,7 @@ impl Default for SimOptions {
             step: Duration::from_millis(100),
             start_delay: Duration::from_millis(100),
             fetch_rtt: Duration::from_millis(2),
+            service_cidr: None,
         }
     }
 }
@@ -292,8 +295,11 @@ impl Sim {
             startup_grace: self.options.startup_grace,
             ..ClusterTimings::default()
         };
-        let service =
+        let mut service =
             ClusterService::new(gossip.clone(), replica, followed, fetcher, timings, served);
+        if let Some(cidr) = self.options.service_cidr {
+            service = service.with_service_cidr(cidr);
+        }
         let (declared_tx, declared_rx) = watch::channel(disk.declared.clone());
         let (reports_tx, reports_rx) = watch::channel(Arc::new(BTreeMap::new()));
         let (desired_tx, desired_rx) = watch::channel(Desired::default());

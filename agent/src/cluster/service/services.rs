@@ -18,13 +18,29 @@ impl ClusterService {
     /// As the scheduling leader: allocates for the Services that exist, keeping what the book
     /// this node followed gave, and publishes the book when it changed.
     pub(super) async fn allocate_services(&mut self) {
-        let services = services::services_of(&self.objects);
-        let book = services::alloc::allocate(&services, &self.book, self.service_cidr);
-        if book != *self.book {
-            self.book = Arc::new(book);
+        let allocated = self
+            .allocated_for
+            .as_ref()
+            .is_some_and(|o| Arc::ptr_eq(o, &self.objects));
+        if !allocated {
+            let services = services::services_of(&self.objects);
+            let book = services::alloc::allocate(&services, &self.book, self.service_cidr);
+            if book != *self.book {
+                self.followed.set_book(&book);
+                self.book = Arc::new(book);
+            }
+            self.allocated_for = Some(self.objects.clone());
+        }
+        if self
+            .published_book_of
+            .as_ref()
+            .is_some_and(|b| Arc::ptr_eq(b, &self.book))
+        {
+            return;
         }
         let json = serde_json::to_string(&*self.book).unwrap_or_default();
         if json == self.published_book {
+            self.published_book_of = Some(self.book.clone());
             return;
         }
         match split_book(&self.book, skiff_gossip::MAX_VALUE_BYTES) {
@@ -41,6 +57,7 @@ impl ClusterService {
                 }
                 self.published_book_parts = parts;
                 self.published_book = json;
+                self.published_book_of = Some(self.book.clone());
             }
             Err(size) => tracing::error!(
                 "cannot publish the Service address book: one entry is {size} bytes, more than a gossip value holds"
@@ -55,7 +72,9 @@ impl ClusterService {
             && let Some(book) = self.view.node(leader).and_then(|k| k.book.as_ref())
             && **book != *self.book
         {
+            self.followed.set_book(book);
             self.book = book.clone();
+            self.allocated_for = None;
         }
     }
 
