@@ -1,7 +1,8 @@
 //! A Service on a cluster of five real agents with real pods (issue 11): every node programs
 //! the same ClusterIP with every ready pod behind it, a pod on any node spreads its requests
 //! over pods on several nodes, and when a node is cut off its pods leave every other node's
-//! rules after the eviction delay, so requests keep succeeding.
+//! rules after the eviction delay, so requests keep succeeding; the cut-off node itself keeps
+//! resolving the name and serving it with its own pod.
 //!
 //! Needs root, iproute2, nftables and busybox-static; see `cluster_deploy.rs` for the harness.
 
@@ -138,6 +139,38 @@ fn a_service_spreads_over_every_node_and_drops_a_cut_off_node() -> Result<()> {
         wait_until("20 requests in a row answered from n0", WAIT, POLL, || {
             Ok(requests(&ns, &url, 20).len() == 20)
         })?;
+        // The cut-off node keeps resolving the name and serving it with its own pod.
+        let ns4 = pod_netns(c, 4, &gone_ip)?;
+        let route = skiff_test_support::net::ip(&["-n", &ns4, "-4", "route", "show", "default"])?;
+        let gateway = route
+            .split_whitespace()
+            .skip_while(|w| *w != "via")
+            .nth(1)
+            .context("the pod's default gateway")?
+            .to_string();
+        let (answer, _) = wait_for("n4 to answer web's name while cut off", WAIT, POLL, || {
+            let out = std::process::Command::new("ip")
+                .args(["netns", "exec", &ns4, "busybox", "nslookup"])
+                .args(["web.default.svc.cluster.local", &gateway])
+                .output()?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            Ok(text.contains(&format!("Address: {ip}")).then_some(text))
+        })?;
+        eprintln!("n4 resolves web while cut off: {}", answer.lines().count());
+        let (_, took) = wait_for(
+            "20 requests in a row from n4, all to its own pod",
+            WAIT,
+            POLL,
+            || {
+                let bodies = requests(&ns4, &url, 20);
+                Ok((bodies.len() == 20
+                    && bodies
+                        .iter()
+                        .all(|b| *b == format!("served-by-{}", gone.name)))
+                .then_some(()))
+            },
+        )?;
+        eprintln!("n4 serves web with its own pod after {took:?}");
         c.bed.set_node_link(4, true)?;
         Ok(())
     })
