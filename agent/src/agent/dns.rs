@@ -93,13 +93,23 @@ pub async fn run(
             _ = cancel.cancelled() => break,
             received = udp.recv_from(&mut buf) => {
                 let Ok((len, from)) = received else { continue };
-                let query = buf[..len].to_vec();
-                let (udp, upstreams, state) = (udp.clone(), upstreams.clone(), state.clone());
-                tracker.spawn(async move {
-                    if let Some(reply) = reply(&query, &state, &upstreams, false).await {
-                        let _ = udp.send_to(&reply, from).await;
+                // Names of the cluster are answered inline (no task per query); only what goes
+                // to the upstream resolvers waits on its own task.
+                match local(&buf[..len], &state, &upstreams, false) {
+                    Local::Reply(bytes) => {
+                        let _ = udp.send_to(&bytes, from).await;
                     }
-                });
+                    Local::Relay(request) => {
+                        let query = buf[..len].to_vec();
+                        let (udp, upstreams) = (udp.clone(), upstreams.clone());
+                        tracker.spawn(async move {
+                            if let Some(bytes) = relayed(&query, &request, &upstreams, false).await {
+                                let _ = udp.send_to(&bytes, from).await;
+                            }
+                        });
+                    }
+                    Local::Drop => {}
+                }
             }
             accepted = tcp.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
@@ -133,27 +143,68 @@ async fn serve_tcp(
     }
 }
 
+/// What to do with one query's bytes.
+enum Local {
+    /// Answered here.
+    Reply(Vec<u8>),
+    /// Not a name of the cluster: the upstream resolvers' (the parsed request).
+    Relay(Message),
+    /// Not a DNS query at all (dropped, as resolvers do).
+    Drop,
+}
+
+/// Answers `query` from the node's Service table when it is a name of the cluster.
+fn local(
+    query: &[u8],
+    state: &watch::Receiver<Arc<ClusterState>>,
+    settings: &Settings,
+    tcp: bool,
+) -> Local {
+    let Ok(request) = Message::from_vec(query) else {
+        return Local::Drop;
+    };
+    let table = state.borrow().services.clone();
+    match answer(&request, &table, &settings.domain) {
+        Answer::Local(m) => encode(&m, tcp).map_or(Local::Drop, Local::Reply),
+        Answer::Forward => Local::Relay(request),
+    }
+}
+
+/// The upstream resolvers' reply to `query`, or SERVFAIL when none answers.
+async fn relayed(
+    query: &[u8],
+    request: &Message,
+    settings: &Settings,
+    tcp: bool,
+) -> Option<Vec<u8>> {
+    if let Some(bytes) = relay(query, &settings.upstreams, tcp).await {
+        return Some(bytes);
+    }
+    let failed = Message::error_msg(
+        request.metadata.id,
+        request.metadata.op_code,
+        ResponseCode::ServFail,
+    );
+    encode(&failed, tcp)
+}
+
 /// The reply to one query's bytes: answered here, relayed, or an error; `None` for bytes that
-/// are not a DNS query at all (dropped, as resolvers do).
+/// are not a DNS query at all.
 async fn reply(
     query: &[u8],
     state: &watch::Receiver<Arc<ClusterState>>,
     settings: &Settings,
     tcp: bool,
 ) -> Option<Vec<u8>> {
-    let request = Message::from_vec(query).ok()?;
-    let table = state.borrow().services.clone();
-    let local = match answer(&request, &table, &settings.domain) {
-        Answer::Local(m) => m,
-        Answer::Forward => match relay(query, &settings.upstreams, tcp).await {
-            Some(bytes) => return Some(bytes),
-            None => Message::error_msg(
-                request.metadata.id,
-                request.metadata.op_code,
-                ResponseCode::ServFail,
-            ),
-        },
-    };
+    match local(query, state, settings, tcp) {
+        Local::Reply(bytes) => Some(bytes),
+        Local::Relay(request) => relayed(query, &request, settings, tcp).await,
+        Local::Drop => None,
+    }
+}
+
+/// `local` as wire bytes; over UDP, an answer over 512 bytes becomes its truncated header.
+fn encode(local: &Message, tcp: bool) -> Option<Vec<u8>> {
     let mut bytes = local.to_vec().ok()?;
     if !tcp && bytes.len() > 512 {
         // Too large for plain UDP: the header alone, truncated, so the client asks over TCP.

@@ -188,6 +188,8 @@ pub struct ClusterService {
     service_inputs: Option<services::TableInputs>,
     /// The service links last handed to the node loop.
     service_links: Arc<crate::services::ServiceLinks>,
+    /// The Service table `service_links` was made from.
+    service_links_of: Option<Arc<crate::services::ServiceTable>>,
     published_pending: String,
     published_term: Term,
     last_pending: Vec<PendingWorkload>,
@@ -264,6 +266,7 @@ impl ClusterService {
             services: Arc::new(crate::services::ServiceTable::new()),
             service_inputs: None,
             service_links: Arc::default(),
+            service_links_of: None,
             published_pending: String::new(),
             published_term: Term(0),
             last_pending: Vec::new(),

@@ -306,10 +306,18 @@ impl ClusterService {
         routes: Vec<PeerRoute>,
         services: Arc<crate::services::ServiceTable>,
     ) {
-        let links = crate::services::links::links_of(&services);
-        let links_changed = links != *self.service_links;
-        if links_changed {
-            self.service_links = Arc::new(links);
+        let mut links_changed = false;
+        if !self
+            .service_links_of
+            .as_ref()
+            .is_some_and(|t| Arc::ptr_eq(t, &services))
+        {
+            let links = crate::services::links::links_of(&services);
+            links_changed = links != *self.service_links;
+            if links_changed {
+                self.service_links = Arc::new(links);
+            }
+            self.service_links_of = Some(services.clone());
         }
         if self.objects_dirty || placement.pending != self.last_pending || links_changed {
             self.objects_dirty = false;
