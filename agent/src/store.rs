@@ -485,15 +485,108 @@ impl Store {
         Ok(())
     }
 
+    /// Writes a batch in one transaction (one disk sync): pod records (encoded; `None`
+    /// deletes), manifest files and API-applied files by source (`None` deletes).
+    pub fn write_batch(&self, batch: &WriteBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.write(|txn| {
+            let mut pods = txn.open_table(PODS)?;
+            for (uid, bytes) in &batch.pods {
+                match bytes {
+                    Some(b) => pods.insert(uid.as_str(), b.as_slice())?,
+                    None => pods.remove(uid.as_str())?,
+                };
+            }
+            for (table, entries) in [(FILES, &batch.files), (APPLIED, &batch.applied)] {
+                let mut t = txn.open_table(table)?;
+                for (key, content) in entries {
+                    match content {
+                        Some(c) => t.insert(key.as_str(), c.as_slice())?,
+                        None => t.remove(key.as_str())?,
+                    };
+                }
+            }
+            Ok(())
+        })?;
+        for (uid, bytes) in &batch.pods {
+            match bytes {
+                Some(b) => self.mirror_put(uid, b)?,
+                None => self.mirror_delete(uid)?,
+            }
+        }
+        Ok(())
+    }
+
     pub fn delete_pod(&self, uid: &str) -> Result<(), StoreError> {
         self.delete_raw(PODS, uid)?;
         self.mirror_delete(uid)
     }
 }
 
+/// Writes for one transaction; a later write of a key replaces an earlier one.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct WriteBatch {
+    /// Pod uid -> JSON record (`None`: delete).
+    pub pods: std::collections::BTreeMap<String, Option<Vec<u8>>>,
+    /// Manifest file path -> last good content (`None`: delete).
+    pub files: std::collections::BTreeMap<String, Option<Vec<u8>>>,
+    /// API-applied source -> content (`None`: delete).
+    pub applied: std::collections::BTreeMap<String, Option<Vec<u8>>>,
+}
+
+impl WriteBatch {
+    pub fn is_empty(&self) -> bool {
+        self.pods.is_empty() && self.files.is_empty() && self.applied.is_empty()
+    }
+
+    /// Takes `newer`'s writes over these.
+    pub fn absorb(&mut self, newer: WriteBatch) {
+        self.pods.extend(newer.pods);
+        self.files.extend(newer.files);
+        self.applied.extend(newer.applied);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_writes_and_deletes_in_one_go_and_newer_writes_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("skiff.redb")).unwrap();
+        s.put_file("/m/old.yaml", b"old").unwrap();
+        s.put_pod("gone", &serde_json::json!({"name": "gone"}))
+            .unwrap();
+        let mut batch = WriteBatch::default();
+        batch
+            .pods
+            .insert("p1".into(), Some(br#"{"name":"first"}"#.to_vec()));
+        batch.files.insert("/m/old.yaml".into(), None);
+        let mut newer = WriteBatch::default();
+        newer
+            .pods
+            .insert("p1".into(), Some(br#"{"name":"p1"}"#.to_vec()));
+        newer.pods.insert("gone".into(), None);
+        newer
+            .files
+            .insert("/m/a.yaml".into(), Some(b"kind: Pod".to_vec()));
+        newer.applied.insert("api:x".into(), Some(b"1".to_vec()));
+        batch.absorb(newer);
+        s.write_batch(&batch).unwrap();
+        let pods: Vec<serde_json::Value> = s.pods().unwrap();
+        assert_eq!(pods, vec![serde_json::json!({"name": "p1"})]);
+        assert_eq!(
+            s.files().unwrap(),
+            vec![("/m/a.yaml".to_string(), b"kind: Pod".to_vec())]
+        );
+        assert_eq!(
+            s.applied().unwrap(),
+            vec![("api:x".to_string(), b"1".to_vec())]
+        );
+    }
 
     #[test]
     fn survives_reopen() {

@@ -58,6 +58,7 @@ impl<N: PodNetwork + 'static> Core<N> {
             desired_changed: true,
             log_space: (0, false),
             store_watch: Default::default(),
+            writer: None,
             forgotten: BTreeSet::new(),
             unreleased: BTreeSet::new(),
             failing: HashMap::new(),

@@ -40,20 +40,6 @@ mod images;
 
 pub use commands::{Command, describe_key};
 
-/// Logs how long a section took when it took over a millisecond (debug, `skiff::loop`).
-fn log_if_slow(started: std::time::Instant, what: &'static str) -> impl Drop {
-    struct Timed(std::time::Instant, &'static str);
-    impl Drop for Timed {
-        fn drop(&mut self) {
-            let took = self.0.elapsed();
-            if took > std::time::Duration::from_millis(1) {
-                tracing::debug!(target: "skiff::loop", us = took.as_micros() as u64, "slow {}", self.1);
-            }
-        }
-    }
-    Timed(started, what)
-}
-
 /// What the API reads: a consistent copy of the node's state.
 pub struct Snapshot {
     pub node_name: String,
@@ -134,6 +120,8 @@ pub struct Core<N = skiff_cni::NetlinkNetwork> {
     log_space: (Millis, bool),
     /// Whether the store refuses writes (a full disk) and when it is next looked at.
     store_watch: super::store_watch::StoreWatch,
+    /// Commits the loop's store writes on their own task while the loop runs.
+    pub(super) writer: Option<super::store_writer::StoreWriter>,
     /// Pods removed from memory whose records could not be deleted from the store yet.
     forgotten: BTreeSet<String>,
     /// Pods torn down while the store refused writes: their network (address lease, links)
@@ -192,6 +180,8 @@ impl<N: PodNetwork + 'static> Core<N> {
         let (observed_tx, mut observed) = mpsc::channel::<Observation>(1);
         let mut tick = tokio::time::interval(self.config.resync_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (writer, written) = super::store_writer::spawn(self.store.clone());
+        self.writer = Some(writer);
         loop {
             let now = self.now();
             let started = std::time::Instant::now();
@@ -244,6 +234,9 @@ impl<N: PodNetwork + 'static> Core<N> {
         }
         self.write_sources();
         self.flush();
+        // What the writer holds is on disk before the loop ends.
+        self.writer = None;
+        let _ = written.await;
     }
 
     /// The containers to ask the runtime about: those of pods with one running and no action in
@@ -432,37 +425,52 @@ impl<N: PodNetwork + 'static> Core<N> {
     /// Writes the manifest changes the loop has acted on (after it handed them on: a sync is
     /// not on the path from a file to its pods). A store that refuses writes keeps them for
     /// its reopen (`disk`), which says so once.
-    fn write_sources(&mut self) {
-        if self.store_watch.failed() {
-            return;
-        }
-        let _timed = log_if_slow(std::time::Instant::now(), "sources write");
-        if let Err(e) = self.sources.write_unwritten(&self.store) {
-            tracing::warn!("manifest changes not stored yet (kept in memory): {e}");
-        }
-    }
-
-    fn flush(&mut self) {
-        if self.store_watch.failed() {
-            return;
-        }
-        let started = std::time::Instant::now();
-        let _timed = log_if_slow(started, "flush");
-        while let Some(uid) = self.forgotten.pop_first() {
-            if let Err(e) = self.store.delete_pod(&uid) {
-                tracing::warn!("pod {uid}: cannot remove its record: {e}");
-                self.forgotten.insert(uid);
-                break;
+    ///
+    /// The commit itself runs on the store writer's task (see `store_writer`), never on the loop.
+    pub(super) fn write_sources(&mut self) {
+        let mut batch = crate::store::WriteBatch::default();
+        for (source, content) in self.sources.take_unwritten() {
+            if source.starts_with(crate::desired::API_SOURCE_PREFIX) {
+                batch.applied.insert(source, content);
+            } else {
+                batch.files.insert(source, content);
             }
         }
-        let dirty = std::mem::take(&mut self.dirty);
-        let records = dirty
-            .iter()
-            .filter_map(|uid| self.pods.get(uid).map(|p| (uid.as_str(), p)));
-        if let Err(e) = self.store.put_pods(records) {
-            tracing::warn!("cannot persist pod records: {e}");
-            // Try again next turn.
-            self.dirty = dirty;
+        self.commit(batch);
+    }
+
+    /// Hands the changed and forgotten pod records to the store writer.
+    pub(super) fn flush(&mut self) {
+        let mut batch = crate::store::WriteBatch::default();
+        for uid in std::mem::take(&mut self.forgotten) {
+            batch.pods.insert(uid, None);
+        }
+        for uid in std::mem::take(&mut self.dirty) {
+            let Some(pod) = self.pods.get(&uid) else {
+                continue;
+            };
+            match serde_json::to_vec(pod) {
+                Ok(bytes) => {
+                    batch.pods.insert(uid, Some(bytes));
+                }
+                Err(e) => tracing::error!("pod {uid}: cannot encode its record: {e}"),
+            }
+        }
+        self.commit(batch);
+    }
+
+    /// Queues `batch` on the writer (or, with no writer, commits it here).
+    fn commit(&mut self, batch: crate::store::WriteBatch) {
+        if batch.is_empty() {
+            return;
+        }
+        match &self.writer {
+            Some(writer) => writer.send(batch),
+            None => {
+                if let Err(e) = self.store.write_batch(&batch) {
+                    tracing::warn!("pod records and manifest sources not stored: {e}");
+                }
+            }
         }
     }
 

@@ -102,7 +102,7 @@ impl<N: PodNetwork + 'static> Core<N> {
             StoreStep::Reopen => match self.store.reopen() {
                 Ok(()) => {
                     let failed_for = self.store_watch.reopened(now);
-                    let waiting = self.sources.write_unwritten(&self.store);
+                    self.write_sources();
                     self.flush();
                     self.release_networks(tracker);
                     let message = format!(
@@ -111,9 +111,6 @@ impl<N: PodNetwork + 'static> Core<N> {
                         failed_for as f64 / 1000.0
                     );
                     tracing::warn!("{message}");
-                    if let Err(e) = waiting {
-                        tracing::warn!("manifest sources are not all written yet: {e}");
-                    }
                     let node = self.config.node_name.clone();
                     self.events
                         .record(now, false, "StoreReopened", "Node", "", &node, &message);

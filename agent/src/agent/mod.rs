@@ -15,6 +15,7 @@ mod rpc;
 mod sources;
 mod status;
 mod store_watch;
+mod store_writer;
 
 use crate::api;
 use crate::cli::AgentArgs;

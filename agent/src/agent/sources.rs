@@ -46,7 +46,7 @@ pub struct Sources {
     settle: Millis,
     /// Files acted on whose new content (or removal: `None`) is not in the store yet (the node
     /// loop writes them after handing the change on, and again once a store that refused
-    /// writes is back): written by [`Sources::write_unwritten`].
+    /// writes is back): handed to the store writer by [`Sources::take_unwritten`].
     unwritten: BTreeMap<Source, Option<Vec<u8>>>,
     pub merged: Merged,
 }
@@ -94,7 +94,7 @@ impl Sources {
     }
 
     /// Applies a watcher event; returns whether the desired objects changed.
-    /// What it changes is written to the store by [`Sources::write_unwritten`], which the
+    /// What it changes is written to the store through [`Sources::take_unwritten`], which the
     /// node loop calls after it has handed the new declarations on.
     pub fn on_file_event(&mut self, event: FileEvent, events: &mut Events, now: Millis) -> bool {
         let changed = match event {
@@ -349,8 +349,15 @@ impl Sources {
         true
     }
 
-    /// Writes the file contents the store did not take when they were acted on; returns how
+    /// Takes the file contents to write (for the store writer, which keeps what fails).
+    pub fn take_unwritten(&mut self) -> BTreeMap<Source, Option<Vec<u8>>> {
+        std::mem::take(&mut self.unwritten)
+    }
+
+    /// Writes the file contents the store did not take when they were acted on (tests; the
+    /// agent hands them to its store writer with [`Sources::take_unwritten`]); returns how
     /// many were written. Stops at the first error (the rest wait for the next call).
+    #[cfg(test)]
     pub fn write_unwritten(&mut self, store: &Store) -> Result<usize, StoreError> {
         let mut written = 0;
         while let Some((path, content)) = self.unwritten.pop_first() {

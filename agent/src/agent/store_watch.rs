@@ -53,6 +53,7 @@ impl StoreWatch {
     }
 
     /// Whether the store refuses writes (writes wait in memory).
+    #[cfg(test)]
     pub fn failed(&self) -> bool {
         self.failed_since.is_some()
     }
