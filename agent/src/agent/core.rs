@@ -180,7 +180,7 @@ impl<N: PodNetwork + 'static> Core<N> {
         let (observed_tx, mut observed) = mpsc::channel::<Observation>(1);
         let mut tick = tokio::time::interval(self.config.resync_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let (writer, written) = super::store_writer::spawn(self.store.clone());
+        let (writer, written) = super::store_writer::spawn(self.store.clone(), &tracker);
         self.writer = Some(writer);
         loop {
             let now = self.now();

@@ -42,7 +42,7 @@ pub struct JobResult {
 pub struct PullResult {
     pub key: String,
     pub image: String,
-    pub result: Result<(), String>,
+    pub result: Result<(), skiff_runtime::image::ImageError>,
     pub took: Duration,
 }
 

@@ -111,11 +111,7 @@ impl<N: PodNetwork + 'static> Core<N> {
         }
         tracker.spawn(async move {
             let started = std::time::Instant::now();
-            let result = images
-                .pull(&image, &opts)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string());
+            let result = images.pull(&image, &opts).await.map(|_| ());
             let _ = tx
                 .send(PullResult {
                     key,
@@ -157,7 +153,8 @@ impl<N: PodNetwork + 'static> Core<N> {
                     );
                 }
             }
-            Err(message) => {
+            Err(error) => {
+                let message = error.to_string();
                 entry.failures += 1;
                 entry.retry_at = now + self.pull.delay(entry.failures).as_millis() as Millis;
                 entry.message = message.clone();

@@ -30,9 +30,12 @@ impl StoreWriter {
 
 /// Starts the writer; it ends once every [`StoreWriter`] is dropped and what it was given is
 /// written (or, with the store refusing writes, tried once more and reported).
-pub fn spawn(store: Store) -> (StoreWriter, tokio::task::JoinHandle<()>) {
+pub fn spawn(
+    store: Store,
+    tracker: &tokio_util::task::TaskTracker,
+) -> (StoreWriter, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    (StoreWriter { tx }, tokio::spawn(run(store, rx)))
+    (StoreWriter { tx }, tracker.spawn(run(store, rx)))
 }
 
 async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<WriteBatch>) {
@@ -115,7 +118,8 @@ mod tests {
     async fn batches_are_written_and_the_writer_drains_before_it_ends() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("skiff.redb")).unwrap();
-        let (writer, done) = spawn(store.clone());
+        let tracker = tokio_util::task::TaskTracker::new();
+        let (writer, done) = spawn(store.clone(), &tracker);
         for i in 0..20 {
             let mut b = WriteBatch::default();
             b.pods.insert(
