@@ -107,6 +107,57 @@ pub(crate) struct RawContainer {
     pub(crate) volume_mounts: Option<List<RawVolumeMount>>,
     /// Checked field by field in `validate::security` (unknown fields there are errors).
     pub(crate) security_context: Option<Value>,
+    pub(crate) liveness_probe: Option<RawProbe>,
+    pub(crate) readiness_probe: Option<RawProbe>,
+    pub(crate) startup_probe: Option<RawProbe>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawProbe {
+    pub(crate) exec: Option<RawExecAction>,
+    pub(crate) http_get: Option<RawHttpGet>,
+    pub(crate) tcp_socket: Option<RawTcpSocket>,
+    pub(crate) grpc: Option<RawGrpc>,
+    pub(crate) initial_delay_seconds: Option<i64>,
+    pub(crate) period_seconds: Option<i64>,
+    pub(crate) timeout_seconds: Option<i64>,
+    pub(crate) success_threshold: Option<i64>,
+    pub(crate) failure_threshold: Option<i64>,
+    pub(crate) termination_grace_period_seconds: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawExecAction {
+    pub(crate) command: Option<List<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawHttpGet {
+    pub(crate) path: Option<String>,
+    pub(crate) port: Option<RawTargetPort>,
+    pub(crate) host: Option<String>,
+    pub(crate) scheme: Option<String>,
+    pub(crate) http_headers: Option<List<RawHttpHeader>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawHttpHeader {
+    pub(crate) name: Option<String>,
+    pub(crate) value: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawTcpSocket {
+    pub(crate) port: Option<RawTargetPort>,
+    pub(crate) host: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawGrpc {
+    pub(crate) port: Option<i64>,
+    pub(crate) service: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod object;
 pub mod pod;
+pub mod probe;
 pub mod security;
 pub mod service;
 pub mod volume;

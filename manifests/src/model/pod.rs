@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::quantity::Quantity;
 
+pub use super::probe::{HttpGetAction, HttpHeader, HttpScheme, Probe, ProbeHandler, ProbePort};
 pub use super::security::{Capabilities, PodSecurityContext, SeccompProfile, SecurityContext};
 
 // Volume types live in `model::volume`; they are re-exported here because a pod spec owns them.
@@ -218,6 +219,12 @@ pub struct Container {
     pub volume_mounts: Vec<VolumeMount>,
     #[serde(skip_serializing_if = "SecurityContext::is_empty")]
     pub security_context: SecurityContext,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<Probe>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<Probe>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub startup_probe: Option<Probe>,
 }
 
 /// One environment variable: a literal value or a reference.

@@ -12,8 +12,9 @@ use crate::quantity::{Quantity, QuantityText};
 use crate::raw::{List, RawContainer, RawPort, RawResources, RawVolumeMount};
 
 use super::env::{env, env_from};
+use super::probe::{ProbeKind, probe};
 use super::security::container_security_context;
-use super::{check, elements, one_of, required_string};
+use super::{check, elements, one_of, port_number, required_string};
 
 pub(crate) fn container(
     raw: RawContainer,
@@ -73,6 +74,27 @@ pub(crate) fn container(
         volume_names,
         problems,
     );
+    let liveness_probe = probe(
+        raw.liveness_probe,
+        ProbeKind::Liveness,
+        &ports,
+        &path.child("livenessProbe"),
+        problems,
+    );
+    let readiness_probe = probe(
+        raw.readiness_probe,
+        ProbeKind::Readiness,
+        &ports,
+        &path.child("readinessProbe"),
+        problems,
+    );
+    let startup_probe = probe(
+        raw.startup_probe,
+        ProbeKind::Startup,
+        &ports,
+        &path.child("startupProbe"),
+        problems,
+    );
     Some(Container {
         name: name?,
         image: image?,
@@ -86,6 +108,9 @@ pub(crate) fn container(
         resources,
         volume_mounts,
         security_context,
+        liveness_probe,
+        readiness_probe,
+        startup_probe,
     })
 }
 
@@ -106,16 +131,6 @@ fn strings(list: Option<List<String>>, path: &FieldPath, problems: &mut Problems
         .into_iter()
         .map(|(_, _, text)| text)
         .collect()
-}
-
-fn port_number(value: i64, path: &FieldPath, problems: &mut Problems) -> Option<u16> {
-    match u16::try_from(value) {
-        Ok(port) if port >= 1 => Some(port),
-        _ => {
-            problems.error(path, format!("must be between 1 and 65535 (got {value})"));
-            None
-        }
-    }
 }
 
 fn ports(

@@ -7,6 +7,7 @@ mod container;
 mod dns;
 mod env;
 mod pod;
+mod probe;
 mod security;
 mod service;
 mod workloads;
@@ -202,6 +203,17 @@ pub(crate) fn elements<T>(
         }
     }
     out
+}
+
+/// A port number (1-65535).
+pub(crate) fn port_number(value: i64, path: &FieldPath, problems: &mut Problems) -> Option<u16> {
+    match u16::try_from(value) {
+        Ok(port) if port >= 1 => Some(port),
+        _ => {
+            problems.error(path, format!("must be between 1 and 65535 (got {value})"));
+            None
+        }
+    }
 }
 
 /// Runs a name rule and reports its message.

@@ -15,7 +15,7 @@ use crate::model::service::{
 use crate::names;
 use crate::raw::{RawService, RawServicePort, RawTargetPort};
 
-use super::{check, elements, labels, object_meta, one_of, required};
+use super::{check, elements, labels, object_meta, one_of, port_number, required};
 
 /// Kubernetes' default `--service-node-port-range`.
 pub const NODE_PORT_RANGE: std::ops::RangeInclusive<u16> = 30000..=32767;
@@ -379,16 +379,6 @@ fn ports(
         );
     }
     out
-}
-
-fn port_number(value: i64, path: &FieldPath, problems: &mut Problems) -> Option<u16> {
-    match u16::try_from(value) {
-        Ok(port) if port >= 1 => Some(port),
-        _ => {
-            problems.error(path, format!("must be between 1 and 65535 (got {value})"));
-            None
-        }
-    }
 }
 
 fn affinity(
