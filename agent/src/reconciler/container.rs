@@ -24,14 +24,25 @@ pub struct ConfigError(pub String);
 
 /// Kubernetes' rule: `command` replaces the entrypoint (and drops the image cmd), `args`
 /// replaces the cmd.
-pub fn argv(image: &ImageConfig, c: &Container) -> Vec<String> {
+///
+/// `$(VAR)` references in the manifest's command and args are expanded with `vars` (the
+/// container's environment as Kubernetes defines it); the image's entrypoint and cmd are not.
+pub fn argv(image: &ImageConfig, c: &Container, vars: &BTreeMap<String, String>) -> Vec<String> {
+    let expanded = |list: &[String]| -> Vec<String> {
+        list.iter()
+            .map(|a| super::expand::expand(a, vars))
+            .collect()
+    };
     match (c.command.is_empty(), c.args.is_empty()) {
-        (false, _) => c.command.iter().chain(c.args.iter()).cloned().collect(),
+        (false, _) => expanded(&c.command)
+            .into_iter()
+            .chain(expanded(&c.args))
+            .collect(),
         (true, false) => image
             .entrypoint
             .iter()
-            .chain(c.args.iter())
             .cloned()
+            .chain(expanded(&c.args))
             .collect(),
         (true, true) => image
             .entrypoint
@@ -135,6 +146,24 @@ pub fn environment(
     objects: &Objects,
     runtime: &[(String, String)],
 ) -> Result<Vec<String>, ConfigError> {
+    environment_and_vars(image, c, namespace, objects, runtime).map(|(env, _)| env)
+}
+
+/// [`environment`], and the variables `$(VAR)` references see once every env entry is set:
+/// the service variables, envFrom and env, as kubelet has them (not the image's nor
+/// `HOSTNAME`). Each `env[].value` is expanded with the variables defined before it.
+pub fn environment_and_vars(
+    image: &ImageConfig,
+    c: &Container,
+    namespace: &str,
+    objects: &Objects,
+    runtime: &[(String, String)],
+) -> Result<(Vec<String>, BTreeMap<String, String>), ConfigError> {
+    let mut known: BTreeMap<String, String> = runtime
+        .iter()
+        .filter(|(k, _)| k != "HOSTNAME")
+        .cloned()
+        .collect();
     let mut vars: Vec<(String, String)> = image
         .env
         .iter()
@@ -156,19 +185,22 @@ pub fn environment(
     for from in &c.env_from {
         for (k, v) in all_keys(objects, namespace, &from.source)? {
             let k = format!("{}{k}", from.prefix.as_deref().unwrap_or(""));
+            known.insert(k.clone(), v.clone());
             set(k, v, &mut vars);
         }
     }
     for e in &c.env {
         let value = match &e.value {
-            EnvValue::Value(v) => Some(v.clone()),
+            EnvValue::Value(v) => Some(super::expand::expand(v, &known)),
             EnvValue::ValueFrom(source) => key_value(objects, namespace, source)?,
         };
         if let Some(v) = value {
+            known.insert(e.name.clone(), v.clone());
             set(e.name.clone(), v, &mut vars);
         }
     }
-    Ok(vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
+    let env = vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    Ok((env, known))
 }
 
 /// Bind mounts for the container's volumeMounts (volumes were prepared by the sandbox).
@@ -246,7 +278,22 @@ pub struct StartRequest<'a> {
 pub fn container_spec(r: StartRequest<'_>) -> Result<ContainerSpec, ConfigError> {
     let pod = r.pod.get();
     let c = r.container;
-    let args = argv(r.image, c);
+    let hostname: String = pod
+        .spec
+        .hostname
+        .as_deref()
+        .unwrap_or(&pod.metadata.name)
+        .chars()
+        .take(63)
+        .collect();
+    let (env, vars) = environment_and_vars(
+        r.image,
+        c,
+        &pod.metadata.namespace,
+        r.objects,
+        &runtime_vars(&hostname, r.service_links),
+    )?;
+    let args = argv(r.image, c, &vars);
     if args.is_empty() {
         return Err(ConfigError(format!(
             "container {:?}: no command: the image has no entrypoint or cmd and the manifest sets none",
@@ -263,26 +310,12 @@ pub fn container_spec(r: StartRequest<'_>) -> Result<ContainerSpec, ConfigError>
     labels.insert("skiff.io/pod".into(), pod.metadata.name.clone());
     labels.insert("skiff.io/namespace".into(), pod.metadata.namespace.clone());
     labels.insert("skiff.io/container".into(), c.name.clone());
-    let hostname: String = pod
-        .spec
-        .hostname
-        .as_deref()
-        .unwrap_or(&pod.metadata.name)
-        .chars()
-        .take(63)
-        .collect();
     Ok(ContainerSpec {
         id: r.id.to_string(),
         layers: r.layers,
         process: ProcessSpec {
             args,
-            env: environment(
-                r.image,
-                c,
-                &pod.metadata.namespace,
-                r.objects,
-                &runtime_vars(&hostname, r.service_links),
-            )?,
+            env,
             cwd,
             user: effective.user,
         },

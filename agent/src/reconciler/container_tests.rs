@@ -2,6 +2,7 @@
 //! limits, and the effective security settings (pod and container securityContext merged).
 
 use super::*;
+use std::collections::BTreeMap;
 
 fn container(fields: &str) -> Container {
     let yaml = format!(
@@ -39,7 +40,11 @@ fn command_and_args_follow_kubernetes() {
         ),
     ];
     for (fields, want) in table {
-        assert_eq!(argv(&img, &container(fields)), want, "{fields:?}");
+        assert_eq!(
+            argv(&img, &container(fields), &BTreeMap::new()),
+            want,
+            "{fields:?}"
+        );
     }
 }
 
@@ -284,4 +289,50 @@ fn privileged_runs_unfiltered_unless_a_profile_is_asked_for() {
     assert_eq!(e.security.seccomp, Seccomp::RuntimeDefault);
     let from_pod = effective_of("{seccompProfile: {type: RuntimeDefault}}", plain, None, dir);
     assert_eq!(from_pod.unwrap().security.seccomp, Seccomp::RuntimeDefault);
+}
+
+#[test]
+fn references_expand_as_kubernetes_does() {
+    let c = container(
+        "    command: [sh, -c, \"echo $(GREETING) $(CM_a) $$(GREETING) $(NOPE) $(HOME)\"]\n    args: [\"$(DB_SERVICE_HOST)\"]\n    envFrom:\n    - prefix: CM_\n      configMapRef: {name: cm}\n    env:\n    - {name: LATER_USE, value: \"$(GREETING)\"}\n    - {name: GREETING, value: \"hi-$(CM_b)\"}\n    - {name: BOTH, value: \"$(GREETING)/$(DB_SERVICE_HOST)/$(HOSTNAME)/$(PATH)\"}\n    - name: RAW\n      valueFrom:\n        configMapKeyRef: {name: cm, key: a}\n",
+    );
+    let img = image(&[], &["sh"], &["PATH=/bin", "HOME=/root"]);
+    let links = [crate::services::ServiceLink {
+        name: "db".into(),
+        ip: "10.43.0.7".parse().unwrap(),
+        ports: vec![("".into(), 5432, "TCP")],
+    }];
+    let runtime = runtime_vars("web-1", &links);
+    let (env, vars) =
+        environment_and_vars(&img, &c, "default", &objects(CONFIG), &runtime).unwrap();
+    let get = |name: &str| {
+        env.iter()
+            .find_map(|e| e.strip_prefix(&format!("{name}=")))
+            .map(str::to_string)
+    };
+    assert_eq!(
+        get("LATER_USE").as_deref(),
+        Some("$(GREETING)"),
+        "only variables defined before"
+    );
+    assert_eq!(
+        get("GREETING").as_deref(),
+        Some("hi-two"),
+        "envFrom is seen"
+    );
+    assert_eq!(
+        get("BOTH").as_deref(),
+        Some("hi-two/10.43.0.7/$(HOSTNAME)/$(PATH)"),
+        "service variables are seen; HOSTNAME and the image's are not"
+    );
+    assert_eq!(get("RAW").as_deref(), Some("one"));
+    assert_eq!(
+        argv(&img, &c, &vars),
+        [
+            "sh",
+            "-c",
+            "echo hi-two one $(GREETING) $(NOPE) $(HOME)",
+            "10.43.0.7"
+        ]
+    );
 }

@@ -2,6 +2,7 @@
 
 pub mod backoff;
 pub mod container;
+pub mod expand;
 pub mod outcome;
 pub mod plan;
 pub mod sandbox;
