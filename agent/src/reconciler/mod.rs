@@ -5,5 +5,6 @@ pub mod container;
 pub mod expand;
 pub mod outcome;
 pub mod plan;
+pub mod probe;
 pub mod sandbox;
 pub mod security;
