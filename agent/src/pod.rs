@@ -194,6 +194,20 @@ pub struct Instance {
     /// When SIGTERM was sent (SIGKILL follows after the grace period).
     pub term_sent_at: Option<Millis>,
     pub kill_sent: bool,
+    /// Its probes' progress (kept across agent restarts, so readiness does not flap).
+    #[serde(default, skip_serializing_if = "is_default_probes")]
+    pub probes: crate::reconciler::probe::ContainerProbes,
+    /// A failed liveness or startup probe asked to stop it (`<Kind> probe failed: ...`); it
+    /// restarts through the crash backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<String>,
+    /// Its grace period when stopped for that reason (the probe's own, else the pod's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_ms: Option<Millis>,
+}
+
+fn is_default_probes(p: &crate::reconciler::probe::ContainerProbes) -> bool {
+    *p == crate::reconciler::probe::ContainerProbes::default()
 }
 
 /// How an instance ended.
@@ -415,6 +429,9 @@ mod tests {
             started_at: 0,
             term_sent_at: None,
             kill_sent: false,
+            probes: Default::default(),
+            stop_reason: None,
+            stop_grace_ms: None,
         });
         assert_eq!(p.phase(), Phase::Pending, "b has not started yet");
         p.status.containers[1].last = Some(term(1));

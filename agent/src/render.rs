@@ -80,8 +80,8 @@ fn container_status(
     let mut v = json!({
         "name": c.name,
         "image": spec.image,
-        "ready": c.current.is_some(),
-        "started": c.current.is_some(),
+        "ready": container_ready(c),
+        "started": c.current.as_ref().is_some_and(|i| i.probes.started()),
         "restartCount": c.restart_count,
         "state": state,
     });
@@ -136,7 +136,7 @@ pub fn pod(p: &PodRecord, ip: Option<&str>, ctx: &RenderContext<'_>) -> Value {
         .map(|(s, c)| container_status(s, c, init_pending, ctx))
         .collect();
     let phase = p.phase();
-    let ready = phase == Phase::Running && p.status.containers.iter().all(|c| c.current.is_some());
+    let ready = phase == Phase::Running && p.status.containers.iter().all(container_ready);
     let mut status = json!({
         "phase": format!("{phase:?}"),
         "conditions": [
@@ -165,11 +165,19 @@ pub fn pod(p: &PodRecord, ip: Option<&str>, ctx: &RenderContext<'_>) -> Value {
     v
 }
 
-/// Whether a rendered pod counts as ready (all containers running).
+/// Whether a rendered pod counts as ready (all containers ready).
 pub fn pod_ready(p: &PodRecord) -> bool {
     p.deleting_since.is_none()
         && p.phase() == Phase::Running
-        && p.status.containers.iter().all(|c| c.current.is_some())
+        && p.status.containers.iter().all(container_ready)
+}
+
+/// A container is ready when it runs, is not being stopped for a failed probe, and its
+/// startup and readiness probes (if any) pass.
+pub fn container_ready(c: &crate::pod::ContainerStatus) -> bool {
+    c.current
+        .as_ref()
+        .is_some_and(|i| i.stop_reason.is_none() && i.probes.ready())
 }
 
 /// What replica counts need to know about one pod, wherever it runs.

@@ -46,6 +46,7 @@ pub use config::{
 pub use error::CniError;
 pub use netlink_network::NetlinkNetwork;
 pub use netns::{NetnsConfig, create_netns, list_netns, remove_netns};
+pub use nsthread::tcp_socket_in;
 pub use plan::Action;
 pub use routes::PeerRoute;
 pub use traits::{GcReport, NodeInventory, PodNetwork, ReconcileReport};

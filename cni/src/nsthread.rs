@@ -101,3 +101,26 @@ fn describe(netns: Option<&Path>) -> String {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| PathBuf::from("current namespace").display().to_string())
 }
+
+/// An unconnected, non-blocking TCP socket (IPv4) made in `netns` (the current namespace for
+/// `None`): connections made from it leave from that namespace (as the node's probes must).
+pub async fn tcp_socket_in(netns: Option<&Path>) -> Result<std::os::fd::OwnedFd, CniError> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+    let make = || {
+        socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|e| CniError::Sys {
+            op: "create a TCP socket",
+            path: std::path::PathBuf::from("socket"),
+            source: e,
+        })
+    };
+    match netns {
+        None => make(),
+        Some(_) => blocking_in_netns(netns, make).await,
+    }
+}

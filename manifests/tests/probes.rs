@@ -103,18 +103,32 @@ fn probes_read_back_in_kubernetes_shape() {
 }
 
 #[test]
-fn until_probes_run_they_are_accepted_with_a_precise_warning() {
-    let parsed = parse_file(
-        "pod.yaml",
-        pod("    livenessProbe:\n      tcpSocket: {port: 8080}\n").as_bytes(),
-    );
-    let warnings: Vec<String> = parsed.warnings().iter().map(ToString::to_string).collect();
-    assert!(
-        warnings
+fn handlers_not_run_yet_are_accepted_with_a_precise_warning() {
+    let warnings = |yaml: &str| -> Vec<String> {
+        parse_file("pod.yaml", pod(yaml).as_bytes())
+            .warnings()
             .iter()
-            .any(|w| w.contains("spec.containers[0].livenessProbe: accepted but not run yet")),
-        "{warnings:?}"
-    );
+            .map(ToString::to_string)
+            .collect()
+    };
+    assert!(warnings("    livenessProbe:\n      tcpSocket: {port: 8080}\n    readinessProbe:\n      httpGet: {port: 8080}\n").is_empty());
+    for (yaml, what) in [
+        (
+            "    livenessProbe:\n      exec: {command: [\"true\"]}\n",
+            "livenessProbe: exec probes are accepted but not run yet",
+        ),
+        (
+            "    startupProbe:\n      grpc: {port: 9090}\n",
+            "startupProbe: grpc probes are accepted but not run yet",
+        ),
+        (
+            "    readinessProbe:\n      httpGet: {port: 8080, scheme: HTTPS}\n",
+            "readinessProbe: httpGet with scheme HTTPS probes are accepted",
+        ),
+    ] {
+        let found = warnings(yaml);
+        assert!(found.iter().any(|w| w.contains(what)), "{what}: {found:?}");
+    }
 }
 
 #[test]

@@ -52,6 +52,7 @@ impl<N: PodNetwork + 'static> Core<N> {
             pods: pods.into_iter().map(|p| (p.uid.clone(), p)).collect(),
             image_state,
             in_flight: HashSet::new(),
+            probing: Default::default(),
             dirty: BTreeSet::new(),
             events: Events::default(),
             started_at: now,

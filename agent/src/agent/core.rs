@@ -37,6 +37,8 @@ mod commands;
 mod disk;
 #[path = "images.rs"]
 mod images;
+#[path = "probes.rs"]
+pub(super) mod probes;
 
 pub use commands::{Command, describe_key};
 
@@ -108,6 +110,9 @@ pub struct Core<N = skiff_cni::NetlinkNetwork> {
     pods: BTreeMap<String, PodRecord>,
     image_state: HashMap<String, ImageEntry>,
     in_flight: HashSet<String>,
+    /// Probes whose check runs: (pod uid, container index, probe).
+    pub(super) probing:
+        std::collections::BTreeSet<(String, usize, crate::reconciler::probe::ProbeKind)>,
     dirty: BTreeSet<String>,
     events: Events,
     started_at: Millis,
@@ -178,6 +183,7 @@ impl<N: PodNetwork + 'static> Core<N> {
         let (results_tx, mut results) = mpsc::channel::<JobResult>(256);
         let (pulls_tx, mut pulls) = mpsc::channel::<PullResult>(64);
         let (observed_tx, mut observed) = mpsc::channel::<Observation>(1);
+        let (probes_tx, mut probe_results) = mpsc::channel::<probes::ProbeResult>(256);
         let mut tick = tokio::time::interval(self.config.resync_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (writer, written) = super::store_writer::spawn(self.store.clone(), &tracker);
@@ -220,9 +226,11 @@ impl<N: PodNetwork + 'static> Core<N> {
                 Some(r) = results.recv() => self.on_job_result(r),
                 Some(p) = pulls.recv() => self.on_pull_result(p),
                 Some(o) = observed.recv() => self.on_observation(o, self.now()),
+                Some(r) = probe_results.recv() => self.on_probe_result(r, self.now()),
                 _ = tick.tick() => {
                     self.start_observation(&observed_tx, &tracker);
                     let now = self.now();
+                    self.run_probes(now, &probes_tx, &tracker);
                     self.check_log_space(now);
                     self.check_store(now, &tracker);
                     if self.sources.settle_due(&mut self.events, now) {

@@ -102,6 +102,16 @@ pub fn fold(
                 started_at,
             } => {
                 let attempt = attempt_of(&id);
+                let started_ms = to_millis(started_at);
+                let probes = match (init, pod.manifest.get()) {
+                    (false, skiff_manifests::Object::Pod(p)) => p
+                        .spec
+                        .containers
+                        .get(index)
+                        .map(|spec| super::probe::ContainerProbes::start(spec, started_ms))
+                        .unwrap_or_default(),
+                    _ => Default::default(),
+                };
                 let c = container_mut(pod, init, index);
                 c.attempts = c.attempts.max(attempt);
                 c.restart_count = c.attempts.saturating_sub(1);
@@ -110,9 +120,12 @@ pub fn fold(
                 c.current = Some(Instance {
                     id,
                     pid,
-                    started_at: to_millis(started_at),
+                    started_at: started_ms,
                     term_sent_at: None,
                     kill_sent: false,
+                    probes,
+                    stop_reason: None,
+                    stop_grace_ms: None,
                 });
                 let message = format!("started container {}", c.name);
                 folded.events.push(note(false, "Started", message));

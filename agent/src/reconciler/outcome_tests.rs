@@ -71,6 +71,9 @@ fn running(id: &str) -> Option<Instance> {
         started_at: 2 * SEC,
         term_sent_at: None,
         kill_sent: false,
+        probes: Default::default(),
+        stop_reason: None,
+        stop_grace_ms: None,
     })
 }
 
@@ -145,6 +148,9 @@ fn cases() -> Vec<Case> {
                     started_at: 999 * SEC,
                     term_sent_at: None,
                     kill_sent: false,
+                    probes: Default::default(),
+                    stop_reason: None,
+                    stop_grace_ms: None,
                 });
             },
             folded: Folded {
@@ -175,6 +181,9 @@ fn cases() -> Vec<Case> {
                     started_at: 999 * SEC,
                     term_sent_at: None,
                     kill_sent: false,
+                    probes: Default::default(),
+                    stop_reason: None,
+                    stop_grace_ms: None,
                 });
             },
             folded: Folded {
@@ -195,6 +204,9 @@ fn cases() -> Vec<Case> {
                     started_at: 999 * SEC,
                     term_sent_at: None,
                     kill_sent: false,
+                    probes: Default::default(),
+                    stop_reason: None,
+                    stop_grace_ms: None,
                 });
             },
             folded: Folded {
@@ -438,6 +450,9 @@ fn cases() -> Vec<Case> {
                     started_at: 999 * SEC,
                     term_sent_at: None,
                     kill_sent: false,
+                    probes: Default::default(),
+                    stop_reason: None,
+                    stop_grace_ms: None,
                 });
                 let b = &mut p.status.containers[1];
                 b.attempts = 1;

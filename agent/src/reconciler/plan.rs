@@ -248,6 +248,20 @@ pub fn plan(pod: &PodRecord, image: &dyn Fn(&str) -> ImageState, now: Millis) ->
         return actions;
     }
     for (index, c) in pod.status.containers.iter().enumerate() {
+        if let Some(i) = c.current.as_ref().filter(|i| i.stop_reason.is_some()) {
+            // A failed liveness or startup probe: stop it within its grace period.
+            let grace = i
+                .stop_grace_ms
+                .unwrap_or(pod.plan.grace_period.as_millis() as Millis);
+            match i.term_sent_at {
+                None => actions.push(signal(uid, i, StopSignal::Term)),
+                Some(t) if !i.kill_sent && now >= t + grace => {
+                    actions.push(signal(uid, i, StopSignal::Kill))
+                }
+                Some(_) => {}
+            }
+            continue;
+        }
         if !c.running() && !c.done {
             actions.extend(start_or_pull(pod, false, index, image, now));
         }

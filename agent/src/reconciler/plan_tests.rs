@@ -64,6 +64,9 @@ fn run(c: &mut ContainerStatus, id: &str, at: Millis) {
         started_at: at,
         term_sent_at: None,
         kill_sent: false,
+        probes: Default::default(),
+        stop_reason: None,
+        stop_grace_ms: None,
     });
 }
 

@@ -189,11 +189,22 @@ pub(crate) fn probe(
             None
         }
     };
-    // Until the node runs probes (issue 12), say precisely what happens instead.
-    problems.warn(
-        path,
-        "accepted but not run yet: the container counts as started, alive and ready once it runs",
-    );
+    // The node runs httpGet (HTTP) and tcpSocket checks; say precisely what happens to the
+    // others until it runs them too.
+    let unrun = match &handler {
+        Some(ProbeHandler::Exec { .. }) => Some("exec"),
+        Some(ProbeHandler::Grpc { .. }) => Some("grpc"),
+        Some(ProbeHandler::HttpGet(get)) if get.scheme == HttpScheme::Https => {
+            Some("httpGet with scheme HTTPS")
+        }
+        _ => None,
+    };
+    if let Some(what) = unrun {
+        problems.warn(
+            path,
+            format!("{what} probes are accepted but not run yet: this probe counts as passing"),
+        );
+    }
     Some(Probe {
         handler: handler?,
         initial_delay_seconds: initial_delay_seconds?,

@@ -1,0 +1,353 @@
+//! Probes on the node loop: on each tick the loop starts the checks that are due (each on its
+//! own task, at most one per probe at a time) and folds their results into the container's
+//! probe state (`reconciler::probe`, pure). httpGet and tcpSocket checks connect from the
+//! node to the pod's address (the node's own loopback for host-network pods), as kubelet
+//! does; a failed liveness or startup verdict stops the container, which restarts through
+//! the crash backoff.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use skiff_cni::PodNetwork;
+use skiff_manifests::{Container, Object, ProbeHandler, ProbePort};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+
+use super::Core;
+use crate::pod::Millis;
+use crate::reconciler::probe::{ProbeKind, Verdict, runs};
+
+/// One check's result.
+pub struct ProbeResult {
+    pub uid: String,
+    pub index: usize,
+    /// The container instance it checked (a result for an older one is dropped).
+    pub instance: String,
+    pub kind: ProbeKind,
+    pub ok: bool,
+    pub message: String,
+}
+
+/// What one check does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Check {
+    Tcp(SocketAddr),
+    Http {
+        addr: SocketAddr,
+        host: String,
+        path: String,
+        headers: Vec<(String, String)>,
+    },
+}
+
+/// The check a probe of container `c` makes against a pod at `pod_ip`.
+pub fn check_of(handler: &ProbeHandler, c: &Container, pod_ip: IpAddr) -> Result<Check, String> {
+    let port = |p: &ProbePort| -> Result<u16, String> {
+        match p {
+            ProbePort::Number(n) => Ok(*n),
+            ProbePort::Name(name) => c
+                .ports
+                .iter()
+                .find(|cp| cp.name.as_deref() == Some(name.as_str()))
+                .map(|cp| cp.container_port)
+                .ok_or_else(|| format!("the container has no port named {name:?}")),
+        }
+    };
+    let address = |host: &Option<String>| -> Result<IpAddr, String> {
+        match host {
+            None => Ok(pod_ip),
+            Some(h) => h
+                .parse()
+                .map_err(|_| format!("probe host {h:?} is not an address")),
+        }
+    };
+    match handler {
+        ProbeHandler::TcpSocket { port: p, host } => {
+            Ok(Check::Tcp(SocketAddr::new(address(host)?, port(p)?)))
+        }
+        ProbeHandler::HttpGet(get) => {
+            let addr = SocketAddr::new(address(&get.host)?, port(&get.port)?);
+            let host = get
+                .http_headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("host"))
+                .map(|h| h.value.clone())
+                .unwrap_or_else(|| addr.to_string());
+            Ok(Check::Http {
+                addr,
+                host,
+                path: get.path.clone(),
+                headers: get
+                    .http_headers
+                    .iter()
+                    .filter(|h| !h.name.eq_ignore_ascii_case("host"))
+                    .map(|h| (h.name.clone(), h.value.clone()))
+                    .collect(),
+            })
+        }
+        _ => Err("this probe handler is not run yet".into()),
+    }
+}
+
+/// Runs `check` within `timeout` from the network namespace `netns` (the node's; the
+/// current one for `None`): (success, what a failure said).
+pub async fn run_check(
+    check: &Check,
+    timeout: Duration,
+    netns: Option<&std::path::Path>,
+) -> (bool, String) {
+    match tokio::time::timeout(timeout, attempt(check, netns)).await {
+        Ok(result) => result,
+        Err(_) => (false, format!("timed out after {timeout:?}")),
+    }
+}
+
+/// A connection to `addr` from `netns`.
+async fn connect(addr: SocketAddr, netns: Option<&std::path::Path>) -> std::io::Result<TcpStream> {
+    let fd = skiff_cni::tcp_socket_in(netns)
+        .await
+        .map_err(std::io::Error::other)?;
+    let socket = tokio::net::TcpSocket::from_std_stream(std::net::TcpStream::from(fd));
+    socket.connect(addr).await
+}
+
+async fn attempt(check: &Check, netns: Option<&std::path::Path>) -> (bool, String) {
+    match check {
+        Check::Tcp(addr) => match connect(*addr, netns).await {
+            Ok(_) => (true, String::new()),
+            Err(e) => (false, format!("dial tcp {addr}: {e}")),
+        },
+        Check::Http {
+            addr,
+            host,
+            path,
+            headers,
+        } => {
+            let mut stream = match connect(*addr, netns).await {
+                Ok(s) => s,
+                Err(e) => return (false, format!("Get \"http://{addr}{path}\": {e}")),
+            };
+            let mut request = format!(
+                "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: kube-probe/skiff\r\nAccept: */*\r\nConnection: close\r\n"
+            );
+            for (name, value) in headers {
+                request.push_str(&format!("{name}: {value}\r\n"));
+            }
+            request.push_str("\r\n");
+            if let Err(e) = stream.write_all(request.as_bytes()).await {
+                return (false, format!("Get \"http://{addr}{path}\": {e}"));
+            }
+            // The status line is all a probe needs (at most 10 KiB are read, as kubelet).
+            let mut buf = Vec::with_capacity(1024);
+            let mut chunk = [0u8; 1024];
+            while !buf.windows(2).any(|w| w == b"\r\n") && buf.len() < 10 * 1024 {
+                match stream.read(&mut chunk).await {
+                    Ok(0) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    Err(e) => return (false, format!("Get \"http://{addr}{path}\": {e}")),
+                }
+            }
+            match status_code(&buf) {
+                Some(code) if (200..400).contains(&code) => (true, String::new()),
+                Some(code) => (false, format!("HTTP probe failed with statuscode: {code}")),
+                None => (
+                    false,
+                    format!("Get \"http://{addr}{path}\": malformed HTTP response"),
+                ),
+            }
+        }
+    }
+}
+
+/// The status code of an HTTP/1.x response's first line.
+fn status_code(response: &[u8]) -> Option<u16> {
+    let line = response.split(|b| *b == b'\n').next()?;
+    let text = std::str::from_utf8(line).ok()?;
+    let mut words = text.split_whitespace();
+    words.next().filter(|v| v.starts_with("HTTP/1."))?;
+    words.next()?.parse().ok()
+}
+
+impl<N: PodNetwork + 'static> Core<N> {
+    /// Starts the checks that are due (not those of a probe whose last check still runs).
+    pub(super) fn run_probes(
+        &mut self,
+        now: Millis,
+        results: &mpsc::Sender<ProbeResult>,
+        tracker: &TaskTracker,
+    ) {
+        let mut starts = Vec::new();
+        for p in self.pods.values() {
+            if p.deleting_since.is_some() {
+                continue;
+            }
+            let Object::Pod(pod) = p.manifest.get() else {
+                continue;
+            };
+            let pod_ip: Option<IpAddr> = if p.plan.host_network {
+                Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
+            } else {
+                p.status.network.as_ref().and_then(|n| n.ip.parse().ok())
+            };
+            for (index, c) in p.status.containers.iter().enumerate() {
+                let Some(i) = c.current.as_ref().filter(|i| i.stop_reason.is_none()) else {
+                    continue;
+                };
+                let Some(spec) = pod.spec.containers.get(index) else {
+                    continue;
+                };
+                for kind in i.probes.due(now) {
+                    let key = (p.uid.clone(), index, kind);
+                    if self.probing.contains(&key) {
+                        continue;
+                    }
+                    let Some(probe) = kind.of(spec).filter(|pr| runs(pr)) else {
+                        continue;
+                    };
+                    let check = match pod_ip {
+                        None => Err("the pod has no address to probe".to_string()),
+                        Some(ip) => check_of(&probe.handler, spec, ip),
+                    };
+                    let timeout = Duration::from_secs(u64::from(probe.timeout_seconds));
+                    starts.push((key, i.id.clone(), check, timeout));
+                }
+            }
+        }
+        for ((uid, index, kind), instance, check, timeout) in starts {
+            self.probing.insert((uid.clone(), index, kind));
+            let tx = results.clone();
+            let netns = self.config.node_netns.clone();
+            tracker.spawn(async move {
+                let (ok, message) = match check {
+                    Ok(check) => run_check(&check, timeout, netns.as_deref()).await,
+                    Err(message) => (false, message),
+                };
+                let _ = tx
+                    .send(ProbeResult {
+                        uid,
+                        index,
+                        instance,
+                        kind,
+                        ok,
+                        message,
+                    })
+                    .await;
+            });
+        }
+    }
+
+    /// Folds one check's result into its container's probe state.
+    pub(super) fn on_probe_result(&mut self, r: ProbeResult, now: Millis) {
+        self.probing.remove(&(r.uid.clone(), r.index, r.kind));
+        let Some(p) = self.pods.get_mut(&r.uid) else {
+            return;
+        };
+        let Object::Pod(pod) = p.manifest.get() else {
+            return;
+        };
+        let Some(probe) = pod.spec.containers.get(r.index).and_then(|c| r.kind.of(c)) else {
+            return;
+        };
+        let probe = probe.clone();
+        let grace = p.plan.grace_period;
+        let Some(c) = p.status.containers.get_mut(r.index) else {
+            return;
+        };
+        let name = c.name.clone();
+        let Some(i) = c.current.as_mut().filter(|i| i.id == r.instance) else {
+            return;
+        };
+        let verdict = i.probes.record(r.kind, &probe, r.ok, &r.message, now);
+        let event = match verdict {
+            Verdict::Nothing => None,
+            Verdict::Ready(ready) => Some((
+                !ready,
+                if ready { "Ready" } else { "Unhealthy" },
+                if ready {
+                    format!("container {name} is ready")
+                } else {
+                    format!("{} probe failed: {}", r.kind.title(), r.message)
+                },
+            )),
+            Verdict::Kill(reason) => {
+                i.stop_reason = Some(reason.clone());
+                i.stop_grace_ms = Some(
+                    probe
+                        .termination_grace_period_seconds
+                        .map(|s| s * 1000)
+                        .unwrap_or(grace.as_millis() as Millis),
+                );
+                Some((
+                    true,
+                    "Unhealthy",
+                    format!("{reason}; container {name} will be restarted"),
+                ))
+            }
+        };
+        if let Some((warning, reason, message)) = event {
+            self.dirty.insert(r.uid.clone());
+            self.record_pod_event(&r.uid, warning, reason, &message);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(status_code(b"HTTP/1.1 200 OK\r\n"), Some(200));
+        assert_eq!(
+            status_code(b"HTTP/1.0 503 Service Unavailable\r\n"),
+            Some(503)
+        );
+        assert_eq!(status_code(b"SSH-2.0-OpenSSH\r\n"), None);
+        assert_eq!(status_code(b""), None);
+    }
+
+    #[tokio::test]
+    async fn checks_against_real_sockets() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let read = s.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..read]).into_owned();
+                let code = if request.starts_with("GET /ok ") && request.contains("X-Probe: 1") {
+                    200
+                } else {
+                    500
+                };
+                let _ = s
+                    .write_all(format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\n\r\n").as_bytes())
+                    .await;
+            }
+        });
+        let http = |path: &str| Check::Http {
+            addr,
+            host: addr.to_string(),
+            path: path.into(),
+            headers: vec![("X-Probe".into(), "1".into())],
+        };
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            run_check(&http("/ok"), second, None).await,
+            (true, String::new())
+        );
+        let (ok, message) = run_check(&http("/bad"), second, None).await;
+        assert!(
+            !ok && message == "HTTP probe failed with statuscode: 500",
+            "{message}"
+        );
+        assert!(run_check(&Check::Tcp(addr), second, None).await.0);
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let gone = closed.local_addr().unwrap();
+        drop(closed);
+        let (ok, message) = run_check(&Check::Tcp(gone), second, None).await;
+        assert!(!ok && message.contains("refused"), "{message}");
+    }
+}

@@ -1,0 +1,86 @@
+//! Probes on one real node (issue 12): a readiness probe holds a pod out of READY (and out of
+//! its Service's endpoints) until its check passes; a failed liveness probe restarts the
+//! container with an `Unhealthy` event that says why. Real containers, pod networking in the
+//! test's own namespaces; httpGet checks go from the node to the pod's address.
+//!
+//! Run as root: `cargo test -p skiff-agent --test probes`.
+
+mod support;
+
+use support::netbed::NetBed;
+use support::{TEST_IMAGE, WAIT};
+
+const POD: &str = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: probed
+  labels: {app: probed}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "mkdir -p /www && echo ok > /www/alive && (httpd -f -p 8080 -h /www &) && sleep 2 && echo ok > /www/ready && sleep 3 && rm /www/alive && echo removed; trap 'exit 0' TERM; sleep 100000 & wait"]
+    ports:
+    - {name: http, containerPort: 8080}
+    readinessProbe:
+      httpGet: {path: /ready, port: http}
+      periodSeconds: 1
+    livenessProbe:
+      httpGet: {path: /alive, port: 8080}
+      periodSeconds: 1
+      failureThreshold: 2
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: probed
+spec:
+  selector: {app: probed}
+  ports:
+  - {port: 80, targetPort: http}
+"#;
+
+fn ready_of(bed: &NetBed) -> Option<(bool, u64)> {
+    let pod = bed.pod("probed")?;
+    let status = &pod["status"]["containerStatuses"][0];
+    Some((status["ready"].as_bool()?, status["restartCount"].as_u64()?))
+}
+
+fn endpoints(bed: &NetBed) -> usize {
+    let out = bed.skiff(&["get", "endpoints", "probed", "-o", "json"]);
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v["subsets"][0]["addresses"].as_array().map(Vec::len))
+        .unwrap_or(0)
+}
+
+#[test]
+fn readiness_gates_ready_and_endpoints_and_liveness_restarts() {
+    let bed = NetBed::start_with_args(63, 24, false, &["--service-cidr", "198.19.163.0/24"]);
+    bed.write_manifest("probed.yaml", &POD.replace("IMAGE", TEST_IMAGE));
+    bed.wait_phase("probed", "Running");
+    // Running, but not ready until /ready is served (about 2 s after the start).
+    let (ready, _) = bed.wait_until(WAIT, "the container's status", || ready_of(&bed));
+    assert!(!ready, "ready before its readiness probe passed");
+    assert_eq!(endpoints(&bed), 0, "a pod that is not ready is no endpoint");
+    bed.wait_until(WAIT, "READY through the readiness probe", || {
+        ready_of(&bed).filter(|(r, _)| *r)
+    });
+    bed.wait_until(WAIT, "the ready pod among the endpoints", || {
+        (endpoints(&bed) == 1).then_some(())
+    });
+    // /alive goes away: two failed checks restart the container, with the reason.
+    bed.wait_until(WAIT, "a restart by the liveness probe", || {
+        ready_of(&bed).filter(|(_, restarts)| *restarts >= 1)
+    });
+    let events = bed.events();
+    let unhealthy = events.iter().find(|e| {
+        e["reason"] == "Unhealthy"
+            && e["message"].as_str().is_some_and(|m| {
+                m.contains("Liveness probe failed: HTTP probe failed with statuscode: 404")
+            })
+    });
+    assert!(unhealthy.is_some(), "{events:#?}");
+}
