@@ -14,6 +14,10 @@
 //! address, nftables) and the cluster path (3 nodes: the manifest written on a follower, the
 //! pod placed by the leader on the third node). Where skiff's time went comes from the agent's
 //! own `skiff::path` trace timestamps (median per stage).
+//!
+//! Services and cluster DNS (issue 11, `--only services`, [`crate::bench_services`]): endpoint
+//! change -> rules and DNS on 5 real nodes, HTTP through a ClusterIP vs the pod IP (wrk),
+//! the agent's DNS vs dnsmasq (dnsperf), 1,000 Services x 10 endpoints on one node.
 
 use crate::demo::DemoAgent;
 use crate::util;
@@ -25,7 +29,7 @@ use std::time::{Duration, Instant};
 
 const PODS: usize = 50;
 
-/// Sections: `--only net|pods|manifests|cluster-sim|cluster|gossip` (repeatable; default all). `--net-only` = `--only net`.
+/// Sections: `--only net|pods|manifests|cluster-sim|cluster|gossip|services` (repeatable; default all). `--net-only` = `--only net`.
 pub fn run(args: &[String]) -> Result<()> {
     let mut only: Vec<&str> = args
         .windows(2)
@@ -51,6 +55,10 @@ pub fn run(args: &[String]) -> Result<()> {
     if want("cluster") {
         // Real nodes (issue 5); builds and uses the release skiff unless SKIFF_BIN names one.
         crate::bench_cluster_real::run(args)?;
+    }
+    if want("services") {
+        // Release build unless SKIFF_BIN names one (`--services-repeats N`, default 10).
+        crate::bench_services::run(args)?;
     }
     if want("gossip") {
         if std::env::var_os("SKIFF_BIN").is_some() {

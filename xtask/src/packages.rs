@@ -19,6 +19,11 @@ pub const ALL: &[&str] = &[
     "catatonit",
     "serf",
     "containernetworking-plugins",
+    // Services: HTTP load through ClusterIPs, the DNS peer (the binary alone, no system
+    // service) and its load client.
+    "wrk",
+    "dnsmasq-base",
+    "dnsperf",
 ];
 
 /// What a node agent needs to build and run pods (the demo and the single-agent benches).

@@ -38,6 +38,17 @@ impl DemoCluster {
     /// Starts `n` agents (`log_filter` is their `SKIFF_LOG`), each with the test image, and
     /// waits until every node lists every node Ready.
     pub fn start(skiff: &Path, image: &Path, n: usize, log_filter: &str) -> Result<DemoCluster> {
+        Self::start_with(skiff, image, n, log_filter, &[])
+    }
+
+    /// [`DemoCluster::start`] with more `skiff agent` flags on every node.
+    pub fn start_with(
+        skiff: &Path,
+        image: &Path,
+        n: usize,
+        log_filter: &str,
+        extra_args: &[&str],
+    ) -> Result<DemoCluster> {
         let bed = TestBed::flat(n)?;
         let _ = std::fs::remove_dir_all(logs_dir());
         let mut cluster = DemoCluster {
@@ -61,7 +72,11 @@ impl DemoCluster {
                 log_filter: log_filter.into(),
                 keep_logs: Some(logs_dir()),
                 name,
-                extra_args: vec!["--service-cidr".into(), SERVICE_CIDR.into()],
+                extra_args: ["--service-cidr", SERVICE_CIDR]
+                    .iter()
+                    .chain(extra_args)
+                    .map(|a| a.to_string())
+                    .collect(),
             };
             cluster
                 .agents

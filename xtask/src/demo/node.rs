@@ -313,6 +313,31 @@ impl DemoAgent {
         }
     }
 
+    /// The agent's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Stops the agent alone (SIGTERM; SIGKILL after 15 s): its pods keep running, as after a
+    /// service stop, for a [`DemoAgent::restart`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let start = Instant::now();
+            while child.try_wait().ok().flatten().is_none() {
+                if start.elapsed() > Duration::from_secs(15) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
     /// Deletes the workloads dropped here, waits (up to a minute) until the cluster runs no
     /// pods, stops the agent, removes what it left and its dirs.
     pub fn teardown(&mut self) {
@@ -330,21 +355,7 @@ impl DemoAgent {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            let start = Instant::now();
-            while child.try_wait().ok().flatten().is_none() {
-                if start.elapsed() > Duration::from_secs(15) {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+        self.stop();
         if let Some(to) = &self.opts.keep_logs {
             let _ = std::fs::create_dir_all(to);
             for start in 1..=self.starts {

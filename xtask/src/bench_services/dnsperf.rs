@@ -1,0 +1,343 @@
+//! (3) DNS: `dnsperf` (Debian) against the agent's DNS (the node's gateway:53) and against
+//! `dnsmasq` (Debian) serving the same 1,000 names and addresses from a hosts file on the same
+//! address, port 5353, in the same node namespace. The same query file (the 1,000 A queries,
+//! looped) and duration for both: once as fast as dnsperf goes (its default 100 queries in
+//! flight; dnsperf reports the rate and the average latency), once at a fixed rate with every
+//! answer's latency printed (`-v`), from which p50 and p99 are taken. Before that, every name
+//! is asked of both servers once and must get the same single address.
+
+use super::lookup::{lookup, udp_socket_in};
+use super::{RemoveOnDrop, pct, wait_until};
+use anyhow::{Context, Result, bail};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const SECONDS: u32 = 10;
+/// The fixed rate of the latency runs (queries per second).
+const RATE: u32 = 5000;
+const DNSMASQ_PORT: u16 = 5353;
+
+/// dnsperf's statistics of one run.
+#[derive(Debug, Clone, Default)]
+struct Stats {
+    sent: u64,
+    completed: u64,
+    lost: u64,
+    qps: f64,
+    /// Seconds.
+    avg_latency: f64,
+    max_latency: f64,
+    /// `-v` runs: every answer's latency, and answers other than NOERROR.
+    latencies: Vec<f64>,
+    not_noerror: u64,
+    /// CPU time the server used during the run (user + system, all threads), seconds.
+    server_cpu: f64,
+}
+
+pub struct Report {
+    agent_max: Stats,
+    dnsmasq_max: Stats,
+    agent_fixed: Stats,
+    dnsmasq_fixed: Stats,
+    dnsmasq_version: String,
+}
+
+/// dnsmasq in the node namespace; killed when dropped.
+struct Dnsmasq(Child);
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// User + system CPU time of process `pid` so far, in seconds (`/proc/PID/stat` counts in
+/// USER_HZ, 100 on Linux).
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("read /proc/{pid}/stat"))?;
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<f64> {
+        Ok(fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .with_context(|| format!("/proc/{pid}/stat without field {}", i + 3))?
+            as f64)
+    };
+    // Fields 14 (utime) and 15 (stime), counted from 1 with the name as field 2.
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
+}
+
+/// `agent_pid`: the agent (its CPU time per run is reported beside dnsmasq's).
+pub fn run(
+    netns: &str,
+    gateway: Ipv4Addr,
+    names: &[(String, String)],
+    agent_pid: u32,
+) -> Result<Report> {
+    eprintln!(
+        "bench services: (3) dnsperf against the agent ({gateway}:53) and dnsmasq ({gateway}:{DNSMASQ_PORT})"
+    );
+    let dir = RemoveOnDrop::fresh(Path::new("/tmp/skiff-bench-svc-dns"))?;
+    let hosts = dir.0.join("hosts");
+    let queries = dir.0.join("queries");
+    let mut hosts_text = String::new();
+    let mut query_text = String::new();
+    for (name, ip) in names {
+        hosts_text.push_str(&format!("{ip} {name}\n"));
+        query_text.push_str(&format!("{name} A\n"));
+    }
+    std::fs::write(&hosts, hosts_text)?;
+    std::fs::write(&queries, query_text)?;
+    let log = dir.0.join("dnsmasq.log");
+    let mut dnsmasq = Dnsmasq(
+        Command::new("ip")
+            .args(["netns", "exec", netns, "dnsmasq", "--keep-in-foreground"])
+            .args(["--no-resolv", "--no-hosts", "--bind-interfaces"])
+            .arg(format!("--addn-hosts={}", hosts.display()))
+            .arg(format!("--listen-address={gateway}"))
+            .arg(format!("--port={DNSMASQ_PORT}"))
+            .args(["--pid-file=", "--user=root", "--local-ttl=5"])
+            .arg(format!("--log-facility={}", log.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start dnsmasq")?,
+    );
+    let agent = SocketAddr::from((gateway, 53));
+    let peer = SocketAddr::from((gateway, DNSMASQ_PORT));
+    let socket = udp_socket_in(netns)?;
+    let first = &names.first().context("no names")?.0;
+    wait_until(Duration::from_secs(10), "dnsmasq to answer", || {
+        if let Some(status) = dnsmasq.0.try_wait()? {
+            let mut err = String::new();
+            if let Some(mut e) = dnsmasq.0.stderr.take() {
+                std::io::Read::read_to_string(&mut e, &mut err)?;
+            }
+            bail!("dnsmasq exited ({status}): {err}");
+        }
+        Ok(lookup(&socket, peer, first, 1).is_ok())
+    })?;
+    for (i, (name, ip)) in names.iter().enumerate() {
+        let id = (i % 60_000) as u16 + 2;
+        for server in [agent, peer] {
+            let reply = lookup(&socket, server, name, id)?;
+            let got: Vec<String> = reply.addresses.iter().map(Ipv4Addr::to_string).collect();
+            if reply.rcode != 0 || got != [ip.clone()] {
+                bail!(
+                    "{server} answers {name} with {got:?} (rcode {}), not {ip}",
+                    reply.rcode
+                );
+            }
+        }
+    }
+    let version = Command::new("dnsmasq")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            // "Dnsmasq version 2.90  Copyright ..."
+            let text = String::from_utf8_lossy(&o.stdout).to_string();
+            let words: Vec<&str> = text.split_whitespace().collect();
+            let i = words.iter().position(|w| *w == "version")?;
+            Some(format!("dnsmasq {}", words.get(i + 1)?))
+        })
+        .unwrap_or_else(|| "dnsmasq".into());
+    let dnsmasq_pid = dnsmasq.0.id();
+    let agent_max = dnsperf(netns, agent, &queries, None, agent_pid)?;
+    let dnsmasq_max = dnsperf(netns, peer, &queries, None, dnsmasq_pid)?;
+    let agent_fixed = dnsperf(netns, agent, &queries, Some(RATE), agent_pid)?;
+    let dnsmasq_fixed = dnsperf(netns, peer, &queries, Some(RATE), dnsmasq_pid)?;
+    drop(dnsmasq);
+    Ok(Report {
+        agent_max,
+        dnsmasq_max,
+        agent_fixed,
+        dnsmasq_fixed,
+        dnsmasq_version: version,
+    })
+}
+
+/// One dnsperf run of [`SECONDS`] from `netns`; `rate`: `-Q rate -v` (every answer printed);
+/// `server_pid`: the server's process, whose CPU time over the run is taken.
+fn dnsperf(
+    netns: &str,
+    server: SocketAddr,
+    queries: &Path,
+    rate: Option<u32>,
+    server_pid: u32,
+) -> Result<Stats> {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", netns, "dnsperf"])
+        .args([
+            "-s",
+            &server.ip().to_string(),
+            "-p",
+            &server.port().to_string(),
+        ])
+        .arg("-d")
+        .arg(queries)
+        .args(["-l", &SECONDS.to_string()]);
+    if let Some(rate) = rate {
+        cmd.args(["-Q", &rate.to_string(), "-v"]);
+    }
+    let cpu_before = cpu_seconds(server_pid)?;
+    let out = cmd.output().context("cannot run dnsperf")?;
+    let server_cpu = cpu_seconds(server_pid)? - cpu_before;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!(
+            "dnsperf against {server} failed ({}): {}{}",
+            out.status,
+            text.lines().rev().take(20).collect::<Vec<_>>().join("\n"),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut stats = parse(&text)
+        .with_context(|| format!("dnsperf against {server}: no statistics in its output"))?;
+    stats.server_cpu = server_cpu;
+    if stats.completed == 0 || (rate.is_some() && stats.latencies.is_empty()) {
+        bail!("dnsperf against {server}: no query was answered");
+    }
+    Ok(stats)
+}
+
+/// The first number of `text`.
+fn number(text: &str) -> Option<f64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
+fn parse(text: &str) -> Option<Stats> {
+    let mut s = Stats::default();
+    let mut seen = false;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("> ") {
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            if let (Some(code), Some(lat)) = (words.first(), words.last()) {
+                if let Ok(lat) = lat.parse::<f64>() {
+                    s.latencies.push(lat);
+                }
+                if *code != "NOERROR" {
+                    s.not_noerror += 1;
+                }
+            }
+            continue;
+        }
+        let line = line.trim();
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        match key {
+            "Queries sent" => s.sent = number(value)? as u64,
+            "Queries completed" => s.completed = number(value)? as u64,
+            "Queries lost" => s.lost = number(value)? as u64,
+            "Queries per second" => {
+                s.qps = number(value)?;
+                seen = true;
+            }
+            "Average Latency (s)" => {
+                s.avg_latency = number(value)?;
+                s.max_latency = value
+                    .split("max ")
+                    .nth(1)
+                    .and_then(|m| m.trim_end_matches(')').trim().parse().ok())
+                    .unwrap_or(0.0);
+            }
+            _ => {}
+        }
+    }
+    seen.then_some(s)
+}
+
+impl Report {
+    pub fn print(&self) {
+        println!(
+            "\n(3) DNS: dnsperf, the same 1,000 A queries (looped) for {SECONDS} s, against the agent (gateway:53) and {} (--addn-hosts with the same names and addresses, gateway:{DNSMASQ_PORT}), same node namespace",
+            self.dnsmasq_version
+        );
+        println!(
+            "{:<16} {:>9} {:>8} {:>8} {:>6} {:>7} | {:>6} {:>8} {:>8} {:>6} {:>4} {:>7}",
+            "server",
+            "max q/s",
+            "avg ms",
+            "max ms",
+            "lost",
+            "cpu us",
+            "q/s",
+            "p50 ms",
+            "p99 ms",
+            "lost",
+            "!OK",
+            "cpu us"
+        );
+        let per_query = |s: &Stats| s.server_cpu * 1e6 / s.completed.max(1) as f64;
+        let row = |label: &str, max: &Stats, fixed: &Stats| {
+            let p = |q| pct(&fixed.latencies, q).map_or(0.0, |v| v * 1e3);
+            println!(
+                "{:<16} {:>9.0} {:>8.3} {:>8.3} {:>6} {:>7.1} | {:>6.0} {:>8.3} {:>8.3} {:>6} {:>4} {:>7.1}",
+                label,
+                max.qps,
+                max.avg_latency * 1e3,
+                max.max_latency * 1e3,
+                max.lost,
+                per_query(max),
+                fixed.qps,
+                p(50.0),
+                p(99.0),
+                fixed.lost,
+                fixed.not_noerror,
+                per_query(fixed)
+            );
+        };
+        row("skiff agent", &self.agent_max, &self.agent_fixed);
+        row(
+            &self.dnsmasq_version,
+            &self.dnsmasq_max,
+            &self.dnsmasq_fixed,
+        );
+        let p99 = |s: &Stats| pct(&s.latencies, 99.0).unwrap_or(f64::NAN);
+        println!(
+            "left: as fast as dnsperf goes (-q 100 in flight; dnsperf's own rate and average/max latency); right: -Q {RATE} -v,\n\
+             p50/p99 from every answer's latency; !OK: answers other than NOERROR; cpu us: the server's CPU time\n\
+             (user + system, all threads) over the run per answered query"
+        );
+        println!(
+            "ratio agent/dnsmasq: max rate {:.3}x (target >= 1), p99 at {RATE} q/s {:.3}x (target <= 1)",
+            self.agent_max.qps / self.dnsmasq_max.qps,
+            p99(&self.agent_fixed) / p99(&self.dnsmasq_fixed)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_dnsperf_statistics_and_verbose_lines() {
+        let out = "> NOERROR svc-0000.default.svc.cluster.local A 0.000046
+> NXDOMAIN svc-0001.default.svc.cluster.local A 0.000120
+Statistics:
+
+  Queries sent:         63047
+  Queries completed:    63040 (99.99%)
+  Queries lost:         7 (0.01%)
+
+  Queries per second:   31384.857392
+
+  Average Latency (s):  0.002709 (min 0.000020, max 0.024468)
+";
+        let s = parse(out).expect("statistics");
+        assert_eq!((s.sent, s.completed, s.lost), (63047, 63040, 7));
+        assert!((s.qps - 31384.857392).abs() < 1e-6);
+        assert!((s.avg_latency - 0.002709).abs() < 1e-12);
+        assert!((s.max_latency - 0.024468).abs() < 1e-12);
+        assert_eq!(s.latencies.len(), 2);
+        assert_eq!(s.not_noerror, 1);
+    }
+}
