@@ -174,6 +174,12 @@ impl NetlinkNetwork {
         .await
     }
 
+    /// Whether an nftables table of ours (`ip` family) exists in the node namespace.
+    pub async fn nft_table_exists(&self, table: &str) -> Result<bool, CniError> {
+        let table = table.to_string();
+        blocking_in_netns(self.node_netns(), move || nft::table_exists(&table)).await
+    }
+
     /// Deletes an nftables table of ours (`ip` family); a missing one is fine.
     pub async fn delete_nft_table(&self, table: &str) -> Result<(), CniError> {
         let table = table.to_string();

@@ -62,6 +62,24 @@ pub fn delete_table(table: &str) -> Result<(), CniError> {
     run_script("delete table", &script).map(drop)
 }
 
+/// Whether our `ip` table `table` exists (names only: `nft list tables`).
+pub fn table_exists(table: &str) -> Result<bool, CniError> {
+    let out = Command::new("nft")
+        .args(["list", "tables", "ip"])
+        .output()
+        .map_err(|e| CniError::io("run", "nft", e))?;
+    if !out.status.success() {
+        return Err(CniError::Nft {
+            action: "list tables".to_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    let wanted = format!("table ip {table}");
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.trim() == wanted))
+}
+
 /// The host port map's elements; no table means none.
 pub fn list_published(table: &str) -> Result<Vec<PublishedPort>, CniError> {
     let out = Command::new("nft")

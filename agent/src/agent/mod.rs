@@ -443,6 +443,7 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
         tracker.spawn(proxy::run(
             net,
             config.service_cidr,
+            config.node_name.clone(),
             state_rx.clone(),
             cancel.clone(),
         ));

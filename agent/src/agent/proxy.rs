@@ -19,10 +19,14 @@ use crate::services::{self, rules};
 pub const MIN_SYNC_INTERVAL: Duration = Duration::from_millis(50);
 /// How long a failed sync waits before the whole table is written again.
 const RETRY: Duration = Duration::from_secs(1);
+/// After an agent restart, the rules left in place keep serving until the other nodes' pods
+/// are known again, or at most this long.
+const RESTART_SETTLE: Duration = Duration::from_secs(3);
 
 pub async fn run(
     net: Arc<NetlinkNetwork>,
     service_cidr: ipnet::Ipv4Net,
+    me: String,
     mut state: watch::Receiver<Arc<ClusterState>>,
     cancel: CancellationToken,
 ) {
@@ -31,6 +35,34 @@ pub async fn run(
     let mut applied_ports: Vec<rules::ProgrammedPort> = Vec::new();
     let mut shown: Option<Arc<services::ServiceTable>> = None;
     let mut routed = false;
+    // The channel starts with an empty state; the cluster task's first state (the objects and
+    // book from the store) comes next. Programming the empty one would drop every Service's
+    // rules for as long as that takes after a restart.
+    tokio::select! {
+        _ = cancel.cancelled() => return,
+        changed = state.changed() => if changed.is_err() { return },
+    }
+    // A restarted agent finds its table still there: the old rules keep serving while the
+    // other nodes' pod reports arrive (until then their endpoints would look gone).
+    if net.nft_table_exists(&table).await.unwrap_or(false) {
+        let settle = tokio::time::sleep(RESTART_SETTLE);
+        tokio::pin!(settle);
+        loop {
+            let others = state
+                .borrow_and_update()
+                .pods
+                .values()
+                .any(|(n, _)| *n != me);
+            if others {
+                break;
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = &mut settle => break,
+                changed = state.changed() => if changed.is_err() { return },
+            }
+        }
+    }
     loop {
         let current = state.borrow_and_update().services.clone();
         let mut failed = false;
