@@ -79,7 +79,27 @@ pub fn plan(ports: &[ProgrammedPort]) -> Ruleset {
         }
         let mut rules = Vec::new();
         let mut ep_chains = Vec::new();
-        for (ip, port) in &p.endpoints {
+        if p.affinity_seconds.is_none() {
+            // No affinity: one rule picks the endpoint and rewrites to it, so the table holds
+            // one chain per Service port (a smaller table makes every nft transaction faster).
+            rules.push(match p.endpoints.as_slice() {
+                [(ip, port)] => format!("meta l4proto {} dnat to {ip}:{port}", p.protocol),
+                many => {
+                    let arms: Vec<String> = many
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (ip, port))| format!("{i} : {ip} . {port}"))
+                        .collect();
+                    format!(
+                        "meta l4proto {} dnat ip addr . port to numgen random mod {} map {{ {} }}",
+                        p.protocol,
+                        many.len(),
+                        arms.join(", ")
+                    )
+                }
+            });
+        }
+        for (ip, port) in p.endpoints.iter().filter(|_| p.affinity_seconds.is_some()) {
             let ep_chain = format!(
                 "sep-{}",
                 tag(&format!("{}/{}/{ip}:{port}", p.service, p.key))
@@ -96,7 +116,9 @@ pub fn plan(ports: &[ProgrammedPort]) -> Ruleset {
             rs.chains.insert(ep_chain.clone(), ep_rules);
             ep_chains.push(ep_chain);
         }
-        if ep_chains.len() == 1 {
+        if ep_chains.is_empty() {
+            // Picked above.
+        } else if ep_chains.len() == 1 {
             rules.push(format!("goto {}", ep_chains[0]));
         } else {
             let arms: Vec<String> = ep_chains
@@ -309,20 +331,13 @@ mod tests {
         let rs = plan(&[web, empty]);
         let chain = &rs.service_ips["10.43.0.10 . tcp . 80"];
         let rules = &rs.chains[chain];
-        assert!(
-            rules[0].starts_with("numgen random mod 2 vmap {"),
-            "{rules:?}"
+        assert_eq!(
+            rules,
+            &vec!["meta l4proto tcp dnat ip addr . port to numgen random mod 2 map { 0 : 10.42.1.2 . 8080, 1 : 10.42.2.2 . 8080 }".to_string()]
         );
-        let eps: Vec<&Vec<String>> = rs
-            .chains
-            .iter()
-            .filter(|(n, _)| n.starts_with("sep-"))
-            .map(|(_, r)| r)
-            .collect();
-        assert_eq!(eps.len(), 2);
         assert!(
-            eps.iter()
-                .any(|r| r == &&vec!["meta l4proto tcp dnat to 10.42.2.2:8080".to_string()])
+            rs.chains.keys().all(|n| !n.starts_with("sep-")),
+            "no chain per endpoint without affinity"
         );
         assert!(rs.rejected_ips.contains("10.43.0.11 . tcp . 80"));
         assert!(!rs.service_ips.contains_key("10.43.0.11 . tcp . 80"));
@@ -331,7 +346,10 @@ mod tests {
         // One endpoint: no numgen.
         let one = plan(&[port("default/one", "10.43.0.12", &[("10.42.1.3", 80)])]);
         let chain = &one.service_ips["10.43.0.12 . tcp . 80"];
-        assert!(one.chains[chain][0].starts_with("goto sep-"));
+        assert_eq!(
+            one.chains[chain][0],
+            "meta l4proto tcp dnat to 10.42.1.3:80"
+        );
     }
 
     #[test]
@@ -379,6 +397,23 @@ mod tests {
         assert!(
             !script.contains("element"),
             "the web element stays:\n{script}"
+        );
+        assert!(
+            script.contains("flush chain ip t svc-")
+                && script.contains("dnat to 10.42.1.2:8080")
+                && script.lines().count() == 2,
+            "only web's chain is rewritten:\n{script}"
+        );
+        // With affinity, endpoint chains go after the rule that named them.
+        let sticky = |eps: &[(&str, u16)]| {
+            let mut p = port("default/web", "10.43.0.10", eps);
+            p.affinity_seconds = Some(60);
+            plan(&[p])
+        };
+        let script = diff_script(
+            "t",
+            &sticky(&[("10.42.1.2", 8080), ("10.42.2.2", 8080)]),
+            &sticky(&[("10.42.1.2", 8080)]),
         );
         let flush = script
             .find("flush chain ip t svc-")
