@@ -88,15 +88,27 @@ pub async fn run(
     tracing::info!("cluster DNS on {addr} (udp, tcp)");
     let upstreams = Arc::new(Settings { upstreams, domain });
     let mut buf = vec![0u8; 4096];
+    let mut cache = Answers::default();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             received = udp.recv_from(&mut buf) => {
                 let Ok((len, from)) = received else { continue };
+                let query = &buf[..len];
+                // A question answered before from the same table: the same bytes, with this
+                // query's id and question.
+                let key = cache.key(query, &state.borrow().services);
+                if let Some(reply) = key.as_ref().and_then(|k| cache.reply(k, query)) {
+                    let _ = udp.send_to(&reply, from).await;
+                    continue;
+                }
                 // Names of the cluster are answered inline (no task per query); only what goes
                 // to the upstream resolvers waits on its own task.
-                match local(&buf[..len], &state, &upstreams, false) {
+                match local(query, &state, &upstreams, false) {
                     Local::Reply(bytes) => {
+                        if let Some(k) = key {
+                            cache.keep(k, &bytes);
+                        }
                         let _ = udp.send_to(&bytes, from).await;
                     }
                     Local::Relay(request) => {
@@ -141,6 +153,75 @@ async fn serve_tcp(
         stream.write_u16(reply.len() as u16).await?;
         stream.write_all(&reply).await?;
     }
+}
+
+/// Encoded answers of the cluster's names for one Service table, by question: a name asked
+/// again is answered by copying bytes (its id and question patched in) instead of parsing and
+/// encoding. Emptied whenever the table changes; bounded.
+#[derive(Default)]
+struct Answers {
+    table: Option<Arc<crate::services::ServiceTable>>,
+    entries: std::collections::HashMap<Vec<u8>, Vec<u8>>,
+}
+
+/// At most this many answers are kept.
+const ANSWERS_KEPT: usize = 10_000;
+
+impl Answers {
+    /// The key of a plain query (one question, no other records; flags, question name in
+    /// lower case, type and class), after emptying the cache if `table` is new.
+    fn key(&mut self, query: &[u8], table: &Arc<crate::services::ServiceTable>) -> Option<Vec<u8>> {
+        if !self.table.as_ref().is_some_and(|t| Arc::ptr_eq(t, table)) {
+            self.entries.clear();
+            self.table = Some(table.clone());
+        }
+        let end = question_end(query)?;
+        let mut key = Vec::with_capacity(end - 10);
+        key.extend_from_slice(&query[2..4]);
+        key.extend(query[12..end].iter().map(u8::to_ascii_lowercase));
+        Some(key)
+    }
+
+    fn reply(&self, key: &[u8], query: &[u8]) -> Option<Vec<u8>> {
+        let cached = self.entries.get(key)?;
+        let end = question_end(query)?;
+        let mut reply = cached.clone();
+        reply.get_mut(..2)?.copy_from_slice(&query[..2]);
+        reply.get_mut(12..end)?.copy_from_slice(&query[12..end]);
+        Some(reply)
+    }
+
+    fn keep(&mut self, key: Vec<u8>, reply: &[u8]) {
+        if self.entries.len() < ANSWERS_KEPT {
+            self.entries.insert(key, reply.to_vec());
+        }
+    }
+}
+
+/// Where the question of a plain query ends: a standard query (opcode 0) with exactly one
+/// question and no answer, authority or additional records.
+fn question_end(query: &[u8]) -> Option<usize> {
+    let header = query.get(..12)?;
+    let opcode = (header[2] >> 3) & 0x0f;
+    let is_query = header[2] & 0x80 == 0;
+    if !is_query || opcode != 0 || header[4..12] != [0, 1, 0, 0, 0, 0, 0, 0] {
+        return None;
+    }
+    let mut at = 12;
+    loop {
+        let len = *query.get(at)? as usize;
+        if len == 0 {
+            at += 1;
+            break;
+        }
+        // Compression pointers do not appear in a question of a query.
+        if len & 0xc0 != 0 {
+            return None;
+        }
+        at += 1 + len;
+    }
+    let end = at + 4;
+    (end == query.len()).then_some(end)
 }
 
 /// What to do with one query's bytes.
@@ -255,6 +336,53 @@ async fn relay(query: &[u8], upstreams: &[SocketAddr], tcp: bool) -> Option<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn query(id: u16, name: &str) -> Vec<u8> {
+        let mut m = Message::query();
+        m.metadata.id = id;
+        m.metadata.recursion_desired = true;
+        m.add_query(hickory_proto::op::Query::query(
+            hickory_proto::rr::Name::from_ascii(name).unwrap(),
+            hickory_proto::rr::RecordType::A,
+        ));
+        m.to_vec().unwrap()
+    }
+
+    #[test]
+    fn a_cached_answer_takes_the_new_query_s_id_and_question() {
+        let table = Arc::new(crate::services::ServiceTable::new());
+        let mut cache = Answers::default();
+        let first = query(7, "web.default.svc.cluster.local.");
+        let key = cache.key(&first, &table).expect("a plain query");
+        let Answer::Local(answer) = answer(
+            &Message::from_vec(&first).unwrap(),
+            &table,
+            crate::services::dns::DEFAULT_DOMAIN,
+        ) else {
+            panic!("a cluster name")
+        };
+        cache.keep(key, &answer.to_vec().unwrap());
+        let again = query(9, "WEB.default.svc.cluster.local.");
+        let key = cache.key(&again, &table).expect("same question");
+        let reply = Message::from_vec(&cache.reply(&key, &again).expect("cached")).unwrap();
+        assert_eq!(reply.metadata.id, 9);
+        assert_eq!(
+            reply.queries[0].name().to_ascii(),
+            "WEB.default.svc.cluster.local."
+        );
+        assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);
+        // A new table empties it.
+        let other = Arc::new(crate::services::ServiceTable::new());
+        let key = cache.key(&again, &other).unwrap();
+        assert!(cache.reply(&key, &again).is_none());
+        // Not plain: two questions, or a response.
+        let mut bad = first.clone();
+        bad[5] = 2;
+        assert!(question_end(&bad).is_none());
+        let mut response = first;
+        response[2] |= 0x80;
+        assert!(question_end(&response).is_none());
+    }
 
     #[test]
     fn upstreams_are_the_nodes_resolvers_but_the_gateway() {
