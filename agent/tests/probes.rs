@@ -84,3 +84,48 @@ fn readiness_gates_ready_and_endpoints_and_liveness_restarts() {
     });
     assert!(unhealthy.is_some(), "{events:#?}");
 }
+
+/// Without pod networking a pod has a loopback-only namespace: its checks run inside it.
+#[test]
+fn a_pod_without_pod_networking_is_probed_on_its_own_loopback() {
+    let agent = support::TestAgent::start_with(support::AgentOptions {
+        pod_network: false,
+        ..support::AgentOptions::default()
+    });
+    agent.write_manifest(
+        "lo.yaml",
+        &support::pod_yaml(
+            "lo",
+            "mkdir -p /www && echo ok > /www/ready && exec httpd -f -p 8080 -h /www",
+            "  terminationGracePeriodSeconds: 1\n",
+        )
+        .replace(
+            "    command:",
+            "    readinessProbe:\n      httpGet: {path: /ready, port: 8080}\n      periodSeconds: 1\n    command:",
+        ),
+    );
+    agent.wait_until(WAIT, "lo READY through its readiness probe", || {
+        let pod = agent.pod("lo")?;
+        (pod["status"]["containerStatuses"][0]["ready"] == true).then_some(())
+    });
+    // The checks reach the pod's own server: a missing path is its 404.
+    agent.write_manifest(
+        "dead.yaml",
+        &support::pod_yaml(
+            "dead",
+            "mkdir -p /www && exec httpd -f -p 8080 -h /www",
+            "  terminationGracePeriodSeconds: 1\n",
+        )
+        .replace(
+            "    command:",
+            "    livenessProbe:\n      httpGet: {path: /missing, port: 8080}\n      periodSeconds: 1\n      failureThreshold: 1\n    command:",
+        ),
+    );
+    agent.wait_until(WAIT, "dead restarted by its liveness probe", || {
+        agent.events().into_iter().find(|e| {
+            e["message"].as_str().is_some_and(|m| {
+                m.contains("Liveness probe failed: HTTP probe failed with statuscode: 404")
+            })
+        })
+    });
+}

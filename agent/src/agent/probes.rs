@@ -186,11 +186,24 @@ impl<N: PodNetwork + 'static> Core<N> {
             let Object::Pod(pod) = p.manifest.get() else {
                 continue;
             };
-            let pod_ip: Option<IpAddr> = if p.plan.host_network {
-                Some(IpAddr::V4(Ipv4Addr::LOCALHOST))
-            } else {
-                p.status.network.as_ref().and_then(|n| n.ip.parse().ok())
-            };
+            // Where the check connects from and to: the node's namespace to the pod's address;
+            // a host-network pod on the node's loopback; a pod without pod networking (a
+            // loopback-only namespace) from inside its namespace, on its loopback.
+            let node_netns = self.config.node_netns.clone();
+            let (from, pod_ip): (Option<std::path::PathBuf>, Option<IpAddr>) =
+                if p.plan.host_network {
+                    (node_netns, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)))
+                } else if let Some(n) = p.status.network.as_ref() {
+                    (node_netns, n.ip.parse().ok())
+                } else if p.status.sandbox_ready {
+                    let name = format!("{}{}", self.config.netns_prefix, p.uid);
+                    (
+                        Some(self.config.netns_dir.join(name)),
+                        Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                    )
+                } else {
+                    (node_netns, None)
+                };
             for (index, c) in p.status.containers.iter().enumerate() {
                 let Some(i) = c.current.as_ref().filter(|i| i.stop_reason.is_none()) else {
                     continue;
@@ -211,14 +224,13 @@ impl<N: PodNetwork + 'static> Core<N> {
                         Some(ip) => check_of(&probe.handler, spec, ip),
                     };
                     let timeout = Duration::from_secs(u64::from(probe.timeout_seconds));
-                    starts.push((key, i.id.clone(), check, timeout));
+                    starts.push((key, i.id.clone(), check, timeout, from.clone()));
                 }
             }
         }
-        for ((uid, index, kind), instance, check, timeout) in starts {
+        for ((uid, index, kind), instance, check, timeout, netns) in starts {
             self.probing.insert((uid.clone(), index, kind));
             let tx = results.clone();
-            let netns = self.config.node_netns.clone();
             tracker.spawn(async move {
                 let (ok, message) = match check {
                     Ok(check) => run_check(&check, timeout, netns.as_deref()).await,
