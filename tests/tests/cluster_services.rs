@@ -2,7 +2,8 @@
 //! the same ClusterIP with every ready pod behind it, a pod on any node spreads its requests
 //! over pods on several nodes, and when a node is cut off its pods leave every other node's
 //! rules after the eviction delay, so requests keep succeeding; the cut-off node itself keeps
-//! resolving the name and serving it with its own pod.
+//! resolving the name and serving it with its own pod. A NodePort answers a client outside the
+//! cluster on every node's address.
 //!
 //! Needs root, iproute2, nftables and busybox-static; see `cluster_deploy.rs` for the harness.
 
@@ -20,6 +21,17 @@ spec:
   selector: {app: web}
   ports:
   - {port: 80, targetPort: 8080}
+";
+
+const NODE_PORT: &str = "apiVersion: v1
+kind: Service
+metadata:
+  name: web-np
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports:
+  - {port: 80, targetPort: 8080, nodePort: 30080}
 ";
 
 /// (ClusterIP, ready endpoint addresses) of `web` as node `i` sees it.
@@ -107,6 +119,33 @@ fn a_service_spreads_over_every_node_and_drops_a_cut_off_node() -> Result<()> {
             ensure!(
                 nodes.len() >= 2,
                 "requests spread over pods on several nodes: {nodes:?}"
+            );
+        }
+        // NodePort: a client outside the cluster (the hub, on the nodes' LAN) reaches the
+        // Service on every node's address; replies come back through the node it asked.
+        c.agents[1].write_manifest("np.yaml", NODE_PORT)?;
+        skiff_test_support::net::ip(&[
+            "-n",
+            &c.bed.hub,
+            "addr",
+            "add",
+            "198.18.1.250/24",
+            "dev",
+            "br0",
+        ])?;
+        for node in &c.bed.nodes {
+            let url = format!("http://{}:30080/index.html", node.ip);
+            let (body, took) = wait_for(
+                &format!("the NodePort on n{}", node.index),
+                WAIT,
+                POLL,
+                || Ok(wget_in(&c.bed.hub, &url)),
+            )?;
+            ensure!(body.trim().starts_with("served-by-"), "{url}: {body}");
+            eprintln!(
+                "NodePort on n{} answered after {took:?}: {}",
+                node.index,
+                body.trim()
             );
         }
         // Cut n4 off: its pod leaves every other node's endpoints; requests keep succeeding.

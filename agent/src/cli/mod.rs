@@ -146,7 +146,7 @@ pub struct AgentArgs {
     /// [default: 10.43.0.0/16]
     #[arg(long, value_name = "CIDR")]
     pub service_cidr: Option<ipnet::Ipv4Net>,
-    /// The cluster DNS domain: Services are <name>.<namespace>.svc.<domain>
+    /// The cluster DNS domain: Services are NAME.NAMESPACE.svc.DOMAIN
     /// [default: cluster.local]
     #[arg(long, value_name = "DOMAIN")]
     pub cluster_domain: Option<String>,
