@@ -178,7 +178,10 @@ impl Answers {
         let end = question_end(query)?;
         let mut key = Vec::with_capacity(end - 10);
         key.extend_from_slice(&query[2..4]);
-        key.extend(query[12..end].iter().map(u8::to_ascii_lowercase));
+        // The name's labels in lower case (case does not matter in names); type and class as
+        // they are.
+        key.extend(query[12..end - 4].iter().map(u8::to_ascii_lowercase));
+        key.extend_from_slice(&query[end - 4..end]);
         Some(key)
     }
 

@@ -178,6 +178,24 @@ impl<N: PodNetwork + 'static> Core<N> {
         results: &mpsc::Sender<ProbeResult>,
         tracker: &TaskTracker,
     ) {
+        // Containers that run without probe state though their manifest has probes (started
+        // by an agent that did not run probes yet): probed from now on, counted as started and
+        // ready until their checks say otherwise (an upgrade does not flap endpoints).
+        for p in self.pods.values_mut() {
+            let Object::Pod(pod) = p.manifest.get() else {
+                continue;
+            };
+            for (c, spec) in p.status.containers.iter_mut().zip(&pod.spec.containers) {
+                if let Some(i) = c.current.as_mut()
+                    && i.probes == Default::default()
+                {
+                    let fresh = crate::reconciler::probe::ContainerProbes::start(spec, now);
+                    if fresh != Default::default() {
+                        i.probes = fresh.assumed_passing();
+                    }
+                }
+            }
+        }
         let mut starts = Vec::new();
         for p in self.pods.values() {
             if p.deleting_since.is_some() {
@@ -288,7 +306,7 @@ impl<N: PodNetwork + 'static> Core<N> {
                 i.stop_grace_ms = Some(
                     probe
                         .termination_grace_period_seconds
-                        .map(|s| s * 1000)
+                        .map(|s| s.saturating_mul(1000))
                         .unwrap_or(grace.as_millis() as Millis),
                 );
                 Some((

@@ -19,8 +19,8 @@ use crate::services::{self, rules};
 pub const MIN_SYNC_INTERVAL: Duration = Duration::from_millis(50);
 /// How long a failed sync waits before the whole table is written again.
 const RETRY: Duration = Duration::from_secs(1);
-/// After an agent restart, the rules left in place keep serving until the other nodes' pods
-/// are known again, or at most this long.
+/// After an agent restart, the rules left in place keep serving until every other Ready
+/// node's pods are known again, or at most this long.
 const RESTART_SETTLE: Duration = Duration::from_secs(3);
 
 pub async fn run(
@@ -48,12 +48,20 @@ pub async fn run(
         let settle = tokio::time::sleep(RESTART_SETTLE);
         tokio::pin!(settle);
         loop {
-            let others = state
-                .borrow_and_update()
-                .pods
-                .values()
-                .any(|(n, _)| *n != me);
-            if others {
+            // Every other Ready node has reported pods (a node without pods never does: the
+            // settle time bounds the wait).
+            let all_reported = {
+                let s = state.borrow_and_update();
+                let reporting: std::collections::BTreeSet<&str> =
+                    s.pods.values().map(|(n, _)| n.as_str()).collect();
+                let mut ready = s
+                    .nodes
+                    .iter()
+                    .filter(|n| n.name != me && n.condition == skiff_gossip::NodeCondition::Ready)
+                    .peekable();
+                ready.peek().is_some() && ready.all(|n| reporting.contains(n.name.as_str()))
+            };
+            if all_reported {
                 break;
             }
             tokio::select! {

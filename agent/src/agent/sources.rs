@@ -402,7 +402,9 @@ impl Sources {
                     return Ok(false);
                 }
                 store.put_applied(&source, &bytes)?;
-                self.unwritten.remove(&source);
+                // Also through the store writer: it may hold an older write of this source
+                // (a deletion the store refused), which must not land after this one.
+                self.unwritten.insert(source.clone(), Some(bytes.to_vec()));
                 self.sources.insert(
                     source,
                     SourceState {
@@ -419,8 +421,10 @@ impl Sources {
                 // gets it once it is back (the node loop reopens it).
                 if let Err(e) = store.delete_applied(&source) {
                     tracing::warn!("{source}: deleted, but not from the store yet: {e}");
-                    self.unwritten.insert(source.clone(), None);
                 }
+                // The store writer's last write of this source is this deletion, whatever it
+                // still holds.
+                self.unwritten.insert(source.clone(), None);
                 self.sources.remove(&source);
             }
         }

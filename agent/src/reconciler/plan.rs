@@ -137,13 +137,16 @@ pub fn observe(
         let ran_for =
             std::time::Duration::from_millis(finished_at.saturating_sub(instance.started_at));
         let success = exit_code == 0;
+        // A container stopped by its failed liveness or startup probe restarts unless the
+        // policy is Never, however it exited (as kubelet does).
+        let probe_killed = instance.stop_reason.is_some();
         let restart = !deleting
             && match (init, policy) {
                 (true, _) if success => false,
                 (true, RestartPolicy::Never) => false,
                 (true, _) => true,
                 (false, RestartPolicy::Always) => true,
-                (false, RestartPolicy::OnFailure) => !success,
+                (false, RestartPolicy::OnFailure) => !success || probe_killed,
                 (false, RestartPolicy::Never) => false,
             };
         if restart {
@@ -255,7 +258,7 @@ pub fn plan(pod: &PodRecord, image: &dyn Fn(&str) -> ImageState, now: Millis) ->
                 .unwrap_or(pod.plan.grace_period.as_millis() as Millis);
             match i.term_sent_at {
                 None => actions.push(signal(uid, i, StopSignal::Term)),
-                Some(t) if !i.kill_sent && now >= t + grace => {
+                Some(t) if !i.kill_sent && now >= t.saturating_add(grace) => {
                     actions.push(signal(uid, i, StopSignal::Kill))
                 }
                 Some(_) => {}

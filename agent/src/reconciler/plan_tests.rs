@@ -225,6 +225,36 @@ fn restart_policies_decide_restarts() {
 }
 
 #[test]
+fn a_probe_kill_restarts_unless_the_policy_is_never_however_it_exited() {
+    // (policy, exit code, restarts?)
+    let table = [
+        (RestartPolicy::Always, 0, true),
+        (RestartPolicy::OnFailure, 0, true),
+        (RestartPolicy::OnFailure, 143, true),
+        (RestartPolicy::Never, 0, false),
+    ];
+    for (policy, code, restarts) in table {
+        let mut p = pod(&[], &["a"], policy);
+        run(&mut p.status.containers[0], "x", 0);
+        let i = p.status.containers[0].current.as_mut().unwrap();
+        i.stop_reason = Some("Liveness probe failed: refused".into());
+        // Stopped: TERM first, then KILL after the grace period.
+        assert!(matches!(
+            plan(&p, &present, 0).as_slice(),
+            [Action::Signal {
+                signal: StopSignal::Term,
+                ..
+            }]
+        ));
+        observe(&mut p, &exited(code, SEC), SEC, &backoff());
+        assert_eq!(
+            !p.status.containers[0].done, restarts,
+            "{policy:?} exit {code}"
+        );
+    }
+}
+
+#[test]
 fn crash_backoff_doubles_and_resets_after_a_long_run() {
     let mut p = pod(&[], &["a"], RestartPolicy::Always);
     let b = backoff();
