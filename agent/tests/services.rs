@@ -299,7 +299,7 @@ fn a_udp_service_pod_names_and_resolver_settings() {
         "u1.yaml",
         &udp_pod("u1", "  hostname: primary\n  subdomain: echo-h\n"),
     );
-    bed.write_manifest("u2.yaml", &udp_pod("u2", ""));
+    bed.write_manifest("u2.yaml", &udp_pod("u2", "  subdomain: echo-h\n"));
     let ip: std::net::Ipv4Addr = cluster_ip(&bed, "echo").parse().unwrap();
     let mut echoes = std::collections::BTreeMap::new();
     let mut addresses = std::collections::BTreeMap::new();
@@ -388,6 +388,15 @@ fn a_udp_service_pod_names_and_resolver_settings() {
         "dnsPolicy None: {none}"
     );
 
+    // A subdomain without a hostname: the pod's name is its hostname in /etc/hosts.
+    let u2 = log_of(&bed, "u2", "up");
+    assert!(
+        u2.contains(&format!(
+            "{}\tu2.echo-h.default.svc.cluster.local\tu2",
+            addresses["u2"]
+        )),
+        "{u2}"
+    );
     // One client flow from the node: it sticks to one backend while that backend lives, and
     // moves to the other as soon as the endpoint leaves (its conntrack entry is deleted).
     let client = support::netbed::in_netns(&bed.node_netns, || {

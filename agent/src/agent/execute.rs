@@ -213,7 +213,11 @@ fn host_network_files(
         ("resolv.conf", resolv, "/etc/resolv.conf"),
     ] {
         let path = dir.join(file);
-        std::fs::write(&path, text).map_err(|e| format!("write {}: {e}", path.display()))?;
+        // Rewritten only when it changed: other containers of the pod have it bind-mounted,
+        // and an in-place rewrite is briefly empty.
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            std::fs::write(&path, &text).map_err(|e| format!("write {}: {e}", path.display()))?;
+        }
         mounts.push(skiff_runtime::container::BindMount {
             source: path,
             destination: target.into(),
@@ -238,8 +242,9 @@ pub fn pod_names(
         .unwrap_or_else(|| pod.name.chars().take(63).collect());
     let domain = &config.cluster_domain;
     let hosts = skiff_cni::PodHosts {
+        // As kubelet writes it: with a subdomain, the pod's line has its full name (its
+        // hostname defaulting to the pod name); DNS names it only with an explicit hostname.
         domain: spec
-            .filter(|s| s.hostname.is_some())
             .and_then(|s| s.subdomain.as_ref())
             .map(|sub| format!("{sub}.{}.svc.{domain}", pod.namespace)),
         aliases: spec
