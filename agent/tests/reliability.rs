@@ -561,6 +561,12 @@ fn a_killed_shim_is_noticed_and_the_container_restarted_with_its_logs() {
     );
     let pod = agent.wait_phase("ticker", "Running");
     let uid = uid_of(&pod);
+    // The first container's "tick 1" is in its log before its shim goes (killed earlier, the
+    // line may never be written, and the restart would be indistinguishable in the log).
+    agent.wait_until(WAIT, "the first tick in the log", || {
+        let logs = agent.skiff_ok(&["logs", "ticker"]);
+        logs.lines().any(|l| l.trim() == "tick 1").then_some(())
+    });
     let shim = shim_pid(&agent, &uid);
     support::proc::signal(shim, libc::SIGKILL);
     let event = agent.wait_until(WAIT, "a ShimLost event", || {
