@@ -170,7 +170,7 @@ fn lookup(rest: &str, qname: &Name, table: &ServiceTable, domain: &str) -> Found
             if !view.service.spec.is_headless() {
                 return Found::Missing;
             }
-            match serving(view).find(|e| endpoint_label(e) == *pod || e.pod == *pod) {
+            match serving(view).find(|e| endpoint_label(e) == *pod || &*e.pod == *pod) {
                 Some(e) => Found::Exists(vec![a(qname, e.ip)], Vec::new()),
                 None => Found::Missing,
             }
@@ -285,7 +285,7 @@ fn reverse_lookup(ip: Ipv4Addr, table: &ServiceTable, domain: &str) -> Option<Na
 /// An endpoint's name under its Service: the pod's hostname, or its address with dashes.
 fn endpoint_label(e: &super::Endpoint) -> String {
     match &e.hostname {
-        Some(h) => h.clone(),
+        Some(h) => h.to_string(),
         None => dashed(e.ip),
     }
 }

@@ -30,7 +30,7 @@ fn table() -> ServiceTable {
     let view = |name: &str, svc, ip: Option<&str>, endpoints| ServiceView {
         namespace: "default".into(),
         name: name.into(),
-        service: svc,
+        service: std::sync::Arc::new(svc),
         allocation: Allocation {
             cluster_ip: ip.map(|i| i.parse().unwrap()),
             ..Allocation::default()

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use skiff_manifests::{Protocol, Service, TargetPort};
@@ -21,8 +22,9 @@ pub struct NamedPort {
 #[derive(Clone, Debug)]
 pub struct PodView<'a> {
     pub namespace: &'a str,
-    pub name: &'a str,
-    pub node: &'a str,
+    /// Shared by every endpoint the pod is (a pod behind 1,000 Services is named once).
+    pub name: Arc<str>,
+    pub node: Arc<str>,
     pub ip: Option<Ipv4Addr>,
     pub ready: bool,
     /// Being stopped: never an endpoint (its connections drain while it stops).
@@ -30,23 +32,55 @@ pub struct PodView<'a> {
     pub labels: &'a BTreeMap<String, String>,
     pub ports: &'a [NamedPort],
     /// The pod's `hostname` and `subdomain`, when set.
-    pub hostname: Option<&'a str>,
+    pub hostname: Option<Arc<str>>,
     pub subdomain: Option<&'a str>,
 }
 
-/// One pod behind a Service.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+/// One pod behind a Service. Small on purpose: a node holds one per Service a pod is behind
+/// (1,000 Services over the same 10 pods are 10,000 endpoints), so names are shared.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Endpoint {
     pub ip: Ipv4Addr,
-    pub node: String,
-    pub pod: String,
+    pub node: Arc<str>,
+    pub pod: Arc<str>,
     pub ready: bool,
     /// The pod's `hostname` when its `subdomain` names this Service (its DNS name under it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hostname: Option<String>,
+    pub hostname: Option<Arc<str>>,
     /// Service port key (`<name>/<protocol>`) -> the port on the pod. A pod that lacks a named
     /// target port is not an endpoint of that Service port.
-    pub ports: BTreeMap<String, u16>,
+    pub ports: EndpointPorts,
+}
+
+/// An endpoint's ports: Service port key (`<name>/<protocol>`, shared by all the Service's
+/// endpoints) -> the port on the pod, in the Service's port order. One allocation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EndpointPorts(Box<[(Arc<str>, u16)]>);
+
+impl EndpointPorts {
+    /// The pod's port for the Service port `key`.
+    pub fn get(&self, key: &str) -> Option<&u16> {
+        self.0.iter().find(|(k, _)| &**k == key).map(|(_, p)| p)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u16)> {
+        self.0.iter().map(|(k, p)| (&**k, *p))
+    }
+}
+
+impl FromIterator<(Arc<str>, u16)> for EndpointPorts {
+    fn from_iter<I: IntoIterator<Item = (Arc<str>, u16)>>(iter: I) -> Self {
+        EndpointPorts(iter.into_iter().collect())
+    }
+}
+
+impl<const N: usize> From<[(String, u16); N]> for EndpointPorts {
+    fn from(ports: [(String, u16); N]) -> Self {
+        ports.into_iter().map(|(k, p)| (Arc::from(k), p)).collect()
+    }
 }
 
 /// The endpoints of `service` among `pods`: selected, addressed, not being deleted, and ready
@@ -61,6 +95,12 @@ pub fn endpoints<'a>(
     gone_nodes: &BTreeSet<String>,
 ) -> Vec<Endpoint> {
     let spec = &service.spec;
+    // Each Service port's key, made once and shared by every endpoint.
+    let keys: Vec<Arc<str>> = spec
+        .ports
+        .iter()
+        .map(|sp| Arc::from(super::alloc::port_key(&sp.name, sp.protocol.as_str())))
+        .collect();
     let mut all: Vec<Endpoint> = pods
         .into_iter()
         .filter(|p| p.namespace == namespace && spec.selects(p.labels))
@@ -70,10 +110,11 @@ pub fn endpoints<'a>(
         .filter(|p| p.ready || spec.publish_not_ready_addresses)
         .filter_map(|p| {
             let ip = p.ip?;
-            let ports: BTreeMap<String, u16> = spec
+            let ports: EndpointPorts = spec
                 .ports
                 .iter()
-                .filter_map(|sp| {
+                .zip(&keys)
+                .filter_map(|(sp, key)| {
                     let protocol = sp.protocol.as_str();
                     let target = match &sp.target_port {
                         TargetPort::Number(n) => Some(*n),
@@ -83,7 +124,7 @@ pub fn endpoints<'a>(
                             .find(|c| &c.name == name && c.protocol == protocol)
                             .map(|c| c.port),
                     }?;
-                    Some((super::alloc::port_key(&sp.name, protocol), target))
+                    Some((key.clone(), target))
                 })
                 .collect();
             if ports.is_empty() && !spec.ports.is_empty() {
@@ -91,21 +132,18 @@ pub fn endpoints<'a>(
             }
             Some(Endpoint {
                 ip,
-                node: p.node.to_string(),
-                pod: p.name.to_string(),
+                node: p.node.clone(),
+                pod: p.name.clone(),
                 ready: p.ready,
-                hostname: p
-                    .hostname
-                    .filter(|_| p.subdomain == Some(name))
-                    .map(str::to_string),
+                hostname: p.hostname.clone().filter(|_| p.subdomain == Some(name)),
                 ports,
             })
         })
         .collect();
     all.sort();
     all.dedup_by(|a, b| a.ip == b.ip);
-    if all.iter().any(|e| !gone_nodes.contains(&e.node)) {
-        all.retain(|e| !gone_nodes.contains(&e.node));
+    if all.iter().any(|e| !gone_nodes.contains(&*e.node)) {
+        all.retain(|e| !gone_nodes.contains(&*e.node));
     }
     all
 }
@@ -162,8 +200,8 @@ mod tests {
         pods.iter()
             .map(|p| PodView {
                 namespace: p.ns,
-                name: p.name,
-                node: p.node,
+                name: p.name.into(),
+                node: p.node.into(),
                 ip: p.ip.map(|i| i.parse().unwrap()),
                 ready: p.ready,
                 deleting: p.deleting,
@@ -176,7 +214,7 @@ mod tests {
     }
 
     fn names(eps: &[Endpoint]) -> Vec<&str> {
-        eps.iter().map(|e| e.pod.as_str()).collect()
+        eps.iter().map(|e| &*e.pod).collect()
     }
 
     #[test]
@@ -268,9 +306,9 @@ mod tests {
             pod("b", "n1", "10.42.1.3", true),
         ];
         let mut v = views(&pods);
-        v[0].hostname = Some("alpha");
+        v[0].hostname = Some("alpha".into());
         v[0].subdomain = Some("web");
-        v[1].hostname = Some("beta");
+        v[1].hostname = Some("beta".into());
         v[1].subdomain = Some("other");
         let got = endpoints("default", "web", &svc, v, &BTreeSet::new());
         assert_eq!(got[0].hostname.as_deref(), Some("alpha"));

@@ -15,6 +15,7 @@ pub mod rules;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use skiff_manifests::{Kind, Object, Service, ServiceType, SessionAffinity};
 
@@ -27,7 +28,8 @@ pub use links::{ServiceLink, ServiceLinks};
 pub struct ServiceView {
     pub namespace: String,
     pub name: String,
-    pub service: Service,
+    /// Shared with the previous table while the object is unchanged.
+    pub service: Arc<Service>,
     /// What the leader's book says (empty until the book names the Service).
     pub allocation: Allocation,
     pub endpoints: Vec<Endpoint>,
@@ -50,19 +52,21 @@ pub fn services_of(objects: &crate::desired::Objects) -> BTreeMap<String, &Servi
         .collect()
 }
 
-/// Joins the objects, the leader's book and every node's pod reports.
+/// Joins the objects, the leader's book and every node's pod reports. Services unchanged
+/// since `previous` share its copy.
 pub fn table(
     objects: &crate::desired::Objects,
     book: &Book,
     pods: &crate::cluster::service::PodReports,
     gone_nodes: &BTreeSet<String>,
+    previous: &ServiceTable,
 ) -> ServiceTable {
     let views: Vec<endpoints::PodView<'_>> = pods
         .iter()
         .map(|((ns, name), (node, report))| endpoints::PodView {
             namespace: ns,
-            name,
-            node,
+            name: name.as_str().into(),
+            node: node.as_str().into(),
             ip: report
                 .status
                 .get("podIP")
@@ -72,7 +76,7 @@ pub fn table(
             deleting: report.deleting,
             labels: &report.labels,
             ports: &report.ports,
-            hostname: report.hostname.as_deref(),
+            hostname: report.hostname.as_deref().map(Into::into),
             subdomain: report.subdomain.as_deref(),
         })
         .collect();
@@ -91,7 +95,10 @@ pub fn table(
             let view = ServiceView {
                 namespace: namespace.to_string(),
                 name: name.to_string(),
-                service: service.clone(),
+                service: match previous.get(&key) {
+                    Some(old) if *old.service == *service => old.service.clone(),
+                    _ => Arc::new(service.clone()),
+                },
                 allocation: book.get(&key).cloned().unwrap_or_default(),
                 endpoints,
                 selected,
