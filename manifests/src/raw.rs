@@ -297,6 +297,10 @@ pub(crate) struct RawDeploymentSpec {
     pub(crate) selector: Option<RawSelector>,
     pub(crate) template: Option<RawPodTemplate>,
     pub(crate) strategy: Option<RawStrategy>,
+    pub(crate) min_ready_seconds: Option<i64>,
+    pub(crate) progress_deadline_seconds: Option<i64>,
+    pub(crate) revision_history_limit: Option<i64>,
+    pub(crate) paused: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -187,6 +187,9 @@ fn single_problems_table() {
         (deployment("  strategy: {rollingUpdate: {maxSurge: 0, maxUnavailable: 0}}\n", "{app: web}"), "spec.strategy.rollingUpdate.maxUnavailable", "must not be 0"),
         (deployment("  strategy: {rollingUpdate: {maxSurge: lots}}\n", "{app: web}"), "spec.strategy.rollingUpdate.maxSurge", "percentage"),
         (deployment("  strategy: {type: BlueGreen}\n", "{app: web}"), "spec.strategy.type", "must be one of"),
+        (deployment("  minReadySeconds: -1\n", "{app: web}"), "spec.minReadySeconds", "must be between 0 and"),
+        (deployment("  minReadySeconds: 30\n  progressDeadlineSeconds: 30\n", "{app: web}"), "spec.progressDeadlineSeconds", "greater than minReadySeconds (30)"),
+        (deployment("  paused: true\n", "{app: web}"), "spec.paused", "not supported yet"),
         (
             "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: w}\nspec:\n  selector: {matchLabels: {app: w}}\n  template:\n    metadata: {labels: {app: w}}\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: i}]\n".into(),
             "spec.template.spec.restartPolicy",
@@ -240,7 +243,7 @@ fn type_errors_are_all_reported_with_paths_and_not_repeated_as_missing() {
 
 #[test]
 fn unknown_fields_are_warnings_with_paths() {
-    let yaml = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  creationTimestamp: null\n  colour: blue\nspec:\n  minReadySeconds: 5\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      schedulerName: edge\n      containers:\n        - name: c\n          image: skiff.local/busybox:latest\n          terminationMessagePolicy: File\n          ports: [{containerPort: 80, hostIP: 0.0.0.0}]\nstatus: {replicas: 3}\n";
+    let yaml = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  creationTimestamp: null\n  colour: blue\nspec:\n  revisionHistoryLimit: 5\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      schedulerName: edge\n      containers:\n        - name: c\n          image: skiff.local/busybox:latest\n          terminationMessagePolicy: File\n          ports: [{containerPort: 80, hostIP: 0.0.0.0}]\nstatus: {replicas: 3}\n";
     let parsed = parse_file("web.yaml", yaml.as_bytes());
     assert!(parsed.is_ok(), "{:?}", parsed.errors());
     let warnings: Vec<String> = parsed.warnings().iter().map(ToString::to_string).collect();
@@ -248,10 +251,10 @@ fn unknown_fields_are_warnings_with_paths() {
         warnings,
         [
             "manifest web.yaml: document 1: metadata.colour: unknown field, ignored",
-            "manifest web.yaml: document 1: spec.minReadySeconds: unknown field, ignored",
             "manifest web.yaml: document 1: spec.template.spec.containers[0].ports[0].hostIP: unknown field, ignored",
             "manifest web.yaml: document 1: spec.template.spec.containers[0].terminationMessagePolicy: unknown field, ignored",
             "manifest web.yaml: document 1: spec.template.spec.schedulerName: unknown field, ignored",
+            "manifest web.yaml: document 1: spec.revisionHistoryLimit: accepted, but skiff keeps no rollout history yet (rollout undo is not available)",
         ]
     );
 }

@@ -22,6 +22,39 @@ pub struct Delays {
 pub struct Output {
     pub table: Vec<AssignedPod>,
     pub pending: Vec<PendingWorkload>,
+    /// When a ready pod becomes available (its Deployment's `minReadySeconds` passed): a pass
+    /// is due then, whatever else changes.
+    pub wake_at_ms: Option<u64>,
+}
+
+/// What the leader has seen of a pod's readiness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    NotReady,
+    /// Seen turning ready at this time (wall clock ms).
+    ReadySince(u64),
+    /// Ready when first seen: counts as available at once.
+    ReadyBefore,
+}
+
+/// Folds the pods' reports into what the leader knows of their readiness (pods no longer
+/// reported are forgotten).
+pub fn track_readiness(
+    seen: &mut BTreeMap<(String, String), Readiness>,
+    pods: &super::service::PodReports,
+    now: u64,
+) {
+    seen.retain(|key, _| pods.contains_key(key));
+    for (key, (_, report)) in pods {
+        let ready = report.ready && !report.deleting;
+        let next = match (seen.get(key).copied(), ready) {
+            (_, false) => Readiness::NotReady,
+            (None, true) => Readiness::ReadyBefore,
+            (Some(Readiness::NotReady), true) => Readiness::ReadySince(now),
+            (Some(kept), true) => kept,
+        };
+        seen.insert(key.clone(), next);
+    }
 }
 
 /// The scheduler's view of a node. `not_ready`: since when it has not been Ready, and whether
@@ -48,16 +81,28 @@ pub fn sched_node(node: &NodeStatus, not_ready: Option<(u64, bool)>, now: u64) -
     }
 }
 
+/// What the leader remembers between passes.
+pub struct Seen<'a> {
+    /// Per node: since when it has not been Ready, and whether it left meanwhile.
+    pub not_ready_since: &'a BTreeMap<String, (u64, bool)>,
+    /// Per pod: see [`track_readiness`].
+    pub readiness: &'a BTreeMap<(String, String), Readiness>,
+}
+
 /// One pass. Pure apart from the random pod name suffixes.
 pub fn run(
     nodes: &[NodeStatus],
-    not_ready_since: &BTreeMap<String, (u64, bool)>,
+    seen: Seen<'_>,
     objects: &crate::desired::Objects,
     previous: &[AssignedPod],
     pods: &super::service::PodReports,
     now: u64,
     delays: Delays,
 ) -> Output {
+    let Seen {
+        not_ready_since,
+        readiness,
+    } = seen;
     let (workloads, blocked) = workloads_from_objects(objects.values().map(|(_, o)| o));
     let input = SchedInput {
         nodes: nodes
@@ -68,7 +113,6 @@ pub fn run(
         previous: previous.to_vec(),
         reported: pods
             .iter()
-            .filter(|(_, (_, r))| !r.deleting)
             .map(|((ns, name), (node, r))| ReportedPod {
                 namespace: ns.clone(),
                 name: name.clone(),
@@ -77,12 +121,18 @@ pub fn run(
                 node: node.clone(),
                 running: r.running,
                 ready: r.ready,
+                ready_since_ms: match readiness.get(&(ns.clone(), name.clone())) {
+                    Some(Readiness::ReadySince(at)) => Some(*at),
+                    _ => None,
+                },
+                deleting: r.deleting,
                 started_ms: Some(r.created_ms),
             })
             .collect(),
         eviction_delay: delays.eviction,
         restart_grace: delays.restart_grace,
     };
+    let wake_at_ms = wake_at(&input, now);
     let mut rng = rand::rng();
     let mut suffix = || PodSuffix::random(&mut rng);
     let output = schedule(&input, now, &mut suffix);
@@ -91,5 +141,31 @@ pub fn run(
     Output {
         table: output.assignments,
         pending,
+        wake_at_ms,
     }
+}
+
+/// The first time after `now` at which a ready pod of a Deployment with `minReadySeconds`
+/// becomes available.
+fn wake_at(input: &SchedInput, now: u64) -> Option<u64> {
+    let min_ready: BTreeMap<(&str, &str), u64> = input
+        .workloads
+        .iter()
+        .filter_map(|w| match w.kind {
+            crate::scheduler::WorkloadKind::Deployment { min_ready_ms, .. } if min_ready_ms > 0 => {
+                Some(((w.namespace.as_str(), w.name.as_str()), min_ready_ms))
+            }
+            _ => None,
+        })
+        .collect();
+    input
+        .reported
+        .iter()
+        .filter_map(|p| {
+            let owner = p.owner.as_ref()?;
+            let wait = min_ready.get(&(p.namespace.as_str(), owner.name.as_str()))?;
+            let due = p.ready_since_ms?.saturating_add(*wait);
+            (due > now).then_some(due)
+        })
+        .min()
 }

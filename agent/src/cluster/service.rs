@@ -170,6 +170,10 @@ pub struct ClusterService {
     /// that spell: a node that left and comes back under a new generation stays under the
     /// restart grace until it is Ready again.
     not_ready_since: BTreeMap<String, (u64, bool)>,
+    /// What the leader has seen of every pod's readiness (rolling updates' `minReadySeconds`).
+    readiness: BTreeMap<(String, String), super::schedule::Readiness>,
+    /// When the next scheduling pass is due because a pod becomes available.
+    wake_at_ms: Option<u64>,
     published_tables: BTreeMap<String, String>,
     /// Node -> how many parts its table had when this node last published it.
     published_parts: BTreeMap<String, u32>,
@@ -255,6 +259,8 @@ impl ClusterService {
             led_before: false,
             generation: Generation(0),
             not_ready_since: BTreeMap::new(),
+            readiness: BTreeMap::new(),
+            wake_at_ms: None,
             published_tables: BTreeMap::new(),
             published_parts: BTreeMap::new(),
             service_cidr: DEFAULT_SERVICE_CIDR.parse().expect("valid CIDR"),

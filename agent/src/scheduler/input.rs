@@ -63,9 +63,20 @@ pub struct SchedNode {
 /// What makes pods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WorkloadKind {
-    /// `replicas` pods spread across nodes. During a template change or a drain at most
-    /// `max_unavailable` running pods are stopped early to make room for their replacements.
-    Deployment { replicas: u32, max_unavailable: u32 },
+    /// `replicas` pods spread across nodes. A template change (or a drain) replaces pods as a
+    /// rolling update: at most `replicas + max_surge` pods at once, at least
+    /// `replicas - max_unavailable` available (ready for `min_ready_ms`); `recreate` stops
+    /// every old pod before the first new one starts.
+    Deployment {
+        replicas: u32,
+        max_unavailable: u32,
+        #[serde(default)]
+        max_surge: u32,
+        #[serde(default)]
+        min_ready_ms: u64,
+        #[serde(default)]
+        recreate: bool,
+    },
     /// One pod on every node that matches the node selector.
     DaemonSet,
     /// A bare Pod: one pod, named like the object, on one node.
@@ -91,15 +102,19 @@ impl Workload {
         let meta = object.metadata();
         let (kind, template_hash, spec): (WorkloadKind, String, &PodSpec) = match object.get() {
             Object::Deployment(d) => {
-                let max_unavailable = match &d.spec.strategy {
+                let (max_surge, max_unavailable, recreate) = match &d.spec.strategy {
                     skiff_manifests::DeploymentStrategy::RollingUpdate { rolling_update } => {
-                        rolling_update.resolve(d.spec.replicas).1
+                        let (surge, unavailable) = rolling_update.resolve(d.spec.replicas);
+                        (surge, unavailable, false)
                     }
-                    skiff_manifests::DeploymentStrategy::Recreate => d.spec.replicas,
+                    skiff_manifests::DeploymentStrategy::Recreate => (0, d.spec.replicas, true),
                 };
                 let kind = WorkloadKind::Deployment {
                     replicas: d.spec.replicas,
                     max_unavailable,
+                    max_surge,
+                    min_ready_ms: u64::from(d.spec.min_ready_seconds) * 1000,
+                    recreate,
                 };
                 (kind, d.pod_template_hash(), &d.spec.template.spec)
             }
@@ -209,6 +224,13 @@ pub struct ReportedPod {
     /// At least one container is running.
     pub running: bool,
     pub ready: bool,
+    /// When the leader saw it turn ready (wall clock ms); `None` when ready since before the
+    /// leader knew it (counts as available at once).
+    #[serde(default)]
+    pub ready_since_ms: Option<u64>,
+    /// Being stopped: never kept, but a Recreate rollout waits for it to be gone.
+    #[serde(default)]
+    pub deleting: bool,
     /// When the pod started (wall clock ms), if it has: older copies are kept first.
     pub started_ms: Option<u64>,
 }

@@ -6,7 +6,10 @@
 //!   the workload's node selector (cordoned nodes keep their pods);
 //! - a Deployment keeps at most `replicas` pods of its current template (previous-table entries
 //!   first, then running ones, then the oldest); its pods of an older template, or on a draining
-//!   node, stay only while too few current pods run elsewhere to replace them;
+//!   node, are replaced as a rolling update (Kubernetes' arithmetic, one step per pass): new
+//!   pods while the total stays within `replicas + maxSurge`; old pods leave, unavailable ones
+//!   first, while at least `replicas - maxUnavailable` stay available (ready for
+//!   `minReadySeconds`); Recreate starts no new pod while an old one is listed or stopping;
 //! - a DaemonSet keeps one pod per matching node (its template is updated in place); a bare Pod
 //!   keeps its one node.
 
@@ -42,6 +45,9 @@ struct Candidate {
     in_previous: bool,
     /// Reported running with the template hash the candidate carries.
     running: bool,
+    /// Reported ready (with that hash), and since when as far as the leader knows.
+    ready: bool,
+    ready_since_ms: Option<u64>,
     started_ms: Option<u64>,
 }
 
@@ -51,7 +57,8 @@ struct Placed {
     entry: Placement,
     node: usize,
     workload: usize,
-    running: bool,
+    /// Counts toward a rolling update's available pods.
+    available: bool,
     /// A Deployment pod kept only until its replacement runs.
     outgoing: bool,
 }
@@ -61,7 +68,7 @@ enum Need {
     Deployment {
         workload: usize,
         count: u32,
-        running_current: u32,
+        available_current: u32,
     },
     DaemonSet {
         workload: usize,
@@ -89,6 +96,9 @@ struct Pass<'a> {
     /// Names no new pod may take: kept, previous, reported.
     taken_names: BTreeSet<(String, String)>,
     pending: Vec<Pending>,
+    now_ms: u64,
+    /// Template hashes of pods being stopped, per owner.
+    terminating: BTreeMap<OwnerKey, BTreeSet<String>>,
 }
 
 /// Computes the full assignment table. Pure: `now_ms` is the wall clock the NotReady times are
@@ -126,6 +136,8 @@ pub fn schedule(
         kept_names: BTreeSet::new(),
         taken_names: BTreeSet::new(),
         pending: Vec::new(),
+        now_ms,
+        terminating: BTreeMap::new(),
     };
     let mut candidates = pass.gather();
 
@@ -154,9 +166,7 @@ pub fn schedule(
             .map(|by_name| by_name.into_values().collect())
             .unwrap_or_default();
         needs.push(match workload.kind {
-            WorkloadKind::Deployment { replicas, .. } => {
-                pass.keep_deployment(index, replicas, mine)
-            }
+            WorkloadKind::Deployment { .. } => pass.keep_deployment(index, mine),
             WorkloadKind::DaemonSet => pass.keep_daemon_set(index, mine),
             WorkloadKind::Pod => pass.keep_pod(index, mine),
         });
@@ -166,8 +176,8 @@ pub fn schedule(
             Need::Deployment {
                 workload,
                 count,
-                running_current,
-            } => pass.place_deployment(workload, count, running_current, suffix),
+                available_current,
+            } => pass.place_deployment(workload, count, available_current, suffix),
             Need::DaemonSet {
                 workload,
                 nodes,
@@ -208,6 +218,15 @@ impl<'a> Pass<'a> {
             && workload.fits_labels(&n.labels)
     }
 
+    /// A rolling update counts `candidate` available: reported ready, for at least
+    /// `min_ready_ms` when the leader saw it turn ready.
+    fn available(&self, candidate: &Candidate, min_ready_ms: u64) -> bool {
+        candidate.ready
+            && candidate
+                .ready_since_ms
+                .is_none_or(|since| self.now_ms.saturating_sub(since) >= min_ready_ms)
+    }
+
     /// Puts an entry in the table unless its name is already there. True when kept.
     fn keep(&mut self, workload: usize, candidate: &Candidate, hash: &str, outgoing: bool) -> bool {
         let w = &self.input.workloads[workload];
@@ -230,7 +249,13 @@ impl<'a> Pass<'a> {
             },
             node: candidate.node,
             workload,
-            running: candidate.running && candidate.template_hash == hash,
+            available: candidate.template_hash == hash && {
+                let min_ready_ms = match w.kind {
+                    WorkloadKind::Deployment { min_ready_ms, .. } => min_ready_ms,
+                    _ => 0,
+                };
+                self.available(candidate, min_ready_ms)
+            },
             outgoing,
         }));
         true
@@ -289,6 +314,8 @@ impl<'a> Pass<'a> {
             template_hash: String::new(),
             in_previous: false,
             running: false,
+            ready: false,
+            ready_since_ms: None,
             started_ms: None,
         };
         let hash = self.input.workloads[workload].template_hash.clone();

@@ -3,7 +3,7 @@
 //! Pods, reasons, determinism) and a scale check. `Sim` plays the loop: schedule, publish the
 //! table as the next previous table, nodes report what they run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use skiff_manifests::{Kind, PodSuffix};
@@ -74,6 +74,10 @@ fn deployment(name: &str, replicas: u32) -> Workload {
         WorkloadKind::Deployment {
             replicas,
             max_unavailable: 0,
+            // Unbounded surge: every replacement at once (the rollout tables bound it).
+            max_surge: replicas,
+            min_ready_ms: 0,
+            recreate: false,
         },
         name,
     )
@@ -126,6 +130,8 @@ fn running(a: &Placement, started_ms: u64) -> ReportedPod {
         node: a.node.clone(),
         running: true,
         ready: true,
+        ready_since_ms: None,
+        deleting: false,
         started_ms: Some(started_ms),
     }
 }
@@ -221,5 +227,6 @@ fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
 }
 
 mod kinds;
+mod rollout;
 mod rules;
 mod scale;

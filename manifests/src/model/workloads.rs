@@ -21,11 +21,41 @@ pub struct Deployment {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DeploymentSpec {
     pub replicas: u32,
     pub selector: LabelSelector,
     pub template: PodTemplate,
     pub strategy: DeploymentStrategy,
+    /// A new pod counts as available once it has been ready this long (rollouts wait for it).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub min_ready_seconds: u32,
+    /// A rollout that makes no progress for this long is reported failed
+    /// (`ProgressDeadlineExceeded`).
+    #[serde(skip_serializing_if = "is_default_deadline")]
+    pub progress_deadline_seconds: u32,
+    /// Old revisions kept for `rollout undo`.
+    #[serde(skip_serializing_if = "is_default_history")]
+    pub revision_history_limit: u32,
+    /// A paused Deployment still scales, but its template changes wait for `rollout resume`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+}
+
+/// Kubernetes' defaults for a Deployment.
+pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: u32 = 600;
+pub const DEFAULT_REVISION_HISTORY_LIMIT: u32 = 10;
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+fn is_default_deadline(v: &u32) -> bool {
+    *v == DEFAULT_PROGRESS_DEADLINE_SECONDS
+}
+
+fn is_default_history(v: &u32) -> bool {
+    *v == DEFAULT_REVISION_HISTORY_LIMIT
 }
 
 /// One pod of the template on every node that matches the template's `nodeSelector`.

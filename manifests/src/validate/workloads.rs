@@ -5,8 +5,9 @@ use crate::error::{FieldPath, Problems};
 use crate::model::object::Kind;
 use crate::model::pod::RestartPolicy;
 use crate::model::workloads::{
-    DaemonSet, DaemonSetSpec, Deployment, DeploymentSpec, DeploymentStrategy, IntOrPercent,
-    LabelSelector, Pod, PodTemplate, RollingUpdate, TemplateMetadata,
+    DEFAULT_PROGRESS_DEADLINE_SECONDS, DEFAULT_REVISION_HISTORY_LIMIT, DaemonSet, DaemonSetSpec,
+    Deployment, DeploymentSpec, DeploymentStrategy, IntOrPercent, LabelSelector, Pod, PodTemplate,
+    RollingUpdate, TemplateMetadata,
 };
 use crate::raw::{
     RawDaemonSet, RawDeployment, RawIntOrString, RawPod, RawPodTemplate, RawRollingUpdate,
@@ -64,6 +65,58 @@ pub(crate) fn validate_deployment(
     );
 
     let strategy = strategy(spec.strategy, &spec_path.child("strategy"), problems);
+    let mut seconds = |value: Option<i64>, field: &str, default: u32, least: i64| -> Option<u32> {
+        match value {
+            None => Some(default),
+            Some(v) if v >= least && v <= i64::from(i32::MAX) => Some(v as u32),
+            Some(v) => {
+                problems.error(
+                    &spec_path.child(field),
+                    format!("must be between {least} and {} (got {v})", i32::MAX),
+                );
+                None
+            }
+        }
+    };
+    let min_ready_seconds = seconds(spec.min_ready_seconds, "minReadySeconds", 0, 0);
+    let progress_deadline_seconds = seconds(
+        spec.progress_deadline_seconds,
+        "progressDeadlineSeconds",
+        DEFAULT_PROGRESS_DEADLINE_SECONDS,
+        1,
+    );
+    let revision_history_limit = seconds(
+        spec.revision_history_limit,
+        "revisionHistoryLimit",
+        DEFAULT_REVISION_HISTORY_LIMIT,
+        0,
+    );
+    if let (Some(ready), Some(deadline)) = (min_ready_seconds, progress_deadline_seconds)
+        && deadline <= ready
+    {
+        problems.error(
+            &spec_path.child("progressDeadlineSeconds"),
+            format!("must be greater than minReadySeconds ({ready}), got {deadline}"),
+        );
+    }
+    if spec.revision_history_limit.is_some() {
+        problems.warn(
+            &spec_path.child("revisionHistoryLimit"),
+            "accepted, but skiff keeps no rollout history yet (rollout undo is not available)",
+        );
+    }
+    if spec.progress_deadline_seconds.is_some() {
+        problems.warn(
+            &spec_path.child("progressDeadlineSeconds"),
+            "accepted, but a stalled rollout is not yet reported as failed",
+        );
+    }
+    if spec.paused == Some(true) {
+        problems.error(
+            &spec_path.child("paused"),
+            "not supported yet: a paused rollout cannot be held (remove it, or set false)",
+        );
+    }
     Some(Deployment {
         metadata,
         spec: DeploymentSpec {
@@ -71,6 +124,10 @@ pub(crate) fn validate_deployment(
             selector: selector?,
             template: template?,
             strategy: strategy?,
+            min_ready_seconds: min_ready_seconds?,
+            progress_deadline_seconds: progress_deadline_seconds?,
+            revision_history_limit: revision_history_limit?,
+            paused: false,
         },
     })
 }

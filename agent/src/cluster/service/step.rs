@@ -189,6 +189,7 @@ impl ClusterService {
                 && self.not_ready_since.is_empty()
                 && last.term == self.term
                 && now.saturating_sub(last.at_ms) < PASS_AT_LEAST_EVERY_MS
+                && self.wake_at_ms.is_none_or(|at| now < at)
                 && Arc::ptr_eq(&last.nodes, &self.nodes)
                 && Arc::ptr_eq(&last.objects, &self.objects)
                 && Arc::ptr_eq(&last.pods, &self.pods)
@@ -219,9 +220,13 @@ impl ClusterService {
         {
             previous.extend(mine.pods.iter().cloned());
         }
+        schedule::track_readiness(&mut self.readiness, &self.pods, now);
         let output = schedule::run(
             &self.nodes,
-            &self.not_ready_since,
+            schedule::Seen {
+                not_ready_since: &self.not_ready_since,
+                readiness: &self.readiness,
+            },
             &self.objects,
             &previous,
             &self.pods,
@@ -231,6 +236,7 @@ impl ClusterService {
                 restart_grace: self.timings.restart_grace,
             },
         );
+        self.wake_at_ms = output.wake_at_ms;
         let placement = Placement {
             pending: output.pending.clone(),
             table: Arc::new(output.table.clone()),

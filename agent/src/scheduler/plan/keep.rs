@@ -23,6 +23,8 @@ impl Pass<'_> {
                     template_hash: entry.template_hash.clone(),
                     in_previous: true,
                     running: false,
+                    ready: false,
+                    ready_since_ms: None,
                     started_ms: None,
                 },
             );
@@ -30,18 +32,28 @@ impl Pass<'_> {
         for pod in &self.input.reported {
             self.taken_names
                 .insert((pod.namespace.clone(), pod.name.clone()));
-            let Some(node) = self.node_index(&pod.node) else {
-                continue;
-            };
             let key = match &pod.owner {
                 Some(owner) => ObjectKey::new(owner.kind, &pod.namespace, &owner.name),
                 None => ObjectKey::new(Kind::Pod, &pod.namespace, &pod.name),
+            };
+            if pod.deleting {
+                self.terminating
+                    .entry(key)
+                    .or_default()
+                    .insert(pod.template_hash.clone());
+                continue;
+            }
+            let Some(node) = self.node_index(&pod.node) else {
+                continue;
             };
             let slot = out.entry(key).or_default().entry((pod.name.clone(), node));
             match slot {
                 std::collections::btree_map::Entry::Occupied(mut known) => {
                     let known = known.get_mut();
-                    known.running = pod.running && pod.template_hash == known.template_hash;
+                    let same = pod.template_hash == known.template_hash;
+                    known.running = pod.running && same;
+                    known.ready = pod.ready && same;
+                    known.ready_since_ms = pod.ready_since_ms;
                     known.started_ms = pod.started_ms;
                 }
                 std::collections::btree_map::Entry::Vacant(free) if pod.running => {
@@ -51,6 +63,8 @@ impl Pass<'_> {
                         template_hash: pod.template_hash.clone(),
                         in_previous: false,
                         running: true,
+                        ready: pod.ready,
+                        ready_since_ms: pod.ready_since_ms,
                         started_ms: pod.started_ms,
                     });
                 }
@@ -60,13 +74,18 @@ impl Pass<'_> {
         out
     }
 
-    pub(super) fn keep_deployment(
-        &mut self,
-        workload: usize,
-        replicas: u32,
-        mine: Vec<Candidate>,
-    ) -> Need {
+    pub(super) fn keep_deployment(&mut self, workload: usize, mine: Vec<Candidate>) -> Need {
         let w = &self.input.workloads[workload];
+        let WorkloadKind::Deployment {
+            replicas,
+            max_unavailable,
+            max_surge,
+            min_ready_ms,
+            recreate,
+        } = w.kind
+        else {
+            unreachable!("keep_deployment is called for Deployments")
+        };
         let (mut current, mut outgoing): (Vec<Candidate>, Vec<Candidate>) = mine
             .into_iter()
             .filter(|c| self.fate(c.node, w) != Fate::Gone)
@@ -81,7 +100,11 @@ impl Pass<'_> {
                 .then_with(|| (&a.name, a.node).cmp(&(&b.name, b.node)))
         });
         let hash = w.template_hash.clone();
-        let (mut kept, mut running_current) = (0u32, 0u32);
+        let stopping_old = self
+            .terminating
+            .get(&owner_key(w))
+            .is_some_and(|hashes| hashes.iter().any(|h| *h != hash));
+        let (mut kept, mut available_current) = (0u32, 0u32);
         // With more copies than replicas (a healed partition, two leaders' tables), listed
         // copies still come first (a node stops what its table does not list, so keeping an
         // unlisted copy races its removal); among those the spread decides: the best-ranked
@@ -101,33 +124,76 @@ impl Pass<'_> {
                 break;
             };
             let candidate = left.remove(pick);
+            let available = self.available(candidate, min_ready_ms);
             if self.keep(workload, candidate, &hash, false) {
                 kept += 1;
-                running_current += u32::from(candidate.running);
+                available_current += u32::from(available);
                 *on_node.entry(candidate.node).or_default() += 1;
             }
         }
-        // Old pods keep serving until enough current ones run; running ones first.
+        // Old pods (an older template, or on a node they must leave), the best first: available,
+        // listed, running, oldest. Kubernetes' arithmetic decides how many may go now: never
+        // below `replicas - max_unavailable` available pods, counting new pods that are not
+        // available yet as missing; unavailable old pods go first, they serve nobody.
         outgoing.sort_by(|a, b| {
-            let key =
-                |c: &Candidate| (!c.running, !c.in_previous, c.started_ms.unwrap_or(u64::MAX));
+            let key = |c: &Candidate| {
+                (
+                    !self.available(c, min_ready_ms),
+                    !c.in_previous,
+                    !c.running,
+                    c.started_ms.unwrap_or(u64::MAX),
+                )
+            };
             key(a)
                 .cmp(&key(b))
                 .then_with(|| (&a.name, a.node).cmp(&(&b.name, b.node)))
         });
-        let mut room = replicas.saturating_sub(running_current);
+        outgoing.dedup_by(|a, b| a.name == b.name);
+        let old_total = u32::try_from(outgoing.len()).unwrap_or(u32::MAX);
+        let old_available = u32::try_from(
+            outgoing
+                .iter()
+                .filter(|c| self.available(c, min_ready_ms))
+                .count(),
+        )
+        .unwrap_or(u32::MAX);
+        let min_available = replicas.saturating_sub(max_unavailable);
+        let unavailable_current = kept - available_current;
+        let mut may_drop = (kept + old_total).saturating_sub(min_available + unavailable_current);
+        let drop_unavailable = may_drop.min(old_total - old_available);
+        may_drop -= drop_unavailable;
+        let drop_available = may_drop
+            .min((available_current + old_available).saturating_sub(min_available))
+            .min(old_available);
+        let (mut keep_available, mut keep_unavailable) = (
+            old_available - drop_available,
+            old_total - old_available - drop_unavailable,
+        );
+        let mut old_kept = 0u32;
         for candidate in &outgoing {
-            if room == 0 {
-                break;
+            let quota = if self.available(candidate, min_ready_ms) {
+                &mut keep_available
+            } else {
+                &mut keep_unavailable
+            };
+            if *quota == 0 {
+                continue;
             }
+            *quota -= 1;
             if self.keep(workload, candidate, &candidate.template_hash.clone(), true) {
-                room -= 1;
+                old_kept += 1;
             }
+        }
+        // New pods while the total stays within the surge; Recreate waits until no node
+        // reports an old pod any more, stopping ones included.
+        let mut count = (replicas - kept).min((replicas + max_surge).saturating_sub(kept + old_kept));
+        if recreate && (!outgoing.is_empty() || stopping_old) {
+            count = 0;
         }
         Need::Deployment {
             workload,
-            count: replicas - kept,
-            running_current,
+            count,
+            available_current,
         }
     }
 

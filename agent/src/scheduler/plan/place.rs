@@ -9,7 +9,7 @@ impl Pass<'_> {
         &mut self,
         workload: usize,
         count: u32,
-        running_current: u32,
+        available_current: u32,
         suffix: &mut dyn FnMut() -> PodSuffix,
     ) {
         let w = &self.input.workloads[workload];
@@ -30,7 +30,7 @@ impl Pass<'_> {
         for _ in 0..attempts {
             let node = match self.best_node(workload, &open, Some(&spread)) {
                 Some(node) => Some(node),
-                None => self.make_room(workload, running_current),
+                None => self.make_room(workload, available_current),
             };
             let Some(node) = node else {
                 break;
@@ -74,13 +74,14 @@ impl Pass<'_> {
     }
 
     /// Stops one outgoing pod of a Deployment early when that lets a replacement fit on its
-    /// node, as far as `max_unavailable` allows (an outgoing pod that does not run costs
+    /// node, as far as `max_unavailable` allows (an outgoing pod that is not available costs
     /// nothing). Returns the node that now has room.
-    fn make_room(&mut self, workload: usize, running_current: u32) -> Option<usize> {
+    fn make_room(&mut self, workload: usize, available_current: u32) -> Option<usize> {
         let w = &self.input.workloads[workload];
         let WorkloadKind::Deployment {
             replicas,
             max_unavailable,
+            ..
         } = w.kind
         else {
             return None;
@@ -91,11 +92,12 @@ impl Pass<'_> {
             .enumerate()
             .filter_map(|(i, p)| p.as_ref().map(|p| (i, p)))
             .filter(|(_, p)| p.workload == workload && p.outgoing)
-            .map(|(i, p)| (p.running, i))
+            .map(|(i, p)| (p.available, i))
             .collect();
-        let running_outgoing = outgoing.iter().filter(|(running, _)| *running).count();
-        let available = u64::from(running_current) + running_outgoing as u64;
-        // Stopping one more running pod leaves `available - 1`: at most `max_unavailable` short.
+        let available_outgoing = outgoing.iter().filter(|(available, _)| *available).count();
+        let available = u64::from(available_current) + available_outgoing as u64;
+        // Stopping one more available pod leaves `available - 1`: at most `max_unavailable`
+        // short.
         let may_stop_running = u64::from(replicas) < available + u64::from(max_unavailable);
         // Pods that do not run first, then the most recently listed.
         outgoing.sort_by_key(|&(running, i)| (running, std::cmp::Reverse(i)));

@@ -290,7 +290,10 @@ fn workloads_come_from_deployments_daemon_sets_and_pods() {
         web.kind,
         WorkloadKind::Deployment {
             replicas: 4,
-            max_unavailable: 1
+            max_unavailable: 1,
+            max_surge: 1,
+            min_ready_ms: 0,
+            recreate: false,
         }
     );
     assert_eq!(
@@ -335,7 +338,10 @@ fn workloads_come_from_deployments_daemon_sets_and_pods() {
         w,
         Some(WorkloadKind::Deployment {
             replicas: 3,
-            max_unavailable: 3
+            max_unavailable: 3,
+            max_surge: 0,
+            min_ready_ms: 0,
+            recreate: true,
         })
     );
 }

@@ -662,6 +662,9 @@ fn a_full_cluster_replaces_old_pods_within_max_unavailable() {
         let kind = WorkloadKind::Deployment {
             replicas: 2,
             max_unavailable,
+            max_surge: 1,
+            min_ready_ms: 0,
+            recreate: false,
         };
         let mut sim = Sim::new(
             vec![sized("a", 4000, 8 * GI, 1), sized("b", 4000, 8 * GI, 1)],
@@ -687,6 +690,7 @@ fn a_full_cluster_replaces_old_pods_within_max_unavailable() {
         sim.all_running();
     }
     assert_eq!(seen, [vec!["h1", "h2"], vec!["h2", "h2"], vec!["h2", "h2"]]);
+    // No pod may be unavailable: the one surge pod has no room and waits.
     let mut stuck = rollout(0);
     stuck.step();
     assert_eq!(stuck.out.assignments.len(), 2);
@@ -701,7 +705,7 @@ fn a_full_cluster_replaces_old_pods_within_max_unavailable() {
         stuck.reasons(),
         [(
             "Deployment/default/web".to_string(),
-            2,
+            1,
             "0/2 nodes: 2 too many pods".to_string()
         )]
     );
