@@ -1,8 +1,10 @@
 //! Client commands: turn parsed arguments into API requests and print the answers.
 
 use super::output;
+use super::rollout::{self, Progress};
 use super::{
-    Command, DeleteArgs, ImageCommand, LabelArgs, NodeCommand, OutputFormat, TokenCommand,
+    Command, DeleteArgs, ImageCommand, LabelArgs, NodeCommand, OutputFormat, RolloutCommand,
+    ScaleArgs, TokenCommand,
 };
 use crate::api::client::{Client, ClientError};
 use crate::api::{ApplyFile, DeleteTarget, Request, ResourceKind, Response};
@@ -246,8 +248,124 @@ fn run_inner(socket: &Path, command: Command) -> Result<i32, CliError> {
                 std::thread::sleep(std::time::Duration::from_millis(250));
             }
         }
+        Command::Rollout(RolloutCommand::Status {
+            target,
+            name,
+            namespace,
+            timeout,
+            watch,
+        }) => rollout_status(socket, &target, name.as_deref(), namespace, timeout, watch),
+        Command::Scale(args) => scale(socket, args),
         Command::Agent(_) | Command::Dev(_) => Err(CliError::User("not a client command".into())),
     }
+}
+
+/// The Deployment `name` as `get deployments NAME -o json` shows it.
+fn get_deployment(
+    socket: &Path,
+    name: &str,
+    namespace: &Option<String>,
+) -> Result<serde_json::Value, CliError> {
+    let value = call(
+        socket,
+        &Request::Get {
+            kind: ResourceKind::Deployments,
+            name: Some(name.to_string()),
+            namespace: namespace.clone(),
+            all_namespaces: false,
+        },
+    )?;
+    rollout::the_item(&value)
+        .cloned()
+        .ok_or_else(|| CliError::User(format!("deployment {name:?} not found")))
+}
+
+fn deployment_target(target: &str, name: Option<&str>, verb: &str) -> Result<String, CliError> {
+    let (kind, name) = rollout::parse_target(target, name).map_err(CliError::User)?;
+    match kind.as_str() {
+        "deployment" => Ok(name),
+        "daemonset" => Err(CliError::User(format!(
+            "daemonset/{name} cannot be {verb}: a DaemonSet runs one pod on every matching node"
+        ))),
+        _ => Err(CliError::User(format!(
+            "{kind}/{name} cannot be {verb}: only Deployments can"
+        ))),
+    }
+}
+
+/// `rollout status`: prints each new stage until the rollout is done; fails once nothing has
+/// moved for the Deployment's progress deadline, or after `timeout`.
+fn rollout_status(
+    socket: &Path,
+    target: &str,
+    name: Option<&str>,
+    namespace: Option<String>,
+    timeout: Option<std::time::Duration>,
+    watch: bool,
+) -> Result<i32, CliError> {
+    let name = deployment_target(target, name, "rolled out")?;
+    let started = std::time::Instant::now();
+    let mut last: Option<(String, std::time::Instant)> = None;
+    loop {
+        let d = get_deployment(socket, &name, &namespace)?;
+        let deadline = d
+            .pointer("/spec/progressDeadlineSeconds")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(u64::from(
+                skiff_manifests::DEFAULT_PROGRESS_DEADLINE_SECONDS,
+            ));
+        let message = match rollout::progress(&d) {
+            Progress::Done(message) => {
+                output::note(&message);
+                return Ok(EXIT_OK);
+            }
+            Progress::Waiting(message) => message,
+        };
+        let now = std::time::Instant::now();
+        match &last {
+            Some((seen, _)) if *seen == message => {}
+            _ => {
+                output::note(&message);
+                last = Some((message, now));
+            }
+        }
+        if !watch {
+            return Ok(EXIT_OK);
+        }
+        if let Some((_, since)) = &last
+            && now.duration_since(*since) >= std::time::Duration::from_secs(deadline)
+        {
+            return Err(CliError::User(format!(
+                "deployment {name:?} exceeded its progress deadline ({deadline} s without progress)"
+            )));
+        }
+        if let Some(limit) = timeout
+            && started.elapsed() >= limit
+        {
+            return Err(CliError::User(format!(
+                "timed out waiting for the rollout of deployment {name:?} ({})",
+                humantime::format_duration(limit)
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+/// `scale deployment/NAME --replicas N`: applies the Deployment with the new count.
+fn scale(socket: &Path, args: ScaleArgs) -> Result<i32, CliError> {
+    let name = deployment_target(&args.target, args.name.as_deref(), "scaled")?;
+    let d = get_deployment(socket, &name, &args.namespace)?;
+    let manifest = rollout::scaled_manifest(&d, args.replicas);
+    let request = Request::Apply {
+        files: vec![ApplyFile {
+            name: format!("scale deployment/{name}"),
+            content: manifest.to_string(),
+        }],
+        dry_run: false,
+    };
+    call(socket, &request)?;
+    output::note(&format!("deployment.apps/{name} scaled"));
+    Ok(EXIT_OK)
 }
 
 fn set_scheduling(

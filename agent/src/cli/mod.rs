@@ -2,6 +2,7 @@
 
 pub mod commands;
 pub mod output;
+pub mod rollout;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
@@ -56,9 +57,44 @@ pub enum Command {
         #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
     },
+    /// Follow a Deployment's rollout: `rollout status deployment/NAME`
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
+    /// Set a Deployment's replica count cluster-wide: `scale deployment/NAME --replicas N`
+    Scale(ScaleArgs),
     /// Developer tools used by `cargo xtask` (not a stable interface)
     #[command(subcommand, hide = true)]
     Dev(DevCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Wait until the rollout is done; fail when it makes no progress for the Deployment's
+    /// progressDeadlineSeconds (or --timeout)
+    Status {
+        /// deployment/NAME (or: deployment NAME)
+        target: String,
+        name: Option<String>,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// Give up after this long whatever the progress (e.g. 5m)
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<std::time::Duration>,
+        /// Print where it stands once instead of waiting
+        #[arg(short = 'w', long = "watch", default_value_t = true, action = clap::ArgAction::Set)]
+        watch: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// deployment/NAME (or: deployment NAME)
+    pub target: String,
+    pub name: Option<String>,
+    #[arg(long)]
+    pub replicas: u32,
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
 }
 
 #[derive(Debug, Args)]

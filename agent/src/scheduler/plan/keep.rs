@@ -186,7 +186,8 @@ impl Pass<'_> {
         }
         // New pods while the total stays within the surge; Recreate waits until no node
         // reports an old pod any more, stopping ones included.
-        let mut count = (replicas - kept).min((replicas + max_surge).saturating_sub(kept + old_kept));
+        let mut count =
+            (replicas - kept).min((replicas + max_surge).saturating_sub(kept + old_kept));
         if recreate && (!outgoing.is_empty() || stopping_old) {
             count = 0;
         }

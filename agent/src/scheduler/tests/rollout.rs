@@ -83,7 +83,11 @@ fn rolling_updates_stay_within_surge_and_unavailability_at_every_step() {
         sim.step();
         report(&mut sim, |_| true);
         sim.step();
-        assert_eq!(of_hash(&sim, "h1"), replicas as usize, "{case}: first rollout");
+        assert_eq!(
+            of_hash(&sim, "h1"),
+            replicas as usize,
+            "{case}: first rollout"
+        );
         sim.input.workloads[0].template_hash = "h2".into();
         let mut passes = 0;
         loop {
