@@ -2,7 +2,8 @@
 //! the cluster, `skiff token create` on it gives the token n1 and n2 join with; each imports the
 //! test image; the manifests in examples/ are dropped on n0; `skiff status` and
 //! `skiff get pods -A -o wide` are shown from n2, which also fetches a web pod's page on another
-//! node over the pod routes. Ctrl-C (or `--once`, for scripts: no wait) deletes the workloads
+//! node over the pod routes, reaches the web Service by its ClusterIP and a pod reaches it by
+//! name, then a template change of web rolls out (followed with `skiff rollout status`). Ctrl-C (or `--once`, for scripts: no wait) deletes the workloads
 //! and removes everything: agents, pods, namespaces, bridge, cgroups and temp dirs.
 
 pub mod cluster;
@@ -117,6 +118,40 @@ fn show_service(demo: &DemoCluster) -> Result<()> {
     Ok(())
 }
 
+/// A rolling update: web.yaml on n0 gets a new template annotation; `skiff rollout status` on
+/// n2 follows the pods being replaced one at a time (maxSurge 1, maxUnavailable 0).
+fn show_rollout(demo: &DemoCluster) -> Result<()> {
+    let (origin, viewer) = (&demo.agents[0], &demo.agents[NODES - 1]);
+    let file = origin.manifests.join("web.yaml");
+    let yaml = std::fs::read_to_string(&file).context("read web.yaml")?;
+    let anchor = "      labels:\n        app: web\n    spec:";
+    anyhow::ensure!(yaml.contains(anchor), "examples/web.yaml changed shape");
+    let updated = yaml.replacen(
+        anchor,
+        "      labels:\n        app: web\n      annotations:\n        demo/revision: \"2\"\n    spec:",
+        1,
+    );
+    println!(
+        "\ndemo: web.yaml on {} gets a new template annotation (a new revision)",
+        origin.name
+    );
+    std::fs::write(&file, updated).context("write web.yaml")?;
+    viewer.wait_for(Duration::from_secs(30), "the new template on n2", |a| {
+        let out = a.cli(&["get", "deployments", "web", "-o", "json"])?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let d = v["items"].get(0).unwrap_or(&v);
+        Ok(d["spec"]["template"]["metadata"]["annotations"]["demo/revision"] == "2")
+    })?;
+    let args = ["rollout", "status", "deployment/web", "--timeout", "120s"];
+    println!("\n[{}]$ skiff {}", viewer.name, args.join(" "));
+    let out = viewer.cli(&args)?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(out.status.success(), "the rolling update did not finish");
+    viewer.show(&["get", "deployments"])?;
+    Ok(())
+}
+
 pub fn run(args: &[String]) -> Result<()> {
     let once = args.iter().any(|a| a == "--once");
     crate::packages::ensure(crate::packages::AGENT)?;
@@ -197,6 +232,7 @@ pub fn run(args: &[String]) -> Result<()> {
     viewer.show(&["get", "pods", "-A", "-o", "wide"])?;
     show_cross_node_http(&demo)?;
     show_service(&demo)?;
+    show_rollout(&demo)?;
     if !once {
         println!(
             "\ndemo: try `skiff --socket {} get pods -A -o wide` (any node's socket); press Ctrl-C to tear down",

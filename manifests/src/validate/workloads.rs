@@ -108,7 +108,7 @@ pub(crate) fn validate_deployment(
     if spec.progress_deadline_seconds.is_some() {
         problems.warn(
             &spec_path.child("progressDeadlineSeconds"),
-            "accepted, but a stalled rollout is not yet reported as failed",
+            "accepted: `skiff rollout status` fails after it, but the Deployment's status does not show ProgressDeadlineExceeded yet",
         );
     }
     if spec.paused == Some(true) {
