@@ -45,8 +45,8 @@ pub use model::service::{
 };
 pub use model::workloads::{
     DEFAULT_PROGRESS_DEADLINE_SECONDS, DEFAULT_REVISION_HISTORY_LIMIT, DaemonSet, DaemonSetSpec,
-    Deployment, DeploymentSpec, DeploymentStrategy, IntOrPercent, LabelSelector, Pod, PodTemplate,
-    RollingUpdate, TemplateMetadata,
+    DaemonSetUpdate, Deployment, DeploymentSpec, DeploymentStrategy, IntOrPercent, LabelSelector,
+    Pod, PodTemplate, RollingUpdate, TemplateMetadata,
 };
 pub use naming::{POD_TEMPLATE_HASH_LABEL, PodSuffix, daemon_set_pod_name, deployment_pod_name};
 pub use quantity::{Quantity, QuantityError};

@@ -322,6 +322,7 @@ pub(crate) struct RawDaemonSet {
 pub(crate) struct RawDaemonSetSpec {
     pub(crate) selector: Option<RawSelector>,
     pub(crate) template: Option<RawPodTemplate>,
+    pub(crate) update_strategy: Option<RawStrategy>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -77,10 +77,30 @@ pub enum WorkloadKind {
         #[serde(default)]
         recreate: bool,
     },
-    /// One pod on every node that matches the node selector.
-    DaemonSet,
+    /// One pod on every node that matches the node selector. A template change replaces them
+    /// in place, node by node: at most `max_unavailable` nodes without an available pod.
+    DaemonSet { max_unavailable: Share },
     /// A bare Pod: one pod, named like the object, on one node.
     Pod,
+}
+
+/// A count, or a percentage of a total (rounded up; never less than one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Share {
+    Count(u32),
+    Percent(u32),
+}
+
+impl Share {
+    pub fn of(self, total: u32) -> u32 {
+        let n = match self {
+            Share::Count(n) => n,
+            Share::Percent(p) => {
+                u32::try_from((u64::from(total) * u64::from(p)).div_ceil(100)).unwrap_or(u32::MAX)
+            }
+        };
+        n.max(1)
+    }
 }
 
 /// A desired object that makes pods, reduced to what placement needs.
@@ -119,7 +139,12 @@ impl Workload {
                 (kind, d.pod_template_hash(), &d.spec.template.spec)
             }
             Object::DaemonSet(d) => (
-                WorkloadKind::DaemonSet,
+                WorkloadKind::DaemonSet {
+                    max_unavailable: match d.spec.update_strategy.max_unavailable {
+                        skiff_manifests::IntOrPercent::Int(n) => Share::Count(n),
+                        skiff_manifests::IntOrPercent::Percent(p) => Share::Percent(p),
+                    },
+                },
                 d.pod_template_hash(),
                 &d.spec.template.spec,
             ),
@@ -143,7 +168,7 @@ impl Workload {
     pub fn object_kind(&self) -> Kind {
         match self.kind {
             WorkloadKind::Deployment { .. } => Kind::Deployment,
-            WorkloadKind::DaemonSet => Kind::DaemonSet,
+            WorkloadKind::DaemonSet { .. } => Kind::DaemonSet,
             WorkloadKind::Pod => Kind::Pod,
         }
     }

@@ -17,7 +17,7 @@ mod reason;
 
 pub use input::{
     Allocatable, NodeCondition, Pending, Placement, ReportedPod, Resources, SchedInput, SchedNode,
-    SchedOutput, Workload, WorkloadKind, workloads_from_objects,
+    SchedOutput, Share, Workload, WorkloadKind, workloads_from_objects,
 };
 pub use plan::schedule;
 pub use reason::{MAX_PODS_PER_NODE, Misfit, Tally};

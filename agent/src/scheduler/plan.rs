@@ -10,8 +10,9 @@
 //!   pods while the total stays within `replicas + maxSurge`; old pods leave, unavailable ones
 //!   first, while at least `replicas - maxUnavailable` stay available (ready for
 //!   `minReadySeconds`); Recreate starts no new pod while an old one is listed or stopping;
-//! - a DaemonSet keeps one pod per matching node (its template is updated in place); a bare Pod
-//!   keeps its one node.
+//! - a DaemonSet keeps one pod per matching node; a template change updates them in place,
+//!   node by node: unavailable old pods at once, available ones while at most `maxUnavailable`
+//!   nodes are without an available pod; a bare Pod keeps its one node.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -147,7 +148,7 @@ pub fn schedule(
     order.sort_by_key(|&i| {
         let w = &input.workloads[i];
         let rank = match w.kind {
-            WorkloadKind::DaemonSet => 0,
+            WorkloadKind::DaemonSet { .. } => 0,
             WorkloadKind::Pod => 1,
             WorkloadKind::Deployment { .. } => 2,
         };
@@ -167,7 +168,7 @@ pub fn schedule(
             .unwrap_or_default();
         needs.push(match workload.kind {
             WorkloadKind::Deployment { .. } => pass.keep_deployment(index, mine),
-            WorkloadKind::DaemonSet => pass.keep_daemon_set(index, mine),
+            WorkloadKind::DaemonSet { .. } => pass.keep_daemon_set(index, mine),
             WorkloadKind::Pod => pass.keep_pod(index, mine),
         });
     }

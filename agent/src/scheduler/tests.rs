@@ -84,7 +84,12 @@ fn deployment(name: &str, replicas: u32) -> Workload {
 }
 
 fn daemon_set(name: &str) -> Workload {
-    workload(WorkloadKind::DaemonSet, name)
+    workload(
+        WorkloadKind::DaemonSet {
+            max_unavailable: Share::Count(1),
+        },
+        name,
+    )
 }
 
 fn bare_pod(name: &str) -> Workload {

@@ -66,9 +66,53 @@ pub struct DaemonSet {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DaemonSetSpec {
     pub selector: LabelSelector,
     pub template: PodTemplate,
+    #[serde(skip_serializing_if = "DaemonSetUpdate::is_default")]
+    pub update_strategy: DaemonSetUpdate,
+}
+
+/// A DaemonSet's `updateStrategy` (RollingUpdate): a template change replaces the pods node by
+/// node, at most `max_unavailable` nodes without an available pod at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DaemonSetUpdate {
+    pub max_unavailable: IntOrPercent,
+}
+
+impl Default for DaemonSetUpdate {
+    /// Kubernetes' default: one node at a time.
+    fn default() -> Self {
+        DaemonSetUpdate {
+            max_unavailable: IntOrPercent::Int(1),
+        }
+    }
+}
+
+impl DaemonSetUpdate {
+    fn is_default(&self) -> bool {
+        *self == DaemonSetUpdate::default()
+    }
+
+    /// How many of `nodes` may be without an available pod at once: a percentage rounds up,
+    /// and never less than one (as Kubernetes does when maxSurge is 0).
+    pub fn resolve(&self, nodes: u32) -> u32 {
+        self.max_unavailable.resolve(nodes, true).max(1)
+    }
+}
+
+impl Serialize for DaemonSetUpdate {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("type", "RollingUpdate")?;
+        map.serialize_entry(
+            "rollingUpdate",
+            &BTreeMap::from([("maxUnavailable", self.max_unavailable)]),
+        )?;
+        map.end()
+    }
 }
 
 /// `matchLabels` only; validation guarantees it is not empty and matches the template labels.

@@ -6,8 +6,8 @@ use crate::model::object::Kind;
 use crate::model::pod::RestartPolicy;
 use crate::model::workloads::{
     DEFAULT_PROGRESS_DEADLINE_SECONDS, DEFAULT_REVISION_HISTORY_LIMIT, DaemonSet, DaemonSetSpec,
-    Deployment, DeploymentSpec, DeploymentStrategy, IntOrPercent, LabelSelector, Pod, PodTemplate,
-    RollingUpdate, TemplateMetadata,
+    DaemonSetUpdate, Deployment, DeploymentSpec, DeploymentStrategy, IntOrPercent, LabelSelector,
+    Pod, PodTemplate, RollingUpdate, TemplateMetadata,
 };
 use crate::raw::{
     RawDaemonSet, RawDeployment, RawIntOrString, RawPod, RawPodTemplate, RawRollingUpdate,
@@ -143,11 +143,17 @@ pub(crate) fn validate_daemon_set(raw: RawDaemonSet, problems: &mut Problems) ->
         &spec_path,
         problems,
     );
+    let update_strategy = daemon_set_update(
+        spec.update_strategy,
+        &spec_path.child("updateStrategy"),
+        problems,
+    );
     Some(DaemonSet {
         metadata,
         spec: DaemonSetSpec {
             selector: selector?,
             template: template?,
+            update_strategy: update_strategy?,
         },
     })
 }
@@ -252,6 +258,69 @@ fn strategy(
             )?;
             Some(DeploymentStrategy::RollingUpdate { rolling_update })
         }
+    }
+}
+
+/// A DaemonSet's `updateStrategy`: RollingUpdate with `maxUnavailable` (an integer or a
+/// percentage of the nodes); `maxSurge` other than 0 and `OnDelete` are refused for now.
+fn daemon_set_update(
+    raw: Option<RawStrategy>,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Option<DaemonSetUpdate> {
+    let Some(raw) = raw else {
+        return Some(DaemonSetUpdate::default());
+    };
+    let type_name = raw.type_.unwrap_or_else(|| "RollingUpdate".to_string());
+    match type_name.as_str() {
+        "RollingUpdate" => {}
+        "OnDelete" => {
+            problems.error(
+                &path.child("type"),
+                "OnDelete is not supported yet: use RollingUpdate",
+            );
+            return None;
+        }
+        other => {
+            problems.error(
+                &path.child("type"),
+                format!("must be one of RollingUpdate, OnDelete (got {other:?})"),
+            );
+            return None;
+        }
+    }
+    let rolling_path = path.child("rollingUpdate");
+    let rolling = raw.rolling_update.unwrap_or_default();
+    if let Some(surge) = rolling.max_surge {
+        let surge = int_or_percent(surge, &rolling_path.child("maxSurge"), problems)?;
+        if !matches!(surge, IntOrPercent::Int(0) | IntOrPercent::Percent(0)) {
+            problems.error(
+                &rolling_path.child("maxSurge"),
+                "not supported yet for a DaemonSet: only 0 (one pod per node, replaced in place)",
+            );
+            return None;
+        }
+    }
+    let max_unavailable = match rolling.max_unavailable {
+        Some(value) => int_or_percent(value, &rolling_path.child("maxUnavailable"), problems)?,
+        None => DaemonSetUpdate::default().max_unavailable,
+    };
+    match max_unavailable {
+        IntOrPercent::Int(0) | IntOrPercent::Percent(0) => {
+            problems.error(
+                &rolling_path.child("maxUnavailable"),
+                "must not be 0 when maxSurge is 0",
+            );
+            None
+        }
+        IntOrPercent::Percent(p) if p > 100 => {
+            problems.error(
+                &rolling_path.child("maxUnavailable"),
+                format!("must be at most 100% (got {p}%)"),
+            );
+            None
+        }
+        _ => Some(DaemonSetUpdate { max_unavailable }),
     }
 }
 

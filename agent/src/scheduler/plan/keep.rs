@@ -200,11 +200,16 @@ impl Pass<'_> {
 
     pub(super) fn keep_daemon_set(&mut self, workload: usize, mine: Vec<Candidate>) -> Need {
         let w = &self.input.workloads[workload];
+        let WorkloadKind::DaemonSet { max_unavailable } = w.kind else {
+            unreachable!("keep_daemon_set is called for DaemonSets")
+        };
         let hash = w.template_hash.clone();
         let mut per_node: BTreeMap<usize, Vec<Candidate>> = BTreeMap::new();
         for candidate in mine {
             per_node.entry(candidate.node).or_default().push(candidate);
         }
+        // Each node's best copy: current template, listed, running, oldest.
+        let mut best: Vec<(usize, Vec<Candidate>)> = Vec::new();
         let (mut nodes, mut targets) = (Vec::new(), 0u32);
         for node in 0..self.nodes.len() {
             if self.fate(node, w) != Fate::Keep {
@@ -223,11 +228,42 @@ impl Pass<'_> {
                 };
                 key(a).cmp(&key(b)).then_with(|| a.name.cmp(&b.name))
             });
-            let kept = here.iter().any(|c| self.keep(workload, c, &hash, false));
-            if kept {
+            if !here.is_empty() {
                 targets += 1;
+                best.push((node, here));
             } else if self.takes_new(node, w) {
                 targets += 1;
+                nodes.push(node);
+            }
+        }
+        // Nodes without an available pod now: new ones, and copies not (yet) ready.
+        let unavailable = nodes.len()
+            + best
+                .iter()
+                .filter(|(_, here)| !self.available(&here[0], 0))
+                .count();
+        let mut budget = max_unavailable
+            .of(targets)
+            .saturating_sub(u32::try_from(unavailable).unwrap_or(u32::MAX));
+        for (node, here) in best {
+            let first = &here[0];
+            let stale = first.template_hash != hash;
+            // A stale copy that serves is replaced only within the budget; one that does not
+            // serve is replaced at once (it costs no availability).
+            let update = !stale || !self.available(first, 0) || {
+                let take = budget > 0;
+                budget = budget.saturating_sub(1);
+                take
+            };
+            let kept = here.iter().any(|c| {
+                let as_hash = if update {
+                    hash.clone()
+                } else {
+                    c.template_hash.clone()
+                };
+                self.keep(workload, c, &as_hash, false)
+            });
+            if !kept && self.takes_new(node, w) {
                 nodes.push(node);
             }
         }

@@ -68,15 +68,54 @@ fn a_daemon_set_runs_one_pod_on_every_matching_node() {
 }
 
 #[test]
-fn a_daemon_set_template_change_is_made_in_place() {
-    let mut sim = Sim::new(vec![node("a"), node("b")], vec![daemon_set("agent")]);
-    sim.step();
-    sim.all_running();
-    let before = sim.pairs();
-    sim.input.workloads[0].template_hash = "h2".into();
-    sim.step();
-    assert_eq!(sim.pairs(), before, "same names on the same nodes");
-    assert!(sim.out.assignments.iter().all(|a| a.template_hash == "h2"));
+fn a_daemon_set_template_change_is_made_in_place_node_by_node() {
+    let hashes = |sim: &Sim| -> Vec<String> {
+        let table = sim.out.assignments.iter();
+        table.map(|a| a.template_hash.clone()).collect()
+    };
+    // (max unavailable, nodes updated per pass while the updated ones are not ready yet)
+    for (share, per_pass) in [
+        (Share::Count(1), 1),
+        (Share::Count(2), 2),
+        (Share::Percent(50), 2),
+        (Share::Percent(10), 1),
+        (Share::Count(9), 4),
+    ] {
+        let nodes = vec![node("a"), node("b"), node("c"), node("d")];
+        let mut ds = daemon_set("agent");
+        ds.kind = WorkloadKind::DaemonSet {
+            max_unavailable: share,
+        };
+        let mut sim = Sim::new(nodes, vec![ds]);
+        sim.step();
+        sim.all_running();
+        sim.step();
+        let before = sim.pairs();
+        sim.input.workloads[0].template_hash = "h2".into();
+        let mut updated = 0;
+        while updated < 4 {
+            sim.step();
+            assert_eq!(
+                sim.pairs(),
+                before,
+                "{share:?}: same names on the same nodes"
+            );
+            let now = hashes(&sim).iter().filter(|h| *h == "h2").count();
+            assert_eq!(now, (updated + per_pass).min(4), "{share:?}");
+            // Not ready yet: the next pass updates no further node.
+            sim.step();
+            assert_eq!(hashes(&sim).iter().filter(|h| *h == "h2").count(), now);
+            sim.all_running();
+            updated = now;
+        }
+        // A node whose old pod does not serve is updated at once, whatever the budget.
+        sim.input.workloads[0].template_hash = "h3".into();
+        for r in &mut sim.input.reported {
+            r.ready = false;
+        }
+        sim.step();
+        assert!(hashes(&sim).iter().all(|h| h == "h3"), "{share:?}");
+    }
 }
 
 #[test]
@@ -313,7 +352,12 @@ fn workloads_come_from_deployments_daemon_sets_and_pods() {
     assert_eq!(web.template_hash, d.pod_template_hash());
     assert_eq!(
         (workloads[1].kind, workloads[1].namespace.as_str()),
-        (WorkloadKind::DaemonSet, "edge")
+        (
+            WorkloadKind::DaemonSet {
+                max_unavailable: Share::Count(1)
+            },
+            "edge"
+        )
     );
     assert_eq!(
         blocked,
