@@ -204,6 +204,10 @@ pub struct Instance {
     /// Its grace period when stopped for that reason (the probe's own, else the pod's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_grace_ms: Option<Millis>,
+    /// When its preStop hook started (it has run; SIGTERM comes next, and SIGKILL once the
+    /// grace period counted from here has passed, at least 2 s after SIGTERM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_stop_at: Option<Millis>,
 }
 
 fn is_default_probes(p: &crate::reconciler::probe::ContainerProbes) -> bool {
@@ -432,6 +436,7 @@ mod tests {
             probes: Default::default(),
             stop_reason: None,
             stop_grace_ms: None,
+            pre_stop_at: None,
         });
         assert_eq!(p.phase(), Phase::Pending, "b has not started yet");
         p.status.containers[1].last = Some(term(1));

@@ -39,7 +39,9 @@ pub use model::pod::{
     ResourceRequirements, ResourceTotals, RestartPolicy, SecretVolume, StorageMedium, Volume,
     VolumeMount, VolumeSource,
 };
-pub use model::probe::{HttpGetAction, HttpHeader, HttpScheme, Probe, ProbeHandler, ProbePort};
+pub use model::probe::{
+    Hook, HttpGetAction, HttpHeader, HttpScheme, Lifecycle, Probe, ProbeHandler, ProbePort,
+};
 pub use model::service::{
     ClusterIp, Service, ServicePort, ServiceSpec, ServiceType, SessionAffinity, TargetPort,
 };

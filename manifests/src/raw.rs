@@ -110,6 +110,29 @@ pub(crate) struct RawContainer {
     pub(crate) liveness_probe: Option<RawProbe>,
     pub(crate) readiness_probe: Option<RawProbe>,
     pub(crate) startup_probe: Option<RawProbe>,
+    pub(crate) lifecycle: Option<RawLifecycle>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawLifecycle {
+    pub(crate) post_start: Option<RawHook>,
+    pub(crate) pre_stop: Option<RawHook>,
+}
+
+/// A lifecycle hook: one of exec, httpGet, tcpSocket (deprecated) or sleep.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawHook {
+    pub(crate) exec: Option<RawExecAction>,
+    pub(crate) http_get: Option<RawHttpGet>,
+    pub(crate) tcp_socket: Option<RawTcpSocket>,
+    pub(crate) sleep: Option<RawSleep>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawSleep {
+    pub(crate) seconds: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

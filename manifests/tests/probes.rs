@@ -211,3 +211,89 @@ fn refusals_name_the_field() {
         );
     }
 }
+
+#[test]
+fn lifecycle_hooks_read_back_and_refusals_name_the_field() {
+    use skiff_manifests::Hook;
+    let parsed = parse_file(
+        "pod.yaml",
+        pod("    lifecycle:\n      postStart: {httpGet: {path: /warm, port: http}}\n      preStop: {sleep: {seconds: 5}}\n").as_bytes(),
+    );
+    assert!(parsed.is_ok(), "{:?}", parsed.errors());
+    assert!(parsed.warnings().is_empty(), "{:?}", parsed.warnings());
+    let Object::Pod(p) = parsed.objects()[0].get() else {
+        panic!("not a Pod")
+    };
+    let l = &p.spec.containers[0].lifecycle;
+    assert_eq!(l.pre_stop, Some(Hook::Sleep { seconds: 5 }));
+    let Some(Hook::HttpGet(get)) = &l.post_start else {
+        panic!("{l:?}")
+    };
+    assert_eq!(
+        (get.path.as_str(), &get.port),
+        ("/warm", &ProbePort::Name("http".into()))
+    );
+    let json = serde_json::to_value(&p.spec.containers[0]).unwrap();
+    assert_eq!(json["lifecycle"]["preStop"]["sleep"]["seconds"], 5);
+    assert_eq!(json["lifecycle"]["postStart"]["httpGet"]["path"], "/warm");
+
+    let p = "spec.containers[0].lifecycle";
+    let cases = [
+        (
+            "    lifecycle: {preStop: {}}\n",
+            format!("{p}.preStop"),
+            "must set one handler",
+        ),
+        (
+            "    lifecycle: {preStop: {sleep: {seconds: 1}, httpGet: {port: 80}}}\n",
+            format!("{p}.preStop"),
+            "only one handler (got httpGet, sleep)",
+        ),
+        (
+            "    lifecycle: {postStart: {sleep: {seconds: -1}}}\n",
+            format!("{p}.postStart.sleep.seconds"),
+            "must be >= 0",
+        ),
+        (
+            "    lifecycle: {postStart: {tcpSocket: {port: metrics}}}\n",
+            format!("{p}.postStart.tcpSocket.port"),
+            "metrics",
+        ),
+    ];
+    for (yaml, field, message) in cases {
+        let found = errors(yaml);
+        assert!(
+            found
+                .iter()
+                .any(|(f, m)| *f == field && m.contains(message)),
+            "{yaml}: want {field}: {message}; got {found:?}"
+        );
+    }
+    // Hooks on init containers are refused, as Kubernetes does.
+    let init = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  initContainers:\n  - name: i\n    image: busybox\n    lifecycle: {preStop: {sleep: {seconds: 1}}}\n  containers:\n  - name: c\n    image: busybox\n";
+    let found: Vec<(String, String)> = parse_file("pod.yaml", init.as_bytes())
+        .errors()
+        .into_iter()
+        .map(|e| (e.field.clone(), e.message.clone()))
+        .collect();
+    assert!(
+        found
+            .iter()
+            .any(|(f, m)| f == "spec.initContainers[0].lifecycle" && m.contains("init containers")),
+        "{found:?}"
+    );
+    // An exec hook is accepted with a precise warning (it is skipped until the node runs exec).
+    let parsed = parse_file(
+        "pod.yaml",
+        pod("    lifecycle:\n      preStop: {exec: {command: [nginx, -s, quit]}}\n").as_bytes(),
+    );
+    assert!(parsed.is_ok(), "{:?}", parsed.errors());
+    let warnings: Vec<String> = parsed.warnings().iter().map(ToString::to_string).collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("spec.containers[0].lifecycle.preStop")
+                && w.contains("exec hook is accepted but not run yet")),
+        "{warnings:?}"
+    );
+}

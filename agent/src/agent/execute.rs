@@ -6,7 +6,7 @@ use crate::config::AgentConfig;
 use crate::desired::Source;
 use crate::pod::{PodNet, PodRecord};
 use crate::reconciler::container::{self, StartRequest};
-use crate::reconciler::outcome::Outcome;
+use crate::reconciler::outcome::{HookKind, Outcome};
 use crate::reconciler::plan::{Action, StopSignal};
 use crate::reconciler::sandbox::{self, PodPaths};
 use skiff_cni::{HostPortMapping, PodNetRequest, PodNetwork, Protocol};
@@ -104,6 +104,43 @@ pub async fn run_job<N: PodNetwork + 'static>(job: Job<N>) -> JobResult {
                     },
                 }
             }
+            (
+                Action::PreStop {
+                    id,
+                    index: container,
+                    budget_ms,
+                    ..
+                },
+                _,
+            ) => {
+                hook(
+                    &job,
+                    id,
+                    *container,
+                    HookKind::PreStop,
+                    Duration::from_millis(*budget_ms),
+                )
+                .await
+            }
+            (Action::StartContainer { init: false, .. }, _) => {
+                let started = blocking(job.clone(), index).await;
+                // A postStart hook runs right after the start; the container counts as running
+                // once it is done (the outcomes are folded together).
+                if let Outcome::Started {
+                    index: container,
+                    id,
+                    ..
+                } = &started
+                    && post_start_runs(&job.pod, *container)
+                {
+                    let ran =
+                        hook(&job, id, *container, HookKind::PostStart, POST_START_BUDGET).await;
+                    outcomes.push(started);
+                    ran
+                } else {
+                    started
+                }
+            }
             _ => blocking(job.clone(), index).await,
         };
         tracing::debug!(target: "skiff::path", pod = %job.pod.name, action = index, "action done");
@@ -115,6 +152,68 @@ pub async fn run_job<N: PodNetwork + 'static>(job: Job<N>) -> JobResult {
         outcomes.push(outcome);
     }
     JobResult { uid, outcomes }
+}
+
+/// The longest a postStart hook may run (kubelet has no bound; a hook that hangs would keep
+/// the container from ever counting as running).
+const POST_START_BUDGET: Duration = Duration::from_secs(120);
+
+fn post_start_runs(pod: &PodRecord, index: usize) -> bool {
+    let Object::Pod(p) = pod.manifest.get() else {
+        return false;
+    };
+    p.spec
+        .containers
+        .get(index)
+        .and_then(|c| c.lifecycle.post_start.as_ref())
+        .is_some_and(crate::reconciler::plan::hook_runs)
+}
+
+/// Runs a lifecycle hook of container `index` (instance `id`) within `budget`.
+async fn hook<N>(
+    job: &Job<N>,
+    id: &str,
+    index: usize,
+    kind: HookKind,
+    budget: Duration,
+) -> Outcome {
+    let started = std::time::Instant::now();
+    // The record as this job left it: a sandbox it just made is ready, with its network.
+    let mut pod = job.pod.clone();
+    if pod.status.network.is_none()
+        && let Ok(slot) = job.sandbox_network.lock()
+    {
+        pod.status.network = slot.clone();
+    }
+    if kind == HookKind::PostStart {
+        pod.status.sandbox_ready = true;
+    }
+    let error = match job.pod.manifest.get() {
+        Object::Pod(p) => match p.spec.containers.get(index) {
+            Some(c) => {
+                let hook = match kind {
+                    HookKind::PreStop => c.lifecycle.pre_stop.as_ref(),
+                    HookKind::PostStart => c.lifecycle.post_start.as_ref(),
+                };
+                match hook {
+                    Some(h) => {
+                        crate::agent::core::probes::run_hook(&job.config, &pod, c, h, budget)
+                            .await
+                            .err()
+                    }
+                    None => None,
+                }
+            }
+            None => None,
+        },
+        _ => None,
+    };
+    Outcome::HookRan {
+        id: id.to_string(),
+        hook: kind,
+        took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        error,
+    }
 }
 
 async fn blocking<N: PodNetwork + 'static>(job: Arc<Job<N>>, index: usize) -> Outcome {
@@ -364,6 +463,13 @@ fn run_action<N>(job: &Job<N>, action: &Action) -> Outcome {
                 },
             }
         }
+        // Run on the async side (`run_job`); never handed to the blocking pool.
+        Action::PreStop { id, .. } => Outcome::HookRan {
+            id: id.clone(),
+            hook: HookKind::PreStop,
+            took_ms: 0,
+            error: Some("not run".into()),
+        },
         Action::RemoveContainer { id, .. } => match job.runtime.remove(id) {
             Ok(()) => Outcome::Removed { id: id.clone() },
             Err(e) => Outcome::Failed {

@@ -91,6 +91,60 @@ pub fn check_of(handler: &ProbeHandler, c: &Container, pod_ip: IpAddr) -> Result
     }
 }
 
+/// Where a check of pod `p` connects from and to: the node's namespace to the pod's address; a
+/// host-network pod on the node's loopback; a pod without pod networking (a loopback-only
+/// namespace) from inside its namespace, on its loopback. No address: not networked yet.
+pub fn target(
+    config: &crate::config::AgentConfig,
+    p: &crate::pod::PodRecord,
+) -> (Option<std::path::PathBuf>, Option<IpAddr>) {
+    let node_netns = config.node_netns.clone();
+    if p.plan.host_network {
+        (node_netns, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)))
+    } else if let Some(n) = p.status.network.as_ref() {
+        (node_netns, n.ip.parse().ok())
+    } else if p.status.sandbox_ready {
+        let name = format!("{}{}", config.netns_prefix, p.uid);
+        (
+            Some(config.netns_dir.join(name)),
+            Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        )
+    } else {
+        (node_netns, None)
+    }
+}
+
+/// Runs lifecycle hook `hook` of container `c` of pod `p` within `budget`: a sleep, or an
+/// httpGet or tcpSocket check like a probe's. `Err`: why it failed.
+pub async fn run_hook(
+    config: &crate::config::AgentConfig,
+    p: &crate::pod::PodRecord,
+    c: &Container,
+    hook: &skiff_manifests::Hook,
+    budget: Duration,
+) -> Result<(), String> {
+    use skiff_manifests::Hook;
+    let handler = match hook {
+        Hook::Sleep { seconds } => {
+            tokio::time::sleep(Duration::from_secs(u64::from(*seconds)).min(budget)).await;
+            return Ok(());
+        }
+        Hook::HttpGet(get) => ProbeHandler::HttpGet(get.clone()),
+        Hook::TcpSocket { port, host } => ProbeHandler::TcpSocket {
+            port: port.clone(),
+            host: host.clone(),
+        },
+        Hook::Exec { .. } => return Err("exec hooks are not run yet".into()),
+    };
+    let (from, ip) = target(config, p);
+    let ip = ip.ok_or("the pod has no address")?;
+    let check = check_of(&handler, c, ip)?;
+    match run_check(&check, budget, from.as_deref()).await {
+        (true, _) => Ok(()),
+        (false, why) => Err(why),
+    }
+}
+
 /// Runs `check` within `timeout` from the network namespace `netns` (the node's; the
 /// current one for `None`): (success, what a failure said).
 pub async fn run_check(
@@ -204,24 +258,7 @@ impl<N: PodNetwork + 'static> Core<N> {
             let Object::Pod(pod) = p.manifest.get() else {
                 continue;
             };
-            // Where the check connects from and to: the node's namespace to the pod's address;
-            // a host-network pod on the node's loopback; a pod without pod networking (a
-            // loopback-only namespace) from inside its namespace, on its loopback.
-            let node_netns = self.config.node_netns.clone();
-            let (from, pod_ip): (Option<std::path::PathBuf>, Option<IpAddr>) =
-                if p.plan.host_network {
-                    (node_netns, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)))
-                } else if let Some(n) = p.status.network.as_ref() {
-                    (node_netns, n.ip.parse().ok())
-                } else if p.status.sandbox_ready {
-                    let name = format!("{}{}", self.config.netns_prefix, p.uid);
-                    (
-                        Some(self.config.netns_dir.join(name)),
-                        Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-                    )
-                } else {
-                    (node_netns, None)
-                };
+            let (from, pod_ip) = target(&self.config, p);
             for (index, c) in p.status.containers.iter().enumerate() {
                 let Some(i) = c.current.as_ref().filter(|i| i.stop_reason.is_none()) else {
                     continue;

@@ -33,6 +33,13 @@ pub enum Outcome {
     },
     /// `signal` was sent to instance `id` (or it had stopped already).
     Signaled { id: String, signal: StopSignal },
+    /// A lifecycle hook of instance `id` ran for `took_ms`; `error` says why it failed.
+    HookRan {
+        id: String,
+        hook: HookKind,
+        took_ms: Millis,
+        error: Option<String>,
+    },
     /// Instance `id`'s runtime state is gone.
     Removed { id: String },
     /// The sandbox is gone. `network_pending`: the pod network could not be released because
@@ -41,6 +48,13 @@ pub enum Outcome {
     /// An action failed in a way the record does not model (a teardown that cannot unmount,
     /// say); the pod is acted on again after the pull backoff.
     Failed { message: String },
+}
+
+/// Which lifecycle hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookKind {
+    PostStart,
+    PreStop,
 }
 
 /// The backoffs a job's outcomes start.
@@ -126,6 +140,7 @@ pub fn fold(
                     probes,
                     stop_reason: None,
                     stop_grace_ms: None,
+                    pre_stop_at: None,
                 });
                 let message = format!("started container {}", c.name);
                 folded.events.push(note(false, "Started", message));
@@ -155,6 +170,49 @@ pub fn fold(
                             StopSignal::Kill => i.kill_sent = true,
                         }
                     }
+                }
+            }
+            Outcome::HookRan {
+                id,
+                hook,
+                took_ms,
+                error,
+            } => {
+                let s = &mut pod.status;
+                let name = s
+                    .containers
+                    .iter()
+                    .zip(&pod.plan.containers)
+                    .find(|(c, _)| c.current.as_ref().is_some_and(|i| i.id == id))
+                    .map(|(_, spec)| spec.name.clone())
+                    .unwrap_or_default();
+                for c in s.containers.iter_mut() {
+                    let Some(i) = c.current.as_mut().filter(|i| i.id == id) else {
+                        continue;
+                    };
+                    match hook {
+                        HookKind::PreStop => i.pre_stop_at = Some(now.saturating_sub(took_ms)),
+                        HookKind::PostStart => {
+                            if let Some(e) = &error
+                                && i.stop_reason.is_none()
+                            {
+                                // As kubelet: a container whose postStart hook failed is
+                                // killed, and restarts as its policy says.
+                                i.stop_reason = Some(format!("PostStart hook failed: {e}"));
+                            }
+                        }
+                    }
+                }
+                if let Some(e) = error {
+                    let (reason, what) = match hook {
+                        HookKind::PreStop => ("FailedPreStopHook", "PreStopHook"),
+                        HookKind::PostStart => ("FailedPostStartHook", "PostStartHook"),
+                    };
+                    folded.events.push(note(
+                        true,
+                        reason,
+                        format!("{what} failed for container {name}: {e}"),
+                    ));
                 }
             }
             Outcome::Removed { id } => pod.status.pending_removal.retain(|x| *x != id),

@@ -74,6 +74,7 @@ fn running(id: &str) -> Option<Instance> {
         probes: Default::default(),
         stop_reason: None,
         stop_grace_ms: None,
+        pre_stop_at: None,
     })
 }
 
@@ -151,6 +152,7 @@ fn cases() -> Vec<Case> {
                     probes: Default::default(),
                     stop_reason: None,
                     stop_grace_ms: None,
+                    pre_stop_at: None,
                 });
             },
             folded: Folded {
@@ -184,6 +186,7 @@ fn cases() -> Vec<Case> {
                     probes: Default::default(),
                     stop_reason: None,
                     stop_grace_ms: None,
+                    pre_stop_at: None,
                 });
             },
             folded: Folded {
@@ -207,6 +210,7 @@ fn cases() -> Vec<Case> {
                     probes: Default::default(),
                     stop_reason: None,
                     stop_grace_ms: None,
+                    pre_stop_at: None,
                 });
             },
             folded: Folded {
@@ -453,6 +457,7 @@ fn cases() -> Vec<Case> {
                     probes: Default::default(),
                     stop_reason: None,
                     stop_grace_ms: None,
+                    pre_stop_at: None,
                 });
                 let b = &mut p.status.containers[1];
                 b.attempts = 1;
@@ -518,4 +523,51 @@ fn failed_jobs_in_a_row_wait_longer_each_time() {
 fn times_before_the_epoch_are_zero() {
     assert_eq!(to_millis(UNIX_EPOCH + Duration::from_millis(1500)), 1500);
     assert_eq!(to_millis(UNIX_EPOCH - Duration::from_secs(1)), 0);
+}
+
+#[test]
+fn hooks_that_ran_mark_the_instance_and_failures_are_events() {
+    let mut p = pod();
+    p.status.containers[0].current = running("a1");
+    p.status.containers[1].current = running("b1");
+    let folded = fold(
+        &mut p,
+        vec![Outcome::HookRan {
+            id: "a1".into(),
+            hook: HookKind::PreStop,
+            took_ms: 4 * SEC,
+            error: None,
+        }],
+        10 * SEC,
+        &backoffs(),
+    );
+    assert!(folded.events.is_empty());
+    let a = p.status.containers[0].current.as_ref().unwrap();
+    assert_eq!(a.pre_stop_at, Some(6 * SEC), "when the hook started");
+    assert_eq!(a.stop_reason, None);
+
+    let folded = fold(
+        &mut p,
+        vec![Outcome::HookRan {
+            id: "b1".into(),
+            hook: HookKind::PostStart,
+            took_ms: 10,
+            error: Some("dial tcp 10.42.0.5:9: connection refused".into()),
+        }],
+        11 * SEC,
+        &backoffs(),
+    );
+    let b = p.status.containers[1].current.as_ref().unwrap();
+    assert_eq!(
+        b.stop_reason.as_deref(),
+        Some("PostStart hook failed: dial tcp 10.42.0.5:9: connection refused"),
+        "a failed postStart hook stops the container"
+    );
+    assert_eq!(folded.events.len(), 1);
+    assert_eq!(folded.events[0].reason, "FailedPostStartHook");
+    assert!(folded.events[0].warning);
+    assert_eq!(
+        folded.events[0].message,
+        "PostStartHook failed for container b: dial tcp 10.42.0.5:9: connection refused"
+    );
 }

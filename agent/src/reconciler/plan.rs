@@ -56,6 +56,14 @@ pub enum Action {
         id: String,
         signal: StopSignal,
     },
+    /// Run container `index`'s preStop hook (instance `id`), within `budget_ms`, before it is
+    /// sent SIGTERM.
+    PreStop {
+        uid: String,
+        id: String,
+        index: usize,
+        budget_ms: Millis,
+    },
     /// Remove an exited instance's runtime state (its logs stay).
     RemoveContainer {
         uid: String,
@@ -212,15 +220,11 @@ pub fn plan(pod: &PodRecord, image: &dyn Fn(&str) -> ImageState, now: Millis) ->
         .collect();
     if let Some(_since) = pod.deleting_since {
         let grace = pod.plan.grace_period.as_millis() as Millis;
-        for c in pod.status.all() {
+        let init = pod.status.init_containers.iter().map(|c| (None, c));
+        let main = pod.status.containers.iter().enumerate();
+        for (index, c) in init.chain(main.map(|(i, c)| (Some(i), c))) {
             let Some(i) = &c.current else { continue };
-            match i.term_sent_at {
-                None => actions.push(signal(uid, i, StopSignal::Term)),
-                Some(t) if !i.kill_sent && now >= t + grace => {
-                    actions.push(signal(uid, i, StopSignal::Kill))
-                }
-                Some(_) => {}
-            }
+            stop(pod, index, i, grace, now, &mut actions);
         }
         if !pod.status.any_running() && pod.status.pending_removal.is_empty() {
             actions.push(if pod.status.sandbox_ready {
@@ -252,17 +256,12 @@ pub fn plan(pod: &PodRecord, image: &dyn Fn(&str) -> ImageState, now: Millis) ->
     }
     for (index, c) in pod.status.containers.iter().enumerate() {
         if let Some(i) = c.current.as_ref().filter(|i| i.stop_reason.is_some()) {
-            // A failed liveness or startup probe: stop it within its grace period.
+            // A failed liveness or startup probe (or postStart hook): stop it within its grace
+            // period.
             let grace = i
                 .stop_grace_ms
                 .unwrap_or(pod.plan.grace_period.as_millis() as Millis);
-            match i.term_sent_at {
-                None => actions.push(signal(uid, i, StopSignal::Term)),
-                Some(t) if !i.kill_sent && now >= t.saturating_add(grace) => {
-                    actions.push(signal(uid, i, StopSignal::Kill))
-                }
-                Some(_) => {}
-            }
+            stop(pod, Some(index), i, grace, now, &mut actions);
             continue;
         }
         if !c.running() && !c.done {
@@ -270,6 +269,66 @@ pub fn plan(pod: &PodRecord, image: &dyn Fn(&str) -> ImageState, now: Millis) ->
         }
     }
     actions
+}
+
+/// How long SIGKILL waits after SIGTERM at least, when a preStop hook used the grace period
+/// up (kubelet gives the same).
+pub const MIN_TERM_MS: Millis = 2_000;
+
+/// The next step of stopping instance `i` of container `index` (`None`: an init container):
+/// its preStop hook first (main containers with one the node runs), then SIGTERM, then SIGKILL
+/// once `grace` has passed since the hook started (or since SIGTERM).
+fn stop(
+    pod: &PodRecord,
+    index: Option<usize>,
+    i: &Instance,
+    grace: Millis,
+    now: Millis,
+    actions: &mut Vec<Action>,
+) {
+    let uid = &pod.uid;
+    let hook = index.filter(|&index| i.pre_stop_at.is_none() && pre_stop_runs(pod, index));
+    match (i.term_sent_at, hook) {
+        (None, Some(index)) => actions.push(Action::PreStop {
+            uid: uid.clone(),
+            id: i.id.clone(),
+            index,
+            budget_ms: grace,
+        }),
+        (None, None) => actions.push(signal(uid, i, StopSignal::Term)),
+        (Some(t), _) if !i.kill_sent => {
+            let kill_at = match i.pre_stop_at {
+                Some(s) => s.saturating_add(grace).max(t.saturating_add(MIN_TERM_MS)),
+                None => t.saturating_add(grace),
+            };
+            if now >= kill_at {
+                actions.push(signal(uid, i, StopSignal::Kill));
+            }
+        }
+        (Some(_), _) => {}
+    }
+}
+
+/// Container `index` has a preStop hook the node runs (httpGet over HTTP, tcpSocket, sleep;
+/// exec and HTTPS hooks are accepted with a warning and skipped).
+pub fn pre_stop_runs(pod: &PodRecord, index: usize) -> bool {
+    let skiff_manifests::Object::Pod(p) = pod.manifest.get() else {
+        return false;
+    };
+    p.spec
+        .containers
+        .get(index)
+        .and_then(|c| c.lifecycle.pre_stop.as_ref())
+        .is_some_and(hook_runs)
+}
+
+/// The node runs this hook (the others were warned about and are skipped).
+pub fn hook_runs(hook: &skiff_manifests::Hook) -> bool {
+    match hook {
+        skiff_manifests::Hook::Exec { .. } => false,
+        skiff_manifests::Hook::HttpGet(get) => get.scheme == skiff_manifests::HttpScheme::Http,
+        skiff_manifests::Hook::TcpSocket { .. } | skiff_manifests::Hook::Sleep { .. } => true,
+    }
 }
 
 fn signal(uid: &str, i: &Instance, signal: StopSignal) -> Action {

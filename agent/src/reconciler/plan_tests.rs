@@ -67,6 +67,7 @@ fn run(c: &mut ContainerStatus, id: &str, at: Millis) {
         probes: Default::default(),
         stop_reason: None,
         stop_grace_ms: None,
+        pre_stop_at: None,
     });
 }
 
@@ -402,4 +403,83 @@ fn a_container_whose_shim_died_is_restarted_with_an_event() {
         "{}",
         noted[0].message
     );
+}
+
+fn with_pre_stop(p: &mut PodRecord, hook: &str) {
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: a\n    image: i\n    lifecycle:\n      preStop: {hook}\n"
+    );
+    p.manifest = skiff_manifests::parse_file("p.yaml", yaml.as_bytes())
+        .objects()
+        .into_iter()
+        .next()
+        .cloned()
+        .expect("valid pod");
+}
+
+#[test]
+fn deletion_runs_the_pre_stop_hook_then_terms_then_kills_after_the_grace_from_the_hook() {
+    let mut p = pod(&[], &["a"], RestartPolicy::Always);
+    with_pre_stop(&mut p, "{sleep: {seconds: 5}}");
+    run(&mut p.status.containers[0], "x", 0);
+    p.deleting_since = Some(SEC);
+    assert_eq!(
+        plan(&p, &present, SEC),
+        vec![Action::PreStop {
+            uid: "u1".into(),
+            id: "x".into(),
+            index: 0,
+            budget_ms: 30 * SEC,
+        }]
+    );
+    // The hook ran from 1 s to 6 s: SIGTERM next.
+    let i = p.status.containers[0].current.as_mut().unwrap();
+    i.pre_stop_at = Some(SEC);
+    let term = Action::Signal {
+        uid: "u1".into(),
+        id: "x".into(),
+        signal: StopSignal::Term,
+    };
+    assert_eq!(plan(&p, &present, 6 * SEC), vec![term]);
+    p.status.containers[0]
+        .current
+        .as_mut()
+        .unwrap()
+        .term_sent_at = Some(6 * SEC);
+    // The grace period counts from the hook's start: SIGKILL at 31 s, not 36 s.
+    assert_eq!(plan(&p, &present, 30 * SEC), vec![]);
+    let kill = Action::Signal {
+        uid: "u1".into(),
+        id: "x".into(),
+        signal: StopSignal::Kill,
+    };
+    assert_eq!(plan(&p, &present, 31 * SEC), vec![kill.clone()]);
+    // A hook that used the whole grace period still leaves SIGTERM 2 s before SIGKILL.
+    let i = p.status.containers[0].current.as_mut().unwrap();
+    i.term_sent_at = Some(31 * SEC);
+    assert_eq!(plan(&p, &present, 32 * SEC), vec![]);
+    assert_eq!(plan(&p, &present, 33 * SEC), vec![kill]);
+}
+
+#[test]
+fn hooks_the_node_does_not_run_are_skipped() {
+    for hook in [
+        "{exec: {command: [sh, -c, 'true']}}",
+        "{httpGet: {port: 80, scheme: HTTPS}}",
+    ] {
+        let mut p = pod(&[], &["a"], RestartPolicy::Always);
+        with_pre_stop(&mut p, hook);
+        run(&mut p.status.containers[0], "x", 0);
+        p.deleting_since = Some(SEC);
+        assert!(
+            matches!(
+                plan(&p, &present, SEC).as_slice(),
+                [Action::Signal {
+                    signal: StopSignal::Term,
+                    ..
+                }]
+            ),
+            "{hook}"
+        );
+    }
 }

@@ -9,7 +9,9 @@ use serde::Serialize;
 
 use crate::quantity::Quantity;
 
-pub use super::probe::{HttpGetAction, HttpHeader, HttpScheme, Probe, ProbeHandler, ProbePort};
+pub use super::probe::{
+    Hook, HttpGetAction, HttpHeader, HttpScheme, Lifecycle, Probe, ProbeHandler, ProbePort,
+};
 pub use super::security::{Capabilities, PodSecurityContext, SeccompProfile, SecurityContext};
 
 // Volume types live in `model::volume`; they are re-exported here because a pod spec owns them.
@@ -225,6 +227,8 @@ pub struct Container {
     pub readiness_probe: Option<Probe>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub startup_probe: Option<Probe>,
+    #[serde(skip_serializing_if = "Lifecycle::is_empty")]
+    pub lifecycle: Lifecycle,
 }
 
 /// One environment variable: a literal value or a reference.

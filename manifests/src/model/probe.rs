@@ -1,5 +1,5 @@
 //! Container probes (`livenessProbe`, `readinessProbe`, `startupProbe`), with Kubernetes'
-//! defaults filled in.
+//! defaults filled in, and lifecycle hooks (`postStart`, `preStop`).
 
 use serde::Serialize;
 
@@ -91,4 +91,38 @@ impl Probe {
             ProbeHandler::Grpc { .. } => "grpc",
         }
     }
+}
+
+/// A container's `lifecycle`: what runs right after it starts and before it is stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lifecycle {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub post_start: Option<Hook>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pre_stop: Option<Hook>,
+}
+
+impl Lifecycle {
+    pub fn is_empty(&self) -> bool {
+        self.post_start.is_none() && self.pre_stop.is_none()
+    }
+}
+
+/// What a lifecycle hook does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Hook {
+    Exec {
+        command: Vec<String>,
+    },
+    HttpGet(HttpGetAction),
+    TcpSocket {
+        port: ProbePort,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
+    },
+    Sleep {
+        seconds: u32,
+    },
 }

@@ -12,7 +12,7 @@ use crate::quantity::{Quantity, QuantityText};
 use crate::raw::{List, RawContainer, RawPort, RawResources, RawVolumeMount};
 
 use super::env::{env, env_from};
-use super::probe::{ProbeKind, probe};
+use super::probe::{ProbeKind, lifecycle, probe};
 use super::security::container_security_context;
 use super::{check, elements, one_of, port_number, required_string};
 
@@ -95,6 +95,7 @@ pub(crate) fn container(
         &path.child("startupProbe"),
         problems,
     );
+    let lifecycle = lifecycle(raw.lifecycle, &ports, &path.child("lifecycle"), problems);
     Some(Container {
         name: name?,
         image: image?,
@@ -111,6 +112,7 @@ pub(crate) fn container(
         liveness_probe,
         readiness_probe,
         startup_probe,
+        lifecycle: lifecycle?,
     })
 }
 

@@ -61,6 +61,14 @@ pub(crate) fn pod_spec(
         &mut seen_names,
         problems,
     );
+    for (item_path, c) in &init_containers {
+        if !c.lifecycle.is_empty() {
+            problems.error(
+                &item_path.child("lifecycle"),
+                "may not be set for init containers",
+            );
+        }
+    }
     check_host_ports(&containers, problems);
     let init_containers = init_containers.into_iter().map(|(_, c)| c).collect();
     let containers = containers.into_iter().map(|(_, c)| c).collect();

@@ -5,11 +5,14 @@
 use crate::error::{FieldPath, Problems};
 use crate::model::pod::ContainerPort;
 use crate::model::probe::{
-    HttpGetAction, HttpHeader, HttpScheme, PROBE_FAILURE_THRESHOLD, PROBE_PERIOD_SECONDS,
-    PROBE_TIMEOUT_SECONDS, Probe, ProbeHandler, ProbePort,
+    Hook, HttpGetAction, HttpHeader, HttpScheme, Lifecycle, PROBE_FAILURE_THRESHOLD,
+    PROBE_PERIOD_SECONDS, PROBE_TIMEOUT_SECONDS, Probe, ProbeHandler, ProbePort,
 };
 use crate::names;
-use crate::raw::{RawProbe, RawTargetPort};
+use crate::raw::{
+    RawExecAction, RawGrpc, RawHook, RawHttpGet, RawLifecycle, RawProbe, RawTargetPort,
+    RawTcpSocket,
+};
 
 use super::{check, elements, one_of, port_number, required_string};
 
@@ -21,16 +24,19 @@ pub(crate) enum ProbeKind {
     Startup,
 }
 
-pub(crate) fn probe(
-    raw: Option<RawProbe>,
-    kind: ProbeKind,
+/// The handlers a probe or hook sets (exec, httpGet, tcpSocket, grpc), each with its name;
+/// `None` for one that is set but invalid (its problems are reported).
+fn handlers(
+    exec: Option<RawExecAction>,
+    http_get: Option<RawHttpGet>,
+    tcp_socket: Option<RawTcpSocket>,
+    grpc: Option<RawGrpc>,
     ports: &[ContainerPort],
     path: &FieldPath,
     problems: &mut Problems,
-) -> Option<Probe> {
-    let raw = raw?;
+) -> Vec<(&'static str, Option<ProbeHandler>)> {
     let mut handlers = Vec::new();
-    if let Some(exec) = raw.exec {
+    if let Some(exec) = exec {
         let command_path = path.child("exec").child("command");
         let command: Vec<String> = elements(exec.command, &command_path, problems)
             .into_iter()
@@ -41,7 +47,7 @@ pub(crate) fn probe(
         }
         handlers.push(("exec", Some(ProbeHandler::Exec { command })));
     }
-    if let Some(http) = raw.http_get {
+    if let Some(http) = http_get {
         let http_path = path.child("httpGet");
         let port = probe_port(http.port, ports, &http_path.child("port"), problems);
         let scheme = match http.scheme.as_deref() {
@@ -84,7 +90,7 @@ pub(crate) fn probe(
         };
         handlers.push(("httpGet", handler));
     }
-    if let Some(tcp) = raw.tcp_socket {
+    if let Some(tcp) = tcp_socket {
         let port = probe_port(
             tcp.port,
             ports,
@@ -99,7 +105,7 @@ pub(crate) fn probe(
             }),
         ));
     }
-    if let Some(grpc) = raw.grpc {
+    if let Some(grpc) = grpc {
         let port_path = path.child("grpc").child("port");
         let port = match grpc.port {
             None => {
@@ -119,6 +125,26 @@ pub(crate) fn probe(
             }),
         ));
     }
+    handlers
+}
+
+pub(crate) fn probe(
+    raw: Option<RawProbe>,
+    kind: ProbeKind,
+    ports: &[ContainerPort],
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Option<Probe> {
+    let raw = raw?;
+    let mut handlers = handlers(
+        raw.exec,
+        raw.http_get,
+        raw.tcp_socket,
+        raw.grpc,
+        ports,
+        path,
+        problems,
+    );
     let handler = match handlers.len() {
         0 => {
             problems.error(
@@ -251,4 +277,101 @@ fn probe_port(
             Err(_) => by_name(text, problems),
         },
     }
+}
+
+/// A container's `lifecycle`: `postStart` and `preStop`, one handler each (exec, httpGet,
+/// tcpSocket or sleep). The node runs httpGet (HTTP), tcpSocket and sleep; an exec hook or
+/// httpGet over HTTPS is accepted with a warning and skipped until it does.
+pub(crate) fn lifecycle(
+    raw: Option<RawLifecycle>,
+    ports: &[ContainerPort],
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Option<Lifecycle> {
+    let Some(raw) = raw else {
+        return Some(Lifecycle::default());
+    };
+    let post_start = hook(raw.post_start, ports, &path.child("postStart"), problems);
+    let pre_stop = hook(raw.pre_stop, ports, &path.child("preStop"), problems);
+    Some(Lifecycle {
+        post_start: post_start?,
+        pre_stop: pre_stop?,
+    })
+}
+
+/// `Some(None)`: no hook; `None`: a hook with problems.
+fn hook(
+    raw: Option<RawHook>,
+    ports: &[ContainerPort],
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Option<Option<Hook>> {
+    let Some(raw) = raw else {
+        return Some(None);
+    };
+    let mut found: Vec<(&'static str, Option<Hook>)> = handlers(
+        raw.exec,
+        raw.http_get,
+        raw.tcp_socket,
+        None,
+        ports,
+        path,
+        problems,
+    )
+    .into_iter()
+    .map(|(name, handler)| {
+        let hook = handler.and_then(|h| match h {
+            ProbeHandler::Exec { command } => Some(Hook::Exec { command }),
+            ProbeHandler::HttpGet(get) => Some(Hook::HttpGet(get)),
+            ProbeHandler::TcpSocket { port, host } => Some(Hook::TcpSocket { port, host }),
+            ProbeHandler::Grpc { .. } => None,
+        });
+        (name, hook)
+    })
+    .collect();
+    if let Some(sleep) = raw.sleep {
+        let seconds_path = path.child("sleep").child("seconds");
+        let seconds = match sleep.seconds {
+            None => {
+                problems.error(&seconds_path, "required");
+                None
+            }
+            Some(s) if (0..=i64::from(i32::MAX)).contains(&s) => Some(s as u32),
+            Some(s) => {
+                problems.error(&seconds_path, format!("must be >= 0 (got {s})"));
+                None
+            }
+        };
+        found.push(("sleep", seconds.map(|seconds| Hook::Sleep { seconds })));
+    }
+    let hook = match found.len() {
+        0 => {
+            problems.error(
+                path,
+                "must set one handler: exec, httpGet, tcpSocket or sleep",
+            );
+            return None;
+        }
+        1 => found.pop().and_then(|(_, h)| h)?,
+        _ => {
+            let kinds: Vec<&str> = found.iter().map(|(k, _)| *k).collect();
+            problems.error(
+                path,
+                format!("must set only one handler (got {})", kinds.join(", ")),
+            );
+            return None;
+        }
+    };
+    let skipped = match &hook {
+        Hook::Exec { .. } => Some("an exec hook"),
+        Hook::HttpGet(get) if get.scheme == HttpScheme::Https => Some("an httpGet hook over HTTPS"),
+        _ => None,
+    };
+    if let Some(what) = skipped {
+        problems.warn(
+            path,
+            format!("{what} is accepted but not run yet: the hook is skipped"),
+        );
+    }
+    Some(Some(hook))
 }
