@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 const PODS: usize = 50;
 
-/// Sections: `--only net|pods|manifests|cluster-sim|cluster|gossip|services` (repeatable; default all). `--net-only` = `--only net`.
+/// Sections: `--only net|pods|manifests|cluster-sim|cluster|gossip|services|rollout` (repeatable; default all). `--net-only` = `--only net`.
 pub fn run(args: &[String]) -> Result<()> {
     let mut only: Vec<&str> = args
         .windows(2)
@@ -59,6 +59,10 @@ pub fn run(args: &[String]) -> Result<()> {
     if want("services") {
         // Release build unless SKIFF_BIN names one (`--services-repeats N`, default 10).
         crate::bench_services::run(args)?;
+    }
+    if want("rollout") {
+        // Release build unless SKIFF_BIN names one (`--rollout-updates N`, default 3).
+        crate::bench_rollout::run(args)?;
     }
     if want("gossip") {
         if std::env::var_os("SKIFF_BIN").is_some() {

@@ -23,7 +23,7 @@
 mod change;
 mod datapath;
 mod dnsperf;
-mod lookup;
+pub(crate) mod lookup;
 mod scale;
 mod trace;
 
@@ -81,7 +81,11 @@ fn arg<T: std::str::FromStr>(args: &[String], flag: &str, default: T) -> T {
 }
 
 /// Polls `check` every 20 ms until it holds; fails after `limit` (or Ctrl-C).
-fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
+pub(crate) fn wait_until(
+    limit: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Result<bool>,
+) -> Result<()> {
     let start = Instant::now();
     let mut last_error = None;
     loop {
@@ -99,7 +103,7 @@ fn wait_until(limit: Duration, what: &str, mut check: impl FnMut() -> Result<boo
 }
 
 /// Nearest-rank percentile of `v` (None when empty).
-fn pct(v: &[f64], p: f64) -> Option<f64> {
+pub(crate) fn pct(v: &[f64], p: f64) -> Option<f64> {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
     if v.is_empty() {
@@ -152,7 +156,7 @@ spec:
 
 /// A Service on port 80 -> 8080 of the pods `selector` picks (`None`: no selector);
 /// `headless`: `clusterIP: None`.
-fn service(name: &str, selector: Option<&str>, headless: bool) -> String {
+pub(crate) fn service(name: &str, selector: Option<&str>, headless: bool) -> String {
     let mut s = format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n");
     if let Some(sel) = selector {
         s.push_str(&format!("  selector: {sel}\n"));
@@ -165,7 +169,7 @@ fn service(name: &str, selector: Option<&str>, headless: bool) -> String {
 }
 
 /// Writes `body` beside the agent's watched dir, then renames it in (one complete event).
-fn write_manifest(agent: &DemoAgent, file: &str, body: &str) -> Result<()> {
+pub(crate) fn write_manifest(agent: &DemoAgent, file: &str, body: &str) -> Result<()> {
     let tmp = agent.dir.join(format!("{file}.tmp"));
     std::fs::write(&tmp, body)?;
     std::fs::rename(&tmp, agent.manifests.join(file))?;

@@ -8,6 +8,7 @@ mod bench_cluster_real;
 mod bench_gossip;
 mod bench_manifests;
 mod bench_net;
+mod bench_rollout;
 mod bench_services;
 mod bench_trace;
 mod demo;

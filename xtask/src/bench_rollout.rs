@@ -1,0 +1,377 @@
+//! `cargo xtask bench --only rollout` (issue 12): rolling updates and liveness, on real nodes.
+//!
+//! (1) Rolling update: 5 real nodes, a 10-replica busybox httpd Deployment (readiness probe
+//!     httpGet every 1 s, `maxSurge: 25%`, `maxUnavailable: 0`, grace period 3 s) behind a
+//!     ClusterIP Service. A client in n0's namespace asks the ClusterIP over and over (a new
+//!     connection each time, 2 s timeout) from before the first update to after the last. Each
+//!     update rewrites the manifest on n0 with a new template annotation; its time runs from the
+//!     write to `skiff rollout status` on n2 returning (started once n2 has the new template).
+//!     Every failed request is counted, and when.
+//! (2) Liveness: one node, a pod whose liveness probe (httpGet /alive, period 1 s, failure
+//!     threshold 2) reads a file of a hostPath volume. The bench removes the file and times
+//!     until the node has restarted the container (restart count up); the container writes the
+//!     file again when it starts. Target: within failureThreshold x period + one period.
+
+use crate::bench_services::lookup::in_netns;
+use crate::bench_services::{pct, service, wait_until, write_manifest};
+use crate::demo::cluster::DemoCluster;
+use crate::demo::{DemoAgent, NodeOptions};
+use anyhow::{Context, Result, bail};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const NODES: usize = 5;
+const REPLICAS: usize = 10;
+const LIVENESS_RUNS: usize = 7;
+
+pub fn run(args: &[String]) -> Result<()> {
+    crate::packages::ensure(crate::packages::AGENT)?;
+    let skiff = match std::env::var_os("SKIFF_BIN").filter(|b| !b.is_empty()) {
+        Some(bin) => bin.into(),
+        None => crate::util::build_skiff_profile(true)?,
+    };
+    let image = crate::build_test_image_with(&skiff)?;
+    let _stop = crate::demo::on_ctrl_c();
+    let load = crate::bench::load_average();
+    let updates = arg(args, "--rollout-updates", 3);
+    let started = Instant::now();
+    let liveness = liveness(&skiff, &image)?;
+    let rollout = rolling_updates(&skiff, &image, updates)?;
+    println!(
+        "\n== rolling updates and liveness (issue 12), load {load} (1-min, at the start), {:.0} s ==",
+        started.elapsed().as_secs_f64()
+    );
+    rollout.print();
+    liveness.print();
+    Ok(())
+}
+
+fn arg(args: &[String], flag: &str, default: usize) -> usize {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn web(revision: usize) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: {REPLICAS}
+  strategy:
+    rollingUpdate: {{maxSurge: 25%, maxUnavailable: 0}}
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+      annotations: {{revision: "{revision}"}}
+    spec:
+      terminationGracePeriodSeconds: 3
+      containers:
+      - name: httpd
+        image: skiff.local/busybox:latest
+        imagePullPolicy: IfNotPresent
+        command: ["sh", "-c", "mkdir -p /www && echo r{revision} > /www/index.html && exec httpd -f -p 8080 -h /www"]
+        readinessProbe:
+          httpGet: {{path: /index.html, port: 8080}}
+          periodSeconds: 1
+---
+{}"#,
+        service("web", Some("{app: web}"), false)
+    )
+}
+
+struct Update {
+    seconds: f64,
+}
+
+struct RolloutReport {
+    updates: Vec<Update>,
+    requests: usize,
+    failures: Vec<(f64, String)>,
+}
+
+impl RolloutReport {
+    fn print(&self) {
+        println!(
+            "\n(1) rolling update: {REPLICAS} replicas on {NODES} real nodes, maxSurge 25%, maxUnavailable 0, \
+             readiness httpGet every 1 s, grace 3 s; a client in n0's namespace asks the ClusterIP \
+             (new connection each time) all along"
+        );
+        let times: Vec<f64> = self.updates.iter().map(|u| u.seconds).collect();
+        for (i, u) in self.updates.iter().enumerate() {
+            println!(
+                "update {}: {:.2} s from the manifest write to `rollout status` done",
+                i + 1,
+                u.seconds
+            );
+        }
+        println!(
+            "total time per update: p50 {:.2} s, max {:.2} s; requests {}, failed {} (target: 0 failed)",
+            pct(&times, 50.0).unwrap_or(f64::NAN),
+            times.iter().copied().fold(f64::NAN, f64::max),
+            self.requests,
+            self.failures.len()
+        );
+        for (at, why) in self.failures.iter().take(10) {
+            println!("  failed at {at:.2} s: {why}");
+        }
+    }
+}
+
+/// One GET to `addr` on a new connection: the body, or why it failed.
+fn get(addr: SocketAddr) -> Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    if !out.starts_with("HTTP/1.0 200") && !out.starts_with("HTTP/1.1 200") {
+        bail!("answer {:?}", out.lines().next().unwrap_or_default());
+    }
+    Ok(out)
+}
+
+fn cluster_ip(agent: &DemoAgent) -> Result<Option<SocketAddr>> {
+    let out = agent.cli(&["get", "svc", "web", "-o", "json"])?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    Ok(v["spec"]["clusterIP"]
+        .as_str()
+        .and_then(|ip| ip.parse().ok())
+        .map(|ip: std::net::Ipv4Addr| SocketAddr::from((ip, 80))))
+}
+
+fn ready_endpoints(agent: &DemoAgent) -> Result<usize> {
+    let out = agent.cli(&["get", "endpoints", "web", "-o", "json"])?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    Ok(v["subsets"][0]["addresses"].as_array().map_or(0, Vec::len))
+}
+
+fn rolling_updates(skiff: &Path, image: &Path, updates: usize) -> Result<RolloutReport> {
+    eprintln!(
+        "bench rollout: (1) {NODES} real nodes, {updates} rolling updates of {REPLICAS} replicas"
+    );
+    let cluster = DemoCluster::start_with(skiff, image, NODES, "info", &[])?;
+    let result = measure_updates(&cluster, updates);
+    drop(cluster);
+    result
+}
+
+fn measure_updates(cluster: &DemoCluster, updates: usize) -> Result<RolloutReport> {
+    let (origin, viewer) = (&cluster.agents[0], &cluster.agents[2]);
+    write_manifest(origin, "web.yaml", &web(0))?;
+    let mut addr = None;
+    wait_until(Duration::from_secs(120), "10 ready endpoints", || {
+        addr = cluster_ip(origin)?;
+        Ok(addr.is_some() && ready_endpoints(origin)? == REPLICAS)
+    })?;
+    let addr = addr.context("no ClusterIP")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let t0 = Instant::now();
+    let client = {
+        let stop = stop.clone();
+        let netns = cluster.bed.nodes[0].netns.clone();
+        std::thread::spawn(move || {
+            in_netns(&netns, move || {
+                let (mut requests, mut failures) = (0usize, Vec::new());
+                while !stop.load(Ordering::Relaxed) {
+                    requests += 1;
+                    if let Err(e) = get(addr) {
+                        failures.push((t0.elapsed().as_secs_f64(), format!("{e:#}")));
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Ok((requests, failures))
+            })
+        })
+    };
+    let mut report = Vec::new();
+    let outcome = (|| -> Result<()> {
+        for revision in 1..=updates {
+            let written = Instant::now();
+            write_manifest(origin, "web.yaml", &web(revision))?;
+            let want = format!("\"{revision}\"");
+            wait_until(Duration::from_secs(30), "the new template on n2", || {
+                let out = viewer.cli(&["get", "deployments", "web", "-o", "json"])?;
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+                let d = v["items"].get(0).unwrap_or(&v);
+                Ok(
+                    d["spec"]["template"]["metadata"]["annotations"]["revision"].to_string()
+                        == want,
+                )
+            })?;
+            let out = viewer.cli(&["rollout", "status", "deployment/web", "--timeout", "300s"])?;
+            if !out.status.success() {
+                bail!(
+                    "rollout status: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            let seconds = written.elapsed().as_secs_f64();
+            eprintln!("bench rollout: update {revision}: {seconds:.2} s");
+            report.push(Update { seconds });
+            // Settled before the next one: every endpoint is of this revision.
+            wait_until(Duration::from_secs(60), "10 ready endpoints", || {
+                Ok(ready_endpoints(origin)? == REPLICAS)
+            })?;
+        }
+        Ok(())
+    })();
+    stop.store(true, Ordering::Relaxed);
+    let (requests, failures) = client
+        .join()
+        .map_err(|_| anyhow::anyhow!("the client panicked"))??;
+    outcome?;
+    Ok(RolloutReport {
+        updates: report,
+        requests,
+        failures,
+    })
+}
+
+struct LivenessReport {
+    /// From the file's removal to the node's verdict (its `Unhealthy` event).
+    verdict: Vec<f64>,
+    /// From the removal to the new container writing the file again (crash backoff included).
+    restarted: Vec<f64>,
+}
+
+impl LivenessReport {
+    fn print(&self) {
+        let row = |what: &str, v: &[f64]| {
+            println!(
+                "{what:<44} p50 {:.2} s  p95 {:.2} s  max {:.2} s",
+                pct(v, 50.0).unwrap_or(f64::NAN),
+                pct(v, 95.0).unwrap_or(f64::NAN),
+                v.iter().copied().fold(f64::NAN, f64::max)
+            )
+        };
+        println!(
+            "\n(2) liveness on one real node: httpGet every 1 s, failureThreshold 2, {} runs in a row \
+             (crash backoff base 100 ms, doubling: later runs wait longer to start again)",
+            self.verdict.len()
+        );
+        row(
+            "file removed -> liveness verdict (Unhealthy)",
+            &self.verdict,
+        );
+        row("file removed -> container running again", &self.restarted);
+        println!(
+            "target: the verdict within failureThreshold x period + one period = 3 s (the probe's \
+             own arithmetic: 2 failed checks 1 s apart, the first up to 1 s after the removal)"
+        );
+    }
+}
+
+fn liveness(skiff: &Path, image: &Path) -> Result<LivenessReport> {
+    eprintln!("bench rollout: (2) liveness on one node, {LIVENESS_RUNS} runs");
+    let dir = std::path::PathBuf::from("/tmp/skiff-bench-live");
+    // Outside the agent's dirs (those are private to the agent).
+    let share = std::path::PathBuf::from("/tmp/skiff-bench-live-share");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&share);
+    std::fs::create_dir_all(&share)?;
+    let mut opts = NodeOptions::single("skl", &dir);
+    opts.extra_args = ["--crash-backoff-base-ms", "100"]
+        .map(String::from)
+        .to_vec();
+    opts.keep_logs = Some(crate::root().join("target").join("rollout-bench-logs"));
+    let agent = DemoAgent::start_with(skiff, image, opts)?;
+    let result = measure_liveness(&agent, &share);
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&share);
+    result
+}
+
+fn restarts(agent: &DemoAgent) -> Result<Option<u64>> {
+    let out = agent.cli(&["get", "pod", "live", "-o", "json"])?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let pod = v["items"].get(0).unwrap_or(&v);
+    let status = &pod["status"]["containerStatuses"][0];
+    Ok((status["ready"] == true)
+        .then(|| status["restartCount"].as_u64())
+        .flatten())
+}
+
+fn measure_liveness(agent: &DemoAgent, share: &Path) -> Result<LivenessReport> {
+    let pod = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: live
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: skiff.local/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo ok > /share/alive; trap 'kill $!; exit 0' TERM; httpd -f -p 8080 -h /share & wait"]
+    volumeMounts:
+    - {{name: share, mountPath: /share}}
+    readinessProbe:
+      httpGet: {{path: /alive, port: 8080}}
+      periodSeconds: 1
+    livenessProbe:
+      httpGet: {{path: /alive, port: 8080}}
+      periodSeconds: 1
+      failureThreshold: 2
+  volumes:
+  - name: share
+    hostPath: {{path: {}}}
+"#,
+        share.display()
+    );
+    write_manifest(agent, "live.yaml", &pod)?;
+    let unhealthy = || -> Result<usize> {
+        let out = agent.cli(&["get", "events", "-o", "json"])?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let items = v["items"].as_array().cloned().unwrap_or_default();
+        Ok(items
+            .iter()
+            .filter(|e| {
+                e["reason"] == "Unhealthy"
+                    && e["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("Liveness probe failed"))
+            })
+            .count())
+    };
+    let (mut verdict, mut restarted) = (Vec::new(), Vec::new());
+    for _ in 0..LIVENESS_RUNS {
+        wait_until(Duration::from_secs(60), "the pod ready", || {
+            Ok(restarts(agent)?.is_some())
+        })?;
+        let before = unhealthy()?;
+        let removed = Instant::now();
+        std::fs::remove_file(share.join("alive")).context("remove the liveness file")?;
+        let mut judged = None;
+        wait_until(
+            Duration::from_secs(60),
+            "the container running again",
+            || {
+                if judged.is_none() && unhealthy()? > before {
+                    judged = Some(removed.elapsed().as_secs_f64());
+                }
+                Ok(share.join("alive").exists())
+            },
+        )?;
+        let back = removed.elapsed().as_secs_f64();
+        let judged = judged.unwrap_or(back);
+        eprintln!(
+            "bench rollout: liveness verdict after {judged:.2} s, running again after {back:.2} s"
+        );
+        verdict.push(judged);
+        restarted.push(back);
+    }
+    Ok(LivenessReport { verdict, restarted })
+}
