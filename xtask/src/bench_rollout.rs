@@ -199,15 +199,12 @@ fn measure_updates(cluster: &DemoCluster, updates: usize) -> Result<RolloutRepor
         for revision in 1..=updates {
             let written = Instant::now();
             write_manifest(origin, "web.yaml", &web(revision))?;
-            let want = format!("\"{revision}\"");
+            let want = revision.to_string();
             wait_until(Duration::from_secs(30), "the new template on n2", || {
                 let out = viewer.cli(&["get", "deployments", "web", "-o", "json"])?;
                 let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
                 let d = v["items"].get(0).unwrap_or(&v);
-                Ok(
-                    d["spec"]["template"]["metadata"]["annotations"]["revision"].to_string()
-                        == want,
-                )
+                Ok(d["spec"]["template"]["metadata"]["annotations"]["revision"] == want.as_str())
             })?;
             let out = viewer.cli(&["rollout", "status", "deployment/web", "--timeout", "300s"])?;
             if !out.status.success() {
