@@ -333,6 +333,7 @@ spec:
         let out = agent.cli(&["get", "events", "-o", "json"])?;
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         let items = v["items"].as_array().cloned().unwrap_or_default();
+        // Repeats of one event are folded into it (its count goes up).
         Ok(items
             .iter()
             .filter(|e| {
@@ -341,7 +342,8 @@ spec:
                         .as_str()
                         .is_some_and(|m| m.starts_with("Liveness probe failed"))
             })
-            .count())
+            .map(|e| e["count"].as_u64().unwrap_or(1) as usize)
+            .sum())
     };
     let (mut verdict, mut restarted) = (Vec::new(), Vec::new());
     for _ in 0..LIVENESS_RUNS {
