@@ -52,6 +52,10 @@ pub struct ContainerPlanSpec {
     pub name: String,
     pub image: String,
     pub pull_policy: PullPolicy,
+    /// An init container with `restartPolicy: Always`: started before the next init container,
+    /// restarted whenever it exits, stopped after the main containers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sidecar: bool,
 }
 
 /// What the reconciler needs to know about a pod.
@@ -332,14 +336,37 @@ pub enum Phase {
 }
 
 impl PodRecord {
+    /// Init container `i` no longer holds the next one back: it ran to completion, or it is a
+    /// sidecar that has started.
+    pub fn init_finished(&self, i: usize) -> bool {
+        let Some(c) = self.status.init_containers.get(i) else {
+            return true;
+        };
+        if self.plan.init_containers.get(i).is_some_and(|p| p.sidecar) {
+            c.done || c.current.is_some() || c.last.is_some()
+        } else {
+            c.done
+        }
+    }
+
+    /// Every main container has finished for good (a pod whose restart policy lets them).
+    pub fn main_finished(&self) -> bool {
+        !self.status.containers.is_empty() && self.status.containers.iter().all(|c| c.done)
+    }
+
     /// Kubernetes' phase rules: Pending until every container has started once; Succeeded or
     /// Failed when all are done; otherwise Running.
     pub fn phase(&self) -> Phase {
         let s = &self.status;
-        if s.init_containers.iter().any(|c| c.done && !succeeded(c)) {
+        let sidecar = |i: usize| self.plan.init_containers.get(i).is_some_and(|c| c.sidecar);
+        if s.init_containers
+            .iter()
+            .enumerate()
+            .any(|(i, c)| !sidecar(i) && c.done && !succeeded(c))
+        {
             return Phase::Failed;
         }
-        if !s.init_containers.iter().all(|c| c.done) {
+        if !(0..s.init_containers.len()).all(|i| self.init_finished(i)) {
             return Phase::Pending;
         }
         if s.containers.iter().all(|c| c.done) && !s.containers.is_empty() {
@@ -389,6 +416,7 @@ mod tests {
                     name: n.to_string(),
                     image: "i".into(),
                     pull_policy: PullPolicy::IfNotPresent,
+                    sidecar: false,
                 })
                 .collect(),
             restart_policy: RestartPolicy::Always,

@@ -115,7 +115,7 @@ pub fn pod(p: &PodRecord, ip: Option<&str>, ctx: &RenderContext<'_>) -> Value {
     }
     v["metadata"] = Value::Object(meta);
     v["spec"]["nodeName"] = json!(ctx.node_name);
-    let init_pending = p.status.init_containers.iter().any(|c| !c.done);
+    let init_pending = !(0..p.status.init_containers.len()).all(|i| p.init_finished(i));
     // An init container waits for every earlier one to finish (kubelet: PodInitializing).
     let init: Vec<Value> = p
         .plan
@@ -124,7 +124,7 @@ pub fn pod(p: &PodRecord, ip: Option<&str>, ctx: &RenderContext<'_>) -> Value {
         .zip(&p.status.init_containers)
         .enumerate()
         .map(|(i, (s, c))| {
-            let blocked = p.status.init_containers[..i].iter().any(|e| !e.done);
+            let blocked = !(0..i).all(|e| p.init_finished(e));
             container_status(s, c, blocked, ctx)
         })
         .collect();

@@ -95,6 +95,8 @@ pub(crate) struct RawHostAlias {
 #[serde(rename_all = "camelCase")]
 pub(crate) struct RawContainer {
     pub(crate) name: Option<String>,
+    /// Only `Always`, on an init container: a native sidecar.
+    pub(crate) restart_policy: Option<String>,
     pub(crate) image: Option<String>,
     pub(crate) image_pull_policy: Option<String>,
     pub(crate) command: Option<List<String>>,

@@ -213,6 +213,7 @@ fn plan_spec(pod: &Valid<Pod>) -> PodPlanSpec {
             MP::IfNotPresent => PullPolicy::IfNotPresent,
             MP::Never => PullPolicy::Never,
         },
+        sidecar: c.sidecar,
     };
     PodPlanSpec {
         init_containers: pod.spec.init_containers.iter().map(c).collect(),

@@ -31,6 +31,7 @@ fn pod() -> PodRecord {
         name: name.into(),
         image: format!("img-{name}"),
         pull_policy: PullPolicy::IfNotPresent,
+        sidecar: false,
     };
     let plan = PodPlanSpec {
         init_containers: vec![spec("init")],

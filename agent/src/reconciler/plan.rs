@@ -98,6 +98,8 @@ pub fn observe(
     let policy = pod.plan.restart_policy;
     let deleting = pod.deleting_since.is_some();
     let n_init = pod.status.init_containers.len();
+    let sidecars: Vec<bool> = pod.plan.init_containers.iter().map(|c| c.sidecar).collect();
+    let main_finished = pod.main_finished();
     for (i, c) in pod
         .status
         .init_containers
@@ -106,6 +108,7 @@ pub fn observe(
         .enumerate()
     {
         let init = i < n_init;
+        let sidecar = init && sidecars.get(i).copied().unwrap_or(false);
         let Some(instance) = c.current.clone() else {
             continue;
         };
@@ -148,8 +151,10 @@ pub fn observe(
         // A container stopped by its failed liveness or startup probe restarts unless the
         // policy is Never, however it exited (as kubelet does).
         let probe_killed = instance.stop_reason.is_some();
+        // A sidecar restarts whenever it exits, until the main containers are done.
         let restart = !deleting
             && match (init, policy) {
+                (true, _) if sidecar => !main_finished,
                 (true, _) if success => false,
                 (true, RestartPolicy::Never) => false,
                 (true, _) => true,
@@ -222,8 +227,13 @@ pub fn plan(pod: &PodRecord, image: &dyn Fn(&str) -> ImageState, now: Millis) ->
         let grace = pod.plan.grace_period.as_millis() as Millis;
         let init = pod.status.init_containers.iter().map(|c| (None, c));
         let main = pod.status.containers.iter().enumerate();
+        // Sidecars stop once the main containers have (they serve them to the end).
+        let main_running = pod.status.containers.iter().any(|c| c.running());
         for (index, c) in init.chain(main.map(|(i, c)| (Some(i), c))) {
             let Some(i) = &c.current else { continue };
+            if index.is_none() && main_running {
+                continue;
+            }
             stop(pod, index, i, grace, now, &mut actions);
         }
         if !pod.status.any_running() && pod.status.pending_removal.is_empty() {
@@ -241,8 +251,33 @@ pub fn plan(pod: &PodRecord, image: &dyn Fn(&str) -> ImageState, now: Millis) ->
         }
         return actions;
     }
-    // Init containers run one at a time, in order, each to completion.
+    // Init containers run one at a time, in order, each to completion; a sidecar only has to
+    // have started (it keeps running, and is started again whenever it exits). Once the main
+    // containers are done for good, running sidecars are stopped.
+    let main_finished = pod.main_finished();
+    let initialized = (0..pod.status.init_containers.len()).all(|i| pod.init_finished(i));
     for (index, c) in pod.status.init_containers.iter().enumerate() {
+        if pod
+            .plan
+            .init_containers
+            .get(index)
+            .is_some_and(|s| s.sidecar)
+        {
+            if main_finished {
+                if let Some(i) = &c.current {
+                    let grace = pod.plan.grace_period.as_millis() as Millis;
+                    stop(pod, None, i, grace, now, &mut actions);
+                }
+                continue;
+            }
+            if !c.running() && !c.done {
+                actions.extend(start_or_pull(pod, true, index, image, now));
+                if !initialized {
+                    return actions; // the next init container waits for it to start
+                }
+            }
+            continue;
+        }
         if c.done {
             if c.last.as_ref().is_some_and(|t| t.exit_code != 0) {
                 return actions; // the pod failed

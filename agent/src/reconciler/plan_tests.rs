@@ -19,6 +19,7 @@ fn spec(name: &str, policy: PullPolicy) -> ContainerPlanSpec {
         name: name.into(),
         image: format!("img-{name}"),
         pull_policy: policy,
+        sidecar: false,
     }
 }
 
@@ -482,4 +483,154 @@ fn hooks_the_node_does_not_run_are_skipped() {
             "{hook}"
         );
     }
+}
+
+fn starts(actions: &[Action]) -> Vec<(bool, usize)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::StartContainer { init, index, .. } => Some((*init, *index)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn terms(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Signal {
+                id,
+                signal: StopSignal::Term,
+                ..
+            } => Some(id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_sidecar_starts_before_the_next_init_container_and_runs_beside_the_main_ones() {
+    let mut p = pod(&["side", "setup"], &["a"], RestartPolicy::Always);
+    p.plan.init_containers[0].sidecar = true;
+    assert_eq!(
+        starts(&plan(&p, &present, 0)),
+        [(true, 0)],
+        "the sidecar first"
+    );
+    run(&mut p.status.init_containers[0], "s1", 0);
+    assert_eq!(p.phase(), Phase::Pending);
+    // Started is enough: the next init container goes while the sidecar keeps running.
+    assert_eq!(starts(&plan(&p, &present, SEC)), [(true, 1)]);
+    run(&mut p.status.init_containers[1], "i1", SEC);
+    observe(
+        &mut p,
+        &|id: &str| {
+            if id == "i1" {
+                exited(0, 2 * SEC)(id)
+            } else {
+                Observed::Running
+            }
+        },
+        2 * SEC,
+        &backoff(),
+    );
+    assert!(p.status.init_containers[1].done);
+    assert!(
+        !p.status.init_containers[0].done,
+        "a sidecar is never done while the pod runs"
+    );
+    assert_eq!(starts(&plan(&p, &present, 2 * SEC)), [(false, 0)]);
+    run(&mut p.status.containers[0], "a1", 2 * SEC);
+    assert_eq!(p.phase(), Phase::Running);
+    // The sidecar exits (even with 0): it is started again after its backoff, whatever the
+    // pod's policy, and the main container is not held up meanwhile.
+    observe(
+        &mut p,
+        &|id: &str| {
+            if id == "s1" {
+                exited(0, 3 * SEC)(id)
+            } else {
+                Observed::Running
+            }
+        },
+        3 * SEC,
+        &backoff(),
+    );
+    assert!(!p.status.init_containers[0].done);
+    assert_eq!(
+        starts(&plan(&p, &present, 3 * SEC)),
+        [],
+        "within its backoff"
+    );
+    assert_eq!(starts(&plan(&p, &present, 20 * SEC)), [(true, 0)]);
+    assert_eq!(p.phase(), Phase::Running);
+}
+
+#[test]
+fn a_sidecar_stops_after_the_main_containers() {
+    let mut p = pod(&["side"], &["a"], RestartPolicy::Always);
+    p.plan.init_containers[0].sidecar = true;
+    run(&mut p.status.init_containers[0], "s1", 0);
+    run(&mut p.status.containers[0], "a1", 0);
+    p.deleting_since = Some(SEC);
+    assert_eq!(
+        terms(&plan(&p, &present, SEC)),
+        ["a1"],
+        "the main container first"
+    );
+    p.status.containers[0]
+        .current
+        .as_mut()
+        .unwrap()
+        .term_sent_at = Some(SEC);
+    assert_eq!(terms(&plan(&p, &present, 2 * SEC)), Vec::<String>::new());
+    observe(
+        &mut p,
+        &|id: &str| {
+            if id == "a1" {
+                exited(143, 2 * SEC)(id)
+            } else {
+                Observed::Running
+            }
+        },
+        2 * SEC,
+        &backoff(),
+    );
+    assert_eq!(
+        terms(&plan(&p, &present, 2 * SEC)),
+        ["s1"],
+        "then the sidecar"
+    );
+}
+
+#[test]
+fn a_finished_pod_stops_its_sidecars() {
+    let mut p = pod(&["side"], &["job"], RestartPolicy::Never);
+    p.plan.init_containers[0].sidecar = true;
+    run(&mut p.status.init_containers[0], "s1", 0);
+    run(&mut p.status.containers[0], "j1", 0);
+    observe(
+        &mut p,
+        &|id: &str| {
+            if id == "j1" {
+                exited(0, SEC)(id)
+            } else {
+                Observed::Running
+            }
+        },
+        SEC,
+        &backoff(),
+    );
+    assert_eq!(p.phase(), Phase::Succeeded);
+    assert_eq!(terms(&plan(&p, &present, SEC)), ["s1"]);
+    // Once stopped it is not started again.
+    observe(
+        &mut p,
+        &|_: &str| exited(143, 2 * SEC)("s1"),
+        2 * SEC,
+        &backoff(),
+    );
+    assert!(p.status.init_containers[0].done);
+    assert_eq!(starts(&plan(&p, &present, 60 * SEC)), []);
 }

@@ -229,6 +229,18 @@ pub struct Container {
     pub startup_probe: Option<Probe>,
     #[serde(skip_serializing_if = "Lifecycle::is_empty")]
     pub lifecycle: Lifecycle,
+    /// `restartPolicy: Always` on an init container: a native sidecar (started before the next
+    /// init container, kept running beside the main containers, stopped after them).
+    #[serde(
+        rename = "restartPolicy",
+        serialize_with = "always",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub sidecar: bool,
+}
+
+fn always<S: serde::Serializer>(_: &bool, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("Always")
 }
 
 /// One environment variable: a literal value or a reference.

@@ -96,6 +96,17 @@ pub(crate) fn container(
         problems,
     );
     let lifecycle = lifecycle(raw.lifecycle, &ports, &path.child("lifecycle"), problems);
+    let sidecar = match raw.restart_policy.as_deref() {
+        None => Some(false),
+        Some("Always") => Some(true),
+        Some(other) => {
+            problems.error(
+                &path.child("restartPolicy"),
+                format!("must be \"Always\" (a native sidecar), the only container restart policy (got {other:?})"),
+            );
+            None
+        }
+    };
     Some(Container {
         name: name?,
         image: image?,
@@ -113,6 +124,7 @@ pub(crate) fn container(
         readiness_probe,
         startup_probe,
         lifecycle: lifecycle?,
+        sidecar: sidecar?,
     })
 }
 

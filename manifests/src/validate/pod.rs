@@ -62,10 +62,18 @@ pub(crate) fn pod_spec(
         problems,
     );
     for (item_path, c) in &init_containers {
-        if !c.lifecycle.is_empty() {
+        if !c.lifecycle.is_empty() && !c.sidecar {
             problems.error(
                 &item_path.child("lifecycle"),
-                "may not be set for init containers",
+                "may not be set for init containers (only for a sidecar: restartPolicy: Always)",
+            );
+        }
+    }
+    for (item_path, c) in &containers {
+        if c.sidecar {
+            problems.error(
+                &item_path.child("restartPolicy"),
+                "only init containers may set restartPolicy (a native sidecar); the pod's restartPolicy applies here",
             );
         }
     }
