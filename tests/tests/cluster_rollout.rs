@@ -110,8 +110,16 @@ fn a_rolling_update_behind_a_service_fails_no_request() -> Result<()> {
                 failures
             })
         };
-        // The new revision, from another node's manifests dir.
+        // The new revision, from another node's manifests dir; `rollout status` on n1 once n1
+        // has it (before, it would report the old revision rolled out).
         c.agents[2].write_manifest(FILE, &rolling_web(6, 2))?;
+        wait_for("the new template on n1", WAIT, POLL, || {
+            let d = c.agents[1].api(&serde_json::json!({
+                "op": "get", "kind": "deployments", "name": "web", "namespace": "default", "all_namespaces": false,
+            }))?;
+            let d = d["items"].get(0).cloned().unwrap_or(d);
+            Ok((d["spec"]["template"]["metadata"]["annotations"]["version"] == "2").then_some(()))
+        })?;
         let status =
             c.agents[1].cli(&["rollout", "status", "deployment/web", "--timeout", "180s"])?;
         eprintln!("rollout status on n1:\n{status}");
@@ -169,6 +177,24 @@ fn a_rolling_update_behind_a_service_fails_no_request() -> Result<()> {
             Ok(all_three.then_some(()))
         })?;
         eprintln!("scaled to 3 on every node after {took:?}");
+
+        // A restart from yet another node replaces the three pods with new ones.
+        let before: std::collections::BTreeSet<String> = web_pods(&c.agents[0])?
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        let out = c.agents[4].cli(&["rollout", "restart", "deployment/web"])?;
+        ensure!(out.contains("restarted"), "rollout restart: {out}");
+        let (_, took) = wait_for("3 new pods everywhere", WAIT, POLL, || {
+            let mut replaced = true;
+            for i in all() {
+                let pods = web_pods(&c.agents[i])?;
+                replaced &= pods.len() == 3
+                    && pods.iter().all(|p| !p.deleting && !before.contains(&p.name));
+            }
+            Ok(replaced.then_some(()))
+        })?;
+        eprintln!("restarted: 3 new pods on every node after {took:?}");
         let daemon = c.agents[3].cli(&["scale", "daemonset/agent", "--replicas", "3"]);
         ensure!(
             daemon

@@ -255,6 +255,11 @@ fn run_inner(socket: &Path, command: Command) -> Result<i32, CliError> {
             timeout,
             watch,
         }) => rollout_status(socket, &target, name.as_deref(), namespace, timeout, watch),
+        Command::Rollout(RolloutCommand::Restart {
+            target,
+            name,
+            namespace,
+        }) => rollout_restart(socket, &target, name.as_deref(), namespace),
         Command::Scale(args) => scale(socket, args),
         Command::Agent(_) | Command::Dev(_) => Err(CliError::User("not a client command".into())),
     }
@@ -349,6 +354,54 @@ fn rollout_status(
         }
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
+}
+
+/// `rollout restart deployment/NAME` (or a DaemonSet): applies it with a new restartedAt
+/// template annotation, so its pods are replaced as its update strategy says.
+fn rollout_restart(
+    socket: &Path,
+    target: &str,
+    name: Option<&str>,
+    namespace: Option<String>,
+) -> Result<i32, CliError> {
+    let (kind, name) = rollout::parse_target(target, name).map_err(CliError::User)?;
+    let resource = match kind.as_str() {
+        "deployment" => ResourceKind::Deployments,
+        "daemonset" => ResourceKind::DaemonSets,
+        _ => {
+            return Err(CliError::User(format!(
+                "{kind}/{name} cannot be restarted: only Deployments and DaemonSets can"
+            )));
+        }
+    };
+    let value = call(
+        socket,
+        &Request::Get {
+            kind: resource,
+            name: Some(name.clone()),
+            namespace: namespace.clone(),
+            all_namespaces: false,
+        },
+    )?;
+    let object = rollout::the_item(&value)
+        .cloned()
+        .ok_or_else(|| CliError::User(format!("{kind} {name:?} not found")))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let manifest = rollout::restarted_manifest(&object, &crate::pod::rfc3339(now));
+    call(
+        socket,
+        &Request::Apply {
+            files: vec![ApplyFile {
+                name: format!("rollout restart {kind}/{name}"),
+                content: manifest.to_string(),
+            }],
+            dry_run: false,
+        },
+    )?;
+    output::note(&format!("{kind}.apps/{name} restarted"));
+    Ok(EXIT_OK)
 }
 
 /// `scale deployment/NAME --replicas N`: applies the Deployment with the new count.

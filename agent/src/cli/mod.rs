@@ -69,6 +69,15 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum RolloutCommand {
+    /// Replace every pod of a Deployment or DaemonSet as a rolling update (a new
+    /// restartedAt annotation in its template)
+    Restart {
+        /// deployment/NAME or daemonset/NAME
+        target: String,
+        name: Option<String>,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
     /// Wait until the rollout is done; fail when it makes no progress for the Deployment's
     /// progressDeadlineSeconds (or --timeout)
     Status {

@@ -93,6 +93,28 @@ pub fn scaled_manifest(d: &Value, replicas: u32) -> Value {
     m
 }
 
+/// The workload as a manifest again with `restartedAt` in its template's annotations (as
+/// `kubectl rollout restart` does): a new template, so its pods are replaced as an update.
+pub fn restarted_manifest(d: &Value, restarted_at: &str) -> Value {
+    let mut m = d.clone();
+    if let Some(o) = m.as_object_mut() {
+        o.remove("status");
+    }
+    if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("creationTimestamp");
+    }
+    let meta = &mut m["spec"]["template"]["metadata"];
+    if !meta.is_object() {
+        *meta = Value::Object(Default::default());
+    }
+    meta["annotations"][RESTARTED_AT] = Value::from(restarted_at);
+    m
+}
+
+/// The template annotation `rollout restart` sets (kubectl's own name, so tools that know it
+/// read it the same way).
+pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,5 +193,27 @@ mod tests {
         assert_eq!(m["metadata"]["labels"]["a"], "b");
         assert!(m.get("status").is_none());
         assert!(m["metadata"].get("creationTimestamp").is_none());
+    }
+
+    #[test]
+    fn a_restart_stamps_the_template() {
+        let d = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web"},
+            "spec": {"replicas": 2, "template": {"metadata": {"labels": {"app": "web"}}, "spec": {}}},
+            "status": {"replicas": 2},
+        });
+        let m = restarted_manifest(&d, "2026-12-04T18:00:00Z");
+        assert_eq!(
+            m["spec"]["template"]["metadata"]["annotations"][RESTARTED_AT],
+            "2026-12-04T18:00:00Z"
+        );
+        assert_eq!(m["spec"]["template"]["metadata"]["labels"]["app"], "web");
+        assert!(m.get("status").is_none());
+        let again = restarted_manifest(&m, "2026-12-04T18:05:00Z");
+        assert_eq!(
+            again["spec"]["template"]["metadata"]["annotations"][RESTARTED_AT],
+            "2026-12-04T18:05:00Z"
+        );
     }
 }
