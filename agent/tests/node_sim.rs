@@ -656,3 +656,51 @@ async fn a_restarted_agent_adopts_running_containers_and_restarts_the_dead() {
     // The network of both pods was kept (set up once each, not torn down by the restart).
     assert_eq!(node.disk.network.state().netns.len(), 2);
 }
+
+/// A Deployment whose template runs `image` and asks for `memory`.
+fn deployment_yaml(image: &str, memory: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  strategy:\n    rollingUpdate: {{maxSurge: 1, maxUnavailable: 0}}\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      terminationGracePeriodSeconds: 5\n      containers:\n      - name: app\n        image: {image}\n        imagePullPolicy: IfNotPresent\n        command: [\"sleep\", \"3600\"]\n        resources:\n          requests: {{memory: {memory}}}\n"
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_running_an_old_revision_pulls_the_new_revisions_image_ahead() {
+    let node = Node::start().await;
+    node.write_manifest("web.yaml", &deployment_yaml(IMAGE, "16Mi"))
+        .await;
+    let old = node
+        .until(Duration::from_secs(30), "the first revision runs", |n| {
+            n.agent()
+                .snapshot
+                .borrow()
+                .pods
+                .iter()
+                .find(|p| p.owner.is_some() && p.status.containers[0].running())
+                .map(|p| p.name.clone())
+        })
+        .await;
+    // The new revision needs more memory than the node has: no pod of it is placed here (the
+    // old one keeps serving, maxUnavailable 0), yet its image is fetched ahead. The registry
+    // refuses connections, so the pull fails, and that failure shows it was tried.
+    let image = "127.0.0.1:9/next:2";
+    node.write_manifest("web.yaml", &deployment_yaml(image, "100Ti"))
+        .await;
+    node.until(Duration::from_secs(30), "the new image pulled ahead", |n| {
+        let snapshot = n.agent().snapshot.borrow().clone();
+        match snapshot.image_state(image).0 {
+            skiff_agent::reconciler::plan::ImageState::Missing => None,
+            _ => Some(()),
+        }
+    })
+    .await;
+    let pods: Vec<String> = node
+        .agent()
+        .snapshot
+        .borrow()
+        .pods
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    assert_eq!(pods, [old], "no pod of the new revision on this node");
+}

@@ -340,6 +340,7 @@ impl<N: PodNetwork + 'static> Core<N> {
         if self.desired_changed {
             self.desired_changed = false;
             self.apply_desired(now);
+            self.prefetch_new_revisions(pulls, tracker);
         }
         // Pods with an action in flight wait for its outcome.
         let uids: Vec<String> = self

@@ -89,6 +89,51 @@ impl<N: PodNetwork + 'static> Core<N> {
             .collect()
     }
 
+    /// Images of a new revision, pulled ahead: a node running pods of a Deployment or
+    /// DaemonSet whose template has changed pulls the new template's missing images now, while
+    /// its old pods still serve, so that on a slow link the update does not wait for the pull
+    /// after an old pod has stopped. (Pods of the new revision may still land elsewhere; those
+    /// nodes pull when they get them.)
+    pub(super) fn prefetch_new_revisions(
+        &mut self,
+        pulls: &mpsc::Sender<PullResult>,
+        tracker: &TaskTracker,
+    ) {
+        use skiff_manifests::{Kind, Object, ObjectKey};
+        let mut wanted: Vec<String> = Vec::new();
+        for p in self.pods.values().filter(|p| p.deleting_since.is_none()) {
+            let Some(owner) = &p.owner else { continue };
+            let key = ObjectKey::new(owner.kind, &p.namespace, &owner.name);
+            let Some((_, object)) = self.objects.get(&key) else {
+                continue;
+            };
+            let (hash, spec) = match (owner.kind, object.get()) {
+                (Kind::Deployment, Object::Deployment(d)) => {
+                    (d.pod_template_hash(), &d.spec.template.spec)
+                }
+                (Kind::DaemonSet, Object::DaemonSet(d)) => {
+                    (d.pod_template_hash(), &d.spec.template.spec)
+                }
+                _ => continue,
+            };
+            if hash == p.spec_hash {
+                continue;
+            }
+            for c in spec.init_containers.iter().chain(&spec.containers) {
+                if c.image_pull_policy != skiff_manifests::model::pod::PullPolicy::Never
+                    && self.image_state_of(&c.image) == ImageState::Missing
+                    && !wanted.contains(&c.image)
+                {
+                    wanted.push(c.image.clone());
+                }
+            }
+        }
+        for image in wanted {
+            tracing::info!("pulling {image} ahead of a rolling update (a new revision uses it)");
+            self.start_pull(&image, pulls, tracker);
+        }
+    }
+
     pub(super) fn start_pull(
         &mut self,
         image: &str,
