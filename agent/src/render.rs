@@ -260,6 +260,7 @@ pub fn deployment(
     namespace: &str,
     pods: &[PodSummary<'_>],
     template_hash: &str,
+    rollout: Option<(&crate::cluster::rollouts::RolloutView, u32)>,
 ) -> Value {
     let owned: Vec<&PodSummary<'_>> = pods
         .iter()
@@ -281,6 +282,36 @@ pub fn deployment(
         "readyReplicas": ready,
         "availableReplicas": ready,
     });
+    // With the rollout this node follows: available as minReadySeconds counts it, and
+    // Kubernetes' two conditions. `min_available`: replicas - maxUnavailable.
+    if let Some((r, min_available)) = rollout {
+        use crate::cluster::rollouts::Progress;
+        v["status"]["availableReplicas"] = json!(r.available);
+        let (status, reason, message) = match r.progress {
+            Progress::Complete => ("True", "NewReplicaSetAvailable", "the rollout is complete"),
+            Progress::Progressing => ("True", "ReplicaSetUpdated", "the rollout is progressing"),
+            Progress::DeadlineExceeded => (
+                "False",
+                "ProgressDeadlineExceeded",
+                "the rollout made no progress within progressDeadlineSeconds",
+            ),
+        };
+        let up = r.available >= min_available;
+        v["status"]["conditions"] = json!([
+            {
+                "type": "Available",
+                "status": if up { "True" } else { "False" },
+                "reason": if up { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
+            },
+            {
+                "type": "Progressing",
+                "status": status,
+                "reason": reason,
+                "message": format!("deployment {name:?}: {message}"),
+                "lastUpdateTime": rfc3339(r.since_ms),
+            },
+        ]);
+    }
     v
 }
 

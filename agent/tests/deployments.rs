@@ -425,3 +425,88 @@ fn twenty_replicas_start_and_go_together() {
         clean.then_some(())
     });
 }
+
+/// `web` whose revision 2 never turns ready (its readiness probe knocks on a closed port).
+fn stalling(revision: u32) -> String {
+    let probe = if revision == 2 {
+        "        readinessProbe:\n          tcpSocket: {port: 9}\n          periodSeconds: 1\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  progressDeadlineSeconds: 3
+  strategy:
+    rollingUpdate: {{maxSurge: 1, maxUnavailable: 0}}
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+      annotations: {{revision: "{revision}"}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: app
+        image: {TEST_IMAGE}
+        imagePullPolicy: IfNotPresent
+        command: ["sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"]
+{probe}"#
+    )
+}
+
+#[test]
+fn a_rollout_that_never_becomes_ready_exceeds_its_deadline_and_keeps_the_old_pod() {
+    let agent = TestAgent::start();
+    agent.write_manifest("web.yaml", &stalling(1));
+    agent.wait_until(WAIT, "the Deployment known", || {
+        agent
+            .skiff(&["get", "deployments", "web"])
+            .status
+            .success()
+            .then_some(())
+    });
+    let done = agent.skiff(&["rollout", "status", "deployment/web", "--timeout", "60s"]);
+    assert!(done.status.success(), "{done:?}");
+    let old: Vec<String> = agent.pods().iter().map(name_of).collect();
+    agent.write_manifest("web.yaml", &stalling(2));
+    agent.wait_until(WAIT, "the new template", || {
+        let d: Value =
+            serde_json::from_str(&agent.skiff_ok(&["get", "deployments", "web", "-o", "json"]))
+                .ok()?;
+        let d = d["items"].get(0).cloned().unwrap_or(d);
+        (d["spec"]["template"]["metadata"]["annotations"]["revision"] == "2").then_some(())
+    });
+    let started = std::time::Instant::now();
+    let failed = agent.skiff(&["rollout", "status", "deployment/web", "--timeout", "60s"]);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("exceeded its progress deadline"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "failed after {:?}",
+        started.elapsed()
+    );
+    let d: Value =
+        serde_json::from_str(&agent.skiff_ok(&["get", "deployments", "web", "-o", "json"]))
+            .expect("json");
+    let d = d["items"].get(0).cloned().unwrap_or(d);
+    let progressing = d["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Progressing").cloned())
+        .unwrap_or_default();
+    assert_eq!(progressing["status"], "False", "{d:#}");
+    assert_eq!(progressing["reason"], "ProgressDeadlineExceeded");
+    // maxUnavailable 0: the old pod still runs beside the unready new one.
+    let names: Vec<String> = agent.pods().iter().map(name_of).collect();
+    assert!(names.contains(&old[0]), "{names:?}");
+    assert_eq!(names.len(), 2, "{names:?}");
+}

@@ -78,8 +78,8 @@ pub enum RolloutCommand {
         #[arg(short = 'n', long)]
         namespace: Option<String>,
     },
-    /// Wait until the rollout is done; fail when it makes no progress for the Deployment's
-    /// progressDeadlineSeconds (or --timeout)
+    /// Wait until the rollout is done; fail when the Deployment reports its progress deadline
+    /// exceeded (progressDeadlineSeconds without progress), or after --timeout
     Status {
         /// deployment/NAME (or: deployment NAME)
         target: String,

@@ -1,8 +1,8 @@
 //! `skiff rollout status` and `skiff scale`: client commands built on `get` and `apply`.
 //!
 //! `rollout status` follows the Deployment's status the way kubectl does (new replicas made,
-//! old ones gone, new ones available) and fails once nothing has moved for the Deployment's
-//! `progressDeadlineSeconds`. `scale` applies the Deployment with a new replica count through
+//! old ones gone, new ones available) and fails once the node reports the Deployment's
+//! `Progressing` condition as `ProgressDeadlineExceeded`. `scale` applies the Deployment with a new replica count through
 //! the API, so it is kept and replicated like any apply (an object declared by a manifest file
 //! on the node asked is refused: edit the file).
 
@@ -32,6 +32,8 @@ pub fn parse_target(target: &str, name: Option<&str>) -> Result<(String, String)
 pub enum Progress {
     Waiting(String),
     Done(String),
+    /// The node reports `ProgressDeadlineExceeded`.
+    Failed(String),
 }
 
 /// kubectl's reading of a Deployment's status: new replicas made, old ones gone, the new ones
@@ -53,6 +55,18 @@ pub fn progress(d: &Value) -> Progress {
             "Waiting for deployment {name:?} rollout to finish: {what}..."
         ))
     };
+    let stalled = d
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded");
+    let complete = updated >= wanted && total <= updated && available >= updated;
+    if stalled && !complete {
+        return Progress::Failed(format!(
+            "deployment {name:?} exceeded its progress deadline"
+        ));
+    }
     if updated < wanted {
         waiting(format!(
             "{updated} out of {wanted} new replicas have been updated"
@@ -160,6 +174,12 @@ mod tests {
         for (d, want) in cases {
             assert_eq!(progress(&d), want, "{d}");
         }
+        let mut stalled = deployment(3, 4, 1, 3);
+        stalled["status"]["conditions"] = json!([{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]);
+        assert_eq!(
+            progress(&stalled),
+            Progress::Failed("deployment \"web\" exceeded its progress deadline".into())
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod gossip_view;
 pub mod keys;
 pub mod leadership;
 pub mod replica;
+pub mod rollouts;
 pub mod schedule;
 pub mod service;
 pub mod subnets;

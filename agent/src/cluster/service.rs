@@ -122,6 +122,8 @@ pub struct ClusterState {
     pub quorum: Quorum,
     /// Every Service with its address, node ports and endpoints, as this node sees them.
     pub services: Arc<crate::services::ServiceTable>,
+    /// Every Deployment's rollout (available pods, progress), as this node sees it.
+    pub rollouts: Arc<super::rollouts::Rollouts>,
 }
 
 /// The default service CIDR (k3s's).
@@ -170,6 +172,8 @@ pub struct ClusterService {
     /// that spell: a node that left and comes back under a new generation stays under the
     /// restart grace until it is Ready again.
     not_ready_since: BTreeMap<String, (u64, bool)>,
+    /// Every Deployment's rollout, followed on every node.
+    rollout_tracker: super::rollouts::RolloutTracker,
     /// What the leader has seen of every pod's readiness (rolling updates' `minReadySeconds`).
     readiness: BTreeMap<(String, String), super::schedule::Readiness>,
     /// When the next scheduling pass is due because a pod becomes available.
@@ -261,6 +265,7 @@ impl ClusterService {
             not_ready_since: BTreeMap::new(),
             readiness: BTreeMap::new(),
             wake_at_ms: None,
+            rollout_tracker: Default::default(),
             published_tables: BTreeMap::new(),
             published_parts: BTreeMap::new(),
             service_cidr: DEFAULT_SERVICE_CIDR.parse().expect("valid CIDR"),

@@ -105,12 +105,6 @@ pub(crate) fn validate_deployment(
             "accepted, but skiff keeps no rollout history yet (rollout undo is not available)",
         );
     }
-    if spec.progress_deadline_seconds.is_some() {
-        problems.warn(
-            &spec_path.child("progressDeadlineSeconds"),
-            "accepted: `skiff rollout status` fails after it, but the Deployment's status does not show ProgressDeadlineExceeded yet",
-        );
-    }
     if spec.paused == Some(true) {
         problems.error(
             &spec_path.child("paused"),

@@ -97,12 +97,24 @@ pub(super) fn get(
                 }
                 let mut v = object_json(snap, key, object);
                 if let Object::Deployment(d) = object.get() {
+                    let min_available = match &d.spec.strategy {
+                        skiff_manifests::DeploymentStrategy::RollingUpdate { rolling_update } => d
+                            .spec
+                            .replicas
+                            .saturating_sub(rolling_update.resolve(d.spec.replicas).1),
+                        skiff_manifests::DeploymentStrategy::Recreate => 0,
+                    };
+                    let rollout = cluster
+                        .rollouts
+                        .get(&(key.namespace.clone(), key.name.clone()))
+                        .map(|r| (r, min_available));
                     v = render::deployment(
                         &v,
                         &key.name,
                         &key.namespace,
                         &pods,
                         &d.pod_template_hash(),
+                        rollout,
                     );
                     if let Some(t) = snap.first_seen.get(key) {
                         v["metadata"]["creationTimestamp"] = json!(rfc3339(*t));

@@ -65,7 +65,15 @@ impl ClusterService {
             ),
         };
         let services = self.service_table(now);
-        self.hand_on(outputs, leadership, placement, pods, routes, services);
+        let rollouts = self.rollout_tracker.track_shared(&self.objects, &pods, now);
+        self.hand_on(
+            outputs,
+            leadership,
+            placement,
+            (pods, rollouts),
+            routes,
+            services,
+        );
         // Disk last: the commits (a sync each) do not delay the node's pods.
         self.write_replica();
     }
@@ -308,7 +316,7 @@ impl ClusterService {
         outputs: &ClusterOutputs,
         leadership: LeadershipDecision,
         placement: Placement,
-        pods: Arc<PodReports>,
+        (pods, rollouts): (Arc<PodReports>, Arc<crate::cluster::rollouts::Rollouts>),
         routes: Vec<PeerRoute>,
         services: Arc<crate::services::ServiceTable>,
     ) {
@@ -352,6 +360,7 @@ impl ClusterService {
             routes,
             quorum: leadership.quorum,
             services,
+            rollouts,
         }));
     }
 }
