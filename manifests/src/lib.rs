@@ -35,9 +35,9 @@ pub use model::object::{DEFAULT_NAMESPACE, Kind, Object, ObjectKey, ObjectMeta};
 pub use model::pod::{
     ConfigMapVolume, Container, ContainerPort, DnsOption, DnsPolicy, EmptyDirVolume, EnvFromRef,
     EnvFromSource, EnvValue, EnvVar, EnvVarSource, HostAlias, HostPathType, HostPathVolume,
-    KeySelector, KeyToPath, NameRef, PodDnsConfig, PodSpec, Protocol, PullPolicy, ResourceList,
-    ResourceRequirements, ResourceTotals, RestartPolicy, SecretVolume, StorageMedium, Volume,
-    VolumeMount, VolumeSource,
+    KeySelector, KeyToPath, NameRef, PodDnsConfig, PodField, PodSpec, Protocol, PullPolicy,
+    ResourceList, ResourceRequirements, ResourceTotals, RestartPolicy, SecretVolume, StorageMedium,
+    Volume, VolumeMount, VolumeSource,
 };
 pub use model::probe::{
     Hook, HttpGetAction, HttpHeader, HttpScheme, Lifecycle, Probe, ProbeHandler, ProbePort,

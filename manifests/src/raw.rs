@@ -198,8 +198,15 @@ pub(crate) struct RawEnvVar {
 pub(crate) struct RawEnvVarSource {
     pub(crate) config_map_key_ref: Option<RawKeyRef>,
     pub(crate) secret_key_ref: Option<RawKeyRef>,
-    pub(crate) field_ref: Option<Value>,
+    pub(crate) field_ref: Option<RawFieldRef>,
     pub(crate) resource_field_ref: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawFieldRef {
+    pub(crate) api_version: Option<String>,
+    pub(crate) field_path: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

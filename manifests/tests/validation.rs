@@ -161,7 +161,12 @@ fn single_problems_table() {
         (pod("      volumeMounts: [{name: v, mountPath: /v}]\n", ""), "spec.containers[0].volumeMounts[0].name", "unknown volume \"v\" (volumes: none)"),
         (pod("      env: [{name: A, value: x, valueFrom: {secretKeyRef: {name: s, key: k}}}]\n", ""), "spec.containers[0].env[0]", "not both"),
         (pod("      env: [{name: A, valueFrom: {secretKeyRef: {name: s}}}]\n", ""), "spec.containers[0].env[0].valueFrom.secretKeyRef.key", "required"),
-        (pod("      env: [{name: A, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]\n", ""), "spec.containers[0].env[0].valueFrom", "not supported yet"),
+        (pod("      env: [{name: A, valueFrom: {fieldRef: {fieldPath: status.phase}}}]\n", ""), "spec.containers[0].env[0].valueFrom.fieldRef.fieldPath", "unsupported field \"status.phase\""),
+        (pod("      env: [{name: A, valueFrom: {fieldRef: {fieldPath: spec.serviceAccountName}}}]\n", ""), "spec.containers[0].env[0].valueFrom.fieldRef.fieldPath", "no service accounts"),
+        (pod("      env: [{name: A, valueFrom: {fieldRef: {apiVersion: v2, fieldPath: metadata.name}}}]\n", ""), "spec.containers[0].env[0].valueFrom.fieldRef.apiVersion", "must be v1"),
+        (pod("      env: [{name: A, valueFrom: {fieldRef: {}}}]\n", ""), "spec.containers[0].env[0].valueFrom.fieldRef.fieldPath", "required"),
+        (pod("      env: [{name: A, valueFrom: {fieldRef: {fieldPath: metadata.name}, secretKeyRef: {name: s, key: k}}}]\n", ""), "spec.containers[0].env[0].valueFrom", "only one of"),
+        (pod("      env: [{name: A, valueFrom: {resourceFieldRef: {resource: limits.cpu}}}]\n", ""), "spec.containers[0].env[0].valueFrom.resourceFieldRef", "not supported yet"),
         (pod("      env: [{name: 1A, value: x}]\n", ""), "spec.containers[0].env[0].name", "not start with a digit"),
         (pod("      envFrom: [{prefix: X_}]\n", ""), "spec.containers[0].envFrom[0]", "configMapRef or secretRef"),
         (pod("", "  volumes: [{name: v, emptyDir: {}, hostPath: {path: /x}}]\n"), "spec.volumes[0]", "only one volume source (got emptyDir, hostPath)"),
@@ -435,4 +440,26 @@ fn flow_nesting_past_the_limit_is_refused_before_the_quadratic_scanner() {
         "]".repeat(50)
     );
     assert!(parse_file("ok.yaml", ok.as_bytes()).is_ok());
+}
+
+#[test]
+fn field_refs_read_back_in_kubernetes_shape_and_parse_again() {
+    let yaml = pod(
+        "      env:\n      - {name: IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}\n      - {name: APP, valueFrom: {fieldRef: {fieldPath: \"metadata.labels['app']\"}}}\n",
+        "",
+    );
+    let parsed = parse_file("p.yaml", yaml.as_bytes());
+    assert!(parsed.is_ok(), "{:?}", parsed.errors());
+    let object = parsed.objects()[0].clone();
+    let json = object.to_json();
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    let env = &v["spec"]["containers"][0]["env"];
+    assert_eq!(env[0]["valueFrom"]["fieldRef"]["fieldPath"], "status.podIP");
+    assert_eq!(
+        env[1]["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.labels['app']"
+    );
+    let again = parse_file("p.json", &json);
+    assert!(again.is_ok(), "{:?}", again.errors());
+    assert_eq!(again.objects()[0].content_hash(), object.content_hash());
 }

@@ -538,6 +538,18 @@ fn start<N>(
         Err(e) => return fail("CreateContainerError", e.to_string()),
     };
     let objects = objects_of(job);
+    let host_ip = Some(crate::agent::membership::advertise_addr(&job.config).ip())
+        .filter(|ip| !ip.is_unspecified())
+        .map(|ip| ip.to_string());
+    let pod_ip = if pod.plan.host_network {
+        host_ip.clone()
+    } else {
+        pod.status
+            .network
+            .clone()
+            .or_else(|| job.sandbox_network.lock().ok().and_then(|n| n.clone()))
+            .map(|n| n.ip)
+    };
     let spec = match container::container_spec(StartRequest {
         id,
         pod_uid: &pod.uid,
@@ -564,6 +576,9 @@ fn start<N>(
             .data_dir
             .join(crate::reconciler::security::SECCOMP_DIR),
         pod_pids_limit: job.config.pod_pids_limit,
+        node_name: &job.config.node_name,
+        pod_ip,
+        host_ip,
     }) {
         Ok(s) => s,
         Err(e) => return fail("CreateContainerConfigError", e.0),

@@ -60,14 +60,54 @@ fn lookup<'a>(objects: &'a Objects, kind: Kind, namespace: &str, name: &str) -> 
 }
 
 /// One key of a ConfigMap or Secret; `Ok(None)` for a missing optional reference.
+/// What `fieldRef` environment values read: the pod's own fields, known when a container
+/// starts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Downward {
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub node_name: String,
+    /// `None`: the node runs without pod networking (loopback-only pods).
+    pub pod_ip: Option<String>,
+    pub host_ip: Option<String>,
+}
+
+impl Downward {
+    /// The value of `field` (a missing label or annotation is empty, as in Kubernetes).
+    pub fn value(&self, field: &skiff_manifests::PodField) -> Result<String, ConfigError> {
+        use skiff_manifests::PodField as F;
+        let missing = |what: &str| ConfigError(format!("fieldRef {}: {what}", field.path()));
+        Ok(match field {
+            F::Name => self.name.clone(),
+            F::Namespace => self.namespace.clone(),
+            F::Uid => self.uid.clone(),
+            F::Label(k) => self.labels.get(k).cloned().unwrap_or_default(),
+            F::Annotation(k) => self.annotations.get(k).cloned().unwrap_or_default(),
+            F::NodeName => self.node_name.clone(),
+            F::PodIp | F::PodIps => self.pod_ip.clone().ok_or_else(|| {
+                missing("the pod has no address (the node runs without pod networking)")
+            })?,
+            F::HostIp | F::HostIps => self
+                .host_ip
+                .clone()
+                .ok_or_else(|| missing("the node's address is not known"))?,
+        })
+    }
+}
+
 fn key_value(
     objects: &Objects,
     namespace: &str,
     source: &EnvVarSource,
+    downward: &Downward,
 ) -> Result<Option<String>, ConfigError> {
     let (kind, sel) = match source {
         EnvVarSource::ConfigMapKeyRef(s) => (Kind::ConfigMap, s),
         EnvVarSource::SecretKeyRef(s) => (Kind::Secret, s),
+        EnvVarSource::FieldRef(field) => return downward.value(field).map(Some),
     };
     let what = kind.as_str().to_ascii_lowercase();
     let bytes: Option<Vec<u8>> = match lookup(objects, kind, namespace, &sel.name) {
@@ -146,7 +186,11 @@ pub fn environment(
     objects: &Objects,
     runtime: &[(String, String)],
 ) -> Result<Vec<String>, ConfigError> {
-    environment_and_vars(image, c, namespace, objects, runtime).map(|(env, _)| env)
+    let downward = Downward {
+        namespace: namespace.to_string(),
+        ..Downward::default()
+    };
+    environment_and_vars(image, c, &downward, objects, runtime).map(|(env, _)| env)
 }
 
 /// [`environment`], and the variables `$(VAR)` references see once every env entry is set:
@@ -155,10 +199,11 @@ pub fn environment(
 pub fn environment_and_vars(
     image: &ImageConfig,
     c: &Container,
-    namespace: &str,
+    downward: &Downward,
     objects: &Objects,
     runtime: &[(String, String)],
 ) -> Result<(Vec<String>, BTreeMap<String, String>), ConfigError> {
+    let namespace = downward.namespace.as_str();
     let mut known: BTreeMap<String, String> = runtime
         .iter()
         .filter(|(k, _)| k != "HOSTNAME")
@@ -192,7 +237,7 @@ pub fn environment_and_vars(
     for e in &c.env {
         let value = match &e.value {
             EnvValue::Value(v) => Some(super::expand::expand(v, &known)),
-            EnvValue::ValueFrom(source) => key_value(objects, namespace, source)?,
+            EnvValue::ValueFrom(source) => key_value(objects, namespace, source, downward)?,
         };
         if let Some(v) = value {
             known.insert(e.name.clone(), v.clone());
@@ -273,6 +318,10 @@ pub struct StartRequest<'a> {
     pub seccomp_dir: &'a Path,
     /// The node's pids limit per pod; 0 means none.
     pub pod_pids_limit: u64,
+    /// For `fieldRef` values: the node's name, the pod's and the node's addresses.
+    pub node_name: &'a str,
+    pub pod_ip: Option<String>,
+    pub host_ip: Option<String>,
 }
 
 pub fn container_spec(r: StartRequest<'_>) -> Result<ContainerSpec, ConfigError> {
@@ -286,10 +335,20 @@ pub fn container_spec(r: StartRequest<'_>) -> Result<ContainerSpec, ConfigError>
         .chars()
         .take(63)
         .collect();
+    let downward = Downward {
+        name: pod.metadata.name.clone(),
+        namespace: pod.metadata.namespace.clone(),
+        uid: r.pod_uid.to_string(),
+        labels: pod.metadata.labels.clone(),
+        annotations: pod.metadata.annotations.clone(),
+        node_name: r.node_name.to_string(),
+        pod_ip: r.pod_ip.clone(),
+        host_ip: r.host_ip.clone(),
+    };
     let (env, vars) = environment_and_vars(
         r.image,
         c,
-        &pod.metadata.namespace,
+        &downward,
         r.objects,
         &runtime_vars(&hostname, r.service_links),
     )?;

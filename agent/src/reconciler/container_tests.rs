@@ -303,8 +303,17 @@ fn references_expand_as_kubernetes_does() {
         ports: vec![("".into(), 5432, "TCP")],
     }];
     let runtime = runtime_vars("web-1", &links);
-    let (env, vars) =
-        environment_and_vars(&img, &c, "default", &objects(CONFIG), &runtime).unwrap();
+    let (env, vars) = environment_and_vars(
+        &img,
+        &c,
+        &Downward {
+            namespace: "default".into(),
+            ..Downward::default()
+        },
+        &objects(CONFIG),
+        &runtime,
+    )
+    .unwrap();
     let get = |name: &str| {
         env.iter()
             .find_map(|e| e.strip_prefix(&format!("{name}=")))
@@ -335,4 +344,44 @@ fn references_expand_as_kubernetes_does() {
             "10.43.0.7"
         ]
     );
+}
+
+#[test]
+fn field_refs_read_the_pods_own_fields() {
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    image: i\n    env:\n    - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}\n    - {name: NS, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}\n    - {name: UID, valueFrom: {fieldRef: {fieldPath: metadata.uid}}}\n    - {name: APP, valueFrom: {fieldRef: {fieldPath: \"metadata.labels['app']\"}}}\n    - {name: NOTE, valueFrom: {fieldRef: {fieldPath: \"metadata.annotations['absent']\"}}}\n    - {name: NODE, valueFrom: {fieldRef: {apiVersion: v1, fieldPath: spec.nodeName}}}\n    - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}\n    - {name: HOST_IP, valueFrom: {fieldRef: {fieldPath: status.hostIP}}}\n    - {name: URL, value: \"http://$(POD_IP):8080\"}\n";
+    let parsed = skiff_manifests::parse_file("p.yaml", pod.as_bytes());
+    assert!(parsed.is_ok(), "{:?}", parsed.errors());
+    let skiff_manifests::Object::Pod(p) = parsed.objects()[0].get() else {
+        panic!("a pod")
+    };
+    let c = &p.spec.containers[0];
+    let mut downward = Downward {
+        name: "p".into(),
+        namespace: "edge".into(),
+        uid: "u-1".into(),
+        labels: [("app".to_string(), "web".to_string())].into(),
+        annotations: Default::default(),
+        node_name: "n1".into(),
+        pod_ip: Some("10.42.0.7".into()),
+        host_ip: Some("192.168.1.10".into()),
+    };
+    let (env, _) =
+        environment_and_vars(&ImageConfig::default(), c, &downward, &objects(CONFIG), &[]).unwrap();
+    for want in [
+        "POD_NAME=p",
+        "NS=edge",
+        "UID=u-1",
+        "APP=web",
+        "NOTE=",
+        "NODE=n1",
+        "POD_IP=10.42.0.7",
+        "HOST_IP=192.168.1.10",
+        "URL=http://10.42.0.7:8080",
+    ] {
+        assert!(env.iter().any(|e| e == want), "{want} in {env:?}");
+    }
+    downward.pod_ip = None;
+    let err = environment_and_vars(&ImageConfig::default(), c, &downward, &objects(CONFIG), &[])
+        .unwrap_err();
+    assert!(err.0.contains("fieldRef status.podIP"), "{}", err.0);
 }

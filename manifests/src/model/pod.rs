@@ -265,18 +265,87 @@ pub enum EnvValue {
 pub enum EnvVarSource {
     ConfigMapKeyRef(KeySelector),
     SecretKeyRef(KeySelector),
+    /// `fieldRef`: a field of the pod (the downward API).
+    FieldRef(PodField),
+}
+
+/// A pod field an environment variable can hold (`fieldRef.fieldPath`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodField {
+    Name,
+    Namespace,
+    Uid,
+    Label(String),
+    Annotation(String),
+    NodeName,
+    PodIp,
+    PodIps,
+    HostIp,
+    HostIps,
+}
+
+impl PodField {
+    /// The field path as a manifest writes it.
+    pub fn path(&self) -> String {
+        match self {
+            PodField::Name => "metadata.name".into(),
+            PodField::Namespace => "metadata.namespace".into(),
+            PodField::Uid => "metadata.uid".into(),
+            PodField::Label(k) => format!("metadata.labels['{k}']"),
+            PodField::Annotation(k) => format!("metadata.annotations['{k}']"),
+            PodField::NodeName => "spec.nodeName".into(),
+            PodField::PodIp => "status.podIP".into(),
+            PodField::PodIps => "status.podIPs".into(),
+            PodField::HostIp => "status.hostIP".into(),
+            PodField::HostIps => "status.hostIPs".into(),
+        }
+    }
+
+    /// The fields Kubernetes allows in a container's environment.
+    pub fn parse(path: &str) -> Option<PodField> {
+        let keyed = |prefix: &str| {
+            path.strip_prefix(prefix)?
+                .strip_suffix("']")
+                .filter(|k| !k.is_empty())
+                .map(str::to_string)
+        };
+        Some(match path {
+            "metadata.name" => PodField::Name,
+            "metadata.namespace" => PodField::Namespace,
+            "metadata.uid" => PodField::Uid,
+            "spec.nodeName" => PodField::NodeName,
+            "status.podIP" => PodField::PodIp,
+            "status.podIPs" => PodField::PodIps,
+            "status.hostIP" => PodField::HostIp,
+            "status.hostIPs" => PodField::HostIps,
+            _ => {
+                if let Some(k) = keyed("metadata.labels['") {
+                    PodField::Label(k)
+                } else {
+                    PodField::Annotation(keyed("metadata.annotations['")?)
+                }
+            }
+        })
+    }
 }
 
 // By hand: a derived externally tagged enum becomes a YAML tag (`!secretKeyRef`) in YAML output.
 impl Serialize for EnvVarSource {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let (field, selector) = match self {
-            EnvVarSource::ConfigMapKeyRef(selector) => ("configMapKeyRef", selector),
-            EnvVarSource::SecretKeyRef(selector) => ("secretKeyRef", selector),
-        };
         let mut map = serializer.serialize_map(Some(1))?;
-        map.serialize_entry(field, selector)?;
+        match self {
+            EnvVarSource::ConfigMapKeyRef(selector) => {
+                map.serialize_entry("configMapKeyRef", selector)?
+            }
+            EnvVarSource::SecretKeyRef(selector) => {
+                map.serialize_entry("secretKeyRef", selector)?
+            }
+            EnvVarSource::FieldRef(field) => map.serialize_entry(
+                "fieldRef",
+                &std::collections::BTreeMap::from([("fieldPath", field.path())]),
+            )?,
+        }
         map.end()
     }
 }

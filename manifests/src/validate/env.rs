@@ -3,10 +3,10 @@
 
 use crate::error::{FieldPath, Problems};
 use crate::model::pod::{
-    EnvFromRef, EnvFromSource, EnvValue, EnvVar, EnvVarSource, KeySelector, NameRef,
+    EnvFromRef, EnvFromSource, EnvValue, EnvVar, EnvVarSource, KeySelector, NameRef, PodField,
 };
 use crate::names;
-use crate::raw::{List, RawEnvFrom, RawEnvVar, RawKeyRef};
+use crate::raw::{List, RawEnvFrom, RawEnvVar, RawFieldRef, RawKeyRef};
 
 use super::pod::referenced_name;
 use super::{check, elements, required_string};
@@ -21,6 +21,30 @@ fn key_ref(raw: RawKeyRef, path: &FieldPath, problems: &mut Problems) -> Option<
         key: key?,
         optional: raw.optional.unwrap_or(false),
     })
+}
+
+/// `fieldRef`: one of the pod fields Kubernetes puts in a container's environment.
+fn field_ref(raw: RawFieldRef, path: &FieldPath, problems: &mut Problems) -> Option<PodField> {
+    if let Some(v) = raw.api_version.filter(|v| v != "v1") {
+        problems.error(&path.child("apiVersion"), format!("must be v1 (got {v:?})"));
+        return None;
+    }
+    let field_path = path.child("fieldPath");
+    let text = required_string(raw.field_path, &field_path, problems)?;
+    let field = PodField::parse(&text);
+    if field.is_none() {
+        let why = if text == "spec.serviceAccountName" {
+            "not supported: skiff has no service accounts".to_string()
+        } else {
+            format!(
+                "unsupported field {text:?}: use metadata.name, metadata.namespace, metadata.uid, \
+                 metadata.labels['KEY'], metadata.annotations['KEY'], spec.nodeName, status.podIP, \
+                 status.podIPs, status.hostIP or status.hostIPs"
+            )
+        };
+        problems.error(&field_path, why);
+    }
+    field
 }
 
 pub(crate) fn env(
@@ -41,28 +65,43 @@ pub(crate) fn env(
             (value, None) => Some(EnvValue::Value(value.unwrap_or_default())),
             (None, Some(from)) => {
                 let from_path = item_path.child("valueFrom");
-                if from.field_ref.is_some() || from.resource_field_ref.is_some() {
+                if from.resource_field_ref.is_some() {
                     problems.error(
-                        &from_path,
-                        "fieldRef and resourceFieldRef are not supported yet; use configMapKeyRef or secretKeyRef",
+                        &from_path.child("resourceFieldRef"),
+                        "not supported yet; use a value, fieldRef, configMapKeyRef or secretKeyRef",
                     );
                 }
-                match (from.config_map_key_ref, from.secret_key_ref) {
-                    (Some(r), None) => key_ref(r, &from_path.child("configMapKeyRef"), problems)
-                        .map(|k| EnvValue::ValueFrom(EnvVarSource::ConfigMapKeyRef(k))),
-                    (None, Some(r)) => key_ref(r, &from_path.child("secretKeyRef"), problems)
-                        .map(|k| EnvValue::ValueFrom(EnvVarSource::SecretKeyRef(k))),
-                    (Some(_), Some(_)) => {
+                let set = [
+                    from.config_map_key_ref.is_some(),
+                    from.secret_key_ref.is_some(),
+                    from.field_ref.is_some(),
+                ]
+                .iter()
+                .filter(|s| **s)
+                .count();
+                if set > 1 {
+                    problems.error(
+                        &from_path,
+                        "must set only one of configMapKeyRef, secretKeyRef and fieldRef",
+                    );
+                    None
+                } else if let Some(r) = from.config_map_key_ref {
+                    key_ref(r, &from_path.child("configMapKeyRef"), problems)
+                        .map(|k| EnvValue::ValueFrom(EnvVarSource::ConfigMapKeyRef(k)))
+                } else if let Some(r) = from.secret_key_ref {
+                    key_ref(r, &from_path.child("secretKeyRef"), problems)
+                        .map(|k| EnvValue::ValueFrom(EnvVarSource::SecretKeyRef(k)))
+                } else if let Some(r) = from.field_ref {
+                    field_ref(r, &from_path.child("fieldRef"), problems)
+                        .map(|f| EnvValue::ValueFrom(EnvVarSource::FieldRef(f)))
+                } else {
+                    if from.resource_field_ref.is_none() {
                         problems.error(
                             &from_path,
-                            "must set only one of configMapKeyRef and secretKeyRef",
+                            "must set configMapKeyRef, secretKeyRef or fieldRef",
                         );
-                        None
                     }
-                    (None, None) => {
-                        problems.error(&from_path, "must set configMapKeyRef or secretKeyRef");
-                        None
-                    }
+                    None
                 }
             }
         };
