@@ -1,6 +1,6 @@
 //! The downward API in a container's environment on one real node (issue 14): `fieldRef`
-//! values are the pod's own name, namespace, uid, labels, node name and addresses, as the
-//! container sees them. Real containers, pod networking in the test's own namespaces.
+//! values are the pod's own name, namespace, uid, labels, node name and addresses, and
+//! `resourceFieldRef` its memory limit, as the container sees them. Real containers, pod networking in the test's own namespaces.
 //!
 //! Run as root: `cargo test -p skiff-agent --test downward`.
 
@@ -20,7 +20,7 @@ spec:
   - name: main
     image: IMAGE
     imagePullPolicy: IfNotPresent
-    command: ["sh", "-c", "echo name=$POD_NAME ns=$POD_NAMESPACE app=$APP node=$NODE ip=$POD_IP host=$HOST_IP uid=$UID; ip -4 -o addr show eth0; trap 'exit 0' TERM; sleep 100000 & wait"]
+    command: ["sh", "-c", "echo mem=$MEM_MI; echo name=$POD_NAME ns=$POD_NAMESPACE app=$APP node=$NODE ip=$POD_IP host=$HOST_IP uid=$UID; ip -4 -o addr show eth0; trap 'exit 0' TERM; sleep 100000 & wait"]
     env:
     - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
     - {name: POD_NAMESPACE, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
@@ -29,6 +29,9 @@ spec:
     - {name: NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
     - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
     - {name: HOST_IP, valueFrom: {fieldRef: {fieldPath: status.hostIP}}}
+    - {name: MEM_MI, valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}}
+    resources:
+      limits: {memory: 48Mi}
 "#;
 
 #[test]
@@ -68,5 +71,9 @@ fn field_refs_give_the_container_its_pods_fields() {
     );
     // The address the container has on eth0 is the one it was told.
     let logs = String::from_utf8_lossy(&bed.skiff(&["logs", "downward"]).stdout).into_owned();
+    assert!(
+        logs.lines().any(|l| l == "mem=48"),
+        "resourceFieldRef: {logs}"
+    );
     assert!(logs.contains(&format!("inet {ip}/")), "{logs}");
 }

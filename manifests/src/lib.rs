@@ -36,8 +36,8 @@ pub use model::pod::{
     ConfigMapVolume, Container, ContainerPort, DnsOption, DnsPolicy, EmptyDirVolume, EnvFromRef,
     EnvFromSource, EnvValue, EnvVar, EnvVarSource, HostAlias, HostPathType, HostPathVolume,
     KeySelector, KeyToPath, NameRef, PodDnsConfig, PodField, PodSpec, Protocol, PullPolicy,
-    ResourceList, ResourceRequirements, ResourceTotals, RestartPolicy, SecretVolume, StorageMedium,
-    Volume, VolumeMount, VolumeSource,
+    ResourceFieldRef, ResourceList, ResourceRequirements, ResourceTotals, RestartPolicy,
+    SecretVolume, StorageMedium, Volume, VolumeMount, VolumeSource,
 };
 pub use model::probe::{
     Hook, HttpGetAction, HttpHeader, HttpScheme, Lifecycle, Probe, ProbeHandler, ProbePort,

@@ -199,7 +199,15 @@ pub(crate) struct RawEnvVarSource {
     pub(crate) config_map_key_ref: Option<RawKeyRef>,
     pub(crate) secret_key_ref: Option<RawKeyRef>,
     pub(crate) field_ref: Option<RawFieldRef>,
-    pub(crate) resource_field_ref: Option<Value>,
+    pub(crate) resource_field_ref: Option<RawResourceFieldRef>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawResourceFieldRef {
+    pub(crate) container_name: Option<String>,
+    pub(crate) resource: Option<String>,
+    pub(crate) divisor: Option<QuantityText>,
 }
 
 #[derive(Debug, Default, Deserialize)]

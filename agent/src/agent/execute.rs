@@ -579,6 +579,10 @@ fn start<N>(
         node_name: &job.config.node_name,
         pod_ip,
         host_ip,
+        node_capacity: {
+            let c = crate::agent::membership::metadata(&job.config).capacity;
+            (c.cpu_millis, c.memory_bytes)
+        },
     }) {
         Ok(s) => s,
         Err(e) => return fail("CreateContainerConfigError", e.0),

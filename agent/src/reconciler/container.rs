@@ -73,6 +73,12 @@ pub struct Downward {
     /// `None`: the node runs without pod networking (loopback-only pods).
     pub pod_ip: Option<String>,
     pub host_ip: Option<String>,
+    /// For `resourceFieldRef`: every container's resources by name, the container the
+    /// variables are for, and the node's capacity (what an absent limit means).
+    pub resources: BTreeMap<String, skiff_manifests::ResourceRequirements>,
+    pub container: String,
+    pub node_cpu_millis: u64,
+    pub node_memory_bytes: u64,
 }
 
 impl Downward {
@@ -98,6 +104,43 @@ impl Downward {
     }
 }
 
+impl Downward {
+    /// A container's request or limit divided by the divisor, rounded up (as Kubernetes); an
+    /// absent limit is the node's capacity, an absent request the limit (or 0).
+    pub fn resource(&self, r: &skiff_manifests::ResourceFieldRef) -> Result<String, ConfigError> {
+        let name = r.container_name.as_deref().unwrap_or(&self.container);
+        let c = self.resources.get(name).ok_or_else(|| {
+            ConfigError(format!(
+                "resourceFieldRef {}: no container named {name:?} in the pod",
+                r.resource
+            ))
+        })?;
+        let (cpu, memory) = match r.resource.as_str() {
+            "limits.cpu" | "limits.memory" => (
+                c.limits.cpu_millis().unwrap_or(self.node_cpu_millis),
+                c.limits.memory_bytes().unwrap_or(self.node_memory_bytes),
+            ),
+            _ => (
+                c.requests
+                    .cpu_millis()
+                    .or(c.limits.cpu_millis())
+                    .unwrap_or(0),
+                c.requests
+                    .memory_bytes()
+                    .or(c.limits.memory_bytes())
+                    .unwrap_or(0),
+            ),
+        };
+        let millis: u128 = if r.resource.ends_with(".cpu") {
+            u128::from(cpu)
+        } else {
+            u128::from(memory) * 1000
+        };
+        let divisor = u128::from(r.divisor.to_millis().unwrap_or(1000).max(1));
+        Ok(millis.div_ceil(divisor).to_string())
+    }
+}
+
 fn key_value(
     objects: &Objects,
     namespace: &str,
@@ -108,6 +151,7 @@ fn key_value(
         EnvVarSource::ConfigMapKeyRef(s) => (Kind::ConfigMap, s),
         EnvVarSource::SecretKeyRef(s) => (Kind::Secret, s),
         EnvVarSource::FieldRef(field) => return downward.value(field).map(Some),
+        EnvVarSource::ResourceFieldRef(r) => return downward.resource(r).map(Some),
     };
     let what = kind.as_str().to_ascii_lowercase();
     let bytes: Option<Vec<u8>> = match lookup(objects, kind, namespace, &sel.name) {
@@ -322,6 +366,8 @@ pub struct StartRequest<'a> {
     pub node_name: &'a str,
     pub pod_ip: Option<String>,
     pub host_ip: Option<String>,
+    /// The node's cpu (millis) and memory (bytes).
+    pub node_capacity: (u64, u64),
 }
 
 pub fn container_spec(r: StartRequest<'_>) -> Result<ContainerSpec, ConfigError> {
@@ -344,6 +390,16 @@ pub fn container_spec(r: StartRequest<'_>) -> Result<ContainerSpec, ConfigError>
         node_name: r.node_name.to_string(),
         pod_ip: r.pod_ip.clone(),
         host_ip: r.host_ip.clone(),
+        resources: pod
+            .spec
+            .init_containers
+            .iter()
+            .chain(&pod.spec.containers)
+            .map(|c| (c.name.clone(), c.resources.clone()))
+            .collect(),
+        container: c.name.clone(),
+        node_cpu_millis: r.node_capacity.0,
+        node_memory_bytes: r.node_capacity.1,
     };
     let (env, vars) = environment_and_vars(
         r.image,

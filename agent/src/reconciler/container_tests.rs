@@ -364,6 +364,7 @@ fn field_refs_read_the_pods_own_fields() {
         node_name: "n1".into(),
         pod_ip: Some("10.42.0.7".into()),
         host_ip: Some("192.168.1.10".into()),
+        ..Downward::default()
     };
     let (env, _) =
         environment_and_vars(&ImageConfig::default(), c, &downward, &objects(CONFIG), &[]).unwrap();
@@ -384,4 +385,44 @@ fn field_refs_read_the_pods_own_fields() {
     let err = environment_and_vars(&ImageConfig::default(), c, &downward, &objects(CONFIG), &[])
         .unwrap_err();
     assert!(err.0.contains("fieldRef status.podIP"), "{}", err.0);
+}
+
+#[test]
+fn resource_field_refs_divide_and_round_up() {
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    image: i\n    resources: {requests: {cpu: 250m, memory: 64Mi}, limits: {cpu: 1500m}}\n    env:\n    - {name: CPU_LIMIT, valueFrom: {resourceFieldRef: {resource: limits.cpu}}}\n    - {name: CPU_M, valueFrom: {resourceFieldRef: {resource: requests.cpu, divisor: 1m}}}\n    - {name: MEM_MI, valueFrom: {resourceFieldRef: {resource: requests.memory, divisor: 1Mi}}}\n    - {name: MEM_LIMIT, valueFrom: {resourceFieldRef: {resource: limits.memory}}}\n    - {name: SIDE, valueFrom: {resourceFieldRef: {containerName: other, resource: limits.cpu}}}\n  - name: other\n    image: i\n    resources: {limits: {cpu: 2}}\n";
+    let parsed = skiff_manifests::parse_file("p.yaml", pod.as_bytes());
+    assert!(parsed.is_ok(), "{:?}", parsed.errors());
+    let skiff_manifests::Object::Pod(p) = parsed.objects()[0].get() else {
+        panic!("a pod")
+    };
+    let downward = Downward {
+        resources: p
+            .spec
+            .containers
+            .iter()
+            .map(|c| (c.name.clone(), c.resources.clone()))
+            .collect(),
+        container: "c".into(),
+        node_cpu_millis: 4000,
+        node_memory_bytes: 8 << 30,
+        ..Downward::default()
+    };
+    let (env, _) = environment_and_vars(
+        &ImageConfig::default(),
+        &p.spec.containers[0],
+        &downward,
+        &objects(CONFIG),
+        &[],
+    )
+    .unwrap();
+    // 1500m rounds up to 2 cores; no memory limit: the node's memory.
+    for want in [
+        "CPU_LIMIT=2",
+        "CPU_M=250",
+        "MEM_MI=64",
+        "MEM_LIMIT=8589934592",
+        "SIDE=2",
+    ] {
+        assert!(env.iter().any(|e| e == want), "{want} in {env:?}");
+    }
 }

@@ -267,6 +267,21 @@ pub enum EnvVarSource {
     SecretKeyRef(KeySelector),
     /// `fieldRef`: a field of the pod (the downward API).
     FieldRef(PodField),
+    /// `resourceFieldRef`: a container's cpu or memory request or limit, divided by `divisor`
+    /// and rounded up.
+    ResourceFieldRef(ResourceFieldRef),
+}
+
+/// A container's resource as an environment value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceFieldRef {
+    /// Default: the container the variable is set in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
+    /// `limits.cpu`, `limits.memory`, `requests.cpu` or `requests.memory`.
+    pub resource: String,
+    pub divisor: crate::quantity::Quantity,
 }
 
 /// A pod field an environment variable can hold (`fieldRef.fieldPath`).
@@ -345,6 +360,7 @@ impl Serialize for EnvVarSource {
                 "fieldRef",
                 &std::collections::BTreeMap::from([("fieldPath", field.path())]),
             )?,
+            EnvVarSource::ResourceFieldRef(r) => map.serialize_entry("resourceFieldRef", r)?,
         }
         map.end()
     }

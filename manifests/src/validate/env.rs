@@ -4,9 +4,11 @@
 use crate::error::{FieldPath, Problems};
 use crate::model::pod::{
     EnvFromRef, EnvFromSource, EnvValue, EnvVar, EnvVarSource, KeySelector, NameRef, PodField,
+    ResourceFieldRef,
 };
 use crate::names;
-use crate::raw::{List, RawEnvFrom, RawEnvVar, RawFieldRef, RawKeyRef};
+use crate::quantity::{Quantity, QuantityText};
+use crate::raw::{List, RawEnvFrom, RawEnvVar, RawFieldRef, RawKeyRef, RawResourceFieldRef};
 
 use super::pod::referenced_name;
 use super::{check, elements, required_string};
@@ -47,6 +49,49 @@ fn field_ref(raw: RawFieldRef, path: &FieldPath, problems: &mut Problems) -> Opt
     field
 }
 
+/// `resourceFieldRef`: cpu or memory, request or limit, with a positive divisor (default 1).
+fn resource_field_ref(
+    raw: RawResourceFieldRef,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Option<ResourceFieldRef> {
+    let resource_path = path.child("resource");
+    let resource = required_string(raw.resource, &resource_path, problems)?;
+    let known = [
+        "limits.cpu",
+        "limits.memory",
+        "requests.cpu",
+        "requests.memory",
+    ];
+    if !known.contains(&resource.as_str()) {
+        problems.error(
+            &resource_path,
+            format!("must be one of {} (got {resource:?})", known.join(", ")),
+        );
+        return None;
+    }
+    let divisor_path = path.child("divisor");
+    let divisor = match raw.divisor {
+        None => Quantity::parse("1").ok()?,
+        Some(QuantityText(text)) => match Quantity::parse(&text) {
+            Ok(q) if !q.is_negative() && !q.is_zero() && q.to_millis().is_ok_and(|m| m > 0) => q,
+            Ok(_) => {
+                problems.error(&divisor_path, format!("must be positive (got {text:?})"));
+                return None;
+            }
+            Err(e) => {
+                problems.error(&divisor_path, e.to_string());
+                return None;
+            }
+        },
+    };
+    Some(ResourceFieldRef {
+        container_name: raw.container_name.filter(|c| !c.is_empty()),
+        resource,
+        divisor,
+    })
+}
+
 pub(crate) fn env(
     list: Option<List<RawEnvVar>>,
     path: &FieldPath,
@@ -65,16 +110,11 @@ pub(crate) fn env(
             (value, None) => Some(EnvValue::Value(value.unwrap_or_default())),
             (None, Some(from)) => {
                 let from_path = item_path.child("valueFrom");
-                if from.resource_field_ref.is_some() {
-                    problems.error(
-                        &from_path.child("resourceFieldRef"),
-                        "not supported yet; use a value, fieldRef, configMapKeyRef or secretKeyRef",
-                    );
-                }
                 let set = [
                     from.config_map_key_ref.is_some(),
                     from.secret_key_ref.is_some(),
                     from.field_ref.is_some(),
+                    from.resource_field_ref.is_some(),
                 ]
                 .iter()
                 .filter(|s| **s)
@@ -82,7 +122,7 @@ pub(crate) fn env(
                 if set > 1 {
                     problems.error(
                         &from_path,
-                        "must set only one of configMapKeyRef, secretKeyRef and fieldRef",
+                        "must set only one of configMapKeyRef, secretKeyRef, fieldRef and resourceFieldRef",
                     );
                     None
                 } else if let Some(r) = from.config_map_key_ref {
@@ -94,13 +134,14 @@ pub(crate) fn env(
                 } else if let Some(r) = from.field_ref {
                     field_ref(r, &from_path.child("fieldRef"), problems)
                         .map(|f| EnvValue::ValueFrom(EnvVarSource::FieldRef(f)))
+                } else if let Some(r) = from.resource_field_ref {
+                    resource_field_ref(r, &from_path.child("resourceFieldRef"), problems)
+                        .map(|r| EnvValue::ValueFrom(EnvVarSource::ResourceFieldRef(r)))
                 } else {
-                    if from.resource_field_ref.is_none() {
-                        problems.error(
-                            &from_path,
-                            "must set configMapKeyRef, secretKeyRef or fieldRef",
-                        );
-                    }
+                    problems.error(
+                        &from_path,
+                        "must set configMapKeyRef, secretKeyRef, fieldRef or resourceFieldRef",
+                    );
                     None
                 }
             }
