@@ -349,9 +349,17 @@ impl PodRecord {
         }
     }
 
-    /// Every main container has finished for good (a pod whose restart policy lets them).
+    /// Every main container has finished for good (a pod whose restart policy lets them), or
+    /// an init container failed for good (the main containers never start): sidecars stop.
     pub fn main_finished(&self) -> bool {
-        !self.status.containers.is_empty() && self.status.containers.iter().all(|c| c.done)
+        let init_failed = self
+            .status
+            .init_containers
+            .iter()
+            .zip(&self.plan.init_containers)
+            .any(|(c, p)| !p.sidecar && c.done && !succeeded(c));
+        init_failed
+            || (!self.status.containers.is_empty() && self.status.containers.iter().all(|c| c.done))
     }
 
     /// Kubernetes' phase rules: Pending until every container has started once; Succeeded or

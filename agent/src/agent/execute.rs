@@ -4,7 +4,7 @@
 
 use crate::config::AgentConfig;
 use crate::desired::Source;
-use crate::pod::{PodNet, PodRecord};
+use crate::pod::{Millis, PodNet, PodRecord};
 use crate::reconciler::container::{self, StartRequest};
 use crate::reconciler::outcome::{HookKind, Outcome};
 use crate::reconciler::plan::{Action, StopSignal};
@@ -75,7 +75,25 @@ pub async fn run_job<N: PodNetwork + 'static>(job: Job<N>) -> JobResult {
     let uid = job.pod.uid.clone();
     let job = Arc::new(job);
     let mut outcomes = Vec::new();
+    // The preStop hooks of a pod's containers run at the same time (as kubelet runs them),
+    // after every other action of the job (the planner puts them last).
+    let hooks: Vec<(String, usize, Millis)> = job
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::PreStop {
+                id,
+                index,
+                budget_ms,
+                ..
+            } => Some((id.clone(), *index, *budget_ms)),
+            _ => None,
+        })
+        .collect();
     for index in 0..job.actions.len() {
+        if matches!(job.actions[index], Action::PreStop { .. }) {
+            continue;
+        }
         let sandbox_failed = outcomes
             .iter()
             .any(|o| matches!(o, Outcome::SandboxFailed { .. }));
@@ -103,24 +121,6 @@ pub async fn run_job<N: PodNetwork + 'static>(job: Job<N>) -> JobResult {
                         message: format!("tear down pod network: {e}"),
                     },
                 }
-            }
-            (
-                Action::PreStop {
-                    id,
-                    index: container,
-                    budget_ms,
-                    ..
-                },
-                _,
-            ) => {
-                hook(
-                    &job,
-                    id,
-                    *container,
-                    HookKind::PreStop,
-                    Duration::from_millis(*budget_ms),
-                )
-                .await
             }
             (Action::StartContainer { init: false, .. }, _) => {
                 let started = blocking(job.clone(), index).await;
@@ -150,6 +150,32 @@ pub async fn run_job<N: PodNetwork + 'static>(job: Job<N>) -> JobResult {
             *slot = network.clone();
         }
         outcomes.push(outcome);
+    }
+    if !hooks.is_empty() {
+        let started = std::time::Instant::now();
+        let ran = futures::future::join_all(hooks.iter().map(|(id, container, budget_ms)| {
+            hook(
+                &job,
+                id,
+                *container,
+                HookKind::PreStop,
+                Duration::from_millis(*budget_ms),
+            )
+        }))
+        .await;
+        // All started together: each one's start is when the batch started.
+        let took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        outcomes.extend(ran.into_iter().map(|o| match o {
+            Outcome::HookRan {
+                id, hook, error, ..
+            } => Outcome::HookRan {
+                id,
+                hook,
+                took_ms,
+                error,
+            },
+            other => other,
+        }));
     }
     JobResult { uid, outcomes }
 }

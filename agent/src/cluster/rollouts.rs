@@ -46,6 +46,8 @@ type Mark = (String, u32, u32, u32);
 pub struct RolloutTracker {
     readiness: BTreeMap<(String, String), Readiness>,
     marks: BTreeMap<(String, String), (Mark, u64)>,
+    /// Per Deployment, the template whose rollout completed (no deadline applies to it after).
+    completed: BTreeMap<(String, String), String>,
     last: Option<Last>,
 }
 
@@ -131,7 +133,8 @@ impl RolloutTracker {
                 }
             }
             let id = (key.namespace.clone(), key.name.clone());
-            let mark: Mark = (hash, current, available, all);
+            let done_before = self.completed.get(&id) == Some(&hash);
+            let mark: Mark = (hash.clone(), current, available, all);
             let since = match self.marks.get(&id) {
                 Some((seen, since)) if *seen == mark => *since,
                 _ => now,
@@ -140,8 +143,9 @@ impl RolloutTracker {
             let wanted = d.spec.replicas;
             let deadline = u64::from(d.spec.progress_deadline_seconds) * 1000;
             let progress = if current == wanted && all == wanted && available == wanted {
+                self.completed.insert(id.clone(), hash);
                 Progress::Complete
-            } else if now.saturating_sub(since) >= deadline {
+            } else if !done_before && now.saturating_sub(since) >= deadline {
                 Progress::DeadlineExceeded
             } else {
                 Progress::Progressing
@@ -156,6 +160,7 @@ impl RolloutTracker {
             );
         }
         self.marks.retain(|k, _| out.contains_key(k));
+        self.completed.retain(|k, _| out.contains_key(k));
         Arc::new(out)
     }
 }
@@ -240,6 +245,13 @@ mod tests {
         assert_eq!(view(&r).progress, Progress::Progressing);
         let r = t.track(&next, &old, 12_000);
         assert_eq!(view(&r).progress, Progress::DeadlineExceeded);
+        // A rollout that completed is not timed out later, whatever its pods do.
+        let mut later = RolloutTracker::default();
+        later.track(&objects, &pods(&[("a", &h, true), ("b", &h, true)]), 0);
+        let one_down = pods(&[("a", &h, true), ("b", &h, false)]);
+        later.track(&objects, &one_down, 1_000);
+        let r = later.track(&objects, &one_down, 60_000);
+        assert_eq!(view(&r).progress, Progress::Progressing);
         // Any movement starts the deadline again.
         let h2 = hash(&next);
         let moved = pods(&[("a", &h, true), ("b", &h, true), ("c", &h2, false)]);
@@ -264,9 +276,13 @@ mod tests {
             (view(&r).available, view(&r).progress),
             (2, Progress::Complete)
         );
-        // Pods ready before this node knew them count at once.
+        // Pods ready before this node knew them (made long ago) count at once; pods made
+        // within the last minute count from when they are first seen ready.
         let mut fresh = RolloutTracker::default();
-        let r = fresh.track(&objects, &ready, 7_000);
+        let r = fresh.track(&objects, &ready, 120_000);
         assert_eq!(view(&r).available, 2);
+        let mut young = RolloutTracker::default();
+        let r = young.track(&objects, &ready, 30_000);
+        assert_eq!(view(&r).available, 0);
     }
 }

@@ -37,6 +37,9 @@ pub enum Readiness {
     ReadyBefore,
 }
 
+/// A pod first seen ready within this long of its creation counts as just turned ready.
+const RECENT_MS: u64 = 60_000;
+
 /// Folds the pods' reports into what the leader knows of their readiness (pods no longer
 /// reported are forgotten).
 pub fn track_readiness(
@@ -49,6 +52,11 @@ pub fn track_readiness(
         let ready = report.ready && !report.deleting;
         let next = match (seen.get(key).copied(), ready) {
             (_, false) => Readiness::NotReady,
+            // A pod made in the last minute most likely turned ready just now (its first
+            // report can already say ready); an older one was ready before this node knew.
+            (None, true) if now.saturating_sub(report.created_ms) < RECENT_MS => {
+                Readiness::ReadySince(now)
+            }
             (None, true) => Readiness::ReadyBefore,
             (Some(Readiness::NotReady), true) => Readiness::ReadySince(now),
             (Some(kept), true) => kept,
@@ -104,6 +112,13 @@ pub fn run(
         readiness,
     } = seen;
     let (workloads, blocked) = workloads_from_objects(objects.values().map(|(_, o)| o));
+    // A node that is not Ready may no longer serve what it last reported: its pods count as
+    // neither running nor ready for rolling updates (they still keep their place).
+    let ready_nodes: std::collections::BTreeSet<&str> = nodes
+        .iter()
+        .filter(|n| n.condition == NodeCondition::Ready)
+        .map(|n| n.name.as_str())
+        .collect();
     let input = SchedInput {
         nodes: nodes
             .iter()
@@ -120,7 +135,7 @@ pub fn run(
                 template_hash: r.template_hash.clone(),
                 node: node.clone(),
                 running: r.running,
-                ready: r.ready,
+                ready: r.ready && ready_nodes.contains(node.as_str()),
                 ready_since_ms: match readiness.get(&(ns.clone(), name.clone())) {
                     Some(Readiness::ReadySince(at)) => Some(*at),
                     _ => None,
@@ -162,7 +177,10 @@ fn wake_at(input: &SchedInput, now: u64) -> Option<u64> {
         .reported
         .iter()
         .filter_map(|p| {
-            let owner = p.owner.as_ref()?;
+            let owner = p
+                .owner
+                .as_ref()
+                .filter(|o| o.kind == skiff_manifests::Kind::Deployment)?;
             let wait = min_ready.get(&(p.namespace.as_str(), owner.name.as_str()))?;
             let due = p.ready_since_ms?.saturating_add(*wait);
             (due > now).then_some(due)

@@ -236,6 +236,9 @@ pub fn plan(pod: &PodRecord, image: &dyn Fn(&str) -> ImageState, now: Millis) ->
             }
             stop(pod, index, i, grace, now, &mut actions);
         }
+        // Signals first: a container without a hook gets SIGTERM at once, while the others'
+        // hooks run (together, after the rest of the job).
+        actions.sort_by_key(|a| matches!(a, Action::PreStop { .. }));
         if !pod.status.any_running() && pod.status.pending_removal.is_empty() {
             actions.push(if pod.status.sandbox_ready {
                 Action::TeardownSandbox { uid: uid.clone() }

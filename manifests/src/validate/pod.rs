@@ -62,10 +62,14 @@ pub(crate) fn pod_spec(
         problems,
     );
     for (item_path, c) in &init_containers {
-        if !c.lifecycle.is_empty() && !c.sidecar {
+        if !c.lifecycle.is_empty() {
             problems.error(
                 &item_path.child("lifecycle"),
-                "may not be set for init containers (only for a sidecar: restartPolicy: Always)",
+                if c.sidecar {
+                    "not supported yet on a sidecar (restartPolicy: Always)"
+                } else {
+                    "may not be set for init containers"
+                },
             );
         }
     }

@@ -361,7 +361,10 @@ fn int_or_percent(
     problems: &mut Problems,
 ) -> Option<IntOrPercent> {
     let parsed = match &raw {
-        RawIntOrString::Int(count) => u32::try_from(*count).ok().map(IntOrPercent::Int),
+        RawIntOrString::Int(count) => u32::try_from(*count)
+            .ok()
+            .filter(|c| *c <= i32::MAX as u32)
+            .map(IntOrPercent::Int),
         RawIntOrString::String(text) => text
             .strip_suffix('%')
             .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))

@@ -102,7 +102,7 @@ pub(super) fn get(
                             .spec
                             .replicas
                             .saturating_sub(rolling_update.resolve(d.spec.replicas).1),
-                        skiff_manifests::DeploymentStrategy::Recreate => 0,
+                        skiff_manifests::DeploymentStrategy::Recreate => d.spec.replicas,
                     };
                     let rollout = cluster
                         .rollouts

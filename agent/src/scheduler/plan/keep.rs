@@ -36,14 +36,19 @@ impl Pass<'_> {
                 Some(owner) => ObjectKey::new(owner.kind, &pod.namespace, &owner.name),
                 None => ObjectKey::new(Kind::Pod, &pod.namespace, &pod.name),
             };
+            let node = self.node_index(&pod.node);
             if pod.deleting {
-                self.terminating
-                    .entry(key)
-                    .or_default()
-                    .insert(pod.template_hash.clone());
+                // Only a node that is still there is stopping it (a dead node's last report
+                // must not hold a Recreate rollout for good).
+                if node.is_some_and(|n| self.fates[n] != Fate::Gone) {
+                    self.terminating
+                        .entry(key)
+                        .or_default()
+                        .insert(pod.template_hash.clone());
+                }
                 continue;
             }
-            let Some(node) = self.node_index(&pod.node) else {
+            let Some(node) = node else {
                 continue;
             };
             let slot = out.entry(key).or_default().entry((pod.name.clone(), node));
@@ -148,7 +153,14 @@ impl Pass<'_> {
                 .cmp(&key(b))
                 .then_with(|| (&a.name, a.node).cmp(&(&b.name, b.node)))
         });
-        outgoing.dedup_by(|a, b| a.name == b.name);
+        // One copy per name (the best), and none whose name is already kept as current.
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        outgoing.retain(|c| {
+            !self
+                .kept_names
+                .contains(&(w.namespace.clone(), c.name.clone()))
+                && names.insert(c.name.clone())
+        });
         let old_total = u32::try_from(outgoing.len()).unwrap_or(u32::MAX);
         let old_available = u32::try_from(
             outgoing

@@ -215,3 +215,32 @@ fn scaling_without_a_template_change_ignores_the_surge() {
     sim.step();
     assert_eq!(of_hash(&sim, "h1"), 1);
 }
+
+#[test]
+fn a_recreate_is_not_held_by_the_last_report_of_a_node_that_is_gone() {
+    let recreate = workload(
+        WorkloadKind::Deployment {
+            replicas: 2,
+            max_unavailable: 2,
+            max_surge: 0,
+            min_ready_ms: 0,
+            recreate: true,
+        },
+        "web",
+    );
+    let mut sim = Sim::new(vec![node("a"), node("b")], vec![recreate]);
+    sim.step();
+    report(&mut sim, |_| true);
+    sim.input.workloads[0].template_hash = "h2".into();
+    sim.step();
+    // b's pod is being stopped when b leaves for good; a's is gone.
+    sim.input.reported.retain(|r| r.node == "b");
+    for r in &mut sim.input.reported {
+        r.deleting = true;
+    }
+    sim.step();
+    assert!(sim.out.assignments.is_empty(), "b is still stopping it");
+    sim.node("b").condition = NodeCondition::Left;
+    sim.step();
+    assert_eq!(of_hash(&sim, "h2"), 2, "{:?}", sim.pairs());
+}
