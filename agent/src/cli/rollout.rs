@@ -96,6 +96,14 @@ pub fn the_item(value: &Value) -> Option<&Value> {
 /// The Deployment as a manifest again with `replicas`: what the status and the agent's
 /// additions were are left out.
 pub fn scaled_manifest(d: &Value, replicas: u32) -> Value {
+    let mut m = as_manifest(d);
+    m["spec"]["replicas"] = Value::from(replicas);
+    m
+}
+
+/// An object as `get -o json` shows it, as a manifest again: without its status and the
+/// creation time the agent adds.
+fn as_manifest(d: &Value) -> Value {
     let mut m = d.clone();
     if let Some(o) = m.as_object_mut() {
         o.remove("status");
@@ -103,20 +111,13 @@ pub fn scaled_manifest(d: &Value, replicas: u32) -> Value {
     if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("creationTimestamp");
     }
-    m["spec"]["replicas"] = Value::from(replicas);
     m
 }
 
 /// The workload as a manifest again with `restartedAt` in its template's annotations (as
 /// `kubectl rollout restart` does): a new template, so its pods are replaced as an update.
 pub fn restarted_manifest(d: &Value, restarted_at: &str) -> Value {
-    let mut m = d.clone();
-    if let Some(o) = m.as_object_mut() {
-        o.remove("status");
-    }
-    if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("creationTimestamp");
-    }
+    let mut m = as_manifest(d);
     let meta = &mut m["spec"]["template"]["metadata"];
     if !meta.is_object() {
         *meta = Value::Object(Default::default());
