@@ -13,6 +13,8 @@ pub enum ContainerError {
     NotFound { id: String },
     #[error("container {id} is not running")]
     NotRunning { id: String },
+    #[error("container {id}: this runtime cannot run a process in a container")]
+    ExecUnsupported { id: String },
     #[error("container {id}: failed to start: {message}")]
     StartFailed { id: String, message: String },
     #[error("container {id}: could not spawn the shim {command:?}: check the shim command")]

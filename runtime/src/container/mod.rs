@@ -4,7 +4,8 @@
 //! - [`spec`]: `ContainerSpec`, what the agent decides; [`oci`] turns it into config.json,
 //!   [`user`] resolves the user against the image, [`rootfs`] mounts the overlay,
 //!   [`security`] confines the process (capabilities, [`seccomp`] filter, masked paths).
-//! - [`shim`]: the single-threaded `skiff shim` process that owns one container for its life.
+//! - [`shim`]: the single-threaded `skiff shim` process that owns one container for its life;
+//!   its `exec` step runs a process in a running container, speaking the frames of [`exec`].
 //! - [`shim_runtime`]: `ShimRuntime`, the agent's side: spawns shims, reads their records,
 //!   signals and removes containers. `fake` (feature `fake`) is an in-memory stand-in.
 //! - [`layout`]: the state dir and the records shim and runtime share; [`process`]: pid
@@ -17,6 +18,7 @@
 
 pub mod cgroup;
 pub mod error;
+pub mod exec;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod layout;
@@ -91,4 +93,16 @@ pub trait ContainerRuntime: Send + Sync {
     /// Removes everything but the logs, SIGKILLing the container first if it still runs.
     /// Idempotent.
     fn remove(&self, id: &str) -> Result<(), ContainerError>;
+    /// The command that runs `command` inside the running container `id` (the shim's `exec`
+    /// step, speaking the frames of [`exec`] on its stdin and stdout, both piped). Spawn it
+    /// from any thread.
+    fn exec_command(
+        &self,
+        id: &str,
+        tty: bool,
+        command: Vec<String>,
+    ) -> Result<std::process::Command, ContainerError> {
+        let _ = (tty, command);
+        Err(ContainerError::ExecUnsupported { id: id.to_string() })
+    }
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::error::ContainerError;
+use super::exec::ExecArgs;
 use super::layout::{
     ContainerDir, ExitRecord, RunningRecord, containers_dir, read_record, write_record,
 };
@@ -357,6 +358,47 @@ impl ContainerRuntime for ShimRuntime {
                 source,
             }),
         }
+    }
+
+    fn exec_command(
+        &self,
+        id: &str,
+        tty: bool,
+        command: Vec<String>,
+    ) -> Result<Command, ContainerError> {
+        validate_id(id)?;
+        let dir = self.dir(id);
+        if !dir.running().exists() || dir.exit().exists() {
+            return Err(ContainerError::NotRunning { id: id.to_string() });
+        }
+        let (program, leading) =
+            self.config
+                .shim_command
+                .split_first()
+                .ok_or_else(|| ContainerError::InvalidSpec {
+                    id: id.to_string(),
+                    reason: "shim command is empty".into(),
+                })?;
+        // The shim's diagnostics go beside the container's own shim log.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.dir.join("exec.log"))
+            .map_err(|e| ContainerError::io(id, "opening", dir.dir.join("exec.log"), e))?;
+        let args = ExecArgs {
+            state_root: self.config.state_root.clone(),
+            id: id.to_string(),
+            tty,
+            command,
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(leading)
+            .args(args.to_args())
+            .current_dir("/")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        Ok(cmd)
     }
 
     fn remove(&self, id: &str) -> Result<(), ContainerError> {

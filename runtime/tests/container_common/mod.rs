@@ -13,7 +13,7 @@ use skiff_runtime::container::{
 
 pub const APPLETS: &[&str] = &[
     "sh", "echo", "sleep", "cat", "id", "hostname", "ls", "env", "dd", "seq", "tr", "head", "pwd",
-    "touch", "test", "true", "mkdir",
+    "touch", "test", "true", "mkdir", "tty", "stty",
 ];
 
 /// Waits until `f` returns `Some`, panicking with `what` at the deadline.

@@ -22,6 +22,7 @@
 //! keeping its pid, session and child: the fresh image never touches libcontainer's pages until
 //! cleanup, which keeps the long-lived shim small. Callers never invoke `monitor` themselves.
 
+mod exec;
 mod handoff;
 mod logwriter;
 mod monitor;
@@ -155,7 +156,7 @@ impl MonitorArgs {
 }
 
 /// Splits `<subcommand> --flag value ...` into flag/value pairs, checking the subcommand.
-fn parse_flags(
+pub(crate) fn parse_flags(
     args: &[OsString],
     subcommand: &'static str,
 ) -> Result<Vec<(String, OsString)>, ShimArgsError> {
@@ -186,6 +187,15 @@ fn parse_flags(
 /// Entry point of the shim: `args` are the words after the shim command (`run --state-root ...`).
 /// Must be called before any thread or async runtime exists. Returns the process exit code.
 pub fn shim_main(args: Vec<OsString>) -> i32 {
+    if args.first().is_some_and(|a| a == "exec") {
+        return match crate::container::exec::ExecArgs::parse(&args) {
+            Ok(parsed) => exec::exec_main(&parsed),
+            Err(message) => {
+                eprintln!("shim exec: {message}");
+                2
+            }
+        };
+    }
     if args.first().is_some_and(|a| a == "monitor") {
         return match MonitorArgs::parse(&args) {
             Ok(parsed) => monitor::monitor_main(&parsed),

@@ -250,7 +250,7 @@ fn nofile_hard_limit() -> u64 {
         .unwrap_or(1024)
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
