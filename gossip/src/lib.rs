@@ -69,9 +69,9 @@ pub use reader::{KeyChanges, KeyReader, KeysVersion, NodeKeys};
 pub use records::{Digest, InvalidDigest, RECORD_PREFIX, SyncStep, plan_sync};
 pub use remove::{NodeRemover, RemovedNode};
 pub use rpc::{
-    MAX_CHUNK_BYTES, ResponseStream, ResponseWriter, RpcClient, RpcConnections, RpcError,
-    RpcFailure, RpcHandler, RpcOptions, RpcServer, RpcServerCounters, RpcServerOptions, RpcSink,
-    rpc_channel,
+    MAX_CHUNK_BYTES, RequestSink, RequestStream, ResponseStream, ResponseWriter, RpcClient,
+    RpcConnections, RpcError, RpcFailure, RpcHandler, RpcOptions, RpcServer, RpcServerCounters,
+    RpcServerOptions, RpcSink, rpc_channel,
 };
 pub use tls::{ALPN_GOSSIP, ALPN_JOIN, ALPN_RPC, QuicTimings};
 pub use token::{

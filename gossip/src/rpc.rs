@@ -4,7 +4,8 @@
 //! - `wire.rs`: the frame format of one call (one bidirectional stream per call).
 //! - `client.rs`: [`RpcClient`] (from [`crate::GossipHandle::rpc_client`]): one reused connection
 //!   per peer address, re-dialled when closed; [`RpcClient::call`] with a deadline and a response
-//!   size limit; [`RpcClient::stream`] for open-ended answers (`logs -f`).
+//!   size limit; [`RpcClient::stream`] for open-ended answers (`logs -f`); [`RpcClient::session`]
+//!   for calls whose input goes on while the answer streams back (`exec`).
 //! - `server.rs`: [`RpcServer`] takes the authenticated connections the QUIC endpoint hands to the
 //!   rpc sink ([`rpc_channel`]), names the peer from its certificate and runs an [`RpcHandler`]
 //!   per stream. Malformed or oversized requests are counted and dropped, never fatal.
@@ -18,10 +19,10 @@ mod wire;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use client::{ResponseStream, RpcClient};
+pub use client::{RequestSink, ResponseStream, RpcClient};
 pub use server::{
-    ResponseWriter, RpcFailure, RpcHandler, RpcServer, RpcServerCounters, RpcServerOptions,
-    rpc_channel,
+    RequestStream, ResponseWriter, RpcFailure, RpcHandler, RpcServer, RpcServerCounters,
+    RpcServerOptions, rpc_channel,
 };
 pub use wire::MAX_CHUNK_BYTES;
 

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use skiff_gossip::{
-    GossipConfig, GossipDeps, GossipHandle, GossipNode, NodeIdentity, ResponseWriter, RpcError,
-    RpcFailure, RpcHandler, RpcOptions, RpcServer, RpcServerOptions, create_token, join_cluster,
-    rpc_channel,
+    GossipConfig, GossipDeps, GossipHandle, GossipNode, NodeIdentity, RequestStream,
+    ResponseWriter, RpcError, RpcFailure, RpcHandler, RpcOptions, RpcServer, RpcServerOptions,
+    create_token, join_cluster, rpc_channel,
 };
 use tokio::time::Instant;
 
@@ -79,6 +79,24 @@ impl RpcHandler for TestHandler {
             _ => return Err(RpcFailure::Malformed(format!("unknown command {command}"))),
         }
         Ok(())
+    }
+
+    /// `upper`: answers each input chunk in upper case, then `end` when the input ends.
+    async fn session(
+        &self,
+        _peer: &str,
+        request: Vec<u8>,
+        mut input: RequestStream,
+        response: &mut ResponseWriter,
+    ) -> Result<(), RpcFailure> {
+        if request != b"upper" {
+            return Err(RpcFailure::Malformed("unknown session".into()));
+        }
+        let _note = DropNote(&self.cancelled);
+        while let Some(chunk) = input.next_chunk().await? {
+            response.send(&chunk.to_ascii_uppercase()).await?;
+        }
+        response.send(b"end").await
     }
 }
 
@@ -226,6 +244,43 @@ async fn streamed_chunks_arrive_in_order_and_dropping_stops_the_handler() {
     )
     .await;
     assert_eq!(p.alpha.server.counters().abandoned, 1);
+    p.alpha.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_session_streams_input_and_answers_both_ways_until_the_input_ends() {
+    let p = pair(RpcServerOptions::default()).await;
+    let client = p.bravo.rpc_client().expect("rpc client");
+    let addr = p.alpha.node.advertise_addr();
+    let (mut input, mut answers) = client.session(addr, b"upper").await.expect("session");
+    for word in ["one", "two", "three"] {
+        input.send(word.as_bytes()).await.expect("input");
+        // Each answer arrives while the input is still open.
+        let answer = answers.next_chunk().await.expect("answer");
+        assert_eq!(answer, Some(word.to_uppercase().into_bytes()));
+    }
+    input.finish();
+    assert_eq!(
+        answers.next_chunk().await.expect("end"),
+        Some(b"end".to_vec())
+    );
+    assert_eq!(answers.next_chunk().await.expect("done"), None);
+
+    // A session a handler does not serve is refused; one whose caller goes away is dropped.
+    let (_input, mut refused) = client.session(addr, b"nope").await.expect("session");
+    assert!(refused.next_chunk().await.is_err());
+    let (mut input, answers) = client.session(addr, b"upper").await.expect("session");
+    input.send(b"x").await.expect("input");
+    drop(answers);
+    let handler = p.alpha.handler.clone();
+    wait_until(
+        "the server dropped the abandoned session",
+        Duration::from_secs(5),
+        || std::future::ready(handler.cancelled.load(Ordering::SeqCst) == 2),
+    )
+    .await;
+    // Plain calls still work on the same connection.
+    assert_eq!(client.call(addr, b"echo:hi").await.expect("call"), b"hi");
     p.alpha.server.shutdown().await;
 }
 

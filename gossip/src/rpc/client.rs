@@ -105,6 +105,34 @@ impl RpcClient {
         Ok(ResponseStream { reader })
     }
 
+    /// Opens a session: sends `request`, then the caller's input through the returned
+    /// [`RequestSink`] while the answer streams back (`exec`). Only dialling and sending the
+    /// request are bounded by `call_timeout`. Dropping the sink ends the input; dropping the
+    /// stream tells the server to stop.
+    pub async fn session(
+        &self,
+        addr: SocketAddr,
+        request: &[u8],
+    ) -> Result<(RequestSink, ResponseStream), RpcError> {
+        let after = self.inner.options.call_timeout;
+        let body = wire::encode_frame(FrameKind::Session, request);
+        let opened = async {
+            let (conn, reused) = self.connection(addr).await?;
+            match open_session(&conn, addr, &body).await {
+                Err(RpcError::Lost { detail, .. }) if reused => {
+                    debug!(peer = %addr, %detail, "rpc connection was dead; re-dialling once");
+                    self.forget(addr, &conn);
+                    let (conn, _) = self.connection(addr).await?;
+                    open_session(&conn, addr, &body).await
+                }
+                result => result,
+            }
+        };
+        tokio::time::timeout(after, opened)
+            .await
+            .unwrap_or(Err(RpcError::Timeout { addr, after }))
+    }
+
     /// Opens a stream and sends the request; retries once on a fresh connection if a reused one
     /// turns out to be dead.
     async fn open(&self, addr: SocketAddr, body: &[u8]) -> Result<FrameReader, RpcError> {
@@ -201,9 +229,62 @@ async fn send_request(
     Ok(FrameReader {
         addr,
         recv,
-        _send: send,
+        _send: Some(send),
         buf: Vec::new(),
     })
+}
+
+async fn open_session(
+    conn: &quinn::Connection,
+    addr: SocketAddr,
+    body: &[u8],
+) -> Result<(RequestSink, ResponseStream), RpcError> {
+    let lost = |detail: String| RpcError::Lost { addr, detail };
+    let (mut send, recv) = conn.open_bi().await.map_err(|e| lost(e.to_string()))?;
+    match send.write_all(body).await {
+        Ok(()) => {}
+        Err(quinn::WriteError::Stopped(code)) => {
+            return Err(RpcError::Refused {
+                addr,
+                reason: wire::reset_reason(code),
+            });
+        }
+        Err(e) => return Err(lost(e.to_string())),
+    }
+    let reader = FrameReader {
+        addr,
+        recv,
+        _send: None,
+        buf: Vec::new(),
+    };
+    Ok((RequestSink { addr, send }, ResponseStream { reader }))
+}
+
+/// The caller's input to a session. Dropping it (or [`RequestSink::finish`]) ends the input.
+pub struct RequestSink {
+    addr: SocketAddr,
+    send: quinn::SendStream,
+}
+
+impl RequestSink {
+    /// Sends one chunk of input (split into frames of at most [`MAX_CHUNK_BYTES`]).
+    pub async fn send(&mut self, chunk: &[u8]) -> Result<(), RpcError> {
+        for part in chunk.chunks(MAX_CHUNK_BYTES) {
+            let frame = wire::encode_frame(FrameKind::Data, part);
+            if let Err(e) = self.send.write_all(&frame).await {
+                return Err(RpcError::Lost {
+                    addr: self.addr,
+                    detail: e.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the input.
+    pub fn finish(mut self) {
+        let _ = self.send.finish();
+    }
 }
 
 /// The chunks of a streamed response, in order. Dropping it stops the server's handler.
@@ -239,8 +320,9 @@ enum Frame {
 struct FrameReader {
     addr: SocketAddr,
     recv: quinn::RecvStream,
-    /// Kept so the stream is not finished twice nor reset early; already finished.
-    _send: quinn::SendStream,
+    /// Kept so the stream is not finished twice nor reset early; already finished (`None` for
+    /// a session, whose sending half is the caller's [`RequestSink`]).
+    _send: Option<quinn::SendStream>,
     buf: Vec<u8>,
 }
 

@@ -43,6 +43,19 @@ pub trait RpcHandler: Send + Sync + 'static {
         request: Vec<u8>,
         response: &mut ResponseWriter,
     ) -> impl Future<Output = Result<(), RpcFailure>> + Send;
+
+    /// Answers a session: like [`RpcHandler::call`], with the caller's further input in `input`
+    /// while the answer is written. Handlers that serve none refuse it as malformed.
+    fn session(
+        &self,
+        peer: &str,
+        request: Vec<u8>,
+        input: RequestStream,
+        response: &mut ResponseWriter,
+    ) -> impl Future<Output = Result<(), RpcFailure>> + Send {
+        let _ = (peer, request, input, response);
+        async { Err(RpcFailure::Malformed("this node serves no sessions".into())) }
+    }
 }
 
 /// How a handler call ended without a complete answer.
@@ -242,38 +255,47 @@ async fn serve_stream<H: RpcHandler>(
     let counters = &shared.counters;
     let options = shared.options;
     let mut writer = ResponseWriter::new(send, options.write_timeout);
-    let limit = options.max_request_bytes + HEADER_BYTES;
     let read = tokio::select! {
         _ = shared.cancel.cancelled() => return,
-        read = tokio::time::timeout(options.request_timeout, recv.read_to_end(limit)) => read,
+        read = tokio::time::timeout(
+            options.request_timeout,
+            read_opening(&mut recv, options.max_request_bytes),
+        ) => read,
     };
-    let body = match read {
-        Ok(Ok(body)) => body,
-        Ok(Err(quinn::ReadToEndError::TooLong)) => {
+    let (kind, request, rest) = match read {
+        Ok(Ok((kind, request, rest))) => (kind, request, rest),
+        Ok(Err(RESET_TOO_LARGE)) => {
             bump(&counters.oversized_requests);
-            debug!(%peer, limit, "rpc request over the limit; refused");
+            debug!(%peer, limit = options.max_request_bytes, "rpc request over the limit; refused");
             let _ = recv.stop(RESET_TOO_LARGE.into());
             writer.reset(RESET_TOO_LARGE);
             return;
         }
         Ok(Err(_)) | Err(_) => {
             bump(&counters.malformed_requests);
+            debug!(%peer, "malformed or incomplete rpc request; dropped");
             let _ = recv.stop(RESET_MALFORMED.into());
             writer.reset(RESET_MALFORMED);
             return;
         }
     };
-    let Some(request) = wire::decode_request(&body) else {
-        bump(&counters.malformed_requests);
-        debug!(%peer, len = body.len(), "malformed rpc request frame; dropped");
-        writer.reset(RESET_MALFORMED);
-        return;
-    };
     bump(&counters.calls);
     let stopped = writer.send.stopped();
+    let handled = async {
+        match kind {
+            FrameKind::Session => {
+                let input = RequestStream { recv, buf: rest };
+                shared
+                    .handler
+                    .session(&peer, request, input, &mut writer)
+                    .await
+            }
+            _ => shared.handler.call(&peer, request, &mut writer).await,
+        }
+    };
     // Cancel-safe: whichever branch loses is dropped, and an unfinished writer resets the stream.
     let outcome = tokio::select! {
-        outcome = shared.handler.call(&peer, request.to_vec(), &mut writer) => Some(outcome),
+        outcome = handled => Some(outcome),
         _ = stopped => None,
         _ = shared.cancel.cancelled() => None,
     };
@@ -298,6 +320,79 @@ async fn serve_stream<H: RpcHandler>(
         Some(Err(RpcFailure::CallerGone)) | None => {
             bump(&counters.abandoned);
             writer.reset(RESET_CANCELLED);
+        }
+    }
+}
+
+/// Reads the frame a stream opens with: a request (the stream must end right after it) or a
+/// session (what follows is the caller's input). `Err` carries the reset code.
+async fn read_opening(
+    recv: &mut quinn::RecvStream,
+    limit: usize,
+) -> Result<(FrameKind, Vec<u8>, Vec<u8>), u32> {
+    let mut buf = Vec::new();
+    let (kind, payload, rest) = loop {
+        match wire::opening(&buf, limit) {
+            wire::Opening::Frame {
+                kind,
+                payload,
+                rest,
+            } => break (kind, payload, rest),
+            wire::Opening::TooLarge => return Err(RESET_TOO_LARGE),
+            wire::Opening::Malformed => return Err(RESET_MALFORMED),
+            wire::Opening::Incomplete => {}
+        }
+        match recv.read_chunk(MAX_CHUNK_BYTES, true).await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
+            Ok(None) | Err(_) => return Err(RESET_MALFORMED),
+        }
+    };
+    if kind == FrameKind::Request {
+        // Exactly one frame, then the end of the stream.
+        if !rest.is_empty() {
+            return Err(RESET_MALFORMED);
+        }
+        match recv.read_chunk(1, true).await {
+            Ok(None) => {}
+            Ok(Some(_)) | Err(_) => return Err(RESET_MALFORMED),
+        }
+    }
+    Ok((kind, payload, rest))
+}
+
+/// The caller's input to a session, in the chunks it sent. Cancel-safe.
+pub struct RequestStream {
+    recv: quinn::RecvStream,
+    buf: Vec<u8>,
+}
+
+impl RequestStream {
+    /// The next chunk of input; `None` once the caller finished its side. A frame that breaks
+    /// the format ends the session as malformed.
+    pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, RpcFailure> {
+        loop {
+            if let Some(head) = self.buf.get(..HEADER_BYTES) {
+                let mut bytes = [0u8; HEADER_BYTES];
+                bytes.copy_from_slice(head);
+                let (kind, len) = wire::parse_header(bytes);
+                if kind != Some(FrameKind::Data) || len > MAX_CHUNK_BYTES {
+                    return Err(RpcFailure::Malformed("bad session input frame".into()));
+                }
+                if self.buf.len() >= HEADER_BYTES + len {
+                    let payload = self.buf[HEADER_BYTES..HEADER_BYTES + len].to_vec();
+                    self.buf.drain(..HEADER_BYTES + len);
+                    return Ok(Some(payload));
+                }
+            }
+            // Cancel-safe: read_chunk yields data only when it completes.
+            match self.recv.read_chunk(MAX_CHUNK_BYTES, true).await {
+                Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk.bytes),
+                Ok(None) if self.buf.is_empty() => return Ok(None),
+                Ok(None) => {
+                    return Err(RpcFailure::Malformed("input ends inside a frame".into()));
+                }
+                Err(_) => return Err(RpcFailure::CallerGone),
+            }
         }
     }
 }
