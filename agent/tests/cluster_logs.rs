@@ -1,6 +1,7 @@
-//! `skiff logs` and `skiff describe pod` on any node of a two-node cluster reach the node that
-//! runs the pod (rpc over mutual-TLS QUIC): the same answers on both nodes, `-c`/`--tail`/`-f`
-//! included, the remote node's errors passed through, and "not found" for a pod nowhere.
+//! `skiff logs`, `skiff describe pod` and `skiff exec` on any node of a two-node cluster reach
+//! the node that runs the pod (rpc over mutual-TLS QUIC): the same answers on both nodes,
+//! `-c`/`--tail`/`-f` included, exec's output streams, input and exit code, the remote node's
+//! errors passed through, and "not found" for a pod nowhere.
 //! Real agents (gossip on 127.0.0.1), real containers; run as root.
 
 mod support;
@@ -106,6 +107,35 @@ fn follow_ticks(agent: &TestAgent, count: usize) -> Vec<u64> {
     got
 }
 
+/// `skiff ARGS` on `agent` with `input` on its stdin: (exit code, stdout).
+fn exec_with_input(agent: &TestAgent, args: &[&str], input: &str) -> (Option<i32>, String) {
+    use std::io::Write;
+    let mut child = Command::new(SKIFF)
+        .arg("--socket")
+        .arg(&agent.socket)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn skiff exec");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).expect("write input");
+    drop(stdin);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = rx
+        .recv_timeout(WAIT)
+        .expect("skiff exec ended in time")
+        .expect("skiff exec output");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 #[test]
 fn logs_and_describe_reach_the_node_running_the_pod() {
     let a = TestAgent::start_with(AgentOptions {
@@ -188,9 +218,46 @@ fn logs_and_describe_reach_the_node_running_the_pod() {
     assert!(uid(&remote).is_some(), "no uid in {remote}");
     assert_eq!(uid(&remote), uid(&local), "{local}\n---\n{remote}");
 
+    // exec from both nodes: both streams, the exit code, input with -i, a missing command.
+    for agent in agents {
+        let out = agent.skiff(&[
+            "exec",
+            "talk",
+            "-c",
+            "ticker",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 4",
+        ]);
+        assert_eq!(out.status.code(), Some(4), "{}: {out:?}", agent.node_name);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+        let (code, echoed) = exec_with_input(
+            agent,
+            &["exec", "-i", "talk", "--", "cat"],
+            "hello\nthere\n",
+        );
+        assert_eq!(
+            (code, echoed.as_str()),
+            (Some(0), "hello\nthere\n"),
+            "{}",
+            agent.node_name
+        );
+        let out = agent.skiff(&["exec", "talk", "--", "no-such-command"]);
+        assert_eq!(out.status.code(), Some(127), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-command"));
+        let out = agent.skiff(&["exec", "talk", "-c", "nope", "--", "true"]);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+    }
+
     // A pod that runs nowhere: the usual "not found", from either node.
     for agent in agents {
-        for args in [&["logs", "ghost"][..], &["describe", "pod", "ghost"][..]] {
+        for args in [
+            &["logs", "ghost"][..],
+            &["describe", "pod", "ghost"][..],
+            &["exec", "ghost", "--", "true"][..],
+        ] {
             let out = agent.skiff(args);
             assert_eq!(out.status.code(), Some(1), "{args:?}");
             let err = String::from_utf8_lossy(&out.stderr);

@@ -222,11 +222,17 @@ async fn hook<N>(
                     HookKind::PostStart => c.lifecycle.post_start.as_ref(),
                 };
                 match hook {
-                    Some(h) => {
-                        crate::agent::core::probes::run_hook(&job.config, &pod, c, h, budget)
-                            .await
-                            .err()
-                    }
+                    Some(h) => crate::agent::core::probes::run_hook(
+                        &job.config,
+                        job.runtime.as_ref(),
+                        id,
+                        &pod,
+                        c,
+                        h,
+                        budget,
+                    )
+                    .await
+                    .err(),
                     None => None,
                 }
             }

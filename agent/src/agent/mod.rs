@@ -4,6 +4,7 @@
 
 mod core;
 mod dns;
+mod exec;
 mod execute;
 mod handler;
 mod membership;
@@ -334,7 +335,7 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
         config.clone(),
         store,
         images.clone(),
-        runtime,
+        runtime.clone(),
         network.clone(),
         crate::pod::wall_clock(),
     )?;
@@ -461,6 +462,7 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
         node_meta: membership::NodeMeta::new(&config, gossip.metadata_writer()),
         remote: remote::Remote::from_gossip(&gossip),
         remover: Some(gossip.node_remover()),
+        runtime: runtime.clone(),
     };
     // Other nodes' calls: object bodies from the replica, logs and describe of local pods.
     let rpc_server = skiff_gossip::RpcServer::spawn(

@@ -31,6 +31,15 @@ pub enum NodeRequest {
         namespace: String,
         name: String,
     },
+    /// `skiff exec` of a pod the called node runs: a session (input: `ExecInput` JSON lines;
+    /// answer: `Response` JSON lines, `Ok` first, `Exit` last).
+    Exec {
+        namespace: String,
+        pod: String,
+        container: Option<String>,
+        command: Vec<String>,
+        tty: bool,
+    },
     /// `skiff cordon|uncordon|drain` of the called node (a node writes its own metadata).
     SetScheduling {
         cordoned: bool,
@@ -55,6 +64,9 @@ pub(super) async fn write_reply(
 ) -> Result<(), RpcFailure> {
     match reply {
         Reply::One(one) => response.send(&line(&one)).await,
+        Reply::Session { .. } => Err(RpcFailure::Failed(
+            "a session cannot be answered as a call".into(),
+        )),
         Reply::Stream(mut rx) => {
             let accepted = Response::Ok {
                 value: serde_json::Value::Null,
@@ -70,7 +82,7 @@ pub(super) async fn write_reply(
     }
 }
 
-fn line(response: &Response) -> Vec<u8> {
+pub(super) fn line(response: &Response) -> Vec<u8> {
     let mut bytes = serde_json::to_vec(response).unwrap_or_default();
     bytes.push(b'\n');
     bytes

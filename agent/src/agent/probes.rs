@@ -33,6 +33,8 @@ pub struct ProbeResult {
 /// What one check does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Check {
+    /// A command in the container; success is exit code 0.
+    Exec(Vec<String>),
     Tcp(SocketAddr),
     Http {
         addr: SocketAddr,
@@ -64,6 +66,7 @@ pub fn check_of(handler: &ProbeHandler, c: &Container, pod_ip: IpAddr) -> Result
         }
     };
     match handler {
+        ProbeHandler::Exec { command } => Ok(Check::Exec(command.clone())),
         ProbeHandler::TcpSocket { port: p, host } => {
             Ok(Check::Tcp(SocketAddr::new(address(host)?, port(p)?)))
         }
@@ -114,10 +117,13 @@ pub fn target(
     }
 }
 
-/// Runs lifecycle hook `hook` of container `c` of pod `p` within `budget`: a sleep, or an
-/// httpGet or tcpSocket check like a probe's. `Err`: why it failed.
+/// Runs lifecycle hook `hook` of container `c` (instance `id`) of pod `p` within `budget`: a
+/// sleep, a command in the container, or an httpGet or tcpSocket check like a probe's. `Err`:
+/// why it failed.
 pub async fn run_hook(
     config: &crate::config::AgentConfig,
+    runtime: &dyn skiff_runtime::container::ContainerRuntime,
+    id: &str,
     p: &crate::pod::PodRecord,
     c: &Container,
     hook: &skiff_manifests::Hook,
@@ -125,6 +131,16 @@ pub async fn run_hook(
 ) -> Result<(), String> {
     use skiff_manifests::Hook;
     let handler = match hook {
+        Hook::Exec { command } => {
+            let ran = crate::agent::exec::capture(runtime, id, command.clone(), budget).await?;
+            return match ran.code {
+                0 => Ok(()),
+                code => Err(format!(
+                    "command {command:?} exited with {code}: {}",
+                    ran.output.trim_end()
+                )),
+            };
+        }
         Hook::Sleep { seconds } => {
             tokio::time::sleep(Duration::from_secs(u64::from(*seconds)).min(budget)).await;
             return Ok(());
@@ -134,7 +150,6 @@ pub async fn run_hook(
             port: port.clone(),
             host: host.clone(),
         },
-        Hook::Exec { .. } => return Err("exec hooks are not run yet".into()),
     };
     let (from, ip) = target(config, p);
     let ip = ip.ok_or("the pod has no address")?;
@@ -169,6 +184,10 @@ async fn connect(addr: SocketAddr, netns: Option<&std::path::Path>) -> std::io::
 
 async fn attempt(check: &Check, netns: Option<&std::path::Path>) -> (bool, String) {
     match check {
+        Check::Exec(_) => (
+            false,
+            "an exec check runs in the container, not here".into(),
+        ),
         Check::Tcp(addr) => match connect(*addr, netns).await {
             Ok(_) => (true, String::new()),
             Err(e) => (false, format!("dial tcp {addr}: {e}")),
@@ -274,9 +293,10 @@ impl<N: PodNetwork + 'static> Core<N> {
                     let Some(probe) = kind.of(spec).filter(|pr| runs(pr)) else {
                         continue;
                     };
-                    let check = match pod_ip {
-                        None => Err("the pod has no address to probe".to_string()),
-                        Some(ip) => check_of(&probe.handler, spec, ip),
+                    let check = match (&probe.handler, pod_ip) {
+                        (ProbeHandler::Exec { command }, _) => Ok(Check::Exec(command.clone())),
+                        (_, None) => Err("the pod has no address to probe".to_string()),
+                        (handler, Some(ip)) => check_of(handler, spec, ip),
                     };
                     let timeout = Duration::from_secs(u64::from(probe.timeout_seconds));
                     starts.push((key, i.id.clone(), check, timeout, from.clone()));
@@ -286,8 +306,26 @@ impl<N: PodNetwork + 'static> Core<N> {
         for ((uid, index, kind), instance, check, timeout, netns) in starts {
             self.probing.insert((uid.clone(), index, kind));
             let tx = results.clone();
+            let runtime = self.runtime.clone();
             tracker.spawn(async move {
                 let (ok, message) = match check {
+                    Ok(Check::Exec(command)) => {
+                        match crate::agent::exec::capture(
+                            runtime.as_ref(),
+                            &instance,
+                            command,
+                            timeout,
+                        )
+                        .await
+                        {
+                            Ok(ran) if ran.code == 0 => (true, String::new()),
+                            Ok(ran) if ran.output.trim().is_empty() => {
+                                (false, format!("command exited with code {}", ran.code))
+                            }
+                            Ok(ran) => (false, ran.output.trim_end().to_string()),
+                            Err(message) => (false, message),
+                        }
+                    }
                     Ok(check) => run_check(&check, timeout, netns.as_deref()).await,
                     Err(message) => (false, message),
                 };

@@ -168,6 +168,108 @@ impl Remote {
     }
 }
 
+impl Remote {
+    /// `exec` in a pod another node runs: a session over rpc whose answers come back as they
+    /// are written and whose input lines go on to that node. "not found" if no node reports it.
+    /// The relay is a task on `tracker` that ends at `cancel`; the caller's input ending or
+    /// the caller going away ends the remote input, which kills the remote process.
+    pub async fn exec(
+        &self,
+        request: NodeRequest,
+        pod: &str,
+        namespace: &str,
+        cancel: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Reply {
+        let bytes = encode(&request);
+        let mut last = None;
+        for (node, addr) in self.locate(namespace, pod).await {
+            let opened = async {
+                let (sink, stream) = self
+                    .rpc
+                    .session(addr, &bytes)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let mut lines = Lines::new(stream);
+                let first = tokio::time::timeout(FIRST_ANSWER, lines.next())
+                    .await
+                    .map_err(|_| format!("no answer within {FIRST_ANSWER:?}"))?
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>((first, sink, lines))
+            };
+            match opened.await {
+                Ok((Some(first @ Response::Ok { .. }), sink, lines)) => {
+                    let (output, input) = relay_session(first, sink, lines, node, cancel, tracker);
+                    return Reply::Session { output, input };
+                }
+                Ok((Some(first), _, _)) => return Reply::One(first),
+                Ok((None, _, _)) => {
+                    last = Some(format!("node {node} ended the exec without an answer"))
+                }
+                Err(e) => last = Some(format!("pod {pod:?} runs on node {node}: {e}")),
+            }
+        }
+        unreachable_or_not_found(pod, last)
+    }
+}
+
+/// Relays a remote exec session: `first` and the remote answers to the caller, the caller's
+/// input lines to the remote node.
+fn relay_session(
+    first: Response,
+    sink: skiff_gossip::RequestSink,
+    mut lines: Lines,
+    node: String,
+    cancel: CancellationToken,
+    tracker: &TaskTracker,
+) -> (
+    mpsc::Receiver<Response>,
+    mpsc::Sender<crate::api::ExecInput>,
+) {
+    let (out_tx, out_rx) = mpsc::channel(64);
+    let (in_tx, mut in_rx) = mpsc::channel::<crate::api::ExecInput>(64);
+    tracker.spawn(async move {
+        if out_tx.send(first).await.is_err() {
+            return;
+        }
+        // Dropped (finishing the remote input) when the relay ends.
+        let mut sink = Some(sink);
+        loop {
+            // Cancel-safe branches: channel receives, and `Lines::next` keeps partial input.
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = out_tx.closed() => return,
+                item = in_rx.recv(), if sink.is_some() => match item {
+                    Some(item) => {
+                        let mut bytes = serde_json::to_vec(&item).unwrap_or_default();
+                        bytes.push(b'\n');
+                        if let Some(s) = sink.as_mut()
+                            && s.send(&bytes).await.is_err()
+                        {
+                            sink = None;
+                        }
+                    }
+                    None => return,
+                },
+                answer = lines.next() => {
+                    let response = match answer {
+                        Ok(Some(response)) => response,
+                        Ok(None) => return,
+                        Err(e) => Response::Error {
+                            message: format!("exec on node {node}: {e}"),
+                        },
+                    };
+                    let last = matches!(response, Response::Exit { .. } | Response::Error { .. });
+                    if out_tx.send(response).await.is_err() || last {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    (out_rx, in_tx)
+}
+
 fn unreachable_or_not_found_node(node: &str) -> Reply {
     Reply::One(Response::Error {
         message: format!("node {node:?} not found"),

@@ -72,12 +72,68 @@ impl RpcHandler for FakeNode {
                 Reply::Stream(rx)
             }
             NodeRequest::Objects { .. }
+            | NodeRequest::Exec { .. }
             | NodeRequest::SetScheduling { .. }
             | NodeRequest::RemoveNode { .. } => {
                 return Err(RpcFailure::Failed("not served by this test node".into()));
             }
         };
         write_reply(reply, response).await
+    }
+
+    /// `exec` of pod `web`: echoes each stdin line back as stdout, exits 7 at the end of input.
+    /// Counts sessions dropped before their input ended.
+    async fn session(
+        &self,
+        _peer: &str,
+        request: Vec<u8>,
+        mut input: skiff_gossip::RequestStream,
+        response: &mut ResponseWriter,
+    ) -> Result<(), RpcFailure> {
+        let request: NodeRequest =
+            serde_json::from_slice(&request).map_err(|e| RpcFailure::Malformed(e.to_string()))?;
+        let NodeRequest::Exec { pod, .. } = request else {
+            return Err(RpcFailure::Malformed("not exec".into()));
+        };
+        let line = |r: &Response| {
+            let mut b = serde_json::to_vec(r).unwrap();
+            b.push(b'\n');
+            b
+        };
+        if pod != "web" {
+            let error = Response::Error {
+                message: format!("pod {pod:?} not found"),
+            };
+            return response.send(&line(&error)).await;
+        }
+        response
+            .send(&line(&Response::Ok {
+                value: serde_json::Value::Null,
+            }))
+            .await?;
+        let note = DropNote(self.follows_dropped.clone());
+        let mut pending = Vec::new();
+        while let Some(chunk) = input.next_chunk().await? {
+            pending.extend_from_slice(&chunk);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let one: Vec<u8> = pending.drain(..=end).collect();
+                match serde_json::from_slice::<crate::api::ExecInput>(&one[..end]) {
+                    Ok(crate::api::ExecInput::Stdin { data }) => {
+                        response.send(&line(&Response::Stdout { data })).await?
+                    }
+                    Ok(crate::api::ExecInput::StdinEnd) => {
+                        std::mem::forget(note);
+                        let exit = Response::Exit {
+                            code: 7,
+                            message: None,
+                        };
+                        return response.send(&line(&exit)).await;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -111,6 +167,7 @@ async fn collect(reply: Reply) -> Result<Vec<String>, String> {
     match reply {
         Reply::One(Response::Error { message }) => Err(message),
         Reply::One(other) => Err(format!("unexpected single answer {other:?}")),
+        Reply::Session { .. } => Err("unexpected session".into()),
         Reply::Stream(mut rx) => {
             let mut lines = Vec::new();
             while let Some(item) = rx.recv().await {
@@ -182,8 +239,59 @@ async fn describe_and_logs_reach_the_node_that_reports_the_pod() {
     match remote.describe_pod("default", "web").await {
         Reply::One(Response::Ok { value }) => assert_eq!(value["metadata"]["name"], "web"),
         Reply::One(other) => panic!("describe answered {other:?}"),
-        Reply::Stream(_) => panic!("describe answered with a stream"),
+        Reply::Stream(_) | Reply::Session { .. } => panic!("describe answered with a stream"),
     }
+
+    // exec: input goes there, output comes back, the exit code ends it.
+    let exec = |pod: &str| NodeRequest::Exec {
+        namespace: "default".into(),
+        pod: pod.into(),
+        container: None,
+        command: vec!["cat".into()],
+        tty: false,
+    };
+    let cancel = CancellationToken::new();
+    let tracker = tokio_util::task::TaskTracker::new();
+    let Reply::Session { mut output, input } = remote
+        .exec(exec("web"), "web", "default", cancel.clone(), &tracker)
+        .await
+    else {
+        panic!("exec did not open a session");
+    };
+    assert!(matches!(output.recv().await, Some(Response::Ok { .. })));
+    for word in ["aGk=", "dGhlcmU="] {
+        input
+            .send(crate::api::ExecInput::Stdin { data: word.into() })
+            .await
+            .unwrap();
+        let echoed = tokio::time::timeout(Duration::from_secs(5), output.recv()).await;
+        assert_eq!(
+            echoed.expect("in time"),
+            Some(Response::Stdout { data: word.into() })
+        );
+    }
+    input.send(crate::api::ExecInput::StdinEnd).await.unwrap();
+    assert_eq!(
+        output.recv().await,
+        Some(Response::Exit {
+            code: 7,
+            message: None
+        })
+    );
+    // A caller that goes away ends the remote session.
+    let Reply::Session { output, input } = remote
+        .exec(exec("web"), "web", "default", cancel.clone(), &tracker)
+        .await
+    else {
+        panic!("exec did not open a session");
+    };
+    drop(input);
+    drop(output);
+    wait_until("the remote session ended", Duration::from_secs(10), || {
+        dropped.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    dropped.store(0, Ordering::SeqCst);
 
     let cancel = CancellationToken::new();
     let tracker = tokio_util::task::TaskTracker::new();

@@ -1,14 +1,17 @@
 //! The server side of node-to-node calls ([`AgentRpc`]): answers other nodes about this node
-//! only (never forwards again): object bodies from the replica, logs / describe of this node's
-//! pods (by the same code as the local API), cordon / drain of itself, and `node remove` on the
+//! only (never forwards again): object bodies from the replica, logs / describe / exec of this
+//! node's pods (by the same code as the local API), cordon / drain of itself, and `node remove` on the
 //! node that issues certificates. The protocol is in `node_request`, the calling side in `remote`.
 
 use super::handler::{self, Shared};
-use super::node_request::{NodeRequest, write_reply};
+use super::node_request::{NodeRequest, line, write_reply};
 use crate::api::server::Reply;
 use crate::api::{ResourceKind, Response};
 use crate::cluster::{Served, fetch};
-use skiff_gossip::{ResponseWriter, RpcFailure, RpcHandler};
+use skiff_gossip::{RequestStream, ResponseWriter, RpcFailure, RpcHandler};
+
+/// Longest exec input line accepted from another node.
+const MAX_INPUT_LINE: usize = 1024 * 1024;
 
 /// The rpc server's handler: answers other nodes about this node only (never forwards again).
 pub struct AgentRpc {
@@ -25,6 +28,81 @@ impl AgentRpc {
 }
 
 impl RpcHandler for AgentRpc {
+    /// `exec` of a pod this node runs: the caller's input lines go to the process, its answers
+    /// go back as lines, until `Exit`.
+    async fn session(
+        &self,
+        peer: &str,
+        request: Vec<u8>,
+        mut input: RequestStream,
+        response: &mut ResponseWriter,
+    ) -> Result<(), RpcFailure> {
+        let request: NodeRequest = serde_json::from_slice(&request)
+            .map_err(|e| RpcFailure::Malformed(format!("from node {peer}: {e}")))?;
+        let NodeRequest::Exec {
+            namespace,
+            pod,
+            container,
+            command,
+            tty,
+        } = request
+        else {
+            return Err(RpcFailure::Malformed(format!(
+                "from node {peer}: only exec is a session"
+            )));
+        };
+        let snap = self.shared.snapshot.borrow().clone();
+        let reply = handler::exec_here(
+            &self.shared,
+            &snap,
+            &pod,
+            &namespace,
+            container.as_deref(),
+            command,
+            tty,
+        );
+        let (mut output, tx) = match reply {
+            Reply::Session { output, input } => (output, input),
+            other => return write_reply(other, response).await,
+        };
+        let mut tx = Some(tx);
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            // Cancel-safe: channel receive, and `next_chunk` keeps partial frames.
+            tokio::select! {
+                item = output.recv() => match item {
+                    Some(item) => response.send(&line(&item)).await?,
+                    None => return Ok(()),
+                },
+                chunk = input.next_chunk(), if tx.is_some() => {
+                    let Ok(Some(chunk)) = chunk else {
+                        // The caller's input ended or broke: the process is killed.
+                        tx = None;
+                        continue;
+                    };
+                    pending.extend_from_slice(&chunk);
+                    while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                        let one: Vec<u8> = pending.drain(..=end).collect();
+                        let parsed = serde_json::from_slice::<crate::api::ExecInput>(&one[..end]);
+                        let sent = match (parsed, &tx) {
+                            (Ok(item), Some(t)) => t.send(item).await.is_ok(),
+                            _ => false,
+                        };
+                        if !sent {
+                            tx = None;
+                            pending.clear();
+                            break;
+                        }
+                    }
+                    if pending.len() > MAX_INPUT_LINE {
+                        tx = None;
+                        pending.clear();
+                    }
+                }
+            }
+        }
+    }
+
     async fn call(
         &self,
         peer: &str,
@@ -75,6 +153,9 @@ impl RpcHandler for AgentRpc {
                 };
                 write_reply(Reply::One(reply), response).await
             }
+            NodeRequest::Exec { .. } => Err(RpcFailure::Malformed(format!(
+                "from node {peer}: exec is a session, not a call"
+            ))),
             NodeRequest::Logs {
                 namespace,
                 pod,

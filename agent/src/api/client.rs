@@ -109,6 +109,17 @@ impl Client {
             })
     }
 
+    /// A second handle on the connection, to write while answers are read (exec input).
+    pub fn writer(&self) -> Result<UnixStream, ClientError> {
+        self.reader
+            .get_ref()
+            .try_clone()
+            .map_err(|source| ClientError::Io {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
     /// Sends `request` and returns the single answer.
     pub fn call(path: &Path, request: &Request) -> Result<Response, ClientError> {
         let mut client = Client::send(path, request)?;

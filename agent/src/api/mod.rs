@@ -1,5 +1,8 @@
 //! The local API between the CLI and its agent: one JSON object per line over a unix socket.
-//! A request is one line; the answer is one line, or for `logs -f` a stream of lines.
+//! A request is one line; the answer is one line, or for `logs -f` a stream of lines. `exec` is
+//! a session: the agent answers `Ok` once the process runs, the CLI then sends [`ExecInput`]
+//! lines while the agent sends `Stdout`/`Stderr` lines, and `Exit` ends it. A CLI that closes
+//! the connection before its input ended has the process killed.
 
 pub mod client;
 #[cfg(test)]
@@ -34,6 +37,14 @@ pub enum Request {
     Apply {
         files: Vec<ApplyFile>,
         dry_run: bool,
+    },
+    /// `skiff exec POD [-c CONTAINER] [-it] -- CMD...`.
+    Exec {
+        pod: String,
+        namespace: Option<String>,
+        container: Option<String>,
+        command: Vec<String>,
+        tty: bool,
     },
     Delete {
         target: DeleteTarget,
@@ -165,6 +176,51 @@ pub enum Response {
         text: String,
     },
     End,
+    /// Output of an exec'd process (base64, as it came).
+    Stdout {
+        data: String,
+    },
+    Stderr {
+        data: String,
+    },
+    /// The exec'd process ended with `code` (126 or 127 with `message` when it could not start).
+    Exit {
+        code: i32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+}
+
+/// What the CLI sends during an exec session (one JSON object per line).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "input", rename_all = "snake_case")]
+pub enum ExecInput {
+    /// Bytes for the process's stdin (base64).
+    Stdin { data: String },
+    /// The CLI's input ended (not sent with a terminal: its process reads until it exits).
+    StdinEnd,
+    /// The CLI's terminal changed size.
+    Resize { cols: u16, rows: u16 },
+}
+
+impl ExecInput {
+    /// The runtime frame this line stands for; `Err` for data that is not base64.
+    pub fn to_runtime(&self) -> Result<skiff_runtime::container::exec::ExecInput, String> {
+        use base64::Engine;
+        use skiff_runtime::container::exec::ExecInput as Frame;
+        Ok(match self {
+            ExecInput::Stdin { data } => Frame::Stdin(
+                base64::engine::general_purpose::STANDARD
+                    .decode(data)
+                    .map_err(|e| format!("exec input is not base64: {e}"))?,
+            ),
+            ExecInput::StdinEnd => Frame::StdinEnd,
+            ExecInput::Resize { cols, rows } => Frame::Resize {
+                cols: *cols,
+                rows: *rows,
+            },
+        })
+    }
 }
 
 #[cfg(test)]

@@ -16,10 +16,15 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// An answer: one line, or a stream of lines (logs -f) that ends when the sender is dropped.
+/// An answer: one line, or a stream of lines (logs -f) that ends when the sender is dropped, or
+/// a session (exec) that also reads the caller's further lines into `input`.
 pub enum Reply {
     One(Response),
     Stream(mpsc::Receiver<Response>),
+    Session {
+        output: mpsc::Receiver<Response>,
+        input: mpsc::Sender<super::ExecInput>,
+    },
 }
 
 /// What serves requests.
@@ -145,12 +150,12 @@ async fn connection(
 ) -> std::io::Result<()> {
     let (mut read, mut write) = stream.into_split();
     let deadline = tokio::time::Instant::now() + limits.request_deadline;
-    let read = tokio::select! {
+    let first = tokio::select! {
         // Cancel-safe: the connection is dropped.
         _ = cancel.cancelled() => return Ok(()),
-        read = tokio::time::timeout_at(deadline, read_request(&mut read, limits, budget)) => read,
+        first = tokio::time::timeout_at(deadline, read_request(&mut read, limits, budget)) => first,
     };
-    let refusal = match read {
+    let refusal = match first {
         Err(_) => format!(
             "no complete request line within {:?}: closing the connection",
             limits.request_deadline
@@ -174,6 +179,9 @@ async fn connection(
                 };
                 drop(held);
                 drop(line);
+                if let Reply::Session { output, input } = reply {
+                    return session(read, &mut write, output, input, limits, cancel).await;
+                }
                 return answer(&mut write, reply, cancel).await;
             }
         },
@@ -209,6 +217,8 @@ async fn answer(
 ) -> std::io::Result<()> {
     match reply {
         Reply::One(response) => write_line(write, &response).await,
+        // Sessions are relayed by `session`, which also reads the caller's lines.
+        Reply::Session { .. } => Ok(()),
         Reply::Stream(mut rx) => {
             loop {
                 tokio::select! {
@@ -220,6 +230,62 @@ async fn answer(
                 }
             }
             write_line(write, &Response::End).await
+        }
+    }
+}
+
+/// Relays a session: the caller's lines (each at most `max_request_bytes`) go to `input`, the
+/// answers come back, until the answers end. A caller that closes, or sends a line that is not
+/// an input, ends its input (which kills the process); its answers still end with `Exit`.
+async fn session(
+    mut read: tokio::net::unix::OwnedReadHalf,
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    mut output: mpsc::Receiver<Response>,
+    input: mpsc::Sender<super::ExecInput>,
+    limits: &Limits,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let mut input = Some(input);
+    let mut pending: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        tokio::select! {
+            // All cancel-safe: channel receive, a plain read into a buffer kept across turns.
+            _ = cancel.cancelled() => return Ok(()),
+            item = output.recv() => match item {
+                Some(response) => write_line(write, &response).await?,
+                None => return Ok(()),
+            },
+            read = read.read(&mut chunk), if input.is_some() => {
+                let n = match read {
+                    Ok(0) | Err(_) => {
+                        input = None;
+                        continue;
+                    }
+                    Ok(n) => n,
+                };
+                pending.extend_from_slice(&chunk[..n]);
+                while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=end).collect();
+                    let parsed = std::str::from_utf8(&line[..end])
+                        .ok()
+                        .and_then(|t| serde_json::from_str::<super::ExecInput>(t).ok());
+                    let sent = match (parsed, &input) {
+                        (Some(item), Some(tx)) => tx.send(item).await.is_ok(),
+                        _ => false,
+                    };
+                    if !sent {
+                        input = None;
+                        pending.clear();
+                        break;
+                    }
+                }
+                if pending.len() > limits.max_request_bytes {
+                    input = None;
+                    pending.clear();
+                }
+            },
         }
     }
 }

@@ -103,11 +103,19 @@ fn run_inner(socket: &Path, command: Command) -> Result<i32, CliError> {
                     Response::LogLine { text } => output::log_line(&text),
                     Response::End => break,
                     Response::Error { message } => return Err(CliError::User(message)),
-                    Response::Ok { .. } => {}
+                    Response::Ok { .. }
+                    | Response::Stdout { .. }
+                    | Response::Stderr { .. }
+                    | Response::Exit { .. } => {}
                 }
             }
             Ok(EXIT_OK)
         }
+        Command::Exec(args) => match super::exec::exec(socket, args) {
+            Ok(code) => Ok(code),
+            Err(super::exec::ExecError::User(m)) => Err(CliError::User(m)),
+            Err(super::exec::ExecError::Client(e)) => Err(CliError::Client(e)),
+        },
         Command::Apply(args) => {
             let files = read_manifest_args(&args.files)?;
             let request = Request::Apply {

@@ -1,6 +1,7 @@
 //! The command line: `skiff agent` and the client commands that talk to an agent over its socket.
 
 pub mod commands;
+pub mod exec;
 pub mod output;
 pub mod rollout;
 
@@ -29,6 +30,8 @@ pub enum Command {
     Describe(DescribeArgs),
     /// Print a container's logs
     Logs(LogsArgs),
+    /// Run a command in a container of a pod on any node; exits with the command's code
+    Exec(ExecArgs),
     /// Validate manifests and hand them to the agent
     Apply(ApplyArgs),
     /// Delete what a manifest declares, or one object by kind and name
@@ -256,6 +259,26 @@ pub struct LogsArgs {
     pub tail: Option<usize>,
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Example: skiff exec -it web-7d9c -- sh")]
+pub struct ExecArgs {
+    pub pod: String,
+    /// The container (default: the pod's first container)
+    #[arg(short = 'c', long)]
+    pub container: Option<String>,
+    /// Pass this terminal's input to the command
+    #[arg(short = 'i', long)]
+    pub stdin: bool,
+    /// Give the command a terminal (needs -i and a terminal here)
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// The command and its arguments, after --
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,10 @@ pub fn error(message: &str) {
     eprintln!("error: {message}");
 }
 
+pub fn warn(message: &str) {
+    eprintln!("warning: {message}");
+}
+
 pub fn note(message: &str) {
     println!("{message}");
 }

@@ -363,7 +363,7 @@ pub fn pre_stop_runs(pod: &PodRecord, index: usize) -> bool {
 /// The node runs this hook (the others were warned about and are skipped).
 pub fn hook_runs(hook: &skiff_manifests::Hook) -> bool {
     match hook {
-        skiff_manifests::Hook::Exec { .. } => false,
+        skiff_manifests::Hook::Exec { .. } => true,
         skiff_manifests::Hook::HttpGet(get) => get.scheme == skiff_manifests::HttpScheme::Http,
         skiff_manifests::Hook::TcpSocket { .. } | skiff_manifests::Hook::Sleep { .. } => true,
     }

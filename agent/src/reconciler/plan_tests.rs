@@ -463,11 +463,20 @@ fn deletion_runs_the_pre_stop_hook_then_terms_then_kills_after_the_grace_from_th
 }
 
 #[test]
+fn an_exec_pre_stop_hook_runs_like_the_others() {
+    let mut p = pod(&[], &["a"], RestartPolicy::Always);
+    with_pre_stop(&mut p, "{exec: {command: [sh, -c, 'true']}}");
+    run(&mut p.status.containers[0], "x", 0);
+    p.deleting_since = Some(SEC);
+    assert!(matches!(
+        plan(&p, &present, SEC).as_slice(),
+        [Action::PreStop { index: 0, .. }]
+    ));
+}
+
+#[test]
 fn hooks_the_node_does_not_run_are_skipped() {
-    for hook in [
-        "{exec: {command: [sh, -c, 'true']}}",
-        "{httpGet: {port: 80, scheme: HTTPS}}",
-    ] {
+    for hook in ["{httpGet: {port: 80, scheme: HTTPS}}"] {
         let mut p = pod(&[], &["a"], RestartPolicy::Always);
         with_pre_stop(&mut p, hook);
         run(&mut p.status.containers[0], "x", 0);

@@ -78,7 +78,8 @@ pub enum Verdict {
 /// others are accepted with a warning and count as passing).
 pub fn runs(p: &Probe) -> bool {
     match &p.handler {
-        skiff_manifests::ProbeHandler::TcpSocket { .. } => true,
+        skiff_manifests::ProbeHandler::TcpSocket { .. }
+        | skiff_manifests::ProbeHandler::Exec { .. } => true,
         skiff_manifests::ProbeHandler::HttpGet(get) => {
             get.scheme == skiff_manifests::HttpScheme::Http
         }

@@ -215,10 +215,9 @@ pub(crate) fn probe(
             None
         }
     };
-    // The node runs httpGet (HTTP) and tcpSocket checks; say precisely what happens to the
-    // others until it runs them too.
+    // The node runs exec, httpGet (HTTP) and tcpSocket checks; say precisely what happens to
+    // the others until it runs them too.
     let unrun = match &handler {
-        Some(ProbeHandler::Exec { .. }) => Some("exec"),
         Some(ProbeHandler::Grpc { .. }) => Some("grpc"),
         Some(ProbeHandler::HttpGet(get)) if get.scheme == HttpScheme::Https => {
             Some("httpGet with scheme HTTPS")
@@ -363,7 +362,6 @@ fn hook(
         }
     };
     let skipped = match &hook {
-        Hook::Exec { .. } => Some("an exec hook"),
         Hook::HttpGet(get) if get.scheme == HttpScheme::Https => Some("an httpGet hook over HTTPS"),
         _ => None,
     };

@@ -9,9 +9,9 @@
 //! - its stdout carries [`ExecOutput`] frames (the process's stdout and stderr, then exactly one
 //!   `Exit`, after a `Failed` message when the process could not be started).
 //!
-//! When the agent closes the shim's stdin without sending `StdinEnd` first (the caller went
-//! away, a probe timed out), the shim kills the process and reports its exit. Its stderr is a
-//! diagnostic log only.
+//! The agent keeps the shim's stdin open until the exit arrives, even after `StdinEnd`: when it
+//! closes it earlier (the caller went away, a probe timed out), the shim kills the process and
+//! reports its exit. The shim's stderr is a diagnostic log only.
 //!
 //! A frame is `kind: u8`, `len: u32` big-endian, then `len` bytes (at most [`MAX_FRAME`]).
 

@@ -5,6 +5,7 @@
 //!   Secrets redacted).
 //! - `nodes.rs`: `get` / `describe` of nodes, cordon / drain, labels.
 //! - `logs.rs`: reading and following a container's log.
+//! - `exec` (here): a process in a container, through `agent::exec` or the node running it.
 //! - `apply.rs`: `apply` and `delete` (manifests parsed here, changes made by the loop).
 //! - `images.rs`: image import, pull and list.
 //! - `admin.rs`: join tokens and `node remove`.
@@ -18,6 +19,7 @@ mod queries;
 
 pub(super) use admin::remove_here;
 pub(super) use logs::logs_here;
+
 pub(super) use queries::describe_here;
 
 use super::core::{Command, Snapshot};
@@ -53,6 +55,8 @@ pub struct Shared {
     pub node_meta: super::membership::NodeMeta,
     /// `node remove` (carried out on the node that issues certificates); `None` off QUIC.
     pub remover: Option<skiff_gossip::NodeRemover>,
+    /// The container runtime, for `exec`.
+    pub runtime: Arc<dyn skiff_runtime::container::ContainerRuntime>,
 }
 
 /// The local API's handler: each request answered against `shared`.
@@ -115,6 +119,13 @@ async fn handle(shared: Shared, request: Request) -> Reply {
             follow,
             tail,
         } => logs::logs(&shared, &snap, pod, namespace, container, follow, tail).await,
+        Request::Exec {
+            pod,
+            namespace,
+            container,
+            command,
+            tty,
+        } => exec(&shared, &snap, pod, namespace, container, command, tty).await,
         Request::Apply { files, dry_run } => apply::apply(&shared, &snap, files, dry_run).await,
         Request::Delete { target } => apply::delete(&shared, target).await,
         Request::ImageImport { path } => images::import(&shared, path).await,
@@ -139,5 +150,62 @@ async fn handle(shared: Shared, request: Request) -> Reply {
             remove,
             overwrite,
         } => nodes::label(&shared, &node, set, remove, overwrite).await,
+    }
+}
+
+/// `exec` through the local API: in a pod this node runs, or forwarded to the node that does.
+async fn exec(
+    shared: &Shared,
+    snap: &Snapshot,
+    pod: String,
+    namespace: Option<String>,
+    container: Option<String>,
+    command: Vec<String>,
+    tty: bool,
+) -> Reply {
+    if command.is_empty() {
+        return err("exec needs a command after --");
+    }
+    let ns = namespace.unwrap_or_else(|| skiff_manifests::DEFAULT_NAMESPACE.to_string());
+    match &shared.remote {
+        Some(remote) if queries::find_pod(snap, &pod, Some(&ns)).is_none() => {
+            let request = super::node_request::NodeRequest::Exec {
+                namespace: ns.clone(),
+                pod: pod.clone(),
+                container,
+                command,
+                tty,
+            };
+            remote
+                .exec(request, &pod, &ns, shared.cancel.clone(), &shared.tracker)
+                .await
+        }
+        _ => exec_here(shared, snap, &pod, &ns, container.as_deref(), command, tty),
+    }
+}
+
+/// `exec` in a pod this node runs (the local API, and other nodes through rpc).
+pub(crate) fn exec_here(
+    shared: &Shared,
+    snap: &Snapshot,
+    pod: &str,
+    namespace: &str,
+    container: Option<&str>,
+    command: Vec<String>,
+    tty: bool,
+) -> Reply {
+    let Some(p) = queries::find_pod(snap, pod, Some(namespace)) else {
+        return err(format!("pod {pod:?} not found"));
+    };
+    match super::exec::running_container(p, container) {
+        Ok(id) => super::exec::session(
+            shared.runtime.clone(),
+            &id,
+            tty,
+            command,
+            &shared.tracker,
+            shared.cancel.clone(),
+        ),
+        Err(message) => err(message),
     }
 }

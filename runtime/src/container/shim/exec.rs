@@ -359,11 +359,10 @@ fn relay(mut p: Started, out: &mut Out) -> i32 {
 
         if stdin_ready {
             match nix::unistd::read(0, &mut buf) {
+                // The agent keeps this pipe open while it cares about the process.
                 Ok(0) => {
                     agent_open = false;
-                    if !input_ended {
-                        agent_gone = true;
-                    }
+                    agent_gone = true;
                 }
                 Ok(n) => {
                     frames.push(&buf[..n]);
