@@ -1,7 +1,8 @@
 //! Lifecycle hooks on one real node (issue 12): a preStop hook runs before the container gets
 //! SIGTERM, within the grace period; a postStart hook that fails kills the container, which
-//! restarts with a `FailedPostStartHook` event. Real containers, pod networking in the test's
-//! own namespaces (httpGet hooks go from the node to the pod's address, like probes).
+//! restarts with a `FailedPostStartHook` event; an exec preStop hook runs in the container before
+//! its SIGTERM. Real containers, pod networking in the test's own namespaces (httpGet hooks go
+//! from the node to the pod's address, like probes).
 //!
 //! Run as root: `cargo test -p skiff-agent --test hooks`.
 
@@ -101,4 +102,54 @@ fn a_failed_post_start_hook_kills_the_container_which_restarts() {
         message.contains("PostStartHook failed for container main") && message.contains(":9"),
         "{message}"
     );
+}
+
+/// An exec preStop hook writes to a hostPath before the container's SIGTERM trap does.
+const EXEC_STOP: &str = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: execstop
+spec:
+  terminationGracePeriodSeconds: 20
+  volumes:
+  - name: out
+    hostPath: {path: OUT, type: Directory}
+  containers:
+  - name: main
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "trap 'echo term >> /out/order; exit 0' TERM; echo started; while true; do sleep 0.1; done"]
+    volumeMounts:
+    - {name: out, mountPath: /out}
+    lifecycle:
+      preStop:
+        exec: {command: ["sh", "-c", "echo prestop >> /out/order; sleep 1"]}
+"#;
+
+#[test]
+fn an_exec_pre_stop_hook_runs_in_the_container_before_sigterm() {
+    let agent = support::TestAgent::start_with(support::AgentOptions {
+        pod_network: false,
+        ..support::AgentOptions::default()
+    });
+    let out = agent.dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    agent.write_manifest(
+        "execstop.yaml",
+        &EXEC_STOP
+            .replace("IMAGE", TEST_IMAGE)
+            .replace("OUT", out.to_str().unwrap()),
+    );
+    agent.wait_until(WAIT, "the container's first line", || {
+        let logs = agent.skiff(&["logs", "execstop"]);
+        String::from_utf8_lossy(&logs.stdout)
+            .contains("started")
+            .then_some(())
+    });
+    agent.remove_manifest("execstop.yaml");
+    agent.wait_until(WAIT, "the pod gone", || {
+        agent.pod("execstop").is_none().then_some(())
+    });
+    let order = std::fs::read_to_string(out.join("order")).unwrap_or_default();
+    assert_eq!(order, "prestop\nterm\n", "the hook ran first, then SIGTERM");
 }

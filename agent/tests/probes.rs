@@ -1,6 +1,7 @@
 //! Probes on one real node (issue 12): a readiness probe holds a pod out of READY (and out of
 //! its Service's endpoints) until its check passes; a failed liveness probe restarts the
-//! container with an `Unhealthy` event that says why. Real containers, pod networking in the
+//! container with an `Unhealthy` event that says why; exec probes and an exec postStart hook run
+//! inside the container. Real containers, pod networking in the
 //! test's own namespaces; httpGet checks go from the node to the pod's address.
 //!
 //! Run as root: `cargo test -p skiff-agent --test probes`.
@@ -128,4 +129,67 @@ fn a_pod_without_pod_networking_is_probed_on_its_own_loopback() {
             })
         })
     });
+}
+
+/// The Kubernetes `exec-liveness` example with an exec readiness probe and an exec postStart
+/// hook: the hook's file makes the pod ready, `skiff exec` reads it, and the liveness command
+/// failing once the file it reads is gone restarts the container with its output as the reason.
+const EXEC_POD: &str = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: execprobed
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "touch /tmp/healthy; sleep 4; rm -f /tmp/healthy; trap 'exit 0' TERM; sleep 100000 & wait"]
+    lifecycle:
+      postStart:
+        exec: {command: ["sh", "-c", "echo hooked > /tmp/started"]}
+    readinessProbe:
+      exec: {command: ["test", "-e", "/tmp/started"]}
+      periodSeconds: 1
+    livenessProbe:
+      exec: {command: ["cat", "/tmp/healthy"]}
+      periodSeconds: 1
+      failureThreshold: 2
+"#;
+
+#[test]
+fn exec_probes_and_an_exec_post_start_hook_run_in_the_container() {
+    let agent = support::TestAgent::start_with(support::AgentOptions {
+        pod_network: false,
+        ..support::AgentOptions::default()
+    });
+    agent.write_manifest("execprobed.yaml", &EXEC_POD.replace("IMAGE", TEST_IMAGE));
+    agent.wait_until(WAIT, "READY through the exec readiness probe", || {
+        let pod = agent.pod("execprobed")?;
+        (pod["status"]["containerStatuses"][0]["ready"] == true).then_some(())
+    });
+    let marker = agent.skiff_ok(&["exec", "execprobed", "--", "cat", "/tmp/started"]);
+    assert_eq!(
+        marker, "hooked\n",
+        "the postStart hook ran in the container"
+    );
+    let event = agent.wait_until(WAIT, "a restart by the exec liveness probe", || {
+        let pod = agent.pod("execprobed")?;
+        let restarts = pod["status"]["containerStatuses"][0]["restartCount"].as_u64()?;
+        let events = agent.events();
+        let unhealthy = events.into_iter().find(|e| {
+            e["reason"] == "Unhealthy"
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("Liveness probe failed: cat: can't open"))
+        });
+        (restarts >= 1).then_some(unhealthy).flatten()
+    });
+    assert!(
+        event["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("/tmp/healthy"),
+        "{event}"
+    );
 }
