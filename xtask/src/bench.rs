@@ -487,7 +487,7 @@ fn cluster_pod_start(skiff: &Path, image: &Path, pods: usize) -> Result<Vec<Dura
 }
 
 /// Extracts the (single-layer) test image's rootfs from its OCI archive.
-fn extract_rootfs(image: &Path, into: &Path) -> Result<()> {
+pub(crate) fn extract_rootfs(image: &Path, into: &Path) -> Result<()> {
     let layout = into.join("layout");
     let rootfs = into.join("rootfs");
     std::fs::create_dir_all(&layout)?;

@@ -11,6 +11,10 @@
 //!     threshold 2) reads a file of a hostPath volume. The bench removes the file and times
 //!     until the node has restarted the container (restart count up); the container writes the
 //!     file again when it starts. Target: within failureThreshold x period + one period.
+//! (3) `skiff exec POD -- true`, timed around the CLI: on the liveness node (local), and in the
+//!     5-node cluster from the node running the pod and from another node (forwarded over rpc);
+//!     beside `runc exec ID true` into a runc container of the same image, in the same run.
+//!     Target: local <= 2x runc exec at p50.
 
 use crate::bench_services::lookup::in_netns;
 use crate::bench_services::{pct, service, wait_until, write_manifest};
@@ -27,6 +31,7 @@ use std::time::{Duration, Instant};
 const NODES: usize = 5;
 const REPLICAS: usize = 10;
 const LIVENESS_RUNS: usize = 7;
+const EXEC_RUNS: usize = 30;
 
 pub fn run(args: &[String]) -> Result<()> {
     crate::packages::ensure(crate::packages::AGENT)?;
@@ -39,15 +44,119 @@ pub fn run(args: &[String]) -> Result<()> {
     let load = crate::bench::load_average();
     let updates = arg(args, "--rollout-updates", 3);
     let started = Instant::now();
-    let liveness = liveness(&skiff, &image)?;
-    let rollout = rolling_updates(&skiff, &image, updates)?;
+    let runc = runc_exec(&image)?;
+    let (liveness, local) = liveness(&skiff, &image)?;
+    let (rollout, cluster) = rolling_updates(&skiff, &image, updates)?;
     println!(
-        "\n== rolling updates and liveness (issue 12), load {load} (1-min, at the start), {:.0} s ==",
+        "\n== rolling updates, liveness and exec (issue 12), load {load} (1-min, at the start), {:.0} s ==",
         started.elapsed().as_secs_f64()
     );
     rollout.print();
     liveness.print();
+    print_exec(&local, &cluster, &runc);
     Ok(())
+}
+
+/// Exec round trips in milliseconds.
+struct ClusterExec {
+    same_node: Vec<f64>,
+    other_node: Vec<f64>,
+}
+
+fn row(what: &str, v: &[f64]) {
+    println!(
+        "{what:<52} p50 {:>7.1} ms  p95 {:>7.1} ms  (n={})",
+        pct(v, 50.0).unwrap_or(f64::NAN),
+        pct(v, 95.0).unwrap_or(f64::NAN),
+        v.len()
+    );
+}
+
+fn print_exec(local: &[f64], cluster: &ClusterExec, runc: &[f64]) {
+    println!("\n(3) exec round trip (`-- true`), timed around the command");
+    row("runc exec ID true (runc container, same image)", runc);
+    row("skiff exec POD -- true, single node", local);
+    row(
+        "skiff exec, 5-node cluster, from the pod's node",
+        &cluster.same_node,
+    );
+    row(
+        "skiff exec, 5-node cluster, from another node",
+        &cluster.other_node,
+    );
+    let ratio = |v: &[f64]| pct(v, 50.0).unwrap_or(f64::NAN) / pct(runc, 50.0).unwrap_or(f64::NAN);
+    println!(
+        "ratios at p50: single node / runc = {:.2}x (target <= 2x); from another node / runc = {:.2}x",
+        ratio(local),
+        ratio(&cluster.other_node)
+    );
+}
+
+/// Times `run` EXEC_RUNS times after two warm-up runs; it must succeed each time.
+fn time_runs(
+    what: &str,
+    mut run: impl FnMut() -> Result<std::process::Output>,
+) -> Result<Vec<f64>> {
+    let mut out = Vec::new();
+    for i in 0..EXEC_RUNS + 2 {
+        let start = Instant::now();
+        let done = run()?;
+        let took = start.elapsed().as_secs_f64() * 1000.0;
+        if !done.status.success() {
+            bail!(
+                "{what} failed ({}): {}",
+                done.status,
+                String::from_utf8_lossy(&done.stderr).trim()
+            );
+        }
+        if i >= 2 {
+            out.push(took);
+        }
+    }
+    Ok(out)
+}
+
+/// `runc exec ID true` into a runc container of the test image's rootfs.
+fn runc_exec(image: &Path) -> Result<Vec<f64>> {
+    use std::process::{Command, Stdio};
+    eprintln!("bench rollout: (3) runc exec, {EXEC_RUNS} runs");
+    crate::packages::ensure(&["runc"])?;
+    let base = std::path::PathBuf::from("/tmp/skb-runc-exec");
+    let _ = std::fs::remove_dir_all(&base);
+    crate::bench::extract_rootfs(image, &base)?;
+    crate::util::run(Command::new("runc").arg("spec").arg("--bundle").arg(&base))?;
+    let config_path = base.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_path)?)?;
+    config["process"]["terminal"] = serde_json::json!(false);
+    config["process"]["args"] = serde_json::json!(["sleep", "100000"]);
+    config["root"]["readonly"] = serde_json::json!(true);
+    config["linux"]["cgroupsPath"] = serde_json::json!("/skb-runc-exec/c");
+    std::fs::write(&config_path, serde_json::to_vec(&config)?)?;
+    let id = "skb-runc-exec";
+    let started = Command::new("runc")
+        .args(["run", "-d", "--bundle"])
+        .arg(&base)
+        .arg(id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    let result = if started.success() {
+        time_runs("runc exec", || {
+            Ok(Command::new("runc")
+                .args(["exec", id, "true"])
+                .stdin(Stdio::null())
+                .output()?)
+        })
+    } else {
+        Err(anyhow::anyhow!("runc run failed: {started}"))
+    };
+    let _ = Command::new("runc")
+        .args(["delete", "-f", id])
+        .stderr(Stdio::null())
+        .status();
+    skiff_tests::cleanup::remove_node(&base, "/skb-runc-exec", "skb-runc-exec-never");
+    result
 }
 
 fn arg(args: &[String], flag: &str, default: usize) -> usize {
@@ -156,14 +265,52 @@ fn ready_endpoints(agent: &DemoAgent) -> Result<usize> {
     Ok(v["subsets"][0]["addresses"].as_array().map_or(0, Vec::len))
 }
 
-fn rolling_updates(skiff: &Path, image: &Path, updates: usize) -> Result<RolloutReport> {
+fn rolling_updates(
+    skiff: &Path,
+    image: &Path,
+    updates: usize,
+) -> Result<(RolloutReport, ClusterExec)> {
     eprintln!(
         "bench rollout: (1) {NODES} real nodes, {updates} rolling updates of {REPLICAS} replicas"
     );
     let cluster = DemoCluster::start_with(skiff, image, NODES, "info", &[])?;
-    let result = measure_updates(&cluster, updates);
+    let result =
+        measure_updates(&cluster, updates).and_then(|report| Ok((report, cluster_exec(&cluster)?)));
     drop(cluster);
     result
+}
+
+/// `skiff exec` into a web pod from the node running it and from another node.
+fn cluster_exec(cluster: &DemoCluster) -> Result<ClusterExec> {
+    eprintln!("bench rollout: (3) exec in the cluster, {EXEC_RUNS} runs each way");
+    let out = cluster.agents[0].cli(&["get", "pods", "-o", "json"])?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let items = v["items"].as_array().cloned().unwrap_or_default();
+    let (pod, node) = items
+        .iter()
+        .find_map(|p| {
+            let name = p["metadata"]["name"].as_str()?;
+            let node = p["spec"]["nodeName"].as_str()?;
+            name.starts_with("web-")
+                .then(|| (name.to_string(), node.to_string()))
+        })
+        .context("no web pod listed")?;
+    let here = cluster
+        .agents
+        .iter()
+        .find(|a| a.name == node)
+        .with_context(|| format!("no agent named {node}"))?;
+    let there = cluster
+        .agents
+        .iter()
+        .find(|a| a.name != node)
+        .context("a single node")?;
+    let same_node = time_runs("skiff exec", || here.cli(&["exec", &pod, "--", "true"]))?;
+    let other_node = time_runs("skiff exec", || there.cli(&["exec", &pod, "--", "true"]))?;
+    Ok(ClusterExec {
+        same_node,
+        other_node,
+    })
 }
 
 fn measure_updates(cluster: &DemoCluster, updates: usize) -> Result<RolloutReport> {
@@ -269,7 +416,7 @@ impl LivenessReport {
     }
 }
 
-fn liveness(skiff: &Path, image: &Path) -> Result<LivenessReport> {
+fn liveness(skiff: &Path, image: &Path) -> Result<(LivenessReport, Vec<f64>)> {
     eprintln!("bench rollout: (2) liveness on one node, {LIVENESS_RUNS} runs");
     let dir = std::path::PathBuf::from("/tmp/skiff-bench-live");
     // Outside the agent's dirs (those are private to the agent).
@@ -283,7 +430,11 @@ fn liveness(skiff: &Path, image: &Path) -> Result<LivenessReport> {
         .to_vec();
     opts.keep_logs = Some(crate::root().join("target").join("rollout-bench-logs"));
     let agent = DemoAgent::start_with(skiff, image, opts)?;
-    let result = measure_liveness(&agent, &share);
+    let result = measure_liveness(&agent, &share).and_then(|report| {
+        eprintln!("bench rollout: (3) exec on one node, {EXEC_RUNS} runs");
+        let local = time_runs("skiff exec", || agent.cli(&["exec", "live", "--", "true"]))?;
+        Ok((report, local))
+    });
     drop(agent);
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&share);
