@@ -291,8 +291,9 @@ fn cluster_exec(cluster: &DemoCluster) -> Result<ClusterExec> {
         .find_map(|p| {
             let name = p["metadata"]["name"].as_str()?;
             let node = p["spec"]["nodeName"].as_str()?;
-            name.starts_with("web-")
-                .then(|| (name.to_string(), node.to_string()))
+            let serving = p["metadata"]["deletionTimestamp"].is_null()
+                && p["status"]["containerStatuses"][0]["ready"] == true;
+            (name.starts_with("web-") && serving).then(|| (name.to_string(), node.to_string()))
         })
         .context("no web pod listed")?;
     let here = cluster

@@ -191,8 +191,7 @@ fn post_start_runs(pod: &PodRecord, index: usize) -> bool {
     p.spec
         .containers
         .get(index)
-        .and_then(|c| c.lifecycle.post_start.as_ref())
-        .is_some_and(crate::reconciler::plan::hook_runs)
+        .is_some_and(|c| c.lifecycle.post_start.is_some())
 }
 
 /// Runs a lifecycle hook of container `index` (instance `id`) within `budget`.

@@ -2,6 +2,7 @@
 //! directory, serves the local API, and runs the node loop (`core`). Stopping the agent leaves
 //! pods running; a new agent re-adopts them.
 
+mod checks;
 mod core;
 mod dns;
 mod exec;

@@ -1,8 +1,9 @@
 //! Probes on the node loop: on each tick the loop starts the checks that are due (each on its
 //! own task, at most one per probe at a time) and folds their results into the container's
-//! probe state (`reconciler::probe`, pure). httpGet and tcpSocket checks connect from the
-//! node to the pod's address (the node's own loopback for host-network pods), as kubelet
-//! does; a failed liveness or startup verdict stops the container, which restarts through
+//! probe state (`reconciler::probe`, pure). httpGet (HTTP and HTTPS), tcpSocket and grpc
+//! checks connect from the node to the pod's address (the node's own loopback for host-network
+//! pods), as kubelet does (`agent::checks` speaks HTTP, TLS and gRPC); exec checks run in the
+//! container (`agent::exec`); a failed liveness or startup verdict stops the container, which restarts through
 //! the crash backoff.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -10,14 +11,13 @@ use std::time::Duration;
 
 use skiff_cni::PodNetwork;
 use skiff_manifests::{Container, Object, ProbeHandler, ProbePort};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 use super::Core;
 use crate::pod::Millis;
-use crate::reconciler::probe::{ProbeKind, Verdict, runs};
+use crate::reconciler::probe::{ProbeKind, Verdict};
 
 /// One check's result.
 pub struct ProbeResult {
@@ -41,6 +41,13 @@ pub enum Check {
         host: String,
         path: String,
         headers: Vec<(String, String)>,
+        /// HTTPS (the certificate is not verified, as kubelet does).
+        tls: bool,
+    },
+    /// `grpc.health.v1.Health/Check` for `service` (plaintext HTTP/2).
+    Grpc {
+        addr: SocketAddr,
+        service: String,
     },
 }
 
@@ -70,6 +77,10 @@ pub fn check_of(handler: &ProbeHandler, c: &Container, pod_ip: IpAddr) -> Result
         ProbeHandler::TcpSocket { port: p, host } => {
             Ok(Check::Tcp(SocketAddr::new(address(host)?, port(p)?)))
         }
+        ProbeHandler::Grpc { port, service } => Ok(Check::Grpc {
+            addr: SocketAddr::new(pod_ip, *port),
+            service: service.clone().unwrap_or_default(),
+        }),
         ProbeHandler::HttpGet(get) => {
             let addr = SocketAddr::new(address(&get.host)?, port(&get.port)?);
             let host = get
@@ -88,9 +99,9 @@ pub fn check_of(handler: &ProbeHandler, c: &Container, pod_ip: IpAddr) -> Result
                     .filter(|h| !h.name.eq_ignore_ascii_case("host"))
                     .map(|h| (h.name.clone(), h.value.clone()))
                     .collect(),
+                tls: get.scheme == skiff_manifests::HttpScheme::Https,
             })
         }
-        _ => Err("this probe handler is not run yet".into()),
     }
 }
 
@@ -197,50 +208,34 @@ async fn attempt(check: &Check, netns: Option<&std::path::Path>) -> (bool, Strin
             host,
             path,
             headers,
+            tls,
         } => {
-            let mut stream = match connect(*addr, netns).await {
+            let scheme = if *tls { "https" } else { "http" };
+            let url = format!("{scheme}://{addr}{path}");
+            let stream = match connect(*addr, netns).await {
                 Ok(s) => s,
-                Err(e) => return (false, format!("Get \"http://{addr}{path}\": {e}")),
+                Err(e) => return (false, format!("Get \"{url}\": {e}")),
             };
-            let mut request = format!(
-                "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: kube-probe/skiff\r\nAccept: */*\r\nConnection: close\r\n"
-            );
-            for (name, value) in headers {
-                request.push_str(&format!("{name}: {value}\r\n"));
+            if !*tls {
+                return crate::agent::checks::http_get(stream, &url, host, path, headers).await;
             }
-            request.push_str("\r\n");
-            if let Err(e) = stream.write_all(request.as_bytes()).await {
-                return (false, format!("Get \"http://{addr}{path}\": {e}"));
-            }
-            // The status line is all a probe needs (at most 10 KiB are read, as kubelet).
-            let mut buf = Vec::with_capacity(1024);
-            let mut chunk = [0u8; 1024];
-            while !buf.windows(2).any(|w| w == b"\r\n") && buf.len() < 10 * 1024 {
-                match stream.read(&mut chunk).await {
-                    Ok(0) => break,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    Err(e) => return (false, format!("Get \"http://{addr}{path}\": {e}")),
+            match crate::agent::checks::tls(stream, host).await {
+                Ok(stream) => {
+                    crate::agent::checks::http_get(stream, &url, host, path, headers).await
                 }
-            }
-            match status_code(&buf) {
-                Some(code) if (200..400).contains(&code) => (true, String::new()),
-                Some(code) => (false, format!("HTTP probe failed with statuscode: {code}")),
-                None => (
-                    false,
-                    format!("Get \"http://{addr}{path}\": malformed HTTP response"),
-                ),
+                Err(e) => (false, format!("Get \"{url}\": {e}")),
             }
         }
+        Check::Grpc { addr, service } => match connect(*addr, netns).await {
+            Ok(stream) => {
+                crate::agent::checks::grpc_health(stream, &addr.to_string(), service).await
+            }
+            Err(e) => (
+                false,
+                format!("timeout: failed to connect service {addr:?} within the probe: {e}"),
+            ),
+        },
     }
-}
-
-/// The status code of an HTTP/1.x response's first line.
-fn status_code(response: &[u8]) -> Option<u16> {
-    let line = response.split(|b| *b == b'\n').next()?;
-    let text = std::str::from_utf8(line).ok()?;
-    let mut words = text.split_whitespace();
-    words.next().filter(|v| v.starts_with("HTTP/1."))?;
-    words.next()?.parse().ok()
 }
 
 impl<N: PodNetwork + 'static> Core<N> {
@@ -290,7 +285,7 @@ impl<N: PodNetwork + 'static> Core<N> {
                     if self.probing.contains(&key) {
                         continue;
                     }
-                    let Some(probe) = kind.of(spec).filter(|pr| runs(pr)) else {
+                    let Some(probe) = kind.of(spec) else {
                         continue;
                     };
                     let check = match (&probe.handler, pod_ip) {
@@ -401,17 +396,7 @@ impl<N: PodNetwork + 'static> Core<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn status_lines() {
-        assert_eq!(status_code(b"HTTP/1.1 200 OK\r\n"), Some(200));
-        assert_eq!(
-            status_code(b"HTTP/1.0 503 Service Unavailable\r\n"),
-            Some(503)
-        );
-        assert_eq!(status_code(b"SSH-2.0-OpenSSH\r\n"), None);
-        assert_eq!(status_code(b""), None);
-    }
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]
     async fn checks_against_real_sockets() {
@@ -437,6 +422,7 @@ mod tests {
             host: addr.to_string(),
             path: path.into(),
             headers: vec![("X-Probe".into(), "1".into())],
+            tls: false,
         };
         let second = Duration::from_secs(1);
         assert_eq!(

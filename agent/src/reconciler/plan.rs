@@ -347,8 +347,7 @@ fn stop(
     }
 }
 
-/// Container `index` has a preStop hook the node runs (httpGet over HTTP, tcpSocket, sleep;
-/// exec and HTTPS hooks are accepted with a warning and skipped).
+/// Container `index` has a preStop hook.
 pub fn pre_stop_runs(pod: &PodRecord, index: usize) -> bool {
     let skiff_manifests::Object::Pod(p) = pod.manifest.get() else {
         return false;
@@ -356,17 +355,7 @@ pub fn pre_stop_runs(pod: &PodRecord, index: usize) -> bool {
     p.spec
         .containers
         .get(index)
-        .and_then(|c| c.lifecycle.pre_stop.as_ref())
-        .is_some_and(hook_runs)
-}
-
-/// The node runs this hook (the others were warned about and are skipped).
-pub fn hook_runs(hook: &skiff_manifests::Hook) -> bool {
-    match hook {
-        skiff_manifests::Hook::Exec { .. } => true,
-        skiff_manifests::Hook::HttpGet(get) => get.scheme == skiff_manifests::HttpScheme::Http,
-        skiff_manifests::Hook::TcpSocket { .. } | skiff_manifests::Hook::Sleep { .. } => true,
-    }
+        .is_some_and(|c| c.lifecycle.pre_stop.is_some())
 }
 
 fn signal(uid: &str, i: &Instance, signal: StopSignal) -> Action {

@@ -474,25 +474,6 @@ fn an_exec_pre_stop_hook_runs_like_the_others() {
     ));
 }
 
-#[test]
-fn hooks_the_node_does_not_run_are_skipped() {
-    let hook = "{httpGet: {port: 80, scheme: HTTPS}}";
-    let mut p = pod(&[], &["a"], RestartPolicy::Always);
-    with_pre_stop(&mut p, hook);
-    run(&mut p.status.containers[0], "x", 0);
-    p.deleting_since = Some(SEC);
-    assert!(
-        matches!(
-            plan(&p, &present, SEC).as_slice(),
-            [Action::Signal {
-                signal: StopSignal::Term,
-                ..
-            }]
-        ),
-        "{hook}"
-    );
-}
-
 fn starts(actions: &[Action]) -> Vec<(bool, usize)> {
     actions
         .iter()

@@ -74,19 +74,6 @@ pub enum Verdict {
     Kill(String),
 }
 
-/// Whether the node runs this probe's handler (httpGet over HTTP and tcpSocket so far; the
-/// others are accepted with a warning and count as passing).
-pub fn runs(p: &Probe) -> bool {
-    match &p.handler {
-        skiff_manifests::ProbeHandler::TcpSocket { .. }
-        | skiff_manifests::ProbeHandler::Exec { .. } => true,
-        skiff_manifests::ProbeHandler::HttpGet(get) => {
-            get.scheme == skiff_manifests::HttpScheme::Http
-        }
-        _ => false,
-    }
-}
-
 fn millis(seconds: u32) -> Millis {
     Millis::from(seconds) * 1000
 }
@@ -96,7 +83,7 @@ impl ContainerProbes {
     /// initial delay.
     pub fn start(c: &Container, started_at: Millis) -> ContainerProbes {
         let fresh = |kind: ProbeKind, passing: Option<bool>| {
-            kind.of(c).filter(|p| runs(p)).map(|p| ProbeStatus {
+            kind.of(c).map(|p| ProbeStatus {
                 passing,
                 last: None,
                 run: 0,

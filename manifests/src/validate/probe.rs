@@ -215,21 +215,6 @@ pub(crate) fn probe(
             None
         }
     };
-    // The node runs exec, httpGet (HTTP) and tcpSocket checks; say precisely what happens to
-    // the others until it runs them too.
-    let unrun = match &handler {
-        Some(ProbeHandler::Grpc { .. }) => Some("grpc"),
-        Some(ProbeHandler::HttpGet(get)) if get.scheme == HttpScheme::Https => {
-            Some("httpGet with scheme HTTPS")
-        }
-        _ => None,
-    };
-    if let Some(what) = unrun {
-        problems.warn(
-            path,
-            format!("{what} probes are accepted but not run yet: this probe counts as passing"),
-        );
-    }
     Some(Probe {
         handler: handler?,
         initial_delay_seconds: initial_delay_seconds?,
@@ -361,15 +346,5 @@ fn hook(
             return None;
         }
     };
-    let skipped = match &hook {
-        Hook::HttpGet(get) if get.scheme == HttpScheme::Https => Some("an httpGet hook over HTTPS"),
-        _ => None,
-    };
-    if let Some(what) = skipped {
-        problems.warn(
-            path,
-            format!("{what} is accepted but not run yet: the hook is skipped"),
-        );
-    }
     Some(Some(hook))
 }
