@@ -1,7 +1,8 @@
 //! Probes on one real node (issue 12): a readiness probe holds a pod out of READY (and out of
 //! its Service's endpoints) until its check passes; a failed liveness probe restarts the
 //! container with an `Unhealthy` event that says why; exec probes and an exec postStart hook run
-//! inside the container. Real containers, pod networking in the
+//! inside the container; grpc and HTTPS probes reach servers of the test's own. Real
+//! containers, pod networking in the
 //! test's own namespaces; httpGet checks go from the node to the pod's address.
 //!
 //! Run as root: `cargo test -p skiff-agent --test probes`.
@@ -192,4 +193,156 @@ fn exec_probes_and_an_exec_post_start_hook_run_in_the_container() {
             .contains("/tmp/healthy"),
         "{event}"
     );
+}
+
+/// HTTPS and gRPC health servers of the test's own on the node's loopback, for a host-network
+/// pod's probes: `status` is what the gRPC health check answers (1 SERVING, 2 NOT_SERVING),
+/// `code` the HTTPS server's status code.
+struct ProbeServers {
+    https: u16,
+    grpc: u16,
+    status: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    code: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl ProbeServers {
+    fn start() -> ProbeServers {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU8, AtomicU16, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let status = Arc::new(AtomicU8::new(1));
+        let code = Arc::new(AtomicU16::new(200));
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.cert.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let (https, grpc) = runtime.block_on(async {
+            let tls = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let h2l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            (tls, h2l)
+        });
+        let ports = (
+            https.local_addr().unwrap().port(),
+            grpc.local_addr().unwrap().port(),
+        );
+        let answer = code.clone();
+        runtime.spawn(async move {
+            while let Ok((tcp, _)) = https.accept().await {
+                let acceptor = acceptor.clone();
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut buf = [0u8; 2048];
+                    let _ = tls.read(&mut buf).await;
+                    let code = answer.load(Ordering::SeqCst);
+                    let reply = format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\n\r\n");
+                    let _ = tls.write_all(reply.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        let serving = status.clone();
+        runtime.spawn(async move {
+            while let Ok((tcp, _)) = grpc.accept().await {
+                let serving = serving.clone();
+                tokio::spawn(async move {
+                    let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                        return;
+                    };
+                    while let Some(Ok((request, mut respond))) = conn.accept().await {
+                        let ok = request.uri().path() == "/grpc.health.v1.Health/Check";
+                        let mut body = request.into_body();
+                        while let Some(Ok(_)) = body.data().await {}
+                        let response = http::Response::builder()
+                            .status(200)
+                            .header("content-type", "application/grpc")
+                            .body(())
+                            .unwrap();
+                        let Ok(mut send) = respond.send_response(response, false) else {
+                            continue;
+                        };
+                        let mut trailers = http::HeaderMap::new();
+                        if ok {
+                            let s = serving.load(Ordering::SeqCst);
+                            let _ = send.send_data(vec![0, 0, 0, 0, 2, 0x08, s].into(), false);
+                            trailers.insert("grpc-status", "0".parse().unwrap());
+                        } else {
+                            trailers.insert("grpc-status", "12".parse().unwrap());
+                        }
+                        let _ = send.send_trailers(trailers);
+                    }
+                });
+            }
+        });
+        ProbeServers {
+            https: ports.0,
+            grpc: ports.1,
+            status,
+            code,
+            _runtime: runtime,
+        }
+    }
+}
+
+#[test]
+fn grpc_readiness_and_https_liveness_probes_reach_servers_of_their_own() {
+    use std::sync::atomic::Ordering;
+    let servers = ProbeServers::start();
+    let agent = support::TestAgent::start_with(support::AgentOptions {
+        pod_network: false,
+        ..support::AgentOptions::default()
+    });
+    let probes = format!(
+        "    readinessProbe:\n      grpc: {{port: {}}}\n      periodSeconds: 1\n    livenessProbe:\n      httpGet: {{path: /healthz, port: {}, scheme: HTTPS}}\n      periodSeconds: 1\n      failureThreshold: 2\n    command:",
+        servers.grpc, servers.https
+    );
+    agent.write_manifest(
+        "remote.yaml",
+        &support::pod_yaml(
+            "remote",
+            "trap 'exit 0' TERM; sleep 100000 & wait",
+            "  terminationGracePeriodSeconds: 1\n  hostNetwork: true\n",
+        )
+        .replace("    command:", &probes),
+    );
+    let ready = |want: bool| {
+        agent.wait_until(
+            WAIT,
+            &format!("READY {want} through the grpc probe"),
+            || {
+                let pod = agent.pod("remote")?;
+                (pod["status"]["containerStatuses"][0]["ready"] == want).then_some(())
+            },
+        )
+    };
+    ready(true);
+    servers.status.store(2, Ordering::SeqCst);
+    ready(false);
+    let events = agent.events();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["message"].as_str().is_some_and(|m| {
+                m.contains(
+                    "Readiness probe failed: service unhealthy (responded with \"NOT_SERVING\")",
+                )
+            })),
+        "{events:#?}"
+    );
+    servers.code.store(500, Ordering::SeqCst);
+    agent.wait_until(WAIT, "a restart by the HTTPS liveness probe", || {
+        agent.events().into_iter().find(|e| {
+            e["message"].as_str().is_some_and(|m| {
+                m.contains("Liveness probe failed: HTTP probe failed with statuscode: 500")
+            })
+        })
+    });
 }
