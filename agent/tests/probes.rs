@@ -2,8 +2,8 @@
 //! its Service's endpoints) until its check passes; a failed liveness probe restarts the
 //! container with an `Unhealthy` event that says why; exec probes and an exec postStart hook run
 //! inside the container; grpc and HTTPS probes reach servers of the test's own. Real
-//! containers, pod networking in the
-//! test's own namespaces; httpGet checks go from the node to the pod's address.
+//! containers, pod networking in the test's own namespaces; httpGet checks go from the node to
+//! the pod's address.
 //!
 //! Run as root: `cargo test -p skiff-agent --test probes`.
 

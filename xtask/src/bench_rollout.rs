@@ -15,6 +15,11 @@
 //!     5-node cluster from the node running the pod and from another node (forwarded over rpc);
 //!     beside `runc exec ID true` into a runc container of the same image, in the same run.
 //!     Target: local <= 2x runc exec at p50.
+//! (4) Probe cost: one node, 20 busybox httpd pods. The agent's CPU time (utime + stime of its
+//!     process, and with its reaped children: the exec shims) over 30 s with no probes, then
+//!     with a readiness httpGet and a liveness tcpSocket probe every 1 s on each pod, then with
+//!     an exec readiness probe every 1 s. Target: the httpGet/tcpSocket probes under 1% of a
+//!     core above the no-probe figure.
 
 use crate::bench_services::lookup::in_netns;
 use crate::bench_services::{pct, service, wait_until, write_manifest};
@@ -47,6 +52,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let runc = runc_exec(&image)?;
     let (liveness, local) = liveness(&skiff, &image)?;
     let (rollout, cluster) = rolling_updates(&skiff, &image, updates)?;
+    let cost = probe_cost(&skiff, &image)?;
     println!(
         "\n== rolling updates, liveness and exec (issue 12), load {load} (1-min, at the start), {:.0} s ==",
         started.elapsed().as_secs_f64()
@@ -54,7 +60,163 @@ pub fn run(args: &[String]) -> Result<()> {
     rollout.print();
     liveness.print();
     print_exec(&local, &cluster, &runc);
+    cost.print();
     Ok(())
+}
+
+const COST_PODS: usize = 20;
+const COST_WINDOW: Duration = Duration::from_secs(30);
+
+/// The agent's CPU over [`COST_WINDOW`], as a share of one core: (itself, with its children).
+struct Cpu {
+    own: f64,
+    with_children: f64,
+}
+
+struct ProbeCost {
+    none: Cpu,
+    network: Cpu,
+    exec: Cpu,
+}
+
+impl ProbeCost {
+    fn print(&self) {
+        println!(
+            "\n(4) probe cost: {COST_PODS} pods on one node, agent CPU over {} s as % of one core",
+            COST_WINDOW.as_secs()
+        );
+        let line = |what: &str, c: &Cpu| {
+            println!(
+                "{what:<58} agent {:>5.2}%   with its children (exec shims) {:>5.2}%",
+                c.own * 100.0,
+                c.with_children * 100.0
+            )
+        };
+        line("no probes", &self.none);
+        line(
+            "readiness httpGet + liveness tcpSocket, every 1 s, each pod",
+            &self.network,
+        );
+        line("readiness exec `true`, every 1 s, each pod", &self.exec);
+        println!(
+            "probes above no probes: httpGet + tcpSocket {:.2}% of a core (target < 1%); exec {:.2}% with the shims",
+            (self.network.own - self.none.own) * 100.0,
+            (self.exec.with_children - self.none.with_children) * 100.0
+        );
+    }
+}
+
+/// utime + stime, and the same with reaped children, of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> Result<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .context("unreadable /proc stat")?;
+    // After the command: state is field 3, utime 14, stime 15, cutime 16, cstime 17.
+    let field = |n: usize| -> Result<u64> {
+        fields
+            .get(n - 3)
+            .and_then(|v| v.parse().ok())
+            .context("short /proc stat")
+    };
+    let own = field(14)? + field(15)?;
+    Ok((own, own + field(16)? + field(17)?))
+}
+
+fn measure_cpu(pid: u32) -> Result<Cpu> {
+    let ticks_per_second = 100.0;
+    let (own0, all0) = cpu_ticks(pid)?;
+    let start = Instant::now();
+    std::thread::sleep(COST_WINDOW);
+    let (own1, all1) = cpu_ticks(pid)?;
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(Cpu {
+        own: (own1 - own0) as f64 / ticks_per_second / seconds,
+        with_children: (all1 - all0) as f64 / ticks_per_second / seconds,
+    })
+}
+
+fn cost_deployment(probes: &str) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: probed
+spec:
+  replicas: {COST_PODS}
+  strategy:
+    rollingUpdate: {{maxSurge: 100%, maxUnavailable: 100%}}
+  selector:
+    matchLabels: {{app: probed}}
+  template:
+    metadata:
+      labels: {{app: probed}}
+      annotations: {{probes: "{}"}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: httpd
+        image: skiff.local/busybox:latest
+        imagePullPolicy: IfNotPresent
+        command: ["sh", "-c", "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www"]
+{probes}"#,
+        probes.len()
+    )
+}
+
+fn probe_cost(skiff: &Path, image: &Path) -> Result<ProbeCost> {
+    eprintln!("bench rollout: (4) probe cost, {COST_PODS} pods");
+    let dir = std::path::PathBuf::from("/tmp/skiff-bench-probecost");
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut opts = NodeOptions::single("skc", &dir);
+    opts.keep_logs = Some(crate::root().join("target").join("rollout-bench-logs"));
+    let agent = DemoAgent::start_with(skiff, image, opts)?;
+    let result = measure_probe_cost(&agent);
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn measure_probe_cost(agent: &DemoAgent) -> Result<ProbeCost> {
+    let pid = agent.pid().context("the agent is not running")?;
+    let network = "        readinessProbe:\n          httpGet: {path: /index.html, port: 8080}\n          periodSeconds: 1\n        livenessProbe:\n          tcpSocket: {port: 8080}\n          periodSeconds: 1\n";
+    let exec = "        readinessProbe:\n          exec: {command: [\"true\"]}\n          periodSeconds: 1\n";
+    let mut out = Vec::new();
+    for (what, probes) in [("none", ""), ("network", network), ("exec", exec)] {
+        write_manifest(agent, "probed.yaml", &cost_deployment(probes))?;
+        let want = probes.len().to_string();
+        wait_until(
+            Duration::from_secs(180),
+            "20 ready pods of the template",
+            || {
+                let got = agent.cli(&["get", "pods", "-o", "json"])?;
+                let v: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap_or_default();
+                let items = v["items"].as_array().cloned().unwrap_or_default();
+                let ready = items
+                    .iter()
+                    .filter(|p| {
+                        p["metadata"]["annotations"]["probes"] == want.as_str()
+                            && p["status"]["containerStatuses"][0]["ready"] == true
+                    })
+                    .count();
+                Ok(ready == COST_PODS && items.len() == COST_PODS)
+            },
+        )?;
+        eprintln!("bench rollout: (4) measuring the agent's CPU with probes: {what}");
+        out.push(measure_cpu(pid)?);
+    }
+    let mut it = out.into_iter();
+    let (none, network, exec) = (
+        it.next().context("no figure")?,
+        it.next().context("no figure")?,
+        it.next().context("no figure")?,
+    );
+    Ok(ProbeCost {
+        none,
+        network,
+        exec,
+    })
 }
 
 /// Exec round trips in milliseconds.
