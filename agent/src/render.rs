@@ -295,6 +295,7 @@ pub fn deployment(
                 "ProgressDeadlineExceeded",
                 "the rollout made no progress within progressDeadlineSeconds",
             ),
+            Progress::Paused => ("Unknown", "DeploymentPaused", "Deployment is paused"),
         };
         let up = r.available >= min_available;
         v["status"]["conditions"] = json!([

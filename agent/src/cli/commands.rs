@@ -268,6 +268,16 @@ fn run_inner(socket: &Path, command: Command) -> Result<i32, CliError> {
             name,
             namespace,
         }) => rollout_restart(socket, &target, name.as_deref(), namespace),
+        Command::Rollout(RolloutCommand::Pause {
+            target,
+            name,
+            namespace,
+        }) => rollout_pause(socket, &target, name.as_deref(), namespace, true),
+        Command::Rollout(RolloutCommand::Resume {
+            target,
+            name,
+            namespace,
+        }) => rollout_pause(socket, &target, name.as_deref(), namespace, false),
         Command::Scale(args) => scale(socket, args),
         Command::Agent(_) | Command::Dev(_) => Err(CliError::User("not a client command".into())),
     }
@@ -393,6 +403,34 @@ fn rollout_restart(
         },
     )?;
     output::note(&format!("{kind}.apps/{name} restarted"));
+    Ok(EXIT_OK)
+}
+
+/// `rollout pause|resume deployment/NAME`: applies the Deployment with `spec.paused` set or
+/// cleared.
+fn rollout_pause(
+    socket: &Path,
+    target: &str,
+    name: Option<&str>,
+    namespace: Option<String>,
+    paused: bool,
+) -> Result<i32, CliError> {
+    let verb = if paused { "paused" } else { "resumed" };
+    let name = deployment_target(target, name, verb)?;
+    let d = get_deployment(socket, &name, &namespace)?;
+    if d.pointer("/spec/paused").and_then(serde_json::Value::as_bool) == Some(paused) {
+        output::note(&format!("deployment.apps/{name} is already {verb}"));
+        return Ok(EXIT_OK);
+    }
+    let request = Request::Apply {
+        files: vec![ApplyFile {
+            name: format!("rollout {} deployment/{name}", if paused { "pause" } else { "resume" }),
+            content: rollout::paused_manifest(&d, paused).to_string(),
+        }],
+        dry_run: false,
+    };
+    call(socket, &request)?;
+    output::note(&format!("deployment.apps/{name} {verb}"));
     Ok(EXIT_OK)
 }
 

@@ -81,6 +81,22 @@ pub enum RolloutCommand {
         #[arg(short = 'n', long)]
         namespace: Option<String>,
     },
+    /// Hold a Deployment's rollout: template changes wait, the pods it has are kept
+    Pause {
+        /// deployment/NAME (or: deployment NAME)
+        target: String,
+        name: Option<String>,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
+    /// Let a paused Deployment roll out its template again
+    Resume {
+        /// deployment/NAME (or: deployment NAME)
+        target: String,
+        name: Option<String>,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
     /// Wait until the rollout is done; fail when the Deployment reports its progress deadline
     /// exceeded (progressDeadlineSeconds without progress), or after --timeout
     Status {

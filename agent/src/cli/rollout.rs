@@ -67,6 +67,11 @@ pub fn progress(d: &Value) -> Progress {
             "deployment {name:?} exceeded its progress deadline"
         ));
     }
+    if d.pointer("/spec/paused") == Some(&Value::Bool(true)) && !complete {
+        return Progress::Failed(format!(
+            "deployment {name:?} is paused: its rollout waits for `skiff rollout resume deployment/{name}`"
+        ));
+    }
     if updated < wanted {
         waiting(format!(
             "{updated} out of {wanted} new replicas have been updated"
@@ -123,6 +128,18 @@ pub fn restarted_manifest(d: &Value, restarted_at: &str) -> Value {
         *meta = Value::Object(Default::default());
     }
     meta["annotations"][RESTARTED_AT] = Value::from(restarted_at);
+    m
+}
+
+/// The Deployment as a manifest again with `spec.paused` set or cleared (`rollout pause` and
+/// `rollout resume`).
+pub fn paused_manifest(d: &Value, paused: bool) -> Value {
+    let mut m = as_manifest(d);
+    if paused {
+        m["spec"]["paused"] = Value::Bool(true);
+    } else if let Some(spec) = m.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.remove("paused");
+    }
     m
 }
 

@@ -24,6 +24,8 @@ pub enum Progress {
     Progressing,
     /// Nothing moved for `progressDeadlineSeconds`.
     DeadlineExceeded,
+    /// `spec.paused`: the rollout waits for `rollout resume` (no deadline runs meanwhile).
+    Paused,
 }
 
 /// One Deployment's rollout.
@@ -136,7 +138,8 @@ impl RolloutTracker {
             let done_before = self.completed.get(&id) == Some(&hash);
             let mark: Mark = (hash.clone(), current, available, all);
             let since = match self.marks.get(&id) {
-                Some((seen, since)) if *seen == mark => *since,
+                // A paused rollout's deadline starts again when it is resumed.
+                Some((seen, since)) if *seen == mark && !d.spec.paused => *since,
                 _ => now,
             };
             self.marks.insert(id.clone(), (mark, since));
@@ -145,6 +148,8 @@ impl RolloutTracker {
             let progress = if current == wanted && all == wanted && available == wanted {
                 self.completed.insert(id.clone(), hash);
                 Progress::Complete
+            } else if d.spec.paused {
+                Progress::Paused
             } else if !done_before && now.saturating_sub(since) >= deadline {
                 Progress::DeadlineExceeded
             } else {

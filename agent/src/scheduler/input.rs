@@ -66,7 +66,8 @@ pub enum WorkloadKind {
     /// `replicas` pods spread across nodes. A template change (or a drain) replaces pods as a
     /// rolling update: at most `replicas + max_surge` pods at once, at least
     /// `replicas - max_unavailable` available (ready for `min_ready_ms`); `recreate` stops
-    /// every old pod before the first new one starts.
+    /// every old pod before the first new one starts. `paused` holds the rollout: the pods it
+    /// has are kept whatever their template, only missing ones are made.
     Deployment {
         replicas: u32,
         max_unavailable: u32,
@@ -76,6 +77,8 @@ pub enum WorkloadKind {
         min_ready_ms: u64,
         #[serde(default)]
         recreate: bool,
+        #[serde(default)]
+        paused: bool,
     },
     /// One pod on every node that matches the node selector. A template change replaces them
     /// in place, node by node: at most `max_unavailable` nodes without an available pod.
@@ -135,6 +138,7 @@ impl Workload {
                     max_surge,
                     min_ready_ms: u64::from(d.spec.min_ready_seconds) * 1000,
                     recreate,
+                    paused: d.spec.paused,
                 };
                 (kind, d.pod_template_hash(), &d.spec.template.spec)
             }

@@ -78,6 +78,7 @@ fn deployment(name: &str, replicas: u32) -> Workload {
             max_surge: replicas,
             min_ready_ms: 0,
             recreate: false,
+            paused: false,
         },
         name,
     )

@@ -37,7 +37,9 @@ pub struct DeploymentSpec {
     /// Old revisions kept for `rollout undo`.
     #[serde(skip_serializing_if = "is_default_history")]
     pub revision_history_limit: u32,
-    /// A paused Deployment still scales, but its template changes wait for `rollout resume`.
+    /// A paused Deployment keeps the pods it has, whatever their template: its template changes
+    /// wait for `rollout resume`. It still scales; pods it needs beyond those it has (scaling
+    /// up, a lost node) are made from the current template.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
 }

@@ -105,12 +105,6 @@ pub(crate) fn validate_deployment(
             "accepted, but skiff keeps no rollout history yet (rollout undo is not available)",
         );
     }
-    if spec.paused == Some(true) {
-        problems.error(
-            &spec_path.child("paused"),
-            "not supported yet: a paused rollout cannot be held (remove it, or set false)",
-        );
-    }
     Some(Deployment {
         metadata,
         spec: DeploymentSpec {
@@ -121,7 +115,7 @@ pub(crate) fn validate_deployment(
             min_ready_seconds: min_ready_seconds?,
             progress_deadline_seconds: progress_deadline_seconds?,
             revision_history_limit: revision_history_limit?,
-            paused: false,
+            paused: spec.paused.unwrap_or(false),
         },
     })
 }

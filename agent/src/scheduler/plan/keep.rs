@@ -87,6 +87,7 @@ impl Pass<'_> {
             max_surge,
             min_ready_ms,
             recreate,
+            paused,
         } = w.kind
         else {
             unreachable!("keep_deployment is called for Deployments")
@@ -161,6 +162,26 @@ impl Pass<'_> {
                 .contains(&(w.namespace.clone(), c.name.clone()))
                 && names.insert(c.name.clone())
         });
+        if paused {
+            // A paused rollout: old pods on nodes they may stay on are kept as they are, up
+            // to the replica count; only what is still missing is made.
+            let mut old_kept = 0u32;
+            for candidate in &outgoing {
+                if kept + old_kept >= replicas {
+                    break;
+                }
+                if self.fate(candidate.node, w) == Fate::Keep
+                    && self.keep(workload, candidate, &candidate.template_hash.clone(), true)
+                {
+                    old_kept += 1;
+                }
+            }
+            return Need::Deployment {
+                workload,
+                count: replicas.saturating_sub(kept + old_kept),
+                available_current,
+            };
+        }
         let old_total = u32::try_from(outgoing.len()).unwrap_or(u32::MAX);
         let old_available = u32::try_from(
             outgoing

@@ -81,6 +81,7 @@ impl Pass<'_> {
         let WorkloadKind::Deployment {
             replicas,
             max_unavailable,
+            paused: false,
             ..
         } = w.kind
         else {

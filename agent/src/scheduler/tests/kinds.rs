@@ -333,6 +333,7 @@ fn workloads_come_from_deployments_daemon_sets_and_pods() {
             max_surge: 1,
             min_ready_ms: 0,
             recreate: false,
+            paused: false,
         }
     );
     assert_eq!(
@@ -386,6 +387,7 @@ fn workloads_come_from_deployments_daemon_sets_and_pods() {
             max_surge: 0,
             min_ready_ms: 0,
             recreate: true,
+            paused: false,
         })
     );
 }

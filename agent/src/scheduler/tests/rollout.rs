@@ -1,6 +1,6 @@
 //! Rolling updates, one pass at a time: the surge and unavailability bounds hold at every step
-//! for a table of settings, readiness gates progress, `minReadySeconds` delays it, and Recreate
-//! stops every old pod before the first new one starts.
+//! for a table of settings, readiness gates progress, `minReadySeconds` delays it, Recreate
+//! stops every old pod before the first new one starts, and a paused rollout stands still.
 
 use super::*;
 
@@ -12,6 +12,7 @@ fn rolling(replicas: u32, max_surge: u32, max_unavailable: u32) -> Workload {
             max_surge,
             min_ready_ms: 0,
             recreate: false,
+            paused: false,
         },
         "web",
     )
@@ -176,6 +177,7 @@ fn recreate_stops_every_old_pod_before_a_new_one_starts() {
             max_surge: 0,
             min_ready_ms: 0,
             recreate: true,
+            paused: false,
         },
         "web",
     );
@@ -225,6 +227,7 @@ fn a_recreate_is_not_held_by_the_last_report_of_a_node_that_is_gone() {
             max_surge: 0,
             min_ready_ms: 0,
             recreate: true,
+            paused: false,
         },
         "web",
     );
@@ -243,4 +246,67 @@ fn a_recreate_is_not_held_by_the_last_report_of_a_node_that_is_gone() {
     sim.node("b").condition = NodeCondition::Left;
     sim.step();
     assert_eq!(of_hash(&sim, "h2"), 2, "{:?}", sim.pairs());
+}
+
+#[test]
+fn a_paused_rollout_keeps_the_pods_it_has_and_resumes_where_it_stood() {
+    let mut sim = Sim::new(vec![node("a"), node("b")], vec![rolling(4, 1, 1)]);
+    sim.step();
+    report(&mut sim, |_| true);
+    sim.step();
+    sim.input.workloads[0].template_hash = "h2".into();
+    // One pass of the rollout, then a pause: it stands still however long it waits.
+    sim.step();
+    report(&mut sim, |_| true);
+    let stood = (of_hash(&sim, "h1"), of_hash(&sim, "h2"));
+    assert!(stood.0 > 0 && stood.1 > 0, "mid-rollout: {:?}", sim.pairs());
+    let pause = |sim: &mut Sim, on: bool| {
+        if let WorkloadKind::Deployment { paused, .. } = &mut sim.input.workloads[0].kind {
+            *paused = on;
+        }
+    };
+    pause(&mut sim, true);
+    // The surge above the replica count is let go (old pods first), then nothing moves.
+    sim.step();
+    report(&mut sim, |_| true);
+    let stood = (of_hash(&sim, "h1"), of_hash(&sim, "h2"));
+    assert_eq!(stood.0 + stood.1, 4, "{:?}", sim.pairs());
+    assert!(stood.0 > 0, "{:?}", sim.pairs());
+    for _ in 0..5 {
+        sim.step();
+        report(&mut sim, |_| true);
+        assert_eq!((of_hash(&sim, "h1"), of_hash(&sim, "h2")), stood);
+    }
+    // Paused, it still scales: down keeps the best pods, up makes the missing ones.
+    let scale = |sim: &mut Sim, n: u32| {
+        if let WorkloadKind::Deployment { replicas, .. } = &mut sim.input.workloads[0].kind {
+            *replicas = n;
+        }
+    };
+    let total = stood.0 + stood.1;
+    scale(&mut sim, total as u32 - 1);
+    sim.step();
+    report(&mut sim, |_| true);
+    assert_eq!(
+        (of_hash(&sim, "h1"), of_hash(&sim, "h2")),
+        (stood.0 - 1, stood.1),
+        "scaling down drops old pods first"
+    );
+    scale(&mut sim, total as u32 + 1);
+    sim.step();
+    report(&mut sim, |_| true);
+    assert_eq!(
+        (of_hash(&sim, "h1"), of_hash(&sim, "h2")),
+        (stood.0 - 1, stood.1 + 2),
+        "scaling up makes current-template pods"
+    );
+    scale(&mut sim, 4);
+    // Resumed: the rollout goes on to the end within its bounds.
+    pause(&mut sim, false);
+    for _ in 0..10 {
+        sim.step();
+        assert!(sim.out.assignments.len() <= 5);
+        report(&mut sim, |_| true);
+    }
+    assert_eq!((of_hash(&sim, "h1"), of_hash(&sim, "h2")), (0, 4));
 }

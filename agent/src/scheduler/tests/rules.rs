@@ -665,6 +665,7 @@ fn a_full_cluster_replaces_old_pods_within_max_unavailable() {
             max_surge: 1,
             min_ready_ms: 0,
             recreate: false,
+            paused: false,
         };
         let mut sim = Sim::new(
             vec![sized("a", 4000, 8 * GI, 1), sized("b", 4000, 8 * GI, 1)],
