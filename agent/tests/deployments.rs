@@ -510,3 +510,94 @@ fn a_rollout_that_never_becomes_ready_exceeds_its_deadline_and_keeps_the_old_pod
     assert!(names.contains(&old[0]), "{names:?}");
     assert_eq!(names.len(), 2, "{names:?}");
 }
+
+/// A 2-replica Deployment applied through the API (`paused` as given) whose template carries
+/// `revision`.
+fn pausable(replicas: u32, revision: u32, paused: bool) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: {replicas}
+  paused: {paused}
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+      annotations: {{revision: "{revision}"}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: app
+        image: {TEST_IMAGE}
+        imagePullPolicy: IfNotPresent
+        command: ["sh", "-c", "trap 'exit 0' TERM; sleep 100000 & wait"]
+"#
+    )
+}
+
+/// Running pods of `web` by their template's revision annotation.
+fn revisions(agent: &TestAgent) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for p in agent.pods() {
+        let running =
+            p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null();
+        if let (true, Some(r)) = (running, p["metadata"]["annotations"]["revision"].as_str()) {
+            *out.entry(r.to_string()).or_default() += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn a_paused_rollout_keeps_its_pods_scales_and_goes_on_when_resumed() {
+    let agent = TestAgent::start();
+    let file = agent.dir.join("web.yaml");
+    let apply = |body: &str| {
+        std::fs::write(&file, body).expect("write manifest");
+        agent.skiff_ok(&["apply", "-f", file.to_str().expect("utf-8 path")]);
+    };
+    apply(&pausable(2, 1, false));
+    let done = agent.skiff(&["rollout", "status", "deployment/web", "--timeout", "60s"]);
+    assert!(done.status.success(), "{done:?}");
+    let paused = agent.skiff_ok(&["rollout", "pause", "deployment/web"]);
+    assert!(paused.contains("deployment.apps/web paused"), "{paused}");
+    // A new template while paused (a manifest applied whole keeps `paused: true`).
+    apply(&pausable(2, 2, true));
+    let held = agent.skiff(&["rollout", "status", "deployment/web", "--timeout", "60s"]);
+    assert_eq!(held.status.code(), Some(1), "{held:?}");
+    assert!(
+        String::from_utf8_lossy(&held.stderr).contains("is paused"),
+        "{held:?}"
+    );
+    let d: Value =
+        serde_json::from_str(&agent.skiff_ok(&["get", "deployments", "web", "-o", "json"]))
+            .expect("json");
+    let d = d["items"].get(0).cloned().unwrap_or(d);
+    let progressing = d["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Progressing").cloned())
+        .unwrap_or_default();
+    assert_eq!(progressing["reason"], "DeploymentPaused", "{d:#}");
+    // Scaling up while paused makes one pod of the new template; the old two stay.
+    agent.skiff_ok(&["scale", "deployment/web", "--replicas", "3"]);
+    agent.wait_until(WAIT, "one new pod beside the two old", || {
+        let r = revisions(&agent);
+        (r.get("1") == Some(&2) && r.get("2") == Some(&1)).then_some(())
+    });
+    assert_eq!(
+        revisions(&agent).get("1"),
+        Some(&2),
+        "the old pods were kept"
+    );
+    let resumed = agent.skiff_ok(&["rollout", "resume", "deployment/web"]);
+    assert!(resumed.contains("deployment.apps/web resumed"), "{resumed}");
+    let done = agent.skiff(&["rollout", "status", "deployment/web", "--timeout", "60s"]);
+    assert!(done.status.success(), "{done:?}");
+    agent.wait_until(WAIT, "three pods of the new template", || {
+        (revisions(&agent) == BTreeMap::from([("2".to_string(), 3)])).then_some(())
+    });
+}

@@ -418,13 +418,19 @@ fn rollout_pause(
     let verb = if paused { "paused" } else { "resumed" };
     let name = deployment_target(target, name, verb)?;
     let d = get_deployment(socket, &name, &namespace)?;
-    if d.pointer("/spec/paused").and_then(serde_json::Value::as_bool) == Some(paused) {
+    if d.pointer("/spec/paused")
+        .and_then(serde_json::Value::as_bool)
+        == Some(paused)
+    {
         output::note(&format!("deployment.apps/{name} is already {verb}"));
         return Ok(EXIT_OK);
     }
     let request = Request::Apply {
         files: vec![ApplyFile {
-            name: format!("rollout {} deployment/{name}", if paused { "pause" } else { "resume" }),
+            name: format!(
+                "rollout {} deployment/{name}",
+                if paused { "pause" } else { "resume" }
+            ),
             content: rollout::paused_manifest(&d, paused).to_string(),
         }],
         dry_run: false,
