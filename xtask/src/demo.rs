@@ -118,6 +118,29 @@ fn show_service(demo: &DemoCluster) -> Result<()> {
     Ok(())
 }
 
+/// `skiff exec` from n2 into the worker pod, wherever it runs: the command's output and exit
+/// code come back through the node that runs it.
+fn show_exec(demo: &DemoCluster) -> Result<()> {
+    let viewer = &demo.agents[NODES - 1];
+    let args = [
+        "exec",
+        "worker",
+        "--",
+        "sh",
+        "-c",
+        "echo \"inside $(hostname)\"; wget -q -O - http://web/ | head -1",
+    ];
+    println!(
+        "\n[{}]$ skiff exec worker -- sh -c '{}'",
+        viewer.name, args[5]
+    );
+    let out = viewer.cli(&args)?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(out.status.success(), "skiff exec failed: {}", out.status);
+    Ok(())
+}
+
 /// A rolling update: web.yaml on n0 gets a new template annotation; `skiff rollout status` on
 /// n2 follows the pods being replaced one at a time (maxSurge 1, maxUnavailable 0).
 fn show_rollout(demo: &DemoCluster) -> Result<()> {
@@ -232,6 +255,7 @@ pub fn run(args: &[String]) -> Result<()> {
     viewer.show(&["get", "pods", "-A", "-o", "wide"])?;
     show_cross_node_http(&demo)?;
     show_service(&demo)?;
+    show_exec(&demo)?;
     show_rollout(&demo)?;
     if !once {
         println!(
