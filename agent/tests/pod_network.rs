@@ -450,11 +450,15 @@ fn a_crash_between_setup_steps_is_repaired_by_the_next_agent() {
         (support::cleanup::netns_with_prefix(&bed.netns_prefix).len() == 1).then_some(())
     });
     assert_eq!(bed.pod_links().len(), 1, "{:?}", bed.pod_links());
-    let body = NetBed::wget_in(
-        &bed.node_netns,
-        &format!("http://{keep_ip}:8080/index.html"),
-    );
-    assert_eq!(body.as_deref().map(str::trim), Some("served-by-keep"));
+    // The kill can land before the started container was committed to the store; the
+    // restarted agent then replaces it (same pod, same address), so wait for the answer.
+    bed.wait_until(WAIT, "the kept pod to answer on its address", || {
+        let body = NetBed::wget_in(
+            &bed.node_netns,
+            &format!("http://{keep_ip}:8080/index.html"),
+        );
+        (body.as_deref().map(str::trim) == Some("served-by-keep")).then_some(())
+    });
     bed.write_manifest("new.yaml", &support::pod_yaml("new", IDLE, ""));
     let new = bed.wait_phase("new", "Running");
     assert_ne!(pod_ip(&new), keep_ip);

@@ -195,7 +195,6 @@ fn single_problems_table() {
         (deployment("  strategy: {type: BlueGreen}\n", "{app: web}"), "spec.strategy.type", "must be one of"),
         (deployment("  minReadySeconds: -1\n", "{app: web}"), "spec.minReadySeconds", "must be between 0 and"),
         (deployment("  minReadySeconds: 30\n  progressDeadlineSeconds: 30\n", "{app: web}"), "spec.progressDeadlineSeconds", "greater than minReadySeconds (30)"),
-        (deployment("  paused: true\n", "{app: web}"), "spec.paused", "not supported yet"),
         (
             "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: w}\nspec:\n  selector: {matchLabels: {app: w}}\n  template:\n    metadata: {labels: {app: w}}\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: i}]\n".into(),
             "spec.template.spec.restartPolicy",

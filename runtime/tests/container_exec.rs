@@ -72,14 +72,34 @@ fn collect(child: &mut Child) -> Ran {
 fn exec(env: &TestEnv, id: &str, tty: bool, command: &[&str], input: &[ExecInput]) -> Ran {
     let mut child = spawn(env, id, tty, command);
     let mut stdin = child.stdin.take().unwrap();
-    for frame in input {
-        stdin.write_all(&frame.encode()).unwrap();
-    }
-    stdin.flush().unwrap();
-    // Kept open (not dropped) so the shim does not take it for a caller that went away.
-    let ran = collect(&mut child);
-    drop(stdin);
-    ran
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        // Input is written beside the reading: a big input would otherwise fill both pipes
+        // (the shim holds back input while its output is not read) and neither side moves.
+        let pid = child.id().to_string();
+        scope.spawn(move || {
+            for frame in input {
+                // A shim that already finished (a command that does not exist) closes its
+                // input: what it produced is checked by the reader.
+                if stdin.write_all(&frame.encode()).is_err() {
+                    break;
+                }
+            }
+            let _ = stdin.flush();
+            // Kept open (not dropped) until the output is read, so the shim does not take
+            // it for a caller that went away; a shim that hangs is killed at the deadline
+            // and the assertions on what it produced fail.
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(TIMEOUT) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &pid])
+                    .status();
+            }
+            drop(stdin);
+        });
+        let ran = collect(&mut child);
+        let _ = done_tx.send(());
+        ran
+    })
 }
 
 #[test]
