@@ -23,6 +23,8 @@ use common::{new_cluster, wait_until};
 #[derive(Default)]
 struct TestHandler {
     cancelled: AtomicU64,
+    /// Sessions whose handler began (a caller can go away before the server starts one).
+    sessions_begun: AtomicU64,
 }
 
 /// Counts its own drop: held across a wait that only cancellation ends.
@@ -92,6 +94,7 @@ impl RpcHandler for TestHandler {
         if request != b"upper" {
             return Err(RpcFailure::Malformed("unknown session".into()));
         }
+        self.sessions_begun.fetch_add(1, Ordering::SeqCst);
         let _note = DropNote(&self.cancelled);
         while let Some(chunk) = input.next_chunk().await? {
             response.send(&chunk.to_ascii_uppercase()).await?;
@@ -273,10 +276,19 @@ async fn a_session_streams_input_and_answers_both_ways_until_the_input_ends() {
     input.send(b"x").await.expect("input");
     drop(answers);
     let handler = p.alpha.handler.clone();
+    let server = &p.alpha.server;
+    // Abandoned, and every session handler that began has been dropped (under load the
+    // caller's stop can reach the server before it started the handler at all).
     wait_until(
         "the server dropped the abandoned session",
         Duration::from_secs(5),
-        || std::future::ready(handler.cancelled.load(Ordering::SeqCst) == 2),
+        || {
+            std::future::ready(
+                server.counters().abandoned == 1
+                    && handler.cancelled.load(Ordering::SeqCst)
+                        == handler.sessions_begun.load(Ordering::SeqCst),
+            )
+        },
     )
     .await;
     // Plain calls still work on the same connection.
