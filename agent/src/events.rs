@@ -22,6 +22,18 @@ pub struct Event {
     pub count: u32,
 }
 
+/// An event made outside the node loop (the cluster task, an API request), for the loop to
+/// record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub warning: bool,
+    pub reason: String,
+    pub object_kind: String,
+    pub namespace: String,
+    pub object_name: String,
+    pub message: String,
+}
+
 /// A bounded, deduplicating event log.
 #[derive(Clone, Debug, Default)]
 pub struct Events {
@@ -29,6 +41,19 @@ pub struct Events {
 }
 
 impl Events {
+    /// Records a [`Note`].
+    pub fn note(&mut self, now: Millis, n: &Note) {
+        self.record(
+            now,
+            n.warning,
+            &n.reason,
+            &n.object_kind,
+            &n.namespace,
+            &n.object_name,
+            &n.message,
+        );
+    }
+
     /// Records an event; the same object, reason and message as a recent one bumps its count.
     #[allow(clippy::too_many_arguments)]
     pub fn record(

@@ -416,3 +416,17 @@ pub fn endpoints(view: &crate::services::ServiceView, created: Option<Millis>) -
     }
     v
 }
+
+/// kubectl's spelling: `deployment.apps/web`, `pod/x`.
+pub fn describe_key(key: &skiff_manifests::ObjectKey) -> String {
+    let kind = key.kind.as_str().to_ascii_lowercase();
+    let group = if key.kind.api_version().contains('/') {
+        format!(
+            "{kind}.{}",
+            key.kind.api_version().split('/').next().unwrap_or("")
+        )
+    } else {
+        kind
+    };
+    format!("{group}/{}", key.name)
+}

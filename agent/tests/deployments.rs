@@ -601,3 +601,85 @@ fn a_paused_rollout_keeps_its_pods_scales_and_goes_on_when_resumed() {
         (revisions(&agent) == BTreeMap::from([("2".to_string(), 3)])).then_some(())
     });
 }
+
+#[test]
+fn history_and_undo_of_a_file_declared_deployment_until_the_file_changes() {
+    let mut agent = TestAgent::start();
+    let done = |agent: &TestAgent| {
+        let out = agent.skiff(&["rollout", "status", "deployment/web", "--timeout", "60s"]);
+        assert!(out.status.success(), "{out:?}");
+    };
+    agent.write_manifest("web.yaml", &pausable(2, 1, false));
+    done(&agent);
+    agent.write_manifest("web.yaml", &pausable(2, 2, false));
+    agent.wait_until(WAIT, "two pods of revision 2", || {
+        (revisions(&agent) == BTreeMap::from([("2".to_string(), 2)])).then_some(())
+    });
+    let listed = agent.skiff_ok(&["rollout", "history", "deployment/web"]);
+    let rows: Vec<&str> = listed.lines().map(str::trim_end).collect();
+    assert_eq!(
+        rows,
+        [
+            "deployment.apps/web",
+            "REVISION   CHANGE-CAUSE",
+            "1          <none>",
+            "2          <none>"
+        ],
+        "{listed}"
+    );
+    let one = agent.skiff_ok(&["rollout", "history", "deployment/web", "--revision", "1"]);
+    assert!(
+        one.contains("deployment.apps/web with revision #1"),
+        "{one}"
+    );
+    assert!(
+        one.contains("revision: '1'") || one.contains("revision: \"1\""),
+        "{one}"
+    );
+    // Undo: the file still says revision 2; the pods go back to revision 1's template.
+    let undo = agent.skiff(&["rollout", "undo", "deployment/web"]);
+    assert!(undo.status.success(), "{undo:?}");
+    let stdout = String::from_utf8_lossy(&undo.stdout);
+    let stderr = String::from_utf8_lossy(&undo.stderr);
+    assert!(
+        stdout.contains("deployment.apps/web rolled back to revision 1 (now revision 3)"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("web.yaml on node") && stderr.contains("now differs"),
+        "{stderr}"
+    );
+    done(&agent);
+    agent.wait_until(WAIT, "two pods of revision 1 again", || {
+        (revisions(&agent) == BTreeMap::from([("1".to_string(), 2)])).then_some(())
+    });
+    let events = agent.skiff_ok(&["get", "events"]);
+    assert!(
+        events.contains("RolledBack") && events.contains("now differs"),
+        "{events}"
+    );
+    let refused = agent.skiff(&["rollout", "undo", "deployment/web", "--to-revision", "7"]);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("unable to find specified revision 7"),
+        "{refused:?}"
+    );
+    let pod = agent.skiff(&["rollout", "history", "pod/x"]);
+    assert!(!pod.status.success());
+    // An agent restart does not bring the file's revision back; the file's next change does.
+    agent.stop();
+    agent.restart();
+    done(&agent);
+    assert_eq!(revisions(&agent), BTreeMap::from([("1".to_string(), 2)]));
+    agent.write_manifest("web.yaml", &pausable(2, 4, false));
+    agent.wait_until(WAIT, "two pods of revision 4", || {
+        (revisions(&agent) == BTreeMap::from([("4".to_string(), 2)])).then_some(())
+    });
+    let listed = agent.skiff_ok(&["rollout", "history", "deployment/web"]);
+    let numbers: Vec<&str> = listed
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(numbers, ["2", "3", "4"], "{listed}");
+}

@@ -216,10 +216,12 @@ impl Node {
             ClusterInputs {
                 declared: core.declared(),
                 reports: core.reports(),
+                commands: tokio::sync::mpsc::channel(1).1,
             },
             ClusterOutputs {
                 desired: desired_tx,
                 state: state_tx,
+                events: None,
             },
             cancel.clone(),
         ));

@@ -363,6 +363,7 @@ pub(crate) struct RawDaemonSetSpec {
     pub(crate) selector: Option<RawSelector>,
     pub(crate) template: Option<RawPodTemplate>,
     pub(crate) update_strategy: Option<RawStrategy>,
+    pub(crate) revision_history_limit: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

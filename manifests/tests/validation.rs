@@ -263,7 +263,6 @@ fn unknown_fields_are_warnings_with_paths() {
             "manifest web.yaml: document 1: spec.template.spec.containers[0].ports[0].hostIP: unknown field, ignored",
             "manifest web.yaml: document 1: spec.template.spec.containers[0].terminationMessagePolicy: unknown field, ignored",
             "manifest web.yaml: document 1: spec.template.spec.schedulerName: unknown field, ignored",
-            "manifest web.yaml: document 1: spec.revisionHistoryLimit: accepted, but skiff keeps no rollout history yet (rollout undo is not available)",
         ]
     );
 }

@@ -6,7 +6,9 @@
 //!     connection each time, 2 s timeout) from before the first update to after the last. Each
 //!     update rewrites the manifest on n0 with a new template annotation; its time runs from the
 //!     write to `skiff rollout status` on n2 returning (started once n2 has the new template).
-//!     Every failed request is counted, and when.
+//!     Every failed request is counted, and when. Then `rollout undo` on n2 brings the previous
+//!     template back (the file on n0 now differs), timed to `rollout status` done with the same
+//!     client running.
 //! (2) Liveness: one node, a pod whose liveness probe (httpGet /alive, period 1 s, failure
 //!     threshold 2) reads a file of a hostPath volume. The bench removes the file and times
 //!     until the node has restarted the container (restart count up); the container writes the
@@ -367,6 +369,9 @@ struct Update {
 
 struct RolloutReport {
     updates: Vec<Update>,
+    /// `rollout undo` on n2 after the last update: seconds to `rollout status` done, and when
+    /// it started (seconds since the client began).
+    undo: Option<(f64, f64)>,
     requests: usize,
     failures: Vec<(f64, String)>,
 }
@@ -393,6 +398,13 @@ impl RolloutReport {
             self.requests,
             self.failures.len()
         );
+        if let Some((seconds, from)) = self.undo {
+            let failed = self.failures.iter().filter(|(at, _)| *at >= from).count();
+            println!(
+                "rollout undo (asked on n2, declared on n0): {seconds:.2} s to `rollout status` done; \
+                 failed requests from the undo on: {failed} (target: 0 failed)"
+            );
+        }
         for (at, why) in self.failures.iter().take(10) {
             println!("  failed at {at:.2} s: {why}");
         }
@@ -505,6 +517,7 @@ fn measure_updates(cluster: &DemoCluster, updates: usize) -> Result<RolloutRepor
         })
     };
     let mut report = Vec::new();
+    let mut undo = None;
     let outcome = (|| -> Result<()> {
         for revision in 1..=updates {
             let written = Instant::now();
@@ -531,6 +544,45 @@ fn measure_updates(cluster: &DemoCluster, updates: usize) -> Result<RolloutRepor
                 Ok(ready_endpoints(origin)? == REPLICAS)
             })?;
         }
+        // `rollout undo` on another node than the one whose file declares the Deployment.
+        if updates == 0 {
+            return Ok(());
+        }
+        let from = t0.elapsed().as_secs_f64();
+        let asked = Instant::now();
+        let out = viewer.cli(&["rollout", "undo", "deployment/web"])?;
+        if !out.status.success() {
+            bail!(
+                "rollout undo: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let want = (updates - 1).to_string();
+        wait_until(
+            Duration::from_secs(30),
+            "the previous template on n2",
+            || {
+                let out = viewer.cli(&["get", "deployments", "web", "-o", "json"])?;
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+                let d = v["items"].get(0).unwrap_or(&v);
+                Ok(d["spec"]["template"]["metadata"]["annotations"]["revision"] == want.as_str())
+            },
+        )?;
+        let out = viewer.cli(&["rollout", "status", "deployment/web", "--timeout", "300s"])?;
+        if !out.status.success() {
+            bail!(
+                "rollout status after undo: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        undo = Some((asked.elapsed().as_secs_f64(), from));
+        eprintln!(
+            "bench rollout: undo: {:.2} s",
+            asked.elapsed().as_secs_f64()
+        );
+        wait_until(Duration::from_secs(60), "10 ready endpoints", || {
+            Ok(ready_endpoints(origin)? == REPLICAS)
+        })?;
         Ok(())
     })();
     stop.store(true, Ordering::Relaxed);
@@ -540,6 +592,7 @@ fn measure_updates(cluster: &DemoCluster, updates: usize) -> Result<RolloutRepor
     outcome?;
     Ok(RolloutReport {
         updates: report,
+        undo,
         requests,
         failures,
     })

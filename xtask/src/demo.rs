@@ -3,7 +3,7 @@
 //! test image; the manifests in examples/ are dropped on n0; `skiff status` and
 //! `skiff get pods -A -o wide` are shown from n2, which also fetches a web pod's page on another
 //! node over the pod routes, reaches the web Service by its ClusterIP and a pod reaches it by
-//! name, then a template change of web rolls out (followed with `skiff rollout status`). Ctrl-C (or `--once`, for scripts: no wait) deletes the workloads
+//! name, then a template change of web rolls out (followed with `skiff rollout status`) and is undone from another node (`skiff rollout history`, `skiff rollout undo`). Ctrl-C (or `--once`, for scripts: no wait) deletes the workloads
 //! and removes everything: agents, pods, namespaces, bridge, cgroups and temp dirs.
 
 pub mod cluster;
@@ -172,6 +172,27 @@ fn show_rollout(demo: &DemoCluster) -> Result<()> {
     eprint!("{}", String::from_utf8_lossy(&out.stderr));
     anyhow::ensure!(out.status.success(), "the rolling update did not finish");
     viewer.show(&["get", "deployments"])?;
+    // History and undo from a node that did not declare web: the file on n0 now differs.
+    viewer.show(&["rollout", "history", "deployment/web"])?;
+    let undo = ["rollout", "undo", "deployment/web"];
+    println!("\n[{}]$ skiff {}", viewer.name, undo.join(" "));
+    let out = viewer.cli(&undo)?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(out.status.success(), "rollout undo failed");
+    viewer.wait_for(
+        Duration::from_secs(30),
+        "the first template back on n2",
+        |a| {
+            let out = a.cli(&["get", "deployments", "web", "-o", "json"])?;
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let d = v["items"].get(0).unwrap_or(&v);
+            Ok(d["spec"]["template"]["metadata"]["annotations"]["demo/revision"].is_null())
+        },
+    )?;
+    let out = viewer.cli(&args)?;
+    anyhow::ensure!(out.status.success(), "the rollback did not finish");
+    viewer.show(&["rollout", "history", "deployment/web"])?;
     Ok(())
 }
 

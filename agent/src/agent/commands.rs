@@ -35,6 +35,8 @@ pub enum Command {
     },
     /// The image store changed (import or pull through the API).
     ImagesChanged,
+    /// An event from outside the loop (a rollback).
+    RecordEvent(crate::events::Note),
 }
 
 impl<N: PodNetwork + 'static> Core<N> {
@@ -48,6 +50,10 @@ impl<N: PodNetwork + 'static> Core<N> {
                 let _ = reply.send(self.delete_objects(keys));
             }
             Command::ImagesChanged => self.on_images_changed(),
+            Command::RecordEvent(note) => {
+                let now = self.now();
+                self.events.note(now, &note);
+            }
         }
     }
 
@@ -111,16 +117,4 @@ impl<N: PodNetwork + 'static> Core<N> {
     }
 }
 
-/// kubectl's spelling: `deployment.apps/web`, `pod/x`.
-pub fn describe_key(key: &ObjectKey) -> String {
-    let kind = key.kind.as_str().to_ascii_lowercase();
-    let group = if key.kind.api_version().contains('/') {
-        format!(
-            "{kind}.{}",
-            key.kind.api_version().split('/').next().unwrap_or("")
-        )
-    } else {
-        kind
-    };
-    format!("{group}/{}", key.name)
-}
+pub use crate::render::describe_key;

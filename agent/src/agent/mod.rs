@@ -370,6 +370,29 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
     let (desired_tx, desired_rx) = watch::channel(cluster::Desired::default());
     let (state_tx, state_rx) = watch::channel(Arc::new(cluster::ClusterState::default()));
     let cluster_cancel = CancellationToken::new();
+    let (cluster_cmd_tx, cluster_cmd_rx) = mpsc::channel(16);
+    let (cluster_events_tx, mut cluster_events_rx) = mpsc::unbounded_channel();
+    {
+        // Events the cluster task makes (rollbacks) are recorded by the node loop.
+        let commands = cmd_tx.clone();
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            loop {
+                let note = tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    note = cluster_events_rx.recv() => note,
+                };
+                let Some(note) = note else { break };
+                if commands
+                    .send(core::Command::RecordEvent(note))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+    }
     let cluster_task = {
         let replica = cluster::replica::Replica::open(db.clone(), &config.node_name)
             .context("cannot open the cluster records")?;
@@ -396,10 +419,12 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
             cluster::ClusterInputs {
                 declared: core.declared(),
                 reports: core.reports(),
+                commands: cluster_cmd_rx,
             },
             cluster::ClusterOutputs {
                 desired: desired_tx,
                 state: state_tx,
+                events: Some(cluster_events_tx),
             },
             cluster_cancel.clone(),
         ))
@@ -464,6 +489,7 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
         remote: remote::Remote::from_gossip(&gossip),
         remover: Some(gossip.node_remover()),
         runtime: runtime.clone(),
+        cluster_commands: Some(cluster_cmd_tx),
     };
     // Other nodes' calls: object bodies from the replica, logs and describe of local pods.
     let rpc_server = skiff_gossip::RpcServer::spawn(

@@ -87,6 +87,19 @@ pub enum Request {
         remove: Vec<String>,
         overwrite: bool,
     },
+    /// `skiff rollout history KIND/NAME`: the template's revisions kept cluster-wide.
+    RolloutHistory {
+        kind: ResourceKind,
+        name: String,
+        namespace: Option<String>,
+    },
+    /// `skiff rollout undo KIND/NAME [--to-revision N]`.
+    RolloutUndo {
+        kind: ResourceKind,
+        name: String,
+        namespace: Option<String>,
+        to_revision: Option<u64>,
+    },
 }
 
 /// Kinds the CLI can name (`get pods`, `get deploy`, ...).

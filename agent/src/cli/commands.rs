@@ -278,6 +278,18 @@ fn run_inner(socket: &Path, command: Command) -> Result<i32, CliError> {
             name,
             namespace,
         }) => rollout_pause(socket, &target, name.as_deref(), namespace, false),
+        Command::Rollout(RolloutCommand::History {
+            target,
+            name,
+            namespace,
+            revision,
+        }) => rollout_history(socket, &target, name.as_deref(), namespace, revision),
+        Command::Rollout(RolloutCommand::Undo {
+            target,
+            name,
+            namespace,
+            to_revision,
+        }) => rollout_undo(socket, &target, name.as_deref(), namespace, to_revision),
         Command::Scale(args) => scale(socket, args),
         Command::Agent(_) | Command::Dev(_) => Err(CliError::User("not a client command".into())),
     }
@@ -356,6 +368,65 @@ fn rollout_status(
         }
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
+}
+
+/// `deployment/NAME` or `daemonset/NAME` as the API names its kind.
+fn templated_target(
+    target: &str,
+    name: Option<&str>,
+    what: &str,
+) -> Result<(ResourceKind, String), CliError> {
+    let (kind, name) = rollout::parse_target(target, name).map_err(CliError::User)?;
+    match kind.as_str() {
+        "deployment" => Ok((ResourceKind::Deployments, name)),
+        "daemonset" => Ok((ResourceKind::DaemonSets, name)),
+        _ => Err(CliError::User(format!(
+            "{kind}/{name} has no {what}: only Deployments and DaemonSets do"
+        ))),
+    }
+}
+
+/// `rollout history KIND/NAME [--revision N]`.
+fn rollout_history(
+    socket: &Path,
+    target: &str,
+    name: Option<&str>,
+    namespace: Option<String>,
+    revision: Option<u64>,
+) -> Result<i32, CliError> {
+    let (kind, name) = templated_target(target, name, "rollout history")?;
+    let value = call(
+        socket,
+        &Request::RolloutHistory {
+            kind,
+            name,
+            namespace,
+        },
+    )?;
+    output::print_history(&value, revision).map_err(CliError::User)?;
+    Ok(EXIT_OK)
+}
+
+/// `rollout undo KIND/NAME [--to-revision N]`.
+fn rollout_undo(
+    socket: &Path,
+    target: &str,
+    name: Option<&str>,
+    namespace: Option<String>,
+    to_revision: Option<u64>,
+) -> Result<i32, CliError> {
+    let (kind, name) = templated_target(target, name, "rollout history")?;
+    let value = call(
+        socket,
+        &Request::RolloutUndo {
+            kind,
+            name,
+            namespace,
+            to_revision,
+        },
+    )?;
+    output::print_undo(&value);
+    Ok(EXIT_OK)
 }
 
 /// `rollout restart deployment/NAME` (or a DaemonSet): applies it with a new restartedAt

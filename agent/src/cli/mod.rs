@@ -60,7 +60,7 @@ pub enum Command {
         #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
     },
-    /// Follow a Deployment's rollout: `rollout status deployment/NAME`
+    /// Follow, pause, resume, restart, list and undo rollouts: `rollout status deployment/NAME`
     #[command(subcommand)]
     Rollout(RolloutCommand),
     /// Set a Deployment's replica count cluster-wide: `scale deployment/NAME --replicas N`
@@ -96,6 +96,31 @@ pub enum RolloutCommand {
         name: Option<String>,
         #[arg(short = 'n', long)]
         namespace: Option<String>,
+    },
+    /// The revisions of a Deployment's or DaemonSet's pod template kept cluster-wide
+    /// (revisionHistoryLimit old ones beside the current one)
+    History {
+        /// deployment/NAME or daemonset/NAME
+        target: String,
+        name: Option<String>,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// Show this revision's pod template
+        #[arg(long)]
+        revision: Option<u64>,
+    },
+    /// Bring back an older pod template (by default the previous revision) as a new revision.
+    /// An object declared by a manifest file is rolled back too: the file then differs (an
+    /// event says so) and its next change wins again
+    Undo {
+        /// deployment/NAME or daemonset/NAME
+        target: String,
+        name: Option<String>,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// The revision to go back to (0: the previous one)
+        #[arg(long = "to-revision")]
+        to_revision: Option<u64>,
     },
     /// Wait until the rollout is done; fail when the Deployment reports its progress deadline
     /// exceeded (progressDeadlineSeconds without progress), or after --timeout

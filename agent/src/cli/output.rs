@@ -534,6 +534,74 @@ fn endpoints_column(v: &Value) -> String {
     }
 }
 
+/// `rollout history`: the revisions as kubectl lists them, or one revision's pod template.
+pub fn print_history(value: &Value, revision: Option<u64>) -> Result<(), String> {
+    let object = str_at(value, "/object");
+    let revisions = value
+        .get("revisions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    match revision.filter(|n| *n != 0) {
+        Some(n) => {
+            let Some(r) = revisions
+                .iter()
+                .find(|r| r.get("revision").and_then(Value::as_u64) == Some(n))
+            else {
+                return Err(format!(
+                    "unable to find the specified revision {n} of {object}"
+                ));
+            };
+            println!("{object} with revision #{n}");
+            if let Some(cause) = r.get("changeCause").and_then(Value::as_str) {
+                println!("Change cause: {cause}");
+            }
+            println!("Pod Template:");
+            let template = skiff_manifests::to_yaml(&r["template"]).unwrap_or_default();
+            for line in template.lines() {
+                println!("  {line}");
+            }
+        }
+        None => {
+            println!("{object}");
+            let rows = revisions
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.get("revision")
+                            .and_then(Value::as_u64)
+                            .unwrap_or(0)
+                            .to_string(),
+                        r.get("changeCause")
+                            .and_then(Value::as_str)
+                            .unwrap_or("<none>")
+                            .to_string(),
+                    ]
+                })
+                .collect();
+            table(&["REVISION", "CHANGE-CAUSE"], rows);
+        }
+    }
+    Ok(())
+}
+
+/// `rollout undo`: what came back, and that the declaration now differs.
+pub fn print_undo(value: &Value) {
+    println!(
+        "{} rolled back to revision {} (now revision {})",
+        str_at(value, "/object"),
+        value
+            .get("fromRevision")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+        value.get("revision").and_then(Value::as_u64).unwrap_or(0),
+    );
+    warn(&format!(
+        "{} now differs from what runs; its next change wins again",
+        str_at(value, "/declared")
+    ));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -97,6 +97,7 @@ mod tests {
             digest: "d1".into(),
             body: Some(b"{}".to_vec()),
             origin: "n1:web.yaml".into(),
+            history: Vec::new(),
         };
         let served = Served::default();
         served

@@ -5,6 +5,8 @@
 //! - `fetch.rs`: both ends of fetching object bodies from another node over rpc.
 //! - `keys.rs`: gossip keys and the JSON values under them.
 //! - `replica.rs`: this node's replica of every desired object (HLC-stamped records in redb).
+//! - `history.rs`: the revisions of a workload's pod template kept with its record, and the
+//!   object `rollout undo` makes (pure).
 //! - `follow.rs`: the assignment this node follows (persisted) and the previous placement.
 //! - `leadership.rs`: the leadership decision of a step, pure: startup grace, the lone-node
 //!   exception, quorum, the term rule, the leader shown.
@@ -18,6 +20,7 @@
 pub mod fetch;
 pub mod follow;
 pub mod gossip_view;
+pub mod history;
 pub mod keys;
 pub mod leadership;
 pub mod replica;
@@ -28,8 +31,8 @@ pub mod subnets;
 
 pub use fetch::serve_records;
 pub use service::{
-    ClusterInputs, ClusterOutputs, ClusterService, ClusterState, ClusterTimings, Desired, Fetcher,
-    Served,
+    ClusterCommand, ClusterInputs, ClusterOutputs, ClusterService, ClusterState, ClusterTimings,
+    Desired, Fetcher, HistoryView, Served, UndoDone,
 };
 
 use crate::pod::PodRecord;

@@ -9,6 +9,7 @@
 //! a tombstone. Records from other nodes replace ours by the merge rule; bodies are checked
 //! against their digest before they are stored.
 
+use super::history::{self, Revision, UndoError, Undone};
 use super::keys::{object_key, parse_object_key};
 use crate::desired::Source;
 use crate::store::{SharedDb, current};
@@ -63,6 +64,9 @@ pub struct StoredRecord {
     pub body: Option<Vec<u8>>,
     /// `<node>:<source>` of the declaration.
     pub origin: String,
+    /// The pod template's revisions (Deployments and DaemonSets), the current one last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Revision>,
 }
 
 struct Entry {
@@ -82,6 +86,17 @@ pub struct Replica {
     /// written by the next [`Replica::flush`]. Memory is what the node acts on; the store
     /// catches up.
     unwritten: BTreeSet<String>,
+}
+
+/// The source part of the origin of a version that `rollout undo` made.
+pub const UNDO_SOURCE: &str = "rollout undo";
+
+/// Where the object was declared, through the versions `rollout undo` made (`<node>:<source>`).
+pub fn declared_origin(origin: &str) -> &str {
+    origin
+        .split_once(&format!(":{UNDO_SOURCE} (declared in "))
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap_or(origin)
 }
 
 impl Replica {
@@ -224,10 +239,15 @@ impl Replica {
                     hash,
                     tombstone: false,
                 };
+                let history = match self.entries.get(&k) {
+                    Some(e) => history::next(&e.stored.history, e.object.as_ref(), object, now_ms),
+                    None => history::next(&[], None, object, now_ms),
+                };
                 let stored = StoredRecord {
                     digest: digest.to_string(),
                     body: Some(object.to_json()),
                     origin: format!("{}:{source}", self.node),
+                    history,
                 };
                 self.entries.insert(
                     k.clone(),
@@ -259,6 +279,7 @@ impl Replica {
                     digest: digest.to_string(),
                     body: None,
                     origin: format!("{}:deleted", self.node),
+                    history: Vec::new(),
                 };
                 self.entries.insert(
                     k.clone(),
@@ -273,6 +294,52 @@ impl Replica {
             changed.push(k);
         }
         changed
+    }
+
+    /// The revisions of a live object's template, the current one last (empty for other kinds
+    /// and unknown keys).
+    pub fn history(&self, key: &str) -> Option<(&Valid<Object>, &[Revision], &str)> {
+        let e = self.entries.get(key)?;
+        Some((e.object.as_ref()?, &e.stored.history, &e.stored.origin))
+    }
+
+    /// Brings back an older template of a live Deployment or DaemonSet as a new version made
+    /// by this node (`rollout undo`), whoever declared it. What this node last declared of it
+    /// (`ingested`) is left alone: the declaration's next change wins again.
+    pub fn undo(
+        &mut self,
+        key: &str,
+        what: &str,
+        to: Option<u64>,
+        cause: Option<String>,
+        now_ms: u64,
+    ) -> Result<(Undone, String), UndoError> {
+        let Some((current, revisions, origin)) = self.history(key) else {
+            return Err(UndoError::NoHistory(what.to_string()));
+        };
+        let undone = history::undo(what, current, revisions, to, cause, now_ms)?;
+        let declared = declared_origin(origin).to_string();
+        let digest = Digest {
+            stamp: self.hlc.tick(now_ms),
+            hash: undone.object.content_hash(),
+            tombstone: false,
+        };
+        let stored = StoredRecord {
+            digest: digest.to_string(),
+            body: Some(undone.object.to_json()),
+            origin: format!("{}:{UNDO_SOURCE} (declared in {declared})", self.node),
+            history: undone.history.clone(),
+        };
+        self.entries.insert(
+            key.to_string(),
+            Entry {
+                digest,
+                stored,
+                object: Some(undone.object.clone()),
+            },
+        );
+        self.unwritten.insert(key.to_string());
+        Ok((undone, declared))
     }
 
     /// Stores a version fetched from another node if it wins by the merge rule; returns whether
@@ -305,6 +372,11 @@ impl Replica {
             self.unwritten.insert(k.clone());
         }
         old
+    }
+
+    /// One record's digest.
+    pub fn digest(&self, key: &str) -> Option<Digest> {
+        self.entries.get(key).map(|e| e.digest.clone())
     }
 
     /// Every record's digest, by key.
@@ -423,6 +495,7 @@ mod tests {
             digest: "5000.0@n2::T".into(),
             body: None,
             origin: "n2:deleted".into(),
+            history: Vec::new(),
         };
         assert!(
             mine.apply_remote("obj/Pod/default/web", tombstone)
@@ -512,6 +585,7 @@ mod tests {
                 digest: digest.into(),
                 body,
                 origin: "n2:x".into(),
+                history: Vec::new(),
             };
             assert!(r.apply_remote(key, stored).is_err(), "{key} {digest}");
         }

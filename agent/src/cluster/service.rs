@@ -33,10 +33,12 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 mod publish;
+mod rollback;
 mod services;
 mod step;
 mod sync;
 
+pub use rollback::declaration;
 pub use services::{BOOK_KEY, BOOK_PART_PREFIX};
 pub(crate) use services::{assemble_book, parse_book_key};
 
@@ -141,12 +143,50 @@ const GC_EVERY_MS: u64 = 60_000;
 pub struct ClusterInputs {
     pub declared: watch::Receiver<Arc<crate::desired::Objects>>,
     pub reports: watch::Receiver<Arc<OwnReports>>,
+    /// Requests from the API about the replicated objects (`rollout history`, `rollout undo`).
+    pub commands: mpsc::Receiver<ClusterCommand>,
 }
 
 /// Outputs of the cluster task.
 pub struct ClusterOutputs {
     pub desired: watch::Sender<Desired>,
     pub state: watch::Sender<Arc<ClusterState>>,
+    /// Events the task makes (an automatic rollback), for the node loop to record.
+    pub events: Option<mpsc::UnboundedSender<crate::events::Note>>,
+}
+
+/// A request to the cluster task from the API.
+pub enum ClusterCommand {
+    /// A Deployment's or DaemonSet's revisions.
+    History {
+        key: skiff_manifests::ObjectKey,
+        reply: tokio::sync::oneshot::Sender<Result<HistoryView, String>>,
+    },
+    /// `rollout undo`: an older template back as a new version made by this node.
+    Undo {
+        key: skiff_manifests::ObjectKey,
+        to_revision: Option<u64>,
+        reply: tokio::sync::oneshot::Sender<Result<UndoDone, String>>,
+    },
+}
+
+/// A workload's revisions as the replica holds them.
+#[derive(Clone, Debug)]
+pub struct HistoryView {
+    pub revisions: Vec<super::history::Revision>,
+    /// Where the current version was declared (`<node>:<source>`).
+    pub origin: String,
+}
+
+/// What `rollout undo` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UndoDone {
+    /// The revision brought back, as numbered before.
+    pub from_revision: u64,
+    /// Its number now.
+    pub revision: u64,
+    /// Where the object was declared (`<node>:<source>`): that declaration now differs.
+    pub declared: String,
 }
 
 struct Fetched {
@@ -353,6 +393,7 @@ impl ClusterService {
                 Ok(()) = inputs.reports.changed() => {}
                 Ok(()) = nodes.changed() => {}
                 Some(f) = fetched_rx.recv() => self.on_fetched(f).await,
+                Some(cmd) = inputs.commands.recv() => self.on_command(cmd, &outputs).await,
                 _ = tick.tick() => {}
             }
         }

@@ -14,8 +14,8 @@ use skiff_agent::cluster::keys::PodReport;
 use skiff_agent::cluster::replica::{Replica, StoredRecord};
 use skiff_agent::cluster::service::Clock;
 use skiff_agent::cluster::{
-    ClusterInputs, ClusterOutputs, ClusterService, ClusterState, ClusterTimings, Desired, Fetcher,
-    Served, serve_records,
+    ClusterCommand, ClusterInputs, ClusterOutputs, ClusterService, ClusterState, ClusterTimings,
+    Desired, Fetcher, Served, serve_records,
 };
 use skiff_agent::desired::Source;
 use skiff_gossip::chitchat::transport::ChannelTransport;
@@ -29,7 +29,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -148,6 +148,10 @@ pub struct SimNode {
     pub declared: watch::Sender<Declared>,
     pub desired: watch::Receiver<Desired>,
     pub state: watch::Receiver<Arc<ClusterState>>,
+    /// Requests to the cluster task (`rollout history`, `rollout undo`).
+    pub commands: mpsc::Sender<ClusterCommand>,
+    /// Events the cluster task made (rollbacks).
+    pub events: Arc<Mutex<Vec<skiff_agent::events::Note>>>,
     /// The fake runtime's pods, by (namespace, name).
     pub pods: Pods,
     cancel: CancellationToken,
@@ -306,17 +310,30 @@ impl Sim {
         let (state_tx, state_rx) = watch::channel(Arc::new(ClusterState::default()));
         let cancel = CancellationToken::new();
         let pods = surviving.unwrap_or_default();
+        let (commands, commands_rx) = mpsc::channel(8);
+        let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+        let events: Arc<Mutex<Vec<skiff_agent::events::Note>>> = Arc::default();
         let service_task = tokio::spawn(service.run(
             ClusterInputs {
                 declared: declared_rx,
                 reports: reports_rx,
+                commands: commands_rx,
             },
             ClusterOutputs {
                 desired: desired_tx,
                 state: state_tx,
+                events: Some(events_tx),
             },
             cancel.clone(),
         ));
+        let events_task = tokio::spawn({
+            let events = events.clone();
+            async move {
+                while let Some(n) = events_rx.recv().await {
+                    events.lock().unwrap_or_else(|p| p.into_inner()).push(n);
+                }
+            }
+        });
         let loop_task = tokio::spawn(runtime::node_loop(runtime::LoopParts {
             me: name(i),
             desired: desired_rx.clone(),
@@ -331,9 +348,11 @@ impl Sim {
             declared: declared_tx,
             desired: desired_rx,
             state: state_rx,
+            commands,
+            events,
             pods,
             cancel,
-            tasks: vec![service_task, loop_task],
+            tasks: vec![service_task, loop_task, events_task],
         }
     }
 

@@ -24,6 +24,9 @@ pub struct FakePod {
     /// When it starts running.
     pub starts_at: Instant,
     pub running: bool,
+    /// Ready once running; never for an image whose name contains `unready` (a failed
+    /// rollout).
+    pub can_be_ready: bool,
 }
 
 type Reports = Arc<BTreeMap<(String, String), Arc<PodReport>>>;
@@ -114,7 +117,26 @@ fn apply(
             .get(key)
             .is_some_and(|(owner, hash)| **owner == pod.owner && *hash == pod.template_hash)
     });
+    let can_be_ready = |owner: &Owner, namespace: &str, hash: &str| {
+        let key = skiff_manifests::ObjectKey::new(owner.kind, namespace, owner.name.clone());
+        !desired
+            .objects
+            .get(&key)
+            .is_some_and(|(_, o)| match o.get() {
+                skiff_manifests::Object::Deployment(d) => {
+                    d.pod_template_hash() == hash
+                        && d.spec
+                            .template
+                            .spec
+                            .containers
+                            .iter()
+                            .any(|c| c.image.contains("unready"))
+                }
+                _ => false,
+            })
+    };
     for (key, (owner, hash)) in wanted {
+        let can_be_ready = can_be_ready(owner, &key.0, hash);
         pods.entry(key).or_insert_with(|| {
             *counter += 1;
             FakePod {
@@ -124,6 +146,7 @@ fn apply(
                 created_ms: (parts.clock)(),
                 starts_at: Instant::now() + parts.start_delay,
                 running: false,
+                can_be_ready,
             }
         });
     }
@@ -138,7 +161,7 @@ fn report(pod: &FakePod) -> PodReport {
         created_ms: pod.created_ms,
         deleting: false,
         running: pod.running,
-        ready: pod.running,
+        ready: pod.running && pod.can_be_ready,
         labels: BTreeMap::new(),
         status: serde_json::json!({ "phase": phase }),
         ports: Vec::new(),

@@ -74,6 +74,9 @@ pub struct DaemonSetSpec {
     pub template: PodTemplate,
     #[serde(skip_serializing_if = "DaemonSetUpdate::is_default")]
     pub update_strategy: DaemonSetUpdate,
+    /// Old revisions kept for `rollout undo`.
+    #[serde(skip_serializing_if = "is_default_history")]
+    pub revision_history_limit: u32,
 }
 
 /// A DaemonSet's `updateStrategy` (RollingUpdate): a template change replaces the pods node by

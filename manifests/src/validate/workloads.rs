@@ -99,12 +99,6 @@ pub(crate) fn validate_deployment(
             format!("must be greater than minReadySeconds ({ready}), got {deadline}"),
         );
     }
-    if spec.revision_history_limit.is_some() {
-        problems.warn(
-            &spec_path.child("revisionHistoryLimit"),
-            "accepted, but skiff keeps no rollout history yet (rollout undo is not available)",
-        );
-    }
     Some(Deployment {
         metadata,
         spec: DeploymentSpec {
@@ -136,12 +130,24 @@ pub(crate) fn validate_daemon_set(raw: RawDaemonSet, problems: &mut Problems) ->
         &spec_path.child("updateStrategy"),
         problems,
     );
+    let revision_history_limit = match spec.revision_history_limit {
+        None => Some(DEFAULT_REVISION_HISTORY_LIMIT),
+        Some(v) if (0..=i64::from(i32::MAX)).contains(&v) => Some(v as u32),
+        Some(v) => {
+            problems.error(
+                &spec_path.child("revisionHistoryLimit"),
+                format!("must be between 0 and {} (got {v})", i32::MAX),
+            );
+            None
+        }
+    };
     Some(DaemonSet {
         metadata,
         spec: DaemonSetSpec {
             selector: selector?,
             template: template?,
             update_strategy: update_strategy?,
+            revision_history_limit: revision_history_limit?,
         },
     })
 }

@@ -8,6 +8,7 @@
 //! - `exec` (here): a process in a container, through `agent::exec` or the node running it.
 //! - `apply.rs`: `apply` and `delete` (manifests parsed here, changes made by the loop).
 //! - `images.rs`: image import, pull and list.
+//! - `rollout.rs`: `rollout history` and `rollout undo`, answered by the cluster task.
 //! - `admin.rs`: join tokens and `node remove`.
 
 mod admin;
@@ -16,6 +17,7 @@ mod images;
 mod logs;
 mod nodes;
 mod queries;
+mod rollout;
 
 pub(super) use admin::remove_here;
 pub(super) use logs::logs_here;
@@ -57,6 +59,8 @@ pub struct Shared {
     pub remover: Option<skiff_gossip::NodeRemover>,
     /// The container runtime, for `exec`.
     pub runtime: Arc<dyn skiff_runtime::container::ContainerRuntime>,
+    /// Requests to the cluster task (`rollout history`, `rollout undo`).
+    pub cluster_commands: Option<mpsc::Sender<crate::cluster::ClusterCommand>>,
 }
 
 /// The local API's handler: each request answered against `shared`.
@@ -150,6 +154,17 @@ async fn handle(shared: Shared, request: Request) -> Reply {
             remove,
             overwrite,
         } => nodes::label(&shared, &node, set, remove, overwrite).await,
+        Request::RolloutHistory {
+            kind,
+            name,
+            namespace,
+        } => rollout::history(&shared, kind, name, namespace).await,
+        Request::RolloutUndo {
+            kind,
+            name,
+            namespace,
+            to_revision,
+        } => rollout::undo(&shared, kind, name, namespace, to_revision).await,
     }
 }
 

@@ -66,6 +66,9 @@ impl ClusterService {
         };
         let services = self.service_table(now);
         let rollouts = self.rollout_tracker.track_shared(&self.objects, &pods, now);
+        if leadership.scheduling {
+            self.auto_rollback(&rollouts, outputs).await;
+        }
         self.hand_on(
             outputs,
             leadership,

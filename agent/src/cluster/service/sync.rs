@@ -122,6 +122,7 @@ impl ClusterService {
                         digest: digest.to_string(),
                         body: None,
                         origin: format!("{}:deleted", digest.stamp.node),
+                        history: Vec::new(),
                     };
                     if let Ok(true) = self.replica.apply_remote(&key, record) {
                         self.advertise(&key, &digest).await;
