@@ -136,6 +136,73 @@ fn exec_with_input(agent: &TestAgent, args: &[&str], input: &str) -> (Option<i32
     )
 }
 
+/// `skiff exec -it` run on a terminal of its own (a pty of 33 rows and 101 columns, as a user's
+/// shell would give it): what the terminal showed, and the exit code.
+fn exec_in_a_terminal(agent: &TestAgent, typed: &str) -> (Option<i32>, String) {
+    use nix::pty::{Winsize, openpty};
+    use std::io::{Read, Write};
+    let size = Winsize {
+        ws_row: 33,
+        ws_col: 101,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = openpty(Some(&size), None).expect("openpty");
+    let slave = |_: ()| Stdio::from(pty.slave.try_clone().expect("dup slave"));
+    let mut child = Command::new(SKIFF)
+        .arg("--socket")
+        .arg(&agent.socket)
+        .args(["exec", "-it", "talk", "--", "sh", "-c"])
+        .arg("tty; stty size; read x; echo got:$x; exit 3")
+        .stdin(slave(()))
+        .stdout(slave(()))
+        .stderr(slave(()))
+        .spawn()
+        .expect("spawn skiff exec -it");
+    drop(pty.slave);
+    let mut master = std::fs::File::from(pty.master);
+    let mut writer = master.try_clone().expect("dup master");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        // Until every holder of the terminal's other end is gone (EIO on Linux).
+        let mut screen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            screen.extend_from_slice(&buf[..n]);
+            let _ = tx.send(String::from_utf8_lossy(&screen).into_owned());
+        }
+    });
+    let mut screen = String::new();
+    let deadline = Instant::now() + WAIT;
+    // Typed once the shell inside has shown its terminal's size (it waits in `read`).
+    while !screen.contains("33 101") && Instant::now() < deadline {
+        if let Ok(s) = rx.recv_timeout(Duration::from_millis(100)) {
+            screen = s;
+        }
+    }
+    writer.write_all(typed.as_bytes()).expect("type");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait skiff exec") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("skiff exec -it did not end in time; the terminal showed: {screen}");
+        }
+        if let Ok(s) = rx.recv_timeout(Duration::from_millis(50)) {
+            screen = s;
+        }
+    };
+    // The rest of the screen: the reader ends once skiff's end of the terminal closed.
+    while let Ok(s) = rx.recv_timeout(WAIT) {
+        screen = s;
+    }
+    (status.code(), screen)
+}
+
 #[test]
 fn logs_and_describe_reach_the_node_running_the_pod() {
     let a = TestAgent::start_with(AgentOptions {
@@ -243,6 +310,17 @@ fn logs_and_describe_reach_the_node_running_the_pod() {
             (Some(0), "hello\nthere\n"),
             "{}",
             agent.node_name
+        );
+        let (code, screen) = exec_in_a_terminal(agent, "hi\n");
+        assert_eq!(code, Some(3), "{}: {screen}", agent.node_name);
+        assert!(screen.contains("/dev/pts/"), "a terminal inside: {screen}");
+        assert!(
+            screen.contains("33 101"),
+            "the caller's window size: {screen}"
+        );
+        assert!(
+            screen.contains("got:hi"),
+            "input through the terminal: {screen}"
         );
         let out = agent.skiff(&["exec", "talk", "--", "no-such-command"]);
         assert_eq!(out.status.code(), Some(127), "{out:?}");

@@ -606,6 +606,11 @@ fn a_paused_rollout_keeps_its_pods_scales_and_goes_on_when_resumed() {
 fn history_and_undo_of_a_file_declared_deployment_until_the_file_changes() {
     let mut agent = TestAgent::start();
     let done = |agent: &TestAgent| {
+        // The watcher takes the file in a moment after it is written.
+        agent.wait_until(WAIT, "the deployment to be known", || {
+            let out = agent.skiff(&["get", "deployments", "web", "-o", "json"]);
+            out.status.success().then_some(())
+        });
         let out = agent.skiff(&["rollout", "status", "deployment/web", "--timeout", "60s"]);
         assert!(out.status.success(), "{out:?}");
     };

@@ -45,6 +45,7 @@ mod node;
 mod node_list;
 mod observe;
 mod pki;
+pub mod prober;
 mod profile;
 mod reader;
 mod records;
