@@ -377,6 +377,13 @@ fn the_store_and_secrets_are_not_readable_by_other_users() {
     agent.write_manifest("app.yaml", &format!("{secret}---\n{pod}"));
     let holder = agent.wait_phase("holder", "Running");
     let uid = uid_of(&holder);
+    // Running can be reported before the container's log file is there: wait for its line.
+    agent.wait_until(WAIT, "the pod's first log line", || {
+        let out = agent.skiff(&["logs", "holder"]);
+        String::from_utf8_lossy(&out.stdout)
+            .contains("started")
+            .then_some(())
+    });
     // Where the secret value is on the node: the volume, the bundle and spec (env), the store,
     // the pod record mirror; and the pod's log.
     let mut sensitive: Vec<std::path::PathBuf> = Vec::new();
