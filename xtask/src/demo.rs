@@ -141,6 +141,14 @@ fn show_exec(demo: &DemoCluster) -> Result<()> {
     Ok(())
 }
 
+/// The `demo/revision` annotation of web's template as `a` sees it (null when absent).
+fn demo_revision(a: &DemoAgent) -> Result<serde_json::Value> {
+    let out = a.cli(&["get", "deployments", "web", "-o", "json"])?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let d = v["items"].get(0).unwrap_or(&v);
+    Ok(d["spec"]["template"]["metadata"]["annotations"]["demo/revision"].clone())
+}
+
 /// A rolling update: web.yaml on n0 gets a new template annotation; `skiff rollout status` on
 /// n2 follows the pods being replaced one at a time (maxSurge 1, maxUnavailable 0).
 fn show_rollout(demo: &DemoCluster) -> Result<()> {
@@ -160,35 +168,20 @@ fn show_rollout(demo: &DemoCluster) -> Result<()> {
     );
     std::fs::write(&file, updated).context("write web.yaml")?;
     viewer.wait_for(Duration::from_secs(30), "the new template on n2", |a| {
-        let out = a.cli(&["get", "deployments", "web", "-o", "json"])?;
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        let d = v["items"].get(0).unwrap_or(&v);
-        Ok(d["spec"]["template"]["metadata"]["annotations"]["demo/revision"] == "2")
+        Ok(demo_revision(a)? == "2")
     })?;
     let args = ["rollout", "status", "deployment/web", "--timeout", "120s"];
-    println!("\n[{}]$ skiff {}", viewer.name, args.join(" "));
-    let out = viewer.cli(&args)?;
-    print!("{}", String::from_utf8_lossy(&out.stdout));
-    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    let out = viewer.show_output(&args)?;
     anyhow::ensure!(out.status.success(), "the rolling update did not finish");
     viewer.show(&["get", "deployments"])?;
     // History and undo from a node that did not declare web: the file on n0 now differs.
     viewer.show(&["rollout", "history", "deployment/web"])?;
-    let undo = ["rollout", "undo", "deployment/web"];
-    println!("\n[{}]$ skiff {}", viewer.name, undo.join(" "));
-    let out = viewer.cli(&undo)?;
-    print!("{}", String::from_utf8_lossy(&out.stdout));
-    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    let out = viewer.show_output(&["rollout", "undo", "deployment/web"])?;
     anyhow::ensure!(out.status.success(), "rollout undo failed");
     viewer.wait_for(
         Duration::from_secs(30),
         "the first template back on n2",
-        |a| {
-            let out = a.cli(&["get", "deployments", "web", "-o", "json"])?;
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-            let d = v["items"].get(0).unwrap_or(&v);
-            Ok(d["spec"]["template"]["metadata"]["annotations"]["demo/revision"].is_null())
-        },
+        |a| Ok(demo_revision(a)?.is_null()),
     )?;
     let out = viewer.cli(&args)?;
     anyhow::ensure!(out.status.success(), "the rollback did not finish");

@@ -370,21 +370,23 @@ fn rollout_status(
     }
 }
 
-/// `deployment/NAME` or `daemonset/NAME` as the API names its kind.
+/// `deployment/NAME` or `daemonset/NAME`: the API's kind, the kind as written and the name;
+/// any other kind is refused as `KIND/NAME <refused>`.
 fn templated_target(
     target: &str,
     name: Option<&str>,
-    what: &str,
-) -> Result<(ResourceKind, String), CliError> {
+    refused: &str,
+) -> Result<(ResourceKind, String, String), CliError> {
     let (kind, name) = rollout::parse_target(target, name).map_err(CliError::User)?;
-    match kind.as_str() {
-        "deployment" => Ok((ResourceKind::Deployments, name)),
-        "daemonset" => Ok((ResourceKind::DaemonSets, name)),
-        _ => Err(CliError::User(format!(
-            "{kind}/{name} has no {what}: only Deployments and DaemonSets do"
-        ))),
-    }
+    let resource = match kind.as_str() {
+        "deployment" => ResourceKind::Deployments,
+        "daemonset" => ResourceKind::DaemonSets,
+        _ => return Err(CliError::User(format!("{kind}/{name} {refused}"))),
+    };
+    Ok((resource, kind, name))
 }
+
+const NO_HISTORY: &str = "has no rollout history: only Deployments and DaemonSets do";
 
 /// `rollout history KIND/NAME [--revision N]`.
 fn rollout_history(
@@ -394,7 +396,7 @@ fn rollout_history(
     namespace: Option<String>,
     revision: Option<u64>,
 ) -> Result<i32, CliError> {
-    let (kind, name) = templated_target(target, name, "rollout history")?;
+    let (kind, _, name) = templated_target(target, name, NO_HISTORY)?;
     let value = call(
         socket,
         &Request::RolloutHistory {
@@ -415,7 +417,7 @@ fn rollout_undo(
     namespace: Option<String>,
     to_revision: Option<u64>,
 ) -> Result<i32, CliError> {
-    let (kind, name) = templated_target(target, name, "rollout history")?;
+    let (kind, _, name) = templated_target(target, name, NO_HISTORY)?;
     let value = call(
         socket,
         &Request::RolloutUndo {
@@ -437,16 +439,11 @@ fn rollout_restart(
     name: Option<&str>,
     namespace: Option<String>,
 ) -> Result<i32, CliError> {
-    let (kind, name) = rollout::parse_target(target, name).map_err(CliError::User)?;
-    let resource = match kind.as_str() {
-        "deployment" => ResourceKind::Deployments,
-        "daemonset" => ResourceKind::DaemonSets,
-        _ => {
-            return Err(CliError::User(format!(
-                "{kind}/{name} cannot be restarted: only Deployments and DaemonSets can"
-            )));
-        }
-    };
+    let (resource, kind, name) = templated_target(
+        target,
+        name,
+        "cannot be restarted: only Deployments and DaemonSets can",
+    )?;
     let value = call(
         socket,
         &Request::Get {

@@ -247,11 +247,16 @@ impl DemoAgent {
 
     /// `skiff ARGS` printed as a transcript (command, output).
     pub fn show(&self, args: &[&str]) -> Result<()> {
+        self.show_output(args).map(drop)
+    }
+
+    /// [`DemoAgent::show`], handing back the command's output (its exit status to check).
+    pub fn show_output(&self, args: &[&str]) -> Result<std::process::Output> {
         println!("\n[{}]$ skiff {}", self.name, args.join(" "));
         let out = self.cli(args)?;
         print!("{}", String::from_utf8_lossy(&out.stdout));
         eprint!("{}", String::from_utf8_lossy(&out.stderr));
-        Ok(())
+        Ok(out)
     }
 
     /// One request on the API socket (a JSON line each way, no CLI process); the reply's value.
