@@ -89,12 +89,52 @@ pub fn sched_node(node: &NodeStatus, not_ready: Option<(u64, bool)>, now: u64) -
     }
 }
 
+/// Pods the leader took out of its table, by (namespace, name): the node and when. Until that
+/// node's report says the pod is stopping (or is gone), the report is stale, not a pod to count
+/// or adopt: counting it would let a drain or a rolling update stop a second pod before the
+/// first one's replacement runs. Kept a short while only, so a node that comes back long after
+/// with its old pods is adopted as before.
+pub type Released = BTreeMap<(String, String), (String, u64)>;
+
+/// How long a released pod's report is taken as stale.
+const RELEASE_WINDOW_MS: u64 = 10_000;
+
+/// Forgets released pods whose node no longer reports them running (or after the window).
+pub fn forget_released(released: &mut Released, pods: &super::service::PodReports, now: u64) {
+    released.retain(|key, (node, at)| {
+        now.saturating_sub(*at) < RELEASE_WINDOW_MS
+            && pods
+                .get(key)
+                .is_some_and(|(reporter, r)| reporter == node && !r.deleting)
+    });
+}
+
+/// Notes the pods of `previous` that `table` no longer lists on the same node.
+pub fn note_released(
+    released: &mut Released,
+    previous: &[AssignedPod],
+    table: &[AssignedPod],
+    now: u64,
+) {
+    let kept: std::collections::BTreeSet<(&str, &str, &str)> = table
+        .iter()
+        .map(|p| (p.namespace.as_str(), p.name.as_str(), p.node.as_str()))
+        .collect();
+    for p in previous {
+        if !kept.contains(&(p.namespace.as_str(), p.name.as_str(), p.node.as_str())) {
+            released.insert((p.namespace.clone(), p.name.clone()), (p.node.clone(), now));
+        }
+    }
+}
+
 /// What the leader remembers between passes.
 pub struct Seen<'a> {
     /// Per node: since when it has not been Ready, and whether it left meanwhile.
     pub not_ready_since: &'a BTreeMap<String, (u64, bool)>,
     /// Per pod: see [`track_readiness`].
     pub readiness: &'a BTreeMap<(String, String), Readiness>,
+    /// See [`Released`].
+    pub released: &'a Released,
 }
 
 /// One pass. Pure apart from the random pod name suffixes.
@@ -110,6 +150,7 @@ pub fn run(
     let Seen {
         not_ready_since,
         readiness,
+        released,
     } = seen;
     let (workloads, blocked) = workloads_from_objects(objects.values().map(|(_, o)| o));
     // A node that is not Ready may no longer serve what it last reported: its pods count as
@@ -140,7 +181,10 @@ pub fn run(
                     Some(Readiness::ReadySince(at)) => Some(*at),
                     _ => None,
                 },
-                deleting: r.deleting,
+                deleting: r.deleting
+                    || released
+                        .get(&(ns.clone(), name.clone()))
+                        .is_some_and(|(n, _)| n == node),
                 started_ms: Some(r.created_ms),
             })
             .collect(),
@@ -186,4 +230,71 @@ fn wake_at(input: &SchedInput, now: u64) -> Option<u64> {
             (due > now).then_some(due)
         })
         .min()
+}
+
+#[cfg(test)]
+mod released_tests {
+    use super::*;
+    use crate::pod::Owner;
+    use skiff_manifests::Kind;
+    use std::sync::Arc;
+
+    fn placed(name: &str, node: &str) -> AssignedPod {
+        AssignedPod {
+            namespace: "default".into(),
+            name: name.into(),
+            owner: Owner {
+                kind: Kind::Deployment,
+                name: "web".into(),
+            },
+            template_hash: "h".into(),
+            node: node.into(),
+        }
+    }
+
+    fn report(deleting: bool) -> Arc<super::super::keys::PodReport> {
+        Arc::new(super::super::keys::PodReport {
+            uid: "u".into(),
+            owner: None,
+            template_hash: "h".into(),
+            created_ms: 0,
+            deleting,
+            running: true,
+            ready: true,
+            labels: BTreeMap::new(),
+            status: serde_json::Value::Null,
+            ports: Vec::new(),
+            hostname: None,
+            subdomain: None,
+        })
+    }
+
+    #[test]
+    fn a_released_pods_report_is_stale_until_its_node_stops_it_or_the_window_ends() {
+        let key = ("default".to_string(), "a".to_string());
+        let mut released = Released::new();
+        note_released(
+            &mut released,
+            &[placed("a", "n1"), placed("b", "n2")],
+            &[placed("b", "n2"), placed("c", "n3")],
+            1_000,
+        );
+        assert_eq!(released.len(), 1, "only the pod taken out: {released:?}");
+        let mut pods: super::super::service::PodReports = BTreeMap::new();
+        pods.insert(key.clone(), ("n1".into(), report(false)));
+        forget_released(&mut released, &pods, 2_000);
+        assert!(released.contains_key(&key), "still reported running on n1");
+        // A move to another node is a new pod there, not the stale one.
+        let mut moved = released.clone();
+        pods.insert(key.clone(), ("n2".into(), report(false)));
+        forget_released(&mut moved, &pods, 2_000);
+        assert!(moved.is_empty());
+        pods.insert(key.clone(), ("n1".into(), report(true)));
+        let mut stopping = released.clone();
+        forget_released(&mut stopping, &pods, 2_000);
+        assert!(stopping.is_empty(), "its node says it stops");
+        pods.insert(key.clone(), ("n1".into(), report(false)));
+        forget_released(&mut released, &pods, 1_000 + RELEASE_WINDOW_MS);
+        assert!(released.is_empty(), "the window ended");
+    }
 }

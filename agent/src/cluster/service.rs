@@ -216,6 +216,8 @@ pub struct ClusterService {
     rollout_tracker: super::rollouts::RolloutTracker,
     /// What the leader has seen of every pod's readiness (rolling updates' `minReadySeconds`).
     readiness: BTreeMap<(String, String), super::schedule::Readiness>,
+    /// Pods this leader took out of its table lately: see [`super::schedule::Released`].
+    released: super::schedule::Released,
     /// When the next scheduling pass is due because a pod becomes available.
     wake_at_ms: Option<u64>,
     published_tables: BTreeMap<String, String>,
@@ -304,6 +306,7 @@ impl ClusterService {
             generation: Generation(0),
             not_ready_since: BTreeMap::new(),
             readiness: BTreeMap::new(),
+            released: BTreeMap::new(),
             wake_at_ms: None,
             rollout_tracker: Default::default(),
             published_tables: BTreeMap::new(),

@@ -232,11 +232,13 @@ impl ClusterService {
             previous.extend(mine.pods.iter().cloned());
         }
         schedule::track_readiness(&mut self.readiness, &self.pods, now);
+        schedule::forget_released(&mut self.released, &self.pods, now);
         let output = schedule::run(
             &self.nodes,
             schedule::Seen {
                 not_ready_since: &self.not_ready_since,
                 readiness: &self.readiness,
+                released: &self.released,
             },
             &self.objects,
             &previous,
@@ -248,6 +250,7 @@ impl ClusterService {
             },
         );
         self.wake_at_ms = output.wake_at_ms;
+        schedule::note_released(&mut self.released, &previous, &output.table, now);
         let placement = Placement {
             pending: output.pending.clone(),
             table: Arc::new(output.table.clone()),
