@@ -166,7 +166,10 @@ impl Agent {
                 "--netns-prefix",
                 &format!("{}-{}-", self.run_id, self.node.index),
             ])
-            .env("RUST_LOG", "info");
+            .env(
+                "RUST_LOG",
+                std::env::var("SKIFF_TEST_AGENT_LOG").unwrap_or_else(|_| "info".into()),
+            );
         match &self.pods {
             None => {
                 cmd.arg("--no-pod-network");
