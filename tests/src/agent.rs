@@ -166,10 +166,7 @@ impl Agent {
                 "--netns-prefix",
                 &format!("{}-{}-", self.run_id, self.node.index),
             ])
-            .env(
-                "RUST_LOG",
-                std::env::var("SKIFF_TEST_AGENT_LOG").unwrap_or_else(|_| "info".into()),
-            );
+            .env("RUST_LOG", "info");
         match &self.pods {
             None => {
                 cmd.arg("--no-pod-network");
