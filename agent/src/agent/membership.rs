@@ -146,7 +146,6 @@ pub async fn start(
         .then(|| advertise_addr(config));
     gossip.seeds = config.join.iter().chain(&config.seeds).cloned().collect();
     gossip.metadata = metadata(config);
-    gossip.profile = config.gossip_profile.profile();
     let handle = GossipNode::spawn(gossip, GossipDeps { identity, rpc_sink })
         .await
         .with_context(|| format!("cannot start gossip on {}", config.listen))?;
