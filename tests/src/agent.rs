@@ -246,12 +246,9 @@ impl Agent {
     /// SIGTERM and wait (up to `timeout`, then SIGKILL and fail).
     pub fn terminate(&mut self, timeout: Duration) -> Result<ExitStatus> {
         let child = self.child.take().context("agent not running")?;
-        child.terminate(timeout).with_context(|| {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(15).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            format!("agent {} (log tail:\n{})", self.name, tail.join("\n"))
-        })
+        child
+            .terminate(timeout)
+            .with_context(|| format!("agent {}", self.name))
     }
 
     /// The exit status if the agent has exited (it is then forgotten).
