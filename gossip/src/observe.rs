@@ -7,12 +7,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use chitchat::{ChitchatMessage, Serializable};
+use chitchat::ChitchatMessage;
 use chitchat::transport::{Socket, Transport};
 use tokio::sync::watch;
 use tokio::time::Instant;
-
-use crate::push::Wake;
 
 /// Shared record of the last exchange start per peer address.
 #[derive(Clone)]
@@ -55,7 +53,6 @@ impl ExchangeLog {
 struct ObservedSocket {
     inner: Box<dyn Socket>,
     log: ExchangeLog,
-    wake: Arc<Wake>,
 }
 
 #[async_trait::async_trait]
@@ -73,13 +70,6 @@ impl Socket for ObservedSocket {
         ) {
             self.log.record(from);
         }
-        // A delta with content will change our state once chitchat applies it (deletes
-        // included, which chitchat's key events do not announce): the pusher looks soon.
-        if let ChitchatMessage::SynAck { delta, .. } | ChitchatMessage::Ack { delta } = &msg
-            && delta.serialized_len() > 1
-        {
-            self.wake.soon.notify_one();
-        }
         Ok((from, msg))
     }
 }
@@ -94,11 +84,10 @@ impl PreOpened {
         transport: &dyn Transport,
         listen_addr: SocketAddr,
         log: ExchangeLog,
-        wake: Arc<Wake>,
     ) -> anyhow::Result<Self> {
         let inner = transport.open(listen_addr).await?;
         Ok(Self {
-            socket: Mutex::new(Some(Box::new(ObservedSocket { inner, log, wake }))),
+            socket: Mutex::new(Some(Box::new(ObservedSocket { inner, log }))),
         })
     }
 }
