@@ -166,7 +166,10 @@ impl Agent {
                 "--netns-prefix",
                 &format!("{}-{}-", self.run_id, self.node.index),
             ])
-            .env("RUST_LOG", "info");
+            .env(
+                "RUST_LOG",
+                std::env::var("SKIFF_TEST_AGENT_LOG").unwrap_or_else(|_| "info".into()),
+            );
         match &self.pods {
             None => {
                 cmd.arg("--no-pod-network");
@@ -246,9 +249,12 @@ impl Agent {
     /// SIGTERM and wait (up to `timeout`, then SIGKILL and fail).
     pub fn terminate(&mut self, timeout: Duration) -> Result<ExitStatus> {
         let child = self.child.take().context("agent not running")?;
-        child
-            .terminate(timeout)
-            .with_context(|| format!("agent {}", self.name))
+        child.terminate(timeout).with_context(|| {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            format!("agent {} (log tail:\n{})", self.name, tail.join("\n"))
+        })
     }
 
     /// The exit status if the agent has exited (it is then forgotten).

@@ -316,9 +316,29 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
     let (rpc_sink, rpc_connections) = skiff_gossip::rpc_channel();
     let gossip = Arc::new(membership::start(&config, Some(rpc_sink)).await?);
     // The pod subnet: stored, given, or handed out by the leader (a new cluster takes its own).
-    let subnet =
-        cluster::subnets::resolve(&config, followed.subnet(), &gossip, Duration::from_secs(30))
-            .await?;
+    // A stop asked for while it waits is a stop (the wait can take up to 30 s).
+    let resolved = tokio::select! {
+        resolved = cluster::subnets::resolve(
+            &config,
+            followed.subnet(),
+            &gossip,
+            Duration::from_secs(30),
+        ) => Some(resolved),
+        _ = cancel.cancelled() => None,
+    };
+    let Some(resolved) = resolved else {
+        tracing::info!("stopped while waiting for the pod subnet");
+        let _ = tokio::time::timeout(SHUTDOWN_DEADLINE, async {
+            gossip.leave().await;
+            if let Ok(gossip) = Arc::try_unwrap(gossip) {
+                gossip.shutdown().await;
+            }
+        })
+        .await;
+        let _ = std::fs::remove_file(&config.api_socket);
+        return Ok(());
+    };
+    let subnet = resolved?;
     followed.set_subnet(subnet);
     config.pod_subnet = subnet;
     tracing::info!("pod subnet {subnet}");
