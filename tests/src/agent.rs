@@ -251,8 +251,8 @@ impl Agent {
         let child = self.child.take().context("agent not running")?;
         child.terminate(timeout).with_context(|| {
             let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(15).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(15)..];
             format!("agent {} (log tail:\n{})", self.name, tail.join("\n"))
         })
     }

@@ -328,13 +328,7 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
     };
     let Some(resolved) = resolved else {
         tracing::info!("stopped while waiting for the pod subnet");
-        let _ = tokio::time::timeout(SHUTDOWN_DEADLINE, async {
-            gossip.leave().await;
-            if let Ok(gossip) = Arc::try_unwrap(gossip) {
-                gossip.shutdown().await;
-            }
-        })
-        .await;
+        leave_and_stop_gossip(gossip, tokio::time::Instant::now() + SHUTDOWN_DEADLINE).await;
         let _ = std::fs::remove_file(&config.api_socket);
         return Ok(());
     };
@@ -554,7 +548,25 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
         rpc_server.shutdown(),
     )
     .await;
-    // A graceful stop tells the cluster this node left (it shows as Left, not NotReady).
+    leave_and_stop_gossip(gossip, deadline).await;
+    cancel.cancel();
+    tracker.close();
+    shutdown_step(
+        &format!("{} task(s) (api connections, pod actions)", tracker.len()),
+        deadline,
+        tracker.wait(),
+    )
+    .await;
+    let _ = std::fs::remove_file(&config.api_socket);
+    Ok(())
+}
+
+/// A graceful stop of gossip: tells the cluster this node left (it shows as Left, not
+/// NotReady), then stops gossip; each step bounded by `deadline`.
+async fn leave_and_stop_gossip(
+    gossip: Arc<skiff_gossip::GossipHandle>,
+    deadline: tokio::time::Instant,
+) {
     shutdown_step("telling peers this node leaves", deadline, async {
         let left = gossip.leave().await;
         tracing::info!(
@@ -571,16 +583,6 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
         }
     })
     .await;
-    cancel.cancel();
-    tracker.close();
-    shutdown_step(
-        &format!("{} task(s) (api connections, pod actions)", tracker.len()),
-        deadline,
-        tracker.wait(),
-    )
-    .await;
-    let _ = std::fs::remove_file(&config.api_socket);
-    Ok(())
 }
 
 /// How long a stopping agent waits for its tasks in total before it exits anyway.
