@@ -20,7 +20,7 @@ use skiff_agent::pod::{Clock, Millis, PodRecord};
 use skiff_agent::store::Store;
 use skiff_agent::watcher::FileEvent;
 use skiff_cni::fake::FakeNetwork;
-use skiff_gossip::chitchat::transport::ChannelTransport;
+use skiff_gossip::SimNetwork;
 use skiff_gossip::{GossipConfig, GossipNode, GossipProfile};
 use skiff_runtime::container::ContainerRuntime;
 use skiff_runtime::container::fake::{FakeClock, FakeRuntime};
@@ -61,7 +61,7 @@ struct Disk {
     runtime: Arc<FakeRuntime>,
     network: Arc<FakeNetwork>,
     clock: Clock,
-    transport: ChannelTransport,
+    transport: SimNetwork,
     generation: u64,
 }
 
@@ -147,7 +147,7 @@ impl Node {
                 runtime,
                 network,
                 clock,
-                transport: ChannelTransport::with_mtu(65_507),
+                transport: SimNetwork::new(),
                 generation: 0,
             },
             agent: None,
@@ -182,7 +182,7 @@ impl Node {
         // The previous agent's socket closes a moment after its task is dropped.
         let mut tries = 0;
         let gossip = loop {
-            match GossipNode::spawn_with_transport(
+            match GossipNode::spawn_simulated(
                 gossip_config.clone(),
                 "skiff-node-sim",
                 &self.disk.transport,

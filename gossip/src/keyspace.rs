@@ -23,6 +23,11 @@ pub(crate) const KEY_STARTED: &str = "node/started";
 pub(crate) const KEY_LEFT: &str = "node/left";
 /// Present on the node holding the CA key (others relay join requests to it).
 pub(crate) const KEY_ISSUER: &str = "node/issuer";
+/// `node/suspect/<name>`: this node, an observer of `<name>`, suspects it
+/// (`<generation>:<incarnation>`; empty once withdrawn).
+pub(crate) const SUSPECT_PREFIX: &str = "node/suspect/";
+/// The incarnation this node announces (raised to refute a suspicion of itself).
+pub(crate) const KEY_INCARNATION: &str = "node/incarnation";
 /// `node/removed/<name>` on the issuing node: generations of `<name>` that `skiff node remove`
 /// hid (comma-separated); every node leaves them out of its node list and key scans.
 pub(crate) const REMOVED_PREFIX: &str = "node/removed/";

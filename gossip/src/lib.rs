@@ -47,10 +47,12 @@ mod observe;
 mod pki;
 pub mod prober;
 mod profile;
+mod push;
 mod reader;
 mod records;
 mod remove;
 mod rpc;
+mod sim;
 mod tls;
 mod token;
 mod transport;
@@ -82,6 +84,7 @@ pub use token::{
 pub use transport::{
     MAX_FRAME_BYTES, QuicTransport, QuicTransportOptions, TransportCounters, TransportTimings,
 };
+pub use sim::SimNetwork;
 pub use view::{Capacity, NodeCondition, NodeMetadata, NodeStatus, ObservedNode, build_node_list};
 
 /// chitchat, re-exported so callers use the pinned version (`ChannelTransport` for simulations).

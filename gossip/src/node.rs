@@ -4,12 +4,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use chitchat::transport::Transport;
 use chitchat::{Chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, spawn_chitchat};
-use rand::seq::SliceRandom;
 use tokio::sync::{Mutex, mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -22,8 +22,11 @@ use crate::keyspace::{
     self, KEY_ISSUER, KEY_LEFT, KEY_META, KEY_STARTED, REMOVED_PREFIX, REVOKED_PREFIX,
 };
 use crate::members;
-use crate::node_list::refresh_node_list;
+use crate::node_list::NodeListTask;
 use crate::observe::{ExchangeLog, PreOpened};
+use crate::prober::run::{Plan, ProbeWire, Prober, Suspicions};
+use crate::push::{Pusher, Wake};
+use crate::sim::SimNetwork;
 use crate::profile::{GossipProfile, GossipTimings};
 use crate::reader::KeyReader;
 use crate::remove::NodeRemover;
@@ -107,6 +110,10 @@ impl GossipNode {
             None => bound,
         };
         let cluster_id = deps.identity.cluster_id();
+        let probes = quic.take_probe_inbound().map(|inbound| ProbeIo {
+            wire: Arc::new(quic.clone()) as Arc<dyn ProbeWire>,
+            inbound,
+        });
         let result = start(
             config,
             &cluster_id,
@@ -114,6 +121,7 @@ impl GossipNode {
             bound,
             advertise,
             Some(quic.clone()),
+            probes,
         )
         .await;
         match result {
@@ -152,17 +160,36 @@ impl GossipNode {
         }
     }
 
-    /// Starts a node on any chitchat transport (e.g. `ChannelTransport` in simulations).
-    /// `config.advertise_addr` defaults to `config.listen_addr`.
-    pub async fn spawn_with_transport(
+    /// Starts a node on a simulated network (chitchat's `ChannelTransport` and an in-memory
+    /// datagram wire). `config.advertise_addr` defaults to `config.listen_addr`.
+    pub async fn spawn_simulated(
         config: GossipConfig,
         cluster_id: &str,
-        transport: &dyn Transport,
+        network: &SimNetwork,
     ) -> Result<GossipHandle, GossipError> {
         let listen = config.listen_addr;
         let advertise = config.advertise_addr.unwrap_or(listen);
-        start(config, cluster_id, transport, listen, advertise, None).await
+        let probes = ProbeIo {
+            wire: network.wire(advertise),
+            inbound: network.register(advertise),
+        };
+        start(
+            config,
+            cluster_id,
+            network.transport(),
+            listen,
+            advertise,
+            None,
+            Some(probes),
+        )
+        .await
     }
+}
+
+/// The prober's datagram wire and inbound queue.
+struct ProbeIo {
+    wire: Arc<dyn ProbeWire>,
+    inbound: mpsc::Receiver<(SocketAddr, Vec<u8>)>,
 }
 
 async fn start(
@@ -172,6 +199,7 @@ async fn start(
     listen: SocketAddr,
     advertise: SocketAddr,
     quic: Option<QuicTransport>,
+    probes: Option<ProbeIo>,
 ) -> Result<GossipHandle, GossipError> {
     let timings = config.profile.timings();
     let started_at = unix_ms(SystemTime::now());
@@ -191,7 +219,8 @@ async fn start(
         extra_liveness_predicate: None,
     };
     let exchanges = ExchangeLog::new();
-    let opened = PreOpened::open(transport, listen, exchanges.clone())
+    let wake = Arc::new(Wake::default());
+    let opened = PreOpened::open(transport, listen, exchanges.clone(), wake.clone())
         .await
         .map_err(|e| GossipError::Start {
             detail: e.to_string(),
@@ -208,16 +237,73 @@ async fn start(
         keyspace::set_checked(state, KEY_STARTED, &started_at.to_string())?;
         keyspace::set_checked(state, KEY_META, &meta_json)?;
     }
+    let chitchat_handle = Arc::new(chitchat_handle);
     let (nodes_tx, nodes_rx) = watch::channel(Vec::new());
+    let (plan_tx, plan_rx) = watch::channel(Arc::new(Plan::default()));
+    let (suspicions_tx, suspicions_rx) = watch::channel(Suspicions::default());
+    let (revived_tx, revived_rx) = mpsc::unbounded_channel();
+    let incarnation = Arc::new(AtomicU64::new(0));
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
-    tasks.spawn(refresh_node_list(
-        chitchat.clone(),
-        nodes_tx,
-        quic.clone(),
-        cancel.clone(),
-        timings.gossip_interval.max(Duration::from_millis(500)),
-    ));
+    // Every key set (this node's or one it learned) wakes the pusher; deletes wake it from
+    // `delete_key` and from the deltas the observed socket sees.
+    let listener = {
+        let wake = wake.clone();
+        chitchat
+            .lock()
+            .await
+            .subscribe_event("", move |_| wake.now.notify_one())
+    };
+    tasks.spawn(
+        NodeListTask {
+            chitchat: chitchat.clone(),
+            nodes_tx,
+            quic: quic.clone(),
+            cancel: cancel.clone(),
+            tick: Duration::from_secs(2),
+            timings: timings.prober,
+            plan_tx,
+            suspicions: suspicions_rx,
+            incarnation: incarnation.clone(),
+            revived: revived_tx.clone(),
+        }
+        .run(),
+    );
+    if let Some(probes) = probes {
+        tasks.spawn(
+            Prober {
+                timings: timings.prober,
+                wire: probes.wire,
+                inbound: probes.inbound,
+                plan: plan_rx.clone(),
+                suspicions: suspicions_tx,
+                incarnation,
+                revived: revived_tx,
+                cancel: cancel.clone(),
+            }
+            .run(),
+        );
+    }
+    let seeds: Vec<SocketAddr> = config
+        .seeds
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .filter(|a| *a != advertise)
+        .collect();
+    tasks.spawn(
+        Pusher {
+            chitchat: chitchat.clone(),
+            handle: Arc::downgrade(&chitchat_handle),
+            wake: wake.clone(),
+            revived: revived_rx,
+            plan: plan_rx.clone(),
+            seeds,
+            bootstrap_every: Duration::from_secs(1),
+            coalesce: timings.push_coalesce,
+            cancel: cancel.clone(),
+        }
+        .run(),
+    );
     info!(node = %config.node_name, %advertise, generation, "gossip started");
     let rpc = quic
         .clone()
@@ -225,10 +311,13 @@ async fn start(
     Ok(GossipHandle {
         issuer_dir: None,
         rpc,
-        chitchat_handle: Some(Arc::new(chitchat_handle)),
+        chitchat_handle: Some(chitchat_handle),
         chitchat,
         self_id,
         nodes_rx,
+        plan: plan_rx,
+        wake,
+        _listener: Arc::new(listener),
         quic,
         cancel,
         tasks,
@@ -241,35 +330,15 @@ async fn start(
 #[derive(Clone)]
 pub struct MetadataWriter {
     chitchat: Arc<Mutex<Chitchat>>,
-    gossip: Weak<ChitchatHandle>,
 }
 
-/// A metadata change (labels, readiness, cordon) is rare and wanted everywhere soon: it is
-/// pushed at once to up to this many live peers instead of waiting for the gossip rounds.
-pub(crate) const METADATA_PUSH_PEERS: usize = 32;
-
 impl MetadataWriter {
-    /// Publishes `metadata` as this node's metadata (size-checked) and starts a gossip exchange
-    /// with up to 32 random live peers, which carries the change to them.
+    /// Publishes `metadata` as this node's metadata (size-checked); the change is pushed to the
+    /// ring neighbours at once and floods from there.
     pub async fn set(&self, metadata: &NodeMetadata) -> Result<(), GossipError> {
         let json = serde_json::to_string(metadata).map_err(GossipError::Metadata)?;
-        let mut peers: Vec<SocketAddr> = {
-            let mut chitchat = self.chitchat.lock().await;
-            keyspace::set_checked(chitchat.self_node_state(), KEY_META, &json)?;
-            let self_id = chitchat.self_chitchat_id().clone();
-            chitchat
-                .live_nodes()
-                .filter(|id| **id != self_id)
-                .map(|id| id.gossip_advertise_addr)
-                .collect()
-        };
-        if let Some(handle) = self.gossip.upgrade() {
-            peers.shuffle(&mut rand::rng());
-            for peer in peers.into_iter().take(METADATA_PUSH_PEERS) {
-                let _ = handle.gossip(peer);
-            }
-        }
-        Ok(())
+        let mut chitchat = self.chitchat.lock().await;
+        keyspace::set_checked(chitchat.self_node_state(), KEY_META, &json)
     }
 }
 
@@ -279,6 +348,9 @@ pub struct GossipHandle {
     chitchat: Arc<Mutex<Chitchat>>,
     self_id: ChitchatId,
     nodes_rx: watch::Receiver<Vec<NodeStatus>>,
+    plan: watch::Receiver<Arc<Plan>>,
+    wake: Arc<Wake>,
+    _listener: Arc<chitchat::ListenerHandle>,
     quic: Option<QuicTransport>,
     cancel: CancellationToken,
     tasks: TaskTracker,
@@ -336,10 +408,6 @@ impl GossipHandle {
     pub fn metadata_writer(&self) -> MetadataWriter {
         MetadataWriter {
             chitchat: self.chitchat.clone(),
-            gossip: self
-                .chitchat_handle
-                .as_ref()
-                .map_or_else(Weak::new, Arc::downgrade),
         }
     }
 
@@ -352,6 +420,7 @@ impl GossipHandle {
                 .as_ref()
                 .map_or_else(Weak::new, Arc::downgrade),
             nodes: self.nodes_rx.clone(),
+            plan: self.plan.clone(),
             quic: self.quic.clone(),
             issuer_dir: self.issuer_dir.clone(),
             self_name: self.self_id.node_id.to_string(),
@@ -369,6 +438,8 @@ impl GossipHandle {
     pub async fn delete_key(&self, key: &str) -> Result<(), GossipError> {
         keyspace::check_user_key(key)?;
         self.chitchat.lock().await.self_node_state().delete(key);
+        // chitchat announces sets, not deletes: push this one ourselves.
+        self.wake.now.notify_one();
         Ok(())
     }
 
@@ -396,16 +467,12 @@ impl GossipHandle {
     /// live peer has been sent it. Call before [`GossipHandle::shutdown`] on SIGTERM.
     pub async fn leave(&self) -> LeaveOutcome {
         let since = Instant::now();
-        let peers: Vec<SocketAddr> = {
+        {
             let mut chitchat = self.chitchat.lock().await;
             // Infallible: a one-byte value under the size rule.
             let _ = keyspace::set_checked(chitchat.self_node_state(), KEY_LEFT, "1");
-            chitchat
-                .live_nodes()
-                .filter(|id| **id != self.self_id)
-                .map(|id| id.gossip_advertise_addr)
-                .collect()
-        };
+        }
+        let peers = live_peers(&self.plan.borrow(), self.self_id.gossip_advertise_addr);
         if let Some(handle) = &self.chitchat_handle {
             for peer in &peers {
                 let _ = handle.gossip(*peer);
@@ -457,6 +524,15 @@ impl GossipHandle {
             quic.abort();
         }
     }
+}
+
+/// Every member judged alive but this node.
+pub(crate) fn live_peers(plan: &Plan, me: SocketAddr) -> Vec<SocketAddr> {
+    plan.by_addr
+        .iter()
+        .filter(|(addr, m)| **addr != me && !plan.dead.contains(m))
+        .map(|(addr, _)| *addr)
+        .collect()
 }
 
 impl Drop for GossipHandle {

@@ -7,10 +7,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use chitchat::ChitchatMessage;
+use chitchat::{ChitchatMessage, Serializable};
 use chitchat::transport::{Socket, Transport};
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+use crate::push::Wake;
 
 /// Shared record of the last exchange start per peer address.
 #[derive(Clone)]
@@ -53,6 +55,7 @@ impl ExchangeLog {
 struct ObservedSocket {
     inner: Box<dyn Socket>,
     log: ExchangeLog,
+    wake: Arc<Wake>,
 }
 
 #[async_trait::async_trait]
@@ -70,6 +73,13 @@ impl Socket for ObservedSocket {
         ) {
             self.log.record(from);
         }
+        // A delta with content will change our state once chitchat applies it (deletes
+        // included, which chitchat's key events do not announce): the pusher looks soon.
+        if let ChitchatMessage::SynAck { delta, .. } | ChitchatMessage::Ack { delta } = &msg
+            && delta.serialized_len() > 1
+        {
+            self.wake.soon.notify_one();
+        }
         Ok((from, msg))
     }
 }
@@ -84,10 +94,11 @@ impl PreOpened {
         transport: &dyn Transport,
         listen_addr: SocketAddr,
         log: ExchangeLog,
+        wake: Arc<Wake>,
     ) -> anyhow::Result<Self> {
         let inner = transport.open(listen_addr).await?;
         Ok(Self {
-            socket: Mutex::new(Some(Box::new(ObservedSocket { inner, log }))),
+            socket: Mutex::new(Some(Box::new(ObservedSocket { inner, log, wake }))),
         })
     }
 }

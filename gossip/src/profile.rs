@@ -1,29 +1,38 @@
 //! Timing presets: LAN (fast failure detection) and WAN (slower, tolerant of lossy links).
 //!
-//! chitchat's phi is `time since last heartbeat / mean heartbeat interval`, so a node is declared
-//! dead after roughly `phi_threshold` mean intervals of silence. A node's heartbeat reaches an
-//! observer mostly second-hand, in the digests of its 3 gossip partners per round: measured with
-//! 20 real agents, the mean interval an observer sees is about 2/3 of a round, and a dead node's
-//! last heartbeat keeps spreading for about a round, with liveness re-evaluated once per round.
-//! So detection takes about `2 * gossip_interval + phi_threshold * 2/3 * gossip_interval`
-//! (20 agents: 500 ms rounds and phi 8 took 3.6 s; 500 ms and phi 6, 2.9 s; 400 ms and phi 8,
-//! 3.4 s).
+//! Liveness comes from the prober (`crate::prober`): each node heartbeats its 3 observers once
+//! a `heartbeat` on the gossip connections (QUIC datagrams); an observer pings a late subject,
+//! suspects it when the pings go unanswered, and every node judges it dead once a quorum of its
+//! observers agree for `suspicion_min` (or one alone for `suspicion_max`). The silence that
+//! makes a verdict is `heartbeat + grace_min + pings * ping_timeout + suspicion_min`: it must
+//! outlast a heartbeat period plus a 1 s stall of the subject (SIGSTOP, an SD card), or a live
+//! node is declared dead. A killed node's last heartbeat went out between 0 and one period
+//! before the kill, so detection takes that silence minus half a period on average.
 //!
-//! Bandwidth is the other side of the same knob: every round a node sends 3 Syns and answers
-//! about 3, each carrying the full digest (about 45 bytes per known node before compression), so
-//! bytes per second grow with `cluster size / gossip_interval`.
+//! chitchat's own rounds are slow anti-entropy (`gossip_interval`): changes are pushed to the
+//! ring neighbours as they happen (`crate::push`), so the rounds only repair what a push
+//! missed. Every round costs about 6 digests of the whole cluster per node, so bytes per
+//! second at rest are the heartbeats (about 3 x 130 B per period, ACKs included) plus
+//! `(6 * digest + 840 B) / gossip_interval`. chitchat's phi detector still runs on the rounds,
+//! for its own choice of gossip partners and garbage collection only.
 
 use std::time::Duration;
 
 use chitchat::FailureDetectorConfig;
 
+use crate::prober::detector::Timings as ProberTimings;
 use crate::tls::QuicTimings;
 use crate::transport::TransportTimings;
 
 /// Every timing knob of a gossip node.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GossipTimings {
+    /// chitchat's rounds: anti-entropy only (changes are pushed as they happen).
     pub gossip_interval: Duration,
+    /// Heartbeats, pings and verdicts: the only source of Ready / NotReady.
+    pub prober: ProberTimings,
+    /// Changes within this window after a push go out together in the next one.
+    pub push_coalesce: Duration,
     pub phi_threshold: f64,
     /// Heartbeat gaps longer than this are not sampled.
     pub max_heartbeat_interval: Duration,
@@ -41,9 +50,9 @@ pub struct GossipTimings {
 /// A named preset or explicit timings.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GossipProfile {
-    /// Same L2 / low latency: 400 ms rounds, phi 6: dead after ~2.5 s.
+    /// Same L2 / low latency: 1 s heartbeats, a killed node dead everywhere within 2.5 s.
     Lan,
-    /// Lossy or slow links: 1 s rounds, dead after ~10-15 s.
+    /// Lossy or slow links (LTE): 2 s heartbeats, dead within about 4.5 s.
     Wan,
     Custom(Box<GossipTimings>),
 }
@@ -52,20 +61,22 @@ impl GossipProfile {
     pub fn timings(&self) -> GossipTimings {
         match self {
             GossipProfile::Lan => GossipTimings {
-                gossip_interval: Duration::from_millis(400),
-                phi_threshold: 6.0,
-                max_heartbeat_interval: Duration::from_secs(3),
-                initial_heartbeat_interval: Duration::from_millis(400),
+                gossip_interval: Duration::from_secs(60),
+                prober: ProberTimings::LAN,
+                push_coalesce: Duration::from_millis(50),
+                phi_threshold: 8.0,
+                max_heartbeat_interval: Duration::from_secs(120),
+                initial_heartbeat_interval: Duration::from_secs(20),
                 dead_node_grace_period: Duration::from_secs(3600),
                 marked_for_deletion_grace_period: Duration::from_secs(3600),
                 leave_timeout: Duration::from_secs(2),
                 transport: TransportTimings {
-                    // Gossip keeps busy connections alive; a keep-alive PING (and its ACK) on
-                    // every idle one was a quarter of the bytes at 20 nodes with 1 s.
                     quic: QuicTimings {
                         keep_alive: Duration::from_secs(4),
                         idle_timeout: Duration::from_secs(12),
                     },
+                    // Longer than a round, so anti-entropy finds its connections open.
+                    gossip_idle_timeout: Duration::from_secs(150),
                     dial_timeout: Duration::from_secs(2),
                     send_timeout: Duration::from_secs(2),
                     redial_backoff: Duration::from_millis(500),
@@ -75,10 +86,12 @@ impl GossipProfile {
                 },
             },
             GossipProfile::Wan => GossipTimings {
-                gossip_interval: Duration::from_secs(1),
-                phi_threshold: 10.0,
-                max_heartbeat_interval: Duration::from_secs(10),
-                initial_heartbeat_interval: Duration::from_secs(1),
+                gossip_interval: Duration::from_secs(120),
+                prober: ProberTimings::WAN,
+                push_coalesce: Duration::from_millis(100),
+                phi_threshold: 8.0,
+                max_heartbeat_interval: Duration::from_secs(240),
+                initial_heartbeat_interval: Duration::from_secs(40),
                 dead_node_grace_period: Duration::from_secs(24 * 3600),
                 marked_for_deletion_grace_period: Duration::from_secs(6 * 3600),
                 leave_timeout: Duration::from_secs(5),
@@ -87,6 +100,7 @@ impl GossipProfile {
                         keep_alive: Duration::from_secs(5),
                         idle_timeout: Duration::from_secs(30),
                     },
+                    gossip_idle_timeout: Duration::from_secs(300),
                     dial_timeout: Duration::from_secs(10),
                     send_timeout: Duration::from_secs(10),
                     redial_backoff: Duration::from_secs(2),
@@ -118,27 +132,26 @@ impl GossipTimings {
 mod tests {
     use super::*;
 
-    /// Failure-detection time as measured (see the module doc): two rounds plus phi times the
-    /// mean heartbeat interval an observer sees, about 2/3 of a round.
-    fn detection_estimate(t: &GossipTimings) -> Duration {
-        t.gossip_interval * 2 + t.gossip_interval.mul_f64(t.phi_threshold * 2.0 / 3.0)
+    /// The silence after a subject's last heartbeat that makes it dead everywhere (quorum).
+    fn verdict_silence(p: &ProberTimings) -> u64 {
+        p.heartbeat + p.grace_min + u64::from(p.pings) * p.ping_timeout + p.suspicion_min
     }
 
     #[test]
-    fn lan_detects_within_seconds_and_wan_is_slower_and_gentler() {
+    fn lan_detects_within_seconds_outlasts_a_stall_and_wan_is_gentler() {
         let lan = GossipProfile::Lan.timings();
         let wan = GossipProfile::Wan.timings();
-        // The LAN target: dead everywhere within 3 s.
-        assert!(detection_estimate(&lan) < Duration::from_secs(3));
-        // Below phi 5 a few slow rounds under load would flap a live node.
-        assert!(lan.phi_threshold >= 5.0 && wan.phi_threshold >= lan.phi_threshold);
-        assert!(detection_estimate(&wan) > detection_estimate(&lan));
-        assert!(wan.transport.quic.idle_timeout > lan.transport.quic.idle_timeout);
-        // A connection must outlive a few missed keep-alives, and dials must give up before
-        // the idle timeout would have closed them anyway.
+        // The LAN target: dead everywhere within 3 s (the flood of suspicions adds ms).
+        assert!(verdict_silence(&lan.prober) <= 2_500);
+        // A live node stalled for 1 s right before a heartbeat is silent for a period plus
+        // 1 s; its heartbeat after the stall must clear the suspicion before the verdict.
+        assert!(verdict_silence(&lan.prober) >= lan.prober.heartbeat + 1_000 + 300);
+        assert!(verdict_silence(&wan.prober) > verdict_silence(&lan.prober));
         for t in [lan, wan] {
-            assert!(t.transport.quic.idle_timeout >= 3 * t.transport.quic.keep_alive);
+            // A connection must outlive an anti-entropy round.
+            assert!(t.transport.gossip_idle_timeout > t.gossip_interval);
             assert!(t.transport.dial_timeout <= t.transport.quic.idle_timeout);
+            assert!(t.transport.quic.idle_timeout >= 3 * t.transport.quic.keep_alive);
         }
         let custom = GossipProfile::Custom(Box::new(lan));
         assert_eq!(custom.timings(), lan);

@@ -14,7 +14,6 @@ use tracing::info;
 use crate::error::RemoveError;
 use crate::keyspace::{self, REMOVED_PREFIX, REVOKED_PREFIX};
 use crate::members;
-use crate::node::METADATA_PUSH_PEERS;
 use crate::transport::QuicTransport;
 use crate::view::NodeStatus;
 
@@ -37,6 +36,7 @@ pub struct NodeRemover {
     pub(crate) chitchat: Arc<Mutex<Chitchat>>,
     pub(crate) gossip: Weak<ChitchatHandle>,
     pub(crate) nodes: watch::Receiver<Vec<NodeStatus>>,
+    pub(crate) plan: watch::Receiver<Arc<crate::prober::run::Plan>>,
     pub(crate) quic: Option<QuicTransport>,
     pub(crate) issuer_dir: Option<PathBuf>,
     pub(crate) self_name: String,
@@ -91,12 +91,16 @@ impl NodeRemover {
         if let Some(key) = &revoked {
             keyspace::set_checked(state, &format!("{REVOKED_PREFIX}{key}"), name)?;
         }
-        let peers: Vec<SocketAddr> = chitchat
-            .live_nodes()
-            .filter(|id| *id.node_id != *self.self_name && &*id.node_id != name)
-            .map(|id| id.gossip_advertise_addr)
-            .collect();
         drop(chitchat);
+        let peers: Vec<SocketAddr> = {
+            let plan = self.plan.borrow();
+            plan.by_addr
+                .iter()
+                .filter(|(_, m)| m.name != self.self_name && m.name != name)
+                .filter(|(_, m)| !plan.dead.contains(m))
+                .map(|(addr, _)| *addr)
+                .collect()
+        };
         if let Some(quic) = &self.quic {
             quic.forget_join_member(name);
             if let Some(key) = revoked.clone() {
@@ -107,7 +111,7 @@ impl NodeRemover {
         }
         // Carry the marker to the live peers now rather than at the next rounds.
         if let Some(handle) = self.gossip.upgrade() {
-            for peer in peers.into_iter().take(METADATA_PUSH_PEERS) {
+            for peer in peers {
                 let _ = handle.gossip(peer);
             }
         }

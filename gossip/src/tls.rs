@@ -52,6 +52,21 @@ fn transport_config(timings: QuicTimings) -> Arc<quinn::TransportConfig> {
     Arc::new(config)
 }
 
+/// Gossip connections (and the server side of every connection): no keep-alive (the prober's
+/// heartbeats keep the connections that matter busy; an idle one costs nothing until its idle
+/// timeout), no path-MTU probing (gossip frames are small; each search costs kilobytes), a
+/// long idle timeout so that the slow anti-entropy rounds find their connections still open.
+/// rpc clients keep their own keep-alive, so their connections live as they did.
+fn gossip_transport_config(idle_timeout: Duration) -> Arc<quinn::TransportConfig> {
+    let mut config = quinn::TransportConfig::default();
+    config.keep_alive_interval(None);
+    config.max_idle_timeout(quinn::IdleTimeout::try_from(idle_timeout).ok());
+    config.mtu_discovery_config(None);
+    config.max_concurrent_uni_streams(quinn::VarInt::from_u32(256));
+    config.max_concurrent_bidi_streams(quinn::VarInt::from_u32(64));
+    Arc::new(config)
+}
+
 fn ca_roots(identity: &NodeIdentity) -> Result<Arc<RootCertStore>, IdentityError> {
     let mut roots = RootCertStore::empty();
     roots
@@ -63,7 +78,7 @@ fn ca_roots(identity: &NodeIdentity) -> Result<Arc<RootCertStore>, IdentityError
 /// The server side of a node's endpoint: serves join, gossip and rpc ALPNs.
 pub(crate) fn server_config(
     identity: &NodeIdentity,
-    timings: QuicTimings,
+    idle_timeout: Duration,
 ) -> Result<quinn::ServerConfig, IdentityError> {
     let verifier = WebPkiClientVerifier::builder_with_provider(ca_roots(identity)?, provider())
         .allow_unauthenticated()
@@ -79,7 +94,7 @@ pub(crate) fn server_config(
     let quic = QuicServerConfig::try_from(tls)
         .map_err(|e| IdentityError::Tls(rustls::Error::General(e.to_string())))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    config.transport_config(transport_config(timings));
+    config.transport_config(gossip_transport_config(idle_timeout));
     Ok(config)
 }
 
@@ -97,6 +112,23 @@ pub(crate) fn mutual_client_config(
         .map_err(IdentityError::Tls)?;
     tls.alpn_protocols = vec![alpn.to_vec()];
     finish_client(tls, timings)
+}
+
+/// Client config for gossip: [`mutual_client_config`] with the gossip transport settings.
+pub(crate) fn gossip_client_config(
+    identity: &NodeIdentity,
+    idle_timeout: Duration,
+) -> Result<quinn::ClientConfig, IdentityError> {
+    let mut config = mutual_client_config(
+        identity,
+        ALPN_GOSSIP,
+        QuicTimings {
+            keep_alive: idle_timeout,
+            idle_timeout,
+        },
+    )?;
+    config.transport_config(gossip_transport_config(idle_timeout));
+    Ok(config)
 }
 
 fn finish_client(

@@ -1,16 +1,32 @@
 //! Partition and heal over real QUIC: an nftables table (created by the test, removed by a drop
 //! guard even on failure) drops every UDP packet to or from one node's port on loopback for
-//! longer than the QUIC idle timeout, so its connections die; after the heal the transport must
-//! re-dial and the cluster must converge again. Needs root and `nft` (package nftables).
+//! longer than the gossip connections' idle timeout, so its connections die; after the heal the
+//! prober's re-probes must re-dial and the cluster must converge again. Needs root and `nft` (package nftables).
 
 mod common;
 
 use std::process::Command;
 use std::time::Duration;
 
-use skiff_gossip::{NodeCondition, create_token, join_cluster};
+use skiff_gossip::{GossipProfile, NodeCondition, NodeIdentity, create_token, join_cluster};
 
-use common::{condition_of, new_cluster, sees_all, spawn_quic, wait_until};
+use common::{condition_of, new_cluster, sees_all, spawn_quic_with, wait_until};
+
+/// LAN timings with gossip connections that die after 4 idle seconds, so that the partition
+/// outlives them and the heal needs new dials.
+fn short_idle() -> GossipProfile {
+    let mut timings = GossipProfile::Lan.timings();
+    timings.transport.gossip_idle_timeout = Duration::from_secs(4);
+    GossipProfile::Custom(Box::new(timings))
+}
+
+async fn spawn(
+    identity: &NodeIdentity,
+    seeds: Vec<std::net::SocketAddr>,
+) -> skiff_gossip::GossipHandle {
+    let listen = "127.0.0.1:0".parse().expect("addr");
+    spawn_quic_with(identity, seeds, listen, None, short_idle()).await
+}
 
 /// An nftables table that drops UDP to/from one port; deleted on drop.
 struct Partition {
@@ -59,7 +75,7 @@ async fn isolated_node_is_not_ready_then_rejoins_after_heal() {
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("tmp")).collect();
     let names: Vec<String> = ["pa", "pb", "pc"].iter().map(|s| s.to_string()).collect();
     let first = new_cluster(dirs[0].path(), &names[0]);
-    let a = spawn_quic(&first, vec![]).await;
+    let a = spawn(&first, vec![]).await;
     let seed = a.advertise_addr();
     let mut nodes = vec![a];
     for i in 1..3 {
@@ -67,7 +83,7 @@ async fn isolated_node_is_not_ready_then_rejoins_after_heal() {
         let id = join_cluster(seed, &token, &names[i], dirs[i].path())
             .await
             .expect("join");
-        nodes.push(spawn_quic(&id, vec![seed]).await);
+        nodes.push(spawn(&id, vec![seed]).await);
     }
     wait_until("3 nodes Ready", Duration::from_secs(15), || {
         std::future::ready(
@@ -94,11 +110,13 @@ async fn isolated_node_is_not_ready_then_rejoins_after_heal() {
         },
     )
     .await;
-    // Hold the partition until the isolated node's connections hit the idle timeout.
-    let idle = nodes[2].timings().transport.quic.idle_timeout;
-    wait_until("a send to the cut-off peers fails", idle * 3, || {
+    // Hold the partition until the isolated node's connections hit the idle timeout: its
+    // re-probes of the cut-off peers then find no connection (and start dials that fail).
+    let idle = nodes[2].timings().transport.gossip_idle_timeout;
+    let dropped = nodes[2].transport_counters().expect("quic").datagrams_dropped;
+    wait_until("the cut-off connections are gone", idle * 4, || {
         let c = nodes[2].transport_counters().expect("quic");
-        std::future::ready(c.send_failures + c.dropped_unreachable > 0)
+        std::future::ready(c.datagrams_dropped > dropped)
     })
     .await;
     // Connections are shared per node pair, so after the heal either side may dial first: count

@@ -13,7 +13,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use skiff_gossip::chitchat::transport::ChannelTransport;
+use skiff_gossip::SimNetwork;
 use skiff_gossip::{GossipConfig, GossipHandle, GossipNode, GossipProfile, NodeCondition};
 
 use common::{condition_of, ready_metadata, wait_until};
@@ -37,7 +37,7 @@ fn name(i: usize) -> String {
     format!("node-{i:03}")
 }
 
-async fn spawn_sim(transport: &ChannelTransport, i: usize, generation: u64) -> GossipHandle {
+async fn spawn_sim(transport: &SimNetwork, i: usize, generation: u64) -> GossipHandle {
     let mut config = GossipConfig::new(name(i), addr(i));
     config.seeds = (0..3)
         .filter(|s| *s != i)
@@ -46,12 +46,12 @@ async fn spawn_sim(transport: &ChannelTransport, i: usize, generation: u64) -> G
     config.profile = GossipProfile::Lan;
     config.generation = Some(generation);
     config.metadata = ready_metadata();
-    GossipNode::spawn_with_transport(config, CLUSTER, transport)
+    GossipNode::spawn_simulated(config, CLUSTER, transport)
         .await
         .expect("spawn simulated node")
 }
 
-async fn spawn_cluster(transport: &ChannelTransport, n: usize) -> Vec<Option<GossipHandle>> {
+async fn spawn_cluster(transport: &SimNetwork, n: usize) -> Vec<Option<GossipHandle>> {
     let mut nodes = Vec::with_capacity(n);
     for i in 0..n {
         nodes.push(Some(spawn_sim(transport, i, 1_000).await));
@@ -80,7 +80,7 @@ fn all_see(
 #[tokio::test(start_paused = true)]
 async fn hundred_nodes_converge_then_ten_killed_are_seen_not_ready() {
     let mut rng = StdRng::seed_from_u64(seed());
-    let transport = ChannelTransport::with_mtu(65_507);
+    let transport = SimNetwork::new();
     let n = 100;
     let mut nodes = spawn_cluster(&transport, n).await;
     let everyone: Vec<usize> = (0..n).collect();
@@ -126,7 +126,7 @@ async fn hundred_nodes_converge_then_ten_killed_are_seen_not_ready() {
 #[tokio::test(start_paused = true)]
 async fn partition_and_heal() {
     let mut rng = StdRng::seed_from_u64(seed());
-    let transport = ChannelTransport::with_mtu(65_507);
+    let transport = SimNetwork::new();
     let n = 30;
     let nodes = spawn_cluster(&transport, n).await;
     let everyone: Vec<usize> = (0..n).collect();
@@ -178,7 +178,7 @@ async fn partition_and_heal() {
 
 #[tokio::test(start_paused = true)]
 async fn restarted_node_is_listed_once_with_its_new_generation_and_leave_shows_left() {
-    let transport = ChannelTransport::with_mtu(65_507);
+    let transport = SimNetwork::new();
     let n = 8;
     let mut nodes = spawn_cluster(&transport, n).await;
     let everyone: Vec<usize> = (0..n).collect();

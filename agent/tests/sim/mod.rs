@@ -18,7 +18,7 @@ use skiff_agent::cluster::{
     Desired, Fetcher, Served, serve_records,
 };
 use skiff_agent::desired::Source;
-use skiff_gossip::chitchat::transport::ChannelTransport;
+use skiff_gossip::SimNetwork;
 use skiff_gossip::{
     Capacity, GossipConfig, GossipHandle, GossipNode, GossipProfile, NodeCondition, NodeMetadata,
     Term,
@@ -172,7 +172,7 @@ pub type Pods = Arc<Mutex<BTreeMap<(String, String), FakePod>>>;
 
 /// A simulated cluster.
 pub struct Sim {
-    pub transport: ChannelTransport,
+    pub transport: SimNetwork,
     pub net: Arc<Net>,
     pub nodes: Vec<Option<SimNode>>,
     disks: Vec<Disk>,
@@ -207,7 +207,7 @@ impl Sim {
         let origin = Instant::now();
         let clock: Clock = Arc::new(move || WALL_START_MS + origin.elapsed().as_millis() as u64);
         let mut sim = Sim {
-            transport: ChannelTransport::with_mtu(65_507),
+            transport: SimNetwork::new(),
             net: Arc::new(Net::default()),
             nodes: Vec::with_capacity(n),
             disks: Vec::with_capacity(n),
@@ -269,7 +269,7 @@ impl Sim {
         // A killed node's socket closes when its aborted task is dropped, a moment later.
         let mut tries = 0;
         let gossip = loop {
-            match GossipNode::spawn_with_transport(config.clone(), CLUSTER, &self.transport).await {
+            match GossipNode::spawn_simulated(config.clone(), CLUSTER, &self.transport).await {
                 Ok(handle) => break Arc::new(handle),
                 Err(e) if tries < 100 => {
                     tries += 1;

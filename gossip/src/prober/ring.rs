@@ -105,6 +105,27 @@ impl Rings {
         out
     }
 
+    /// The observers a member outside these rings would have if it were inserted (a member
+    /// declared dead keeps its would-be observers: they re-probe it and judge its return).
+    pub fn observers_of_outsider(&self, outsider: &MemberId) -> Vec<MemberId> {
+        if self.contains(outsider) {
+            return self.observers_of(outsider);
+        }
+        let mut out: Vec<MemberId> = Vec::with_capacity(RINGS);
+        for (k, order) in self.orders.iter().enumerate() {
+            let key = (position(k as u8, outsider), outsider.clone());
+            let start = order.partition_point(|m| (position(k as u8, m), m.clone()) < key);
+            let n = order.len();
+            if let Some(next) = (0..n)
+                .map(|step| &order[(start + step) % n])
+                .find(|m| !out.contains(m))
+            {
+                out.push(next.clone());
+            }
+        }
+        out
+    }
+
     /// The members `observer` watches.
     pub fn subjects_of(&self, observer: &MemberId) -> Vec<MemberId> {
         if !self.contains(observer) {
@@ -165,6 +186,19 @@ mod tests {
                 assert!(rings.observers_of(&s).contains(m));
             }
         }
+    }
+
+    #[test]
+    fn an_outsider_gets_the_observers_it_would_have_inside() {
+        let all = members(30);
+        for i in 0..30 {
+            let outsider = &all[i];
+            let others: Vec<MemberId> = all.iter().filter(|m| *m != outsider).cloned().collect();
+            let inside = Rings::new(&all).observers_of(outsider);
+            let outside = Rings::new(&others).observers_of_outsider(outsider);
+            assert_eq!(inside, outside, "{outsider:?}");
+        }
+        assert!(Rings::new(&[]).observers_of_outsider(&all[0]).is_empty());
     }
 
     #[test]

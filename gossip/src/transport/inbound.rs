@@ -109,9 +109,29 @@ async fn handle_incoming(inner: Arc<Inner>, incoming: quinn::Incoming) {
     }
 }
 
+/// Serves a gossip connection: its uni streams (chitchat messages) and its datagrams (the
+/// prober's), until it closes.
+pub(crate) async fn read_gossip(inner: Arc<Inner>, conn: quinn::Connection) {
+    tokio::join!(
+        read_streams(inner.clone(), conn.clone()),
+        read_datagrams(inner, conn)
+    );
+}
+
+/// Hands every datagram of `conn` to the prober's queue (dropped, counted, when full).
+async fn read_datagrams(inner: Arc<Inner>, conn: quinn::Connection) {
+    let from = conn.remote_address();
+    while let Ok(datagram) = conn.read_datagram().await {
+        bump(&inner.counters.datagrams_received);
+        if inner.probe_tx.try_send((from, datagram.to_vec())).is_err() {
+            bump(&inner.counters.datagrams_dropped);
+        }
+    }
+}
+
 /// Turns every uni stream the peer opens on `conn` into a message (both ends of a connection
 /// send gossip: see [`Inner::share_gossip_connection`]).
-pub(crate) async fn read_gossip(inner: Arc<Inner>, conn: quinn::Connection) {
+async fn read_streams(inner: Arc<Inner>, conn: quinn::Connection) {
     let from = conn.remote_address();
     loop {
         let stream = match conn.accept_uni().await {

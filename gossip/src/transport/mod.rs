@@ -31,17 +31,24 @@ pub use stats::TransportCounters;
 use crate::error::GossipError;
 use crate::identity::NodeIdentity;
 use crate::join_limit::{JoinLimiter, JoinLimits};
-use crate::tls::{self, ALPN_GOSSIP, QuicTimings};
+use crate::tls::{self, QuicTimings};
 use crate::view::NodeCondition;
 use stats::{Counters, bump};
 
 /// Largest gossip frame accepted (chitchat messages are at most 65,507 bytes).
 pub const MAX_FRAME_BYTES: usize = 65_536;
 
+/// Prober datagrams waiting for the prober task (a full queue drops them, counted).
+const PROBE_QUEUE: usize = 1024;
+
 /// Tunables of the QUIC transport; see [`crate::GossipProfile`] for the presets.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TransportTimings {
+    /// Keep-alive and idle timeout of the rpc connections this node dials.
     pub quic: QuicTimings,
+    /// Idle timeout of gossip connections (they carry no keep-alive: the prober's heartbeats
+    /// keep the ring neighbours' connections busy, the others close after this).
+    pub gossip_idle_timeout: Duration,
     /// Bound on one outbound dial (handshake included).
     pub dial_timeout: Duration,
     /// Bound on writing one message stream; on expiry the connection is dropped and re-dialled.
@@ -57,6 +64,16 @@ pub struct TransportTimings {
 }
 
 pub(crate) type Frame = Vec<u8>;
+
+/// One prober datagram and the address of the connection it arrived on.
+pub(crate) type Datagram = (SocketAddr, Vec<u8>);
+
+/// Background dials for datagrams: when the next one may start, and how many failed in a row.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Redial {
+    pub not_before: tokio::time::Instant,
+    pub failures: u32,
+}
 
 pub(crate) struct Inner {
     pub endpoint: quinn::Endpoint,
@@ -78,6 +95,11 @@ pub(crate) struct Inner {
     pub peers: Mutex<HashMap<SocketAddr, mpsc::Sender<Frame>>>,
     pub inbound_tx: mpsc::Sender<(SocketAddr, ChitchatMessage)>,
     pub inbound_rx: Mutex<Option<mpsc::Receiver<(SocketAddr, ChitchatMessage)>>>,
+    /// Prober datagrams from every gossip connection (taken once by the node).
+    pub probe_tx: mpsc::Sender<Datagram>,
+    pub probe_rx: Mutex<Option<mpsc::Receiver<Datagram>>>,
+    /// Dials started for datagrams to peers with no connection.
+    pub redials: Mutex<HashMap<SocketAddr, Redial>>,
     pub connections: Mutex<Vec<quinn::Connection>>,
     /// The newest gossip connection with each peer address, dialled or accepted: messages to a
     /// peer reuse the connection it dialled us on, so a pair of nodes shares one connection
@@ -179,8 +201,8 @@ impl QuicTransport {
         options: QuicTransportOptions,
     ) -> Result<Self, GossipError> {
         let timings = options.timings;
-        let server = tls::server_config(identity, timings.quic)?;
-        let gossip_client = tls::mutual_client_config(identity, ALPN_GOSSIP, timings.quic)?;
+        let server = tls::server_config(identity, timings.gossip_idle_timeout)?;
+        let gossip_client = tls::gossip_client_config(identity, timings.gossip_idle_timeout)?;
         let join_client = tls::mutual_client_config(identity, tls::ALPN_JOIN, timings.quic)?;
         let endpoint =
             quinn::Endpoint::server(server, listen_addr).map_err(|source| GossipError::Bind {
@@ -192,6 +214,7 @@ impl QuicTransport {
             source,
         })?;
         let (inbound_tx, inbound_rx) = mpsc::channel(timings.inbound_queue.max(1));
+        let (probe_tx, probe_rx) = mpsc::channel(PROBE_QUEUE);
         let inner = Arc::new(Inner {
             endpoint,
             local_addr,
@@ -207,6 +230,9 @@ impl QuicTransport {
             peers: Mutex::new(HashMap::new()),
             inbound_tx,
             inbound_rx: Mutex::new(Some(inbound_rx)),
+            probe_tx,
+            probe_rx: Mutex::new(Some(probe_rx)),
+            redials: Mutex::new(HashMap::new()),
             connections: Mutex::new(Vec::new()),
             gossip_conns: Mutex::new(HashMap::new()),
             counters: Counters::default(),
@@ -302,6 +328,35 @@ impl QuicTransport {
         self.inner.prune_closed(&mut conns);
         let live: u64 = conns.iter().map(|c| c.stats().udp_tx.bytes).sum();
         self.inner.counters.snapshot(live)
+    }
+
+    /// The prober's inbound datagrams (once; `None` after the first call).
+    pub(crate) fn take_probe_inbound(&self) -> Option<mpsc::Receiver<Datagram>> {
+        self.inner
+            .probe_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// Sends one prober datagram to `to` on the gossip connection with it, without waiting.
+    /// With no connection the datagram is dropped (counted) and a dial starts in the
+    /// background (backing off while the peer stays unreachable).
+    pub(crate) fn send_datagram(&self, to: SocketAddr, datagram: Vec<u8>) {
+        let inner = &self.inner;
+        if inner.cancel.is_cancelled() {
+            return;
+        }
+        match inner.shared_gossip_connection(to) {
+            Some(conn) => match conn.send_datagram(bytes::Bytes::from(datagram)) {
+                Ok(()) => bump(&inner.counters.datagrams_sent),
+                Err(_) => bump(&inner.counters.datagrams_dropped),
+            },
+            None => {
+                bump(&inner.counters.datagrams_dropped);
+                peer::dial_in_background(inner, to);
+            }
+        }
     }
 
     /// Dials `addr` with this node's client certificate on the rpc ALPN (for the agent's rpc).
@@ -415,4 +470,10 @@ impl Socket for QuicSocket {
 
 pub(crate) fn count_rejected(inner: &Inner) {
     bump(&inner.counters.rejected_connections);
+}
+
+impl crate::prober::run::ProbeWire for QuicTransport {
+    fn send_probe(&self, to: SocketAddr, datagram: Vec<u8>) {
+        self.send_datagram(to, datagram);
+    }
 }

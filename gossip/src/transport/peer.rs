@@ -1,7 +1,9 @@
 //! Outbound side: one bounded queue and one task per peer address. The task sends on the newest
 //! gossip connection with that peer (its own dial or the one the peer dialled us on), dials
 //! lazily when there is none, one uni stream per message, drops and re-dials a broken or
-//! stalled connection, backs off after a failed dial, and exits after a quiet period.
+//! stalled connection, backs off after a failed dial, and exits after a quiet period (leaving
+//! the connection to its idle timeout: the prober may be using it). Prober datagrams to a peer
+//! with no connection start a dial here too ([`dial_in_background`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -116,10 +118,56 @@ async fn run_peer(inner: Arc<Inner>, addr: SocketAddr, mut rx: mpsc::Receiver<Fr
     {
         let _ = tokio::time::timeout(timings.send_timeout, stream.stopped()).await;
     }
-    // The transport's connection registry holds a handle too, so close explicitly.
-    if let Some(conn) = conn {
-        conn.close(0u32.into(), b"peer idle");
+    // The connection stays shared (the prober's heartbeats may use it); the idle timeout
+    // closes it once nothing uses it.
+    drop(conn);
+}
+
+/// Longest wait between background dials to a peer that stays unreachable.
+const MAX_REDIAL_FACTOR: u32 = 16;
+
+/// Starts a dial to `to` unless one is under way or the last ones failed too recently
+/// (exponential backoff from the profile's `redial_backoff`).
+pub(crate) fn dial_in_background(inner: &Arc<Inner>, to: SocketAddr) {
+    if inner.tasks.is_closed() {
+        return;
     }
+    let now = Instant::now();
+    {
+        let mut redials = inner.redials.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = redials.entry(to).or_insert(super::Redial {
+            not_before: now,
+            failures: 0,
+        });
+        if now < entry.not_before {
+            return;
+        }
+        // Under way: no second dial until this one ends (it sets the next time).
+        entry.not_before = now + inner.timings.dial_timeout * 2;
+    }
+    let inner2 = inner.clone();
+    inner.tasks.spawn(async move {
+        let outcome = tokio::select! {
+            _ = inner2.cancel.cancelled() => return,
+            outcome = dial(&inner2, to) => outcome,
+        };
+        let mut redials = inner2.redials.lock().unwrap_or_else(|p| p.into_inner());
+        match outcome {
+            Dial::Connected(_) => {
+                redials.remove(&to);
+            }
+            _ => {
+                let entry = redials.entry(to).or_insert(super::Redial {
+                    not_before: Instant::now(),
+                    failures: 0,
+                });
+                entry.failures = entry.failures.saturating_add(1);
+                let factor = 1u32 << entry.failures.min(4);
+                entry.not_before =
+                    Instant::now() + inner2.timings.redial_backoff * factor.min(MAX_REDIAL_FACTOR);
+            }
+        }
+    });
 }
 
 /// Removes this peer's queue if it is still empty (under the map lock, so no frame is lost).
@@ -133,13 +181,13 @@ fn retire_if_idle(inner: &Inner, addr: SocketAddr, rx: &mut mpsc::Receiver<Frame
     true
 }
 
-enum Dial {
+pub(crate) enum Dial {
     Connected(quinn::Connection),
     Unreachable,
     TlsRefused,
 }
 
-async fn dial(inner: &Arc<Inner>, addr: SocketAddr) -> Dial {
+pub(crate) async fn dial(inner: &Arc<Inner>, addr: SocketAddr) -> Dial {
     let Ok(connecting) =
         inner
             .endpoint

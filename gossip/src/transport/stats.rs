@@ -34,6 +34,12 @@ pub struct TransportCounters {
     pub dials: u64,
     /// UDP bytes sent on every connection of this endpoint so far (QUIC overhead included).
     pub udp_bytes_sent: u64,
+    /// Prober datagrams handed to QUIC.
+    pub datagrams_sent: u64,
+    /// Prober datagrams received (before decoding).
+    pub datagrams_received: u64,
+    /// Prober datagrams dropped: no connection yet, QUIC refused, or the prober's queue full.
+    pub datagrams_dropped: u64,
 }
 
 #[derive(Default)]
@@ -53,6 +59,9 @@ pub(crate) struct Counters {
     pub revoked_peers: AtomicU64,
     pub dials: AtomicU64,
     pub closed_udp_bytes_sent: AtomicU64,
+    pub datagrams_sent: AtomicU64,
+    pub datagrams_received: AtomicU64,
+    pub datagrams_dropped: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {
@@ -82,6 +91,9 @@ impl Counters {
             revoked_peers: get(&self.revoked_peers),
             dials: get(&self.dials),
             udp_bytes_sent: get(&self.closed_udp_bytes_sent) + live_udp_bytes_sent,
+            datagrams_sent: get(&self.datagrams_sent),
+            datagrams_received: get(&self.datagrams_received),
+            datagrams_dropped: get(&self.datagrams_dropped),
         }
     }
 }

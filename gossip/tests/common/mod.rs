@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use skiff_gossip::{
-    GossipConfig, GossipDeps, GossipHandle, GossipNode, NodeCondition, NodeIdentity, NodeMetadata,
+    GossipConfig, GossipProfile, GossipDeps, GossipHandle, GossipNode, NodeCondition, NodeIdentity, NodeMetadata,
     NodeStatus,
 };
 use tokio::time::Instant;
@@ -62,7 +62,18 @@ pub async fn spawn_quic_at(
     listen: SocketAddr,
     generation: Option<u64>,
 ) -> GossipHandle {
+    spawn_quic_with(identity, seeds, listen, generation, GossipProfile::Lan).await
+}
+
+pub async fn spawn_quic_with(
+    identity: &NodeIdentity,
+    seeds: Vec<SocketAddr>,
+    listen: SocketAddr,
+    generation: Option<u64>,
+    profile: GossipProfile,
+) -> GossipHandle {
     let mut config = GossipConfig::new(identity.node_name(), listen);
+    config.profile = profile;
     config.seeds = seeds.iter().map(ToString::to_string).collect();
     config.metadata = ready_metadata();
     config.generation = generation;

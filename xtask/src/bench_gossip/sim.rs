@@ -4,7 +4,7 @@
 
 use super::{Figures, median};
 use anyhow::{Context, Result, bail};
-use skiff_gossip::chitchat::transport::ChannelTransport;
+use skiff_gossip::SimNetwork;
 use skiff_gossip::{
     GossipConfig, GossipHandle, GossipNode, GossipProfile, NodeCondition, NodeMetadata,
 };
@@ -26,7 +26,7 @@ fn name(i: usize) -> String {
     format!("sim-{i:03}")
 }
 
-async fn spawn(transport: &ChannelTransport, i: usize) -> Result<GossipHandle> {
+async fn spawn(transport: &SimNetwork, i: usize) -> Result<GossipHandle> {
     let mut config = GossipConfig::new(name(i), addr(i));
     config.seeds = (0..3)
         .filter(|s| *s != i)
@@ -35,7 +35,7 @@ async fn spawn(transport: &ChannelTransport, i: usize) -> Result<GossipHandle> {
     config.profile = GossipProfile::Lan;
     config.generation = Some(1_000);
     config.metadata = metadata();
-    GossipNode::spawn_with_transport(config, CLUSTER, transport)
+    GossipNode::spawn_simulated(config, CLUSTER, transport)
         .await
         .with_context(|| format!("spawn simulated node {i}"))
 }
@@ -99,7 +99,7 @@ pub fn simulate(n: usize) -> Result<Figures> {
 }
 
 async fn run(n: usize) -> Result<Figures> {
-    let transport = ChannelTransport::with_mtu(65_507);
+    let transport = SimNetwork::new();
     let mut nodes = Vec::with_capacity(n);
     for i in 0..n {
         nodes.push(Some(spawn(&transport, i).await?));
@@ -112,9 +112,9 @@ async fn run(n: usize) -> Result<Figures> {
     .await?;
     eprintln!("bench gossip: {n} simulated nodes converged after {took:?}");
 
-    let before = transport.statistics().num_bytes_total;
+    let before = transport.bytes_sent();
     tokio::time::sleep(WINDOW).await;
-    let sent = transport.statistics().num_bytes_total - before;
+    let sent = transport.bytes_sent() - before;
     let bytes_per_s = sent as f64 / WINDOW.as_secs_f64() / n as f64;
 
     let mut keys = Vec::new();
