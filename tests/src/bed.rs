@@ -191,6 +191,32 @@ impl TestBed {
             .collect()
     }
 
+    /// Packets each node sent so far (its veth's receive count on the hub side).
+    pub fn node_sent_packets(&self) -> Result<Vec<u64>> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.hub, "cat", "/proc/net/dev"])
+            .output()
+            .context("read /proc/net/dev in the hub")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        self.nodes
+            .iter()
+            .map(|n| {
+                let line = text
+                    .lines()
+                    .find(|l| l.trim_start().starts_with(&format!("{}:", n.hub_veth)))
+                    .with_context(|| {
+                        format!("{} missing from the hub's /proc/net/dev", n.hub_veth)
+                    })?;
+                let rest = line.split_once(':').map(|(_, r)| r).unwrap_or_default();
+                Ok(rest
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|f| f.parse().ok())
+                    .unwrap_or(0))
+            })
+            .collect()
+    }
+
     /// A per-node directory under the bed's temp dir.
     pub fn node_dir(&self, name: &str) -> PathBuf {
         self.dir.join(name)

@@ -33,14 +33,14 @@ pub struct Timings {
 }
 
 impl Timings {
-    /// One LAN: a killed node is NotReady everywhere 1.4-2.4 s after its last heartbeat
-    /// (see `crate::profile` for why a verdict takes that much silence).
+    /// One LAN: a killed node is NotReady everywhere 1.25-2.55 s after the kill (see
+    /// `crate::profile` for why a verdict takes that much silence).
     pub const LAN: Timings = Timings {
-        heartbeat: 1_000,
+        heartbeat: 1_300,
         grace_min: 500,
         ping_timeout: 150,
         pings: 2,
-        suspicion_min: 600,
+        suspicion_min: 450,
         suspicion_max: 4_000,
     };
     /// Lossy or slow links.

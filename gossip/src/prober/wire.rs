@@ -1,7 +1,8 @@
 //! The prober's datagrams (pure): a heartbeat to an observer, a ping to a late subject and its
 //! answer. Who sent it comes from the mutually authenticated QUIC connection it arrived on, so
-//! no name travels. Every message is a kind byte and fixed little-endian fields: at most 13
-//! bytes, 64 bytes on the wire with QUIC's overhead.
+//! no name travels. Every message is a kind byte and its fields: the heartbeat, sent several
+//! times a second by every node, carries its incarnation as a LEB128 varint (2 bytes while the
+//! incarnation is under 128); ping and pong carry fixed little-endian fields (at most 13 bytes).
 
 /// One prober message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,7 +40,16 @@ impl Probe {
         match *self {
             Probe::Heartbeat { incarnation } => {
                 out.push(HEARTBEAT);
-                out.extend_from_slice(&incarnation.to_le_bytes());
+                let mut v = incarnation;
+                loop {
+                    let byte = (v & 0x7f) as u8;
+                    v >>= 7;
+                    if v == 0 {
+                        out.push(byte);
+                        break;
+                    }
+                    out.push(byte | 0x80);
+                }
             }
             Probe::Ping { nonce } => {
                 out.push(PING);
@@ -79,10 +89,12 @@ impl Probe {
         };
         match kind {
             HEARTBEAT => {
-                exact("heartbeat", 8)?;
-                Ok(Probe::Heartbeat {
-                    incarnation: u64_at(0),
-                })
+                let incarnation = varint(rest).ok_or(ProbeError::Length {
+                    kind: "heartbeat",
+                    want: 2,
+                    got: bytes.len(),
+                })?;
+                Ok(Probe::Heartbeat { incarnation })
             }
             PING => {
                 exact("ping", 4)?;
@@ -100,6 +112,26 @@ impl Probe {
     }
 }
 
+/// A whole slice as one minimal LEB128 u64 (no trailing bytes, no redundant zero groups).
+fn varint(bytes: &[u8]) -> Option<u64> {
+    let mut value: u64 = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if i >= 10 {
+            return None;
+        }
+        let part = u64::from(b & 0x7f);
+        if i == 9 && part > 1 {
+            return None; // past 64 bits
+        }
+        value |= part << (7 * i);
+        if b & 0x80 == 0 {
+            let minimal = i == 0 || b != 0;
+            return (i + 1 == bytes.len() && minimal).then_some(value);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,7 +140,14 @@ mod tests {
     #[test]
     fn round_trips_and_sizes() {
         for (p, len) in [
-            (Probe::Heartbeat { incarnation: 7 }, 9),
+            (Probe::Heartbeat { incarnation: 7 }, 2),
+            (Probe::Heartbeat { incarnation: 300 }, 3),
+            (
+                Probe::Heartbeat {
+                    incarnation: u64::MAX,
+                },
+                11,
+            ),
             (Probe::Ping { nonce: 3 }, 5),
             (
                 Probe::Pong {
@@ -132,10 +171,13 @@ mod tests {
             Probe::decode(&[1, 0, 0]),
             Err(ProbeError::Length {
                 kind: "heartbeat",
-                want: 9,
+                want: 2,
                 got: 3
             })
         );
+        assert!(Probe::decode(&[1]).is_err(), "no incarnation");
+        assert!(Probe::decode(&[1, 0x80]).is_err(), "unterminated varint");
+        assert!(Probe::decode(&[1, 0x80, 0]).is_err(), "not minimal");
         let mut long = Probe::Ping { nonce: 1 }.encode();
         long.push(0);
         assert!(Probe::decode(&long).is_err(), "trailing bytes");
