@@ -84,6 +84,28 @@ pub struct AgentConfig {
     /// Most pods the scheduler places on this node (its advertised pod capacity, kubelet's
     /// `--max-pods`).
     pub max_pods: u32,
+    /// Gossip timings: `lan` (fast failure detection) or `wan` (slow or lossy links).
+    pub gossip_profile: GossipProfileName,
+}
+
+/// The gossip timing presets a user can pick (`--gossip-profile`, `gossip-profile:`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum GossipProfileName {
+    /// 1.3 s heartbeats: a dead node is NotReady everywhere within about 2.6 s.
+    #[default]
+    Lan,
+    /// 2 s heartbeats and gentler verdicts, for LTE and other lossy or slow links.
+    Wan,
+}
+
+impl GossipProfileName {
+    pub fn profile(self) -> skiff_gossip::GossipProfile {
+        match self {
+            GossipProfileName::Lan => skiff_gossip::GossipProfile::Lan,
+            GossipProfileName::Wan => skiff_gossip::GossipProfile::Wan,
+        }
+    }
 }
 
 impl Default for AgentConfig {
@@ -132,6 +154,7 @@ impl Default for AgentConfig {
             seeds: Vec::new(),
             pod_pids_limit: DEFAULT_POD_PIDS_LIMIT,
             max_pods: DEFAULT_MAX_PODS,
+            gossip_profile: GossipProfileName::Lan,
         }
     }
 }
@@ -193,6 +216,7 @@ pub struct ConfigFile {
     pub pod_network: Option<bool>,
     pub pod_pids_limit: Option<u64>,
     pub max_pods: Option<u32>,
+    pub gossip_profile: Option<GossipProfileName>,
 }
 
 /// A config file that cannot be used, with the file named.
@@ -288,6 +312,7 @@ impl ConfigFile {
         set!(pod_network);
         set!(pod_pids_limit);
         set!(max_pods);
+        set!(gossip_profile);
         if self.node_netns.is_some() {
             config.node_netns = self.node_netns;
         }

@@ -76,6 +76,7 @@ pub use rpc::{
     RpcConnections, RpcError, RpcFailure, RpcHandler, RpcOptions, RpcServer, RpcServerCounters,
     RpcServerOptions, RpcSink, rpc_channel,
 };
+pub use sim::SimNetwork;
 pub use tls::{ALPN_GOSSIP, ALPN_JOIN, ALPN_RPC, QuicTimings};
 pub use token::{
     MAX_TOKEN_TTL, Token, TokenRecord, check_token, check_ttl, create_token, create_token_at,
@@ -84,7 +85,6 @@ pub use token::{
 pub use transport::{
     MAX_FRAME_BYTES, QuicTransport, QuicTransportOptions, TransportCounters, TransportTimings,
 };
-pub use sim::SimNetwork;
 pub use view::{Capacity, NodeCondition, NodeMetadata, NodeStatus, ObservedNode, build_node_list};
 
 /// chitchat, re-exported so callers use the pinned version (`ChannelTransport` for simulations).

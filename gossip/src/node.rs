@@ -25,12 +25,12 @@ use crate::members;
 use crate::node_list::NodeListTask;
 use crate::observe::{ExchangeLog, PreOpened};
 use crate::prober::run::{Plan, ProbeWire, Prober, Suspicions};
-use crate::push::{Pusher, Wake};
-use crate::sim::SimNetwork;
 use crate::profile::{GossipProfile, GossipTimings};
+use crate::push::{Pusher, Wake};
 use crate::reader::KeyReader;
 use crate::remove::NodeRemover;
 use crate::rpc::{RpcClient, RpcOptions};
+use crate::sim::SimNetwork;
 use crate::token::unix_ms;
 use crate::transport::{QuicTransport, QuicTransportOptions, TransportCounters};
 use crate::view::{NodeMetadata, NodeStatus};
@@ -272,6 +272,7 @@ async fn start(
     if let Some(probes) = probes {
         tasks.spawn(
             Prober {
+                me: crate::prober::ring::MemberId::new(config.node_name.clone(), generation),
                 timings: timings.prober,
                 wire: probes.wire,
                 inbound: probes.inbound,

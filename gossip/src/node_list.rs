@@ -148,6 +148,12 @@ impl NodeListTask {
                     .collect(),
                 by_addr: address.iter().map(|(m, a)| (*a, m.clone())).collect(),
                 dead: judgement.dead.clone(),
+                push_to: judgement
+                    .rings
+                    .neighbours_of(&me)
+                    .into_iter()
+                    .filter_map(|m| address.get(&m).copied())
+                    .collect(),
             };
             self.plan_tx.send_replace(Arc::new(plan));
             let issuer = issuers

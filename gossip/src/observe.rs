@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use chitchat::{ChitchatMessage, Serializable};
 use chitchat::transport::{Socket, Transport};
+use chitchat::{ChitchatMessage, Serializable};
 use tokio::sync::watch;
 use tokio::time::Instant;
 

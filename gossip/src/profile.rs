@@ -1,6 +1,6 @@
 //! Timing presets: LAN (fast failure detection) and WAN (slower, tolerant of lossy links).
 //!
-//! Liveness comes from the prober (`crate::prober`): each node heartbeats its 3 observers once
+//! Liveness comes from the prober (`crate::prober`): each node heartbeats its 2 observers once
 //! a `heartbeat` on the gossip connections (QUIC datagrams); an observer pings a late subject,
 //! suspects it when the pings go unanswered, and every node judges it dead once a quorum of its
 //! observers agree for `suspicion_min` (or one alone for `suspicion_max`). The silence that
@@ -12,8 +12,8 @@
 //! chitchat's own rounds are slow anti-entropy (`gossip_interval`): changes are pushed to the
 //! ring neighbours as they happen (`crate::push`), so the rounds only repair what a push
 //! missed. Every round costs about 6 digests of the whole cluster per node, so bytes per
-//! second at rest are the heartbeats (about 3 x 130 B per period, ACKs included) plus
-//! `(6 * digest + 840 B) / gossip_interval`. chitchat's phi detector still runs on the rounds,
+//! second at rest are the heartbeats (2 x about 160 B per period, their ACKs included, on
+//! the veth) plus `(6 * digest + 840 B) / gossip_interval`. chitchat's phi detector still runs on the rounds,
 //! for its own choice of gossip partners and garbage collection only.
 
 use std::time::Duration;
@@ -50,7 +50,7 @@ pub struct GossipTimings {
 /// A named preset or explicit timings.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GossipProfile {
-    /// Same L2 / low latency: 1.3 s heartbeats, a killed node dead everywhere within 2.6 s.
+    /// Same L2 / low latency: 1.2 s heartbeats, a killed node dead everywhere within 2.4 s.
     Lan,
     /// Lossy or slow links (LTE): 2 s heartbeats, dead within about 4.5 s.
     Wan,
@@ -144,10 +144,10 @@ mod tests {
         // The LAN targets: dead everywhere within 3 s (the flood of suspicions adds ms), 2 s
         // on average (the last heartbeat went out half a period before the kill).
         assert!(verdict_silence(&lan.prober) <= 2_600);
-        assert!(verdict_silence(&lan.prober) - lan.prober.heartbeat / 2 <= 2_000);
+        assert!(verdict_silence(&lan.prober) - lan.prober.heartbeat / 2 <= 1_800);
         // A live node stalled for 1 s right before a heartbeat is silent for a period plus
         // 1 s; its heartbeat after the stall must clear the suspicion before the verdict.
-        assert!(verdict_silence(&lan.prober) >= lan.prober.heartbeat + 1_000 + 250);
+        assert!(verdict_silence(&lan.prober) >= lan.prober.heartbeat + 1_000 + 150);
         assert!(verdict_silence(&wan.prober) > verdict_silence(&lan.prober));
         for t in [lan, wan] {
             // A connection must outlive an anti-entropy round.

@@ -119,7 +119,12 @@ impl ProbeWire for SimWire {
             return;
         }
         let loss = probes.loss;
-        if loss > 0.0 && probes.rng.as_mut().is_some_and(|r| r.random::<f64>() < loss) {
+        if loss > 0.0
+            && probes
+                .rng
+                .as_mut()
+                .is_some_and(|r| r.random::<f64>() < loss)
+        {
             return;
         }
         if let Some(inbox) = probes.inboxes.get(&to) {

@@ -113,7 +113,10 @@ async fn isolated_node_is_not_ready_then_rejoins_after_heal() {
     // Hold the partition until the isolated node's connections hit the idle timeout: its
     // re-probes of the cut-off peers then find no connection (and start dials that fail).
     let idle = nodes[2].timings().transport.gossip_idle_timeout;
-    let dropped = nodes[2].transport_counters().expect("quic").datagrams_dropped;
+    let dropped = nodes[2]
+        .transport_counters()
+        .expect("quic")
+        .datagrams_dropped;
     wait_until("the cut-off connections are gone", idle * 4, || {
         let c = nodes[2].transport_counters().expect("quic");
         std::future::ready(c.datagrams_dropped > dropped)

@@ -123,6 +123,98 @@ async fn hundred_nodes_converge_then_ten_killed_are_seen_not_ready() {
     }
 }
 
+/// One node killed at a time, at varied offsets from its heartbeats: each is NotReady on every
+/// other node within the LAN bound (a period plus the verdict's silence), half of them within
+/// 2 s. A push-based flood adds milliseconds, not rounds.
+#[tokio::test(start_paused = true)]
+async fn single_kills_are_seen_everywhere_within_the_lan_bound() {
+    let transport = SimNetwork::new();
+    let n = 20;
+    let mut nodes = Vec::with_capacity(n);
+    for i in 0..n {
+        nodes.push(Some(spawn_sim(&transport, i, 1_000).await));
+        // Staggered starts: the heartbeats of different nodes are out of phase.
+        tokio::time::sleep(Duration::from_millis(37)).await;
+    }
+    let everyone: Vec<usize> = (0..n).collect();
+    wait_until("20 nodes Ready", Duration::from_secs(60), || {
+        std::future::ready(all_see(&nodes, &everyone, &everyone, NodeCondition::Ready))
+    })
+    .await;
+    let mut took = Vec::new();
+    for k in 0..8u64 {
+        tokio::time::sleep(Duration::from_millis(1_000 + 173 * k)).await;
+        let victim = n - 1 - k as usize;
+        if let Some(handle) = nodes[victim].take() {
+            handle.abort();
+        }
+        let alive: Vec<usize> = (0..n).filter(|i| nodes[*i].is_some()).collect();
+        took.push(
+            wait_until(
+                "victim NotReady everywhere",
+                Duration::from_secs(10),
+                || std::future::ready(all_see(&nodes, &alive, &[victim], NodeCondition::NotReady)),
+            )
+            .await,
+        );
+    }
+    eprintln!("kill -9 -> NotReady on all: {took:?}");
+    let bound = Duration::from_millis(2_600);
+    assert!(took.iter().all(|t| *t <= bound), "{took:?}");
+    took.sort();
+    assert!(took[took.len() / 2] <= Duration::from_secs(2), "{took:?}");
+    for handle in nodes.into_iter().flatten() {
+        handle.shutdown().await;
+    }
+}
+
+/// 10% of the prober's datagrams lost at random for a simulated minute on 100 nodes: no live
+/// node is ever listed NotReady (a lost heartbeat is re-probed; a lone suspicion is refuted),
+/// and a node killed meanwhile is still NotReady everywhere within a few seconds.
+#[tokio::test(start_paused = true)]
+async fn ten_percent_datagram_loss_makes_no_false_verdict_and_still_detects() {
+    let seed = seed();
+    let transport = SimNetwork::new();
+    let n = 100;
+    let mut nodes = spawn_cluster(&transport, n).await;
+    let everyone: Vec<usize> = (0..n).collect();
+    wait_until("100 nodes Ready", Duration::from_secs(60), || {
+        std::future::ready(all_see(&nodes, &everyone, &everyone, NodeCondition::Ready))
+    })
+    .await;
+    transport.set_datagram_loss(0.10, seed);
+    let sent = transport.datagrams_sent();
+    let mut false_verdicts = 0;
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if !all_see(&nodes, &everyone, &everyone, NodeCondition::Ready) {
+            false_verdicts += 1;
+        }
+    }
+    eprintln!(
+        "{} datagrams in a minute at 10% loss, {false_verdicts} polls with a live node NotReady",
+        transport.datagrams_sent() - sent
+    );
+    assert_eq!(false_verdicts, 0, "a live node was listed NotReady");
+    let victim = 42;
+    if let Some(handle) = nodes[victim].take() {
+        handle.abort();
+    }
+    let alive: Vec<usize> = everyone.iter().copied().filter(|i| *i != victim).collect();
+    let took = wait_until(
+        "victim NotReady everywhere",
+        Duration::from_secs(10),
+        || std::future::ready(all_see(&nodes, &alive, &[victim], NodeCondition::NotReady)),
+    )
+    .await;
+    eprintln!("killed node NotReady everywhere after {took:?} at 10% loss");
+    assert!(took <= Duration::from_secs(4), "{took:?}");
+    for handle in nodes.into_iter().flatten() {
+        handle.shutdown().await;
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn partition_and_heal() {
     let mut rng = StdRng::seed_from_u64(seed());

@@ -186,10 +186,10 @@ pub fn load_average() -> String {
 }
 
 /// One busy loop per core for as long as it lives (`--busy`).
-struct Busy(Vec<std::process::Child>);
+pub(crate) struct Busy(Vec<std::process::Child>);
 
 impl Busy {
-    fn start() -> Result<Busy> {
+    pub(crate) fn start() -> Result<Busy> {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         eprintln!("bench: {cores} busy loops");
         let mut children = Vec::new();

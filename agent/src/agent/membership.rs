@@ -146,6 +146,7 @@ pub async fn start(
         .then(|| advertise_addr(config));
     gossip.seeds = config.join.iter().chain(&config.seeds).cloned().collect();
     gossip.metadata = metadata(config);
+    gossip.profile = config.gossip_profile.profile();
     let handle = GossipNode::spawn(gossip, GossipDeps { identity, rpc_sink })
         .await
         .with_context(|| format!("cannot start gossip on {}", config.listen))?;

@@ -69,6 +69,7 @@ pub fn config_from_args(args: AgentArgs) -> anyhow::Result<AgentConfig> {
     flag!(bridge);
     flag!(pod_pids_limit);
     flag!(max_pods);
+    flag!(gossip_profile);
     if let Some(ms) = args.eviction_delay_ms {
         config.eviction_delay = Duration::from_millis(ms);
     }

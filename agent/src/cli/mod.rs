@@ -213,6 +213,10 @@ pub struct AgentArgs {
     /// Most pods the scheduler places on this node [default: 110]
     #[arg(long, value_name = "N")]
     pub max_pods: Option<u32>,
+    /// Gossip timings: lan (a dead node is NotReady everywhere within about 2.6 s, about
+    /// 0.4 KB/s per node at rest) or wan (slow or lossy links such as LTE) [default: lan]
+    #[arg(long, value_name = "PROFILE", value_enum)]
+    pub gossip_profile: Option<crate::config::GossipProfileName>,
     /// How long a manifest file that is broken, or declares fewer objects than before, must
     /// be quiet before it is acted on, in milliseconds [default: 2000]
     #[arg(long, value_name = "MS")]

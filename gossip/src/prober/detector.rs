@@ -33,15 +33,17 @@ pub struct Timings {
 }
 
 impl Timings {
-    /// One LAN: a killed node is NotReady everywhere 1.25-2.55 s after the kill (see
+    /// One LAN: a killed node is NotReady everywhere 1.15-2.35 s after the kill (see
     /// `crate::profile` for why a verdict takes that much silence).
     pub const LAN: Timings = Timings {
-        heartbeat: 1_300,
-        grace_min: 500,
-        ping_timeout: 150,
+        heartbeat: 1_200,
+        grace_min: 450,
+        ping_timeout: 125,
         pings: 2,
         suspicion_min: 450,
-        suspicion_max: 4_000,
+        // A live suspect refutes within a few pushes (tens of ms on a LAN), so a lone
+        // suspicion need not wait long: it only stands when its subject is really cut off.
+        suspicion_max: 1_500,
     };
     /// Lossy or slow links.
     pub const WAN: Timings = Timings {
@@ -50,7 +52,7 @@ impl Timings {
         ping_timeout: 300,
         pings: 2,
         suspicion_min: 700,
-        suspicion_max: 8_000,
+        suspicion_max: 5_000,
     };
 }
 
@@ -104,7 +106,11 @@ impl Gaps {
 
 #[derive(Clone, Debug)]
 struct Watched {
+    /// The last heartbeat or answer (or when the watch began).
     last: u64,
+    /// The last heartbeat: gaps are measured between two heartbeats only (the time from the
+    /// start of a watch to the first one says nothing about the subject's jitter).
+    last_beat: Option<u64>,
     incarnation: u64,
     gaps: Gaps,
     state: State,
@@ -151,6 +157,7 @@ impl Watcher {
         for m in subjects {
             self.subjects.entry(m.clone()).or_insert(Watched {
                 last: now,
+                last_beat: None,
                 incarnation: 0,
                 gaps: Gaps::default(),
                 state: State::Fine,
@@ -173,8 +180,16 @@ impl Watcher {
         let Some(w) = self.subjects.get_mut(from) else {
             return Vec::new();
         };
-        if beat && w.state == State::Fine && now > w.last {
-            w.gaps.add((now - w.last) as f64);
+        if beat {
+            // A late beat (one that came while pinging) is the jitter the grace must absorb;
+            // one after a suspicion is a return, not a gap.
+            if let Some(previous) = w.last_beat
+                && w.state != State::Suspected
+                && now > previous
+            {
+                w.gaps.add((now - previous) as f64);
+            }
+            w.last_beat = Some(now);
         }
         w.last = w.last.max(now);
         w.incarnation = w.incarnation.max(incarnation);
@@ -439,6 +454,20 @@ mod tests {
         }
         assert!(w.tick(now + 2_400).is_empty(), "within the widened grace");
         assert_eq!(w.tick(now + 2_700), vec![Action::Ping(x)]);
+    }
+
+    #[test]
+    fn the_wait_for_a_new_subjects_first_beat_is_not_jitter() {
+        let mut w = Watcher::new(T);
+        let x = m("x");
+        w.set_subjects(std::slice::from_ref(&x), 0);
+        // First beat 50 ms after the watch began, then steady 1 s beats.
+        for beat in [50, 1_050, 2_050, 3_050] {
+            w.heartbeat(&x, 0, beat);
+        }
+        // The deadline is the plain one: a period plus the least grace.
+        assert!(w.tick(3_050 + 1_000 + T.grace_min - 10).is_empty());
+        assert_eq!(w.tick(3_050 + 1_000 + T.grace_min), vec![Action::Ping(x)]);
     }
 
     #[test]

@@ -217,7 +217,13 @@ mod tests {
             ("a quorum, due", quorum.clone(), 0, 1_000 + 200, true),
             ("a lone one waits", lone.clone(), 0, 1_000 + 3_999, false),
             ("a lone one, due", lone.clone(), 0, 1_000 + 4_000, true),
-            ("refuted by a higher incarnation", quorum.clone(), 1, 60_000, false),
+            (
+                "refuted by a higher incarnation",
+                quorum.clone(),
+                1,
+                60_000,
+                false,
+            ),
         ];
         for (name, suspicions, inc, at, dead) in rows {
             let mut judge = Judge::new(T);
@@ -229,7 +235,10 @@ mod tests {
             let j = judge.judge(&me, &all, &suspicions, at);
             assert_eq!(j.dead.contains(&x), dead, "{name}");
             if !dead && !suspicions.is_empty() && inc == 0 {
-                assert!(first.due.is_some_and(|d| d > 1_000), "{name}: due {first:?}");
+                assert!(
+                    first.due.is_some_and(|d| d > 1_000),
+                    "{name}: due {first:?}"
+                );
             }
         }
         // Cleared before its time: never dead.

@@ -36,14 +36,18 @@ pub(crate) struct Plan {
     pub by_addr: HashMap<SocketAddr, MemberId>,
     /// Members judged dead.
     pub dead: BTreeSet<MemberId>,
+    /// Ring neighbours judged alive, on every ring.
+    pub push_to: Vec<SocketAddr>,
 }
 
 impl Plan {
-    /// Ring neighbours judged alive (observers and subjects): where changes are pushed.
+    /// Ring neighbours judged alive (on every ring, observers and subjects included): where
+    /// changes are pushed.
     pub fn neighbours(&self) -> BTreeSet<SocketAddr> {
         self.observers
             .iter()
             .map(|(_, a)| *a)
+            .chain(self.push_to.iter().copied())
             .chain(
                 self.subjects
                     .iter()
@@ -61,6 +65,8 @@ pub(crate) type Suspicions = BTreeMap<MemberId, u64>;
 pub(crate) type Revived = mpsc::UnboundedSender<SocketAddr>;
 
 pub(crate) struct Prober {
+    /// This node (for the log).
+    pub me: MemberId,
     pub timings: Timings,
     pub wire: Arc<dyn ProbeWire>,
     pub inbound: mpsc::Receiver<(SocketAddr, Vec<u8>)>,
@@ -123,6 +129,12 @@ impl Prober {
                         break;
                     }
                     plan = self.plan.borrow_and_update().clone();
+                    debug!(
+                        node = %self.me.name,
+                        subjects = ?subject_ids(&plan).iter().map(|m| &m.name).collect::<Vec<_>>(),
+                        observers = ?plan.observers.iter().map(|(m, _)| &m.name).collect::<Vec<_>>(),
+                        "prober plan"
+                    );
                     let actions = watcher.set_subjects(&subject_ids(&plan), ms());
                     self.apply(actions, &plan, &mut nonce);
                 }
@@ -197,6 +209,7 @@ impl Prober {
 
     fn apply(&self, actions: Vec<Action>, plan: &Plan, nonce: &mut u32) {
         for action in actions {
+            debug!(node = %self.me.name, ?action, "prober action");
             match action {
                 Action::Ping(m) => {
                     if let Some(addr) = address_of(plan, &m) {

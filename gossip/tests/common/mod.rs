@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use skiff_gossip::{
-    GossipConfig, GossipProfile, GossipDeps, GossipHandle, GossipNode, NodeCondition, NodeIdentity, NodeMetadata,
-    NodeStatus,
+    GossipConfig, GossipDeps, GossipHandle, GossipNode, GossipProfile, NodeCondition, NodeIdentity,
+    NodeMetadata, NodeStatus,
 };
 use tokio::time::Instant;
 
