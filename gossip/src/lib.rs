@@ -11,7 +11,14 @@
 //!   markers (`skiff node remove`), and the pure rules [`admit_name`] and [`check_removal`].
 //! - `tls.rs`: rustls/quinn configs (ring provider only), ALPNs, per-ALPN client-auth policy.
 //! - `transport/`: chitchat's `Transport` over quinn (one uni stream per message, per-peer
-//!   queues, counters).
+//!   queues, counters) and the prober's datagrams on the same gossip connections.
+//! - `prober/`: liveness (issue 13): observers on hash rings, the heartbeat watcher, every
+//!   node's judgement from published suspicions, the datagram codec (all pure) and the task
+//!   that runs them; the only source of Ready / NotReady.
+//! - `push.rs`: changes pushed to the ring neighbours as they happen (chitchat's own rounds are
+//!   slow anti-entropy).
+//! - `sim.rs`: [`SimNetwork`], chitchat's in-memory transport plus a datagram wire, for
+//!   paused-time simulations.
 //! - `keyspace.rs`: key names and the single size-checked writer of this node's keys.
 //! - `view.rs`: [`NodeMetadata`] and the pure node-list rule ([`build_node_list`]).
 //! - `profile.rs`: LAN / WAN timing presets.
@@ -22,7 +29,9 @@
 //! - `reader.rs`: [`KeyReader`]: prefix scans and change scans of every node's keys.
 //! - `node.rs`: the service: [`GossipNode::spawn`] -> [`GossipHandle`].
 //! - `remove.rs`: [`NodeRemover`]: `skiff node remove` on the issuing node.
-//! - `node_list.rs`: keeps the node-list `watch` fresh and the transport's issuer address.
+//! - `node_list.rs`: keeps the node-list `watch` fresh (liveness judged from the observers'
+//!   suspicions), publishes this node's suspicions and refutations, hands the prober its plan,
+//!   and keeps the transport's issuer address.
 //! - `observe.rs`: notes gossip exchanges per peer so `leave` knows when its marker went out.
 //! - `rpc.rs`, `rpc/`: node-to-node request/response on `skiff-rpc/1` ([`RpcClient`],
 //!   [`RpcServer`], [`RpcHandler`]).

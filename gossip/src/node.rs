@@ -113,6 +113,7 @@ impl GossipNode {
         let probes = quic.take_probe_inbound().map(|inbound| ProbeIo {
             wire: Arc::new(quic.clone()) as Arc<dyn ProbeWire>,
             inbound,
+            gossip_bytes: None,
         });
         let result = start(
             config,
@@ -172,6 +173,7 @@ impl GossipNode {
         let probes = ProbeIo {
             wire: network.wire(advertise),
             inbound: network.register(advertise),
+            gossip_bytes: Some(network.gossip_bytes()),
         };
         start(
             config,
@@ -186,10 +188,11 @@ impl GossipNode {
     }
 }
 
-/// The prober's datagram wire and inbound queue.
+/// The prober's datagram wire and inbound queue (and, simulated, the gossip byte counter).
 struct ProbeIo {
     wire: Arc<dyn ProbeWire>,
     inbound: mpsc::Receiver<(SocketAddr, Vec<u8>)>,
+    gossip_bytes: Option<Arc<AtomicU64>>,
 }
 
 async fn start(
@@ -220,11 +223,18 @@ async fn start(
     };
     let exchanges = ExchangeLog::new();
     let wake = Arc::new(Wake::default());
-    let opened = PreOpened::open(transport, listen, exchanges.clone(), wake.clone())
-        .await
-        .map_err(|e| GossipError::Start {
-            detail: e.to_string(),
-        })?;
+    let sent_bytes = probes.as_ref().and_then(|p| p.gossip_bytes.clone());
+    let opened = PreOpened::open(
+        transport,
+        listen,
+        exchanges.clone(),
+        wake.clone(),
+        sent_bytes,
+    )
+    .await
+    .map_err(|e| GossipError::Start {
+        detail: e.to_string(),
+    })?;
     let chitchat_handle = spawn_chitchat(chitchat_config, Vec::new(), &opened)
         .await
         .map_err(|e| GossipError::Start {

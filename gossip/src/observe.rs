@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chitchat::transport::{Socket, Transport};
@@ -56,11 +57,16 @@ struct ObservedSocket {
     inner: Box<dyn Socket>,
     log: ExchangeLog,
     wake: Arc<Wake>,
+    /// Simulations: the estimated QUIC bytes of every message sent.
+    sent_bytes: Option<Arc<AtomicU64>>,
 }
 
 #[async_trait::async_trait]
 impl Socket for ObservedSocket {
     async fn send(&mut self, to: SocketAddr, msg: ChitchatMessage) -> anyhow::Result<()> {
+        if let Some(counter) = &self.sent_bytes {
+            counter.fetch_add(crate::transport::wire_bytes(&msg), Ordering::Relaxed);
+        }
         self.inner.send(to, msg).await
     }
 
@@ -95,10 +101,16 @@ impl PreOpened {
         listen_addr: SocketAddr,
         log: ExchangeLog,
         wake: Arc<Wake>,
+        sent_bytes: Option<Arc<AtomicU64>>,
     ) -> anyhow::Result<Self> {
         let inner = transport.open(listen_addr).await?;
         Ok(Self {
-            socket: Mutex::new(Some(Box::new(ObservedSocket { inner, log, wake }))),
+            socket: Mutex::new(Some(Box::new(ObservedSocket {
+                inner,
+                log,
+                wake,
+                sent_bytes,
+            }))),
         })
     }
 }

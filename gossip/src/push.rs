@@ -3,9 +3,11 @@
 //! so a change floods the cluster in a few hops while chitchat's own rounds stay slow
 //! (anti-entropy). Pushes are coalesced: the first change goes at once, later ones within the
 //! window go together at its end, and only a state that differs from the last pushed one goes
-//! (a fingerprint of every node's version). A member judged dead that is heard again, and the
-//! seeds while this node knows no other member, get an exchange of their own.
+//! (a fingerprint of every node's version). A member judged dead that is heard again, a new ring
+//! neighbour (it may have missed what flooded before it was one), and the seeds while this node
+//! knows no other member, get an exchange of their own.
 
+use std::collections::BTreeSet;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
@@ -46,10 +48,23 @@ impl Pusher {
         let mut last_push: Option<Instant> = None;
         let mut last_print: Option<u64> = None;
         let mut bootstrap = tokio::time::interval(self.bootstrap_every);
+        let mut known: BTreeSet<SocketAddr> = BTreeSet::new();
         loop {
-            // Cancel-safe branches: Notify, mpsc and interval lose nothing when dropped.
+            // Cancel-safe branches: Notify, mpsc, watch and interval lose nothing when dropped.
             let delay = tokio::select! {
                 _ = self.cancel.cancelled() => break,
+                changed = self.plan.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    // A new neighbour may have missed floods that went along the rings before
+                    // it was on them: one exchange brings both sides level.
+                    let neighbours = self.plan.borrow_and_update().neighbours();
+                    let new: Vec<SocketAddr> = neighbours.difference(&known).copied().collect();
+                    known = neighbours;
+                    self.gossip(&new);
+                    continue;
+                }
                 _ = self.wake.now.notified() => Duration::ZERO,
                 _ = self.wake.soon.notified() => self.coalesce,
                 addr = self.revived.recv() => {

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chitchat::transport::ChannelTransport;
@@ -32,6 +33,8 @@ struct Probes {
 pub struct SimNetwork {
     transport: ChannelTransport,
     probes: Arc<Mutex<Probes>>,
+    /// Gossip messages as the QUIC transport would send them (see `transport::wire_bytes`).
+    gossip_bytes: Arc<AtomicU64>,
 }
 
 impl Default for SimNetwork {
@@ -45,6 +48,7 @@ impl SimNetwork {
         SimNetwork {
             transport: ChannelTransport::with_mtu(65_507),
             probes: Arc::new(Mutex::new(Probes::default())),
+            gossip_bytes: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -76,10 +80,15 @@ impl SimNetwork {
         probes.rng = Some(StdRng::seed_from_u64(seed));
     }
 
-    /// Bytes of gossip messages (serialized, uncompressed) plus prober datagrams with QUIC's
-    /// overhead and their ACKs, sent so far by every node.
+    /// Bytes sent so far by every node, as QUIC would carry them: gossip messages compressed
+    /// as the QUIC transport frames them, prober datagrams, each with the per-packet overhead
+    /// and the receiver's ACK (estimated: IP, UDP and QUIC headers, AEAD tag).
     pub fn bytes_sent(&self) -> u64 {
-        self.transport.statistics().num_bytes_total as u64 + self.lock().bytes
+        self.gossip_bytes.load(Ordering::Relaxed) + self.lock().bytes
+    }
+
+    pub(crate) fn gossip_bytes(&self) -> Arc<AtomicU64> {
+        self.gossip_bytes.clone()
     }
 
     /// Prober datagrams sent so far by every node.

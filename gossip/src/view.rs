@@ -1,8 +1,8 @@
 //! What a node publishes about itself ([`NodeMetadata`]) and the node list every node derives
 //! from gossip ([`NodeStatus`]), built by the pure [`build_node_list`].
 //!
-//! Status rule: a `left` marker wins (Left); otherwise dead in chitchat's failure detector is
-//! NotReady; otherwise Ready only if the node publishes `ready = true`. Only the newest generation
+//! Status rule: a `left` marker wins (Left); otherwise judged dead by its observers (the
+//! prober, `crate::prober::judge`) is NotReady; otherwise Ready only if the node publishes `ready = true`. Only the newest generation
 //! of each node name is listed, so a restarted node never shows twice.
 
 use std::collections::BTreeMap;
@@ -91,7 +91,7 @@ pub struct ObservedNode {
     pub name: String,
     pub generation: u64,
     pub address: SocketAddr,
-    /// Alive according to the failure detector (always true for self).
+    /// Not judged dead by the prober (always true for self).
     pub alive: bool,
     pub is_self: bool,
     pub metadata: Option<NodeMetadata>,

@@ -143,8 +143,10 @@ impl Watcher {
             .map(|(m, _)| m)
     }
 
-    /// The subjects now (the rings changed). A new subject gets a full period from `now` for
-    /// its first heartbeat; one no longer watched loses the suspicion this node had of it.
+    /// The subjects now (the rings changed). A new subject is watched as if a heartbeat were
+    /// due `now`: its first deadline is a grace away, so a node killed just after the rings
+    /// moved is not given a period more by its new observer (a live one beats or answers the
+    /// ping). One no longer watched loses the suspicion this node had of it.
     pub fn set_subjects(&mut self, subjects: &[MemberId], now: u64) -> Vec<Action> {
         let mut actions = Vec::new();
         self.subjects.retain(|m, w| {
@@ -156,7 +158,7 @@ impl Watcher {
         });
         for m in subjects {
             self.subjects.entry(m.clone()).or_insert(Watched {
-                last: now,
+                last: now.saturating_sub(self.timings.heartbeat),
                 last_beat: None,
                 incarnation: 0,
                 gaps: Gaps::default(),
@@ -482,12 +484,16 @@ mod tests {
             w.set_subjects(std::slice::from_ref(&b), 2_000),
             vec![Action::Clear(a)]
         );
-        // A new subject has a full period from when it was added.
+        // A new subject is due a grace after it was added, as if a beat were due then.
         let c = m("c");
         w.set_subjects(&[b, c.clone()], 2_000);
-        assert!(!w.tick(3_200).contains(&Action::Ping(c.clone())));
-        assert!(w.tick(3_260).contains(&Action::Ping(c)));
-        assert_eq!(w.next_due(), Some(3_360));
+        assert!(!w.tick(2_200).contains(&Action::Ping(c.clone())));
+        assert!(w.tick(2_260).contains(&Action::Ping(c.clone())));
+        assert_eq!(w.next_due(), Some(2_360));
+        // It answers: a period and a grace from its answer.
+        w.pong(&c, 0, 2_300);
+        assert!(!w.tick(3_540).contains(&Action::Ping(c.clone())));
+        assert!(w.tick(3_550).contains(&Action::Ping(c)));
     }
 
     fn heard(observer: &str, incarnation: u64, at: u64) -> Heard {

@@ -499,6 +499,15 @@ impl Socket for QuicSocket {
     }
 }
 
+/// What one gossip message costs on the QUIC wire, estimated for simulations: the frame as this
+/// transport sends it (compressed), 55 bytes of IP, UDP and QUIC per packet of at most 1,200
+/// bytes, and the receiver's ACK (62 bytes).
+pub(crate) fn wire_bytes(msg: &ChitchatMessage) -> u64 {
+    let frame = codec::encode(msg.serialize_to_vec()).len() as u64;
+    let packets = frame.div_ceil(1_200).max(1);
+    frame + packets * 55 + 62
+}
+
 pub(crate) fn count_rejected(inner: &Inner) {
     bump(&inner.counters.rejected_connections);
 }
