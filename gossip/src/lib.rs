@@ -75,6 +75,7 @@ pub use keyspace::{MAX_KEY_BYTES, MAX_VALUE_BYTES, check_entry};
 pub use leader::{Generation, TERM_KEY, Term, accepts, has_quorum, leader_of, next_term};
 pub use members::{Admission, MemberRecord, MemberRegistry, admit_name, check_removal};
 pub use node::{GossipConfig, GossipDeps, GossipHandle, GossipNode, LeaveOutcome, MetadataWriter};
+pub use node_list::Reach;
 pub use pki::{CLUSTER_SERVER_NAME, fingerprint, validate_node_name};
 pub use profile::{GossipProfile, GossipTimings};
 pub use reader::{KeyChanges, KeyReader, KeysVersion, NodeKeys};

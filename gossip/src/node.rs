@@ -22,7 +22,7 @@ use crate::keyspace::{
     self, KEY_ISSUER, KEY_LEFT, KEY_META, KEY_STARTED, REMOVED_PREFIX, REVOKED_PREFIX,
 };
 use crate::members;
-use crate::node_list::NodeListTask;
+use crate::node_list::{NodeListTask, Reach};
 use crate::observe::{ExchangeLog, PreOpened};
 use crate::prober::run::{Plan, ProbeWire, Prober, Suspicions};
 use crate::profile::{GossipProfile, GossipTimings};
@@ -252,6 +252,8 @@ async fn start(
     let (plan_tx, plan_rx) = watch::channel(Arc::new(Plan::default()));
     let (suspicions_tx, suspicions_rx) = watch::channel(Suspicions::default());
     let (revived_tx, revived_rx) = mpsc::unbounded_channel();
+    let (reach_tx, reach_rx) = watch::channel(Reach::default());
+    let reach_tx = Arc::new(reach_tx);
     let incarnation = Arc::new(AtomicU64::new(0));
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -276,6 +278,7 @@ async fn start(
             suspicions: suspicions_rx,
             incarnation: incarnation.clone(),
             revived: revived_tx.clone(),
+            reach: probes.is_some().then(|| reach_tx.clone()),
         }
         .run(),
     );
@@ -290,6 +293,7 @@ async fn start(
                 suspicions: suspicions_tx,
                 incarnation,
                 revived: revived_tx,
+                reach: reach_tx,
                 cancel: cancel.clone(),
             }
             .run(),
@@ -326,6 +330,7 @@ async fn start(
         chitchat,
         self_id,
         nodes_rx,
+        reach_rx,
         plan: plan_rx,
         wake,
         _listener: Arc::new(listener),
@@ -359,6 +364,7 @@ pub struct GossipHandle {
     chitchat: Arc<Mutex<Chitchat>>,
     self_id: ChitchatId,
     nodes_rx: watch::Receiver<Vec<NodeStatus>>,
+    reach_rx: watch::Receiver<Reach>,
     plan: watch::Receiver<Arc<Plan>>,
     wake: Arc<Wake>,
     _listener: Arc<chitchat::ListenerHandle>,
@@ -392,6 +398,13 @@ impl GossipHandle {
     /// Every known node (newest generation per name), kept up to date.
     pub fn nodes(&self) -> watch::Receiver<Vec<NodeStatus>> {
         self.nodes_rx.clone()
+    }
+
+    /// The members this node, as the leader by the rule, has not reached since the last
+    /// verdict ([`Reach`]). It is updated before the node list: read the node list first, then
+    /// this, and it is at least as new.
+    pub fn reach(&self) -> watch::Receiver<Reach> {
+        self.reach_rx.clone()
     }
 
     /// Counters of the QUIC transport (`None` on other transports).

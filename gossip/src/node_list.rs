@@ -9,6 +9,14 @@
 //! [`Judge`] decide who is dead, publishes this node's own suspicions for the prober, raises
 //! this node's incarnation (`node/incarnation`) to refute a suspicion of itself, and hands the
 //! prober its plan (whom to heartbeat, whom to watch). chitchat's phi detector plays no part.
+//!
+//! Reachability after a verdict ([`Reach`]): observers judge a partition's far side one ring
+//! step at a time (a far member whose observers are all far is judged only after the rings
+//! move), so for a few seconds a minority can see a majority Ready. When a verdict lands on
+//! the node the leader rule picks, that node asks every member it still judges alive for a
+//! prober check; the ones that have not answered are `unconfirmed` and do not count toward its
+//! majority (`Reach` is sent before the node list, so a reader that sees the new list sees
+//! the reach of it too).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -26,13 +34,25 @@ use crate::keyspace::{
     self, KEY_INCARNATION, KEY_ISSUER, KEY_LEFT, KEY_META, KEY_STARTED, RESERVED_PREFIX,
     SUSPECT_PREFIX,
 };
+use crate::leader::leader_of;
 use crate::members;
 use crate::prober::detector::Timings as ProberTimings;
 use crate::prober::judge::{Judge, Member, Suspicion};
 use crate::prober::ring::MemberId;
-use crate::prober::run::{Plan, Revived, Suspicions};
+use crate::prober::run::{Check, Plan, Revived, Suspicions};
 use crate::transport::QuicTransport;
-use crate::view::{NodeStatus, ObservedNode, build_node_list};
+use crate::view::{NodeCondition, NodeStatus, ObservedNode, build_node_list};
+
+/// The members this node (as the leader by the rule) judges alive but has not reached since
+/// the last verdict. They do not count toward its majority until they answer a check (or are
+/// judged dead). Empty on every other node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reach {
+    /// Counts the checks started (one per verdict seen as the leader).
+    pub round: u64,
+    /// Names of the members not yet reached in this round.
+    pub unconfirmed: BTreeSet<String>,
+}
 
 pub(crate) struct NodeListTask {
     pub chitchat: Arc<Mutex<Chitchat>>,
@@ -46,6 +66,9 @@ pub(crate) struct NodeListTask {
     pub suspicions: watch::Receiver<Suspicions>,
     pub incarnation: Arc<AtomicU64>,
     pub revived: Revived,
+    /// Where unreached members are published (the prober removes the ones that answer);
+    /// `None` without a prober (nothing would answer a check).
+    pub reach: Option<Arc<watch::Sender<Reach>>>,
 }
 
 impl NodeListTask {
@@ -65,6 +88,7 @@ impl NodeListTask {
         let mut published: BTreeMap<String, String> = BTreeMap::new();
         let mut dead_before: BTreeSet<MemberId> = BTreeSet::new();
         let mut due: Option<Instant> = None;
+        let mut check = Check::default();
         loop {
             let backstop = Instant::now() + self.tick;
             let wake_at = due.map_or(backstop, |d| d.min(backstop));
@@ -129,7 +153,9 @@ impl NodeListTask {
                     }
                 }
             }
+            let verdict = !judgement.dead.is_subset(&dead_before);
             dead_before = judgement.dead.clone();
+            self.update_check(&mut check, &list, verdict);
             let incarnations: BTreeMap<&MemberId, u64> =
                 members.iter().map(|m| (&m.id, m.incarnation)).collect();
             let plan = Plan {
@@ -154,6 +180,7 @@ impl NodeListTask {
                     .into_iter()
                     .filter_map(|m| address.get(&m).copied())
                     .collect(),
+                check: check.clone(),
             };
             self.plan_tx.send_replace(Arc::new(plan));
             let issuer = issuers
@@ -178,6 +205,53 @@ impl NodeListTask {
                 }
             });
         }
+    }
+
+    /// Starts a check of every member judged alive when a verdict lands on the leader by the
+    /// rule; otherwise narrows the running one to the members still judged alive (and ends it
+    /// when this node no longer leads). Publishes the unreached ones before the node list.
+    fn update_check(&self, check: &mut Check, list: &[NodeStatus], verdict: bool) {
+        let Some(reach) = &self.reach else { return };
+        let leads = leader_of(list).is_some_and(|n| n.is_self);
+        let alive: Vec<(String, SocketAddr)> = list
+            .iter()
+            .filter(|n| !n.is_self && n.condition == NodeCondition::Ready)
+            .map(|n| (n.name.clone(), n.address))
+            .collect();
+        if leads && verdict {
+            check.round += 1;
+            check.members = Arc::new(alive);
+            let unconfirmed = check.members.iter().map(|(n, _)| n.clone()).collect();
+            info!(
+                round = check.round,
+                members = check.members.len(),
+                "a verdict as the leader: checking the members judged alive"
+            );
+            reach.send_replace(Reach {
+                round: check.round,
+                unconfirmed,
+            });
+            return;
+        }
+        let kept: Vec<(String, SocketAddr)> = if leads {
+            check
+                .members
+                .iter()
+                .filter(|m| alive.contains(m))
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if kept.len() != check.members.len() {
+            check.members = Arc::new(kept);
+        }
+        let names: BTreeSet<&String> = check.members.iter().map(|(n, _)| n).collect();
+        reach.send_if_modified(|r| {
+            let before = r.unconfirmed.len();
+            r.unconfirmed.retain(|n| names.contains(n));
+            r.unconfirmed.len() != before
+        });
     }
 
     /// Writes this node's suspicions as keys; a withdrawn one becomes an empty value.

@@ -21,9 +21,12 @@ pub struct Quorum {
 }
 
 impl Quorum {
+    /// `unconfirmed`: members Ready in the node list that this node could not reach since the
+    /// last verdict (`skiff_gossip::Reach`); they do not count until they answer.
     pub fn of(
         last_seen_ready: &BTreeMap<String, SocketAddr>,
         nodes: &[NodeStatus],
+        unconfirmed: &BTreeSet<String>,
         me: &str,
     ) -> Quorum {
         let mut members: BTreeSet<String> = last_seen_ready.keys().cloned().collect();
@@ -35,7 +38,10 @@ impl Quorum {
         }
         let ready: BTreeSet<String> = nodes
             .iter()
-            .filter(|n| n.condition == NodeCondition::Ready || n.name == me)
+            .filter(|n| {
+                (n.condition == NodeCondition::Ready && !unconfirmed.contains(&n.name))
+                    || n.name == me
+            })
             .map(|n| n.name.clone())
             .chain(std::iter::once(me.to_string()))
             .collect();
@@ -67,6 +73,9 @@ pub struct LeadershipInput<'a> {
     pub knows_peers: bool,
     /// The stored peers last seen Ready (the members the majority is counted over).
     pub last_seen_ready: &'a BTreeMap<String, SocketAddr>,
+    /// Members Ready in `nodes` that this node has not reached since the last verdict: they
+    /// do not count toward the majority (a partition is judged one ring step at a time).
+    pub unconfirmed: &'a BTreeSet<String>,
     /// This node led at its previous step.
     pub led_before: bool,
     /// The term this node holds now.
@@ -112,7 +121,7 @@ pub fn decide(input: LeadershipInput<'_>) -> LeadershipDecision {
     let leading = by_rule.as_deref() == Some(me) && may_lead;
     // Only a side that sees most of the nodes last seen Ready places pods (see has_quorum): a
     // leader cut off with a minority keeps the tables in force instead of multiplying replicas.
-    let quorum = Quorum::of(input.last_seen_ready, input.nodes, me);
+    let quorum = Quorum::of(input.last_seen_ready, input.nodes, input.unconfirmed, me);
     let scheduling = leading && quorum.held;
     let mut term = next_term(leading, input.led_before, input.term, input.seen_max);
     // Two nodes can reach the same term (this one took over before it heard the other's):
@@ -164,6 +173,7 @@ mod tests {
         nodes: &'static [(&'static str, NodeCondition)],
         knows_peers: bool,
         last_seen_ready: &'static [&'static str],
+        unconfirmed: &'static [&'static str],
         led_before: bool,
         term: u64,
         published_term: Option<u64>,
@@ -185,6 +195,7 @@ mod tests {
         nodes: &[("b", NodeCondition::Ready)],
         knows_peers: false,
         last_seen_ready: &[],
+        unconfirmed: &[],
         led_before: true,
         term: 3,
         published_term: Some(3),
@@ -385,6 +396,21 @@ mod tests {
                 ..STEADY
             },
             Row {
+                what: "Ready but not reached since a verdict: no majority yet",
+                nodes: &[("a", NotReady), ("b", Ready), ("c", Ready)],
+                last_seen_ready: &["a", "c"],
+                unconfirmed: &["c"],
+                scheduling: false,
+                ..STEADY
+            },
+            Row {
+                what: "Ready and reached since the verdict: a majority",
+                nodes: &[("a", NotReady), ("b", Ready), ("c", Ready)],
+                last_seen_ready: &["a", "c"],
+                unconfirmed: &["a"],
+                ..STEADY
+            },
+            Row {
                 what: "a peer that left is no member: the rest is a majority",
                 nodes: &[("a", Left), ("b", Ready), ("c", Ready)],
                 last_seen_ready: &["a", "c"],
@@ -398,6 +424,8 @@ mod tests {
                 .iter()
                 .map(|n| (n.to_string(), "198.18.0.2:7000".parse().expect("addr")))
                 .collect();
+            let unconfirmed: BTreeSet<String> =
+                row.unconfirmed.iter().map(|n| n.to_string()).collect();
             let decision = decide(LeadershipInput {
                 now_ms: row.now_ms,
                 started_ms: 0,
@@ -407,6 +435,7 @@ mod tests {
                 nodes: &nodes,
                 knows_peers: row.knows_peers,
                 last_seen_ready: &last_seen_ready,
+                unconfirmed: &unconfirmed,
                 led_before: row.led_before,
                 term: Term(row.term),
                 published_term: row.published_term.map(Term),
@@ -435,7 +464,7 @@ mod tests {
             node("d", NodeCondition::Ready),
         ];
         assert_eq!(
-            Quorum::of(&peers, &nodes, "b"),
+            Quorum::of(&peers, &nodes, &BTreeSet::new(), "b"),
             Quorum {
                 ready: 1,
                 members: 2,

@@ -267,6 +267,9 @@ pub struct ClusterService {
     /// The node list as gossip last changed it.
     nodes_rx: watch::Receiver<Vec<NodeStatus>>,
     nodes: Arc<Vec<NodeStatus>>,
+    /// The members this node has not reached since the last verdict (read after the node
+    /// list, so it is at least as new).
+    reach_rx: watch::Receiver<skiff_gossip::Reach>,
     /// A follower's copy of the leader's whole table, rebuilt when gossip or the accepted
     /// assignment changes.
     followed_table: Arc<Vec<AssignedPod>>,
@@ -293,6 +296,7 @@ impl ClusterService {
         let reader = gossip.key_reader();
         let mut nodes_rx = gossip.nodes();
         let nodes = Arc::new(nodes_rx.borrow_and_update().clone());
+        let reach_rx = gossip.reach();
         ClusterService {
             me: gossip.node_name().to_string(),
             gossip,
@@ -341,6 +345,7 @@ impl ClusterService {
             last_gc_ms: 0,
             nodes_rx,
             nodes,
+            reach_rx,
             followed_table: Arc::new(Vec::new()),
             followed_table_of: None,
             store_failing: false,
@@ -369,6 +374,7 @@ impl ClusterService {
     ) {
         let (fetched_tx, mut fetched_rx) = mpsc::channel::<Fetched>(64);
         let mut nodes = self.gossip.nodes();
+        let mut reach = self.gossip.reach();
         let mut tick = tokio::time::interval(self.timings.step);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Advertise what the store holds before anything else.
@@ -395,6 +401,7 @@ impl ClusterService {
                 Ok(()) = inputs.declared.changed() => declared_changed = true,
                 Ok(()) = inputs.reports.changed() => {}
                 Ok(()) = nodes.changed() => {}
+                Ok(()) = reach.changed() => {}
                 Some(f) = fetched_rx.recv() => self.on_fetched(f).await,
                 Some(cmd) = inputs.commands.recv() => self.on_command(cmd, &outputs).await,
                 _ = tick.tick() => {}

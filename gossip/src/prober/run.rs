@@ -18,6 +18,7 @@ use tracing::debug;
 use super::detector::{Action, Timings, Watcher};
 use super::ring::MemberId;
 use super::wire::Probe;
+use crate::node_list::Reach;
 
 /// Sends prober datagrams (QUIC datagrams on the gossip connections, or an in-memory wire).
 pub trait ProbeWire: Send + Sync + 'static {
@@ -38,6 +39,16 @@ pub(crate) struct Plan {
     pub dead: BTreeSet<MemberId>,
     /// Ring neighbours judged alive, on every ring.
     pub push_to: Vec<SocketAddr>,
+    /// The members to check for reachability (the leader's, after a verdict).
+    pub check: Check,
+}
+
+/// A reachability check: every member in it is asked (a check datagram, again with backoff)
+/// until it answers or leaves the check. A new round starts over.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Check {
+    pub round: u64,
+    pub members: Arc<Vec<(String, SocketAddr)>>,
 }
 
 impl Plan {
@@ -75,7 +86,18 @@ pub(crate) struct Prober {
     /// This node's incarnation (raised by the node-list task to refute a suspicion).
     pub incarnation: Arc<AtomicU64>,
     pub revived: Revived,
+    /// Members of the running check that answered are taken out of it here.
+    pub reach: Arc<watch::Sender<Reach>>,
     pub cancel: CancellationToken,
+}
+
+/// The running reachability check, as the prober keeps it.
+#[derive(Default)]
+struct Checking {
+    round: u64,
+    pending: HashMap<SocketAddr, String>,
+    next: u64,
+    every: u64,
 }
 
 /// A node that pinged us gets our heartbeats for this many periods (its view of the rings
@@ -94,8 +116,10 @@ impl Prober {
         let mut suspected_since: HashMap<MemberId, u64> = HashMap::new();
         let mut next_reprobe: HashMap<MemberId, u64> = HashMap::new();
         let mut nonce: u32 = 0;
+        let mut checking = Checking::default();
         let actions = watcher.set_subjects(&subject_ids(&plan), ms());
         self.apply(actions, &plan, &mut nonce);
+        self.follow_check(&mut checking, &plan, &mut nonce, ms());
         let mut beat = tokio::time::interval(period);
         beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -103,6 +127,7 @@ impl Prober {
                 .next_due()
                 .into_iter()
                 .chain(next_reprobe.values().copied())
+                .chain((!checking.pending.is_empty()).then_some(checking.next))
                 .min()
                 .map(|d| start + Duration::from_millis(d))
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
@@ -137,6 +162,7 @@ impl Prober {
                     );
                     let actions = watcher.set_subjects(&subject_ids(&plan), ms());
                     self.apply(actions, &plan, &mut nonce);
+                    self.follow_check(&mut checking, &plan, &mut nonce, ms());
                 }
                 datagram = self.inbound.recv() => {
                     let Some((from, bytes)) = datagram else { break };
@@ -149,6 +175,11 @@ impl Prober {
                         }
                     };
                     let member = plan.by_addr.get(&from).cloned();
+                    // Anything it sends proves it reachable.
+                    if let Some(name) = checking.pending.remove(&from) {
+                        let round = checking.round;
+                        self.reach.send_if_modified(|r| r.round == round && r.unconfirmed.remove(&name));
+                    }
                     let actions = match (probe, &member) {
                         (Probe::Heartbeat { incarnation }, Some(m)) => {
                             watcher.heartbeat(m, incarnation, now)
@@ -163,6 +194,14 @@ impl Prober {
                             if member.is_some() {
                                 pingers.insert(from, now + PINGER_PERIODS * self.timings.heartbeat);
                             }
+                            Vec::new()
+                        }
+                        (Probe::Check { nonce }, _) => {
+                            let pong = Probe::Pong {
+                                nonce,
+                                incarnation: self.incarnation.load(Ordering::Relaxed),
+                            };
+                            self.wire.send_probe(from, pong.encode());
                             Vec::new()
                         }
                         _ => Vec::new(),
@@ -184,9 +223,12 @@ impl Prober {
                     self.apply(actions, &plan, &mut nonce);
                 }
             }
+            let now = ms();
+            if !checking.pending.is_empty() && now >= checking.next {
+                self.send_checks(&mut checking, &mut nonce, now);
+            }
             // Suspected subjects are pinged now and then, less often the longer they stay
             // silent (a powered-off node costs little), so a return is noticed.
-            let now = ms();
             let suspected: BTreeSet<MemberId> = watcher.suspected().cloned().collect();
             suspected_since.retain(|m, _| suspected.contains(m));
             next_reprobe.retain(|m, _| suspected.contains(m));
@@ -205,6 +247,37 @@ impl Prober {
                 }
             }
         }
+    }
+
+    /// Starts the plan's check when its round is new (asking every member at once), or keeps
+    /// only the members still in it.
+    fn follow_check(&self, checking: &mut Checking, plan: &Plan, nonce: &mut u32, now: u64) {
+        if plan.check.round != checking.round {
+            checking.round = plan.check.round;
+            checking.pending = plan
+                .check
+                .members
+                .iter()
+                .map(|(name, addr)| (*addr, name.clone()))
+                .collect();
+            checking.every = self.timings.ping_timeout.max(1);
+            self.send_checks(checking, nonce, now);
+        } else {
+            let kept: BTreeSet<SocketAddr> = plan.check.members.iter().map(|(_, a)| *a).collect();
+            checking.pending.retain(|a, _| kept.contains(a));
+        }
+    }
+
+    /// Asks every member of the check that has not answered, and backs off (a member that
+    /// stays silent is judged by its observers soon; asking more often proves nothing more).
+    fn send_checks(&self, checking: &mut Checking, nonce: &mut u32, now: u64) {
+        for addr in checking.pending.keys() {
+            *nonce = nonce.wrapping_add(1);
+            self.wire
+                .send_probe(*addr, Probe::Check { nonce: *nonce }.encode());
+        }
+        checking.next = now + checking.every;
+        checking.every = (checking.every * 2).min(2 * self.timings.heartbeat.max(1));
     }
 
     fn apply(&self, actions: Vec<Action>, plan: &Plan, nonce: &mut u32) {

@@ -1,8 +1,8 @@
 //! The prober's datagrams (pure): a heartbeat to an observer, a ping to a late subject and its
-//! answer. Who sent it comes from the mutually authenticated QUIC connection it arrived on, so
+//! answer, and a leader's reachability check. Who sent it comes from the mutually authenticated QUIC connection it arrived on, so
 //! no name travels. Every message is a kind byte and its fields: the heartbeat, sent several
 //! times a second by every node, carries its incarnation as a LEB128 varint (2 bytes while the
-//! incarnation is under 128); ping and pong carry fixed little-endian fields (at most 13 bytes).
+//! incarnation is under 128); ping, check and pong carry fixed little-endian fields (at most 13 bytes).
 
 /// One prober message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -11,8 +11,11 @@ pub enum Probe {
     Heartbeat { incarnation: u64 },
     /// "Are you there?" from an observer whose deadline passed.
     Ping { nonce: u32 },
-    /// The answer, with the sender's incarnation.
+    /// The answer to a ping or a check, with the sender's incarnation.
     Pong { nonce: u32, incarnation: u64 },
+    /// "Can I reach you?" from a leader confirming its majority after a verdict: answered like
+    /// a ping, but it does not make the asker one of the answerer's observers.
+    Check { nonce: u32 },
 }
 
 /// Why a datagram is not a prober message.
@@ -33,6 +36,7 @@ pub enum ProbeError {
 const HEARTBEAT: u8 = 1;
 const PING: u8 = 2;
 const PONG: u8 = 3;
+const CHECK: u8 = 4;
 
 impl Probe {
     pub fn encode(&self) -> Vec<u8> {
@@ -53,6 +57,10 @@ impl Probe {
             }
             Probe::Ping { nonce } => {
                 out.push(PING);
+                out.extend_from_slice(&nonce.to_le_bytes());
+            }
+            Probe::Check { nonce } => {
+                out.push(CHECK);
                 out.extend_from_slice(&nonce.to_le_bytes());
             }
             Probe::Pong { nonce, incarnation } => {
@@ -99,6 +107,10 @@ impl Probe {
             PING => {
                 exact("ping", 4)?;
                 Ok(Probe::Ping { nonce: u32_at(0) })
+            }
+            CHECK => {
+                exact("check", 4)?;
+                Ok(Probe::Check { nonce: u32_at(0) })
             }
             PONG => {
                 exact("pong", 12)?;
@@ -149,6 +161,7 @@ mod tests {
                 11,
             ),
             (Probe::Ping { nonce: 3 }, 5),
+            (Probe::Check { nonce: 4 }, 5),
             (
                 Probe::Pong {
                     nonce: u32::MAX,

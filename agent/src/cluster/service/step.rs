@@ -133,6 +133,7 @@ impl ClusterService {
     async fn leadership(&mut self, now: u64) -> LeadershipDecision {
         let me = self.me.as_str();
         let others = || self.view.nodes().filter(move |(node, _)| *node != me);
+        let unconfirmed = self.reach_rx.borrow().unconfirmed.clone();
         let decision = leadership::decide(LeadershipInput {
             now_ms: now,
             started_ms: self.started_ms,
@@ -142,6 +143,7 @@ impl ClusterService {
             nodes: &self.nodes,
             knows_peers: !self.followed.known_peers.is_empty(),
             last_seen_ready: &self.followed.peer_addrs,
+            unconfirmed: &unconfirmed,
             led_before: self.led_before,
             term: self.term,
             published_term: self.view.node(me).and_then(|k| k.term),
