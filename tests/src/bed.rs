@@ -163,6 +163,29 @@ impl TestBed {
     /// Bytes (received, transmitted) by each node, read from its hub-side veth
     /// (the veth's rx is what the node sent).
     pub fn node_bytes(&self) -> Result<Vec<(u64, u64)>> {
+        Ok(self
+            .hub_counters()?
+            .iter()
+            .map(|fields| {
+                let hub_rx = fields.first().copied().unwrap_or(0);
+                let hub_tx = fields.get(8).copied().unwrap_or(0);
+                (hub_tx, hub_rx)
+            })
+            .collect())
+    }
+
+    /// Packets each node sent so far (its veth's receive count on the hub side).
+    pub fn node_sent_packets(&self) -> Result<Vec<u64>> {
+        Ok(self
+            .hub_counters()?
+            .iter()
+            .map(|fields| fields.get(1).copied().unwrap_or(0))
+            .collect())
+    }
+
+    /// Each node's hub-side veth counters, as the numbers of its `/proc/net/dev` line in the
+    /// hub (receive bytes, packets, ... then transmit bytes at index 8).
+    fn hub_counters(&self) -> Result<Vec<Vec<u64>>> {
         let out = Command::new("ip")
             .args(["netns", "exec", &self.hub, "cat", "/proc/net/dev"])
             .output()
@@ -177,42 +200,13 @@ impl TestBed {
                     .with_context(|| {
                         format!("{} missing from the hub's /proc/net/dev", n.hub_veth)
                     })?;
-                let fields: Vec<u64> = line
+                Ok(line
                     .split_once(':')
                     .map(|(_, rest)| rest)
                     .unwrap_or_default()
                     .split_whitespace()
                     .filter_map(|f| f.parse().ok())
-                    .collect();
-                let hub_rx = fields.first().copied().unwrap_or(0);
-                let hub_tx = fields.get(8).copied().unwrap_or(0);
-                Ok((hub_tx, hub_rx))
-            })
-            .collect()
-    }
-
-    /// Packets each node sent so far (its veth's receive count on the hub side).
-    pub fn node_sent_packets(&self) -> Result<Vec<u64>> {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.hub, "cat", "/proc/net/dev"])
-            .output()
-            .context("read /proc/net/dev in the hub")?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        self.nodes
-            .iter()
-            .map(|n| {
-                let line = text
-                    .lines()
-                    .find(|l| l.trim_start().starts_with(&format!("{}:", n.hub_veth)))
-                    .with_context(|| {
-                        format!("{} missing from the hub's /proc/net/dev", n.hub_veth)
-                    })?;
-                let rest = line.split_once(':').map(|(_, r)| r).unwrap_or_default();
-                Ok(rest
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|f| f.parse().ok())
-                    .unwrap_or(0))
+                    .collect())
             })
             .collect()
     }

@@ -587,6 +587,30 @@ impl Drop for Serf {
     }
 }
 
+/// Starts serf agents on the first `n` nodes of `bed` (the first one answering before the
+/// others join it) and waits until every agent sees all of them alive.
+fn start_serfs(bed: &TestBed, n: usize) -> Result<Vec<Serf>> {
+    let first = &bed.nodes[0];
+    let mut agents = vec![Serf::start(&first.netns, &node_name(0), first.ip, None)?];
+    wait_until(
+        "first serf agent answers",
+        LIMIT,
+        Duration::from_millis(50),
+        || Ok(agents[0].members().is_ok()),
+    )?;
+    for i in 1..n {
+        let node = &bed.nodes[i];
+        agents.push(Serf::start(
+            &node.netns,
+            &node_name(i),
+            node.ip,
+            Some(first.ip),
+        )?);
+    }
+    serf_wait_all_alive(&agents, LIMIT)?;
+    Ok(agents)
+}
+
 fn serf_wait_all_alive(agents: &[Serf], timeout: Duration) -> Result<()> {
     wait_until(
         "serf members all alive",
@@ -607,25 +631,8 @@ fn serf_wait_all_alive(agents: &[Serf], timeout: Duration) -> Result<()> {
 
 fn serf_real(n: usize) -> Result<Figures> {
     let bed = TestBed::flat(n + 1)?;
-    let mut agents: Vec<Serf> = Vec::new();
+    let mut agents = start_serfs(&bed, n)?;
     let first = &bed.nodes[0];
-    agents.push(Serf::start(&first.netns, &node_name(0), first.ip, None)?);
-    wait_until(
-        "first serf agent answers",
-        LIMIT,
-        Duration::from_millis(50),
-        || Ok(agents[0].members().is_ok()),
-    )?;
-    for i in 1..n {
-        let node = &bed.nodes[i];
-        agents.push(Serf::start(
-            &node.netns,
-            &node_name(i),
-            node.ip,
-            Some(first.ip),
-        )?);
-    }
-    serf_wait_all_alive(&agents, LIMIT)?;
     let mut figures = Figures {
         bytes_per_s: Some(bytes_per_node(&bed, n)?),
         ..Figures::default()

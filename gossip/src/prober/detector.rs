@@ -336,11 +336,11 @@ pub fn refutation(mine: u64, suspected: impl IntoIterator<Item = u64>) -> Option
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Round numbers for the tables (the presets are checked in `crate::profile`).
-    const T: Timings = Timings {
+    pub(crate) const T: Timings = Timings {
         heartbeat: 1_000,
         grace_min: 250,
         ping_timeout: 100,

@@ -164,16 +164,8 @@ impl Judge {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Round numbers for the tables (the presets are checked in `crate::profile`).
-    const T: Timings = Timings {
-        heartbeat: 1_000,
-        grace_min: 250,
-        ping_timeout: 100,
-        pings: 2,
-        suspicion_min: 200,
-        suspicion_max: 4_000,
-    };
+    /// The detector's round-number timings (the presets are checked in `crate::profile`).
+    use crate::prober::detector::tests::T;
 
     fn id(name: &str) -> MemberId {
         MemberId::new(name, 1)

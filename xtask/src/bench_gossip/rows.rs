@@ -2,7 +2,7 @@
 //! (skiff and serf), and the soak for false NotReady (skiff): idle with a busy loop per core
 //! and agents stopped (SIGSTOP) for 1 s now and then.
 
-use super::{LIMIT, Serf, all_observe, label_via_socket, serf_wait_all_alive};
+use super::{LIMIT, Serf, all_observe, label_via_socket, start_serfs};
 use anyhow::{Context, Result, bail};
 use skiff_tests::agent::{Agent, phase_of};
 use skiff_tests::bed::TestBed;
@@ -63,24 +63,7 @@ pub(super) fn skiff_partition(n: usize) -> Result<f64> {
 pub(super) fn serf_partition(n: usize) -> Result<f64> {
     let (segments, left, right) = halves(n);
     let bed = TestBed::new(&segments)?;
-    let first = &bed.nodes[0];
-    let mut agents = vec![Serf::start(&first.netns, &node_name(0), first.ip, None)?];
-    skiff_tests::poll::wait_until(
-        "first serf agent answers",
-        LIMIT,
-        Duration::from_millis(50),
-        || Ok(agents[0].members().is_ok()),
-    )?;
-    for i in 1..n {
-        let node = &bed.nodes[i];
-        agents.push(Serf::start(
-            &node.netns,
-            &node_name(i),
-            node.ip,
-            Some(first.ip),
-        )?);
-    }
-    serf_wait_all_alive(&agents, LIMIT)?;
+    let agents = start_serfs(&bed, n)?;
     bed.set_trunk(1, false)?;
     let failed_on = |a: &Serf, other: &[usize]| {
         a.members().is_ok_and(|m| {
