@@ -95,6 +95,8 @@ pub struct Agent {
     pub pods: Option<PodOptions>,
     /// Pass the join token in a file (`--token-file`) instead of on the command line.
     pub token_in_file: bool,
+    /// More `skiff agent` arguments, after the harness's own (e.g. `--gossip-profile wan`).
+    pub extra_args: Vec<String>,
 }
 
 impl Agent {
@@ -113,6 +115,7 @@ impl Agent {
             starts: 0,
             pods: None,
             token_in_file: false,
+            extra_args: Vec::new(),
         })
     }
 
@@ -206,6 +209,7 @@ impl Agent {
                 None => {}
             }
         }
+        cmd.args(&self.extra_args);
         self.child = Some(AgentProcess::spawn(cmd, &log_path).context("start skiff agent")?);
         Ok(())
     }

@@ -35,12 +35,23 @@ impl Cluster {
         pods: Option<PodOptions>,
         timeout: Duration,
     ) -> Result<Cluster> {
+        Self::start_configured(bed, n, |agent| agent.pods = pods.clone(), timeout)
+    }
+
+    /// [`Cluster::start`] with each agent set up by `configure` before it first starts (real
+    /// pods, [`Agent::extra_args`], ...); restarts of the same [`Agent`] keep the settings.
+    pub fn start_configured(
+        bed: TestBed,
+        n: usize,
+        configure: impl Fn(&mut Agent),
+        timeout: Duration,
+    ) -> Result<Cluster> {
         if bed.nodes.len() < n {
             bail!("bed has {} nodes, {n} wanted", bed.nodes.len());
         }
         let mut agents = Vec::with_capacity(n);
         let mut first = Agent::new(&bed, 0, &node_name(0))?;
-        first.pods = pods.clone();
+        configure(&mut first);
         first.start(None)?;
         wait_api(&mut first, timeout)?;
         let token = first.token()?;
@@ -48,7 +59,7 @@ impl Cluster {
         agents.push(first);
         for i in 1..n {
             let mut agent = Agent::new(&bed, i, &node_name(i))?;
-            agent.pods = pods.clone();
+            configure(&mut agent);
             agent.start(Some((seed, Some(&token))))?;
             agents.push(agent);
         }

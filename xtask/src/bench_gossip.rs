@@ -26,7 +26,26 @@
 //! `--gossip-sizes 5,20` and `--gossip-sim-sizes 100,500` choose the sizes
 //! (`--gossip-sizes none` skips the real agents, `--gossip-no-serf` skips serf); the table is
 //! printed again after each size.
+//!
+//! (f) LTE (issue 13, [`lte`]): 5 real agents, skiff with `--gossip-profile wan` and serf with
+//! `-profile wan`, each on a bed of its own behind an emulated LTE link ([`netem`]). This
+//! kernel has no netem qdisc, so the emulation is ours: an iptables `NFQUEUE` rule (no
+//! `--queue-bypass`) sends every IPv4 packet a node sends on its `eth0` (skiff's QUIC over UDP,
+//! serf's UDP and TCP alike) to a thread of the bench inside that node's namespace, which drops
+//! each packet with probability 1% and holds the others 40 ms before letting them go, in order.
+//! Each packet is delayed once, at its sender's output, and never at the receiver: a round trip
+//! takes 80 ms (plus up to about 1 ms of the delayer's polling) and loses about 2% of the
+//! exchanges; there is no jitter, reordering, rate limit or bursty loss. A self-check first
+//! times 1,000 UDP echoes between two nodes of the bed and fails the row unless none took
+//! less than 80 ms, the median stays within 15 ms of it and the loss is near 2%. Then: bytes
+//! each node sent per second at rest (as (c)), `--gossip-lte-soak S` seconds idle (default
+//! 600) counting every node listed NotReady (skiff, lists polled every 100 ms) or
+//! `EventMemberFailed` in a log (serf), and 5 kill -9 -> NotReady / failed on all others, with
+//! the median and the worst. Target: detection <= 4 s, 0 false NotReady in 10 min.
+//! `--gossip-no-lte` skips these rows, `--gossip-lte-only` runs them alone.
 
+mod lte;
+mod netem;
 mod rows;
 mod sim;
 
@@ -82,13 +101,24 @@ struct Figures {
 }
 
 pub fn run(args: &[String]) -> Result<()> {
-    let sizes: Vec<usize> = args
-        .iter()
-        .position(|a| a == "--gossip-sizes")
-        .and_then(|i| args.get(i + 1))
-        .map(|s| s.split(',').filter_map(|n| n.parse().ok()).collect())
-        .unwrap_or_else(|| REAL_SIZES.to_vec());
-    if !sizes.is_empty() && !crate::util::have("serf") {
+    let flag = |name: &str| args.iter().any(|a| a == name);
+    // `--gossip-lte-only`: the LTE rows alone (every other section skipped).
+    let lte_only = flag("--gossip-lte-only");
+    // `--gossip-sim-child`: this process is the release build running the simulation for a
+    // parent (which runs everything else).
+    let child = flag("--gossip-sim-child");
+    let no_serf = flag("--gossip-no-serf");
+    let sizes: Vec<usize> = if lte_only {
+        Vec::new()
+    } else {
+        args.iter()
+            .position(|a| a == "--gossip-sizes")
+            .and_then(|i| args.get(i + 1))
+            .map(|s| s.split(',').filter_map(|n| n.parse().ok()).collect())
+            .unwrap_or_else(|| REAL_SIZES.to_vec())
+    };
+    let lte = !child && !flag("--gossip-no-lte");
+    if (!sizes.is_empty() || (lte && !no_serf)) && !crate::util::have("serf") {
         crate::packages::ensure(&["serf"])?;
     }
     let mut rows = Vec::new();
@@ -102,7 +132,7 @@ pub fn run(args: &[String]) -> Result<()> {
             Figures::default()
         });
         // `--gossip-no-serf`: skiff only, for quick tuning rounds.
-        let serf = if args.iter().any(|a| a == "--gossip-no-serf") {
+        let serf = if no_serf {
             Figures::default()
         } else {
             eprintln!("bench gossip: serf, {n} agents");
@@ -121,11 +151,8 @@ pub fn run(args: &[String]) -> Result<()> {
             .and_then(|i| args.get(i + 1))
             .map_or(default, |v| v.parse().unwrap_or(0))
     };
-    // `--gossip-sim-child`: this process is the release build running the simulation for a
-    // parent (which runs everything else).
-    let child = args.iter().any(|a| a == "--gossip-sim-child");
     // `--gossip-partition-size N` (0 skips): a partition of two halves, then the heal.
-    let partition = if child {
+    let partition = if child || lte_only {
         0
     } else {
         number("--gossip-partition-size", 20)
@@ -162,7 +189,7 @@ pub fn run(args: &[String]) -> Result<()> {
         );
     }
     // `--gossip-soak-secs S` (0 skips): skiff idle with a busy loop per core and 1 s SIGSTOPs.
-    let soak = if child {
+    let soak = if child || lte_only {
         0
     } else {
         number("--gossip-soak-secs", 600)
@@ -188,12 +215,50 @@ pub fn run(args: &[String]) -> Result<()> {
             Err(e) => failures.push(format!("skiff soak: {e:#}")),
         }
     }
-    let sim_sizes: Vec<usize> = args
-        .iter()
-        .position(|a| a == "--gossip-sim-sizes")
-        .and_then(|i| args.get(i + 1))
-        .map(|s| s.split(',').filter_map(|n| n.parse().ok()).collect())
-        .unwrap_or_else(|| SIM_SIZES.to_vec());
+    // The LTE rows (`--gossip-no-lte` skips; `--gossip-lte-soak S`, default 600, the idle part).
+    if lte {
+        if !crate::util::have("iptables") {
+            crate::packages::ensure(&["iptables"])?;
+        }
+        let soak = Duration::from_secs(number("--gossip-lte-soak", 600) as u64);
+        eprintln!(
+            "bench gossip: LTE link, skiff, {} agents (load {})",
+            lte::NODES,
+            crate::bench::load_average()
+        );
+        let ours = lte::skiff_lte(soak);
+        if let Err(e) = &ours {
+            eprintln!("bench gossip: LTE, skiff failed: {e:#}");
+            failures.push(format!("skiff on the LTE link: {e:#}"));
+        }
+        let theirs = (!no_serf).then(|| {
+            eprintln!(
+                "bench gossip: LTE link, serf, {} agents (load {})",
+                lte::NODES,
+                crate::bench::load_average()
+            );
+            let theirs = lte::serf_lte(soak);
+            if let Err(e) = &theirs {
+                eprintln!("bench gossip: LTE, serf failed: {e:#}");
+                failures.push(format!("serf on the LTE link: {e:#}"));
+            }
+            theirs
+        });
+        lte::print(soak, &ours, theirs.as_ref());
+        eprintln!(
+            "bench gossip: LTE done (load {})",
+            crate::bench::load_average()
+        );
+    }
+    let sim_sizes: Vec<usize> = if lte_only {
+        Vec::new()
+    } else {
+        args.iter()
+            .position(|a| a == "--gossip-sim-sizes")
+            .and_then(|i| args.get(i + 1))
+            .map(|s| s.split(',').filter_map(|n| n.parse().ok()).collect())
+            .unwrap_or_else(|| SIM_SIZES.to_vec())
+    };
     // The child prints one machine-readable line per size.
     for n in sim_sizes {
         eprintln!("bench gossip: simulation, {n} nodes");
@@ -362,13 +427,23 @@ fn all_observe<O: Sync>(
     observers: &[O],
     check: impl Fn(&O) -> bool + Sync,
 ) -> Result<Duration> {
+    all_observe_within(since, LIMIT, observers, check)
+}
+
+/// [`all_observe`] giving up `limit` after `since`.
+fn all_observe_within<O: Sync>(
+    since: Instant,
+    limit: Duration,
+    observers: &[O],
+    check: impl Fn(&O) -> bool + Sync,
+) -> Result<Duration> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = observers
             .iter()
             .map(|o| {
                 let check = &check;
                 scope.spawn(move || {
-                    while since.elapsed() < LIMIT {
+                    while since.elapsed() < limit {
                         if check(o) {
                             return Some(since.elapsed());
                         }
@@ -382,7 +457,7 @@ fn all_observe<O: Sync>(
         for h in handles {
             match h.join() {
                 Ok(Some(d)) => last = last.max(d),
-                _ => bail!("not every node observed it within {LIMIT:?}"),
+                _ => bail!("not every node observed it within {limit:?}"),
             }
         }
         Ok(last)
@@ -498,6 +573,21 @@ fn label_via_socket(agent: &Agent, node: &str, key: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// How serf agents run: `-profile` and where their log goes.
+#[derive(Clone, Copy)]
+struct SerfConfig<'a> {
+    profile: &'a str,
+    /// `None`: the log is discarded (level warn); else `serf-<name>.log` in this dir, level
+    /// info (its `EventMemberFailed` lines count failures), appended across restarts.
+    log_dir: Option<&'a std::path::Path>,
+}
+
+/// serf as the main rows run it.
+const SERF_LAN: SerfConfig<'static> = SerfConfig {
+    profile: "lan",
+    log_dir: None,
+};
+
 /// One serf agent in a bed namespace; killed on drop.
 struct Serf {
     netns: String,
@@ -506,7 +596,13 @@ struct Serf {
 }
 
 impl Serf {
-    fn start(netns: &str, name: &str, ip: Ipv4Addr, join: Option<Ipv4Addr>) -> Result<Serf> {
+    fn start(
+        netns: &str,
+        name: &str,
+        ip: Ipv4Addr,
+        join: Option<Ipv4Addr>,
+        config: SerfConfig<'_>,
+    ) -> Result<Serf> {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", netns, "serf", "agent", "-node", name])
             .args([
@@ -515,10 +611,23 @@ impl Serf {
                 "-rpc-addr",
                 "127.0.0.1:7373",
             ])
-            .args(["-profile", "lan", "-log-level", "warn"])
+            .args(["-profile", config.profile])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
             .stderr(Stdio::null());
+        match config.log_dir {
+            None => {
+                cmd.args(["-log-level", "warn"]).stdout(Stdio::null());
+            }
+            Some(dir) => {
+                let path = dir.join(format!("serf-{name}.log"));
+                let log = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .with_context(|| format!("open {}", path.display()))?;
+                cmd.args(["-log-level", "info"]).stdout(log);
+            }
+        }
         if let Some(j) = join {
             cmd.args(["-join", &format!("{j}:7946")]);
         }
@@ -589,9 +698,15 @@ impl Drop for Serf {
 
 /// Starts serf agents on the first `n` nodes of `bed` (the first one answering before the
 /// others join it) and waits until every agent sees all of them alive.
-fn start_serfs(bed: &TestBed, n: usize) -> Result<Vec<Serf>> {
+fn start_serfs(bed: &TestBed, n: usize, config: SerfConfig<'_>) -> Result<Vec<Serf>> {
     let first = &bed.nodes[0];
-    let mut agents = vec![Serf::start(&first.netns, &node_name(0), first.ip, None)?];
+    let mut agents = vec![Serf::start(
+        &first.netns,
+        &node_name(0),
+        first.ip,
+        None,
+        config,
+    )?];
     wait_until(
         "first serf agent answers",
         LIMIT,
@@ -605,6 +720,7 @@ fn start_serfs(bed: &TestBed, n: usize) -> Result<Vec<Serf>> {
             &node_name(i),
             node.ip,
             Some(first.ip),
+            config,
         )?);
     }
     serf_wait_all_alive(&agents, LIMIT)?;
@@ -631,7 +747,7 @@ fn serf_wait_all_alive(agents: &[Serf], timeout: Duration) -> Result<()> {
 
 fn serf_real(n: usize) -> Result<Figures> {
     let bed = TestBed::flat(n + 1)?;
-    let mut agents = start_serfs(&bed, n)?;
+    let mut agents = start_serfs(&bed, n, SERF_LAN)?;
     let first = &bed.nodes[0];
     let mut figures = Figures {
         bytes_per_s: Some(bytes_per_node(&bed, n)?),
@@ -642,7 +758,7 @@ fn serf_real(n: usize) -> Result<Figures> {
         let name = format!("j{rep}");
         let node = &bed.nodes[n];
         let since = Instant::now();
-        let mut joiner = Serf::start(&node.netns, &name, node.ip, Some(first.ip))?;
+        let mut joiner = Serf::start(&node.netns, &name, node.ip, Some(first.ip), SERF_LAN)?;
         let took = all_observe(since, &agents, |a| {
             a.status_of(&name).as_deref() == Some("alive")
         })?;
@@ -679,7 +795,7 @@ fn serf_real(n: usize) -> Result<Figures> {
         })?;
         failures.push(took.as_secs_f64());
         let node = &bed.nodes[victim];
-        agents[victim] = Serf::start(&node.netns, &name, node.ip, Some(first.ip))?;
+        agents[victim] = Serf::start(&node.netns, &name, node.ip, Some(first.ip), SERF_LAN)?;
         serf_wait_all_alive(&agents, LIMIT)?;
     }
     figures.failure_max = failures.iter().copied().reduce(f64::max);

@@ -63,7 +63,7 @@ pub(super) fn skiff_partition(n: usize) -> Result<f64> {
 pub(super) fn serf_partition(n: usize) -> Result<f64> {
     let (segments, left, right) = halves(n);
     let bed = TestBed::new(&segments)?;
-    let agents = start_serfs(&bed, n)?;
+    let agents = start_serfs(&bed, n, super::SERF_LAN)?;
     bed.set_trunk(1, false)?;
     let failed_on = |a: &Serf, other: &[usize]| {
         a.members().is_ok_and(|m| {
@@ -124,13 +124,48 @@ fn signal(pid: i32, sig: &str) -> Result<()> {
 pub(super) fn skiff_soak(n: usize, seconds: u64, every: Duration) -> Result<Soak> {
     let cluster = Cluster::start(TestBed::flat(n)?, n, LIMIT)?;
     let _busy = crate::bench::Busy::start()?;
+    let start = Instant::now();
+    let (stops, watch) = watch_not_ready(&cluster.agents, || {
+        let mut stops = 0;
+        while start.elapsed() < Duration::from_secs(seconds) {
+            std::thread::sleep(every);
+            let agent = &cluster.agents[stops % n];
+            let pid = agent.pid().context("agent pid")?;
+            signal(pid, "STOP")?;
+            std::thread::sleep(Duration::from_secs(1));
+            signal(pid, "CONT")?;
+            stops += 1;
+        }
+        Ok(stops)
+    })?;
+    Ok(Soak {
+        seconds,
+        stops,
+        false_not_ready: watch.not_ready,
+        polls: watch.polls,
+    })
+}
+
+/// What [`watch_not_ready`] saw.
+pub(super) struct Watch {
+    /// (observer, node) pairs ever listed NotReady.
+    pub not_ready: usize,
+    /// Node lists read.
+    pub polls: usize,
+}
+
+/// Polls every agent's node list (through its API socket, every 100 ms, one thread per agent)
+/// while `body` runs, and reports every node ever listed NotReady (each pair once, as seen).
+pub(super) fn watch_not_ready<T>(
+    agents: &[Agent],
+    body: impl FnOnce() -> Result<T>,
+) -> Result<(T, Watch)> {
     let done = AtomicBool::new(false);
     let seen: Mutex<BTreeSet<(usize, String)>> = Mutex::new(BTreeSet::new());
     let polls = std::sync::atomic::AtomicUsize::new(0);
     let start = Instant::now();
-    let mut stops = 0;
-    std::thread::scope(|scope| -> Result<()> {
-        for (i, agent) in cluster.agents.iter().enumerate() {
+    let result = std::thread::scope(|scope| {
+        for (i, agent) in agents.iter().enumerate() {
             let (done, seen, polls) = (&done, &seen, &polls);
             scope.spawn(move || {
                 while !done.load(Ordering::Relaxed) {
@@ -140,7 +175,7 @@ pub(super) fn skiff_soak(n: usize, seconds: u64, every: Duration) -> Result<Soak
                             let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
                             if seen.insert((i, row.name.clone())) {
                                 eprintln!(
-                                    "bench gossip soak: {} lists {} NotReady after {:?}",
+                                    "bench gossip: {} lists {} NotReady after {:?}",
                                     agent.name,
                                     row.name,
                                     start.elapsed()
@@ -152,26 +187,16 @@ pub(super) fn skiff_soak(n: usize, seconds: u64, every: Duration) -> Result<Soak
                 }
             });
         }
-        let result = (|| -> Result<()> {
-            while start.elapsed() < Duration::from_secs(seconds) {
-                std::thread::sleep(every);
-                let agent = &cluster.agents[stops % n];
-                let pid = agent.pid().context("agent pid")?;
-                signal(pid, "STOP")?;
-                std::thread::sleep(Duration::from_secs(1));
-                signal(pid, "CONT")?;
-                stops += 1;
-            }
-            Ok(())
-        })();
+        let result = body();
         done.store(true, Ordering::Relaxed);
         result
     })?;
-    let false_not_ready = seen.lock().unwrap_or_else(|p| p.into_inner()).len();
-    Ok(Soak {
-        seconds,
-        stops,
-        false_not_ready,
-        polls: polls.load(Ordering::Relaxed),
-    })
+    let not_ready = seen.lock().unwrap_or_else(|p| p.into_inner()).len();
+    Ok((
+        result,
+        Watch {
+            not_ready,
+            polls: polls.load(Ordering::Relaxed),
+        },
+    ))
 }
