@@ -198,6 +198,7 @@ async fn run(n: usize) -> Result<Figures> {
         tag: median(labels),
         failure: median(failures),
         failure_max: None,
+        kills: 0,
         bytes_per_s: Some(bytes_per_s),
     })
 }
