@@ -17,14 +17,34 @@ pub type Objects = BTreeMap<ObjectKey, (Source, Valid<Object>)>;
 /// The prefix of sources applied through the API.
 pub const API_SOURCE_PREFIX: &str = "api:";
 
-/// Problems of every file, as the user sees them (for `apply --dry-run` without an agent).
-pub fn validate_files<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Vec<String> {
-    let mut out = Vec::new();
+/// Every object of `files` with every file's warnings; or, when any document has an error, one
+/// message with every error, then the warnings (so that ignored fields are not learnt only
+/// once the errors are fixed), then what happens: nothing of the request is applied, as a
+/// watched file keeps its last good version until every document in it is valid. Used by
+/// `apply` (with or without `--dry-run`) and by a dry run with no agent to ask.
+pub fn check_files<'a>(
+    files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> Result<(Vec<Valid<Object>>, Vec<String>), String> {
+    let mut objects = Vec::new();
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
     for (name, bytes) in files {
         let parsed = skiff_manifests::parse_file(name, bytes);
-        out.extend(parsed.errors().iter().map(|e| e.to_string()));
+        errors.extend(parsed.errors().iter().map(|e| e.to_string()));
+        warnings.extend(parsed.warnings().iter().map(|w| w.to_string()));
+        objects.extend(parsed.objects().into_iter().cloned());
     }
-    out
+    if errors.is_empty() {
+        return Ok((objects, warnings));
+    }
+    let mut lines = errors;
+    lines.extend(warnings.into_iter().map(|w| format!("warning: {w}")));
+    lines.push(
+        "nothing is applied or deleted until every document is valid (a watched file keeps its \
+         last good version meanwhile)"
+            .to_string(),
+    );
+    Err(lines.join("\n"))
 }
 
 /// The merged desired objects, and the declarations that lost to an earlier one.

@@ -273,6 +273,61 @@ pub(crate) struct RawVolume {
     pub(crate) host_path: Option<RawHostPath>,
     pub(crate) config_map: Option<RawConfigMapVolume>,
     pub(crate) secret: Option<RawSecretVolume>,
+    #[serde(rename = "downwardAPI")]
+    pub(crate) downward_api: Option<RawDownwardApiVolume>,
+    pub(crate) projected: Option<RawProjectedVolume>,
+    /// Kubernetes' other volume sources, by name, so that the error names the one given.
+    #[serde(flatten)]
+    pub(crate) other: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawDownwardApiVolume {
+    pub(crate) items: Option<List<RawDownwardApiFile>>,
+    pub(crate) default_mode: Option<FileMode>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawDownwardApiFile {
+    pub(crate) path: Option<String>,
+    pub(crate) field_ref: Option<RawFieldRef>,
+    pub(crate) resource_field_ref: Option<RawResourceFieldRef>,
+    pub(crate) mode: Option<FileMode>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawProjectedVolume {
+    pub(crate) sources: Option<List<RawProjection>>,
+    pub(crate) default_mode: Option<FileMode>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawProjection {
+    pub(crate) config_map: Option<RawObjectProjection>,
+    pub(crate) secret: Option<RawObjectProjection>,
+    #[serde(rename = "downwardAPI")]
+    pub(crate) downward_api: Option<RawDownwardApiProjection>,
+    /// serviceAccountToken, clusterTrustBundle, podCertificate: refused by name.
+    #[serde(flatten)]
+    pub(crate) other: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawObjectProjection {
+    pub(crate) name: Option<String>,
+    pub(crate) items: Option<List<RawKeyToPath>>,
+    pub(crate) optional: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawDownwardApiProjection {
+    pub(crate) items: Option<List<RawDownwardApiFile>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

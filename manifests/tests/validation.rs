@@ -177,6 +177,23 @@ fn single_problems_table() {
         (pod("", "  volumes: [{name: v, secret: {secretName: s, items: [{key: k, path: ../x}]}}]\n"), "spec.volumes[0].secret.items[0].path", "'..'"),
         (pod("", "  volumes: [{name: v, emptyDir: {medium: Disk}}]\n"), "spec.volumes[0].emptyDir.medium", "must be one of"),
         (pod("", "  volumes: [{name: v, emptyDir: {}}, {name: v, emptyDir: {}}]\n"), "spec.volumes[1].name", "duplicate volume name"),
+        (pod("", "  volumes: [{name: v, persistentVolumeClaim: {claimName: data}}]\n"), "spec.volumes[0].persistentVolumeClaim", "not supported yet"),
+        (pod("", "  volumes: [{name: v, nfs: {server: s, path: /}}]\n"), "spec.volumes[0].nfs", "not supported yet"),
+        (pod("", "  volumes: [{name: v, emptyDir: {}, csi: {driver: d}}]\n"), "spec.volumes[0]", "only one volume source (got emptyDir, csi)"),
+        (pod("", "  volumes: [{name: v}]\n"), "spec.volumes[0]", "must set one volume source"),
+        (pod("", "  volumes: [{name: v, downwardAPI: {items: [{path: ip, fieldRef: {fieldPath: status.podIP}}]}}]\n"), "spec.volumes[0].downwardAPI.items[0].fieldRef.fieldPath", "for the environment only"),
+        (pod("", "  volumes: [{name: v, downwardAPI: {items: [{path: n}]}}]\n"), "spec.volumes[0].downwardAPI.items[0]", "must set fieldRef or resourceFieldRef"),
+        (pod("", "  volumes: [{name: v, downwardAPI: {items: [{path: n, fieldRef: {fieldPath: metadata.name}, resourceFieldRef: {containerName: c, resource: limits.cpu}}]}}]\n"), "spec.volumes[0].downwardAPI.items[0]", "only one of fieldRef and resourceFieldRef"),
+        (pod("", "  volumes: [{name: v, downwardAPI: {items: [{path: cpu, resourceFieldRef: {resource: limits.cpu}}]}}]\n"), "spec.volumes[0].downwardAPI.items[0].resourceFieldRef.containerName", "required in a volume"),
+        (pod("", "  volumes: [{name: v, downwardAPI: {items: [{path: a, fieldRef: {fieldPath: metadata.name}}, {path: a, fieldRef: {fieldPath: metadata.uid}}]}}]\n"), "spec.volumes[0].downwardAPI.items[1].path", "duplicate path"),
+        (pod("", "  volumes: [{name: v, downwardAPI: {items: [{path: /etc/x, fieldRef: {fieldPath: metadata.name}}]}}]\n"), "spec.volumes[0].downwardAPI.items[0].path", "relative"),
+        (pod("", "  volumes: [{name: v, downwardAPI: {defaultMode: 01000}}]\n"), "spec.volumes[0].downwardAPI.defaultMode", "file mode"),
+        (pod("", "  volumes: [{name: v, projected: {sources: [{serviceAccountToken: {path: token}}]}}]\n"), "spec.volumes[0].projected.sources[0].serviceAccountToken", "no service accounts"),
+        (pod("", "  volumes: [{name: v, projected: {sources: [{clusterTrustBundle: {path: b}}]}}]\n"), "spec.volumes[0].projected.sources[0].clusterTrustBundle", "not supported yet"),
+        (pod("", "  volumes: [{name: v, projected: {sources: [{}]}}]\n"), "spec.volumes[0].projected.sources[0]", "must set one projection source"),
+        (pod("", "  volumes: [{name: v, projected: {sources: [{configMap: {name: c}, secret: {name: s}}]}}]\n"), "spec.volumes[0].projected.sources[0]", "only one projection source (got configMap, secret)"),
+        (pod("", "  volumes: [{name: v, projected: {sources: [{secret: {items: [{key: k, path: k}]}}]}}]\n"), "spec.volumes[0].projected.sources[0].secret.name", "required"),
+        (pod("", "  volumes: [{name: v, projected: {sources: [{downwardAPI: {items: [{path: n, fieldRef: {fieldPath: spec.nodeName}}]}}]}}]\n"), "spec.volumes[0].projected.sources[0].downwardAPI.items[0].fieldRef.fieldPath", "unsupported field"),
         (pod("", "  nodeSelector: {\"a b\": x}\n"), r#"spec.nodeSelector["a b"]"#, "key must be"),
         ("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers: []\n".into(), "spec.containers", "at least one container"),
         ("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n".into(), "spec", "required"),
@@ -461,4 +478,59 @@ fn field_refs_read_back_in_kubernetes_shape_and_parse_again() {
     let again = parse_file("p.json", &json);
     assert!(again.is_ok(), "{:?}", again.errors());
     assert_eq!(again.objects()[0].content_hash(), object.content_hash());
+}
+
+#[test]
+fn downward_and_projected_volumes_read_back_in_kubernetes_shape_and_parse_again() {
+    let yaml = pod(
+        "      volumeMounts: [{name: info, mountPath: /info}, {name: all, mountPath: /all}]\n",
+        "  volumes:\n  - name: info\n    downwardAPI:\n      defaultMode: 0600\n      items:\n      - {path: labels, fieldRef: {fieldPath: metadata.labels}}\n      - {path: tier, fieldRef: {fieldPath: \"metadata.labels['tier']\"}}\n      - {path: cpu, resourceFieldRef: {containerName: c, resource: limits.cpu, divisor: 1m}, mode: 0444}\n  - name: all\n    projected:\n      sources:\n      - configMap: {name: app, items: [{key: a, path: conf/a}]}\n      - secret: {name: creds, optional: true}\n      - downwardAPI: {items: [{path: name, fieldRef: {fieldPath: metadata.name}}]}\n",
+    );
+    let parsed = parse_file("p.yaml", yaml.as_bytes());
+    assert!(parsed.is_ok(), "{:?}", parsed.errors());
+    assert!(parsed.warnings().is_empty(), "{:?}", parsed.warnings());
+    let object = parsed.objects()[0].clone();
+    let json = object.to_json();
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    let volumes = &v["spec"]["volumes"];
+    let info = &volumes[0]["downwardAPI"];
+    assert_eq!(info["defaultMode"], 0o600);
+    assert_eq!(info["items"][0]["fieldRef"]["fieldPath"], "metadata.labels");
+    assert_eq!(
+        info["items"][1]["fieldRef"]["fieldPath"],
+        "metadata.labels['tier']"
+    );
+    assert_eq!(info["items"][2]["resourceFieldRef"]["containerName"], "c");
+    assert_eq!(info["items"][2]["mode"], 0o444);
+    let sources = &volumes[1]["projected"]["sources"];
+    assert_eq!(sources[0]["configMap"]["items"][0]["path"], "conf/a");
+    assert_eq!(sources[1]["secret"]["name"], "creds");
+    assert_eq!(sources[1]["secret"]["optional"], true);
+    assert_eq!(sources[2]["downwardAPI"]["items"][0]["path"], "name");
+    assert_eq!(volumes[1]["projected"]["defaultMode"], 0o644);
+    let again = parse_file("p.json", &json);
+    assert!(again.is_ok(), "{:?}", again.errors());
+    assert_eq!(again.objects()[0].content_hash(), object.content_hash());
+}
+
+#[test]
+fn an_unknown_key_in_a_volume_is_a_warning_and_a_known_unsupported_source_an_error() {
+    let yaml = pod(
+        "",
+        "  volumes:\n  - {name: a, emptyDir: {}, emptydir: {}}\n  - {name: b, persistentVolumeClaim: {claimName: data}}\n",
+    );
+    let parsed = parse_file("p.yaml", yaml.as_bytes());
+    let warnings: Vec<String> = parsed.warnings().iter().map(|w| w.to_string()).collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("spec.volumes[0].emptydir: unknown field")),
+        "{warnings:?}"
+    );
+    let errors: Vec<String> = parsed.errors().iter().map(|e| e.to_string()).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("spec.volumes[1].persistentVolumeClaim: not supported yet"),
+        "{errors:?}"
+    );
 }

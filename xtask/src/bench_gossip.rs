@@ -401,7 +401,10 @@ fn print_table(rows: &[(usize, Figures, Option<Figures>)]) {
         if ours.failure_max.is_some() || s.failure_max.is_some() {
             println!(
                 "{:<44} {:>5} {:>12} {:>12} {:>8}",
-                format!("(b) kill -9 -> failed on all, worst of {}", ours.kills.max(s.kills)),
+                format!(
+                    "(b) kill -9 -> failed on all, worst of {}",
+                    ours.kills.max(s.kills)
+                ),
                 n,
                 secs(ours.failure_max),
                 secs(s.failure_max),

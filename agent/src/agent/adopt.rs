@@ -70,6 +70,7 @@ impl<N: PodNetwork + 'static> Core<N> {
             service_links: Arc::default(),
             reports: watch::channel(Arc::new(BTreeMap::new())).0,
             report_cache: HashMap::new(),
+            volume_marks: HashMap::new(),
             config,
             store,
             images,

@@ -149,6 +149,9 @@ pub struct Core<N = skiff_cni::NetlinkNetwork> {
     reports: watch::Sender<Arc<crate::cluster::service::OwnReports>>,
     /// Each pod's last report and the state it was rendered from (see `publish_reports`).
     report_cache: HashMap<String, assignment::CachedReport>,
+    /// What each pod's ConfigMap and Secret volumes were last written from (see
+    /// `sandbox::volume_inputs`): when the objects change, the volumes are rewritten.
+    volume_marks: HashMap<String, Vec<(ObjectKey, Option<String>)>>,
 }
 
 impl<N: PodNetwork + 'static> Core<N> {
@@ -374,6 +377,11 @@ impl<N: PodNetwork + 'static> Core<N> {
                         .filter(|a| matches!(a, Action::StartContainer { .. })),
                 );
             }
+            if let Some(refresh) =
+                volume_refresh(pod, &actions, &self.objects, &mut self.volume_marks)
+            {
+                actions.push(refresh);
+            }
             if actions.is_empty() {
                 continue;
             }
@@ -395,6 +403,7 @@ impl<N: PodNetwork + 'static> Core<N> {
                         }
                         self.dirty.remove(&uid);
                         self.failing.remove(&uid);
+                        self.volume_marks.remove(&uid);
                         self.forgotten.insert(uid.clone());
                         self.desired_changed = true;
                     }
@@ -517,4 +526,38 @@ impl<N: PodNetwork + 'static> Core<N> {
             self.record_pod_event(&r.uid, e.warning, &e.reason, &e.message);
         }
     }
+}
+
+/// Whether `pod`'s ConfigMap and Secret volumes are to be written again: their objects changed
+/// since the volumes were last written (or this agent has not written them: after a restart,
+/// an unchanged volume is left as it is). A sandbox being made now writes them itself.
+fn volume_refresh(
+    pod: &PodRecord,
+    actions: &[Action],
+    objects: &crate::desired::Objects,
+    marks: &mut HashMap<String, Vec<(ObjectKey, Option<String>)>>,
+) -> Option<Action> {
+    let making = actions
+        .iter()
+        .any(|a| matches!(a, Action::EnsureSandbox { .. }));
+    let leaving = pod.deleting_since.is_some()
+        || actions
+            .iter()
+            .any(|a| matches!(a, Action::TeardownSandbox { .. }));
+    if leaving || !(making || pod.status.sandbox_ready) {
+        return None;
+    }
+    let skiff_manifests::Object::Pod(manifest) = pod.manifest.get() else {
+        return None;
+    };
+    let inputs = crate::reconciler::sandbox::volume_inputs(manifest, |k| {
+        objects.get(k).map(|(_, o)| o.content_hash())
+    });
+    if inputs.is_empty() || marks.get(&pod.uid) == Some(&inputs) {
+        return None;
+    }
+    marks.insert(pod.uid.clone(), inputs);
+    (!making).then(|| Action::RefreshVolumes {
+        uid: pod.uid.clone(),
+    })
 }

@@ -446,7 +446,8 @@ fn prepare_volumes<N>(job: &Job<N>, netns: Option<(&std::path::Path, &str)>) -> 
             message: "stored pod record is not a pod".into(),
         };
     };
-    match sandbox::prepare(&manifest, &paths, &objects_of(job), netns) {
+    let downward = container::Downward::of_pod(manifest.get(), &pod.uid, node_capacity(job));
+    match sandbox::prepare(&manifest, &paths, &objects_of(job), &downward, netns) {
         Ok(_) => Outcome::SandboxReady { network: None },
         Err(e @ sandbox::SandboxError::Volume { .. }) => Outcome::SandboxFailed {
             reason: "FailedMount".into(),
@@ -457,6 +458,26 @@ fn prepare_volumes<N>(job: &Job<N>, netns: Option<(&std::path::Path, &str)>) -> 
             message: e.to_string(),
         },
     }
+}
+
+/// Rewrites the pod's object volumes whose files changed.
+fn refresh_volumes<N>(job: &Job<N>) -> Outcome {
+    let pod = &job.pod;
+    let Ok(manifest) = Valid::<Pod>::try_from(pod.manifest.clone()) else {
+        return Outcome::Failed {
+            message: "stored pod record is not a pod".into(),
+        };
+    };
+    let paths = job.config.pod_paths(&pod.uid);
+    let downward = container::Downward::of_pod(manifest.get(), &pod.uid, node_capacity(job));
+    let (written, failed) = sandbox::refresh(&manifest, &paths, &objects_of(job), &downward);
+    Outcome::VolumesRefreshed { written, failed }
+}
+
+/// The node's cpu (millis) and memory (bytes), what an absent limit means.
+fn node_capacity<N>(job: &Job<N>) -> (u64, u64) {
+    let c = crate::agent::membership::metadata(&job.config).capacity;
+    (c.cpu_millis, c.memory_bytes)
 }
 
 fn objects_of<N>(job: &Job<N>) -> container::Objects {
@@ -515,6 +536,7 @@ fn run_action<N>(job: &Job<N>, action: &Action) -> Outcome {
                 message: format!("tear down pod sandbox: {e}"),
             },
         },
+        Action::RefreshVolumes { .. } => refresh_volumes(job),
         Action::PullImage { .. } | Action::Forget { .. } => Outcome::Failed {
             message: "internal: action handled by the loop".into(),
         },
@@ -610,10 +632,7 @@ fn start<N>(
         node_name: &job.config.node_name,
         pod_ip,
         host_ip,
-        node_capacity: {
-            let c = crate::agent::membership::metadata(&job.config).capacity;
-            (c.cpu_millis, c.memory_bytes)
-        },
+        node_capacity: node_capacity(job),
     }) {
         Ok(s) => s,
         Err(e) => return fail("CreateContainerConfigError", e.0),

@@ -212,3 +212,43 @@ fn a_pending_version_is_dropped_when_the_file_goes_back() {
     assert!(!bed.settle(20_000));
     assert_eq!(bed.declared(), ["ConfigMap/cfg", "Deployment/web"]);
 }
+
+#[test]
+fn a_document_of_an_unsupported_kind_keeps_the_whole_file_at_its_last_good_version() {
+    let mut bed = Bed::new();
+    // A changed ConfigMap beside a kind skiff does not have (a Job, before it does).
+    let next = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cfg}}\ndata: {{a: changed}}\n---\n{DEPLOY}---\napiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {{name: fast}}\n"
+    );
+    bed.present(&next, false, 10_000);
+    assert!(
+        !bed.settle(10_000 + SETTLE),
+        "nothing of the new version applies"
+    );
+    assert_eq!(bed.declared(), ["ConfigMap/cfg", "Deployment/web"]);
+    let (_, cfg) = bed
+        .sources
+        .merged
+        .objects
+        .iter()
+        .find(|(k, _)| k.name == "cfg")
+        .map(|(_, v)| v)
+        .unwrap();
+    let json = String::from_utf8(cfg.to_json()).unwrap();
+    assert!(
+        json.contains("\"a\":\"b\""),
+        "the last good ConfigMap: {json}"
+    );
+    let refused: Vec<_> = bed
+        .events
+        .iter()
+        .filter(|e| e.reason == "InvalidManifest")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].message.contains("document 3: kind"),
+        "the event names the refused document: {}",
+        refused[0].message
+    );
+    assert_eq!(bed.count("ManifestRejected"), 1);
+}

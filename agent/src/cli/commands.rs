@@ -131,16 +131,22 @@ fn run_inner(socket: &Path, command: Command) -> Result<i32, CliError> {
                 Ok(other) => Err(CliError::User(format!("unexpected answer {other:?}"))),
                 // Validation needs no agent: a dry run still checks the files locally.
                 Err(ClientError::Connect { .. }) if args.dry_run => {
-                    let errors = crate::desired::validate_files(
+                    let checked = crate::desired::check_files(
                         files
                             .iter()
                             .map(|f| (f.name.as_str(), f.content.as_bytes())),
                     );
-                    if errors.is_empty() {
-                        output::note("valid (agent not reachable: cannot show what would change)");
-                        Ok(EXIT_OK)
-                    } else {
-                        Err(CliError::User(errors.join("\n")))
+                    match checked {
+                        Ok((_, warnings)) => {
+                            for w in warnings {
+                                eprintln!("warning: {w}");
+                            }
+                            output::note(
+                                "valid (agent not reachable: cannot show what would change)",
+                            );
+                            Ok(EXIT_OK)
+                        }
+                        Err(message) => Err(CliError::User(message)),
                     }
                 }
                 Err(e) => Err(e.into()),

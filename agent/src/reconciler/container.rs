@@ -4,9 +4,7 @@
 
 use super::sandbox::{PodPaths, volume_source_dir};
 use super::security;
-use skiff_manifests::model::pod::{
-    Container, EnvFromRef, EnvValue, EnvVarSource, PodSpec, VolumeSource,
-};
+use skiff_manifests::model::pod::{Container, EnvFromRef, EnvValue, EnvVarSource, PodSpec};
 use skiff_manifests::model::workloads::Pod;
 use skiff_manifests::{Kind, Object, ObjectKey, Valid};
 use skiff_runtime::container::{BindMount, ContainerSpec, LogConfig, ProcessSpec, Resources};
@@ -82,6 +80,43 @@ pub struct Downward {
 }
 
 impl Downward {
+    /// The pod's own fields and every container's resources (what downwardAPI volumes read);
+    /// the node's name, the addresses and the container are left empty.
+    pub fn of_pod(pod: &Pod, uid: &str, node_capacity: (u64, u64)) -> Downward {
+        Downward {
+            name: pod.metadata.name.clone(),
+            namespace: pod.metadata.namespace.clone(),
+            uid: uid.to_string(),
+            labels: pod.metadata.labels.clone(),
+            annotations: pod.metadata.annotations.clone(),
+            resources: pod
+                .spec
+                .init_containers
+                .iter()
+                .chain(&pod.spec.containers)
+                .map(|c| (c.name.clone(), c.resources.clone()))
+                .collect(),
+            node_cpu_millis: node_capacity.0,
+            node_memory_bytes: node_capacity.1,
+            ..Downward::default()
+        }
+    }
+
+    /// The content of a downwardAPI volume file for `field`: a value as it is, a whole label
+    /// or annotation map as sorted `key="value"` lines (Go's quoting, as kubelet writes them).
+    pub fn volume_value(&self, field: &skiff_manifests::model::pod::VolumeField) -> String {
+        use skiff_manifests::model::pod::VolumeField as F;
+        match field {
+            F::Name => self.name.clone(),
+            F::Namespace => self.namespace.clone(),
+            F::Uid => self.uid.clone(),
+            F::Label(k) => self.labels.get(k).cloned().unwrap_or_default(),
+            F::Annotation(k) => self.annotations.get(k).cloned().unwrap_or_default(),
+            F::Labels => format_map(&self.labels),
+            F::Annotations => format_map(&self.annotations),
+        }
+    }
+
     /// The value of `field` (a missing label or annotation is empty, as in Kubernetes).
     pub fn value(&self, field: &skiff_manifests::PodField) -> Result<String, ConfigError> {
         use skiff_manifests::PodField as F;
@@ -311,11 +346,8 @@ pub fn mounts(
                     .map_err(|e| ConfigError(format!("subPath {sub:?}: {e}")))?;
             }
         }
-        let read_only = m.read_only
-            || matches!(
-                volume.source,
-                VolumeSource::ConfigMap(_) | VolumeSource::Secret(_)
-            );
+        // The agent's files (ConfigMap, Secret, downwardAPI, projected) are read-only.
+        let read_only = m.read_only || volume.source.is_projection();
         out.push(BindMount {
             source,
             destination: PathBuf::from(&m.mount_path),
@@ -382,24 +414,11 @@ pub fn container_spec(r: StartRequest<'_>) -> Result<ContainerSpec, ConfigError>
         .take(63)
         .collect();
     let downward = Downward {
-        name: pod.metadata.name.clone(),
-        namespace: pod.metadata.namespace.clone(),
-        uid: r.pod_uid.to_string(),
-        labels: pod.metadata.labels.clone(),
-        annotations: pod.metadata.annotations.clone(),
         node_name: r.node_name.to_string(),
         pod_ip: r.pod_ip.clone(),
         host_ip: r.host_ip.clone(),
-        resources: pod
-            .spec
-            .init_containers
-            .iter()
-            .chain(&pod.spec.containers)
-            .map(|c| (c.name.clone(), c.resources.clone()))
-            .collect(),
         container: c.name.clone(),
-        node_cpu_millis: r.node_capacity.0,
-        node_memory_bytes: r.node_capacity.1,
+        ..Downward::of_pod(pod, r.pod_uid, r.node_capacity)
     };
     let (env, vars) = environment_and_vars(
         r.image,
@@ -454,3 +473,39 @@ pub fn container_spec(r: StartRequest<'_>) -> Result<ContainerSpec, ConfigError>
 #[cfg(test)]
 #[path = "container_tests.rs"]
 mod tests;
+
+/// A label or annotation map as a downwardAPI file holds it: one `key="value"` line per entry,
+/// sorted by key, no newline after the last.
+pub fn format_map(map: &BTreeMap<String, String>) -> String {
+    map.iter()
+        .map(|(k, v)| format!("{k}={}", go_quote(v)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `v` in double quotes with Go's `%q` escapes (`\"`, `\\`, `\n`, `\t`, `\xNN` for other
+/// control bytes); printable text, non-ASCII included, stays as it is.
+fn go_quote(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() + 2);
+    out.push('"');
+    for ch in v.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\u{07}' => out.push_str("\\a"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            '\u{0b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}

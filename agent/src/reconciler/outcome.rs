@@ -45,6 +45,12 @@ pub enum Outcome {
     /// The sandbox is gone. `network_pending`: the pod network could not be released because
     /// the store refuses writes (a full disk); the node loop releases it once the store is back.
     TornDown { network_pending: Option<String> },
+    /// The pod's object volumes were looked at again: the ones rewritten, and the ones that
+    /// could not be (volume, why; they keep their previous files).
+    VolumesRefreshed {
+        written: Vec<String>,
+        failed: Vec<(String, String)>,
+    },
     /// An action failed in a way the record does not model (a teardown that cannot unmount,
     /// say); the pod is acted on again after the pull backoff.
     Failed { message: String },
@@ -221,6 +227,18 @@ pub fn fold(
                 pod.status.network = None;
                 if network_pending.is_some() {
                     folded.network_pending = network_pending;
+                }
+            }
+            Outcome::VolumesRefreshed { written, failed } => {
+                if !written.is_empty() {
+                    let message = format!("updated the files of volume(s) {}", written.join(", "));
+                    folded.events.push(note(false, "VolumesUpdated", message));
+                }
+                for (volume, why) in failed {
+                    let message = format!("volume {volume:?} keeps its files: {why}");
+                    folded
+                        .events
+                        .push(note(true, "FailedVolumeUpdate", message));
                 }
             }
             Outcome::Failed { message } => {

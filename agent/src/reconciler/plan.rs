@@ -72,6 +72,11 @@ pub enum Action {
     TeardownSandbox {
         uid: String,
     },
+    /// Rewrite the pod's ConfigMap, Secret, downwardAPI and projected volumes from the objects
+    /// as they are now (each in one step; unchanged volumes are left alone).
+    RefreshVolumes {
+        uid: String,
+    },
     /// Drop the record: the pod is gone.
     Forget {
         uid: String,

@@ -1,9 +1,12 @@
 //! A pod's sandbox on this node: its directory (volumes, logs), its network namespace, and its
-//! volumes made real (emptyDir, ConfigMap and Secret files, hostPath checks). Idempotent; the
-//! teardown removes everything it made, mounts included.
+//! volumes made real (emptyDir, ConfigMap, Secret, downwardAPI and projected files, hostPath
+//! checks). Idempotent; the teardown removes everything it made, mounts included.
 
-use super::container::Objects;
-use skiff_manifests::model::pod::{HostPathType, KeyToPath, StorageMedium, Volume, VolumeSource};
+use super::container::{Downward, Objects};
+use skiff_manifests::model::pod::{
+    DownwardApiFile, DownwardApiSource, HostPathType, KeyToPath, Projection, StorageMedium, Volume,
+    VolumeSource,
+};
 use skiff_manifests::model::workloads::Pod;
 use skiff_manifests::{Kind, Object, ObjectKey, Valid};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -90,6 +93,10 @@ pub enum VolumeError {
     SecretNotFound(String),
     #[error("key {0:?} not found")]
     KeyNotFound(String),
+    #[error("{0}")]
+    Downward(String),
+    #[error("path {0:?} is given by two sources")]
+    DuplicatePath(String),
     #[error("hostPath {}: {source}", path.display())]
     HostPath {
         path: PathBuf,
@@ -139,18 +146,19 @@ pub fn prepare(
     pod: &Valid<Pod>,
     paths: &PodPaths,
     objects: &Objects,
+    downward: &Downward,
     netns: Option<(&Path, &str)>,
 ) -> Result<Option<PathBuf>, SandboxError> {
     std::fs::create_dir_all(&paths.logs).map_err(io(&paths.logs))?;
     let namespace = &pod.metadata.namespace;
     let fs_group = pod.spec.security_context.fs_group;
     for volume in &pod.spec.volumes {
-        prepare_volume(volume, paths, namespace, objects, fs_group).map_err(|source| {
-            SandboxError::Volume {
+        prepare_volume(volume, paths, namespace, objects, downward, fs_group).map_err(
+            |source| SandboxError::Volume {
                 volume: volume.name.clone(),
                 source,
-            }
-        })?;
+            },
+        )?;
     }
     match netns {
         Some((dir, name)) => Ok(Some(skiff_cni::create_netns(dir, name)?)),
@@ -163,6 +171,7 @@ fn prepare_volume(
     paths: &PodPaths,
     namespace: &str,
     objects: &Objects,
+    downward: &Downward,
     fs_group: Option<u32>,
 ) -> Result<(), VolumeError> {
     let dir = paths.volume(&volume.name);
@@ -182,45 +191,93 @@ fn prepare_volume(
                 .map_err(volume_io(&dir))?;
             apply_fs_group(&dir, fs_group)
         }
-        VolumeSource::ConfigMap(c) => {
-            let data = match objects
-                .get(&ObjectKey::new(Kind::ConfigMap, namespace, &c.name))
-                .map(|o| o.get())
-            {
-                Some(Object::ConfigMap(cm)) => cm
-                    .data
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
-                    .chain(cm.binary_data.iter().map(|(k, v)| (k.clone(), v.clone())))
-                    .collect(),
-                _ if c.optional => Vec::new(),
-                _ => return Err(VolumeError::ConfigMapNotFound(c.name.clone())),
-            };
-            mkdir(&dir)?;
-            write_keys(&dir, &data, &c.items, c.default_mode, c.optional)?;
-            apply_fs_group(&dir, fs_group)
-        }
-        VolumeSource::Secret(s) => {
-            let data = match objects
-                .get(&ObjectKey::new(Kind::Secret, namespace, &s.secret_name))
-                .map(|o| o.get())
-            {
-                Some(Object::Secret(secret)) => secret
-                    .data
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.expose().to_vec()))
-                    .collect(),
-                _ if s.optional => Vec::new(),
-                _ => return Err(VolumeError::SecretNotFound(s.secret_name.clone())),
-            };
+        VolumeSource::Secret(_) => {
+            let files = volume_files(&volume.source, namespace, objects, downward)?;
             mkdir(&dir)?;
             // Secrets live in memory only, never on the node's disk.
             mount_tmpfs(&dir, "mode=0755,size=4m")?;
-            write_keys(&dir, &data, &s.items, s.default_mode, s.optional)?;
+            write_files(&dir, &files)?;
+            apply_fs_group(&dir, fs_group)
+        }
+        VolumeSource::ConfigMap(_) | VolumeSource::DownwardApi(_) | VolumeSource::Projected(_) => {
+            let files = volume_files(&volume.source, namespace, objects, downward)?;
+            mkdir(&dir)?;
+            write_files(&dir, &files)?;
             apply_fs_group(&dir, fs_group)
         }
         VolumeSource::HostPath(h) => host_path(Path::new(&h.path), h.type_),
     }
+}
+
+/// Writes again the ConfigMap, Secret, downwardAPI and projected volumes of a pod whose
+/// sandbox exists, each in one step (subPath mounts keep the file they were made with, as in
+/// Kubernetes). Returns the volumes rewritten and those that failed (they keep their files).
+pub fn refresh(
+    pod: &Valid<Pod>,
+    paths: &PodPaths,
+    objects: &Objects,
+    downward: &Downward,
+) -> (Vec<String>, Vec<(String, String)>) {
+    let mut written = Vec::new();
+    let mut failed = Vec::new();
+    let namespace = &pod.metadata.namespace;
+    for volume in pod.spec.volumes.iter().filter(|v| v.source.is_projection()) {
+        let dir = paths.volume(&volume.name);
+        let result = volume_files(&volume.source, namespace, objects, downward)
+            .and_then(|files| write_files(&dir, &files))
+            .and_then(|wrote| {
+                if wrote {
+                    apply_fs_group(&dir, pod.spec.security_context.fs_group)?;
+                }
+                Ok(wrote)
+            });
+        match result {
+            Ok(true) => written.push(volume.name.clone()),
+            Ok(false) => {}
+            Err(e) => failed.push((volume.name.clone(), e.to_string())),
+        }
+    }
+    (written, failed)
+}
+
+/// What a pod's object volumes are made from: each ConfigMap and Secret they name, with its
+/// content hash (`None`: absent). The node loop refreshes the volumes when this changes.
+pub fn volume_inputs(
+    pod: &Pod,
+    hash_of: impl Fn(&ObjectKey) -> Option<String>,
+) -> Vec<(ObjectKey, Option<String>)> {
+    let namespace = &pod.metadata.namespace;
+    let mut keys = Vec::new();
+    for volume in &pod.spec.volumes {
+        match &volume.source {
+            VolumeSource::ConfigMap(c) => {
+                keys.push(ObjectKey::new(Kind::ConfigMap, namespace, &c.name))
+            }
+            VolumeSource::Secret(s) => {
+                keys.push(ObjectKey::new(Kind::Secret, namespace, &s.secret_name))
+            }
+            VolumeSource::Projected(p) => {
+                for projection in &p.sources {
+                    match projection {
+                        Projection::ConfigMap(o) => {
+                            keys.push(ObjectKey::new(Kind::ConfigMap, namespace, &o.name))
+                        }
+                        Projection::Secret(o) => {
+                            keys.push(ObjectKey::new(Kind::Secret, namespace, &o.name))
+                        }
+                        Projection::DownwardApi(_) => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    keys.into_iter()
+        .map(|k| {
+            let hash = hash_of(&k);
+            (k, hash)
+        })
+        .collect()
 }
 
 /// Kubernetes' fsGroup ownership: every file and directory of the volume belongs to the group
@@ -253,38 +310,262 @@ fn apply_fs_group(dir: &Path, fs_group: Option<u32>) -> Result<(), VolumeError> 
     Ok(())
 }
 
-fn write_keys(
-    dir: &Path,
+/// One file of a volume the agent writes (ConfigMap, Secret, downwardAPI, projected).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeFile {
+    /// Relative to the volume.
+    pub path: String,
+    pub bytes: Vec<u8>,
+    pub mode: u32,
+}
+
+/// The files of a ConfigMap, Secret, downwardAPI or projected volume as they are now (none for
+/// other sources). A missing object or key is an error unless it is optional.
+pub fn volume_files(
+    source: &VolumeSource,
+    namespace: &str,
+    objects: &Objects,
+    downward: &Downward,
+) -> Result<Vec<VolumeFile>, VolumeError> {
+    let mut files = match source {
+        VolumeSource::ConfigMap(c) => {
+            match object_data(objects, Kind::ConfigMap, namespace, &c.name) {
+                Some(data) => select_keys(&data, &c.items, c.default_mode, c.optional)?,
+                None if c.optional => Vec::new(),
+                None => return Err(VolumeError::ConfigMapNotFound(c.name.clone())),
+            }
+        }
+        VolumeSource::Secret(s) => {
+            match object_data(objects, Kind::Secret, namespace, &s.secret_name) {
+                Some(data) => select_keys(&data, &s.items, s.default_mode, s.optional)?,
+                None if s.optional => Vec::new(),
+                None => return Err(VolumeError::SecretNotFound(s.secret_name.clone())),
+            }
+        }
+        VolumeSource::DownwardApi(d) => downward_files(&d.items, d.default_mode, downward)?,
+        VolumeSource::Projected(p) => {
+            let mut files = Vec::new();
+            for projection in &p.sources {
+                files.extend(match projection {
+                    Projection::ConfigMap(o) | Projection::Secret(o) => {
+                        let (kind, missing): (Kind, fn(String) -> VolumeError) =
+                            if matches!(projection, Projection::ConfigMap(_)) {
+                                (Kind::ConfigMap, VolumeError::ConfigMapNotFound)
+                            } else {
+                                (Kind::Secret, VolumeError::SecretNotFound)
+                            };
+                        match object_data(objects, kind, namespace, &o.name) {
+                            Some(data) => select_keys(&data, &o.items, p.default_mode, o.optional)?,
+                            None if o.optional => Vec::new(),
+                            None => return Err(missing(o.name.clone())),
+                        }
+                    }
+                    Projection::DownwardApi(d) => {
+                        downward_files(&d.items, p.default_mode, downward)?
+                    }
+                });
+            }
+            files
+        }
+        VolumeSource::EmptyDir(_) | VolumeSource::HostPath(_) => Vec::new(),
+    };
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    if let Some(w) = files.windows(2).find(|w| w[0].path == w[1].path) {
+        return Err(VolumeError::DuplicatePath(w[0].path.clone()));
+    }
+    Ok(files)
+}
+
+/// Every key of a ConfigMap (text and binary) or Secret; `None` when it does not exist.
+fn object_data(
+    objects: &Objects,
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+) -> Option<Vec<(String, Vec<u8>)>> {
+    match objects
+        .get(&ObjectKey::new(kind, namespace, name))
+        .map(|o| o.get())
+    {
+        Some(Object::ConfigMap(cm)) => Some(
+            cm.data
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
+                .chain(cm.binary_data.iter().map(|(k, v)| (k.clone(), v.clone())))
+                .collect(),
+        ),
+        Some(Object::Secret(secret)) => Some(
+            secret
+                .data
+                .iter()
+                .map(|(k, v)| (k.clone(), v.expose().to_vec()))
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// The files for `items` of `data` (every key under its own name when `items` is empty).
+fn select_keys(
     data: &[(String, Vec<u8>)],
     items: &[KeyToPath],
     default_mode: u32,
     optional: bool,
-) -> Result<(), VolumeError> {
-    let write = |rel: &str, bytes: &[u8], mode: u32| -> Result<(), VolumeError> {
-        let path = dir.join(rel);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(volume_io(parent))?;
-        }
-        let tmp = path.with_extension("skiff-tmp");
-        std::fs::write(&tmp, bytes).map_err(volume_io(&path))?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
-            .map_err(volume_io(&path))?;
-        std::fs::rename(&tmp, &path).map_err(volume_io(&path))
-    };
+) -> Result<Vec<VolumeFile>, VolumeError> {
     if items.is_empty() {
-        for (k, v) in data {
-            write(k, v, default_mode)?;
-        }
-        return Ok(());
+        return Ok(data
+            .iter()
+            .map(|(k, v)| VolumeFile {
+                path: k.clone(),
+                bytes: v.clone(),
+                mode: default_mode,
+            })
+            .collect());
     }
+    let mut out = Vec::new();
     for item in items {
         match data.iter().find(|(k, _)| *k == item.key) {
-            Some((_, v)) => write(&item.path, v, item.mode.unwrap_or(default_mode))?,
+            Some((_, v)) => out.push(VolumeFile {
+                path: item.path.clone(),
+                bytes: v.clone(),
+                mode: item.mode.unwrap_or(default_mode),
+            }),
             None if optional => {}
             None => return Err(VolumeError::KeyNotFound(item.key.clone())),
         }
     }
-    Ok(())
+    Ok(out)
+}
+
+fn downward_files(
+    items: &[DownwardApiFile],
+    default_mode: u32,
+    downward: &Downward,
+) -> Result<Vec<VolumeFile>, VolumeError> {
+    items
+        .iter()
+        .map(|item| {
+            let text = match &item.source {
+                DownwardApiSource::Field(field) => downward.volume_value(field),
+                DownwardApiSource::Resource(r) => downward
+                    .resource(r)
+                    .map_err(|e| VolumeError::Downward(e.0))?,
+            };
+            Ok(VolumeFile {
+                path: item.path.clone(),
+                bytes: text.into_bytes(),
+                mode: item.mode.unwrap_or(default_mode),
+            })
+        })
+        .collect()
+}
+
+/// The link through which a volume's files are read: `<volume>/..data` points at the
+/// directory of the current version, and each top-level name is a link into `..data`.
+const DATA_LINK: &str = "..data";
+
+/// Writes `files` into `dir` so that a reader sees the old set or the new one, never a mix:
+/// the new version goes into a fresh `..<stamp>` directory, the `..data` link is renamed over
+/// in one step, then the top-level links are added or removed and the old version deleted.
+/// Nothing is written when the files are what `dir` already holds. Returns whether it wrote.
+pub fn write_files(dir: &Path, files: &[VolumeFile]) -> Result<bool, VolumeError> {
+    let data_link = dir.join(DATA_LINK);
+    let current = std::fs::read_link(&data_link).ok();
+    if let Some(current) = &current
+        && holds(&dir.join(current), files)
+    {
+        return Ok(false);
+    }
+    let stamp = format!(
+        "..{}.{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+        std::process::id()
+    );
+    let version = dir.join(&stamp);
+    std::fs::create_dir_all(&version).map_err(volume_io(&version))?;
+    for f in files {
+        let path = version.join(&f.path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(volume_io(parent))?;
+        }
+        std::fs::write(&path, &f.bytes).map_err(volume_io(&path))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(f.mode))
+            .map_err(volume_io(&path))?;
+    }
+    let tmp_link = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp_link);
+    std::os::unix::fs::symlink(&stamp, &tmp_link).map_err(volume_io(&tmp_link))?;
+    std::fs::rename(&tmp_link, &data_link).map_err(volume_io(&data_link))?;
+    let wanted: std::collections::BTreeSet<String> = files
+        .iter()
+        .filter_map(|f| f.path.split('/').next().map(str::to_string))
+        .collect();
+    for name in &wanted {
+        let link = dir.join(name);
+        let target = Path::new(DATA_LINK).join(name);
+        if std::fs::read_link(&link).is_ok_and(|t| t == target) {
+            continue;
+        }
+        // A file of the first layout (before `..data`) or a stale link.
+        if let Ok(meta) = std::fs::symlink_metadata(&link) {
+            let removed = if meta.is_dir() {
+                std::fs::remove_dir_all(&link)
+            } else {
+                std::fs::remove_file(&link)
+            };
+            removed.map_err(volume_io(&link))?;
+        }
+        std::os::unix::fs::symlink(&target, &link).map_err(volume_io(&link))?;
+    }
+    let entries = std::fs::read_dir(dir).map_err(volume_io(dir))?;
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        let stale = if name.starts_with("..") {
+            name != DATA_LINK && name != stamp
+        } else {
+            !wanted.contains(&name)
+                && std::fs::read_link(&path).is_ok_and(|t| t.starts_with(DATA_LINK))
+        };
+        if stale {
+            let removed = if path.is_dir() && !path.is_symlink() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.map_err(volume_io(&path))?;
+        }
+    }
+    Ok(true)
+}
+
+/// Whether `version` holds exactly `files` (contents and modes; group bits aside, which
+/// fsGroup adds).
+fn holds(version: &Path, files: &[VolumeFile]) -> bool {
+    let mut found = Vec::new();
+    let mut pending = vec![version.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            return false;
+        };
+        for e in entries.filter_map(Result::ok) {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => pending.push(p),
+                Ok(_) => found.push(p),
+                Err(_) => return false,
+            }
+        }
+    }
+    found.len() == files.len()
+        && files.iter().all(|f| {
+            let p = version.join(&f.path);
+            std::fs::symlink_metadata(&p)
+                .is_ok_and(|m| m.permissions().mode() & 0o5707 == f.mode & 0o5707)
+                && std::fs::read(&p).is_ok_and(|b| b == f.bytes)
+        })
 }
 
 fn host_path(path: &Path, kind: HostPathType) -> Result<(), VolumeError> {
@@ -381,6 +662,10 @@ pub fn teardown(paths: &PodPaths, netns: Option<(&Path, &str)>) -> Result<(), Sa
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "sandbox_tests.rs"]
+mod volume_tests;
 
 #[cfg(test)]
 mod tests {

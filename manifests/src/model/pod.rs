@@ -16,8 +16,10 @@ pub use super::security::{Capabilities, PodSecurityContext, SeccompProfile, Secu
 
 // Volume types live in `model::volume`; they are re-exported here because a pod spec owns them.
 pub use super::volume::{
-    ConfigMapVolume, DEFAULT_VOLUME_MODE, EmptyDirVolume, HostPathType, HostPathVolume, KeyToPath,
-    SecretVolume, StorageMedium, Volume, VolumeSource,
+    ConfigMapVolume, DEFAULT_VOLUME_MODE, DownwardApiFile, DownwardApiProjection,
+    DownwardApiSource, DownwardApiVolume, EmptyDirVolume, HostPathType, HostPathVolume, KeyToPath,
+    ObjectProjection, ProjectedVolume, Projection, SecretVolume, StorageMedium, Volume,
+    VolumeField, VolumeSource,
 };
 
 pub(crate) fn is_true(value: &bool) -> bool {

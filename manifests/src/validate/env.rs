@@ -50,7 +50,7 @@ fn field_ref(raw: RawFieldRef, path: &FieldPath, problems: &mut Problems) -> Opt
 }
 
 /// `resourceFieldRef`: cpu or memory, request or limit, with a positive divisor (default 1).
-fn resource_field_ref(
+pub(crate) fn resource_field_ref(
     raw: RawResourceFieldRef,
     path: &FieldPath,
     problems: &mut Problems,

@@ -10,6 +10,7 @@ mod pod;
 mod probe;
 mod security;
 mod service;
+mod volume;
 mod workloads;
 
 pub use service::NODE_PORT_RANGE;

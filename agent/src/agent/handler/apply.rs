@@ -93,20 +93,11 @@ pub(super) async fn delete(shared: &Shared, target: DeleteTarget) -> Reply {
     }
 }
 
-/// Every object of `files` with every file's warnings, or every file's errors joined.
+/// See [`crate::desired::check_files`].
 fn parse_all(files: &[ApplyFile]) -> Result<(Vec<Valid<Object>>, Vec<String>), String> {
-    let mut objects = Vec::new();
-    let mut errors = Vec::new();
-    let mut warnings = Vec::new();
-    for f in files {
-        let parsed = skiff_manifests::parse_file(&f.name, f.content.as_bytes());
-        errors.extend(parsed.errors().iter().map(|e| e.to_string()));
-        warnings.extend(parsed.warnings().iter().map(|w| w.to_string()));
-        objects.extend(parsed.objects().into_iter().cloned());
-    }
-    if errors.is_empty() {
-        Ok((objects, warnings))
-    } else {
-        Err(errors.join("\n"))
-    }
+    crate::desired::check_files(
+        files
+            .iter()
+            .map(|f| (f.name.as_str(), f.content.as_bytes())),
+    )
 }
