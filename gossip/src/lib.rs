@@ -95,7 +95,9 @@ pub use token::{
 pub use transport::{
     MAX_FRAME_BYTES, QuicTransport, QuicTransportOptions, TransportCounters, TransportTimings,
 };
-pub use view::{Capacity, NodeCondition, NodeMetadata, NodeStatus, ObservedNode, build_node_list};
+pub use view::{
+    Capacity, NodeCondition, NodeMetadata, NodeStatus, NodeTaint, ObservedNode, build_node_list,
+};
 
 /// chitchat, re-exported so callers use the pinned version (`ChannelTransport` for simulations).
 pub use chitchat;

@@ -30,6 +30,21 @@ pub struct NodeMetadata {
     /// Cordoned, and its pods are moving to other nodes (`skiff drain`).
     #[serde(default)]
     pub draining: bool,
+    /// `skiff taint node`, in the order they were set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taints: Vec<NodeTaint>,
+}
+
+/// A node taint as gossiped: `key=value:effect`, and when it was set (wall clock ms). The
+/// agent checks the effect (NoSchedule, PreferNoSchedule, NoExecute) before publishing it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeTaint {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub value: String,
+    pub effect: String,
+    #[serde(default)]
+    pub added_ms: u64,
 }
 
 /// Condition of a node as seen from here.

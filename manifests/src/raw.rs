@@ -70,6 +70,109 @@ pub(crate) struct RawPodSpec {
     pub(crate) dns_policy: Option<String>,
     pub(crate) dns_config: Option<RawDnsConfig>,
     pub(crate) host_aliases: Option<List<RawHostAlias>>,
+    pub(crate) affinity: Option<RawAffinity>,
+    pub(crate) tolerations: Option<List<RawToleration>>,
+    pub(crate) topology_spread_constraints: Option<List<RawSpreadConstraint>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawAffinity {
+    pub(crate) node_affinity: Option<RawNodeAffinity>,
+    pub(crate) pod_affinity: Option<RawPodAffinity>,
+    pub(crate) pod_anti_affinity: Option<RawPodAffinity>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawNodeAffinity {
+    #[serde(rename = "requiredDuringSchedulingIgnoredDuringExecution")]
+    pub(crate) required: Option<RawNodeSelector>,
+    #[serde(rename = "preferredDuringSchedulingIgnoredDuringExecution")]
+    pub(crate) preferred: Option<List<RawPreferredTerm>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawNodeSelector {
+    pub(crate) node_selector_terms: Option<List<RawNodeSelectorTerm>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawNodeSelectorTerm {
+    pub(crate) match_expressions: Option<List<RawRequirement>>,
+    pub(crate) match_fields: Option<List<RawRequirement>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawRequirement {
+    pub(crate) key: Option<String>,
+    pub(crate) operator: Option<String>,
+    pub(crate) values: Option<List<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawPreferredTerm {
+    pub(crate) weight: Option<i64>,
+    pub(crate) preference: Option<RawNodeSelectorTerm>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawPodAffinity {
+    #[serde(rename = "requiredDuringSchedulingIgnoredDuringExecution")]
+    pub(crate) required: Option<List<RawPodAffinityTerm>>,
+    #[serde(rename = "preferredDuringSchedulingIgnoredDuringExecution")]
+    pub(crate) preferred: Option<List<RawWeightedPodAffinityTerm>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawPodAffinityTerm {
+    pub(crate) label_selector: Option<RawPodSelector>,
+    pub(crate) namespaces: Option<List<String>>,
+    pub(crate) topology_key: Option<String>,
+    /// Refused with a reason (not supported yet).
+    pub(crate) namespace_selector: Option<Value>,
+    pub(crate) match_label_keys: Option<Value>,
+    pub(crate) mismatch_label_keys: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawWeightedPodAffinityTerm {
+    pub(crate) weight: Option<i64>,
+    pub(crate) pod_affinity_term: Option<RawPodAffinityTerm>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawPodSelector {
+    pub(crate) match_labels: Option<StringMap>,
+    pub(crate) match_expressions: Option<List<RawRequirement>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawToleration {
+    pub(crate) key: Option<String>,
+    pub(crate) operator: Option<String>,
+    pub(crate) value: Option<String>,
+    pub(crate) effect: Option<String>,
+    pub(crate) toleration_seconds: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawSpreadConstraint {
+    pub(crate) max_skew: Option<i64>,
+    pub(crate) topology_key: Option<String>,
+    pub(crate) when_unsatisfiable: Option<String>,
+    pub(crate) label_selector: Option<RawPodSelector>,
+    /// Refused unless at their defaults (not supported yet).
+    pub(crate) min_domains: Option<Value>,
+    pub(crate) match_label_keys: Option<Value>,
+    pub(crate) node_affinity_policy: Option<String>,
+    pub(crate) node_taints_policy: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

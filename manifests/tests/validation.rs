@@ -195,6 +195,23 @@ fn single_problems_table() {
         (pod("", "  volumes: [{name: v, projected: {sources: [{secret: {items: [{key: k, path: k}]}}]}}]\n"), "spec.volumes[0].projected.sources[0].secret.name", "required"),
         (pod("", "  volumes: [{name: v, projected: {sources: [{downwardAPI: {items: [{path: n, fieldRef: {fieldPath: spec.nodeName}}]}}]}}]\n"), "spec.volumes[0].projected.sources[0].downwardAPI.items[0].fieldRef.fieldPath", "unsupported field"),
         (pod("", "  nodeSelector: {\"a b\": x}\n"), r#"spec.nodeSelector["a b"]"#, "key must be"),
+        (pod("", "  affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: []}}}\n"), "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms", "at least one term"),
+        (pod("", "  affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: zone, operator: Near, values: [a]}]}]}}}\n"), "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator", "must be one of"),
+        (pod("", "  affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: zone, operator: In}]}]}}}\n"), "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].values", "must not be empty"),
+        (pod("", "  affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: cores, operator: Gt, values: [many]}]}]}}}\n"), "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].values", "one integer"),
+        (pod("", "  affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchFields: [{key: metadata.labels, operator: In, values: [a]}]}]}}}\n"), "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchFields[0].key", "metadata.name"),
+        (pod("", "  affinity: {nodeAffinity: {preferredDuringSchedulingIgnoredDuringExecution: [{weight: 0, preference: {matchExpressions: [{key: a, operator: Exists}]}}]}}\n"), "spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight", "between 1 and 100"),
+        (pod("", "  affinity: {podAntiAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{labelSelector: {matchLabels: {app: a}}}]}}\n"), "spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey", "required"),
+        (pod("", "  affinity: {podAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{topologyKey: kubernetes.io/hostname, namespaceSelector: {}, labelSelector: {}}]}}\n"), "spec.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].namespaceSelector", "not supported yet"),
+        (pod("", "  affinity: {podAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{topologyKey: kubernetes.io/hostname, labelSelector: {matchExpressions: [{key: a, operator: Gt, values: [\"1\"]}]}}]}}\n"), "spec.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].labelSelector.matchExpressions[0].operator", "must be one of"),
+        (pod("", "  tolerations: [{operator: Exists, value: x}]\n"), "spec.tolerations[0].value", "must be empty with Exists"),
+        (pod("", "  tolerations: [{value: x}]\n"), "spec.tolerations[0].key", "required with operator Equal"),
+        (pod("", "  tolerations: [{key: k, effect: NoRun}]\n"), "spec.tolerations[0].effect", "must be one of"),
+        (pod("", "  tolerations: [{key: k, effect: NoSchedule, tolerationSeconds: 5}]\n"), "spec.tolerations[0].tolerationSeconds", "only with effect NoExecute"),
+        (pod("", "  topologySpreadConstraints: [{maxSkew: 0, topologyKey: zone, whenUnsatisfiable: DoNotSchedule, labelSelector: {}}]\n"), "spec.topologySpreadConstraints[0].maxSkew", "at least 1"),
+        (pod("", "  topologySpreadConstraints: [{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: Never, labelSelector: {}}]\n"), "spec.topologySpreadConstraints[0].whenUnsatisfiable", "must be one of"),
+        (pod("", "  topologySpreadConstraints: [{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: DoNotSchedule, labelSelector: {}, minDomains: 2}]\n"), "spec.topologySpreadConstraints[0].minDomains", "not supported yet"),
+        (pod("", "  topologySpreadConstraints: [{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: DoNotSchedule, labelSelector: {}, nodeTaintsPolicy: Honor}]\n"), "spec.topologySpreadConstraints[0].nodeTaintsPolicy", "only \"Ignore\""),
         ("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers: []\n".into(), "spec.containers", "at least one container"),
         ("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n".into(), "spec", "required"),
         ("apiVersion: v1\nkind: Pod\nspec: {containers: [{name: c, image: i}]}\n".into(), "metadata", "required"),
@@ -533,4 +550,46 @@ fn an_unknown_key_in_a_volume_is_a_warning_and_a_known_unsupported_source_an_err
         errors[0].contains("spec.volumes[1].persistentVolumeClaim: not supported yet"),
         "{errors:?}"
     );
+}
+
+#[test]
+fn scheduling_constraints_read_back_in_kubernetes_shape_and_parse_again() {
+    let yaml = pod(
+        "",
+        "  affinity:\n    nodeAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n        nodeSelectorTerms:\n        - matchExpressions: [{key: zone, operator: In, values: [a, b]}, {key: cores, operator: Gt, values: [\"2\"]}]\n        - matchFields: [{key: metadata.name, operator: In, values: [n1]}]\n      preferredDuringSchedulingIgnoredDuringExecution:\n      - {weight: 20, preference: {matchExpressions: [{key: disk, operator: Exists}]}}\n    podAntiAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n      - {topologyKey: kubernetes.io/hostname, labelSelector: {matchLabels: {app: db}}}\n      preferredDuringSchedulingIgnoredDuringExecution:\n      - weight: 50\n        podAffinityTerm: {topologyKey: topology.kubernetes.io/zone, namespaces: [other], labelSelector: {matchExpressions: [{key: app, operator: NotIn, values: [x]}]}}\n  tolerations:\n  - {key: dedicated, operator: Equal, value: edge, effect: NoSchedule}\n  - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 30}\n  - {operator: Exists}\n  topologySpreadConstraints:\n  - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: ScheduleAnyway, labelSelector: {matchLabels: {app: web}}}\n",
+    );
+    let parsed = parse_file("p.yaml", yaml.as_bytes());
+    assert!(parsed.is_ok(), "{:?}", parsed.errors());
+    assert!(parsed.warnings().is_empty(), "{:?}", parsed.warnings());
+    let object = parsed.objects()[0].clone();
+    let json = object.to_json();
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    let spec = &v["spec"];
+    let node = &spec["affinity"]["nodeAffinity"];
+    let terms = &node["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"];
+    assert_eq!(terms[0]["matchExpressions"][1]["operator"], "Gt");
+    assert_eq!(terms[1]["matchFields"][0]["values"][0], "n1");
+    assert_eq!(
+        node["preferredDuringSchedulingIgnoredDuringExecution"][0]["weight"],
+        20
+    );
+    let anti = &spec["affinity"]["podAntiAffinity"];
+    assert_eq!(
+        anti["requiredDuringSchedulingIgnoredDuringExecution"][0]["topologyKey"],
+        "kubernetes.io/hostname"
+    );
+    assert_eq!(
+        anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]["namespaces"]
+            [0],
+        "other"
+    );
+    assert_eq!(spec["tolerations"][1]["tolerationSeconds"], 30);
+    assert_eq!(spec["tolerations"][2]["operator"], "Exists");
+    assert_eq!(
+        spec["topologySpreadConstraints"][0]["whenUnsatisfiable"],
+        "ScheduleAnyway"
+    );
+    let again = parse_file("p.json", &json);
+    assert!(again.is_ok(), "{:?}", again.errors());
+    assert_eq!(again.objects()[0].content_hash(), object.content_hash());
 }

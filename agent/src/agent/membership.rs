@@ -113,12 +113,42 @@ pub fn metadata(config: &AgentConfig) -> NodeMetadata {
             memory_bytes: memory,
             pods: config.max_pods,
         },
-        labels: load_overrides(&config.data_dir).apply(&config.labels),
+        labels: with_well_known(
+            load_overrides(&config.data_dir).apply(&config.labels),
+            &config.node_name,
+        ),
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         ready: true,
         cordoned: scheduling.0,
         draining: scheduling.1,
+        taints: Vec::new(),
     }
+}
+
+/// Kubernetes' well-known node labels: `kubernetes.io/hostname` (the node's name),
+/// `kubernetes.io/os` and `kubernetes.io/arch` (as Go names them), unless the node's labels
+/// set them already.
+pub fn with_well_known(
+    mut labels: BTreeMap<String, String>,
+    node_name: &str,
+) -> BTreeMap<String, String> {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    };
+    for (key, value) in [
+        (skiff_manifests::model::pod::HOSTNAME_LABEL, node_name),
+        ("kubernetes.io/os", std::env::consts::OS),
+        ("kubernetes.io/arch", arch),
+    ] {
+        labels
+            .entry(key.to_string())
+            .or_insert_with(|| value.to_string());
+    }
+    labels
 }
 
 /// File in the data dir that keeps `cordoned` or `draining` across restarts.
@@ -395,6 +425,21 @@ impl NodeMeta {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn well_known_labels_are_there_to_match() {
+        let labels = with_well_known(std::collections::BTreeMap::new(), "edge-1");
+        assert_eq!(labels["kubernetes.io/hostname"], "edge-1");
+        assert_eq!(labels["kubernetes.io/os"], "linux");
+        assert!(!labels["kubernetes.io/arch"].is_empty());
+        // A label the node sets itself wins.
+        let own = std::collections::BTreeMap::from([(
+            "kubernetes.io/hostname".to_string(),
+            "custom".to_string(),
+        )]);
+        let labels = with_well_known(own, "edge-1");
+        assert_eq!(labels["kubernetes.io/hostname"], "custom");
+    }
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

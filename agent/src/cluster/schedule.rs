@@ -86,6 +86,25 @@ pub fn sched_node(node: &NodeStatus, not_ready: Option<(u64, bool)>, now: u64) -
             memory_bytes: node.metadata.capacity.memory_bytes,
             pods: node.metadata.capacity.pods,
         },
+        taints: node
+            .metadata
+            .taints
+            .iter()
+            .filter_map(|t| {
+                let effect = skiff_manifests::model::pod::TaintEffect::ALL
+                    .iter()
+                    .find(|(name, _)| *name == t.effect)?
+                    .1;
+                Some(crate::scheduler::NodeTaint {
+                    taint: skiff_manifests::model::pod::Taint {
+                        key: t.key.clone(),
+                        value: t.value.clone(),
+                        effect,
+                    },
+                    added_ms: t.added_ms,
+                })
+            })
+            .collect(),
     }
 }
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use skiff_manifests::model::pod::{Affinity, Taint, Toleration, TopologySpreadConstraint};
 use skiff_manifests::{DEFAULT_NAMESPACE, Kind, Object, ObjectKey, PodSpec, Valid};
 
 use crate::pod::{Owner, OwnerRef};
@@ -58,6 +59,18 @@ pub struct SchedNode {
     pub draining: bool,
     pub labels: BTreeMap<String, String>,
     pub allocatable: Allocatable,
+    /// `skiff taint node`: pods that do not tolerate them stay off (NoSchedule), use the node
+    /// last (PreferNoSchedule) or leave (NoExecute, after their tolerationSeconds).
+    #[serde(default)]
+    pub taints: Vec<NodeTaint>,
+}
+
+/// A node's taint and when it was set (wall clock ms), for NoExecute's tolerationSeconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeTaint {
+    pub taint: Taint,
+    #[serde(default)]
+    pub added_ms: u64,
 }
 
 /// What makes pods.
@@ -107,7 +120,7 @@ impl Share {
 }
 
 /// A desired object that makes pods, reduced to what placement needs.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Workload {
     pub kind: WorkloadKind,
     pub namespace: String,
@@ -117,13 +130,23 @@ pub struct Workload {
     /// Per pod: the containers' requests added up, or the largest init container's if larger.
     pub requests: Resources,
     pub node_selector: BTreeMap<String, String>,
+    /// The labels its pods carry (what pod affinity and spread constraints select).
+    pub pod_labels: BTreeMap<String, String>,
+    pub affinity: Affinity,
+    pub tolerations: Vec<Toleration>,
+    pub spread: Vec<TopologySpreadConstraint>,
 }
 
 impl Workload {
     /// The workload of a Deployment, DaemonSet or Pod; `None` for other kinds.
     pub fn from_object(object: &Valid<Object>) -> Option<Workload> {
         let meta = object.metadata();
-        let (kind, template_hash, spec): (WorkloadKind, String, &PodSpec) = match object.get() {
+        let (kind, template_hash, spec, pod_labels): (
+            WorkloadKind,
+            String,
+            &PodSpec,
+            &BTreeMap<String, String>,
+        ) = match object.get() {
             Object::Deployment(d) => {
                 let (max_surge, max_unavailable, recreate) = match &d.spec.strategy {
                     skiff_manifests::DeploymentStrategy::RollingUpdate { rolling_update } => {
@@ -140,7 +163,12 @@ impl Workload {
                     recreate,
                     paused: d.spec.paused,
                 };
-                (kind, d.pod_template_hash(), &d.spec.template.spec)
+                (
+                    kind,
+                    d.pod_template_hash(),
+                    &d.spec.template.spec,
+                    &d.spec.template.metadata.labels,
+                )
             }
             Object::DaemonSet(d) => (
                 WorkloadKind::DaemonSet {
@@ -151,8 +179,14 @@ impl Workload {
                 },
                 d.pod_template_hash(),
                 &d.spec.template.spec,
+                &d.spec.template.metadata.labels,
             ),
-            Object::Pod(p) => (WorkloadKind::Pod, object.content_hash(), &p.spec),
+            Object::Pod(p) => (
+                WorkloadKind::Pod,
+                object.content_hash(),
+                &p.spec,
+                &p.metadata.labels,
+            ),
             _ => return None,
         };
         let totals = spec.total_requests();
@@ -166,6 +200,10 @@ impl Workload {
                 memory_bytes: totals.memory_bytes,
             },
             node_selector: spec.node_selector.clone(),
+            pod_labels: pod_labels.clone(),
+            affinity: spec.affinity.clone(),
+            tolerations: spec.tolerations.clone(),
+            spread: spec.topology_spread_constraints.clone(),
         })
     }
 
@@ -265,7 +303,7 @@ pub struct ReportedPod {
 }
 
 /// Everything one scheduling pass looks at.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct SchedInput {
     pub nodes: Vec<SchedNode>,
     pub workloads: Vec<Workload>,

@@ -16,8 +16,8 @@ mod plan;
 mod reason;
 
 pub use input::{
-    Allocatable, NodeCondition, Pending, Placement, ReportedPod, Resources, SchedInput, SchedNode,
-    SchedOutput, Share, Workload, WorkloadKind, workloads_from_objects,
+    Allocatable, NodeCondition, NodeTaint, Pending, Placement, ReportedPod, Resources, SchedInput,
+    SchedNode, SchedOutput, Share, Workload, WorkloadKind, workloads_from_objects,
 };
 pub use plan::schedule;
 pub use reason::{MAX_PODS_PER_NODE, Misfit, Tally};

@@ -21,7 +21,8 @@ use skiff_manifests::{Kind, ObjectKey, PodSuffix, daemon_set_pod_name, deploymen
 use super::input::{
     NodeCondition, Pending, Placement, SchedInput, SchedNode, SchedOutput, Workload, WorkloadKind,
 };
-use super::reason::{Tally, Usage, has_room, misfit};
+use super::reason::{Misfit, Tally, Usage, has_room, misfit};
+use skiff_manifests::model::pod::TaintEffect;
 
 /// New names tried before a pod is reported pending for want of a free name.
 const NAME_ATTEMPTS: usize = 64;
@@ -100,6 +101,8 @@ struct Pass<'a> {
     now_ms: u64,
     /// Template hashes of pods being stopped, per owner.
     terminating: BTreeMap<OwnerKey, BTreeSet<String>>,
+    /// Some workload has required pod anti-affinity (its placed pods keep others away).
+    any_anti_affinity: bool,
 }
 
 /// Computes the full assignment table. Pure: `now_ms` is the wall clock the NotReady times are
@@ -139,6 +142,12 @@ pub fn schedule(
         pending: Vec::new(),
         now_ms,
         terminating: BTreeMap::new(),
+        any_anti_affinity: input.workloads.iter().any(|w| {
+            w.affinity
+                .pod_anti_affinity
+                .as_ref()
+                .is_some_and(|a| !a.required.is_empty())
+        }),
     };
     let mut candidates = pass.gather();
 
@@ -202,10 +211,25 @@ impl<'a> Pass<'a> {
     }
 
     /// The fate of `workload`'s pods on `node`: a node that no longer matches the node
-    /// selector moves them off.
+    /// selector moves them off (and, for a DaemonSet, one that no longer matches its required
+    /// node affinity); a NoExecute taint they do not tolerate (any longer) puts them out at
+    /// once, as Kubernetes evicts them.
     fn fate(&self, node: usize, workload: &Workload) -> Fate {
+        let n = self.nodes[node];
+        let daemon = matches!(workload.kind, WorkloadKind::DaemonSet { .. });
         match self.fates[node] {
-            Fate::Keep if !workload.fits_labels(&self.nodes[node].labels) => Fate::MoveOff,
+            Fate::Gone => Fate::Gone,
+            _ if !tolerated(
+                n,
+                &workload.tolerations,
+                &[TaintEffect::NoExecute],
+                self.now_ms,
+            ) =>
+            {
+                Fate::Gone
+            }
+            Fate::Keep if !workload.fits_labels(&n.labels) => Fate::MoveOff,
+            Fate::Keep if daemon && !node_affinity_fits(workload, n) => Fate::MoveOff,
             fate => fate,
         }
     }
@@ -217,6 +241,7 @@ impl<'a> Pass<'a> {
             && !n.cordoned
             && !n.draining
             && workload.fits_labels(&n.labels)
+            && self.constraint_misfit(workload, node).is_none()
     }
 
     /// A rolling update counts `candidate` available: reported ready, for at least
@@ -277,9 +302,15 @@ impl<'a> Pass<'a> {
         open.iter()
             .copied()
             .filter(|&n| has_room(self.nodes[n], &self.usage[n], w))
+            .filter(|&n| self.constraint_misfit(w, n).is_none())
             .min_by_key(|&n| {
                 let count = spread.map_or(0, |counts| counts[n]);
-                (count, self.usage[n].load_with(self.nodes[n], w), n)
+                (
+                    self.dislike(w, n),
+                    count,
+                    self.usage[n].load_with(self.nodes[n], w),
+                    n,
+                )
             })
     }
 
@@ -289,7 +320,12 @@ impl<'a> Pass<'a> {
         let mut tally = Tally::default();
         for (n, node) in self.nodes.iter().enumerate() {
             if node.condition != NodeCondition::Left {
-                tally.count(misfit(node, &self.usage[n], w));
+                let first = misfit(node, &self.usage[n], w);
+                let m = match first {
+                    Some(m) if m <= Misfit::NodeSelector => Some(m),
+                    _ => self.constraint_misfit(w, n).or(first),
+                };
+                tally.count(m);
             }
         }
         tally
@@ -324,5 +360,8 @@ impl<'a> Pass<'a> {
     }
 }
 
+mod constraints;
 mod keep;
 mod place;
+
+pub(crate) use constraints::{node_affinity_fits, tolerated};

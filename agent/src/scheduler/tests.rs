@@ -28,6 +28,7 @@ fn node(name: &str) -> SchedNode {
             memory_bytes: 8 * GI,
             pods: 110,
         },
+        taints: Vec::new(),
     }
 }
 
@@ -66,6 +67,10 @@ fn workload(kind: WorkloadKind, name: &str) -> Workload {
             memory_bytes: 64 * MI,
         },
         node_selector: BTreeMap::new(),
+        pod_labels: BTreeMap::new(),
+        affinity: Default::default(),
+        tolerations: Vec::new(),
+        spread: Vec::new(),
     }
 }
 
@@ -232,6 +237,7 @@ fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
     pairs.iter().map(|(n, c)| (n.to_string(), *c)).collect()
 }
 
+mod constraints;
 mod kinds;
 mod rollout;
 mod rules;

@@ -5,6 +5,7 @@ pub mod config;
 pub mod object;
 pub mod pod;
 pub mod probe;
+pub mod scheduling;
 pub mod security;
 pub mod service;
 pub mod volume;

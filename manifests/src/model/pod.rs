@@ -12,6 +12,12 @@ use crate::quantity::Quantity;
 pub use super::probe::{
     Hook, HttpGetAction, HttpHeader, HttpScheme, Lifecycle, Probe, ProbeHandler, ProbePort,
 };
+pub use super::scheduling::{
+    Affinity, HOSTNAME_LABEL, NodeAffinity, NodeSelectorTerm, Operator, PodAffinity,
+    PodAffinityTerm, PodSelector, PreferredTerm, Requirement, Taint, TaintEffect, Toleration,
+    TolerationOperator, TopologySpreadConstraint, WeightedPodAffinityTerm, WhenUnsatisfiable,
+    ZONE_LABEL,
+};
 pub use super::security::{Capabilities, PodSecurityContext, SeccompProfile, SecurityContext};
 
 // Volume types live in `model::volume`; they are re-exported here because a pod spec owns them.
@@ -46,7 +52,6 @@ pub struct PodSpec {
     /// The containers get the service environment variables (default true).
     #[serde(skip_serializing_if = "is_true")]
     pub enable_service_links: bool,
-    /// Stored for the scheduler; not interpreted yet.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "PodSecurityContext::is_empty")]
@@ -65,6 +70,12 @@ pub struct PodSpec {
     /// Extra lines of the pod's /etc/hosts.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub host_aliases: Vec<HostAlias>,
+    #[serde(skip_serializing_if = "Affinity::is_empty")]
+    pub affinity: Affinity,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
 }
 
 /// How the pod's resolv.conf is made (`dnsPolicy`).

@@ -8,6 +8,7 @@ mod dns;
 mod env;
 mod pod;
 mod probe;
+mod scheduling;
 mod security;
 mod service;
 mod volume;

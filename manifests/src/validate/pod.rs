@@ -124,6 +124,14 @@ pub(crate) fn pod_spec(
     let (dns_policy, dns_config) = super::dns::dns(raw.dns_policy, raw.dns_config, path, problems);
     let host_aliases =
         super::dns::host_aliases(raw.host_aliases, &path.child("hostAliases"), problems);
+    let affinity = super::scheduling::affinity(raw.affinity, &path.child("affinity"), problems);
+    let tolerations =
+        super::scheduling::tolerations(raw.tolerations, &path.child("tolerations"), problems);
+    let topology_spread_constraints = super::scheduling::spread_constraints(
+        raw.topology_spread_constraints,
+        &path.child("topologySpreadConstraints"),
+        problems,
+    );
     Some(PodSpec {
         init_containers,
         containers,
@@ -139,6 +147,9 @@ pub(crate) fn pod_spec(
         dns_policy,
         dns_config,
         host_aliases,
+        affinity,
+        tolerations,
+        topology_spread_constraints,
     })
 }
 
