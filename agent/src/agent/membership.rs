@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use skiff_gossip::{
     Capacity, GossipConfig, GossipDeps, GossipError, GossipHandle, GossipNode, MetadataWriter,
-    NodeIdentity, NodeMetadata, Token, join_cluster,
+    NodeIdentity, NodeMetadata, NodeTaint, Token, join_cluster,
 };
 use skiff_manifests::names::NameError;
 use std::collections::{BTreeMap, BTreeSet};
@@ -121,7 +121,7 @@ pub fn metadata(config: &AgentConfig) -> NodeMetadata {
         ready: true,
         cordoned: scheduling.0,
         draining: scheduling.1,
-        taints: Vec::new(),
+        taints: load_taints(&config.data_dir),
     }
 }
 
@@ -149,6 +149,88 @@ pub fn with_well_known(
             .or_insert_with(|| value.to_string());
     }
     labels
+}
+
+/// This node's taints (`skiff taint node`), kept across restarts.
+const TAINTS_FILE: &str = "node-taints.json";
+
+fn load_taints(data_dir: &Path) -> Vec<NodeTaint> {
+    match std::fs::read(data_dir.join(TAINTS_FILE)) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::warn!(
+                "ignoring {}: {e} (the next `skiff taint node` rewrites it)",
+                data_dir.join(TAINTS_FILE).display()
+            );
+            Vec::new()
+        }),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Applies `skiff taint node` changes (pure): `KEY[=VALUE]:EFFECT` sets a taint (one per key
+/// and effect; a new value replaces the old and restarts its clock), `KEY:EFFECT-` removes
+/// that one and `KEY-` every taint of the key. Effects: NoSchedule, PreferNoSchedule,
+/// NoExecute.
+pub fn apply_taint_changes(
+    current: &[NodeTaint],
+    changes: &[String],
+    now_ms: u64,
+) -> Result<Vec<NodeTaint>, NodeMetaError> {
+    let bad = |change: &str, why: &str| NodeMetaError::Taint(format!("{change:?}: {why}"));
+    let effect_of = |change: &str, text: &str| {
+        skiff_manifests::model::pod::TaintEffect::ALL
+            .iter()
+            .find(|(name, _)| *name == text)
+            .map(|(name, _)| name.to_string())
+            .ok_or_else(|| {
+                bad(
+                    change,
+                    "the effect must be NoSchedule, PreferNoSchedule or NoExecute",
+                )
+            })
+    };
+    let mut taints = current.to_vec();
+    for change in changes {
+        if let Some(target) = change.strip_suffix('-') {
+            let (key, effect) = match target.split_once(':') {
+                Some((key, effect)) => (key, Some(effect_of(change, effect)?)),
+                None => (target, None),
+            };
+            let before = taints.len();
+            taints.retain(|t| !(t.key == key && effect.as_ref().is_none_or(|e| *e == t.effect)));
+            if taints.len() == before {
+                return Err(bad(change, "no such taint on this node"));
+            }
+            continue;
+        }
+        let (pair, effect) = change
+            .rsplit_once(':')
+            .ok_or_else(|| bad(change, "must be KEY[=VALUE]:EFFECT, KEY:EFFECT- or KEY-"))?;
+        let effect = effect_of(change, effect)?;
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        skiff_manifests::names::check_label_key(key).map_err(|e| bad(change, &e.to_string()))?;
+        if !value.is_empty() {
+            skiff_manifests::names::check_label_value(value)
+                .map_err(|e| bad(change, &e.to_string()))?;
+        }
+        match taints
+            .iter_mut()
+            .find(|t| t.key == key && t.effect == effect)
+        {
+            Some(t) if t.value == value => {}
+            Some(t) => {
+                t.value = value.to_string();
+                t.added_ms = now_ms;
+            }
+            None => taints.push(NodeTaint {
+                key: key.to_string(),
+                value: value.to_string(),
+                effect,
+                added_ms: now_ms,
+            }),
+        }
+    }
+    Ok(taints)
 }
 
 /// File in the data dir that keeps `cordoned` or `draining` across restarts.
@@ -238,6 +320,8 @@ pub enum NodeMetaError {
     OtherNode { node: String, this: String },
     #[error("labels too large: {0}")]
     TooLarge(#[source] GossipError),
+    #[error("taint {0}")]
+    Taint(String),
     #[error(transparent)]
     Encode(#[from] serde_json::Error),
     #[error("cannot save labels in {}: {source}", path.display())]
@@ -385,6 +469,40 @@ impl NodeMeta {
         Ok(labels)
     }
 
+    /// Sets or removes this node's taints: checked, persisted, then published. Only the local
+    /// node's own name is accepted. Returns the taints.
+    pub async fn taint(
+        &self,
+        node: &str,
+        changes: &[String],
+    ) -> Result<Vec<NodeTaint>, NodeMetaError> {
+        if node != self.node_name {
+            return Err(NodeMetaError::OtherNode {
+                node: node.to_string(),
+                this: self.node_name.clone(),
+            });
+        }
+        let mut state = self.state.lock().await;
+        let now = crate::pod::now_millis();
+        let taints = apply_taint_changes(&state.0.taints, changes, now)?;
+        let mut metadata = state.0.clone();
+        metadata.taints = taints.clone();
+        skiff_gossip::check_entry("node/meta", &serde_json::to_string(&metadata)?)
+            .map_err(NodeMetaError::TooLarge)?;
+        let path = self.data_dir.join(TAINTS_FILE);
+        std::fs::write(&path, serde_json::to_vec(&taints)?)
+            .map_err(|source| NodeMetaError::SaveScheduling { path, source })?;
+        self.writer
+            .set(&metadata)
+            .await
+            .map_err(|source| NodeMetaError::Publish {
+                what: "taints",
+                source,
+            })?;
+        state.0 = metadata;
+        Ok(taints)
+    }
+
     /// Cordons (no new pods), drains (cordoned, pods move elsewhere) or uncordons this node;
     /// persisted, then published.
     pub async fn set_scheduling(
@@ -425,6 +543,63 @@ impl NodeMeta {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn taint_changes_table() {
+        let t = |key: &str, value: &str, effect: &str, at: u64| NodeTaint {
+            key: key.into(),
+            value: value.into(),
+            effect: effect.into(),
+            added_ms: at,
+        };
+        let changes = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let start = vec![
+            t("gpu", "yes", "NoSchedule", 1),
+            t("gpu", "", "NoExecute", 1),
+        ];
+        let ok: Vec<(&[&str], Vec<NodeTaint>)> = vec![
+            (&["edge=true:PreferNoSchedule"], {
+                let mut v = start.clone();
+                v.push(t("edge", "true", "PreferNoSchedule", 9));
+                v
+            }),
+            // The same taint again keeps its time; a new value restarts it.
+            (&["gpu=yes:NoSchedule"], start.clone()),
+            (
+                &["gpu=no:NoSchedule"],
+                vec![
+                    t("gpu", "no", "NoSchedule", 9),
+                    t("gpu", "", "NoExecute", 1),
+                ],
+            ),
+            (&["gpu:NoExecute-"], vec![t("gpu", "yes", "NoSchedule", 1)]),
+            (&["gpu-"], vec![]),
+            (&["dedicated:NoSchedule"], {
+                let mut v = start.clone();
+                v.push(t("dedicated", "", "NoSchedule", 9));
+                v
+            }),
+        ];
+        for (c, want) in ok {
+            assert_eq!(
+                apply_taint_changes(&start, &changes(c), 9).unwrap(),
+                want,
+                "{c:?}"
+            );
+        }
+        for (c, why) in [
+            ("gpu=yes", "must be KEY[=VALUE]:EFFECT"),
+            ("gpu=yes:NoRun", "the effect must be"),
+            ("bad key:NoSchedule", "\"bad key:NoSchedule\""),
+            ("other-", "no such taint"),
+            ("gpu:PreferNoSchedule-", "no such taint"),
+        ] {
+            let e = apply_taint_changes(&start, &changes(&[c]), 9)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(why), "{c}: {e}");
+        }
+    }
 
     #[test]
     fn well_known_labels_are_there_to_match() {

@@ -87,6 +87,12 @@ pub enum Request {
         remove: Vec<String>,
         overwrite: bool,
     },
+    /// `skiff taint node NAME KEY[=VALUE]:EFFECT... KEY[:EFFECT]-...`: only the agent's own
+    /// node is accepted.
+    TaintNode {
+        node: String,
+        changes: Vec<String>,
+    },
     /// `skiff rollout history KIND/NAME`: the template's revisions kept cluster-wide.
     RolloutHistory {
         kind: ResourceKind,

@@ -227,6 +227,26 @@ fn run_inner(socket: &Path, command: Command) -> Result<i32, CliError> {
             ));
             Ok(EXIT_OK)
         }
+        Command::Taint(args) => {
+            if kind_of(&args.kind)? != ResourceKind::Nodes {
+                return Err(CliError::User(
+                    "only nodes can be tainted: skiff taint node NAME KEY[=VALUE]:EFFECT... [KEY-]"
+                        .into(),
+                ));
+            }
+            let value = call(
+                socket,
+                &Request::TaintNode {
+                    node: args.name,
+                    changes: args.changes,
+                },
+            )?;
+            output::note(&format!(
+                "node/{} tainted",
+                value["name"].as_str().unwrap_or_default()
+            ));
+            Ok(EXIT_OK)
+        }
         Command::Cordon { node } => {
             set_scheduling(socket, &node, true, false)?;
             output::note(&format!("node/{node} cordoned"));

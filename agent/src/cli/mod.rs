@@ -49,6 +49,9 @@ pub enum Command {
     Node(NodeCommand),
     /// Set or remove labels of this agent's node: KEY=VALUE to set, KEY- to remove
     Label(LabelArgs),
+    /// Set or remove taints of this agent's node: KEY[=VALUE]:EFFECT to set (NoSchedule,
+    /// PreferNoSchedule, NoExecute), KEY:EFFECT- or KEY- to remove
+    Taint(TaintArgs),
     /// Mark a node unschedulable
     Cordon { node: String },
     /// Mark a node schedulable again
@@ -364,6 +367,17 @@ pub struct LabelArgs {
     /// Change labels that already have another value
     #[arg(long)]
     pub overwrite: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TaintArgs {
+    /// Only `node` (or `nodes`, `no`)
+    pub kind: String,
+    /// The node: the agent's own (a node is the only writer of its metadata)
+    pub name: String,
+    /// KEY[=VALUE]:EFFECT to set, KEY:EFFECT- or KEY- to remove
+    #[arg(required = true, value_name = "KEY[=VALUE]:EFFECT|KEY[:EFFECT]-")]
+    pub changes: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -154,6 +154,7 @@ async fn handle(shared: Shared, request: Request) -> Reply {
             remove,
             overwrite,
         } => nodes::label(&shared, &node, set, remove, overwrite).await,
+        Request::TaintNode { node, changes } => nodes::taint(&shared, &node, &changes).await,
         Request::RolloutHistory {
             kind,
             name,

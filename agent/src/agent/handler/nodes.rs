@@ -78,6 +78,28 @@ pub(super) async fn label(
     }
 }
 
+pub(super) async fn taint(shared: &Shared, node: &str, changes: &[String]) -> Reply {
+    match shared.node_meta.taint(node, changes).await {
+        Ok(taints) => ok(json!({ "kind": "Node", "name": node, "taints": taints_json(&taints) })),
+        Err(e) => err(e.to_string()),
+    }
+}
+
+/// Taints in Kubernetes' shape (`timeAdded` in RFC 3339).
+fn taints_json(taints: &[skiff_gossip::NodeTaint]) -> Value {
+    taints
+        .iter()
+        .map(|t| {
+            let mut v =
+                json!({ "key": t.key, "effect": t.effect, "timeAdded": rfc3339(t.added_ms) });
+            if !t.value.is_empty() {
+                v["value"] = json!(t.value);
+            }
+            v
+        })
+        .collect()
+}
+
 fn node_json(n: &skiff_gossip::NodeStatus) -> Value {
     let m = &n.metadata;
     json!({
@@ -88,7 +110,7 @@ fn node_json(n: &skiff_gossip::NodeStatus) -> Value {
             "labels": m.labels,
             "creationTimestamp": rfc3339(n.started_at_unix_ms),
         },
-        "spec": { "unschedulable": m.cordoned },
+        "spec": { "unschedulable": m.cordoned, "taints": taints_json(&m.taints) },
         "status": {
             "phase": n.condition.to_string(),
             "roles": "<none>",

@@ -22,7 +22,11 @@ fn deploy(name: &str, replicas: u32, spec: &str) -> Workload {
 }
 
 /// A table row: the pod spec lines, the pods per node wanted, the pending reason wanted.
-type Case = (&'static str, Vec<(&'static str, usize)>, Option<&'static str>);
+type Case = (
+    &'static str,
+    Vec<(&'static str, usize)>,
+    Option<&'static str>,
+);
 
 fn tainted(name: &str, key: &str, value: &str, effect: TaintEffect, added_ms: u64) -> SchedNode {
     with(node(name), |n| {
