@@ -401,7 +401,8 @@ fn the_store_and_secrets_are_not_readable_by_other_users() {
     let names: Vec<String> = sensitive.iter().map(|p| p.display().to_string()).collect();
     for expected in [
         "skiff.redb",
-        "/volumes/s/password",
+        // The current version of the volume: `volumes/s/..<stamp>/password`.
+        "/password",
         "config.json",
         "spec.json",
         "main.log",
