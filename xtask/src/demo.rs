@@ -115,6 +115,14 @@ fn show_service(demo: &DemoCluster) -> Result<()> {
         },
     )?;
     other.show(&["logs", "worker", "--tail", "3"])?;
+    // Its own labels, from a downwardAPI volume.
+    let out = other.cli(&["logs", "worker"])?;
+    if let Some(line) = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("labels:"))
+    {
+        println!("worker's downwardAPI volume: {line}");
+    }
     Ok(())
 }
 
