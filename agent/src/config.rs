@@ -54,6 +54,9 @@ pub struct AgentConfig {
     pub manifest_settle: Duration,
     /// Periodic reconcile, on top of the event-driven one.
     pub resync_interval: Duration,
+    /// How often the disk emptyDir volumes with a sizeLimit are measured (a pod whose volume
+    /// outgrew its limit is evicted); kubelet's housekeeping period by default.
+    pub volume_check_interval: Duration,
     /// This node's pod subnet (a lone node's default; later handed out by the leader).
     pub pod_subnet: ipnet::Ipv4Net,
     /// The whole cluster's pod range (not masqueraded between nodes).
@@ -138,6 +141,7 @@ impl Default for AgentConfig {
             manifest_debounce: Duration::from_millis(30),
             manifest_settle: Duration::from_secs(2),
             resync_interval: Duration::from_millis(500),
+            volume_check_interval: Duration::from_secs(10),
             pod_subnet: "10.42.0.0/24".parse().unwrap_or_default(),
             cluster_cidr: "10.42.0.0/16".parse().unwrap_or_default(),
             service_cidr: crate::cluster::service::DEFAULT_SERVICE_CIDR
@@ -206,6 +210,7 @@ pub struct ConfigFile {
     pub manifest_debounce_ms: Option<u64>,
     pub manifest_settle_ms: Option<u64>,
     pub eviction_delay_ms: Option<u64>,
+    pub volume_check_interval_ms: Option<u64>,
     pub pod_subnet: Option<ipnet::Ipv4Net>,
     pub cluster_cidr: Option<ipnet::Ipv4Net>,
     pub service_cidr: Option<ipnet::Ipv4Net>,
@@ -341,6 +346,9 @@ impl ConfigFile {
         if let Some(v) = self.eviction_delay_ms {
             config.eviction_delay = Duration::from_millis(v);
         }
+        if let Some(v) = self.volume_check_interval_ms {
+            config.volume_check_interval = ms(v);
+        }
         if let Some(v) = self.manifest_debounce_ms {
             config.manifest_debounce = ms(v);
         }
@@ -382,6 +390,11 @@ impl AgentConfig {
         if self.crash_backoff_base.is_zero() || self.crash_backoff_base > self.crash_backoff_max {
             return Err(ConfigError::Invalid(
                 "crash-backoff-base-ms: must be > 0 and <= crash-backoff-max-ms".into(),
+            ));
+        }
+        if self.volume_check_interval.is_zero() {
+            return Err(ConfigError::Invalid(
+                "volume-check-interval-ms: must be > 0".into(),
             ));
         }
         if self.sandbox_backoff_base.is_zero() {

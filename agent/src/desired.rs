@@ -122,10 +122,12 @@ pub fn assigned_changes(
             .iter()
             .filter(|p| p.namespace == a.namespace && p.name == a.name)
             .collect();
-        if let Some(p) = same_name
-            .iter()
-            .find(|p| p.deleting_since.is_none() && p.spec_hash == a.template_hash)
-        {
+        if let Some(p) = same_name.iter().find(|p| {
+            p.deleting_since.is_none()
+                    && p.spec_hash == a.template_hash
+                    // An evicted pod of a workload is replaced (a bare Pod stays, Failed).
+                    && !(p.owner.is_some() && p.status.evicted.is_some())
+        }) {
             wanted.insert(p.uid.clone());
             continue;
         }

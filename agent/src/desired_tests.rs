@@ -141,6 +141,52 @@ fn assigned_pods_are_kept_and_unassigned_ones_deleted() {
 }
 
 #[test]
+fn an_evicted_workload_pod_is_replaced_and_an_evicted_bare_pod_stays() {
+    let merged = objects(&[
+        ("web.yaml", &deployment(1, "busybox:1")),
+        ("solo.yaml", &pod("busybox:1")),
+    ]);
+    let hash = web_hash(&objects(&[("web.yaml", &deployment(1, "busybox:1"))]));
+    let name = format!("web-{hash}-abcde");
+    let solo_hash = merged
+        .objects
+        .values()
+        .find(|(_, o)| o.key().kind == Kind::Pod)
+        .expect("solo")
+        .1
+        .content_hash();
+    let table = [
+        assigned("default", &name, "Deployment", "web", &hash, "n1"),
+        assigned("default", "solo", "Pod", "solo", &solo_hash, "n1"),
+    ];
+    let first = changes(&merged, &table, &[]);
+    assert_eq!(first.create.len(), 2);
+    let mut records: Vec<PodRecord> = first
+        .create
+        .iter()
+        .enumerate()
+        .map(|(i, new)| record(new, &format!("u{i}"), 0))
+        .collect();
+    for r in &mut records {
+        r.status.evicted = Some("Usage of EmptyDir volume \"v\" exceeds the limit \"1Mi\".".into());
+    }
+    let web_uid = records
+        .iter()
+        .find(|r| r.owner.is_some())
+        .unwrap()
+        .uid
+        .clone();
+    let c = changes(&merged, &table, &records);
+    assert_eq!(c.delete, vec![web_uid.clone()], "the Deployment's pod goes");
+    assert!(c.create.is_empty(), "its replacement waits for the name");
+    let bare: Vec<PodRecord> = records.into_iter().filter(|r| r.owner.is_none()).collect();
+    let c = changes(&merged, &table, &bare);
+    assert!(c.delete.is_empty(), "an evicted bare Pod stays, Failed");
+    assert_eq!(c.create.len(), 1);
+    assert_eq!(c.create[0].pod.metadata.name, name);
+}
+
+#[test]
 fn a_changed_pod_is_recreated_only_once_its_name_is_free() {
     let v1 = objects(&[("solo.yaml", &pod("busybox:1"))]);
     let v2 = objects(&[("solo.yaml", &pod("busybox:2"))]);

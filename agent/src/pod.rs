@@ -177,6 +177,10 @@ pub struct PodRuntime {
     /// The pod's network once its sandbox is ready (none for host-network pods).
     #[serde(default)]
     pub network: Option<PodNet>,
+    /// Why the node evicted the pod (a disk emptyDir grew past its sizeLimit): its containers
+    /// are stopped for good and its sandbox torn down; the pod is Failed with reason Evicted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evicted: Option<String>,
 }
 
 /// What pod networking gave a pod.
@@ -366,6 +370,9 @@ impl PodRecord {
     /// Failed when all are done; otherwise Running.
     pub fn phase(&self) -> Phase {
         let s = &self.status;
+        if s.evicted.is_some() {
+            return Phase::Failed;
+        }
         let sidecar = |i: usize| self.plan.init_containers.get(i).is_some_and(|c| c.sidecar);
         if s.init_containers
             .iter()

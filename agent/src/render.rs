@@ -161,6 +161,10 @@ pub fn pod(p: &PodRecord, ip: Option<&str>, ctx: &RenderContext<'_>) -> Value {
         status["reason"] = json!(w.reason);
         status["message"] = json!(w.message);
     }
+    if let Some(why) = &p.status.evicted {
+        status["reason"] = json!("Evicted");
+        status["message"] = json!(why);
+    }
     v["status"] = status;
     v
 }

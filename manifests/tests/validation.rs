@@ -595,17 +595,12 @@ fn scheduling_constraints_read_back_in_kubernetes_shape_and_parse_again() {
 }
 
 #[test]
-fn a_disk_empty_dir_size_limit_is_warned_about_and_a_memory_one_is_not() {
+fn empty_dir_size_limits_are_taken_without_a_warning() {
     let yaml = pod(
         "",
         "  volumes:\n  - {name: disk, emptyDir: {sizeLimit: 1Gi}}\n  - {name: mem, emptyDir: {medium: Memory, sizeLimit: 64Mi}}\n",
     );
     let parsed = parse_file("p.yaml", yaml.as_bytes());
     assert!(parsed.is_ok(), "{:?}", parsed.errors());
-    let warnings: Vec<String> = parsed.warnings().iter().map(|w| w.to_string()).collect();
-    assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(
-        warnings[0].contains("spec.volumes[0].emptyDir.sizeLimit: not enforced on a disk emptyDir"),
-        "{warnings:?}"
-    );
+    assert!(parsed.warnings().is_empty(), "{:?}", parsed.warnings());
 }

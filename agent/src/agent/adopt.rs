@@ -58,6 +58,7 @@ impl<N: PodNetwork + 'static> Core<N> {
             started_at: now,
             desired_changed: true,
             log_space: (0, false),
+            volume_check: (0, false),
             store_watch: Default::default(),
             writer: None,
             forgotten: BTreeSet::new(),

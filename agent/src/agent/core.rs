@@ -123,6 +123,8 @@ pub struct Core<N = skiff_cni::NetlinkNetwork> {
     /// When the log filesystem's free space was last checked, and whether it was below the
     /// floor (containers drop log lines meanwhile).
     log_space: (Millis, bool),
+    /// When the disk emptyDir volumes were last measured, and whether a measurement runs.
+    volume_check: (Millis, bool),
     /// Whether the store refuses writes (a full disk) and when it is next looked at.
     store_watch: super::store_watch::StoreWatch,
     /// Commits the loop's store writes on their own task while the loop runs.
@@ -187,6 +189,7 @@ impl<N: PodNetwork + 'static> Core<N> {
         let (pulls_tx, mut pulls) = mpsc::channel::<PullResult>(64);
         let (observed_tx, mut observed) = mpsc::channel::<Observation>(1);
         let (probes_tx, mut probe_results) = mpsc::channel::<probes::ProbeResult>(256);
+        let (usage_tx, mut usage) = mpsc::channel::<Vec<(String, String)>>(1);
         let mut tick = tokio::time::interval(self.config.resync_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (writer, written) = super::store_writer::spawn(self.store.clone(), &tracker);
@@ -230,11 +233,13 @@ impl<N: PodNetwork + 'static> Core<N> {
                 Some(p) = pulls.recv() => self.on_pull_result(p),
                 Some(o) = observed.recv() => self.on_observation(o, self.now()),
                 Some(r) = probe_results.recv() => self.on_probe_result(r, self.now()),
+                Some(u) = usage.recv() => self.on_volume_usage(u, self.now()),
                 _ = tick.tick() => {
                     self.start_observation(&observed_tx, &tracker);
                     let now = self.now();
                     self.run_probes(now, &probes_tx, &tracker);
                     self.check_log_space(now);
+                    self.check_volumes(now, &usage_tx, &tracker);
                     self.check_store(now, &tracker);
                     if self.sources.settle_due(&mut self.events, now) {
                         self.refresh_declared();
@@ -391,6 +396,15 @@ impl<N: PodNetwork + 'static> Core<N> {
                     Action::PullImage { image } => self.start_pull(&image, pulls, tracker),
                     Action::Forget { uid } => {
                         if let Some(p) = self.pods.remove(&uid) {
+                            if p.status.evicted.is_some() {
+                                // An evicted pod kept its logs until now.
+                                let paths = self.config.pod_paths(&uid);
+                                tracker.spawn_blocking(move || {
+                                    for dir in [&paths.dir, &paths.logs] {
+                                        let _ = std::fs::remove_dir_all(dir);
+                                    }
+                                });
+                            }
                             self.events.record(
                                 now,
                                 false,

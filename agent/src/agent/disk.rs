@@ -1,14 +1,109 @@
 //! The node's disks, looked at on the loop's tick: whether the log filesystem has room (pod
-//! logs pause below the floor) and whether the store takes writes (a full disk), reopening it
-//! in place once there is room and then releasing what waited.
+//! logs pause below the floor), whether the store takes writes (a full disk), reopening it
+//! in place once there is room and then releasing what waited, and whether a disk emptyDir
+//! has outgrown its sizeLimit (the pod is evicted, as kubelet does).
 
 use super::Core;
 use crate::agent::store_watch::{self, StoreStep, free_bytes};
 use crate::pod::Millis;
+use crate::reconciler::sandbox::disk_usage;
+use crate::reconciler::storage;
 use skiff_cni::PodNetwork;
+use skiff_runtime::container::layout::ContainerDir;
+use skiff_runtime::container::log::rotated_path;
 use tokio_util::task::TaskTracker;
 
 impl<N: PodNetwork + 'static> Core<N> {
+    /// Every `volume_check_interval`: measures what has a local storage limit (disk emptyDir
+    /// volumes, containers' writable layers and logs; `reconciler::storage`) on the blocking
+    /// pool and sends back the pods to evict with why. At most one measurement is in flight.
+    pub(super) fn check_volumes(
+        &mut self,
+        now: Millis,
+        done: &tokio::sync::mpsc::Sender<Vec<(String, String)>>,
+        tracker: &TaskTracker,
+    ) {
+        let (checked, measuring) = self.volume_check;
+        let every = self.config.volume_check_interval.as_millis() as Millis;
+        if measuring || now.saturating_sub(checked) < every {
+            return;
+        }
+        let state_root = self.config.containers_state_dir();
+        let targets: Vec<storage::PodStorage> = self
+            .pods
+            .values()
+            .filter(|p| {
+                p.deleting_since.is_none() && p.status.evicted.is_none() && p.status.sandbox_ready
+            })
+            .filter_map(|p| {
+                let skiff_manifests::Object::Pod(pod) = p.manifest.get() else {
+                    return None;
+                };
+                let paths = self.config.pod_paths(&p.uid);
+                let running = p
+                    .status
+                    .all()
+                    .filter_map(|c| {
+                        let i = c.current.as_ref()?;
+                        let log = paths.log_file(&c.name);
+                        let mut files =
+                            vec![ContainerDir::new(&state_root, &i.id).upper(), log.clone()];
+                        files
+                            .extend((1..=self.config.log_max_files).map(|n| rotated_path(&log, n)));
+                        Some(storage::ContainerFiles {
+                            name: c.name.clone(),
+                            paths: files,
+                        })
+                    })
+                    .collect();
+                storage::watched(&p.uid, pod, |v| paths.volume(v), running)
+            })
+            .collect();
+        self.volume_check = (now, !targets.is_empty());
+        if targets.is_empty() {
+            return;
+        }
+        let done = done.clone();
+        tracker.spawn(async move {
+            let found = tokio::task::spawn_blocking(move || {
+                targets
+                    .into_iter()
+                    .filter_map(|mut pod| {
+                        for m in pod.volumes.iter_mut().chain(pod.containers.iter_mut()) {
+                            m.used = m.paths.iter().map(|p| disk_usage(p)).sum();
+                        }
+                        storage::verdict(&pod).map(|why| (pod.uid, why))
+                    })
+                    .collect()
+            })
+            .await
+            .unwrap_or_default();
+            let _ = done.send(found).await;
+        });
+    }
+
+    /// Evicts the pods found over a storage limit: the plan then stops their containers for
+    /// good and tears the sandbox down (its logs stay); a workload's pod is replaced.
+    pub(super) fn on_volume_usage(&mut self, found: Vec<(String, String)>, now: Millis) {
+        self.volume_check.1 = false;
+        for (uid, message) in found {
+            let Some(pod) = self.pods.get_mut(&uid) else {
+                continue;
+            };
+            if pod.deleting_since.is_some() || pod.status.evicted.is_some() {
+                continue;
+            }
+            tracing::warn!("pod {}/{}: evicted: {message}", pod.namespace, pod.name);
+            pod.status.evicted = Some(message.clone());
+            // A workload's pod is replaced (`desired::assigned_changes`).
+            self.desired_changed |= pod.owner.is_some();
+            self.dirty.insert(uid.clone());
+            let (ns, name) = (pod.namespace.clone(), pod.name.clone());
+            self.events
+                .record(now, true, "Evicted", "Pod", &ns, &name, &message);
+        }
+    }
+
     /// Every 10 s: whether the pods' logs have stopped for lack of free space (the shims drop
     /// lines below the floor); an event when that starts and when it ends.
     pub(super) fn check_log_space(&mut self, now: Millis) {

@@ -528,14 +528,17 @@ fn run_action<N>(job: &Job<N>, action: &Action) -> Outcome {
                 message: format!("remove container {id}: {e}"),
             },
         },
-        Action::TeardownSandbox { .. } => match sandbox::teardown(&paths, owned_netns) {
-            Ok(()) => Outcome::TornDown {
-                network_pending: None,
-            },
-            Err(e) => Outcome::Failed {
-                message: format!("tear down pod sandbox: {e}"),
-            },
-        },
+        // A pod torn down without being deleted was evicted: its logs stay until it is.
+        Action::TeardownSandbox { .. } => {
+            match sandbox::teardown(&paths, owned_netns, job.pod.deleting_since.is_none()) {
+                Ok(()) => Outcome::TornDown {
+                    network_pending: None,
+                },
+                Err(e) => Outcome::Failed {
+                    message: format!("tear down pod sandbox: {e}"),
+                },
+            }
+        }
         Action::RefreshVolumes { .. } => refresh_volumes(job),
         Action::PullImage { .. } | Action::Forget { .. } => Outcome::Failed {
             message: "internal: action handled by the loop".into(),

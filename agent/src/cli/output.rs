@@ -341,6 +341,12 @@ pub fn pod_display_status(pod: &Value) -> String {
     if pod.pointer("/metadata/deletionTimestamp").is_some() {
         return "Terminating".to_string();
     }
+    // A pod the node failed as a whole (kubectl shows status.reason first).
+    if str_at(pod, "/status/phase") == "Failed"
+        && let Some(r) = pod.pointer("/status/reason").and_then(Value::as_str)
+    {
+        return r.to_string();
+    }
     let init = pod
         .pointer("/status/initContainerStatuses")
         .and_then(Value::as_array)
@@ -627,6 +633,9 @@ mod tests {
         let done = json!({"status": {"phase": "Succeeded", "containerStatuses": [
             {"state": {"terminated": {"reason": "Completed", "exitCode": 0}}}]}});
         assert_eq!(pod_display_status(&done), "Completed");
+        let evicted = json!({"status": {"phase": "Failed", "reason": "Evicted", "containerStatuses": [
+            {"state": {"terminated": {"reason": "Error", "exitCode": 137}}}]}});
+        assert_eq!(pod_display_status(&evicted), "Evicted");
         let running = json!({"status": {"phase": "Running", "containerStatuses": [
             {"state": {"running": {}}}]}});
         assert_eq!(pod_display_status(&running), "Running");

@@ -8,3 +8,4 @@ pub mod plan;
 pub mod probe;
 pub mod sandbox;
 pub mod security;
+pub mod storage;

@@ -101,7 +101,8 @@ pub fn observe(
 ) -> Vec<Noted> {
     let mut noted = Vec::new();
     let policy = pod.plan.restart_policy;
-    let deleting = pod.deleting_since.is_some();
+    // A deleted or evicted pod's containers do not run again.
+    let deleting = pod.deleting_since.is_some() || pod.status.evicted.is_some();
     let n_init = pod.status.init_containers.len();
     let sidecars: Vec<bool> = pod.plan.init_containers.iter().map(|c| c.sidecar).collect();
     let main_finished = pod.main_finished();
@@ -250,6 +251,26 @@ pub fn plan(pod: &PodRecord, image: &dyn Fn(&str) -> ImageState, now: Millis) ->
             } else {
                 Action::Forget { uid: uid.clone() }
             });
+        }
+        return actions;
+    }
+    if pod.status.evicted.is_some() {
+        // Evicted: every container stops for good (within its grace period), then the sandbox
+        // goes (its volumes are what filled the disk); the record stays, Failed.
+        let grace = pod.plan.grace_period.as_millis() as Millis;
+        let running = pod.status.init_containers.iter().map(|c| (None, c));
+        let main = pod.status.containers.iter().enumerate();
+        for (index, c) in running.chain(main.map(|(i, c)| (Some(i), c))) {
+            if let Some(i) = &c.current {
+                stop(pod, index, i, grace, now, &mut actions);
+            }
+        }
+        actions.sort_by_key(|a| matches!(a, Action::PreStop { .. }));
+        if !pod.status.any_running()
+            && pod.status.pending_removal.is_empty()
+            && pod.status.sandbox_ready
+        {
+            actions.push(Action::TeardownSandbox { uid: uid.clone() });
         }
         return actions;
     }

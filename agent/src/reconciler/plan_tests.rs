@@ -381,6 +381,73 @@ fn deletion_terms_then_kills_after_grace_then_tears_down() {
 }
 
 #[test]
+fn an_evicted_pod_stops_for_good_and_loses_its_sandbox_but_stays() {
+    let mut p = pod(&["setup"], &["a", "b"], RestartPolicy::Always);
+    p.status.sandbox_ready = true;
+    p.status.init_containers[0].done = true;
+    p.status.init_containers[0].last = Some(Termination {
+        exit_code: 0,
+        signal: None,
+        reason: "Completed".into(),
+        started_at: 0,
+        finished_at: 0,
+    });
+    run(&mut p.status.containers[0], "x", 0);
+    run(&mut p.status.containers[1], "y", 0);
+    assert_eq!(plan(&p, &present, SEC), vec![]);
+    p.status.evicted = Some("Usage of EmptyDir volume \"v\" exceeds the limit \"1Mi\".".into());
+    assert_eq!(p.phase(), Phase::Failed);
+    assert_eq!(terms(&plan(&p, &present, SEC)), vec!["x", "y"]);
+    // b exits at once; a is past its grace period and is killed; neither restarts.
+    for c in &mut p.status.containers {
+        c.current.as_mut().unwrap().term_sent_at = Some(SEC);
+    }
+    observe(
+        &mut p,
+        &|id: &str| {
+            if id == "y" {
+                exited(143, 2 * SEC)(id)
+            } else {
+                Observed::Running
+            }
+        },
+        2 * SEC,
+        &backoff(),
+    );
+    assert!(
+        p.status.containers[1].done,
+        "an evicted pod's container does not restart"
+    );
+    let kill = Action::Signal {
+        uid: "u1".into(),
+        id: "x".into(),
+        signal: StopSignal::Kill,
+    };
+    assert!(plan(&p, &present, 40 * SEC).contains(&kill));
+    observe(&mut p, &exited(137, 41 * SEC), 41 * SEC, &backoff());
+    assert!(
+        p.status
+            .containers
+            .iter()
+            .all(|c| c.done && c.current.is_none())
+    );
+    p.status.pending_removal.clear();
+    assert_eq!(
+        plan(&p, &present, 41 * SEC),
+        vec![Action::TeardownSandbox { uid: "u1".into() }]
+    );
+    p.status.sandbox_ready = false;
+    assert_eq!(plan(&p, &present, 41 * SEC), vec![], "kept, not made again");
+    assert_eq!(p.phase(), Phase::Failed);
+    // Deleted later: forgotten.
+    p.deleting_since = Some(50 * SEC);
+    assert_eq!(
+        plan(&p, &present, 50 * SEC),
+        vec![Action::Forget { uid: "u1".into() }]
+    );
+}
+
+#[test]
 fn a_container_whose_shim_died_is_restarted_with_an_event() {
     let mut p = pod(&[], &["a"], RestartPolicy::Always);
     run(&mut p.status.containers[0], "x", 0);

@@ -152,13 +152,19 @@ pub fn prepare(
     std::fs::create_dir_all(&paths.logs).map_err(io(&paths.logs))?;
     let namespace = &pod.metadata.namespace;
     let fs_group = pod.spec.security_context.fs_group;
+    let memory = pod_memory_limit(pod);
     for volume in &pod.spec.volumes {
-        prepare_volume(volume, paths, namespace, objects, downward, fs_group).map_err(
-            |source| SandboxError::Volume {
-                volume: volume.name.clone(),
-                source,
-            },
-        )?;
+        let ctx = VolumeContext {
+            namespace,
+            objects,
+            downward,
+            fs_group,
+            memory,
+        };
+        prepare_volume(volume, paths, &ctx).map_err(|source| SandboxError::Volume {
+            volume: volume.name.clone(),
+            source,
+        })?;
     }
     match netns {
         Some((dir, name)) => Ok(Some(skiff_cni::create_netns(dir, name)?)),
@@ -166,22 +172,55 @@ pub fn prepare(
     }
 }
 
+/// The pod's memory limit: the sum of its containers' limits when every one has a limit.
+pub fn pod_memory_limit(pod: &Pod) -> Option<u64> {
+    let limits: Option<Vec<u64>> = pod
+        .spec
+        .containers
+        .iter()
+        .map(|c| c.resources.limits.memory_bytes())
+        .collect();
+    limits.filter(|l| !l.is_empty()).map(|l| l.iter().sum())
+}
+
+/// The size of a Memory emptyDir's tmpfs: its sizeLimit, capped by the pod's memory limit (or
+/// that limit alone), as kubelet sizes them; `None`: the kernel's default (half the RAM).
+pub fn memory_volume_size(size_limit: Option<u64>, pod_memory: Option<u64>) -> Option<u64> {
+    match (size_limit, pod_memory) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// What a volume is made from besides itself.
+struct VolumeContext<'a> {
+    namespace: &'a str,
+    objects: &'a Objects,
+    downward: &'a Downward,
+    fs_group: Option<u32>,
+    /// The pod's memory limit (sizes Memory emptyDirs).
+    memory: Option<u64>,
+}
+
 fn prepare_volume(
     volume: &Volume,
     paths: &PodPaths,
-    namespace: &str,
-    objects: &Objects,
-    downward: &Downward,
-    fs_group: Option<u32>,
+    ctx: &VolumeContext,
 ) -> Result<(), VolumeError> {
+    let VolumeContext {
+        namespace,
+        objects,
+        downward,
+        fs_group,
+        ..
+    } = *ctx;
     let dir = paths.volume(&volume.name);
     let mkdir = |d: &Path| std::fs::create_dir_all(d).map_err(volume_io(d));
     match &volume.source {
         VolumeSource::EmptyDir(e) => {
             mkdir(&dir)?;
             if e.medium == StorageMedium::Memory {
-                let size = e
-                    .size_limit_bytes()
+                let size = memory_volume_size(e.size_limit_bytes(), ctx.memory)
                     .map(|b| format!(",size={b}"))
                     .unwrap_or_default();
                 mount_tmpfs(&dir, &format!("mode=0777{size}"))?;
@@ -638,8 +677,13 @@ pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Removes the network namespace, unmounts the pod's tmpfs volumes and deletes its directory.
-pub fn teardown(paths: &PodPaths, netns: Option<(&Path, &str)>) -> Result<(), SandboxError> {
+/// Removes the pod's network namespace, mounts and directory, and its logs unless `keep_logs`
+/// (an evicted pod keeps them for `skiff logs` until the pod itself is removed).
+pub fn teardown(
+    paths: &PodPaths,
+    netns: Option<(&Path, &str)>,
+    keep_logs: bool,
+) -> Result<(), SandboxError> {
     if let Some((dir, name)) = netns {
         skiff_cni::remove_netns(dir, name)?;
     }
@@ -648,7 +692,15 @@ pub fn teardown(paths: &PodPaths, netns: Option<(&Path, &str)>) -> Result<(), Sa
             tracing::warn!("unmount {}: {e}", m.display());
         }
     }
-    for dir in [&paths.dir, &paths.logs] {
+    let dirs = if keep_logs && paths.logs.starts_with(&paths.dir) {
+        // Logs under the pod's directory: everything else in it goes.
+        return remove_all_but(&paths.dir, &paths.logs);
+    } else if keep_logs {
+        vec![&paths.dir]
+    } else {
+        vec![&paths.dir, &paths.logs]
+    };
+    for dir in dirs {
         match std::fs::remove_dir_all(dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -658,6 +710,69 @@ pub fn teardown(paths: &PodPaths, netns: Option<(&Path, &str)>) -> Result<(), Sa
                     source: e,
                 });
             }
+        }
+    }
+    Ok(())
+}
+
+/// The disk space the files under `dir` take (allocated blocks, as `du` counts them): symlinks
+/// are not followed, a file with several links counts once, and nothing mounted below `dir`
+/// (another filesystem) counts. Unreadable entries count as empty.
+pub fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(top) = std::fs::symlink_metadata(dir) else {
+        return 0;
+    };
+    let device = top.dev();
+    let mut seen = std::collections::HashSet::new();
+    let mut total = top.blocks() * 512;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.dev() != device {
+                continue;
+            }
+            if meta.nlink() > 1 && !meta.is_dir() && !seen.insert(meta.ino()) {
+                continue;
+            }
+            total += meta.blocks() * 512;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    total
+}
+
+/// Deletes everything in `dir` but its child `keep`.
+fn remove_all_but(dir: &Path, keep: &Path) -> Result<(), SandboxError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(SandboxError::Dir {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path == keep {
+            continue;
+        }
+        let removed = match entry.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+            _ => std::fs::remove_file(&path),
+        };
+        match removed {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(SandboxError::Dir { path, source }),
         }
     }
     Ok(())

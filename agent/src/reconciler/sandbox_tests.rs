@@ -234,3 +234,52 @@ fn volume_inputs_name_every_object_a_volume_reads() {
         ]
     );
 }
+
+#[test]
+fn memory_volumes_are_sized_by_their_limit_and_the_pods_memory() {
+    const MI: u64 = 1024 * 1024;
+    let cases = [
+        (None, None, None),
+        (Some(8 * MI), None, Some(8 * MI)),
+        (None, Some(64 * MI), Some(64 * MI)),
+        (Some(8 * MI), Some(64 * MI), Some(8 * MI)),
+        (Some(128 * MI), Some(64 * MI), Some(64 * MI)),
+    ];
+    for (limit, memory, want) in cases {
+        assert_eq!(
+            memory_volume_size(limit, memory),
+            want,
+            "{limit:?} {memory:?}"
+        );
+    }
+    let limited = pod("  - {name: m, emptyDir: {medium: Memory}}\n");
+    assert_eq!(pod_memory_limit(&limited), Some(64 * MI));
+    let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: a, image: i, resources: {limits: {memory: 1Mi}}}\n  - {name: b, image: i}\n";
+    let parsed = skiff_manifests::parse_file("p.yaml", yaml.as_bytes());
+    let partly = Valid::<Pod>::try_from(parsed.objects()[0].clone()).unwrap();
+    assert_eq!(
+        pod_memory_limit(&partly),
+        None,
+        "one container without a limit"
+    );
+}
+
+#[test]
+fn disk_usage_counts_blocks_once_and_not_through_symlinks() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("vol");
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    std::fs::write(root.join("a"), vec![1u8; 256 * 1024]).unwrap();
+    std::fs::write(root.join("sub/b"), vec![1u8; 128 * 1024]).unwrap();
+    std::fs::hard_link(root.join("a"), root.join("a2")).unwrap();
+    let outside = dir.path().join("big");
+    std::fs::write(&outside, vec![1u8; 1024 * 1024]).unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+    let used = disk_usage(&root);
+    assert!(used >= 384 * 1024, "{used}");
+    assert!(
+        used < 512 * 1024,
+        "a hard link counts once, a symlink's target not at all: {used}"
+    );
+    assert_eq!(disk_usage(&dir.path().join("missing")), 0);
+}

@@ -84,13 +84,6 @@ pub(crate) fn volumes(
                     byte_quantity(&text.0, &source_path.child("sizeLimit"), problems).map(Some)
                 })
                 .unwrap_or(None);
-            if medium == Some(StorageMedium::Default) && size_limit.is_some() {
-                problems.warn(
-                    &source_path.child("sizeLimit"),
-                    "not enforced on a disk emptyDir yet (the pod is not evicted when the \
-                     volume grows past it); with medium: Memory it is the tmpfs size",
-                );
-            }
             sources.push((
                 "emptyDir",
                 medium.map(|medium| VolumeSource::EmptyDir(EmptyDirVolume { medium, size_limit })),
