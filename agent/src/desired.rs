@@ -125,8 +125,8 @@ pub fn assigned_changes(
         if let Some(p) = same_name.iter().find(|p| {
             p.deleting_since.is_none()
                     && p.spec_hash == a.template_hash
-                    // An evicted pod of a workload is replaced (a bare Pod stays, Failed).
-                    && !(p.owner.is_some() && p.status.evicted.is_some())
+                    // A failed (evicted) pod of a workload is replaced (a bare Pod stays).
+                    && !(p.owner.is_some() && p.status.failure.is_some())
         }) {
             wanted.insert(p.uid.clone());
             continue;

@@ -39,6 +39,7 @@ fn record(new: &NewPod, uid: &str, at: u64) -> PodRecord {
         restart_policy: crate::pod::RestartPolicy::Always,
         grace_period: std::time::Duration::from_secs(30),
         host_network: false,
+        active_deadline: None,
     };
     PodRecord {
         uid: uid.into(),
@@ -168,7 +169,10 @@ fn an_evicted_workload_pod_is_replaced_and_an_evicted_bare_pod_stays() {
         .map(|(i, new)| record(new, &format!("u{i}"), 0))
         .collect();
     for r in &mut records {
-        r.status.evicted = Some("Usage of EmptyDir volume \"v\" exceeds the limit \"1Mi\".".into());
+        r.status.failure = Some(crate::pod::PodFailure {
+            reason: "Evicted".into(),
+            message: "Usage of EmptyDir volume \"v\" exceeds the limit \"1Mi\".".into(),
+        });
     }
     let web_uid = records
         .iter()

@@ -66,6 +66,10 @@ pub struct PodPlanSpec {
     pub restart_policy: RestartPolicy,
     pub grace_period: Duration,
     pub host_network: bool,
+    /// `activeDeadlineSeconds`: how long the pod may be active (from its start) before the
+    /// node fails it with reason DeadlineExceeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_deadline: Option<Duration>,
 }
 
 /// The object that made this pod (a Deployment or DaemonSet; a bare Pod names itself), in the
@@ -177,10 +181,18 @@ pub struct PodRuntime {
     /// The pod's network once its sandbox is ready (none for host-network pods).
     #[serde(default)]
     pub network: Option<PodNet>,
-    /// Why the node evicted the pod (a disk emptyDir grew past its sizeLimit): its containers
-    /// are stopped for good and its sandbox torn down; the pod is Failed with reason Evicted.
+    /// Why the node failed the pod as a whole (`Evicted`: a storage limit; `DeadlineExceeded`:
+    /// activeDeadlineSeconds): its containers are stopped for good and its sandbox torn down;
+    /// the pod is Failed with this reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub evicted: Option<String>,
+    pub failure: Option<PodFailure>,
+}
+
+/// Why a pod failed as a whole (Kubernetes' `status.reason` and `status.message`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PodFailure {
+    pub reason: String,
+    pub message: String,
 }
 
 /// What pod networking gave a pod.
@@ -370,7 +382,7 @@ impl PodRecord {
     /// Failed when all are done; otherwise Running.
     pub fn phase(&self) -> Phase {
         let s = &self.status;
-        if s.evicted.is_some() {
+        if s.failure.is_some() {
             return Phase::Failed;
         }
         let sidecar = |i: usize| self.plan.init_containers.get(i).is_some_and(|c| c.sidecar);
@@ -437,6 +449,7 @@ mod tests {
             restart_policy: RestartPolicy::Always,
             grace_period: Duration::from_secs(30),
             host_network: false,
+            active_deadline: None,
         }
     }
 

@@ -161,9 +161,9 @@ pub fn pod(p: &PodRecord, ip: Option<&str>, ctx: &RenderContext<'_>) -> Value {
         status["reason"] = json!(w.reason);
         status["message"] = json!(w.message);
     }
-    if let Some(why) = &p.status.evicted {
-        status["reason"] = json!("Evicted");
-        status["message"] = json!(why);
+    if let Some(f) = &p.status.failure {
+        status["reason"] = json!(f.reason);
+        status["message"] = json!(f.message);
     }
     v["status"] = status;
     v

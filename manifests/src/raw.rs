@@ -73,6 +73,35 @@ pub(crate) struct RawPodSpec {
     pub(crate) affinity: Option<RawAffinity>,
     pub(crate) tolerations: Option<List<RawToleration>>,
     pub(crate) topology_spread_constraints: Option<List<RawSpreadConstraint>>,
+    pub(crate) active_deadline_seconds: Option<i64>,
+    pub(crate) node_name: Option<String>,
+    /// Kubernetes fields skiff does not model: each is refused or warned about by its own rule
+    /// (`validate::fields`).
+    pub(crate) automount_service_account_token: Option<Value>,
+    pub(crate) ephemeral_containers: Option<Value>,
+    #[serde(rename = "hostIPC")]
+    pub(crate) host_ipc: Option<Value>,
+    #[serde(rename = "hostPID")]
+    pub(crate) host_pid: Option<Value>,
+    pub(crate) host_users: Option<Value>,
+    pub(crate) hostname_override: Option<Value>,
+    pub(crate) image_pull_secrets: Option<Value>,
+    pub(crate) os: Option<Value>,
+    pub(crate) overhead: Option<Value>,
+    pub(crate) preemption_policy: Option<Value>,
+    pub(crate) priority: Option<Value>,
+    pub(crate) priority_class_name: Option<Value>,
+    pub(crate) readiness_gates: Option<Value>,
+    pub(crate) resource_claims: Option<Value>,
+    pub(crate) resources: Option<Value>,
+    pub(crate) runtime_class_name: Option<Value>,
+    pub(crate) scheduler_name: Option<Value>,
+    pub(crate) scheduling_gates: Option<Value>,
+    pub(crate) service_account: Option<Value>,
+    pub(crate) service_account_name: Option<Value>,
+    #[serde(rename = "setHostnameAsFQDN")]
+    pub(crate) set_hostname_as_fqdn: Option<Value>,
+    pub(crate) share_process_namespace: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -216,6 +245,15 @@ pub(crate) struct RawContainer {
     pub(crate) readiness_probe: Option<RawProbe>,
     pub(crate) startup_probe: Option<RawProbe>,
     pub(crate) lifecycle: Option<RawLifecycle>,
+    /// Decided by rule in `validate::fields`.
+    pub(crate) resize_policy: Option<Value>,
+    pub(crate) restart_policy_rules: Option<Value>,
+    pub(crate) stdin: Option<Value>,
+    pub(crate) stdin_once: Option<Value>,
+    pub(crate) tty: Option<Value>,
+    pub(crate) termination_message_path: Option<Value>,
+    pub(crate) termination_message_policy: Option<Value>,
+    pub(crate) volume_devices: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -223,6 +261,7 @@ pub(crate) struct RawContainer {
 pub(crate) struct RawLifecycle {
     pub(crate) post_start: Option<RawHook>,
     pub(crate) pre_stop: Option<RawHook>,
+    pub(crate) stop_signal: Option<Value>,
 }
 
 /// A lifecycle hook: one of exec, httpGet, tcpSocket (deprecated) or sleep.
@@ -303,6 +342,7 @@ pub(crate) struct RawEnvVarSource {
     pub(crate) secret_key_ref: Option<RawKeyRef>,
     pub(crate) field_ref: Option<RawFieldRef>,
     pub(crate) resource_field_ref: Option<RawResourceFieldRef>,
+    pub(crate) file_key_ref: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -350,6 +390,8 @@ pub(crate) struct RawPort {
     pub(crate) container_port: Option<i64>,
     pub(crate) host_port: Option<i64>,
     pub(crate) protocol: Option<String>,
+    #[serde(rename = "hostIP")]
+    pub(crate) host_ip: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -357,6 +399,7 @@ pub(crate) struct RawPort {
 pub(crate) struct RawResources {
     pub(crate) requests: Option<BTreeMap<String, QuantityText>>,
     pub(crate) limits: Option<BTreeMap<String, QuantityText>>,
+    pub(crate) claims: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -366,6 +409,9 @@ pub(crate) struct RawVolumeMount {
     pub(crate) mount_path: Option<String>,
     pub(crate) read_only: Option<bool>,
     pub(crate) sub_path: Option<String>,
+    pub(crate) mount_propagation: Option<Value>,
+    pub(crate) recursive_read_only: Option<Value>,
+    pub(crate) sub_path_expr: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

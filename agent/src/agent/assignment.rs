@@ -225,6 +225,10 @@ fn plan_spec(pod: &Valid<Pod>) -> PodPlanSpec {
         },
         grace_period: pod.spec.termination_grace_period(),
         host_network: pod.spec.host_network,
+        active_deadline: pod
+            .spec
+            .active_deadline_seconds
+            .map(std::time::Duration::from_secs),
     }
 }
 

@@ -350,6 +350,7 @@ impl<N: PodNetwork + 'static> Core<N> {
             self.apply_desired(now);
             self.prefetch_new_revisions(pulls, tracker);
         }
+        self.fail_overdue(now);
         // Pods with an action in flight wait for its outcome.
         let uids: Vec<String> = self
             .pods
@@ -396,8 +397,8 @@ impl<N: PodNetwork + 'static> Core<N> {
                     Action::PullImage { image } => self.start_pull(&image, pulls, tracker),
                     Action::Forget { uid } => {
                         if let Some(p) = self.pods.remove(&uid) {
-                            if p.status.evicted.is_some() {
-                                // An evicted pod kept its logs until now.
+                            if p.status.failure.is_some() {
+                                // A failed (evicted) pod kept its logs until now.
                                 let paths = self.config.pod_paths(&uid);
                                 tracker.spawn_blocking(move || {
                                     for dir in [&paths.dir, &paths.logs] {
@@ -450,6 +451,23 @@ impl<N: PodNetwork + 'static> Core<N> {
             });
         }
         self.flush();
+    }
+
+    /// Fails the pods past their `activeDeadlineSeconds` (`plan::deadline_failure`): the plan
+    /// then stops them for good; a workload's pod is replaced.
+    fn fail_overdue(&mut self, now: Millis) {
+        let mut failed = Vec::new();
+        for pod in self.pods.values_mut() {
+            if let Some(failure) = plan::deadline_failure(pod, now) {
+                failed.push((pod.uid.clone(), failure.message.clone()));
+                self.desired_changed |= pod.owner.is_some();
+                pod.status.failure = Some(failure);
+            }
+        }
+        for (uid, message) in failed {
+            self.dirty.insert(uid.clone());
+            self.record_pod_event(&uid, true, "DeadlineExceeded", &message);
+        }
     }
 
     /// Writes what changed in the pod records; what cannot be written (the store refuses

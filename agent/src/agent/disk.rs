@@ -33,7 +33,7 @@ impl<N: PodNetwork + 'static> Core<N> {
             .pods
             .values()
             .filter(|p| {
-                p.deleting_since.is_none() && p.status.evicted.is_none() && p.status.sandbox_ready
+                p.deleting_since.is_none() && p.status.failure.is_none() && p.status.sandbox_ready
             })
             .filter_map(|p| {
                 let skiff_manifests::Object::Pod(pod) = p.manifest.get() else {
@@ -90,11 +90,14 @@ impl<N: PodNetwork + 'static> Core<N> {
             let Some(pod) = self.pods.get_mut(&uid) else {
                 continue;
             };
-            if pod.deleting_since.is_some() || pod.status.evicted.is_some() {
+            if pod.deleting_since.is_some() || pod.status.failure.is_some() {
                 continue;
             }
             tracing::warn!("pod {}/{}: evicted: {message}", pod.namespace, pod.name);
-            pod.status.evicted = Some(message.clone());
+            pod.status.failure = Some(crate::pod::PodFailure {
+                reason: "Evicted".into(),
+                message: message.clone(),
+            });
             // A workload's pod is replaced (`desired::assigned_changes`).
             self.desired_changed |= pod.owner.is_some();
             self.dirty.insert(uid.clone());

@@ -528,7 +528,8 @@ fn run_action<N>(job: &Job<N>, action: &Action) -> Outcome {
                 message: format!("remove container {id}: {e}"),
             },
         },
-        // A pod torn down without being deleted was evicted: its logs stay until it is.
+        // A pod torn down without being deleted failed (evicted, past its deadline): its
+        // logs stay until it is deleted.
         Action::TeardownSandbox { .. } => {
             match sandbox::teardown(&paths, owned_netns, job.pod.deleting_since.is_none()) {
                 Ok(()) => Outcome::TornDown {

@@ -266,7 +266,7 @@ impl<N: PodNetwork + 'static> Core<N> {
         }
         let mut starts = Vec::new();
         for p in self.pods.values() {
-            if p.deleting_since.is_some() || p.status.evicted.is_some() {
+            if p.deleting_since.is_some() || p.status.failure.is_some() {
                 continue;
             }
             let Object::Pod(pod) = p.manifest.get() else {

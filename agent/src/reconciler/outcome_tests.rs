@@ -39,6 +39,7 @@ fn pod() -> PodRecord {
         restart_policy: RestartPolicy::Always,
         grace_period: Duration::from_secs(30),
         host_network: false,
+        active_deadline: None,
     };
     let mut status = PodRuntime::for_plan(&plan);
     status.sandbox_ready = true;

@@ -2,7 +2,9 @@
 //! (`observe`), then say what to do next (`plan`). No IO, no clock: `now` is a parameter.
 
 use super::backoff::Backoff;
-use crate::pod::{Instance, Millis, PodRecord, PullPolicy, RestartPolicy, Termination};
+use crate::pod::{
+    Instance, Millis, Phase, PodFailure, PodRecord, PullPolicy, RestartPolicy, Termination,
+};
 
 /// What the runtime says about one container instance.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,8 +103,8 @@ pub fn observe(
 ) -> Vec<Noted> {
     let mut noted = Vec::new();
     let policy = pod.plan.restart_policy;
-    // A deleted or evicted pod's containers do not run again.
-    let deleting = pod.deleting_since.is_some() || pod.status.evicted.is_some();
+    // A deleted or failed (evicted, past its deadline) pod's containers do not run again.
+    let deleting = pod.deleting_since.is_some() || pod.status.failure.is_some();
     let n_init = pod.status.init_containers.len();
     let sidecars: Vec<bool> = pod.plan.init_containers.iter().map(|c| c.sidecar).collect();
     let main_finished = pod.main_finished();
@@ -254,9 +256,10 @@ pub fn plan(pod: &PodRecord, image: &dyn Fn(&str) -> ImageState, now: Millis) ->
         }
         return actions;
     }
-    if pod.status.evicted.is_some() {
-        // Evicted: every container stops for good (within its grace period), then the sandbox
-        // goes (its volumes are what filled the disk); the record stays, Failed.
+    if pod.status.failure.is_some() {
+        // Failed as a whole (evicted, past its deadline): every container stops for good
+        // (within its grace period), then the sandbox goes (an evicted pod's volumes are what
+        // filled the disk); the record stays, Failed.
         let grace = pod.plan.grace_period.as_millis() as Millis;
         let running = pod.status.init_containers.iter().map(|c| (None, c));
         let main = pod.status.containers.iter().enumerate();
@@ -333,6 +336,27 @@ pub fn plan(pod: &PodRecord, image: &dyn Fn(&str) -> ImageState, now: Millis) ->
         }
     }
     actions
+}
+
+/// `activeDeadlineSeconds`: the failure of a pod active on its node for longer than its
+/// deadline (counted from its start, as kubelet counts it), unless it has finished, is being
+/// deleted or has failed already.
+pub fn deadline_failure(pod: &PodRecord, now: Millis) -> Option<PodFailure> {
+    let deadline = pod.plan.active_deadline?;
+    let started = pod.status.started_at?;
+    if pod.deleting_since.is_some()
+        || pod.status.failure.is_some()
+        || matches!(pod.phase(), Phase::Succeeded | Phase::Failed)
+    {
+        return None;
+    }
+    (now.saturating_sub(started) >= deadline.as_millis() as Millis).then(|| PodFailure {
+        reason: "DeadlineExceeded".into(),
+        message: format!(
+            "Pod was active on the node longer than the specified deadline ({} s)",
+            deadline.as_secs()
+        ),
+    })
 }
 
 /// How long SIGKILL waits after SIGTERM at least, when a preStop hook used the grace period

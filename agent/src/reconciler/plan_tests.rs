@@ -36,6 +36,7 @@ fn pod(init: &[&str], containers: &[&str], restart: RestartPolicy) -> PodRecord 
         restart_policy: restart,
         grace_period: Duration::from_secs(30),
         host_network: false,
+        active_deadline: None,
     };
     let mut status = PodRuntime::for_plan(&plan);
     status.sandbox_ready = true;
@@ -395,7 +396,10 @@ fn an_evicted_pod_stops_for_good_and_loses_its_sandbox_but_stays() {
     run(&mut p.status.containers[0], "x", 0);
     run(&mut p.status.containers[1], "y", 0);
     assert_eq!(plan(&p, &present, SEC), vec![]);
-    p.status.evicted = Some("Usage of EmptyDir volume \"v\" exceeds the limit \"1Mi\".".into());
+    p.status.failure = Some(PodFailure {
+        reason: "Evicted".into(),
+        message: "Usage of EmptyDir volume \"v\" exceeds the limit \"1Mi\".".into(),
+    });
     assert_eq!(p.phase(), Phase::Failed);
     assert_eq!(terms(&plan(&p, &present, SEC)), vec!["x", "y"]);
     // b exits at once; a is past its grace period and is killed; neither restarts.
@@ -689,4 +693,37 @@ fn a_finished_pod_stops_its_sidecars() {
     );
     assert!(p.status.init_containers[0].done);
     assert_eq!(starts(&plan(&p, &present, 60 * SEC)), []);
+}
+
+#[test]
+fn a_pod_past_its_active_deadline_fails_once_unless_finished() {
+    let mut p = pod(&[], &["a"], RestartPolicy::Never);
+    assert_eq!(deadline_failure(&p, 100 * SEC), None, "no deadline");
+    p.plan.active_deadline = Some(Duration::from_secs(10));
+    assert_eq!(deadline_failure(&p, 100 * SEC), None, "not started yet");
+    p.status.sandbox_ready = true;
+    p.status.started_at = Some(SEC);
+    run(&mut p.status.containers[0], "x", SEC);
+    assert_eq!(deadline_failure(&p, 10 * SEC), None, "9 s in");
+    let failed = deadline_failure(&p, 11 * SEC).expect("10 s in: over");
+    assert_eq!(failed.reason, "DeadlineExceeded");
+    assert_eq!(
+        failed.message,
+        "Pod was active on the node longer than the specified deadline (10 s)"
+    );
+    let mut over = p.clone();
+    over.status.failure = Some(failed);
+    assert_eq!(deadline_failure(&over, 12 * SEC), None, "failed once");
+    assert_eq!(over.phase(), Phase::Failed);
+    assert_eq!(terms(&plan(&over, &present, 12 * SEC)), vec!["x"]);
+    let mut deleting = p.clone();
+    deleting.deleting_since = Some(5 * SEC);
+    assert_eq!(deadline_failure(&deleting, 12 * SEC), None, "being deleted");
+    observe(&mut p, &exited(0, 5 * SEC), 5 * SEC, &backoff());
+    assert_eq!(p.phase(), Phase::Succeeded);
+    assert_eq!(
+        deadline_failure(&p, 12 * SEC),
+        None,
+        "finished before its deadline"
+    );
 }

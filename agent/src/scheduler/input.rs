@@ -130,6 +130,8 @@ pub struct Workload {
     /// Per pod: the containers' requests added up, or the largest init container's if larger.
     pub requests: Resources,
     pub node_selector: BTreeMap<String, String>,
+    /// `spec.nodeName`: only the node of that name (its `kubernetes.io/hostname` label).
+    pub node_name: Option<String>,
     /// The labels its pods carry (what pod affinity and spread constraints select).
     pub pod_labels: BTreeMap<String, String>,
     pub affinity: Affinity,
@@ -200,6 +202,7 @@ impl Workload {
                 memory_bytes: totals.memory_bytes,
             },
             node_selector: spec.node_selector.clone(),
+            node_name: spec.node_name.clone(),
             pod_labels: pod_labels.clone(),
             affinity: spec.affinity.clone(),
             tolerations: spec.tolerations.clone(),
@@ -229,11 +232,16 @@ impl Workload {
         OwnerRef::new(self.object_kind(), &self.namespace, &self.name)
     }
 
-    /// True when the node has every label of the node selector.
-    pub fn fits_labels(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.node_selector
-            .iter()
-            .all(|(key, value)| labels.get(key) == Some(value))
+    /// True when `node` has every label of the node selector and is the node `nodeName`
+    /// names, if set.
+    pub fn fits_node(&self, node: &SchedNode) -> bool {
+        self.node_name
+            .as_ref()
+            .is_none_or(|name| *name == node.name)
+            && self
+                .node_selector
+                .iter()
+                .all(|(key, value)| node.labels.get(key) == Some(value))
     }
 }
 

@@ -228,7 +228,7 @@ impl<'a> Pass<'a> {
             {
                 Fate::Gone
             }
-            Fate::Keep if !workload.fits_labels(&n.labels) => Fate::MoveOff,
+            Fate::Keep if !workload.fits_node(n) => Fate::MoveOff,
             Fate::Keep if daemon && !node_affinity_fits(workload, n) => Fate::MoveOff,
             fate => fate,
         }
@@ -240,7 +240,7 @@ impl<'a> Pass<'a> {
         n.condition == NodeCondition::Ready
             && !n.cordoned
             && !n.draining
-            && workload.fits_labels(&n.labels)
+            && workload.fits_node(n)
             && self.constraint_misfit(workload, node).is_none()
     }
 

@@ -22,6 +22,8 @@ pub enum Misfit {
     NotReady,
     Draining,
     Cordoned,
+    /// Not the node `spec.nodeName` names.
+    NodeName,
     NodeSelector,
     NodeAffinity,
     Taint,
@@ -42,6 +44,7 @@ impl Misfit {
             Misfit::NotReady => "not ready",
             Misfit::Draining => "draining",
             Misfit::Cordoned => "cordoned",
+            Misfit::NodeName => "didn't match the requested node name",
             Misfit::NodeSelector => "node selector mismatch",
             Misfit::NodeAffinity => "didn't match node affinity",
             Misfit::Taint => "had untolerated taint",
@@ -118,7 +121,9 @@ pub fn misfit(node: &SchedNode, used: &Usage, workload: &Workload) -> Option<Mis
         Some(Misfit::Draining)
     } else if node.cordoned {
         Some(Misfit::Cordoned)
-    } else if !workload.fits_labels(&node.labels) {
+    } else if workload.node_name.as_ref().is_some_and(|n| *n != node.name) {
+        Some(Misfit::NodeName)
+    } else if !workload.fits_node(node) {
         Some(Misfit::NodeSelector)
     } else if used.pods >= pod_capacity(node) {
         Some(Misfit::TooManyPods)

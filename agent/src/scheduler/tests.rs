@@ -67,6 +67,7 @@ fn workload(kind: WorkloadKind, name: &str) -> Workload {
             memory_bytes: 64 * MI,
         },
         node_selector: BTreeMap::new(),
+        node_name: None,
         pod_labels: BTreeMap::new(),
         affinity: Default::default(),
         tolerations: Vec::new(),

@@ -76,6 +76,13 @@ pub struct PodSpec {
     pub tolerations: Vec<Toleration>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+    /// How long the pod may be active on its node (from its start) before the node stops it
+    /// for good (phase Failed, reason DeadlineExceeded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_deadline_seconds: Option<u64>,
+    /// The node the pod must run on (the scheduler places it there only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
 }
 
 /// How the pod's resolv.conf is made (`dnsPolicy`).

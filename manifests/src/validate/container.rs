@@ -17,12 +17,13 @@ use super::security::container_security_context;
 use super::{check, elements, one_of, port_number, required_string};
 
 pub(crate) fn container(
-    raw: RawContainer,
+    mut raw: RawContainer,
     path: &FieldPath,
     volume_names: &BTreeSet<String>,
     host_network: bool,
     problems: &mut Problems,
 ) -> Option<Container> {
+    decide_container_fields(&mut raw, path, problems);
     let name_path = path.child("name");
     let name = required_string(raw.name, &name_path, problems)
         .filter(|name| check(names::check_dns1123_label(name), &name_path, problems));
@@ -155,6 +156,8 @@ fn ports(
 ) -> Vec<ContainerPort> {
     let mut out: Vec<ContainerPort> = Vec::new();
     for (_, item_path, raw) in elements(list, path, problems) {
+        let host_ip = item_path.child("hostIP");
+        super::fields::decide(raw.host_ip, &host_ip, super::fields::HOST_IP, problems);
         let name_path = item_path.child("name");
         let name = raw.name.filter(|name| !name.is_empty());
         if let Some(name) = &name
@@ -262,6 +265,13 @@ fn resource_list(
 }
 
 fn resources(raw: RawResources, path: &FieldPath, problems: &mut Problems) -> ResourceRequirements {
+    let claims = path.child("claims");
+    super::fields::decide(
+        raw.claims,
+        &claims,
+        super::fields::RESOURCE_CLAIM_REFS,
+        problems,
+    );
     let requests_path = path.child("requests");
     let requests = resource_list(raw.requests, &requests_path, problems);
     let limits = resource_list(raw.limits, &path.child("limits"), problems);
@@ -286,7 +296,24 @@ fn volume_mounts(
     problems: &mut Problems,
 ) -> Vec<VolumeMount> {
     let mut out: Vec<VolumeMount> = Vec::new();
-    for (_, item_path, raw) in elements(list, path, problems) {
+    for (_, item_path, mut raw) in elements(list, path, problems) {
+        use super::fields::{self as f, decide};
+        let rules = [
+            (
+                raw.mount_propagation.take(),
+                "mountPropagation",
+                f::MOUNT_PROPAGATION,
+            ),
+            (
+                raw.recursive_read_only.take(),
+                "recursiveReadOnly",
+                f::RECURSIVE_READ_ONLY,
+            ),
+            (raw.sub_path_expr.take(), "subPathExpr", f::SUB_PATH_EXPR),
+        ];
+        for (value, name, rule) in rules {
+            decide(value, &item_path.child(name), rule, problems);
+        }
         let name_path = item_path.child("name");
         let name = required_string(raw.name, &name_path, problems).filter(|name| {
             let known = volume_names.contains(name);
@@ -335,6 +362,49 @@ fn volume_mounts(
         }
     }
     out
+}
+
+/// The Container fields skiff does not model, each decided by its rule (`validate::fields`).
+fn decide_container_fields(raw: &mut RawContainer, path: &FieldPath, problems: &mut Problems) {
+    use super::fields::{self as f, decide};
+    let rules = [
+        (raw.resize_policy.take(), "resizePolicy", f::RESIZE_POLICY),
+        (
+            raw.restart_policy_rules.take(),
+            "restartPolicyRules",
+            f::RESTART_POLICY_RULES,
+        ),
+        (raw.stdin.take(), "stdin", f::STDIN),
+        (raw.stdin_once.take(), "stdinOnce", f::STDIN),
+        (raw.tty.take(), "tty", f::STDIN),
+        (
+            raw.termination_message_path.take(),
+            "terminationMessagePath",
+            f::TERMINATION_MESSAGE_PATH,
+        ),
+        (
+            raw.termination_message_policy.take(),
+            "terminationMessagePolicy",
+            f::TERMINATION_MESSAGE_POLICY,
+        ),
+        (
+            raw.volume_devices.take(),
+            "volumeDevices",
+            f::VOLUME_DEVICES,
+        ),
+    ];
+    for (value, name, rule) in rules {
+        decide(value, &path.child(name), rule, problems);
+    }
+    if let Some(lifecycle) = raw.lifecycle.as_mut() {
+        let field = path.child("lifecycle").child("stopSignal");
+        decide(
+            lifecycle.stop_signal.take(),
+            &field,
+            f::STOP_SIGNAL,
+            problems,
+        );
+    }
 }
 
 #[cfg(test)]

@@ -108,6 +108,12 @@ pub(crate) fn env(
                 None
             }
             (value, None) => Some(EnvValue::Value(value.unwrap_or_default())),
+            (None, Some(from)) if from.file_key_ref.is_some() => {
+                let field = item_path.child("valueFrom").child("fileKeyRef");
+                let rule = super::fields::FILE_KEY_REF;
+                super::fields::decide(from.file_key_ref, &field, rule, problems);
+                None
+            }
             (None, Some(from)) => {
                 let from_path = item_path.child("valueFrom");
                 let set = [

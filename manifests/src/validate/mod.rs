@@ -6,6 +6,7 @@ mod config;
 mod container;
 mod dns;
 mod env;
+mod fields;
 mod pod;
 mod probe;
 mod scheduling;

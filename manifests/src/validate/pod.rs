@@ -27,11 +27,12 @@ pub(crate) enum PodContext {
 }
 
 pub(crate) fn pod_spec(
-    raw: RawPodSpec,
+    mut raw: RawPodSpec,
     path: &FieldPath,
     context: PodContext,
     problems: &mut Problems,
 ) -> Option<PodSpec> {
+    decide_pod_fields(&mut raw, path, problems);
     let (volumes, volume_names) =
         super::volume::volumes(raw.volumes, &path.child("volumes"), problems);
     let host_network = raw.host_network.unwrap_or(false);
@@ -132,6 +133,20 @@ pub(crate) fn pod_spec(
         &path.child("topologySpreadConstraints"),
         problems,
     );
+    let deadline_path = path.child("activeDeadlineSeconds");
+    let active_deadline_seconds = match raw.active_deadline_seconds {
+        None => None,
+        Some(seconds) if seconds > 0 => Some(seconds as u64),
+        Some(seconds) => {
+            problems.error(&deadline_path, format!("must be > 0 (got {seconds})"));
+            None
+        }
+    };
+    let node_name_path = path.child("nodeName");
+    let node_name = raw
+        .node_name
+        .filter(|n| !n.is_empty())
+        .filter(|n| check(names::check_dns1123_subdomain(n), &node_name_path, problems));
     Some(PodSpec {
         init_containers,
         containers,
@@ -150,6 +165,8 @@ pub(crate) fn pod_spec(
         affinity,
         tolerations,
         topology_spread_constraints,
+        active_deadline_seconds,
+        node_name,
     })
 }
 
@@ -232,4 +249,96 @@ pub(crate) fn byte_quantity(
             None
         }
     }
+}
+
+/// The PodSpec fields skiff does not model, each decided by its rule (`validate::fields`).
+fn decide_pod_fields(raw: &mut RawPodSpec, path: &FieldPath, problems: &mut Problems) {
+    use super::fields::{self as f, decide};
+    let rules = [
+        (
+            raw.automount_service_account_token.take(),
+            "automountServiceAccountToken",
+            f::AUTOMOUNT_TOKEN,
+        ),
+        (
+            raw.ephemeral_containers.take(),
+            "ephemeralContainers",
+            f::EPHEMERAL_CONTAINERS,
+        ),
+        (raw.host_ipc.take(), "hostIPC", f::HOST_IPC),
+        (raw.host_pid.take(), "hostPID", f::HOST_PID),
+        (raw.host_users.take(), "hostUsers", f::HOST_USERS),
+        (
+            raw.hostname_override.take(),
+            "hostnameOverride",
+            f::HOSTNAME_OVERRIDE,
+        ),
+        (
+            raw.image_pull_secrets.take(),
+            "imagePullSecrets",
+            f::IMAGE_PULL_SECRETS,
+        ),
+        (raw.overhead.take(), "overhead", f::OVERHEAD),
+        (
+            raw.preemption_policy.take(),
+            "preemptionPolicy",
+            f::PREEMPTION_POLICY,
+        ),
+        (raw.priority.take(), "priority", f::PRIORITY),
+        (
+            raw.priority_class_name.take(),
+            "priorityClassName",
+            f::PRIORITY,
+        ),
+        (
+            raw.readiness_gates.take(),
+            "readinessGates",
+            f::READINESS_GATES,
+        ),
+        (
+            raw.resource_claims.take(),
+            "resourceClaims",
+            f::RESOURCE_CLAIMS,
+        ),
+        (raw.resources.take(), "resources", f::POD_RESOURCES),
+        (
+            raw.runtime_class_name.take(),
+            "runtimeClassName",
+            f::RUNTIME_CLASS,
+        ),
+        (
+            raw.scheduler_name.take(),
+            "schedulerName",
+            f::SCHEDULER_NAME,
+        ),
+        (
+            raw.scheduling_gates.take(),
+            "schedulingGates",
+            f::SCHEDULING_GATES,
+        ),
+        (
+            raw.service_account.take(),
+            "serviceAccount",
+            f::SERVICE_ACCOUNT,
+        ),
+        (
+            raw.service_account_name.take(),
+            "serviceAccountName",
+            f::SERVICE_ACCOUNT,
+        ),
+        (
+            raw.set_hostname_as_fqdn.take(),
+            "setHostnameAsFQDN",
+            f::SET_HOSTNAME_AS_FQDN,
+        ),
+        (
+            raw.share_process_namespace.take(),
+            "shareProcessNamespace",
+            f::SHARE_PROCESS_NAMESPACE,
+        ),
+    ];
+    for (value, name, rule) in rules {
+        decide(value, &path.child(name), rule, problems);
+    }
+    f::os(raw.os.take(), &path.child("os"), problems);
 }

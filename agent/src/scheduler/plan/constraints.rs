@@ -181,10 +181,7 @@ impl Pass<'_> {
         let mine = self.nodes[node].labels.get(&c.topology_key)?;
         let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
         for n in &self.nodes {
-            if n.condition == NodeCondition::Left
-                || !w.fits_labels(&n.labels)
-                || !node_affinity_fits(w, n)
-            {
+            if n.condition == NodeCondition::Left || !w.fits_node(n) || !node_affinity_fits(w, n) {
                 continue;
             }
             if let Some(domain) = n.labels.get(&c.topology_key) {

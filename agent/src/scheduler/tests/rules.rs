@@ -306,6 +306,27 @@ fn w_replicas(w: &Workload) -> usize {
 }
 
 #[test]
+fn a_node_name_places_the_pod_on_that_node_only() {
+    let mut pinned = bare_pod("solo");
+    pinned.node_name = Some("c".into());
+    let mut sim = Sim::new(vec![node("a"), node("b"), node("c")], vec![pinned]);
+    sim.step();
+    assert_eq!(sim.counts("Pod/solo"), counts(&[("c", 1)]));
+    let mut missing = bare_pod("lost");
+    missing.node_name = Some("z".into());
+    let mut sim = Sim::new(vec![node("a"), node("b")], vec![missing]);
+    sim.step();
+    assert_eq!(
+        sim.reasons(),
+        [(
+            "Pod/default/lost".to_string(),
+            1,
+            "0/2 nodes: 2 didn't match the requested node name".to_string()
+        )]
+    );
+}
+
+#[test]
 fn node_selectors_pick_nodes_by_label() {
     let edge = || selecting(deployment("web", 3), &[("role", "edge")]);
     let mut sim = Sim::new(
