@@ -173,7 +173,7 @@ impl GossipNode {
         let probes = ProbeIo {
             wire: network.wire(advertise),
             inbound: network.register(advertise),
-            gossip_bytes: Some(network.gossip_bytes()),
+            gossip_bytes: network.gossip_bytes(),
         };
         start(
             config,

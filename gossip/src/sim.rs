@@ -33,8 +33,9 @@ struct Probes {
 pub struct SimNetwork {
     transport: ChannelTransport,
     probes: Arc<Mutex<Probes>>,
-    /// Gossip messages as the QUIC transport would send them (see `transport::wire_bytes`).
-    gossip_bytes: Arc<AtomicU64>,
+    /// Gossip messages as the QUIC transport would send them (see `transport::wire_bytes`),
+    /// when counted: sizing a message compresses it, which costs more than the simulation.
+    gossip_bytes: Option<Arc<AtomicU64>>,
 }
 
 impl Default for SimNetwork {
@@ -44,11 +45,21 @@ impl Default for SimNetwork {
 }
 
 impl SimNetwork {
+    /// A network that counts datagrams but not gossip bytes (see [`SimNetwork::counting_bytes`]).
     pub fn new() -> SimNetwork {
         SimNetwork {
             transport: ChannelTransport::with_mtu(65_507),
             probes: Arc::new(Mutex::new(Probes::default())),
-            gossip_bytes: Arc::new(AtomicU64::new(0)),
+            gossip_bytes: None,
+        }
+    }
+
+    /// A network that also counts the bytes of every gossip message as the QUIC transport
+    /// would frame it (compressed), for [`SimNetwork::bytes_sent`].
+    pub fn counting_bytes() -> SimNetwork {
+        SimNetwork {
+            gossip_bytes: Some(Arc::new(AtomicU64::new(0))),
+            ..SimNetwork::new()
         }
     }
 
@@ -82,12 +93,14 @@ impl SimNetwork {
 
     /// Bytes sent so far by every node, as QUIC would carry them: gossip messages compressed
     /// as the QUIC transport frames them, prober datagrams, each with the per-packet overhead
-    /// and the receiver's ACK (estimated: IP, UDP and QUIC headers, AEAD tag).
-    pub fn bytes_sent(&self) -> u64 {
-        self.gossip_bytes.load(Ordering::Relaxed) + self.lock().bytes
+    /// and the receiver's ACK (estimated: IP, UDP and QUIC headers, AEAD tag). `None` unless
+    /// the network was made with [`SimNetwork::counting_bytes`].
+    pub fn bytes_sent(&self) -> Option<u64> {
+        let gossip = self.gossip_bytes.as_ref()?.load(Ordering::Relaxed);
+        Some(gossip + self.lock().bytes)
     }
 
-    pub(crate) fn gossip_bytes(&self) -> Arc<AtomicU64> {
+    pub(crate) fn gossip_bytes(&self) -> Option<Arc<AtomicU64>> {
         self.gossip_bytes.clone()
     }
 

@@ -39,7 +39,7 @@ pub struct Judgement {
     /// The incarnation this node must announce to refute a suspicion of itself.
     pub refute: Option<u64>,
     /// The rings over the members judged alive.
-    pub rings: Rings,
+    pub rings: std::sync::Arc<Rings>,
 }
 
 impl Judgement {
@@ -69,6 +69,24 @@ pub struct Judge {
     first_heard: BTreeMap<Suspicion, u64>,
     known: BTreeSet<MemberId>,
     dead: BTreeSet<MemberId>,
+    /// The last rings made and the members they were made over: most judgements see the same
+    /// live set, and placing a thousand members on three rings takes 3,000 hashes and sorts.
+    rings: Option<(Vec<MemberId>, std::sync::Arc<Rings>)>,
+}
+
+/// The rings over `live`, made again only when the set differs from the cached one's.
+fn rings_over(
+    cache: &mut Option<(Vec<MemberId>, std::sync::Arc<Rings>)>,
+    live: Vec<MemberId>,
+) -> std::sync::Arc<Rings> {
+    match cache {
+        Some((over, rings)) if *over == live => rings.clone(),
+        _ => {
+            let rings = std::sync::Arc::new(Rings::new(&live));
+            *cache = Some((live, rings.clone()));
+            rings
+        }
+    }
 }
 
 impl Judge {
@@ -78,6 +96,7 @@ impl Judge {
             first_heard: BTreeMap::new(),
             known: BTreeSet::new(),
             dead: BTreeSet::new(),
+            rings: None,
         }
     }
 
@@ -120,10 +139,10 @@ impl Judge {
             .cloned()
             .collect();
         let mut due = None;
-        let mut rings = Rings::default();
+        let mut rings = std::sync::Arc::new(Rings::default());
         for _ in 0..4 {
             let live: Vec<MemberId> = ids.iter().filter(|m| !dead.contains(m)).cloned().collect();
-            rings = Rings::new(&live);
+            rings = rings_over(&mut self.rings, live);
             let mut next_dead = BTreeSet::new();
             due = None;
             for id in ids.iter().filter(|m| *m != me) {

@@ -104,7 +104,7 @@ pub fn simulate(n: usize) -> Result<Figures> {
 }
 
 async fn run(n: usize) -> Result<Figures> {
-    let transport = SimNetwork::new();
+    let transport = SimNetwork::counting_bytes();
     let mut nodes = Vec::with_capacity(n);
     for i in 0..n {
         nodes.push(Some(spawn(&transport, i).await?));
@@ -117,9 +117,14 @@ async fn run(n: usize) -> Result<Figures> {
     .await?;
     eprintln!("bench gossip: {n} simulated nodes converged after {took:?}");
 
-    let before = transport.bytes_sent();
+    let counted = || {
+        transport
+            .bytes_sent()
+            .context("the simulated network counts bytes")
+    };
+    let before = counted()?;
     tokio::time::sleep(window()).await;
-    let sent = transport.bytes_sent() - before;
+    let sent = counted()? - before;
     let bytes_per_s = sent as f64 / window().as_secs_f64() / n as f64;
 
     let mut keys = Vec::new();
