@@ -1,7 +1,8 @@
 //! In-process clusters (issue 14): scheduling constraints across nodes, end to end through
 //! gossip, the leader's scheduler and the node loops: required pod anti-affinity by hostname,
 //! a NoSchedule taint that keeps pods off a node and a NoExecute taint that puts them out, with
-//! the pending reason naming the constraints. Same harness as `cluster_sim.rs` (paused time,
+//! the pending reason naming the constraints; required node affinity by zone with a topology
+//! spread over hosts, and a hard spread over zones that leaves a replica pending. Same harness as `cluster_sim.rs` (paused time,
 //! ChannelTransport, fake runtime).
 
 mod sim;
@@ -82,6 +83,96 @@ async fn anti_affinity_and_taints_place_and_move_pods_across_nodes() {
         nodes.sort();
         std::future::ready(nodes == [0, 1, 2])
     })
+    .await;
+    sim.stop().await;
+}
+
+fn object(yaml: &str) -> skiff_manifests::Valid<skiff_manifests::Object> {
+    let parsed = skiff_manifests::parse_file("web.yaml", yaml.as_bytes());
+    assert!(parsed.is_ok(), "{:?}", parsed.errors());
+    parsed.objects()[0].clone()
+}
+
+/// Nodes per running replica of `name`, sorted.
+fn placed(sim: &Sim, name: &str) -> Vec<usize> {
+    let mut nodes: Vec<usize> = sim
+        .running("Deployment", name)
+        .iter()
+        .map(|(n, _, _)| *n)
+        .collect();
+    nodes.sort();
+    nodes
+}
+
+#[tokio::test(start_paused = true)]
+async fn node_affinity_and_topology_spread_across_nodes() {
+    let mut sim = Sim::start(4, SimOptions::default()).await;
+    sim.settle().await;
+    // Zones: node-000 and node-001 in a, node-002 and node-003 in b.
+    for i in 0..4 {
+        sim.set_metadata(i, |m| {
+            m.labels.insert("kubernetes.io/hostname".into(), name(i));
+            let zone = if i < 2 { "a" } else { "b" };
+            m.labels
+                .insert("topology.kubernetes.io/zone".into(), zone.into());
+        })
+        .await;
+    }
+    // Required node affinity to zone b, spread evenly over its hosts (maxSkew 1).
+    sim.declare(
+        1,
+        &[object(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 4\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      affinity:\n        nodeAffinity:\n          requiredDuringSchedulingIgnoredDuringExecution:\n            nodeSelectorTerms:\n            - matchExpressions: [{key: topology.kubernetes.io/zone, operator: In, values: [b]}]\n      topologySpreadConstraints:\n      - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: {matchLabels: {app: web}}}\n      containers:\n      - name: app\n        image: busybox:1\n",
+        )],
+    );
+    wait_until(
+        "web: two on each zone-b host",
+        Duration::from_secs(20),
+        || std::future::ready(placed(&sim, "web") == [2, 2, 3, 3]),
+    )
+    .await;
+    // A hard spread over zones (maxSkew 1) with 3 replicas and zone a full of taints: one
+    // replica in b, the others pending with the reasons.
+    for i in 0..2 {
+        sim.set_metadata(i, |m| m.taints.push(taint("dedicated", "NoSchedule")))
+            .await;
+    }
+    sim.declare(
+        2,
+        &[object(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\nspec:\n  replicas: 3\n  selector:\n    matchLabels: {app: api}\n  template:\n    metadata:\n      labels: {app: api}\n    spec:\n      topologySpreadConstraints:\n      - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: DoNotSchedule, labelSelector: {matchLabels: {app: api}}}\n      containers:\n      - name: app\n        image: busybox:1\n",
+        )],
+    );
+    wait_until(
+        "api: one replica in zone b, the rest pending on the spread and the taints",
+        Duration::from_secs(20),
+        || {
+            let nodes = placed(&sim, "api");
+            let pending = sim.state(0).pending.clone();
+            std::future::ready(
+                nodes.len() == 1
+                    && nodes[0] >= 2
+                    && pending.iter().any(|p| {
+                        p.reason.contains("had untolerated taint")
+                            && p.reason.contains("topology spread")
+                    }),
+            )
+        },
+    )
+    .await;
+    // The taints go: the spread places the other two, one in each zone at most one apart.
+    for i in 0..2 {
+        sim.set_metadata(i, |m| m.taints.clear()).await;
+    }
+    wait_until(
+        "api spread over both zones",
+        Duration::from_secs(20),
+        || {
+            let nodes = placed(&sim, "api");
+            let in_a = nodes.iter().filter(|n| **n < 2).count();
+            std::future::ready(nodes.len() == 3 && (1..=2).contains(&in_a))
+        },
+    )
     .await;
     sim.stop().await;
 }
