@@ -6,8 +6,8 @@
 //! floods a thousand nodes and the run takes many minutes.)
 //!
 //! Seeded like `simulation.rs` (`SKIFF_SIM_SEED=<seed>` replays our choices); about four
-//! minutes of one core (dependencies and this crate are built with opt-level 2 in the dev
-//! profile for it). `SKIFF_SIM_NODES=<n>` runs it at another size.
+//! minutes of one core (this crate and the dependencies its time goes to are built with
+//! opt-level 2 in the dev profile for it: see the workspace Cargo.toml). `SKIFF_SIM_NODES=<n>` runs it at another size.
 
 mod common;
 
