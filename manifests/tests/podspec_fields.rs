@@ -874,3 +874,17 @@ fn a_mistyped_field_still_gets_the_unknown_field_warning() {
         "{warnings:?}"
     );
 }
+
+#[test]
+fn active_deadline_seconds_is_refused_in_a_deployment_template() {
+    let yaml = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      activeDeadlineSeconds: 30\n      containers: [{name: c, image: busybox}]\n";
+    let parsed = parse_file("web.yaml", yaml.as_bytes());
+    let errors: Vec<String> = parsed.errors().iter().map(|e| e.to_string()).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains(
+            "spec.template.spec.activeDeadlineSeconds: not supported in a Deployment's pod template"
+        ),
+        "{errors:?}"
+    );
+}

@@ -134,10 +134,17 @@ pub(crate) fn pod_spec(
         problems,
     );
     let deadline_path = path.child("activeDeadlineSeconds");
-    let active_deadline_seconds = match raw.active_deadline_seconds {
-        None => None,
-        Some(seconds) if seconds > 0 => Some(seconds as u64),
-        Some(seconds) => {
+    let active_deadline_seconds = match (raw.active_deadline_seconds, context) {
+        (None, _) => None,
+        (Some(_), PodContext::Template(kind)) => {
+            problems.error(
+                &deadline_path,
+                format!("not supported in a {kind}'s pod template (Kubernetes refuses it too)"),
+            );
+            None
+        }
+        (Some(seconds), PodContext::Pod) if seconds > 0 => Some(seconds as u64),
+        (Some(seconds), PodContext::Pod) => {
             problems.error(&deadline_path, format!("must be > 0 (got {seconds})"));
             None
         }
