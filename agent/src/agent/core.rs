@@ -401,8 +401,10 @@ impl<N: PodNetwork + 'static> Core<N> {
                                 // A failed (evicted) pod kept its logs until now.
                                 let paths = self.config.pod_paths(&uid);
                                 tracker.spawn_blocking(move || {
-                                    for dir in [&paths.dir, &paths.logs] {
-                                        let _ = std::fs::remove_dir_all(dir);
+                                    let removed =
+                                        crate::reconciler::sandbox::teardown(&paths, None, false);
+                                    if let Err(e) = removed {
+                                        tracing::warn!("pod {}: {e}", paths.dir.display());
                                     }
                                 });
                             }
