@@ -75,6 +75,7 @@ fn assigned(
         },
         template_hash: hash.into(),
         node: node.into(),
+        job: None,
     }
 }
 

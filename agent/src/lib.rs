@@ -20,6 +20,7 @@ pub mod config;
 pub mod desired;
 pub mod dev;
 pub mod events;
+pub mod jobs;
 pub mod memory;
 pub mod pod;
 pub mod reconciler;

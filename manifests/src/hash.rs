@@ -48,6 +48,14 @@ impl Deployment {
     }
 }
 
+impl crate::model::jobs::Job {
+    /// The template hash: a Job's pods are made from this template (a new template starts
+    /// the Job over).
+    pub fn pod_template_hash(&self) -> String {
+        self.spec.template.hash()
+    }
+}
+
 impl DaemonSet {
     /// The template hash: unchanged by the DaemonSet's own metadata.
     pub fn pod_template_hash(&self) -> String {

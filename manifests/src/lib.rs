@@ -31,6 +31,9 @@ pub use documents::{YamlError, to_yaml};
 pub use error::{ManifestError, ManifestWarning};
 pub use hash::{CONTENT_HASH_LEN, POD_TEMPLATE_HASH_LEN};
 pub use model::config::{ConfigMap, Namespace, Secret, SecretBytes};
+pub use model::jobs::{
+    CompletionMode, DEFAULT_BACKOFF_LIMIT, FailureAction, Job, JobSpec, PodFailurePolicy,
+};
 pub use model::object::{DEFAULT_NAMESPACE, Kind, Object, ObjectKey, ObjectMeta};
 pub use model::pod::{
     ConfigMapVolume, Container, ContainerPort, DnsOption, DnsPolicy, EmptyDirVolume, EnvFromRef,
@@ -50,7 +53,10 @@ pub use model::workloads::{
     DaemonSetUpdate, Deployment, DeploymentSpec, DeploymentStrategy, IntOrPercent, LabelSelector,
     Pod, PodTemplate, RollingUpdate, TemplateMetadata,
 };
-pub use naming::{POD_TEMPLATE_HASH_LABEL, PodSuffix, daemon_set_pod_name, deployment_pod_name};
+pub use naming::{
+    JOB_INDEX_ENV, JOB_INDEX_LABEL, JOB_NAME_LABEL, POD_TEMPLATE_HASH_LABEL, PodSuffix,
+    daemon_set_pod_name, deployment_pod_name,
+};
 pub use quantity::{Quantity, QuantityError};
 pub use valid::Valid;
 pub use validate::NODE_PORT_RANGE;

@@ -7,7 +7,9 @@ use std::fmt;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 
+use crate::model::jobs::Job;
 use crate::model::object::ObjectMeta;
+use crate::model::pod::{EnvValue, EnvVar};
 use crate::model::workloads::{DaemonSet, Deployment, Pod, PodTemplate};
 use crate::valid::Valid;
 
@@ -53,7 +55,13 @@ impl PodSuffix {
     /// Five characters from [`SUFFIX_ALPHABET`] derived from a node's name: a DaemonSet's pod
     /// on that node always gets the same name. Different nodes may (rarely) share a suffix.
     pub fn for_node(node_name: &str) -> PodSuffix {
-        let digest = Sha256::digest(node_name.as_bytes());
+        PodSuffix::derived(node_name)
+    }
+
+    /// Five characters from [`SUFFIX_ALPHABET`] derived from `seed` (the same seed, the same
+    /// suffix).
+    pub fn derived(seed: &str) -> PodSuffix {
+        let digest = Sha256::digest(seed.as_bytes());
         let text = digest
             .iter()
             .take(SUFFIX_LEN)
@@ -157,6 +165,82 @@ impl Valid<DaemonSet> {
             self.pod_name(node_name),
             &self.metadata.namespace,
         )
+    }
+}
+
+/// Labels every pod of a Job carries (Kubernetes sets both).
+pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+pub const LEGACY_JOB_NAME_LABEL: &str = "job-name";
+/// The completion index of an Indexed Job's pod: a label and an annotation.
+pub const JOB_INDEX_LABEL: &str = "batch.kubernetes.io/job-completion-index";
+/// The environment variable an Indexed Job's containers read their index from.
+pub const JOB_INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
+
+impl Valid<Job> {
+    /// The name of attempt `attempt` (of completion index `index`, in an Indexed Job):
+    /// `<job>-<suffix>` or `<job>-<index>-<suffix>`, the suffix derived from the Job's name,
+    /// its template hash and the attempt, so that every leader names an attempt alike.
+    pub fn pod_name(&self, attempt: u32, index: Option<u32>) -> String {
+        let job = &self.metadata.name;
+        let suffix = PodSuffix::derived(&format!("{job}/{}/{attempt}", self.pod_template_hash()));
+        match index {
+            Some(index) => generated_name(format!("{job}-{index}-"), &suffix),
+            None => generated_name(format!("{job}-"), &suffix),
+        }
+    }
+
+    /// The pod `name` of this Job: the template's labels plus the `job-name` labels, and for
+    /// an Indexed Job's `index` the completion index (label, annotation, `JOB_COMPLETION_INDEX`
+    /// in every container) and the hostname `<job>-<index>` unless the template sets one.
+    pub fn new_pod(&self, name: String, index: Option<u32>) -> Valid<Pod> {
+        let template = &self.spec.template;
+        let mut labels = template.metadata.labels.clone();
+        labels.insert(JOB_NAME_LABEL.to_string(), self.metadata.name.clone());
+        labels.insert(
+            LEGACY_JOB_NAME_LABEL.to_string(),
+            self.metadata.name.clone(),
+        );
+        let mut annotations = template.metadata.annotations.clone();
+        let mut spec = template.spec.clone();
+        if let Some(index) = index {
+            labels.insert(JOB_INDEX_LABEL.to_string(), index.to_string());
+            annotations.insert(JOB_INDEX_LABEL.to_string(), index.to_string());
+            let var = EnvVar {
+                name: JOB_INDEX_ENV.to_string(),
+                value: EnvValue::Value(index.to_string()),
+            };
+            for c in spec
+                .containers
+                .iter_mut()
+                .chain(spec.init_containers.iter_mut())
+            {
+                c.env.retain(|e| e.name != JOB_INDEX_ENV);
+                c.env.insert(0, var.clone());
+            }
+            if spec.hostname.is_none() {
+                // A Job name is at most 63 characters; the hostname is cut to a label's 63.
+                let mut host = format!("{}-{index}", self.metadata.name);
+                if host.len() > 63 {
+                    host = format!(
+                        "{}-{index}",
+                        &self.metadata.name[..63 - 1 - index.to_string().len()]
+                    );
+                }
+                spec.hostname = Some(host.trim_end_matches('-').to_string());
+            }
+        }
+        let pod = Pod {
+            metadata: ObjectMeta {
+                name,
+                namespace: self.metadata.namespace.clone(),
+                labels,
+                annotations,
+            },
+            spec,
+        };
+        // The name is a generated valid subdomain, the labels are a valid name and a number,
+        // and the spec was validated as part of the Job.
+        Valid::new_unchecked(pod)
     }
 }
 

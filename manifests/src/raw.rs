@@ -802,3 +802,61 @@ pub(crate) enum RawTargetPort {
     Int(i64),
     String(String),
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawJob {
+    // apiVersion and kind are read before decoding; status is ignored.
+    #[serde(rename = "apiVersion")]
+    pub(crate) _api_version: Option<Value>,
+    #[serde(rename = "kind")]
+    pub(crate) _kind: Option<Value>,
+    #[serde(rename = "status")]
+    pub(crate) _status: Option<Value>,
+    pub(crate) metadata: Option<RawMeta>,
+    pub(crate) spec: Option<RawJobSpec>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawJobSpec {
+    pub(crate) completions: Option<i64>,
+    pub(crate) parallelism: Option<i64>,
+    pub(crate) completion_mode: Option<String>,
+    pub(crate) backoff_limit: Option<i64>,
+    pub(crate) active_deadline_seconds: Option<i64>,
+    pub(crate) ttl_seconds_after_finished: Option<i64>,
+    pub(crate) suspend: Option<bool>,
+    pub(crate) pod_failure_policy: Option<RawPodFailurePolicy>,
+    pub(crate) template: Option<RawPodTemplate>,
+    // Decided in `validate::jobs` (refused, or only their default accepted).
+    pub(crate) selector: Option<Value>,
+    pub(crate) manual_selector: Option<Value>,
+    pub(crate) backoff_limit_per_index: Option<Value>,
+    pub(crate) max_failed_indexes: Option<Value>,
+    pub(crate) success_policy: Option<Value>,
+    pub(crate) pod_replacement_policy: Option<Value>,
+    pub(crate) managed_by: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawPodFailurePolicy {
+    pub(crate) rules: Option<List<RawPodFailureRule>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawPodFailureRule {
+    pub(crate) action: Option<String>,
+    pub(crate) on_exit_codes: Option<RawExitCodes>,
+    pub(crate) on_pod_conditions: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawExitCodes {
+    pub(crate) container_name: Option<String>,
+    pub(crate) operator: Option<String>,
+    pub(crate) values: Option<Vec<i64>>,
+}

@@ -223,6 +223,7 @@ mod tests {
             },
             template_hash: "h".into(),
             node: node.into(),
+            job: None,
         }
     }
 

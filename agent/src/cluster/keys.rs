@@ -245,6 +245,7 @@ mod tests {
             },
             template_hash: "0123456789abcdef".into(),
             node: "n2".into(),
+            job: None,
         }
     }
 

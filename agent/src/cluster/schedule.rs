@@ -268,6 +268,7 @@ mod released_tests {
             },
             template_hash: "h".into(),
             node: node.into(),
+            job: None,
         }
     }
 

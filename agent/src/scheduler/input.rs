@@ -74,7 +74,7 @@ pub struct NodeTaint {
 }
 
 /// What makes pods.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WorkloadKind {
     /// `replicas` pods spread across nodes. A template change (or a drain) replaces pods as a
     /// rolling update: at most `replicas + max_surge` pods at once, at least
@@ -98,6 +98,10 @@ pub enum WorkloadKind {
     DaemonSet { max_unavailable: Share },
     /// A bare Pod: one pod, named like the object, on one node.
     Pod,
+    /// One pod of a Job (the workload's name is the Job's), named `pod`: kept on its node or
+    /// placed like a bare Pod. Which pods a Job wants is decided before the pass
+    /// (`crate::jobs`).
+    JobPod { pod: String },
 }
 
 /// A count, or a percentage of a total (rounded up; never less than one).
@@ -215,6 +219,37 @@ impl Workload {
             WorkloadKind::Deployment { .. } => Kind::Deployment,
             WorkloadKind::DaemonSet { .. } => Kind::DaemonSet,
             WorkloadKind::Pod => Kind::Pod,
+            WorkloadKind::JobPod { .. } => Kind::Job,
+        }
+    }
+
+    /// The name of the one pod of a bare Pod or a Job pod.
+    pub fn single_pod_name(&self) -> &str {
+        match &self.kind {
+            WorkloadKind::JobPod { pod } => pod,
+            _ => &self.name,
+        }
+    }
+
+    /// The workload of one pod `pod` of `job` (whose template is `template_hash`).
+    pub fn job_pod(job: &Valid<skiff_manifests::Job>, pod: String) -> Workload {
+        let spec = &job.spec.template.spec;
+        let totals = spec.total_requests();
+        Workload {
+            kind: WorkloadKind::JobPod { pod },
+            namespace: job.metadata.namespace.clone(),
+            name: job.metadata.name.clone(),
+            template_hash: job.pod_template_hash(),
+            requests: Resources {
+                cpu_millis: totals.cpu_millis,
+                memory_bytes: totals.memory_bytes,
+            },
+            node_selector: spec.node_selector.clone(),
+            node_name: spec.node_name.clone(),
+            pod_labels: job.spec.template.metadata.labels.clone(),
+            affinity: spec.affinity.clone(),
+            tolerations: spec.tolerations.clone(),
+            spread: spec.topology_spread_constraints.clone(),
         }
     }
 
@@ -285,6 +320,39 @@ pub struct Placement {
     pub owner: Owner,
     pub template_hash: String,
     pub node: String,
+    /// A Job's pod: its place in the Job's progress (which the table records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobMark>,
+}
+
+/// A Job pod's attempt, as the leader recorded it: the table is the Job's progress, so a new
+/// leader carries on from it and a recorded end never changes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobMark {
+    /// The completion index (Indexed Jobs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u32>,
+    /// Counts the Job's attempts from 1; names the pod (`Valid::<Job>::pod_name`).
+    pub attempt: u32,
+    /// When a leader first placed it (wall clock ms).
+    pub created_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<JobPodEnd>,
+}
+
+/// How a Job pod ended, once and for all.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobPodEnd {
+    pub succeeded: bool,
+    /// Wall clock ms.
+    pub at_ms: u64,
+    /// A failure counted against `backoffLimit` (not: ignored by the pod failure policy, or
+    /// stopped because the Job ended or was suspended).
+    #[serde(default)]
+    pub counted: bool,
+    /// Why it failed (`Error`, `NodeLost`, `DeadlineExceeded`...); empty on success.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
 }
 
 /// A pod a node says it has (from its `pod/<ns>/<name>` status).

@@ -16,10 +16,11 @@ mod plan;
 mod reason;
 
 pub use input::{
-    Allocatable, NodeCondition, NodeTaint, Pending, Placement, ReportedPod, Resources, SchedInput,
-    SchedNode, SchedOutput, Share, Workload, WorkloadKind, workloads_from_objects,
+    Allocatable, JobMark, JobPodEnd, NodeCondition, NodeTaint, Pending, Placement, ReportedPod,
+    Resources, SchedInput, SchedNode, SchedOutput, Share, Workload, WorkloadKind,
+    workloads_from_objects,
 };
-pub use plan::schedule;
+pub use plan::{node_gone, schedule};
 pub use reason::{MAX_PODS_PER_NODE, Misfit, Tally};
 
 #[cfg(test)]

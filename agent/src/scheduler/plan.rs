@@ -115,20 +115,16 @@ pub fn schedule(
     let mut nodes: Vec<&SchedNode> = input.nodes.iter().collect();
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
     nodes.dedup_by(|a, b| a.name == b.name);
-    let delay_ms = u64::try_from(input.eviction_delay.as_millis()).unwrap_or(u64::MAX);
-    let restart_ms = u64::try_from(input.restart_grace.as_millis()).unwrap_or(u64::MAX);
     let fates = nodes
         .iter()
-        .map(|node| match node.condition {
-            NodeCondition::Left => Fate::Gone,
-            NodeCondition::Stopped { since_ms } if now_ms.saturating_sub(since_ms) > restart_ms => {
+        .map(|node| {
+            if node_gone(node, now_ms, input.eviction_delay, input.restart_grace) {
                 Fate::Gone
+            } else if node.draining {
+                Fate::MoveOff
+            } else {
+                Fate::Keep
             }
-            NodeCondition::NotReady { since_ms } if now_ms.saturating_sub(since_ms) > delay_ms => {
-                Fate::Gone
-            }
-            _ if node.draining => Fate::MoveOff,
-            _ => Fate::Keep,
         })
         .collect();
     let mut pass = Pass {
@@ -158,16 +154,36 @@ pub fn schedule(
         let w = &input.workloads[i];
         let rank = match w.kind {
             WorkloadKind::DaemonSet { .. } => 0,
-            WorkloadKind::Pod => 1,
+            WorkloadKind::Pod | WorkloadKind::JobPod { .. } => 1,
             WorkloadKind::Deployment { .. } => 2,
         };
         (rank, &w.namespace, &w.name)
     });
     let mut seen: BTreeSet<OwnerKey> = BTreeSet::new();
+    let mut seen_job_pods: BTreeSet<(OwnerKey, String)> = BTreeSet::new();
     let mut needs = Vec::new();
     for index in order {
         let workload = &input.workloads[index];
         let key = owner_key(workload);
+        if let WorkloadKind::JobPod { pod } = &workload.kind {
+            // A Job's pods share their owner: each takes its own candidates.
+            if !seen_job_pods.insert((key.clone(), pod.clone())) {
+                continue;
+            }
+            let mine: Vec<Candidate> = candidates
+                .get_mut(&key)
+                .map(|by_name| {
+                    let names: Vec<(String, usize)> = by_name
+                        .keys()
+                        .filter(|(name, _)| name == pod)
+                        .cloned()
+                        .collect();
+                    names.iter().filter_map(|k| by_name.remove(k)).collect()
+                })
+                .unwrap_or_default();
+            needs.push(pass.keep_pod(index, mine));
+            continue;
+        }
         if !seen.insert(key.clone()) {
             continue; // declared twice: the first declaration wins
         }
@@ -178,7 +194,7 @@ pub fn schedule(
         needs.push(match workload.kind {
             WorkloadKind::Deployment { .. } => pass.keep_deployment(index, mine),
             WorkloadKind::DaemonSet { .. } => pass.keep_daemon_set(index, mine),
-            WorkloadKind::Pod => pass.keep_pod(index, mine),
+            WorkloadKind::Pod | WorkloadKind::JobPod { .. } => pass.keep_pod(index, mine),
         });
     }
     for need in needs {
@@ -197,6 +213,24 @@ pub fn schedule(
         }
     }
     pass.finish()
+}
+
+/// True when `node`'s pods are placed elsewhere: it left for good, stopped longer than the
+/// restart grace, or has been NotReady longer than the eviction delay.
+pub fn node_gone(
+    node: &SchedNode,
+    now_ms: u64,
+    eviction_delay: std::time::Duration,
+    restart_grace: std::time::Duration,
+) -> bool {
+    let delay_ms = u64::try_from(eviction_delay.as_millis()).unwrap_or(u64::MAX);
+    let restart_ms = u64::try_from(restart_grace.as_millis()).unwrap_or(u64::MAX);
+    match node.condition {
+        NodeCondition::Left => true,
+        NodeCondition::Stopped { since_ms } => now_ms.saturating_sub(since_ms) > restart_ms,
+        NodeCondition::NotReady { since_ms } => now_ms.saturating_sub(since_ms) > delay_ms,
+        NodeCondition::Ready => false,
+    }
 }
 
 fn owner_key(workload: &Workload) -> OwnerKey {
@@ -272,6 +306,7 @@ impl<'a> Pass<'a> {
                 owner: w.owner(),
                 template_hash: hash.to_string(),
                 node: self.nodes[candidate.node].name.clone(),
+                job: None,
             },
             node: candidate.node,
             workload,

@@ -130,6 +130,7 @@ fn entry(owner: &str, name: &str, hash: &str, node: &str) -> Placement {
         },
         template_hash: hash.to_string(),
         node: node.to_string(),
+        job: None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! handed out inside [`crate::Valid`], built by validation.
 
 pub mod config;
+pub mod jobs;
 pub mod object;
 pub mod pod;
 pub mod probe;

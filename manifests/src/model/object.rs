@@ -10,6 +10,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::config::{ConfigMap, Namespace, Secret};
+use super::jobs::Job;
 use super::service::Service;
 use super::workloads::{DaemonSet, Deployment, Pod};
 
@@ -23,11 +24,12 @@ pub enum Kind {
     Deployment,
     DaemonSet,
     Service,
+    Job,
 }
 
 impl Kind {
     /// Every kind, in the order they should be applied (namespaces and configuration first).
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Namespace,
         Kind::ConfigMap,
         Kind::Secret,
@@ -35,6 +37,7 @@ impl Kind {
         Kind::Pod,
         Kind::Deployment,
         Kind::DaemonSet,
+        Kind::Job,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +49,7 @@ impl Kind {
             Kind::Deployment => "Deployment",
             Kind::DaemonSet => "DaemonSet",
             Kind::Service => "Service",
+            Kind::Job => "Job",
         }
     }
 
@@ -53,6 +57,7 @@ impl Kind {
         match self {
             Kind::Namespace | Kind::ConfigMap | Kind::Secret | Kind::Pod | Kind::Service => "v1",
             Kind::Deployment | Kind::DaemonSet => "apps/v1",
+            Kind::Job => "batch/v1",
         }
     }
 
@@ -85,6 +90,7 @@ impl Kind {
             "configmap" | "configmaps" | "cm" => Kind::ConfigMap,
             "secret" | "secrets" => Kind::Secret,
             "service" | "services" | "svc" => Kind::Service,
+            "job" | "jobs" => Kind::Job,
             _ => return None,
         };
         Some(kind)
@@ -157,6 +163,7 @@ pub enum Object {
     ConfigMap(ConfigMap),
     Secret(Secret),
     Service(Service),
+    Job(Job),
 }
 
 impl Object {
@@ -169,6 +176,7 @@ impl Object {
             Object::ConfigMap(_) => Kind::ConfigMap,
             Object::Secret(_) => Kind::Secret,
             Object::Service(_) => Kind::Service,
+            Object::Job(_) => Kind::Job,
         }
     }
 
@@ -181,6 +189,7 @@ impl Object {
             Object::ConfigMap(o) => &o.metadata,
             Object::Secret(o) => &o.metadata,
             Object::Service(o) => &o.metadata,
+            Object::Job(o) => &o.metadata,
         }
     }
 
@@ -222,6 +231,7 @@ impl Serialize for Object {
             Object::ConfigMap(o) => typed(kind, o, serializer),
             Object::Secret(o) => typed(kind, o, serializer),
             Object::Service(o) => typed(kind, o, serializer),
+            Object::Job(o) => typed(kind, o, serializer),
         }
     }
 }

@@ -7,6 +7,7 @@ mod container;
 mod dns;
 mod env;
 mod fields;
+mod jobs;
 mod pod;
 mod probe;
 mod scheduling;
@@ -94,6 +95,9 @@ pub(crate) fn validate_document(value: Value, problems: &mut Problems) -> Option
         Kind::Service => {
             service::validate_service(decode(value, Values::Shown, problems)?, problems)
                 .map(Object::Service)
+        }
+        Kind::Job => {
+            jobs::validate_job(decode(value, Values::Shown, problems)?, problems).map(Object::Job)
         }
     };
     if problems.has_errors() { None } else { object }

@@ -19,7 +19,7 @@ use super::{check, elements, labels, one_of, required_string};
 /// Default grace period between SIGTERM and SIGKILL, as in Kubernetes.
 const DEFAULT_GRACE_SECONDS: u64 = 30;
 
-/// Where the pod spec sits: a bare Pod or the template of a Deployment or DaemonSet.
+/// Where the pod spec sits: a bare Pod or the template of a Deployment, DaemonSet or Job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PodContext {
     Pod,
@@ -136,15 +136,15 @@ pub(crate) fn pod_spec(
     let deadline_path = path.child("activeDeadlineSeconds");
     let active_deadline_seconds = match (raw.active_deadline_seconds, context) {
         (None, _) => None,
-        (Some(_), PodContext::Template(kind)) => {
+        (Some(_), PodContext::Template(kind)) if kind != Kind::Job => {
             problems.error(
                 &deadline_path,
                 format!("not supported in a {kind}'s pod template (Kubernetes refuses it too)"),
             );
             None
         }
-        (Some(seconds), PodContext::Pod) if seconds > 0 => Some(seconds as u64),
-        (Some(seconds), PodContext::Pod) => {
+        (Some(seconds), _) if seconds > 0 => Some(seconds as u64),
+        (Some(seconds), _) => {
             problems.error(&deadline_path, format!("must be > 0 (got {seconds})"));
             None
         }

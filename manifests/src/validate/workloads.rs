@@ -181,22 +181,7 @@ fn selector_and_template(
     });
 
     let template_path = spec_path.child("template");
-    let template = required(template, &template_path, problems).and_then(|template| {
-        let meta_path = template_path.child("metadata");
-        let meta = template.metadata.unwrap_or_default();
-        let metadata = TemplateMetadata {
-            labels: labels(meta.labels, &meta_path.child("labels"), problems),
-            annotations: annotations(meta.annotations, &meta_path.child("annotations"), problems),
-        };
-        let pod_path = template_path.child("spec");
-        let spec = pod_spec(
-            required(template.spec, &pod_path, problems)?,
-            &pod_path,
-            PodContext::Template(kind),
-            problems,
-        )?;
-        Some(PodTemplate { metadata, spec })
-    });
+    let template = pod_template(template, kind, &template_path, problems);
 
     if let (Some(selector), Some(template)) = (&selector, &template) {
         let mismatched: Vec<String> = selector
@@ -216,6 +201,31 @@ fn selector_and_template(
         }
     }
     (selector, template)
+}
+
+/// The required pod template of a `kind` at `path`.
+pub(crate) fn pod_template(
+    template: Option<RawPodTemplate>,
+    kind: Kind,
+    template_path: &FieldPath,
+    problems: &mut Problems,
+) -> Option<PodTemplate> {
+    required(template, template_path, problems).and_then(|template| {
+        let meta_path = template_path.child("metadata");
+        let meta = template.metadata.unwrap_or_default();
+        let metadata = TemplateMetadata {
+            labels: labels(meta.labels, &meta_path.child("labels"), problems),
+            annotations: annotations(meta.annotations, &meta_path.child("annotations"), problems),
+        };
+        let pod_path = template_path.child("spec");
+        let spec = pod_spec(
+            required(template.spec, &pod_path, problems)?,
+            &pod_path,
+            PodContext::Template(kind),
+            problems,
+        )?;
+        Some(PodTemplate { metadata, spec })
+    })
 }
 
 fn strategy(
@@ -385,13 +395,23 @@ fn int_or_percent(
 }
 
 /// Only `Always` is allowed in the template of a Deployment or DaemonSet (`kind`): its pods
-/// must keep running.
+/// must keep running; a Job's pods run to completion (`OnFailure` or `Never`).
 pub(crate) fn check_template_restart_policy(
     policy: RestartPolicy,
     kind: Kind,
     path: &FieldPath,
     problems: &mut Problems,
 ) {
+    if kind == Kind::Job {
+        if policy == RestartPolicy::Always {
+            problems.error(
+                path,
+                "must be \"OnFailure\" or \"Never\" in a Job (its pods run to completion; \
+                 Kubernetes requires it to be set)",
+            );
+        }
+        return;
+    }
     if policy != RestartPolicy::Always {
         problems.error(
             path,

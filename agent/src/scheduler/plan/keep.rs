@@ -312,7 +312,7 @@ impl Pass<'_> {
         let hash = w.template_hash.clone();
         let mut mine: Vec<Candidate> = mine
             .into_iter()
-            .filter(|c| c.name == w.name && self.fate(c.node, w) != Fate::Gone)
+            .filter(|c| c.name == w.single_pod_name() && self.fate(c.node, w) != Fate::Gone)
             .collect();
         mine.sort_by_key(|c| {
             let moving = self.fate(c.node, w) == Fate::MoveOff;

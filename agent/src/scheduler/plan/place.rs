@@ -170,14 +170,15 @@ impl Pass<'_> {
 
     pub(super) fn place_pod(&mut self, workload: usize, fallback: Option<Candidate>) {
         let w = &self.input.workloads[workload];
+        let name = w.single_pod_name().to_string();
         if self
             .kept_names
-            .contains(&(w.namespace.clone(), w.name.clone()))
+            .contains(&(w.namespace.clone(), name.clone()))
         {
             return; // kept where it runs (a full cluster must not call it pending)
         }
         if let Some(node) = self.best_node(workload, &self.open_nodes(workload), None) {
-            self.place_new(workload, node, w.name.clone());
+            self.place_new(workload, node, name);
             return;
         }
         let reason = self.tally(workload).describe("nodes");
@@ -208,6 +209,14 @@ impl Pass<'_> {
             .collect();
         let mut pending = self.pending;
         pending.sort_by_cached_key(|p| p.owner.to_string());
+        // A Job's pods are placed one by one: one entry per owner and reason, counted.
+        pending.dedup_by(|next, kept| {
+            let same = next.owner == kept.owner && next.reason == kept.reason;
+            if same {
+                kept.count += next.count;
+            }
+            same
+        });
         SchedOutput {
             assignments,
             pending,

@@ -352,7 +352,7 @@ fn workloads_come_from_deployments_daemon_sets_and_pods() {
     };
     assert_eq!(web.template_hash, d.pod_template_hash());
     assert_eq!(
-        (workloads[1].kind, workloads[1].namespace.as_str()),
+        (workloads[1].kind.clone(), workloads[1].namespace.as_str()),
         (
             WorkloadKind::DaemonSet {
                 max_unavailable: Share::Count(1)

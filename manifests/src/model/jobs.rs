@@ -1,0 +1,167 @@
+//! Validated batch objects: a Job (pods that run to completion, counted, retried within a
+//! backoff limit).
+
+use serde::Serialize;
+
+use super::object::ObjectMeta;
+use super::workloads::PodTemplate;
+
+/// Kubernetes' default `backoffLimit`.
+pub const DEFAULT_BACKOFF_LIMIT: u32 = 6;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Job {
+    pub metadata: ObjectMeta,
+    pub spec: JobSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobSpec {
+    /// Successful pods needed; `None` is a work queue (done once any pod succeeded and none
+    /// runs any more).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completions: Option<u32>,
+    /// Most pods running at once.
+    pub parallelism: u32,
+    pub completion_mode: CompletionMode,
+    /// Failed pods (and, under `OnFailure`, container restarts) tolerated before the Job fails.
+    pub backoff_limit: u32,
+    /// The Job fails (`DeadlineExceeded`) once it has been active this long.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_deadline_seconds: Option<u64>,
+    /// A finished Job (and its pods) is deleted this long after it finished.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds_after_finished: Option<u64>,
+    /// No new pods; running ones are stopped (and not counted as failed).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_failure_policy: Option<PodFailurePolicy>,
+    pub template: PodTemplate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum CompletionMode {
+    /// Any `completions` successes complete the Job.
+    NonIndexed,
+    /// Each index in `0..completions` must succeed once; its pods see `JOB_COMPLETION_INDEX`.
+    Indexed,
+}
+
+/// `podFailurePolicy`: what a failed pod means, decided by its containers' exit codes before it
+/// is counted against `backoffLimit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PodFailurePolicy {
+    pub rules: Vec<PodFailureRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodFailureRule {
+    pub action: FailureAction,
+    pub on_exit_codes: ExitCodeRule,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum FailureAction {
+    /// The whole Job fails at once (`PodFailurePolicy`).
+    FailJob,
+    /// The failure is not counted; the pod is replaced.
+    Ignore,
+    /// Counted as usual.
+    Count,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExitCodeRule {
+    /// Only this container's exit code; every container's when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
+    pub operator: ExitCodeOperator,
+    pub values: Vec<i32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ExitCodeOperator {
+    In,
+    NotIn,
+}
+
+impl PodFailurePolicy {
+    /// The action of the first rule that matches a failed pod whose containers ended with
+    /// `exits` (container name, exit code); `None` when no rule matches (counted as usual).
+    /// As in Kubernetes, a rule matches when some container (the named one, if any) exited
+    /// with a non-zero code the operator accepts.
+    pub fn action_for(&self, exits: &[(String, i32)]) -> Option<FailureAction> {
+        self.rules.iter().find_map(|rule| {
+            let on = &rule.on_exit_codes;
+            let hit = exits.iter().any(|(name, code)| {
+                *code != 0
+                    && on.container_name.as_ref().is_none_or(|n| n == name)
+                    && match on.operator {
+                        ExitCodeOperator::In => on.values.contains(code),
+                        ExitCodeOperator::NotIn => !on.values.contains(code),
+                    }
+            });
+            hit.then_some(rule.action)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(
+        action: FailureAction,
+        container: Option<&str>,
+        op: ExitCodeOperator,
+        values: &[i32],
+    ) -> PodFailureRule {
+        PodFailureRule {
+            action,
+            on_exit_codes: ExitCodeRule {
+                container_name: container.map(str::to_string),
+                operator: op,
+                values: values.to_vec(),
+            },
+        }
+    }
+
+    #[test]
+    fn the_first_matching_rule_decides_and_zero_never_matches() {
+        let policy = PodFailurePolicy {
+            rules: vec![
+                rule(
+                    FailureAction::FailJob,
+                    Some("main"),
+                    ExitCodeOperator::In,
+                    &[42],
+                ),
+                rule(
+                    FailureAction::Ignore,
+                    None,
+                    ExitCodeOperator::In,
+                    &[137, 143],
+                ),
+                rule(FailureAction::Count, None, ExitCodeOperator::NotIn, &[0, 1]),
+            ],
+        };
+        let exits = |list: &[(&str, i32)]| -> Vec<(String, i32)> {
+            list.iter().map(|(n, c)| (n.to_string(), *c)).collect()
+        };
+        let cases: [(&[(&str, i32)], Option<FailureAction>); 6] = [
+            (&[("main", 42)], Some(FailureAction::FailJob)),
+            (&[("side", 42)], Some(FailureAction::Count)),
+            (&[("main", 137)], Some(FailureAction::Ignore)),
+            (&[("main", 1)], None),
+            (&[("main", 0), ("side", 143)], Some(FailureAction::Ignore)),
+            (&[("main", 0)], None),
+        ];
+        for (given, want) in cases {
+            assert_eq!(policy.action_for(&exits(given)), want, "{given:?}");
+        }
+    }
+}
