@@ -102,6 +102,9 @@ pub struct PodChanges {
     pub delete: Vec<String>,
     /// Objects that cannot run yet, with the reason (e.g. a missing namespace).
     pub blocked: Vec<(ObjectKey, String)>,
+    /// Job pods the leader ended while they still run (their Job failed): uid and why. They
+    /// stop for good and keep their record and logs, as an evicted pod does.
+    pub stop: Vec<(String, crate::pod::PodFailure)>,
 }
 
 /// Compares the pods the leader assigned to `node` with the pod records. A pod running the
@@ -122,21 +125,43 @@ pub fn assigned_changes(
             .iter()
             .filter(|p| p.namespace == a.namespace && p.name == a.name)
             .collect();
+        let job_pod = a.owner.kind == Kind::Job;
         if let Some(p) = same_name.iter().find(|p| {
             p.deleting_since.is_none()
                     && p.spec_hash == a.template_hash
-                    // A failed (evicted) pod of a workload is replaced (a bare Pod stays).
-                    && !(p.owner.is_some() && p.status.failure.is_some())
+                    // A failed (evicted) pod of a workload is replaced (a bare Pod stays, and
+                    // a Job's leader counts it and makes a new attempt under a new name).
+                    && !(p.owner.is_some() && p.status.failure.is_some() && !job_pod)
         }) {
             wanted.insert(p.uid.clone());
+            if let Some(end) = a.job.as_ref().and_then(|m| m.end.as_ref())
+                && !end.succeeded
+                && !end.counted
+                && p.status.failure.is_none()
+                && !matches!(
+                    p.phase(),
+                    crate::pod::Phase::Succeeded | crate::pod::Phase::Failed
+                )
+            {
+                changes.stop.push((
+                    p.uid.clone(),
+                    crate::pod::PodFailure {
+                        reason: end.reason.clone(),
+                        message: format!("stopped: its Job failed ({})", end.reason),
+                    },
+                ));
+            }
             continue;
         }
         if !same_name.is_empty() {
             // The old pod of that name is deleted below; the new one comes once it is gone.
             continue;
         }
+        if a.job.as_ref().is_some_and(|m| m.end.is_some()) {
+            continue; // an ended attempt this node no longer has is never started again
+        }
         let kind = match a.owner.kind {
-            Kind::Deployment | Kind::DaemonSet => a.owner.kind,
+            Kind::Deployment | Kind::DaemonSet | Kind::Job => a.owner.kind,
             _ => Kind::Pod,
         };
         let key = ObjectKey::new(kind, &a.namespace, &a.owner.name);
@@ -159,6 +184,14 @@ pub fn assigned_changes(
                 .filter(|d| d.pod_template_hash() == a.template_hash)
                 .map(|d| d.new_pod(node))
                 .filter(|pod| pod.metadata.name == a.name),
+            Kind::Job => Valid::<skiff_manifests::Job>::try_from(object.clone())
+                .ok()
+                .filter(|j| j.pod_template_hash() == a.template_hash)
+                .and_then(|j| {
+                    let mark = a.job.as_ref()?;
+                    (j.pod_name(mark.attempt, mark.index) == a.name || mark.attempt == 0)
+                        .then(|| j.new_pod(a.name.clone(), mark.index))
+                }),
             _ => Valid::<Pod>::try_from(object.clone())
                 .ok()
                 .filter(|_| object.content_hash() == a.template_hash),

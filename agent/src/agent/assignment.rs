@@ -172,6 +172,22 @@ impl<N: PodNetwork + 'static> Core<N> {
                 );
             }
         }
+        for (uid, failure) in changes.stop {
+            if let Some(p) = self.pods.get_mut(&uid) {
+                let (ns, name) = (p.namespace.clone(), p.name.clone());
+                self.events.record(
+                    now,
+                    true,
+                    &failure.reason,
+                    "Pod",
+                    &ns,
+                    &name,
+                    &failure.message,
+                );
+                p.status.failure = Some(failure);
+                self.dirty.insert(uid);
+            }
+        }
         for new in changes.create {
             let uid = format!("{:012x}", rand::rng().random::<u64>() & 0xffff_ffff_ffff);
             let plan = plan_spec(&new.pod);

@@ -122,6 +122,7 @@ pub enum ResourceKind {
     Namespaces,
     ConfigMaps,
     Secrets,
+    Jobs,
 }
 
 impl ResourceKind {
@@ -138,6 +139,7 @@ impl ResourceKind {
             "namespaces" | "namespace" | "ns" => ResourceKind::Namespaces,
             "configmaps" | "configmap" | "cm" => ResourceKind::ConfigMaps,
             "secrets" | "secret" => ResourceKind::Secrets,
+            "jobs" | "job" => ResourceKind::Jobs,
             _ => return None,
         })
     }
@@ -151,6 +153,7 @@ impl ResourceKind {
             ResourceKind::Namespaces => "Namespace",
             ResourceKind::ConfigMaps => "ConfigMap",
             ResourceKind::Secrets => "Secret",
+            ResourceKind::Jobs => "Job",
             ResourceKind::Services => "Service",
             ResourceKind::Nodes | ResourceKind::Events | ResourceKind::Endpoints => return None,
         })

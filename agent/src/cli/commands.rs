@@ -88,10 +88,20 @@ fn run_inner(socket: &Path, command: Command) -> Result<i32, CliError> {
             Ok(EXIT_OK)
         }
         Command::Logs(args) => {
+            let pod = match args.pod.split_once('/') {
+                Some(("job" | "jobs", job)) => job_pod(socket, job, args.namespace.as_deref())?,
+                Some(("pod" | "pods" | "po", pod)) => pod.to_string(),
+                Some((other, _)) => {
+                    return Err(CliError::User(format!(
+                        "logs of {other}/NAME: give a pod name, pod/NAME or job/NAME"
+                    )));
+                }
+                None => args.pod,
+            };
             let mut client = Client::send(
                 socket,
                 &Request::Logs {
-                    pod: args.pod,
+                    pod,
                     namespace: args.namespace,
                     container: args.container,
                     follow: args.follow,
@@ -339,6 +349,44 @@ fn get_deployment(
     rollout::the_item(&value)
         .cloned()
         .ok_or_else(|| CliError::User(format!("deployment {name:?} not found")))
+}
+
+/// The pod `logs job/NAME` reads, as kubectl picks it: the Job's newest pod.
+fn job_pod(socket: &Path, job: &str, namespace: Option<&str>) -> Result<String, CliError> {
+    let value = call(
+        socket,
+        &Request::Get {
+            kind: ResourceKind::Pods,
+            name: None,
+            namespace: namespace.map(str::to_string),
+            all_namespaces: false,
+        },
+    )?;
+    let items = value
+        .get("items")
+        .and_then(serde_json::Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    items
+        .iter()
+        .filter(|p| {
+            p.pointer("/metadata/labels")
+                .and_then(|l| l.get(skiff_manifests::JOB_NAME_LABEL))
+                .and_then(serde_json::Value::as_str)
+                == Some(job)
+        })
+        .max_by_key(|p| {
+            p.pointer("/metadata/creationTimestamp")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        })
+        .and_then(|p| {
+            p.pointer("/metadata/name")
+                .and_then(serde_json::Value::as_str)
+        })
+        .map(str::to_string)
+        .ok_or_else(|| CliError::User(format!("job {job:?} has no pods (or does not exist)")))
 }
 
 fn deployment_target(target: &str, name: Option<&str>, verb: &str) -> Result<String, CliError> {

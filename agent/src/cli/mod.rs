@@ -269,7 +269,7 @@ pub enum OutputFormat {
 
 #[derive(Debug, Args)]
 pub struct GetArgs {
-    /// pods, deployments, daemonsets, nodes, services, endpoints, events, namespaces, configmaps, secrets
+    /// pods, deployments, daemonsets, nodes, services, endpoints, events, namespaces, configmaps, secrets, jobs
     pub kind: String,
     /// Only this object
     pub name: Option<String>,
@@ -286,7 +286,7 @@ pub struct GetArgs {
 
 #[derive(Debug, Args)]
 pub struct DescribeArgs {
-    /// pod or node
+    /// pod, node, service or job
     pub kind: String,
     pub name: String,
     #[arg(short = 'n', long)]
@@ -295,6 +295,7 @@ pub struct DescribeArgs {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
+    /// A pod name (or pod/NAME), or job/NAME for the Job's newest pod
     pub pod: String,
     /// The container (default: the pod's only or first container)
     #[arg(short = 'c', long)]

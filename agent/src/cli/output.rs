@@ -40,6 +40,16 @@ pub fn age(since: &str, now: SystemTime) -> String {
     }
 }
 
+/// `7s`, `3m12s`, `2h5m`: how kubectl shows a Job's duration.
+fn short_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=3599 => format!("{}m{}s", s / 60, s % 60),
+        _ => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
 /// Prints rows as left-aligned columns separated by three spaces, like kubectl.
 fn table(header: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -172,6 +182,63 @@ pub fn print_get(kind: ResourceKind, value: &Value, format: Option<OutputFormat>
                     "UP-TO-DATE",
                     "AGE",
                 ]),
+                rows,
+            );
+        }
+        ResourceKind::Jobs => {
+            let rows = items
+                .iter()
+                .map(|j| {
+                    let n = |ptr: &str| j.pointer(ptr).and_then(Value::as_u64).unwrap_or(0);
+                    let condition = str_at(j, "/status/conditions/0/type");
+                    let status = match condition {
+                        "Complete" => "Complete",
+                        "Failed" => "Failed",
+                        "Suspended" => "Suspended",
+                        _ if n("/status/active") > 0 => "Running",
+                        _ => "Pending",
+                    };
+                    let completions = j
+                        .pointer("/spec/completions")
+                        .and_then(Value::as_u64)
+                        .map_or_else(|| "1".to_string(), |c| c.to_string());
+                    let completions = if j.pointer("/spec/completions").is_none()
+                        && j.pointer("/spec/parallelism")
+                            .and_then(Value::as_u64)
+                            .unwrap_or(1)
+                            > 1
+                    {
+                        format!("{}/1 of {}", n("/status/succeeded"), n("/spec/parallelism"))
+                    } else {
+                        format!("{}/{completions}", n("/status/succeeded"))
+                    };
+                    let start = str_at(j, "/status/startTime");
+                    let end = str_at(j, "/status/conditions/0/lastTransitionTime");
+                    let duration = match (
+                        humantime::parse_rfc3339_weak(start),
+                        humantime::parse_rfc3339_weak(end),
+                    ) {
+                        (Ok(a), Ok(b)) if !end.is_empty() => {
+                            short_duration(b.duration_since(a).unwrap_or(Duration::ZERO))
+                        }
+                        (Ok(a), _) => {
+                            short_duration(now.duration_since(a).unwrap_or(Duration::ZERO))
+                        }
+                        _ => String::new(),
+                    };
+                    let mut row = vec![
+                        str_at(j, "/metadata/name").to_string(),
+                        status.to_string(),
+                        completions,
+                        duration,
+                        age(str_at(j, "/metadata/creationTimestamp"), now),
+                    ];
+                    ns_col(j, &mut row);
+                    row
+                })
+                .collect();
+            table(
+                &with_ns(vec!["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]),
                 rows,
             );
         }

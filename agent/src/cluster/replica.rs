@@ -342,6 +342,36 @@ impl Replica {
         Ok((undone, declared))
     }
 
+    /// Deletes a live object on the cluster's behalf (a finished Job past its TTL): a
+    /// tombstone stamped by this node. What its declaring node ingested is left alone, so the
+    /// object comes back only when its declaration changes. False when it is not live.
+    pub fn expire(&mut self, key: &str, now_ms: u64) -> bool {
+        if self.entries.get(key).is_none_or(|e| e.digest.tombstone) {
+            return false;
+        }
+        let digest = Digest {
+            stamp: self.hlc.tick(now_ms),
+            hash: String::new(),
+            tombstone: true,
+        };
+        let stored = StoredRecord {
+            digest: digest.to_string(),
+            body: None,
+            origin: format!("{}:expired", self.node),
+            history: Vec::new(),
+        };
+        self.entries.insert(
+            key.to_string(),
+            Entry {
+                digest,
+                stored,
+                object: None,
+            },
+        );
+        self.unwritten.insert(key.to_string());
+        true
+    }
+
     /// Stores a version fetched from another node if it wins by the merge rule; returns whether
     /// it was stored. The body must match the digest.
     pub fn apply_remote(&mut self, key: &str, stored: StoredRecord) -> Result<bool, ReplicaError> {

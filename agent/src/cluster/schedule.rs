@@ -22,9 +22,11 @@ pub struct Delays {
 pub struct Output {
     pub table: Vec<AssignedPod>,
     pub pending: Vec<PendingWorkload>,
-    /// When a ready pod becomes available (its Deployment's `minReadySeconds` passed): a pass
-    /// is due then, whatever else changes.
+    /// When a ready pod becomes available (its Deployment's `minReadySeconds` passed), or a
+    /// Job's backoff, deadline or TTL is up: a pass is due then, whatever else changes.
     pub wake_at_ms: Option<u64>,
+    /// Jobs past their `ttlSecondsAfterFinished`: the leader deletes them.
+    pub expired: Vec<skiff_manifests::ObjectKey>,
 }
 
 /// What the leader has seen of a pod's readiness.
@@ -210,17 +212,135 @@ pub fn run(
         eviction_delay: delays.eviction,
         restart_grace: delays.restart_grace,
     };
-    let wake_at_ms = wake_at(&input, now);
+    let mut input = input;
+    let jobs = job_steps(objects, &input, pods, now);
+    input.workloads.extend(jobs.workloads);
+    let wake_at_ms = [wake_at(&input, now), jobs.wake_at_ms]
+        .into_iter()
+        .flatten()
+        .min();
     let mut rng = rand::rng();
     let mut suffix = || PodSuffix::random(&mut rng);
     let output = schedule(&input, now, &mut suffix);
     let mut pending = blocked;
+    pending.extend(jobs.blocked);
     pending.extend(output.pending);
+    let mut table = output.assignments;
+    for entry in &mut table {
+        if entry.owner.kind == skiff_manifests::Kind::Job {
+            entry.job = jobs
+                .marks
+                .get(&(entry.namespace.clone(), entry.name.clone()))
+                .cloned();
+        }
+    }
+    table.extend(jobs.ended);
+    table.sort_by(|a, b| (&a.namespace, &a.name, &a.node).cmp(&(&b.namespace, &b.name, &b.node)));
     Output {
-        table: output.assignments,
+        table,
         pending,
         wake_at_ms,
+        expired: jobs.expired,
     }
+}
+
+/// What the Jobs' steps add to a pass.
+#[derive(Default)]
+struct JobSteps {
+    /// One workload per attempt that should run.
+    workloads: Vec<crate::scheduler::Workload>,
+    /// The marks of those attempts, by (namespace, pod name).
+    marks: BTreeMap<(String, String), crate::scheduler::JobMark>,
+    /// Ended attempts, kept in the table as they are.
+    ended: Vec<AssignedPod>,
+    blocked: Vec<PendingWorkload>,
+    wake_at_ms: Option<u64>,
+    expired: Vec<skiff_manifests::ObjectKey>,
+}
+
+/// Runs `crate::jobs::step` for every Job: its entries in the previous table, its pods'
+/// reports, and which nodes are lost (as the scheduler judges them).
+fn job_steps(
+    objects: &crate::desired::Objects,
+    input: &SchedInput,
+    pods: &super::service::PodReports,
+    now: u64,
+) -> JobSteps {
+    use skiff_manifests::{Job, Kind, Object, Valid};
+    let mut out = JobSteps::default();
+    let namespaces: std::collections::BTreeSet<&str> = objects
+        .keys()
+        .filter(|k| k.kind == Kind::Namespace)
+        .map(|k| k.name.as_str())
+        .collect();
+    let lost = |node: &str| {
+        input.nodes.iter().find(|n| n.name == node).is_none_or(|n| {
+            crate::scheduler::node_gone(n, now, input.eviction_delay, input.restart_grace)
+        })
+    };
+    for (_, object) in objects.values() {
+        let Object::Job(_) = object.get() else {
+            continue;
+        };
+        let Ok(job) = Valid::<Job>::try_from(object.clone()) else {
+            continue;
+        };
+        let (namespace, name) = (&job.metadata.namespace, &job.metadata.name);
+        if namespace != skiff_manifests::DEFAULT_NAMESPACE
+            && !namespaces.contains(namespace.as_str())
+        {
+            out.blocked.push(PendingWorkload {
+                owner: crate::pod::OwnerRef::new(Kind::Job, namespace, name),
+                count: 1,
+                reason: format!("namespace {namespace:?} not found"),
+            });
+            continue;
+        }
+        let mine = |owner: &crate::pod::Owner| owner.kind == Kind::Job && owner.name == *name;
+        let entries: Vec<&AssignedPod> = input
+            .previous
+            .iter()
+            .filter(|p| p.namespace == *namespace && mine(&p.owner))
+            .collect();
+        let seen: BTreeMap<String, crate::jobs::PodSeen> = pods
+            .iter()
+            .filter(|((ns, _), (_, r))| ns == namespace && r.owner.as_ref().is_some_and(mine))
+            .map(|((_, pod), (node, r))| (pod.clone(), crate::jobs::pod_seen(node, r)))
+            .collect();
+        let taken = |pod: &str| {
+            input
+                .previous
+                .iter()
+                .any(|p| p.namespace == *namespace && p.name == pod && !mine(&p.owner))
+                || pods
+                    .get(&(namespace.clone(), pod.to_string()))
+                    .is_some_and(|(_, r)| !r.owner.as_ref().is_some_and(mine))
+        };
+        let step = crate::jobs::step(
+            &job,
+            crate::jobs::Inputs {
+                entries,
+                pods: &seen,
+                lost: &lost,
+                taken: &taken,
+                now,
+            },
+        );
+        if step.expired {
+            out.expired.push(object.key());
+        }
+        if let Some(at) = step.wake_at_ms {
+            out.wake_at_ms = Some(out.wake_at_ms.map_or(at, |w| w.min(at)));
+        }
+        out.ended.extend(step.ended);
+        for attempt in step.active {
+            out.marks
+                .insert((namespace.clone(), attempt.name.clone()), attempt.mark);
+            out.workloads
+                .push(crate::scheduler::Workload::job_pod(&job, attempt.name));
+        }
+    }
+    out
 }
 
 /// The first time after `now` at which a ready pod of a Deployment with `minReadySeconds`

@@ -277,6 +277,14 @@ pub fn plan(pod: &PodRecord, image: &dyn Fn(&str) -> ImageState, now: Millis) ->
         }
         return actions;
     }
+    if matches!(pod.phase(), Phase::Succeeded | Phase::Failed) && !pod.status.any_running() {
+        // Finished for good (its restart policy starts nothing again): its network and
+        // volumes go, as kubelet kills a finished pod's sandbox; the record and logs stay.
+        if pod.status.sandbox_ready && pod.status.pending_removal.is_empty() {
+            actions.push(Action::TeardownSandbox { uid: uid.clone() });
+        }
+        return actions;
+    }
     if !pod.status.sandbox_ready {
         if pod.status.sandbox_retry_at.is_none_or(|t| t <= now) {
             actions.push(Action::EnsureSandbox { uid: uid.clone() });

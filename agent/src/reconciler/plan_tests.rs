@@ -202,8 +202,14 @@ fn failed_init_with_never_fails_the_pod() {
     run(&mut p.status.init_containers[0], "x", 0);
     observe(&mut p, &exited(1, SEC), SEC, &backoff());
     p.status.pending_removal.clear();
-    assert_eq!(plan(&p, &present, SEC), vec![]);
     assert_eq!(p.phase(), Phase::Failed);
+    // Finished for good: the sandbox goes (as kubelet's), nothing starts again.
+    assert_eq!(
+        plan(&p, &present, SEC),
+        vec![Action::TeardownSandbox { uid: "u1".into() }]
+    );
+    p.status.sandbox_ready = false;
+    assert_eq!(plan(&p, &present, SEC), vec![]);
 }
 
 #[test]

@@ -95,6 +95,8 @@ pub struct Net {
     cut: Mutex<BTreeSet<(SocketAddr, SocketAddr)>>,
     /// Fetches answered, for the record.
     pub fetches: std::sync::atomic::AtomicU64,
+    /// Every pod a fake runtime made: (node, namespace, name, wall ms).
+    pub created: Mutex<Vec<(String, String, String, u64)>>,
 }
 
 impl Net {
@@ -342,6 +344,7 @@ impl Sim {
             clock: self.clock.clone(),
             start_delay: self.options.start_delay,
             cancel: cancel.clone(),
+            net: self.net.clone(),
         }));
         SimNode {
             gossip,

@@ -1,7 +1,9 @@
 //! The fake runtime of a simulated node: its node loop runs exactly the pods the cluster task
 //! assigns to it (whose owner object it holds), starts each after a fixed delay, and reports
 //! them (running and ready once started). With no assignment known yet it keeps what it runs,
-//! like the real node loop.
+//! like the real node loop. A Job's pod runs for a while and exits: its image says how long
+//! and with which code (`job-3s-exit1`; default 1 s, exit 0); an attempt the leader ended is
+//! never made again, and one it stopped (its Job failed) is killed (exit 137).
 
 use skiff_agent::cluster::Desired;
 use skiff_agent::cluster::keys::PodReport;
@@ -27,6 +29,10 @@ pub struct FakePod {
     /// Ready once running; never for an image whose name contains `unready` (a failed
     /// rollout).
     pub can_be_ready: bool,
+    /// A Job's pod: how long it runs and its exit code.
+    pub runs: Option<(Duration, i32)>,
+    /// When it exited and with which code.
+    pub exited: Option<(Instant, i32)>,
 }
 
 type Reports = Arc<BTreeMap<(String, String), Arc<PodReport>>>;
@@ -39,6 +45,7 @@ pub struct LoopParts {
     pub clock: Clock,
     pub start_delay: Duration,
     pub cancel: CancellationToken,
+    pub net: Arc<super::Net>,
 }
 
 /// Runs until cancelled (or until the cluster task is gone).
@@ -51,8 +58,15 @@ pub async fn node_loop(mut parts: LoopParts) {
             apply(&parts, &desired, &mut pods, &mut counter);
             let now = Instant::now();
             for pod in pods.values_mut() {
-                if !pod.running && pod.starts_at <= now {
+                if !pod.running && pod.exited.is_none() && pod.starts_at <= now {
                     pod.running = true;
+                }
+                if let Some((run, code)) = pod.runs
+                    && pod.running
+                    && pod.starts_at + run <= now
+                {
+                    pod.running = false;
+                    pod.exited = Some((now, code));
                 }
             }
             let reports: BTreeMap<(String, String), Arc<PodReport>> = pods
@@ -63,8 +77,11 @@ pub async fn node_loop(mut parts: LoopParts) {
                 parts.reports.send_replace(Arc::new(reports));
             }
             pods.values()
-                .filter(|p| !p.running)
-                .map(|p| p.starts_at)
+                .filter_map(|p| match (p.running, p.exited, p.runs) {
+                    (false, None, _) => Some(p.starts_at),
+                    (true, None, Some((run, _))) => Some(p.starts_at + run),
+                    _ => None,
+                })
                 .min()
         };
         tokio::select! {
@@ -117,6 +134,24 @@ fn apply(
             .get(key)
             .is_some_and(|(owner, hash)| **owner == pod.owner && *hash == pod.template_hash)
     });
+    // Attempts the leader ended: never made again; one still running is stopped.
+    let ended: Vec<(String, String)> = assigned
+        .iter()
+        .filter(|a| a.node == parts.me && a.job.as_ref().is_some_and(|m| m.end.is_some()))
+        .map(|a| (a.namespace.clone(), a.name.clone()))
+        .collect();
+    for key in &ended {
+        if let Some(pod) = pods.get_mut(key)
+            && pod.exited.is_none()
+        {
+            pod.running = false;
+            pod.exited = Some((Instant::now(), 137));
+        }
+    }
+    let wanted: BTreeMap<(String, String), (&Owner, &str)> = wanted
+        .into_iter()
+        .filter(|(key, _)| pods.contains_key(key) || !ended.contains(key))
+        .collect();
     let can_be_ready = |owner: &Owner, namespace: &str, hash: &str| {
         let key = skiff_manifests::ObjectKey::new(owner.kind, namespace, owner.name.clone());
         !desired
@@ -135,10 +170,39 @@ fn apply(
                 _ => false,
             })
     };
+    let runs = |owner: &Owner, namespace: &str| -> Option<(Duration, i32)> {
+        let key = skiff_manifests::ObjectKey::new(owner.kind, namespace, owner.name.clone());
+        let (_, object) = desired.objects.get(&key)?;
+        let skiff_manifests::Object::Job(job) = object.get() else {
+            return None;
+        };
+        let image = &job.spec.template.spec.containers[0].image;
+        let secs = image
+            .split('-')
+            .find_map(|part| part.strip_suffix('s')?.parse::<u64>().ok())
+            .unwrap_or(1);
+        let code = image
+            .split('-')
+            .find_map(|part| part.strip_prefix("exit")?.parse::<i32>().ok())
+            .unwrap_or(0);
+        Some((Duration::from_secs(secs), code))
+    };
     for (key, (owner, hash)) in wanted {
         let can_be_ready = can_be_ready(owner, &key.0, hash);
-        pods.entry(key).or_insert_with(|| {
+        let runs = runs(owner, &key.0);
+        pods.entry(key.clone()).or_insert_with(|| {
             *counter += 1;
+            parts
+                .net
+                .created
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((
+                    parts.me.clone(),
+                    key.0.clone(),
+                    key.1.clone(),
+                    (parts.clock)(),
+                ));
             FakePod {
                 uid: format!("{}-{counter}", parts.me),
                 owner: owner.clone(),
@@ -147,13 +211,28 @@ fn apply(
                 starts_at: Instant::now() + parts.start_delay,
                 running: false,
                 can_be_ready,
+                runs,
+                exited: None,
             }
         });
     }
 }
 
 fn report(pod: &FakePod) -> PodReport {
-    let phase = if pod.running { "Running" } else { "Pending" };
+    let phase = match pod.exited {
+        Some((_, 0)) => "Succeeded",
+        Some(_) => "Failed",
+        None if pod.running => "Running",
+        None => "Pending",
+    };
+    let status = match pod.exited {
+        Some((_, code)) => serde_json::json!({
+            "phase": phase,
+            "containerStatuses": [{"name": "main", "restartCount": 0,
+                "state": {"terminated": {"exitCode": code}}}],
+        }),
+        None => serde_json::json!({ "phase": phase }),
+    };
     PodReport {
         uid: pod.uid.clone(),
         owner: (pod.owner.kind != skiff_manifests::Kind::Pod).then(|| pod.owner.clone()),
@@ -163,7 +242,7 @@ fn report(pod: &FakePod) -> PodReport {
         running: pod.running,
         ready: pod.running && pod.can_be_ready,
         labels: BTreeMap::new(),
-        status: serde_json::json!({ "phase": phase }),
+        status,
         ports: Vec::new(),
         hostname: None,
         subdomain: None,

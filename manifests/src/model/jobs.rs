@@ -152,7 +152,8 @@ mod tests {
         let exits = |list: &[(&str, i32)]| -> Vec<(String, i32)> {
             list.iter().map(|(n, c)| (n.to_string(), *c)).collect()
         };
-        let cases: [(&[(&str, i32)], Option<FailureAction>); 6] = [
+        type Case<'a> = (&'a [(&'a str, i32)], Option<FailureAction>);
+        let cases: [Case; 6] = [
             (&[("main", 42)], Some(FailureAction::FailJob)),
             (&[("side", 42)], Some(FailureAction::Count)),
             (&[("main", 137)], Some(FailureAction::Ignore)),

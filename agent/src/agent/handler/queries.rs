@@ -85,6 +85,7 @@ pub(super) fn get(
                 ResourceKind::DaemonSets => Kind::DaemonSet,
                 ResourceKind::Namespaces => Kind::Namespace,
                 ResourceKind::ConfigMaps => Kind::ConfigMap,
+                ResourceKind::Jobs => Kind::Job,
                 _ => Kind::Secret,
             };
             let pods = summaries(snap, cluster);
@@ -119,6 +120,9 @@ pub(super) fn get(
                     if let Some(t) = snap.first_seen.get(key) {
                         v["metadata"]["creationTimestamp"] = json!(rfc3339(*t));
                     }
+                }
+                if let Object::Job(_) = object.get() {
+                    v["status"] = job_status(cluster, object);
                 }
                 if let Object::DaemonSet(d) = object.get() {
                     let hash = d.pod_template_hash();
@@ -170,6 +174,9 @@ pub(super) async fn describe(
     if kind == ResourceKind::Services {
         return describe_service(snap, &shared.cluster.borrow().clone(), ns, name);
     }
+    if kind == ResourceKind::Jobs {
+        return describe_job(snap, &shared.cluster.borrow().clone(), ns, name);
+    }
     match &shared.remote {
         // A pod this node does not run: ask the node that reports it.
         Some(remote) if kind == ResourceKind::Pods && find_pod(snap, name, Some(ns)).is_none() => {
@@ -195,6 +202,105 @@ fn describe_service(snap: &Snapshot, cluster: &ClusterState, ns: &str, name: &st
         .events
         .iter()
         .filter(|e| e.object_kind == "Service" && e.object_name == name && e.namespace == ns)
+        .map(|e| {
+            json!(format!(
+                "{} {}: {}",
+                rfc3339(e.last_seen),
+                e.reason,
+                e.message
+            ))
+        })
+        .collect();
+    v["events"] = json!(events);
+    ok(v)
+}
+
+/// A Job's `status` in Kubernetes' shape, from its marks in the leader's table.
+fn job_status(cluster: &ClusterState, object: &Valid<Object>) -> Value {
+    let Ok(job) = Valid::<skiff_manifests::Job>::try_from(object.clone()) else {
+        return json!({});
+    };
+    let entries: Vec<&crate::scheduler::Placement> = cluster
+        .table
+        .iter()
+        .filter(|p| {
+            p.namespace == job.metadata.namespace
+                && p.owner.kind == Kind::Job
+                && p.owner.name == job.metadata.name
+        })
+        .collect();
+    let status = crate::jobs::status_of(&job, &entries, now_millis());
+    let mut v = json!({
+        "active": status.active,
+        "succeeded": status.succeeded,
+        "failed": status.failed,
+    });
+    if let Some(start) = status.start_ms {
+        v["startTime"] = json!(rfc3339(start));
+    }
+    if !status.completed_indexes.is_empty() {
+        v["completedIndexes"] = json!(status.completed_indexes);
+    }
+    if job.spec.suspend && status.finished.is_none() {
+        v["conditions"] = json!([{"type": "Suspended", "status": "True", "reason": "JobSuspended",
+            "message": "Job suspended"}]);
+    }
+    if let Some(f) = &status.finished {
+        let kind = if f.complete { "Complete" } else { "Failed" };
+        v["conditions"] = json!([{
+            "type": kind,
+            "status": "True",
+            "reason": f.reason,
+            "message": f.message,
+            "lastTransitionTime": rfc3339(f.at_ms),
+        }]);
+        if f.complete {
+            v["completionTime"] = json!(rfc3339(f.at_ms));
+        }
+    }
+    v
+}
+
+/// `describe job`: the Job with its status, its pods (node, phase) and its events.
+fn describe_job(snap: &Snapshot, cluster: &ClusterState, ns: &str, name: &str) -> Reply {
+    let key = ObjectKey::new(Kind::Job, ns, name);
+    let Some((_, object)) = snap.objects.get(&key) else {
+        return err(format!("job {name:?} not found"));
+    };
+    let mut v = object_json(snap, &key, object);
+    v["status"] = job_status(cluster, object);
+    let pods: Vec<Value> = cluster
+        .table
+        .iter()
+        .filter(|p| p.namespace == ns && p.owner.kind == Kind::Job && p.owner.name == name)
+        .map(|p| {
+            let phase = cluster
+                .pods
+                .get(&(p.namespace.clone(), p.name.clone()))
+                .and_then(|(_, r)| r.status.get("phase").and_then(Value::as_str))
+                .unwrap_or("Pending")
+                .to_string();
+            let mut pod = json!({"name": p.name, "node": p.node, "phase": phase});
+            if let Some(mark) = &p.job {
+                pod["attempt"] = json!(mark.attempt);
+                if let Some(i) = mark.index {
+                    pod["index"] = json!(i);
+                }
+                if let Some(end) = &mark.end
+                    && !end.succeeded
+                {
+                    pod["phase"] = json!("Failed");
+                    pod["reason"] = json!(end.reason);
+                }
+            }
+            pod
+        })
+        .collect();
+    v["pods"] = json!(pods);
+    let events: Vec<Value> = snap
+        .events
+        .iter()
+        .filter(|e| e.namespace == ns && (e.object_kind == "Job" && e.object_name == name))
         .map(|e| {
             json!(format!(
                 "{} {}: {}",

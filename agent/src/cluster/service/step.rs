@@ -252,6 +252,18 @@ impl ClusterService {
             },
         );
         self.wake_at_ms = output.wake_at_ms;
+        for key in &output.expired {
+            let k = crate::cluster::keys::object_key(key);
+            if self.replica.expire(&k, now) {
+                tracing::info!(
+                    "{key} finished longer than its ttlSecondsAfterFinished ago: deleted"
+                );
+                if let Some(digest) = self.replica.digest(&k) {
+                    self.advertise(&k, &digest).await;
+                }
+                self.replica_changed();
+            }
+        }
         schedule::note_released(&mut self.released, &previous, &output.table, now);
         let placement = Placement {
             pending: output.pending.clone(),

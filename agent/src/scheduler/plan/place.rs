@@ -177,7 +177,22 @@ impl Pass<'_> {
         {
             return; // kept where it runs (a full cluster must not call it pending)
         }
-        if let Some(node) = self.best_node(workload, &self.open_nodes(workload), None) {
+        // A Job's pods spread over nodes like a Deployment's (fewest of the Job's first).
+        let spread = matches!(w.kind, WorkloadKind::JobPod { .. }).then(|| {
+            let mut spread = vec![0u32; self.nodes.len()];
+            for placed in self.table.iter().flatten() {
+                let other = &self.input.workloads[placed.workload];
+                if matches!(other.kind, WorkloadKind::JobPod { .. })
+                    && other.name == w.name
+                    && other.namespace == w.namespace
+                {
+                    spread[placed.node] += 1;
+                }
+            }
+            spread
+        });
+        if let Some(node) = self.best_node(workload, &self.open_nodes(workload), spread.as_deref())
+        {
             self.place_new(workload, node, name);
             return;
         }
