@@ -32,7 +32,8 @@ pub use error::{ManifestError, ManifestWarning};
 pub use hash::{CONTENT_HASH_LEN, POD_TEMPLATE_HASH_LEN};
 pub use model::config::{ConfigMap, Namespace, Secret, SecretBytes};
 pub use model::jobs::{
-    CompletionMode, DEFAULT_BACKOFF_LIMIT, FailureAction, Job, JobSpec, PodFailurePolicy,
+    CompletionMode, ConcurrencyPolicy, CronJob, CronJobSpec, DEFAULT_BACKOFF_LIMIT, FailureAction,
+    Job, JobSpec, JobTemplate, PodFailurePolicy,
 };
 pub use model::object::{DEFAULT_NAMESPACE, Kind, Object, ObjectKey, ObjectMeta};
 pub use model::pod::{

@@ -860,3 +860,37 @@ pub(crate) struct RawExitCodes {
     pub(crate) operator: Option<String>,
     pub(crate) values: Option<Vec<i64>>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawCronJob {
+    // apiVersion and kind are read before decoding; status is ignored.
+    #[serde(rename = "apiVersion")]
+    pub(crate) _api_version: Option<Value>,
+    #[serde(rename = "kind")]
+    pub(crate) _kind: Option<Value>,
+    #[serde(rename = "status")]
+    pub(crate) _status: Option<Value>,
+    pub(crate) metadata: Option<RawMeta>,
+    pub(crate) spec: Option<RawCronJobSpec>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawCronJobSpec {
+    pub(crate) schedule: Option<String>,
+    pub(crate) time_zone: Option<String>,
+    pub(crate) concurrency_policy: Option<String>,
+    pub(crate) starting_deadline_seconds: Option<i64>,
+    pub(crate) suspend: Option<bool>,
+    pub(crate) successful_jobs_history_limit: Option<i64>,
+    pub(crate) failed_jobs_history_limit: Option<i64>,
+    pub(crate) job_template: Option<RawJobTemplate>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawJobTemplate {
+    pub(crate) metadata: Option<RawMeta>,
+    pub(crate) spec: Option<RawJobSpec>,
+}

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::ManifestError;
 use crate::model::config::{ConfigMap, Namespace, Secret};
-use crate::model::jobs::Job;
+use crate::model::jobs::{CronJob, Job};
 use crate::model::object::Object;
 use crate::model::workloads::{DaemonSet, Deployment, Pod};
 
@@ -165,5 +165,5 @@ macro_rules! kind_conversions {
 }
 
 kind_conversions!(
-    Pod, Deployment, DaemonSet, Namespace, ConfigMap, Secret, Job
+    Pod, Deployment, DaemonSet, Namespace, ConfigMap, Secret, Job, CronJob
 );

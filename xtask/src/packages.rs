@@ -24,6 +24,8 @@ pub const ALL: &[&str] = &[
     "wrk",
     "dnsmasq-base",
     "dnsperf",
+    // CronJobs' timeZone (and the tests' zones) read the zone database.
+    "tzdata",
 ];
 
 /// What a node agent needs to build and run pods (the demo and the single-agent benches).
@@ -33,6 +35,7 @@ pub const AGENT: &[&str] = &[
     "busybox-static",
     "iproute2",
     "nftables",
+    "tzdata",
 ];
 
 fn installed(package: &str) -> bool {

@@ -19,6 +19,8 @@ use skiff_manifests::{CompletionMode, FailureAction, Job, Valid};
 
 use crate::scheduler::{JobMark, JobPodEnd, Placement};
 
+pub mod cron;
+
 #[cfg(test)]
 mod tests;
 

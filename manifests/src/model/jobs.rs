@@ -1,10 +1,10 @@
 //! Validated batch objects: a Job (pods that run to completion, counted, retried within a
-//! backoff limit).
+//! backoff limit) and a CronJob (a Job made on a schedule).
 
 use serde::Serialize;
 
 use super::object::ObjectMeta;
-use super::workloads::PodTemplate;
+use super::workloads::{PodTemplate, TemplateMetadata};
 
 /// Kubernetes' default `backoffLimit`.
 pub const DEFAULT_BACKOFF_LIMIT: u32 = 6;
@@ -39,6 +39,65 @@ pub struct JobSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pod_failure_policy: Option<PodFailurePolicy>,
     pub template: PodTemplate,
+}
+
+/// Kubernetes' default history limits of a CronJob.
+pub const DEFAULT_SUCCESSFUL_HISTORY: u32 = 3;
+pub const DEFAULT_FAILED_HISTORY: u32 = 1;
+/// Longest CronJob name: its Jobs are named `<cronjob>-<minutes since the epoch>` (11 more).
+pub const MAX_CRONJOB_NAME: usize = 52;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CronJob {
+    pub metadata: ObjectMeta,
+    pub spec: CronJobSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CronJobSpec {
+    /// As written (validated: 5 fields, names, ranges, steps, `@hourly`...).
+    pub schedule: String,
+    /// The IANA zone the schedule is read in; the node's local zone when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    pub concurrency_policy: ConcurrencyPolicy,
+    /// A run not started within this long of its time is skipped (missed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub starting_deadline_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
+    pub successful_jobs_history_limit: u32,
+    pub failed_jobs_history_limit: u32,
+    pub job_template: JobTemplate,
+}
+
+impl CronJobSpec {
+    /// The schedule as the cron parser takes it: `@midnight` is `@daily`.
+    pub fn cron_pattern(&self) -> &str {
+        match self.schedule.trim() {
+            "@midnight" => "@daily",
+            other => other,
+        }
+    }
+}
+
+/// The Job a CronJob makes: its labels and annotations, and its spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobTemplate {
+    pub metadata: TemplateMetadata,
+    pub spec: JobSpec,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ConcurrencyPolicy {
+    /// Runs may overlap.
+    Allow,
+    /// A run is not started while the previous one is active (it starts once that finished,
+    /// if still within its starting deadline).
+    Forbid,
+    /// A new run replaces the active one.
+    Replace,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

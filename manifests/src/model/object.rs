@@ -10,7 +10,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::config::{ConfigMap, Namespace, Secret};
-use super::jobs::Job;
+use super::jobs::{CronJob, Job};
 use super::service::Service;
 use super::workloads::{DaemonSet, Deployment, Pod};
 
@@ -25,11 +25,12 @@ pub enum Kind {
     DaemonSet,
     Service,
     Job,
+    CronJob,
 }
 
 impl Kind {
     /// Every kind, in the order they should be applied (namespaces and configuration first).
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Namespace,
         Kind::ConfigMap,
         Kind::Secret,
@@ -38,6 +39,7 @@ impl Kind {
         Kind::Deployment,
         Kind::DaemonSet,
         Kind::Job,
+        Kind::CronJob,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +52,7 @@ impl Kind {
             Kind::DaemonSet => "DaemonSet",
             Kind::Service => "Service",
             Kind::Job => "Job",
+            Kind::CronJob => "CronJob",
         }
     }
 
@@ -57,7 +60,7 @@ impl Kind {
         match self {
             Kind::Namespace | Kind::ConfigMap | Kind::Secret | Kind::Pod | Kind::Service => "v1",
             Kind::Deployment | Kind::DaemonSet => "apps/v1",
-            Kind::Job => "batch/v1",
+            Kind::Job | Kind::CronJob => "batch/v1",
         }
     }
 
@@ -91,6 +94,7 @@ impl Kind {
             "secret" | "secrets" => Kind::Secret,
             "service" | "services" | "svc" => Kind::Service,
             "job" | "jobs" => Kind::Job,
+            "cronjob" | "cronjobs" | "cj" => Kind::CronJob,
             _ => return None,
         };
         Some(kind)
@@ -164,6 +168,7 @@ pub enum Object {
     Secret(Secret),
     Service(Service),
     Job(Job),
+    CronJob(CronJob),
 }
 
 impl Object {
@@ -177,6 +182,7 @@ impl Object {
             Object::Secret(_) => Kind::Secret,
             Object::Service(_) => Kind::Service,
             Object::Job(_) => Kind::Job,
+            Object::CronJob(_) => Kind::CronJob,
         }
     }
 
@@ -190,6 +196,7 @@ impl Object {
             Object::Secret(o) => &o.metadata,
             Object::Service(o) => &o.metadata,
             Object::Job(o) => &o.metadata,
+            Object::CronJob(o) => &o.metadata,
         }
     }
 
@@ -232,6 +239,7 @@ impl Serialize for Object {
             Object::Secret(o) => typed(kind, o, serializer),
             Object::Service(o) => typed(kind, o, serializer),
             Object::Job(o) => typed(kind, o, serializer),
+            Object::CronJob(o) => typed(kind, o, serializer),
         }
     }
 }

@@ -5,15 +5,17 @@ use serde_json::Value;
 
 use crate::error::{FieldPath, Problems};
 use crate::model::jobs::{
-    CompletionMode, DEFAULT_BACKOFF_LIMIT, ExitCodeOperator, ExitCodeRule, FailureAction, Job,
-    JobSpec, PodFailurePolicy, PodFailureRule,
+    CompletionMode, ConcurrencyPolicy, CronJob, CronJobSpec, DEFAULT_BACKOFF_LIMIT,
+    DEFAULT_FAILED_HISTORY, DEFAULT_SUCCESSFUL_HISTORY, ExitCodeOperator, ExitCodeRule,
+    FailureAction, Job, JobSpec, JobTemplate, MAX_CRONJOB_NAME, PodFailurePolicy, PodFailureRule,
 };
+use crate::model::workloads::TemplateMetadata;
 use crate::model::object::Kind;
 use crate::model::pod::RestartPolicy;
-use crate::raw::{RawJob, RawJobSpec, RawPodFailurePolicy};
+use crate::raw::{RawCronJob, RawJob, RawJobSpec, RawPodFailurePolicy};
 
 use super::workloads::pod_template;
-use super::{object_meta, one_of, required};
+use super::{annotations, labels, object_meta, one_of, required};
 
 /// Most pods a Job may ask for (Kubernetes caps Indexed Jobs at 100,000 completions).
 const MAX_COUNT: i64 = 100_000;
@@ -38,6 +40,154 @@ pub(crate) fn validate_job(raw: RawJob, problems: &mut Problems) -> Option<Job> 
         return None;
     }
     Some(Job { metadata, spec })
+}
+
+pub(crate) fn validate_cron_job(raw: RawCronJob, problems: &mut Problems) -> Option<CronJob> {
+    let metadata = object_meta(raw.metadata, Kind::CronJob, problems);
+    let spec_path = FieldPath::root().child("spec");
+    let spec = required(raw.spec, &spec_path, problems)?;
+    if metadata.name.len() > MAX_CRONJOB_NAME {
+        problems.error(
+            &FieldPath::root().child("metadata").child("name"),
+            format!(
+                "must be at most {MAX_CRONJOB_NAME} characters for a CronJob (its Jobs add 11; got {})",
+                metadata.name.len()
+            ),
+        );
+    }
+    let schedule = schedule(spec.schedule, &spec_path.child("schedule"), problems);
+    let zone_path = spec_path.child("timeZone");
+    let time_zone = match spec.time_zone {
+        None => Some(None),
+        Some(zone) if zone_name_ok(&zone) => Some(Some(zone)),
+        Some(zone) => {
+            problems.error(
+                &zone_path,
+                format!("must be an IANA time zone name such as \"Europe/Berlin\" (got {zone:?})"),
+            );
+            None
+        }
+    };
+    let policy_path = spec_path.child("concurrencyPolicy");
+    let concurrency_policy = match spec.concurrency_policy {
+        None => Some(ConcurrencyPolicy::Allow),
+        Some(text) => one_of(
+            &text,
+            &[
+                ("Allow", ConcurrencyPolicy::Allow),
+                ("Forbid", ConcurrencyPolicy::Forbid),
+                ("Replace", ConcurrencyPolicy::Replace),
+            ],
+            &policy_path,
+            problems,
+        ),
+    };
+    let mut count = |value: Option<i64>, field: &str, default: Option<u64>| -> Option<Option<u64>> {
+        match value {
+            None => Some(default),
+            Some(v) if (0..=i64::from(i32::MAX)).contains(&v) => Some(Some(v as u64)),
+            Some(v) => {
+                problems.error(
+                    &spec_path.child(field),
+                    format!("must be between 0 and {} (got {v})", i32::MAX),
+                );
+                None
+            }
+        }
+    };
+    let deadline = count(spec.starting_deadline_seconds, "startingDeadlineSeconds", None);
+    let successful = count(
+        spec.successful_jobs_history_limit,
+        "successfulJobsHistoryLimit",
+        Some(u64::from(DEFAULT_SUCCESSFUL_HISTORY)),
+    );
+    let failed = count(
+        spec.failed_jobs_history_limit,
+        "failedJobsHistoryLimit",
+        Some(u64::from(DEFAULT_FAILED_HISTORY)),
+    );
+    let template_path = spec_path.child("jobTemplate");
+    let job_template = required(spec.job_template, &template_path, problems).and_then(|t| {
+        let meta_path = template_path.child("metadata");
+        let meta = t.metadata.unwrap_or_default();
+        let metadata = TemplateMetadata {
+            labels: labels(meta.labels, &meta_path.child("labels"), problems),
+            annotations: annotations(meta.annotations, &meta_path.child("annotations"), problems),
+        };
+        let job_path = template_path.child("spec");
+        let spec = job_spec(required(t.spec, &job_path, problems)?, &job_path, problems)?;
+        Some(JobTemplate { metadata, spec })
+    });
+    if problems.has_errors() {
+        return None;
+    }
+    Some(CronJob {
+        metadata,
+        spec: CronJobSpec {
+            schedule: schedule?,
+            time_zone: time_zone?,
+            concurrency_policy: concurrency_policy?,
+            starting_deadline_seconds: deadline?,
+            suspend: spec.suspend.unwrap_or(false),
+            successful_jobs_history_limit: successful?.unwrap_or(0) as u32,
+            failed_jobs_history_limit: failed?.unwrap_or(0) as u32,
+            job_template: job_template?,
+        },
+    })
+}
+
+/// A CronJob's schedule in Kubernetes' syntax: 5 fields (minute, hour, day of month, month,
+/// day of week) with ranges, steps, lists and names, or `@yearly`, `@annually`, `@monthly`,
+/// `@weekly`, `@daily`, `@midnight`, `@hourly`.
+fn schedule(raw: Option<String>, path: &FieldPath, problems: &mut Problems) -> Option<String> {
+    let text = required(raw, path, problems)?;
+    let trimmed = text.trim();
+    let refuse = |problems: &mut Problems, why: &str| {
+        problems.error(path, why.to_string());
+        None
+    };
+    if trimmed.is_empty() {
+        return refuse(problems, "must not be empty");
+    }
+    if trimmed.starts_with("CRON_TZ=") || trimmed.starts_with("TZ=") {
+        return refuse(
+            problems,
+            "a time zone in the schedule is not supported: set spec.timeZone (as Kubernetes requires)",
+        );
+    }
+    if trimmed.starts_with("@every") {
+        return refuse(
+            problems,
+            "@every is not supported: write the interval as a cron schedule (\"*/5 * * * *\")",
+        );
+    }
+    let pattern = if trimmed == "@midnight" { "@daily" } else { trimmed };
+    let parser = croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Disallowed)
+        .year(croner::parser::Year::Disallowed)
+        .build();
+    match parser.parse(pattern) {
+        Ok(_) => Some(trimmed.to_string()),
+        Err(e) => refuse(
+            problems,
+            &format!(
+                "not a cron schedule ({e}): 5 fields (minute hour day-of-month month \
+                 day-of-week) or @hourly, @daily, @midnight, @weekly, @monthly, @yearly"
+            ),
+        ),
+    }
+}
+
+/// An IANA zone name's shape (`UTC`, `Europe/Berlin`, `America/Argentina/Buenos_Aires`,
+/// `Etc/GMT+5`); whether the node knows it is checked when the schedule is evaluated.
+fn zone_name_ok(zone: &str) -> bool {
+    !zone.is_empty()
+        && zone.len() <= 64
+        && !zone.starts_with('/')
+        && !zone.split('/').any(|part| part.is_empty() || part == "." || part == "..")
+        && zone
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'+'))
 }
 
 /// A Job's spec (also a CronJob's `jobTemplate.spec`), at `spec_path`.
@@ -375,5 +525,80 @@ mod tests {
                 .any(|e| e.contains("spec.template.spec.restartPolicy") && e.contains("OnFailure")),
             "{errors:?}"
         );
+    }
+
+    fn cron(spec: &str) -> Result<crate::CronJob, Vec<String>> {
+        let yaml = format!(
+            "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: tick\nspec:\n{spec}\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: OnFailure\n          containers:\n          - name: main\n            image: busybox\n"
+        );
+        let parsed = parse_file("cron.yaml", yaml.as_bytes());
+        match parsed.into_result() {
+            Ok(objects) => match objects[0].get() {
+                Object::CronJob(c) => Ok(c.clone()),
+                other => panic!("{other:?}"),
+            },
+            Err(errors) => Err(errors.iter().map(|e| e.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn cron_schedules_in_kubernetes_syntax_are_accepted() {
+        for schedule in [
+            "*/5 * * * *",
+            "0 3 * * 1-5",
+            "30 2 1,15 * *",
+            "0 0 * JAN,JUL SUN",
+            "0 12 * * 7",
+            "@hourly",
+            "@daily",
+            "@midnight",
+            "@weekly",
+            "@monthly",
+            "@yearly",
+            "@annually",
+        ] {
+            let c = cron(&format!("  schedule: \"{schedule}\""))
+                .unwrap_or_else(|e| panic!("{schedule}: {e:?}"));
+            assert_eq!(c.spec.schedule, schedule);
+            assert_eq!(c.spec.successful_jobs_history_limit, 3);
+            assert_eq!(c.spec.failed_jobs_history_limit, 1);
+            assert_eq!(
+                c.spec.concurrency_policy,
+                crate::ConcurrencyPolicy::Allow
+            );
+        }
+        assert_eq!(
+            cron("  schedule: \"@midnight\"").map(|c| c.spec.cron_pattern().to_string()),
+            Ok("@daily".to_string())
+        );
+    }
+
+    #[test]
+    fn bad_cron_jobs_name_the_field() {
+        let cases = [
+            ("  schedule: \"* * * *\"", "spec.schedule: not a cron schedule"),
+            ("  schedule: \"0 0 * * * *\"", "spec.schedule: not a cron schedule"),
+            ("  schedule: \"61 * * * *\"", "spec.schedule: not a cron schedule"),
+            ("  schedule: \"CRON_TZ=UTC 0 * * * *\"", "spec.schedule: a time zone"),
+            ("  schedule: \"@every 5m\"", "spec.schedule: @every"),
+            ("  schedule: \"@hourly\"\n  timeZone: \"../etc\"", "spec.timeZone"),
+            ("  schedule: \"@hourly\"\n  concurrencyPolicy: Sometimes", "spec.concurrencyPolicy"),
+            ("  schedule: \"@hourly\"\n  successfulJobsHistoryLimit: -1", "spec.successfulJobsHistoryLimit"),
+            ("  schedule: \"@hourly\"\n  startingDeadlineSeconds: -5", "spec.startingDeadlineSeconds"),
+        ];
+        for (spec, want) in cases {
+            let errors = cron(spec).err().unwrap_or_else(|| panic!("{spec} accepted"));
+            assert!(
+                errors.iter().any(|e| e.contains(want) && e.contains("cron.yaml")),
+                "{spec}: {errors:?}"
+            );
+        }
+        let long = format!("apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: {}\nspec:\n  schedule: \"@hourly\"\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: Never\n          containers:\n          - name: main\n            image: busybox\n", "a".repeat(53));
+        let errors: Vec<String> = parse_file("cron.yaml", long.as_bytes())
+            .errors()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.iter().any(|e| e.contains("metadata.name") && e.contains("52")), "{errors:?}");
     }
 }
