@@ -342,6 +342,44 @@ impl Replica {
         Ok((undone, declared))
     }
 
+    /// Makes an object on the cluster's behalf (a CronJob's run) as a version stamped by this
+    /// node, unless the key has ever been known here (live, or deleted: its tombstone). False
+    /// when nothing was made.
+    pub fn create(&mut self, key: &str, object: &Valid<Object>, made_by: &str, now_ms: u64) -> bool {
+        if self.entries.contains_key(key) {
+            return false;
+        }
+        let digest = Digest {
+            stamp: self.hlc.tick(now_ms),
+            hash: object.content_hash(),
+            tombstone: false,
+        };
+        let stored = StoredRecord {
+            digest: digest.to_string(),
+            body: Some(object.to_json()),
+            origin: format!("{}:{made_by}", self.node),
+            history: history::next(&[], None, object, now_ms),
+        };
+        self.entries.insert(
+            key.to_string(),
+            Entry {
+                digest,
+                stored,
+                object: Some(object.clone()),
+            },
+        );
+        self.unwritten.insert(key.to_string());
+        true
+    }
+
+    /// The keys of deleted objects (tombstones) this node still holds.
+    pub fn tombstones(&self) -> impl Iterator<Item = &str> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.digest.tombstone)
+            .map(|(k, _)| k.as_str())
+    }
+
     /// Deletes a live object on the cluster's behalf (a finished Job past its TTL): a
     /// tombstone stamped by this node. What its declaring node ingested is left alone, so the
     /// object comes back only when its declaration changes. False when it is not live.

@@ -32,6 +32,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+mod cron;
 mod publish;
 mod rollback;
 mod services;
@@ -220,6 +221,8 @@ pub struct ClusterService {
     released: super::schedule::Released,
     /// When the next scheduling pass is due because a pod becomes available.
     wake_at_ms: Option<u64>,
+    /// CronJobs (leader): see `cron.rs`.
+    cron: cron::CronState,
     published_tables: BTreeMap<String, String>,
     /// Node -> how many parts its table had when this node last published it.
     published_parts: BTreeMap<String, u32>,
@@ -312,6 +315,7 @@ impl ClusterService {
             readiness: BTreeMap::new(),
             released: BTreeMap::new(),
             wake_at_ms: None,
+            cron: cron::CronState::default(),
             rollout_tracker: Default::default(),
             published_tables: BTreeMap::new(),
             published_parts: BTreeMap::new(),

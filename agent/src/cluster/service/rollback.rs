@@ -91,7 +91,7 @@ impl ClusterService {
     }
 }
 
-fn note(outputs: &ClusterOutputs, n: Note) {
+pub(super) fn note(outputs: &ClusterOutputs, n: Note) {
     match &outputs.events {
         Some(tx) => {
             let _ = tx.send(n);

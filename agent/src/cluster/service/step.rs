@@ -64,6 +64,9 @@ impl ClusterService {
                 view_changed || followed_changed,
             ),
         };
+        if leadership.scheduling {
+            self.run_cron_jobs(&placement.table, outputs, now).await;
+        }
         let services = self.service_table(now);
         let rollouts = self.rollout_tracker.track_shared(&self.objects, &pods, now);
         if leadership.scheduling {
