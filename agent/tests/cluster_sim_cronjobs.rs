@@ -57,7 +57,14 @@ fn run_of(cron: &str, pod: &str) -> Option<u64> {
 async fn runs_start_at_their_minute_and_old_ones_are_deleted() {
     let mut sim = Sim::start(3, SimOptions::default()).await;
     sim.settle().await;
-    sim.declare(1, &[cron("tick", "  successfulJobsHistoryLimit: 2\n", "job-1s-exit0")]);
+    sim.declare(
+        1,
+        &[cron(
+            "tick",
+            "  successfulJobsHistoryLimit: 2\n",
+            "job-1s-exit0",
+        )],
+    );
     wait_until("four runs made", Duration::from_secs(5 * 60), || {
         std::future::ready(made(&sim, "tick").len() >= 4)
     })
@@ -72,7 +79,10 @@ async fn runs_start_at_their_minute_and_old_ones_are_deleted() {
         assert!(runs.insert(scheduled), "one pod per run: {pods:?}");
     }
     let runs: Vec<u64> = runs.into_iter().collect();
-    assert!(runs.windows(2).all(|w| w[1] - w[0] == 60_000), "every minute: {runs:?}");
+    assert!(
+        runs.windows(2).all(|w| w[1] - w[0] == 60_000),
+        "every minute: {runs:?}"
+    );
     // Two finished Jobs are kept (the newest always); the rest are deleted on every node.
     wait_until("old runs deleted", Duration::from_secs(30), || {
         std::future::ready(sim.alive().iter().all(|&i| {
@@ -81,7 +91,11 @@ async fn runs_start_at_their_minute_and_old_ones_are_deleted() {
         }))
     })
     .await;
-    assert!(jobs(&sim, 2, "tick").iter().any(|(_, n)| *n == job_name("tick", runs[3])));
+    assert!(
+        jobs(&sim, 2, "tick")
+            .iter()
+            .any(|(_, n)| *n == job_name("tick", runs[3]))
+    );
     sim.stop().await;
 }
 
@@ -90,7 +104,14 @@ async fn forbid_never_runs_two_at_once_and_starts_the_waiting_run_late() {
     let mut sim = Sim::start(3, SimOptions::default()).await;
     sim.settle().await;
     // Each run takes 90 s: the next minute's run waits for it.
-    sim.declare(1, &[cron("slow", "  concurrencyPolicy: Forbid\n", "job-90s-exit0")]);
+    sim.declare(
+        1,
+        &[cron(
+            "slow",
+            "  concurrencyPolicy: Forbid\n",
+            "job-90s-exit0",
+        )],
+    );
     let mut most = 0;
     let start = tokio::time::Instant::now();
     while start.elapsed() < Duration::from_secs(6 * 60) {
@@ -118,7 +139,10 @@ async fn forbid_never_runs_two_at_once_and_starts_the_waiting_run_late() {
         .iter()
         .filter_map(|(pod, at)| Some(at - run_of("slow", pod)?))
         .collect();
-    assert!(late.iter().any(|l| *l >= 20_000), "some run started late: {late:?}");
+    assert!(
+        late.iter().any(|l| *l >= 20_000),
+        "some run started late: {late:?}"
+    );
     sim.stop().await;
 }
 
@@ -135,13 +159,22 @@ async fn a_leader_killed_after_making_a_run_does_not_make_it_twice() {
     let first = jobs(&sim, 0, "once")[0].0;
     sim.kill(0).await;
     wait_until("three more runs", Duration::from_secs(5 * 60), || {
-        std::future::ready(jobs(&sim, 1, "once").iter().filter(|(at, _)| *at > first).count() >= 3)
+        std::future::ready(
+            jobs(&sim, 1, "once")
+                .iter()
+                .filter(|(at, _)| *at > first)
+                .count()
+                >= 3,
+        )
     })
     .await;
     let held = jobs(&sim, 1, "once");
     let names: BTreeSet<&String> = held.iter().map(|(_, n)| n).collect();
     assert_eq!(names.len(), held.len(), "one Job per minute: {held:?}");
-    assert!(held.iter().any(|(at, _)| *at == first), "the first run is kept: {held:?}");
+    assert!(
+        held.iter().any(|(at, _)| *at == first),
+        "the first run is kept: {held:?}"
+    );
     // Each minute's Job succeeded once.
     let state = sim.state(1);
     for (at, name) in &held {

@@ -128,3 +128,67 @@ fn jobs_run_to_completion_fail_past_their_limits_and_clean_up() {
     });
     assert!(!agent.skiff(&["get", "jobs", "idx"]).status.success());
 }
+
+#[test]
+fn a_cron_job_runs_at_its_minute_and_on_demand() {
+    let agent = TestAgent::start();
+    agent.write_manifest(
+        "cron.yaml",
+        &format!(
+            "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: tick\nspec:\n  schedule: \"* * * * *\"\n  concurrencyPolicy: Forbid\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: Never\n          terminationGracePeriodSeconds: 1\n          containers:\n          - name: main\n            image: {TEST_IMAGE}\n            imagePullPolicy: IfNotPresent\n            command: [sh, -c, \"echo tick\"]\n"
+        ),
+    );
+    // On demand: a Job from the template, at once.
+    agent.wait_until(WAIT, "the CronJob known", || {
+        agent
+            .skiff(&["get", "cronjobs", "tick"])
+            .status
+            .success()
+            .then_some(())
+    });
+    agent.skiff_ok(&["create", "job", "manual", "--from=cronjob/tick"]);
+    let manual = agent.wait_until(WAIT, "manual complete", || condition(&agent, "manual"));
+    assert_eq!(
+        manual["status"]["conditions"][0]["type"], "Complete",
+        "{manual}"
+    );
+    assert!(agent.skiff_ok(&["logs", "job/manual"]).contains("tick"));
+
+    // On time: the next minute's run, named after its minute, its pod started within 2 s.
+    let run = agent.wait_until(
+        std::time::Duration::from_secs(100),
+        "a scheduled run",
+        || {
+            let jobs = agent.get_json(&["jobs"]);
+            jobs["items"].as_array()?.iter().find_map(|j| {
+                let name = j["metadata"]["name"].as_str()?;
+                let minutes: u64 = name.strip_prefix("tick-")?.parse().ok()?;
+                (j["status"]["conditions"][0]["type"] == "Complete")
+                    .then(|| (name.to_string(), minutes))
+            })
+        },
+    );
+    let (name, minutes) = run;
+    let pod = pods_of(&agent, &name)
+        .into_iter()
+        .next()
+        .expect("the run's pod");
+    let started =
+        humantime::parse_rfc3339_weak(pod["status"]["startTime"].as_str().expect("startTime"))
+            .expect("a time")
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after the epoch")
+            .as_secs();
+    let late = started.saturating_sub(minutes * 60);
+    assert!(late <= 2, "{name}'s pod started {late} s after its minute");
+    let table = agent.skiff_ok(&["get", "cronjobs"]);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("tick "))
+        .expect("tick row");
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    // NAME, the schedule's 5 fields, TIMEZONE, SUSPEND, ACTIVE, LAST SCHEDULE, AGE.
+    assert_eq!(cells[1..6].join(" "), "* * * * *", "{table}");
+    assert_eq!(cells[7], "False", "{table}");
+    assert_ne!(cells[9], "<none>", "a last schedule: {table}");
+}

@@ -123,6 +123,7 @@ pub enum ResourceKind {
     ConfigMaps,
     Secrets,
     Jobs,
+    CronJobs,
 }
 
 impl ResourceKind {
@@ -140,6 +141,7 @@ impl ResourceKind {
             "configmaps" | "configmap" | "cm" => ResourceKind::ConfigMaps,
             "secrets" | "secret" => ResourceKind::Secrets,
             "jobs" | "job" => ResourceKind::Jobs,
+            "cronjobs" | "cronjob" | "cj" => ResourceKind::CronJobs,
             _ => return None,
         })
     }
@@ -154,6 +156,7 @@ impl ResourceKind {
             ResourceKind::ConfigMaps => "ConfigMap",
             ResourceKind::Secrets => "Secret",
             ResourceKind::Jobs => "Job",
+            ResourceKind::CronJobs => "CronJob",
             ResourceKind::Services => "Service",
             ResourceKind::Nodes | ResourceKind::Events | ResourceKind::Endpoints => return None,
         })

@@ -327,7 +327,78 @@ fn run_inner(socket: &Path, command: Command) -> Result<i32, CliError> {
             to_revision,
         }) => rollout_undo(socket, &target, name.as_deref(), namespace, to_revision),
         Command::Scale(args) => scale(socket, args),
+        Command::Create(super::CreateCommand::Job {
+            name,
+            from,
+            namespace,
+        }) => create_job(socket, &name, &from, namespace),
         Command::Agent(_) | Command::Dev(_) => Err(CliError::User("not a client command".into())),
+    }
+}
+
+/// `create job NAME --from=cronjob/CRON`: a Job with the CronJob's job template, applied
+/// through the API (so `delete job NAME` removes it), annotated as made by hand as kubectl
+/// does.
+fn create_job(
+    socket: &Path,
+    name: &str,
+    from: &str,
+    namespace: Option<String>,
+) -> Result<i32, CliError> {
+    let cron = match from.split_once('/') {
+        Some(("cronjob" | "cronjobs" | "cj", cron)) if !cron.is_empty() => cron,
+        _ => {
+            return Err(CliError::User(format!(
+                "--from must be cronjob/NAME (got {from:?})"
+            )));
+        }
+    };
+    let value = call(
+        socket,
+        &Request::Get {
+            kind: ResourceKind::CronJobs,
+            name: Some(cron.to_string()),
+            namespace: namespace.clone(),
+            all_namespaces: false,
+        },
+    )?;
+    let template = value
+        .pointer("/spec/jobTemplate")
+        .cloned()
+        .ok_or_else(|| CliError::User(format!("cronjob {cron:?} has no job template")))?;
+    let mut annotations = template
+        .pointer("/metadata/annotations")
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!({}));
+    annotations["cronjob.kubernetes.io/instantiate"] = serde_json::json!("manual");
+    let job = serde_json::json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": value.pointer("/metadata/namespace").cloned()
+                .unwrap_or_else(|| serde_json::json!("default")),
+            "labels": template.pointer("/metadata/labels").cloned()
+                .unwrap_or_else(|| serde_json::json!({})),
+            "annotations": annotations,
+        },
+        "spec": template.get("spec").cloned().unwrap_or_default(),
+    });
+    let request = Request::Apply {
+        files: vec![crate::api::ApplyFile {
+            name: format!("job/{name} (from cronjob/{cron})"),
+            content: job.to_string(),
+        }],
+        dry_run: false,
+    };
+    match Client::call(socket, &request) {
+        Ok(Response::Ok { value }) => {
+            output::print_changes(&value);
+            Ok(EXIT_OK)
+        }
+        Ok(Response::Error { message }) => Err(CliError::User(message)),
+        Ok(other) => Err(CliError::User(format!("unexpected answer: {other:?}"))),
+        Err(e) => Err(CliError::Client(e)),
     }
 }
 

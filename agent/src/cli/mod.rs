@@ -24,7 +24,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the node agent (a lone agent is a working single-node cluster)
     Agent(Box<AgentArgs>),
-    /// List objects: pods, deployments, daemonsets, nodes, services, endpoints, events, namespaces, configmaps, secrets
+    /// List objects: pods, deployments, daemonsets, jobs, cronjobs, nodes, services, endpoints, events, namespaces, configmaps, secrets
     Get(GetArgs),
     /// Show one object in detail, with its recent events
     Describe(DescribeArgs),
@@ -36,6 +36,9 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Delete what a manifest declares, or one object by kind and name
     Delete(DeleteArgs),
+    /// Make an object from another: `create job NAME --from=cronjob/NAME` runs a CronJob now
+    #[command(subcommand)]
+    Create(CreateCommand),
     /// Cluster summary: nodes, leader and term, workloads' health
     Status,
     /// Images in the node's store
@@ -269,7 +272,7 @@ pub enum OutputFormat {
 
 #[derive(Debug, Args)]
 pub struct GetArgs {
-    /// pods, deployments, daemonsets, nodes, services, endpoints, events, namespaces, configmaps, secrets, jobs
+    /// pods, deployments, daemonsets, nodes, services, endpoints, events, namespaces, configmaps, secrets, jobs, cronjobs
     pub kind: String,
     /// Only this object
     pub name: Option<String>,
@@ -291,6 +294,19 @@ pub struct DescribeArgs {
     pub name: String,
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CreateCommand {
+    /// A Job from a CronJob's job template, run at once (as kubectl's)
+    Job {
+        name: String,
+        /// cronjob/NAME
+        #[arg(long)]
+        from: String,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -185,6 +185,52 @@ pub fn print_get(kind: ResourceKind, value: &Value, format: Option<OutputFormat>
                 rows,
             );
         }
+        ResourceKind::CronJobs => {
+            let rows = items
+                .iter()
+                .map(|c| {
+                    let last = str_at(c, "/status/lastScheduleTime");
+                    let mut row = vec![
+                        str_at(c, "/metadata/name").to_string(),
+                        str_at(c, "/spec/schedule").to_string(),
+                        match str_at(c, "/spec/timeZone") {
+                            "" => "<none>".to_string(),
+                            zone => zone.to_string(),
+                        },
+                        if c.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true) {
+                            "True"
+                        } else {
+                            "False"
+                        }
+                        .to_string(),
+                        c.pointer("/status/active")
+                            .and_then(Value::as_array)
+                            .map_or(0, Vec::len)
+                            .to_string(),
+                        if last.is_empty() {
+                            "<none>".to_string()
+                        } else {
+                            age(last, now)
+                        },
+                        age(str_at(c, "/metadata/creationTimestamp"), now),
+                    ];
+                    ns_col(c, &mut row);
+                    row
+                })
+                .collect();
+            table(
+                &with_ns(vec![
+                    "NAME",
+                    "SCHEDULE",
+                    "TIMEZONE",
+                    "SUSPEND",
+                    "ACTIVE",
+                    "LAST SCHEDULE",
+                    "AGE",
+                ]),
+                rows,
+            );
+        }
         ResourceKind::Jobs => {
             let rows = items
                 .iter()

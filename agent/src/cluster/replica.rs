@@ -345,7 +345,13 @@ impl Replica {
     /// Makes an object on the cluster's behalf (a CronJob's run) as a version stamped by this
     /// node, unless the key has ever been known here (live, or deleted: its tombstone). False
     /// when nothing was made.
-    pub fn create(&mut self, key: &str, object: &Valid<Object>, made_by: &str, now_ms: u64) -> bool {
+    pub fn create(
+        &mut self,
+        key: &str,
+        object: &Valid<Object>,
+        made_by: &str,
+        now_ms: u64,
+    ) -> bool {
         if self.entries.contains_key(key) {
             return false;
         }

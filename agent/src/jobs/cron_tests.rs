@@ -34,7 +34,14 @@ fn run(c: &Valid<CronJob>, children: &[Child], created: u64, now: u64) -> CronSt
 fn names_carry_the_scheduled_minute() {
     assert_eq!(job_name("tick", T0), format!("tick-{}", T0 / MIN));
     assert_eq!(scheduled_of("tick", &job_name("tick", T0)), Some(T0));
-    for other in ["tick", "tick-", "tick-x1", "ticker-5", "tick-extra-5", "tock-5"] {
+    for other in [
+        "tick",
+        "tick-",
+        "tick-x1",
+        "ticker-5",
+        "tick-extra-5",
+        "tock-5",
+    ] {
         assert_eq!(scheduled_of("tick", other), None, "{other}");
     }
 }
@@ -68,7 +75,11 @@ fn missed_runs_start_only_the_latest_and_more_than_100_start_none() {
     let every = cron("  schedule: \"* * * * *\"");
     let last = [child(T0, true, Some(true))];
     let s = run(&every, &last, 0, T0 + 100 * MIN + 1);
-    assert_eq!(s.create.map(|(_, at)| at), Some(T0 + 100 * MIN), "100 missed: the latest");
+    assert_eq!(
+        s.create.map(|(_, at)| at),
+        Some(T0 + 100 * MIN),
+        "100 missed: the latest"
+    );
     let s = run(&every, &last, 0, T0 + 101 * MIN + 1);
     assert_eq!(s.create, None, "101 missed: none");
     assert_eq!(s.note.map(|n| n.0), Some("TooManyMissedTimes".into()));
@@ -100,7 +111,9 @@ fn concurrency_policies() {
     assert!(run(&forbid, &done, 0, now).create.is_some());
     // The waiting run starts once the active one ended, late, if still due.
     assert_eq!(
-        run(&forbid, &done, 0, now + 30_000).create.map(|(_, at)| at),
+        run(&forbid, &done, 0, now + 30_000)
+            .create
+            .map(|(_, at)| at),
         Some(T0 + MIN)
     );
     let replace = cron("  schedule: \"* * * * *\"\n  concurrencyPolicy: Replace");
@@ -111,7 +124,9 @@ fn concurrency_policies() {
 
 #[test]
 fn history_limits_keep_the_newest_finished_jobs() {
-    let c = cron("  schedule: \"* * * * *\"\n  successfulJobsHistoryLimit: 2\n  failedJobsHistoryLimit: 1");
+    let c = cron(
+        "  schedule: \"* * * * *\"\n  successfulJobsHistoryLimit: 2\n  failedJobsHistoryLimit: 1",
+    );
     let children: Vec<Child> = (0..5)
         .map(|i| child(T0 + i * MIN, true, Some(true)))
         .chain((5..8).map(|i| child(T0 + i * MIN, true, Some(false))))
@@ -129,8 +144,14 @@ fn history_limits_keep_the_newest_finished_jobs() {
     let none = cron("  schedule: \"* * * * *\"\n  successfulJobsHistoryLimit: 0");
     let one = [child(T0, true, Some(true))];
     assert!(run(&none, &one, 0, T0 + 1).delete.is_empty());
-    let two = [child(T0, true, Some(true)), child(T0 + MIN, true, Some(true))];
-    assert_eq!(run(&none, &two, 0, T0 + MIN + 1).delete, vec![job_name("tick", T0)]);
+    let two = [
+        child(T0, true, Some(true)),
+        child(T0 + MIN, true, Some(true)),
+    ];
+    assert_eq!(
+        run(&none, &two, 0, T0 + MIN + 1).delete,
+        vec![job_name("tick", T0)]
+    );
 }
 
 #[test]
@@ -144,7 +165,13 @@ fn suspended_unsynchronised_or_zoneless_cron_jobs_fire_nothing() {
     let s = run(&c, &[], 0, 5 * MIN + 1);
     assert_eq!(s.create, None);
     assert_eq!(s.note.map(|n| n.0), Some("ClockNotSynchronised".into()));
-    let s = step(&c, &[], 0, Err("spec.timeZone \"Mars/Olympus\" unknown"), T0 + 1);
+    let s = step(
+        &c,
+        &[],
+        0,
+        Err("spec.timeZone \"Mars/Olympus\" unknown"),
+        T0 + 1,
+    );
     assert_eq!(s.create, None);
     assert_eq!(s.note.map(|n| n.0), Some("UnknownTimeZone".into()));
 }
@@ -153,32 +180,48 @@ fn suspended_unsynchronised_or_zoneless_cron_jobs_fire_nothing() {
 fn schedules_follow_their_time_zone_across_daylight_saving_changes() {
     let c = cron("  schedule: \"30 2 * * *\"\n  timeZone: Europe/Berlin");
     let berlin = zone(&c).expect("Europe/Berlin in the zone database");
-    let at = |s: &str| -> u64 {
-        s.parse::<Timestamp>().expect("timestamp").as_millisecond() as u64
-    };
+    let at =
+        |s: &str| -> u64 { s.parse::<Timestamp>().expect("timestamp").as_millisecond() as u64 };
     // Spring forward (2026-03-29: 02:00 -> 03:00, so 02:30 does not exist): one run that day,
     // not two and not none.
-    let runs = times_between(&c, &berlin, at("2026-03-28T00:00:00Z"), at("2026-03-31T00:00:00Z"), 10);
+    let runs = times_between(
+        &c,
+        &berlin,
+        at("2026-03-28T00:00:00Z"),
+        at("2026-03-31T00:00:00Z"),
+        10,
+    );
     assert_eq!(runs.len(), 3, "{runs:?}");
     assert_eq!(runs[0], at("2026-03-28T01:30:00Z"), "02:30 CET");
     assert_eq!(runs[2], at("2026-03-30T00:30:00Z"), "02:30 CEST");
     // Fall back (2026-10-25: 02:30 happens twice): one run that day.
-    let runs = times_between(&c, &berlin, at("2026-10-24T00:00:00Z"), at("2026-10-27T00:00:00Z"), 10);
+    let runs = times_between(
+        &c,
+        &berlin,
+        at("2026-10-24T00:00:00Z"),
+        at("2026-10-27T00:00:00Z"),
+        10,
+    );
     assert_eq!(runs.len(), 3, "{runs:?}");
     assert_eq!(runs[0], at("2026-10-24T00:30:00Z"));
     assert_eq!(runs[2], at("2026-10-26T01:30:00Z"));
     // The same schedule in UTC.
     let u = cron("  schedule: \"30 2 * * *\"\n  timeZone: UTC");
-    let runs = times_between(&u, &zone(&u).expect("UTC"), at("2026-03-28T00:00:00Z"), at("2026-03-29T00:00:00Z"), 10);
+    let runs = times_between(
+        &u,
+        &zone(&u).expect("UTC"),
+        at("2026-03-28T00:00:00Z"),
+        at("2026-03-29T00:00:00Z"),
+        10,
+    );
     assert_eq!(runs, vec![at("2026-03-28T02:30:00Z")]);
     assert!(zone(&cron("  schedule: \"@daily\"\n  timeZone: Mars/Olympus")).is_err());
 }
 
 #[test]
 fn names_days_and_macros_read_like_vixie_cron() {
-    let at = |s: &str| -> u64 {
-        s.parse::<Timestamp>().expect("timestamp").as_millisecond() as u64
-    };
+    let at =
+        |s: &str| -> u64 { s.parse::<Timestamp>().expect("timestamp").as_millisecond() as u64 };
     // From a Monday's midnight (excluded) for a week (its last millisecond included).
     let from = at("2026-06-01T00:00:00Z");
     let cases = [

@@ -9,9 +9,9 @@ use crate::model::jobs::{
     DEFAULT_FAILED_HISTORY, DEFAULT_SUCCESSFUL_HISTORY, ExitCodeOperator, ExitCodeRule,
     FailureAction, Job, JobSpec, JobTemplate, MAX_CRONJOB_NAME, PodFailurePolicy, PodFailureRule,
 };
-use crate::model::workloads::TemplateMetadata;
 use crate::model::object::Kind;
 use crate::model::pod::RestartPolicy;
+use crate::model::workloads::TemplateMetadata;
 use crate::raw::{RawCronJob, RawJob, RawJobSpec, RawPodFailurePolicy};
 
 use super::workloads::pod_template;
@@ -82,20 +82,25 @@ pub(crate) fn validate_cron_job(raw: RawCronJob, problems: &mut Problems) -> Opt
             problems,
         ),
     };
-    let mut count = |value: Option<i64>, field: &str, default: Option<u64>| -> Option<Option<u64>> {
-        match value {
-            None => Some(default),
-            Some(v) if (0..=i64::from(i32::MAX)).contains(&v) => Some(Some(v as u64)),
-            Some(v) => {
-                problems.error(
-                    &spec_path.child(field),
-                    format!("must be between 0 and {} (got {v})", i32::MAX),
-                );
-                None
+    let mut count =
+        |value: Option<i64>, field: &str, default: Option<u64>| -> Option<Option<u64>> {
+            match value {
+                None => Some(default),
+                Some(v) if (0..=i64::from(i32::MAX)).contains(&v) => Some(Some(v as u64)),
+                Some(v) => {
+                    problems.error(
+                        &spec_path.child(field),
+                        format!("must be between 0 and {} (got {v})", i32::MAX),
+                    );
+                    None
+                }
             }
-        }
-    };
-    let deadline = count(spec.starting_deadline_seconds, "startingDeadlineSeconds", None);
+        };
+    let deadline = count(
+        spec.starting_deadline_seconds,
+        "startingDeadlineSeconds",
+        None,
+    );
     let successful = count(
         spec.successful_jobs_history_limit,
         "successfulJobsHistoryLimit",
@@ -161,7 +166,11 @@ fn schedule(raw: Option<String>, path: &FieldPath, problems: &mut Problems) -> O
             "@every is not supported: write the interval as a cron schedule (\"*/5 * * * *\")",
         );
     }
-    let pattern = if trimmed == "@midnight" { "@daily" } else { trimmed };
+    let pattern = if trimmed == "@midnight" {
+        "@daily"
+    } else {
+        trimmed
+    };
     let parser = croner::parser::CronParser::builder()
         .seconds(croner::parser::Seconds::Disallowed)
         .year(croner::parser::Year::Disallowed)
@@ -184,7 +193,9 @@ fn zone_name_ok(zone: &str) -> bool {
     !zone.is_empty()
         && zone.len() <= 64
         && !zone.starts_with('/')
-        && !zone.split('/').any(|part| part.is_empty() || part == "." || part == "..")
+        && !zone
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..")
         && zone
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'+'))
@@ -562,10 +573,7 @@ mod tests {
             assert_eq!(c.spec.schedule, schedule);
             assert_eq!(c.spec.successful_jobs_history_limit, 3);
             assert_eq!(c.spec.failed_jobs_history_limit, 1);
-            assert_eq!(
-                c.spec.concurrency_policy,
-                crate::ConcurrencyPolicy::Allow
-            );
+            assert_eq!(c.spec.concurrency_policy, crate::ConcurrencyPolicy::Allow);
         }
         assert_eq!(
             cron("  schedule: \"@midnight\"").map(|c| c.spec.cron_pattern().to_string()),
@@ -576,29 +584,65 @@ mod tests {
     #[test]
     fn bad_cron_jobs_name_the_field() {
         let cases = [
-            ("  schedule: \"* * * *\"", "spec.schedule: not a cron schedule"),
-            ("  schedule: \"0 0 * * * *\"", "spec.schedule: not a cron schedule"),
-            ("  schedule: \"61 * * * *\"", "spec.schedule: not a cron schedule"),
-            ("  schedule: \"CRON_TZ=UTC 0 * * * *\"", "spec.schedule: a time zone"),
+            (
+                "  schedule: \"* * * *\"",
+                "spec.schedule: not a cron schedule",
+            ),
+            (
+                "  schedule: \"0 0 * * * *\"",
+                "spec.schedule: not a cron schedule",
+            ),
+            (
+                "  schedule: \"61 * * * *\"",
+                "spec.schedule: not a cron schedule",
+            ),
+            (
+                "  schedule: \"CRON_TZ=UTC 0 * * * *\"",
+                "spec.schedule: a time zone",
+            ),
             ("  schedule: \"@every 5m\"", "spec.schedule: @every"),
-            ("  schedule: \"@hourly\"\n  timeZone: \"../etc\"", "spec.timeZone"),
-            ("  schedule: \"@hourly\"\n  concurrencyPolicy: Sometimes", "spec.concurrencyPolicy"),
-            ("  schedule: \"@hourly\"\n  successfulJobsHistoryLimit: -1", "spec.successfulJobsHistoryLimit"),
-            ("  schedule: \"@hourly\"\n  startingDeadlineSeconds: -5", "spec.startingDeadlineSeconds"),
+            (
+                "  schedule: \"@hourly\"\n  timeZone: \"../etc\"",
+                "spec.timeZone",
+            ),
+            (
+                "  schedule: \"@hourly\"\n  concurrencyPolicy: Sometimes",
+                "spec.concurrencyPolicy",
+            ),
+            (
+                "  schedule: \"@hourly\"\n  successfulJobsHistoryLimit: -1",
+                "spec.successfulJobsHistoryLimit",
+            ),
+            (
+                "  schedule: \"@hourly\"\n  startingDeadlineSeconds: -5",
+                "spec.startingDeadlineSeconds",
+            ),
         ];
         for (spec, want) in cases {
-            let errors = cron(spec).err().unwrap_or_else(|| panic!("{spec} accepted"));
+            let errors = cron(spec)
+                .err()
+                .unwrap_or_else(|| panic!("{spec} accepted"));
             assert!(
-                errors.iter().any(|e| e.contains(want) && e.contains("cron.yaml")),
+                errors
+                    .iter()
+                    .any(|e| e.contains(want) && e.contains("cron.yaml")),
                 "{spec}: {errors:?}"
             );
         }
-        let long = format!("apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: {}\nspec:\n  schedule: \"@hourly\"\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: Never\n          containers:\n          - name: main\n            image: busybox\n", "a".repeat(53));
+        let long = format!(
+            "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: {}\nspec:\n  schedule: \"@hourly\"\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: Never\n          containers:\n          - name: main\n            image: busybox\n",
+            "a".repeat(53)
+        );
         let errors: Vec<String> = parse_file("cron.yaml", long.as_bytes())
             .errors()
             .iter()
             .map(|e| e.to_string())
             .collect();
-        assert!(errors.iter().any(|e| e.contains("metadata.name") && e.contains("52")), "{errors:?}");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("metadata.name") && e.contains("52")),
+            "{errors:?}"
+        );
     }
 }

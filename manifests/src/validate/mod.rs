@@ -99,10 +99,8 @@ pub(crate) fn validate_document(value: Value, problems: &mut Problems) -> Option
         Kind::Job => {
             jobs::validate_job(decode(value, Values::Shown, problems)?, problems).map(Object::Job)
         }
-        Kind::CronJob => {
-            jobs::validate_cron_job(decode(value, Values::Shown, problems)?, problems)
-                .map(Object::CronJob)
-        }
+        Kind::CronJob => jobs::validate_cron_job(decode(value, Values::Shown, problems)?, problems)
+            .map(Object::CronJob),
     };
     if problems.has_errors() { None } else { object }
 }

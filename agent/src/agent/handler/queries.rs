@@ -86,6 +86,7 @@ pub(super) fn get(
                 ResourceKind::Namespaces => Kind::Namespace,
                 ResourceKind::ConfigMaps => Kind::ConfigMap,
                 ResourceKind::Jobs => Kind::Job,
+                ResourceKind::CronJobs => Kind::CronJob,
                 _ => Kind::Secret,
             };
             let pods = summaries(snap, cluster);
@@ -123,6 +124,9 @@ pub(super) fn get(
                 }
                 if let Object::Job(_) = object.get() {
                     v["status"] = job_status(cluster, object);
+                }
+                if let Object::CronJob(_) = object.get() {
+                    v["status"] = cron_job_status(snap, cluster, key);
                 }
                 if let Object::DaemonSet(d) = object.get() {
                     let hash = d.pod_template_hash();
@@ -257,6 +261,38 @@ fn job_status(cluster: &ClusterState, object: &Valid<Object>) -> Value {
         if f.complete {
             v["completionTime"] = json!(rfc3339(f.at_ms));
         }
+    }
+    v
+}
+
+/// A CronJob's `status` (active Jobs, last scheduled time) from its Jobs, which this node
+/// holds like every object, and their marks in the leader's table.
+fn cron_job_status(snap: &Snapshot, cluster: &ClusterState, key: &ObjectKey) -> Value {
+    use crate::jobs::cron::{CRONJOB_ANNOTATION, scheduled_of};
+    let mut active = Vec::new();
+    let mut last: Option<u64> = None;
+    for (job_key, (_, object)) in snap.objects.iter() {
+        if job_key.kind != Kind::Job
+            || job_key.namespace != key.namespace
+            || object.metadata().annotations.get(CRONJOB_ANNOTATION) != Some(&key.name)
+        {
+            continue;
+        }
+        let Some(at) = scheduled_of(&key.name, &job_key.name) else {
+            continue;
+        };
+        last = Some(last.map_or(at, |l| l.max(at)));
+        if job_status(cluster, object)
+            .pointer("/conditions/0/type")
+            .is_none_or(|t| t == "Suspended")
+        {
+            active
+                .push(json!({"kind": "Job", "namespace": job_key.namespace, "name": job_key.name}));
+        }
+    }
+    let mut v = json!({ "active": active });
+    if let Some(at) = last {
+        v["lastScheduleTime"] = json!(rfc3339(at));
     }
     v
 }

@@ -34,7 +34,11 @@ impl ClusterService {
             .objects
             .as_ref()
             .is_some_and(|o| Arc::ptr_eq(o, &self.objects))
-            && self.cron.table.as_ref().is_some_and(|t| Arc::ptr_eq(t, table))
+            && self
+                .cron
+                .table
+                .as_ref()
+                .is_some_and(|t| Arc::ptr_eq(t, table))
             && self.cron.wake_at_ms.is_none_or(|at| now < at);
         if same {
             return;
@@ -80,14 +84,17 @@ impl ClusterService {
                 Some((reason, message)) => {
                     if self.cron.notes.get(key) != Some(reason) {
                         self.cron.notes.insert(key.clone(), reason.clone());
-                        super::rollback::note(outputs, Note {
-                            warning: true,
-                            reason: reason.clone(),
-                            object_kind: "CronJob".into(),
-                            namespace: key.namespace.clone(),
-                            object_name: key.name.clone(),
-                            message: message.clone(),
-                        });
+                        super::rollback::note(
+                            outputs,
+                            Note {
+                                warning: true,
+                                reason: reason.clone(),
+                                object_kind: "CronJob".into(),
+                                namespace: key.namespace.clone(),
+                                object_name: key.name.clone(),
+                                message: message.clone(),
+                            },
+                        );
                     }
                 }
                 None => {
@@ -116,16 +123,22 @@ impl ClusterService {
         let mut changed = false;
         for (cronjob, job, name) in made {
             let k = object_key(&job.key());
-            if self.replica.create(&k, &job, &format!("cronjob {}", cronjob.name), now) {
+            if self
+                .replica
+                .create(&k, &job, &format!("cronjob {}", cronjob.name), now)
+            {
                 tracing::info!("{cronjob}: made Job {name}");
-                super::rollback::note(outputs, Note {
-                    warning: false,
-                    reason: "SuccessfulCreate".into(),
-                    object_kind: "CronJob".into(),
-                    namespace: cronjob.namespace.clone(),
-                    object_name: cronjob.name.clone(),
-                    message: format!("Created job {name}"),
-                });
+                super::rollback::note(
+                    outputs,
+                    Note {
+                        warning: false,
+                        reason: "SuccessfulCreate".into(),
+                        object_kind: "CronJob".into(),
+                        namespace: cronjob.namespace.clone(),
+                        object_name: cronjob.name.clone(),
+                        message: format!("Created job {name}"),
+                    },
+                );
                 if let Some(digest) = self.replica.digest(&k) {
                     self.advertise(&k, &digest).await;
                 }
@@ -135,7 +148,9 @@ impl ClusterService {
         for key in gone {
             let k = object_key(&key);
             if self.replica.expire(&k, now) {
-                tracing::info!("{key}: deleted (its CronJob's history limit, a Replace, or the CronJob is gone)");
+                tracing::info!(
+                    "{key}: deleted (its CronJob's history limit, a Replace, or the CronJob is gone)"
+                );
                 if let Some(digest) = self.replica.digest(&k) {
                     self.advertise(&k, &digest).await;
                 }
@@ -160,7 +175,8 @@ fn children(
     let (namespace, name) = (&cronjob.metadata.namespace, &cronjob.metadata.name);
     let mut out = Vec::new();
     for (key, (_, object)) in objects.range(
-        ObjectKey::new(Kind::Job, namespace, "")..ObjectKey::new(Kind::Job, namespace.clone() + "\0", ""),
+        ObjectKey::new(Kind::Job, namespace, "")
+            ..ObjectKey::new(Kind::Job, namespace.clone() + "\0", ""),
     ) {
         if key.kind != Kind::Job
             || object.metadata().annotations.get(CRONJOB_ANNOTATION) != Some(name)
