@@ -3,7 +3,7 @@
 //! test image; the manifests in examples/ are dropped on n0; `skiff status` and
 //! `skiff get pods -A -o wide` are shown from n2, which also fetches a web pod's page on another
 //! node over the pod routes, reaches the web Service by its ClusterIP and a pod reaches it by
-//! name, then a template change of web rolls out (followed with `skiff rollout status`) and is undone from another node (`skiff rollout history`, `skiff rollout undo`). Ctrl-C (or `--once`, for scripts: no wait) deletes the workloads
+//! name, then a template change of web rolls out (followed with `skiff rollout status`) and is undone from another node (`skiff rollout history`, `skiff rollout undo`); last, an Indexed Job runs its parts across the nodes and a CronJob is run on demand (examples/batch/). Ctrl-C (or `--once`, for scripts: no wait) deletes the workloads
 //! and removes everything: agents, pods, namespaces, bridge, cgroups and temp dirs.
 
 pub mod cluster;
@@ -197,6 +197,57 @@ fn show_rollout(demo: &DemoCluster) -> Result<()> {
     Ok(())
 }
 
+/// Drops examples/batch/ on n0: the Indexed Job `report` runs its three parts across the nodes
+/// (shown from n2 with `get jobs` and `logs job/report`), and the CronJob `cleanup` is run at
+/// once with `create job --from=cronjob/cleanup`.
+fn show_batch(demo: &DemoCluster) -> Result<()> {
+    let origin = &demo.agents[0];
+    let viewer = &demo.agents[NODES - 1];
+    let source = crate::root().join("examples/batch/report.yaml");
+    std::fs::copy(&source, origin.manifests.join("report.yaml")).context("copy report.yaml")?;
+    println!("\ndemo: examples/batch/report.yaml dropped on {}: a Job and a CronJob", origin.name);
+    let done = |a: &DemoAgent, job: &str| -> Result<bool> {
+        let out = a.cli(&["get", "jobs", job, "-o", "json"])?;
+        if !out.status.success() {
+            return Ok(false);
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let condition = v.pointer("/status/conditions/0/type").and_then(|t| t.as_str());
+        anyhow::ensure!(condition != Some("Failed"), "job {job} failed: {v}");
+        Ok(condition == Some("Complete"))
+    };
+    viewer.wait_for(Duration::from_secs(120), "the report Job complete", |a| done(a, "report"))?;
+    viewer.show(&["get", "jobs"])?;
+    let out = viewer.cli(&["get", "pods", "-A", "-o", "wide"])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text
+        .lines()
+        .enumerate()
+        .filter(|(i, l)| *i == 0 || l.contains(" report-"))
+        .map(|(_, l)| l)
+        .collect();
+    println!("$ skiff get pods -A -o wide   (the report Job's pods)\n{}", lines.join("\n"));
+    for index in 0..3 {
+        let pod = viewer.pods()?.into_iter().find(|p| {
+            p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"] == index.to_string()
+                && p["metadata"]["labels"]["batch.kubernetes.io/job-name"] == "report"
+        });
+        if let Some(name) = pod.as_ref().and_then(|p| p["metadata"]["name"].as_str()) {
+            viewer.show(&["logs", name])?;
+        }
+    }
+    viewer.wait_for(Duration::from_secs(30), "the cleanup CronJob on n2", |a| {
+        Ok(a.cli(&["get", "cronjobs", "cleanup"])?.status.success())
+    })?;
+    viewer.show(&["get", "cronjobs"])?;
+    let out = viewer.show_output(&["create", "job", "cleanup-now", "--from=cronjob/cleanup"])?;
+    anyhow::ensure!(out.status.success(), "create job --from=cronjob/cleanup failed");
+    viewer.wait_for(Duration::from_secs(60), "cleanup-now complete", |a| done(a, "cleanup-now"))?;
+    viewer.show(&["logs", "job/cleanup-now"])?;
+    viewer.show(&["get", "jobs"])?;
+    Ok(())
+}
+
 pub fn run(args: &[String]) -> Result<()> {
     let once = args.iter().any(|a| a == "--once");
     crate::packages::ensure(crate::packages::AGENT)?;
@@ -279,6 +330,7 @@ pub fn run(args: &[String]) -> Result<()> {
     show_service(&demo)?;
     show_exec(&demo)?;
     show_rollout(&demo)?;
+    show_batch(&demo)?;
     if !once {
         println!(
             "\ndemo: try `skiff --socket {} get pods -A -o wide` (any node's socket); press Ctrl-C to tear down",
