@@ -18,6 +18,9 @@
 //! Services and cluster DNS (issue 11, `--only services`, [`crate::bench_services`]): endpoint
 //! change -> rules and DNS on 5 real nodes, HTTP through a ClusterIP vs the pod IP (wrk),
 //! the agent's DNS vs dnsmasq (dnsperf), 1,000 Services x 10 endpoints on one node.
+//!
+//! Jobs (issue 15, `--only jobs`, [`crate::bench_jobs`]): 20 completions with parallelism 5 on
+//! 3 real nodes against 20 sequential `runc run`, and CronJob firing accuracy.
 
 use crate::demo::DemoAgent;
 use crate::util;
@@ -29,7 +32,7 @@ use std::time::{Duration, Instant};
 
 const PODS: usize = 50;
 
-/// Sections: `--only net|pods|manifests|cluster-sim|cluster|gossip|services|rollout` (repeatable; default all). `--net-only` = `--only net`.
+/// Sections: `--only net|pods|manifests|cluster-sim|cluster|gossip|services|rollout|jobs` (repeatable; default all). `--net-only` = `--only net`.
 pub fn run(args: &[String]) -> Result<()> {
     let mut only: Vec<&str> = args
         .windows(2)
@@ -63,6 +66,10 @@ pub fn run(args: &[String]) -> Result<()> {
     if want("rollout") {
         // Release build unless SKIFF_BIN names one (`--rollout-updates N`, default 3).
         crate::bench_rollout::run(args)?;
+    }
+    if want("jobs") {
+        // Release build unless SKIFF_BIN names one (`--jobs-repeats N`, `--cron-runs N`).
+        crate::bench_jobs::run(args)?;
     }
     if want("gossip") {
         if std::env::var_os("SKIFF_BIN").is_some() {

@@ -205,18 +205,25 @@ fn show_batch(demo: &DemoCluster) -> Result<()> {
     let viewer = &demo.agents[NODES - 1];
     let source = crate::root().join("examples/batch/report.yaml");
     std::fs::copy(&source, origin.manifests.join("report.yaml")).context("copy report.yaml")?;
-    println!("\ndemo: examples/batch/report.yaml dropped on {}: a Job and a CronJob", origin.name);
+    println!(
+        "\ndemo: examples/batch/report.yaml dropped on {}: a Job and a CronJob",
+        origin.name
+    );
     let done = |a: &DemoAgent, job: &str| -> Result<bool> {
         let out = a.cli(&["get", "jobs", job, "-o", "json"])?;
         if !out.status.success() {
             return Ok(false);
         }
         let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-        let condition = v.pointer("/status/conditions/0/type").and_then(|t| t.as_str());
+        let condition = v
+            .pointer("/status/conditions/0/type")
+            .and_then(|t| t.as_str());
         anyhow::ensure!(condition != Some("Failed"), "job {job} failed: {v}");
         Ok(condition == Some("Complete"))
     };
-    viewer.wait_for(Duration::from_secs(120), "the report Job complete", |a| done(a, "report"))?;
+    viewer.wait_for(Duration::from_secs(120), "the report Job complete", |a| {
+        done(a, "report")
+    })?;
     viewer.show(&["get", "jobs"])?;
     let out = viewer.cli(&["get", "pods", "-A", "-o", "wide"])?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -226,7 +233,10 @@ fn show_batch(demo: &DemoCluster) -> Result<()> {
         .filter(|(i, l)| *i == 0 || l.contains(" report-"))
         .map(|(_, l)| l)
         .collect();
-    println!("$ skiff get pods -A -o wide   (the report Job's pods)\n{}", lines.join("\n"));
+    println!(
+        "$ skiff get pods -A -o wide   (the report Job's pods)\n{}",
+        lines.join("\n")
+    );
     for index in 0..3 {
         let pod = viewer.pods()?.into_iter().find(|p| {
             p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"] == index.to_string()
@@ -241,10 +251,17 @@ fn show_batch(demo: &DemoCluster) -> Result<()> {
     })?;
     viewer.show(&["get", "cronjobs"])?;
     let out = viewer.show_output(&["create", "job", "cleanup-now", "--from=cronjob/cleanup"])?;
-    anyhow::ensure!(out.status.success(), "create job --from=cronjob/cleanup failed");
-    viewer.wait_for(Duration::from_secs(60), "cleanup-now complete", |a| done(a, "cleanup-now"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "create job --from=cronjob/cleanup failed"
+    );
+    viewer.wait_for(Duration::from_secs(60), "cleanup-now complete", |a| {
+        done(a, "cleanup-now")
+    })?;
     viewer.show(&["logs", "job/cleanup-now"])?;
     viewer.show(&["get", "jobs"])?;
+    // Applied through the API (not a file): deleted here, with its pod.
+    viewer.show(&["delete", "job", "cleanup-now"])?;
     Ok(())
 }
 

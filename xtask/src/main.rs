@@ -6,6 +6,7 @@ mod bench;
 mod bench_cluster;
 mod bench_cluster_real;
 mod bench_gossip;
+mod bench_jobs;
 mod bench_manifests;
 mod bench_net;
 mod bench_rollout;
