@@ -237,9 +237,9 @@ fn show_batch(demo: &DemoCluster) -> Result<()> {
         "$ skiff get pods -A -o wide   (the report Job's pods)\n{}",
         lines.join("\n")
     );
-    for index in 0..3 {
+    for index in ["0", "1", "2"] {
         let pod = viewer.pods()?.into_iter().find(|p| {
-            p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"] == index.to_string()
+            p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"] == index
                 && p["metadata"]["labels"]["batch.kubernetes.io/job-name"] == "report"
         });
         if let Some(name) = pod.as_ref().and_then(|p| p["metadata"]["name"].as_str()) {
