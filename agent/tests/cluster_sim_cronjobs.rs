@@ -189,3 +189,103 @@ async fn a_leader_killed_after_making_a_run_does_not_make_it_twice() {
     }
     sim.stop().await;
 }
+
+/// Node `i`'s pods made for `cron`'s runs after `after` (wall ms): (pod, scheduled run).
+fn made_on(sim: &Sim, i: usize, cron: &str, after: u64) -> Vec<(String, u64)> {
+    sim.net
+        .created
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|(node, _, pod, at)| {
+            *node == sim::name(i) && *at > after && pod.starts_with(&format!("{cron}-"))
+        })
+        .filter_map(|(_, _, pod, _)| Some((pod.clone(), run_of(cron, pod)?)))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_cut_off_keeps_firing_node_local_cron_jobs_it_ran_last() {
+    let mut sim = Sim::start(3, SimOptions::default()).await;
+    sim.settle().await;
+    let local = cron("edge", "", "job-5s-exit0");
+    // Only the annotation differs: the same CronJob with `skiff.dev/node-local-cron: "true"`.
+    let yaml = serde_json::to_string(&local).expect("json");
+    let local: Valid<Object> = {
+        let mut v: serde_json::Value = serde_json::from_str(&yaml).expect("value");
+        v["metadata"]["annotations"] = serde_json::json!({"skiff.dev/node-local-cron": "true"});
+        serde_json::from_value(v).expect("a valid CronJob")
+    };
+    let plain = cron("plain", "", "job-5s-exit0");
+    sim.declare(1, &[local, plain]);
+    // The first runs, and where they ran.
+    let mut ran = None;
+    wait_until("the first runs", Duration::from_secs(90), || {
+        let edge = made(&sim, "edge");
+        let plain = made(&sim, "plain");
+        ran = edge.first().map(|(pod, _)| pod.clone());
+        std::future::ready(!edge.is_empty() && !plain.is_empty())
+    })
+    .await;
+    let pod = ran.expect("a pod");
+    let node = sim
+        .alive()
+        .into_iter()
+        .find(|&i| sim.held_on(i).contains(&pod))
+        .expect("the node that ran the first edge run");
+    let plain_node = sim
+        .alive()
+        .into_iter()
+        .find(|&i| sim.held_on(i).iter().any(|p| p.starts_with("plain-")));
+    let others: Vec<usize> = sim.alive().into_iter().filter(|&i| i != node).collect();
+    let cut_at = (sim.clock)();
+    sim.cut(&[node], &others).await;
+    // Two more minutes cut off: the lone node keeps firing `edge` (and runs its pods), never
+    // `plain`.
+    tokio::time::sleep(Duration::from_secs(150)).await;
+    let local_runs = made_on(&sim, node, "edge", cut_at);
+    let minutes: BTreeSet<u64> = local_runs.iter().map(|(_, at)| *at).collect();
+    assert!(
+        minutes.len() >= 2,
+        "node {node} fired while cut off: {local_runs:?}"
+    );
+    if plain_node != Some(node) {
+        assert!(
+            made_on(&sim, node, "plain", cut_at).is_empty(),
+            "a CronJob without the annotation is not fired on the cut-off node"
+        );
+    }
+    let events = sim
+        .node(node)
+        .events
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason == "NodeLocalRun" && e.object_name == "edge"),
+        "{events:?}"
+    );
+    // Heal: one Job per minute everywhere, and the cluster goes on.
+    sim.heal(&[node], &others).await;
+    let healed_at = (sim.clock)();
+    wait_until("runs after the heal", Duration::from_secs(150), || {
+        std::future::ready(
+            jobs(&sim, others[0], "edge")
+                .iter()
+                .any(|(at, _)| *at > healed_at + 60_000),
+        )
+    })
+    .await;
+    for i in sim.alive() {
+        let held = jobs(&sim, i, "edge");
+        let names: BTreeSet<&String> = held.iter().map(|(_, n)| n).collect();
+        assert_eq!(
+            names.len(),
+            held.len(),
+            "node {i}: one Job per minute: {held:?}"
+        );
+    }
+    sim.stop().await;
+}

@@ -67,6 +67,18 @@ impl ClusterService {
         if leadership.scheduling {
             self.run_cron_jobs(&placement.table, outputs, now).await;
         }
+        if !leadership.scheduling && !leadership.quorum.held {
+            if self.run_local_cron(&placement.table, outputs, now).await {
+                self.objects_dirty = true;
+            }
+        } else if followed_changed || leadership.scheduling {
+            // A leader's table rules again (it adopts the pods this node reports).
+            if !self.cron.local.is_empty() || !self.cron.local_jobs.is_empty() {
+                self.cron.local.clear();
+                self.cron.local_jobs.clear();
+                self.objects_dirty = true;
+            }
+        }
         let services = self.service_table(now);
         let rollouts = self.rollout_tracker.track_shared(&self.objects, &pods, now);
         if leadership.scheduling {
@@ -363,11 +375,12 @@ impl ClusterService {
             tracing::debug!(target: "skiff::path", "desired sent");
             outputs.desired.send_replace(Desired {
                 objects: self.objects.clone(),
-                assigned: self
-                    .followed
-                    .accepted
-                    .as_ref()
-                    .map(|a| Arc::new(a.pods.clone())),
+                assigned: self.followed.accepted.as_ref().map(|a| {
+                    // Jobs this node runs by itself while cut off (node-local CronJobs).
+                    let mut pods = a.pods.clone();
+                    pods.extend(self.cron.local.iter().cloned());
+                    Arc::new(pods)
+                }),
                 pending: Arc::new(placement.pending.clone()),
                 service_links: self.service_links.clone(),
             });
