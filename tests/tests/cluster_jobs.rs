@@ -44,7 +44,7 @@ fn json(agent: &skiff_tests::agent::Agent, args: &[&str]) -> Result<Value> {
 #[test]
 fn an_indexed_job_runs_each_index_once_across_three_nodes() -> Result<()> {
     let bed = TestBed::new(&[0, 0, 0])?;
-    let mut c = Cluster::start_with(bed, 3, Some(PodOptions::default()), START)?;
+    let c = Cluster::start_with(bed, 3, Some(PodOptions::default()), START)?;
     let outcome = (|| -> Result<()> {
         for agent in &c.agents {
             agent.import_test_image()?;
