@@ -289,3 +289,109 @@ async fn a_node_cut_off_keeps_firing_node_local_cron_jobs_it_ran_last() {
     }
     sim.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_partition_during_a_run_replaces_the_cut_off_pod_and_makes_no_minute_twice() {
+    let mut sim = Sim::start(3, SimOptions::default()).await;
+    sim.settle().await;
+    // Runs stay off the leader (node 0), so that cutting their node leaves the leader with
+    // the majority.
+    sim.set_metadata(0, |m| {
+        m.taints.push(skiff_gossip::NodeTaint {
+            key: "leader".into(),
+            value: String::new(),
+            effect: "NoSchedule".into(),
+            added_ms: 0,
+        })
+    })
+    .await;
+    sim.declare(0, &[cron("part", "", "job-40s-exit0")]);
+    let mut victim = None;
+    wait_until("a run on a follower", Duration::from_secs(5 * 60), || {
+        victim = [1, 2].into_iter().find(|&i| {
+            sim.node(i)
+                .pods
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .any(|p| p.running && p.owner.name.starts_with("part-"))
+        });
+        std::future::ready(victim.is_some())
+    })
+    .await;
+    let victim = victim.expect("a node");
+    let job = sim
+        .node(victim)
+        .pods
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .find(|p| p.running && p.owner.name.starts_with("part-"))
+        .map(|p| p.owner.name.clone())
+        .expect("the run's Job");
+    let others: Vec<usize> = (0..3).filter(|&i| i != victim).collect();
+    let cut_at = (sim.clock)();
+    sim.cut(&[victim], &others).await;
+    // The majority counts the cut-off pod as lost and runs the Job again there; the cut-off
+    // node (no annotation) fires nothing of its own.
+    let observer = others[0];
+    wait_until(
+        "the run complete on the majority",
+        Duration::from_secs(120),
+        || {
+            let state = sim.state(observer);
+            let done = state
+                .table
+                .iter()
+                .filter(|p| p.owner.name == job)
+                .filter_map(|p| p.job.as_ref()?.end.as_ref())
+                .any(|e| e.succeeded);
+            std::future::ready(done)
+        },
+    )
+    .await;
+    let lost = sim
+        .state(observer)
+        .table
+        .iter()
+        .filter(|p| p.owner.name == job)
+        .filter_map(|p| p.job.as_ref()?.end.clone())
+        .filter(|e| e.reason == skiff_agent::jobs::NODE_LOST)
+        .count();
+    assert_eq!(lost, 1, "the cut-off pod counted once as lost");
+    let minority_jobs: Vec<(String, u64)> = sim
+        .net
+        .created
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|(node, _, pod, at)| {
+            *node == sim::name(victim) && *at > cut_at && pod.starts_with("part-")
+        })
+        .map(|(_, _, pod, at)| (pod.clone(), *at))
+        .collect();
+    assert!(
+        minority_jobs.is_empty(),
+        "the cut-off node made no run: {minority_jobs:?}"
+    );
+    sim.heal(&[victim], &others).await;
+    let healed_at = (sim.clock)();
+    wait_until("a run after the heal", Duration::from_secs(150), || {
+        std::future::ready(
+            jobs(&sim, victim, "part")
+                .iter()
+                .any(|(at, _)| *at > healed_at),
+        )
+    })
+    .await;
+    for i in sim.alive() {
+        let held = jobs(&sim, i, "part");
+        let names: BTreeSet<&String> = held.iter().map(|(_, n)| n).collect();
+        assert_eq!(
+            names.len(),
+            held.len(),
+            "node {i}: one Job per minute: {held:?}"
+        );
+    }
+    sim.stop().await;
+}
