@@ -181,6 +181,11 @@ fn a_cron_job_runs_at_its_minute_and_on_demand() {
             .as_secs();
     let late = started.saturating_sub(minutes * 60);
     assert!(late <= 2, "{name}'s pod started {late} s after its minute");
+    let described = agent.skiff_ok(&["describe", "cronjob", "tick"]);
+    assert!(
+        described.contains(&name) && described.contains("SuccessfulCreate"),
+        "{described}"
+    );
     let table = agent.skiff_ok(&["get", "cronjobs"]);
     let row = table
         .lines()

@@ -289,7 +289,7 @@ pub struct GetArgs {
 
 #[derive(Debug, Args)]
 pub struct DescribeArgs {
-    /// pod, node, service or job
+    /// pod, node, service, job or cronjob
     pub kind: String,
     pub name: String,
     #[arg(short = 'n', long)]

@@ -181,6 +181,9 @@ pub(super) async fn describe(
     if kind == ResourceKind::Jobs {
         return describe_job(snap, &shared.cluster.borrow().clone(), ns, name);
     }
+    if kind == ResourceKind::CronJobs {
+        return describe_cron_job(snap, &shared.cluster.borrow().clone(), ns, name);
+    }
     match &shared.remote {
         // A pod this node does not run: ask the node that reports it.
         Some(remote) if kind == ResourceKind::Pods && find_pod(snap, name, Some(ns)).is_none() => {
@@ -295,6 +298,60 @@ fn cron_job_status(snap: &Snapshot, cluster: &ClusterState, key: &ObjectKey) -> 
         v["lastScheduleTime"] = json!(rfc3339(at));
     }
     v
+}
+
+/// `describe cronjob`: the CronJob with its status, its Jobs (newest first) and its events.
+fn describe_cron_job(snap: &Snapshot, cluster: &ClusterState, ns: &str, name: &str) -> Reply {
+    use crate::jobs::cron::{CRONJOB_ANNOTATION, scheduled_of};
+    let key = ObjectKey::new(Kind::CronJob, ns, name);
+    let Some((_, object)) = snap.objects.get(&key) else {
+        return err(format!("cronjob {name:?} not found"));
+    };
+    let mut v = object_json(snap, &key, object);
+    v["status"] = cron_job_status(snap, cluster, &key);
+    let mut jobs: Vec<(u64, Value)> = snap
+        .objects
+        .iter()
+        .filter(|(k, (_, o))| {
+            k.kind == Kind::Job
+                && k.namespace == ns
+                && o.metadata()
+                    .annotations
+                    .get(CRONJOB_ANNOTATION)
+                    .map(String::as_str)
+                    == Some(name)
+        })
+        .filter_map(|(k, (_, o))| {
+            let at = scheduled_of(name, &k.name)?;
+            let status = job_status(cluster, o);
+            let state = status
+                .pointer("/conditions/0/type")
+                .and_then(Value::as_str)
+                .unwrap_or("Active")
+                .to_string();
+            Some((
+                at,
+                json!({"name": k.name, "scheduled": rfc3339(at), "status": state}),
+            ))
+        })
+        .collect();
+    jobs.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+    v["jobs"] = json!(jobs.into_iter().map(|(_, j)| j).collect::<Vec<_>>());
+    let events: Vec<Value> = snap
+        .events
+        .iter()
+        .filter(|e| e.namespace == ns && e.object_kind == "CronJob" && e.object_name == name)
+        .map(|e| {
+            json!(format!(
+                "{} {}: {}",
+                rfc3339(e.last_seen),
+                e.reason,
+                e.message
+            ))
+        })
+        .collect();
+    v["events"] = json!(events);
+    ok(v)
 }
 
 /// `describe job`: the Job with its status, its pods (node, phase) and its events.
