@@ -521,7 +521,11 @@ mod tests {
         let text = serde_json::to_string(&reference).unwrap();
         assert_eq!(text, r#""Deployment/default/web""#);
         assert_eq!(serde_json::from_str::<OwnerRef>(&text).unwrap(), reference);
-        for bad in [r#""Deployment/default""#, r#""StatefulSet/default/x""#, r#""""#] {
+        for bad in [
+            r#""Deployment/default""#,
+            r#""StatefulSet/default/x""#,
+            r#""""#,
+        ] {
             assert!(serde_json::from_str::<OwnerRef>(bad).is_err(), "{bad}");
         }
     }

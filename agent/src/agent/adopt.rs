@@ -65,6 +65,8 @@ impl<N: PodNetwork + 'static> Core<N> {
             unreleased: BTreeSet::new(),
             failing: HashMap::new(),
             observing: false,
+            observe_again: false,
+            exit_watched: BTreeSet::new(),
             declared: watch::channel(Arc::new(BTreeMap::new())).0,
             assigned: None,
             pending: Arc::default(),

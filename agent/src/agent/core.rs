@@ -136,6 +136,11 @@ pub struct Core<N = skiff_cni::NetlinkNetwork> {
     unreleased: BTreeSet<String>,
     /// A read of the containers' states is on the blocking pool.
     observing: bool,
+    /// A container exited while a read was on the pool: read again once it is back.
+    pub(super) observe_again: bool,
+    /// Container processes watched for their exit (a pidfd each, on its own task), so that an
+    /// exit is read at once instead of on the next resync tick.
+    pub(super) exit_watched: BTreeSet<i32>,
     /// Pods whose last job had an action fail (a teardown that cannot unmount, say): how many
     /// times in a row, and when they are next acted on (the pull backoff, not every turn).
     failing: HashMap<String, (u32, Millis)>,
@@ -190,6 +195,7 @@ impl<N: PodNetwork + 'static> Core<N> {
         let (observed_tx, mut observed) = mpsc::channel::<Observation>(1);
         let (probes_tx, mut probe_results) = mpsc::channel::<probes::ProbeResult>(256);
         let (usage_tx, mut usage) = mpsc::channel::<Vec<(String, String)>>(1);
+        let (exits_tx, mut exits) = mpsc::channel::<i32>(64);
         let mut tick = tokio::time::interval(self.config.resync_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (writer, written) = super::store_writer::spawn(self.store.clone(), &tracker);
@@ -198,6 +204,7 @@ impl<N: PodNetwork + 'static> Core<N> {
             let now = self.now();
             let started = std::time::Instant::now();
             self.turn(now, &results_tx, &pulls_tx, &tracker);
+            self.watch_exits(&exits_tx, &tracker, &cancel);
             let turned = started.elapsed();
             let snap = Arc::new(self.snapshot());
             let snapped = started.elapsed();
@@ -231,7 +238,23 @@ impl<N: PodNetwork + 'static> Core<N> {
                 Some(cmd) = commands.recv() => self.on_command(cmd),
                 Some(r) = results.recv() => self.on_job_result(r),
                 Some(p) = pulls.recv() => self.on_pull_result(p),
-                Some(o) = observed.recv() => self.on_observation(o, self.now()),
+                Some(o) = observed.recv() => {
+                    self.on_observation(o, self.now());
+                    if std::mem::take(&mut self.observe_again) {
+                        self.start_observation(&observed_tx, &tracker);
+                    }
+                }
+                Some(pid) = exits.recv() => {
+                    // A container process ended: read the states now, not on the next tick.
+                    // The pid stays in `exit_watched` until the records stop showing it
+                    // running, so that it is watched (and reported) once.
+                    tracing::trace!(pid, "container process exited");
+                    if self.observing {
+                        self.observe_again = true;
+                    } else {
+                        self.start_observation(&observed_tx, &tracker);
+                    }
+                }
                 Some(r) = probe_results.recv() => self.on_probe_result(r, self.now()),
                 Some(u) = usage.recv() => self.on_volume_usage(u, self.now()),
                 _ = tick.tick() => {
@@ -294,6 +317,51 @@ impl<N: PodNetwork + 'static> Core<N> {
                 .unwrap_or_default();
             let _ = done.send(read).await;
         });
+    }
+
+    /// Watches the running containers' processes not watched yet: a pidfd each, waited on by
+    /// a task that reports the exit (a process already gone is reported at once). Pids no
+    /// container runs any more are forgotten.
+    fn watch_exits(
+        &mut self,
+        exits: &mpsc::Sender<i32>,
+        tracker: &TaskTracker,
+        cancel: &CancellationToken,
+    ) {
+        if !self.runtime.pids_are_host_processes() {
+            return;
+        }
+        let running: BTreeSet<i32> = self
+            .pods
+            .values()
+            .flat_map(|p| p.status.all())
+            .filter_map(|c| c.current.as_ref())
+            .map(|i| i.pid)
+            .filter(|pid| *pid > 1)
+            .collect();
+        self.exit_watched.retain(|pid| running.contains(pid));
+        for pid in running {
+            if !self.exit_watched.insert(pid) {
+                continue;
+            }
+            let Ok(fd) = skiff_runtime::container::process::pidfd_open(pid) else {
+                let _ = exits.try_send(pid);
+                continue;
+            };
+            let exits = exits.clone();
+            let cancel = cancel.clone();
+            tracker.spawn(async move {
+                tokio::select! {
+                    _ = cancel.cancelled() => {}
+                    // An error leaves the exit to the resync tick.
+                    done = skiff_runtime::container::process::exited(fd) => {
+                        if done.is_ok() {
+                            let _ = exits.send(pid).await;
+                        }
+                    }
+                }
+            });
+        }
     }
 
     /// Folds what the runtime said into the pod records. A pod that got an action in flight

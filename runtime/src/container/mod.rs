@@ -93,6 +93,11 @@ pub trait ContainerRuntime: Send + Sync {
     /// Removes everything but the logs, SIGKILLing the container first if it still runs.
     /// Idempotent.
     fn remove(&self, id: &str) -> Result<(), ContainerError>;
+    /// Whether the pids this runtime reports are host processes whose exit the agent can
+    /// watch with a pidfd (a fake runtime's pids are made up).
+    fn pids_are_host_processes(&self) -> bool {
+        false
+    }
     /// The command that runs `command` inside the running container `id` (the shim's `exec`
     /// step, speaking the frames of [`exec`] on its stdin and stdout, both piped). Spawn it
     /// from any thread.

@@ -87,6 +87,19 @@ pub fn signal_if_same(pid: i32, start_ticks: u64, signal: i32) -> std::io::Resul
     }
 }
 
+/// Waits until the process behind `pidfd` has exited (a pidfd turns readable then). Needs a
+/// tokio runtime with I/O enabled.
+pub async fn exited(pidfd: OwnedFd) -> std::io::Result<()> {
+    // SAFETY: the AsyncFd owns the OwnedFd, which stays open and refers to the same pidfd
+    // until the AsyncFd is dropped.
+    let fd = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE)
+    }
+    .map_err(|e| e.into_parts().1)?;
+    let _ready = fd.readable().await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

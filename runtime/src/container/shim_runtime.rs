@@ -202,6 +202,10 @@ fn read_report(child: &mut Child, deadline: Instant) -> Result<String, ReportErr
 }
 
 impl ContainerRuntime for ShimRuntime {
+    fn pids_are_host_processes(&self) -> bool {
+        true
+    }
+
     fn start(&self, spec: &ContainerSpec) -> Result<StartedContainer, ContainerError> {
         spec.validate()?;
         self.reap();
