@@ -4,6 +4,7 @@
 use crate::pod::{Millis, rfc3339};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// Kept events (oldest dropped first).
 pub const MAX_EVENTS: usize = 1000;
@@ -34,10 +35,12 @@ pub struct Note {
     pub message: String,
 }
 
-/// A bounded, deduplicating event log.
+/// A bounded, deduplicating event log. Events are shared with the published copies
+/// ([`Events::shared`]), which are rebuilt only after a change.
 #[derive(Clone, Debug, Default)]
 pub struct Events {
-    items: VecDeque<Event>,
+    items: VecDeque<Arc<Event>>,
+    shared: Option<Arc<Vec<Arc<Event>>>>,
 }
 
 impl Events {
@@ -76,6 +79,7 @@ impl Events {
         } else {
             tracing::info!("{object}: {reason}: {message}");
         }
+        self.shared = None;
         if let Some(e) = self.items.iter_mut().rev().take(50).find(|e| {
             e.reason == reason
                 && e.object_kind == object_kind
@@ -83,6 +87,7 @@ impl Events {
                 && e.object_name == object_name
                 && e.message == message
         }) {
+            let e = Arc::make_mut(e);
             e.count += 1;
             e.last_seen = now;
             return;
@@ -90,7 +95,7 @@ impl Events {
         if self.items.len() >= MAX_EVENTS {
             self.items.pop_front();
         }
-        self.items.push_back(Event {
+        self.items.push_back(Arc::new(Event {
             warning,
             reason: reason.to_string(),
             object_kind: object_kind.to_string(),
@@ -100,11 +105,18 @@ impl Events {
             first_seen: now,
             last_seen: now,
             count: 1,
-        });
+        }));
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Event> {
-        self.items.iter()
+        self.items.iter().map(|e| &**e)
+    }
+
+    /// The events, oldest first, as a list to publish: the same list until the next change.
+    pub fn shared(&mut self) -> Arc<Vec<Arc<Event>>> {
+        self.shared
+            .get_or_insert_with(|| Arc::new(self.items.iter().cloned().collect()))
+            .clone()
     }
 }
 

@@ -166,7 +166,7 @@ impl Node {
         let store = self.disk.store.clone();
         let db = store.database();
         let images = ImageStore::open(&config.images_dir(), db.clone()).expect("image store");
-        let core = Core::load(
+        let mut core = Core::load(
             config.clone(),
             store,
             images,
@@ -311,7 +311,7 @@ impl Node {
             .pods
             .iter()
             .find(|p| p.name == name)
-            .cloned()
+            .map(|p| PodRecord::clone(p))
     }
 
     /// Waits (in simulated time) until `check` holds, at most `within`; panics with `what`.

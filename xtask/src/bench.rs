@@ -401,7 +401,7 @@ fn skiff_pod_start(
     let dir = PathBuf::from("/tmp/skb");
     let mut opts = crate::demo::NodeOptions::single("skb", &dir);
     opts.keep_logs = Some(PathBuf::from("/tmp/skiff-bench-logs"));
-    opts.log_filter = "info,skiff::path=debug".into();
+    opts.log_filter = "info,skiff::path=debug,skiff::loop=debug".into();
     // Room for every pod (kubelet's default of 110 would leave some Pending).
     opts.extra_args = vec!["--max-pods".into(), (pods + background + 10).to_string()];
     if !pod_network {

@@ -48,8 +48,11 @@ impl<N: PodNetwork + 'static> Core<N> {
                 reset_after: config.crash_backoff_reset,
             },
             objects: Arc::new(BTreeMap::new()),
-            first_seen: BTreeMap::new(),
-            pods: pods.into_iter().map(|p| (p.uid.clone(), p)).collect(),
+            first_seen: Arc::new(BTreeMap::new()),
+            pods: pods
+                .into_iter()
+                .map(|p| (p.uid.clone(), Arc::new(p)))
+                .collect(),
             image_state,
             in_flight: HashSet::new(),
             probing: Default::default(),
@@ -95,7 +98,7 @@ impl<N: PodNetwork + 'static> Core<N> {
     fn adopt(&mut self) {
         let mut known: HashSet<String> = HashSet::new();
         let mut adopted = 0;
-        for pod in self.pods.values_mut() {
+        for pod in self.pods.values_mut().map(Arc::make_mut) {
             for c in pod
                 .status
                 .init_containers

@@ -26,13 +26,24 @@ impl<N: PodNetwork + 'static> Core<N> {
     /// What the cluster task says this node should hold and run.
     pub(super) fn on_desired(&mut self, desired: crate::cluster::Desired, now: Millis) {
         tracing::debug!(target: "skiff::path", "desired received");
-        for key in desired.objects.keys() {
-            self.first_seen.entry(key.clone()).or_insert(now);
+        let keys_changed = desired
+            .objects
+            .keys()
+            .any(|k| !self.first_seen.contains_key(k))
+            || self
+                .first_seen
+                .keys()
+                .any(|k| !desired.objects.contains_key(k));
+        if keys_changed {
+            // Shared with the published snapshot: copied only when an object came or went.
+            let first_seen = Arc::make_mut(&mut self.first_seen);
+            for key in desired.objects.keys() {
+                first_seen.entry(key.clone()).or_insert(now);
+            }
+            first_seen.retain(|k, _| desired.objects.contains_key(k));
         }
-        self.first_seen
-            .retain(|k, _| desired.objects.contains_key(k));
         if desired::config_changed(&self.objects, &desired.objects) {
-            for pod in self.pods.values_mut() {
+            for pod in self.pods.values_mut().map(Arc::make_mut) {
                 if pod.status.retry_config_waits() {
                     self.dirty.insert(pod.uid.clone());
                 }
@@ -108,8 +119,7 @@ impl<N: PodNetwork + 'static> Core<N> {
             self.report_cache.insert(
                 p.uid.clone(),
                 CachedReport {
-                    status: p.status.clone(),
-                    deleting_since: p.deleting_since,
+                    record: p.clone(),
                     report: Arc::new(report),
                 },
             );
@@ -138,7 +148,7 @@ impl<N: PodNetwork + 'static> Core<N> {
     /// Creates the pod records of newly assigned pods and marks those no longer desired (or
     /// whose spec changed) for deletion.
     pub(super) fn apply_desired(&mut self, now: Millis) {
-        let records: Vec<&PodRecord> = self.pods.values().collect();
+        let records: Vec<&PodRecord> = self.pods.values().map(|p| &**p).collect();
         let Some(assigned) = &self.assigned else {
             // No table yet (a fresh start before the cluster task spoke): keep everything.
             return;
@@ -157,7 +167,7 @@ impl<N: PodNetwork + 'static> Core<N> {
             );
         }
         for uid in changes.delete {
-            if let Some(p) = self.pods.get_mut(&uid) {
+            if let Some(p) = self.pods.get_mut(&uid).map(Arc::make_mut) {
                 p.deleting_since = Some(now);
                 self.dirty.insert(uid.clone());
                 let (ns, name) = (p.namespace.clone(), p.name.clone());
@@ -173,7 +183,7 @@ impl<N: PodNetwork + 'static> Core<N> {
             }
         }
         for (uid, failure) in changes.stop {
-            if let Some(p) = self.pods.get_mut(&uid) {
+            if let Some(p) = self.pods.get_mut(&uid).map(Arc::make_mut) {
                 let (ns, name) = (p.namespace.clone(), p.name.clone());
                 self.events.record(
                     now,
@@ -212,7 +222,7 @@ impl<N: PodNetwork + 'static> Core<N> {
                 &record.name,
                 &format!("assigned to {}", self.config.node_name),
             );
-            self.pods.insert(uid.clone(), record);
+            self.pods.insert(uid.clone(), Arc::new(record));
             self.dirty.insert(uid);
         }
     }
@@ -250,19 +260,20 @@ fn plan_spec(pod: &Valid<Pod>) -> PodPlanSpec {
 
 /// A pod's last report with what it was rendered from.
 pub(super) struct CachedReport {
-    status: crate::pod::PodRuntime,
-    deleting_since: Option<Millis>,
+    /// The record as rendered. Holding it keeps it shared, so a change to the pod makes a new
+    /// record (`Arc::make_mut` copies a shared one): the same pointer means nothing changed.
+    record: Arc<PodRecord>,
     report: Arc<PodReport>,
 }
 
 impl CachedReport {
     /// Whether the report still shows `p`: its state is the same, and no container is in a
     /// state whose rendering depends on the time (a crash backoff) or an image pull.
-    fn still_shows(&self, p: &PodRecord) -> bool {
+    fn still_shows(&self, p: &Arc<PodRecord>) -> bool {
         let settled =
             |c: &crate::pod::ContainerStatus| c.current.is_some() || c.done || c.waiting.is_some();
-        self.deleting_since == p.deleting_since
-            && self.status == p.status
+        (Arc::ptr_eq(&self.record, p)
+            || (self.record.deleting_since == p.deleting_since && self.record.status == p.status))
             && p.status.init_containers.iter().all(settled)
             && p.status.containers.iter().all(settled)
     }

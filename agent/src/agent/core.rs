@@ -46,10 +46,10 @@ pub use commands::{Command, describe_key};
 pub struct Snapshot {
     pub node_name: String,
     pub started_at: Millis,
-    pub pods: Vec<PodRecord>,
+    pub pods: Vec<Arc<PodRecord>>,
     pub objects: Arc<crate::desired::Objects>,
-    pub first_seen: BTreeMap<ObjectKey, Millis>,
-    pub events: Vec<Event>,
+    pub first_seen: Arc<BTreeMap<ObjectKey, Millis>>,
+    pub events: Arc<Vec<Arc<Event>>>,
     images: HashMap<String, ImageEntry>,
 }
 
@@ -106,8 +106,10 @@ pub struct Core<N = skiff_cni::NetlinkNetwork> {
     clock: crate::pod::Clock,
     sources: Sources,
     objects: Arc<crate::desired::Objects>,
-    first_seen: BTreeMap<ObjectKey, Millis>,
-    pods: BTreeMap<String, PodRecord>,
+    first_seen: Arc<BTreeMap<ObjectKey, Millis>>,
+    /// Shared with the published snapshots: a record is copied only when it changes
+    /// (`Arc::make_mut`), so a snapshot costs a pointer per pod.
+    pods: BTreeMap<String, Arc<PodRecord>>,
     image_state: HashMap<String, ImageEntry>,
     in_flight: HashSet<String>,
     /// Probes whose check runs: (pod uid, container index, probe).
@@ -168,14 +170,14 @@ impl<N: PodNetwork + 'static> Core<N> {
     }
 
     /// A copy of the node's state for the API.
-    pub fn snapshot(&self) -> Snapshot {
+    pub fn snapshot(&mut self) -> Snapshot {
         Snapshot {
             node_name: self.config.node_name.clone(),
             started_at: self.started_at,
             pods: self.pods.values().cloned().collect(),
             objects: self.objects.clone(),
             first_seen: self.first_seen.clone(),
-            events: self.events.iter().cloned().collect(),
+            events: self.events.shared(),
             images: self.image_state.clone(),
         }
     }
@@ -373,10 +375,10 @@ impl<N: PodNetwork + 'static> Core<N> {
             if self.in_flight.contains(&uid) {
                 continue;
             }
-            let Some(pod) = self.pods.get_mut(&uid) else {
+            let Some(shared) = self.pods.get_mut(&uid) else {
                 continue;
             };
-            if !pod.status.any_running() {
+            if !shared.status.any_running() {
                 continue;
             }
             let observe = |id: &str| {
@@ -385,9 +387,11 @@ impl<N: PodNetwork + 'static> Core<N> {
                     .find(|(i, _)| i == id)
                     .map_or(Observed::Running, |(_, o)| o.clone())
             };
-            let before = pod.status.clone();
-            let noted = plan::observe(pod, &observe, now, &self.crash);
-            if pod.status != before {
+            // Observed on a copy: the shared record is replaced only when something changed.
+            let mut pod = PodRecord::clone(shared);
+            let noted = plan::observe(&mut pod, &observe, now, &self.crash);
+            if pod != **shared {
+                *shared = Arc::new(pod);
                 self.dirty.insert(uid.clone());
             }
             for n in noted {
@@ -443,7 +447,7 @@ impl<N: PodNetwork + 'static> Core<N> {
                 // Pipeline: plan the container starts as if the sandbox were ready, so one job
                 // makes the sandbox and starts the containers (the executor skips the starts
                 // if the sandbox fails).
-                let mut ready = pod.clone();
+                let mut ready = PodRecord::clone(pod);
                 ready.status.sandbox_ready = true;
                 actions.extend(
                     plan::plan(&ready, &image_state, now)
@@ -502,7 +506,7 @@ impl<N: PodNetwork + 'static> Core<N> {
                 continue;
             };
             let job: Job<N> = Job {
-                pod: pod.clone(),
+                pod: PodRecord::clone(pod),
                 actions: pod_actions,
                 objects: self.objects.clone(),
                 service_links: self.service_links.clone(),
@@ -527,8 +531,9 @@ impl<N: PodNetwork + 'static> Core<N> {
     /// then stops them for good; a workload's pod is replaced.
     fn fail_overdue(&mut self, now: Millis) {
         let mut failed = Vec::new();
-        for pod in self.pods.values_mut() {
-            if let Some(failure) = plan::deadline_failure(pod, now) {
+        for shared in self.pods.values_mut() {
+            if let Some(failure) = plan::deadline_failure(shared, now) {
+                let pod = Arc::make_mut(shared);
                 failed.push((pod.uid.clone(), failure.message.clone()));
                 self.desired_changed |= pod.owner.is_some();
                 pod.status.failure = Some(failure);
@@ -599,7 +604,7 @@ impl<N: PodNetwork + 'static> Core<N> {
     fn on_job_result(&mut self, r: JobResult) {
         self.in_flight.remove(&r.uid);
         let now = self.now();
-        let Some(pod) = self.pods.get_mut(&r.uid) else {
+        let Some(pod) = self.pods.get_mut(&r.uid).map(Arc::make_mut) else {
             // Forgotten meanwhile: nothing to fold and nothing to retry.
             self.failing.remove(&r.uid);
             return;

@@ -87,7 +87,7 @@ impl<N: PodNetwork + 'static> Core<N> {
     pub(super) fn on_volume_usage(&mut self, found: Vec<(String, String)>, now: Millis) {
         self.volume_check.1 = false;
         for (uid, message) in found {
-            let Some(pod) = self.pods.get_mut(&uid) else {
+            let Some(pod) = self.pods.get_mut(&uid).map(std::sync::Arc::make_mut) else {
                 continue;
             };
             if pod.deleting_since.is_some() || pod.status.failure.is_some() {

@@ -180,7 +180,7 @@ impl<N: PodNetwork + 'static> Core<N> {
                 entry.failures = 0;
                 entry.message.clear();
                 for uid in &users {
-                    if let Some(pod) = self.pods.get_mut(uid) {
+                    if let Some(pod) = self.pods.get_mut(uid).map(std::sync::Arc::make_mut) {
                         for (spec, c) in plan_and_status(pod) {
                             if spec.image == p.image && !c.running() {
                                 c.pulled = true;
@@ -212,7 +212,7 @@ impl<N: PodNetwork + 'static> Core<N> {
                     "ErrImagePull"
                 };
                 for uid in &users {
-                    if let Some(pod) = self.pods.get_mut(uid) {
+                    if let Some(pod) = self.pods.get_mut(uid).map(std::sync::Arc::make_mut) {
                         for (spec, c) in plan_and_status(pod) {
                             if spec.image == p.image
                                 && spec.pull_policy == PullPolicy::Always

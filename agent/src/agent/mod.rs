@@ -347,7 +347,7 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
         None
     };
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
-    let core = core::Core::load(
+    let mut core = core::Core::load(
         config.clone(),
         store,
         images.clone(),

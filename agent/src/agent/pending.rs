@@ -8,6 +8,7 @@ use crate::cluster::ClusterState;
 use crate::pod::{PodRecord, rfc3339};
 use serde_json::{Value, json};
 use skiff_manifests::{Kind, Object, ObjectKey, Valid};
+use std::sync::Arc;
 
 /// A desired bare Pod with no node, and the leader's reason when it has given one.
 pub(super) struct UnplacedPod<'a> {
@@ -22,7 +23,7 @@ pub(super) fn unplaced<'a>(snap: &'a Snapshot, cluster: &'a ClusterState) -> Vec
 }
 
 fn unplaced_of<'a>(
-    records: &[PodRecord],
+    records: &[Arc<PodRecord>],
     objects: &'a crate::desired::Objects,
     cluster: &'a ClusterState,
 ) -> Vec<UnplacedPod<'a>> {

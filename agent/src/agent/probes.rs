@@ -249,18 +249,35 @@ impl<N: PodNetwork + 'static> Core<N> {
         // Containers that run without probe state though their manifest has probes (started
         // by an agent that did not run probes yet): probed from now on, counted as started and
         // ready until their checks say otherwise (an upgrade does not flap endpoints).
-        for p in self.pods.values_mut() {
-            let Object::Pod(pod) = p.manifest.get() else {
+        for shared in self.pods.values_mut() {
+            let Object::Pod(pod) = shared.manifest.get() else {
                 continue;
             };
-            for (c, spec) in p.status.containers.iter_mut().zip(&pod.spec.containers) {
-                if let Some(i) = c.current.as_mut()
-                    && i.probes == Default::default()
-                {
+            let fresh: Vec<(usize, crate::reconciler::probe::ContainerProbes)> = shared
+                .status
+                .containers
+                .iter()
+                .zip(&pod.spec.containers)
+                .enumerate()
+                .filter(|(_, (c, _))| {
+                    c.current
+                        .as_ref()
+                        .is_some_and(|i| i.probes == Default::default())
+                })
+                .filter_map(|(n, (_, spec))| {
                     let fresh = crate::reconciler::probe::ContainerProbes::start(spec, now);
-                    if fresh != Default::default() {
-                        i.probes = fresh.assumed_passing();
-                    }
+                    (fresh != Default::default()).then(|| (n, fresh.assumed_passing()))
+                })
+                .collect();
+            if fresh.is_empty() {
+                continue;
+            }
+            // Copied only when a container gets probe state (the record is shared with the
+            // published snapshot).
+            let p = std::sync::Arc::make_mut(shared);
+            for (n, probes) in fresh {
+                if let Some(i) = p.status.containers[n].current.as_mut() {
+                    i.probes = probes;
                 }
             }
         }
@@ -341,7 +358,7 @@ impl<N: PodNetwork + 'static> Core<N> {
     /// Folds one check's result into its container's probe state.
     pub(super) fn on_probe_result(&mut self, r: ProbeResult, now: Millis) {
         self.probing.remove(&(r.uid.clone(), r.index, r.kind));
-        let Some(p) = self.pods.get_mut(&r.uid) else {
+        let Some(p) = self.pods.get_mut(&r.uid).map(std::sync::Arc::make_mut) else {
             return;
         };
         let Object::Pod(pod) = p.manifest.get() else {

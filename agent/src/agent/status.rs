@@ -11,6 +11,7 @@ use crate::render::PodSummary;
 use serde_json::{Value, json};
 use skiff_gossip::NodeCondition;
 use skiff_manifests::{Object, ObjectKey};
+use std::sync::Arc;
 
 /// How many pods the leader's table places for the workload `key`.
 pub(super) fn placed(cluster: &ClusterState, key: &ObjectKey) -> usize {
@@ -30,10 +31,10 @@ pub(super) fn summaries<'a>(snap: &'a Snapshot, cluster: &'a ClusterState) -> Ve
 
 fn pod_summaries<'a>(
     node_name: &str,
-    records: &'a [PodRecord],
+    records: &'a [Arc<PodRecord>],
     cluster: &'a ClusterState,
 ) -> Vec<PodSummary<'a>> {
-    let mut out: Vec<PodSummary<'a>> = records.iter().map(PodSummary::of_record).collect();
+    let mut out: Vec<PodSummary<'a>> = records.iter().map(|r| PodSummary::of_record(r)).collect();
     for ((ns, name), (node, report)) in cluster.pods.iter() {
         if node == node_name {
             continue;
@@ -114,7 +115,7 @@ fn services(cluster: &ClusterState) -> Vec<Value> {
 
 fn workloads(
     node_name: &str,
-    records: &[PodRecord],
+    records: &[Arc<PodRecord>],
     objects: &crate::desired::Objects,
     cluster: &ClusterState,
 ) -> Vec<Value> {

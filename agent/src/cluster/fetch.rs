@@ -74,7 +74,7 @@ impl Fetcher for RpcFetcher {
 pub fn serve_records(served: &Served, keys: &[String]) -> Vec<(String, StoredRecord)> {
     let records = served.read().unwrap_or_else(|p| p.into_inner());
     keys.iter()
-        .filter_map(|k| Some((k.clone(), records.get(k)?.clone())))
+        .filter_map(|k| Some((k.clone(), StoredRecord::clone(records.get(k)?))))
         .collect()
 }
 
@@ -100,10 +100,10 @@ mod tests {
             history: Vec::new(),
         };
         let served = Served::default();
-        served
-            .write()
-            .unwrap()
-            .insert("obj/Pod/default/web".into(), record.clone());
+        served.write().unwrap().insert(
+            "obj/Pod/default/web".into(),
+            std::sync::Arc::new(record.clone()),
+        );
         let keys = [
             "obj/Pod/default/web".to_string(),
             "obj/Pod/default/gone".into(),

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use skiff_gossip::{Digest, Hlc};
 use skiff_manifests::{Object, ObjectKey, Valid};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Records (JSON [`StoredRecord`]) by `obj/...` key.
@@ -71,7 +72,9 @@ pub struct StoredRecord {
 
 struct Entry {
     digest: Digest,
-    stored: StoredRecord,
+    /// Shared with what the node serves (`records`), so that handing the records on copies
+    /// no body.
+    stored: Arc<StoredRecord>,
     object: Option<Valid<Object>>,
 }
 
@@ -170,7 +173,7 @@ impl Replica {
         };
         Ok(Entry {
             digest,
-            stored,
+            stored: Arc::new(stored),
             object,
         })
     }
@@ -253,7 +256,7 @@ impl Replica {
                     k.clone(),
                     Entry {
                         digest,
-                        stored,
+                        stored: Arc::new(stored),
                         object: Some(object.clone()),
                     },
                 );
@@ -285,7 +288,7 @@ impl Replica {
                     k.clone(),
                     Entry {
                         digest,
-                        stored,
+                        stored: Arc::new(stored),
                         object: None,
                     },
                 );
@@ -334,7 +337,7 @@ impl Replica {
             key.to_string(),
             Entry {
                 digest,
-                stored,
+                stored: Arc::new(stored),
                 object: Some(undone.object.clone()),
             },
         );
@@ -370,7 +373,7 @@ impl Replica {
             key.to_string(),
             Entry {
                 digest,
-                stored,
+                stored: Arc::new(stored),
                 object: Some(object.clone()),
             },
         );
@@ -408,7 +411,7 @@ impl Replica {
             key.to_string(),
             Entry {
                 digest,
-                stored,
+                stored: Arc::new(stored),
                 object: None,
             },
         );
@@ -462,7 +465,7 @@ impl Replica {
     }
 
     /// Every stored record, by key (what this node serves to others' fetches).
-    pub fn records(&self) -> BTreeMap<String, StoredRecord> {
+    pub fn records(&self) -> BTreeMap<String, Arc<StoredRecord>> {
         self.entries
             .iter()
             .map(|(k, e)| (k.clone(), e.stored.clone()))
@@ -471,7 +474,7 @@ impl Replica {
 
     /// A stored record (to answer another node's fetch).
     pub fn record(&self, key: &str) -> Option<&StoredRecord> {
-        self.entries.get(key).map(|e| &e.stored)
+        self.entries.get(key).map(|e| &*e.stored)
     }
 
     /// The live desired objects of the whole cluster, with where each was declared.

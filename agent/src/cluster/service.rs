@@ -53,10 +53,14 @@ pub trait Fetcher: Send + Sync {
 }
 
 /// The records this node serves to others' fetches (kept current by the task).
-pub type Served = Arc<std::sync::RwLock<BTreeMap<String, StoredRecord>>>;
+pub type Served = Arc<std::sync::RwLock<BTreeMap<String, Arc<StoredRecord>>>>;
 
 /// Wall-clock milliseconds (simulations pass a clock that follows tokio's paused time).
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// How long a change of this node's own pod reports waits for more before the cluster task
+/// steps on it (another input steps at once).
+const REPORTS_COALESCE: Duration = Duration::from_millis(10);
 
 /// Timings and limits of the cluster layer.
 #[derive(Clone)]
@@ -386,29 +390,39 @@ impl ClusterService {
             self.advertise(&key, &digest).await;
         }
         let mut declared_changed = true;
-        loop {
+        'steps: loop {
             if declared_changed {
                 declared_changed = false;
                 let declared = inputs.declared.borrow_and_update().clone();
                 self.ingest(&declared).await;
                 tracing::debug!(target: "skiff::path", "declared ingested");
             }
-            let started = std::time::Instant::now();
             self.step(&inputs, &outputs, &fetched_tx).await;
-            let took = started.elapsed();
-            if took > std::time::Duration::from_millis(1) {
-                tracing::debug!(target: "skiff::loop", us = took.as_micros() as u64, "slow step");
-            }
-            // Every branch is cancel-safe: watch changes, an mpsc receive, an interval tick.
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                Ok(()) = inputs.declared.changed() => declared_changed = true,
-                Ok(()) = inputs.reports.changed() => {}
-                Ok(()) = nodes.changed() => {}
-                Ok(()) = reach.changed() => {}
-                Some(f) = fetched_rx.recv() => self.on_fetched(f).await,
-                Some(cmd) = inputs.commands.recv() => self.on_command(cmd, &outputs).await,
-                _ = tick.tick() => {}
+            // A change of this node's pod reports alone waits up to `REPORTS_COALESCE` for more
+            // (a pod start changes its report several times, and each step is a scheduling
+            // pass over the whole cluster); any other input steps at once, with the reports.
+            let mut reports_due: Option<tokio::time::Instant> = None;
+            loop {
+                let due = reports_due.unwrap_or_else(tokio::time::Instant::now);
+                // Every branch is cancel-safe: watch changes, an mpsc receive, a tick, a sleep.
+                tokio::select! {
+                    _ = cancel.cancelled() => break 'steps,
+                    Ok(()) = inputs.declared.changed() => declared_changed = true,
+                    Ok(()) = inputs.reports.changed() => {
+                        if reports_due.is_none() {
+                            reports_due =
+                                Some(tokio::time::Instant::now() + REPORTS_COALESCE);
+                        }
+                        continue;
+                    }
+                    _ = tokio::time::sleep_until(due), if reports_due.is_some() => {}
+                    Ok(()) = nodes.changed() => {}
+                    Ok(()) = reach.changed() => {}
+                    Some(f) = fetched_rx.recv() => self.on_fetched(f).await,
+                    Some(cmd) = inputs.commands.recv() => self.on_command(cmd, &outputs).await,
+                    _ = tick.tick() => {}
+                }
+                break;
             }
         }
         drop(fetched_rx); // a fetch that finished meanwhile does not wait to be heard

@@ -456,6 +456,7 @@ pub(super) fn find_pod<'a>(
         .iter()
         .filter(|p| p.name == name && p.namespace == ns)
         .min_by_key(|p| p.deleting_since.is_some())
+        .map(|p| &**p)
 }
 
 fn render_pod(snap: &Snapshot, p: &PodRecord) -> Value {

@@ -28,6 +28,48 @@ pub(super) struct LastPass {
     placement: Placement,
 }
 
+/// Where a step's time went, for the `skiff::loop` trace of slow steps.
+struct Laps {
+    started: std::time::Instant,
+    last: std::time::Instant,
+    laps: Vec<(&'static str, u128)>,
+}
+
+impl Laps {
+    fn start() -> Self {
+        let now = std::time::Instant::now();
+        Laps {
+            started: now,
+            last: now,
+            laps: Vec::with_capacity(12),
+        }
+    }
+
+    fn lap(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.laps.push((name, (now - self.last).as_micros()));
+        self.last = now;
+    }
+
+    /// A step over 1 ms is traced with its sub-steps (microseconds each).
+    fn log_if_slow(&self) {
+        let took = self.started.elapsed();
+        if took > std::time::Duration::from_millis(1) {
+            let laps: Vec<String> = self
+                .laps
+                .iter()
+                .map(|(n, us)| format!("{n}={us}"))
+                .collect();
+            tracing::debug!(
+                target: "skiff::loop",
+                us = took.as_micros() as u64,
+                laps = %laps.join(" "),
+                "slow step"
+            );
+        }
+    }
+}
+
 /// The longest a leader goes without a scheduling pass.
 const PASS_AT_LEAST_EVERY_MS: u64 = 5_000;
 
@@ -40,13 +82,18 @@ impl ClusterService {
         fetched_tx: &mpsc::Sender<Fetched>,
     ) {
         let now = (self.timings.clock)();
+        let mut laps = Laps::start();
         let view_changed = self.read_gossip_keys().await;
+        laps.lap("gossip");
         self.sync_replica(now, view_changed, fetched_tx).await;
+        laps.lap("replica");
         self.read_node_list(now).await;
         let leadership = self.leadership(now).await;
         let pods = self.exchange_reports(inputs, view_changed).await;
+        laps.lap("reports");
         let scheduled = if leadership.scheduling {
             let pass = self.scheduling_pass_if_needed(now, view_changed).await;
+            laps.lap("pass");
             self.allocate_services().await;
             Some(pass)
         } else {
@@ -55,6 +102,7 @@ impl ClusterService {
             None
         };
         let followed_changed = self.follow_leader(leadership.leader.as_deref());
+        laps.lap("follow");
         let nodes = self.nodes.clone();
         let routes = self.subnets(&nodes, leadership.leading).await;
         let placement = match scheduled {
@@ -79,11 +127,14 @@ impl ClusterService {
                 self.objects_dirty = true;
             }
         }
+        laps.lap("cron");
         let services = self.service_table(now);
+        laps.lap("services");
         let rollouts = self.rollout_tracker.track_shared(&self.objects, &pods, now);
         if leadership.scheduling {
             self.auto_rollback(&rollouts, outputs).await;
         }
+        laps.lap("rollouts");
         self.hand_on(
             outputs,
             leadership,
@@ -92,8 +143,11 @@ impl ClusterService {
             routes,
             services,
         );
+        laps.lap("hand_on");
         // Disk last: the commits (a sync each) do not delay the node's pods.
         self.write_replica();
+        laps.lap("store");
+        laps.log_if_slow();
     }
 
     /// Reads the gossip keys of the nodes whose keys changed; true when any did.
