@@ -387,10 +387,11 @@ impl<N: PodNetwork + 'static> Core<N> {
                     .find(|(i, _)| i == id)
                     .map_or(Observed::Running, |(_, o)| o.clone())
             };
-            // Observed on a copy: the shared record is replaced only when something changed.
+            // Observed on a copy: the shared record is replaced only when something changed
+            // (`observe` changes the status alone).
             let mut pod = PodRecord::clone(shared);
             let noted = plan::observe(&mut pod, &observe, now, &self.crash);
-            if pod != **shared {
+            if pod.status != shared.status {
                 *shared = Arc::new(pod);
                 self.dirty.insert(uid.clone());
             }
