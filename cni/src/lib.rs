@@ -33,6 +33,7 @@ pub mod links;
 pub mod netlink_network;
 pub mod netns;
 pub mod nft;
+pub mod nft_session;
 mod nsthread;
 pub mod plan;
 mod pod_ops;

@@ -12,6 +12,7 @@ use crate::ipam::Ipam;
 use crate::links;
 use crate::netns::{list_netns_files, remove_netns, validate_netns_name};
 use crate::nft;
+use crate::nft_session::NftSession;
 use crate::nsthread::{blocking_in_netns, netlink_in_netns};
 use crate::plan::{Action, GcAction, ObservedNode, plan_gc, plan_setup, plan_teardown};
 use crate::routes::PeerRoute;
@@ -27,7 +28,12 @@ pub struct NetlinkNetwork {
     /// costs ~15 ms, so `ensure_bridge` rewrites the table on its first call and then at most
     /// every `TABLE_REFRESH`; a new instance always rewrites it.
     table_written: Mutex<Option<Instant>>,
+    /// The node's long-lived `nft -i` for small transactions (started on first use).
+    nft_session: Arc<Mutex<Option<NftSession>>>,
 }
+
+/// The longest an `nft -i` transaction may take before its process is replaced.
+const NFT_SESSION_LIMIT: Duration = Duration::from_secs(20);
 
 /// How often `ensure_bridge` rewrites the nftables table (repairing outside tampering).
 pub const TABLE_REFRESH: Duration = Duration::from_secs(60);
@@ -42,6 +48,7 @@ impl NetlinkNetwork {
             ipam,
             fail_after: Mutex::new(None),
             table_written: Mutex::new(None),
+            nft_session: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -152,6 +159,36 @@ impl NetlinkNetwork {
         let action = action.to_string();
         blocking_in_netns(self.node_netns(), move || {
             nft::run(&action, &script).map(drop)
+        })
+        .await
+    }
+
+    /// Runs an nftables script (one transaction) in the node namespace through the node's
+    /// long-lived `nft -i` process: several times faster than [`NetlinkNetwork::run_nft`] for a
+    /// small change to a large table (see [`crate::nft_session`]). The process is started on
+    /// first use and replaced after any failure other than the script's own error.
+    pub async fn apply_nft(&self, action: &str, script: String) -> Result<(), CniError> {
+        let action = action.to_string();
+        let session = Arc::clone(&self.nft_session);
+        blocking_in_netns(self.node_netns(), move || {
+            let mut slot = session
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if slot.as_ref().is_some_and(NftSession::worn_out) {
+                *slot = None;
+            }
+            let running = match slot.take() {
+                Some(s) => s,
+                None => NftSession::start()?,
+            };
+            let running = slot.insert(running);
+            let result = running.run(&action, &script, NFT_SESSION_LIMIT);
+            if let Err(e) = &result
+                && !matches!(e, CniError::Nft { .. })
+            {
+                *slot = None;
+            }
+            result
         })
         .await
     }

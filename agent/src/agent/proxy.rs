@@ -1,6 +1,8 @@
 //! The node's Service proxy: follows the cluster task's Service table and keeps the node's
 //! service nftables table equal to it (the whole table on the first sync and after a failure,
-//! only the difference afterwards), with the service CIDR routed to the bridge. Changes that
+//! through a fresh `nft -f`; only the difference afterwards, through the node's long-lived
+//! `nft -i`, which spares each change the process start and the wait a closing nft process
+//! makes for the kernel's transaction cleanup), with the service CIDR routed to the bridge. Changes that
 //! arrive while a sync runs are folded into the next one; syncs are at least
 //! [`MIN_SYNC_INTERVAL`] apart. After a sync, tracked flows it made stale (UDP flows to an
 //! endpoint that left, any flow to a Service port that is gone) are deleted.
@@ -99,8 +101,10 @@ pub async fn run(
             let script_bytes = script.len();
             let result = if script.is_empty() {
                 Ok(())
-            } else {
+            } else if applied.is_none() {
                 net.run_nft("program services", script).await
+            } else {
+                net.apply_nft("update services", script).await
             };
             match result {
                 Ok(()) => {

@@ -1,4 +1,4 @@
-//! The nftables program for Services, planned as data and applied as `nft -f` scripts in
+//! The nftables program for Services, planned as data and applied as `nft` scripts in
 //! skiff's own service table (one per node): a verdict map from (address, protocol, port) to a
 //! chain per Service port that picks an endpoint at random (`numgen`), one DNAT chain per
 //! endpoint, node ports on the node's own addresses, and a reject for Services with no ready
