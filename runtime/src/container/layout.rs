@@ -102,6 +102,29 @@ pub struct ExitRecord {
 
 /// Writes `value` as JSON to `path` atomically (temp file in the same dir, fsync, rename).
 pub fn write_record<T: Serialize>(id: &str, path: &Path, value: &T) -> Result<(), ContainerError> {
+    write_record_with(id, path, value, true)
+}
+
+/// Like [`write_record`] without the fsync: still atomic for every reader (the rename), but
+/// not kept through a power loss. For the records of a start, which sit on its critical path
+/// and mean nothing after a reboot (the container's processes are gone with it): `spec.json`,
+/// read by the shim a moment later, and `running.json`. An fsync there costs one to several
+/// milliseconds each, far more when the block layer's completion work waits for a busy CPU.
+/// Readers treat a record torn by a power loss as missing.
+pub fn write_record_unsynced<T: Serialize>(
+    id: &str,
+    path: &Path,
+    value: &T,
+) -> Result<(), ContainerError> {
+    write_record_with(id, path, value, false)
+}
+
+fn write_record_with<T: Serialize>(
+    id: &str,
+    path: &Path,
+    value: &T,
+    sync: bool,
+) -> Result<(), ContainerError> {
     let tmp = path.with_extension("json.tmp");
     let body = serde_json::to_vec(value).map_err(|source| ContainerError::CorruptRecord {
         id: id.to_string(),
@@ -117,7 +140,9 @@ pub fn write_record<T: Serialize>(id: &str, path: &Path, value: &T) -> Result<()
             .mode(0o600)
             .open(&tmp)?;
         file.write_all(&body)?;
-        file.sync_all()?;
+        if sync {
+            file.sync_all()?;
+        }
         std::fs::rename(&tmp, path)
     };
     write().map_err(|e| ContainerError::io(id, "writing record", path, e))

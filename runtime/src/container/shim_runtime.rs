@@ -16,6 +16,7 @@ use super::error::ContainerError;
 use super::exec::ExecArgs;
 use super::layout::{
     ContainerDir, ExitRecord, RunningRecord, containers_dir, read_record, write_record,
+    write_record_unsynced,
 };
 use super::process::{is_alive, signal_if_same};
 use super::shim::ShimArgs;
@@ -229,7 +230,7 @@ impl ContainerRuntime for ShimRuntime {
             }
             other => other.map_err(|e| ContainerError::io(id, "creating", &dir.dir, e))?,
         }
-        write_record(id, &dir.spec(), spec)?;
+        write_record_unsynced(id, &dir.spec(), spec)?;
         let mut child = self.spawn_shim(&dir)?;
         let report = read_report(&mut child, Instant::now() + START_TIMEOUT);
         let shim_pid = child.id() as i32;
@@ -293,7 +294,12 @@ impl ContainerRuntime for ShimRuntime {
                 message: exit.message,
             });
         }
-        let Some(running) = read_record::<RunningRecord>(id, &dir.running())? else {
+        // Written without an fsync: one torn by a power loss names processes that are gone.
+        let running = match read_record::<RunningRecord>(id, &dir.running()) {
+            Err(ContainerError::CorruptRecord { .. }) => None,
+            other => other?,
+        };
+        let Some(running) = running else {
             return Ok(ContainerState::Unknown);
         };
         let init_alive = is_alive(running.init_pid, running.init_start_ticks);
@@ -474,5 +480,30 @@ impl ContainerRuntime for ShimRuntime {
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_running_record_torn_by_a_power_loss_reads_as_unknown() {
+        let tmp = tempfile::tempdir().unwrap();
+        let rt = ShimRuntime::new(ShimRuntimeConfig {
+            state_root: tmp.path().to_path_buf(),
+            shim_command: vec!["/bin/false".into()],
+        });
+        let dir = ContainerDir::new(tmp.path(), "c1");
+        std::fs::create_dir_all(&dir.dir).unwrap();
+        // An unsynced record after a power loss: the rename landed, its bytes did not.
+        std::fs::write(dir.running(), b"").unwrap();
+        assert!(matches!(rt.state("c1").unwrap(), ContainerState::Unknown));
+        // A torn exit record is still an error: it is written with an fsync.
+        std::fs::write(dir.exit(), b"{").unwrap();
+        assert!(matches!(
+            rt.state("c1"),
+            Err(ContainerError::CorruptRecord { .. })
+        ));
     }
 }

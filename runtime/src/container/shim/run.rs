@@ -16,7 +16,7 @@ use super::monitor::{Running, monitor};
 use super::{MonitorArgs, ShimArgs, handoff, report, signals};
 use crate::container::cgroup;
 use crate::container::layout::{
-    ContainerDir, ExitRecord, RunningRecord, read_record, write_record,
+    ContainerDir, ExitRecord, RunningRecord, read_record, write_record, write_record_unsynced,
 };
 use crate::container::oci::build_oci_spec;
 use crate::container::process::read_stat;
@@ -78,7 +78,7 @@ pub(super) fn run(args: &ShimArgs, argv_prefix: Option<&[OsString]>) -> i32 {
         shim_start_ticks: read_stat(me).map_or(0, |s| s.start_ticks),
         started_at,
     };
-    if let Err(e) = write_record(&spec.id, &dir.running(), &record) {
+    if let Err(e) = write_record_unsynced(&spec.id, &dir.running(), &record) {
         eprintln!("shim: {e}");
     }
     report(&format!("started {}", running.pid));
