@@ -470,7 +470,7 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
         // Cluster DNS for this node's pods, on the bridge gateway.
         let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let gateway = net.config().gateway;
-        tracker.spawn(dns::run(
+        tracker.spawn(dns::run_on_own_thread(
             net.clone(),
             gateway,
             dns::upstreams(&resolv, gateway),
