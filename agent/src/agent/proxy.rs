@@ -3,9 +3,8 @@
 //! through a fresh `nft -f`; only the difference afterwards, a small one through the node's
 //! long-lived `nft -i`, which spares each change the process start and the wait a closing nft
 //! process makes for the kernel's transaction cleanup), with the service CIDR routed to the
-//! bridge. Changes that
-//! arrive while a sync runs are folded into the next one; syncs are at least
-//! [`MIN_SYNC_INTERVAL`] apart. After a sync, tracked flows it made stale (UDP flows to an
+//! bridge. Changes that arrive while a sync runs are folded into the next one; syncs are at
+//! least [`MIN_SYNC_INTERVAL`] apart. After a sync, tracked flows it made stale (UDP flows to an
 //! endpoint that left, any flow to a Service port that is gone) are deleted.
 
 use std::sync::Arc;
