@@ -51,20 +51,13 @@ struct Settings {
     domain: String,
 }
 
-/// Serves DNS for `domain` on `gateway`:53 until `cancel`.
-#[allow(clippy::too_many_arguments)]
-/// Runs [`run`] on a thread of its own, in a single-threaded runtime, so that answers never
-/// wait behind the agent's other tasks on a shared worker (in the services bench, the p99 at
-/// 5,000 queries/s moved between 1x and 2.9x dnsmasq's while on the agent's runtime). The
-/// returned future, for the owner's tracker, ends when the thread does (after `cancel`).
-pub fn run_on_own_thread(
-    net: Arc<skiff_cni::NetlinkNetwork>,
-    gateway: Ipv4Addr,
-    upstreams: Vec<SocketAddr>,
-    domain: String,
-    state: watch::Receiver<Arc<ClusterState>>,
-    cancel: CancellationToken,
-    tracker: TaskTracker,
+/// Runs `server` (the future of [`run`]) on a thread of its own, in a single-threaded
+/// runtime, so that answers never wait behind the agent's other tasks on a shared worker (in
+/// the services bench, the p99 at 5,000 queries/s moved between 1x and 2.9x dnsmasq's while on
+/// the agent's runtime). The returned future, for the owner's tracker, ends when the thread
+/// does (after `run`'s `cancel`).
+pub fn on_own_thread(
+    server: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let spawned = std::thread::Builder::new()
@@ -74,9 +67,7 @@ pub fn run_on_own_thread(
                 .enable_all()
                 .build()
             {
-                Ok(runtime) => {
-                    runtime.block_on(run(net, gateway, upstreams, domain, state, cancel, tracker))
-                }
+                Ok(runtime) => runtime.block_on(server),
                 Err(e) => tracing::error!("cluster DNS: cannot start its runtime: {e}"),
             }
             drop(done_tx);
@@ -90,6 +81,8 @@ pub fn run_on_own_thread(
     }
 }
 
+/// Serves DNS for `domain` on `gateway`:53 until `cancel`.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     net: Arc<skiff_cni::NetlinkNetwork>,
     gateway: Ipv4Addr,

@@ -470,7 +470,7 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
         // Cluster DNS for this node's pods, on the bridge gateway.
         let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let gateway = net.config().gateway;
-        tracker.spawn(dns::run_on_own_thread(
+        tracker.spawn(dns::on_own_thread(dns::run(
             net.clone(),
             gateway,
             dns::upstreams(&resolv, gateway),
@@ -478,7 +478,7 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
             state_rx.clone(),
             cancel.clone(),
             tracker.clone(),
-        ));
+        )));
     }
     if let Some(net) = network.clone() {
         // Services: every node programs every Service (ClusterIP, node ports, endpoints).
