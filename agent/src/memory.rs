@@ -1,20 +1,72 @@
-//! Keeping the agent small on small devices: glibc keeps freed heap in per-thread arenas, so a
-//! burst of work (unpacking an image) would otherwise stay in the agent's RSS for good.
+//! Keeping the agent small on small devices: glibc keeps freed heap in its arenas, so a burst
+//! of work (unpacking an image, a thousand Services applied at once, a large `get -o json`)
+//! would otherwise stay in the agent's RSS for good.
 #![allow(unsafe_code)]
 
-/// Limits malloc to two arenas (the agent has few busy threads). Call first thing in the agent.
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Quiet time after a burst of work before freed heap is handed back to the system.
+const TRIM_AFTER: Duration = Duration::from_secs(2);
+/// A trim waits at most this long for quiet (a client that polls every few milliseconds).
+const TRIM_AT_MOST_AFTER: Duration = Duration::from_secs(10);
+
+/// One malloc arena for the whole agent. Each arena keeps its own free pages among the ones
+/// still in use, so with more arenas a burst leaves more of them behind; the agent's threads
+/// are seldom busy at once, and glibc's per-thread caches serve most small allocations without
+/// the arena's lock. Call first thing in the agent, before it starts threads.
 pub fn limit_arenas() {
     // SAFETY: mallopt only changes allocator tunables; called before the agent starts threads.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
 
-/// Returns freed heap memory to the system (after image imports and pulls).
+/// Returns freed heap memory to the system now (blocking: call it off the async workers).
 pub fn release_free_memory() {
     // SAFETY: malloc_trim walks the allocator's free lists under its own locks; it has no
     // preconditions on the caller.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+fn bursts() -> &'static Notify {
+    static BURSTS: OnceLock<Notify> = OnceLock::new();
+    BURSTS.get_or_init(Notify::new)
+}
+
+/// Says that a burst of work just ended (a Service sync, an API answer): [`trimmer`] hands the
+/// freed heap back once the agent has been quiet for a moment.
+pub fn trim_soon() {
+    bursts().notify_one();
+}
+
+/// Trims the heap [`TRIM_AFTER`] after the last [`trim_soon`] (at most [`TRIM_AT_MOST_AFTER`]
+/// after the first of a stream of them), until `cancel`.
+pub async fn trimmer(cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            () = bursts().notified() => {}
+        }
+        let latest = tokio::time::Instant::now() + TRIM_AT_MOST_AFTER;
+        loop {
+            let quiet = tokio::time::sleep(TRIM_AFTER);
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                () = bursts().notified() => {
+                    if tokio::time::Instant::now() < latest {
+                        continue;
+                    }
+                }
+                () = quiet => {}
+            }
+            break;
+        }
+        let _ = tokio::task::spawn_blocking(release_free_memory).await;
     }
 }

@@ -21,7 +21,11 @@ pub(crate) fn to_json_bytes<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 fn hex_sha256<T: Serialize>(value: &T, len: usize) -> String {
-    let digest = Sha256::digest(to_json_bytes(value));
+    // The JSON goes straight into the hasher: no copy of the whole object is made (hashing a
+    // thousand objects at once would otherwise leave the heap fragmented by their copies).
+    let mut hasher = Sha256::new();
+    serde_json::to_writer(&mut hasher, value).expect("model values always serialize to JSON");
+    let digest = hasher.finalize();
     let mut text = hex::encode(digest);
     text.truncate(len);
     text

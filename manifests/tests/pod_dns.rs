@@ -13,7 +13,7 @@ fn spec(extra: &str) -> PodSpec {
     assert!(parsed.is_ok(), "{:?}", parsed.errors());
     assert!(parsed.warnings().is_empty(), "{:?}", parsed.warnings());
     match parsed.objects()[0].get() {
-        Object::Pod(p) => p.spec.clone(),
+        Object::Pod(p) => (*p.spec).clone(),
         _ => panic!("not a Pod"),
     }
 }

@@ -26,7 +26,7 @@ fn valid_pod(yaml: &str) -> skiff_manifests::model::pod::PodSpec {
     assert!(parsed.is_ok(), "{:#?}", parsed.errors());
     assert!(parsed.warnings().is_empty(), "{:#?}", parsed.warnings());
     match parsed.objects()[0].get() {
-        Object::Pod(pod) => pod.spec.clone(),
+        Object::Pod(pod) => (*pod.spec).clone(),
         other => panic!("not a pod: {other:?}"),
     }
 }

@@ -277,17 +277,19 @@ fn kill_container(pod: &str, cgroup_needle: &str) -> Result<()> {
     .with_context(|| format!("kill -9 {pid} (pod {pod})"))
 }
 
-/// The agent's RSS once it holds still (four readings 250 ms apart within 128 KiB, at most
-/// 15 s), for figures not taken in the middle of a burst.
+/// The agent's RSS once it holds still (readings 250 ms apart within 128 KiB for 4 s, longer
+/// than the agent waits after a burst before it hands freed heap back; at most 20 s), for
+/// figures not taken in the middle of a burst.
 fn settled_rss(pid: u32) -> Result<crate::bench::Rss> {
+    const STILL: usize = 16;
     let start = Instant::now();
     let mut readings: Vec<u64> = Vec::new();
     loop {
         readings.push(crate::bench::rss_kb(pid).context("the agent is gone")?);
-        let last = &readings[readings.len().saturating_sub(4)..];
-        let still = last.len() == 4
+        let last = &readings[readings.len().saturating_sub(STILL)..];
+        let still = last.len() == STILL
             && last.iter().max().unwrap_or(&0) - last.iter().min().unwrap_or(&0) < 128;
-        if still || start.elapsed() > Duration::from_secs(15) {
+        if still || start.elapsed() > Duration::from_secs(20) {
             return Ok(crate::bench::Rss::of(pid));
         }
         std::thread::sleep(Duration::from_millis(250));

@@ -232,6 +232,8 @@ impl<N: PodNetwork + 'static> Core<N> {
                         self.refresh_declared();
                     }
                     self.write_sources();
+                    // Parsing a large file leaves its transient copies freed behind.
+                    crate::memory::trim_soon();
                 }
                 Ok(()) = desired.changed() => {
                     let d = desired.borrow_and_update().clone();

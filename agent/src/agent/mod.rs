@@ -480,6 +480,7 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
             tracker.clone(),
         )));
     }
+    tracker.spawn(crate::memory::trimmer(cancel.clone()));
     if let Some(net) = network.clone() {
         // Services: every node programs every Service (ClusterIP, node ports, endpoints).
         tracker.spawn(proxy::run(

@@ -30,9 +30,6 @@ const RETRY: Duration = Duration::from_secs(1);
 /// After an agent restart, the rules left in place keep serving until every other Ready
 /// node's pods are known again, or at most this long.
 const RESTART_SETTLE: Duration = Duration::from_secs(3);
-/// Quiet time after a sync before freed heap is handed back to the system: rebuilding a large
-/// Service table frees megabytes that malloc would otherwise keep in the agent's RSS.
-const TRIM_AFTER: Duration = Duration::from_secs(2);
 
 pub async fn run(
     net: Arc<NetlinkNetwork>,
@@ -46,7 +43,6 @@ pub async fn run(
     let mut applied_ports: Vec<rules::ProgrammedPort> = Vec::new();
     let mut shown: Option<Arc<services::ServiceTable>> = None;
     let mut routed = false;
-    let mut trim_at: Option<tokio::time::Instant> = None;
     // The channel starts with an empty state; the cluster task's first state (the objects and
     // book from the store) comes next. Programming the empty one would drop every Service's
     // rules for as long as that takes after a restart.
@@ -123,9 +119,10 @@ pub async fn run(
                         script_bytes,
                         "services programmed"
                     );
-                    applied = Some(wanted);
+                    applied = Some(wanted.applied());
                     shown = Some(current);
-                    trim_at = Some(tokio::time::Instant::now() + TRIM_AFTER);
+                    // Rebuilding a large table frees megabytes that malloc would keep.
+                    crate::memory::trim_soon();
                     let stale = services::flows::stale(&applied_ports, &ports);
                     applied_ports = ports;
                     if !stale.is_empty() {
@@ -159,27 +156,9 @@ pub async fn run(
         if failed {
             continue;
         }
-        // Every branch is cancel-safe.
-        loop {
-            let trim = async {
-                match trim_at {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                changed = state.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    break;
-                }
-                () = trim => {
-                    trim_at = None;
-                    let _ = tokio::task::spawn_blocking(crate::memory::release_free_memory).await;
-                }
-            }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            changed = state.changed() => if changed.is_err() { return },
         }
     }
 }

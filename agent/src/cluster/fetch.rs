@@ -74,7 +74,7 @@ impl Fetcher for RpcFetcher {
 pub fn serve_records(served: &Served, keys: &[String]) -> Vec<(String, StoredRecord)> {
     let records = served.read().unwrap_or_else(|p| p.into_inner());
     keys.iter()
-        .filter_map(|k| Some((k.clone(), StoredRecord::clone(records.get(k)?))))
+        .filter_map(|k| Some((k.clone(), records.get(k)?.full())))
         .collect()
 }
 
@@ -90,19 +90,27 @@ pub fn answer(served: &Served, keys: &[String]) -> Result<Vec<u8>, serde_json::E
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::replica::ServedRecord;
 
     #[test]
     fn the_answer_reads_back_as_the_served_records() {
+        let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers: [{name: c, image: busybox}]\n";
+        let object = skiff_manifests::parse_file("web.yaml", yaml.as_bytes()).objects()[0].clone();
+        let digest = skiff_gossip::Digest {
+            stamp: skiff_gossip::Hlc::new("n1").tick(1),
+            hash: object.content_hash(),
+            tombstone: false,
+        };
         let record = StoredRecord {
-            digest: "d1".into(),
-            body: Some(b"{}".to_vec()),
+            digest: digest.to_string(),
+            body: Some(object.to_json()),
             origin: "n1:web.yaml".into(),
             history: Vec::new(),
         };
         let served = Served::default();
         served.write().unwrap().insert(
             "obj/Pod/default/web".into(),
-            std::sync::Arc::new(record.clone()),
+            ServedRecord::from_record("obj/Pod/default/web", record.clone()).expect("valid"),
         );
         let keys = [
             "obj/Pod/default/web".to_string(),

@@ -72,10 +72,45 @@ pub struct StoredRecord {
 
 struct Entry {
     digest: Digest,
-    /// Shared with what the node serves (`records`), so that handing the records on copies
-    /// no body.
+    /// The record without its body (shared with what the node serves, `records`): the body
+    /// is the object's JSON, made again when the record is written or served, so that a
+    /// thousand objects are not also held as text.
     stored: Arc<StoredRecord>,
     object: Option<Valid<Object>>,
+}
+
+impl Entry {
+    fn served(&self) -> ServedRecord {
+        ServedRecord {
+            stored: self.stored.clone(),
+            object: self.object.clone(),
+        }
+    }
+}
+
+/// A record as this node serves it: the record without its body, and the object the body is
+/// made from.
+#[derive(Clone, Debug)]
+pub struct ServedRecord {
+    stored: Arc<StoredRecord>,
+    object: Option<Valid<Object>>,
+}
+
+impl ServedRecord {
+    /// A record as another node sent it, checked like one (the body must match the digest).
+    pub fn from_record(key: &str, stored: StoredRecord) -> Result<ServedRecord, ReplicaError> {
+        Ok(Replica::entry(key, stored)?.served())
+    }
+
+    /// The whole record, body included.
+    pub fn full(&self) -> StoredRecord {
+        StoredRecord {
+            digest: self.stored.digest.clone(),
+            body: self.object.as_ref().map(Valid::to_json),
+            origin: self.stored.origin.clone(),
+            history: self.stored.history.clone(),
+        }
+    }
 }
 
 /// The replica: records, what this node declared, its clock.
@@ -173,7 +208,10 @@ impl Replica {
         };
         Ok(Entry {
             digest,
-            stored: Arc::new(stored),
+            stored: Arc::new(StoredRecord {
+                body: None,
+                ..stored
+            }),
             object,
         })
     }
@@ -192,7 +230,7 @@ impl Replica {
                 let key = key.as_str();
                 match self.entries.get(key) {
                     Some(e) => {
-                        let json = serde_json::to_vec(&e.stored).unwrap_or_default();
+                        let json = serde_json::to_vec(&e.served().full()).unwrap_or_default();
                         records.insert(key, json.as_slice())?;
                     }
                     None => {
@@ -248,7 +286,7 @@ impl Replica {
                 };
                 let stored = StoredRecord {
                     digest: digest.to_string(),
-                    body: Some(object.to_json()),
+                    body: None, // made from the object when written or served
                     origin: format!("{}:{source}", self.node),
                     history,
                 };
@@ -329,7 +367,7 @@ impl Replica {
         };
         let stored = StoredRecord {
             digest: digest.to_string(),
-            body: Some(undone.object.to_json()),
+            body: None, // made from the object when written or served
             origin: format!("{}:{UNDO_SOURCE} (declared in {declared})", self.node),
             history: undone.history.clone(),
         };
@@ -365,7 +403,7 @@ impl Replica {
         };
         let stored = StoredRecord {
             digest: digest.to_string(),
-            body: Some(object.to_json()),
+            body: None, // made from the object when written or served
             origin: format!("{}:{made_by}", self.node),
             history: history::next(&[], None, object, now_ms),
         };
@@ -465,16 +503,16 @@ impl Replica {
     }
 
     /// Every stored record, by key (what this node serves to others' fetches).
-    pub fn records(&self) -> BTreeMap<String, Arc<StoredRecord>> {
+    pub fn records(&self) -> BTreeMap<String, ServedRecord> {
         self.entries
             .iter()
-            .map(|(k, e)| (k.clone(), e.stored.clone()))
+            .map(|(k, e)| (k.clone(), e.served()))
             .collect()
     }
 
-    /// A stored record (to answer another node's fetch).
-    pub fn record(&self, key: &str) -> Option<&StoredRecord> {
-        self.entries.get(key).map(|e| &*e.stored)
+    /// A stored record, body included (to answer another node's fetch).
+    pub fn record(&self, key: &str) -> Option<StoredRecord> {
+        self.entries.get(key).map(|e| e.served().full())
     }
 
     /// The live desired objects of the whole cluster, with where each was declared.
@@ -598,14 +636,14 @@ mod tests {
         a.ingest(&declared(&[web]), 1_000);
         let key = "obj/Pod/default/web";
         assert!(
-            b.apply_remote(key, a.record(key).cloned().expect("rec"))
+            b.apply_remote(key, a.record(key).expect("rec"))
                 .expect("apply")
         );
         assert_eq!(b.objects().len(), 1);
         assert_eq!(a.ingest(&declared(&[]), 2_000).len(), 1);
         assert!(a.digests()[key].tombstone);
         assert!(
-            b.apply_remote(key, a.record(key).cloned().expect("rec"))
+            b.apply_remote(key, a.record(key).expect("rec"))
                 .expect("apply")
         );
         assert!(b.objects().is_empty());
@@ -625,10 +663,7 @@ mod tests {
         a.ingest(&declared(&[object("web", "one")]), 1_000);
         b.ingest(&declared(&[object("web", "two")]), 1_000);
         let key = "obj/Pod/default/web";
-        let (ra, rb) = (
-            a.record(key).cloned().expect("a"),
-            b.record(key).cloned().expect("b"),
-        );
+        let (ra, rb) = (a.record(key).expect("a"), b.record(key).expect("b"));
         // Same millisecond: node "b" wins the tie on both sides, whatever the arrival order.
         assert!(!a.apply_remote(key, ra.clone()).expect("same"));
         assert!(a.apply_remote(key, rb.clone()).expect("apply"));

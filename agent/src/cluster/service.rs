@@ -53,7 +53,7 @@ pub trait Fetcher: Send + Sync {
 }
 
 /// The records this node serves to others' fetches (kept current by the task).
-pub type Served = Arc<std::sync::RwLock<BTreeMap<String, Arc<StoredRecord>>>>;
+pub type Served = Arc<std::sync::RwLock<BTreeMap<String, super::replica::ServedRecord>>>;
 
 /// Wall-clock milliseconds (simulations pass a clock that follows tokio's paused time).
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;

@@ -163,7 +163,7 @@ fn pod_spec(pod_sc: &str, fields: &str) -> PodSpec {
     let parsed = skiff_manifests::parse_file("p.yaml", yaml.as_bytes());
     assert!(parsed.is_ok(), "{:?}", parsed.errors());
     match parsed.objects()[0].get() {
-        Object::Pod(p) => p.spec.clone(),
+        Object::Pod(p) => (*p.spec).clone(),
         other => panic!("not a pod: {other:?}"),
     }
 }

@@ -1,17 +1,14 @@
 use super::*;
 use crate::services::{Allocation, Endpoint, ServiceView};
 use hickory_proto::op::Query;
-use skiff_manifests::{Object, parse_file};
+use skiff_manifests::parse_file;
 use std::collections::BTreeMap;
 
-fn service(name: &str, spec: &str) -> skiff_manifests::Service {
+fn service(name: &str, spec: &str) -> crate::services::SharedService {
     let yaml = format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n{spec}");
     let parsed = parse_file("svc.yaml", yaml.as_bytes());
     assert!(parsed.is_ok(), "{:?}", parsed.errors());
-    match parsed.objects()[0].get() {
-        Object::Service(s) => s.clone(),
-        _ => unreachable!(),
-    }
+    crate::services::SharedService::new(parsed.objects()[0].clone()).expect("a Service")
 }
 
 fn endpoint(pod: &str, ip: &str, ready: bool) -> Endpoint {
@@ -30,7 +27,7 @@ fn table() -> ServiceTable {
     let view = |name: &str, svc, ip: Option<&str>, endpoints| ServiceView {
         namespace: "default".into(),
         name: name.into(),
-        service: std::sync::Arc::new(svc),
+        service: svc,
         allocation: Allocation {
             cluster_ip: ip.map(|i| i.parse().unwrap()),
             ..Allocation::default()

@@ -145,6 +145,9 @@ pub fn endpoints<'a>(
     if all.iter().any(|e| !gone_nodes.contains(&*e.node)) {
         all.retain(|e| !gone_nodes.contains(&*e.node));
     }
+    // Kept for as long as the Service is: no spare capacity (a Vec grown one endpoint at a time
+    // to 10 holds room for 16).
+    all.shrink_to_fit();
     all
 }
 

@@ -15,9 +15,8 @@ pub mod rules;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 
-use skiff_manifests::{Kind, Object, Service, ServiceType, SessionAffinity};
+use skiff_manifests::{Kind, Object, Service, ServiceType, SessionAffinity, Valid};
 
 pub use alloc::{Allocation, Book};
 pub use endpoints::{Endpoint, NamedPort};
@@ -28,13 +27,35 @@ pub use links::{ServiceLink, ServiceLinks};
 pub struct ServiceView {
     pub namespace: String,
     pub name: String,
-    /// Shared with the previous table while the object is unchanged.
-    pub service: Arc<Service>,
+    /// The Service object itself (shared with the replicated objects, not copied).
+    pub service: SharedService,
     /// What the leader's book says (empty until the book names the Service).
     pub allocation: Allocation,
     pub endpoints: Vec<Endpoint>,
     /// Pods the selector matches (not being deleted), ready or not.
     pub selected: usize,
+}
+
+/// A Service object as the replica holds it: a reference, read as a [`Service`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedService(Valid<Object>);
+
+impl SharedService {
+    /// `None` when the object is not a Service.
+    pub fn new(object: Valid<Object>) -> Option<SharedService> {
+        matches!(object.get(), Object::Service(_)).then_some(SharedService(object))
+    }
+}
+
+impl std::ops::Deref for SharedService {
+    type Target = Service;
+    fn deref(&self) -> &Service {
+        match self.0.get() {
+            Object::Service(s) => s,
+            // `new` accepts Services only.
+            _ => unreachable!("a SharedService holds a Service"),
+        }
+    }
 }
 
 /// Every Service by `namespace/name`.
@@ -52,14 +73,12 @@ pub fn services_of(objects: &crate::desired::Objects) -> BTreeMap<String, &Servi
         .collect()
 }
 
-/// Joins the objects, the leader's book and every node's pod reports. Services unchanged
-/// since `previous` share its copy.
+/// Joins the objects, the leader's book and every node's pod reports.
 pub fn table(
     objects: &crate::desired::Objects,
     book: &Book,
     pods: &crate::cluster::service::PodReports,
     gone_nodes: &BTreeSet<String>,
-    previous: &ServiceTable,
 ) -> ServiceTable {
     let views: Vec<endpoints::PodView<'_>> = pods
         .iter()
@@ -80,12 +99,15 @@ pub fn table(
             subdomain: report.subdomain.as_deref(),
         })
         .collect();
-    services_of(objects)
-        .into_iter()
-        .map(|(key, service)| {
-            let (namespace, name) = key.split_once('/').unwrap_or(("", &key));
+    objects
+        .iter()
+        .filter(|(k, _)| k.kind == Kind::Service)
+        .filter_map(|(k, (_, o))| {
+            let service = SharedService::new(o.clone())?;
+            let key = format!("{}/{}", k.namespace, k.name);
+            let (namespace, name) = (k.namespace.as_str(), k.name.as_str());
             let endpoints =
-                endpoints::endpoints(namespace, name, service, views.iter().cloned(), gone_nodes);
+                endpoints::endpoints(namespace, name, &service, views.iter().cloned(), gone_nodes);
             let selected = views
                 .iter()
                 .filter(|p| {
@@ -95,15 +117,12 @@ pub fn table(
             let view = ServiceView {
                 namespace: namespace.to_string(),
                 name: name.to_string(),
-                service: match previous.get(&key) {
-                    Some(old) if *old.service == *service => old.service.clone(),
-                    _ => Arc::new(service.clone()),
-                },
                 allocation: book.get(&key).cloned().unwrap_or_default(),
+                service,
                 endpoints,
                 selected,
             };
-            (key, view)
+            Some((key, view))
         })
         .collect()
 }

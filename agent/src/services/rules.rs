@@ -45,9 +45,59 @@ pub struct Ruleset {
     /// `proto . port` of node ports with no endpoint (rejected).
     pub rejected_node_ports: BTreeSet<String>,
     /// Chain name -> its rules.
-    pub chains: BTreeMap<String, Vec<String>>,
+    pub chains: BTreeMap<String, Rules>,
     /// Affinity set name -> timeout seconds.
     pub sets: BTreeMap<String, u32>,
+}
+
+/// A chain's rules, compared by a fingerprint of their text. Once a ruleset is applied only
+/// the fingerprints are kept ([`Ruleset::applied`]): the next diff needs to know which chains
+/// changed, not what they said (a thousand Services' rule text would stay in memory for
+/// nothing).
+#[derive(Clone, Debug, Default)]
+pub struct Rules {
+    fingerprint: u64,
+    text: Vec<String>,
+}
+
+impl Rules {
+    pub fn new(text: Vec<String>) -> Rules {
+        use std::hash::{Hash, Hasher};
+        // Fixed keys: the same text has the same fingerprint in every run.
+        let mut h = std::hash::DefaultHasher::new();
+        text.hash(&mut h);
+        Rules {
+            fingerprint: h.finish(),
+            text,
+        }
+    }
+}
+
+impl PartialEq for Rules {
+    fn eq(&self, other: &Rules) -> bool {
+        self.fingerprint == other.fingerprint
+    }
+}
+
+impl Eq for Rules {}
+
+/// The rules' text (empty once applied).
+impl std::ops::Deref for Rules {
+    type Target = [String];
+    fn deref(&self) -> &[String] {
+        &self.text
+    }
+}
+
+impl Ruleset {
+    /// What must be remembered of an applied ruleset to diff the next one against it: the
+    /// chains' text is dropped, their fingerprints kept.
+    pub fn applied(mut self) -> Ruleset {
+        for rules in self.chains.values_mut() {
+            rules.text = Vec::new();
+        }
+        self
+    }
 }
 
 /// A short, stable name part (FNV-1a, 32 bits as hex).
@@ -113,7 +163,7 @@ pub fn plan(ports: &[ProgrammedPort]) -> Ruleset {
                 ep_rules.push(format!("update @{set} {{ ip saddr }}"));
             }
             ep_rules.push(format!("meta l4proto {} dnat to {ip}:{port}", p.protocol));
-            rs.chains.insert(ep_chain.clone(), ep_rules);
+            rs.chains.insert(ep_chain.clone(), Rules::new(ep_rules));
             ep_chains.push(ep_chain);
         }
         if ep_chains.is_empty() {
@@ -132,7 +182,7 @@ pub fn plan(ports: &[ProgrammedPort]) -> Ruleset {
                 arms.join(", ")
             ));
         }
-        rs.chains.insert(svc_chain.clone(), rules);
+        rs.chains.insert(svc_chain.clone(), Rules::new(rules));
         if let Some(ip) = p.cluster_ip {
             rs.service_ips.insert(
                 format!("{ip} . {} . {}", p.protocol, p.port),
@@ -143,10 +193,10 @@ pub fn plan(ports: &[ProgrammedPort]) -> Ruleset {
             let np_chain = format!("snp-{id}");
             rs.chains.insert(
                 np_chain.clone(),
-                vec![
+                Rules::new(vec![
                     format!("meta mark set meta mark | {NODE_PORT_MARK:#x}"),
                     format!("goto {svc_chain}"),
-                ],
+                ]),
             );
             rs.node_ports
                 .insert(format!("{} . {np}", p.protocol), np_chain);
@@ -225,7 +275,8 @@ pub fn full_script(t: &str, rs: &Ruleset) -> String {
     s
 }
 
-/// The script that turns `old` into `new`; empty when they are equal.
+/// The script that turns `old` into `new`; empty when they are equal. `old` may be an
+/// [`Ruleset::applied`] one.
 pub fn diff_script(t: &str, old: &Ruleset, new: &Ruleset) -> String {
     let mut s = String::new();
     // New sets, new and changed chains (endpoint chains first: service chains jump to them).
@@ -243,7 +294,7 @@ pub fn diff_script(t: &str, old: &Ruleset, new: &Ruleset) -> String {
                 Some(old_rules) if old_rules == rules => {}
                 Some(_) => {
                     let _ = writeln!(s, "flush chain ip {t} {name}");
-                    for r in rules {
+                    for r in rules.iter() {
                         let _ = writeln!(s, "add rule ip {t} {name} {r}");
                     }
                 }
@@ -332,8 +383,8 @@ mod tests {
         let chain = &rs.service_ips["10.43.0.10 . tcp . 80"];
         let rules = &rs.chains[chain];
         assert_eq!(
-            rules,
-            &vec!["meta l4proto tcp dnat ip addr . port to numgen random mod 2 map { 0 : 10.42.1.2 . 8080, 1 : 10.42.2.2 . 8080 }".to_string()]
+            &rules[..],
+            &["meta l4proto tcp dnat ip addr . port to numgen random mod 2 map { 0 : 10.42.1.2 . 8080, 1 : 10.42.2.2 . 8080 }".to_string()]
         );
         assert!(
             rs.chains.keys().all(|n| !n.starts_with("sep-")),
@@ -439,5 +490,29 @@ mod tests {
             .expect("service chain deleted");
         assert!(unlink < svc_gone, "{script}");
         assert!(script.contains("add element ip t rejected-ips { 10.43.0.10 . tcp . 80 }"));
+    }
+
+    #[test]
+    fn an_applied_ruleset_keeps_no_rule_text_and_diffs_the_same() {
+        let before = plan(&[
+            port(
+                "default/web",
+                "10.43.0.10",
+                &[("10.42.1.2", 8080), ("10.42.2.2", 8080)],
+            ),
+            port("default/db", "10.43.0.20", &[("10.42.1.5", 5432)]),
+        ]);
+        let after = plan(&[
+            port("default/web", "10.43.0.10", &[("10.42.1.2", 8080)]),
+            port("default/db", "10.43.0.20", &[("10.42.1.5", 5432)]),
+            port("default/new", "10.43.0.30", &[("10.42.1.9", 80)]),
+        ]);
+        let applied = before.clone().applied();
+        assert!(applied.chains.values().all(|r| r.is_empty()));
+        assert_eq!(
+            diff_script("t", &applied, &after),
+            diff_script("t", &before, &after)
+        );
+        assert_eq!(diff_script("t", &before.clone().applied(), &before), "");
     }
 }

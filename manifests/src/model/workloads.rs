@@ -11,7 +11,9 @@ use super::pod::PodSpec;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Pod {
     pub metadata: ObjectMeta,
-    pub spec: PodSpec,
+    /// Boxed, like every pod spec in the model: an [`crate::Object`] is as large as its largest
+    /// kind, and a small object (a Service, a ConfigMap) should not pay for a pod spec.
+    pub spec: Box<PodSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -140,7 +142,7 @@ impl LabelSelector {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PodTemplate {
     pub metadata: TemplateMetadata,
-    pub spec: PodSpec,
+    pub spec: Box<PodSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]

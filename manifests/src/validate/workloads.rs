@@ -26,7 +26,10 @@ pub(crate) fn validate_pod(raw: RawPod, problems: &mut Problems) -> Option<Pod> 
         PodContext::Pod,
         problems,
     )?;
-    Some(Pod { metadata, spec })
+    Some(Pod {
+        metadata,
+        spec: Box::new(spec),
+    })
 }
 
 pub(crate) fn validate_deployment(
@@ -224,7 +227,10 @@ pub(crate) fn pod_template(
             PodContext::Template(kind),
             problems,
         )?;
-        Some(PodTemplate { metadata, spec })
+        Some(PodTemplate {
+            metadata,
+            spec: Box::new(spec),
+        })
     })
 }
 

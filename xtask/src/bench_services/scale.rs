@@ -163,6 +163,7 @@ fn measure(agent: &mut DemoAgent) -> Result<NodeReport> {
         e.endpoints == total
     })?;
     let rss_with = super::settled_rss(pid)?;
+    hold_for_inspection(pid, &rss_without, &rss_with)?;
 
     // One endpoint gone and back: a small pod, then a shared one (all 1,000 Services).
     let mut small_gone = Vec::new();
@@ -234,6 +235,30 @@ fn measure(agent: &mut DemoAgent) -> Result<NodeReport> {
         datapath,
         dns,
     })
+}
+
+/// With `SKIFF_BENCH_HOLD=<file>`, writes the agent's pid and both RSS figures to the file and
+/// waits until it is removed: the agent can be looked at (gdb, heaptrack) in the state the
+/// figure was taken in.
+fn hold_for_inspection(pid: u32, without: &Rss, with: &Rss) -> Result<()> {
+    let Some(file) = std::env::var_os("SKIFF_BENCH_HOLD") else {
+        return Ok(());
+    };
+    std::fs::write(
+        &file,
+        format!(
+            "{pid}\nwithout: total {} anon {} KiB; with: total {} anon {} KiB\n",
+            without.total, without.anon, with.total, with.anon
+        ),
+    )?;
+    eprintln!(
+        "bench services: holding until {} is removed",
+        Path::new(&file).display()
+    );
+    while Path::new(&file).exists() && !crate::demo::interrupted() {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
 }
 
 /// `kill -9` of the container of one of `service`'s endpoints (the `rep`-th): the sync that

@@ -67,7 +67,12 @@ pub struct Shared {
 pub fn handler(shared: Shared) -> Handler {
     Arc::new(move |request| {
         let shared = shared.clone();
-        Box::pin(async move { handle(shared, request).await })
+        Box::pin(async move {
+            let reply = handle(shared, request).await;
+            // An answer about a thousand objects is megabytes of JSON, freed once it is sent.
+            crate::memory::trim_soon();
+            reply
+        })
     })
 }
 

@@ -94,8 +94,7 @@ impl ClusterService {
                 && i.gone == gone
         });
         if !same {
-            let table =
-                services::table(&self.objects, &self.book, &self.pods, &gone, &self.services);
+            let table = services::table(&self.objects, &self.book, &self.pods, &gone);
             if table != *self.services {
                 self.services = Arc::new(table);
             }
