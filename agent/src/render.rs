@@ -365,21 +365,21 @@ pub fn service(
 pub fn endpoints(view: &crate::services::ServiceView, created: Option<Millis>) -> Value {
     let address = |e: &crate::services::Endpoint| {
         json!({
-            "ip": e.ip.to_string(),
-            "nodeName": e.node,
-            "targetRef": { "kind": "Pod", "namespace": view.namespace, "name": e.pod },
+            "ip": e.ip().to_string(),
+            "nodeName": e.node(),
+            "targetRef": { "kind": "Pod", "namespace": view.namespace, "name": e.name() },
         })
     };
     let ready: Vec<Value> = view
         .endpoints
         .iter()
-        .filter(|e| e.ready)
+        .filter(|e| e.ready())
         .map(address)
         .collect();
     let not_ready: Vec<Value> = view
         .endpoints
         .iter()
-        .filter(|e| !e.ready)
+        .filter(|e| !e.ready())
         .map(address)
         .collect();
     // The pod port of the first endpoint for each Service port (pods may differ by name).

@@ -170,8 +170,8 @@ fn lookup(rest: &str, qname: &Name, table: &ServiceTable, domain: &str) -> Found
             if !view.service.spec.is_headless() {
                 return Found::Missing;
             }
-            match serving(view).find(|e| endpoint_label(e) == *pod || &*e.pod == *pod) {
-                Some(e) => Found::Exists(vec![a(qname, e.ip)], Vec::new()),
+            match serving(view).find(|e| endpoint_label(e) == *pod || e.name() == *pod) {
+                Some(e) => Found::Exists(vec![a(qname, e.ip())], Vec::new()),
                 None => Found::Missing,
             }
         }
@@ -204,7 +204,7 @@ fn lookup(rest: &str, qname: &Name, table: &ServiceTable, domain: &str) -> Found
                         TTL,
                         RData::SRV(SRV::new(0, 100, *target_port, target.clone())),
                     ));
-                    additionals.push(a(&target, e.ip));
+                    additionals.push(a(&target, e.ip()));
                 }
                 Found::Exists(records, additionals)
             } else {
@@ -230,7 +230,7 @@ fn lookup(rest: &str, qname: &Name, table: &ServiceTable, domain: &str) -> Found
 /// The endpoints a headless Service's name lists.
 fn serving(view: &super::ServiceView) -> impl Iterator<Item = &super::Endpoint> {
     let all = view.service.spec.publish_not_ready_addresses;
-    view.endpoints.iter().filter(move |e| all || e.ready)
+    view.endpoints.iter().filter(move |e| all || e.ready())
 }
 
 fn service_records(qname: &Name, view: &super::ServiceView) -> Vec<Record> {
@@ -248,7 +248,7 @@ fn service_records(qname: &Name, view: &super::ServiceView) -> Vec<Record> {
             .unwrap_or_default();
     }
     if spec.is_headless() {
-        return serving(view).map(|e| a(qname, e.ip)).collect();
+        return serving(view).map(|e| a(qname, e.ip())).collect();
     }
     view.allocation
         .cluster_ip
@@ -274,7 +274,7 @@ fn reverse_lookup(ip: Ipv4Addr, table: &ServiceTable, domain: &str) -> Option<Na
         return Some(name(&format!("{}.{}.svc", v.name, v.namespace), domain));
     }
     table.values().find_map(|v| {
-        let e = v.endpoints.iter().find(|e| e.ip == ip)?;
+        let e = v.endpoints.iter().find(|e| e.ip() == ip)?;
         Some(name(
             &format!("{}.{}.{}.svc", endpoint_label(e), v.name, v.namespace),
             domain,
@@ -284,9 +284,9 @@ fn reverse_lookup(ip: Ipv4Addr, table: &ServiceTable, domain: &str) -> Option<Na
 
 /// An endpoint's name under its Service: the pod's hostname, or its address with dashes.
 fn endpoint_label(e: &super::Endpoint) -> String {
-    match &e.hostname {
+    match e.hostname() {
         Some(h) => h.to_string(),
-        None => dashed(e.ip),
+        None => dashed(e.ip()),
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::services::endpoints::EndpointPod;
 use crate::services::{Allocation, Endpoint, ServiceView};
 use hickory_proto::op::Query;
 use skiff_manifests::parse_file;
@@ -12,14 +13,23 @@ fn service(name: &str, spec: &str) -> crate::services::SharedService {
 }
 
 fn endpoint(pod: &str, ip: &str, ready: bool) -> Endpoint {
-    Endpoint {
+    named_endpoint(pod, ip, ready, None)
+}
+
+/// An endpoint whose pod has `hostname` under this Service.
+fn named_endpoint(pod: &str, ip: &str, ready: bool, hostname: Option<&str>) -> Endpoint {
+    let pod = EndpointPod {
         ip: ip.parse().unwrap(),
-        node: "n1".into(),
-        pod: pod.into(),
         ready,
-        hostname: None,
-        ports: [("db/TCP".to_string(), 5432)].into(),
-    }
+        name: pod.into(),
+        node: "n1".into(),
+        hostname: hostname.map(Into::into),
+    };
+    Endpoint::new(
+        std::sync::Arc::new(pod),
+        hostname.is_some(),
+        [("db/TCP".to_string(), 5432)].into(),
+    )
 }
 
 fn table() -> ServiceTable {
@@ -57,10 +67,7 @@ fn table() -> ServiceTable {
             ),
             None,
             vec![
-                Endpoint {
-                    hostname: Some("primary".into()),
-                    ..endpoint("db-0", "10.42.1.5", true)
-                },
+                named_endpoint("db-0", "10.42.1.5", true, Some("primary")),
                 endpoint("db-1", "10.42.2.5", false),
                 endpoint("db-2", "10.42.3.5", true),
             ],

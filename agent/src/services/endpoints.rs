@@ -22,58 +22,115 @@ pub struct NamedPort {
 #[derive(Clone, Debug)]
 pub struct PodView<'a> {
     pub namespace: &'a str,
-    /// Shared by every endpoint the pod is (a pod behind 1,000 Services is named once).
-    pub name: Arc<str>,
-    pub node: Arc<str>,
-    pub ip: Option<Ipv4Addr>,
-    pub ready: bool,
+    /// What its endpoints hold of it, shared by every Service the pod is behind (a pod behind
+    /// 1,000 Services is described once); none without an address (never an endpoint).
+    pub pod: Option<Arc<EndpointPod>>,
     /// Being stopped: never an endpoint (its connections drain while it stops).
     pub deleting: bool,
     pub labels: &'a BTreeMap<String, String>,
     pub ports: &'a [NamedPort],
-    /// The pod's `hostname` and `subdomain`, when set.
-    pub hostname: Option<Arc<str>>,
+    /// The pod's `subdomain`, when set.
     pub subdomain: Option<&'a str>,
 }
 
+/// A pod as its endpoints describe it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EndpointPod {
+    pub ip: Ipv4Addr,
+    pub ready: bool,
+    pub name: String,
+    pub node: String,
+    /// The pod's `hostname`, when set.
+    pub hostname: Option<String>,
+}
+
 /// One pod behind a Service. Small on purpose: a node holds one per Service a pod is behind
-/// (1,000 Services over the same 10 pods are 10,000 endpoints), so names are shared.
+/// (1,000 Services over the same 10 pods are 10,000 endpoints), so the pod is shared and a
+/// single port is held inline.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Endpoint {
-    pub ip: Ipv4Addr,
-    pub node: Arc<str>,
-    pub pod: Arc<str>,
-    pub ready: bool,
-    /// The pod's `hostname` when its `subdomain` names this Service (its DNS name under it).
-    pub hostname: Option<Arc<str>>,
+    pub pod: Arc<EndpointPod>,
+    /// The pod's hostname is its DNS name under this Service (its subdomain names it).
+    named: bool,
     /// Service port key (`<name>/<protocol>`) -> the port on the pod. A pod that lacks a named
     /// target port is not an endpoint of that Service port.
     pub ports: EndpointPorts,
 }
 
+impl Endpoint {
+    pub fn new(pod: Arc<EndpointPod>, named: bool, ports: EndpointPorts) -> Endpoint {
+        Endpoint { pod, named, ports }
+    }
+
+    pub fn ip(&self) -> Ipv4Addr {
+        self.pod.ip
+    }
+
+    pub fn ready(&self) -> bool {
+        self.pod.ready
+    }
+
+    /// The pod's name.
+    pub fn name(&self) -> &str {
+        &self.pod.name
+    }
+
+    pub fn node(&self) -> &str {
+        &self.pod.node
+    }
+
+    /// The pod's hostname when its subdomain names this Service (its DNS name under it).
+    pub fn hostname(&self) -> Option<&str> {
+        self.pod.hostname.as_deref().filter(|_| self.named)
+    }
+}
+
 /// An endpoint's ports: Service port key (`<name>/<protocol>`, shared by all the Service's
-/// endpoints) -> the port on the pod, in the Service's port order. One allocation.
+/// endpoints) -> the port on the pod, in the Service's port order. The common single port is
+/// held inline; more take one allocation.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct EndpointPorts(Box<[(Arc<str>, u16)]>);
+pub enum EndpointPorts {
+    #[default]
+    None,
+    One((Arc<str>, u16)),
+    Many(Box<[(Arc<str>, u16)]>),
+}
 
 impl EndpointPorts {
     /// The pod's port for the Service port `key`.
     pub fn get(&self, key: &str) -> Option<&u16> {
-        self.0.iter().find(|(k, _)| &**k == key).map(|(_, p)| p)
+        self.slice()
+            .iter()
+            .find(|(k, _)| &**k == key)
+            .map(|(_, p)| p)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.slice().is_empty()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, u16)> {
-        self.0.iter().map(|(k, p)| (&**k, *p))
+        self.slice().iter().map(|(k, p)| (&**k, *p))
+    }
+
+    fn slice(&self) -> &[(Arc<str>, u16)] {
+        match self {
+            EndpointPorts::None => &[],
+            EndpointPorts::One(pair) => std::slice::from_ref(pair),
+            EndpointPorts::Many(all) => all,
+        }
     }
 }
-
 impl FromIterator<(Arc<str>, u16)> for EndpointPorts {
     fn from_iter<I: IntoIterator<Item = (Arc<str>, u16)>>(iter: I) -> Self {
-        EndpointPorts(iter.into_iter().collect())
+        let mut iter = iter.into_iter();
+        let Some(first) = iter.next() else {
+            return EndpointPorts::None;
+        };
+        match iter.next() {
+            None => EndpointPorts::One(first),
+            Some(second) => EndpointPorts::Many([first, second].into_iter().chain(iter).collect()),
+        }
     }
 }
 
@@ -107,9 +164,11 @@ pub fn endpoints<'a>(
         // A stopping pod leaves at once, unless the Service publishes every address (then it
         // stays until it is gone, as Kubernetes keeps terminating pods of such Services).
         .filter(|p| !p.deleting || spec.publish_not_ready_addresses)
-        .filter(|p| p.ready || spec.publish_not_ready_addresses)
         .filter_map(|p| {
-            let ip = p.ip?;
+            let pod = p.pod.as_ref()?;
+            if !pod.ready && !spec.publish_not_ready_addresses {
+                return None;
+            }
             let ports: EndpointPorts = spec
                 .ports
                 .iter()
@@ -130,20 +189,13 @@ pub fn endpoints<'a>(
             if ports.is_empty() && !spec.ports.is_empty() {
                 return None;
             }
-            Some(Endpoint {
-                ip,
-                node: p.node.clone(),
-                pod: p.name.clone(),
-                ready: p.ready,
-                hostname: p.hostname.clone().filter(|_| p.subdomain == Some(name)),
-                ports,
-            })
+            Some(Endpoint::new(pod.clone(), p.subdomain == Some(name), ports))
         })
         .collect();
     all.sort();
-    all.dedup_by(|a, b| a.ip == b.ip);
-    if all.iter().any(|e| !gone_nodes.contains(&*e.node)) {
-        all.retain(|e| !gone_nodes.contains(&*e.node));
+    all.dedup_by(|a, b| a.ip() == b.ip());
+    if all.iter().any(|e| !gone_nodes.contains(e.node())) {
+        all.retain(|e| !gone_nodes.contains(e.node()));
     }
     // Kept for as long as the Service is: no spare capacity (a Vec grown one endpoint at a time
     // to 10 holds room for 16).
@@ -203,21 +255,25 @@ mod tests {
         pods.iter()
             .map(|p| PodView {
                 namespace: p.ns,
-                name: p.name.into(),
-                node: p.node.into(),
-                ip: p.ip.map(|i| i.parse().unwrap()),
-                ready: p.ready,
+                pod: p.ip.map(|i| {
+                    Arc::new(EndpointPod {
+                        ip: i.parse().unwrap(),
+                        ready: p.ready,
+                        name: p.name.into(),
+                        node: p.node.into(),
+                        hostname: None,
+                    })
+                }),
                 deleting: p.deleting,
                 labels: &p.labels,
                 ports: &p.ports,
-                hostname: None,
                 subdomain: None,
             })
             .collect()
     }
 
     fn names(eps: &[Endpoint]) -> Vec<&str> {
-        eps.iter().map(|e| &*e.pod).collect()
+        eps.iter().map(Endpoint::name).collect()
     }
 
     #[test]
@@ -309,12 +365,15 @@ mod tests {
             pod("b", "n1", "10.42.1.3", true),
         ];
         let mut v = views(&pods);
-        v[0].hostname = Some("alpha".into());
-        v[0].subdomain = Some("web");
-        v[1].hostname = Some("beta".into());
-        v[1].subdomain = Some("other");
+        for (view, (hostname, subdomain)) in v.iter_mut().zip([("alpha", "web"), ("beta", "other")])
+        {
+            let mut pod = EndpointPod::clone(view.pod.as_ref().unwrap());
+            pod.hostname = Some(hostname.into());
+            view.pod = Some(Arc::new(pod));
+            view.subdomain = Some(subdomain);
+        }
         let got = endpoints("default", "web", &svc, v, &BTreeSet::new());
-        assert_eq!(got[0].hostname.as_deref(), Some("alpha"));
-        assert_eq!(got[1].hostname, None);
+        assert_eq!(got[0].hostname(), Some("alpha"));
+        assert_eq!(got[1].hostname(), None);
     }
 }

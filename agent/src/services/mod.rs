@@ -15,6 +15,7 @@ pub mod rules;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use skiff_manifests::{Kind, Object, Service, ServiceType, SessionAffinity, Valid};
 
@@ -84,18 +85,23 @@ pub fn table(
         .iter()
         .map(|((ns, name), (node, report))| endpoints::PodView {
             namespace: ns,
-            name: name.as_str().into(),
-            node: node.as_str().into(),
-            ip: report
+            pod: report
                 .status
                 .get("podIP")
                 .and_then(|v| v.as_str())
-                .and_then(|s| s.parse::<Ipv4Addr>().ok()),
-            ready: report.ready,
+                .and_then(|s| s.parse::<Ipv4Addr>().ok())
+                .map(|ip| {
+                    Arc::new(endpoints::EndpointPod {
+                        ip,
+                        ready: report.ready,
+                        name: name.clone(),
+                        node: node.clone(),
+                        hostname: report.hostname.clone(),
+                    })
+                }),
             deleting: report.deleting,
             labels: &report.labels,
             ports: &report.ports,
-            hostname: report.hostname.as_deref().map(Into::into),
             subdomain: report.subdomain.as_deref(),
         })
         .collect();
@@ -150,7 +156,7 @@ pub fn programmed_ports(table: &ServiceTable) -> Vec<rules::ProgrammedPort> {
             let endpoints = view
                 .endpoints
                 .iter()
-                .filter_map(|e| Some((e.ip, *e.ports.get(&port_key)?)))
+                .filter_map(|e| Some((e.ip(), *e.ports.get(&port_key)?)))
                 .collect();
             out.push(rules::ProgrammedPort {
                 service: key.clone(),
