@@ -77,7 +77,7 @@ pub enum StoreError {
 
 /// The store's page cache (redb keeps the pages a transaction wrote in it: 1,000 objects
 /// applied at once would otherwise hold megabytes for good).
-const STORE_CACHE_BYTES: usize = 1024 * 1024;
+const STORE_CACHE_BYTES: usize = 256 * 1024;
 
 /// Handle on the node's database; cheap to clone.
 #[derive(Clone)]

@@ -39,9 +39,11 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let table = net.config().service_table();
-    let mut applied: Option<rules::Ruleset> = None;
-    let mut applied_ports: Vec<rules::ProgrammedPort> = Vec::new();
-    let mut shown: Option<Arc<services::ServiceTable>> = None;
+    // The table last programmed (shared with the cluster state, so it costs nothing while it
+    // is the current one): the next diff and the stale flows are worked out from it.
+    let mut programmed: Option<Arc<services::ServiceTable>> = None;
+    // The whole table is written next (at the start and after a failure).
+    let mut whole = true;
     let mut routed = false;
     // The channel starts with an empty state; the cluster task's first state (the objects and
     // book from the store) comes next. Programming the empty one would drop every Service's
@@ -91,19 +93,26 @@ pub async fn run(
                 }
             }
         }
-        let changed = shown.as_ref().is_none_or(|s| !Arc::ptr_eq(s, &current));
-        if changed || applied.is_none() {
+        let changed = programmed
+            .as_ref()
+            .is_none_or(|s| !Arc::ptr_eq(s, &current));
+        if changed || whole {
             let ports = services::programmed_ports(&current);
             let wanted = rules::plan(&ports);
-            let script = match &applied {
-                None => rules::full_script(&table, &wanted),
-                Some(old) => rules::diff_script(&table, old, &wanted),
+            let old_ports = programmed
+                .as_deref()
+                .map(services::programmed_ports)
+                .unwrap_or_default();
+            let script = if whole {
+                rules::full_script(&table, &wanted)
+            } else {
+                rules::diff_script(&table, &rules::plan(&old_ports), &wanted)
             };
             let started = std::time::Instant::now();
             let script_bytes = script.len();
             let result = if script.is_empty() {
                 Ok(())
-            } else if applied.is_none() || script.len() > SESSION_SCRIPT_MAX {
+            } else if whole || script.len() > SESSION_SCRIPT_MAX {
                 net.run_nft("program services", script).await
             } else {
                 net.apply_nft("update services", script).await
@@ -113,18 +122,17 @@ pub async fn run(
                     tracing::debug!(
                         target: "skiff::path",
                         us = started.elapsed().as_micros() as u64,
-                        full = applied.is_none(),
+                        full = whole,
                         ports = ports.len(),
                         endpoints = ports.iter().map(|p| p.endpoints.len()).sum::<usize>(),
                         script_bytes,
                         "services programmed"
                     );
-                    applied = Some(wanted.applied());
-                    shown = Some(current);
+                    whole = false;
+                    programmed = Some(current);
                     // Rebuilding a large table frees megabytes that malloc would keep.
                     crate::memory::trim_soon();
-                    let stale = services::flows::stale(&applied_ports, &ports);
-                    applied_ports = ports;
+                    let stale = services::flows::stale(&old_ports, &ports);
                     if !stale.is_empty() {
                         let started = std::time::Instant::now();
                         match net
@@ -143,7 +151,7 @@ pub async fn run(
                 }
                 Err(e) => {
                     tracing::warn!("cannot program Services (retrying with the whole table): {e}");
-                    applied = None;
+                    whole = true;
                     failed = true;
                 }
             }

@@ -267,5 +267,5 @@ fn a_run_is_a_valid_job_named_and_annotated() {
     let Object::Job(j) = job.get() else {
         panic!("{job:?}")
     };
-    assert_eq!(j.spec, c.spec.job_template.spec);
+    assert_eq!(*j.spec, c.spec.job_template.spec);
 }

@@ -50,10 +50,8 @@ pub struct Ruleset {
     pub sets: BTreeMap<String, u32>,
 }
 
-/// A chain's rules, compared by a fingerprint of their text. Once a ruleset is applied only
-/// the fingerprints are kept ([`Ruleset::applied`]): the next diff needs to know which chains
-/// changed, not what they said (a thousand Services' rule text would stay in memory for
-/// nothing).
+/// A chain's rules, compared by a fingerprint of their text (a diff compares every chain of
+/// both rulesets).
 #[derive(Clone, Debug, Default)]
 pub struct Rules {
     fingerprint: u64,
@@ -86,17 +84,6 @@ impl std::ops::Deref for Rules {
     type Target = [String];
     fn deref(&self) -> &[String] {
         &self.text
-    }
-}
-
-impl Ruleset {
-    /// What must be remembered of an applied ruleset to diff the next one against it: the
-    /// chains' text is dropped, their fingerprints kept.
-    pub fn applied(mut self) -> Ruleset {
-        for rules in self.chains.values_mut() {
-            rules.text = Vec::new();
-        }
-        self
     }
 }
 
@@ -275,8 +262,7 @@ pub fn full_script(t: &str, rs: &Ruleset) -> String {
     s
 }
 
-/// The script that turns `old` into `new`; empty when they are equal. `old` may be an
-/// [`Ruleset::applied`] one.
+/// The script that turns `old` into `new`; empty when they are equal.
 pub fn diff_script(t: &str, old: &Ruleset, new: &Ruleset) -> String {
     let mut s = String::new();
     // New sets, new and changed chains (endpoint chains first: service chains jump to them).
@@ -490,29 +476,5 @@ mod tests {
             .expect("service chain deleted");
         assert!(unlink < svc_gone, "{script}");
         assert!(script.contains("add element ip t rejected-ips { 10.43.0.10 . tcp . 80 }"));
-    }
-
-    #[test]
-    fn an_applied_ruleset_keeps_no_rule_text_and_diffs_the_same() {
-        let before = plan(&[
-            port(
-                "default/web",
-                "10.43.0.10",
-                &[("10.42.1.2", 8080), ("10.42.2.2", 8080)],
-            ),
-            port("default/db", "10.43.0.20", &[("10.42.1.5", 5432)]),
-        ]);
-        let after = plan(&[
-            port("default/web", "10.43.0.10", &[("10.42.1.2", 8080)]),
-            port("default/db", "10.43.0.20", &[("10.42.1.5", 5432)]),
-            port("default/new", "10.43.0.30", &[("10.42.1.9", 80)]),
-        ]);
-        let applied = before.clone().applied();
-        assert!(applied.chains.values().all(|r| r.is_empty()));
-        assert_eq!(
-            diff_script("t", &applied, &after),
-            diff_script("t", &before, &after)
-        );
-        assert_eq!(diff_script("t", &before.clone().applied(), &before), "");
     }
 }

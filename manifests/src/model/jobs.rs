@@ -12,7 +12,8 @@ pub const DEFAULT_BACKOFF_LIMIT: u32 = 6;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Job {
     pub metadata: ObjectMeta,
-    pub spec: JobSpec,
+    /// Boxed: see [`crate::Pod`]'s spec.
+    pub spec: Box<JobSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -50,7 +51,8 @@ pub const MAX_CRONJOB_NAME: usize = 52;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CronJob {
     pub metadata: ObjectMeta,
-    pub spec: CronJobSpec,
+    /// Boxed: see [`crate::Pod`]'s spec.
+    pub spec: Box<CronJobSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -96,7 +96,9 @@ pub struct ServiceSpec {
     pub type_: ServiceType,
     pub cluster_ip: ClusterIp,
     /// Empty: no selector (endpoints are not computed; the Service only has its address).
-    pub selector: BTreeMap<String, String>,
+    /// Sorted by key, no key twice: a selector has a label or two, and a map would take a
+    /// whole tree node for them in every Service a node holds.
+    pub selector: Vec<(String, String)>,
     pub ports: Vec<ServicePort>,
     /// ExternalName Services: the DNS name they alias.
     pub external_name: Option<String>,
@@ -119,6 +121,15 @@ impl ServiceSpec {
     }
 }
 
+/// Pairs written as a JSON object.
+struct PairsAsMap<'a>(&'a [(String, String)]);
+
+impl Serialize for PairsAsMap<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
 /// Serialized as Kubernetes writes it (`type`, `clusterIP`, `sessionAffinityConfig`...).
 impl Serialize for ServiceSpec {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -128,7 +139,7 @@ impl Serialize for ServiceSpec {
             map.serialize_entry("clusterIP", &self.cluster_ip)?;
         }
         if !self.selector.is_empty() {
-            map.serialize_entry("selector", &self.selector)?;
+            map.serialize_entry("selector", &PairsAsMap(&self.selector))?;
         }
         if !self.ports.is_empty() {
             map.serialize_entry("ports", &self.ports)?;

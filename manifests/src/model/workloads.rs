@@ -19,7 +19,8 @@ pub struct Pod {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Deployment {
     pub metadata: ObjectMeta,
-    pub spec: DeploymentSpec,
+    /// Boxed: see [`Pod`]'s spec.
+    pub spec: Box<DeploymentSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -39,7 +39,10 @@ pub(crate) fn validate_job(raw: RawJob, problems: &mut Problems) -> Option<Job> 
         );
         return None;
     }
-    Some(Job { metadata, spec })
+    Some(Job {
+        metadata,
+        spec: Box::new(spec),
+    })
 }
 
 pub(crate) fn validate_cron_job(raw: RawCronJob, problems: &mut Problems) -> Option<CronJob> {
@@ -128,7 +131,7 @@ pub(crate) fn validate_cron_job(raw: RawCronJob, problems: &mut Problems) -> Opt
     }
     Some(CronJob {
         metadata,
-        spec: CronJobSpec {
+        spec: Box::new(CronJobSpec {
             schedule: schedule?,
             time_zone: time_zone?,
             concurrency_policy: concurrency_policy?,
@@ -137,7 +140,7 @@ pub(crate) fn validate_cron_job(raw: RawCronJob, problems: &mut Problems) -> Opt
             successful_jobs_history_limit: successful?.unwrap_or(0) as u32,
             failed_jobs_history_limit: failed?.unwrap_or(0) as u32,
             job_template: job_template?,
-        },
+        }),
     })
 }
 

@@ -152,7 +152,7 @@ pub(crate) fn validate_service(raw: RawService, problems: &mut Problems) -> Opti
         spec: ServiceSpec {
             type_: type_?,
             cluster_ip,
-            selector,
+            selector: selector.into_iter().collect(),
             ports,
             external_name,
             publish_not_ready_addresses: spec.publish_not_ready_addresses.unwrap_or(false),

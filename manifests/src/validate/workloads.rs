@@ -104,7 +104,7 @@ pub(crate) fn validate_deployment(
     }
     Some(Deployment {
         metadata,
-        spec: DeploymentSpec {
+        spec: Box::new(DeploymentSpec {
             replicas: replicas?,
             selector: selector?,
             template: template?,
@@ -113,7 +113,7 @@ pub(crate) fn validate_deployment(
             progress_deadline_seconds: progress_deadline_seconds?,
             revision_history_limit: revision_history_limit?,
             paused: spec.paused.unwrap_or(false),
-        },
+        }),
     })
 }
 
