@@ -85,6 +85,17 @@ impl KeyReader {
         known: &BTreeMap<String, KeysVersion>,
         prefixes: &[&str],
     ) -> KeyChanges {
+        self.changes_since_except(known, prefixes, None).await
+    }
+
+    /// [`KeyReader::changes_since`], reading only `own_prefixes` of the node `own.0` (a node
+    /// need not copy out the keys it wrote itself to learn them again).
+    pub async fn changes_since_except(
+        &self,
+        known: &BTreeMap<String, KeysVersion>,
+        prefixes: &[&str],
+        own: Option<(&str, &[&str])>,
+    ) -> KeyChanges {
         let chitchat = self.chitchat.lock().await;
         let newest = newest_states(&chitchat);
         let mut changes = KeyChanges::default();
@@ -94,6 +105,10 @@ impl KeyReader {
                 continue;
             }
             let mut keys = Vec::new();
+            let prefixes = match own {
+                Some((name, own_prefixes)) if name == *node => own_prefixes,
+                _ => prefixes,
+            };
             for prefix in prefixes {
                 keys.extend(
                     state

@@ -14,11 +14,14 @@ use std::sync::Arc;
 
 /// Every prefix the cluster layer reads.
 const PREFIXES: [&str; 4] = [RECORD_PREFIX, POD_PREFIX, "sched/", "net/"];
+/// What it reads of this node's own keys: not the object adverts, which it wrote from its own
+/// replica (a thousand objects would be copied out and parsed again on each change of its keys).
+const OWN_PREFIXES: [&str; 3] = [POD_PREFIX, "sched/", "net/"];
 
 /// What one node publishes, parsed. Values that do not parse are left out.
 #[derive(Clone, Debug, Default)]
 pub struct NodeView {
-    /// `obj/...` key -> the digest of the version it holds.
+    /// `obj/...` key -> the digest of the version it holds (none in this node's own view).
     pub adverts: Vec<(String, Digest)>,
     /// Target node -> the table this node published for it.
     pub tables: Vec<(String, Assignment)>,
@@ -120,14 +123,27 @@ fn text_hash(text: &str) -> u64 {
 /// Every node's parsed keys, refreshed from gossip by change.
 #[derive(Default)]
 pub struct GossipView {
+    /// This node (its view holds no adverts).
+    me: String,
     versions: BTreeMap<String, KeysVersion>,
     nodes: BTreeMap<String, Arc<NodeView>>,
 }
 
 impl GossipView {
+    /// The view of node `me`.
+    pub fn of(me: &str) -> GossipView {
+        GossipView {
+            me: me.to_string(),
+            ..GossipView::default()
+        }
+    }
+
     /// Reads what changed since the last refresh; true when anything did.
     pub async fn refresh(&mut self, reader: &KeyReader) -> bool {
-        let changes = reader.changes_since(&self.versions, &PREFIXES).await;
+        let own = (!self.me.is_empty()).then_some((self.me.as_str(), &OWN_PREFIXES[..]));
+        let changes = reader
+            .changes_since_except(&self.versions, &PREFIXES, own)
+            .await;
         if changes.is_empty() {
             return false;
         }

@@ -304,6 +304,7 @@ impl ClusterService {
         let mut nodes_rx = gossip.nodes();
         let nodes = Arc::new(nodes_rx.borrow_and_update().clone());
         let reach_rx = gossip.reach();
+        let view = GossipView::of(gossip.node_name());
         ClusterService {
             me: gossip.node_name().to_string(),
             gossip,
@@ -343,7 +344,7 @@ impl ClusterService {
             in_flight: HashSet::new(),
             fetches: sync::Fetches::default(),
             objects_dirty: true,
-            view: GossipView::default(),
+            view,
             reader,
             sync_needed: true,
             objects: Arc::new(BTreeMap::new()),
