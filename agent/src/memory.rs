@@ -45,8 +45,8 @@ pub fn trim_soon() {
     bursts().notify_one();
 }
 
-/// Trims the heap [`TRIM_AFTER`] after the last [`trim_soon`] (at most [`TRIM_AT_MOST_AFTER`]
-/// after the first of a stream of them), until `cancel`.
+/// Trims the heap 2 s after the last [`trim_soon`] (at most 10 s after the first of a stream
+/// of them), until `cancel`.
 pub async fn trimmer(cancel: CancellationToken) {
     loop {
         tokio::select! {
