@@ -119,6 +119,7 @@ pub async fn run(
     let upstreams = Arc::new(Settings { upstreams, domain });
     let mut buf = vec![0u8; 4096];
     let mut cache = Answers::default();
+    let (mut key, mut cached) = (Vec::with_capacity(512), Vec::with_capacity(512));
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -126,18 +127,19 @@ pub async fn run(
                 let Ok((len, from)) = received else { continue };
                 let query = &buf[..len];
                 // A question answered before from the same table: the same bytes, with this
-                // query's id and question.
-                let key = cache.key(query, &state.borrow().services);
-                if let Some(reply) = key.as_ref().and_then(|k| cache.reply(k, query)) {
-                    let _ = udp.send_to(&reply, from).await;
+                // query's id and question (built in buffers kept across queries: a cached
+                // answer allocates nothing).
+                let plain = cache.key_into(query, &state.borrow().services, &mut key);
+                if plain && cache.reply_into(&key, query, &mut cached) {
+                    let _ = udp.send_to(&cached, from).await;
                     continue;
                 }
                 // Names of the cluster are answered inline (no task per query); only what goes
                 // to the upstream resolvers waits on its own task.
                 match local(query, &state, &upstreams, false) {
                     Local::Reply(bytes) => {
-                        if let Some(k) = key {
-                            cache.keep(k, &bytes);
+                        if plain {
+                            cache.keep(&key, &bytes);
                         }
                         let _ = udp.send_to(&bytes, from).await;
                     }
@@ -198,35 +200,51 @@ struct Answers {
 const ANSWERS_KEPT: usize = 10_000;
 
 impl Answers {
-    /// The key of a plain query (one question, no other records; flags, question name in
-    /// lower case, type and class), after emptying the cache if `table` is new.
-    fn key(&mut self, query: &[u8], table: &Arc<crate::services::ServiceTable>) -> Option<Vec<u8>> {
+    /// Writes the key of a plain query (flags, question name in lower case, type and class)
+    /// into `key`, after emptying the cache if `table` is new; false when the query is not
+    /// plain (one question, no other records).
+    fn key_into(
+        &mut self,
+        query: &[u8],
+        table: &Arc<crate::services::ServiceTable>,
+        key: &mut Vec<u8>,
+    ) -> bool {
         if !self.table.as_ref().is_some_and(|t| Arc::ptr_eq(t, table)) {
             self.entries.clear();
             self.table = Some(table.clone());
         }
-        let end = question_end(query)?;
-        let mut key = Vec::with_capacity(end - 10);
+        let Some(end) = question_end(query) else {
+            return false;
+        };
+        key.clear();
         key.extend_from_slice(&query[2..4]);
         // The name's labels in lower case (case does not matter in names); type and class as
         // they are.
         key.extend(query[12..end - 4].iter().map(u8::to_ascii_lowercase));
         key.extend_from_slice(&query[end - 4..end]);
-        Some(key)
+        true
     }
 
-    fn reply(&self, key: &[u8], query: &[u8]) -> Option<Vec<u8>> {
-        let cached = self.entries.get(key)?;
-        let end = question_end(query)?;
-        let mut reply = cached.clone();
-        reply.get_mut(..2)?.copy_from_slice(&query[..2]);
-        reply.get_mut(12..end)?.copy_from_slice(&query[12..end]);
-        Some(reply)
+    /// Writes the kept answer for `key` into `reply`, with `query`'s id and question; false
+    /// when none is kept.
+    fn reply_into(&self, key: &[u8], query: &[u8], reply: &mut Vec<u8>) -> bool {
+        let (Some(kept), Some(end)) = (self.entries.get(key), question_end(query)) else {
+            return false;
+        };
+        // The kept answer asked the same question (same key), so its question ends at `end` too.
+        if kept.len() < end {
+            return false;
+        }
+        reply.clear();
+        reply.extend_from_slice(kept);
+        reply[..2].copy_from_slice(&query[..2]);
+        reply[12..end].copy_from_slice(&query[12..end]);
+        true
     }
 
-    fn keep(&mut self, key: Vec<u8>, reply: &[u8]) {
+    fn keep(&mut self, key: &[u8], reply: &[u8]) {
         if self.entries.len() < ANSWERS_KEPT {
-            self.entries.insert(key, reply.to_vec());
+            self.entries.insert(key.to_vec(), reply.to_vec());
         }
     }
 }
@@ -386,7 +404,8 @@ mod tests {
         let table = Arc::new(crate::services::ServiceTable::new());
         let mut cache = Answers::default();
         let first = query(7, "web.default.svc.cluster.local.");
-        let key = cache.key(&first, &table).expect("a plain query");
+        let mut key = Vec::new();
+        assert!(cache.key_into(&first, &table, &mut key), "a plain query");
         let Answer::Local(answer) = answer(
             &Message::from_vec(&first).unwrap(),
             &table,
@@ -394,10 +413,12 @@ mod tests {
         ) else {
             panic!("a cluster name")
         };
-        cache.keep(key, &answer.to_vec().unwrap());
+        cache.keep(&key, &answer.to_vec().unwrap());
         let again = query(9, "WEB.default.svc.cluster.local.");
-        let key = cache.key(&again, &table).expect("same question");
-        let reply = Message::from_vec(&cache.reply(&key, &again).expect("cached")).unwrap();
+        assert!(cache.key_into(&again, &table, &mut key), "same question");
+        let mut cached = Vec::new();
+        assert!(cache.reply_into(&key, &again, &mut cached), "cached");
+        let reply = Message::from_vec(&cached).unwrap();
         assert_eq!(reply.metadata.id, 9);
         assert_eq!(
             reply.queries[0].name().to_ascii(),
@@ -406,8 +427,8 @@ mod tests {
         assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);
         // A new table empties it.
         let other = Arc::new(crate::services::ServiceTable::new());
-        let key = cache.key(&again, &other).unwrap();
-        assert!(cache.reply(&key, &again).is_none());
+        assert!(cache.key_into(&again, &other, &mut key));
+        assert!(!cache.reply_into(&key, &again, &mut cached));
         // Not plain: two questions, or a response.
         let mut bad = first.clone();
         bad[5] = 2;
