@@ -98,6 +98,7 @@ pub struct ServedRecord {
 
 impl ServedRecord {
     /// A record as another node sent it, checked like one (the body must match the digest).
+    #[cfg(test)]
     pub fn from_record(key: &str, stored: StoredRecord) -> Result<ServedRecord, ReplicaError> {
         Ok(Replica::entry(key, stored)?.served())
     }

@@ -121,6 +121,7 @@ impl EndpointPorts {
         }
     }
 }
+
 impl FromIterator<(Arc<str>, u16)> for EndpointPorts {
     fn from_iter<I: IntoIterator<Item = (Arc<str>, u16)>>(iter: I) -> Self {
         let mut iter = iter.into_iter();

@@ -45,46 +45,9 @@ pub struct Ruleset {
     /// `proto . port` of node ports with no endpoint (rejected).
     pub rejected_node_ports: BTreeSet<String>,
     /// Chain name -> its rules.
-    pub chains: BTreeMap<String, Rules>,
+    pub chains: BTreeMap<String, Vec<String>>,
     /// Affinity set name -> timeout seconds.
     pub sets: BTreeMap<String, u32>,
-}
-
-/// A chain's rules, compared by a fingerprint of their text (a diff compares every chain of
-/// both rulesets).
-#[derive(Clone, Debug, Default)]
-pub struct Rules {
-    fingerprint: u64,
-    text: Vec<String>,
-}
-
-impl Rules {
-    pub fn new(text: Vec<String>) -> Rules {
-        use std::hash::{Hash, Hasher};
-        // Fixed keys: the same text has the same fingerprint in every run.
-        let mut h = std::hash::DefaultHasher::new();
-        text.hash(&mut h);
-        Rules {
-            fingerprint: h.finish(),
-            text,
-        }
-    }
-}
-
-impl PartialEq for Rules {
-    fn eq(&self, other: &Rules) -> bool {
-        self.fingerprint == other.fingerprint
-    }
-}
-
-impl Eq for Rules {}
-
-/// The rules' text (empty once applied).
-impl std::ops::Deref for Rules {
-    type Target = [String];
-    fn deref(&self) -> &[String] {
-        &self.text
-    }
 }
 
 /// A short, stable name part (FNV-1a, 32 bits as hex).
@@ -150,7 +113,7 @@ pub fn plan(ports: &[ProgrammedPort]) -> Ruleset {
                 ep_rules.push(format!("update @{set} {{ ip saddr }}"));
             }
             ep_rules.push(format!("meta l4proto {} dnat to {ip}:{port}", p.protocol));
-            rs.chains.insert(ep_chain.clone(), Rules::new(ep_rules));
+            rs.chains.insert(ep_chain.clone(), ep_rules);
             ep_chains.push(ep_chain);
         }
         if ep_chains.is_empty() {
@@ -169,7 +132,7 @@ pub fn plan(ports: &[ProgrammedPort]) -> Ruleset {
                 arms.join(", ")
             ));
         }
-        rs.chains.insert(svc_chain.clone(), Rules::new(rules));
+        rs.chains.insert(svc_chain.clone(), rules);
         if let Some(ip) = p.cluster_ip {
             rs.service_ips.insert(
                 format!("{ip} . {} . {}", p.protocol, p.port),
@@ -180,10 +143,10 @@ pub fn plan(ports: &[ProgrammedPort]) -> Ruleset {
             let np_chain = format!("snp-{id}");
             rs.chains.insert(
                 np_chain.clone(),
-                Rules::new(vec![
+                vec![
                     format!("meta mark set meta mark | {NODE_PORT_MARK:#x}"),
                     format!("goto {svc_chain}"),
-                ]),
+                ],
             );
             rs.node_ports
                 .insert(format!("{} . {np}", p.protocol), np_chain);
@@ -280,7 +243,7 @@ pub fn diff_script(t: &str, old: &Ruleset, new: &Ruleset) -> String {
                 Some(old_rules) if old_rules == rules => {}
                 Some(_) => {
                     let _ = writeln!(s, "flush chain ip {t} {name}");
-                    for r in rules.iter() {
+                    for r in rules {
                         let _ = writeln!(s, "add rule ip {t} {name} {r}");
                     }
                 }
@@ -369,8 +332,8 @@ mod tests {
         let chain = &rs.service_ips["10.43.0.10 . tcp . 80"];
         let rules = &rs.chains[chain];
         assert_eq!(
-            &rules[..],
-            &["meta l4proto tcp dnat ip addr . port to numgen random mod 2 map { 0 : 10.42.1.2 . 8080, 1 : 10.42.2.2 . 8080 }".to_string()]
+            rules,
+            &vec!["meta l4proto tcp dnat ip addr . port to numgen random mod 2 map { 0 : 10.42.1.2 . 8080, 1 : 10.42.2.2 . 8080 }".to_string()]
         );
         assert!(
             rs.chains.keys().all(|n| !n.starts_with("sep-")),
