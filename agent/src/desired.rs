@@ -7,6 +7,7 @@ use skiff_manifests::model::workloads::{Deployment, Pod};
 use skiff_manifests::naming::PodSuffix;
 use skiff_manifests::{Kind, Object, ObjectKey, Valid};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// Where an object was declared: a manifest file path, or `api:<key>` for `skiff apply`.
 pub type Source = String;
@@ -50,27 +51,36 @@ pub fn check_files<'a>(
 /// The merged desired objects, and the declarations that lost to an earlier one.
 #[derive(Debug, Default)]
 pub struct Merged {
-    pub objects: BTreeMap<ObjectKey, (Source, Valid<Object>)>,
+    /// Shared with the cluster task (handed on without a copy).
+    pub objects: Arc<Objects>,
     pub conflicts: Vec<(Source, String)>,
 }
 
 /// Merges every source's objects; on a duplicate key the first source (by name) wins.
-pub fn merge(sources: &BTreeMap<Source, Vec<Valid<Object>>>) -> Merged {
-    let mut merged = Merged::default();
-    for (source, objects) in sources {
-        for object in objects {
+pub fn merge<'a, S, O>(sources: S) -> Merged
+where
+    S: IntoIterator<Item = (&'a Source, O)>,
+    O: IntoIterator<Item = &'a Valid<Object>>,
+{
+    let mut objects = Objects::new();
+    let mut conflicts = Vec::new();
+    for (source, declared) in sources {
+        for object in declared {
             let key = object.key();
-            if let Some((first, _)) = merged.objects.get(&key) {
-                merged.conflicts.push((
+            if let Some((first, _)) = objects.get(&key) {
+                conflicts.push((
                     source.clone(),
                     format!("{key} is already declared in {first}; this declaration is ignored"),
                 ));
                 continue;
             }
-            merged.objects.insert(key, (source.clone(), object.clone()));
+            objects.insert(key, (source.clone(), object.clone()));
         }
     }
-    merged
+    Merged {
+        objects: Arc::new(objects),
+        conflicts,
+    }
 }
 
 /// A pod to create.

@@ -367,7 +367,7 @@ pub fn endpoints(view: &crate::services::ServiceView, created: Option<Millis>) -
         json!({
             "ip": e.ip().to_string(),
             "nodeName": e.node(),
-            "targetRef": { "kind": "Pod", "namespace": view.namespace, "name": e.name() },
+            "targetRef": { "kind": "Pod", "namespace": view.namespace(), "name": e.name() },
         })
     };
     let ready: Vec<Value> = view
@@ -389,8 +389,7 @@ pub fn endpoints(view: &crate::services::ServiceView, created: Option<Millis>) -
         .ports
         .iter()
         .filter_map(|p| {
-            let key = crate::services::alloc::port_key(&p.name, p.protocol.as_str());
-            let port = view.endpoints.iter().find_map(|e| e.ports.get(&key))?;
+            let port = view.endpoints.iter().find_map(|e| e.port(p))?;
             let mut out = json!({ "port": port, "protocol": p.protocol.as_str() });
             if !p.name.is_empty() {
                 out["name"] = json!(p.name);
@@ -412,7 +411,7 @@ pub fn endpoints(view: &crate::services::ServiceView, created: Option<Millis>) -
     let mut v = json!({
         "apiVersion": "v1",
         "kind": "Endpoints",
-        "metadata": { "name": view.name, "namespace": view.namespace },
+        "metadata": { "name": view.name(), "namespace": view.namespace() },
         "subsets": subsets,
     });
     if let Some(t) = created {

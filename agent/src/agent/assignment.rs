@@ -20,7 +20,7 @@ impl<N: PodNetwork + 'static> Core<N> {
     /// the cluster's objects and this node's assignment through [`Core::on_desired`]).
     pub(super) fn refresh_declared(&mut self) {
         self.declared
-            .send_replace(Arc::new(self.sources.merged.objects.clone()));
+            .send_replace(self.sources.merged.objects.clone());
     }
 
     /// What the cluster task says this node should hold and run.

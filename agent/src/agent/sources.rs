@@ -85,12 +85,7 @@ impl Sources {
     }
 
     fn remerge(&mut self) {
-        let by_source: BTreeMap<Source, Vec<Valid<Object>>> = self
-            .sources
-            .iter()
-            .map(|(k, v)| (k.clone(), v.objects.clone()))
-            .collect();
-        self.merged = merge(&by_source);
+        self.merged = merge(self.sources.iter().map(|(k, v)| (k, &v.objects)));
     }
 
     /// Applies a watcher event; returns whether the desired objects changed.

@@ -99,8 +99,8 @@ fn services(cluster: &ClusterState) -> Vec<Value> {
                     .map_or_else(|| "<pending>".to_string(), |ip| ip.to_string())
             };
             json!({
-                "namespace": v.namespace,
-                "name": v.name,
+                "namespace": v.namespace(),
+                "name": v.name(),
                 "type": spec.type_.as_str(),
                 "address": address,
                 "endpoints": format!(

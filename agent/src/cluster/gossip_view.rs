@@ -37,8 +37,12 @@ pub struct NodeView {
     /// A hash of each pod report's text, so the next parse reuses the reports whose text did
     /// not change (a node that publishes one report change does not cost a parse of all).
     report_hashes: BTreeMap<(String, String), u64>,
-    /// The Service address book it published when it led (whole, or none).
+    /// The Service address book it published when it led (whole, or none; never read from a
+    /// node's own keys: the leader holds the book it made).
     pub book: Option<Arc<crate::services::Book>>,
+    /// A hash of the book's parts as text, so an unchanged book is not parsed again each time
+    /// another key of its node changes.
+    book_hash: Option<u64>,
 }
 
 impl NodeView {
@@ -50,7 +54,8 @@ impl NodeView {
             .map(|(_, doc)| doc)
     }
 
-    fn parse(keys: &[(String, String)], previous: Option<&NodeView>) -> NodeView {
+    /// Parses a node's keys; `own` for this node's own (its book is left out).
+    fn parse(keys: &[(String, String)], previous: Option<&NodeView>, own: bool) -> NodeView {
         let mut out = NodeView::default();
         let reusable: BTreeMap<&(String, String), (u64, &Arc<PodReport>)> = previous
             .map(|p| {
@@ -62,7 +67,7 @@ impl NodeView {
             .unwrap_or_default();
         // Target node -> its table's parts as read (a table is used only when whole).
         let mut parts: BTreeMap<String, BTreeMap<u32, Assignment>> = BTreeMap::new();
-        let mut book_parts = BTreeMap::new();
+        let mut book_texts: Vec<(u32, &str)> = Vec::new();
         for (key, value) in keys {
             if key.starts_with(RECORD_PREFIX) {
                 if super::keys::parse_object_key(key).is_some()
@@ -91,8 +96,8 @@ impl NodeView {
                         .insert(index, doc);
                 }
             } else if let Some(index) = super::service::parse_book_key(key) {
-                if let Ok(part) = serde_json::from_str(value) {
-                    book_parts.insert(index, part);
+                if !own {
+                    book_texts.push((index, value));
                 }
             } else if key == TERM_KEY {
                 out.term = value.parse().ok();
@@ -104,7 +109,25 @@ impl NodeView {
                 out.subnet_table = serde_json::from_str(value).ok();
             }
         }
-        out.book = super::service::assemble_book(&book_parts).map(Arc::new);
+        if !book_texts.is_empty() {
+            let hash = {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                book_texts.hash(&mut h);
+                h.finish()
+            };
+            out.book_hash = Some(hash);
+            out.book = match previous {
+                Some(p) if p.book_hash == Some(hash) => p.book.clone(),
+                _ => {
+                    let parts: BTreeMap<u32, _> = book_texts
+                        .iter()
+                        .filter_map(|(i, v)| Some((*i, serde_json::from_str(v).ok()?)))
+                        .collect();
+                    super::service::assemble_book(&parts).map(Arc::new)
+                }
+            };
+        }
         out.tables = parts
             .into_iter()
             .filter_map(|(target, parts)| Some((target, assemble_assignment(&parts)?)))
@@ -152,7 +175,12 @@ impl GossipView {
             self.nodes.remove(&gone);
         }
         for node in changes.changed {
-            let parsed = NodeView::parse(&node.keys, self.nodes.get(&node.node).map(Arc::as_ref));
+            let own = node.node == self.me;
+            let parsed = NodeView::parse(
+                &node.keys,
+                self.nodes.get(&node.node).map(Arc::as_ref),
+                own,
+            );
             self.nodes.insert(node.node.clone(), Arc::new(parsed));
             self.versions.insert(node.node, node.version);
         }
@@ -221,7 +249,7 @@ mod tests {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let parsed = NodeView::parse(&keys, None);
+        let parsed = NodeView::parse(&keys, None, false);
         assert_eq!(parsed.claim, Some("10.42.3.0/24".parse().expect("net")));
         assert_eq!(parsed.adverts.len(), 1);
         assert_eq!(parsed.adverts[0].0, "obj/ConfigMap/default/a");
@@ -276,8 +304,8 @@ mod tests {
                 ("pod/default/b".to_string(), report("ub", b_running)),
             ]
         };
-        let first = NodeView::parse(&keys(false), None);
-        let second = NodeView::parse(&keys(true), Some(&first));
+        let first = NodeView::parse(&keys(false), None, false);
+        let second = NodeView::parse(&keys(true), Some(&first), false);
         let find = |view: &NodeView, name: &str| {
             view.pods
                 .iter()
@@ -295,5 +323,38 @@ mod tests {
         );
         assert!(find(&second, "b").running);
         assert!(!find(&first, "b").running);
+    }
+
+    #[test]
+    fn a_book_is_parsed_once_and_never_from_the_own_keys() {
+        let book: crate::services::Book = [(
+            "default/web".to_string(),
+            crate::services::Allocation {
+                cluster_ip: Some("10.43.0.10".parse().expect("ip")),
+                ..Default::default()
+            },
+        )]
+        .into();
+        let values = crate::cluster::service::split_book(&book, 10_000).expect("one part");
+        let keys = |other: &str| {
+            vec![
+                (
+                    crate::cluster::service::BOOK_KEY.to_string(),
+                    values[0].clone(),
+                ),
+                ("sched/term".to_string(), other.to_string()),
+            ]
+        };
+        let first = NodeView::parse(&keys("1"), None, false);
+        assert_eq!(first.book.as_deref(), Some(&book));
+        let second = NodeView::parse(&keys("2"), Some(&first), false);
+        assert!(
+            Arc::ptr_eq(
+                first.book.as_ref().expect("book"),
+                second.book.as_ref().expect("book")
+            ),
+            "an unchanged book is reused"
+        );
+        assert!(NodeView::parse(&keys("1"), None, true).book.is_none());
     }
 }

@@ -42,6 +42,8 @@ mod sync;
 pub use rollback::declaration;
 pub use services::{BOOK_KEY, BOOK_PART_PREFIX};
 pub(crate) use services::{assemble_book, parse_book_key};
+#[cfg(test)]
+pub(crate) use services::split_book;
 
 /// Fetches records (bodies) for `keys` from `node`.
 pub trait Fetcher: Send + Sync {
@@ -236,8 +238,9 @@ pub struct ClusterService {
     book: Arc<crate::services::Book>,
     /// The objects the book was last allocated for (allocation runs again when they change).
     allocated_for: Option<Arc<crate::desired::Objects>>,
-    /// The book as last published (JSON), the book it was made of, and in how many parts.
-    published_book: String,
+    /// The book as last published (its version: a hash of its JSON), the book it was made
+    /// of, and in how many parts.
+    published_book: Option<u64>,
     published_book_of: Option<Arc<crate::services::Book>>,
     published_book_parts: u32,
     /// The Service table and what it was computed from.
@@ -327,7 +330,7 @@ impl ClusterService {
             service_cidr: DEFAULT_SERVICE_CIDR.parse().expect("valid CIDR"),
             book,
             allocated_for: None,
-            published_book: String::new(),
+            published_book: None,
             published_book_of: None,
             published_book_parts: 0,
             services: Arc::new(crate::services::ServiceTable::new()),

@@ -153,7 +153,7 @@ fn lookup(rest: &str, qname: &Name, table: &ServiceTable, domain: &str) -> Found
             None => Found::Missing,
         },
         [ns, "svc"] => {
-            if table.values().any(|v| v.namespace == *ns) {
+            if table.values().any(|v| v.namespace() == *ns) {
                 Found::Exists(Vec::new(), Vec::new())
             } else {
                 Found::Missing
@@ -193,16 +193,15 @@ fn lookup(rest: &str, qname: &Name, table: &ServiceTable, domain: &str) -> Found
             if view.service.spec.is_headless() {
                 let mut records = Vec::new();
                 let mut additionals = Vec::new();
-                let key = super::alloc::port_key(&sp.name, &proto);
                 for e in serving(view) {
-                    let Some(target_port) = e.ports.get(&key) else {
+                    let Some(target_port) = e.port(sp) else {
                         continue;
                     };
                     let target = name(&format!("{}.{svc}.{ns}.svc", endpoint_label(e)), domain);
                     records.push(Record::from_rdata(
                         qname.clone(),
                         TTL,
-                        RData::SRV(SRV::new(0, 100, *target_port, target.clone())),
+                        RData::SRV(SRV::new(0, 100, target_port, target.clone())),
                     ));
                     additionals.push(a(&target, e.ip()));
                 }
@@ -271,12 +270,12 @@ fn reverse(text: &str) -> Option<Ipv4Addr> {
 
 fn reverse_lookup(ip: Ipv4Addr, table: &ServiceTable, domain: &str) -> Option<Name> {
     if let Some(v) = table.values().find(|v| v.allocation.cluster_ip == Some(ip)) {
-        return Some(name(&format!("{}.{}.svc", v.name, v.namespace), domain));
+        return Some(name(&format!("{}.{}.svc", v.name(), v.namespace()), domain));
     }
     table.values().find_map(|v| {
         let e = v.endpoints.iter().find(|e| e.ip() == ip)?;
         Some(name(
-            &format!("{}.{}.{}.svc", endpoint_label(e), v.name, v.namespace),
+            &format!("{}.{}.{}.svc", endpoint_label(e), v.name(), v.namespace()),
             domain,
         ))
     })

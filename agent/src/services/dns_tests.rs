@@ -24,19 +24,14 @@ fn named_endpoint(pod: &str, ip: &str, ready: bool, hostname: Option<&str>) -> E
         name: pod.into(),
         node: "n1".into(),
         hostname: hostname.map(Into::into),
+        ports: Vec::new(),
     };
-    Endpoint::new(
-        std::sync::Arc::new(pod),
-        hostname.is_some(),
-        [("db/TCP".to_string(), 5432)].into(),
-    )
+    Endpoint::new(std::sync::Arc::new(pod), hostname.is_some())
 }
 
 fn table() -> ServiceTable {
     let mut t = BTreeMap::new();
-    let view = |name: &str, svc, ip: Option<&str>, endpoints| ServiceView {
-        namespace: "default".into(),
-        name: name.into(),
+    let view = |svc, ip: Option<&str>, endpoints| ServiceView {
         service: svc,
         allocation: Allocation {
             cluster_ip: ip.map(|i| i.parse().unwrap()),
@@ -48,7 +43,6 @@ fn table() -> ServiceTable {
     t.insert(
         "default/web".to_string(),
         view(
-            "web",
             service(
                 "web",
                 "  selector: {app: web}\n  ports: [{name: http, port: 80}]\n",
@@ -60,7 +54,6 @@ fn table() -> ServiceTable {
     t.insert(
         "default/db".to_string(),
         view(
-            "db",
             service(
                 "db",
                 "  clusterIP: None\n  selector: {app: db}\n  ports: [{name: db, port: 5432}]\n",
@@ -76,7 +69,6 @@ fn table() -> ServiceTable {
     t.insert(
         "default/ext".to_string(),
         view(
-            "ext",
             service(
                 "ext",
                 "  type: ExternalName\n  externalName: db.example.com\n",

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use skiff_manifests::{Protocol, Service, TargetPort};
+use skiff_manifests::{Protocol, Service, ServicePort, TargetPort};
 
 /// A container port a pod declares (for Services whose targetPort is a name).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -28,7 +28,6 @@ pub struct PodView<'a> {
     /// Being stopped: never an endpoint (its connections drain while it stops).
     pub deleting: bool,
     pub labels: &'a BTreeMap<String, String>,
-    pub ports: &'a [NamedPort],
     /// The pod's `subdomain`, when set.
     pub subdomain: Option<&'a str>,
 }
@@ -42,24 +41,23 @@ pub struct EndpointPod {
     pub node: String,
     /// The pod's `hostname`, when set.
     pub hostname: Option<String>,
+    /// The container ports it declares (named target ports resolve against them).
+    pub ports: Vec<NamedPort>,
 }
 
 /// One pod behind a Service. Small on purpose: a node holds one per Service a pod is behind
-/// (1,000 Services over the same 10 pods are 10,000 endpoints), so the pod is shared and a
-/// single port is held inline.
+/// (1,000 Services over the same 10 pods are 10,000 endpoints), so the pod is shared and its
+/// ports are read through the Service's ports ([`Endpoint::port`]) rather than copied.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Endpoint {
     pub pod: Arc<EndpointPod>,
     /// The pod's hostname is its DNS name under this Service (its subdomain names it).
     named: bool,
-    /// Service port key (`<name>/<protocol>`) -> the port on the pod. A pod that lacks a named
-    /// target port is not an endpoint of that Service port.
-    pub ports: EndpointPorts,
 }
 
 impl Endpoint {
-    pub fn new(pod: Arc<EndpointPod>, named: bool, ports: EndpointPorts) -> Endpoint {
-        Endpoint { pod, named, ports }
+    pub fn new(pod: Arc<EndpointPod>, named: bool) -> Endpoint {
+        Endpoint { pod, named }
     }
 
     pub fn ip(&self) -> Ipv4Addr {
@@ -83,61 +81,22 @@ impl Endpoint {
     pub fn hostname(&self) -> Option<&str> {
         self.pod.hostname.as_deref().filter(|_| self.named)
     }
+
+    /// The port on the pod for Service port `port`; none when its target is a name the pod
+    /// does not declare (the pod is then no endpoint of that Service port).
+    pub fn port(&self, port: &ServicePort) -> Option<u16> {
+        target_port(port, &self.pod.ports)
+    }
 }
 
-/// An endpoint's ports: Service port key (`<name>/<protocol>`, shared by all the Service's
-/// endpoints) -> the port on the pod, in the Service's port order. The common single port is
-/// held inline; more take one allocation.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub enum EndpointPorts {
-    #[default]
-    None,
-    One((Arc<str>, u16)),
-    Many(Box<[(Arc<str>, u16)]>),
-}
-
-impl EndpointPorts {
-    /// The pod's port for the Service port `key`.
-    pub fn get(&self, key: &str) -> Option<&u16> {
-        self.slice()
+/// The port on a pod declaring `pod_ports` that Service port `port` forwards to.
+fn target_port(port: &ServicePort, pod_ports: &[NamedPort]) -> Option<u16> {
+    match &port.target_port {
+        TargetPort::Number(n) => Some(*n),
+        TargetPort::Name(name) => pod_ports
             .iter()
-            .find(|(k, _)| &**k == key)
-            .map(|(_, p)| p)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.slice().is_empty()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&str, u16)> {
-        self.slice().iter().map(|(k, p)| (&**k, *p))
-    }
-
-    fn slice(&self) -> &[(Arc<str>, u16)] {
-        match self {
-            EndpointPorts::None => &[],
-            EndpointPorts::One(pair) => std::slice::from_ref(pair),
-            EndpointPorts::Many(all) => all,
-        }
-    }
-}
-
-impl FromIterator<(Arc<str>, u16)> for EndpointPorts {
-    fn from_iter<I: IntoIterator<Item = (Arc<str>, u16)>>(iter: I) -> Self {
-        let mut iter = iter.into_iter();
-        let Some(first) = iter.next() else {
-            return EndpointPorts::None;
-        };
-        match iter.next() {
-            None => EndpointPorts::One(first),
-            Some(second) => EndpointPorts::Many([first, second].into_iter().chain(iter).collect()),
-        }
-    }
-}
-
-impl<const N: usize> From<[(String, u16); N]> for EndpointPorts {
-    fn from(ports: [(String, u16); N]) -> Self {
-        ports.into_iter().map(|(k, p)| (Arc::from(k), p)).collect()
+            .find(|c| &c.name == name && c.protocol == port.protocol.as_str())
+            .map(|c| c.port),
     }
 }
 
@@ -153,12 +112,6 @@ pub fn endpoints<'a>(
     gone_nodes: &BTreeSet<String>,
 ) -> Vec<Endpoint> {
     let spec = &service.spec;
-    // Each Service port's key, made once and shared by every endpoint.
-    let keys: Vec<Arc<str>> = spec
-        .ports
-        .iter()
-        .map(|sp| Arc::from(super::alloc::port_key(&sp.name, sp.protocol.as_str())))
-        .collect();
     let mut all: Vec<Endpoint> = pods
         .into_iter()
         .filter(|p| p.namespace == namespace && spec.selects(p.labels))
@@ -170,27 +123,16 @@ pub fn endpoints<'a>(
             if !pod.ready && !spec.publish_not_ready_addresses {
                 return None;
             }
-            let ports: EndpointPorts = spec
-                .ports
-                .iter()
-                .zip(&keys)
-                .filter_map(|(sp, key)| {
-                    let protocol = sp.protocol.as_str();
-                    let target = match &sp.target_port {
-                        TargetPort::Number(n) => Some(*n),
-                        TargetPort::Name(name) => p
-                            .ports
-                            .iter()
-                            .find(|c| &c.name == name && c.protocol == protocol)
-                            .map(|c| c.port),
-                    }?;
-                    Some((key.clone(), target))
-                })
-                .collect();
-            if ports.is_empty() && !spec.ports.is_empty() {
+            // A pod that declares none of the Service's named target ports serves none of it.
+            if !spec.ports.is_empty()
+                && !spec
+                    .ports
+                    .iter()
+                    .any(|sp| target_port(sp, &pod.ports).is_some())
+            {
                 return None;
             }
-            Some(Endpoint::new(pod.clone(), p.subdomain == Some(name), ports))
+            Some(Endpoint::new(pod.clone(), p.subdomain == Some(name)))
         })
         .collect();
     all.sort();
@@ -263,11 +205,11 @@ mod tests {
                         name: p.name.into(),
                         node: p.node.into(),
                         hostname: None,
+                        ports: p.ports.clone(),
                     })
                 }),
                 deleting: p.deleting,
                 labels: &p.labels,
-                ports: &p.ports,
                 subdomain: None,
             })
             .collect()
@@ -350,12 +292,12 @@ mod tests {
         }
         let got = endpoints("default", "web", &by_name, views(&pods), &none);
         assert_eq!(
-            got[0].ports.get("/TCP"),
-            Some(&8080),
+            got[0].port(&by_name.spec.ports[0]),
+            Some(8080),
             "the named port resolved per pod"
         );
         let got = endpoints("default", "web", &by_number, views(&pods), &none);
-        assert_eq!(got[0].ports.get("/TCP"), Some(&9090));
+        assert_eq!(got[0].port(&by_number.spec.ports[0]), Some(9090));
     }
 
     #[test]

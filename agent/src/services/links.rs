@@ -33,10 +33,10 @@ pub fn links_of(table: &super::ServiceTable) -> ServiceLinks {
         let Some(ip) = view.allocation.cluster_ip else {
             continue;
         };
-        out.entry(view.namespace.clone())
+        out.entry(view.namespace().to_string())
             .or_default()
             .push(ServiceLink {
-                name: view.name.clone(),
+                name: view.name().to_string(),
                 ip,
                 ports: spec
                     .ports

@@ -26,15 +26,24 @@ pub use links::{ServiceLink, ServiceLinks};
 /// One Service as this node sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceView {
-    pub namespace: String,
-    pub name: String,
-    /// The Service object itself (shared with the replicated objects, not copied).
+    /// The Service object itself (shared with the replicated objects, not copied); its
+    /// namespace and name are the view's ([`ServiceView::namespace`], [`ServiceView::name`]).
     pub service: SharedService,
     /// What the leader's book says (empty until the book names the Service).
     pub allocation: Allocation,
     pub endpoints: Vec<Endpoint>,
     /// Pods the selector matches (not being deleted), ready or not.
     pub selected: usize,
+}
+
+impl ServiceView {
+    pub fn namespace(&self) -> &str {
+        &self.service.metadata.namespace
+    }
+
+    pub fn name(&self) -> &str {
+        &self.service.metadata.name
+    }
 }
 
 /// A Service object as the replica holds it: a reference, read as a [`Service`].
@@ -97,11 +106,11 @@ pub fn table(
                         name: name.clone(),
                         node: node.clone(),
                         hostname: report.hostname.clone(),
+                        ports: report.ports.clone(),
                     })
                 }),
             deleting: report.deleting,
             labels: &report.labels,
-            ports: &report.ports,
             subdomain: report.subdomain.as_deref(),
         })
         .collect();
@@ -121,8 +130,6 @@ pub fn table(
                 })
                 .count();
             let view = ServiceView {
-                namespace: namespace.to_string(),
-                name: name.to_string(),
                 allocation: book.get(&key).cloned().unwrap_or_default(),
                 service,
                 endpoints,
@@ -156,7 +163,7 @@ pub fn programmed_ports(table: &ServiceTable) -> Vec<rules::ProgrammedPort> {
             let endpoints = view
                 .endpoints
                 .iter()
-                .filter_map(|e| Some((e.ip(), *e.ports.get(&port_key)?)))
+                .filter_map(|e| Some((e.ip(), e.port(p)?)))
                 .collect();
             out.push(rules::ProgrammedPort {
                 service: key.clone(),

@@ -378,6 +378,9 @@ fn ports(
             "ignored for type ExternalName (a DNS alias has no ports to forward)",
         );
     }
+    // Kept with the Service for as long as it exists: no spare capacity (one port pushed
+    // leaves room for four).
+    out.shrink_to_fit();
     out
 }
 

@@ -62,12 +62,12 @@ pub(super) fn get(
         ResourceKind::Nodes => {}
         ResourceKind::Services | ResourceKind::Endpoints => {
             for view in cluster.services.values() {
-                if !ns_matches(&view.namespace, namespace, all)
-                    || name.is_some_and(|n| n != view.name)
+                if !ns_matches(view.namespace(), namespace, all)
+                    || name.is_some_and(|n| n != view.name())
                 {
                     continue;
                 }
-                let key = ObjectKey::new(Kind::Service, &view.namespace, &view.name);
+                let key = ObjectKey::new(Kind::Service, view.namespace(), view.name());
                 let Some((_, object)) = snap.objects.get(&key) else {
                     continue;
                 };

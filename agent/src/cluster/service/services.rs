@@ -38,8 +38,8 @@ impl ClusterService {
         {
             return;
         }
-        let json = serde_json::to_string(&*self.book).unwrap_or_default();
-        if json == self.published_book {
+        let version = book_version(&self.book);
+        if self.published_book == Some(version) {
             self.published_book_of = Some(self.book.clone());
             return;
         }
@@ -56,7 +56,7 @@ impl ClusterService {
                     let _ = self.gossip.delete_key(&book_key(index)).await;
                 }
                 self.published_book_parts = parts;
-                self.published_book = json;
+                self.published_book = Some(version);
                 self.published_book_of = Some(self.book.clone());
             }
             Err(size) => tracing::error!(
