@@ -176,11 +176,8 @@ impl GossipView {
         }
         for node in changes.changed {
             let own = node.node == self.me;
-            let parsed = NodeView::parse(
-                &node.keys,
-                self.nodes.get(&node.node).map(Arc::as_ref),
-                own,
-            );
+            let parsed =
+                NodeView::parse(&node.keys, self.nodes.get(&node.node).map(Arc::as_ref), own);
             self.nodes.insert(node.node.clone(), Arc::new(parsed));
             self.versions.insert(node.node, node.version);
         }

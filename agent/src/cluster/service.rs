@@ -40,10 +40,10 @@ mod step;
 mod sync;
 
 pub use rollback::declaration;
-pub use services::{BOOK_KEY, BOOK_PART_PREFIX};
-pub(crate) use services::{assemble_book, parse_book_key};
 #[cfg(test)]
 pub(crate) use services::split_book;
+pub use services::{BOOK_KEY, BOOK_PART_PREFIX};
+pub(crate) use services::{assemble_book, parse_book_key};
 
 /// Fetches records (bodies) for `keys` from `node`.
 pub trait Fetcher: Send + Sync {
