@@ -78,7 +78,9 @@ where
         }
     }
     Merged {
-        objects: Arc::new(objects),
+        // Built again in one pass: a map filled one key at a time in key order keeps its
+        // nodes about half full, and this one is kept (and shared) until the next change.
+        objects: Arc::new(objects.into_iter().collect()),
         conflicts,
     }
 }

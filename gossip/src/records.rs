@@ -91,10 +91,11 @@ pub enum SyncStep {
     Delete { key: String, digest: Digest },
 }
 
-/// What the local store (key -> digest) lacks, given every node's advertised digests
-/// (node, key, digest). Pure; sorted by key. Unparsable adverts are the caller's to drop.
-pub fn plan_sync<'a>(
-    local: &BTreeMap<String, Digest>,
+/// What the local store (`local`: key -> its digest) lacks, given every node's advertised
+/// digests (node, key, digest). Pure; sorted by key. Unparsable adverts are the caller's to
+/// drop.
+pub fn plan_sync<'a, 'l>(
+    local: impl Fn(&str) -> Option<&'l Digest>,
     adverts: impl IntoIterator<Item = (&'a str, &'a str, &'a Digest)>,
 ) -> Vec<SyncStep> {
     let mut best: BTreeMap<&str, (&Digest, Vec<String>)> = BTreeMap::new();
@@ -108,7 +109,7 @@ pub fn plan_sync<'a>(
         }
     }
     best.into_iter()
-        .filter(|(key, (digest, _))| local.get(*key).is_none_or(|mine| digest.supersedes(mine)))
+        .filter(|(key, (digest, _))| local(key).is_none_or(|mine| digest.supersedes(mine)))
         .map(|(key, (digest, mut from))| {
             if digest.tombstone {
                 SyncStep::Delete {
@@ -224,7 +225,7 @@ mod tests {
             ("n3", "obj/c", &newer_c),
             ("n3", "obj/d", &new_d),
         ];
-        let steps = plan_sync(&local, adverts.iter().map(|(n, k, d)| (*n, *k, *d)));
+        let steps = plan_sync(|k| local.get(k), adverts.iter().map(|(n, k, d)| (*n, *k, *d)));
         assert_eq!(
             steps,
             vec![
@@ -249,6 +250,6 @@ mod tests {
         after.insert("obj/a".into(), newer_a.clone());
         after.insert("obj/c".into(), newer_c.clone());
         after.insert("obj/d".into(), new_d.clone());
-        assert!(plan_sync(&after, adverts.iter().map(|(n, k, d)| (*n, *k, *d))).is_empty());
+        assert!(plan_sync(|k| after.get(k), adverts.iter().map(|(n, k, d)| (*n, *k, *d))).is_empty());
     }
 }

@@ -26,7 +26,8 @@ fn hex_sha256<T: Serialize>(value: &T, len: usize) -> String {
     let mut hasher = Sha256::new();
     serde_json::to_writer(&mut hasher, value).expect("model values always serialize to JSON");
     let digest = hasher.finalize();
-    let mut text = hex::encode(digest);
+    // Only the bytes shown are encoded: the text is kept with its object, without spare room.
+    let mut text = hex::encode(&digest[..len.div_ceil(2).min(digest.len())]);
     text.truncate(len);
     text
 }

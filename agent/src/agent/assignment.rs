@@ -35,12 +35,14 @@ impl<N: PodNetwork + 'static> Core<N> {
                 .keys()
                 .any(|k| !desired.objects.contains_key(k));
         if keys_changed {
-            // Shared with the published snapshot: copied only when an object came or went.
-            let first_seen = Arc::make_mut(&mut self.first_seen);
-            for key in desired.objects.keys() {
-                first_seen.entry(key.clone()).or_insert(now);
-            }
-            first_seen.retain(|k, _| desired.objects.contains_key(k));
+            // Shared with the published snapshot: made again only when an object came or went
+            // (in one pass, so that its nodes are full).
+            let first_seen = desired
+                .objects
+                .keys()
+                .map(|k| (k.clone(), self.first_seen.get(k).copied().unwrap_or(now)))
+                .collect();
+            self.first_seen = Arc::new(first_seen);
         }
         if desired::config_changed(&self.objects, &desired.objects) {
             for pod in self.pods.values_mut().map(Arc::make_mut) {

@@ -64,6 +64,10 @@ pub(super) async fn write_reply(
 ) -> Result<(), RpcFailure> {
     match reply {
         Reply::One(one) => response.send(&line(&one)).await,
+        Reply::Line(mut text) => {
+            text.push('\n');
+            response.send(text.as_bytes()).await
+        }
         Reply::Session { .. } => Err(RpcFailure::Failed(
             "a session cannot be answered as a call".into(),
         )),

@@ -167,6 +167,7 @@ async fn collect(reply: Reply) -> Result<Vec<String>, String> {
     match reply {
         Reply::One(Response::Error { message }) => Err(message),
         Reply::One(other) => Err(format!("unexpected single answer {other:?}")),
+        Reply::Line(text) => Err(format!("unexpected single answer {text}")),
         Reply::Session { .. } => Err("unexpected session".into()),
         Reply::Stream(mut rx) => {
             let mut lines = Vec::new();
@@ -239,6 +240,7 @@ async fn describe_and_logs_reach_the_node_that_reports_the_pod() {
     match remote.describe_pod("default", "web").await {
         Reply::One(Response::Ok { value }) => assert_eq!(value["metadata"]["name"], "web"),
         Reply::One(other) => panic!("describe answered {other:?}"),
+        Reply::Line(text) => panic!("describe answered {text}"),
         Reply::Stream(_) | Reply::Session { .. } => panic!("describe answered with a stream"),
     }
 

@@ -20,6 +20,9 @@ use tokio_util::task::TaskTracker;
 /// a session (exec) that also reads the caller's further lines into `input`.
 pub enum Reply {
     One(Response),
+    /// One answer already encoded as its JSON line (without the newline): a long `get` list,
+    /// encoded item by item so that the whole list is never held as a JSON tree.
+    Line(String),
     Stream(mpsc::Receiver<Response>),
     Session {
         output: mpsc::Receiver<Response>,
@@ -217,6 +220,10 @@ async fn answer(
 ) -> std::io::Result<()> {
     match reply {
         Reply::One(response) => write_line(write, &response).await,
+        Reply::Line(mut line) => {
+            line.push('\n');
+            write.write_all(line.as_bytes()).await
+        }
         // Sessions are relayed by `session`, which also reads the caller's lines.
         Reply::Session { .. } => Ok(()),
         Reply::Stream(mut rx) => {

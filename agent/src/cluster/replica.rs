@@ -125,7 +125,12 @@ pub struct Replica {
     /// written by the next [`Replica::flush`]. Memory is what the node acts on; the store
     /// catches up.
     unwritten: BTreeSet<String>,
+    /// How many entries the maps held when they were last built compactly ([`Replica::compact`]).
+    compacted_at: usize,
 }
+
+/// New keys since the maps were last built compactly before they are built again.
+const COMPACT_AFTER: usize = 64;
 
 /// The source part of the origin of a version that `rollout undo` made.
 pub const UNDO_SOURCE: &str = "rollout undo";
@@ -152,6 +157,7 @@ impl Replica {
             ingested: BTreeMap::new(),
             hlc: Hlc::new(node),
             unwritten: BTreeSet::new(),
+            compacted_at: 0,
         };
         let txn = current(&replica.db)?.begin_read()?;
         for item in txn.open_table(RECORDS)?.iter()? {
@@ -175,7 +181,26 @@ impl Replica {
                 .ingested
                 .insert(k.value().to_string(), v.value().to_string());
         }
+        replica.compact();
         Ok(replica)
+    }
+
+    /// Builds the maps again in one pass once many keys came since the last time: keys come in
+    /// order (a file of a thousand objects, a fetch of another node's records), and a map
+    /// filled one key at a time in order keeps its nodes about half full for as long as the
+    /// objects exist.
+    fn compact_if_grown(&mut self) {
+        // Counted from the smallest size since (keys that went and came again are new too).
+        self.compacted_at = self.compacted_at.min(self.entries.len());
+        if self.entries.len() >= self.compacted_at + COMPACT_AFTER {
+            self.compact();
+        }
+    }
+
+    fn compact(&mut self) {
+        self.entries = std::mem::take(&mut self.entries).into_iter().collect();
+        self.ingested = std::mem::take(&mut self.ingested).into_iter().collect();
+        self.compacted_at = self.entries.len();
     }
 
     fn entry(key: &str, stored: StoredRecord) -> Result<Entry, ReplicaError> {
@@ -220,6 +245,7 @@ impl Replica {
     /// Writes every key changed in memory since the last successful flush, in one transaction.
     /// On an error nothing is lost: the keys stay to be written by the next call.
     pub fn flush(&mut self) -> Result<(), ReplicaError> {
+        self.compact_if_grown();
         if self.unwritten.is_empty() {
             return Ok(());
         }
@@ -491,6 +517,11 @@ impl Replica {
     }
 
     /// One record's digest.
+    pub fn digest_ref(&self, key: &str) -> Option<&Digest> {
+        self.entries.get(key).map(|e| &e.digest)
+    }
+
+    /// One record's digest (owned).
     pub fn digest(&self, key: &str) -> Option<Digest> {
         self.entries.get(key).map(|e| e.digest.clone())
     }

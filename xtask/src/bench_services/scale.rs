@@ -124,6 +124,7 @@ fn measure(agent: &mut DemoAgent) -> Result<NodeReport> {
     })?;
     let pid = agent.pid().context("the agent is not running")?;
     let rss_without = super::settled_rss(pid)?;
+    hold_for_inspection("SKIFF_BENCH_HOLD_WITHOUT", pid, &rss_without, &rss_without)?;
 
     // 1,000 Services x 10 endpoints, in one file.
     let mut tail = LogTail::at_end(&agent.log_path())?;
@@ -163,7 +164,7 @@ fn measure(agent: &mut DemoAgent) -> Result<NodeReport> {
         e.endpoints == total
     })?;
     let rss_with = super::settled_rss(pid)?;
-    hold_for_inspection(pid, &rss_without, &rss_with)?;
+    hold_for_inspection("SKIFF_BENCH_HOLD", pid, &rss_without, &rss_with)?;
 
     // One endpoint gone and back: a small pod, then a shared one (all 1,000 Services).
     let mut small_gone = Vec::new();
@@ -237,11 +238,12 @@ fn measure(agent: &mut DemoAgent) -> Result<NodeReport> {
     })
 }
 
-/// With `SKIFF_BENCH_HOLD=<file>`, writes the agent's pid and both RSS figures to the file and
-/// waits until it is removed: the agent can be looked at (gdb, heaptrack) in the state the
-/// figure was taken in.
-fn hold_for_inspection(pid: u32, without: &Rss, with: &Rss) -> Result<()> {
-    let Some(file) = std::env::var_os("SKIFF_BENCH_HOLD") else {
+/// With `SKIFF_BENCH_HOLD=<file>` (after the RSS with Services; `SKIFF_BENCH_HOLD_WITHOUT`:
+/// after the one without), writes the agent's pid and both RSS figures to the file and waits
+/// until it is removed: the agent can be looked at (gdb, heaptrack) in the state the figure
+/// was taken in.
+fn hold_for_inspection(variable: &str, pid: u32, without: &Rss, with: &Rss) -> Result<()> {
+    let Some(file) = std::env::var_os(variable) else {
         return Ok(());
     };
     std::fs::write(

@@ -90,6 +90,61 @@ fn list(items: Vec<Value>) -> Value {
     json!({ "apiVersion": "v1", "kind": "List", "items": items })
 }
 
+/// The items of a `get` answer. With a name they are kept (one is answered alone); without,
+/// each is encoded as it comes and dropped, so that a list of a thousand objects is text of a
+/// few hundred kilobytes in one buffer rather than a tree of tens of thousands of values.
+struct Items {
+    kept: Option<Vec<Value>>,
+    line: String,
+    count: usize,
+}
+
+impl Items {
+    fn new(named: bool) -> Items {
+        let mut line = String::new();
+        if !named {
+            line.push_str(r#"{"type":"ok","value":{"apiVersion":"v1","kind":"List","items":["#);
+        }
+        Items {
+            kept: named.then(Vec::new),
+            line,
+            count: 0,
+        }
+    }
+
+    fn push(&mut self, item: Value) {
+        self.count += 1;
+        match &mut self.kept {
+            Some(kept) => kept.push(item),
+            None => {
+                if self.count > 1 {
+                    self.line.push(',');
+                }
+                // A Value always encodes (its map keys are strings).
+                let text = serde_json::to_string(&item).unwrap_or_else(|_| "null".into());
+                self.line.push_str(&text);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The answer: the one named item alone, else the list.
+    fn reply(self) -> Reply {
+        match self.kept {
+            Some(mut kept) if kept.len() == 1 => ok(kept.remove(0)),
+            Some(kept) => ok(list(kept)),
+            None => {
+                let mut line = self.line;
+                line.push_str("]}}");
+                Reply::Line(line)
+            }
+        }
+    }
+}
+
 async fn handle(shared: Shared, request: Request) -> Reply {
     let snap = shared.snapshot.borrow().clone();
     match request {
@@ -228,5 +283,54 @@ pub(crate) fn exec_here(
             shared.cancel.clone(),
         ),
         Err(message) => err(message),
+    }
+}
+
+#[cfg(test)]
+mod items_tests {
+    use super::*;
+
+    fn decoded(reply: Reply) -> Response {
+        match reply {
+            Reply::One(r) => r,
+            Reply::Line(text) => serde_json::from_str(&text).expect("one JSON response"),
+            Reply::Stream(_) | Reply::Session { .. } => panic!("not one answer"),
+        }
+    }
+
+    #[test]
+    fn a_list_is_encoded_item_by_item_as_the_same_answer() {
+        for n in [0, 1, 3] {
+            let values: Vec<Value> = (0..n).map(|i| json!({ "name": format!("s{i}") })).collect();
+            let mut items = Items::new(false);
+            for v in &values {
+                items.push(v.clone());
+            }
+            assert!(matches!(items.reply(), Reply::Line(_)));
+            let mut items = Items::new(false);
+            for v in &values {
+                items.push(v.clone());
+            }
+            assert_eq!(
+                decoded(items.reply()),
+                Response::Ok {
+                    value: list(values.clone())
+                },
+                "{n} items"
+            );
+        }
+    }
+
+    #[test]
+    fn a_named_item_is_answered_alone() {
+        let mut items = Items::new(true);
+        assert!(items.is_empty());
+        items.push(json!({ "name": "web" }));
+        assert_eq!(
+            decoded(items.reply()),
+            Response::Ok {
+                value: json!({ "name": "web" })
+            }
+        );
     }
 }

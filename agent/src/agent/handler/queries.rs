@@ -2,7 +2,7 @@
 //! from the loop's snapshot and the cluster state (Secrets shown with their values redacted); a
 //! pod another node runs is described by that node.
 
-use super::{Shared, err, list, ok};
+use super::{Shared, err, ok};
 use crate::agent::core::Snapshot;
 use crate::agent::pending;
 use crate::agent::status::{placed, summaries};
@@ -25,7 +25,7 @@ pub(super) fn get(
     namespace: Option<&str>,
     all: bool,
 ) -> Reply {
-    let mut items: Vec<Value> = Vec::new();
+    let mut items = super::Items::new(name.is_some() && kind != ResourceKind::Events);
     match kind {
         ResourceKind::Pods => {
             for p in &snap.pods {
@@ -154,10 +154,7 @@ pub(super) fn get(
     {
         return err(format!("{kind:?} {n:?} not found").to_lowercase());
     }
-    if name.is_some() && items.len() == 1 && kind != ResourceKind::Events {
-        return ok(items.remove(0));
-    }
-    ok(list(items))
+    items.reply()
 }
 
 /// `describe KIND NAME` of everything but nodes: a bare Pod no node runs (Pending, with the

@@ -36,10 +36,9 @@ impl ClusterService {
 
     pub(super) async fn ingest(&mut self, declared: &crate::desired::Objects) {
         let changed = self.replica.ingest(declared, (self.timings.clock)());
-        let digests = self.replica.digests();
         for key in changed {
-            if let Some(d) = digests.get(&key) {
-                self.advertise(&key, d).await;
+            if let Some(d) = self.replica.digest(&key) {
+                self.advertise(&key, &d).await;
             }
             self.replica_changed();
         }
@@ -90,8 +89,8 @@ impl ClusterService {
                     }
                     match self.replica.apply_remote(&key, record) {
                         Ok(true) => {
-                            if let Some(d) = self.replica.digests().get(&key) {
-                                self.advertise(&key, d).await;
+                            if let Some(d) = self.replica.digest(&key) {
+                                self.advertise(&key, &d).await;
                             }
                             self.replica_changed();
                         }
@@ -113,7 +112,7 @@ impl ClusterService {
             .nodes()
             .filter(|(node, _)| *node != me)
             .flat_map(|(node, keys)| keys.adverts.iter().map(move |(k, d)| (node, k.as_str(), d)));
-        let steps = plan_sync(&self.replica.digests(), adverts);
+        let steps = plan_sync(|k| self.replica.digest_ref(k), adverts);
         let mut batches: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for step in steps {
             match step {
