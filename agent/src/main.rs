@@ -16,7 +16,11 @@ fn main() {
         .clone()
         .unwrap_or_else(|| PathBuf::from(skiff_agent::config::DEFAULT_API_SOCKET));
     let code = match cli.command {
-        Command::Agent(args) => skiff_agent::agent::run_from_args(*args),
+        Command::Agent(args) => {
+            // Before any thread: the agent starts again once with its allocator settings.
+            skiff_agent::memory::run_with_tunables();
+            skiff_agent::agent::run_from_args(*args)
+        }
         Command::Dev(dev) => skiff_agent::dev::run(dev),
         command => {
             restore_sigpipe();

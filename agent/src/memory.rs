@@ -25,6 +25,40 @@ pub fn limit_arenas() {
     }
 }
 
+/// The glibc tunables the agent runs with: no per-thread caches of freed chunks. Each thread
+/// that frees memory keeps up to 7 chunks of every small size for itself, and malloc_trim
+/// cannot hand those back; with a dozen threads that is about a megabyte that stays resident
+/// after a burst of work, and it keeps the chunks around them from coalescing. With one arena
+/// and few busy threads the agent's allocations take the arena's lock instead, which costs
+/// little next to what they do.
+pub const TUNABLES: &str = "glibc.malloc.tcache_count=0";
+
+/// Starts the agent again with [`TUNABLES`] in `GLIBC_TUNABLES` unless they are set already
+/// (glibc reads them only when a process starts). Keeps the caller's own tunables; leaves
+/// alone one that sets the cache size itself. Returns only when the agent is to run as it
+/// is (the setting is in force, or the exec failed: then with a warning on stderr). Call
+/// first thing, before any thread exists.
+pub fn run_with_tunables() {
+    use std::os::unix::process::CommandExt;
+    let current = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+    if current.contains("glibc.malloc.tcache_count") {
+        return;
+    }
+    let tunables = if current.is_empty() {
+        TUNABLES.to_string()
+    } else {
+        format!("{current}:{TUNABLES}")
+    };
+    let mut args = std::env::args_os();
+    let Some(argv0) = args.next() else { return };
+    let error = std::process::Command::new("/proc/self/exe")
+        .arg0(argv0)
+        .args(args)
+        .env("GLIBC_TUNABLES", tunables)
+        .exec();
+    eprintln!("skiff agent: running without allocator tunables ({TUNABLES}): {error}");
+}
+
 /// Returns freed heap memory to the system now (blocking: call it off the async workers).
 pub fn release_free_memory() {
     // SAFETY: malloc_trim walks the allocator's free lists under its own locks; it has no

@@ -200,6 +200,15 @@ fn agent_rss_kib(agent: &TestAgent) -> u64 {
 #[test]
 fn a_big_configmap_and_many_files_keep_the_agent_small_and_quick() {
     let agent = TestAgent::start();
+    // The agent runs with its allocator settings (it starts itself again with them).
+    let pid = agent.pid().expect("agent pid");
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
+    assert!(
+        environ
+            .split(|b| *b == 0)
+            .any(|v| v == b"GLIBC_TUNABLES=glibc.malloc.tcache_count=0"),
+        "the agent runs without glibc's per-thread caches"
+    );
     // The same pod start on an empty directory first, as the yardstick.
     let baseline = start_pod(&agent, "early");
     let anon_before = agent_status_kib(&agent, "RssAnon");
