@@ -112,23 +112,22 @@ impl fmt::Display for Kind {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ObjectKey {
     pub kind: Kind,
-    /// Empty for cluster-wide kinds. Held inline up to 24 bytes (keys are copied into every
-    /// map of objects: the sources', the replica's, the node loop's).
-    pub namespace: compact_str::CompactString,
-    pub name: compact_str::CompactString,
+    /// Empty for cluster-wide kinds.
+    pub namespace: String,
+    pub name: String,
 }
 
 impl ObjectKey {
-    pub fn new(kind: Kind, namespace: impl AsRef<str>, name: impl AsRef<str>) -> ObjectKey {
+    pub fn new(kind: Kind, namespace: impl Into<String>, name: impl Into<String>) -> ObjectKey {
         let namespace = if kind.is_namespaced() {
-            compact_str::CompactString::new(namespace.as_ref())
+            namespace.into()
         } else {
-            compact_str::CompactString::default()
+            String::new()
         };
         ObjectKey {
             kind,
             namespace,
-            name: compact_str::CompactString::new(name.as_ref()),
+            name: name.into(),
         }
     }
 }

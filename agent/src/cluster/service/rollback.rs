@@ -118,8 +118,8 @@ fn undo_note(key: &ObjectKey, done: &UndoDone, auto_from: Option<u64>) -> Note {
         warning: auto_from.is_some(),
         reason: "RolledBack".into(),
         object_kind: key.kind.as_str().to_string(),
-        namespace: key.namespace.to_string(),
-        object_name: key.name.to_string(),
+        namespace: key.namespace.clone(),
+        object_name: key.name.clone(),
         message: format!(
             "{how} to revision {} (now revision {}); {} now differs from what runs: its next change wins again",
             done.from_revision,
