@@ -51,7 +51,13 @@ pub fn run_with_tunables() {
     };
     let mut args = std::env::args_os();
     let Some(argv0) = args.next() else { return };
-    let error = std::process::Command::new("/proc/self/exe")
+    // The binary's own path, so that the process keeps its name (`pidof skiff`); /proc's link
+    // when the file is gone (replaced while it ran).
+    let exe = std::env::current_exe()
+        .ok()
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| "/proc/self/exe".into());
+    let error = std::process::Command::new(exe)
         .arg0(argv0)
         .args(args)
         .env("GLIBC_TUNABLES", tunables)

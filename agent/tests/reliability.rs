@@ -209,6 +209,12 @@ fn a_big_configmap_and_many_files_keep_the_agent_small_and_quick() {
             .any(|v| v == b"GLIBC_TUNABLES=glibc.malloc.tcache_count=0"),
         "the agent runs without glibc's per-thread caches"
     );
+    let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).expect("comm");
+    assert_eq!(
+        name.trim(),
+        "skiff",
+        "started again, the agent keeps its name"
+    );
     // The same pod start on an empty directory first, as the yardstick.
     let baseline = start_pod(&agent, "early");
     let anon_before = agent_status_kib(&agent, "RssAnon");

@@ -225,7 +225,10 @@ mod tests {
             ("n3", "obj/c", &newer_c),
             ("n3", "obj/d", &new_d),
         ];
-        let steps = plan_sync(|k| local.get(k), adverts.iter().map(|(n, k, d)| (*n, *k, *d)));
+        let steps = plan_sync(
+            |k| local.get(k),
+            adverts.iter().map(|(n, k, d)| (*n, *k, *d)),
+        );
         assert_eq!(
             steps,
             vec![
@@ -250,6 +253,12 @@ mod tests {
         after.insert("obj/a".into(), newer_a.clone());
         after.insert("obj/c".into(), newer_c.clone());
         after.insert("obj/d".into(), new_d.clone());
-        assert!(plan_sync(|k| after.get(k), adverts.iter().map(|(n, k, d)| (*n, *k, *d))).is_empty());
+        assert!(
+            plan_sync(
+                |k| after.get(k),
+                adverts.iter().map(|(n, k, d)| (*n, *k, *d))
+            )
+            .is_empty()
+        );
     }
 }
