@@ -192,7 +192,9 @@ async fn serve_tcp(
 /// encoding. Emptied whenever the table changes; bounded.
 #[derive(Default)]
 struct Answers {
-    table: Option<Arc<crate::services::ServiceTable>>,
+    /// The table the answers were made from, not kept alive by the cache (a table replaced
+    /// while no question comes would otherwise stay in memory beside the new one).
+    table: Option<std::sync::Weak<crate::services::ServiceTable>>,
     entries: std::collections::HashMap<Vec<u8>, Vec<u8>>,
 }
 
@@ -209,9 +211,13 @@ impl Answers {
         table: &Arc<crate::services::ServiceTable>,
         key: &mut Vec<u8>,
     ) -> bool {
-        if !self.table.as_ref().is_some_and(|t| Arc::ptr_eq(t, table)) {
+        if !self
+            .table
+            .as_ref()
+            .is_some_and(|t| std::ptr::eq(t.as_ptr(), Arc::as_ptr(table)))
+        {
             self.entries.clear();
-            self.table = Some(table.clone());
+            self.table = Some(Arc::downgrade(table));
         }
         let Some(end) = question_end(query) else {
             return false;
@@ -429,6 +435,8 @@ mod tests {
         let other = Arc::new(crate::services::ServiceTable::new());
         assert!(cache.key_into(&again, &other, &mut key));
         assert!(!cache.reply_into(&key, &again, &mut cached));
+        // The cache does not keep a table alive.
+        assert_eq!(Arc::strong_count(&other), 1);
         // Not plain: two questions, or a response.
         let mut bad = first.clone();
         bad[5] = 2;
