@@ -14,14 +14,19 @@ const TRIM_AFTER: Duration = Duration::from_secs(2);
 /// A trim waits at most this long for quiet (a client that polls every few milliseconds).
 const TRIM_AT_MOST_AFTER: Duration = Duration::from_secs(10);
 
-/// One malloc arena for the whole agent. Each arena keeps its own free pages among the ones
-/// still in use, so with more arenas a burst leaves more of them behind; the agent's threads
-/// are seldom busy at once, and glibc's per-thread caches serve most small allocations without
-/// the arena's lock. Call first thing in the agent, before it starts threads.
+/// One malloc arena for the whole agent, without fast bins. Each arena keeps its own free
+/// pages among the ones still in use, so with more arenas a burst leaves more of them behind;
+/// the agent's threads are seldom busy at once. Fast bins keep small freed chunks apart
+/// instead of merging them with their free neighbours, so the long-lived objects a burst
+/// makes (a thousand Services applied at once) land in holes scattered among the burst's
+/// garbage; without them the heap left after a burst is smaller (measured: about 0.4 MB less
+/// of small free chunks with 1,000 Services). Call first thing in the agent, before it starts
+/// threads.
 pub fn limit_arenas() {
     // SAFETY: mallopt only changes allocator tunables; called before the agent starts threads.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_MXFAST, 0);
     }
 }
 
