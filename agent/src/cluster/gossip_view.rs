@@ -3,8 +3,8 @@
 //! hundreds of nodes costs a version comparison per node, not a parse of every key.
 
 use super::keys::{
-    Assignment, PENDING_KEY, POD_PREFIX, PendingWorkload, PodReport, assemble_assignment,
-    parse_assignment_key,
+    ASSIGN_PART_PREFIX, ASSIGN_PREFIX, Assignment, PENDING_KEY, POD_PREFIX, PendingWorkload,
+    PodReport, assemble_assignment, parse_assignment_key,
 };
 use super::subnets;
 use ipnet::Ipv4Net;
@@ -15,8 +15,17 @@ use std::sync::Arc;
 /// Every prefix the cluster layer reads.
 const PREFIXES: [&str; 4] = [RECORD_PREFIX, POD_PREFIX, "sched/", "net/"];
 /// What it reads of this node's own keys: not the object adverts, which it wrote from its own
-/// replica (a thousand objects would be copied out and parsed again on each change of its keys).
-const OWN_PREFIXES: [&str; 3] = [POD_PREFIX, "sched/", "net/"];
+/// replica, nor the Service address book, which it made as the leader (a thousand objects or
+/// Services would be copied out and parsed again on each change of its keys).
+const OWN_PREFIXES: [&str; 7] = [
+    POD_PREFIX,
+    TERM_KEY,
+    PENDING_KEY,
+    ASSIGN_PREFIX,
+    ASSIGN_PART_PREFIX,
+    subnets::TABLE_KEY,
+    "net/",
+];
 
 /// What one node publishes, parsed. Values that do not parse are left out.
 #[derive(Clone, Debug, Default)]
@@ -37,8 +46,8 @@ pub struct NodeView {
     /// A hash of each pod report's text, so the next parse reuses the reports whose text did
     /// not change (a node that publishes one report change does not cost a parse of all).
     report_hashes: BTreeMap<(String, String), u64>,
-    /// The Service address book it published when it led (whole, or none; never read from a
-    /// node's own keys: the leader holds the book it made).
+    /// The Service address book it published when it led (whole, or none; a node's own keys
+    /// are read without it, [`OWN_PREFIXES`]).
     pub book: Option<Arc<crate::services::Book>>,
     /// A hash of the book's parts as text, so an unchanged book is not parsed again each time
     /// another key of its node changes.
@@ -54,8 +63,7 @@ impl NodeView {
             .map(|(_, doc)| doc)
     }
 
-    /// Parses a node's keys; `own` for this node's own (its book is left out).
-    fn parse(keys: &[(String, String)], previous: Option<&NodeView>, own: bool) -> NodeView {
+    fn parse(keys: &[(String, String)], previous: Option<&NodeView>) -> NodeView {
         let mut out = NodeView::default();
         let reusable: BTreeMap<&(String, String), (u64, &Arc<PodReport>)> = previous
             .map(|p| {
@@ -96,9 +104,7 @@ impl NodeView {
                         .insert(index, doc);
                 }
             } else if let Some(index) = super::service::parse_book_key(key) {
-                if !own {
-                    book_texts.push((index, value));
-                }
+                book_texts.push((index, value));
             } else if key == TERM_KEY {
                 out.term = value.parse().ok();
             } else if key == PENDING_KEY {
@@ -110,12 +116,7 @@ impl NodeView {
             }
         }
         if !book_texts.is_empty() {
-            let hash = {
-                use std::hash::{Hash, Hasher};
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                book_texts.hash(&mut h);
-                h.finish()
-            };
+            let hash = text_hash(&book_texts);
             out.book_hash = Some(hash);
             out.book = match previous {
                 Some(p) if p.book_hash == Some(hash) => p.book.clone(),
@@ -136,8 +137,8 @@ impl NodeView {
     }
 }
 
-fn text_hash(text: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
+fn text_hash<T: std::hash::Hash + ?Sized>(text: &T) -> u64 {
+    use std::hash::Hasher;
     let mut h = std::collections::hash_map::DefaultHasher::new();
     text.hash(&mut h);
     h.finish()
@@ -175,9 +176,7 @@ impl GossipView {
             self.nodes.remove(&gone);
         }
         for node in changes.changed {
-            let own = node.node == self.me;
-            let parsed =
-                NodeView::parse(&node.keys, self.nodes.get(&node.node).map(Arc::as_ref), own);
+            let parsed = NodeView::parse(&node.keys, self.nodes.get(&node.node).map(Arc::as_ref));
             self.nodes.insert(node.node.clone(), Arc::new(parsed));
             self.versions.insert(node.node, node.version);
         }
@@ -246,7 +245,7 @@ mod tests {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let parsed = NodeView::parse(&keys, None, false);
+        let parsed = NodeView::parse(&keys, None);
         assert_eq!(parsed.claim, Some("10.42.3.0/24".parse().expect("net")));
         assert_eq!(parsed.adverts.len(), 1);
         assert_eq!(parsed.adverts[0].0, "obj/ConfigMap/default/a");
@@ -301,8 +300,8 @@ mod tests {
                 ("pod/default/b".to_string(), report("ub", b_running)),
             ]
         };
-        let first = NodeView::parse(&keys(false), None, false);
-        let second = NodeView::parse(&keys(true), Some(&first), false);
+        let first = NodeView::parse(&keys(false), None);
+        let second = NodeView::parse(&keys(true), Some(&first));
         let find = |view: &NodeView, name: &str| {
             view.pods
                 .iter()
@@ -323,7 +322,7 @@ mod tests {
     }
 
     #[test]
-    fn a_book_is_parsed_once_and_never_from_the_own_keys() {
+    fn a_book_is_parsed_once_and_never_read_from_the_own_keys() {
         let book: crate::services::Book = [(
             "default/web".to_string(),
             crate::services::Allocation {
@@ -342,9 +341,9 @@ mod tests {
                 ("sched/term".to_string(), other.to_string()),
             ]
         };
-        let first = NodeView::parse(&keys("1"), None, false);
+        let first = NodeView::parse(&keys("1"), None);
         assert_eq!(first.book.as_deref(), Some(&book));
-        let second = NodeView::parse(&keys("2"), Some(&first), false);
+        let second = NodeView::parse(&keys("2"), Some(&first));
         assert!(
             Arc::ptr_eq(
                 first.book.as_ref().expect("book"),
@@ -352,6 +351,25 @@ mod tests {
             ),
             "an unchanged book is reused"
         );
-        assert!(NodeView::parse(&keys("1"), None, true).book.is_none());
+        // A node's own keys are read by prefix: none of them reaches a part of the book, and
+        // every other key this view parses still does.
+        let own = |key: &str| OWN_PREFIXES.iter().any(|p| key.starts_with(p));
+        for key in [
+            crate::cluster::service::BOOK_KEY.to_string(),
+            format!("{}1", crate::cluster::service::BOOK_PART_PREFIX),
+        ] {
+            assert!(!own(&key), "{key} is read from the own keys");
+        }
+        for key in [
+            "pod/default/a",
+            TERM_KEY,
+            PENDING_KEY,
+            "sched/assign/n1",
+            "sched/assign-part/1/n1",
+            subnets::TABLE_KEY,
+            subnets::CLAIM_KEY,
+        ] {
+            assert!(own(key), "{key} is not read from the own keys");
+        }
     }
 }

@@ -523,7 +523,7 @@ impl Replica {
 
     /// One record's digest (owned).
     pub fn digest(&self, key: &str) -> Option<Digest> {
-        self.entries.get(key).map(|e| e.digest.clone())
+        self.digest_ref(key).cloned()
     }
 
     /// Every record's digest, by key.
