@@ -47,7 +47,7 @@ pub struct NodeView {
     /// not change (a node that publishes one report change does not cost a parse of all).
     report_hashes: BTreeMap<(String, String), u64>,
     /// The Service address book it published when it led (whole, or none; a node's own keys
-    /// are read without it, [`OWN_PREFIXES`]).
+    /// are read without it).
     pub book: Option<Arc<crate::services::Book>>,
     /// A hash of the book's parts as text, so an unchanged book is not parsed again each time
     /// another key of its node changes.
