@@ -82,11 +82,11 @@ fn environment_layers_image_env_from_and_env() {
 fn hostname_and_service_variables_come_before_the_manifest_env() {
     let c = container("    env:\n    - {name: DB_SERVICE_HOST, value: override}\n");
     let img = image(&[], &["sh"], &["HOSTNAME=image", "PATH=/bin"]);
-    let links = [crate::services::ServiceLink {
-        name: "db".into(),
-        ip: "10.43.0.7".parse().unwrap(),
-        ports: vec![("".into(), 5432, "TCP")],
-    }];
+    let links = [crate::services::links::test_link(
+        "db",
+        "10.43.0.7",
+        "  - {port: 5432}\n",
+    )];
     let runtime = runtime_vars("web-1", &links);
     let env = environment(&img, &c, "default", &objects(CONFIG), &runtime).unwrap();
     assert_eq!(
@@ -297,11 +297,11 @@ fn references_expand_as_kubernetes_does() {
         "    command: [sh, -c, \"echo $(GREETING) $(CM_a) $$(GREETING) $(NOPE) $(HOME)\"]\n    args: [\"$(DB_SERVICE_HOST)\"]\n    envFrom:\n    - prefix: CM_\n      configMapRef: {name: cm}\n    env:\n    - {name: LATER_USE, value: \"$(GREETING)\"}\n    - {name: GREETING, value: \"hi-$(CM_b)\"}\n    - {name: BOTH, value: \"$(GREETING)/$(DB_SERVICE_HOST)/$(HOSTNAME)/$(PATH)\"}\n    - name: RAW\n      valueFrom:\n        configMapKeyRef: {name: cm, key: a}\n",
     );
     let img = image(&[], &["sh"], &["PATH=/bin", "HOME=/root"]);
-    let links = [crate::services::ServiceLink {
-        name: "db".into(),
-        ip: "10.43.0.7".parse().unwrap(),
-        ports: vec![("".into(), 5432, "TCP")],
-    }];
+    let links = [crate::services::links::test_link(
+        "db",
+        "10.43.0.7",
+        "  - {port: 5432}\n",
+    )];
     let runtime = runtime_vars("web-1", &links);
     let (env, vars) = environment_and_vars(
         &img,
