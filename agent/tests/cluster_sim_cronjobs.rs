@@ -29,7 +29,7 @@ fn jobs(sim: &Sim, i: usize, cron: &str) -> Vec<(u64, String)> {
         .objects
         .keys()
         .filter(|k| k.kind == Kind::Job)
-        .filter_map(|k| Some((scheduled_of(cron, &k.name)?, k.name.clone())))
+        .filter_map(|k| Some((scheduled_of(cron, &k.name)?, k.name.to_string())))
         .collect();
     out.sort();
     out

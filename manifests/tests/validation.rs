@@ -314,7 +314,11 @@ fn bad_yaml_reports_line_and_column_and_other_documents_survive() {
         error.message.contains("line 9") || error.message.contains("line 8"),
         "{error}"
     );
-    let names: Vec<String> = parsed.objects().iter().map(|o| o.key().name).collect();
+    let names: Vec<String> = parsed
+        .objects()
+        .iter()
+        .map(|o| o.key().name.to_string())
+        .collect();
     assert_eq!(names, ["a", "b"]);
 }
 

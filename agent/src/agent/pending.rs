@@ -36,7 +36,7 @@ fn unplaced_of<'a>(
                 .any(|p| p.name == key.name && p.namespace == key.namespace);
             let reported = cluster
                 .pods
-                .contains_key(&(key.namespace.clone(), key.name.clone()));
+                .contains_key(&(key.namespace.to_string(), key.name.to_string()));
             !here && !reported
         })
         .map(|(key, (_, object))| {

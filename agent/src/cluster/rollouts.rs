@@ -134,7 +134,7 @@ impl RolloutTracker {
                     available += 1;
                 }
             }
-            let id = (key.namespace.clone(), key.name.clone());
+            let id = (key.namespace.to_string(), key.name.to_string());
             let done_before = self.completed.get(&id) == Some(&hash);
             let mark: Mark = (hash.clone(), current, available, all);
             let since = match self.marks.get(&id) {

@@ -153,7 +153,7 @@ fn apply(
         .filter(|(key, _)| pods.contains_key(key) || !ended.contains(key))
         .collect();
     let can_be_ready = |owner: &Owner, namespace: &str, hash: &str| {
-        let key = skiff_manifests::ObjectKey::new(owner.kind, namespace, owner.name.clone());
+        let key = skiff_manifests::ObjectKey::new(owner.kind, namespace, &owner.name);
         !desired
             .objects
             .get(&key)
@@ -171,7 +171,7 @@ fn apply(
             })
     };
     let runs = |owner: &Owner, namespace: &str| -> Option<(Duration, i32)> {
-        let key = skiff_manifests::ObjectKey::new(owner.kind, namespace, owner.name.clone());
+        let key = skiff_manifests::ObjectKey::new(owner.kind, namespace, &owner.name);
         let (_, object) = desired.objects.get(&key)?;
         let skiff_manifests::Object::Job(job) = object.get() else {
             return None;

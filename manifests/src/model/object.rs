@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use compact_str::CompactString;
+
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::config::{ConfigMap, Namespace, Secret};
@@ -110,24 +112,28 @@ impl fmt::Display for Kind {
 /// Identity of an object: kind + namespace + name. Displays as `Deployment default/web`
 /// (`Namespace prod` for cluster-wide kinds).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// Namespace and name are held inline up to 24 bytes (a name of up to 63 characters
+/// otherwise): every map of objects holds a key per object, and a short `String` costs a heap
+/// block of at least 32 bytes besides its 24.
 pub struct ObjectKey {
     pub kind: Kind,
     /// Empty for cluster-wide kinds.
-    pub namespace: String,
-    pub name: String,
+    pub namespace: CompactString,
+    pub name: CompactString,
 }
 
 impl ObjectKey {
-    pub fn new(kind: Kind, namespace: impl Into<String>, name: impl Into<String>) -> ObjectKey {
+    pub fn new(kind: Kind, namespace: &str, name: &str) -> ObjectKey {
         let namespace = if kind.is_namespaced() {
-            namespace.into()
+            CompactString::new(namespace)
         } else {
-            String::new()
+            CompactString::default()
         };
         ObjectKey {
             kind,
             namespace,
-            name: name.into(),
+            name: CompactString::new(name),
         }
     }
 }
@@ -202,7 +208,7 @@ impl Object {
 
     pub fn key(&self) -> ObjectKey {
         let meta = self.metadata();
-        ObjectKey::new(self.kind(), meta.namespace.clone(), meta.name.clone())
+        ObjectKey::new(self.kind(), &meta.namespace, &meta.name)
     }
 }
 

@@ -72,8 +72,10 @@ pub(super) async fn delete(shared: &Shared, target: DeleteTarget) -> Reply {
             };
             vec![ObjectKey::new(
                 k,
-                namespace.unwrap_or_else(|| skiff_manifests::DEFAULT_NAMESPACE.to_string()),
-                name,
+                namespace
+                    .as_deref()
+                    .unwrap_or(skiff_manifests::DEFAULT_NAMESPACE),
+                &name,
             )]
         }
     };

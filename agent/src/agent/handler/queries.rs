@@ -108,7 +108,7 @@ pub(super) fn get(
                     };
                     let rollout = cluster
                         .rollouts
-                        .get(&(key.namespace.clone(), key.name.clone()))
+                        .get(&(key.namespace.to_string(), key.name.to_string()))
                         .map(|r| (r, min_available));
                     v = render::deployment(
                         &v,
@@ -274,7 +274,12 @@ fn cron_job_status(snap: &Snapshot, cluster: &ClusterState, key: &ObjectKey) -> 
     for (job_key, (_, object)) in snap.objects.iter() {
         if job_key.kind != Kind::Job
             || job_key.namespace != key.namespace
-            || object.metadata().annotations.get(CRONJOB_ANNOTATION) != Some(&key.name)
+            || object
+                .metadata()
+                .annotations
+                .get(CRONJOB_ANNOTATION)
+                .map(String::as_str)
+                != Some(key.name.as_str())
         {
             continue;
         }

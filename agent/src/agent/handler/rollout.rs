@@ -22,8 +22,10 @@ fn key(kind: ResourceKind, name: String, namespace: Option<String>) -> Result<Ob
     };
     Ok(ObjectKey::new(
         kind,
-        namespace.unwrap_or_else(|| skiff_manifests::DEFAULT_NAMESPACE.to_string()),
-        name,
+        namespace
+            .as_deref()
+            .unwrap_or(skiff_manifests::DEFAULT_NAMESPACE),
+        &name,
     ))
 }
 

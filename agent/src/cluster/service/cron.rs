@@ -77,7 +77,7 @@ impl ClusterService {
             let Ok(cronjob) = Valid::<CronJob>::try_from(object.clone()) else {
                 continue;
             };
-            crons.insert((key.namespace.clone(), key.name.clone()));
+            crons.insert((key.namespace.to_string(), key.name.to_string()));
             let children = children(&cronjob, &objects, &tombstones, table, now);
             let created_ms = self
                 .replica
@@ -104,8 +104,8 @@ impl ClusterService {
                                 warning: true,
                                 reason: reason.clone(),
                                 object_kind: "CronJob".into(),
-                                namespace: key.namespace.clone(),
-                                object_name: key.name.clone(),
+                                namespace: key.namespace.to_string(),
+                                object_name: key.name.to_string(),
                                 message: message.clone(),
                             },
                         );
@@ -129,7 +129,7 @@ impl ClusterService {
         for (key, (_, object)) in objects.iter() {
             if key.kind == Kind::Job
                 && let Some(cronjob) = object.metadata().annotations.get(CRONJOB_ANNOTATION)
-                && !crons.contains(&(key.namespace.clone(), cronjob.clone()))
+                && !crons.contains(&(key.namespace.to_string(), cronjob.clone()))
             {
                 gone.push(key.clone());
             }
@@ -148,8 +148,8 @@ impl ClusterService {
                         warning: false,
                         reason: "SuccessfulCreate".into(),
                         object_kind: "CronJob".into(),
-                        namespace: cronjob.namespace.clone(),
-                        object_name: cronjob.name.clone(),
+                        namespace: cronjob.namespace.to_string(),
+                        object_name: cronjob.name.to_string(),
                         message: format!("Created job {name}"),
                     },
                 );
@@ -258,8 +258,8 @@ impl ClusterService {
                         warning: true,
                         reason: "NodeLocalRun".into(),
                         object_kind: "CronJob".into(),
-                        namespace: key.namespace.clone(),
-                        object_name: key.name.clone(),
+                        namespace: key.namespace.to_string(),
+                        object_name: key.name.to_string(),
                         message: format!(
                             "cut off from the majority: {me} made job {name} and runs it"
                         ),
@@ -314,11 +314,11 @@ impl ClusterService {
             local.extend(step.ended);
             for attempt in step.active {
                 local.push(crate::cluster::keys::AssignedPod {
-                    namespace: job_key.namespace.clone(),
+                    namespace: job_key.namespace.to_string(),
                     name: attempt.name,
                     owner: crate::pod::Owner {
                         kind: Kind::Job,
-                        name: job_key.name.clone(),
+                        name: job_key.name.to_string(),
                     },
                     template_hash: job.pod_template_hash(),
                     node: me.clone(),
@@ -345,7 +345,7 @@ fn children(
     let mut out = Vec::new();
     for (key, (_, object)) in objects.range(
         ObjectKey::new(Kind::Job, namespace, "")
-            ..ObjectKey::new(Kind::Job, namespace.clone() + "\0", ""),
+            ..ObjectKey::new(Kind::Job, &(namespace.to_string() + "\0"), ""),
     ) {
         if key.kind != Kind::Job
             || object.metadata().annotations.get(CRONJOB_ANNOTATION) != Some(name)
@@ -366,7 +366,7 @@ fn children(
             .collect();
         let status = crate::jobs::status_of(&job, &entries, now);
         out.push(Child {
-            name: key.name.clone(),
+            name: key.name.to_string(),
             scheduled_ms,
             live: true,
             outcome: status.finished.map(|f| f.complete),
@@ -377,7 +377,7 @@ fn children(
             && let Some(scheduled_ms) = cron::scheduled_of(name, &key.name)
         {
             out.push(Child {
-                name: key.name.clone(),
+                name: key.name.to_string(),
                 scheduled_ms,
                 live: false,
                 outcome: None,

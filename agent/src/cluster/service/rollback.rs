@@ -70,7 +70,7 @@ impl ClusterService {
             if view.progress != Progress::DeadlineExceeded {
                 continue;
             }
-            let key = ObjectKey::new(Kind::Deployment, namespace.clone(), name.clone());
+            let key = ObjectKey::new(Kind::Deployment, namespace, name);
             let failed = match self.replica.history(&object_key(&key)) {
                 Some((object, revisions, _)) if history::wants_auto_rollback(object, revisions) => {
                     revisions.last().map_or(0, |r| r.revision)
@@ -118,8 +118,8 @@ fn undo_note(key: &ObjectKey, done: &UndoDone, auto_from: Option<u64>) -> Note {
         warning: auto_from.is_some(),
         reason: "RolledBack".into(),
         object_kind: key.kind.as_str().to_string(),
-        namespace: key.namespace.clone(),
-        object_name: key.name.clone(),
+        namespace: key.namespace.to_string(),
+        object_name: key.name.to_string(),
         message: format!(
             "{how} to revision {} (now revision {}); {} now differs from what runs: its next change wins again",
             done.from_revision,
