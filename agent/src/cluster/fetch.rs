@@ -108,7 +108,7 @@ mod tests {
             history: Vec::new(),
         };
         let served = Served::default();
-        served.write().unwrap().insert(
+        Arc::make_mut(&mut served.write().unwrap()).insert(
             "obj/Pod/default/web".into(),
             ServedRecord::from_record("obj/Pod/default/web", record.clone()).expect("valid"),
         );

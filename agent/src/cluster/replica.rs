@@ -70,55 +70,61 @@ pub struct StoredRecord {
     pub history: Vec<Revision>,
 }
 
-struct Entry {
+/// One record in memory: the digest parsed, the object instead of its JSON body (made again
+/// when the record is written or served, so that a thousand objects are not also held as
+/// text).
+#[derive(Debug)]
+pub struct Entry {
     digest: Digest,
-    /// The record without its body (shared with what the node serves, `records`): the body
-    /// is the object's JSON, made again when the record is written or served, so that a
-    /// thousand objects are not also held as text.
-    stored: Arc<StoredRecord>,
+    origin: String,
+    history: Vec<Revision>,
     object: Option<Valid<Object>>,
 }
 
-impl Entry {
-    fn served(&self) -> ServedRecord {
-        ServedRecord {
-            stored: self.stored.clone(),
-            object: self.object.clone(),
-        }
-    }
-}
-
-/// A record as this node serves it: the record without its body, and the object the body is
-/// made from.
+/// A record as this node holds and serves it (shared between the replica and what the node
+/// serves to others' fetches, not copied).
 #[derive(Clone, Debug)]
-pub struct ServedRecord {
-    stored: Arc<StoredRecord>,
-    object: Option<Valid<Object>>,
-}
+pub struct ServedRecord(Arc<Entry>);
 
 impl ServedRecord {
+    fn new(entry: Entry) -> ServedRecord {
+        ServedRecord(Arc::new(entry))
+    }
+
     /// A record as another node sent it, checked like one (the body must match the digest).
     #[cfg(test)]
     pub fn from_record(key: &str, stored: StoredRecord) -> Result<ServedRecord, ReplicaError> {
-        Ok(Replica::entry(key, stored)?.served())
+        Ok(ServedRecord::new(Replica::entry(key, stored)?))
     }
 
     /// The whole record, body included.
     pub fn full(&self) -> StoredRecord {
         StoredRecord {
-            digest: self.stored.digest.clone(),
-            body: self.object.as_ref().map(Valid::to_json),
-            origin: self.stored.origin.clone(),
-            history: self.stored.history.clone(),
+            digest: self.0.digest.to_string(),
+            body: self.0.object.as_ref().map(Valid::to_json),
+            origin: self.0.origin.clone(),
+            history: self.0.history.clone(),
         }
     }
 }
+
+impl std::ops::Deref for ServedRecord {
+    type Target = Entry;
+    fn deref(&self) -> &Entry {
+        &self.0
+    }
+}
+
+/// Every record by key, as one shared map: what the node serves is the replica's own map
+/// (handed over whole), and the replica copies it only when it changes a record while the
+/// served copy is still the same map.
+pub type Records = BTreeMap<String, ServedRecord>;
 
 /// The replica: records, what this node declared, its clock.
 pub struct Replica {
     node: String,
     db: SharedDb,
-    entries: BTreeMap<String, Entry>,
+    entries: Arc<Records>,
     ingested: BTreeMap<String, String>,
     hlc: Hlc,
     /// Keys changed in memory but not yet written (the store failed, e.g. on a full disk):
@@ -153,13 +159,14 @@ impl Replica {
         let mut replica = Replica {
             node: node.to_string(),
             db,
-            entries: BTreeMap::new(),
+            entries: Arc::default(),
             ingested: BTreeMap::new(),
             hlc: Hlc::new(node),
             unwritten: BTreeSet::new(),
             compacted_at: 0,
         };
         let txn = current(&replica.db)?.begin_read()?;
+        let mut entries = Records::new();
         for item in txn.open_table(RECORDS)?.iter()? {
             let (k, v) = item?;
             let key = k.value().to_string();
@@ -170,11 +177,12 @@ impl Replica {
             match Self::entry(&key, stored) {
                 Ok(entry) => {
                     replica.hlc.observe(&entry.digest.stamp);
-                    replica.entries.insert(key, entry);
+                    entries.insert(key, ServedRecord::new(entry));
                 }
                 Err(e) => tracing::warn!("cluster record {key}: {e}, dropped"),
             }
         }
+        replica.entries = Arc::new(entries);
         for item in txn.open_table(INGESTED)?.iter()? {
             let (k, v) = item?;
             replica
@@ -198,7 +206,11 @@ impl Replica {
     }
 
     fn compact(&mut self) {
-        self.entries = std::mem::take(&mut self.entries).into_iter().collect();
+        self.entries = Arc::new(match Arc::try_unwrap(std::mem::take(&mut self.entries)) {
+            Ok(entries) => entries.into_iter().collect(),
+            // Still served: the new map takes the records over (shared, not copied).
+            Err(shared) => shared.iter().map(|(k, r)| (k.clone(), r.clone())).collect(),
+        });
         self.ingested = std::mem::take(&mut self.ingested).into_iter().collect();
         self.compacted_at = self.entries.len();
     }
@@ -234,10 +246,8 @@ impl Replica {
         };
         Ok(Entry {
             digest,
-            stored: Arc::new(StoredRecord {
-                body: None,
-                ..stored
-            }),
+            origin: stored.origin,
+            history: stored.history,
             object,
         })
     }
@@ -257,7 +267,7 @@ impl Replica {
                 let key = key.as_str();
                 match self.entries.get(key) {
                     Some(e) => {
-                        let json = serde_json::to_vec(&e.served().full()).unwrap_or_default();
+                        let json = serde_json::to_vec(&e.full()).unwrap_or_default();
                         records.insert(key, json.as_slice())?;
                     }
                     None => {
@@ -308,23 +318,16 @@ impl Replica {
                     tombstone: false,
                 };
                 let history = match self.entries.get(&k) {
-                    Some(e) => history::next(&e.stored.history, e.object.as_ref(), object, now_ms),
+                    Some(e) => history::next(&e.history, e.object.as_ref(), object, now_ms),
                     None => history::next(&[], None, object, now_ms),
                 };
-                let stored = StoredRecord {
-                    digest: digest.to_string(),
-                    body: None, // made from the object when written or served
+                let entry = Entry {
+                    digest,
                     origin: format!("{}:{source}", self.node),
                     history,
+                    object: Some(object.clone()),
                 };
-                self.entries.insert(
-                    k.clone(),
-                    Entry {
-                        digest,
-                        stored: Arc::new(stored),
-                        object: Some(object.clone()),
-                    },
-                );
+                self.put(k.clone(), entry);
             }
             self.unwritten.insert(k.clone());
             changed.push(k);
@@ -343,20 +346,13 @@ impl Replica {
                     hash: String::new(),
                     tombstone: true,
                 };
-                let stored = StoredRecord {
-                    digest: digest.to_string(),
-                    body: None,
+                let entry = Entry {
+                    digest,
                     origin: format!("{}:deleted", self.node),
                     history: Vec::new(),
+                    object: None,
                 };
-                self.entries.insert(
-                    k.clone(),
-                    Entry {
-                        digest,
-                        stored: Arc::new(stored),
-                        object: None,
-                    },
-                );
+                self.put(k.clone(), entry);
             }
             self.unwritten.insert(k.clone());
             changed.push(k);
@@ -368,7 +364,7 @@ impl Replica {
     /// and unknown keys).
     pub fn history(&self, key: &str) -> Option<(&Valid<Object>, &[Revision], &str)> {
         let e = self.entries.get(key)?;
-        Some((e.object.as_ref()?, &e.stored.history, &e.stored.origin))
+        Some((e.object.as_ref()?, &e.history, &e.origin))
     }
 
     /// Brings back an older template of a live Deployment or DaemonSet as a new version made
@@ -392,20 +388,13 @@ impl Replica {
             hash: undone.object.content_hash(),
             tombstone: false,
         };
-        let stored = StoredRecord {
-            digest: digest.to_string(),
-            body: None, // made from the object when written or served
+        let entry = Entry {
+            digest,
             origin: format!("{}:{UNDO_SOURCE} (declared in {declared})", self.node),
             history: undone.history.clone(),
+            object: Some(undone.object.clone()),
         };
-        self.entries.insert(
-            key.to_string(),
-            Entry {
-                digest,
-                stored: Arc::new(stored),
-                object: Some(undone.object.clone()),
-            },
-        );
+        self.put(key.to_string(), entry);
         self.unwritten.insert(key.to_string());
         Ok((undone, declared))
     }
@@ -428,20 +417,13 @@ impl Replica {
             hash: object.content_hash(),
             tombstone: false,
         };
-        let stored = StoredRecord {
-            digest: digest.to_string(),
-            body: None, // made from the object when written or served
+        let entry = Entry {
+            digest,
             origin: format!("{}:{made_by}", self.node),
             history: history::next(&[], None, object, now_ms),
+            object: Some(object.clone()),
         };
-        self.entries.insert(
-            key.to_string(),
-            Entry {
-                digest,
-                stored: Arc::new(stored),
-                object: Some(object.clone()),
-            },
-        );
+        self.put(key.to_string(), entry);
         self.unwritten.insert(key.to_string());
         true
     }
@@ -466,20 +448,13 @@ impl Replica {
             hash: String::new(),
             tombstone: true,
         };
-        let stored = StoredRecord {
-            digest: digest.to_string(),
-            body: None,
+        let entry = Entry {
+            digest,
             origin: format!("{}:expired", self.node),
             history: Vec::new(),
+            object: None,
         };
-        self.entries.insert(
-            key.to_string(),
-            Entry {
-                digest,
-                stored: Arc::new(stored),
-                object: None,
-            },
-        );
+        self.put(key.to_string(), entry);
         self.unwritten.insert(key.to_string());
         true
     }
@@ -496,7 +471,7 @@ impl Replica {
             return Ok(false);
         }
         self.hlc.observe(&entry.digest.stamp);
-        self.entries.insert(key.to_string(), entry);
+        self.put(key.to_string(), entry);
         self.unwritten.insert(key.to_string());
         Ok(true)
     }
@@ -509,9 +484,12 @@ impl Replica {
             .filter(|(_, e)| e.digest.expired(now_ms, grace))
             .map(|(k, _)| k.clone())
             .collect();
-        for k in &old {
-            self.entries.remove(k);
-            self.unwritten.insert(k.clone());
+        if !old.is_empty() {
+            let entries = Arc::make_mut(&mut self.entries);
+            for k in &old {
+                entries.remove(k);
+                self.unwritten.insert(k.clone());
+            }
         }
         old
     }
@@ -534,17 +512,20 @@ impl Replica {
             .collect()
     }
 
-    /// Every stored record, by key (what this node serves to others' fetches).
-    pub fn records(&self) -> BTreeMap<String, ServedRecord> {
-        self.entries
-            .iter()
-            .map(|(k, e)| (k.clone(), e.served()))
-            .collect()
+    /// Every stored record, by key (what this node serves to others' fetches): the replica's
+    /// own map, shared.
+    pub fn records(&self) -> Arc<Records> {
+        self.entries.clone()
     }
 
     /// A stored record, body included (to answer another node's fetch).
     pub fn record(&self, key: &str) -> Option<StoredRecord> {
-        self.entries.get(key).map(|e| e.served().full())
+        self.entries.get(key).map(ServedRecord::full)
+    }
+
+    /// Stores `entry` under `key` (copying the map first while it is served as it was).
+    fn put(&mut self, key: String, entry: Entry) {
+        Arc::make_mut(&mut self.entries).insert(key, ServedRecord::new(entry));
     }
 
     /// The live desired objects of the whole cluster, with where each was declared.
@@ -553,7 +534,7 @@ impl Replica {
             .values()
             .filter_map(|e| {
                 let object = e.object.clone()?;
-                Some((object.key(), (e.stored.origin.clone(), object)))
+                Some((object.key(), (e.origin.clone(), object)))
             })
             .collect()
     }

@@ -55,7 +55,7 @@ pub trait Fetcher: Send + Sync {
 }
 
 /// The records this node serves to others' fetches (kept current by the task).
-pub type Served = Arc<std::sync::RwLock<BTreeMap<String, super::replica::ServedRecord>>>;
+pub type Served = Arc<std::sync::RwLock<Arc<super::replica::Records>>>;
 
 /// Wall-clock milliseconds (simulations pass a clock that follows tokio's paused time).
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;

@@ -164,6 +164,11 @@ impl ClusterService {
         let gone = self
             .replica
             .collect_garbage(now, self.timings.tombstone_grace);
+        if !gone.is_empty() {
+            // Served from the replica's own map: the map without them, so that the one before
+            // is not kept beside it until the next change.
+            *self.served.write().unwrap_or_else(|p| p.into_inner()) = self.replica.records();
+        }
         for key in gone {
             let _ = self.gossip.delete_key(&key).await;
         }
