@@ -29,7 +29,7 @@ fn addresses(sim: &Sim, i: usize) -> BTreeMap<String, Option<Ipv4Addr>> {
     sim.state(i)
         .services
         .iter()
-        .map(|(k, v)| (k.clone(), v.allocation.cluster_ip))
+        .map(|(k, v)| (k.to_string(), v.allocation.cluster_ip))
         .collect()
 }
 
@@ -42,7 +42,10 @@ fn fresh(names: &[&str], cidr: ipnet::Ipv4Net, previous: &Book) -> Book {
             _ => unreachable!(),
         })
         .collect();
-    let refs = services.iter().map(|(k, s)| (k.clone(), s)).collect();
+    let refs = services
+        .iter()
+        .map(|(k, s)| (k.as_str().into(), s))
+        .collect();
     allocate(&refs, previous, cidr)
 }
 

@@ -74,7 +74,7 @@ impl Fetcher for RpcFetcher {
 pub fn serve_records(served: &Served, keys: &[String]) -> Vec<(String, StoredRecord)> {
     let records = served.read().unwrap_or_else(|p| p.into_inner());
     keys.iter()
-        .filter_map(|k| Some((k.clone(), records.get(k)?.full())))
+        .filter_map(|k| Some((k.clone(), records.get(k.as_str())?.full())))
         .collect()
 }
 

@@ -324,7 +324,7 @@ mod tests {
     #[test]
     fn a_book_is_parsed_once_and_never_read_from_the_own_keys() {
         let book: crate::services::Book = [(
-            "default/web".to_string(),
+            "default/web".into(),
             crate::services::Allocation {
                 cluster_ip: Some("10.43.0.10".parse().expect("ip")),
                 ..Default::default()

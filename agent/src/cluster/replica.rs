@@ -13,6 +13,7 @@ use super::history::{self, Revision, UndoError, Undone};
 use super::keys::{object_key, parse_object_key};
 use crate::desired::Source;
 use crate::store::{SharedDb, current};
+use compact_str::CompactString;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use skiff_gossip::{Digest, Hlc};
@@ -118,14 +119,17 @@ impl std::ops::Deref for ServedRecord {
 /// Every record by key, as one shared map: what the node serves is the replica's own map
 /// (handed over whole), and the replica copies it only when it changes a record while the
 /// served copy is still the same map.
-pub type Records = BTreeMap<String, ServedRecord>;
+/// Keys are shared with the replica's other map (`ingested`).
+pub type Records = BTreeMap<Arc<str>, ServedRecord>;
 
 /// The replica: records, what this node declared, its clock.
 pub struct Replica {
     node: String,
     db: SharedDb,
     entries: Arc<Records>,
-    ingested: BTreeMap<String, String>,
+    /// Keys shared with `entries` where both hold one; the hash is short enough to be held
+    /// inline.
+    ingested: BTreeMap<Arc<str>, CompactString>,
     hlc: Hlc,
     /// Keys changed in memory but not yet written (the store failed, e.g. on a full disk):
     /// written by the next [`Replica::flush`]. Memory is what the node acts on; the store
@@ -177,7 +181,7 @@ impl Replica {
             match Self::entry(&key, stored) {
                 Ok(entry) => {
                     replica.hlc.observe(&entry.digest.stamp);
-                    entries.insert(key, ServedRecord::new(entry));
+                    entries.insert(Arc::from(key), ServedRecord::new(entry));
                 }
                 Err(e) => tracing::warn!("cluster record {key}: {e}, dropped"),
             }
@@ -185,9 +189,8 @@ impl Replica {
         replica.entries = Arc::new(entries);
         for item in txn.open_table(INGESTED)?.iter()? {
             let (k, v) = item?;
-            replica
-                .ingested
-                .insert(k.value().to_string(), v.value().to_string());
+            let key = replica.shared_key(k.value());
+            replica.ingested.insert(key, CompactString::new(v.value()));
         }
         replica.compact();
         Ok(replica)
@@ -303,13 +306,15 @@ impl Replica {
             let k = object_key(key);
             present.insert(k.clone());
             let hash = object.content_hash();
-            if self.ingested.get(&k) == Some(&hash) {
+            if self.ingested.get(k.as_str()).map(CompactString::as_str) == Some(hash.as_str()) {
                 continue;
             }
-            self.ingested.insert(k.clone(), hash.clone());
+            let shared = self.shared_key(&k);
+            self.ingested
+                .insert(shared.clone(), CompactString::new(&hash));
             let same = self
                 .entries
-                .get(&k)
+                .get(k.as_str())
                 .is_some_and(|e| !e.digest.tombstone && e.digest.hash == hash);
             if !same {
                 let digest = Digest {
@@ -317,7 +322,7 @@ impl Replica {
                     hash,
                     tombstone: false,
                 };
-                let history = match self.entries.get(&k) {
+                let history = match self.entries.get(k.as_str()) {
                     Some(e) => history::next(&e.history, e.object.as_ref(), object, now_ms),
                     None => history::next(&[], None, object, now_ms),
                 };
@@ -327,15 +332,15 @@ impl Replica {
                     history,
                     object: Some(object.clone()),
                 };
-                self.put(k.clone(), entry);
+                self.put(shared, entry);
             }
             self.unwritten.insert(k.clone());
             changed.push(k);
         }
-        let gone: Vec<String> = self
+        let gone: Vec<Arc<str>> = self
             .ingested
             .keys()
-            .filter(|k| !present.contains(*k))
+            .filter(|k| !present.contains(&***k))
             .cloned()
             .collect();
         for k in gone {
@@ -354,8 +359,8 @@ impl Replica {
                 };
                 self.put(k.clone(), entry);
             }
-            self.unwritten.insert(k.clone());
-            changed.push(k);
+            self.unwritten.insert(k.to_string());
+            changed.push(k.to_string());
         }
         changed
     }
@@ -394,7 +399,8 @@ impl Replica {
             history: undone.history.clone(),
             object: Some(undone.object.clone()),
         };
-        self.put(key.to_string(), entry);
+        let shared = self.shared_key(key);
+        self.put(shared, entry);
         self.unwritten.insert(key.to_string());
         Ok((undone, declared))
     }
@@ -423,7 +429,8 @@ impl Replica {
             history: history::next(&[], None, object, now_ms),
             object: Some(object.clone()),
         };
-        self.put(key.to_string(), entry);
+        let shared = self.shared_key(key);
+        self.put(shared, entry);
         self.unwritten.insert(key.to_string());
         true
     }
@@ -433,7 +440,7 @@ impl Replica {
         self.entries
             .iter()
             .filter(|(_, e)| e.digest.tombstone)
-            .map(|(k, _)| k.as_str())
+            .map(|(k, _)| &**k)
     }
 
     /// Deletes a live object on the cluster's behalf (a finished Job past its TTL): a
@@ -454,7 +461,8 @@ impl Replica {
             history: Vec::new(),
             object: None,
         };
-        self.put(key.to_string(), entry);
+        let shared = self.shared_key(key);
+        self.put(shared, entry);
         self.unwritten.insert(key.to_string());
         true
     }
@@ -471,7 +479,8 @@ impl Replica {
             return Ok(false);
         }
         self.hlc.observe(&entry.digest.stamp);
-        self.put(key.to_string(), entry);
+        let shared = self.shared_key(key);
+        self.put(shared, entry);
         self.unwritten.insert(key.to_string());
         Ok(true)
     }
@@ -482,12 +491,12 @@ impl Replica {
             .entries
             .iter()
             .filter(|(_, e)| e.digest.expired(now_ms, grace))
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| k.to_string())
             .collect();
         if !old.is_empty() {
             let entries = Arc::make_mut(&mut self.entries);
             for k in &old {
-                entries.remove(k);
+                entries.remove(k.as_str());
                 self.unwritten.insert(k.clone());
             }
         }
@@ -508,7 +517,7 @@ impl Replica {
     pub fn digests(&self) -> BTreeMap<String, Digest> {
         self.entries
             .iter()
-            .map(|(k, e)| (k.clone(), e.digest.clone()))
+            .map(|(k, e)| (k.to_string(), e.digest.clone()))
             .collect()
     }
 
@@ -523,8 +532,18 @@ impl Replica {
         self.entries.get(key).map(ServedRecord::full)
     }
 
+    /// `key` as the maps hold it: the copy one of them has, or a new one.
+    fn shared_key(&self, key: &str) -> Arc<str> {
+        self.entries
+            .get_key_value(key)
+            .map(|(k, _)| k)
+            .or_else(|| self.ingested.get_key_value(key).map(|(k, _)| k))
+            .cloned()
+            .unwrap_or_else(|| Arc::from(key))
+    }
+
     /// Stores `entry` under `key` (copying the map first while it is served as it was).
-    fn put(&mut self, key: String, entry: Entry) {
+    fn put(&mut self, key: Arc<str>, entry: Entry) {
         Arc::make_mut(&mut self.entries).insert(key, ServedRecord::new(entry));
     }
 
@@ -589,6 +608,37 @@ mod tests {
         let again = Replica::open(shared, "n1").expect("reopen");
         assert!(again.objects().is_empty());
         assert!(again.digests().values().all(|d| d.tombstone));
+    }
+
+    #[test]
+    fn what_is_served_is_the_replicas_own_map_until_a_change_copies_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut r = Replica::open(db(&dir), "n1").expect("open");
+        let (web, api) = (object("web", "busybox"), object("api", "busybox"));
+        r.ingest(&declared(std::slice::from_ref(&web)), 1_000);
+        let served = r.records();
+        assert!(
+            Arc::ptr_eq(&served, &r.records()),
+            "handed over, not copied"
+        );
+        // Both maps hold the one key.
+        let (key, _) = served.first_key_value().expect("web");
+        let (ingested_key, _) = r.ingested.first_key_value().expect("web");
+        assert!(Arc::ptr_eq(key, ingested_key));
+        // A change while the old map is served: the served one stays as it was.
+        r.ingest(&declared(&[web.clone(), api]), 2_000);
+        assert_eq!(served.len(), 1);
+        assert_eq!(r.records().len(), 2);
+        let web_key = "obj/Pod/default/web";
+        assert!(
+            Arc::ptr_eq(&served[web_key].0, &r.records()[web_key].0),
+            "the records themselves are shared by both maps"
+        );
+        // The served record reads as the stored one, body made from the object.
+        let full = served[web_key].full();
+        assert_eq!(full.body, Some(web.to_json()));
+        assert_eq!(full.digest, r.digest(web_key).expect("digest").to_string());
+        assert_eq!(full.origin, "n1:/m/a.yaml");
     }
 
     #[test]

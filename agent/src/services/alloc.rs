@@ -14,8 +14,8 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use skiff_manifests::{ClusterIp, NODE_PORT_RANGE, Service, ServiceType};
 
-/// `namespace/name`.
-pub type ServiceName = String;
+/// `namespace/name` (held inline up to 24 bytes).
+pub type ServiceName = compact_str::CompactString;
 
 /// What one Service got.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,13 +246,13 @@ mod tests {
     fn run(list: &[(&str, Service)], previous: &Book, cidr: &str) -> Book {
         let services: BTreeMap<ServiceName, &Service> = list
             .iter()
-            .map(|(n, s)| (format!("default/{n}"), s))
+            .map(|(n, s)| (format!("default/{n}").into(), s))
             .collect();
         allocate(&services, previous, cidr.parse().expect("cidr"))
     }
 
     fn ip(book: &Book, name: &str) -> Option<Ipv4Addr> {
-        book.get(&format!("default/{name}"))
+        book.get(format!("default/{name}").as_str())
             .and_then(|a| a.cluster_ip)
     }
 
@@ -394,7 +394,7 @@ mod tests {
                 .iter()
                 .map(|(n, ip)| {
                     (
-                        format!("default/{n}"),
+                        format!("default/{n}").into(),
                         Allocation {
                             cluster_ip: Some(ip.parse().unwrap()),
                             ..Allocation::default()
@@ -404,7 +404,7 @@ mod tests {
                 .collect();
             let book = run(&case.services, &previous, case.cidr);
             for (name, want_ip, want_refusal) in &case.want {
-                let got = &book[&format!("default/{name}")];
+                let got = &book[format!("default/{name}").as_str()];
                 assert_eq!(
                     got.cluster_ip,
                     want_ip.map(|i| i.parse().unwrap()),
@@ -450,7 +450,7 @@ mod tests {
         assert!(fresh["default/web"].refused[0].contains("already used by Service default/other"));
         // The Service that held it keeps it.
         let held: Book = [(
-            "default/web".to_string(),
+            "default/web".into(),
             Allocation {
                 node_ports: [("http/TCP".to_string(), 30080)].into(),
                 ..Allocation::default()

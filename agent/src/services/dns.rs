@@ -159,12 +159,12 @@ fn lookup(rest: &str, qname: &Name, table: &ServiceTable, domain: &str) -> Found
                 Found::Missing
             }
         }
-        [svc, ns, "svc"] => match table.get(&format!("{ns}/{svc}")) {
+        [svc, ns, "svc"] => match table.get(format!("{ns}/{svc}").as_str()) {
             None => Found::Missing,
             Some(view) => Found::Exists(service_records(qname, view), Vec::new()),
         },
         [pod, svc, ns, "svc"] if !pod.starts_with('_') => {
-            let Some(view) = table.get(&format!("{ns}/{svc}")) else {
+            let Some(view) = table.get(format!("{ns}/{svc}").as_str()) else {
                 return Found::Missing;
             };
             if !view.service.spec.is_headless() {
@@ -176,7 +176,7 @@ fn lookup(rest: &str, qname: &Name, table: &ServiceTable, domain: &str) -> Found
             }
         }
         [port, proto, svc, ns, "svc"] if port.starts_with('_') && proto.starts_with('_') => {
-            let Some(view) = table.get(&format!("{ns}/{svc}")) else {
+            let Some(view) = table.get(format!("{ns}/{svc}").as_str()) else {
                 return Found::Missing;
             };
             let (port, proto) = (&port[1..], proto[1..].to_ascii_uppercase());

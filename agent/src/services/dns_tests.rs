@@ -41,7 +41,7 @@ fn table() -> ServiceTable {
         selected: 0,
     };
     t.insert(
-        "default/web".to_string(),
+        "default/web".into(),
         view(
             service(
                 "web",
@@ -52,7 +52,7 @@ fn table() -> ServiceTable {
         ),
     );
     t.insert(
-        "default/db".to_string(),
+        "default/db".into(),
         view(
             service(
                 "db",
@@ -67,7 +67,7 @@ fn table() -> ServiceTable {
         ),
     );
     t.insert(
-        "default/ext".to_string(),
+        "default/ext".into(),
         view(
             service(
                 "ext",

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+use compact_str::{CompactString, format_compact};
 use skiff_manifests::{Kind, Object, Service, ServiceType, SessionAffinity, Valid};
 
 pub use alloc::{Allocation, Book};
@@ -69,15 +70,16 @@ impl std::ops::Deref for SharedService {
 }
 
 /// Every Service by `namespace/name`.
-pub type ServiceTable = BTreeMap<String, ServiceView>;
+/// (Keys up to 24 bytes are held inline.)
+pub type ServiceTable = BTreeMap<CompactString, ServiceView>;
 
 /// The Services among the desired objects, by `namespace/name`.
-pub fn services_of(objects: &crate::desired::Objects) -> BTreeMap<String, &Service> {
+pub fn services_of(objects: &crate::desired::Objects) -> BTreeMap<CompactString, &Service> {
     objects
         .iter()
         .filter(|(k, _)| k.kind == Kind::Service)
         .filter_map(|(k, (_, o))| match o.get() {
-            Object::Service(s) => Some((format!("{}/{}", k.namespace, k.name), s)),
+            Object::Service(s) => Some((format_compact!("{}/{}", k.namespace, k.name), s)),
             _ => None,
         })
         .collect()
@@ -119,7 +121,7 @@ pub fn table(
         .filter(|(k, _)| k.kind == Kind::Service)
         .filter_map(|(k, (_, o))| {
             let service = SharedService::new(o.clone())?;
-            let key = format!("{}/{}", k.namespace, k.name);
+            let key = format_compact!("{}/{}", k.namespace, k.name);
             let (namespace, name) = (k.namespace.as_str(), k.name.as_str());
             let endpoints =
                 endpoints::endpoints(namespace, name, &service, views.iter().cloned(), gone_nodes);
@@ -166,7 +168,7 @@ pub fn programmed_ports(table: &ServiceTable) -> Vec<rules::ProgrammedPort> {
                 .filter_map(|e| Some((e.ip(), e.port(p)?)))
                 .collect();
             out.push(rules::ProgrammedPort {
-                service: key.clone(),
+                service: key.to_string(),
                 key: port_key,
                 protocol: if protocol == "UDP" { "udp" } else { "tcp" },
                 cluster_ip,

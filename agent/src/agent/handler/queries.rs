@@ -194,7 +194,7 @@ pub(super) async fn describe(
 fn describe_service(snap: &Snapshot, cluster: &ClusterState, ns: &str, name: &str) -> Reply {
     let key = ObjectKey::new(Kind::Service, ns, name);
     let (Some(view), Some((_, object))) = (
-        cluster.services.get(&format!("{ns}/{name}")),
+        cluster.services.get(format!("{ns}/{name}").as_str()),
         snap.objects.get(&key),
     ) else {
         return err(format!("service {name:?} not found"));

@@ -216,7 +216,7 @@ mod tests {
         let book: Book = (0..2000)
             .map(|i| {
                 (
-                    format!("default/service-{i:04}"),
+                    format!("default/service-{i:04}").into(),
                     Allocation {
                         cluster_ip: Some(std::net::Ipv4Addr::new(
                             10,
