@@ -24,6 +24,8 @@ const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 const TCP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often binding is tried again while the gateway address is not there yet.
 const BIND_RETRY: Duration = Duration::from_secs(1);
+/// How long the UDP loop waits for a query before it looks whether it should stop.
+const UDP_CANCEL_CHECK: Duration = Duration::from_millis(250);
 
 /// The resolvers a query outside the cluster domain goes to: the node's, from its
 /// resolv.conf, without the gateway itself.
@@ -54,8 +56,9 @@ struct Settings {
 /// Runs `server` (the future of [`run`]) on a thread of its own, in a single-threaded
 /// runtime, so that answers never wait behind the agent's other tasks on a shared worker (in
 /// the services bench, the p99 at 5,000 queries/s moved between 1x and 2.9x dnsmasq's while on
-/// the agent's runtime). The returned future, for the owner's tracker, ends when the thread
-/// does (after `run`'s `cancel`).
+/// the agent's runtime); UDP queries are read by a blocking loop on that runtime's blocking
+/// thread. The returned future, for the owner's tracker, ends when the thread does (after
+/// `run`'s `cancel`).
 pub fn on_own_thread(
     server: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
@@ -64,6 +67,7 @@ pub fn on_own_thread(
         .name("skiff-dns".into())
         .spawn(move || {
             match tokio::runtime::Builder::new_current_thread()
+                .thread_name("skiff-dns")
                 .enable_all()
                 .build()
             {
@@ -96,8 +100,11 @@ pub async fn run(
     let mut warned = false;
     let (udp, tcp) = loop {
         let bound = match net.bind_in_node_netns(addr).await {
-            Ok((u, t)) => UdpSocket::from_std(u)
-                .and_then(|u| Ok((Arc::new(u), TcpListener::from_std(t)?)))
+            // UDP is read by a blocking loop of its own (`serve_udp`).
+            Ok((u, t)) => u
+                .set_nonblocking(false)
+                .and_then(|()| u.set_read_timeout(Some(UDP_CANCEL_CHECK)))
+                .and_then(|()| Ok((Arc::new(u), TcpListener::from_std(t)?)))
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
@@ -116,56 +123,96 @@ pub async fn run(
         }
     };
     tracing::info!("cluster DNS on {addr} (udp, tcp)");
-    let upstreams = Arc::new(Settings { upstreams, domain });
-    let mut buf = vec![0u8; 4096];
-    let mut cache = Answers::default();
-    let (mut key, mut cached) = (Vec::with_capacity(512), Vec::with_capacity(512));
+    let settings = Arc::new(Settings { upstreams, domain });
+    let udp_loop = {
+        let (settings, state, cancel, tracker) = (
+            settings.clone(),
+            state.clone(),
+            cancel.clone(),
+            tracker.clone(),
+        );
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            serve_udp(&udp, &state, &settings, &cancel, &tracker, &runtime)
+        })
+    };
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
-            received = udp.recv_from(&mut buf) => {
-                let Ok((len, from)) = received else { continue };
-                let query = &buf[..len];
-                // A question answered before from the same table: the same bytes, with this
-                // query's id and question (built in buffers kept across queries: a cached
-                // answer allocates nothing).
-                let plain = cache.key_into(query, &state.borrow().services, &mut key);
-                if plain && cache.reply_into(&key, query, &mut cached) {
-                    let _ = udp.send_to(&cached, from).await;
-                    continue;
-                }
-                // Names of the cluster are answered inline (no task per query); only what goes
-                // to the upstream resolvers waits on its own task.
-                match local(query, &state, &upstreams, false) {
-                    Local::Reply(bytes) => {
-                        if plain {
-                            cache.keep(&key, &bytes);
-                        }
-                        let _ = udp.send_to(&bytes, from).await;
-                    }
-                    Local::Relay(request) => {
-                        let query = buf[..len].to_vec();
-                        let (udp, upstreams) = (udp.clone(), upstreams.clone());
-                        tracker.spawn(async move {
-                            if let Some(bytes) = relayed(&query, &request, &upstreams, false).await {
-                                let _ = udp.send_to(&bytes, from).await;
-                            }
-                        });
-                    }
-                    Local::Drop => {}
-                }
-            }
             accepted = tcp.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                let (upstreams, state) = (upstreams.clone(), state.clone());
+                let (settings, state) = (settings.clone(), state.clone());
                 tracker.spawn(async move {
                     let _ = tokio::time::timeout(
                         TCP_TIMEOUT,
-                        serve_tcp(stream, &state, &upstreams),
+                        serve_tcp(stream, &state, &settings),
                     )
                     .await;
                 });
             }
+        }
+    }
+    let _ = udp_loop.await;
+}
+
+/// Answers UDP queries until `cancel`, in a blocking loop (a receive, then a send, per query:
+/// no readiness round through the runtime). Names of the cluster are answered inline, a name
+/// asked before from the same table by copying its kept answer (in buffers kept across
+/// queries: it allocates nothing); only relays to the upstream resolvers go to `runtime`.
+fn serve_udp(
+    udp: &Arc<std::net::UdpSocket>,
+    state: &watch::Receiver<Arc<ClusterState>>,
+    settings: &Arc<Settings>,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+    runtime: &tokio::runtime::Handle,
+) {
+    let mut buf = vec![0u8; 4096];
+    let mut cache = Answers::default();
+    let (mut key, mut cached) = (Vec::with_capacity(512), Vec::with_capacity(512));
+    while !cancel.is_cancelled() {
+        let (len, from) = match udp.recv_from(&mut buf) {
+            Ok(received) => received,
+            Err(e) => {
+                use std::io::ErrorKind::*;
+                // The read timeout (to look at `cancel`), a signal, or an ICMP error of an
+                // earlier send: read again. Anything else waits a little, not to spin on it.
+                if !matches!(
+                    e.kind(),
+                    WouldBlock | TimedOut | Interrupted | ConnectionRefused | ConnectionReset
+                ) {
+                    tracing::warn!("cluster DNS: udp receive: {e}");
+                    std::thread::sleep(UDP_CANCEL_CHECK);
+                }
+                continue;
+            }
+        };
+        let query = &buf[..len];
+        let plain = cache.key_into(query, &state.borrow().services, &mut key);
+        if plain && cache.reply_into(&key, query, &mut cached) {
+            let _ = udp.send_to(&cached, from);
+            continue;
+        }
+        match local(query, state, settings, false) {
+            Local::Reply(bytes) => {
+                if plain {
+                    cache.keep(&key, &bytes);
+                }
+                let _ = udp.send_to(&bytes, from);
+            }
+            Local::Relay(request) => {
+                let query = query.to_vec();
+                let (udp, settings) = (udp.clone(), settings.clone());
+                tracker.spawn_on(
+                    async move {
+                        if let Some(bytes) = relayed(&query, &request, &settings, false).await {
+                            let _ = udp.send_to(&bytes, from);
+                        }
+                    },
+                    runtime,
+                );
+            }
+            Local::Drop => {}
         }
     }
 }
