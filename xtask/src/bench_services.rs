@@ -10,7 +10,8 @@
 //! 2. Data path ([`datapath`]): `wrk` from the node's namespace through a ClusterIP with one
 //!    backend vs that backend's pod IP, keep-alive and `Connection: close`.
 //! 3. DNS ([`dnsperf`]): `dnsperf` against the agent's DNS and `dnsmasq` serving the same 1,000
-//!    names from a hosts file, on the same node namespace: the highest rate, and latency
+//!    names from a hosts file, on the same node namespace, with a second dnsmasq as the control
+//!    (what the machine's noise alone makes of a ratio): the highest rate, and latency
 //!    percentiles at a fixed rate.
 //! 4. Rule sync at scale ([`scale`]): 1,000 Services x 10 endpoints on one node: programmed
 //!    from the manifest and from scratch (agent restart), one endpoint change, one change that

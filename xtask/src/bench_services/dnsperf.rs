@@ -1,16 +1,22 @@
 //! (3) DNS: `dnsperf` (Debian) against the agent's DNS (the node's gateway:53) and against
 //! `dnsmasq` (Debian) serving the same 1,000 names and addresses from a hosts file on the same
-//! address, port 5353, in the same node namespace. The same query file (the 1,000 A queries,
-//! looped) and duration for both: once as fast as dnsperf goes (its default 100 queries in
-//! flight; dnsperf reports the rate and the average latency), once at a fixed rate with every
-//! answer's latency printed (`-v`), from which p50 and p99 are taken. Before that, every name
-//! is asked of both servers once and must get the same single address.
+//! address, port 5353, in the same node namespace; and against a second dnsmasq started the same
+//! way (port 5354), the control: the same program measured twice, so that the table shows what
+//! this machine's noise alone makes of a ratio. The same query file (the 1,000 A queries,
+//! looped) and duration for all: as fast as dnsperf goes (its default 100 queries in flight;
+//! dnsperf reports the rate and the average latency), and at a fixed rate with every answer's
+//! latency printed (`-v`), from which p50 and p99 are taken. Before that, every name is asked
+//! of the agent and dnsmasq once and must get the same single address.
 //!
-//! The two servers take turns, [`ROUNDS`] times, the one that goes first changing every round
-//! (agent-dnsmasq, dnsmasq-agent, ...): on this 2-core machine one 10 s run of each, one after
-//! the other, gave p99 ratios from 0.96x to 1.39x for the same build, as the machine drifted
-//! between the two runs. The table pools the rounds (rates averaged, latencies of every
-//! answer of every round); the per-round ratios and their median are printed beside it.
+//! The servers take turns: first [`MAX_ROUNDS`] rounds at full rate, then [`FIXED_ROUNDS`]
+//! rounds at the fixed rate, each round running every server once, in an order that changes
+//! every round (the fixed rounds go through all six orders, so every server comes first, second
+//! and last equally often and after each of the others equally often). On this 2-core VM one
+//! 10 s run of each server, one after the other, gave p99 ratios from 0.96x to 1.39x for the
+//! same build as the machine drifted between runs; by hand, two dnsmasq instances and a 30-line
+//! C server with the agent's loop moved between a p50 of 25 and 40 us from minute to minute.
+//! The table pools the rounds (rates averaged, latencies of every answer of every round); the
+//! per-round ratios and their medians are printed beside it.
 
 use super::lookup::{lookup, udp_socket_in};
 use super::{RemoveOnDrop, pct, wait_until};
@@ -20,12 +26,21 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const SECONDS: u32 = 10;
-/// Turns of each server, alternating which goes first.
-const ROUNDS: usize = 3;
+/// Seconds of one dnsperf run.
+const SECONDS: u32 = 5;
+/// Rounds at full rate (each server once per round).
+const MAX_ROUNDS: usize = 3;
+/// Rounds at the fixed rate: the six orders of the three servers.
+const FIXED_ROUNDS: usize = 6;
 /// The fixed rate of the latency runs (queries per second).
 const RATE: u32 = 5000;
 const DNSMASQ_PORT: u16 = 5353;
+/// The control: a second dnsmasq, started the same way.
+const CONTROL_PORT: u16 = 5354;
+/// The servers, in the order of [`Report::max`] and [`Report::fixed`].
+const AGENT: usize = 0;
+const DNSMASQ: usize = 1;
+const CONTROL: usize = 2;
 
 /// dnsperf's statistics of one run.
 #[derive(Debug, Clone, Default)]
@@ -45,13 +60,11 @@ struct Stats {
 }
 
 pub struct Report {
-    agent_max: Stats,
-    dnsmasq_max: Stats,
-    agent_fixed: Stats,
-    dnsmasq_fixed: Stats,
+    /// Per server (agent, dnsmasq, control), per round: the full-rate runs.
+    max: [Vec<Stats>; 3],
+    /// Per server, per round: the fixed-rate runs.
+    fixed: [Vec<Stats>; 3],
     dnsmasq_version: String,
-    /// Per round: (agent's max rate / dnsmasq's, agent's p99 at the fixed rate / dnsmasq's).
-    rounds: Vec<(f64, f64)>,
 }
 
 impl Stats {
@@ -103,6 +116,69 @@ fn cpu_seconds(pid: u32) -> Result<f64> {
     Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
+impl Dnsmasq {
+    /// dnsmasq serving `hosts` on `gateway:port` in `netns`, once it answers `first`.
+    fn start(
+        netns: &str,
+        gateway: Ipv4Addr,
+        port: u16,
+        hosts: &Path,
+        log: &Path,
+        first: &str,
+    ) -> Result<Dnsmasq> {
+        let mut dnsmasq = Dnsmasq(
+            Command::new("ip")
+                .args(["netns", "exec", netns, "dnsmasq", "--keep-in-foreground"])
+                .args(["--no-resolv", "--no-hosts", "--bind-interfaces"])
+                .arg(format!("--addn-hosts={}", hosts.display()))
+                .arg(format!("--listen-address={gateway}"))
+                .arg(format!("--port={port}"))
+                .args(["--pid-file=", "--user=root", "--local-ttl=5"])
+                .arg(format!("--log-facility={}", log.display()))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("cannot start dnsmasq")?,
+        );
+        let socket = udp_socket_in(netns)?;
+        let server = SocketAddr::from((gateway, port));
+        wait_until(
+            Duration::from_secs(10),
+            &format!("dnsmasq on port {port} to answer"),
+            || {
+                if let Some(status) = dnsmasq.0.try_wait()? {
+                    let mut err = String::new();
+                    if let Some(mut e) = dnsmasq.0.stderr.take() {
+                        std::io::Read::read_to_string(&mut e, &mut err)?;
+                    }
+                    bail!("dnsmasq exited ({status}): {err}");
+                }
+                Ok(lookup(&socket, server, first, 1).is_ok())
+            },
+        )?;
+        Ok(dnsmasq)
+    }
+}
+
+/// The order of the three servers in round `round`: cyclic shifts for the full-rate rounds,
+/// all six orders for the fixed-rate ones.
+fn order(round: usize, fixed: bool) -> [usize; 3] {
+    const ALL: [[usize; 3]; 6] = [
+        [0, 1, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+        [1, 0, 2],
+        [0, 2, 1],
+    ];
+    if fixed {
+        ALL[round % 6]
+    } else {
+        ALL[round % 3]
+    }
+}
+
 /// `agent_pid`: the agent (its CPU time per run is reported beside dnsmasq's).
 pub fn run(
     netns: &str,
@@ -111,7 +187,7 @@ pub fn run(
     agent_pid: u32,
 ) -> Result<Report> {
     eprintln!(
-        "bench services: (3) dnsperf against the agent ({gateway}:53) and dnsmasq ({gateway}:{DNSMASQ_PORT})"
+        "bench services: (3) dnsperf against the agent ({gateway}:53), dnsmasq ({gateway}:{DNSMASQ_PORT}) and a second dnsmasq ({gateway}:{CONTROL_PORT})"
     );
     let dir = RemoveOnDrop::fresh(Path::new("/tmp/skiff-bench-svc-dns"))?;
     let hosts = dir.0.join("hosts");
@@ -124,39 +200,32 @@ pub fn run(
     }
     std::fs::write(&hosts, hosts_text)?;
     std::fs::write(&queries, query_text)?;
-    let log = dir.0.join("dnsmasq.log");
-    let mut dnsmasq = Dnsmasq(
-        Command::new("ip")
-            .args(["netns", "exec", netns, "dnsmasq", "--keep-in-foreground"])
-            .args(["--no-resolv", "--no-hosts", "--bind-interfaces"])
-            .arg(format!("--addn-hosts={}", hosts.display()))
-            .arg(format!("--listen-address={gateway}"))
-            .arg(format!("--port={DNSMASQ_PORT}"))
-            .args(["--pid-file=", "--user=root", "--local-ttl=5"])
-            .arg(format!("--log-facility={}", log.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot start dnsmasq")?,
-    );
-    let agent = SocketAddr::from((gateway, 53));
-    let peer = SocketAddr::from((gateway, DNSMASQ_PORT));
-    let socket = udp_socket_in(netns)?;
     let first = &names.first().context("no names")?.0;
-    wait_until(Duration::from_secs(10), "dnsmasq to answer", || {
-        if let Some(status) = dnsmasq.0.try_wait()? {
-            let mut err = String::new();
-            if let Some(mut e) = dnsmasq.0.stderr.take() {
-                std::io::Read::read_to_string(&mut e, &mut err)?;
-            }
-            bail!("dnsmasq exited ({status}): {err}");
-        }
-        Ok(lookup(&socket, peer, first, 1).is_ok())
-    })?;
+    let dnsmasq = Dnsmasq::start(
+        netns,
+        gateway,
+        DNSMASQ_PORT,
+        &hosts,
+        &dir.0.join("dnsmasq.log"),
+        first,
+    )?;
+    let control = Dnsmasq::start(
+        netns,
+        gateway,
+        CONTROL_PORT,
+        &hosts,
+        &dir.0.join("control.log"),
+        first,
+    )?;
+    let servers = [
+        (SocketAddr::from((gateway, 53)), agent_pid),
+        (SocketAddr::from((gateway, DNSMASQ_PORT)), dnsmasq.0.id()),
+        (SocketAddr::from((gateway, CONTROL_PORT)), control.0.id()),
+    ];
+    let socket = udp_socket_in(netns)?;
     for (i, (name, ip)) in names.iter().enumerate() {
         let id = (i % 60_000) as u16 + 2;
-        for server in [agent, peer] {
+        for (server, _) in servers {
             let reply = lookup(&socket, server, name, id)?;
             let got: Vec<String> = reply.addresses.iter().map(Ipv4Addr::to_string).collect();
             if reply.rcode != 0 || got != [ip.clone()] {
@@ -179,14 +248,10 @@ pub fn run(
             Some(format!("dnsmasq {}", words.get(i + 1)?))
         })
         .unwrap_or_else(|| "dnsmasq".into());
-    let dnsmasq_pid = dnsmasq.0.id();
-    let servers = [(agent, agent_pid), (peer, dnsmasq_pid)];
-    // [server][round]
-    let (mut max, mut fixed) = ([vec![], vec![]], [vec![], vec![]]);
-    for round in 0..ROUNDS {
-        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-        for rate in [None, Some(RATE)] {
-            for i in order {
+    let (mut max, mut fixed): ([Vec<Stats>; 3], [Vec<Stats>; 3]) = Default::default();
+    for (rounds, rate) in [(MAX_ROUNDS, None), (FIXED_ROUNDS, Some(RATE))] {
+        for round in 0..rounds {
+            for i in order(round, rate.is_some()) {
                 let (server, pid) = servers[i];
                 let stats = dnsperf(netns, server, &queries, rate, pid)?;
                 let runs = if rate.is_none() { &mut max } else { &mut fixed };
@@ -194,23 +259,11 @@ pub fn run(
             }
         }
     }
-    drop(dnsmasq);
-    let p99 = |s: &Stats| pct(&s.latencies, 99.0).unwrap_or(f64::NAN);
-    let rounds = (0..ROUNDS)
-        .map(|r| {
-            (
-                max[0][r].qps / max[1][r].qps,
-                p99(&fixed[0][r]) / p99(&fixed[1][r]),
-            )
-        })
-        .collect();
+    drop((dnsmasq, control));
     Ok(Report {
-        agent_max: Stats::pooled(&max[0]),
-        dnsmasq_max: Stats::pooled(&max[1]),
-        agent_fixed: Stats::pooled(&fixed[0]),
-        dnsmasq_fixed: Stats::pooled(&fixed[1]),
+        max,
+        fixed,
         dnsmasq_version: version,
-        rounds,
     })
 }
 
@@ -306,10 +359,23 @@ fn parse(text: &str) -> Option<Stats> {
 }
 
 impl Report {
+    /// Per round, `server`'s figure over dnsmasq's in the same round.
+    fn per_round(
+        runs: &[Vec<Stats>; 3],
+        server: usize,
+        figure: impl Fn(&Stats) -> f64,
+    ) -> Vec<f64> {
+        runs[server]
+            .iter()
+            .zip(&runs[DNSMASQ])
+            .map(|(s, d)| figure(s) / figure(d))
+            .collect()
+    }
+
     pub fn print(&self) {
         println!(
-            "\n(3) DNS: dnsperf, the same 1,000 A queries (looped) for {SECONDS} s, against the agent (gateway:53) and {} (--addn-hosts with the same names and addresses, gateway:{DNSMASQ_PORT}), same node namespace; {ROUNDS} rounds each, taking turns, pooled",
-            self.dnsmasq_version
+            "\n(3) DNS: dnsperf, the same 1,000 A queries (looped), {SECONDS} s per run, against the agent (gateway:53), {v} (--addn-hosts with the same names and addresses, gateway:{DNSMASQ_PORT}) and, as the control, a second {v} started the same way (gateway:{CONTROL_PORT}), same node namespace; {MAX_ROUNDS} rounds at full rate, then {FIXED_ROUNDS} at {RATE} q/s, each server once per round in an order that changes every round; pooled",
+            v = self.dnsmasq_version
         );
         println!(
             "{:<16} {:>9} {:>8} {:>8} {:>6} {:>7} | {:>6} {:>8} {:>8} {:>6} {:>4} {:>7}",
@@ -326,8 +392,16 @@ impl Report {
             "!OK",
             "cpu us"
         );
+        let max = self.max.clone().map(|r| Stats::pooled(&r));
+        let fixed = self.fixed.clone().map(|r| Stats::pooled(&r));
         let per_query = |s: &Stats| s.server_cpu * 1e6 / s.completed.max(1) as f64;
-        let row = |label: &str, max: &Stats, fixed: &Stats| {
+        let labels = [
+            "skiff agent".to_string(),
+            self.dnsmasq_version.clone(),
+            format!("{} #2", self.dnsmasq_version),
+        ];
+        for (i, label) in labels.iter().enumerate() {
+            let (max, fixed) = (&max[i], &fixed[i]);
             let p = |q| pct(&fixed.latencies, q).map_or(0.0, |v| v * 1e3);
             println!(
                 "{:<16} {:>9.0} {:>8.3} {:>8.3} {:>6} {:>7.1} | {:>6.0} {:>8.3} {:>8.3} {:>6} {:>4} {:>7.1}",
@@ -344,14 +418,9 @@ impl Report {
                 fixed.not_noerror,
                 per_query(fixed)
             );
-        };
-        row("skiff agent", &self.agent_max, &self.agent_fixed);
-        row(
-            &self.dnsmasq_version,
-            &self.dnsmasq_max,
-            &self.dnsmasq_fixed,
-        );
+        }
         let p99 = |s: &Stats| pct(&s.latencies, 99.0).unwrap_or(f64::NAN);
+        let qps = |s: &Stats| s.qps;
         println!(
             "left: as fast as dnsperf goes (-q 100 in flight; dnsperf's own rate and average/max latency); right: -Q {RATE} -v,\n\
              p50/p99 from every answer's latency; !OK: answers other than NOERROR; cpu us: the server's CPU time\n\
@@ -359,20 +428,29 @@ impl Report {
         );
         println!(
             "ratio agent/dnsmasq: max rate {:.3}x (target >= 1), p99 at {RATE} q/s {:.3}x (target <= 1)",
-            self.agent_max.qps / self.dnsmasq_max.qps,
-            p99(&self.agent_fixed) / p99(&self.dnsmasq_fixed)
+            qps(&max[AGENT]) / qps(&max[DNSMASQ]),
+            p99(&fixed[AGENT]) / p99(&fixed[DNSMASQ])
         );
-        let median = |v: Vec<f64>| pct(&v, 50.0).unwrap_or(f64::NAN);
         println!(
-            "per round (max rate, p99): {}; medians {:.3}x and {:.3}x",
-            self.rounds
-                .iter()
-                .map(|(rate, p99)| format!("{rate:.3}x/{p99:.3}x"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            median(self.rounds.iter().map(|r| r.0).collect()),
-            median(self.rounds.iter().map(|r| r.1).collect()),
+            "control, dnsmasq #2/dnsmasq (the same program twice: what noise alone gives): max rate {:.3}x, p99 {:.3}x",
+            qps(&max[CONTROL]) / qps(&max[DNSMASQ]),
+            p99(&fixed[CONTROL]) / p99(&fixed[DNSMASQ])
         );
+        let list = |v: &[f64]| {
+            let median = pct(v, 50.0).unwrap_or(f64::NAN);
+            let each: Vec<String> = v.iter().map(|r| format!("{r:.2}")).collect();
+            format!("{} (median {median:.3}x)", each.join(" "))
+        };
+        for (what, runs, figure) in [
+            ("max rate", &self.max, &qps as &dyn Fn(&Stats) -> f64),
+            ("p99", &self.fixed, &p99),
+        ] {
+            println!(
+                "per round, {what}: agent/dnsmasq {}; dnsmasq #2/dnsmasq {}",
+                list(&Self::per_round(runs, AGENT, figure)),
+                list(&Self::per_round(runs, CONTROL, figure)),
+            );
+        }
     }
 }
 
@@ -401,6 +479,42 @@ Statistics:
         assert!((s.max_latency - 0.024468).abs() < 1e-12);
         assert_eq!(s.latencies.len(), 2);
         assert_eq!(s.not_noerror, 1);
+    }
+
+    #[test]
+    fn every_server_takes_every_place_equally_often() {
+        // Full rate: each server once in each place over the rounds.
+        for place in 0..3 {
+            let mut who: Vec<usize> = (0..MAX_ROUNDS).map(|r| order(r, false)[place]).collect();
+            who.sort();
+            assert_eq!(who, [0, 1, 2], "place {place}");
+        }
+        // Fixed rate: all six orders, none twice.
+        let mut orders: Vec<[usize; 3]> = (0..FIXED_ROUNDS).map(|r| order(r, true)).collect();
+        orders.sort();
+        orders.dedup();
+        assert_eq!(orders.len(), 6);
+        for o in orders {
+            let mut sorted = o;
+            sorted.sort();
+            assert_eq!(sorted, [0, 1, 2]);
+        }
+    }
+
+    #[test]
+    fn per_round_ratios_compare_within_the_round() {
+        let run = |qps: f64| Stats {
+            qps,
+            ..Stats::default()
+        };
+        let max = [
+            vec![run(120.0), run(90.0)],
+            vec![run(100.0), run(100.0)],
+            vec![run(100.0), run(50.0)],
+        ];
+        let qps = |s: &Stats| s.qps;
+        assert_eq!(Report::per_round(&max, AGENT, qps), vec![1.2, 0.9]);
+        assert_eq!(Report::per_round(&max, CONTROL, qps), vec![1.0, 0.5]);
     }
 
     #[test]
