@@ -13,8 +13,11 @@
 //! every round (the fixed rounds go through all six orders, so every server comes first, second
 //! and last equally often and after each of the others equally often). On this 2-core VM one
 //! 10 s run of each server, one after the other, gave p99 ratios from 0.96x to 1.39x for the
-//! same build as the machine drifted between runs; by hand, two dnsmasq instances and a 30-line
-//! C server with the agent's loop moved between a p50 of 25 and 40 us from minute to minute.
+//! same build as the machine drifted between runs. Read the p50 and p99 with this in mind: by
+//! hand, a 30-line C server (receive, copy, send) answered about 10 us slower at p50 than
+//! dnsmasq, as the agent does, and a 3 us busy wait before its reply brought it to dnsmasq's p50
+//! (1.5 or 4.5 us did not; 8 us made it slower): on 2 vCPUs the latency depends on where the
+//! reply lands in dnsperf's send thread's going to sleep, more than on the server's own work.
 //! The table pools the rounds (rates averaged, latencies of every answer of every round); the
 //! per-round ratios and their medians are printed beside it.
 
