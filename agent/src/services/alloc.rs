@@ -5,7 +5,9 @@
 //!
 //! Order of preference for a ClusterIP: a pinned `spec.clusterIP` (refused with a reason when it
 //! is outside the CIDR or taken by another Service), then the previous book's address, then a
-//! hash of `namespace/name` probed linearly. Node ports likewise within the node port range.
+//! hash of `namespace/name` probed linearly. Node ports likewise within the node port range. An
+//! address or node port a Service still holds in the previous book is its own: a new pin of it
+//! is refused (as Kubernetes refuses an address already allocated), it does not move the holder.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -56,6 +58,24 @@ pub fn allocate(
     let wants_ip = |s: &Service| {
         s.spec.type_ != ServiceType::ExternalName && s.spec.cluster_ip != ClusterIp::Headless
     };
+    // 0. What the previous book gave Services that still exist and keep asking for it (no pin,
+    // or a pin of that address) stays theirs.
+    for (name, s) in services {
+        let Some(ip) = previous.get(name).and_then(|a| a.cluster_ip) else {
+            continue;
+        };
+        let keeps = match s.spec.cluster_ip {
+            ClusterIp::Auto => true,
+            ClusterIp::Pinned(pin) => pin == ip,
+            ClusterIp::Headless => false,
+        };
+        if wants_ip(s) && keeps && usable(ip) {
+            used_ips.entry(ip).or_insert_with(|| name.clone());
+        }
+    }
+    let own_or_free = |used: &BTreeMap<Ipv4Addr, ServiceName>, ip: Ipv4Addr, name: &ServiceName| {
+        used.get(&ip).is_none_or(|holder| holder == name)
+    };
     // 1. Pinned addresses: the Service that held it before wins a conflict, then name order.
     let mut pinned: Vec<(&ServiceName, Ipv4Addr)> = services
         .iter()
@@ -77,7 +97,8 @@ pub fn allocate(
             entry.refused.push(format!(
                 "clusterIP {ip} is not in the service CIDR {cidr} (or is its network or broadcast address)"
             ));
-        } else if let Some(holder) = used_ips.get(&ip) {
+        } else if !own_or_free(&used_ips, ip, name) {
+            let holder = &used_ips[&ip];
             entry.refused.push(format!(
                 "clusterIP {ip} is already used by Service {holder}"
             ));
@@ -93,7 +114,7 @@ pub fn allocate(
         }
         if let Some(ip) = previous.get(name).and_then(|a| a.cluster_ip)
             && usable(ip)
-            && !used_ips.contains_key(&ip)
+            && own_or_free(&used_ips, ip, name)
         {
             used_ips.insert(ip, name.clone());
             book.get_mut(name).expect("listed").cluster_ip = Some(ip);
@@ -139,8 +160,28 @@ fn allocate_node_ports(
             .iter()
             .filter(|(_, s)| s.spec.type_ == ServiceType::NodePort)
     };
-    // (port, protocol) -> holder.
-    let mut used: BTreeMap<(u16, &'static str), String> = BTreeMap::new();
+    // (port, protocol) -> holder (Service, port key).
+    let mut used: BTreeMap<(u16, &'static str), (ServiceName, String)> = BTreeMap::new();
+    // What the previous book gave ports that still exist and keep asking for it stays theirs.
+    for (name, s) in node_port_services() {
+        for p in &s.spec.ports {
+            let key = port_key(&p.name, p.protocol.as_str());
+            if let Some(np) = previous.get(name).and_then(|a| a.node_ports.get(&key))
+                && NODE_PORT_RANGE.contains(np)
+                && p.node_port.is_none_or(|pin| pin == *np)
+            {
+                used.entry((*np, p.protocol.as_str()))
+                    .or_insert_with(|| (name.clone(), key));
+            }
+        }
+    }
+    let own_or_free = |used: &BTreeMap<(u16, &'static str), (ServiceName, String)>,
+                       at: (u16, &'static str),
+                       name: &ServiceName,
+                       key: &str| {
+        used.get(&at)
+            .is_none_or(|(holder, held)| holder == name && held == key)
+    };
     // Pinned node ports first: the previous holder wins, then name order.
     let mut pinned: Vec<(&ServiceName, String, &'static str, u16)> = Vec::new();
     for (name, s) in node_port_services() {
@@ -160,12 +201,13 @@ fn allocate_node_ports(
     });
     for (name, key, protocol, np) in pinned {
         let entry = book.get_mut(name).expect("listed");
-        if let Some(holder) = used.get(&(np, protocol)) {
+        if !own_or_free(&used, (np, protocol), name, &key) {
+            let (holder, _) = &used[&(np, protocol)];
             entry.refused.push(format!(
-                "nodePort {np}/{protocol} is already used by {holder}"
+                "nodePort {np}/{protocol} is already used by Service {holder}"
             ));
         } else {
-            used.insert((np, protocol), format!("Service {name}"));
+            used.insert((np, protocol), (name.clone(), key.clone()));
             entry.node_ports.insert(key, np);
         }
     }
@@ -189,9 +231,9 @@ fn allocate_node_ports(
                         .and_then(|a| a.node_ports.get(&key))
                         .copied()
                         && NODE_PORT_RANGE.contains(&np)
-                        && !used.contains_key(&(np, protocol))
+                        && own_or_free(&used, (np, protocol), name, &key)
                     {
-                        used.insert((np, protocol), format!("Service {name}"));
+                        used.insert((np, protocol), (name.clone(), key.clone()));
                         entry.node_ports.insert(key, np);
                     }
                     continue;
@@ -203,7 +245,7 @@ fn allocate_node_ports(
                 });
                 match found {
                     Some(np) => {
-                        used.insert((np, protocol), format!("Service {name}"));
+                        used.insert((np, protocol), (name.clone(), key.clone()));
                         entry.node_ports.insert(key, np);
                     }
                     None => entry.refused.push(format!(
@@ -347,7 +389,7 @@ mod tests {
                 ],
             },
             Case {
-                what: "a pin takes an address another Service had: the pin wins",
+                what: "a pin of an address another Service holds is refused: the holder keeps it",
                 services: vec![
                     (
                         "a",
@@ -357,7 +399,36 @@ mod tests {
                 ],
                 previous: vec![("b", "10.43.0.9")],
                 cidr: "10.43.0.0/16",
+                want: vec![
+                    ("a", None, "clusterIP 10.43.0.9 is already used by Service default/b"),
+                    ("b", Some("10.43.0.9"), ""),
+                ],
+            },
+            Case {
+                what: "an address whose Service is gone can be pinned",
+                services: vec![(
+                    "a",
+                    service("a", "  clusterIP: 10.43.0.9\n  ports: [{port: 80}]\n"),
+                )],
+                previous: vec![("b", "10.43.0.9")],
+                cidr: "10.43.0.0/16",
                 want: vec![("a", Some("10.43.0.9"), "")],
+            },
+            Case {
+                what: "a Service that pins another address gives its old one up",
+                services: vec![
+                    (
+                        "a",
+                        service("a", "  clusterIP: 10.43.0.9\n  ports: [{port: 80}]\n"),
+                    ),
+                    (
+                        "b",
+                        service("b", "  clusterIP: 10.43.0.10\n  ports: [{port: 80}]\n"),
+                    ),
+                ],
+                previous: vec![("b", "10.43.0.9")],
+                cidr: "10.43.0.0/16",
+                want: vec![("a", Some("10.43.0.9"), ""), ("b", Some("10.43.0.10"), "")],
             },
             Case {
                 what: "headless and ExternalName get none",
@@ -476,12 +547,34 @@ mod tests {
         );
         // The allocated one is kept on the next pass, even with other Services added.
         let third = service("third", "  type: NodePort\n  ports: [{port: 80}]\n");
-        let again = run(&[("web", web), ("third", third)], &book, "10.43.0.0/16");
+        let again = run(&[("web", web.clone()), ("third", third)], &book, "10.43.0.0/16");
         assert_eq!(
             again["default/web"].node_ports.get("admin/TCP"),
             Some(&admin)
         );
         assert_eq!(again["default/third"].node_ports.len(), 1);
+        // A new pin of a node port another Service was given is refused; the holder keeps it.
+        let late = service(
+            "late",
+            &format!("  type: NodePort\n  ports: [{{port: 80, nodePort: {admin}}}]\n"),
+        );
+        let after = run(
+            &[("web", web.clone()), ("late", late)],
+            &book,
+            "10.43.0.0/16",
+        );
+        assert_eq!(
+            after["default/web"].node_ports.get("admin/TCP"),
+            Some(&admin)
+        );
+        assert!(after["default/late"].node_ports.is_empty());
+        assert!(
+            after["default/late"].refused.iter().any(|r| r.contains(&format!(
+                "nodePort {admin}/TCP is already used by Service default/web"
+            ))),
+            "{:?}",
+            after["default/late"]
+        );
         // UDP and TCP on the same number do not clash.
         let dns = service(
             "dns",
