@@ -243,6 +243,24 @@ fn refusals_name_the_field() {
             .any(|(f, m)| f == "metadata.name" && m.contains("must start with a letter")),
         "{found:?}"
     );
+    // One DNS label: no dots, at most 63 characters (a Pod or ConfigMap may have either).
+    let long = format!("a{}", "b".repeat(63));
+    for name in ["web.v2", long.as_str()] {
+        let found = errors(&format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  ports: [{{port: 80}}]\n"
+        ));
+        assert!(
+            found
+                .iter()
+                .any(|(f, m)| f == "metadata.name" && m.contains("must be one DNS label")),
+            "{name}: {found:?}"
+        );
+    }
+    let fine = errors(&format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web-{}\nspec:\n  ports: [{{port: 80}}]\n",
+        "b".repeat(59)
+    ));
+    assert!(fine.is_empty(), "{fine:?}");
 }
 
 #[test]

@@ -23,7 +23,18 @@ pub const NODE_PORT_RANGE: std::ops::RangeInclusive<u16> = 30000..=32767;
 pub(crate) fn validate_service(raw: RawService, problems: &mut Problems) -> Option<Service> {
     let metadata = object_meta(raw.metadata, Kind::Service, problems);
     let root = FieldPath::root();
-    if !metadata.name.is_empty() && !metadata.name.starts_with(|c: char| c.is_ascii_lowercase()) {
+    // The name is one label of the Service's DNS name (<name>.<namespace>.svc.<domain>) and the
+    // prefix of its environment variables: an RFC 1035 label, as Kubernetes requires.
+    let valid_subdomain = names::check_dns1123_subdomain(&metadata.name).is_ok();
+    if valid_subdomain && names::check_dns1123_label(&metadata.name).is_err() {
+        problems.error(
+            &root.child("metadata").child("name"),
+            format!(
+                "a Service name must be one DNS label (lowercase letters, digits and '-', at most 63 characters, no '.'; it is the first label of <name>.<namespace>.svc.cluster.local; got {:?})",
+                metadata.name
+            ),
+        );
+    } else if valid_subdomain && !metadata.name.starts_with(|c: char| c.is_ascii_lowercase()) {
         problems.error(
             &root.child("metadata").child("name"),
             format!(
