@@ -281,6 +281,16 @@ fn accepted_with_a_precise_warning() {
             "spec.ports",
             "ignored for type ExternalName",
         ),
+        (
+            "  ports: [{port: 80}]\n",
+            "spec.selector",
+            "skiff has no Endpoints objects",
+        ),
+        (
+            "  clusterIP: None\n",
+            "spec.selector",
+            "selects no pods",
+        ),
     ];
     for (spec, field, message) in cases {
         let yaml = service(spec);

@@ -131,6 +131,12 @@ pub(crate) fn validate_service(raw: RawService, problems: &mut Problems) -> Opti
             if external_name.is_some() {
                 problems.error(&name_path, "only type ExternalName uses externalName");
             }
+            if selector.is_empty() {
+                problems.warn(
+                    &spec_path.child("selector"),
+                    "absent: this Service selects no pods, and skiff has no Endpoints objects to list them by hand, so it has no endpoints (connections to it are refused at once and its DNS name has no address); add a selector, or use type ExternalName for a service outside the cluster",
+                );
+            }
             if ports.is_empty() && cluster_ip != ClusterIp::Headless {
                 problems.error(
                     &ports_path,
