@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::op::{Edns, Message, ResponseCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::watch;
@@ -350,8 +350,31 @@ fn local(
     };
     let table = state.borrow().services.clone();
     match answer(&request, &table, &settings.domain) {
-        Answer::Local(m) => encode(&m, tcp).map_or(Local::Drop, Local::Reply),
+        Answer::Local(mut m) => {
+            // RFC 6891: a request with an OPT record gets one back, with the size this server
+            // takes over UDP.
+            if request.edns.is_some() {
+                let mut edns = Edns::new();
+                edns.set_max_payload(UDP_PAYLOAD).set_version(0);
+                m.edns = Some(edns);
+            }
+            encode(&m, reply_limit(&request, tcp)).map_or(Local::Drop, Local::Reply)
+        }
         Answer::Forward => Local::Relay(request),
+    }
+}
+
+/// The largest UDP answer this server sends to a client that allows more than 512 bytes with
+/// EDNS (the DNS flag day's size: no IP fragmentation on common paths).
+const UDP_PAYLOAD: u16 = 1232;
+
+/// How large the answer to `request` may be: any size over TCP; over UDP, 512 bytes, or what
+/// the client's EDNS record allows up to [`UDP_PAYLOAD`].
+fn reply_limit(request: &Message, tcp: bool) -> usize {
+    if tcp {
+        usize::from(u16::MAX)
+    } else {
+        usize::from(request.max_payload().min(UDP_PAYLOAD))
     }
 }
 
@@ -370,7 +393,7 @@ async fn relayed(
         request.metadata.op_code,
         ResponseCode::ServFail,
     );
-    encode(&failed, tcp)
+    encode(&failed, reply_limit(request, tcp))
 }
 
 /// The reply to one query's bytes: answered here, relayed, or an error; `None` for bytes that
@@ -388,19 +411,32 @@ async fn reply(
     }
 }
 
-/// `local` as wire bytes; over UDP, an answer over 512 bytes becomes its truncated header.
-fn encode(local: &Message, tcp: bool) -> Option<Vec<u8>> {
-    let mut bytes = local.to_vec().ok()?;
-    if !tcp && bytes.len() > 512 {
-        // Too large for plain UDP: the header alone, truncated, so the client asks over TCP.
-        let mut short = local.clone();
-        short.answers.clear();
-        short.authorities.clear();
-        short.additionals.clear();
-        short.metadata.truncation = true;
-        bytes = short.to_vec().ok()?;
+/// `local` as wire bytes of at most `limit`: an answer too large keeps the answer records that
+/// fit, in order, and is marked truncated (TC), as resolvers do: a client that retries over TCP
+/// gets them all, one that does not (musl before 1.2.4) still gets addresses.
+fn encode(local: &Message, limit: usize) -> Option<Vec<u8>> {
+    let bytes = local.to_vec().ok()?;
+    if bytes.len() <= limit {
+        return Some(bytes);
     }
-    Some(bytes)
+    let mut short = local.clone();
+    short.metadata.truncation = true;
+    short.additionals.clear();
+    short.authorities.clear();
+    // The answers that fit: the most that encode within `limit` (found by halving).
+    let all = std::mem::take(&mut short.answers);
+    let (mut fits, mut over) = (0, all.len() + 1);
+    while over - fits > 1 {
+        let mid = (fits + over) / 2;
+        short.answers = all[..mid].to_vec();
+        if short.to_vec().ok()?.len() <= limit {
+            fits = mid;
+        } else {
+            over = mid;
+        }
+    }
+    short.answers = all[..fits].to_vec();
+    short.to_vec().ok()
 }
 
 /// Relays `query` to the first upstream that answers.
@@ -491,6 +527,78 @@ mod tests {
         let mut response = first;
         response[2] |= 0x80;
         assert!(question_end(&response).is_none());
+    }
+
+    #[test]
+    fn a_large_answer_keeps_what_fits_and_is_marked_truncated() {
+        use hickory_proto::rr::{Name, RData, Record, rdata::A};
+        let name = Name::from_ascii("db.default.svc.cluster.local.").unwrap();
+        let mut m = Message::response(1, hickory_proto::op::OpCode::Query);
+        m.add_query(hickory_proto::op::Query::query(
+            name.clone(),
+            hickory_proto::rr::RecordType::A,
+        ));
+        for i in 0..100u8 {
+            m.answers.push(Record::from_rdata(
+                name.clone(),
+                5,
+                RData::A(A::new(10, 42, 0, i)),
+            ));
+        }
+        let whole = encode(&m, usize::from(u16::MAX)).unwrap();
+        let whole = Message::from_vec(&whole).unwrap();
+        assert_eq!(whole.answers.len(), 100);
+        assert!(!whole.metadata.truncation);
+        for limit in [512usize, 1232] {
+            let bytes = encode(&m, limit).unwrap();
+            assert!(bytes.len() <= limit, "{limit}: {} bytes", bytes.len());
+            let short = Message::from_vec(&bytes).unwrap();
+            assert!(short.metadata.truncation, "{limit}: TC");
+            let kept = short.answers.len();
+            assert!(kept > 0 && kept < 100, "{limit}: {kept} answers");
+            // The first ones, in order; one more would not have fitted.
+            assert_eq!(short.answers[..], m.answers[..kept]);
+            let mut more = short.clone();
+            more.answers.push(m.answers[kept].clone());
+            assert!(more.to_vec().unwrap().len() > limit, "{limit}: {kept} is the most");
+        }
+    }
+
+    #[test]
+    fn the_udp_limit_follows_the_client_s_edns_size_up_to_1232() {
+        let plain = Message::from_vec(&query(1, "a.default.svc.cluster.local.")).unwrap();
+        assert_eq!(reply_limit(&plain, false), 512);
+        assert_eq!(reply_limit(&plain, true), 65535);
+        for (asked, got) in [(4096u16, 1232usize), (1000, 1000), (100, 512)] {
+            let mut m = plain.clone();
+            let mut edns = Edns::new();
+            edns.set_max_payload(asked);
+            m.edns = Some(edns);
+            let m = Message::from_vec(&m.to_vec().unwrap()).unwrap();
+            assert_eq!(reply_limit(&m, false), got, "asked {asked}");
+        }
+    }
+
+    #[test]
+    fn a_request_with_edns_gets_an_opt_record_back() {
+        let (_tx, state) = watch::channel(Arc::new(ClusterState::default()));
+        let settings = Settings {
+            upstreams: Vec::new(),
+            domain: crate::services::dns::DEFAULT_DOMAIN.to_string(),
+        };
+        let plain = query(3, "web.default.svc.cluster.local.");
+        let mut with_edns = Message::from_vec(&plain).unwrap();
+        let mut edns = Edns::new();
+        edns.set_max_payload(4096);
+        with_edns.edns = Some(edns);
+        for (bytes, want) in [(plain, None), (with_edns.to_vec().unwrap(), Some(UDP_PAYLOAD))] {
+            let Local::Reply(reply) = local(&bytes, &state, &settings, false) else {
+                panic!("answered here")
+            };
+            let reply = Message::from_vec(&reply).unwrap();
+            assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);
+            assert_eq!(reply.edns.as_ref().map(Edns::max_payload), want);
+        }
     }
 
     #[test]
