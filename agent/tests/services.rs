@@ -444,3 +444,58 @@ fn a_udp_service_pod_names_and_resolver_settings() {
     });
     drop(echoes);
 }
+
+/// A UDP client that kept sending to an address before it was a Service's (its tracked flow
+/// went past, untranslated, and each datagram keeps that flow alive) is answered once the
+/// Service is there: the agent deletes the untranslated flow when the port gets its endpoints.
+#[test]
+fn a_udp_flow_from_before_the_service_is_answered_once_it_exists() {
+    let (bed, cidr) = start(68);
+    let prefix = cidr.trim_end_matches(".0/24");
+    let ip: std::net::Ipv4Addr = format!("{prefix}.53").parse().unwrap();
+    bed.write_manifest("u1.yaml", &udp_pod("u1", ""));
+    let pod = bed.wait_phase("u1", "Running");
+    let pod_ip: std::net::IpAddr = pod["status"]["podIP"].as_str().unwrap().parse().unwrap();
+    let netns = format!("{}{}", bed.netns_prefix, support::uid_of(&pod));
+    let _echo = support::netbed::UdpEcho::start_tagged(
+        &netns,
+        std::net::SocketAddr::new(pod_ip, 5353),
+        "u1",
+    );
+    let client = support::netbed::in_netns(&bed.node_netns, || {
+        std::net::UdpSocket::bind("0.0.0.0:40056").expect("bind the client port")
+    });
+    client
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let to = std::net::SocketAddr::new(ip.into(), 53);
+    let ask = |msg: &str| -> Option<String> {
+        client.send_to(msg.as_bytes(), to).ok()?;
+        let mut buf = [0u8; 256];
+        let (n, _) = client.recv_from(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    // Before the Service: no answer, and a tracked flow that nothing translated.
+    assert_eq!(ask("early"), None);
+    let untranslated = |f: &skiff_cni::conntrack::Flow| {
+        f.orig.dst == ip && f.orig.sport == 40056 && f.reply.src == ip
+    };
+    bed.wait_until(WAIT, "the untranslated flow to be tracked", || {
+        ask("early");
+        let flows = support::netbed::in_netns(&bed.node_netns, || {
+            skiff_cni::conntrack::list().expect("list flows")
+        });
+        flows.iter().any(untranslated).then_some(())
+    });
+    bed.write_manifest(
+        "echo-svc.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: echo\nspec:\n  clusterIP: {ip}\n  selector: {{app: echo}}\n  ports:\n  - {{port: 53, targetPort: echo, protocol: UDP}}\n"
+        ),
+    );
+    // The same client flow, sending all along (every 300 ms), gets its answer.
+    let answer = bed.wait_until(WAIT, "an answer on the flow from before the Service", || {
+        ask("late").filter(|r| r.starts_with("u1:"))
+    });
+    assert_eq!(answer, "u1:late");
+}

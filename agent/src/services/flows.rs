@@ -23,6 +23,9 @@ pub enum Stale {
     },
     /// Every flow to a Service port that is no longer programmed.
     Port(Target),
+    /// UDP flows to a ClusterIP port that no rule translated: sent while the port had no rules
+    /// or no endpoint, they would keep going past the Service until they time out.
+    Untranslated(Target),
 }
 
 /// Where clients send: a ClusterIP and port, and a node port on every address.
@@ -44,14 +47,29 @@ impl Target {
         }
     }
 
+    /// A flow to the ClusterIP port, or a translated one to the node port (a flow that no rule
+    /// translated to some other host's port of that number is not this Service's).
     fn addressed_by(&self, flow: &Flow) -> bool {
         let o = &flow.orig;
         o.protocol == self.protocol
-            && (self
+            && (self.to_cluster_ip(flow)
+                || self
+                    .node_port
+                    .is_some_and(|port| o.dport == port && translated(flow)))
+    }
+
+    fn to_cluster_ip(&self, flow: &Flow) -> bool {
+        let o = &flow.orig;
+        o.protocol == self.protocol
+            && self
                 .cluster_ip
                 .is_some_and(|ip| o.dst == ip && o.dport == self.port)
-                || self.node_port.is_some_and(|port| o.dport == port))
     }
+}
+
+/// Whether a rule rewrote the flow's destination (DNAT): the reply comes from elsewhere.
+fn translated(flow: &Flow) -> bool {
+    flow.reply.src != flow.orig.dst || flow.reply.sport != flow.orig.dport
 }
 
 impl Stale {
@@ -63,16 +81,32 @@ impl Stale {
                     && flow.reply.sport == endpoint.1
             }
             Stale::Port(to) => to.addressed_by(flow),
+            Stale::Untranslated(to) => to.to_cluster_ip(flow) && !translated(flow),
         }
     }
 }
 
 /// What going from `old` to `new` makes stale: UDP endpoints that left a port still
-/// programmed, and every port no longer programmed (or programmed at another address).
+/// programmed, every port no longer programmed (or programmed at another address), and
+/// untranslated UDP flows to a ClusterIP port that now has endpoints and had none (or no rules).
 pub fn stale(old: &[ProgrammedPort], new: &[ProgrammedPort]) -> Vec<Stale> {
     let key = |p: &ProgrammedPort| (p.service.clone(), p.key.clone());
     let now: BTreeMap<_, &ProgrammedPort> = new.iter().map(|p| (key(p), p)).collect();
+    let before: BTreeMap<_, &ProgrammedPort> = old.iter().map(|p| (key(p), p)).collect();
     let mut out = Vec::new();
+    for after in new {
+        let target = Target::of(after);
+        let served_before = before
+            .get(&key(after))
+            .is_some_and(|b| Target::of(b) == target && !b.endpoints.is_empty());
+        if target.protocol == UDP
+            && target.cluster_ip.is_some()
+            && !after.endpoints.is_empty()
+            && !served_before
+        {
+            out.push(Stale::Untranslated(target));
+        }
+    }
     for before in old {
         let target = Target::of(before);
         match now.get(&key(before)) {
@@ -147,7 +181,19 @@ mod tests {
         let node_port_to_a = flow(UDP, "192.0.2.1", 30053, a.0, a.1);
         let direct_to_a = flow(UDP, a.0, a.1, a.0, a.1);
         let tcp_to_a = flow(TCP, "10.43.0.10", 53, a.0, a.1);
-        let flows = [&to_a, &to_b, &node_port_to_a, &direct_to_a, &tcp_to_a];
+        // Sent before the rules (or an endpoint) were there: nothing translated it.
+        let untranslated = flow(UDP, "10.43.0.10", 53, "10.43.0.10", 53);
+        // A pod's own flow to some host's port 30053: not the Service's node port.
+        let elsewhere_30053 = flow(UDP, "192.0.2.9", 30053, "192.0.2.9", 30053);
+        let flows = [
+            &to_a,
+            &to_b,
+            &node_port_to_a,
+            &direct_to_a,
+            &tcp_to_a,
+            &untranslated,
+            &elsewhere_30053,
+        ];
         type Row<'a> = (
             &'a str,
             Vec<ProgrammedPort>,
@@ -177,12 +223,36 @@ mod tests {
                 "the Service is gone: every flow to it, either protocol",
                 vec![port("s", "udp", &[a, b]), port("t", "tcp", &[a])],
                 vec![],
-                vec![&to_a, &to_b, &node_port_to_a, &tcp_to_a],
+                vec![&to_a, &to_b, &node_port_to_a, &tcp_to_a, &untranslated],
             ),
             (
                 "an endpoint added: nothing",
                 vec![port("s", "udp", &[a])],
                 vec![port("s", "udp", &[a, b])],
+                vec![],
+            ),
+            (
+                "a UDP port first programmed: flows that went past it",
+                vec![],
+                vec![port("s", "udp", &[a])],
+                vec![&untranslated],
+            ),
+            (
+                "a UDP port's first endpoint: flows that went past it",
+                vec![port("s", "udp", &[])],
+                vec![port("s", "udp", &[a])],
+                vec![&untranslated],
+            ),
+            (
+                "a UDP port still without endpoints: nothing yet",
+                vec![],
+                vec![port("s", "udp", &[])],
+                vec![],
+            ),
+            (
+                "a TCP port first programmed: nothing (a connection that got no answer ends)",
+                vec![],
+                vec![port("s", "tcp", &[a])],
                 vec![],
             ),
         ];
