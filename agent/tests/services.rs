@@ -499,3 +499,35 @@ fn a_udp_flow_from_before_the_service_is_answered_once_it_exists() {
     });
     assert_eq!(answer, "u1:late");
 }
+
+/// `sessionAffinity: ClientIP`: the rules load into real nftables, and one client keeps its
+/// backend while another Service over the same two pods spreads the same client's requests.
+#[test]
+fn session_affinity_keeps_a_client_on_one_backend() {
+    let (bed, _) = start(69);
+    bed.write_manifest("web.yaml", &web("web", 2));
+    bed.write_manifest(
+        "sticky.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: sticky\nspec:\n  selector: {app: web}\n  sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 600}}\n  ports:\n  - {port: 80, targetPort: http}\n",
+    );
+    let (web_ip, sticky_ip) = (cluster_ip(&bed, "web"), cluster_ip(&bed, "sticky"));
+    bed.wait_until(WAIT, "2 ready endpoints behind each", || {
+        (ready_endpoints(&bed, "web") == 2 && ready_endpoints(&bed, "sticky") == 2).then_some(())
+    });
+    let get = |ip: &str| NetBed::wget_in(&bed.node_netns, &format!("http://{ip}/index.html"));
+    // Both backends answer this client through the Service without affinity...
+    let mut spread = BTreeSet::new();
+    let deadline = Instant::now() + WAIT;
+    while spread.len() < 2 && Instant::now() < deadline {
+        if let Some(body) = get(&web_ip) {
+            spread.insert(body.trim().to_string());
+        }
+    }
+    assert_eq!(spread.len(), 2, "both backends answer: {spread:?}");
+    // ...and one of them, every time, through the one with affinity.
+    let first = bed.wait_until(WAIT, "an answer through the sticky Service", || get(&sticky_ip));
+    for i in 0..20 {
+        let again = get(&sticky_ip).unwrap_or_default();
+        assert_eq!(again.trim(), first.trim(), "request {i} kept its backend");
+    }
+}
