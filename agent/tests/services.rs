@@ -271,6 +271,17 @@ fn hairpin_node_port_and_a_service_without_endpoints() {
         bed.nft_service_table().contains(&solo_ip.to_string()),
         "solo stays"
     );
+    // The last one gone: no chain, set or map element of any Service is left.
+    bed.remove_manifest("solo.yaml");
+    bed.wait_until(WAIT, "every Service's rules to go", || {
+        let t = bed.nft_service_table();
+        let leftover = ["chain svc-", "chain sep-", "chain snp-", "set saf-"]
+            .iter()
+            .any(|n| t.contains(n))
+            || t.contains("elements")
+            || t.contains(&solo_ip.to_string());
+        (!leftover).then_some(())
+    });
 }
 
 const IDLE: &str = "trap 'exit 0' TERM; sleep 100000 & wait";
