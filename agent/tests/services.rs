@@ -505,9 +505,11 @@ fn a_udp_flow_from_before_the_service_is_answered_once_it_exists() {
         ),
     );
     // The same client flow, sending all along (every 300 ms), gets its answer.
-    let answer = bed.wait_until(WAIT, "an answer on the flow from before the Service", || {
-        ask("late").filter(|r| r.starts_with("u1:"))
-    });
+    let answer = bed.wait_until(
+        WAIT,
+        "an answer on the flow from before the Service",
+        || ask("late").filter(|r| r.starts_with("u1:")),
+    );
     assert_eq!(answer, "u1:late");
 }
 
@@ -536,7 +538,9 @@ fn session_affinity_keeps_a_client_on_one_backend() {
     }
     assert_eq!(spread.len(), 2, "both backends answer: {spread:?}");
     // ...and one of them, every time, through the one with affinity.
-    let first = bed.wait_until(WAIT, "an answer through the sticky Service", || get(&sticky_ip));
+    let first = bed.wait_until(WAIT, "an answer through the sticky Service", || {
+        get(&sticky_ip)
+    });
     for i in 0..20 {
         let again = get(&sticky_ip).unwrap_or_default();
         assert_eq!(again.trim(), first.trim(), "request {i} kept its backend");

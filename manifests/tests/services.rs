@@ -286,11 +286,7 @@ fn accepted_with_a_precise_warning() {
             "spec.selector",
             "skiff has no Endpoints objects",
         ),
-        (
-            "  clusterIP: None\n",
-            "spec.selector",
-            "selects no pods",
-        ),
+        ("  clusterIP: None\n", "spec.selector", "selects no pods"),
     ];
     for (spec, field, message) in cases {
         let yaml = service(spec);

@@ -560,7 +560,10 @@ mod tests {
             assert_eq!(short.answers[..], m.answers[..kept]);
             let mut more = short.clone();
             more.answers.push(m.answers[kept].clone());
-            assert!(more.to_vec().unwrap().len() > limit, "{limit}: {kept} is the most");
+            assert!(
+                more.to_vec().unwrap().len() > limit,
+                "{limit}: {kept} is the most"
+            );
         }
     }
 
@@ -591,7 +594,10 @@ mod tests {
         let mut edns = Edns::new();
         edns.set_max_payload(4096);
         with_edns.edns = Some(edns);
-        for (bytes, want) in [(plain, None), (with_edns.to_vec().unwrap(), Some(UDP_PAYLOAD))] {
+        for (bytes, want) in [
+            (plain, None),
+            (with_edns.to_vec().unwrap(), Some(UDP_PAYLOAD)),
+        ] {
             let Local::Reply(reply) = local(&bytes, &state, &settings, false) else {
                 panic!("answered here")
             };

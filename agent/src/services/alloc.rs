@@ -400,7 +400,11 @@ mod tests {
                 previous: vec![("b", "10.43.0.9")],
                 cidr: "10.43.0.0/16",
                 want: vec![
-                    ("a", None, "clusterIP 10.43.0.9 is already used by Service default/b"),
+                    (
+                        "a",
+                        None,
+                        "clusterIP 10.43.0.9 is already used by Service default/b",
+                    ),
                     ("b", Some("10.43.0.9"), ""),
                 ],
             },
@@ -547,7 +551,11 @@ mod tests {
         );
         // The allocated one is kept on the next pass, even with other Services added.
         let third = service("third", "  type: NodePort\n  ports: [{port: 80}]\n");
-        let again = run(&[("web", web.clone()), ("third", third)], &book, "10.43.0.0/16");
+        let again = run(
+            &[("web", web.clone()), ("third", third)],
+            &book,
+            "10.43.0.0/16",
+        );
         assert_eq!(
             again["default/web"].node_ports.get("admin/TCP"),
             Some(&admin)
@@ -569,9 +577,12 @@ mod tests {
         );
         assert!(after["default/late"].node_ports.is_empty());
         assert!(
-            after["default/late"].refused.iter().any(|r| r.contains(&format!(
-                "nodePort {admin}/TCP is already used by Service default/web"
-            ))),
+            after["default/late"]
+                .refused
+                .iter()
+                .any(|r| r.contains(&format!(
+                    "nodePort {admin}/TCP is already used by Service default/web"
+                ))),
             "{:?}",
             after["default/late"]
         );

@@ -175,7 +175,10 @@ fn lookup(rest: &str, qname: &Name, table: &ServiceTable, domain: &str) -> Found
                 None => Found::Missing,
             }
         }
-        [port, proto, svc, ns, "svc"] if port.starts_with('_') && proto.starts_with('_') => {
+        // SRV names a named port (an unnamed one has no `_<port>` label: `_` alone is no name).
+        [port, proto, svc, ns, "svc"]
+            if port.len() > 1 && port.starts_with('_') && proto.starts_with('_') =>
+        {
             let Some(view) = table.get(format!("{ns}/{svc}").as_str()) else {
                 return Found::Missing;
             };

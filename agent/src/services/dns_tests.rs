@@ -67,6 +67,14 @@ fn table() -> ServiceTable {
         ),
     );
     t.insert(
+        "default/plain".into(),
+        view(
+            service("plain", "  selector: {app: plain}\n  ports: [{port: 80}]\n"),
+            Some("10.43.0.11"),
+            vec![],
+        ),
+    );
+    t.insert(
         "default/ext".into(),
         view(
             service(
@@ -205,6 +213,12 @@ fn the_table() {
                 "0 100 5432 primary.db.default.svc.cluster.local.",
                 "0 100 5432 10-42-3-5.db.default.svc.cluster.local.",
             ],
+        ),
+        (
+            "_._tcp.plain.default.svc.cluster.local.",
+            RecordType::SRV,
+            ResponseCode::NXDomain,
+            &[],
         ),
         (
             "_nope._tcp.web.default.svc.cluster.local.",
