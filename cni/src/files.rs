@@ -76,14 +76,24 @@ pub fn cluster_resolv_content(node_resolv: &str, gateway: Ipv4Addr, dns: &Cluste
             options.push("ndots:5".into());
         }
         DnsBase::Node => {
+            let mut loopback = false;
             for line in node_resolv.lines() {
                 let mut words = line.split_whitespace();
                 match words.next() {
-                    Some("nameserver") => nameservers
-                        .extend(words.next().filter(|a| !is_loopback(a)).map(str::to_string)),
+                    Some("nameserver") => {
+                        let address = words.next();
+                        loopback |= address.is_some_and(is_loopback);
+                        nameservers.extend(address.filter(|a| !is_loopback(a)).map(str::to_string))
+                    }
                     Some("options") => options.extend(words.map(str::to_string)),
                     _ => {}
                 }
+            }
+            // Only a local stub (systemd-resolved's 127.0.0.53, a dnsmasq on 127.0.0.1), which
+            // the pod cannot reach from its namespace: the node's DNS on the gateway relays to
+            // it (and answers the cluster's names too) instead of leaving the pod with none.
+            if nameservers.is_empty() && loopback {
+                nameservers.push(gateway.to_string());
             }
             searches.extend(node_searches());
         }
@@ -275,5 +285,20 @@ mod tests {
         for (dns, want) in rows {
             assert_eq!(cluster_resolv_content(node, gw, &dns), want, "{dns:?}");
         }
+        // dnsPolicy Default on a node with only a local stub: the node's DNS on the gateway
+        // (which relays to the stub), not a file without a nameserver.
+        let stub_only = "nameserver 127.0.0.53
+options edns0 trust-ad
+search lan
+";
+        assert_eq!(
+            cluster_resolv_content(stub_only, gw, &config(DnsBase::Node, &[], &[], &[])),
+            "search lan\nnameserver 10.42.0.1\noptions edns0 trust-ad\n"
+        );
+        // No nameserver at all in the node's file: none added (the pod gets what the node has).
+        assert_eq!(
+            cluster_resolv_content("search lan\n", gw, &config(DnsBase::Node, &[], &[], &[])),
+            "search lan\n"
+        );
     }
 }
