@@ -48,9 +48,43 @@ pub fn upstreams(resolv_conf: &str, gateway: Ipv4Addr) -> Vec<SocketAddr> {
 /// What every query needs besides the table.
 struct Settings {
     /// The node's resolvers, for names outside the cluster domain.
-    upstreams: Vec<SocketAddr>,
+    upstreams: Upstreams,
     /// The cluster domain.
     domain: String,
+}
+
+/// The node's resolvers as its resolv.conf lists them now: read again when the file changes
+/// (DHCP, a VPN, systemd-resolved rewrite it while the agent runs).
+pub struct Upstreams {
+    path: std::path::PathBuf,
+    gateway: Ipv4Addr,
+    /// The file's modification time when last read, and what it listed.
+    read: std::sync::Mutex<(Option<std::time::SystemTime>, Vec<SocketAddr>)>,
+}
+
+impl Upstreams {
+    pub fn new(path: impl Into<std::path::PathBuf>, gateway: Ipv4Addr) -> Upstreams {
+        let upstreams = Upstreams {
+            path: path.into(),
+            gateway,
+            read: std::sync::Mutex::new((None, Vec::new())),
+        };
+        upstreams.current();
+        upstreams
+    }
+
+    /// The resolvers now (a stat per call; the file is read again only when it changed).
+    pub fn current(&self) -> Vec<SocketAddr> {
+        let modified = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
+        let mut read = self.read.lock().unwrap_or_else(|e| e.into_inner());
+        if read.0.is_none() || read.0 != modified {
+            let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+            *read = (modified, upstreams(&text, self.gateway));
+        }
+        read.1.clone()
+    }
 }
 
 /// Runs `server` (the future of [`run`]) on a thread of its own, in a single-threaded
@@ -90,7 +124,7 @@ pub fn on_own_thread(
 pub async fn run(
     net: Arc<skiff_cni::NetlinkNetwork>,
     gateway: Ipv4Addr,
-    upstreams: Vec<SocketAddr>,
+    upstreams: Upstreams,
     domain: String,
     state: watch::Receiver<Arc<ClusterState>>,
     cancel: CancellationToken,
@@ -385,7 +419,7 @@ async fn relayed(
     settings: &Settings,
     tcp: bool,
 ) -> Option<Vec<u8>> {
-    if let Some(bytes) = relay(query, &settings.upstreams, tcp).await {
+    if let Some(bytes) = relay(query, &settings.upstreams.current(), tcp).await {
         return Some(bytes);
     }
     let failed = Message::error_msg(
@@ -586,7 +620,7 @@ mod tests {
     fn a_request_with_edns_gets_an_opt_record_back() {
         let (_tx, state) = watch::channel(Arc::new(ClusterState::default()));
         let settings = Settings {
-            upstreams: Vec::new(),
+            upstreams: Upstreams::new("/nonexistent/resolv.conf", Ipv4Addr::new(10, 42, 0, 1)),
             domain: crate::services::dns::DEFAULT_DOMAIN.to_string(),
         };
         let plain = query(3, "web.default.svc.cluster.local.");
@@ -605,6 +639,33 @@ mod tests {
             assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);
             assert_eq!(reply.edns.as_ref().map(Edns::max_payload), want);
         }
+    }
+
+    #[test]
+    fn upstreams_are_read_again_when_the_file_changes() {
+        let dir = std::env::temp_dir().join(format!("skiff-upstreams-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("resolv.conf");
+        std::fs::write(&path, "nameserver 192.0.2.1\n").unwrap();
+        let up = Upstreams::new(&path, Ipv4Addr::new(10, 42, 0, 1));
+        assert_eq!(up.current(), vec!["192.0.2.1:53".parse().unwrap()]);
+        std::fs::write(&path, "nameserver 192.0.2.2\nnameserver 192.0.2.3\n").unwrap();
+        // A later modification time, as a rewrite some time after the first one has.
+        let later = std::time::SystemTime::now() + Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        assert_eq!(
+            up.current(),
+            vec![
+                "192.0.2.2:53".parse::<SocketAddr>().unwrap(),
+                "192.0.2.3:53".parse().unwrap()
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -468,12 +468,11 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
     }
     if let Some(net) = network.clone() {
         // Cluster DNS for this node's pods, on the bridge gateway.
-        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let gateway = net.config().gateway;
         tracker.spawn(dns::on_own_thread(dns::run(
             net.clone(),
             gateway,
-            dns::upstreams(&resolv, gateway),
+            dns::Upstreams::new("/etc/resolv.conf", gateway),
             config.cluster_domain.clone(),
             state_rx.clone(),
             cancel.clone(),
