@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::cluster::ClusterState;
-use crate::services::dns::{Answer, answer};
+use crate::services::dns::{Answer, answer_with_pods};
 
 /// How long an upstream resolver has to answer a relayed query.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
@@ -228,8 +228,8 @@ fn serve_udp(
             continue;
         }
         match local(query, state, settings, false) {
-            Local::Reply(bytes) => {
-                if plain {
+            Local::Reply(bytes, cacheable) => {
+                if plain && cacheable {
                     cache.keep(&key, &bytes);
                 }
                 let _ = udp.send_to(&bytes, from);
@@ -364,8 +364,9 @@ fn question_end(query: &[u8]) -> Option<usize> {
 
 /// What to do with one query's bytes.
 enum Local {
-    /// Answered here.
-    Reply(Vec<u8>),
+    /// Answered here; whether the answer may be kept for the same question (it came from the
+    /// Service table alone).
+    Reply(Vec<u8>, bool),
     /// Not a name of the cluster: the upstream resolvers' (the parsed request).
     Relay(Message),
     /// Not a DNS query at all (dropped, as resolvers do).
@@ -382,8 +383,24 @@ fn local(
     let Ok(request) = Message::from_vec(query) else {
         return Local::Drop;
     };
-    let table = state.borrow().services.clone();
-    match answer(&request, &table, &settings.domain) {
+    let (table, pods) = {
+        let s = state.borrow();
+        (s.services.clone(), s.pods.clone())
+    };
+    // A pod's address found among the pod reports (for PTR): such an answer is not kept, as
+    // pods come and go without the Service table changing.
+    let from_pods = std::cell::Cell::new(false);
+    let pod_namespace = |ip: Ipv4Addr| {
+        let ip = ip.to_string();
+        let found = pods
+            .iter()
+            .filter(|(_, (_, r))| r.status["podIP"].as_str() == Some(ip.as_str()))
+            .min_by_key(|(_, (_, r))| r.deleting)
+            .map(|((namespace, _), _)| namespace.clone());
+        from_pods.set(found.is_some());
+        found
+    };
+    match answer_with_pods(&request, &table, &settings.domain, &pod_namespace) {
         Answer::Local(mut m) => {
             // RFC 6891: a request with an OPT record gets one back, with the size this server
             // takes over UDP.
@@ -392,7 +409,8 @@ fn local(
                 edns.set_max_payload(UDP_PAYLOAD).set_version(0);
                 m.edns = Some(edns);
             }
-            encode(&m, reply_limit(&request, tcp)).map_or(Local::Drop, Local::Reply)
+            encode(&m, reply_limit(&request, tcp))
+                .map_or(Local::Drop, |bytes| Local::Reply(bytes, !from_pods.get()))
         }
         Answer::Forward => Local::Relay(request),
     }
@@ -439,7 +457,7 @@ async fn reply(
     tcp: bool,
 ) -> Option<Vec<u8>> {
     match local(query, state, settings, tcp) {
-        Local::Reply(bytes) => Some(bytes),
+        Local::Reply(bytes, _) => Some(bytes),
         Local::Relay(request) => relayed(query, &request, settings, tcp).await,
         Local::Drop => None,
     }
@@ -529,7 +547,7 @@ mod tests {
         let first = query(7, "web.default.svc.cluster.local.");
         let mut key = Vec::new();
         assert!(cache.key_into(&first, &table, &mut key), "a plain query");
-        let Answer::Local(answer) = answer(
+        let Answer::Local(answer) = crate::services::dns::answer(
             &Message::from_vec(&first).unwrap(),
             &table,
             crate::services::dns::DEFAULT_DOMAIN,
@@ -632,13 +650,70 @@ mod tests {
             (plain, None),
             (with_edns.to_vec().unwrap(), Some(UDP_PAYLOAD)),
         ] {
-            let Local::Reply(reply) = local(&bytes, &state, &settings, false) else {
+            let Local::Reply(reply, _) = local(&bytes, &state, &settings, false) else {
                 panic!("answered here")
             };
             let reply = Message::from_vec(&reply).unwrap();
             assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);
             assert_eq!(reply.edns.as_ref().map(Edns::max_payload), want);
         }
+    }
+
+    #[test]
+    fn a_pod_s_ptr_is_answered_but_not_kept() {
+        let report = crate::cluster::keys::PodReport {
+            uid: "u".into(),
+            owner: None,
+            template_hash: String::new(),
+            created_ms: 0,
+            deleting: false,
+            running: true,
+            ready: true,
+            labels: Default::default(),
+            status: serde_json::json!({"podIP": "10.42.0.7"}),
+            ports: Vec::new(),
+            hostname: None,
+            subdomain: None,
+        };
+        let pods: crate::cluster::service::PodReports = [(
+            ("tools".to_string(), "shell".to_string()),
+            ("n1".to_string(), Arc::new(report)),
+        )]
+        .into();
+        let state = ClusterState {
+            pods: Arc::new(pods),
+            ..ClusterState::default()
+        };
+        let (_tx, state) = watch::channel(Arc::new(state));
+        let settings = Settings {
+            upstreams: Upstreams::new("/nonexistent/resolv.conf", Ipv4Addr::new(10, 42, 0, 1)),
+            domain: crate::services::dns::DEFAULT_DOMAIN.to_string(),
+        };
+        let mut m = Message::query();
+        m.add_query(hickory_proto::op::Query::query(
+            hickory_proto::rr::Name::from_ascii("7.0.42.10.in-addr.arpa.").unwrap(),
+            hickory_proto::rr::RecordType::PTR,
+        ));
+        let Local::Reply(bytes, cacheable) = local(&m.to_vec().unwrap(), &state, &settings, false)
+        else {
+            panic!("answered here")
+        };
+        let reply = Message::from_vec(&bytes).unwrap();
+        assert_eq!(
+            reply.answers[0].data.to_string(),
+            "10-42-0-7.tools.pod.cluster.local."
+        );
+        assert!(!cacheable, "pods change without the Service table");
+        // A name of the table alone may be kept.
+        let Local::Reply(_, cacheable) = local(
+            &query(1, "web.default.svc.cluster.local."),
+            &state,
+            &settings,
+            false,
+        ) else {
+            panic!("answered here")
+        };
+        assert!(cacheable);
     }
 
     #[test]

@@ -50,6 +50,17 @@ pub enum Answer {
 
 /// The answer to `request` from `table` for the cluster domain `domain`.
 pub fn answer(request: &Message, table: &ServiceTable, domain: &str) -> Answer {
+    answer_with_pods(request, table, domain, &|_| None)
+}
+
+/// [`answer`], with `pod_namespace` giving the namespace of the pod that has an address: the
+/// PTR of a pod that is no Service's endpoint is `<a-b-c-d>.<namespace>.pod.<domain>`.
+pub fn answer_with_pods(
+    request: &Message,
+    table: &ServiceTable,
+    domain: &str,
+    pod_namespace: &dyn Fn(Ipv4Addr) -> Option<String>,
+) -> Answer {
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
     let domain = domain.as_str();
     let mut response = Message::response(request.metadata.id, request.metadata.op_code);
@@ -74,7 +85,8 @@ pub fn answer(request: &Message, table: &ServiceTable, domain: &str) -> Answer {
     } else if text == domain {
         Found::Exists(Vec::new(), Vec::new())
     } else if let Some(ip) = reverse(text) {
-        match reverse_lookup(ip, table, domain) {
+        let pod = || pod_namespace(ip).map(|ns| name(&format!("{}.{ns}.pod", dashed(ip)), domain));
+        match reverse_lookup(ip, table, domain).or_else(pod) {
             Some(name) => Found::Exists(
                 vec![Record::from_rdata(
                     qname.clone(),

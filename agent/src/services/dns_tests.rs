@@ -312,3 +312,26 @@ fn the_cluster_domain_is_a_setting() {
         ["prod.svc.edge.example", "svc.edge.example", "edge.example"]
     );
 }
+
+#[test]
+fn a_pod_that_is_no_endpoint_has_a_pod_ptr() {
+    let ptr = |name: &str| {
+        let mut request = Message::query();
+        request.add_query(Query::query(
+            Name::from_ascii(name).unwrap(),
+            RecordType::PTR,
+        ));
+        let pods = |ip: Ipv4Addr| (ip == Ipv4Addr::new(10, 42, 9, 9)).then(|| "tools".to_string());
+        answer_with_pods(&request, &table(), DEFAULT_DOMAIN, &pods)
+    };
+    let Answer::Local(m) = ptr("9.9.42.10.in-addr.arpa.") else {
+        panic!("a pod's address is answered here")
+    };
+    assert_eq!(data(&m), ["10-42-9-9.tools.pod.cluster.local."]);
+    // An endpoint keeps its name under the Service; an address of no pod goes upstream.
+    let Answer::Local(m) = ptr("5.3.42.10.in-addr.arpa.") else {
+        panic!("an endpoint")
+    };
+    assert_eq!(data(&m), ["10-42-3-5.db.default.svc.cluster.local."]);
+    assert!(matches!(ptr("8.8.8.8.in-addr.arpa."), Answer::Forward));
+}
