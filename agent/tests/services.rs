@@ -124,6 +124,20 @@ fn a_cluster_ip_spreads_over_ready_endpoints_from_pods_and_the_node() {
     );
     let eps = bed.skiff_ok(&["get", "ep", "web"]);
     assert_eq!(eps.matches(":8080").count(), 2, "{eps}");
+    let wide = bed.skiff_ok(&["get", "svc", "web", "-o", "wide"]);
+    assert!(
+        wide.contains("SELECTOR") && wide.contains("app=web"),
+        "{wide}"
+    );
+    let described = bed.skiff_ok(&["describe", "service", "web"]);
+    assert!(
+        described.contains(&ip)
+            && described.contains("app: web")
+            && described.contains("endpoints:")
+            && described.matches("8080").count() >= 1
+            && described.matches("ip: 198.18.60.").count() == 2,
+        "selector, address, port and both endpoints: {described}"
+    );
     // From the node itself (a host process, through the service CIDR route).
     let url = format!("http://{ip}/index.html");
     let mut seen = BTreeSet::new();
@@ -143,6 +157,15 @@ fn a_cluster_ip_spreads_over_ready_endpoints_from_pods_and_the_node() {
                 "echo host=$WEB_SERVICE_HOST port=$WEB_SERVICE_PORT link=$WEB_PORT name=$HOSTNAME expanded=$(WEB_SERVICE_HOST) escaped=$$(echo kept); i=0; while [ $i -lt 40 ]; do wget -q -O - {url}; i=$((i+1)); done; echo client-done; trap 'exit 0' TERM; sleep 100000 & wait"
             ),
             "  terminationGracePeriodSeconds: 1\n",
+        ),
+    );
+    // enableServiceLinks: false: no service variables (HOSTNAME still).
+    bed.write_manifest(
+        "nolinks.yaml",
+        &support::pod_yaml(
+            "nolinks",
+            "echo links=[$WEB_SERVICE_HOST] name=$HOSTNAME; echo nolinks-done; trap 'exit 0' TERM; sleep 100000 & wait",
+            "  terminationGracePeriodSeconds: 1\n  enableServiceLinks: false\n",
         ),
     );
     let log = log_of(&bed, "client", "client-done");
@@ -172,6 +195,11 @@ fn a_cluster_ip_spreads_over_ready_endpoints_from_pods_and_the_node() {
     assert!(
         !dns.contains("nope-resolved"),
         "a missing Service does not resolve: {dns}"
+    );
+    let nolinks = log_of(&bed, "nolinks", "nolinks-done");
+    assert!(
+        nolinks.contains("links=[] name=nolinks"),
+        "enableServiceLinks: false: {nolinks}"
     );
     let backends: BTreeSet<&str> = log
         .lines()

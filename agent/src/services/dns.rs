@@ -83,7 +83,8 @@ pub fn answer_with_pods(
     let found = if let Some(rest) = text.strip_suffix(&format!(".{domain}")) {
         lookup(rest, &qname, table, domain)
     } else if text == domain {
-        Found::Exists(Vec::new(), Vec::new())
+        // The zone's apex: its SOA (and no other record: NOERROR without answers for the rest).
+        Found::Exists(vec![soa(&zone, domain)], Vec::new())
     } else if let Some(ip) = reverse(text) {
         let pod = || pod_namespace(ip).map(|ns| name(&format!("{}.{ns}.pod", dashed(ip)), domain));
         match reverse_lookup(ip, table, domain).or_else(pod) {
@@ -112,7 +113,10 @@ pub fn answer_with_pods(
                 })
                 .collect();
             if answers.is_empty() {
-                response.authorities.push(soa(&zone, domain));
+                // The cluster zone's SOA, not for a reverse name (that is another zone).
+                if reverse(text).is_none() {
+                    response.authorities.push(soa(&zone, domain));
+                }
             } else {
                 response.additionals = additionals;
             }

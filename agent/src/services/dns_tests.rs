@@ -314,6 +314,20 @@ fn the_cluster_domain_is_a_setting() {
 }
 
 #[test]
+fn the_zone_apex_has_its_soa_and_reverse_names_no_cluster_soa() {
+    let apex = local("cluster.local.", RecordType::SOA);
+    assert_eq!(apex.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(apex.answers.len(), 1);
+    assert_eq!(apex.answers[0].record_type(), RecordType::SOA);
+    let ns = local("cluster.local.", RecordType::NS);
+    assert!(ns.answers.is_empty() && ns.authorities.len() == 1, "{ns:?}");
+    // An A question for a ClusterIP's reverse name: no answer, and no cluster.local SOA.
+    let a = local("10.0.43.10.in-addr.arpa.", RecordType::A);
+    assert_eq!(a.metadata.response_code, ResponseCode::NoError);
+    assert!(a.answers.is_empty() && a.authorities.is_empty(), "{a:?}");
+}
+
+#[test]
 fn a_pod_that_is_no_endpoint_has_a_pod_ptr() {
     let ptr = |name: &str| {
         let mut request = Message::query();
