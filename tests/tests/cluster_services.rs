@@ -95,6 +95,30 @@ fn a_service_spreads_over_every_node_and_drops_a_cut_off_node() -> Result<()> {
             },
         )?;
         eprintln!("web's ClusterIP {ip} with 5 endpoints on every node after {took:?}");
+        // Every node with a pod answers web's name, asked by a real client (busybox nslookup)
+        // from that pod's namespace at its gateway, with the one ClusterIP.
+        let mut asked = BTreeSet::new();
+        for p in &pods {
+            if !asked.insert(p.node.clone()) {
+                continue;
+            }
+            let ns = pod_netns(c, p.node[1..].parse()?, p.ip.as_deref().context("ip")?)?;
+            let gateway = pod_gateway(&ns)?;
+            wait_for(
+                &format!("{} to answer web's name", p.node),
+                WAIT,
+                POLL,
+                || {
+                    let out = std::process::Command::new("ip")
+                        .args(["netns", "exec", &ns, "busybox", "nslookup"])
+                        .args(["web.default.svc.cluster.local", &gateway])
+                        .output()?;
+                    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                    Ok(text.contains(&format!("Address: {ip}")).then_some(()))
+                },
+            )?;
+        }
+        ensure!(asked.len() >= 2, "pods on several nodes: {asked:?}");
         // From a pod on n0 and one on n4: requests spread over pods on several nodes.
         let url = format!("http://{ip}/index.html");
         for node in ["n0", "n4"] {
@@ -180,13 +204,7 @@ fn a_service_spreads_over_every_node_and_drops_a_cut_off_node() -> Result<()> {
         })?;
         // The cut-off node keeps resolving the name and serving it with its own pod.
         let ns4 = pod_netns(c, 4, &gone_ip)?;
-        let route = skiff_test_support::net::ip(&["-n", &ns4, "-4", "route", "show", "default"])?;
-        let gateway = route
-            .split_whitespace()
-            .skip_while(|w| *w != "via")
-            .nth(1)
-            .context("the pod's default gateway")?
-            .to_string();
+        let gateway = pod_gateway(&ns4)?;
         let (answer, _) = wait_for("n4 to answer web's name while cut off", WAIT, POLL, || {
             let out = std::process::Command::new("ip")
                 .args(["netns", "exec", &ns4, "busybox", "nslookup"])
@@ -213,4 +231,15 @@ fn a_service_spreads_over_every_node_and_drops_a_cut_off_node() -> Result<()> {
         c.bed.set_node_link(4, true)?;
         Ok(())
     })
+}
+
+/// The default gateway of the pod namespace `ns` (its node's DNS server).
+fn pod_gateway(ns: &str) -> Result<String> {
+    let route = skiff_test_support::net::ip(&["-n", ns, "-4", "route", "show", "default"])?;
+    Ok(route
+        .split_whitespace()
+        .skip_while(|w| *w != "via")
+        .nth(1)
+        .context("the pod's default gateway")?
+        .to_string())
 }
