@@ -327,6 +327,31 @@ fn udp_pod(name: &str, extra_spec: &str) -> String {
     ) + "    ports:\n    - {name: echo, containerPort: 5353, protocol: UDP}\n"
 }
 
+/// A UDP client in the node namespace on `port`, asking `ip`:53: one datagram, the answer
+/// within 300 ms (none: `None`).
+fn udp_client(bed: &NetBed, port: u16, ip: std::net::Ipv4Addr) -> impl Fn(&str) -> Option<String> {
+    let client = support::netbed::in_netns(&bed.node_netns, move || {
+        std::net::UdpSocket::bind(("0.0.0.0", port)).expect("bind the client port")
+    });
+    client
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let to = std::net::SocketAddr::new(ip.into(), 53);
+    move |msg: &str| {
+        client.send_to(msg.as_bytes(), to).ok()?;
+        let mut buf = [0u8; 256];
+        let (n, _) = client.recv_from(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+}
+
+/// The node namespace's tracked flows.
+fn node_flows(bed: &NetBed) -> Vec<skiff_cni::conntrack::Flow> {
+    support::netbed::in_netns(&bed.node_netns, || {
+        skiff_cni::conntrack::list().expect("list flows")
+    })
+}
+
 #[test]
 fn a_udp_service_pod_names_and_resolver_settings() {
     let (bed, _) = start(62);
@@ -438,19 +463,7 @@ fn a_udp_service_pod_names_and_resolver_settings() {
     );
     // One client flow from the node: it sticks to one backend while that backend lives, and
     // moves to the other as soon as the endpoint leaves (its conntrack entry is deleted).
-    let client = support::netbed::in_netns(&bed.node_netns, || {
-        std::net::UdpSocket::bind("0.0.0.0:40053").expect("bind the client port")
-    });
-    client
-        .set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    let to = std::net::SocketAddr::new(ip.into(), 53);
-    let ask = |msg: &str| -> Option<String> {
-        client.send_to(msg.as_bytes(), to).ok()?;
-        let mut buf = [0u8; 256];
-        let (n, _) = client.recv_from(&mut buf).ok()?;
-        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
-    };
+    let ask = udp_client(&bed, 40053, ip);
     let first = bed.wait_until(WAIT, "a UDP answer through the ClusterIP", || ask("hi"));
     let (first, _) = first.split_once(':').expect("tagged answer");
     let first = first.to_string();
@@ -476,10 +489,7 @@ fn a_udp_service_pod_names_and_resolver_settings() {
     // A deleted Service leaves no tracked flow behind.
     bed.remove_manifest("echo-svc.yaml");
     bed.wait_until(WAIT, "no flow to the deleted Service", || {
-        let flows = support::netbed::in_netns(&bed.node_netns, || {
-            skiff_cni::conntrack::list().expect("list flows")
-        });
-        (!flows.iter().any(|f| f.orig.dst == ip)).then_some(())
+        (!node_flows(&bed).iter().any(|f| f.orig.dst == ip)).then_some(())
     });
     drop(echoes);
 }
@@ -501,19 +511,7 @@ fn a_udp_flow_from_before_the_service_is_answered_once_it_exists() {
         std::net::SocketAddr::new(pod_ip, 5353),
         "u1",
     );
-    let client = support::netbed::in_netns(&bed.node_netns, || {
-        std::net::UdpSocket::bind("0.0.0.0:40056").expect("bind the client port")
-    });
-    client
-        .set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    let to = std::net::SocketAddr::new(ip.into(), 53);
-    let ask = |msg: &str| -> Option<String> {
-        client.send_to(msg.as_bytes(), to).ok()?;
-        let mut buf = [0u8; 256];
-        let (n, _) = client.recv_from(&mut buf).ok()?;
-        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
-    };
+    let ask = udp_client(&bed, 40056, ip);
     // Before the Service: no answer, and a tracked flow that nothing translated.
     assert_eq!(ask("early"), None);
     let untranslated = |f: &skiff_cni::conntrack::Flow| {
@@ -521,10 +519,7 @@ fn a_udp_flow_from_before_the_service_is_answered_once_it_exists() {
     };
     bed.wait_until(WAIT, "the untranslated flow to be tracked", || {
         ask("early");
-        let flows = support::netbed::in_netns(&bed.node_netns, || {
-            skiff_cni::conntrack::list().expect("list flows")
-        });
-        flows.iter().any(untranslated).then_some(())
+        node_flows(&bed).iter().any(untranslated).then_some(())
     });
     bed.write_manifest(
         "echo-svc.yaml",

@@ -51,9 +51,9 @@ impl Target {
     /// translated to some other host's port of that number is not this Service's).
     fn addressed_by(&self, flow: &Flow) -> bool {
         let o = &flow.orig;
-        o.protocol == self.protocol
-            && (self.to_cluster_ip(flow)
-                || self
+        self.to_cluster_ip(flow)
+            || (o.protocol == self.protocol
+                && self
                     .node_port
                     .is_some_and(|port| o.dport == port && translated(flow)))
     }

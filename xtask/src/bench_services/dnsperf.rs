@@ -204,22 +204,11 @@ pub fn run(
     std::fs::write(&hosts, hosts_text)?;
     std::fs::write(&queries, query_text)?;
     let first = &names.first().context("no names")?.0;
-    let dnsmasq = Dnsmasq::start(
-        netns,
-        gateway,
-        DNSMASQ_PORT,
-        &hosts,
-        &dir.0.join("dnsmasq.log"),
-        first,
-    )?;
-    let control = Dnsmasq::start(
-        netns,
-        gateway,
-        CONTROL_PORT,
-        &hosts,
-        &dir.0.join("control.log"),
-        first,
-    )?;
+    let start = |port: u16, log: &str| {
+        Dnsmasq::start(netns, gateway, port, &hosts, &dir.0.join(log), first)
+    };
+    let dnsmasq = start(DNSMASQ_PORT, "dnsmasq.log")?;
+    let control = start(CONTROL_PORT, "control.log")?;
     let servers = [
         (SocketAddr::from((gateway, 53)), agent_pid),
         (SocketAddr::from((gateway, DNSMASQ_PORT)), dnsmasq.0.id()),
@@ -395,8 +384,8 @@ impl Report {
             "!OK",
             "cpu us"
         );
-        let max = self.max.clone().map(|r| Stats::pooled(&r));
-        let fixed = self.fixed.clone().map(|r| Stats::pooled(&r));
+        let max = self.max.each_ref().map(|r| Stats::pooled(r));
+        let fixed = self.fixed.each_ref().map(|r| Stats::pooled(r));
         let per_query = |s: &Stats| s.server_cpu * 1e6 / s.completed.max(1) as f64;
         let labels = [
             "skiff agent".to_string(),
