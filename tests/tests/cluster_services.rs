@@ -1,9 +1,10 @@
 //! A Service on a cluster of five real agents with real pods (issue 11): every node programs
-//! the same ClusterIP with every ready pod behind it, a pod on any node spreads its requests
-//! over pods on several nodes, and when a node is cut off its pods leave every other node's
-//! rules after the eviction delay, so requests keep succeeding; the cut-off node itself keeps
-//! resolving the name and serving it with its own pod. A NodePort answers a client outside the
-//! cluster on every node's address.
+//! the same ClusterIP with every ready pod behind it, a client pod on every node fetches
+//! `http://web.default.svc.cluster.local/` by name (its own resolv.conf and node DNS) and its
+//! requests spread over pods on several nodes, and when a node is cut off its pods leave every
+//! other node's rules after the eviction delay, so requests keep succeeding; the cut-off node
+//! itself keeps resolving the name and serving it with its own pod. A NodePort answers a
+//! client outside the cluster on every node's address.
 //!
 //! Needs root, iproute2, nftables and busybox-static; see `cluster_deploy.rs` for the harness.
 
@@ -95,56 +96,64 @@ fn a_service_spreads_over_every_node_and_drops_a_cut_off_node() -> Result<()> {
             },
         )?;
         eprintln!("web's ClusterIP {ip} with 5 endpoints on every node after {took:?}");
-        // Every node with a pod answers web's name, asked by a real client (busybox nslookup)
-        // from that pod's namespace at its gateway, with the one ClusterIP.
-        let mut asked = BTreeSet::new();
+        // A client pod on every node (one of web's own pods, through `skiff exec` on n0, so
+        // with the pod's own resolv.conf and DNS server) looks web up by name and fetches it
+        // by name 20 times: the one ClusterIP, every request answered, by pods on several
+        // nodes.
+        let mut clients = BTreeSet::new();
         for p in &pods {
-            if !asked.insert(p.node.clone()) {
+            if !clients.insert(p.node.clone()) {
                 continue;
             }
-            let ns = pod_netns(c, p.node[1..].parse()?, p.ip.as_deref().context("ip")?)?;
-            let gateway = pod_gateway(&ns)?;
-            wait_for(
-                &format!("{} to answer web's name", p.node),
+            let (lines, took) = wait_for(
+                &format!("{} on {} to fetch web by name", p.name, p.node),
                 WAIT,
                 POLL,
                 || {
-                    let out = std::process::Command::new("ip")
-                        .args(["netns", "exec", &ns, "busybox", "nslookup"])
-                        .args(["web.default.svc.cluster.local", &gateway])
-                        .output()?;
-                    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-                    Ok(text.contains(&format!("Address: {ip}")).then_some(()))
+                    let lines = fetch_by_name(c, 0, &p.name, 20);
+                    Ok(lines.filter(|l| l.iter().all(|b| b.starts_with("served-by-"))))
                 },
             )?;
-        }
-        ensure!(asked.len() >= 2, "pods on several nodes: {asked:?}");
-        // From a pod on n0 and one on n4: requests spread over pods on several nodes.
-        let url = format!("http://{ip}/index.html");
-        for node in ["n0", "n4"] {
-            let from = pods
+            let answered: BTreeSet<&str> = lines
                 .iter()
-                .find(|p| p.node == node)
-                .context("a pod there")?;
-            let ns = pod_netns(c, node[1..].parse()?, from.ip.as_deref().context("ip")?)?;
-            let bodies = requests(&ns, &url, 30);
-            let backends: BTreeSet<&String> = bodies.iter().collect();
+                .filter_map(|b| b.strip_prefix("served-by-"))
+                .collect();
             let nodes: BTreeSet<&str> = pods
                 .iter()
-                .filter(|p| backends.contains(&format!("served-by-{}", p.name)))
-                .map(|p| p.node.as_str())
+                .filter(|q| answered.contains(q.name.as_str()))
+                .map(|q| q.node.as_str())
                 .collect();
             eprintln!(
-                "from {} on {node}: {} of 30 answered, by pods on {nodes:?}",
-                from.name,
-                bodies.len()
+                "{} on {}: {} requests by name after {took:?}, answered by pods on {nodes:?}",
+                p.name,
+                p.node,
+                lines.len()
             );
-            ensure!(bodies.len() == 30, "every request answered: {bodies:?}");
             ensure!(
                 nodes.len() >= 2,
-                "requests spread over pods on several nodes: {nodes:?}"
+                "{} on {}: requests spread over pods on several nodes: {lines:?}",
+                p.name,
+                p.node
+            );
+            let resolved = c.agents[0].cli(&[
+                "exec",
+                &p.name,
+                "--",
+                "nslookup",
+                "web.default.svc.cluster.local",
+            ])?;
+            ensure!(
+                resolved.contains(&format!("Address: {ip}"))
+                    && resolved.matches("Address:").count() == 2,
+                "{} resolves web to the one ClusterIP {ip} (and names its server): {resolved}",
+                p.name
             );
         }
+        ensure!(
+            clients.len() == 5,
+            "a client pod on every node: {clients:?}"
+        );
+        let url = format!("http://{ip}/index.html");
         // NodePort: a client outside the cluster (the hub, on the nodes' LAN) reaches the
         // Service on every node's address; replies come back through the node it asked.
         c.agents[1].write_manifest("np.yaml", NODE_PORT)?;
@@ -202,44 +211,35 @@ fn a_service_spreads_over_every_node_and_drops_a_cut_off_node() -> Result<()> {
         wait_until("20 requests in a row answered from n0", WAIT, POLL, || {
             Ok(requests(&ns, &url, 20).len() == 20)
         })?;
-        // The cut-off node keeps resolving the name and serving it with its own pod.
-        let ns4 = pod_netns(c, 4, &gone_ip)?;
-        let gateway = pod_gateway(&ns4)?;
-        let (answer, _) = wait_for("n4 to answer web's name while cut off", WAIT, POLL, || {
-            let out = std::process::Command::new("ip")
-                .args(["netns", "exec", &ns4, "busybox", "nslookup"])
-                .args(["web.default.svc.cluster.local", &gateway])
-                .output()?;
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            Ok(text.contains(&format!("Address: {ip}")).then_some(text))
-        })?;
-        eprintln!("n4 resolves web while cut off: {}", answer.lines().count());
+        // The cut-off node keeps resolving the name and serving it with its own pod: its pod
+        // fetches web by name, through n4's own agent.
         let (_, took) = wait_for(
-            "20 requests in a row from n4, all to its own pod",
+            "20 requests by name in a row from n4's pod, all to itself",
             WAIT,
             POLL,
             || {
-                let bodies = requests(&ns4, &url, 20);
-                Ok((bodies.len() == 20
-                    && bodies
-                        .iter()
-                        .all(|b| *b == format!("served-by-{}", gone.name)))
-                .then_some(()))
+                let own = format!("served-by-{}", gone.name);
+                Ok(fetch_by_name(c, 4, &gone.name, 20)
+                    .filter(|l| l.len() == 20 && l.iter().all(|b| *b == own)))
             },
         )?;
-        eprintln!("n4 serves web with its own pod after {took:?}");
+        eprintln!("n4 resolves web and serves it with its own pod after {took:?}");
         c.bed.set_node_link(4, true)?;
         Ok(())
     })
 }
 
-/// The default gateway of the pod namespace `ns` (its node's DNS server).
-fn pod_gateway(ns: &str) -> Result<String> {
-    let route = skiff_test_support::net::ip(&["-n", ns, "-4", "route", "show", "default"])?;
-    Ok(route
-        .split_whitespace()
-        .skip_while(|w| *w != "via")
-        .nth(1)
-        .context("the pod's default gateway")?
-        .to_string())
+/// `count` fetches of `http://web.default.svc.cluster.local/index.html` inside pod `pod`, run
+/// with `skiff exec` on node `via`: one line per request (the body, or wget's complaint and
+/// `failed`); None when the exec itself failed. (`timeout`, not wget's `-T`: the image's static
+/// busybox wget crashes with `-T`.)
+fn fetch_by_name(c: &Cluster, via: usize, pod: &str, count: usize) -> Option<Vec<String>> {
+    let script = format!(
+        "for i in $(seq {count}); do timeout 5 wget -q -O- http://web.default.svc.cluster.local/index.html 2>&1 || echo failed; done"
+    );
+    let out = c.agents[via]
+        .cli(&["exec", pod, "--", "sh", "-c", &script])
+        .map_err(|e| eprintln!("exec in {pod}: {e:#}"))
+        .ok()?;
+    Some(out.lines().map(|l| l.trim().to_string()).collect())
 }
