@@ -63,6 +63,8 @@ pub struct AgentConfig {
     pub cluster_cidr: ipnet::Ipv4Net,
     /// Where Services' ClusterIPs come from (routed to the bridge on every node).
     pub service_cidr: ipnet::Ipv4Net,
+    /// Where node ports come from (and what a pinned `nodePort` must be in).
+    pub service_node_port_range: skiff_manifests::NodePortRange,
     /// The cluster DNS domain (`<svc>.<ns>.svc.<domain>`).
     pub cluster_domain: String,
     /// The node bridge pods attach to.
@@ -147,6 +149,7 @@ impl Default for AgentConfig {
             service_cidr: crate::cluster::service::DEFAULT_SERVICE_CIDR
                 .parse()
                 .unwrap_or_default(),
+            service_node_port_range: skiff_manifests::NodePortRange::DEFAULT,
             cluster_domain: crate::services::dns::DEFAULT_DOMAIN.to_string(),
             bridge: "skiff0".to_string(),
             masquerade: true,
@@ -214,6 +217,7 @@ pub struct ConfigFile {
     pub pod_subnet: Option<ipnet::Ipv4Net>,
     pub cluster_cidr: Option<ipnet::Ipv4Net>,
     pub service_cidr: Option<ipnet::Ipv4Net>,
+    pub service_node_port_range: Option<skiff_manifests::NodePortRange>,
     pub cluster_domain: Option<String>,
     pub bridge: Option<String>,
     pub masquerade: Option<bool>,
@@ -311,6 +315,7 @@ impl ConfigFile {
         set!(pod_subnet);
         set!(cluster_cidr);
         set!(service_cidr);
+        set!(service_node_port_range);
         set!(cluster_domain);
         set!(bridge);
         set!(masquerade);
@@ -497,6 +502,22 @@ mod tests {
         c.max_pods = 0;
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("max-pods"), "{err}");
+    }
+
+    #[test]
+    fn node_port_range_from_the_file_and_nonsense_refused_with_the_key() {
+        let mut c = AgentConfig::default();
+        assert_eq!(c.service_node_port_range.to_string(), "30000-32767");
+        let f: ConfigFile = toml::from_str("service-node-port-range = \"8000-8999\"\n").unwrap();
+        f.apply(&mut c);
+        assert_eq!(c.service_node_port_range.to_string(), "8000-8999");
+        let err = toml::from_str::<ConfigFile>("service-node-port-range = \"9000-8000\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("service-node-port-range") && err.contains("first port is above"),
+            "{err}"
+        );
     }
 
     #[test]

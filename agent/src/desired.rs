@@ -22,15 +22,20 @@ pub const API_SOURCE_PREFIX: &str = "api:";
 /// message with every error, then the warnings (so that ignored fields are not learnt only
 /// once the errors are fixed), then what happens: nothing of the request is applied, as a
 /// watched file keeps its last good version until every document in it is valid. Used by
-/// `apply` (with or without `--dry-run`) and by a dry run with no agent to ask.
+/// `apply` (with or without `--dry-run`) and by a dry run with no agent to ask. `node_ports`:
+/// the range a pinned `nodePort` must be in (None: any port, for `delete -f`).
 pub fn check_files<'a>(
     files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    node_ports: Option<skiff_manifests::NodePortRange>,
 ) -> Result<(Vec<Valid<Object>>, Vec<String>), String> {
     let mut objects = Vec::new();
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     for (name, bytes) in files {
-        let parsed = skiff_manifests::parse_file(name, bytes);
+        let mut parsed = skiff_manifests::parse_file(name, bytes);
+        if let Some(range) = node_ports {
+            parsed.check_node_ports(name, range);
+        }
         errors.extend(parsed.errors().iter().map(|e| e.to_string()));
         warnings.extend(parsed.warnings().iter().map(|w| w.to_string()));
         objects.extend(parsed.objects().into_iter().cloned());

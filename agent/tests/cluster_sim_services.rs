@@ -46,7 +46,12 @@ fn fresh(names: &[&str], cidr: ipnet::Ipv4Net, previous: &Book) -> Book {
         .iter()
         .map(|(k, s)| (k.as_str().into(), s))
         .collect();
-    allocate(&refs, previous, cidr)
+    allocate(
+        &refs,
+        previous,
+        cidr,
+        skiff_manifests::NodePortRange::DEFAULT,
+    )
 }
 
 #[tokio::test(start_paused = true)]

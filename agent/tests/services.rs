@@ -219,7 +219,19 @@ fn a_cluster_ip_spreads_over_ready_endpoints_from_pods_and_the_node() {
 
 #[test]
 fn hairpin_node_port_and_a_service_without_endpoints() {
-    let (bed, cidr) = start(61);
+    // Node ports from a range of the node's own.
+    let cidr = "198.19.161.0/24".to_string();
+    let bed = NetBed::start_with_args(
+        61,
+        24,
+        false,
+        &[
+            "--service-cidr",
+            &cidr,
+            "--service-node-port-range",
+            "30000-30099",
+        ],
+    );
     let net: ipnet::Ipv4Net = cidr.parse().unwrap();
     let base = u32::from(net.network());
     let solo_ip = std::net::Ipv4Addr::from(base + 10);
@@ -282,6 +294,64 @@ fn hairpin_node_port_and_a_service_without_endpoints() {
         table.contains("NodePort") && table.contains("80:30080/TCP"),
         "{table}"
     );
+    // A node port left to the leader comes from the node's range and answers; a file pinning
+    // one outside it is refused with the file and the field named, and nothing else is lost.
+    bed.write_manifest(
+        "np2.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: np2\nspec:\n  type: NodePort\n  selector: {app: solo}\n  ports:\n  - {port: 80, targetPort: 8080}\n",
+    );
+    let np2 = bed.wait_until(WAIT, "np2's node port", || {
+        json(&bed, &["svc", "np2"])?["spec"]["ports"][0]["nodePort"].as_u64()
+    });
+    assert!((30000..=30099).contains(&np2), "np2 got {np2}");
+    let url2 = format!("http://{}:{np2}/index.html", bed.client().node_ip);
+    let body = bed.wait_until(WAIT, "np2 from the client namespace", || {
+        NetBed::wget_in(&bed.client().name, &url2)
+    });
+    assert_eq!(body.trim(), "served-by-solo");
+    bed.write_manifest(
+        "np3.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: np3\nspec:\n  type: NodePort\n  selector: {app: solo}\n  ports:\n  - {port: 80, targetPort: 8080, nodePort: 32000}\n",
+    );
+    let refused = bed.wait_until(WAIT, "np3.yaml refused", || {
+        bed.events()
+            .into_iter()
+            .find(|e| e["involvedObject"]["name"] == "np3.yaml" && e["reason"] == "InvalidManifest")
+            .and_then(|e| e["message"].as_str().map(str::to_string))
+    });
+    assert!(
+        refused.contains("np3.yaml")
+            && refused.contains(
+                "spec.ports[0].nodePort: must be in the node port range 30000-30099 (got 32000"
+            ),
+        "{refused}"
+    );
+    assert!(json(&bed, &["svc", "np3"]).is_none(), "np3 is not created");
+    // `apply` checks the same range.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let np4 = dir.path().join("np4.yaml");
+    std::fs::write(
+        &np4,
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: np4\nspec:\n  type: NodePort\n  ports:\n  - {port: 80, nodePort: 31000}\n",
+    )
+    .expect("write np4.yaml");
+    let out = bed.skiff(&["apply", "-f", np4.to_str().expect("utf-8 path")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("np4.yaml")
+            && err.contains("spec.ports[0].nodePort: must be in the node port range 30000-30099"),
+        "{err}"
+    );
+    assert_eq!(
+        NetBed::wget_in(&bed.client().name, &url)
+            .as_deref()
+            .map(str::trim),
+        Some("served-by-solo"),
+        "np still answers"
+    );
+    bed.remove_manifest("np2.yaml");
+    bed.remove_manifest("np3.yaml");
     // Deleted Services leave nothing behind; the others stay.
     bed.write_manifest(
         "solo.yaml",

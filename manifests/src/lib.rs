@@ -47,7 +47,8 @@ pub use model::probe::{
     Hook, HttpGetAction, HttpHeader, HttpScheme, Lifecycle, Probe, ProbeHandler, ProbePort,
 };
 pub use model::service::{
-    ClusterIp, Service, ServicePort, ServiceSpec, ServiceType, SessionAffinity, TargetPort,
+    ClusterIp, NodePortRange, Service, ServicePort, ServiceSpec, ServiceType, SessionAffinity,
+    TargetPort,
 };
 pub use model::workloads::{
     DEFAULT_PROGRESS_DEADLINE_SECONDS, DEFAULT_REVISION_HISTORY_LIMIT, DaemonSet, DaemonSetSpec,
@@ -60,7 +61,6 @@ pub use naming::{
 };
 pub use quantity::{Quantity, QuantityError};
 pub use valid::Valid;
-pub use validate::NODE_PORT_RANGE;
 
 use error::Problems;
 
@@ -108,6 +108,40 @@ impl ParsedFile {
     /// True when no document has errors (warnings do not count).
     pub fn is_ok(&self) -> bool {
         self.documents.iter().all(|d| d.result.is_ok())
+    }
+
+    /// Refuses, as an error at `spec.ports[i].nodePort`, every Service document that pins a
+    /// node port outside `range`: parsing checks only that it is a port number, because the
+    /// range is the node's (`--service-node-port-range`). `file_name` labels the errors.
+    pub fn check_node_ports(&mut self, file_name: &str, range: NodePortRange) {
+        for document in &mut self.documents {
+            let Ok(object) = &document.result else {
+                continue;
+            };
+            let Object::Service(service) = object.as_ref() else {
+                continue;
+            };
+            let errors: Vec<ManifestError> = service
+                .spec
+                .ports
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| {
+                    let np = p.node_port.filter(|np| !range.contains(*np))?;
+                    Some(ManifestError {
+                        file: file_name.to_string(),
+                        document: document.index,
+                        field: format!("spec.ports[{i}].nodePort"),
+                        message: format!(
+                            "must be in the node port range {range} (got {np}; the agent's --service-node-port-range)"
+                        ),
+                    })
+                })
+                .collect();
+            if !errors.is_empty() {
+                document.result = Err(errors);
+            }
+        }
     }
 
     /// All objects if every document validated, else all errors: the whole-file view the

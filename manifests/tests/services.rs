@@ -1,7 +1,9 @@
 //! Services: what is accepted (and how it reads back), what is refused with its field named,
 //! and what is accepted with a precise warning.
 
-use skiff_manifests::{ClusterIp, Object, ServiceType, SessionAffinity, TargetPort, parse_file};
+use skiff_manifests::{
+    ClusterIp, NodePortRange, Object, ServiceType, SessionAffinity, TargetPort, parse_file,
+};
 
 fn service(spec: &str) -> String {
     format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n{spec}")
@@ -167,9 +169,9 @@ fn refusals_name_the_field() {
             "only a NodePort Service",
         ),
         (
-            "  type: NodePort\n  ports: [{port: 80, nodePort: 80}]\n",
+            "  type: NodePort\n  ports: [{port: 80, nodePort: 70000}]\n",
             "spec.ports[0].nodePort",
-            "node port range 30000-32767",
+            "between 1 and 65535",
         ),
         (
             "  type: NodePort\n  clusterIP: None\n  ports: [{port: 80}]\n",
@@ -323,4 +325,57 @@ fn enable_service_links_defaults_to_true_and_reads_back_only_when_off() {
     let (off, json) = pod("  enableServiceLinks: false\n");
     assert!(!off);
     assert_eq!(json["spec"]["enableServiceLinks"], false);
+}
+
+#[test]
+fn node_ports_outside_the_nodes_range_are_refused_with_the_field() {
+    let yaml = format!(
+        "{}---\n{}",
+        service("  type: NodePort\n  ports: [{port: 80, nodePort: 30080}]\n"),
+        service(
+            "  type: NodePort\n  ports: [{name: a, port: 80, nodePort: 8080}, {name: b, port: 81}]\n"
+        )
+        .replace("name: web", "name: api")
+    );
+    // Parsing alone checks only that it is a port.
+    let parsed = skiff_manifests::parse_file("np.yaml", yaml.as_bytes());
+    assert!(parsed.is_ok(), "{:?}", parsed.errors());
+    for (range, api_ok) in [("30000-32767", false), ("8000-8999", true)] {
+        let range: NodePortRange = range.parse().unwrap();
+        let mut parsed = skiff_manifests::parse_file("np.yaml", yaml.as_bytes());
+        parsed.check_node_ports("np.yaml", range);
+        let errors: Vec<String> = parsed.errors().iter().map(|e| e.to_string()).collect();
+        let web_ok = range.contains(30080);
+        assert_eq!(
+            parsed.objects().len(),
+            usize::from(web_ok) + usize::from(api_ok),
+            "{range}: {errors:?}"
+        );
+        if !api_ok {
+            assert_eq!(
+                errors,
+                [
+                    "manifest np.yaml: document 2: spec.ports[0].nodePort: must be in the node port range 30000-32767 (got 8080; the agent's --service-node-port-range)"
+                ]
+            );
+        }
+        if !web_ok {
+            assert!(
+                errors[0].contains("document 1: spec.ports[0].nodePort"),
+                "{errors:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn node_port_ranges_parse_and_refuse_nonsense() {
+    let r: NodePortRange = "30000-32767".parse().unwrap();
+    assert_eq!(r, NodePortRange::DEFAULT);
+    assert_eq!((r.size(), r.to_string().as_str()), (2768, "30000-32767"));
+    let one: NodePortRange = "8080".parse().unwrap();
+    assert!(one.contains(8080) && !one.contains(8081) && one.size() == 1);
+    for bad in ["", "0-10", "20-10", "a-b", "1-70000", "-5", "30000-"] {
+        assert!(bad.parse::<NodePortRange>().is_err(), "{bad:?}");
+    }
 }

@@ -27,7 +27,8 @@ impl<N: PodNetwork + 'static> Core<N> {
         network: Option<Arc<N>>,
         clock: crate::pod::Clock,
     ) -> anyhow::Result<Core<N>> {
-        let sources = Sources::load(&store, config.manifest_settle.as_millis() as Millis)?;
+        let sources = Sources::load(&store, config.manifest_settle.as_millis() as Millis)?
+            .with_node_port_range(config.service_node_port_range);
         let pods: Vec<PodRecord> = store.pods()?;
         let now = clock();
         let image_state = super::images::present_images(&images)?;

@@ -65,6 +65,7 @@ pub fn config_from_args(args: AgentArgs) -> anyhow::Result<AgentConfig> {
     flag!(pod_subnet);
     flag!(cluster_cidr);
     flag!(service_cidr);
+    flag!(service_node_port_range);
     flag!(cluster_domain);
     flag!(bridge);
     flag!(pod_pids_limit);
@@ -429,7 +430,8 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
             served.clone(),
         )
         .with_subnet(subnet, config.cluster_cidr)
-        .with_service_cidr(config.service_cidr);
+        .with_service_cidr(config.service_cidr)
+        .with_node_port_range(config.service_node_port_range);
         tracker.spawn(service.run(
             cluster::ClusterInputs {
                 declared: core.declared(),

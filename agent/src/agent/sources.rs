@@ -44,6 +44,9 @@ pub struct Sources {
     unreadable: BTreeMap<Source, String>,
     /// How long a broken or shrinking version must be quiet before it is acted on.
     settle: Millis,
+    /// The node's `--service-node-port-range`: a file pinning a node port outside it is an
+    /// error (checked when a file is acted on, not when the last good versions are loaded).
+    node_ports: skiff_manifests::NodePortRange,
     /// Files acted on whose new content (or removal: `None`) is not in the store yet (the node
     /// loop writes them after handing the change on, and again once a store that refused
     /// writes is back): handed to the store writer by [`Sources::take_unwritten`].
@@ -82,6 +85,19 @@ impl Sources {
         }
         s.remerge();
         Ok(s)
+    }
+
+    /// Checks pinned node ports against `range` from now on.
+    pub fn with_node_port_range(mut self, range: skiff_manifests::NodePortRange) -> Sources {
+        self.node_ports = range;
+        self
+    }
+
+    /// A file as it would be acted on: parsed, validated, node ports checked.
+    fn parse(&self, name: &str, content: &[u8]) -> skiff_manifests::ParsedFile {
+        let mut parsed = skiff_manifests::parse_file(name, content);
+        parsed.check_node_ports(name, self.node_ports);
+        parsed
     }
 
     fn remerge(&mut self) {
@@ -218,7 +234,7 @@ impl Sources {
             _ => now,
         };
         let hold = writing || {
-            let parsed = skiff_manifests::parse_file(&display_name(path), &content);
+            let parsed = self.parse(&display_name(path), &content);
             !parsed.is_ok() || self.drops_objects(path, &parsed.objects())
         };
         if hold && now.saturating_sub(since) < self.hold_ms(writing) {
@@ -258,7 +274,7 @@ impl Sources {
             return false;
         }
         let name = display_name(path);
-        let parsed = skiff_manifests::parse_file(&name, content);
+        let parsed = self.parse(&name, content);
         for w in parsed.warnings() {
             events.record(
                 now,

@@ -252,3 +252,41 @@ fn a_document_of_an_unsupported_kind_keeps_the_whole_file_at_its_last_good_versi
     );
     assert_eq!(bed.count("ManifestRejected"), 1);
 }
+
+#[test]
+fn a_node_port_outside_the_nodes_range_is_an_error_of_the_file() {
+    let svc = |port: u16| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: np}}\nspec:\n  type: NodePort\n  ports: [{{port: 80, nodePort: {port}}}]\n"
+        )
+    };
+    let mut bed = Bed::new();
+    // Default range: 8080 is refused once the broken version settles; the last good stays.
+    let full = format!("{CONFIG}---\n{DEPLOY}---\n{}", svc(8080));
+    assert!(!bed.present(&full, false, 10_000));
+    assert!(!bed.settle(12_000));
+    assert_eq!(bed.declared(), ["ConfigMap/cfg", "Deployment/web"]);
+    let invalid: Vec<&str> = bed
+        .events
+        .iter()
+        .filter(|e| e.reason == "InvalidManifest")
+        .map(|e| e.message.as_str())
+        .collect();
+    assert_eq!(invalid.len(), 1, "{invalid:?}");
+    assert!(
+        invalid[0].contains("web.yaml")
+            && invalid[0].contains(
+                "spec.ports[0].nodePort: must be in the node port range 30000-32767 (got 8080"
+            ),
+        "{invalid:?}"
+    );
+    // A node whose range holds it takes the same file at once.
+    bed.sources =
+        std::mem::take(&mut bed.sources).with_node_port_range("8000-8999".parse().unwrap());
+    let again = format!("{CONFIG}---\n{DEPLOY}---\n{}\n", svc(8080));
+    assert!(bed.present(&again, false, 13_000));
+    assert_eq!(
+        bed.declared(),
+        ["ConfigMap/cfg", "Deployment/web", "Service/np"]
+    );
+}

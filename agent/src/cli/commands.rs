@@ -139,12 +139,14 @@ fn run_inner(socket: &Path, command: Command) -> Result<i32, CliError> {
                 }
                 Ok(Response::Error { message }) => Err(CliError::User(message)),
                 Ok(other) => Err(CliError::User(format!("unexpected answer {other:?}"))),
-                // Validation needs no agent: a dry run still checks the files locally.
+                // Validation needs no agent: a dry run still checks the files locally (node
+                // ports against the default range: the agent's own is not known here).
                 Err(ClientError::Connect { .. }) if args.dry_run => {
                     let checked = crate::desired::check_files(
                         files
                             .iter()
                             .map(|f| (f.name.as_str(), f.content.as_bytes())),
+                        Some(skiff_manifests::NodePortRange::DEFAULT),
                     );
                     match checked {
                         Ok((_, warnings)) => {

@@ -234,6 +234,8 @@ pub struct ClusterService {
     published_parts: BTreeMap<String, u32>,
     /// Where ClusterIPs come from.
     service_cidr: ipnet::Ipv4Net,
+    /// Where node ports come from.
+    node_port_range: skiff_manifests::NodePortRange,
     /// The Service address book this node follows (its own as the scheduling leader).
     book: Arc<crate::services::Book>,
     /// The objects the book was last allocated for (allocation runs again when they change).
@@ -328,6 +330,7 @@ impl ClusterService {
             published_tables: BTreeMap::new(),
             published_parts: BTreeMap::new(),
             service_cidr: DEFAULT_SERVICE_CIDR.parse().expect("valid CIDR"),
+            node_port_range: skiff_manifests::NodePortRange::DEFAULT,
             book,
             allocated_for: None,
             published_book: None,
@@ -368,6 +371,12 @@ impl ClusterService {
     /// Allocates ClusterIPs from `cidr` (as leader).
     pub fn with_service_cidr(mut self, cidr: ipnet::Ipv4Net) -> Self {
         self.service_cidr = cidr;
+        self
+    }
+
+    /// Allocates node ports from `range` (as leader).
+    pub fn with_node_port_range(mut self, range: skiff_manifests::NodePortRange) -> Self {
+        self.node_port_range = range;
         self
     }
 

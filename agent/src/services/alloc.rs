@@ -14,7 +14,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
-use skiff_manifests::{ClusterIp, NODE_PORT_RANGE, Service, ServiceType};
+use skiff_manifests::{ClusterIp, NodePortRange, Service, ServiceType};
 
 /// `namespace/name` (held inline up to 24 bytes).
 pub type ServiceName = compact_str::CompactString;
@@ -42,11 +42,12 @@ pub fn port_key(name: &str, protocol: &str) -> String {
 }
 
 /// Allocates addresses and node ports for `services` (namespace/name -> Service), keeping what
-/// `previous` gave when it is still valid.
+/// `previous` gave when it is still valid: ClusterIPs from `cidr`, node ports from `node_ports`.
 pub fn allocate(
     services: &BTreeMap<ServiceName, &Service>,
     previous: &Book,
     cidr: Ipv4Net,
+    node_ports: NodePortRange,
 ) -> Book {
     let mut book: Book = services
         .keys()
@@ -146,7 +147,7 @@ pub fn allocate(
                 .push(format!("the service CIDR {cidr} has no free address left")),
         }
     }
-    allocate_node_ports(services, previous, &mut book);
+    allocate_node_ports(services, previous, &mut book, node_ports);
     book
 }
 
@@ -154,6 +155,7 @@ fn allocate_node_ports(
     services: &BTreeMap<ServiceName, &Service>,
     previous: &Book,
     book: &mut Book,
+    range: NodePortRange,
 ) {
     let node_port_services = || {
         services
@@ -167,7 +169,7 @@ fn allocate_node_ports(
         for p in &s.spec.ports {
             let key = port_key(&p.name, p.protocol.as_str());
             if let Some(np) = previous.get(name).and_then(|a| a.node_ports.get(&key))
-                && NODE_PORT_RANGE.contains(np)
+                && range.contains(*np)
                 && p.node_port.is_none_or(|pin| pin == *np)
             {
                 used.entry((*np, p.protocol.as_str()))
@@ -201,7 +203,11 @@ fn allocate_node_ports(
     });
     for (name, key, protocol, np) in pinned {
         let entry = book.get_mut(name).expect("listed");
-        if !own_or_free(&used, (np, protocol), name, &key) {
+        if !range.contains(np) {
+            entry.refused.push(format!(
+                "nodePort {np}/{protocol} is outside the node port range {range} (--service-node-port-range)"
+            ));
+        } else if !own_or_free(&used, (np, protocol), name, &key) {
             let (holder, _) = &used[&(np, protocol)];
             entry.refused.push(format!(
                 "nodePort {np}/{protocol} is already used by Service {holder}"
@@ -212,7 +218,7 @@ fn allocate_node_ports(
         }
     }
     // Previous node ports, then new ones from a hash.
-    let range = u32::from(*NODE_PORT_RANGE.end() - *NODE_PORT_RANGE.start()) + 1;
+    let size = range.size();
     for pass in [false, true] {
         for (name, s) in node_port_services() {
             for p in &s.spec.ports {
@@ -230,7 +236,7 @@ fn allocate_node_ports(
                         .get(name)
                         .and_then(|a| a.node_ports.get(&key))
                         .copied()
-                        && NODE_PORT_RANGE.contains(&np)
+                        && range.contains(np)
                         && own_or_free(&used, (np, protocol), name, &key)
                     {
                         used.insert((np, protocol), (name.clone(), key.clone()));
@@ -238,9 +244,9 @@ fn allocate_node_ports(
                     }
                     continue;
                 }
-                let start = (stable_hash(&format!("{name}/{key}")) % u64::from(range)) as u32;
-                let found = (0..range).find_map(|i| {
-                    let np = *NODE_PORT_RANGE.start() + ((start + i) % range) as u16;
+                let start = (stable_hash(&format!("{name}/{key}")) % u64::from(size)) as u32;
+                let found = (0..size).find_map(|i| {
+                    let np = range.first + ((start + i) % size) as u16;
                     (!used.contains_key(&(np, protocol))).then_some(np)
                 });
                 match found {
@@ -248,11 +254,9 @@ fn allocate_node_ports(
                         used.insert((np, protocol), (name.clone(), key.clone()));
                         entry.node_ports.insert(key, np);
                     }
-                    None => entry.refused.push(format!(
-                        "no free node port left for {protocol} in {}-{}",
-                        NODE_PORT_RANGE.start(),
-                        NODE_PORT_RANGE.end()
-                    )),
+                    None => entry
+                        .refused
+                        .push(format!("no free node port left for {protocol} in {range}")),
                 }
             }
         }
@@ -286,11 +290,20 @@ mod tests {
     }
 
     fn run(list: &[(&str, Service)], previous: &Book, cidr: &str) -> Book {
+        run_in(list, previous, cidr, NodePortRange::DEFAULT)
+    }
+
+    fn run_in(
+        list: &[(&str, Service)],
+        previous: &Book,
+        cidr: &str,
+        node_ports: NodePortRange,
+    ) -> Book {
         let services: BTreeMap<ServiceName, &Service> = list
             .iter()
             .map(|(n, s)| (format!("default/{n}").into(), s))
             .collect();
-        allocate(&services, previous, cidr.parse().expect("cidr"))
+        allocate(&services, previous, cidr.parse().expect("cidr"), node_ports)
     }
 
     fn ip(book: &Book, name: &str) -> Option<Ipv4Addr> {
@@ -540,7 +553,7 @@ mod tests {
         let web_ports = &book["default/web"].node_ports;
         assert_eq!(web_ports.get("http/TCP"), Some(&30080));
         let admin = *web_ports.get("admin/TCP").expect("allocated");
-        assert!(NODE_PORT_RANGE.contains(&admin) && admin != 30080);
+        assert!(NodePortRange::DEFAULT.contains(admin) && admin != 30080);
         assert!(
             book["default/other"]
                 .refused
@@ -597,6 +610,63 @@ mod tests {
             2,
             "{:?}",
             book["default/dns"]
+        );
+    }
+
+    #[test]
+    fn node_ports_come_from_the_configured_range() {
+        let range: NodePortRange = "8000-8003".parse().unwrap();
+        let cidr = "10.43.0.0/16";
+        let np = |name: &str| service(name, "  type: NodePort\n  ports: [{port: 80}]\n");
+        let pinned = |name: &str, port: u16| {
+            service(
+                name,
+                &format!("  type: NodePort\n  ports: [{{port: 80, nodePort: {port}}}]\n"),
+            )
+        };
+        let list = [("a", np("a")), ("b", np("b")), ("c", pinned("c", 8002))];
+        let book = run_in(&list, &Book::new(), cidr, range);
+        let ports: std::collections::BTreeSet<u16> = book
+            .values()
+            .flat_map(|a| a.node_ports.values().copied())
+            .collect();
+        assert_eq!(ports.len(), 3, "{book:?}");
+        assert!(ports.iter().all(|p| range.contains(*p)), "{book:?}");
+        assert_eq!(book["default/c"].node_ports.get("/TCP"), Some(&8002));
+        // A pin outside the range is refused with the range named; the default range's
+        // 30080 is outside this one.
+        let book = run_in(&[("d", pinned("d", 30080))], &Book::new(), cidr, range);
+        assert!(book["default/d"].node_ports.is_empty());
+        assert!(
+            book["default/d"].refused[0]
+                .contains("nodePort 30080/TCP is outside the node port range 8000-8003"),
+            "{:?}",
+            book["default/d"]
+        );
+        // A port the previous book gave outside a new range moves into it.
+        let old = run_in(
+            &[("a", np("a"))],
+            &Book::new(),
+            cidr,
+            NodePortRange::DEFAULT,
+        );
+        let moved = run_in(&[("a", np("a"))], &old, cidr, range);
+        assert!(
+            range.contains(moved["default/a"].node_ports["/TCP"]),
+            "{moved:?}"
+        );
+        // Full: the fifth Service is refused, the others keep theirs.
+        let five: Vec<(String, Service)> = (0..5)
+            .map(|i| (format!("s{i}"), np(&format!("s{i}"))))
+            .collect();
+        let five: Vec<(&str, Service)> =
+            five.iter().map(|(n, s)| (n.as_str(), s.clone())).collect();
+        let book = run_in(&five, &Book::new(), cidr, range);
+        let refused: Vec<&String> = book.values().flat_map(|a| &a.refused).collect();
+        assert_eq!(
+            refused,
+            ["no free node port left for TCP in 8000-8003"],
+            "{book:?}"
         );
     }
 }

@@ -163,3 +163,75 @@ impl Serialize for ServiceSpec {
         map.end()
     }
 }
+
+/// The node ports a cluster hands out and accepts, `FIRST-LAST` inclusive (the agent's
+/// `--service-node-port-range`; Kubernetes' default 30000-32767).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodePortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl NodePortRange {
+    pub const DEFAULT: NodePortRange = NodePortRange {
+        first: 30000,
+        last: 32767,
+    };
+
+    pub fn contains(self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
+
+    /// How many ports it holds (at least 1).
+    pub fn size(self) -> u32 {
+        u32::from(self.last - self.first) + 1
+    }
+}
+
+impl Default for NodePortRange {
+    fn default() -> Self {
+        NodePortRange::DEFAULT
+    }
+}
+
+impl std::fmt::Display for NodePortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+impl std::str::FromStr for NodePortRange {
+    type Err = String;
+
+    /// `FIRST-LAST` (both 1-65535, FIRST <= LAST), or one port.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("{text:?} is not a port range FIRST-LAST like 30000-32767");
+        let port = |s: &str| {
+            s.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(bad)
+        };
+        let (first, last) = match text.split_once('-') {
+            Some((a, b)) => (port(a)?, port(b)?),
+            None => {
+                let p = port(text)?;
+                (p, p)
+            }
+        };
+        if first > last {
+            return Err(format!(
+                "{text:?}: the first port is above the last (FIRST-LAST like 30000-32767)"
+            ));
+        }
+        Ok(NodePortRange { first, last })
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for NodePortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}

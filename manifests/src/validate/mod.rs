@@ -16,8 +16,6 @@ mod service;
 mod volume;
 mod workloads;
 
-pub use service::NODE_PORT_RANGE;
-
 use std::collections::BTreeMap;
 
 use serde_json::Value;

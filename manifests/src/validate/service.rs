@@ -17,9 +17,6 @@ use crate::raw::{RawService, RawServicePort, RawTargetPort};
 
 use super::{check, elements, labels, object_meta, one_of, port_number, required};
 
-/// Kubernetes' default `--service-node-port-range`.
-pub const NODE_PORT_RANGE: std::ops::RangeInclusive<u16> = 30000..=32767;
-
 pub(crate) fn validate_service(raw: RawService, problems: &mut Problems) -> Option<Service> {
     let metadata = object_meta(raw.metadata, Kind::Service, problems);
     let root = FieldPath::root();
@@ -344,21 +341,19 @@ fn ports(
                 );
                 None
             }
+            // The range is the node's (`--service-node-port-range`): checked by the agent when
+            // the file is read or applied (`ParsedFile::check_node_ports`) and by the leader.
             Some(n) => match u16::try_from(n) {
-                Ok(p) if NODE_PORT_RANGE.contains(&p) => {
+                Ok(p) => {
                     if !node_ports_seen.insert((p, protocol)) {
                         problems.error(&node_path, format!("duplicate node port {p}"));
                     }
                     Some(p)
                 }
-                _ => {
+                Err(_) => {
                     problems.error(
                         &node_path,
-                        format!(
-                            "must be in the node port range {}-{} (got {n})",
-                            NODE_PORT_RANGE.start(),
-                            NODE_PORT_RANGE.end()
-                        ),
+                        format!("must be a port number between 1 and 65535 (got {n})"),
                     );
                     None
                 }

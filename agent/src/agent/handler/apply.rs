@@ -17,7 +17,7 @@ pub(super) async fn apply(
     files: Vec<ApplyFile>,
     dry_run: bool,
 ) -> Reply {
-    let (objects, warnings) = match parse_all(&files) {
+    let (objects, warnings) = match parse_all(&files, Some(shared.config.service_node_port_range)) {
         Ok(x) => x,
         Err(e) => return err(e),
     };
@@ -55,7 +55,7 @@ pub(super) async fn apply(
 /// `delete -f FILE...` or `delete KIND NAME`: the loop deletes the objects named.
 pub(super) async fn delete(shared: &Shared, target: DeleteTarget) -> Reply {
     let keys: Vec<ObjectKey> = match target {
-        DeleteTarget::Files { files } => match parse_all(&files) {
+        DeleteTarget::Files { files } => match parse_all(&files, None) {
             Ok((objects, _)) => objects.iter().map(|o| o.key()).collect(),
             Err(e) => return err(e),
         },
@@ -95,11 +95,16 @@ pub(super) async fn delete(shared: &Shared, target: DeleteTarget) -> Reply {
     }
 }
 
-/// See [`crate::desired::check_files`].
-fn parse_all(files: &[ApplyFile]) -> Result<(Vec<Valid<Object>>, Vec<String>), String> {
+/// See [`crate::desired::check_files`]; `node_ports`: None for `delete -f` (a Service is
+/// deleted whatever its node ports).
+fn parse_all(
+    files: &[ApplyFile],
+    node_ports: Option<skiff_manifests::NodePortRange>,
+) -> Result<(Vec<Valid<Object>>, Vec<String>), String> {
     crate::desired::check_files(
         files
             .iter()
             .map(|f| (f.name.as_str(), f.content.as_bytes())),
+        node_ports,
     )
 }

@@ -24,7 +24,12 @@ impl ClusterService {
             .is_some_and(|o| Arc::ptr_eq(o, &self.objects));
         if !allocated {
             let services = services::services_of(&self.objects);
-            let book = services::alloc::allocate(&services, &self.book, self.service_cidr);
+            let book = services::alloc::allocate(
+                &services,
+                &self.book,
+                self.service_cidr,
+                self.node_port_range,
+            );
             if book != *self.book {
                 self.followed.set_book(&book);
                 self.book = Arc::new(book);
