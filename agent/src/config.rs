@@ -386,6 +386,13 @@ impl AgentConfig {
         if let Err(e) = skiff_manifests::names::check_dns1123_subdomain(&self.cluster_domain) {
             return Err(ConfigError::Invalid(format!("cluster-domain: {e}")));
         }
+        if self.service_node_port_range.contains(self.listen.port()) {
+            return Err(ConfigError::Invalid(format!(
+                "service-node-port-range: {} holds this node's gossip port {} (a NodePort Service given it would take the node's cluster traffic)",
+                self.service_node_port_range,
+                self.listen.port()
+            )));
+        }
         if self.service_cidr.prefix_len() > 30 {
             return Err(ConfigError::Invalid(format!(
                 "service-cidr: {} is too small (at most /30)",
@@ -518,6 +525,10 @@ mod tests {
             err.contains("service-node-port-range") && err.contains("first port is above"),
             "{err}"
         );
+        c.validate().unwrap();
+        c.service_node_port_range = "7000-8000".parse().unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("gossip port 7946"), "{err}");
     }
 
     #[test]
