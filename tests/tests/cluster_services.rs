@@ -4,7 +4,9 @@
 //! requests spread over pods on several nodes, and when a node is cut off its pods leave every
 //! other node's rules after the eviction delay, so requests keep succeeding; the cut-off node
 //! itself keeps resolving the name and serving it with its own pod. A NodePort answers a
-//! client outside the cluster on every node's address.
+//! client outside the cluster on every node's address; a headless Service gives a pod on any
+//! node every pod's address (A) and port (SRV); deleting the Services leaves nothing of theirs in
+//! any node's nftables.
 //!
 //! Needs root, iproute2, nftables and busybox-static; see `cluster_deploy.rs` for the harness.
 
@@ -33,6 +35,17 @@ spec:
   selector: {app: web}
   ports:
   - {port: 80, targetPort: 8080, nodePort: 30080}
+";
+
+const HEADLESS: &str = "apiVersion: v1
+kind: Service
+metadata:
+  name: web-h
+spec:
+  clusterIP: None
+  selector: {app: web}
+  ports:
+  - {name: http, port: 80, targetPort: 8080}
 ";
 
 /// (ClusterIP, ready endpoint addresses) of `web` as node `i` sees it.
@@ -153,6 +166,50 @@ fn a_service_spreads_over_every_node_and_drops_a_cut_off_node() -> Result<()> {
             clients.len() == 5,
             "a client pod on every node: {clients:?}"
         );
+        // Headless, asked from a pod on every node: one A record per pod on any node, and one
+        // SRV record per pod for the named port.
+        c.agents[1].write_manifest("svc-h.yaml", HEADLESS)?;
+        let mut asked = BTreeSet::new();
+        for p in pods.iter().filter(|p| asked.insert(p.node.clone())) {
+            let (_, took) = wait_for(
+                &format!("{} on {} to resolve web-h to every pod", p.name, p.node),
+                WAIT,
+                POLL,
+                || {
+                    let Ok(a) = c.agents[0].cli(&[
+                        "exec",
+                        &p.name,
+                        "--",
+                        "nslookup",
+                        "web-h.default.svc.cluster.local",
+                    ]) else {
+                        return Ok(None);
+                    };
+                    let Ok(srv) = c.agents[0].cli(&[
+                        "exec",
+                        &p.name,
+                        "--",
+                        "nslookup",
+                        "-type=srv",
+                        "_http._tcp.web-h.default.svc.cluster.local",
+                    ]) else {
+                        return Ok(None);
+                    };
+                    let all = pod_ips
+                        .iter()
+                        .all(|ip| a.contains(&format!("Address: {ip}\n")));
+                    let srvs = srv.matches(" 8080 ").count();
+                    Ok((all
+                        && a.matches("Address: ").count() == pod_ips.len()
+                        && srvs == pod_ips.len())
+                    .then_some(()))
+                },
+            )?;
+            eprintln!(
+                "{} on {}: web-h gives all 5 pods (A and SRV) after {took:?}",
+                p.name, p.node
+            );
+        }
         let url = format!("http://{ip}/index.html");
         // NodePort: a client outside the cluster (the hub, on the nodes' LAN) reaches the
         // Service on every node's address; replies come back through the node it asked.
@@ -225,6 +282,42 @@ fn a_service_spreads_over_every_node_and_drops_a_cut_off_node() -> Result<()> {
         )?;
         eprintln!("n4 resolves web and serves it with its own pod after {took:?}");
         c.bed.set_node_link(4, true)?;
+        // Deleting the Services leaves no chain, map element or address of theirs on any node.
+        for (i, file) in [(3, "svc.yaml"), (1, "np.yaml"), (1, "svc-h.yaml")] {
+            c.agents[i].remove_manifest(file)?;
+        }
+        let (_, took) = wait_for("every node's Service rules gone", WAIT, POLL, || {
+            for node in &c.bed.nodes {
+                let out = std::process::Command::new("ip")
+                    .args([
+                        "netns",
+                        "exec",
+                        &node.netns,
+                        "nft",
+                        "list",
+                        "table",
+                        "ip",
+                        "skiff-svc",
+                    ])
+                    .output()?;
+                let table = String::from_utf8_lossy(&out.stdout);
+                let left = [
+                    "chain svc-",
+                    "chain sep-",
+                    "chain snp-",
+                    "elements",
+                    ip.as_str(),
+                    "30080",
+                ]
+                .iter()
+                .any(|needle| table.contains(needle));
+                if !out.status.success() || left {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(()))
+        })?;
+        eprintln!("the Services' rules left all 5 nodes after {took:?}");
         Ok(())
     })
 }
