@@ -333,7 +333,7 @@ fn node_ports_outside_the_nodes_range_are_refused_with_the_field() {
         "{}---\n{}",
         service("  type: NodePort\n  ports: [{port: 80, nodePort: 30080}]\n"),
         service(
-            "  type: NodePort\n  ports: [{name: a, port: 80, nodePort: 8080}, {name: b, port: 81}]\n"
+            "  type: NodePort\n  ports: [{name: b, port: 81}, {name: a, port: 80, nodePort: 8080}]\n"
         )
         .replace("name: web", "name: api")
     );
@@ -355,7 +355,7 @@ fn node_ports_outside_the_nodes_range_are_refused_with_the_field() {
             assert_eq!(
                 errors,
                 [
-                    "manifest np.yaml: document 2: spec.ports[0].nodePort: must be in the node port range 30000-32767 (got 8080; the agent's --service-node-port-range)"
+                    "manifest np.yaml: document 2: spec.ports[1].nodePort: must be in the node port range 30000-32767 (got 8080; the agent's --service-node-port-range)"
                 ]
             );
         }

@@ -139,14 +139,14 @@ fn run_inner(socket: &Path, command: Command) -> Result<i32, CliError> {
                 }
                 Ok(Response::Error { message }) => Err(CliError::User(message)),
                 Ok(other) => Err(CliError::User(format!("unexpected answer {other:?}"))),
-                // Validation needs no agent: a dry run still checks the files locally (node
-                // ports against the default range: the agent's own is not known here).
+                // Validation needs no agent: a dry run still checks the files locally (not
+                // node ports against a range: the agent's own is not known here).
                 Err(ClientError::Connect { .. }) if args.dry_run => {
                     let checked = crate::desired::check_files(
                         files
                             .iter()
                             .map(|f| (f.name.as_str(), f.content.as_bytes())),
-                        Some(skiff_manifests::NodePortRange::DEFAULT),
+                        None,
                     );
                     match checked {
                         Ok((_, warnings)) => {
@@ -154,7 +154,7 @@ fn run_inner(socket: &Path, command: Command) -> Result<i32, CliError> {
                                 eprintln!("warning: {w}");
                             }
                             output::note(
-                                "valid (agent not reachable: cannot show what would change)",
+                                "valid (agent not reachable: cannot show what would change, nor check node ports against its --service-node-port-range)",
                             );
                             Ok(EXIT_OK)
                         }

@@ -245,8 +245,8 @@ pub struct AgentArgs {
     /// [default: 10.43.0.0/16]
     #[arg(long, value_name = "CIDR")]
     pub service_cidr: Option<ipnet::Ipv4Net>,
-    /// The node ports NodePort Services get (and a pinned nodePort must be in), FIRST-LAST
-    /// [default: 30000-32767]
+    /// The node ports NodePort Services get (and a pinned nodePort must be in), FIRST-LAST;
+    /// the same on every node, not holding the gossip port [default: 30000-32767]
     #[arg(long, value_name = "FIRST-LAST")]
     pub service_node_port_range: Option<skiff_manifests::NodePortRange>,
     /// The cluster DNS domain: Services are NAME.NAMESPACE.svc.DOMAIN

@@ -246,7 +246,7 @@ fn allocate_node_ports(
                 }
                 let start = (stable_hash(&format!("{name}/{key}")) % u64::from(size)) as u32;
                 let found = (0..size).find_map(|i| {
-                    let np = range.first + ((start + i) % size) as u16;
+                    let np = range.first() + ((start + i) % size) as u16;
                     (!used.contains_key(&(np, protocol))).then_some(np)
                 });
                 match found {

@@ -165,11 +165,12 @@ impl Serialize for ServiceSpec {
 }
 
 /// The node ports a cluster hands out and accepts, `FIRST-LAST` inclusive (the agent's
-/// `--service-node-port-range`; Kubernetes' default 30000-32767).
+/// `--service-node-port-range`; Kubernetes' default 30000-32767). Never empty: made only by
+/// [`NodePortRange::new`] or parsing, which refuse a first port above the last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NodePortRange {
-    pub first: u16,
-    pub last: u16,
+    first: u16,
+    last: u16,
 }
 
 impl NodePortRange {
@@ -177,6 +178,19 @@ impl NodePortRange {
         first: 30000,
         last: 32767,
     };
+
+    /// `first..=last`; None when `first` is 0 or above `last`.
+    pub fn new(first: u16, last: u16) -> Option<NodePortRange> {
+        (first != 0 && first <= last).then_some(NodePortRange { first, last })
+    }
+
+    pub fn first(self) -> u16 {
+        self.first
+    }
+
+    pub fn last(self) -> u16 {
+        self.last
+    }
 
     pub fn contains(self, port: u16) -> bool {
         (self.first..=self.last).contains(&port)
