@@ -32,10 +32,7 @@ pub fn check_files<'a>(
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     for (name, bytes) in files {
-        let mut parsed = skiff_manifests::parse_file(name, bytes);
-        if let Some(range) = node_ports {
-            parsed.check_node_ports(name, range);
-        }
+        let parsed = parse_checked(name, bytes, node_ports);
         errors.extend(parsed.errors().iter().map(|e| e.to_string()));
         warnings.extend(parsed.warnings().iter().map(|w| w.to_string()));
         objects.extend(parsed.objects().into_iter().cloned());
@@ -51,6 +48,20 @@ pub fn check_files<'a>(
             .to_string(),
     );
     Err(lines.join("\n"))
+}
+
+/// `parse_file`, then pinned node ports checked against `node_ports` when given: how a file a
+/// user hands this node (watched or applied) is read.
+pub fn parse_checked(
+    name: &str,
+    bytes: &[u8],
+    node_ports: Option<skiff_manifests::NodePortRange>,
+) -> skiff_manifests::ParsedFile {
+    let mut parsed = skiff_manifests::parse_file(name, bytes);
+    if let Some(range) = node_ports {
+        parsed.check_node_ports(name, range);
+    }
+    parsed
 }
 
 /// The merged desired objects, and the declarations that lost to an earlier one.

@@ -80,11 +80,11 @@ pub fn cluster_resolv_content(node_resolv: &str, gateway: Ipv4Addr, dns: &Cluste
             for line in node_resolv.lines() {
                 let mut words = line.split_whitespace();
                 match words.next() {
-                    Some("nameserver") => {
-                        let address = words.next();
-                        loopback |= address.is_some_and(is_loopback);
-                        nameservers.extend(address.filter(|a| !is_loopback(a)).map(str::to_string))
-                    }
+                    Some("nameserver") => match words.next() {
+                        Some(a) if is_loopback(a) => loopback = true,
+                        Some(a) => nameservers.push(a.to_string()),
+                        None => {}
+                    },
                     Some("options") => options.extend(words.map(str::to_string)),
                     _ => {}
                 }

@@ -95,9 +95,7 @@ impl Sources {
 
     /// A file as it would be acted on: parsed, validated, node ports checked.
     fn parse(&self, name: &str, content: &[u8]) -> skiff_manifests::ParsedFile {
-        let mut parsed = skiff_manifests::parse_file(name, content);
-        parsed.check_node_ports(name, self.node_ports);
-        parsed
+        crate::desired::parse_checked(name, content, Some(self.node_ports))
     }
 
     fn remerge(&mut self) {
