@@ -98,3 +98,52 @@ fn importing_a_file_that_is_no_archive_never_quotes_it() {
         );
     }
 }
+
+/// What `apply` and `delete` answer is what a `get` right after them shows: the API waits for
+/// the change to come back through the cluster task into the node's view. Asked straight on
+/// the socket, with nothing between the answer and the next question.
+#[test]
+fn a_get_right_after_apply_or_delete_shows_the_change() {
+    use skiff_agent::api::client::Client;
+    use skiff_agent::api::{ApplyFile, DeleteTarget, Request, ResourceKind, Response};
+    let agent = agent();
+    let ask = |request: &Request| match Client::call(&agent.socket, request) {
+        Ok(Response::Ok { value }) => Ok(value),
+        Ok(Response::Error { message }) => Err(message),
+        other => panic!("{request:?}: {other:?}"),
+    };
+    let get = Request::Get {
+        kind: ResourceKind::ConfigMaps,
+        name: Some("settings".into()),
+        namespace: None,
+        all_namespaces: false,
+    };
+    for round in 0..20 {
+        let apply = Request::Apply {
+            files: vec![ApplyFile {
+                name: "settings.yaml".into(),
+                content: format!(
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  round: \"{round}\"\n"
+                ),
+            }],
+            dry_run: false,
+        };
+        ask(&apply).expect("apply");
+        let shown = ask(&get).unwrap_or_else(|e| panic!("round {round}: get after apply: {e}"));
+        assert_eq!(shown["data"]["round"], round.to_string(), "{shown:#}");
+        if round % 2 == 1 {
+            let delete = Request::Delete {
+                target: DeleteTarget::Files {
+                    files: vec![ApplyFile {
+                        name: "settings.yaml".into(),
+                        content: "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n"
+                            .into(),
+                    }],
+                },
+            };
+            ask(&delete).expect("delete");
+            let gone = ask(&get).expect_err("the ConfigMap is gone");
+            assert!(gone.contains("not found"), "round {round}: {gone}");
+        }
+    }
+}

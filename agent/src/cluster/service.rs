@@ -194,6 +194,8 @@ pub struct UndoDone {
     pub revision: u64,
     /// Where the object was declared (`<node>:<source>`): that declaration now differs.
     pub declared: String,
+    /// The content hash of the object as it now is.
+    pub content_hash: String,
 }
 
 struct Fetched {

@@ -2,7 +2,7 @@
 //! here (every error reported), and the changes are made by the node loop, which answers what
 //! it created, configured or deleted.
 
-use super::{Shared, err, ok};
+use super::{Shared, err, ok, until_visible};
 use crate::agent::core::{Command, Snapshot, describe_key};
 use crate::api::server::Reply;
 use crate::api::{ApplyFile, DeleteTarget};
@@ -36,6 +36,11 @@ pub(super) async fn apply(
             .collect();
         return ok(json!({ "changes": changes, "warnings": warnings }));
     }
+    // The last version of each object is the one that stays.
+    let want: std::collections::BTreeMap<ObjectKey, Option<String>> = objects
+        .iter()
+        .map(|o| (o.key(), Some(o.content_hash())))
+        .collect();
     let (reply, rx) = oneshot::channel();
     if shared
         .commands
@@ -46,7 +51,10 @@ pub(super) async fn apply(
         return err("the agent is shutting down");
     }
     match rx.await {
-        Ok(Ok(changes)) => ok(json!({ "changes": changes, "warnings": warnings })),
+        Ok(Ok(changes)) => {
+            until_visible(shared, &want.into_iter().collect::<Vec<_>>()).await;
+            ok(json!({ "changes": changes, "warnings": warnings }))
+        }
         Ok(Err(e)) => err(e.to_string()),
         Err(_) => err("the agent is shutting down"),
     }
@@ -79,6 +87,7 @@ pub(super) async fn delete(shared: &Shared, target: DeleteTarget) -> Reply {
             )]
         }
     };
+    let want: Vec<(ObjectKey, Option<String>)> = keys.iter().map(|k| (k.clone(), None)).collect();
     let (reply, rx) = oneshot::channel();
     if shared
         .commands
@@ -89,7 +98,10 @@ pub(super) async fn delete(shared: &Shared, target: DeleteTarget) -> Reply {
         return err("the agent is shutting down");
     }
     match rx.await {
-        Ok(Ok(changes)) => ok(json!({ "changes": changes })),
+        Ok(Ok(changes)) => {
+            until_visible(shared, &want).await;
+            ok(json!({ "changes": changes }))
+        }
         Ok(Err(e)) => err(e.to_string()),
         Err(_) => err("the agent is shutting down"),
     }

@@ -29,6 +29,7 @@ use crate::api::server::{Handler, Reply};
 use crate::api::{Request, Response};
 use crate::config::AgentConfig;
 use serde_json::{Value, json};
+use skiff_manifests::ObjectKey;
 use skiff_runtime::image::ImageStore;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
@@ -84,6 +85,33 @@ fn err(message: impl Into<String>) -> Reply {
     Reply::One(Response::Error {
         message: message.into(),
     })
+}
+
+/// How long a change waits to show in this node's own view before its answer goes anyway.
+const VISIBLE_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits until this node's snapshot shows each object as `want` says (with that content hash,
+/// or gone for `None`), so that a `get` right after `apply`, `delete` or `rollout undo` sees
+/// the change: the loop stores a change at once, but its view comes back through the cluster
+/// task a step later. False (after a warning in the log) when it did not show in time; the
+/// change is stored all the same (another node's newer version may have won meanwhile).
+async fn until_visible(shared: &Shared, want: &[(ObjectKey, Option<String>)]) -> bool {
+    let shows = |snap: &Arc<Snapshot>| {
+        want.iter().all(|(key, hash)| {
+            let now = snap.objects.get(key).map(|(_, o)| o.content_hash());
+            now.as_ref() == hash.as_ref()
+        })
+    };
+    let mut rx = shared.snapshot.clone();
+    let shown = tokio::time::timeout(VISIBLE_WITHIN, rx.wait_for(shows)).await;
+    let visible = matches!(shown, Ok(Ok(_)));
+    if !visible && !shared.cancel.is_cancelled() {
+        tracing::warn!(
+            "a change made through the API did not show in this node's view within {:?}",
+            VISIBLE_WITHIN
+        );
+    }
+    visible
 }
 
 fn list(items: Vec<Value>) -> Value {

@@ -98,12 +98,15 @@ pub(super) async fn undo(
     })
     .await
     {
-        Ok(done) => ok(json!({
-            "object": what,
-            "fromRevision": done.from_revision,
-            "revision": done.revision,
-            "declared": crate::cluster::service::declaration(&done.declared),
-        })),
+        Ok(done) => {
+            super::until_visible(shared, &[(key, Some(done.content_hash.clone()))]).await;
+            ok(json!({
+                "object": what,
+                "fromRevision": done.from_revision,
+                "revision": done.revision,
+                "declared": crate::cluster::service::declaration(&done.declared),
+            }))
+        }
         Err(e) => err(e),
     }
 }

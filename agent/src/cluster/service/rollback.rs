@@ -60,6 +60,7 @@ impl ClusterService {
             from_revision: undone.from_revision,
             revision: undone.revision,
             declared,
+            content_hash: undone.object.content_hash(),
         })
     }
 
