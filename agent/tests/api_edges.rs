@@ -147,3 +147,72 @@ fn a_get_right_after_apply_or_delete_shows_the_change() {
         }
     }
 }
+
+/// Likewise for this node's own metadata: `get nodes` right after `label`, `taint` and
+/// `cordon` / `uncordon` shows the change.
+#[test]
+fn a_get_right_after_label_taint_or_cordon_shows_the_change() {
+    use skiff_agent::api::client::Client;
+    use skiff_agent::api::{Request, ResourceKind, Response};
+    let agent = agent();
+    let ask = |request: &Request| match Client::call(&agent.socket, request) {
+        Ok(Response::Ok { value }) => value,
+        other => panic!("{request:?}: {other:?}"),
+    };
+    let list = ask(&Request::Get {
+        kind: ResourceKind::Nodes,
+        name: None,
+        namespace: None,
+        all_namespaces: false,
+    });
+    let node = list["items"][0]["metadata"]["name"]
+        .as_str()
+        .expect("the node's name")
+        .to_string();
+    let get = Request::Get {
+        kind: ResourceKind::Nodes,
+        name: Some(node.clone()),
+        namespace: None,
+        all_namespaces: false,
+    };
+    for round in 0..10 {
+        ask(&Request::LabelNode {
+            node: node.clone(),
+            set: [("round".to_string(), round.to_string())].into(),
+            remove: Vec::new(),
+            overwrite: true,
+        });
+        let shown = ask(&get);
+        assert_eq!(
+            shown["metadata"]["labels"]["round"],
+            round.to_string(),
+            "{shown:#}"
+        );
+        let taint = format!("round=r{round}:NoSchedule");
+        ask(&Request::TaintNode {
+            node: node.clone(),
+            changes: vec![taint.clone()],
+        });
+        let shown = ask(&get);
+        let taints = shown["spec"]["taints"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            taints.iter().any(|t| t["value"] == format!("r{round}")),
+            "{taint}: {shown:#}"
+        );
+        let cordoned = round % 2 == 0;
+        ask(&Request::SetScheduling {
+            node: node.clone(),
+            cordoned,
+            draining: false,
+        });
+        let shown = ask(&get);
+        assert_eq!(
+            shown["spec"]["unschedulable"].as_bool().unwrap_or(false),
+            cordoned,
+            "{shown:#}"
+        );
+    }
+}

@@ -40,6 +40,27 @@ pub(super) fn describe(shared: &Shared, snap: &Snapshot, name: &str) -> Reply {
     }
 }
 
+/// Waits (at most [`super::VISIBLE_WITHIN`]) until this node's own entry in the node list
+/// shows what was just published, so that `get nodes` right after `label`, `taint` or
+/// `cordon` sees it; the change is made (and spreads) either way.
+async fn self_shows(shared: &Shared, shows: impl Fn(&skiff_gossip::NodeMetadata) -> bool) {
+    let mut nodes = shared.nodes.clone();
+    let seen = nodes.wait_for(|list| {
+        list.iter()
+            .find(|n| n.is_self)
+            .is_some_and(|n| shows(&n.metadata))
+    });
+    if tokio::time::timeout(super::VISIBLE_WITHIN, seen)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "a change of this node's metadata did not show in its node list within {:?}",
+            super::VISIBLE_WITHIN
+        );
+    }
+}
+
 /// `cordon|uncordon|drain NODE`: written by the node itself, so another node is asked over rpc.
 pub(super) async fn set_scheduling(
     shared: &Shared,
@@ -54,7 +75,13 @@ pub(super) async fn set_scheduling(
         };
     }
     match shared.node_meta.set_scheduling(cordoned, draining).await {
-        Ok(()) => ok(json!({ "name": node })),
+        Ok(()) => {
+            self_shows(shared, |m| {
+                m.cordoned == (cordoned || draining) && m.draining == draining
+            })
+            .await;
+            ok(json!({ "name": node }))
+        }
         Err(e) => err(e.to_string()),
     }
 }
@@ -73,14 +100,20 @@ pub(super) async fn label(
         overwrite,
     };
     match shared.node_meta.label(node, &change).await {
-        Ok(labels) => ok(json!({ "kind": "Node", "name": node, "labels": labels })),
+        Ok(labels) => {
+            self_shows(shared, |m| m.labels == labels).await;
+            ok(json!({ "kind": "Node", "name": node, "labels": labels }))
+        }
         Err(e) => err(e.to_string()),
     }
 }
 
 pub(super) async fn taint(shared: &Shared, node: &str, changes: &[String]) -> Reply {
     match shared.node_meta.taint(node, changes).await {
-        Ok(taints) => ok(json!({ "kind": "Node", "name": node, "taints": taints_json(&taints) })),
+        Ok(taints) => {
+            self_shows(shared, |m| m.taints == taints).await;
+            ok(json!({ "kind": "Node", "name": node, "taints": taints_json(&taints) }))
+        }
         Err(e) => err(e.to_string()),
     }
 }
