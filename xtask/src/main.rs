@@ -83,7 +83,7 @@ pub fn root() -> PathBuf {
 }
 
 /// Runs every `fuzz_` proptest target (manifest parser, local API and rpc request decoders,
-/// gossip frames, join requests) again and again with fresh seeds and many cases per run, until
+/// gossip frames, join requests, DNS queries) again and again with fresh seeds and many cases per run, until
 /// `--minutes` are up; a failure stops at once with proptest's minimal input.
 fn fuzz(args: &[String]) -> Result<()> {
     let minutes: u64 = match args {

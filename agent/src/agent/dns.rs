@@ -190,9 +190,9 @@ pub async fn run(
 }
 
 /// Answers UDP queries until `cancel`, in a blocking loop (a receive, then a send, per query:
-/// no readiness round through the runtime). Names of the cluster are answered inline, a name
-/// asked before from the same table by copying its kept answer (in buffers kept across
-/// queries: it allocates nothing); only relays to the upstream resolvers go to `runtime`.
+/// no readiness round through the runtime). Only relays to the upstream resolvers go to
+/// `runtime`. A query that made the answering code panic (a bug) is dropped and logged; the
+/// loop goes on with an empty cache rather than leaving the node without DNS.
 fn serve_udp(
     udp: &Arc<std::net::UdpSocket>,
     state: &watch::Receiver<Arc<ClusterState>>,
@@ -202,8 +202,7 @@ fn serve_udp(
     runtime: &tokio::runtime::Handle,
 ) {
     let mut buf = vec![0u8; 4096];
-    let mut cache = Answers::default();
-    let (mut key, mut cached) = (Vec::with_capacity(512), Vec::with_capacity(512));
+    let mut answerer = UdpAnswerer::default();
     while !cancel.is_cancelled() {
         let (len, from) = match udp.recv_from(&mut buf) {
             Ok(received) => received,
@@ -222,19 +221,18 @@ fn serve_udp(
             }
         };
         let query = &buf[..len];
-        let plain = cache.key_into(query, &state.borrow().services, &mut key);
-        if plain && cache.reply_into(&key, query, &mut cached) {
-            let _ = udp.send_to(&cached, from);
-            continue;
-        }
-        match local(query, state, settings, false) {
-            Local::Reply(bytes, cacheable) => {
-                if plain && cacheable {
-                    cache.keep(&key, &bytes);
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            match answerer.answer(query, state, settings) {
+                Handled::Send(bytes) => {
+                    let _ = udp.send_to(bytes, from);
+                    None
                 }
-                let _ = udp.send_to(&bytes, from);
+                Handled::Relay(request) => Some(request),
+                Handled::Drop => None,
             }
-            Local::Relay(request) => {
+        }));
+        match handled {
+            Ok(Some(request)) => {
                 let query = query.to_vec();
                 let (udp, settings) = (udp.clone(), settings.clone());
                 tracker.spawn_on(
@@ -246,7 +244,60 @@ fn serve_udp(
                     runtime,
                 );
             }
-            Local::Drop => {}
+            Ok(None) => {}
+            Err(_) => {
+                tracing::error!(
+                    "cluster DNS: a query of {len} bytes from {from} could not be answered (a bug: the answering code panicked); dropped"
+                );
+                answerer = UdpAnswerer::default();
+            }
+        }
+    }
+}
+
+/// What the UDP loop does with one datagram.
+enum Handled<'a> {
+    /// Sends these bytes back.
+    Send(&'a [u8]),
+    /// Relays the query (parsed here) to the upstream resolvers.
+    Relay(Message),
+    /// Not a DNS query: nothing is sent.
+    Drop,
+}
+
+/// The UDP side's answering: names of the cluster answered inline, a name asked before from
+/// the same table by copying its kept answer (in buffers kept across queries: it allocates
+/// nothing).
+#[derive(Default)]
+struct UdpAnswerer {
+    cache: Answers,
+    key: Vec<u8>,
+    reply: Vec<u8>,
+}
+
+impl UdpAnswerer {
+    fn answer<'a>(
+        &'a mut self,
+        query: &[u8],
+        state: &watch::Receiver<Arc<ClusterState>>,
+        settings: &Settings,
+    ) -> Handled<'a> {
+        let plain = self
+            .cache
+            .key_into(query, &state.borrow().services, &mut self.key);
+        if plain && self.cache.reply_into(&self.key, query, &mut self.reply) {
+            return Handled::Send(&self.reply);
+        }
+        match local(query, state, settings, false) {
+            Local::Reply(bytes, cacheable) => {
+                if plain && cacheable {
+                    self.cache.keep(&self.key, &bytes);
+                }
+                self.reply = bytes;
+                Handled::Send(&self.reply)
+            }
+            Local::Relay(request) => Handled::Relay(request),
+            Local::Drop => Handled::Drop,
         }
     }
 }
@@ -524,6 +575,10 @@ async fn relay(query: &[u8], upstreams: &[SocketAddr], tcp: bool) -> Option<Vec<
     }
     None
 }
+
+#[cfg(test)]
+#[path = "dns_fuzz_tests.rs"]
+mod fuzz_tests;
 
 #[cfg(test)]
 mod tests {

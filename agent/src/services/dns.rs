@@ -326,4 +326,4 @@ fn undash(label: &str) -> Option<Ipv4Addr> {
 
 #[cfg(test)]
 #[path = "dns_tests.rs"]
-mod tests;
+pub(crate) mod tests;

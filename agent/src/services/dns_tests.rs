@@ -29,7 +29,9 @@ fn named_endpoint(pod: &str, ip: &str, ready: bool, hostname: Option<&str>) -> E
     Endpoint::new(std::sync::Arc::new(pod), hostname.is_some())
 }
 
-fn table() -> ServiceTable {
+/// Four Services: `web` and `plain` with ClusterIPs, headless `db` with a named endpoint, a
+/// not-ready one and a ready one, and ExternalName `ext`.
+pub(crate) fn table() -> ServiceTable {
     let mut t = BTreeMap::new();
     let view = |svc, ip: Option<&str>, endpoints| ServiceView {
         service: svc,
