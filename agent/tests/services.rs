@@ -2,8 +2,9 @@
 //! endpoints, from pods and from the node itself; a pod reaches itself through its Service
 //! (hairpin); a NodePort answers an outside client; a Service with no ready endpoint refuses at
 //! once; `get services` and `get endpoints` show what is programmed; a deleted Service leaves
-//! nothing in nftables. Real containers, real nftables in the test's own namespaces; the
-//! service CIDR is inside the test range.
+//! nothing in nftables; the node's DNS keeps answering UDP while TCP clients crowd it. Real
+//! containers, real nftables in the test's own namespaces; the service CIDR is inside the test
+//! range.
 //!
 //! Run as root: `cargo test -p skiff-agent --test services`.
 
@@ -638,4 +639,93 @@ fn session_affinity_keeps_a_client_on_one_backend() {
         let again = get(&sticky_ip).unwrap_or_default();
         assert_eq!(again.trim(), first.trim(), "request {i} kept its backend");
     }
+}
+
+/// The node's DNS keeps serving when a client holds many TCP connections: past the limit a new
+/// connection is closed at once, UDP queries are answered all along, and TCP answers again
+/// once the held connections are gone.
+#[test]
+fn the_dns_serves_udp_while_tcp_clients_crowd_it() {
+    use hickory_proto::op::{Message, Query, ResponseCode};
+    use hickory_proto::rr::{Name, RecordType};
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream, UdpSocket};
+    let (bed, _) = start(70);
+    let dns = SocketAddr::new(bed.gateway().into(), 53);
+    let query = |id: u16| {
+        let mut m = Message::query();
+        m.metadata.id = id;
+        m.add_query(Query::query(
+            Name::from_ascii("nothing-here.default.svc.cluster.local.").unwrap(),
+            RecordType::A,
+        ));
+        m.to_vec().unwrap()
+    };
+    let nxdomain = |bytes: &[u8], id: u16| {
+        Message::from_vec(bytes).is_ok_and(|m| {
+            m.metadata.id == id && m.metadata.response_code == ResponseCode::NXDomain
+        })
+    };
+    let udp = support::netbed::in_netns(&bed.node_netns, || {
+        UdpSocket::bind("0.0.0.0:0").expect("bind a udp client")
+    });
+    udp.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let ask_udp = |id: u16| {
+        udp.send_to(&query(id), dns).ok()?;
+        let mut buf = [0u8; 512];
+        let (n, _) = udp.recv_from(&mut buf).ok()?;
+        Some(nxdomain(&buf[..n], id))
+    };
+    let connect = || {
+        support::netbed::in_netns(&bed.node_netns, move || {
+            TcpStream::connect_timeout(&dns, Duration::from_secs(2))
+        })
+    };
+    let ask_tcp = |id: u16| -> std::io::Result<bool> {
+        let mut s = connect()?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let q = query(id);
+        s.write_all(&(q.len() as u16).to_be_bytes())?;
+        s.write_all(&q)?;
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len)?;
+        let mut answer = vec![0u8; u16::from_be_bytes(len) as usize];
+        s.read_exact(&mut answer)?;
+        Ok(nxdomain(&answer, id))
+    };
+    // The DNS is up (it binds once the bridge has its address).
+    bed.wait_until(WAIT, "the node's DNS answering", || {
+        ask_udp(1).filter(|ok| *ok)
+    });
+    assert!(ask_tcp(2).expect("a tcp query"), "tcp answers");
+
+    // 64 clients hold a connection each (and send nothing): the next is closed at once.
+    let held: Vec<TcpStream> = (0..64)
+        .map(|_| connect().expect("a held connection"))
+        .collect();
+    let started = Instant::now();
+    bed.wait_until(WAIT, "a connection past the limit closed", || {
+        let mut extra = connect().ok()?;
+        extra.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        let mut buf = [0u8; 1];
+        // Closed: end of stream (or a reset), not a read that times out.
+        match extra.read(&mut buf) {
+            Ok(0) => Some(()),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Some(()),
+            _ => None,
+        }
+    });
+    for id in 10..20 {
+        assert_eq!(ask_udp(id), Some(true), "udp answered while tcp is full");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the checks ran while the held connections were still open ({:?})",
+        started.elapsed()
+    );
+    drop(held);
+    bed.wait_until(WAIT, "tcp answering again", || {
+        ask_tcp(30).ok().filter(|ok| *ok)
+    });
 }

@@ -24,6 +24,11 @@ const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 const TCP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often binding is tried again while the gateway address is not there yet.
 const BIND_RETRY: Duration = Duration::from_secs(1);
+/// At most this many TCP clients are served at once; a connection beyond them is closed at
+/// once (UDP is served all the same).
+const TCP_CLIENTS: usize = 64;
+/// How long accepting waits after an error (out of file descriptors) before it tries again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long the UDP loop waits for a query before it looks whether it should stop.
 const UDP_CANCEL_CHECK: Duration = Duration::from_millis(250);
 
@@ -170,11 +175,40 @@ pub async fn run(
             serve_udp(&udp, &state, &settings, &cancel, &tracker, &runtime)
         })
     };
+    let clients = Arc::new(tokio::sync::Semaphore::new(TCP_CLIENTS));
+    let (mut refused, mut failed) = (0u64, 0u64);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             accepted = tcp.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors, say: the error comes back at once, so wait
+                        // rather than spin; told once per 100 in a row.
+                        if failed % 100 == 0 {
+                            tracing::warn!("cluster DNS: tcp accept: {e}; trying again in {ACCEPT_BACKOFF:?}");
+                        }
+                        failed += 1;
+                        tokio::select! {
+                            _ = cancel.cancelled() => break,
+                            _ = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                        }
+                        continue;
+                    }
+                };
+                failed = 0;
+                let Ok(permit) = clients.clone().try_acquire_owned() else {
+                    if refused % 1000 == 0 {
+                        tracing::warn!(
+                            "cluster DNS: {TCP_CLIENTS} tcp clients already; a new connection is closed ({} so far)",
+                            refused + 1
+                        );
+                    }
+                    refused += 1;
+                    drop(stream);
+                    continue;
+                };
                 let (settings, state) = (settings.clone(), state.clone());
                 tracker.spawn(async move {
                     let _ = tokio::time::timeout(
@@ -182,6 +216,7 @@ pub async fn run(
                         serve_tcp(stream, &state, &settings),
                     )
                     .await;
+                    drop(permit);
                 });
             }
         }
