@@ -67,6 +67,9 @@ pub struct AgentConfig {
     pub service_node_port_range: skiff_manifests::NodePortRange,
     /// The cluster DNS domain (`<svc>.<ns>.svc.<domain>`).
     pub cluster_domain: String,
+    /// The node's resolvers (kubelet's `--resolv-conf`): where the node's DNS relays names
+    /// outside the cluster domain, and what pods with `dnsPolicy: Default` get.
+    pub resolv_conf: PathBuf,
     /// The node bridge pods attach to.
     pub bridge: String,
     /// Masquerade pod traffic leaving the cluster range.
@@ -151,6 +154,7 @@ impl Default for AgentConfig {
                 .unwrap_or_default(),
             service_node_port_range: skiff_manifests::NodePortRange::DEFAULT,
             cluster_domain: crate::services::dns::DEFAULT_DOMAIN.to_string(),
+            resolv_conf: PathBuf::from("/etc/resolv.conf"),
             bridge: "skiff0".to_string(),
             masquerade: true,
             node_netns: None,
@@ -219,6 +223,7 @@ pub struct ConfigFile {
     pub service_cidr: Option<ipnet::Ipv4Net>,
     pub service_node_port_range: Option<skiff_manifests::NodePortRange>,
     pub cluster_domain: Option<String>,
+    pub resolv_conf: Option<PathBuf>,
     pub bridge: Option<String>,
     pub masquerade: Option<bool>,
     pub node_netns: Option<PathBuf>,
@@ -317,6 +322,7 @@ impl ConfigFile {
         set!(service_cidr);
         set!(service_node_port_range);
         set!(cluster_domain);
+        set!(resolv_conf);
         set!(bridge);
         set!(masquerade);
         set!(pod_network);
@@ -509,6 +515,19 @@ mod tests {
         c.max_pods = 0;
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("max-pods"), "{err}");
+    }
+
+    #[test]
+    fn resolv_conf_from_the_file() {
+        let mut c = AgentConfig::default();
+        assert_eq!(c.resolv_conf, PathBuf::from("/etc/resolv.conf"));
+        let f: ConfigFile =
+            toml::from_str("resolv-conf = \"/run/systemd/resolve/resolv.conf\"\n").unwrap();
+        f.apply(&mut c);
+        assert_eq!(
+            c.resolv_conf,
+            PathBuf::from("/run/systemd/resolve/resolv.conf")
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! endpoints, from pods and from the node itself; a pod reaches itself through its Service
 //! (hairpin); a NodePort answers an outside client; a Service with no ready endpoint refuses at
 //! once; `get services` and `get endpoints` show what is programmed; a deleted Service leaves
-//! nothing in nftables; the node's DNS keeps answering UDP while TCP clients crowd it. Real
+//! nothing in nftables; the node's DNS keeps answering UDP while TCP clients crowd it and
+//! while relays wait on a silent resolver. Real
 //! containers, real nftables in the test's own namespaces; the service CIDR is inside the test
 //! range.
 //!
@@ -728,4 +729,106 @@ fn the_dns_serves_udp_while_tcp_clients_crowd_it() {
     bed.wait_until(WAIT, "tcp answering again", || {
         ask_tcp(30).ok().filter(|ok| *ok)
     });
+}
+
+/// Names outside the cluster go to the node's resolvers (`--resolv-conf`); while 150 are
+/// waiting on a resolver that does not answer, one more gets SERVFAIL at once (no socket of its
+/// own), and names of the cluster are answered all along.
+#[test]
+fn relays_to_a_silent_resolver_are_bounded_and_cluster_names_still_answer() {
+    use hickory_proto::op::{Message, Query, ResponseCode};
+    use hickory_proto::rr::{Name, RecordType};
+    use std::net::{SocketAddr, UdpSocket};
+    const IN_FLIGHT: usize = 150;
+    const MORE: u16 = 20;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let resolv = dir.path().join("resolv.conf");
+    // A local stub (as 127.0.0.53 is) that takes the queries and never answers: the agent
+    // relays from its own namespace, the host's, as it does on a device.
+    let silent = UdpSocket::bind("127.0.71.53:53").expect("bind the silent resolver");
+    std::fs::write(&resolv, "nameserver 127.0.71.53\n").expect("write resolv.conf");
+    let bed = NetBed::start_with_args(
+        71,
+        24,
+        false,
+        &[
+            "--service-cidr",
+            "198.19.171.0/24",
+            "--resolv-conf",
+            resolv.to_str().expect("utf-8 path"),
+        ],
+    );
+    let dns = SocketAddr::new(bed.gateway().into(), 53);
+    let query = |id: u16, name: &str| {
+        let mut m = Message::query();
+        m.metadata.id = id;
+        m.metadata.recursion_desired = true;
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+        m.to_vec().unwrap()
+    };
+    let client = support::netbed::in_netns(&bed.node_netns, || {
+        UdpSocket::bind("0.0.0.0:0").expect("bind a udp client")
+    });
+    client
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let answer = |client: &UdpSocket| {
+        let mut buf = [0u8; 512];
+        let (n, _) = client.recv_from(&mut buf).ok()?;
+        Message::from_vec(&buf[..n]).ok()
+    };
+    let cluster_name = "nothing-here.default.svc.cluster.local.";
+    bed.wait_until(WAIT, "the node's DNS answering", || {
+        client.send_to(&query(1, cluster_name), dns).ok()?;
+        answer(&client).filter(|m| m.metadata.response_code == ResponseCode::NXDomain)
+    });
+    let fds = |pid: i32| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let pid = bed.pid().expect("the agent's pid");
+    let fds_before = fds(pid);
+
+    // 150 relays wait on the resolver (its timeout is 2 s)...
+    let started = Instant::now();
+    for id in 0..IN_FLIGHT as u16 {
+        client
+            .send_to(&query(1000 + id, &format!("n{id}.example.com.")), dns)
+            .expect("send");
+    }
+    // ...so each further one, asked one at a time, is answered SERVFAIL at once.
+    for id in 0..MORE {
+        let id = 2000 + id;
+        client
+            .send_to(&query(id, &format!("m{id}.example.com.")), dns)
+            .expect("send");
+        let m = bed.wait_until(WAIT, "the answer past the limit", || {
+            answer(&client).filter(|m| m.metadata.id == id)
+        });
+        assert_eq!(m.metadata.response_code, ResponseCode::ServFail, "{m:?}");
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(1800),
+        "the queries past the limit were answered while the 150 waited ({took:?})"
+    );
+    let fds_during = fds(pid);
+    assert!(
+        fds_during <= fds_before + IN_FLIGHT + 20,
+        "the agent holds {fds_during} descriptors (before: {fds_before})"
+    );
+    // A name of the cluster is answered while the relays wait.
+    client.send_to(&query(2, cluster_name), dns).expect("send");
+    let asked = Instant::now();
+    let m = bed.wait_until(WAIT, "the cluster name answered", || {
+        answer(&client).filter(|m| m.metadata.id == 2)
+    });
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        asked.elapsed()
+    );
+    drop(silent);
 }

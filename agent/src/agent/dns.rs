@@ -27,6 +27,9 @@ const BIND_RETRY: Duration = Duration::from_secs(1);
 /// At most this many TCP clients are served at once; a connection beyond them is closed at
 /// once (UDP is served all the same).
 const TCP_CLIENTS: usize = 64;
+/// At most this many UDP queries are being relayed at once (dnsmasq's `dns-forward-max`
+/// default); one more gets SERVFAIL at once rather than a socket and a task of its own.
+const RELAYS_IN_FLIGHT: usize = 150;
 /// How long accepting waits after an error (out of file descriptors) before it tries again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long the UDP loop waits for a query before it looks whether it should stop.
@@ -186,7 +189,7 @@ pub async fn run(
                     Err(e) => {
                         // Out of file descriptors, say: the error comes back at once, so wait
                         // rather than spin; told once per 100 in a row.
-                        if failed % 100 == 0 {
+                        if failed.is_multiple_of(100) {
                             tracing::warn!("cluster DNS: tcp accept: {e}; trying again in {ACCEPT_BACKOFF:?}");
                         }
                         failed += 1;
@@ -199,7 +202,7 @@ pub async fn run(
                 };
                 failed = 0;
                 let Ok(permit) = clients.clone().try_acquire_owned() else {
-                    if refused % 1000 == 0 {
+                    if refused.is_multiple_of(1000) {
                         tracing::warn!(
                             "cluster DNS: {TCP_CLIENTS} tcp clients already; a new connection is closed ({} so far)",
                             refused + 1
@@ -238,6 +241,8 @@ fn serve_udp(
 ) {
     let mut buf = vec![0u8; 4096];
     let mut answerer = UdpAnswerer::default();
+    let relays = Arc::new(tokio::sync::Semaphore::new(RELAYS_IN_FLIGHT));
+    let mut refused = 0u64;
     while !cancel.is_cancelled() {
         let (len, from) = match udp.recv_from(&mut buf) {
             Ok(received) => received,
@@ -268,6 +273,19 @@ fn serve_udp(
         }));
         match handled {
             Ok(Some(request)) => {
+                let Ok(permit) = relays.clone().try_acquire_owned() else {
+                    if refused.is_multiple_of(1000) {
+                        tracing::warn!(
+                            "cluster DNS: {RELAYS_IN_FLIGHT} queries already relayed and not answered yet; SERVFAIL to a new one ({} so far)",
+                            refused + 1
+                        );
+                    }
+                    refused += 1;
+                    if let Some(bytes) = servfail(&request, false) {
+                        let _ = udp.send_to(&bytes, from);
+                    }
+                    continue;
+                };
                 let query = query.to_vec();
                 let (udp, settings) = (udp.clone(), settings.clone());
                 tracker.spawn_on(
@@ -275,6 +293,7 @@ fn serve_udp(
                         if let Some(bytes) = relayed(&query, &request, &settings, false).await {
                             let _ = udp.send_to(&bytes, from);
                         }
+                        drop(permit);
                     },
                     runtime,
                 );
@@ -526,6 +545,11 @@ async fn relayed(
     if let Some(bytes) = relay(query, &settings.upstreams.current(), tcp).await {
         return Some(bytes);
     }
+    servfail(request, tcp)
+}
+
+/// SERVFAIL to `request`.
+fn servfail(request: &Message, tcp: bool) -> Option<Vec<u8>> {
     let failed = Message::error_msg(
         request.metadata.id,
         request.metadata.op_code,

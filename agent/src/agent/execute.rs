@@ -323,7 +323,7 @@ fn host_network_files(
             hosts_text.push_str(&format!("{ip}\t{}\n", names.join("\t")));
         }
     }
-    let node_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let node_resolv = std::fs::read_to_string(&config.resolv_conf).unwrap_or_default();
     let plain = dns.base == skiff_cni::DnsBase::Node
         && dns.nameservers.is_empty()
         && dns.extra_searches.is_empty()

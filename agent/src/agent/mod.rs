@@ -67,6 +67,7 @@ pub fn config_from_args(args: AgentArgs) -> anyhow::Result<AgentConfig> {
     flag!(service_cidr);
     flag!(service_node_port_range);
     flag!(cluster_domain);
+    flag!(resolv_conf);
     flag!(bridge);
     flag!(pod_pids_limit);
     flag!(max_pods);
@@ -134,6 +135,7 @@ pub fn network_config(config: &AgentConfig) -> skiff_cni::NetworkConfig {
         masquerade: config.masquerade,
         cluster_cidr: Some(config.cluster_cidr),
         node_netns: config.node_netns.clone(),
+        resolv_conf_source: config.resolv_conf.clone(),
         ..skiff_cni::NetworkConfig::default()
     }
 }
@@ -474,7 +476,7 @@ pub async fn run_until(mut config: AgentConfig, cancel: CancellationToken) -> an
         tracker.spawn(dns::on_own_thread(dns::run(
             net.clone(),
             gateway,
-            dns::Upstreams::new("/etc/resolv.conf", gateway),
+            dns::Upstreams::new(config.resolv_conf.clone(), gateway),
             config.cluster_domain.clone(),
             state_rx.clone(),
             cancel.clone(),

@@ -253,6 +253,10 @@ pub struct AgentArgs {
     /// [default: cluster.local]
     #[arg(long, value_name = "DOMAIN")]
     pub cluster_domain: Option<String>,
+    /// The node's resolvers: the node's DNS relays names outside the cluster domain to them,
+    /// and pods with dnsPolicy Default get them [default: /etc/resolv.conf]
+    #[arg(long, value_name = "PATH")]
+    pub resolv_conf: Option<PathBuf>,
     /// The node bridge pods attach to [default: skiff0]
     #[arg(long, value_name = "NAME")]
     pub bridge: Option<String>,
