@@ -3,9 +3,8 @@
 //! (hairpin); a NodePort answers an outside client; a Service with no ready endpoint refuses at
 //! once; `get services` and `get endpoints` show what is programmed; a deleted Service leaves
 //! nothing in nftables; the node's DNS keeps answering UDP while TCP clients crowd it and
-//! while relays wait on a silent resolver. Real
-//! containers, real nftables in the test's own namespaces; the service CIDR is inside the test
-//! range.
+//! while relays wait on a silent resolver. Real containers, real nftables in the test's own
+//! namespaces; the service CIDR is inside the test range.
 //!
 //! Run as root: `cargo test -p skiff-agent --test services`.
 
