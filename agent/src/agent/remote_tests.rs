@@ -55,7 +55,8 @@ impl RpcHandler for FakeNode {
             }
             NodeRequest::Logs { follow, tail, .. } => {
                 let (tx, rx) = mpsc::channel(8);
-                let note = DropNote(self.follows_dropped.clone());
+                // Only a follower is counted when it stops (a plain read ends by itself).
+                let note = follow.then(|| DropNote(self.follows_dropped.clone()));
                 tokio::spawn(async move {
                     for i in 0..tail.unwrap_or(3) {
                         let text = format!("line {i}");
@@ -351,6 +352,11 @@ async fn describe_and_logs_reach_the_node_that_reports_the_pod() {
             })
         );
     }
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        0,
+        "the remote follower runs while it is read"
+    );
     drop(rx);
     wait_until(
         "the remote follower stopped",
