@@ -643,6 +643,46 @@ mod fuzz_tests;
 mod tests {
     use super::*;
 
+    /// Settings for the cluster domain, with no upstream resolver.
+    pub(super) fn settings() -> Settings {
+        Settings {
+            upstreams: Upstreams::new("/nonexistent/resolv.conf", Ipv4Addr::new(10, 42, 0, 1)),
+            domain: crate::services::dns::DEFAULT_DOMAIN.to_string(),
+        }
+    }
+
+    /// A cluster state with `services` and one running pod `namespace/name` at `ip`.
+    pub(super) fn state_with_pod(
+        services: crate::services::ServiceTable,
+        (namespace, name): (&str, &str),
+        ip: &str,
+    ) -> ClusterState {
+        let report = crate::cluster::keys::PodReport {
+            uid: "u".into(),
+            owner: None,
+            template_hash: String::new(),
+            created_ms: 0,
+            deleting: false,
+            running: true,
+            ready: true,
+            labels: Default::default(),
+            status: serde_json::json!({ "podIP": ip }),
+            ports: Vec::new(),
+            hostname: None,
+            subdomain: None,
+        };
+        let pods: crate::cluster::service::PodReports = [(
+            (namespace.to_string(), name.to_string()),
+            ("n1".to_string(), Arc::new(report)),
+        )]
+        .into();
+        ClusterState {
+            services: Arc::new(services),
+            pods: Arc::new(pods),
+            ..ClusterState::default()
+        }
+    }
+
     fn query(id: u16, name: &str) -> Vec<u8> {
         let mut m = Message::query();
         m.metadata.id = id;
@@ -751,10 +791,7 @@ mod tests {
     #[test]
     fn a_request_with_edns_gets_an_opt_record_back() {
         let (_tx, state) = watch::channel(Arc::new(ClusterState::default()));
-        let settings = Settings {
-            upstreams: Upstreams::new("/nonexistent/resolv.conf", Ipv4Addr::new(10, 42, 0, 1)),
-            domain: crate::services::dns::DEFAULT_DOMAIN.to_string(),
-        };
+        let settings = settings();
         let plain = query(3, "web.default.svc.cluster.local.");
         let mut with_edns = Message::from_vec(&plain).unwrap();
         let mut edns = Edns::new();
@@ -775,34 +812,9 @@ mod tests {
 
     #[test]
     fn a_pod_s_ptr_is_answered_but_not_kept() {
-        let report = crate::cluster::keys::PodReport {
-            uid: "u".into(),
-            owner: None,
-            template_hash: String::new(),
-            created_ms: 0,
-            deleting: false,
-            running: true,
-            ready: true,
-            labels: Default::default(),
-            status: serde_json::json!({"podIP": "10.42.0.7"}),
-            ports: Vec::new(),
-            hostname: None,
-            subdomain: None,
-        };
-        let pods: crate::cluster::service::PodReports = [(
-            ("tools".to_string(), "shell".to_string()),
-            ("n1".to_string(), Arc::new(report)),
-        )]
-        .into();
-        let state = ClusterState {
-            pods: Arc::new(pods),
-            ..ClusterState::default()
-        };
+        let state = state_with_pod(Default::default(), ("tools", "shell"), "10.42.0.7");
         let (_tx, state) = watch::channel(Arc::new(state));
-        let settings = Settings {
-            upstreams: Upstreams::new("/nonexistent/resolv.conf", Ipv4Addr::new(10, 42, 0, 1)),
-            domain: crate::services::dns::DEFAULT_DOMAIN.to_string(),
-        };
+        let settings = settings();
         let mut m = Message::query();
         m.add_query(hickory_proto::op::Query::query(
             hickory_proto::rr::Name::from_ascii("7.0.42.10.in-addr.arpa.").unwrap(),

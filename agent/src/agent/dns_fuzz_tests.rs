@@ -3,42 +3,14 @@
 //! every answer is a response to the query (its id and question, within the UDP size the
 //! client allows); and an answer copied from the cache is the answer made afresh.
 
+use super::tests::settings;
 use super::*;
 use hickory_proto::op::Message;
 use proptest::prelude::*;
 
-fn settings() -> Settings {
-    Settings {
-        upstreams: Upstreams::new("/nonexistent/resolv.conf", Ipv4Addr::new(10, 42, 0, 1)),
-        domain: crate::services::dns::DEFAULT_DOMAIN.to_string(),
-    }
-}
-
 fn state() -> watch::Receiver<Arc<ClusterState>> {
-    let report = crate::cluster::keys::PodReport {
-        uid: "u".into(),
-        owner: None,
-        template_hash: String::new(),
-        created_ms: 0,
-        deleting: false,
-        running: true,
-        ready: true,
-        labels: Default::default(),
-        status: serde_json::json!({"podIP": "10.42.1.5"}),
-        ports: Vec::new(),
-        hostname: None,
-        subdomain: None,
-    };
-    let pods: crate::cluster::service::PodReports = [(
-        ("default".to_string(), "db-0".to_string()),
-        ("n1".to_string(), Arc::new(report)),
-    )]
-    .into();
-    let state = ClusterState {
-        services: Arc::new(crate::services::dns::tests::table()),
-        pods: Arc::new(pods),
-        ..ClusterState::default()
-    };
+    let table = crate::services::dns::tests::table();
+    let state = super::tests::state_with_pod(table, ("default", "db-0"), "10.42.1.5");
     // The sender may go: the receiver keeps the last value.
     watch::channel(Arc::new(state)).1
 }
