@@ -179,7 +179,7 @@ pub async fn run(
         })
     };
     let clients = Arc::new(tokio::sync::Semaphore::new(TCP_CLIENTS));
-    let (mut refused, mut failed) = (0u64, 0u64);
+    let (mut refused, mut failed) = (Tally::new(1000), Tally::new(100));
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -189,10 +189,9 @@ pub async fn run(
                     Err(e) => {
                         // Out of file descriptors, say: the error comes back at once, so wait
                         // rather than spin; told once per 100 in a row.
-                        if failed.is_multiple_of(100) {
-                            tracing::warn!("cluster DNS: tcp accept: {e}; trying again in {ACCEPT_BACKOFF:?}");
-                        }
-                        failed += 1;
+                        failed.warn(|_| {
+                            format!("cluster DNS: tcp accept: {e}; trying again in {ACCEPT_BACKOFF:?}")
+                        });
                         tokio::select! {
                             _ = cancel.cancelled() => break,
                             _ = tokio::time::sleep(ACCEPT_BACKOFF) => {}
@@ -200,15 +199,11 @@ pub async fn run(
                         continue;
                     }
                 };
-                failed = 0;
+                failed.reset();
                 let Ok(permit) = clients.clone().try_acquire_owned() else {
-                    if refused.is_multiple_of(1000) {
-                        tracing::warn!(
-                            "cluster DNS: {TCP_CLIENTS} tcp clients already; a new connection is closed ({} so far)",
-                            refused + 1
-                        );
-                    }
-                    refused += 1;
+                    refused.warn(|n| format!(
+                        "cluster DNS: {TCP_CLIENTS} tcp clients already; a new connection is closed ({n} so far)"
+                    ));
                     drop(stream);
                     continue;
                 };
@@ -242,7 +237,7 @@ fn serve_udp(
     let mut buf = vec![0u8; 4096];
     let mut answerer = UdpAnswerer::default();
     let relays = Arc::new(tokio::sync::Semaphore::new(RELAYS_IN_FLIGHT));
-    let mut refused = 0u64;
+    let mut refused = Tally::new(1000);
     while !cancel.is_cancelled() {
         let (len, from) = match udp.recv_from(&mut buf) {
             Ok(received) => received,
@@ -274,13 +269,9 @@ fn serve_udp(
         match handled {
             Ok(Some(request)) => {
                 let Ok(permit) = relays.clone().try_acquire_owned() else {
-                    if refused.is_multiple_of(1000) {
-                        tracing::warn!(
-                            "cluster DNS: {RELAYS_IN_FLIGHT} queries already relayed and not answered yet; SERVFAIL to a new one ({} so far)",
-                            refused + 1
-                        );
-                    }
-                    refused += 1;
+                    refused.warn(|n| format!(
+                        "cluster DNS: {RELAYS_IN_FLIGHT} queries already relayed and not answered yet; SERVFAIL to a new one ({n} so far)"
+                    ));
                     if let Some(bytes) = servfail(&request, false) {
                         let _ = udp.send_to(&bytes, from);
                     }
@@ -306,6 +297,32 @@ fn serve_udp(
                 answerer = UdpAnswerer::default();
             }
         }
+    }
+}
+
+/// A condition that recurs under load (a refused client, a failed accept): warned of the first
+/// time and every `every`-th time after, with the count so far.
+struct Tally {
+    count: u64,
+    every: u64,
+}
+
+impl Tally {
+    fn new(every: u64) -> Tally {
+        Tally { count: 0, every }
+    }
+
+    /// Counts one more; `message` (given the count) is logged when it is due.
+    fn warn(&mut self, message: impl FnOnce(u64) -> String) {
+        if self.count.is_multiple_of(self.every) {
+            tracing::warn!("{}", message(self.count + 1));
+        }
+        self.count += 1;
+    }
+
+    /// The condition has passed: the next one is warned of again.
+    fn reset(&mut self) {
+        self.count = 0;
     }
 }
 
