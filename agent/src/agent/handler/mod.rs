@@ -102,14 +102,27 @@ async fn until_visible(shared: &Shared, want: &[(ObjectKey, Option<String>)]) ->
             now.as_ref() == hash.as_ref()
         })
     };
-    let mut rx = shared.snapshot.clone();
+    until_shown(
+        shared,
+        shared.snapshot.clone(),
+        shows,
+        "a change made through the API did not show in this node's view",
+    )
+    .await
+}
+
+/// Waits at most [`VISIBLE_WITHIN`] until `rx`'s value `shows` a change; false (after a
+/// warning, `what`, unless the agent is stopping) when it did not.
+async fn until_shown<T>(
+    shared: &Shared,
+    mut rx: watch::Receiver<T>,
+    shows: impl FnMut(&T) -> bool,
+    what: &str,
+) -> bool {
     let shown = tokio::time::timeout(VISIBLE_WITHIN, rx.wait_for(shows)).await;
     let visible = matches!(shown, Ok(Ok(_)));
     if !visible && !shared.cancel.is_cancelled() {
-        tracing::warn!(
-            "a change made through the API did not show in this node's view within {:?}",
-            VISIBLE_WITHIN
-        );
+        tracing::warn!("{what} within {VISIBLE_WITHIN:?}");
     }
     visible
 }

@@ -44,21 +44,18 @@ pub(super) fn describe(shared: &Shared, snap: &Snapshot, name: &str) -> Reply {
 /// shows what was just published, so that `get nodes` right after `label`, `taint` or
 /// `cordon` sees it; the change is made (and spreads) either way.
 async fn self_shows(shared: &Shared, shows: impl Fn(&skiff_gossip::NodeMetadata) -> bool) {
-    let mut nodes = shared.nodes.clone();
-    let seen = nodes.wait_for(|list| {
+    let of_self = |list: &Vec<skiff_gossip::NodeStatus>| {
         list.iter()
             .find(|n| n.is_self)
             .is_some_and(|n| shows(&n.metadata))
-    });
-    if tokio::time::timeout(super::VISIBLE_WITHIN, seen)
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "a change of this node's metadata did not show in its node list within {:?}",
-            super::VISIBLE_WITHIN
-        );
-    }
+    };
+    super::until_shown(
+        shared,
+        shared.nodes.clone(),
+        of_self,
+        "a change of this node's metadata did not show in its node list",
+    )
+    .await;
 }
 
 /// `cordon|uncordon|drain NODE`: written by the node itself, so another node is asked over rpc.
