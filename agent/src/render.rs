@@ -370,18 +370,16 @@ pub fn endpoints(view: &crate::services::ServiceView, created: Option<Millis>) -
             "targetRef": { "kind": "Pod", "namespace": view.namespace(), "name": e.name() },
         })
     };
-    let ready: Vec<Value> = view
+    // With publishNotReadyAddresses every endpoint is served, so it is listed as ready (as
+    // Kubernetes' Endpoints controller lists it).
+    let (ready, not_ready): (Vec<_>, Vec<_>) = view
         .endpoints
         .iter()
-        .filter(|e| e.ready())
-        .map(address)
-        .collect();
-    let not_ready: Vec<Value> = view
-        .endpoints
-        .iter()
-        .filter(|e| !e.ready())
-        .map(address)
-        .collect();
+        .partition(|e| e.serving(&view.service));
+    let (ready, not_ready): (Vec<Value>, Vec<Value>) = (
+        ready.into_iter().map(address).collect(),
+        not_ready.into_iter().map(address).collect(),
+    );
     // The pod port of the first endpoint for each Service port (pods may differ by name).
     let ports: Vec<Value> = view
         .service
@@ -432,4 +430,48 @@ pub fn describe_key(key: &skiff_manifests::ObjectKey) -> String {
         kind
     };
     format!("{group}/{}", key.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::services::dns::tests::{endpoint, service};
+    use crate::services::{Allocation, ServiceView};
+
+    #[test]
+    fn endpoints_list_what_the_service_serves_as_ready() {
+        let view = |spec: &str| ServiceView {
+            service: service("db", spec),
+            allocation: Allocation::default(),
+            endpoints: vec![
+                endpoint("db-0", "10.42.1.5", true),
+                endpoint("db-1", "10.42.2.5", false),
+            ],
+            selected: 2,
+        };
+        let ips = |v: &serde_json::Value, field: &str| -> Vec<String> {
+            v["subsets"][0][field]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|e| e["ip"].as_str().unwrap().to_string())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let plain = super::endpoints(
+            &view("  selector: {app: db}\n  ports: [{port: 5432}]\n"),
+            None,
+        );
+        assert_eq!(ips(&plain, "addresses"), ["10.42.1.5"]);
+        assert_eq!(ips(&plain, "notReadyAddresses"), ["10.42.2.5"]);
+        // publishNotReadyAddresses: both get traffic and DNS records, so both are ready here.
+        let all = super::endpoints(
+            &view(
+                "  selector: {app: db}\n  publishNotReadyAddresses: true\n  ports: [{port: 5432}]\n",
+            ),
+            None,
+        );
+        assert_eq!(ips(&all, "addresses"), ["10.42.1.5", "10.42.2.5"]);
+        assert!(ips(&all, "notReadyAddresses").is_empty(), "{all}");
+    }
 }

@@ -139,6 +139,26 @@ fn a_cluster_ip_spreads_over_ready_endpoints_from_pods_and_the_node() {
             && described.matches("ip: 198.18.60.").count() == 2,
         "selector, address, port and both endpoints: {described}"
     );
+    assert!(
+        described.contains(&format!("ClusterIPAllocated: clusterIP {ip}")),
+        "the allocation is an event of the Service: {described}"
+    );
+    // A second Service pinned on web's address is refused, and says why where users look.
+    bed.write_manifest(
+        "dup.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: dup\nspec:\n  clusterIP: {ip}\n  selector: {{app: web}}\n  ports:\n  - {{port: 80}}\n"
+        ),
+    );
+    let refused =
+        format!("AllocationFailed: clusterIP {ip} is already used by Service default/web");
+    bed.wait_until(WAIT, "the refused pin in describe service dup", || {
+        let out = bed.skiff(&["describe", "service", "dup"]);
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&refused)
+            .then_some(())
+    });
+    bed.remove_manifest("dup.yaml");
     // From the node itself (a host process, through the service CIDR route).
     let url = format!("http://{ip}/index.html");
     let mut seen = BTreeSet::new();
@@ -400,7 +420,11 @@ fn udp_pod(name: &str, extra_spec: &str) -> String {
 
 /// A UDP client in the node namespace on `port`, asking `ip`:53: one datagram, the answer
 /// within 300 ms (none: `None`).
-fn udp_client(bed: &NetBed, port: u16, ip: std::net::Ipv4Addr) -> impl Fn(&str) -> Option<String> {
+fn udp_client(
+    bed: &NetBed,
+    port: u16,
+    ip: std::net::Ipv4Addr,
+) -> impl Fn(&str) -> Option<String> + use<> {
     let client = support::netbed::in_netns(&bed.node_netns, move || {
         std::net::UdpSocket::bind(("0.0.0.0", port)).expect("bind the client port")
     });
@@ -570,7 +594,7 @@ fn a_udp_service_pod_names_and_resolver_settings() {
 /// Service is there: the agent deletes the untranslated flow when the port gets its endpoints.
 #[test]
 fn a_udp_flow_from_before_the_service_is_answered_once_it_exists() {
-    let (bed, cidr) = start(68);
+    let (mut bed, cidr) = start(68);
     let prefix = cidr.trim_end_matches(".0/24");
     let ip: std::net::Ipv4Addr = format!("{prefix}.53").parse().unwrap();
     bed.write_manifest("u1.yaml", &udp_pod("u1", ""));
@@ -605,6 +629,34 @@ fn a_udp_flow_from_before_the_service_is_answered_once_it_exists() {
         || ask("late").filter(|r| r.starts_with("u1:")),
     );
     assert_eq!(answer, "u1:late");
+
+    // The Service deleted while the agent is down: when it starts again it does not know the
+    // Service was there, yet the flow that would still reach the old endpoint is forgotten.
+    let std::net::IpAddr::V4(pod_v4) = pod_ip else {
+        panic!("an IPv4 pod address")
+    };
+    let through = |f: &skiff_cni::conntrack::Flow| {
+        f.orig.dst == ip && f.orig.sport == 40056 && f.reply.src == pod_v4
+    };
+    assert!(node_flows(&bed).iter().any(through), "the flow to forget");
+    bed.stop();
+    bed.remove_manifest("echo-svc.yaml");
+    assert_eq!(
+        ask("down").as_deref(),
+        Some("u1:down"),
+        "the tracked flow still reaches the endpoint while the agent is down"
+    );
+    bed.restart();
+    bed.wait_until(
+        WAIT,
+        "the flow through the deleted Service forgotten",
+        || {
+            // Each datagram would keep the flow alive while it is there.
+            ask("kept?");
+            (!node_flows(&bed).iter().any(through)).then_some(())
+        },
+    );
+    assert_eq!(ask("after"), None, "no answer through the deleted Service");
 }
 
 /// `sessionAffinity: ClientIP`: the rules load into real nftables, and one client keeps its
@@ -639,6 +691,24 @@ fn session_affinity_keeps_a_client_on_one_backend() {
         let again = get(&sticky_ip).unwrap_or_default();
         assert_eq!(again.trim(), first.trim(), "request {i} kept its backend");
     }
+    // The clients are remembered for the Service's timeout, one set per endpoint...
+    let table = bed.nft_service_table();
+    assert_eq!(
+        table
+            .lines()
+            .filter(|l| l.trim_start().starts_with("set saf-"))
+            .count(),
+        2,
+        "{table}"
+    );
+    assert!(table.contains("timeout 10m"), "600 s: {table}");
+    // ...and the sets go with the Service; web's rules stay.
+    bed.remove_manifest("sticky.yaml");
+    bed.wait_until(WAIT, "the affinity sets to go", || {
+        let t = bed.nft_service_table();
+        (!t.contains("set saf-") && !t.contains(&sticky_ip)).then_some(())
+    });
+    assert!(bed.nft_service_table().contains(&web_ip), "web stays");
 }
 
 /// The node's DNS keeps serving when a client holds many TCP connections: past the limit a new
@@ -830,4 +900,64 @@ fn relays_to_a_silent_resolver_are_bounded_and_cluster_names_still_answer() {
         asked.elapsed()
     );
     drop(silent);
+
+    // A resolver that answers, named by a new resolv.conf (read again when it changes): an
+    // outside name comes back with the resolver's own answer, through the agent.
+    let answering = UdpSocket::bind("127.0.71.54:53").expect("bind the answering resolver");
+    answering
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let resolver = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((n, from)) = answering.recv_from(&mut buf) else {
+                    continue;
+                };
+                let Ok(request) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let mut reply = Message::response(request.metadata.id, request.metadata.op_code);
+                reply.metadata.recursion_desired = request.metadata.recursion_desired;
+                reply.metadata.recursion_available = true;
+                reply.queries = request.queries.clone();
+                if let Some(q) = request.queries.first() {
+                    reply.add_answer(hickory_proto::rr::Record::from_rdata(
+                        q.name().clone(),
+                        60,
+                        hickory_proto::rr::RData::A(hickory_proto::rr::rdata::A(
+                            std::net::Ipv4Addr::new(192, 0, 2, 7),
+                        )),
+                    ));
+                }
+                let _ = answering.send_to(&reply.to_vec().unwrap(), from);
+            }
+        })
+    };
+    std::fs::write(&resolv, "nameserver 127.0.71.54\n").expect("write resolv.conf");
+    let mut id = 3000;
+    let m = bed.wait_until(WAIT, "an outside name answered by the resolver", || {
+        id += 1;
+        client
+            .send_to(&query(id, "outside.example.com."), dns)
+            .ok()?;
+        // Read past what is queued (the SERVFAILs of the 150 relays above, earlier tries).
+        loop {
+            let m = answer(&client)?;
+            if m.metadata.id == id && m.metadata.response_code == ResponseCode::NoError {
+                return Some(m);
+            }
+        }
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    resolver.join().expect("the resolver thread");
+    let got: Vec<String> = m.answers.iter().map(|r| r.data.to_string()).collect();
+    assert_eq!(got, ["192.0.2.7"], "{m:?}");
+    assert_eq!(
+        m.queries[0].name().to_ascii(),
+        "outside.example.com.",
+        "{m:?}"
+    );
 }

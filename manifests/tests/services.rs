@@ -289,6 +289,21 @@ fn accepted_with_a_precise_warning() {
             "skiff has no Endpoints objects",
         ),
         ("  clusterIP: None\n", "spec.selector", "selects no pods"),
+        (
+            "  type: ExternalName\n  externalName: a.example.com\n  selector: {app: web}\n",
+            "spec.selector",
+            "ignored: type ExternalName is only a DNS alias",
+        ),
+        (
+            "  type: ExternalName\n  externalName: a.example.com\n  publishNotReadyAddresses: true\n",
+            "spec.publishNotReadyAddresses",
+            "ignored: type ExternalName",
+        ),
+        (
+            "  type: ExternalName\n  externalName: a.example.com\n  sessionAffinity: ClientIP\n",
+            "spec.sessionAffinity",
+            "no connection goes through skiff",
+        ),
     ];
     for (spec, field, message) in cases {
         let yaml = service(spec);
@@ -299,6 +314,18 @@ fn accepted_with_a_precise_warning() {
             "{spec}: want {field}: {message}; got {found:?}"
         );
     }
+    // What an ExternalName Service was told is ignored is not in the model either (no
+    // endpoints are computed for it).
+    let yaml = service(
+        "  type: ExternalName\n  externalName: a.example.com\n  selector: {app: web}\n  publishNotReadyAddresses: true\n  sessionAffinity: ClientIP\n",
+    );
+    let parsed = parse_file("svc.yaml", yaml.as_bytes());
+    let Object::Service(svc) = parsed.objects()[0].get() else {
+        panic!("not a Service")
+    };
+    assert!(svc.spec.selector.is_empty());
+    assert!(!svc.spec.publish_not_ready_addresses);
+    assert_eq!(svc.spec.session_affinity, SessionAffinity::None);
 }
 
 #[test]

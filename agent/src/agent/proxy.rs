@@ -129,10 +129,15 @@ pub async fn run(
                         "services programmed"
                     );
                     whole = false;
-                    programmed = Some(current);
                     // Rebuilding a large table frees megabytes that malloc would keep.
                     crate::memory::trim_soon();
-                    let stale = services::flows::stale(&old_ports, &ports);
+                    let stale = if programmed.is_none() {
+                        // The first sync since the start: what was there before is unknown.
+                        vec![services::flows::stale_at_start(service_cidr, &ports)]
+                    } else {
+                        services::flows::stale(&old_ports, &ports)
+                    };
+                    programmed = Some(current);
                     if !stale.is_empty() {
                         let started = std::time::Instant::now();
                         match net

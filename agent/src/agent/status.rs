@@ -105,7 +105,7 @@ fn services(cluster: &ClusterState) -> Vec<Value> {
                 "address": address,
                 "endpoints": format!(
                     "{}/{} ready",
-                    v.endpoints.iter().filter(|e| e.ready()).count(),
+                    v.endpoints.iter().filter(|e| e.serving(&v.service)).count(),
                     v.selected
                 ),
             })

@@ -247,6 +247,9 @@ pub struct ClusterService {
     published_book: Option<u64>,
     published_book_of: Option<Arc<crate::services::Book>>,
     published_book_parts: u32,
+    /// The book this node last told events about (`describe service`): a refusal is told again
+    /// after a restart, an address or node port it already held is not.
+    noted_book: Arc<crate::services::Book>,
     /// The Service table and what it was computed from.
     services: Arc<crate::services::ServiceTable>,
     service_inputs: Option<services::TableInputs>,
@@ -306,6 +309,15 @@ impl ClusterService {
     ) -> ClusterService {
         let term = followed.accepted.as_ref().map_or(Term(0), |a| a.term);
         let book = Arc::new(followed.book());
+        let noted_book = Arc::new(
+            book.iter()
+                .map(|(name, a)| {
+                    let mut a = a.clone();
+                    a.refused.clear();
+                    (name.clone(), a)
+                })
+                .collect(),
+        );
         let started_ms = (timings.clock)();
         let reader = gossip.key_reader();
         let mut nodes_rx = gossip.nodes();
@@ -338,6 +350,7 @@ impl ClusterService {
             published_book: None,
             published_book_of: None,
             published_book_parts: 0,
+            noted_book,
             services: Arc::new(crate::services::ServiceTable::new()),
             service_inputs: None,
             service_links: Arc::default(),

@@ -247,8 +247,7 @@ fn lookup(rest: &str, qname: &Name, table: &ServiceTable, domain: &str) -> Found
 
 /// The endpoints a headless Service's name lists.
 fn serving(view: &super::ServiceView) -> impl Iterator<Item = &super::Endpoint> {
-    let all = view.service.spec.publish_not_ready_addresses;
-    view.endpoints.iter().filter(move |e| all || e.ready())
+    view.endpoints.iter().filter(|e| e.serving(&view.service))
 }
 
 fn service_records(qname: &Name, view: &super::ServiceView) -> Vec<Record> {

@@ -5,14 +5,14 @@ use hickory_proto::op::Query;
 use skiff_manifests::parse_file;
 use std::collections::BTreeMap;
 
-fn service(name: &str, spec: &str) -> crate::services::SharedService {
+pub(crate) fn service(name: &str, spec: &str) -> crate::services::SharedService {
     let yaml = format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n{spec}");
     let parsed = parse_file("svc.yaml", yaml.as_bytes());
     assert!(parsed.is_ok(), "{:?}", parsed.errors());
     crate::services::SharedService::new(parsed.objects()[0].clone()).expect("a Service")
 }
 
-fn endpoint(pod: &str, ip: &str, ready: bool) -> Endpoint {
+pub(crate) fn endpoint(pod: &str, ip: &str, ready: bool) -> Endpoint {
     named_endpoint(pod, ip, ready, None)
 }
 
@@ -350,4 +350,35 @@ fn a_pod_that_is_no_endpoint_has_a_pod_ptr() {
     };
     assert_eq!(data(&m), ["10-42-3-5.db.default.svc.cluster.local."]);
     assert!(matches!(ptr("8.8.8.8.in-addr.arpa."), Answer::Forward));
+}
+
+#[test]
+fn a_headless_service_that_publishes_not_ready_addresses_lists_them_all() {
+    let mut t = table();
+    t.insert(
+        "default/all".into(),
+        ServiceView {
+            service: service(
+                "all",
+                "  clusterIP: None\n  publishNotReadyAddresses: true\n  selector: {app: all}\n  ports: [{name: db, port: 5432}]\n",
+            ),
+            allocation: Allocation::default(),
+            endpoints: vec![
+                endpoint("all-0", "10.42.1.6", true),
+                endpoint("all-1", "10.42.2.6", false),
+            ],
+            selected: 2,
+        },
+    );
+    let mut request = Message::query();
+    request.add_query(Query::query(
+        Name::from_ascii("all.default.svc.cluster.local.").unwrap(),
+        RecordType::A,
+    ));
+    let Answer::Local(m) = answer(&request, &t, DEFAULT_DOMAIN) else {
+        panic!("forwarded")
+    };
+    let mut got = data(&m);
+    got.sort();
+    assert_eq!(got, ["10.42.1.6", "10.42.2.6"]);
 }

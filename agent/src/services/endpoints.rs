@@ -68,6 +68,12 @@ impl Endpoint {
         self.pod.ready
     }
 
+    /// Whether `service` sends traffic here (and lists it as a ready address): a ready pod, or
+    /// any of a Service that publishes not-ready addresses.
+    pub fn serving(&self, service: &Service) -> bool {
+        self.pod.ready || service.spec.publish_not_ready_addresses
+    }
+
     /// The pod's name.
     pub fn name(&self) -> &str {
         &self.pod.name

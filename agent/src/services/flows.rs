@@ -26,6 +26,14 @@ pub enum Stale {
     /// UDP flows to a ClusterIP port that no rule translated: sent while the port had no rules
     /// or no endpoint, they would keep going past the Service until they time out.
     Untranslated(Target),
+    /// At the first sync after the agent started, when what was programmed before is not
+    /// known: UDP flows to the service CIDR (and translated ones to a node port still
+    /// programmed) that the programmed ports would not make now. TCP connections are left to
+    /// end (the rules may not hold every Service yet; a tracked connection keeps its endpoint).
+    AtStart {
+        cidr: ipnet::Ipv4Net,
+        now: Vec<(Target, Vec<(Ipv4Addr, u16)>)>,
+    },
 }
 
 /// Where clients send: a ClusterIP and port, and a node port on every address.
@@ -82,7 +90,34 @@ impl Stale {
             }
             Stale::Port(to) => to.addressed_by(flow),
             Stale::Untranslated(to) => to.to_cluster_ip(flow) && !translated(flow),
+            Stale::AtStart { cidr, now } => {
+                if flow.orig.protocol != UDP {
+                    return false;
+                }
+                match now.iter().find(|(to, _)| to.addressed_by(flow)) {
+                    // To the service CIDR, and no port of it is programmed: a Service gone.
+                    None => cidr.contains(&flow.orig.dst),
+                    Some((_, endpoints)) if translated(flow) => {
+                        !endpoints.contains(&(flow.reply.src, flow.reply.sport))
+                    }
+                    Some((_, endpoints)) => !endpoints.is_empty(),
+                }
+            }
         }
+    }
+}
+
+/// What to forget at the first sync after a start, with `new` programmed and nothing known of
+/// what was before (a Service deleted, or an endpoint gone, while the agent was down): the UDP
+/// flows [`stale`] would name for some earlier state. A deleted NodePort Service's flows through
+/// its node port are not known to be a Service's (a hostPort may use the number) and time out.
+pub fn stale_at_start(cidr: ipnet::Ipv4Net, new: &[ProgrammedPort]) -> Stale {
+    Stale::AtStart {
+        cidr,
+        now: new
+            .iter()
+            .map(|p| (Target::of(p), p.endpoints.clone()))
+            .collect(),
     }
 }
 
@@ -263,6 +298,68 @@ mod tests {
                 .copied()
                 .filter(|f| stale.iter().any(|s| s.matches(f)))
                 .collect();
+            assert_eq!(got, want, "{what}");
+        }
+    }
+
+    #[test]
+    fn at_start_what_no_programmed_port_would_make_is_stale() {
+        let a = ("10.42.1.2", 5353);
+        let b = ("10.42.2.2", 5353);
+        let cidr: ipnet::Ipv4Net = "10.43.0.0/16".parse().unwrap();
+        let to_a = flow(UDP, "10.43.0.10", 53, a.0, a.1);
+        let to_b = flow(UDP, "10.43.0.10", 53, b.0, b.1);
+        let node_port_to_a = flow(UDP, "192.0.2.1", 30053, a.0, a.1);
+        let tcp_to_a = flow(TCP, "10.43.0.10", 53, a.0, a.1);
+        let untranslated = flow(UDP, "10.43.0.10", 53, "10.43.0.10", 53);
+        // To a ClusterIP that no Service has now (deleted while the agent was down); the TCP
+        // one is left to end.
+        let gone_service = flow(UDP, "10.43.0.99", 53, a.0, a.1);
+        let gone_tcp = flow(TCP, "10.43.0.99", 80, a.0, 8080);
+        // Not the Services' business: outside the CIDR, or some host's port 30053.
+        let direct_to_a = flow(UDP, a.0, a.1, a.0, a.1);
+        let elsewhere_30053 = flow(UDP, "192.0.2.9", 30053, "192.0.2.9", 30053);
+        let flows = [
+            &to_a,
+            &to_b,
+            &node_port_to_a,
+            &tcp_to_a,
+            &untranslated,
+            &gone_service,
+            &gone_tcp,
+            &direct_to_a,
+            &elsewhere_30053,
+        ];
+        let rows: Vec<(&str, Vec<ProgrammedPort>, Vec<&Flow>)> = vec![
+            (
+                "nothing programmed: every UDP flow to the CIDR",
+                vec![],
+                vec![&to_a, &to_b, &untranslated, &gone_service],
+            ),
+            (
+                "udp with a and b: only the flows to the Service that is gone",
+                vec![port("s", "udp", &[a, b])],
+                vec![&untranslated, &gone_service],
+            ),
+            (
+                "udp with b only: a's flows too, through the ClusterIP and node port",
+                vec![port("s", "udp", &[b])],
+                vec![&to_a, &node_port_to_a, &untranslated, &gone_service],
+            ),
+            (
+                "udp without endpoints: untranslated flows wait for one",
+                vec![port("s", "udp", &[])],
+                vec![&to_a, &to_b, &node_port_to_a, &gone_service],
+            ),
+            (
+                "tcp only: the UDP flows to its address are no Service's; TCP is left to end",
+                vec![port("s", "tcp", &[b])],
+                vec![&to_a, &to_b, &untranslated, &gone_service],
+            ),
+        ];
+        for (what, now, want) in rows {
+            let stale = stale_at_start(cidr, &now);
+            let got: Vec<&Flow> = flows.iter().copied().filter(|f| stale.matches(f)).collect();
             assert_eq!(got, want, "{what}");
         }
     }

@@ -149,12 +149,40 @@ pub(crate) fn validate_service(raw: RawService, problems: &mut Problems) -> Opti
             "a NodePort Service cannot be headless (clusterIP: None)",
         );
     }
-    let session_affinity = affinity(
+    let mut session_affinity = affinity(
         &spec.session_affinity,
         spec.session_affinity_config,
         &spec_path,
         problems,
     );
+    let mut selector = selector;
+    let mut publish_not_ready = spec.publish_not_ready_addresses.unwrap_or(false);
+    if type_ == Some(ServiceType::ExternalName) {
+        // Only a DNS alias: no address, no endpoints. What would choose or spread endpoints is
+        // dropped, and said so.
+        let alias = "type ExternalName is only a DNS alias (a CNAME to externalName), with no address and no endpoints";
+        if !selector.is_empty() {
+            problems.warn(
+                &spec_path.child("selector"),
+                format!("ignored: {alias}; the selected pods are not listed"),
+            );
+            selector.clear();
+        }
+        if publish_not_ready {
+            problems.warn(
+                &spec_path.child("publishNotReadyAddresses"),
+                format!("ignored: {alias}"),
+            );
+            publish_not_ready = false;
+        }
+        if session_affinity != SessionAffinity::None {
+            problems.warn(
+                &spec_path.child("sessionAffinity"),
+                format!("ignored: {alias}, so no connection goes through skiff to keep on one"),
+            );
+            session_affinity = SessionAffinity::None;
+        }
+    }
     if session_affinity != SessionAffinity::None && cluster_ip == ClusterIp::Headless {
         problems.error(
             &spec_path.child("sessionAffinity"),
@@ -169,7 +197,7 @@ pub(crate) fn validate_service(raw: RawService, problems: &mut Problems) -> Opti
             selector: selector.into_iter().collect(),
             ports,
             external_name,
-            publish_not_ready_addresses: spec.publish_not_ready_addresses.unwrap_or(false),
+            publish_not_ready_addresses: publish_not_ready,
             session_affinity,
         },
     })

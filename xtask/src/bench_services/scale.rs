@@ -201,6 +201,7 @@ fn measure(agent: &mut DemoAgent) -> Result<NodeReport> {
             Ok((format!("{name}.default.svc.cluster.local"), ip))
         })
         .collect::<Result<_>>()?;
+    hold_for_inspection("SKIFF_BENCH_HOLD_DNS", pid, &rss_without, &rss_with)?;
     let dns = super::dnsperf::run(&netns, gateway, &names, pid)?;
 
     // From scratch: the agent restarted with everything in place.
@@ -239,7 +240,7 @@ fn measure(agent: &mut DemoAgent) -> Result<NodeReport> {
 }
 
 /// With `SKIFF_BENCH_HOLD=<file>` (after the RSS with Services; `SKIFF_BENCH_HOLD_WITHOUT`:
-/// after the one without), writes the agent's pid and both RSS figures to the file and waits
+/// after the one without; `SKIFF_BENCH_HOLD_DNS`: before the DNS runs), writes the agent's pid and both RSS figures to the file and waits
 /// until it is removed: the agent can be looked at (gdb, heaptrack) in the state the figure
 /// was taken in.
 fn hold_for_inspection(variable: &str, pid: u32, without: &Rss, with: &Rss) -> Result<()> {

@@ -70,6 +70,29 @@ impl ClusterService {
         }
     }
 
+    /// Events for what the book gave or newly refused since the last look, as `Service`
+    /// events of this node (every node tells them, so `describe service` shows them anywhere).
+    pub(super) fn note_book(&mut self, outputs: &ClusterOutputs) {
+        if Arc::ptr_eq(&self.noted_book, &self.book) {
+            return;
+        }
+        for e in services::alloc::book_events(&self.noted_book, &self.book) {
+            let (namespace, name) = e.service.split_once('/').unwrap_or(("", &e.service));
+            super::rollback::note(
+                outputs,
+                crate::events::Note {
+                    warning: e.warning,
+                    reason: e.reason.into(),
+                    object_kind: "Service".into(),
+                    namespace: namespace.into(),
+                    object_name: name.into(),
+                    message: e.message,
+                },
+            );
+        }
+        self.noted_book = self.book.clone();
+    }
+
     /// Off the scheduling pass: the book of the leader this node follows, once whole.
     pub(super) fn follow_book(&mut self, leader: Option<&str>) {
         if let Some(leader) = leader

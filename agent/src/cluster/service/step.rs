@@ -101,6 +101,7 @@ impl ClusterService {
             self.follow_book(leadership.leader.as_deref());
             None
         };
+        self.note_book(outputs);
         let followed_changed = self.follow_leader(leadership.leader.as_deref());
         laps.lap("follow");
         let nodes = self.nodes.clone();
