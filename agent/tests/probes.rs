@@ -51,12 +51,47 @@ fn ready_of(bed: &NetBed) -> Option<(bool, u64)> {
 }
 
 fn endpoints(bed: &NetBed) -> usize {
-    let out = bed.skiff(&["get", "endpoints", "probed", "-o", "json"]);
+    addresses(bed, "probed", "addresses")
+}
+
+/// How many `field` (addresses, notReadyAddresses) `get endpoints NAME` lists.
+fn addresses(bed: &NetBed, name: &str, field: &str) -> usize {
+    let out = bed.skiff(&["get", "endpoints", name, "-o", "json"]);
     serde_json::from_slice::<serde_json::Value>(&out.stdout)
         .ok()
-        .and_then(|v| v["subsets"][0]["addresses"].as_array().map(Vec::len))
+        .and_then(|v| v["subsets"][0][field].as_array().map(Vec::len))
         .unwrap_or(0)
 }
+
+/// A pod that turns ready through its readiness probe, behind Service `flip`.
+const FLIP: &str = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: flip
+  labels: {app: flip}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "mkdir -p /www && echo ok > /www/ready && exec httpd -f -p 8080 -h /www"]
+    ports:
+    - {name: http, containerPort: 8080}
+    readinessProbe:
+      httpGet: {path: /ready, port: http}
+      periodSeconds: 1
+      failureThreshold: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: flip
+spec:
+  selector: {app: flip}
+  ports:
+  - {port: 80, targetPort: http}
+"#;
 
 #[test]
 fn readiness_gates_ready_and_endpoints_and_liveness_restarts() {
@@ -85,6 +120,33 @@ fn readiness_gates_ready_and_endpoints_and_liveness_restarts() {
             })
     });
     assert!(unhealthy.is_some(), "{events:#?}");
+
+    // A ready endpoint that turns unready leaves the Service's endpoints and rules, and comes
+    // back when its check passes again.
+    bed.write_manifest("flip.yaml", &FLIP.replace("IMAGE", TEST_IMAGE));
+    let pod = bed.wait_until(WAIT, "flip ready", || {
+        let pod = bed.pod("flip")?;
+        (pod["status"]["containerStatuses"][0]["ready"] == true).then_some(pod)
+    });
+    let ip = pod["status"]["podIP"]
+        .as_str()
+        .expect("a pod IP")
+        .to_string();
+    let in_rules = |bed: &NetBed| {
+        let t = bed.nft_service_table();
+        t.contains(&format!("{ip}:8080")) || t.contains(&format!("{ip} . 8080"))
+    };
+    bed.wait_until(WAIT, "flip among the endpoints and in the rules", || {
+        (addresses(&bed, "flip", "addresses") == 1 && in_rules(&bed)).then_some(())
+    });
+    bed.skiff_ok(&["exec", "flip", "--", "rm", "/www/ready"]);
+    bed.wait_until(WAIT, "flip unready, out of the rules", || {
+        (addresses(&bed, "flip", "addresses") == 0 && !in_rules(&bed)).then_some(())
+    });
+    bed.skiff_ok(&["exec", "flip", "--", "sh", "-c", "echo ok > /www/ready"]);
+    bed.wait_until(WAIT, "flip ready again, back in the rules", || {
+        (addresses(&bed, "flip", "addresses") == 1 && in_rules(&bed)).then_some(())
+    });
 }
 
 /// Without pod networking a pod has a loopback-only namespace: its checks run inside it.

@@ -175,7 +175,7 @@ fn a_cluster_ip_spreads_over_ready_endpoints_from_pods_and_the_node() {
         &support::pod_yaml(
             "client",
             &format!(
-                "echo host=$WEB_SERVICE_HOST port=$WEB_SERVICE_PORT link=$WEB_PORT name=$HOSTNAME expanded=$(WEB_SERVICE_HOST) escaped=$$(echo kept); i=0; while [ $i -lt 40 ]; do wget -q -O - {url}; i=$((i+1)); done; echo client-done; trap 'exit 0' TERM; sleep 100000 & wait"
+                "echo host=$WEB_SERVICE_HOST port=$WEB_SERVICE_PORT link=$WEB_PORT name=$HOSTNAME expanded=$(WEB_SERVICE_HOST) escaped=$$(echo kept) api=[$KUBERNETES_SERVICE_HOST$KUBERNETES_PORT]; i=0; while [ $i -lt 40 ]; do wget -q -O - {url}; i=$((i+1)); done; echo client-done; trap 'exit 0' TERM; sleep 100000 & wait"
             ),
             "  terminationGracePeriodSeconds: 1\n",
         ),
@@ -195,6 +195,8 @@ fn a_cluster_ip_spreads_over_ready_endpoints_from_pods_and_the_node() {
             && log.contains(&format!("expanded={ip} escaped=kept")),
         "service variables, $(VAR) and $$ in the command: {log}"
     );
+    // skiff serves no Kubernetes API inside the cluster, so there are no variables for one.
+    assert!(log.contains("api=[]"), "no KUBERNETES_* variables: {log}");
     // Names: the pod's node answers for the cluster domain; the search path makes `web` do.
     bed.write_manifest(
         "dns.yaml",

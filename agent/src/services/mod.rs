@@ -181,3 +181,157 @@ pub fn programmed_ports(table: &ServiceTable) -> Vec<rules::ProgrammedPort> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::dns::tests::service;
+    use super::endpoints::{EndpointPod, NamedPort};
+    use super::*;
+
+    fn pod(name: &str, ip: &str, ports: &[(&str, u16, &str)]) -> Endpoint {
+        Endpoint::new(
+            Arc::new(EndpointPod {
+                ip: ip.parse().unwrap(),
+                ready: true,
+                name: name.into(),
+                node: "n1".into(),
+                hostname: None,
+                ports: ports
+                    .iter()
+                    .map(|(n, p, proto)| NamedPort {
+                        name: (*n).into(),
+                        port: *p,
+                        protocol: (*proto).into(),
+                    })
+                    .collect(),
+            }),
+            false,
+        )
+    }
+
+    fn view(
+        spec: &str,
+        ip: Option<&str>,
+        node_ports: &[(&str, u16)],
+        eps: Vec<Endpoint>,
+    ) -> ServiceView {
+        ServiceView {
+            service: service("s", spec),
+            allocation: Allocation {
+                cluster_ip: ip.map(|i| i.parse().unwrap()),
+                node_ports: node_ports.iter().map(|(k, p)| ((*k).into(), *p)).collect(),
+                refused: Vec::new(),
+            },
+            endpoints: eps,
+            selected: 0,
+        }
+    }
+
+    #[test]
+    fn programmed_ports_are_the_ports_with_an_address_and_their_pods_ports() {
+        let both = || {
+            vec![
+                pod(
+                    "a",
+                    "10.42.1.2",
+                    &[("http", 8080, "TCP"), ("dns", 5353, "UDP")],
+                ),
+                // Declares no port named http: not behind the named port, but behind a number.
+                pod("b", "10.42.2.2", &[("web", 9090, "TCP")]),
+            ]
+        };
+        let mut table = ServiceTable::new();
+        table.insert(
+            "default/web".into(),
+            view(
+                "  type: NodePort\n  selector: {app: a}\n  sessionAffinity: ClientIP\n  ports:\n  - {name: http, port: 80, targetPort: http}\n  - {name: raw, port: 81, targetPort: 7000}\n  - {name: dns, port: 53, targetPort: dns, protocol: UDP}\n",
+                Some("10.43.0.10"),
+                &[("http/TCP", 30080)],
+                both(),
+            ),
+        );
+        // Headless, ExternalName and a Service whose address was refused: nothing programmed.
+        table.insert(
+            "default/headless".into(),
+            view(
+                "  clusterIP: None\n  selector: {app: a}\n  ports: [{port: 80}]\n",
+                None,
+                &[],
+                both(),
+            ),
+        );
+        table.insert(
+            "default/ext".into(),
+            view(
+                "  type: ExternalName\n  externalName: a.example.com\n",
+                None,
+                &[],
+                vec![],
+            ),
+        );
+        table.insert(
+            "default/refused".into(),
+            view(
+                "  selector: {app: a}\n  ports: [{port: 80}]\n",
+                None,
+                &[],
+                both(),
+            ),
+        );
+        let ports = programmed_ports(&table);
+        let got: Vec<_> = ports
+            .iter()
+            .map(|p| {
+                (
+                    p.service.as_str(),
+                    p.key.as_str(),
+                    p.protocol,
+                    p.cluster_ip.map(|ip| ip.to_string()),
+                    p.port,
+                    p.node_port,
+                    p.endpoints
+                        .iter()
+                        .map(|(ip, port)| format!("{ip}:{port}"))
+                        .collect::<Vec<_>>(),
+                    p.affinity_seconds,
+                )
+            })
+            .collect();
+        let ip = Some("10.43.0.10".to_string());
+        assert_eq!(
+            got,
+            [
+                (
+                    "default/web",
+                    "http/TCP",
+                    "tcp",
+                    ip.clone(),
+                    80,
+                    Some(30080),
+                    vec!["10.42.1.2:8080".to_string()],
+                    Some(10_800),
+                ),
+                (
+                    "default/web",
+                    "raw/TCP",
+                    "tcp",
+                    ip.clone(),
+                    81,
+                    None,
+                    vec!["10.42.1.2:7000".to_string(), "10.42.2.2:7000".to_string()],
+                    Some(10_800),
+                ),
+                (
+                    "default/web",
+                    "dns/UDP",
+                    "udp",
+                    ip,
+                    53,
+                    None,
+                    vec!["10.42.1.2:5353".to_string()],
+                    Some(10_800),
+                ),
+            ]
+        );
+    }
+}
