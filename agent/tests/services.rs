@@ -139,10 +139,6 @@ fn a_cluster_ip_spreads_over_ready_endpoints_from_pods_and_the_node() {
             && described.matches("ip: 198.18.60.").count() == 2,
         "selector, address, port and both endpoints: {described}"
     );
-    assert!(
-        described.contains(&format!("ClusterIPAllocated: clusterIP {ip}")),
-        "the allocation is an event of the Service: {described}"
-    );
     // A second Service pinned on web's address is refused, and says why where users look.
     bed.write_manifest(
         "dup.yaml",

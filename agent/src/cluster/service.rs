@@ -247,8 +247,8 @@ pub struct ClusterService {
     published_book: Option<u64>,
     published_book_of: Option<Arc<crate::services::Book>>,
     published_book_parts: u32,
-    /// The book this node last told events about (`describe service`): a refusal is told again
-    /// after a restart, an address or node port it already held is not.
+    /// The book this node last told refusals of (`describe service`): held without its
+    /// refusals at the start, so that they are told again after a restart.
     noted_book: Arc<crate::services::Book>,
     /// The Service table and what it was computed from.
     services: Arc<crate::services::ServiceTable>,

@@ -264,54 +264,30 @@ fn allocate_node_ports(
 }
 
 /// FNV-1a: stable across builds and platforms (std's hasher is not).
-/// An event about one Service's entry in the book: `describe service` shows them.
+/// A refusal in the book that is new for its Service: a warning event `describe service` shows
+/// (the only way a user learns why a pinned address or node port was not given). Routine
+/// allocations make no event: creating many Services would push every other event out of the
+/// bounded log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BookEvent {
     pub service: ServiceName,
-    pub warning: bool,
     pub reason: &'static str,
     pub message: String,
 }
 
-/// What changed for each Service from `old` to `new`: an address or a node port given (or
-/// moved), a refusal that is new. A Service that left the book has nothing to say (its events go
-/// with it).
+/// The refusals in `new` that `old` did not hold for the same Service. A Service that left
+/// the book has nothing to say.
 pub fn book_events(old: &Book, new: &Book) -> Vec<BookEvent> {
     let mut events = Vec::new();
-    let empty = Allocation::default();
     for (service, now) in new {
-        let was = old.get(service).unwrap_or(&empty);
-        let mut event = |warning, reason, message| {
-            events.push(BookEvent {
-                service: service.clone(),
-                warning,
-                reason,
-                message,
-            })
-        };
-        if let Some(ip) = now.cluster_ip
-            && was.cluster_ip != Some(ip)
-        {
-            event(false, "ClusterIPAllocated", format!("clusterIP {ip}"));
-        }
-        for (key, port) in &now.node_ports {
-            if was.node_ports.get(key) != Some(port) {
-                let (name, protocol) = key.rsplit_once('/').unwrap_or(("", key));
-                let which = if name.is_empty() {
-                    String::new()
-                } else {
-                    format!("port {name:?} ")
-                };
-                event(
-                    false,
-                    "NodePortAllocated",
-                    format!("{which}nodePort {port}/{protocol}"),
-                );
-            }
-        }
+        let was = old.get(service).map_or(&[][..], |a| &a.refused[..]);
         for why in &now.refused {
-            if !was.refused.contains(why) {
-                event(true, "AllocationFailed", why.clone());
+            if !was.contains(why) {
+                events.push(BookEvent {
+                    service: service.clone(),
+                    reason: "AllocationFailed",
+                    message: why.clone(),
+                });
             }
         }
     }
@@ -725,44 +701,24 @@ mod tests {
     }
 
     #[test]
-    fn book_events_name_what_was_given_and_what_is_newly_refused() {
+    fn book_events_are_the_refusals_that_are_new() {
         let cidr = "10.43.0.0/16";
-        let web = service(
-            "web",
-            "  type: NodePort\n  ports: [{name: http, port: 80}]\n",
-        );
+        let web = service("web", PORT);
         let first = run(&[("web", web.clone())], &Book::new(), cidr);
         let ip = first["default/web"].cluster_ip.expect("an address");
-        let np = first["default/web"].node_ports["http/TCP"];
-        let said: Vec<(bool, &str, String)> = book_events(&Book::new(), &first)
-            .into_iter()
-            .map(|e| (e.warning, e.reason, e.message))
-            .collect();
-        assert_eq!(
-            said,
-            [
-                (false, "ClusterIPAllocated", format!("clusterIP {ip}")),
-                (
-                    false,
-                    "NodePortAllocated",
-                    format!("port \"http\" nodePort {np}/TCP")
-                ),
-            ]
-        );
-        // The same book again says nothing; a Service that left says nothing either.
-        assert!(book_events(&first, &first).is_empty());
+        // An address given is no event; a Service that left says nothing either.
+        assert!(book_events(&Book::new(), &first).is_empty());
         assert!(book_events(&first, &Book::new()).is_empty());
         // A pin another Service holds: refused once, not again while it stays refused.
         let pin = service("pin", &format!("  clusterIP: {ip}\n{PORT}"));
         let second = run(&[("web", web), ("pin", pin)], &first, cidr);
-        let said = book_events(&first, &second);
-        assert_eq!(said.len(), 1, "{said:?}");
-        assert_eq!(said[0].service, "default/pin");
-        assert!(said[0].warning);
-        assert_eq!(said[0].reason, "AllocationFailed");
         assert_eq!(
-            said[0].message,
-            format!("clusterIP {ip} is already used by Service default/web")
+            book_events(&first, &second),
+            [BookEvent {
+                service: "default/pin".into(),
+                reason: "AllocationFailed",
+                message: format!("clusterIP {ip} is already used by Service default/web"),
+            }]
         );
         assert!(book_events(&second, &second).is_empty());
     }

@@ -70,8 +70,8 @@ impl ClusterService {
         }
     }
 
-    /// Events for what the book gave or newly refused since the last look, as `Service`
-    /// events of this node (every node tells them, so `describe service` shows them anywhere).
+    /// Warning events for what the book newly refused since the last look, as `Service` events
+    /// of this node (every node tells them, so `describe service` shows them anywhere).
     pub(super) fn note_book(&mut self, outputs: &ClusterOutputs) {
         if Arc::ptr_eq(&self.noted_book, &self.book) {
             return;
@@ -81,7 +81,7 @@ impl ClusterService {
             super::rollback::note(
                 outputs,
                 crate::events::Note {
-                    warning: e.warning,
+                    warning: true,
                     reason: e.reason.into(),
                     object_kind: "Service".into(),
                     namespace: namespace.into(),
