@@ -66,7 +66,11 @@ fn apply_and_delete_through_the_api() {
     let file = agent.dir.join("api.yaml");
     std::fs::write(
         &file,
-        pod_yaml("api", "trap 'exit 0' TERM; sleep 100000 & wait", ""),
+        pod_yaml(
+            "api",
+            "trap 'exit 0' TERM; sleep 100000 & wait",
+            "  terminationGracePeriodSeconds: 2\n",
+        ),
     )
     .expect("write");
     let f = file.display().to_string();

@@ -258,7 +258,7 @@ fn solo(env: &str) -> String {
     support::pod_yaml(
         "solo",
         &format!("trap 'exit 0' TERM; echo value={env}; sleep 100000 & wait"),
-        "",
+        "  terminationGracePeriodSeconds: 2\n",
     )
 }
 

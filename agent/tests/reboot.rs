@@ -23,6 +23,7 @@ spec:
     metadata:
       labels: {{app: web}}
     spec:
+      terminationGracePeriodSeconds: 2
       volumes:
       - name: mem
         emptyDir: {{medium: Memory}}

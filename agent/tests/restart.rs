@@ -133,7 +133,11 @@ fn changes_made_while_the_agent_was_down_are_applied_on_start() {
     agent.write_manifest("web.yaml", &deployment());
     agent.write_manifest(
         "solo.yaml",
-        &pod_yaml("solo", "trap 'exit 0' TERM; sleep 100000 & wait", ""),
+        &pod_yaml(
+            "solo",
+            "trap 'exit 0' TERM; sleep 100000 & wait",
+            "  terminationGracePeriodSeconds: 2\n",
+        ),
     );
     agent.write_manifest(
         "crashy.yaml",

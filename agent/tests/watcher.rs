@@ -13,7 +13,9 @@ fn json_subdirectories_and_ignored_files() {
     let agent = TestAgent::start();
     let sub = agent.manifests.join("team").join("edge");
     std::fs::create_dir_all(&sub).expect("subdir");
-    std::fs::write(sub.join("deep.yaml"), pod_yaml("deep", SLEEPER, "")).expect("write");
+    // Stopped soon after it runs: a short grace bounds a SIGTERM lost before the shell's trap.
+    let deep = pod_yaml("deep", SLEEPER, "  terminationGracePeriodSeconds: 2\n");
+    std::fs::write(sub.join("deep.yaml"), deep).expect("write");
     let json = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Pod",
