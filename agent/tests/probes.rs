@@ -102,6 +102,9 @@ fn readiness_gates_ready_and_endpoints_and_liveness_restarts() {
     let (ready, _) = bed.wait_until(WAIT, "the container's status", || ready_of(&bed));
     assert!(!ready, "ready before its readiness probe passed");
     assert_eq!(endpoints(&bed), 0, "a pod that is not ready is no endpoint");
+    // Listed, as Kubernetes' Endpoints do, among the not-ready addresses meanwhile.
+    let not_ready = addresses(&bed, "probed", "notReadyAddresses");
+    assert!(not_ready <= 1, "{not_ready} not-ready addresses of one pod");
     bed.wait_until(WAIT, "READY through the readiness probe", || {
         ready_of(&bed).filter(|(r, _)| *r)
     });
@@ -140,12 +143,22 @@ fn readiness_gates_ready_and_endpoints_and_liveness_restarts() {
         (addresses(&bed, "flip", "addresses") == 1 && in_rules(&bed)).then_some(())
     });
     bed.skiff_ok(&["exec", "flip", "--", "rm", "/www/ready"]);
-    bed.wait_until(WAIT, "flip unready, out of the rules", || {
-        (addresses(&bed, "flip", "addresses") == 0 && !in_rules(&bed)).then_some(())
-    });
+    bed.wait_until(
+        WAIT,
+        "flip unready, out of the rules, listed as not ready",
+        || {
+            (addresses(&bed, "flip", "addresses") == 0
+                && addresses(&bed, "flip", "notReadyAddresses") == 1
+                && !in_rules(&bed))
+            .then_some(())
+        },
+    );
     bed.skiff_ok(&["exec", "flip", "--", "sh", "-c", "echo ok > /www/ready"]);
     bed.wait_until(WAIT, "flip ready again, back in the rules", || {
-        (addresses(&bed, "flip", "addresses") == 1 && in_rules(&bed)).then_some(())
+        (addresses(&bed, "flip", "addresses") == 1
+            && addresses(&bed, "flip", "notReadyAddresses") == 0
+            && in_rules(&bed))
+        .then_some(())
     });
 }
 

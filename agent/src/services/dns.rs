@@ -291,7 +291,7 @@ fn reverse_lookup(ip: Ipv4Addr, table: &ServiceTable, domain: &str) -> Option<Na
         return Some(name(&format!("{}.{}.svc", v.name(), v.namespace()), domain));
     }
     table.values().find_map(|v| {
-        let e = v.endpoints.iter().find(|e| e.ip() == ip)?;
+        let e = serving(v).find(|e| e.ip() == ip)?;
         Some(name(
             &format!("{}.{}.{}.svc", endpoint_label(e), v.name(), v.namespace()),
             domain,

@@ -337,7 +337,11 @@ fn a_pod_that_is_no_endpoint_has_a_pod_ptr() {
             Name::from_ascii(name).unwrap(),
             RecordType::PTR,
         ));
-        let pods = |ip: Ipv4Addr| (ip == Ipv4Addr::new(10, 42, 9, 9)).then(|| "tools".to_string());
+        let pods = |ip: Ipv4Addr| {
+            [Ipv4Addr::new(10, 42, 9, 9), Ipv4Addr::new(10, 42, 2, 5)]
+                .contains(&ip)
+                .then(|| "tools".to_string())
+        };
         answer_with_pods(&request, &table(), DEFAULT_DOMAIN, &pods)
     };
     let Answer::Local(m) = ptr("9.9.42.10.in-addr.arpa.") else {
@@ -349,6 +353,11 @@ fn a_pod_that_is_no_endpoint_has_a_pod_ptr() {
         panic!("an endpoint")
     };
     assert_eq!(data(&m), ["10-42-3-5.db.default.svc.cluster.local."]);
+    // An unready endpoint (db-1) is named as a pod: the Service does not serve it.
+    let Answer::Local(m) = ptr("5.2.42.10.in-addr.arpa.") else {
+        panic!("a pod's address is answered here")
+    };
+    assert_eq!(data(&m), ["10-42-2-5.tools.pod.cluster.local."]);
     assert!(matches!(ptr("8.8.8.8.in-addr.arpa."), Answer::Forward));
 }
 

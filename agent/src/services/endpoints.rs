@@ -106,10 +106,12 @@ fn target_port(port: &ServicePort, pod_ports: &[NamedPort]) -> Option<u16> {
     }
 }
 
-/// The endpoints of `service` among `pods`: selected, addressed, not being deleted, and ready
-/// (or any of them, stopping or not ready, with `publishNotReadyAddresses`). Endpoints on
-/// `gone_nodes` (NotReady for longer than the eviction delay) are left out unless that would
-/// leave none: a blackhole is worse than a slow endpoint. Sorted by address.
+/// The endpoints of `service` among `pods`: selected, addressed and not being deleted (or any
+/// of them, stopping too, with `publishNotReadyAddresses`). Unready pods are kept, for
+/// `get endpoints` to list them as not ready; what sends traffic or answers DNS takes only
+/// those [`Endpoint::serving`]. Endpoints on `gone_nodes` (NotReady for longer than the
+/// eviction delay) are left out unless that would leave none serving: a blackhole is worse
+/// than a slow endpoint. Sorted by address.
 pub fn endpoints<'a>(
     namespace: &str,
     name: &str,
@@ -126,9 +128,6 @@ pub fn endpoints<'a>(
         .filter(|p| !p.deleting || spec.publish_not_ready_addresses)
         .filter_map(|p| {
             let pod = p.pod.as_ref()?;
-            if !pod.ready && !spec.publish_not_ready_addresses {
-                return None;
-            }
             // A pod that declares none of the Service's named target ports serves none of it.
             if !spec.ports.is_empty()
                 && !spec
@@ -143,7 +142,10 @@ pub fn endpoints<'a>(
         .collect();
     all.sort();
     all.dedup_by(|a, b| a.ip() == b.ip());
-    if all.iter().any(|e| !gone_nodes.contains(e.node())) {
+    if all
+        .iter()
+        .any(|e| e.serving(service) && !gone_nodes.contains(e.node()))
+    {
         all.retain(|e| !gone_nodes.contains(e.node()));
     }
     // Kept for as long as the Service is: no spare capacity (a Vec grown one endpoint at a time
@@ -256,19 +258,20 @@ mod tests {
         ];
         let none = BTreeSet::new();
         let n3_gone: BTreeSet<String> = ["n3".to_string()].into();
+        let n1_n3_gone: BTreeSet<String> = ["n1".to_string(), "n3".to_string()].into();
         let all_gone: BTreeSet<String> = ["n1", "n2", "n3"].iter().map(|s| s.to_string()).collect();
         let cases: Vec<(&str, &Service, &BTreeSet<String>, Vec<&str>)> = vec![
             (
-                "ready, selected, same namespace, addressed",
+                "selected, same namespace, addressed; unready ones too (not serving)",
                 &by_number,
                 &none,
-                vec!["a", "c", "p"],
+                vec!["a", "b", "c", "p"],
             ),
             (
                 "a named target port needs the pod to declare it",
                 &by_name,
                 &none,
-                vec!["a", "c"],
+                vec!["a", "b", "c"],
             ),
             (
                 "publishNotReadyAddresses takes unready and stopping pods too",
@@ -281,13 +284,19 @@ mod tests {
                 "endpoints on a gone node are dropped",
                 &by_number,
                 &n3_gone,
-                vec!["a", "p"],
+                vec!["a", "b", "p"],
             ),
             (
                 "unless that leaves none",
                 &by_number,
                 &all_gone,
-                vec!["a", "c", "p"],
+                vec!["a", "b", "c", "p"],
+            ),
+            (
+                "or leaves only unready ones",
+                &by_name,
+                &n1_n3_gone,
+                vec!["a", "b", "c"],
             ),
         ];
         for (what, svc, gone, want) in cases {
@@ -296,6 +305,26 @@ mod tests {
             got.sort();
             assert_eq!(got, want, "{what}");
         }
+        let serving = |svc: &Service| {
+            let got = endpoints("default", "web", svc, views(&pods), &none);
+            let mut names: Vec<String> = got
+                .iter()
+                .filter(|e| e.serving(svc))
+                .map(|e| e.name().to_string())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(
+            serving(&by_number),
+            ["a", "c", "p"],
+            "only ready pods serve"
+        );
+        assert_eq!(
+            serving(&not_ready_too),
+            ["a", "b", "c", "d", "p"],
+            "every pod serves with publishNotReadyAddresses"
+        );
         let got = endpoints("default", "web", &by_name, views(&pods), &none);
         assert_eq!(
             got[0].port(&by_name.spec.ports[0]),

@@ -165,6 +165,7 @@ pub fn programmed_ports(table: &ServiceTable) -> Vec<rules::ProgrammedPort> {
             let endpoints = view
                 .endpoints
                 .iter()
+                .filter(|e| e.serving(&view.service))
                 .filter_map(|e| Some((e.ip(), e.port(p)?)))
                 .collect();
             out.push(rules::ProgrammedPort {
@@ -209,6 +210,12 @@ mod tests {
         )
     }
 
+    fn unready(e: Endpoint) -> Endpoint {
+        let mut pod = EndpointPod::clone(&e.pod);
+        pod.ready = false;
+        Endpoint::new(Arc::new(pod), false)
+    }
+
     fn view(
         spec: &str,
         ip: Option<&str>,
@@ -238,6 +245,12 @@ mod tests {
                 ),
                 // Declares no port named http: not behind the named port, but behind a number.
                 pod("b", "10.42.2.2", &[("web", 9090, "TCP")]),
+                // Not ready: listed by `get endpoints`, behind no port.
+                unready(pod(
+                    "u",
+                    "10.42.3.2",
+                    &[("http", 8080, "TCP"), ("dns", 5353, "UDP")],
+                )),
             ]
         };
         let mut table = ServiceTable::new();
