@@ -423,13 +423,21 @@ fn udp_client(
     port: u16,
     ip: std::net::Ipv4Addr,
 ) -> impl Fn(&str) -> Option<String> + use<> {
+    udp_client_to(bed, port, std::net::SocketAddr::new(ip.into(), 53))
+}
+
+/// As [`udp_client`], sending to `to`.
+fn udp_client_to(
+    bed: &NetBed,
+    port: u16,
+    to: std::net::SocketAddr,
+) -> impl Fn(&str) -> Option<String> + use<> {
     let client = support::netbed::in_netns(&bed.node_netns, move || {
         std::net::UdpSocket::bind(("0.0.0.0", port)).expect("bind the client port")
     });
     client
         .set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
-    let to = std::net::SocketAddr::new(ip.into(), 53);
     move |msg: &str| {
         client.send_to(msg.as_bytes(), to).ok()?;
         let mut buf = [0u8; 256];
@@ -617,7 +625,7 @@ fn a_udp_flow_from_before_the_service_is_answered_once_it_exists() {
     bed.write_manifest(
         "echo-svc.yaml",
         &format!(
-            "apiVersion: v1\nkind: Service\nmetadata:\n  name: echo\nspec:\n  clusterIP: {ip}\n  selector: {{app: echo}}\n  ports:\n  - {{port: 53, targetPort: echo, protocol: UDP}}\n"
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: echo\nspec:\n  type: NodePort\n  clusterIP: {ip}\n  selector: {{app: echo}}\n  ports:\n  - {{port: 53, targetPort: echo, protocol: UDP, nodePort: 30053}}\n"
         ),
     );
     // The same client flow, sending all along (every 300 ms), gets its answer.
@@ -627,6 +635,13 @@ fn a_udp_flow_from_before_the_service_is_answered_once_it_exists() {
         || ask("late").filter(|r| r.starts_with("u1:")),
     );
     assert_eq!(answer, "u1:late");
+    // And a flow through the node port, on the node's address.
+    let node_port = std::net::SocketAddr::new(bed.gateway().into(), 30053);
+    let ask_node_port = udp_client_to(&bed, 40057, node_port);
+    let answer = bed.wait_until(WAIT, "an answer through the node port", || {
+        ask_node_port("np").filter(|r| r.starts_with("u1:"))
+    });
+    assert_eq!(answer, "u1:np");
 
     // The Service deleted while the agent is down: when it starts again it does not know the
     // Service was there, yet the flow that would still reach the old endpoint is forgotten.
@@ -636,7 +651,15 @@ fn a_udp_flow_from_before_the_service_is_answered_once_it_exists() {
     let through = |f: &skiff_cni::conntrack::Flow| {
         f.orig.dst == ip && f.orig.sport == 40056 && f.reply.src == pod_v4
     };
-    assert!(node_flows(&bed).iter().any(through), "the flow to forget");
+    let through_node_port = |f: &skiff_cni::conntrack::Flow| {
+        f.orig.dport == 30053 && f.orig.sport == 40057 && f.reply.src == pod_v4
+    };
+    let flows = node_flows(&bed);
+    assert!(flows.iter().any(through), "the flow to forget");
+    assert!(
+        flows.iter().any(through_node_port),
+        "the node port flow to forget: {flows:?}"
+    );
     bed.stop();
     bed.remove_manifest("echo-svc.yaml");
     assert_eq!(
@@ -644,17 +667,29 @@ fn a_udp_flow_from_before_the_service_is_answered_once_it_exists() {
         Some("u1:down"),
         "the tracked flow still reaches the endpoint while the agent is down"
     );
+    assert_eq!(
+        ask_node_port("down").as_deref(),
+        Some("u1:down"),
+        "the tracked node port flow too"
+    );
     bed.restart();
     bed.wait_until(
         WAIT,
-        "the flow through the deleted Service forgotten",
+        "the flows through the deleted Service forgotten",
         || {
             // Each datagram would keep the flow alive while it is there.
             ask("kept?");
-            (!node_flows(&bed).iter().any(through)).then_some(())
+            ask_node_port("kept?");
+            let flows = node_flows(&bed);
+            (!flows.iter().any(through) && !flows.iter().any(through_node_port)).then_some(())
         },
     );
     assert_eq!(ask("after"), None, "no answer through the deleted Service");
+    assert_eq!(
+        ask_node_port("after"),
+        None,
+        "no answer through its deleted node port"
+    );
 }
 
 /// `sessionAffinity: ClientIP`: the rules load into real nftables, and one client keeps its

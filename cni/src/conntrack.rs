@@ -29,11 +29,12 @@ pub struct FlowTuple {
 }
 
 /// A tracked flow: what the client sent to (`orig`) and who answers (`reply`; after DNAT its
-/// source is the endpoint).
+/// source is the endpoint), and the connection's mark (`ct mark`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Flow {
     pub orig: FlowTuple,
     pub reply: FlowTuple,
+    pub mark: u32,
 }
 
 fn fail(op: &'static str, e: impl std::fmt::Display) -> CniError {
@@ -152,18 +153,19 @@ pub fn list() -> Result<Vec<Flow>, CniError> {
     )?;
     let mut flows = Vec::new();
     receive(&socket, "list flows", |attributes| {
-        let (mut orig, mut reply) = (None, None);
+        let (mut orig, mut reply, mut mark) = (None, None, 0);
         for a in attributes {
             match a {
                 ConntrackAttribute::CtaTupleOrig(t) => orig = tuple_of(t),
                 ConntrackAttribute::CtaTupleReply(t) => reply = tuple_of(t),
+                ConntrackAttribute::CtaMark(m) => mark = *m,
                 _ => {}
             }
         }
         if let (Some(orig), Some(reply)) = (orig, reply)
             && matches!(orig.protocol, 6 | 17)
         {
-            flows.push(Flow { orig, reply });
+            flows.push(Flow { orig, reply, mark });
         }
     })?;
     Ok(flows)

@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 
 use skiff_cni::conntrack::Flow;
 
-use super::rules::ProgrammedPort;
+use super::rules::{NODE_PORT_MARK, ProgrammedPort};
 
 const TCP: u8 = 6;
 const UDP: u8 = 17;
@@ -27,8 +27,8 @@ pub enum Stale {
     /// or no endpoint, they would keep going past the Service until they time out.
     Untranslated(Target),
     /// At the first sync after the agent started, when what was programmed before is not
-    /// known: UDP flows to the service CIDR (and translated ones to a node port still
-    /// programmed) that the programmed ports would not make now. TCP connections are left to
+    /// known: UDP flows to the service CIDR, and UDP flows a node port rule translated (their
+    /// connection carries [`NODE_PORT_MARK`]), that the programmed ports would not make now. TCP connections are left to
     /// end (the rules may not hold every Service yet; a tracked connection keeps its endpoint).
     AtStart {
         cidr: ipnet::Ipv4Net,
@@ -95,8 +95,13 @@ impl Stale {
                     return false;
                 }
                 match now.iter().find(|(to, _)| to.addressed_by(flow)) {
-                    // To the service CIDR, and no port of it is programmed: a Service gone.
-                    None => cidr.contains(&flow.orig.dst),
+                    // To the service CIDR, and no port of it is programmed: a Service gone;
+                    // or through a node port (its connection mark says so) no longer
+                    // programmed for UDP.
+                    None => {
+                        cidr.contains(&flow.orig.dst)
+                            || (flow.mark & NODE_PORT_MARK != 0 && translated(flow))
+                    }
                     Some((_, endpoints)) if translated(flow) => {
                         !endpoints.contains(&(flow.reply.src, flow.reply.sport))
                     }
@@ -109,8 +114,8 @@ impl Stale {
 
 /// What to forget at the first sync after a start, with `new` programmed and nothing known of
 /// what was before (a Service deleted, or an endpoint gone, while the agent was down): the UDP
-/// flows [`stale`] would name for some earlier state. A deleted NodePort Service's flows through
-/// its node port are not known to be a Service's (a hostPort may use the number) and time out.
+/// flows [`stale`] would name for some earlier state. A flow through a node port is told by its
+/// connection mark, set by the node port's rule: a hostPort's flow of the same number has none.
 pub fn stale_at_start(cidr: ipnet::Ipv4Net, new: &[ProgrammedPort]) -> Stale {
     Stale::AtStart {
         cidr,
@@ -204,6 +209,15 @@ mod tests {
                 sport: eport,
                 dport: 40000,
             },
+            mark: 0,
+        }
+    }
+
+    /// `f` as a node port rule leaves it: with the node port bit in its connection mark.
+    fn marked(f: Flow) -> Flow {
+        Flow {
+            mark: NODE_PORT_MARK | 0x1,
+            ..f
         }
     }
 
@@ -309,9 +323,15 @@ mod tests {
         let cidr: ipnet::Ipv4Net = "10.43.0.0/16".parse().unwrap();
         let to_a = flow(UDP, "10.43.0.10", 53, a.0, a.1);
         let to_b = flow(UDP, "10.43.0.10", 53, b.0, b.1);
-        let node_port_to_a = flow(UDP, "192.0.2.1", 30053, a.0, a.1);
+        let node_port_to_a = marked(flow(UDP, "192.0.2.1", 30053, a.0, a.1));
         let tcp_to_a = flow(TCP, "10.43.0.10", 53, a.0, a.1);
         let untranslated = flow(UDP, "10.43.0.10", 53, "10.43.0.10", 53);
+        // Through a node port no longer programmed (its Service deleted while the agent was
+        // down), to a port number no Service has now; TCP is left to end.
+        let gone_node_port = marked(flow(UDP, "192.0.2.1", 30099, a.0, a.1));
+        let gone_tcp_node_port = marked(flow(TCP, "192.0.2.1", 30099, a.0, 8080));
+        // A hostPort of the same number: translated, but no node port rule's mark.
+        let host_port_to_a = flow(UDP, "192.0.2.1", 30099, a.0, a.1);
         // To a ClusterIP that no Service has now (deleted while the agent was down); the TCP
         // one is left to end.
         let gone_service = flow(UDP, "10.43.0.99", 53, a.0, a.1);
@@ -329,32 +349,61 @@ mod tests {
             &gone_tcp,
             &direct_to_a,
             &elsewhere_30053,
+            &gone_node_port,
+            &gone_tcp_node_port,
+            &host_port_to_a,
         ];
         let rows: Vec<(&str, Vec<ProgrammedPort>, Vec<&Flow>)> = vec![
             (
-                "nothing programmed: every UDP flow to the CIDR",
+                "nothing programmed: every UDP flow to the CIDR or through a node port",
                 vec![],
-                vec![&to_a, &to_b, &untranslated, &gone_service],
+                vec![
+                    &to_a,
+                    &to_b,
+                    &node_port_to_a,
+                    &untranslated,
+                    &gone_service,
+                    &gone_node_port,
+                ],
             ),
             (
                 "udp with a and b: only the flows to the Service that is gone",
                 vec![port("s", "udp", &[a, b])],
-                vec![&untranslated, &gone_service],
+                vec![&untranslated, &gone_service, &gone_node_port],
             ),
             (
                 "udp with b only: a's flows too, through the ClusterIP and node port",
                 vec![port("s", "udp", &[b])],
-                vec![&to_a, &node_port_to_a, &untranslated, &gone_service],
+                vec![
+                    &to_a,
+                    &node_port_to_a,
+                    &untranslated,
+                    &gone_service,
+                    &gone_node_port,
+                ],
             ),
             (
                 "udp without endpoints: untranslated flows wait for one",
                 vec![port("s", "udp", &[])],
-                vec![&to_a, &to_b, &node_port_to_a, &gone_service],
+                vec![
+                    &to_a,
+                    &to_b,
+                    &node_port_to_a,
+                    &gone_service,
+                    &gone_node_port,
+                ],
             ),
             (
                 "tcp only: the UDP flows to its address are no Service's; TCP is left to end",
                 vec![port("s", "tcp", &[b])],
-                vec![&to_a, &to_b, &untranslated, &gone_service],
+                vec![
+                    &to_a,
+                    &to_b,
+                    &node_port_to_a,
+                    &untranslated,
+                    &gone_service,
+                    &gone_node_port,
+                ],
             ),
         ];
         for (what, now, want) in rows {

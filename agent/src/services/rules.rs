@@ -13,7 +13,9 @@ use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
 /// Packets to a node port are marked so that postrouting masquerades them (replies come back
-/// through the node the client chose).
+/// through the node the client chose); their connection gets the same bit as its ct mark, so
+/// that after a restart a UDP flow through a node port no longer programmed can be told from
+/// a hostPort's (see [`super::flows::Stale::AtStart`]).
 pub const NODE_PORT_MARK: u32 = 0x4000;
 
 /// One Service port as the node programs it.
@@ -147,6 +149,7 @@ pub fn plan(ports: &[ProgrammedPort]) -> Ruleset {
                 np_chain.clone(),
                 vec![
                     format!("meta mark set meta mark | {NODE_PORT_MARK:#x}"),
+                    format!("ct mark set ct mark | {NODE_PORT_MARK:#x}"),
                     format!("goto {svc_chain}"),
                 ],
             );
@@ -344,7 +347,14 @@ mod tests {
         assert!(rs.rejected_ips.contains("10.43.0.11 . tcp . 80"));
         assert!(!rs.service_ips.contains_key("10.43.0.11 . tcp . 80"));
         let np = &rs.node_ports["tcp . 30080"];
-        assert_eq!(rs.chains[np][1], format!("goto {chain}"));
+        assert_eq!(
+            rs.chains[np],
+            [
+                "meta mark set meta mark | 0x4000".to_string(),
+                "ct mark set ct mark | 0x4000".to_string(),
+                format!("goto {chain}"),
+            ]
+        );
         // One endpoint: no numgen.
         let one = plan(&[port("default/one", "10.43.0.12", &[("10.42.1.3", 80)])]);
         let chain = &one.service_ips["10.43.0.12 . tcp . 80"];
