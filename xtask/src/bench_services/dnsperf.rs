@@ -67,6 +67,10 @@ struct Stats {
     not_noerror: u64,
     /// CPU time the server used during the run (user + system, all threads), seconds.
     server_cpu: f64,
+    /// The machine's CPU time over the run (all cores, jiffies) and how much of it the
+    /// hypervisor took from this VM (steal): a run with steal is disturbed from outside.
+    machine_ticks: u64,
+    steal_ticks: u64,
 }
 
 pub struct Report {
@@ -92,6 +96,8 @@ impl Stats {
             all.latencies.extend_from_slice(&s.latencies);
             all.not_noerror += s.not_noerror;
             all.server_cpu += s.server_cpu;
+            all.machine_ticks += s.machine_ticks;
+            all.steal_ticks += s.steal_ticks;
         }
         all.avg_latency /= all.completed.max(1) as f64;
         all
@@ -110,6 +116,25 @@ impl Drop for Dnsmasq {
 
 /// User + system CPU time of process `pid` so far, in seconds (`/proc/PID/stat` counts in
 /// USER_HZ, 100 on Linux).
+/// The machine's CPU time so far (all cores, jiffies) and the part of it stolen by the
+/// hypervisor, from the first line of /proc/stat.
+fn machine_ticks() -> Result<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").context("read /proc/stat")?;
+    parse_machine_ticks(&stat).context("/proc/stat without its cpu line")
+}
+
+fn parse_machine_ticks(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    // user nice system idle iowait irq softirq steal (guest time is counted in user).
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    (fields.len() == 8).then(|| (fields.iter().sum(), fields[7]))
+}
+
 fn cpu_seconds(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("read /proc/{pid}/stat"))?;
@@ -304,8 +329,10 @@ fn dnsperf(
         cmd.args(["-Q", &rate.to_string(), "-v"]);
     }
     let cpu_before = cpu_seconds(server_pid)?;
+    let machine_before = machine_ticks()?;
     let out = cmd.output().context("cannot run dnsperf")?;
     let server_cpu = cpu_seconds(server_pid)? - cpu_before;
+    let machine_after = machine_ticks()?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         bail!(
@@ -318,6 +345,8 @@ fn dnsperf(
     let mut stats = parse(&text)
         .with_context(|| format!("dnsperf against {server}: no statistics in its output"))?;
     stats.server_cpu = server_cpu;
+    stats.machine_ticks = machine_after.0.saturating_sub(machine_before.0);
+    stats.steal_ticks = machine_after.1.saturating_sub(machine_before.1);
     if stats.completed == 0 || (rate.is_some() && stats.latencies.is_empty()) {
         bail!("dnsperf against {server}: no query was answered");
     }
@@ -464,12 +493,36 @@ impl Report {
                 list(&Self::per_round(runs, CONTROL, figure)),
             );
         }
+        let steal = |s: &Stats| 100.0 * s.steal_ticks as f64 / s.machine_ticks.max(1) as f64;
+        let worst = self
+            .fixed
+            .iter()
+            .flatten()
+            .map(steal)
+            .fold(0.0_f64, f64::max);
+        println!(
+            "CPU steal (time the hypervisor gave elsewhere, % of this VM's CPU time) over the {RATE} q/s runs: agent {:.1}%, dnsmasq {:.1}%, dnsmasq #2 {:.1}%; worst run {worst:.1}%",
+            steal(&fixed[AGENT]),
+            steal(&fixed[DNSMASQ]),
+            steal(&fixed[CONTROL]),
+        );
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_machine_time_and_its_steal() {
+        let stat = "cpu  267933 0 126793 244252 3084 0 16680 21298 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
+        assert_eq!(
+            parse_machine_ticks(stat),
+            Some((267933 + 126793 + 244252 + 3084 + 16680 + 21298, 21298))
+        );
+        assert_eq!(parse_machine_ticks("cpu  1 2 3\n"), None);
+        assert_eq!(parse_machine_ticks("intr 5\n"), None);
+    }
 
     #[test]
     fn reads_dnsperf_statistics_and_verbose_lines() {
@@ -552,6 +605,8 @@ Statistics:
             latencies: vec![0.003],
             not_noerror: 2,
             server_cpu: 0.25,
+            machine_ticks: 1000,
+            steal_ticks: 30,
         };
         let p = Stats::pooled(&[a, b]);
         assert_eq!((p.sent, p.completed, p.lost, p.not_noerror), (40, 40, 1, 2));
@@ -560,5 +615,6 @@ Statistics:
         assert!((p.max_latency - 0.004).abs() < 1e-12);
         assert_eq!(p.latencies, vec![0.001, 0.002, 0.003]);
         assert!((p.server_cpu - 0.75).abs() < 1e-12);
+        assert_eq!((p.machine_ticks, p.steal_ticks), (1000, 30));
     }
 }
