@@ -27,6 +27,12 @@
 //! dnsmasq had 0.524 ms, the second dnsmasq 0.343 and the agent, last, 0.191.
 //! The table pools the rounds (rates averaged, latencies of every answer of every round); the
 //! per-round ratios and their medians are printed beside it.
+//!
+//! This VM shares its host: on 2026-12-08 two runs in a row had every server's p50 up tenfold,
+//! and /proc/stat showed 13-34% of the VM's CPU time stolen by the hypervisor during the
+//! fixed-rate runs. So each run's steal is taken, a round with a run above [`STEAL_LIMIT`] is
+//! run again whole (a bounded number of times, independent of the results), and the table
+//! says how many rounds were retried and how many counted ones were still disturbed.
 
 use super::lookup::{lookup, udp_socket_in};
 use super::{RemoveOnDrop, pct, wait_until};
@@ -48,6 +54,11 @@ const DNSMASQ_PORT: u16 = 5353;
 /// The control: a second dnsmasq, started the same way.
 const CONTROL_PORT: u16 = 5354;
 /// The servers, in the order of [`Report::max`] and [`Report::fixed`].
+/// A round in which some run lost more than this share of the VM's CPU time to the
+/// hypervisor (steal, in %) is disturbed from outside: it is run again, whole (every server),
+/// at most [`MAX_RETRIES`] times in all, and the retries are reported.
+const STEAL_LIMIT: f64 = 5.0;
+const MAX_RETRIES: usize = 6;
 const AGENT: usize = 0;
 const DNSMASQ: usize = 1;
 const CONTROL: usize = 2;
@@ -79,9 +90,18 @@ pub struct Report {
     /// Per server, per round: the fixed-rate runs.
     fixed: [Vec<Stats>; 3],
     dnsmasq_version: String,
+    /// Rounds run again for steal above [`STEAL_LIMIT`], and counted rounds still above it
+    /// (kept once the retries were used up).
+    retried: usize,
+    disturbed: usize,
 }
 
 impl Stats {
+    /// The share of the machine's CPU time over the run that the hypervisor stole, in %.
+    fn steal(&self) -> f64 {
+        100.0 * self.steal_ticks as f64 / self.machine_ticks.max(1) as f64
+    }
+
     /// The runs of `rounds` as one: counts, CPU time and latencies added up, the rate averaged
     /// over the runs (each ran for the same time), the average latency weighted by answers.
     fn pooled(rounds: &[Stats]) -> Stats {
@@ -273,6 +293,7 @@ pub fn run(
         })
         .unwrap_or_else(|| "dnsmasq".into());
     let (mut max, mut fixed): ([Vec<Stats>; 3], [Vec<Stats>; 3]) = Default::default();
+    let (mut retried, mut disturbed) = (0, 0);
     for (rounds, rate) in [(MAX_ROUNDS, None), (FIXED_ROUNDS, Some(RATE))] {
         if rate.is_some() {
             // The warm-up after the floods, not counted (see the module's note).
@@ -289,11 +310,29 @@ pub fn run(
             }
         }
         for round in 0..rounds {
-            for i in order(round, rate.is_some()) {
-                let (server, pid) = servers[i];
-                let stats = dnsperf(netns, server, &queries, rate, pid)?;
+            loop {
+                let mut this: [Option<Stats>; 3] = Default::default();
+                for i in order(round, rate.is_some()) {
+                    let (server, pid) = servers[i];
+                    this[i] = Some(dnsperf(netns, server, &queries, rate, pid)?);
+                }
+                let this = this.map(|s| s.expect("every server ran"));
+                let steal = this.iter().map(Stats::steal).fold(0.0_f64, f64::max);
+                if steal > STEAL_LIMIT && retried < MAX_RETRIES {
+                    retried += 1;
+                    eprintln!(
+                        "bench services: (3) round {round} ran with {steal:.1}% CPU steal (the hypervisor was busy elsewhere): run again"
+                    );
+                    continue;
+                }
+                if steal > STEAL_LIMIT {
+                    disturbed += 1;
+                }
                 let runs = if rate.is_none() { &mut max } else { &mut fixed };
-                runs[i].push(stats);
+                for (i, stats) in this.into_iter().enumerate() {
+                    runs[i].push(stats);
+                }
+                break;
             }
         }
     }
@@ -302,6 +341,8 @@ pub fn run(
         max,
         fixed,
         dnsmasq_version: version,
+        retried,
+        disturbed,
     })
 }
 
@@ -493,18 +534,25 @@ impl Report {
                 list(&Self::per_round(runs, CONTROL, figure)),
             );
         }
-        let steal = |s: &Stats| 100.0 * s.steal_ticks as f64 / s.machine_ticks.max(1) as f64;
         let worst = self
             .fixed
             .iter()
             .flatten()
-            .map(steal)
+            .map(Stats::steal)
             .fold(0.0_f64, f64::max);
         println!(
-            "CPU steal (time the hypervisor gave elsewhere, % of this VM's CPU time) over the {RATE} q/s runs: agent {:.1}%, dnsmasq {:.1}%, dnsmasq #2 {:.1}%; worst run {worst:.1}%",
-            steal(&fixed[AGENT]),
-            steal(&fixed[DNSMASQ]),
-            steal(&fixed[CONTROL]),
+            "CPU steal (time the hypervisor gave elsewhere, % of this VM's CPU time) over the counted {RATE} q/s runs: agent {:.1}%, dnsmasq {:.1}%, dnsmasq #2 {:.1}%; worst run {worst:.1}%;\n\
+             rounds run again for a run above {STEAL_LIMIT}% steal: {} (at most {MAX_RETRIES}); counted rounds still above it: {}{}",
+            fixed[AGENT].steal(),
+            fixed[DNSMASQ].steal(),
+            fixed[CONTROL].steal(),
+            self.retried,
+            self.disturbed,
+            if self.disturbed > 0 {
+                " (the machine was not quiet: read the latencies as disturbed)"
+            } else {
+                ""
+            }
         );
     }
 }
