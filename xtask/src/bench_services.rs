@@ -26,6 +26,7 @@ mod datapath;
 mod dnsperf;
 pub(crate) mod lookup;
 mod scale;
+mod steal;
 mod trace;
 
 use crate::demo::{DemoAgent, interrupted};

@@ -28,13 +28,11 @@
 //! The table pools the rounds (rates averaged, latencies of every answer of every round); the
 //! per-round ratios and their medians are printed beside it.
 //!
-//! This VM shares its host: on 2026-12-08 two runs in a row had every server's p50 up tenfold,
-//! and /proc/stat showed 13-34% of the VM's CPU time stolen by the hypervisor during the
-//! fixed-rate runs. So each run's steal is taken, a round with a run above [`STEAL_LIMIT`] is
-//! run again whole (a bounded number of times, independent of the results), and the table
-//! says how many rounds were retried and how many counted ones were still disturbed.
+//! Each run's CPU steal is taken; a round with a run above [`super::steal::LIMIT`] is run
+//! again whole, a bounded number of times (see [`super::steal`]).
 
 use super::lookup::{lookup, udp_socket_in};
+use super::steal::{Retries, Ticks};
 use super::{RemoveOnDrop, pct, wait_until};
 use anyhow::{Context, Result, bail};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -54,11 +52,6 @@ const DNSMASQ_PORT: u16 = 5353;
 /// The control: a second dnsmasq, started the same way.
 const CONTROL_PORT: u16 = 5354;
 /// The servers, in the order of [`Report::max`] and [`Report::fixed`].
-/// A round in which some run lost more than this share of the VM's CPU time to the
-/// hypervisor (steal, in %) is disturbed from outside: it is run again, whole (every server),
-/// at most [`MAX_RETRIES`] times in all, and the retries are reported.
-const STEAL_LIMIT: f64 = 5.0;
-const MAX_RETRIES: usize = 6;
 const AGENT: usize = 0;
 const DNSMASQ: usize = 1;
 const CONTROL: usize = 2;
@@ -78,10 +71,8 @@ struct Stats {
     not_noerror: u64,
     /// CPU time the server used during the run (user + system, all threads), seconds.
     server_cpu: f64,
-    /// The machine's CPU time over the run (all cores, jiffies) and how much of it the
-    /// hypervisor took from this VM (steal): a run with steal is disturbed from outside.
-    machine_ticks: u64,
-    steal_ticks: u64,
+    /// The machine's CPU time over the run and how much of it the hypervisor stole.
+    machine: Ticks,
 }
 
 pub struct Report {
@@ -90,18 +81,11 @@ pub struct Report {
     /// Per server, per round: the fixed-rate runs.
     fixed: [Vec<Stats>; 3],
     dnsmasq_version: String,
-    /// Rounds run again for steal above [`STEAL_LIMIT`], and counted rounds still above it
-    /// (kept once the retries were used up).
-    retried: usize,
-    disturbed: usize,
+    /// Rounds run again for CPU steal, and counted rounds still disturbed.
+    retries: Retries,
 }
 
 impl Stats {
-    /// The share of the machine's CPU time over the run that the hypervisor stole, in %.
-    fn steal(&self) -> f64 {
-        100.0 * self.steal_ticks as f64 / self.machine_ticks.max(1) as f64
-    }
-
     /// The runs of `rounds` as one: counts, CPU time and latencies added up, the rate averaged
     /// over the runs (each ran for the same time), the average latency weighted by answers.
     fn pooled(rounds: &[Stats]) -> Stats {
@@ -116,8 +100,7 @@ impl Stats {
             all.latencies.extend_from_slice(&s.latencies);
             all.not_noerror += s.not_noerror;
             all.server_cpu += s.server_cpu;
-            all.machine_ticks += s.machine_ticks;
-            all.steal_ticks += s.steal_ticks;
+            all.machine += s.machine;
         }
         all.avg_latency /= all.completed.max(1) as f64;
         all
@@ -136,25 +119,6 @@ impl Drop for Dnsmasq {
 
 /// User + system CPU time of process `pid` so far, in seconds (`/proc/PID/stat` counts in
 /// USER_HZ, 100 on Linux).
-/// The machine's CPU time so far (all cores, jiffies) and the part of it stolen by the
-/// hypervisor, from the first line of /proc/stat.
-fn machine_ticks() -> Result<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").context("read /proc/stat")?;
-    parse_machine_ticks(&stat).context("/proc/stat without its cpu line")
-}
-
-fn parse_machine_ticks(stat: &str) -> Option<(u64, u64)> {
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    // user nice system idle iowait irq softirq steal (guest time is counted in user).
-    let fields: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .take(8)
-        .map(|f| f.parse().ok())
-        .collect::<Option<_>>()?;
-    (fields.len() == 8).then(|| (fields.iter().sum(), fields[7]))
-}
-
 fn cpu_seconds(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("read /proc/{pid}/stat"))?;
@@ -293,7 +257,7 @@ pub fn run(
         })
         .unwrap_or_else(|| "dnsmasq".into());
     let (mut max, mut fixed): ([Vec<Stats>; 3], [Vec<Stats>; 3]) = Default::default();
-    let (mut retried, mut disturbed) = (0, 0);
+    let mut retries = Retries::default();
     for (rounds, rate) in [(MAX_ROUNDS, None), (FIXED_ROUNDS, Some(RATE))] {
         if rate.is_some() {
             // The warm-up after the floods, not counted (see the module's note).
@@ -317,16 +281,12 @@ pub fn run(
                     this[i] = Some(dnsperf(netns, server, &queries, rate, pid)?);
                 }
                 let this = this.map(|s| s.expect("every server ran"));
-                let steal = this.iter().map(Stats::steal).fold(0.0_f64, f64::max);
-                if steal > STEAL_LIMIT && retried < MAX_RETRIES {
-                    retried += 1;
-                    eprintln!(
-                        "bench services: (3) round {round} ran with {steal:.1}% CPU steal (the hypervisor was busy elsewhere): run again"
-                    );
+                let steal = this
+                    .iter()
+                    .map(|s| s.machine.percent())
+                    .fold(0.0_f64, f64::max);
+                if retries.again(steal, &format!("(3) DNS round {round}")) {
                     continue;
-                }
-                if steal > STEAL_LIMIT {
-                    disturbed += 1;
                 }
                 let runs = if rate.is_none() { &mut max } else { &mut fixed };
                 for (i, stats) in this.into_iter().enumerate() {
@@ -341,8 +301,7 @@ pub fn run(
         max,
         fixed,
         dnsmasq_version: version,
-        retried,
-        disturbed,
+        retries,
     })
 }
 
@@ -370,10 +329,10 @@ fn dnsperf(
         cmd.args(["-Q", &rate.to_string(), "-v"]);
     }
     let cpu_before = cpu_seconds(server_pid)?;
-    let machine_before = machine_ticks()?;
+    let machine_before = Ticks::now()?;
     let out = cmd.output().context("cannot run dnsperf")?;
     let server_cpu = cpu_seconds(server_pid)? - cpu_before;
-    let machine_after = machine_ticks()?;
+    let machine_after = Ticks::now()?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         bail!(
@@ -386,8 +345,7 @@ fn dnsperf(
     let mut stats = parse(&text)
         .with_context(|| format!("dnsperf against {server}: no statistics in its output"))?;
     stats.server_cpu = server_cpu;
-    stats.machine_ticks = machine_after.0.saturating_sub(machine_before.0);
-    stats.steal_ticks = machine_after.1.saturating_sub(machine_before.1);
+    stats.machine = machine_before.until(machine_after);
     if stats.completed == 0 || (rate.is_some() && stats.latencies.is_empty()) {
         bail!("dnsperf against {server}: no query was answered");
     }
@@ -538,21 +496,14 @@ impl Report {
             .fixed
             .iter()
             .flatten()
-            .map(Stats::steal)
+            .map(|s| s.machine.percent())
             .fold(0.0_f64, f64::max);
         println!(
-            "CPU steal (time the hypervisor gave elsewhere, % of this VM's CPU time) over the counted {RATE} q/s runs: agent {:.1}%, dnsmasq {:.1}%, dnsmasq #2 {:.1}%; worst run {worst:.1}%;\n\
-             rounds run again for a run above {STEAL_LIMIT}% steal: {} (at most {MAX_RETRIES}); counted rounds still above it: {}{}",
-            fixed[AGENT].steal(),
-            fixed[DNSMASQ].steal(),
-            fixed[CONTROL].steal(),
-            self.retried,
-            self.disturbed,
-            if self.disturbed > 0 {
-                " (the machine was not quiet: read the latencies as disturbed)"
-            } else {
-                ""
-            }
+            "CPU steal (time the hypervisor gave elsewhere, % of this VM's CPU time) over the counted {RATE} q/s runs: agent {:.1}%, dnsmasq {:.1}%, dnsmasq #2 {:.1}%; worst run {worst:.1}%;\n{}",
+            fixed[AGENT].machine.percent(),
+            fixed[DNSMASQ].machine.percent(),
+            fixed[CONTROL].machine.percent(),
+            self.retries.line(),
         );
     }
 }
@@ -560,17 +511,6 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_the_machine_time_and_its_steal() {
-        let stat = "cpu  267933 0 126793 244252 3084 0 16680 21298 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
-        assert_eq!(
-            parse_machine_ticks(stat),
-            Some((267933 + 126793 + 244252 + 3084 + 16680 + 21298, 21298))
-        );
-        assert_eq!(parse_machine_ticks("cpu  1 2 3\n"), None);
-        assert_eq!(parse_machine_ticks("intr 5\n"), None);
-    }
 
     #[test]
     fn reads_dnsperf_statistics_and_verbose_lines() {
@@ -653,8 +593,10 @@ Statistics:
             latencies: vec![0.003],
             not_noerror: 2,
             server_cpu: 0.25,
-            machine_ticks: 1000,
-            steal_ticks: 30,
+            machine: Ticks {
+                total: 1000,
+                steal: 30,
+            },
         };
         let p = Stats::pooled(&[a, b]);
         assert_eq!((p.sent, p.completed, p.lost, p.not_noerror), (40, 40, 1, 2));
@@ -663,6 +605,6 @@ Statistics:
         assert!((p.max_latency - 0.004).abs() < 1e-12);
         assert_eq!(p.latencies, vec![0.001, 0.002, 0.003]);
         assert!((p.server_cpu - 0.75).abs() < 1e-12);
-        assert_eq!((p.machine_ticks, p.steal_ticks), (1000, 30));
+        assert_eq!(p.machine.percent(), 3.0);
     }
 }
