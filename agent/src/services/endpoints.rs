@@ -140,7 +140,14 @@ pub fn endpoints<'a>(
             Some(Endpoint::new(pod.clone(), p.subdomain == Some(name)))
         })
         .collect();
-    all.sort();
+    // One endpoint per address; of two reports of one address (a stale one beside its new
+    // pod's, say), the serving one is kept.
+    all.sort_by(|a, b| {
+        a.ip()
+            .cmp(&b.ip())
+            .then(b.serving(service).cmp(&a.serving(service)))
+            .then(a.cmp(b))
+    });
     all.dedup_by(|a, b| a.ip() == b.ip());
     if all
         .iter()
@@ -333,6 +340,19 @@ mod tests {
         );
         let got = endpoints("default", "web", &by_number, views(&pods), &none);
         assert_eq!(got[0].port(&by_number.spec.ports[0]), Some(9090));
+    }
+
+    #[test]
+    fn of_two_reports_of_one_address_the_serving_one_is_kept() {
+        let svc = service("  selector: {app: web}\n  ports: [{port: 80}]\n");
+        // "a" sorts first by name: a stale unready report beside the ready new pod.
+        let pods = [
+            pod("a-stale", "n1", "10.42.1.2", false),
+            pod("b-new", "n1", "10.42.1.2", true),
+        ];
+        let got = endpoints("default", "web", &svc, views(&pods), &BTreeSet::new());
+        assert_eq!(names(&got), ["b-new"]);
+        assert!(got[0].serving(&svc));
     }
 
     #[test]

@@ -125,10 +125,14 @@ pub fn table(
             let (namespace, name) = (k.namespace.as_str(), k.name.as_str());
             let endpoints =
                 endpoints::endpoints(namespace, name, &service, views.iter().cloned(), gone_nodes);
+            // Stopping pods are counted only where they stay endpoints (publishNotReadyAddresses),
+            // so that the ready count never exceeds the total.
             let selected = views
                 .iter()
                 .filter(|p| {
-                    p.namespace == namespace && !p.deleting && service.spec.selects(p.labels)
+                    p.namespace == namespace
+                        && (!p.deleting || service.spec.publish_not_ready_addresses)
+                        && service.spec.selects(p.labels)
                 })
                 .count();
             let view = ServiceView {

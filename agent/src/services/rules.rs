@@ -15,7 +15,10 @@ use std::net::Ipv4Addr;
 /// Packets to a node port are marked so that postrouting masquerades them (replies come back
 /// through the node the client chose); their connection gets the same bit as its ct mark, so
 /// that after a restart a UDP flow through a node port no longer programmed can be told from
-/// a hostPort's (see [`super::flows::Stale::AtStart`]).
+/// a hostPort's (see [`super::flows::Stale::AtStart`]). The bit is ORed in, so other users'
+/// bits stay; software that sets the whole ct mark only takes that cleanup away (such flows
+/// then time out), and a foreign user of this bit only makes a translated UDP flow be
+/// forgotten at start (its next datagram makes a new one).
 pub const NODE_PORT_MARK: u32 = 0x4000;
 
 /// One Service port as the node programs it.
