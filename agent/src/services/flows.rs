@@ -28,8 +28,9 @@ pub enum Stale {
     Untranslated(Target),
     /// At the first sync after the agent started, when what was programmed before is not
     /// known: UDP flows to the service CIDR, and UDP flows a node port rule translated (their
-    /// connection carries [`NODE_PORT_MARK`]), that the programmed ports would not make now. TCP connections are left to
-    /// end (the rules may not hold every Service yet; a tracked connection keeps its endpoint).
+    /// connection carries [`NODE_PORT_MARK`]), that the programmed ports would not make now.
+    /// TCP connections are left to end (the rules may not hold every Service yet; a tracked
+    /// connection keeps its endpoint).
     AtStart {
         cidr: ipnet::Ipv4Net,
         now: Vec<(Target, Vec<(Ipv4Addr, u16)>)>,

@@ -291,11 +291,7 @@ pub fn run(
                     .iter()
                     .map(|s| s.machine.percent())
                     .fold(0.0_f64, f64::max);
-                let what = if rate.is_none() {
-                    "full-rate"
-                } else {
-                    "fixed-rate"
-                };
+                let what = ["full-rate", "fixed-rate"][part];
                 if retries[part].again(steal, &format!("(3) DNS {what} round {round}")) {
                     continue;
                 }

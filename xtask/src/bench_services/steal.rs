@@ -2,15 +2,16 @@
 //! shares its host; on 2026-12-08 two services benches in a row had every DNS server's p50 up
 //! tenfold, and /proc/stat showed 13-34% of the VM's CPU time stolen during the runs. A round
 //! of a side-by-side comparison with a run above [`LIMIT`] is disturbed from outside: the
-//! phases run it again, whole (every side), at most [`MAX_RETRIES`] times in all, a rule that
-//! does not look at the results, and report how many rounds were retried and how many counted
-//! ones were still disturbed.
+//! phases run it again, whole (every side), at most [`MAX_RETRIES`] times per [`Retries`]
+//! (one for the data path, one each for the DNS phase's full-rate and fixed-rate rounds), a
+//! rule that does not look at the results, and report how many rounds were retried and how
+//! many counted ones were still disturbed.
 
 use anyhow::{Context, Result};
 
 /// Steal above this share of the VM's CPU time (%) makes a round disturbed.
 pub const LIMIT: f64 = 5.0;
-/// Rounds run again per phase, at most.
+/// Rounds run again per [`Retries`], at most.
 pub const MAX_RETRIES: usize = 6;
 
 /// The machine's CPU time so far (all cores, jiffies) and the part of it stolen.
@@ -63,7 +64,7 @@ fn parse(stat: &str) -> Option<Ticks> {
     })
 }
 
-/// Counts a phase's retried and disturbed rounds.
+/// Counts the retried and disturbed rounds of one run of rounds.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Retries {
     pub retried: usize,
